@@ -1,0 +1,79 @@
+"""glsandbox: run untrusted notebook cells and functions in an OS-level sandbox.
+
+Public API (host side); everything else is private. See the README.
+"""
+
+from __future__ import annotations
+
+from ._version import __version__ as __version__
+from .config import FilesystemConfig as FilesystemConfig
+from .config import IsolationType as IsolationType
+from .config import NetworkConfig as NetworkConfig
+from .config import OSSandboxConfig as OSSandboxConfig
+from .config import ResourceLimits as ResourceLimits
+from .config import SandboxMode as SandboxMode
+from .config import SecurityLevel as SecurityLevel
+from .config import WhitelistConfig as WhitelistConfig
+from .config import create_config_by_level as create_config_by_level
+from .exceptions import BackendUnavailableError as BackendUnavailableError
+from .exceptions import SandboxConfigError as SandboxConfigError
+from .exceptions import SandboxCrashedError as SandboxCrashedError
+from .exceptions import SandboxError as SandboxError
+from .exceptions import SandboxEscapeError as SandboxEscapeError
+from .exceptions import SandboxMemoryError as SandboxMemoryError
+from .exceptions import SandboxRemoteError as SandboxRemoteError
+from .exceptions import SandboxSecurityError as SandboxSecurityError
+from .exceptions import SandboxTimeoutError as SandboxTimeoutError
+from .exceptions import SandboxViolationError as SandboxViolationError
+from .metrics import SandboxMetrics as SandboxMetrics
+from .sandbox import OSSandbox as OSSandbox
+from .sandbox import execute_lenient as execute_lenient
+from .sandbox import execute_moderate as execute_moderate
+from .sandbox import execute_strict as execute_strict
+from .sandbox import sandboxed as sandboxed
+from .session import CellResult as CellResult
+
+
+def load_ipython_extension(ipython: object) -> None:
+    """``%load_ext glsandbox_kernel``: register the %%sandbox magics (lazy import)."""
+    from .magics import load_ipython_extension as _load
+
+    _load(ipython)
+
+
+def unload_ipython_extension(ipython: object) -> None:
+    """``%unload_ext glsandbox_kernel``: close sessions the magic started."""
+    from .magics import unload_ipython_extension as _unload
+
+    _unload(ipython)
+
+
+__all__ = [
+    "BackendUnavailableError",
+    "CellResult",
+    "FilesystemConfig",
+    "IsolationType",
+    "NetworkConfig",
+    "OSSandbox",
+    "OSSandboxConfig",
+    "ResourceLimits",
+    "SandboxConfigError",
+    "SandboxCrashedError",
+    "SandboxError",
+    "SandboxEscapeError",
+    "SandboxMemoryError",
+    "SandboxMetrics",
+    "SandboxMode",
+    "SandboxRemoteError",
+    "SandboxSecurityError",
+    "SandboxTimeoutError",
+    "SandboxViolationError",
+    "SecurityLevel",
+    "WhitelistConfig",
+    "__version__",
+    "create_config_by_level",
+    "execute_lenient",
+    "execute_moderate",
+    "execute_strict",
+    "sandboxed",
+]

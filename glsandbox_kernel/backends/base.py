@@ -1,0 +1,168 @@
+"""The small abstract base every isolation backend implements (host side).
+
+A backend knows how to start one worker process confined one way, how to
+signal and kill it, and where its resource figures come from. It knows
+nothing of Jupyter or of the audit log. The session
+(:mod:`glsandbox_kernel.session`) is the only caller.
+
+Modelled on ``subprocess.Popen`` and jupyter_client's kernel provisioner:
+:meth:`SandboxBackend.start` returns a :class:`WorkerProcess` whose methods
+mirror ``poll``/``wait``/``send_signal``/``kill``. Optional hooks do nothing
+by default.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import socket
+from typing import Any, ClassVar
+
+from ..config import IsolationType, OSSandboxConfig
+
+
+@dataclasses.dataclass
+class ResourceSample:
+    """One reading of the worker's resource use, taken outside the worker.
+
+    Every field a source cannot measure is ``None``, never 0.
+    """
+
+    cpu_time: float | None = None
+    memory_current: int | None = None
+    memory_peak: int | None = None
+    pids: int | None = None
+    disk_read_bytes: int | None = None
+    disk_write_bytes: int | None = None
+    network_bytes_sent: int | None = None
+    network_bytes_received: int | None = None
+    oom_killed: bool | None = None
+    source: str = "none"
+
+
+@dataclasses.dataclass
+class ExitInfo:
+    """How a worker ended, as seen from outside.
+
+    ``returncode`` follows Popen: negative is the signal number. ``reason`` is
+    a limit the backend saw (``"oom"``, ``"pids"``, ``"cpu_time"``) or None.
+    """
+
+    returncode: int | None
+    reason: str | None = None
+
+    @property
+    def signal(self) -> int | None:
+        if self.returncode is not None and self.returncode < 0:
+            return -self.returncode
+        return None
+
+
+class WorkerProcess(abc.ABC):
+    """A started worker, host view. Created by :meth:`SandboxBackend.start`.
+
+    ``sock`` is the host end of the connected stream socket that carries the
+    frames of :mod:`glsandbox_kernel.protocol`.
+    """
+
+    sock: socket.socket
+    pid: int
+
+    @abc.abstractmethod
+    def poll(self) -> int | None:
+        """Return the return code if the worker has ended, else None (like Popen.poll)."""
+
+    @abc.abstractmethod
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Wait for the worker to end; None if still running after ``timeout``."""
+
+    @abc.abstractmethod
+    def send_signal(self, signum: int) -> None:
+        """Send ``signum`` to the worker (the session uses SIGINT for interrupt)."""
+
+    @abc.abstractmethod
+    def kill(self) -> None:
+        """Kill the worker and every process it started. Called on timeout and close."""
+
+    @abc.abstractmethod
+    def cleanup(self) -> None:
+        """Release everything the backend made for this worker (dirs, cgroups, containers).
+
+        Called by the session after the worker ended; must be idempotent.
+        """
+
+    def exit_info(self) -> ExitInfo:
+        """How the worker ended; backends add a limit reason (e.g. cgroup OOM)."""
+        return ExitInfo(self.poll())
+
+    def sample(self) -> ResourceSample:
+        """A reading of the worker tree's resource use (monitor thread and per call)."""
+        return ResourceSample()
+
+    def reset_peak(self) -> None:
+        """Start a new peak-memory window (called before each call). Optional."""
+
+    def host_pids(self) -> list[int]:
+        """Host pids of every process in the worker tree (for leak checks and monitoring)."""
+        return [self.pid]
+
+    def describe(self) -> dict[str, Any]:
+        """Facts for the audit record: which controls are in force, what fell back."""
+        return {}
+
+
+class SandboxBackend(abc.ABC):
+    """One isolation mechanism. Subclasses live one per module under ``backends/``.
+
+    Registered under the entry-point group ``glsandbox_kernel.backends``; the
+    registry (:mod:`glsandbox_kernel.backends.registry`) finds them.
+    ``strength`` orders backends for the default choice; ``needs_daemon``
+    keeps daemon-based ones out of it.
+    """
+
+    name: ClassVar[str]
+    isolation_type: ClassVar[IsolationType]
+    strength: ClassVar[int] = 0
+    needs_daemon: ClassVar[bool] = False
+
+    def __init__(self, config: OSSandboxConfig) -> None:
+        self.config = config
+
+    @classmethod
+    @abc.abstractmethod
+    def available(cls) -> tuple[bool, str]:
+        """Whether this backend can run here, and why not (or what it uses)."""
+
+    @classmethod
+    def unavailable_hint(cls) -> str:
+        """How a user can make this backend available (shown in errors and doctor)."""
+        return ""
+
+    @abc.abstractmethod
+    def start(self, *, session_id: str) -> WorkerProcess:
+        """Start one confined worker for ``session_id``; called by the session.
+
+        Must return only once the worker is connected, or raise a
+        :class:`~glsandbox_kernel.exceptions.SandboxError` (undoing any
+        half-finished setup).
+        """
+
+    def on_hello(self, worker: WorkerProcess, hello: dict[str, Any], fds: list[int]) -> None:
+        """Called by the session with the worker's first frame and the fds it passed.
+
+        Backends that run a seccomp supervisor take the listener fd here. The
+        default closes every fd. ``hello`` is untrusted data.
+        """
+        import os
+
+        for fd in fds:
+            os.close(fd)
+
+    def add_violation_listener(self, worker: WorkerProcess, listener: Any) -> None:
+        """Route violations seen outside the worker (supervisor, proxy) to ``listener``.
+
+        ``listener(record: dict)`` is called from any thread. Optional.
+        """
+
+    def close(self) -> None:
+        """Release backend-wide resources (pools, daemons); called on session close."""

@@ -1,0 +1,267 @@
+"""BASIC backend: a forked worker with rlimits, scrubbed env, private cwd (host side).
+
+The worker is forked from the zygote (:mod:`glsandbox_kernel.zygote`) and
+confined by the child-side steps the plan names (rlimits, no_new_privs,
+umask 077, and where the kernel has them Landlock and seccomp). Needs no root.
+:class:`ZygoteWorker` is reused by the namespace and chroot backends.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+from typing import Any, ClassVar
+
+from ..config import IsolationType, OSSandboxConfig
+from ..exceptions import SandboxCrashedError
+from ..zygote import ZygoteClient, children_of, get_zygote
+from .base import ExitInfo, ResourceSample, SandboxBackend, WorkerProcess
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def scrubbed_env(config: OSSandboxConfig, workdir: str) -> dict[str, str]:
+    """The worker's environment: allowlisted host variables plus safe defaults."""
+    env = {k: os.environ[k] for k in config.whitelist.allowed_env_vars if k in os.environ}
+    env.update(
+        {
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "HOME": workdir,
+            "TMPDIR": workdir,
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONNOUSERSITE": "1",
+            "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+            "MPLCONFIGDIR": os.path.join(workdir, ".matplotlib"),
+            "IPYTHONDIR": os.path.join(workdir, ".ipython"),
+            "GLSANDBOX": "1",
+        }
+    )
+    env.update(dict(config.whitelist.env))
+    return env
+
+
+def rlimits_for(config: OSSandboxConfig) -> dict[str, int]:
+    """RLIMIT_* settings (resource module names) for the config's limits."""
+    lim = config.limits
+    out: dict[str, int] = {"RLIMIT_CORE": 0}
+    if lim.memory_limit_bytes is not None:
+        out["RLIMIT_AS"] = int(lim.memory_limit_bytes)
+    if lim.cpu_time_limit_seconds is not None:
+        out["RLIMIT_CPU"] = max(1, int(lim.cpu_time_limit_seconds + 0.999))
+    if lim.max_open_files is not None:
+        out["RLIMIT_NOFILE"] = int(lim.max_open_files)
+    if lim.max_processes is not None and os.geteuid() != 0:
+        out["RLIMIT_NPROC"] = int(lim.max_processes)
+    if lim.max_file_size_bytes is not None:
+        out["RLIMIT_FSIZE"] = int(lim.max_file_size_bytes)
+    return out
+
+
+def read_proc_stat(pid: int) -> tuple[float, int] | None:
+    """(cpu seconds incl. waited children, rss bytes) of ``pid`` from /proc, or None."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            fields = fh.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    ticks = int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
+    return ticks / _CLK_TCK, int(fields[21]) * _PAGE
+
+
+def read_vm_hwm(pid: int) -> int | None:
+    """Peak RSS (VmHWM) of ``pid`` in bytes, or None."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (breadth first), read from /proc."""
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        kids = children_of(p)
+        out.extend(kids)
+        todo.extend(kids)
+    return out
+
+
+class ZygoteWorker(WorkerProcess):
+    """A worker forked from the zygote; ``reaper_pid`` is the tree's trusted reaper.
+
+    Created by :meth:`BasicBackend.start` (and the namespace/chroot backends).
+    """
+
+    def __init__(self, *, zygote: ZygoteClient, reaper_pid: int, sock: socket.socket, workdir: str | None) -> None:
+        self.zygote = zygote
+        self.reaper_pid = reaper_pid
+        self.sock = sock
+        self.pid = reaper_pid
+        self.workdir = workdir
+        self._peak = 0
+        self._cleaned = False
+
+    def set_worker_pid(self, pid: int) -> None:
+        """Called by the backend once the hello frame named the worker's host pid."""
+        self.pid = pid
+
+    def poll(self) -> int | None:
+        return self.zygote.returncode(self.reaper_pid)
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        return self.zygote.wait(self.reaper_pid, timeout)
+
+    def send_signal(self, signum: int) -> None:
+        if self.poll() is None:
+            try:
+                os.kill(self.pid, signum)
+            except ProcessLookupError:
+                pass
+
+    def host_pids(self) -> list[int]:
+        if self.poll() is not None:
+            return []
+        return [self.reaper_pid, *descendants(self.reaper_pid)]
+
+    def kill(self) -> None:
+        """SIGKILL the whole tree under the reaper, then the reaper; wait for it."""
+        for _ in range(20):
+            if self.poll() is not None:
+                break
+            tree = descendants(self.reaper_pid)
+            for pid in reversed(tree):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            if not tree:
+                try:
+                    os.kill(self.reaper_pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            if self.wait(0.05) is not None:
+                break
+        else:
+            try:
+                os.kill(self.reaper_pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.wait(2.0)
+
+    def cleanup(self) -> None:
+        if self._cleaned:
+            return
+        self._cleaned = True
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        if self.poll() is not None:
+            self.zygote.forget(self.reaper_pid)
+        if self.workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def exit_info(self) -> ExitInfo:
+        return ExitInfo(self.poll())
+
+    def sample(self) -> ResourceSample:
+        """Worker-process figures from /proc (cheap: used per call)."""
+        st = read_proc_stat(self.pid)
+        if st is None:
+            return ResourceSample(source="procfs")
+        cpu, rss = st
+        peak = read_vm_hwm(self.pid)
+        return ResourceSample(cpu_time=cpu, memory_current=rss, memory_peak=peak, source="procfs")
+
+    def reset_peak(self) -> None:
+        try:
+            with open(f"/proc/{self.pid}/clear_refs", "w") as fh:
+                fh.write("5")
+        except OSError:
+            pass
+
+
+class BasicBackend(SandboxBackend):
+    """Process isolation with rlimits; works everywhere on POSIX without root."""
+
+    name: ClassVar[str] = "basic"
+    isolation_type: ClassVar[IsolationType] = IsolationType.BASIC
+    strength: ClassVar[int] = 10
+
+    @classmethod
+    def available(cls) -> tuple[bool, str]:
+        if os.name != "posix":
+            return False, "needs a POSIX system"
+        return True, "forked worker with rlimits, scrubbed environment, private working directory"
+
+    def child_plan(self, workdir: str) -> dict[str, Any]:
+        """The child-side steps for this backend (see :mod:`glsandbox_kernel.confinement`)."""
+        try:
+            from ..confinement import build_child_plan
+        except ImportError:
+            build_child_plan = None
+        if build_child_plan is not None:
+            plan = dict(build_child_plan(self.config, backend=self.name, workdir=workdir))
+        else:
+            plan = {}
+        plan.setdefault("rlimits", rlimits_for(self.config))
+        plan["env"] = scrubbed_env(self.config, workdir)
+        plan["cwd"] = workdir
+        plan["umask"] = 0o077
+        return plan
+
+    def make_workdir(self, session_id: str) -> str:
+        return tempfile.mkdtemp(prefix=f"glsandbox-{session_id[:8]}-")
+
+    def start(self, *, session_id: str) -> WorkerProcess:
+        workdir = self.make_workdir(session_id)
+        host_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            plan = self.child_plan(workdir)
+            zygote = get_zygote(sys.executable)
+            reaper = zygote.spawn(plan, child_end)
+        except BaseException:
+            host_end.close()
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
+        finally:
+            child_end.close()
+        return ZygoteWorker(zygote=zygote, reaper_pid=reaper, sock=host_end, workdir=workdir)
+
+    def on_hello(self, worker: WorkerProcess, hello: dict[str, Any], fds: list[int]) -> None:
+        """Called by the session with the worker's first frame and any fds it passed."""
+        if isinstance(worker, ZygoteWorker):
+            pid = hello.get("pid")
+            if type(pid) is int and pid in descendants(worker.reaper_pid):
+                worker.set_worker_pid(pid)
+            else:
+                kids = children_of(worker.reaper_pid)
+                if kids:
+                    worker.set_worker_pid(kids[0])
+        for fd in fds:
+            os.close(fd)
+
+
+def wait_gone(pids: list[int], timeout: float = 2.0) -> bool:
+    """True once none of ``pids`` exists (used by tests and cleanup checks)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not any(os.path.exists(f"/proc/{p}") for p in pids):
+            return True
+        time.sleep(0.01)
+    return False
+
+
+__all__ = ["BasicBackend", "SandboxCrashedError", "ZygoteWorker"]

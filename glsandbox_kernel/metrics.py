@@ -1,0 +1,203 @@
+"""SandboxMetrics and the monitor thread (host side).
+
+Figures are measured outside the worker: /proc, cgroups, the container
+runtime, the network proxy. A field nobody measured is ``None``, never 0.
+
+:class:`Monitor` samples the worker tree at a bounded rate (4 Hz by default)
+only while a call is running, keeps the peaks, and hands each sample to live
+listeners (the notebook widget). Costs nothing while the session is idle.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .backends.base import ResourceSample, WorkerProcess
+
+
+@dataclasses.dataclass
+class SandboxMetrics:
+    """Resource use of one call (``OSSandbox.metrics``) or a running total.
+
+    The seed's fields, plus ``isolation_type``, ``fallback`` (the backend
+    that was wanted when BASIC ran instead), ``state_lost`` and the limits
+    source (``"cgroup"``, ``"rlimit"``...).
+    """
+
+    cpu_time_used: float | None = None
+    memory_peak_bytes: int | None = None
+    memory_current_bytes: int | None = None
+    disk_read_bytes: int | None = None
+    disk_write_bytes: int | None = None
+    network_bytes_sent: int | None = None
+    network_bytes_received: int | None = None
+    syscalls_made: int | None = None
+    violations_detected: int = 0
+    escape_attempts: int = 0
+    execution_time: float | None = None
+    setup_time: float | None = None
+    cleanup_time: float | None = None
+    pids_peak: int | None = None
+    isolation_type: str | None = None
+    fallback: str | None = None
+    state_lost: bool = False
+    measured_by: str | None = None
+    calls: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def accumulate(self, other: SandboxMetrics) -> None:
+        """Add ``other`` (one call) into this running total."""
+        for name in ("cpu_time_used", "execution_time", "setup_time", "cleanup_time",
+                     "disk_read_bytes", "disk_write_bytes", "network_bytes_sent",
+                     "network_bytes_received", "syscalls_made"):
+            a, b = getattr(self, name), getattr(other, name)
+            if b is not None:
+                setattr(self, name, (a or 0) + b)
+        for name in ("memory_peak_bytes", "pids_peak"):
+            a, b = getattr(self, name), getattr(other, name)
+            if b is not None:
+                setattr(self, name, b if a is None else max(a, b))
+        if other.memory_current_bytes is not None:
+            self.memory_current_bytes = other.memory_current_bytes
+        self.violations_detected += other.violations_detected
+        self.escape_attempts += other.escape_attempts
+        self.calls += other.calls
+        self.isolation_type = other.isolation_type or self.isolation_type
+        self.fallback = other.fallback or self.fallback
+        self.measured_by = other.measured_by or self.measured_by
+        self.state_lost = self.state_lost or other.state_lost
+
+
+Listener = Callable[[dict[str, Any]], None]
+
+
+class Monitor:
+    """Samples a worker while a call runs; one per session, started lazily.
+
+    ``begin()``/``end()`` bracket a call (called by the session). After a
+    short delay (so quick calls cost nothing) a daemon thread samples every
+    ``interval`` seconds, tracking the peak memory and pids of the whole tree.
+    """
+
+    def __init__(self, interval: float = 0.25, delay: float = 0.05) -> None:
+        self.interval = interval
+        self.delay = delay
+        self.listeners: list[Listener] = []
+        self._cond = threading.Condition()
+        self._worker: WorkerProcess | None = None
+        self._active = False
+        self._started_at = 0.0
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self.peak_memory: int | None = None
+        self.peak_pids: int | None = None
+        self.last: ResourceSample | None = None
+        self.context: dict[str, Any] = {}
+
+    def begin(self, worker: WorkerProcess, context: dict[str, Any] | None = None) -> None:
+        with self._cond:
+            self._worker = worker
+            self._active = True
+            self._started_at = time.monotonic()
+            self.peak_memory = None
+            self.peak_pids = None
+            self.last = None
+            self.context = context or {}
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="glsandbox-monitor", daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+
+    def end(self) -> None:
+        with self._cond:
+            self._active = False
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._active = False
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._active and not self._closed:
+                    self._cond.wait()
+                if self._closed:
+                    return
+                started = self._started_at
+                worker = self._worker
+            wait = started + self.delay - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            while True:
+                with self._cond:
+                    if not self._active or self._started_at != started or self._closed:
+                        break
+                if worker is not None:
+                    self._sample(worker, started)
+                with self._cond:
+                    self._cond.wait(self.interval)
+
+    def _sample(self, worker: WorkerProcess, started: float) -> None:
+        try:
+            sample = tree_sample(worker)
+        except Exception:  # noqa: BLE001 - the worker may vanish mid-read
+            return
+        self.last = sample
+        if sample.memory_current is not None:
+            self.peak_memory = max(self.peak_memory or 0, sample.memory_current)
+        if sample.memory_peak is not None:
+            self.peak_memory = max(self.peak_memory or 0, sample.memory_peak)
+        if sample.pids is not None:
+            self.peak_pids = max(self.peak_pids or 0, sample.pids)
+        if self.listeners:
+            event = {
+                "elapsed": time.monotonic() - started,
+                "cpu_time": sample.cpu_time,
+                "memory_current": sample.memory_current,
+                "memory_peak": self.peak_memory,
+                "pids": sample.pids,
+                "source": sample.source,
+                **self.context,
+            }
+            for listener in list(self.listeners):
+                try:
+                    listener(event)
+                except Exception:  # noqa: BLE001 - a broken widget must not stop sampling
+                    pass
+
+
+def tree_sample(worker: WorkerProcess) -> ResourceSample:
+    """A whole-tree reading: the backend's own source when it has one, else /proc."""
+    sample = worker.sample()
+    if sample.source not in ("procfs", "none"):
+        return sample
+    from .backends.basic import read_proc_stat
+
+    pids = worker.host_pids()
+    cpu = 0.0
+    rss = 0
+    seen = 0
+    for pid in pids:
+        st = read_proc_stat(pid)
+        if st is None:
+            continue
+        seen += 1
+        cpu += st[0]
+        rss += st[1]
+    if not seen:
+        return sample
+    return ResourceSample(
+        cpu_time=cpu,
+        memory_current=rss,
+        memory_peak=sample.memory_peak,
+        pids=seen,
+        source="procfs-tree",
+    )

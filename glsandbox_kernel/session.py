@@ -1,0 +1,438 @@
+"""The persistent sandboxed worker, host side: requests, limits, restarts.
+
+:class:`Session` owns one worker at a time (started on first use through the
+chosen backend), sends it requests and reads its frames. It enforces the
+wall-clock timeout with its own clock, interrupts with SIGINT and kills after
+a grace period, detects crashes, and turns everything into results or
+:mod:`~glsandbox_kernel.exceptions`. After a kill the next request starts a
+fresh worker and the caller is told that state was lost.
+
+Everything read from the worker is hostile input: frames are size-capped and
+decoded with the restricted codec (:mod:`glsandbox_kernel.protocol`).
+Who calls: :class:`glsandbox_kernel.sandbox.OSSandbox`, the kernel and the
+magic (through OSSandbox).
+"""
+
+from __future__ import annotations
+
+import builtins
+import dataclasses
+import logging
+import os
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from .backends.base import SandboxBackend, WorkerProcess
+from .backends.registry import default_backend, get_backend
+from .config import IsolationType, OSSandboxConfig, SandboxMode
+from .exceptions import (
+    BackendUnavailableError,
+    SandboxCrashedError,
+    SandboxError,
+    SandboxEscapeError,
+    SandboxMemoryError,
+    SandboxRemoteError,
+    SandboxSecurityError,
+    SandboxTimeoutError,
+    SandboxViolationError,
+)
+from .metrics import Monitor, SandboxMetrics
+from .protocol import FrameChannel, WorkerGone
+
+log = logging.getLogger("glsandbox.session")
+
+HELLO_TIMEOUT = 30.0
+
+OutputCallback = Callable[[dict[str, Any]], None]
+InputCallback = Callable[[str, bool], str]
+
+
+@dataclasses.dataclass
+class CellResult:
+    """What one cell did: status, Jupyter outputs, error, count, metrics, violations."""
+
+    status: str
+    outputs: list[dict[str, Any]]
+    execution_count: int | None = None
+    error_name: str | None = None
+    error_value: str | None = None
+    traceback: list[str] | None = None
+    payload: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    user_expressions: dict[str, Any] = dataclasses.field(default_factory=dict)
+    metrics: SandboxMetrics | None = None
+    violations: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    state_lost: bool = False
+    audit_record: dict[str, Any] | None = None
+
+
+@dataclasses.dataclass
+class CallOutcome:
+    """Internal: how one request ended (reply or failure) plus its measurements."""
+
+    reply: dict[str, Any] | None
+    error: BaseException | None
+    metrics: SandboxMetrics
+    violations: list[dict[str, Any]]
+    state_lost: bool
+
+
+class Session:
+    """One persistent worker behind a backend. Thread-safe for one request at a time.
+
+    ``interrupt()`` may be called from another thread while a request runs.
+    """
+
+    def __init__(self, config: OSSandboxConfig, *, session_id: str | None = None) -> None:
+        self.config = config
+        self.session_id = session_id or uuid.uuid4().hex
+        self.backend_cls, self.fallback_reason = self._choose_backend(config)
+        self.backend: SandboxBackend = self.backend_cls(config)
+        self.isolation_type: IsolationType = self.backend_cls.isolation_type
+        self.worker: WorkerProcess | None = None
+        self.chan: FrameChannel | None = None
+        self.worker_report: dict[str, Any] = {}
+        self.monitor = Monitor()
+        self.generation = 0
+        self._lock = threading.RLock()
+        self._req_id = 0
+        self._interrupt_at: float | None = None
+        self._violations: list[dict[str, Any]] = []
+        self._violations_lock = threading.Lock()
+        self._state_lost_pending = False
+        self._last_setup_time: float | None = None
+        self.closed = False
+
+    # -- backend selection ---------------------------------------------------
+    @staticmethod
+    def _choose_backend(config: OSSandboxConfig) -> tuple[type[SandboxBackend], str | None]:
+        """The backend for ``config``, honouring fallback_to_basic (recorded by the caller)."""
+        if config.isolation_type is None:
+            return default_backend(), None
+        cls = get_backend(config.isolation_type)
+        ok, reason = cls.available()
+        if ok:
+            return cls, None
+        if config.fallback_to_basic:
+            basic = get_backend(IsolationType.BASIC)
+            return basic, f"{config.isolation_type.value} unavailable: {reason}; fell back to basic"
+        raise BackendUnavailableError(cls.name, reason, cls.unavailable_hint())
+
+    # -- worker lifecycle ------------------------------------------------------
+    def ensure_started(self) -> float | None:
+        """Start the worker if none is running; returns the setup time when it started one."""
+        with self._lock:
+            if self.closed:
+                raise SandboxError("this sandbox session is closed")
+            if self.worker is not None and self.worker.poll() is None:
+                return None
+            if self.worker is not None:
+                self._discard_worker()
+            t0 = time.perf_counter()
+            worker = self.backend.start(session_id=self.session_id)
+            try:
+                chan = FrameChannel(worker.sock, max_frame=self.config.max_frame_bytes)
+                hello, fds = chan.recv_with_fds(timeout=HELLO_TIMEOUT)
+                if hello is None or hello.get("type") != "hello":
+                    for fd in fds:
+                        os.close(fd)
+                    raise SandboxCrashedError("the worker did not say hello in time")
+                self.backend.on_hello(worker, hello, fds)
+                self.backend.add_violation_listener(worker, self._on_violation)
+            except BaseException as exc:
+                worker.kill()
+                worker.cleanup()
+                if isinstance(exc, WorkerGone):
+                    raise self._crash_error(worker, "while starting") from exc
+                raise
+            self.worker = worker
+            self.chan = chan
+            report = hello.get("report")
+            self.worker_report = report if isinstance(report, dict) else {}
+            self.generation += 1
+            self._last_setup_time = time.perf_counter() - t0
+            return self._last_setup_time
+
+    def _discard_worker(self) -> None:
+        worker = self.worker
+        self.worker = None
+        self.chan = None
+        if worker is not None:
+            if worker.poll() is None:
+                worker.kill()
+            worker.cleanup()
+
+    def kill_worker(self, *, state_lost: bool = True) -> None:
+        """Kill the worker tree now (timeout, interrupt grace, protocol violation)."""
+        self._discard_worker()
+        if state_lost:
+            self._state_lost_pending = True
+
+    def restart(self) -> None:
+        """Replace the worker with a fresh one (state is gone, by request)."""
+        with self._lock:
+            self._discard_worker()
+            self._state_lost_pending = False
+            self.ensure_started()
+
+    def close(self) -> None:
+        """Ask the worker to exit, then make sure its whole tree is gone."""
+        if self.closed:
+            return
+        with self._lock:
+            self.closed = True
+            worker, chan = self.worker, self.chan
+            if worker is not None and chan is not None and worker.poll() is None:
+                try:
+                    chan.send({"type": "shutdown"})
+                except OSError:
+                    pass
+                worker.wait(0.5)
+            self._discard_worker()
+            self.monitor.close()
+            self.backend.close()
+
+    def interrupt(self) -> None:
+        """SIGINT the running request; it is killed if still running after the grace period."""
+        worker = self.worker
+        if worker is None:
+            return
+        self._interrupt_at = time.monotonic()
+        worker.send_signal(signal.SIGINT)
+
+    # -- violations -------------------------------------------------------------
+    def _on_violation(self, record: dict[str, Any]) -> None:
+        with self._violations_lock:
+            self._violations.append(record)
+
+    def _take_violations(self) -> list[dict[str, Any]]:
+        with self._violations_lock:
+            out, self._violations = self._violations, []
+        return out
+
+    # -- one request --------------------------------------------------------------
+    def request(
+        self,
+        msg: dict[str, Any],
+        *,
+        timeout: float | None,
+        on_message: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
+        reply_types: tuple[str, ...] = ("result",),
+        monitor_context: dict[str, Any] | None = None,
+    ) -> CallOutcome:
+        """Send ``msg`` and read frames until a reply of ``reply_types``.
+
+        Intermediate frames go to ``on_message``, which may return a frame to
+        send back (input replies). Never raises for worker trouble: the outcome
+        carries the error, so the caller can audit before raising.
+        """
+        with self._lock:
+            state_lost = self._state_lost_pending
+            setup_time = self.ensure_started()
+            self._state_lost_pending = False
+            worker, chan = self.worker, self.chan
+            assert worker is not None and chan is not None
+            self._req_id += 1
+            msg["id"] = self._req_id
+            self._interrupt_at = None
+            self._take_violations()
+            metrics = SandboxMetrics(
+                isolation_type=self.isolation_type.value,
+                fallback=self.fallback_reason,
+                setup_time=setup_time,
+                state_lost=state_lost,
+                calls=1,
+            )
+            before = worker.sample() if self.config.enable_metrics else None
+            if self.config.enable_metrics:
+                worker.reset_peak()
+                self.monitor.begin(worker, monitor_context)
+            t0 = time.perf_counter()
+            reply: dict[str, Any] | None = None
+            error: BaseException | None = None
+            try:
+                chan.send(msg)
+                reply = self._read_until_reply(worker, chan, timeout, on_message, reply_types)
+            except _Timeout as exc:
+                self.kill_worker()
+                error = SandboxTimeoutError(
+                    f"execution exceeded the {exc.limit:g} s timeout; the worker and every process it "
+                    "started were killed and its state is lost (the next call starts a fresh worker)",
+                    timeout=exc.limit,
+                )
+            except _InterruptKilled:
+                self.kill_worker()
+                error = KeyboardInterrupt(
+                    "interrupted: the code did not stop on SIGINT within "
+                    f"{self.config.interrupt_grace_seconds:g} s, so the worker was killed; its state is lost"
+                )
+            except SandboxSecurityError as exc:
+                self.kill_worker()
+                error = exc
+            except (WorkerGone, OSError) as exc:
+                error = self._crash_error(worker, "during the call")
+                self.kill_worker()
+                error.__cause__ = exc
+            metrics.execution_time = time.perf_counter() - t0
+            if self.config.enable_metrics:
+                self.monitor.end()
+                self._fill_metrics(metrics, worker, before)
+            violations = self._take_violations()
+            metrics.violations_detected = len(violations)
+            metrics.escape_attempts = sum(1 for v in violations if v.get("escape"))
+            if error is not None:
+                metrics.state_lost = True
+            return CallOutcome(reply, error, metrics, violations, state_lost)
+
+    def _read_until_reply(
+        self,
+        worker: WorkerProcess,
+        chan: FrameChannel,
+        timeout: float | None,
+        on_message: Callable[[dict[str, Any]], dict[str, Any] | None] | None,
+        reply_types: tuple[str, ...],
+    ) -> dict[str, Any]:
+        start = time.monotonic()
+        grace = self.config.interrupt_grace_seconds
+        while True:
+            now = time.monotonic()
+            limits = []
+            if timeout is not None:
+                limits.append(start + timeout)
+            if self._interrupt_at is not None:
+                limits.append(self._interrupt_at + grace)
+            wait = None
+            if limits:
+                wait = max(0.0, min(limits) - now)
+            # Wake at least every 0.2 s to notice interrupts set by other threads.
+            wait = 0.2 if wait is None else min(wait, 0.2)
+            msg = chan.recv(timeout=wait)
+            if msg is None:
+                now = time.monotonic()
+                if timeout is not None and now >= start + timeout:
+                    raise _Timeout(timeout)
+                if self._interrupt_at is not None and now >= self._interrupt_at + grace:
+                    raise _InterruptKilled()
+                continue
+            kind = msg["type"]
+            if kind in reply_types:
+                return msg
+            if on_message is not None:
+                answer = on_message(msg)
+                if answer is not None:
+                    chan.send(answer)
+
+    def _fill_metrics(self, metrics: SandboxMetrics, worker: WorkerProcess, before: Any) -> None:
+        after = worker.sample() if worker.poll() is None else None
+        mon = self.monitor
+        if before is not None and after is not None:
+            if before.cpu_time is not None and after.cpu_time is not None:
+                metrics.cpu_time_used = max(0.0, after.cpu_time - before.cpu_time)
+            metrics.memory_current_bytes = after.memory_current
+            for name in ("disk_read_bytes", "disk_write_bytes", "network_bytes_sent", "network_bytes_received"):
+                a, b = getattr(before, name), getattr(after, name)
+                if a is not None and b is not None:
+                    setattr(metrics, name, max(0, b - a))
+            metrics.measured_by = after.source
+        peaks = [p for p in (after.memory_peak if after else None, mon.peak_memory) if p is not None]
+        metrics.memory_peak_bytes = max(peaks) if peaks else None
+        metrics.pids_peak = mon.peak_pids
+
+    def _crash_error(self, worker: WorkerProcess, when: str) -> SandboxError:
+        rc = worker.wait(1.0)
+        info = worker.exit_info()
+        rc = info.returncode if info.returncode is not None else rc
+        limit = self.config.limits.memory_limit_bytes
+        if info.reason == "oom":
+            peak = self.monitor.peak_memory
+            return SandboxMemoryError(
+                f"the worker was killed for exceeding the memory limit of {_fmt_bytes(limit)} "
+                f"(peak seen {_fmt_bytes(peak)}); its state is lost",
+                limit=limit,
+                peak=peak,
+            )
+        how = "an unknown cause"
+        sig = None
+        if rc is not None and rc < 0:
+            sig = -rc
+            try:
+                name = signal.Signals(sig).name
+            except ValueError:
+                name = f"signal {sig}"
+            how = f"signal {name}"
+            if sig == signal.SIGXCPU:
+                how += f" (CPU time limit of {self.config.limits.cpu_time_limit_seconds:g} s)"
+            elif sig == signal.SIGXFSZ:
+                how += " (file size limit)"
+        elif rc is not None:
+            how = f"exit code {rc}"
+        reason = info.reason or ("cpu_time" if sig == signal.SIGXCPU else None)
+        return SandboxCrashedError(
+            f"the sandbox worker died {when} ({how}); its state is lost", returncode=rc, signal=sig, reason=reason
+        )
+
+    # -- turning replies into values ------------------------------------------------
+    def raise_for_violations(self, violations: list[dict[str, Any]]) -> None:
+        """In enforcing mode, fail the call when something forbidden was tried."""
+        if not violations or self.config.sandbox_mode is SandboxMode.PERMISSIVE:
+            return
+        escapes = [v for v in violations if v.get("escape")]
+        if escapes and self.config.detect_escape_attempts:
+            what = ", ".join(sorted({str(v.get("detail") or v.get("syscall")) for v in escapes}))
+            raise SandboxEscapeError(f"sandbox escape attempt blocked: {what}", violations=violations)
+        what = ", ".join(sorted({str(v.get("detail") or v.get("syscall")) for v in violations}))
+        raise SandboxViolationError(f"sandbox policy violation blocked: {what}", violations=violations)
+
+
+class _Timeout(Exception):
+    def __init__(self, limit: float) -> None:
+        super().__init__(limit)
+        self.limit = limit
+
+
+class _InterruptKilled(Exception):
+    pass
+
+
+def _fmt_bytes(n: int | None) -> str:
+    if n is None:
+        return "unknown"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n = n / 1024  # type: ignore[assignment]
+    return str(n)
+
+
+def exception_from_reply(reply: dict[str, Any], config: OSSandboxConfig, peak: int | None) -> BaseException:
+    """The exception to raise for an error reply from user code (host side)."""
+    ename = str(reply.get("ename", "Exception"))
+    evalue = str(reply.get("evalue", ""))
+    tb = reply.get("traceback")
+    tb_lines = [str(x) for x in tb] if isinstance(tb, list) else []
+    if reply.get("memory_error") and ename == "MemoryError":
+        limit = config.limits.memory_limit_bytes
+        exc: BaseException = SandboxMemoryError(
+            f"the sandboxed code exceeded the memory limit of {_fmt_bytes(limit)} "
+            f"(peak measured outside {_fmt_bytes(peak)})",
+            limit=limit,
+            peak=peak,
+        )
+    else:
+        cls = getattr(builtins, ename, None)
+        exc = SandboxRemoteError(ename, evalue, tb_lines)
+        if isinstance(cls, type) and issubclass(cls, BaseException) and reply.get("builtin"):
+            try:
+                exc = cls(evalue)
+            except Exception:  # noqa: BLE001 - some builtins need more arguments
+                exc = SandboxRemoteError(ename, evalue, tb_lines)
+    try:
+        exc.sandbox_traceback = tb_lines  # type: ignore[attr-defined]
+        if tb_lines:
+            exc.add_note("Traceback inside the sandbox:\n" + "".join(tb_lines).rstrip())
+    except (AttributeError, TypeError):
+        pass
+    return exc

@@ -1,0 +1,292 @@
+"""The worker's request loop (sandbox side).
+
+:func:`serve` sends a hello frame, then answers requests until ``shutdown``:
+
+- ``call``: a cloudpickled function and arguments (trusted sender: the host);
+  the result goes back through the restricted codec, so only allowlisted
+  types can leave. Exceptions go back as name, value and formatted traceback.
+- ``cell`` / ``complete`` / ``inspect`` / ``is_complete`` / ``history`` /
+  ``comm_*``: handled by :mod:`glsandbox_kernel.worker.shell` (IPython is
+  imported only on the first such request, so function-only sessions stay small).
+
+SIGINT is blocked while the loop reads or writes frames and unblocked only
+while user code runs, so an interrupt never tears a frame.
+"""
+
+from __future__ import annotations
+
+import builtins
+import io
+import os
+import select
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from typing import Any, NoReturn
+
+from ..codec import UnsupportedType
+from ..protocol import FrameChannel, WorkerGone
+
+_SIGINT = {signal.SIGINT}
+
+
+class Connection:
+    """The worker's end of the frame channel, safe to send from several threads."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.chan = FrameChannel(sock, max_frame=1 << 30)
+        self.lock = threading.Lock()
+
+    def send(self, msg: dict[str, Any]) -> None:
+        with self.lock:
+            self.chan.send(msg)
+
+    def recv(self) -> dict[str, Any]:
+        msg = self.chan.recv()
+        assert msg is not None
+        return msg
+
+
+class StreamWriter(io.TextIOBase):
+    """``sys.stdout``/``sys.stderr`` replacement: sends ``stream`` frames.
+
+    Buffers briefly (50 ms / 8 KiB) so a print loop does not cost a frame per
+    line; :func:`flush_streams` empties every buffer at the end of a request.
+    """
+
+    def __init__(self, conn: Connection, name: str) -> None:
+        super().__init__()
+        self.conn = conn
+        self.name = name
+        self._parts: list[str] = []
+        self._size = 0
+        self._last = 0.0
+        self._lock = threading.Lock()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return "utf-8"
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        if not text:
+            return 0
+        with self._lock:
+            self._parts.append(text)
+            self._size += len(text)
+            now = time.monotonic()
+            due = self._size > 8192 or now - self._last > 0.05
+        if due:
+            self.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        with self._lock:
+            if not self._parts:
+                return
+            text = "".join(self._parts)
+            self._parts.clear()
+            self._size = 0
+            self._last = time.monotonic()
+        self.conn.send({"type": "stream", "name": self.name, "text": text})
+
+
+class FdForwarder(threading.Thread):
+    """Forwards what subprocesses write to fds 1 and 2 as stream frames.
+
+    Also flushes the Python-level stream buffers every 100 ms, so output
+    appears while a long cell runs.
+    """
+
+    def __init__(self, conn: Connection, writers: dict[str, StreamWriter]) -> None:
+        super().__init__(daemon=True, name="glsandbox-fd-forwarder")
+        self.conn = conn
+        self.writers = writers
+        self.pipes: dict[int, str] = {}
+        for fd, name in ((1, "stdout"), (2, "stderr")):
+            r, w = os.pipe()
+            os.dup2(w, fd)
+            os.close(w)
+            os.set_blocking(r, False)
+            self.pipes[r] = name
+
+    def run(self) -> None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, _SIGINT)
+        fds = list(self.pipes)
+        while fds:
+            ready, _, _ = select.select(fds, [], [], 0.1)
+            for w in self.writers.values():
+                if w._parts:
+                    w.flush()
+            for fd in ready:
+                if not self.drain(fd):
+                    fds.remove(fd)
+
+    def drain(self, fd: int) -> bool:
+        """Send what is readable on ``fd`` now; False at EOF."""
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return True
+        if not data:
+            return False
+        name = self.pipes[fd]
+        self.writers[name].flush()
+        self.conn.send({"type": "stream", "name": name, "text": data.decode("utf-8", "replace")})
+        return True
+
+    def drain_all(self) -> None:
+        for fd in self.pipes:
+            while True:
+                try:
+                    data = os.read(fd, 65536)
+                except BlockingIOError:
+                    break
+                if not data:
+                    break
+                name = self.pipes[fd]
+                self.writers[name].flush()
+                self.conn.send({"type": "stream", "name": name, "text": data.decode("utf-8", "replace")})
+
+
+def _drop_pending_sigint() -> None:
+    """Consume a SIGINT that arrived while idle, so it cannot hit the next request."""
+    while signal.SIGINT in signal.sigpending():
+        signal.sigtimedwait(_SIGINT, 0)
+
+
+class Worker:
+    """State of one worker: connection, streams, function cache, the lazy shell."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.conn = Connection(sock)
+        self.writers = {"stdout": StreamWriter(self.conn, "stdout"), "stderr": StreamWriter(self.conn, "stderr")}
+        self.forwarder: FdForwarder | None = None
+        self._fn_cache: dict[bytes, Any] = {}
+        self._shell: Any = None
+
+    def flush_streams(self) -> None:
+        if self.forwarder is not None:
+            self.forwarder.drain_all()
+        for w in self.writers.values():
+            w.flush()
+
+    @property
+    def shell(self) -> Any:
+        if self._shell is None:
+            from .shell import CellShell
+
+            self._shell = CellShell(self)
+        return self._shell
+
+    # -- requests ----------------------------------------------------------
+    def handle_call(self, msg: dict[str, Any]) -> dict[str, Any]:
+        import cloudpickle
+
+        fn_bytes = msg["fn"]
+        try:
+            fn = self._fn_cache.get(fn_bytes)
+            if fn is None:
+                fn = cloudpickle.loads(fn_bytes)
+                # A @sandboxed function pickled by reference resolves to its wrapper.
+                while getattr(fn, "__wrapped_sandboxed__", False):
+                    fn = fn.__wrapped__
+                if len(self._fn_cache) > 64:
+                    self._fn_cache.clear()
+                self._fn_cache[fn_bytes] = fn
+            args, kwargs = cloudpickle.loads(msg["args"]) if msg.get("args") else ((), {})
+            _drop_pending_sigint()
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGINT)
+            try:
+                value = fn(*args, **kwargs)
+            finally:
+                signal.pthread_sigmask(signal.SIG_BLOCK, _SIGINT)
+        except BaseException as exc:  # noqa: BLE001 - every user error becomes a reply
+            if isinstance(exc, SystemExit) and msg.get("script"):
+                code = exc.code
+                return {"type": "result", "id": msg["id"], "ok": True, "value": code if isinstance(code, (int, str)) or code is None else str(code)}
+            return error_reply(msg["id"], exc)
+        return {"type": "result", "id": msg["id"], "ok": True, "value": value}
+
+    def run(self) -> NoReturn:
+        """Main loop; returns only by exiting the process."""
+        conn = self.conn
+        while True:
+            try:
+                msg = conn.recv()
+            except (WorkerGone, OSError):
+                os._exit(0)
+            kind = msg["type"]
+            if kind == "call":
+                reply = self.handle_call(msg)
+            elif kind == "shutdown":
+                self.flush_streams()
+                os._exit(0)
+            elif kind == "ping":
+                reply = {"type": "pong", "id": msg.get("id")}
+            else:
+                reply = self.shell.handle(msg)
+            self.flush_streams()
+            try:
+                conn.send(reply)
+            except UnsupportedType as exc:
+                conn.send({"type": "result", "id": msg.get("id"), "ok": False, "refused": exc.typename})
+
+
+def error_reply(req_id: Any, exc: BaseException) -> dict[str, Any]:
+    """An error result for ``exc`` raised by user code."""
+    ename = type(exc).__name__
+    builtin = getattr(builtins, ename, None) is type(exc)
+    tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
+    try:
+        evalue = str(exc)
+    except Exception:  # noqa: BLE001 - a hostile __str__ must not kill the loop
+        evalue = "<unprintable>"
+    return {
+        "type": "result",
+        "id": req_id,
+        "ok": False,
+        "ename": ename,
+        "evalue": evalue,
+        "traceback": tb,
+        "builtin": builtin,
+        "memory_error": isinstance(exc, MemoryError),
+    }
+
+
+def serve(sock: socket.socket, *, pass_fds: list[int] | None = None, report: dict[str, Any] | None = None) -> NoReturn:
+    """Run the worker on ``sock``: hello (with ``pass_fds`` attached), then the loop.
+
+    ``pass_fds`` (e.g. the seccomp listener) are closed here right after they
+    are sent, before any user code can run.
+    """
+    signal.pthread_sigmask(signal.SIG_BLOCK, _SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    worker = Worker(sock)
+    hello = {
+        "type": "hello",
+        "pid": os.getpid(),
+        "python": list(sys.version_info[:3]),
+        "report": report or {},
+    }
+    worker.conn.chan.send_with_fds(hello, list(pass_fds or []))
+    for fd in pass_fds or []:
+        os.close(fd)
+    sys.stdout = worker.writers["stdout"]
+    sys.stderr = worker.writers["stderr"]
+    try:
+        worker.forwarder = FdForwarder(worker.conn, worker.writers)
+        worker.forwarder.start()
+    except OSError:
+        worker.forwarder = None
+    worker.run()

@@ -1,0 +1,289 @@
+"""Notebook cells inside the worker: an IPython shell that speaks frames (sandbox side).
+
+:class:`CellShell` is created on the first cell-like request. It runs cells
+in an IPython ``InteractiveShell`` whose display hook, display publisher,
+traceback display, pager, ``input()``/``getpass()`` and ``comm`` hooks send
+frames to the host instead of printing. The host relays them to Jupyter.
+"""
+
+from __future__ import annotations
+
+import base64
+import builtins
+import getpass
+import os
+import signal
+import sys
+from typing import TYPE_CHECKING, Any
+
+from IPython.core.displayhook import DisplayHook
+from IPython.core.displaypub import DisplayPublisher
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.utils.tokenutil import line_at_cursor, token_at_cursor
+
+if TYPE_CHECKING:
+    from .loop import Worker
+
+_SIGINT = {signal.SIGINT}
+
+
+def json_clean(obj: Any) -> Any:
+    """Make a display bundle wire-safe: bytes become base64 text, tuples lists."""
+    if isinstance(obj, dict):
+        return {str(k): json_clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_clean(v) for v in obj]
+    if isinstance(obj, (bytes, bytearray)):
+        return base64.b64encode(bytes(obj)).decode("ascii")
+    if obj is None or isinstance(obj, (str, int, float, bool)):
+        return obj
+    return repr(obj)
+
+
+class FramePublisher(DisplayPublisher):
+    """display()/update_display/clear_output → display_data/update_display_data/clear_output frames."""
+
+    worker: Any = None
+
+    def publish(  # type: ignore[override]
+        self,
+        data: dict[str, Any],
+        metadata: dict[str, Any] | None = None,
+        source: Any = None,
+        *,
+        transient: dict[str, Any] | None = None,
+        update: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        self.worker.flush_streams()
+        self.worker.conn.send(
+            {
+                "type": "update_display_data" if update else "display_data",
+                "data": json_clean(data),
+                "metadata": json_clean(metadata or {}),
+                "transient": json_clean(transient or {}),
+            }
+        )
+
+    def clear_output(self, wait: bool = False) -> None:
+        self.worker.flush_streams()
+        self.worker.conn.send({"type": "clear_output", "wait": bool(wait)})
+
+
+class FrameDisplayHook(DisplayHook):
+    """The last expression's value → an execute_result frame."""
+
+    worker: Any = None
+    _bundle: dict[str, Any] | None = None
+
+    def start_displayhook(self) -> None:
+        self._bundle = {"data": {}, "metadata": {}}
+
+    def write_output_prompt(self) -> None:
+        pass
+
+    def write_format_data(self, format_dict: dict[str, Any], md_dict: dict[str, Any] | None = None) -> None:
+        if self._bundle is not None:
+            self._bundle["data"] = json_clean(format_dict)
+            self._bundle["metadata"] = json_clean(md_dict or {})
+
+    def finish_displayhook(self) -> None:
+        bundle, self._bundle = self._bundle, None
+        self.worker.flush_streams()
+        if bundle and bundle["data"]:
+            self.worker.conn.send(
+                {"type": "execute_result", "execution_count": self.prompt_count, **bundle}
+            )
+
+
+class SandboxShell(InteractiveShell):
+    """InteractiveShell whose tracebacks go out as error frames."""
+
+    worker: Any = None
+    _last_error: dict[str, Any] | None = None
+
+    def _showtraceback(self, etype: Any, evalue: Any, stb: list[str]) -> None:
+        self.worker.flush_streams()
+        content = {"ename": str(etype.__name__), "evalue": str(evalue), "traceback": list(stb)}
+        self._last_error = content
+        self.worker.conn.send({"type": "error", **content})
+
+    def enable_gui(self, gui: Any = None) -> None:
+        pass
+
+
+class CellShell:
+    """Handles cell, complete, inspect, is_complete, history and comm requests."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        FramePublisher.worker = worker
+        FrameDisplayHook.worker = worker
+        SandboxShell.worker = worker
+        from traitlets.config import Config
+
+        cfg = Config()
+        cfg.HistoryManager.hist_file = ":memory:"
+        cfg.InteractiveShell.colors = "nocolor" if os.environ.get("NO_COLOR") else "linux"
+        self.shell = SandboxShell.instance(
+            config=cfg,
+            display_pub_class=FramePublisher,
+            displayhook_class=FrameDisplayHook,
+            user_module=None,
+        )
+        self.shell.display_pub.shell = self.shell
+        self._install_pager()
+        self._stdin_allowed = False
+        self._orig_input = builtins.input
+        builtins.input = self._input  # type: ignore[assignment]
+        getpass.getpass = self._getpass  # type: ignore[assignment]
+        from . import comms
+
+        self.comms = comms.install(worker)
+
+    def _install_pager(self) -> None:
+        from IPython.core import page, payloadpage
+
+        self.shell.set_hook("show_in_pager", page.as_hook(payloadpage.page), 99)
+
+    # -- stdin ------------------------------------------------------------------
+    def _request_input(self, prompt: str, password: bool) -> str:
+        if not self._stdin_allowed:
+            raise StdinNotImplementedError("input() is not supported by this frontend")
+        self.worker.flush_streams()
+        conn = self.worker.conn
+        conn.send({"type": "input_request", "prompt": str(prompt), "password": password})
+        signal.pthread_sigmask(signal.SIG_BLOCK, _SIGINT)
+        try:
+            while True:
+                msg = conn.recv()
+                if msg.get("type") == "input_reply":
+                    break
+                if msg.get("type") in ("comm_msg", "comm_open", "comm_close"):
+                    self.comms.handle(msg)
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGINT)
+        value = msg.get("value")
+        if value is None:
+            raise KeyboardInterrupt("input was interrupted")
+        return str(value)
+
+    def _input(self, prompt: object = "") -> str:
+        return self._request_input(str(prompt), False)
+
+    def _getpass(self, prompt: str = "Password: ", stream: Any = None) -> str:
+        return self._request_input(prompt, True)
+
+    # -- requests ---------------------------------------------------------------
+    def handle(self, msg: dict[str, Any]) -> dict[str, Any]:
+        kind = msg["type"]
+        handler = getattr(self, f"do_{kind}", None)
+        if handler is None:
+            return {"type": "error_reply", "id": msg.get("id"), "error": f"unknown request {kind!r}"}
+        reply: dict[str, Any] = handler(msg)
+        reply["id"] = msg.get("id")
+        return reply
+
+    def do_cell(self, msg: dict[str, Any]) -> dict[str, Any]:
+        from ..worker.loop import _drop_pending_sigint
+
+        shell = self.shell
+        shell._last_error = None
+        self._stdin_allowed = bool(msg.get("allow_stdin"))
+        _drop_pending_sigint()
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGINT)
+        try:
+            result = shell.run_cell(
+                msg["code"], store_history=bool(msg.get("store_history", True)), silent=bool(msg.get("silent"))
+            )
+        except KeyboardInterrupt:
+            result = None
+        finally:
+            signal.pthread_sigmask(signal.SIG_BLOCK, _SIGINT)
+            self._stdin_allowed = False
+        self.worker.flush_streams()
+        reply: dict[str, Any] = {"type": "cell_reply", "execution_count": shell.execution_count - 1
+                                 if msg.get("store_history", True) and not msg.get("silent") else shell.execution_count}
+        err = shell._last_error
+        if result is None:
+            reply.update(status="error", ename="KeyboardInterrupt", evalue="", traceback=[])
+        elif err is not None or not result.success:
+            err = err or {"ename": "Error", "evalue": "", "traceback": []}
+            reply.update(status="error", **err)
+        else:
+            reply["status"] = "ok"
+        reply["user_expressions"] = json_clean(shell.user_expressions(msg.get("user_expressions") or {}))
+        reply["payload"] = json_clean(shell.payload_manager.read_payload())
+        shell.payload_manager.clear_payload()
+        return reply
+
+    def do_complete(self, msg: dict[str, Any]) -> dict[str, Any]:
+        code = msg.get("code", "")
+        cursor_pos = msg.get("cursor_pos")
+        if cursor_pos is None:
+            cursor_pos = len(code)
+        line, offset = line_at_cursor(code, cursor_pos)
+        txt, matches = self.shell.complete("", line, cursor_pos - offset)
+        return {"type": "complete_reply", "status": "ok", "matches": list(matches),
+                "cursor_start": cursor_pos - len(txt), "cursor_end": cursor_pos, "metadata": {}}
+
+    def do_inspect(self, msg: dict[str, Any]) -> dict[str, Any]:
+        code = msg.get("code", "")
+        name = token_at_cursor(code, msg.get("cursor_pos", len(code)))
+        reply: dict[str, Any] = {"type": "inspect_reply", "status": "ok", "data": {}, "metadata": {}, "found": False}
+        try:
+            bundle = self.shell.object_inspect_mime(name, detail_level=int(msg.get("detail_level", 0)))
+            bundle.pop("text/html", None)
+            reply["data"] = json_clean(bundle)
+            reply["found"] = True
+        except KeyError:
+            pass
+        return reply
+
+    def do_is_complete(self, msg: dict[str, Any]) -> dict[str, Any]:
+        status, indent = self.shell.input_transformer_manager.check_complete(msg.get("code", ""))
+        reply = {"type": "is_complete_reply", "status": status}
+        if status == "incomplete":
+            reply["indent"] = " " * (indent or 0)
+        return reply
+
+    def do_history(self, msg: dict[str, Any]) -> dict[str, Any]:
+        hm = self.shell.history_manager
+        kind = msg.get("hist_access_type", "tail")
+        raw, output = bool(msg.get("raw", True)), bool(msg.get("output", False))
+        if kind == "tail":
+            hist = hm.get_tail(msg.get("n") or 10, raw=raw, output=output, include_latest=True)
+        elif kind == "range":
+            hist = hm.get_range(msg.get("session", 0), msg.get("start", 0), msg.get("stop"), raw=raw, output=output)
+        elif kind == "search":
+            hist = hm.search(msg.get("pattern", "*"), raw=raw, output=output, n=msg.get("n"),
+                             unique=bool(msg.get("unique")))
+        else:
+            hist = []
+        return {"type": "history_reply", "status": "ok", "history": json_clean([list(h) for h in hist])}
+
+    def do_comm_open(self, msg: dict[str, Any]) -> dict[str, Any]:
+        return self._comm(msg)
+
+    def do_comm_msg(self, msg: dict[str, Any]) -> dict[str, Any]:
+        return self._comm(msg)
+
+    def do_comm_close(self, msg: dict[str, Any]) -> dict[str, Any]:
+        return self._comm(msg)
+
+    def do_comm_info(self, msg: dict[str, Any]) -> dict[str, Any]:
+        return {"type": "comm_info_reply", "comms": self.comms.info(msg.get("target_name"))}
+
+    def _comm(self, msg: dict[str, Any]) -> dict[str, Any]:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGINT)
+        try:
+            self.comms.handle(msg)
+        except Exception as exc:  # noqa: BLE001 - a widget callback error is reported, not fatal
+            print(f"error in comm handler: {exc!r}", file=sys.stderr)
+        finally:
+            signal.pthread_sigmask(signal.SIG_BLOCK, _SIGINT)
+        return {"type": "comm_done"}
+
+
+class StdinNotImplementedError(RuntimeError):
+    """input() was called where the frontend does not accept input."""

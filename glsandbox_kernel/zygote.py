@@ -1,0 +1,416 @@
+"""The zygote: a pre-imported template process that forks fresh workers.
+
+A fresh sandbox must not pay for a fresh interpreter and fresh imports. The
+host starts one template process per interpreter (lazily, shared by every
+session of the host process); it imports the worker's code once and then
+forks a new child for each spawn request.
+
+Three parties, three sides of the boundary:
+
+- :class:`ZygoteClient` runs in the HOST process (trusted). It sends spawn
+  requests (a confinement plan plus the worker's socket end, passed with
+  SCM_RIGHTS) and receives ``spawned``/``exited`` notices on a reader thread.
+- :func:`template_main` runs in the TEMPLATE process (trusted, unconfined,
+  started with a scrubbed environment and not dumpable). It never runs user
+  code. When the host goes away (EOF on the control socket) it kills every
+  child and exits.
+- :func:`_child_main` runs in the FORKED CHILD: it is trusted code until it
+  has applied the plan (``confinement.apply_child_plan``), then becomes the
+  worker (:func:`glsandbox_kernel.worker.loop.serve`) and runs user code.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from concurrent.futures import Future
+from typing import Any
+
+from .exceptions import SandboxCrashedError, SandboxError
+from .protocol import FrameChannel, WorkerGone
+
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NO_NEW_PRIVS = 38
+
+_ZYGOTE_ENV_KEYS = ("PATH", "LANG", "LC_ALL", "TZ", "SYSTEMROOT")
+
+
+def _prctl(option: int, arg: int) -> int:
+    libc = ctypes.CDLL(None, use_errno=True)
+    return int(libc.prctl(option, arg, 0, 0, 0))
+
+
+def _status_to_returncode(status: int) -> int:
+    if os.WIFSIGNALED(status):
+        return -os.WTERMSIG(status)
+    return os.WEXITSTATUS(status)
+
+
+# ---------------------------------------------------------------------------
+# HOST side
+# ---------------------------------------------------------------------------
+
+
+class ZygoteClient:
+    """Host-side handle of one template process. Use :func:`get_zygote`.
+
+    Thread-safe: sessions in different threads may spawn concurrently.
+    """
+
+    def __init__(self, python: str = sys.executable) -> None:
+        self.python = python
+        host_end, tmpl_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        env = {k: os.environ[k] for k in _ZYGOTE_ENV_KEYS if k in os.environ}
+        pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env["PYTHONPATH"] = pkg_parent
+        try:
+            self.proc = subprocess.Popen(
+                [python, "-s", "-m", "glsandbox_kernel.zygote", str(tmpl_end.fileno())],
+                pass_fds=[tmpl_end.fileno()],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                close_fds=True,
+            )
+        except OSError as exc:
+            host_end.close()
+            raise SandboxError(f"cannot start the zygote with {python}: {exc}") from exc
+        finally:
+            tmpl_end.close()
+        self.chan = FrameChannel(host_end, max_frame=1 << 20)
+        self._send_lock = threading.Lock()
+        self._pending: dict[int, Future[int]] = {}
+        self._exits: dict[int, int] = {}
+        self._exit_events: dict[int, threading.Event] = {}
+        self._state_lock = threading.Lock()
+        self._next_id = 0
+        self.alive = True
+        self._reader = threading.Thread(target=self._read_loop, name="glsandbox-zygote-reader", daemon=True)
+        self._reader.start()
+
+    def _read_loop(self) -> None:
+        try:
+            while True:
+                msg = self.chan.recv()
+                if msg is None:
+                    continue
+                kind = msg.get("type")
+                if kind == "spawned":
+                    fut = self._pending.pop(int(msg["id"]), None)
+                    if fut is not None:
+                        if msg.get("error"):
+                            fut.set_exception(SandboxError(str(msg["error"])))
+                        else:
+                            fut.set_result(int(msg["pid"]))
+                elif kind == "exited":
+                    pid, rc = int(msg["pid"]), int(msg["returncode"])
+                    with self._state_lock:
+                        self._exits[pid] = rc
+                        event = self._exit_events.setdefault(pid, threading.Event())
+                    event.set()
+        except (WorkerGone, OSError, SandboxError):
+            pass
+        finally:
+            self.alive = False
+            for fut in list(self._pending.values()):
+                if not fut.done():
+                    fut.set_exception(SandboxCrashedError("the zygote process exited"))
+            self._pending.clear()
+            with self._state_lock:
+                for event in self._exit_events.values():
+                    event.set()
+
+    def spawn(self, plan: dict[str, Any], worker_sock: socket.socket, timeout: float = 30.0) -> int:
+        """Fork a child that applies ``plan`` and serves on ``worker_sock``; returns its pid.
+
+        The pid is the template's direct child (the reaper of the worker tree).
+        """
+        fut: Future[int] = Future()
+        with self._send_lock:
+            self._next_id += 1
+            req_id = self._next_id
+            self._pending[req_id] = fut
+            try:
+                self.chan.send_with_fds({"type": "spawn", "id": req_id, "plan": plan}, [worker_sock.fileno()])
+            except OSError as exc:
+                self._pending.pop(req_id, None)
+                raise SandboxCrashedError(f"the zygote is gone: {exc}") from exc
+        pid = fut.result(timeout)
+        with self._state_lock:
+            self._exit_events.setdefault(pid, threading.Event())
+        return pid
+
+    def returncode(self, pid: int) -> int | None:
+        """Return code of a child that has ended, else None."""
+        with self._state_lock:
+            if pid in self._exits:
+                return self._exits[pid]
+        if not self.alive:
+            return -signal.SIGKILL
+        return None
+
+    def wait(self, pid: int, timeout: float | None) -> int | None:
+        with self._state_lock:
+            event = self._exit_events.setdefault(pid, threading.Event())
+        event.wait(timeout)
+        return self.returncode(pid)
+
+    def forget(self, pid: int) -> None:
+        with self._state_lock:
+            self._exits.pop(pid, None)
+            self._exit_events.pop(pid, None)
+
+    def close(self) -> None:
+        """Stop the template (it kills its children first)."""
+        try:
+            self.chan.sock.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+_ZYGOTES: dict[str, ZygoteClient] = {}
+_ZYGOTES_LOCK = threading.Lock()
+
+
+def get_zygote(python: str = sys.executable) -> ZygoteClient:
+    """The shared template for ``python``, started on first use (restarted if it died)."""
+    with _ZYGOTES_LOCK:
+        z = _ZYGOTES.get(python)
+        if z is None or not z.alive or z.proc.poll() is not None:
+            z = ZygoteClient(python)
+            _ZYGOTES[python] = z
+        return z
+
+
+def prestart_zygote(python: str = sys.executable) -> None:
+    """Start the template in the background so the first sandbox does not wait."""
+    threading.Thread(target=get_zygote, args=(python,), daemon=True).start()
+
+
+# ---------------------------------------------------------------------------
+# TEMPLATE process side (trusted, unconfined, never runs user code)
+# ---------------------------------------------------------------------------
+
+
+def template_main(ctl_fd: int) -> None:
+    """Serve spawn requests on ``ctl_fd`` until the host closes it."""
+    _prctl(PR_SET_DUMPABLE, 0)
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    # Pre-import what every worker needs, once.
+    import cloudpickle  # noqa: F401
+
+    from .worker import loop  # noqa: F401
+
+    try:
+        from . import confinement  # noqa: F401
+    except ImportError:
+        pass
+    ctl = socket.socket(fileno=ctl_fd)
+    chan = FrameChannel(ctl, max_frame=1 << 24)
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    os.set_blocking(wake_r, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    children: set[int] = set()
+    while True:
+        try:
+            ready, _, _ = select.select([ctl_fd, wake_r], [], [])
+        except InterruptedError:
+            continue
+        if wake_r in ready:
+            try:
+                os.read(wake_r, 4096)
+            except BlockingIOError:
+                pass
+            _reap(chan, children)
+        if ctl_fd in ready:
+            try:
+                msg, fds = chan.recv_with_fds(timeout=5.0)
+            except (WorkerGone, OSError, SandboxError):
+                _kill_all(children)
+                os._exit(0)
+            if msg is None:
+                continue
+            if msg.get("type") == "spawn" and len(fds) == 1:
+                pid = _spawn(msg["plan"], fds[0], ctl_fd, wake_r, wake_w)
+                os.close(fds[0])
+                children.add(pid)
+                chan.send({"type": "spawned", "id": msg["id"], "pid": pid})
+                _reap(chan, children)
+            else:
+                for fd in fds:
+                    os.close(fd)
+                chan.send({"type": "spawned", "id": msg.get("id", 0), "error": "bad spawn request"})
+
+
+def _reap(chan: FrameChannel, children: set[int]) -> None:
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        if pid in children:
+            children.discard(pid)
+            # A reaper died: its orphans were reparented to us. Kill them.
+            for orphan in children_of(os.getpid()):
+                if orphan not in children:
+                    try:
+                        os.kill(orphan, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+            try:
+                chan.send({"type": "exited", "pid": pid, "returncode": _status_to_returncode(status)})
+            except OSError:
+                pass
+
+
+def _kill_all(children: set[int]) -> None:
+    for pid in children:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _spawn(plan: dict[str, Any], sock_fd: int, ctl_fd: int, wake_r: int, wake_w: int) -> int:
+    pid = os.fork()
+    if pid:
+        return pid
+    # ---- FORKED CHILD from here on; never returns ----
+    try:
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        for fd in (ctl_fd, wake_r, wake_w):
+            os.close(fd)
+        _child_main(plan, sock_fd)
+    except BaseException as exc:  # noqa: BLE001 - report and die, never return to the template loop
+        try:
+            os.write(2, f"glsandbox: worker setup failed: {exc!r}\n".encode())
+        finally:
+            os._exit(70)
+    os._exit(0)
+
+
+def _child_main(plan: dict[str, Any], sock_fd: int) -> None:
+    """FORKED CHILD: become the tree's reaper, fork the worker, confine it, serve.
+
+    This process (the reaper) stays trusted and unconfined: it is a child
+    subreaper, so anything the worker starts, even a ``setsid`` double-fork
+    daemon, stays below it; when the worker ends it kills every leftover and
+    exits the way the worker did.
+    """
+    os.setsid()
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    worker_pid = os.fork()
+    if worker_pid == 0:
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        _worker_main(plan, sock_fd)
+        os._exit(0)
+    os.close(sock_fd)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    _reaper_loop(worker_pid)
+
+
+def _reaper_loop(worker_pid: int) -> None:
+    """REAPER (trusted): wait for the worker, then kill and reap every leftover."""
+    status = 0
+    while True:
+        try:
+            pid, st = os.waitpid(-1, 0)
+        except ChildProcessError:
+            break
+        except InterruptedError:
+            continue
+        if pid == worker_pid:
+            status = st
+            _kill_children_of(os.getpid())
+    _kill_children_of(os.getpid())
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        signal.signal(sig, signal.SIG_DFL)
+        os.kill(os.getpid(), sig)
+    os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1)
+
+
+def _kill_children_of(ppid: int) -> None:
+    """SIGKILL every process whose parent is ``ppid`` (reaper and template side)."""
+    for pid in children_of(ppid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def children_of(ppid: int) -> list[int]:
+    """Pids whose parent is ``ppid``, read from /proc (no psutil in the template)."""
+    try:
+        with open(f"/proc/{ppid}/task/{ppid}/children") as fh:
+            return [int(x) for x in fh.read().split()]
+    except OSError:
+        out = []
+        for name in os.listdir("/proc"):
+            if name.isdigit():
+                try:
+                    with open(f"/proc/{name}/stat") as fh:
+                        stat = fh.read()
+                    if int(stat.rsplit(")", 1)[1].split()[1]) == ppid:
+                        out.append(int(name))
+                except (OSError, ValueError, IndexError):
+                    pass
+        return out
+
+
+def _worker_main(plan: dict[str, Any], sock_fd: int) -> None:
+    """WORKER (becomes untrusted): apply the plan, then serve frames."""
+    from .worker.loop import serve
+
+    try:
+        from .confinement import apply_child_plan
+    except ImportError:
+        apply_child_plan = None
+    if apply_child_plan is not None:
+        result = apply_child_plan(plan)
+        pass_fds, report = list(result.pass_fds), dict(result.report)
+    else:
+        pass_fds, report = [], _fallback_child_plan(plan)
+    sock = socket.socket(fileno=sock_fd)
+    serve(sock, pass_fds=pass_fds, report=report)
+
+
+def _fallback_child_plan(plan: dict[str, Any]) -> dict[str, Any]:
+    """FORKED CHILD: the minimal BASIC steps when the confinement package is absent."""
+    import resource
+
+    for name, value in (plan.get("rlimits") or {}).items():
+        res = getattr(resource, name)
+        resource.setrlimit(res, (value, value))
+    if plan.get("cwd"):
+        os.chdir(plan["cwd"])
+    if plan.get("env") is not None:
+        os.environ.clear()
+        os.environ.update(plan["env"])
+    os.umask(plan.get("umask", 0o077))
+    _prctl(PR_SET_NO_NEW_PRIVS, 1)
+    return {"rlimits": "applied", "no_new_privs": True}
+
+
+if __name__ == "__main__":
+    template_main(int(sys.argv[1]))
