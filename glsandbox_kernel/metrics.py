@@ -49,7 +49,7 @@ class SandboxMetrics:
     calls: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {name: getattr(self, name) for name in _METRIC_FIELDS}
 
     def accumulate(self, other: SandboxMetrics) -> None:
         """Add ``other`` (one call) into this running total."""
@@ -73,6 +73,8 @@ class SandboxMetrics:
         self.measured_by = other.measured_by or self.measured_by
         self.state_lost = self.state_lost or other.state_lost
 
+
+_METRIC_FIELDS = tuple(f.name for f in dataclasses.fields(SandboxMetrics))
 
 Listener = Callable[[dict[str, Any]], None]
 
@@ -101,22 +103,20 @@ class Monitor:
         self.context: dict[str, Any] = {}
 
     def begin(self, worker: WorkerProcess, context: dict[str, Any] | None = None) -> None:
-        with self._cond:
-            self._worker = worker
-            self._active = True
-            self._started_at = time.monotonic()
-            self.peak_memory = None
-            self.peak_pids = None
-            self.last = None
-            self.context = context or {}
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="glsandbox-monitor", daemon=True)
-                self._thread.start()
-            self._cond.notify_all()
+        """Mark a call as running (hot path: no thread wake-up, just state)."""
+        self._worker = worker
+        self.peak_memory = None
+        self.peak_pids = None
+        self.last = None
+        self.context = context or {}
+        self._started_at = time.monotonic()
+        self._active = True
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="glsandbox-monitor", daemon=True)
+            self._thread.start()
 
     def end(self) -> None:
-        with self._cond:
-            self._active = False
+        self._active = False
 
     def close(self) -> None:
         with self._cond:
@@ -125,25 +125,15 @@ class Monitor:
             self._cond.notify_all()
 
     def _run(self) -> None:
+        """Monitor thread: wakes every ``interval``; samples only while a call runs."""
         while True:
             with self._cond:
-                while not self._active and not self._closed:
-                    self._cond.wait()
+                self._cond.wait(self.interval)
                 if self._closed:
                     return
-                started = self._started_at
-                worker = self._worker
-            wait = started + self.delay - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
-            while True:
-                with self._cond:
-                    if not self._active or self._started_at != started or self._closed:
-                        break
-                if worker is not None:
-                    self._sample(worker, started)
-                with self._cond:
-                    self._cond.wait(self.interval)
+            started, worker = self._started_at, self._worker
+            if self._active and worker is not None and time.monotonic() - started >= self.delay:
+                self._sample(worker, started)
 
     def _sample(self, worker: WorkerProcess, started: float) -> None:
         try:

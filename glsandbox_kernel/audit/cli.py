@@ -52,9 +52,7 @@ def add_audit_parser(
             "without --expected-head or --expected-count (printed by a previous run)."
         ),
     )
-    verify.add_argument(
-        "file", metavar="FILE", help="audit log (.jsonl) or notebook (.ipynb)"
-    )
+    verify.add_argument("file", metavar="FILE", help="audit log (.jsonl) or notebook (.ipynb)")
     verify.add_argument(
         "--key",
         metavar="FILE",
@@ -124,16 +122,12 @@ def _verify(args: argparse.Namespace) -> int:
         checked = ", signatures verified" if key is not None else ""
         print(f"OK: {path}: {result.count} record(s), chain intact{checked}")
         if result.head is not None:
-            print(
-                f"head: {result.head} (pass as --expected-head later to detect truncation)"
-            )
+            print(f"head: {result.head} (pass as --expected-head later to detect truncation)")
     else:
         where = f"record {result.first_bad}"
         if result.first_bad is not None and result.first_bad <= result.count:
             where += f" (line {result.first_bad})"
-        print(
-            f"FAILED: {path}: audit chain broken at {where}; {result.count} record(s) read"
-        )
+        print(f"FAILED: {path}: audit chain broken at {where}; {result.count} record(s) read")
         for problem in result.problems[:_MAX_PROBLEMS_SHOWN]:
             print(f"  {problem}")
         hidden = len(result.problems) - _MAX_PROBLEMS_SHOWN
@@ -159,9 +153,7 @@ def _verify_notebook(args: argparse.Namespace) -> int:
 def _show(args: argparse.Namespace) -> int:
     path: str = args.file
     if path.endswith(".ipynb"):
-        _error(
-            "'audit show' reads a JSONL audit log; for a notebook use 'glsandbox audit verify'"
-        )
+        _error("'audit show' reads a JSONL audit log; for a notebook use 'glsandbox audit verify'")
         return 2
     try:
         if args.json:
@@ -208,9 +200,7 @@ def _show_table(path: str) -> int:
     for lineno, record in enumerate(_parse_lines(path), start=1):
         if isinstance(record, _Unparsable) or not isinstance(record, dict):
             damaged += 1
-            reason = (
-                record.reason if isinstance(record, _Unparsable) else "not an object"
-            )
+            reason = record.reason if isinstance(record, _Unparsable) else "not an object"
             print(f"{'!':>5}  line {lineno}: {reason}")
             continue
         print(_ROW.format(*_row(record)))
@@ -224,12 +214,11 @@ def _row(record: dict[str, Any]) -> tuple[str, ...]:
         _cell(record.get("seq"), 5),
         _iso(record.get("timestamp")),
         _cell(record.get("event_type"), 17),
-        _cell(record.get("session_id"), 8),
+        _printable(str(record.get("session_id") or "-"))[:8],  # a prefix, unmarked
         _cell(record.get("isolation_type"), 9),
         _cell(record.get("security_level"), 8),
         f"{execution_time:.3f}s"
-        if isinstance(execution_time, (int, float))
-        and not isinstance(execution_time, bool)
+        if isinstance(execution_time, (int, float)) and not isinstance(execution_time, bool)
         else "-",
         str(len(violations)) if isinstance(violations, list) else "-",
     )

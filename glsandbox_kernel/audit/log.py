@@ -52,7 +52,7 @@ class AuditLog:
     ) -> None:
         if key is not None and not key:
             raise ValueError("audit key is empty; pass None to disable signing")
-        self.session_id = session_id
+        self.session_id = str(session_id)
         self._sinks: list[AuditSink] = list(sinks)
         self._key = key
         self._lock = threading.Lock()
@@ -182,9 +182,7 @@ def _write_all(sinks: Sequence[AuditSink], record: dict[str, Any]) -> None:
         try:
             sink.write(record)
         except Exception as exc:
-            logger.exception(
-                "audit sink %r failed to write seq %s", sink, record["seq"]
-            )
+            logger.exception("audit sink %r failed to write seq %s", sink, record["seq"])
             first_error = first_error or exc
     if first_error is not None:
         raise first_error
@@ -222,9 +220,7 @@ def _lenient_default(obj: Any) -> Any:
         return repr(obj)
 
 
-_PLAIN_ENCODER = json.JSONEncoder(
-    ensure_ascii=False, allow_nan=False, default=_lenient_default
-)
+_PLAIN_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, default=_lenient_default)
 _PLAIN_DECODER = json.JSONDecoder()
 
 
@@ -283,9 +279,7 @@ def _key(key: Any) -> str:
     return str(key)
 
 
-def load_key(
-    path: str | os.PathLike[str] | None = None, env_var: str = "GLSANDBOX_AUDIT_KEY"
-) -> bytes | None:
+def load_key(path: str | os.PathLike[str] | None = None, env_var: str = "GLSANDBOX_AUDIT_KEY") -> bytes | None:
     """The HMAC key for signing/verifying audit records, or None (host side).
 
     Called by whoever builds the :class:`AuditLog` and by ``glsandbox audit

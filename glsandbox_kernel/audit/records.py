@@ -93,9 +93,7 @@ def _as_bytes(value: bytes | bytearray | memoryview | str) -> bytes:
     return bytes(value)
 
 
-def provenance_hash(
-    code: bytes | str, inputs: bytes | str, config: Mapping[str, Any]
-) -> str:
+def provenance_hash(code: bytes | str, inputs: bytes | str, config: Mapping[str, Any]) -> str:
     """SHA-256 hex naming exactly what ran: code, inputs and effective config.
 
     Called host side by the session/kernel before a call or cell is sent to

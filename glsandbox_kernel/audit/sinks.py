@@ -70,6 +70,7 @@ class JsonlFileSink:
         # chain tail (next seq, prev hash) it held then; None = unknown.
         self._known_size: int | None = None
         self._tail: tuple[int, str] | None = None
+        self._unterminated = False  # the file ends in an unfinished line
 
     # -- chain support (used by AuditLog when this is its first sink) -------
 
@@ -151,15 +152,17 @@ class JsonlFileSink:
             view = view[written:]
         os.fsync(self._fd)
         self._known_size = os.fstat(self._fd).st_size
+        self._unterminated = False
 
     def _current_tail(self) -> tuple[int, str, bool]:
         """``(next_seq, prev_hash, needs_newline)``, re-read if the file changed."""
         size = os.fstat(self._fd).st_size
         if self._tail is not None and size == self._known_size:
-            return self._tail[0], self._tail[1], False
+            return self._tail[0], self._tail[1], self._unterminated
         next_seq, prev_hash, needs_newline = self._read_tail(size)
         self._known_size = size
         self._tail = (next_seq, prev_hash)
+        self._unterminated = needs_newline
         return next_seq, prev_hash, needs_newline
 
     def _read_tail(self, size: int) -> tuple[int, str, bool]:

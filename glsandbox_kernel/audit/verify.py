@@ -128,16 +128,14 @@ def verify_records(
             else:
                 bad(
                     index,
-                    f"seq is {seq}, expected {expected_seq}: out of order "
-                    "(a record was inserted or reordered)",
+                    f"seq is {seq}, expected {expected_seq}: out of order (a record was inserted or reordered)",
                 )
 
         if prev_hash is not None and record["prev_hash"] != prev_hash:
             if index == 1:
                 bad(
                     index,
-                    "prev_hash is not the genesis hash: the chain does not "
-                    "start here (records deleted from the start)",
+                    "prev_hash is not the genesis hash: the chain does not start here (records deleted from the start)",
                 )
             elif seq_ok:
                 bad(
@@ -157,22 +155,16 @@ def verify_records(
         if key is not None:
             if signature is None:
                 bad(index, "signature missing (a key was given)")
-            elif not isinstance(signature, str) or not hmac.compare_digest(
-                signature, sign(str(stored_hash), key)
-            ):
+            elif not isinstance(signature, str) or not hmac.compare_digest(signature, sign(str(stored_hash), key)):
                 bad(index, "signature does not match (wrong key, or forged record)")
         elif signature is not None and not signed_noted:
             signed_noted = True
-            notes.append(
-                "records are signed but no key was given: signatures not checked"
-            )
+            notes.append("records are signed but no key was given: signatures not checked")
 
         prev_hash = stored_hash if isinstance(stored_hash, str) else None
         if expected_head is not None and stored_hash == expected_head:
             head_found = True
-        expected_seq = (
-            seq + 1 if isinstance(seq, int) and not isinstance(seq, bool) else None
-        )
+        expected_seq = seq + 1 if isinstance(seq, int) and not isinstance(seq, bool) else None
 
     head = prev_hash if count else None
 
@@ -248,10 +240,6 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
         if isinstance(obj, dict):
             records.append(obj)
             continue
-        reason = (
-            obj.reason
-            if isinstance(obj, _Unparsable)
-            else f"a JSON {type(obj).__name__}, not an object"
-        )
+        reason = obj.reason if isinstance(obj, _Unparsable) else f"a JSON {type(obj).__name__}, not an object"
         raise ValueError(f"{os.fspath(path)}: line {lineno}: {reason}")
     return records

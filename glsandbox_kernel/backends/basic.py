@@ -116,6 +116,22 @@ class ZygoteWorker(WorkerProcess):
     def set_worker_pid(self, pid: int) -> None:
         """Called by the backend once the hello frame named the worker's host pid."""
         self.pid = pid
+        self._close_proc_fds()
+        try:
+            self._stat_fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+            self._status_fd = os.open(f"/proc/{pid}/status", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            self._close_proc_fds()
+
+    _stat_fd: int | None = None
+    _status_fd: int | None = None
+
+    def _close_proc_fds(self) -> None:
+        for name in ("_stat_fd", "_status_fd"):
+            fd = getattr(self, name)
+            if fd is not None:
+                os.close(fd)
+                setattr(self, name, None)
 
     def poll(self) -> int | None:
         return self.zygote.returncode(self.reaper_pid)
@@ -164,6 +180,7 @@ class ZygoteWorker(WorkerProcess):
         if self._cleaned:
             return
         self._cleaned = True
+        self._close_proc_fds()
         try:
             self.sock.close()
         except OSError:
@@ -177,20 +194,34 @@ class ZygoteWorker(WorkerProcess):
         return ExitInfo(self.poll())
 
     def sample(self) -> ResourceSample:
-        """Worker-process figures from /proc (cheap: used per call)."""
-        st = read_proc_stat(self.pid)
-        if st is None:
+        """Worker-process figures from /proc (cheap: kept-open fds, used per call)."""
+        if self._stat_fd is None or self._status_fd is None:
             return ResourceSample(source="procfs")
-        cpu, rss = st
-        peak = read_vm_hwm(self.pid)
+        try:
+            stat = os.pread(self._stat_fd, 4096, 0)
+            status = os.pread(self._status_fd, 8192, 0)
+        except OSError:
+            return ResourceSample(source="procfs")
+        fields = stat.rsplit(b")", 1)[1].split()
+        cpu = (int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])) / _CLK_TCK
+        rss = int(fields[21]) * _PAGE
+        peak = None
+        i = status.find(b"VmHWM:")
+        if i >= 0:
+            peak = int(status[i + 6 : status.index(b"kB", i)]) * 1024
         return ResourceSample(cpu_time=cpu, memory_current=rss, memory_peak=peak, source="procfs")
 
     def reset_peak(self) -> None:
         try:
-            with open(f"/proc/{self.pid}/clear_refs", "w") as fh:
-                fh.write("5")
+            fd = os.open(f"/proc/{self.pid}/clear_refs", os.O_WRONLY | os.O_CLOEXEC)
+        except OSError:
+            return
+        try:
+            os.write(fd, b"5")
         except OSError:
             pass
+        finally:
+            os.close(fd)
 
 
 class BasicBackend(SandboxBackend):

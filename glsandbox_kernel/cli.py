@@ -1,0 +1,232 @@
+"""The ``glsandbox`` command (host side): doctor, exec, audit, install, run, report.
+
+Each subcommand lives in the module that owns its subject and is wired here
+through an ``add_*_parser``/``run_*`` pair; bad arguments exit with status 2
+and a usage message, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from .config import IsolationType, SecurityLevel, create_config_by_level, parse_size
+from .exceptions import SandboxConfigError, SandboxError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that prints usage and exits 2 on any mistake (no traceback)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+# -- doctor ---------------------------------------------------------------------------------
+
+def _probe(fn: Callable[[], tuple[bool, str]]) -> tuple[bool, str]:
+    try:
+        return fn()
+    except Exception as exc:  # noqa: BLE001 - doctor reports every probe failure as text
+        return False, f"probe failed: {type(exc).__name__}: {exc}"
+
+
+def doctor_report() -> dict[str, Any]:
+    """What this machine supports, each with a reason (used by ``glsandbox doctor``)."""
+    from .backends.registry import backends
+
+    report: dict[str, Any] = {"python": sys.version.split()[0], "euid": os.geteuid(), "backends": {}}
+    for name, cls in sorted(backends().items()):
+        ok, reason = _probe(cls.available)
+        report["backends"][name] = {"available": ok, "reason": reason,
+                                    "hint": "" if ok else cls.unavailable_hint()}
+    report["features"] = {}
+    features = report["features"]
+    try:
+        from . import confinement
+    except ImportError:
+        confinement = None  # type: ignore[assignment]
+    probes: dict[str, Callable[[], tuple[bool, str]]] = {}
+    if confinement is not None:
+        for name in ("namespaces", "unprivileged_namespaces", "cgroups", "seccomp", "seccomp_notify", "landlock"):
+            fn = getattr(confinement, f"probe_{name}", None)
+            if fn is not None:
+                probes[name] = fn
+    probes.setdefault("kvm", lambda: (os.path.exists("/dev/kvm"), "/dev/kvm present" if os.path.exists("/dev/kvm")
+                                      else "no /dev/kvm (no hardware virtualisation here)"))
+    for name, fn in probes.items():
+        ok, reason = _probe(fn)
+        features[name] = {"available": ok, "reason": reason}
+    default = None
+    try:
+        from .backends.registry import default_backend
+
+        default = default_backend().name
+    except SandboxError as exc:
+        default = f"none ({exc})"
+    report["default_backend"] = default
+    return report
+
+
+def _run_doctor(args: argparse.Namespace) -> int:
+    report = doctor_report()
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"glsandbox doctor  (python {report['python']}, euid {report['euid']})")
+    print("\nBackends:")
+    for name, info in report["backends"].items():
+        mark = "yes" if info["available"] else "no "
+        line = f"  {mark}  {name:<10} {info['reason']}"
+        if info.get("hint"):
+            line += f"  [hint: {info['hint']}]"
+        print(line)
+    print("\nKernel features:")
+    for name, info in report["features"].items():
+        mark = "yes" if info["available"] else "no "
+        print(f"  {mark}  {name:<24} {info['reason']}")
+    print(f"\nDefault backend: {report['default_backend']}")
+    return 0
+
+
+# -- exec -------------------------------------------------------------------------------------
+
+def _run_script(path: str, argv: list[str]) -> Any:
+    """WORKER side: runs the script as __main__ (cloudpickled by value to the worker)."""
+    import runpy
+    import sys as _sys
+
+    _sys.argv = [path, *argv]
+    try:
+        runpy.run_path(path, run_name="__main__")
+    except SystemExit as exc:
+        code = exc.code
+        return code if isinstance(code, int) or code is None else str(code)
+    return 0
+
+
+def config_from_args(args: argparse.Namespace) -> Any:
+    """An OSSandboxConfig from the common --level/--isolation/--timeout/--memory options."""
+    overrides: dict[str, Any] = {}
+    cfg = create_config_by_level(args.level)
+    if args.isolation:
+        overrides["isolation_type"] = IsolationType(args.isolation)
+    if getattr(args, "fallback", False):
+        overrides["fallback_to_basic"] = True
+    if args.timeout is not None:
+        overrides["execution_timeout"] = args.timeout
+    if getattr(args, "audit", None):
+        overrides["audit_log_path"] = args.audit
+    if getattr(args, "memory", None):
+        import dataclasses
+
+        overrides["limits"] = dataclasses.replace(cfg.limits, memory_limit_bytes=parse_size(args.memory))
+    return cfg.replace(**overrides) if overrides else cfg
+
+
+def _add_sandbox_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--level", default="moderate", choices=[lvl.value for lvl in SecurityLevel])
+    p.add_argument("--isolation", choices=[i.value for i in IsolationType], default=None)
+    p.add_argument("--fallback", action="store_true", help="fall back to basic when the backend is unavailable")
+    p.add_argument("--timeout", type=float, default=None, help="wall-clock limit in seconds")
+
+
+def _run_exec(args: argparse.Namespace) -> int:
+    from .sandbox import OSSandbox
+
+    script = os.path.abspath(args.script)
+    if not os.path.isfile(script):
+        print(f"glsandbox exec: no such script: {args.script}", file=sys.stderr)
+        return 2
+    with open(script, encoding="utf-8") as fh:
+        source = fh.read()
+    cfg = config_from_args(args)
+
+    def run(src: str, path: str, argv: list[str]) -> Any:  # WORKER side
+        import sys as _sys
+
+        _sys.argv = [path, *argv]
+        namespace = {"__name__": "__main__", "__file__": path}
+        try:
+            exec(compile(src, path, "exec"), namespace)
+        except SystemExit as exc:
+            code = exc.code
+            return code if isinstance(code, int) or code is None else str(code)
+        return 0
+
+    try:
+        with OSSandbox(cfg) as box:
+            result = box._call(run, (source, script, list(args.args)), {}, script=True)
+    except SandboxError as exc:
+        print(f"glsandbox exec: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 125
+    except BaseException as exc:  # noqa: BLE001 - the script's own error: print the sandbox traceback
+        tb = getattr(exc, "sandbox_traceback", None)
+        if tb:
+            sys.stderr.write("".join(tb))
+        else:
+            print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    if result is None:
+        return 0
+    if isinstance(result, int):
+        return result
+    print(result, file=sys.stderr)
+    return 1
+
+
+# -- main -----------------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="glsandbox", description="Run untrusted Python in an OS-level sandbox, with an audit trail.")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser("doctor", help="what this machine supports, and why not")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_run_doctor)
+
+    p = sub.add_parser("exec", help="run a script in a sandbox")
+    _add_sandbox_options(p)
+    p.add_argument("--memory", help="memory limit, e.g. 200M")
+    p.add_argument("--audit", help="append audit records to this JSONL file")
+    p.add_argument("script")
+    p.add_argument("args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=_run_exec)
+
+    from .audit.cli import add_audit_parser, run_audit
+
+    add_audit_parser(sub)
+    sub.choices["audit"].set_defaults(func=run_audit)
+
+    for module, adder, runner in (
+        ("glsandbox_kernel.kernel.install", "add_install_parser", "run_install"),
+        ("glsandbox_kernel.notebook.run", "add_run_parser", "run_run"),
+        ("glsandbox_kernel.notebook.report", "add_report_parser", "run_report"),
+    ):
+        try:
+            mod = __import__(module, fromlist=[adder])
+        except ImportError:
+            continue
+        getattr(mod, adder)(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except SandboxConfigError as exc:
+        print(f"glsandbox: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

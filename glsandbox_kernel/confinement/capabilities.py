@@ -1,0 +1,151 @@
+"""Step: drop privileges (uid/gid switch, capabilities, no_new_privs, dumpable).
+
+Host side: :func:`plan_capabilities` decides the uid/gid the worker runs as
+and whether the process may be marked non-dumpable. Child side:
+:func:`drop_capabilities_child` clears the bounding and ambient sets,
+switches uid/gid and empties the permitted/effective/inheritable sets;
+:func:`no_new_privs_child` sets ``PR_SET_NO_NEW_PRIVS`` (needed by seccomp
+and Landlock and by itself a guard against setuid binaries).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from typing import Any
+
+from ._common import (
+    PR_CAP_AMBIENT,
+    PR_CAP_AMBIENT_CLEAR_ALL,
+    PR_CAPBSET_DROP,
+    PR_CAPBSET_READ,
+    PR_GET_NO_NEW_PRIVS,
+    PR_SET_DUMPABLE,
+    PR_SET_NO_NEW_PRIVS,
+    ConfinementError,
+    check,
+    libc,
+    prctl,
+    sysno,
+)
+
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    ]
+
+
+def last_cap() -> int:
+    """HOST side: the highest capability number this kernel knows."""
+    try:
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 40
+
+
+def plan_capabilities(
+    *, uid: int | None, gid: int | None, dumpable: bool, setgroups: bool
+) -> dict[str, Any]:
+    """HOST side: the capabilities section of a child plan.
+
+    ``uid``/``gid``: ids (as seen in the worker's user namespace, or on the
+    host without one) to switch to; None keeps the current ones.
+    ``setgroups``: clear supplementary groups (needs CAP_SETGID).
+    ``dumpable``: keep the process dumpable (False hides /proc/<pid>/mem and
+    friends from other processes of the same uid; keep True where the host
+    supervisor reads the worker's memory without CAP_SYS_PTRACE).
+    """
+    return {
+        "enabled": True,
+        "uid": uid,
+        "gid": gid,
+        "setgroups": setgroups,
+        "dumpable": dumpable,
+        "last_cap": last_cap(),
+    }
+
+
+def drop_capabilities_child(section: dict[str, Any] | None, report: dict[str, Any]) -> None:
+    """CHILD side: bounding set, ambient set, uid/gid switch, then capset(0).
+
+    The bounding set is cleared first, while CAP_SETPCAP is still held; the
+    uid switch follows while CAP_SETUID/CAP_SETGID are held; the final
+    ``capset`` empties every set. A bounding-set drop refused with EPERM
+    (an unprivileged worker of the BASIC backend holds no CAP_SETPCAP and
+    no capability to drop) is reported, not fatal.
+    """
+    if not section or not section.get("enabled"):
+        return
+    out: dict[str, Any] = {}
+    bounding_ok = True
+    for cap in range(int(section.get("last_cap", 40)) + 1):
+        if prctl(PR_CAPBSET_READ, cap) != 1:
+            continue
+        if prctl(PR_CAPBSET_DROP, cap) < 0:
+            bounding_ok = False
+            break
+    out["bounding"] = "cleared" if bounding_ok else "kept: no CAP_SETPCAP (process holds no capabilities)"
+    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
+    if section.get("setgroups"):
+        try:
+            os.setgroups([])
+        except OSError as exc:
+            raise ConfinementError("capabilities", "setgroups([])", exc.errno) from exc
+    gid = section.get("gid")
+    if gid is not None:
+        try:
+            os.setresgid(gid, gid, gid)
+        except OSError as exc:
+            raise ConfinementError("capabilities", f"setresgid({gid})", exc.errno) from exc
+    uid = section.get("uid")
+    if uid is not None:
+        try:
+            os.setresuid(uid, uid, uid)
+        except OSError as exc:
+            raise ConfinementError("capabilities", f"setresuid({uid})", exc.errno) from exc
+    _capset_empty_child()
+    if not section.get("dumpable", True):
+        check("capabilities", "prctl(PR_SET_DUMPABLE, 0)", prctl(PR_SET_DUMPABLE, 0))
+        out["dumpable"] = False
+    out["uid"] = os.getuid()
+    out["gid"] = os.getgid()
+    report["capabilities"] = out
+
+
+def _capset_empty_child() -> None:
+    """CHILD side: ``capset`` with all three sets empty."""
+    nr = sysno("capset")
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    if nr is None:
+        res = libc().capset(ctypes.byref(header), data)
+    else:
+        res = libc().syscall(nr, ctypes.byref(header), data)
+    check("capabilities", "capset(empty)", int(res))
+
+
+def no_new_privs_child(section: dict[str, Any] | None, report: dict[str, Any]) -> None:
+    """CHILD side: ``prctl(PR_SET_NO_NEW_PRIVS, 1)``; never undone, inherited."""
+    if section is not None and not section.get("enabled", True):
+        return
+    check("no_new_privs", "prctl(PR_SET_NO_NEW_PRIVS, 1)", prctl(PR_SET_NO_NEW_PRIVS, 1))
+    report["no_new_privs"] = prctl(PR_GET_NO_NEW_PRIVS) == 1
+
+
+def effective_capabilities() -> int:
+    """The CapEff mask of this process from /proc/self/status (either side; tests)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("CapEff:"):
+                return int(line.split()[1], 16)
+    return -1

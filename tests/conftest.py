@@ -1,0 +1,56 @@
+"""Shared fixtures: leak checks against the real process table."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def live_pids(pids: list[int]) -> list[int]:
+    """The pids in ``pids`` that are still running (zombies count as gone)."""
+    out = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as fh:
+                state = fh.read().rsplit(b")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state not in (b"Z", b"X"):
+            out.append(pid)
+    return out
+
+
+def wait_gone(pids: list[int], timeout: float = 5.0) -> list[int]:
+    """Wait until none of ``pids`` runs; return those still running at the deadline."""
+    deadline = time.monotonic() + timeout
+    alive = live_pids(pids)
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.02)
+        alive = live_pids(alive)
+    return alive
+
+
+def zygote_children() -> list[int]:
+    """Processes below this test process's zygote (should be none between tests)."""
+    from glsandbox_kernel import zygote
+
+    z = zygote._ZYGOTES.get(sys.executable)
+    if z is None or z.proc.poll() is not None:
+        return []
+    from glsandbox_kernel.backends.basic import descendants
+
+    return live_pids(descendants(z.proc.pid))
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_processes() -> Iterator[None]:
+    """Every test must leave no sandbox process behind (checked in /proc)."""
+    yield
+    left = wait_gone(zygote_children(), timeout=5.0)
+    assert not left, f"sandbox processes left behind: {left}"
