@@ -281,11 +281,36 @@ def _reap(chan: FrameChannel, children: set[int]) -> None:
 
 
 def _kill_all(children: set[int]) -> None:
-    for pid in children:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    """TEMPLATE: the host is gone; kill every process below us, deepest first, until none is left.
+
+    As a child subreaper we inherit the orphans of dying trees, so repeat until
+    /proc shows no child of ours.
+    """
+    me = os.getpid()
+    for _ in range(100):
+        tree: list[int] = []
+        todo = [me]
+        while todo:
+            kids = children_of(todo.pop())
+            tree.extend(kids)
+            todo.extend(kids)
+        if not tree:
+            return
+        for pid in reversed(tree):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+        import time
+
+        time.sleep(0.005)
 
 
 def _spawn(plan: dict[str, Any], sock_fd: int, ctl_fd: int, wake_r: int, wake_w: int) -> int:
@@ -345,7 +370,8 @@ def _reaper_loop(worker_pid: int) -> None:
     _kill_children_of(os.getpid())
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
-        signal.signal(sig, signal.SIG_DFL)
+        if sig not in (signal.SIGKILL, signal.SIGSTOP):
+            signal.signal(sig, signal.SIG_DFL)
         os.kill(os.getpid(), sig)
     os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1)
 
@@ -401,7 +427,9 @@ def _fallback_child_plan(plan: dict[str, Any]) -> dict[str, Any]:
 
     for name, value in (plan.get("rlimits") or {}).items():
         res = getattr(resource, name)
-        resource.setrlimit(res, (value, value))
+        # CPU: the soft limit sends SIGXCPU (a clear reason), the hard one SIGKILL a second later.
+        hard = value + 1 if name == "RLIMIT_CPU" else value
+        resource.setrlimit(res, (value, hard))
     if plan.get("cwd"):
         os.chdir(plan["cwd"])
     if plan.get("env") is not None:

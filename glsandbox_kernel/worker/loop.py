@@ -64,6 +64,7 @@ class StreamWriter(io.TextIOBase):
         self._parts: list[str] = []
         self._size = 0
         self._last = 0.0
+        self.other: StreamWriter | None = None
         self._lock = threading.Lock()
 
     @property
@@ -81,11 +82,13 @@ class StreamWriter(io.TextIOBase):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
         if not text:
             return 0
+        other = self.other
+        if other is not None and other._parts:
+            other.flush()  # keep stdout/stderr interleaving in order
         with self._lock:
             self._parts.append(text)
             self._size += len(text)
-            now = time.monotonic()
-            due = self._size > 8192 or now - self._last > 0.05
+            due = self._size > 8192
         if due:
             self.flush()
         return len(text)
@@ -171,6 +174,8 @@ class Worker:
     def __init__(self, sock: socket.socket) -> None:
         self.conn = Connection(sock)
         self.writers = {"stdout": StreamWriter(self.conn, "stdout"), "stderr": StreamWriter(self.conn, "stderr")}
+        self.writers["stdout"].other = self.writers["stderr"]
+        self.writers["stderr"].other = self.writers["stdout"]
         self.forwarder: FdForwarder | None = None
         self._fn_cache: dict[bytes, Any] = {}
         self._shell: Any = None

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from IPython.core.displayhook import DisplayHook
 from IPython.core.displaypub import DisplayPublisher
 from IPython.core.interactiveshell import InteractiveShell
-from IPython.utils.tokenutil import line_at_cursor, token_at_cursor
+from IPython.utils.tokenutil import token_at_cursor
 
 if TYPE_CHECKING:
     from .loop import Worker
@@ -218,14 +218,24 @@ class CellShell:
         return reply
 
     def do_complete(self, msg: dict[str, Any]) -> dict[str, Any]:
+        """Completions from IPython's (jedi) completer, as ipykernel's default path does."""
+        from IPython.core.completer import provisionalcompleter, rectify_completions
+
         code = msg.get("code", "")
         cursor_pos = msg.get("cursor_pos")
         if cursor_pos is None:
             cursor_pos = len(code)
-        line, offset = line_at_cursor(code, cursor_pos)
-        txt, matches = self.shell.complete("", line, cursor_pos - offset)
-        return {"type": "complete_reply", "status": "ok", "matches": list(matches),
-                "cursor_start": cursor_pos - len(txt), "cursor_end": cursor_pos, "metadata": {}}
+        with provisionalcompleter():
+            completions = list(rectify_completions(code, self.shell.Completer.completions(code, cursor_pos)))
+        if completions:
+            start, end = completions[0].start, completions[0].end
+        else:
+            start = end = cursor_pos
+        meta = [{"start": c.start, "end": c.end, "text": c.text, "type": c.type, "signature": c.signature}
+                for c in completions]
+        return {"type": "complete_reply", "status": "ok", "matches": [c.text for c in completions],
+                "cursor_start": start, "cursor_end": end,
+                "metadata": {"_jupyter_types_experimental": meta}}
 
     def do_inspect(self, msg: dict[str, Any]) -> dict[str, Any]:
         code = msg.get("code", "")

@@ -1,0 +1,388 @@
+"""Step: Linux namespaces (user, mount, pid, net, ipc, uts, cgroup) and the pid-1 init.
+
+Host side: :func:`plan_namespaces` and :func:`userns_available`.
+
+Child side: :func:`unshare_child` then :func:`fork_init_child`. Together
+they turn the calling process into a chain, the way bubblewrap does with its
+monitor and pid-1 processes::
+
+    P0  (host pid namespace; the pid the host knows)
+     │  writes P1's uid_map/gid_map from the parent user namespace
+     └─ P1  unshare(CLONE_NEWUSER|NEWNS|NEWPID|NEWNET|NEWIPC|NEWUTS|NEWCGROUP)
+         └─ P2  pid 1 of the new pid namespace: the init
+             └─ P3  pid 2: the worker; the only process that returns
+
+P0 writes the id maps because a process inside a fresh user namespace may
+map only its own uid; as root we map the sandbox uid to an unprivileged
+host uid instead, which needs CAP_SETUID in the parent namespace. Between
+the two halves P1 still has its host uid, in the new mount namespace: the
+mounts step opens its bind sources there (``O_PATH``), because once P1 is
+the sandbox uid it can no longer walk into root-only directories such as
+/root/.pyenv.
+
+P0, P1 and P2 never return: they close every inherited fd, forward
+SIGINT/SIGTERM/SIGHUP/SIGQUIT/SIGUSR1/SIGUSR2 down the chain, reap, and end
+the way the worker ended (same exit code, or the same signal). Each one dies
+with its parent (``PR_SET_PDEATHSIG``); when the init P2 exits the kernel
+kills every process left in the pid namespace, so a double-forked daemon
+cannot outlive the sandbox.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import gc
+import os
+import resource
+import select
+import signal
+import struct
+from typing import Any, NoReturn
+
+from ._common import PR_SET_PDEATHSIG, ConfinementError, close_fds_except, libc, prctl
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+FLAGS = {
+    "user": CLONE_NEWUSER,
+    "mount": CLONE_NEWNS,
+    "pid": CLONE_NEWPID,
+    "net": CLONE_NEWNET,
+    "ipc": CLONE_NEWIPC,
+    "uts": CLONE_NEWUTS,
+    "cgroup": CLONE_NEWCGROUP,
+}
+
+#: uid/gid of the worker inside its user namespace.
+SANDBOX_UID = 1000
+SANDBOX_GID = 1000
+#: Host uid/gid the sandbox uid maps to when the host process is root.
+UNPRIVILEGED_HOST_ID = 65534
+
+_FORWARDED_SIGNALS = (
+    signal.SIGINT,
+    signal.SIGTERM,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+)
+
+
+def plan_namespaces(
+    *,
+    kinds: tuple[str, ...] = ("user", "mount", "pid", "net", "ipc", "uts", "cgroup"),
+    hostname: str = "sandbox",
+) -> dict[str, Any]:
+    """HOST side: the namespaces section of a child plan.
+
+    With a user namespace the sandbox uid/gid (1000) maps to the host's own
+    ids, or to 65534 when the host runs as root (so the worker is never host
+    root). ``setgroups`` is denied for an unprivileged host, as the kernel
+    requires before an unprivileged gid_map write.
+    """
+    for k in kinds:
+        if k not in FLAGS:
+            raise ValueError(f"unknown namespace kind {k!r}")
+    section: dict[str, Any] = {"enabled": True, "kinds": list(kinds), "hostname": hostname}
+    if "user" in kinds:
+        root = os.geteuid() == 0
+        out_uid = UNPRIVILEGED_HOST_ID if root else os.geteuid()
+        out_gid = UNPRIVILEGED_HOST_ID if root else os.getegid()
+        section["uid_map"] = f"{SANDBOX_UID} {out_uid} 1\n"
+        section["gid_map"] = f"{SANDBOX_GID} {out_gid} 1\n"
+        section["setgroups"] = "allow" if root else "deny"
+        section["host_uid"] = out_uid
+        section["host_gid"] = out_gid
+    return section
+
+
+@functools.lru_cache(maxsize=None)
+def userns_available() -> tuple[bool, str]:
+    """HOST side: whether this process can create a user namespace, and why not.
+
+    Probes for real: a forked child calls ``unshare(CLONE_NEWUSER)``.
+    """
+    try:
+        with open("/proc/sys/user/max_user_namespaces") as f:
+            if int(f.read()) == 0:
+                return False, "user.max_user_namespaces is 0"
+    except (OSError, ValueError):
+        pass
+    pid = os.fork()
+    if pid == 0:  # probe child
+        rc = libc().unshare(CLONE_NEWUSER)
+        os._exit(0 if rc == 0 else min(ctypes.get_errno(), 255) or 255)
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if code == 0:
+        return True, "unshare(CLONE_NEWUSER) works"
+    hint = ""
+    if os.path.exists("/proc/sys/kernel/unprivileged_userns_clone"):
+        hint = "; try sysctl kernel.unprivileged_userns_clone=1"
+    if os.path.exists("/proc/sys/kernel/apparmor_restrict_unprivileged_userns"):
+        hint = "; AppArmor restricts unprivileged user namespaces"
+    return False, f"unshare(CLONE_NEWUSER): {os.strerror(code) if code > 0 else code}{hint}"
+
+
+_saved_mask: set[signal.Signals] = set()
+
+
+def unshare_child(section: dict[str, Any] | None, report: dict[str, Any]) -> None:
+    """CHILD side, first half: fork P1 and unshare; returns only in P1.
+
+    P0 writes P1's id maps, then waits for P1 and mirrors how it ended; it
+    raises :class:`ConfinementError` instead when ``unshare`` or the map
+    writes fail (P0 is still the host's direct child then and can report).
+    P1 holds its host uid until :func:`fork_init_child`, so the caller can
+    still open host paths (the mount sources) in the new mount namespace.
+    """
+    if not section or not section.get("enabled"):
+        return
+    global _saved_mask
+    flags = 0
+    for kind in section["kinds"]:
+        flags |= FLAGS[kind]
+    p0 = os.getpid()
+    # Forwarded signals stay blocked until each intermediate process has its
+    # forwarding handler; the worker gets the original mask back.
+    _saved_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _FORWARDED_SIGNALS)
+    up_r, up_w = os.pipe()  # P1 -> P0: b"U" unshared, or b"E" + errno
+    down_r, down_w = os.pipe()  # P0 -> P1: b"M" maps written, or b"E"
+    try:
+        pid1 = os.fork()
+    except OSError as exc:
+        signal.pthread_sigmask(signal.SIG_SETMASK, _saved_mask)
+        raise ConfinementError("namespaces", "fork()", exc.errno) from exc
+    if pid1 == 0:
+        try:
+            os.close(up_r)
+            os.close(down_w)
+            _p1_unshare_child(flags, p0, up_w, down_r)
+        except BaseException:  # an intermediate process must never return
+            os._exit(255)
+        return  # P1, in the new namespaces
+    os.close(up_w)
+    os.close(down_r)
+    try:
+        _p0_child(section, pid1, up_r, down_w)
+    finally:  # only reached when P0 raises ConfinementError
+        signal.pthread_sigmask(signal.SIG_SETMASK, _saved_mask)
+
+
+def fork_init_child(section: dict[str, Any] | None, report: dict[str, Any]) -> None:
+    """CHILD side, second half (in P1): become the sandbox uid, fork init and worker.
+
+    Returns only in the worker P3; P1 and the init P2 wait and mirror.
+    """
+    if not section or not section.get("enabled"):
+        return
+    try:
+        _p1_fork_child(section)
+    except BaseException:  # P1 or P2 must never return
+        os._exit(255)
+    # P3, the worker
+    signal.pthread_sigmask(signal.SIG_SETMASK, _saved_mask)
+    report["namespaces"] = {
+        "kinds": list(section["kinds"]),
+        "pid": os.getpid(),
+        "uid": os.getuid(),
+        "uid_map": section.get("uid_map", "").strip(),
+    }
+
+
+def _p0_child(section: dict[str, Any], pid1: int, up_r: int, down_w: int) -> NoReturn:
+    """CHILD side, P0: write P1's id maps, then wait and mirror its end."""
+    msg = _read_exact(up_r, 5)
+    os.close(up_r)
+    if msg[:1] != b"U":
+        os.close(down_w)
+        os.waitpid(pid1, 0)
+        err = struct.unpack("i", msg[1:5])[0] if len(msg) == 5 else None
+        names = "|".join("CLONE_NEW" + k.upper() for k in section["kinds"])
+        raise ConfinementError(
+            "namespaces",
+            f"unshare({names})",
+            err,
+            "unprivileged user namespaces may be disabled (user.max_user_namespaces, "
+            "kernel.unprivileged_userns_clone, AppArmor userns restriction)",
+        )
+    if "uid_map" in section:
+        try:
+            _write_proc(pid1, "setgroups", section["setgroups"])
+            _write_proc(pid1, "uid_map", section["uid_map"])
+            _write_proc(pid1, "gid_map", section["gid_map"])
+        except OSError as exc:
+            os.write(down_w, b"E")
+            os.close(down_w)
+            os.waitpid(pid1, 0)
+            raise ConfinementError(
+                "namespaces", f"write /proc/{pid1}/{exc.filename or 'uid_map'}", exc.errno
+            ) from exc
+    os.write(down_w, b"M")
+    close_fds_except(set())
+    _wait_and_mirror_child(pid1, reap_all=False)
+
+
+def _write_proc(pid: int, name: str, text: str) -> None:
+    """CHILD side (P0): one ``write`` of ``text`` to /proc/<pid>/<name>."""
+    path = f"/proc/{pid}/{name}"
+    try:
+        fd = os.open(path, os.O_WRONLY)
+    except OSError as exc:
+        exc.filename = name
+        raise
+    try:
+        os.write(fd, text.encode())
+    except OSError as exc:
+        exc.filename = name
+        raise
+    finally:
+        os.close(fd)
+
+
+def _p1_unshare_child(flags: int, p0: int, up_w: int, down_r: int) -> None:
+    """CHILD side, P1: unshare and wait until P0 has written the id maps."""
+    gc.disable()
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != p0:
+        os._exit(255)
+    if libc().unshare(flags) != 0:
+        os.write(up_w, b"E" + struct.pack("i", ctypes.get_errno()))
+        os._exit(255)
+    os.write(up_w, b"U\0\0\0\0")
+    os.close(up_w)
+    if _read_exact(down_r, 1) != b"M":
+        os._exit(255)
+    os.close(down_r)
+    os.chdir("/")
+
+
+def _p1_fork_child(section: dict[str, Any]) -> None:
+    """CHILD side, P1: switch to the sandbox ids (keeping the namespace caps), fork P2."""
+    if "uid_map" in section:
+        # Inside the new user namespace this keeps every capability (the old
+        # uid is not the namespace's root), but files we create from now on
+        # belong to a mapped id.
+        if section.get("setgroups") == "allow":
+            os.setgroups([])
+        os.setresgid(SANDBOX_GID, SANDBOX_GID, SANDBOX_GID)
+        os.setresuid(SANDBOX_UID, SANDBOX_UID, SANDBOX_UID)
+    hostname = section.get("hostname")
+    if hostname and "uts" in section["kinds"]:
+        raw = hostname.encode()
+        libc().sethostname(raw, len(raw))
+    status_r, status_w = os.pipe()  # P2 -> P1: the worker's wait status
+    alive_r, alive_w = os.pipe()  # EOF on alive_r tells P2 that P1 died
+    pid2 = os.fork()
+    if pid2 == 0:
+        os.close(status_r)
+        os.close(alive_w)
+        _p2_init_child(status_w, alive_r)
+        return  # P3
+    os.close(status_w)
+    os.close(alive_r)
+    close_fds_except({status_r, alive_w})
+    _wait_and_mirror_child(pid2, reap_all=False, status_in=status_r)
+
+
+def _p2_init_child(status_w: int, alive_r: int) -> None:
+    """CHILD side, P2 = pid 1: fork the worker, then reap and forward; returns only in P3."""
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    ready, _, _ = select.select([alive_r], [], [], 0)
+    if ready:  # P1 already gone
+        os._exit(255)
+    pid3 = os.fork()
+    if pid3 == 0:
+        os.close(status_w)
+        os.close(alive_r)
+        gc.enable()
+        return  # P3: the worker
+    close_fds_except({status_w})
+    _wait_and_mirror_child(pid3, reap_all=True, status_out=status_w)
+
+
+def _read_exact(fd: int, n: int) -> bytes:
+    """CHILD side: read up to ``n`` bytes, stopping early only at EOF."""
+    buf = b""
+    while len(buf) < n:
+        chunk = os.read(fd, n - len(buf))
+        if not chunk:
+            break
+        buf += chunk
+    return buf
+
+
+def _wait_and_mirror_child(
+    child: int,
+    *,
+    reap_all: bool,
+    status_in: int | None = None,
+    status_out: int | None = None,
+) -> NoReturn:
+    """CHILD side (P0/P1/P2): forward signals to ``child``, wait, end like it.
+
+    ``reap_all`` (the init) also reaps orphans. ``status_out`` receives the
+    raw wait status (the init cannot kill itself with a signal from inside
+    its pid namespace); ``status_in`` supplies it one level up.
+    """
+    gc.disable()
+
+    def forward(signum: int, _frame: object) -> None:
+        try:
+            os.kill(child, signum)
+        except OSError:
+            pass
+
+    try:
+        signal.set_wakeup_fd(-1)
+    except ValueError:
+        pass
+    for sig in _FORWARDED_SIGNALS:
+        signal.signal(sig, forward)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _FORWARDED_SIGNALS)
+    status: int | None = None
+    while True:
+        try:
+            pid, st = os.waitpid(-1 if reap_all else child, 0)
+        except ChildProcessError:
+            break
+        if pid == child:
+            status = st
+            break
+    if status_in is not None:
+        raw = _read_exact(status_in, 4)
+        if len(raw) == 4:
+            status = struct.unpack("i", raw)[0]
+    if status_out is not None and status is not None:
+        try:
+            os.write(status_out, struct.pack("i", status))
+        except OSError:
+            pass
+    _exit_like_child(status)
+
+
+def _exit_like_child(status: int | None) -> NoReturn:
+    """CHILD side: ``_exit`` with the worker's code, or die of its signal."""
+    if status is None:
+        os._exit(255)
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+            signal.signal(sig, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, [sig])
+            os.kill(os.getpid(), sig)
+        except (OSError, ValueError):
+            pass
+        os._exit(128 + sig)
+    if os.WIFEXITED(status):
+        os._exit(os.WEXITSTATUS(status))
+    os._exit(255)
