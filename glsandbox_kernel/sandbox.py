@@ -90,10 +90,15 @@ class OSSandbox:
             sinks += [self._memory_sink, LoggingSink()]
             key = load_key(self.config.audit_key_path)
             self._audit = AuditLog(session_id=self.session_id, sinks=sinks, key=key)
+            # Without a file sink a call's record may be sealed while the next
+            # call runs (off the hot path); with one, every record is written
+            # and fsynced before the call returns.
+            self._defer_audit = not self.config.audit_log_path
             self._emit(EventType.SESSION_START, extra={"config": self.config.to_dict(),
                                                       "backend": self._session.backend_cls.name})
             if self._session.fallback_reason:
                 self._emit(EventType.FALLBACK, extra={"fallback": self._session.fallback_reason})
+        self._pending: list[tuple[Any, ...]] = []
         self._closed = False
 
     # -- context manager ------------------------------------------------------------
@@ -132,7 +137,14 @@ class OSSandbox:
     @property
     def audit_records(self) -> list[dict[str, Any]]:
         """Every audit record of this session, in order (copies)."""
+        self._flush_audit()
         return list(self._memory_sink.records) if self._audit is not None else []
+
+    def _flush_audit(self) -> None:
+        """Seal records deferred from earlier calls (runs while the worker works)."""
+        while self._pending:
+            args, kwargs = self._pending.pop(0)
+            self._emit(*args, **kwargs)
 
     @property
     def audit_log(self) -> AuditLog | None:
@@ -163,6 +175,7 @@ class OSSandbox:
         self._session.close()
         self.metrics.cleanup_time = time.perf_counter() - t0
         if self._audit is not None:
+            self._flush_audit()
             self._emit(EventType.SESSION_END, metrics=self.cumulative_metrics.to_dict())
             self._audit.close()
 
@@ -192,7 +205,8 @@ class OSSandbox:
         )
 
     def _record_outcome(
-        self, outcome: CallOutcome, provenance: str, error: BaseException | None, extra: dict[str, Any]
+        self, outcome: CallOutcome, provenance: str, error: BaseException | None, extra: dict[str, Any],
+        *, defer: bool = False,
     ) -> dict[str, Any] | None:
         m = outcome.metrics
         self.metrics = m
@@ -217,14 +231,13 @@ class OSSandbox:
             event = EventType.EXECUTION_SUCCESS
         if error is not None:
             extra = {**extra, "error": f"{type(error).__name__}: {error}"[:2000]}
-        return self._emit(
-            event,
-            provenance=provenance,
-            metrics=m.to_dict(),
-            violations=outcome.violations,
-            execution_time=m.execution_time,
-            extra=extra,
-        )
+        kwargs = {"provenance": provenance, "metrics": m.to_dict(), "violations": outcome.violations,
+                  "execution_time": m.execution_time, "extra": extra}
+        if defer and self._defer_audit and error is None and not outcome.violations:
+            self._pending.append(((event,), kwargs))
+            return None
+        self._flush_audit()
+        return self._emit(event, **kwargs)
 
     # -- functions --------------------------------------------------------------------
     def execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -247,14 +260,23 @@ class OSSandbox:
 
         fn_bytes = _dumps_function(fn)
         arg_bytes = cloudpickle.dumps((args, kwargs)) if (args or kwargs) else b""
-        provenance = _sha256(fn_bytes, arg_bytes, self._config_bytes)
         msg: dict[str, Any] = {"type": "call", "fn": fn_bytes, "args": arg_bytes}
         if script:
             msg["script"] = True
         limit = self.config.execution_timeout if timeout == "config" else timeout
+        provenance = ""
+
+        def bookkeeping() -> None:  # runs while the worker works
+            nonlocal provenance
+            provenance = _sha256(fn_bytes, arg_bytes, self._config_bytes)
+            self._flush_audit()
+
         outcome = self._session.request(
-            msg, timeout=limit, on_message=_relay_streams, monitor_context={"kind": "call"}  # type: ignore[arg-type]
+            msg, timeout=limit, on_message=_relay_streams, monitor_context={"kind": "call"},  # type: ignore[arg-type]
+            overlap=bookkeeping,
         )
+        if not provenance:
+            bookkeeping()
         error: BaseException | None = outcome.error
         value: Any = None
         if error is None:
@@ -275,7 +297,8 @@ class OSSandbox:
                 if error is not None:
                     exc.__cause__ = error
                 error = exc
-        self._record_outcome(outcome, provenance, error, {"kind": "call", "function": getattr(fn, "__qualname__", repr(fn))[:200]})
+        self._record_outcome(outcome, provenance, error, {"kind": "call", "function": getattr(fn, "__qualname__", repr(fn))[:200]},
+                             defer=True)
         if error is not None:
             raise error
         return value

@@ -104,6 +104,8 @@ class Session:
         self._violations_lock = threading.Lock()
         self._state_lost_pending = False
         self._last_setup_time: float | None = None
+        self._last_sample: Any = None
+        self._last_sample_gen = -1
         self.closed = False
 
     # -- backend selection ---------------------------------------------------
@@ -222,12 +224,15 @@ class Session:
         on_message: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
         reply_types: tuple[str, ...] = ("result",),
         monitor_context: dict[str, Any] | None = None,
+        overlap: Callable[[], None] | None = None,
     ) -> CallOutcome:
         """Send ``msg`` and read frames until a reply of ``reply_types``.
 
         Intermediate frames go to ``on_message``, which may return a frame to
-        send back (input replies). Never raises for worker trouble: the outcome
-        carries the error, so the caller can audit before raising.
+        send back (input replies). ``overlap`` is the caller's bookkeeping,
+        run after the request is sent, while the worker works. Never raises
+        for worker trouble: the outcome carries the error, so the caller can
+        audit before raising.
         """
         with self._lock:
             state_lost = self._state_lost_pending
@@ -238,23 +243,24 @@ class Session:
             self._req_id += 1
             msg["id"] = self._req_id
             self._interrupt_at = None
-            self._take_violations()
-            metrics = SandboxMetrics(
-                isolation_type=self.isolation_type.value,
-                fallback=self.fallback_reason,
-                setup_time=setup_time,
-                state_lost=state_lost,
-                calls=1,
-            )
-            before = worker.sample() if self.config.enable_metrics else None
-            if self.config.enable_metrics:
+            measure = self.config.enable_metrics
+            before = None
+            if measure:
+                # The previous call's closing reading is this call's opening one.
+                before = self._last_sample if self._last_sample_gen == self.generation else None
+                if before is None:
+                    before = worker.sample()
                 worker.reset_peak()
-                self.monitor.begin(worker, monitor_context)
             t0 = time.perf_counter()
             reply: dict[str, Any] | None = None
             error: BaseException | None = None
             try:
                 chan.send(msg)
+                # From here until the reply the worker runs: do the bookkeeping now.
+                if measure:
+                    self.monitor.begin(worker, monitor_context)
+                if overlap is not None:
+                    overlap()
                 reply = self._read_until_reply(worker, chan, timeout, on_message, reply_types)
             except _Timeout as exc:
                 self.kill_worker()
@@ -276,15 +282,22 @@ class Session:
                 error = self._crash_error(worker, "during the call")
                 self.kill_worker()
                 error.__cause__ = exc
-            metrics.execution_time = time.perf_counter() - t0
-            if self.config.enable_metrics:
+            elapsed = time.perf_counter() - t0
+            metrics = SandboxMetrics(
+                isolation_type=self.isolation_type.value,
+                fallback=self.fallback_reason,
+                setup_time=setup_time,
+                state_lost=state_lost or error is not None,
+                execution_time=elapsed,
+                calls=1,
+            )
+            if measure:
                 self.monitor.end()
                 self._fill_metrics(metrics, worker, before)
-            violations = self._take_violations()
-            metrics.violations_detected = len(violations)
-            metrics.escape_attempts = sum(1 for v in violations if v.get("escape"))
-            if error is not None:
-                metrics.state_lost = True
+            violations = self._take_violations() if self._violations else []
+            if violations:
+                metrics.violations_detected = len(violations)
+                metrics.escape_attempts = sum(1 for v in violations if v.get("escape"))
             return CallOutcome(reply, error, metrics, violations, state_lost)
 
     def _read_until_reply(
@@ -326,7 +339,8 @@ class Session:
                     chan.send(answer)
 
     def _fill_metrics(self, metrics: SandboxMetrics, worker: WorkerProcess, before: Any) -> None:
-        after = worker.sample() if worker.poll() is None else None
+        after = worker.sample() if self.worker is worker else None
+        self._last_sample, self._last_sample_gen = after, self.generation
         mon = self.monitor
         if before is not None and after is not None:
             if before.cpu_time is not None and after.cpu_time is not None:

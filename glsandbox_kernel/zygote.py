@@ -131,7 +131,8 @@ class ZygoteClient:
     def spawn(self, plan: dict[str, Any], worker_sock: socket.socket, timeout: float = 30.0) -> int:
         """Fork a child that applies ``plan`` and serves on ``worker_sock``; returns its pid.
 
-        The pid is the template's direct child (the reaper of the worker tree).
+        The pid is the template's direct child: the worker (or, for namespace
+        plans, the process that set up the namespaces around it).
         """
         fut: Future[int] = Future()
         with self._send_lock:
@@ -333,47 +334,16 @@ def _spawn(plan: dict[str, Any], sock_fd: int, ctl_fd: int, wake_r: int, wake_w:
 
 
 def _child_main(plan: dict[str, Any], sock_fd: int) -> None:
-    """FORKED CHILD: become the tree's reaper, fork the worker, confine it, serve.
+    """FORKED CHILD: own session, die with the template, subreaper, then the worker.
 
-    This process (the reaper) stays trusted and unconfined: it is a child
-    subreaper, so anything the worker starts, even a ``setsid`` double-fork
-    daemon, stays below it; when the worker ends it kills every leftover and
-    exits the way the worker did.
+    As a child subreaper the worker keeps even ``setsid`` double-fork daemons
+    below it, where the host's kill finds them; if the worker itself dies,
+    its orphans fall to the template, which kills them (see :func:`_reap`).
     """
     os.setsid()
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
-    worker_pid = os.fork()
-    if worker_pid == 0:
-        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        _worker_main(plan, sock_fd)
-        os._exit(0)
-    os.close(sock_fd)
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_IGN)
-    _reaper_loop(worker_pid)
-
-
-def _reaper_loop(worker_pid: int) -> None:
-    """REAPER (trusted): wait for the worker, then kill and reap every leftover."""
-    status = 0
-    while True:
-        try:
-            pid, st = os.waitpid(-1, 0)
-        except ChildProcessError:
-            break
-        except InterruptedError:
-            continue
-        if pid == worker_pid:
-            status = st
-            _kill_children_of(os.getpid())
-    _kill_children_of(os.getpid())
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        if sig not in (signal.SIGKILL, signal.SIGSTOP):
-            signal.signal(sig, signal.SIG_DFL)
-        os.kill(os.getpid(), sig)
-    os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1)
+    _worker_main(plan, sock_fd)
 
 
 def _kill_children_of(ppid: int) -> None:

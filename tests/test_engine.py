@@ -235,7 +235,7 @@ def test_timeout_kills_whole_tree_and_next_call_gets_fresh_worker() -> None:
         with pytest.raises(SandboxTimeoutError, match=r"1\.5 s timeout.*state is lost"):
             box.execute(spawn_and_hang)
         t.join()
-        assert len(before) >= 4  # reaper, worker, sleep, daemon
+        assert len(before) >= 3  # worker, sleep, daemon
         assert wait_gone(list(before)) == []
         r = box.run_cell("state")
         assert r.status == "error" and r.error_name == "NameError"
@@ -356,7 +356,7 @@ def test_no_leftovers_when_the_host_process_dies() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     pids = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert len(pids) >= 4
+    assert len(pids) >= 3  # template, worker, sleep
     assert wait_gone(pids, timeout=10) == []
 
 

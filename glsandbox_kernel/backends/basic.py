@@ -99,16 +99,19 @@ def descendants(pid: int) -> list[int]:
 
 
 class ZygoteWorker(WorkerProcess):
-    """A worker forked from the zygote; ``reaper_pid`` is the tree's trusted reaper.
+    """A worker forked from the zygote; ``root_pid`` is the template's direct child.
+
+    For BASIC the root is the worker itself (a child subreaper, so everything
+    it starts stays below it); namespace plans put their set-up processes there.
 
     Created by :meth:`BasicBackend.start` (and the namespace/chroot backends).
     """
 
-    def __init__(self, *, zygote: ZygoteClient, reaper_pid: int, sock: socket.socket, workdir: str | None) -> None:
+    def __init__(self, *, zygote: ZygoteClient, root_pid: int, sock: socket.socket, workdir: str | None) -> None:
         self.zygote = zygote
-        self.reaper_pid = reaper_pid
+        self.root_pid = root_pid
         self.sock = sock
-        self.pid = reaper_pid
+        self.pid = root_pid
         self.workdir = workdir
         self._peak = 0
         self._cleaned = False
@@ -134,10 +137,10 @@ class ZygoteWorker(WorkerProcess):
                 setattr(self, name, None)
 
     def poll(self) -> int | None:
-        return self.zygote.returncode(self.reaper_pid)
+        return self.zygote.returncode(self.root_pid)
 
     def wait(self, timeout: float | None = None) -> int | None:
-        return self.zygote.wait(self.reaper_pid, timeout)
+        return self.zygote.wait(self.root_pid, timeout)
 
     def send_signal(self, signum: int) -> None:
         if self.poll() is None:
@@ -149,14 +152,14 @@ class ZygoteWorker(WorkerProcess):
     def host_pids(self) -> list[int]:
         if self.poll() is not None:
             return []
-        return [self.reaper_pid, *descendants(self.reaper_pid)]
+        return [self.root_pid, *descendants(self.root_pid)]
 
     def kill(self) -> None:
-        """SIGKILL the whole tree under the reaper, then the reaper; wait for it."""
+        """SIGKILL the whole tree, deepest first, then its root; wait for the root."""
         for _ in range(20):
             if self.poll() is not None:
                 break
-            tree = descendants(self.reaper_pid)
+            tree = descendants(self.root_pid)
             for pid in reversed(tree):
                 try:
                     os.kill(pid, signal.SIGKILL)
@@ -164,14 +167,14 @@ class ZygoteWorker(WorkerProcess):
                     pass
             if not tree:
                 try:
-                    os.kill(self.reaper_pid, signal.SIGKILL)
+                    os.kill(self.root_pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
             if self.wait(0.05) is not None:
                 break
         else:
             try:
-                os.kill(self.reaper_pid, signal.SIGKILL)
+                os.kill(self.root_pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
             self.wait(2.0)
@@ -186,7 +189,7 @@ class ZygoteWorker(WorkerProcess):
         except OSError:
             pass
         if self.poll() is not None:
-            self.zygote.forget(self.reaper_pid)
+            self.zygote.forget(self.root_pid)
         if self.workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -262,23 +265,23 @@ class BasicBackend(SandboxBackend):
         try:
             plan = self.child_plan(workdir)
             zygote = get_zygote(sys.executable)
-            reaper = zygote.spawn(plan, child_end)
+            root = zygote.spawn(plan, child_end)
         except BaseException:
             host_end.close()
             shutil.rmtree(workdir, ignore_errors=True)
             raise
         finally:
             child_end.close()
-        return ZygoteWorker(zygote=zygote, reaper_pid=reaper, sock=host_end, workdir=workdir)
+        return ZygoteWorker(zygote=zygote, root_pid=root, sock=host_end, workdir=workdir)
 
     def on_hello(self, worker: WorkerProcess, hello: dict[str, Any], fds: list[int]) -> None:
         """Called by the session with the worker's first frame and any fds it passed."""
         if isinstance(worker, ZygoteWorker):
             pid = hello.get("pid")
-            if type(pid) is int and pid in descendants(worker.reaper_pid):
+            if type(pid) is int and (pid == worker.root_pid or pid in descendants(worker.root_pid)):
                 worker.set_worker_pid(pid)
             else:
-                kids = children_of(worker.reaper_pid)
+                kids = children_of(worker.root_pid)
                 if kids:
                     worker.set_worker_pid(kids[0])
         for fd in fds:

@@ -90,19 +90,63 @@ BUILD_SCRIPT = "scripts/build-test-image"
 #: with cap_drop=ALL and no-new-privileges the privileged calls Docker's
 #: allowlist also guards fail anyway, and these are denied outright.
 ESCAPE_SYSCALLS: tuple[str, ...] = (
-    "ptrace", "process_vm_readv", "process_vm_writev", "pidfd_getfd", "kcmp",
-    "mount", "umount", "umount2", "pivot_root", "chroot", "mount_setattr",
-    "fsopen", "fsconfig", "fsmount", "fspick", "move_mount", "open_tree",
-    "unshare", "setns",
-    "bpf", "perf_event_open", "userfaultfd", "fanotify_init", "lookup_dcookie",
-    "keyctl", "add_key", "request_key",
-    "io_uring_setup", "io_uring_enter", "io_uring_register",
-    "kexec_load", "kexec_file_load", "init_module", "finit_module",
-    "delete_module", "create_module", "get_kernel_syms", "query_module",
-    "open_by_handle_at", "name_to_handle_at",
-    "reboot", "swapon", "swapoff", "acct", "quotactl", "syslog", "vhangup",
-    "iopl", "ioperm", "uselib", "nfsservctl", "_sysctl",
-    "settimeofday", "clock_settime", "clock_adjtime", "adjtimex", "stime",
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "pidfd_getfd",
+    "kcmp",
+    "mount",
+    "umount",
+    "umount2",
+    "pivot_root",
+    "chroot",
+    "mount_setattr",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "move_mount",
+    "open_tree",
+    "unshare",
+    "setns",
+    "bpf",
+    "perf_event_open",
+    "userfaultfd",
+    "fanotify_init",
+    "lookup_dcookie",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
+    "kexec_load",
+    "kexec_file_load",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "create_module",
+    "get_kernel_syms",
+    "query_module",
+    "open_by_handle_at",
+    "name_to_handle_at",
+    "reboot",
+    "swapon",
+    "swapoff",
+    "acct",
+    "quotactl",
+    "syslog",
+    "vhangup",
+    "iopl",
+    "ioperm",
+    "uselib",
+    "nfsservctl",
+    "_sysctl",
+    "settimeofday",
+    "clock_settime",
+    "clock_adjtime",
+    "adjtimex",
+    "stime",
 )
 # clone(2) flags that create namespaces (CLONE_NEWNS ... CLONE_NEWNET).
 _CLONE_NS_FLAGS = (0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000, 0x40000000)
@@ -156,15 +200,28 @@ runpy.run_module('glsandbox_kernel.worker', run_name='__main__', alter_sys=True)
 """
 
 _CONTAINER_KEYS = frozenset(
-    {"image", "command", "user", "environment", "working_dir", "labels", "hostname",
-     "network_disabled", "entrypoint", "stop_signal", "name", "stdin_open", "tty"}
+    {
+        "image",
+        "command",
+        "user",
+        "environment",
+        "working_dir",
+        "labels",
+        "hostname",
+        "network_disabled",
+        "entrypoint",
+        "stop_signal",
+        "name",
+        "stdin_open",
+        "tty",
+    }
 )
 
 
 # -- images ---------------------------------------------------------------------
 def host_python() -> str:
     """The host interpreter's ``major.minor`` (the container's must match)."""
-    return "%d.%d" % sys.version_info[:2]
+    return f"{sys.version_info[0]}.{sys.version_info[1]}"
 
 
 def default_image() -> str:
@@ -285,9 +342,7 @@ def _user_binds(config: OSSandboxConfig) -> dict[str, dict[str, str]]:
     for field, host, target, mode in wanted:
         for blocked in fs.blocked_paths:
             if _under(host, blocked) or _under(blocked, host):
-                raise SandboxConfigError(
-                    f"filesystem.{field}", f"{host!r} overlaps the blocked path {blocked!r}"
-                )
+                raise SandboxConfigError(f"filesystem.{field}", f"{host!r} overlaps the blocked path {blocked!r}")
         binds[os.path.realpath(host)] = {"bind": target, "mode": mode}
     return binds
 
@@ -448,7 +503,8 @@ def docker_module() -> ModuleType:
         return importlib.import_module("docker")
     except ImportError as exc:
         raise BackendUnavailableError(
-            "container", f"the docker Python SDK is not installed ({exc})",
+            "container",
+            f"the docker Python SDK is not installed ({exc})",
             "pip install 'glsandbox-kernel[container]' (or pip install docker)",
         ) from exc
 
@@ -508,8 +564,12 @@ def image_python(image: str) -> str | None:
     version = labels.get(IMAGE_PYTHON_LABEL)
     if not version:
         out = client.containers.run(
-            image, ["python3", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-            network_mode="none", network_disabled=True, remove=True, user=SANDBOX_USER,
+            image,
+            ["python3", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            network_mode="none",
+            network_disabled=True,
+            remove=True,
+            user=SANDBOX_USER,
         )
         version = out.decode().strip()
     _image_python_cache[image_id] = version
@@ -580,7 +640,7 @@ def _cgroup_mounts() -> tuple[dict[str, tuple[str, str]], tuple[str, str] | None
 def _join(mount: tuple[str, str], cgpath: str) -> str:
     root, point = mount
     if root != "/" and (cgpath == root or cgpath.startswith(root + "/")):
-        cgpath = cgpath[len(root):]
+        cgpath = cgpath[len(root) :]
     return point + cgpath
 
 
@@ -1265,12 +1325,14 @@ def launch_worker(
             raise BackendUnavailableError(backend, f"image {image} is not present", image_hint(image)) from exc
         except docker.errors.APIError as exc:
             raise BackendUnavailableError(
-                backend, f"the Docker daemon refused to create the container: {exc.explanation or exc}",
+                backend,
+                f"the Docker daemon refused to create the container: {exc.explanation or exc}",
                 "see `glsandbox doctor`",
             ) from exc
         except docker.errors.DockerException as exc:
-            raise BackendUnavailableError(backend, f"the Docker daemon is not reachable ({exc})",
-                                          "run scripts/dockerd-up") from exc
+            raise BackendUnavailableError(
+                backend, f"the Docker daemon is not reachable ({exc})", "run scripts/dockerd-up"
+            ) from exc
         undo.callback(_remove_now, container_id)
         try:
             api.start(container_id)
@@ -1278,16 +1340,18 @@ def launch_worker(
         except _EarlyExit as exc:
             if exc.status == VERSION_MISMATCH_EXIT:
                 raise BackendUnavailableError(
-                    backend, f"image {image}: {exc.logs.strip().splitlines()[-1] if exc.logs.strip() else 'wrong python'}",
+                    backend,
+                    f"image {image}: {exc.logs.strip().splitlines()[-1] if exc.logs.strip() else 'wrong python'}",
                     image_hint(image),
                 ) from None
             raise SandboxCrashedError(
-                f"the container worker exited with status {exc.status} before connecting: "
-                f"{exc.logs.strip()[-2000:]}", returncode=_returncode(exc.status),
+                f"the container worker exited with status {exc.status} before connecting: {exc.logs.strip()[-2000:]}",
+                returncode=_returncode(exc.status),
             ) from None
         except docker.errors.APIError as exc:
             raise BackendUnavailableError(
-                backend, f"the Docker daemon could not start the container: {exc.explanation or exc}",
+                backend,
+                f"the Docker daemon could not start the container: {exc.explanation or exc}",
                 "see `glsandbox doctor`",
             ) from exc
         undo.callback(conn.close)
@@ -1303,8 +1367,14 @@ def launch_worker(
             worker_pid = None
             init_pid = int(api.inspect_container(container_id)["State"].get("Pid") or 0) or None
         worker = ContainerWorker(
-            container_id=container_id, sock=conn, worker_pid=worker_pid, init_pid=init_pid,
-            image=image, runtime=runtime, backend=backend, settings=settings,
+            container_id=container_id,
+            sock=conn,
+            worker_pid=worker_pid,
+            init_pid=init_pid,
+            image=image,
+            runtime=runtime,
+            backend=backend,
+            settings=settings,
         )
         _live[container_id] = worker
         undo.pop_all()
@@ -1377,9 +1447,9 @@ class ContainerBackend(SandboxBackend):
 
 
 __all__ = [
+    "ESCAPE_SYSCALLS",
     "ContainerBackend",
     "ContainerWorker",
-    "ESCAPE_SYSCALLS",
     "SandboxError",
     "container_settings",
     "default_image",

@@ -102,9 +102,7 @@ class WarmPool:
                 return
             if len(self._ready) >= pool_size():
                 return
-            self._filler = threading.Thread(
-                target=self._fill, name=f"glsandbox-pool-{self.key[:8]}", daemon=True
-            )
+            self._filler = threading.Thread(target=self._fill, name=f"glsandbox-pool-{self.key[:8]}", daemon=True)
             self._filler.start()
 
     def _fill(self) -> None:

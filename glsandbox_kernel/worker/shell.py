@@ -284,6 +284,47 @@ class CellShell:
     def do_comm_info(self, msg: dict[str, Any]) -> dict[str, Any]:
         return {"type": "comm_info_reply", "comms": self.comms.info(msg.get("target_name"))}
 
+    _saved_limits: dict[str, int] | None = None
+
+    def do_set_limits(self, msg: dict[str, Any]) -> dict[str, Any]:
+        """Per-cell soft rlimits asked by the host kernel (``%%sandbox --memory/--cpu-time``).
+
+        ``memory``: the cell may add at most the headroom up to that many bytes
+        (soft RLIMIT_AS = address space now + limit - resident now);
+        ``cpu_time``: soft RLIMIT_CPU = CPU used so far + limit. ``None``
+        restores the value from before. Only soft limits move, never above
+        the hard limit or the session's own soft limit; the host enforces
+        the same limits from outside, so undoing them here gains nothing.
+        """
+        import resource
+
+        saved = self._saved_limits if self._saved_limits is not None else {}
+        self._saved_limits = saved
+        applied: dict[str, int] = {}
+        for key, res in (("memory", resource.RLIMIT_AS), ("cpu_time", resource.RLIMIT_CPU)):
+            if key not in msg:
+                continue
+            soft, hard = resource.getrlimit(res)
+            base = saved.setdefault(key, soft)
+            value = msg[key]
+            if value is None:
+                target = base
+                del saved[key]
+            elif key == "memory":
+                page = os.sysconf("SC_PAGE_SIZE")
+                with open("/proc/self/statm", "rb") as fh:
+                    size, resident = (int(x) * page for x in fh.read().split()[:2])
+                target = size + max(0, int(value) - resident)
+            else:
+                usage = resource.getrusage(resource.RUSAGE_SELF)
+                target = int(usage.ru_utime + usage.ru_stime + float(value)) + 1
+            for cap in (hard, base):
+                if cap != resource.RLIM_INFINITY and target > cap:
+                    target = cap
+            resource.setrlimit(res, (target, hard))
+            applied[key] = target
+        return {"type": "set_limits_reply", "applied": applied}
+
     def _comm(self, msg: dict[str, Any]) -> dict[str, Any]:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGINT)
         try:

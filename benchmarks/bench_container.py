@@ -1,0 +1,157 @@
+"""Container backend benchmarks (issue 6), each side by side with its comparison.
+
+1. Fresh container sandbox, cold (no warm pool): ``OSSandbox(...).execute(f, 1)``
+   plus ``close()`` against ``docker run --rm --network none IMAGE python3 -c pass``.
+   Our container's removal runs in a background reaper after close; the
+   figure "incl. removal" also waits for it (reported, no target).
+2. Fresh container sandbox from the warm pool (pool refilled between rounds,
+   not timed) against the same ``docker run``.
+3. Warm-session round trip ``execute(f, 1)``: CONTAINER against BASIC.
+
+Rounds alternate between the two sides so machine noise hits both alike; the
+figure is the median over rounds. Prints a table and, with ``--json``, JSON.
+Needs a running Docker daemon and the image (scripts/dockerd-up,
+scripts/build-test-image).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import time
+from collections.abc import Callable
+from typing import Any
+
+from glsandbox_kernel import IsolationType, OSSandbox, OSSandboxConfig
+from glsandbox_kernel.backends import docker_pool
+from glsandbox_kernel.backends.container import ContainerBackend, default_image, flush_removals
+
+CONTAINER = OSSandboxConfig(isolation_type=IsolationType.CONTAINER)
+BASIC = OSSandboxConfig(isolation_type=IsolationType.BASIC)
+
+
+def f(x: int) -> int:
+    return x
+
+
+def docker_run() -> None:
+    subprocess.run(
+        ["docker", "run", "--rm", "--network", "none", default_image(), "python3", "-c", "pass"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+
+
+def fresh_sandbox() -> None:
+    with OSSandbox(CONTAINER) as box:
+        box.execute(f, 1)
+
+
+def clock(fn: Callable[[], Any]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def row(name: str, ours: float, theirs: float, target: float | None, unit: str = "ms") -> dict[str, Any]:
+    return {
+        "name": name,
+        "ours_ms": ours * 1e3,
+        "theirs_ms": theirs * 1e3,
+        "ratio": ours / theirs,
+        "target": target,
+        "unit": unit,
+    }
+
+
+def bench_cold(rounds: int) -> list[dict[str, Any]]:
+    docker_pool.set_pool_size(0)
+    fresh_sandbox()  # daemon connection, image check: once per host process
+    docker_run()
+    flush_removals()
+    ours, with_removal, theirs = [], [], []
+    for _ in range(rounds):
+        t = clock(fresh_sandbox)
+        ours.append(t)
+        with_removal.append(t + clock(flush_removals))
+        theirs.append(clock(docker_run))
+    d = statistics.median(theirs)
+    return [
+        row("fresh container, cold: execute(f,1)+close vs docker run", statistics.median(ours), d, 1.1),
+        row("  same, incl. waiting for background removal", statistics.median(with_removal), d, None),
+    ]
+
+
+def bench_pool(rounds: int) -> dict[str, Any]:
+    docker_pool.set_pool_size(2)
+    backend = ContainerBackend(CONTAINER)
+    pool = docker_pool.get_pool(backend.pool_key(), lambda: backend._launch("pool"))
+    ours, theirs = [], []
+    for _ in range(rounds):
+        pool.wait_ready(2, timeout=120)
+        ours.append(clock(fresh_sandbox))
+        pool.wait_ready(2, timeout=120)
+        flush_removals()
+        theirs.append(clock(docker_run))
+    docker_pool.drain_all()
+    docker_pool.set_pool_size(0)
+    flush_removals()
+    return row(
+        "fresh container from warm pool: execute(f,1)+close vs docker run",
+        statistics.median(ours),
+        statistics.median(theirs),
+        0.1,
+    )
+
+
+def bench_round_trip(n: int, rounds: int) -> dict[str, Any]:
+    docker_pool.set_pool_size(0)
+    with OSSandbox(CONTAINER) as ctr, OSSandbox(BASIC) as basic:
+        ctr.execute(f, 1)
+        basic.execute(f, 1)
+        ours, theirs = [], []
+        for _ in range(rounds):
+            ours.append(clock(lambda: [ctr.execute(f, 1) for _ in range(n)]) / n)
+            theirs.append(clock(lambda: [basic.execute(f, 1) for _ in range(n)]) / n)
+    flush_removals()
+    return row(
+        "warm-session execute(f,1) round trip: container vs basic",
+        statistics.median(ours),
+        statistics.median(theirs),
+        1.2,
+    )
+
+
+def print_table(results: list[dict[str, Any]]) -> None:
+    """The README's table format: ours, theirs, ratio, target."""
+    print(f"{'benchmark':<66} {'ours':>10} {'theirs':>10} {'ratio':>7} {'target':>7}")
+    for r in results:
+        unit = r.get("unit", "ms")
+        target = r["target"]
+        verdict = "" if target is None else ("ok" if r["ratio"] <= target else "MISS")
+        shown = "" if target is None else f"<={target}"
+        print(
+            f"{r['name']:<66} {r['ours_ms']:>7.1f} {unit:<2} {r['theirs_ms']:>7.1f} {unit:<2} "
+            f"{r['ratio']:>7.3f} {shown:>7} {verdict}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="fewer rounds (CI smoke run)")
+    args = parser.parse_args()
+    ok, reason = ContainerBackend.available()
+    if not ok:
+        raise SystemExit(f"container backend unavailable: {reason}")
+    rounds, n = (5, 100) if args.quick else (15, 300)
+    results = [*bench_cold(rounds), bench_pool(rounds), bench_round_trip(n, max(3, rounds // 3))]
+    print_table(results)
+    if args.json:
+        print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""Engine benchmarks (issue 2), each side by side with its comparison, as ratios.
+
+1. Warm-session round trip of ``execute(f, 1)`` vs ``multiprocessing.Pool(1).apply(f, (1,))``.
+2. One-shot ``execute_lenient(f, 1)`` on a fresh sandbox vs ``subprocess.run([python, "-c", "pass"])``.
+3. Idle session memory (RSS of the worker tree, from /proc) vs a bare ``python -c`` process.
+
+Rounds alternate between the two sides so machine noise hits both alike; the
+figure is the median over rounds. Prints a table and, with ``--json``, JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from glsandbox_kernel import IsolationType, OSSandbox, OSSandboxConfig, execute_lenient
+from glsandbox_kernel.backends.basic import read_proc_stat
+
+
+def f(x: int) -> int:
+    return x
+
+
+def timed(fn: Callable[[], Any], n: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - t0) / n
+
+
+def side_by_side(a: Callable[[], Any], b: Callable[[], Any], n: int, rounds: int) -> tuple[float, float]:
+    ta, tb = [], []
+    for _ in range(rounds):
+        ta.append(timed(a, n))
+        tb.append(timed(b, n))
+    return statistics.median(ta), statistics.median(tb)
+
+
+def bench_round_trip(n: int, rounds: int, isolation: IsolationType | None) -> dict[str, Any]:
+    cfg = OSSandboxConfig(isolation_type=isolation)
+    with OSSandbox(cfg) as box, multiprocessing.get_context("fork").Pool(1) as pool:
+        box.execute(f, 1)
+        pool.apply(f, (1,))
+        ours, theirs = side_by_side(lambda: box.execute(f, 1), lambda: pool.apply(f, (1,)), n, rounds)
+        backend = box.isolation_type
+    return {"name": f"warm execute(f, 1) [{backend}] vs Pool(1).apply", "ours_ms": ours * 1e3,
+            "theirs_ms": theirs * 1e3, "ratio": ours / theirs, "target": 1.0}
+
+
+def bench_one_shot(n: int, rounds: int) -> dict[str, Any]:
+    execute_lenient(f, 1)  # start the template once, as any host process would
+    ours, theirs = side_by_side(
+        lambda: execute_lenient(f, 1),
+        lambda: subprocess.run([sys.executable, "-c", "pass"], check=True),
+        n,
+        rounds,
+    )
+    return {"name": "one-shot execute_lenient(f, 1) vs python -c pass", "ours_ms": ours * 1e3,
+            "theirs_ms": theirs * 1e3, "ratio": ours / theirs, "target": 0.5}
+
+
+def bench_idle_memory(isolation: IsolationType | None) -> dict[str, Any]:
+    with OSSandbox(OSSandboxConfig(isolation_type=isolation)) as box:
+        box.execute(f, 1)
+        time.sleep(0.2)
+        ours = sum((read_proc_stat(p) or (0, 0))[1] for p in box.worker_pids)
+        backend = box.isolation_type
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3)"])
+    time.sleep(1.0)
+    theirs = (read_proc_stat(proc.pid) or (0, 0))[1]
+    proc.kill()
+    proc.wait()
+    return {"name": f"idle session RSS (worker tree) [{backend}] vs bare python", "ours_ms": ours / 2**20,
+            "theirs_ms": theirs / 2**20, "ratio": ours / theirs, "target": 2.0, "unit": "MiB"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="fewer iterations (CI smoke run)")
+    parser.add_argument("--isolation", default="basic", help="backend for the warm-session figures")
+    args = parser.parse_args()
+    iso = None if args.isolation == "default" else IsolationType(args.isolation)
+    n, rounds = (100, 3) if args.quick else (500, 7)
+    results = [
+        bench_round_trip(n, rounds, iso),
+        bench_one_shot(max(5, n // 20), rounds),
+        bench_idle_memory(iso),
+    ]
+    print_table(results)
+    if args.json:
+        print(json.dumps(results, indent=2))
+
+
+def print_table(results: list[dict[str, Any]]) -> None:
+    """The README's table format: ours, theirs, ratio, target."""
+    print(f"{'benchmark':<62} {'ours':>10} {'theirs':>10} {'ratio':>7} {'target':>7}")
+    for r in results:
+        unit = r.get("unit", "ms")
+        ok = "ok" if r["ratio"] <= r["target"] else "MISS"
+        print(f"{r['name']:<62} {r['ours_ms']:>7.3f} {unit:<2} {r['theirs_ms']:>7.3f} {unit:<2} "
+              f"{r['ratio']:>7.2f} {'<=' + str(r['target']):>7} {ok}")
+
+
+if __name__ == "__main__":
+    main()

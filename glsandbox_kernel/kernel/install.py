@@ -1,0 +1,140 @@
+"""``glsandbox install``: write the glsandbox kernelspecs (host side).
+
+Installs ``glsandbox`` ("Python 3 (sandboxed)", MODERATE) and
+``glsandbox-strict`` (STRICT), or one spec of your choosing with ``--name``,
+``--level``, ``--isolation``. The kernelspec's argv names this interpreter by
+its absolute path, so the kernel runs where glsandbox is installed even when
+``python3`` on PATH is another one. Specs go through jupyter_client's
+``KernelSpecManager.install_kernel_spec``.
+
+Who calls: :func:`glsandbox_kernel.cli.main` through :func:`add_install_parser`
+/ :func:`run_install`, and tests (:func:`install_kernelspecs`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from typing import Any
+
+from ..config import IsolationType, SecurityLevel
+
+#: the two specs installed by default: (name, level).
+DEFAULT_SPECS: tuple[tuple[str, str], ...] = (("glsandbox", "moderate"), ("glsandbox-strict", "strict"))
+
+
+def default_name(level: str, isolation: str | None = None) -> str:
+    """``glsandbox``, ``glsandbox-strict``, ``glsandbox-lenient-container`` ..."""
+    parts = ["glsandbox"]
+    if level != "moderate":
+        parts.append(level)
+    if isolation:
+        parts.append(isolation)
+    return "-".join(parts)
+
+
+def display_name_for(level: str, isolation: str | None = None) -> str:
+    """``Python 3 (sandboxed)``, ``Python 3 (sandboxed, strict)`` ..."""
+    extras = [x for x in (None if level == "moderate" else level, isolation) if x]
+    return "Python 3 (sandboxed" + "".join(f", {x}" for x in extras) + ")"
+
+
+def kernel_spec(
+    *,
+    level: str = "moderate",
+    isolation: str | None = None,
+    display_name: str | None = None,
+    python: str | None = None,
+    extra_argv: list[str] | None = None,
+) -> dict[str, Any]:
+    """The ``kernel.json`` content for one glsandbox kernel."""
+    level = SecurityLevel(level.lower()).value
+    if isolation:
+        isolation = IsolationType(isolation.lower()).value
+    argv = [python or sys.executable, "-m", "glsandbox_kernel.kernel", "-f", "{connection_file}",
+            f"--SandboxKernel.level={level}"]
+    if isolation:
+        argv.append(f"--SandboxKernel.isolation={isolation}")
+    argv += list(extra_argv or [])
+    return {
+        "argv": argv,
+        "display_name": display_name or display_name_for(level, isolation),
+        "language": "python",
+        "interrupt_mode": "message",
+        "metadata": {"debugger": False},
+    }
+
+
+def install_kernelspecs(
+    specs: list[tuple[str, dict[str, Any]]] | None = None,
+    *,
+    user: bool = False,
+    prefix: str | None = None,
+) -> list[str]:
+    """Install ``(name, kernel.json dict)`` pairs (default: glsandbox and glsandbox-strict).
+
+    ``prefix`` installs into ``PREFIX/share/jupyter/kernels``; ``user`` into
+    the user's Jupyter data dir; neither: the system-wide location.
+    Returns the directories written.
+    """
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    if specs is None:
+        specs = [(name, kernel_spec(level=level)) for name, level in DEFAULT_SPECS]
+    manager = KernelSpecManager()
+    written: list[str] = []
+    for name, spec in specs:
+        with tempfile.TemporaryDirectory(prefix="glsandbox-kernelspec-") as tmp:
+            os.chmod(tmp, 0o755)
+            with open(os.path.join(tmp, "kernel.json"), "w", encoding="utf-8") as fh:
+                json.dump(spec, fh, indent=1)
+                fh.write("\n")
+            written.append(manager.install_kernel_spec(tmp, kernel_name=name, user=user, prefix=prefix))
+    return written
+
+
+def add_install_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``install`` to the ``glsandbox`` command's subparsers (called by the CLI)."""
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "install",
+        help="install the glsandbox Jupyter kernelspecs",
+        description="Install Jupyter kernelspecs that run every cell in a glsandbox sandbox. Without --name, "
+                    "--level or --isolation: 'glsandbox' (moderate) and 'glsandbox-strict' (strict).",
+    )
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--user", action="store_true", help="install for the current user")
+    where.add_argument("--sys-prefix", action="store_true",
+                       help=f"install into this Python's prefix ({sys.prefix}); the default")
+    where.add_argument("--prefix", help="install into PREFIX/share/jupyter/kernels")
+    p.add_argument("--name", help="kernel name (default: glsandbox[-LEVEL][-ISOLATION])")
+    p.add_argument("--display-name", help="name shown in the launcher")
+    p.add_argument("--level", choices=[lvl.value for lvl in SecurityLevel], help="security level (default moderate)")
+    p.add_argument("--isolation", choices=[i.value for i in IsolationType],
+                   help="isolation backend (default: the strongest available without a daemon)")
+    p.set_defaults(func=run_install)
+    return p
+
+
+def run_install(args: argparse.Namespace) -> int:
+    """Run ``glsandbox install``; returns the exit status."""
+    prefix = args.prefix or (None if args.user else sys.prefix)
+    if args.prefix:
+        prefix = os.path.abspath(args.prefix)
+    single = args.name or args.level or args.isolation or args.display_name
+    if single:
+        level = args.level or "moderate"
+        spec = kernel_spec(level=level, isolation=args.isolation, display_name=args.display_name)
+        specs = [(args.name or default_name(level, args.isolation), spec)]
+    else:
+        specs = [(name, kernel_spec(level=level)) for name, level in DEFAULT_SPECS]
+    try:
+        paths = install_kernelspecs(specs, user=bool(args.user), prefix=prefix)
+    except (OSError, ValueError) as exc:
+        print(f"glsandbox install: {exc}", file=sys.stderr)
+        return 1
+    for (name, spec), path in zip(specs, paths):
+        print(f"Installed kernelspec {name} ({spec['display_name']}) in {path}")
+    return 0

@@ -1,0 +1,467 @@
+"""SandboxKernel: a Jupyter kernel whose every cell runs in a sandboxed worker (host side).
+
+The kernel process is trusted and runs no user code. It speaks the Jupyter
+protocol through ipykernel's :class:`~ipykernel.kernelbase.Kernel` (it
+overrides only the ``do_*`` handlers and a few request handlers that have no
+``do_*`` hook) and relays each request to one persistent
+:class:`~glsandbox_kernel.sandbox.OSSandbox` session:
+
+- execute: ``run_cell`` in a thread (``asyncio.to_thread``), so the control
+  channel (interrupt, shutdown) stays responsive while a cell runs; outputs
+  are published live by :class:`~glsandbox_kernel.kernel.relay.IOPubRelay`.
+- complete / inspect / is_complete / history / comm_info: quick requests.
+- comms: frontend ``comm_open``/``comm_msg``/``comm_close`` go to the
+  sandbox's comm manager; sandbox comm frames come back as IOPub messages,
+  so ipywidgets created in the sandbox work both ways.
+- stdin: ``input()``/``getpass()`` in a cell become ``input_request`` on the
+  stdin channel, answered by the frontend (and abandoned on interrupt).
+- interrupt (``interrupt_mode: message``): SIGINT to the worker, killed after
+  the session's grace period.
+
+Sandbox failures (timeout, memory, violation, crash) become error replies
+with a clear ``ename``/``evalue``; the next cell gets a fresh worker and a
+"state lost" notice on stderr. Launched by ``python -m glsandbox_kernel.kernel``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import sys
+import threading
+from typing import Any
+
+import zmq
+from ipykernel.kernelbase import Kernel
+from traitlets import Bool, CaselessStrEnum, Float, Unicode, validate
+
+from .._version import __version__
+from ..config import IsolationType, OSSandboxConfig, SecurityLevel, create_config_by_level, parse_size
+from ..exceptions import SandboxConfigError
+from .limits import CellLimitGuard, CellOptions, CellOptionsError, fmt_bytes, split_cell_options
+from .relay import IOPubRelay, as_dict, as_lines, json_safe, log, safe_payload
+
+#: seconds a quick request (completion, inspection...) may take before the session gives up.
+QUICK_TIMEOUT = 30.0
+
+_STATE_LOST_NOTICE = (
+    "glsandbox: the sandbox worker was stopped ({reason}); variables, imports and definitions from "
+    "earlier cells are lost. This cell runs in a fresh sandbox.\n"
+)
+
+
+class SandboxKernel(Kernel):
+    """The ``glsandbox`` kernel: ipykernel's protocol handling, cells in an OSSandbox.
+
+    Options (kernelspec argv ``--SandboxKernel.level=strict`` or a traitlets
+    config file): ``level``, ``isolation``, ``timeout``, ``memory``,
+    ``monitor``, ``audit_log``, ``fallback_to_basic``.
+    """
+
+    implementation = "glsandbox"
+    implementation_version = __version__
+    banner = (
+        f"Python {sys.version.split()[0]} in a glsandbox sandbox (glsandbox {__version__}).\n"
+        "Every cell runs in a persistent, confined worker; the kernel itself runs no user code."
+    )
+    language_info = {
+        "name": "python",
+        "version": sys.version.split()[0],
+        "mimetype": "text/x-python",
+        "codemirror_mode": {"name": "ipython", "version": sys.version_info[0]},
+        "pygments_lexer": "ipython3",
+        "nbconvert_exporter": "python",
+        "file_extension": ".py",
+    }
+    help_links = [
+        {"text": "Python Reference", "url": "https://docs.python.org/%i.%i" % sys.version_info[:2]},
+        {"text": "IPython Reference", "url": "https://ipython.readthedocs.io/en/stable/"},
+    ]
+
+    level = CaselessStrEnum(
+        [lvl.value for lvl in SecurityLevel], default_value="moderate",
+        help="Security level preset of the sandbox: strict, moderate or lenient.",
+    ).tag(config=True)
+    isolation = CaselessStrEnum(
+        [i.value for i in IsolationType], default_value=None, allow_none=True,
+        help="Isolation backend (basic, namespace, chroot, container, gvisor, vm); default: the strongest "
+             "that runs here without a daemon.",
+    ).tag(config=True)
+    fallback_to_basic = Bool(
+        False, help="Fall back to the basic backend when `isolation` is unavailable (recorded in the audit log)."
+    ).tag(config=True)
+    timeout = Float(
+        None, allow_none=True,
+        help="Wall-clock limit per cell in seconds (0: none); default: the level's preset.",
+    ).tag(config=True)
+    memory = Unicode(
+        None, allow_none=True, help="Memory limit of the sandbox, e.g. 512M or 2G; default: the level's preset."
+    ).tag(config=True)
+    monitor = Bool(True, help="Show live resource use of running cells (metrics widget).").tag(config=True)
+    audit_log = Unicode(None, allow_none=True, help="Append audit records to this JSONL file.").tag(config=True)
+
+    @validate("memory")
+    def _valid_memory(self, proposal: dict[str, Any]) -> str | None:
+        value = proposal["value"]
+        if value:
+            parse_size(value)
+        return value  # type: ignore[no-any-return]
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        for msg_type in ("comm_open", "comm_msg", "comm_close"):
+            self.shell_handlers[msg_type] = self.comm_request
+        self._sandbox: Any = None
+        self._sandbox_lock = threading.Lock()
+        self._closed = False
+        self._running = 0
+        self._interrupted = threading.Event()
+        self._lost_reason: str | None = None
+
+    # -- the sandbox ------------------------------------------------------------------------
+    def sandbox_config(self) -> OSSandboxConfig:
+        """The session's config from the kernel's traits (host side)."""
+        cfg = create_config_by_level(self.level)
+        overrides: dict[str, Any] = {}
+        if self.isolation:
+            overrides["isolation_type"] = IsolationType(self.isolation)
+        if self.fallback_to_basic:
+            overrides["fallback_to_basic"] = True
+        if self.timeout is not None:
+            overrides["execution_timeout"] = self.timeout if self.timeout > 0 else None
+        if self.memory:
+            overrides["limits"] = dataclasses.replace(cfg.limits, memory_limit_bytes=parse_size(self.memory))
+        if self.audit_log:
+            overrides["audit_log_path"] = self.audit_log
+        return cfg.replace(**overrides) if overrides else cfg
+
+    def get_sandbox(self) -> Any:
+        """The kernel's OSSandbox, created and started on first use (blocking; call off the event loop)."""
+        with self._sandbox_lock:
+            if self._closed:
+                raise RuntimeError("the kernel is shutting down")
+            if self._sandbox is None:
+                from ..sandbox import OSSandbox
+
+                self._sandbox = OSSandbox(self.sandbox_config())
+            sandbox = self._sandbox
+        sandbox.start()
+        return sandbox
+
+    def _prestart(self) -> None:
+        """Background thread: start the worker and its IPython shell before the first cell."""
+        try:
+            sandbox = self.get_sandbox()
+            sandbox.request({"type": "is_complete", "code": ""}, "is_complete_reply", timeout=QUICK_TIMEOUT)
+        except Exception:  # noqa: BLE001 - the first cell reports the problem
+            log.warning("could not start the sandbox ahead of the first cell", exc_info=True)
+
+    def start(self) -> None:
+        """Called by IPKernelApp: register handlers, then warm the sandbox in the background."""
+        super().start()
+        threading.Thread(target=self._prestart, name="glsandbox-prestart", daemon=True).start()
+
+    @property
+    def kernel_info(self) -> dict[str, Any]:
+        info = dict(super().kernel_info)
+        # No debugger: the code runs in the sandbox, not in this process.
+        info["supported_features"] = [f for f in info.get("supported_features", []) if f != "debugger"]
+        return info
+
+    # -- execute ------------------------------------------------------------------------------
+    async def do_execute(  # type: ignore[override]
+        self,
+        code: str,
+        silent: bool,
+        store_history: bool = True,
+        user_expressions: dict[str, Any] | None = None,
+        allow_stdin: bool = False,
+        *,
+        cell_meta: dict[str, Any] | None = None,
+        cell_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Run one cell in the sandbox; the blocking part runs in a thread."""
+        parent = self.get_parent("shell")
+        ident = self._get_shell_context_var(self._shell_parent_ident)
+        relay = IOPubRelay(self, parent, self.execution_count)
+        try:
+            options, body = split_cell_options(code)
+        except CellOptionsError as exc:
+            text = str(exc)
+            content = relay.error("UsageError", text.splitlines()[0], [f"UsageError: {text}"])
+            return self._error_reply(content)
+        self._allow_stdin = bool(allow_stdin)
+        self._interrupted.clear()
+        self._running += 1
+        try:
+            return await asyncio.to_thread(
+                self._execute_blocking, body, options, relay, silent, store_history,
+                user_expressions or {}, bool(allow_stdin), parent, ident,
+            )
+        finally:
+            self._running -= 1
+
+    def _error_reply(self, content: dict[str, Any]) -> dict[str, Any]:
+        return {"status": "error", "execution_count": self.execution_count, "ename": content["ename"],
+                "evalue": content["evalue"], "traceback": content["traceback"], "user_expressions": {},
+                "payload": []}
+
+    def _execute_blocking(
+        self,
+        code: str,
+        options: CellOptions | None,
+        relay: IOPubRelay,
+        silent: bool,
+        store_history: bool,
+        user_expressions: dict[str, Any],
+        allow_stdin: bool,
+        parent: dict[str, Any],
+        ident: Any,
+    ) -> dict[str, Any]:
+        """Thread: run the cell and build the execute_reply content."""
+        try:
+            sandbox = self.get_sandbox_for_cell(relay, silent)
+        except Exception as exc:  # noqa: BLE001 - e.g. BackendUnavailableError: an error reply, not a dead kernel
+            return self._error_reply(relay.error(type(exc).__name__, str(exc)))
+        options = options or CellOptions()
+        guard = CellLimitGuard(sandbox, options)
+        relay.rewrite_error = lambda content: self._rewrite_error(content, guard, sandbox, options)
+
+        def on_input(prompt: str, password: bool) -> str:
+            return self._relay_input(prompt, password, parent, ident)
+
+        try:
+            with guard:
+                result = sandbox.run_cell(
+                    code,
+                    on_output=relay.output,
+                    on_input=on_input if allow_stdin else None,
+                    on_comm=relay.comm,
+                    silent=silent,
+                    store_history=store_history,
+                    user_expressions=user_expressions,
+                    timeout=options.timeout if options.timeout is not None else "config",
+                    allow_stdin=allow_stdin,
+                )
+        except Exception as exc:  # noqa: BLE001 - any sandbox trouble is an error reply
+            log.warning("sandbox request failed", exc_info=True)
+            return self._error_reply(relay.error(type(exc).__name__, str(exc)))
+        worker = sandbox.session.worker
+        if worker is None or worker.poll() is not None:
+            self._lost_reason = relay.last_error["ename"] if relay.last_error else "the worker died"
+            relay.stderr(
+                f"glsandbox: {self._lost_reason}: the sandbox worker was killed and its state is lost; "
+                "the next cell starts a fresh sandbox.\n"
+            )
+        if result.status != "ok":
+            error = relay.last_error
+            if error is None:  # e.g. an interrupt that IPython did not report
+                error = relay.error(result.error_name or "Error", result.error_value or "",
+                                    as_lines(result.traceback) or None)
+            return self._error_reply(error)
+        return {
+            "status": "ok",
+            "execution_count": self.execution_count,
+            "payload": safe_payload(result.payload),
+            "user_expressions": {str(k): as_dict(v) for k, v in result.user_expressions.items()},
+        }
+
+    def get_sandbox_for_cell(self, relay: IOPubRelay, silent: bool) -> Any:
+        """The sandbox, with a "state lost" notice when its worker went away since the last cell."""
+        sandbox = self.get_sandbox()
+        session = sandbox.session
+        worker = session.worker
+        if session.generation > 0 and (worker is None or worker.poll() is not None) and not silent:
+            reason = self._lost_reason or "it exited"
+            relay.stderr(_STATE_LOST_NOTICE.format(reason=reason))
+        self._lost_reason = None
+        return sandbox
+
+    def _rewrite_error(self, content: dict[str, Any], guard: CellLimitGuard, sandbox: Any,
+                       options: CellOptions) -> dict[str, Any]:
+        """Name sandbox limits clearly in error outputs (relay thread)."""
+        if guard.tripped and content["ename"] in ("SandboxCrashedError", "SandboxMemoryError"):
+            ename = "SandboxMemoryError" if guard.tripped == "memory" else "SandboxCPUTimeError"
+            text = guard.describe()
+            return {"ename": ename, "evalue": text, "traceback": [f"{ename}: {text}"]}
+        if content["ename"] == "MemoryError":
+            limit = options.memory or sandbox.config.limits.memory_limit_bytes
+            which = "the cell's" if options.memory else "the sandbox's"
+            text = (f"the cell exceeded {which} memory limit of {fmt_bytes(limit)} inside the sandbox "
+                    "(MemoryError); the sandbox kept running and its state is kept")
+            return {**content, "ename": "SandboxMemoryError", "evalue": text}
+        if options.cpu_time is not None and content["ename"] == "SandboxCrashedError" and "SIGXCPU" in content["evalue"]:
+            text = (f"the cell used more than its CPU time limit of {options.cpu_time:g} s (SIGXCPU); "
+                    "the worker was killed and its state is lost")
+            return {"ename": "SandboxCPUTimeError", "evalue": text, "traceback": [f"SandboxCPUTimeError: {text}"]}
+        return content
+
+    # -- stdin ------------------------------------------------------------------------------------
+    def _relay_input(self, prompt: str, password: bool, parent: dict[str, Any], ident: Any) -> str:
+        """Thread: an ``input_request`` on the stdin channel, answered by the frontend.
+
+        Mirrors ``Kernel._input_request`` (flush stale replies, send, poll),
+        but also stops waiting when an interrupt arrives on the control
+        channel: the request runs in a helper thread, where no SIGINT lands.
+        Raising here makes the sandboxed ``input()`` raise KeyboardInterrupt.
+        """
+        if not self._allow_stdin or self.session is None:
+            raise EOFError("this frontend does not support input requests")
+        while True:
+            try:
+                self.stdin_socket.recv_multipart(zmq.NOBLOCK)
+            except zmq.ZMQError as exc:
+                if exc.errno == zmq.EAGAIN:
+                    break
+                raise
+        content = {"prompt": str(prompt), "password": bool(password)}
+        self.session.send(self.stdin_socket, "input_request", content, parent, ident=ident)
+        while True:
+            if self._interrupted.is_set() or self._closed:
+                raise KeyboardInterrupt("interrupted while waiting for input")
+            rlist, _, xlist = zmq.select([self.stdin_socket], [], [self.stdin_socket], 0.05)
+            if rlist or xlist:
+                _ident, reply = self.session.recv(self.stdin_socket)
+                if reply is not None:
+                    break
+        value = reply.get("content", {}).get("value", "")
+        if value == "\x04":
+            raise EOFError
+        return str(value)
+
+    # -- interrupt / shutdown ------------------------------------------------------------------
+    def _send_interrupt_children(self) -> None:
+        """Called by ``Kernel.interrupt_request`` (control thread): interrupt the sandboxed cell.
+
+        The kernel process itself is not signalled: it runs no user code.
+        """
+        self._interrupted.set()
+        sandbox = self._sandbox
+        if sandbox is not None:
+            sandbox.interrupt()
+
+    async def do_shutdown(self, restart: bool) -> dict[str, Any]:  # type: ignore[override]
+        """Close the sandbox (the worker and everything it started) before the kernel exits."""
+        await asyncio.to_thread(self.close_sandbox)
+        return {"status": "ok", "restart": restart}
+
+    def close_sandbox(self) -> None:
+        """Stop the worker tree now; a running cell is killed rather than waited for."""
+        with self._sandbox_lock:
+            self._closed = True
+            sandbox, self._sandbox = self._sandbox, None
+        self._interrupted.set()
+        if sandbox is None:
+            return
+        if self._running:
+            sandbox.session.kill_worker(state_lost=True)
+        try:
+            sandbox.close()
+        except Exception:  # noqa: BLE001 - shutdown must go on
+            log.warning("error while closing the sandbox", exc_info=True)
+
+    # -- quick requests -------------------------------------------------------------------------
+    async def _quick(self, msg: dict[str, Any], reply_type: str) -> dict[str, Any] | None:
+        """A quick request's reply, or None when a cell is running or the sandbox failed.
+
+        Never waits for a running cell: these requests may arrive on the
+        control channel, which must stay free for interrupts.
+        """
+        if self._running:
+            return None
+
+        def call() -> dict[str, Any]:
+            return self.get_sandbox().request(msg, reply_type, timeout=QUICK_TIMEOUT)  # type: ignore[no-any-return]
+
+        try:
+            reply = await asyncio.to_thread(call)
+        except Exception:  # noqa: BLE001 - an empty answer, not a dead kernel
+            log.warning("%s failed in the sandbox", msg["type"], exc_info=True)
+            return None
+        return reply if isinstance(reply, dict) else None
+
+    async def do_complete(self, code: str, cursor_pos: int | None) -> dict[str, Any]:  # type: ignore[override]
+        cursor = len(code) if cursor_pos is None else int(cursor_pos)
+        reply = await self._quick({"type": "complete", "code": code, "cursor_pos": cursor}, "complete_reply") or {}
+        matches = [m for m in reply.get("matches", []) if isinstance(m, str)] if isinstance(reply.get("matches"), list) else []
+        start, end = reply.get("cursor_start"), reply.get("cursor_end")
+        if not (isinstance(start, int) and isinstance(end, int) and 0 <= start <= end <= len(code)):
+            start = end = cursor
+        return {"status": "ok", "matches": matches, "cursor_start": start, "cursor_end": end,
+                "metadata": as_dict(reply.get("metadata"))}
+
+    async def do_inspect(  # type: ignore[override]
+        self, code: str, cursor_pos: int, detail_level: int = 0, omit_sections: Any = ()
+    ) -> dict[str, Any]:
+        msg = {"type": "inspect", "code": code, "cursor_pos": cursor_pos, "detail_level": int(detail_level)}
+        reply = await self._quick(msg, "inspect_reply") or {}
+        found = bool(reply.get("found"))
+        return {"status": "ok", "found": found, "data": as_dict(reply.get("data")) if found else {},
+                "metadata": as_dict(reply.get("metadata")) if found else {}}
+
+    async def do_is_complete(self, code: str) -> dict[str, Any]:  # type: ignore[override]
+        reply = await self._quick({"type": "is_complete", "code": code}, "is_complete_reply") or {}
+        status = reply.get("status")
+        if status not in ("complete", "incomplete", "invalid", "unknown"):
+            status = "unknown"
+        out: dict[str, Any] = {"status": status}
+        if status == "incomplete":
+            indent = reply.get("indent")
+            out["indent"] = indent if isinstance(indent, str) else ""
+        return out
+
+    async def do_history(  # type: ignore[override]
+        self,
+        hist_access_type: str,
+        output: bool,
+        raw: bool,
+        session: int | None = None,
+        start: int | None = None,
+        stop: int | None = None,
+        n: int | None = None,
+        pattern: str | None = None,
+        unique: bool = False,
+    ) -> dict[str, Any]:
+        msg: dict[str, Any] = {"type": "history", "hist_access_type": hist_access_type, "output": bool(output),
+                               "raw": bool(raw), "unique": bool(unique)}
+        for key, value in (("session", session), ("start", start), ("stop", stop), ("n", n), ("pattern", pattern)):
+            if value is not None:
+                msg[key] = value
+        reply = await self._quick(msg, "history_reply") or {}
+        history = [json_safe(h) for h in reply.get("history", []) if isinstance(h, list) and len(h) == 3] \
+            if isinstance(reply.get("history"), list) else []
+        return {"status": "ok", "history": history}
+
+    async def comm_info_request(self, stream: Any, ident: Any, parent: dict[str, Any]) -> None:
+        """The sandbox's comms (there is no comm manager in this process)."""
+        if self.session is None:
+            return
+        target = parent["content"].get("target_name")
+        reply = await self._quick({"type": "comm_info", "target_name": target}, "comm_info_reply") or {}
+        comms = {
+            str(cid): {"target_name": str(info.get("target_name"))}
+            for cid, info in as_dict(reply.get("comms")).items()
+            if isinstance(info, dict)
+        }
+        self.session.send(stream, "comm_info_reply", {"status": "ok", "comms": comms}, parent, ident)
+
+    # -- comms from the frontend ----------------------------------------------------------------
+    async def comm_request(self, stream: Any, ident: Any, parent: dict[str, Any]) -> None:
+        """Shell handler for comm_open/comm_msg/comm_close: deliver to the sandbox's comm manager."""
+        msg_type = parent["header"]["msg_type"]
+        buffers = [bytes(getattr(b, "buffer", b)) for b in parent.get("buffers") or []]
+        frame = {"type": msg_type, "content": dict(parent.get("content") or {}),
+                 "metadata": dict(parent.get("metadata") or {}), "buffers": buffers}
+        relay = IOPubRelay(self, parent)
+
+        def deliver() -> None:
+            sandbox = self.get_sandbox()
+            sandbox.send_comm(frame, on_output=relay.output, on_comm=relay.comm)
+
+        try:
+            await asyncio.to_thread(deliver)
+        except Exception:  # noqa: BLE001 - a widget message the sandbox could not take is logged
+            log.warning("could not deliver %s to the sandbox", msg_type, exc_info=True)
+
+
+__all__ = ["SandboxConfigError", "SandboxKernel"]

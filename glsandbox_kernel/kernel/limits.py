@@ -1,0 +1,246 @@
+"""Per-cell limits in the glsandbox kernel (host side).
+
+A cell whose first line is ``%%sandbox --timeout 5 --memory 200M --cpu-time 10``
+runs with those limits, for that cell only, in the same session (its state
+persists). How each is enforced:
+
+- ``--timeout``: the session's own clock (``run_cell(timeout=...)``), outside.
+- ``--memory``: inside, the worker lowers its soft ``RLIMIT_AS`` so that the
+  cell can add at most the headroom up to the limit (a large allocation fails
+  cleanly with ``MemoryError`` and the state is kept); outside,
+  :class:`CellLimitGuard` watches the worker tree's memory through the
+  session monitor and kills the worker when it goes over (state lost).
+- ``--cpu-time``: inside, a soft ``RLIMIT_CPU`` at "used so far + limit";
+  outside, the same guard kills the worker when the tree's CPU time for the
+  cell passes the limit.
+
+The worker may undo its own soft limits; it can never go above the
+session's hard limits, and the outside guard does not depend on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import threading
+from typing import Any
+
+from ..config import parse_size
+from ..exceptions import SandboxConfigError
+
+log = logging.getLogger("glsandbox.kernel")
+
+MAGIC = "%%sandbox"
+
+HELP = """\
+usage: %%sandbox [--timeout S] [--memory SIZE] [--cpu-time S]
+
+As the first line of a cell in the glsandbox kernel, sets limits for that cell
+only; the session (and its variables) stays the same.
+
+  --timeout S      wall-clock limit in seconds (the worker is killed after it)
+  --memory SIZE    memory limit, e.g. 200M or 1.5G
+  --cpu-time S     CPU time limit in seconds
+
+The security level and isolation are chosen per kernel ("Python 3 (sandboxed)"
+or "Python 3 (sandboxed, strict)"), not per cell."""
+
+
+class CellOptionsError(ValueError):
+    """A ``%%sandbox`` first line the kernel cannot use; the message includes the help."""
+
+
+@dataclasses.dataclass(frozen=True)
+class CellOptions:
+    """Limits for one cell; ``None`` keeps the session's value."""
+
+    timeout: float | None = None
+    memory: int | None = None
+    cpu_time: float | None = None
+
+    @property
+    def needs_guard(self) -> bool:
+        return self.memory is not None or self.cpu_time is not None
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise CellOptionsError(f"%%sandbox: {message}\n\n{HELP}")
+
+
+def _positive(kind: str) -> Any:
+    def convert(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{kind} must be a number of seconds, not {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"{kind} must be > 0, not {text!r}")
+        return value
+
+    return convert
+
+
+def _size(text: str) -> int:
+    try:
+        value = parse_size(text)
+    except SandboxConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if value < 16 * 1024 * 1024:
+        raise argparse.ArgumentTypeError(f"memory must be at least 16M, not {text!r}")
+    return value
+
+
+_PARSER = _Parser(prog="%%sandbox", add_help=False)
+_PARSER.add_argument("--timeout", type=_positive("--timeout"))
+_PARSER.add_argument("--memory", type=_size)
+_PARSER.add_argument("--cpu-time", dest="cpu_time", type=_positive("--cpu-time"))
+_PARSER.add_argument("-h", "--help", action="store_true")
+
+
+def split_cell_options(code: str) -> tuple[CellOptions | None, str]:
+    """``(options, code to run)``; options are None when the cell has no ``%%sandbox`` line.
+
+    The ``%%sandbox`` line becomes a comment, so line numbers in tracebacks
+    still match the cell. Raises :class:`CellOptionsError` for bad options.
+    """
+    stripped = code.lstrip()
+    if not stripped.startswith(MAGIC):
+        return None, code
+    lead = code[: len(code) - len(stripped)]
+    first, newline, rest = stripped.partition("\n")
+    words = first[len(MAGIC):]
+    if words and not words[0].isspace():
+        return None, code  # e.g. %%sandboxed: not ours
+    import shlex
+
+    try:
+        argv = shlex.split(words)
+    except ValueError as exc:
+        raise CellOptionsError(f"%%sandbox: {exc}\n\n{HELP}") from None
+    args = _PARSER.parse_args(argv)
+    if args.help:
+        raise CellOptionsError(HELP)
+    options = CellOptions(timeout=args.timeout, memory=args.memory, cpu_time=args.cpu_time)
+    return options, f"{lead}# {first}{newline}{rest}"
+
+
+def fmt_bytes(n: int | None) -> str:
+    if n is None:
+        return "unknown"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+class CellLimitGuard:
+    """Applies a cell's ``--memory``/``--cpu-time`` around one ``run_cell`` (host side).
+
+    ``with CellLimitGuard(sandbox, options): sandbox.run_cell(...)``. On entry
+    it asks the worker to lower its soft rlimits (a ``set_limits`` request)
+    and subscribes to the session monitor; a sample over a limit kills the
+    worker from this side and sets :attr:`tripped`. On exit the worker's soft
+    limits are restored (when it is still alive).
+    """
+
+    def __init__(self, sandbox: Any, options: CellOptions) -> None:
+        self.sandbox = sandbox
+        self.options = options
+        self.tripped: str | None = None
+        self.seen_memory: int | None = None
+        self.seen_cpu: float | None = None
+        self._cpu0: float | None = None
+        self._lock = threading.Lock()
+        self._active = False
+
+    def __enter__(self) -> CellLimitGuard:
+        if not self.options.needs_guard:
+            return self
+        session = self.sandbox.session
+        session.ensure_started()
+        msg: dict[str, Any] = {"type": "set_limits"}
+        if self.options.memory is not None:
+            msg["memory"] = self.options.memory
+        if self.options.cpu_time is not None:
+            msg["cpu_time"] = self.options.cpu_time
+        try:
+            self.sandbox.request(msg, "set_limits_reply", timeout=10.0)
+        except Exception:  # noqa: BLE001 - the outside guard still applies
+            log.warning("the worker did not accept per-cell rlimits; enforcing from outside only", exc_info=True)
+        worker = session.worker
+        if self.options.cpu_time is not None and worker is not None:
+            from ..metrics import tree_sample
+
+            try:
+                self._cpu0 = tree_sample(worker).cpu_time
+            except Exception:  # noqa: BLE001 - worker may be gone
+                self._cpu0 = None
+        self._active = True
+        session.monitor.listeners.append(self._on_sample)
+        return self
+
+    def _on_sample(self, event: dict[str, Any]) -> None:
+        """Monitor thread: kill the worker when the cell goes over a limit."""
+        if not self._active or event.get("kind") != "cell" or self.tripped:
+            return
+        memory = max((v for v in (event.get("memory_current"), event.get("memory_peak")) if isinstance(v, int)),
+                     default=None)
+        if memory is not None:
+            self.seen_memory = max(self.seen_memory or 0, memory)
+        limit = self.options.memory
+        if limit is not None and memory is not None and memory > limit:
+            self._trip("memory")
+            return
+        cpu = event.get("cpu_time")
+        if self.options.cpu_time is not None and self._cpu0 is not None and isinstance(cpu, (int, float)):
+            self.seen_cpu = cpu - self._cpu0
+            # RLIMIT_CPU inside fires first; the outside check allows a second of slack.
+            if self.seen_cpu > self.options.cpu_time + 1.0:
+                self._trip("cpu_time")
+
+    def _trip(self, why: str) -> None:
+        with self._lock:
+            if self.tripped:
+                return
+            self.tripped = why
+        worker = self.sandbox.session.worker
+        if worker is not None:
+            worker.kill()
+
+    def __exit__(self, *exc: object) -> None:
+        if not self._active:
+            return
+        self._active = False
+        session = self.sandbox.session
+        try:
+            session.monitor.listeners.remove(self._on_sample)
+        except ValueError:
+            pass
+        worker = session.worker
+        if self.tripped or worker is None or worker.poll() is not None:
+            return
+        msg = {"type": "set_limits"}
+        if self.options.memory is not None:
+            msg["memory"] = None
+        if self.options.cpu_time is not None:
+            msg["cpu_time"] = None
+        try:
+            self.sandbox.request(msg, "set_limits_reply", timeout=10.0)
+        except Exception:  # noqa: BLE001 - a dead worker has no limits to restore
+            log.debug("could not restore the worker's rlimits", exc_info=True)
+
+    def describe(self) -> str:
+        """What tripped, for the error message."""
+        if self.tripped == "memory":
+            return (f"the cell used more than its memory limit of {fmt_bytes(self.options.memory)} "
+                    f"(measured outside the sandbox: {fmt_bytes(self.seen_memory)}); the worker was killed "
+                    "and its state is lost")
+        if self.tripped == "cpu_time":
+            return (f"the cell used more than its CPU time limit of {self.options.cpu_time:g} s "
+                    f"(measured outside the sandbox: {self.seen_cpu or 0:.1f} s); the worker was killed "
+                    "and its state is lost")
+        return ""
