@@ -183,6 +183,9 @@ def _run_exec(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="glsandbox", description="Run untrusted Python in an OS-level sandbox, with an audit trail.")
+    from ._version import __version__
+
+    parser.add_argument("--version", action="version", version=f"glsandbox {__version__}")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     sub.required = True
 
@@ -200,13 +203,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .audit.cli import add_audit_parser, run_audit
 
-    add_audit_parser(sub)
+    add_audit_parser(sub)  # type: ignore[arg-type]
     sub.choices["audit"].set_defaults(func=run_audit)
 
-    for module, adder, runner in (
-        ("glsandbox_kernel.kernel.install", "add_install_parser", "run_install"),
-        ("glsandbox_kernel.notebook.run", "add_run_parser", "run_run"),
-        ("glsandbox_kernel.notebook.report", "add_report_parser", "run_report"),
+    # Each adder registers its subcommand with ``set_defaults(func=...)``.
+    for module, adder in (
+        ("glsandbox_kernel.kernel.install", "add_install_parser"),
+        ("glsandbox_kernel.notebook.run", "add_run_parser"),
+        ("glsandbox_kernel.notebook.report", "add_report_parser"),
     ):
         try:
             mod = __import__(module, fromlist=[adder])

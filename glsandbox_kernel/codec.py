@@ -43,6 +43,9 @@ class UnsupportedType(TypeError):
         self.typename = typename
 
 
+_SEQ_TAGS: dict[type, bytes] = {list: b"l", tuple: b"t", set: b"S", frozenset: b"Z"}
+
+
 def _qualname(obj: Any) -> str:
     t = type(obj)
     return f"{t.__module__}.{t.__qualname__}"
@@ -55,9 +58,9 @@ def encode(value: Any) -> bytes:
     return b"".join(out)
 
 
-def _enc(v: Any, out: list[bytes], depth: int) -> None:  # noqa: C901 - one flat dispatch
+def _enc(v: Any, out: list[bytes], depth: int) -> None:
     if depth > MAX_DEPTH:
-        raise UnsupportedType("nesting deeper than %d" % MAX_DEPTH)
+        raise UnsupportedType(f"nesting deeper than {MAX_DEPTH}")
     t = type(v)
     if v is None:
         out.append(b"N")
@@ -78,7 +81,7 @@ def _enc(v: Any, out: list[bytes], depth: int) -> None:  # noqa: C901 - one flat
         raw = bytes(v)
         out.append((b"b" if t is bytes else b"B") + _pack_I(len(raw)) + raw)
     elif t is list or t is tuple or t is set or t is frozenset:
-        tag = {list: b"l", tuple: b"t", set: b"S", frozenset: b"Z"}[t]
+        tag = _SEQ_TAGS[t]
         out.append(tag + _pack_I(len(v)))
         for item in v:
             _enc(item, out, depth + 1)
@@ -171,7 +174,7 @@ def _column(series: Any) -> Any:
 
 
 class _Reader:
-    __slots__ = ("buf", "pos", "end")
+    __slots__ = ("buf", "end", "pos")
 
     def __init__(self, buf: bytes | memoryview) -> None:
         self.buf = memoryview(buf)
@@ -209,7 +212,7 @@ def decode(data: bytes | memoryview) -> Any:
     return value
 
 
-def _dec(r: _Reader, depth: int) -> Any:  # noqa: C901 - one flat dispatch
+def _dec(r: _Reader, depth: int) -> Any:
     if depth > MAX_DEPTH:
         raise SandboxSecurityError("malformed value: nesting too deep")
     tag = bytes(r.take(1))

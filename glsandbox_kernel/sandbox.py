@@ -231,7 +231,7 @@ class OSSandbox:
             event = EventType.EXECUTION_SUCCESS
         if error is not None:
             extra = {**extra, "error": f"{type(error).__name__}: {error}"[:2000]}
-        kwargs = {"provenance": provenance, "metrics": m.to_dict(), "violations": outcome.violations,
+        kwargs: dict[str, Any] = {"provenance": provenance, "metrics": m.to_dict(), "violations": outcome.violations,
                   "execution_time": m.execution_time, "extra": extra}
         if defer and self._defer_audit and error is None and not outcome.violations:
             self._pending.append(((event,), kwargs))
@@ -254,7 +254,7 @@ class OSSandbox:
         kwargs: dict[str, Any],
         *,
         script: bool = False,
-        timeout: float | None | str = "config",
+        timeout: float | str | None = "config",
     ) -> Any:
         import cloudpickle
 
@@ -314,7 +314,7 @@ class OSSandbox:
         silent: bool = False,
         store_history: bool = True,
         user_expressions: dict[str, str] | None = None,
-        timeout: float | None | str = "config",
+        timeout: float | str | None = "config",
         allow_stdin: bool | None = None,
     ) -> CellResult:
         """Run one notebook cell in the worker's IPython shell.
@@ -342,53 +342,53 @@ class OSSandbox:
             reply_types=("cell_reply",),
             monitor_context={"kind": "cell"},
         )
-        error: BaseException | None = outcome.error
         reply = outcome.reply or {}
+        count = reply.get("execution_count")
         result = CellResult(
             status="ok",
             outputs=collector.outputs,
-            execution_count=reply.get("execution_count") if isinstance(reply.get("execution_count"), int) else None,
+            execution_count=count if isinstance(count, int) else None,
             metrics=outcome.metrics,
             violations=outcome.violations,
             state_lost=outcome.state_lost,
         )
-        if error is None and reply.get("status") == "error":
+        if isinstance(reply.get("payload"), list):
+            result.payload = [p for p in reply["payload"] if isinstance(p, dict)]
+        if isinstance(reply.get("user_expressions"), dict):
+            result.user_expressions = reply["user_expressions"]
+        # What the user's code raised (reported by the worker, shown as its traceback).
+        audit_error: BaseException | None = None
+        if reply.get("status") == "error":
             result.status = "error"
             result.error_name = str(reply.get("ename"))
             result.error_value = str(reply.get("evalue"))
             tb = reply.get("traceback")
             result.traceback = [str(x) for x in tb] if isinstance(tb, list) else []
             if result.error_name == "MemoryError":
-                error = SandboxMemoryError(
+                audit_error = SandboxMemoryError(
                     "the cell exceeded the memory limit", limit=self.config.limits.memory_limit_bytes,
                     peak=outcome.metrics.memory_peak_bytes,
                 )
-        if error is None and outcome.violations:
+            else:
+                audit_error = SandboxError(f"{result.error_name}: {result.error_value}")
+        # What the sandbox did about it (measured outside): timeout, kill, violation.
+        failure: BaseException | None = outcome.error
+        if failure is None and outcome.violations:
             try:
                 self._session.raise_for_violations(outcome.violations)
             except SandboxViolationError as exc:
-                error = exc
-        if isinstance(reply.get("payload"), list):
-            result.payload = [p for p in reply["payload"] if isinstance(p, dict)]
-        if isinstance(reply.get("user_expressions"), dict):
-            result.user_expressions = reply["user_expressions"]
-        if error is not None and result.status == "ok" or (error is not None and not isinstance(error, SandboxMemoryError)):
+                failure = exc
+        if failure is not None:
+            audit_error = failure
             result.status = "error"
-            result.error_name = type(error).__name__
-            result.error_value = str(error)
-            result.traceback = [f"{type(error).__name__}: {error}"]
-            err_out = {"output_type": "error", "ename": result.error_name, "evalue": result.error_value,
+            result.error_name = type(failure).__name__
+            result.error_value = str(failure)
+            result.traceback = [f"{result.error_name}: {result.error_value}"]
+            message = {"type": "error", "ename": result.error_name, "evalue": result.error_value,
                        "traceback": result.traceback}
-            collector.outputs.append(err_out)
-            if on_output is not None:
-                on_output({"type": "error", "ename": result.error_name, "evalue": result.error_value,
-                           "traceback": result.traceback})
+            collector.handle(message)
         result.audit_record = self._record_outcome(
-            outcome,
-            provenance,
-            error if error is not None else (
-                SandboxError(f"{result.error_name}: {result.error_value}") if result.status == "error" else None
-            ),
+            outcome, provenance, audit_error,
             {"kind": "cell", "source_hash": hashlib.sha256(code.encode("utf-8", "surrogatepass")).hexdigest()},
         )
         return result

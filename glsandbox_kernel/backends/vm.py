@@ -33,5 +33,5 @@ class VMBackend(SandboxBackend):
         return "use isolation 'container' or 'gvisor' for the strongest isolation available today"
 
     def start(self, *, session_id: str) -> WorkerProcess:
-        ok, reason = self.available()
+        _ok, reason = self.available()
         raise BackendUnavailableError(self.name, reason, self.unavailable_hint())

@@ -130,6 +130,7 @@ def plan_landlock(
     read_only: list[str],
     read_write: list[str],
     devices: list[str] | tuple[str, ...] = DEV_FILES,
+    list_only: list[str] | tuple[str, ...] = (),
     tcp_connect_ports: list[int] | None = None,
     deny_tcp: bool = False,
     scope: bool = True,
@@ -138,7 +139,8 @@ def plan_landlock(
     """HOST side: the landlock section of a child plan.
 
     Paths are as the worker sees them (inside the new root for NAMESPACE,
-    host paths for BASIC). ``deny_tcp`` handles TCP bind/connect (ABI >= 4)
+    host paths for BASIC). ``list_only``: directories (and all below them)
+    that may be listed but not read. ``deny_tcp`` handles TCP bind/connect (ABI >= 4)
     and allows only ``tcp_connect_ports``. ``scope`` confines abstract Unix
     sockets and signals to the sandbox (ABI >= 6): the worker cannot signal
     the host. ``required``: fail instead of falling back when the kernel
@@ -149,6 +151,7 @@ def plan_landlock(
         "ro": sorted(set(read_only)),
         "rw": sorted(set(read_write)),
         "dev": list(devices),
+        "list": list(list_only),
         "deny_tcp": deny_tcp,
         "tcp_connect_ports": list(tcp_connect_ports or []),
         "scope": scope,
@@ -188,7 +191,12 @@ def restrict_child(section: dict[str, Any] | None, report: dict[str, Any]) -> No
     rfd = check("landlock", "landlock_create_ruleset", int(lib.syscall(nr_create, ctypes.byref(attr), ctypes.c_size_t(size), 0)))
     rules = 0
     try:
-        for paths, access in ((section["ro"], RO), (section["rw"], RW), (section["dev"], DEV)):
+        for paths, access in (
+            (section["ro"], RO),
+            (section["rw"], RW),
+            (section["dev"], DEV),
+            (section.get("list", ()), FS_READ_DIR),
+        ):
             for path in paths:
                 rules += _add_path_rule_child(rfd, nr_add, path, access & handled_fs)
         if attr.handled_access_net:

@@ -162,6 +162,8 @@ def plan_mounts(
 
     def add_bind(src: str, dst: str, *, rw: bool, exempt: bool = False, allowed: tuple[str, ...] = ()) -> None:
         src_abs = os.path.abspath(src)
+        if any(b["dst"] == b["src"] and _under(src_abs, b["src"]) and src_abs == dst for b in binds):
+            return  # already visible through an enclosing bind
         if not exempt:
             hit = _blocked_by(src_abs, blocked, allowed)
             if hit is not None:

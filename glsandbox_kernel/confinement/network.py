@@ -24,7 +24,6 @@ bandwidth limit. Every refusal becomes a violation record.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import fnmatch
 import ipaddress
@@ -165,6 +164,7 @@ def _relay_main_child(lsock: socket.socket, unix_path: str) -> None:
     sel = selectors.DefaultSelector()
     sel.register(lsock, selectors.EVENT_READ, None)
     peers: dict[socket.socket, socket.socket] = {}
+    eof: set[socket.socket] = set()
 
     def close_pair(s: socket.socket) -> None:
         other = peers.pop(s, None)
@@ -172,6 +172,7 @@ def _relay_main_child(lsock: socket.socket, unix_path: str) -> None:
             if x is None:
                 continue
             peers.pop(x, None)
+            eof.discard(x)
             with contextlib.suppress(KeyError, ValueError):
                 sel.unregister(x)
             x.close()
@@ -197,18 +198,26 @@ def _relay_main_child(lsock: socket.socket, unix_path: str) -> None:
                 sel.register(client, selectors.EVENT_READ, None)
                 sel.register(upstream, selectors.EVENT_READ, None)
                 continue
+            other = peers.get(s)
             try:
                 data = s.recv(65536)
             except OSError:
-                data = b""
-            other = peers.get(s)
-            if not data or other is None:
                 close_pair(s)
                 continue
-            try:
-                other.sendall(data)
-            except OSError:
+            if other is None:
                 close_pair(s)
+            elif data:
+                try:
+                    other.sendall(data)
+                except OSError:
+                    close_pair(s)
+            else:  # half-close: pass the EOF on, finish when both sides ended
+                sel.unregister(s)
+                eof.add(s)
+                with contextlib.suppress(OSError):
+                    other.shutdown(socket.SHUT_WR)
+                if other in eof:
+                    close_pair(s)
 
 
 # ---------------------------------------------------------------------------
@@ -611,5 +620,4 @@ __all__ = [
     "plan_network",
     "prepare_relay_child",
     "start_relay_child",
-    "errno",
 ]

@@ -135,8 +135,8 @@ class SandboxKernel(Kernel):
             overrides["audit_log_path"] = self.audit_log
         return cfg.replace(**overrides) if overrides else cfg
 
-    def get_sandbox(self) -> Any:
-        """The kernel's OSSandbox, created and started on first use (blocking; call off the event loop)."""
+    def get_sandbox(self, *, start: bool = True) -> Any:
+        """The kernel's OSSandbox, created (and started) on first use (blocking; call off the event loop)."""
         with self._sandbox_lock:
             if self._closed:
                 raise RuntimeError("the kernel is shutting down")
@@ -145,7 +145,8 @@ class SandboxKernel(Kernel):
 
                 self._sandbox = OSSandbox(self.sandbox_config())
             sandbox = self._sandbox
-        sandbox.start()
+        if start:
+            sandbox.start()
         return sandbox
 
     def _prestart(self) -> None:
@@ -268,13 +269,14 @@ class SandboxKernel(Kernel):
 
     def get_sandbox_for_cell(self, relay: IOPubRelay, silent: bool) -> Any:
         """The sandbox, with a "state lost" notice when its worker went away since the last cell."""
-        sandbox = self.get_sandbox()
+        sandbox = self.get_sandbox(start=False)
         session = sandbox.session
         worker = session.worker
         if session.generation > 0 and (worker is None or worker.poll() is not None) and not silent:
             reason = self._lost_reason or "it exited"
             relay.stderr(_STATE_LOST_NOTICE.format(reason=reason))
         self._lost_reason = None
+        sandbox.start()
         return sandbox
 
     def _rewrite_error(self, content: dict[str, Any], guard: CellLimitGuard, sandbox: Any,

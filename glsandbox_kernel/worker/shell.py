@@ -213,8 +213,9 @@ class CellShell:
         else:
             reply["status"] = "ok"
         reply["user_expressions"] = json_clean(shell.user_expressions(msg.get("user_expressions") or {}))
-        reply["payload"] = json_clean(shell.payload_manager.read_payload())
-        shell.payload_manager.clear_payload()
+        payloads: Any = shell.payload_manager
+        reply["payload"] = json_clean(payloads.read_payload())
+        payloads.clear_payload()
         return reply
 
     def do_complete(self, msg: dict[str, Any]) -> dict[str, Any]:
@@ -258,7 +259,7 @@ class CellShell:
         return reply
 
     def do_history(self, msg: dict[str, Any]) -> dict[str, Any]:
-        hm = self.shell.history_manager
+        hm: Any = self.shell.history_manager
         kind = msg.get("hist_access_type", "tail")
         raw, output = bool(msg.get("raw", True)), bool(msg.get("output", False))
         if kind == "tail":
