@@ -32,6 +32,7 @@ from __future__ import annotations
 import abc
 import atexit
 import contextlib
+import fcntl
 import hashlib
 import importlib
 import json
@@ -194,6 +195,10 @@ def _load_init(name, pkg=pkg, spec=spec):
     return getattr(pkg, name)
 pkg.__getattr__ = _load_init
 sys.modules['glsandbox_kernel'] = pkg
+try:
+    import cloudpickle  # before connecting, so a pooled worker's first call is fast
+except ImportError:
+    pass
 sys.argv = ['glsandbox_kernel.worker', '--connect', sys.argv[4]]
 import runpy
 runpy.run_module('glsandbox_kernel.worker', run_name='__main__', alter_sys=True)
@@ -1048,6 +1053,27 @@ def _pidfd(pid: int | None) -> int | None:
         return None
 
 
+# ioctl(pidfd, PIDFD_GET_INFO) with PIDFD_INFO_EXIT (Linux 6.15+): the exit
+# status of a process that is not our child, once it has been reaped.
+_PIDFD_GET_INFO = (3 << 30) | (64 << 16) | (0xFF << 8) | 11
+_PIDFD_INFO_EXIT = 0x8
+
+
+def _pidfd_exit_code(pidfd: int | None) -> int | None:
+    """Popen-style return code of the process behind ``pidfd``, or None if unknown."""
+    if pidfd is None:
+        return None
+    buf = bytearray(64)
+    struct.pack_into("Q", buf, 0, _PIDFD_INFO_EXIT)
+    try:
+        fcntl.ioctl(pidfd, _PIDFD_GET_INFO, buf)
+    except OSError:
+        return None  # older kernel, or not reaped yet
+    if not struct.unpack_from("Q", buf, 0)[0] & _PIDFD_INFO_EXIT:
+        return None
+    return os.waitstatus_to_exitcode(struct.unpack_from("i", buf, 60)[0])
+
+
 def _returncode(status: int) -> int:
     """Docker's exit status to Popen's convention (128+N from docker-init -> -N)."""
     if 128 < status <= 128 + 64:
@@ -1089,6 +1115,7 @@ class ContainerWorker(WorkerProcess):
         self.created_at = time.monotonic()
         self._host_signals = runtime is None and worker_pid is not None
         self._pidfd = _pidfd(init_pid)
+        self._worker_pidfd = _pidfd(worker_pid) if worker_pid != init_pid else None
         self._cgroup = cgroup_reader_for(init_pid) if init_pid else None
         self._returncode: int | None = None
         self._oom = False
@@ -1127,7 +1154,11 @@ class ContainerWorker(WorkerProcess):
         return self._returncode
 
     def _finish(self) -> None:
-        """Record the exit status and OOM flag from the daemon (death path only)."""
+        """Record the exit status and OOM flag (death path only).
+
+        From the kernel (pidfd exit info, cgroup OOM counter) where it has
+        them, else from the daemon (``docker wait`` + inspect, ~50 ms later).
+        """
         with self._lock:
             if self._returncode is not None:
                 return
@@ -1135,6 +1166,18 @@ class ContainerWorker(WorkerProcess):
                 # We sent the SIGKILL: no need to ask the daemon how it ended.
                 self._returncode = -signal.SIGKILL
                 return
+            code = _pidfd_exit_code(self._worker_pidfd)
+            if code is not None:
+                # Straight from the kernel (no daemon round trip); OOM from the
+                # cgroup, which outlives the worker until the daemon cleans up.
+                seen = self._cgroup.sample() if self._cgroup is not None else None
+                if seen is not None:
+                    self._oom = self._oom or bool(seen.oom_killed)
+                    self._returncode = code
+                    return
+                if code != -signal.SIGKILL:
+                    self._returncode = code
+                    return
             status: int | None = None
             try:
                 api = self._api()
@@ -1219,10 +1262,11 @@ class ContainerWorker(WorkerProcess):
             self.kill()
         with contextlib.suppress(OSError):
             self.sock.close()
-        if self._pidfd is not None:
-            with contextlib.suppress(OSError):
-                os.close(self._pidfd)
-            self._pidfd = None
+        for fd in (self._pidfd, self._worker_pidfd):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._pidfd = self._worker_pidfd = None
         if self._cgroup is not None:
             self._cgroup.close()
         _live.pop(self.container_id, None)

@@ -19,6 +19,7 @@ Step order and why::
     mounts (1/2)  P1 opens the bind sources while it still has its host uid
     namespaces    P1 -> P2 (pid 1, init) -> P3 (the worker; only it returns)
     mounts (2/2)  tmpfs root, read-only binds, /proc, /dev, pivot_root
+    process       environment (plan["env"]), umask, cwd (plan["cwd"])
     rlimits
     network       loopback up; the proxy relay's socket
     capabilities  bounding/ambient sets cleared, sandbox uid, capset(0)
@@ -196,6 +197,7 @@ def apply_child_plan(plan: dict[str, Any]) -> ChildResult:
         raise
     namespaces.fork_init_child(ns, report)  # P1 and the init stay behind; from here: the worker
     mounts.setup_root_child(plan.get("mounts"), sources, report)
+    _process_child(plan, report)
     rlimits.apply_rlimits_child(plan.get("rlimits"), report)
     network.loopback_up_child(plan.get("network"), report)
     relay = network.prepare_relay_child(plan.get("network"), report)
@@ -205,6 +207,26 @@ def apply_child_plan(plan: dict[str, Any]) -> ChildResult:
     listener = seccomp.install_child(plan.get("seccomp"), report)
     network.start_relay_child(relay, plan.get("network"))
     return ChildResult(pass_fds=[] if listener is None else [listener], report=report)
+
+
+def _process_child(plan: dict[str, Any], report: dict[str, Any]) -> None:
+    """CHILD side: environment (replaced by ``plan["env"]``), umask, working directory.
+
+    ``cwd`` applies only without a mounts step (which leaves the worker in
+    its private working directory already).
+    """
+    env = plan.get("env")
+    if env is not None:
+        os.environ.clear()
+        os.environ.update(env)
+    if plan.get("umask") is not None:
+        os.umask(int(plan["umask"]))
+    cwd = plan.get("cwd")
+    if cwd and not (plan.get("mounts") or {}).get("enabled"):
+        try:
+            os.chdir(cwd)
+        except OSError as exc:
+            raise ConfinementError("process", f"chdir({cwd!r})", exc.errno) from exc
 
 
 def probe() -> dict[str, tuple[bool, str]]:

@@ -114,9 +114,9 @@ def drop_capabilities_child(section: dict[str, Any] | None, report: dict[str, An
         except OSError as exc:
             raise ConfinementError("capabilities", f"setresuid({uid})", exc.errno) from exc
     _capset_empty_child()
-    if not section.get("dumpable", True):
-        check("capabilities", "prctl(PR_SET_DUMPABLE, 0)", prctl(PR_SET_DUMPABLE, 0))
-        out["dumpable"] = False
+    dumpable = 1 if section.get("dumpable", True) else 0
+    check("capabilities", f"prctl(PR_SET_DUMPABLE, {dumpable})", prctl(PR_SET_DUMPABLE, dumpable))
+    out["dumpable"] = bool(dumpable)
     out["uid"] = os.getuid()
     out["gid"] = os.getgid()
     report["capabilities"] = out

@@ -40,7 +40,7 @@ import signal
 import struct
 from typing import Any, NoReturn
 
-from ._common import PR_SET_PDEATHSIG, ConfinementError, close_fds_except, libc, prctl
+from ._common import PR_SET_DUMPABLE, PR_SET_PDEATHSIG, ConfinementError, close_fds_except, libc, prctl
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWCGROUP = 0x02000000
@@ -254,6 +254,9 @@ def _p1_unshare_child(flags: int, p0: int, up_w: int, down_r: int) -> None:
     prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != p0:
         os._exit(255)
+    # The zygote is not dumpable; our /proc files would then belong to root
+    # and an unprivileged P0 could not write our id maps.
+    prctl(PR_SET_DUMPABLE, 1)
     if libc().unshare(flags) != 0:
         os.write(up_w, b"E" + struct.pack("i", ctypes.get_errno()))
         os._exit(255)

@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ._common import PR_SET_PDEATHSIG, ConfinementError, close_fds_except, prctl
+from ._common import ConfinementError, close_fds_except
 
 log = logging.getLogger(__name__)
 
@@ -155,8 +155,11 @@ def start_relay_child(lsock: socket.socket | None, section: dict[str, Any] | Non
 
 
 def _relay_main_child(lsock: socket.socket, unix_path: str) -> None:
-    """CHILD side, relay process: copy bytes between TCP clients and the Unix socket."""
-    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    """CHILD side, relay process: copy bytes between TCP clients and the Unix socket.
+
+    No PR_SET_PDEATHSIG: its parent exits at once; it ends with the pid
+    namespace when the init exits.
+    """
     close_fds_except({lsock.fileno()})
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
         signal.signal(sig, signal.SIG_IGN)

@@ -54,8 +54,12 @@ def apply_rlimits_child(section: dict[str, Any] | None, report: dict[str, Any]) 
         rlim = getattr(resource, _NAMES[key])
         soft, hard = resource.getrlimit(rlim)
         new = value if hard == resource.RLIM_INFINITY else min(value, hard)
+        # CPU: the soft limit sends SIGXCPU (a clear reason), the hard one SIGKILL a second later.
+        new_hard = new + 1 if key == "CPU" else new
+        if hard != resource.RLIM_INFINITY:
+            new_hard = min(new_hard, hard)
         try:
-            resource.setrlimit(rlim, (new, new))
+            resource.setrlimit(rlim, (new, new_hard))
         except (ValueError, OSError) as exc:
             raise ConfinementError(
                 "rlimits", f"setrlimit({_NAMES[key]}, {new})", getattr(exc, "errno", None)

@@ -266,6 +266,8 @@ class CellShell:
             hist = hm.get_tail(msg.get("n") or 10, raw=raw, output=output, include_latest=True)
         elif kind == "range":
             hist = hm.get_range(msg.get("session", 0), msg.get("start", 0), msg.get("stop"), raw=raw, output=output)
+            # IPython numbers the current session 0 here but by its number in tail/search.
+            hist = [(hm.session_number if s == 0 else s, n, line) for s, n, line in hist]
         elif kind == "search":
             hist = hm.search(msg.get("pattern", "*"), raw=raw, output=output, n=msg.get("n"),
                              unique=bool(msg.get("unique")))

@@ -1,0 +1,83 @@
+"""The glsandbox command, run as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+GLSANDBOX = [sys.executable, "-m", "glsandbox_kernel.cli"]
+
+
+def run(*args: str, cwd: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*GLSANDBOX, *args], capture_output=True, text=True, timeout=120, cwd=cwd)
+
+
+def test_doctor_reports_every_backend_with_a_reason() -> None:
+    proc = run("doctor", "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert set(report["backends"]) >= {"basic", "vm"}
+    assert report["backends"]["basic"]["available"] is True
+    assert report["backends"]["vm"]["available"] is False and "not implemented" in report["backends"]["vm"]["reason"]
+    assert all(info["reason"] for info in report["backends"].values())
+    text = run("doctor")
+    assert text.returncode == 0 and "Default backend:" in text.stdout
+
+
+def test_exec_prints_output_exits_with_status_and_writes_audit(tmp_path: Path) -> None:
+    script = tmp_path / "calc.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import sys
+            print("co2e", 2.68 * float(sys.argv[1]))
+            print("warn", file=sys.stderr)
+            sys.exit(3)
+            """
+        )
+    )
+    audit = tmp_path / "audit.jsonl"
+    proc = run("exec", "--isolation", "basic", "--audit", str(audit), str(script), "10")
+    assert proc.returncode == 3, proc.stderr
+    assert "co2e 26.8" in proc.stdout and "warn" in proc.stderr
+    events = [json.loads(line)["event_type"] for line in audit.read_text().splitlines()]
+    assert events[0] == "session_start" and "execution_success" in events and events[-1] == "session_end"
+    assert run("audit", "verify", str(audit)).returncode == 0
+    shown = run("audit", "show", str(audit))
+    assert shown.returncode == 0 and "session_start" in shown.stdout
+
+
+def test_exec_script_error_prints_sandbox_traceback(tmp_path: Path) -> None:
+    script = tmp_path / "bad.py"
+    script.write_text("def f():\n    raise ValueError('no factor')\nf()\n")
+    proc = run("exec", "--isolation", "basic", str(script))
+    assert proc.returncode == 1
+    assert "ValueError" in proc.stderr and "no factor" in proc.stderr and "line 2" in proc.stderr
+
+
+def test_exec_timeout_and_memory_options(tmp_path: Path) -> None:
+    slow = tmp_path / "slow.py"
+    slow.write_text("import time\ntime.sleep(10)\n")
+    proc = run("exec", "--isolation", "basic", "--timeout", "1", str(slow))
+    assert proc.returncode == 125 and "SandboxTimeoutError" in proc.stderr
+    big = tmp_path / "big.py"
+    big.write_text("x = bytearray(300 * 1024 * 1024)\n")
+    proc = run("exec", "--isolation", "basic", "--memory", "100M", str(big))
+    assert proc.returncode != 0 and "memory limit" in proc.stderr
+
+
+def test_bad_arguments_exit_2_without_traceback(tmp_path: Path) -> None:
+    for args in (("exec", "--level", "extreme", "x.py"), ("nonsense",), ("exec",),
+                 ("exec", "--memory", "lots", str(tmp_path / "x.py"))):
+        if args[-1].endswith("x.py") and "--memory" in args:
+            (tmp_path / "x.py").write_text("pass\n")
+        proc = run(*args)
+        assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
+        assert "Traceback" not in proc.stderr
+    missing = run("exec", os.path.join(str(tmp_path), "missing.py"))
+    assert missing.returncode == 2 and "no such script" in missing.stderr
+    assert run("audit", "verify", str(tmp_path / "none.jsonl")).returncode == 2
