@@ -95,20 +95,6 @@ def _run_doctor(args: argparse.Namespace) -> int:
 
 # -- exec -------------------------------------------------------------------------------------
 
-def _run_script(path: str, argv: list[str]) -> Any:
-    """WORKER side: runs the script as __main__ (cloudpickled by value to the worker)."""
-    import runpy
-    import sys as _sys
-
-    _sys.argv = [path, *argv]
-    try:
-        runpy.run_path(path, run_name="__main__")
-    except SystemExit as exc:
-        code = exc.code
-        return code if isinstance(code, int) or code is None else str(code)
-    return 0
-
-
 def config_from_args(args: argparse.Namespace) -> Any:
     """An OSSandboxConfig from the common --level/--isolation/--timeout/--memory options."""
     overrides: dict[str, Any] = {}

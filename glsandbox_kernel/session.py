@@ -114,14 +114,18 @@ class Session:
         """The backend for ``config``, honouring fallback_to_basic (recorded by the caller)."""
         if config.isolation_type is None:
             return default_backend(), None
-        cls = get_backend(config.isolation_type)
-        ok, reason = cls.available()
+        try:
+            cls = get_backend(config.isolation_type)
+            ok, reason = cls.available()
+            hint = cls.unavailable_hint()
+        except BackendUnavailableError as exc:
+            ok, reason, hint = False, exc.reason, exc.hint
         if ok:
             return cls, None
         if config.fallback_to_basic:
             basic = get_backend(IsolationType.BASIC)
             return basic, f"{config.isolation_type.value} unavailable: {reason}; fell back to basic"
-        raise BackendUnavailableError(cls.name, reason, cls.unavailable_hint())
+        raise BackendUnavailableError(config.isolation_type.value, reason, hint)
 
     # -- worker lifecycle ------------------------------------------------------
     def ensure_started(self) -> float | None:

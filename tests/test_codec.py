@@ -1,0 +1,96 @@
+"""The restricted codec: round trips, and hostile bytes only ever raise SandboxSecurityError."""
+
+from __future__ import annotations
+
+import math
+import struct
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from glsandbox_kernel import SandboxSecurityError
+from glsandbox_kernel.codec import UnsupportedType, decode, encode
+from glsandbox_kernel.protocol import FrameChannel
+
+scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(), st.binary(),
+    st.complex_numbers(allow_nan=False), st.decimals(allow_nan=False), st.fractions(),
+    st.datetimes(), st.dates(), st.times(), st.timedeltas(),
+)
+hashables = st.one_of(st.none(), st.booleans(), st.integers(), st.text(), st.binary())
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=5),
+        st.lists(inner, max_size=5).map(tuple),
+        st.dictionaries(hashables, inner, max_size=5),
+        st.frozensets(hashables, max_size=5),
+        st.sets(hashables, max_size=5),
+    ),
+    max_leaves=30,
+)
+
+
+@given(values)
+@settings(max_examples=300, deadline=None)
+def test_round_trip(value: object) -> None:
+    assert decode(encode(value)) == value
+
+
+@given(st.binary(max_size=200))
+@settings(max_examples=2000, deadline=None)
+def test_hostile_bytes_raise_only_security_errors(data: bytes) -> None:
+    try:
+        decode(data)
+    except SandboxSecurityError:
+        pass
+
+
+def test_nan_round_trips() -> None:
+    assert math.isnan(decode(encode(float("nan"))))
+
+
+def test_unsupported_types_are_named() -> None:
+    class Thing:
+        pass
+
+    with pytest.raises(UnsupportedType, match="Thing"):
+        encode([1, Thing()])
+    with pytest.raises(UnsupportedType):
+        encode(lambda: 0)
+
+
+def test_decoder_limits() -> None:
+    deep = b"l\x00\x00\x00\x01" * 500 + b"N"
+    with pytest.raises(SandboxSecurityError, match="too deep"):
+        decode(deep)
+    with pytest.raises(SandboxSecurityError, match="count larger"):
+        decode(b"l\xff\xff\xff\xff")
+    with pytest.raises(SandboxSecurityError, match="unknown tag"):
+        decode(b"\x99")
+    with pytest.raises(SandboxSecurityError, match="trailing"):
+        decode(encode(1) + b"N")
+    np = pytest.importorskip("numpy")
+    obj = b"n" + b"s" + struct.pack(">I", 3) + b"|O8" + encode((1,)) + b"b" + struct.pack(">I", 8) + b"\0" * 8
+    with pytest.raises(SandboxSecurityError, match="object dtype"):
+        decode(obj)
+    assert np is not None
+
+
+def test_frame_channel_refuses_oversize_and_non_messages() -> None:
+    import socket
+
+    a, b = socket.socketpair()
+    chan = FrameChannel(b, max_frame=1024)
+    a.sendall(struct.pack(">I", 10_000))
+    with pytest.raises(SandboxSecurityError, match="exceeds the cap"):
+        chan.recv(timeout=1)
+    chan2 = FrameChannel(a, max_frame=1024)
+    payload = encode([1, 2])
+    b.sendall(struct.pack(">I", len(payload)) + payload)
+    with pytest.raises(SandboxSecurityError, match="type"):
+        chan2.recv(timeout=1)
+    assert chan2.recv(timeout=0.05) is None
+    a.close()
+    b.close()
