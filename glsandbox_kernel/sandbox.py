@@ -13,6 +13,7 @@ import hashlib
 import logging
 import os
 import sys
+import threading
 import weakref
 from collections.abc import Callable
 from types import TracebackType
@@ -99,6 +100,7 @@ class OSSandbox:
             if self._session.fallback_reason:
                 self._emit(EventType.FALLBACK, extra={"fallback": self._session.fallback_reason})
         self._pending: list[tuple[Any, ...]] = []
+        self._collector: _OutputCollector | None = None
         self._closed = False
 
     # -- context manager ------------------------------------------------------------
@@ -325,6 +327,7 @@ class OSSandbox:
         comm_open/comm_msg/comm_close messages from sandboxed widgets.
         """
         collector = _OutputCollector(on_output, on_input, on_comm)
+        self._collector = collector
         msg: dict[str, Any] = {
             "type": "cell",
             "code": code,
@@ -335,18 +338,23 @@ class OSSandbox:
         }
         limit = self.config.execution_timeout if timeout == "config" else timeout
         provenance = _sha256(code.encode("utf-8", "surrogatepass"), b"", self._config_bytes)
-        outcome = self._session.request(
-            msg,
-            timeout=limit,  # type: ignore[arg-type]
-            on_message=collector.handle,
-            reply_types=("cell_reply",),
-            monitor_context={"kind": "cell"},
-        )
+        try:
+            outcome = self._session.request(
+                msg,
+                timeout=limit,  # type: ignore[arg-type]
+                on_message=collector.handle,
+                reply_types=("cell_reply",),
+                monitor_context={"kind": "cell"},
+            )
+        finally:
+            self._collector = None
+            with collector._lock:
+                collector._closed = True
         reply = outcome.reply or {}
         count = reply.get("execution_count")
         result = CellResult(
             status="ok",
-            outputs=collector.outputs,
+            outputs=[out for out in collector.outputs if not out.get("_mark")],
             execution_count=count if isinstance(count, int) else None,
             metrics=outcome.metrics,
             violations=outcome.violations,
@@ -387,11 +395,33 @@ class OSSandbox:
             message = {"type": "error", "ename": result.error_name, "evalue": result.error_value,
                        "traceback": result.traceback}
             collector.handle(message)
+        from .notebook.evidence import outputs_evidence
+
+        # A clear_output(wait=True) still pending is carried out by the frontend at the next
+        # output the kernel shows (the audit output at least), so nothing of these remains.
+        shown = [] if collector.clear_pending else collector.outputs
         result.audit_record = self._record_outcome(
             outcome, provenance, audit_error,
-            {"kind": "cell", "source_hash": hashlib.sha256(code.encode("utf-8", "surrogatepass")).hexdigest()},
+            {"kind": "cell", "source_hash": hashlib.sha256(code.encode("utf-8", "surrogatepass")).hexdigest(),
+             **outputs_evidence(shown)},
         )
         return result
+
+    def mark_output(self, output: dict[str, Any], publish: Callable[[], None] | None = None) -> bool:
+        """Record a host-made output (monitor widget, banner) in the running cell's outputs.
+
+        Called by the kernel, from any thread, while ``run_cell`` runs:
+        ``publish`` (which sends the output to the frontend) runs under the
+        lock that orders the worker's outputs, so the collected outputs and
+        the frontend's agree on where it sits. The output is excluded from the
+        outputs hash by its role, but separates the streams around it as it
+        does in the frontend. Returns False (and publishes nothing) when no
+        cell is running.
+        """
+        collector = self._collector
+        if collector is None:
+            return False
+        return collector.mark(output, publish)
 
     def request(self, msg: dict[str, Any], reply_type: str, timeout: float = 10.0) -> dict[str, Any]:
         """A quick request (complete, inspect, is_complete, history) and its reply."""
@@ -430,6 +460,23 @@ class _OutputCollector:
         self.on_comm = on_comm
         self.outputs: list[dict[str, Any]] = []
         self._clear_pending = False
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @property
+    def clear_pending(self) -> bool:
+        """A ``clear_output(wait=True)`` waits for the next output."""
+        return self._clear_pending
+
+    def mark(self, output: dict[str, Any], publish: Callable[[], None] | None) -> bool:
+        """See :meth:`OSSandbox.mark_output`."""
+        with self._lock:
+            if self._closed:
+                return False
+            self._record({**output, "type": str(output.get("output_type", "display_data")), "_mark": True})
+            if publish is not None:
+                publish()
+            return True
 
     def handle(self, msg: dict[str, Any]) -> dict[str, Any] | None:
         kind = msg.get("type")
@@ -447,9 +494,11 @@ class _OutputCollector:
             return None
         if kind not in ("stream", "display_data", "update_display_data", "execute_result", "error", "clear_output"):
             return None
-        self._record(msg)
-        if self.on_output is not None:
-            self.on_output(msg)
+        with self._lock:
+            # ``on_output`` may return the frame as it published it (the kernel renames
+            # sandbox-limit errors): that is what the frontend saves, so that is recorded.
+            shown = self.on_output(msg) if self.on_output is not None else None
+            self._record(shown if isinstance(shown, dict) and shown.get("type") == kind else msg)
         return None
 
     def _record(self, msg: dict[str, Any]) -> None:
@@ -471,10 +520,13 @@ class _OutputCollector:
             else:
                 self.outputs.append({"output_type": "stream", "name": name, "text": text})
         elif kind == "display_data":
-            out = {"output_type": "display_data", "data": _dict(msg.get("data")), "metadata": _dict(msg.get("metadata"))}
+            out: dict[str, Any] = {"output_type": "display_data", "data": _dict(msg.get("data")),
+                                   "metadata": _dict(msg.get("metadata"))}
             display_id = _dict(msg.get("transient")).get("display_id")
             if display_id:
                 out["_display_id"] = display_id
+            if msg.get("_mark"):
+                out["_mark"] = True
             self.outputs.append(out)
         elif kind == "update_display_data":
             display_id = _dict(msg.get("transient")).get("display_id")

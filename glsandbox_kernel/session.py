@@ -102,6 +102,9 @@ class Session:
         self._interrupt_at: float | None = None
         self._violations: list[dict[str, Any]] = []
         self._violations_lock = threading.Lock()
+        #: called with each violation record as it arrives (supervisor/proxy thread); the
+        #: kernel's live banner listens here. A failing listener is logged, never fatal.
+        self.violation_listeners: list[Callable[[dict[str, Any]], None]] = []
         self._state_lost_pending = False
         self._last_setup_time: float | None = None
         self._last_sample: Any = None
@@ -213,6 +216,11 @@ class Session:
     def _on_violation(self, record: dict[str, Any]) -> None:
         with self._violations_lock:
             self._violations.append(record)
+        for listener in list(self.violation_listeners):
+            try:
+                listener(dict(record))
+            except Exception:  # a broken banner must not lose the violation
+                log.warning("violation listener failed", exc_info=True)
 
     def _take_violations(self) -> list[dict[str, Any]]:
         with self._violations_lock:

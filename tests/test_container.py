@@ -259,6 +259,12 @@ def test_settings_builder_is_shared_and_locked_down(monkeypatch: pytest.MonkeyPa
     assert c["labels"].pop("glsandbox.backend") == "container"
     assert g == c
 
+    # The pool key follows every setting that matters, but not the session.
+    a = ContainerBackend(config).pool_key()
+    assert a == ContainerBackend(config).pool_key()
+    assert a != ContainerBackend(config.replace(limits=ResourceLimits(memory_limit_bytes=64 * MiB))).pool_key()
+    assert a != GVisorBackend(config).pool_key()
+
 
 def test_settings_refuse_blocked_binds() -> None:
     config = OSSandboxConfig(isolation_type=CONTAINER, filesystem=FilesystemConfig(readonly_paths=("/var/run",)))
@@ -342,15 +348,48 @@ def test_memory_limit_kills_and_reports() -> None:
         data = [0] * 200_000_000
         return len(data)
 
-    config = cfg(limits=ResourceLimits(memory_limit_bytes=100 * MiB))
-    with OSSandbox(config) as sb:
-        first = worker_of(sb) if sb.session.worker else None
+    limit = 100 * MiB
+    with OSSandbox(cfg(limits=ResourceLimits(memory_limit_bytes=limit))) as sb:
+        sb.start()
+        first = worker_of(sb)
         with pytest.raises(SandboxMemoryError) as err:
             sb.execute(hog)
-        assert err.value.limit == 100 * MiB
+        assert err.value.limit == limit
+        # seen from outside: the kernel's OOM kill, and the cgroup's peak at death
+        info = first.exit_info()
+        assert info.reason == "oom" and info.returncode == -signal.SIGKILL
+        peak = first.sample().memory_peak
+        assert peak is not None and peak >= 0.9 * limit
         # the session recovers in a fresh container
         assert sb.execute(int, "7") == 7
-        assert first is None or worker_of(sb).container_id != first.container_id
+        assert worker_of(sb).container_id != first.container_id
+
+
+class Sneaky:
+    """A result type outside the codec's allowlist, whose __reduce__ would run code."""
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return (os.system, ("touch /tmp/glsandbox-container-pwned",))
+
+
+def test_disallowed_result_type_is_refused() -> None:
+    from glsandbox_kernel import SandboxSecurityError
+
+    with OSSandbox(cfg()) as sb:
+        with pytest.raises(SandboxSecurityError, match="Sneaky"):
+            sb.execute(Sneaky)
+        assert sb.execute(abs, -5) == 5
+    assert not os.path.exists("/tmp/glsandbox-container-pwned")
+
+
+def test_stats_api_fallback() -> None:
+    with OSSandbox(cfg()) as sb:
+        sb.start()
+        worker = worker_of(sb)
+        worker._cgroup = None  # as on a host where the cgroup files are not visible
+        sample = worker.sample()
+        assert sample.source == "docker-stats"
+        assert sample.memory_current and sample.memory_current > 0
 
 
 def test_timeout_kills_the_container() -> None:
@@ -424,7 +463,7 @@ def test_warm_pool_hands_each_container_to_one_session() -> None:
             seen.append(worker.container_id)
             assert worker.pooled and worker.describe()["pooled"]
             assert worker.session_id == sb.session_id
-        assert elapsed < 0.2, f"a pooled sandbox took {elapsed:.3f} s"
+        assert elapsed < 0.5, f"a pooled sandbox took {elapsed:.3f} s"
         assert pool.wait_ready(2, timeout=60)
     assert len(set(seen)) == 3  # never reused across sessions
     assert ctr.flush_removals(20)
@@ -519,3 +558,44 @@ def test_worker_process_contract() -> None:
 
 def test_docker_cli_present() -> None:
     assert shutil.which("docker"), "the docker CLI is used by these tests' leak checks"
+
+
+class _FakeWorker:
+    """Stands in for a ContainerWorker in pool bookkeeping tests (no Docker)."""
+
+    def __init__(self) -> None:
+        self.pooled = False
+        self.killed = self.cleaned = False
+
+    def poll(self) -> int | None:
+        return -9 if self.killed else None
+
+    def kill(self) -> None:
+        self.killed = True
+
+    def cleanup(self) -> None:
+        self.cleaned = True
+
+
+def test_pool_bookkeeping_take_once_and_evict_least_recent() -> None:
+    docker_pool.set_pool_size(1)
+    made: list[_FakeWorker] = []
+
+    def launcher() -> Any:
+        made.append(_FakeWorker())
+        return made[-1]
+
+    pools = [docker_pool.get_pool(f"key-{i}", launcher) for i in range(docker_pool.MAX_POOLS)]
+    for pool in pools:
+        assert pool.wait_ready(1, timeout=5)
+    first = docker_pool.get_pool("key-0", launcher).take()  # as ContainerBackend.start does
+    assert first is not None and first.pooled and pools[0].take() is None  # one session each
+    assert pools[0].wait_ready(1, timeout=5)  # refilled in the background
+    docker_pool.get_pool("key-new", launcher)  # one key too many: the least recently used goes
+    assert pools[1] not in docker_pool.pools() and pools[0] in docker_pool.pools()
+    deadline = time.monotonic() + 5
+    while not all(w.killed for w in made[1:2]) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert made[1].killed and made[1].cleaned
+    docker_pool.drain_all()
+    assert all(w.killed for w in made if w is not first)

@@ -32,6 +32,7 @@ from __future__ import annotations
 import abc
 import atexit
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import importlib
@@ -60,7 +61,6 @@ from ..exceptions import (
     BackendUnavailableError,
     SandboxConfigError,
     SandboxCrashedError,
-    SandboxError,
     SandboxSecurityError,
 )
 from .base import ExitInfo, ResourceSample, SandboxBackend, WorkerProcess
@@ -510,7 +510,7 @@ def docker_module() -> ModuleType:
         raise BackendUnavailableError(
             "container",
             f"the docker Python SDK is not installed ({exc})",
-            "pip install 'glsandbox-kernel[container]' (or pip install docker)",
+            "pip install 'glsandbox-kernel[docker]' (or pip install docker)",
         ) from exc
 
 
@@ -931,7 +931,6 @@ def _remove_now(container_id: str) -> None:
 _reaper = _Reaper()
 _live: dict[str, ContainerWorker] = {}
 _hooks_installed = False
-_owner_pid = os.getpid()
 _sweep_started = False
 
 
@@ -962,20 +961,36 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 def shutdown_all(timeout: float = 20.0) -> None:
     """Drain the warm pools, kill every live container of ours, wait for removal.
 
-    Runs at interpreter exit and on SIGTERM; only in the process that made
-    the containers (a forked child does nothing).
+    Runs at interpreter exit and on SIGTERM; touches only containers this
+    process made (a forked child leaves its parent's alone, see _after_fork).
     """
-    if os.getpid() != _owner_pid:
-        return
     pool_mod = sys.modules.get(f"{__package__}.docker_pool")
     if pool_mod is not None:
         with contextlib.suppress(Exception):
             pool_mod.drain_all(wait=True)
     for worker in list(_live.values()):
+        if worker.owner_pid != os.getpid():
+            continue
         with contextlib.suppress(Exception):
             worker.kill()
             worker.cleanup()
     _reaper.flush(timeout)
+
+
+def _after_fork() -> None:
+    """In a forked child: forget the parent's client, containers and pools (never kill them)."""
+    global _client, _reaper, _sweep_started
+    _client = None
+    _live.clear()
+    _reaper = _Reaper()
+    _sweep_started = True
+    pool_mod = sys.modules.get(f"{__package__}.docker_pool")
+    if pool_mod is not None:
+        pool_mod.forget_all()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 def sweep_stale() -> list[str]:
@@ -1118,6 +1133,8 @@ class ContainerWorker(WorkerProcess):
         self._worker_pidfd = _pidfd(worker_pid) if worker_pid != init_pid else None
         self._cgroup = cgroup_reader_for(init_pid) if init_pid else None
         self._returncode: int | None = None
+        self._last_sample: ResourceSample | None = None
+        self.owner_pid = os.getpid()
         self._oom = False
         self._killed = False
         self._cleaned = False
@@ -1172,6 +1189,7 @@ class ContainerWorker(WorkerProcess):
                 # cgroup, which outlives the worker until the daemon cleans up.
                 seen = self._cgroup.sample() if self._cgroup is not None else None
                 if seen is not None:
+                    self._last_sample = seen
                     self._oom = self._oom or bool(seen.oom_killed)
                     self._returncode = code
                     return
@@ -1233,8 +1251,9 @@ class ContainerWorker(WorkerProcess):
         self._killed = True
         if self._cgroup is not None:
             before = self._cgroup.sample()
-            if before is not None and before.oom_killed:
-                self._oom = True
+            if before is not None:
+                self._last_sample = before
+                self._oom = self._oom or bool(before.oom_killed)
         sent = False
         if self._host_signals and self._pidfd is not None:
             try:
@@ -1278,13 +1297,22 @@ class ContainerWorker(WorkerProcess):
         return ExitInfo(rc, "oom" if self._oom else None)
 
     def sample(self) -> ResourceSample:
-        """cgroup files read from the host; the stats API where they are not visible."""
+        """cgroup files read from the host; the stats API where they are not visible.
+
+        After the container is gone: the last reading (taken at the latest
+        when the worker's death was noticed, so an OOM kill keeps its peak).
+        """
         if self._cgroup is not None:
             s = self._cgroup.sample()
             if s is not None:
                 if s.oom_killed:
                     self._oom = True
+                self._last_sample = s
                 return s
+            if self._last_sample is not None:
+                last = dataclasses.replace(self._last_sample, oom_killed=self._oom)
+                last.source += " (at exit)"
+                return last
             return ResourceSample(oom_killed=self._oom or None, source=f"cgroup-{self._cgroup.version}")
         return self._stats_sample()
 
@@ -1533,7 +1561,6 @@ __all__ = [
     "ESCAPE_SYSCALLS",
     "ContainerBackend",
     "ContainerWorker",
-    "SandboxError",
     "container_settings",
     "default_image",
     "flush_removals",

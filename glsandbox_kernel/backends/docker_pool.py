@@ -9,7 +9,8 @@ runtime, binds, environment: :func:`~.container.settings_key`), refill in one
 background thread each and are drained at interpreter exit.
 
 Size: ``GLSANDBOX_CONTAINER_POOL`` (default 2; 0 turns pooling off) or
-:func:`set_pool_size`. Who calls: :class:`~.container.ContainerBackend` (and
+:func:`set_pool_size`; at most ``MAX_POOLS`` keys are kept warm (least
+recently used drained first). Who calls: :class:`~.container.ContainerBackend` (and
 GVISOR through it); tests and benchmarks use :func:`drain_all`.
 """
 
@@ -32,9 +33,10 @@ log = logging.getLogger("glsandbox.container.pool")
 ENV_POOL_SIZE = "GLSANDBOX_CONTAINER_POOL"
 DEFAULT_POOL_SIZE = 2
 MAX_POOL_SIZE = 32
+MAX_POOLS = 4  # distinct settings keys kept warm at once
 
 _size_override: int | None = None
-_pools: dict[str, WarmPool] = {}
+_pools: collections.OrderedDict[str, WarmPool] = collections.OrderedDict()
 _pools_lock = threading.Lock()
 
 
@@ -144,11 +146,7 @@ class WarmPool:
                 if left <= 0 or self._closed:
                     return False
                 if self._filler is None or not self._filler.is_alive():
-                    self._cond.release()
-                    try:
-                        self.refill()
-                    finally:
-                        self._cond.acquire()
+                    self.refill()  # the condition's lock is re-entrant
                 self._cond.wait(min(left, 0.2))
         return True
 
@@ -168,18 +166,31 @@ class WarmPool:
 
 
 def get_pool(key: str, launcher: Callable[[], ContainerWorker], *, label: str = "container") -> WarmPool:
-    """The pool for ``key`` (made on first use)."""
+    """The pool for ``key`` (made on first use); beyond MAX_POOLS the least recently used is drained."""
+    evicted: list[WarmPool] = []
     with _pools_lock:
         pool = _pools.get(key)
         if pool is None or pool._closed:
             pool = _pools[key] = WarmPool(key, launcher, label=label)
-        return pool
+        _pools.move_to_end(key)
+        while len(_pools) > MAX_POOLS:
+            evicted.append(_pools.popitem(last=False)[1])
+    for old in evicted:
+        threading.Thread(target=old.drain, name="glsandbox-pool-evict", daemon=True).start()
+    return pool
 
 
 def pools() -> list[WarmPool]:
     """Every live pool (doctor, tests)."""
     with _pools_lock:
         return list(_pools.values())
+
+
+def forget_all() -> None:
+    """Drop every pool without touching its containers (a forked child; they are the parent's)."""
+    global _pools_lock
+    _pools_lock = threading.Lock()
+    _pools.clear()
 
 
 def drain_all(*, wait: bool = True) -> None:
@@ -191,4 +202,13 @@ def drain_all(*, wait: bool = True) -> None:
         pool.drain(wait=wait)
 
 
-__all__ = ["DEFAULT_POOL_SIZE", "ENV_POOL_SIZE", "WarmPool", "drain_all", "get_pool", "pool_size", "set_pool_size"]
+__all__ = [
+    "DEFAULT_POOL_SIZE",
+    "ENV_POOL_SIZE",
+    "WarmPool",
+    "drain_all",
+    "forget_all",
+    "get_pool",
+    "pool_size",
+    "set_pool_size",
+]

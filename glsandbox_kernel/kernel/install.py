@@ -135,6 +135,6 @@ def run_install(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"glsandbox install: {exc}", file=sys.stderr)
         return 1
-    for (name, spec), path in zip(specs, paths):
+    for (name, spec), path in zip(specs, paths, strict=True):
         print(f"Installed kernelspec {name} ({spec['display_name']}) in {path}")
     return 0

@@ -74,7 +74,7 @@ class SandboxKernel(Kernel):
         "file_extension": ".py",
     }
     help_links = [
-        {"text": "Python Reference", "url": "https://docs.python.org/%i.%i" % sys.version_info[:2]},
+        {"text": "Python Reference", "url": f"https://docs.python.org/{sys.version_info[0]}.{sys.version_info[1]}"},
         {"text": "IPython Reference", "url": "https://ipython.readthedocs.io/en/stable/"},
     ]
 
@@ -117,6 +117,7 @@ class SandboxKernel(Kernel):
         self._running = 0
         self._interrupted = threading.Event()
         self._lost_reason: str | None = None
+        self._prestarted = False
 
     # -- the sandbox ------------------------------------------------------------------------
     def sandbox_config(self) -> OSSandboxConfig:
@@ -157,10 +158,18 @@ class SandboxKernel(Kernel):
         except Exception:  # noqa: BLE001 - the first cell reports the problem
             log.warning("could not start the sandbox ahead of the first cell", exc_info=True)
 
-    def start(self) -> None:
-        """Called by IPKernelApp: register handlers, then warm the sandbox in the background."""
-        super().start()
+    def _start_sandbox_soon(self) -> None:
+        """Start the worker and its shell in the background, once (before the first cell needs it)."""
+        if self._prestarted:
+            return
+        self._prestarted = True
         threading.Thread(target=self._prestart, name="glsandbox-prestart", daemon=True).start()
+
+    async def kernel_info_request(self, stream: Any, ident: Any, parent: dict[str, Any]) -> None:
+        """Reply first, then warm the sandbox: a frontend asks for kernel_info when it connects,
+        so the worker starts while the user reads the notebook, without delaying "ready"."""
+        await super().kernel_info_request(stream, ident, parent)
+        self._start_sandbox_soon()
 
     @property
     def kernel_info(self) -> dict[str, Any]:

@@ -169,7 +169,7 @@ class CellLimitGuard:
             msg["cpu_time"] = self.options.cpu_time
         try:
             self.sandbox.request(msg, "set_limits_reply", timeout=10.0)
-        except Exception:  # noqa: BLE001 - the outside guard still applies
+        except Exception:
             log.warning("the worker did not accept per-cell rlimits; enforcing from outside only", exc_info=True)
         worker = session.worker
         if self.options.cpu_time is not None and worker is not None:
@@ -223,14 +223,14 @@ class CellLimitGuard:
         worker = session.worker
         if self.tripped or worker is None or worker.poll() is not None:
             return
-        msg = {"type": "set_limits"}
+        msg: dict[str, Any] = {"type": "set_limits"}
         if self.options.memory is not None:
             msg["memory"] = None
         if self.options.cpu_time is not None:
             msg["cpu_time"] = None
         try:
             self.sandbox.request(msg, "set_limits_reply", timeout=10.0)
-        except Exception:  # noqa: BLE001 - a dead worker has no limits to restore
+        except Exception:
             log.debug("could not restore the worker's rlimits", exc_info=True)
 
     def describe(self) -> str:

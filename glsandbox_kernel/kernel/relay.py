@@ -146,7 +146,7 @@ class IOPubRelay:
                     content = self.rewrite_error(content)
                 self.last_error = content
             self.send(msg_type, content)
-        except Exception:  # noqa: BLE001 - hostile or odd frames are dropped, never fatal
+        except Exception:
             log.warning("dropped an output frame from the sandbox", exc_info=True)
 
     def comm(self, frame: dict[str, Any]) -> None:
@@ -158,7 +158,7 @@ class IOPubRelay:
                 return
             msg_type, content, metadata, buffers = converted
             self.send(msg_type, content, metadata=metadata, buffers=buffers)
-        except Exception:  # noqa: BLE001 - see output()
+        except Exception:
             log.warning("dropped a comm frame from the sandbox", exc_info=True)
 
     def stderr(self, text: str) -> None:

@@ -1,0 +1,179 @@
+"""Kernel and magic benchmarks (issue 4), each side by side with its comparison.
+
+1. Per-cell round trip: ``execute("x = 1 + 1")`` and wait for idle through
+   jupyter_client, ``glsandbox`` kernel vs the stock ``python3`` ipykernel,
+   200 cells per round after a warm-up (target ratio <= 1.2).
+2. Kernel start until ready (kernel_info reply), and until the first cell
+   has run (the sandbox's worker starts in the background after ready).
+3. Restart (``restart_kernel`` until ready) (targets <= 1.5).
+4. A ``%%sandbox`` cell in a warm session vs the same code run locally, in
+   the same stock kernel: the added milliseconds (target <= 3 ms).
+
+Rounds alternate between the two sides so machine noise hits both alike; the
+figure is the median over rounds. The glsandbox kernelspecs are installed
+into a temporary prefix first (``glsandbox install --prefix``). Prints a
+table and, with ``--json``, JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+from jupyter_client.blocking.client import BlockingKernelClient
+from jupyter_client.manager import KernelManager, start_new_kernel
+
+CELL = "x = 1 + 1"
+
+
+def install_kernelspecs(prefix: str) -> None:
+    from glsandbox_kernel.kernel.install import install_kernelspecs as install
+
+    install(prefix=prefix)
+    data = os.path.join(prefix, "share", "jupyter")
+    os.environ["JUPYTER_PATH"] = data + (os.pathsep + os.environ["JUPYTER_PATH"] if "JUPYTER_PATH" in os.environ else "")
+
+
+def run_cell(kc: BlockingKernelClient, code: str) -> dict[str, Any]:
+    """Execute ``code`` and wait for its idle status and reply."""
+    msg_id = kc.execute(code)
+    while True:
+        msg = kc.get_iopub_msg(timeout=60)
+        if (msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "status"
+                and msg["content"]["execution_state"] == "idle"):
+            break
+    while True:
+        reply = kc.get_shell_msg(timeout=60)
+        if reply["parent_header"].get("msg_id") == msg_id:
+            return dict(reply["content"])
+
+
+def per_cell(kc: BlockingKernelClient, code: str, n: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(n):
+        run_cell(kc, code)
+    return (time.perf_counter() - t0) / n
+
+
+def alternate(a: Callable[[], float], b: Callable[[], float], rounds: int) -> tuple[float, float]:
+    ta, tb = [], []
+    for _ in range(rounds):
+        ta.append(a())
+        tb.append(b())
+    return statistics.median(ta), statistics.median(tb)
+
+
+def bench_round_trip(n: int, rounds: int, warmup: int) -> dict[str, Any]:
+    ours_km, ours = start_new_kernel(kernel_name="glsandbox")
+    theirs_km, theirs = start_new_kernel(kernel_name="python3")
+    try:
+        per_cell(ours, CELL, warmup)
+        per_cell(theirs, CELL, warmup)
+        a, b = alternate(lambda: per_cell(ours, CELL, n), lambda: per_cell(theirs, CELL, n), rounds)
+    finally:
+        for km, kc in ((ours_km, ours), (theirs_km, theirs)):
+            kc.stop_channels()
+            km.shutdown_kernel()
+    return {"name": f"per-cell round trip '{CELL}' glsandbox vs python3", "ours_ms": a * 1e3,
+            "theirs_ms": b * 1e3, "ratio": a / b, "target": 1.2}
+
+
+def _start(name: str, first_cell: bool) -> float:
+    t0 = time.perf_counter()
+    km, kc = start_new_kernel(kernel_name=name)
+    if first_cell:
+        run_cell(kc, CELL)
+    took = time.perf_counter() - t0
+    kc.stop_channels()
+    km.shutdown_kernel()
+    return took
+
+
+def bench_start(rounds: int, first_cell: bool) -> dict[str, Any]:
+    a, b = alternate(lambda: _start("glsandbox", first_cell), lambda: _start("python3", first_cell), rounds)
+    what = "start until first cell ran" if first_cell else "start until ready"
+    return {"name": f"kernel {what}, glsandbox vs python3", "ours_ms": a * 1e3, "theirs_ms": b * 1e3,
+            "ratio": a / b, "target": 1.5}
+
+
+def _restart(km: KernelManager, kc: BlockingKernelClient) -> float:
+    t0 = time.perf_counter()
+    km.restart_kernel(now=False)
+    kc.wait_for_ready(timeout=60)
+    return time.perf_counter() - t0
+
+
+def bench_restart(rounds: int) -> dict[str, Any]:
+    ours_km, ours = start_new_kernel(kernel_name="glsandbox")
+    theirs_km, theirs = start_new_kernel(kernel_name="python3")
+    try:
+        run_cell(ours, CELL)
+        run_cell(theirs, CELL)
+        a, b = alternate(lambda: _restart(ours_km, ours), lambda: _restart(theirs_km, theirs), rounds)
+    finally:
+        for km, kc in ((ours_km, ours), (theirs_km, theirs)):
+            kc.stop_channels()
+            km.shutdown_kernel()
+    return {"name": "kernel restart until ready, glsandbox vs python3", "ours_ms": a * 1e3,
+            "theirs_ms": b * 1e3, "ratio": a / b, "target": 1.5}
+
+
+def bench_magic(n: int, rounds: int, warmup: int) -> dict[str, Any]:
+    km, kc = start_new_kernel(kernel_name="python3")
+    magic = f"%%sandbox\n{CELL}"
+    try:
+        assert run_cell(kc, "%load_ext glsandbox_kernel")["status"] == "ok"
+        per_cell(kc, magic, warmup)
+        per_cell(kc, CELL, warmup)
+        a, b = alternate(lambda: per_cell(kc, magic, n), lambda: per_cell(kc, CELL, n), rounds)
+        run_cell(kc, "%sandbox stop")
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel()
+    return {"name": f"%%sandbox warm cell vs local '{CELL}' (same kernel)", "ours_ms": a * 1e3,
+            "theirs_ms": b * 1e3, "ratio": a / b, "added_ms": (a - b) * 1e3, "target_added_ms": 3.0}
+
+
+def print_table(results: list[dict[str, Any]]) -> None:
+    """The README's table format: ours, theirs, ratio (or added ms), target."""
+    print(f"{'benchmark':<62} {'ours':>10} {'theirs':>10} {'ratio':>7} {'target':>9}")
+    for r in results:
+        if "target_added_ms" in r:
+            ok = "ok" if r["added_ms"] <= r["target_added_ms"] else "MISS"
+            print(f"{r['name']:<62} {r['ours_ms']:>7.3f} ms {r['theirs_ms']:>7.3f} ms {r['ratio']:>7.2f} "
+                  f"{'+' + format(r['added_ms'], '.2f') + ' ms':>9} (<= +{r['target_added_ms']:g} ms) {ok}")
+            continue
+        ok = "ok" if r["ratio"] <= r["target"] else "MISS"
+        print(f"{r['name']:<62} {r['ours_ms']:>7.1f} ms {r['theirs_ms']:>7.1f} ms {r['ratio']:>7.2f} "
+              f"{'<=' + str(r['target']):>9} {ok}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="fewer iterations (CI smoke run)")
+    args = parser.parse_args()
+    n, rounds, warmup, starts = (50, 3, 10, 3) if args.quick else (200, 5, 50, 7)
+    with tempfile.TemporaryDirectory(prefix="glsandbox-bench-") as prefix:
+        install_kernelspecs(prefix)
+        results = [
+            bench_round_trip(n, rounds, warmup),
+            bench_start(starts, first_cell=False),
+            bench_start(starts, first_cell=True),
+            bench_restart(starts),
+            bench_magic(n, rounds, warmup),
+        ]
+    print_table(results)
+    if args.json:
+        print(json.dumps({"python": sys.version.split()[0], "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

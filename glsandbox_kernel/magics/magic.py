@@ -1,0 +1,451 @@
+"""``%%sandbox`` and ``%sandbox``: run chosen cells of any IPython kernel in a sandbox (host side).
+
+The cell magic sends its cell to a named, persistent
+:class:`~glsandbox_kernel.sandbox.OSSandbox` session and shows what the
+sandbox produced through IPython's own display machinery, so it looks as if
+the cell ran locally: streams go to ``sys.stdout``/``sys.stderr``, rich
+outputs through ``publish_display_data``, the last expression's value
+becomes the cell's result, and an error in the sandbox fails the cell with
+the sandbox's traceback (same exception name and message, shown by a custom
+exception handler instead of a host traceback).
+
+Only values named by ``--out`` come back as objects, decoded by the
+restricted codec; everything else the sandbox sends is shown as output and
+never evaluated here. Ctrl-C (SIGINT to this kernel, or an interrupt
+request) interrupts the sandboxed cell.
+
+Who calls: IPython, after ``%load_ext glsandbox_kernel``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import builtins
+import re
+import signal
+import sys
+import threading
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.core.magic_arguments import MagicArgumentParser, argument, magic_arguments, parse_argstring
+
+from .. import exceptions as _exceptions
+from ..config import IsolationType, SecurityLevel, parse_size
+from ..exceptions import SandboxConfigError, SandboxError, SandboxSecurityError
+from .sessions import DEFAULT_NAME, NamedSession, SessionRegistry, SessionSettings
+
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
+
+LINE_HELP = """\
+Line magic:
+
+  %sandbox status            sessions, their settings, workers and cells run
+  %sandbox stop [NAME]       close a session (every session without NAME)
+  %sandbox restart [NAME]    give a session a fresh worker (its state is lost)
+  %sandbox audit [NAME]      the audit records of a session, and whether the chain verifies
+  %sandbox config [NAME]     the effective sandbox configuration of a session"""
+
+
+# -- errors that look local ---------------------------------------------------------------------
+
+class SandboxCellError(Exception):
+    """Raised by ``%%sandbox`` when the sandboxed cell failed.
+
+    The class is created per remote exception name (``ZeroDivisionError``...)
+    and also derives from the matching builtin where it can, so
+    ``except ZeroDivisionError`` around ``run_cell_magic`` works. The
+    traceback shown is the sandbox's (``sandbox_traceback``, untrusted text).
+    """
+
+    ename: str = "SandboxCellError"
+    evalue: str = ""
+    sandbox_traceback: list[str]
+
+    def __str__(self) -> str:
+        return self.evalue
+
+
+_ERROR_CLASSES: dict[str, type[SandboxCellError]] = {}
+_ERROR_CLASSES_LOCK = threading.Lock()
+
+
+def sandbox_error(ename: str, evalue: str, traceback: list[str] | None = None) -> SandboxCellError:
+    """The exception to raise on the host for a failed sandboxed cell."""
+    name = ename if _NAME_RE.match(ename or "") else "SandboxError"
+    with _ERROR_CLASSES_LOCK:
+        cls = _ERROR_CLASSES.get(name)
+        if cls is None:
+            base = getattr(builtins, name, None) or getattr(_exceptions, name, None)
+            bases: tuple[type, ...] = (SandboxCellError,)
+            if isinstance(base, type) and issubclass(base, Exception) and base is not Exception:
+                bases = (SandboxCellError, base)
+            try:
+                cls = type(name, bases, {"__module__": "glsandbox_kernel.sandbox"})
+                cls(evalue)
+            except TypeError:
+                cls = type(name, (SandboxCellError,), {"__module__": "glsandbox_kernel.sandbox"})
+            _ERROR_CLASSES[name] = cls
+    try:
+        exc = cls(evalue)
+    except TypeError:
+        exc = SandboxCellError(evalue)
+    exc.ename = name
+    exc.evalue = evalue
+    exc.sandbox_traceback = list(traceback or []) or [f"{name}: {evalue}"]
+    return exc
+
+
+def _install_error_display(shell: Any) -> tuple[tuple[type, ...], Any] | None:
+    """Show SandboxCellError with the sandbox's traceback; keeps any handler already there."""
+    previous_types = tuple(shell.custom_exceptions)
+    if SandboxCellError in previous_types:
+        return None
+    previous = shell.CustomTB
+
+    def handler(self: Any, etype: type, value: BaseException, tb: Any, tb_offset: Any = None) -> Any:
+        if isinstance(value, SandboxCellError):
+            self._showtraceback(etype, value, value.sandbox_traceback)
+            return None
+        return previous(etype, value, tb, tb_offset=tb_offset)
+
+    shell.set_custom_exc((*previous_types, SandboxCellError), handler)
+    return previous_types, previous
+
+
+class SandboxResult:
+    """The value of a sandboxed cell's last expression, as the sandbox rendered it.
+
+    Holds only the MIME bundle (untrusted data, shown as output); the value
+    itself stays in the sandbox unless you copy it out with ``--out``.
+    """
+
+    def __init__(self, data: dict[str, Any], metadata: dict[str, Any]) -> None:
+        self.data = data
+        self.metadata = metadata
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
+        return self.data, self.metadata
+
+    def __repr__(self) -> str:
+        text = self.data.get("text/plain")
+        return text if isinstance(text, str) else "<sandbox result>"
+
+
+# -- argument parsing -----------------------------------------------------------------------------
+
+def _names(text: str | None, option: str) -> list[str]:
+    if not text:
+        return []
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    for n in names:
+        if not n.isidentifier():
+            raise UsageError(f"{option}: {n!r} is not a variable name")
+    return names
+
+
+def _settings_from(args: Any) -> SessionSettings:
+    try:
+        memory = parse_size(args.memory) if args.memory else None
+        settings = SessionSettings(
+            level=args.level or "moderate",
+            isolation=args.isolation,
+            timeout=args.timeout,
+            memory=memory,
+            cpu_time=args.cpu_time,
+            network=args.network,
+            monitor=not args.no_monitor,
+            audit=args.audit,
+        )
+        settings.config()  # validate now, with the field named
+    except SandboxConfigError as exc:
+        raise UsageError(str(exc)) from None
+    for name, value in (("--timeout", args.timeout), ("--cpu-time", args.cpu_time)):
+        if value is not None and not value > 0:
+            raise UsageError(f"{name} must be > 0 seconds")
+    return settings
+
+
+_LINE_PARSER = MagicArgumentParser(prog="%sandbox", add_help=False)
+_LINE_PARSER.add_argument("command", choices=["status", "stop", "restart", "audit", "config"])
+_LINE_PARSER.add_argument("name", nargs="?")
+
+
+@magics_class
+class SandboxMagics(Magics):
+    """``%%sandbox`` (cell) and ``%sandbox`` (line); sessions live in :attr:`registry`."""
+
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        super().__init__(shell=shell, **kwargs)
+        self.registry = SessionRegistry()
+        self._arg_cache: dict[str, Any] = {}
+        self._lost: dict[str, str] = {}
+        self._saved_exc = _install_error_display(shell) if shell is not None else None
+        atexit.register(self.registry.close_all)
+
+    def close(self) -> None:
+        """Close every session and undo what loading did (``%unload_ext``)."""
+        self.registry.close_all()
+        atexit.unregister(self.registry.close_all)
+        if self._saved_exc is not None and self.shell is not None:
+            types, previous = self._saved_exc
+            self.shell.custom_exceptions = types
+            self.shell.CustomTB = previous
+            self._saved_exc = None
+
+    @magic_arguments()
+    @argument("level", nargs="?", choices=[lvl.value for lvl in SecurityLevel],
+              help="security level preset (default moderate)")
+    @argument("--isolation", choices=[i.value for i in IsolationType],
+              help="isolation backend (default: the strongest available without a daemon)")
+    @argument("--timeout", type=float, help="wall-clock limit per cell, seconds")
+    @argument("--memory", help="memory limit, e.g. 200M or 1G")
+    @argument("--cpu-time", dest="cpu_time", type=float, help="CPU time limit, seconds")
+    @argument("--network", help="none, any, or an allowlist HOST:PORT,HOST:PORT")
+    @argument("--name", default=DEFAULT_NAME, help="session name (default 'default'); state persists per name")
+    @argument("--new", action="store_true", help="start the session afresh (its state is lost)")
+    @argument("--in", dest="inputs", metavar="A,B", help="copy these host variables into the sandbox first")
+    @argument("--out", dest="outputs", metavar="C,D", help="copy these sandbox variables back afterwards")
+    @argument("--no-monitor", action="store_true", help="do not sample the sandbox's resource use")
+    @argument("--audit", metavar="PATH", help="append the session's audit records to this JSONL file")
+    @line_cell_magic
+    def sandbox(self, line: str, cell: str | None = None) -> Any:
+        """Run the cell in a persistent sandbox session.
+
+        Cells with the same --name and the same settings share one session
+        (variables persist); changing a setting starts a new session.
+        Only --out values come back as objects.
+        """
+        if cell is None:
+            return self._line(line)
+        return self._cell(line, cell)
+
+    # -- cell magic -------------------------------------------------------------------------------
+    def _parse(self, line: str) -> tuple[Any, SessionSettings]:
+        """Arguments and settings of a ``%%sandbox`` line (cached: a warm cell costs no argparse)."""
+        cached = self._arg_cache.get(line)
+        if cached is None:
+            try:
+                args = parse_argstring(self.sandbox, line)
+            except UsageError as exc:
+                raise UsageError(f"{exc}\n\n{self.sandbox.__doc__}") from None
+            cached = (args, _settings_from(args))
+            if len(self._arg_cache) > 256:
+                self._arg_cache.clear()
+            self._arg_cache[line] = cached
+        return cached
+
+    def _cell(self, line: str, cell: str) -> Any:
+        args, settings = self._parse(line)
+        inputs, outputs = _names(args.inputs, "--in"), _names(args.outputs, "--out")
+        values: dict[str, Any] = {}
+        user_ns = self.shell.user_ns if self.shell is not None else {}
+        for name in inputs:
+            if name not in user_ns:
+                raise UsageError(f"--in: name {name!r} is not defined here")
+            values[name] = user_ns[name]
+        try:
+            session, notice = self.registry.get(args.name, settings, new=args.new)
+        except SandboxError as exc:  # e.g. BackendUnavailableError: say why, no traceback
+            raise UsageError(f"%%sandbox: {exc}") from None
+        if notice:
+            print(notice, file=sys.stderr)
+        self._notice_if_lost(session)
+        if values:
+            session.ensure_shell()
+            self._call(session, "sandbox_side_set_names", values)
+        result, value = self._run(session, cell)
+        session.cells += 1
+        if not session.alive and result.status == "error":
+            self._lost[session.name] = result.error_name or "the worker died"
+            print(f"glsandbox: {result.error_name}: the worker of sandbox session {session.name!r} was killed "
+                  "and its state is lost; the next cell starts a fresh sandbox.", file=sys.stderr)
+        if result.status == "error":
+            raise sandbox_error(result.error_name or "Error", result.error_value or "", list(result.traceback or []))
+        if outputs:
+            self._copy_out(session, outputs)
+        return value
+
+    def _notice_if_lost(self, session: NamedSession) -> None:
+        sandbox_session = session.sandbox.session
+        if sandbox_session.generation > 0 and not session.alive:
+            reason = self._lost.pop(session.name, "it exited")
+            print(f"glsandbox: the worker of sandbox session {session.name!r} was stopped ({reason}); "
+                  "variables from earlier cells are lost. This cell runs in a fresh sandbox.", file=sys.stderr)
+            session.shell_ready = False
+
+    def _call(self, session: NamedSession, fn_name: str, arg: Any) -> Any:
+        from . import sandbox_side
+
+        try:
+            return session.sandbox.execute(getattr(sandbox_side, fn_name), arg)
+        except SandboxSecurityError:
+            raise
+        except SandboxError as exc:
+            raise sandbox_error(type(exc).__name__, str(exc)) from None
+        except Exception as exc:  # noqa: BLE001 - user-side errors (NameError, pickling) shown like local ones
+            tb = getattr(exc, "sandbox_traceback", None)
+            raise sandbox_error(type(exc).__name__, str(exc), tb) from None
+
+    def _copy_out(self, session: NamedSession, names: list[str]) -> None:
+        """``--out``: values come back through the restricted codec, one call for all names."""
+        try:
+            values = self._call(session, "sandbox_side_get_names", names)
+        except SandboxSecurityError:
+            # Name the variable that cannot leave the sandbox.
+            values = {}
+            for name in names:
+                try:
+                    values.update(self._call(session, "sandbox_side_get_names", [name]))
+                except SandboxSecurityError as exc:
+                    raise sandbox_error("SandboxSecurityError", f"--out {name}: {exc}") from None
+        if self.shell is not None:
+            self.shell.user_ns.update(values)
+
+    def _run(self, session: NamedSession, code: str) -> tuple[Any, Any]:
+        """Run ``code`` in the session; outputs are shown as they arrive. Returns (result, value)."""
+        executed: list[SandboxResult] = []
+        sandbox = session.sandbox
+
+        def on_output(msg: dict[str, Any]) -> None:
+            _show(msg, executed)
+
+        def on_input(prompt: str, password: bool) -> str:
+            if password:
+                import getpass
+
+                return getpass.getpass(prompt)
+            return input(prompt)
+
+        main = threading.current_thread() is threading.main_thread()
+        previous: Any = None
+        if main:
+            # SIGINT (Ctrl-C, or ipykernel's interrupt) interrupts the sandbox instead of
+            # tearing the frame exchange; the session kills the worker after its grace period.
+            previous = signal.signal(signal.SIGINT, lambda signum, frame: sandbox.interrupt())
+        try:
+            result = sandbox.run_cell(code, on_output=on_output, on_input=_with_sigint(on_input, previous, main),
+                                      allow_stdin=True)
+        finally:
+            if main:
+                signal.signal(signal.SIGINT, previous)
+        return result, (executed[-1] if executed else None)
+
+    # -- line magic -------------------------------------------------------------------------------
+    def _line(self, line: str) -> None:
+        try:
+            args = _LINE_PARSER.parse_argstring(line)
+        except UsageError as exc:
+            raise UsageError(f"{exc}\n\n{LINE_HELP}") from None
+        getattr(self, f"_cmd_{args.command}")(args.name)
+
+    def _resolve(self, name: str | None) -> list[str]:
+        names = self.registry.names(name)
+        if name is not None and not names:
+            known = ", ".join(self.registry.names(None)) or "none"
+            raise UsageError(f"no sandbox session named {name!r} (sessions: {known})")
+        return names
+
+    def _cmd_status(self, name: str | None) -> None:
+        names = self._resolve(name)
+        if not names:
+            print("No sandbox sessions. Start one with a %%sandbox cell.")
+            return
+        print(f"{'name':<12} {'state':<8} {'cells':>5}  {'backend':<10} settings")
+        for n in names:
+            s = self.registry.sessions[n]
+            state = "running" if s.alive else "idle"
+            pids = ",".join(str(p) for p in s.sandbox.worker_pids) or "-"
+            print(f"{n:<12} {state:<8} {s.cells:>5}  {s.sandbox.isolation_type:<10} {s.settings.describe()}  "
+                  f"[pids {pids}]")
+
+    def _cmd_stop(self, name: str | None) -> None:
+        names = self._resolve(name)
+        for n in names:
+            self.registry.stop(n)
+            print(f"Stopped sandbox session {n!r}.")
+        if not names:
+            print("No sandbox sessions to stop.")
+
+    def _cmd_restart(self, name: str | None) -> None:
+        for n in self._resolve(name):
+            session = self.registry.sessions[n]
+            session.sandbox.restart()
+            session.shell_ready = False
+            print(f"Restarted sandbox session {n!r} (fresh worker; its state is lost).")
+
+    def _cmd_audit(self, name: str | None) -> None:
+        from ..audit import verify_records
+
+        for n in self._resolve(name):
+            records = self.registry.sessions[n].sandbox.audit_records
+            check = verify_records(records, from_genesis=False)
+            status = "verified" if check.ok else "BROKEN: " + "; ".join(check.problems[:3])
+            print(f"Sandbox session {n!r}: {len(records)} audit records, hash chain {status}")
+            for rec in records:
+                t = rec.get("execution_time")
+                took = f"{t * 1000:8.1f} ms" if isinstance(t, (int, float)) else " " * 11
+                print(f"  {rec.get('seq', ''):>4} {rec.get('timestamp', '')!s:<27} {rec.get('event_type', '')!s:<20}"
+                      f" {took}  {str(rec.get('record_hash', ''))[:16]}")
+
+    def _cmd_config(self, name: str | None) -> None:
+        import json
+
+        names = self._resolve(name)
+        if not names:
+            print("No sandbox sessions; presets: strict, moderate, lenient (see the README's table).")
+        for n in names:
+            print(f"Sandbox session {n!r}:")
+            print(json.dumps(self.registry.sessions[n].config.to_dict(), indent=2, default=str))
+
+
+SandboxMagics.sandbox.__doc__ = (SandboxMagics.sandbox.__doc__ or "") + "\n" + LINE_HELP
+
+
+def _with_sigint(fn: Any, handler: Any, main: bool) -> Any:
+    """Ask for input with the kernel's own SIGINT handler, so Ctrl-C ends the prompt."""
+    if not main:
+        return fn
+
+    def wrapped(prompt: str, password: bool) -> str:
+        mine = signal.signal(signal.SIGINT, handler if handler is not None else signal.default_int_handler)
+        try:
+            return str(fn(prompt, password))
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # noqa: BLE001 - e.g. StdinNotImplementedError: the sandbox sees end of input
+            raise EOFError(str(exc)) from None
+        finally:
+            signal.signal(signal.SIGINT, mine)
+
+    return wrapped
+
+
+def _show(msg: dict[str, Any], executed: list[SandboxResult]) -> None:
+    """Display one sandbox output with IPython's machinery, as a local cell would."""
+    from IPython.display import clear_output, publish_display_data
+
+    kind = msg.get("type")
+    if kind == "stream":
+        text = msg.get("text")
+        if isinstance(text, str):
+            (sys.stderr if msg.get("name") == "stderr" else sys.stdout).write(text)
+    elif kind in ("display_data", "update_display_data"):
+        data, metadata, transient = (_dict(msg.get(k)) for k in ("data", "metadata", "transient"))
+        if not data:
+            return
+        if kind == "update_display_data":
+            if transient.get("display_id"):
+                publish_display_data(data, metadata, transient=transient, update=True)
+        else:
+            publish_display_data(data, metadata, transient=transient or None)
+    elif kind == "execute_result":
+        executed.append(SandboxResult(_dict(msg.get("data")), _dict(msg.get("metadata"))))
+    elif kind == "clear_output":
+        clear_output(wait=bool(msg.get("wait")))
+    # "error" frames are shown when the cell's exception is raised, with the sandbox traceback.
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return {str(k): v for k, v in value.items()} if isinstance(value, dict) else {}

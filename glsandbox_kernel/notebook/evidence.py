@@ -1,0 +1,330 @@
+"""Per-cell audit evidence in notebooks: canonical outputs, hashes, the audit output (host side).
+
+Who calls: :meth:`glsandbox_kernel.sandbox.OSSandbox.run_cell` (hashes the
+outputs of a cell into its sealed audit record), the kernel (emits
+:func:`audit_bundle` as the cell's last output), and the verifier, ``glsandbox
+run``, the report and the pre-save hook (recompute the same hashes from a
+saved notebook). Nothing here runs in the sandbox, and this module imports no
+Jupyter package, so the engine can use it on its hot path.
+
+The outputs of a cell are hashed in a *canonical form* that is the same for
+the outputs collected live by the session and for the outputs a frontend
+saves in the ``.ipynb`` (nbclient, JupyterLab):
+
+- stream outputs: list-of-lines text joined, consecutive streams of the same
+  name merged, then carriage returns and backspaces applied the way
+  JupyterLab's output model applies them (so text a frontend already
+  processed hashes the same as the raw text);
+- display_data / execute_result: ``data`` only (text MIME types joined,
+  base64 payloads without whitespace, JSON MIME types as JSON); metadata,
+  ``transient``, display ids and execution counts are not covered;
+- error: ename, evalue, traceback;
+- excluded: the audit output itself (:data:`AUDIT_MIME`), live widget views
+  (:data:`WIDGET_MIME`) and everything the kernel adds with metadata
+  ``{"glsandbox": {"role": ...}}`` (monitor summaries and charts, violation
+  banners, notices). An excluded output still separates the streams around
+  it, as it does in every frontend.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ..audit.records import canonical_json
+
+AUDIT_MIME = "application/vnd.glsandbox.audit+json"
+"""MIME type of the per-cell audit output (the record and the records before it)."""
+
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+"""MIME type of a live ipywidgets view (excluded from the outputs hash)."""
+
+ROLE_MONITOR = "monitor"
+ROLE_AUDIT = "audit"
+ROLE_NOTICE = "notice"
+#: ``metadata.glsandbox.role`` values of kernel-made outputs, excluded from the outputs hash.
+EXCLUDED_ROLES = frozenset({ROLE_MONITOR, ROLE_AUDIT, ROLE_NOTICE})
+
+#: at most this many per-output hashes go into a record (beyond it, only the overall hash).
+MAX_OUTPUT_HASHES = 64
+
+_OUTPUT_TYPES = ("stream", "display_data", "execute_result", "error")
+_WS = re.compile(r"\s+")
+
+
+def role_metadata(role: str, **extra: Any) -> dict[str, Any]:
+    """Output metadata marking a kernel-made output (excluded from the outputs hash)."""
+    return {"glsandbox": {"role": role, **extra}}
+
+
+def output_role(output: Mapping[str, Any]) -> str | None:
+    """The ``metadata.glsandbox.role`` of an output, or None for an ordinary output."""
+    meta = output.get("metadata")
+    if not isinstance(meta, Mapping):
+        return None
+    marker = meta.get("glsandbox")
+    if isinstance(marker, Mapping):
+        role = marker.get("role")
+        return str(role) if role is not None else None
+    return None
+
+
+def is_excluded(output: Mapping[str, Any]) -> bool:
+    """True for the audit output, live widget views and kernel-made (role-marked) outputs."""
+    if output.get("_mark"):
+        return True
+    if output_role(output) in EXCLUDED_ROLES:
+        return True
+    data = output.get("data")
+    return isinstance(data, Mapping) and (AUDIT_MIME in data or WIDGET_MIME in data)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (list, tuple)):
+        return "".join(str(x) for x in value)
+    return "" if value is None else str(value)
+
+
+def process_stream_text(text: str) -> str:
+    """``text`` as a terminal shows it: ``\\r`` returns to the line start, ``\\b`` deletes.
+
+    The same rules as JupyterLab's output model (``processText``), which
+    stores the processed text in the notebook it saves; applying them to raw
+    text and to already processed text gives the same result.
+    """
+    if "\r" not in text and "\b" not in text:
+        return text
+    out: list[str] = []
+    pos = 0  # cursor in out
+    for ch in text:
+        if ch == "\n":
+            out.append("\n")
+            pos = len(out)
+        elif ch == "\r":
+            while pos > 0 and out[pos - 1] != "\n":
+                pos -= 1
+        elif ch == "\b":
+            if pos > 0 and out[pos - 1] != "\n":
+                # JupyterLab drops the character before the cursor and the one under it.
+                del out[pos - 1 : pos + 1]
+                pos -= 1
+        else:
+            if pos < len(out) and out[pos] != "\n":
+                out[pos] = ch
+            else:
+                out.insert(pos, ch)
+            pos += 1
+    return "".join(out)
+
+
+def _is_json_mime(mime: str) -> bool:
+    return mime == "application/json" or mime.endswith("+json")
+
+
+def _is_text_mime(mime: str) -> bool:
+    return mime.startswith("text/") or mime.endswith("+xml") or mime in ("application/javascript",)
+
+
+def _canonical_data(data: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if not isinstance(data, Mapping):
+        return out
+    for mime, value in data.items():
+        mime = str(mime)
+        if _is_json_mime(mime):
+            out[mime] = value
+        elif _is_text_mime(mime):
+            out[mime] = _text(value)
+        else:  # base64 payloads (images, PDF): frontends may re-wrap the lines
+            out[mime] = _WS.sub("", _text(value))
+    return out
+
+
+def canonical_outputs(outputs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The stable form of a cell's outputs that is hashed (see the module docstring).
+
+    Accepts the session's collected outputs and nbformat outputs (plain dicts
+    or ``NotebookNode``). Called host side by ``run_cell`` and the verifier.
+    """
+    result: list[dict[str, Any]] = []
+    last_stream: dict[str, Any] | None = None
+    for output in outputs:
+        if not isinstance(output, Mapping):
+            continue
+        if is_excluded(output):
+            last_stream = None  # separates streams, as in every frontend
+            continue
+        kind = output.get("output_type")
+        if kind not in _OUTPUT_TYPES:
+            continue
+        if kind == "stream":
+            name = "stderr" if output.get("name") == "stderr" else "stdout"
+            text = _text(output.get("text"))
+            if last_stream is not None and last_stream["name"] == name:
+                last_stream["text"] += text
+            else:
+                last_stream = {"output_type": "stream", "name": name, "text": text}
+                result.append(last_stream)
+            continue
+        last_stream = None
+        if kind == "error":
+            tb = output.get("traceback")
+            result.append({
+                "output_type": "error",
+                "ename": _text(output.get("ename")),
+                "evalue": _text(output.get("evalue")),
+                "traceback": [str(x) for x in tb] if isinstance(tb, (list, tuple)) else [],
+            })
+        else:
+            result.append({"output_type": kind, "data": _canonical_data(output.get("data"))})
+    for item in result:
+        if item["output_type"] == "stream":
+            item["text"] = process_stream_text(item["text"])
+    return [item for item in result if item["output_type"] != "stream" or item["text"]]
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(canonical_json(obj)).hexdigest()
+
+
+def outputs_hash(outputs: Iterable[Mapping[str, Any]]) -> str:
+    """SHA-256 hex of the canonical outputs (what ``extra.outputs_hash`` of a cell record holds)."""
+    return _digest(canonical_outputs(outputs))
+
+
+def output_hashes(outputs: Iterable[Mapping[str, Any]]) -> list[str]:
+    """SHA-256 hex of each canonical output, in order (lets the verifier name the output)."""
+    return [_digest(item) for item in canonical_outputs(outputs)]
+
+
+def outputs_evidence(outputs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """The ``extra`` fields ``run_cell`` seals into a cell record: hash, count, per-output hashes."""
+    canonical = canonical_outputs(outputs)
+    each = [_digest(item) for item in canonical]
+    evidence: dict[str, Any] = {"outputs_hash": _digest(canonical), "outputs_count": len(canonical)}
+    if len(each) <= MAX_OUTPUT_HASHES:
+        evidence["output_hashes"] = each
+    return evidence
+
+
+def source_hash(source: str | Iterable[str]) -> str:
+    """SHA-256 hex of a cell's source (``extra.source_hash`` of its record)."""
+    text = source if isinstance(source, str) else "".join(source)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+# -- the audit output ---------------------------------------------------------------------------
+
+def fmt_bytes(n: int | float | None) -> str:
+    """``41 MiB``-style size, ``?`` when unknown."""
+    if n is None:
+        return "?"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(value) < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit in ("B", "KiB", "MiB") else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
+
+
+def fmt_seconds(s: float | None) -> str:
+    """``0.12 s`` / ``3.4 s`` / ``2 min 05 s``; ``?`` when unknown."""
+    if s is None:
+        return "?"
+    if s < 10:
+        return f"{s:.2f} s"
+    if s < 120:
+        return f"{s:.1f} s"
+    return f"{int(s // 60)} min {int(s % 60):02d} s"
+
+
+def record_status(record: Mapping[str, Any]) -> str:
+    """``ok``, ``error``, ``timeout``, ``violation`` ... from a cell record's event type."""
+    event = str(record.get("event_type") or "")
+    return {
+        "execution_success": "ok",
+        "execution_error": "error",
+        "memory_exceeded": "memory exceeded",
+        "escape_attempt": "escape attempt",
+        "worker_crashed": "crashed",
+    }.get(event, event or "?")
+
+
+def summary_line(record: Mapping[str, Any], execution_count: int | None = None) -> str:
+    """The one-line text of a cell's audit output."""
+    metrics = record.get("metrics") if isinstance(record.get("metrics"), Mapping) else {}
+    assert isinstance(metrics, Mapping)
+    violations = record.get("violations") if isinstance(record.get("violations"), list) else []
+    assert isinstance(violations, list)
+    wall = record.get("execution_time")
+    cpu = metrics.get("cpu_time_used")
+    parts = [
+        f"cell {execution_count}" if execution_count is not None else "cell",
+        f"{record.get('security_level', '?')}/{record.get('isolation_type', '?')}",
+        record_status(record),
+        fmt_seconds(wall if isinstance(wall, (int, float)) else None),
+        f"CPU {fmt_seconds(cpu if isinstance(cpu, (int, float)) else None)}",
+        f"peak {fmt_bytes(metrics.get('memory_peak_bytes'))}",
+        f"{len(violations)} violation{'s' if len(violations) != 1 else ''}",
+        f"record {str(record.get('record_hash', ''))[:8]}…",
+    ]
+    return "glsandbox audit: " + " · ".join(parts)
+
+
+def audit_bundle(
+    record: Mapping[str, Any],
+    preceding: Iterable[Mapping[str, Any]] = (),
+    *,
+    execution_count: int | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(data, metadata)`` of the display_data the kernel emits as a cell's last output.
+
+    ``preceding`` are the records sealed since the previous cell's audit
+    output (session start, fallback, silent cells ...), so that the notebook
+    holds the whole chain. Called by the kernel after ``run_cell`` (host side).
+    """
+    import html
+
+    line = summary_line(record, execution_count)
+    data = {
+        AUDIT_MIME: {"record": dict(record), "preceding": [dict(r) for r in preceding]},
+        "text/plain": line,
+        "text/html": (
+            '<div class="glsandbox-audit" style="font-family: monospace; font-size: 11px; color: #777;">'
+            f"{html.escape(line)}</div>"
+        ),
+    }
+    return data, role_metadata(ROLE_AUDIT)
+
+
+def find_audit_output(outputs: Iterable[Mapping[str, Any]]) -> tuple[int, dict[str, Any]] | None:
+    """``(index, payload)`` of the last audit output of a cell, or None."""
+    found: tuple[int, dict[str, Any]] | None = None
+    for index, output in enumerate(outputs):
+        data = output.get("data") if isinstance(output, Mapping) else None
+        if isinstance(data, Mapping) and isinstance(data.get(AUDIT_MIME), Mapping):
+            payload = data[AUDIT_MIME]
+            found = (index, dict(payload))
+    return found
+
+
+__all__ = [
+    "AUDIT_MIME",
+    "EXCLUDED_ROLES",
+    "WIDGET_MIME",
+    "audit_bundle",
+    "canonical_outputs",
+    "find_audit_output",
+    "output_hashes",
+    "output_role",
+    "outputs_evidence",
+    "outputs_hash",
+    "process_stream_text",
+    "role_metadata",
+    "source_hash",
+    "summary_line",
+]

@@ -1,0 +1,488 @@
+"""``glsandbox audit verify NOTEBOOK.ipynb``: check a notebook's audit evidence (host side).
+
+Who calls: :mod:`glsandbox_kernel.audit.cli` (``verify_notebook_cli``), the
+evidence report and ``glsandbox run`` (``verify_notebook``). Nothing here
+runs code from the notebook.
+
+What is recomputed from the notebook alone:
+
+- every audit record found in the cells (the record of each cell and the
+  records sealed before it: session start, fallback, silent cells ...), from
+  the audit output (:data:`~.evidence.AUDIT_MIME`) or, when that was removed,
+  the copy in ``cell.metadata["glsandbox"]``;
+- each record's ``record_hash`` (an edited record), the chain of each session
+  (``seq`` and ``prev_hash``: deleted, inserted, copied or reordered cells),
+  and, with a key, every HMAC signature;
+- each cell's source against ``extra.source_hash`` and its outputs against
+  ``extra.outputs_hash`` / ``extra.output_hashes`` (which output was edited,
+  removed or added);
+- ``notebook.metadata["glsandbox"]`` (written by ``glsandbox run``): the chain
+  head and record count of each session (cells cut off the end) and the
+  signature over the head;
+- the second copy in ``cell.metadata["glsandbox"]``, which must agree with the
+  audit output.
+
+Without a key, a notebook whose records were all rewritten and re-hashed
+consistently cannot be told from the original: sign with ``--key``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hmac
+import itertools
+import json
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..audit.records import GENESIS_HASH, compute_record_hash, sign
+from .evidence import canonical_outputs, find_audit_output, outputs_evidence, source_hash
+
+#: notebook.metadata / cell.metadata key written by glsandbox run and the pre-save hook.
+METADATA_KEY = "glsandbox"
+
+
+@dataclasses.dataclass
+class CellCheck:
+    """The verification of one code cell (rows of the report's table)."""
+
+    index: int
+    execution_count: int | None
+    record: dict[str, Any] | None = None
+    where: str = "none"  # "output", "metadata" or "none"
+    source_ok: bool | None = None
+    outputs_ok: bool | None = None
+    chain_ok: bool | None = None
+    signature_ok: bool | None = None
+    executed: bool = True
+    problems: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        """``cell 3 (In [2])`` — index as shown by Jupyter (1-based) plus execution count."""
+        count = f"In [{self.execution_count}]" if self.execution_count is not None else "not executed"
+        return f"cell {self.index + 1} ({count})"
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+@dataclasses.dataclass
+class NotebookVerifyResult:
+    """Outcome of :func:`verify_notebook`: ``ok`` only when every check passed."""
+
+    ok: bool
+    problems: list[str]
+    notes: list[str]
+    cells: list[CellCheck]
+    sessions: list[dict[str, Any]]
+    records: int
+    key_checked: bool
+
+    def summary(self) -> str:
+        """One line: OK/FAILED, counts."""
+        nsess = len(self.sessions)
+        what = (f"{len(self.cells)} code cell(s), {self.records} record(s) in {nsess} "
+                f"session{'s' if nsess != 1 else ''}")
+        if self.ok:
+            sig = ", signatures verified" if self.key_checked else ""
+            return f"OK: {what}; chain intact, sources and outputs match{sig}"
+        return f"FAILED: {len(self.problems)} problem(s); {what}"
+
+
+@dataclasses.dataclass
+class _Entry:
+    record: dict[str, Any]
+    cell: CellCheck
+    own: bool  # the cell's own record (not one of its preceding records)
+
+
+def _as_dict(value: Any) -> dict[str, Any] | None:
+    return dict(value) if isinstance(value, Mapping) else None
+
+
+def _source(cell: Mapping[str, Any]) -> str:
+    src = cell.get("source", "")
+    return src if isinstance(src, str) else "".join(src)
+
+
+def _cell_evidence(cell: Mapping[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """(payload from the audit output, payload from cell metadata); each {"record", "preceding"}."""
+    outputs = cell.get("outputs") or []
+    found = find_audit_output(outputs)
+    from_output = found[1] if found is not None else None
+    meta = cell.get("metadata") or {}
+    from_meta = _as_dict(meta.get(METADATA_KEY)) if isinstance(meta, Mapping) else None
+    if from_meta is not None and not isinstance(from_meta.get("record"), Mapping):
+        from_meta = None
+    if from_output is not None and not isinstance(from_output.get("record"), Mapping):
+        from_output = None
+    return from_output, from_meta
+
+
+def _records_of(payload: Mapping[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    record = dict(payload["record"])
+    preceding = [dict(r) for r in payload.get("preceding") or [] if isinstance(r, Mapping)]
+    return record, preceding
+
+
+def _describe_outputs(current: list[str], recorded: list[str]) -> str:
+    """Which outputs changed, from per-output hashes (1-based positions)."""
+    if len(current) < len(recorded) and _is_subsequence(current, recorded):
+        missing = _missing_positions(current, recorded)
+        return f"output{'s' if len(missing) > 1 else ''} {_positions(missing)} removed"
+    if len(current) > len(recorded) and _is_subsequence(recorded, current):
+        added = _missing_positions(recorded, current)
+        return f"output{'s' if len(added) > 1 else ''} {_positions(added)} added"
+    if len(current) == len(recorded):
+        changed = [i + 1 for i, (a, b) in enumerate(zip(current, recorded, strict=True)) if a != b]
+        return f"output{'s' if len(changed) > 1 else ''} {_positions(changed)} edited"
+    return f"outputs edited ({len(current)} now, {len(recorded)} when it ran)"
+
+
+def _is_subsequence(short: list[str], long: list[str]) -> bool:
+    it = iter(long)
+    return all(any(x == y for y in it) for x in short)
+
+
+def _missing_positions(short: list[str], long: list[str]) -> list[int]:
+    out, j = [], 0
+    for i, item in enumerate(long):
+        if j < len(short) and short[j] == item:
+            j += 1
+        else:
+            out.append(i + 1)
+    return out
+
+
+def _positions(items: list[int]) -> str:
+    return ", ".join(str(i) for i in items) if items else "?"
+
+
+def verify_notebook(
+    nb: Mapping[str, Any],
+    key: bytes | None = None,
+    *,
+    expected_head: str | None = None,
+    expected_count: int | None = None,
+) -> NotebookVerifyResult:
+    """Check a notebook's audit evidence; see the module docstring (host side).
+
+    ``nb`` is a ``NotebookNode`` or the plain JSON dict of an nbformat 4
+    notebook. ``key`` checks every record signature and the notebook head
+    signature. Never raises for a damaged notebook: everything wrong becomes
+    a problem.
+    """
+    problems: list[str] = []
+    notes: list[str] = []
+    checks: list[CellCheck] = []
+    entries: list[_Entry] = []
+
+    cells = nb.get("cells") or []
+    for index, cell in enumerate(cells):
+        if not isinstance(cell, Mapping) or cell.get("cell_type") != "code":
+            continue
+        count = cell.get("execution_count")
+        check = CellCheck(index=index, execution_count=count if isinstance(count, int) else None)
+        checks.append(check)
+        source = _source(cell)
+        outputs = cell.get("outputs") or []
+        from_output, from_meta = _cell_evidence(cell)
+        payload = from_output or from_meta
+        if from_output is not None:
+            check.where = "output"
+        elif from_meta is not None:
+            check.where = "metadata"
+            check.problems.append(f"{check.label}: its audit output was removed (the copy in cell metadata remains)")
+        if payload is None:
+            if not source.strip():
+                check.executed = False
+                continue
+            if not outputs and check.execution_count is None:
+                check.executed = False
+                continue  # judged below, once we know where the run stopped
+            check.problems.append(
+                f"{check.label}: has outputs but no audit record: it did not run in the sandbox, "
+                "or it was inserted or its audit output removed after the run"
+            )
+            continue
+        record, preceding = _records_of(payload)
+        check.record = record
+        if from_output is not None and from_meta is not None:
+            meta_record = from_meta.get("record") or {}
+            if meta_record.get("record_hash") != record.get("record_hash") or canonical_records(
+                from_meta.get("preceding")
+            ) != canonical_records(from_output.get("preceding")):
+                check.problems.append(
+                    f"{check.label}: the audit record in cell metadata disagrees with the audit output "
+                    "(one of the two copies was edited)"
+                )
+        for prev in preceding:
+            entries.append(_Entry(prev, check, own=False))
+        entries.append(_Entry(record, check, own=True))
+
+        extra = record.get("extra") if isinstance(record.get("extra"), Mapping) else {}
+        assert isinstance(extra, Mapping)
+        if extra.get("kind") != "cell":
+            check.problems.append(f"{check.label}: its audit record is not a cell record (kind {extra.get('kind')!r})")
+        recorded_source = extra.get("source_hash")
+        check.source_ok = recorded_source == source_hash(source)
+        if not check.source_ok:
+            check.problems.append(f"{check.label}: source edited after it ran (its hash no longer matches the record)")
+        recorded_outputs = extra.get("outputs_hash")
+        if recorded_outputs is None:
+            check.outputs_ok = None
+            check.problems.append(f"{check.label}: its audit record holds no outputs hash")
+        else:
+            current = outputs_evidence(outputs)
+            check.outputs_ok = current["outputs_hash"] == recorded_outputs
+            if not check.outputs_ok:
+                rec_each = extra.get("output_hashes")
+                if isinstance(rec_each, list) and "output_hashes" in current:
+                    what = _describe_outputs(current["output_hashes"], [str(h) for h in rec_each])
+                elif not canonical_outputs(outputs):
+                    what = "outputs removed"
+                else:
+                    what = "outputs edited"
+                check.problems.append(f"{check.label}: {what} after it ran")
+
+    # -- records: hashes, signatures ------------------------------------------------------
+    signed_noted = False
+    for entry in entries:
+        rec, check = entry.record, entry.cell
+        what = "its audit record" if entry.own else "an audit record stored with it"
+        stored = rec.get("record_hash")
+        if not isinstance(stored, str) or compute_record_hash(rec) != stored:
+            check.chain_ok = False
+            check.problems.append(f"{check.label}: {what} was tampered with (its contents no longer match its hash)")
+        signature = rec.get("signature")
+        if key is not None:
+            if signature is None:
+                check.signature_ok = False
+                check.problems.append(f"{check.label}: {what} is not signed (a key was given)")
+            elif not isinstance(signature, str) or not hmac.compare_digest(signature, sign(str(stored), key)):
+                check.signature_ok = False
+                check.problems.append(f"{check.label}: {what} has a bad signature (wrong key, or forged)")
+            elif check.signature_ok is None:
+                check.signature_ok = True
+        elif signature is not None and not signed_noted:
+            signed_noted = True
+            notes.append("records are signed but no key was given (--key FILE or $GLSANDBOX_AUDIT_KEY): "
+                         "signatures not checked")
+
+    # -- chains, per session ----------------------------------------------------------------
+    sessions: dict[str, list[_Entry]] = {}
+    for entry in entries:
+        sessions.setdefault(str(entry.record.get("session_id")), []).append(entry)
+    meta = nb.get("metadata") or {}
+    nb_meta = _as_dict(meta.get(METADATA_KEY)) if isinstance(meta, Mapping) else None
+    listed = {str(s.get("session_id")): s for s in (nb_meta or {}).get("sessions") or [] if isinstance(s, Mapping)}
+    session_info: list[dict[str, Any]] = []
+    for session_id, items in sessions.items():
+        session_info.append(_check_chain(session_id, items, listed.get(session_id), key, problems, notes))
+        if listed and session_id not in listed:
+            first = next(e for e in items if e.own) if any(e.own for e in items) else items[0]
+            first.cell.problems.append(
+                f"{first.cell.label}: its record is from session {session_id[:12]}…, which the notebook's "
+                "glsandbox metadata does not list (cell pasted from another run?)"
+            )
+    for session_id in listed:
+        if session_id not in sessions:
+            problems.append(f"session {session_id[:12]}… listed in the notebook metadata has no record in any cell "
+                            "(all its cells were deleted)")
+            session_info.append({"session_id": session_id, "records": 0, "head": None})
+
+    # -- cells that never ran ---------------------------------------------------------------
+    run_meta = (nb_meta or {}).get("run") if isinstance((nb_meta or {}).get("run"), Mapping) else None
+    stopped = run_meta is not None and not run_meta.get("completed", True)
+    last_recorded = max((c.index for c in checks if c.record is not None), default=-1)
+    for check in checks:
+        if check.executed or not _source(cells[check.index]).strip() or last_recorded < 0:
+            continue
+        if stopped and check.index > last_recorded:
+            continue
+        check.problems.append(
+            f"{check.label}: has no audit record and no outputs: it was not run in the sandbox "
+            "(inserted after the run, or never executed)"
+        )
+    if stopped:
+        notes.append(f"the run stopped early: cells after cell {last_recorded + 1} were not executed")
+
+    if not entries:
+        problems.append("no glsandbox audit records in this notebook (was it run with the glsandbox kernel?)")
+
+    # -- the whole-notebook expectations --------------------------------------------------
+    all_hashes = {e.record.get("record_hash") for e in entries}
+    if expected_head is not None and expected_head not in all_hashes:
+        problems.append(f"expected head {expected_head[:16]}… is not in the notebook: cells were removed "
+                        "or the chain was replaced")
+    if expected_count is not None and len(all_hashes) < expected_count:
+        problems.append(f"the notebook holds {len(all_hashes)} record(s), expected at least {expected_count}")
+
+    for check in checks:
+        problems.extend(check.problems)
+    return NotebookVerifyResult(
+        ok=not problems,
+        problems=problems,
+        notes=notes,
+        cells=checks,
+        sessions=session_info,
+        records=len(entries),
+        key_checked=key is not None,
+    )
+
+
+def canonical_records(value: Any) -> list[str]:
+    """The record hashes of a ``preceding`` list (for comparing two copies)."""
+    if not isinstance(value, Sequence) or isinstance(value, str):
+        return []
+    return [str(r.get("record_hash")) for r in value if isinstance(r, Mapping)]
+
+
+def _check_chain(
+    session_id: str,
+    items: list[_Entry],
+    listed: Mapping[str, Any] | None,
+    key: bytes | None,
+    problems: list[str],
+    notes: list[str],
+) -> dict[str, Any]:
+    """One session's chain: order in the notebook, seq gaps, prev_hash links, head."""
+    short = session_id[:12] + "…"
+    # Order in the notebook must follow the order of execution.
+    own = [e for e in items if e.own]
+    for a, b in itertools.pairwise(own):
+        sa, sb = a.record.get("seq"), b.record.get("seq")
+        if isinstance(sa, int) and isinstance(sb, int) and sb < sa and a.cell is not b.cell:
+            b.cell.chain_ok = False
+            b.cell.problems.append(
+                f"{b.cell.label}: ran before {a.cell.label} but now appears after it (cells reordered)"
+            )
+    ordered = sorted(
+        (e for e in items if isinstance(e.record.get("seq"), int)), key=lambda e: int(e.record["seq"])
+    )
+    prev: _Entry | None = None
+    for entry in ordered:
+        seq = int(entry.record["seq"])
+        cell = entry.cell
+        if prev is None:
+            if seq != 0:
+                cell.chain_ok = False
+                cell.problems.append(
+                    f"{cell.label}: {seq} record(s) of session {short} missing before it: the cells before it "
+                    "were deleted or their audit outputs removed"
+                )
+            elif entry.record.get("prev_hash") != GENESIS_HASH:
+                cell.chain_ok = False
+                cell.problems.append(f"{cell.label}: the first record of session {short} does not start a chain")
+        else:
+            pseq = int(prev.record["seq"])
+            if seq == pseq:
+                if prev.record.get("record_hash") == entry.record.get("record_hash"):
+                    cell.chain_ok = False
+                    cell.problems.append(
+                        f"{cell.label}: holds the same audit record as {prev.cell.label} (a copied or inserted cell)"
+                    )
+                else:
+                    cell.chain_ok = False
+                    cell.problems.append(
+                        f"{cell.label}: its record claims seq {seq}, like a record of {prev.cell.label} "
+                        "(an inserted or forged record)"
+                    )
+                continue
+            if seq > pseq + 1:
+                cell.chain_ok = False
+                cell.problems.append(
+                    f"{cell.label}: {seq - pseq - 1} record(s) missing between {prev.cell.label} and it: a cell was "
+                    "deleted, its audit output removed, or a cell was re-run (its earlier record overwritten)"
+                )
+            elif entry.record.get("prev_hash") != prev.record.get("record_hash"):
+                cell.chain_ok = False
+                cell.problems.append(
+                    f"{cell.label}: its record does not chain to the record before it ({prev.cell.label}): "
+                    "a record was replaced, re-hashed or inserted"
+                )
+        if cell.chain_ok is None and entry.own:
+            cell.chain_ok = True
+        prev = entry
+    head = prev.record.get("record_hash") if prev is not None else None
+    count = int(prev.record["seq"]) + 1 if prev is not None else 0
+    info: dict[str, Any] = {"session_id": session_id, "records": len(ordered), "head": head, "count": count}
+    if listed is None:
+        return info
+    want_head = listed.get("head")
+    want_count = listed.get("count")
+    hashes = {e.record.get("record_hash") for e in items}
+    if isinstance(want_count, int) and count < want_count:
+        problems.append(
+            f"session {short}: the notebook metadata says {want_count} record(s) but the cells hold only "
+            f"{count}: the last cell(s) were deleted"
+        )
+    elif want_head is not None and want_head not in hashes:
+        problems.append(
+            f"session {short}: the chain head in the notebook metadata is not in any cell: the last cell(s) "
+            "were deleted or the records replaced"
+        )
+    signature = listed.get("signature")
+    if key is not None:
+        if signature is None:
+            problems.append(f"session {short}: the notebook's chain head is not signed (a key was given)")
+        elif not isinstance(signature, str) or not hmac.compare_digest(signature, sign(str(want_head), key)):
+            problems.append(f"session {short}: bad signature over the notebook's chain head (wrong key, or forged)")
+    elif signature is not None:
+        notes.append(f"session {short}: the chain head is signed but no key was given: signature not checked")
+    return info
+
+
+# -- CLI --------------------------------------------------------------------------------------------
+
+def load_verify_key(path: str | None) -> bytes | None:
+    """The key from ``--key FILE``, else ``$GLSANDBOX_AUDIT_KEY``, else None."""
+    from ..audit.log import load_key
+
+    return load_key(path) if path else load_key()
+
+
+def verify_notebook_cli(args: argparse.Namespace) -> int:
+    """``glsandbox audit verify X.ipynb``: print the result; 0 ok, 1 problems, 2 usage error."""
+    import nbformat
+
+    path: str = args.file
+    try:
+        key = load_verify_key(getattr(args, "key", None))
+    except OSError as exc:
+        print(f"glsandbox audit: error: cannot read key file {args.key}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"glsandbox audit: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        with open(path, encoding="utf-8") as fh:
+            nb = nbformat.read(fh, as_version=4)
+    except OSError as exc:
+        print(f"glsandbox audit: error: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except (ValueError, json.JSONDecodeError, nbformat.reader.NotJSONError) as exc:
+        print(f"glsandbox audit: error: {path} is not a notebook: {exc}", file=sys.stderr)
+        return 2
+    result = verify_notebook(
+        nb, key,
+        expected_head=getattr(args, "expected_head", None),
+        expected_count=getattr(args, "expected_count", None),
+    )
+    print(f"{result.summary().split(':', 1)[0]}: {os.fspath(path)}:{result.summary().split(':', 1)[1]}")
+    for problem in result.problems:
+        print(f"  {problem}")
+    for note in result.notes:
+        print(f"note: {note}")
+    if key is None and result.records:
+        print("note: no key given: a notebook rewritten and re-hashed as a whole cannot be detected without "
+              "signatures (--key FILE or $GLSANDBOX_AUDIT_KEY)")
+    return 0 if result.ok else 1
+
+
+__all__ = ["CellCheck", "NotebookVerifyResult", "verify_notebook", "verify_notebook_cli"]

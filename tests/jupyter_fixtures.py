@@ -1,0 +1,111 @@
+"""Helpers for tests that talk to real kernels through jupyter_client.
+
+``glsandbox_kernelspec`` installs the glsandbox kernelspecs (with this
+interpreter's absolute path) into a temporary prefix with
+``glsandbox install --prefix`` and puts it first on ``JUPYTER_PATH`` for the
+test session. ``Kernel`` wraps a started kernel with an ``execute`` that
+collects the IOPub messages of one request.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import tempfile
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from jupyter_client.manager import start_new_kernel
+
+TIMEOUT = 30.0
+
+
+@pytest.fixture(scope="session")
+def glsandbox_kernelspec() -> Iterator[str]:
+    """Install glsandbox and glsandbox-strict into a temp prefix on JUPYTER_PATH."""
+    from glsandbox_kernel.kernel.install import add_install_parser, run_install
+
+    with tempfile.TemporaryDirectory(prefix="glsandbox-jupyter-") as prefix:
+        import argparse
+
+        parser = argparse.ArgumentParser()
+        add_install_parser(parser.add_subparsers())
+        assert run_install(parser.parse_args(["install", "--prefix", prefix])) == 0
+        data = os.path.join(prefix, "share", "jupyter")
+        old = os.environ.get("JUPYTER_PATH")
+        os.environ["JUPYTER_PATH"] = data + (os.pathsep + old if old else "")
+        try:
+            yield data
+        finally:
+            if old is None:
+                os.environ.pop("JUPYTER_PATH", None)
+            else:
+                os.environ["JUPYTER_PATH"] = old
+
+
+class Kernel:
+    """A started kernel and a blocking client, with helpers that gather replies and outputs."""
+
+    def __init__(self, name: str, **kw: Any) -> None:
+        self.km, self.kc = start_new_kernel(kernel_name=name, startup_timeout=60, **kw)
+
+    @property
+    def pid(self) -> int:
+        provisioner = self.km.provisioner
+        assert provisioner is not None
+        return int(provisioner.pid)  # type: ignore[attr-defined]
+
+    def collect(self, msg_id: str, timeout: float = TIMEOUT) -> list[dict[str, Any]]:
+        """IOPub messages for ``msg_id`` until its idle status."""
+        out = []
+        while True:
+            msg = self.kc.get_iopub_msg(timeout=timeout)
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] == "status":
+                if msg["content"]["execution_state"] == "idle":
+                    return out
+                continue
+            out.append(msg)
+
+    def shell_reply(self, msg_id: str, timeout: float = TIMEOUT) -> dict[str, Any]:
+        while True:
+            reply = self.kc.get_shell_msg(timeout=timeout)
+            if reply["parent_header"].get("msg_id") == msg_id:
+                return reply
+
+    def execute(self, code: str, timeout: float = TIMEOUT, **kw: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """(execute_reply content, IOPub messages) of one cell."""
+        msg_id = self.kc.execute(code, **kw)
+        outputs = self.collect(msg_id, timeout)
+        return self.shell_reply(msg_id, timeout)["content"], outputs
+
+    def flush_iopub(self) -> None:
+        while True:
+            try:
+                self.kc.get_iopub_msg(timeout=0.2)
+            except queue.Empty:
+                return
+
+    def shutdown(self) -> None:
+        self.kc.stop_channels()
+        self.km.shutdown_kernel(now=False)
+
+
+def stdout_of(outputs: list[dict[str, Any]]) -> str:
+    return "".join(m["content"]["text"] for m in outputs if m["msg_type"] == "stream" and m["content"]["name"] == "stdout")
+
+
+def stderr_of(outputs: list[dict[str, Any]]) -> str:
+    return "".join(m["content"]["text"] for m in outputs if m["msg_type"] == "stream" and m["content"]["name"] == "stderr")
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (the kernel's sandbox tree), via psutil."""
+    import psutil
+
+    try:
+        return [p.pid for p in psutil.Process(pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []

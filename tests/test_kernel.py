@@ -1,0 +1,453 @@
+"""The glsandbox Jupyter kernel over real kernels (jupyter_client, no mocks).
+
+jupyter_kernel_test's protocol suite, then what it does not cover:
+interrupts, stdin, comms and widgets, per-cell limits, error replies after
+sandbox failures, restart and leftover processes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import jupyter_kernel_test as jkt
+import pytest
+
+from glsandbox_kernel.kernel.install import kernel_spec
+from glsandbox_kernel.kernel.limits import CellOptionsError, split_cell_options
+from glsandbox_kernel.kernel.relay import content_for, json_safe, safe_payload
+
+from .conftest import wait_gone
+from .jupyter_fixtures import Kernel, descendants, glsandbox_kernelspec, stderr_of, stdout_of
+
+__all__ = ["glsandbox_kernelspec"]  # the fixture, imported for pytest
+
+
+@pytest.mark.usefixtures("glsandbox_kernelspec")
+class TestGlsandboxKernelProtocol(jkt.KernelTests):
+    """jupyter_kernel_test with every sample attribute filled."""
+
+    kernel_name = "glsandbox"
+    language_name = "python"
+    file_extension = ".py"
+    code_hello_world = "print('hello, world')"
+    code_stderr = "import sys; print('test', file=sys.stderr)"
+    completion_samples = [{"text": "zi", "matches": {"zip"}}]
+    complete_code_samples = ["1", "print('hello, world')", "def f(x):\n  return x*2\n\n\n"]
+    incomplete_code_samples = ["print('''hello", "def f(x):\n  x*2"]
+    invalid_code_samples = ["import = 7q"]
+    code_page_something = "print?"
+    code_generate_error = "raise ValueError('boom')"
+    code_execute_result = [
+        {"code": "1+2+3", "result": "6"},
+        {"code": "[n*n for n in range(1, 4)]", "result": "[1, 4, 9]"},
+        {"code": "from IPython.display import HTML; HTML('<b>x</b>')", "mime": "text/html", "result": "<b>x</b>"},
+    ]
+    code_display_data = [
+        {"code": "from IPython.display import HTML, display; display(HTML('<b>test</b>'))", "mime": "text/html"},
+        {"code": "from IPython.display import Math, display; display(Math('\\\\frac{1}{2}'))", "mime": "text/latex"},
+    ]
+    code_history_pattern = "1?2*"
+    supported_history_operations = ("tail", "range", "search")
+    code_inspect_sample = "zip"
+    code_clear_output = "from IPython.display import clear_output; clear_output()"
+
+
+@pytest.fixture(scope="module")
+def kernel(glsandbox_kernelspec: str) -> Iterator[Kernel]:
+    k = Kernel("glsandbox")
+    try:
+        yield k
+    finally:
+        k.shutdown()
+
+
+def _error(reply: dict[str, Any]) -> tuple[str, str]:
+    assert reply["status"] == "error", reply
+    return reply["ename"], reply["evalue"]
+
+
+# -- relay ---------------------------------------------------------------------------------------
+
+def test_kernel_info(kernel: Kernel) -> None:
+    msg_id = kernel.kc.kernel_info()
+    info = kernel.shell_reply(msg_id)["content"]
+    assert info["implementation"] == "glsandbox"
+    assert info["language_info"]["name"] == "python"
+    assert "debugger" not in info.get("supported_features", [])
+
+
+def test_cells_run_in_the_sandbox_not_the_kernel(kernel: Kernel) -> None:
+    reply, outputs = kernel.execute("import os; print(os.getpid()); print(os.environ.get('GLSANDBOX'))")
+    assert reply["status"] == "ok"
+    pid_text, flag = stdout_of(outputs).split()
+    assert int(pid_text) != kernel.pid
+    assert int(pid_text) in descendants(kernel.pid)
+    assert flag == "1"
+    # The worker's environment is scrubbed: no Jupyter connection details reach it.
+    reply, outputs = kernel.execute("import os; print(sorted(k for k in os.environ if 'JPY' in k or 'JUPYTER' in k))")
+    assert stdout_of(outputs).strip() == "[]"
+
+
+def test_rich_outputs_relayed_faithfully(kernel: Kernel) -> None:
+    code = (
+        "from IPython.display import display, update_display, clear_output\n"
+        "display({'text/plain': 'p', 'application/json': {'a': 1}}, raw=True,"
+        " metadata={'application/json': {'expanded': True}})\n"
+        "h = display('first', display_id='d1')\n"
+        "update_display('second', display_id='d1')\n"
+        "print('out'); import sys; print('err', file=sys.stderr)\n"
+        "clear_output(wait=True)\n"
+        "42"
+    )
+    reply, outputs = kernel.execute(code)
+    assert reply["status"] == "ok"
+    kinds = [m["msg_type"] for m in outputs]
+    for kind in ("execute_input", "display_data", "update_display_data", "stream", "clear_output", "execute_result"):
+        assert kind in kinds, kinds
+    first = next(m for m in outputs if m["msg_type"] == "display_data")
+    assert first["content"]["data"]["application/json"] == {"a": 1}
+    assert first["content"]["metadata"] == {"application/json": {"expanded": True}}
+    update = next(m for m in outputs if m["msg_type"] == "update_display_data")
+    assert update["content"]["transient"]["display_id"] == "d1"
+    assert next(m for m in outputs if m["msg_type"] == "clear_output")["content"]["wait"] is True
+    result = next(m for m in outputs if m["msg_type"] == "execute_result")
+    assert result["content"]["data"]["text/plain"] == "42"
+    assert result["content"]["execution_count"] == reply["execution_count"]
+
+
+def test_matplotlib_inline_figure(kernel: Kernel) -> None:
+    reply, outputs = kernel.execute("import matplotlib.pyplot as plt\nplt.bar(['a', 'b'], [1, 2]);")
+    assert reply["status"] == "ok"
+    images = [m for m in outputs if m["msg_type"] == "display_data" and "image/png" in m["content"]["data"]]
+    assert len(images) == 1
+
+
+def test_error_has_sandbox_traceback(kernel: Kernel) -> None:
+    reply, outputs = kernel.execute("def f():\n    return 1/0\nf()")
+    assert _error(reply)[0] == "ZeroDivisionError"
+    errors = [m for m in outputs if m["msg_type"] == "error"]
+    assert len(errors) == 1
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(errors[0]["content"]["traceback"]))
+    assert "return 1/0" in plain
+
+
+def test_state_persists_and_user_expressions(kernel: Kernel) -> None:
+    kernel.execute("persist = [1, 2, 3]")
+    reply, _ = kernel.execute("persist.append(4)", user_expressions={"n": "len(persist)"})
+    assert reply["user_expressions"]["n"]["data"]["text/plain"] == "4"
+
+
+def test_hostile_display_data_is_cleaned(kernel: Kernel) -> None:
+    reply, outputs = kernel.execute(
+        "from IPython.display import display\n"
+        "display({'text/plain': 'x', 'application/json': {'v': float('nan')}}, raw=True)"
+    )
+    assert reply["status"] == "ok"
+    shown = next(m for m in outputs if m["msg_type"] == "display_data")
+    assert shown["content"]["data"]["application/json"] == {"v": None}
+
+
+# -- stdin -----------------------------------------------------------------------------------------
+
+def test_input_and_getpass_reach_the_frontend(kernel: Kernel) -> None:
+    msg_id = kernel.kc.execute("a = input('name? ')\nimport getpass\nb = getpass.getpass('pw: ')\nprint(a, len(b))",
+                               allow_stdin=True)
+    request = kernel.kc.get_stdin_msg(timeout=30)
+    assert request["content"] == {"prompt": "name? ", "password": False}
+    kernel.kc.input("bob")
+    request = kernel.kc.get_stdin_msg(timeout=30)
+    assert request["content"]["password"] is True
+    kernel.kc.input("secret")
+    outputs = kernel.collect(msg_id)
+    assert kernel.shell_reply(msg_id)["content"]["status"] == "ok"
+    assert stdout_of(outputs) == "bob 6\n"
+
+
+def test_input_without_stdin_support_is_an_error(kernel: Kernel) -> None:
+    reply, _ = kernel.execute("input('x')", allow_stdin=False)
+    assert reply["status"] == "error"
+
+
+def test_interrupt_while_waiting_for_input(kernel: Kernel) -> None:
+    kernel.execute("keep_me = 5")
+    msg_id = kernel.kc.execute("input('never answered')", allow_stdin=True)
+    kernel.kc.get_stdin_msg(timeout=30)
+    kernel.km.interrupt_kernel()
+    kernel.collect(msg_id)
+    assert kernel.shell_reply(msg_id)["content"]["ename"] == "KeyboardInterrupt"
+    _, outputs = kernel.execute("print(keep_me)")
+    assert stdout_of(outputs) == "5\n"
+
+
+# -- interrupt -------------------------------------------------------------------------------------
+
+def test_interrupt_reaches_the_worker_and_state_survives(kernel: Kernel) -> None:
+    kernel.execute("survivor = 'yes'")
+    msg_id = kernel.kc.execute("import time\nfor _ in range(300): time.sleep(0.1)")
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    kernel.km.interrupt_kernel()
+    kernel.collect(msg_id)
+    reply = kernel.shell_reply(msg_id)["content"]
+    assert time.monotonic() - t0 < 5
+    assert _error(reply)[0] == "KeyboardInterrupt"
+    reply, outputs = kernel.execute("print(survivor)")
+    assert stdout_of(outputs) == "yes\n"
+    assert "state" not in stderr_of(outputs)
+
+
+def test_interrupt_of_a_stuck_cell_kills_and_says_state_lost(kernel: Kernel) -> None:
+    kernel.execute("doomed = 1")
+    msg_id = kernel.kc.execute("import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\ntime.sleep(60)")
+    time.sleep(0.5)
+    kernel.km.interrupt_kernel()
+    outputs = kernel.collect(msg_id, timeout=30)
+    reply = kernel.shell_reply(msg_id)["content"]
+    ename, evalue = _error(reply)
+    assert ename == "KeyboardInterrupt" and "state is lost" in evalue
+    assert "state is lost" in stderr_of(outputs)
+    reply, outputs = kernel.execute("print('alive'); print(doomed)")
+    assert stdout_of(outputs) == "alive\n"
+    assert "lost" in stderr_of(outputs)
+    assert _error(reply)[0] == "NameError"
+
+
+# -- sandbox failures become error replies -----------------------------------------------------------
+
+def test_per_cell_timeout(kernel: Kernel) -> None:
+    kernel.execute("before_timeout = 1")
+    t0 = time.monotonic()
+    reply, outputs = kernel.execute("%%sandbox --timeout 1\nimport time\ntime.sleep(20)")
+    assert time.monotonic() - t0 < 10
+    ename, evalue = _error(reply)
+    assert ename == "SandboxTimeoutError" and "1 s" in evalue
+    assert any(m["msg_type"] == "error" for m in outputs)
+    reply, outputs = kernel.execute("x_after = 2; print(x_after)")
+    assert reply["status"] == "ok" and stdout_of(outputs) == "2\n"
+    assert "fresh sandbox" in stderr_of(outputs)
+    # The timeout applied to that cell only.
+    reply, _ = kernel.execute("import time; time.sleep(1.5)")
+    assert reply["status"] == "ok"
+
+
+def test_per_cell_memory_inside_keeps_state(kernel: Kernel) -> None:
+    kernel.execute("kept = 'state'")
+    reply, outputs = kernel.execute("%%sandbox --memory 100M\nblob = b'x' * (300 * 1024 * 1024)")
+    ename, evalue = _error(reply)
+    assert ename == "SandboxMemoryError" and "100.0 MiB" in evalue
+    reply, outputs = kernel.execute("print(kept); blob2 = b'x' * (120 * 1024 * 1024); del blob2")
+    assert reply["status"] == "ok", reply  # the limit is back to the session's
+    assert stdout_of(outputs) == "state\n"
+
+
+def test_per_cell_memory_enforced_outside(kernel: Kernel) -> None:
+    """Code that lifts its own soft rlimit is still stopped by the host-side guard."""
+    code = (
+        "%%sandbox --memory 100M\n"
+        "import resource, time\n"
+        "soft, hard = resource.getrlimit(resource.RLIMIT_AS)\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (hard, hard))\n"
+        "blob = b'x' * (220 * 1024 * 1024)\n"
+        "time.sleep(10)"
+    )
+    reply, outputs = kernel.execute(code)
+    ename, evalue = _error(reply)
+    assert ename == "SandboxMemoryError" and "measured outside" in evalue
+    reply, outputs = kernel.execute("print('next')")
+    assert stdout_of(outputs) == "next\n"
+
+
+def test_per_cell_cpu_time(kernel: Kernel) -> None:
+    reply, _ = kernel.execute("%%sandbox --cpu-time 1\nwhile True: pass", timeout=60)
+    ename, evalue = _error(reply)
+    assert ename == "SandboxCPUTimeError" and "1 s" in evalue
+    assert kernel.execute("1")[0]["status"] == "ok"
+
+
+def test_bad_cell_options_are_a_usage_error(kernel: Kernel) -> None:
+    reply, outputs = kernel.execute("%%sandbox --memory lots\nprint('not run')")
+    ename, _ = _error(reply)
+    assert ename == "UsageError"
+    assert "--timeout S" in "".join(reply["traceback"])
+    assert stdout_of(outputs) == ""
+
+
+def test_session_memory_limit_error_reply(kernel: Kernel) -> None:
+    reply, _ = kernel.execute("big = b'x' * (3 * 1024 ** 3)")
+    assert _error(reply)[0] == "SandboxMemoryError"
+    assert kernel.execute("1")[0]["status"] == "ok"
+
+
+def test_worker_crash_error_reply(kernel: Kernel) -> None:
+    reply, outputs = kernel.execute("import os; os._exit(3)")
+    ename, evalue = _error(reply)
+    assert ename == "SandboxCrashedError" and "exit code 3" in evalue
+    reply, outputs = kernel.execute("print('recovered')")
+    assert stdout_of(outputs) == "recovered\n"
+    assert "lost" in stderr_of(outputs)
+
+
+def test_violation_error_reply(glsandbox_kernelspec: str) -> None:
+    k = Kernel("glsandbox-strict")
+    try:
+        reply, outputs = k.execute("import resource; print(resource.getrlimit(resource.RLIMIT_AS)[0] // 2**20)")
+        assert stdout_of(outputs) == "256\n"  # the STRICT preset reached the worker
+        reply, outputs = k.execute("import subprocess\nsubprocess.run(['/bin/true'])")
+        assert reply["status"] == "error"  # STRICT denies new programs
+        if reply["ename"] not in ("SandboxViolationError", "SandboxEscapeError"):
+            pytest.skip(f"this host's confinement denied execve ({reply['ename']}) without recording a violation")
+        assert k.execute("print('ok')")[0]["status"] == "ok"
+    finally:
+        k.shutdown()
+
+
+# -- comms and widgets -------------------------------------------------------------------------------
+
+def _send_comm(kernel: Kernel, msg_type: str, content: dict[str, Any], buffers: list[bytes] | None = None) -> str:
+    msg = kernel.kc.session.msg(msg_type, content)
+    kernel.kc.shell_channel.send(msg) if not buffers else kernel.kc.session.send(
+        kernel.kc.shell_channel.socket, msg, buffers=buffers)
+    return str(msg["header"]["msg_id"])
+
+
+def test_ipywidgets_slider_both_ways(kernel: Kernel) -> None:
+    code = (
+        "import ipywidgets as w\n"
+        "slider = w.IntSlider(value=1)\n"
+        "slider.observe(lambda change: print('value changed to', change['new']), names='value')\n"
+        "slider"
+    )
+    reply, outputs = kernel.execute(code)
+    assert reply["status"] == "ok"
+    opens = [m for m in outputs if m["msg_type"] == "comm_open"]
+    assert opens and all(m["content"]["target_name"] == "jupyter.widget" for m in opens)
+    view = next(m for m in outputs if m["msg_type"] == "execute_result")
+    model_id = view["content"]["data"]["application/vnd.jupyter.widget-view+json"]["model_id"]
+    assert model_id in {m["content"]["comm_id"] for m in opens}
+
+    msg_id = _send_comm(kernel, "comm_msg", {"comm_id": model_id,
+                                             "data": {"method": "update", "state": {"value": 7}, "buffer_paths": []}})
+    outputs = kernel.collect(msg_id)
+    assert stdout_of(outputs) == "value changed to 7\n"
+    echoes = [m for m in outputs if m["msg_type"] == "comm_msg"]
+    assert echoes and echoes[0]["content"]["data"]["method"] == "echo_update"
+    reply, outputs = kernel.execute("print(slider.value)")
+    assert stdout_of(outputs) == "7\n"
+
+
+def test_frontend_opened_comm_with_buffers(kernel: Kernel) -> None:
+    kernel.execute(
+        "import comm\n"
+        "def _target(c, open_msg):\n"
+        "    c.on_msg(lambda m: c.send({'got': m['content']['data'], 'n': len(m['buffers'])},"
+        " buffers=[bytes(b)[::-1] for b in m['buffers']]))\n"
+        "comm.get_comm_manager().register_target('echo', _target)"
+    )
+    msg_id = _send_comm(kernel, "comm_open", {"comm_id": "c-1", "target_name": "echo", "data": {}})
+    kernel.collect(msg_id)
+    info_id = kernel.kc.comm_info(target_name="echo")
+    assert "c-1" in kernel.shell_reply(info_id)["content"]["comms"]
+    msg_id = _send_comm(kernel, "comm_msg", {"comm_id": "c-1", "data": {"hello": 1}}, buffers=[b"abc"])
+    outputs = kernel.collect(msg_id)
+    echo = next(m for m in outputs if m["msg_type"] == "comm_msg")
+    assert echo["content"]["data"] == {"got": {"hello": 1}, "n": 1}
+    assert [bytes(b) for b in echo["buffers"]] == [b"cba"]
+    msg_id = _send_comm(kernel, "comm_close", {"comm_id": "c-1", "data": {}})
+    kernel.collect(msg_id)
+    info_id = kernel.kc.comm_info(target_name="echo")
+    assert "c-1" not in kernel.shell_reply(info_id)["content"]["comms"]
+
+
+# -- lifecycle ---------------------------------------------------------------------------------------
+
+def test_restart_gives_a_fresh_worker(glsandbox_kernelspec: str) -> None:
+    k = Kernel("glsandbox")
+    try:
+        _, outputs = k.execute("import os; marker = 1; print(os.getpid())")
+        old_worker = int(stdout_of(outputs))
+        old_tree = descendants(k.pid)
+        k.km.restart_kernel(now=False)
+        k.kc.wait_for_ready(timeout=60)
+        k.flush_iopub()
+        _, outputs = k.execute("import os; print(os.getpid()); print('marker' in globals())")
+        new_worker, has_marker = stdout_of(outputs).split()
+        assert int(new_worker) != old_worker and has_marker == "False"
+        assert not wait_gone(old_tree, timeout=10)
+    finally:
+        k.shutdown()
+
+
+def test_shutdown_leaves_no_process(glsandbox_kernelspec: str) -> None:
+    k = Kernel("glsandbox")
+    code = "import os, time\nif os.fork() == 0:\n    time.sleep(60)\n    os._exit(0)\nprint(os.getpid())"
+    reply, outputs = k.execute(code)
+    assert reply["status"] == "ok"
+    worker = int(stdout_of(outputs))
+    tree = [k.pid, *descendants(k.pid)]
+    assert worker in tree and len(tree) >= 4  # kernel, zygote, reaper, worker, its child
+    k.shutdown()
+    left = wait_gone(tree, timeout=15)
+    assert not left, f"left behind after shutdown: {left}"
+
+
+def test_quick_requests_do_not_wait_for_a_running_cell(kernel: Kernel) -> None:
+    msg_id = kernel.kc.execute("import time; time.sleep(2)")
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    ctl = kernel.kc.session.msg("is_complete_request", {"code": "x = ("})
+    kernel.kc.control_channel.send(ctl)
+    while True:
+        reply = kernel.kc.get_control_msg(timeout=10)
+        if reply["parent_header"].get("msg_id") == ctl["header"]["msg_id"]:
+            break
+    assert time.monotonic() - t0 < 1.5
+    assert reply["content"]["status"] in ("unknown", "incomplete")
+    kernel.collect(msg_id)
+    kernel.shell_reply(msg_id)
+
+
+# -- units on the host side ------------------------------------------------------------------------------
+
+def test_split_cell_options() -> None:
+    options, body = split_cell_options("%%sandbox --timeout 5 --memory 200M\nx = 1\n")
+    assert options is not None and options.timeout == 5 and options.memory == 200 * 2**20
+    assert body == "# %%sandbox --timeout 5 --memory 200M\nx = 1\n"
+    assert split_cell_options("x = 1") == (None, "x = 1")
+    assert split_cell_options("%%sandboxed\n1")[0] is None
+    for bad in ("%%sandbox strict\n1", "%%sandbox --timeout -1\n1", "%%sandbox --memory 1k\n1", "%%sandbox --help"):
+        with pytest.raises(CellOptionsError):
+            split_cell_options(bad)
+
+
+def test_relay_cleans_hostile_frames() -> None:
+    assert json_safe({1: float("inf"), "b": b"\x00", "l": (1, [2])}) == {"1": None, "b": "AA==", "l": [1, [2]]}
+    assert content_for({"type": "stream", "name": "evil", "text": 3}, 1) == ("stream", {"name": "stdout", "text": ""})
+    assert content_for({"type": "update_display_data", "data": {}}, 1) is None
+    assert content_for({"type": "execute_request"}, 1) is None
+    payload = [{"source": "ask_exit", "keepkernel": False}, {"source": "page", "data": {"text/plain": "x"}}, "junk"]
+    assert safe_payload(payload) == [{"source": "page", "data": {"text/plain": "x"}}]
+
+
+def test_kernel_spec_uses_absolute_interpreter() -> None:
+    spec = kernel_spec(level="strict", isolation="basic")
+    assert os.path.isabs(spec["argv"][0])
+    assert spec["interrupt_mode"] == "message"
+    assert "--SandboxKernel.level=strict" in spec["argv"]
+    assert "--SandboxKernel.isolation=basic" in spec["argv"]
+    assert spec["display_name"] == "Python 3 (sandboxed, strict, basic)"
+
+
+def test_shipped_kernelspecs_match_install() -> None:
+    import json
+
+    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "jupyter-config", "kernels")
+    for name, level in (("glsandbox", "moderate"), ("glsandbox-strict", "strict")):
+        with open(os.path.join(root, name, "kernel.json"), encoding="utf-8") as fh:
+            shipped = json.load(fh)
+        expected = kernel_spec(level=level, python="python3")
+        assert shipped == expected, name
+
