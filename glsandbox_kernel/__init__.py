@@ -5,33 +5,83 @@ Public API (host side); everything else is private. See the README.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ._version import __version__ as __version__
-from .config import FilesystemConfig as FilesystemConfig
-from .config import IsolationType as IsolationType
-from .config import NetworkConfig as NetworkConfig
-from .config import OSSandboxConfig as OSSandboxConfig
-from .config import ResourceLimits as ResourceLimits
-from .config import SandboxMode as SandboxMode
-from .config import SecurityLevel as SecurityLevel
-from .config import WhitelistConfig as WhitelistConfig
-from .config import create_config_by_level as create_config_by_level
-from .exceptions import BackendUnavailableError as BackendUnavailableError
-from .exceptions import SandboxConfigError as SandboxConfigError
-from .exceptions import SandboxCrashedError as SandboxCrashedError
-from .exceptions import SandboxError as SandboxError
-from .exceptions import SandboxEscapeError as SandboxEscapeError
-from .exceptions import SandboxMemoryError as SandboxMemoryError
-from .exceptions import SandboxRemoteError as SandboxRemoteError
-from .exceptions import SandboxSecurityError as SandboxSecurityError
-from .exceptions import SandboxTimeoutError as SandboxTimeoutError
-from .exceptions import SandboxViolationError as SandboxViolationError
-from .metrics import SandboxMetrics as SandboxMetrics
-from .sandbox import OSSandbox as OSSandbox
-from .sandbox import execute_lenient as execute_lenient
-from .sandbox import execute_moderate as execute_moderate
-from .sandbox import execute_strict as execute_strict
-from .sandbox import sandboxed as sandboxed
-from .session import CellResult as CellResult
+
+if TYPE_CHECKING:
+    from .config import FilesystemConfig as FilesystemConfig
+    from .config import IsolationType as IsolationType
+    from .config import NetworkConfig as NetworkConfig
+    from .config import OSSandboxConfig as OSSandboxConfig
+    from .config import ResourceLimits as ResourceLimits
+    from .config import SandboxMode as SandboxMode
+    from .config import SecurityLevel as SecurityLevel
+    from .config import WhitelistConfig as WhitelistConfig
+    from .config import create_config_by_level as create_config_by_level
+    from .exceptions import BackendUnavailableError as BackendUnavailableError
+    from .exceptions import SandboxConfigError as SandboxConfigError
+    from .exceptions import SandboxCrashedError as SandboxCrashedError
+    from .exceptions import SandboxError as SandboxError
+    from .exceptions import SandboxEscapeError as SandboxEscapeError
+    from .exceptions import SandboxMemoryError as SandboxMemoryError
+    from .exceptions import SandboxRemoteError as SandboxRemoteError
+    from .exceptions import SandboxSecurityError as SandboxSecurityError
+    from .exceptions import SandboxTimeoutError as SandboxTimeoutError
+    from .exceptions import SandboxViolationError as SandboxViolationError
+    from .metrics import SandboxMetrics as SandboxMetrics
+    from .sandbox import OSSandbox as OSSandbox
+    from .sandbox import execute_lenient as execute_lenient
+    from .sandbox import execute_moderate as execute_moderate
+    from .sandbox import execute_strict as execute_strict
+    from .sandbox import sandboxed as sandboxed
+    from .session import CellResult as CellResult
+
+# Lazy attribute loading (PEP 562): the worker and the zygote import this
+# package too, and must not pay for the host-side API they never use.
+_LAZY = {
+    "FilesystemConfig": ".config",
+    "IsolationType": ".config",
+    "NetworkConfig": ".config",
+    "OSSandboxConfig": ".config",
+    "ResourceLimits": ".config",
+    "SandboxMode": ".config",
+    "SecurityLevel": ".config",
+    "WhitelistConfig": ".config",
+    "create_config_by_level": ".config",
+    "BackendUnavailableError": ".exceptions",
+    "SandboxConfigError": ".exceptions",
+    "SandboxCrashedError": ".exceptions",
+    "SandboxError": ".exceptions",
+    "SandboxEscapeError": ".exceptions",
+    "SandboxMemoryError": ".exceptions",
+    "SandboxRemoteError": ".exceptions",
+    "SandboxSecurityError": ".exceptions",
+    "SandboxTimeoutError": ".exceptions",
+    "SandboxViolationError": ".exceptions",
+    "SandboxMetrics": ".metrics",
+    "OSSandbox": ".sandbox",
+    "execute_lenient": ".sandbox",
+    "execute_moderate": ".sandbox",
+    "execute_strict": ".sandbox",
+    "sandboxed": ".sandbox",
+    "CellResult": ".session",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'glsandbox_kernel' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 
 def load_ipython_extension(ipython: object) -> None:

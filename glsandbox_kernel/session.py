@@ -374,6 +374,11 @@ class Session:
         limit = self.config.limits.memory_limit_bytes
         if info.reason == "oom":
             peak = self.monitor.peak_memory
+            if peak is None:
+                try:
+                    peak = worker.sample().memory_peak  # cgroup figures outlive the process
+                except OSError:
+                    peak = None
             return SandboxMemoryError(
                 f"the worker was killed for exceeding the memory limit of {_fmt_bytes(limit)} "
                 f"(peak seen {_fmt_bytes(peak)}); its state is lost",

@@ -239,11 +239,15 @@ class Supervisor:
             return
         shown = path if path is not None else "<unreadable>"
         detail = f"{name}({shown!r}" + (f", argv={argv!r}" if argv else "") + ")"
-        self._record(n, kind="exec", syscall=name, detail=detail, escape=escape, key=base or shown, path=shown, argv=argv)
+        self._record(
+            n, kind="exec", syscall=name, detail=detail, escape=escape, key=base or shown, path=shown, argv=argv
+        )
         self.stats["denied"] += 1
         self._send(n.id, error=-errno.EPERM)
 
-    def _record(self, n: Notification, *, kind: str, syscall: str, detail: str, escape: bool, key: str, **extra: Any) -> None:
+    def _record(
+        self, n: Notification, *, kind: str, syscall: str, detail: str, escape: bool, key: str, **extra: Any
+    ) -> None:
         now = time.time()
         dedupe = (n.pid, syscall, key)
         last = self._last.get(dedupe)

@@ -126,7 +126,7 @@ def run_in_sandbox(
             parent.close()
             try:
                 res = apply_child_plan(plan)
-            except BaseException:
+            except BaseException:  # noqa: BLE001 - report any setup failure
                 child.send(json.dumps({"error": traceback.format_exc()}).encode())
                 os._exit(70)
             socket.send_fds(child, [json.dumps({"report": res.report}).encode()], res.pass_fds)
@@ -134,10 +134,10 @@ def run_in_sandbox(
                 os.close(fd)
             try:
                 out = {"result": probe()}
-            except BaseException:
+            except BaseException:  # noqa: BLE001 - report what the probe raised
                 out = {"error": traceback.format_exc()}
             child.send(json.dumps(out).encode())
-        except BaseException:
+        except BaseException:  # noqa: BLE001 - the forked child must never return into pytest
             code = 71
         finally:
             os._exit(code)
@@ -243,7 +243,7 @@ def test_seccomp_program_shape() -> None:
     assert prog[0] == (0x20, 0, 0, 4)  # load arch first
     assert prog[2] == (0x06, 0, 0, sc.SECCOMP_RET_KILL_PROCESS)
     assert prog[-1] == (0x06, 0, 0, sc.SECCOMP_RET_ALLOW)
-    for code, jt, jf, _ in prog:  # every jump stays inside the program
+    for _code, jt, jf, _ in prog:  # every jump stays inside the program
         assert jt < len(prog) and jf < len(prog)
     assert sc.syscall_name(sc.syscall_number("ptrace") or -1) == "ptrace"
 
@@ -482,7 +482,14 @@ def fake_home_secret() -> Iterator[str | None]:
 def test_namespace_view(fake_home_secret: str | None) -> None:
     cfg = moderate(limits=ResourceLimits(disk_quota_bytes=8 * MiB, max_file_size_bytes=64 * MiB))
     plan = build_child_plan(cfg, backend="namespace", workdir="/tmp/work")
-    secrets = ["/root/.ssh", "/home", "/etc/shadow", "/var/run/docker.sock", "/run/docker.sock", os.path.expanduser("~/.ssh")]
+    secrets = [
+        "/root/.ssh",
+        "/home",
+        "/etc/shadow",
+        "/var/run/docker.sock",
+        "/run/docker.sock",
+        os.path.expanduser("~/.ssh"),
+    ]
     if fake_home_secret:
         secrets.append(fake_home_secret)
 
@@ -501,7 +508,11 @@ def test_namespace_view(fake_home_secret: str | None) -> None:
         res["seccomp"] = status["Seccomp"].strip()
         with open("/etc/passwd") as fh:
             res["passwd_users"] = [line.split(":")[0] for line in fh]
-        for key, path in (("write_usr", "/usr/glsandbox-test"), ("write_root", "/glsandbox-test"), ("write_etc", "/etc/passwd")):
+        for key, path in (
+            ("write_usr", "/usr/glsandbox-test"),
+            ("write_root", "/glsandbox-test"),
+            ("write_etc", "/etc/passwd"),
+        ):
             try:
                 with open(path, "a") as fh:
                     fh.write("x")
@@ -708,12 +719,17 @@ def test_proxy_allows_listed_and_denies_others_before_connecting(
     port2 = silent_listener.getsockname()[1]
     path = os.path.join(proxy_dir, "proxy.sock")
     violations: list[dict[str, Any]] = []
-    with net.NetworkProxy(path, (f"127.0.0.1:{http_server}",), None, on_violation=violations.append, connector=_loopback_only) as proxy:
+    with net.NetworkProxy(
+        path, (f"127.0.0.1:{http_server}",), None, on_violation=violations.append, connector=_loopback_only
+    ) as proxy:
         # CONNECT to the allowed server, then HTTP through the tunnel
         resp = _ask(path, f"CONNECT 127.0.0.1:{http_server} HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.0\r\n\r\n".encode())
         assert resp.startswith(b"HTTP/1.1 200 Connection established") and _Hello.body in resp
         # absolute-form request, what urllib sends for http:// through a proxy
-        resp = _ask(path, f"GET http://127.0.0.1:{http_server}/x HTTP/1.1\r\nHost: 127.0.0.1\r\nProxy-Connection: keep-alive\r\n\r\n".encode())
+        resp = _ask(
+            path,
+            f"GET http://127.0.0.1:{http_server}/x HTTP/1.1\r\nHost: 127.0.0.1\r\nProxy-Connection: keep-alive\r\n\r\n".encode(),
+        )
         assert b" 200 " in resp.split(b"\r\n", 1)[0] and resp.endswith(_Hello.body)
         # the plain TCP forward protocol
         resp = _ask(path, f"FORWARD 127.0.0.1:{http_server}\nGET / HTTP/1.0\r\n\r\n".encode())
@@ -769,7 +785,9 @@ def test_namespace_network_through_proxy_with_urllib(
     os.chmod(proxy_dir, 0o755)  # the sandbox uid binds the socket from here
     cfg = moderate(network=NetworkConfig(allow_network=True, allowed_hosts=(f"127.0.0.1:{http_server}",)))
     violations: list[dict[str, Any]] = []
-    with net.NetworkProxy(path, cfg.network.allowed_hosts, None, on_violation=violations.append, connector=_loopback_only) as proxy:
+    with net.NetworkProxy(
+        path, cfg.network.allowed_hosts, None, on_violation=violations.append, connector=_loopback_only
+    ) as proxy:
         plan = build_child_plan(cfg, backend="namespace", workdir="/tmp/work", proxy_socket=path)
 
         def probe() -> dict[str, Any]:

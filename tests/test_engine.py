@@ -24,6 +24,7 @@ from glsandbox_kernel import (
     ResourceLimits,
     SandboxConfigError,
     SandboxCrashedError,
+    SandboxEscapeError,
     SandboxMemoryError,
     SandboxRemoteError,
     SandboxSecurityError,
@@ -64,6 +65,20 @@ def test_memory_limit() -> None:
     with pytest.raises(MemoryError):
         with OSSandbox(config) as sandbox:
             sandbox.execute(lambda: [0] * (200 * 1024 * 1024))
+
+
+def test_escape_detection() -> None:
+    """Test escape attempt detection"""
+    config = OSSandboxConfig(detect_escape_attempts=True)
+
+    def escape_attempt():  # type: ignore[no-untyped-def]
+        import subprocess
+
+        subprocess.run(["ptrace", "attach", str(os.getpid())])
+
+    with pytest.raises(SandboxEscapeError):
+        with OSSandbox(config) as sandbox:
+            sandbox.execute(escape_attempt)
 
 
 # -- state, results, errors ---------------------------------------------------------------

@@ -18,8 +18,13 @@ __all__ = ["glsandbox_kernelspec"]
 NOTEBOOKS = sorted(glob.glob(os.path.join(ROOT, "notebooks", "*.ipynb")))
 
 
-def _outputs(nb: Any, output_type: str) -> list[dict[str, Any]]:
-    return [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs if o.output_type == output_type]
+def _outputs(nb: Any, output_type: str, *, expected_errors: bool = False) -> list[dict[str, Any]]:
+    """Outputs of one type; cells tagged ``raises-exception`` only when ``expected_errors``."""
+    return [
+        o for cell in nb.cells if cell.cell_type == "code"
+        and ("raises-exception" in cell.metadata.get("tags", [])) == expected_errors
+        for o in cell.outputs if o.output_type == output_type
+    ]
 
 
 def test_there_are_notebooks() -> None:
@@ -46,4 +51,5 @@ def test_notebook_executes(glsandbox_kernelspec: str, tmp_path: Any, path: str) 
     if os.path.basename(path) == "magic_demo.ipynb":
         assert kernel == "python3"
         text = "".join(o.text for o in _outputs(nb, "stream"))
-        assert "computed 4 lines in the sandbox" in text and "network: blocked" in text
+        assert "computed 4 lines in the sandbox" in text and "largest: freight_tonne_km" in text
+        assert _outputs(nb, "error", expected_errors=True), "connecting out of the strict sandbox must fail"

@@ -15,6 +15,7 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from ..config import IsolationType, OSSandboxConfig
@@ -115,6 +116,33 @@ class ZygoteWorker(WorkerProcess):
         self.workdir = workdir
         self._peak = 0
         self._cleaned = False
+        self.supervisor: Any = None
+        self._listeners: list[Callable[[dict[str, Any]], None]] = []
+        self._early: list[dict[str, Any]] = []
+
+    def attach_supervisor(self, listener_fd: int, config: OSSandboxConfig) -> None:
+        """Answer the worker's seccomp notifications on a host thread (called from on_hello)."""
+        from ..supervisor import Supervisor, SupervisorPolicy
+
+        policy = SupervisorPolicy(
+            deny_exec=not config.new_programs_allowed,
+            allowed_executables=tuple(config.whitelist.allowed_executables),
+        )
+        self.supervisor = Supervisor(listener_fd, on_violation=self._violation, policy=policy)
+
+    def _violation(self, record: dict[str, Any]) -> None:
+        listeners = self._listeners
+        if not listeners:
+            self._early.append(record)
+        for listener in listeners:
+            listener(record)
+
+    def add_violation_listener(self, listener: Callable[[dict[str, Any]], None]) -> None:
+        """Route supervisor violations to ``listener`` (the session)."""
+        self._listeners.append(listener)
+        early, self._early = self._early, []
+        for record in early:
+            listener(record)
 
     def set_worker_pid(self, pid: int) -> None:
         """Called by the backend once the hello frame named the worker's host pid."""
@@ -184,6 +212,8 @@ class ZygoteWorker(WorkerProcess):
             return
         self._cleaned = True
         self._close_proc_fds()
+        if self.supervisor is not None:
+            self.supervisor.stop()
         try:
             self.sock.close()
         except OSError:
@@ -275,7 +305,14 @@ class BasicBackend(SandboxBackend):
         return ZygoteWorker(zygote=zygote, root_pid=root, sock=host_end, workdir=workdir)
 
     def on_hello(self, worker: WorkerProcess, hello: dict[str, Any], fds: list[int]) -> None:
-        """Called by the session with the worker's first frame and any fds it passed."""
+        """Called by the session with the worker's first frame and any fds it passed.
+
+        The only fd a zygote worker passes is its seccomp listener: the
+        supervisor takes it. ``hello`` is untrusted; the pid is checked
+        against the tree the template reported.
+        """
+        if isinstance(worker, ZygoteWorker) and fds:
+            worker.attach_supervisor(fds.pop(0), self.config)
         if isinstance(worker, ZygoteWorker):
             pid = hello.get("pid")
             if type(pid) is int and (pid == worker.root_pid or pid in descendants(worker.root_pid)):
@@ -286,6 +323,11 @@ class BasicBackend(SandboxBackend):
                     worker.set_worker_pid(kids[0])
         for fd in fds:
             os.close(fd)
+
+
+    def add_violation_listener(self, worker: WorkerProcess, listener: Any) -> None:
+        if isinstance(worker, ZygoteWorker):
+            worker.add_violation_listener(listener)
 
 
 def wait_gone(pids: list[int], timeout: float = 2.0) -> bool:

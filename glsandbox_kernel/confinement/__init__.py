@@ -122,9 +122,13 @@ def build_child_plan(
         use_proxy = mode != "none" and proxy_socket is not None
         if mode != "none" and proxy_socket is None:
             report["network"] = "network allowed but no proxy given: loopback only"
-        m = mounts.plan_mounts(config, workdir=workdir, uid=uid, gid=gid, proxy_socket=proxy_socket if use_proxy else None)
+        m = mounts.plan_mounts(
+            config, workdir=workdir, uid=uid, gid=gid, proxy_socket=proxy_socket if use_proxy else None
+        )
         plan["mounts"] = m
-        plan["network"] = network.plan_network(mode=mode if use_proxy else "none", proxy_socket=mounts.PROXY_SOCKET_PATH if use_proxy else None)
+        plan["network"] = network.plan_network(
+            mode=mode if use_proxy else "none", proxy_socket=mounts.PROXY_SOCKET_PATH if use_proxy else None
+        )
         read_only = [b["dst"] for b in m["binds"] if not b["rw"]] + ["/etc", "/proc"]
         read_only += [s["dst"] for s in m["symlinks"] if not s["dst"].startswith("/etc/")]
         read_write = [b["dst"] for b in m["binds"] if b["rw"]] + ["/tmp", m["workdir"], "/dev/shm"]
@@ -133,7 +137,9 @@ def build_child_plan(
         fs = config.filesystem
         blocked = tuple(fs.blocked_paths)
         read_only = [d for d in mounts.SYSTEM_DIRS if os.path.exists(d)] + mounts.python_paths()
-        read_only += [p for p in sys.path if p and os.path.isdir(p) and mounts._blocked_by(os.path.abspath(p), blocked) is None]
+        read_only += [
+            p for p in sys.path if p and os.path.isdir(p) and mounts._blocked_by(os.path.abspath(p), blocked) is None
+        ]
         read_only += list(landlock.HOST_ETC_READABLE) + list(fs.readonly_paths) + ["/proc"]
         read_write = [workdir, *fs.writable_paths, "/dev/shm"]
         if fs.project_dir:
@@ -142,7 +148,9 @@ def build_child_plan(
 
     plan["rlimits"] = rlimits.plan_rlimits(config.limits, extra_processes=extra)
     if backend == "namespace":
-        caps = capabilities.plan_capabilities(uid=namespaces.SANDBOX_UID, gid=namespaces.SANDBOX_GID, dumpable=not root, setgroups=False)
+        caps = capabilities.plan_capabilities(
+            uid=namespaces.SANDBOX_UID, gid=namespaces.SANDBOX_GID, dumpable=not root, setgroups=False
+        )
     elif backend == "chroot":
         ids = namespaces.UNPRIVILEGED_HOST_ID
         caps = capabilities.plan_capabilities(uid=ids, gid=ids, dumpable=False, setgroups=True)
@@ -238,6 +246,9 @@ def probe() -> dict[str, tuple[bool, str]]:
         "user_namespaces": namespaces.userns_available(),
         "cgroups": cgroups.available(),
         "seccomp": (seccomp_ok, seccomp_why),
-        "seccomp_notify": (notify, "SECCOMP_RET_USER_NOTIF with CONTINUE" if notify else "not available (kernel < 5.5?)"),
+        "seccomp_notify": (
+            notify,
+            "SECCOMP_RET_USER_NOTIF with CONTINUE" if notify else "not available (kernel < 5.5?)",
+        ),
         "landlock": (abi > 0, f"ABI {abi}" if abi else "kernel has no Landlock"),
     }

@@ -53,9 +53,7 @@ def last_cap() -> int:
         return 40
 
 
-def plan_capabilities(
-    *, uid: int | None, gid: int | None, dumpable: bool, setgroups: bool
-) -> dict[str, Any]:
+def plan_capabilities(*, uid: int | None, gid: int | None, dumpable: bool, setgroups: bool) -> dict[str, Any]:
     """HOST side: the capabilities section of a child plan.
 
     ``uid``/``gid``: ids (as seen in the worker's user namespace, or on the

@@ -406,7 +406,9 @@ class CgroupV2(CgroupManager):
             try:
                 _write(parent + "/cgroup.subtree_control", " ".join("+" + c for c in wanted))
             except OSError as exc:
-                raise ConfinementError("cgroups", f"enable {wanted} in {parent}/cgroup.subtree_control", exc.errno) from exc
+                raise ConfinementError(
+                    "cgroups", f"enable {wanted} in {parent}/cgroup.subtree_control", exc.errno
+                ) from exc
         path = os.path.join(parent, f"glsandbox-{self.name}")
         with contextlib.ExitStack() as undo:
             try:
@@ -544,9 +546,7 @@ def available() -> tuple[bool, str]:
     return False, "; ".join(reasons)
 
 
-def create_cgroup(
-    limits: ResourceLimits, *, name: str | None = None, extra_processes: int = 0
-) -> CgroupManager:
+def create_cgroup(limits: ResourceLimits, *, name: str | None = None, extra_processes: int = 0) -> CgroupManager:
     """HOST side: create the sandbox's cgroup with ``limits`` (v2 or v1 by detection).
 
     ``extra_processes`` is added to ``pids.max`` for the sandbox's helper

@@ -101,7 +101,7 @@ class _NetPortAttr(ctypes.Structure):
     _fields_ = [("allowed_access", ctypes.c_uint64), ("port", ctypes.c_uint64)]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def landlock_abi() -> int:
     """The Landlock ABI version of this kernel, 0 when unavailable (either side)."""
     if not sys.platform.startswith("linux"):
@@ -171,7 +171,10 @@ def restrict_child(section: dict[str, Any] | None, report: dict[str, Any]) -> No
     if abi <= 0:
         if section.get("required"):
             raise ConfinementError(
-                "landlock", "landlock_create_ruleset", None, "this kernel has no Landlock (CONFIG_SECURITY_LANDLOCK, lsm=landlock)"
+                "landlock",
+                "landlock_create_ruleset",
+                None,
+                "this kernel has no Landlock (CONFIG_SECURITY_LANDLOCK, lsm=landlock)",
             )
         report["landlock"] = "unavailable: kernel has no Landlock"
         return
@@ -188,7 +191,9 @@ def restrict_child(section: dict[str, Any] | None, report: dict[str, Any]) -> No
     nr_create = sysno("landlock_create_ruleset")
     nr_add = sysno("landlock_add_rule")
     nr_restrict = sysno("landlock_restrict_self")
-    rfd = check("landlock", "landlock_create_ruleset", int(lib.syscall(nr_create, ctypes.byref(attr), ctypes.c_size_t(size), 0)))
+    rfd = check(
+        "landlock", "landlock_create_ruleset", int(lib.syscall(nr_create, ctypes.byref(attr), ctypes.c_size_t(size), 0))
+    )
     rules = 0
     try:
         for paths, access in (
@@ -202,7 +207,11 @@ def restrict_child(section: dict[str, Any] | None, report: dict[str, Any]) -> No
         if attr.handled_access_net:
             for port in section.get("tcp_connect_ports", []):
                 rule = _NetPortAttr(NET_CONNECT_TCP, port)
-                check("landlock", f"landlock_add_rule(NET_PORT {port})", int(lib.syscall(nr_add, rfd, LANDLOCK_RULE_NET_PORT, ctypes.byref(rule), 0)))
+                check(
+                    "landlock",
+                    f"landlock_add_rule(NET_PORT {port})",
+                    int(lib.syscall(nr_add, rfd, LANDLOCK_RULE_NET_PORT, ctypes.byref(rule), 0)),
+                )
         check("landlock", "landlock_restrict_self", int(lib.syscall(nr_restrict, rfd, 0)))
     finally:
         os.close(rfd)
@@ -224,7 +233,11 @@ def _add_path_rule_child(rfd: int, nr_add: int | None, path: str, access: int) -
         if not stat.S_ISDIR(os.fstat(fd).st_mode):
             access &= _FILE_ONLY
         rule = _PathBeneathAttr(access, fd)
-        check("landlock", f"landlock_add_rule({path!r})", int(libc().syscall(nr_add, rfd, LANDLOCK_RULE_PATH_BENEATH, ctypes.byref(rule), 0)))
+        check(
+            "landlock",
+            f"landlock_add_rule({path!r})",
+            int(libc().syscall(nr_add, rfd, LANDLOCK_RULE_PATH_BENEATH, ctypes.byref(rule), 0)),
+        )
     finally:
         os.close(fd)
     return 1

@@ -32,7 +32,8 @@ import ctypes
 import os
 import stat
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..config import OSSandboxConfig
 from ._common import ConfinementError, libc, sysno

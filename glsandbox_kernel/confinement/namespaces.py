@@ -105,7 +105,7 @@ def plan_namespaces(
     return section
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def userns_available() -> tuple[bool, str]:
     """HOST side: whether this process can create a user namespace, and why not.
 
@@ -133,7 +133,8 @@ def userns_available() -> tuple[bool, str]:
     return False, f"unshare(CLONE_NEWUSER): {os.strerror(code) if code > 0 else code}{hint}"
 
 
-_saved_mask: set[signal.Signals] = set()
+_saved_mask: set[int | signal.Signals] = set()
+_p0_pid = 0
 
 
 def unshare_child(section: dict[str, Any] | None, report: dict[str, Any]) -> None:
@@ -147,11 +148,11 @@ def unshare_child(section: dict[str, Any] | None, report: dict[str, Any]) -> Non
     """
     if not section or not section.get("enabled"):
         return
-    global _saved_mask
+    global _saved_mask, _p0_pid
     flags = 0
     for kind in section["kinds"]:
         flags |= FLAGS[kind]
-    p0 = os.getpid()
+    p0 = _p0_pid = os.getpid()
     # Forwarded signals stay blocked until each intermediate process has its
     # forwarding handler; the worker gets the original mask back.
     _saved_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _FORWARDED_SIGNALS)
@@ -167,7 +168,7 @@ def unshare_child(section: dict[str, Any] | None, report: dict[str, Any]) -> Non
             os.close(up_r)
             os.close(down_w)
             _p1_unshare_child(flags, p0, up_w, down_r)
-        except BaseException:  # an intermediate process must never return
+        except BaseException:  # noqa: BLE001 - an intermediate process must never return
             os._exit(255)
         return  # P1, in the new namespaces
     os.close(up_w)
@@ -187,7 +188,7 @@ def fork_init_child(section: dict[str, Any] | None, report: dict[str, Any]) -> N
         return
     try:
         _p1_fork_child(section)
-    except BaseException:  # P1 or P2 must never return
+    except BaseException:  # noqa: BLE001 - P1 or P2 must never return
         os._exit(255)
     # P3, the worker
     signal.pthread_sigmask(signal.SIG_SETMASK, _saved_mask)
@@ -224,9 +225,7 @@ def _p0_child(section: dict[str, Any], pid1: int, up_r: int, down_w: int) -> NoR
             os.write(down_w, b"E")
             os.close(down_w)
             os.waitpid(pid1, 0)
-            raise ConfinementError(
-                "namespaces", f"write /proc/{pid1}/{exc.filename or 'uid_map'}", exc.errno
-            ) from exc
+            raise ConfinementError("namespaces", f"write /proc/{pid1}/{exc.filename or 'uid_map'}", exc.errno) from exc
     os.write(down_w, b"M")
     close_fds_except(set())
     _wait_and_mirror_child(pid1, reap_all=False)
@@ -279,6 +278,10 @@ def _p1_fork_child(section: dict[str, Any]) -> None:
             os.setgroups([])
         os.setresgid(SANDBOX_GID, SANDBOX_GID, SANDBOX_GID)
         os.setresuid(SANDBOX_UID, SANDBOX_UID, SANDBOX_UID)
+        # A uid change clears the parent-death signal: set it again.
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != _p0_pid:
+            os._exit(255)
     hostname = section.get("hostname")
     if hostname and "uts" in section["kinds"]:
         raw = hostname.encode()

@@ -366,7 +366,7 @@ class NetworkProxy:
 
     def _accept_loop(self) -> None:
         while not self._stopping:
-            r, _, _ = select.select([self._listener, self._wake_r], [], [])
+            r, _, _ = select.select([self._listener.fileno(), self._wake_r], [], [])
             if self._wake_r in r or self._stopping:
                 return
             try:
@@ -391,7 +391,14 @@ class NetworkProxy:
             kind, host, port, forward_head = req
             allowed, reason, addrs = self.decide(host, port)
             pid = _peer_pid(conn)
-            decision = {"host": host, "port": port, "allowed": allowed, "reason": reason, "time": time.time(), "kind": kind}
+            decision = {
+                "host": host,
+                "port": port,
+                "allowed": allowed,
+                "reason": reason,
+                "time": time.time(),
+                "kind": kind,
+            }
             with self._lock:
                 self.decisions.append(decision)
             if not allowed:
@@ -459,14 +466,12 @@ class NetworkProxy:
             self.bytes_received += len(data)
 
     def _pump(self, conn: socket.socket, upstream: socket.socket) -> None:
-        socks = [conn, upstream]
-        while socks and not self._stopping:
-            r, _, _ = select.select(socks + [self._wake_r], [], [], 60.0)
-            if not r:
-                continue
+        open_socks = [conn, upstream]
+        while open_socks and not self._stopping:
+            r, _, _ = select.select([*(s.fileno() for s in open_socks), self._wake_r], [], [], 60.0)
             if self._wake_r in r:
                 return
-            for s in r:
+            for s in [x for x in open_socks if x.fileno() in r]:
                 try:
                     data = s.recv(65536)
                 except OSError:
@@ -475,7 +480,7 @@ class NetworkProxy:
                     other = upstream if s is conn else conn
                     with contextlib.suppress(OSError):
                         other.shutdown(socket.SHUT_WR)
-                    socks.remove(s)
+                    open_socks.remove(s)
                     continue
                 if s is conn:
                     self._send_up(upstream, data)
@@ -609,7 +614,9 @@ def _parse_head(head: bytes) -> tuple[str, str, int, bytes | None] | None:
 
 
 def _http_error(code: int, message: str) -> bytes:
-    reason = {400: "Bad Request", 403: "Forbidden", 431: "Request Header Fields Too Large", 502: "Bad Gateway"}.get(code, "Error")
+    reason = {400: "Bad Request", 403: "Forbidden", 431: "Request Header Fields Too Large", 502: "Bad Gateway"}.get(
+        code, "Error"
+    )
     body = (message + "\n").encode()
     return (
         f"HTTP/1.1 {code} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}\r\n"

@@ -52,7 +52,7 @@ def apply_rlimits_child(section: dict[str, Any] | None, report: dict[str, Any]) 
     applied: dict[str, int] = {}
     for key, value in section["limits"].items():
         rlim = getattr(resource, _NAMES[key])
-        soft, hard = resource.getrlimit(rlim)
+        _soft, hard = resource.getrlimit(rlim)
         new = value if hard == resource.RLIM_INFINITY else min(value, hard)
         # CPU: the soft limit sends SIGXCPU (a clear reason), the hard one SIGKILL a second later.
         new_hard = new + 1 if key == "CPU" else new
@@ -61,8 +61,6 @@ def apply_rlimits_child(section: dict[str, Any] | None, report: dict[str, Any]) 
         try:
             resource.setrlimit(rlim, (new, new_hard))
         except (ValueError, OSError) as exc:
-            raise ConfinementError(
-                "rlimits", f"setrlimit({_NAMES[key]}, {new})", getattr(exc, "errno", None)
-            ) from exc
+            raise ConfinementError("rlimits", f"setrlimit({_NAMES[key]}, {new})", getattr(exc, "errno", None)) from exc
         applied[key] = new
     report["rlimits"] = applied

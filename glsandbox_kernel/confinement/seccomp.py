@@ -221,7 +221,11 @@ class _SockFprog(ctypes.Structure):
 
 
 class _NotifSizes(ctypes.Structure):
-    _fields_ = [("seccomp_notif", ctypes.c_uint16), ("seccomp_notif_resp", ctypes.c_uint16), ("seccomp_data", ctypes.c_uint16)]
+    _fields_ = [
+        ("seccomp_notif", ctypes.c_uint16),
+        ("seccomp_notif_resp", ctypes.c_uint16),
+        ("seccomp_data", ctypes.c_uint16),
+    ]
 
 
 NOTIF_SIZE = 80
@@ -229,7 +233,7 @@ NOTIF_RESP_SIZE = 24
 SECCOMP_DATA_SIZE = 64
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def notify_supported() -> bool:
     """HOST side: whether user notifications (and their CONTINUE flag) work here."""
     ok, _ = supported()

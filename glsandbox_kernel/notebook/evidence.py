@@ -301,6 +301,34 @@ def audit_bundle(
     return data, role_metadata(ROLE_AUDIT)
 
 
+class AuditTrail:
+    """Which records of a sandbox session were already shown in a cell (kernel or magic side).
+
+    :meth:`bundle` gives the audit output of a cell's record with every
+    record sealed since the previous bundle as ``preceding``, so the cells of
+    a notebook hold the whole chain between them.
+    """
+
+    def __init__(self) -> None:
+        self._shown: dict[str, int] = {}
+
+    def bundle(
+        self, sandbox: Any, record: Mapping[str, Any], *, execution_count: int | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``(data, metadata)`` for ``record`` (a record of ``sandbox.audit_records``)."""
+        records = sandbox.audit_records
+        session = str(record.get("session_id"))
+        target = record.get("record_hash")
+        index = next((i for i in range(len(records) - 1, -1, -1) if records[i].get("record_hash") == target), None)
+        start = self._shown.get(session, 0)
+        if index is None:
+            preceding: list[dict[str, Any]] = []
+        else:
+            preceding = records[min(start, index):index]
+            self._shown[session] = index + 1
+        return audit_bundle(record, preceding, execution_count=execution_count)
+
+
 def find_audit_output(outputs: Iterable[Mapping[str, Any]]) -> tuple[int, dict[str, Any]] | None:
     """``(index, payload)`` of the last audit output of a cell, or None."""
     found: tuple[int, dict[str, Any]] | None = None

@@ -206,8 +206,8 @@ def verify_notebook(
                 check.executed = False
                 continue  # judged below, once we know where the run stopped
             check.problems.append(
-                f"{check.label}: has outputs but no audit record: it did not run in the sandbox, "
-                "or it was inserted or its audit output removed after the run"
+                f"{check.label}: ran but has no audit record: it did not run in the glsandbox sandbox, "
+                "or it was inserted, or its audit output was removed"
             )
             continue
         record, preceding = _records_of(payload)

@@ -1,0 +1,187 @@
+"""``glsandbox report NOTEBOOK -o evidence.html``: an HTML evidence report (host side).
+
+Who calls: the ``glsandbox`` CLI (:func:`add_report_parser`) and tests
+(:func:`build_report`). The report is the notebook rendered by nbconvert's
+HTML exporter (so the monitor charts and audit lines in the outputs appear),
+with, at the top, the verification result (:func:`~.verify.verify_notebook`)
+and a table of every code cell: level, backend, status, wall time, CPU time,
+peak memory, violations, and whether its source, outputs and chain check out.
+nbconvert is imported only here. No code from the notebook runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from .evidence import fmt_bytes, fmt_seconds, record_status
+from .verify import METADATA_KEY, CellCheck, NotebookVerifyResult, verify_notebook
+
+_CSS = """
+.glsandbox-report { font-family: var(--jp-ui-font-family, system-ui, sans-serif); font-size: 13px;
+  margin: 16px auto; max-width: 1100px; padding: 0 16px; }
+.glsandbox-report h1 { font-size: 20px; margin: 8px 0; }
+.glsandbox-report .verdict { padding: 8px 12px; border-radius: 4px; margin: 8px 0; }
+.glsandbox-report .verdict.ok { background: #e8f5e9; border-left: 5px solid #2e7d32; }
+.glsandbox-report .verdict.failed { background: #fdecea; border-left: 5px solid #c62828; }
+.glsandbox-report table { border-collapse: collapse; width: 100%; margin: 8px 0; }
+.glsandbox-report th, .glsandbox-report td { border: 1px solid #ddd; padding: 3px 6px; text-align: left; }
+.glsandbox-report th { background: #f5f5f5; }
+.glsandbox-report td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.glsandbox-report .bad { color: #c62828; font-weight: bold; }
+.glsandbox-report .good { color: #2e7d32; }
+.glsandbox-report dl { display: grid; grid-template-columns: max-content auto; gap: 2px 12px; }
+.glsandbox-report dt { font-weight: bold; }
+"""
+
+
+def _mark(value: bool | None) -> str:
+    if value is None:
+        return "<td>-</td>"
+    return '<td class="good">yes</td>' if value else '<td class="bad">NO</td>'
+
+
+def _row(check: CellCheck) -> str:
+    record = check.record or {}
+    metrics = record.get("metrics") if isinstance(record.get("metrics"), Mapping) else {}
+    assert isinstance(metrics, Mapping)
+    violations = record.get("violations") if isinstance(record.get("violations"), list) else []
+    assert isinstance(violations, list)
+    wall = record.get("execution_time")
+    cpu = metrics.get("cpu_time_used")
+    status = record_status(record) if record else ("not executed" if not check.executed else "no record")
+    status_cls = "good" if status == "ok" else "bad"
+    viol = str(len(violations))
+    if violations:
+        details = "; ".join(str(v.get("detail") or v.get("syscall") or v.get("kind")) for v in violations[:5])
+        viol = f'<span class="bad" title="{html.escape(details)}">{len(violations)}</span>'
+    count = check.execution_count if check.execution_count is not None else ""
+    return (
+        f"<tr><td>{check.index + 1}</td><td>{count}</td>"
+        f"<td>{html.escape(str(record.get('security_level', '-')))}</td>"
+        f"<td>{html.escape(str(record.get('isolation_type', '-')))}</td>"
+        f'<td class="{status_cls}">{html.escape(status)}</td>'
+        f'<td class="num">{fmt_seconds(wall) if isinstance(wall, (int, float)) else "-"}</td>'
+        f'<td class="num">{fmt_seconds(cpu) if isinstance(cpu, (int, float)) else "-"}</td>'
+        f'<td class="num">{fmt_bytes(metrics.get("memory_peak_bytes")) if metrics else "-"}</td>'
+        f'<td class="num">{viol}</td>'
+        f"{_mark(check.source_ok)}{_mark(check.outputs_ok)}{_mark(check.chain_ok)}"
+        f"{_mark(check.signature_ok) if check.signature_ok is not None else '<td>-</td>'}"
+        f"<td>{html.escape(str(record.get('record_hash', ''))[:12])}</td></tr>"
+    )
+
+
+def summary_html(nb: Mapping[str, Any], result: NotebookVerifyResult, *, title: str) -> str:
+    """The block at the top of the report: verdict, problems, table, run metadata."""
+    verdict_cls = "ok" if result.ok else "failed"
+    parts = [f'<div class="glsandbox-report"><style>{_CSS}</style>',
+             f"<h1>glsandbox evidence report: {html.escape(title)}</h1>",
+             f'<div class="verdict {verdict_cls}" id="glsandbox-verification"><b>Verification: '
+             f"{html.escape(result.summary())}</b>"]
+    if result.problems:
+        parts.append("<ul>" + "".join(f"<li>{html.escape(p)}</li>" for p in result.problems) + "</ul>")
+    if result.notes:
+        parts.append("<ul>" + "".join(f"<li><i>note: {html.escape(n)}</i></li>" for n in result.notes) + "</ul>")
+    parts.append("</div>")
+    parts.append(
+        '<table id="glsandbox-cells"><thead><tr><th>cell</th><th>In</th><th>level</th><th>backend</th>'
+        "<th>status</th><th>wall</th><th>CPU</th><th>peak memory</th><th>violations</th><th>source ok</th>"
+        "<th>outputs ok</th><th>chain ok</th><th>signature ok</th><th>record</th></tr></thead><tbody>"
+        + "".join(_row(c) for c in result.cells)
+        + "</tbody></table>"
+    )
+    meta = nb.get("metadata") or {}
+    info = meta.get(METADATA_KEY) if isinstance(meta, Mapping) else None
+    if isinstance(info, Mapping):
+        rows = []
+        config = info.get("config") if isinstance(info.get("config"), Mapping) else {}
+        env = info.get("environment") if isinstance(info.get("environment"), Mapping) else {}
+        run = info.get("run") if isinstance(info.get("run"), Mapping) else {}
+        assert isinstance(config, Mapping) and isinstance(env, Mapping) and isinstance(run, Mapping)
+        for label, value in (
+            ("level", config.get("level")), ("backend", config.get("backend")),
+            ("isolation requested", config.get("isolation") or "default"),
+            ("timeout", config.get("timeout")), ("memory", config.get("memory")),
+            ("parameters", ", ".join(f"{k}={v}" for k, v in (config.get("params") or {}).items()) or "-"),
+            ("sessions", ", ".join(f"{str(s.get('session_id'))[:12]}… ({s.get('count')} records, head "
+                                   f"{str(s.get('head'))[:12]}…{', signed' if s.get('signature') else ''})"
+                                   for s in info.get("sessions") or [] if isinstance(s, Mapping))),
+            ("run completed", run.get("completed")),
+            ("environment", ", ".join(f"{k} {v}" for k, v in env.items())),
+        ):
+            rows.append(f"<dt>{html.escape(label)}</dt><dd>{html.escape(str(value))}</dd>")
+        parts.append("<h2 style='font-size:15px'>Run</h2><dl>" + "".join(rows) + "</dl>")
+    parts.append("</div><hr>")
+    return "".join(parts)
+
+
+def build_report(nb: Any, key: bytes | None = None, *, title: str = "notebook") -> tuple[str, NotebookVerifyResult]:
+    """``(html, verification)``: the nbconvert HTML of ``nb`` with the evidence block on top."""
+    from nbconvert import HTMLExporter
+
+    result = verify_notebook(nb, key)
+    exporter = HTMLExporter(template_name="lab")
+    body, _resources = exporter.from_notebook_node(nb, resources={"metadata": {"name": title}})
+    block = summary_html(nb, result, title=title)
+    lower = body.lower()
+    at = lower.find("<main")
+    if at >= 0:
+        at = lower.find(">", at) + 1
+    else:
+        at = lower.find("<body")
+        at = lower.find(">", at) + 1 if at >= 0 else 0
+    return body[:at] + block + body[at:], result
+
+
+def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``glsandbox report`` (called by :func:`glsandbox_kernel.cli.build_parser`)."""
+    p = subparsers.add_parser(
+        "report", help="write an HTML evidence report of an executed notebook",
+        description="Render NOTEBOOK as HTML with its verification result and a per-cell table of controls, "
+                    "metrics, violations and hash checks.",
+    )
+    p.add_argument("notebook", metavar="NOTEBOOK")
+    p.add_argument("-o", "--output", metavar="HTML", help="default: NOTEBOOK with .evidence.html")
+    p.add_argument("--key", metavar="FILE", help="HMAC key file to check signatures (default: $GLSANDBOX_AUDIT_KEY)")
+    p.set_defaults(func=report_cli)
+    return p
+
+
+def report_cli(args: argparse.Namespace) -> int:
+    """``glsandbox report``: 0 written and verified, 1 written but verification failed, 2 errors."""
+    import os
+
+    import nbformat
+
+    from .verify import load_verify_key
+
+    try:
+        key = load_verify_key(args.key)
+    except (OSError, ValueError) as exc:
+        print(f"glsandbox report: error: cannot use key {args.key}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        with open(args.notebook, encoding="utf-8") as fh:
+            nb = nbformat.read(fh, as_version=4)
+    except OSError as exc:
+        print(f"glsandbox report: error: cannot read {args.notebook}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - nbformat raises several kinds for a bad file
+        print(f"glsandbox report: error: {args.notebook} is not a notebook: {exc}", file=sys.stderr)
+        return 2
+    base = args.notebook[:-6] if args.notebook.endswith(".ipynb") else args.notebook
+    out = args.output or base + ".evidence.html"
+    markup, result = build_report(nb, key, title=os.path.basename(args.notebook))
+    with open(out, "w", encoding="utf-8") as fh:
+        fh.write(markup)
+    print(f"glsandbox report: wrote {out}")
+    print(f"audit: {result.summary()}")
+    for problem in result.problems[:20]:
+        print(f"  {problem}")
+    return 0 if result.ok else 1
+
+
+__all__ = ["add_report_parser", "build_report", "report_cli", "summary_html"]

@@ -1,0 +1,459 @@
+"""``glsandbox run NOTEBOOK``: execute a notebook through the sandbox kernel, as evidence (host side).
+
+Who calls: the ``glsandbox`` CLI (:func:`add_run_parser` registers the
+subcommand) and tests (:func:`run_notebook`). The notebook runs with nbclient
+against a ``glsandbox`` kernel described by a kernelspec written to a private
+temporary directory, carrying the options (``--SandboxKernel.level=...``);
+every cell runs in the sandbox, never in this process.
+
+What it writes (the notebook still passes ``nbformat.validate``):
+
+- the cells' outputs, each code cell ending with its audit output;
+- ``cell.metadata["glsandbox"]``: a second copy of the cell's audit record and
+  the records before it, its hashes and status;
+- ``notebook.metadata["glsandbox"]``: the session(s) with their chain head and
+  record count (and an HMAC signature over the head with ``--key``), the
+  configuration, environment versions, and how the run went;
+- parameters (``--param K=V``) as an injected cell after the cell tagged
+  ``parameters`` (papermill's convention), or first.
+
+Nothing is written under ``metadata.execution``. Exit status: 0 all cells ran
+without error or violation and the evidence verifies; 1 a cell failed, a
+violation was recorded or verification failed (with a summary); 2 usage
+errors (unreadable notebook, kernel did not start).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .evidence import (
+    find_audit_output,
+    fmt_bytes,
+    fmt_seconds,
+    outputs_evidence,
+    record_status,
+    source_hash,
+)
+from .verify import METADATA_KEY, verify_notebook
+
+INJECTED_TAG = "injected-parameters"
+PARAMETERS_TAG = "parameters"
+
+
+# -- parameters ---------------------------------------------------------------------------------
+
+def parse_params(items: list[str]) -> dict[str, Any]:
+    """``["n=3", "name=x"]`` to ``{"n": 3, "name": "x"}`` (Python literals, else strings)."""
+    params: dict[str, Any] = {}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        name = name.strip()
+        if not sep or not name.isidentifier():
+            raise ValueError(f"--param expects NAME=VALUE with a Python identifier as NAME, got {item!r}")
+        try:
+            value: Any = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            value = raw
+        params[name] = value
+    return params
+
+
+def inject_parameters(nb: Any, params: Mapping[str, Any]) -> int | None:
+    """Insert (or replace) the injected-parameters cell; returns its index, None without params."""
+    import nbformat
+
+    cells = nb.cells
+    for i in range(len(cells) - 1, -1, -1):
+        if INJECTED_TAG in (cells[i].get("metadata", {}).get("tags") or []):
+            del cells[i]
+    if not params:
+        return None
+    lines = ["# Parameters (injected by glsandbox run)"] + [f"{k} = {v!r}" for k, v in params.items()]
+    cell = nbformat.v4.new_code_cell("\n".join(lines) + "\n", metadata={"tags": [INJECTED_TAG]})
+    where = 0
+    for i, existing in enumerate(cells):
+        if PARAMETERS_TAG in (existing.get("metadata", {}).get("tags") or []):
+            where = i + 1
+            break
+    cells.insert(where, cell)
+    return where
+
+
+# -- the kernel -----------------------------------------------------------------------------------
+
+def kernel_argv(args: argparse.Namespace) -> list[str]:
+    """The kernelspec argv carrying the sandbox options as traitlets options."""
+    argv = [sys.executable, "-m", "glsandbox_kernel.kernel", "-f", "{connection_file}",
+            f"--SandboxKernel.level={args.level}"]
+    if getattr(args, "isolation", None):
+        argv.append(f"--SandboxKernel.isolation={args.isolation}")
+    if getattr(args, "fallback", False):
+        argv.append("--SandboxKernel.fallback_to_basic=True")
+    if getattr(args, "timeout", None) is not None:
+        argv.append(f"--SandboxKernel.timeout={float(args.timeout)}")
+    if getattr(args, "memory", None):
+        argv.append(f"--SandboxKernel.memory={args.memory}")
+    if getattr(args, "no_monitor", False):
+        argv.append("--SandboxKernel.monitor=False")
+    if getattr(args, "audit", None):
+        argv.append(f"--SandboxKernel.audit_log={os.path.abspath(args.audit)}")
+    return argv
+
+
+def _write_kernelspec(directory: str, name: str, argv: list[str], level: str) -> None:
+    spec_dir = os.path.join(directory, name)
+    os.makedirs(spec_dir, exist_ok=True)
+    spec = {"argv": argv, "display_name": f"Python 3 (sandboxed, {level}, glsandbox run)", "language": "python",
+            "interrupt_mode": "message", "metadata": {"debugger": False}}
+    with open(os.path.join(spec_dir, "kernel.json"), "w", encoding="utf-8") as fh:
+        json.dump(spec, fh, indent=1)
+
+
+# -- metadata -----------------------------------------------------------------------------------------
+
+def environment() -> dict[str, Any]:
+    """Versions of what ran the notebook (python, glsandbox, Jupyter packages, OS)."""
+    from importlib import metadata as md
+
+    from .._version import __version__
+
+    env: dict[str, Any] = {
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "glsandbox": __version__,
+        "os": platform.platform(),
+        "machine": platform.machine(),
+    }
+    for dist in ("ipykernel", "jupyter_client", "nbclient", "nbformat", "ipython"):
+        try:
+            env[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            env[dist] = None
+    return env
+
+
+def collect_records(nb: Any) -> list[dict[str, Any]]:
+    """Every audit record held by the cells' audit outputs, in notebook order."""
+    records: list[dict[str, Any]] = []
+    for cell in nb.cells:
+        if cell.get("cell_type") != "code":
+            continue
+        found = find_audit_output(cell.get("outputs") or [])
+        if found is None:
+            continue
+        payload = found[1]
+        records.extend(dict(r) for r in payload.get("preceding") or [] if isinstance(r, Mapping))
+        if isinstance(payload.get("record"), Mapping):
+            records.append(dict(payload["record"]))
+    return records
+
+
+def session_heads(records: list[dict[str, Any]], key: bytes | None) -> list[dict[str, Any]]:
+    """Per session: id, chain head (record_hash of the last record), count, and signature with a key."""
+    from ..audit.records import sign
+
+    last: dict[str, dict[str, Any]] = {}
+    for rec in records:
+        sid = str(rec.get("session_id"))
+        seq = rec.get("seq")
+        if not isinstance(seq, int):
+            continue
+        if sid not in last or seq > int(last[sid]["seq"]):
+            last[sid] = rec
+    sessions = []
+    for sid, rec in last.items():
+        entry: dict[str, Any] = {"session_id": sid, "head": rec.get("record_hash"), "count": int(rec["seq"]) + 1}
+        if key is not None and isinstance(entry["head"], str):
+            entry["signature"] = sign(entry["head"], key)
+        sessions.append(entry)
+    return sessions
+
+
+def cell_metadata(cell: Any) -> dict[str, Any] | None:
+    """``cell.metadata["glsandbox"]`` for a cell with an audit output (None without)."""
+    found = find_audit_output(cell.get("outputs") or [])
+    if found is None:
+        return None
+    payload = found[1]
+    record = payload.get("record")
+    if not isinstance(record, Mapping):
+        return None
+    extra = record.get("extra") if isinstance(record.get("extra"), Mapping) else {}
+    assert isinstance(extra, Mapping)
+    source = cell.get("source", "")
+    current = outputs_evidence(cell.get("outputs") or [])
+    return {
+        "record": dict(record),
+        "preceding": [dict(r) for r in payload.get("preceding") or [] if isinstance(r, Mapping)],
+        "status": record_status(record),
+        "source_hash": source_hash(source),
+        "outputs_hash": current["outputs_hash"],
+        "hashes_match": extra.get("source_hash") == source_hash(source)
+        and extra.get("outputs_hash") == current["outputs_hash"],
+    }
+
+
+def write_evidence_metadata(nb: Any, key: bytes | None, *, run: dict[str, Any] | None = None,
+                            config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Fill ``cell.metadata["glsandbox"]`` and ``notebook.metadata["glsandbox"]``; returns the latter.
+
+    Called by ``glsandbox run`` after execution (and usable on any notebook
+    holding audit outputs). Never touches ``metadata.execution``.
+    """
+    from .._version import __version__
+
+    for cell in nb.cells:
+        if cell.get("cell_type") != "code":
+            continue
+        meta = cell_metadata(cell)
+        if meta is not None:
+            cell.metadata[METADATA_KEY] = meta
+    records = collect_records(nb)
+    session_start = next((r for r in records if r.get("event_type") == "session_start"), None)
+    extra = session_start.get("extra") if isinstance(session_start, Mapping) else None
+    nb_meta: dict[str, Any] = {
+        "version": __version__,
+        "sessions": session_heads(records, key),
+        "records": len(records),
+        "signed": key is not None,
+        "environment": environment(),
+        "config": {
+            **(config or {}),
+            "backend": extra.get("backend") if isinstance(extra, Mapping) else None,
+            "sandbox": extra.get("config") if isinstance(extra, Mapping) else None,
+        },
+    }
+    if run is not None:
+        nb_meta["run"] = run
+    nb.metadata[METADATA_KEY] = nb_meta
+    return nb_meta
+
+
+# -- running ---------------------------------------------------------------------------------------------
+
+class RunSummary:
+    """How a run went: per cell status, failures, violations (printed at the end)."""
+
+    def __init__(self) -> None:
+        self.cells: list[dict[str, Any]] = []
+        self.failed: dict[str, Any] | None = None
+        self.violations = 0
+        self.completed = True
+        self.error: str | None = None
+
+    def as_metadata(self, started: float, finished: float) -> dict[str, Any]:
+        return {
+            "started": started,
+            "finished": finished,
+            "completed": self.completed,
+            "cells_run": len(self.cells),
+            "failed_cell": self.failed["index"] if self.failed else None,
+            "violations": self.violations,
+        }
+
+
+def run_notebook(
+    nb: Any,
+    args: argparse.Namespace,
+    *,
+    key: bytes | None = None,
+    progress: Callable[[str], None] | None = None,
+    cwd: str | None = None,
+) -> RunSummary:
+    """Execute ``nb`` in place through a glsandbox kernel; fill the evidence metadata.
+
+    Stops at the first failing cell (like papermill) unless ``args.allow_errors``.
+    """
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import KernelManager
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+
+    say = progress or (lambda line: None)
+    summary = RunSummary()
+    params = parse_params(list(getattr(args, "param", None) or []))
+    inject_parameters(nb, params)
+    code_cells = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.source.strip()]
+    spec_dir = tempfile.mkdtemp(prefix="glsandbox-run-")
+    name = "glsandbox-run"
+    try:
+        os.chmod(spec_dir, 0o700)
+        _write_kernelspec(spec_dir, name, kernel_argv(args), args.level)
+        ksm = KernelSpecManager(kernel_dirs=[spec_dir])
+        # IPC sockets in the private runtime dir: nothing listens on the network.
+        km = KernelManager(kernel_name=name, kernel_spec_manager=ksm, transport="ipc")
+        timeout = getattr(args, "timeout", None)
+        client = NotebookClient(
+            nb, km=km, timeout=(float(timeout) + 60.0) if timeout else None, startup_timeout=120,
+            allow_errors=True, kernel_name=name, resources={"metadata": {"path": cwd or os.getcwd()}},
+        )
+        env = dict(os.environ)
+        if key is not None:
+            env["GLSANDBOX_AUDIT_KEY"] = key.decode("utf-8", "surrogateescape")
+        with client.setup_kernel(env=env, cleanup_kc=True):
+            for n, index in enumerate(code_cells, start=1):
+                cell = nb.cells[index]
+                t0 = time.monotonic()
+                error: str | None = None
+                try:
+                    client.execute_cell(cell, index)
+                except (CellExecutionError, CellTimeoutError, DeadKernelError) as exc:
+                    error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
+                info = _cell_info(cell, index, time.monotonic() - t0, error)
+                summary.cells.append(info)
+                summary.violations += info["violations"]
+                say(_progress_line(n, len(code_cells), info))
+                if info["failed"] and summary.failed is None:
+                    summary.failed = info
+                if info["failed"] and not getattr(args, "allow_errors", False):
+                    summary.completed = n == len(code_cells)
+                    break
+    finally:
+        shutil.rmtree(spec_dir, ignore_errors=True)
+    return summary
+
+
+def _cell_info(cell: Any, index: int, seconds: float, error: str | None) -> dict[str, Any]:
+    found = find_audit_output(cell.get("outputs") or [])
+    record = found[1].get("record") if found else None
+    errors = [o for o in cell.get("outputs") or [] if o.get("output_type") == "error"]
+    if isinstance(record, Mapping):
+        status = record_status(record)
+        metrics = record.get("metrics") if isinstance(record.get("metrics"), Mapping) else {}
+        assert isinstance(metrics, Mapping)
+        violations = len(record.get("violations") or [])
+        peak = metrics.get("memory_peak_bytes")
+        wall = record.get("execution_time")
+    else:
+        status = "error" if (errors or error) else "no record"
+        violations, peak, wall = 0, None, seconds
+    if errors and status == "ok":
+        status = "error"
+    first_error = errors[0] if errors else None
+    message = error
+    if first_error is not None:
+        message = f"{first_error.get('ename')}: {first_error.get('evalue')}"
+    return {"index": index, "execution_count": cell.get("execution_count"), "status": status,
+            "violations": violations, "peak": peak, "wall": wall, "error": message,
+            "failed": bool(errors or error)}
+
+
+def _progress_line(n: int, total: int, info: dict[str, Any]) -> str:
+    mark = "ok" if info["status"] == "ok" else info["status"].upper()
+    line = (f"[{n}/{total}] cell {info['index'] + 1}: {mark} in {fmt_seconds(info['wall'])}"
+            f" (peak {fmt_bytes(info['peak'])}")
+    if info["violations"]:
+        line += f", {info['violations']} violation(s)"
+    line += ")"
+    if info.get("error") and info["failed"]:
+        line += f" — {info['error'][:200]}"
+    return line
+
+
+# -- CLI -----------------------------------------------------------------------------------------------
+
+def add_run_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``glsandbox run`` (called by :func:`glsandbox_kernel.cli.build_parser`)."""
+    from ..config import IsolationType, SecurityLevel
+
+    p = subparsers.add_parser(
+        "run", help="execute a notebook in the sandbox kernel and record the audit evidence",
+        description="Execute NOTEBOOK with nbclient through the glsandbox kernel; write the executed notebook "
+                    "with per-cell audit records (outputs and cell metadata) and the session's chain head.",
+    )
+    p.add_argument("notebook", metavar="NOTEBOOK")
+    p.add_argument("-o", "--output", metavar="OUT", help="where to write the executed notebook "
+                   "(default: NOTEBOOK with .glsandbox.ipynb)")
+    p.add_argument("--level", default="moderate", choices=[lvl.value for lvl in SecurityLevel])
+    p.add_argument("--isolation", choices=[i.value for i in IsolationType], default=None)
+    p.add_argument("--fallback", action="store_true", help="fall back to basic when the backend is unavailable")
+    p.add_argument("--timeout", type=float, default=None, help="wall-clock limit per cell, seconds")
+    p.add_argument("--memory", default=None, help="memory limit, e.g. 512M")
+    p.add_argument("--param", action="append", default=[], metavar="K=V",
+                   help="parameter injected after the cell tagged 'parameters' (repeatable)")
+    p.add_argument("--key", metavar="FILE", help="HMAC key file: sign records and the chain head "
+                   "(default: $GLSANDBOX_AUDIT_KEY)")
+    p.add_argument("--no-monitor", action="store_true", help="no monitor summaries/charts in the outputs")
+    p.add_argument("--allow-errors", action="store_true", help="keep running after a failing cell")
+    p.add_argument("--audit", metavar="PATH", help="also append the audit records to this JSONL file")
+    p.add_argument("--cwd", metavar="DIR", help="working directory of the kernel (default: the notebook's)")
+    p.set_defaults(func=run_cli)
+    return p
+
+
+def default_output(path: str) -> str:
+    base = path[:-6] if path.endswith(".ipynb") else path
+    return base + ".glsandbox.ipynb"
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """``glsandbox run``: see the module docstring for the exit status."""
+    import nbformat
+
+    from .verify import load_verify_key
+
+    path = args.notebook
+    try:
+        key = load_verify_key(args.key)
+    except (OSError, ValueError) as exc:
+        print(f"glsandbox run: error: cannot use key {args.key}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        with open(path, encoding="utf-8") as fh:
+            nb = nbformat.read(fh, as_version=4)
+    except OSError as exc:
+        print(f"glsandbox run: error: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - nbformat raises several kinds for a bad file
+        print(f"glsandbox run: error: {path} is not a notebook: {exc}", file=sys.stderr)
+        return 2
+    try:
+        params = parse_params(list(args.param))
+    except ValueError as exc:
+        print(f"glsandbox run: error: {exc}", file=sys.stderr)
+        return 2
+    out = args.output or default_output(path)
+    cwd = args.cwd or os.path.dirname(os.path.abspath(path))
+    print(f"glsandbox run: {path} (level {args.level}, isolation {args.isolation or 'default'})", flush=True)
+    started = time.time()
+    try:
+        summary = run_notebook(nb, args, key=key, progress=lambda line: print(line, flush=True), cwd=cwd)
+    except Exception as exc:  # noqa: BLE001 - kernel start failures etc.: one line, exit 2
+        print(f"glsandbox run: error: could not run the notebook: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    finished = time.time()
+    config = {"level": args.level, "isolation": args.isolation, "timeout": args.timeout, "memory": args.memory,
+              "params": {k: repr(v) for k, v in params.items()}, "monitor": not args.no_monitor}
+    write_evidence_metadata(nb, key, run=summary.as_metadata(started, finished), config=config)
+    nbformat.validate(nb)
+    with open(out, "w", encoding="utf-8") as fh:
+        nbformat.write(nb, fh)
+    result = verify_notebook(nb, key)
+    ok_cells = sum(1 for c in summary.cells if c["status"] == "ok")
+    print(f"glsandbox run: {len(summary.cells)} cell(s) run, {ok_cells} ok, {summary.violations} violation(s); "
+          f"wrote {out}")
+    if summary.failed is not None:
+        f = summary.failed
+        print(f"  failed: cell {f['index'] + 1} ({f['status']}): {f.get('error') or ''}".rstrip())
+    if not summary.completed:
+        print("  the run stopped at the failing cell; later cells were not executed (--allow-errors to go on)")
+    print(f"audit: {result.summary()}")
+    for problem in result.problems[:20]:
+        print(f"  {problem}")
+    failed = summary.failed is not None or summary.violations > 0 or not result.ok
+    return 1 if failed else 0
+
+
+__all__ = ["add_run_parser", "inject_parameters", "parse_params", "run_cli", "run_notebook",
+           "write_evidence_metadata"]
