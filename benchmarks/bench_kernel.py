@@ -38,7 +38,9 @@ def install_kernelspecs(prefix: str) -> None:
 
     install(prefix=prefix)
     data = os.path.join(prefix, "share", "jupyter")
-    os.environ["JUPYTER_PATH"] = data + (os.pathsep + os.environ["JUPYTER_PATH"] if "JUPYTER_PATH" in os.environ else "")
+    os.environ["JUPYTER_PATH"] = data + (
+        os.pathsep + os.environ["JUPYTER_PATH"] if "JUPYTER_PATH" in os.environ else ""
+    )
 
 
 def run_cell(kc: BlockingKernelClient, code: str) -> dict[str, Any]:
@@ -46,8 +48,11 @@ def run_cell(kc: BlockingKernelClient, code: str) -> dict[str, Any]:
     msg_id = kc.execute(code)
     while True:
         msg = kc.get_iopub_msg(timeout=60)
-        if (msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "status"
-                and msg["content"]["execution_state"] == "idle"):
+        if (
+            msg["parent_header"].get("msg_id") == msg_id
+            and msg["msg_type"] == "status"
+            and msg["content"]["execution_state"] == "idle"
+        ):
             break
     while True:
         reply = kc.get_shell_msg(timeout=60)
@@ -81,8 +86,13 @@ def bench_round_trip(n: int, rounds: int, warmup: int) -> dict[str, Any]:
         for km, kc in ((ours_km, ours), (theirs_km, theirs)):
             kc.stop_channels()
             km.shutdown_kernel()
-    return {"name": f"per-cell round trip '{CELL}' glsandbox vs python3", "ours_ms": a * 1e3,
-            "theirs_ms": b * 1e3, "ratio": a / b, "target": 1.2}
+    return {
+        "name": f"per-cell round trip '{CELL}' glsandbox vs python3",
+        "ours_ms": a * 1e3,
+        "theirs_ms": b * 1e3,
+        "ratio": a / b,
+        "target": 1.2,
+    }
 
 
 def _start(name: str, first_cell: bool) -> float:
@@ -99,8 +109,13 @@ def _start(name: str, first_cell: bool) -> float:
 def bench_start(rounds: int, first_cell: bool) -> dict[str, Any]:
     a, b = alternate(lambda: _start("glsandbox", first_cell), lambda: _start("python3", first_cell), rounds)
     what = "start until first cell ran" if first_cell else "start until ready"
-    return {"name": f"kernel {what}, glsandbox vs python3", "ours_ms": a * 1e3, "theirs_ms": b * 1e3,
-            "ratio": a / b, "target": 1.5}
+    return {
+        "name": f"kernel {what}, glsandbox vs python3",
+        "ours_ms": a * 1e3,
+        "theirs_ms": b * 1e3,
+        "ratio": a / b,
+        "target": 1.5,
+    }
 
 
 def _restart(km: KernelManager, kc: BlockingKernelClient) -> float:
@@ -121,8 +136,13 @@ def bench_restart(rounds: int) -> dict[str, Any]:
         for km, kc in ((ours_km, ours), (theirs_km, theirs)):
             kc.stop_channels()
             km.shutdown_kernel()
-    return {"name": "kernel restart until ready, glsandbox vs python3", "ours_ms": a * 1e3,
-            "theirs_ms": b * 1e3, "ratio": a / b, "target": 1.5}
+    return {
+        "name": "kernel restart until ready, glsandbox vs python3",
+        "ours_ms": a * 1e3,
+        "theirs_ms": b * 1e3,
+        "ratio": a / b,
+        "target": 1.5,
+    }
 
 
 def bench_magic(n: int, rounds: int, warmup: int) -> dict[str, Any]:
@@ -137,8 +157,14 @@ def bench_magic(n: int, rounds: int, warmup: int) -> dict[str, Any]:
     finally:
         kc.stop_channels()
         km.shutdown_kernel()
-    return {"name": f"%%sandbox warm cell vs local '{CELL}' (same kernel)", "ours_ms": a * 1e3,
-            "theirs_ms": b * 1e3, "ratio": a / b, "added_ms": (a - b) * 1e3, "target_added_ms": 3.0}
+    return {
+        "name": f"%%sandbox warm cell vs local '{CELL}' (same kernel)",
+        "ours_ms": a * 1e3,
+        "theirs_ms": b * 1e3,
+        "ratio": a / b,
+        "added_ms": (a - b) * 1e3,
+        "target_added_ms": 3.0,
+    }
 
 
 def print_table(results: list[dict[str, Any]]) -> None:
@@ -147,12 +173,16 @@ def print_table(results: list[dict[str, Any]]) -> None:
     for r in results:
         if "target_added_ms" in r:
             ok = "ok" if r["added_ms"] <= r["target_added_ms"] else "MISS"
-            print(f"{r['name']:<62} {r['ours_ms']:>7.3f} ms {r['theirs_ms']:>7.3f} ms {r['ratio']:>7.2f} "
-                  f"{'+' + format(r['added_ms'], '.2f') + ' ms':>9} (<= +{r['target_added_ms']:g} ms) {ok}")
+            print(
+                f"{r['name']:<62} {r['ours_ms']:>7.3f} ms {r['theirs_ms']:>7.3f} ms {r['ratio']:>7.2f} "
+                f"{'+' + format(r['added_ms'], '.2f') + ' ms':>9} (<= +{r['target_added_ms']:g} ms) {ok}"
+            )
             continue
         ok = "ok" if r["ratio"] <= r["target"] else "MISS"
-        print(f"{r['name']:<62} {r['ours_ms']:>7.1f} ms {r['theirs_ms']:>7.1f} ms {r['ratio']:>7.2f} "
-              f"{'<=' + str(r['target']):>9} {ok}")
+        print(
+            f"{r['name']:<62} {r['ours_ms']:>7.1f} ms {r['theirs_ms']:>7.1f} ms {r['ratio']:>7.2f} "
+            f"{'<=' + str(r['target']):>9} {ok}"
+        )
 
 
 def main() -> None:

@@ -94,11 +94,15 @@ class Kernel:
 
 
 def stdout_of(outputs: list[dict[str, Any]]) -> str:
-    return "".join(m["content"]["text"] for m in outputs if m["msg_type"] == "stream" and m["content"]["name"] == "stdout")
+    return "".join(
+        m["content"]["text"] for m in outputs if m["msg_type"] == "stream" and m["content"]["name"] == "stdout"
+    )
 
 
 def stderr_of(outputs: list[dict[str, Any]]) -> str:
-    return "".join(m["content"]["text"] for m in outputs if m["msg_type"] == "stream" and m["content"]["name"] == "stderr")
+    return "".join(
+        m["content"]["text"] for m in outputs if m["msg_type"] == "stream" and m["content"]["name"] == "stderr"
+    )
 
 
 def descendants(pid: int) -> list[int]:

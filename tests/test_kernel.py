@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -72,6 +73,7 @@ def _error(reply: dict[str, Any]) -> tuple[str, str]:
 
 # -- relay ---------------------------------------------------------------------------------------
 
+
 def test_kernel_info(kernel: Kernel) -> None:
     msg_id = kernel.kc.kernel_info()
     info = kernel.shell_reply(msg_id)["content"]
@@ -81,12 +83,12 @@ def test_kernel_info(kernel: Kernel) -> None:
 
 
 def test_cells_run_in_the_sandbox_not_the_kernel(kernel: Kernel) -> None:
-    reply, outputs = kernel.execute("import os; print(os.getpid()); print(os.environ.get('GLSANDBOX'))")
+    reply, outputs = kernel.execute("import os; print(os.environ.get('GLSANDBOX'))")
     assert reply["status"] == "ok"
-    pid_text, flag = stdout_of(outputs).split()
-    assert int(pid_text) != kernel.pid
-    assert int(pid_text) in descendants(kernel.pid)
-    assert flag == "1"
+    assert stdout_of(outputs) == "1\n"  # set only in the sandbox's scrubbed environment
+    with open(f"/proc/{kernel.pid}/environ", "rb") as fh:
+        assert b"GLSANDBOX=" not in fh.read()
+    assert descendants(kernel.pid)  # the worker tree lives below the kernel process
     # The worker's environment is scrubbed: no Jupyter connection details reach it.
     reply, outputs = kernel.execute("import os; print(sorted(k for k in os.environ if 'JPY' in k or 'JUPYTER' in k))")
     assert stdout_of(outputs).strip() == "[]"
@@ -153,9 +155,11 @@ def test_hostile_display_data_is_cleaned(kernel: Kernel) -> None:
 
 # -- stdin -----------------------------------------------------------------------------------------
 
+
 def test_input_and_getpass_reach_the_frontend(kernel: Kernel) -> None:
-    msg_id = kernel.kc.execute("a = input('name? ')\nimport getpass\nb = getpass.getpass('pw: ')\nprint(a, len(b))",
-                               allow_stdin=True)
+    msg_id = kernel.kc.execute(
+        "a = input('name? ')\nimport getpass\nb = getpass.getpass('pw: ')\nprint(a, len(b))", allow_stdin=True
+    )
     request = kernel.kc.get_stdin_msg(timeout=30)
     assert request["content"] == {"prompt": "name? ", "password": False}
     kernel.kc.input("bob")
@@ -184,6 +188,7 @@ def test_interrupt_while_waiting_for_input(kernel: Kernel) -> None:
 
 
 # -- interrupt -------------------------------------------------------------------------------------
+
 
 def test_interrupt_reaches_the_worker_and_state_survives(kernel: Kernel) -> None:
     kernel.execute("survivor = 'yes'")
@@ -217,6 +222,7 @@ def test_interrupt_of_a_stuck_cell_kills_and_says_state_lost(kernel: Kernel) -> 
 
 
 # -- sandbox failures become error replies -----------------------------------------------------------
+
 
 def test_per_cell_timeout(kernel: Kernel) -> None:
     kernel.execute("before_timeout = 1")
@@ -307,10 +313,12 @@ def test_violation_error_reply(glsandbox_kernelspec: str) -> None:
 
 # -- comms and widgets -------------------------------------------------------------------------------
 
+
 def _send_comm(kernel: Kernel, msg_type: str, content: dict[str, Any], buffers: list[bytes] | None = None) -> str:
     msg = kernel.kc.session.msg(msg_type, content)
     kernel.kc.shell_channel.send(msg) if not buffers else kernel.kc.session.send(
-        kernel.kc.shell_channel.socket, msg, buffers=buffers)
+        kernel.kc.shell_channel.socket, msg, buffers=buffers
+    )
     return str(msg["header"]["msg_id"])
 
 
@@ -329,8 +337,11 @@ def test_ipywidgets_slider_both_ways(kernel: Kernel) -> None:
     model_id = view["content"]["data"]["application/vnd.jupyter.widget-view+json"]["model_id"]
     assert model_id in {m["content"]["comm_id"] for m in opens}
 
-    msg_id = _send_comm(kernel, "comm_msg", {"comm_id": model_id,
-                                             "data": {"method": "update", "state": {"value": 7}, "buffer_paths": []}})
+    msg_id = _send_comm(
+        kernel,
+        "comm_msg",
+        {"comm_id": model_id, "data": {"method": "update", "state": {"value": 7}, "buffer_paths": []}},
+    )
     outputs = kernel.collect(msg_id)
     assert stdout_of(outputs) == "value changed to 7\n"
     echoes = [m for m in outputs if m["msg_type"] == "comm_msg"]
@@ -364,18 +375,18 @@ def test_frontend_opened_comm_with_buffers(kernel: Kernel) -> None:
 
 # -- lifecycle ---------------------------------------------------------------------------------------
 
+
 def test_restart_gives_a_fresh_worker(glsandbox_kernelspec: str) -> None:
     k = Kernel("glsandbox")
     try:
-        _, outputs = k.execute("import os; marker = 1; print(os.getpid())")
-        old_worker = int(stdout_of(outputs))
+        assert k.execute("marker = 1")[0]["status"] == "ok"
         old_tree = descendants(k.pid)
         k.km.restart_kernel(now=False)
         k.kc.wait_for_ready(timeout=60)
         k.flush_iopub()
-        _, outputs = k.execute("import os; print(os.getpid()); print('marker' in globals())")
-        new_worker, has_marker = stdout_of(outputs).split()
-        assert int(new_worker) != old_worker and has_marker == "False"
+        _, outputs = k.execute("print('marker' in globals())")
+        assert stdout_of(outputs) == "False\n"
+        assert not set(old_tree) & set(descendants(k.pid))
         assert not wait_gone(old_tree, timeout=10)
     finally:
         k.shutdown()
@@ -384,11 +395,10 @@ def test_restart_gives_a_fresh_worker(glsandbox_kernelspec: str) -> None:
 def test_shutdown_leaves_no_process(glsandbox_kernelspec: str) -> None:
     k = Kernel("glsandbox")
     code = "import os, time\nif os.fork() == 0:\n    time.sleep(60)\n    os._exit(0)\nprint(os.getpid())"
-    reply, outputs = k.execute(code)
+    reply, _ = k.execute(code)
     assert reply["status"] == "ok"
-    worker = int(stdout_of(outputs))
     tree = [k.pid, *descendants(k.pid)]
-    assert worker in tree and len(tree) >= 4  # kernel, zygote, reaper, worker, its child
+    assert len(tree) >= 4  # kernel, zygote, the worker tree, the worker's child
     k.shutdown()
     left = wait_gone(tree, timeout=15)
     assert not left, f"left behind after shutdown: {left}"
@@ -410,7 +420,33 @@ def test_quick_requests_do_not_wait_for_a_running_cell(kernel: Kernel) -> None:
     kernel.shell_reply(msg_id)
 
 
+def test_config_file_sets_kernel_options(glsandbox_kernelspec: str, tmp_path: Any) -> None:
+    (tmp_path / "glsandbox_kernel_config.json").write_text('{"SandboxKernel": {"memory": "300M"}}')
+    k = Kernel("glsandbox", env={**os.environ, "JUPYTER_CONFIG_PATH": str(tmp_path)})
+    try:
+        _, outputs = k.execute("import resource; print(resource.getrlimit(resource.RLIMIT_AS)[0] // 2**20)")
+        assert stdout_of(outputs) == "300\n"
+    finally:
+        k.shutdown()
+
+
+def test_glsandbox_install_command(tmp_path: Any) -> None:
+    import json
+
+    from glsandbox_kernel.cli import main
+
+    assert main(["install", "--prefix", str(tmp_path), "--name", "gl-test", "--level", "lenient"]) == 0
+    spec = json.loads((tmp_path / "share/jupyter/kernels/gl-test/kernel.json").read_text())
+    assert spec["argv"][0] == sys.executable
+    assert "--SandboxKernel.level=lenient" in spec["argv"]
+    assert spec["display_name"] == "Python 3 (sandboxed, lenient)"
+    assert main(["install", "--prefix", str(tmp_path)]) == 0
+    kernels = sorted(p.name for p in (tmp_path / "share/jupyter/kernels").iterdir())
+    assert kernels == ["gl-test", "glsandbox", "glsandbox-strict"]
+
+
 # -- units on the host side ------------------------------------------------------------------------------
+
 
 def test_split_cell_options() -> None:
     options, body = split_cell_options("%%sandbox --timeout 5 --memory 200M\nx = 1\n")
@@ -450,4 +486,3 @@ def test_shipped_kernelspecs_match_install() -> None:
             shipped = json.load(fh)
         expected = kernel_spec(level=level, python="python3")
         assert shipped == expected, name
-

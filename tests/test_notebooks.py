@@ -21,9 +21,11 @@ NOTEBOOKS = sorted(glob.glob(os.path.join(ROOT, "notebooks", "*.ipynb")))
 def _outputs(nb: Any, output_type: str, *, expected_errors: bool = False) -> list[dict[str, Any]]:
     """Outputs of one type; cells tagged ``raises-exception`` only when ``expected_errors``."""
     return [
-        o for cell in nb.cells if cell.cell_type == "code"
-        and ("raises-exception" in cell.metadata.get("tags", [])) == expected_errors
-        for o in cell.outputs if o.output_type == output_type
+        o
+        for cell in nb.cells
+        if cell.cell_type == "code" and ("raises-exception" in cell.metadata.get("tags", [])) == expected_errors
+        for o in cell.outputs
+        if o.output_type == output_type
     ]
 
 
@@ -36,8 +38,9 @@ def test_there_are_notebooks() -> None:
 def test_notebook_executes(glsandbox_kernelspec: str, tmp_path: Any, path: str) -> None:
     nb = nbformat.read(path, as_version=4)
     kernel = nb.metadata["kernelspec"]["name"]
-    client = NotebookClient(nb, timeout=120, startup_timeout=60, kernel_name=kernel,
-                            resources={"metadata": {"path": str(tmp_path)}})
+    client = NotebookClient(
+        nb, timeout=120, startup_timeout=60, kernel_name=kernel, resources={"metadata": {"path": str(tmp_path)}}
+    )
     client.execute()
     assert not _outputs(nb, "error")
     nbformat.validate(nb)

@@ -53,6 +53,12 @@ __all__ = [
     "apply_child_plan",
     "build_child_plan",
     "probe",
+    "probe_cgroups",
+    "probe_landlock",
+    "probe_namespaces",
+    "probe_seccomp",
+    "probe_seccomp_notify",
+    "probe_unprivileged_namespaces",
 ]
 
 #: Backends this module can plan for.
@@ -130,6 +136,8 @@ def build_child_plan(
             mode=mode if use_proxy else "none", proxy_socket=mounts.PROXY_SOCKET_PATH if use_proxy else None
         )
         read_only = [b["dst"] for b in m["binds"] if not b["rw"]] + ["/etc", "/proc"]
+        if m["mode"] == "given_root":
+            read_only.append("/")  # the CHROOT root is the user's choice, mounted read-only
         read_only += [s["dst"] for s in m["symlinks"] if not s["dst"].startswith("/etc/")]
         read_write = [b["dst"] for b in m["binds"] if b["rw"]] + ["/tmp", m["workdir"], "/dev/shm"]
         extra = HELPER_PROCESSES - 1  # P0 runs as another uid (root host) or in the parent namespace
@@ -237,18 +245,76 @@ def _process_child(plan: dict[str, Any], report: dict[str, Any]) -> None:
             raise ConfinementError("process", f"chdir({cwd!r})", exc.errno) from exc
 
 
-def probe() -> dict[str, tuple[bool, str]]:
-    """HOST side: what this machine supports, each with a reason (for ``glsandbox doctor``)."""
+def probe_namespaces() -> tuple[bool, str]:
+    """HOST side: can this process create the sandbox's namespaces (user ns first)?"""
+    return namespaces.userns_available()
+
+
+def probe_unprivileged_namespaces() -> tuple[bool, str]:
+    """HOST side: can an unprivileged user create them (probed as uid 65534 when root)?"""
+    if os.geteuid() != 0:
+        return namespaces.userns_available()
+    pid = os.fork()
+    if pid == 0:  # probe child: drop to nobody, try a user namespace
+        code = 0
+        try:
+            os.setgroups([])
+            os.setresgid(
+                namespaces.UNPRIVILEGED_HOST_ID, namespaces.UNPRIVILEGED_HOST_ID, namespaces.UNPRIVILEGED_HOST_ID
+            )
+            os.setresuid(
+                namespaces.UNPRIVILEGED_HOST_ID, namespaces.UNPRIVILEGED_HOST_ID, namespaces.UNPRIVILEGED_HOST_ID
+            )
+            code = 0 if _libc_unshare(namespaces.CLONE_NEWUSER) == 0 else 1
+        except OSError:
+            code = 2
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if code == 0:
+        return True, "uid 65534 can create user namespaces"
+    return False, "uid 65534 cannot create user namespaces (unprivileged user namespaces disabled)"
+
+
+def _libc_unshare(flags: int) -> int:
+    from ._common import libc
+
+    return int(libc().unshare(flags))
+
+
+def probe_cgroups() -> tuple[bool, str]:
+    """HOST side: can this process create sandbox cgroups (v2 or v1), and which controllers?"""
+    return cgroups.available()
+
+
+def probe_seccomp() -> tuple[bool, str]:
+    """HOST side: can the seccomp filter be loaded here?"""
+    return seccomp.supported()
+
+
+def probe_seccomp_notify() -> tuple[bool, str]:
+    """HOST side: do seccomp user notifications (the supervisor) work here?"""
+    if seccomp.notify_supported():
+        return True, "SECCOMP_RET_USER_NOTIF with SECCOMP_USER_NOTIF_FLAG_CONTINUE"
+    return False, "no seccomp user notifications (kernel < 5.5?): escape-class syscalls are denied but not recorded"
+
+
+def probe_landlock() -> tuple[bool, str]:
+    """HOST side: the Landlock ABI of this kernel (0: none)."""
     abi = landlock.landlock_abi()
-    seccomp_ok, seccomp_why = seccomp.supported()
-    notify = seccomp.notify_supported()
+    return (
+        abi > 0,
+        f"Landlock ABI {abi}" if abi else "kernel has no Landlock (CONFIG_SECURITY_LANDLOCK, lsm=landlock)",
+    )
+
+
+def probe() -> dict[str, tuple[bool, str]]:
+    """HOST side: every probe above, by name (for ``glsandbox doctor``)."""
     return {
-        "user_namespaces": namespaces.userns_available(),
-        "cgroups": cgroups.available(),
-        "seccomp": (seccomp_ok, seccomp_why),
-        "seccomp_notify": (
-            notify,
-            "SECCOMP_RET_USER_NOTIF with CONTINUE" if notify else "not available (kernel < 5.5?)",
-        ),
-        "landlock": (abi > 0, f"ABI {abi}" if abi else "kernel has no Landlock"),
+        "namespaces": probe_namespaces(),
+        "unprivileged_namespaces": probe_unprivileged_namespaces(),
+        "cgroups": probe_cgroups(),
+        "seccomp": probe_seccomp(),
+        "seccomp_notify": probe_seccomp_notify(),
+        "landlock": probe_landlock(),
     }

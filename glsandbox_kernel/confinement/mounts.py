@@ -151,7 +151,10 @@ def plan_mounts(
     ``workdir`` is the worker's working directory *inside* the sandbox (it
     is backed by the scratch tmpfs, nothing of the host's is bound there).
     ``uid``/``gid`` own the working directory. With ``FilesystemConfig.root``
-    set, that directory becomes the root instead of a fresh tmpfs (CHROOT).
+    set, that directory becomes the root instead of a fresh tmpfs (CHROOT):
+    it brings its own /usr, /lib and /etc; the interpreter's directories and
+    ``readonly_paths``/``writable_paths`` are bound only where the root has
+    a directory (or file) to mount on, so the root is never modified.
     """
     fs = config.filesystem
     blocked = tuple(os.path.normpath(b) for b in fs.blocked_paths)
@@ -179,12 +182,12 @@ def plan_mounts(
         kind = "dir" if os.path.isdir(real) else "file"
         binds.append({"src": real, "dst": dst, "rw": rw, "kind": kind})
 
-    for d in SYSTEM_DIRS:
-        if os.path.islink(d):
-            if given_root is None:
+    if given_root is None:  # a given root (CHROOT) brings its own system directories
+        for d in SYSTEM_DIRS:
+            if os.path.islink(d):
                 symlinks.append({"dst": d, "target": os.readlink(d)})
-        elif os.path.isdir(d):
-            add_bind(d, d, rw=False)
+            elif os.path.isdir(d):
+                add_bind(d, d, rw=False)
     for p in python_paths():
         add_bind(p, p, rw=False, exempt=True)
     user_ro = tuple(os.path.abspath(p) for p in (*fs.readonly_paths, *extra_readonly))

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 
 def main() -> None:
-    """Launch :class:`SandboxKernel` through ipykernel's application (sockets, heartbeat, IOPub)."""
-    from ipykernel.kernelapp import IPKernelApp
-
+    """Launch SandboxKernel through ipykernel's application (``IPKernelApp.launch_instance``)."""
+    from .app import SandboxKernelApp
     from .kernel import SandboxKernel
 
-    IPKernelApp.launch_instance(kernel_class=SandboxKernel)
+    SandboxKernelApp.launch_instance(kernel_class=SandboxKernel)
 
 
 if __name__ == "__main__":

@@ -54,8 +54,14 @@ def kernel_spec(
     level = SecurityLevel(level.lower()).value
     if isolation:
         isolation = IsolationType(isolation.lower()).value
-    argv = [python or sys.executable, "-m", "glsandbox_kernel.kernel", "-f", "{connection_file}",
-            f"--SandboxKernel.level={level}"]
+    argv = [
+        python or sys.executable,
+        "-m",
+        "glsandbox_kernel.kernel",
+        "-f",
+        "{connection_file}",
+        f"--SandboxKernel.level={level}",
+    ]
     if isolation:
         argv.append(f"--SandboxKernel.isolation={isolation}")
     argv += list(extra_argv or [])
@@ -102,18 +108,22 @@ def add_install_parser(subparsers: Any) -> argparse.ArgumentParser:
         "install",
         help="install the glsandbox Jupyter kernelspecs",
         description="Install Jupyter kernelspecs that run every cell in a glsandbox sandbox. Without --name, "
-                    "--level or --isolation: 'glsandbox' (moderate) and 'glsandbox-strict' (strict).",
+        "--level or --isolation: 'glsandbox' (moderate) and 'glsandbox-strict' (strict).",
     )
     where = p.add_mutually_exclusive_group()
     where.add_argument("--user", action="store_true", help="install for the current user")
-    where.add_argument("--sys-prefix", action="store_true",
-                       help=f"install into this Python's prefix ({sys.prefix}); the default")
+    where.add_argument(
+        "--sys-prefix", action="store_true", help=f"install into this Python's prefix ({sys.prefix}); the default"
+    )
     where.add_argument("--prefix", help="install into PREFIX/share/jupyter/kernels")
     p.add_argument("--name", help="kernel name (default: glsandbox[-LEVEL][-ISOLATION])")
     p.add_argument("--display-name", help="name shown in the launcher")
     p.add_argument("--level", choices=[lvl.value for lvl in SecurityLevel], help="security level (default moderate)")
-    p.add_argument("--isolation", choices=[i.value for i in IsolationType],
-                   help="isolation backend (default: the strongest available without a daemon)")
+    p.add_argument(
+        "--isolation",
+        choices=[i.value for i in IsolationType],
+        help="isolation backend (default: the strongest available without a daemon)",
+    )
     p.set_defaults(func=run_install)
     return p
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import sys
 import threading
 from typing import Any
@@ -79,19 +80,23 @@ class SandboxKernel(Kernel):
     ]
 
     level = CaselessStrEnum(
-        [lvl.value for lvl in SecurityLevel], default_value="moderate",
+        [lvl.value for lvl in SecurityLevel],
+        default_value="moderate",
         help="Security level preset of the sandbox: strict, moderate or lenient.",
     ).tag(config=True)
     isolation = CaselessStrEnum(
-        [i.value for i in IsolationType], default_value=None, allow_none=True,
+        [i.value for i in IsolationType],
+        default_value=None,
+        allow_none=True,
         help="Isolation backend (basic, namespace, chroot, container, gvisor, vm); default: the strongest "
-             "that runs here without a daemon.",
+        "that runs here without a daemon.",
     ).tag(config=True)
     fallback_to_basic = Bool(
         False, help="Fall back to the basic backend when `isolation` is unavailable (recorded in the audit log)."
     ).tag(config=True)
     timeout = Float(
-        None, allow_none=True,
+        None,
+        allow_none=True,
         help="Wall-clock limit per cell in seconds (0: none); default: the level's preset.",
     ).tag(config=True)
     memory = Unicode(
@@ -133,7 +138,7 @@ class SandboxKernel(Kernel):
         if self.memory:
             overrides["limits"] = dataclasses.replace(cfg.limits, memory_limit_bytes=parse_size(self.memory))
         if self.audit_log:
-            overrides["audit_log_path"] = self.audit_log
+            overrides["audit_log_path"] = os.path.abspath(os.path.expanduser(self.audit_log))
         return cfg.replace(**overrides) if overrides else cfg
 
     def get_sandbox(self, *, start: bool = True) -> Any:
@@ -205,16 +210,30 @@ class SandboxKernel(Kernel):
         self._running += 1
         try:
             return await asyncio.to_thread(
-                self._execute_blocking, body, options, relay, silent, store_history,
-                user_expressions or {}, bool(allow_stdin), parent, ident,
+                self._execute_blocking,
+                body,
+                options,
+                relay,
+                silent,
+                store_history,
+                user_expressions or {},
+                bool(allow_stdin),
+                parent,
+                ident,
             )
         finally:
             self._running -= 1
 
     def _error_reply(self, content: dict[str, Any]) -> dict[str, Any]:
-        return {"status": "error", "execution_count": self.execution_count, "ename": content["ename"],
-                "evalue": content["evalue"], "traceback": content["traceback"], "user_expressions": {},
-                "payload": []}
+        return {
+            "status": "error",
+            "execution_count": self.execution_count,
+            "ename": content["ename"],
+            "evalue": content["evalue"],
+            "traceback": content["traceback"],
+            "user_expressions": {},
+            "payload": [],
+        }
 
     def _execute_blocking(
         self,
@@ -234,6 +253,12 @@ class SandboxKernel(Kernel):
         except Exception as exc:  # noqa: BLE001 - e.g. BackendUnavailableError: an error reply, not a dead kernel
             return self._error_reply(relay.error(type(exc).__name__, str(exc)))
         options = options or CellOptions()
+        session_limit = sandbox.config.limits.memory_limit_bytes
+        if options.memory is not None and session_limit is not None and options.memory > session_limit:
+            relay.stderr(
+                f"glsandbox: --memory {fmt_bytes(options.memory)} is above this kernel's sandbox limit of "
+                f"{fmt_bytes(session_limit)}; the cell gets at most {fmt_bytes(session_limit)}.\n"
+            )
         guard = CellLimitGuard(sandbox, options)
         relay.rewrite_error = lambda content: self._rewrite_error(content, guard, sandbox, options)
 
@@ -266,8 +291,9 @@ class SandboxKernel(Kernel):
         if result.status != "ok":
             error = relay.last_error
             if error is None:  # e.g. an interrupt that IPython did not report
-                error = relay.error(result.error_name or "Error", result.error_value or "",
-                                    as_lines(result.traceback) or None)
+                error = relay.error(
+                    result.error_name or "Error", result.error_value or "", as_lines(result.traceback) or None
+                )
             return self._error_reply(error)
         return {
             "status": "ok",
@@ -288,8 +314,9 @@ class SandboxKernel(Kernel):
         sandbox.start()
         return sandbox
 
-    def _rewrite_error(self, content: dict[str, Any], guard: CellLimitGuard, sandbox: Any,
-                       options: CellOptions) -> dict[str, Any]:
+    def _rewrite_error(
+        self, content: dict[str, Any], guard: CellLimitGuard, sandbox: Any, options: CellOptions
+    ) -> dict[str, Any]:
         """Name sandbox limits clearly in error outputs (relay thread)."""
         if guard.tripped and content["ename"] in ("SandboxCrashedError", "SandboxMemoryError"):
             ename = "SandboxMemoryError" if guard.tripped == "memory" else "SandboxCPUTimeError"
@@ -298,12 +325,20 @@ class SandboxKernel(Kernel):
         if content["ename"] == "MemoryError":
             limit = options.memory or sandbox.config.limits.memory_limit_bytes
             which = "the cell's" if options.memory else "the sandbox's"
-            text = (f"the cell exceeded {which} memory limit of {fmt_bytes(limit)} inside the sandbox "
-                    "(MemoryError); the sandbox kept running and its state is kept")
+            text = (
+                f"the cell exceeded {which} memory limit of {fmt_bytes(limit)} inside the sandbox "
+                "(MemoryError); the sandbox kept running and its state is kept"
+            )
             return {**content, "ename": "SandboxMemoryError", "evalue": text}
-        if options.cpu_time is not None and content["ename"] == "SandboxCrashedError" and "SIGXCPU" in content["evalue"]:
-            text = (f"the cell used more than its CPU time limit of {options.cpu_time:g} s (SIGXCPU); "
-                    "the worker was killed and its state is lost")
+        if (
+            options.cpu_time is not None
+            and content["ename"] == "SandboxCrashedError"
+            and "SIGXCPU" in content["evalue"]
+        ):
+            text = (
+                f"the cell used more than its CPU time limit of {options.cpu_time:g} s (SIGXCPU); "
+                "the worker was killed and its state is lost"
+            )
             return {"ename": "SandboxCPUTimeError", "evalue": text, "traceback": [f"SandboxCPUTimeError: {text}"]}
         return content
 
@@ -353,7 +388,19 @@ class SandboxKernel(Kernel):
 
     async def do_shutdown(self, restart: bool) -> dict[str, Any]:  # type: ignore[override]
         """Close the sandbox (the worker and everything it started) before the kernel exits."""
+        import time as _t
+        t0 = _t.time(); print("DBG do_shutdown start", t0, file=sys.__stderr__, flush=True)
         await asyncio.to_thread(self.close_sandbox)
+        print("DBG do_shutdown end", _t.time() - t0, file=sys.__stderr__, flush=True)
+        import atexit
+        atexit.register(lambda: print("DBG atexit (runs first)", _t.time() - t0, file=sys.__stderr__, flush=True))
+        import threading as _th
+        def _dump():
+            _t.sleep(1.0)
+            import faulthandler
+            print("DBG still alive after 1s; threads:", file=sys.__stderr__, flush=True)
+            faulthandler.dump_traceback(file=sys.__stderr__, all_threads=True)
+        _th.Thread(target=_dump, daemon=True).start()
         return {"status": "ok", "restart": restart}
 
     def close_sandbox(self) -> None:
@@ -394,12 +441,21 @@ class SandboxKernel(Kernel):
     async def do_complete(self, code: str, cursor_pos: int | None) -> dict[str, Any]:  # type: ignore[override]
         cursor = len(code) if cursor_pos is None else int(cursor_pos)
         reply = await self._quick({"type": "complete", "code": code, "cursor_pos": cursor}, "complete_reply") or {}
-        matches = [m for m in reply.get("matches", []) if isinstance(m, str)] if isinstance(reply.get("matches"), list) else []
+        matches = (
+            [m for m in reply.get("matches", []) if isinstance(m, str)]
+            if isinstance(reply.get("matches"), list)
+            else []
+        )
         start, end = reply.get("cursor_start"), reply.get("cursor_end")
         if not (isinstance(start, int) and isinstance(end, int) and 0 <= start <= end <= len(code)):
             start = end = cursor
-        return {"status": "ok", "matches": matches, "cursor_start": start, "cursor_end": end,
-                "metadata": as_dict(reply.get("metadata"))}
+        return {
+            "status": "ok",
+            "matches": matches,
+            "cursor_start": start,
+            "cursor_end": end,
+            "metadata": as_dict(reply.get("metadata")),
+        }
 
     async def do_inspect(  # type: ignore[override]
         self, code: str, cursor_pos: int, detail_level: int = 0, omit_sections: Any = ()
@@ -407,8 +463,12 @@ class SandboxKernel(Kernel):
         msg = {"type": "inspect", "code": code, "cursor_pos": cursor_pos, "detail_level": int(detail_level)}
         reply = await self._quick(msg, "inspect_reply") or {}
         found = bool(reply.get("found"))
-        return {"status": "ok", "found": found, "data": as_dict(reply.get("data")) if found else {},
-                "metadata": as_dict(reply.get("metadata")) if found else {}}
+        return {
+            "status": "ok",
+            "found": found,
+            "data": as_dict(reply.get("data")) if found else {},
+            "metadata": as_dict(reply.get("metadata")) if found else {},
+        }
 
     async def do_is_complete(self, code: str) -> dict[str, Any]:  # type: ignore[override]
         reply = await self._quick({"type": "is_complete", "code": code}, "is_complete_reply") or {}
@@ -433,14 +493,22 @@ class SandboxKernel(Kernel):
         pattern: str | None = None,
         unique: bool = False,
     ) -> dict[str, Any]:
-        msg: dict[str, Any] = {"type": "history", "hist_access_type": hist_access_type, "output": bool(output),
-                               "raw": bool(raw), "unique": bool(unique)}
+        msg: dict[str, Any] = {
+            "type": "history",
+            "hist_access_type": hist_access_type,
+            "output": bool(output),
+            "raw": bool(raw),
+            "unique": bool(unique),
+        }
         for key, value in (("session", session), ("start", start), ("stop", stop), ("n", n), ("pattern", pattern)):
             if value is not None:
                 msg[key] = value
         reply = await self._quick(msg, "history_reply") or {}
-        history = [json_safe(h) for h in reply.get("history", []) if isinstance(h, list) and len(h) == 3] \
-            if isinstance(reply.get("history"), list) else []
+        history = (
+            [json_safe(h) for h in reply.get("history", []) if isinstance(h, list) and len(h) == 3]
+            if isinstance(reply.get("history"), list)
+            else []
+        )
         return {"status": "ok", "history": history}
 
     async def comm_info_request(self, stream: Any, ident: Any, parent: dict[str, Any]) -> None:
@@ -461,8 +529,12 @@ class SandboxKernel(Kernel):
         """Shell handler for comm_open/comm_msg/comm_close: deliver to the sandbox's comm manager."""
         msg_type = parent["header"]["msg_type"]
         buffers = [bytes(getattr(b, "buffer", b)) for b in parent.get("buffers") or []]
-        frame = {"type": msg_type, "content": dict(parent.get("content") or {}),
-                 "metadata": dict(parent.get("metadata") or {}), "buffers": buffers}
+        frame = {
+            "type": msg_type,
+            "content": dict(parent.get("content") or {}),
+            "metadata": dict(parent.get("metadata") or {}),
+            "buffers": buffers,
+        }
         relay = IOPubRelay(self, parent)
 
         def deliver() -> None:

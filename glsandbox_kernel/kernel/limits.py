@@ -9,7 +9,10 @@ persists). How each is enforced:
   cell can add at most the headroom up to the limit (a large allocation fails
   cleanly with ``MemoryError`` and the state is kept); outside,
   :class:`CellLimitGuard` watches the worker tree's memory through the
-  session monitor and kills the worker when it goes over (state lost).
+  session monitor (cgroup figures where the backend has them) and kills the
+  worker when it goes over (state lost). A backend whose worker offers
+  ``set_memory_limit(bytes | None) -> bool`` (a cgroup limit) also gets the
+  cell's limit set there, as a hard limit, and restored afterwards.
 - ``--cpu-time``: inside, a soft ``RLIMIT_CPU`` at "used so far + limit";
   outside, the same guard kills the worker when the tree's CPU time for the
   cell passes the limit.
@@ -110,7 +113,7 @@ def split_cell_options(code: str) -> tuple[CellOptions | None, str]:
         return None, code
     lead = code[: len(code) - len(stripped)]
     first, newline, rest = stripped.partition("\n")
-    words = first[len(MAGIC):]
+    words = first[len(MAGIC) :]
     if words and not words[0].isspace():
         return None, code  # e.g. %%sandboxed: not ours
     import shlex
@@ -156,6 +159,7 @@ class CellLimitGuard:
         self._cpu0: float | None = None
         self._lock = threading.Lock()
         self._active = False
+        self._hard_memory = False
 
     def __enter__(self) -> CellLimitGuard:
         if not self.options.needs_guard:
@@ -172,6 +176,13 @@ class CellLimitGuard:
         except Exception:
             log.warning("the worker did not accept per-cell rlimits; enforcing from outside only", exc_info=True)
         worker = session.worker
+        setter = getattr(worker, "set_memory_limit", None)
+        if self.options.memory is not None and callable(setter):
+            # A backend with cgroups can make the cell's limit a hard one (OOM kill) from outside.
+            try:
+                self._hard_memory = bool(setter(self.options.memory))
+            except Exception:
+                log.warning("could not set the cell's cgroup memory limit", exc_info=True)
         if self.options.cpu_time is not None and worker is not None:
             from ..metrics import tree_sample
 
@@ -187,8 +198,9 @@ class CellLimitGuard:
         """Monitor thread: kill the worker when the cell goes over a limit."""
         if not self._active or event.get("kind") != "cell" or self.tripped:
             return
-        memory = max((v for v in (event.get("memory_current"), event.get("memory_peak")) if isinstance(v, int)),
-                     default=None)
+        memory = max(
+            (v for v in (event.get("memory_current"), event.get("memory_peak")) if isinstance(v, int)), default=None
+        )
         if memory is not None:
             self.seen_memory = max(self.seen_memory or 0, memory)
         limit = self.options.memory
@@ -223,6 +235,11 @@ class CellLimitGuard:
         worker = session.worker
         if self.tripped or worker is None or worker.poll() is not None:
             return
+        if self._hard_memory:
+            try:
+                worker.set_memory_limit(None)
+            except Exception:
+                log.warning("could not restore the session's cgroup memory limit", exc_info=True)
         msg: dict[str, Any] = {"type": "set_limits"}
         if self.options.memory is not None:
             msg["memory"] = None
@@ -236,11 +253,15 @@ class CellLimitGuard:
     def describe(self) -> str:
         """What tripped, for the error message."""
         if self.tripped == "memory":
-            return (f"the cell used more than its memory limit of {fmt_bytes(self.options.memory)} "
-                    f"(measured outside the sandbox: {fmt_bytes(self.seen_memory)}); the worker was killed "
-                    "and its state is lost")
+            return (
+                f"the cell used more than its memory limit of {fmt_bytes(self.options.memory)} "
+                f"(measured outside the sandbox: {fmt_bytes(self.seen_memory)}); the worker was killed "
+                "and its state is lost"
+            )
         if self.tripped == "cpu_time":
-            return (f"the cell used more than its CPU time limit of {self.options.cpu_time:g} s "
-                    f"(measured outside the sandbox: {self.seen_cpu or 0:.1f} s); the worker was killed "
-                    "and its state is lost")
+            return (
+                f"the cell used more than its CPU time limit of {self.options.cpu_time:g} s "
+                f"(measured outside the sandbox: {self.seen_cpu or 0:.1f} s); the worker was killed "
+                "and its state is lost"
+            )
         return ""

@@ -80,17 +80,26 @@ def content_for(frame: dict[str, Any], execution_count: int | None) -> tuple[str
         name = "stderr" if frame.get("name") == "stderr" else "stdout"
         return "stream", {"name": name, "text": as_text(frame.get("text"))}
     if kind in ("display_data", "update_display_data"):
-        content = {"data": as_dict(frame.get("data")), "metadata": as_dict(frame.get("metadata")),
-                   "transient": as_dict(frame.get("transient"))}
+        content = {
+            "data": as_dict(frame.get("data")),
+            "metadata": as_dict(frame.get("metadata")),
+            "transient": as_dict(frame.get("transient")),
+        }
         if kind == "update_display_data" and not content["transient"].get("display_id"):
             return None
         return kind, content
     if kind == "execute_result":
-        return "execute_result", {"execution_count": execution_count, "data": as_dict(frame.get("data")),
-                                  "metadata": as_dict(frame.get("metadata"))}
+        return "execute_result", {
+            "execution_count": execution_count,
+            "data": as_dict(frame.get("data")),
+            "metadata": as_dict(frame.get("metadata")),
+        }
     if kind == "error":
-        return "error", {"ename": as_text(frame.get("ename")) or "Error", "evalue": as_text(frame.get("evalue")),
-                         "traceback": as_lines(frame.get("traceback"))}
+        return "error", {
+            "ename": as_text(frame.get("ename")) or "Error",
+            "evalue": as_text(frame.get("evalue")),
+            "traceback": as_lines(frame.get("traceback")),
+        }
     if kind == "clear_output":
         return "clear_output", {"wait": bool(frame.get("wait"))}
     return None
@@ -126,13 +135,25 @@ class IOPubRelay:
         self.rewrite_error: Callable[[dict[str, Any]], dict[str, Any]] | None = None
         self.last_error: dict[str, Any] | None = None
 
-    def send(self, msg_type: str, content: dict[str, Any], metadata: dict[str, Any] | None = None,
-             buffers: list[bytes] | None = None) -> None:
+    def send(
+        self,
+        msg_type: str,
+        content: dict[str, Any],
+        metadata: dict[str, Any] | None = None,
+        buffers: list[bytes] | None = None,
+    ) -> None:
         kernel = self.kernel
         if kernel.session is None:
             return
-        kernel.session.send(kernel.iopub_socket, msg_type, content, parent=self.parent, metadata=metadata,
-                            buffers=buffers, ident=kernel._topic(msg_type))
+        kernel.session.send(
+            kernel.iopub_socket,
+            msg_type,
+            content,
+            parent=self.parent,
+            metadata=metadata,
+            buffers=buffers,
+            ident=kernel._topic(msg_type),
+        )
 
     def output(self, frame: dict[str, Any]) -> None:
         """``on_output`` callback of :meth:`OSSandbox.run_cell`."""

@@ -44,5 +44,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["SandboxCellError", "SandboxMagics", "SandboxResult", "load_ipython_extension",
-           "unload_ipython_extension"]
+__all__ = ["SandboxCellError", "SandboxMagics", "SandboxResult", "load_ipython_extension", "unload_ipython_extension"]

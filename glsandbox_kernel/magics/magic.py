@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import atexit
 import builtins
+import datetime
+import os
 import re
 import signal
 import sys
@@ -49,6 +51,7 @@ Line magic:
 
 
 # -- errors that look local ---------------------------------------------------------------------
+
 
 class SandboxCellError(Exception):
     """Raised by ``%%sandbox`` when the sandboxed cell failed.
@@ -135,6 +138,7 @@ class SandboxResult:
 
 # -- argument parsing -----------------------------------------------------------------------------
 
+
 def _names(text: str | None, option: str) -> list[str]:
     if not text:
         return []
@@ -156,7 +160,7 @@ def _settings_from(args: Any) -> SessionSettings:
             cpu_time=args.cpu_time,
             network=args.network,
             monitor=not args.no_monitor,
-            audit=args.audit,
+            audit=os.path.abspath(os.path.expanduser(args.audit)) if args.audit else None,
         )
         settings.config()  # validate now, with the field named
     except SandboxConfigError as exc:
@@ -195,10 +199,17 @@ class SandboxMagics(Magics):
             self._saved_exc = None
 
     @magic_arguments()
-    @argument("level", nargs="?", choices=[lvl.value for lvl in SecurityLevel],
-              help="security level preset (default moderate)")
-    @argument("--isolation", choices=[i.value for i in IsolationType],
-              help="isolation backend (default: the strongest available without a daemon)")
+    @argument(
+        "level",
+        nargs="?",
+        choices=[lvl.value for lvl in SecurityLevel],
+        help="security level preset (default moderate)",
+    )
+    @argument(
+        "--isolation",
+        choices=[i.value for i in IsolationType],
+        help="isolation backend (default: the strongest available without a daemon)",
+    )
     @argument("--timeout", type=float, help="wall-clock limit per cell, seconds")
     @argument("--memory", help="memory limit, e.g. 200M or 1G")
     @argument("--cpu-time", dest="cpu_time", type=float, help="CPU time limit, seconds")
@@ -255,12 +266,18 @@ class SandboxMagics(Magics):
         if values:
             session.ensure_shell()
             self._call(session, "sandbox_side_set_names", values)
-        result, value = self._run(session, cell)
+        try:
+            result, value = self._run(session, cell)
+        except SandboxError as exc:  # the sandbox could not run the cell at all (e.g. backend set-up)
+            raise sandbox_error(type(exc).__name__, str(exc)) from None
         session.cells += 1
         if not session.alive and result.status == "error":
             self._lost[session.name] = result.error_name or "the worker died"
-            print(f"glsandbox: {result.error_name}: the worker of sandbox session {session.name!r} was killed "
-                  "and its state is lost; the next cell starts a fresh sandbox.", file=sys.stderr)
+            print(
+                f"glsandbox: {result.error_name}: the worker of sandbox session {session.name!r} was killed "
+                "and its state is lost; the next cell starts a fresh sandbox.",
+                file=sys.stderr,
+            )
         if result.status == "error":
             raise sandbox_error(result.error_name or "Error", result.error_value or "", list(result.traceback or []))
         if outputs:
@@ -271,8 +288,11 @@ class SandboxMagics(Magics):
         sandbox_session = session.sandbox.session
         if sandbox_session.generation > 0 and not session.alive:
             reason = self._lost.pop(session.name, "it exited")
-            print(f"glsandbox: the worker of sandbox session {session.name!r} was stopped ({reason}); "
-                  "variables from earlier cells are lost. This cell runs in a fresh sandbox.", file=sys.stderr)
+            print(
+                f"glsandbox: the worker of sandbox session {session.name!r} was stopped ({reason}); "
+                "variables from earlier cells are lost. This cell runs in a fresh sandbox.",
+                file=sys.stderr,
+            )
             session.shell_ready = False
 
     def _call(self, session: NamedSession, fn_name: str, arg: Any) -> Any:
@@ -325,8 +345,9 @@ class SandboxMagics(Magics):
             # tearing the frame exchange; the session kills the worker after its grace period.
             previous = signal.signal(signal.SIGINT, lambda signum, frame: sandbox.interrupt())
         try:
-            result = sandbox.run_cell(code, on_output=on_output, on_input=_with_sigint(on_input, previous, main),
-                                      allow_stdin=True)
+            result = sandbox.run_cell(
+                code, on_output=on_output, on_input=_with_sigint(on_input, previous, main), allow_stdin=True
+            )
         finally:
             if main:
                 signal.signal(signal.SIGINT, previous)
@@ -357,8 +378,10 @@ class SandboxMagics(Magics):
             s = self.registry.sessions[n]
             state = "running" if s.alive else "idle"
             pids = ",".join(str(p) for p in s.sandbox.worker_pids) or "-"
-            print(f"{n:<12} {state:<8} {s.cells:>5}  {s.sandbox.isolation_type:<10} {s.settings.describe()}  "
-                  f"[pids {pids}]")
+            print(
+                f"{n:<12} {state:<8} {s.cells:>5}  {s.sandbox.isolation_type:<10} {s.settings.describe()}  "
+                f"[pids {pids}]"
+            )
 
     def _cmd_stop(self, name: str | None) -> None:
         names = self._resolve(name)
@@ -384,10 +407,17 @@ class SandboxMagics(Magics):
             status = "verified" if check.ok else "BROKEN: " + "; ".join(check.problems[:3])
             print(f"Sandbox session {n!r}: {len(records)} audit records, hash chain {status}")
             for rec in records:
+                when = rec.get("timestamp")
+                if isinstance(when, (int, float)):
+                    when = datetime.datetime.fromtimestamp(when, tz=datetime.timezone.utc).isoformat(
+                        timespec="milliseconds"
+                    )
                 t = rec.get("execution_time")
                 took = f"{t * 1000:8.1f} ms" if isinstance(t, (int, float)) else " " * 11
-                print(f"  {rec.get('seq', ''):>4} {rec.get('timestamp', '')!s:<27} {rec.get('event_type', '')!s:<20}"
-                      f" {took}  {str(rec.get('record_hash', ''))[:16]}")
+                print(
+                    f"  {rec.get('seq', ''):>4} {when or '':<29} {rec.get('event_type', '')!s:<20}"
+                    f" {took}  {str(rec.get('record_hash', ''))[:16]}"
+                )
 
     def _cmd_config(self, name: str | None) -> None:
         import json

@@ -144,8 +144,10 @@ class SessionRegistry:
                     notice = f"glsandbox: --new: closed sandbox session {name!r}; its state is lost."
                 else:
                     changed = "; ".join(settings.changes_from(old.settings))
-                    notice = (f"glsandbox: the settings of sandbox session {name!r} changed ({changed}); "
-                              "closed it and started a new one, so its earlier state is lost.")
+                    notice = (
+                        f"glsandbox: the settings of sandbox session {name!r} changed ({changed}); "
+                        "closed it and started a new one, so its earlier state is lost."
+                    )
             session = NamedSession(name, settings)
             self.sessions[name] = session
             return session, notice

@@ -1,0 +1,38 @@
+"""SandboxKernelApp: ipykernel's kernel application, launching SandboxKernel (host side).
+
+The same application as the stock kernel (sockets, heartbeat, IOPub thread,
+connection file), with :class:`~glsandbox_kernel.kernel.kernel.SandboxKernel`
+as the kernel class and one extra traitlets config file,
+``glsandbox_kernel_config.{json,py}``, searched on Jupyter's config path
+(``jupyter --paths``), e.g. ``{"SandboxKernel": {"level": "strict"}}``.
+Options on the kernelspec's command line take priority over the file.
+Who calls: ``python -m glsandbox_kernel.kernel`` (the kernelspecs' argv).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ipykernel.kernelapp import IPKernelApp
+from traitlets.config.application import Application
+
+from .kernel import SandboxKernel
+
+CONFIG_FILE = "glsandbox_kernel_config"
+
+
+class SandboxKernelApp(IPKernelApp):
+    """IPKernelApp whose kernel is SandboxKernel and which reads ``glsandbox_kernel_config``."""
+
+    description = "A Jupyter kernel that runs every cell in a glsandbox sandbox."
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("kernel_class", SandboxKernel)
+        super().__init__(**kwargs)
+
+    def load_config_file(self, *args: Any, **kwargs: Any) -> None:
+        """IPython's config files, then ``glsandbox_kernel_config`` from Jupyter's config path."""
+        super().load_config_file(*args, **kwargs)
+        from jupyter_core.paths import jupyter_config_path
+
+        Application.load_config_file(self, CONFIG_FILE, path=jupyter_config_path())

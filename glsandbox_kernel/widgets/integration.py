@@ -1,0 +1,125 @@
+"""What the glsandbox kernel adds around each cell: monitor, banner, audit output, usage (host side).
+
+Who calls: :class:`glsandbox_kernel.kernel.kernel.SandboxKernel` (one
+:class:`KernelEvidence` per kernel process). It keeps the kernel's own code
+short:
+
+- :meth:`KernelEvidence.start` binds the kernel process's comm layer
+  (:mod:`.comms`) and imports the chart/widget libraries in the background;
+- :meth:`KernelEvidence.note_frontend` learns from the frontend's messages
+  whether it renders widgets (JupyterLab's and Notebook's widget managers open
+  the ``jupyter.widget.control`` comm, or ask ``comm_info`` for
+  ``jupyter.widget``, when they connect);
+- :meth:`KernelEvidence.handle_comm` delivers frontend messages for the
+  kernel's own comms (the monitor widget) here instead of to the sandbox;
+- :meth:`KernelEvidence.cell_monitor` makes the cell's
+  :class:`~.monitor.CellMonitor`, :meth:`KernelEvidence.emit_audit` emits the
+  cell's audit output (its last output), and :meth:`KernelEvidence.usage` the
+  ``usage_reply`` content.
+
+Nothing here runs in the sandbox or runs user code.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from ..notebook.evidence import AuditTrail
+from .monitor import CellMonitor
+from .usage import UsageTracker
+
+log = logging.getLogger("glsandbox.widgets")
+
+CONTROL_TARGET = "jupyter.widget.control"
+WIDGET_TARGET = "jupyter.widget"
+
+
+class KernelEvidence:
+    """Per-kernel state for monitors, audit outputs and usage replies (see the module docstring).
+
+    ``widgets``: ``"auto"`` (live widget when a widget frontend was seen),
+    ``"always"`` or ``"never"`` (static summaries only).
+    """
+
+    def __init__(self, kernel: Any, *, widgets: str = "auto") -> None:
+        self.kernel = kernel
+        self.widgets = widgets
+        self.widget_frontend = False
+        self.trail = AuditTrail()
+        self.usage_tracker = UsageTracker()
+        self._comms: Any = None
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Bind the comm layer to the kernel; warm the chart and widget imports in the background."""
+        from .comms import kernel_comms
+
+        self._comms = kernel_comms().install(self.kernel)
+        threading.Thread(target=_prewarm, name="glsandbox-widgets-prewarm", daemon=True).start()
+
+    @property
+    def use_widgets(self) -> bool:
+        if self.widgets == "always":
+            return True
+        if self.widgets == "never":
+            return False
+        return self.widget_frontend
+
+    # -- frontend messages ------------------------------------------------------------------------
+    def note_frontend(self, parent: Mapping[str, Any]) -> None:
+        """Notice a widget frontend from a comm_open / comm_info_request it sent."""
+        header = parent.get("header") or {}
+        content = parent.get("content") or {}
+        msg_type = header.get("msg_type")
+        target = content.get("target_name") if isinstance(content, Mapping) else None
+        if (msg_type == "comm_open" and target == CONTROL_TARGET) or (
+            msg_type == "comm_info_request" and target in (WIDGET_TARGET, CONTROL_TARGET)
+        ):
+            self.widget_frontend = True
+
+    def handle_comm(self, stream: Any, ident: Any, parent: dict[str, Any]) -> bool:
+        """Deliver a comm_msg/comm_close for one of the kernel's own comms; False: not ours."""
+        content = parent.get("content") or {}
+        comm_id = content.get("comm_id") if isinstance(content, Mapping) else None
+        if self._comms is None or not self._comms.owns(comm_id):
+            return False
+        try:
+            self._comms.dispatch(stream, ident, parent)
+        except Exception:
+            log.warning("could not handle a message for the kernel's own comm", exc_info=True)
+        return True
+
+    # -- cells ----------------------------------------------------------------------------------------
+    def cell_monitor(self, *, send: Any, sandbox: Any, parent: dict[str, Any], monitor: bool,
+                     limits: Mapping[str, Any] | None = None) -> CellMonitor:
+        """The monitor for one (non-silent) cell; the kernel calls ``start()``/``finish()``."""
+        return CellMonitor(send=send, sandbox=sandbox, parent=parent, widgets=self.use_widgets, monitor=monitor,
+                           limits=limits)
+
+    def emit_audit(self, send: Any, sandbox: Any, record: Mapping[str, Any] | None,
+                   execution_count: int | None) -> None:
+        """Publish the cell's audit output (display_data), its last output."""
+        if record is None:
+            return
+        try:
+            data, metadata = self.trail.bundle(sandbox, record, execution_count=execution_count)
+            send("display_data", {"data": data, "metadata": metadata, "transient": {}})
+        except Exception:
+            log.warning("could not emit the audit output", exc_info=True)
+
+    def usage(self, sandbox: Any) -> dict[str, Any]:
+        """The ``usage_reply`` content: the sandbox's figures (blocking; call in a thread)."""
+        return self.usage_tracker.reply(sandbox)
+
+
+def _prewarm() -> None:
+    try:
+        from .chart import prewarm
+
+        prewarm()
+        import ipywidgets  # noqa: F401
+    except Exception:
+        log.debug("could not pre-import the widget libraries", exc_info=True)
