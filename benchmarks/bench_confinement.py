@@ -17,6 +17,7 @@ figure is the median over rounds. Prints a table and, with ``--json``, JSON.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -81,8 +82,13 @@ def bench_one_shot(n: int, rounds: int) -> dict[str, Any]:
     ours()  # start the template once, as any host process would
     theirs()
     a, b = side_by_side(ours, theirs, n, rounds)
-    return {"name": "one-shot NAMESPACE execute(f) vs bwrap ... python -c pass", "ours_ms": a * 1e3,
-            "theirs_ms": b * 1e3, "ratio": a / b, "target": 1.0}
+    return {
+        "name": "one-shot NAMESPACE execute(f) vs bwrap ... python -c pass",
+        "ours_ms": a * 1e3,
+        "theirs_ms": b * 1e3,
+        "ratio": a / b,
+        "target": 1.0,
+    }
 
 
 def bench_round_trip(n: int, rounds: int) -> dict[str, Any]:
@@ -92,20 +98,31 @@ def bench_round_trip(n: int, rounds: int) -> dict[str, Any]:
         a, b = side_by_side(lambda: ns.execute(f, 1), lambda: basic.execute(f, 1), n, rounds)
         sup = getattr(ns.session.worker, "supervisor", None)
         notified = sup.stats["notifications"] if sup is not None else None
-    return {"name": "warm execute(f, 1): NAMESPACE (full) vs BASIC", "ours_ms": a * 1e3, "theirs_ms": b * 1e3,
-            "ratio": a / b, "target": 1.1, "supervisor_notifications": notified}
+    return {
+        "name": "warm execute(f, 1): NAMESPACE (full) vs BASIC",
+        "ours_ms": a * 1e3,
+        "theirs_ms": b * 1e3,
+        "ratio": a / b,
+        "target": 1.1,
+        "supervisor_notifications": notified,
+    }
 
 
 def bench_cpu(rounds: int, seconds: float) -> dict[str, Any]:
     n = 200_000
-    while timed(lambda: spin(n), 1) < seconds / 4:  # calibrate to about ``seconds``
+    while (took := timed(functools.partial(spin, n), 1)) < seconds / 4:  # calibrate to about ``seconds``
         n *= 2
-    n = int(n * seconds / timed(lambda: spin(n), 1))
+    n = int(n * seconds / took)
     with OSSandbox(_config(IsolationType.NAMESPACE).replace(execution_timeout=60.0 * seconds + 60)) as box:
         box.execute(spin, 1000)
         a, b = side_by_side(lambda: box.execute(spin, n), lambda: spin(n), 1, rounds)
-    return {"name": f"CPU-bound loop (~{seconds:g} s): NAMESPACE vs no sandbox", "ours_ms": a * 1e3,
-            "theirs_ms": b * 1e3, "ratio": a / b, "target": 1.03}
+    return {
+        "name": f"CPU-bound loop (~{seconds:g} s): NAMESPACE vs no sandbox",
+        "ours_ms": a * 1e3,
+        "theirs_ms": b * 1e3,
+        "ratio": a / b,
+        "target": 1.03,
+    }
 
 
 def main() -> None:
@@ -133,8 +150,10 @@ def print_table(results: list[dict[str, Any]]) -> None:
             print(f"{r['name']:<62} skipped: {r['skipped']}")
             continue
         ok = "ok" if r["ratio"] <= r["target"] else "MISS"
-        print(f"{r['name']:<62} {r['ours_ms']:>7.3f} ms {r['theirs_ms']:>7.3f} ms "
-              f"{r['ratio']:>7.2f} {'<=' + str(r['target']):>7} {ok}")
+        print(
+            f"{r['name']:<62} {r['ours_ms']:>7.3f} ms {r['theirs_ms']:>7.3f} ms "
+            f"{r['ratio']:>7.2f} {'<=' + str(r['target']):>7} {ok}"
+        )
 
 
 if __name__ == "__main__":

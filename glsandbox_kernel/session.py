@@ -273,7 +273,13 @@ class Session:
                     self.monitor.begin(worker, monitor_context)
                 if overlap is not None:
                     overlap()
-                reply = self._read_until_reply(worker, chan, timeout, on_message, reply_types)
+                try:
+                    reply = self._read_until_reply(worker, chan, timeout, on_message, reply_types)
+                except KeyboardInterrupt:
+                    # Ctrl-C in the host: pass it on, and read on so the channel
+                    # stays in step (killed after the grace period if need be).
+                    self.interrupt()
+                    reply = self._read_until_reply(worker, chan, timeout, on_message, reply_types)
             except _Timeout as exc:
                 self.kill_worker()
                 error = SandboxTimeoutError(
@@ -344,6 +350,8 @@ class Session:
                 continue
             kind = msg["type"]
             if kind in reply_types:
+                if msg.get("id") != self._req_id:
+                    continue  # a stale reply to an earlier, abandoned request
                 return msg
             if on_message is not None:
                 answer = on_message(msg)

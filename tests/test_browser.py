@@ -32,8 +32,16 @@ __all__ = ["glsandbox_kernelspec"]
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 ARTIFACTS = os.path.join(ROOT, "test-artifacts")
 
 ALLOCATE = """\
@@ -66,21 +74,41 @@ def lab(glsandbox_kernelspec: str, tmp_path_factory: pytest.TempPathFactory) -> 
     root.mkdir()
     settings = base / "settings" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True)
-    (settings / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false",
-                                                                           "checkForUpdates": False}))
+    (settings / "notification.jupyterlab-settings").write_text(
+        json.dumps({"fetchNews": "false", "checkForUpdates": False})
+    )
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "glsandbox", "display_name": "Python 3 (sandboxed)", "language": "python"}
     nb.cells = [nbformat.v4.new_code_cell(ALLOCATE), nbformat.v4.new_code_cell(PTRACE)]
     nbformat.write(nb, str(root / "monitor.ipynb"))
     port, token = _free_port(), secrets.token_hex(16)
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(base / "config"), "JUPYTERLAB_SETTINGS_DIR": str(base / "settings"),
-           "JUPYTERLAB_WORKSPACES_DIR": str(base / "workspaces"), "JUPYTER_RUNTIME_DIR": str(base / "runtime")}
+    env = {
+        **os.environ,
+        "JUPYTER_CONFIG_DIR": str(base / "config"),
+        "JUPYTERLAB_SETTINGS_DIR": str(base / "settings"),
+        "JUPYTERLAB_WORKSPACES_DIR": str(base / "workspaces"),
+        "JUPYTER_RUNTIME_DIR": str(base / "runtime"),
+    }
     log = open(base / "lab.log", "wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1", f"--port={port}",
-         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", "--ServerApp.open_browser=False",
-         "--LabApp.news_url=", "--ServerApp.port_retries=0"],
-        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            "--no-browser",
+            "--ServerApp.ip=127.0.0.1",
+            f"--port={port}",
+            f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={root}",
+            "--ServerApp.open_browser=False",
+            "--LabApp.news_url=",
+            "--ServerApp.port_retries=0",
+            *(["--allow-root"] if os.geteuid() == 0 else []),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -102,8 +130,10 @@ def lab(glsandbox_kernelspec: str, tmp_path_factory: pytest.TempPathFactory) -> 
             req = urllib.request.Request(f"{url}/api/kernels?token={token}")
             with urllib.request.urlopen(req, timeout=5) as r:
                 for kernel in json.load(r):
-                    urllib.request.urlopen(urllib.request.Request(
-                        f"{url}/api/kernels/{kernel['id']}?token={token}", method="DELETE"), timeout=20).close()
+                    urllib.request.urlopen(
+                        urllib.request.Request(f"{url}/api/kernels/{kernel['id']}?token={token}", method="DELETE"),
+                        timeout=20,
+                    ).close()
         except OSError:
             pass
         proc.send_signal(signal.SIGTERM)
@@ -127,7 +157,10 @@ def test_live_widget_and_banner_in_jupyterlab(lab: dict[str, Any], tmp_path: Any
 
     with sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
+            str(tmp_path / "chromium-profile"),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_ARGS,
             viewport={"width": 1280, "height": 900},
         )
         try:
@@ -152,13 +185,17 @@ def test_live_widget_and_banner_in_jupyterlab(lab: dict[str, Any], tmp_path: Any
             while time.monotonic() < deadline:
                 raw = page.evaluate(
                     "() => { const e = document.querySelector('.glsandbox-monitor .glsandbox-mem');"
-                    " return e ? e.getAttribute('data-bytes') : null; }")
+                    " return e ? e.getAttribute('data-bytes') : null; }"
+                )
                 if raw is None:
                     break  # frozen into the summary: the cell ended
                 if raw:
                     values.append(int(raw))
-                if shot is None and len(values) >= 8 and page.query_selector(".glsandbox-monitor img, "
-                                                                             ".jupyter-widgets img"):
+                if (
+                    shot is None
+                    and len(values) >= 8
+                    and page.query_selector(".glsandbox-monitor img, .jupyter-widgets img")
+                ):
                     shot = _shot(page, "widget-live.png")
                 time.sleep(0.3)
             assert len(values) >= 5, values
@@ -177,7 +214,8 @@ def test_live_widget_and_banner_in_jupyterlab(lab: dict[str, Any], tmp_path: Any
             page.wait_for_selector(".glsandbox-violations", timeout=60_000)
             page.wait_for_function(
                 "() => /stopped/.test((document.querySelector('.glsandbox-violations') || {}).textContent || '')",
-                timeout=60_000)
+                timeout=60_000,
+            )
             banner = page.inner_text(".glsandbox-violations")
             assert "ptrace" in banner and "denied" in banner
             _shot(page, "violation-banner.png")

@@ -211,6 +211,16 @@ def procs_in_pidns(inode: str) -> list[int]:
     return out
 
 
+def wait_pidns_empty(inode: str, timeout: float = 5.0) -> list[int]:
+    """Wait for every process of a pid namespace to end (teardown takes a few ms)."""
+    deadline = time.monotonic() + timeout
+    left = procs_in_pidns(inode)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.01)
+        left = procs_in_pidns(inode)
+    return left
+
+
 def moderate(**overrides: Any) -> OSSandboxConfig:
     return create_config_by_level(SecurityLevel.MODERATE, **overrides)
 
@@ -554,7 +564,7 @@ def test_namespace_view(fake_home_secret: str | None) -> None:
     assert r["write_etc"] in (errno.EROFS, errno.EACCES)
     assert r["fill"] == errno.ENOSPC
     assert r["xml_ok"] == "xml.dom.minidom"
-    assert procs_in_pidns(r["pidns"]) == []  # the whole pid namespace is gone
+    assert wait_pidns_empty(r["pidns"]) == []  # the whole pid namespace is gone
     assert out.report["mounts"]["proc"].startswith("hidepid")
 
 
@@ -624,10 +634,7 @@ def test_namespace_exit_status_signals_and_no_leftovers() -> None:
     os.close(info_w)
     assert out.status == -signal.SIGKILL and out.result is None
     assert len(seen["before"]) >= 3  # init, worker, daemon (and maybe its exiting parent)
-    deadline = time.monotonic() + 5
-    while procs_in_pidns(seen["inode"]) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert procs_in_pidns(seen["inode"]) == []
+    assert wait_pidns_empty(seen["inode"]) == []
 
 
 @needs_userns

@@ -42,7 +42,7 @@ from glsandbox_kernel.audit.verify import read_jsonl, verify_file
 from glsandbox_kernel.backends.namespace import NamespaceBackend
 from glsandbox_kernel.config import MiB
 
-from .test_confinement import _AS_NOBODY, ROOT, procs_in_pidns
+from .test_confinement import _AS_NOBODY, ROOT, procs_in_pidns, wait_pidns_empty
 
 # Attack functions travel by value: the worker never imports this test module.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -462,7 +462,7 @@ def test_fork_bomb_is_stopped_by_the_pids_limit(level: str, box: Callable[..., B
 @pytest.mark.parametrize("level", LEVELS)
 def test_memory_bomb(level: str, box: Callable[..., Box]) -> None:
     b = box(level, limits=ResourceLimits(memory_limit_bytes=128 * MiB))
-    result, exc = b.run(attack_memory_bomb)
+    _result, exc = b.run(attack_memory_bomb)
     assert isinstance(exc, SandboxMemoryError), exc
     assert isinstance(exc, MemoryError) and exc.limit == 128 * MiB
     assert b.last()["event_type"] == "memory_exceeded"
@@ -473,7 +473,7 @@ def test_memory_bomb(level: str, box: Callable[..., Box]) -> None:
 def test_memory_bomb_through_tmpfs_is_killed_by_the_cgroup(box: Callable[..., Box]) -> None:
     """tmpfs pages are not address space: RLIMIT_AS misses them, the memory cgroup does not."""
     b = box("moderate", limits=ResourceLimits(memory_limit_bytes=64 * MiB, disk_quota_bytes=512 * MiB))
-    result, exc = b.run(attack_tmpfs_memory, 256)
+    _result, exc = b.run(attack_tmpfs_memory, 256)
     assert isinstance(exc, SandboxMemoryError), exc
     assert exc.peak is not None and exc.peak >= 48 * MiB
     rec = b.last()
@@ -605,7 +605,7 @@ def test_setsid_double_fork_daemon_does_not_survive(level: str, box: Callable[..
     expect_clean(b, exc)
     assert len(procs_in_pidns(inode)) >= 3  # init, worker, daemon
     b.sb.close()
-    assert procs_in_pidns(inode) == []
+    assert wait_pidns_empty(inode) == []
 
 
 @pytest.mark.parametrize("level", LEVELS)
@@ -693,7 +693,9 @@ def rootfs(tmp_path: Any) -> str:
 @pytest.mark.skipif(not IS_ROOT or INNER, reason="the CHROOT backend needs root")
 @pytest.mark.parametrize("level", ["strict", "moderate"])
 def test_chroot_backend_attacks(level: str, box: Callable[..., Box], rootfs: str) -> None:
-    sysdirs = tuple(d for d in ("/usr", "/lib", "/lib64", "/bin", "/sbin") if os.path.isdir(d) and not os.path.islink(d))
+    sysdirs = tuple(
+        d for d in ("/usr", "/lib", "/lib64", "/bin", "/sbin") if os.path.isdir(d) and not os.path.islink(d)
+    )
     fs = FilesystemConfig(root=rootfs, readonly_paths=sysdirs)
     b = box(level, isolation_type=IsolationType.CHROOT, filesystem=fs)
     result, exc = b.run(attack_read_secrets, ["/etc/shadow", "/root/.bashrc", "/etc/passwd"])
@@ -709,7 +711,7 @@ def test_chroot_backend_attacks(level: str, box: Callable[..., Box], rootfs: str
     assert result["host_pid"] == errno.ESRCH
     inode, exc = b.run(attack_daemon)
     b.sb.close()
-    assert procs_in_pidns(inode) == []
+    assert wait_pidns_empty(inode) == []
     assert not os.path.exists(os.path.join(rootfs, "tmp", "work"))  # the root was never written to
 
 
@@ -723,7 +725,7 @@ def test_chroot_without_a_root_says_why(box: Callable[..., Box]) -> None:
     from glsandbox_kernel import BackendUnavailableError
 
     b = box("moderate", isolation_type=IsolationType.CHROOT)
-    result, exc = b.run(attack_connect, 1)
+    _result, exc = b.run(attack_connect, 1)
     assert isinstance(exc, BackendUnavailableError) and "FilesystemConfig.root" in str(exc)
 
 
@@ -763,4 +765,3 @@ def _which(tool: str) -> bool:
     import shutil
 
     return shutil.which(tool) is not None
-

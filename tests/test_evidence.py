@@ -76,8 +76,13 @@ def test_excluded_outputs_separate_streams_and_are_not_hashed() -> None:
     monitor = {"output_type": "display_data", "data": {"text/plain": "x"}, "metadata": role_metadata("monitor")}
     widget = {"output_type": "display_data", "data": {"application/vnd.jupyter.widget-view+json": {}}, "metadata": {}}
     audit = {"output_type": "display_data", "data": {AUDIT_MIME: {}, "text/plain": "a"}, "metadata": {}}
-    outs = [{"output_type": "stream", "name": "stdout", "text": "1\r2"}, monitor,
-            {"output_type": "stream", "name": "stdout", "text": "\r3\n"}, widget, audit]
+    outs = [
+        {"output_type": "stream", "name": "stdout", "text": "1\r2"},
+        monitor,
+        {"output_type": "stream", "name": "stdout", "text": "\r3\n"},
+        widget,
+        audit,
+    ]
     assert canonical_outputs(outs) == [
         {"output_type": "stream", "name": "stdout", "text": "2"},
         {"output_type": "stream", "name": "stdout", "text": "3\n"},
@@ -85,10 +90,22 @@ def test_excluded_outputs_separate_streams_and_are_not_hashed() -> None:
 
 
 def test_data_ignores_metadata_transient_counts_and_base64_wrapping() -> None:
-    a = [{"output_type": "execute_result", "execution_count": 3, "metadata": {"x": 1},
-          "data": {"text/plain": ["1\n", "2"], "image/png": "iVBOR\nw0KG\n", "application/json": {"b": 1, "a": 2}}}]
-    b = [{"output_type": "execute_result", "execution_count": 9, "metadata": {},
-          "data": {"text/plain": "1\n2", "image/png": "iVBORw0KG", "application/json": {"a": 2, "b": 1}}}]
+    a = [
+        {
+            "output_type": "execute_result",
+            "execution_count": 3,
+            "metadata": {"x": 1},
+            "data": {"text/plain": ["1\n", "2"], "image/png": "iVBOR\nw0KG\n", "application/json": {"b": 1, "a": 2}},
+        }
+    ]
+    b = [
+        {
+            "output_type": "execute_result",
+            "execution_count": 9,
+            "metadata": {},
+            "data": {"text/plain": "1\n2", "image/png": "iVBORw0KG", "application/json": {"a": 2, "b": 1}},
+        }
+    ]
     assert outputs_hash(a) == outputs_hash(b)
 
 
@@ -318,8 +335,14 @@ def test_forged_rehashed_chain_fails_with_a_key(signed: Any) -> None:
 
 
 def _glsandbox(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "glsandbox_kernel.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})}, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "glsandbox_kernel.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        cwd=ROOT,
+    )
 
 
 def test_audit_verify_cli(synthetic: Any, tmp_path: Any) -> None:
@@ -355,9 +378,11 @@ def test_audit_verify_cli_key_from_file_and_env(signed: Any, tmp_path: Any) -> N
 
 def test_parameters_are_injected_after_the_tagged_cell() -> None:
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_markdown_cell("# t"),
-                nbformat.v4.new_code_cell("n = 1", metadata={"tags": ["parameters"]}),
-                nbformat.v4.new_code_cell("print(n)")]
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# t"),
+        nbformat.v4.new_code_cell("n = 1", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("print(n)"),
+    ]
     assert inject_parameters(nb, parse_params(["n=5", "name=site A", "xs=[1, 2]"])) == 2
     assert nb.cells[2].source.splitlines()[1:] == ["n = 5", "name = 'site A'", "xs = [1, 2]"]
     assert inject_parameters(nb, {"n": 6}) == 2  # a re-run replaces the injected cell
@@ -397,8 +422,9 @@ def test_pre_save_hook_in_a_contents_manager(synthetic: Any, tmp_path: Any) -> N
     """The hook as the Jupyter server runs it (FileContentsManager with the config's import string)."""
     from jupyter_server.services.contents.filemanager import FileContentsManager
 
-    manager = FileContentsManager(root_dir=str(tmp_path),
-                                  pre_save_hook="glsandbox_kernel.notebook.presave.pre_save_hook")
+    manager = FileContentsManager(
+        root_dir=str(tmp_path), pre_save_hook="glsandbox_kernel.notebook.presave.pre_save_hook"
+    )
     model = {"type": "notebook", "format": "json", "content": json.loads(nbformat.writes(synthetic))}
     manager.save(model, "saved.ipynb")
     saved = nbformat.read(str(tmp_path / "saved.ipynb"), as_version=4)
@@ -414,8 +440,16 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, su
     out = str(tmp_path_factory.mktemp("run") / "emissions.ipynb")
     key_file = tmp_path_factory.mktemp("key") / "k"
     key_file.write_bytes(KEY)
-    res = _glsandbox("run", os.path.join(ROOT, "notebooks", "emissions_demo.ipynb"), "-o", out,
-                     "--key", str(key_file), "--timeout", "120")
+    res = _glsandbox(
+        "run",
+        os.path.join(ROOT, "notebooks", "emissions_demo.ipynb"),
+        "-o",
+        out,
+        "--key",
+        str(key_file),
+        "--timeout",
+        "120",
+    )
     nb = nbformat.read(out, as_version=4) if os.path.exists(out) else None
     yield nb, res, out
 
@@ -475,13 +509,15 @@ def test_report_of_a_tampered_notebook_says_failed(synthetic: Any, tmp_path: Any
     assert "Verification: FAILED" in page and "source edited" in page
 
 
-def test_glsandbox_run_fails_on_error_and_keeps_going_with_allow_errors(tmp_path: Any) -> None:
+def test_glsandbox_run_stops_at_a_failing_cell(tmp_path: Any) -> None:
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "glsandbox", "display_name": "Python 3 (sandboxed)", "language": "python"}
-    nb.cells = [nbformat.v4.new_code_cell("n = 1", metadata={"tags": ["parameters"]}),
-                nbformat.v4.new_code_cell("print('n =', n)"),
-                nbformat.v4.new_code_cell("1 / 0"),
-                nbformat.v4.new_code_cell("print('after')")]
+    nb.cells = [
+        nbformat.v4.new_code_cell("n = 1", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("print('n =', n)"),
+        nbformat.v4.new_code_cell("1 / 0"),
+        nbformat.v4.new_code_cell("print('after')"),
+    ]
     src = tmp_path / "p.ipynb"
     nbformat.write(nb, str(src))
     out = tmp_path / "p.out.ipynb"

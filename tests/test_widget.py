@@ -48,8 +48,9 @@ _MEM = re.compile(r'class="glsandbox-mem" data-bytes="(\d+)"')
 
 def announce_widget_frontend(kernel: Kernel) -> None:
     """What JupyterLab's widget manager does on connect: open the control comm."""
-    msg = kernel.kc.session.msg("comm_open", {"comm_id": uuid.uuid4().hex, "target_name": "jupyter.widget.control",
-                                              "data": {}})
+    msg = kernel.kc.session.msg(
+        "comm_open", {"comm_id": uuid.uuid4().hex, "target_name": "jupyter.widget.control", "data": {}}
+    )
     kernel.kc.shell_channel.send(msg)
     time.sleep(0.5)
     kernel.flush_iopub()
@@ -93,8 +94,11 @@ def test_live_widget_memory_rises_while_the_cell_runs(widget_kernel: Kernel) -> 
     # the chart image is sent as a binary buffer
     assert any(m["buffers"] for m in msgs if m["msg_type"] == "comm_msg")
     # frozen into the summary, in place, comms closed, audit output last
-    frozen = [m for m in msgs if m["msg_type"] == "update_display_data"
-              and m["content"]["transient"].get("display_id") == display_id]
+    frozen = [
+        m
+        for m in msgs
+        if m["msg_type"] == "update_display_data" and m["content"]["transient"].get("display_id") == display_id
+    ]
     assert frozen and "peak memory" in frozen[-1]["content"]["data"]["text/plain"]
     assert "data:image/png;base64" in frozen[-1]["content"]["data"]["text/html"]
     assert "comm_close" in kinds
@@ -115,8 +119,9 @@ def test_quick_cell_shows_only_its_summary_line(widget_kernel: Kernel) -> None:
 def test_violation_banner_and_stopped_status(widget_kernel: Kernel) -> None:
     reply, msgs = widget_kernel.execute(PTRACE, timeout=60)
     assert "ptrace returned -1" in "".join(m["content"].get("text", "") for m in msgs if m["msg_type"] == "stream")
-    banners = [m for m in msgs if _role(m) == "monitor" and "glsandbox-violations" in
-               m["content"]["data"].get("text/html", "")]
+    banners = [
+        m for m in msgs if _role(m) == "monitor" and "glsandbox-violations" in m["content"]["data"].get("text/html", "")
+    ]
     assert banners, [m["msg_type"] for m in msgs]
     first = banners[0]["content"]
     assert banners[0]["msg_type"] == "display_data"

@@ -41,6 +41,11 @@ def scrubbed_env(config: OSSandboxConfig, workdir: str) -> dict[str, str]:
             "MPLCONFIGDIR": os.path.join(workdir, ".matplotlib"),
             "IPYTHONDIR": os.path.join(workdir, ".ipython"),
             "GLSANDBOX": "1",
+            # One BLAS/OpenMP thread: per-thread buffers would otherwise eat the
+            # memory limit (OpenBLAS reserves ~227 MiB of address space at import).
+            "OPENBLAS_NUM_THREADS": "1",
+            "OMP_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1",
         }
     )
     env.update(dict(config.whitelist.env))

@@ -26,20 +26,35 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import sys
 import tempfile
+import threading
+import time
 import uuid
 from typing import Any, ClassVar
 
 from ..config import IsolationType
 from ..exceptions import BackendUnavailableError, SandboxError
-from ..zygote import ZygoteClient, get_zygote
+from ..zygote import ZygoteClient, children_of, get_zygote
 from .base import ExitInfo, ResourceSample, WorkerProcess
 from .basic import BasicBackend, ZygoteWorker, descendants, read_proc_stat, scrubbed_env
 
 #: The worker's working directory inside the sandbox (on the private scratch tmpfs).
 SANDBOX_WORKDIR = "/tmp/work"
+
+
+def _start_time(pid: int) -> int | None:
+    """Start time (clock ticks since boot) of a running ``pid``; None if gone or a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            fields = fh.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    if fields[0] in (b"Z", b"X"):
+        return None
+    return int(fields[19])
 
 
 def _ns_pid(pid: int) -> list[int]:
@@ -80,6 +95,67 @@ class NamespaceWorker(ZygoteWorker):
         self.plan_report = plan_report
         if proxy is not None:
             proxy.on_violation = self._violation
+        self._chain: list[tuple[int, int]] = []
+
+    def remember_chain(self, pids: list[int]) -> None:
+        """HOST side: the set-up processes (P1, the init) as (pid, start time), for cleanup."""
+        self._chain = [(p, t) for p in pids if (t := _start_time(p)) is not None]
+
+    def wait_chain_gone(self, timeout: float = 2.0) -> bool:
+        """HOST side: wait until P1 and the init are gone; once the init is, the kernel
+        has ended every other process of the pid namespace. SIGKILLs laggards."""
+        deadline = time.monotonic() + timeout
+        killed = False
+        while True:
+            alive = [(p, t) for p, t in self._chain if _start_time(p) == t]
+            if not alive:
+                return True
+            if time.monotonic() > deadline:
+                return False
+            if not killed and self.poll() is not None:
+                for p, _ in alive:
+                    with contextlib.suppress(OSError):
+                        os.kill(p, signal.SIGKILL)
+                killed = True
+            time.sleep(0.002)
+
+    def start_early_attach(self) -> None:
+        """HOST side: move the sandbox's processes into the cgroup while they set up.
+
+        A cgroup migration first waits for an RCU grace period (about 15 ms
+        on a small VM); migrations soon after need not. A thread moves the
+        root process at once, then each new process of the tree whose parent
+        had not been moved when it forked, so the wait overlaps with the
+        sandbox's own set-up and :meth:`finish_attach` usually has nothing
+        left to do.
+        """
+        self._attach_error: BaseException | None = None
+        self._attach_stop = threading.Event()
+
+        def run() -> None:
+            try:
+                self.cgroup.attach([self.root_pid])
+                while not self._attach_stop.wait(0.001):
+                    self.cgroup.attach(descendants(self.root_pid))
+            except BaseException as exc:  # noqa: BLE001 - re-raised by finish_attach
+                self._attach_error = exc
+
+        self._attach_thread = threading.Thread(target=run, name="glsandbox-cgroup-attach", daemon=True)
+        self._attach_thread.start()
+
+    def finish_attach(self) -> None:
+        """HOST side, after the hello: make sure every process of the sandbox is in the cgroup.
+
+        Runs before any untrusted code, when nothing in the sandbox forks, so
+        no process can be left outside. Raises the early attach's error.
+        """
+        thread = getattr(self, "_attach_thread", None)
+        if thread is not None:
+            self._attach_stop.set()
+            thread.join()
+            if self._attach_error is not None:
+                raise self._attach_error
+        self.cgroup.attach([self.root_pid, *descendants(self.root_pid)])
 
     def worker_tree(self) -> list[int]:
         """Host pids of the worker and everything it started (not the set-up processes)."""
@@ -138,6 +214,8 @@ class NamespaceWorker(ZygoteWorker):
         """Stop supervisor and proxy, remove the cgroup and the proxy's directory. Idempotent."""
         if self._cleaned:
             return
+        if self.poll() is not None:
+            self.wait_chain_gone()
         super().cleanup()
         if self.proxy is not None:
             self.proxy.stop()
@@ -181,7 +259,9 @@ class NamespaceBackend(BasicBackend):
             return False, f"cannot create user namespaces: {why}"
         parts = ["user/pid/mount/net/ipc/uts/cgroup namespaces, tmpfs root"]
         sc_ok, sc_why = seccomp.supported()
-        parts.append("seccomp" + (" + supervisor" if seccomp.notify_supported() else "") if sc_ok else f"no seccomp ({sc_why})")
+        parts.append(
+            "seccomp" + (" + supervisor" if seccomp.notify_supported() else "") if sc_ok else f"no seccomp ({sc_why})"
+        )
         abi = landlock.landlock_abi()
         parts.append(f"Landlock ABI {abi}" if abi else "no Landlock")
         cg_ok, cg_why = cgroups.available()
@@ -205,7 +285,9 @@ class NamespaceBackend(BasicBackend):
         """The child-side steps (see :mod:`glsandbox_kernel.confinement`) plus env, umask, cwd."""
         from ..confinement import build_child_plan
 
-        plan = build_child_plan(self.config, backend=self.name, workdir=workdir, cgroup=cgroup, proxy_socket=proxy_socket)
+        plan = build_child_plan(
+            self.config, backend=self.name, workdir=workdir, cgroup=cgroup, proxy_socket=proxy_socket
+        )
         plan["env"] = scrubbed_env(self.config, workdir)
         plan["cwd"] = workdir
         plan["umask"] = 0o077
@@ -226,7 +308,7 @@ class NamespaceBackend(BasicBackend):
             )
         except ConfinementError as exc:
             return None, {"enabled": False, "unavailable": f"{exc}: rlimits only"}
-        return mgr, mgr.child_section()
+        return mgr, mgr.child_section(attach_by="host")
 
     def _make_proxy(self) -> tuple[Any, str | None]:
         """HOST side: the network proxy in a private directory, when any network is allowed."""
@@ -256,7 +338,7 @@ class NamespaceBackend(BasicBackend):
             if cgroup is not None:
                 undo.callback(cgroup.remove)
             proxy, proxy_dir = self._make_proxy()
-            if proxy is not None:
+            if proxy is not None and proxy_dir is not None:
                 undo.callback(shutil.rmtree, proxy_dir, True)
                 undo.callback(proxy.stop)
             plan = self.child_plan(workdir, cgroup=cg_section, proxy_socket=proxy.socket_path if proxy else None)
@@ -276,6 +358,8 @@ class NamespaceBackend(BasicBackend):
                 proxy_dir=proxy_dir,
                 plan_report=dict(plan.get("report", {})),
             )
+            if cgroup is not None:
+                worker.start_early_attach()
             undo.pop_all()
         return worker
 
@@ -293,9 +377,17 @@ class NamespaceBackend(BasicBackend):
         for fd in fds:
             os.close(fd)
         inner = hello.get("pid")
-        for pid in descendants(worker.root_pid):
+        tree = descendants(worker.root_pid)
+        for pid in tree:
             chain = _ns_pid(pid)
             if len(chain) >= 2 and type(inner) is int and chain[-1] == inner:
                 worker.set_worker_pid(pid)
-                return
-        raise BackendUnavailableError(self.name, "the worker's pid was not found below the sandbox's root process")
+                break
+        else:
+            raise BackendUnavailableError(self.name, "the worker's pid was not found below the sandbox's root process")
+        if isinstance(worker, NamespaceWorker):
+            p1 = children_of(worker.root_pid)
+            init = children_of(p1[0]) if p1 else []
+            worker.remember_chain(p1[:1] + init[:1])
+        if isinstance(worker, NamespaceWorker) and worker.cgroup is not None:
+            worker.finish_attach()

@@ -173,9 +173,56 @@ class CgroupManager(abc.ABC):
     def _rmdirs(self) -> list[str]:
         """Remove the directories; returns those that could not be removed."""
 
-    def child_section(self) -> dict[str, Any]:
-        """The ``cgroup`` section of a child plan (see :func:`attach_child`)."""
-        return {"enabled": True, "version": self.version, "name": self.name, "procs": self.procs_files()}
+    def child_section(self, *, attach_by: str = "child") -> dict[str, Any]:
+        """The ``cgroup`` section of a child plan (see :func:`attach_child`).
+
+        ``attach_by="host"``: the host moves the sandbox's processes with
+        :meth:`attach` once they are set up (and before any untrusted code
+        runs); the child then only reports.
+        """
+        return {
+            "enabled": True,
+            "version": self.version,
+            "name": self.name,
+            "procs": self.procs_files(),
+            "attach_by": attach_by,
+        }
+
+    def attach(self, pids: list[int]) -> None:
+        """HOST side: move ``pids`` (whole thread groups) into this cgroup, every hierarchy.
+
+        Processes already inside are skipped: every write to ``cgroup.procs``
+        takes the global cgroup lock, which may first wait for an RCU grace
+        period. Raises :class:`ConfinementError` naming the file and errno.
+        """
+        for pid in pids:
+            if self.contains(pid):
+                continue
+            for path in self.procs_files():
+                try:
+                    _write(path, str(pid))
+                except ProcessLookupError:
+                    break  # already gone
+                except OSError as exc:
+                    raise ConfinementError("cgroups", f"write {pid} to {path}", exc.errno) from exc
+
+    def contains(self, pid: int) -> bool:
+        """HOST side: whether ``pid`` is in this cgroup in every hierarchy (from /proc)."""
+        wanted = self._membership()
+        text = _read(f"/proc/{pid}/cgroup")
+        if text is None or not wanted:
+            return False
+        seen: dict[str, str] = {}
+        for line in text.splitlines():
+            parts = line.split(":", 2)
+            if len(parts) == 3:
+                for ctrl in parts[1].split(",") if parts[1] else [""]:
+                    seen[ctrl] = parts[2]
+        return all(seen.get(ctrl, "").endswith(suffix) for ctrl, suffix in wanted.items())
+
+    @abc.abstractmethod
+    def _membership(self) -> dict[str, str]:
+        """Controller ("" for v2) -> the tail of our cgroup path as /proc/<pid>/cgroup shows it."""
 
     def oom_killed(self) -> bool | None:
         """Whether an OOM kill happened since the last :meth:`mark_oom_baseline`."""
@@ -310,6 +357,9 @@ class CgroupV1(CgroupManager):
 
     def procs_files(self) -> list[str]:
         return sorted({d + "/cgroup.procs" for d in self.dirs.values()})
+
+    def _membership(self) -> dict[str, str]:
+        return {ctrl: "/" + os.path.basename(d) for ctrl, d in self.dirs.items()}
 
     def memory_current(self) -> int | None:
         return self._int(self.dirs.get("memory", "/nonexistent") + "/memory.usage_in_bytes")
@@ -463,6 +513,9 @@ class CgroupV2(CgroupManager):
     def procs_files(self) -> list[str]:
         return [self.path + "/cgroup.procs"]
 
+    def _membership(self) -> dict[str, str]:
+        return {"": "/" + os.path.basename(self.path)} if self.path else {}
+
     def memory_current(self) -> int | None:
         return self._int(self.path + "/memory.current")
 
@@ -605,6 +658,9 @@ def attach_child(section: dict[str, Any] | None, report: dict[str, Any]) -> None
     if not section.get("enabled"):
         if section.get("unavailable"):
             report["cgroups"] = section["unavailable"]
+        return
+    if section.get("attach_by") == "host":
+        report["cgroups"] = {"version": section["version"], "name": section["name"], "attached_by": "host"}
         return
     pid = str(os.getpid())
     for path in section["procs"]:

@@ -22,10 +22,11 @@ the sandbox uid it can no longer walk into root-only directories such as
 
 P0, P1 and P2 never return: they close every inherited fd, forward
 SIGINT/SIGTERM/SIGHUP/SIGQUIT/SIGUSR1/SIGUSR2 down the chain, reap, and end
-the way the worker ended (same exit code, or the same signal). Each one dies
-with its parent (``PR_SET_PDEATHSIG``); when the init P2 exits the kernel
-kills every process left in the pid namespace, so a double-forked daemon
-cannot outlive the sandbox.
+the way the worker ended (same exit code, or the same signal): the init
+writes the worker's wait status straight to P0. Each one dies with its
+parent (``PR_SET_PDEATHSIG``); when the init P2 exits the kernel kills every
+process left in the pid namespace, so a double-forked daemon cannot outlive
+the sandbox.
 """
 
 from __future__ import annotations
@@ -135,6 +136,7 @@ def userns_available() -> tuple[bool, str]:
 
 _saved_mask: set[int | signal.Signals] = set()
 _p0_pid = 0
+_status_w = -1
 
 
 def unshare_child(section: dict[str, Any] | None, report: dict[str, Any]) -> None:
@@ -148,7 +150,7 @@ def unshare_child(section: dict[str, Any] | None, report: dict[str, Any]) -> Non
     """
     if not section or not section.get("enabled"):
         return
-    global _saved_mask, _p0_pid
+    global _saved_mask, _p0_pid, _status_w
     flags = 0
     for kind in section["kinds"]:
         flags |= FLAGS[kind]
@@ -158,6 +160,7 @@ def unshare_child(section: dict[str, Any] | None, report: dict[str, Any]) -> Non
     _saved_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _FORWARDED_SIGNALS)
     up_r, up_w = os.pipe()  # P1 -> P0: b"U" unshared, or b"E" + errno
     down_r, down_w = os.pipe()  # P0 -> P1: b"M" maps written, or b"E"
+    status_r, status_w = os.pipe()  # the init (P2) -> P0: the worker's wait status
     try:
         pid1 = os.fork()
     except OSError as exc:
@@ -165,16 +168,17 @@ def unshare_child(section: dict[str, Any] | None, report: dict[str, Any]) -> Non
         raise ConfinementError("namespaces", "fork()", exc.errno) from exc
     if pid1 == 0:
         try:
-            os.close(up_r)
-            os.close(down_w)
+            _status_w = status_w
+            for fd in (up_r, down_w, status_r):
+                os.close(fd)
             _p1_unshare_child(flags, p0, up_w, down_r)
         except BaseException:  # noqa: BLE001 - an intermediate process must never return
             os._exit(255)
         return  # P1, in the new namespaces
-    os.close(up_w)
-    os.close(down_r)
+    for fd in (up_w, down_r, status_w):
+        os.close(fd)
     try:
-        _p0_child(section, pid1, up_r, down_w)
+        _p0_child(section, pid1, up_r, down_w, status_r)
     finally:  # only reached when P0 raises ConfinementError
         signal.pthread_sigmask(signal.SIG_SETMASK, _saved_mask)
 
@@ -200,12 +204,18 @@ def fork_init_child(section: dict[str, Any] | None, report: dict[str, Any]) -> N
     }
 
 
-def _p0_child(section: dict[str, Any], pid1: int, up_r: int, down_w: int) -> NoReturn:
-    """CHILD side, P0: write P1's id maps, then wait and mirror its end."""
+def _p0_child(section: dict[str, Any], pid1: int, up_r: int, down_w: int, status_r: int) -> NoReturn:
+    """CHILD side, P0: write P1's id maps, then wait for the worker's status and mirror it.
+
+    The init sends the worker's wait status straight to P0, so P0 ends as
+    soon as the worker has ended (P1 and the init die with it through their
+    parent-death signal). Without a status (the init died), P0 mirrors P1.
+    """
     msg = _read_exact(up_r, 5)
     os.close(up_r)
     if msg[:1] != b"U":
         os.close(down_w)
+        os.close(status_r)
         os.waitpid(pid1, 0)
         err = struct.unpack("i", msg[1:5])[0] if len(msg) == 5 else None
         names = "|".join("CLONE_NEW" + k.upper() for k in section["kinds"])
@@ -224,11 +234,12 @@ def _p0_child(section: dict[str, Any], pid1: int, up_r: int, down_w: int) -> NoR
         except OSError as exc:
             os.write(down_w, b"E")
             os.close(down_w)
+            os.close(status_r)
             os.waitpid(pid1, 0)
             raise ConfinementError("namespaces", f"write /proc/{pid1}/{exc.filename or 'uid_map'}", exc.errno) from exc
     os.write(down_w, b"M")
-    close_fds_except(set())
-    _wait_and_mirror_child(pid1, reap_all=False)
+    close_fds_except({status_r})
+    _wait_and_mirror_child(pid1, reap_all=False, status_first=status_r)
 
 
 def _write_proc(pid: int, name: str, text: str) -> None:
@@ -286,18 +297,15 @@ def _p1_fork_child(section: dict[str, Any]) -> None:
     if hostname and "uts" in section["kinds"]:
         raw = hostname.encode()
         libc().sethostname(raw, len(raw))
-    status_r, status_w = os.pipe()  # P2 -> P1: the worker's wait status
     alive_r, alive_w = os.pipe()  # EOF on alive_r tells P2 that P1 died
     pid2 = os.fork()
     if pid2 == 0:
-        os.close(status_r)
         os.close(alive_w)
-        _p2_init_child(status_w, alive_r)
+        _p2_init_child(_status_w, alive_r)
         return  # P3
-    os.close(status_w)
     os.close(alive_r)
-    close_fds_except({status_r, alive_w})
-    _wait_and_mirror_child(pid2, reap_all=False, status_in=status_r)
+    close_fds_except({alive_w})
+    _wait_and_mirror_child(pid2, reap_all=False)
 
 
 def _p2_init_child(status_w: int, alive_r: int) -> None:
@@ -331,14 +339,15 @@ def _wait_and_mirror_child(
     child: int,
     *,
     reap_all: bool,
-    status_in: int | None = None,
+    status_first: int | None = None,
     status_out: int | None = None,
 ) -> NoReturn:
     """CHILD side (P0/P1/P2): forward signals to ``child``, wait, end like it.
 
     ``reap_all`` (the init) also reaps orphans. ``status_out`` receives the
-    raw wait status (the init cannot kill itself with a signal from inside
-    its pid namespace); ``status_in`` supplies it one level up.
+    worker's raw wait status (the init cannot kill itself with a signal from
+    inside its pid namespace); ``status_first`` (P0) is read before waiting:
+    with a status there, P0 ends without waiting for ``child``.
     """
     gc.disable()
 
@@ -356,6 +365,10 @@ def _wait_and_mirror_child(
         signal.signal(sig, forward)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _FORWARDED_SIGNALS)
     status: int | None = None
+    if status_first is not None:
+        raw = _read_exact(status_first, 4)
+        if len(raw) == 4:
+            _exit_like_child(struct.unpack("i", raw)[0])
     while True:
         try:
             pid, st = os.waitpid(-1 if reap_all else child, 0)
@@ -364,10 +377,6 @@ def _wait_and_mirror_child(
         if pid == child:
             status = st
             break
-    if status_in is not None:
-        raw = _read_exact(status_in, 4)
-        if len(raw) == 4:
-            status = struct.unpack("i", raw)[0]
     if status_out is not None and status is not None:
         try:
             os.write(status_out, struct.pack("i", status))

@@ -38,7 +38,6 @@ from traitlets import Bool, CaselessStrEnum, Float, Unicode, validate
 
 from .._version import __version__
 from ..config import IsolationType, OSSandboxConfig, SecurityLevel, create_config_by_level, parse_size
-from ..exceptions import SandboxConfigError
 from .limits import CellLimitGuard, CellOptions, CellOptionsError, fmt_bytes, split_cell_options
 from .relay import IOPubRelay, as_dict, as_lines, json_safe, log, safe_payload
 
@@ -388,19 +387,14 @@ class SandboxKernel(Kernel):
 
     async def do_shutdown(self, restart: bool) -> dict[str, Any]:  # type: ignore[override]
         """Close the sandbox (the worker and everything it started) before the kernel exits."""
-        import time as _t
-        t0 = _t.time(); print("DBG do_shutdown start", t0, file=sys.__stderr__, flush=True)
         await asyncio.to_thread(self.close_sandbox)
-        print("DBG do_shutdown end", _t.time() - t0, file=sys.__stderr__, flush=True)
-        import atexit
-        atexit.register(lambda: print("DBG atexit (runs first)", _t.time() - t0, file=sys.__stderr__, flush=True))
-        import threading as _th
-        def _dump():
-            _t.sleep(1.0)
-            import faulthandler
-            print("DBG still alive after 1s; threads:", file=sys.__stderr__, flush=True)
-            faulthandler.dump_traceback(file=sys.__stderr__, all_threads=True)
-        _th.Thread(target=_dump, daemon=True).start()
+        # ipykernel flushes sys.stdout/err on the control thread after this handler, racing the
+        # main thread that stops the IOPub thread; a lost race waits out the 10 s flush timeout
+        # (and jupyter_client SIGTERMs us after 2.5 s). This process prints nothing of the user's,
+        # so a short timeout loses nothing.
+        for stream in (sys.stdout, sys.stderr):
+            if hasattr(stream, "flush_timeout"):
+                stream.flush_timeout = 0.05
         return {"status": "ok", "restart": restart}
 
     def close_sandbox(self) -> None:
@@ -547,4 +541,4 @@ class SandboxKernel(Kernel):
             log.warning("could not deliver %s to the sandbox", msg_type, exc_info=True)
 
 
-__all__ = ["SandboxConfigError", "SandboxKernel"]
+__all__ = ["SandboxKernel"]

@@ -173,12 +173,14 @@ def canonical_outputs(outputs: Iterable[Mapping[str, Any]]) -> list[dict[str, An
         last_stream = None
         if kind == "error":
             tb = output.get("traceback")
-            result.append({
-                "output_type": "error",
-                "ename": _text(output.get("ename")),
-                "evalue": _text(output.get("evalue")),
-                "traceback": [str(x) for x in tb] if isinstance(tb, (list, tuple)) else [],
-            })
+            result.append(
+                {
+                    "output_type": "error",
+                    "ename": _text(output.get("ename")),
+                    "evalue": _text(output.get("evalue")),
+                    "traceback": [str(x) for x in tb] if isinstance(tb, (list, tuple)) else [],
+                }
+            )
         else:
             result.append({"output_type": kind, "data": _canonical_data(output.get("data"))})
     for item in result:
@@ -218,6 +220,7 @@ def source_hash(source: str | Iterable[str]) -> str:
 
 
 # -- the audit output ---------------------------------------------------------------------------
+
 
 def fmt_bytes(n: int | float | None) -> str:
     """``41 MiB``-style size, ``?`` when unknown."""
@@ -324,7 +327,7 @@ class AuditTrail:
         if index is None:
             preceding: list[dict[str, Any]] = []
         else:
-            preceding = records[min(start, index):index]
+            preceding = records[min(start, index) : index]
             self._shown[session] = index + 1
         return audit_bundle(record, preceding, execution_count=execution_count)
 

@@ -56,8 +56,7 @@ class _Cells:
         self.cells = nb.get("cells") or []
 
 
-def pre_save_hook(model: MutableMapping[str, Any], path: str = "", contents_manager: Any = None,
-                  **kwargs: Any) -> None:
+def pre_save_hook(model: MutableMapping[str, Any], path: str = "", contents_manager: Any = None, **kwargs: Any) -> None:
     """``FileContentsManager.pre_save_hook``: see the module docstring."""
     if model.get("type") != "notebook":
         return

@@ -77,10 +77,12 @@ def _row(check: CellCheck) -> str:
 def summary_html(nb: Mapping[str, Any], result: NotebookVerifyResult, *, title: str) -> str:
     """The block at the top of the report: verdict, problems, table, run metadata."""
     verdict_cls = "ok" if result.ok else "failed"
-    parts = [f'<div class="glsandbox-report"><style>{_CSS}</style>',
-             f"<h1>glsandbox evidence report: {html.escape(title)}</h1>",
-             f'<div class="verdict {verdict_cls}" id="glsandbox-verification"><b>Verification: '
-             f"{html.escape(result.summary())}</b>"]
+    parts = [
+        f'<div class="glsandbox-report"><style>{_CSS}</style>',
+        f"<h1>glsandbox evidence report: {html.escape(title)}</h1>",
+        f'<div class="verdict {verdict_cls}" id="glsandbox-verification"><b>Verification: '
+        f"{html.escape(result.summary())}</b>",
+    ]
     if result.problems:
         parts.append("<ul>" + "".join(f"<li>{html.escape(p)}</li>" for p in result.problems) + "</ul>")
     if result.notes:
@@ -102,13 +104,21 @@ def summary_html(nb: Mapping[str, Any], result: NotebookVerifyResult, *, title: 
         run = info.get("run") if isinstance(info.get("run"), Mapping) else {}
         assert isinstance(config, Mapping) and isinstance(env, Mapping) and isinstance(run, Mapping)
         for label, value in (
-            ("level", config.get("level")), ("backend", config.get("backend")),
+            ("level", config.get("level")),
+            ("backend", config.get("backend")),
             ("isolation requested", config.get("isolation") or "default"),
-            ("timeout", config.get("timeout")), ("memory", config.get("memory")),
+            ("timeout", config.get("timeout")),
+            ("memory", config.get("memory")),
             ("parameters", ", ".join(f"{k}={v}" for k, v in (config.get("params") or {}).items()) or "-"),
-            ("sessions", ", ".join(f"{str(s.get('session_id'))[:12]}… ({s.get('count')} records, head "
-                                   f"{str(s.get('head'))[:12]}…{', signed' if s.get('signature') else ''})"
-                                   for s in info.get("sessions") or [] if isinstance(s, Mapping))),
+            (
+                "sessions",
+                ", ".join(
+                    f"{str(s.get('session_id'))[:12]}… ({s.get('count')} records, head "
+                    f"{str(s.get('head'))[:12]}…{', signed' if s.get('signature') else ''})"
+                    for s in info.get("sessions") or []
+                    if isinstance(s, Mapping)
+                ),
+            ),
             ("run completed", run.get("completed")),
             ("environment", ", ".join(f"{k} {v}" for k, v in env.items())),
         ):
@@ -139,9 +149,10 @@ def build_report(nb: Any, key: bytes | None = None, *, title: str = "notebook") 
 def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``glsandbox report`` (called by :func:`glsandbox_kernel.cli.build_parser`)."""
     p = subparsers.add_parser(
-        "report", help="write an HTML evidence report of an executed notebook",
+        "report",
+        help="write an HTML evidence report of an executed notebook",
         description="Render NOTEBOOK as HTML with its verification result and a per-cell table of controls, "
-                    "metrics, violations and hash checks.",
+        "metrics, violations and hash checks.",
     )
     p.add_argument("notebook", metavar="NOTEBOOK")
     p.add_argument("-o", "--output", metavar="HTML", help="default: NOTEBOOK with .evidence.html")

@@ -53,6 +53,7 @@ PARAMETERS_TAG = "parameters"
 
 # -- parameters ---------------------------------------------------------------------------------
 
+
 def parse_params(items: list[str]) -> dict[str, Any]:
     """``["n=3", "name=x"]`` to ``{"n": 3, "name": "x"}`` (Python literals, else strings)."""
     params: dict[str, Any] = {}
@@ -92,10 +93,17 @@ def inject_parameters(nb: Any, params: Mapping[str, Any]) -> int | None:
 
 # -- the kernel -----------------------------------------------------------------------------------
 
+
 def kernel_argv(args: argparse.Namespace) -> list[str]:
     """The kernelspec argv carrying the sandbox options as traitlets options."""
-    argv = [sys.executable, "-m", "glsandbox_kernel.kernel", "-f", "{connection_file}",
-            f"--SandboxKernel.level={args.level}"]
+    argv = [
+        sys.executable,
+        "-m",
+        "glsandbox_kernel.kernel",
+        "-f",
+        "{connection_file}",
+        f"--SandboxKernel.level={args.level}",
+    ]
     if getattr(args, "isolation", None):
         argv.append(f"--SandboxKernel.isolation={args.isolation}")
     if getattr(args, "fallback", False):
@@ -114,13 +122,19 @@ def kernel_argv(args: argparse.Namespace) -> list[str]:
 def _write_kernelspec(directory: str, name: str, argv: list[str], level: str) -> None:
     spec_dir = os.path.join(directory, name)
     os.makedirs(spec_dir, exist_ok=True)
-    spec = {"argv": argv, "display_name": f"Python 3 (sandboxed, {level}, glsandbox run)", "language": "python",
-            "interrupt_mode": "message", "metadata": {"debugger": False}}
+    spec = {
+        "argv": argv,
+        "display_name": f"Python 3 (sandboxed, {level}, glsandbox run)",
+        "language": "python",
+        "interrupt_mode": "message",
+        "metadata": {"debugger": False},
+    }
     with open(os.path.join(spec_dir, "kernel.json"), "w", encoding="utf-8") as fh:
         json.dump(spec, fh, indent=1)
 
 
 # -- metadata -----------------------------------------------------------------------------------------
+
 
 def environment() -> dict[str, Any]:
     """Versions of what ran the notebook (python, glsandbox, Jupyter packages, OS)."""
@@ -204,8 +218,9 @@ def cell_metadata(cell: Any) -> dict[str, Any] | None:
     }
 
 
-def write_evidence_metadata(nb: Any, key: bytes | None, *, run: dict[str, Any] | None = None,
-                            config: dict[str, Any] | None = None) -> dict[str, Any]:
+def write_evidence_metadata(
+    nb: Any, key: bytes | None, *, run: dict[str, Any] | None = None, config: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Fill ``cell.metadata["glsandbox"]`` and ``notebook.metadata["glsandbox"]``; returns the latter.
 
     Called by ``glsandbox run`` after execution (and usable on any notebook
@@ -241,6 +256,7 @@ def write_evidence_metadata(nb: Any, key: bytes | None, *, run: dict[str, Any] |
 
 
 # -- running ---------------------------------------------------------------------------------------------
+
 
 class RunSummary:
     """How a run went: per cell status, failures, violations (printed at the end)."""
@@ -292,11 +308,16 @@ def run_notebook(
         _write_kernelspec(spec_dir, name, kernel_argv(args), args.level)
         ksm = KernelSpecManager(kernel_dirs=[spec_dir])
         # IPC sockets in the private runtime dir: nothing listens on the network.
-        km = KernelManager(kernel_name=name, kernel_spec_manager=ksm, transport="ipc")
+        km = KernelManager(kernel_name=name, kernel_spec_manager=ksm, transport="ipc", ip=os.path.join(spec_dir, "ipc"))
         timeout = getattr(args, "timeout", None)
         client = NotebookClient(
-            nb, km=km, timeout=(float(timeout) + 60.0) if timeout else None, startup_timeout=120,
-            allow_errors=True, kernel_name=name, resources={"metadata": {"path": cwd or os.getcwd()}},
+            nb,
+            km=km,
+            timeout=(float(timeout) + 60.0) if timeout else None,
+            startup_timeout=120,
+            allow_errors=True,
+            kernel_name=name,
+            resources={"metadata": {"path": cwd or os.getcwd()}},
         )
         env = dict(os.environ)
         if key is not None:
@@ -344,15 +365,23 @@ def _cell_info(cell: Any, index: int, seconds: float, error: str | None) -> dict
     message = error
     if first_error is not None:
         message = f"{first_error.get('ename')}: {first_error.get('evalue')}"
-    return {"index": index, "execution_count": cell.get("execution_count"), "status": status,
-            "violations": violations, "peak": peak, "wall": wall, "error": message,
-            "failed": bool(errors or error)}
+    return {
+        "index": index,
+        "execution_count": cell.get("execution_count"),
+        "status": status,
+        "violations": violations,
+        "peak": peak,
+        "wall": wall,
+        "error": message,
+        "failed": bool(errors or error),
+    }
 
 
 def _progress_line(n: int, total: int, info: dict[str, Any]) -> str:
     mark = "ok" if info["status"] == "ok" else info["status"].upper()
-    line = (f"[{n}/{total}] cell {info['index'] + 1}: {mark} in {fmt_seconds(info['wall'])}"
-            f" (peak {fmt_bytes(info['peak'])}")
+    line = (
+        f"[{n}/{total}] cell {info['index'] + 1}: {mark} in {fmt_seconds(info['wall'])} (peak {fmt_bytes(info['peak'])}"
+    )
     if info["violations"]:
         line += f", {info['violations']} violation(s)"
     line += ")"
@@ -363,27 +392,39 @@ def _progress_line(n: int, total: int, info: dict[str, Any]) -> str:
 
 # -- CLI -----------------------------------------------------------------------------------------------
 
+
 def add_run_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``glsandbox run`` (called by :func:`glsandbox_kernel.cli.build_parser`)."""
     from ..config import IsolationType, SecurityLevel
 
     p = subparsers.add_parser(
-        "run", help="execute a notebook in the sandbox kernel and record the audit evidence",
+        "run",
+        help="execute a notebook in the sandbox kernel and record the audit evidence",
         description="Execute NOTEBOOK with nbclient through the glsandbox kernel; write the executed notebook "
-                    "with per-cell audit records (outputs and cell metadata) and the session's chain head.",
+        "with per-cell audit records (outputs and cell metadata) and the session's chain head.",
     )
     p.add_argument("notebook", metavar="NOTEBOOK")
-    p.add_argument("-o", "--output", metavar="OUT", help="where to write the executed notebook "
-                   "(default: NOTEBOOK with .glsandbox.ipynb)")
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="OUT",
+        help="where to write the executed notebook (default: NOTEBOOK with .glsandbox.ipynb)",
+    )
     p.add_argument("--level", default="moderate", choices=[lvl.value for lvl in SecurityLevel])
     p.add_argument("--isolation", choices=[i.value for i in IsolationType], default=None)
     p.add_argument("--fallback", action="store_true", help="fall back to basic when the backend is unavailable")
     p.add_argument("--timeout", type=float, default=None, help="wall-clock limit per cell, seconds")
     p.add_argument("--memory", default=None, help="memory limit, e.g. 512M")
-    p.add_argument("--param", action="append", default=[], metavar="K=V",
-                   help="parameter injected after the cell tagged 'parameters' (repeatable)")
-    p.add_argument("--key", metavar="FILE", help="HMAC key file: sign records and the chain head "
-                   "(default: $GLSANDBOX_AUDIT_KEY)")
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="parameter injected after the cell tagged 'parameters' (repeatable)",
+    )
+    p.add_argument(
+        "--key", metavar="FILE", help="HMAC key file: sign records and the chain head (default: $GLSANDBOX_AUDIT_KEY)"
+    )
     p.add_argument("--no-monitor", action="store_true", help="no monitor summaries/charts in the outputs")
     p.add_argument("--allow-errors", action="store_true", help="keep running after a failing cell")
     p.add_argument("--audit", metavar="PATH", help="also append the audit records to this JSONL file")
@@ -433,16 +474,24 @@ def run_cli(args: argparse.Namespace) -> int:
         print(f"glsandbox run: error: could not run the notebook: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
     finished = time.time()
-    config = {"level": args.level, "isolation": args.isolation, "timeout": args.timeout, "memory": args.memory,
-              "params": {k: repr(v) for k, v in params.items()}, "monitor": not args.no_monitor}
+    config = {
+        "level": args.level,
+        "isolation": args.isolation,
+        "timeout": args.timeout,
+        "memory": args.memory,
+        "params": {k: repr(v) for k, v in params.items()},
+        "monitor": not args.no_monitor,
+    }
     write_evidence_metadata(nb, key, run=summary.as_metadata(started, finished), config=config)
     nbformat.validate(nb)
     with open(out, "w", encoding="utf-8") as fh:
         nbformat.write(nb, fh)
     result = verify_notebook(nb, key)
     ok_cells = sum(1 for c in summary.cells if c["status"] == "ok")
-    print(f"glsandbox run: {len(summary.cells)} cell(s) run, {ok_cells} ok, {summary.violations} violation(s); "
-          f"wrote {out}")
+    print(
+        f"glsandbox run: {len(summary.cells)} cell(s) run, {ok_cells} ok, {summary.violations} violation(s); "
+        f"wrote {out}"
+    )
     if summary.failed is not None:
         f = summary.failed
         print(f"  failed: cell {f['index'] + 1} ({f['status']}): {f.get('error') or ''}".rstrip())
@@ -455,5 +504,4 @@ def run_cli(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-__all__ = ["add_run_parser", "inject_parameters", "parse_params", "run_cli", "run_notebook",
-           "write_evidence_metadata"]
+__all__ = ["add_run_parser", "inject_parameters", "parse_params", "run_cli", "run_notebook", "write_evidence_metadata"]

@@ -86,8 +86,7 @@ class NotebookVerifyResult:
     def summary(self) -> str:
         """One line: OK/FAILED, counts."""
         nsess = len(self.sessions)
-        what = (f"{len(self.cells)} code cell(s), {self.records} record(s) in {nsess} "
-                f"session{'s' if nsess != 1 else ''}")
+        what = f"{len(self.cells)} code cell(s), {self.records} record(s) in {nsess} session{'s' if nsess != 1 else ''}"
         if self.ok:
             sig = ", signatures verified" if self.key_checked else ""
             return f"OK: {what}; chain intact, sources and outputs match{sig}"
@@ -271,8 +270,9 @@ def verify_notebook(
                 check.signature_ok = True
         elif signature is not None and not signed_noted:
             signed_noted = True
-            notes.append("records are signed but no key was given (--key FILE or $GLSANDBOX_AUDIT_KEY): "
-                         "signatures not checked")
+            notes.append(
+                "records are signed but no key was given (--key FILE or $GLSANDBOX_AUDIT_KEY): signatures not checked"
+            )
 
     # -- chains, per session ----------------------------------------------------------------
     sessions: dict[str, list[_Entry]] = {}
@@ -292,8 +292,10 @@ def verify_notebook(
             )
     for session_id in listed:
         if session_id not in sessions:
-            problems.append(f"session {session_id[:12]}… listed in the notebook metadata has no record in any cell "
-                            "(all its cells were deleted)")
+            problems.append(
+                f"session {session_id[:12]}… listed in the notebook metadata has no record in any cell "
+                "(all its cells were deleted)"
+            )
             session_info.append({"session_id": session_id, "records": 0, "head": None})
 
     # -- cells that never ran ---------------------------------------------------------------
@@ -318,8 +320,9 @@ def verify_notebook(
     # -- the whole-notebook expectations --------------------------------------------------
     all_hashes = {e.record.get("record_hash") for e in entries}
     if expected_head is not None and expected_head not in all_hashes:
-        problems.append(f"expected head {expected_head[:16]}… is not in the notebook: cells were removed "
-                        "or the chain was replaced")
+        problems.append(
+            f"expected head {expected_head[:16]}… is not in the notebook: cells were removed or the chain was replaced"
+        )
     if expected_count is not None and len(all_hashes) < expected_count:
         problems.append(f"the notebook holds {len(all_hashes)} record(s), expected at least {expected_count}")
 
@@ -362,9 +365,7 @@ def _check_chain(
             b.cell.problems.append(
                 f"{b.cell.label}: ran before {a.cell.label} but now appears after it (cells reordered)"
             )
-    ordered = sorted(
-        (e for e in items if isinstance(e.record.get("seq"), int)), key=lambda e: int(e.record["seq"])
-    )
+    ordered = sorted((e for e in items if isinstance(e.record.get("seq"), int)), key=lambda e: int(e.record["seq"]))
     prev: _Entry | None = None
     for entry in ordered:
         seq = int(entry.record["seq"])
@@ -463,6 +464,7 @@ def read_notebook(path: str) -> dict[str, Any]:
 
 # -- CLI --------------------------------------------------------------------------------------------
 
+
 def load_verify_key(path: str | None) -> bytes | None:
     """The key from ``--key FILE``, else ``$GLSANDBOX_AUDIT_KEY``, else None."""
     from ..audit.log import load_key
@@ -490,7 +492,8 @@ def verify_notebook_cli(args: argparse.Namespace) -> int:
         print(f"glsandbox audit: error: {path} is not a notebook: {exc}", file=sys.stderr)
         return 2
     result = verify_notebook(
-        nb, key,
+        nb,
+        key,
         expected_head=getattr(args, "expected_head", None),
         expected_count=getattr(args, "expected_count", None),
     )
@@ -500,8 +503,10 @@ def verify_notebook_cli(args: argparse.Namespace) -> int:
     for note in result.notes:
         print(f"note: {note}")
     if key is None and result.records:
-        print("note: no key given: a notebook rewritten and re-hashed as a whole cannot be detected without "
-              "signatures (--key FILE or $GLSANDBOX_AUDIT_KEY)")
+        print(
+            "note: no key given: a notebook rewritten and re-hashed as a whole cannot be detected without "
+            "signatures (--key FILE or $GLSANDBOX_AUDIT_KEY)"
+        )
     return 0 if result.ok else 1
 
 

@@ -38,8 +38,9 @@ def prewarm() -> None:
 class ChartRenderer:
     """Draws :class:`Point` series into one reusable figure: CPU % left, memory right."""
 
-    def __init__(self, *, memory_limit: int | None = None, width: float = 6.0, height: float = 1.5,
-                 dpi: int = 80) -> None:
+    def __init__(
+        self, *, memory_limit: int | None = None, width: float = 6.0, height: float = 1.5, dpi: int = 80
+    ) -> None:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
 

@@ -93,14 +93,17 @@ class KernelEvidence:
         return True
 
     # -- cells ----------------------------------------------------------------------------------------
-    def cell_monitor(self, *, send: Any, sandbox: Any, parent: dict[str, Any], monitor: bool,
-                     limits: Mapping[str, Any] | None = None) -> CellMonitor:
+    def cell_monitor(
+        self, *, send: Any, sandbox: Any, parent: dict[str, Any], monitor: bool, limits: Mapping[str, Any] | None = None
+    ) -> CellMonitor:
         """The monitor for one (non-silent) cell; the kernel calls ``start()``/``finish()``."""
-        return CellMonitor(send=send, sandbox=sandbox, parent=parent, widgets=self.use_widgets, monitor=monitor,
-                           limits=limits)
+        return CellMonitor(
+            send=send, sandbox=sandbox, parent=parent, widgets=self.use_widgets, monitor=monitor, limits=limits
+        )
 
-    def emit_audit(self, send: Any, sandbox: Any, record: Mapping[str, Any] | None,
-                   execution_count: int | None) -> None:
+    def emit_audit(
+        self, send: Any, sandbox: Any, record: Mapping[str, Any] | None, execution_count: int | None
+    ) -> None:
         """Publish the cell's audit output (display_data), its last output."""
         if record is None:
             return

@@ -203,12 +203,14 @@ class CellMonitor:
             if prev_elapsed is not None and prev_cpu is not None and elapsed > prev_elapsed:
                 cpu_percent = max(0.0, (cpu_time - prev_cpu) / (elapsed - prev_elapsed) * 100.0)
         self._last_event = event
-        self.points.append(Point(
-            elapsed=elapsed or 0.0,
-            cpu_percent=cpu_percent,
-            memory=_int(event.get("memory_current")),
-            memory_peak=_int(event.get("memory_peak")),
-        ))
+        self.points.append(
+            Point(
+                elapsed=elapsed or 0.0,
+                cpu_percent=cpu_percent,
+                memory=_int(event.get("memory_current")),
+                memory_peak=_int(event.get("memory_peak")),
+            )
+        )
 
     def _update_live(self) -> None:
         event = self._last_event or {}
@@ -249,9 +251,11 @@ class CellMonitor:
         mode = str(getattr(getattr(self.sandbox.config, "sandbox_mode", None), "value", "enforcing"))
         status = None if final is None else ("continued" if mode == "permissive" else "stopped")
         text, markup = banner(violations, mode=mode, status=status)
-        content = {"data": {"text/plain": text, "text/html": markup},
-                   "metadata": role_metadata(ROLE_MONITOR, part="violations"),
-                   "transient": {"display_id": self._banner_id}}
+        content = {
+            "data": {"text/plain": text, "text/html": markup},
+            "metadata": role_metadata(ROLE_MONITOR, part="violations"),
+            "transient": {"display_id": self._banner_id},
+        }
         if self._banner_shown and not self._cleared:
             self.send("update_display_data", content)
             return
@@ -277,8 +281,9 @@ class CellMonitor:
         if not self.monitor or (not self._displayed and elapsed < self.live_after):
             return
         status = getattr(result, "status", None) or "failed"
-        text = summary_text(metrics, self.limits, status=status, violations=len(self._all_violations(result)),
-                            elapsed=elapsed)
+        text = summary_text(
+            metrics, self.limits, status=status, violations=len(self._all_violations(result)), elapsed=elapsed
+        )
         png = None
         if self.points:
             points = list(self.points)
@@ -286,9 +291,11 @@ class CellMonitor:
             if end is not None and end.elapsed > points[-1].elapsed:
                 points.append(end)
             png = self._chart().render(points)
-        content = {"data": {"text/plain": text, "text/html": summary_html(text, png)},
-                   "metadata": role_metadata(ROLE_MONITOR, part="summary"),
-                   "transient": {"display_id": self._display_id}}
+        content = {
+            "data": {"text/plain": text, "text/html": summary_html(text, png)},
+            "metadata": role_metadata(ROLE_MONITOR, part="summary"),
+            "transient": {"display_id": self._display_id},
+        }
         if self._displayed and not self._cleared:
             self.send("update_display_data", content)
         else:
@@ -356,6 +363,7 @@ class _LiveWidget:
 
 
 # -- text and HTML ------------------------------------------------------------------------------------
+
 
 def limits_of(sandbox: Any) -> dict[str, Any]:
     """The limits in force for the session (shown next to the live figures)."""
@@ -451,8 +459,11 @@ def banner(violations: Sequence[Mapping[str, Any]], *, mode: str, status: str | 
     elif status == "continued":
         tail = "the cell continued (permissive mode: the operations were still denied)"
     else:
-        tail = ("the cell will be stopped (enforcing mode)" if mode != "permissive"
-                else "the cell continues (permissive mode: the operations are still denied)")
+        tail = (
+            "the cell will be stopped (enforcing mode)"
+            if mode != "permissive"
+            else "the cell continues (permissive mode: the operations are still denied)"
+        )
     lines = [describe_violation(v) for v in violations[:50]]
     if n > 50:
         lines.append(f"… and {n - 50} more")
@@ -469,6 +480,7 @@ def banner(violations: Sequence[Mapping[str, Any]], *, mode: str, status: str | 
 
 # -- helpers ---------------------------------------------------------------------------------------
 
+
 def _merge_violations(live: list[dict[str, Any]], final: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The session's final list, plus any live one it does not hold (same kind/detail/time)."""
     if not final:
@@ -481,8 +493,9 @@ def _final_point(metrics: Any, elapsed: float) -> Point | None:
     mem = _int(getattr(metrics, "memory_current_bytes", None))
     if mem is None:
         return None
-    return Point(elapsed=elapsed, cpu_percent=None, memory=mem,
-                 memory_peak=_int(getattr(metrics, "memory_peak_bytes", None)))
+    return Point(
+        elapsed=elapsed, cpu_percent=None, memory=mem, memory_peak=_int(getattr(metrics, "memory_peak_bytes", None))
+    )
 
 
 def _remove(items: list[Any], item: Any) -> None:

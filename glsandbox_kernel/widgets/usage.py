@@ -51,8 +51,7 @@ class UsageTracker:
             if sample is not None:
                 if pids:
                     content["pid"] = pids[0]
-                info.update(worker_pids=pids, source=sample.source, memory_peak=sample.memory_peak,
-                            pids=sample.pids)
+                info.update(worker_pids=pids, source=sample.source, memory_peak=sample.memory_peak, pids=sample.pids)
                 if sample.memory_current is not None:
                     content["kernel_memory"] = int(sample.memory_current)
                 cpu = self._cpu_percent(session.generation, sample.cpu_time, worker)
