@@ -105,6 +105,23 @@ def stderr_of(outputs: list[dict[str, Any]]) -> str:
     )
 
 
+def notices_of(outputs: list[dict[str, Any]]) -> str:
+    """Text of the kernel's own notices (state lost, limits): display_data marked role "notice"."""
+    return "".join(
+        m["content"]["data"].get("text/plain", "") + "\n"
+        for m in outputs
+        if m["msg_type"] == "display_data"
+        and (m["content"].get("metadata") or {}).get("glsandbox", {}).get("role") == "notice"
+    )
+
+
+def kernel_made(msg: dict[str, Any]) -> bool:
+    """An output the glsandbox kernel adds itself (audit output, monitor, banner, notice)."""
+    if msg["msg_type"] not in ("display_data", "update_display_data"):
+        return False
+    return bool((msg["content"].get("metadata") or {}).get("glsandbox", {}).get("role"))
+
+
 def descendants(pid: int) -> list[int]:
     """Every process below ``pid`` (the kernel's sandbox tree), via psutil."""
     import psutil

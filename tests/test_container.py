@@ -2,8 +2,12 @@
 
 Every probe runs inside a real container and asserts what the kernel did
 (errno of the syscall, contents of /proc), not how the backend is written.
-Skipped, with the reason, only when the Docker daemon is unreachable; set
-``GLSANDBOX_REQUIRE_DOCKER=1`` (CI) to turn that skip into a failure.
+The engine's behaviour tests run against both backends (fixture
+``isolation``); GVISOR runs the same container under gVisor's runsc.
+Skipped, with the reason, only when the Docker daemon is unreachable (all)
+or runsc is not registered with it (the gvisor cases); set
+``GLSANDBOX_REQUIRE_DOCKER=1`` (CI, which installs and registers runsc) to
+turn either skip into a failure.
 After every test no container of this test process may remain
 (``docker ps -a --filter label=glsandbox=1``).
 """
@@ -54,7 +58,9 @@ pytestmark = [pytest.mark.container]
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 CONTAINER = IsolationType.CONTAINER
+GVISOR = IsolationType.GVISOR
 MiB = 1024 * 1024
+REQUIRE = os.environ.get("GLSANDBOX_REQUIRE_DOCKER") == "1"
 
 
 def _daemon_problem() -> str | None:
@@ -69,10 +75,38 @@ def _daemon_problem() -> str | None:
 
 _PROBLEM = _daemon_problem()
 if _PROBLEM is not None:
-    if os.environ.get("GLSANDBOX_REQUIRE_DOCKER") == "1":
+    if REQUIRE:
         raise RuntimeError(f"GLSANDBOX_REQUIRE_DOCKER=1 but Docker is unusable: {_PROBLEM}")
     print(f"\nskipping container tests: {_PROBLEM}", file=sys.stderr)
     pytestmark.append(pytest.mark.skip(reason=f"Docker daemon unreachable: {_PROBLEM}"))
+
+
+def _gvisor_problem() -> str | None:
+    """Why the gvisor cases cannot run here (runsc not registered as needed), or None."""
+    if _PROBLEM is not None:
+        return _PROBLEM
+    ok, reason = GVisorBackend.available()
+    return None if ok else reason
+
+
+_GVISOR_PROBLEM = _gvisor_problem()
+if _PROBLEM is None and _GVISOR_PROBLEM is not None:
+    print(f"\n{'FAILING' if REQUIRE else 'skipping'} gvisor container tests: {_GVISOR_PROBLEM}", file=sys.stderr)
+
+
+@pytest.fixture(params=[CONTAINER, GVISOR], ids=["container", "gvisor"])
+def isolation(request: pytest.FixtureRequest) -> IsolationType:
+    """Each engine test runs against CONTAINER (runc) and GVISOR (runsc)."""
+    iso: IsolationType = request.param
+    if iso is GVISOR and _GVISOR_PROBLEM is not None:
+        if REQUIRE:
+            pytest.fail(f"GLSANDBOX_REQUIRE_DOCKER=1 but gVisor is unusable: {_GVISOR_PROBLEM}")
+        pytest.skip(f"runsc not usable: {_GVISOR_PROBLEM}")
+    return iso
+
+
+def backend_class(isolation: IsolationType) -> type[ContainerBackend]:
+    return GVisorBackend if isolation is GVISOR else ContainerBackend
 
 
 def our_containers(all_states: bool = True) -> list[str]:
@@ -105,9 +139,9 @@ def no_leftover_containers() -> Iterator[None]:
     assert not left, f"containers left behind: {left}"
 
 
-def cfg(**kw: Any) -> OSSandboxConfig:
+def cfg(isolation: IsolationType = CONTAINER, **kw: Any) -> OSSandboxConfig:
     kw.setdefault("execution_timeout", 30.0)
-    return OSSandboxConfig(isolation_type=CONTAINER, **kw)
+    return OSSandboxConfig(isolation_type=isolation, **kw)
 
 
 def worker_of(sb: OSSandbox) -> ContainerWorker:
@@ -166,12 +200,22 @@ def inside_probe() -> dict[str, Any]:
         facts["status"] = dict(line.split(":\t", 1) for line in fh.read().splitlines() if ":\t" in line)
     with open("/proc/net/dev") as fh:
         facts["interfaces"] = sorted(line.split(":")[0].strip() for line in fh.read().splitlines()[2:])
-    try:
-        with open("/usr/glsandbox-write-test", "w") as fh:
-            fh.write("x")
-        facts["root_write"] = "ok"
-    except OSError as exc:
-        facts["root_write"] = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+    # /var/tmp is world-writable (1777) on the root filesystem: only the
+    # read-only mount can refuse (gVisor checks permissions before the
+    # mount's ro flag, so a root-owned directory would give EACCES there).
+    for key, path in (("root_write", "/var/tmp/glsandbox-write-test"), ("usr_write", "/usr/glsandbox-write-test")):
+        try:
+            with open(path, "w") as fh:
+                fh.write("x")
+            facts[key] = "ok"
+        except OSError as exc:
+            facts[key] = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+    with open("/proc/self/mountinfo") as fh:
+        facts["root_mount_opts"] = next(ln.split()[5] for ln in fh if ln.split()[4] == "/").split(",")
+    facts["no_new_privs"] = libc.prctl(39, 0, 0, 0, 0)  # PR_GET_NO_NEW_PRIVS
+    with open("/proc/version") as fh:
+        facts["proc_version"] = fh.read().strip()
+    facts["uname_release"] = os.uname().release
     with open(os.path.join(os.getcwd(), "scratch"), "w") as fh:
         fh.write("tmpfs working dir is writable")
     facts["cwd"] = os.getcwd()
@@ -251,12 +295,25 @@ def test_settings_builder_is_shared_and_locked_down(monkeypatch: pytest.MonkeyPa
     assert s["image"] == ctr.default_image()
     assert "runtime" not in s
 
-    # GVISOR goes through the very same builder and only adds the runtime.
+    # GVISOR goes through the very same builder; it adds the runtime and
+    # differs only where gVisor's kernel needs it: the clone3 rule (the
+    # sentry has no clone3 and would answer the rule with EPERM) and the
+    # process limit (RLIMIT_NPROC inside, the host pids limit a backstop
+    # for the sentry's own tasks).
     g = GVisorBackend(config).settings(session_id="sess-1", socket_dir=sock_dir)
     c = ContainerBackend(config).settings(session_id="sess-1", socket_dir=sock_dir)
     assert g.pop("runtime") == "runsc"
     assert g["labels"].pop("glsandbox.backend") == "gvisor"
     assert c["labels"].pop("glsandbox.backend") == "container"
+    g_profile = json.loads(g.pop("security_opt")[1].split("=", 1)[1])
+    c_profile = json.loads(c.pop("security_opt")[1].split("=", 1)[1])
+    assert [r for r in c_profile["syscalls"] if r["names"] != ["clone3"]] == g_profile["syscalls"]
+    assert {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38} in c_profile["syscalls"]
+    assert all(r["errnoRet"] == 1 for r in g_profile["syscalls"])  # what the sentry applies anyway
+    assert {"name": "nproc", "soft": 32, "hard": 32} in g.pop("ulimits")
+    assert not any(u["name"] == "nproc" for u in c.pop("ulimits"))
+    assert g.pop("pids_limit") == ctr.RUNSC_HOST_TASKS_BASE + ctr.RUNSC_HOST_TASKS_PER_TASK * 32
+    assert c.pop("pids_limit") == 32
     assert g == c
 
     # The pool key follows every setting that matters, but not the session.
@@ -272,22 +329,44 @@ def test_settings_refuse_blocked_binds() -> None:
         container_settings(config, session_id="s", socket_dir="/tmp/x")
 
 
-def test_gvisor_unavailable_says_how_to_install() -> None:
-    info, _ = ctr.daemon_info()
-    if info is not None and "runsc" in (info.get("Runtimes") or {}):
-        pytest.skip("runsc is registered here; the unavailable path cannot be exercised")
+def _daemon_with_runtimes(monkeypatch: pytest.MonkeyPatch, runtimes: dict[str, Any]) -> None:
+    """Make the backends see ``docker info`` with these Runtimes (the rest is real)."""
+    info, why = ctr.daemon_info()
+    assert info is not None, why
+    monkeypatch.setattr(ctr, "daemon_info", lambda: (dict(info, Runtimes=runtimes), ""))
+
+
+def test_gvisor_unavailable_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    _daemon_with_runtimes(monkeypatch, {"runc": {"path": "runc"}})
     ok, reason = GVisorBackend.available()
-    assert not ok and "runsc" in reason and "not registered" in reason
+    assert not ok and "runsc" in reason and "not registered" in reason and "runc" in reason
     with pytest.raises(BackendUnavailableError) as err:
         OSSandbox(OSSandboxConfig(isolation_type=IsolationType.GVISOR))
     assert err.value.backend == "gvisor"
     assert "runsc" in str(err.value) and "gvisor.dev" in str(err.value)
+    assert "--host-uds=open" in str(err.value) and "--oci-seccomp" in str(err.value)
+
+
+def test_gvisor_registered_without_the_arguments_it_needs(monkeypatch: pytest.MonkeyPatch) -> None:
+    # runsc's defaults: no host sockets (the worker could not connect) and
+    # the OCI seccomp profile ignored (our escape-class denials would be lost).
+    _daemon_with_runtimes(monkeypatch, {"runc": {"path": "runc"}, "runsc": {"path": "/usr/bin/runsc"}})
+    ok, reason = GVisorBackend.available()
+    assert not ok and "--host-uds=open" in reason and "--oci-seccomp" in reason
+    good = {"path": "/usr/bin/runsc", "runtimeArgs": ["-host-uds=all", "--oci-seccomp", "--platform=ptrace"]}
+    _daemon_with_runtimes(monkeypatch, {"runsc": good})
+    assert ctr.missing_runtime_args("runsc", good) == []
+    assert ctr.missing_runtime_args("runsc", dict(good, runtimeArgs=["--host-uds=none", "--oci-seccomp=false"])) == [
+        "--host-uds=open",
+        "--oci-seccomp",
+    ]
+    assert ContainerBackend.available()[0] == (_PROBLEM is None)  # runc needs none of this
 
 
 # -- the confinement, probed from inside -------------------------------------------------
-def test_container_confinement_probe(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_container_confinement_probe(monkeypatch: pytest.MonkeyPatch, isolation: IsolationType) -> None:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "host-secret")
-    with OSSandbox(cfg()) as sb:
+    with OSSandbox(cfg(isolation)) as sb:
         facts = sb.execute(inside_probe)
         desc = worker_of(sb).describe()
     # network none: a private namespace with loopback only
@@ -296,12 +375,15 @@ def test_container_confinement_probe(monkeypatch: pytest.MonkeyPatch) -> None:
     assert facts["outside"] in ("ENETUNREACH", "EHOSTUNREACH")
     # read-only root, writable tmpfs working directory, not root
     assert facts["root_write"] == "EROFS"
+    assert facts["usr_write"] in ("EROFS", "EACCES")
+    assert "ro" in facts["root_mount_opts"]
     assert facts["cwd"] == "/work"
     assert facts["uid"] == 65534 and facts["gid"] == 65534
-    # no capabilities at all, no_new_privs, seccomp filter mode
+    # no capabilities at all (gVisor's status has no CapAmb), no_new_privs, seccomp filter mode
     for cap in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
-        assert int(facts["status"][cap], 16) == 0, cap
-    assert facts["status"]["NoNewPrivs"].strip() == "1"
+        assert int(facts["status"].get(cap, "0"), 16) == 0, cap
+    assert "CapBnd" in facts["status"]
+    assert facts["no_new_privs"] == 1
     assert facts["status"]["Seccomp"].strip() == "2"
     # escape battery: every one refused by the kernel with EPERM
     calls = facts["syscalls"]
@@ -312,10 +394,18 @@ def test_container_confinement_probe(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "AWS_SECRET_ACCESS_KEY" not in facts["env"]
     assert facts["docker_sock"] is False
     assert desc["read_only_root"] and desc["network"] == "none" and desc["cap_drop"] == ["ALL"]
+    # the kernel the worker talks to: the host's under runc, gVisor's sentry under runsc
+    host_release = os.uname().release
+    if isolation is GVISOR:
+        assert facts["uname_release"] != host_release and host_release not in facts["proc_version"]
+        assert desc["runtime"] == "runsc" and desc["kernel"].startswith("gVisor")
+    else:
+        assert facts["uname_release"] == host_release and host_release in facts["proc_version"]
+        assert desc["runtime"] == "runc" and desc["kernel"] == "host"
 
 
-def test_state_persists_and_builtin_exceptions_round_trip() -> None:
-    with OSSandbox(cfg()) as sb:
+def test_state_persists_and_builtin_exceptions_round_trip(isolation: IsolationType) -> None:
+    with OSSandbox(cfg(isolation)) as sb:
         sb.run_cell("counter = 41")
         res = sb.run_cell("counter += 1\ncounter")
         assert res.status == "ok"
@@ -329,12 +419,12 @@ def test_state_persists_and_builtin_exceptions_round_trip() -> None:
         assert sb.execute(sum, [1, 2, 3]) == 6
 
 
-def test_metrics_come_from_the_container_cgroup() -> None:
+def test_metrics_come_from_the_container_cgroup(isolation: IsolationType) -> None:
     def allocate() -> int:
         block = bytearray(48 * 1024 * 1024)
         return len(block)
 
-    with OSSandbox(cfg()) as sb:
+    with OSSandbox(cfg(isolation)) as sb:
         assert sb.execute(allocate) == 48 * MiB
         m = sb.metrics
     assert m.measured_by in ("cgroup-v1", "cgroup-v2")
@@ -343,13 +433,13 @@ def test_metrics_come_from_the_container_cgroup() -> None:
 
 
 # -- limits and lifecycle ------------------------------------------------------------------
-def test_memory_limit_kills_and_reports() -> None:
+def test_memory_limit_kills_and_reports(isolation: IsolationType) -> None:
     def hog() -> int:
         data = [0] * 200_000_000
         return len(data)
 
     limit = 100 * MiB
-    with OSSandbox(cfg(limits=ResourceLimits(memory_limit_bytes=limit))) as sb:
+    with OSSandbox(cfg(isolation, limits=ResourceLimits(memory_limit_bytes=limit))) as sb:
         sb.start()
         first = worker_of(sb)
         with pytest.raises(SandboxMemoryError) as err:
@@ -365,6 +455,61 @@ def test_memory_limit_kills_and_reports() -> None:
         assert worker_of(sb).container_id != first.container_id
 
 
+def spawn_tasks(threads: int, forks: int) -> dict[str, Any]:
+    """Start up to ``threads`` threads, then up to ``forks`` child processes (sandbox side)."""
+    import errno
+    import os
+    import threading
+
+    stop = threading.Event()
+    started: list[threading.Thread] = []
+    facts: dict[str, Any] = {"thread_error": None, "fork_error": None}
+    try:
+        for _ in range(threads):
+            t = threading.Thread(target=stop.wait)
+            t.start()
+            started.append(t)
+    except RuntimeError as exc:
+        facts["thread_error"] = str(exc)
+    facts["threads"] = len(started)
+    stop.set()
+    for t in started:
+        t.join()
+    rfd, wfd = os.pipe()
+    kids: list[int] = []
+    try:
+        for _ in range(forks):
+            pid = os.fork()
+            if pid == 0:
+                os.close(wfd)
+                os.read(rfd, 1)  # until the parent closes its end
+                os._exit(0)
+            kids.append(pid)
+    except OSError as exc:
+        facts["fork_error"] = errno.errorcode.get(exc.errno or 0, str(exc))
+    facts["forks"] = len(kids)
+    os.close(wfd)
+    for pid in kids:
+        os.waitpid(pid, 0)
+    os.close(rfd)
+    return facts
+
+
+def test_process_limit_is_enforced_inside(isolation: IsolationType) -> None:
+    # Under gVisor the host cgroup also holds the sentry and its stub tasks
+    # (~60 idle): the limit must count the sandbox's tasks, not those, and
+    # hitting it must fail the clone, not crash the sandbox.
+    with OSSandbox(cfg(isolation)) as sb:  # default limit (64): room for 40 threads
+        facts = sb.execute(spawn_tasks, 40, 10)
+        assert facts["threads"] == 40 and facts["forks"] == 10, facts
+    with OSSandbox(cfg(isolation, limits=ResourceLimits(max_processes=16))) as sb:
+        facts = sb.execute(spawn_tasks, 40, 40)
+        assert 8 <= facts["threads"] < 16 and facts["thread_error"], facts
+        assert 8 <= facts["forks"] < 16 and facts["fork_error"] == "EAGAIN", facts
+        assert sb.execute(abs, -4) == 4  # the same worker, still alive
+        assert sb.session.worker is not None and sb.session.worker.poll() is None
+
+
 class Sneaky:
     """A result type outside the codec's allowlist, whose __reduce__ would run code."""
 
@@ -372,18 +517,18 @@ class Sneaky:
         return (os.system, ("touch /tmp/glsandbox-container-pwned",))
 
 
-def test_disallowed_result_type_is_refused() -> None:
+def test_disallowed_result_type_is_refused(isolation: IsolationType) -> None:
     from glsandbox_kernel import SandboxSecurityError
 
-    with OSSandbox(cfg()) as sb:
+    with OSSandbox(cfg(isolation)) as sb:
         with pytest.raises(SandboxSecurityError, match="Sneaky"):
             sb.execute(Sneaky)
         assert sb.execute(abs, -5) == 5
     assert not os.path.exists("/tmp/glsandbox-container-pwned")
 
 
-def test_stats_api_fallback() -> None:
-    with OSSandbox(cfg()) as sb:
+def test_stats_api_fallback(isolation: IsolationType) -> None:
+    with OSSandbox(cfg(isolation)) as sb:
         sb.start()
         worker = worker_of(sb)
         worker._cgroup = None  # as on a host where the cgroup files are not visible
@@ -392,13 +537,13 @@ def test_stats_api_fallback() -> None:
         assert sample.memory_current and sample.memory_current > 0
 
 
-def test_timeout_kills_the_container() -> None:
+def test_timeout_kills_the_container(isolation: IsolationType) -> None:
     def sleepy() -> None:
         import time
 
         time.sleep(30)
 
-    with OSSandbox(cfg(execution_timeout=1.0)) as sb:
+    with OSSandbox(cfg(isolation, execution_timeout=1.0)) as sb:
         sb.start()
         cid = worker_of(sb).container_id
         t0 = time.monotonic()
@@ -410,8 +555,8 @@ def test_timeout_kills_the_container() -> None:
         assert sb.execute(abs, -3) == 3
 
 
-def test_interrupt_reaches_the_worker() -> None:
-    with OSSandbox(cfg()) as sb:
+def test_interrupt_reaches_the_worker(isolation: IsolationType) -> None:
+    with OSSandbox(cfg(isolation)) as sb:
         sb.run_cell("x = 'kept'")
         timer = threading.Timer(1.0, sb.interrupt)
         timer.start()
@@ -423,8 +568,8 @@ def test_interrupt_reaches_the_worker() -> None:
         assert sb.run_cell("x").outputs[-1]["data"]["text/plain"] == "'kept'"
 
 
-def test_close_removes_the_container() -> None:
-    sb = OSSandbox(cfg())
+def test_close_removes_the_container(isolation: IsolationType) -> None:
+    sb = OSSandbox(cfg(isolation))
     sb.start()
     worker = worker_of(sb)
     pids = worker.host_pids()
@@ -436,27 +581,29 @@ def test_close_removes_the_container() -> None:
     assert not any(os.path.exists(f"/proc/{p}") for p in pids)
 
 
-def test_image_missing_or_mismatched_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_image_missing_or_mismatched_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, isolation: IsolationType
+) -> None:
     with pytest.raises(BackendUnavailableError, match="not present"):
-        OSSandbox(cfg(container_image="glsandbox-no-such-image:0")).execute(abs, 1)
+        OSSandbox(cfg(isolation, container_image="glsandbox-no-such-image:0")).execute(abs, 1)
     # A python of another minor version is refused inside, before anything runs.
     image = ctr.default_image()
     monkeypatch.setattr(ctr, "host_python", lambda: "3.99")
     with pytest.raises(BackendUnavailableError) as err:
-        OSSandbox(cfg(container_image=image)).execute(abs, 1)
+        OSSandbox(cfg(isolation, container_image=image)).execute(abs, 1)
     assert "3.99" in str(err.value) and "build-test-image" in str(err.value)
 
 
 # -- the warm pool -------------------------------------------------------------------------
-def test_warm_pool_hands_each_container_to_one_session() -> None:
+def test_warm_pool_hands_each_container_to_one_session(isolation: IsolationType) -> None:
     docker_pool.set_pool_size(2)
-    backend = ContainerBackend(cfg())
+    backend = backend_class(isolation)(cfg(isolation))
     pool = docker_pool.get_pool(backend.pool_key(), lambda: backend._launch("pool"))
     assert pool.wait_ready(2, timeout=60)
     seen: list[str] = []
     for _ in range(3):
         t0 = time.perf_counter()
-        with OSSandbox(cfg()) as sb:
+        with OSSandbox(cfg(isolation)) as sb:
             assert sb.execute(abs, -1) == 1
             elapsed = time.perf_counter() - t0
             worker = worker_of(sb)
@@ -479,7 +626,7 @@ _CHILD = textwrap.dedent(
     from glsandbox_kernel import OSSandbox, OSSandboxConfig, IsolationType
     from glsandbox_kernel.backends import docker_pool
     docker_pool.set_pool_size(int(sys.argv[2]))
-    sb = OSSandbox(OSSandboxConfig(isolation_type=IsolationType.CONTAINER))
+    sb = OSSandbox(OSSandboxConfig(isolation_type=IsolationType(sys.argv[3])))
     sb.execute(abs, 1)
     print("ready", flush=True)
     mode = sys.argv[1]
@@ -501,10 +648,14 @@ def _child_containers(pid: int) -> list[str]:
 
 
 @pytest.mark.parametrize("mode", ["exit", "sigterm"])
-def test_host_exit_removes_containers(mode: str) -> None:
+def test_host_exit_removes_containers(mode: str, isolation: IsolationType) -> None:
     env = dict(os.environ, PYTHONPATH=ctr._package_dir().rsplit("/", 1)[0])
     proc = subprocess.Popen(
-        [sys.executable, "-c", _CHILD, mode, "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        [sys.executable, "-c", _CHILD, mode, "1", isolation.value],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     assert proc.stdout is not None
     line = proc.stdout.readline()
@@ -519,17 +670,21 @@ def test_host_exit_removes_containers(mode: str) -> None:
     assert _child_containers(proc.pid) == []
 
 
-def test_stale_containers_of_dead_hosts_are_swept() -> None:
+def test_stale_containers_of_dead_hosts_are_swept(isolation: IsolationType) -> None:
     env = dict(os.environ, PYTHONPATH=ctr._package_dir().rsplit("/", 1)[0])
     proc = subprocess.Popen(
-        [sys.executable, "-c", _CHILD, "stay", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        [sys.executable, "-c", _CHILD, "stay", "0", isolation.value],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "ready"
     proc.kill()  # SIGKILL: no atexit, no handler
     proc.wait(10)
     assert len(_child_containers(proc.pid)) == 1
-    with OSSandbox(cfg()) as sb:  # our own live container must survive the sweep
+    with OSSandbox(cfg(isolation)) as sb:  # our own live container must survive the sweep
         sb.start()
         mine = worker_of(sb).container_id
         removed = ctr.sweep_stale()
@@ -538,12 +693,22 @@ def test_stale_containers_of_dead_hosts_are_swept() -> None:
         assert sb.execute(abs, -2) == 2
 
 
-def test_worker_process_contract() -> None:
-    backend = ContainerBackend(cfg())
+def test_worker_process_contract(isolation: IsolationType) -> None:
+    backend = backend_class(isolation)(cfg(isolation))
     worker = backend.start(session_id="contract")
     try:
         assert isinstance(worker, WorkerProcess)
         assert worker.poll() is None and worker.wait(0.05) is None
+        assert isinstance(worker, ContainerWorker) and worker.init_pid
+        with open(f"/proc/{worker.init_pid}/cmdline", "rb") as fh:
+            init_cmd = fh.read().split(b"\0")[0]
+        if isolation is GVISOR:
+            # On the host there is no worker process at all: the container's
+            # pid is gVisor's sentry, which runs the worker in its own kernel.
+            assert init_cmd == b"runsc-sandbox" and worker.pid == worker.init_pid
+            assert worker.init_pid in worker.host_pids()
+        else:
+            assert init_cmd.endswith(b"docker-init") and worker.pid != worker.init_pid
         sample = worker.sample()
         assert sample.memory_current and sample.pids and sample.pids >= 2
         worker.reset_peak()

@@ -153,6 +153,8 @@ def test_each_level(ip: InteractiveShell, capsys: pytest.CaptureFixture[str], le
 def _backend_params() -> list[Any]:
     params = []
     for name, cls in sorted(backends().items()):
+        if name == "vm":  # not implemented in this release; covered by test_engine's fallback test
+            continue
         ok, reason = cls.available()
         params.append(pytest.param(name, marks=() if ok else pytest.mark.skip(reason=f"{name}: {reason}")))
     return params

@@ -18,7 +18,8 @@ time of the core), and starts one container per worker:
   checks (SO_PEERCRED and the peer's cgroup) that the caller is the container.
 
 :func:`container_settings` builds the container's settings and is shared
-with the GVISOR backend (:mod:`.gvisor`), which only adds ``runtime="runsc"``.
+with the GVISOR backend (:mod:`.gvisor`), which adds ``runtime="runsc"``
+and the few settings a user-space kernel needs (see :data:`RUNSC`).
 The warm pool lives in :mod:`.docker_pool`.
 
 No leaks: containers are removed after their worker ended (in a background
@@ -85,6 +86,28 @@ SANDBOX_USER = "65534:65534"
 VERSION_MISMATCH_EXIT = 86
 CONNECT_TIMEOUT = 30.0
 BUILD_SCRIPT = "scripts/build-test-image"
+
+#: gVisor's OCI runtime. Under it the worker meets gVisor's kernel (the
+#: sentry), which differs from runc in ways the settings builder accounts for:
+#: - the sentry applies the OCI seccomp profile itself (``--oci-seccomp``),
+#:   always with EPERM (runsc 2022 ignores ``errnoRet``), so the clone3 ->
+#:   ENOSYS rule is left out: the sentry has no clone3 (ENOSYS natively) and
+#:   an EPERM there would stop libc from falling back to clone;
+#: - the host cgroup holds the sentry, the gofer and (ptrace platform) one
+#:   stub task per guest thread, ~60 tasks idle: ``max_processes`` is enforced
+#:   inside, exactly, by RLIMIT_NPROC (the sentry counts only its own tasks;
+#:   under runc it would count every host process of uid 65534), and the host
+#:   pids limit becomes a backstop of RUNSC_HOST_TASKS_BASE + PER_TASK * N.
+RUNSC = "runsc"
+RUNSC_HOST_TASKS_BASE = 128
+RUNSC_HOST_TASKS_PER_TASK = 4
+#: runtimeArgs the runsc registration must have: the worker reaches its host
+#: socket through the gofer (--host-uds), and the sentry must enforce our
+#: seccomp profile (--oci-seccomp; without it the profile would be ignored).
+RUNSC_REQUIRED_ARGS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("--host-uds", ("open", "all")),
+    ("--oci-seccomp", ("", "true")),
+)
 
 #: Syscalls our seccomp profile makes fail with EPERM (escape class). Docker's
 #: own default profile is replaced by ours, whose default action is to allow;
@@ -248,17 +271,21 @@ def image_hint(image: str) -> str:
 
 
 # -- the settings builder (shared with GVISOR) ----------------------------------
-def seccomp_profile() -> dict[str, Any]:
+def seccomp_profile(runtime: str | None = None) -> dict[str, Any]:
     """Our seccomp profile: allow by default, EPERM for escape-class syscalls.
 
     Also denies clone(2) with namespace flags and the TIOCSTI/TIOCLINUX
     ioctls, and answers clone3 with ENOSYS so that libc falls back to clone,
     whose flags the filter can inspect (as Docker's default profile does).
+    Under gVisor (``runtime="runsc"``) the clone3 rule is left out: the
+    sentry answers clone3 with ENOSYS itself and would turn the rule's
+    ENOSYS into EPERM (see :data:`RUNSC`).
     """
     syscalls: list[dict[str, Any]] = [
         {"names": list(ESCAPE_SYSCALLS), "action": "SCMP_ACT_ERRNO", "errnoRet": _EPERM},
-        {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": _ENOSYS},
     ]
+    if runtime != RUNSC:
+        syscalls.append({"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": _ENOSYS})
     for flag in _CLONE_NS_FLAGS:
         syscalls.append(
             {
@@ -408,9 +435,11 @@ def container_settings(
 ) -> dict[str, Any]:
     """Keyword arguments for ``client.containers.create/run`` for one worker.
 
-    Shared by CONTAINER and GVISOR (``runtime="runsc"``). ``socket_dir`` is
-    the private host directory holding the transport socket. Pure: builds a
-    dict, starts nothing (tests assert it directly).
+    Shared by CONTAINER and GVISOR (``runtime="runsc"``, which differs only
+    in the seccomp profile's clone3 rule and in how the process limit is
+    enforced: see :data:`RUNSC`). ``socket_dir`` is the private host
+    directory holding the transport socket. Pure: builds a dict, starts
+    nothing (tests assert it directly).
     """
     lim = config.limits
     binds = worker_binds()
@@ -447,7 +476,7 @@ def container_settings(
         "tmpfs": {"/tmp": tmpfs_opts + ",mode=1777", WORK_DIR: tmpfs_opts + f",uid={uid},gid={gid},mode=0700"},
         "volumes": binds,
         "cap_drop": ["ALL"],
-        "security_opt": ["no-new-privileges:true", "seccomp=" + json.dumps(seccomp_profile())],
+        "security_opt": ["no-new-privileges:true", "seccomp=" + json.dumps(seccomp_profile(runtime))],
         "ipc_mode": "private",
         "init": True,
         "ulimits": ulimits,
@@ -459,7 +488,13 @@ def container_settings(
     if lim.cpu_percent_limit is not None:
         settings["nano_cpus"] = int(lim.cpu_percent_limit / 100 * 1_000_000_000)
     if lim.max_processes is not None:
-        settings["pids_limit"] = int(lim.max_processes)
+        if runtime == RUNSC:
+            # Exact inside (the sentry's RLIMIT_NPROC), a backstop outside.
+            nproc = int(lim.max_processes)
+            ulimits.append({"name": "nproc", "soft": nproc, "hard": nproc})
+            settings["pids_limit"] = RUNSC_HOST_TASKS_BASE + RUNSC_HOST_TASKS_PER_TASK * nproc
+        else:
+            settings["pids_limit"] = int(lim.max_processes)
     if runtime:
         settings["runtime"] = runtime
     return settings
@@ -581,6 +616,27 @@ def image_python(image: str) -> str | None:
     return str(version)
 
 
+def _runtime_args(entry: Any) -> list[str]:
+    """``runtimeArgs`` of one ``docker info`` Runtimes entry."""
+    args = entry.get("runtimeArgs") if isinstance(entry, dict) else None
+    return [str(a) for a in args or []]
+
+
+def missing_runtime_args(runtime: str, entry: Any) -> list[str]:
+    """The runtime arguments we need that a registration lacks (runsc only)."""
+    if runtime != RUNSC:
+        return []
+    given: dict[str, str] = {}
+    for arg in _runtime_args(entry):
+        name, eq, value = arg.partition("=")
+        given["--" + name.lstrip("-")] = value if eq else ""  # Go flags: -x and --x alike
+    missing = []
+    for name, allowed in RUNSC_REQUIRED_ARGS:
+        if name not in given or given[name] not in allowed:
+            missing.append(f"{name}={allowed[0]}" if allowed[0] else name)
+    return missing
+
+
 def check_available(*, backend: str, runtime: str | None = None, image: str | None = None) -> tuple[bool, str]:
     """SDK importable, daemon answering, runtime registered, image present and matching."""
     try:
@@ -591,11 +647,17 @@ def check_available(*, backend: str, runtime: str | None = None, image: str | No
     if info is None:
         return False, why
     if runtime:
-        runtimes = sorted((info.get("Runtimes") or {}).keys())
-        if runtime not in runtimes:
+        registered = info.get("Runtimes") or {}
+        if runtime not in registered:
             return False, (
                 f"the {runtime!r} runtime is not registered with the Docker daemon "
-                f"(registered: {', '.join(runtimes) or 'none'})"
+                f"(registered: {', '.join(sorted(registered)) or 'none'})"
+            )
+        missing = missing_runtime_args(runtime, registered[runtime])
+        if missing:
+            return False, (
+                f"the {runtime!r} runtime is registered without {' '.join(missing)} "
+                f"(runtimeArgs: {' '.join(_runtime_args(registered[runtime])) or 'none'})"
             )
     image = image or default_image()
     try:
@@ -1183,14 +1245,18 @@ class ContainerWorker(WorkerProcess):
                 # We sent the SIGKILL: no need to ask the daemon how it ended.
                 self._returncode = -signal.SIGKILL
                 return
+            # The cgroup outlives the worker until the runtime deletes it:
+            # read it first (the peak and OOM counter at death). Under gVisor
+            # the sentry is the init whose death we noticed, so this races
+            # with `runsc delete`, but is usually first.
+            seen = self._cgroup.sample() if self._cgroup is not None else None
+            if seen is not None:
+                self._last_sample = seen
+                self._oom = self._oom or bool(seen.oom_killed)
             code = _pidfd_exit_code(self._worker_pidfd)
             if code is not None:
-                # Straight from the kernel (no daemon round trip); OOM from the
-                # cgroup, which outlives the worker until the daemon cleans up.
-                seen = self._cgroup.sample() if self._cgroup is not None else None
+                # Straight from the kernel (no daemon round trip); OOM from the cgroup.
                 if seen is not None:
-                    self._last_sample = seen
-                    self._oom = self._oom or bool(seen.oom_killed)
                     self._returncode = code
                     return
                 if code != -signal.SIGKILL:
@@ -1356,7 +1422,9 @@ class ContainerWorker(WorkerProcess):
             "read_only_root": bool(s.get("read_only")),
             "cap_drop": s.get("cap_drop"),
             "no_new_privileges": True,
-            "seccomp": "glsandbox: allow by default, EPERM for escape-class syscalls",
+            "seccomp": "glsandbox: allow by default, EPERM for escape-class syscalls"
+            + (" (enforced by gVisor's sentry)" if self.runtime == RUNSC else ""),
+            "kernel": "gVisor (user-space kernel)" if self.runtime == RUNSC else "host",
             "user": s.get("user"),
             "memory_limit": s.get("mem_limit"),
             "nano_cpus": s.get("nano_cpus"),
@@ -1460,21 +1528,26 @@ def launch_worker(
                 returncode=_returncode(exc.status),
             ) from None
         except docker.errors.APIError as exc:
+            why = str(exc.explanation or exc)
+            hint = "see `glsandbox doctor`"
+            if runtime == RUNSC and "root network namespace" in why:
+                hint = "register runsc with --network=none in its runtimeArgs (scripts/dockerd-up does)"
             raise BackendUnavailableError(
-                backend,
-                f"the Docker daemon could not start the container: {exc.explanation or exc}",
-                "see `glsandbox doctor`",
+                backend, f"the Docker daemon could not start the container: {why}", hint
             ) from exc
         undo.callback(conn.close)
         worker_pid = _peer_pid(conn)
         init_pid: int | None = None
+        # runc: the peer is the worker itself; runsc: the gofer, which connects
+        # on the sandboxed worker's behalf (--host-uds). Either way a host
+        # process that must be inside our container's cgroup.
+        if worker_pid is None or not _in_container(worker_pid, container_id):
+            raise SandboxSecurityError("the transport socket was connected from outside the container")
         if runtime is None:
-            # runc: the peer is a host process; it must be inside our container.
-            if worker_pid is None or not _in_container(worker_pid, container_id):
-                raise SandboxSecurityError("the transport socket was connected from outside the container")
             parent = _parent_pid(worker_pid)
             init_pid = parent if parent and _in_container(parent, container_id) else worker_pid
         else:
+            # The worker has no host pid; the container's is the sentry's.
             worker_pid = None
             init_pid = int(api.inspect_container(container_id)["State"].get("Pid") or 0) or None
         worker = ContainerWorker(
@@ -1559,6 +1632,7 @@ class ContainerBackend(SandboxBackend):
 
 __all__ = [
     "ESCAPE_SYSCALLS",
+    "RUNSC",
     "ContainerBackend",
     "ContainerWorker",
     "container_settings",

@@ -1,9 +1,17 @@
 """GVISOR backend: the container backend with gVisor's ``runsc`` runtime (host side).
 
-Same settings as CONTAINER (:func:`~.container.container_settings` with
-``runtime="runsc"``), so the worker meets gVisor's user-space kernel instead
-of the host's. Needs runsc registered with the Docker daemon, with host Unix
-sockets allowed (``--host-uds=open``) for the transport socket.
+Same settings builder as CONTAINER (:func:`~.container.container_settings`
+with ``runtime="runsc"``), so the worker meets gVisor's user-space kernel
+(the sentry) instead of the host's. The few differences a user-space kernel
+needs live in that builder (see :data:`~.container.RUNSC`).
+
+Needs runsc registered with the Docker daemon with the runtime arguments
+``--host-uds=open`` (the worker reaches its host transport socket through
+gVisor's gofer) and ``--oci-seccomp`` (the sentry enforces our seccomp
+profile), plus ``--network=none`` for runsc releases that refuse Docker's
+network-none containers otherwise, and a platform that works on the host
+(ptrace everywhere; kvm only with working (nested) virtualisation).
+``scripts/dockerd-up`` registers it so.
 Who calls: the session, through the registry.
 """
 
@@ -12,9 +20,11 @@ from __future__ import annotations
 from typing import ClassVar
 
 from ..config import IsolationType
-from .container import ContainerBackend
+from . import container
+from .container import RUNSC, ContainerBackend
 
-RUNSC = "runsc"
+#: The runtimeArgs scripts/dockerd-up registers (platform: ptrace or systrap).
+RUNSC_RUNTIME_ARGS = ("--host-uds=open", "--network=none", "--oci-seccomp", "--platform=ptrace")
 
 
 class GVisorBackend(ContainerBackend):
@@ -26,14 +36,26 @@ class GVisorBackend(ContainerBackend):
     runtime: ClassVar[str | None] = RUNSC
 
     @classmethod
-    def unavailable_hint(cls) -> str:
+    def runsc_hint(cls) -> str:
+        """How to install runsc and register it with the arguments we need."""
+        args = ", ".join(f'"{a}"' for a in RUNSC_RUNTIME_ARGS)
         return (
-            "install gVisor's runsc (https://gvisor.dev/docs/user_guide/install/, e.g. from its apt "
-            "repository: apt-get install runsc) and register it with Docker with host Unix sockets "
-            'allowed: /etc/docker/daemon.json {"runtimes": {"runsc": {"path": "/usr/bin/runsc", '
-            '"runtimeArgs": ["--host-uds=open"]}}}, then restart dockerd (scripts/dockerd-up does '
-            "this when runsc is on PATH)"
+            "install gVisor's runsc (https://gvisor.dev/docs/user_guide/install/; Debian: "
+            "apt-get install runsc) and register it with Docker: /etc/docker/daemon.json "
+            f'{{"runtimes": {{"runsc": {{"path": "/usr/bin/runsc", "runtimeArgs": [{args}]}}}}}}, '
+            "then restart dockerd or send it SIGHUP (scripts/dockerd-up does this when runsc is on PATH)"
         )
 
+    @classmethod
+    def unavailable_hint(cls) -> str:
+        """The runsc hint while runsc is the problem, else CONTAINER's (daemon, image)."""
+        info, _why = container.daemon_info()
+        if info is None:
+            return f"{super().unavailable_hint()}; for gVisor also {cls.runsc_hint()}"
+        entry = (info.get("Runtimes") or {}).get(RUNSC)
+        if entry is None or container.missing_runtime_args(RUNSC, entry):
+            return cls.runsc_hint()
+        return super().unavailable_hint()
 
-__all__ = ["RUNSC", "GVisorBackend"]
+
+__all__ = ["RUNSC", "RUNSC_RUNTIME_ARGS", "GVisorBackend"]

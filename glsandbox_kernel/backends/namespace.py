@@ -135,8 +135,13 @@ class NamespaceWorker(ZygoteWorker):
         def run() -> None:
             try:
                 self.cgroup.attach([self.root_pid])
-                while not self._attach_stop.wait(0.001):
-                    self.cgroup.attach(descendants(self.root_pid))
+                # Until the worker (the third process below the root) exists and
+                # is inside, a process may fork before it was moved.
+                while not self._attach_stop.wait(0.002) and self.poll() is None:
+                    tree = descendants(self.root_pid)
+                    self.cgroup.attach(tree)
+                    if len(tree) >= 3:
+                        return
             except BaseException as exc:  # noqa: BLE001 - re-raised by finish_attach
                 self._attach_error = exc
 
@@ -214,6 +219,9 @@ class NamespaceWorker(ZygoteWorker):
         """Stop supervisor and proxy, remove the cgroup and the proxy's directory. Idempotent."""
         if self._cleaned:
             return
+        stop = getattr(self, "_attach_stop", None)
+        if stop is not None:
+            stop.set()
         if self.poll() is not None:
             self.wait_chain_gone()
         super().cleanup()

@@ -13,8 +13,8 @@ Two functions, one per side of the trust boundary:
 
 Step order and why::
 
-    cgroups       attach first: every sandbox process is charged, and the
-                  cgroup namespace is rooted at the sandbox's cgroup
+    cgroups       attach first (or, attach_by="host", the host moves the
+                  processes during set-up): every sandbox process is charged
     namespaces    P0 -> P1 (unshare; P0 writes the id maps)
     mounts (1/2)  P1 opens the bind sources while it still has its host uid
     namespaces    P1 -> P2 (pid 1, init) -> P3 (the worker; only it returns)

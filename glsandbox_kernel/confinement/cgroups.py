@@ -8,10 +8,17 @@ and returns a :class:`CgroupManager` that reads the trusted figures
 (memory current/peak, OOM kills, pids, CPU and io usage) and removes the
 cgroup afterwards, killing whatever is left in it first.
 
-Child side: :func:`attach_child` writes the calling process's pid into the
-cgroup's ``cgroup.procs`` files. It runs first in the child, before the
-namespaces step, so every process of the sandbox (the init included) is
-charged and the cgroup namespace is rooted at the sandbox's cgroup.
+Attaching, two ways (the plan's ``attach_by``):
+
+- ``"child"``: :func:`attach_child` writes the calling process's pid into
+  the cgroup's ``cgroup.procs`` files, first thing in the child, so every
+  process it starts is charged.
+- ``"host"`` (the NAMESPACE backend): :meth:`CgroupManager.attach` moves the
+  sandbox's processes from the host while they set up, and once more after
+  the worker's hello, before any untrusted code runs. Every migration first
+  waits for an RCU grace period (about 15 ms on a small VM, migrations soon
+  after do not); done this way the wait overlaps with the set-up instead of
+  delaying it.
 """
 
 from __future__ import annotations

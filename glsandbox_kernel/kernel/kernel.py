@@ -102,6 +102,12 @@ class SandboxKernel(Kernel):
         None, allow_none=True, help="Memory limit of the sandbox, e.g. 512M or 2G; default: the level's preset."
     ).tag(config=True)
     monitor = Bool(True, help="Show live resource use of running cells (metrics widget).").tag(config=True)
+    monitor_widgets = CaselessStrEnum(
+        ["auto", "always", "never"],
+        default_value="auto",
+        help="Live monitor as an ipywidget: auto (when the frontend renders widgets), always, or never "
+        "(a static chart and summary when the cell ends).",
+    ).tag(config=True)
     audit_log = Unicode(None, allow_none=True, help="Append audit records to this JSONL file.").tag(config=True)
 
     @validate("memory")
@@ -122,6 +128,9 @@ class SandboxKernel(Kernel):
         self._interrupted = threading.Event()
         self._lost_reason: str | None = None
         self._prestarted = False
+        from ..widgets.integration import KernelEvidence
+
+        self.evidence = KernelEvidence(self, widgets=self.monitor_widgets)
 
     # -- the sandbox ------------------------------------------------------------------------
     def sandbox_config(self) -> OSSandboxConfig:
@@ -161,6 +170,11 @@ class SandboxKernel(Kernel):
             sandbox.request({"type": "is_complete", "code": ""}, "is_complete_reply", timeout=QUICK_TIMEOUT)
         except Exception:  # noqa: BLE001 - the first cell reports the problem
             log.warning("could not start the sandbox ahead of the first cell", exc_info=True)
+
+    def start(self) -> None:
+        """Called by the kernel app: ipykernel's handlers, then the kernel's own comm layer."""
+        super().start()
+        self.evidence.start()
 
     def _start_sandbox_soon(self) -> None:
         """Start the worker and its shell in the background, once (before the first cell needs it)."""
@@ -254,7 +268,7 @@ class SandboxKernel(Kernel):
         options = options or CellOptions()
         session_limit = sandbox.config.limits.memory_limit_bytes
         if options.memory is not None and session_limit is not None and options.memory > session_limit:
-            relay.stderr(
+            relay.notice(
                 f"glsandbox: --memory {fmt_bytes(options.memory)} is above this kernel's sandbox limit of "
                 f"{fmt_bytes(session_limit)}; the cell gets at most {fmt_bytes(session_limit)}.\n"
             )
@@ -264,11 +278,28 @@ class SandboxKernel(Kernel):
         def on_input(prompt: str, password: bool) -> str:
             return self._relay_input(prompt, password, parent, ident)
 
+        monitor = None
+        if not silent:
+            monitor = self.evidence.cell_monitor(
+                send=relay.send,
+                sandbox=sandbox,
+                parent=parent,
+                monitor=self.monitor,
+                limits=self._limits(sandbox, options),
+            )
+            monitor.start()
+
+        def on_output(frame: dict[str, Any]) -> dict[str, Any] | None:
+            if monitor is not None:
+                monitor.on_output(frame)
+            return relay.output(frame)
+
+        result = None
         try:
             with guard:
                 result = sandbox.run_cell(
                     code,
-                    on_output=relay.output,
+                    on_output=on_output,
                     on_input=on_input if allow_stdin else None,
                     on_comm=relay.comm,
                     silent=silent,
@@ -280,13 +311,18 @@ class SandboxKernel(Kernel):
         except Exception as exc:  # noqa: BLE001 - any sandbox trouble is an error reply
             log.warning("sandbox request failed", exc_info=True)
             return self._error_reply(relay.error(type(exc).__name__, str(exc)))
+        finally:
+            if monitor is not None:
+                monitor.finish(result)
         worker = sandbox.session.worker
         if worker is None or worker.poll() is not None:
             self._lost_reason = relay.last_error["ename"] if relay.last_error else "the worker died"
-            relay.stderr(
+            relay.notice(
                 f"glsandbox: {self._lost_reason}: the sandbox worker was killed and its state is lost; "
                 "the next cell starts a fresh sandbox.\n"
             )
+        if not silent:
+            self.evidence.emit_audit(relay.send, sandbox, result.audit_record, self.execution_count)
         if result.status != "ok":
             error = relay.last_error
             if error is None:  # e.g. an interrupt that IPython did not report
@@ -301,6 +337,19 @@ class SandboxKernel(Kernel):
             "user_expressions": {str(k): as_dict(v) for k, v in result.user_expressions.items()},
         }
 
+    def _limits(self, sandbox: Any, options: CellOptions) -> dict[str, Any]:
+        """The limits the monitor shows for this cell (the cell's own overrides win)."""
+        from ..widgets.monitor import limits_of
+
+        limits = limits_of(sandbox)
+        if options.memory is not None:
+            limits["memory"] = min(options.memory, limits["memory"] or options.memory)
+        if options.timeout is not None:
+            limits["timeout"] = options.timeout
+        if options.cpu_time is not None:
+            limits["cpu_time"] = options.cpu_time
+        return limits
+
     def get_sandbox_for_cell(self, relay: IOPubRelay, silent: bool) -> Any:
         """The sandbox, with a "state lost" notice when its worker went away since the last cell."""
         sandbox = self.get_sandbox(start=False)
@@ -308,7 +357,7 @@ class SandboxKernel(Kernel):
         worker = session.worker
         if session.generation > 0 and (worker is None or worker.poll() is not None) and not silent:
             reason = self._lost_reason or "it exited"
-            relay.stderr(_STATE_LOST_NOTICE.format(reason=reason))
+            relay.notice(_STATE_LOST_NOTICE.format(reason=reason))
         self._lost_reason = None
         sandbox.start()
         return sandbox
@@ -412,6 +461,14 @@ class SandboxKernel(Kernel):
         except Exception:  # noqa: BLE001 - shutdown must go on
             log.warning("error while closing the sandbox", exc_info=True)
 
+    # -- usage (jupyter-resource-usage) ---------------------------------------------------------
+    async def usage_request(self, stream: Any, ident: Any, parent: dict[str, Any]) -> None:
+        """Control handler: the sandbox's CPU and memory (measured outside it), not this process's."""
+        if self.session is None:
+            return
+        content = await asyncio.to_thread(self.evidence.usage, self._sandbox)
+        self.session.send(stream, "usage_reply", content, parent, ident)
+
     # -- quick requests -------------------------------------------------------------------------
     async def _quick(self, msg: dict[str, Any], reply_type: str) -> dict[str, Any] | None:
         """A quick request's reply, or None when a cell is running or the sandbox failed.
@@ -506,7 +563,8 @@ class SandboxKernel(Kernel):
         return {"status": "ok", "history": history}
 
     async def comm_info_request(self, stream: Any, ident: Any, parent: dict[str, Any]) -> None:
-        """The sandbox's comms (there is no comm manager in this process)."""
+        """The sandbox's comms (the kernel's own monitor widgets are not listed)."""
+        self.evidence.note_frontend(parent)
         if self.session is None:
             return
         target = parent["content"].get("target_name")
@@ -522,6 +580,9 @@ class SandboxKernel(Kernel):
     async def comm_request(self, stream: Any, ident: Any, parent: dict[str, Any]) -> None:
         """Shell handler for comm_open/comm_msg/comm_close: deliver to the sandbox's comm manager."""
         msg_type = parent["header"]["msg_type"]
+        self.evidence.note_frontend(parent)
+        if self.evidence.handle_comm(stream, ident, parent):
+            return  # a message for the kernel's own monitor widget
         buffers = [bytes(getattr(b, "buffer", b)) for b in parent.get("buffers") or []]
         frame = {
             "type": msg_type,

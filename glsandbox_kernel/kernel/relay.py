@@ -155,20 +155,30 @@ class IOPubRelay:
             ident=kernel._topic(msg_type),
         )
 
-    def output(self, frame: dict[str, Any]) -> None:
-        """``on_output`` callback of :meth:`OSSandbox.run_cell`."""
+    def output(self, frame: dict[str, Any]) -> dict[str, Any] | None:
+        """``on_output`` callback of :meth:`OSSandbox.run_cell`.
+
+        Returns the frame as published when it differs from ``frame`` (a
+        renamed error), so the session records what the frontend saves.
+        """
         try:
             converted = content_for(frame, self.execution_count)
             if converted is None:
-                return
+                return None
             msg_type, content = converted
+            shown = None
             if msg_type == "error":
                 if self.rewrite_error is not None:
-                    content = self.rewrite_error(content)
+                    rewritten = self.rewrite_error(content)
+                    if rewritten is not content:
+                        shown = {"type": "error", **rewritten}
+                    content = rewritten
                 self.last_error = content
             self.send(msg_type, content)
+            return shown
         except Exception:
             log.warning("dropped an output frame from the sandbox", exc_info=True)
+            return None
 
     def comm(self, frame: dict[str, Any]) -> None:
         """``on_comm`` callback: a sandboxed widget's comm message, to the frontend."""
@@ -183,8 +193,26 @@ class IOPubRelay:
             log.warning("dropped a comm frame from the sandbox", exc_info=True)
 
     def stderr(self, text: str) -> None:
-        """A notice from the kernel itself (state lost, limits), as stderr output."""
+        """Text on stderr from the kernel itself (not part of the cell's audited outputs)."""
         self.send("stream", {"name": "stderr", "text": text})
+
+    def notice(self, text: str) -> None:
+        """A notice from the kernel itself (state lost, limits), shown like stderr.
+
+        A display_data marked ``metadata.glsandbox.role = "notice"``: the cell's
+        outputs hash covers what the sandbox produced, and a kernel notice
+        between its streams would otherwise change them.
+        """
+        import html
+
+        from ..notebook.evidence import ROLE_NOTICE, role_metadata
+
+        markup = (
+            '<pre class="glsandbox-notice" style="background: var(--jp-rendermime-error-background, #fdd); '
+            f'margin: 0; padding: 2px 6px;">{html.escape(text.rstrip())}</pre>'
+        )
+        data = {"text/plain": text.rstrip(), "text/html": markup}
+        self.send("display_data", {"data": data, "metadata": role_metadata(ROLE_NOTICE), "transient": {}})
 
     def error(self, ename: str, evalue: str, traceback: list[str] | None = None) -> dict[str, Any]:
         """Publish an error output made by the kernel; returns the error reply content."""
