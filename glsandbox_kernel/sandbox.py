@@ -217,6 +217,11 @@ class OSSandbox:
             return None
         if outcome.state_lost:
             extra = {**extra, "state_lost_before": True}
+        controls = self._session.pending_controls
+        if controls is not None:
+            self._session.pending_controls = None
+            extra = {**extra, "controls": controls}
+            defer = False
         if isinstance(error, SandboxTimeoutError):
             event = EventType.TIMEOUT
         elif isinstance(error, SandboxMemoryError):

@@ -108,6 +108,7 @@ class Session:
         self._state_lost_pending = False
         self._last_setup_time: float | None = None
         self._last_sample: Any = None
+        self.pending_controls: dict[str, Any] | None = None
         self._last_sample_gen = -1
         self.closed = False
 
@@ -163,6 +164,10 @@ class Session:
             self.worker_report = report if isinstance(report, dict) else {}
             self.generation += 1
             self._last_setup_time = time.perf_counter() - t0
+            # Controls in force for this worker, as the host set them up (trusted),
+            # recorded once in the next audit record.
+            self.pending_controls = {"backend": self.backend_cls.name, "generation": self.generation,
+                                     **worker.describe()}
             return self._last_setup_time
 
     def _discard_worker(self) -> None:

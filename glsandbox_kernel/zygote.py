@@ -213,12 +213,8 @@ def template_main(ctl_fd: int) -> None:
     # Pre-import what every worker needs, once.
     import cloudpickle  # noqa: F401
 
+    from . import confinement  # noqa: F401
     from .worker import loop  # noqa: F401
-
-    try:
-        from . import confinement  # noqa: F401
-    except ImportError:
-        pass
     ctl = socket.socket(fileno=ctl_fd)
     chan = FrameChannel(ctl, max_frame=1 << 24)
     wake_r, wake_w = os.pipe()
@@ -376,38 +372,12 @@ def children_of(ppid: int) -> list[int]:
 
 def _worker_main(plan: dict[str, Any], sock_fd: int) -> None:
     """WORKER (becomes untrusted): apply the plan, then serve frames."""
+    from .confinement import apply_child_plan
     from .worker.loop import serve
 
-    try:
-        from .confinement import apply_child_plan
-    except ImportError:
-        apply_child_plan = None
-    if apply_child_plan is not None:
-        result = apply_child_plan(plan)
-        pass_fds, report = list(result.pass_fds), dict(result.report)
-    else:
-        pass_fds, report = [], _fallback_child_plan(plan)
+    result = apply_child_plan(plan)
     sock = socket.socket(fileno=sock_fd)
-    serve(sock, pass_fds=pass_fds, report=report)
-
-
-def _fallback_child_plan(plan: dict[str, Any]) -> dict[str, Any]:
-    """FORKED CHILD: the minimal BASIC steps when the confinement package is absent."""
-    import resource
-
-    for name, value in (plan.get("rlimits") or {}).items():
-        res = getattr(resource, name)
-        # CPU: the soft limit sends SIGXCPU (a clear reason), the hard one SIGKILL a second later.
-        hard = value + 1 if name == "RLIMIT_CPU" else value
-        resource.setrlimit(res, (value, hard))
-    if plan.get("cwd"):
-        os.chdir(plan["cwd"])
-    if plan.get("env") is not None:
-        os.environ.clear()
-        os.environ.update(plan["env"])
-    os.umask(plan.get("umask", 0o077))
-    _prctl(PR_SET_NO_NEW_PRIVS, 1)
-    return {"rlimits": "applied", "no_new_privs": True}
+    serve(sock, pass_fds=list(result.pass_fds), report=dict(result.report))
 
 
 if __name__ == "__main__":

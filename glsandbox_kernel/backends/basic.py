@@ -52,23 +52,6 @@ def scrubbed_env(config: OSSandboxConfig, workdir: str) -> dict[str, str]:
     return env
 
 
-def rlimits_for(config: OSSandboxConfig) -> dict[str, int]:
-    """RLIMIT_* settings (resource module names) for the config's limits."""
-    lim = config.limits
-    out: dict[str, int] = {"RLIMIT_CORE": 0}
-    if lim.memory_limit_bytes is not None:
-        out["RLIMIT_AS"] = int(lim.memory_limit_bytes)
-    if lim.cpu_time_limit_seconds is not None:
-        out["RLIMIT_CPU"] = max(1, int(lim.cpu_time_limit_seconds + 0.999))
-    if lim.max_open_files is not None:
-        out["RLIMIT_NOFILE"] = int(lim.max_open_files)
-    if lim.max_processes is not None and os.geteuid() != 0:
-        out["RLIMIT_NPROC"] = int(lim.max_processes)
-    if lim.max_file_size_bytes is not None:
-        out["RLIMIT_FSIZE"] = int(lim.max_file_size_bytes)
-    return out
-
-
 def read_proc_stat(pid: int) -> tuple[float, int] | None:
     """(cpu seconds incl. waited children, rss bytes) of ``pid`` from /proc, or None."""
     try:
@@ -277,15 +260,9 @@ class BasicBackend(SandboxBackend):
 
     def child_plan(self, workdir: str) -> dict[str, Any]:
         """The child-side steps for this backend (see :mod:`glsandbox_kernel.confinement`)."""
-        try:
-            from ..confinement import build_child_plan
-        except ImportError:
-            build_child_plan = None
-        if build_child_plan is not None:
-            plan = dict(build_child_plan(self.config, backend=self.name, workdir=workdir))
-        else:
-            plan = {}
-        plan.setdefault("rlimits", rlimits_for(self.config))
+        from ..confinement import build_child_plan
+
+        plan = dict(build_child_plan(self.config, backend=self.name, workdir=workdir))
         plan["env"] = scrubbed_env(self.config, workdir)
         plan["cwd"] = workdir
         plan["umask"] = 0o077

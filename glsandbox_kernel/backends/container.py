@@ -93,14 +93,18 @@ BUILD_SCRIPT = "scripts/build-test-image"
 #:   always with EPERM (runsc 2022 ignores ``errnoRet``), so the clone3 ->
 #:   ENOSYS rule is left out: the sentry has no clone3 (ENOSYS natively) and
 #:   an EPERM there would stop libc from falling back to clone;
-#: - the host cgroup holds the sentry, the gofer and (ptrace platform) one
-#:   stub task per guest thread, ~60 tasks idle: ``max_processes`` is enforced
+#: - the host cgroup holds the sentry's and the gofer's threads (~60 idle)
+#:   and, on the ptrace platform, a stub process per guest address space
+#:   with a stub thread per sentry thread that ran in it (measured: ~11 host
+#:   tasks per guest process, <= 1 per extra guest thread). Hitting the host
+#:   pids limit kills the sentry (Go: "failed to create new OS thread", exit
+#:   2) instead of failing the guest's clone. So ``max_processes`` is enforced
 #:   inside, exactly, by RLIMIT_NPROC (the sentry counts only its own tasks;
 #:   under runc it would count every host process of uid 65534), and the host
-#:   pids limit becomes a backstop of RUNSC_HOST_TASKS_BASE + PER_TASK * N.
+#:   pids limit is a backstop of RUNSC_HOST_TASKS_BASE + PER_TASK * N.
 RUNSC = "runsc"
 RUNSC_HOST_TASKS_BASE = 128
-RUNSC_HOST_TASKS_PER_TASK = 4
+RUNSC_HOST_TASKS_PER_TASK = 16
 #: runtimeArgs the runsc registration must have: the worker reaches its host
 #: socket through the gofer (--host-uds), and the sentry must enforce our
 #: seccomp profile (--oci-seccomp; without it the profile would be ignored).
