@@ -7,6 +7,11 @@
 2. Fresh container sandbox from the warm pool (pool refilled between rounds,
    not timed) against the same ``docker run``.
 3. Warm-session round trip ``execute(f, 1)``: CONTAINER against BASIC.
+4. GVISOR (the same container under gVisor's runsc): the fresh cold sandbox
+   against ``docker run --rm --runtime=runsc --network none IMAGE python3 -c
+   pass``, and the warm-session round trip against BASIC. The issue sets no
+   target for these (reported only); skipped, with the reason, when runsc is
+   not registered (scripts/dockerd-up registers it).
 
 Rounds alternate between the two sides so machine noise hits both alike; the
 figure is the median over rounds. Prints a table and, with ``--json``, JSON.
@@ -27,8 +32,10 @@ from typing import Any
 from glsandbox_kernel import IsolationType, OSSandbox, OSSandboxConfig
 from glsandbox_kernel.backends import docker_pool
 from glsandbox_kernel.backends.container import ContainerBackend, default_image, flush_removals
+from glsandbox_kernel.backends.gvisor import RUNSC, GVisorBackend
 
 CONTAINER = OSSandboxConfig(isolation_type=IsolationType.CONTAINER)
+GVISOR = OSSandboxConfig(isolation_type=IsolationType.GVISOR)
 BASIC = OSSandboxConfig(isolation_type=IsolationType.BASIC)
 
 
@@ -36,16 +43,18 @@ def f(x: int) -> int:
     return x
 
 
-def docker_run() -> None:
+def docker_run(runtime: str | None = None) -> None:
+    """``docker run --rm [--runtime=R] --network none IMAGE python3 -c pass``."""
+    flags = [f"--runtime={runtime}"] if runtime else []
     subprocess.run(
-        ["docker", "run", "--rm", "--network", "none", default_image(), "python3", "-c", "pass"],
+        ["docker", "run", "--rm", *flags, "--network", "none", default_image(), "python3", "-c", "pass"],
         check=True,
         stdout=subprocess.DEVNULL,
     )
 
 
-def fresh_sandbox() -> None:
-    with OSSandbox(CONTAINER) as box:
+def fresh_sandbox(config: OSSandboxConfig = CONTAINER) -> None:
+    with OSSandbox(config) as box:
         box.execute(f, 1)
 
 
@@ -66,20 +75,25 @@ def row(name: str, ours: float, theirs: float, target: float | None, unit: str =
     }
 
 
-def bench_cold(rounds: int) -> list[dict[str, Any]]:
+def bench_cold(rounds: int, config: OSSandboxConfig = CONTAINER, runtime: str | None = None) -> list[dict[str, Any]]:
+    """Fresh sandbox without the pool against ``docker run`` with the same runtime."""
     docker_pool.set_pool_size(0)
-    fresh_sandbox()  # daemon connection, image check: once per host process
-    docker_run()
+    fresh_sandbox(config)  # daemon connection, image check: once per host process
+    docker_run(runtime)
     flush_removals()
     ours, with_removal, theirs = [], [], []
     for _ in range(rounds):
-        t = clock(fresh_sandbox)
+        t = clock(lambda: fresh_sandbox(config))
         ours.append(t)
         with_removal.append(t + clock(flush_removals))
-        theirs.append(clock(docker_run))
+        theirs.append(clock(lambda: docker_run(runtime)))
     d = statistics.median(theirs)
+    if runtime is None:
+        name, target = "fresh container, cold: execute(f,1)+close vs docker run", 1.1
+    else:
+        name, target = f"fresh gvisor, cold: execute(f,1)+close vs docker run --runtime={runtime}", None
     return [
-        row("fresh container, cold: execute(f,1)+close vs docker run", statistics.median(ours), d, 1.1),
+        row(name, statistics.median(ours), d, target),
         row("  same, incl. waiting for background removal", statistics.median(with_removal), d, None),
     ]
 
@@ -106,9 +120,10 @@ def bench_pool(rounds: int) -> dict[str, Any]:
     )
 
 
-def bench_round_trip(n: int, rounds: int) -> dict[str, Any]:
+def bench_round_trip(n: int, rounds: int, config: OSSandboxConfig = CONTAINER) -> dict[str, Any]:
+    """Warm-session ``execute(f, 1)`` in ``config`` against the same on BASIC."""
     docker_pool.set_pool_size(0)
-    with OSSandbox(CONTAINER) as ctr, OSSandbox(BASIC) as basic:
+    with OSSandbox(config) as ctr, OSSandbox(BASIC) as basic:
         ctr.execute(f, 1)
         basic.execute(f, 1)
         ours, theirs = [], []
@@ -116,24 +131,35 @@ def bench_round_trip(n: int, rounds: int) -> dict[str, Any]:
             ours.append(clock(lambda: [ctr.execute(f, 1) for _ in range(n)]) / n)
             theirs.append(clock(lambda: [basic.execute(f, 1) for _ in range(n)]) / n)
     flush_removals()
+    gvisor = config.isolation_type is IsolationType.GVISOR
     return row(
-        "warm-session execute(f,1) round trip: container vs basic",
+        f"warm-session execute(f,1) round trip: {'gvisor' if gvisor else 'container'} vs basic",
         statistics.median(ours),
         statistics.median(theirs),
-        1.2,
+        None if gvisor else 1.2,
     )
+
+
+def bench_gvisor(rounds: int, n: int) -> list[dict[str, Any]]:
+    """The GVISOR rows (cold start and round trip); none, with the reason, without runsc."""
+    ok, reason = GVisorBackend.available()
+    if not ok:
+        print(f"gvisor rows skipped: {reason}")
+        return []
+    return [*bench_cold(rounds, GVISOR, RUNSC), bench_round_trip(n, max(3, rounds // 3), GVISOR)]
 
 
 def print_table(results: list[dict[str, Any]]) -> None:
     """The README's table format: ours, theirs, ratio, target."""
-    print(f"{'benchmark':<66} {'ours':>10} {'theirs':>10} {'ratio':>7} {'target':>7}")
+    width = max(66, *(len(r["name"]) for r in results))
+    print(f"{'benchmark':<{width}} {'ours':>10} {'theirs':>10} {'ratio':>7} {'target':>7}")
     for r in results:
         unit = r.get("unit", "ms")
         target = r["target"]
         verdict = "" if target is None else ("ok" if r["ratio"] <= target else "MISS")
         shown = "" if target is None else f"<={target}"
         print(
-            f"{r['name']:<66} {r['ours_ms']:>7.1f} {unit:<2} {r['theirs_ms']:>7.1f} {unit:<2} "
+            f"{r['name']:<{width}} {r['ours_ms']:>7.1f} {unit:<2} {r['theirs_ms']:>7.1f} {unit:<2} "
             f"{r['ratio']:>7.3f} {shown:>7} {verdict}"
         )
 
@@ -148,6 +174,7 @@ def main() -> None:
         raise SystemExit(f"container backend unavailable: {reason}")
     rounds, n = (5, 100) if args.quick else (15, 300)
     results = [*bench_cold(rounds), bench_pool(rounds), bench_round_trip(n, max(3, rounds // 3))]
+    results += bench_gvisor(rounds, n)
     print_table(results)
     if args.json:
         print(json.dumps(results, indent=2))

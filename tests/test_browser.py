@@ -211,11 +211,11 @@ def test_live_widget_and_banner_in_jupyterlab(lab: dict[str, Any], tmp_path: Any
                     and page.query_selector(".glsandbox-monitor img, .jupyter-widgets img")
                 ):
                     shot = _shot(page, "widget-live.png")
+                    _readme_screenshot(page)
                 time.sleep(0.3)
             assert len(values) >= 5, values
             assert values[-1] > values[0] + 96 * 2**20, values
             assert shot is not None, "no screenshot of the live widget with its chart"
-            _readme_screenshot(page)
 
             page.wait_for_selector(".glsandbox-summary", timeout=60_000)
             assert "peak memory" in page.inner_text(".glsandbox-summary")

@@ -531,3 +531,28 @@ def test_glsandbox_run_stops_at_a_failing_cell(tmp_path: Any) -> None:
     result = verify_notebook(done)
     assert result.ok, result.problems  # the evidence of what ran still holds
     assert any("stopped early" in n for n in result.notes)
+
+
+def test_magic_notebook_evidence(tmp_path: Any) -> None:
+    """The magic demo in the stock python3 kernel: its %%sandbox cells carry verifiable records."""
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(os.path.join(ROOT, "notebooks", "magic_demo.ipynb"), as_version=4)
+    NotebookClient(
+        nb, timeout=120, startup_timeout=60, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
+    result = verify_notebook(nb)
+    assert result.ok, result.problems
+    assert any("outside any sandbox" in n for n in result.notes)
+    magic = [c for c in result.cells if c.record is not None]
+    assert magic and all(c.source_ok and c.outputs_ok for c in magic)
+    # the magic line is covered through the record's level
+    edited = copy.deepcopy(nb)
+    cell = next(c for c in edited.cells if c.source.startswith("%%sandbox strict"))
+    cell.source = cell.source.replace("%%sandbox strict", "%%sandbox lenient", 1)
+    _only(_problems(edited), "says level lenient but it ran at level strict")
+    # and the body through its hash
+    edited = copy.deepcopy(nb)
+    cell = next(c for c in edited.cells if c.source.startswith("%%sandbox strict"))
+    cell.source += "\n# edited"
+    _only(_problems(edited), "source edited")

@@ -181,3 +181,36 @@ def test_permissive_banner_says_continued() -> None:
     banners = [c for kind, c in sent if "glsandbox-violations" in c["data"].get("text/html", "")]
     assert banners, sent
     assert "continued (permissive mode" in banners[-1]["data"]["text/plain"]
+
+
+# -- the %%sandbox magic in an ordinary ipykernel -----------------------------------------------------------
+
+
+def test_magic_cell_shows_the_live_widget_banner_and_audit_output() -> None:
+    """``%%sandbox`` in the stock python3 kernel: the same monitor, driven by that kernel's process."""
+    import os
+
+    k = Kernel("python3", env={**os.environ, "GLSANDBOX_MONITOR_WIDGETS": "always"})
+    try:
+        assert k.execute("%load_ext glsandbox_kernel")[0]["status"] == "ok"
+        reply, msgs = k.execute("%%sandbox\n" + ALLOCATE, timeout=60)
+        assert reply["status"] == "ok", reply
+        live = [m for m in msgs if m["msg_type"] == "display_data" and WIDGET_MIME in m["content"]["data"]]
+        assert len(live) == 1
+        values = [
+            int(v)
+            for m in msgs
+            if m["msg_type"] == "comm_msg"
+            for v in _MEM.findall(str(m["content"]["data"].get("state", {}).get("value", "")))
+        ]
+        assert len(values) >= 3 and values[-1] > values[0], values
+        frozen = [m for m in msgs if m["msg_type"] == "update_display_data" and _role(m) == "monitor"]
+        assert frozen and "peak memory" in frozen[-1]["content"]["data"]["text/plain"]
+        assert any(m["msg_type"] == "display_data" and AUDIT_MIME in m["content"]["data"] for m in msgs)
+
+        reply, msgs = k.execute("%%sandbox\n" + PTRACE, timeout=60)
+        assert reply["status"] == "error" and reply["ename"] == "SandboxEscapeError"
+        banners = [m for m in msgs if "glsandbox-violations" in str(m["content"].get("data", {}).get("text/html"))]
+        assert banners and "stopped (enforcing mode)" in banners[-1]["content"]["data"]["text/plain"]
+    finally:
+        k.shutdown()

@@ -9,7 +9,6 @@ intact (or ``show`` printed it), 1 the chain is broken, 2 a usage error
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import sys
@@ -139,15 +138,9 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _verify_notebook(args: argparse.Namespace) -> int:
-    try:
-        module = importlib.import_module("glsandbox_kernel.notebook.verify")
-    except ImportError:
-        module = None
-    handler = vars(module).get("verify_notebook_cli") if module is not None else None
-    if handler is None:
-        _error("notebook verification is not available yet")
-        return 2
-    return int(handler(args))
+    from ..notebook.verify import verify_notebook_cli
+
+    return int(verify_notebook_cli(args))
 
 
 def _show(args: argparse.Namespace) -> int:

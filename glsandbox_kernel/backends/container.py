@@ -1204,6 +1204,7 @@ class ContainerWorker(WorkerProcess):
         self._oom = False
         self._killed = False
         self._cleaned = False
+        self._death_seen = False
         self._lock = threading.Lock()
 
     # -- Popen-like ----------------------------------------------------------
@@ -1220,9 +1221,32 @@ class ContainerWorker(WorkerProcess):
             return None
         return not ready
 
+    def _snapshot_at_worker_death(self) -> None:
+        """Read the cgroup once the worker process itself has died (runc).
+
+        The worker dies before docker-init does, and the cgroup (peak, OOM
+        counter) is deleted soon after docker-init: reading it at the
+        worker's death keeps an OOM kill's peak. No-op without a worker pidfd
+        (gVisor: the sentry is the container's init).
+        """
+        fd = self._worker_pidfd
+        if self._death_seen or fd is None or self._cgroup is None:
+            return
+        try:
+            ready, _, _ = select.select([fd], [], [], 0)
+        except (OSError, ValueError):
+            return
+        if ready:
+            self._death_seen = True
+            seen = self._cgroup.sample()
+            if seen is not None:
+                self._last_sample = seen
+                self._oom = self._oom or bool(seen.oom_killed)
+
     def poll(self) -> int | None:
         if self._returncode is not None:
             return self._returncode
+        self._snapshot_at_worker_death()
         alive = self._alive_fast()
         if alive is None:
             try:
@@ -1284,10 +1308,20 @@ class ContainerWorker(WorkerProcess):
         if self._returncode is not None:
             return self._returncode
         if self._pidfd is not None:
-            try:
-                ready, _, _ = select.select([self._pidfd], [], [], timeout)
-            except (OSError, ValueError):
-                ready = [True]
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while True:
+                fds = [self._pidfd]
+                if not self._death_seen and self._worker_pidfd is not None and self._cgroup is not None:
+                    fds.append(self._worker_pidfd)  # to snapshot the cgroup at once
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                try:
+                    ready, _, _ = select.select(fds, [], [], left)
+                except (OSError, ValueError):
+                    return self.poll()
+                if self._pidfd in ready or not ready:
+                    break
+                self._snapshot_at_worker_death()
+                self._death_seen = True  # never select on it again
             if not ready:
                 return None
             return self.poll()

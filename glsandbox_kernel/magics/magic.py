@@ -328,7 +328,14 @@ class SandboxMagics(Magics):
         executed: list[SandboxResult] = []
         sandbox = session.sandbox
 
+        from ..widgets.integration import ipython_cell_monitor
+
+        # Live metrics and violation banners, measured outside the sandbox (host side).
+        monitor = ipython_cell_monitor(sandbox, monitor=session.settings.monitor)
+        monitor.start()
+
         def on_output(msg: dict[str, Any]) -> None:
+            monitor.on_output(msg)
             _show(msg, executed)
 
         def on_input(prompt: str, password: bool) -> str:
@@ -344,6 +351,7 @@ class SandboxMagics(Magics):
             # SIGINT (Ctrl-C, or ipykernel's interrupt) interrupts the sandbox instead of
             # tearing the frame exchange; the session kills the worker after its grace period.
             previous = signal.signal(signal.SIGINT, lambda signum, frame: sandbox.interrupt())
+        result = None
         try:
             result = sandbox.run_cell(
                 code, on_output=on_output, on_input=_with_sigint(on_input, previous, main), allow_stdin=True
@@ -351,6 +359,10 @@ class SandboxMagics(Magics):
         finally:
             if main:
                 signal.signal(signal.SIGINT, previous)
+            monitor.finish(result)
+        from ..widgets.integration import ipython_emit_audit
+
+        ipython_emit_audit(session.audit_trail, sandbox, result.audit_record)
         return result, (executed[-1] if executed else None)
 
     # -- line magic -------------------------------------------------------------------------------

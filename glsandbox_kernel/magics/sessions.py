@@ -107,6 +107,10 @@ class NamedSession:
         self.sandbox = OSSandbox(self.config)
         self.cells = 0
         self.shell_ready = False
+        from ..notebook.evidence import AuditTrail
+
+        #: which of the session's audit records were already shown in a cell's audit output
+        self.audit_trail = AuditTrail()
 
     @property
     def alive(self) -> bool:

@@ -58,6 +58,7 @@ class CellCheck:
     chain_ok: bool | None = None
     signature_ok: bool | None = None
     executed: bool = True
+    outside: bool = False  # an ordinary cell of a non-glsandbox notebook (not a %%sandbox cell)
     problems: list[str] = dataclasses.field(default_factory=list)
 
     @property
@@ -182,6 +183,12 @@ def verify_notebook(
     entries: list[_Entry] = []
 
     cells = nb.get("cells") or []
+    meta_all = nb.get("metadata") or {}
+    spec = meta_all.get("kernelspec") if isinstance(meta_all, Mapping) else None
+    kernel_name = str(spec.get("name", "")) if isinstance(spec, Mapping) else ""
+    # In another kernel only %%sandbox cells run in a sandbox; the others are not evidence.
+    magic_only = bool(kernel_name) and not kernel_name.startswith("glsandbox")
+    outside = 0
     for index, cell in enumerate(cells):
         if not isinstance(cell, Mapping) or cell.get("cell_type") != "code":
             continue
@@ -200,6 +207,10 @@ def verify_notebook(
         if payload is None:
             if not source.strip():
                 check.executed = False
+                continue
+            if magic_only and not is_magic_cell(source):
+                check.outside = True
+                outside += 1
                 continue
             if not outputs and check.execution_count is None:
                 check.executed = False
@@ -229,9 +240,16 @@ def verify_notebook(
         if extra.get("kind") != "cell":
             check.problems.append(f"{check.label}: its audit record is not a cell record (kind {extra.get('kind')!r})")
         recorded_source = extra.get("source_hash")
-        check.source_ok = recorded_source == source_hash(source)
+        check.source_ok = recorded_source in source_hashes(source)
         if not check.source_ok:
             check.problems.append(f"{check.label}: source edited after it ran (its hash no longer matches the record)")
+        level = magic_level(source)
+        if level is not None and level != record.get("security_level"):
+            check.source_ok = False
+            check.problems.append(
+                f"{check.label}: its %%sandbox line says level {level} but it ran at level "
+                f"{record.get('security_level')} (the magic line was edited)"
+            )
         recorded_outputs = extra.get("outputs_hash")
         if recorded_outputs is None:
             check.outputs_ok = None
@@ -311,6 +329,11 @@ def verify_notebook(
             f"{check.label}: has no audit record and no outputs: it was not run in the sandbox "
             "(inserted after the run, or never executed)"
         )
+    if outside:
+        notes.append(
+            f"{outside} cell(s) of this {kernel_name} notebook ran outside any sandbox (not %%sandbox cells): "
+            "they are not covered by the audit evidence"
+        )
     if stopped:
         notes.append(f"the run stopped early: cells after cell {last_recorded + 1} were not executed")
 
@@ -337,6 +360,39 @@ def verify_notebook(
         records=len(entries),
         key_checked=key is not None,
     )
+
+
+def is_magic_cell(source: str) -> bool:
+    """A cell that the ``%%sandbox`` magic runs (in an ordinary IPython kernel)."""
+    return source.lstrip().startswith("%%sandbox")
+
+
+def magic_level(source: str) -> str | None:
+    """The security level a ``%%sandbox`` line asks for (``moderate`` when it names none)."""
+    if not is_magic_cell(source):
+        return None
+    words = iter(source.lstrip().split("\n", 1)[0].split()[1:])
+    for word in words:
+        if word.startswith("-"):
+            if "=" not in word and word not in ("--new", "--no-monitor"):
+                next(words, None)  # the option's value
+            continue
+        if word in ("strict", "moderate", "lenient"):
+            return word
+    return "moderate"
+
+
+def source_hashes(source: str) -> set[str]:
+    """The hashes a record's ``extra.source_hash`` may hold for this cell source.
+
+    For a ``%%sandbox`` cell the sandbox ran the body without the magic line
+    (IPython adds a final newline when the cell has none).
+    """
+    hashes = {source_hash(source)}
+    if is_magic_cell(source):
+        body = source.lstrip().split("\n", 1)[1] if "\n" in source.lstrip() else ""
+        hashes |= {source_hash(body), source_hash(body + "\n")}
+    return hashes
 
 
 def canonical_records(value: Any) -> list[str]:

@@ -118,6 +118,92 @@ class KernelEvidence:
         return self.usage_tracker.reply(sandbox)
 
 
+# -- the %%sandbox magic, in an ordinary IPython kernel (or terminal IPython) ------------------------------
+
+
+def ipython_send() -> tuple[Any, dict[str, Any] | None, bool]:
+    """``(send, parent, in_kernel)`` for the IPython process running ``%%sandbox``.
+
+    In an ipykernel, ``send`` publishes on the kernel's IOPub socket with the
+    current cell's request as parent (callable from any thread; the kernel's
+    buffered stdout/stderr are flushed first so outputs keep their order). In
+    terminal IPython, display messages are shown through IPython's display
+    publisher (text) and comm messages are dropped.
+    """
+    import sys
+
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    kernel = getattr(shell, "kernel", None)
+    if kernel is not None and getattr(kernel, "session", None) is not None:
+        parent = kernel.get_parent()
+
+        def send(msg_type: str, content: dict[str, Any], metadata: Any = None, buffers: Any = None) -> None:
+            if msg_type in ("display_data", "update_display_data"):
+                for stream in (sys.stdout, sys.stderr):
+                    try:
+                        stream.flush()
+                    except Exception:  # noqa: BLE001 - a closed stream must not stop the monitor
+                        pass
+            kernel.session.send(
+                kernel.iopub_socket,
+                msg_type,
+                content,
+                parent=parent,
+                metadata=metadata,
+                buffers=buffers,
+                ident=kernel._topic(msg_type),
+            )
+
+        return send, parent, True
+
+    def show(msg_type: str, content: dict[str, Any], metadata: Any = None, buffers: Any = None) -> None:
+        if msg_type not in ("display_data", "update_display_data"):
+            return
+        from IPython.display import publish_display_data
+
+        data = {k: v for k, v in (content.get("data") or {}).items() if k == "text/plain"}
+        if data:
+            publish_display_data(data, content.get("metadata") or {})
+
+    return show, None, False
+
+
+def ipython_cell_monitor(sandbox: Any, *, monitor: bool = True) -> CellMonitor:
+    """The monitor of one ``%%sandbox`` cell (the magic calls ``start()``/``finish()``).
+
+    The live widget is used in a kernel started by a Jupyter server (JupyterLab,
+    Notebook: ``$JPY_SESSION_NAME`` is set), or with ``$GLSANDBOX_MONITOR_WIDGETS=always``;
+    elsewhere (nbclient, terminal IPython) a static summary is shown when the cell ends.
+    """
+    import os
+
+    send, parent, in_kernel = ipython_send()
+    choice = os.environ.get("GLSANDBOX_MONITOR_WIDGETS", "auto").lower()
+    widgets = in_kernel and choice != "never" and (choice == "always" or "JPY_SESSION_NAME" in os.environ)
+    if widgets:
+        try:
+            import ipywidgets  # noqa: F401
+        except ImportError:
+            widgets = False
+    return CellMonitor(send=send, sandbox=sandbox, parent=parent, widgets=widgets, monitor=monitor)
+
+
+def ipython_emit_audit(trail: AuditTrail, sandbox: Any, record: Mapping[str, Any] | None) -> None:
+    """Publish a ``%%sandbox`` cell's audit output (in a kernel only: a terminal saves nothing)."""
+    if record is None:
+        return
+    send, _parent, in_kernel = ipython_send()
+    if not in_kernel:
+        return
+    try:
+        data, metadata = trail.bundle(sandbox, record)
+        send("display_data", {"data": data, "metadata": metadata, "transient": {}})
+    except Exception:
+        log.warning("could not emit the audit output", exc_info=True)
+
+
 def _prewarm() -> None:
     try:
         from .chart import prewarm
