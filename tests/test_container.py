@@ -348,18 +348,21 @@ def test_gvisor_unavailable_says_how_to_install(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_gvisor_registered_without_the_arguments_it_needs(monkeypatch: pytest.MonkeyPatch) -> None:
-    # runsc's defaults: no host sockets (the worker could not connect) and
-    # the OCI seccomp profile ignored (our escape-class denials would be lost).
+    # runsc's defaults: no host sockets (the worker could not connect), the
+    # OCI seccomp profile ignored (our escape-class denials would be lost),
+    # the sandbox network from the container's namespace.
     _daemon_with_runtimes(monkeypatch, {"runc": {"path": "runc"}, "runsc": {"path": "/usr/bin/runsc"}})
     ok, reason = GVisorBackend.available()
-    assert not ok and "--host-uds=open" in reason and "--oci-seccomp" in reason
-    good = {"path": "/usr/bin/runsc", "runtimeArgs": ["-host-uds=all", "--oci-seccomp", "--platform=ptrace"]}
+    assert not ok and "--host-uds=open --oci-seccomp --network=none" in reason
+    good = {
+        "path": "/usr/bin/runsc",
+        "runtimeArgs": ["-host-uds=all", "--oci-seccomp", "--network=none", "-platform=kvm"],
+    }
     _daemon_with_runtimes(monkeypatch, {"runsc": good})
+    assert GVisorBackend.available()[0] == (_PROBLEM is None)
     assert ctr.missing_runtime_args("runsc", good) == []
-    assert ctr.missing_runtime_args("runsc", dict(good, runtimeArgs=["--host-uds=none", "--oci-seccomp=false"])) == [
-        "--host-uds=open",
-        "--oci-seccomp",
-    ]
+    bad = dict(good, runtimeArgs=["--host-uds=none", "--oci-seccomp=false", "--network=sandbox"])
+    assert ctr.missing_runtime_args("runsc", bad) == ["--host-uds=open", "--oci-seccomp", "--network=none"]
     assert ContainerBackend.available()[0] == (_PROBLEM is None)  # runc needs none of this
 
 
@@ -399,9 +402,11 @@ def test_container_confinement_probe(monkeypatch: pytest.MonkeyPatch, isolation:
     if isolation is GVISOR:
         assert facts["uname_release"] != host_release and host_release not in facts["proc_version"]
         assert desc["runtime"] == "runsc" and desc["kernel"].startswith("gVisor")
+        assert desc["process_limit"].startswith("RLIMIT_NPROC 64 in gVisor")
     else:
         assert facts["uname_release"] == host_release and host_release in facts["proc_version"]
         assert desc["runtime"] == "runc" and desc["kernel"] == "host"
+        assert desc["process_limit"] == "pids cgroup 64"
 
 
 def test_state_persists_and_builtin_exceptions_round_trip(isolation: IsolationType) -> None:

@@ -106,11 +106,15 @@ RUNSC = "runsc"
 RUNSC_HOST_TASKS_BASE = 128
 RUNSC_HOST_TASKS_PER_TASK = 16
 #: runtimeArgs the runsc registration must have: the worker reaches its host
-#: socket through the gofer (--host-uds), and the sentry must enforce our
-#: seccomp profile (--oci-seccomp; without it the profile would be ignored).
+#: socket through the gofer (--host-uds); the sentry must enforce our seccomp
+#: profile (--oci-seccomp; without it the profile would be ignored); and the
+#: sandbox gets gVisor's loopback-only stack (--network=none: our containers
+#: never have a network, and runsc 20221219 fails to start Docker's
+#: network-none containers without it, leaving the half-made sandbox behind).
 RUNSC_REQUIRED_ARGS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("--host-uds", ("open", "all")),
     ("--oci-seccomp", ("", "true")),
+    ("--network", ("none",)),
 )
 
 #: Syscalls our seccomp profile makes fail with EPERM (escape class). Docker's
@@ -672,9 +676,11 @@ def check_available(*, backend: str, runtime: str | None = None, image: str | No
         return False, f"image {image} is not present"
     if version != host_python():
         return False, f"image {image} has python {version}, the host runs {host_python()}"
-    return True, f"Docker {info.get('ServerVersion', '?')}, image {image} (python {version})" + (
-        f", runtime {runtime}" if runtime else ""
-    )
+    used = ""
+    if runtime:
+        args = _runtime_args((info.get("Runtimes") or {}).get(runtime))
+        used = f", runtime {runtime}" + (f" ({' '.join(args)})" if args else "")
+    return True, f"Docker {info.get('ServerVersion', '?')}, image {image} (python {version}){used}"
 
 
 # -- cgroups: one interface, v1 and v2 readers, chosen by detection --------------
@@ -1467,11 +1473,23 @@ class ContainerWorker(WorkerProcess):
             "memory_limit": s.get("mem_limit"),
             "nano_cpus": s.get("nano_cpus"),
             "pids_limit": s.get("pids_limit"),
+            "process_limit": _process_limit(s, self.runtime),
             "tmpfs": s.get("tmpfs"),
             "cgroup": self._cgroup.version if self._cgroup else None,
             "metrics_source": f"cgroup-{self._cgroup.version}" if self._cgroup else "docker-stats",
             "execve_denied": False,
         }
+
+
+def _process_limit(settings: dict[str, Any], runtime: str | None) -> str | None:
+    """How ``max_processes`` is enforced for these settings (describe())."""
+    pids = settings.get("pids_limit")
+    if runtime == RUNSC:
+        nproc = next((u["soft"] for u in settings.get("ulimits", []) if u["name"] == "nproc"), None)
+        if nproc is None:
+            return None
+        return f"RLIMIT_NPROC {nproc} in gVisor's kernel; host pids cgroup {pids} (backstop for the sentry)"
+    return None if pids is None else f"pids cgroup {pids}"
 
 
 class _EarlyExit(Exception):

@@ -17,10 +17,15 @@ overrides only the ``do_*`` handlers and a few request handlers that have no
   stdin channel, answered by the frontend (and abandoned on interrupt).
 - interrupt (``interrupt_mode: message``): SIGINT to the worker, killed after
   the session's grace period.
+- evidence and monitoring (:class:`~glsandbox_kernel.widgets.integration.KernelEvidence`):
+  each cell gets a live metrics widget (or a static summary), a violation
+  banner, and ends with its audit output; frontend messages for the kernel's
+  own widget comms are handled here, not relayed; ``usage_request`` is answered
+  with the sandbox's figures.
 
 Sandbox failures (timeout, memory, violation, crash) become error replies
 with a clear ``ename``/``evalue``; the next cell gets a fresh worker and a
-"state lost" notice on stderr. Launched by ``python -m glsandbox_kernel.kernel``.
+"state lost" notice (a kernel notice output). Launched by ``python -m glsandbox_kernel.kernel``.
 """
 
 from __future__ import annotations

@@ -142,10 +142,12 @@ def ipython_send() -> tuple[Any, dict[str, Any] | None, bool]:
         def send(msg_type: str, content: dict[str, Any], metadata: Any = None, buffers: Any = None) -> None:
             if msg_type in ("display_data", "update_display_data"):
                 for stream in (sys.stdout, sys.stderr):
-                    try:
-                        stream.flush()
-                    except Exception:  # noqa: BLE001 - a closed stream must not stop the monitor
-                        pass
+                    # ipykernel's OutStream: flushing waits for its IO thread, so only when text waits.
+                    if getattr(stream, "_flush_pending", True):
+                        try:
+                            stream.flush()
+                        except Exception:  # noqa: BLE001 - a closed stream must not stop the monitor
+                            pass
             kernel.session.send(
                 kernel.iopub_socket,
                 msg_type,
