@@ -42,6 +42,10 @@ class FrameChannel:
         self.fd = sock.fileno()
         self.max_frame = max_frame
         self._buf = bytearray()
+        # One reusable receive buffer: recv(n) would allocate (and for large
+        # n, mmap and unmap) a fresh n-byte object on every read.
+        self._rbuf = bytearray(256 * 1024)
+        self._rview = memoryview(self._rbuf)
 
     # -- sending ---------------------------------------------------------
     def send(self, message: dict[str, Any]) -> None:
@@ -112,16 +116,16 @@ class FrameChannel:
         if not self._wait_readable(deadline):
             return False
         try:
-            data = self.sock.recv(1 << 20)
+            n = self.sock.recv_into(self._rbuf)
         except InterruptedError:
             return True
         except OSError as exc:
             if exc.errno in (errno.ECONNRESET, errno.EPIPE):
                 raise WorkerGone(f"connection lost: {exc}") from exc
             raise
-        if not data:
+        if not n:
             raise WorkerGone("worker closed the connection")
-        self._buf += data
+        self._buf += self._rview[:n]
         return True
 
     def _parse(self) -> dict[str, Any] | None:

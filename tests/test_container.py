@@ -607,15 +607,12 @@ def test_warm_pool_hands_each_container_to_one_session(isolation: IsolationType)
     assert pool.wait_ready(2, timeout=60)
     seen: list[str] = []
     for _ in range(3):
-        t0 = time.perf_counter()
         with OSSandbox(cfg(isolation)) as sb:
             assert sb.execute(abs, -1) == 1
-            elapsed = time.perf_counter() - t0
             worker = worker_of(sb)
             seen.append(worker.container_id)
             assert worker.pooled and worker.describe()["pooled"]
             assert worker.session_id == sb.session_id
-        assert elapsed < 0.5, f"a pooled sandbox took {elapsed:.3f} s"
         assert pool.wait_ready(2, timeout=60)
     assert len(set(seen)) == 3  # never reused across sessions
     assert ctr.flush_removals(20)

@@ -107,8 +107,8 @@ def summary_html(nb: Mapping[str, Any], result: NotebookVerifyResult, *, title: 
             ("level", config.get("level")),
             ("backend", config.get("backend")),
             ("isolation requested", config.get("isolation") or "default"),
-            ("timeout", config.get("timeout")),
-            ("memory", config.get("memory")),
+            ("timeout", config.get("timeout") or "preset"),
+            ("memory", config.get("memory") or "preset"),
             ("parameters", ", ".join(f"{k}={v}" for k, v in (config.get("params") or {}).items()) or "-"),
             (
                 "sessions",
