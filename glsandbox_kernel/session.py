@@ -18,7 +18,6 @@ from __future__ import annotations
 import builtins
 import dataclasses
 import logging
-import os
 import signal
 import threading
 import time
@@ -144,13 +143,13 @@ class Session:
             t0 = time.perf_counter()
             worker = self.backend.start(session_id=self.session_id)
             try:
-                chan = FrameChannel(worker.sock, max_frame=self.config.max_frame_bytes)
-                hello, fds = chan.recv_with_fds(timeout=HELLO_TIMEOUT)
-                if hello is None or hello.get("type") != "hello":
-                    for fd in fds:
-                        os.close(fd)
-                    raise SandboxCrashedError("the worker did not say hello in time")
-                self.backend.on_hello(worker, hello, fds)
+                # A worker from a warm pool is connected already: then this only
+                # routes the violations its supervisor recorded before the handover.
+                self.backend.connect(worker, max_frame=self.config.max_frame_bytes, timeout=HELLO_TIMEOUT)
+                chan, hello = worker.chan, worker.hello
+                if chan is None or hello is None:
+                    raise SandboxCrashedError("the backend connected no worker channel")
+                chan.max_frame = self.config.max_frame_bytes
                 self.backend.add_violation_listener(worker, self._on_violation)
             except BaseException as exc:
                 worker.kill()

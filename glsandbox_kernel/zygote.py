@@ -29,6 +29,7 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
@@ -120,6 +121,11 @@ class ZygoteClient:
             pass
         finally:
             self.alive = False
+            for hook in list(_DEATH_HOOKS):
+                try:
+                    hook(self)
+                except Exception:  # noqa: BLE001 - a hook must not keep waiters hanging
+                    pass
             for fut in list(self._pending.values()):
                 if not fut.done():
                     fut.set_exception(SandboxCrashedError("the zygote process exited"))
@@ -184,6 +190,17 @@ class ZygoteClient:
 
 _ZYGOTES: dict[str, ZygoteClient] = {}
 _ZYGOTES_LOCK = threading.Lock()
+_DEATH_HOOKS: list[Callable[[ZygoteClient], None]] = []
+
+
+def on_zygote_death(hook: Callable[[ZygoteClient], None]) -> None:
+    """HOST side: call ``hook(client)`` (on the client's reader thread) when a template dies.
+
+    Used by :mod:`glsandbox_kernel.backends.warm_pool` to drain the workers it
+    keeps. Hooks must not block.
+    """
+    if hook not in _DEATH_HOOKS:
+        _DEATH_HOOKS.append(hook)
 
 
 def get_zygote(python: str = sys.executable) -> ZygoteClient:
@@ -215,6 +232,13 @@ def template_main(ctl_fd: int) -> None:
 
     from . import confinement  # noqa: F401
     from .worker import loop  # noqa: F401
+
+    # Imported objects go to the permanent generation: the children's
+    # collector never walks (and so never copies) the template's pages.
+    import gc
+
+    gc.collect()
+    gc.freeze()
     ctl = socket.socket(fileno=ctl_fd)
     chan = FrameChannel(ctl, max_frame=1 << 24)
     wake_r, wake_w = os.pipe()

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import os
 import socket
 from typing import Any, ClassVar
 
 from ..config import IsolationType, OSSandboxConfig
+from ..exceptions import SandboxCrashedError
+from ..protocol import FrameChannel
 
 
 @dataclasses.dataclass
@@ -62,11 +65,18 @@ class WorkerProcess(abc.ABC):
     """A started worker, host view. Created by :meth:`SandboxBackend.start`.
 
     ``sock`` is the host end of the connected stream socket that carries the
-    frames of :mod:`glsandbox_kernel.protocol`.
+    frames of :mod:`glsandbox_kernel.protocol`. ``hello`` and ``chan`` are
+    set by :meth:`SandboxBackend.connect` once the worker's first frame was
+    read: by the session, or earlier by a warm pool (the session then only
+    asks the worker for them).
     """
 
     sock: socket.socket
     pid: int
+    #: The worker's hello frame once read (untrusted data), else None.
+    hello: dict[str, Any] | None = None
+    #: The channel the hello was read on; keep using it (it may hold read-ahead bytes).
+    chan: FrameChannel | None = None
 
     @abc.abstractmethod
     def poll(self) -> int | None:
@@ -147,14 +157,32 @@ class SandboxBackend(abc.ABC):
         half-finished setup).
         """
 
+    def connect(self, worker: WorkerProcess, *, max_frame: int, timeout: float) -> None:
+        """Read the worker's hello, hand it to :meth:`on_hello`, set ``worker.hello``/``chan``.
+
+        HOST side. Called by the session (a no-op when a warm pool already
+        connected the worker) and by warm pools. Raises
+        :class:`~glsandbox_kernel.exceptions.SandboxCrashedError` without a
+        hello in time, :class:`~glsandbox_kernel.protocol.WorkerGone` on EOF;
+        the caller kills and cleans up the worker.
+        """
+        if worker.hello is not None:
+            return
+        chan = FrameChannel(worker.sock, max_frame=max_frame)
+        hello, fds = chan.recv_with_fds(timeout=timeout)
+        if hello is None or hello.get("type") != "hello":
+            for fd in fds:
+                os.close(fd)
+            raise SandboxCrashedError("the worker did not say hello in time")
+        self.on_hello(worker, hello, fds)
+        worker.chan, worker.hello = chan, hello
+
     def on_hello(self, worker: WorkerProcess, hello: dict[str, Any], fds: list[int]) -> None:
         """Called by the session with the worker's first frame and the fds it passed.
 
         Backends that run a seccomp supervisor take the listener fd here. The
         default closes every fd. ``hello`` is untrusted data.
         """
-        import os
-
         for fd in fds:
             os.close(fd)
 

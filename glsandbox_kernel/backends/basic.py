@@ -8,12 +8,17 @@ umask 077, and where the kernel has them Landlock and seccomp). Needs no root.
 
 from __future__ import annotations
 
+import atexit
+import collections
+import hashlib
+import json
 import os
 import shutil
 import signal
 import socket
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -87,6 +92,63 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
+class _Janitor:
+    """HOST side: releases what dead workers leave (helper threads, directories, cgroups)
+    on one background thread, after the caller has its result.
+
+    Only work that cannot leave a process behind comes here: every worker's
+    processes are gone before its cleanup is submitted. :func:`flush_cleanups`
+    waits for it (tests, interpreter exit).
+    """
+
+    def __init__(self) -> None:
+        self._todo: collections.deque[Callable[[], None]] = collections.deque()
+        self._cond = threading.Condition()
+        self._busy = 0
+        self._thread: threading.Thread | None = None
+
+    def submit(self, job: Callable[[], None]) -> None:
+        with self._cond:
+            self._todo.append(job)
+            self._busy += 1
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="glsandbox-janitor", daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                if not self._todo and not self._cond.wait_for(lambda: bool(self._todo), timeout=5.0):
+                    self._thread = None
+                    return
+                job = self._todo.popleft()
+            try:
+                job()
+            except Exception:  # noqa: BLE001 - one failed removal must not stop the others
+                pass
+            finally:
+                with self._cond:
+                    self._busy -= 1
+                    self._cond.notify_all()
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every submitted job has run; True if done in time."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._busy == 0, timeout=timeout)
+
+
+_JANITOR = _Janitor()
+
+
+def flush_cleanups(timeout: float = 10.0) -> bool:
+    """Wait for background cleanups (directories, cgroups) to finish (tests, exit)."""
+    return _JANITOR.flush(timeout)
+
+
+atexit.register(flush_cleanups)
+
+
 class ZygoteWorker(WorkerProcess):
     """A worker forked from the zygote; ``root_pid`` is the template's direct child.
 
@@ -107,6 +169,9 @@ class ZygoteWorker(WorkerProcess):
         self.supervisor: Any = None
         self._listeners: list[Callable[[dict[str, Any]], None]] = []
         self._early: list[dict[str, Any]] = []
+        self._listeners_lock = threading.Lock()
+        #: The session this worker serves (a warm-pool worker gets it at the handover).
+        self.session_id: str | None = None
 
     def attach_supervisor(self, listener_fd: int, config: OSSandboxConfig) -> None:
         """Answer the worker's seccomp notifications on a host thread (called from on_hello)."""
@@ -119,18 +184,25 @@ class ZygoteWorker(WorkerProcess):
         self.supervisor = Supervisor(listener_fd, on_violation=self._violation, policy=policy)
 
     def _violation(self, record: dict[str, Any]) -> None:
-        listeners = self._listeners
-        if not listeners:
-            self._early.append(record)
+        """Supervisor/proxy thread: deliver, or keep until a session listens (warm pool)."""
+        with self._listeners_lock:
+            listeners = list(self._listeners)
+            if not listeners:
+                self._early.append(record)
         for listener in listeners:
             listener(record)
 
     def add_violation_listener(self, listener: Callable[[dict[str, Any]], None]) -> None:
-        """Route supervisor violations to ``listener`` (the session)."""
-        self._listeners.append(listener)
-        early, self._early = self._early, []
+        """Route supervisor violations to ``listener`` (the session), those seen before first."""
+        with self._listeners_lock:
+            self._listeners.append(listener)
+            early, self._early = self._early, []
         for record in early:
             listener(record)
+
+    def assign_session(self, session_id: str) -> None:
+        """HOST side: the session this worker now serves (a warm-pool worker's handover)."""
+        self.session_id = session_id
 
     def set_worker_pid(self, pid: int) -> None:
         """Called by the backend once the hello frame named the worker's host pid."""
@@ -196,18 +268,26 @@ class ZygoteWorker(WorkerProcess):
             self.wait(2.0)
 
     def cleanup(self) -> None:
+        """Release the worker's resources; the slow part (threads, rmtree) in the background.
+
+        Called by the session once the worker has ended (or was killed).
+        """
         if self._cleaned:
             return
         self._cleaned = True
         self._close_proc_fds()
-        if self.supervisor is not None:
-            self.supervisor.stop()
         try:
             self.sock.close()
         except OSError:
             pass
         if self.poll() is not None:
             self.zygote.forget(self.root_pid)
+        _JANITOR.submit(self._release)
+
+    def _release(self) -> None:
+        """Janitor thread: stop the supervisor, remove the working directory."""
+        if self.supervisor is not None:
+            self.supervisor.stop()
         if self.workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -271,7 +351,48 @@ class BasicBackend(SandboxBackend):
     def make_workdir(self, session_id: str) -> str:
         return tempfile.mkdtemp(prefix=f"glsandbox-{session_id[:8]}-")
 
+    def pool_key(self) -> str:
+        """What a warm-pool worker must share with this config to be handed out (HOST side).
+
+        The child plan built with placeholders for the per-worker parts, plus
+        the whole config (limits, network, supervisor policy) and the interpreter.
+        """
+        return _key_of(self.name, self.child_plan("<workdir>"), self.config)
+
     def start(self, *, session_id: str) -> WorkerProcess:
+        """A fully confined worker: from the warm pool when one is ready, else started now.
+
+        A pooled worker has said hello already (``worker.hello``); the pool is
+        topped up in the background either way.
+        """
+        from . import warm_pool
+
+        if warm_pool.pool_size() <= 0:
+            worker = self.start_fresh(session_id=session_id)
+        else:
+            pool = warm_pool.get_pool(self.pool_key(), self._launch_pooled)
+            taken = pool.take()
+            pool.refill()
+            worker = taken if taken is not None else self.start_fresh(session_id=session_id)
+        if isinstance(worker, ZygoteWorker):
+            worker.assign_session(session_id)
+        return worker
+
+    def _launch_pooled(self) -> WorkerProcess:
+        """Warm-pool filler thread: start a worker and read its hello; undo on failure."""
+        from ..session import HELLO_TIMEOUT
+
+        worker = self.start_fresh(session_id="warmpool")
+        try:
+            self.connect(worker, max_frame=self.config.max_frame_bytes, timeout=HELLO_TIMEOUT)
+        except BaseException:
+            worker.kill()
+            worker.cleanup()
+            raise
+        return worker
+
+    def start_fresh(self, *, session_id: str) -> WorkerProcess:
+        """Fork a new confined worker for ``session_id`` (not yet connected)."""
         workdir = self.make_workdir(session_id)
         host_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -310,6 +431,17 @@ class BasicBackend(SandboxBackend):
     def add_violation_listener(self, worker: WorkerProcess, listener: Any) -> None:
         if isinstance(worker, ZygoteWorker):
             worker.add_violation_listener(listener)
+
+
+def _key_of(backend: str, plan: dict[str, Any], config: OSSandboxConfig) -> str:
+    """A warm-pool key: a digest of the placeholder plan, the config and the interpreter."""
+    blob = json.dumps(
+        {"backend": backend, "python": sys.executable, "euid": os.geteuid(), "plan": plan,
+         "config": config.to_dict()},
+        sort_keys=True,
+        default=repr,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def wait_gone(pids: list[int], timeout: float = 2.0) -> bool:

@@ -39,7 +39,7 @@ from ..config import IsolationType
 from ..exceptions import BackendUnavailableError, SandboxError
 from ..zygote import ZygoteClient, children_of, get_zygote
 from .base import ExitInfo, ResourceSample, WorkerProcess
-from .basic import BasicBackend, ZygoteWorker, descendants, read_proc_stat, scrubbed_env
+from .basic import BasicBackend, ZygoteWorker, _key_of, descendants, read_proc_stat, scrubbed_env
 
 #: The worker's working directory inside the sandbox (on the private scratch tmpfs).
 SANDBOX_WORKDIR = "/tmp/work"
@@ -96,6 +96,18 @@ class NamespaceWorker(ZygoteWorker):
         if proxy is not None:
             proxy.on_violation = self._violation
         self._chain: list[tuple[int, int]] = []
+
+    def assign_session(self, session_id: str) -> None:
+        """HOST side, at a warm-pool handover: name the cgroup after the session.
+
+        Renamed in place (cgroup v1 allows it; no migration, no RCU wait).
+        Where the kernel refuses (cgroup v2), the name stays and ``describe()``
+        still names the session next to it.
+        """
+        super().assign_session(session_id)
+        if self.cgroup is not None and not self.cgroup.name.startswith(session_id[:12]):
+            with contextlib.suppress(OSError):
+                self.cgroup.rename(f"{session_id[:12]}-{uuid.uuid4().hex[:6]}")
 
     def remember_chain(self, pids: list[int]) -> None:
         """HOST side: the set-up processes (P1, the init) as (pid, start time), for cleanup."""
@@ -216,15 +228,33 @@ class NamespaceWorker(ZygoteWorker):
                 self.cgroup.kill_all()
 
     def cleanup(self) -> None:
-        """Stop supervisor and proxy, remove the cgroup and the proxy's directory. Idempotent."""
+        """Make sure no set-up process is left, then release the rest in the background.
+
+        Synchronous: P0 ended (the zygote reported it), and P1 and the init are
+        gone (once the init is, the kernel has ended every process of the pid
+        namespace), else they are killed. In the background (the janitor):
+        supervisor and proxy threads, the proxy's directory, the cgroup.
+        Idempotent.
+        """
         if self._cleaned:
             return
         stop = getattr(self, "_attach_stop", None)
         if stop is not None:
             stop.set()
-        if self.poll() is not None:
+        if self.poll() is not None and not self.wait_chain_gone():
+            for p, t in self._chain:
+                if _start_time(p) == t:
+                    with contextlib.suppress(OSError):
+                        os.kill(p, signal.SIGKILL)
             self.wait_chain_gone()
         super().cleanup()
+
+    def _release(self) -> None:
+        """Janitor thread: supervisor, proxy, proxy directory, cgroup (killing any straggler first)."""
+        thread = getattr(self, "_attach_thread", None)
+        if thread is not None:
+            thread.join()
+        super()._release()
         if self.proxy is not None:
             self.proxy.stop()
         if self.proxy_dir is not None:
@@ -241,6 +271,10 @@ class NamespaceWorker(ZygoteWorker):
         out["cgroups"] = (
             f"cgroup v{self.cgroup.version}" if self.cgroup is not None else out.get("cgroups", "rlimits only")
         )
+        if self.cgroup is not None:
+            out["cgroup_name"] = f"glsandbox-{self.cgroup.name}"
+        if self.session_id is not None:
+            out["session_id"] = self.session_id
         out["supervisor"] = "running" if self.supervisor is not None else out.get("escape_detection", "none")
         out["network_proxy"] = (
             f"{self.proxy.mode}: {', '.join(self.proxy.allowed_hosts) or 'any host'}" if self.proxy else "none"
@@ -338,7 +372,16 @@ class NamespaceBackend(BasicBackend):
             raise
         return proxy, proxy_dir
 
-    def start(self, *, session_id: str) -> WorkerProcess:
+    def pool_key(self) -> str:
+        """The warm-pool key: the plan with placeholders for cgroup name and proxy socket."""
+        from ..confinement import cgroups
+
+        ok, why = cgroups.available()
+        cg = {"enabled": ok, "name": "<cgroup>", "attach_by": "host", "available": why}
+        proxy = "<proxy>" if self.config.network.mode != "none" else None
+        return _key_of(self.name, self.child_plan(self.workdir_inside(), cgroup=cg, proxy_socket=proxy), self.config)
+
+    def start_fresh(self, *, session_id: str) -> WorkerProcess:
         """Create cgroup and proxy, fork the confined worker; undo everything on failure."""
         workdir = self.workdir_inside()
         with contextlib.ExitStack() as undo:

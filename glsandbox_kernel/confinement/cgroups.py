@@ -228,6 +228,36 @@ class CgroupManager(abc.ABC):
         return all(seen.get(ctrl, "").endswith(suffix) for ctrl, suffix in wanted.items())
 
     @abc.abstractmethod
+    def _paths(self) -> dict[str, str]:
+        """Controller ("" for v2) -> this cgroup's directory."""
+
+    @abc.abstractmethod
+    def _set_paths(self, paths: dict[str, str]) -> None: ...
+
+    def rename(self, name: str) -> None:
+        """HOST side: rename the cgroup in place (processes stay; a warm-pool handover).
+
+        cgroup v1 allows it; v2 refuses (``OSError``), leaving the old name.
+        All or nothing: a partial rename is undone.
+        """
+        old = self._paths()
+        moves: dict[str, str] = {}
+        for path in sorted(set(old.values())):
+            moves[path] = os.path.join(os.path.dirname(path), f"glsandbox-{name}")
+        done: list[tuple[str, str]] = []
+        try:
+            for src, dst in moves.items():
+                os.rename(src, dst)
+                done.append((src, dst))
+        except OSError:
+            for src, dst in reversed(done):
+                with contextlib.suppress(OSError):
+                    os.rename(dst, src)
+            raise
+        self._set_paths({ctrl: moves[p] for ctrl, p in old.items()})
+        self.name = name
+
+    @abc.abstractmethod
     def _membership(self) -> dict[str, str]:
         """Controller ("" for v2) -> the tail of our cgroup path as /proc/<pid>/cgroup shows it."""
 
@@ -364,6 +394,12 @@ class CgroupV1(CgroupManager):
 
     def procs_files(self) -> list[str]:
         return sorted({d + "/cgroup.procs" for d in self.dirs.values()})
+
+    def _paths(self) -> dict[str, str]:
+        return dict(self.dirs)
+
+    def _set_paths(self, paths: dict[str, str]) -> None:
+        self.dirs = paths
 
     def _membership(self) -> dict[str, str]:
         return {ctrl: "/" + os.path.basename(d) for ctrl, d in self.dirs.items()}
@@ -519,6 +555,12 @@ class CgroupV2(CgroupManager):
 
     def procs_files(self) -> list[str]:
         return [self.path + "/cgroup.procs"]
+
+    def _paths(self) -> dict[str, str]:
+        return {"": self.path} if self.path else {}
+
+    def _set_paths(self, paths: dict[str, str]) -> None:
+        self.path = paths.get("", self.path)
 
     def _membership(self) -> dict[str, str]:
         return {"": "/" + os.path.basename(self.path)} if self.path else {}
