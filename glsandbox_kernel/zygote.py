@@ -22,6 +22,7 @@ Three parties, three sides of the boundary:
 from __future__ import annotations
 
 import ctypes
+import gc
 import os
 import select
 import signal
@@ -235,8 +236,6 @@ def template_main(ctl_fd: int) -> None:
 
     # Imported objects go to the permanent generation: the children's
     # collector never walks (and so never copies) the template's pages.
-    import gc
-
     gc.collect()
     gc.freeze()
     ctl = socket.socket(fileno=ctl_fd)
