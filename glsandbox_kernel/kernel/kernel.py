@@ -187,6 +187,7 @@ class SandboxKernel(Kernel):
             return
         self._prestarted = True
         threading.Thread(target=self._prestart, name="glsandbox-prestart", daemon=True).start()
+        self.evidence.prewarm()
 
     async def kernel_info_request(self, stream: Any, ident: Any, parent: dict[str, Any]) -> None:
         """Reply first, then warm the sandbox: a frontend asks for kernel_info when it connects,

@@ -54,10 +54,17 @@ class KernelEvidence:
 
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self) -> None:
-        """Bind the comm layer to the kernel; warm the chart and widget imports in the background."""
+        """Bind the comm layer to the kernel (called from the kernel's start)."""
         from .comms import kernel_comms
 
         self._comms = kernel_comms().install(self.kernel)
+
+    def prewarm(self) -> None:
+        """Import the chart and widget libraries in the background.
+
+        Called once the kernel has answered its first kernel_info, so the
+        imports never delay "ready".
+        """
         threading.Thread(target=_prewarm, name="glsandbox-widgets-prewarm", daemon=True).start()
 
     @property
