@@ -36,21 +36,39 @@ def wait_gone(pids: list[int], timeout: float = 5.0) -> list[int]:
     return alive
 
 
+def wait_removed(paths: list[str], timeout: float = 5.0) -> list[str]:
+    """Wait until none of ``paths`` exists (directories and cgroups are removed in the
+    background after close); return those still there at the deadline."""
+    deadline = time.monotonic() + timeout
+    left = [p for p in paths if os.path.exists(p)]
+    while left and time.monotonic() < deadline:
+        time.sleep(0.01)
+        left = [p for p in left if os.path.exists(p)]
+    return left
+
+
 def zygote_children() -> list[int]:
-    """Processes below this test process's zygote (should be none between tests)."""
+    """Processes below this test process's zygote (should be none between tests,
+    except idle warm-pool workers, which the pool itself names)."""
     from glsandbox_kernel import zygote
 
     z = zygote._ZYGOTES.get(sys.executable)
     if z is None or z.proc.poll() is not None:
         return []
+    from glsandbox_kernel.backends import warm_pool
     from glsandbox_kernel.backends.basic import descendants
 
-    return live_pids(descendants(z.proc.pid))
+    warm_pool.settle()  # a worker still being made is not pooled yet: wait until it is
+    pooled = warm_pool.pooled_pids()
+    return [p for p in live_pids(descendants(z.proc.pid)) if p not in pooled]
 
 
 @pytest.fixture(autouse=True)
 def no_leftover_processes() -> Iterator[None]:
-    """Every test must leave no sandbox process behind (checked in /proc)."""
+    """Every test must leave no sandbox process behind (checked in /proc).
+
+    Idle warm-pool workers are skipped only by asking the pool for their pids.
+    """
     yield
     left = wait_gone(zygote_children(), timeout=5.0)
     assert not left, f"sandbox processes left behind: {left}"

@@ -38,7 +38,7 @@ from glsandbox_kernel import (
 )
 from glsandbox_kernel.audit import verify_file
 
-from .conftest import live_pids, wait_gone
+from .conftest import live_pids, wait_gone, wait_removed
 
 BASIC = IsolationType.BASIC
 
@@ -346,7 +346,7 @@ def test_environment_is_scrubbed(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "AWS_SECRET_ACCESS_KEY" not in env and "GITHUB_TOKEN" not in env and "JPY_SESSION_NAME" not in env
     assert env["HOME"] == cwd and cwd != os.getcwd()
     assert umask == 0o077
-    assert not os.path.exists(cwd)  # private working directory removed on close
+    assert wait_removed([cwd]) == []  # private working directory removed after close
 
 
 def test_no_new_privs_and_own_session() -> None:
@@ -388,7 +388,7 @@ def test_close_leaves_nothing() -> None:
     assert live_pids(pids)
     box.close()
     assert wait_gone(pids) == []
-    assert not os.path.exists(cwd)
+    assert wait_removed([cwd]) == []
 
 
 # -- cells --------------------------------------------------------------------------------------

@@ -39,9 +39,11 @@ from glsandbox_kernel import (
     create_config_by_level,
 )
 from glsandbox_kernel.audit.verify import read_jsonl, verify_file
+from glsandbox_kernel.backends.basic import flush_cleanups
 from glsandbox_kernel.backends.namespace import NamespaceBackend
 from glsandbox_kernel.config import MiB
 
+from .conftest import wait_removed
 from .test_confinement import _AS_NOBODY, ROOT, procs_in_pidns, wait_pidns_empty
 
 # Attack functions travel by value: the worker never imports this test module.
@@ -103,9 +105,9 @@ class Box:
         assert not [p for p in pids if _alive(p)], "sandbox processes survived close()"
         if cgroup is not None:
             paths = list(getattr(cgroup, "dirs", {}).values()) or [cgroup.path]
-            assert not any(os.path.exists(p) for p in paths), "cgroup not removed"
+            assert wait_removed(paths) == [], "cgroup not removed"
         if proxy_dir is not None:
-            assert not os.path.exists(proxy_dir), "proxy socket directory not removed"
+            assert wait_removed([proxy_dir]) == [], "proxy socket directory not removed"
         result = verify_file(self.audit_path)
         assert result.ok, result
 
@@ -131,6 +133,7 @@ def box(tmp_path: Any) -> Iterator[Callable[..., Box]]:
     for b in made:
         b.close()
     ids = [b.sb.session_id[:12] for b in made]
+    flush_cleanups()  # cgroups are removed in the background after close
     left = [p for p in glob.glob("/sys/fs/cgroup/*/**/glsandbox-*", recursive=True) if any(i in p for i in ids)]
     assert left == [], f"cgroups left behind: {left}"
 

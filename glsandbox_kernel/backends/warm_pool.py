@@ -163,6 +163,20 @@ class WarmPool:
                 _discard(worker)
                 return
 
+    def wait_ready(self, count: int | None = None, timeout: float = 30.0) -> bool:
+        """Block until ``count`` (default: the pool size) workers are ready (tests, benchmarks)."""
+        want = pool_size() if count is None else count
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while len(self._ready) < want:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._closed:
+                    return False
+                if not self._filling():
+                    self.refill()  # the condition's lock is re-entrant
+                self._cond.wait(min(left, 0.2))
+        return True
+
     def settle(self, timeout: float = 30.0) -> bool:
         """Wait until no fill is under way; True if it finished in time."""
         filler = self._filler

@@ -1,0 +1,187 @@
+"""The warm pool of pre-confined zygote workers (backends/warm_pool.py).
+
+Every test checks against the real process table and cgroup filesystem: a
+pooled worker goes to exactly one session and dies with it, draining leaves
+no process, cgroup or directory behind, and per-session facts (cgroup name,
+violations seen before the handover) belong to the session that took it.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from glsandbox_kernel import IsolationType, OSSandbox, create_config_by_level, zygote
+from glsandbox_kernel.backends import warm_pool
+from glsandbox_kernel.backends.basic import BasicBackend, ZygoteWorker, flush_cleanups
+from glsandbox_kernel.backends.namespace import NamespaceBackend, NamespaceWorker
+from glsandbox_kernel.config import OSSandboxConfig
+
+from .conftest import live_pids, wait_gone, wait_removed
+
+pytestmark = pytest.mark.skipif(not NamespaceBackend.available()[0], reason="needs Linux namespaces")
+
+
+def ns_config(level: str = "moderate") -> OSSandboxConfig:
+    return create_config_by_level(level, isolation_type=IsolationType.NAMESPACE)
+
+
+def pool_for(cfg: OSSandboxConfig, backend_cls: type[BasicBackend] = NamespaceBackend) -> warm_pool.WarmPool:
+    backend = backend_cls(cfg)
+    pool = warm_pool.get_pool(backend.pool_key(), backend._launch_pooled)
+    assert pool.wait_ready(1, timeout=30), pool.last_error
+    return pool
+
+
+@pytest.fixture(autouse=True)
+def fresh_pools() -> Iterator[None]:
+    """Each test starts and ends with no pool (and checks draining left nothing)."""
+    warm_pool.set_pool_size(None)
+    warm_pool.drain_all()
+    yield
+    warm_pool.set_pool_size(None)
+    pids = warm_pool.pooled_pids()
+    warm_pool.drain_all()
+    assert wait_gone(list(pids)) == []
+
+
+def test_pooled_worker_is_confined_connected_and_handed_to_one_session() -> None:
+    cfg = ns_config()
+    pool = pool_for(cfg)
+    [idle] = list(pool._ready)
+    assert isinstance(idle, NamespaceWorker)
+    assert idle.hello is not None and idle.hello["type"] == "hello"
+    assert idle.supervisor is not None  # the listener fd came with the hello and is in use
+    assert idle.cgroup is not None and idle.cgroup.contains(idle.pid)
+    pooled = set(idle.host_pids())
+    assert pooled <= warm_pool.pooled_pids()
+
+    with OSSandbox(cfg) as box:
+        assert box.execute(os.getpid) == 2  # the worker, pid 2 of its pid namespace
+        worker = box.session.worker
+        assert worker is idle  # the pooled worker, taken
+        assert not pooled & warm_pool.pooled_pids()  # and no longer in the pool
+        sid = box.session.session_id
+        assert idle.cgroup.name.startswith(sid[:12])  # named after this session
+        assert all(f"glsandbox-{sid[:12]}" in p for p in idle.cgroup.procs_files())
+        assert idle.cgroup.contains(idle.pid)
+        controls = box.session.worker.describe()
+        assert controls["session_id"] == sid
+    assert wait_gone(list(pooled)) == []  # destroyed with the session, never reused
+    flush_cleanups()
+    assert wait_removed([os.path.dirname(p) for p in idle.cgroup.procs_files()]) == []
+
+
+def test_no_worker_is_given_to_two_sessions() -> None:
+    cfg = ns_config()
+    warm_pool.set_pool_size(2)
+    pool = pool_for(cfg)
+    pool.wait_ready(2)
+    seen: list[int] = []
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def one() -> None:
+        try:
+            with OSSandbox(cfg) as box:
+                box.execute(int, 1)
+                worker = box.session.worker
+                assert isinstance(worker, ZygoteWorker)
+                with lock:
+                    seen.append(worker.root_pid)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for _ in range(3):  # and sequentially, with the pool refilling in between
+        one()
+    assert not errors, errors
+    assert len(seen) == 7 and len(set(seen)) == 7, seen
+    assert pool.handed_out >= 2
+
+
+def test_violation_before_handover_reaches_the_session() -> None:
+    cfg = ns_config()
+    pool = pool_for(cfg)
+    [idle] = list(pool._ready)
+    assert isinstance(idle, ZygoteWorker)
+    record = {"kind": "syscall", "syscall": "unshare", "escape": True, "trusted": True, "detail": "unshare"}
+    idle._violation(dict(record))  # as the supervisor thread would, while nobody listens
+    with OSSandbox(cfg) as box:
+        box.session.ensure_started()
+        assert box.session.worker is idle
+        # delivered to this session, for its next call's result and audit record
+        assert [v["syscall"] for v in box.session._take_violations()] == ["unshare"]
+
+
+def test_key_follows_the_config_and_size_zero_disables() -> None:
+    a, b = NamespaceBackend(ns_config()), NamespaceBackend(ns_config())
+    assert a.pool_key() == b.pool_key()
+    assert NamespaceBackend(ns_config("strict")).pool_key() != a.pool_key()
+    assert NamespaceBackend(ns_config().replace(max_frame_bytes=1 << 20)).pool_key() != a.pool_key()
+    cfg_basic = create_config_by_level("moderate", isolation_type=IsolationType.BASIC)
+    assert BasicBackend(cfg_basic).pool_key() != a.pool_key()
+
+    warm_pool.set_pool_size(0)
+    with OSSandbox(ns_config()) as box:
+        box.execute(int, 1)
+    assert warm_pool.pools() == [] and warm_pool.pooled_pids() == set()
+
+
+def test_basic_backend_pool() -> None:
+    cfg = create_config_by_level("moderate", isolation_type=IsolationType.BASIC)
+    pool = pool_for(cfg, BasicBackend)
+    [idle] = list(pool._ready)
+    assert isinstance(idle, ZygoteWorker) and idle.workdir is not None
+    with OSSandbox(cfg) as box:
+        assert box.execute(os.getcwd) == idle.workdir
+        assert box.session.worker is idle
+    assert wait_gone([idle.root_pid]) == []
+    assert wait_removed([idle.workdir]) == []
+
+
+def test_drain_leaves_nothing() -> None:
+    cfg = ns_config("lenient")  # with the network proxy: its thread and directory too
+    warm_pool.set_pool_size(2)
+    pool = pool_for(cfg)
+    assert pool.wait_ready(2)
+    workers = [w for w in pool._ready if isinstance(w, NamespaceWorker)]
+    pids = warm_pool.pooled_pids()
+    assert len(workers) == 2 and len(pids) >= 8  # P0, P1, init, worker (+ relay) each
+    paths = [os.path.dirname(p) for w in workers if w.cgroup for p in w.cgroup.procs_files()]
+    paths += [w.proxy_dir for w in workers if w.proxy_dir]
+    warm_pool.drain_all()
+    assert warm_pool.pools() == [] and warm_pool.pooled_pids() == set()
+    assert live_pids(list(pids)) == []  # drain kills synchronously
+    flush_cleanups()
+    assert wait_removed(paths) == []
+    names = [w.cgroup.name for w in workers if w.cgroup]
+    assert not [p for p in glob.glob("/sys/fs/cgroup/*/**/glsandbox-*", recursive=True) if any(n in p for n in names)]
+
+
+def test_zygote_death_drains_the_pool() -> None:
+    cfg = ns_config()
+    pool = pool_for(cfg)
+    pids = warm_pool.pooled_pids()
+    assert pids
+    z = zygote.get_zygote(sys.executable)
+    os.kill(z.proc.pid, signal.SIGKILL)
+    z.proc.wait()
+    assert wait_gone(list(pids)) == []
+    for _ in range(200):
+        if pool.closed and warm_pool.pooled_pids() == set():
+            break
+        threading.Event().wait(0.01)
+    assert pool.closed and warm_pool.pooled_pids() == set()
+    with OSSandbox(cfg) as box:  # a new template, a cold start
+        assert box.execute(int, 3) == 3
