@@ -21,9 +21,10 @@ def rows_of(script: str, extra: list[str]) -> list[dict[str, Any]]:
     proc = subprocess.run([sys.executable, str(HERE / script), "--json", *extra], capture_output=True, text=True)
     if proc.returncode != 0:
         return [{"name": f"{script}: failed ({proc.stderr.strip().splitlines()[-1:]})"}]
-    text = proc.stdout
-    start = text.index("\n[") + 1 if not text.startswith("[") else 0
-    return list(json.loads(text[start:]))
+    lines = proc.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line[:1] in ("[", "{"))
+    data = json.loads("\n".join(lines[start:]))
+    return list(data["results"] if isinstance(data, dict) else data)
 
 
 def fmt(value: float | None, unit: str) -> str:

@@ -72,3 +72,10 @@ def no_leftover_processes() -> Iterator[None]:
     yield
     left = wait_gone(zygote_children(), timeout=5.0)
     assert not left, f"sandbox processes left behind: {left}"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run the browser tests last: they are the slowest, and the JupyterLab and
+    Chromium processes they start should not overlap the timing-sensitive
+    confinement tests that fork straight from the pytest process."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
