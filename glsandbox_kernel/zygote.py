@@ -399,6 +399,11 @@ def _worker_main(plan: dict[str, Any], sock_fd: int) -> None:
     from .worker.loop import serve
 
     result = apply_child_plan(plan)
+    # The host's import path as it is now (the template's dates from its start),
+    # so functions pickled by reference find their modules.
+    for entry in reversed(plan.get("sys_path") or []):
+        if entry not in sys.path:
+            sys.path.insert(0, entry)
     sock = socket.socket(fileno=sock_fd)
     serve(sock, pass_fds=list(result.pass_fds), report=dict(result.report))
 

@@ -589,3 +589,24 @@ def test_worker_killed_from_outside_is_a_crash_with_signal() -> None:
             box.execute(lambda: os.kill(os.getpid(), signal.SIGKILL))
         assert wait_gone([pid]) == []
         assert box.execute(lambda: 7) == 7
+
+
+def test_code_importable_from_a_project_under_tmp(tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A checkout under /tmp (CI clones live there) stays importable inside the
+    default backend's private /tmp, read-only."""
+    project = os.path.join(str(tmp_path), "proj")
+    os.makedirs(project)
+    with open(os.path.join(project, "glsb_factors.py"), "w") as fh:
+        fh.write("DIESEL_KG_PER_L = 2.68\n")
+    monkeypatch.syspath_prepend(project)
+    os.environ.pop("GLSANDBOX_WARM_POOL", None)
+
+    def use() -> tuple[float, bool]:
+        import glsb_factors  # type: ignore[import-not-found]
+
+        writable = os.access(glsb_factors.__file__, os.W_OK)
+        return glsb_factors.DIESEL_KG_PER_L, writable
+
+    with OSSandbox(OSSandboxConfig()) as box:
+        value, writable = box.execute(use)
+    assert value == 2.68 and not writable

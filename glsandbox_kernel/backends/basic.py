@@ -343,7 +343,13 @@ class BasicBackend(SandboxBackend):
         from ..confinement import build_child_plan
 
         plan = dict(build_child_plan(self.config, backend=self.name, workdir=workdir))
+        return self.add_process_fields(plan, workdir)
+
+    def add_process_fields(self, plan: dict[str, Any], workdir: str) -> dict[str, Any]:
+        """The worker process's own settings, shared by every zygote backend (HOST side):
+        scrubbed environment, the host's import path as it is now, cwd, umask 077."""
         plan["env"] = scrubbed_env(self.config, workdir)
+        plan["sys_path"] = [p for p in sys.path if p and os.path.isdir(p)]
         plan["cwd"] = workdir
         plan["umask"] = 0o077
         return plan

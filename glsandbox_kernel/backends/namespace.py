@@ -40,7 +40,7 @@ from ..config import IsolationType
 from ..exceptions import BackendUnavailableError, SandboxError
 from ..zygote import ZygoteClient, children_of, get_zygote
 from .base import ExitInfo, ResourceSample, WorkerProcess
-from .basic import BasicBackend, ZygoteWorker, _key_of, descendants, read_proc_stat, scrubbed_env
+from .basic import BasicBackend, ZygoteWorker, _key_of, descendants, read_proc_stat
 
 #: The worker's working directory inside the sandbox (on the private scratch tmpfs).
 SANDBOX_WORKDIR = "/tmp/work"
@@ -356,10 +356,7 @@ class NamespaceBackend(BasicBackend):
         plan = build_child_plan(
             self.config, backend=self.name, workdir=workdir, cgroup=cgroup, proxy_socket=proxy_socket
         )
-        plan["env"] = scrubbed_env(self.config, workdir)
-        plan["cwd"] = workdir
-        plan["umask"] = 0o077
-        return plan
+        return self.add_process_fields(plan, workdir)
 
     def _make_cgroup(self, session_id: str) -> tuple[Any, dict[str, Any]]:
         """HOST side: the sandbox's cgroup, or the reason there is none."""

@@ -420,6 +420,9 @@ def setup_root_child(section: dict[str, Any] | None, sources: dict[str, int], re
         if not os.path.lexists(dst) and create:
             os.makedirs(os.path.dirname(dst), mode=0o755, exist_ok=True)
             os.symlink(link["target"], dst)
+    # The private /tmp first: binds that live under /tmp (a project or venv
+    # checked out there) then land on top of it instead of being hidden by it.
+    _setup_scratch_child(section, new, create, missing)
     for bind in (*section["binds"], *section["etc_binds"]):
         source = src(bind["src"])
         if source is None:
@@ -437,7 +440,6 @@ def setup_root_child(section: dict[str, Any] | None, sources: dict[str, int], re
             os.write(fd, text.encode())
             os.close(fd)
     _setup_dev_child(section, new, src, create, missing)
-    _setup_scratch_child(section, new, create, missing)
     proxy = section.get("proxy_socket")
     if proxy and src(proxy["src"]) is not None:
         dst = new + proxy["dst"]
