@@ -155,6 +155,8 @@ def _backend_params() -> list[Any]:
     for name, cls in sorted(backends().items()):
         if name == "vm":  # not implemented in this release; covered by test_engine's fallback test
             continue
+        if name == "chroot":  # needs FilesystemConfig.root, which the magic does not take (test_escape covers it)
+            continue
         ok, reason = cls.available()
         params.append(pytest.param(name, marks=() if ok else pytest.mark.skip(reason=f"{name}: {reason}")))
     return params
@@ -163,8 +165,6 @@ def _backend_params() -> list[Any]:
 @pytest.mark.parametrize("backend", _backend_params())
 def test_each_available_backend(ip: InteractiveShell, capsys: pytest.CaptureFixture[str], backend: str) -> None:
     result = run(ip, f"%%sandbox --isolation {backend} --name be\nvalue = 6 * 7")
-    if type(result.error_in_exec).__name__ == "BackendUnavailableError":
-        pytest.skip(f"{backend} needs more configuration than the magic's options: {result.error_in_exec}")
     assert result.success, result.error_in_exec
     assert run(ip, f"%%sandbox --isolation {backend} --name be\nprint(value)").success
     assert capsys.readouterr().out.strip().endswith("42")
