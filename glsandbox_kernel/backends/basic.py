@@ -349,7 +349,7 @@ class BasicBackend(SandboxBackend):
         """The worker process's own settings, shared by every zygote backend (HOST side):
         scrubbed environment, the host's import path as it is now, cwd, umask 077."""
         plan["env"] = scrubbed_env(self.config, workdir)
-        plan["sys_path"] = [p for p in sys.path if p and os.path.isdir(p)]
+        plan["sys_path"] = [os.path.abspath(p) for p in sys.path if p and os.path.isdir(p)]
         plan["cwd"] = workdir
         plan["umask"] = 0o077
         return plan

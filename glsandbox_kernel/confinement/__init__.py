@@ -146,7 +146,9 @@ def build_child_plan(
         blocked = tuple(fs.blocked_paths)
         read_only = [d for d in mounts.SYSTEM_DIRS if os.path.exists(d)] + mounts.python_paths()
         read_only += [
-            p for p in sys.path if p and os.path.isdir(p) and mounts._blocked_by(os.path.abspath(p), blocked) is None
+            os.path.abspath(p)
+            for p in sys.path
+            if p and os.path.isdir(p) and mounts._blocked_by(os.path.abspath(p), blocked) is None
         ]
         read_only += list(landlock.HOST_ETC_READABLE) + list(fs.readonly_paths) + ["/proc"]
         read_write = [workdir, *fs.writable_paths, "/dev/shm"]
