@@ -19,7 +19,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -27,6 +26,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .container import ContainerWorker
+
+from .warm_pool import env_pool_size
 
 log = logging.getLogger("glsandbox.container.pool")
 
@@ -44,14 +45,7 @@ def pool_size() -> int:
     """Containers kept warm per pool key (override, then env var, then default)."""
     if _size_override is not None:
         return _size_override
-    raw = os.environ.get(ENV_POOL_SIZE, "").strip()
-    if not raw:
-        return DEFAULT_POOL_SIZE
-    try:
-        return max(0, min(MAX_POOL_SIZE, int(raw)))
-    except ValueError:
-        log.warning("%s=%r is not an integer; using %d", ENV_POOL_SIZE, raw, DEFAULT_POOL_SIZE)
-        return DEFAULT_POOL_SIZE
+    return env_pool_size(ENV_POOL_SIZE, DEFAULT_POOL_SIZE, MAX_POOL_SIZE)
 
 
 def set_pool_size(size: int | None) -> None:

@@ -45,18 +45,26 @@ _pools: collections.OrderedDict[str, WarmPool] = collections.OrderedDict()
 _pools_lock = threading.Lock()
 
 
+def env_pool_size(env_var: str, default: int, maximum: int) -> int:
+    """A pool size from ``env_var`` (clamped to ``[0, maximum]``), else ``default`` (HOST side).
+
+    Shared by the warm pools of the zygote backends and of the container backend.
+    """
+    raw = os.environ.get(env_var, "").strip()
+    if not raw:
+        return default
+    try:
+        return max(0, min(maximum, int(raw)))
+    except ValueError:
+        logging.getLogger("glsandbox.pool").warning("%s=%r is not an integer; using %d", env_var, raw, default)
+        return default
+
+
 def pool_size() -> int:
     """Workers kept warm per key: :func:`set_pool_size`, else ``GLSANDBOX_WARM_POOL``, else 1."""
     if _size_override is not None:
         return _size_override
-    raw = os.environ.get(ENV_POOL_SIZE, "").strip()
-    if not raw:
-        return DEFAULT_POOL_SIZE
-    try:
-        return max(0, min(MAX_POOL_SIZE, int(raw)))
-    except ValueError:
-        log.warning("%s=%r is not an integer; using %d", ENV_POOL_SIZE, raw, DEFAULT_POOL_SIZE)
-        return DEFAULT_POOL_SIZE
+    return env_pool_size(ENV_POOL_SIZE, DEFAULT_POOL_SIZE, MAX_POOL_SIZE)
 
 
 def set_pool_size(size: int | None) -> None:
