@@ -29,8 +29,9 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from typing import Any
+
+from _timing import side_by_side, timed
 
 from glsandbox_kernel import IsolationType, OSSandbox, create_config_by_level
 
@@ -47,21 +48,6 @@ def spin(n: int) -> float:
         total += i * i % 7
     del total
     return time.thread_time() - t0
-
-
-def timed(fn: Callable[[], Any], n: int) -> float:
-    t0 = time.perf_counter()
-    for _ in range(n):
-        fn()
-    return (time.perf_counter() - t0) / n
-
-
-def side_by_side(a: Callable[[], Any], b: Callable[[], Any], n: int, rounds: int) -> tuple[float, float]:
-    ta, tb = [], []
-    for _ in range(rounds):
-        ta.append(timed(a, n))
-        tb.append(timed(b, n))
-    return statistics.median(ta), statistics.median(tb)
 
 
 def _config(isolation: IsolationType) -> Any:

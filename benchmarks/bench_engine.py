@@ -24,6 +24,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from _timing import side_by_side
+
 from glsandbox_kernel import IsolationType, OSSandbox, OSSandboxConfig, create_config_by_level, execute_lenient
 from glsandbox_kernel.backends.basic import read_proc_stat
 from glsandbox_kernel.session import Session
@@ -31,21 +33,6 @@ from glsandbox_kernel.session import Session
 
 def f(x: int) -> int:
     return x
-
-
-def timed(fn: Callable[[], Any], n: int) -> float:
-    t0 = time.perf_counter()
-    for _ in range(n):
-        fn()
-    return (time.perf_counter() - t0) / n
-
-
-def side_by_side(a: Callable[[], Any], b: Callable[[], Any], n: int, rounds: int) -> tuple[float, float]:
-    ta, tb = [], []
-    for _ in range(rounds):
-        ta.append(timed(a, n))
-        tb.append(timed(b, n))
-    return statistics.median(ta), statistics.median(tb)
 
 
 def bench_round_trip(n: int, rounds: int, isolation: IsolationType | None) -> dict[str, Any]:

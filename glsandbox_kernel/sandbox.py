@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
-import os
 import sys
 import threading
 import weakref
@@ -619,16 +618,3 @@ def sandboxed(
         return wrapper  # type: ignore[return-value]
 
     return decorate
-
-
-def pid_exists(pid: int) -> bool:
-    """True when ``pid`` is a live, non-zombie process (tests use it for leak checks)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            state = fh.read().rsplit(b")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in (b"Z", b"X")
-
-
-_ = os  # os used by helpers in subclasses

@@ -105,7 +105,6 @@ class Session:
         #: kernel's live banner listens here. A failing listener is logged, never fatal.
         self.violation_listeners: list[Callable[[dict[str, Any]], None]] = []
         self._state_lost_pending = False
-        self._last_setup_time: float | None = None
         self._last_sample: Any = None
         self.pending_controls: dict[str, Any] | None = None
         self._last_sample_gen = -1
@@ -162,12 +161,12 @@ class Session:
             report = hello.get("report")
             self.worker_report = report if isinstance(report, dict) else {}
             self.generation += 1
-            self._last_setup_time = time.perf_counter() - t0
+            setup_time = time.perf_counter() - t0
             # Controls in force for this worker, as the host set them up (trusted),
             # recorded once in the next audit record.
             self.pending_controls = {"backend": self.backend_cls.name, "generation": self.generation,
                                      **worker.describe()}
-            return self._last_setup_time
+            return setup_time
 
     def _discard_worker(self) -> None:
         worker = self.worker

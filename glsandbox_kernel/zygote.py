@@ -214,11 +214,6 @@ def get_zygote(python: str = sys.executable) -> ZygoteClient:
         return z
 
 
-def prestart_zygote(python: str = sys.executable) -> None:
-    """Start the template in the background so the first sandbox does not wait."""
-    threading.Thread(target=get_zygote, args=(python,), daemon=True).start()
-
-
 # ---------------------------------------------------------------------------
 # TEMPLATE process side (trusted, unconfined, never runs user code)
 # ---------------------------------------------------------------------------

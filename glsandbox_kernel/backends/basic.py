@@ -19,12 +19,10 @@ import socket
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Callable
 from typing import Any, ClassVar
 
 from ..config import IsolationType, OSSandboxConfig
-from ..exceptions import SandboxCrashedError
 from ..zygote import ZygoteClient, children_of, get_zygote
 from .base import ExitInfo, ResourceSample, SandboxBackend, WorkerProcess
 
@@ -66,18 +64,6 @@ def read_proc_stat(pid: int) -> tuple[float, int] | None:
         return None
     ticks = int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
     return ticks / _CLK_TCK, int(fields[21]) * _PAGE
-
-
-def read_vm_hwm(pid: int) -> int | None:
-    """Peak RSS (VmHWM) of ``pid`` in bytes, or None."""
-    try:
-        with open(f"/proc/{pid}/status", "rb") as fh:
-            for line in fh:
-                if line.startswith(b"VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
 
 
 def descendants(pid: int) -> list[int]:
@@ -164,7 +150,6 @@ class ZygoteWorker(WorkerProcess):
         self.sock = sock
         self.pid = root_pid
         self.workdir = workdir
-        self._peak = 0
         self._cleaned = False
         self.supervisor: Any = None
         self._listeners: list[Callable[[dict[str, Any]], None]] = []
@@ -448,16 +433,3 @@ def _key_of(backend: str, plan: dict[str, Any], config: OSSandboxConfig) -> str:
         default=repr,
     )
     return hashlib.sha256(blob.encode()).hexdigest()
-
-
-def wait_gone(pids: list[int], timeout: float = 2.0) -> bool:
-    """True once none of ``pids`` exists (used by tests and cleanup checks)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not any(os.path.exists(f"/proc/{p}") for p in pids):
-            return True
-        time.sleep(0.01)
-    return False
-
-
-__all__ = ["BasicBackend", "SandboxCrashedError", "ZygoteWorker"]
