@@ -61,7 +61,10 @@ def bench_one_shot(n: int, rounds: int, *, pool: bool = True) -> dict[str, Any]:
     label = "" if pool else ", pool off"
     bwrap = shutil.which("bwrap")
     if bwrap is None:
-        return {"name": f"one-shot NAMESPACE execute(f){label} vs bwrap python -c pass", "skipped": "bwrap not installed"}
+        return {
+            "name": f"one-shot NAMESPACE execute(f){label} vs bwrap python -c pass",
+            "skipped": "bwrap not installed",
+        }
     cfg = _config(IsolationType.NAMESPACE)
     warm_pool.set_pool_size(None if pool else 0)
 

@@ -42,8 +42,13 @@ def bench_round_trip(n: int, rounds: int, isolation: IsolationType | None) -> di
         pool.apply(f, (1,))
         ours, theirs = side_by_side(lambda: box.execute(f, 1), lambda: pool.apply(f, (1,)), n, rounds)
         backend = box.isolation_type
-    return {"name": f"warm execute(f, 1) [{backend}] vs Pool(1).apply", "ours_ms": ours * 1e3,
-            "theirs_ms": theirs * 1e3, "ratio": ours / theirs, "target": 1.0}
+    return {
+        "name": f"warm execute(f, 1) [{backend}] vs Pool(1).apply",
+        "ours_ms": ours * 1e3,
+        "theirs_ms": theirs * 1e3,
+        "ratio": ours / theirs,
+        "target": 1.0,
+    }
 
 
 def timed_spaced(fn: Callable[[], Any], n: int, gap: float) -> float:
@@ -57,13 +62,15 @@ def timed_spaced(fn: Callable[[], Any], n: int, gap: float) -> float:
     return total / n
 
 
-def bench_one_shot(n: int, rounds: int, isolation: IsolationType | None, *, pool: bool = True,
-                   gap: float = 0.0) -> dict[str, Any]:
+def bench_one_shot(
+    n: int, rounds: int, isolation: IsolationType | None, *, pool: bool = True, gap: float = 0.0
+) -> dict[str, Any]:
     """One-shot LENIENT sandbox per call (``execute_lenient`` for the default backend)."""
     from glsandbox_kernel.backends import warm_pool
 
     warm_pool.set_pool_size(None if pool else 0)
     if isolation is None:
+
         def ours_fn() -> Any:
             return execute_lenient(f, 1)
     else:
@@ -89,8 +96,13 @@ def bench_one_shot(n: int, rounds: int, isolation: IsolationType | None, *, pool
         warm_pool.set_pool_size(None)
         warm_pool.drain_all()
     how = ("pool" if pool else "no pool") + (f", {gap:g} s apart" if gap else ", back to back")
-    return {"name": f"one-shot [{backend}, {how}] vs python -c pass", "ours_ms": ours * 1e3,
-            "theirs_ms": theirs * 1e3, "ratio": ours / theirs, "target": 0.5}
+    return {
+        "name": f"one-shot [{backend}, {how}] vs python -c pass",
+        "ours_ms": ours * 1e3,
+        "theirs_ms": theirs * 1e3,
+        "ratio": ours / theirs,
+        "target": 0.5,
+    }
 
 
 def _pss(pid: int) -> int:
@@ -121,11 +133,22 @@ def bench_idle_memory(isolation: IsolationType | None) -> list[dict[str, Any]]:
     proc.kill()
     proc.wait()
     return [
-        {"name": f"idle session RSS (worker tree, {len(pids)} processes) [{backend}] vs bare python",
-         "ours_ms": ours / 2**20, "theirs_ms": theirs / 2**20, "ratio": ours / theirs, "target": 2.0, "unit": "MiB"},
-        {"name": f"idle session PSS (worker tree) [{backend}] vs bare python",
-         "ours_ms": ours_pss / 2**20, "theirs_ms": theirs_pss / 2**20, "ratio": ours_pss / theirs_pss,
-         "target": None, "unit": "MiB"},
+        {
+            "name": f"idle session RSS (worker tree, {len(pids)} processes) [{backend}] vs bare python",
+            "ours_ms": ours / 2**20,
+            "theirs_ms": theirs / 2**20,
+            "ratio": ours / theirs,
+            "target": 2.0,
+            "unit": "MiB",
+        },
+        {
+            "name": f"idle session PSS (worker tree) [{backend}] vs bare python",
+            "ours_ms": ours_pss / 2**20,
+            "theirs_ms": theirs_pss / 2**20,
+            "ratio": ours_pss / theirs_pss,
+            "target": None,
+            "unit": "MiB",
+        },
     ]
 
 
@@ -158,8 +181,10 @@ def print_table(results: list[dict[str, Any]]) -> None:
     for r in results:
         unit = r.get("unit", "ms")
         ok = "" if r["target"] is None else ("ok" if r["ratio"] <= r["target"] else "MISS")
-        print(f"{r['name']:<66} {r['ours_ms']:>7.3f} {unit:<2} {r['theirs_ms']:>7.3f} {unit:<2} "
-              f"{r['ratio']:>7.2f} {'<=' + str(r['target']):>7} {ok}")
+        print(
+            f"{r['name']:<66} {r['ours_ms']:>7.3f} {unit:<2} {r['theirs_ms']:>7.3f} {unit:<2} "
+            f"{r['ratio']:>7.2f} {'<=' + str(r['target']):>7} {ok}"
+        )
 
 
 if __name__ == "__main__":

@@ -49,8 +49,10 @@ def main() -> None:
             else:
                 ratio = f"{r['ratio']:.2f}" if r.get("ratio") is not None else ""
                 target = f"<= {r['target']:g}" if r.get("target") is not None else "reported"
-            print(f"| {r['name']} (`{script}`) | {fmt(r['ours_ms'], unit)} | {fmt(r.get('theirs_ms'), unit)} "
-                  f"| {ratio} | {target} |")
+            print(
+                f"| {r['name']} (`{script}`) | {fmt(r['ours_ms'], unit)} | {fmt(r.get('theirs_ms'), unit)} "
+                f"| {ratio} | {target} |"
+            )
 
 
 if __name__ == "__main__":

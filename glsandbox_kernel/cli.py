@@ -28,6 +28,7 @@ class _Parser(argparse.ArgumentParser):
 
 # -- doctor ---------------------------------------------------------------------------------
 
+
 def _probe(fn: Callable[[], tuple[bool, str]]) -> tuple[bool, str]:
     try:
         return fn()
@@ -42,8 +43,7 @@ def doctor_report() -> dict[str, Any]:
     report: dict[str, Any] = {"python": sys.version.split()[0], "euid": os.geteuid(), "backends": {}}
     for name, cls in sorted(backends().items()):
         ok, reason = _probe(cls.available)
-        report["backends"][name] = {"available": ok, "reason": reason,
-                                    "hint": "" if ok else cls.unavailable_hint()}
+        report["backends"][name] = {"available": ok, "reason": reason, "hint": "" if ok else cls.unavailable_hint()}
     report["features"] = {}
     features = report["features"]
     try:
@@ -56,8 +56,13 @@ def doctor_report() -> dict[str, Any]:
             fn = getattr(confinement, f"probe_{name}", None)
             if fn is not None:
                 probes[name] = fn
-    probes.setdefault("kvm", lambda: (os.path.exists("/dev/kvm"), "/dev/kvm present" if os.path.exists("/dev/kvm")
-                                      else "no /dev/kvm (no hardware virtualisation here)"))
+    probes.setdefault(
+        "kvm",
+        lambda: (
+            os.path.exists("/dev/kvm"),
+            "/dev/kvm present" if os.path.exists("/dev/kvm") else "no /dev/kvm (no hardware virtualisation here)",
+        ),
+    )
     for name, fn in probes.items():
         ok, reason = _probe(fn)
         features[name] = {"available": ok, "reason": reason}
@@ -94,6 +99,7 @@ def _run_doctor(args: argparse.Namespace) -> int:
 
 
 # -- exec -------------------------------------------------------------------------------------
+
 
 def config_from_args(args: argparse.Namespace) -> Any:
     """An OSSandboxConfig from the common --level/--isolation/--timeout/--memory options."""
@@ -166,6 +172,7 @@ def _run_exec(args: argparse.Namespace) -> int:
 
 
 # -- main -----------------------------------------------------------------------------------------
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="glsandbox", description="Run untrusted Python in an OS-level sandbox, with an audit trail.")

@@ -152,8 +152,12 @@ def _enc_optional(v: Any, out: list[bytes], depth: int) -> None:
         if type(v) is pd.Series:
             out.append(b"R")
             _enc(
-                {"values": _column(v), "name": v.name, "index": _column(v.index.to_series()),
-                 "index_name": v.index.name},
+                {
+                    "values": _column(v),
+                    "name": v.name,
+                    "index": _column(v.index.to_series()),
+                    "index_name": v.index.name,
+                },
                 out,
                 depth + 1,
             )

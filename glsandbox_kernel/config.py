@@ -95,9 +95,7 @@ class ResourceLimits:
     def __post_init__(self) -> None:
         _check_positive("memory_limit_bytes", self.memory_limit_bytes)
         if self.memory_limit_bytes is not None and self.memory_limit_bytes < 16 * MiB:
-            raise SandboxConfigError(
-                "memory_limit_bytes", "must be at least 16 MiB (the interpreter needs it)"
-            )
+            raise SandboxConfigError("memory_limit_bytes", "must be at least 16 MiB (the interpreter needs it)")
         _check_positive("cpu_time_limit_seconds", self.cpu_time_limit_seconds)
         _check_positive("cpu_percent_limit", self.cpu_percent_limit)
         if self.cpu_percent_limit is not None and self.cpu_percent_limit > 100 * 1024:
@@ -267,9 +265,7 @@ class OSSandboxConfig:
                 object.__setattr__(self, "isolation_type", IsolationType(self.isolation_type.lower()))
             except ValueError:
                 allowed = ", ".join(m.value for m in IsolationType)
-                raise SandboxConfigError(
-                    "isolation_type", f"{self.isolation_type!r} is not one of {allowed}"
-                ) from None
+                raise SandboxConfigError("isolation_type", f"{self.isolation_type!r} is not one of {allowed}") from None
         elif self.isolation_type is not None and not isinstance(self.isolation_type, IsolationType):
             raise SandboxConfigError("isolation_type", "must be an IsolationType or None")
         for name, typ2 in (
@@ -317,9 +313,7 @@ def create_config_by_level(level: SecurityLevel | str, **overrides: Any) -> OSSa
         try:
             level = SecurityLevel(level.lower())
         except ValueError:
-            raise SandboxConfigError(
-                "security_level", f"{level!r} is not one of strict, moderate, lenient"
-            ) from None
+            raise SandboxConfigError("security_level", f"{level!r} is not one of strict, moderate, lenient") from None
     if level is SecurityLevel.STRICT:
         base = OSSandboxConfig(
             security_level=level,

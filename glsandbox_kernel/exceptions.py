@@ -59,9 +59,7 @@ class SandboxTimeoutError(SandboxError, TimeoutError):
 class SandboxMemoryError(SandboxError, MemoryError):
     """The call exceeded ``memory_limit_bytes`` (raised inside or killed from outside)."""
 
-    def __init__(
-        self, message: str, *, limit: int | None = None, peak: int | None = None
-    ) -> None:
+    def __init__(self, message: str, *, limit: int | None = None, peak: int | None = None) -> None:
         super().__init__(message)
         self.limit = limit
         self.peak = peak

@@ -53,9 +53,17 @@ class SandboxMetrics:
 
     def accumulate(self, other: SandboxMetrics) -> None:
         """Add ``other`` (one call) into this running total."""
-        for name in ("cpu_time_used", "execution_time", "setup_time", "cleanup_time",
-                     "disk_read_bytes", "disk_write_bytes", "network_bytes_sent",
-                     "network_bytes_received", "syscalls_made"):
+        for name in (
+            "cpu_time_used",
+            "execution_time",
+            "setup_time",
+            "cleanup_time",
+            "disk_read_bytes",
+            "disk_write_bytes",
+            "network_bytes_sent",
+            "network_bytes_received",
+            "syscalls_made",
+        ):
             a, b = getattr(self, name), getattr(other, name)
             if b is not None:
                 setattr(self, name, (a or 0) + b)

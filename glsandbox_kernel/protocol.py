@@ -84,9 +84,7 @@ class FrameChannel:
             if not self._wait_readable(deadline):
                 return None, fds
             try:
-                data, ancdata, _flags, _addr = self.sock.recvmsg(
-                    65536, socket.CMSG_SPACE(MAX_PASSED_FDS * 4)
-                )
+                data, ancdata, _flags, _addr = self.sock.recvmsg(65536, socket.CMSG_SPACE(MAX_PASSED_FDS * 4))
             except InterruptedError:
                 continue
             for level, ctype, cdata in ancdata:

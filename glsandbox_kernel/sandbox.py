@@ -94,8 +94,10 @@ class OSSandbox:
             # call runs (off the hot path); with one, every record is written
             # and fsynced before the call returns.
             self._defer_audit = not self.config.audit_log_path
-            self._emit(EventType.SESSION_START, extra={"config": self.config.to_dict(),
-                                                      "backend": self._session.backend_cls.name})
+            self._emit(
+                EventType.SESSION_START,
+                extra={"config": self.config.to_dict(), "backend": self._session.backend_cls.name},
+            )
             if self._session.fallback_reason:
                 self._emit(EventType.FALLBACK, extra={"fallback": self._session.fallback_reason})
         self._pending: list[tuple[Any, ...]] = []
@@ -206,8 +208,13 @@ class OSSandbox:
         )
 
     def _record_outcome(
-        self, outcome: CallOutcome, provenance: str, error: BaseException | None, extra: dict[str, Any],
-        *, defer: bool = False,
+        self,
+        outcome: CallOutcome,
+        provenance: str,
+        error: BaseException | None,
+        extra: dict[str, Any],
+        *,
+        defer: bool = False,
     ) -> dict[str, Any] | None:
         m = outcome.metrics
         self.metrics = m
@@ -237,8 +244,13 @@ class OSSandbox:
             event = EventType.EXECUTION_SUCCESS
         if error is not None:
             extra = {**extra, "error": f"{type(error).__name__}: {error}"[:2000]}
-        kwargs: dict[str, Any] = {"provenance": provenance, "metrics": m.to_dict(), "violations": outcome.violations,
-                  "execution_time": m.execution_time, "extra": extra}
+        kwargs: dict[str, Any] = {
+            "provenance": provenance,
+            "metrics": m.to_dict(),
+            "violations": outcome.violations,
+            "execution_time": m.execution_time,
+            "extra": extra,
+        }
         if defer and self._defer_audit and error is None and not outcome.violations:
             self._pending.append(((event,), kwargs))
             return None
@@ -278,7 +290,10 @@ class OSSandbox:
             self._flush_audit()
 
         outcome = self._session.request(
-            msg, timeout=limit, on_message=_relay_streams, monitor_context={"kind": "call"},  # type: ignore[arg-type]
+            msg,
+            timeout=limit,
+            on_message=_relay_streams,
+            monitor_context={"kind": "call"},  # type: ignore[arg-type]
             overlap=bookkeeping,
         )
         if not provenance:
@@ -303,8 +318,13 @@ class OSSandbox:
                 if error is not None:
                     exc.__cause__ = error
                 error = exc
-        self._record_outcome(outcome, provenance, error, {"kind": "call", "function": getattr(fn, "__qualname__", repr(fn))[:200]},
-                             defer=True)
+        self._record_outcome(
+            outcome,
+            provenance,
+            error,
+            {"kind": "call", "function": getattr(fn, "__qualname__", repr(fn))[:200]},
+            defer=True,
+        )
         if error is not None:
             raise error
         return value
@@ -378,7 +398,8 @@ class OSSandbox:
             result.traceback = [str(x) for x in tb] if isinstance(tb, list) else []
             if result.error_name == "MemoryError":
                 audit_error = SandboxMemoryError(
-                    "the cell exceeded the memory limit", limit=self.config.limits.memory_limit_bytes,
+                    "the cell exceeded the memory limit",
+                    limit=self.config.limits.memory_limit_bytes,
                     peak=outcome.metrics.memory_peak_bytes,
                 )
             else:
@@ -396,8 +417,12 @@ class OSSandbox:
             result.error_name = type(failure).__name__
             result.error_value = str(failure)
             result.traceback = [f"{result.error_name}: {result.error_value}"]
-            message = {"type": "error", "ename": result.error_name, "evalue": result.error_value,
-                       "traceback": result.traceback}
+            message = {
+                "type": "error",
+                "ename": result.error_name,
+                "evalue": result.error_value,
+                "traceback": result.traceback,
+            }
             collector.handle(message)
         from .notebook.evidence import outputs_evidence
 
@@ -405,9 +430,14 @@ class OSSandbox:
         # output the kernel shows (the audit output at least), so nothing of these remains.
         shown = [] if collector.clear_pending else collector.outputs
         result.audit_record = self._record_outcome(
-            outcome, provenance, audit_error,
-            {"kind": "cell", "source_hash": hashlib.sha256(code.encode("utf-8", "surrogatepass")).hexdigest(),
-             **outputs_evidence(shown)},
+            outcome,
+            provenance,
+            audit_error,
+            {
+                "kind": "cell",
+                "source_hash": hashlib.sha256(code.encode("utf-8", "surrogatepass")).hexdigest(),
+                **outputs_evidence(shown),
+            },
         )
         return result
 
@@ -434,12 +464,19 @@ class OSSandbox:
             raise outcome.error
         return outcome.reply or {}
 
-    def send_comm(self, msg: dict[str, Any], *, on_output: OutputCallback | None = None,
-                  on_comm: OutputCallback | None = None, timeout: float | None = 30.0) -> None:
+    def send_comm(
+        self,
+        msg: dict[str, Any],
+        *,
+        on_output: OutputCallback | None = None,
+        on_comm: OutputCallback | None = None,
+        timeout: float | None = 30.0,
+    ) -> None:
         """Deliver a frontend comm message to the sandbox's comm manager; relay what it outputs."""
         collector = _OutputCollector(on_output, None, on_comm)
-        outcome = self._session.request(dict(msg), timeout=timeout, on_message=collector.handle,
-                                        reply_types=("comm_done",))
+        outcome = self._session.request(
+            dict(msg), timeout=timeout, on_message=collector.handle, reply_types=("comm_done",)
+        )
         if outcome.error is not None:
             raise outcome.error
 
@@ -457,8 +494,9 @@ def _relay_streams(msg: dict[str, Any]) -> None:
 class _OutputCollector:
     """Turns worker output frames into nbformat outputs and relays them live."""
 
-    def __init__(self, on_output: OutputCallback | None, on_input: InputCallback | None,
-                 on_comm: OutputCallback | None) -> None:
+    def __init__(
+        self, on_output: OutputCallback | None, on_input: InputCallback | None, on_comm: OutputCallback | None
+    ) -> None:
         self.on_output = on_output
         self.on_input = on_input
         self.on_comm = on_comm
@@ -524,8 +562,11 @@ class _OutputCollector:
             else:
                 self.outputs.append({"output_type": "stream", "name": name, "text": text})
         elif kind == "display_data":
-            out: dict[str, Any] = {"output_type": "display_data", "data": _dict(msg.get("data")),
-                                   "metadata": _dict(msg.get("metadata"))}
+            out: dict[str, Any] = {
+                "output_type": "display_data",
+                "data": _dict(msg.get("data")),
+                "metadata": _dict(msg.get("metadata")),
+            }
             display_id = _dict(msg.get("transient")).get("display_id")
             if display_id:
                 out["_display_id"] = display_id
@@ -539,20 +580,26 @@ class _OutputCollector:
                     out["data"] = _dict(msg.get("data"))
                     out["metadata"] = _dict(msg.get("metadata"))
         elif kind == "execute_result":
-            self.outputs.append({
-                "output_type": "execute_result",
-                "data": _dict(msg.get("data")),
-                "metadata": _dict(msg.get("metadata")),
-                "execution_count": msg.get("execution_count") if isinstance(msg.get("execution_count"), int) else None,
-            })
+            self.outputs.append(
+                {
+                    "output_type": "execute_result",
+                    "data": _dict(msg.get("data")),
+                    "metadata": _dict(msg.get("metadata")),
+                    "execution_count": msg.get("execution_count")
+                    if isinstance(msg.get("execution_count"), int)
+                    else None,
+                }
+            )
         elif kind == "error":
             tb = msg.get("traceback")
-            self.outputs.append({
-                "output_type": "error",
-                "ename": str(msg.get("ename")),
-                "evalue": str(msg.get("evalue")),
-                "traceback": [str(x) for x in tb] if isinstance(tb, list) else [],
-            })
+            self.outputs.append(
+                {
+                    "output_type": "error",
+                    "ename": str(msg.get("ename")),
+                    "evalue": str(msg.get("evalue")),
+                    "traceback": [str(x) for x in tb] if isinstance(tb, list) else [],
+                }
+            )
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -561,7 +608,10 @@ def _dict(value: Any) -> dict[str, Any]:
 
 # -- one-shot helpers -------------------------------------------------------------------------
 
-def _execute_with_level(level: SecurityLevel, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+
+def _execute_with_level(
+    level: SecurityLevel, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
     with OSSandbox(create_config_by_level(level)) as sandbox:
         return sandbox.execute(fn, *args, **kwargs)
 

@@ -164,8 +164,11 @@ class Session:
             setup_time = time.perf_counter() - t0
             # Controls in force for this worker, as the host set them up (trusted),
             # recorded once in the next audit record.
-            self.pending_controls = {"backend": self.backend_cls.name, "generation": self.generation,
-                                     **worker.describe()}
+            self.pending_controls = {
+                "backend": self.backend_cls.name,
+                "generation": self.generation,
+                **worker.describe(),
+            }
             return setup_time
 
     def _discard_worker(self) -> None:

@@ -706,4 +706,3 @@ def test_cli_in_a_subprocess_never_prints_a_traceback(tmp_path: Path) -> None:
     assert missing.returncode == 2
     assert "Traceback" not in missing.stderr + broken.stderr + ok.stderr
     assert missing.stderr.strip().count("\n") == 0
-

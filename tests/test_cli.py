@@ -71,8 +71,12 @@ def test_exec_timeout_and_memory_options(tmp_path: Path) -> None:
 
 
 def test_bad_arguments_exit_2_without_traceback(tmp_path: Path) -> None:
-    for args in (("exec", "--level", "extreme", "x.py"), ("nonsense",), ("exec",),
-                 ("exec", "--memory", "lots", str(tmp_path / "x.py"))):
+    for args in (
+        ("exec", "--level", "extreme", "x.py"),
+        ("nonsense",),
+        ("exec",),
+        ("exec", "--memory", "lots", str(tmp_path / "x.py")),
+    ):
         if args[-1].endswith("x.py") and "--memory" in args:
             (tmp_path / "x.py").write_text("pass\n")
         proc = run(*args)

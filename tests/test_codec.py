@@ -14,9 +14,19 @@ from glsandbox_kernel.codec import UnsupportedType, decode, encode
 from glsandbox_kernel.protocol import FrameChannel
 
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(), st.binary(),
-    st.complex_numbers(allow_nan=False), st.decimals(allow_nan=False), st.fractions(),
-    st.datetimes(), st.dates(), st.times(), st.timedeltas(),
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=False),
+    st.text(),
+    st.binary(),
+    st.complex_numbers(allow_nan=False),
+    st.decimals(allow_nan=False),
+    st.fractions(),
+    st.datetimes(),
+    st.dates(),
+    st.times(),
+    st.timedeltas(),
 )
 hashables = st.one_of(st.none(), st.booleans(), st.integers(), st.text(), st.binary())
 values = st.recursive(

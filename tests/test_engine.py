@@ -49,6 +49,7 @@ def basic(**kw: object) -> OSSandboxConfig:
 
 # -- the seed summary's tests, as written apart from the import line ----------------------
 
+
 def test_sandbox_timeout() -> None:
     """Test timeout enforcement"""
     config = OSSandboxConfig(execution_timeout=1)
@@ -82,6 +83,7 @@ def test_escape_detection() -> None:
 
 
 # -- state, results, errors ---------------------------------------------------------------
+
 
 def test_state_persists_across_calls_and_cells() -> None:
     counter = {"n": 0}
@@ -227,6 +229,7 @@ def test_malformed_frame_from_hostile_code_kills_worker() -> None:
 
 # -- limits -----------------------------------------------------------------------------------
 
+
 def test_timeout_kills_whole_tree_and_next_call_gets_fresh_worker() -> None:
     def spawn_and_hang() -> None:
         import subprocess
@@ -318,6 +321,7 @@ def test_interrupt_of_sigint_ignoring_code_kills_after_grace() -> None:
 
 # -- isolation basics ----------------------------------------------------------------------------
 
+
 def test_environment_is_scrubbed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "host-secret-123")
     monkeypatch.setenv("GITHUB_TOKEN", "ghp_secret")
@@ -331,6 +335,7 @@ def test_environment_is_scrubbed(monkeypatch: pytest.MonkeyPatch) -> None:
     with OSSandbox(basic()) as box:
         env = box.execute(lambda: dict(os.environ))
         environ_file = box.execute(lambda: open("/proc/self/environ", "rb").read())
+
         def parent_environ() -> bytes:
             try:
                 with open(f"/proc/{os.getppid()}/environ", "rb") as fh:
@@ -393,6 +398,7 @@ def test_close_leaves_nothing() -> None:
 
 # -- cells --------------------------------------------------------------------------------------
 
+
 def test_run_cell_outputs() -> None:
     code = textwrap.dedent(
         """
@@ -444,11 +450,14 @@ def test_complete_inspect_is_complete() -> None:
         assert "emission_factor" in c["matches"]
         i = box.request({"type": "inspect", "code": "emission_factor", "cursor_pos": 5}, "inspect_reply")
         assert i["found"] and "float" in i["data"]["text/plain"]
-        assert box.request({"type": "is_complete", "code": "for i in x:"}, "is_complete_reply")["status"] == "incomplete"
+        assert (
+            box.request({"type": "is_complete", "code": "for i in x:"}, "is_complete_reply")["status"] == "incomplete"
+        )
         assert box.request({"type": "is_complete", "code": "x = 1"}, "is_complete_reply")["status"] == "complete"
 
 
 # -- one-shot helpers, decorator, config -----------------------------------------------------------
+
 
 def square(x: int) -> int:
     return x * x
@@ -510,6 +519,7 @@ def test_explicit_unavailable_backend_raises_or_falls_back_and_records() -> None
 
 # -- metrics and audit -------------------------------------------------------------------------------
 
+
 def test_metrics_are_measured_outside_and_none_when_not_measured() -> None:
     def burn() -> int:
         t = time.process_time()
@@ -555,8 +565,9 @@ def test_audit_log_file_chain_verifies_and_detects_tampering(tmp_path: object) -
     open(bad, "w").write("\n".join(lines) + "\n")
     result = verify_file(bad)
     assert not result.ok and result.first_bad is not None
-    proc = subprocess.run([sys.executable, "-m", "glsandbox_kernel.cli", "audit", "verify", bad],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "glsandbox_kernel.cli", "audit", "verify", bad], capture_output=True, text=True
+    )
     assert proc.returncode == 1 and "record 2" in proc.stdout + proc.stderr
 
 

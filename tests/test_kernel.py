@@ -51,6 +51,7 @@ class TestGlsandboxKernelProtocol(jkt.KernelTests):
         """
         reply, outputs = super().execute_helper(*args, **kwargs)
         return reply, [m for m in outputs if not kernel_made(m)]
+
     language_name = "python"
     file_extension = ".py"
     code_hello_world = "print('hello, world')"

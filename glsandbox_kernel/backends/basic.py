@@ -418,7 +418,6 @@ class BasicBackend(SandboxBackend):
         for fd in fds:
             os.close(fd)
 
-
     def add_violation_listener(self, worker: WorkerProcess, listener: Any) -> None:
         if isinstance(worker, ZygoteWorker):
             worker.add_violation_listener(listener)
@@ -427,8 +426,7 @@ class BasicBackend(SandboxBackend):
 def _key_of(backend: str, plan: dict[str, Any], config: OSSandboxConfig) -> str:
     """A warm-pool key: a digest of the placeholder plan, the config and the interpreter."""
     blob = json.dumps(
-        {"backend": backend, "python": sys.executable, "euid": os.geteuid(), "plan": plan,
-         "config": config.to_dict()},
+        {"backend": backend, "python": sys.executable, "euid": os.geteuid(), "plan": plan, "config": config.to_dict()},
         sort_keys=True,
         default=repr,
     )

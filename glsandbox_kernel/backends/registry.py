@@ -78,7 +78,8 @@ def get_backend(isolation: IsolationType | str) -> type[SandboxBackend]:
     cls = _loader().get(name)
     if cls is None:
         raise BackendUnavailableError(
-            name, "no backend is registered under that name",
+            name,
+            "no backend is registered under that name",
             f"registered: {', '.join(sorted(_loader())) or 'none'}",
         )
     return cls

@@ -52,8 +52,12 @@ class CommRelay:
     def handle(self, msg: dict[str, Any]) -> None:
         content = msg.get("content") if isinstance(msg.get("content"), dict) else {}
         buffers = [memoryview(b) for b in msg.get("buffers") or [] if isinstance(b, (bytes, bytearray))]
-        jmsg = {"content": content, "metadata": msg.get("metadata") or {}, "buffers": buffers,
-                "header": {"msg_type": msg["type"]}}
+        jmsg = {
+            "content": content,
+            "metadata": msg.get("metadata") or {},
+            "buffers": buffers,
+            "header": {"msg_type": msg["type"]},
+        }
         getattr(self.manager, msg["type"])(None, None, jmsg)
 
     def info(self, target_name: Any) -> dict[str, Any]:

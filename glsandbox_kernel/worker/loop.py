@@ -219,7 +219,12 @@ class Worker:
         except BaseException as exc:  # noqa: BLE001 - every user error becomes a reply
             if isinstance(exc, SystemExit) and msg.get("script"):
                 code = exc.code
-                return {"type": "result", "id": msg["id"], "ok": True, "value": code if isinstance(code, (int, str)) or code is None else str(code)}
+                return {
+                    "type": "result",
+                    "id": msg["id"],
+                    "ok": True,
+                    "value": code if isinstance(code, (int, str)) or code is None else str(code),
+                }
             return error_reply(msg["id"], exc)
         return {"type": "result", "id": msg["id"], "ok": True, "value": value}
 

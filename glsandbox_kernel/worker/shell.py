@@ -91,9 +91,7 @@ class FrameDisplayHook(DisplayHook):
         bundle, self._bundle = self._bundle, None
         self.worker.flush_streams()
         if bundle and bundle["data"]:
-            self.worker.conn.send(
-                {"type": "execute_result", "execution_count": self.prompt_count, **bundle}
-            )
+            self.worker.conn.send({"type": "execute_result", "execution_count": self.prompt_count, **bundle})
 
 
 class SandboxShell(InteractiveShell):
@@ -202,8 +200,12 @@ class CellShell:
             signal.pthread_sigmask(signal.SIG_BLOCK, _SIGINT)
             self._stdin_allowed = False
         self.worker.flush_streams()
-        reply: dict[str, Any] = {"type": "cell_reply", "execution_count": shell.execution_count - 1
-                                 if msg.get("store_history", True) and not msg.get("silent") else shell.execution_count}
+        reply: dict[str, Any] = {
+            "type": "cell_reply",
+            "execution_count": shell.execution_count - 1
+            if msg.get("store_history", True) and not msg.get("silent")
+            else shell.execution_count,
+        }
         err = shell._last_error
         if result is None:
             reply.update(status="error", ename="KeyboardInterrupt", evalue="", traceback=[])
@@ -232,11 +234,18 @@ class CellShell:
             start, end = completions[0].start, completions[0].end
         else:
             start = end = cursor_pos
-        meta = [{"start": c.start, "end": c.end, "text": c.text, "type": c.type, "signature": c.signature}
-                for c in completions]
-        return {"type": "complete_reply", "status": "ok", "matches": [c.text for c in completions],
-                "cursor_start": start, "cursor_end": end,
-                "metadata": {"_jupyter_types_experimental": meta}}
+        meta = [
+            {"start": c.start, "end": c.end, "text": c.text, "type": c.type, "signature": c.signature}
+            for c in completions
+        ]
+        return {
+            "type": "complete_reply",
+            "status": "ok",
+            "matches": [c.text for c in completions],
+            "cursor_start": start,
+            "cursor_end": end,
+            "metadata": {"_jupyter_types_experimental": meta},
+        }
 
     def do_inspect(self, msg: dict[str, Any]) -> dict[str, Any]:
         code = msg.get("code", "")
@@ -269,8 +278,9 @@ class CellShell:
             # IPython numbers the current session 0 here but by its number in tail/search.
             hist = [(hm.session_number if s == 0 else s, n, line) for s, n, line in hist]
         elif kind == "search":
-            hist = hm.search(msg.get("pattern", "*"), raw=raw, output=output, n=msg.get("n"),
-                             unique=bool(msg.get("unique")))
+            hist = hm.search(
+                msg.get("pattern", "*"), raw=raw, output=output, n=msg.get("n"), unique=bool(msg.get("unique"))
+            )
         else:
             hist = []
         return {"type": "history_reply", "status": "ok", "history": json_clean([list(h) for h in hist])}
