@@ -178,9 +178,10 @@ def plan_step(ctx: PlanContext) -> LandlockSection:
     """HOST side: the same filesystem allowlist the mounts step builds, enforced by the kernel.
 
     With a root of its own (a mounts section): what is bound there, as the
-    worker sees it. On the host's filesystem: the system and Python
-    directories, the interpreter's import path (minus blocked paths), the
-    readable /etc entries, the user's paths and the working directory.
+    worker sees it (its /dev/shm is a private tmpfs). On the host's
+    filesystem: the system and Python directories, the interpreter's import
+    path (minus blocked paths), the readable /etc entries, the user's paths
+    and the working directory; not the host's shared /dev/shm.
     TCP is handled (denied) where the profile cannot route traffic through
     the proxy and the config allows no network.
     """
@@ -205,7 +206,9 @@ def plan_step(ctx: PlanContext) -> LandlockSection:
             if p and os.path.isdir(p) and mounts.blocked_by(os.path.abspath(p), blocked) is None
         ]
         read_only += list(HOST_ETC_READABLE) + list(fs.readonly_paths) + ["/proc"]
-        read_write = [ctx.workdir, *fs.writable_paths, "/dev/shm"]
+        # Not /dev/shm: on the host's filesystem it is shared with every other process
+        # and outlives the sandbox; POSIX shared memory is denied there instead.
+        read_write = [ctx.workdir, *fs.writable_paths]
         if fs.project_dir:
             (read_write if fs.project_writable else read_only).append(fs.project_dir)
         list_only = []
