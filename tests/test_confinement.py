@@ -327,7 +327,7 @@ def _escape_probe() -> dict[str, int]:
 @needs_notify
 @pytest.mark.parametrize("backend", ["basic", pytest.param("namespace", marks=[needs_userns, pytest.mark.namespace])])
 def test_seccomp_denies_escape_syscalls_and_supervisor_records_them(backend: str, tmp_path: Any) -> None:
-    workdir = str(tmp_path) if backend == "basic" else "/tmp/work"
+    workdir = str(tmp_path) if PROFILES[backend].workdir is None else str(PROFILES[backend].workdir)
     plan = build_child_plan(moderate(), backend=backend, workdir=workdir)
     out = run_in_sandbox(plan, _escape_probe)
     assert out.error is None, out.error
