@@ -283,8 +283,7 @@ def test_child_refuses_a_plan_outside_the_schema() -> None:
 
 
 def test_seccomp_program_shape() -> None:
-    section = sc.plan_seccomp(deny_exec=True, notify=True)
-    prog = sc.build_filter(section)
+    prog = sc.SeccompPolicy.make(deny_exec=True, notify=True).bpf()
     assert prog[0] == (0x20, 0, 0, 4)  # load arch first
     assert prog[2] == (0x06, 0, 0, sc.SECCOMP_RET_KILL_PROCESS)
     assert prog[-1] == (0x06, 0, 0, sc.SECCOMP_RET_ALLOW)
