@@ -37,6 +37,7 @@ from glsandbox_kernel import (
     ResourceLimits,
     SandboxConfigError,
     SandboxMemoryError,
+    SandboxMode,
     SandboxTimeoutError,
 )
 from glsandbox_kernel.backends import container as ctr
@@ -47,7 +48,10 @@ from glsandbox_kernel.backends.container import (
     ContainerBackend,
     ContainerWorker,
     container_settings,
+    docker_api,
+    images,
 )
+from glsandbox_kernel.backends.container import settings as ctr_settings
 from glsandbox_kernel.backends.gvisor import GVisorBackend
 from glsandbox_kernel.config import FilesystemConfig, WhitelistConfig
 
@@ -263,21 +267,23 @@ def test_settings_builder_is_shared_and_locked_down(monkeypatch: pytest.MonkeyPa
     profile = json.loads(seccomp[0].split("=", 1)[1])
     denied = profile["syscalls"][0]
     assert denied["action"] == "SCMP_ACT_ERRNO" and denied["errnoRet"] == 1
-    for name in (
-        "ptrace",
-        "mount",
-        "unshare",
-        "setns",
-        "bpf",
-        "keyctl",
-        "userfaultfd",
-        "io_uring_setup",
-        "kexec_load",
-        "init_module",
-        "open_by_handle_at",
-        "reboot",
-    ):
+    # Two layers: the OCI profile and the project's own filter, which the
+    # sandbox-side bootstrap loads (the same section NAMESPACE plans). Where
+    # the host supervisor answers (runc on a kernel with user notifications),
+    # the escape class is left to the bootstrap's notifying filter: an ERRNO
+    # in the profile would win over USER_NOTIF and hide it.
+    section = ctr_settings.seccomp_of(s)
+    assert section["enabled"] and section["deny_exec"] is False  # MODERATE
+    assert section["notify"] is ctr_settings.supervised(None)
+    escape = ("ptrace", "mount", "unshare", "setns", "bpf", "keyctl", "userfaultfd", "io_uring_setup")
+    escape += ("kexec_load", "init_module", "open_by_handle_at", "reboot")
+    for name in escape:
+        assert (name in denied["names"]) is not section["notify"], name
+    for name in ("clock_settime", "kcmp", "syslog", "name_to_handle_at"):  # never notified: always in the profile
         assert name in denied["names"]
+    assert s["command"][:4] == ["python3", "-s", "-E", "/opt/glsandbox/site/glsandbox_kernel/worker/bootstrap.py"]
+    strict = container_settings(config.replace(security_level="strict"), session_id="sess-1", socket_dir=str(tmp_path))
+    assert ctr_settings.seccomp_of(strict)["deny_exec"] is True
     assert s["user"] == "65534:65534"
     assert s["mem_limit"] == s["memswap_limit"] == 128 * MiB
     assert s["nano_cpus"] == 500_000_000
@@ -307,7 +313,12 @@ def test_settings_builder_is_shared_and_locked_down(monkeypatch: pytest.MonkeyPa
     assert c["labels"].pop("glsandbox.backend") == "container"
     g_profile = json.loads(g.pop("security_opt")[1].split("=", 1)[1])
     c_profile = json.loads(c.pop("security_opt")[1].split("=", 1)[1])
-    assert [r for r in c_profile["syscalls"] if r["names"] != ["clone3"]] == g_profile["syscalls"]
+    # gVisor: no user notifications, so its profile holds the whole escape class.
+    g_section, c_section = ctr_settings.seccomp_of(g), ctr_settings.seccomp_of(c)
+    assert g_section["notify"] is False and "gVisor" in g_section["detection"]
+    assert c_profile == ctr.seccomp_profile(supervised=c_section["notify"])
+    assert [r for r in ctr.seccomp_profile()["syscalls"] if r["names"] != ["clone3"]] == g_profile["syscalls"]
+    assert g.pop("command")[:4] == c.pop("command")[:4]
     assert {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38} in c_profile["syscalls"]
     assert all(r["errnoRet"] == 1 for r in g_profile["syscalls"])  # what the sentry applies anyway
     assert {"name": "nproc", "soft": 32, "hard": 32} in g.pop("ulimits")
@@ -333,7 +344,7 @@ def _daemon_with_runtimes(monkeypatch: pytest.MonkeyPatch, runtimes: dict[str, A
     """Make the backends see ``docker info`` with these Runtimes (the rest is real)."""
     info, why = ctr.daemon_info()
     assert info is not None, why
-    monkeypatch.setattr(ctr, "daemon_info", lambda: (dict(info, Runtimes=runtimes), ""))
+    monkeypatch.setattr(docker_api, "daemon_info", lambda: (dict(info, Runtimes=runtimes), ""))
 
 
 def test_gvisor_unavailable_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -369,9 +380,11 @@ def test_gvisor_registered_without_the_arguments_it_needs(monkeypatch: pytest.Mo
 # -- the confinement, probed from inside -------------------------------------------------
 def test_container_confinement_probe(monkeypatch: pytest.MonkeyPatch, isolation: IsolationType) -> None:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "host-secret")
-    with OSSandbox(cfg(isolation)) as sb:
+    # PERMISSIVE: the probe's escape attempts are recorded, denied, and the call still returns.
+    with OSSandbox(cfg(isolation, sandbox_mode=SandboxMode.PERMISSIVE)) as sb:
         facts = sb.execute(inside_probe)
         desc = worker_of(sb).describe()
+        metrics = sb.metrics
     # network none: a private namespace with loopback only
     assert facts["interfaces"] == ["lo"]
     assert facts["loopback"] == "ok"
@@ -393,6 +406,14 @@ def test_container_confinement_probe(monkeypatch: pytest.MonkeyPatch, isolation:
     assert calls.pop("getpid") == "ok"
     assert calls.pop("clone3") == "ENOSYS"  # so libc falls back to clone, which is filtered
     assert calls == {name: "EPERM" for name in calls}, calls
+    # seen from outside: under runc the host supervisor recorded them (trusted);
+    # gVisor has no user notifications: denied inside, unseen, and it says so
+    if isolation is CONTAINER and ctr_settings.supervised(None):
+        assert desc["escape_detection"] == "supervisor (trusted)"
+        assert metrics.escape_attempts >= len(calls) - 1  # clone and clone_newuser may dedupe
+        assert metrics.violations_detected >= metrics.escape_attempts
+    else:
+        assert desc["escape_detection"].startswith("not possible") and metrics.escape_attempts == 0
     # nothing of the host's secrets or Docker
     assert "AWS_SECRET_ACCESS_KEY" not in facts["env"]
     assert facts["docker_sock"] is False
@@ -593,7 +614,7 @@ def test_image_missing_or_mismatched_is_a_clear_error(
         OSSandbox(cfg(isolation, container_image="glsandbox-no-such-image:0")).execute(abs, 1)
     # A python of another minor version is refused inside, before anything runs.
     image = ctr.default_image()
-    monkeypatch.setattr(ctr, "host_python", lambda: "3.99")
+    monkeypatch.setattr(images, "host_python", lambda: "3.99")
     with pytest.raises(BackendUnavailableError) as err:
         OSSandbox(cfg(isolation, container_image=image)).execute(abs, 1)
     assert "3.99" in str(err.value) and "build-test-image" in str(err.value)
@@ -651,7 +672,7 @@ def _child_containers(pid: int) -> list[str]:
 
 @pytest.mark.parametrize("mode", ["exit", "sigterm"])
 def test_host_exit_removes_containers(mode: str, isolation: IsolationType) -> None:
-    env = dict(os.environ, PYTHONPATH=ctr._package_dir().rsplit("/", 1)[0])
+    env = dict(os.environ, PYTHONPATH=ctr.package_dir().rsplit("/", 1)[0])
     proc = subprocess.Popen(
         [sys.executable, "-c", _CHILD, mode, "1", isolation.value],
         stdout=subprocess.PIPE,
@@ -673,7 +694,7 @@ def test_host_exit_removes_containers(mode: str, isolation: IsolationType) -> No
 
 
 def test_stale_containers_of_dead_hosts_are_swept(isolation: IsolationType) -> None:
-    env = dict(os.environ, PYTHONPATH=ctr._package_dir().rsplit("/", 1)[0])
+    env = dict(os.environ, PYTHONPATH=ctr.package_dir().rsplit("/", 1)[0])
     proc = subprocess.Popen(
         [sys.executable, "-c", _CHILD, "stay", "0", isolation.value],
         stdout=subprocess.PIPE,

@@ -5,7 +5,7 @@ and blocked reading its first request, so a fresh container sandbox costs no
 Docker call at all. A container is handed to exactly one session
 (:meth:`WarmPool.take`) and destroyed after it, never reused. Pools are keyed
 by everything that matters in the container's settings (image, limits,
-runtime, binds, environment: :func:`~.container.settings_key`), refill in one
+runtime, binds, environment: :func:`~.container.settings.settings_key`), refill in one
 background thread each and are drained at interpreter exit.
 
 Size: ``GLSANDBOX_CONTAINER_POOL`` (default 2; 0 turns pooling off) or
@@ -25,8 +25,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .container import ContainerWorker
+    from .container.worker import ContainerWorker
 
+from .container import lifetime
 from .warm_pool import env_pool_size
 
 log = logging.getLogger("glsandbox.container.pool")
@@ -195,6 +196,8 @@ def drain_all(*, wait: bool = True) -> None:
     for pool in all_pools:
         pool.drain(wait=wait)
 
+
+lifetime.on_shutdown(drain_all, forget_all)
 
 __all__ = [
     "DEFAULT_POOL_SIZE",

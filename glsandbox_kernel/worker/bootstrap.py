@@ -1,0 +1,127 @@
+"""The container's entry point: SANDBOX side, run before any untrusted code.
+
+Run by path inside the container, as its pid 2 under docker-init (or as the
+sentry's first task under gVisor)::
+
+    python3 -s -E /opt/glsandbox/site/glsandbox_kernel/worker/bootstrap.py SPEC_JSON
+
+``SPEC_JSON`` comes from the host (:func:`glsandbox_kernel.backends.container.settings.worker_command`):
+the Python ``X.Y`` the host needs, the mounted dependency directories, the
+site directory holding this package, the transport socket's path and the
+seccomp section (:func:`glsandbox_kernel.confinement.seccomp.plan_seccomp`).
+
+In order:
+
+1. refuse a python of another minor version (exit 86, one line on stderr);
+2. put the mounted worker code and its dependencies on ``sys.path``, and
+   register the ``glsandbox_kernel`` package without running its
+   ``__init__`` (the host-side API; it runs on the first attribute access,
+   when user code imports the package);
+3. import what the worker needs (a pooled worker's first call is then fast);
+4. load the project's seccomp filter (the same one NAMESPACE loads) with a
+   user-notification listener when the section asks for one;
+5. connect to the host and serve; the hello frame carries the listener fd
+   (SCM_RIGHTS over the bind-mounted socket, as runc's seccomp agent gets
+   it over ``listenerPath``), which is closed here before any request runs.
+
+This file imports nothing of the host side; it must keep working as a
+plain script (no relative imports at module level).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import site
+import sys
+import time
+from typing import Any
+
+VERSION_MISMATCH_EXIT = 86
+SETUP_FAILED_EXIT = 87
+
+
+def _check_python(want: str) -> None:
+    have = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    if have != want:
+        sys.stderr.write(f"glsandbox: the image has python {have}, the host needs {want}\n")
+        sys.exit(VERSION_MISMATCH_EXIT)
+
+
+def _add_paths(deps: list[str], site_dir: str) -> None:
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != here]  # not worker/ itself
+    for path in deps:
+        sys.path.append(path)
+        # .pth files, but not the host's editable-install finders (host paths).
+        for name in sorted(os.listdir(path)):
+            if name.endswith(".pth") and not name.startswith(("__editable__", "distutils-precedence")):
+                site.addpackage(path, name, set())
+    sys.path.insert(0, site_dir)
+
+
+def _register_package_lazily(site_dir: str) -> None:
+    """``glsandbox_kernel`` in sys.modules with its ``__init__`` deferred to first attribute use."""
+    pkg_dir = os.path.join(site_dir, "glsandbox_kernel")
+    spec = importlib.util.spec_from_file_location(
+        "glsandbox_kernel", os.path.join(pkg_dir, "__init__.py"), submodule_search_locations=[pkg_dir]
+    )
+    assert spec is not None and spec.loader is not None
+    pkg = importlib.util.module_from_spec(spec)
+    loader = spec.loader
+
+    def load_init(name: str) -> Any:
+        del pkg.__getattr__  # type: ignore[attr-defined]
+        loader.exec_module(pkg)
+        return getattr(pkg, name)
+
+    pkg.__getattr__ = load_init  # type: ignore[method-assign]
+    sys.modules["glsandbox_kernel"] = pkg
+
+
+def _connect(path: str, timeout: float = 30.0) -> Any:
+    import socket
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            sock.connect(path)
+            return sock
+        except (FileNotFoundError, ConnectionRefusedError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
+
+
+def main(argv: list[str]) -> None:
+    """Steps 1-5 above; never returns (the worker loop exits the process)."""
+    spec = json.loads(argv[1])
+    _check_python(str(spec["python"]))
+    _add_paths([str(d) for d in spec["deps"]], str(spec["site"]))
+    _register_package_lazily(str(spec["site"]))
+    try:
+        import cloudpickle  # noqa: F401 - before connecting, so a pooled worker's first call is fast
+    except ImportError:
+        pass
+    from glsandbox_kernel.worker.loop import serve
+
+    report: dict[str, Any] = {}
+    pass_fds: list[int] = []
+    section = spec.get("seccomp")
+    if section:
+        from glsandbox_kernel.confinement import seccomp
+
+        try:
+            listener = seccomp.install_child(section, report)
+        except Exception as exc:  # noqa: BLE001 - told to the host on stderr; it refuses the container
+            sys.stderr.write(f"glsandbox: {exc}\n")
+            sys.exit(SETUP_FAILED_EXIT)
+        if listener is not None:
+            pass_fds.append(listener)
+    serve(_connect(str(spec["socket"])), pass_fds=pass_fds, report=report)
+
+
+if __name__ == "__main__":
+    main(sys.argv)
