@@ -6,7 +6,8 @@ what the kernel answered inside (the errno), what the trusted side recorded
 verify) and that no container is left. Under runc the host's seccomp
 supervisor sees each attempt (``trusted: True``, the same records as
 NAMESPACE); gVisor has no seccomp user notifications, so there the attempt
-is denied inside by the sentry and the backend says it cannot see it.
+is denied inside by the sentry, and what the sandbox reports of itself is
+recorded as ``trusted: False`` (the rest is unseen, and the backend says so).
 Skipped, with the reason, when Docker (or runsc) is not usable here.
 """
 
@@ -107,25 +108,36 @@ def box(tmp_path: Any, isolation: IsolationType) -> Iterator[Callable[[str], Box
     assert _ours() == [], "containers left behind"
 
 
-def expect_denied(b: Box, result: Any, exc: BaseException | None, *, escape: bool, syscall: str) -> None:
-    """runc: recorded by the supervisor (trusted) and the call failed; gVisor: denied inside, unseen."""
-    if supervised(b.iso):
-        cls = SandboxEscapeError if escape else SandboxViolationError
-        assert isinstance(exc, cls), f"expected {cls.__name__}, got {exc!r}"
-        m = b.sb.metrics
-        assert m.violations_detected >= 1 and (m.escape_attempts >= 1) == escape
-        rec = b.last()
-        assert rec["event_type"] == ("escape_attempt" if escape else "violation")
-        found = [v for v in rec["violations"] if v.get("syscall") == syscall or syscall in str(v.get("detail"))]
-        assert found, rec["violations"]
-        v = found[0]
-        assert v["trusted"] is True and v["action"] == "denied" and v["escape"] is escape
-        assert v["source"] == "seccomp-supervisor" and v["container_id"]
-    else:
+def expect_denied(
+    b: Box, result: Any, exc: BaseException | None, *, escape: bool, syscall: str, reported: bool = False
+) -> None:
+    """runc: recorded by the supervisor (``trusted: True``) and the call failed.
+
+    gVisor: denied inside by the sentry; what the sandbox's bootstrap reports
+    of itself (``reported``: exec attempts, ctypes lookups of escape-class
+    functions) is recorded as ``trusted: False``, anything else is unseen.
+    """
+    seen = supervised(b.iso) or reported
+    desc = b.sb.session.worker.describe()  # type: ignore[union-attr]
+    if not seen:
         assert not isinstance(exc, SandboxViolationError), exc
         assert b.sb.metrics.violations_detected == 0
-        desc = b.sb.session.worker.describe()  # type: ignore[union-attr]
-        assert desc["escape_detection"].startswith("not possible")
+        assert desc["escape_detection"].startswith("untrusted: the sandbox's own reports")
+        return
+    cls = SandboxEscapeError if escape else SandboxViolationError
+    assert isinstance(exc, cls), f"expected {cls.__name__}, got {exc!r}"
+    m = b.sb.metrics
+    assert m.violations_detected >= 1 and (m.escape_attempts >= 1) == escape
+    rec = b.last()
+    assert rec["event_type"] == ("escape_attempt" if escape else "violation")
+    found = [v for v in rec["violations"] if v.get("syscall") == syscall or syscall in str(v.get("detail"))]
+    assert found, rec["violations"]
+    v = found[0]
+    assert v["action"] == "denied" and v["escape"] is escape and v["container_id"]
+    if supervised(b.iso):
+        assert v["trusted"] is True and v["source"] == "seccomp-supervisor"
+    else:
+        assert v["trusted"] is False and v["source"].startswith("sandbox-report")
 
 
 # -- attacks (they run inside the container) ------------------------------------------
@@ -184,7 +196,7 @@ SYSCALL_ATTACKS: dict[str, tuple[int, ...]] = {
 def test_ptrace_of_the_containers_init(level: str, box: Callable[[str], Box]) -> None:
     b = box(level)
     result, exc = b.run(attack_ptrace, 1)
-    expect_denied(b, result, exc, escape=True, syscall="ptrace")
+    expect_denied(b, result, exc, escape=True, syscall="ptrace", reported=True)
     if exc is None:
         assert result == errno.EPERM
 
@@ -208,12 +220,9 @@ def test_execve_denied_at_strict_only(level: str, box: Callable[[str], Box]) -> 
     b = box(level)
     result, exc = b.run(attack_exec)
     if level == "strict":
-        expect_denied(b, result, exc, escape=False, syscall="execve")
-        if exc is None:  # gVisor: the sentry applied the bootstrap's filter
-            assert result == errno.EPERM
-        else:
-            v = next(v for v in b.last()["violations"] if v["kind"] == "exec")
-            assert v["path"] == "/bin/true"
+        expect_denied(b, result, exc, escape=False, syscall="execve", reported=True)
+        v = next(v for v in b.last()["violations"] if v["kind"] == "exec")
+        assert v["path"] == "/bin/true"
     else:
         assert exc is None and result == 0
         assert b.sb.metrics.violations_detected == 0
@@ -223,21 +232,15 @@ def test_execve_denied_at_strict_only(level: str, box: Callable[[str], Box]) -> 
 def test_seed_escape_tool(level: str, box: Callable[[str], Box]) -> None:
     b = box(level)
     result, exc = b.run(seed_escape_attempt)
-    if supervised(b.iso):
-        expect_denied(b, result, exc, escape=True, syscall="execve")
-        v = next(v for v in b.last()["violations"] if v["kind"] == "exec")
-        assert os.path.basename(v["path"]) == "ptrace"
-    else:
-        # gVisor: STRICT's filter refuses every execve; MODERATE finds no such program.
-        assert exc is None and result == (errno.EPERM if level == "strict" else errno.ENOENT)
+    expect_denied(b, result, exc, escape=True, syscall="execve", reported=True)
+    v = next(v for v in b.last()["violations"] if v["kind"] == "exec")
+    assert os.path.basename(v["path"]) == "ptrace"
 
 
 def test_seed_summary_escape_test_as_written(isolation: IsolationType) -> None:
     """The seed summary's test, with only the import line and the isolation changed."""
     from glsandbox_kernel import OSSandboxConfig
 
-    if not supervised(isolation):
-        pytest.skip(f"{isolation.value}: no seccomp user notifications, the attempt is denied but not seen")
     docker_pool.set_pool_size(0)
     config = OSSandboxConfig(detect_escape_attempts=True, isolation_type=isolation)
 
@@ -255,8 +258,32 @@ def test_seed_summary_escape_test_as_written(isolation: IsolationType) -> None:
     assert flush_removals(30) and _ours() == []
 
 
+def test_gvisor_kernel_denies_exec_even_when_the_report_hook_is_bypassed() -> None:
+    """The audit hook is the sandbox's own (untrusted); the sentry's filter is what denies."""
+    ok, why = _OK[GVISOR]
+    if not ok:
+        pytest.skip(f"gvisor backend unavailable here: {why}")
+
+    def raw_execve() -> int:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        argv = (ctypes.c_char_p * 2)(b"/bin/true", None)
+        libc.execve(b"/bin/true", argv, None)  # returns only on failure
+        return ctypes.get_errno()
+
+    docker_pool.set_pool_size(0)
+    try:
+        with OSSandbox(create_config_by_level("strict", isolation_type=GVISOR)) as sb:
+            assert sb.execute(raw_execve) == errno.EPERM
+            assert sb.metrics.violations_detected == 0  # unseen: no audit event for a foreign call
+    finally:
+        docker_pool.set_pool_size(None)
+    assert flush_removals(30) and _ours() == []
+
+
 def test_detection_off_still_denies(isolation: IsolationType) -> None:
-    """``detect_escape_attempts=False``: no supervisor, but the filter still says EPERM."""
+    """``detect_escape_attempts=False``: no supervisor, no reports, but the filter still says EPERM."""
     docker_pool.set_pool_size(0)
     config = create_config_by_level("strict", isolation_type=isolation, detect_escape_attempts=False)
     try:
@@ -265,6 +292,7 @@ def test_detection_off_still_denies(isolation: IsolationType) -> None:
             assert sb.execute(attack_exec) == errno.EPERM
             assert sb.metrics.violations_detected == 0
             assert sb.session.worker.supervisor is None  # type: ignore[union-attr]
+            assert sb.session.worker.reports is None  # type: ignore[union-attr]
     finally:
         docker_pool.set_pool_size(None)
     assert flush_removals(30) and _ours() == []

@@ -51,8 +51,9 @@ class GVisorBackend(ContainerBackend):
     def detection_gap(cls) -> str:
         """gVisor's sentry has no seccomp user notifications, and no host fd crosses its gofer."""
         return (
-            "none: gVisor has no seccomp user notifications; escape syscalls and STRICT's execve "
-            "are denied inside by the sentry (OCI profile and the bootstrap's filter), unseen"
+            "untrusted only: gVisor has no seccomp user notifications, so violation records come from "
+            "the sandbox's own reports (trusted: false); escape syscalls and STRICT's execve are denied "
+            "inside by the sentry (OCI profile and the bootstrap's filter)"
         )
 
     @classmethod

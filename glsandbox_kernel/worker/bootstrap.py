@@ -20,7 +20,13 @@ In order:
 3. import what the worker needs (a pooled worker's first call is then fast);
 4. load the project's seccomp filter (the same one NAMESPACE loads) with a
    user-notification listener when the section asks for one;
-5. connect to the host and serve; the hello frame carries the listener fd
+5. where no listener can reach the host (gVisor's sentry has no user
+   notifications), install an audit hook that reports exec attempts and
+   escape-class ctypes calls on a second socket (``report_socket``) and
+   waits for the host's ack; the host records them as ``trusted: False``
+   (what the sandbox says of itself). The kernel's filter still decides;
+   the hook only adds a report and refuses escape tools early;
+6. connect to the host and serve; the hello frame carries the listener fd
    (SCM_RIGHTS over the bind-mounted socket, as runc's seccomp agent gets
    it over ``listenerPath``), which is closed here before any request runs.
 
@@ -95,8 +101,68 @@ def _connect(path: str, timeout: float = 30.0) -> Any:
             time.sleep(0.005)
 
 
+class _Reporter:
+    """Audit hook: reports exec and escape-class ctypes calls to the host (untrusted channel).
+
+    One JSON line per report, then a one-byte ack from the host, so the
+    report is recorded before the call can return. Never raises into the
+    caller except PermissionError for an exec the policy refuses.
+    """
+
+    EVENTS = frozenset({"subprocess.Popen", "os.exec", "os.posix_spawn", "os.spawn", "os.system", "ctypes.dlsym"})
+
+    def __init__(self, sock: Any, section: dict[str, Any]) -> None:
+        import threading
+
+        from glsandbox_kernel.confinement import seccomp
+
+        self.sock = sock
+        self.lock = threading.Lock()
+        self.deny_exec = bool(section.get("deny_exec"))
+        self.tools = seccomp.ESCAPE_TOOLS
+        self.escape = frozenset(seccomp.ESCAPE)
+
+    def send(self, report: dict[str, Any]) -> None:
+        line = (json.dumps(report, separators=(",", ":"))[:2000] + "\n").encode()
+        with self.lock:
+            try:
+                self.sock.sendall(line)
+                self.sock.recv(1)
+            except OSError:
+                pass
+
+    def __call__(self, event: str, args: tuple[Any, ...]) -> None:
+        if event not in self.EVENTS:
+            return
+        if event == "ctypes.dlsym":
+            self._ctypes(args)
+            return
+        if event == "os.system":
+            path = str(args[0]).split()[0] if args and str(args[0]).split() else ""
+        elif event == "subprocess.Popen":
+            exe, argv = args[0], args[1]
+            if exe is None:
+                argv = [argv] if isinstance(argv, (str, bytes)) else list(argv or [""])
+                exe = argv[0] if argv else ""
+            path = os.fsdecode(exe)
+        else:
+            path = os.fsdecode(args[1] if event == "os.spawn" else args[0])
+        base = os.path.basename(path)
+        escape = base in self.tools
+        if escape or self.deny_exec:
+            self.send({"kind": "exec", "syscall": "execve", "path": path, "escape": escape})
+            raise PermissionError(1, "Operation not permitted", path)
+
+    def _ctypes(self, args: tuple[Any, ...]) -> None:
+        # Python has no audit event per foreign call; looking up an escape-class
+        # libc function by name is the closest (the kernel's filter denies the call).
+        name = args[1] if len(args) > 1 else None
+        if isinstance(name, str) and name in self.escape:
+            self.send({"kind": "syscall", "syscall": name, "escape": True})
+
+
 def main(argv: list[str]) -> None:
-    """Steps 1-5 above; never returns (the worker loop exits the process)."""
+    """Steps 1-6 above; never returns (the worker loop exits the process)."""
     spec = json.loads(argv[1])
     _check_python(str(spec["python"]))
     _add_paths([str(d) for d in spec["deps"]], str(spec["site"]))
@@ -120,6 +186,8 @@ def main(argv: list[str]) -> None:
             sys.exit(SETUP_FAILED_EXIT)
         if listener is not None:
             pass_fds.append(listener)
+    if spec.get("report_socket"):
+        sys.addaudithook(_Reporter(_connect(str(spec["report_socket"])), section or {}))
     serve(_connect(str(spec["socket"])), pass_fds=pass_fds, report=report)
 
 

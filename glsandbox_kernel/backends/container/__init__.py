@@ -9,6 +9,7 @@ One concern per module:
 :mod:`.lifetime`          reaping, exit hooks, stale sweep
 :mod:`.cgroup`            reading the container's cgroup from outside
 :mod:`.worker`            :class:`ContainerWorker`, the session's handle
+:mod:`.reports`           the sandbox's own violation reports (gVisor; untrusted)
 :mod:`.launch`            create, start and connect one container
 :mod:`.backend`           :class:`ContainerBackend` (entry point)
 ========================  ==================================================

@@ -23,7 +23,7 @@ from typing import Any
 from ...exceptions import BackendUnavailableError, SandboxCrashedError, SandboxSecurityError
 from ...worker.bootstrap import SETUP_FAILED_EXIT, VERSION_MISMATCH_EXIT
 from . import docker_api, images, lifetime
-from .settings import create_kwargs
+from .settings import bootstrap_spec, create_kwargs
 from .worker import ContainerWorker, returncode_of
 
 CONNECT_TIMEOUT = 30.0
@@ -101,6 +101,28 @@ def _early_exit_error(exc: _EarlyExit, backend: str, image: str) -> Exception:
     )
 
 
+def _listen(path: str, undo: contextlib.ExitStack) -> socket.socket:
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    undo.callback(listener.close)
+    listener.bind(path)
+    os.chmod(path, 0o666)
+    listener.listen(1)
+    return listener
+
+
+def _accept_report(listener: socket.socket, container_id: str, backend: str) -> socket.socket:
+    """The bootstrap's report connection (made before the transport's), checked like it."""
+    ready, _, _ = select.select([listener], [], [], 5.0)
+    if not ready:
+        raise BackendUnavailableError(backend, "the sandbox did not open its report channel", "see `glsandbox doctor`")
+    conn, _ = listener.accept()
+    peer = _peer_pid(conn)
+    if peer is None or not in_container(peer, container_id):
+        conn.close()
+        raise SandboxSecurityError("the report socket was connected from outside the container")
+    return conn
+
+
 def _private_listener(undo: contextlib.ExitStack) -> tuple[socket.socket, str, str]:
     """(listening socket, its directory to bind, the outer directory to remove)."""
     outer = tempfile.mkdtemp(prefix="glsandbox-ctr-")
@@ -110,12 +132,7 @@ def _private_listener(undo: contextlib.ExitStack) -> tuple[socket.socket, str, s
     # Only the container's user needs to reach the socket; the 0700 outer
     # directory keeps every other host user out.
     os.chmod(sock_dir, 0o711)
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    undo.callback(listener.close)
-    listener.bind(os.path.join(sock_dir, "sock"))
-    os.chmod(os.path.join(sock_dir, "sock"), 0o666)
-    listener.listen(1)
-    return listener, sock_dir, outer
+    return _listen(os.path.join(sock_dir, "sock"), undo), sock_dir, outer
 
 
 def launch_worker(
@@ -133,6 +150,9 @@ def launch_worker(
     with contextlib.ExitStack() as undo:
         listener, sock_dir, outer = _private_listener(undo)
         settings = settings_for(sock_dir)
+        reports = (
+            _listen(os.path.join(sock_dir, "report"), undo) if bootstrap_spec(settings).get("report_socket") else None
+        )
         image = str(settings["image"])
         runtime = settings.get("runtime")
         with docker_api.map_docker_errors(backend, "create the container", image=image):
@@ -160,6 +180,9 @@ def launch_worker(
             worker_pid = None
             with docker_api.map_docker_errors(backend, "inspect the container"):
                 init_pid = int(api.inspect_container(container_id)["State"].get("Pid") or 0) or None
+        report_conn = _accept_report(reports, container_id, backend) if reports is not None else None
+        if report_conn is not None:
+            undo.callback(report_conn.close)
         worker = ContainerWorker(
             container_id=container_id,
             sock=conn,
@@ -170,6 +193,8 @@ def launch_worker(
             backend=backend,
             settings=settings,
         )
+        if report_conn is not None:
+            worker.read_reports(report_conn)
         lifetime.track(worker)
         undo.pop_all()
     # The connection is made: nothing else may connect, and nothing stays on disk.

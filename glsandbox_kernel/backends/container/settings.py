@@ -45,6 +45,7 @@ LABEL_BACKEND = "glsandbox.backend"
 
 SOCKET_DIR = "/run/glsandbox"
 SOCKET_PATH = f"{SOCKET_DIR}/sock"
+REPORT_PATH = f"{SOCKET_DIR}/report"
 SITE_DIR = "/opt/glsandbox/site"
 DEPS_DIR = "/opt/glsandbox/deps"
 WORK_DIR = "/work"
@@ -120,9 +121,19 @@ def seccomp_section(config: OSSandboxConfig, runtime: str | None) -> dict[str, A
 
     notify = config.detect_escape_attempts and supervised(runtime)
     section = seccomp.plan_seccomp(deny_exec=not config.new_programs_allowed, notify=notify)
+    section["report"] = config.detect_escape_attempts and not section["notify"]
     if runtime == RUNSC:
-        section["detection"] = "not possible: gVisor has no seccomp user notifications (denied by EPERM, unseen)"
+        section["detection"] = (
+            "untrusted: the sandbox's own reports (gVisor has no seccomp user notifications; denied inside by EPERM)"
+            if section["report"]
+            else "not possible: gVisor has no seccomp user notifications (denied inside by EPERM, unseen)"
+        )
     return section
+
+
+def wants_reports(section: dict[str, Any] | None) -> bool:
+    """Whether the bootstrap reports its own violations: a filter without notifications, detection on."""
+    return bool(section and section.get("enabled") and not section.get("notify") and section.get("report"))
 
 
 def seccomp_profile(runtime: str | None = None, *, supervised: bool = False) -> dict[str, Any]:
@@ -216,6 +227,8 @@ def worker_command(binds: dict[str, dict[str, str]], seccomp: dict[str, Any] | N
         "site": SITE_DIR,
         "socket": SOCKET_PATH,
         "seccomp": seccomp,
+        # no supervisor can see the worker's syscalls: it reports on itself (untrusted)
+        "report_socket": REPORT_PATH if wants_reports(seccomp) else None,
     }
     return ["python3", "-s", "-E", BOOTSTRAP, json.dumps(spec, sort_keys=True, separators=(",", ":"))]
 
@@ -364,9 +377,14 @@ def container_settings(
     return settings
 
 
+def bootstrap_spec(settings: dict[str, Any]) -> dict[str, Any]:
+    """What the host told the bootstrap (the last word of the container's command)."""
+    return dict(json.loads(settings["command"][-1]))
+
+
 def seccomp_of(settings: dict[str, Any]) -> dict[str, Any]:
-    """The bootstrap's seccomp section inside ``settings`` (from its command)."""
-    return dict(json.loads(settings["command"][-1]).get("seccomp") or {})
+    """The bootstrap's seccomp section inside ``settings``."""
+    return dict(bootstrap_spec(settings).get("seccomp") or {})
 
 
 def settings_key(settings: dict[str, Any]) -> str:

@@ -121,6 +121,7 @@ class ContainerWorker(WorkerProcess):
         self._listeners: list[Callable[[dict[str, Any]], None]] = []
         self._early: list[dict[str, Any]] = []
         self._listeners_lock = threading.Lock()
+        self.reports: Any = None
 
     # -- the seccomp supervisor (trusted detection) -----------------------------
     def attach_supervisor(self, listener_fd: int, config: OSSandboxConfig) -> None:
@@ -137,6 +138,12 @@ class ContainerWorker(WorkerProcess):
             allowed_executables=tuple(config.whitelist.allowed_executables),
         )
         self.supervisor = Supervisor(listener_fd, on_violation=self._violation, policy=policy)
+
+    def read_reports(self, conn: socket.socket) -> None:
+        """Record what the sandbox reports of itself (``trusted: False``; see :mod:`.reports`)."""
+        from .reports import ReportReader
+
+        self.reports = ReportReader(conn, self._violation)
 
     def _violation(self, record: dict[str, Any]) -> None:
         """Supervisor thread: deliver, or keep until a session listens (warm pool)."""
@@ -343,6 +350,8 @@ class ContainerWorker(WorkerProcess):
             self._cgroup.close()
         if self.supervisor is not None:
             self.supervisor.stop()
+        if self.reports is not None:
+            self.reports.stop()
         lifetime.release(self.container_id)
 
     # -- facts ----------------------------------------------------------------
