@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from .container.worker import ContainerWorker
 
 from .container import lifetime
-from .warm_pool import env_pool_size
+from .pool import env_pool_size
 
 log = logging.getLogger("glsandbox.container.pool")
 
