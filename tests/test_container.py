@@ -14,6 +14,7 @@ After every test no container of this test process may remain
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -316,8 +317,11 @@ def test_settings_builder_is_shared_and_locked_down(monkeypatch: pytest.MonkeyPa
     # gVisor: no user notifications, so its profile holds the whole escape class.
     g_section, c_section = ctr_settings.seccomp_of(g), ctr_settings.seccomp_of(c)
     assert g_section["notify"] is False and "gVisor" in g_section["detection"]
-    assert c_profile == ctr.seccomp_profile(supervised=c_section["notify"])
-    assert [r for r in ctr.seccomp_profile()["syscalls"] if r["names"] != ["clone3"]] == g_profile["syscalls"]
+    # One policy (confinement.seccomp.SeccompPolicy) emits both the profile and the bootstrap's BPF.
+    c_policy = ctr_settings.seccomp_policy(config, None)
+    assert c_profile == ctr_settings.oci_profile(c_policy) and c_policy.notify is c_section["notify"]
+    plain = ctr_settings.oci_profile(dataclasses.replace(c_policy, notify=False))
+    assert [r for r in plain["syscalls"] if r["names"] != ["clone3"]] == g_profile["syscalls"]
     assert g.pop("command")[:4] == c.pop("command")[:4]
     assert {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38} in c_profile["syscalls"]
     assert all(r["errnoRet"] == 1 for r in g_profile["syscalls"])  # what the sentry applies anyway
@@ -778,7 +782,7 @@ def test_pool_bookkeeping_take_once_and_evict_least_recent() -> None:
     for pool in pools:
         assert pool.wait_ready(1, timeout=5)
     first = docker_pool.get_pool("key-0", launcher).take()  # as ContainerBackend.start does
-    assert first is not None and first.pooled and pools[0].take() is None  # one session each
+    assert first is not None and pools[0].take() is None  # one session each
     assert pools[0].wait_ready(1, timeout=5)  # refilled in the background
     docker_pool.get_pool("key-new", launcher)  # one key too many: the least recently used goes
     assert pools[1] not in docker_pool.pools() and pools[0] in docker_pool.pools()

@@ -40,8 +40,9 @@ from .settings import RUNSC as RUNSC
 from .settings import RUNSC_HOST_TASKS_BASE as RUNSC_HOST_TASKS_BASE
 from .settings import RUNSC_HOST_TASKS_PER_TASK as RUNSC_HOST_TASKS_PER_TASK
 from .settings import container_settings as container_settings
+from .settings import oci_profile as oci_profile
 from .settings import package_dir as package_dir
-from .settings import seccomp_profile as seccomp_profile
+from .settings import seccomp_policy as seccomp_policy
 from .worker import ContainerWorker as ContainerWorker
 
 __all__ = [
@@ -62,8 +63,9 @@ __all__ = [
     "launch_worker",
     "map_docker_errors",
     "missing_runtime_args",
+    "oci_profile",
     "package_dir",
-    "seccomp_profile",
+    "seccomp_policy",
     "shutdown_all",
     "sweep_stale",
 ]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from typing import Any, ClassVar
 
+from ... import procfs
 from ...config import IsolationType
 from ...exceptions import SandboxSecurityError
 from ..base import SandboxBackend, WorkerProcess
@@ -25,22 +26,7 @@ from .worker import ContainerWorker
 
 def is_seccomp_listener(fd: int) -> bool:
     """Whether ``fd`` (received from the sandbox) is a seccomp user-notification listener."""
-    try:
-        return os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:seccomp notify"
-    except OSError:
-        return False
-
-
-def seccomp_filters(pid: int) -> int | None:
-    """How many seccomp filters host ``pid`` runs under (``Seccomp_filters``, Linux 5.9+)."""
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith("Seccomp_filters:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
+    return procfs.fd_link(fd) == "anon_inode:seccomp notify"
 
 
 class ContainerBackend(SandboxBackend):
@@ -96,11 +82,12 @@ class ContainerBackend(SandboxBackend):
 
         if docker_pool.pool_size() <= 0:
             return self._launch(session_id)
-        pool = docker_pool.get_pool(self.pool_key(), lambda: self._launch("pool"), label=self.name)
+        pool = docker_pool.get_pool(self.pool_key(), lambda: self._launch("pool"))
         worker = pool.take()
         if worker is None:
             worker = self._launch(session_id)
         else:
+            worker.pooled = True
             worker.session_id = session_id
         pool.refill()
         return worker
@@ -121,7 +108,7 @@ class ContainerBackend(SandboxBackend):
                         "the container's worker did not hand over its seccomp listener "
                         f"({len(fds)} fd(s) came with the hello): refused"
                     )
-                count = seccomp_filters(worker.pid)
+                count = procfs.seccomp_filters(worker.pid)
                 if count is not None and count < 2:
                     raise SandboxSecurityError(
                         f"the container's worker runs under {count} seccomp filter(s), not ours: refused"

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ... import procfs
 from ...exceptions import BackendUnavailableError, SandboxCrashedError, SandboxSecurityError
 from ...worker.bootstrap import SETUP_FAILED_EXIT, VERSION_MISMATCH_EXIT
 from . import docker_api, images, lifetime
@@ -40,20 +41,8 @@ def _peer_pid(conn: socket.socket) -> int | None:
 
 
 def in_container(pid: int, container_id: str) -> bool:
-    """Whether host ``pid`` is in the container's cgroup (``/proc/PID/cgroup`` names its id)."""
-    try:
-        with open(f"/proc/{pid}/cgroup") as fh:
-            return container_id in fh.read()
-    except OSError:
-        return False
-
-
-def _parent_pid(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            return int(fh.read().rsplit(b")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
+    """Whether host ``pid`` is in the container's cgroup (its path names the container's id)."""
+    return any(container_id in path for _h, _c, path in procfs.cgroup_entries(pid) or [])
 
 
 class _EarlyExit(Exception):
@@ -173,7 +162,7 @@ def launch_worker(
         if worker_pid is None or not in_container(worker_pid, container_id):
             raise SandboxSecurityError("the transport socket was connected from outside the container")
         if runtime is None:
-            parent = _parent_pid(worker_pid)
+            parent = procfs.parent_pid(worker_pid)
             init_pid = parent if parent and in_container(parent, container_id) else worker_pid
         else:
             # The worker has no host pid; the container's is the sentry's.

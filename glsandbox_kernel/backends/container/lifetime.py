@@ -14,14 +14,14 @@ import atexit
 import contextlib
 import logging
 import os
-import queue
 import signal
 import threading
-import time
 from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from ... import procfs
+from ..reaper import reaper
 from . import docker_api
 from .settings import LABEL, LABEL_HOST_PID, LABEL_HOST_PIDNS, LABEL_HOST_START
 
@@ -31,74 +31,22 @@ if TYPE_CHECKING:
 log = logging.getLogger("glsandbox.container")
 
 
-def proc_start_ticks(pid: int) -> str | None:
-    """Start time of ``pid`` in clock ticks (``/proc/PID/stat`` field 22), or None."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            return fh.read().rsplit(b")", 1)[1].split()[19].decode()
-    except (OSError, IndexError):
-        return None
-
-
-def _pidns() -> str:
-    try:
-        return os.readlink("/proc/self/ns/pid")
-    except OSError:
-        return ""
+def _start_ticks(pid: int) -> str:
+    start = procfs.start_time(pid)
+    return "" if start is None else str(start)
 
 
 def host_identity() -> tuple[str, str, str]:
     """(pid, start ticks, pid namespace) of this host process, for the container's labels."""
-    return str(os.getpid()), proc_start_ticks(os.getpid()) or "", _pidns()
+    return str(os.getpid()), _start_ticks(os.getpid()), procfs.ns_link("self", "pid") or ""
 
 
-class _Reaper:
-    """Removes finished containers in a background thread (off the caller's path)."""
-
-    def __init__(self) -> None:
-        self._queue: queue.Queue[str] = queue.Queue()
-        self._pending: set[str] = set()
-        self._cond = threading.Condition()
-        self._thread: threading.Thread | None = None
-
-    def remove(self, container_id: str) -> None:
-        with self._cond:
-            self._pending.add(container_id)
-            self._queue.put(container_id)
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="glsandbox-container-reaper", daemon=True)
-                self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            try:
-                cid = self._queue.get(timeout=2.0)
-            except queue.Empty:
-                with self._cond:
-                    if self._queue.empty():
-                        self._thread = None
-                        return
-                continue
-            try:
-                docker_api.remove_now(cid)
-            finally:
-                with self._cond:
-                    self._pending.discard(cid)
-                    self._cond.notify_all()
-
-    def flush(self, timeout: float = 30.0) -> bool:
-        """Wait until every queued removal is done; False on timeout."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while self._pending:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(left)
-        return True
+def _remove_later(container_id: str) -> None:
+    _reaper.submit(lambda: docker_api.remove_now(container_id), key=container_id)
 
 
-_reaper = _Reaper()
+#: Container removals run on the shared reaper thread, off the caller's path.
+_reaper = reaper("glsandbox-container-reaper")
 _live: dict[str, ContainerWorker] = {}
 _drains: list[Callable[[], None]] = []
 _forgets: list[Callable[[], None]] = []
@@ -122,7 +70,7 @@ def track(worker: ContainerWorker) -> None:
 def release(container_id: str) -> None:
     """The worker ended and was cleaned up: queue the container's removal."""
     _live.pop(container_id, None)
-    _reaper.remove(container_id)
+    _remove_later(container_id)
 
 
 def flush_removals(timeout: float = 30.0) -> bool:
@@ -169,10 +117,10 @@ def shutdown_all(timeout: float = 20.0) -> None:
 
 def _after_fork() -> None:
     """In a forked child: forget the parent's client, containers and pools (never kill them)."""
-    global _reaper, _sweep_started
+    global _sweep_started
     docker_api.forget_client()
     _live.clear()
-    _reaper = _Reaper()
+    _reaper.reset_after_fork()
     _sweep_started = True
     for forget in list(_forgets):
         forget()
@@ -189,7 +137,7 @@ def sweep_stale() -> list[str]:
     pid and start time must match a live process to count as alive).
     """
     removed: list[str] = []
-    ours = _pidns()
+    ours = procfs.ns_link("self", "pid") or ""
     with docker_api.map_docker_errors("container", "list containers"):
         listed = docker_api.api().containers(all=True, filters={"label": f"{LABEL}=1"})
     for c in listed:
@@ -200,7 +148,7 @@ def sweep_stale() -> list[str]:
             pid = int(labels.get(LABEL_HOST_PID, ""))
         except ValueError:
             continue
-        if proc_start_ticks(pid) == labels.get(LABEL_HOST_START) and pid > 0:
+        if pid > 0 and _start_ticks(pid) == labels.get(LABEL_HOST_START):
             continue
         docker_api.remove_now(c["Id"])
         removed.append(c["Id"])

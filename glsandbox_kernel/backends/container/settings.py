@@ -9,8 +9,8 @@ process, a scrubbed environment, the worker code bound read-only.
 
 Two seccomp layers, both from :mod:`glsandbox_kernel.confinement.seccomp`:
 
-- the OCI profile Docker hands the runtime (:func:`seccomp_profile`);
-- the project's own BPF filter, loaded by the sandbox-side bootstrap
+- the OCI profile Docker hands the runtime (:func:`oci_profile`, from the policy);
+- the same policy's BPF program, loaded by the sandbox-side bootstrap
   (:mod:`glsandbox_kernel.worker.bootstrap`) before the worker starts, with
   a user-notification listener the host supervisor answers when the kernel
   the worker meets can pass one (runc: the host's; see :func:`seccomp_section`).
@@ -23,17 +23,20 @@ refuses a container whose hello brings no listener (see :mod:`.backend`).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
-import platform
 import sysconfig
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...config import OSSandboxConfig
 from ...exceptions import SandboxConfigError
 from . import images
+
+if TYPE_CHECKING:
+    from ...confinement.seccomp import SeccompPolicy
 
 # -- names shared by the host and the container --------------------------------
 LABEL = "glsandbox"
@@ -70,7 +73,7 @@ BOOTSTRAP = f"{SITE_DIR}/glsandbox_kernel/worker/bootstrap.py"
 #:   inside, exactly, by RLIMIT_NPROC (the sentry counts only its own tasks;
 #:   under runc it would count every host process of uid 65534), and the host
 #:   pids limit is a backstop of RUNSC_HOST_TASKS_BASE + PER_TASK * N.
-RUNSC = "runsc"
+RUNSC = "runsc"  # the same name confinement.seccomp.RUNSC uses
 RUNSC_HOST_TASKS_BASE = 128
 RUNSC_HOST_TASKS_PER_TASK = 16
 
@@ -91,17 +94,11 @@ _CONTAINER_KEYS = frozenset(
         "tty",
     }
 )
-_ARCHES = {
-    "x86_64": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
-    "amd64": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
-    "aarch64": ["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"],
-    "arm64": ["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"],
-}
 
 
 # -- seccomp -----------------------------------------------------------------------
 def supervised(runtime: str | None) -> bool:
-    """Whether the host supervisor answers this runtime's escape-class syscalls.
+    """Whether the host supervisor can answer this runtime's escape-class syscalls.
 
     runc: the host kernel runs the worker, so when it has seccomp user
     notifications the bootstrap's listener reaches the host. runsc: never.
@@ -111,23 +108,30 @@ def supervised(runtime: str | None) -> bool:
     return runtime != RUNSC and seccomp.notify_supported()
 
 
-def seccomp_section(config: OSSandboxConfig, runtime: str | None) -> dict[str, Any]:
-    """The bootstrap's seccomp section: NAMESPACE's filter, notifying where :func:`supervised`.
+def seccomp_policy(config: OSSandboxConfig, runtime: str | None) -> SeccompPolicy:
+    """The project's one policy for this config: notifying where :func:`supervised`.
 
     As in NAMESPACE, ``detect_escape_attempts=False`` turns the supervisor
     off (everything it would see is then denied with EPERM, unrecorded).
     """
-    from ...confinement import seccomp
+    from ...confinement.seccomp import SeccompPolicy
 
-    notify = config.detect_escape_attempts and supervised(runtime)
-    section = seccomp.plan_seccomp(deny_exec=not config.new_programs_allowed, notify=notify)
-    section["report"] = config.detect_escape_attempts and not section["notify"]
+    policy = SeccompPolicy.for_config(config, notify=config.detect_escape_attempts and supervised(runtime))
     if runtime == RUNSC:
-        section["detection"] = (
+        detection = (
             "untrusted: the sandbox's own reports (gVisor has no seccomp user notifications; denied inside by EPERM)"
-            if section["report"]
+            if config.detect_escape_attempts
             else "not possible: gVisor has no seccomp user notifications (denied inside by EPERM, unseen)"
         )
+        policy = dataclasses.replace(policy, detection=detection)
+    return policy
+
+
+def seccomp_section(config: OSSandboxConfig, runtime: str | None) -> dict[str, Any]:
+    """The bootstrap's seccomp section: the policy, plus whether the sandbox reports on itself."""
+    policy = seccomp_policy(config, runtime)
+    section = dataclasses.asdict(policy)
+    section["report"] = config.detect_escape_attempts and not policy.notify
     return section
 
 
@@ -136,50 +140,29 @@ def wants_reports(section: dict[str, Any] | None) -> bool:
     return bool(section and section.get("enabled") and not section.get("notify") and section.get("report"))
 
 
-def seccomp_profile(runtime: str | None = None, *, supervised: bool = False) -> dict[str, Any]:
-    """The OCI profile: allow by default, EPERM for escape-class syscalls.
+def oci_profile(policy: SeccompPolicy, runtime: str | None = None) -> dict[str, Any]:
+    """The policy's OCI profile, for a container whose bootstrap loads the same policy's BPF.
 
-    Also denies clone(2) with namespace flags and the TIOCSTI/TIOCLINUX
-    ioctls, and answers clone3 with ENOSYS so that libc falls back to clone,
-    whose flags the filter can inspect (as Docker's default profile does).
-    Under gVisor (``runtime="runsc"``) the clone3 rule is left out (see
-    :data:`RUNSC`). ``supervised``: the escape-class rules are left to the
-    bootstrap's notifying filter (an ERRNO here would hide them from it).
+    Stacked filters answer with the strictest action and ERRNO beats
+    USER_NOTIF, so where the policy notifies the escape class (names, clone
+    with namespace flags, TIOCSTI/TIOCLINUX) is left to the bootstrap's
+    filter, which sends it to the supervisor; the rest stays EPERM here.
+    Without notifications the profile is the policy's as it stands.
     """
     from ...confinement import seccomp
 
-    eperm = 1
-    syscalls: list[dict[str, Any]] = [{"names": list(seccomp.DENY), "action": "SCMP_ACT_ERRNO", "errnoRet": eperm}]
-    if not supervised:
-        syscalls[0]["names"] = [*seccomp.ESCAPE, *seccomp.DENY]
-    if runtime != RUNSC:
-        syscalls.append({"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38})
-    if not supervised:
-        for bit in range(32):
-            flag = 1 << bit
-            if seccomp.CLONE_NEW_MASK & flag:
-                syscalls.append(
-                    {
-                        "names": ["clone"],
-                        "action": "SCMP_ACT_ERRNO",
-                        "errnoRet": eperm,
-                        "args": [{"index": 0, "value": flag, "valueTwo": flag, "op": "SCMP_CMP_MASKED_EQ"}],
-                    }
-                )
-        for request in (seccomp.TIOCSTI, seccomp.TIOCLINUX):
-            syscalls.append(
-                {
-                    "names": ["ioctl"],
-                    "action": "SCMP_ACT_ERRNO",
-                    "errnoRet": eperm,
-                    "args": [{"index": 1, "value": request, "op": "SCMP_CMP_EQ"}],
-                }
-            )
-    return {
-        "defaultAction": "SCMP_ACT_ALLOW",
-        "architectures": _ARCHES.get(platform.machine().lower(), []),
-        "syscalls": syscalls,
-    }
+    profile = policy.oci_profile(runtime)
+    if not policy.notify:
+        return profile
+    escape = set(seccomp.ESCAPE)
+    kept: list[dict[str, Any]] = []
+    for rule in profile["syscalls"]:
+        if rule.get("args") and rule["names"] in (["clone"], ["ioctl"]):
+            continue  # notified by the bootstrap's filter
+        names = [n for n in rule["names"] if n not in escape]
+        if names:
+            kept.append(dict(rule, names=names))
+    return dict(profile, syscalls=kept)
 
 
 # -- what the container mounts and runs ----------------------------------------------
@@ -335,7 +318,7 @@ def container_settings(
     uid, _, gid = SANDBOX_USER.partition(":")
     ulimits = _ulimits(config)
     section = seccomp_section(config, runtime)
-    profile = seccomp_profile(runtime, supervised=bool(section.get("notify")))
+    profile = oci_profile(seccomp_policy(config, runtime), runtime)
     settings: dict[str, Any] = {
         "image": image or config.container_image or images.default_image(),
         "command": worker_command(binds, section),

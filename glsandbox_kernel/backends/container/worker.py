@@ -26,9 +26,9 @@ from collections.abc import Callable
 from typing import Any
 
 from ...config import OSSandboxConfig
+from ...confinement import cgroups
 from ..base import ExitInfo, ResourceSample, WorkerProcess
 from . import docker_api, lifetime
-from .cgroup import cgroup_reader_for
 from .settings import LABEL_SESSION, RUNSC, seccomp_of
 
 log = logging.getLogger("glsandbox.container")
@@ -106,7 +106,7 @@ class ContainerWorker(WorkerProcess):
         self._host_signals = runtime is None and worker_pid is not None
         self._pidfd = _pidfd(init_pid)
         self._worker_pidfd = _pidfd(worker_pid) if worker_pid != init_pid else None
-        self._cgroup = cgroup_reader_for(init_pid) if init_pid else None
+        self._cgroup = cgroups.from_pid(init_pid) if init_pid else None
         self._returncode: int | None = None
         self._last_sample: ResourceSample | None = None
         self.owner_pid = os.getpid()
@@ -163,6 +163,13 @@ class ContainerWorker(WorkerProcess):
         for record in early:
             listener(record)
 
+    def _cgroup_sample(self) -> ResourceSample | None:
+        """The container's cgroup, read from outside (read-only: we do not own it); None once gone."""
+        if self._cgroup is None:
+            return None
+        raw = self._cgroup.sample()
+        return None if raw is None else ResourceSample(**raw)
+
     # -- Popen-like ----------------------------------------------------------
     def _api(self) -> Any:
         return docker_api.api()
@@ -194,7 +201,7 @@ class ContainerWorker(WorkerProcess):
             return
         if ready:
             self._death_seen = True
-            seen = self._cgroup.sample()
+            seen = self._cgroup_sample()
             if seen is not None:
                 self._last_sample = seen
                 self._oom = self._oom or bool(seen.oom_killed)
@@ -233,7 +240,7 @@ class ContainerWorker(WorkerProcess):
             # read it first (the peak and OOM counter at death). Under gVisor
             # the sentry is the init whose death we noticed, so this races
             # with `runsc delete`, but is usually first.
-            seen = self._cgroup.sample() if self._cgroup is not None else None
+            seen = self._cgroup_sample() if self._cgroup is not None else None
             if seen is not None:
                 self._last_sample = seen
                 self._oom = self._oom or bool(seen.oom_killed)
@@ -310,7 +317,7 @@ class ContainerWorker(WorkerProcess):
             return
         self._killed = True
         if self._cgroup is not None:
-            before = self._cgroup.sample()
+            before = self._cgroup_sample()
             if before is not None:
                 self._last_sample = before
                 self._oom = self._oom or bool(before.oom_killed)
@@ -366,7 +373,7 @@ class ContainerWorker(WorkerProcess):
         when the worker's death was noticed, so an OOM kill keeps its peak).
         """
         if self._cgroup is not None:
-            s = self._cgroup.sample()
+            s = self._cgroup_sample()
             if s is not None:
                 if s.oom_killed:
                     self._oom = True
@@ -376,7 +383,7 @@ class ContainerWorker(WorkerProcess):
                 last = dataclasses.replace(self._last_sample, oom_killed=self._oom)
                 last.source += " (at exit)"
                 return last
-            return ResourceSample(oom_killed=self._oom or None, source=f"cgroup-{self._cgroup.version}")
+            return ResourceSample(oom_killed=self._oom or None, source=f"cgroup-v{self._cgroup.version}")
         return self._stats_sample()
 
     def _stats_sample(self) -> ResourceSample:
@@ -431,8 +438,8 @@ class ContainerWorker(WorkerProcess):
             "pids_limit": s.get("pids_limit"),
             "process_limit": _process_limit(s, self.runtime),
             "tmpfs": s.get("tmpfs"),
-            "cgroup": self._cgroup.version if self._cgroup else None,
-            "metrics_source": f"cgroup-{self._cgroup.version}" if self._cgroup else "docker-stats",
+            "cgroup": f"v{self._cgroup.version}" if self._cgroup else None,
+            "metrics_source": f"cgroup-v{self._cgroup.version}" if self._cgroup else "docker-stats",
             "execve_denied": bool(self.seccomp.get("deny_exec")),
         }
 
