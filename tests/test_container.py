@@ -54,7 +54,7 @@ from glsandbox_kernel.backends.container import (
 )
 from glsandbox_kernel.backends.container import settings as ctr_settings
 from glsandbox_kernel.backends.gvisor import GVisorBackend
-from glsandbox_kernel.config import FilesystemConfig, WhitelistConfig
+from glsandbox_kernel.config import FilesystemConfig, NetworkConfig, WhitelistConfig
 
 pytestmark = [pytest.mark.container]
 
@@ -336,6 +336,24 @@ def test_settings_builder_is_shared_and_locked_down(monkeypatch: pytest.MonkeyPa
     assert a == ContainerBackend(config).pool_key()
     assert a != ContainerBackend(config.replace(limits=ResourceLimits(memory_limit_bytes=64 * MiB))).pool_key()
     assert a != GVisorBackend(config).pool_key()
+
+
+def test_settings_network_goes_through_the_host_proxy(tmp_path: Any) -> None:
+    """Network none always; an allowed network is the host proxy's socket, bound read-only."""
+    net = NetworkConfig(allow_network=True, allowed_hosts=("127.0.0.1:8080",))
+    config = OSSandboxConfig(isolation_type=CONTAINER, network=net)
+    with pytest.raises(ValueError, match="proxy"):
+        container_settings(config, session_id="s", socket_dir=str(tmp_path))
+    s = container_settings(config, session_id="s", socket_dir=str(tmp_path), proxy_dir="/tmp/p1")
+    assert s["network_mode"] == "none" and s["network_disabled"] is True
+    assert s["volumes"]["/tmp/p1"] == {"bind": "/run/glsandbox-net", "mode": "ro"}
+    spec = ctr_settings.bootstrap_spec(s)
+    assert spec["network"]["proxy_socket"] == "/run/glsandbox-net/proxy" and spec["network"]["mode"] == "allowlist"
+    other = container_settings(config, session_id="t", socket_dir="/tmp/other", proxy_dir="/tmp/p2")
+    assert ctr_settings.settings_key(s) == ctr_settings.settings_key(other)  # per-use dirs are not in the key
+    none = container_settings(OSSandboxConfig(isolation_type=CONTAINER), session_id="s", socket_dir=str(tmp_path))
+    assert ctr_settings.bootstrap_spec(none)["network"] is None
+    assert not any(v["bind"] == "/run/glsandbox-net" for v in none["volumes"].values())
 
 
 def test_settings_refuse_blocked_binds() -> None:

@@ -1,4 +1,4 @@
-"""Escape attempts in CONTAINER (runc) and GVISOR (runsc), at STRICT and MODERATE.
+"""Escape attempts and the network policy in CONTAINER (runc) and GVISOR (runsc).
 
 Real attacks run as sandboxed code through the public API; the tests assert
 what the kernel answered inside (the errno), what the trusted side recorded
@@ -8,16 +8,22 @@ supervisor sees each attempt (``trusted: True``, the same records as
 NAMESPACE); gVisor has no seccomp user notifications, so there the attempt
 is denied inside by the sentry, and what the sandbox reports of itself is
 recorded as ``trusted: False`` (the rest is unseen, and the backend says so).
-Skipped, with the reason, when Docker (or runsc) is not usable here.
+The network tests send traffic only to servers they start on the host's
+127.0.0.1; a blocked address is tested by the proxy's decision, made
+before any connection. Skipped, with the reason, when Docker (or runsc) is
+not usable here.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import cloudpickle
@@ -25,6 +31,7 @@ import pytest
 
 from glsandbox_kernel import (
     IsolationType,
+    NetworkConfig,
     OSSandbox,
     SandboxEscapeError,
     SandboxViolationError,
@@ -71,8 +78,8 @@ def _ours() -> list[str]:
 class Box:
     """One container sandbox under attack, with its audit file."""
 
-    def __init__(self, level: str, iso: IsolationType, audit_path: str) -> None:
-        self.config = create_config_by_level(level, isolation_type=iso, audit_log_path=audit_path)
+    def __init__(self, level: str, iso: IsolationType, audit_path: str, **overrides: Any) -> None:
+        self.config = create_config_by_level(level, isolation_type=iso, audit_log_path=audit_path, **overrides)
         self.audit_path = audit_path
         self.iso = iso
         self.sb = OSSandbox(self.config)
@@ -89,12 +96,12 @@ class Box:
 
 
 @pytest.fixture
-def box(tmp_path: Any, isolation: IsolationType) -> Iterator[Callable[[str], Box]]:
+def box(tmp_path: Any, isolation: IsolationType) -> Iterator[Callable[..., Box]]:
     docker_pool.set_pool_size(0)
     made: list[Box] = []
 
-    def make(level: str) -> Box:
-        b = Box(level, isolation, str(tmp_path / f"audit-{len(made)}.jsonl"))
+    def make(level: str, **overrides: Any) -> Box:
+        b = Box(level, isolation, str(tmp_path / f"audit-{len(made)}.jsonl"), **overrides)
         made.append(b)
         return b
 
@@ -193,7 +200,7 @@ SYSCALL_ATTACKS: dict[str, tuple[int, ...]] = {
 
 # -- the battery --------------------------------------------------------------------------
 @pytest.mark.parametrize("level", LEVELS)
-def test_ptrace_of_the_containers_init(level: str, box: Callable[[str], Box]) -> None:
+def test_ptrace_of_the_containers_init(level: str, box: Callable[..., Box]) -> None:
     b = box(level)
     result, exc = b.run(attack_ptrace, 1)
     expect_denied(b, result, exc, escape=True, syscall="ptrace", reported=True)
@@ -203,7 +210,7 @@ def test_ptrace_of_the_containers_init(level: str, box: Callable[[str], Box]) ->
 
 @pytest.mark.parametrize("level", LEVELS)
 @pytest.mark.parametrize("name", sorted(SYSCALL_ATTACKS))
-def test_escape_syscalls_through_ctypes(level: str, name: str, box: Callable[[str], Box]) -> None:
+def test_escape_syscalls_through_ctypes(level: str, name: str, box: Callable[..., Box]) -> None:
     from glsandbox_kernel.confinement.seccomp import syscall_number
 
     b = box(level)
@@ -216,7 +223,7 @@ def test_escape_syscalls_through_ctypes(level: str, name: str, box: Callable[[st
 
 
 @pytest.mark.parametrize("level", LEVELS)
-def test_execve_denied_at_strict_only(level: str, box: Callable[[str], Box]) -> None:
+def test_execve_denied_at_strict_only(level: str, box: Callable[..., Box]) -> None:
     b = box(level)
     result, exc = b.run(attack_exec)
     if level == "strict":
@@ -229,7 +236,7 @@ def test_execve_denied_at_strict_only(level: str, box: Callable[[str], Box]) -> 
 
 
 @pytest.mark.parametrize("level", LEVELS)
-def test_seed_escape_tool(level: str, box: Callable[[str], Box]) -> None:
+def test_seed_escape_tool(level: str, box: Callable[..., Box]) -> None:
     b = box(level)
     result, exc = b.run(seed_escape_attempt)
     expect_denied(b, result, exc, escape=True, syscall="execve", reported=True)
@@ -296,3 +303,136 @@ def test_detection_off_still_denies(isolation: IsolationType) -> None:
     finally:
         docker_pool.set_pool_size(None)
     assert flush_removals(30) and _ours() == []
+
+
+# -- the network policy: the host proxy behind a socket bound into a network-none container ------
+class _Hello(BaseHTTPRequestHandler):
+    body = b"hello from the host's loopback\n" * 8
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def host_server() -> Iterator[tuple[int, list[Any]]]:
+    """An HTTP server on the host's 127.0.0.1 (the only address these tests send traffic to)."""
+    accepted: list[Any] = []
+
+    class Server(ThreadingHTTPServer):
+        def verify_request(self, request: Any, client_address: Any) -> bool:
+            accepted.append(client_address)
+            return True
+
+    srv = Server(("127.0.0.1", 0), _Hello)
+    t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    t.start()
+    try:
+        yield int(srv.server_address[1]), accepted
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def attack_http(url: str) -> Any:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return len(r.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def attack_connect(port: int) -> int:
+    import socket
+
+    s = socket.socket()
+    s.settimeout(5)
+    try:
+        s.connect(("127.0.0.1", port))
+        return 0
+    except OSError as exc:
+        return exc.errno or -1
+    finally:
+        s.close()
+
+
+def proxy_env() -> dict[str, str]:
+    import os
+
+    return {k: v for k, v in os.environ.items() if k.lower() in ("http_proxy", "https_proxy")}
+
+
+def expect_network_violation(b: Box, exc: BaseException | None, host: str) -> dict[str, Any]:
+    """The proxy (host side, trusted under runc AND gVisor) refused and recorded it."""
+    if b.enforcing:
+        assert isinstance(exc, SandboxViolationError) and not isinstance(exc, SandboxEscapeError), exc
+    else:
+        assert exc is None, exc
+    rec = b.last()
+    assert rec["event_type"] == "violation"
+    v = next(v for v in rec["violations"] if v["kind"] == "network")
+    assert v["trusted"] is True and v["source"] == "network-proxy" and v["host"] == host
+    assert b.sb.metrics.violations_detected >= 1 and b.sb.metrics.escape_attempts == 0
+    return v
+
+
+def test_strict_has_no_network_and_no_proxy(box: Callable[..., Box], host_server: tuple[int, list[Any]]) -> None:
+    port, accepted = host_server
+    b = box("strict")
+    result, exc = b.run(attack_connect, port)
+    assert exc is None and result == errno.ECONNREFUSED  # its own loopback: nothing listens there
+    assert b.run(proxy_env) == ({}, None)
+    assert accepted == [] and b.sb.metrics.network_bytes_received is None  # no proxy: not measured, not 0
+    assert b.sb.session.worker.describe()["network"] == "none"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("level", ["moderate", "lenient"])
+def test_allowlist_allow_and_deny_through_the_proxy(
+    level: str, box: Callable[..., Box], host_server: tuple[int, list[Any]]
+) -> None:
+    port, accepted = host_server
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen(1)
+        denied = other.getsockname()[1]
+        b = box(level, network=NetworkConfig(allow_network=True, allowed_hosts=(f"127.0.0.1:{port}",)))
+        result, exc = b.run(attack_http, f"http://127.0.0.1:{port}/")
+        assert exc is None and result == len(_Hello.body) and len(accepted) == 1
+        m = b.sb.metrics  # counted by the host proxy
+        assert m.network_bytes_received is not None and m.network_bytes_received >= len(_Hello.body)
+        assert m.network_bytes_sent is not None and m.network_bytes_sent > 0
+        assert m.violations_detected == 0
+        result, exc = b.run(attack_http, f"http://127.0.0.1:{denied}/")
+        v = expect_network_violation(b, exc, "127.0.0.1")
+        assert v["port"] == denied and "not in allowed_hosts" in v["detail"]
+        if not b.enforcing:
+            assert result == 403
+        other.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            other.accept()  # the proxy decided before connecting
+        result, exc = b.run(attack_connect, port)  # no way around the proxy: the container's own loopback
+        assert result == errno.ECONNREFUSED and len(accepted) == 1
+
+
+def test_lenient_any_host_but_metadata(box: Callable[..., Box], host_server: tuple[int, list[Any]]) -> None:
+    port, accepted = host_server
+    b = box("lenient")
+    assert b.config.network.mode == "any"
+    env, exc = b.run(proxy_env)
+    assert exc is None and env.get("HTTP_PROXY", "").startswith("http://127.0.0.1:")
+    # Decided by the proxy before any connection: no traffic leaves for these.
+    result, exc = b.run(attack_http, "http://169.254.169.254/latest/meta-data/")
+    v = expect_network_violation(b, exc, "169.254.169.254")
+    assert result == 403 and "169.254.169.254" in v["detail"]
+    result, exc = b.run(attack_http, f"http://127.0.0.1:{port}/")  # loopback only when listed
+    expect_network_violation(b, exc, "127.0.0.1")
+    assert result == 403 and accepted == []
+    assert "any host but metadata" in b.sb.session.worker.describe()["network"]  # type: ignore[union-attr]

@@ -7,8 +7,9 @@ sentry's first task under gVisor)::
 
 ``SPEC_JSON`` comes from the host (:func:`glsandbox_kernel.backends.container.settings.worker_command`):
 the Python ``X.Y`` the host needs, the mounted dependency directories, the
-site directory holding this package, the transport socket's path and the
-seccomp section (:func:`glsandbox_kernel.confinement.seccomp.plan_seccomp`).
+site directory holding this package, the transport socket's path, the
+seccomp section (a :class:`glsandbox_kernel.confinement.seccomp.SeccompPolicy`)
+and the network section (:func:`glsandbox_kernel.confinement.network.plan_network`).
 
 In order:
 
@@ -18,11 +19,15 @@ In order:
    ``__init__`` (the host-side API; it runs on the first attribute access,
    when user code imports the package);
 3. import what the worker needs (a pooled worker's first call is then fast);
-4. load the project's seccomp filter (the same one NAMESPACE loads) with a
-   user-notification listener when the section asks for one;
+4. when the config allows any network, bind the TCP relay on 127.0.0.1
+   and set ``HTTP(S)_PROXY`` (NAMESPACE's ``prepare_relay_child``); load the
+   project's seccomp filter (the same policy NAMESPACE loads) with a
+   user-notification listener when the section asks for one; then fork the
+   relay (``start_relay_child``: confined by the same filter), which copies
+   bytes to the host proxy's socket bound at ``/run/glsandbox-net``;
 5. where no listener can reach the host (gVisor's sentry has no user
    notifications), install an audit hook that reports exec attempts and
-   escape-class ctypes calls on a second socket (``report_socket``) and
+   ctypes lookups of escape-class functions on a second socket (``report_socket``) and
    waits for the host's ack; the host records them as ``trusted: False``
    (what the sandbox says of itself). The kernel's filter still decides;
    the hook only adds a report and refuses escape tools early;
@@ -175,6 +180,12 @@ def main(argv: list[str]) -> None:
 
     report: dict[str, Any] = {}
     pass_fds: list[int] = []
+    network = spec.get("network")
+    relay = None
+    if network:
+        from glsandbox_kernel.confinement.network import prepare_relay_child
+
+        relay = prepare_relay_child(network, report)  # 127.0.0.1 listener; HTTP(S)_PROXY set
     section = spec.get("seccomp")
     if section:
         from glsandbox_kernel.confinement import seccomp
@@ -186,6 +197,10 @@ def main(argv: list[str]) -> None:
             sys.exit(SETUP_FAILED_EXIT)
         if listener is not None:
             pass_fds.append(listener)
+    if relay is not None:
+        from glsandbox_kernel.confinement.network import start_relay_child
+
+        start_relay_child(relay, network)  # forked after the filter, so it is confined the same way
     if spec.get("report_socket"):
         sys.addaudithook(_Reporter(_connect(str(spec["report_socket"])), section or {}))
     serve(_connect(str(spec["socket"])), pass_fds=pass_fds, report=report)

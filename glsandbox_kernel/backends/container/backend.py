@@ -12,7 +12,7 @@ GVISOR (:mod:`glsandbox_kernel.backends.gvisor`) subclasses it with
 from __future__ import annotations
 
 import os
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ... import procfs
 from ...config import IsolationType
@@ -22,6 +22,9 @@ from . import docker_api, images
 from .launch import launch_worker
 from .settings import container_settings, settings_key
 from .worker import ContainerWorker
+
+if TYPE_CHECKING:
+    from ...confinement.network import NetworkProxy
 
 
 def is_seccomp_listener(fd: int) -> bool:
@@ -61,19 +64,33 @@ class ContainerBackend(SandboxBackend):
             f"then build the image with `{images.BUILD_SCRIPT}`"
         )
 
-    def settings(self, *, session_id: str, socket_dir: str) -> dict[str, Any]:
+    def settings(self, *, session_id: str, socket_dir: str, proxy_dir: str | None = None) -> dict[str, Any]:
         """:func:`~.settings.container_settings` for this backend's config and runtime."""
         return container_settings(
-            self.config, session_id=session_id, socket_dir=socket_dir, runtime=self.runtime, backend=self.name
+            self.config,
+            session_id=session_id,
+            socket_dir=socket_dir,
+            runtime=self.runtime,
+            backend=self.name,
+            proxy_dir=proxy_dir,
         )
 
     def pool_key(self) -> str:
         """What a pooled container must share with this config to be handed out."""
-        return settings_key(self.settings(session_id="pool", socket_dir="<socket>"))
+        return settings_key(self.settings(session_id="pool", socket_dir="<socket>", proxy_dir="<proxy>"))
+
+    def _proxy(self, path: str) -> NetworkProxy:
+        """HOST side: the network proxy for one container (the only way out of its network none)."""
+        from ...confinement.network import NetworkProxy
+
+        net = self.config.network
+        return NetworkProxy(path, net.allowed_hosts, self.config.limits.network_bandwidth_bytes_per_s, mode=net.mode)
 
     def _launch(self, session_id: str) -> ContainerWorker:
         return launch_worker(
-            lambda sock_dir: self.settings(session_id=session_id, socket_dir=sock_dir), backend=self.name
+            lambda sock_dir, proxy_dir: self.settings(session_id=session_id, socket_dir=sock_dir, proxy_dir=proxy_dir),
+            backend=self.name,
+            proxy_for=self._proxy if self.config.network.mode != "none" else None,
         )
 
     def start(self, *, session_id: str) -> WorkerProcess:

@@ -18,7 +18,7 @@ import struct
 import tempfile
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ... import procfs
 from ...exceptions import BackendUnavailableError, SandboxCrashedError, SandboxSecurityError
@@ -26,6 +26,9 @@ from ...worker.bootstrap import SETUP_FAILED_EXIT, VERSION_MISMATCH_EXIT
 from . import docker_api, images, lifetime
 from .settings import bootstrap_spec, create_kwargs
 from .worker import ContainerWorker, returncode_of
+
+if TYPE_CHECKING:
+    from ...confinement.network import NetworkProxy
 
 CONNECT_TIMEOUT = 30.0
 
@@ -124,21 +127,35 @@ def _private_listener(undo: contextlib.ExitStack) -> tuple[socket.socket, str, s
     return _listen(os.path.join(sock_dir, "sock"), undo), sock_dir, outer
 
 
+def _proxy_dir(proxy_for: Callable[[str], NetworkProxy], undo: contextlib.ExitStack) -> tuple[str, NetworkProxy]:
+    """A private directory with the network proxy's socket in it (kept while the container lives)."""
+    proxy_dir = tempfile.mkdtemp(prefix="glsandbox-net-")
+    undo.callback(shutil.rmtree, proxy_dir, True)
+    os.chmod(proxy_dir, 0o711)  # the container's user reaches the socket (0666), nobody lists it
+    proxy = proxy_for(os.path.join(proxy_dir, "proxy"))
+    undo.callback(proxy.stop)
+    return proxy_dir, proxy
+
+
 def launch_worker(
-    settings_for: Callable[[str], dict[str, Any]],
+    settings_for: Callable[[str, str | None], dict[str, Any]],
     *,
     backend: str = "container",
+    proxy_for: Callable[[str], NetworkProxy] | None = None,
     connect_timeout: float = CONNECT_TIMEOUT,
 ) -> ContainerWorker:
     """Create and start one container and return it connected (host side).
 
-    ``settings_for(socket_dir)`` returns :func:`~.settings.container_settings`
-    for the private socket directory made here. Undoes everything on failure.
+    ``settings_for(socket_dir, proxy_dir)`` returns
+    :func:`~.settings.container_settings` for the private directories made
+    here; ``proxy_for(path)`` starts the network proxy on ``path`` when the
+    config allows any network. Undoes everything on failure.
     """
     api = docker_api.api()
     with contextlib.ExitStack() as undo:
         listener, sock_dir, outer = _private_listener(undo)
-        settings = settings_for(sock_dir)
+        proxy_dir, proxy = _proxy_dir(proxy_for, undo) if proxy_for is not None else (None, None)
+        settings = settings_for(sock_dir, proxy_dir)
         reports = (
             _listen(os.path.join(sock_dir, "report"), undo) if bootstrap_spec(settings).get("report_socket") else None
         )
@@ -181,6 +198,8 @@ def launch_worker(
             runtime=runtime,
             backend=backend,
             settings=settings,
+            proxy=proxy,
+            proxy_dir=proxy_dir,
         )
         if report_conn is not None:
             worker.read_reports(report_conn)

@@ -14,11 +14,12 @@ import atexit
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import threading
 from collections.abc import Callable
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ... import procfs
 from ..reaper import reaper
@@ -71,6 +72,17 @@ def release(container_id: str) -> None:
     """The worker ended and was cleaned up: queue the container's removal."""
     _live.pop(container_id, None)
     _remove_later(container_id)
+
+
+def release_proxy(proxy: Any, proxy_dir: str | None) -> None:
+    """Stop a finished container's network proxy and remove its directory, in the background."""
+
+    def job() -> None:
+        proxy.stop()
+        if proxy_dir is not None:
+            shutil.rmtree(proxy_dir, ignore_errors=True)
+
+    _reaper.submit(job)
 
 
 def flush_removals(timeout: float = 30.0) -> bool:

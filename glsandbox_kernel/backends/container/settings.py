@@ -49,6 +49,9 @@ LABEL_BACKEND = "glsandbox.backend"
 SOCKET_DIR = "/run/glsandbox"
 SOCKET_PATH = f"{SOCKET_DIR}/sock"
 REPORT_PATH = f"{SOCKET_DIR}/report"
+#: Where the host's network proxy socket appears (its own directory, bound read-only).
+NET_DIR = "/run/glsandbox-net"
+PROXY_PATH = f"{NET_DIR}/proxy"
 SITE_DIR = "/opt/glsandbox/site"
 DEPS_DIR = "/opt/glsandbox/deps"
 WORK_DIR = "/work"
@@ -202,9 +205,31 @@ def worker_binds() -> dict[str, dict[str, str]]:
     return binds
 
 
-def worker_command(binds: dict[str, dict[str, str]], seccomp: dict[str, Any] | None = None) -> list[str]:
+def network_section(config: OSSandboxConfig) -> dict[str, Any] | None:
+    """The bootstrap's network section (NAMESPACE's): the relay to the host proxy, or None.
+
+    The container keeps network none (loopback only); any network the config
+    allows goes through the host's :class:`~glsandbox_kernel.confinement.network.NetworkProxy`
+    behind :data:`PROXY_PATH`, reached by the in-sandbox TCP relay on 127.0.0.1.
+    """
+    from ...confinement.network import plan_network
+
+    mode = config.network.mode
+    if mode == "none":
+        return None
+    section = plan_network(mode=mode, proxy_socket=PROXY_PATH)
+    section["loopback"] = False  # the runtime brings lo up in the container's namespace
+    return section
+
+
+def worker_command(
+    binds: dict[str, dict[str, str]],
+    seccomp: dict[str, Any] | None = None,
+    network: dict[str, Any] | None = None,
+) -> list[str]:
     """The container's command: the sandbox-side bootstrap, which then serves the worker."""
     spec = {
+        "network": network,
         "python": images.host_python(),
         "deps": [b["bind"] for b in binds.values() if b["bind"].startswith(DEPS_DIR)],
         "site": SITE_DIR,
@@ -297,19 +322,26 @@ def container_settings(
     runtime: str | None = None,
     image: str | None = None,
     backend: str = "container",
+    proxy_dir: str | None = None,
 ) -> dict[str, Any]:
     """Keyword arguments for ``client.containers.create/run`` for one worker.
 
     Shared by CONTAINER and GVISOR (``runtime="runsc"``, which differs only
     in the seccomp profile's clone3 rule and in how the process limit is
     enforced: see :data:`RUNSC`). ``socket_dir`` is the private host
-    directory holding the transport socket. Pure: builds a dict, starts
-    nothing (tests assert it directly).
+    directory holding the transport socket; ``proxy_dir`` the one holding
+    the network proxy's socket (when the config allows any network). Pure:
+    builds a dict, starts nothing (tests assert it directly).
     """
     lim = config.limits
     binds = worker_binds()
     binds.update(_user_binds(config))
     binds[socket_dir] = {"bind": SOCKET_DIR, "mode": "ro"}
+    network = network_section(config)
+    if network is not None:
+        if proxy_dir is None:
+            raise ValueError("the config allows network: container_settings needs the proxy's directory")
+        binds[proxy_dir] = {"bind": NET_DIR, "mode": "ro"}
     # Docker's tmpfs defaults to noexec; "exec" only where new programs are allowed.
     tmpfs_opts = "rw,nosuid,nodev," + ("exec" if config.new_programs_allowed else "noexec")
     size = lim.disk_quota_bytes or lim.memory_limit_bytes
@@ -321,7 +353,7 @@ def container_settings(
     profile = oci_profile(seccomp_policy(config, runtime), runtime)
     settings: dict[str, Any] = {
         "image": image or config.container_image or images.default_image(),
-        "command": worker_command(binds, section),
+        "command": worker_command(binds, section, network),
         "user": SANDBOX_USER,
         "environment": _environment(config, binds),
         "working_dir": WORK_DIR,
@@ -374,7 +406,8 @@ def settings_key(settings: dict[str, Any]) -> str:
     """A digest of everything that matters for reuse (pool key): all but per-use fields."""
     stable = dict(settings)
     stable["labels"] = {k: v for k, v in settings.get("labels", {}).items() if k != LABEL_SESSION}
-    stable["volumes"] = {k: v for k, v in settings.get("volumes", {}).items() if v.get("bind") != SOCKET_DIR}
+    per_use = (SOCKET_DIR, NET_DIR)
+    stable["volumes"] = {k: v for k, v in settings.get("volumes", {}).items() if v.get("bind") not in per_use}
     return hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -91,6 +91,8 @@ class ContainerWorker(WorkerProcess):
         runtime: str | None,
         backend: str,
         settings: dict[str, Any],
+        proxy: Any = None,
+        proxy_dir: str | None = None,
     ) -> None:
         self.container_id = container_id
         self.sock = sock
@@ -122,6 +124,11 @@ class ContainerWorker(WorkerProcess):
         self._early: list[dict[str, Any]] = []
         self._listeners_lock = threading.Lock()
         self.reports: Any = None
+        #: The host's network proxy (trusted byte counts, refusals as violations) and its directory.
+        self.proxy = proxy
+        self.proxy_dir = proxy_dir
+        if proxy is not None:
+            proxy.on_violation = self._violation
 
     # -- the seccomp supervisor (trusted detection) -----------------------------
     def attach_supervisor(self, listener_fd: int, config: OSSandboxConfig) -> None:
@@ -359,6 +366,8 @@ class ContainerWorker(WorkerProcess):
             self.supervisor.stop()
         if self.reports is not None:
             self.reports.stop()
+        if self.proxy is not None:
+            lifetime.release_proxy(self.proxy, self.proxy_dir)
         lifetime.release(self.container_id)
 
     # -- facts ----------------------------------------------------------------
@@ -367,6 +376,15 @@ class ContainerWorker(WorkerProcess):
         return ExitInfo(rc, "oom" if self._oom else None)
 
     def sample(self) -> ResourceSample:
+        """The container's figures plus the proxy's trusted byte counts (when it has network)."""
+        s = self._resource_sample()
+        if self.proxy is not None:
+            net = self.proxy.stats()
+            s.network_bytes_sent = net["bytes_sent"]
+            s.network_bytes_received = net["bytes_received"]
+        return s
+
+    def _resource_sample(self) -> ResourceSample:
         """cgroup files read from the host; the stats API where they are not visible.
 
         After the container is gone: the last reading (taken at the latest
@@ -422,7 +440,11 @@ class ContainerWorker(WorkerProcess):
             "image": self.image,
             "runtime": self.runtime or "runc",
             "pooled": self.pooled,
-            "network": "none",
+            "network": (
+                f"proxy {self.proxy.mode}: {', '.join(self.proxy.allowed_hosts) or 'any host but metadata'}"
+                if self.proxy is not None
+                else "none"
+            ),
             "read_only_root": bool(s.get("read_only")),
             "cap_drop": s.get("cap_drop"),
             "no_new_privileges": True,
