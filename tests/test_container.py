@@ -662,7 +662,8 @@ def test_warm_pool_hands_each_container_to_one_session(isolation: IsolationType)
     assert ctr.flush_removals(20)
     for cid in seen:
         assert not container_exists(cid)
-    assert len(our_containers()) == 2  # the two warm ones, drained by the fixture
+    # the warm ones, drained by the fixture: at least the floor, at most the adaptive bound
+    assert 2 <= len(our_containers()) <= docker_pool.MAX_ADAPTIVE
 
 
 # -- no leaks across host exits -------------------------------------------------------------
@@ -786,6 +787,18 @@ class _FakeWorker:
 
     def cleanup(self) -> None:
         self.cleaned = True
+
+
+def test_pool_size_follows_the_rate_of_takes_bounded() -> None:
+    """Back-to-back takes raise the size a pool refills to; never above the bound; 0 stays off."""
+    docker_pool.set_pool_size(2)
+    assert docker_pool.adaptive_size() >= 2
+    for _ in range(30):  # 30 sessions in a burst, each wanting a fresh container
+        docker_pool.note_take()
+    burst = docker_pool.adaptive_size()
+    assert 2 < burst <= docker_pool.MAX_ADAPTIVE
+    docker_pool.set_pool_size(0)
+    assert docker_pool.adaptive_size() == 0  # pooling off means off, whatever the rate
 
 
 def test_pool_bookkeeping_take_once_and_evict_least_recent() -> None:

@@ -11,12 +11,24 @@ everything that matters in the container's settings
 exit (registered with :mod:`.container.lifetime`).
 
 Size: ``GLSANDBOX_CONTAINER_POOL`` (default 2; 0 turns pooling off) or
-:func:`set_pool_size`. Who calls: :class:`~.container.ContainerBackend` (and
-GVISOR through it); tests and benchmarks use :func:`drain_all`.
+:func:`set_pool_size` is the floor. To keep up with sessions that follow
+each other, the size a pool refills to adapts to the rate of takes: about
+rate x launch time (both measured here, the launch time as a moving
+average) plus one, never above the policy's maximum (:data:`MAX_ADAPTIVE`),
+and the policy starts up to :data:`PARALLEL` containers at once. When the
+takes stop, the size falls back to the floor (idle extras wait for their
+session or the drain; nothing above the maximum is ever made).
+Who calls: :class:`~.container.ContainerBackend` (and GVISOR through it);
+tests and benchmarks use :func:`drain_all`.
 """
 
 from __future__ import annotations
 
+import collections
+import dataclasses
+import math
+import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -30,22 +42,95 @@ ENV_POOL_SIZE = CONTAINER_POLICY.env_var
 DEFAULT_POOL_SIZE = CONTAINER_POLICY.default_size
 MAX_POOLS = CONTAINER_POLICY.max_keys
 
-_GROUP: PoolGroup[ContainerWorker] = PoolGroup(CONTAINER_POLICY)
+#: Containers started at once by a refill (dockerd overlaps their create/start).
+PARALLEL = 3
+#: The adaptive size's ceiling (memory of idle containers is the cost).
+MAX_ADAPTIVE = 8
+#: Takes further apart than this do not count towards the rate.
+RATE_WINDOW = 5.0
+
+
+class _AdaptiveGroup(PoolGroup["ContainerWorker"]):
+    """The generic group, with a size that follows the rate of takes (see the module docstring)."""
+
+    def __init__(self) -> None:
+        # A take waits for a start under way rather than starting one more cold (which is never faster).
+        super().__init__(dataclasses.replace(CONTAINER_POLICY, parallel=PARALLEL, take_wait=30.0))
+        self._takes: collections.deque[float] = collections.deque(maxlen=32)
+        self._launch_s = 0.5  # moving average of one container's start (s)
+        self._stats_lock = threading.Lock()
+
+    def floor(self) -> int:
+        """The configured size (override, env var, default): 0 turns pooling off."""
+        return super().size()
+
+    def size(self) -> int:
+        floor = self.floor()
+        if floor <= 0:
+            return 0
+        now = time.monotonic()
+        with self._stats_lock:
+            recent = [t for t in self._takes if now - t <= RATE_WINDOW]
+            launch_s = self._launch_s
+        if len(recent) < 2:
+            return floor
+        rate = (len(recent) - 1) / max(recent[-1] - recent[0], 1e-3)
+        want = math.ceil(rate * launch_s) + 1
+        return max(floor, min(want, max(floor, MAX_ADAPTIVE), self.policy.maximum))
+
+    def note_take(self) -> None:
+        with self._stats_lock:
+            self._takes.append(time.monotonic())
+
+    def forget_rate(self) -> None:
+        with self._stats_lock:
+            self._takes.clear()
+
+    def note_launch(self, seconds: float) -> None:
+        with self._stats_lock:
+            self._launch_s = 0.7 * self._launch_s + 0.3 * seconds
+
+
+_GROUP = _AdaptiveGroup()
 
 
 def pool_size() -> int:
-    """Containers kept warm per pool key (override, then env var, then default)."""
+    """The configured pool size (override, then env var, then default); the adaptive size never goes below it."""
+    return _GROUP.floor()
+
+
+def adaptive_size() -> int:
+    """What a pool refills to now (doctor, benchmarks)."""
     return _GROUP.size()
 
 
+def note_take() -> None:
+    """A session asked for a fresh container (the backend's start): feeds the rate."""
+    _GROUP.note_take()
+
+
 def set_pool_size(size: int | None) -> None:
-    """Override the pool size for this process (None: back to the env var/default; 0 drains)."""
+    """Override the pool size for this process (None: back to the env var/default; 0 drains).
+
+    Also forgets the rate of takes seen so far (the size starts from the floor again).
+    """
+    _GROUP.forget_rate()
     _GROUP.set_size(size)
 
 
 def get_pool(key: str, launcher: Callable[[], ContainerWorker]) -> WarmPool[ContainerWorker]:
-    """The pool for ``key`` (made on first use); beyond MAX_POOLS the least recently used is drained."""
-    return _GROUP.get(key, launcher)
+    """The pool for ``key`` (made on first use); beyond MAX_POOLS the least recently used is drained.
+
+    Each launch is timed for the adaptive size.
+    """
+
+    def timed() -> ContainerWorker:
+        t0 = time.monotonic()
+        worker = launcher()
+        _GROUP.note_launch(time.monotonic() - t0)
+        return worker
+
+    return _GROUP.get(key, timed)
 
 
 def pools() -> list[WarmPool[ContainerWorker]]:
@@ -68,10 +153,14 @@ lifetime.on_shutdown(drain_all, forget_all)
 __all__ = [
     "DEFAULT_POOL_SIZE",
     "ENV_POOL_SIZE",
+    "MAX_ADAPTIVE",
     "MAX_POOLS",
+    "PARALLEL",
+    "adaptive_size",
     "drain_all",
     "forget_all",
     "get_pool",
+    "note_take",
     "pool_size",
     "pools",
     "set_pool_size",

@@ -99,6 +99,7 @@ class ContainerBackend(SandboxBackend):
 
         if docker_pool.pool_size() <= 0:
             return self._launch(session_id)
+        docker_pool.note_take()
         pool = docker_pool.get_pool(self.pool_key(), lambda: self._launch("pool"))
         worker = pool.take()
         if worker is None:
