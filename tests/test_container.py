@@ -216,7 +216,9 @@ def inside_probe() -> dict[str, Any]:
         except OSError as exc:
             facts[key] = errno.errorcode.get(exc.errno or 0, str(exc.errno))
     with open("/proc/self/mountinfo") as fh:
-        facts["root_mount_opts"] = next(ln.split()[5] for ln in fh if ln.split()[4] == "/").split(",")
+        mounts = [ln.split() for ln in fh]
+    facts["root_mount_opts"] = next(m[5] for m in mounts if m[4] == "/").split(",")
+    facts["var_tmp_fstype"] = next((m[m.index("-") + 1] for m in mounts if m[4] == "/var/tmp"), None)
     facts["no_new_privs"] = libc.prctl(39, 0, 0, 0, 0)  # PR_GET_NO_NEW_PRIVS
     with open("/proc/version") as fh:
         facts["proc_version"] = fh.read().strip()
@@ -412,7 +414,8 @@ def test_container_confinement_probe(monkeypatch: pytest.MonkeyPatch, isolation:
     assert facts["loopback"] == "ok"
     assert facts["outside"] in ("ENETUNREACH", "EHOSTUNREACH")
     # read-only root, writable tmpfs working directory, not root
-    assert facts["root_write"] == "EROFS"
+    # Podman's read-only mode puts a tmpfs (charged to the memory cgroup) on /var/tmp
+    assert facts["root_write"] == "EROFS" or (facts["root_write"] == "ok" and facts["var_tmp_fstype"] == "tmpfs")
     assert facts["usr_write"] in ("EROFS", "EACCES")
     assert "ro" in facts["root_mount_opts"]
     assert facts["cwd"] == "/work"
@@ -755,7 +758,8 @@ def test_worker_process_contract(isolation: IsolationType) -> None:
             assert init_cmd == b"runsc-sandbox" and worker.pid == worker.init_pid
             assert worker.init_pid in worker.host_pids()
         else:
-            assert init_cmd.endswith(b"docker-init") and worker.pid != worker.init_pid
+            # Docker's init is docker-init (tini), Podman's /run/podman-init (catatonit)
+            assert init_cmd.endswith((b"docker-init", b"podman-init")) and worker.pid != worker.init_pid
         sample = worker.sample()
         assert sample.memory_current and sample.pids and sample.pids >= 2
         worker.reset_peak()

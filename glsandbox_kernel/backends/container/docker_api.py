@@ -11,8 +11,12 @@ backend's name and a hint the user can act on.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib
 import logging
+import os
+import resource
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -41,6 +45,7 @@ _client_lock = threading.Lock()
 _client: Any = None
 _info_cache: tuple[float, dict[str, Any] | None, str] = (0.0, None, "")
 _INFO_TTL = 5.0
+_engine: str | None = None
 
 
 def docker_module() -> ModuleType:
@@ -105,8 +110,9 @@ def api() -> Any:
 
 def forget_client() -> None:
     """In a forked child: the parent's client (its connection pool) must not be shared."""
-    global _client
+    global _client, _engine
     _client = None
+    _engine = None
 
 
 def remove_now(container_id: str) -> None:
@@ -117,6 +123,62 @@ def remove_now(container_id: str) -> None:
         status = getattr(getattr(exc, "response", None), "status_code", None)
         if status not in (404, 409):
             log.warning("removing container %s failed: %s", container_id[:12], exc)
+
+
+def engine() -> str:
+    """``"podman"`` when the API is Podman's Docker-compatible service, else ``"docker"`` (cached)."""
+    global _engine
+    if _engine is None:
+        with map_docker_errors("container", "answer `version`"):
+            components = docker_client().version().get("Components") or []
+        names = " ".join(str(c.get("Name", "")) for c in components if isinstance(c, dict))
+        _engine = "podman" if "Podman" in names else "docker"
+    return _engine
+
+
+def for_engine(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` as this engine takes them (host side, at create time).
+
+    Podman's compat API reads ``seccomp=`` as a file path, not the profile
+    itself (Docker's CLI inlines the file): the profile goes to a file
+    named by its digest in a directory the service can read. Its tmpfs
+    options know no ``uid=``/``gid=``: ``U`` gives the mount to the
+    container's user instead.
+    """
+    if engine() != "podman":
+        return settings
+    opts = []
+    for opt in settings.get("security_opt", []):
+        if opt.startswith("seccomp=") and opt[len("seccomp=") :].lstrip().startswith("{"):
+            profile = opt[len("seccomp=") :].encode()
+            folder = os.path.join(tempfile.gettempdir(), f"glsandbox-seccomp-{os.geteuid()}")
+            os.makedirs(folder, mode=0o755, exist_ok=True)
+            path = os.path.join(folder, hashlib.sha256(profile).hexdigest()[:32] + ".json")
+            if not os.path.exists(path):
+                tmp = f"{path}.{os.getpid()}.tmp"
+                with open(tmp, "wb") as fh:
+                    fh.write(profile)
+                os.chmod(tmp, 0o644)
+                os.replace(tmp, path)
+            opt = f"seccomp={path}"
+        opts.append(opt)
+    # Podman's tmpfs options have no uid=/gid=; "U" chowns the tmpfs to the container's user.
+    tmpfs = {}
+    for target, options in (settings.get("tmpfs") or {}).items():
+        parts = [o for o in str(options).split(",") if not o.startswith(("uid=", "gid="))]
+        if len(parts) != len(str(options).split(",")):
+            parts.append("U")
+        tmpfs[target] = ",".join(parts)
+    # Podman asks for default RLIMIT_NOFILE/NPROC above its own, which runc cannot
+    # set once the capabilities are dropped ("error setting rlimit type 6/7"): name
+    # both, at this process's soft limits, capped (the pids cgroup is the process limit).
+    ulimits = list(settings.get("ulimits") or [])
+    for name, which, cap in (("nofile", resource.RLIMIT_NOFILE, 65536), ("nproc", resource.RLIMIT_NPROC, 8192)):
+        if not any(u.get("name") == name for u in ulimits):
+            soft = resource.getrlimit(which)[0]
+            value = cap if soft == resource.RLIM_INFINITY else min(soft, cap)
+            ulimits.append({"name": name, "soft": value, "hard": value})
+    return dict(settings, security_opt=opts, tmpfs=tmpfs, ulimits=ulimits)
 
 
 def daemon_info() -> tuple[dict[str, Any] | None, str]:
@@ -177,6 +239,12 @@ def check_available(*, backend: str, runtime: str | None = None, image: str | No
                 f"the {runtime!r} runtime is registered without {' '.join(missing)} "
                 f"(runtimeArgs: {' '.join(runtime_args(registered[runtime])) or 'none'})"
             )
+    security = " ".join(str(o) for o in info.get("SecurityOptions") or [])
+    if "name=rootless" in security and str(info.get("CgroupVersion", "")) == "1":
+        return False, (
+            "the container engine runs rootless on cgroup v1, where it cannot enforce memory, pids or cpu "
+            "limits (rootless needs cgroup v2 with delegation; or run the engine as root)"
+        )
     image = image or images.default_image()
     try:
         version = images.image_python(image)
@@ -190,4 +258,5 @@ def check_available(*, backend: str, runtime: str | None = None, image: str | No
     if runtime:
         args = runtime_args((info.get("Runtimes") or {}).get(runtime))
         used = f", runtime {runtime}" + (f" ({' '.join(args)})" if args else "")
-    return True, f"Docker {info.get('ServerVersion', '?')}, image {image} (python {version}){used}"
+    name = "Podman" if engine() == "podman" else "Docker"
+    return True, f"{name} {info.get('ServerVersion', '?')}, image {image} (python {version}){used}"

@@ -162,7 +162,7 @@ def launch_worker(
         image = str(settings["image"])
         runtime = settings.get("runtime")
         with docker_api.map_docker_errors(backend, "create the container", image=image):
-            container_id = api.create_container(**create_kwargs(api, settings))["Id"]
+            container_id = api.create_container(**create_kwargs(api, docker_api.for_engine(settings)))["Id"]
         undo.callback(docker_api.remove_now, container_id)
         try:
             with docker_api.map_docker_errors(backend, "start the container", image=image):

@@ -437,6 +437,7 @@ class ContainerWorker(WorkerProcess):
         return {
             "backend": self.backend,
             "container_id": self.container_id[:12],
+            "engine": docker_api.engine(),
             "image": self.image,
             "runtime": self.runtime or "runc",
             "pooled": self.pooled,
