@@ -176,34 +176,28 @@ def main(argv: list[str]) -> None:
         import cloudpickle  # noqa: F401 - before connecting, so a pooled worker's first call is fast
     except ImportError:
         pass
+    from glsandbox_kernel.confinement import network as net_step
+    from glsandbox_kernel.confinement import seccomp
+    from glsandbox_kernel.confinement._common import ChildState
+    from glsandbox_kernel.confinement.sections import from_wire
     from glsandbox_kernel.worker.loop import serve
 
-    report: dict[str, Any] = {}
-    pass_fds: list[int] = []
-    network = spec.get("network")
-    relay = None
-    if network:
-        from glsandbox_kernel.confinement.network import prepare_relay_child
-
-        relay = prepare_relay_child(network, report)  # 127.0.0.1 listener; HTTP(S)_PROXY set
-    section = spec.get("seccomp")
-    if section:
-        from glsandbox_kernel.confinement import seccomp
-
-        try:
-            listener = seccomp.install_child(section, report)
-        except Exception as exc:  # noqa: BLE001 - told to the host on stderr; it refuses the container
-            sys.stderr.write(f"glsandbox: {exc}\n")
-            sys.exit(SETUP_FAILED_EXIT)
-        if listener is not None:
-            pass_fds.append(listener)
-    if relay is not None:
-        from glsandbox_kernel.confinement.network import start_relay_child
-
-        start_relay_child(relay, network)  # forked after the filter, so it is confined the same way
+    state = ChildState(report={})
+    try:
+        # The host's sections, rebuilt against their schema (unknown or mistyped fields refused).
+        network = (
+            from_wire(net_step.NetworkSection, spec["network"], "bootstrap.network") if spec.get("network") else None
+        )
+        policy = from_wire(seccomp.SeccompPolicy, spec["seccomp"], "bootstrap.seccomp") if spec.get("seccomp") else None
+        state.relay = net_step.prepare_relay_child(network, state)  # 127.0.0.1 listener; HTTP(S)_PROXY set
+        seccomp.install_child(policy, state)  # the listener fd (notifications on) goes to state.pass_fds
+        net_step.start_relay_child(network, state)  # forked after the filter: confined the same way
+    except Exception as exc:  # noqa: BLE001 - told to the host on stderr; it refuses the container
+        sys.stderr.write(f"glsandbox: {exc}\n")
+        sys.exit(SETUP_FAILED_EXIT)
     if spec.get("report_socket"):
-        sys.addaudithook(_Reporter(_connect(str(spec["report_socket"])), section or {}))
-    serve(_connect(str(spec["socket"])), pass_fds=pass_fds, report=report)
+        sys.addaudithook(_Reporter(_connect(str(spec["report_socket"])), spec.get("seccomp") or {}))
+    serve(_connect(str(spec["socket"])), pass_fds=state.pass_fds, report=state.report)
 
 
 if __name__ == "__main__":

@@ -131,16 +131,15 @@ def seccomp_policy(config: OSSandboxConfig, runtime: str | None) -> SeccompPolic
 
 
 def seccomp_section(config: OSSandboxConfig, runtime: str | None) -> dict[str, Any]:
-    """The bootstrap's seccomp section: the policy, plus whether the sandbox reports on itself."""
-    policy = seccomp_policy(config, runtime)
-    section = dataclasses.asdict(policy)
-    section["report"] = config.detect_escape_attempts and not policy.notify
-    return section
+    """The bootstrap's seccomp section: the policy on the wire (rebuilt schema-checked inside)."""
+    from ...confinement.sections import to_wire
+
+    return dict(to_wire(seccomp_policy(config, runtime)))
 
 
-def wants_reports(section: dict[str, Any] | None) -> bool:
+def wants_reports(config: OSSandboxConfig, section: dict[str, Any]) -> bool:
     """Whether the bootstrap reports its own violations: a filter without notifications, detection on."""
-    return bool(section and section.get("enabled") and not section.get("notify") and section.get("report"))
+    return bool(config.detect_escape_attempts and section.get("enabled") and not section.get("notify"))
 
 
 def oci_profile(policy: SeccompPolicy, runtime: str | None = None) -> dict[str, Any]:
@@ -213,19 +212,21 @@ def network_section(config: OSSandboxConfig) -> dict[str, Any] | None:
     behind :data:`PROXY_PATH`, reached by the in-sandbox TCP relay on 127.0.0.1.
     """
     from ...confinement.network import plan_network
+    from ...confinement.sections import to_wire
 
     mode = config.network.mode
     if mode == "none":
         return None
-    section = plan_network(mode=mode, proxy_socket=PROXY_PATH)
-    section["loopback"] = False  # the runtime brings lo up in the container's namespace
-    return section
+    # loopback False: the runtime brings lo up in the container's namespace
+    return dict(to_wire(dataclasses.replace(plan_network(mode=mode, proxy_socket=PROXY_PATH), loopback=False)))
 
 
 def worker_command(
     binds: dict[str, dict[str, str]],
     seccomp: dict[str, Any] | None = None,
     network: dict[str, Any] | None = None,
+    *,
+    reports: bool = False,
 ) -> list[str]:
     """The container's command: the sandbox-side bootstrap, which then serves the worker."""
     spec = {
@@ -236,7 +237,7 @@ def worker_command(
         "socket": SOCKET_PATH,
         "seccomp": seccomp,
         # no supervisor can see the worker's syscalls: it reports on itself (untrusted)
-        "report_socket": REPORT_PATH if wants_reports(seccomp) else None,
+        "report_socket": REPORT_PATH if reports else None,
     }
     return ["python3", "-s", "-E", BOOTSTRAP, json.dumps(spec, sort_keys=True, separators=(",", ":"))]
 
@@ -353,7 +354,7 @@ def container_settings(
     profile = oci_profile(seccomp_policy(config, runtime), runtime)
     settings: dict[str, Any] = {
         "image": image or config.container_image or images.default_image(),
-        "command": worker_command(binds, section, network),
+        "command": worker_command(binds, section, network, reports=wants_reports(config, section)),
         "user": SANDBOX_USER,
         "environment": _environment(config, binds),
         "working_dir": WORK_DIR,
