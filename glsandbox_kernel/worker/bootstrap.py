@@ -72,23 +72,30 @@ def _add_paths(deps: list[str], site_dir: str) -> None:
     sys.path.insert(0, site_dir)
 
 
-def _register_package_lazily(site_dir: str) -> None:
-    """``glsandbox_kernel`` in sys.modules with its ``__init__`` deferred to first attribute use."""
-    pkg_dir = os.path.join(site_dir, "glsandbox_kernel")
+def _register_package_lazily(name: str, pkg_dir: str) -> None:
+    """Package ``name`` in sys.modules with its ``__init__`` deferred to the first attribute use.
+
+    Its submodules import as usual; only what they need is loaded (the
+    top-level ``__init__`` is the host-side API, the confinement package's
+    imports every step, about 60 ms the worker does not need).
+    """
     spec = importlib.util.spec_from_file_location(
-        "glsandbox_kernel", os.path.join(pkg_dir, "__init__.py"), submodule_search_locations=[pkg_dir]
+        name, os.path.join(pkg_dir, "__init__.py"), submodule_search_locations=[pkg_dir]
     )
     assert spec is not None and spec.loader is not None
     pkg = importlib.util.module_from_spec(spec)
     loader = spec.loader
 
-    def load_init(name: str) -> Any:
+    def load_init(attr: str) -> Any:
         del pkg.__getattr__  # type: ignore[attr-defined]
         loader.exec_module(pkg)
-        return getattr(pkg, name)
+        return getattr(pkg, attr)
 
     pkg.__getattr__ = load_init  # type: ignore[method-assign]
-    sys.modules["glsandbox_kernel"] = pkg
+    sys.modules[name] = pkg
+    parent, _, child = name.rpartition(".")
+    if parent:
+        setattr(sys.modules[parent], child, pkg)
 
 
 def _connect(path: str, timeout: float = 30.0) -> Any:
@@ -171,12 +178,13 @@ def main(argv: list[str]) -> None:
     spec = json.loads(argv[1])
     _check_python(str(spec["python"]))
     _add_paths([str(d) for d in spec["deps"]], str(spec["site"]))
-    _register_package_lazily(str(spec["site"]))
+    top = os.path.join(str(spec["site"]), "glsandbox_kernel")
+    _register_package_lazily("glsandbox_kernel", top)
+    _register_package_lazily("glsandbox_kernel.confinement", os.path.join(top, "confinement"))
     try:
         import cloudpickle  # noqa: F401 - before connecting, so a pooled worker's first call is fast
     except ImportError:
         pass
-    from glsandbox_kernel.confinement import network as net_step
     from glsandbox_kernel.confinement import seccomp
     from glsandbox_kernel.confinement._common import ChildState
     from glsandbox_kernel.confinement.sections import from_wire
@@ -185,13 +193,16 @@ def main(argv: list[str]) -> None:
     state = ChildState(report={})
     try:
         # The host's sections, rebuilt against their schema (unknown or mistyped fields refused).
-        network = (
-            from_wire(net_step.NetworkSection, spec["network"], "bootstrap.network") if spec.get("network") else None
-        )
         policy = from_wire(seccomp.SeccompPolicy, spec["seccomp"], "bootstrap.seccomp") if spec.get("seccomp") else None
-        state.relay = net_step.prepare_relay_child(network, state)  # 127.0.0.1 listener; HTTP(S)_PROXY set
-        seccomp.install_child(policy, state)  # the listener fd (notifications on) goes to state.pass_fds
-        net_step.start_relay_child(network, state)  # forked after the filter: confined the same way
+        if spec.get("network"):
+            from glsandbox_kernel.confinement import network as net_step
+
+            network = from_wire(net_step.NetworkSection, spec["network"], "bootstrap.network")
+            state.relay = net_step.prepare_relay_child(network, state)  # 127.0.0.1 listener; HTTP(S)_PROXY set
+            seccomp.install_child(policy, state)  # the listener fd (notifications on) goes to state.pass_fds
+            net_step.start_relay_child(network, state)  # forked after the filter: confined the same way
+        else:
+            seccomp.install_child(policy, state)
     except Exception as exc:  # noqa: BLE001 - told to the host on stderr; it refuses the container
         sys.stderr.write(f"glsandbox: {exc}\n")
         sys.exit(SETUP_FAILED_EXIT)
