@@ -14,10 +14,11 @@ Size: ``GLSANDBOX_CONTAINER_POOL`` (default 2; 0 turns pooling off) or
 :func:`set_pool_size` is the floor. To keep up with sessions that follow
 each other, the size a pool refills to adapts to the rate of takes: about
 rate x launch time (both measured here, the launch time as a moving
-average) plus one, never above the policy's maximum (:data:`MAX_ADAPTIVE`),
-and the policy starts up to :data:`PARALLEL` containers at once. When the
-takes stop, the size falls back to the floor (idle extras wait for their
-session or the drain; nothing above the maximum is ever made).
+average) plus one, held for :data:`HOLD` seconds (a burst provisions the
+next one), never above :data:`MAX_ADAPTIVE`; the policy starts up to
+:data:`PARALLEL` containers at once. When the takes stop, the size falls
+back to the floor (idle extras wait for their session or the drain;
+nothing above the maximum is ever made).
 Who calls: :class:`~.container.ContainerBackend` (and GVISOR through it);
 tests and benchmarks use :func:`drain_all`.
 """
@@ -46,8 +47,10 @@ MAX_POOLS = CONTAINER_POLICY.max_keys
 PARALLEL = 3
 #: The adaptive size's ceiling (memory of idle containers is the cost).
 MAX_ADAPTIVE = 8
-#: Takes further apart than this do not count towards the rate.
-RATE_WINDOW = 5.0
+#: The rate of takes is measured over this many seconds...
+RATE_WINDOW = 2.0
+#: ...and the size it asked for is held this long (a burst provisions the next one).
+HOLD = 30.0
 
 
 class _AdaptiveGroup(PoolGroup["ContainerWorker"]):
@@ -58,6 +61,7 @@ class _AdaptiveGroup(PoolGroup["ContainerWorker"]):
         super().__init__(dataclasses.replace(CONTAINER_POLICY, parallel=PARALLEL, take_wait=30.0))
         self._takes: collections.deque[float] = collections.deque(maxlen=32)
         self._launch_s = 0.5  # moving average of one container's start (s)
+        self._peak: tuple[float, int] = (0.0, 0)  # (when, size) of the largest recent want
         self._stats_lock = threading.Lock()
 
     def floor(self) -> int:
@@ -71,12 +75,15 @@ class _AdaptiveGroup(PoolGroup["ContainerWorker"]):
         now = time.monotonic()
         with self._stats_lock:
             recent = [t for t in self._takes if now - t <= RATE_WINDOW]
-            launch_s = self._launch_s
-        if len(recent) < 2:
-            return floor
-        rate = (len(recent) - 1) / max(recent[-1] - recent[0], 1e-3)
-        want = math.ceil(rate * launch_s) + 1
-        return max(floor, min(want, max(floor, MAX_ADAPTIVE), self.policy.maximum))
+            want = 0
+            if len(recent) >= 2:
+                rate = (len(recent) - 1) / max(recent[-1] - recent[0], 1e-3)
+                want = math.ceil(rate * self._launch_s) + 1
+            when, peak = self._peak
+            if want >= peak or now - when > HOLD:
+                self._peak = (now, want) if want >= peak else (0.0, 0)
+            held = max(want, self._peak[1])
+        return max(floor, min(held, max(floor, MAX_ADAPTIVE), self.policy.maximum))
 
     def note_take(self) -> None:
         with self._stats_lock:
@@ -85,6 +92,7 @@ class _AdaptiveGroup(PoolGroup["ContainerWorker"]):
     def forget_rate(self) -> None:
         with self._stats_lock:
             self._takes.clear()
+            self._peak = (0.0, 0)
 
     def note_launch(self, seconds: float) -> None:
         with self._stats_lock:
