@@ -22,12 +22,11 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
-from ...config import OSSandboxConfig
 from ...confinement import cgroups
 from ..base import ExitInfo, ResourceSample, WorkerProcess
+from ..violations import ViolationRelay
 from . import docker_api, lifetime
 from .settings import LABEL_SESSION, RUNSC, seccomp_of
 
@@ -71,7 +70,7 @@ def returncode_of(status: int) -> int:
     return status
 
 
-class ContainerWorker(WorkerProcess):
+class ContainerWorker(WorkerProcess, ViolationRelay):
     """A worker running in one container; created by :func:`launch_worker`.
 
     ``pid`` is the worker's host pid (from SO_PEERCRED); ``init_pid`` is the
@@ -119,10 +118,7 @@ class ContainerWorker(WorkerProcess):
         self._lock = threading.Lock()
         #: The bootstrap's seccomp section: what the host asked the sandbox to load.
         self.seccomp = seccomp_of(settings)
-        self.supervisor: Any = None
-        self._listeners: list[Callable[[dict[str, Any]], None]] = []
-        self._early: list[dict[str, Any]] = []
-        self._listeners_lock = threading.Lock()
+        self.init_violations()
         self.reports: Any = None
         #: The host's network proxy (trusted byte counts, refusals as violations) and its directory.
         self.proxy = proxy
@@ -130,22 +126,7 @@ class ContainerWorker(WorkerProcess):
         if proxy is not None:
             proxy.on_violation = self._violation
 
-    # -- the seccomp supervisor (trusted detection) -----------------------------
-    def attach_supervisor(self, listener_fd: int, config: OSSandboxConfig) -> None:
-        """Answer the worker's seccomp notifications on a host thread (the backend's on_hello).
-
-        The supervisor records each violation before it answers, with the
-        same records as NAMESPACE (``trusted: True``, ``source``
-        ``seccomp-supervisor``).
-        """
-        from ...supervisor import Supervisor, SupervisorPolicy
-
-        policy = SupervisorPolicy(
-            deny_exec=not config.new_programs_allowed,
-            allowed_executables=tuple(config.whitelist.allowed_executables),
-        )
-        self.supervisor = Supervisor(listener_fd, on_violation=self._violation, policy=policy)
-
+    # -- trusted detection: the supervisor (runc), the proxy; untrusted: the reports (gVisor)
     def read_reports(self, conn: socket.socket) -> None:
         """Record what the sandbox reports of itself (``trusted: False``; see :mod:`.reports`)."""
         from .reports import ReportReader
@@ -153,22 +134,9 @@ class ContainerWorker(WorkerProcess):
         self.reports = ReportReader(conn, self._violation)
 
     def _violation(self, record: dict[str, Any]) -> None:
-        """Supervisor thread: deliver, or keep until a session listens (warm pool)."""
+        """Supervisor/proxy/report thread: name the container, then route it (see ViolationRelay)."""
         record.setdefault("container_id", self.container_id[:12])
-        with self._listeners_lock:
-            listeners = list(self._listeners)
-            if not listeners:
-                self._early.append(record)
-        for listener in listeners:
-            listener(record)
-
-    def add_violation_listener(self, listener: Callable[[dict[str, Any]], None]) -> None:
-        """Route violations to ``listener`` (the session), those seen before first."""
-        with self._listeners_lock:
-            self._listeners.append(listener)
-            early, self._early = self._early, []
-        for record in early:
-            listener(record)
+        super()._violation(record)
 
     def _cgroup_sample(self) -> ResourceSample | None:
         """The container's cgroup, read from outside (read-only: we do not own it); None once gone."""
