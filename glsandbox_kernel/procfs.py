@@ -129,6 +129,24 @@ def ns_pids(pid: int) -> list[int]:
         return []
 
 
+def seccomp_filters(pid: int) -> int | None:
+    """How many seccomp filters ``pid`` runs under (``Seccomp_filters``, Linux 5.9+), or None."""
+    data = _read(f"/proc/{pid}/status")
+    value = None if data is None else status_field(data, "Seccomp_filters")
+    try:
+        return None if value is None else int(value)
+    except ValueError:
+        return None
+
+
+def fd_link(fd: int) -> str | None:
+    """What this process's ``fd`` is (``/proc/self/fd/N``), e.g. ``anon_inode:seccomp notify``."""
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return None
+
+
 def children_of(ppid: int) -> list[int]:
     """Pids whose parent is ``ppid`` (from ``task/PID/children``, else a scan of /proc)."""
     data = _read(f"/proc/{ppid}/task/{ppid}/children")

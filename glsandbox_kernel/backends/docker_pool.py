@@ -1,208 +1,175 @@
-"""Warm pool of pre-started container workers (host side).
+"""Warm pool of pre-started container workers (host side), on the generic pool.
 
 Each pooled container is already running its worker, connected to the host
 and blocked reading its first request, so a fresh container sandbox costs no
-Docker call at all. A container is handed to exactly one session
-(:meth:`WarmPool.take`) and destroyed after it, never reused. Pools are keyed
-by everything that matters in the container's settings (image, limits,
-runtime, binds, environment: :func:`~.container.settings_key`), refill in one
-background thread each and are drained at interpreter exit.
+Docker call at all. A container is handed to exactly one session and
+destroyed after it, never reused. The pool itself is the generic one
+(:mod:`glsandbox_kernel.backends.pool`) with :data:`~.pool.CONTAINER_POLICY`;
+this module keeps the container backends' group of pools, keyed by
+everything that matters in the container's settings
+(:func:`~.container.settings.settings_key`), and drains it at interpreter
+exit (registered with :mod:`.container.lifetime`).
 
 Size: ``GLSANDBOX_CONTAINER_POOL`` (default 2; 0 turns pooling off) or
-:func:`set_pool_size`; at most ``MAX_POOLS`` keys are kept warm (least
-recently used drained first). Who calls: :class:`~.container.ContainerBackend` (and
-GVISOR through it); tests and benchmarks use :func:`drain_all`.
+:func:`set_pool_size` is the floor. To keep up with sessions that follow
+each other, the size a pool refills to adapts to the rate of takes: about
+rate x launch time (both measured here, the launch time as a moving
+average) plus one, held for :data:`HOLD` seconds (a burst provisions the
+next one), never above :data:`MAX_ADAPTIVE`; the policy starts up to
+:data:`PARALLEL` containers at once. When the takes stop, the size falls
+back to the floor (idle extras wait for their session or the drain;
+nothing above the maximum is ever made).
+Who calls: :class:`~.container.ContainerBackend` (and GVISOR through it);
+tests and benchmarks use :func:`drain_all`.
 """
 
 from __future__ import annotations
 
 import collections
-import contextlib
-import logging
+import dataclasses
+import math
 import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from .container import lifetime
+from .pool import CONTAINER_POLICY, PoolGroup, WarmPool
+
 if TYPE_CHECKING:
-    from .container import ContainerWorker
+    from .container.worker import ContainerWorker
 
-from .pool import env_pool_size
+ENV_POOL_SIZE = CONTAINER_POLICY.env_var
+DEFAULT_POOL_SIZE = CONTAINER_POLICY.default_size
+MAX_POOLS = CONTAINER_POLICY.max_keys
 
-log = logging.getLogger("glsandbox.container.pool")
+#: Containers started at once by a refill (dockerd overlaps their create/start).
+PARALLEL = 3
+#: The adaptive size's ceiling (memory of idle containers is the cost).
+MAX_ADAPTIVE = 8
+#: The rate of takes is measured over this many seconds...
+RATE_WINDOW = 2.0
+#: ...and the size it asked for is held this long (a burst provisions the next one).
+HOLD = 30.0
 
-ENV_POOL_SIZE = "GLSANDBOX_CONTAINER_POOL"
-DEFAULT_POOL_SIZE = 2
-MAX_POOL_SIZE = 32
-MAX_POOLS = 4  # distinct settings keys kept warm at once
 
-_size_override: int | None = None
-_pools: collections.OrderedDict[str, WarmPool] = collections.OrderedDict()
-_pools_lock = threading.Lock()
+class _AdaptiveGroup(PoolGroup["ContainerWorker"]):
+    """The generic group, with a size that follows the rate of takes (see the module docstring)."""
+
+    def __init__(self) -> None:
+        # A take waits for a start under way rather than starting one more cold (which is never faster).
+        super().__init__(dataclasses.replace(CONTAINER_POLICY, parallel=PARALLEL, take_wait=30.0))
+        self._takes: collections.deque[float] = collections.deque(maxlen=32)
+        self._launch_s = 0.5  # moving average of one container's start (s)
+        self._peak: tuple[float, int] = (0.0, 0)  # (when, size) of the largest recent want
+        self._stats_lock = threading.Lock()
+
+    def floor(self) -> int:
+        """The configured size (override, env var, default): 0 turns pooling off."""
+        return super().size()
+
+    def size(self) -> int:
+        floor = self.floor()
+        if floor <= 0:
+            return 0
+        now = time.monotonic()
+        with self._stats_lock:
+            recent = [t for t in self._takes if now - t <= RATE_WINDOW]
+            want = 0
+            if len(recent) >= 2:
+                rate = (len(recent) - 1) / max(recent[-1] - recent[0], 1e-3)
+                want = math.ceil(rate * self._launch_s) + 1
+            when, peak = self._peak
+            if want >= peak or now - when > HOLD:
+                self._peak = (now, want) if want >= peak else (0.0, 0)
+            held = max(want, self._peak[1])
+        return max(floor, min(held, max(floor, MAX_ADAPTIVE), self.policy.maximum))
+
+    def note_take(self) -> None:
+        with self._stats_lock:
+            self._takes.append(time.monotonic())
+
+    def forget_rate(self) -> None:
+        with self._stats_lock:
+            self._takes.clear()
+            self._peak = (0.0, 0)
+
+    def note_launch(self, seconds: float) -> None:
+        with self._stats_lock:
+            self._launch_s = 0.7 * self._launch_s + 0.3 * seconds
+
+
+_GROUP = _AdaptiveGroup()
 
 
 def pool_size() -> int:
-    """Containers kept warm per pool key (override, then env var, then default)."""
-    if _size_override is not None:
-        return _size_override
-    return env_pool_size(ENV_POOL_SIZE, DEFAULT_POOL_SIZE, MAX_POOL_SIZE)
+    """The configured pool size (override, then env var, then default); the adaptive size never goes below it."""
+    return _GROUP.floor()
+
+
+def adaptive_size() -> int:
+    """What a pool refills to now (doctor, benchmarks)."""
+    return _GROUP.size()
+
+
+def note_take() -> None:
+    """A session asked for a fresh container (the backend's start): feeds the rate."""
+    _GROUP.note_take()
 
 
 def set_pool_size(size: int | None) -> None:
-    """Override the pool size for this process (None: back to the env var/default)."""
-    global _size_override
-    _size_override = None if size is None else max(0, min(MAX_POOL_SIZE, int(size)))
+    """Override the pool size for this process (None: back to the env var/default; 0 drains).
+
+    Also forgets the rate of takes seen so far (the size starts from the floor again).
+    """
+    _GROUP.forget_rate()
+    _GROUP.set_size(size)
 
 
-class WarmPool:
-    """Ready workers for one settings key, refilled by one background thread.
+def get_pool(key: str, launcher: Callable[[], ContainerWorker]) -> WarmPool[ContainerWorker]:
+    """The pool for ``key`` (made on first use); beyond MAX_POOLS the least recently used is drained.
 
-    ``launcher()`` starts one connected :class:`ContainerWorker` (blocking).
+    Each launch is timed for the adaptive size.
     """
 
-    def __init__(self, key: str, launcher: Callable[[], ContainerWorker], *, label: str = "container") -> None:
-        self.key = key
-        self.label = label
-        self._launcher = launcher
-        self._ready: collections.deque[ContainerWorker] = collections.deque()
-        self._cond = threading.Condition()
-        self._filler: threading.Thread | None = None
-        self._closed = False
-        self._failures = 0
-        self.last_error: BaseException | None = None
-        self.handed_out = 0
+    def timed() -> ContainerWorker:
+        t0 = time.monotonic()
+        worker = launcher()
+        _GROUP.note_launch(time.monotonic() - t0)
+        return worker
 
-    def __len__(self) -> int:
-        with self._cond:
-            return len(self._ready)
-
-    def take(self) -> ContainerWorker | None:
-        """A ready worker for one session (removed from the pool), or None."""
-        while True:
-            with self._cond:
-                if self._closed or not self._ready:
-                    return None
-                worker = self._ready.popleft()
-            if worker.poll() is None:
-                worker.pooled = True
-                self.handed_out += 1
-                return worker
-            # Died while waiting (daemon restart, OOM at idle): discard it.
-            with contextlib.suppress(Exception):
-                worker.cleanup()
-
-    def refill(self) -> None:
-        """Start the background filler if the pool is below size (non-blocking)."""
-        with self._cond:
-            if self._closed or (self._filler is not None and self._filler.is_alive()):
-                return
-            if len(self._ready) >= pool_size():
-                return
-            self._filler = threading.Thread(target=self._fill, name=f"glsandbox-pool-{self.key[:8]}", daemon=True)
-            self._filler.start()
-
-    def _fill(self) -> None:
-        while True:
-            with self._cond:
-                if self._closed or len(self._ready) >= pool_size():
-                    return
-            try:
-                worker = self._launcher()
-            except Exception as exc:  # noqa: BLE001 - recorded; sessions then start cold
-                self.last_error = exc
-                self._failures += 1
-                log.warning("warm pool %s: could not start a container: %s", self.key[:8], exc)
-                if self._failures >= 3:
-                    return
-                time.sleep(0.5 * self._failures)
-                continue
-            self._failures = 0
-            with self._cond:
-                if self._closed:
-                    discard: ContainerWorker | None = worker
-                else:
-                    self._ready.append(worker)
-                    discard = None
-                self._cond.notify_all()
-            if discard is not None:
-                with contextlib.suppress(Exception):
-                    discard.cleanup()
-                return
-
-    def wait_ready(self, count: int | None = None, timeout: float = 60.0) -> bool:
-        """Block until ``count`` (default: the pool size) workers are ready."""
-        want = pool_size() if count is None else count
-        deadline = time.monotonic() + timeout
-        self.refill()
-        with self._cond:
-            while len(self._ready) < want:
-                left = deadline - time.monotonic()
-                if left <= 0 or self._closed:
-                    return False
-                if self._filler is None or not self._filler.is_alive():
-                    self.refill()  # the condition's lock is re-entrant
-                self._cond.wait(min(left, 0.2))
-        return True
-
-    def drain(self, *, wait: bool = True) -> None:
-        """Destroy every unused worker and stop refilling."""
-        with self._cond:
-            self._closed = True
-            ready, self._ready = list(self._ready), collections.deque()
-            filler = self._filler
-            self._cond.notify_all()
-        for worker in ready:
-            with contextlib.suppress(Exception):
-                worker.kill()
-                worker.cleanup()
-        if wait and filler is not None and filler is not threading.current_thread():
-            filler.join(timeout=10)
+    return _GROUP.get(key, timed)
 
 
-def get_pool(key: str, launcher: Callable[[], ContainerWorker], *, label: str = "container") -> WarmPool:
-    """The pool for ``key`` (made on first use); beyond MAX_POOLS the least recently used is drained."""
-    evicted: list[WarmPool] = []
-    with _pools_lock:
-        pool = _pools.get(key)
-        if pool is None or pool._closed:
-            pool = _pools[key] = WarmPool(key, launcher, label=label)
-        _pools.move_to_end(key)
-        while len(_pools) > MAX_POOLS:
-            evicted.append(_pools.popitem(last=False)[1])
-    for old in evicted:
-        threading.Thread(target=old.drain, name="glsandbox-pool-evict", daemon=True).start()
-    return pool
-
-
-def pools() -> list[WarmPool]:
+def pools() -> list[WarmPool[ContainerWorker]]:
     """Every live pool (doctor, tests)."""
-    with _pools_lock:
-        return list(_pools.values())
+    return _GROUP.pools()
 
 
 def forget_all() -> None:
     """Drop every pool without touching its containers (a forked child; they are the parent's)."""
-    global _pools_lock
-    _pools_lock = threading.Lock()
-    _pools.clear()
+    _GROUP.forget_all()
 
 
 def drain_all(*, wait: bool = True) -> None:
     """Drain every pool (interpreter exit, tests, benchmarks)."""
-    with _pools_lock:
-        all_pools = list(_pools.values())
-        _pools.clear()
-    for pool in all_pools:
-        pool.drain(wait=wait)
+    _GROUP.drain_all(wait=wait)
 
+
+lifetime.on_shutdown(drain_all, forget_all)
 
 __all__ = [
     "DEFAULT_POOL_SIZE",
     "ENV_POOL_SIZE",
-    "WarmPool",
+    "MAX_ADAPTIVE",
+    "MAX_POOLS",
+    "PARALLEL",
+    "adaptive_size",
     "drain_all",
     "forget_all",
     "get_pool",
+    "note_take",
     "pool_size",
+    "pools",
     "set_pool_size",
 ]

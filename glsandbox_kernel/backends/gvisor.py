@@ -1,9 +1,9 @@
 """GVISOR backend: the container backend with gVisor's ``runsc`` runtime (host side).
 
-Same settings builder as CONTAINER (:func:`~.container.container_settings`
+Same settings builder as CONTAINER (:func:`~.container.settings.container_settings`
 with ``runtime="runsc"``), so the worker meets gVisor's user-space kernel
 (the sentry) instead of the host's. The few differences a user-space kernel
-needs live in that builder (see :data:`~.container.RUNSC`).
+needs live in that builder (see :data:`~.container.settings.RUNSC`).
 
 Needs runsc registered with the Docker daemon with the runtime arguments
 ``--host-uds=open`` (the worker reaches its host transport socket through
@@ -20,8 +20,9 @@ from __future__ import annotations
 from typing import ClassVar
 
 from ..config import IsolationType
-from . import container
-from .container import RUNSC, ContainerBackend
+from .container import docker_api
+from .container.backend import ContainerBackend
+from .container.settings import RUNSC
 
 #: The runtimeArgs scripts/dockerd-up registers (platform: ptrace or systrap).
 RUNSC_RUNTIME_ARGS = ("--host-uds=open", "--network=none", "--oci-seccomp", "--platform=ptrace")
@@ -47,13 +48,22 @@ class GVisorBackend(ContainerBackend):
         )
 
     @classmethod
+    def detection_gap(cls) -> str:
+        """gVisor's sentry has no seccomp user notifications, and no host fd crosses its gofer."""
+        return (
+            "untrusted only: gVisor has no seccomp user notifications, so violation records come from "
+            "the sandbox's own reports (trusted: false); escape syscalls and STRICT's execve are denied "
+            "inside by the sentry (OCI profile and the bootstrap's filter)"
+        )
+
+    @classmethod
     def unavailable_hint(cls) -> str:
         """The runsc hint while runsc is the problem, else CONTAINER's (daemon, image)."""
-        info, _why = container.daemon_info()
+        info, _why = docker_api.daemon_info()
         if info is None:
             return f"{super().unavailable_hint()}; for gVisor also {cls.runsc_hint()}"
         entry = (info.get("Runtimes") or {}).get(RUNSC)
-        if entry is None or container.missing_runtime_args(RUNSC, entry):
+        if entry is None or docker_api.missing_runtime_args(RUNSC, entry):
             return cls.runsc_hint()
         return super().unavailable_hint()
 

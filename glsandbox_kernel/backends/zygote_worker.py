@@ -18,16 +18,15 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 from .. import procfs
-from ..config import OSSandboxConfig
 from ..exceptions import SandboxError
 from ..procfs import descendants, start_time
 from ..zygote import ZygoteClient
 from .base import ExitInfo, ResourceSample, WorkerProcess
 from .reaper import reaper
+from .violations import ViolationRelay
 
 #: Releases helper threads, directories and cgroups of dead workers, off the caller's path.
 JANITOR = reaper("glsandbox-janitor")
@@ -38,7 +37,7 @@ def flush_cleanups(timeout: float = 10.0) -> bool:
     return JANITOR.flush(timeout)
 
 
-class ZygoteWorker(WorkerProcess):
+class ZygoteWorker(WorkerProcess, ViolationRelay):
     """A worker forked from the zygote; ``root_pid`` is the template's direct child.
 
     For BASIC the root is the worker itself (a child subreaper, so everything
@@ -54,39 +53,9 @@ class ZygoteWorker(WorkerProcess):
         self.pid = root_pid
         self.workdir = workdir
         self._cleaned = False
-        self.supervisor: Any = None
-        self._listeners: list[Callable[[dict[str, Any]], None]] = []
-        self._early: list[dict[str, Any]] = []
-        self._listeners_lock = threading.Lock()
+        self.init_violations()
         #: The session this worker serves (a warm-pool worker gets it at the handover).
         self.session_id: str | None = None
-
-    def attach_supervisor(self, listener_fd: int, config: OSSandboxConfig) -> None:
-        """Answer the worker's seccomp notifications on a host thread (called from on_hello)."""
-        from ..supervisor import Supervisor, SupervisorPolicy
-
-        policy = SupervisorPolicy(
-            deny_exec=not config.new_programs_allowed,
-            allowed_executables=tuple(config.whitelist.allowed_executables),
-        )
-        self.supervisor = Supervisor(listener_fd, on_violation=self._violation, policy=policy)
-
-    def _violation(self, record: dict[str, Any]) -> None:
-        """Supervisor/proxy thread: deliver, or keep until a session listens (warm pool)."""
-        with self._listeners_lock:
-            listeners = list(self._listeners)
-            if not listeners:
-                self._early.append(record)
-        for listener in listeners:
-            listener(record)
-
-    def add_violation_listener(self, listener: Callable[[dict[str, Any]], None]) -> None:
-        """Route supervisor violations to ``listener`` (the session), those seen before first."""
-        with self._listeners_lock:
-            self._listeners.append(listener)
-            early, self._early = self._early, []
-        for record in early:
-            listener(record)
 
     def assign_session(self, session_id: str) -> None:
         """HOST side: the session this worker now serves (a warm-pool worker's handover)."""

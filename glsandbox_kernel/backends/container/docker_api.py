@@ -1,0 +1,262 @@
+"""The Docker Engine API, as this package uses it (host side).
+
+The ``docker`` SDK is imported on first use, never at import time of the
+core. One shared client (from the environment: ``DOCKER_HOST`` ...), cached
+daemon facts, and ONE place where the SDK's errors become ours:
+:func:`map_docker_errors`, which maps ``docker.errors`` (and the transport's
+``requests`` errors) to our most specific exception, ``from exc``, with the
+backend's name and a hint the user can act on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib
+import logging
+import os
+import resource
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from types import ModuleType
+from typing import Any
+
+from ...exceptions import BackendUnavailableError, SandboxCrashedError
+from . import images
+
+log = logging.getLogger("glsandbox.container")
+
+#: runtimeArgs the runsc registration must have: the worker reaches its host
+#: socket through the gofer (--host-uds); the sentry must enforce our seccomp
+#: profile (--oci-seccomp; without it the profile would be ignored); and the
+#: sandbox gets gVisor's loopback-only stack (--network=none: our containers
+#: never have a network, and runsc 20221219 fails to start Docker's
+#: network-none containers without it, leaving the half-made sandbox behind).
+RUNSC_REQUIRED_ARGS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("--host-uds", ("open", "all")),
+    ("--oci-seccomp", ("", "true")),
+    ("--network", ("none",)),
+)
+DAEMON_HINT = "run scripts/dockerd-up"
+
+_client_lock = threading.Lock()
+_client: Any = None
+_info_cache: tuple[float, dict[str, Any] | None, str] = (0.0, None, "")
+_INFO_TTL = 5.0
+_engine: str | None = None
+
+
+def docker_module() -> ModuleType:
+    """The ``docker`` SDK, imported on first use; BackendUnavailableError without it."""
+    try:
+        return importlib.import_module("docker")
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            "container",
+            f"the docker Python SDK is not installed ({exc})",
+            "pip install 'glsandbox-kernel[docker]' (or pip install docker)",
+        ) from exc
+
+
+@contextlib.contextmanager
+def map_docker_errors(backend: str, doing: str, *, image: str | None = None) -> Iterator[None]:
+    """Turn SDK and transport errors raised in the block into ours (``from exc``).
+
+    ``doing`` completes "the Docker daemon could not ...", e.g. "start the
+    container". ImageNotFound -> BackendUnavailableError with the image
+    hint; NotFound (the container vanished) -> SandboxCrashedError; other
+    API errors -> BackendUnavailableError with the daemon's explanation;
+    an unreachable daemon -> BackendUnavailableError("not reachable").
+    """
+    docker = docker_module()
+    import requests
+
+    try:
+        yield
+    except docker.errors.ImageNotFound as exc:
+        shown = image or "the image"
+        raise BackendUnavailableError(backend, f"image {shown} is not present", images.image_hint(shown)) from exc
+    except docker.errors.NotFound as exc:
+        raise SandboxCrashedError(f"{doing}: the container is gone ({exc.explanation or exc})") from exc
+    except docker.errors.APIError as exc:
+        why = str(exc.explanation or exc)
+        hint = "see `glsandbox doctor`"
+        if "root network namespace" in why:
+            hint = "register runsc with --network=none in its runtimeArgs (scripts/dockerd-up does)"
+        raise BackendUnavailableError(backend, f"the Docker daemon could not {doing}: {why}", hint) from exc
+    except docker.errors.ContainerError as exc:
+        raise BackendUnavailableError(backend, f"{doing} failed: {exc}", "see `glsandbox doctor`") from exc
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+        raise BackendUnavailableError(backend, f"the Docker daemon is not reachable ({exc})", DAEMON_HINT) from exc
+
+
+def docker_client() -> Any:
+    """One shared ``docker.DockerClient`` (from the environment: DOCKER_HOST ...)."""
+    global _client
+    with _client_lock:
+        if _client is None:
+            docker = docker_module()
+            with map_docker_errors("container", "be reached"):
+                _client = docker.from_env(timeout=60)
+        return _client
+
+
+def api() -> Any:
+    """The shared client's low-level ``APIClient``."""
+    return docker_client().api
+
+
+def forget_client() -> None:
+    """In a forked child: the parent's client (its connection pool) must not be shared."""
+    global _client, _engine
+    _client = None
+    _engine = None
+
+
+def remove_now(container_id: str) -> None:
+    """Remove a container by force, synchronously; quiet when it is already gone."""
+    try:
+        api().remove_container(container_id, force=True, v=True)
+    except Exception as exc:  # noqa: BLE001 - already gone, or the daemon is down
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        if status not in (404, 409):
+            log.warning("removing container %s failed: %s", container_id[:12], exc)
+
+
+def engine() -> str:
+    """``"podman"`` when the API is Podman's Docker-compatible service, else ``"docker"`` (cached)."""
+    global _engine
+    if _engine is None:
+        with map_docker_errors("container", "answer `version`"):
+            components = docker_client().version().get("Components") or []
+        names = " ".join(str(c.get("Name", "")) for c in components if isinstance(c, dict))
+        _engine = "podman" if "Podman" in names else "docker"
+    return _engine
+
+
+def for_engine(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` as this engine takes them (host side, at create time).
+
+    Podman's compat API reads ``seccomp=`` as a file path, not the profile
+    itself (Docker's CLI inlines the file): the profile goes to a file
+    named by its digest in a directory the service can read. Its tmpfs
+    options know no ``uid=``/``gid=``: ``U`` gives the mount to the
+    container's user instead.
+    """
+    if engine() != "podman":
+        return settings
+    opts = []
+    for opt in settings.get("security_opt", []):
+        if opt.startswith("seccomp=") and opt[len("seccomp=") :].lstrip().startswith("{"):
+            profile = opt[len("seccomp=") :].encode()
+            folder = os.path.join(tempfile.gettempdir(), f"glsandbox-seccomp-{os.geteuid()}")
+            os.makedirs(folder, mode=0o755, exist_ok=True)
+            path = os.path.join(folder, hashlib.sha256(profile).hexdigest()[:32] + ".json")
+            if not os.path.exists(path):
+                tmp = f"{path}.{os.getpid()}.tmp"
+                with open(tmp, "wb") as fh:
+                    fh.write(profile)
+                os.chmod(tmp, 0o644)
+                os.replace(tmp, path)
+            opt = f"seccomp={path}"
+        opts.append(opt)
+    # Podman's tmpfs options have no uid=/gid=; "U" chowns the tmpfs to the container's user.
+    tmpfs = {}
+    for target, options in (settings.get("tmpfs") or {}).items():
+        parts = [o for o in str(options).split(",") if not o.startswith(("uid=", "gid="))]
+        if len(parts) != len(str(options).split(",")):
+            parts.append("U")
+        tmpfs[target] = ",".join(parts)
+    # Podman asks for default RLIMIT_NOFILE/NPROC above its own, which runc cannot
+    # set once the capabilities are dropped ("error setting rlimit type 6/7"): name
+    # both, at this process's soft limits, capped (the pids cgroup is the process limit).
+    ulimits = list(settings.get("ulimits") or [])
+    for name, which, cap in (("nofile", resource.RLIMIT_NOFILE, 65536), ("nproc", resource.RLIMIT_NPROC, 8192)):
+        if not any(u.get("name") == name for u in ulimits):
+            soft = resource.getrlimit(which)[0]
+            value = cap if soft == resource.RLIM_INFINITY else min(soft, cap)
+            ulimits.append({"name": name, "soft": value, "hard": value})
+    return dict(settings, security_opt=opts, tmpfs=tmpfs, ulimits=ulimits)
+
+
+def daemon_info() -> tuple[dict[str, Any] | None, str]:
+    """``docker info`` (cached for a few seconds) or (None, why not)."""
+    global _info_cache
+    stamp, info, why = _info_cache
+    if time.monotonic() - stamp < _INFO_TTL:
+        return info, why
+    try:
+        with map_docker_errors("container", "answer `docker info`"):
+            info, why = docker_client().info(), ""
+    except BackendUnavailableError as exc:
+        info, why = None, exc.reason
+    _info_cache = (time.monotonic(), info, why)
+    return info, why
+
+
+def runtime_args(entry: Any) -> list[str]:
+    """``runtimeArgs`` of one ``docker info`` Runtimes entry."""
+    args = entry.get("runtimeArgs") if isinstance(entry, dict) else None
+    return [str(a) for a in args or []]
+
+
+def missing_runtime_args(runtime: str, entry: Any) -> list[str]:
+    """The runtime arguments we need that a registration lacks (runsc only)."""
+    if runtime != "runsc":
+        return []
+    given: dict[str, str] = {}
+    for arg in runtime_args(entry):
+        name, eq, value = arg.partition("=")
+        given["--" + name.lstrip("-")] = value if eq else ""  # Go flags: -x and --x alike
+    missing = []
+    for name, allowed in RUNSC_REQUIRED_ARGS:
+        if name not in given or given[name] not in allowed:
+            missing.append(f"{name}={allowed[0]}" if allowed[0] else name)
+    return missing
+
+
+def check_available(*, backend: str, runtime: str | None = None, image: str | None = None) -> tuple[bool, str]:
+    """SDK importable, daemon answering, runtime registered, image present and matching."""
+    try:
+        docker_module()
+    except BackendUnavailableError as exc:
+        return False, exc.reason
+    info, why = daemon_info()
+    if info is None:
+        return False, why
+    if runtime:
+        registered = info.get("Runtimes") or {}
+        if runtime not in registered:
+            return False, (
+                f"the {runtime!r} runtime is not registered with the Docker daemon "
+                f"(registered: {', '.join(sorted(registered)) or 'none'})"
+            )
+        missing = missing_runtime_args(runtime, registered[runtime])
+        if missing:
+            return False, (
+                f"the {runtime!r} runtime is registered without {' '.join(missing)} "
+                f"(runtimeArgs: {' '.join(runtime_args(registered[runtime])) or 'none'})"
+            )
+    security = " ".join(str(o) for o in info.get("SecurityOptions") or [])
+    if "name=rootless" in security and str(info.get("CgroupVersion", "")) == "1":
+        return False, (
+            "the container engine runs rootless on cgroup v1, where it cannot enforce memory, pids or cpu "
+            "limits (rootless needs cgroup v2 with delegation; or run the engine as root)"
+        )
+    image = image or images.default_image()
+    try:
+        version = images.image_python(image)
+    except BackendUnavailableError as exc:
+        return False, f"cannot inspect image {image}: {exc.reason}"
+    if version is None:
+        return False, f"image {image} is not present"
+    if version != images.host_python():
+        return False, f"image {image} has python {version}, the host runs {images.host_python()}"
+    used = ""
+    if runtime:
+        args = runtime_args((info.get("Runtimes") or {}).get(runtime))
+        used = f", runtime {runtime}" + (f" ({' '.join(args)})" if args else "")
+    name = "Podman" if engine() == "podman" else "Docker"
+    return True, f"{name} {info.get('ServerVersion', '?')}, image {image} (python {version}){used}"

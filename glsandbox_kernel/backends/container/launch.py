@@ -1,0 +1,211 @@
+"""Start one container and connect its worker (host side).
+
+The transport is a Unix socket listening in a private host directory that
+is bind-mounted at ``/run/glsandbox``; the sandbox-side bootstrap connects
+to it and the host checks, from its own facts (SO_PEERCRED and the peer's
+cgroup), that the caller is the container. Everything is undone on
+failure. Who calls: :meth:`.backend.ContainerBackend.start` and the warm pool.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import shutil
+import socket
+import struct
+import tempfile
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ... import procfs
+from ...exceptions import BackendUnavailableError, SandboxCrashedError, SandboxSecurityError
+from ...worker.bootstrap import SETUP_FAILED_EXIT, VERSION_MISMATCH_EXIT
+from . import docker_api, images, lifetime
+from .settings import bootstrap_spec, create_kwargs
+from .worker import ContainerWorker, returncode_of
+
+if TYPE_CHECKING:
+    from ...confinement.network import NetworkProxy
+
+CONNECT_TIMEOUT = 30.0
+
+
+def _peer_pid(conn: socket.socket) -> int | None:
+    fmt = "3i"
+    try:
+        data = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize(fmt))
+    except (OSError, AttributeError):
+        return None
+    pid = int(struct.unpack(fmt, data)[0])
+    return pid or None
+
+
+def in_container(pid: int, container_id: str) -> bool:
+    """Whether host ``pid`` is in the container's cgroup (its path names the container's id)."""
+    return any(container_id in path for _h, _c, path in procfs.cgroup_entries(pid) or [])
+
+
+class _EarlyExit(Exception):
+    def __init__(self, status: int, logs: str) -> None:
+        super().__init__(status)
+        self.status = status
+        self.logs = logs
+
+
+def _accept(listener: socket.socket, api: Any, container_id: str, timeout: float) -> socket.socket:
+    """Accept the worker's connection; notice a container that exits first."""
+    deadline = time.monotonic() + timeout
+    check_every = 0.25
+    next_check = time.monotonic() + check_every
+    while True:
+        now = time.monotonic()
+        if now >= deadline:
+            raise SandboxCrashedError(f"the container worker did not connect within {timeout:g} s")
+        wait = max(0.0, min(next_check, deadline) - now)
+        ready, _, _ = select.select([listener], [], [], wait)
+        if ready:
+            conn, _ = listener.accept()
+            return conn
+        if time.monotonic() >= next_check:
+            next_check = time.monotonic() + check_every
+            state = api.inspect_container(container_id)["State"]
+            if not state.get("Running"):
+                status = int(api.wait(container_id, timeout=10).get("StatusCode", -1))
+                logs = api.logs(container_id, tail=20).decode("utf-8", "replace")
+                raise _EarlyExit(status, logs)
+
+
+def _early_exit_error(exc: _EarlyExit, backend: str, image: str) -> Exception:
+    """What a container that ended before connecting means for the user."""
+    last = exc.logs.strip().splitlines()[-1] if exc.logs.strip() else ""
+    if exc.status == VERSION_MISMATCH_EXIT:
+        return BackendUnavailableError(backend, f"image {image}: {last or 'wrong python'}", images.image_hint(image))
+    if exc.status == SETUP_FAILED_EXIT:
+        return BackendUnavailableError(
+            backend, f"the sandbox could not load its seccomp filter: {last}", "see `glsandbox doctor`"
+        )
+    return SandboxCrashedError(
+        f"the container worker exited with status {exc.status} before connecting: {exc.logs.strip()[-2000:]}",
+        returncode=returncode_of(exc.status),
+    )
+
+
+def _listen(path: str, undo: contextlib.ExitStack) -> socket.socket:
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    undo.callback(listener.close)
+    listener.bind(path)
+    os.chmod(path, 0o666)
+    listener.listen(1)
+    return listener
+
+
+def _accept_report(listener: socket.socket, container_id: str, backend: str) -> socket.socket:
+    """The bootstrap's report connection (made before the transport's), checked like it."""
+    ready, _, _ = select.select([listener], [], [], 5.0)
+    if not ready:
+        raise BackendUnavailableError(backend, "the sandbox did not open its report channel", "see `glsandbox doctor`")
+    conn, _ = listener.accept()
+    peer = _peer_pid(conn)
+    if peer is None or not in_container(peer, container_id):
+        conn.close()
+        raise SandboxSecurityError("the report socket was connected from outside the container")
+    return conn
+
+
+def _private_listener(undo: contextlib.ExitStack) -> tuple[socket.socket, str, str]:
+    """(listening socket, its directory to bind, the outer directory to remove)."""
+    outer = tempfile.mkdtemp(prefix="glsandbox-ctr-")
+    undo.callback(shutil.rmtree, outer, True)
+    sock_dir = os.path.join(outer, "s")
+    os.mkdir(sock_dir)
+    # Only the container's user needs to reach the socket; the 0700 outer
+    # directory keeps every other host user out.
+    os.chmod(sock_dir, 0o711)
+    return _listen(os.path.join(sock_dir, "sock"), undo), sock_dir, outer
+
+
+def _proxy_dir(proxy_for: Callable[[str], NetworkProxy], undo: contextlib.ExitStack) -> tuple[str, NetworkProxy]:
+    """A private directory with the network proxy's socket in it (kept while the container lives)."""
+    proxy_dir = tempfile.mkdtemp(prefix="glsandbox-net-")
+    undo.callback(shutil.rmtree, proxy_dir, True)
+    os.chmod(proxy_dir, 0o711)  # the container's user reaches the socket (0666), nobody lists it
+    proxy = proxy_for(os.path.join(proxy_dir, "proxy"))
+    undo.callback(proxy.stop)
+    return proxy_dir, proxy
+
+
+def launch_worker(
+    settings_for: Callable[[str, str | None], dict[str, Any]],
+    *,
+    backend: str = "container",
+    proxy_for: Callable[[str], NetworkProxy] | None = None,
+    connect_timeout: float = CONNECT_TIMEOUT,
+) -> ContainerWorker:
+    """Create and start one container and return it connected (host side).
+
+    ``settings_for(socket_dir, proxy_dir)`` returns
+    :func:`~.settings.container_settings` for the private directories made
+    here; ``proxy_for(path)`` starts the network proxy on ``path`` when the
+    config allows any network. Undoes everything on failure.
+    """
+    api = docker_api.api()
+    with contextlib.ExitStack() as undo:
+        listener, sock_dir, outer = _private_listener(undo)
+        proxy_dir, proxy = _proxy_dir(proxy_for, undo) if proxy_for is not None else (None, None)
+        settings = settings_for(sock_dir, proxy_dir)
+        reports = (
+            _listen(os.path.join(sock_dir, "report"), undo) if bootstrap_spec(settings).get("report_socket") else None
+        )
+        image = str(settings["image"])
+        runtime = settings.get("runtime")
+        with docker_api.map_docker_errors(backend, "create the container", image=image):
+            container_id = api.create_container(**create_kwargs(api, docker_api.for_engine(settings)))["Id"]
+        undo.callback(docker_api.remove_now, container_id)
+        try:
+            with docker_api.map_docker_errors(backend, "start the container", image=image):
+                api.start(container_id)
+                conn = _accept(listener, api, container_id, connect_timeout)
+        except _EarlyExit as exc:
+            raise _early_exit_error(exc, backend, image) from None
+        undo.callback(conn.close)
+        worker_pid = _peer_pid(conn)
+        init_pid: int | None = None
+        # runc: the peer is the worker itself; runsc: the gofer, which connects
+        # on the sandboxed worker's behalf (--host-uds). Either way a host
+        # process that must be inside our container's cgroup.
+        if worker_pid is None or not in_container(worker_pid, container_id):
+            raise SandboxSecurityError("the transport socket was connected from outside the container")
+        if runtime is None:
+            parent = procfs.parent_pid(worker_pid)
+            init_pid = parent if parent and in_container(parent, container_id) else worker_pid
+        else:
+            # The worker has no host pid; the container's is the sentry's.
+            worker_pid = None
+            with docker_api.map_docker_errors(backend, "inspect the container"):
+                init_pid = int(api.inspect_container(container_id)["State"].get("Pid") or 0) or None
+        report_conn = _accept_report(reports, container_id, backend) if reports is not None else None
+        if report_conn is not None:
+            undo.callback(report_conn.close)
+        worker = ContainerWorker(
+            container_id=container_id,
+            sock=conn,
+            worker_pid=worker_pid,
+            init_pid=init_pid,
+            image=image,
+            runtime=runtime,
+            backend=backend,
+            settings=settings,
+            proxy=proxy,
+            proxy_dir=proxy_dir,
+        )
+        if report_conn is not None:
+            worker.read_reports(report_conn)
+        lifetime.track(worker)
+        undo.pop_all()
+    # The connection is made: nothing else may connect, and nothing stays on disk.
+    listener.close()
+    shutil.rmtree(outer, ignore_errors=True)
+    return worker

@@ -1,0 +1,215 @@
+"""The container's entry point: SANDBOX side, run before any untrusted code.
+
+Run by path inside the container, as its pid 2 under docker-init (or as the
+sentry's first task under gVisor)::
+
+    python3 -s -E /opt/glsandbox/site/glsandbox_kernel/worker/bootstrap.py SPEC_JSON
+
+``SPEC_JSON`` comes from the host (:func:`glsandbox_kernel.backends.container.settings.worker_command`):
+the Python ``X.Y`` the host needs, the mounted dependency directories, the
+site directory holding this package, the transport socket's path, the
+seccomp section (a :class:`glsandbox_kernel.confinement.seccomp.SeccompPolicy`)
+and the network section (:func:`glsandbox_kernel.confinement.network.plan_network`).
+
+In order:
+
+1. refuse a python of another minor version (exit 86, one line on stderr);
+2. put the mounted worker code and its dependencies on ``sys.path``, and
+   register the ``glsandbox_kernel`` package without running its
+   ``__init__`` (the host-side API; it runs on the first attribute access,
+   when user code imports the package);
+3. import what the worker needs (a pooled worker's first call is then fast);
+4. when the config allows any network, bind the TCP relay on 127.0.0.1
+   and set ``HTTP(S)_PROXY`` (NAMESPACE's ``prepare_relay_child``); load the
+   project's seccomp filter (the same policy NAMESPACE loads) with a
+   user-notification listener when the section asks for one; then fork the
+   relay (``start_relay_child``: confined by the same filter), which copies
+   bytes to the host proxy's socket bound at ``/run/glsandbox-net``;
+5. where no listener can reach the host (gVisor's sentry has no user
+   notifications), install an audit hook that reports exec attempts and
+   ctypes lookups of escape-class functions on a second socket (``report_socket``) and
+   waits for the host's ack; the host records them as ``trusted: False``
+   (what the sandbox says of itself). The kernel's filter still decides;
+   the hook only adds a report and refuses escape tools early;
+6. connect to the host and serve; the hello frame carries the listener fd
+   (SCM_RIGHTS over the bind-mounted socket, as runc's seccomp agent gets
+   it over ``listenerPath``), which is closed here before any request runs.
+
+This file imports nothing of the host side; it must keep working as a
+plain script (no relative imports at module level).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import site
+import sys
+import time
+from typing import Any
+
+VERSION_MISMATCH_EXIT = 86
+SETUP_FAILED_EXIT = 87
+
+
+def _check_python(want: str) -> None:
+    have = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    if have != want:
+        sys.stderr.write(f"glsandbox: the image has python {have}, the host needs {want}\n")
+        sys.exit(VERSION_MISMATCH_EXIT)
+
+
+def _add_paths(deps: list[str], site_dir: str) -> None:
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != here]  # not worker/ itself
+    for path in deps:
+        sys.path.append(path)
+        # .pth files, but not the host's editable-install finders (host paths).
+        for name in sorted(os.listdir(path)):
+            if name.endswith(".pth") and not name.startswith(("__editable__", "distutils-precedence")):
+                site.addpackage(path, name, set())
+    sys.path.insert(0, site_dir)
+
+
+def _register_package_lazily(name: str, pkg_dir: str) -> None:
+    """Package ``name`` in sys.modules with its ``__init__`` deferred to the first attribute use.
+
+    Its submodules import as usual; only what they need is loaded (the
+    top-level ``__init__`` is the host-side API, the confinement package's
+    imports every step, about 60 ms the worker does not need).
+    """
+    spec = importlib.util.spec_from_file_location(
+        name, os.path.join(pkg_dir, "__init__.py"), submodule_search_locations=[pkg_dir]
+    )
+    assert spec is not None and spec.loader is not None
+    pkg = importlib.util.module_from_spec(spec)
+    loader = spec.loader
+
+    def load_init(attr: str) -> Any:
+        del pkg.__getattr__  # type: ignore[attr-defined]
+        loader.exec_module(pkg)
+        return getattr(pkg, attr)
+
+    pkg.__getattr__ = load_init  # type: ignore[method-assign]
+    sys.modules[name] = pkg
+    parent, _, child = name.rpartition(".")
+    if parent:
+        setattr(sys.modules[parent], child, pkg)
+
+
+def _connect(path: str, timeout: float = 30.0) -> Any:
+    import socket
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            sock.connect(path)
+            return sock
+        except (FileNotFoundError, ConnectionRefusedError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
+
+
+class _Reporter:
+    """Audit hook: reports exec and escape-class ctypes calls to the host (untrusted channel).
+
+    One JSON line per report, then a one-byte ack from the host, so the
+    report is recorded before the call can return. Never raises into the
+    caller except PermissionError for an exec the policy refuses.
+    """
+
+    EVENTS = frozenset({"subprocess.Popen", "os.exec", "os.posix_spawn", "os.spawn", "os.system", "ctypes.dlsym"})
+
+    def __init__(self, sock: Any, section: dict[str, Any]) -> None:
+        import threading
+
+        from glsandbox_kernel.confinement import seccomp
+
+        self.sock = sock
+        self.lock = threading.Lock()
+        self.deny_exec = bool(section.get("deny_exec"))
+        self.tools = seccomp.ESCAPE_TOOLS
+        self.escape = frozenset(seccomp.ESCAPE)
+
+    def send(self, report: dict[str, Any]) -> None:
+        line = (json.dumps(report, separators=(",", ":"))[:2000] + "\n").encode()
+        with self.lock:
+            try:
+                self.sock.sendall(line)
+                self.sock.recv(1)
+            except OSError:
+                pass
+
+    def __call__(self, event: str, args: tuple[Any, ...]) -> None:
+        if event not in self.EVENTS:
+            return
+        if event == "ctypes.dlsym":
+            self._ctypes(args)
+            return
+        if event == "os.system":
+            path = str(args[0]).split()[0] if args and str(args[0]).split() else ""
+        elif event == "subprocess.Popen":
+            exe, argv = args[0], args[1]
+            if exe is None:
+                argv = [argv] if isinstance(argv, (str, bytes)) else list(argv or [""])
+                exe = argv[0] if argv else ""
+            path = os.fsdecode(exe)
+        else:
+            path = os.fsdecode(args[1] if event == "os.spawn" else args[0])
+        base = os.path.basename(path)
+        escape = base in self.tools
+        if escape or self.deny_exec:
+            self.send({"kind": "exec", "syscall": "execve", "path": path, "escape": escape})
+            raise PermissionError(1, "Operation not permitted", path)
+
+    def _ctypes(self, args: tuple[Any, ...]) -> None:
+        # Python has no audit event per foreign call; looking up an escape-class
+        # libc function by name is the closest (the kernel's filter denies the call).
+        name = args[1] if len(args) > 1 else None
+        if isinstance(name, str) and name in self.escape:
+            self.send({"kind": "syscall", "syscall": name, "escape": True})
+
+
+def main(argv: list[str]) -> None:
+    """Steps 1-6 above; never returns (the worker loop exits the process)."""
+    spec = json.loads(argv[1])
+    _check_python(str(spec["python"]))
+    _add_paths([str(d) for d in spec["deps"]], str(spec["site"]))
+    top = os.path.join(str(spec["site"]), "glsandbox_kernel")
+    _register_package_lazily("glsandbox_kernel", top)
+    _register_package_lazily("glsandbox_kernel.confinement", os.path.join(top, "confinement"))
+    try:
+        import cloudpickle  # noqa: F401 - before connecting, so a pooled worker's first call is fast
+    except ImportError:
+        pass
+    from glsandbox_kernel.confinement import seccomp
+    from glsandbox_kernel.confinement._common import ChildState
+    from glsandbox_kernel.confinement.sections import from_wire
+    from glsandbox_kernel.worker.loop import serve
+
+    state = ChildState(report={})
+    try:
+        # The host's sections, rebuilt against their schema (unknown or mistyped fields refused).
+        policy = from_wire(seccomp.SeccompPolicy, spec["seccomp"], "bootstrap.seccomp") if spec.get("seccomp") else None
+        if spec.get("network"):
+            from glsandbox_kernel.confinement import network as net_step
+
+            network = from_wire(net_step.NetworkSection, spec["network"], "bootstrap.network")
+            state.relay = net_step.prepare_relay_child(network, state)  # 127.0.0.1 listener; HTTP(S)_PROXY set
+            seccomp.install_child(policy, state)  # the listener fd (notifications on) goes to state.pass_fds
+            net_step.start_relay_child(network, state)  # forked after the filter: confined the same way
+        else:
+            seccomp.install_child(policy, state)
+    except Exception as exc:  # noqa: BLE001 - told to the host on stderr; it refuses the container
+        sys.stderr.write(f"glsandbox: {exc}\n")
+        sys.exit(SETUP_FAILED_EXIT)
+    if spec.get("report_socket"):
+        sys.addaudithook(_Reporter(_connect(str(spec["report_socket"])), spec.get("seccomp") or {}))
+    serve(_connect(str(spec["socket"])), pass_fds=state.pass_fds, report=state.report)
+
+
+if __name__ == "__main__":
+    main(sys.argv)
