@@ -1,0 +1,363 @@
+"""``SandboxedExecutor`` / ``sandboxed_submit``: sandboxed calls on a Dask cluster (client side, host).
+
+The client submits :func:`~glsandbox_kernel.distributed.plugin.run_call`
+tasks with ``client.map``; each runs the user's function in a session the
+worker's :class:`~glsandbox_kernel.distributed.plugin.SandboxPlugin` keeps.
+One collector thread receives the results (``distributed.as_completed``),
+seals each task's audit records into the run chain, and resolves the
+``concurrent.futures.Future`` the caller holds: the decoded value, or the
+exception with its own type (builtins stay builtins, ours stay ours). A task
+whose Dask worker died is retried by Dask on another worker (up to
+``distributed.scheduler.allowed-failures`` times); the run chain records
+each loss and whether the task was ``retried`` or ``failed``, and a failed
+one raises :class:`~glsandbox_kernel.SandboxCrashedError`.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import distributed
+
+from ..audit import load_key
+from ..config import OSSandboxConfig
+from ..exceptions import SandboxCrashedError
+from .audit import ClusterAudit
+from .plugin import SandboxPlugin, TaskOutcome, run_call, run_on_worker_drain, run_on_worker_health
+
+
+class _Packed:
+    """Opaque (args, kwargs): Dask must not read a tuple argument as a task."""
+
+    __slots__ = ("args", "kwargs")
+
+    def __init__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self.args = args
+        self.kwargs = kwargs
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_Packed, (self.args, self.kwargs))
+
+
+def _call_packed(packed: _Packed, *, fn: Callable[..., Any], config: OSSandboxConfig) -> TaskOutcome:
+    """Task body on the Dask worker: unpack and run :func:`run_call`."""
+    return run_call((packed.args, packed.kwargs), fn=fn, config=config)
+
+
+class SandboxedExecutor(cf.Executor):
+    """A ``concurrent.futures.Executor`` whose every call runs in a glsandbox sandbox on the cluster.
+
+    ``submit(fn, *args, **kwargs)`` / ``map(fn, *iterables)`` / ``shutdown()``,
+    and a context manager. ``config`` is the sandbox configuration of every
+    call (default: ``OSSandboxConfig()``). ``audit_path`` is the JSONL file
+    of the run chain (in memory without it: :attr:`audit`); ``audit_key``
+    signs it (default ``$GLSANDBOX_AUDIT_KEY``). The plugin is registered
+    with ``max_sessions`` unless ``register_plugin=False`` (e.g. when the
+    workers were started with it). ``close_sessions`` closes the workers'
+    idle sessions at shutdown so that their ``session_end`` records join the
+    run chain (sessions are otherwise kept for the next run).
+    """
+
+    def __init__(
+        self,
+        client: distributed.Client,
+        config: OSSandboxConfig | None = None,
+        *,
+        audit_path: str | None = None,
+        audit_key: bytes | None = None,
+        max_sessions: int = 4,
+        register_plugin: bool = True,
+        close_sessions: bool = False,
+        label: str | None = None,
+    ) -> None:
+        self.client = client
+        self.config = config or OSSandboxConfig()
+        self.close_sessions = close_sessions
+        if register_plugin:
+            client.register_plugin(SandboxPlugin(max_sessions=max_sessions))
+        workers = list(client.scheduler_info().get("workers", {}))
+        self.audit = ClusterAudit(
+            audit_path,
+            key=audit_key if audit_key is not None else load_key(),
+            scheduler=str(getattr(client.scheduler, "address", "")),
+            workers=workers,
+            label=label,
+        )
+        self._started = time.time()
+        self._lock = threading.Lock()
+        self._pending: dict[str, tuple[cf.Future[Any], str]] = {}
+        self._failed: dict[str, str] = {}
+        self._killed: set[str] = set()
+        self._lost_logged: set[str] = set()
+        self._done_keys: set[str] = set()
+        self._seen_losses: set[tuple[Any, ...]] = set()
+        self._ac = distributed.as_completed(with_results=True, raise_errors=False)
+        self._wakeup = threading.Event()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._shutdown = False
+        self._collector = threading.Thread(target=self._collect, name="glsandbox-collector", daemon=True)
+        self._collector.start()
+        self.summary: dict[str, Any] | None = None
+
+    # -- submitting -----------------------------------------------------------------------------
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
+        """Run ``fn(*args, **kwargs)`` in a sandbox on some worker; a ``concurrent.futures.Future``."""
+        return self.submit_many(fn, [(args, kwargs)])[0]
+
+    def map(
+        self, fn: Callable[..., Any], *iterables: Iterable[Any], timeout: float | None = None, chunksize: int = 1
+    ) -> Iterator[Any]:
+        """Like ``Executor.map``: all calls are submitted at once (one ``client.map``), results in order."""
+        futures = self.submit_many(fn, [(args, {}) for args in zip(*iterables, strict=False)])
+        end = None if timeout is None else time.monotonic() + timeout
+
+        def results() -> Iterator[Any]:
+            try:
+                futures.reverse()
+                while futures:
+                    left = None if end is None else max(0.0, end - time.monotonic())
+                    yield futures.pop().result(left)
+            finally:
+                for future in futures:
+                    future.cancel()
+
+        return results()
+
+    def submit_many(
+        self,
+        fn: Callable[..., Any],
+        calls: list[tuple[tuple[Any, ...], dict[str, Any]]],
+        *,
+        config: OSSandboxConfig | None = None,
+    ) -> list[cf.Future[Any]]:
+        """Submit ``fn(*args, **kwargs)`` for each ``(args, kwargs)`` with one ``client.map``."""
+        if self._shutdown:
+            raise RuntimeError("cannot schedule new calls after shutdown")
+        if not calls:
+            return []
+        name = getattr(fn, "__name__", "call")
+        keys = [f"glsandbox-{name}-{uuid.uuid4().hex}" for _ in calls]
+        packed = [_Packed(tuple(args), dict(kwargs)) for args, kwargs in calls]
+        return self._track(
+            keys,
+            "call",
+            lambda: self.client.map(
+                _call_packed, packed, key=keys, fn=fn, config=config or self.config, pure=False, retries=0
+            ),
+        )
+
+    def submit_tasks(
+        self, task: Callable[..., Any], items: list[Any], kind: str, **kwargs: Any
+    ) -> list[cf.Future[Any]]:
+        """Submit ``task(item, **kwargs)`` per item, each returning a :class:`TaskOutcome` (notebooks)."""
+        keys = [f"glsandbox-{kind}-{uuid.uuid4().hex}" for _ in items]
+        return self._track(keys, kind, lambda: self.client.map(task, items, key=keys, pure=False, retries=0, **kwargs))
+
+    def _track(self, keys: list[str], kind: str, submit: Callable[[], list[Any]]) -> list[cf.Future[Any]]:
+        futures: list[cf.Future[Any]] = [cf.Future() for _ in keys]
+        with self._lock:
+            for key, future in zip(keys, futures, strict=True):
+                self._pending[key] = (future, kind)
+            self._idle.clear()
+        dask_futures = submit()
+        with self._lock:
+            for dask_future, future in zip(dask_futures, futures, strict=True):
+                future.add_done_callback(_canceller(dask_future))
+                self._ac.add(dask_future)
+            self._wakeup.set()
+        return futures
+
+    # -- results (collector thread) ----------------------------------------------------------------
+    def _collect(self) -> None:
+        while True:
+            self._wakeup.wait()
+            for dask_future, result in self._ac:
+                try:
+                    self._resolve(dask_future, result)
+                except Exception as exc:  # noqa: BLE001 - a bad result must not stop the collector
+                    entry = self._pending.pop(str(dask_future.key), None)
+                    if entry is not None and entry[0].set_running_or_notify_cancel():
+                        entry[0].set_exception(exc)
+            try:
+                self._check_lost()
+            except Exception:  # noqa: BLE001 - the scheduler went away: nothing more to learn
+                pass
+            with self._lock:
+                if self._ac.is_empty():
+                    self._wakeup.clear()
+                    if not self._pending:
+                        self._idle.set()
+                    if self._shutdown:
+                        return
+
+    def _resolve(self, dask_future: Any, result: Any) -> None:
+        key = str(dask_future.key)
+        with self._lock:
+            entry = self._pending.pop(key, None)
+            self._done_keys.add(key)
+        if entry is None:
+            return
+        future, kind = entry
+        if isinstance(result, TaskOutcome):
+            call_error = result.error
+            self.audit.add_task(
+                kind=kind,
+                task=key,
+                worker=result.worker,
+                session_id=result.session_id,
+                status="ok" if call_error is None else "error",
+                records=result.records,
+                detail={**result.detail, "pid": result.pid, "started": result.started, "finished": result.finished},
+            )
+            if not future.set_running_or_notify_cancel():
+                return
+            if call_error is None:
+                future.set_result(result.value)
+            else:
+                future.set_exception(call_error)
+            return
+        exc = _as_exception(result)
+        text = f"{type(exc).__name__}: {exc}"
+        with self._lock:
+            self._failed[key] = text
+        if isinstance(exc, distributed.scheduler.KilledWorker) or type(exc).__name__ == "KilledWorker":
+            with self._lock:
+                self._killed.add(key)
+            error: BaseException = SandboxCrashedError(
+                f"task {key}: the Dask worker running it died and Dask gave up ({text})", reason="dask_worker_lost"
+            )
+            error.__cause__ = exc
+        else:
+            error = exc
+        if future.set_running_or_notify_cancel():
+            future.set_exception(error)
+
+    def _check_lost(self) -> None:
+        """Record every Dask worker loss that hit one of our tasks (scheduler's ``remove-worker`` events)."""
+        with self._lock:
+            done = set(self._done_keys)
+            failed = dict(self._failed)
+        if not done:
+            return
+        events = self.client.get_events("all")
+        recorded: set[str] = set()
+        for stamp, msg in events:
+            if stamp < self._started - 1 or not isinstance(msg, dict) or msg.get("action") != "remove-worker":
+                continue
+            if msg.get("expected"):
+                continue
+            for task in sorted(str(k) for k in msg.get("processing-tasks") or ()):
+                if task not in done:
+                    continue
+                mark = (stamp, msg.get("worker"), task)
+                if mark in self._seen_losses:
+                    continue
+                self._seen_losses.add(mark)
+                outcome = "failed" if task in failed else "retried"
+                self.audit.add_lost(
+                    task=task, worker=str(msg.get("worker")), outcome=outcome, detail=failed.get(task, "")
+                )
+                recorded.add(task)
+        with self._lock:
+            self._done_keys.clear()
+            unexplained = [task for task in self._killed if task not in recorded and task not in self._lost_logged]
+            self._lost_logged.update(recorded)
+            self._lost_logged.update(unexplained)
+        for task in unexplained:  # Dask said KilledWorker but its event log no longer has the loss
+            self.audit.add_lost(task=task, worker="unknown", outcome="failed", detail=failed.get(task, ""))
+
+    # -- health and shutdown ------------------------------------------------------------------------
+    def health(self, *, doctor: bool = True) -> dict[str, Any]:
+        """Every worker's sandbox health (plugin sessions, ``glsandbox doctor``), by worker address."""
+        return cluster_doctor(self.client, doctor=doctor)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop accepting calls; with ``wait``, wait for the running ones and seal the run manifest."""
+        with self._lock:
+            if self._shutdown:
+                return
+            if cancel_futures:
+                for future, _kind in list(self._pending.values()):
+                    future.cancel()
+            self._shutdown = True
+            self._wakeup.set()
+        if not wait:
+            return
+        self._idle.wait()
+        self._collector.join()
+        self._check_lost()
+        try:
+            drained = self.client.run(run_on_worker_drain, close=self.close_sessions)
+        except Exception:  # noqa: BLE001 - workers gone: their last records are lost, the manifest says so
+            drained = {}
+        for worker, records in sorted(drained.items()):
+            if records:
+                self.audit.add_task(
+                    kind="drain", task="drain", worker=str(worker), session_id=None, status="ok", records=records
+                )
+        self.summary = {"tasks": self.audit.tasks, "failed": dict(self._failed)}
+        self.audit.close(summary=self.summary)
+
+
+def _canceller(dask_future: Any) -> Callable[[cf.Future[Any]], None]:
+    ref = weakref.ref(dask_future)
+
+    def cancel(future: cf.Future[Any]) -> None:
+        target = ref()
+        if future.cancelled() and target is not None:
+            target.cancel()
+
+    return cancel
+
+
+def _as_exception(result: Any) -> BaseException:
+    if isinstance(result, BaseException):
+        return result
+    if isinstance(result, tuple) and len(result) == 3 and isinstance(result[1], BaseException):
+        return result[1]
+    return RuntimeError(f"unexpected task result {type(result).__name__}")
+
+
+_DEFAULT: weakref.WeakKeyDictionary[Any, SandboxedExecutor] = weakref.WeakKeyDictionary()
+_DEFAULT_LOCK = threading.Lock()
+
+
+def sandboxed_submit(
+    client: distributed.Client,
+    fn: Callable[..., Any],
+    /,
+    *args: Any,
+    config: OSSandboxConfig | None = None,
+    executor: SandboxedExecutor | None = None,
+    **kwargs: Any,
+) -> cf.Future[Any]:
+    """Run ``fn(*args, **kwargs)`` in a sandbox on ``client``'s cluster; a ``concurrent.futures.Future``.
+
+    Uses ``executor`` when given, else one default executor per client
+    (in-memory run chain: ``default_executor(client).audit``).
+    """
+    if executor is None:
+        executor = default_executor(client)
+    return executor.submit_many(fn, [(args, kwargs)], config=config)[0]
+
+
+def default_executor(client: distributed.Client) -> SandboxedExecutor:
+    """The executor :func:`sandboxed_submit` uses for ``client`` (made on first use)."""
+    with _DEFAULT_LOCK:
+        executor = _DEFAULT.get(client)
+        if executor is None or executor._shutdown:
+            executor = _DEFAULT[client] = SandboxedExecutor(client)
+        return executor
+
+
+def cluster_doctor(client: distributed.Client, *, doctor: bool = True) -> dict[str, dict[str, Any]]:
+    """``glsandbox doctor`` and the plugin's sessions on every worker, by worker address (client side)."""
+    reports: dict[str, dict[str, Any]] = client.run(run_on_worker_health, doctor=doctor)
+    return reports
