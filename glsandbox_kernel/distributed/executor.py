@@ -50,6 +50,12 @@ def _call_packed(packed: _Packed, *, fn: Callable[..., Any], config: OSSandboxCo
     return run_call((packed.args, packed.kwargs), fn=fn, config=config)
 
 
+def _task_packed(packed: _Packed, *, task: Callable[..., Any], task_kwargs: dict[str, Any]) -> TaskOutcome:
+    """Task body on the Dask worker for :meth:`SandboxedExecutor.submit_tasks`."""
+    outcome: TaskOutcome = task(*packed.args, **task_kwargs)
+    return outcome
+
+
 class SandboxedExecutor(cf.Executor):
     """A ``concurrent.futures.Executor`` whose every call runs in a glsandbox sandbox on the cluster.
 
@@ -158,7 +164,14 @@ class SandboxedExecutor(cf.Executor):
     ) -> list[cf.Future[Any]]:
         """Submit ``task(item, **kwargs)`` per item, each returning a :class:`TaskOutcome` (notebooks)."""
         keys = [f"glsandbox-{kind}-{uuid.uuid4().hex}" for _ in items]
-        return self._track(keys, kind, lambda: self.client.map(task, items, key=keys, pure=False, retries=0, **kwargs))
+        packed = [_Packed((item,), {}) for item in items]
+        return self._track(
+            keys,
+            kind,
+            lambda: self.client.map(
+                _task_packed, packed, key=keys, task=task, task_kwargs=kwargs, pure=False, retries=0
+            ),
+        )
 
     def _track(self, keys: list[str], kind: str, submit: Callable[[], list[Any]]) -> list[cf.Future[Any]]:
         futures: list[cf.Future[Any]] = [cf.Future() for _ in keys]
