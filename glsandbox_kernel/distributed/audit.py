@@ -129,7 +129,8 @@ class ClusterAudit:
         if event not in {e.value for e in EventType}:
             event = EventType.EXECUTION_SUCCESS if status == "ok" else EventType.EXECUTION_ERROR
         with self._lock:
-            self._tasks["ok" if status == "ok" else "error"] += 1
+            if kind != "drain":  # records drained from the workers at shutdown are no task
+                self._tasks["ok" if status == "ok" else "error"] += 1
             for rec in inner:
                 self._track(rec, worker)
         return self._emit(

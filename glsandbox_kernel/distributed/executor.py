@@ -67,7 +67,8 @@ class SandboxedExecutor(cf.Executor):
     with ``max_sessions`` unless ``register_plugin=False`` (e.g. when the
     workers were started with it). ``close_sessions`` closes the workers'
     idle sessions at shutdown so that their ``session_end`` records join the
-    run chain (sessions are otherwise kept for the next run).
+    run chain (sessions are otherwise kept for the next run). ``workers``
+    restricts the calls to those Dask workers (addresses or names).
     """
 
     def __init__(
@@ -80,11 +81,14 @@ class SandboxedExecutor(cf.Executor):
         max_sessions: int = 4,
         register_plugin: bool = True,
         close_sessions: bool = False,
+        workers: list[str] | None = None,
         label: str | None = None,
     ) -> None:
         self.client = client
         self.config = config or OSSandboxConfig()
         self.close_sessions = close_sessions
+        # Dask placement: only these workers (e.g. the ones with gVisor), never others.
+        self._placement: dict[str, Any] = {"workers": list(workers), "allow_other_workers": False} if workers else {}
         if register_plugin:
             client.register_plugin(SandboxPlugin(max_sessions=max_sessions))
         workers = list(client.scheduler_info().get("workers", {}))
@@ -155,7 +159,14 @@ class SandboxedExecutor(cf.Executor):
             keys,
             "call",
             lambda: self.client.map(
-                _call_packed, packed, key=keys, fn=fn, config=config or self.config, pure=False, retries=0
+                _call_packed,
+                packed,
+                key=keys,
+                fn=fn,
+                config=config or self.config,
+                pure=False,
+                retries=0,
+                **self._placement,
             ),
         )
 
@@ -169,7 +180,14 @@ class SandboxedExecutor(cf.Executor):
             keys,
             kind,
             lambda: self.client.map(
-                _task_packed, packed, key=keys, task=task, task_kwargs=kwargs, pure=False, retries=0
+                _task_packed,
+                packed,
+                key=keys,
+                task=task,
+                task_kwargs=kwargs,
+                pure=False,
+                retries=0,
+                **self._placement,
             ),
         )
 
