@@ -23,6 +23,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+import cloudpickle
 import distributed
 
 from ..audit import load_key
@@ -45,8 +46,8 @@ class _Packed:
         return (_Packed, (self.args, self.kwargs))
 
 
-def _call_packed(packed: _Packed, *, fn: Callable[..., Any], config: OSSandboxConfig) -> TaskOutcome:
-    """Task body on the Dask worker: unpack and run :func:`run_call`."""
+def _call_packed(packed: _Packed, *, fn: bytes, config: OSSandboxConfig) -> TaskOutcome:
+    """Task body on the Dask worker: unpack and run :func:`run_call` (``fn`` cloudpickled once per map)."""
     return run_call((packed.args, packed.kwargs), fn=fn, config=config)
 
 
@@ -107,7 +108,7 @@ class SandboxedExecutor(cf.Executor):
         self._lost_logged: set[str] = set()
         self._done_keys: set[str] = set()
         self._seen_losses: set[tuple[Any, ...]] = set()
-        self._ac = distributed.as_completed(with_results=True, raise_errors=False)
+        self._ac = distributed.as_completed()
         self._wakeup = threading.Event()
         self._idle = threading.Event()
         self._idle.set()
@@ -155,6 +156,7 @@ class SandboxedExecutor(cf.Executor):
         name = getattr(fn, "__name__", "call")
         keys = [f"glsandbox-{name}-{uuid.uuid4().hex}" for _ in calls]
         packed = [_Packed(tuple(args), dict(kwargs)) for args, kwargs in calls]
+        fn_bytes = cloudpickle.dumps(fn)  # once: the worker keeps one function object per pickle
         return self._track(
             keys,
             "call",
@@ -162,7 +164,7 @@ class SandboxedExecutor(cf.Executor):
                 _call_packed,
                 packed,
                 key=keys,
-                fn=fn,
+                fn=fn_bytes,
                 config=config or self.config,
                 pure=False,
                 retries=0,
@@ -209,13 +211,14 @@ class SandboxedExecutor(cf.Executor):
     def _collect(self) -> None:
         while True:
             self._wakeup.wait()
-            for dask_future, result in self._ac:
-                try:
-                    self._resolve(dask_future, result)
-                except Exception as exc:  # noqa: BLE001 - a bad result must not stop the collector
-                    entry = self._pending.pop(str(dask_future.key), None)
-                    if entry is not None and entry[0].set_running_or_notify_cancel():
-                        entry[0].set_exception(exc)
+            for batch in self._ac.batches():
+                for dask_future, result in self._results(batch):
+                    try:
+                        self._resolve(dask_future, result)
+                    except Exception as exc:  # noqa: BLE001 - a bad result must not stop the collector
+                        entry = self._pending.pop(str(dask_future.key), None)
+                        if entry is not None and entry[0].set_running_or_notify_cancel():
+                            entry[0].set_exception(exc)
             try:
                 self._check_lost()
             except Exception:  # noqa: BLE001 - the scheduler went away: nothing more to learn
@@ -227,6 +230,26 @@ class SandboxedExecutor(cf.Executor):
                         self._idle.set()
                     if self._shutdown:
                         return
+
+    def _results(self, batch: list[Any]) -> list[tuple[Any, Any]]:
+        """``(future, result or exception)`` for a batch of done futures: one gather for the finished ones."""
+        finished = [f for f in batch if f.status == "finished"]
+        pairs: list[tuple[Any, Any]] = []
+        try:
+            pairs.extend(zip(finished, self.client.gather(finished), strict=True))
+        except Exception:  # noqa: BLE001 - one result could not be fetched: fetch them one by one
+            for future in finished:
+                try:
+                    pairs.append((future, future.result()))
+                except Exception as exc:  # noqa: BLE001 - reported as that call's error
+                    pairs.append((future, exc))
+        for future in batch:
+            if future.status != "finished":
+                try:
+                    pairs.append((future, future.exception()))
+                except BaseException as exc:  # noqa: BLE001 - CancelledError
+                    pairs.append((future, exc))
+        return pairs
 
     def _resolve(self, dask_future: Any, result: Any) -> None:
         key = str(dask_future.key)

@@ -144,6 +144,7 @@ class SandboxPlugin(WorkerPlugin):
         self._idle: OrderedDict[int, _Slot] = OrderedDict()
         self._busy: dict[int, _Slot] = {}
         self._unsent: list[dict[str, Any]] = []
+        self._functions: OrderedDict[bytes, Callable[..., Any]] = OrderedDict()
         self._lock = threading.Lock()
         self._address = ""
         self.sessions_started = 0
@@ -200,6 +201,29 @@ class SandboxPlugin(WorkerPlugin):
         with self._lock:
             unsent, self._unsent = self._unsent, []
         return unsent + records
+
+    def function(self, data: bytes) -> Callable[..., Any]:
+        """The function cloudpickled in ``data`` (from the trusted client), one object per pickle.
+
+        Keeping one object lets ``OSSandbox`` reuse its pickle of the function
+        for every call of a ``map``.
+        """
+        import hashlib
+
+        import cloudpickle
+
+        digest = hashlib.sha256(data).digest()
+        with self._lock:
+            fn = self._functions.get(digest)
+            if fn is not None:
+                self._functions.move_to_end(digest)
+                return fn
+        fn = cloudpickle.loads(data)
+        with self._lock:
+            self._functions[digest] = fn
+            while len(self._functions) > 64:
+                self._functions.popitem(last=False)
+        return fn
 
     def take_unsent(self) -> list[dict[str, Any]]:
         """Records of closed sessions no task carried back yet (the executor drains them at shutdown)."""
@@ -297,7 +321,7 @@ def worker_plugin(worker: Any | None = None) -> SandboxPlugin:
 def run_call(
     packed: tuple[tuple[Any, ...], dict[str, Any]],
     *,
-    fn: Callable[..., Any],
+    fn: Callable[..., Any] | bytes,
     config: OSSandboxConfig,
     key: str | None = None,
 ) -> TaskOutcome:
@@ -307,6 +331,8 @@ def run_call(
     plugin = worker_plugin(worker)
     task_key = key if key is not None else str(worker.get_current_task())
     started = time.time()
+    if isinstance(fn, bytes):
+        fn = plugin.function(fn)
     slot = plugin.checkout(config)
     outcome = TaskOutcome(key=task_key, worker=str(worker.address), pid=os.getpid(), session_id=slot.box.session_id)
     try:
