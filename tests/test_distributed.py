@@ -34,7 +34,7 @@ from glsandbox_kernel.distributed import (  # noqa: E402
 )
 from glsandbox_kernel.exceptions import SandboxCrashedError  # noqa: E402
 
-from .conftest import live_pids, wait_gone  # noqa: E402
+from .conftest import ROOT, live_pids, wait_gone  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -340,3 +340,89 @@ def test_several_notebooks_need_cluster(tmp_path: Any, capsys: Any) -> None:
     b = _notebook(tmp_path / "b.ipynb", ["2"])
     assert glsandbox_main(["run", a, b]) == 2
     assert "need --cluster" in capsys.readouterr().err
+
+
+def test_exceptions_travel_with_their_details() -> None:
+    import pickle
+
+    from glsandbox_kernel import BackendUnavailableError, SandboxMemoryError
+    from glsandbox_kernel.distributed.plugin import _ExceptionBox
+
+    backend = BackendUnavailableError("vm", "no /dev/kvm", "enable KVM")
+    backend.add_note("seen on worker w1")
+    memory = SandboxMemoryError("over the limit", limit=100, peak=150)
+    remote = SandboxRemoteError("AgentError", "bad tool", ["Traceback ...", "AgentError: bad tool"])
+    for exc in (backend, memory, remote, KeyError("k")):
+        back = pickle.loads(pickle.dumps(_ExceptionBox(exc))).exc
+        assert type(back) is type(exc) and str(back) == str(exc) and back.args == exc.args
+        assert vars(back) == vars(exc)
+
+
+def test_cluster_started_with_the_dask_cli_and_the_preload(tmp_path: Any) -> None:
+    """`dask scheduler` + `dask worker --preload glsandbox_kernel.distributed.preload`, as on several machines."""
+    import subprocess
+    import sys
+
+    from distributed import Client
+
+    dask = os.path.join(os.path.dirname(sys.executable), "dask")
+    scheduler_file = tmp_path / "scheduler.json"
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    scheduler = subprocess.Popen(
+        [
+            dask,
+            "scheduler",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--no-dashboard",
+            "--scheduler-file",
+            str(scheduler_file),
+        ],
+        **quiet,  # type: ignore[call-overload]
+    )
+    worker = subprocess.Popen(
+        [
+            *(dask, "worker", "--scheduler-file", str(scheduler_file), "--nworkers", "1", "--nthreads", "1"),
+            *("--host", "127.0.0.1", "--no-dashboard", "--preload", "glsandbox_kernel.distributed.preload"),
+        ],
+        # The test's functions are pickled by reference, as Dask does: the workers import them.
+        env={**os.environ, "GLSANDBOX_MAX_SESSIONS": "3", "PYTHONPATH": ROOT},
+        **quiet,  # type: ignore[call-overload]
+    )
+    tree: list[int] = []
+    try:
+        deadline = time.monotonic() + 60
+        while not scheduler_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        with Client(scheduler_file=str(scheduler_file), timeout=60) as c:
+            c.wait_for_workers(1, timeout=60)
+            (report,) = cluster_doctor(c).values()
+            assert report["plugin"] is True and report["max_sessions"] == 3  # installed by the preload
+            assert report["doctor"]["default_backend"]
+            with SandboxedExecutor(c, STRICT, register_plugin=False) as ex:
+                assert ex.submit(square, 7).result() == 49
+            tree = [pid for pids in worker_trees(c).values() for pid in pids]
+            assert len(tree) > 1  # the worker and its sandbox
+            address = c.scheduler.address
+            shown = subprocess.run(
+                [sys.executable, "-m", "glsandbox_kernel.distributed", "doctor", address],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+            assert shown.returncode == 0, shown.stderr
+            assert "plugin yes" in shown.stdout and "default backend:" in shown.stdout
+            assert "strict calls 1" in shown.stdout
+    finally:
+        for proc in (worker, scheduler):
+            proc.terminate()
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    # A worker stopped with SIGTERM tears the plugin down: its sandboxes are closed.
+    assert not wait_gone(tree, timeout=10.0), f"left: {live_pids(tree)}"

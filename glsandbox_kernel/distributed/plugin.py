@@ -32,8 +32,16 @@ PLUGIN_NAME = "glsandbox"
 
 
 def _rebuild_exception(cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]) -> BaseException:
-    """Unpickle an exception without calling its ``__init__`` (ours take keyword-only details)."""
-    exc = cls.__new__(cls, *args)
+    """Unpickle an exception whose ``__init__`` may not accept its own ``args`` (ours take details)."""
+    try:
+        exc = cls(*args)
+    except TypeError:
+        try:
+            exc = cls.__new__(cls, *args)
+        except TypeError:  # a C base refuses too: keep the name and message at least
+            from ..exceptions import SandboxRemoteError
+
+            return SandboxRemoteError(f"{cls.__module__}.{cls.__qualname__}", str(args[0] if args else ""), [])
     exc.args = args
     exc.__dict__.update(state)
     return exc
@@ -330,18 +338,24 @@ def run_call(
     worker = get_worker()
     plugin = worker_plugin(worker)
     task_key = key if key is not None else str(worker.get_current_task())
-    started = time.time()
-    if isinstance(fn, bytes):
-        fn = plugin.function(fn)
-    slot = plugin.checkout(config)
-    outcome = TaskOutcome(key=task_key, worker=str(worker.address), pid=os.getpid(), session_id=slot.box.session_id)
+    outcome = TaskOutcome(key=task_key, worker=str(worker.address), pid=os.getpid(), session_id=None)
+    outcome.started = time.time()
     try:
-        outcome.value = slot.box.execute(fn, *args, **kwargs)
+        call = plugin.function(fn) if isinstance(fn, bytes) else fn
+        slot = plugin.checkout(config)  # BackendUnavailableError etc. travel like the call's own errors
+    except Exception as exc:  # noqa: BLE001 - shipped with its type
+        outcome.boxed_error = _ExceptionBox(exc)
+        outcome.records = plugin.take_unsent()
+        outcome.finished = time.time()
+        return outcome
+    outcome.session_id = slot.box.session_id
+    try:
+        outcome.value = slot.box.execute(call, *args, **kwargs)
     except Exception as exc:  # noqa: BLE001 - the call's error is a result, shipped with its type
         outcome.boxed_error = _ExceptionBox(exc)
     broken = isinstance(outcome.error, (SandboxCrashedError, SandboxTimeoutError))
     outcome.records = plugin.checkin(slot, broken=broken)
-    outcome.started, outcome.finished = started, time.time()
+    outcome.finished = time.time()
     return outcome
 
 
