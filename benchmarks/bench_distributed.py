@@ -4,7 +4,8 @@
    each) through ``SandboxedExecutor.map`` (persistent sessions kept by the
    worker plugin, run chain in memory; and with the run chain in a JSONL file,
    fsync'd per record) vs the same 200 calls as plain Dask tasks
-   (``client.gather(client.map(f, ...))``). Rounds alternate; medians.
+   (``client.gather(client.map(f, ...))``); also ``map(chunksize=10)`` (10
+   calls per Dask task). Rounds alternate; medians.
    Target: sandboxed throughput >= 0.8x plain.
 2. N small notebooks (default 20) with ``glsandbox run --cluster local:2``
    (one command, cluster start included) vs ``glsandbox run`` on each one
@@ -50,7 +51,7 @@ def bench_calls(n: int, rounds: int) -> dict[str, Any]:
         disk = SandboxedExecutor(client, config, audit_path=os.path.join(tmp, "run.jsonl"))
         list(mem.map(f, range(20)))  # sessions start once per worker: not part of the figure
         client.gather(client.map(f, range(20), pure=False))
-        plain, sandboxed, sandboxed_disk = [], [], []
+        plain, sandboxed, sandboxed_disk, chunked = [], [], [], []
         for _ in range(rounds):
             t0 = time.perf_counter()
             assert client.gather(client.map(f, range(n), pure=False)) == [x + 1 for x in range(n)]
@@ -61,10 +62,13 @@ def bench_calls(n: int, rounds: int) -> dict[str, Any]:
             t0 = time.perf_counter()
             assert list(disk.map(f, range(n))) == [x + 1 for x in range(n)]
             sandboxed_disk.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            assert list(mem.map(f, range(n), chunksize=10)) == [x + 1 for x in range(n)]
+            chunked.append(time.perf_counter() - t0)
         mem.shutdown()
         disk.shutdown()
         sessions = sum(h["sessions_started"] for h in mem.health(doctor=False).values())
-    tp, ts, td = (statistics.median(x) for x in (plain, sandboxed, sandboxed_disk))
+    tp, ts, td, tc = (statistics.median(x) for x in (plain, sandboxed, sandboxed_disk, chunked))
     return {
         "calls": n,
         "rounds": rounds,
@@ -73,6 +77,8 @@ def bench_calls(n: int, rounds: int) -> dict[str, Any]:
         "sandboxed_file_chain_per_s": n / td,
         "ratio": tp / ts,
         "ratio_file_chain": tp / td,
+        "sandboxed_chunked_per_s": n / tc,
+        "ratio_chunked": tp / tc,
         "sessions_started": sessions,
         "target": ">= 0.8x",
     }
@@ -142,6 +148,11 @@ def main() -> None:
         f"{'200 sandboxed calls, 2 workers, chain in a JSONL file':<58} "
         f"{calls['sandboxed_file_chain_per_s']:>9.0f}/s vs {calls['plain_per_s']:>6.0f}/s "
         f"{calls['ratio_file_chain']:>7.2f}x  >= 0.8x"
+    )
+    print(
+        f"{'200 sandboxed calls, map(chunksize=10): 20 Dask tasks':<58} "
+        f"{calls['sandboxed_chunked_per_s']:>9.0f}/s vs {calls['plain_per_s']:>6.0f}/s "
+        f"{calls['ratio_chunked']:>7.2f}x  (no target)"
     )
     label = f"{notebooks['notebooks']} notebooks, --cluster local:2 vs sequential"
     print(

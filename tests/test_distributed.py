@@ -124,6 +124,12 @@ def test_calls_run_in_sandboxes_and_keep_types(client: Any) -> None:
             ex.submit(raise_custom).result()
         with pytest.raises(SandboxSecurityError):
             ex.submit(return_object).result()
+        # Chunks: several calls per Dask task, each with its own result or error.
+        assert list(ex.map(square, range(10), chunksize=4)) == [x * x for x in range(10)]
+        chunked = ex.submit_many(divide, [((4, 2), {}), ((1, 0), {}), ((9, 3), {})], chunksize=3)
+        assert chunked[0].result() == 2.0 and chunked[2].result() == 3.0
+        with pytest.raises(ZeroDivisionError):
+            chunked[1].result()
     # The call ran in a confined process, not in the Dask worker itself.
     worker_pids = set(client.run(os.getpid).values())
     assert inside["pid"] not in worker_pids
@@ -132,7 +138,12 @@ def test_calls_run_in_sandboxes_and_keep_types(client: Any) -> None:
     assert any("Traceback inside the sandbox" in note for note in getattr(zero.value, "__notes__", []))
     assert remote.value.ename == "AgentError"
     assert remote.value.evalue == "the tool call failed"
-    assert ex.summary is not None and ex.summary["tasks"] == {"ok": 13, "error": 3, "lost": 0}
+    assert ex.summary is not None and ex.summary["tasks"] == {"ok": 25, "error": 4, "lost": 0}
+    chunk_tasks = {r["extra"]["cluster_task"]["task"] for r in ex.audit.records if "cluster_task" in r["extra"]}
+    # Chunks of 4, 4, 2 and 3 calls: each call sealed on its own as TASK/INDEX.
+    assert sum(task.endswith("/3") for task in chunk_tasks) == 2
+    assert sum(task.endswith("/2") for task in chunk_tasks) == 3
+    assert verify_cluster_records(ex.audit.records).ok
 
 
 def test_sessions_are_persistent_and_bounded(client: Any) -> None:

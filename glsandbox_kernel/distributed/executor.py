@@ -46,8 +46,25 @@ class _Packed:
         return (_Packed, (self.args, self.kwargs))
 
 
-def _call_packed(packed: _Packed, *, fn: bytes, config: OSSandboxConfig) -> TaskOutcome:
-    """Task body on the Dask worker: unpack and run :func:`run_call` (``fn`` cloudpickled once per map)."""
+class _Chunk:
+    """Several calls of one function in one Dask task (``map(chunksize=N)``)."""
+
+    __slots__ = ("calls",)
+
+    def __init__(self, calls: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> None:
+        self.calls = calls
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_Chunk, (self.calls,))
+
+
+def _call_packed(packed: _Packed | _Chunk, *, fn: bytes, config: OSSandboxConfig) -> TaskOutcome | list[TaskOutcome]:
+    """Task body on the Dask worker: :func:`run_call` for one call, or each call of a chunk in turn.
+
+    ``fn`` is cloudpickled once per ``map``.
+    """
+    if isinstance(packed, _Chunk):
+        return [run_call(call, fn=fn, config=config) for call in packed.calls]
     return run_call((packed.args, packed.kwargs), fn=fn, config=config)
 
 
@@ -102,7 +119,7 @@ class SandboxedExecutor(cf.Executor):
         )
         self._started = time.time()
         self._lock = threading.Lock()
-        self._pending: dict[str, tuple[cf.Future[Any], str]] = {}
+        self._pending: dict[str, tuple[list[cf.Future[Any]], str]] = {}
         self._failed: dict[str, str] = {}
         self._killed: set[str] = set()
         self._lost_logged: set[str] = set()
@@ -125,8 +142,14 @@ class SandboxedExecutor(cf.Executor):
     def map(
         self, fn: Callable[..., Any], *iterables: Iterable[Any], timeout: float | None = None, chunksize: int = 1
     ) -> Iterator[Any]:
-        """Like ``Executor.map``: all calls are submitted at once (one ``client.map``), results in order."""
-        futures = self.submit_many(fn, [(args, {}) for args in zip(*iterables, strict=False)])
+        """Like ``Executor.map``: all calls submitted at once (one ``client.map``), results in order.
+
+        ``chunksize`` > 1 sends that many calls per Dask task (run one after the
+        other in one session, each with its own result, error and audit
+        record), as ``ProcessPoolExecutor.map`` does: less Dask overhead per call.
+        """
+        calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = [(args, {}) for args in zip(*iterables, strict=False)]
+        futures = self.submit_many(fn, calls, chunksize=chunksize)
         end = None if timeout is None else time.monotonic() + timeout
 
         def results() -> Iterator[Any]:
@@ -147,19 +170,28 @@ class SandboxedExecutor(cf.Executor):
         calls: list[tuple[tuple[Any, ...], dict[str, Any]]],
         *,
         config: OSSandboxConfig | None = None,
+        chunksize: int = 1,
     ) -> list[cf.Future[Any]]:
         """Submit ``fn(*args, **kwargs)`` for each ``(args, kwargs)`` with one ``client.map``."""
         if self._shutdown:
             raise RuntimeError("cannot schedule new calls after shutdown")
+        if chunksize < 1:
+            raise ValueError("chunksize must be >= 1")
         if not calls:
             return []
         name = getattr(fn, "__name__", "call")
-        keys = [f"glsandbox-{name}-{uuid.uuid4().hex}" for _ in calls]
-        packed = [_Packed(tuple(args), dict(kwargs)) for args, kwargs in calls]
+        groups = [calls[i : i + chunksize] for i in range(0, len(calls), chunksize)]
+        keys = [f"glsandbox-{name}-{uuid.uuid4().hex}" for _ in groups]
+        packed: list[_Packed | _Chunk]
+        if chunksize == 1:
+            packed = [_Packed(tuple(args), dict(kwargs)) for ((args, kwargs),) in groups]
+        else:
+            packed = [_Chunk([(tuple(a), dict(k)) for a, k in group]) for group in groups]
         fn_bytes = cloudpickle.dumps(fn)  # once: the worker keeps one function object per pickle
         return self._track(
             keys,
             "call",
+            [len(group) for group in groups],
             lambda: self.client.map(
                 _call_packed,
                 packed,
@@ -181,6 +213,7 @@ class SandboxedExecutor(cf.Executor):
         return self._track(
             keys,
             kind,
+            [1] * len(keys),
             lambda: self.client.map(
                 _task_packed,
                 packed,
@@ -193,19 +226,23 @@ class SandboxedExecutor(cf.Executor):
             ),
         )
 
-    def _track(self, keys: list[str], kind: str, submit: Callable[[], list[Any]]) -> list[cf.Future[Any]]:
-        futures: list[cf.Future[Any]] = [cf.Future() for _ in keys]
+    def _track(
+        self, keys: list[str], kind: str, sizes: list[int], submit: Callable[[], list[Any]]
+    ) -> list[cf.Future[Any]]:
+        """One ``concurrent.futures.Future`` per call; ``sizes[i]`` calls ride on Dask task ``keys[i]``."""
+        groups: list[list[cf.Future[Any]]] = [[cf.Future() for _ in range(size)] for size in sizes]
         with self._lock:
-            for key, future in zip(keys, futures, strict=True):
-                self._pending[key] = (future, kind)
+            for key, group in zip(keys, groups, strict=True):
+                self._pending[key] = (group, kind)
             self._idle.clear()
         dask_futures = submit()
         with self._lock:
-            for dask_future, future in zip(dask_futures, futures, strict=True):
-                future.add_done_callback(_canceller(dask_future))
+            for dask_future, group in zip(dask_futures, groups, strict=True):
+                for future in group:
+                    future.add_done_callback(_canceller(dask_future, group))
                 self._ac.add(dask_future)
             self._wakeup.set()
-        return futures
+        return [future for group in groups for future in group]
 
     # -- results (collector thread) ----------------------------------------------------------------
     def _collect(self) -> None:
@@ -217,8 +254,9 @@ class SandboxedExecutor(cf.Executor):
                         self._resolve(dask_future, result)
                     except Exception as exc:  # noqa: BLE001 - a bad result must not stop the collector
                         entry = self._pending.pop(str(dask_future.key), None)
-                        if entry is not None and entry[0].set_running_or_notify_cancel():
-                            entry[0].set_exception(exc)
+                        for future in entry[0] if entry is not None else []:
+                            if not future.done() and future.set_running_or_notify_cancel():
+                                future.set_exception(exc)
             try:
                 self._check_lost()
             except Exception:  # noqa: BLE001 - the scheduler went away: nothing more to learn
@@ -258,24 +296,11 @@ class SandboxedExecutor(cf.Executor):
             self._done_keys.add(key)
         if entry is None:
             return
-        future, kind = entry
-        if isinstance(result, TaskOutcome):
-            call_error = result.error
-            self.audit.add_task(
-                kind=kind,
-                task=key,
-                worker=result.worker,
-                session_id=result.session_id,
-                status="ok" if call_error is None else "error",
-                records=result.records,
-                detail={**result.detail, "pid": result.pid, "started": result.started, "finished": result.finished},
-            )
-            if not future.set_running_or_notify_cancel():
-                return
-            if call_error is None:
-                future.set_result(result.value)
-            else:
-                future.set_exception(call_error)
+        group, kind = entry
+        outcomes = result if isinstance(result, list) else [result]
+        if all(isinstance(o, TaskOutcome) for o in outcomes) and len(outcomes) == len(group):
+            for index, (future, outcome) in enumerate(zip(group, outcomes, strict=True)):
+                self._deliver(future, outcome, kind, key if len(group) == 1 else f"{key}/{index}")
             return
         exc = _as_exception(result)
         text = f"{type(exc).__name__}: {exc}"
@@ -290,8 +315,28 @@ class SandboxedExecutor(cf.Executor):
             error.__cause__ = exc
         else:
             error = exc
-        if future.set_running_or_notify_cancel():
-            future.set_exception(error)
+        for future in group:
+            if future.set_running_or_notify_cancel():
+                future.set_exception(error)
+
+    def _deliver(self, future: cf.Future[Any], outcome: TaskOutcome, kind: str, task: str) -> None:
+        """Seal one call's records into the run chain, then resolve its future (collector thread)."""
+        call_error = outcome.error
+        self.audit.add_task(
+            kind=kind,
+            task=task,
+            worker=outcome.worker,
+            session_id=outcome.session_id,
+            status="ok" if call_error is None else "error",
+            records=outcome.records,
+            detail={**outcome.detail, "pid": outcome.pid, "started": outcome.started, "finished": outcome.finished},
+        )
+        if not future.set_running_or_notify_cancel():
+            return
+        if call_error is None:
+            future.set_result(outcome.value)
+        else:
+            future.set_exception(call_error)
 
     def _check_lost(self) -> None:
         """Record every Dask worker loss that hit one of our tasks (scheduler's ``remove-worker`` events)."""
@@ -338,8 +383,9 @@ class SandboxedExecutor(cf.Executor):
             if self._shutdown:
                 return
             if cancel_futures:
-                for future, _kind in list(self._pending.values()):
-                    future.cancel()
+                for group, _kind in list(self._pending.values()):
+                    for future in group:
+                        future.cancel()
             self._shutdown = True
             self._wakeup.set()
         if not wait:
@@ -360,12 +406,13 @@ class SandboxedExecutor(cf.Executor):
         self.audit.close(summary=self.summary)
 
 
-def _canceller(dask_future: Any) -> Callable[[cf.Future[Any]], None]:
+def _canceller(dask_future: Any, group: list[cf.Future[Any]]) -> Callable[[cf.Future[Any]], None]:
+    """Cancel the Dask task once every call riding on it was cancelled."""
     ref = weakref.ref(dask_future)
 
     def cancel(future: cf.Future[Any]) -> None:
         target = ref()
-        if future.cancelled() and target is not None:
+        if future.cancelled() and target is not None and all(f.cancelled() for f in group):
             target.cancel()
 
     return cancel
