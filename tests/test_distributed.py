@@ -237,6 +237,17 @@ def test_cluster_audit_verified_end_to_end(client: Any, tmp_path: Any, capsys: A
     assert glsandbox_main(["audit", "verify", str(bad)]) == 1
     assert "manifest" in capsys.readouterr().out
 
+    # A signed run chain: verified with the key, refused with another.
+    keyfile, wrong = tmp_path / "key", tmp_path / "wrong-key"
+    keyfile.write_bytes(b"cluster-secret")
+    wrong.write_bytes(b"not-the-key")
+    signed = tmp_path / "signed.jsonl"
+    with SandboxedExecutor(client, STRICT, audit_path=str(signed), audit_key=b"cluster-secret") as ex2:
+        assert ex2.submit(square, 2).result() == 4
+    assert glsandbox_main(["audit", "verify", str(signed), "--key", str(keyfile)]) == 0
+    assert glsandbox_main(["audit", "verify", str(signed), "--key", str(wrong)]) == 1
+    assert "signature does not match" in capsys.readouterr().out
+
     # Cut the manifest off the end: the run is reported as unfinished.
     cut = tmp_path / "cut.jsonl"
     _write(cut, records[:-1])
@@ -437,3 +448,30 @@ def test_cluster_started_with_the_dask_cli_and_the_preload(tmp_path: Any) -> Non
                 proc.wait()
     # A worker stopped with SIGTERM tears the plugin down: its sandboxes are closed.
     assert not wait_gone(tree, timeout=10.0), f"left: {live_pids(tree)}"
+
+
+def test_public_surface_and_lazy_import() -> None:
+    import subprocess
+    import sys
+
+    import glsandbox_kernel.distributed as gd
+
+    assert set(gd.__all__) == {
+        "ClusterAudit",
+        "SandboxPlugin",
+        "SandboxedExecutor",
+        "TaskOutcome",
+        "cluster_doctor",
+        "sandboxed_submit",
+        "verify_cluster_file",
+        "verify_cluster_records",
+    }
+    for name in gd.__all__:
+        assert getattr(gd, name) is not None
+    # Importing the package (and the audit verifier's hook) does not import Dask.
+    code = (
+        "import sys, glsandbox_kernel.distributed, glsandbox_kernel.distributed.audit, glsandbox_kernel.audit.cli; "
+        "print(sorted(m for m in ('dask', 'distributed') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

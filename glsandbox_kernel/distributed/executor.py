@@ -32,6 +32,8 @@ from ..exceptions import SandboxCrashedError
 from .audit import ClusterAudit
 from .plugin import SandboxPlugin, TaskOutcome, run_call, run_on_worker_drain, run_on_worker_health
 
+_WINDOW = 64  # tasks per gather when a batch is resolved in order
+
 
 class _Packed:
     """Opaque (args, kwargs): Dask must not read a tuple argument as a task."""
@@ -129,6 +131,8 @@ class SandboxedExecutor(cf.Executor):
         self._wakeup = threading.Event()
         self._idle = threading.Event()
         self._idle.set()
+        self._batches = 0  # gather threads running
+        self._lost_lock = threading.Lock()
         self._shutdown = False
         self._collector = threading.Thread(target=self._collect, name="glsandbox-collector", daemon=True)
         self._collector.start()
@@ -229,7 +233,12 @@ class SandboxedExecutor(cf.Executor):
     def _track(
         self, keys: list[str], kind: str, sizes: list[int], submit: Callable[[], list[Any]]
     ) -> list[cf.Future[Any]]:
-        """One ``concurrent.futures.Future`` per call; ``sizes[i]`` calls ride on Dask task ``keys[i]``."""
+        """One ``concurrent.futures.Future`` per call; ``sizes[i]`` calls ride on Dask task ``keys[i]``.
+
+        A single task goes to the collector thread (``as_completed``); a batch
+        of tasks gets its own thread that gathers them in windows, in order:
+        one ``gather`` per window instead of one per result.
+        """
         groups: list[list[cf.Future[Any]]] = [[cf.Future() for _ in range(size)] for size in sizes]
         with self._lock:
             for key, group in zip(keys, groups, strict=True):
@@ -240,23 +249,50 @@ class SandboxedExecutor(cf.Executor):
             for dask_future, group in zip(dask_futures, groups, strict=True):
                 for future in group:
                     future.add_done_callback(_canceller(dask_future, group))
-                self._ac.add(dask_future)
-            self._wakeup.set()
+            if len(dask_futures) == 1:
+                self._ac.add(dask_futures[0])
+                self._wakeup.set()
+            else:
+                self._batches += 1
+        if len(dask_futures) > 1:
+            threading.Thread(
+                target=self._gather_in_order, args=(dask_futures,), name="glsandbox-gather", daemon=True
+            ).start()
         return [future for group in groups for future in group]
+
+    def _gather_in_order(self, dask_futures: list[Any]) -> None:
+        """Resolve a batch of tasks window by window (its own thread)."""
+        try:
+            for start in range(0, len(dask_futures), _WINDOW):
+                window = dask_futures[start : start + _WINDOW]
+                distributed.wait(window)
+                self._resolve_all(self._results(window))
+            try:
+                self._check_lost()
+            except Exception:  # noqa: BLE001 - the scheduler went away: nothing more to learn
+                pass
+        finally:
+            with self._lock:
+                self._batches -= 1
+                if not self._pending and not self._batches:
+                    self._idle.set()
+
+    def _resolve_all(self, pairs: list[tuple[Any, Any]]) -> None:
+        for dask_future, result in pairs:
+            try:
+                self._resolve(dask_future, result)
+            except Exception as exc:  # noqa: BLE001 - a bad result must not stop the others
+                entry = self._pending.pop(str(dask_future.key), None)
+                for future in entry[0] if entry is not None else []:
+                    if not future.done() and future.set_running_or_notify_cancel():
+                        future.set_exception(exc)
 
     # -- results (collector thread) ----------------------------------------------------------------
     def _collect(self) -> None:
         while True:
             self._wakeup.wait()
             for batch in self._ac.batches():
-                for dask_future, result in self._results(batch):
-                    try:
-                        self._resolve(dask_future, result)
-                    except Exception as exc:  # noqa: BLE001 - a bad result must not stop the collector
-                        entry = self._pending.pop(str(dask_future.key), None)
-                        for future in entry[0] if entry is not None else []:
-                            if not future.done() and future.set_running_or_notify_cancel():
-                                future.set_exception(exc)
+                self._resolve_all(self._results(batch))
             try:
                 self._check_lost()
             except Exception:  # noqa: BLE001 - the scheduler went away: nothing more to learn
@@ -264,7 +300,7 @@ class SandboxedExecutor(cf.Executor):
             with self._lock:
                 if self._ac.is_empty():
                     self._wakeup.clear()
-                    if not self._pending:
+                    if not self._pending and not self._batches:
                         self._idle.set()
                     if self._shutdown:
                         return
@@ -340,6 +376,10 @@ class SandboxedExecutor(cf.Executor):
 
     def _check_lost(self) -> None:
         """Record every Dask worker loss that hit one of our tasks (scheduler's ``remove-worker`` events)."""
+        with self._lost_lock:  # the collector and the gather threads all call this
+            self._check_lost_locked()
+
+    def _check_lost_locked(self) -> None:
         with self._lock:
             done = set(self._done_keys)
             failed = dict(self._failed)

@@ -191,7 +191,6 @@ def run_cluster_cli(args: argparse.Namespace) -> int:
     """``glsandbox run --cluster SPEC NB...``: see the module docstring for the exit status."""
     import nbformat
 
-    from ..distributed.executor import SandboxedExecutor
     from .verify import load_verify_key, verify_notebook
 
     paths = [args.notebook, *(getattr(args, "more_notebooks", None) or [])]
@@ -222,6 +221,8 @@ def run_cluster_cli(args: argparse.Namespace) -> int:
         print(f"glsandbox run: error: {exc}", file=sys.stderr)
         return 2
     try:
+        from ..distributed.executor import SandboxedExecutor
+
         client, cluster = _open_cluster(args.cluster)
     except ImportError:
         print(
@@ -251,7 +252,7 @@ def run_cluster_cli(args: argparse.Namespace) -> int:
         executor = SandboxedExecutor(
             client, audit_path=args.audit, audit_key=key, register_plugin=False, label="glsandbox run --cluster"
         )
-        stack.callback(executor.shutdown, wait=True)
+        stack.callback(executor.shutdown, wait=True, cancel_futures=True)  # on an error or Ctrl-C
         futures = executor.submit_tasks(
             run_notebook_task, jobs, "notebook", options=options, audit_key=key if local else None
         )
