@@ -124,6 +124,10 @@ def test_calls_run_in_sandboxes_and_keep_types(client: Any) -> None:
             ex.submit(raise_custom).result()
         with pytest.raises(SandboxSecurityError):
             ex.submit(return_object).result()
+        # Leaving a map early cancels the calls not yet returned; the executor still shuts down.
+        early = ex.map(square, range(40))
+        assert next(early) == 0
+        early.close()
         # Chunks: several calls per Dask task, each with its own result or error.
         assert list(ex.map(square, range(10), chunksize=4)) == [x * x for x in range(10)]
         chunked = ex.submit_many(divide, [((4, 2), {}), ((1, 0), {}), ((9, 3), {})], chunksize=3)
@@ -138,7 +142,9 @@ def test_calls_run_in_sandboxes_and_keep_types(client: Any) -> None:
     assert any("Traceback inside the sandbox" in note for note in getattr(zero.value, "__notes__", []))
     assert remote.value.ename == "AgentError"
     assert remote.value.evalue == "the tool call failed"
-    assert ex.summary is not None and ex.summary["tasks"] == {"ok": 25, "error": 4, "lost": 0}
+    assert ex.summary is not None
+    assert ex.summary["tasks"]["error"] == 4 and ex.summary["tasks"]["lost"] == 0
+    assert 25 + 1 <= ex.summary["tasks"]["ok"] <= 25 + 40  # the early map's calls that ran before the cancel
     chunk_tasks = {r["extra"]["cluster_task"]["task"] for r in ex.audit.records if "cluster_task" in r["extra"]}
     # Chunks of 4, 4, 2 and 3 calls: each call sealed on its own as TASK/INDEX.
     assert sum(task.endswith("/3") for task in chunk_tasks) == 2

@@ -265,7 +265,10 @@ class SandboxedExecutor(cf.Executor):
         try:
             for start in range(0, len(dask_futures), _WINDOW):
                 window = dask_futures[start : start + _WINDOW]
-                distributed.wait(window)
+                try:
+                    distributed.wait(window)
+                except BaseException:  # noqa: BLE001 - cancelled calls: _results reports each one
+                    pass
                 self._resolve_all(self._results(window))
             try:
                 self._check_lost()
