@@ -30,50 +30,18 @@ from ..audit import load_key
 from ..config import OSSandboxConfig
 from ..exceptions import SandboxCrashedError
 from .audit import ClusterAudit
-from .plugin import SandboxPlugin, TaskOutcome, run_call, run_on_worker_drain, run_on_worker_health
+from .plugin import (
+    SandboxPlugin,
+    TaskOutcome,
+    _call_packed,
+    _Chunk,
+    _Packed,
+    _task_packed,
+    run_on_worker_drain,
+    run_on_worker_health,
+)
 
 _WINDOW = 64  # tasks per gather when a batch is resolved in order
-
-
-class _Packed:
-    """Opaque (args, kwargs): Dask must not read a tuple argument as a task."""
-
-    __slots__ = ("args", "kwargs")
-
-    def __init__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        self.args = args
-        self.kwargs = kwargs
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_Packed, (self.args, self.kwargs))
-
-
-class _Chunk:
-    """Several calls of one function in one Dask task (``map(chunksize=N)``)."""
-
-    __slots__ = ("calls",)
-
-    def __init__(self, calls: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> None:
-        self.calls = calls
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_Chunk, (self.calls,))
-
-
-def _call_packed(packed: _Packed | _Chunk, *, fn: bytes, config: OSSandboxConfig) -> TaskOutcome | list[TaskOutcome]:
-    """Task body on the Dask worker: :func:`run_call` for one call, or each call of a chunk in turn.
-
-    ``fn`` is cloudpickled once per ``map``.
-    """
-    if isinstance(packed, _Chunk):
-        return [run_call(call, fn=fn, config=config) for call in packed.calls]
-    return run_call((packed.args, packed.kwargs), fn=fn, config=config)
-
-
-def _task_packed(packed: _Packed, *, task: Callable[..., Any], task_kwargs: dict[str, Any]) -> TaskOutcome:
-    """Task body on the Dask worker for :meth:`SandboxedExecutor.submit_tasks`."""
-    outcome: TaskOutcome = task(*packed.args, **task_kwargs)
-    return outcome
 
 
 class SandboxedExecutor(cf.Executor):
