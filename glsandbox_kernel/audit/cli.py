@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .log import load_key
-from .verify import _parse_lines, _Unparsable, verify_file
+from .verify import VerifyResult, _parse_lines, _Unparsable, verify_file
 
 _PROG = "glsandbox audit"
 _MAX_PROBLEMS_SHOWN = 20
@@ -116,6 +116,7 @@ def _verify(args: argparse.Namespace) -> int:
     except OSError as exc:
         _error(f"cannot read {path}: {exc.strerror or exc}")
         return 2
+    _check_cluster_runs(path, key, result)
 
     if result.ok:
         checked = ", signatures verified" if key is not None else ""
@@ -135,6 +136,24 @@ def _verify(args: argparse.Namespace) -> int:
     for note in result.notes:
         print(f"note: {note}")
     return 0 if result.ok else 1
+
+
+def _check_cluster_runs(path: str, key: bytes | None, result: VerifyResult) -> None:
+    """Add the checks of cluster runs (sessions' own chains, run manifests) to ``result``.
+
+    A run file written by :mod:`glsandbox_kernel.distributed` is one chain the
+    verifier above checks; this re-checks the records it carries. No-op for
+    files without cluster runs.
+    """
+    from ..distributed.audit import verify_cluster_file
+
+    problems, notes = verify_cluster_file(path, key)
+    if problems:
+        result.problems.extend(problems)
+        result.ok = False
+        if result.first_bad is None:
+            result.first_bad = result.count + 1
+    result.notes.extend(notes)
 
 
 def _verify_notebook(args: argparse.Namespace) -> int:

@@ -430,6 +430,9 @@ def add_run_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--audit", metavar="PATH", help="also append the audit records to this JSONL file")
     p.add_argument("--cwd", metavar="DIR", help="working directory of the kernel (default: the notebook's)")
     p.set_defaults(func=run_cli)
+    from .cluster import add_cluster_arguments
+
+    add_cluster_arguments(p)  # --cluster ADDRESS|local[:N] NB...: notebook/cluster.py
     return p
 
 

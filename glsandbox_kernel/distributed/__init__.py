@@ -1,0 +1,82 @@
+"""glsandbox on a Dask distributed cluster (host side; dask/distributed imported lazily).
+
+Who calls what:
+
+- the client (a trusted host process) builds a :class:`SandboxedExecutor`
+  (``concurrent.futures`` semantics) or calls :func:`sandboxed_submit`; each
+  task runs ``fn`` in a glsandbox session kept by the :class:`SandboxPlugin`
+  on the Dask worker that got the task;
+- the Dask worker (also a trusted host process: the sandbox boundary is
+  between it and the sandboxed worker it starts) decodes the result with the
+  sandbox's restricted codec (``OSSandbox.execute``) and ships that decoded,
+  allowlisted value, the exception (same type) and the call's audit records
+  back to the client;
+- the client chains every record it gets into one run chain
+  (:class:`ClusterAudit`), anchors each session in a run manifest, and
+  ``glsandbox audit verify`` checks the result (:func:`verify_cluster_records`).
+
+``glsandbox run --cluster ADDRESS|local[:N] NB...`` (see
+:mod:`glsandbox_kernel.notebook.cluster`) runs notebooks the same way.
+Importing this package does not import dask; the names below load on first use
+and raise ``ImportError`` naming the ``distributed`` extra when it is missing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .audit import ClusterAudit as ClusterAudit
+    from .audit import verify_cluster_file as verify_cluster_file
+    from .audit import verify_cluster_records as verify_cluster_records
+    from .executor import SandboxedExecutor as SandboxedExecutor
+    from .executor import cluster_doctor as cluster_doctor
+    from .executor import sandboxed_submit as sandboxed_submit
+    from .plugin import SandboxPlugin as SandboxPlugin
+    from .plugin import TaskOutcome as TaskOutcome
+
+_LAZY = {
+    "ClusterAudit": ".audit",
+    "verify_cluster_file": ".audit",
+    "verify_cluster_records": ".audit",
+    "SandboxedExecutor": ".executor",
+    "cluster_doctor": ".executor",
+    "sandboxed_submit": ".executor",
+    "SandboxPlugin": ".plugin",
+    "TaskOutcome": ".plugin",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'glsandbox_kernel.distributed' has no attribute {name!r}")
+    import importlib
+
+    try:
+        value = getattr(importlib.import_module(module, __name__), name)
+    except ModuleNotFoundError as exc:
+        if exc.name in ("dask", "distributed"):
+            raise ImportError(
+                f"glsandbox_kernel.distributed.{name} needs Dask distributed: "
+                "pip install 'glsandbox-kernel[distributed]'"
+            ) from exc
+        raise
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+__all__ = [
+    "ClusterAudit",
+    "SandboxPlugin",
+    "SandboxedExecutor",
+    "TaskOutcome",
+    "cluster_doctor",
+    "sandboxed_submit",
+    "verify_cluster_file",
+    "verify_cluster_records",
+]

@@ -1,0 +1,475 @@
+"""``SandboxedExecutor`` / ``sandboxed_submit``: sandboxed calls on a Dask cluster (client side, host).
+
+The client submits :func:`~glsandbox_kernel.distributed.plugin.run_call`
+tasks with ``client.map``; each runs the user's function in a session the
+worker's :class:`~glsandbox_kernel.distributed.plugin.SandboxPlugin` keeps.
+One collector thread receives the results (``distributed.as_completed``),
+seals each task's audit records into the run chain, and resolves the
+``concurrent.futures.Future`` the caller holds: the decoded value, or the
+exception with its own type (builtins stay builtins, ours stay ours). A task
+whose Dask worker died is retried by Dask on another worker (up to
+``distributed.scheduler.allowed-failures`` times); the run chain records
+each loss and whether the task was ``retried`` or ``failed``, and a failed
+one raises :class:`~glsandbox_kernel.SandboxCrashedError`.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import cloudpickle
+import distributed
+
+from ..audit import load_key
+from ..config import OSSandboxConfig
+from ..exceptions import SandboxCrashedError
+from .audit import ClusterAudit
+from .plugin import (
+    SandboxPlugin,
+    TaskOutcome,
+    _call_packed,
+    _Chunk,
+    _Packed,
+    _task_packed,
+    run_on_worker_drain,
+    run_on_worker_health,
+)
+
+_WINDOW = 64  # tasks per gather when a batch is resolved in order
+
+
+class SandboxedExecutor(cf.Executor):
+    """A ``concurrent.futures.Executor`` whose every call runs in a glsandbox sandbox on the cluster.
+
+    ``submit(fn, *args, **kwargs)`` / ``map(fn, *iterables)`` / ``shutdown()``,
+    and a context manager. ``config`` is the sandbox configuration of every
+    call (default: ``OSSandboxConfig()``). ``audit_path`` is the JSONL file
+    of the run chain (in memory without it: :attr:`audit`); ``audit_key``
+    signs it (default ``$GLSANDBOX_AUDIT_KEY``). The plugin is registered
+    with ``max_sessions`` unless ``register_plugin=False`` (e.g. when the
+    workers were started with it). ``close_sessions`` closes the workers'
+    idle sessions at shutdown so that their ``session_end`` records join the
+    run chain (sessions are otherwise kept for the next run). ``workers``
+    restricts the calls to those Dask workers (addresses or names).
+    """
+
+    def __init__(
+        self,
+        client: distributed.Client,
+        config: OSSandboxConfig | None = None,
+        *,
+        audit_path: str | None = None,
+        audit_key: bytes | None = None,
+        max_sessions: int = 4,
+        register_plugin: bool = True,
+        close_sessions: bool = False,
+        workers: list[str] | None = None,
+        label: str | None = None,
+    ) -> None:
+        self.client = client
+        self.config = config or OSSandboxConfig()
+        self.close_sessions = close_sessions
+        # Dask placement: only these workers (e.g. the ones with gVisor), never others.
+        self._placement: dict[str, Any] = {"workers": list(workers), "allow_other_workers": False} if workers else {}
+        if register_plugin:
+            client.register_plugin(SandboxPlugin(max_sessions=max_sessions))
+        workers = list(client.scheduler_info().get("workers", {}))
+        self.audit = ClusterAudit(
+            audit_path,
+            key=audit_key if audit_key is not None else load_key(),
+            scheduler=str(getattr(client.scheduler, "address", "")),
+            workers=workers,
+            label=label,
+        )
+        self._started = time.time()
+        self._lock = threading.Lock()
+        self._pending: dict[str, tuple[list[cf.Future[Any]], str]] = {}
+        self._failed: dict[str, str] = {}
+        self._killed: set[str] = set()
+        self._lost_logged: set[str] = set()
+        self._done_keys: set[str] = set()
+        self._seen_losses: set[tuple[Any, ...]] = set()
+        self._ac = distributed.as_completed()
+        self._wakeup = threading.Event()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._batches = 0  # gather threads running
+        self._lost_lock = threading.Lock()
+        self._shutdown = False
+        self._collector = threading.Thread(target=self._collect, name="glsandbox-collector", daemon=True)
+        self._collector.start()
+        self.summary: dict[str, Any] | None = None
+
+    # -- submitting -----------------------------------------------------------------------------
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
+        """Run ``fn(*args, **kwargs)`` in a sandbox on some worker; a ``concurrent.futures.Future``."""
+        return self.submit_many(fn, [(args, kwargs)])[0]
+
+    def map(
+        self, fn: Callable[..., Any], *iterables: Iterable[Any], timeout: float | None = None, chunksize: int = 1
+    ) -> Iterator[Any]:
+        """Like ``Executor.map``: all calls submitted at once (one ``client.map``), results in order.
+
+        ``chunksize`` > 1 sends that many calls per Dask task (run one after the
+        other in one session, each with its own result, error and audit
+        record), as ``ProcessPoolExecutor.map`` does: less Dask overhead per call.
+        """
+        calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = [(args, {}) for args in zip(*iterables, strict=False)]
+        futures = self.submit_many(fn, calls, chunksize=chunksize)
+        end = None if timeout is None else time.monotonic() + timeout
+
+        def results() -> Iterator[Any]:
+            try:
+                futures.reverse()
+                while futures:
+                    left = None if end is None else max(0.0, end - time.monotonic())
+                    yield futures.pop().result(left)
+            finally:
+                for future in futures:
+                    future.cancel()
+
+        return results()
+
+    def submit_many(
+        self,
+        fn: Callable[..., Any],
+        calls: list[tuple[tuple[Any, ...], dict[str, Any]]],
+        *,
+        config: OSSandboxConfig | None = None,
+        chunksize: int = 1,
+    ) -> list[cf.Future[Any]]:
+        """Submit ``fn(*args, **kwargs)`` for each ``(args, kwargs)`` with one ``client.map``."""
+        if self._shutdown:
+            raise RuntimeError("cannot schedule new calls after shutdown")
+        if chunksize < 1:
+            raise ValueError("chunksize must be >= 1")
+        if not calls:
+            return []
+        name = getattr(fn, "__name__", "call")
+        groups = [calls[i : i + chunksize] for i in range(0, len(calls), chunksize)]
+        keys = [f"glsandbox-{name}-{uuid.uuid4().hex}" for _ in groups]
+        packed: list[_Packed | _Chunk]
+        if chunksize == 1:
+            packed = [_Packed(tuple(args), dict(kwargs)) for ((args, kwargs),) in groups]
+        else:
+            packed = [_Chunk([(tuple(a), dict(k)) for a, k in group]) for group in groups]
+        fn_bytes = cloudpickle.dumps(fn)  # once: the worker keeps one function object per pickle
+        return self._track(
+            keys,
+            "call",
+            [len(group) for group in groups],
+            lambda: self.client.map(
+                _call_packed,
+                packed,
+                key=keys,
+                fn=fn_bytes,
+                config=config or self.config,
+                pure=False,
+                retries=0,
+                **self._placement,
+            ),
+        )
+
+    def submit_tasks(
+        self, task: Callable[..., Any], items: list[Any], kind: str, **kwargs: Any
+    ) -> list[cf.Future[Any]]:
+        """Submit ``task(item, **kwargs)`` per item, each returning a :class:`TaskOutcome` (notebooks)."""
+        keys = [f"glsandbox-{kind}-{uuid.uuid4().hex}" for _ in items]
+        packed = [_Packed((item,), {}) for item in items]
+        return self._track(
+            keys,
+            kind,
+            [1] * len(keys),
+            lambda: self.client.map(
+                _task_packed,
+                packed,
+                key=keys,
+                task=task,
+                task_kwargs=kwargs,
+                pure=False,
+                retries=0,
+                **self._placement,
+            ),
+        )
+
+    def _track(
+        self, keys: list[str], kind: str, sizes: list[int], submit: Callable[[], list[Any]]
+    ) -> list[cf.Future[Any]]:
+        """One ``concurrent.futures.Future`` per call; ``sizes[i]`` calls ride on Dask task ``keys[i]``.
+
+        A single task goes to the collector thread (``as_completed``); a batch
+        of tasks gets its own thread that gathers them in windows, in order:
+        one ``gather`` per window instead of one per result.
+        """
+        groups: list[list[cf.Future[Any]]] = [[cf.Future() for _ in range(size)] for size in sizes]
+        with self._lock:
+            for key, group in zip(keys, groups, strict=True):
+                self._pending[key] = (group, kind)
+            self._idle.clear()
+        dask_futures = submit()
+        with self._lock:
+            for dask_future, group in zip(dask_futures, groups, strict=True):
+                for future in group:
+                    future.add_done_callback(_canceller(dask_future, group))
+            if len(dask_futures) == 1:
+                self._ac.add(dask_futures[0])
+                self._wakeup.set()
+            else:
+                self._batches += 1
+        if len(dask_futures) > 1:
+            threading.Thread(
+                target=self._gather_in_order, args=(dask_futures,), name="glsandbox-gather", daemon=True
+            ).start()
+        return [future for group in groups for future in group]
+
+    def _gather_in_order(self, dask_futures: list[Any]) -> None:
+        """Resolve a batch of tasks window by window (its own thread)."""
+        try:
+            for start in range(0, len(dask_futures), _WINDOW):
+                window = dask_futures[start : start + _WINDOW]
+                try:
+                    distributed.wait(window)
+                except BaseException:  # noqa: BLE001 - cancelled calls: _results reports each one
+                    pass
+                self._resolve_all(self._results(window))
+            try:
+                self._check_lost()
+            except Exception:  # noqa: BLE001 - the scheduler went away: nothing more to learn
+                pass
+        finally:
+            with self._lock:
+                self._batches -= 1
+                if not self._pending and not self._batches:
+                    self._idle.set()
+
+    def _resolve_all(self, pairs: list[tuple[Any, Any]]) -> None:
+        for dask_future, result in pairs:
+            try:
+                self._resolve(dask_future, result)
+            except Exception as exc:  # noqa: BLE001 - a bad result must not stop the others
+                entry = self._pending.pop(str(dask_future.key), None)
+                for future in entry[0] if entry is not None else []:
+                    if not future.done() and future.set_running_or_notify_cancel():
+                        future.set_exception(exc)
+
+    # -- results (collector thread) ----------------------------------------------------------------
+    def _collect(self) -> None:
+        while True:
+            self._wakeup.wait()
+            for batch in self._ac.batches():
+                self._resolve_all(self._results(batch))
+            try:
+                self._check_lost()
+            except Exception:  # noqa: BLE001 - the scheduler went away: nothing more to learn
+                pass
+            with self._lock:
+                if self._ac.is_empty():
+                    self._wakeup.clear()
+                    if not self._pending and not self._batches:
+                        self._idle.set()
+                    if self._shutdown:
+                        return
+
+    def _results(self, batch: list[Any]) -> list[tuple[Any, Any]]:
+        """``(future, result or exception)`` for a batch of done futures: one gather for the finished ones."""
+        finished = [f for f in batch if f.status == "finished"]
+        pairs: list[tuple[Any, Any]] = []
+        try:
+            pairs.extend(zip(finished, self.client.gather(finished), strict=True))
+        except Exception:  # noqa: BLE001 - one result could not be fetched: fetch them one by one
+            for future in finished:
+                try:
+                    pairs.append((future, future.result()))
+                except Exception as exc:  # noqa: BLE001 - reported as that call's error
+                    pairs.append((future, exc))
+        for future in batch:
+            if future.status != "finished":
+                try:
+                    pairs.append((future, future.exception()))
+                except BaseException as exc:  # noqa: BLE001 - CancelledError
+                    pairs.append((future, exc))
+        return pairs
+
+    def _resolve(self, dask_future: Any, result: Any) -> None:
+        key = str(dask_future.key)
+        with self._lock:
+            entry = self._pending.pop(key, None)
+            self._done_keys.add(key)
+        if entry is None:
+            return
+        group, kind = entry
+        outcomes = result if isinstance(result, list) else [result]
+        if all(isinstance(o, TaskOutcome) for o in outcomes) and len(outcomes) == len(group):
+            for index, (future, outcome) in enumerate(zip(group, outcomes, strict=True)):
+                self._deliver(future, outcome, kind, key if len(group) == 1 else f"{key}/{index}")
+            return
+        exc = _as_exception(result)
+        text = f"{type(exc).__name__}: {exc}"
+        with self._lock:
+            self._failed[key] = text
+        if isinstance(exc, distributed.scheduler.KilledWorker) or type(exc).__name__ == "KilledWorker":
+            with self._lock:
+                self._killed.add(key)
+            error: BaseException = SandboxCrashedError(
+                f"task {key}: the Dask worker running it died and Dask gave up ({text})", reason="dask_worker_lost"
+            )
+            error.__cause__ = exc
+        else:
+            error = exc
+        for future in group:
+            if future.set_running_or_notify_cancel():
+                future.set_exception(error)
+
+    def _deliver(self, future: cf.Future[Any], outcome: TaskOutcome, kind: str, task: str) -> None:
+        """Seal one call's records into the run chain, then resolve its future (collector thread)."""
+        call_error = outcome.error
+        self.audit.add_task(
+            kind=kind,
+            task=task,
+            worker=outcome.worker,
+            session_id=outcome.session_id,
+            status="ok" if call_error is None else "error",
+            records=outcome.records,
+            detail={**outcome.detail, "pid": outcome.pid, "started": outcome.started, "finished": outcome.finished},
+        )
+        if not future.set_running_or_notify_cancel():
+            return
+        if call_error is None:
+            future.set_result(outcome.value)
+        else:
+            future.set_exception(call_error)
+
+    def _check_lost(self) -> None:
+        """Record every Dask worker loss that hit one of our tasks (scheduler's ``remove-worker`` events)."""
+        with self._lost_lock:  # the collector and the gather threads all call this
+            self._check_lost_locked()
+
+    def _check_lost_locked(self) -> None:
+        with self._lock:
+            done = set(self._done_keys)
+            failed = dict(self._failed)
+        if not done:
+            return
+        events = self.client.get_events("all")
+        recorded: set[str] = set()
+        for stamp, msg in events:
+            if stamp < self._started - 1 or not isinstance(msg, dict) or msg.get("action") != "remove-worker":
+                continue
+            if msg.get("expected"):
+                continue
+            for task in sorted(str(k) for k in msg.get("processing-tasks") or ()):
+                if task not in done:
+                    continue
+                mark = (stamp, msg.get("worker"), task)
+                if mark in self._seen_losses:
+                    continue
+                self._seen_losses.add(mark)
+                outcome = "failed" if task in failed else "retried"
+                self.audit.add_lost(
+                    task=task, worker=str(msg.get("worker")), outcome=outcome, detail=failed.get(task, "")
+                )
+                recorded.add(task)
+        with self._lock:
+            self._done_keys.clear()
+            unexplained = [task for task in self._killed if task not in recorded and task not in self._lost_logged]
+            self._lost_logged.update(recorded)
+            self._lost_logged.update(unexplained)
+        for task in unexplained:  # Dask said KilledWorker but its event log no longer has the loss
+            self.audit.add_lost(task=task, worker="unknown", outcome="failed", detail=failed.get(task, ""))
+
+    # -- health and shutdown ------------------------------------------------------------------------
+    def health(self, *, doctor: bool = True) -> dict[str, Any]:
+        """Every worker's sandbox health (plugin sessions, ``glsandbox doctor``), by worker address."""
+        return cluster_doctor(self.client, doctor=doctor)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop accepting calls; with ``wait``, wait for the running ones and seal the run manifest."""
+        with self._lock:
+            if self._shutdown:
+                return
+            if cancel_futures:
+                for group, _kind in list(self._pending.values()):
+                    for future in group:
+                        future.cancel()
+            self._shutdown = True
+            self._wakeup.set()
+        if not wait:
+            return
+        self._idle.wait()
+        self._collector.join()
+        self._check_lost()
+        try:
+            drained = self.client.run(run_on_worker_drain, close=self.close_sessions)
+        except Exception:  # noqa: BLE001 - workers gone: their last records are lost, the manifest says so
+            drained = {}
+        for worker, records in sorted(drained.items()):
+            if records:
+                self.audit.add_task(
+                    kind="drain", task="drain", worker=str(worker), session_id=None, status="ok", records=records
+                )
+        self.summary = {"tasks": self.audit.tasks, "failed": dict(self._failed)}
+        self.audit.close(summary=self.summary)
+
+
+def _canceller(dask_future: Any, group: list[cf.Future[Any]]) -> Callable[[cf.Future[Any]], None]:
+    """Cancel the Dask task once every call riding on it was cancelled."""
+    ref = weakref.ref(dask_future)
+
+    def cancel(future: cf.Future[Any]) -> None:
+        target = ref()
+        if future.cancelled() and target is not None and all(f.cancelled() for f in group):
+            target.cancel()
+
+    return cancel
+
+
+def _as_exception(result: Any) -> BaseException:
+    if isinstance(result, BaseException):
+        return result
+    if isinstance(result, tuple) and len(result) == 3 and isinstance(result[1], BaseException):
+        return result[1]
+    return RuntimeError(f"unexpected task result {type(result).__name__}")
+
+
+_DEFAULT: weakref.WeakKeyDictionary[Any, SandboxedExecutor] = weakref.WeakKeyDictionary()
+_DEFAULT_LOCK = threading.Lock()
+
+
+def sandboxed_submit(
+    client: distributed.Client,
+    fn: Callable[..., Any],
+    /,
+    *args: Any,
+    config: OSSandboxConfig | None = None,
+    executor: SandboxedExecutor | None = None,
+    **kwargs: Any,
+) -> cf.Future[Any]:
+    """Run ``fn(*args, **kwargs)`` in a sandbox on ``client``'s cluster; a ``concurrent.futures.Future``.
+
+    Uses ``executor`` when given, else one default executor per client
+    (in-memory run chain: ``default_executor(client).audit``).
+    """
+    if executor is None:
+        executor = default_executor(client)
+    return executor.submit_many(fn, [(args, kwargs)], config=config)[0]
+
+
+def default_executor(client: distributed.Client) -> SandboxedExecutor:
+    """The executor :func:`sandboxed_submit` uses for ``client`` (made on first use)."""
+    with _DEFAULT_LOCK:
+        executor = _DEFAULT.get(client)
+        if executor is None or executor._shutdown:
+            executor = _DEFAULT[client] = SandboxedExecutor(client)
+        return executor
+
+
+def cluster_doctor(client: distributed.Client, *, doctor: bool = True) -> dict[str, dict[str, Any]]:
+    """``glsandbox doctor`` and the plugin's sessions on every worker, by worker address (client side)."""
+    reports: dict[str, dict[str, Any]] = client.run(run_on_worker_health, doctor=doctor)
+    return reports

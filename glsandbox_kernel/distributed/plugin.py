@@ -1,0 +1,419 @@
+"""The Dask worker plugin that keeps glsandbox sessions, and the task that uses them.
+
+Runs in the Dask worker process: the trusted host side of the sandbox
+boundary (the sandboxed worker is a separate, confined process each
+:class:`~glsandbox_kernel.OSSandbox` starts). The client registers
+:class:`SandboxPlugin` (``client.register_plugin``); Dask calls ``setup`` on
+every worker, present and future, and ``teardown`` when the worker closes.
+:func:`run_call` is the task body ``SandboxedExecutor`` submits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from distributed import WorkerPlugin, get_worker
+
+from ..audit import canonical_json
+from ..config import OSSandboxConfig
+from ..exceptions import SandboxCrashedError, SandboxTimeoutError
+from ..sandbox import OSSandbox
+
+PLUGIN_NAME = "glsandbox"
+
+
+def _rebuild_exception(cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]) -> BaseException:
+    """Unpickle an exception whose ``__init__`` may not accept its own ``args`` (ours take details)."""
+    try:
+        exc = cls(*args)
+    except TypeError:
+        try:
+            exc = cls.__new__(cls, *args)
+        except TypeError:  # a C base refuses too: keep the name and message at least
+            from ..exceptions import SandboxRemoteError
+
+            return SandboxRemoteError(f"{cls.__module__}.{cls.__qualname__}", str(args[0] if args else ""), [])
+    exc.args = args
+    exc.__dict__.update(state)
+    return exc
+
+
+class _ExceptionBox:
+    """Ships an exception with its type, args and attributes (``limit``, ``violations``, notes ...).
+
+    Plain pickling re-runs ``cls(*args)``, which fails for exceptions whose
+    ``__init__`` takes more than the message (``SandboxRemoteError``,
+    ``BackendUnavailableError``); this rebuilds them as they were.
+    """
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        exc = self.exc
+        state = {k: v for k, v in vars(exc).items() if _picklable(v)}
+        return (_unbox_exception, (type(exc), exc.args, state))
+
+
+def _unbox_exception(cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]) -> _ExceptionBox:
+    return _ExceptionBox(_rebuild_exception(cls, args, state))
+
+
+def _picklable(value: Any) -> bool:
+    import pickle
+
+    try:
+        pickle.dumps(value)
+    except Exception:  # noqa: BLE001 - anything that cannot travel stays behind
+        return False
+    return True
+
+
+@dataclass
+class TaskOutcome:
+    """What one sandboxed task sends back to the client (built on the Dask worker).
+
+    ``value`` is what ``OSSandbox.execute`` returned, i.e. already decoded by
+    the restricted codec; ``error`` the exception it raised (same type);
+    ``records`` the audit records of this call (and any records of sessions
+    the plugin closed since its last task, which no call carried yet).
+    """
+
+    key: str
+    worker: str
+    pid: int
+    session_id: str | None
+    value: Any = None
+    boxed_error: _ExceptionBox | None = None
+    records: list[dict[str, Any]] = field(default_factory=list)
+    started: float = 0.0
+    finished: float = 0.0
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def error(self) -> BaseException | None:
+        return self.boxed_error.exc if self.boxed_error is not None else None
+
+
+class _Slot:
+    """One pooled session and how many of its audit records were already shipped."""
+
+    def __init__(self, box: OSSandbox, config_key: bytes) -> None:
+        self.box = box
+        self.config_key = config_key
+        self.shipped = 0
+        self.calls = 0
+        self.last_used = time.monotonic()
+
+    def new_records(self) -> list[dict[str, Any]]:
+        records = self.box.audit_records
+        fresh = records[self.shipped :]
+        self.shipped = len(records)
+        return fresh
+
+
+class SandboxPlugin(WorkerPlugin):
+    """Keeps up to ``max_sessions`` idle glsandbox sessions per worker, keyed by config.
+
+    Runs on each Dask worker (host side). A task checks a session out for
+    its config (a fresh one when none is idle), runs its call, and checks it
+    back in; the least recently used idle sessions beyond ``max_sessions``
+    are closed. A session whose worker crashed or timed out is closed rather
+    than reused. ``teardown`` closes every session.
+    """
+
+    name = PLUGIN_NAME
+    idempotent = True  # registering again (a second executor) keeps the running sessions
+
+    def __init__(self, *, max_sessions: int = 4) -> None:
+        if max_sessions < 1:
+            raise ValueError("max_sessions must be at least 1")
+        self.max_sessions = max_sessions
+        self._reset()
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Only the settings travel to the workers (registration pickles the plugin)."""
+        return {"max_sessions": self.max_sessions}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.max_sessions = int(state["max_sessions"])
+        self._reset()
+
+    def _reset(self) -> None:
+        self._idle: OrderedDict[int, _Slot] = OrderedDict()
+        self._busy: dict[int, _Slot] = {}
+        self._unsent: list[dict[str, Any]] = []
+        self._functions: OrderedDict[bytes, Callable[..., Any]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._address = ""
+        self.sessions_started = 0
+
+    # -- Dask hooks -------------------------------------------------------------------
+    def setup(self, worker: Any) -> None:
+        """Called by Dask on the worker when the plugin is registered (or the worker starts)."""
+        self._address = str(getattr(worker, "address", "") or "")
+
+    def teardown(self, worker: Any) -> None:
+        """Called by Dask when the worker closes or the plugin is removed: close every session."""
+        with self._lock:
+            slots = list(self._idle.values()) + list(self._busy.values())
+            self._idle.clear()
+            self._busy.clear()
+        for slot in slots:
+            _close_quietly(slot.box)
+
+    # -- sessions -------------------------------------------------------------------------
+    def checkout(self, config: OSSandboxConfig) -> _Slot:
+        """An idle session for ``config`` (most recently used first), or a new one."""
+        key = canonical_json(config.to_dict())
+        with self._lock:
+            for ident in reversed(self._idle):
+                slot = self._idle[ident]
+                if slot.config_key == key:
+                    del self._idle[ident]
+                    self._busy[ident] = slot
+                    return slot
+        slot = _Slot(OSSandbox(config), key)
+        with self._lock:
+            self._busy[id(slot)] = slot
+            self.sessions_started += 1
+        return slot
+
+    def checkin(self, slot: _Slot, *, broken: bool = False) -> list[dict[str, Any]]:
+        """Return ``slot`` to the pool (or close it); the records to ship with this call."""
+        slot.calls += 1
+        slot.last_used = time.monotonic()
+        evicted: list[_Slot] = []
+        with self._lock:
+            self._busy.pop(id(slot), None)
+            if not broken:
+                self._idle[id(slot)] = slot
+                while len(self._idle) > self.max_sessions:
+                    evicted.append(self._idle.popitem(last=False)[1])
+        if broken:
+            _close_quietly(slot.box)
+        records = slot.new_records()
+        for old in evicted:
+            _close_quietly(old.box)
+            with self._lock:
+                self._unsent.extend(old.new_records())
+        with self._lock:
+            unsent, self._unsent = self._unsent, []
+        return unsent + records
+
+    def function(self, data: bytes) -> Callable[..., Any]:
+        """The function cloudpickled in ``data`` (from the trusted client), one object per pickle.
+
+        Keeping one object lets ``OSSandbox`` reuse its pickle of the function
+        for every call of a ``map``.
+        """
+        import hashlib
+
+        import cloudpickle
+
+        digest = hashlib.sha256(data).digest()
+        with self._lock:
+            fn = self._functions.get(digest)
+            if fn is not None:
+                self._functions.move_to_end(digest)
+                return fn
+        fn = cloudpickle.loads(data)
+        with self._lock:
+            self._functions[digest] = fn
+            while len(self._functions) > 64:
+                self._functions.popitem(last=False)
+        return fn
+
+    def take_unsent(self) -> list[dict[str, Any]]:
+        """Records of closed sessions no task carried back yet (the executor drains them at shutdown)."""
+        with self._lock:
+            unsent, self._unsent = self._unsent, []
+        return unsent
+
+    def close_idle(self) -> list[dict[str, Any]]:
+        """Close every idle session now; returns their last records (session_end)."""
+        with self._lock:
+            slots = list(self._idle.values())
+            self._idle.clear()
+        out: list[dict[str, Any]] = []
+        for slot in slots:
+            _close_quietly(slot.box)
+            out.extend(slot.new_records())
+        return self.take_unsent() + out
+
+    # -- health ----------------------------------------------------------------------------
+    def health(self, *, doctor: bool = True) -> dict[str, Any]:
+        """This worker's sandbox health: its sessions and, with ``doctor``, ``glsandbox doctor --json``."""
+        with self._lock:
+            slots = [(s, "idle") for s in self._idle.values()] + [(s, "busy") for s in self._busy.values()]
+        report: dict[str, Any] = {
+            "worker": self._address,
+            "pid": os.getpid(),
+            "plugin": True,
+            "max_sessions": self.max_sessions,
+            "sessions_started": self.sessions_started,
+            "sessions": [
+                {
+                    "session_id": s.box.session_id,
+                    "state": state,
+                    "isolation_type": s.box.isolation_type,
+                    "security_level": s.box.config.security_level.value,
+                    "calls": s.calls,
+                    "worker_pids": s.box.worker_pids,
+                }
+                for s, state in slots
+            ],
+        }
+        if doctor:
+            report["doctor"] = doctor_json()
+        return report
+
+
+def doctor_json(timeout: float = 120.0) -> dict[str, Any]:
+    """``glsandbox doctor --json`` run by this worker's interpreter (a separate process)."""
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "glsandbox_kernel.cli", "doctor", "--json"],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return {"error": f"glsandbox doctor could not run: {type(exc).__name__}: {exc}"}
+    if proc.returncode != 0:
+        return {"error": f"glsandbox doctor exited {proc.returncode}: {proc.stderr.strip()[-500:]}"}
+    try:
+        report: dict[str, Any] = json.loads(proc.stdout)
+    except ValueError:
+        return {"error": "glsandbox doctor printed no JSON"}
+    return report
+
+
+def _close_quietly(box: OSSandbox) -> None:
+    try:
+        box.close()
+    except Exception:  # a session that cannot close must not stop the others
+        import logging
+
+        logging.getLogger("glsandbox.distributed").exception("closing session %s failed", box.session_id)
+
+
+_install_lock = threading.Lock()
+
+
+def worker_plugin(worker: Any | None = None) -> SandboxPlugin:
+    """The worker's :class:`SandboxPlugin`; installs a default one if none was registered."""
+    worker = worker if worker is not None else get_worker()
+    with _install_lock:
+        plugin = worker.plugins.get(PLUGIN_NAME)
+        if not isinstance(plugin, SandboxPlugin):
+            plugin = SandboxPlugin()
+            plugin.setup(worker)
+            worker.plugins[PLUGIN_NAME] = plugin  # torn down with the worker like a registered one
+    return plugin
+
+
+# -- tasks (run in the Dask worker process) ------------------------------------------------------
+
+
+def run_call(
+    packed: tuple[tuple[Any, ...], dict[str, Any]],
+    *,
+    fn: Callable[..., Any] | bytes,
+    config: OSSandboxConfig,
+    key: str | None = None,
+) -> TaskOutcome:
+    """Task body: ``fn(*args, **kwargs)`` in a pooled session; never raises for the call's own errors."""
+    args, kwargs = packed
+    worker = get_worker()
+    plugin = worker_plugin(worker)
+    task_key = key if key is not None else str(worker.get_current_task())
+    outcome = TaskOutcome(key=task_key, worker=str(worker.address), pid=os.getpid(), session_id=None)
+    outcome.started = time.time()
+    try:
+        call = plugin.function(fn) if isinstance(fn, bytes) else fn
+        slot = plugin.checkout(config)  # BackendUnavailableError etc. travel like the call's own errors
+    except Exception as exc:  # noqa: BLE001 - shipped with its type
+        outcome.boxed_error = _ExceptionBox(exc)
+        outcome.records = plugin.take_unsent()
+        outcome.finished = time.time()
+        return outcome
+    outcome.session_id = slot.box.session_id
+    try:
+        outcome.value = slot.box.execute(call, *args, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - the call's error is a result, shipped with its type
+        outcome.boxed_error = _ExceptionBox(exc)
+    broken = isinstance(outcome.error, (SandboxCrashedError, SandboxTimeoutError))
+    outcome.records = plugin.checkin(slot, broken=broken)
+    outcome.finished = time.time()
+    return outcome
+
+
+class _Packed:
+    """Opaque (args, kwargs): Dask must not read a tuple argument as a task."""
+
+    __slots__ = ("args", "kwargs")
+
+    def __init__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self.args = args
+        self.kwargs = kwargs
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_Packed, (self.args, self.kwargs))
+
+
+class _Chunk:
+    """Several calls of one function in one Dask task (``map(chunksize=N)``)."""
+
+    __slots__ = ("calls",)
+
+    def __init__(self, calls: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> None:
+        self.calls = calls
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_Chunk, (self.calls,))
+
+
+def _call_packed(packed: _Packed | _Chunk, *, fn: bytes, config: OSSandboxConfig) -> TaskOutcome | list[TaskOutcome]:
+    """Task body on the Dask worker: :func:`run_call` for one call, or each call of a chunk in turn.
+
+    ``fn`` is cloudpickled once per ``map``.
+    """
+    if isinstance(packed, _Chunk):
+        return [run_call(call, fn=fn, config=config) for call in packed.calls]
+    return run_call((packed.args, packed.kwargs), fn=fn, config=config)
+
+
+def _task_packed(packed: _Packed, *, task: Callable[..., Any], task_kwargs: dict[str, Any]) -> TaskOutcome:
+    """Task body on the Dask worker for :meth:`SandboxedExecutor.submit_tasks`."""
+    outcome: TaskOutcome = task(*packed.args, **task_kwargs)
+    return outcome
+
+
+def run_on_worker_health(dask_worker: Any, doctor: bool = True) -> dict[str, Any]:
+    """``client.run`` callback: the plugin's health report (Dask passes ``dask_worker``)."""
+    plugin = dask_worker.plugins.get(PLUGIN_NAME)
+    if isinstance(plugin, SandboxPlugin):
+        return plugin.health(doctor=doctor)
+    report: dict[str, Any] = {"worker": str(dask_worker.address), "pid": os.getpid(), "plugin": False}
+    if doctor:
+        report["doctor"] = doctor_json()
+    return report
+
+
+def run_on_worker_drain(dask_worker: Any, close: bool = False) -> list[dict[str, Any]]:
+    """``client.run`` callback: records no task carried back (and, with ``close``, close idle sessions)."""
+    plugin = dask_worker.plugins.get(PLUGIN_NAME)
+    if not isinstance(plugin, SandboxPlugin):
+        return []
+    return plugin.close_idle() if close else plugin.take_unsent()

@@ -1,0 +1,327 @@
+"""``glsandbox run --cluster ADDRESS|local[:N] NB...``: many notebooks in parallel on Dask (host side).
+
+Who calls: ``glsandbox run`` (the parser hook :func:`add_cluster_arguments`
+in :mod:`.run` routes every invocation through :func:`run_or_cluster`).
+Each notebook is one Dask task; on the worker, :func:`run_notebook_task`
+calls the same engine as ``glsandbox run NB`` (:func:`.run.run_notebook`:
+nbclient against the glsandbox kernel, so every cell runs in that worker's
+sandbox) and returns the executed notebook with its evidence metadata and
+the kernel session's audit records. The client writes each output notebook,
+verifies its evidence (:func:`.verify.verify_notebook`), seals the records
+into one run chain (``--audit FILE``, checked by ``glsandbox audit verify``),
+shows a progress bar on stderr and prints one summary.
+
+Exit status: 0 every notebook ran without error or violation and verifies;
+1 any notebook failed, recorded a violation or did not verify; 2 usage
+errors (unreadable notebook, cluster not reachable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import contextlib
+import os
+import sys
+import tempfile
+import time
+from typing import Any
+
+_WORKER_ARGS = ("level", "isolation", "fallback", "timeout", "memory", "param", "no_monitor", "allow_errors")
+
+
+def add_cluster_arguments(p: argparse.ArgumentParser) -> None:
+    """Add ``--cluster`` and more notebooks to ``glsandbox run`` (called last by :func:`.run.add_run_parser`)."""
+    p.add_argument("more_notebooks", nargs="*", metavar="NB", help="more notebooks (with --cluster)")
+    p.add_argument(
+        "--cluster",
+        metavar="ADDRESS|local[:N]",
+        default=None,
+        help="run the notebooks in parallel on a Dask cluster: a scheduler address (tcp://host:8786) "
+        "or local[:N] for a LocalCluster of N worker processes; --audit FILE is then the run's chain, "
+        "-o a directory",
+    )
+    p.set_defaults(func=run_or_cluster)
+
+
+def run_or_cluster(args: argparse.Namespace) -> int:
+    """``glsandbox run``: one notebook here (:func:`.run.run_cli`), or many with ``--cluster``."""
+    from .run import run_cli
+
+    if getattr(args, "cluster", None) is None:
+        if getattr(args, "more_notebooks", None):
+            print("glsandbox run: error: several notebooks need --cluster ADDRESS|local[:N]", file=sys.stderr)
+            return 2
+        return run_cli(args)
+    return run_cluster_cli(args)
+
+
+# -- worker side (a Dask worker process: trusted host; the cells run in its sandbox kernel) --------
+
+
+def run_notebook_task(job: dict[str, Any], *, options: dict[str, Any], audit_key: bytes | None = None) -> Any:
+    """Task body: execute one notebook through :func:`.run.run_notebook` on this worker.
+
+    Returns a :class:`~glsandbox_kernel.distributed.TaskOutcome` whose value
+    is ``{"notebook": JSON text, "summary": {...}}``; a failure to run at all
+    is its ``error``. ``audit_key`` signs the records (local clusters); a remote
+    worker uses its own ``$GLSANDBOX_AUDIT_KEY``.
+    """
+    import nbformat
+    from distributed import get_worker
+
+    from ..audit import load_key
+    from ..distributed.plugin import TaskOutcome, _ExceptionBox
+    from .run import RunSummary, collect_records, parse_params, run_notebook, write_evidence_metadata
+
+    worker = get_worker()
+    outcome = TaskOutcome(
+        key=str(worker.get_current_task()),
+        worker=str(worker.address),
+        pid=os.getpid(),
+        session_id=None,
+        detail={"notebook": job["path"]},
+    )
+    outcome.started = time.time()
+    args = argparse.Namespace(**options, audit=None)
+    key = audit_key if audit_key is not None else load_key()
+    try:
+        nb = nbformat.reads(job["text"], as_version=4)
+        cwd = job.get("cwd")
+        scratch = None
+        if not cwd or not os.path.isdir(cwd):
+            cwd = scratch = tempfile.mkdtemp(prefix="glsandbox-nb-")
+        try:
+            summary: RunSummary = run_notebook(nb, args, key=key, cwd=cwd)
+        finally:
+            if scratch is not None:
+                import shutil
+
+                shutil.rmtree(scratch, ignore_errors=True)
+        finished = time.time()
+        config = {
+            "level": args.level,
+            "isolation": args.isolation,
+            "timeout": args.timeout,
+            "memory": args.memory,
+            "params": {k: repr(v) for k, v in parse_params(list(args.param or [])).items()},
+            "monitor": not args.no_monitor,
+            "cluster_worker": outcome.worker,
+        }
+        write_evidence_metadata(nb, key, run=summary.as_metadata(outcome.started, finished), config=config)
+        nbformat.validate(nb)
+        outcome.records = collect_records(nb)
+        sessions = [r.get("session_id") for r in outcome.records if isinstance(r.get("session_id"), str)]
+        outcome.session_id = sessions[-1] if sessions else None
+        outcome.value = {
+            "notebook": nbformat.writes(nb),
+            "summary": {
+                "cells": len(summary.cells),
+                "ok_cells": sum(1 for c in summary.cells if c["status"] == "ok"),
+                "violations": summary.violations,
+                "completed": summary.completed,
+                "failed": summary.failed,
+            },
+        }
+    except Exception as exc:  # noqa: BLE001 - the notebook could not run: a result, with its type
+        outcome.boxed_error = _ExceptionBox(exc)
+    outcome.finished = time.time()
+    return outcome
+
+
+# -- client side -------------------------------------------------------------------------------------
+
+
+def _open_cluster(spec: str) -> tuple[Any, Any]:
+    """``(client, cluster_or_None)`` for ``--cluster``: ``local[:N]`` or a scheduler address."""
+    from distributed import Client, LocalCluster
+
+    if spec == "local" or spec.startswith("local:"):
+        n = spec.partition(":")[2]
+        workers = int(n) if n else max(1, os.cpu_count() or 1)
+        if workers < 1:
+            raise ValueError(f"--cluster local:N needs N >= 1, got {n}")
+        cluster = LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, host="127.0.0.1"
+        )
+        return Client(cluster), cluster
+    return Client(spec, timeout=30), None
+
+
+class _Progress:
+    """A bar over notebooks and failures on stderr (one line per notebook when not a terminal)."""
+
+    def __init__(self, total: int, stream: Any = None) -> None:
+        self.total = total
+        self.done = 0
+        self.failed = 0
+        self.stream = stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.started = time.monotonic()
+
+    def update(self, ok: bool, name: str) -> None:
+        self.done += 1
+        self.failed += 0 if ok else 1
+        width = 30
+        filled = int(width * self.done / max(1, self.total))
+        bar = "#" * filled + "." * (width - filled)
+        text = (
+            f"[{bar}] {self.done}/{self.total} notebook(s), {self.failed} failed, "
+            f"{time.monotonic() - self.started:.1f}s"
+        )
+        if self.tty:
+            self.stream.write("\r" + text + ("\n" if self.done == self.total else ""))
+        else:
+            self.stream.write(f"{text}  {'ok' if ok else 'FAILED'} {name}\n")
+        self.stream.flush()
+
+
+def _output_path(path: str, output: str | None, many: bool) -> str:
+    from .run import default_output
+
+    if output is None:
+        return default_output(path)
+    if not many and not output.endswith(os.sep) and not os.path.isdir(output):
+        return output
+    os.makedirs(output, exist_ok=True)
+    return os.path.join(output, os.path.basename(default_output(path)))
+
+
+def run_cluster_cli(args: argparse.Namespace) -> int:
+    """``glsandbox run --cluster SPEC NB...``: see the module docstring for the exit status."""
+    import nbformat
+
+    from .verify import load_verify_key, verify_notebook
+
+    paths = [args.notebook, *(getattr(args, "more_notebooks", None) or [])]
+    try:
+        key = load_verify_key(args.key)
+    except (OSError, ValueError) as exc:
+        print(f"glsandbox run: error: cannot use key {args.key}: {exc}", file=sys.stderr)
+        return 2
+    jobs: list[dict[str, Any]] = []
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                text = fh.read()
+            nbformat.reads(text, as_version=4)
+        except OSError as exc:
+            print(f"glsandbox run: error: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
+        except Exception as exc:  # noqa: BLE001 - nbformat raises several kinds for a bad file
+            print(f"glsandbox run: error: {path} is not a notebook: {exc}", file=sys.stderr)
+            return 2
+        cwd = args.cwd or os.path.dirname(os.path.abspath(path))
+        jobs.append({"path": path, "text": text, "cwd": os.path.abspath(cwd)})
+    try:
+        from .run import parse_params
+
+        parse_params(list(args.param))
+    except ValueError as exc:
+        print(f"glsandbox run: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        from ..distributed.executor import SandboxedExecutor
+
+        client, cluster = _open_cluster(args.cluster)
+    except ImportError:
+        print(
+            "glsandbox run: error: --cluster needs Dask: pip install 'glsandbox-kernel[distributed]'", file=sys.stderr
+        )
+        return 2
+    except Exception as exc:  # noqa: BLE001 - unreachable scheduler, bad spec: one line, exit 2
+        print(
+            f"glsandbox run: error: cannot reach cluster {args.cluster}: {type(exc).__name__}: {exc}", file=sys.stderr
+        )
+        return 2
+    local = cluster is not None
+    options = {name: getattr(args, name, None) for name in _WORKER_ARGS}
+    options["param"] = list(options["param"] or [])
+    started = time.monotonic()
+    results: list[dict[str, Any]] = []
+    with contextlib.ExitStack() as stack:
+        if cluster is not None:
+            stack.callback(cluster.close)
+        stack.callback(client.close)
+        workers = len(client.scheduler_info().get("workers", {}))
+        print(
+            f"glsandbox run: {len(jobs)} notebook(s) on {args.cluster} ({workers} worker(s), level {args.level}, "
+            f"isolation {args.isolation or 'default'})",
+            flush=True,
+        )
+        executor = SandboxedExecutor(
+            client, audit_path=args.audit, audit_key=key, register_plugin=False, label="glsandbox run --cluster"
+        )
+        stack.callback(executor.shutdown, wait=True, cancel_futures=True)  # on an error or Ctrl-C
+        futures = executor.submit_tasks(
+            run_notebook_task, jobs, "notebook", options=options, audit_key=key if local else None
+        )
+        progress = _Progress(len(jobs))
+        index = {future: job for future, job in zip(futures, jobs, strict=True)}
+        for future in cf.as_completed(futures):
+            job = index[future]
+            info = _finish(job, future, args, key, len(jobs) > 1, nbformat, verify_notebook)
+            results.append(info)
+            progress.update(info["ok"], job["path"])
+        executor.shutdown(wait=True)
+    return _summary(results, args, time.monotonic() - started, executor)
+
+
+def _finish(
+    job: dict[str, Any],
+    future: cf.Future[Any],
+    args: argparse.Namespace,
+    key: bytes | None,
+    many: bool,
+    nbformat: Any,
+    verify_notebook: Any,
+) -> dict[str, Any]:
+    """Write one executed notebook, verify its evidence; what the summary needs."""
+    info: dict[str, Any] = {"path": job["path"], "ok": False, "violations": 0, "output": None, "error": None}
+    try:
+        value = future.result()
+    except BaseException as exc:  # noqa: BLE001 - reported per notebook
+        info["error"] = f"{type(exc).__name__}: {exc}"[:500]
+        return info
+    nb = nbformat.reads(value["notebook"], as_version=4)
+    out = _output_path(job["path"], args.output, many)
+    with open(out, "w", encoding="utf-8") as fh:
+        nbformat.write(nb, fh)
+    verified = verify_notebook(nb, key)
+    summary = value["summary"]
+    info.update(
+        output=out,
+        cells=summary["cells"],
+        ok_cells=summary["ok_cells"],
+        violations=summary["violations"],
+        verified=verified.ok,
+        audit=verified.summary(),
+    )
+    failed = summary.get("failed")
+    if failed:
+        info["error"] = f"cell {failed['index'] + 1} ({failed['status']}): {failed.get('error') or ''}".strip()
+    info["ok"] = not failed and not summary["violations"] and verified.ok
+    return info
+
+
+def _summary(results: list[dict[str, Any]], args: argparse.Namespace, seconds: float, executor: Any) -> int:
+    bad = [r for r in results if not r["ok"]]
+    for r in sorted(results, key=lambda r: r["path"]):
+        mark = "ok    " if r["ok"] else "FAILED"
+        line = f"  {mark} {r['path']}"
+        if r.get("output"):
+            line += f" -> {r['output']} ({r.get('ok_cells')}/{r.get('cells')} cells ok, {r['violations']} violation(s))"
+        if r.get("error"):
+            line += f": {r['error']}"
+        print(line)
+        if r.get("audit") and not r.get("verified"):
+            print(f"         audit: {r['audit']}")
+    violations = sum(int(r["violations"]) for r in results)
+    chain = executor.audit
+    where = f"{args.audit}" if args.audit else "memory (pass --audit FILE to keep it)"
+    print(
+        f"glsandbox run --cluster: {len(results)} notebook(s) in {seconds:.1f}s, {len(results) - len(bad)} ok, "
+        f"{len(bad)} failed, {violations} violation(s); run chain: {len(chain.records)} record(s) in {where}, "
+        f"head {chain.head[:16]}..."
+    )
+    return 1 if bad else 0
