@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import logging
 import sys
 import threading
@@ -82,6 +83,12 @@ class OSSandbox:
         self.cumulative_metrics = SandboxMetrics(isolation_type=self._session.isolation_type.value)
         self._config_bytes = canonical_json(self.config.to_dict())
         self._audit: AuditLog | None = None
+        # Orders deferred records and live violations (written from the supervisor's thread).
+        self._audit_lock = threading.RLock()
+        self._live_violations = 0
+        self._live_escapes = 0
+        self._closed_audit = False
+        self._session.violation_recorder = self._record_live_violation
         if self.config.enable_audit:
             sinks: list[Any] = []
             if self.config.audit_log_path:
@@ -145,9 +152,35 @@ class OSSandbox:
 
     def _flush_audit(self) -> None:
         """Seal records deferred from earlier calls (runs while the worker works)."""
-        while self._pending:
-            args, kwargs = self._pending.pop(0)
-            self._emit(*args, **kwargs)
+        with self._audit_lock:
+            while self._pending:
+                args, kwargs = self._pending.pop(0)
+                self._emit(*args, **kwargs)
+
+    def _record_live_violation(self, record: dict[str, Any]) -> None:
+        """Supervisor/proxy thread: one violation, written to the chain now, counted for the session.
+
+        ``record["call_id"]`` names the running call (None between calls);
+        that call's own record lists it again with the same ``call_id``.
+        """
+        with self._audit_lock:
+            self._live_violations += 1
+            self._live_escapes += 1 if record.get("escape") else 0
+            if self._audit is None or self._closed_audit:
+                return
+            self._flush_audit()
+            event = EventType.ESCAPE_ATTEMPT if record.get("escape") else EventType.VIOLATION
+            self._emit(
+                event, violations=[record], extra={"live": True, "call_id": record.get("call_id"), "kind": "violation"}
+            )
+
+    def record_violation(self, record: dict[str, Any]) -> None:
+        """A violation the host detected itself (the magic's tampered ``--out`` reply, a forged comm).
+
+        Goes the way supervisor violations go: audit chain at once, banners,
+        the running call when there is one.
+        """
+        self._session.note_violation(record)
 
     @property
     def audit_log(self) -> AuditLog | None:
@@ -156,8 +189,7 @@ class OSSandbox:
     @property
     def worker_pids(self) -> list[int]:
         """Host pids of the worker tree right now (empty when no worker runs)."""
-        worker = self._session.worker
-        return worker.host_pids() if worker is not None else []
+        return self._session.host_pids()
 
     def interrupt(self) -> None:
         """Interrupt the running call (SIGINT; killed after the grace period)."""
@@ -178,8 +210,14 @@ class OSSandbox:
         self._session.close()
         self.metrics.cleanup_time = time.perf_counter() - t0
         if self._audit is not None:
-            self._flush_audit()
-            self._emit(EventType.SESSION_END, metrics=self.cumulative_metrics.to_dict())
+            with self._audit_lock:
+                self._flush_audit()
+                totals = self.cumulative_metrics.to_dict()
+                # Every violation of the session, also those between calls (written live).
+                totals["violations_detected"] = max(totals["violations_detected"], self._live_violations)
+                totals["escape_attempts"] = max(totals["escape_attempts"], self._live_escapes)
+                self._emit(EventType.SESSION_END, metrics=totals)
+                self._closed_audit = True
             self._audit.close()
 
     # -- audit ----------------------------------------------------------------------
@@ -193,19 +231,28 @@ class OSSandbox:
         execution_time: float | None = None,
         extra: dict[str, Any] | None = None,
     ) -> dict[str, Any] | None:
+        """Seal one record. No content (lone surrogates, odd keys, cycles) stops it being written:
+        what cannot be recorded as it is is recorded scrubbed and marked ``audit_fallback``."""
         if self._audit is None:
             return None
-        return self._audit.emit(
-            event,
-            isolation_type=self._session.isolation_type.value,
-            sandbox_mode=self.config.sandbox_mode.value,
-            security_level=self.config.security_level.value,
-            provenance_hash=provenance,
-            execution_time=execution_time,
-            metrics=metrics,
-            violations=violations,
-            extra=extra,
-        )
+        common: dict[str, Any] = {
+            "isolation_type": self._session.isolation_type.value,
+            "sandbox_mode": self.config.sandbox_mode.value,
+            "security_level": self.config.security_level.value,
+            "provenance_hash": provenance,
+            "execution_time": execution_time,
+        }
+        fallback = _unrecordable(metrics, violations, extra)
+        if fallback is not None:
+            metrics, violations = _scrub(metrics), _scrub(violations)
+            extra = {**(_scrub(extra) or {}), "audit_fallback": fallback}
+        with self._audit_lock:
+            try:
+                return self._audit.emit(event, metrics=metrics, violations=violations, extra=extra, **common)
+            except (TypeError, ValueError, UnicodeError, RecursionError) as exc:  # before anything was written
+                log.error("audit record could not be sealed as it is; writing a marked one", exc_info=True)
+                reason = f"{type(exc).__name__}: {exc}"[:300].encode("utf-8", "backslashreplace").decode("utf-8")
+                return self._audit.emit(event, extra={"audit_fallback": reason, "unrecordable": True}, **common)
 
     def _record_outcome(
         self,
@@ -221,6 +268,8 @@ class OSSandbox:
         self.cumulative_metrics.accumulate(m)
         if self._audit is None:
             return None
+        if outcome.call_id is not None:
+            extra = {**extra, "call_id": outcome.call_id}
         if outcome.state_lost:
             extra = {**extra, "state_lost_before": True}
         controls = self._session.pending_controls
@@ -291,9 +340,9 @@ class OSSandbox:
 
         outcome = self._session.request(
             msg,
-            timeout=limit,
+            timeout=limit,  # type: ignore[arg-type]
             on_message=_relay_streams,
-            monitor_context={"kind": "call"},  # type: ignore[arg-type]
+            monitor_context={"kind": "call"},
             overlap=bookkeeping,
         )
         if not provenance:
@@ -429,6 +478,11 @@ class OSSandbox:
         # A clear_output(wait=True) still pending is carried out by the frontend at the next
         # output the kernel shows (the audit output at least), so nothing of these remains.
         shown = [] if collector.clear_pending else collector.outputs
+        try:
+            evidence = outputs_evidence(shown)
+        except Exception as exc:  # noqa: BLE001 - no output may stop the record: it is written, marked
+            reason = f"{type(exc).__name__}: {exc}"[:300].encode("utf-8", "backslashreplace").decode("utf-8")
+            evidence = {"outputs_hash": None, "outputs_count": len(shown), "outputs_evidence_error": reason}
         result.audit_record = self._record_outcome(
             outcome,
             provenance,
@@ -436,7 +490,7 @@ class OSSandbox:
             {
                 "kind": "cell",
                 "source_hash": hashlib.sha256(code.encode("utf-8", "surrogatepass")).hexdigest(),
-                **outputs_evidence(shown),
+                **evidence,
             },
         )
         return result
@@ -479,6 +533,32 @@ class OSSandbox:
         )
         if outcome.error is not None:
             raise outcome.error
+
+
+def _unrecordable(*parts: Any) -> str | None:
+    """Why ``parts`` cannot go into a record as they are (None: they can). Host side, cheap."""
+    try:
+        json.dumps(parts, ensure_ascii=False, default=repr, check_circular=True).encode("utf-8")
+    except (TypeError, ValueError, UnicodeError, RecursionError) as exc:
+        return f"{type(exc).__name__}: {exc}"[:300].encode("utf-8", "backslashreplace").decode("utf-8")
+    return None
+
+
+def _scrub(value: Any, depth: int = 0) -> Any:
+    """``value`` as JSON data that always encodes: text escaped, bytes hex, str keys, bounded depth."""
+    if depth > 32:
+        return "<too deep>"
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value[:4096]).hex()
+    if isinstance(value, dict):
+        return {_scrub(str(k)): _scrub(v, depth + 1) for k, v in list(value.items())[:10000]}
+    if isinstance(value, (list, tuple)):
+        return [_scrub(v, depth + 1) for v in list(value)[:10000]]
+    return _scrub(repr(value)[:2000])
 
 
 def _relay_streams(msg: dict[str, Any]) -> None:

@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from .backends.base import SandboxBackend, WorkerProcess
+from .backends.base import ResourceSample, SandboxBackend, WorkerProcess
 from .backends.registry import default_backend, get_backend
 from .config import IsolationType, OSSandboxConfig, SandboxMode
 from .exceptions import (
@@ -77,6 +77,7 @@ class CallOutcome:
     metrics: SandboxMetrics
     violations: list[dict[str, Any]]
     state_lost: bool
+    call_id: int | None = None
 
 
 class Session:
@@ -104,6 +105,10 @@ class Session:
         #: called with each violation record as it arrives (supervisor/proxy thread); the
         #: kernel's live banner listens here. A failing listener is logged, never fatal.
         self.violation_listeners: list[Callable[[dict[str, Any]], None]] = []
+        #: called first with each violation, as it arrives: OSSandbox writes it to the audit
+        #: chain at once (whenever it happens, during a call or between calls).
+        self.violation_recorder: Callable[[dict[str, Any]], None] | None = None
+        self._running_call: int | None = None
         self._state_lost_pending = False
         self._last_sample: Any = None
         self.pending_controls: dict[str, Any] | None = None
@@ -180,6 +185,46 @@ class Session:
                 worker.kill()
             worker.cleanup()
 
+    # -- what the layers above ask (kernel, magic, widgets: never ``session.worker``) -----------
+    @property
+    def alive(self) -> bool:
+        """True while a worker runs (False before the first start and after a kill or exit)."""
+        worker = self.worker
+        return worker is not None and worker.poll() is None
+
+    def sample(self) -> ResourceSample | None:
+        """A whole-tree resource reading of the running worker, measured outside; None without one."""
+        worker = self.worker
+        if worker is None or worker.poll() is not None:
+            return None
+        from .metrics import tree_sample
+
+        try:
+            return tree_sample(worker)
+        except (OSError, ProcessLookupError):
+            return None
+
+    def host_pids(self) -> list[int]:
+        """Host pids of the worker tree right now (empty when no worker runs)."""
+        worker = self.worker
+        if worker is None:
+            return []
+        try:
+            return worker.host_pids()
+        except OSError:
+            return []
+
+    def kill(self) -> None:
+        """Kill the worker tree now, from any thread (a limit tripped outside); state is lost.
+
+        The running request, if any, sees the worker gone and fails with the
+        crash error; the next request starts a fresh worker.
+        """
+        worker = self.worker
+        if worker is not None and worker.poll() is None:
+            worker.kill()
+        self._state_lost_pending = True
+
     def kill_worker(self, *, state_lost: bool = True) -> None:
         """Kill the worker tree now (timeout, interrupt grace, protocol violation)."""
         self._discard_worker()
@@ -220,13 +265,33 @@ class Session:
 
     # -- violations -------------------------------------------------------------
     def _on_violation(self, record: dict[str, Any]) -> None:
+        """Supervisor/proxy thread (or host code): one violation, attributed and recorded now.
+
+        It belongs to the running call when there is one (``call_id``), else
+        to the session alone: the next call does not carry it.
+        """
+        rec = dict(record)
         with self._violations_lock:
-            self._violations.append(record)
+            call = self._running_call
+            rec["session_id"] = self.session_id
+            rec["call_id"] = call
+            if call is not None:
+                self._violations.append(rec)
+        recorder = self.violation_recorder
+        if recorder is not None:
+            try:
+                recorder(rec)
+            except Exception:  # the banner and the call still get it
+                log.exception("could not record a violation in the audit log")
         for listener in list(self.violation_listeners):
             try:
-                listener(dict(record))
+                listener(dict(rec))
             except Exception:  # a broken banner must not lose the violation
                 log.warning("violation listener failed", exc_info=True)
+
+    def note_violation(self, record: dict[str, Any]) -> None:
+        """A violation the host itself detected (a tampered reply, a forged comm frame)."""
+        self._on_violation({"time": time.time(), "trusted": True, "source": "host", **record})
 
     def _take_violations(self) -> list[dict[str, Any]]:
         with self._violations_lock:
@@ -272,6 +337,10 @@ class Session:
             t0 = time.perf_counter()
             reply: dict[str, Any] | None = None
             error: BaseException | None = None
+            call_id = self._req_id
+            with self._violations_lock:
+                self._violations = []
+                self._running_call = call_id
             try:
                 chan.send(msg)
                 # From here until the reply the worker runs: do the bookkeeping now.
@@ -306,6 +375,9 @@ class Session:
                 error = self._crash_error(worker, "during the call")
                 self.kill_worker()
                 error.__cause__ = exc
+            finally:
+                with self._violations_lock:
+                    self._running_call = None
             elapsed = time.perf_counter() - t0
             metrics = SandboxMetrics(
                 isolation_type=self.isolation_type.value,
@@ -322,7 +394,7 @@ class Session:
             if violations:
                 metrics.violations_detected = len(violations)
                 metrics.escape_attempts = sum(1 for v in violations if v.get("escape"))
-            return CallOutcome(reply, error, metrics, violations, state_lost)
+            return CallOutcome(reply, error, metrics, violations, state_lost, call_id)
 
     def _read_until_reply(
         self,

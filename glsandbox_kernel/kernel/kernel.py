@@ -320,8 +320,7 @@ class SandboxKernel(Kernel):
         finally:
             if monitor is not None:
                 monitor.finish(result)
-        worker = sandbox.session.worker
-        if worker is None or worker.poll() is not None:
+        if not sandbox.session.alive:
             self._lost_reason = relay.last_error["ename"] if relay.last_error else "the worker died"
             relay.notice(
                 f"glsandbox: {self._lost_reason}: the sandbox worker was killed and its state is lost; "
@@ -360,8 +359,7 @@ class SandboxKernel(Kernel):
         """The sandbox, with a "state lost" notice when its worker went away since the last cell."""
         sandbox = self.get_sandbox(start=False)
         session = sandbox.session
-        worker = session.worker
-        if session.generation > 0 and (worker is None or worker.poll() is not None) and not silent:
+        if session.generation > 0 and not session.alive and not silent:
             reason = self._lost_reason or "it exited"
             relay.notice(_STATE_LOST_NOTICE.format(reason=reason))
         self._lost_reason = None
@@ -461,7 +459,7 @@ class SandboxKernel(Kernel):
         if sandbox is None:
             return
         if self._running:
-            sandbox.session.kill_worker(state_lost=True)
+            sandbox.session.kill()
         try:
             sandbox.close()
         except Exception:  # noqa: BLE001 - shutdown must go on

@@ -171,6 +171,53 @@ def _settings_from(args: Any) -> SessionSettings:
     return settings
 
 
+def encode_in(names: list[str], user_ns: dict[str, Any]) -> dict[str, bytes]:
+    """``--in``: each named host value encoded by the restricted codec (host side).
+
+    Only data goes in: a function or an object of a host class would carry
+    host state the user did not name (cloudpickle sends a function's globals).
+    """
+    from ..codec import UnsupportedType, encode
+
+    encoded: dict[str, bytes] = {}
+    for name in names:
+        if name not in user_ns:
+            raise UsageError(f"--in: name {name!r} is not defined here")
+        try:
+            encoded[name] = encode(user_ns[name])
+        except UnsupportedType as exc:
+            raise UsageError(
+                f"--in {name}: a value of type {exc.typename} cannot be copied into the sandbox; only data "
+                "goes in (builtins, datetime, Decimal, Fraction, numpy, pandas), never code or host objects"
+            ) from None
+    return encoded
+
+
+def accept_out(names: list[str], values: Any) -> dict[str, Any]:
+    """``--out``: the values of exactly ``names`` from the sandbox's reply, or SandboxSecurityError.
+
+    Host side: the reply is hostile. Its keys decide nothing; a reply with a
+    name that was not asked for (or without one that was) is refused whole.
+    """
+    if type(values) is not dict:
+        raise SandboxSecurityError(
+            f"--out: the sandbox answered with a {type(values).__name__}, not the values asked for; nothing was copied"
+        )
+    asked = set(names)
+    extra = sorted(repr(k)[:80] for k in values if type(k) is not str or k not in asked)
+    missing = [n for n in names if n not in values]
+    if extra or missing:
+        what = []
+        if extra:
+            what.append("names not asked for: " + ", ".join(extra[:10]) + (" ..." if len(extra) > 10 else ""))
+        if missing:
+            what.append("names missing: " + ", ".join(missing))
+        raise SandboxSecurityError(
+            f"--out: the sandbox's reply was tampered with ({'; '.join(what)}); nothing was copied to this kernel"
+        )
+    return {name: values[name] for name in names}
+
+
 _LINE_PARSER = MagicArgumentParser(prog="%sandbox", add_help=False)
 _LINE_PARSER.add_argument("command", choices=["status", "stop", "restart", "audit", "config"])
 _LINE_PARSER.add_argument("name", nargs="?")
@@ -250,12 +297,9 @@ class SandboxMagics(Magics):
     def _cell(self, line: str, cell: str) -> Any:
         args, settings = self._parse(line)
         inputs, outputs = _names(args.inputs, "--in"), _names(args.outputs, "--out")
-        values: dict[str, Any] = {}
         user_ns = self.shell.user_ns if self.shell is not None else {}
-        for name in inputs:
-            if name not in user_ns:
-                raise UsageError(f"--in: name {name!r} is not defined here")
-            values[name] = user_ns[name]
+        # Checked before the session is touched: a failed option leaves it as it was.
+        values = encode_in(inputs, user_ns)
         try:
             session, notice = self.registry.get(args.name, settings, new=args.new)
         except SandboxError as exc:  # e.g. BackendUnavailableError: say why, no traceback
@@ -309,17 +353,30 @@ class SandboxMagics(Magics):
             raise sandbox_error(type(exc).__name__, str(exc), tb) from None
 
     def _copy_out(self, session: NamedSession, names: list[str]) -> None:
-        """``--out``: values come back through the restricted codec, one call for all names."""
+        """``--out``: values come back through the restricted codec, one call for all names.
+
+        The host writes exactly ``names``: a reply holding any other name (a
+        cell can replace the sandbox-side helper) is refused whole, nothing written.
+        """
         try:
-            values = self._call(session, "sandbox_side_get_names", names)
+            replies = [(names, self._call(session, "sandbox_side_get_names", names))]
         except SandboxSecurityError:
             # Name the variable that cannot leave the sandbox.
-            values = {}
+            replies = []
             for name in names:
                 try:
-                    values.update(self._call(session, "sandbox_side_get_names", [name]))
+                    replies.append(([name], self._call(session, "sandbox_side_get_names", [name])))
                 except SandboxSecurityError as exc:
                     raise sandbox_error("SandboxSecurityError", f"--out {name}: {exc}") from None
+        values: dict[str, Any] = {}
+        try:
+            for asked, reply in replies:
+                values.update(accept_out(asked, reply))
+        except SandboxSecurityError as exc:
+            session.sandbox.record_violation(
+                {"kind": "protocol", "detail": str(exc)[:500], "action": "refused", "trusted": True, "escape": False}
+            )
+            raise sandbox_error("SandboxSecurityError", str(exc)) from None
         if self.shell is not None:
             self.shell.user_ns.update(values)
 
