@@ -406,6 +406,8 @@ class Session:
     ) -> dict[str, Any]:
         start = time.monotonic()
         grace = self.config.interrupt_grace_seconds
+        # Decoding a frame is part of the call: it must end within the call's timeout.
+        chan.decode_deadline = None if timeout is None else start + timeout
         while True:
             now = time.monotonic()
             limits = []

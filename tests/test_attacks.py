@@ -161,3 +161,137 @@ def test_failed_option_leaves_the_session_alone(ipykernel: Kernel) -> None:
         assert set(pids) <= set(descendants(k.pid))  # the same worker
     finally:
         _stop_sessions(k)
+
+
+# -- 5. host-side decoding floods ------------------------------------------------------------------------
+
+#: Sandbox side: write one hand-made frame straight onto the worker's socket (no set is built in
+#: the sandbox, so the worker pays nothing), then wait to be killed.
+_FLOOD = r"""
+import gc, struct, time
+from glsandbox_kernel.worker.loop import Connection
+conn = next(o for o in gc.get_objects() if isinstance(o, Connection))
+def s(t):
+    b = t.encode()
+    return b"s" + struct.pack(">I", len(b)) + b
+def big(n):
+    raw = n.to_bytes((n.bit_length() + 8) // 8, "big", signed=True)
+    return b"I" + struct.pack(">I", len(raw)) + raw
+N = {n}
+P = 2**61 - 1
+body = {body}
+payload = b"d" + struct.pack(">I", 2) + s("type") + s("stream") + s("text") + body
+with conn.lock:
+    conn.chan.sock.sendall(struct.pack(">I", len(payload)) + payload)
+time.sleep(60)
+"""
+
+FLOODS = {
+    # a set of ints that all hash to 0 (quadratic to build): ~1.5 MB
+    "colliding-set": (100_000, 'b"S" + struct.pack(">I", N) + b"".join(big(k * P) for k in range(1, N + 1))'),
+    # the same as dict keys
+    "colliding-dict": (
+        100_000,
+        'b"d" + struct.pack(">I", N) + b"".join(big(k * P) + b"N" for k in range(1, N + 1))',
+    ),
+    # 8 MiB of empty sets, lists and dicts (5 bytes each on the wire, 64-216 bytes each decoded)
+    "empty-sets": (8 * 2**20 // 5, 'b"l" + struct.pack(">I", N) + b"S\\0\\0\\0\\0" * N'),
+    "empty-lists": (8 * 2**20 // 5, 'b"l" + struct.pack(">I", N) + b"l\\0\\0\\0\\0" * N'),
+    "empty-dicts": (8 * 2**20 // 5, 'b"l" + struct.pack(">I", N) + b"d\\0\\0\\0\\0" * N'),
+}
+
+
+def _flood_code(kind: str) -> str:
+    n, body = FLOODS[kind]
+    return _FLOOD.format(n=n, body=body)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kind", sorted(FLOODS))
+def test_decoding_flood_is_refused_and_the_host_stays_responsive(backend: str, kind: str) -> None:
+    import threading
+    import time
+
+    from glsandbox_kernel import OSSandbox, SecurityLevel, create_config_by_level
+
+    config = create_config_by_level(SecurityLevel.STRICT, isolation_type=backend, execution_timeout=3.0)
+    beats: list[float] = []
+    stop = threading.Event()
+
+    def heartbeat() -> None:
+        while not stop.is_set():
+            beats.append(time.monotonic())
+            time.sleep(0.01)
+
+    with OSSandbox(config) as sandbox:
+        assert sandbox.run_cell("1").status == "ok"
+        thread = threading.Thread(target=heartbeat, daemon=True)
+        thread.start()
+        t0 = time.monotonic()
+        try:
+            result = sandbox.run_cell(_flood_code(kind))
+        finally:
+            t1 = time.monotonic()
+            stop.set()
+            thread.join()
+        assert result.status == "error"
+        assert result.error_name == "SandboxSecurityError", (result.error_name, result.error_value)
+        assert "refused a value from the worker" in (result.error_value or "")
+        assert not sandbox.session.alive  # the session killed the worker
+        during = [b for b in beats if t0 <= b <= t1]
+        gaps = [b - a for a, b in zip([t0, *during], [*during, t1], strict=True)]
+        # The host decoded linearly and refused: it never stalled for the call's timeout
+        # (before the budget, one such frame held it 12-43 s against a 3 s timeout).
+        assert max(gaps) < config.execution_timeout, max(gaps)
+        records = sandbox.audit_records
+        assert "SandboxSecurityError" in records[-1]["extra"].get("error", "")
+        # The next cell gets a fresh worker.
+        again = sandbox.run_cell("print('fresh')")
+        assert again.status == "ok" and again.state_lost
+
+
+_MEMORY_PROBE = r"""
+import json, resource, sys
+from glsandbox_kernel import OSSandbox, SecurityLevel, create_config_by_level
+config = create_config_by_level(SecurityLevel.STRICT, isolation_type=sys.argv[1], execution_timeout=20.0)
+code = sys.stdin.read()
+with OSSandbox(config) as sandbox:
+    sandbox.run_cell("1")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    result = sandbox.run_cell(code)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"before": before * 1024, "after": after * 1024, "error": result.error_name, "why": result.error_value}))
+"""
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kind", ["empty-sets", "empty-lists", "empty-dicts"])
+def test_decoding_flood_stays_within_a_memory_bound(backend: str, kind: str, tmp_path: Any) -> None:
+    """8 MiB of empty containers grew the host by ~390 MiB; the budget bounds it by the frame."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from glsandbox_kernel.codec import DEFAULT_BUDGET
+
+    from .conftest import ROOT
+
+    proc = subprocess.run(
+        [sys.executable, "-c", _MEMORY_PROBE, backend],
+        input=_flood_code(kind),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=str(tmp_path),
+        env={**os.environ, "PYTHONPATH": ROOT},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["error"] == "SandboxSecurityError"
+    frame = 8 * 2**20
+    bound = DEFAULT_BUDGET.ratio * frame + DEFAULT_BUDGET.floor + 4 * frame  # decoded values + frame copies
+    grown = out["after"] - out["before"]
+    print(out["why"])
+    print(f"{kind} on {backend}: host peak grew by {grown / 2**20:.0f} MiB (bound {bound / 2**20:.0f} MiB)")
+    assert grown < bound
