@@ -17,7 +17,9 @@ import pytest
 from glsandbox_kernel.backends.registry import backends
 
 from .conftest import wait_gone
-from .jupyter_fixtures import Kernel, descendants, stderr_of, stdout_of
+from .jupyter_fixtures import Kernel, descendants, glsandbox_kernelspec, kernel_made, notices_of, stderr_of, stdout_of
+
+__all__ = ["glsandbox_kernelspec"]  # the fixture, imported for pytest
 
 
 def _backend(name: str) -> Any:
@@ -295,3 +297,98 @@ def test_decoding_flood_stays_within_a_memory_bound(backend: str, kind: str, tmp
     print(out["why"])
     print(f"{kind} on {backend}: host peak grew by {grown / 2**20:.0f} MiB (bound {bound / 2**20:.0f} MiB)")
     assert grown < bound
+
+
+# -- 6. the glsandbox kernel always answers ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def gkernel(request: pytest.FixtureRequest, glsandbox_kernelspec: str) -> Iterator[Kernel]:
+    """A real glsandbox kernel over ZMQ on one backend."""
+    k = Kernel("glsandbox", extra_arguments=[f"--SandboxKernel.isolation={request.param}"])
+    tree: list[int] = []
+    try:
+        yield k
+        tree = descendants(k.pid)
+    finally:
+        k.shutdown()
+    assert not wait_gone(tree, timeout=15)
+
+
+def _still_works(k: Kernel) -> None:
+    reply, outputs = k.execute("print(6 * 7)")
+    assert reply["status"] == "ok", reply
+    assert stdout_of(outputs) == "42\n"
+
+
+_PAGE = (
+    "get_ipython().payload_manager.write_payload({{'source': 'page', 'data': {{'text/plain': {value}}}, 'start': 0}})"
+)
+
+REPLY_BREAKERS = {
+    "payload-huge-int": (_PAGE.format(value="10**5000"), "integer of"),
+    "payload-surrogate": (_PAGE.format(value="'a\\ud800b'"), "lone surrogates"),
+    "payload-non-str-keys-nan-bytes": (_PAGE.format(value="{1: b'x', (2, 3): float('nan')}"), "NaN"),
+    "payload-deep": (
+        "d = 'leaf'\nfor _ in range(3000):\n    d = [d]\n" + _PAGE.format(value="d"),
+        "nest",
+    ),
+    "error-surrogate": ("raise ValueError('bad \\ud800 value')", "lone surrogates"),
+    "user-expressions": (
+        "get_ipython().user_expressions = lambda e: {'x': {'status': 'ok', 'data': {'text/plain': 10**5000}, "
+        "'metadata': {'\\udfff': float('inf')}}}",
+        None,  # broken on the next cell, which asks for user_expressions
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REPLY_BREAKERS))
+def test_kernel_always_sends_a_valid_reply(gkernel: Kernel, case: str) -> None:
+    code, noted = REPLY_BREAKERS[case]
+    reply, outputs = gkernel.execute(code, timeout=60)
+    assert reply["status"] in ("ok", "error"), reply
+    if case == "error-surrogate":
+        assert (reply["status"], reply["ename"]) == ("error", "ValueError")
+        assert reply["evalue"] == "bad \\ud800 value"
+    if case == "user-expressions":
+        reply, outputs = gkernel.execute("1", user_expressions={"x": "1"}, timeout=60)
+        assert reply["status"] == "ok", reply
+        assert reply["user_expressions"]["x"]["data"]["text/plain"].startswith("<int of")
+        noted = "integer of"
+    if case.startswith("payload"):
+        assert reply["status"] == "ok" and reply["payload"], reply
+    assert noted in notices_of(outputs), notices_of(outputs)
+    _still_works(gkernel)
+
+
+OUTPUT_BREAKERS = {
+    "stream-surrogate": ("import sys; sys.stdout.write('out \\ud800\\n')", "out \\ud800\n"),
+    "display-huge-int-metadata": (
+        "from IPython.display import display\ndisplay({'text/plain': 'shown'}, metadata={'n': 10**5000}, raw=True)",
+        None,
+    ),
+    "display-surrogate-key": (
+        "from IPython.display import display\ndisplay({'text/plain': 'shown', 'x/\\udc80': 'k'}, raw=True)",
+        None,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(OUTPUT_BREAKERS))
+def test_kernel_sends_every_output_and_notes_what_it_replaced(gkernel: Kernel, case: str) -> None:
+    code, stdout = OUTPUT_BREAKERS[case]
+    reply, outputs = gkernel.execute(code, timeout=60)
+    assert reply["status"] == "ok", reply
+    if stdout is not None:
+        assert stdout_of(outputs) == stdout
+    else:
+        shown = [m for m in outputs if m["msg_type"] == "display_data" and not kernel_made(m)]
+        assert shown and shown[0]["content"]["data"]["text/plain"] == "shown"
+    assert "were replaced" in notices_of(outputs)
+    # The cell's audit output is there: its record was written.
+    assert any(
+        "application/vnd.glsandbox.audit+json" in m["content"].get("data", {})
+        for m in outputs
+        if m["msg_type"] == "display_data"
+    )
+    _still_works(gkernel)

@@ -228,7 +228,7 @@ class SandboxKernel(Kernel):
         self._interrupted.clear()
         self._running += 1
         try:
-            return await asyncio.to_thread(
+            content = await asyncio.to_thread(
                 self._execute_blocking,
                 body,
                 options,
@@ -240,8 +240,32 @@ class SandboxKernel(Kernel):
                 parent,
                 ident,
             )
+        except Exception as exc:  # noqa: BLE001 - the kernel always answers
+            log.exception("the kernel could not finish a cell")
+            content = self._error_reply(
+                relay.error("SandboxKernelError", f"the kernel could not finish this cell: {type(exc).__name__}: {exc}")
+            )
         finally:
             self._running -= 1
+        return self._sendable(content, relay)
+
+    def _sendable(self, content: dict[str, Any], relay: IOPubRelay) -> dict[str, Any]:
+        """The execute_reply content as JSON that always serializes; replacements are noted.
+
+        Whatever a cell put in its payloads, user_expressions or outputs, the
+        reply goes out (a reply that cannot be sent leaves the frontend waiting).
+        """
+        safe = json_safe(content, 0, relay.replaced)
+        try:
+            if self.session is not None:
+                self.session.pack(safe)
+        except Exception:  # noqa: BLE001 - the last resort: an error reply that certainly packs
+            log.exception("execute_reply still did not serialize")
+            safe = self._error_reply(
+                {"ename": "SandboxKernelError", "evalue": "the cell's reply could not be serialized", "traceback": []}
+            )
+        relay.note_replacements()
+        return safe  # type: ignore[no-any-return]
 
     def _error_reply(self, content: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -338,8 +362,8 @@ class SandboxKernel(Kernel):
         return {
             "status": "ok",
             "execution_count": self.execution_count,
-            "payload": safe_payload(result.payload),
-            "user_expressions": {str(k): as_dict(v) for k, v in result.user_expressions.items()},
+            "payload": safe_payload(result.payload, relay.replaced),
+            "user_expressions": {str(k): as_dict(v, relay.replaced) for k, v in result.user_expressions.items()},
         }
 
     def _limits(self, sandbox: Any, options: CellOptions) -> dict[str, Any]:

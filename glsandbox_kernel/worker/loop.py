@@ -249,8 +249,21 @@ class Worker:
             self.flush_streams()
             try:
                 conn.send(reply)
-            except UnsupportedType as exc:
-                conn.send({"type": "result", "id": msg.get("id"), "ok": False, "refused": exc.typename})
+            except (UnsupportedType, RecursionError) as exc:
+                # The reply's own type, so the host stops waiting; what could not leave is named.
+                what = exc.typename if isinstance(exc, UnsupportedType) else "nesting too deep"
+                conn.send(
+                    {
+                        "type": reply.get("type", "result"),
+                        "id": msg.get("id"),
+                        "ok": False,
+                        "refused": what,
+                        "status": "error",
+                        "ename": "UnsupportedType",
+                        "evalue": f"the reply could not leave the sandbox: {what}",
+                        "traceback": [],
+                    }
+                )
 
 
 def error_reply(req_id: Any, exc: BaseException) -> dict[str, Any]:
