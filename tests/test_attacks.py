@@ -392,3 +392,66 @@ def test_kernel_sends_every_output_and_notes_what_it_replaced(gkernel: Kernel, c
         if m["msg_type"] == "display_data"
     )
     _still_works(gkernel)
+
+
+# -- 7. kernel-owned comms ------------------------------------------------------------------------------
+
+_FORGE_COMM = r"""
+import gc
+from glsandbox_kernel.worker.loop import Connection
+conn = next(o for o in gc.get_objects() if isinstance(o, Connection))
+for cid in {ids!r}:
+    conn.send({{"type": "comm_msg", "content": {{"comm_id": cid, "data": {{"method": "update",
+               "state": {{"value": "forged by the sandbox"}}}}}}, "metadata": {{}}, "buffers": []}})
+    conn.send({{"type": "comm_close", "content": {{"comm_id": cid, "data": {{"forged": True}}}}, "metadata": {{}},
+               "buffers": []}})
+print("sent")
+"""
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sandbox_cannot_speak_on_comms_it_did_not_open(glsandbox_kernelspec: str, backend: str) -> None:
+    k = Kernel(
+        "glsandbox",
+        extra_arguments=[f"--SandboxKernel.isolation={backend}", "--SandboxKernel.monitor_widgets=always"],
+    )
+    tree: list[int] = []
+    try:
+        reply, outputs = k.execute("import time; time.sleep(2)", timeout=60)
+        assert reply["status"] == "ok", reply
+        own = [m["content"]["comm_id"] for m in outputs if m["msg_type"] == "comm_open"]
+        assert own, "the kernel opened no monitor widget comm"
+        # A widget the sandbox opens itself keeps working.
+        reply, outputs = k.execute("import ipywidgets as w\ns = w.IntSlider(3)\ns", timeout=60)
+        assert reply["status"] == "ok", reply
+        mine = [
+            m["content"]["comm_id"]
+            for m in outputs
+            if m["msg_type"] == "comm_open" and m["content"]["comm_id"] not in own and not kernel_made(m)
+        ]
+        assert mine
+        reply, outputs = k.execute(_FORGE_COMM.format(ids=[*own, "never-opened-" + "0" * 20]), timeout=60)
+        assert stdout_of(outputs) == "sent\n"
+        forged = [
+            m
+            for m in outputs
+            if m["msg_type"] in ("comm_msg", "comm_close") and "forged" in repr(m["content"].get("data"))
+        ]
+        assert not forged, forged
+        # Recorded: a violation of the running call (enforcing: the cell fails), in its audit record.
+        assert reply["status"] == "error" and reply["ename"] == "SandboxViolationError", reply
+        assert "comm" in reply["evalue"] and "dropped" in reply["evalue"]
+        audit = next(
+            m["content"]["data"]["application/vnd.glsandbox.audit+json"]
+            for m in outputs
+            if m["msg_type"] == "display_data" and "application/vnd.glsandbox.audit+json" in m["content"]["data"]
+        )
+        assert "comm" in repr(audit)
+        # The sandbox's own widget still speaks.
+        reply, outputs = k.execute("s.value = 5", timeout=60)
+        assert reply["status"] == "ok", reply
+        assert any(m["msg_type"] == "comm_msg" and m["content"]["comm_id"] in mine for m in outputs)
+        tree = descendants(k.pid)
+    finally:
+        k.shutdown()
+    assert not wait_gone(tree, timeout=15)

@@ -44,7 +44,7 @@ from traitlets import Bool, CaselessStrEnum, Float, Unicode, validate
 from .._version import __version__
 from ..config import IsolationType, OSSandboxConfig, SecurityLevel, create_config_by_level, parse_size
 from .limits import CellLimitGuard, CellOptions, CellOptionsError, fmt_bytes, split_cell_options
-from .relay import IOPubRelay, as_dict, as_lines, json_safe, log, safe_payload
+from .relay import CommGate, IOPubRelay, as_dict, as_lines, json_safe, log, safe_payload
 
 #: seconds a quick request (completion, inspection...) may take before the session gives up.
 QUICK_TIMEOUT = 30.0
@@ -136,6 +136,14 @@ class SandboxKernel(Kernel):
         from ..widgets.integration import KernelEvidence
 
         self.evidence = KernelEvidence(self, widgets=self.monitor_widgets)
+        #: the comm ids sandbox frames may use (not the kernel's own monitor widgets)
+        self.comm_gate = CommGate(self.evidence.owns_comm)
+
+    def record_sandbox_violation(self, record: dict[str, Any]) -> None:
+        """A violation the kernel saw in the sandbox's frames (a forged comm): audit chain, banner, call."""
+        sandbox = self._sandbox
+        if sandbox is not None:
+            sandbox.record_violation({"source": "kernel-relay", **record})
 
     # -- the sandbox ------------------------------------------------------------------------
     def sandbox_config(self) -> OSSandboxConfig:
@@ -611,6 +619,8 @@ class SandboxKernel(Kernel):
         self.evidence.note_frontend(parent)
         if self.evidence.handle_comm(stream, ident, parent):
             return  # a message for the kernel's own monitor widget
+        if msg_type == "comm_open":
+            self.comm_gate.frontend_opened((parent.get("content") or {}).get("comm_id"))
         buffers = [bytes(getattr(b, "buffer", b)) for b in parent.get("buffers") or []]
         frame = {
             "type": msg_type,

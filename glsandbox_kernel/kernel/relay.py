@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import logging
 import math
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -180,6 +181,39 @@ def comm_content(
     return kind, content, as_dict(frame.get("metadata"), notes), buffers
 
 
+class CommGate:
+    """Which comm ids the sandbox's comm frames may use (host side, one per kernel).
+
+    The sandbox may speak on comms it opened itself and on comms the
+    frontend opened towards it; never on the kernel's own (its monitor
+    widgets) nor on ids it never saw. ``kernel_owns(comm_id)`` names the
+    kernel's comms. Thread-safe (relay threads and the shell handler).
+    """
+
+    def __init__(self, kernel_owns: Callable[[str], bool]) -> None:
+        self._kernel_owns = kernel_owns
+        self._ids: set[str] = set()
+        self._lock = threading.Lock()
+
+    def frontend_opened(self, comm_id: Any) -> None:
+        """A frontend ``comm_open`` the kernel delivers to the sandbox."""
+        if isinstance(comm_id, str):
+            with self._lock:
+                self._ids.add(comm_id)
+
+    def refuse(self, msg_type: str, comm_id: str) -> str | None:
+        """Why a sandbox frame of ``msg_type`` for ``comm_id`` must be dropped, or None to forward it."""
+        if self._kernel_owns(comm_id):
+            return "a comm of the kernel itself"
+        with self._lock:
+            if msg_type == "comm_open":
+                self._ids.add(comm_id)
+                return None
+            if comm_id not in self._ids:
+                return "a comm the sandbox did not open"
+        return None
+
+
 class IOPubRelay:
     """Publishes sandbox frames for one request on IOPub (host side).
 
@@ -252,6 +286,15 @@ class IOPubRelay:
                 log.warning("dropped a malformed comm frame from the sandbox")
                 return
             msg_type, content, metadata, buffers = converted
+            gate: CommGate | None = getattr(self.kernel, "comm_gate", None)
+            why = gate.refuse(msg_type, content["comm_id"]) if gate is not None else None
+            if why is not None:
+                detail = f"{msg_type} for comm {content['comm_id'][:64]!r} ({why}) dropped"
+                log.warning("sandbox %s", detail)
+                record = getattr(self.kernel, "record_sandbox_violation", None)
+                if record is not None:
+                    record({"kind": "comm", "detail": detail, "action": "dropped", "escape": False})
+                return
             self.send(msg_type, content, metadata=metadata, buffers=buffers)
         except Exception:
             log.warning("dropped a comm frame from the sandbox", exc_info=True)
