@@ -455,3 +455,144 @@ def test_sandbox_cannot_speak_on_comms_it_did_not_open(glsandbox_kernelspec: str
     finally:
         k.shutdown()
     assert not wait_gone(tree, timeout=15)
+
+
+# -- 3. violations reach the audit chain when they happen; no content stops a record -------------------------
+
+_LATE_PTRACE = """
+import ctypes, threading, time
+def later():
+    time.sleep(0.3)
+    ctypes.CDLL(None, use_errno=True).ptrace(16, 1, 0, 0)  # PTRACE_ATTACH to pid 1, after the cell returned
+threading.Thread(target=later, daemon=True).start()
+"""
+
+
+def _wait_for(predicate: Any, timeout: float = 15.0) -> Any:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    return predicate()
+
+
+def _file_records(path: Any) -> list[dict[str, Any]]:
+    import json
+
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_violation_after_the_call_returned_is_recorded_and_blames_no_one(backend: str, tmp_path: Any) -> None:
+    from glsandbox_kernel import OSSandbox, SecurityLevel, create_config_by_level
+    from glsandbox_kernel.audit import verify_file
+
+    log = tmp_path / "audit.jsonl"
+    config = create_config_by_level(SecurityLevel.STRICT, isolation_type=backend, audit_log_path=str(log))
+    with OSSandbox(config) as sandbox:
+        first = sandbox.run_cell(_LATE_PTRACE)
+        assert first.status == "ok" and not first.violations  # nothing happened during the call
+        # Written to the chain (the file, fsynced) at once, while the session is still open.
+        live = _wait_for(lambda: [r for r in _file_records(log) if (r.get("extra") or {}).get("live")])
+        assert live, [r["event_type"] for r in _file_records(log)]
+        assert live[0]["event_type"] == "escape_attempt"
+        (violation,) = live[0]["violations"]
+        assert violation["syscall"] == "ptrace" and violation["trusted"] is True
+        assert violation["session_id"] == sandbox.session_id and violation["call_id"] is None
+        # The next, innocent call does not carry the blame.
+        innocent = sandbox.run_cell("print('innocent')")
+        assert innocent.status == "ok", innocent.error_value
+        assert not innocent.violations
+        assert sandbox.execute(int, "7") == 7
+    records = _file_records(log)
+    kinds = [r["event_type"] for r in records]
+    assert kinds[0] == "session_start" and kinds[-1] == "session_end"
+    assert kinds.count("escape_attempt") == 1, kinds  # the innocent calls were successes
+    assert records[-1]["metrics"]["violations_detected"] == 1
+    assert records[-1]["metrics"]["escape_attempts"] == 1
+    assert verify_file(log).ok
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_violation_during_a_call_is_written_at_once_and_attributed(backend: str, tmp_path: Any) -> None:
+    from glsandbox_kernel import OSSandbox, SandboxMode, SecurityLevel, create_config_by_level
+
+    log = tmp_path / "audit.jsonl"
+    config = create_config_by_level(
+        SecurityLevel.STRICT, isolation_type=backend, audit_log_path=str(log), sandbox_mode=SandboxMode.PERMISSIVE
+    )
+    code = "import ctypes, time\nctypes.CDLL(None).ptrace(16, 1, 0, 0)\nwhile True: time.sleep(0.05)"
+    with OSSandbox(config) as sandbox:
+        import threading
+
+        done: list[Any] = []
+        runner = threading.Thread(target=lambda: done.append(sandbox.run_cell(code, timeout=60)), daemon=True)
+        runner.start()
+        # While the call still runs, its violation is already in the file.
+        live = _wait_for(lambda: [r for r in _file_records(log) if (r.get("extra") or {}).get("live")])
+        assert live and not done
+        call_id = live[0]["violations"][0]["call_id"]
+        assert isinstance(call_id, int)
+        sandbox.interrupt()
+        runner.join(30)
+        result = done[0]
+    cell = next(r for r in _file_records(log) if (r.get("extra") or {}).get("kind") == "cell")
+    assert cell["extra"]["call_id"] == call_id
+    assert [v["syscall"] for v in cell["violations"]] == ["ptrace"]
+    assert result.violations and result.violations[0]["call_id"] == call_id
+
+
+CONTENT_BREAKERS = {
+    "stream-surrogate": "print('a\\ud800b')",
+    "display-surrogate": "from IPython.display import display\ndisplay({'text/plain': 'x\\udcff'}, raw=True)",
+    "error-surrogate": "raise ValueError('bad \\ud800')",
+    "bytes-and-huge-int": "from IPython.display import display\ndisplay({'text/plain': 'ok'}, metadata={'n': 10**5000},"
+    " raw=True)\nb'\\xff\\xfe'",
+}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("case", sorted(CONTENT_BREAKERS))
+def test_no_cell_content_stops_its_audit_record(backend: str, case: str, tmp_path: Any) -> None:
+    from glsandbox_kernel import OSSandbox, SecurityLevel, create_config_by_level
+    from glsandbox_kernel.audit import verify_file
+
+    log = tmp_path / "audit.jsonl"
+    config = create_config_by_level(SecurityLevel.STRICT, isolation_type=backend, audit_log_path=str(log))
+    with OSSandbox(config) as sandbox:
+        result = sandbox.run_cell(CONTENT_BREAKERS[case])
+        assert result.audit_record is not None
+        after = sandbox.run_cell("1")
+        assert after.status == "ok" and after.audit_record is not None
+    records = _file_records(log)
+    cells = [r for r in records if (r.get("extra") or {}).get("kind") == "cell"]
+    assert len(cells) == 2, [r["event_type"] for r in records]
+    extra = cells[0]["extra"]
+    if "surrogate" in case:
+        # Recorded, and marked where it could not be computed the normal way.
+        assert "outputs_evidence_error" in extra or "audit_fallback" in extra, extra
+    assert verify_file(log).ok
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_no_function_error_text_stops_its_audit_record(backend: str, tmp_path: Any) -> None:
+    from glsandbox_kernel import OSSandbox, SecurityLevel, create_config_by_level
+    from glsandbox_kernel.audit import verify_file
+
+    def hostile() -> None:
+        raise ValueError("\ud800 lone")
+
+    log = tmp_path / "audit.jsonl"
+    config = create_config_by_level(SecurityLevel.STRICT, isolation_type=backend, audit_log_path=str(log))
+    with OSSandbox(config) as sandbox, pytest.raises(ValueError):
+        sandbox.execute(hostile)
+    records = _file_records(log)
+    errors = [r for r in records if r["event_type"] == "execution_error"]
+    assert errors and "audit_fallback" in errors[0]["extra"]
+    assert "\\ud800" in errors[0]["extra"]["error"]
+    assert verify_file(log).ok
