@@ -13,6 +13,9 @@ Hierarchy::
     ├── SandboxCrashedError                       the worker died (signal / exit code / limit)
     └── SandboxRemoteError                        user code raised a non-builtin exception
 
+    SandboxStopped (BaseException)                raised INSIDE the sandbox when the host stops a
+                                                  call after a violation (enforcing mode)
+
 Exceptions raised by user code that are builtins (``ValueError``,
 ``ZeroDivisionError`` ...) reach the caller as that builtin type, with the
 sandbox traceback in ``sandbox_traceback`` and as a note.
@@ -96,6 +99,16 @@ class SandboxCrashedError(SandboxError):
         self.returncode = returncode
         self.signal = signal
         self.reason = reason
+
+
+class SandboxStopped(BaseException):
+    """Raised in the sandboxed code by the worker's handler of :data:`~glsandbox_kernel.protocol.STOP_SIGNAL`.
+
+    The host sends the signal the moment a trusted violation of the running
+    call is detected (enforcing mode). A BaseException, so ``except
+    Exception`` in user code does not swallow it; code that keeps running
+    anyway is killed after the grace period.
+    """
 
 
 class SandboxRemoteError(SandboxError):

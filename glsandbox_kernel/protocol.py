@@ -15,6 +15,7 @@ import dataclasses
 import errno
 import os
 import select
+import signal
 import socket
 import struct
 import time
@@ -24,6 +25,8 @@ from . import codec
 from .exceptions import SandboxSecurityError
 
 _HEADER = struct.Struct(">I")
+#: the host stops the running call with this signal (enforcing mode); the worker raises SandboxStopped
+STOP_SIGNAL = signal.SIGUSR1
 MAX_PASSED_FDS = 4
 
 

@@ -270,6 +270,8 @@ class OSSandbox:
             return None
         if outcome.call_id is not None:
             extra = {**extra, "call_id": outcome.call_id}
+        if outcome.enforced is not None:
+            extra = {**extra, "enforcement": outcome.enforced}
         if outcome.state_lost:
             extra = {**extra, "state_lost_before": True}
         controls = self._session.pending_controls
@@ -362,7 +364,7 @@ class OSSandbox:
                 error = exception_from_reply(reply, self.config, outcome.metrics.memory_peak_bytes)
         if outcome.violations:
             try:
-                self._session.raise_for_violations(outcome.violations)
+                self._session.raise_for_violations(outcome.violations, outcome.enforced)
             except SandboxViolationError as exc:
                 if error is not None:
                     exc.__cause__ = error
@@ -432,6 +434,7 @@ class OSSandbox:
             metrics=outcome.metrics,
             violations=outcome.violations,
             state_lost=outcome.state_lost,
+            enforcement=outcome.enforced,
         )
         if isinstance(reply.get("payload"), list):
             result.payload = [p for p in reply["payload"] if isinstance(p, dict)]
@@ -457,7 +460,7 @@ class OSSandbox:
         failure: BaseException | None = outcome.error
         if failure is None and outcome.violations:
             try:
-                self._session.raise_for_violations(outcome.violations)
+                self._session.raise_for_violations(outcome.violations, outcome.enforced)
             except SandboxViolationError as exc:
                 failure = exc
         if failure is not None:

@@ -40,7 +40,7 @@ from .exceptions import (
     SandboxViolationError,
 )
 from .metrics import Monitor, SandboxMetrics
-from .protocol import FrameChannel, WorkerGone
+from .protocol import STOP_SIGNAL, FrameChannel, WorkerGone
 
 log = logging.getLogger("glsandbox.session")
 
@@ -66,6 +66,8 @@ class CellResult:
     violations: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     state_lost: bool = False
     audit_record: dict[str, Any] | None = None
+    #: enforcing mode after a violation: "stopped" (the cell ended when told to) or "killed"
+    enforcement: str | None = None
 
 
 @dataclasses.dataclass
@@ -78,6 +80,9 @@ class CallOutcome:
     violations: list[dict[str, Any]]
     state_lost: bool
     call_id: int | None = None
+    #: enforcing mode, after a violation of this call: "stopped" (it ended when told to)
+    #: or "killed" (it kept running past the grace period); None when it was not stopped
+    enforced: str | None = None
 
 
 class Session:
@@ -109,6 +114,7 @@ class Session:
         #: chain at once (whenever it happens, during a call or between calls).
         self.violation_recorder: Callable[[dict[str, Any]], None] | None = None
         self._running_call: int | None = None
+        self._stop_at: float | None = None
         self._state_lost_pending = False
         self._last_sample: Any = None
         self.pending_controls: dict[str, Any] | None = None
@@ -277,6 +283,8 @@ class Session:
             rec["call_id"] = call
             if call is not None:
                 self._violations.append(rec)
+        if call is not None and rec.get("trusted") and self.config.sandbox_mode is not SandboxMode.PERMISSIVE:
+            self._stop_running_call()
         recorder = self.violation_recorder
         if recorder is not None:
             try:
@@ -288,6 +296,18 @@ class Session:
                 listener(dict(rec))
             except Exception:  # a broken banner must not lose the violation
                 log.warning("violation listener failed", exc_info=True)
+
+    def _stop_running_call(self) -> None:
+        """Enforcing mode: make the sandboxed code raise SandboxStopped now (killed after the grace)."""
+        if self._stop_at is not None:
+            return
+        self._stop_at = time.monotonic()
+        worker = self.worker
+        if worker is not None:
+            try:
+                worker.send_signal(STOP_SIGNAL)
+            except OSError:
+                log.warning("could not signal the worker to stop", exc_info=True)
 
     def note_violation(self, record: dict[str, Any]) -> None:
         """A violation the host itself detected (a tampered reply, a forged comm frame)."""
@@ -326,6 +346,8 @@ class Session:
             self._req_id += 1
             msg["id"] = self._req_id
             self._interrupt_at = None
+            self._stop_at = None
+            enforced: str | None = None
             measure = self.config.enable_metrics
             before = None
             if measure:
@@ -362,6 +384,9 @@ class Session:
                     "started were killed and its state is lost (the next call starts a fresh worker)",
                     timeout=exc.limit,
                 )
+            except _StopKilled:
+                self.kill_worker()
+                enforced = "killed"
             except _InterruptKilled:
                 self.kill_worker()
                 error = KeyboardInterrupt(
@@ -378,12 +403,15 @@ class Session:
             finally:
                 with self._violations_lock:
                     self._running_call = None
+            if enforced is None and self._stop_at is not None:
+                enforced = "stopped"
+            self._stop_at = None
             elapsed = time.perf_counter() - t0
             metrics = SandboxMetrics(
                 isolation_type=self.isolation_type.value,
                 fallback=self.fallback_reason,
                 setup_time=setup_time,
-                state_lost=state_lost or error is not None,
+                state_lost=state_lost or error is not None or enforced == "killed",
                 execution_time=elapsed,
                 calls=1,
             )
@@ -394,7 +422,7 @@ class Session:
             if violations:
                 metrics.violations_detected = len(violations)
                 metrics.escape_attempts = sum(1 for v in violations if v.get("escape"))
-            return CallOutcome(reply, error, metrics, violations, state_lost, call_id)
+            return CallOutcome(reply, error, metrics, violations, state_lost, call_id, enforced)
 
     def _read_until_reply(
         self,
@@ -415,6 +443,8 @@ class Session:
                 limits.append(start + timeout)
             if self._interrupt_at is not None:
                 limits.append(self._interrupt_at + grace)
+            if self._stop_at is not None:
+                limits.append(self._stop_at + grace)
             wait = None
             if limits:
                 wait = max(0.0, min(limits) - now)
@@ -425,6 +455,8 @@ class Session:
                 now = time.monotonic()
                 if timeout is not None and now >= start + timeout:
                     raise _Timeout(timeout)
+                if self._stop_at is not None and now >= self._stop_at + grace:
+                    raise _StopKilled()
                 if self._interrupt_at is not None and now >= self._interrupt_at + grace:
                     raise _InterruptKilled()
                 continue
@@ -494,16 +526,25 @@ class Session:
         )
 
     # -- turning replies into values ------------------------------------------------
-    def raise_for_violations(self, violations: list[dict[str, Any]]) -> None:
-        """In enforcing mode, fail the call when something forbidden was tried."""
+    def raise_for_violations(self, violations: list[dict[str, Any]], enforced: str | None = None) -> None:
+        """In enforcing mode, fail the call when something forbidden was tried; say what was done."""
         if not violations or self.config.sandbox_mode is SandboxMode.PERMISSIVE:
             return
+        if enforced == "stopped":
+            done = "; the call was stopped at once (enforcing mode)"
+        elif enforced == "killed":
+            done = (
+                f"; the code kept running {self.config.interrupt_grace_seconds:g} s after it was told to stop, "
+                "so the worker and every process it started were killed and its state is lost (enforcing mode)"
+            )
+        else:
+            done = "; the call failed (enforcing mode)"
         escapes = [v for v in violations if v.get("escape")]
         if escapes and self.config.detect_escape_attempts:
             what = ", ".join(sorted({str(v.get("detail") or v.get("syscall")) for v in escapes}))
-            raise SandboxEscapeError(f"sandbox escape attempt blocked: {what}", violations=violations)
+            raise SandboxEscapeError(f"sandbox escape attempt blocked: {what}{done}", violations=violations)
         what = ", ".join(sorted({str(v.get("detail") or v.get("syscall")) for v in violations}))
-        raise SandboxViolationError(f"sandbox policy violation blocked: {what}", violations=violations)
+        raise SandboxViolationError(f"sandbox policy violation blocked: {what}{done}", violations=violations)
 
 
 class _Timeout(Exception):
@@ -514,6 +555,10 @@ class _Timeout(Exception):
 
 class _InterruptKilled(Exception):
     pass
+
+
+class _StopKilled(Exception):
+    """The code kept running past the grace period after it was told to stop (enforcing)."""
 
 
 def _fmt_bytes(n: int | None) -> str:

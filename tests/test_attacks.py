@@ -596,3 +596,79 @@ def test_no_function_error_text_stops_its_audit_record(backend: str, tmp_path: A
     assert errors and "audit_fallback" in errors[0]["extra"]
     assert "\\ud800" in errors[0]["extra"]["error"]
     assert verify_file(log).ok
+
+
+# -- 4. enforcing stops the code at once; code that will not stop is killed --------------------------------
+
+_PTRACE_THEN_GO_ON = (
+    "import ctypes, time\nctypes.CDLL(None).ptrace(16, 1, 0, 0)\nprint('went on')\nkept = 2\ntime.sleep(30)"
+)
+_PTRACE_AND_IGNORE_THE_STOP = (
+    "import ctypes, signal\nfor s in range(1, 65):\n    try:\n        signal.signal(s, signal.SIG_IGN)\n"
+    "    except (OSError, ValueError):\n        pass\nctypes.CDLL(None).ptrace(16, 2, 0, 0)\nwhile True:\n    pass"
+)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_enforcing_stops_the_call_at_once_and_keeps_the_state(backend: str) -> None:
+    from glsandbox_kernel import OSSandbox, SecurityLevel, create_config_by_level
+
+    config = create_config_by_level(SecurityLevel.STRICT, isolation_type=backend, execution_timeout=60.0)
+    with OSSandbox(config) as sandbox:
+        assert sandbox.run_cell("kept = 1").status == "ok"
+        pids = sandbox.worker_pids
+        result = sandbox.run_cell(_PTRACE_THEN_GO_ON)
+        assert result.status == "error" and result.error_name == "SandboxEscapeError"
+        assert "stopped at once" in (result.error_value or "")
+        assert result.enforcement == "stopped"
+        assert not any("went on" in str(o.get("text")) for o in result.outputs)  # the next line never ran
+        assert any(o.get("ename") == "SandboxStopped" for o in result.outputs)  # raised in the sandboxed code
+        assert result.audit_record is not None
+        assert result.audit_record["extra"]["enforcement"] == "stopped"
+        assert result.audit_record["event_type"] == "escape_attempt"
+        # Stopped, not killed: the same worker, its state as the stop left it.
+        after = sandbox.run_cell("print(kept)")
+        assert after.status == "ok" and not after.state_lost
+        assert after.outputs[0]["text"] == "1\n"
+        assert sandbox.worker_pids[:1] == pids[:1]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_enforcing_kills_code_that_does_not_stop(backend: str) -> None:
+    from glsandbox_kernel import OSSandbox, SecurityLevel, create_config_by_level
+
+    config = create_config_by_level(SecurityLevel.STRICT, isolation_type=backend, execution_timeout=60.0)
+    with OSSandbox(config) as sandbox:
+        assert sandbox.run_cell("kept = 1").status == "ok"
+        result = sandbox.run_cell(_PTRACE_AND_IGNORE_THE_STOP)
+        assert result.status == "error" and result.error_name == "SandboxEscapeError"
+        assert "were killed and its state is lost" in (result.error_value or "")
+        assert result.enforcement == "killed"
+        assert not sandbox.session.alive
+        assert result.audit_record is not None and result.audit_record["extra"]["enforcement"] == "killed"
+        after = sandbox.run_cell("kept")
+        assert after.status == "error" and after.error_name == "NameError" and after.state_lost
+
+
+def test_enforcing_banner_and_reply_in_the_kernel_say_killed(glsandbox_kernelspec: str) -> None:
+    from .jupyter_fixtures import notices_of
+
+    k = Kernel("glsandbox-strict")
+    tree: list[int] = []
+    try:
+        reply, outputs = k.execute(_PTRACE_AND_IGNORE_THE_STOP, timeout=90)
+        assert reply["status"] == "error" and reply["ename"] == "SandboxEscapeError", reply
+        assert "were killed" in reply["evalue"]
+        banners = [
+            m["content"]["data"]["text/plain"]
+            for m in outputs
+            if m["msg_type"] in ("display_data", "update_display_data")
+            and "glsandbox-violations" in m["content"]["data"].get("text/html", "")
+        ]
+        assert banners and "the worker was killed and its state is lost" in banners[-1], banners
+        assert "was stopped" not in banners[-1]
+        assert "state is lost" in notices_of(outputs), [(m["msg_type"], str(m["content"])[:300]) for m in outputs]
+        tree = descendants(k.pid)
+    finally:
+        k.shutdown()
+    assert not wait_gone(tree, timeout=15)

@@ -310,6 +310,7 @@ class SandboxKernel(Kernel):
                 f"glsandbox: --memory {fmt_bytes(options.memory)} is above this kernel's sandbox limit of "
                 f"{fmt_bytes(session_limit)}; the cell gets at most {fmt_bytes(session_limit)}.\n"
             )
+        generation = sandbox.session.generation
         guard = CellLimitGuard(sandbox, options)
         relay.rewrite_error = lambda content: self._rewrite_error(content, guard, sandbox, options)
 
@@ -352,7 +353,8 @@ class SandboxKernel(Kernel):
         finally:
             if monitor is not None:
                 monitor.finish(result)
-        if not sandbox.session.alive:
+        # Killed during the cell (a fresh worker may already run: the prestart thread's request).
+        if not sandbox.session.alive or sandbox.session.generation != generation:
             self._lost_reason = relay.last_error["ename"] if relay.last_error else "the worker died"
             relay.notice(
                 f"glsandbox: {self._lost_reason}: the sandbox worker was killed and its state is lost; "

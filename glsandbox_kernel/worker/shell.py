@@ -21,10 +21,12 @@ from IPython.core.displaypub import DisplayPublisher
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.tokenutil import token_at_cursor
 
+from ..protocol import STOP_SIGNAL
+
 if TYPE_CHECKING:
     from .loop import Worker
 
-_SIGINT = {signal.SIGINT}
+_SIGINT = {signal.SIGINT, STOP_SIGNAL}
 
 
 def json_clean(obj: Any, depth: int = 0) -> Any:
