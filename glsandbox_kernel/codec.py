@@ -35,7 +35,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from .exceptions import SandboxSecurityError
+from .exceptions import SandboxSecurityError, UnsupportedType
 
 MAX_DEPTH = 200
 #: most members of one set (or keys of one dict) that may share a hash value
@@ -87,14 +87,6 @@ _pack_d = struct.Struct(">d").pack
 _unpack_d = struct.Struct(">d").unpack_from
 _pack_I = struct.Struct(">I").pack
 _unpack_I = struct.Struct(">I").unpack_from
-
-
-class UnsupportedType(TypeError):
-    """Raised by :func:`encode` for a value outside the allowlist (worker side)."""
-
-    def __init__(self, typename: str) -> None:
-        super().__init__(f"type {typename} cannot leave the sandbox (not in the result allowlist)")
-        self.typename = typename
 
 
 _SEQ_TAGS: dict[type, bytes] = {list: b"l", tuple: b"t", set: b"S", frozenset: b"Z"}

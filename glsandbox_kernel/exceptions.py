@@ -4,14 +4,20 @@ Hierarchy::
 
     SandboxError
     ├── SandboxConfigError (also ValueError)      bad configuration, named field
+    │   └── CellOptionsError                      a kernel cell's ``%%sandbox`` line it cannot use
     ├── BackendUnavailableError                   backend cannot run here (why + fix)
+    ├── ConfinementError                          a confinement step failed (step, call, errno, hint)
     ├── SandboxTimeoutError (also TimeoutError)   wall-clock limit hit, worker killed
     ├── SandboxMemoryError (also MemoryError)     memory limit hit (limit + peak)
     ├── SandboxViolationError                     a forbidden operation was tried
     │   └── SandboxEscapeError                    ... and it was escape-class
     ├── SandboxSecurityError                      hostile data from the worker refused
+    ├── UnsupportedType (also TypeError)          a value outside the codec's allowlist (encoding)
+    ├── WorkerGone (also EOFError)                the other end of the frame channel closed
     ├── SandboxCrashedError                       the worker died (signal / exit code / limit)
-    └── SandboxRemoteError                        user code raised a non-builtin exception
+    ├── SandboxRemoteError                        user code raised a non-builtin exception
+    └── SandboxCellError                          ``%%sandbox``: the sandboxed cell failed (one
+                                                  subclass per remote name, also the builtin)
 
     SandboxStopped (BaseException)                raised INSIDE the sandbox when the host stops a
                                                   call after a violation (enforcing mode)
@@ -23,6 +29,7 @@ sandbox traceback in ``sandbox_traceback`` and as a note.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 
@@ -38,6 +45,14 @@ class SandboxConfigError(SandboxError, ValueError):
         self.field = field
 
 
+class CellOptionsError(SandboxConfigError):
+    """A ``%%sandbox`` first line the glsandbox kernel cannot use; the message includes the help."""
+
+    def __init__(self, message: str) -> None:
+        SandboxError.__init__(self, message)
+        self.field = "%%sandbox"
+
+
 class BackendUnavailableError(SandboxError):
     """The requested isolation backend cannot run on this machine."""
 
@@ -48,6 +63,26 @@ class BackendUnavailableError(SandboxError):
         super().__init__(text)
         self.backend = backend
         self.reason = reason
+        self.hint = hint
+
+
+class ConfinementError(SandboxError):
+    """A confinement step failed in the child (or its host-side setup failed).
+
+    Carries the ``step`` name, the failing call, ``errno`` and a hint, in the
+    style of bubblewrap's messages: ``mounts: mount(/usr, MS_BIND): EPERM``.
+    """
+
+    def __init__(self, step: str, call: str, errno: int | None = None, hint: str = "") -> None:
+        text = f"{step}: {call}"
+        if errno is not None:
+            text += f": {os.strerror(errno)} (errno {errno})"
+        if hint:
+            text += f" (Hint: {hint})"
+        super().__init__(text)
+        self.step = step
+        self.call = call
+        self.errno = errno
         self.hint = hint
 
 
@@ -82,6 +117,18 @@ class SandboxEscapeError(SandboxViolationError):
 
 class SandboxSecurityError(SandboxError):
     """Data from the worker was refused: oversize/malformed frame or a disallowed type."""
+
+
+class UnsupportedType(SandboxError, TypeError):
+    """Raised by :func:`glsandbox_kernel.codec.encode` for a value outside the allowlist."""
+
+    def __init__(self, typename: str) -> None:
+        super().__init__(f"type {typename} cannot leave the sandbox (not in the result allowlist)")
+        self.typename = typename
+
+
+class WorkerGone(SandboxError, EOFError):
+    """The other end of the frame channel closed (the worker died or exited; both sides)."""
 
 
 class SandboxCrashedError(SandboxError):
@@ -123,3 +170,20 @@ class SandboxRemoteError(SandboxError):
         self.ename = ename
         self.evalue = evalue
         self.sandbox_traceback = traceback
+
+
+class SandboxCellError(SandboxError):
+    """Raised by ``%%sandbox`` when the sandboxed cell failed.
+
+    The magic creates a class per remote exception name (``ZeroDivisionError``...)
+    that also derives from the matching builtin where it can, so
+    ``except ZeroDivisionError`` around ``run_cell_magic`` works. The
+    traceback shown is the sandbox's (``sandbox_traceback``, untrusted text).
+    """
+
+    ename: str = "SandboxCellError"
+    evalue: str = ""
+    sandbox_traceback: list[str]
+
+    def __str__(self) -> str:
+        return self.evalue

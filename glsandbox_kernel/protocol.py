@@ -22,16 +22,12 @@ import time
 from typing import Any
 
 from . import codec
-from .exceptions import SandboxSecurityError
+from .exceptions import SandboxSecurityError, WorkerGone
 
 _HEADER = struct.Struct(">I")
 #: the host stops the running call with this signal (enforcing mode); the worker raises SandboxStopped
 STOP_SIGNAL = signal.SIGUSR1
 MAX_PASSED_FDS = 4
-
-
-class WorkerGone(EOFError):
-    """The other end closed the socket (the worker died or exited)."""
 
 
 class FrameChannel:

@@ -12,7 +12,7 @@ import ctypes.util
 import os
 import platform
 
-from ..exceptions import SandboxError
+from ..exceptions import ConfinementError
 
 _libc: ctypes.CDLL | None = None
 
@@ -35,26 +35,6 @@ def libc() -> ctypes.CDLL:
         _libc.unshare.argtypes = [ctypes.c_int]
         _libc.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
     return _libc
-
-
-class ConfinementError(SandboxError):
-    """A confinement step failed in the child (or its host-side setup failed).
-
-    Carries the ``step`` name, the failing call, ``errno`` and a hint, in the
-    style of bubblewrap's messages: ``mounts: mount(/usr, MS_BIND): EPERM``.
-    """
-
-    def __init__(self, step: str, call: str, errno: int | None = None, hint: str = "") -> None:
-        text = f"{step}: {call}"
-        if errno is not None:
-            text += f": {os.strerror(errno)} (errno {errno})"
-        if hint:
-            text += f" (Hint: {hint})"
-        super().__init__(text)
-        self.step = step
-        self.call = call
-        self.errno = errno
-        self.hint = hint
 
 
 def check(step: str, call: str, result: int, hint: str = "") -> int:

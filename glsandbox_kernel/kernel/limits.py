@@ -28,7 +28,7 @@ import threading
 from typing import Any
 
 from ..config import parse_size
-from ..exceptions import SandboxConfigError
+from ..exceptions import CellOptionsError, SandboxConfigError
 
 log = logging.getLogger("glsandbox.kernel")
 
@@ -46,10 +46,6 @@ only; the session (and its variables) stays the same.
 
 The security level and isolation are chosen per kernel ("Python 3 (sandboxed)"
 or "Python 3 (sandboxed, strict)"), not per cell."""
-
-
-class CellOptionsError(ValueError):
-    """A ``%%sandbox`` first line the kernel cannot use; the message includes the help."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -35,7 +35,7 @@ from IPython.core.magic_arguments import MagicArgumentParser, argument, magic_ar
 
 from .. import exceptions as _exceptions
 from ..config import IsolationType, SecurityLevel, parse_size
-from ..exceptions import SandboxConfigError, SandboxError, SandboxSecurityError
+from ..exceptions import SandboxCellError, SandboxConfigError, SandboxError, SandboxSecurityError
 from .sessions import DEFAULT_NAME, NamedSession, SessionRegistry, SessionSettings
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
@@ -51,23 +51,6 @@ Line magic:
 
 
 # -- errors that look local ---------------------------------------------------------------------
-
-
-class SandboxCellError(Exception):
-    """Raised by ``%%sandbox`` when the sandboxed cell failed.
-
-    The class is created per remote exception name (``ZeroDivisionError``...)
-    and also derives from the matching builtin where it can, so
-    ``except ZeroDivisionError`` around ``run_cell_magic`` works. The
-    traceback shown is the sandbox's (``sandbox_traceback``, untrusted text).
-    """
-
-    ename: str = "SandboxCellError"
-    evalue: str = ""
-    sandbox_traceback: list[str]
-
-    def __str__(self) -> str:
-        return self.evalue
 
 
 _ERROR_CLASSES: dict[str, type[SandboxCellError]] = {}
