@@ -58,8 +58,8 @@ class Budget:
     ratio: int = 12
     floor: int = 8 * 1024 * 1024
     deadline: float | None = None
-    seconds_floor: float = 5.0
-    bytes_per_second: float = 1024 * 1024
+    seconds_floor: float = 10.0
+    bytes_per_second: float = 256 * 1024
 
 
 DEFAULT_BUDGET = Budget()

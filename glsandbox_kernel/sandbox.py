@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import logging
-import sys
 import threading
 import weakref
 from collections.abc import Callable
@@ -23,16 +21,16 @@ from .audit import AuditLog, EventType, JsonlFileSink, LoggingSink, MemorySink, 
 from .audit.records import canonical_json
 from .config import OSSandboxConfig, SecurityLevel, create_config_by_level
 from .exceptions import (
-    SandboxCrashedError,
     SandboxError,
-    SandboxEscapeError,
     SandboxMemoryError,
     SandboxSecurityError,
-    SandboxTimeoutError,
     SandboxViolationError,
 )
 from .metrics import SandboxMetrics
-from .session import CallOutcome, CellResult, InputCallback, OutputCallback, Session, exception_from_reply
+from .outputs import OutputCollector, relay_streams
+from .results import CellResult, exception_from_reply
+from .sandbox_audit import AuditedSandbox
+from .session import InputCallback, OutputCallback, Session
 
 log = logging.getLogger("glsandbox")
 
@@ -67,7 +65,7 @@ def _sha256(*parts: bytes) -> str:
     return h.hexdigest()
 
 
-class OSSandbox:
+class OSSandbox(AuditedSandbox):
     """A sandbox session: a context manager around one persistent worker.
 
     ``execute(fn, *args, **kwargs)`` returns ``fn``'s result; ``run_cell(code)``
@@ -108,7 +106,7 @@ class OSSandbox:
             if self._session.fallback_reason:
                 self._emit(EventType.FALLBACK, extra={"fallback": self._session.fallback_reason})
         self._pending: list[tuple[Any, ...]] = []
-        self._collector: _OutputCollector | None = None
+        self._collector: OutputCollector | None = None
         self._closed = False
 
     # -- context manager ------------------------------------------------------------
@@ -149,30 +147,6 @@ class OSSandbox:
         """Every audit record of this session, in order (copies)."""
         self._flush_audit()
         return list(self._memory_sink.records) if self._audit is not None else []
-
-    def _flush_audit(self) -> None:
-        """Seal records deferred from earlier calls (runs while the worker works)."""
-        with self._audit_lock:
-            while self._pending:
-                args, kwargs = self._pending.pop(0)
-                self._emit(*args, **kwargs)
-
-    def _record_live_violation(self, record: dict[str, Any]) -> None:
-        """Supervisor/proxy thread: one violation, written to the chain now, counted for the session.
-
-        ``record["call_id"]`` names the running call (None between calls);
-        that call's own record lists it again with the same ``call_id``.
-        """
-        with self._audit_lock:
-            self._live_violations += 1
-            self._live_escapes += 1 if record.get("escape") else 0
-            if self._audit is None or self._closed_audit:
-                return
-            self._flush_audit()
-            event = EventType.ESCAPE_ATTEMPT if record.get("escape") else EventType.VIOLATION
-            self._emit(
-                event, violations=[record], extra={"live": True, "call_id": record.get("call_id"), "kind": "violation"}
-            )
 
     def record_violation(self, record: dict[str, Any]) -> None:
         """A violation the host detected itself (the magic's tampered ``--out`` reply, a forged comm).
@@ -220,94 +194,6 @@ class OSSandbox:
                 self._closed_audit = True
             self._audit.close()
 
-    # -- audit ----------------------------------------------------------------------
-    def _emit(
-        self,
-        event: EventType,
-        *,
-        provenance: str | None = None,
-        metrics: dict[str, Any] | None = None,
-        violations: list[dict[str, Any]] | None = None,
-        execution_time: float | None = None,
-        extra: dict[str, Any] | None = None,
-    ) -> dict[str, Any] | None:
-        """Seal one record. No content (lone surrogates, odd keys, cycles) stops it being written:
-        what cannot be recorded as it is is recorded scrubbed and marked ``audit_fallback``."""
-        if self._audit is None:
-            return None
-        common: dict[str, Any] = {
-            "isolation_type": self._session.isolation_type.value,
-            "sandbox_mode": self.config.sandbox_mode.value,
-            "security_level": self.config.security_level.value,
-            "provenance_hash": provenance,
-            "execution_time": execution_time,
-        }
-        fallback = _unrecordable(metrics, violations, extra)
-        if fallback is not None:
-            metrics, violations = _scrub(metrics), _scrub(violations)
-            extra = {**(_scrub(extra) or {}), "audit_fallback": fallback}
-        with self._audit_lock:
-            try:
-                return self._audit.emit(event, metrics=metrics, violations=violations, extra=extra, **common)
-            except (TypeError, ValueError, UnicodeError, RecursionError) as exc:  # before anything was written
-                log.error("audit record could not be sealed as it is; writing a marked one", exc_info=True)
-                reason = f"{type(exc).__name__}: {exc}"[:300].encode("utf-8", "backslashreplace").decode("utf-8")
-                return self._audit.emit(event, extra={"audit_fallback": reason, "unrecordable": True}, **common)
-
-    def _record_outcome(
-        self,
-        outcome: CallOutcome,
-        provenance: str,
-        error: BaseException | None,
-        extra: dict[str, Any],
-        *,
-        defer: bool = False,
-    ) -> dict[str, Any] | None:
-        m = outcome.metrics
-        self.metrics = m
-        self.cumulative_metrics.accumulate(m)
-        if self._audit is None:
-            return None
-        if outcome.call_id is not None:
-            extra = {**extra, "call_id": outcome.call_id}
-        if outcome.enforced is not None:
-            extra = {**extra, "enforcement": outcome.enforced}
-        if outcome.state_lost:
-            extra = {**extra, "state_lost_before": True}
-        controls = self._session.pending_controls
-        if controls is not None:
-            self._session.pending_controls = None
-            extra = {**extra, "controls": controls}
-            defer = False
-        if isinstance(error, SandboxTimeoutError):
-            event = EventType.TIMEOUT
-        elif isinstance(error, SandboxMemoryError):
-            event = EventType.MEMORY_EXCEEDED
-        elif isinstance(error, SandboxEscapeError) or (outcome.violations and m.escape_attempts):
-            event = EventType.ESCAPE_ATTEMPT
-        elif isinstance(error, SandboxViolationError) or outcome.violations:
-            event = EventType.VIOLATION
-        elif isinstance(error, SandboxCrashedError):
-            event = EventType.WORKER_CRASHED
-        elif error is not None:
-            event = EventType.EXECUTION_ERROR
-        else:
-            event = EventType.EXECUTION_SUCCESS
-        if error is not None:
-            extra = {**extra, "error": f"{type(error).__name__}: {error}"[:2000]}
-        kwargs: dict[str, Any] = {
-            "provenance": provenance,
-            "metrics": m.to_dict(),
-            "violations": outcome.violations,
-            "execution_time": m.execution_time,
-            "extra": extra,
-        }
-        if defer and self._defer_audit and error is None and not outcome.violations:
-            self._pending.append(((event,), kwargs))
-            return None
-        self._flush_audit()
-        return self._emit(event, **kwargs)
-
     # -- functions --------------------------------------------------------------------
     def execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run ``fn(*args, **kwargs)`` in the worker and return its result.
@@ -343,7 +229,7 @@ class OSSandbox:
         outcome = self._session.request(
             msg,
             timeout=limit,  # type: ignore[arg-type]
-            on_message=_relay_streams,
+            on_message=relay_streams,
             monitor_context={"kind": "call"},
             overlap=bookkeeping,
         )
@@ -401,7 +287,7 @@ class OSSandbox:
         ``on_input(prompt, password)`` answers ``input()``; ``on_comm`` receives
         comm_open/comm_msg/comm_close messages from sandboxed widgets.
         """
-        collector = _OutputCollector(on_output, on_input, on_comm)
+        collector = OutputCollector(on_output, on_input, on_comm)
         self._collector = collector
         msg: dict[str, Any] = {
             "type": "cell",
@@ -530,163 +416,12 @@ class OSSandbox:
         timeout: float | None = 30.0,
     ) -> None:
         """Deliver a frontend comm message to the sandbox's comm manager; relay what it outputs."""
-        collector = _OutputCollector(on_output, None, on_comm)
+        collector = OutputCollector(on_output, None, on_comm)
         outcome = self._session.request(
             dict(msg), timeout=timeout, on_message=collector.handle, reply_types=("comm_done",)
         )
         if outcome.error is not None:
             raise outcome.error
-
-
-def _unrecordable(*parts: Any) -> str | None:
-    """Why ``parts`` cannot go into a record as they are (None: they can). Host side, cheap."""
-    try:
-        json.dumps(parts, ensure_ascii=False, default=repr, check_circular=True).encode("utf-8")
-    except (TypeError, ValueError, UnicodeError, RecursionError) as exc:
-        return f"{type(exc).__name__}: {exc}"[:300].encode("utf-8", "backslashreplace").decode("utf-8")
-    return None
-
-
-def _scrub(value: Any, depth: int = 0) -> Any:
-    """``value`` as JSON data that always encodes: text escaped, bytes hex, str keys, bounded depth."""
-    if depth > 32:
-        return "<too deep>"
-    if isinstance(value, str):
-        return value.encode("utf-8", "backslashreplace").decode("utf-8")
-    if value is None or isinstance(value, (bool, int, float)):
-        return value
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value[:4096]).hex()
-    if isinstance(value, dict):
-        return {_scrub(str(k)): _scrub(v, depth + 1) for k, v in list(value.items())[:10000]}
-    if isinstance(value, (list, tuple)):
-        return [_scrub(v, depth + 1) for v in list(value)[:10000]]
-    return _scrub(repr(value)[:2000])
-
-
-def _relay_streams(msg: dict[str, Any]) -> None:
-    """Function calls: print the worker's stdout/stderr on the host's streams."""
-    if msg.get("type") == "stream":
-        stream = sys.stderr if msg.get("name") == "stderr" else sys.stdout
-        text = msg.get("text")
-        if isinstance(text, str):
-            stream.write(text)
-            stream.flush()
-
-
-class _OutputCollector:
-    """Turns worker output frames into nbformat outputs and relays them live."""
-
-    def __init__(
-        self, on_output: OutputCallback | None, on_input: InputCallback | None, on_comm: OutputCallback | None
-    ) -> None:
-        self.on_output = on_output
-        self.on_input = on_input
-        self.on_comm = on_comm
-        self.outputs: list[dict[str, Any]] = []
-        self._clear_pending = False
-        self._lock = threading.Lock()
-        self._closed = False
-
-    @property
-    def clear_pending(self) -> bool:
-        """A ``clear_output(wait=True)`` waits for the next output."""
-        return self._clear_pending
-
-    def mark(self, output: dict[str, Any], publish: Callable[[], None] | None) -> bool:
-        """See :meth:`OSSandbox.mark_output`."""
-        with self._lock:
-            if self._closed:
-                return False
-            self._record({**output, "type": str(output.get("output_type", "display_data")), "_mark": True})
-            if publish is not None:
-                publish()
-            return True
-
-    def handle(self, msg: dict[str, Any]) -> dict[str, Any] | None:
-        kind = msg.get("type")
-        if kind == "input_request":
-            value = ""
-            if self.on_input is not None:
-                try:
-                    value = self.on_input(str(msg.get("prompt", "")), bool(msg.get("password")))
-                except (EOFError, KeyboardInterrupt):
-                    return {"type": "input_reply", "value": None}
-            return {"type": "input_reply", "value": value}
-        if kind in ("comm_open", "comm_msg", "comm_close"):
-            if self.on_comm is not None:
-                self.on_comm(msg)
-            return None
-        if kind not in ("stream", "display_data", "update_display_data", "execute_result", "error", "clear_output"):
-            return None
-        with self._lock:
-            # ``on_output`` may return the frame as it published it (the kernel renames
-            # sandbox-limit errors): that is what the frontend saves, so that is recorded.
-            shown = self.on_output(msg) if self.on_output is not None else None
-            self._record(shown if isinstance(shown, dict) and shown.get("type") == kind else msg)
-        return None
-
-    def _record(self, msg: dict[str, Any]) -> None:
-        kind = msg["type"]
-        if kind == "clear_output":
-            if msg.get("wait"):
-                self._clear_pending = True
-            else:
-                self.outputs.clear()
-            return
-        if self._clear_pending:
-            self.outputs.clear()
-            self._clear_pending = False
-        if kind == "stream":
-            text = msg.get("text") if isinstance(msg.get("text"), str) else ""
-            name = "stderr" if msg.get("name") == "stderr" else "stdout"
-            if self.outputs and self.outputs[-1].get("output_type") == "stream" and self.outputs[-1]["name"] == name:
-                self.outputs[-1]["text"] += text
-            else:
-                self.outputs.append({"output_type": "stream", "name": name, "text": text})
-        elif kind == "display_data":
-            out: dict[str, Any] = {
-                "output_type": "display_data",
-                "data": _dict(msg.get("data")),
-                "metadata": _dict(msg.get("metadata")),
-            }
-            display_id = _dict(msg.get("transient")).get("display_id")
-            if display_id:
-                out["_display_id"] = display_id
-            if msg.get("_mark"):
-                out["_mark"] = True
-            self.outputs.append(out)
-        elif kind == "update_display_data":
-            display_id = _dict(msg.get("transient")).get("display_id")
-            for out in self.outputs:
-                if display_id and out.get("_display_id") == display_id:
-                    out["data"] = _dict(msg.get("data"))
-                    out["metadata"] = _dict(msg.get("metadata"))
-        elif kind == "execute_result":
-            self.outputs.append(
-                {
-                    "output_type": "execute_result",
-                    "data": _dict(msg.get("data")),
-                    "metadata": _dict(msg.get("metadata")),
-                    "execution_count": msg.get("execution_count")
-                    if isinstance(msg.get("execution_count"), int)
-                    else None,
-                }
-            )
-        elif kind == "error":
-            tb = msg.get("traceback")
-            self.outputs.append(
-                {
-                    "output_type": "error",
-                    "ename": str(msg.get("ename")),
-                    "evalue": str(msg.get("evalue")),
-                    "traceback": [str(x) for x in tb] if isinstance(tb, list) else [],
-                }
-            )
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
 
 
 # -- one-shot helpers -------------------------------------------------------------------------

@@ -8,15 +8,20 @@ a grace period, detects crashes, and turns everything into results or
 fresh worker and the caller is told that state was lost.
 
 Everything read from the worker is hostile input: frames are size-capped and
-decoded with the restricted codec (:mod:`glsandbox_kernel.protocol`).
+decoded with the restricted codec under a budget (:mod:`glsandbox_kernel.protocol`).
+Violations are attributed to the running call (or to the session alone)
+and handed to ``violation_recorder`` as they arrive; in enforcing mode a
+trusted one stops the running call at once (``STOP_SIGNAL``), and code that
+does not stop is killed after the grace period.
+
+The layers above ask the session, never its worker: :attr:`Session.alive`,
+:meth:`Session.sample`, :meth:`Session.host_pids`, :meth:`Session.kill`.
 Who calls: :class:`glsandbox_kernel.sandbox.OSSandbox`, the kernel and the
 magic (through OSSandbox).
 """
 
 from __future__ import annotations
 
-import builtins
-import dataclasses
 import logging
 import signal
 import threading
@@ -34,13 +39,15 @@ from .exceptions import (
     SandboxError,
     SandboxEscapeError,
     SandboxMemoryError,
-    SandboxRemoteError,
     SandboxSecurityError,
     SandboxTimeoutError,
     SandboxViolationError,
 )
 from .metrics import Monitor, SandboxMetrics
 from .protocol import STOP_SIGNAL, FrameChannel, WorkerGone
+from .results import CallOutcome, _fmt_bytes
+from .results import CellResult as CellResult  # re-exported: the public name lives here too
+from .results import exception_from_reply as exception_from_reply
 
 log = logging.getLogger("glsandbox.session")
 
@@ -48,41 +55,6 @@ HELLO_TIMEOUT = 30.0
 
 OutputCallback = Callable[[dict[str, Any]], None]
 InputCallback = Callable[[str, bool], str]
-
-
-@dataclasses.dataclass
-class CellResult:
-    """What one cell did: status, Jupyter outputs, error, count, metrics, violations."""
-
-    status: str
-    outputs: list[dict[str, Any]]
-    execution_count: int | None = None
-    error_name: str | None = None
-    error_value: str | None = None
-    traceback: list[str] | None = None
-    payload: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    user_expressions: dict[str, Any] = dataclasses.field(default_factory=dict)
-    metrics: SandboxMetrics | None = None
-    violations: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    state_lost: bool = False
-    audit_record: dict[str, Any] | None = None
-    #: enforcing mode after a violation: "stopped" (the cell ended when told to) or "killed"
-    enforcement: str | None = None
-
-
-@dataclasses.dataclass
-class CallOutcome:
-    """Internal: how one request ended (reply or failure) plus its measurements."""
-
-    reply: dict[str, Any] | None
-    error: BaseException | None
-    metrics: SandboxMetrics
-    violations: list[dict[str, Any]]
-    state_lost: bool
-    call_id: int | None = None
-    #: enforcing mode, after a violation of this call: "stopped" (it ended when told to)
-    #: or "killed" (it kept running past the grace period); None when it was not stopped
-    enforced: str | None = None
 
 
 class Session:
@@ -559,44 +531,3 @@ class _InterruptKilled(Exception):
 
 class _StopKilled(Exception):
     """The code kept running past the grace period after it was told to stop (enforcing)."""
-
-
-def _fmt_bytes(n: int | None) -> str:
-    if n is None:
-        return "unknown"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n = n / 1024  # type: ignore[assignment]
-    return str(n)
-
-
-def exception_from_reply(reply: dict[str, Any], config: OSSandboxConfig, peak: int | None) -> BaseException:
-    """The exception to raise for an error reply from user code (host side)."""
-    ename = str(reply.get("ename", "Exception"))
-    evalue = str(reply.get("evalue", ""))
-    tb = reply.get("traceback")
-    tb_lines = [str(x) for x in tb] if isinstance(tb, list) else []
-    if reply.get("memory_error") and ename == "MemoryError":
-        limit = config.limits.memory_limit_bytes
-        exc: BaseException = SandboxMemoryError(
-            f"the sandboxed code exceeded the memory limit of {_fmt_bytes(limit)} "
-            f"(peak measured outside {_fmt_bytes(peak)})",
-            limit=limit,
-            peak=peak,
-        )
-    else:
-        cls = getattr(builtins, ename, None)
-        exc = SandboxRemoteError(ename, evalue, tb_lines)
-        if isinstance(cls, type) and issubclass(cls, BaseException) and reply.get("builtin"):
-            try:
-                exc = cls(evalue)
-            except Exception:  # noqa: BLE001 - some builtins need more arguments
-                exc = SandboxRemoteError(ename, evalue, tb_lines)
-    try:
-        exc.sandbox_traceback = tb_lines  # type: ignore[attr-defined]
-        if tb_lines:
-            exc.add_note("Traceback inside the sandbox:\n" + "".join(tb_lines).rstrip())
-    except (AttributeError, TypeError):
-        pass
-    return exc

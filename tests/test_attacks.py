@@ -402,7 +402,6 @@ for cid in {ids!r}:
                "state": {{"value": "forged by the sandbox"}}}}}}, "metadata": {{}}, "buffers": []}})
     conn.send({{"type": "comm_close", "content": {{"comm_id": cid, "data": {{"forged": True}}}}, "metadata": {{}},
                "buffers": []}})
-print("sent")
 """
 
 
@@ -428,7 +427,6 @@ def test_sandbox_cannot_speak_on_comms_it_did_not_open(glsandbox_kernelspec: str
         ]
         assert mine
         reply, outputs = k.execute(_FORGE_COMM.format(ids=[*own, "never-opened-" + "0" * 20]), timeout=60)
-        assert stdout_of(outputs) == "sent\n"
         forged = [
             m
             for m in outputs

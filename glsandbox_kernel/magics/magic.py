@@ -37,6 +37,7 @@ from .. import exceptions as _exceptions
 from ..config import IsolationType, SecurityLevel, parse_size
 from ..exceptions import SandboxCellError, SandboxConfigError, SandboxError, SandboxSecurityError
 from .sessions import DEFAULT_NAME, NamedSession, SessionRegistry, SessionSettings
+from .transfer import accept_out, encode_in
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
 
@@ -152,53 +153,6 @@ def _settings_from(args: Any) -> SessionSettings:
         if value is not None and not value > 0:
             raise UsageError(f"{name} must be > 0 seconds")
     return settings
-
-
-def encode_in(names: list[str], user_ns: dict[str, Any]) -> dict[str, bytes]:
-    """``--in``: each named host value encoded by the restricted codec (host side).
-
-    Only data goes in: a function or an object of a host class would carry
-    host state the user did not name (cloudpickle sends a function's globals).
-    """
-    from ..codec import UnsupportedType, encode
-
-    encoded: dict[str, bytes] = {}
-    for name in names:
-        if name not in user_ns:
-            raise UsageError(f"--in: name {name!r} is not defined here")
-        try:
-            encoded[name] = encode(user_ns[name])
-        except UnsupportedType as exc:
-            raise UsageError(
-                f"--in {name}: a value of type {exc.typename} cannot be copied into the sandbox; only data "
-                "goes in (builtins, datetime, Decimal, Fraction, numpy, pandas), never code or host objects"
-            ) from None
-    return encoded
-
-
-def accept_out(names: list[str], values: Any) -> dict[str, Any]:
-    """``--out``: the values of exactly ``names`` from the sandbox's reply, or SandboxSecurityError.
-
-    Host side: the reply is hostile. Its keys decide nothing; a reply with a
-    name that was not asked for (or without one that was) is refused whole.
-    """
-    if type(values) is not dict:
-        raise SandboxSecurityError(
-            f"--out: the sandbox answered with a {type(values).__name__}, not the values asked for; nothing was copied"
-        )
-    asked = set(names)
-    extra = sorted(repr(k)[:80] for k in values if type(k) is not str or k not in asked)
-    missing = [n for n in names if n not in values]
-    if extra or missing:
-        what = []
-        if extra:
-            what.append("names not asked for: " + ", ".join(extra[:10]) + (" ..." if len(extra) > 10 else ""))
-        if missing:
-            what.append("names missing: " + ", ".join(missing))
-        raise SandboxSecurityError(
-            f"--out: the sandbox's reply was tampered with ({'; '.join(what)}); nothing was copied to this kernel"
-        )
-    return {name: values[name] for name in names}
 
 
 _LINE_PARSER = MagicArgumentParser(prog="%sandbox", add_help=False)
