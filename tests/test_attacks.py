@@ -728,3 +728,17 @@ def test_attacks_as_unprivileged_user() -> None:
     print(proc.stdout[-6000:], proc.stderr[-3000:])
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     assert " passed" in proc.stdout
+
+
+def test_quick_replies_always_serialize(gkernel: Kernel) -> None:
+    """A cell that makes completion answer with a lone surrogate must not silence the kernel."""
+    code = (
+        "from IPython.core.completer import Completion\n"
+        "get_ipython().Completer.completions = lambda text, offset: iter([Completion(0, len(text), 'ab\\ud800c')])"
+    )
+    reply, _ = gkernel.execute(code, timeout=60)
+    assert reply["status"] == "ok", reply
+    msg_id = gkernel.kc.complete("ab", 2)
+    content = gkernel.shell_reply(msg_id)["content"]
+    assert content["status"] == "ok" and content["matches"] == ["ab\\ud800c"], content
+    _still_works(gkernel)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from .relay import as_dict, json_safe, log
+from .relay import as_dict, json_safe, log, safe_text
 
 #: seconds a quick request (completion, inspection...) may take before the session gives up.
 QUICK_TIMEOUT = 30.0
@@ -50,7 +50,7 @@ class QuickRequests:
         cursor = len(code) if cursor_pos is None else int(cursor_pos)
         reply = await self._quick({"type": "complete", "code": code, "cursor_pos": cursor}, "complete_reply") or {}
         matches = (
-            [m for m in reply.get("matches", []) if isinstance(m, str)]
+            [safe_text(m) for m in reply.get("matches", []) if isinstance(m, str)]
             if isinstance(reply.get("matches"), list)
             else []
         )
@@ -86,7 +86,7 @@ class QuickRequests:
         out: dict[str, Any] = {"status": status}
         if status == "incomplete":
             indent = reply.get("indent")
-            out["indent"] = indent if isinstance(indent, str) else ""
+            out["indent"] = safe_text(indent) if isinstance(indent, str) else ""
         return out
 
     async def do_history(  # type: ignore[override]
@@ -127,7 +127,7 @@ class QuickRequests:
         target = parent["content"].get("target_name")
         reply = await self._quick({"type": "comm_info", "target_name": target}, "comm_info_reply") or {}
         comms = {
-            str(cid): {"target_name": str(info.get("target_name"))}
+            safe_text(str(cid)): {"target_name": safe_text(str(info.get("target_name")))}
             for cid, info in as_dict(reply.get("comms")).items()
             if isinstance(info, dict)
         }
