@@ -291,9 +291,9 @@ class OSSandbox:
 
         outcome = self._session.request(
             msg,
-            timeout=limit,
+            timeout=limit,  # type: ignore[arg-type]
             on_message=_relay_streams,
-            monitor_context={"kind": "call"},  # type: ignore[arg-type]
+            monitor_context={"kind": "call"},
             overlap=bookkeeping,
         )
         if not provenance:

@@ -28,7 +28,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from .records import GENESIS_HASH, EventType, _strict_default, canonical_json, sign
+from .records import GENESIS_HASH, RECORD_FORMAT, EventType, _strict_default, canonical_json, sign
 from .sinks import AuditSink, JsonlFileSink
 
 logger = logging.getLogger(__name__)
@@ -120,6 +120,7 @@ class AuditLog:
         if not _is_plain(free_form, 0):
             free_form = _plain(free_form)
         body: dict[str, Any] = {
+            "format": RECORD_FORMAT,
             "timestamp": time.time(),
             "event_type": EventType(event_type).value,
             "session_id": self.session_id,
