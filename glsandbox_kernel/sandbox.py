@@ -342,6 +342,8 @@ class OSSandbox:
         user_expressions: dict[str, str] | None = None,
         timeout: float | str | None = "config",
         allow_stdin: bool | None = None,
+        on_start: Callable[[], None] | None = None,
+        before_seal: Callable[[CellResult], None] | None = None,
     ) -> CellResult:
         """Run one notebook cell in the worker's IPython shell.
 
@@ -349,9 +351,15 @@ class OSSandbox:
         display_data, update_display_data, execute_result, error, clear_output);
         ``on_input(prompt, password)`` answers ``input()``; ``on_comm`` receives
         comm_open/comm_msg/comm_close messages from sandboxed widgets.
+        ``on_start()`` (before the cell is sent) and ``before_seal(result)``
+        (after it ended, before its audit record is sealed) are where the
+        kernel publishes its own outputs through :meth:`mark_output`, so that
+        the record lists every output of the cell, each with its origin.
         """
         collector = _OutputCollector(on_output, on_input, on_comm)
         self._collector = collector
+        if on_start is not None:
+            on_start()
         msg: dict[str, Any] = {
             "type": "cell",
             "code": code,
@@ -370,10 +378,11 @@ class OSSandbox:
                 reply_types=("cell_reply",),
                 monitor_context={"kind": "cell"},
             )
-        finally:
+        except BaseException:
             self._collector = None
             with collector._lock:
                 collector._closed = True
+            raise
         reply = outcome.reply or {}
         count = reply.get("execution_count")
         result = CellResult(
@@ -424,6 +433,13 @@ class OSSandbox:
                 "traceback": result.traceback,
             }
             collector.handle(message)
+        try:
+            if before_seal is not None:
+                before_seal(result)
+        finally:
+            self._collector = None
+            with collector._lock:
+                collector._closed = True
         from .notebook.evidence import outputs_evidence
 
         # A clear_output(wait=True) still pending is carried out by the frontend at the next
@@ -536,6 +552,8 @@ class _OutputCollector:
             return None
         if kind not in ("stream", "display_data", "update_display_data", "execute_result", "error", "clear_output"):
             return None
+        if "_mark" in msg:  # host-only flag: a worker frame never counts as kernel-made
+            msg = {k: v for k, v in msg.items() if k != "_mark"}
         with self._lock:
             # ``on_output`` may return the frame as it published it (the kernel renames
             # sandbox-limit errors): that is what the frontend saves, so that is recorded.
@@ -579,6 +597,8 @@ class _OutputCollector:
                 if display_id and out.get("_display_id") == display_id:
                     out["data"] = _dict(msg.get("data"))
                     out["metadata"] = _dict(msg.get("metadata"))
+                    if not msg.get("_mark"):
+                        out.pop("_mark", None)  # the sandbox rewrote it: no longer kernel-made
         elif kind == "execute_result":
             self.outputs.append(
                 {

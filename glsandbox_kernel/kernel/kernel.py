@@ -273,11 +273,15 @@ class SandboxKernel(Kernel):
             return self._error_reply(relay.error(type(exc).__name__, str(exc)))
         options = options or CellOptions()
         session_limit = sandbox.config.limits.memory_limit_bytes
-        if options.memory is not None and session_limit is not None and options.memory > session_limit:
-            relay.notice(
-                f"glsandbox: --memory {fmt_bytes(options.memory)} is above this kernel's sandbox limit of "
-                f"{fmt_bytes(session_limit)}; the cell gets at most {fmt_bytes(session_limit)}.\n"
-            )
+
+        def on_start() -> None:  # the kernel's own outputs go through mark_output: the record lists them
+            if options.memory is not None and session_limit is not None and options.memory > session_limit:
+                relay.notice(
+                    f"glsandbox: --memory {fmt_bytes(options.memory)} is above this kernel's sandbox limit of "
+                    f"{fmt_bytes(session_limit)}; the cell gets at most {fmt_bytes(session_limit)}.\n",
+                    mark=sandbox.mark_output,
+                )
+
         guard = CellLimitGuard(sandbox, options)
         relay.rewrite_error = lambda content: self._rewrite_error(content, guard, sandbox, options)
 
@@ -300,6 +304,20 @@ class SandboxKernel(Kernel):
                 monitor.on_output(frame)
             return relay.output(frame)
 
+        lost_noticed: list[bool] = []
+
+        def before_seal(result: Any) -> None:  # the cell ended; its record is sealed after this
+            if monitor is not None:
+                monitor.finish(result)
+            if _worker_gone(sandbox):
+                self._lost_reason = relay.last_error["ename"] if relay.last_error else "the worker died"
+                relay.notice(
+                    f"glsandbox: {self._lost_reason}: the sandbox worker was killed and its state is lost; "
+                    "the next cell starts a fresh sandbox.\n",
+                    mark=sandbox.mark_output,
+                )
+                lost_noticed.append(True)
+
         result = None
         try:
             with guard:
@@ -313,6 +331,8 @@ class SandboxKernel(Kernel):
                     user_expressions=user_expressions,
                     timeout=options.timeout if options.timeout is not None else "config",
                     allow_stdin=allow_stdin,
+                    on_start=on_start,
+                    before_seal=before_seal,
                 )
         except Exception as exc:  # noqa: BLE001 - any sandbox trouble is an error reply
             log.warning("sandbox request failed", exc_info=True)
@@ -320,8 +340,7 @@ class SandboxKernel(Kernel):
         finally:
             if monitor is not None:
                 monitor.finish(result)
-        worker = sandbox.session.worker
-        if worker is None or worker.poll() is not None:
+        if not lost_noticed and _worker_gone(sandbox):
             self._lost_reason = relay.last_error["ename"] if relay.last_error else "the worker died"
             relay.notice(
                 f"glsandbox: {self._lost_reason}: the sandbox worker was killed and its state is lost; "
@@ -609,3 +628,9 @@ class SandboxKernel(Kernel):
 
 
 __all__ = ["SandboxKernel"]
+
+
+def _worker_gone(sandbox: Any) -> bool:
+    """The sandbox's worker exited (or never started)."""
+    worker = sandbox.session.worker
+    return worker is None or worker.poll() is not None

@@ -28,8 +28,8 @@ log = logging.getLogger("glsandbox.presave")
 
 def copy_audit_records(nb: MutableMapping[str, Any], key: bytes | None = None) -> int:
     """Copy audit records from outputs into cell (and notebook) metadata; returns cells updated."""
-    from .run import cell_metadata, collect_records, session_heads
-    from .verify import METADATA_KEY
+    from .metadata import cell_metadata, collect_records, session_heads
+    from .seal import METADATA_KEY
 
     updated = 0
     for cell in nb.get("cells") or []:
@@ -43,7 +43,7 @@ def copy_audit_records(nb: MutableMapping[str, Any], key: bytes | None = None) -
     if updated:
         records = collect_records(_Cells(nb))
         nb_meta = nb.setdefault("metadata", {}).setdefault(METADATA_KEY, {})
-        nb_meta["sessions"] = session_heads(records, key)
+        nb_meta["sessions"] = session_heads(records)
         nb_meta["records"] = len(records)
         nb_meta["signed"] = key is not None
     return updated

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hmac
 import itertools
 import json
 import os
@@ -38,11 +37,18 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..audit.records import GENESIS_HASH, compute_record_hash, sign
-from .evidence import canonical_outputs, find_audit_output, outputs_evidence, source_hash
-
-#: notebook.metadata / cell.metadata key written by glsandbox run and the pre-save hook.
-METADATA_KEY = "glsandbox"
+from ..audit.keys import Verifier, verifier_from_bytes
+from ..audit.records import GENESIS_HASH, compute_record_hash
+from .evidence import (
+    AUDIT_MIME,
+    audit_bundle,
+    canonical_outputs,
+    find_audit_output,
+    output_hashes,
+    saved_outputs_evidence,
+    source_hash,
+)
+from .seal import METADATA_KEY, check_seal
 
 
 @dataclasses.dataclass
@@ -83,6 +89,7 @@ class NotebookVerifyResult:
     sessions: list[dict[str, Any]]
     records: int
     key_checked: bool
+    warnings: list[str] = dataclasses.field(default_factory=list)
 
     def summary(self) -> str:
         """One line: OK/FAILED, counts."""
@@ -165,10 +172,11 @@ def _positions(items: list[int]) -> str:
 
 def verify_notebook(
     nb: Mapping[str, Any],
-    key: bytes | None = None,
+    key: bytes | Verifier | None = None,
     *,
     expected_head: str | None = None,
     expected_count: int | None = None,
+    strict: bool = False,
 ) -> NotebookVerifyResult:
     """Check a notebook's audit evidence; see the module docstring (host side).
 
@@ -181,6 +189,7 @@ def verify_notebook(
     notes: list[str] = []
     checks: list[CellCheck] = []
     entries: list[_Entry] = []
+    verifier = verifier_from_bytes(key) if isinstance(key, (bytes, bytearray)) else key
 
     cells = nb.get("cells") or []
     meta_all = nb.get("metadata") or {}
@@ -198,6 +207,8 @@ def verify_notebook(
         source = _source(cell)
         outputs = cell.get("outputs") or []
         from_output, from_meta = _cell_evidence(cell)
+        found = find_audit_output(outputs)
+        found_at = found[0] if found is not None and from_output is not None else None
         payload = from_output or from_meta
         if from_output is not None:
             check.where = "output"
@@ -205,9 +216,6 @@ def verify_notebook(
             check.where = "metadata"
             check.problems.append(f"{check.label}: its audit output was removed (the copy in cell metadata remains)")
         if payload is None:
-            if not source.strip():
-                check.executed = False
-                continue
             if magic_only and not is_magic_cell(source):
                 check.outside = True
                 outside += 1
@@ -216,12 +224,18 @@ def verify_notebook(
                 check.executed = False
                 continue  # judged below, once we know where the run stopped
             check.problems.append(
-                f"{check.label}: ran but has no audit record: it did not run in the glsandbox sandbox, "
-                "or it was inserted, or its audit output was removed"
+                f"{check.label}: shows {len(outputs)} output(s) but has no audit record: it did not run in "
+                "the glsandbox sandbox, or it was inserted, or its audit output was removed"
             )
             continue
         record, preceding = _records_of(payload)
         check.record = record
+        shown = list(outputs)
+        if found_at is not None:
+            audit_output = shown.pop(found_at)
+            if found_at != len(outputs) - 1 and not is_magic_cell(source):
+                check.problems.append(f"{check.label}: output(s) were added after its audit output")
+            _check_audit_output(check, audit_output, payload, record)
         if from_output is not None and from_meta is not None:
             meta_record = from_meta.get("record") or {}
             if meta_record.get("record_hash") != record.get("record_hash") or canonical_records(
@@ -251,21 +265,31 @@ def verify_notebook(
                 f"{record.get('security_level')} (the magic line was edited)"
             )
         recorded_outputs = extra.get("outputs_hash")
-        if recorded_outputs is None:
+        rec_entries = extra.get("outputs") if isinstance(extra.get("outputs"), list) else None
+        if "format" not in record:
+            check.outputs_ok = False
+            check.problems.append(
+                f"{check.label}: its record was written by an older glsandbox (record format 1): its outputs "
+                "cannot be checked by this version (run the notebook again)"
+            )
+        elif recorded_outputs is None:
             check.outputs_ok = None
             check.problems.append(f"{check.label}: its audit record holds no outputs hash")
         else:
-            current = outputs_evidence(outputs)
+            origins = [str(e.get("origin")) for e in rec_entries if isinstance(e, Mapping)] if rec_entries else None
+            current = saved_outputs_evidence(shown, origins)
             check.outputs_ok = current["outputs_hash"] == recorded_outputs
+            if not check.outputs_ok and found_at is not None and rec_entries and is_magic_cell(source):
+                check.outputs_ok = _magic_order_ok(outputs, found_at, rec_entries)
             if not check.outputs_ok:
-                rec_each = extra.get("output_hashes")
-                if isinstance(rec_each, list) and "output_hashes" in current:
-                    what = _describe_outputs(current["output_hashes"], [str(h) for h in rec_each])
-                elif not canonical_outputs(outputs):
+                if rec_entries is not None:
+                    recorded = [str(e.get("hash")) for e in rec_entries if isinstance(e, Mapping)]
+                    what = _describe_outputs([e["hash"] for e in current["outputs"]], recorded)
+                elif not canonical_outputs(shown):
                     what = "outputs removed"
                 else:
                     what = "outputs edited"
-                check.problems.append(f"{check.label}: {what} after it ran")
+                check.problems.append(f"{check.label}: {what} after it ran (the record lists every output)")
 
     # -- records: hashes, signatures ------------------------------------------------------
     signed_noted = False
@@ -277,11 +301,11 @@ def verify_notebook(
             check.chain_ok = False
             check.problems.append(f"{check.label}: {what} was tampered with (its contents no longer match its hash)")
         signature = rec.get("signature")
-        if key is not None:
+        if verifier is not None:
             if signature is None:
                 check.signature_ok = False
                 check.problems.append(f"{check.label}: {what} is not signed (a key was given)")
-            elif not isinstance(signature, str) or not hmac.compare_digest(signature, sign(str(stored), key)):
+            elif not verifier.verify(str(stored).encode("ascii", "replace"), signature):
                 check.signature_ok = False
                 check.problems.append(f"{check.label}: {what} has a bad signature (wrong key, or forged)")
             elif check.signature_ok is None:
@@ -301,7 +325,7 @@ def verify_notebook(
     listed = {str(s.get("session_id")): s for s in (nb_meta or {}).get("sessions") or [] if isinstance(s, Mapping)}
     session_info: list[dict[str, Any]] = []
     for session_id, items in sessions.items():
-        session_info.append(_check_chain(session_id, items, listed.get(session_id), key, problems, notes))
+        session_info.append(_check_chain(session_id, items, listed.get(session_id), problems))
         if listed and session_id not in listed:
             first = next(e for e in items if e.own) if any(e.own for e in items) else items[0]
             first.cell.problems.append(
@@ -340,6 +364,10 @@ def verify_notebook(
     if not entries:
         problems.append("no glsandbox audit records in this notebook (was it run with the glsandbox kernel?)")
 
+    seal_problems, seal_notes, _sealed = check_seal(nb, verifier)
+    problems.extend(seal_problems)
+    notes.extend(seal_notes)
+
     # -- the whole-notebook expectations --------------------------------------------------
     all_hashes = {e.record.get("record_hash") for e in entries}
     if expected_head is not None and expected_head not in all_hashes:
@@ -358,7 +386,41 @@ def verify_notebook(
         cells=checks,
         sessions=session_info,
         records=len(entries),
-        key_checked=key is not None,
+        key_checked=verifier is not None,
+    )
+
+
+def _magic_order_ok(outputs: Sequence[Any], found_at: int, rec_entries: list[Any]) -> bool:
+    """A ``%%sandbox`` cell: IPython shows the cell's result or exception after the audit output.
+
+    The outputs before the audit output must be the recorded ones in order,
+    once those shown after it (each one recorded) are taken out.
+    """
+    recorded = [str(e.get("hash")) for e in rec_entries if isinstance(e, Mapping)]
+    before = output_hashes(outputs[:found_at])
+    for h in output_hashes(outputs[found_at + 1 :]):
+        if h not in recorded:
+            return False
+        recorded.remove(h)
+    return recorded == before
+
+
+def _check_audit_output(check: CellCheck, output: Mapping[str, Any], payload: Mapping[str, Any], record: Any) -> None:
+    """The visible audit output must be exactly what the kernel derives from the record."""
+    preceding = [dict(r) for r in payload.get("preceding") or [] if isinstance(r, Mapping)]
+    extra_keys = {k: v for k, v in payload.items() if k not in ("record", "preceding")}
+    data = output.get("data") if isinstance(output.get("data"), Mapping) else {}
+    assert isinstance(data, Mapping)
+    for count in (check.execution_count, None):
+        want_data, want_meta = audit_bundle(record, preceding, execution_count=count, **extra_keys)
+        got = {k: ("".join(v) if isinstance(v, list) else v) for k, v in data.items() if k != AUDIT_MIME}
+        if got == {k: v for k, v in want_data.items() if k != AUDIT_MIME} and output.get("metadata") == want_meta:
+            return
+    line = data.get("text/plain")
+    line = "".join(line) if isinstance(line, list) else str(line)
+    want = audit_bundle(record, preceding, execution_count=check.execution_count, **extra_keys)[0]["text/plain"]
+    check.problems.append(
+        f"{check.label}: its visible audit line was rewritten: it shows {line[:160]!r}, the record says {want[:160]!r}"
     )
 
 
@@ -406,9 +468,7 @@ def _check_chain(
     session_id: str,
     items: list[_Entry],
     listed: Mapping[str, Any] | None,
-    key: bytes | None,
     problems: list[str],
-    notes: list[str],
 ) -> dict[str, Any]:
     """One session's chain: order in the notebook, seq gaps, prev_hash links, head."""
     short = session_id[:12] + "…"
@@ -484,14 +544,6 @@ def _check_chain(
             f"session {short}: the chain head in the notebook metadata is not in any cell: the last cell(s) "
             "were deleted or the records replaced"
         )
-    signature = listed.get("signature")
-    if key is not None:
-        if signature is None:
-            problems.append(f"session {short}: the notebook's chain head is not signed (a key was given)")
-        elif not isinstance(signature, str) or not hmac.compare_digest(signature, sign(str(want_head), key)):
-            problems.append(f"session {short}: bad signature over the notebook's chain head (wrong key, or forged)")
-    elif signature is not None:
-        notes.append(f"session {short}: the chain head is signed but no key was given: signature not checked")
     return info
 
 
@@ -522,7 +574,7 @@ def read_notebook(path: str) -> dict[str, Any]:
 
 
 def load_verify_key(path: str | None) -> bytes | None:
-    """The key from ``--key FILE``, else ``$GLSANDBOX_AUDIT_KEY``, else None."""
+    """The key material from ``--key FILE``, else ``$GLSANDBOX_AUDIT_KEY``, else None."""
     from ..audit.log import load_key
 
     return load_key(path) if path else load_key()
@@ -530,11 +582,14 @@ def load_verify_key(path: str | None) -> bytes | None:
 
 def verify_notebook_cli(args: argparse.Namespace) -> int:
     """``glsandbox audit verify X.ipynb``: print the result; 0 ok, 1 problems, 2 usage error."""
+    from ..audit.cli import load_verifier
+
     path: str = args.file
     try:
-        key = load_verify_key(getattr(args, "key", None))
+        verifier = load_verifier(args)
     except OSError as exc:
-        print(f"glsandbox audit: error: cannot read key file {args.key}: {exc.strerror or exc}", file=sys.stderr)
+        name = getattr(args, "pubkey", None) or args.key
+        print(f"glsandbox audit: error: cannot read key file {name}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     except ValueError as exc:
         print(f"glsandbox audit: error: {exc}", file=sys.stderr)
@@ -549,19 +604,24 @@ def verify_notebook_cli(args: argparse.Namespace) -> int:
         return 2
     result = verify_notebook(
         nb,
-        key,
+        verifier,
         expected_head=getattr(args, "expected_head", None),
         expected_count=getattr(args, "expected_count", None),
+        strict=bool(getattr(args, "strict", False)),
     )
-    print(f"{result.summary().split(':', 1)[0]}: {os.fspath(path)}:{result.summary().split(':', 1)[1]}")
+    head, _sep, rest = result.summary().partition(":")
+    print(f"{head}: {os.fspath(path)}:{rest}")
     for problem in result.problems:
         print(f"  {problem}")
+    for warning in result.warnings:
+        print(f"warning: {warning}")
     for note in result.notes:
         print(f"note: {note}")
-    if key is None and result.records:
+    if verifier is None and result.records:
         print(
-            "note: no key given: a notebook rewritten and re-hashed as a whole cannot be detected without "
-            "signatures (--key FILE or $GLSANDBOX_AUDIT_KEY)"
+            "note: no key given: this proves the notebook is consistent, not who made it. Anyone can rewrite "
+            "outputs and re-hash every record and the seal consistently; only a signature (--key FILE, "
+            "--pubkey FILE or $GLSANDBOX_AUDIT_KEY) proves the evidence came from the sandbox's host"
         )
     return 0 if result.ok else 1
 
