@@ -249,9 +249,20 @@ def test_copied_cell(synthetic: Any) -> None:
 
 
 def test_reordered_cells(synthetic: Any) -> None:
+    """Without a seal, moved cells look like out-of-order execution: a warning, a problem with --strict."""
     nb = copy.deepcopy(synthetic)
     nb.cells[1], nb.cells[2] = nb.cells[2], nb.cells[1]
-    _only(_problems(nb), "reordered")
+    result = verify_notebook(nb)
+    assert result.ok, result.problems
+    assert any("out of order" in w for w in result.warnings)
+    assert (
+        "actual order of execution: cell 1 (In [1]), cell 3 (In [2]), cell 2 (In [3]), cell 4 (In [4])"
+        in result.warnings
+    )
+    _only(verify_notebook(nb, strict=True).problems, "not one clean top-to-bottom run")
+    write_evidence_metadata(nb := copy.deepcopy(synthetic), None)
+    nb.cells[1], nb.cells[2] = nb.cells[2], nb.cells[1]
+    _only(_problems(nb), "changed after the notebook was sealed")
 
 
 def test_tampered_record(synthetic: Any) -> None:

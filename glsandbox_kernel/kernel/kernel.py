@@ -347,7 +347,14 @@ class SandboxKernel(Kernel):
                 "the next cell starts a fresh sandbox.\n"
             )
         if not silent:
-            self.evidence.emit_audit(relay.send, sandbox, result.audit_record, self.execution_count)
+            cell_id = (parent.get("metadata") or {}).get("cellId")
+            self.evidence.emit_audit(
+                relay.send,
+                sandbox,
+                result.audit_record,
+                self.execution_count,
+                cell_id=cell_id if isinstance(cell_id, str) else None,
+            )
         if result.status != "ok":
             error = relay.last_error
             if error is None:  # e.g. an interrupt that IPython did not report

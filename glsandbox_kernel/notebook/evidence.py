@@ -368,14 +368,24 @@ class AuditTrail:
 
     :meth:`bundle` gives the audit output of a cell's record with every
     record sealed since the previous bundle as ``preceding``, so the cells of
-    a notebook hold the whole chain between them.
+    a notebook hold the whole chain between them. When the frontend names the
+    cell (JupyterLab sends ``cellId`` in the execute_request metadata), a
+    re-executed cell's new audit output also carries the records its previous
+    audit output held (``superseded``): the frontend replaces that output, and
+    the chain stays whole.
     """
 
     def __init__(self) -> None:
         self._shown: dict[str, int] = {}
+        self._cells: dict[tuple[str, str], list[dict[str, Any]]] = {}
 
     def bundle(
-        self, sandbox: Any, record: Mapping[str, Any], *, execution_count: int | None = None
+        self,
+        sandbox: Any,
+        record: Mapping[str, Any],
+        *,
+        execution_count: int | None = None,
+        cell_id: str | None = None,
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """``(data, metadata)`` for ``record`` (a record of ``sandbox.audit_records``)."""
         records = sandbox.audit_records
@@ -388,7 +398,12 @@ class AuditTrail:
         else:
             preceding = records[min(start, index) : index]
             self._shown[session] = index + 1
-        return audit_bundle(record, preceding, execution_count=execution_count)
+        superseded: list[dict[str, Any]] = []
+        if isinstance(cell_id, str) and cell_id:
+            key = (session, cell_id)
+            superseded = self._cells.get(key, [])
+            self._cells[key] = [*superseded, *(dict(r) for r in preceding), dict(record)]
+        return audit_bundle(record, preceding, execution_count=execution_count, superseded=superseded)
 
 
 def find_audit_output(outputs: Iterable[Mapping[str, Any]]) -> tuple[int, dict[str, Any]] | None:

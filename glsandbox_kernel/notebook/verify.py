@@ -65,7 +65,10 @@ class CellCheck:
     signature_ok: bool | None = None
     executed: bool = True
     outside: bool = False  # an ordinary cell of a non-glsandbox notebook (not a %%sandbox cell)
+    superseded: int = 0  # records of earlier runs of this cell (re-executed)
+    out_of_order: bool = False  # its record is older than that of a cell above it
     problems: list[str] = dataclasses.field(default_factory=list)
+    warnings: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def label(self) -> str:
@@ -97,7 +100,8 @@ class NotebookVerifyResult:
         what = f"{len(self.cells)} code cell(s), {self.records} record(s) in {nsess} session{'s' if nsess != 1 else ''}"
         if self.ok:
             sig = ", signatures verified" if self.key_checked else ""
-            return f"OK: {what}; chain intact, sources and outputs match{sig}"
+            warned = f" ({len(self.warnings)} warning(s))" if self.warnings else ""
+            return f"OK: {what}; chain intact, sources and outputs match{sig}{warned}"
         return f"FAILED: {len(self.problems)} problem(s); {what}"
 
 
@@ -106,6 +110,7 @@ class _Entry:
     record: dict[str, Any]
     cell: CellCheck
     own: bool  # the cell's own record (not one of its preceding records)
+    superseded: bool = False  # a record of an earlier run of this cell (re-executed)
 
 
 def _as_dict(value: Any) -> dict[str, Any] | None:
@@ -245,6 +250,20 @@ def verify_notebook(
                     f"{check.label}: the audit record in cell metadata disagrees with the audit output "
                     "(one of the two copies was edited)"
                 )
+        earlier = [dict(r) for r in payload.get("superseded") or [] if isinstance(r, Mapping)]
+        for old in earlier:
+            entries.append(_Entry(old, check, own=False, superseded=True))
+        if earlier:
+            seqs = ", ".join(
+                str(r.get("seq"))
+                for r in earlier
+                if isinstance(r.get("extra"), Mapping) and r["extra"].get("kind") == "cell"
+            )
+            check.superseded = len(earlier)
+            check.warnings.append(
+                f"{check.label}: re-executed; the record(s) of its earlier run(s) (seq {seqs or '-'}) are "
+                f"superseded by seq {record.get('seq')} and kept in its audit output"
+            )
         for prev in preceding:
             entries.append(_Entry(prev, check, own=False))
         entries.append(_Entry(record, check, own=True))
@@ -377,8 +396,22 @@ def verify_notebook(
     if expected_count is not None and len(all_hashes) < expected_count:
         problems.append(f"the notebook holds {len(all_hashes)} record(s), expected at least {expected_count}")
 
+    warnings: list[str] = []
     for check in checks:
         problems.extend(check.problems)
+        warnings.extend(check.warnings)
+    timed = [(c, c.record) for c in checks if c.record is not None and isinstance(c.record.get("seq"), int)]
+    run_order = [c for c, _r in sorted(timed, key=lambda cr: (str(cr[1].get("session_id")), int(cr[1]["seq"])))]
+    if any(c.out_of_order for c in checks):
+        warnings.append("actual order of execution: " + ", ".join(c.label for c in run_order))
+    if strict:
+        if any(c.superseded for c in checks) or any(c.out_of_order for c in checks):
+            problems.append("--strict: not one clean top-to-bottom run (cells were re-executed or ran out of order)")
+        if len(sessions) > 1:
+            problems.append(f"--strict: the cells ran in {len(sessions)} sandbox sessions, not one")
+        executed = [c for c in checks if c.record is not None]
+        if executed and any(not c.executed and c.index < executed[-1].index for c in checks):
+            problems.append("--strict: some code cells above the last executed one were not run")
     return NotebookVerifyResult(
         ok=not problems,
         problems=problems,
@@ -387,6 +420,7 @@ def verify_notebook(
         sessions=session_info,
         records=len(entries),
         key_checked=verifier is not None,
+        warnings=warnings,
     )
 
 
@@ -477,9 +511,10 @@ def _check_chain(
     for a, b in itertools.pairwise(own):
         sa, sb = a.record.get("seq"), b.record.get("seq")
         if isinstance(sa, int) and isinstance(sb, int) and sb < sa and a.cell is not b.cell:
-            b.cell.chain_ok = False
-            b.cell.problems.append(
-                f"{b.cell.label}: ran before {a.cell.label} but now appears after it (cells reordered)"
+            b.cell.out_of_order = True
+            b.cell.warnings.append(
+                f"{b.cell.label}: ran before {a.cell.label} although it stands below it "
+                "(executed out of order, or the cells were moved)"
             )
     ordered = sorted((e for e in items if isinstance(e.record.get("seq"), int)), key=lambda e: int(e.record["seq"]))
     prev: _Entry | None = None
