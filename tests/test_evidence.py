@@ -434,13 +434,16 @@ def test_pre_save_hook_copies_records(synthetic: Any) -> None:
     pre_save_hook(model={"type": "file", "content": "x"}, path="x.txt")  # other files: untouched
 
 
-def test_server_config_enables_the_hook() -> None:
+def test_server_config_enables_the_extension() -> None:
+    """config.d files only load server extensions: ours registers the hook (see test_presave_server)."""
     with open(os.path.join(ROOT, "jupyter-config", "jupyter_server_config.d", "glsandbox.json")) as fh:
         config = json.load(fh)
-    hook = config["FileContentsManager"]["pre_save_hook"]
-    from traitlets.utils.importstring import import_item
+    extensions = config["ServerApp"]["jpserver_extensions"]
+    assert extensions == {"glsandbox_kernel.notebook.presave": True}
+    import importlib
 
-    assert import_item(hook) is pre_save_hook
+    module = importlib.import_module("glsandbox_kernel.notebook.presave")
+    assert module._jupyter_server_extension_points() == [{"module": "glsandbox_kernel.notebook.presave"}]
 
 
 def test_pre_save_hook_in_a_contents_manager(synthetic: Any, tmp_path: Any) -> None:
