@@ -200,6 +200,10 @@ def run_notebook(
         if key is not None:
             env["GLSANDBOX_AUDIT_KEY"] = key.decode("utf-8", "surrogateescape")
         with client.setup_kernel(env=env, cleanup_kc=True):
+            # as NotebookClient.execute does: the notebook names its language (sealed, as a frontend saves it)
+            info = client.wait_for_reply(client.kc.kernel_info())  # type: ignore[union-attr]
+            if info is not None and isinstance(info["content"].get("language_info"), dict):
+                nb.metadata["language_info"] = info["content"]["language_info"]
             for n, index in enumerate(code_cells, start=1):
                 cell = nb.cells[index]
                 t0 = time.monotonic()
