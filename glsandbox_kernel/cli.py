@@ -1,4 +1,4 @@
-"""The ``glsandbox`` command (host side): doctor, exec, audit, install, run, report.
+"""The ``glsandbox`` command (host side): doctor, exec, audit, install, run, report, keygen, attest.
 
 Each subcommand lives in the module that owns its subject and is wired here
 through an ``add_*_parser``/``run_*`` pair; bad arguments exit with status 2
@@ -180,6 +180,12 @@ def _verify_notebook(args: argparse.Namespace) -> int:
     return verify_notebook_cli(args)
 
 
+def _verify_attestation(args: argparse.Namespace) -> int:
+    from .notebook.attest import verify_attestation_cli
+
+    return verify_attestation_cli(args)
+
+
 def _run_keygen(args: argparse.Namespace) -> int:
     from .audit.keys import keygen
 
@@ -225,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_audit_parser(sub)  # type: ignore[arg-type]
     sub.choices["audit"].set_defaults(func=run_audit)
     register_file_verifier(".ipynb", _verify_notebook)
+    register_file_verifier(".intoto.jsonl", _verify_attestation)
 
     p = sub.add_parser("keygen", help="write an Ed25519 key pair for signing audit evidence")
     p.add_argument("path", metavar="PRIVATE", help="private key file (0600); the public key goes to PRIVATE.pub")
@@ -236,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("glsandbox_kernel.kernel.install", "add_install_parser"),
         ("glsandbox_kernel.notebook.run", "add_run_parser"),
         ("glsandbox_kernel.notebook.report", "add_report_parser"),
+        ("glsandbox_kernel.notebook.attest", "add_attest_parser"),
     ):
         try:
             mod = __import__(module, fromlist=[adder])
