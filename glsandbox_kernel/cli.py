@@ -1,4 +1,4 @@
-"""The ``glsandbox`` command (host side): doctor, exec, audit, install, run, report.
+"""The ``glsandbox`` command (host side): doctor, exec, audit, install, run, report, keygen, attest.
 
 Each subcommand lives in the module that owns its subject and is wired here
 through an ``add_*_parser``/``run_*`` pair; bad arguments exit with status 2
@@ -173,6 +173,38 @@ def _run_exec(args: argparse.Namespace) -> int:
     return 1
 
 
+# -- evidence ---------------------------------------------------------------------------------------
+
+
+def _verify_notebook(args: argparse.Namespace) -> int:
+    from .notebook.verify import verify_notebook_cli
+
+    return verify_notebook_cli(args)
+
+
+def _verify_attestation(args: argparse.Namespace) -> int:
+    from .notebook.attest import verify_attestation_cli
+
+    return verify_attestation_cli(args)
+
+
+def _run_keygen(args: argparse.Namespace) -> int:
+    from .audit.keys import keygen
+
+    try:
+        private, public, key_id = keygen(args.path, force=args.force)
+    except FileExistsError:
+        print(f"glsandbox keygen: {args.path} exists (--force to overwrite)", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"glsandbox keygen: cannot write {args.path}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    print(f"private key: {private} (mode 0600: keep it on the host, pass it as --sign-key)")
+    print(f"public key:  {public} (give it to auditors: glsandbox audit verify --pubkey {public})")
+    print(f"key id:      {key_id}")
+    return 0
+
+
 # -- main -----------------------------------------------------------------------------------------
 
 
@@ -196,16 +228,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("args", nargs=argparse.REMAINDER)
     p.set_defaults(func=_run_exec)
 
-    from .audit.cli import add_audit_parser, run_audit
+    from .audit.cli import add_audit_parser, register_file_verifier, run_audit
 
     add_audit_parser(sub)  # type: ignore[arg-type]
     sub.choices["audit"].set_defaults(func=run_audit)
+    register_file_verifier(".ipynb", _verify_notebook)
+    register_file_verifier(".intoto.jsonl", _verify_attestation)
+
+    p = sub.add_parser("keygen", help="write an Ed25519 key pair for signing audit evidence")
+    p.add_argument("path", metavar="PRIVATE", help="private key file (0600); the public key goes to PRIVATE.pub")
+    p.add_argument("--force", action="store_true", help="overwrite an existing key")
+    p.set_defaults(func=_run_keygen)
 
     # Each adder registers its subcommand with ``set_defaults(func=...)``.
     for module, adder in (
         ("glsandbox_kernel.kernel.install", "add_install_parser"),
         ("glsandbox_kernel.notebook.run", "add_run_parser"),
         ("glsandbox_kernel.notebook.report", "add_report_parser"),
+        ("glsandbox_kernel.notebook.attest", "add_attest_parser"),
     ):
         try:
             mod = __import__(module, fromlist=[adder])

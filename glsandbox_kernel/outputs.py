@@ -72,6 +72,8 @@ class OutputCollector:
             return None
         if kind not in ("stream", "display_data", "update_display_data", "execute_result", "error", "clear_output"):
             return None
+        if "_mark" in msg:  # host-only flag: a worker frame never counts as kernel-made
+            msg = {k: v for k, v in msg.items() if k != "_mark"}
         with self._lock:
             # ``on_output`` may return the frame as it published it (the kernel renames
             # sandbox-limit errors): that is what the frontend saves, so that is recorded.
@@ -115,6 +117,8 @@ class OutputCollector:
                 if display_id and out.get("_display_id") == display_id:
                     out["data"] = _dict(msg.get("data"))
                     out["metadata"] = _dict(msg.get("metadata"))
+                    if not msg.get("_mark"):
+                        out.pop("_mark", None)  # the sandbox rewrote it: no longer kernel-made
         elif kind == "execute_result":
             self.outputs.append(
                 {

@@ -279,6 +279,8 @@ class OSSandbox(AuditedSandbox):
         user_expressions: dict[str, str] | None = None,
         timeout: float | str | None = "config",
         allow_stdin: bool | None = None,
+        on_start: Callable[[], None] | None = None,
+        before_seal: Callable[[CellResult], None] | None = None,
     ) -> CellResult:
         """Run one notebook cell in the worker's IPython shell.
 
@@ -286,9 +288,15 @@ class OSSandbox(AuditedSandbox):
         display_data, update_display_data, execute_result, error, clear_output);
         ``on_input(prompt, password)`` answers ``input()``; ``on_comm`` receives
         comm_open/comm_msg/comm_close messages from sandboxed widgets.
+        ``on_start()`` (before the cell is sent) and ``before_seal(result)``
+        (after it ended, before its audit record is sealed) are where the
+        kernel publishes its own outputs through :meth:`mark_output`, so that
+        the record lists every output of the cell, each with its origin.
         """
         collector = OutputCollector(on_output, on_input, on_comm)
         self._collector = collector
+        if on_start is not None:
+            on_start()
         msg: dict[str, Any] = {
             "type": "cell",
             "code": code,
@@ -307,10 +315,11 @@ class OSSandbox(AuditedSandbox):
                 reply_types=("cell_reply",),
                 monitor_context={"kind": "cell"},
             )
-        finally:
+        except BaseException:
             self._collector = None
             with collector._lock:
                 collector._closed = True
+            raise
         reply = outcome.reply or {}
         count = reply.get("execution_count")
         result = CellResult(
@@ -362,6 +371,13 @@ class OSSandbox(AuditedSandbox):
                 "traceback": result.traceback,
             }
             collector.handle(message)
+        try:
+            if before_seal is not None:
+                before_seal(result)
+        finally:
+            self._collector = None
+            with collector._lock:
+                collector._closed = True
         from .notebook.evidence import outputs_evidence
 
         # A clear_output(wait=True) still pending is carried out by the frontend at the next

@@ -100,7 +100,7 @@ def test_public_api_is_pinned() -> None:
     }  # fmt: skip
     exported = {name for name in vars(audit) if not name.startswith("_")}
     assert expected <= exported
-    assert exported - expected <= {"cli", "log", "records", "sinks", "verify"}
+    assert exported - expected <= {"canonical", "cli", "keys", "log", "records", "sinks", "verify"}
 
 
 def test_event_type_values() -> None:
@@ -114,6 +114,97 @@ def test_event_type_values() -> None:
 
 def test_canonical_json_is_sorted_compact_utf8() -> None:
     assert canonical_json({"b": 1, "a": [1, "é"]}) == '{"a":[1,"é"],"b":1}'.encode()
+
+
+# RFC 8785 appendix B number vectors (IEEE 754 bit pattern -> ECMAScript text).
+@pytest.mark.parametrize(
+    ("bits", "text"),
+    [
+        ("0000000000000000", "0"),
+        ("8000000000000000", "0"),
+        ("0000000000000001", "5e-324"),
+        ("8000000000000001", "-5e-324"),
+        ("7fefffffffffffff", "1.7976931348623157e+308"),
+        ("ffefffffffffffff", "-1.7976931348623157e+308"),
+        ("4340000000000000", "9007199254740992"),
+        ("c340000000000000", "-9007199254740992"),
+        ("4430000000000000", "295147905179352830000"),
+        ("44b52d02c7e14af5", "9.999999999999997e+22"),
+        ("44b52d02c7e14af6", "1e+23"),
+        ("44b52d02c7e14af7", "1.0000000000000001e+23"),
+        ("444b1ae4d6e2ef4e", "999999999999999700000"),
+        ("444b1ae4d6e2ef4f", "999999999999999900000"),
+        ("444b1ae4d6e2ef50", "1e+21"),
+        ("3eb0c6f7a0b5ed8c", "9.999999999999997e-7"),
+        ("3eb0c6f7a0b5ed8d", "0.000001"),
+        ("41b3de4355555553", "333333333.3333332"),
+        ("41b3de4355555554", "333333333.33333325"),
+        ("41b3de4355555555", "333333333.3333333"),
+        ("41b3de4355555556", "333333333.3333334"),
+        ("41b3de4355555557", "333333333.33333343"),
+        ("becbf647612f3696", "-0.0000033333333333333333"),
+        ("43143ff3c1cb0959", "1424953923781206.2"),
+    ],
+)
+def test_jcs_numbers_are_written_as_ecmascript_does(bits: str, text: str) -> None:
+    import struct
+
+    from glsandbox_kernel.audit.canonical import js_number
+
+    assert js_number(struct.unpack(">d", bytes.fromhex(bits))[0]) == text
+
+
+def test_jcs_survives_a_javascript_round_trip() -> None:
+    """JupyterLab (JSON.parse + JSON.stringify) writes 60.0 as 60 and reorders nothing we hash."""
+    python = {"execution_time": 60.0, "peak": 1.5e-7, "big": 2**60, "s": "é\u2028\x7f\n", "\U0001f600": 1, "\uffff": 2}
+    javascript = {
+        "execution_time": 60,
+        "peak": 1.5e-7,
+        "big": 1152921504606846976,
+        "s": "é\u2028\x7f\n",
+        "\uffff": 2,
+        "\U0001f600": 1,
+    }
+    assert canonical_json(python) == canonical_json(javascript)
+    # keys sort by UTF-16 code units: the astral U+1F600 (surrogates D83D..) sorts before U+FFFF
+    assert canonical_json(python).index("\U0001f600".encode()) < canonical_json(python).index("\uffff".encode())
+    with pytest.raises(ValueError):
+        canonical_json({"x": float("nan")})
+
+
+def test_jcs_agrees_with_an_independent_implementation() -> None:
+    """The rfc8785 package (Trail of Bits) as the second implementation, over generated JSON."""
+    rfc8785 = pytest.importorskip("rfc8785", reason="rfc8785 is a test dependency")
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    safe_ints = st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1)
+    floats = st.floats(allow_nan=False, allow_infinity=False)
+    leaves = st.none() | st.booleans() | safe_ints | floats | st.text()
+    values = st.recursive(leaves, lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner), max_leaves=20)
+
+    @settings(max_examples=300, deadline=None)
+    @given(values)
+    def check(value: Any) -> None:
+        assert canonical_json(value) == rfc8785.dumps(value)
+
+    check()
+
+
+def test_a_format_1_record_still_verifies() -> None:
+    """Records written before JCS (no ``format``) are checked with the old encoding."""
+    from glsandbox_kernel.audit.records import legacy_canonical_json
+
+    body = {"seq": 0, "prev_hash": GENESIS_HASH, "session_id": "old", "execution_time": 0.5}
+    record = {**body, "record_hash": hashlib.sha256(legacy_canonical_json(body)).hexdigest()}
+    assert verify_records([record]).ok
+    record["execution_time"] = 0.25
+    assert not verify_records([record]).ok
+
+
+def test_records_name_their_format() -> None:
+    record = _emit(AuditLog(session_id="s", sinks=[]))
+    assert record["format"] == 2
 
 
 def test_provenance_hash_separates_parts_and_ignores_key_order() -> None:
@@ -148,7 +239,7 @@ def test_record_fields() -> None:
         extra={"fallback": True},
     )
     assert set(record) == {
-        "timestamp", "event_type", "session_id", "isolation_type", "sandbox_mode",
+        "format", "timestamp", "event_type", "session_id", "isolation_type", "sandbox_mode",
         "security_level", "provenance_hash", "execution_time", "metrics",
         "violations", "extra", "seq", "prev_hash", "record_hash",
     }  # fmt: skip

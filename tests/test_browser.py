@@ -1,8 +1,17 @@
-"""JupyterLab in a real browser: the live widget's memory figure rises, the violation banner shows.
+"""JupyterLab and the evidence report in a real browser.
+
+- the live widget's memory figure rises, the violation banner shows;
+- a ``glsandbox run`` output opened in JupyterLab and saved with Ctrl+S still
+  verifies (RFC 8785 hashing survives JavaScript's JSON; the pre-save hook,
+  loaded as the shipped server extension, keeps the signed seal);
+- a hostile notebook (a ``<script>`` output that rewrites the verdict) cannot
+  change the evidence report's verdict, and the report makes no request that
+  would leave the machine.
 
 JupyterLab (from PyPI) serves a temporary directory on 127.0.0.1 with a random
 token; headless Chromium from Debian (``/usr/bin/chromium``, never a
-downloaded browser) is driven by Playwright. Screenshots are kept in
+downloaded browser) is driven by Playwright; every request the pages make is
+recorded, and every one that would leave the machine is blocked. Screenshots are kept in
 ``test-artifacts/`` (one is copied to ``docs/widget.png`` for the README).
 """
 
@@ -81,6 +90,9 @@ def lab(glsandbox_kernelspec: str, tmp_path_factory: pytest.TempPathFactory) -> 
     nb.metadata["kernelspec"] = {"name": "glsandbox", "display_name": "Python 3 (sandboxed)", "language": "python"}
     nb.cells = [nbformat.v4.new_code_cell(ALLOCATE), nbformat.v4.new_code_cell(PTRACE)]
     nbformat.write(nb, str(root / "monitor.ipynb"))
+    config_d = base / "config" / "jupyter_server_config.d"
+    config_d.mkdir(parents=True)
+    shutil.copy(os.path.join(ROOT, "jupyter-config", "jupyter_server_config.d", "glsandbox.json"), config_d)
     port, token = _free_port(), secrets.token_hex(16)
     env = {
         **os.environ,
@@ -89,6 +101,7 @@ def lab(glsandbox_kernelspec: str, tmp_path_factory: pytest.TempPathFactory) -> 
         "JUPYTERLAB_WORKSPACES_DIR": str(base / "workspaces"),
         "JUPYTER_RUNTIME_DIR": str(base / "runtime"),
     }
+    env.pop("GLSANDBOX_AUDIT_KEY", None)  # the server holds no key: the run's signed seal must survive
     log = open(base / "lab.log", "wb")
     proc = subprocess.Popen(
         [
@@ -234,3 +247,160 @@ def test_live_widget_and_banner_in_jupyterlab(lab: dict[str, Any], tmp_path: Any
             _shot(page, "violation-banner.png")
         finally:
             context.close()
+
+
+# -- evidence in the browser -------------------------------------------------------------------------------
+
+HMAC_KEY = b"browser-test-hmac-key-0123456789"
+
+
+def _glsandbox(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if k != "GLSANDBOX_AUDIT_KEY"}
+    return subprocess.run(
+        [sys.executable, "-m", "glsandbox_kernel.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**base, **(env or {})},
+        cwd=ROOT,
+    )
+
+
+def _browser(pw: Any, profile: Any) -> tuple[Any, list[str], list[str]]:
+    """A Chromium context that records every request and blocks those that would leave the machine."""
+    context = pw.chromium.launch_persistent_context(
+        str(profile),
+        executable_path=CHROMIUM,
+        headless=True,
+        args=CHROMIUM_ARGS,
+        viewport={"width": 1280, "height": 900},
+    )
+    seen: list[str] = []
+    blocked: list[str] = []
+
+    def route(r: Any) -> None:
+        url = r.request.url
+        host = url.split("://", 1)[-1].split("/", 1)[0].rsplit("@", 1)[-1].split(":", 1)[0]
+        if url.startswith(("file:", "data:", "about:", "blob:")) or host in ("127.0.0.1", "localhost", "[::1]"):
+            r.continue_()
+        else:
+            blocked.append(url)
+            r.abort()
+
+    context.route("**/*", route)
+    context.on("request", lambda req: seen.append(req.url))
+    return context, seen, blocked
+
+
+def test_jupyterlab_save_keeps_the_evidence_verifiable(lab: dict[str, Any], tmp_path: Any) -> None:
+    """Open a ``glsandbox run`` output in JupyterLab, press Ctrl+S: ``audit verify`` with the run's key still OK."""
+    from playwright.sync_api import sync_playwright
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "glsandbox", "display_name": "Python 3 (sandboxed)", "language": "python"}
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# Saved from JupyterLab"),
+        nbformat.v4.new_code_cell("import time\ntime.sleep(0.8)\nprint(60.0, 1e-7)\n{'ratio': 60.0, 'tiny': 1e-7}"),
+        nbformat.v4.new_code_cell("from IPython.display import JSON\nJSON({'ratio': 60.0, 'big': 2**60})"),
+    ]
+    src = tmp_path / "src.ipynb"
+    nbformat.write(nb, str(src))
+    key = tmp_path / "k"
+    key.write_bytes(HMAC_KEY)
+    target = lab["root"] / "evidence.ipynb"
+    res = _glsandbox("run", str(src), "-o", str(target), "--key", str(key))
+    assert res.returncode == 0, res.stdout + res.stderr
+    before = target.read_text()
+    (tmp_path / "before-save.ipynb").write_text(before)  # kept for a post-mortem diff
+    assert _glsandbox("audit", "verify", str(target), "--key", str(key)).returncode == 0
+
+    with sync_playwright() as pw:
+        context, _seen, blocked = _browser(pw, tmp_path / "profile")
+        try:
+            page = context.new_page()
+            # a workspace of its own: only this notebook is open
+            page.goto(
+                f"{lab['url']}/lab/workspaces/save/tree/evidence.ipynb?reset&token={lab['token']}", timeout=90_000
+            )
+            page.wait_for_selector(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell", timeout=90_000)
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('.jp-StatusBar-TextItem, .jp-Toolbar-kernelStatus')]"
+                ".some(e => /Idle/.test(e.textContent || e.getAttribute('title') || ''))",
+                timeout=120_000,
+            )
+            page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell").nth(0).click()
+            page.keyboard.press("Control+s")
+            deadline = time.monotonic() + 30
+            while target.read_text() == before and time.monotonic() < deadline:
+                time.sleep(0.3)
+            _shot(page, "lab-saved.png")
+        finally:
+            context.close()
+    after = target.read_text()
+    assert after != before, "JupyterLab did not save the notebook"
+    assert '"ratio": 60.0' not in after and '"ratio": 60' in after  # JavaScript wrote 60.0 as 60
+    verified = _glsandbox("audit", "verify", str(target), "--key", str(key))
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert blocked == [], blocked
+
+
+HOSTILE = r"""
+from IPython.display import HTML, display
+display(HTML('''
+<script>
+  const v = (window.top || window).document.getElementById('glsandbox-verification');
+  if (v) { v.className = 'verdict ok'; v.innerHTML = '<b>Verification: OK</b>'; }
+  (window.top || window).document.querySelectorAll('td.bad').forEach(td => { td.textContent = 'yes'; });
+  (window.top || window).document.title = 'pwned';
+</script>
+<img src="x" onerror="(window.top || window).document.title = 'pwned by onerror'">
+<img src="http://192.0.2.1/beacon.png">
+<style>#glsandbox-verification { display: none !important; }</style>
+<b>a hostile output</b>
+'''))
+print('hostile cell done')
+"""
+
+
+def test_hostile_output_cannot_rewrite_the_report(tmp_path: Any) -> None:
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("Debian chromium is not installed (/usr/bin/chromium): apt-get install chromium")
+    pytest.importorskip("playwright.sync_api", reason="playwright (python) is not installed")
+    from playwright.sync_api import sync_playwright
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "glsandbox", "display_name": "Python 3 (sandboxed)", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(HOSTILE.strip()), nbformat.v4.new_code_cell("print('total', 42)")]
+    src = tmp_path / "hostile.ipynb"
+    nbformat.write(nb, str(src))
+    out = tmp_path / "hostile.out.ipynb"
+    res = _glsandbox("run", str(src), "-o", str(out))
+    assert res.returncode == 0, res.stdout + res.stderr
+    done = nbformat.read(str(out), as_version=4)
+    done.cells[1].outputs[0]["text"] = "total 41\n"  # tampered: the verdict must say FAILED
+    nbformat.write(done, str(out))
+    report = tmp_path / "report.html"
+    made = _glsandbox("report", str(out), "-o", str(report))
+    assert made.returncode == 1, made.stdout + made.stderr
+    assert "<script" not in report.read_text().replace("&lt;script", "")  # not even escaped into the frame raw
+
+    with sync_playwright() as pw:
+        context, seen, blocked = _browser(pw, tmp_path / "profile")
+        try:
+            page = context.new_page()
+            page.goto(report.as_uri())
+            page.wait_for_load_state("load")
+            frame = page.frame_locator("#glsandbox-notebook")
+            frame.get_by_text("a hostile output", exact=True).wait_for(timeout=30_000)  # shown, inert
+            page.wait_for_timeout(1000)  # time for any script that could run to run
+            _shot(page, "hostile-report.png")
+            assert page.is_visible("#glsandbox-verification")
+            verdict = page.inner_text("#glsandbox-verification")
+            assert "Verification: FAILED" in verdict and "output 1 edited" in verdict, verdict
+            assert page.title() == "glsandbox evidence report: hostile.out.ipynb"
+            assert "NO" in page.inner_text("#glsandbox-cells")
+            assert frame.locator("script").count() == 0
+        finally:
+            context.close()
+    leaving = [u for u in seen if not u.startswith(("file:", "data:", "about:"))]
+    assert leaving == [] and blocked == [], (leaving, blocked)

@@ -25,7 +25,7 @@ from glsandbox_kernel.notebook.evidence import (
     AUDIT_MIME,
     AuditTrail,
     canonical_outputs,
-    outputs_hash,
+    outputs_evidence,
     process_stream_text,
     role_metadata,
 )
@@ -36,6 +36,11 @@ from glsandbox_kernel.notebook.verify import verify_notebook
 from .conftest import ROOT
 
 KEY = b"test-key-0123456789abcdef"
+
+
+def outputs_hash(outputs: list[dict[str, Any]]) -> str:
+    return str(outputs_evidence(outputs)["outputs_hash"])
+
 
 # -- canonical outputs ------------------------------------------------------------------------------
 
@@ -72,29 +77,29 @@ def test_carriage_returns_as_jupyterlab_stores_them(raw: str, shown: str) -> Non
     )
 
 
-def test_excluded_outputs_separate_streams_and_are_not_hashed() -> None:
-    monitor = {"output_type": "display_data", "data": {"text/plain": "x"}, "metadata": role_metadata("monitor")}
-    widget = {"output_type": "display_data", "data": {"application/vnd.jupyter.widget-view+json": {}}, "metadata": {}}
-    audit = {"output_type": "display_data", "data": {AUDIT_MIME: {}, "text/plain": "a"}, "metadata": {}}
-    outs = [
-        {"output_type": "stream", "name": "stdout", "text": "1\r2"},
-        monitor,
-        {"output_type": "stream", "name": "stdout", "text": "\r3\n"},
-        widget,
-        audit,
-    ]
-    assert canonical_outputs(outs) == [
-        {"output_type": "stream", "name": "stdout", "text": "2"},
-        {"output_type": "stream", "name": "stdout", "text": "3\n"},
-    ]
+def test_no_output_excludes_itself_from_the_hash() -> None:
+    """A role claim, a widget view or an audit-looking output is hashed like any other output."""
+    plain = [{"output_type": "stream", "name": "stdout", "text": "1\n"}]
+    for claim in (
+        {"output_type": "display_data", "data": {"text/plain": "x"}, "metadata": role_metadata("notice")},
+        {"output_type": "display_data", "data": {"application/vnd.jupyter.widget-view+json": {}}, "metadata": {}},
+        {"output_type": "display_data", "data": {AUDIT_MIME: {}, "text/plain": "a"}, "metadata": {}},
+    ):
+        assert outputs_hash([*plain, claim]) != outputs_hash(plain)
+    # kernel-made outputs separate streams, as in every frontend
+    marked = {"output_type": "display_data", "data": {"text/plain": "m"}, "metadata": {}, "_mark": True}
+    outs = [plain[0], marked, {"output_type": "stream", "name": "stdout", "text": "\r3\n"}]
+    assert [o["output_type"] for o in canonical_outputs(outs)] == ["stream", "display_data", "stream"]
+    assert [e["origin"] for e in outputs_evidence(outs)["outputs"]] == ["sandbox", "kernel", "sandbox"]
 
 
-def test_data_ignores_metadata_transient_counts_and_base64_wrapping() -> None:
+def test_data_and_metadata_are_covered_transient_and_counts_are_not() -> None:
     a = [
         {
             "output_type": "execute_result",
             "execution_count": 3,
-            "metadata": {"x": 1},
+            "metadata": {"x": 1.0},
+            "transient": {"display_id": "d"},
             "data": {"text/plain": ["1\n", "2"], "image/png": "iVBOR\nw0KG\n", "application/json": {"b": 1, "a": 2}},
         }
     ]
@@ -102,11 +107,13 @@ def test_data_ignores_metadata_transient_counts_and_base64_wrapping() -> None:
         {
             "output_type": "execute_result",
             "execution_count": 9,
-            "metadata": {},
+            "metadata": {"x": 1},
             "data": {"text/plain": "1\n2", "image/png": "iVBORw0KG", "application/json": {"a": 2, "b": 1}},
         }
     ]
     assert outputs_hash(a) == outputs_hash(b)
+    b[0]["metadata"] = {"x": 2}
+    assert outputs_hash(a) != outputs_hash(b)
 
 
 # -- synthetic notebooks: OSSandbox results as the kernel emits them --------------------------------
@@ -242,9 +249,20 @@ def test_copied_cell(synthetic: Any) -> None:
 
 
 def test_reordered_cells(synthetic: Any) -> None:
+    """Without a seal, moved cells look like out-of-order execution: a warning, a problem with --strict."""
     nb = copy.deepcopy(synthetic)
     nb.cells[1], nb.cells[2] = nb.cells[2], nb.cells[1]
-    _only(_problems(nb), "reordered")
+    result = verify_notebook(nb)
+    assert result.ok, result.problems
+    assert any("out of order" in w for w in result.warnings)
+    assert (
+        "actual order of execution: cell 1 (In [1]), cell 3 (In [2]), cell 2 (In [3]), cell 4 (In [4])"
+        in result.warnings
+    )
+    _only(verify_notebook(nb, strict=True).problems, "not one clean top-to-bottom run")
+    write_evidence_metadata(nb := copy.deepcopy(synthetic), None)
+    nb.cells[1], nb.cells[2] = nb.cells[2], nb.cells[1]
+    _only(_problems(nb), "changed after the notebook was sealed")
 
 
 def test_tampered_record(synthetic: Any) -> None:
@@ -293,7 +311,7 @@ def test_signed_notebook_with_the_right_key(signed: Any) -> None:
     result = verify_notebook(signed, KEY)
     assert result.ok, result.problems
     assert all(c.signature_ok for c in result.cells)
-    assert signed.metadata["glsandbox"]["sessions"][0]["signature"]
+    assert signed.metadata["glsandbox"]["seal"]["signature"]
 
 
 def test_signed_notebook_with_a_wrong_key(signed: Any) -> None:
@@ -326,6 +344,13 @@ def test_forged_rehashed_chain_fails_with_a_key(signed: Any) -> None:
             rec.pop("signature", None)
             rec["record_hash"] = compute_record_hash(rec)
             prev = rec["record_hash"]
+    # a thorough forger re-derives the visible audit line too
+    from glsandbox_kernel.notebook.evidence import audit_bundle
+
+    for cell in nb.cells:
+        payload = cell.outputs[-1].data[AUDIT_MIME]
+        data, _meta = audit_bundle(payload["record"], payload["preceding"], execution_count=cell.execution_count)
+        cell.outputs[-1].data = data
     nb.metadata.pop("glsandbox")
     assert verify_notebook(nb).ok  # undetectable without a key (documented)
     _only(_problems(nb, KEY), "not signed")
@@ -409,13 +434,16 @@ def test_pre_save_hook_copies_records(synthetic: Any) -> None:
     pre_save_hook(model={"type": "file", "content": "x"}, path="x.txt")  # other files: untouched
 
 
-def test_server_config_enables_the_hook() -> None:
+def test_server_config_enables_the_extension() -> None:
+    """config.d files only load server extensions: ours registers the hook (see test_presave_server)."""
     with open(os.path.join(ROOT, "jupyter-config", "jupyter_server_config.d", "glsandbox.json")) as fh:
         config = json.load(fh)
-    hook = config["FileContentsManager"]["pre_save_hook"]
-    from traitlets.utils.importstring import import_item
+    extensions = config["ServerApp"]["jpserver_extensions"]
+    assert extensions == {"glsandbox_kernel.notebook.presave": True}
+    import importlib
 
-    assert import_item(hook) is pre_save_hook
+    module = importlib.import_module("glsandbox_kernel.notebook.presave")
+    assert module._jupyter_server_extension_points() == [{"module": "glsandbox_kernel.notebook.presave"}]
 
 
 def test_pre_save_hook_in_a_contents_manager(synthetic: Any, tmp_path: Any) -> None:
@@ -466,7 +494,7 @@ def test_glsandbox_run_writes_outputs_and_metadata(demo_run: Any) -> None:
         assert "execution" not in cell.metadata or "glsandbox" not in cell.metadata["execution"]
     meta = nb.metadata["glsandbox"]
     assert meta["environment"]["python"] and meta["environment"]["glsandbox"]
-    assert meta["sessions"][0]["signature"] and meta["run"]["completed"] is True
+    assert meta["seal"]["signature"] and meta["run"]["completed"] is True
     assert meta["config"]["level"] == "moderate"
     result = verify_notebook(nb, KEY)
     assert result.ok, result.problems

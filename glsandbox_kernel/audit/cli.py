@@ -1,7 +1,10 @@
 """``glsandbox audit verify|show`` (host side).
 
 The main ``glsandbox`` CLI calls :func:`add_audit_parser` to register the
-subcommands and :func:`run_audit` to run them. Exit status: 0 the chain is
+subcommands and :func:`run_audit` to run them. Files other than JSONL audit
+logs (notebooks, attestations) are verified by whoever registered their
+suffix with :func:`register_file_verifier` (the main CLI does, so this
+package never imports the notebook layer). Exit status: 0 the chain is
 intact (or ``show`` printed it), 1 the chain is broken, 2 a usage error
 (missing file, unreadable key ...), reported as one line, never a traceback.
 """
@@ -16,8 +19,31 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from .keys import Verifier, read_key_file, verifier_from_bytes
 from .log import load_key
 from .verify import VerifyResult, _parse_lines, _Unparsable, verify_file
+
+#: ``suffix -> verify(args) -> exit status`` for files that are not JSONL audit logs.
+_FILE_VERIFIERS: dict[str, Callable[[argparse.Namespace], int]] = {}
+
+
+def register_file_verifier(suffix: str, verify: Callable[[argparse.Namespace], int]) -> None:
+    """Let ``glsandbox audit verify FILE`` hand files ending in ``suffix`` to ``verify`` (main CLI)."""
+    _FILE_VERIFIERS[suffix] = verify
+
+
+def load_verifier(args: argparse.Namespace) -> Verifier | None:
+    """The verifier from ``--pubkey FILE`` (Ed25519), ``--key FILE`` or ``$GLSANDBOX_AUDIT_KEY``; None without.
+
+    ``OSError`` / ``ValueError`` for an unreadable or unusable key file.
+    """
+    pubkey = getattr(args, "pubkey", None)
+    if pubkey:
+        return verifier_from_bytes(read_key_file(pubkey))
+    path = getattr(args, "key", None)
+    material = load_key(path) if path else load_key()
+    return verifier_from_bytes(material) if material is not None else None
+
 
 _PROG = "glsandbox audit"
 _MAX_PROBLEMS_SHOWN = 20
@@ -58,6 +84,16 @@ def add_audit_parser(
         help="file holding the HMAC key (default: $GLSANDBOX_AUDIT_KEY, if set)",
     )
     verify.add_argument(
+        "--pubkey",
+        metavar="PUBLIC",
+        help="Ed25519 public key file (glsandbox keygen writes NAME.pub): verify without being able to sign",
+    )
+    verify.add_argument(
+        "--strict",
+        action="store_true",
+        help="notebooks: demand one clean top-to-bottom run (no re-executed or out-of-order cells)",
+    )
+    verify.add_argument(
         "--expected-head",
         metavar="HASH",
         help="record_hash the chain must still contain (detects truncation at the end)",
@@ -96,12 +132,13 @@ def run_audit(args: argparse.Namespace) -> int:
 
 def _verify(args: argparse.Namespace) -> int:
     path: str = args.file
-    if path.endswith(".ipynb"):
-        return _verify_notebook(args)
+    for suffix, verify in _FILE_VERIFIERS.items():
+        if path.endswith(suffix):
+            return int(verify(args))
     try:
-        key = load_key(args.key) if getattr(args, "key", None) else load_key()
+        key = load_verifier(args)
     except OSError as exc:
-        _error(f"cannot read key file {args.key}: {exc.strerror or exc}")
+        _error(f"cannot read key file {getattr(args, 'pubkey', None) or args.key}: {exc.strerror or exc}")
         return 2
     except ValueError as exc:
         _error(str(exc))
@@ -138,7 +175,7 @@ def _verify(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
-def _check_cluster_runs(path: str, key: bytes | None, result: VerifyResult) -> None:
+def _check_cluster_runs(path: str, key: Verifier | None, result: VerifyResult) -> None:
     """Add the checks of cluster runs (sessions' own chains, run manifests) to ``result``.
 
     A run file written by :mod:`glsandbox_kernel.distributed` is one chain the
@@ -154,12 +191,6 @@ def _check_cluster_runs(path: str, key: bytes | None, result: VerifyResult) -> N
         if result.first_bad is None:
             result.first_bad = result.count + 1
     result.notes.extend(notes)
-
-
-def _verify_notebook(args: argparse.Namespace) -> int:
-    from ..notebook.verify import verify_notebook_cli
-
-    return int(verify_notebook_cli(args))
 
 
 def _show(args: argparse.Namespace) -> int:

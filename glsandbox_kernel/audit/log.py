@@ -28,7 +28,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from .records import GENESIS_HASH, EventType, _strict_default, canonical_json, sign
+from .keys import Signer, signer_from_bytes
+from .records import GENESIS_HASH, RECORD_FORMAT, EventType, _strict_default, canonical_json
 from .sinks import AuditSink, JsonlFileSink
 
 logger = logging.getLogger(__name__)
@@ -37,7 +38,8 @@ logger = logging.getLogger(__name__)
 class AuditLog:
     """Seals audit records into a hash chain and writes them to sinks (host side).
 
-    ``key``, when given, signs every ``record_hash`` with HMAC-SHA256. ``emit``
+    ``key``, when given, signs every ``record_hash``: bytes are an HMAC secret
+    or a PEM Ed25519 private key (:func:`.keys.signer_from_bytes`). ``emit``
     is thread-safe. If a sink raises, the remaining sinks are still written
     and the first error is re-raised (the chain state already includes the
     record, as the first sink has it).
@@ -48,13 +50,15 @@ class AuditLog:
         *,
         session_id: str,
         sinks: Sequence[AuditSink],
-        key: bytes | None = None,
+        key: bytes | Signer | None = None,
     ) -> None:
-        if key is not None and not key:
-            raise ValueError("audit key is empty; pass None to disable signing")
+        if isinstance(key, (bytes, bytearray)):
+            if not key:
+                raise ValueError("audit key is empty; pass None to disable signing")
+            key = signer_from_bytes(bytes(key))
         self.session_id = str(session_id)
         self._sinks: list[AuditSink] = list(sinks)
-        self._key = key
+        self._key: Signer | None = key
         self._lock = threading.Lock()
         self._lines: list[bytes] = []
         first = self._sinks[0] if self._sinks else None
@@ -73,6 +77,11 @@ class AuditLog:
         ``verify_file(path, expected_head=head)``.
         """
         return self._head
+
+    @property
+    def signer(self) -> Signer | None:
+        """The key records are signed with (host side), or None."""
+        return self._key
 
     @property
     def next_seq(self) -> int:
@@ -120,6 +129,7 @@ class AuditLog:
         if not _is_plain(free_form, 0):
             free_form = _plain(free_form)
         body: dict[str, Any] = {
+            "format": RECORD_FORMAT,
             "timestamp": time.time(),
             "event_type": EventType(event_type).value,
             "session_id": self.session_id,
@@ -144,7 +154,7 @@ class AuditLog:
             # hash and signature are spliced onto the hashed bytes.
             tail = b',"record_hash":"' + record_hash.encode("ascii") + b'"'
             if key is not None:
-                signature = sign(record_hash, key)
+                signature = key.sign(record_hash.encode("ascii"))
                 body["signature"] = signature
                 tail += b',"signature":"' + signature.encode("ascii") + b'"'
             return body, encoded[:-1] + tail + b"}\n"
@@ -280,7 +290,7 @@ def _key(key: Any) -> str:
 
 
 def load_key(path: str | os.PathLike[str] | None = None, env_var: str = "GLSANDBOX_AUDIT_KEY") -> bytes | None:
-    """The HMAC key for signing/verifying audit records, or None (host side).
+    """The signing/verifying key material (HMAC secret or PEM Ed25519 key), or None (host side).
 
     Called by whoever builds the :class:`AuditLog` and by ``glsandbox audit
     verify``. With ``path``, the file's contents stripped of surrounding

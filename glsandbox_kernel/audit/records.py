@@ -11,10 +11,16 @@ A sealed record is one JSON object::
     security_level, provenance_hash, execution_time, metrics, violations,
     extra, seq, prev_hash, record_hash[, signature]
 
-``record_hash`` is the SHA-256 of :func:`canonical_json` of the record without
-``record_hash`` and ``signature``; ``prev_hash`` is the previous record's
-``record_hash`` (:data:`GENESIS_HASH` for the first), and ``signature`` is the
-HMAC-SHA256 of ``record_hash`` when a key is configured.
+``record_hash`` is the SHA-256 of :func:`canonical_json` (RFC 8785 JCS, see
+:mod:`.canonical`) of the record without ``record_hash`` and ``signature``;
+``prev_hash`` is the previous record's ``record_hash`` (:data:`GENESIS_HASH`
+for the first), and ``signature`` is the signature of ``record_hash`` when a
+key is configured (:mod:`.keys`: HMAC-SHA256 or Ed25519).
+
+``format`` (hashed) names the encoding: :data:`RECORD_FORMAT` (2) is JCS. A
+record without ``format`` was written before JCS (format 1: Python's
+``json.dumps(sort_keys=True)``, which a JavaScript round trip can change);
+:func:`compute_record_hash` still checks those.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from collections.abc import Mapping
 from pathlib import PurePath
 from typing import Any
 
+from .canonical import jcs_dumps
+
 GENESIS_HASH = "0" * 64
 """``prev_hash`` of the first record of a chain."""
 
@@ -35,6 +43,9 @@ GENESIS_HASH = "0" * 64
 UNHASHED_FIELDS = frozenset({"record_hash", "signature"})
 
 _PROVENANCE_TAG = b"glsandbox-provenance-v1\x00"
+
+RECORD_FORMAT = 2
+"""``format`` of records sealed now: hashed as RFC 8785 JCS."""
 
 
 class EventType(enum.StrEnum):
@@ -67,7 +78,7 @@ def _strict_default(obj: Any) -> Any:
     raise TypeError(f"object of type {type(obj).__name__} is not JSON serializable")
 
 
-_CANONICAL_ENCODER = json.JSONEncoder(
+_LEGACY_ENCODER = json.JSONEncoder(
     sort_keys=True,
     separators=(",", ":"),
     ensure_ascii=False,
@@ -76,15 +87,20 @@ _CANONICAL_ENCODER = json.JSONEncoder(
 
 
 def canonical_json(obj: Any) -> bytes:
-    """The one byte encoding that is hashed: sorted keys, no spaces, UTF-8.
+    """The one byte encoding that is hashed: RFC 8785 JCS (:func:`.canonical.jcs_dumps`).
 
-    That is ``json.dumps(obj, sort_keys=True, separators=(",", ":"),
-    ensure_ascii=False)``. Called by the audit log when sealing records and
-    by the verifier when checking them (host side). Enums become their value,
-    paths strings, bytes hex, sets sorted lists and dataclasses dicts; any
-    other non-JSON type raises ``TypeError``.
+    Called by the audit log when sealing records, by the verifier when
+    checking them, and by the notebook evidence and attestations (host side).
+    Enums become their value, paths strings, bytes hex, sets sorted lists and
+    dataclasses dicts; any other non-JSON type raises ``TypeError``, NaN and
+    infinities ``ValueError``.
     """
-    return _CANONICAL_ENCODER.encode(obj).encode("utf-8")
+    return jcs_dumps(obj, _strict_default)
+
+
+def legacy_canonical_json(obj: Any) -> bytes:
+    """Format-1 encoding (records without ``format``): ``json.dumps(sort_keys=True)`` compact."""
+    return _LEGACY_ENCODER.encode(obj).encode("utf-8")
 
 
 def _as_bytes(value: bytes | bytearray | memoryview | str) -> bytes:
@@ -115,7 +131,8 @@ def compute_record_hash(record: Mapping[str, Any]) -> str:
     Called by :class:`AuditLog` when sealing and by the verifier (host side).
     """
     body = {k: v for k, v in record.items() if k not in UNHASHED_FIELDS}
-    return hashlib.sha256(canonical_json(body)).hexdigest()
+    encode = legacy_canonical_json if "format" not in record else canonical_json
+    return hashlib.sha256(encode(body)).hexdigest()
 
 
 def sign(record_hash: str, key: bytes) -> str:

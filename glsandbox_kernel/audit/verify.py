@@ -24,14 +24,14 @@ that many records are present (a chain that has since grown is fine).
 
 from __future__ import annotations
 
-import hmac
 import json
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .records import GENESIS_HASH, compute_record_hash, sign
+from .keys import Verifier, verifier_from_bytes
+from .records import GENESIS_HASH, compute_record_hash
 
 _REQUIRED = ("seq", "prev_hash", "record_hash")
 
@@ -63,7 +63,7 @@ class _Unparsable:
 
 def verify_records(
     records: Iterable[Any],
-    key: bytes | None = None,
+    key: bytes | Verifier | None = None,
     *,
     expected_head: str | None = None,
     expected_count: int | None = None,
@@ -78,6 +78,7 @@ def verify_records(
     """
     problems: list[str] = []
     notes: list[str] = []
+    verifier = verifier_from_bytes(key) if isinstance(key, (bytes, bytearray)) else key
     first_bad: int | None = None
     prev_hash: str | None = GENESIS_HASH if from_genesis else None
     expected_seq: int | None = 0 if from_genesis else None
@@ -152,10 +153,10 @@ def verify_records(
                 )
 
         signature = record.get("signature")
-        if key is not None:
+        if verifier is not None:
             if signature is None:
                 bad(index, "signature missing (a key was given)")
-            elif not isinstance(signature, str) or not hmac.compare_digest(signature, sign(str(stored_hash), key)):
+            elif not verifier.verify(str(stored_hash).encode("ascii", "replace"), signature):
                 bad(index, "signature does not match (wrong key, or forged record)")
         elif signature is not None and not signed_noted:
             signed_noted = True
@@ -211,7 +212,7 @@ def _parse_lines(path: str | os.PathLike[str]) -> Iterator[Any]:
 
 def verify_file(
     path: str | os.PathLike[str],
-    key: bytes | None = None,
+    key: bytes | Verifier | None = None,
     *,
     expected_head: str | None = None,
     expected_count: int | None = None,

@@ -33,6 +33,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ..audit import AuditLog, EventType, JsonlFileSink, MemorySink, VerifyResult, verify_records
+from ..audit.keys import Verifier
 
 RUN_KEY = "cluster_run"
 TASK_KEY = "cluster_task"
@@ -206,7 +207,7 @@ def _extra(record: Any) -> Mapping[str, Any]:
     return extra if isinstance(extra, Mapping) else {}
 
 
-def check_cluster_runs(records: Iterable[Any], key: bytes | None = None) -> tuple[list[str], list[str]]:
+def check_cluster_runs(records: Iterable[Any], key: bytes | Verifier | None = None) -> tuple[list[str], list[str]]:
     """``(problems, notes)`` for the cluster runs in a run chain (host side).
 
     Called by :func:`verify_cluster_records` and by ``glsandbox audit verify``
@@ -294,7 +295,7 @@ def check_cluster_runs(records: Iterable[Any], key: bytes | None = None) -> tupl
     return problems, notes
 
 
-def verify_cluster_records(records: Sequence[Any], key: bytes | None = None) -> VerifyResult:
+def verify_cluster_records(records: Sequence[Any], key: bytes | Verifier | None = None) -> VerifyResult:
     """The outer chain (:func:`verify_records`) plus :func:`check_cluster_runs` (host side)."""
     result = verify_records(records, key)
     problems, notes = check_cluster_runs(records, key)
@@ -306,7 +307,9 @@ def verify_cluster_records(records: Sequence[Any], key: bytes | None = None) -> 
     return result
 
 
-def verify_cluster_file(path: str | os.PathLike[str], key: bytes | None = None) -> tuple[list[str], list[str]]:
+def verify_cluster_file(
+    path: str | os.PathLike[str], key: bytes | Verifier | None = None
+) -> tuple[list[str], list[str]]:
     """:func:`check_cluster_runs` over a JSONL file (damaged lines are left to the chain verifier)."""
     records: list[Any] = []
     with open(path, "rb") as handle:

@@ -303,12 +303,19 @@ class SandboxKernel(QuickRequests, Kernel):
             return self._error_reply(relay.error(type(exc).__name__, str(exc)))
         options = options or CellOptions()
         session_limit = sandbox.config.limits.memory_limit_bytes
-        if options.memory is not None and session_limit is not None and options.memory > session_limit:
-            relay.notice(
-                f"glsandbox: --memory {fmt_bytes(options.memory)} is above this kernel's sandbox limit of "
-                f"{fmt_bytes(session_limit)}; the cell gets at most {fmt_bytes(session_limit)}.\n"
-            )
         generation = sandbox.session.generation
+
+        def worker_gone() -> bool:  # killed during the cell (a fresh worker may already run: the prestart thread)
+            return not sandbox.session.alive or sandbox.session.generation != generation
+
+        def on_start() -> None:  # the kernel's own outputs go through mark_output: the record lists them
+            if options.memory is not None and session_limit is not None and options.memory > session_limit:
+                relay.notice(
+                    f"glsandbox: --memory {fmt_bytes(options.memory)} is above this kernel's sandbox limit of "
+                    f"{fmt_bytes(session_limit)}; the cell gets at most {fmt_bytes(session_limit)}.\n",
+                    mark=sandbox.mark_output,
+                )
+
         guard = CellLimitGuard(sandbox, options)
         relay.rewrite_error = lambda content: self._rewrite_error(content, guard, sandbox, options)
 
@@ -331,6 +338,20 @@ class SandboxKernel(QuickRequests, Kernel):
                 monitor.on_output(frame)
             return relay.output(frame)
 
+        lost_noticed: list[bool] = []
+
+        def before_seal(result: Any) -> None:  # the cell ended; its record is sealed after this
+            if monitor is not None:
+                monitor.finish(result)
+            if worker_gone():
+                self._lost_reason = relay.last_error["ename"] if relay.last_error else "the worker died"
+                relay.notice(
+                    f"glsandbox: {self._lost_reason}: the sandbox worker was killed and its state is lost; "
+                    "the next cell starts a fresh sandbox.\n",
+                    mark=sandbox.mark_output,
+                )
+                lost_noticed.append(True)
+
         result = None
         try:
             with guard:
@@ -344,6 +365,8 @@ class SandboxKernel(QuickRequests, Kernel):
                     user_expressions=user_expressions,
                     timeout=options.timeout if options.timeout is not None else "config",
                     allow_stdin=allow_stdin,
+                    on_start=on_start,
+                    before_seal=before_seal,
                 )
         except Exception as exc:  # noqa: BLE001 - any sandbox trouble is an error reply
             log.warning("sandbox request failed", exc_info=True)
@@ -351,15 +374,21 @@ class SandboxKernel(QuickRequests, Kernel):
         finally:
             if monitor is not None:
                 monitor.finish(result)
-        # Killed during the cell (a fresh worker may already run: the prestart thread's request).
-        if not sandbox.session.alive or sandbox.session.generation != generation:
+        if not lost_noticed and worker_gone():
             self._lost_reason = relay.last_error["ename"] if relay.last_error else "the worker died"
             relay.notice(
                 f"glsandbox: {self._lost_reason}: the sandbox worker was killed and its state is lost; "
                 "the next cell starts a fresh sandbox.\n"
             )
         if not silent:
-            self.evidence.emit_audit(relay.send, sandbox, result.audit_record, self.execution_count)
+            cell_id = (parent.get("metadata") or {}).get("cellId")
+            self.evidence.emit_audit(
+                relay.send,
+                sandbox,
+                result.audit_record,
+                self.execution_count,
+                cell_id=cell_id if isinstance(cell_id, str) else None,
+            )
         if result.status != "ok":
             error = relay.last_error
             if error is None:  # e.g. an interrupt that IPython did not report

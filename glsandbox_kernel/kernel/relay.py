@@ -313,12 +313,12 @@ class IOPubRelay:
         """Text on stderr from the kernel itself (not part of the cell's audited outputs)."""
         self.send("stream", {"name": "stderr", "text": text})
 
-    def notice(self, text: str) -> None:
+    def notice(self, text: str, mark: Callable[..., bool] | None = None) -> None:
         """A notice from the kernel itself (state lost, limits), shown like stderr.
 
-        A display_data marked ``metadata.glsandbox.role = "notice"``: the cell's
-        outputs hash covers what the sandbox produced, and a kernel notice
-        between its streams would otherwise change them.
+        A display_data with ``metadata.glsandbox.role = "notice"`` (for display).
+        ``mark`` (``OSSandbox.mark_output``) publishes it as a kernel-made output
+        of the running cell, so that the cell's audit record lists it.
         """
         import html
 
@@ -329,7 +329,12 @@ class IOPubRelay:
             f'margin: 0; padding: 2px 6px;">{html.escape(text.rstrip())}</pre>'
         )
         data = {"text/plain": text.rstrip(), "text/html": markup}
-        self.send("display_data", {"data": data, "metadata": role_metadata(ROLE_NOTICE), "transient": {}})
+        content = {"data": data, "metadata": role_metadata(ROLE_NOTICE), "transient": {}}
+        if mark is not None and mark(
+            {"output_type": "display_data", **content}, lambda: self.send("display_data", content)
+        ):
+            return
+        self.send("display_data", content)
 
     def error(self, ename: str, evalue: str, traceback: list[str] | None = None) -> dict[str, Any]:
         """Publish an error output made by the kernel; returns the error reply content."""

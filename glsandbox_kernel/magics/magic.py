@@ -348,7 +348,11 @@ class SandboxMagics(Magics):
         result = None
         try:
             result = sandbox.run_cell(
-                code, on_output=on_output, on_input=_with_sigint(on_input, previous, main), allow_stdin=True
+                code,
+                on_output=on_output,
+                on_input=_with_sigint(on_input, previous, main),
+                allow_stdin=True,
+                before_seal=monitor.finish,  # the monitor's outputs are listed in the cell's record
             )
         finally:
             if main:

@@ -72,7 +72,8 @@ def run_notebook_task(job: dict[str, Any], *, options: dict[str, Any], audit_key
 
     from ..audit import load_key
     from ..distributed.plugin import TaskOutcome, _ExceptionBox
-    from .run import RunSummary, collect_records, parse_params, run_notebook, write_evidence_metadata
+    from .metadata import collect_records, write_evidence_metadata
+    from .run import RunSummary, parse_params, run_notebook
 
     worker = get_worker()
     outcome = TaskOutcome(

@@ -1,34 +1,42 @@
 """Per-cell audit evidence in notebooks: canonical outputs, hashes, the audit output (host side).
 
-Who calls: :meth:`glsandbox_kernel.sandbox.OSSandbox.run_cell` (hashes the
-outputs of a cell into its sealed audit record), the kernel (emits
+Who calls: :meth:`glsandbox_kernel.sandbox.OSSandbox.run_cell` (hashes every
+output of a cell into its sealed audit record), the kernel (emits
 :func:`audit_bundle` as the cell's last output), and the verifier, ``glsandbox
 run``, the report and the pre-save hook (recompute the same hashes from a
 saved notebook). Nothing here runs in the sandbox, and this module imports no
 Jupyter package, so the engine can use it on its hot path.
 
-The outputs of a cell are hashed in a *canonical form* that is the same for
-the outputs collected live by the session and for the outputs a frontend
-saves in the ``.ipynb`` (nbclient, JupyterLab):
+**What a cell record covers** (``extra.outputs``): every output of the cell
+as the frontend saves it, in order, except the audit output itself, which is
+derived from the record (:func:`audit_bundle`) and re-derived by the verifier.
+Each entry is ``{"origin": "sandbox" | "kernel", "hash": ...}``: the origin
+is decided on the host by the path the output took (the worker's frames, or
+the kernel's own monitor, banner and notices through
+``OSSandbox.mark_output``), never by anything an output carries, so sandboxed
+code cannot make its outputs look kernel-made, and no output is skipped.
+
+The hashed form of an output (:func:`canonical_outputs`) is the same for the
+outputs collected live and for the outputs a frontend saves (nbclient,
+JupyterLab):
 
 - stream outputs: list-of-lines text joined, consecutive streams of the same
   name merged, then carriage returns and backspaces applied the way
-  JupyterLab's output model applies them (so text a frontend already
-  processed hashes the same as the raw text);
-- display_data / execute_result: ``data`` only (text MIME types joined,
-  base64 payloads without whitespace, JSON MIME types as JSON); metadata,
-  ``transient``, display ids and execution counts are not covered;
+  JupyterLab's output model applies them;
+- display_data / execute_result: ``output_type``, ``data`` (text MIME types
+  joined, base64 payloads without whitespace, JSON MIME types as JSON) and
+  ``metadata``;
 - error: ename, evalue, traceback;
-- excluded: the audit output itself (:data:`AUDIT_MIME`), live widget views
-  (:data:`WIDGET_MIME`) and everything the kernel adds with metadata
-  ``{"glsandbox": {"role": ...}}`` (monitor summaries and charts, violation
-  banners, notices). An excluded output still separates the streams around
-  it, as it does in every frontend.
+- everything through RFC 8785 JCS (:mod:`glsandbox_kernel.audit.canonical`).
+
+:data:`VOLATILE_FIELDS` lists what is not covered; every entry is a field
+the frontend or the Jupyter server writes, none is a field of an output.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -39,28 +47,42 @@ AUDIT_MIME = "application/vnd.glsandbox.audit+json"
 """MIME type of the per-cell audit output (the record and the records before it)."""
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
-"""MIME type of a live ipywidgets view (excluded from the outputs hash)."""
+"""MIME type of a live ipywidgets view (covered like any output)."""
 
 ROLE_MONITOR = "monitor"
 ROLE_AUDIT = "audit"
 ROLE_NOTICE = "notice"
-#: ``metadata.glsandbox.role`` values of kernel-made outputs, excluded from the outputs hash.
-EXCLUDED_ROLES = frozenset({ROLE_MONITOR, ROLE_AUDIT, ROLE_NOTICE})
+#: ``metadata.glsandbox.role`` values the kernel puts on its own outputs (for display only: no
+#: hash depends on them; the record says which outputs the kernel made).
+KERNEL_ROLES = frozenset({ROLE_MONITOR, ROLE_AUDIT, ROLE_NOTICE})
 
-#: at most this many per-output hashes go into a record (beyond it, only the overall hash).
-MAX_OUTPUT_HASHES = 64
+ORIGIN_SANDBOX = "sandbox"
+ORIGIN_KERNEL = "kernel"
+
+#: at most this many per-output entries go into a record (beyond it, only the overall hash).
+MAX_OUTPUT_HASHES = 4096
+
+#: The one list of fields no hash or signature covers (written by frontends and the server).
+VOLATILE_FIELDS: dict[str, str] = {
+    "notebook.metadata.widgets": "ipywidgets state saved by the frontend (the widget views are outputs, covered)",
+    "notebook.metadata (other keys)": "frontend and tool settings; kernelspec, language_info and glsandbox ARE covered",
+    "notebook.nbformat_minor, cell.id": "notebook format upgrades by the frontend (4.4 to 4.5 adds cell ids)",
+    "cell.metadata (except glsandbox)": "execution timing (cell.metadata.execution), collapsed, scrolled, trusted, tags",
+    "cell.execution_count, execute_result.execution_count": "prompt numbers; the order of execution is the records' seq",
+    "output transient": "display ids; never saved",
+}
 
 _OUTPUT_TYPES = ("stream", "display_data", "execute_result", "error")
 _WS = re.compile(r"\s+")
 
 
 def role_metadata(role: str, **extra: Any) -> dict[str, Any]:
-    """Output metadata marking a kernel-made output (excluded from the outputs hash)."""
+    """Output metadata naming a kernel-made output's role (display only; hashed like any metadata)."""
     return {"glsandbox": {"role": role, **extra}}
 
 
 def output_role(output: Mapping[str, Any]) -> str | None:
-    """The ``metadata.glsandbox.role`` of an output, or None for an ordinary output."""
+    """The ``metadata.glsandbox.role`` of an output, or None (a claim, not proof of origin)."""
     meta = output.get("metadata")
     if not isinstance(meta, Mapping):
         return None
@@ -71,14 +93,10 @@ def output_role(output: Mapping[str, Any]) -> str | None:
     return None
 
 
-def is_excluded(output: Mapping[str, Any]) -> bool:
-    """True for the audit output, live widget views and kernel-made (role-marked) outputs."""
-    if output.get("_mark"):
-        return True
-    if output_role(output) in EXCLUDED_ROLES:
-        return True
+def is_audit_output(output: Mapping[str, Any]) -> bool:
+    """An output holding an audit record (the kernel's, or one claiming to be)."""
     data = output.get("data")
-    return isinstance(data, Mapping) and (AUDIT_MIME in data or WIDGET_MIME in data)
+    return isinstance(data, Mapping) and isinstance(data.get(AUDIT_MIME), Mapping)
 
 
 def _text(value: Any) -> str:
@@ -129,6 +147,21 @@ def _is_text_mime(mime: str) -> bool:
     return mime.startswith("text/") or mime.endswith("+xml") or mime in ("application/javascript",)
 
 
+def _json_safe(value: Any, depth: int = 0) -> Any:
+    """Hostile output data as the JSON a frontend saves: NaN/inf as null, keys as strings, no odd types."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if depth > 100:
+        return None
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v, depth + 1) for v in value]
+    return str(value)
+
+
 def _canonical_data(data: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if not isinstance(data, Mapping):
@@ -136,12 +169,55 @@ def _canonical_data(data: Any) -> dict[str, Any]:
     for mime, value in data.items():
         mime = str(mime)
         if _is_json_mime(mime):
-            out[mime] = value
+            out[mime] = _json_safe(value)
         elif _is_text_mime(mime):
             out[mime] = _text(value)
         else:  # base64 payloads (images, PDF): frontends may re-wrap the lines
             out[mime] = _WS.sub("", _text(value))
     return out
+
+
+def _canonical(outputs: Iterable[Mapping[str, Any]]) -> list[tuple[dict[str, Any], str]]:
+    """``(canonical output, origin)`` pairs; origin from the host-only ``_mark`` of collected outputs."""
+    result: list[tuple[dict[str, Any], str]] = []
+    last_stream: dict[str, Any] | None = None
+    for output in outputs:
+        if not isinstance(output, Mapping):
+            continue
+        origin = ORIGIN_KERNEL if output.get("_mark") is True else ORIGIN_SANDBOX
+        kind = output.get("output_type")
+        if kind == "stream":
+            name = "stderr" if output.get("name") == "stderr" else "stdout"
+            text = _text(output.get("text"))
+            if last_stream is not None and last_stream["name"] == name:  # merged as every frontend does
+                last_stream["text"] += text
+            else:
+                last_stream = {"output_type": "stream", "name": name, "text": text}
+                result.append((last_stream, origin))
+            continue
+        last_stream = None
+        if kind == "error":
+            tb = output.get("traceback")
+            item: dict[str, Any] = {
+                "output_type": "error",
+                "ename": _text(output.get("ename")),
+                "evalue": _text(output.get("evalue")),
+                "traceback": [str(x) for x in tb] if isinstance(tb, (list, tuple)) else [],
+            }
+        elif kind in ("display_data", "execute_result"):
+            meta = output.get("metadata")
+            item = {
+                "output_type": kind,
+                "data": _canonical_data(output.get("data")),
+                "metadata": _json_safe(meta) if isinstance(meta, Mapping) else {},
+            }
+        else:
+            item = {"output_type": str(kind)}
+        result.append((item, origin))
+    for item, _origin in result:
+        if item["output_type"] == "stream":
+            item["text"] = process_stream_text(item["text"])
+    return [(item, o) for item, o in result if item["output_type"] != "stream" or item["text"]]
 
 
 def canonical_outputs(outputs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -150,67 +226,45 @@ def canonical_outputs(outputs: Iterable[Mapping[str, Any]]) -> list[dict[str, An
     Accepts the session's collected outputs and nbformat outputs (plain dicts
     or ``NotebookNode``). Called host side by ``run_cell`` and the verifier.
     """
-    result: list[dict[str, Any]] = []
-    last_stream: dict[str, Any] | None = None
-    for output in outputs:
-        if not isinstance(output, Mapping):
-            continue
-        if is_excluded(output):
-            last_stream = None  # separates streams, as in every frontend
-            continue
-        kind = output.get("output_type")
-        if kind not in _OUTPUT_TYPES:
-            continue
-        if kind == "stream":
-            name = "stderr" if output.get("name") == "stderr" else "stdout"
-            text = _text(output.get("text"))
-            if last_stream is not None and last_stream["name"] == name:
-                last_stream["text"] += text
-            else:
-                last_stream = {"output_type": "stream", "name": name, "text": text}
-                result.append(last_stream)
-            continue
-        last_stream = None
-        if kind == "error":
-            tb = output.get("traceback")
-            result.append(
-                {
-                    "output_type": "error",
-                    "ename": _text(output.get("ename")),
-                    "evalue": _text(output.get("evalue")),
-                    "traceback": [str(x) for x in tb] if isinstance(tb, (list, tuple)) else [],
-                }
-            )
-        else:
-            result.append({"output_type": kind, "data": _canonical_data(output.get("data"))})
-    for item in result:
-        if item["output_type"] == "stream":
-            item["text"] = process_stream_text(item["text"])
-    return [item for item in result if item["output_type"] != "stream" or item["text"]]
+    return [item for item, _origin in _canonical(outputs)]
 
 
 def _digest(obj: Any) -> str:
     return hashlib.sha256(canonical_json(obj)).hexdigest()
 
 
-def outputs_hash(outputs: Iterable[Mapping[str, Any]]) -> str:
-    """SHA-256 hex of the canonical outputs (what ``extra.outputs_hash`` of a cell record holds)."""
-    return _digest(canonical_outputs(outputs))
+def output_entries(outputs: Iterable[Mapping[str, Any]]) -> list[dict[str, str]]:
+    """``[{"origin", "hash"}]`` per canonical output, in order (``extra.outputs`` of a cell record)."""
+    return [{"origin": origin, "hash": _digest(item)} for item, origin in _canonical(outputs)]
+
+
+def entries_hash(entries: Iterable[Mapping[str, Any]]) -> str:
+    """SHA-256 hex over the ordered output entries (``extra.outputs_hash``)."""
+    return _digest([[str(e.get("origin")), str(e.get("hash"))] for e in entries])
 
 
 def output_hashes(outputs: Iterable[Mapping[str, Any]]) -> list[str]:
-    """SHA-256 hex of each canonical output, in order (lets the verifier name the output)."""
-    return [_digest(item) for item in canonical_outputs(outputs)]
+    """SHA-256 hex of each canonical output, in order (origin not included)."""
+    return [e["hash"] for e in output_entries(outputs)]
 
 
 def outputs_evidence(outputs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """The ``extra`` fields ``run_cell`` seals into a cell record: hash, count, per-output hashes."""
-    canonical = canonical_outputs(outputs)
-    each = [_digest(item) for item in canonical]
-    evidence: dict[str, Any] = {"outputs_hash": _digest(canonical), "outputs_count": len(canonical)}
-    if len(each) <= MAX_OUTPUT_HASHES:
-        evidence["output_hashes"] = each
+    """The ``extra`` fields ``run_cell`` seals into a cell record: every output's origin and hash."""
+    entries = output_entries(outputs)
+    evidence: dict[str, Any] = {"outputs_hash": entries_hash(entries), "outputs_count": len(entries)}
+    if len(entries) <= MAX_OUTPUT_HASHES:
+        evidence["outputs"] = entries
     return evidence
+
+
+def saved_outputs_evidence(outputs: Iterable[Mapping[str, Any]], origins: list[str] | None) -> dict[str, Any]:
+    """The same from a saved cell, whose outputs carry no origin: ``origins`` come from the record."""
+    canonical = canonical_outputs(outputs)
+    hashes = [_digest(item) for item in canonical]
+    if origins is None or len(origins) != len(hashes):
+        origins = [ORIGIN_SANDBOX] * len(hashes)
+    entries = [{"origin": o, "hash": h} for o, h in zip(origins, hashes, strict=True)]
+    return {"outputs_hash": entries_hash(entries), "outputs_count": len(entries), "outputs": entries}
 
 
 def source_hash(source: str | Iterable[str]) -> str:
@@ -283,6 +337,7 @@ def audit_bundle(
     preceding: Iterable[Mapping[str, Any]] = (),
     *,
     execution_count: int | None = None,
+    superseded: Iterable[Mapping[str, Any]] = (),
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(data, metadata)`` of the display_data the kernel emits as a cell's last output.
 
@@ -293,8 +348,12 @@ def audit_bundle(
     import html
 
     line = summary_line(record, execution_count)
+    payload: dict[str, Any] = {"record": dict(record), "preceding": [dict(r) for r in preceding]}
+    earlier = [dict(r) for r in superseded]
+    if earlier:
+        payload["superseded"] = earlier
     data = {
-        AUDIT_MIME: {"record": dict(record), "preceding": [dict(r) for r in preceding]},
+        AUDIT_MIME: payload,
         "text/plain": line,
         "text/html": (
             '<div class="glsandbox-audit" style="font-family: monospace; font-size: 11px; color: #777;">'
@@ -309,14 +368,24 @@ class AuditTrail:
 
     :meth:`bundle` gives the audit output of a cell's record with every
     record sealed since the previous bundle as ``preceding``, so the cells of
-    a notebook hold the whole chain between them.
+    a notebook hold the whole chain between them. When the frontend names the
+    cell (JupyterLab sends ``cellId`` in the execute_request metadata), a
+    re-executed cell's new audit output also carries the records its previous
+    audit output held (``superseded``): the frontend replaces that output, and
+    the chain stays whole.
     """
 
     def __init__(self) -> None:
         self._shown: dict[str, int] = {}
+        self._cells: dict[tuple[str, str], list[dict[str, Any]]] = {}
 
     def bundle(
-        self, sandbox: Any, record: Mapping[str, Any], *, execution_count: int | None = None
+        self,
+        sandbox: Any,
+        record: Mapping[str, Any],
+        *,
+        execution_count: int | None = None,
+        cell_id: str | None = None,
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """``(data, metadata)`` for ``record`` (a record of ``sandbox.audit_records``)."""
         records = sandbox.audit_records
@@ -329,31 +398,41 @@ class AuditTrail:
         else:
             preceding = records[min(start, index) : index]
             self._shown[session] = index + 1
-        return audit_bundle(record, preceding, execution_count=execution_count)
+        superseded: list[dict[str, Any]] = []
+        if isinstance(cell_id, str) and cell_id:
+            key = (session, cell_id)
+            superseded = self._cells.get(key, [])
+            self._cells[key] = [*superseded, *(dict(r) for r in preceding), dict(record)]
+        return audit_bundle(record, preceding, execution_count=execution_count, superseded=superseded)
 
 
 def find_audit_output(outputs: Iterable[Mapping[str, Any]]) -> tuple[int, dict[str, Any]] | None:
-    """``(index, payload)`` of the last audit output of a cell, or None."""
+    """``(index, payload)`` of the cell's audit output (the last output holding a record), or None.
+
+    The kernel emits it as the cell's last output; in an IPython kernel the
+    ``%%sandbox`` cell's result or exception follows it. Any other
+    audit-looking output is an ordinary output, which the record must list.
+    """
     found: tuple[int, dict[str, Any]] | None = None
     for index, output in enumerate(outputs):
-        data = output.get("data") if isinstance(output, Mapping) else None
-        if isinstance(data, Mapping) and isinstance(data.get(AUDIT_MIME), Mapping):
-            payload = data[AUDIT_MIME]
-            found = (index, dict(payload))
+        if isinstance(output, Mapping) and is_audit_output(output):
+            found = (index, dict(output["data"][AUDIT_MIME]))
     return found
 
 
 __all__ = [
     "AUDIT_MIME",
-    "EXCLUDED_ROLES",
+    "KERNEL_ROLES",
+    "VOLATILE_FIELDS",
     "WIDGET_MIME",
     "audit_bundle",
     "canonical_outputs",
+    "entries_hash",
     "find_audit_output",
+    "output_entries",
     "output_hashes",
     "output_role",
     "outputs_evidence",
-    "outputs_hash",
     "process_stream_text",
     "role_metadata",
     "source_hash",

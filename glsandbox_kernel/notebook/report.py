@@ -1,12 +1,24 @@
-"""``glsandbox report NOTEBOOK -o evidence.html``: an HTML evidence report (host side).
+"""``glsandbox report NOTEBOOK -o evidence.html``: an HTML evidence report that the evidence cannot rewrite (host side).
 
 Who calls: the ``glsandbox`` CLI (:func:`add_report_parser`) and tests
-(:func:`build_report`). The report is the notebook rendered by nbconvert's
-HTML exporter (so the monitor charts and audit lines in the outputs appear),
-with, at the top, the verification result (:func:`~.verify.verify_notebook`)
-and a table of every code cell: level, backend, status, wall time, CPU time,
-peak memory, violations, and whether its source, outputs and chain check out.
-nbconvert is imported only here. No code from the notebook runs.
+(:func:`build_report`). The page has two parts:
+
+- the verdict (:func:`~.verify.verify_notebook`), the problems, warnings and
+  notes, and a table of every code cell (level, backend, status, wall and CPU
+  time, peak memory, violations, and whether its source, outputs, chain and
+  signature check out) — written by this module, in the top-level document;
+- the notebook itself, rendered by nbconvert's ``basic`` template (no
+  require.js, no MathJax, no CDN), **sanitized with nh3** (the Ammonia
+  sanitizer: no ``<script>``, no event handlers, no ``<style>``, no
+  ``javascript:`` URLs, images only as ``data:``) and placed in an
+  ``<iframe sandbox srcdoc=...>`` without ``allow-scripts`` or
+  ``allow-same-origin``, so nothing in it can reach the verdict or draw over it.
+
+The top-level document carries a Content-Security-Policy that forbids every
+script and every fetch (``default-src 'none'``; inline styles and ``data:``
+images only), which the framed notebook inherits. The report is one
+self-contained file; opening it makes no network request. No code from the
+notebook runs here or in the browser.
 """
 
 from __future__ import annotations
@@ -85,6 +97,8 @@ def summary_html(nb: Mapping[str, Any], result: NotebookVerifyResult, *, title: 
     ]
     if result.problems:
         parts.append("<ul>" + "".join(f"<li>{html.escape(p)}</li>" for p in result.problems) + "</ul>")
+    if result.warnings:
+        parts.append("<ul>" + "".join(f"<li>warning: {html.escape(w)}</li>" for w in result.warnings) + "</ul>")
     if result.notes:
         parts.append("<ul>" + "".join(f"<li><i>note: {html.escape(n)}</i></li>" for n in result.notes) + "</ul>")
     parts.append("</div>")
@@ -128,22 +142,80 @@ def summary_html(nb: Mapping[str, Any], result: NotebookVerifyResult, *, title: 
     return "".join(parts)
 
 
-def build_report(nb: Any, key: bytes | None = None, *, title: str = "notebook") -> tuple[str, NotebookVerifyResult]:
-    """``(html, verification)``: the nbconvert HTML of ``nb`` with the evidence block on top."""
-    from nbconvert import HTMLExporter
+CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-src 'self'; base-uri 'none'; form-action 'none'"
+"""The report's Content-Security-Policy: no script, no fetch, no form, in the verdict's document and the frame."""
 
+_NOTEBOOK_CSS = """
+body { font-family: system-ui, sans-serif; font-size: 13px; margin: 8px; }
+.cell { margin: 6px 0; } .prompt { color: #777; font-family: monospace; font-size: 11px; }
+pre { white-space: pre-wrap; margin: 0; } .input_area { background: #f7f7f7; padding: 4px; }
+.output_area { padding: 2px 4px; } .output_stderr { background: #fdd; } img { max-width: 100%; }
+table { border-collapse: collapse; } td, th { border: 1px solid #ddd; padding: 2px 4px; }
+"""
+
+
+def _allow_data_images(tag: str, attribute: str, value: str) -> str | None:
+    """nh3 attribute filter: images only from ``data:`` URLs (no remote fetch)."""
+    if tag == "img" and attribute == "src" and not value.startswith("data:image/"):
+        return None
+    return value
+
+
+def sanitize(markup: str) -> str:
+    """``markup`` with everything that could run or fetch removed (nh3, a maintained sanitizer)."""
+    import nh3
+
+    tags = set(nh3.ALLOWED_TAGS) | {"div", "span", "pre", "code", "img", "table", "thead", "tbody", "tr", "td", "th"}
+    tags -= {"style", "script", "iframe", "object", "embed", "link", "meta", "form", "input", "button", "svg"}
+    attributes = {
+        "*": {"class", "id", "title"},
+        "a": {"href"},
+        "img": {"src", "alt", "width", "height"},
+        "td": {"colspan", "rowspan"},
+        "th": {"colspan", "rowspan"},
+    }
+    return nh3.clean(
+        markup,
+        tags=tags,
+        clean_content_tags={"script", "style"},
+        attributes=attributes,
+        attribute_filter=_allow_data_images,
+        url_schemes={"http", "https", "mailto", "data"},
+        link_rel="noopener noreferrer nofollow",
+    )
+
+
+def notebook_html(nb: Any, title: str) -> str:
+    """The notebook as a sanitized, script-free HTML document (the frame's ``srcdoc``)."""
+    from nbconvert import HTMLExporter
+    from pygments.formatters import HtmlFormatter
+
+    body, _resources = HTMLExporter(template_name="basic").from_notebook_node(
+        nb, resources={"metadata": {"name": title}}
+    )
+    css = _NOTEBOOK_CSS + HtmlFormatter().get_style_defs(".highlight")
+    return (
+        f'<!DOCTYPE html><html><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{html.escape(CSP)}">'
+        f"<style>{css}</style></head><body>{sanitize(body)}</body></html>"
+    )
+
+
+def build_report(nb: Any, key: Any = None, *, title: str = "notebook") -> tuple[str, NotebookVerifyResult]:
+    """``(html, verification)``: the verdict and table, then the sanitized notebook in a sandboxed frame."""
     result = verify_notebook(nb, key)
-    exporter = HTMLExporter(template_name="lab")
-    body, _resources = exporter.from_notebook_node(nb, resources={"metadata": {"name": title}})
     block = summary_html(nb, result, title=title)
-    lower = body.lower()
-    at = lower.find("<main")
-    if at >= 0:
-        at = lower.find(">", at) + 1
-    else:
-        at = lower.find("<body")
-        at = lower.find(">", at) + 1 if at >= 0 else 0
-    return body[:at] + block + body[at:], result
+    frame = notebook_html(nb, title)
+    page = (
+        '<!DOCTYPE html><html><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{html.escape(CSP)}">'
+        f"<title>glsandbox evidence report: {html.escape(title)}</title></head><body>"
+        f"{block}"
+        '<iframe id="glsandbox-notebook" title="the notebook (sanitized, no scripts)" sandbox="" '
+        'referrerpolicy="no-referrer" style="width: 100%; height: 85vh; border: 1px solid #ccc; resize: vertical;" '
+        f'srcdoc="{html.escape(frame, quote=True)}"></iframe></body></html>'
+    )
+    return page, result
 
 
 def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -157,6 +229,7 @@ def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("notebook", metavar="NOTEBOOK")
     p.add_argument("-o", "--output", metavar="HTML", help="default: NOTEBOOK with .evidence.html")
     p.add_argument("--key", metavar="FILE", help="HMAC key file to check signatures (default: $GLSANDBOX_AUDIT_KEY)")
+    p.add_argument("--pubkey", metavar="PUBLIC", help="Ed25519 public key file to check signatures")
     p.set_defaults(func=report_cli)
     return p
 
@@ -167,12 +240,12 @@ def report_cli(args: argparse.Namespace) -> int:
 
     import nbformat
 
-    from .verify import load_verify_key
+    from ..audit.cli import load_verifier
 
     try:
-        key = load_verify_key(args.key)
+        key = load_verifier(args)
     except (OSError, ValueError) as exc:
-        print(f"glsandbox report: error: cannot use key {args.key}: {exc}", file=sys.stderr)
+        print(f"glsandbox report: error: cannot use key {args.pubkey or args.key}: {exc}", file=sys.stderr)
         return 2
     try:
         with open(args.notebook, encoding="utf-8") as fh:

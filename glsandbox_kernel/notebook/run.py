@@ -12,8 +12,11 @@ What it writes (the notebook still passes ``nbformat.validate``):
 - ``cell.metadata["glsandbox"]``: a second copy of the cell's audit record and
   the records before it, its hashes and status;
 - ``notebook.metadata["glsandbox"]``: the session(s) with their chain head and
-  record count (and an HMAC signature over the head with ``--key``), the
+  record count, the
   configuration, environment versions, and how the run went;
+- the notebook seal (:mod:`.seal`) over every cell, the kernelspec and this
+  metadata, signed with ``--key`` (HMAC) or ``--sign-key`` (Ed25519), as is
+  every record (the key reaches the kernel process, never the sandbox);
 - parameters (``--param K=V``) as an injected cell after the cell tagged
   ``parameters`` (papermill's convention), or first.
 
@@ -29,7 +32,6 @@ import argparse
 import ast
 import json
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -37,15 +39,9 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .evidence import (
-    find_audit_output,
-    fmt_bytes,
-    fmt_seconds,
-    outputs_evidence,
-    record_status,
-    source_hash,
-)
-from .verify import METADATA_KEY, verify_notebook
+from .evidence import find_audit_output, fmt_bytes, fmt_seconds, record_status
+from .metadata import write_evidence_metadata
+from .verify import verify_notebook
 
 INJECTED_TAG = "injected-parameters"
 PARAMETERS_TAG = "parameters"
@@ -136,125 +132,6 @@ def _write_kernelspec(directory: str, name: str, argv: list[str], level: str) ->
 # -- metadata -----------------------------------------------------------------------------------------
 
 
-def environment() -> dict[str, Any]:
-    """Versions of what ran the notebook (python, glsandbox, Jupyter packages, OS)."""
-    from importlib import metadata as md
-
-    from .._version import __version__
-
-    env: dict[str, Any] = {
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "glsandbox": __version__,
-        "os": platform.platform(),
-        "machine": platform.machine(),
-    }
-    for dist in ("ipykernel", "jupyter_client", "nbclient", "nbformat", "ipython"):
-        try:
-            env[dist] = md.version(dist)
-        except md.PackageNotFoundError:
-            env[dist] = None
-    return env
-
-
-def collect_records(nb: Any) -> list[dict[str, Any]]:
-    """Every audit record held by the cells' audit outputs, in notebook order."""
-    records: list[dict[str, Any]] = []
-    for cell in nb.cells:
-        if cell.get("cell_type") != "code":
-            continue
-        found = find_audit_output(cell.get("outputs") or [])
-        if found is None:
-            continue
-        payload = found[1]
-        records.extend(dict(r) for r in payload.get("preceding") or [] if isinstance(r, Mapping))
-        if isinstance(payload.get("record"), Mapping):
-            records.append(dict(payload["record"]))
-    return records
-
-
-def session_heads(records: list[dict[str, Any]], key: bytes | None) -> list[dict[str, Any]]:
-    """Per session: id, chain head (record_hash of the last record), count, and signature with a key."""
-    from ..audit.records import sign
-
-    last: dict[str, dict[str, Any]] = {}
-    for rec in records:
-        sid = str(rec.get("session_id"))
-        seq = rec.get("seq")
-        if not isinstance(seq, int):
-            continue
-        if sid not in last or seq > int(last[sid]["seq"]):
-            last[sid] = rec
-    sessions = []
-    for sid, rec in last.items():
-        entry: dict[str, Any] = {"session_id": sid, "head": rec.get("record_hash"), "count": int(rec["seq"]) + 1}
-        if key is not None and isinstance(entry["head"], str):
-            entry["signature"] = sign(entry["head"], key)
-        sessions.append(entry)
-    return sessions
-
-
-def cell_metadata(cell: Any) -> dict[str, Any] | None:
-    """``cell.metadata["glsandbox"]`` for a cell with an audit output (None without)."""
-    found = find_audit_output(cell.get("outputs") or [])
-    if found is None:
-        return None
-    payload = found[1]
-    record = payload.get("record")
-    if not isinstance(record, Mapping):
-        return None
-    extra = record.get("extra") if isinstance(record.get("extra"), Mapping) else {}
-    assert isinstance(extra, Mapping)
-    source = cell.get("source", "")
-    current = outputs_evidence(cell.get("outputs") or [])
-    return {
-        "record": dict(record),
-        "preceding": [dict(r) for r in payload.get("preceding") or [] if isinstance(r, Mapping)],
-        "status": record_status(record),
-        "source_hash": source_hash(source),
-        "outputs_hash": current["outputs_hash"],
-        "hashes_match": extra.get("source_hash") == source_hash(source)
-        and extra.get("outputs_hash") == current["outputs_hash"],
-    }
-
-
-def write_evidence_metadata(
-    nb: Any, key: bytes | None, *, run: dict[str, Any] | None = None, config: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """Fill ``cell.metadata["glsandbox"]`` and ``notebook.metadata["glsandbox"]``; returns the latter.
-
-    Called by ``glsandbox run`` after execution (and usable on any notebook
-    holding audit outputs). Never touches ``metadata.execution``.
-    """
-    from .._version import __version__
-
-    for cell in nb.cells:
-        if cell.get("cell_type") != "code":
-            continue
-        meta = cell_metadata(cell)
-        if meta is not None:
-            cell.metadata[METADATA_KEY] = meta
-    records = collect_records(nb)
-    session_start = next((r for r in records if r.get("event_type") == "session_start"), None)
-    extra = session_start.get("extra") if isinstance(session_start, Mapping) else None
-    nb_meta: dict[str, Any] = {
-        "version": __version__,
-        "sessions": session_heads(records, key),
-        "records": len(records),
-        "signed": key is not None,
-        "environment": environment(),
-        "config": {
-            **(config or {}),
-            "backend": extra.get("backend") if isinstance(extra, Mapping) else None,
-            "sandbox": extra.get("config") if isinstance(extra, Mapping) else None,
-        },
-    }
-    if run is not None:
-        nb_meta["run"] = run
-    nb.metadata[METADATA_KEY] = nb_meta
-    return nb_meta
-
-
 # -- running ---------------------------------------------------------------------------------------------
 
 
@@ -323,6 +200,10 @@ def run_notebook(
         if key is not None:
             env["GLSANDBOX_AUDIT_KEY"] = key.decode("utf-8", "surrogateescape")
         with client.setup_kernel(env=env, cleanup_kc=True):
+            # as NotebookClient.execute does: the notebook names its language (sealed, as a frontend saves it)
+            info = client.wait_for_reply(client.kc.kernel_info())  # type: ignore[union-attr]
+            if info is not None and isinstance(info["content"].get("language_info"), dict):
+                nb.metadata["language_info"] = info["content"]["language_info"]
             for n, index in enumerate(code_cells, start=1):
                 cell = nb.cells[index]
                 t0 = time.monotonic()
@@ -423,7 +304,12 @@ def add_run_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="parameter injected after the cell tagged 'parameters' (repeatable)",
     )
     p.add_argument(
-        "--key", metavar="FILE", help="HMAC key file: sign records and the chain head (default: $GLSANDBOX_AUDIT_KEY)"
+        "--key",
+        metavar="FILE",
+        help="HMAC key file: sign records and the notebook seal (default: $GLSANDBOX_AUDIT_KEY)",
+    )
+    p.add_argument(
+        "--sign-key", metavar="PRIVATE", help="Ed25519 private key (glsandbox keygen): sign records and the seal"
     )
     p.add_argument("--no-monitor", action="store_true", help="no monitor summaries/charts in the outputs")
     p.add_argument("--allow-errors", action="store_true", help="keep running after a failing cell")
@@ -445,13 +331,17 @@ def run_cli(args: argparse.Namespace) -> int:
     """``glsandbox run``: see the module docstring for the exit status."""
     import nbformat
 
+    from ..audit.keys import signer_from_bytes
     from .verify import load_verify_key
 
     path = args.notebook
+    key_path = getattr(args, "sign_key", None) or args.key
     try:
-        key = load_verify_key(args.key)
+        key = load_verify_key(key_path)
+        if key is not None:
+            signer_from_bytes(key)  # a usable signing key (not a public key)
     except (OSError, ValueError) as exc:
-        print(f"glsandbox run: error: cannot use key {args.key}: {exc}", file=sys.stderr)
+        print(f"glsandbox run: error: cannot use key {key_path}: {exc}", file=sys.stderr)
         return 2
     try:
         with open(path, encoding="utf-8") as fh:

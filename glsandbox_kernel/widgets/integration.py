@@ -113,13 +113,18 @@ class KernelEvidence:
         )
 
     def emit_audit(
-        self, send: Any, sandbox: Any, record: Mapping[str, Any] | None, execution_count: int | None
+        self,
+        send: Any,
+        sandbox: Any,
+        record: Mapping[str, Any] | None,
+        execution_count: int | None,
+        cell_id: str | None = None,
     ) -> None:
-        """Publish the cell's audit output (display_data), its last output."""
+        """Publish the cell's audit output (display_data), its last output (``cell_id``: the frontend's)."""
         if record is None:
             return
         try:
-            data, metadata = self.trail.bundle(sandbox, record, execution_count=execution_count)
+            data, metadata = self.trail.bundle(sandbox, record, execution_count=execution_count, cell_id=cell_id)
             send("display_data", {"data": data, "metadata": metadata, "transient": {}})
         except Exception:
             log.warning("could not emit the audit output", exc_info=True)
@@ -207,11 +212,12 @@ def ipython_emit_audit(trail: AuditTrail, sandbox: Any, record: Mapping[str, Any
     """Publish a ``%%sandbox`` cell's audit output (in a kernel only: a terminal saves nothing)."""
     if record is None:
         return
-    send, _parent, in_kernel = ipython_send()
+    send, parent, in_kernel = ipython_send()
     if not in_kernel:
         return
+    cell_id = ((parent or {}).get("metadata") or {}).get("cellId")
     try:
-        data, metadata = trail.bundle(sandbox, record)
+        data, metadata = trail.bundle(sandbox, record, cell_id=cell_id if isinstance(cell_id, str) else None)
         send("display_data", {"data": data, "metadata": metadata, "transient": {}})
     except Exception:
         log.warning("could not emit the audit output", exc_info=True)

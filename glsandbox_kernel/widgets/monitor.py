@@ -34,8 +34,11 @@ What the user sees:
   trusted, and the action; when the cell ends, whether the cell was stopped
   (enforcing) or continued (permissive).
 
-All outputs made here carry ``metadata.glsandbox.role = "monitor"`` and are
-excluded from the cell's outputs hash (:mod:`glsandbox_kernel.notebook.evidence`).
+All outputs made here carry ``metadata.glsandbox.role = "monitor"`` (for
+display) and are published through ``OSSandbox.mark_output``, so the cell's
+audit record lists each of them, content included, as kernel-made
+(:mod:`glsandbox_kernel.notebook.evidence`); the kernel calls :meth:`CellMonitor.finish`
+before the record is sealed.
 """
 
 from __future__ import annotations
@@ -109,6 +112,7 @@ class CellMonitor:
         self._render_cost = 0.0
         self._renderer: Any = None
         self._lock = threading.Lock()  # publishing of live outputs vs finish()
+        self._finished = False
 
     # -- the kernel's side ------------------------------------------------------------------
     def start(self) -> None:
@@ -129,8 +133,11 @@ class CellMonitor:
         """The cell ended: freeze the widget into the summary, finish the banner, close comms.
 
         ``result`` is the :class:`~glsandbox_kernel.session.CellResult` (None when the
-        request itself failed). Runs in the kernel's execute thread.
+        request itself failed). Runs in the kernel's execute thread; a second call does nothing.
         """
+        if self._finished:
+            return
+        self._finished = True
         session = self.sandbox.session
         _remove(session.monitor.listeners, self._on_sample)
         _remove(getattr(session, "violation_listeners", []), self._on_violation)
@@ -220,9 +227,9 @@ class CellMonitor:
             if elapsed < self.live_after or self._stopping:
                 return
             live = _LiveWidget(self.parent)
+            content = live.display_content(self._display_id)
             displayed = self.sandbox.mark_output(
-                {"output_type": "display_data", "data": {}, "metadata": role_metadata(ROLE_MONITOR)},
-                lambda: self.send("display_data", live.display_content(self._display_id)),
+                {"output_type": "display_data", **content}, lambda: self.send("display_data", content)
             )
             if not displayed:  # the cell is over
                 live.close()
@@ -261,17 +268,16 @@ class CellMonitor:
             "transient": {"display_id": self._banner_id},
         }
         if self._banner_shown and not self._cleared:
-            self.send("update_display_data", content)
+            self._publish("update_display_data", content)
             return
         if final is None:
             shown = self.sandbox.mark_output(
-                {"output_type": "display_data", "data": {}, "metadata": role_metadata(ROLE_MONITOR)},
-                lambda: self.send("display_data", content),
+                {"output_type": "display_data", **content}, lambda: self.send("display_data", content)
             )
             if shown:
                 self._banner_shown = True
             return
-        self.send("display_data", content)
+        self._publish("display_data", content)
         self._banner_shown = True
 
     # -- the end of the cell ------------------------------------------------------------------------
@@ -305,9 +311,14 @@ class CellMonitor:
             "transient": {"display_id": self._display_id},
         }
         if self._displayed and not self._cleared:
-            self.send("update_display_data", content)
+            self._publish("update_display_data", content)
         else:
-            self.send("display_data", content)
+            self._publish("display_data", content)
+
+    def _publish(self, msg_type: str, content: dict[str, Any]) -> None:
+        """Publish a kernel-made output, recorded in the running cell's outputs when there is one."""
+        if not self.sandbox.mark_output({"output_type": msg_type, **content}, lambda: self.send(msg_type, content)):
+            self.send(msg_type, content)
 
     def _chart(self) -> Any:
         if self._renderer is None:

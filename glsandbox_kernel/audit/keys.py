@@ -1,0 +1,238 @@
+"""Signing keys for audit records, notebook seals and attestations: HMAC or Ed25519 (host side).
+
+Who calls: :class:`~glsandbox_kernel.audit.log.AuditLog` (signs each
+``record_hash``), the notebook seal and ``glsandbox attest`` (sign), the
+verifiers (check), ``glsandbox keygen`` (writes a key pair). Keys live on
+the host only: the sandbox's environment is scrubbed to an allowlist and key
+files are created ``0600``.
+
+Two schemes:
+
+- **HMAC-SHA256** (symmetric): any non-PEM key file or ``$GLSANDBOX_AUDIT_KEY``.
+  Whoever can verify can also forge. Signature: 64 hex digits.
+- **Ed25519** (public key, through ``cryptography``): ``glsandbox keygen`` writes
+  ``NAME`` (PKCS#8 PEM private key, ``0600``) and ``NAME.pub`` (PEM public key).
+  An auditor holding only the public key verifies and cannot forge.
+  Signature: ``ed25519:<key id>:<base64>``, the key id being the first 16 hex
+  digits of the SHA-256 of the raw public key.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import os
+from pathlib import Path
+from typing import Protocol
+
+ED25519_PREFIX = "ed25519:"
+_PEM_PRIVATE = b"-----BEGIN PRIVATE KEY-----"
+_PEM_PUBLIC = b"-----BEGIN PUBLIC KEY-----"
+
+
+class Signer(Protocol):
+    """Signs a message (a hash in hex) for a record, a seal or an envelope."""
+
+    scheme: str
+
+    def sign(self, message: bytes) -> str:
+        """The signature text stored next to what it signs."""
+        ...
+
+    def sign_raw(self, message: bytes) -> bytes:
+        """The raw signature bytes (for DSSE envelopes)."""
+        ...
+
+    def verifier(self) -> Verifier:
+        """What checks this signer's signatures."""
+        ...
+
+
+class Verifier(Protocol):
+    """Checks signatures made by a :class:`Signer`."""
+
+    scheme: str
+
+    def verify(self, message: bytes, signature: object) -> bool:
+        """True when ``signature`` (the stored text) signs ``message``."""
+        ...
+
+    def verify_raw(self, message: bytes, signature: bytes) -> bool:
+        """True when the raw ``signature`` bytes sign ``message``."""
+        ...
+
+
+class HmacKey:
+    """HMAC-SHA256 with a shared secret: both :class:`Signer` and :class:`Verifier`."""
+
+    scheme = "hmac-sha256"
+
+    def __init__(self, key: bytes) -> None:
+        if not key:
+            raise ValueError("HMAC key is empty")
+        self._key = bytes(key)
+
+    @property
+    def key_id(self) -> str:
+        return "hmac"
+
+    def sign_raw(self, message: bytes) -> bytes:
+        return hmac.new(self._key, message, hashlib.sha256).digest()
+
+    def sign(self, message: bytes) -> str:
+        return self.sign_raw(message).hex()
+
+    def verify(self, message: bytes, signature: object) -> bool:
+        return isinstance(signature, str) and hmac.compare_digest(signature, self.sign(message))
+
+    def verify_raw(self, message: bytes, signature: bytes) -> bool:
+        return hmac.compare_digest(signature, self.sign_raw(message))
+
+    def verifier(self) -> HmacKey:
+        return self
+
+
+class Ed25519Verifier:
+    """An Ed25519 public key (``cryptography``)."""
+
+    scheme = "ed25519"
+
+    def __init__(self, public_key: object) -> None:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+        if not isinstance(public_key, Ed25519PublicKey):
+            raise ValueError("not an Ed25519 public key")
+        self._key = public_key
+        raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        self.key_id = hashlib.sha256(raw).hexdigest()[:16]
+
+    def public_pem(self) -> bytes:
+        from cryptography.hazmat.primitives import serialization
+
+        return self._key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+    def verify_raw(self, message: bytes, signature: bytes) -> bool:
+        from cryptography.exceptions import InvalidSignature
+
+        try:
+            self._key.verify(signature, message)
+        except InvalidSignature:
+            return False
+        return True
+
+    def verify(self, message: bytes, signature: object) -> bool:
+        if not isinstance(signature, str) or not signature.startswith(ED25519_PREFIX):
+            return False
+        _scheme, key_id, encoded = [*signature.split(":", 2), "", ""][:3]
+        if key_id != self.key_id:
+            return False
+        try:
+            raw = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            return False
+        return self.verify_raw(message, raw)
+
+
+class Ed25519Signer:
+    """An Ed25519 private key (``cryptography``); never leaves the host process."""
+
+    scheme = "ed25519"
+
+    def __init__(self, private_key: object) -> None:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        if not isinstance(private_key, Ed25519PrivateKey):
+            raise ValueError("not an Ed25519 private key")
+        self._key = private_key
+        self._verifier = Ed25519Verifier(private_key.public_key())
+        self.key_id = self._verifier.key_id
+
+    @classmethod
+    def generate(cls) -> Ed25519Signer:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        return cls(Ed25519PrivateKey.generate())
+
+    def private_pem(self) -> bytes:
+        from cryptography.hazmat.primitives import serialization
+
+        return self._key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+
+    def sign_raw(self, message: bytes) -> bytes:
+        return self._key.sign(message)
+
+    def sign(self, message: bytes) -> str:
+        return f"{ED25519_PREFIX}{self.key_id}:{base64.b64encode(self.sign_raw(message)).decode('ascii')}"
+
+    def verifier(self) -> Ed25519Verifier:
+        return self._verifier
+
+
+def signer_from_bytes(material: bytes) -> HmacKey | Ed25519Signer:
+    """A signer from key material: a PEM private key is Ed25519, anything else an HMAC secret."""
+    material = material.strip()
+    if material.startswith(_PEM_PRIVATE):
+        from cryptography.hazmat.primitives import serialization
+
+        return Ed25519Signer(serialization.load_pem_private_key(material, password=None))
+    if material.startswith(_PEM_PUBLIC):
+        raise ValueError("this is a public key: it can verify, not sign (use the private key file)")
+    return HmacKey(material)
+
+
+def verifier_from_bytes(material: bytes) -> HmacKey | Ed25519Verifier:
+    """A verifier from key material: PEM public or private key (Ed25519), else an HMAC secret."""
+    material = material.strip()
+    if material.startswith(_PEM_PUBLIC):
+        from cryptography.hazmat.primitives import serialization
+
+        return Ed25519Verifier(serialization.load_pem_public_key(material))
+    return signer_from_bytes(material).verifier()
+
+
+def read_key_file(path: str | os.PathLike[str]) -> bytes:
+    """The contents of a key file (``FileNotFoundError`` if missing, ``ValueError`` if empty)."""
+    data = Path(path).read_bytes().strip()
+    if not data:
+        raise ValueError(f"key file {os.fspath(path)} is empty")
+    return data
+
+
+def keygen(path: str | os.PathLike[str], *, force: bool = False) -> tuple[Path, Path, str]:
+    """Write a new Ed25519 pair: ``path`` (private, ``0600``) and ``path.pub``; returns both and the key id.
+
+    Called by ``glsandbox keygen``. Refuses to overwrite unless ``force``.
+    """
+    private = Path(path)
+    public = private.with_name(private.name + ".pub")
+    signer = Ed25519Signer.generate()
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | (0 if force else os.O_EXCL)
+    if force and private.exists():
+        private.unlink()
+    fd = os.open(private, flags, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, signer.private_pem())
+    finally:
+        os.close(fd)
+    public.write_bytes(signer.verifier().public_pem())
+    os.chmod(public, 0o644)
+    return private, public, signer.key_id
+
+
+__all__ = [
+    "Ed25519Signer",
+    "Ed25519Verifier",
+    "HmacKey",
+    "Signer",
+    "Verifier",
+    "keygen",
+    "read_key_file",
+    "signer_from_bytes",
+    "verifier_from_bytes",
+]

@@ -1,0 +1,245 @@
+"""Per-cell and per-session checks of notebook evidence (host side).
+
+Who calls: :func:`glsandbox_kernel.notebook.verify.verify_notebook`, which
+walks the cells and hands each cell's findings and each session's records
+to these helpers. Nothing here runs code from the notebook.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..audit.records import GENESIS_HASH
+from .evidence import AUDIT_MIME, audit_bundle, output_hashes, source_hash
+
+
+@dataclasses.dataclass
+class CellCheck:
+    """The verification of one code cell (rows of the report's table)."""
+
+    index: int
+    execution_count: int | None
+    record: dict[str, Any] | None = None
+    where: str = "none"  # "output", "metadata" or "none"
+    source_ok: bool | None = None
+    outputs_ok: bool | None = None
+    chain_ok: bool | None = None
+    signature_ok: bool | None = None
+    executed: bool = True
+    outside: bool = False  # an ordinary cell of a non-glsandbox notebook (not a %%sandbox cell)
+    superseded: int = 0  # records of earlier runs of this cell (re-executed)
+    out_of_order: bool = False  # its record is older than that of a cell above it
+    problems: list[str] = dataclasses.field(default_factory=list)
+    warnings: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        """``cell 3 (In [2])`` — index as shown by Jupyter (1-based) plus execution count."""
+        count = f"In [{self.execution_count}]" if self.execution_count is not None else "not executed"
+        return f"cell {self.index + 1} ({count})"
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+@dataclasses.dataclass
+class _Entry:
+    record: dict[str, Any]
+    cell: CellCheck
+    own: bool  # the cell's own record (not one of its preceding records)
+    superseded: bool = False  # a record of an earlier run of this cell (re-executed)
+
+
+def _describe_outputs(current: list[str], recorded: list[str]) -> str:
+    """Which outputs changed, from per-output hashes (1-based positions)."""
+    if len(current) < len(recorded) and _is_subsequence(current, recorded):
+        missing = _missing_positions(current, recorded)
+        return f"output{'s' if len(missing) > 1 else ''} {_positions(missing)} removed"
+    if len(current) > len(recorded) and _is_subsequence(recorded, current):
+        added = _missing_positions(recorded, current)
+        return f"output{'s' if len(added) > 1 else ''} {_positions(added)} added"
+    if len(current) == len(recorded):
+        changed = [i + 1 for i, (a, b) in enumerate(zip(current, recorded, strict=True)) if a != b]
+        return f"output{'s' if len(changed) > 1 else ''} {_positions(changed)} edited"
+    return f"outputs edited ({len(current)} now, {len(recorded)} when it ran)"
+
+
+def _is_subsequence(short: list[str], long: list[str]) -> bool:
+    it = iter(long)
+    return all(any(x == y for y in it) for x in short)
+
+
+def _missing_positions(short: list[str], long: list[str]) -> list[int]:
+    out, j = [], 0
+    for i, item in enumerate(long):
+        if j < len(short) and short[j] == item:
+            j += 1
+        else:
+            out.append(i + 1)
+    return out
+
+
+def _positions(items: list[int]) -> str:
+    return ", ".join(str(i) for i in items) if items else "?"
+
+
+def _magic_order_ok(outputs: Sequence[Any], found_at: int, rec_entries: list[Any]) -> bool:
+    """A ``%%sandbox`` cell: IPython shows the cell's result or exception after the audit output.
+
+    The outputs before the audit output must be the recorded ones in order,
+    once those shown after it (each one recorded) are taken out.
+    """
+    recorded = [str(e.get("hash")) for e in rec_entries if isinstance(e, Mapping)]
+    before = output_hashes(outputs[:found_at])
+    for h in output_hashes(outputs[found_at + 1 :]):
+        if h not in recorded:
+            return False
+        recorded.remove(h)
+    return recorded == before
+
+
+def _check_audit_output(check: CellCheck, output: Mapping[str, Any], payload: Mapping[str, Any], record: Any) -> None:
+    """The visible audit output must be exactly what the kernel derives from the record."""
+    preceding = [dict(r) for r in payload.get("preceding") or [] if isinstance(r, Mapping)]
+    extra_keys = {k: v for k, v in payload.items() if k not in ("record", "preceding")}
+    data = output.get("data") if isinstance(output.get("data"), Mapping) else {}
+    assert isinstance(data, Mapping)
+    for count in (check.execution_count, None):
+        want_data, want_meta = audit_bundle(record, preceding, execution_count=count, **extra_keys)
+        got = {k: ("".join(v) if isinstance(v, list) else v) for k, v in data.items() if k != AUDIT_MIME}
+        if got == {k: v for k, v in want_data.items() if k != AUDIT_MIME} and output.get("metadata") == want_meta:
+            return
+    line = data.get("text/plain")
+    line = "".join(line) if isinstance(line, list) else str(line)
+    want = audit_bundle(record, preceding, execution_count=check.execution_count, **extra_keys)[0]["text/plain"]
+    check.problems.append(
+        f"{check.label}: its visible audit line was rewritten: it shows {line[:160]!r}, the record says {want[:160]!r}"
+    )
+
+
+def is_magic_cell(source: str) -> bool:
+    """A cell that the ``%%sandbox`` magic runs (in an ordinary IPython kernel)."""
+    return source.lstrip().startswith("%%sandbox")
+
+
+def magic_level(source: str) -> str | None:
+    """The security level a ``%%sandbox`` line asks for (``moderate`` when it names none)."""
+    if not is_magic_cell(source):
+        return None
+    words = iter(source.lstrip().split("\n", 1)[0].split()[1:])
+    for word in words:
+        if word.startswith("-"):
+            if "=" not in word and word not in ("--new", "--no-monitor"):
+                next(words, None)  # the option's value
+            continue
+        if word in ("strict", "moderate", "lenient"):
+            return word
+    return "moderate"
+
+
+def source_hashes(source: str) -> set[str]:
+    """The hashes a record's ``extra.source_hash`` may hold for this cell source.
+
+    For a ``%%sandbox`` cell the sandbox ran the body without the magic line
+    (IPython adds a final newline when the cell has none).
+    """
+    hashes = {source_hash(source)}
+    if is_magic_cell(source):
+        body = source.lstrip().split("\n", 1)[1] if "\n" in source.lstrip() else ""
+        hashes |= {source_hash(body), source_hash(body + "\n")}
+    return hashes
+
+
+def canonical_records(value: Any) -> list[str]:
+    """The record hashes of a ``preceding`` list (for comparing two copies)."""
+    if not isinstance(value, Sequence) or isinstance(value, str):
+        return []
+    return [str(r.get("record_hash")) for r in value if isinstance(r, Mapping)]
+
+
+def _check_chain(
+    session_id: str,
+    items: list[_Entry],
+    listed: Mapping[str, Any] | None,
+    problems: list[str],
+) -> dict[str, Any]:
+    """One session's chain: order in the notebook, seq gaps, prev_hash links, head."""
+    short = session_id[:12] + "…"
+    # Order in the notebook must follow the order of execution.
+    own = [e for e in items if e.own]
+    for a, b in itertools.pairwise(own):
+        sa, sb = a.record.get("seq"), b.record.get("seq")
+        if isinstance(sa, int) and isinstance(sb, int) and sb < sa and a.cell is not b.cell:
+            b.cell.out_of_order = True
+            b.cell.warnings.append(
+                f"{b.cell.label}: ran before {a.cell.label} although it stands below it "
+                "(executed out of order, or the cells were moved)"
+            )
+    ordered = sorted((e for e in items if isinstance(e.record.get("seq"), int)), key=lambda e: int(e.record["seq"]))
+    prev: _Entry | None = None
+    for entry in ordered:
+        seq = int(entry.record["seq"])
+        cell = entry.cell
+        if prev is None:
+            if seq != 0:
+                cell.chain_ok = False
+                cell.problems.append(
+                    f"{cell.label}: {seq} record(s) of session {short} missing before it: the cells before it "
+                    "were deleted or their audit outputs removed"
+                )
+            elif entry.record.get("prev_hash") != GENESIS_HASH:
+                cell.chain_ok = False
+                cell.problems.append(f"{cell.label}: the first record of session {short} does not start a chain")
+        else:
+            pseq = int(prev.record["seq"])
+            if seq == pseq:
+                if prev.record.get("record_hash") == entry.record.get("record_hash"):
+                    cell.chain_ok = False
+                    cell.problems.append(
+                        f"{cell.label}: holds the same audit record as {prev.cell.label} (a copied or inserted cell)"
+                    )
+                else:
+                    cell.chain_ok = False
+                    cell.problems.append(
+                        f"{cell.label}: its record claims seq {seq}, like a record of {prev.cell.label} "
+                        "(an inserted or forged record)"
+                    )
+                continue
+            if seq > pseq + 1:
+                cell.chain_ok = False
+                cell.problems.append(
+                    f"{cell.label}: {seq - pseq - 1} record(s) missing between {prev.cell.label} and it: a cell was "
+                    "deleted, its audit output removed, or a cell was re-run (its earlier record overwritten)"
+                )
+            elif entry.record.get("prev_hash") != prev.record.get("record_hash"):
+                cell.chain_ok = False
+                cell.problems.append(
+                    f"{cell.label}: its record does not chain to the record before it ({prev.cell.label}): "
+                    "a record was replaced, re-hashed or inserted"
+                )
+        if cell.chain_ok is None and entry.own:
+            cell.chain_ok = True
+        prev = entry
+    head = prev.record.get("record_hash") if prev is not None else None
+    count = int(prev.record["seq"]) + 1 if prev is not None else 0
+    info: dict[str, Any] = {"session_id": session_id, "records": len(ordered), "head": head, "count": count}
+    if listed is None:
+        return info
+    want_head = listed.get("head")
+    want_count = listed.get("count")
+    hashes = {e.record.get("record_hash") for e in items}
+    if isinstance(want_count, int) and count < want_count:
+        problems.append(
+            f"session {short}: the notebook metadata says {want_count} record(s) but the cells hold only "
+            f"{count}: the last cell(s) were deleted"
+        )
+    elif want_head is not None and want_head not in hashes:
+        problems.append(
+            f"session {short}: the chain head in the notebook metadata is not in any cell: the last cell(s) "
+            "were deleted or the records replaced"
+        )
+    return info

@@ -1,0 +1,186 @@
+"""The notebook seal: one signed digest over the whole notebook's structure (host side).
+
+Who calls: ``glsandbox run`` and the pre-save hook (:func:`seal_notebook`),
+the verifier (:func:`check_seal`). Cell records cover what each executed
+cell ran and showed; the seal covers what no cell record can: every cell's
+type and source (markdown and raw cells included), the cell count and order,
+each code cell's record and outputs, the kernelspec and language info, and
+the rest of ``notebook.metadata["glsandbox"]`` (sessions and their heads,
+configuration, environment, how the run went).
+
+``notebook.metadata["glsandbox"]["manifest"]`` holds the per-cell hashes (so
+the verifier can name what changed), ``...["seal"]`` the digest — SHA-256 of
+the RFC 8785 form of ``notebook.metadata["glsandbox"]`` without ``seal`` —
+and its signature. Every code cell with evidence keeps a copy of the seal in
+``cell.metadata["glsandbox"]["seal"]``, so deleting the last cells together
+with the notebook-level metadata is still seen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, MutableMapping
+from typing import Any
+
+from ..audit.keys import Signer, Verifier
+from ..audit.records import canonical_json
+from .evidence import canonical_outputs, find_audit_output, source_hash
+
+METADATA_KEY = "glsandbox"
+SEAL_FORMAT = 2
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(canonical_json(obj)).hexdigest()
+
+
+def _source(cell: Mapping[str, Any]) -> str:
+    src = cell.get("source", "")
+    return src if isinstance(src, str) else "".join(src)
+
+
+def manifest(nb: Mapping[str, Any]) -> dict[str, Any]:
+    """Per-cell hashes, kernelspec and language info of ``nb`` (what the seal covers besides the metadata)."""
+    cells: list[dict[str, Any]] = []
+    for cell in nb.get("cells") or []:
+        if not isinstance(cell, Mapping):
+            cells.append({"type": "?"})
+            continue
+        entry: dict[str, Any] = {"type": str(cell.get("cell_type")), "source": source_hash(_source(cell))}
+        if cell.get("cell_type") == "code":
+            outputs = cell.get("outputs") or []
+            found = find_audit_output(outputs)
+            record = found[1].get("record") if found else None
+            entry["record"] = record.get("record_hash") if isinstance(record, Mapping) else None
+            entry["outputs"] = _digest(canonical_outputs(outputs))
+        if cell.get("attachments"):
+            entry["attachments"] = _digest(cell.get("attachments"))
+        cells.append(entry)
+    meta = nb.get("metadata") or {}
+    return {
+        "format": SEAL_FORMAT,
+        "cells": cells,
+        "kernelspec": meta.get("kernelspec"),
+        "language_info": meta.get("language_info"),
+    }
+
+
+def seal_digest(nb_meta: Mapping[str, Any]) -> str:
+    """SHA-256 hex of ``notebook.metadata["glsandbox"]`` without its seal."""
+    return _digest({k: v for k, v in nb_meta.items() if k != "seal"})
+
+
+def seal_notebook(nb: MutableMapping[str, Any], signer: Signer | None) -> dict[str, Any]:
+    """Write the manifest and the seal (signed with ``signer``) into ``nb``; returns the seal."""
+    meta = nb.setdefault("metadata", {})
+    nb_meta = meta.setdefault(METADATA_KEY, {})
+    nb_meta["manifest"] = manifest(nb)
+    nb_meta.pop("seal", None)
+    digest = seal_digest(nb_meta)
+    seal: dict[str, Any] = {"digest": digest}
+    if signer is not None:
+        seal["scheme"] = signer.scheme
+        seal["signature"] = signer.sign(digest.encode("ascii"))
+    nb_meta["seal"] = seal
+    copy_seal_to_cells(nb, seal)
+    return seal
+
+
+def copy_seal_to_cells(nb: Mapping[str, Any], seal: Mapping[str, Any]) -> None:
+    """Put a copy of ``seal`` into every code cell that carries evidence metadata."""
+    for cell in nb.get("cells") or []:
+        if not isinstance(cell, MutableMapping) or cell.get("cell_type") != "code":
+            continue
+        cell_meta = (cell.get("metadata") or {}).get(METADATA_KEY)
+        if isinstance(cell_meta, MutableMapping):
+            cell_meta["seal"] = dict(seal)
+
+
+def _cell_label(index: int, cell: Any) -> str:
+    count = cell.get("execution_count") if isinstance(cell, Mapping) else None
+    return f"cell {index + 1} ({f'In [{count}]' if isinstance(count, int) else 'not executed'})"
+
+
+def _describe(old: Mapping[str, Any], new: Mapping[str, Any], cells: list[Any]) -> list[str]:
+    """What differs between the sealed manifest and the notebook now, in words."""
+    out: list[str] = []
+    for field in ("kernelspec", "language_info"):
+        if canonical_json(old.get(field)) != canonical_json(new.get(field)):
+            was = old.get(field) or {}
+            now = new.get(field) or {}
+            name_was = was.get("name") if isinstance(was, Mapping) else was
+            name_now = now.get("name") if isinstance(now, Mapping) else now
+            out.append(f"the {field} changed after the notebook was sealed (was {name_was!r}, now {name_now!r})")
+    sealed = [c for c in old.get("cells") or [] if isinstance(c, Mapping)]
+    current = list(new.get("cells") or [])
+    if len(sealed) != len(current):
+        out.append(
+            f"the notebook had {len(sealed)} cell(s) when it was sealed and has {len(current)} now "
+            f"({'cells inserted' if len(current) > len(sealed) else 'cells deleted'})"
+        )
+    for index, (was, now) in enumerate(zip(sealed, current, strict=False)):
+        if canonical_json(was) == canonical_json(now):
+            continue
+        label = _cell_label(index, cells[index] if index < len(cells) else {})
+        what = [k for k in ("type", "source", "record", "outputs", "attachments") if was.get(k) != now.get(k)]
+        out.append(f"{label}: {', '.join(what)} changed after the notebook was sealed")
+        if len(sealed) != len(current):
+            break  # past an insertion or deletion every cell differs
+    return out
+
+
+def check_seal(nb: Mapping[str, Any], verifier: Verifier | None) -> tuple[list[str], list[str], bool]:
+    """``(problems, notes, sealed)``: the notebook seal checked against the notebook (host side)."""
+    problems: list[str] = []
+    notes: list[str] = []
+    meta = nb.get("metadata") or {}
+    nb_meta = meta.get(METADATA_KEY) if isinstance(meta, Mapping) else None
+    cells = list(nb.get("cells") or [])
+    copies = []
+    for index, cell in enumerate(cells):
+        cell_meta = (cell.get("metadata") or {}).get(METADATA_KEY) if isinstance(cell, Mapping) else None
+        if isinstance(cell_meta, Mapping) and isinstance(cell_meta.get("seal"), Mapping):
+            copies.append((index, cell_meta["seal"]))
+    seal = nb_meta.get("seal") if isinstance(nb_meta, Mapping) else None
+    if not isinstance(seal, Mapping):
+        if copies:
+            problems.append(
+                "the notebook-level glsandbox metadata (with its seal) was removed, but "
+                f"{len(copies)} cell(s) still carry the seal of the sealed notebook: cells or metadata were deleted"
+            )
+            return problems, notes, True
+        notes.append(
+            "no notebook seal (the notebook was not written by 'glsandbox run' or saved through the pre-save "
+            "hook): markdown and raw cells, unexecuted cells, the cell order outside the records, the "
+            "kernelspec and language info are NOT covered; only the executed cells' records are"
+        )
+        return problems, notes, False
+    assert isinstance(nb_meta, Mapping)
+    digest = seal_digest(nb_meta)
+    if digest != seal.get("digest"):
+        problems.append("the notebook-level glsandbox metadata was edited after it was sealed (digest differs)")
+    signature = seal.get("signature")
+    if verifier is not None:
+        if signature is None:
+            problems.append("the notebook seal is not signed (a key was given)")
+        elif not verifier.verify(str(seal.get("digest")).encode("ascii", "replace"), signature):
+            problems.append("the notebook seal has a bad signature (wrong key, or forged)")
+    elif signature is not None:
+        notes.append("the notebook seal is signed but no key was given: its signature was not checked")
+    else:
+        notes.append("the notebook seal is not signed: it shows accidental changes, not deliberate ones")
+    stored = nb_meta.get("manifest")
+    if isinstance(stored, Mapping):
+        problems.extend(_describe(stored, manifest(nb), cells))
+    else:
+        problems.append("the notebook seal has no manifest")
+    for index, copy in copies:
+        if copy.get("digest") != seal.get("digest"):
+            problems.append(
+                f"{_cell_label(index, cells[index])}: carries the seal of another notebook or run "
+                "(pasted from elsewhere, or the notebook metadata was replaced)"
+            )
+    return problems, notes, True
+
+
+__all__ = ["METADATA_KEY", "check_seal", "copy_seal_to_cells", "manifest", "seal_digest", "seal_notebook"]

@@ -1,0 +1,151 @@
+"""The pre-save hook as Jupyter loads it: a server extension enabled by the shipped config file.
+
+A real ``jupyter server`` on 127.0.0.1 with a random token, whose config
+directory holds only ``jupyter-config/jupyter_server_config.d/glsandbox.json``
+as shipped; a notebook holding audit outputs (made by a real sandbox) is
+saved through the contents API (PUT) and read back (GET).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import nbformat
+import pytest
+
+from glsandbox_kernel.notebook.verify import verify_notebook
+
+from .conftest import ROOT
+from .test_evidence import SOURCES, build_notebook
+
+pytestmark = pytest.mark.timeout(180)
+
+SERVER_KEY = "server-side-hmac-key-for-the-seal"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    base = tmp_path_factory.mktemp("server")
+    root = base / "root"
+    root.mkdir()
+    config_d = base / "config" / "jupyter_server_config.d"
+    config_d.mkdir(parents=True)
+    shutil.copy(os.path.join(ROOT, "jupyter-config", "jupyter_server_config.d", "glsandbox.json"), config_d)
+    port, token = _free_port(), secrets.token_hex(16)
+    env = {
+        **os.environ,
+        "JUPYTER_CONFIG_DIR": str(base / "config"),
+        "JUPYTER_RUNTIME_DIR": str(base / "runtime"),
+        "GLSANDBOX_AUDIT_KEY": SERVER_KEY,
+    }
+    log_path = base / "server.log"
+    log = open(log_path, "wb")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "jupyter_server",
+            "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.port={port}",
+            "--ServerApp.port_retries=0",
+            f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={root}",
+            "--ServerApp.open_browser=False",
+            *(["--allow-root"] if os.geteuid() == 0 else []),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("jupyter server did not start:\n" + log_path.read_text()[-3000:])
+            time.sleep(0.3)
+        yield {"url": url, "token": token, "root": root, "log": log_path}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        log.close()
+
+
+def _api(server: dict[str, Any], method: str, path: str, body: Any = None) -> Any:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(
+        f"{server['url']}/api/contents/{path}",
+        data=data,
+        method=method,
+        headers={"Authorization": f"token {server['token']}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.load(r)
+
+
+def test_saving_through_the_contents_api_writes_the_evidence_metadata(server: dict[str, Any]) -> None:
+    nb = build_notebook(SOURCES[:2])
+    assert all("glsandbox" not in c.metadata for c in nb.cells)  # the kernel writes outputs only
+    _api(
+        server, "PUT", "saved.ipynb", {"type": "notebook", "format": "json", "content": json.loads(nbformat.writes(nb))}
+    )
+    got = _api(server, "GET", "saved.ipynb?content=1")["content"]
+    saved = nbformat.from_dict(got)
+    nbformat.validate(saved)
+    for cell in saved.cells:
+        copy_ = cell.metadata["glsandbox"]
+        assert (
+            copy_["record"]["record_hash"]
+            == cell.outputs[-1].data["application/vnd.glsandbox.audit+json"]["record"]["record_hash"]
+        )
+        assert copy_["seal"]["digest"] == saved.metadata["glsandbox"]["seal"]["digest"]
+    assert saved.metadata["glsandbox"]["seal"]["signature"]  # the server's key signed the seal
+    result = verify_notebook(saved, SERVER_KEY.encode())
+    assert not [p for p in result.problems if "seal" in p], result.problems
+    assert "pre-save hook registered" in server["log"].read_text()
+    # on disk too (the hook ran before the write)
+    on_disk = nbformat.read(str(server["root"] / "saved.ipynb"), as_version=4)
+    assert on_disk.metadata["glsandbox"]["seal"] == saved.metadata["glsandbox"]["seal"]
+
+
+def test_an_edit_saved_through_the_server_is_still_caught(server: dict[str, Any]) -> None:
+    """The hook re-seals what it is given; the cell records still show the edit."""
+    nb = build_notebook(SOURCES[:2])
+    nb.cells[0].outputs[0]["text"] = "x is 41\n"
+    _api(
+        server,
+        "PUT",
+        "edited.ipynb",
+        {"type": "notebook", "format": "json", "content": json.loads(nbformat.writes(nb))},
+    )
+    saved = nbformat.from_dict(_api(server, "GET", "edited.ipynb?content=1")["content"])
+    problems = verify_notebook(saved, SERVER_KEY.encode()).problems
+    assert any("cell 1 (In [1]): output 1 edited" in p for p in problems), problems
