@@ -103,6 +103,9 @@ class OSSandbox:
         self._pending: list[tuple[Any, ...]] = []
         self._collector: _OutputCollector | None = None
         self._closed = False
+        from .written_files import tracker_for
+
+        self._writes = tracker_for(self.config)  # files the sandbox writes -> audit "written_files"
 
     # -- context manager ------------------------------------------------------------
     def __enter__(self) -> OSSandbox:
@@ -283,6 +286,7 @@ class OSSandbox:
             msg["script"] = True
         limit = self.config.execution_timeout if timeout == "config" else timeout
         provenance = ""
+        before = self._writes.snapshot() if self._writes is not None else None
 
         def bookkeeping() -> None:  # runs while the worker works
             nonlocal provenance
@@ -291,7 +295,7 @@ class OSSandbox:
 
         outcome = self._session.request(
             msg,
-            timeout=limit,
+            timeout=limit,  # type: ignore[arg-type]
             on_message=_relay_streams,
             monitor_context={"kind": "call"},  # type: ignore[arg-type]
             overlap=bookkeeping,
@@ -322,7 +326,11 @@ class OSSandbox:
             outcome,
             provenance,
             error,
-            {"kind": "call", "function": getattr(fn, "__qualname__", repr(fn))[:200]},
+            {
+                "kind": "call",
+                "function": getattr(fn, "__qualname__", repr(fn))[:200],
+                **self._written_since(before),
+            },
             defer=True,
         )
         if error is not None:
@@ -362,6 +370,7 @@ class OSSandbox:
         }
         limit = self.config.execution_timeout if timeout == "config" else timeout
         provenance = _sha256(code.encode("utf-8", "surrogatepass"), b"", self._config_bytes)
+        before = self._writes.snapshot() if self._writes is not None else None
         try:
             outcome = self._session.request(
                 msg,
@@ -437,9 +446,16 @@ class OSSandbox:
                 "kind": "cell",
                 "source_hash": hashlib.sha256(code.encode("utf-8", "surrogatepass")).hexdigest(),
                 **outputs_evidence(shown),
+                **self._written_since(before),
             },
         )
         return result
+
+    def _written_since(self, before: Any) -> dict[str, Any]:
+        """``{"written_files": [...]}`` for the audit record when the sandbox can write host folders."""
+        if self._writes is None or before is None:
+            return {}
+        return {"written_files": self._writes.changes(before)}
 
     def mark_output(self, output: dict[str, Any], publish: Callable[[], None] | None = None) -> bool:
         """Record a host-made output (monitor widget, banner) in the running cell's outputs.

@@ -156,7 +156,9 @@ def build_child_plan(
             (read_write if fs.project_writable else read_only).append(fs.project_dir)
         extra = 0
 
-    plan["rlimits"] = rlimits.plan_rlimits(config.limits, extra_processes=extra)
+    plan["rlimits"] = rlimits.plan_rlimits(
+        config.limits, extra_processes=extra, address_space=_address_space_limit(config, cgroup)
+    )
     if backend == "namespace":
         caps = capabilities.plan_capabilities(
             uid=namespaces.SANDBOX_UID, gid=namespaces.SANDBOX_GID, dumpable=not root, setgroups=False
@@ -190,6 +192,19 @@ def build_child_plan(
         report["seccomp"] = f"unavailable: {why}"
         report["escape_detection"] = "not possible: no seccomp"
     return plan
+
+
+def _address_space_limit(config: OSSandboxConfig, cgroup: dict[str, Any] | None) -> int | str | None:
+    """HOST side: RLIMIT_AS. Memory means resident memory: none where the cgroup enforces it,
+    a generous backstop where the outside monitor does (see :mod:`glsandbox_kernel.memory_guard`),
+    the limit itself only when nothing outside measures."""
+    from ..memory_guard import address_space_backstop
+
+    if cgroup is not None and cgroup.get("enabled"):
+        return None
+    if config.enable_metrics:
+        return address_space_backstop(config.limits.memory_limit_bytes)
+    return "memory"
 
 
 def apply_child_plan(plan: dict[str, Any]) -> ChildResult:

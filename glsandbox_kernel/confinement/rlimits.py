@@ -25,15 +25,20 @@ _NAMES = {
 }
 
 
-def plan_rlimits(limits: ResourceLimits, *, extra_processes: int = 0) -> dict[str, Any]:
+def plan_rlimits(
+    limits: ResourceLimits, *, extra_processes: int = 0, address_space: int | str | None = "memory"
+) -> dict[str, Any]:
     """HOST side: the rlimits section of a child plan.
 
     ``extra_processes`` is added to ``max_processes`` for helper processes of
     the sandbox (init, proxy relay) that share the worker's uid.
+    ``address_space``: RLIMIT_AS; ``"memory"`` (the default) uses the memory
+    limit, None sets none (a cgroup or the outside guard enforces memory).
     """
     out: dict[str, int] = {"CORE": 0}
-    if limits.memory_limit_bytes is not None:
-        out["AS"] = int(limits.memory_limit_bytes)
+    as_limit = limits.memory_limit_bytes if address_space == "memory" else address_space
+    if isinstance(as_limit, int):
+        out["AS"] = int(as_limit)
     if limits.cpu_time_limit_seconds is not None:
         out["CPU"] = max(1, int(limits.cpu_time_limit_seconds + 0.999))
     if limits.max_open_files is not None:
