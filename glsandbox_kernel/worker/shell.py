@@ -109,6 +109,11 @@ class SandboxShell(InteractiveShell):
     def enable_gui(self, gui: Any = None) -> None:
         pass
 
+    def ask_exit(self) -> None:
+        """``exit``/``quit`` as in ipykernel: an ``ask_exit`` payload for the frontend; the worker goes on."""
+        payloads: Any = self.payload_manager
+        payloads.write_payload({"source": "ask_exit", "keepkernel": False})
+
 
 class CellShell:
     """Handles cell, complete, inspect, is_complete, history and comm requests."""
