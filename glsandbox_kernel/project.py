@@ -13,6 +13,7 @@ itself: not ``sys.path``, not the working directory, not ``PYTHONPATH``.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import os
 import pwd
 import site
@@ -145,8 +146,10 @@ class ProjectLayout:
     """What one sandbox shows of the project folder (built by :func:`project_layout`).
 
     ``readonly``/``writable``: folders shown at their own path. ``workdir``:
-    the working directory inside (the project folder when shown, else None:
-    the sandbox's private scratch directory). ``masked``: real paths hidden
+    the project folder when it is shown (its imports work), else None.
+    ``cwd``: the working directory inside: the project folder's path even when
+    it is hidden (STRICT: an empty read-only folder, so a relative write fails
+    loudly instead of landing in a scratch directory), None without a project. ``masked``: real paths hidden
     inside any shown folder. ``owner``: (uid, gid) of the project folder.
     """
 
@@ -159,6 +162,7 @@ class ProjectLayout:
     masked: tuple[tuple[str, str], ...] = ()
     owner: tuple[int, int] | None = None
     visible: tuple[str, ...] = field(default=())
+    cwd: str | None = None
 
 
 def project_layout(config: object, *, create_output: bool = False) -> ProjectLayout:
@@ -217,6 +221,7 @@ def project_layout(config: object, *, create_output: bool = False) -> ProjectLay
         masked=tuple(masked),
         owner=owner,
         visible=visible,
+        cwd=project,
     )
 
 
@@ -232,7 +237,17 @@ def _make_output_dir(path: str, owner: tuple[int, int] | None) -> None:
         raise SandboxConfigError("output_dir", f"cannot create {path}: {exc.strerror}") from exc
 
 
+@functools.lru_cache(maxsize=1)
+def _environment_paths() -> tuple[str, ...]:
+    return tuple(_compute_environment_paths())
+
+
 def environment_paths() -> list[str]:
+    """HOST side: see :func:`_compute_environment_paths` (computed once per process)."""
+    return list(_environment_paths())
+
+
+def _compute_environment_paths() -> list[str]:
     """HOST side: the directories that make up this Python environment, resolved, outermost first.
 
     The installation prefixes (for a venv: the venv and its base
@@ -307,3 +322,33 @@ def writable_roots(config: object) -> tuple[str, ...]:
         elif config.project_access == "read" and fs.output_dir:
             roots.append(os.path.join(project, fs.output_dir))
     return tuple(dict.fromkeys(roots))
+
+
+def landlock_grants(folder: str, masked: tuple[tuple[str, str], ...]) -> tuple[list[str], list[str]]:
+    """HOST side, for Landlock (BASIC), which grants whole trees: ``(list_only, grant)`` for ``folder``.
+
+    Without a masked path below it the folder is granted whole. Otherwise it
+    is only listable, and each of its entries is granted on its own, split
+    the same way where a masked path lies deeper; masked entries and
+    symlinks (resolved by the kernel, perhaps outside) get no rule.
+    """
+    hits = [p for p, _ in masked if _under(p, folder) and p != folder]
+    if not hits:
+        return [], [folder]
+    list_only: list[str] = [folder]
+    grant: list[str] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return list_only, grant
+    for entry in entries:
+        path = entry.path
+        if path in hits or entry.is_symlink():
+            continue
+        if entry.is_dir(follow_symlinks=False) and any(_under(h, path) for h in hits):
+            sub_list, sub_grant = landlock_grants(path, masked)
+            list_only += sub_list
+            grant += sub_grant
+        else:
+            grant.append(path)
+    return list_only, grant

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import os
 import sys
 import threading
 import weakref
@@ -50,12 +51,32 @@ def _dumps_function(fn: Callable[..., Any]) -> bytes:
         return cached
     import cloudpickle
 
+    _by_value_outside_environment(fn)
     data: bytes = cloudpickle.dumps(fn)
     try:
         _pickle_cache[fn] = data
     except TypeError:
         pass
     return data
+
+
+def _by_value_outside_environment(fn: Callable[..., Any]) -> None:
+    """A function whose module lies outside the Python environment (a script's or a test's
+    folder, which the sandbox does not see) travels by value, not as an import the worker
+    cannot resolve (see :func:`glsandbox_kernel.project.environment_paths`)."""
+    import sys
+
+    import cloudpickle
+
+    from .project import environment_paths
+
+    mod = sys.modules.get(getattr(fn, "__module__", None) or "")
+    path = getattr(mod, "__file__", None)
+    if mod is None or not isinstance(path, str) or mod.__name__ == "__main__":
+        return
+    real = os.path.realpath(path)
+    if not any(real.startswith(p.rstrip("/") + "/") for p in environment_paths()):
+        cloudpickle.register_pickle_by_value(mod)
 
 
 def _sha256(*parts: bytes) -> str:

@@ -233,7 +233,9 @@ def test_plan_is_json_and_steps_follow_backend(tmp_path: Any) -> None:
     basic = build_child_plan(moderate(), backend="basic", workdir=str(tmp_path))
     json.dumps(basic)
     assert "namespaces" not in basic and "mounts" not in basic
-    assert basic["rlimits"]["limits"]["AS"] == moderate().limits.memory_limit_bytes
+    # Memory is resident memory: without a cgroup the outside monitor enforces it, AS is a backstop.
+    limit = moderate().limits.memory_limit_bytes
+    assert limit is not None and basic["rlimits"]["limits"]["AS"] >= 4 * limit
     assert basic["report"]["cgroups"].startswith("not used")
     nsplan = build_child_plan(moderate(), backend="namespace", workdir="/tmp/work")
     assert nsplan["namespaces"]["kinds"] == ["user", "mount", "pid", "net", "ipc", "uts", "cgroup"]

@@ -46,10 +46,18 @@ class BasicBackend(SandboxBackend):
 
     def add_process_fields(self, plan: dict[str, Any], workdir: str) -> dict[str, Any]:
         """The worker process's own settings, shared by every zygote backend (HOST side):
-        scrubbed environment, the host's import path as it is now, cwd, umask 077."""
+        scrubbed environment, cwd (the project folder when shown, else ``workdir``), umask 077.
+
+        The worker's import path is the template's (the Python environment)
+        plus the project folder when it is shown, first, as ``python -m``
+        puts the working directory: never the host's ``sys.path``."""
         plan["env"] = scrubbed_env(self.config, workdir)
-        plan["sys_path"] = [os.path.abspath(p) for p in sys.path if p and os.path.isdir(p)]
-        plan["cwd"] = workdir
+        net = self.config.network
+        plan["env"]["GLSANDBOX_NETWORK"] = f"network: {net.mode}" + (
+            f", allowed hosts {', '.join(net.allowed_hosts)}" if net.allowed_hosts else ""
+        )
+        plan.setdefault("cwd", workdir)
+        plan.setdefault("sys_path", [])
         plan["umask"] = 0o077
         return plan
 

@@ -37,7 +37,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
-import sys
 from typing import Any
 
 from ..config import OSSandboxConfig
@@ -117,21 +116,32 @@ def build_child_plan(
     namespaced = backend != "basic"
     read_only: list[str] = []
     read_write: list[str] = []
+    list_only: list[str] = []
+    devices = list(landlock.DEV_FILES)
+    from ..project import project_layout
+
+    layout = project_layout(config, create_output=True)
+    plan["cwd"] = layout.cwd or workdir
+    plan["sys_path"] = [layout.workdir] if layout.workdir else []  # like "python -m" in the project folder
     if namespaced:
+        owner = _writer_ids(layout, root)
         if backend == "namespace":
-            plan["namespaces"] = namespaces.plan_namespaces()
+            plan["namespaces"] = namespaces.plan_namespaces(host_ids=owner)
             uid, gid = namespaces.SANDBOX_UID, namespaces.SANDBOX_GID
         else:
             if not config.filesystem.root:
                 raise SandboxConfigError("filesystem.root", "the CHROOT backend needs a root filesystem directory")
             plan["namespaces"] = namespaces.plan_namespaces(kinds=("mount", "pid", "net", "ipc", "uts", "cgroup"))
             uid = gid = namespaces.UNPRIVILEGED_HOST_ID
+            if owner is not None:
+                uid, gid = owner
         use_proxy = mode != "none" and proxy_socket is not None
         if mode != "none" and proxy_socket is None:
             report["network"] = "network allowed but no proxy given: loopback only"
         m = mounts.plan_mounts(
-            config, workdir=workdir, uid=uid, gid=gid, proxy_socket=proxy_socket if use_proxy else None
+            config, workdir=workdir, uid=uid, gid=gid, proxy_socket=proxy_socket if use_proxy else None, layout=layout
         )
+        devices.append("/dev/pts")  # the sandbox's private devpts
         plan["mounts"] = m
         plan["network"] = network.plan_network(
             mode=mode if use_proxy else "none", proxy_socket=mounts.PROXY_SOCKET_PATH if use_proxy else None
@@ -143,18 +153,28 @@ def build_child_plan(
         read_write = [b["dst"] for b in m["binds"] if b["rw"]] + ["/tmp", m["workdir"], "/dev/shm"]
         extra = HELPER_PROCESSES - 1  # P0 runs as another uid (root host) or in the parent namespace
     else:
-        fs = config.filesystem
-        blocked = tuple(fs.blocked_paths)
         read_only = [d for d in mounts.SYSTEM_DIRS if os.path.exists(d)] + mounts.python_paths()
-        read_only += [
-            os.path.abspath(p)
-            for p in sys.path
-            if p and os.path.isdir(p) and mounts._blocked_by(os.path.abspath(p), blocked) is None
-        ]
-        read_only += list(landlock.HOST_ETC_READABLE) + list(fs.readonly_paths) + ["/proc"]
-        read_write = [workdir, *fs.writable_paths, "/dev/shm"]
-        if fs.project_dir:
-            (read_write if fs.project_writable else read_only).append(fs.project_dir)
+        read_only += [*landlock.HOST_ETC_READABLE, "/proc"]
+        read_write = [workdir, "/dev/shm"]
+        # Landlock grants whole trees: a folder holding a masked name is split around it.
+        for folder in layout.readonly:
+            shown_list, shown = _landlock_grants(folder, layout)
+            list_only += shown_list
+            read_only += shown
+        for folder in layout.writable:
+            shown_list, shown = _landlock_grants(folder, layout)
+            if shown_list:
+                from ..exceptions import BackendUnavailableError
+
+                names = ", ".join(p for p, _ in layout.masked if p.startswith(folder.rstrip("/") + "/"))
+                raise BackendUnavailableError(
+                    "basic",
+                    f"cannot let the sandbox write {folder} while hiding the secrets in it ({names[:300]}): "
+                    "Landlock grants whole folders",
+                    "use isolation 'namespace', move the secrets out, or let the folder be read-only "
+                    "(project_access='read' with the output folder)",
+                )
+            read_write += shown
         extra = 0
 
     plan["rlimits"] = rlimits.plan_rlimits(
@@ -166,8 +186,11 @@ def build_child_plan(
         )
     elif backend == "chroot":
         ids = namespaces.UNPRIVILEGED_HOST_ID
-        caps = capabilities.plan_capabilities(uid=ids, gid=ids, dumpable=False, setgroups=True)
+        chroot_uid, chroot_gid = _writer_ids(layout, root) or (ids, ids)
+        caps = capabilities.plan_capabilities(uid=chroot_uid, gid=chroot_gid, dumpable=False, setgroups=True)
     else:
+        # BASIC keeps the host's uid (its interpreter may live where only that uid can go):
+        # as root it writes as root, so a folder of another owner is refused (EACCES).
         caps = capabilities.plan_capabilities(uid=None, gid=None, dumpable=not root, setgroups=False)
     plan["capabilities"] = caps
     plan["no_new_privs"] = {"enabled": True}
@@ -175,7 +198,8 @@ def build_child_plan(
     plan["landlock"] = landlock.plan_landlock(
         read_only=read_only,
         read_write=read_write,
-        list_only=["/"] if namespaced else [],
+        devices=devices,
+        list_only=["/"] if namespaced else list_only,
         deny_tcp=backend == "basic" and mode == "none",
     )
     if abi == 0:
@@ -193,6 +217,32 @@ def build_child_plan(
         report["seccomp"] = f"unavailable: {why}"
         report["escape_detection"] = "not possible: no seccomp"
     return plan
+
+
+def _writer_ids(layout: Any, root: bool) -> tuple[int, int] | None:
+    """HOST side, as root: the host ids the sandbox writes as, so its files belong to the owner
+    of the writable project folder (or output folder) -- only when that owner is not root.
+
+    Why not an idmapped mount for a root-owned folder: it would let the sandbox create
+    root-owned (setuid) files on the host. Mapped to a user's ids, the sandbox holds what a
+    rootless sandbox of that user holds: no more. A root-owned writable folder stays
+    written as uid 65534, so writes there fail loudly (EACCES) unless its modes allow them.
+    """
+    if not root or not layout.writable or layout.owner is None:
+        return None
+    project = layout.project
+    if project is not None and any(w == project or w.startswith(project + "/") for w in layout.writable):
+        ids: tuple[int, int] = layout.owner
+    else:
+        st = os.stat(layout.writable[0])
+        ids = (st.st_uid, st.st_gid)
+    return ids if ids[0] != 0 else None
+
+
+def _landlock_grants(folder: str, layout: Any) -> tuple[list[str], list[str]]:
+    from ..project import landlock_grants
+
+    return landlock_grants(folder, layout.masked)
 
 
 def _address_space_limit(config: OSSandboxConfig, cgroup: dict[str, Any] | None) -> int | str | None:

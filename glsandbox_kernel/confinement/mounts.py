@@ -37,6 +37,7 @@ from typing import Any
 
 from ..config import OSSandboxConfig
 from ..linux import libc, sysno
+from ..project import ProjectLayout
 from ._common import ConfinementError
 
 MS_RDONLY = 1
@@ -95,20 +96,13 @@ _ROOT_TMPFS_SIZE = 8 * 1024 * 1024
 def python_paths() -> list[str]:
     """HOST side: the directories the interpreter needs, resolved, outermost only.
 
-    The installation prefix (for a venv: the venv and the base installation
-    its ``python`` links to), and this package's own directory.
+    See :func:`glsandbox_kernel.project.environment_paths`: the prefixes,
+    the interpreter's directory, this package's own folder and ``.pth``
+    folders; never ``sys.path`` as it is, the working directory or PYTHONPATH.
     """
-    import glsandbox_kernel
+    from ..project import environment_paths
 
-    paths = [
-        sys.base_prefix,
-        sys.base_exec_prefix,
-        sys.prefix,
-        sys.exec_prefix,
-        os.path.dirname(os.path.realpath(sys.executable)),
-        os.path.dirname(os.path.abspath(glsandbox_kernel.__file__)),
-    ]
-    return _outermost(os.path.realpath(p) for p in paths if p)
+    return environment_paths()
 
 
 def _outermost(paths: Any) -> list[str]:
@@ -146,8 +140,14 @@ def plan_mounts(
     gid: int,
     proxy_socket: str | None = None,
     extra_readonly: tuple[str, ...] = (),
+    layout: ProjectLayout | None = None,
 ) -> dict[str, Any]:
     """HOST side: the mounts section of a child plan.
+
+    ``layout`` (:func:`glsandbox_kernel.project.project_layout`) names the
+    project folder and the user's paths, each bound at its own path, its
+    masked names hidden, and the working directory (``cwd``: the project
+    folder when shown).
 
     ``workdir`` is the worker's working directory *inside* the sandbox (it
     is backed by the scratch tmpfs, nothing of the host's is bound there).
@@ -167,8 +167,10 @@ def plan_mounts(
 
     def add_bind(src: str, dst: str, *, rw: bool, exempt: bool = False, allowed: tuple[str, ...] = ()) -> None:
         src_abs = os.path.abspath(src)
-        if any(b["dst"] == b["src"] and _under(src_abs, b["src"]) and src_abs == dst for b in binds):
-            return  # already visible through an enclosing bind
+        if any(
+            b["dst"] == b["src"] and _under(src_abs, b["src"]) and src_abs == dst and (b["rw"] or not rw) for b in binds
+        ):
+            return  # already visible (as writable as asked) through an enclosing bind
         if not exempt:
             hit = _blocked_by(src_abs, blocked, allowed)
             if hit is not None:
@@ -191,14 +193,14 @@ def plan_mounts(
                 add_bind(d, d, rw=False)
     for p in python_paths():
         add_bind(p, p, rw=False, exempt=True)
-    user_ro = tuple(os.path.abspath(p) for p in (*fs.readonly_paths, *extra_readonly))
-    user_rw = tuple(os.path.abspath(p) for p in fs.writable_paths)
-    allowed = user_ro + user_rw + ((os.path.abspath(fs.project_dir),) if fs.project_dir else ())
-    for entry in sys.path:
-        if entry and os.path.isdir(entry):
-            add_bind(entry, os.path.abspath(entry), rw=False)
-    if fs.project_dir:
-        add_bind(fs.project_dir, os.path.abspath(fs.project_dir), rw=fs.project_writable, allowed=allowed)
+    if layout is None:
+        from ..project import project_layout
+
+        layout = project_layout(config)
+    # The project folder (as the level shows it) and the user's paths, at their own paths.
+    user_ro = tuple(layout.readonly) + tuple(os.path.abspath(p) for p in extra_readonly)
+    user_rw = tuple(layout.writable)
+    allowed = user_ro + user_rw
     for p in user_ro:
         add_bind(p, p, rw=False, allowed=allowed)
     for p in user_rw:
@@ -227,6 +229,10 @@ def plan_mounts(
                 inside = bind["dst"].rstrip("/") + b[len(src.rstrip("/")) :]
                 kind = "dir" if os.path.isdir(b) else "file"
                 masks.append({"dst": inside, "kind": kind, "why": b})
+    # Secrets inside a shown folder (FilesystemConfig.masked_names), at every level.
+    for path, kind in layout.masked:
+        if any(bind["dst"] == bind["src"] and _under(path, bind["src"]) for bind in binds):
+            masks.append({"dst": path, "kind": kind, "why": f"{path} (masked name)"})
 
     section: dict[str, Any] = {
         "enabled": True,
@@ -235,6 +241,7 @@ def plan_mounts(
         "root_size": _ROOT_TMPFS_SIZE,
         "scratch_size": config.limits.disk_quota_bytes,
         "workdir": os.path.normpath(workdir),
+        "cwd": layout.cwd,
         "uid": uid,
         "gid": gid,
         "binds": binds,
@@ -433,6 +440,11 @@ def setup_root_child(section: dict[str, Any] | None, sources: dict[str, int], re
             missing.append(bind["dst"])
             continue
         _bind_child(source, dst, rw=bind["rw"])
+    cwd = section.get("cwd")
+    if create and cwd and not any(_under(cwd, b["dst"]) for b in section["binds"] if b["kind"] == "dir"):
+        # A hidden project: an empty, read-only working directory (a relative write fails loudly).
+        _make_point_child(new + cwd, "dir", True)
+        _mount_child("tmpfs", new + cwd, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=0555")
     if create:
         for name, text in section["etc_files"].items():
             path = f"{new}/etc/{name}"
@@ -481,7 +493,7 @@ def setup_root_child(section: dict[str, Any] | None, sources: dict[str, int], re
     _umount_child(".")
     os.chdir("/")
     _mount_child(None, "/", None, _locked_flags_child("/") | MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
-    workdir = section["workdir"]
+    workdir = section.get("cwd") or section["workdir"]  # the project folder when it is shown
     try:
         os.chdir(workdir)
     except OSError:
@@ -518,11 +530,26 @@ def _setup_dev_child(
         ("stderr", "/proc/self/fd/2"),
     ):
         os.symlink(target, f"{dev}/{name}")
+    _setup_devpts_child(dev)
     os.mkdir(dev + "/shm", 0o1777)
     os.chmod(dev + "/shm", 0o1777)
     shm_size = min(section.get("scratch_size") or 64 * 1024 * 1024, 64 * 1024 * 1024)
     _mount_child("tmpfs", dev + "/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, f"mode=1777,size={shm_size}")
     _mount_child(None, dev, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC)
+
+
+def _setup_devpts_child(dev: str) -> None:
+    """CHILD side: a private devpts instance (``!cmd`` and ``%pip`` need a pty), ``/dev/ptmx`` into it.
+
+    Its ptys are the sandbox's own: no host terminal is reachable. Where the
+    kernel refuses the mount, there are no ptys (as before), nothing else changes.
+    """
+    os.mkdir(dev + "/pts", 0o755)
+    try:
+        _mount_child("devpts", dev + "/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620")
+    except ConfinementError:
+        return
+    os.symlink("pts/ptmx", dev + "/ptmx")
 
 
 def _setup_scratch_child(section: dict[str, Any], new: str, create: bool, missing: list[str]) -> None:

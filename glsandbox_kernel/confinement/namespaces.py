@@ -67,13 +67,16 @@ def plan_namespaces(
     *,
     kinds: tuple[str, ...] = ("user", "mount", "pid", "net", "ipc", "uts", "cgroup"),
     hostname: str = "sandbox",
+    host_ids: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     """HOST side: the namespaces section of a child plan.
 
     With a user namespace the sandbox uid/gid (1000) maps to the host's own
     ids, or to 65534 when the host runs as root (so the worker is never host
-    root). ``setgroups`` is denied for an unprivileged host, as the kernel
-    requires before an unprivileged gid_map write.
+    root). ``host_ids``: as root, map to these (non-root) ids instead, so files
+    the sandbox writes into a writable folder belong to its owner.
+    ``setgroups`` is denied for an unprivileged host, as the kernel requires
+    before an unprivileged gid_map write.
     """
     for k in kinds:
         if k not in FLAGS:
@@ -83,6 +86,9 @@ def plan_namespaces(
         root = os.geteuid() == 0
         out_uid = UNPRIVILEGED_HOST_ID if root else os.geteuid()
         out_gid = UNPRIVILEGED_HOST_ID if root else os.getegid()
+        if root and host_ids is not None and host_ids[0] != 0:
+            # The owner of the writable project folder (never root): see build_child_plan.
+            out_uid, out_gid = host_ids
         section["uid_map"] = f"{SANDBOX_UID} {out_uid} 1\n"
         section["gid_map"] = f"{SANDBOX_GID} {out_gid} 1\n"
         section["setgroups"] = "allow" if root else "deny"
