@@ -29,13 +29,26 @@ def address_space_backstop(limit: int | None) -> int | None:
     return max(4 * limit, limit + 4 * 1024 * 1024 * 1024)
 
 
+def _field_kb(data: bytes, name: bytes) -> int | None:
+    i = data.find(b"\n" + name + b":")
+    if i < 0:
+        return None
+    j = i + len(name) + 2
+    return int(data[j : data.index(b"kB", j)]) * 1024
+
+
 def _pss(pid: int) -> int | None:
+    """Proportional anonymous + shared memory of ``pid`` (file-backed pages, i.e. the mapped
+    interpreter and libraries, are page cache, not the sandbox's memory)."""
     try:
         with open(f"/proc/{pid}/smaps_rollup", "rb") as fh:
-            data = fh.read(8192)
-        i = data.find(b"\nPss:")
-        if i >= 0:
-            return int(data[i + 5 : data.index(b"kB", i)]) * 1024
+            data = b"\n" + fh.read(8192)
+        anon, shmem = _field_kb(data, b"Pss_Anon"), _field_kb(data, b"Pss_Shmem")
+        if anon is not None:
+            return anon + (shmem or 0)
+        pss = _field_kb(data, b"Pss")
+        if pss is not None:
+            return pss
     except (OSError, ValueError):
         pass
     try:
@@ -72,8 +85,24 @@ def _held_shared_memory(pid: int, seen: set[tuple[int, int]]) -> int:
     return total
 
 
+def high_water_without_files(pid: int | None) -> int | None:
+    """The worker's peak resident memory (VmHWM) less its file-backed pages now (RssFile), or None."""
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/status", "rb") as fh:
+            data = b"\n" + fh.read(8192)
+        hwm, files = _field_kb(data, b"VmHWM"), _field_kb(data, b"RssFile")
+    except (OSError, ValueError):
+        return None
+    if hwm is None:
+        return None
+    return max(0, hwm - (files or 0))
+
+
 def tree_resident(pids: list[int]) -> int | None:
-    """Resident memory of the processes ``pids`` together (PSS + held memfd/shm), or None if none was readable."""
+    """Resident memory of the processes ``pids`` together (anonymous and shared PSS + held memfd/shm),
+    or None if none was readable."""
     total = 0
     readable = False
     seen: set[tuple[int, int]] = set()

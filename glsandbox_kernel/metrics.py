@@ -113,6 +113,8 @@ class Monitor:
         self.memory_limit: int | None = None
         #: (limit, resident) once the guard killed the tree in this call.
         self.memory_exceeded: tuple[int, int] | None = None
+        #: the guard's highest reading in this call (anonymous + shared memory of the tree).
+        self.peak_resident: int | None = None
 
     def begin(self, worker: WorkerProcess, context: dict[str, Any] | None = None) -> None:
         """Mark a call as running (hot path: no thread wake-up, just state)."""
@@ -121,6 +123,7 @@ class Monitor:
         self.peak_pids = None
         self.last = None
         self.memory_exceeded = None
+        self.peak_resident = None
         self.context = context or {}
         self._started_at = time.monotonic()
         self._active = True
@@ -159,7 +162,7 @@ class Monitor:
 
             resident = tree_resident(worker.host_pids())
             if resident is not None:
-                sample.memory_current = max(sample.memory_current or 0, resident)
+                self.peak_resident = max(self.peak_resident or 0, resident)
                 if resident > self.memory_limit and self._active:
                     self.memory_exceeded = (self.memory_limit, resident)
                     worker.kill()

@@ -122,7 +122,7 @@ def find_masked(root: str, patterns: tuple[str, ...], *, budget: int = SCAN_BUDG
             seen += 1
             if seen > budget:
                 raise SandboxConfigError(
-                    "project_dir",
+                    "filesystem",
                     f"{root} has more than {budget} files and folders; it cannot be checked for secrets. "
                     "Name a smaller folder (or add its large subfolders to readonly_paths instead)",
                 )
@@ -207,6 +207,8 @@ def project_layout(config: object, *, create_output: bool = False) -> ProjectLay
         workdir = project
     masked: list[tuple[str, str]] = []
     for v in visible:
+        if any(_under(v, tree) for tree in _SYSTEM_TREES) or any(_under(v, e) for e in environment_paths()):
+            continue  # system and interpreter folders hold no user secrets (and are huge)
         if os.path.isdir(v):
             masked += [m for m in find_masked(v, fs.masked_names) if m not in masked]
         elif is_masked(os.path.basename(v), fs.masked_names):

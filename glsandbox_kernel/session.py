@@ -320,7 +320,7 @@ class Session:
                 self.monitor.end()
                 self._fill_metrics(metrics, worker, before)
                 if error is None:
-                    error = self._memory_overrun(metrics)
+                    error = self._memory_overrun(metrics, worker)
             violations = self._take_violations() if self._violations else []
             if violations:
                 metrics.violations_detected = len(violations)
@@ -384,11 +384,17 @@ class Session:
         metrics.memory_peak_bytes = max(peaks) if peaks else None
         metrics.pids_peak = mon.peak_pids
 
-    def _memory_overrun(self, metrics: SandboxMetrics) -> SandboxError | None:
+    def _memory_overrun(self, metrics: SandboxMetrics, worker: WorkerProcess) -> SandboxError | None:
         """Where no cgroup enforces the limit: a call whose peak, measured outside, passed it fails
         (and the worker, which may still hold the memory, is replaced). See :mod:`.memory_guard`."""
-        limit, peak = self.monitor.memory_limit, metrics.memory_peak_bytes
-        if limit is None or peak is None or peak <= limit or not (metrics.measured_by or "").startswith("procfs"):
+        from .memory_guard import high_water_without_files
+
+        limit = self.monitor.memory_limit
+        if limit is None or not (metrics.measured_by or "").startswith("procfs"):
+            return None
+        readings = (self.monitor.peak_resident, high_water_without_files(getattr(worker, "pid", None)))
+        peak = max((r for r in readings if r is not None), default=None)
+        if peak is None or peak <= limit:
             return None
         self.kill_worker()
         metrics.state_lost = True
