@@ -112,6 +112,7 @@ def find_masked(root: str, patterns: tuple[str, ...], *, budget: int = SCAN_BUDG
     found: list[tuple[str, str]] = []
     todo = [root]
     seen = 0
+    skip = set(environment_paths())  # a venv inside the project: the interpreter's, not the user's
     while todo:
         d = todo.pop()
         try:
@@ -135,7 +136,7 @@ def find_masked(root: str, patterns: tuple[str, ...], *, budget: int = SCAN_BUDG
             kind = "dir" if stat.S_ISDIR(mode) else "file"
             if is_masked(entry.name, patterns):
                 found.append((entry.path, kind))
-            elif kind == "dir":
+            elif kind == "dir" and entry.path not in skip:
                 todo.append(entry.path)
     found.sort()
     return found

@@ -442,9 +442,12 @@ def setup_root_child(section: dict[str, Any] | None, sources: dict[str, int], re
         _bind_child(source, dst, rw=bind["rw"])
     cwd = section.get("cwd")
     if create and cwd and not any(_under(cwd, b["dst"]) for b in section["binds"] if b["kind"] == "dir"):
-        # A hidden project: an empty, read-only working directory (a relative write fails loudly).
+        # A hidden project: an empty, read-only working directory (a relative write fails
+        # loudly). Where binds live below it (a venv in the project), the read-only root holds it.
         _make_point_child(new + cwd, "dir", True)
-        _mount_child("tmpfs", new + cwd, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=0555")
+        if not any(_under(b["dst"], cwd) for b in section["binds"]):
+            flags = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
+            _mount_child("tmpfs", new + cwd, "tmpfs", flags, "size=4k,mode=0555")
     if create:
         for name, text in section["etc_files"].items():
             path = f"{new}/etc/{name}"
