@@ -325,9 +325,9 @@ def test_violation_error_reply(glsandbox_kernelspec: str) -> None:
     k = Kernel("glsandbox-strict")
     try:
         # The STRICT preset (256 MiB of resident memory, enforced outside) reached the sandbox.
-        reply, outputs = k.execute("x = b'1' * (300 * 2**20)", timeout=60)
+        reply, _ = k.execute("x = b'1' * (300 * 2**20)", timeout=60)
         assert reply["status"] == "error" and reply["ename"] == "SandboxMemoryError", reply
-        reply, outputs = k.execute("import subprocess\nsubprocess.run(['/bin/true'])")
+        reply, _ = k.execute("import subprocess\nsubprocess.run(['/bin/true'])")
         assert reply["status"] == "error"  # STRICT denies new programs
         if reply["ename"] not in ("SandboxViolationError", "SandboxEscapeError"):
             pytest.skip(f"this host's confinement denied execve ({reply['ename']}) without recording a violation")
