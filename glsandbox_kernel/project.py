@@ -228,6 +228,39 @@ def project_layout(config: object, *, create_output: bool = False) -> ProjectLay
     )
 
 
+def layout_for(ctx: object) -> ProjectLayout:
+    """HOST side: the layout of a confinement :class:`~.confinement._common.PlanContext`, computed once."""
+    cached = getattr(ctx, "project", None)
+    if isinstance(cached, ProjectLayout):
+        return cached
+    layout = project_layout(ctx.config, create_output=True)  # type: ignore[attr-defined]
+    ctx.project = layout  # type: ignore[attr-defined]
+    return layout
+
+
+def writer_ids(layout: ProjectLayout) -> tuple[int, int] | None:
+    """HOST side, as root: the host ids the sandbox writes as, so its files belong to the owner
+    of the writable project folder (or output folder) -- only when that owner is not root.
+
+    Why not an idmapped mount of a root-owned folder: it would let the sandbox create
+    root-owned (setuid) files on the host. Mapped to a user's ids, the sandbox holds what a
+    rootless sandbox of that user holds: no more. A root-owned writable folder stays
+    written as uid 65534, so writes there fail loudly (EACCES) unless its modes allow them.
+    """
+    if os.geteuid() != 0 or not layout.writable:
+        return None
+    project = layout.project
+    if project is not None and layout.owner is not None and any(_under(w, project) for w in layout.writable):
+        ids = layout.owner
+    else:
+        try:
+            st = os.stat(layout.writable[0])
+        except OSError:
+            return None
+        ids = (st.st_uid, st.st_gid)
+    return ids if ids[0] != 0 else None
+
+
 def _make_output_dir(path: str, owner: tuple[int, int] | None) -> None:
     """HOST side: create the output folder, owned like the project folder."""
     try:

@@ -130,7 +130,9 @@ class ZygoteClient:
                     event.set()
 
     def spawn(self, plan: dict[str, Any], worker_sock: socket.socket, timeout: float = 30.0) -> int:
-        """Fork a child that applies ``plan`` and serves on ``worker_sock``; returns its pid.
+        """Fork a child that applies ``plan`` (``ChildPlan.to_wire()``) and serves on ``worker_sock``.
+
+        Returns the child's pid.
 
         The pid is the template's direct child: the worker (or, for namespace
         plans, the process that set up the namespaces around it).
@@ -355,14 +357,15 @@ def _child_main(plan: dict[str, Any], sock_fd: int) -> None:
 
 
 def _worker_main(plan: dict[str, Any], sock_fd: int) -> None:
-    """WORKER (becomes untrusted): apply the plan, then serve frames."""
-    from .confinement import apply_child_plan
+    """WORKER (becomes untrusted): check and apply the plan, then serve frames."""
+    from .confinement import ChildPlan, apply_child_plan
     from .worker.loop import serve
 
-    result = apply_child_plan(plan)
+    checked = ChildPlan.from_wire(plan)  # unknown, missing or mistyped fields are refused
+    result = apply_child_plan(checked)
     # The host's import path as it is now (the template's dates from its start),
     # so functions pickled by reference find their modules.
-    for entry in reversed(plan.get("sys_path") or []):
+    for entry in reversed(checked.process.sys_path if checked.process else ()):
         if entry not in sys.path:
             sys.path.insert(0, entry)
     sys.dont_write_bytecode = True  # no __pycache__ in the user's project folder

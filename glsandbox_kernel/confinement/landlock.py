@@ -15,14 +15,16 @@ this kernel does not know is left out, so the same plan works on every ABI.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import functools
 import os
 import stat
 import sys
 from typing import Any
 
+from ..exceptions import BackendUnavailableError
 from ..linux import libc, sysno
-from ._common import ConfinementError, check
+from ._common import ChildState, ConfinementError, PlanContext, check
 
 LANDLOCK_CREATE_RULESET_VERSION = 1
 LANDLOCK_RULE_PATH_BENEATH = 1
@@ -126,6 +128,21 @@ def fs_access_for_abi(abi: int) -> int:
     return mask
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LandlockSection:
+    """The landlock section (see :func:`plan_landlock`): paths as the worker sees them."""
+
+    enabled: bool = True
+    ro: tuple[str, ...] = ()
+    rw: tuple[str, ...] = ()
+    dev: tuple[str, ...] = DEV_FILES
+    list_only: tuple[str, ...] = ()
+    deny_tcp: bool = False
+    tcp_connect_ports: tuple[int, ...] = ()
+    scope: bool = True
+    required: bool = False
+
+
 def plan_landlock(
     *,
     read_only: list[str],
@@ -136,7 +153,7 @@ def plan_landlock(
     deny_tcp: bool = False,
     scope: bool = True,
     required: bool = False,
-) -> dict[str, Any]:
+) -> LandlockSection:
     """HOST side: the landlock section of a child plan.
 
     Paths are as the worker sees them (inside the new root for NAMESPACE,
@@ -147,30 +164,97 @@ def plan_landlock(
     the host. ``required``: fail instead of falling back when the kernel
     has no Landlock.
     """
-    return {
-        "enabled": True,
-        "ro": sorted(set(read_only)),
-        "rw": sorted(set(read_write)),
-        "dev": list(devices),
-        "list": list(list_only),
-        "deny_tcp": deny_tcp,
-        "tcp_connect_ports": list(tcp_connect_ports or []),
-        "scope": scope,
-        "required": required,
-    }
+    return LandlockSection(
+        ro=tuple(sorted(set(read_only))),
+        rw=tuple(sorted(set(read_write))),
+        dev=tuple(devices),
+        list_only=tuple(list_only),
+        deny_tcp=deny_tcp,
+        tcp_connect_ports=tuple(tcp_connect_ports or ()),
+        scope=scope,
+        required=required,
+    )
 
 
-def restrict_child(section: dict[str, Any] | None, report: dict[str, Any]) -> None:
+def plan_step(ctx: PlanContext) -> LandlockSection:
+    """HOST side: the same filesystem allowlist the mounts step builds, enforced by the kernel.
+
+    With a root of its own (a mounts section): what is bound there, as the
+    worker sees it (its /dev/shm is a private tmpfs). On the host's
+    filesystem: the system and Python directories, the interpreter's import
+    path (minus blocked paths), the readable /etc entries, the user's paths
+    and the working directory; not the host's shared /dev/shm.
+    TCP is handled (denied) where the profile cannot route traffic through
+    the proxy and the config allows no network.
+    """
+    from ..project import layout_for
+    from . import mounts
+
+    config, profile = ctx.config, ctx.profile
+    m = ctx.sections.get("mounts")
+    devices = list(DEV_FILES)
+    if isinstance(m, mounts.MountsSection):
+        read_only = [b.dst for b in m.binds if not b.rw] + ["/etc", "/proc"]
+        if m.mode == "given_root":
+            read_only.append("/")  # a given root is the user's choice, mounted read-only
+        read_only += [s.dst for s in m.symlinks if not s.dst.startswith("/etc/")]
+        read_write = [b.dst for b in m.binds if b.rw] + ["/tmp", m.workdir, "/dev/shm"]
+        list_only = ["/"]
+        devices.append("/dev/pts")  # the sandbox's private devpts (ptys for !cmd)
+    else:
+        read_only = [d for d in mounts.SYSTEM_DIRS if os.path.exists(d)] + mounts.python_paths()
+        read_only += [*HOST_ETC_READABLE, "/proc"]
+        # Not /dev/shm: on the host's filesystem it is shared with every other process
+        # and outlives the sandbox; POSIX shared memory is denied there instead.
+        read_write = [ctx.workdir]
+        list_only = []
+        layout = layout_for(ctx)
+        # Landlock grants whole trees: a folder holding a masked name is split around it.
+        for folder in layout.readonly:
+            shown_list, shown = _grants(folder, layout)
+            list_only += shown_list
+            read_only += shown
+        for folder in layout.writable:
+            shown_list, shown = _grants(folder, layout)
+            if shown_list:
+                names = ", ".join(p for p, _ in layout.masked if p.startswith(folder.rstrip("/") + "/"))
+                raise BackendUnavailableError(
+                    "basic",
+                    f"cannot let the sandbox write {folder} while hiding the secrets in it ({names[:300]}): "
+                    "Landlock grants whole folders",
+                    "use isolation 'namespace', move the secrets out, or let the folder be read-only "
+                    "(project_access='read' with the output folder)",
+                )
+            read_write += shown
+    if landlock_abi() == 0:
+        ctx.report["landlock"] = "unavailable: kernel has no Landlock"
+    return plan_landlock(
+        read_only=read_only,
+        read_write=read_write,
+        devices=devices,
+        list_only=list_only,
+        deny_tcp=profile.network == "deny_only" and config.network.mode == "none",
+    )
+
+
+def _grants(folder: str, layout: Any) -> tuple[list[str], list[str]]:
+    from ..project import landlock_grants
+
+    return landlock_grants(folder, layout.masked)
+
+
+def restrict_child(section: LandlockSection | None, state: ChildState) -> None:
     """CHILD side: build the ruleset for this ABI and restrict this process.
 
     No Landlock in the kernel: reported as a fallback, or a
     :class:`ConfinementError` when the plan says ``required``.
     """
-    if not section or not section.get("enabled"):
+    if not section or not section.enabled:
         return
+    report = state.report
     abi = landlock_abi()
     if abi <= 0:
-        if section.get("required"):
+        if section.required:
             raise ConfinementError(
                 "landlock",
                 "landlock_create_ruleset",
@@ -182,10 +266,10 @@ def restrict_child(section: dict[str, Any] | None, report: dict[str, Any]) -> No
     handled_fs = fs_access_for_abi(abi)
     attr = _RulesetAttr(handled_fs, 0, 0)
     size = 8
-    if abi >= 4 and section.get("deny_tcp"):
+    if abi >= 4 and section.deny_tcp:
         attr.handled_access_net = NET_BIND_TCP | NET_CONNECT_TCP
         size = 16
-    if abi >= 6 and section.get("scope"):
+    if abi >= 6 and section.scope:
         attr.scoped = SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL
         size = 24
     lib = libc()
@@ -198,15 +282,15 @@ def restrict_child(section: dict[str, Any] | None, report: dict[str, Any]) -> No
     rules = 0
     try:
         for paths, access in (
-            (section["ro"], RO),
-            (section["rw"], RW),
-            (section["dev"], DEV),
-            (section.get("list", ()), FS_READ_DIR),
+            (section.ro, RO),
+            (section.rw, RW),
+            (section.dev, DEV),
+            (section.list_only, FS_READ_DIR),
         ):
             for path in paths:
                 rules += _add_path_rule_child(rfd, nr_add, path, access & handled_fs)
         if attr.handled_access_net:
-            for port in section.get("tcp_connect_ports", []):
+            for port in section.tcp_connect_ports:
                 rule = _NetPortAttr(NET_CONNECT_TCP, port)
                 check(
                     "landlock",

@@ -1,18 +1,18 @@
 """Step: resource limits with ``setrlimit(2)``.
 
-Host side: :func:`plan_rlimits` turns :class:`ResourceLimits` into a plain
-dict. Child side: :func:`apply_rlimits_child` sets them in the worker before
+Host side: :func:`plan_rlimits` turns :class:`ResourceLimits` into a
+:class:`RlimitsSection`. Child side: :func:`apply_rlimits_child` sets them in the worker before
 any untrusted code runs. Limits only ever go down (a hard limit the host
 already has is never raised).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import resource
-from typing import Any
 
 from ..config import ResourceLimits
-from ._common import ConfinementError
+from ._common import ChildState, ConfinementError, PlanContext
 
 #: Plan key -> ``resource`` constant name.
 _NAMES = {
@@ -25,9 +25,22 @@ _NAMES = {
 }
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RlimitsSection:
+    """The rlimits section: plan key ("AS", "CPU", "NOFILE", "NPROC", "FSIZE", "CORE") -> value."""
+
+    enabled: bool = True
+    limits: dict[str, int]
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.limits) - set(_NAMES))
+        if unknown:
+            raise ConfinementError("rlimits", f"unknown limit(s) {unknown}")
+
+
 def plan_rlimits(
     limits: ResourceLimits, *, extra_processes: int = 0, address_space: int | str | None = "memory"
-) -> dict[str, Any]:
+) -> RlimitsSection:
     """HOST side: the rlimits section of a child plan.
 
     ``extra_processes`` is added to ``max_processes`` for helper processes of
@@ -47,15 +60,38 @@ def plan_rlimits(
         out["NPROC"] = int(limits.max_processes) + extra_processes
     if limits.max_file_size_bytes is not None:
         out["FSIZE"] = int(limits.max_file_size_bytes)
-    return {"enabled": True, "limits": out}
+    return RlimitsSection(limits=out)
 
 
-def apply_rlimits_child(section: dict[str, Any] | None, report: dict[str, Any]) -> None:
+def plan_step(ctx: PlanContext) -> RlimitsSection:
+    """HOST side: the config's limits; the profile's helper processes (but P0, which runs as
+    another uid or in the parent namespace) share the worker's process limit."""
+    return plan_rlimits(
+        ctx.config.limits,
+        extra_processes=max(0, ctx.profile.helper_processes - 1),
+        address_space=_address_space_limit(ctx),
+    )
+
+
+def _address_space_limit(ctx: PlanContext) -> int | str | None:
+    """HOST side: RLIMIT_AS. Memory means resident memory: none where the cgroup enforces it,
+    a generous backstop where the outside monitor does (see :mod:`glsandbox_kernel.memory_guard`),
+    the limit itself only when nothing outside measures."""
+    from ..memory_guard import address_space_backstop
+
+    if ctx.cgroup is not None and ctx.cgroup.enabled:
+        return None
+    if ctx.config.enable_metrics:
+        return address_space_backstop(ctx.config.limits.memory_limit_bytes)
+    return "memory"
+
+
+def apply_rlimits_child(section: RlimitsSection | None, state: ChildState) -> None:
     """CHILD side: lower each limit to the planned value (soft and hard)."""
-    if not section or not section.get("enabled"):
+    if not section or not section.enabled:
         return
     applied: dict[str, int] = {}
-    for key, value in section["limits"].items():
+    for key, value in section.limits.items():
         rlim = getattr(resource, _NAMES[key])
         _soft, hard = resource.getrlimit(rlim)
         new = value if hard == resource.RLIM_INFINITY else min(value, hard)
@@ -68,4 +104,4 @@ def apply_rlimits_child(section: dict[str, Any] | None, report: dict[str, Any]) 
         except (ValueError, OSError) as exc:
             raise ConfinementError("rlimits", f"setrlimit({_NAMES[key]}, {new})", getattr(exc, "errno", None)) from exc
         applied[key] = new
-    report["rlimits"] = applied
+    state.report["rlimits"] = applied

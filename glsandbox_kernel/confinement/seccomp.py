@@ -58,7 +58,7 @@ from ..linux import (
     prctl,
     sysno,
 )
-from ._common import ConfinementError, check
+from ._common import ChildState, ConfinementError, PlanContext, check
 
 if TYPE_CHECKING:
     from ..config import OSSandboxConfig
@@ -372,6 +372,21 @@ def plan_seccomp(
     return dataclasses.asdict(policy)
 
 
+def plan_step(ctx: PlanContext) -> SeccompPolicy | None:
+    """HOST side: the policy for the config; inet sockets denied where the profile has no
+    network namespace and the config allows no network. None (reported) without seccomp."""
+    ok, why = supported()
+    if not ok:
+        ctx.report["seccomp"] = f"unavailable: {why}"
+        ctx.report["escape_detection"] = "not possible: no seccomp"
+        return None
+    deny_inet = ctx.profile.network == "deny_only" and ctx.config.network.mode == "none"
+    policy = SeccompPolicy.for_config(ctx.config, deny_inet=deny_inet)
+    if policy.detection != "supervisor":
+        ctx.report["escape_detection"] = policy.detection
+    return policy
+
+
 def _policy(section: SeccompPolicy | dict[str, Any]) -> SeccompPolicy:
     if isinstance(section, SeccompPolicy):
         return section
@@ -455,17 +470,17 @@ def build_filter(section: SeccompPolicy | dict[str, Any]) -> list[tuple[int, int
     return prog
 
 
-def install_child(section: SeccompPolicy | dict[str, Any] | None, report: dict[str, Any]) -> int | None:
-    """CHILD side: load the filter; returns the listener fd when notifications are on.
+def install_child(section: SeccompPolicy | None, state: ChildState) -> None:
+    """CHILD side: load the filter; the listener fd (notifications on) goes to ``state.pass_fds``.
 
-    Needs no_new_privs (or CAP_SYS_ADMIN). The caller must hand the listener
+    Needs no_new_privs (or CAP_SYS_ADMIN). The worker must hand the listener
     fd to the host and close it: the sandboxed code must never hold it.
     """
     if not section:
-        return None
+        return
     policy = _policy(section)
     if not policy.enabled:
-        return None
+        return
     if policy.arch != MACHINE:
         raise ConfinementError("seccomp", f"filter for {policy.arch} on {MACHINE}")
     prog = build_filter(policy)
@@ -481,8 +496,9 @@ def install_child(section: SeccompPolicy | dict[str, Any] | None, report: dict[s
         int(libc().syscall(sysno("seccomp"), SECCOMP_SET_MODE_FILTER, flags, ctypes.byref(fprog))),
         hint or "this requires a kernel configured with CONFIG_SECCOMP_FILTER",
     )
-    report["seccomp"] = {"instructions": len(prog), "deny_exec": policy.deny_exec, "detection": policy.detection}
-    return res if policy.notify else None
+    state.report["seccomp"] = {"instructions": len(prog), "deny_exec": policy.deny_exec, "detection": policy.detection}
+    if policy.notify:
+        state.pass_fds.append(res)
 
 
 def pack_notif_resp(notif_id: int, *, error: int = 0, val: int = 0, flags: int = 0) -> bytes:
