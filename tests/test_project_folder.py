@@ -430,3 +430,68 @@ def test_blocked_connection_names_the_policy_and_host(project: Path) -> None:
         assert out.startswith("403 ") and "other.example.invalid:80" in out and "sandbox network policy" in out
     finally:
         k.shutdown()
+
+
+def test_rootless_writes_land_as_the_user(tmp_path: Path) -> None:
+    """Rootless: the sandbox uid maps to the user, so the user's folder is written as the user."""
+    if not ROOT:
+        uid = os.getuid()
+        user: int | None = None
+    else:
+        uid = OWNER
+        user = OWNER
+        try:
+            ok = subprocess.run([sys.executable, "-c", "pass"], user=OWNER, check=False).returncode == 0
+        except OSError:
+            ok = False
+        if not ok:
+            pytest.skip(f"uid {OWNER} cannot run this interpreter ({sys.executable}): no unprivileged run here")
+    tmp_path.chmod(0o755)
+    proj = make_project(tmp_path)
+    script = tmp_path / "rootless.py"
+    script.write_text(
+        "from glsandbox_kernel import FilesystemConfig, OSSandbox, create_config_by_level\n"
+        f"fs = FilesystemConfig(project_dir={str(proj)!r})\n"
+        "with OSSandbox(create_config_by_level('lenient', isolation_type='namespace', filesystem=fs)) as box:\n"
+        "    r = box.run_cell(\"open('results.csv', 'w').write('ok')\")\n"
+        "    print(r.status)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, str(script)], user=user, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
+    assert (proj / "results.csv").stat().st_uid == uid
+
+
+def test_exec_takes_the_scripts_folder_and_run_passes_project_options(project: Path, tmp_path: Path) -> None:
+    script = project / "analyse.py"
+    script.write_text(
+        "import os, helpers, pandas as pd\n"
+        "df = pd.read_csv('activity.csv')\n"
+        "df.to_csv('sandbox-output/from-exec.csv', index=False)\n"
+        "print(os.getcwd(), helpers.total(df))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "glsandbox_kernel.cli", "exec", str(script)],
+        cwd="/",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"{project} 42"
+    assert (project / "sandbox-output" / "from-exec.csv").stat().st_uid == OWNER
+    import argparse
+
+    from glsandbox_kernel.cli import add_project_options
+    from glsandbox_kernel.notebook.run import kernel_argv
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--level", default="moderate")
+    add_project_options(p)
+    args = p.parse_args(["--project", str(project), "--ro", str(tmp_path), "--allow-host", "api.example.invalid:443"])
+    argv = kernel_argv(args)
+    assert f"--SandboxKernel.project={project}" in argv
+    assert f"--SandboxKernel.readonly_paths={tmp_path}" in argv
+    assert "--SandboxKernel.allowed_hosts=api.example.invalid:443" in argv
