@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from glsandbox_kernel import FilesystemConfig, OSSandbox, create_config_by_level
+from glsandbox_kernel import FilesystemConfig, NetworkConfig, OSSandbox, create_config_by_level
 from glsandbox_kernel.exceptions import BackendUnavailableError, SandboxConfigError, SandboxMemoryError
 
 from .jupyter_fixtures import Kernel, glsandbox_kernelspec, stdout_of
@@ -196,7 +196,9 @@ def _read_all(paths: list[str]) -> dict[str, str]:  # WORKER side
 @pytest.mark.parametrize("level", ["strict", "moderate", "lenient"])
 def test_secrets_stay_hidden_at_every_level(project: Path, level: str, isolation: str) -> None:
     fs = FilesystemConfig(project_dir=str(project), readonly_paths=(str(project),) if level == "strict" else ())
-    cfg = create_config_by_level(level, isolation_type=isolation, filesystem=fs)
+    # (BASIC cannot route LENIENT's network through the proxy: the network is off here.)
+    net = NetworkConfig(allow_network=isolation != "basic" and level == "lenient")
+    cfg = create_config_by_level(level, isolation_type=isolation, filesystem=fs, network=net)
     paths = [str(project / p) for p in (*SECRETS, DEEP_SECRET[0])]
     if isolation == "basic" and level == "lenient":
         with pytest.raises(BackendUnavailableError, match="secrets"), OSSandbox(cfg) as box:
@@ -450,7 +452,7 @@ def test_rootless_writes_land_as_the_user(tmp_path: Path) -> None:
     proj = make_project(tmp_path)
     script = tmp_path / "rootless.py"
     script.write_text(
-        "from glsandbox_kernel import FilesystemConfig, OSSandbox, create_config_by_level\n"
+        "from glsandbox_kernel import FilesystemConfig, NetworkConfig, OSSandbox, create_config_by_level\n"
         f"fs = FilesystemConfig(project_dir={str(proj)!r})\n"
         "with OSSandbox(create_config_by_level('lenient', isolation_type='namespace', filesystem=fs)) as box:\n"
         "    r = box.run_cell(\"open('results.csv', 'w').write('ok')\")\n"
