@@ -52,13 +52,14 @@ def _under(path: str, parent: str) -> bool:
     return path == parent or path.startswith(parent.rstrip("/") + "/")
 
 
-def _homes() -> set[str]:
+@functools.lru_cache(maxsize=1)
+def _homes() -> frozenset[str]:
     homes = {os.path.realpath(os.path.expanduser("~"))}
     try:
         homes.update(os.path.realpath(p.pw_dir) for p in pwd.getpwall() if p.pw_dir and p.pw_dir != "/")
     except OSError:
         pass
-    return homes
+    return frozenset(homes)
 
 
 def project_dir_problem(path: str) -> str | None:
@@ -262,15 +263,18 @@ def writer_ids(layout: ProjectLayout) -> tuple[int, int] | None:
 
 
 def _make_output_dir(path: str, owner: tuple[int, int] | None) -> None:
-    """HOST side: create the output folder, owned like the project folder."""
+    """HOST side: create the output folder, owned like the project folder.
+
+    Where it cannot be created (a read-only project on the host), there is
+    none: writes into it then fail loudly inside the sandbox, as every write
+    into the read-only project does.
+    """
     try:
         os.mkdir(path, 0o755)
         if owner is not None and os.geteuid() == 0:
             os.chown(path, *owner)
-    except FileExistsError:
+    except OSError:
         pass
-    except OSError as exc:
-        raise SandboxConfigError("output_dir", f"cannot create {path}: {exc.strerror}") from exc
 
 
 @functools.lru_cache(maxsize=1)

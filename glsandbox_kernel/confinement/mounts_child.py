@@ -200,7 +200,11 @@ def setup_root_child(section: MountsSection | None, state: ChildState) -> None:
         if source is None:
             continue
         dst = new + bind.dst
-        if not _make_point_child(dst, bind.kind, create):
+        try:
+            point = _make_point_child(dst, bind.kind, create)
+        except PermissionError:  # below a bound folder the sandbox uid may not enter (mode 0700)
+            point = False
+        if not point:
             missing.append(bind.dst)
             continue
         _bind_child(source, dst, rw=bind.rw)
