@@ -497,3 +497,17 @@ def test_exec_takes_the_scripts_folder_and_run_passes_project_options(project: P
     assert f"--SandboxKernel.project={project}" in argv
     assert f"--SandboxKernel.readonly_paths={tmp_path}" in argv
     assert "--SandboxKernel.allowed_hosts=api.example.invalid:443" in argv
+
+
+@pytest.mark.parametrize("isolation", ["namespace", "basic"])
+def test_shell_commands_on_each_backend(isolation: str) -> None:
+    """``!cmd`` and ``%pip`` where programs may run (a private devpts, or pipes where there is no
+    pty), a SandboxViolationError where they may not."""
+    with OSSandbox(create_config_by_level("moderate", isolation_type=isolation)) as box:
+        r = box.run_cell("x = 3\n!echo hi {x}")
+        assert r.status == "ok" and "".join(o.get("text", "") for o in r.outputs).strip() == "hi 3"
+        r = box.run_cell("%pip --version")
+        assert r.status == "ok" and "".join(o.get("text", "") for o in r.outputs).startswith("pip ")
+    with OSSandbox(create_config_by_level("strict", isolation_type=isolation)) as box:
+        r = box.run_cell("!echo hi")
+        assert r.status == "error" and r.error_name == "SandboxViolationError", r.error_value
