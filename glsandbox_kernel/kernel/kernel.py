@@ -198,7 +198,7 @@ class SandboxKernel(Kernel):
         project = absolute(self.project) if self.project else default_project_dir()
         if project is None and not self.project:
             log.warning("glsandbox: %s cannot be a project folder; the sandbox shows no host folder", os.getcwd())
-        return dataclasses.replace(
+        fs = dataclasses.replace(
             cfg.filesystem,
             project_dir=project,
             project_access=self.project_access or None,
@@ -206,6 +206,18 @@ class SandboxKernel(Kernel):
             writable_paths=tuple(absolute(p) for p in self.writable_paths),
             output_dir=self.output_dir or None,
         )
+        if project is not None and not self.project:
+            # The implicit folder (the kernel's cwd) must not make every cell fail: one that
+            # cannot be shown (too large to check for secrets) is not shown, with a warning.
+            from ..exceptions import SandboxConfigError
+            from ..project import project_layout
+
+            try:
+                project_layout(cfg.replace(filesystem=fs))
+            except SandboxConfigError as exc:
+                log.warning("glsandbox: not showing %s to the sandbox: %s", project, exc)
+                fs = dataclasses.replace(fs, project_dir=None)
+        return fs
 
     def get_sandbox(self, *, start: bool = True) -> Any:
         """The kernel's OSSandbox, created (and started) on first use (blocking; call off the event loop)."""
