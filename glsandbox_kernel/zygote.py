@@ -35,7 +35,7 @@ from typing import Any
 
 from .exceptions import SandboxCrashedError, SandboxError
 from .linux import PR_SET_CHILD_SUBREAPER, PR_SET_DUMPABLE, PR_SET_PDEATHSIG, prctl
-from .procfs import children_of
+from .procfs import children_of, descendants
 from .protocol import FrameChannel, WorkerGone
 
 _ZYGOTE_ENV_KEYS = ("PATH", "LANG", "LC_ALL", "TZ", "SYSTEMROOT")
@@ -299,12 +299,7 @@ def _kill_all(children: set[int]) -> None:
     """
     me = os.getpid()
     for _ in range(100):
-        tree: list[int] = []
-        todo = [me]
-        while todo:
-            kids = children_of(todo.pop())
-            tree.extend(kids)
-            todo.extend(kids)
+        tree = descendants(me)
         if not tree:
             return
         for pid in reversed(tree):

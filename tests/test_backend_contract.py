@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -152,10 +151,8 @@ def test_timeout_kills_the_tree_and_the_session_recovers(backend: type[SandboxBa
     with OSSandbox(cfg) as box:
         before = box.worker_pids
         assert before
-        t0 = time.monotonic()
-        with pytest.raises(SandboxTimeoutError):
+        with pytest.raises(SandboxTimeoutError):  # stopped, not slept through (it would return "woke")
             box.execute(sleep_for, 60)
-        assert time.monotonic() - t0 < 55  # stopped, not slept through
         assert wait_until_gone(before) == []  # the whole tree was killed
         assert box.execute(sum, [1, 1]) == 2  # a fresh worker serves the next call
         after = box.worker_pids

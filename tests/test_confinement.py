@@ -285,8 +285,7 @@ def test_child_refuses_a_plan_outside_the_schema() -> None:
 
 
 def test_seccomp_program_shape() -> None:
-    section = sc.plan_seccomp(deny_exec=True, notify=True)
-    prog = sc.build_filter(section)
+    prog = sc.SeccompPolicy.make(deny_exec=True, notify=True).bpf()
     assert prog[0] == (0x20, 0, 0, 4)  # load arch first
     assert prog[2] == (0x06, 0, 0, sc.SECCOMP_RET_KILL_PROCESS)
     assert prog[-1] == (0x06, 0, 0, sc.SECCOMP_RET_ALLOW)
@@ -329,7 +328,7 @@ def _escape_probe() -> dict[str, int]:
 @needs_notify
 @pytest.mark.parametrize("backend", ["basic", pytest.param("namespace", marks=[needs_userns, pytest.mark.namespace])])
 def test_seccomp_denies_escape_syscalls_and_supervisor_records_them(backend: str, tmp_path: Any) -> None:
-    workdir = str(tmp_path) if backend == "basic" else "/tmp/work"
+    workdir = str(tmp_path) if PROFILES[backend].workdir is None else str(PROFILES[backend].workdir)
     plan = build_child_plan(moderate(), backend=backend, workdir=workdir)
     out = run_in_sandbox(plan, _escape_probe)
     assert out.error is None, out.error

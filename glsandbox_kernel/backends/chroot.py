@@ -18,13 +18,14 @@ when asked for, since it needs a root filesystem the default config lacks.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from typing import ClassVar
 
 from ..config import IsolationType
 from ..confinement.profile import UNPRIVILEGED_HOST_ID, ConfinementProfile
-from .namespace import HELPER_PROCESSES, SANDBOX_WORKDIR
+from .namespace import NamespaceBackend
 from .zygote_backend import ZygoteBackend
 
 
@@ -34,19 +35,17 @@ class ChrootBackend(ZygoteBackend):
     name: ClassVar[str] = "chroot"
     isolation_type: ClassVar[IsolationType] = IsolationType.CHROOT
     strength: ClassVar[int] = 5
-    #: No user namespace: the set-up runs as real root, the worker as host uid 65534
-    #: with supplementary groups cleared, never dumpable.
-    profile: ClassVar[ConfinementProfile] = ConfinementProfile(
+    #: NAMESPACE's profile without a user namespace: the set-up runs as real root, the
+    #: worker as host uid 65534 with supplementary groups cleared, never dumpable, in
+    #: the given root instead of a tmpfs.
+    profile: ClassVar[ConfinementProfile] = dataclasses.replace(
+        NamespaceBackend.profile,
         namespaces=("mount", "pid", "net", "ipc", "uts", "cgroup"),
         root="given",
         uid=UNPRIVILEGED_HOST_ID,
         gid=UNPRIVILEGED_HOST_ID,
         setgroups=True,
         dumpable="never",
-        cgroup=True,
-        network="proxy",
-        workdir=SANDBOX_WORKDIR,
-        helper_processes=HELPER_PROCESSES,
     )
 
     @classmethod

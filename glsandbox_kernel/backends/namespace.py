@@ -28,7 +28,7 @@ import sys
 from typing import ClassVar
 
 from ..config import IsolationType
-from ..confinement.profile import SANDBOX_GID, SANDBOX_UID, ConfinementProfile
+from ..confinement.profile import NAMESPACE_HELPER_PROCESSES, SANDBOX_GID, SANDBOX_UID, ConfinementProfile
 from .zygote_backend import ZygoteBackend
 from .zygote_worker import NamespaceWorker
 
@@ -36,9 +36,7 @@ __all__ = ["HELPER_PROCESSES", "SANDBOX_WORKDIR", "NamespaceBackend", "Namespace
 
 #: The worker's working directory inside the sandbox (on the private scratch tmpfs).
 SANDBOX_WORKDIR = "/tmp/work"
-#: Processes of a namespaced sandbox besides the worker and its children
-#: (P0, P1, the init P2 and the proxy relay): added to pids.max.
-HELPER_PROCESSES = 4
+HELPER_PROCESSES = NAMESPACE_HELPER_PROCESSES
 
 
 class NamespaceBackend(ZygoteBackend):

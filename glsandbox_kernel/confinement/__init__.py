@@ -54,7 +54,7 @@ from .mounts import MountsSection
 from .namespaces import NamespacesSection
 from .network import NetworkSection
 from .process import ProcessSection
-from .profile import ConfinementProfile
+from .profile import NAMESPACE_HELPER_PROCESSES, ConfinementProfile
 from .rlimits import RlimitsSection
 from .seccomp import SeccompPolicy
 from .sections import from_wire, to_wire
@@ -80,9 +80,8 @@ __all__ = [
     "to_wire",
 ]
 
-#: Processes of a namespaced sandbox besides the worker and its children
-#: (P0, P1, the init P2 and the proxy relay): add to pids.max.
-HELPER_PROCESSES = 4
+#: Processes of a namespaced sandbox besides the worker and its children (see the profile).
+HELPER_PROCESSES = NAMESPACE_HELPER_PROCESSES
 #: The plan format; a child refuses any other.
 PLAN_VERSION = 2
 

@@ -18,6 +18,9 @@ SANDBOX_UID = 1000
 SANDBOX_GID = 1000
 #: Host uid/gid the sandbox uid maps to when the host process is root (and CHROOT's worker uid).
 UNPRIVILEGED_HOST_ID = 65534
+#: Processes of a namespaced sandbox besides the worker and its children
+#: (P0, P1, the init P2 and the proxy relay): added to pids.max.
+NAMESPACE_HELPER_PROCESSES = 4
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

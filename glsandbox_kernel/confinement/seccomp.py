@@ -7,7 +7,7 @@ container backends (:meth:`SeccompPolicy.oci_profile`), from ONE escape list
 (:data:`ESCAPE`, sent to the supervisor where it runs) and ONE deny list
 (:data:`DENY`, plain EPERM). A unit test checks that both deny the same set.
 
-Host side: :func:`plan_seccomp`, :func:`notify_supported`,
+Host side: :func:`plan_step` (via :meth:`SeccompPolicy.for_config`), :func:`notify_supported`,
 :func:`build_filter` (pure: a list of ``(code, jt, jf, k)`` instructions)
 and the decoding tables the supervisor uses (:func:`syscall_name`).
 Child side: :func:`install_child` loads the filter with
@@ -360,18 +360,6 @@ class SeccompPolicy:
         }
 
 
-def plan_seccomp(
-    *,
-    deny_exec: bool,
-    notify: bool,
-    exec_notify: bool = True,
-    deny_inet: bool = False,
-) -> dict[str, Any]:
-    """HOST side: the seccomp section of a child plan (see :class:`SeccompPolicy`)."""
-    policy = SeccompPolicy.make(deny_exec=deny_exec, notify=notify, exec_notify=exec_notify, deny_inet=deny_inet)
-    return dataclasses.asdict(policy)
-
-
 def plan_step(ctx: PlanContext) -> SeccompPolicy | None:
     """HOST side: the policy for the config; inet sockets denied where the profile has no
     network namespace and the config allows no network. None (reported) without seccomp."""
@@ -387,13 +375,6 @@ def plan_step(ctx: PlanContext) -> SeccompPolicy | None:
     return policy
 
 
-def _policy(section: SeccompPolicy | dict[str, Any]) -> SeccompPolicy:
-    if isinstance(section, SeccompPolicy):
-        return section
-    known = {f.name for f in dataclasses.fields(SeccompPolicy)}
-    return SeccompPolicy(**{k: v for k, v in section.items() if k in known})
-
-
 def _ret(k: int) -> tuple[int, int, int, int]:
     return (BPF_RET_K, 0, 0, k)
 
@@ -406,9 +387,8 @@ def _arg_lo(i: int) -> int:
     return 16 + 8 * i  # seccomp_data.args[i], low 32 bits (little endian)
 
 
-def build_filter(section: SeccompPolicy | dict[str, Any]) -> list[tuple[int, int, int, int]]:
-    """The BPF program for ``section`` as ``(code, jt, jf, k)`` tuples (pure; either side)."""
-    policy = _policy(section)
+def build_filter(policy: SeccompPolicy) -> list[tuple[int, int, int, int]]:
+    """The BPF program for ``policy`` as ``(code, jt, jf, k)`` tuples (pure; either side)."""
     arch = policy.arch
     table = SYSCALLS[arch]
     eperm = SECCOMP_RET_ERRNO | errno.EPERM
@@ -476,11 +456,9 @@ def install_child(section: SeccompPolicy | None, state: ChildState) -> None:
     Needs no_new_privs (or CAP_SYS_ADMIN). The worker must hand the listener
     fd to the host and close it: the sandboxed code must never hold it.
     """
-    if not section:
+    if not section or not section.enabled:
         return
-    policy = _policy(section)
-    if not policy.enabled:
-        return
+    policy = section
     if policy.arch != MACHINE:
         raise ConfinementError("seccomp", f"filter for {policy.arch} on {MACHINE}")
     prog = build_filter(policy)

@@ -18,7 +18,7 @@ Attaching, two ways (the plan's ``attach_by``):
 - ``"child"``: :func:`attach_child` writes the calling process's pid into
   the cgroup's ``cgroup.procs`` files, first thing in the child, so every
   process it starts is charged.
-- ``"host"`` (the NAMESPACE backend): :meth:`CgroupManager.attach` moves the
+- ``"host"`` (the NAMESPACE backend): :meth:`Cgroup.attach` moves the
   sandbox's processes from the host while they set up, and once more after
   the worker's hello, before any untrusted code runs. Every migration first
   waits for an RCU grace period (about 15 ms on a small VM, migrations soon
@@ -35,13 +35,12 @@ import uuid
 from ... import procfs
 from ...config import ResourceLimits
 from .._common import ChildState, ConfinementError, PlanContext
-from .base import CG_ROOT, Cgroup, CgroupManager, CgroupSection, join_mount, write
+from .base import CG_ROOT, Cgroup, CgroupSection, join_mount, write
 from .v1 import CgroupV1
 from .v2 import CgroupV2
 
 __all__ = [
     "Cgroup",
-    "CgroupManager",
     "CgroupSection",
     "CgroupV1",
     "CgroupV2",

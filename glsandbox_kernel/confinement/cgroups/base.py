@@ -357,7 +357,3 @@ class Cgroup(abc.ABC):
             self.remove()
         else:
             self.close()
-
-
-#: The former name of the interface (an owned cgroup).
-CgroupManager = Cgroup
