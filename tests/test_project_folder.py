@@ -511,3 +511,26 @@ def test_shell_commands_on_each_backend(isolation: str) -> None:
     with OSSandbox(create_config_by_level("strict", isolation_type=isolation)) as box:
         r = box.run_cell("!echo hi")
         assert r.status == "error" and r.error_name == "SandboxViolationError", r.error_value
+
+
+def test_magic_takes_the_current_folder_and_project_ro_options(project: Path, tmp_path: Path) -> None:
+    """``%%sandbox`` in the stock python3 kernel started in the project folder."""
+    other = make_project(tmp_path / "other")
+    (other / "activity.csv").write_text("site,kg\nZ,1\n")
+    k = start("python3", project)
+    try:
+        assert cell(k, "%load_ext glsandbox_kernel")[0]["status"] == "ok"
+        reply, out = cell(k, "%%sandbox\nimport os\nprint(os.getcwd(), open('activity.csv').read().split()[1])")
+        assert reply["status"] == "ok" and f"{project} A,40" in out, (reply, out)
+        reply, out = cell(k, "%%sandbox --name s\n" + READ_SECRETS)
+        assert "READ" not in out and out.count("refused") == 3, out
+        reply, _ = cell(k, "%%sandbox strict --name st\nopen('activity.csv')")
+        assert reply["status"] == "error"
+        reply, out = cell(
+            k, f"%%sandbox strict --name ro --ro {project}\nprint(open('activity.csv').read().split()[1])"
+        )
+        assert "A,40" in out, (reply, out)
+        reply, out = cell(k, f"%%sandbox --name p --project {other}\nprint(open('activity.csv').read().split()[1])")
+        assert "Z,1" in out, (reply, out)
+    finally:
+        k.shutdown()
