@@ -534,3 +534,20 @@ def test_magic_takes_the_current_folder_and_project_ro_options(project: Path, tm
         assert "Z,1" in out, (reply, out)
     finally:
         k.shutdown()
+
+
+def test_container_hides_the_project_at_strict_and_refuses_unmaskable_secrets(project: Path) -> None:
+    from glsandbox_kernel.backends.registry import backends
+
+    ok, why = backends()["container"].available()
+    if not ok:
+        pytest.skip(f"container: {why}")
+    fs = FilesystemConfig(project_dir=str(project))
+    with (
+        pytest.raises(BackendUnavailableError, match="secrets"),
+        OSSandbox(create_config_by_level("moderate", isolation_type="container", filesystem=fs)) as box,
+    ):
+        box.execute(_read_all, [])
+    with OSSandbox(create_config_by_level("strict", isolation_type="container", filesystem=fs)) as box:
+        got = box.execute(_read_all, ["/work/project/activity.csv", str(project / "activity.csv")])
+    assert all(not v.startswith("READ") for v in got.values()), got

@@ -373,8 +373,16 @@ def _user_binds(config: OSSandboxConfig) -> dict[str, dict[str, str]]:
     """
     fs = config.filesystem
     wanted: list[tuple[str, str, str, str]] = []
-    if fs.project_dir:
-        mode = "rw" if fs.project_writable else "ro"
+    if fs.project_dir and config.project_access != "none":  # the level decides (hidden at STRICT)
+        from ..project import find_masked
+
+        if find_masked(os.path.realpath(fs.project_dir), fs.masked_names):
+            raise BackendUnavailableError(
+                "container",
+                f"cannot hide the secrets (FilesystemConfig.masked_names) inside {fs.project_dir}",
+                "use isolation 'namespace', or move the secrets out of the project folder",
+            )
+        mode = "rw" if config.project_access == "write" else "ro"
         wanted.append(("project_dir", fs.project_dir, f"{WORK_DIR}/project", mode))
     wanted += [("readonly_paths", p, p, "ro") for p in fs.readonly_paths]
     wanted += [("writable_paths", p, p, "rw") for p in fs.writable_paths]
