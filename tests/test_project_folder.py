@@ -536,18 +536,26 @@ def test_magic_takes_the_current_folder_and_project_ro_options(project: Path, tm
         k.shutdown()
 
 
-def test_container_hides_the_project_at_strict_and_refuses_unmaskable_secrets(project: Path) -> None:
+def test_container_shows_the_project_only_where_nothing_must_be_hidden(project: Path, tmp_path: Path) -> None:
+    """The container's binds cannot mask single names: a project holding secrets is not shown at
+    all (nor at STRICT); a clean one is, read-only at MODERATE."""
     from glsandbox_kernel.backends.registry import backends
 
     ok, why = backends()["container"].available()
     if not ok:
         pytest.skip(f"container: {why}")
-    fs = FilesystemConfig(project_dir=str(project))
-    with (
-        pytest.raises(BackendUnavailableError, match="secrets"),
-        OSSandbox(create_config_by_level("moderate", isolation_type="container", filesystem=fs)) as box,
-    ):
-        box.execute(_read_all, [])
-    with OSSandbox(create_config_by_level("strict", isolation_type="container", filesystem=fs)) as box:
-        got = box.execute(_read_all, ["/work/project/activity.csv", str(project / "activity.csv")])
-    assert all(not v.startswith("READ") for v in got.values()), got
+    paths = ["/work/project/activity.csv", "/work/project/.env", str(project / "activity.csv")]
+    for level in ("strict", "moderate"):
+        fs = FilesystemConfig(project_dir=str(project))
+        with OSSandbox(create_config_by_level(level, isolation_type="container", filesystem=fs)) as box:
+            got = box.execute(_read_all, paths)
+        assert all(not v.startswith("READ") for v in got.values()), (level, got)
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    (clean / "activity.csv").write_text("site,kg\nA,40\n")
+    clean.chmod(0o755)
+    (clean / "activity.csv").chmod(0o644)
+    fs = FilesystemConfig(project_dir=str(clean))
+    with OSSandbox(create_config_by_level("moderate", isolation_type="container", filesystem=fs)) as box:
+        got = box.execute(_read_all, ["/work/project/activity.csv"])
+    assert got["/work/project/activity.csv"].startswith("READ site,kg"), got

@@ -376,14 +376,17 @@ def _user_binds(config: OSSandboxConfig) -> dict[str, dict[str, str]]:
     if fs.project_dir and config.project_access != "none":  # the level decides (hidden at STRICT)
         from ..project import find_masked
 
-        if find_masked(os.path.realpath(fs.project_dir), fs.masked_names):
-            raise BackendUnavailableError(
-                "container",
-                f"cannot hide the secrets (FilesystemConfig.masked_names) inside {fs.project_dir}",
-                "use isolation 'namespace', or move the secrets out of the project folder",
+        secrets = find_masked(os.path.realpath(fs.project_dir), fs.masked_names)
+        if secrets:
+            # These binds cannot hide single names inside a folder: then the folder is not shown.
+            log.warning(
+                "container: not showing %s: it holds %s, which this backend cannot hide (use isolation namespace)",
+                fs.project_dir,
+                ", ".join(p for p, _ in secrets[:5]),
             )
-        mode = "rw" if config.project_access == "write" else "ro"
-        wanted.append(("project_dir", fs.project_dir, f"{WORK_DIR}/project", mode))
+        else:
+            mode = "rw" if config.project_access == "write" else "ro"
+            wanted.append(("project_dir", fs.project_dir, f"{WORK_DIR}/project", mode))
     wanted += [("readonly_paths", p, p, "ro") for p in fs.readonly_paths]
     wanted += [("writable_paths", p, p, "rw") for p in fs.writable_paths]
     binds: dict[str, dict[str, str]] = {}
