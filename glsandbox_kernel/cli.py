@@ -115,11 +115,50 @@ def config_from_args(args: argparse.Namespace) -> Any:
         overrides["execution_timeout"] = args.timeout
     if getattr(args, "audit", None):
         overrides["audit_log_path"] = args.audit
-    if getattr(args, "memory", None):
-        import dataclasses
+    import dataclasses
 
+    if getattr(args, "memory", None):
         overrides["limits"] = dataclasses.replace(cfg.limits, memory_limit_bytes=parse_size(args.memory))
+    if getattr(args, "project", None):
+        overrides["filesystem"] = dataclasses.replace(
+            cfg.filesystem,
+            project_dir=os.path.realpath(args.project),
+            readonly_paths=tuple(os.path.realpath(p) for p in args.ro),
+            writable_paths=tuple(os.path.realpath(p) for p in args.rw),
+            output_dir=args.output_dir if args.output_dir is not None else cfg.filesystem.output_dir,
+        )
+    if getattr(args, "allow_host", None):
+        overrides["network"] = dataclasses.replace(
+            cfg.network, allow_network=True, allowed_hosts=tuple(args.allow_host)
+        )
     return cfg.replace(**overrides) if overrides else cfg
+
+
+def add_project_options(p: argparse.ArgumentParser) -> None:
+    """``--project``, ``--ro``, ``--rw``, ``--output-dir``, ``--allow-host`` (exec; run passes them to the kernel)."""
+    p.add_argument(
+        "--project",
+        metavar="DIR",
+        help="project folder (default: the script's / notebook's folder); hidden at "
+        "strict, read-only at moderate, writable at lenient",
+    )
+    p.add_argument("--ro", action="append", default=[], metavar="PATH", help="also show PATH read-only (repeatable)")
+    p.add_argument("--rw", action="append", default=[], metavar="PATH", help="let the sandbox write PATH (repeatable)")
+    p.add_argument("--output-dir", metavar="REL", default=None, help="writable folder in a read-only project")
+    p.add_argument("--allow-host", action="append", default=[], metavar="HOST:PORT", help="allow HOST:PORT")
+
+
+def project_kernel_argv(args: argparse.Namespace) -> list[str]:
+    """The ``--SandboxKernel.*`` arguments for :func:`add_project_options` (``glsandbox run``)."""
+    out: list[str] = []
+    if getattr(args, "project", None):
+        out.append(f"--SandboxKernel.project={os.path.realpath(args.project)}")
+    out += [f"--SandboxKernel.readonly_paths={os.path.realpath(p)}" for p in getattr(args, "ro", None) or []]
+    out += [f"--SandboxKernel.writable_paths={os.path.realpath(p)}" for p in getattr(args, "rw", None) or []]
+    if getattr(args, "output_dir", None) is not None:
+        out.append(f"--SandboxKernel.output_dir={args.output_dir}")
+    out += [f"--SandboxKernel.allowed_hosts={h}" for h in getattr(args, "allow_host", None) or []]
+    return out
 
 
 def _add_sandbox_options(p: argparse.ArgumentParser) -> None:
@@ -138,6 +177,10 @@ def _run_exec(args: argparse.Namespace) -> int:
         return 2
     with open(script, encoding="utf-8") as fh:
         source = fh.read()
+    if not args.project:
+        from .project import default_project_dir
+
+        args.project = default_project_dir(os.path.dirname(script))
     cfg = config_from_args(args)
 
     def run(src: str, path: str, argv: list[str]) -> Any:  # WORKER side
@@ -224,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sandbox_options(p)
     p.add_argument("--memory", help="memory limit, e.g. 200M")
     p.add_argument("--audit", help="append audit records to this JSONL file")
+    add_project_options(p)
     p.add_argument("script")
     p.add_argument("args", nargs=argparse.REMAINDER)
     p.set_defaults(func=_run_exec)

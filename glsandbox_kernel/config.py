@@ -160,33 +160,103 @@ DEFAULT_BLOCKED_PATHS: tuple[str, ...] = (
 )
 
 
+#: Names (shell patterns, matched against every file and folder name inside a
+#: visible folder) that the sandbox never sees, at every level: credentials,
+#: keys, version-control internals, Jupyter runtime and connection files.
+DEFAULT_MASKED_NAMES: tuple[str, ...] = (
+    ".env",
+    ".env.*",
+    ".git",
+    "*.pem",
+    "*.key",
+    "id_*",
+    ".ssh",
+    ".aws",
+    ".netrc",
+    ".pypirc",
+    ".gnupg",
+    ".docker",
+    ".kube",
+    "kernel-*.json",
+    "jpserver-*",
+    "nbserver-*",
+    "jupyter_runtime",
+)
+
+#: How the sandbox sees the project folder: not at all, read-only, read-write.
+PROJECT_ACCESS = ("none", "read", "write")
+
+
 @dataclass(frozen=True, kw_only=True)
 class FilesystemConfig:
     """What of the host filesystem the worker sees.
 
     ``root`` is the root filesystem directory for the CHROOT backend.
-    ``project_dir`` is bound read-only (writable when ``project_writable``).
+
+    ``project_dir`` is the analyst's folder (the notebook's directory for the
+    kernel): it appears at its own absolute path and is the working directory.
+    ``project_access`` says how: ``"none"`` (hidden), ``"read"`` or
+    ``"write"``; ``None`` lets the level decide (STRICT none, MODERATE read,
+    LENIENT write). ``project_writable=True`` is the older spelling of
+    ``project_access="write"``. ``output_dir`` (relative to the project) is
+    the one writable folder of a read-only project; ``None`` turns it off.
+    ``masked_names``: names hidden inside every visible folder (see
+    :data:`DEFAULT_MASKED_NAMES`).
     """
 
     root: str | None = None
     project_dir: str | None = None
+    project_access: str | None = None
     project_writable: bool = False
+    output_dir: str | None = "sandbox-output"
     readonly_paths: tuple[str, ...] = ()
     writable_paths: tuple[str, ...] = ()
     blocked_paths: tuple[str, ...] = DEFAULT_BLOCKED_PATHS
+    masked_names: tuple[str, ...] = DEFAULT_MASKED_NAMES
 
     def __post_init__(self) -> None:
-        for name in ("readonly_paths", "writable_paths", "blocked_paths"):
+        for name in ("readonly_paths", "writable_paths", "blocked_paths", "masked_names"):
             value = getattr(self, name)
+            if isinstance(value, str):
+                raise SandboxConfigError(name, "must be a sequence of strings, not one string")
             if not isinstance(value, tuple):
                 object.__setattr__(self, name, tuple(value))
+        for name in ("readonly_paths", "writable_paths", "blocked_paths"):
             for p in getattr(self, name):
                 if not isinstance(p, str) or not p.startswith("/"):
                     raise SandboxConfigError(name, f"{p!r} must be an absolute path")
+        for pattern in self.masked_names:
+            if not isinstance(pattern, str) or not pattern or "/" in pattern:
+                raise SandboxConfigError("masked_names", f"{pattern!r} must be a file name pattern (no '/')")
         for name in ("root", "project_dir"):
             p = getattr(self, name)
             if p is not None and (not isinstance(p, str) or not p.startswith("/")):
                 raise SandboxConfigError(name, f"{p!r} must be an absolute path or None")
+        if self.project_access is not None and self.project_access not in PROJECT_ACCESS:
+            raise SandboxConfigError("project_access", f"{self.project_access!r} is not one of none, read, write")
+        if self.project_writable and self.project_access not in (None, "write"):
+            raise SandboxConfigError("project_writable", f"contradicts project_access={self.project_access!r}")
+        out = self.output_dir
+        if out is not None:
+            parts = out.split("/") if isinstance(out, str) else []
+            if not isinstance(out, str) or not out or out.startswith("/") or any(p in ("", ".", "..") for p in parts):
+                raise SandboxConfigError("output_dir", f"{out!r} must be a relative path inside the project folder")
+        if self.project_dir is not None:
+            from .project import project_dir_problem
+
+            problem = project_dir_problem(self.project_dir)
+            if problem is not None:
+                raise SandboxConfigError("project_dir", problem)
+
+    def access_for(self, level: SecurityLevel) -> str:
+        """The project folder's access at ``level``: ``"none"``, ``"read"`` or ``"write"``."""
+        if self.project_dir is None:
+            return "none"
+        if self.project_access is not None:
+            return self.project_access
+        if self.project_writable:
+            return "write"
+        return {SecurityLevel.STRICT: "none", SecurityLevel.MODERATE: "read"}.get(level, "write")
 
 
 DEFAULT_ENV_ALLOWLIST: tuple[str, ...] = ("LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM")
@@ -280,6 +350,11 @@ class OSSandboxConfig:
         _check_positive("interrupt_grace_seconds", self.interrupt_grace_seconds, allow_zero=True)
         if not 1024 <= self.max_frame_bytes <= 1024 * MiB:
             raise SandboxConfigError("max_frame_bytes", "must be in [1 KiB, 1 GiB]")
+
+    @property
+    def project_access(self) -> str:
+        """How the sandbox sees ``filesystem.project_dir``: ``"none"``, ``"read"`` or ``"write"``."""
+        return self.filesystem.access_for(self.security_level)
 
     @property
     def new_programs_allowed(self) -> bool:

@@ -109,6 +109,12 @@ class Monitor:
         self.peak_pids: int | None = None
         self.last: ResourceSample | None = None
         self.context: dict[str, Any] = {}
+        #: Set by the session where no cgroup enforces the memory limit (see :mod:`.memory_guard`).
+        self.memory_limit: int | None = None
+        #: (limit, resident) once the guard killed the tree in this call.
+        self.memory_exceeded: tuple[int, int] | None = None
+        #: the guard's highest reading in this call (anonymous + shared memory of the tree).
+        self.peak_resident: int | None = None
 
     def begin(self, worker: WorkerProcess, context: dict[str, Any] | None = None) -> None:
         """Mark a call as running (hot path: no thread wake-up, just state)."""
@@ -116,6 +122,8 @@ class Monitor:
         self.peak_memory = None
         self.peak_pids = None
         self.last = None
+        self.memory_exceeded = None
+        self.peak_resident = None
         self.context = context or {}
         self._started_at = time.monotonic()
         self._active = True
@@ -149,6 +157,15 @@ class Monitor:
         except Exception:  # noqa: BLE001 - the worker may vanish mid-read
             return
         self.last = sample
+        if self.memory_limit is not None and sample.source.startswith("procfs"):
+            from .memory_guard import tree_resident
+
+            resident = tree_resident(worker.host_pids())
+            if resident is not None:
+                self.peak_resident = max(self.peak_resident or 0, resident)
+                if resident > self.memory_limit and self._active:
+                    self.memory_exceeded = (self.memory_limit, resident)
+                    worker.kill()
         if sample.memory_current is not None:
             self.peak_memory = max(self.peak_memory or 0, sample.memory_current)
         if sample.memory_peak is not None:

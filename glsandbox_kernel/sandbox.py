@@ -11,6 +11,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import os
+import sys
 import threading
 import weakref
 from collections.abc import Callable
@@ -49,12 +51,31 @@ def _dumps_function(fn: Callable[..., Any]) -> bytes:
         return cached
     import cloudpickle
 
+    _by_value_outside_environment(fn)
     data: bytes = cloudpickle.dumps(fn)
     try:
         _pickle_cache[fn] = data
     except TypeError:
         pass
     return data
+
+
+def _by_value_outside_environment(fn: Callable[..., Any]) -> None:
+    """A function whose module lies outside the Python environment (a script's or a test's
+    folder, which the sandbox does not see) travels by value, not as an import the worker
+    cannot resolve (see :func:`glsandbox_kernel.project.environment_paths`)."""
+
+    import cloudpickle
+
+    from .project import environment_paths
+
+    mod = sys.modules.get(getattr(fn, "__module__", None) or "")
+    path = getattr(mod, "__file__", None)
+    if mod is None or not isinstance(path, str) or mod.__name__ == "__main__":
+        return
+    real = os.path.realpath(path)
+    if not any(real.startswith(p.rstrip("/") + "/") for p in environment_paths()):
+        cloudpickle.register_pickle_by_value(mod)
 
 
 def _sha256(*parts: bytes) -> str:
@@ -108,6 +129,9 @@ class OSSandbox(AuditedSandbox):
         self._pending: list[tuple[Any, ...]] = []
         self._collector: OutputCollector | None = None
         self._closed = False
+        from .written_files import tracker_for
+
+        self._writes = tracker_for(self.config)  # files the sandbox writes -> audit "written_files"
 
     # -- context manager ------------------------------------------------------------
     def __enter__(self) -> OSSandbox:
@@ -220,6 +244,7 @@ class OSSandbox(AuditedSandbox):
             msg["script"] = True
         limit = self.config.execution_timeout if timeout == "config" else timeout
         provenance = ""
+        before = self._writes.snapshot() if self._writes is not None else None
 
         def bookkeeping() -> None:  # runs while the worker works
             nonlocal provenance
@@ -259,7 +284,11 @@ class OSSandbox(AuditedSandbox):
             outcome,
             provenance,
             error,
-            {"kind": "call", "function": getattr(fn, "__qualname__", repr(fn))[:200]},
+            {
+                "kind": "call",
+                "function": getattr(fn, "__qualname__", repr(fn))[:200],
+                **self._written_since(before),
+            },
             defer=True,
         )
         if error is not None:
@@ -307,6 +336,7 @@ class OSSandbox(AuditedSandbox):
         }
         limit = self.config.execution_timeout if timeout == "config" else timeout
         provenance = _sha256(code.encode("utf-8", "surrogatepass"), b"", self._config_bytes)
+        before = self._writes.snapshot() if self._writes is not None else None
         try:
             outcome = self._session.request(
                 msg,
@@ -396,9 +426,16 @@ class OSSandbox(AuditedSandbox):
                 "kind": "cell",
                 "source_hash": hashlib.sha256(code.encode("utf-8", "surrogatepass")).hexdigest(),
                 **evidence,
+                **self._written_since(before),
             },
         )
         return result
+
+    def _written_since(self, before: Any) -> dict[str, Any]:
+        """``{"written_files": [...]}`` for the audit record when the sandbox can write host folders."""
+        if self._writes is None or before is None:
+            return {}
+        return {"written_files": self._writes.changes(before)}
 
     def mark_output(self, output: dict[str, Any], publish: Callable[[], None] | None = None) -> bool:
         """Record a host-made output (monitor widget, banner) in the running cell's outputs.

@@ -73,6 +73,7 @@ class Session:
         self.chan: FrameChannel | None = None
         self.worker_report: dict[str, Any] = {}
         self.monitor = Monitor()
+        self.monitor.memory_limit = config.limits.memory_limit_bytes  # enforced where no cgroup does
         self.generation = 0
         self._lock = threading.RLock()
         self._req_id = 0
@@ -390,6 +391,8 @@ class Session:
             if measure:
                 self.monitor.end()
                 self._fill_metrics(metrics, worker, before)
+                if error is None:
+                    error = self._memory_overrun(metrics, worker)
             violations = self._take_violations() if self._violations else []
             if violations:
                 metrics.violations_detected = len(violations)
@@ -459,11 +462,42 @@ class Session:
         metrics.memory_peak_bytes = max(peaks) if peaks else None
         metrics.pids_peak = mon.peak_pids
 
+    def _memory_overrun(self, metrics: SandboxMetrics, worker: WorkerProcess) -> SandboxError | None:
+        """Where no cgroup enforces the limit: a call whose peak, measured outside, passed it fails
+        (and the worker, which may still hold the memory, is replaced). See :mod:`.memory_guard`."""
+        from .memory_guard import high_water_without_files
+
+        limit = self.monitor.memory_limit
+        if limit is None or not (metrics.measured_by or "").startswith("procfs"):
+            return None
+        readings = (self.monitor.peak_resident, high_water_without_files(getattr(worker, "pid", None)))
+        peak = max((r for r in readings if r is not None), default=None)
+        if peak is None or peak <= limit:
+            return None
+        self.kill_worker()
+        metrics.state_lost = True
+        return SandboxMemoryError(
+            f"the sandbox's resident memory peaked at {_fmt_bytes(peak)}, over the memory limit of {_fmt_bytes(limit)}; "
+            "the worker was replaced and its state is lost",
+            limit=limit,
+            peak=peak,
+        )
+
     def _crash_error(self, worker: WorkerProcess, when: str) -> SandboxError:
         rc = worker.wait(1.0)
         info = worker.exit_info()
         rc = info.returncode if info.returncode is not None else rc
         limit = self.config.limits.memory_limit_bytes
+        exceeded = self.monitor.memory_exceeded
+        if exceeded is not None:  # the outside guard killed the tree (no cgroup here)
+            guard_peak = max(exceeded[1], self.monitor.peak_memory or 0)
+            return SandboxMemoryError(
+                f"the sandbox's resident memory ({_fmt_bytes(exceeded[1])}) exceeded the memory limit of "
+                f"{_fmt_bytes(exceeded[0])}; the worker and every process it started were killed and its "
+                "state is lost",
+                limit=exceeded[0],
+                peak=guard_peak,
+            )
         if info.reason == "oom":
             peak = self.monitor.peak_memory
             if peak is None:

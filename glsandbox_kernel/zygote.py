@@ -70,6 +70,9 @@ class ZygoteClient:
                 pass_fds=[tmpl_end.fileno()],
                 env=env,
                 stdin=subprocess.DEVNULL,
+                # "-m" puts the working directory first on sys.path: "/" holds no package, so
+                # the host's cwd (a source checkout, /tmp, a project) never shadows this one.
+                cwd="/",
                 start_new_session=True,
                 close_fds=True,
             )
@@ -360,6 +363,10 @@ def _worker_main(plan: dict[str, Any], sock_fd: int) -> None:
     for entry in reversed(checked.process.sys_path if checked.process else ()):
         if entry not in sys.path:
             sys.path.insert(0, entry)
+    sys.dont_write_bytecode = True  # no __pycache__ in the user's project folder
+    from .worker.netpolicy import install_child
+
+    install_child()  # a blocked connection names the sandbox policy
     sock = socket.socket(fileno=sock_fd)
     serve(sock, pass_fds=list(result.pass_fds), report=dict(result.report))
 

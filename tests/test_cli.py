@@ -65,7 +65,7 @@ def test_exec_timeout_and_memory_options(tmp_path: Path) -> None:
     proc = run("exec", "--isolation", "basic", "--timeout", "1", str(slow))
     assert proc.returncode == 125 and "SandboxTimeoutError" in proc.stderr
     big = tmp_path / "big.py"
-    big.write_text("x = bytearray(300 * 1024 * 1024)\n")
+    big.write_text("x = b'1' * (300 * 1024 * 1024)\n")  # resident: every page written
     proc = run("exec", "--isolation", "basic", "--memory", "100M", str(big))
     assert proc.returncode != 0 and "memory limit" in proc.stderr
 

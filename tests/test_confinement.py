@@ -249,7 +249,9 @@ def test_plan_is_plain_data_and_steps_follow_the_profile(tmp_path: Any) -> None:
     basic = build_child_plan(moderate(), backend="basic", workdir=str(tmp_path))
     json.dumps(basic.to_wire())
     assert basic.namespaces is None and basic.mounts is None and basic.network is None
-    assert basic.rlimits is not None and basic.rlimits.limits["AS"] == moderate().limits.memory_limit_bytes
+    # Memory is resident memory: without a cgroup the outside monitor enforces it, AS is a backstop.
+    limit = moderate().limits.memory_limit_bytes
+    assert limit is not None and basic.rlimits is not None and basic.rlimits.limits["AS"] >= 4 * limit
     assert basic.report["cgroups"].startswith("not used")
     nsplan = build_child_plan(moderate(), backend="namespace", workdir="/tmp/work")
     assert nsplan.namespaces is not None and nsplan.mounts is not None and nsplan.seccomp is not None

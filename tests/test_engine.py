@@ -603,8 +603,9 @@ def test_worker_killed_from_outside_is_a_crash_with_signal() -> None:
 
 
 def test_code_importable_from_a_project_under_tmp(tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A checkout under /tmp (CI clones live there) stays importable inside the
-    default backend's private /tmp, read-only."""
+    """A project folder under /tmp (CI clones live there) stays importable inside the
+    default backend's private /tmp, read-only. The host's sys.path is not what the
+    sandbox sees: the project folder is (see tests/test_project_folder.py)."""
     project = os.path.join(str(tmp_path), "proj")
     os.makedirs(project)
     with open(os.path.join(project, "glsb_factors.py"), "w") as fh:
@@ -618,6 +619,8 @@ def test_code_importable_from_a_project_under_tmp(tmp_path: object, monkeypatch:
         writable = os.access(glsb_factors.__file__, os.W_OK)
         return glsb_factors.DIESEL_KG_PER_L, writable
 
-    with OSSandbox(OSSandboxConfig()) as box:
+    from glsandbox_kernel import FilesystemConfig
+
+    with OSSandbox(OSSandboxConfig(filesystem=FilesystemConfig(project_dir=project))) as box:
         value, writable = box.execute(use)
     assert value == 2.68 and not writable

@@ -324,9 +324,10 @@ def test_worker_crash_error_reply(kernel: Kernel) -> None:
 def test_violation_error_reply(glsandbox_kernelspec: str) -> None:
     k = Kernel("glsandbox-strict")
     try:
-        reply, outputs = k.execute("import resource; print(resource.getrlimit(resource.RLIMIT_AS)[0] // 2**20)")
-        assert stdout_of(outputs) == "256\n"  # the STRICT preset reached the worker
-        reply, outputs = k.execute("import subprocess\nsubprocess.run(['/bin/true'])")
+        # The STRICT preset (256 MiB of resident memory, enforced outside) reached the sandbox.
+        reply, _ = k.execute("x = b'1' * (300 * 2**20)", timeout=60)
+        assert reply["status"] == "error" and reply["ename"] == "SandboxMemoryError", reply
+        reply, _ = k.execute("import subprocess\nsubprocess.run(['/bin/true'])")
         assert reply["status"] == "error"  # STRICT denies new programs
         if reply["ename"] not in ("SandboxViolationError", "SandboxEscapeError"):
             pytest.skip(f"this host's confinement denied execve ({reply['ename']}) without recording a violation")
@@ -448,8 +449,11 @@ def test_config_file_sets_kernel_options(glsandbox_kernelspec: str, tmp_path: An
     (tmp_path / "glsandbox_kernel_config.json").write_text('{"SandboxKernel": {"memory": "300M"}}')
     k = Kernel("glsandbox", env={**os.environ, "JUPYTER_CONFIG_PATH": str(tmp_path)})
     try:
-        _, outputs = k.execute("import resource; print(resource.getrlimit(resource.RLIMIT_AS)[0] // 2**20)")
-        assert stdout_of(outputs) == "300\n"
+        # 300 MiB of resident memory (enforced outside): 250 MiB fit, 350 MiB do not.
+        reply, _ = k.execute("x = b'1' * (250 * 2**20)\ndel x", timeout=60)
+        assert reply["status"] == "ok", reply
+        reply, _ = k.execute("x = b'1' * (350 * 2**20)", timeout=60)
+        assert reply["status"] == "error" and reply["ename"] == "SandboxMemoryError", reply
     finally:
         k.shutdown()
 

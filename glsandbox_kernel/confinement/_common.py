@@ -50,6 +50,7 @@ class PlanContext:
     section of the cgroup the host made, or None. ``proxy_socket``: the host
     path of the network proxy's socket, or None. ``sections``: the sections
     planned so far, by step name. ``report``: the host's own fallbacks.
+    ``project``: what is shown of the project folder (computed on first use).
     """
 
     config: OSSandboxConfig
@@ -59,6 +60,8 @@ class PlanContext:
     proxy_socket: str | None = None
     sections: dict[str, Any] = dataclasses.field(default_factory=dict)
     report: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: the project folder and the user's paths (:func:`glsandbox_kernel.project.layout_for`), once.
+    project: Any = None
 
 
 @dataclasses.dataclass

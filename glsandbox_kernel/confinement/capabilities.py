@@ -89,7 +89,13 @@ def plan_step(ctx: PlanContext) -> CapabilitiesSection:
     """HOST side: switch to the profile's ids; dumpable per the profile (never as root unless asked)."""
     p = ctx.profile
     dumpable = os.geteuid() != 0 if p.dumpable == "unless_root" else False
-    return plan_capabilities(uid=p.uid, gid=p.gid, dumpable=dumpable, setgroups=p.setgroups)
+    uid, gid = p.uid, p.gid
+    if uid is not None and not p.user_namespace:
+        # A real host uid (CHROOT): the owner of the writable project folder where that is not root.
+        from ..project import layout_for, writer_ids
+
+        uid, gid = writer_ids(layout_for(ctx)) or (uid, gid)
+    return plan_capabilities(uid=uid, gid=gid, dumpable=dumpable, setgroups=p.setgroups)
 
 
 def plan_no_new_privs(ctx: PlanContext) -> NoNewPrivsSection:

@@ -20,7 +20,9 @@ import functools
 import os
 import stat
 import sys
+from typing import Any
 
+from ..exceptions import BackendUnavailableError
 from ..linux import libc, sysno
 from ._common import ChildState, ConfinementError, PlanContext, check
 
@@ -185,10 +187,12 @@ def plan_step(ctx: PlanContext) -> LandlockSection:
     TCP is handled (denied) where the profile cannot route traffic through
     the proxy and the config allows no network.
     """
+    from ..project import layout_for
     from . import mounts
 
     config, profile = ctx.config, ctx.profile
     m = ctx.sections.get("mounts")
+    devices = list(DEV_FILES)
     if isinstance(m, mounts.MountsSection):
         read_only = [b.dst for b in m.binds if not b.rw] + ["/etc", "/proc"]
         if m.mode == "given_root":
@@ -196,30 +200,47 @@ def plan_step(ctx: PlanContext) -> LandlockSection:
         read_only += [s.dst for s in m.symlinks if not s.dst.startswith("/etc/")]
         read_write = [b.dst for b in m.binds if b.rw] + ["/tmp", m.workdir, "/dev/shm"]
         list_only = ["/"]
+        devices.append("/dev/pts")  # the sandbox's private devpts (ptys for !cmd)
     else:
-        fs = config.filesystem
-        blocked = tuple(fs.blocked_paths)
         read_only = [d for d in mounts.SYSTEM_DIRS if os.path.exists(d)] + mounts.python_paths()
-        read_only += [
-            os.path.abspath(p)
-            for p in sys.path
-            if p and os.path.isdir(p) and mounts.blocked_by(os.path.abspath(p), blocked) is None
-        ]
-        read_only += list(HOST_ETC_READABLE) + list(fs.readonly_paths) + ["/proc"]
+        read_only += [*HOST_ETC_READABLE, "/proc"]
         # Not /dev/shm: on the host's filesystem it is shared with every other process
         # and outlives the sandbox; POSIX shared memory is denied there instead.
-        read_write = [ctx.workdir, *fs.writable_paths]
-        if fs.project_dir:
-            (read_write if fs.project_writable else read_only).append(fs.project_dir)
+        read_write = [ctx.workdir]
         list_only = []
+        layout = layout_for(ctx)
+        # Landlock grants whole trees: a folder holding a masked name is split around it.
+        for folder in layout.readonly:
+            shown_list, shown = _grants(folder, layout)
+            list_only += shown_list
+            read_only += shown
+        for folder in layout.writable:
+            shown_list, shown = _grants(folder, layout)
+            if shown_list:
+                names = ", ".join(p for p, _ in layout.masked if p.startswith(folder.rstrip("/") + "/"))
+                raise BackendUnavailableError(
+                    "basic",
+                    f"cannot let the sandbox write {folder} while hiding the secrets in it ({names[:300]}): "
+                    "Landlock grants whole folders",
+                    "use isolation 'namespace', move the secrets out, or let the folder be read-only "
+                    "(project_access='read' with the output folder)",
+                )
+            read_write += shown
     if landlock_abi() == 0:
         ctx.report["landlock"] = "unavailable: kernel has no Landlock"
     return plan_landlock(
         read_only=read_only,
         read_write=read_write,
+        devices=devices,
         list_only=list_only,
         deny_tcp=profile.network == "deny_only" and config.network.mode == "none",
     )
+
+
+def _grants(folder: str, layout: Any) -> tuple[list[str], list[str]]:
+    from ..project import landlock_grants
+
+    return landlock_grants(folder, layout.masked)
 
 
 def restrict_child(section: LandlockSection | None, state: ChildState) -> None:

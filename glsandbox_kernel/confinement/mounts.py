@@ -31,11 +31,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 from typing import Any, Literal
 
 from ..config import OSSandboxConfig
 from ..exceptions import SandboxConfigError
+from ..project import ProjectLayout
 from ._common import PlanContext
 
 #: System directories bound read-only (or recreated as symlinks).
@@ -120,25 +120,21 @@ class MountsSection:
     masks: tuple[Mask, ...]
     skipped: tuple[str, ...]
     proxy_socket: SocketBind | None
+    #: the working directory inside: the project folder's path (an empty read-only folder
+    #: when it is hidden), or None for ``workdir``.
+    cwd: str | None = None
 
 
 def python_paths() -> list[str]:
     """HOST side: the directories the interpreter needs, resolved, outermost only.
 
-    The installation prefix (for a venv: the venv and the base installation
-    its ``python`` links to), and this package's own directory.
+    See :func:`glsandbox_kernel.project.environment_paths`: the prefixes,
+    the interpreter's directory, this package's own folder and ``.pth``
+    folders; never ``sys.path`` as it is, the working directory or PYTHONPATH.
     """
-    import glsandbox_kernel
+    from ..project import environment_paths
 
-    paths = [
-        sys.base_prefix,
-        sys.base_exec_prefix,
-        sys.prefix,
-        sys.exec_prefix,
-        os.path.dirname(os.path.realpath(sys.executable)),
-        os.path.dirname(os.path.abspath(glsandbox_kernel.__file__)),
-    ]
-    return _outermost(os.path.realpath(p) for p in paths if p)
+    return environment_paths()
 
 
 def _outermost(paths: Any) -> list[str]:
@@ -176,8 +172,13 @@ def plan_mounts(
     gid: int,
     proxy_socket: str | None = None,
     extra_readonly: tuple[str, ...] = (),
+    layout: ProjectLayout | None = None,
 ) -> MountsSection:
     """HOST side: the mounts section of a child plan.
+
+    ``layout`` (:func:`glsandbox_kernel.project.project_layout`) names the
+    project folder and the user's paths, each bound at its own path with
+    its masked names hidden, and the working directory (``cwd``).
 
     ``workdir`` is the worker's working directory *inside* the sandbox (it
     is backed by the scratch tmpfs, nothing of the host's is bound there).
@@ -197,8 +198,10 @@ def plan_mounts(
 
     def add_bind(src: str, dst: str, *, rw: bool, exempt: bool = False, allowed: tuple[str, ...] = ()) -> None:
         src_abs = os.path.abspath(src)
-        if any(b["dst"] == b["src"] and _under(src_abs, b["src"]) and src_abs == dst for b in binds):
-            return  # already visible through an enclosing bind
+        if any(
+            b["dst"] == b["src"] and _under(src_abs, b["src"]) and src_abs == dst and (b["rw"] or not rw) for b in binds
+        ):
+            return  # already visible (as writable as asked) through an enclosing bind
         if not exempt:
             hit = blocked_by(src_abs, blocked, allowed)
             if hit is not None:
@@ -221,14 +224,14 @@ def plan_mounts(
                 add_bind(d, d, rw=False)
     for p in python_paths():
         add_bind(p, p, rw=False, exempt=True)
-    user_ro = tuple(os.path.abspath(p) for p in (*fs.readonly_paths, *extra_readonly))
-    user_rw = tuple(os.path.abspath(p) for p in fs.writable_paths)
-    allowed = user_ro + user_rw + ((os.path.abspath(fs.project_dir),) if fs.project_dir else ())
-    for entry in sys.path:
-        if entry and os.path.isdir(entry):
-            add_bind(entry, os.path.abspath(entry), rw=False)
-    if fs.project_dir:
-        add_bind(fs.project_dir, os.path.abspath(fs.project_dir), rw=fs.project_writable, allowed=allowed)
+    if layout is None:
+        from ..project import project_layout
+
+        layout = project_layout(config)
+    # The project folder (as the level shows it) and the user's paths, at their own paths.
+    user_ro = tuple(layout.readonly) + tuple(os.path.abspath(p) for p in extra_readonly)
+    user_rw = tuple(layout.writable)
+    allowed = user_ro + user_rw
     for p in user_ro:
         add_bind(p, p, rw=False, allowed=allowed)
     for p in user_rw:
@@ -257,6 +260,10 @@ def plan_mounts(
                 inside = bind["dst"].rstrip("/") + b[len(src.rstrip("/")) :]
                 kind = "dir" if os.path.isdir(b) else "file"
                 masks.append({"dst": inside, "kind": kind, "why": b})
+    # Secrets inside a shown folder (FilesystemConfig.masked_names), at every level.
+    for path, kind in layout.masked:
+        if any(bind["dst"] == bind["src"] and _under(path, bind["src"]) for bind in binds):
+            masks.append({"dst": path, "kind": kind, "why": f"{path} (masked name)"})
 
     return MountsSection(
         mode="given_root" if given_root else "tmpfs_root",
@@ -275,6 +282,7 @@ def plan_mounts(
         masks=tuple(Mask(**x) for x in masks),
         skipped=tuple(report_skipped),
         proxy_socket=SocketBind(src=os.path.realpath(proxy_socket), dst=PROXY_SOCKET_PATH) if proxy_socket else None,
+        cwd=layout.cwd,
     )
 
 
@@ -290,12 +298,15 @@ def plan_step(ctx: PlanContext) -> MountsSection | None:
     if p.root == "given" and not ctx.config.filesystem.root:
         raise SandboxConfigError("filesystem.root", "this backend needs a root filesystem directory")
     use_proxy = p.network == "proxy" and ctx.config.network.mode != "none" and ctx.proxy_socket is not None
+    from ..project import layout_for
+
     return plan_mounts(
         ctx.config,
         workdir=ctx.workdir,
         uid=p.uid if p.uid is not None else os.geteuid(),
         gid=p.gid if p.gid is not None else os.getegid(),
         proxy_socket=ctx.proxy_socket if use_proxy else None,
+        layout=layout_for(ctx),
     )
 
 

@@ -200,10 +200,22 @@ def setup_root_child(section: MountsSection | None, state: ChildState) -> None:
         if source is None:
             continue
         dst = new + bind.dst
-        if not _make_point_child(dst, bind.kind, create):
+        try:
+            point = _make_point_child(dst, bind.kind, create)
+        except PermissionError:  # below a bound folder the sandbox uid may not enter (mode 0700)
+            point = False
+        if not point:
             missing.append(bind.dst)
             continue
         _bind_child(source, dst, rw=bind.rw)
+    cwd = section.cwd
+    if create and cwd and not any(_under(cwd, b.dst) for b in section.binds if b.kind == "dir"):
+        # A hidden project: an empty, read-only working directory (a relative write fails
+        # loudly). Where binds live below it (a venv in the project), the read-only root holds it.
+        _make_point_child(new + cwd, "dir", True)
+        if not any(_under(b.dst, cwd) for b in section.binds):
+            flags = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
+            _mount_child("tmpfs", new + cwd, "tmpfs", flags, "size=4k,mode=0555")
     if create:
         for name, text in section.etc_files.items():
             path = f"{new}/etc/{name}"
@@ -252,7 +264,7 @@ def setup_root_child(section: MountsSection | None, state: ChildState) -> None:
     _umount_child(".")
     os.chdir("/")
     _mount_child(None, "/", None, _locked_flags_child("/") | MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
-    workdir = section.workdir
+    workdir = section.cwd or section.workdir  # the project folder when it is shown
     try:
         os.chdir(workdir)
     except OSError:
@@ -289,11 +301,30 @@ def _setup_dev_child(
         ("stderr", "/proc/self/fd/2"),
     ):
         os.symlink(target, f"{dev}/{name}")
+    _setup_devpts_child(dev)
     os.mkdir(dev + "/shm", 0o1777)
     os.chmod(dev + "/shm", 0o1777)
     shm_size = min(section.scratch_size or 64 * 1024 * 1024, 64 * 1024 * 1024)
     _mount_child("tmpfs", dev + "/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, f"mode=1777,size={shm_size}")
     _mount_child(None, dev, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC)
+
+
+def _setup_devpts_child(dev: str) -> None:
+    """CHILD side: a private devpts instance (``!cmd`` and ``%pip`` need a pty), ``/dev/ptmx`` into it.
+
+    Its ptys are the sandbox's own: no host terminal is reachable. Where the
+    kernel refuses the mount, there are no ptys (as before), nothing else changes.
+    """
+    os.mkdir(dev + "/pts", 0o755)
+    try:
+        _mount_child("devpts", dev + "/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620")
+    except ConfinementError:
+        return
+    os.symlink("pts/ptmx", dev + "/ptmx")
+
+
+def _under(path: str, parent: str) -> bool:
+    return path == parent or path.startswith(parent.rstrip("/") + "/")
 
 
 def _setup_scratch_child(section: MountsSection, new: str, create: bool, missing: list[str]) -> None:

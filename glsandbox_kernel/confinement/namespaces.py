@@ -86,13 +86,17 @@ def plan_namespaces(
     *,
     kinds: tuple[str, ...] = ("user", "mount", "pid", "net", "ipc", "uts", "cgroup"),
     hostname: str = "sandbox",
+    host_ids: tuple[int, int] | None = None,
 ) -> NamespacesSection:
     """HOST side: the namespaces section of a child plan.
 
     With a user namespace the sandbox uid/gid (1000) maps to the host's own
     ids, or to 65534 when the host runs as root (so the worker is never host
-    root). ``setgroups`` is denied for an unprivileged host, as the kernel
-    requires before an unprivileged gid_map write.
+    root). ``host_ids``: as root, map to these (non-root) ids instead, so the
+    files the sandbox writes into a writable folder belong to its owner (see
+    :func:`glsandbox_kernel.project.writer_ids`). ``setgroups`` is denied for
+    an unprivileged host, as the kernel requires before an unprivileged
+    gid_map write.
     """
     for k in kinds:
         if k not in FLAGS:
@@ -102,6 +106,8 @@ def plan_namespaces(
     root = os.geteuid() == 0
     out_uid = UNPRIVILEGED_HOST_ID if root else os.geteuid()
     out_gid = UNPRIVILEGED_HOST_ID if root else os.getegid()
+    if root and host_ids is not None and host_ids[0] != 0:
+        out_uid, out_gid = host_ids
     return NamespacesSection(
         kinds=tuple(kinds),
         hostname=hostname,
@@ -115,7 +121,11 @@ def plan_namespaces(
 
 def plan_step(ctx: PlanContext) -> NamespacesSection | None:
     """HOST side: the namespaces the profile names (none: no section)."""
-    return plan_namespaces(kinds=ctx.profile.namespaces) if ctx.profile.namespaces else None
+    if not ctx.profile.namespaces:
+        return None
+    from ..project import layout_for, writer_ids
+
+    return plan_namespaces(kinds=ctx.profile.namespaces, host_ids=writer_ids(layout_for(ctx)))
 
 
 @functools.cache

@@ -4,16 +4,15 @@ Host side: :func:`scrubbed_env` (the worker's environment: allowlisted host
 variables plus safe defaults) and :func:`plan_step`. Child side:
 :func:`apply_child` replaces the environment, sets the umask and, on the
 host's filesystem, changes to the private working directory (a mounts step
-leaves the worker there already). ``sys_path`` is the host's import path at
-plan time; the zygote's child puts it in front once the plan is applied, so
-functions pickled by reference find their modules.
+leaves the worker there already). ``sys_path`` is the project folder when it
+is shown (the zygote's child puts it in front once the plan is applied);
+functions from modules outside the environment travel by value instead.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 
 from ..config import OSSandboxConfig
 from ._common import ChildState, ConfinementError, PlanContext
@@ -56,12 +55,25 @@ def scrubbed_env(config: OSSandboxConfig, workdir: str) -> dict[str, str]:
 
 
 def plan_step(ctx: PlanContext) -> ProcessSection:
-    """HOST side: scrubbed environment, the host's import path as it is now, cwd, umask 077."""
+    """HOST side: scrubbed environment, cwd (the project folder, else the private workdir), umask 077.
+
+    The import path: the template's (the Python environment) plus the project
+    folder when it is shown, first, as ``python -m`` puts the working
+    directory; never the host's ``sys.path`` (see :mod:`glsandbox_kernel.project`).
+    """
+    from ..project import layout_for
+
+    layout = layout_for(ctx)
+    env = scrubbed_env(ctx.config, ctx.workdir)
+    net = ctx.config.network
+    env["GLSANDBOX_NETWORK"] = f"network: {net.mode}" + (
+        f", allowed hosts {', '.join(net.allowed_hosts)}" if net.allowed_hosts else ""
+    )
     return ProcessSection(
-        env=scrubbed_env(ctx.config, ctx.workdir),
-        cwd=ctx.workdir,
+        env=env,
+        cwd=layout.cwd or ctx.workdir,
         chdir=ctx.profile.root == "host",
-        sys_path=tuple(os.path.abspath(p) for p in sys.path if p and os.path.isdir(p)),
+        sys_path=(layout.workdir,) if layout.workdir else (),
     )
 
 

@@ -233,7 +233,9 @@ class NetworkProxy:
                 if kind == "forward":
                     conn.sendall(f"DENIED {reason}\n".encode())
                 else:
-                    conn.sendall(_http_error(403, f"glsandbox: {host}:{port} denied: {reason}"))
+                    conn.sendall(
+                        _http_error(403, f"glsandbox: {host}:{port} blocked by the sandbox network policy: {reason}")
+                    )
                 return
             try:
                 fam, sockaddr = addrs[0]

@@ -38,15 +38,20 @@ class RlimitsSection:
             raise ConfinementError("rlimits", f"unknown limit(s) {unknown}")
 
 
-def plan_rlimits(limits: ResourceLimits, *, extra_processes: int = 0) -> RlimitsSection:
+def plan_rlimits(
+    limits: ResourceLimits, *, extra_processes: int = 0, address_space: int | str | None = "memory"
+) -> RlimitsSection:
     """HOST side: the rlimits section of a child plan.
 
     ``extra_processes`` is added to ``max_processes`` for helper processes of
     the sandbox (init, proxy relay) that share the worker's uid.
+    ``address_space``: RLIMIT_AS; ``"memory"`` (the default) uses the memory
+    limit, None sets none (a cgroup or the outside guard enforces memory).
     """
     out: dict[str, int] = {"CORE": 0}
-    if limits.memory_limit_bytes is not None:
-        out["AS"] = int(limits.memory_limit_bytes)
+    as_limit = limits.memory_limit_bytes if address_space == "memory" else address_space
+    if isinstance(as_limit, int):
+        out["AS"] = int(as_limit)
     if limits.cpu_time_limit_seconds is not None:
         out["CPU"] = max(1, int(limits.cpu_time_limit_seconds + 0.999))
     if limits.max_open_files is not None:
@@ -61,7 +66,24 @@ def plan_rlimits(limits: ResourceLimits, *, extra_processes: int = 0) -> Rlimits
 def plan_step(ctx: PlanContext) -> RlimitsSection:
     """HOST side: the config's limits; the profile's helper processes (but P0, which runs as
     another uid or in the parent namespace) share the worker's process limit."""
-    return plan_rlimits(ctx.config.limits, extra_processes=max(0, ctx.profile.helper_processes - 1))
+    return plan_rlimits(
+        ctx.config.limits,
+        extra_processes=max(0, ctx.profile.helper_processes - 1),
+        address_space=_address_space_limit(ctx),
+    )
+
+
+def _address_space_limit(ctx: PlanContext) -> int | str | None:
+    """HOST side: RLIMIT_AS. Memory means resident memory: none where the cgroup enforces it,
+    a generous backstop where the outside monitor does (see :mod:`glsandbox_kernel.memory_guard`),
+    the limit itself only when nothing outside measures."""
+    from ..memory_guard import address_space_backstop
+
+    if ctx.cgroup is not None and ctx.cgroup.enabled:
+        return None
+    if ctx.config.enable_metrics:
+        return address_space_backstop(ctx.config.limits.memory_limit_bytes)
+    return "memory"
 
 
 def apply_rlimits_child(section: RlimitsSection | None, state: ChildState) -> None:

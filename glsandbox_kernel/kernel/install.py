@@ -2,7 +2,9 @@
 
 Installs ``glsandbox`` ("Python 3 (sandboxed)", MODERATE) and
 ``glsandbox-strict`` (STRICT), or one spec of your choosing with ``--name``,
-``--level``, ``--isolation``. The kernelspec's argv names this interpreter by
+``--level``, ``--isolation``, ``--project``, ``--ro``, ``--rw``,
+``--output-dir``, ``--allow-host``, ``--memory``, ``--timeout`` (each becomes a
+``--SandboxKernel.<option>=...`` argument of the kernel). The kernelspec's argv names this interpreter by
 its absolute path, so the kernel runs where glsandbox is installed even when
 ``python3`` on PATH is another one. Specs go through jupyter_client's
 ``KernelSpecManager.install_kernel_spec``.
@@ -124,8 +126,46 @@ def add_install_parser(subparsers: Any) -> argparse.ArgumentParser:
         choices=[i.value for i in IsolationType],
         help="isolation backend (default: the strongest available without a daemon)",
     )
+    p.add_argument("--project", metavar="DIR", help="project folder of the kernel (default: the notebook's folder)")
+    p.add_argument("--ro", action="append", default=[], metavar="PATH", help="show PATH read-only (repeatable)")
+    p.add_argument("--rw", action="append", default=[], metavar="PATH", help="let the sandbox write PATH (repeatable)")
+    p.add_argument("--output-dir", metavar="REL", help="writable folder inside a read-only project (moderate)")
+    p.add_argument(
+        "--allow-host", action="append", default=[], metavar="HOST:PORT", help="allow connections to HOST:PORT"
+    )
+    p.add_argument("--memory", metavar="SIZE", help="memory limit, e.g. 2G")
+    p.add_argument("--timeout", type=float, metavar="S", help="wall-clock limit per cell (0: none)")
     p.set_defaults(func=run_install)
     return p
+
+
+def option_argv(args: argparse.Namespace) -> list[str]:
+    """The ``--SandboxKernel.*`` arguments for the options given to ``glsandbox install`` (validated)."""
+    from ..config import NetworkConfig, parse_size
+    from ..project import project_dir_problem
+
+    out: list[str] = []
+    if getattr(args, "project", None):
+        project = os.path.abspath(os.path.expanduser(args.project))
+        problem = project_dir_problem(project)
+        if problem:
+            raise ValueError(f"--project: {problem}")
+        out.append(f"--SandboxKernel.project={project}")
+    for flag, trait in (("ro", "readonly_paths"), ("rw", "writable_paths")):
+        for path in getattr(args, flag, None) or []:
+            out.append(f"--SandboxKernel.{trait}={os.path.abspath(os.path.expanduser(path))}")
+    if getattr(args, "output_dir", None) is not None:
+        out.append(f"--SandboxKernel.output_dir={args.output_dir}")
+    hosts = list(getattr(args, "allow_host", None) or [])
+    if hosts:
+        NetworkConfig(allow_network=True, allowed_hosts=tuple(hosts))  # raises on a malformed pattern
+        out += [f"--SandboxKernel.allowed_hosts={h}" for h in hosts]
+    if getattr(args, "memory", None):
+        parse_size(args.memory)
+        out.append(f"--SandboxKernel.memory={args.memory}")
+    if getattr(args, "timeout", None) is not None:
+        out.append(f"--SandboxKernel.timeout={args.timeout:g}")
+    return out
 
 
 def run_install(args: argparse.Namespace) -> int:
@@ -133,10 +173,17 @@ def run_install(args: argparse.Namespace) -> int:
     prefix = args.prefix or (None if args.user else sys.prefix)
     if args.prefix:
         prefix = os.path.abspath(args.prefix)
-    single = args.name or args.level or args.isolation or args.display_name
+    from ..exceptions import SandboxConfigError
+
+    try:
+        extra = option_argv(args)
+    except (ValueError, SandboxConfigError) as exc:
+        print(f"glsandbox install: {exc}", file=sys.stderr)
+        return 2
+    single = args.name or args.level or args.isolation or args.display_name or extra
     if single:
         level = args.level or "moderate"
-        spec = kernel_spec(level=level, isolation=args.isolation, display_name=args.display_name)
+        spec = kernel_spec(level=level, isolation=args.isolation, display_name=args.display_name, extra_argv=extra)
         specs = [(args.name or default_name(level, args.isolation), spec)]
     else:
         specs = [(name, kernel_spec(level=level)) for name, level in DEFAULT_SPECS]

@@ -39,7 +39,7 @@ from typing import Any
 
 import zmq
 from ipykernel.kernelbase import Kernel
-from traitlets import Bool, CaselessStrEnum, Float, Unicode, validate
+from traitlets import Bool, CaselessStrEnum, Float, List, Unicode, validate
 
 from .._version import __version__
 from ..config import IsolationType, OSSandboxConfig, SecurityLevel, create_config_by_level, parse_size
@@ -57,8 +57,10 @@ class SandboxKernel(QuickRequests, Kernel):
     """The ``glsandbox`` kernel: ipykernel's protocol handling, cells in an OSSandbox.
 
     Options (kernelspec argv ``--SandboxKernel.level=strict`` or a traitlets
-    config file): ``level``, ``isolation``, ``timeout``, ``memory``,
-    ``monitor``, ``audit_log``, ``fallback_to_basic``.
+    config file, e.g. ``glsandbox_kernel_config.json``): ``level``,
+    ``isolation``, ``timeout``, ``memory``, ``project``, ``readonly_paths``,
+    ``writable_paths``, ``output_dir``, ``allowed_hosts``, ``monitor``,
+    ``audit_log``, ``fallback_to_basic``.
     """
 
     implementation = "glsandbox"
@@ -112,6 +114,33 @@ class SandboxKernel(QuickRequests, Kernel):
         "(a static chart and summary when the cell ends).",
     ).tag(config=True)
     audit_log = Unicode(None, allow_none=True, help="Append audit records to this JSONL file.").tag(config=True)
+    project = Unicode(
+        None,
+        allow_none=True,
+        help="The project folder the sandbox sees (at its own path, as the working directory); default: the "
+        "kernel's working directory, i.e. the notebook's folder. Hidden at strict, read-only at moderate, "
+        "writable at lenient.",
+    ).tag(config=True)
+    project_access = CaselessStrEnum(
+        ["none", "read", "write"],
+        default_value=None,
+        allow_none=True,
+        help="Override how the project folder is shown: none, read or write; default: the level's.",
+    ).tag(config=True)
+    readonly_paths = List(
+        Unicode(), help="More host folders or files shown read-only (at strict: the way to show data)."
+    ).tag(config=True)
+    writable_paths = List(Unicode(), help="More host folders the sandbox may write into.").tag(config=True)
+    output_dir = Unicode(
+        "sandbox-output",
+        allow_none=True,
+        help="The writable folder inside a read-only project folder (moderate), relative to it; '' for none.",
+    ).tag(config=True)
+    allowed_hosts = List(
+        Unicode(),
+        help="HOST:PORT patterns the sandbox may connect to (through the proxy), e.g. api.example.org:443; "
+        "turns the network on at strict and moderate.",
+    ).tag(config=True)
 
     @validate("memory")
     def _valid_memory(self, proposal: dict[str, Any]) -> str | None:
@@ -158,7 +187,43 @@ class SandboxKernel(QuickRequests, Kernel):
             overrides["limits"] = dataclasses.replace(cfg.limits, memory_limit_bytes=parse_size(self.memory))
         if self.audit_log:
             overrides["audit_log_path"] = os.path.abspath(os.path.expanduser(self.audit_log))
-        return cfg.replace(**overrides) if overrides else cfg
+        overrides["filesystem"] = self._filesystem_config(cfg)
+        if self.allowed_hosts:
+            overrides["network"] = dataclasses.replace(
+                cfg.network, allow_network=True, allowed_hosts=tuple(self.allowed_hosts)
+            )
+        return cfg.replace(**overrides)
+
+    def _filesystem_config(self, cfg: OSSandboxConfig) -> Any:
+        """The project folder (option, else the kernel's cwd when it can be one) and the user's paths."""
+        from ..project import default_project_dir
+
+        def absolute(p: str) -> str:
+            return os.path.abspath(os.path.expanduser(p))
+
+        project = absolute(self.project) if self.project else default_project_dir()
+        if project is None and not self.project:
+            log.warning("glsandbox: %s cannot be a project folder; the sandbox shows no host folder", os.getcwd())
+        fs = dataclasses.replace(
+            cfg.filesystem,
+            project_dir=project,
+            project_access=self.project_access or None,
+            readonly_paths=tuple(absolute(p) for p in self.readonly_paths),
+            writable_paths=tuple(absolute(p) for p in self.writable_paths),
+            output_dir=self.output_dir or None,
+        )
+        if project is not None and not self.project:
+            # The implicit folder (the kernel's cwd) must not make every cell fail: one that
+            # cannot be shown (too large to check for secrets) is not shown, with a warning.
+            from ..exceptions import SandboxConfigError
+            from ..project import project_layout
+
+            try:
+                project_layout(cfg.replace(filesystem=fs))
+            except SandboxConfigError as exc:
+                log.warning("glsandbox: not showing %s to the sandbox: %s", project, exc)
+                fs = dataclasses.replace(fs, project_dir=None)
+        return fs
 
     def get_sandbox(self, *, start: bool = True) -> Any:
         """The kernel's OSSandbox, created (and started) on first use (blocking; call off the event loop)."""

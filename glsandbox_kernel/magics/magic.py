@@ -145,6 +145,8 @@ def _settings_from(args: Any) -> SessionSettings:
             network=args.network,
             monitor=not args.no_monitor,
             audit=os.path.abspath(os.path.expanduser(args.audit)) if args.audit else None,
+            project=_project_from(args.project),
+            readonly=tuple(os.path.realpath(os.path.expanduser(p)) for p in args.ro or ()),
         )
         settings.config()  # validate now, with the field named
     except SandboxConfigError as exc:
@@ -153,6 +155,13 @@ def _settings_from(args: Any) -> SessionSettings:
         if value is not None and not value > 0:
             raise UsageError(f"{name} must be > 0 seconds")
     return settings
+
+
+def _project_from(option: str | None) -> str | None:
+    """``--project DIR``, else the current directory when it can be a project folder."""
+    from ..project import default_project_dir
+
+    return os.path.realpath(os.path.expanduser(option)) if option else default_project_dir()
 
 
 _LINE_PARSER = MagicArgumentParser(prog="%sandbox", add_help=False)
@@ -204,6 +213,8 @@ class SandboxMagics(Magics):
     @argument("--out", dest="outputs", metavar="C,D", help="copy these sandbox variables back afterwards")
     @argument("--no-monitor", action="store_true", help="do not sample the sandbox's resource use")
     @argument("--audit", metavar="PATH", help="append the session's audit records to this JSONL file")
+    @argument("--project", metavar="DIR", help="project folder (default: the current directory)")
+    @argument("--ro", action="append", metavar="PATH", help="also show PATH read-only (repeatable)")
     @line_cell_magic
     def sandbox(self, line: str, cell: str | None = None) -> Any:
         """Run the cell in a persistent sandbox session.

@@ -30,6 +30,9 @@ class SessionSettings:
     network: str | None = None
     monitor: bool = True
     audit: str | None = None
+    #: the project folder (``--project``; default: the current directory) and ``--ro`` paths.
+    project: str | None = None
+    readonly: tuple[str, ...] = ()
 
     def config(self) -> OSSandboxConfig:
         """The OSSandboxConfig for these settings (raises SandboxConfigError for bad values)."""
@@ -52,6 +55,10 @@ class SessionSettings:
             overrides["enable_metrics"] = False
         if self.audit:
             overrides["audit_log_path"] = self.audit
+        if self.project or self.readonly:
+            overrides["filesystem"] = dataclasses.replace(
+                cfg.filesystem, project_dir=self.project, readonly_paths=self.readonly
+            )
         return cfg.replace(**overrides) if overrides else cfg
 
     def changes_from(self, old: SessionSettings) -> list[str]:

@@ -112,7 +112,9 @@ def kernel_argv(args: argparse.Namespace) -> list[str]:
         argv.append("--SandboxKernel.monitor=False")
     if getattr(args, "audit", None):
         argv.append(f"--SandboxKernel.audit_log={os.path.abspath(args.audit)}")
-    return argv
+    from ..cli import project_kernel_argv
+
+    return argv + project_kernel_argv(args)
 
 
 def _write_kernelspec(directory: str, name: str, argv: list[str], level: str) -> None:
@@ -315,6 +317,9 @@ def add_run_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--allow-errors", action="store_true", help="keep running after a failing cell")
     p.add_argument("--audit", metavar="PATH", help="also append the audit records to this JSONL file")
     p.add_argument("--cwd", metavar="DIR", help="working directory of the kernel (default: the notebook's)")
+    from ..cli import add_project_options
+
+    add_project_options(p)
     p.set_defaults(func=run_cli)
     from .cluster import add_cluster_arguments
 

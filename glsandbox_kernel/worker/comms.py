@@ -3,10 +3,19 @@
 ipywidgets (and anything built on the ``comm`` package) created inside the
 sandbox publish comm_open/comm_msg/comm_close frames; the host kernel relays
 them to the frontend and relays the frontend's comm messages back here.
+
+``ipywidgets.Output`` capture (``with out: print(...)``, ``interact``,
+``@out.capture()``) is done here, in the worker: ipykernel lets the frontend
+catch outputs by the request's msg_id, which the sandbox does not know; so
+while an Output is entered, :class:`OutputCapture` turns the output frames of
+the worker (stream, display, result, error, clear_output) into entries of the
+widget's ``outputs``, which reach the frontend as the widget's state. Works
+for cells and for widget callbacks run between cells alike.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import comm
@@ -40,14 +49,104 @@ class FrameComm(BaseComm):
         )
 
 
+_CAPTURED = ("stream", "display_data", "execute_result", "error", "clear_output")
+
+
+class OutputCapture:
+    """SANDBOX side: diverts output frames into the innermost entered ``ipywidgets.Output``."""
+
+    def __init__(self, worker: Any) -> None:
+        self.worker = worker
+        self.stack: list[Any] = []
+        self._send = worker.conn.send
+        self._busy = False
+        self._queue: list[dict[str, Any]] = []
+        worker.conn.send = self.send
+
+    def send(self, msg: dict[str, Any]) -> None:
+        if not self.stack or msg.get("type") not in _CAPTURED:
+            self._send(msg)
+            return
+        self._queue.append(msg)
+        if self._busy:  # a widget update flushed streams: appended after this one
+            return
+        self._busy = True
+        try:
+            while self._queue:
+                self._divert(self.stack[-1], self._queue.pop(0))
+        finally:
+            self._busy = False
+
+    def _divert(self, out: Any, msg: dict[str, Any]) -> None:
+        kind = msg["type"]
+        if kind == "clear_output":
+            if msg.get("wait"):
+                out._glsandbox_clear_wait = True
+            else:
+                out.outputs = ()
+            return
+        items = () if getattr(out, "_glsandbox_clear_wait", False) else tuple(out.outputs)
+        out._glsandbox_clear_wait = False
+        if kind == "stream":
+            if items and items[-1].get("output_type") == "stream" and items[-1].get("name") == msg["name"]:
+                last = dict(items[-1], text=items[-1]["text"] + msg["text"])
+                out.outputs = (*items[:-1], last)
+                return
+            item: dict[str, Any] = {"output_type": "stream", "name": msg["name"], "text": msg["text"]}
+        elif kind == "error":
+            item = {k: msg[k] for k in ("ename", "evalue", "traceback")}
+            item["output_type"] = "error"
+        else:
+            item = {"output_type": kind, "data": msg.get("data", {}), "metadata": msg.get("metadata", {})}
+            if kind == "execute_result":
+                item["execution_count"] = msg.get("execution_count")
+        out.outputs = (*items, item)
+
+    def enter(self, out: Any) -> Any:
+        self.worker.flush_streams()  # what was printed before belongs to the cell
+        self.stack.append(out)
+        return out
+
+    def exit(self, out: Any, etype: Any, evalue: Any, tb: Any) -> bool | None:
+        try:
+            if etype is not None and issubclass(etype, Exception):
+                from IPython import get_ipython
+
+                ip = get_ipython()
+                stb = ip.InteractiveTB.structured_traceback(etype, evalue, tb) if ip is not None else [str(evalue)]
+                self.send({"type": "error", "ename": etype.__name__, "evalue": str(evalue), "traceback": stb})
+            self.worker.flush_streams()
+        finally:
+            if out in self.stack:
+                self.stack.remove(out)
+        # Like ipywidgets in IPython: an error inside is shown in the widget, not raised.
+        return True if etype is not None and issubclass(etype, Exception) else None
+
+
+def _patch_output(worker: Any) -> None:
+    """SANDBOX side: route ``ipywidgets.Output`` enter/exit through :class:`OutputCapture` (once)."""
+    mod = sys.modules.get("ipywidgets.widgets.widget_output")
+    output_cls = getattr(mod, "Output", None)
+    if output_cls is None or getattr(output_cls, "_glsandbox_capture", None) is not None:
+        return
+    capture = OutputCapture(worker)
+    output_cls._glsandbox_capture = capture
+    output_cls.__enter__ = lambda self: capture.enter(self)
+    output_cls.__exit__ = lambda self, etype, evalue, tb: capture.exit(self, etype, evalue, tb)
+
+
 class CommRelay:
     """Holds the sandbox's CommManager; :meth:`handle` feeds it frontend messages."""
 
     def __init__(self, worker: Any) -> None:
         FrameComm.worker = worker
         self.manager = CommManager()
-        comm.create_comm = lambda *a, **k: FrameComm(*a, **k)
+        comm.create_comm = self._create_comm
         comm.get_comm_manager = lambda: self.manager
+
+    def _create_comm(self, *args: Any, **kwargs: Any) -> FrameComm:
+        _patch_output(FrameComm.worker)  # widgets are imported by now
+        return FrameComm(*args, **kwargs)
 
     def handle(self, msg: dict[str, Any]) -> None:
         content = msg.get("content") if isinstance(msg.get("content"), dict) else {}

@@ -113,6 +113,23 @@ class SandboxShell(InteractiveShell):
     def enable_gui(self, gui: Any = None) -> None:
         pass
 
+    def system_piped(self, cmd: str) -> None:
+        """``!cmd`` through a pty as in IPython; where the sandbox has none (BASIC: the host's
+        ptys are not granted), through pipes, so the command still runs and prints."""
+        try:
+            super().system_piped(cmd)
+        except OSError as exc:
+            if "pty" not in str(exc):
+                raise
+            self.system_raw(cmd)
+
+    system = system_piped
+
+    def ask_exit(self) -> None:
+        """``exit``/``quit`` as in ipykernel: an ``ask_exit`` payload for the frontend; the worker goes on."""
+        payloads: Any = self.payload_manager
+        payloads.write_payload({"source": "ask_exit", "keepkernel": False})
+
 
 class CellShell:
     """Handles cell, complete, inspect, is_complete, history and comm requests."""

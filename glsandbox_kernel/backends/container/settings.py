@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import sysconfig
 from pathlib import Path
@@ -34,6 +35,8 @@ from typing import TYPE_CHECKING, Any
 from ...config import OSSandboxConfig
 from ...exceptions import SandboxConfigError
 from . import images
+
+log = logging.getLogger("glsandbox.container")
 
 if TYPE_CHECKING:
     from ...confinement.seccomp import SeccompPolicy
@@ -255,9 +258,20 @@ def _user_binds(config: OSSandboxConfig) -> dict[str, dict[str, str]]:
     """
     fs = config.filesystem
     wanted: list[tuple[str, str, str, str]] = []
-    if fs.project_dir:
-        mode = "rw" if fs.project_writable else "ro"
-        wanted.append(("project_dir", fs.project_dir, f"{WORK_DIR}/project", mode))
+    if fs.project_dir and config.project_access != "none":  # the level decides (hidden at STRICT)
+        from ...project import find_masked
+
+        secrets = find_masked(os.path.realpath(fs.project_dir), fs.masked_names)
+        if secrets:
+            # These binds cannot hide single names inside a folder: then the folder is not shown.
+            log.warning(
+                "container: not showing %s: it holds %s, which this backend cannot hide (use isolation namespace)",
+                fs.project_dir,
+                ", ".join(p for p, _ in secrets[:5]),
+            )
+        else:
+            mode = "rw" if config.project_access == "write" else "ro"
+            wanted.append(("project_dir", fs.project_dir, f"{WORK_DIR}/project", mode))
     wanted += [("readonly_paths", p, p, "ro") for p in fs.readonly_paths]
     wanted += [("writable_paths", p, p, "rw") for p in fs.writable_paths]
     binds: dict[str, dict[str, str]] = {}

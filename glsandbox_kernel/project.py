@@ -1,0 +1,394 @@
+"""The analyst's project folder and the Python environment, as the sandbox sees them (HOST side).
+
+Who calls: :class:`~glsandbox_kernel.config.FilesystemConfig` (validation of
+``project_dir``), the kernel, the magic and the CLI (the default project
+folder), and the confinement planners (:mod:`.confinement.mounts`, the
+Landlock rules of BASIC): they ask :func:`project_layout` what to show and
+:func:`environment_paths` which directories make up the interpreter.
+
+Nothing here depends on the host process's state beyond the interpreter
+itself: not ``sys.path``, not the working directory, not ``PYTHONPATH``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+import os
+import pwd
+import site
+import stat
+import sys
+from dataclasses import dataclass, field
+
+from .exceptions import SandboxConfigError
+
+#: Folders that are never a project folder (nor any folder below them).
+_SYSTEM_TREES = (
+    "/etc",
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/proc",
+    "/sys",
+    "/dev",
+    "/run",
+    "/boot",
+    "/var/run",
+    "/var/lib",
+    "/var/log",
+)
+#: Folders that are never a project folder themselves (shared by everyone), though a folder below may be.
+_SHARED_DIRS = ("/", "/tmp", "/var", "/var/tmp", "/dev/shm", "/home", "/root", "/opt", "/srv", "/mnt", "/media")
+#: How many directory entries a scan for masked names may visit before it refuses.
+SCAN_BUDGET = 100_000
+
+
+def _under(path: str, parent: str) -> bool:
+    return path == parent or path.startswith(parent.rstrip("/") + "/")
+
+
+@functools.lru_cache(maxsize=1)
+def _homes() -> frozenset[str]:
+    homes = {os.path.realpath(os.path.expanduser("~"))}
+    try:
+        homes.update(os.path.realpath(p.pw_dir) for p in pwd.getpwall() if p.pw_dir and p.pw_dir != "/")
+    except OSError:
+        pass
+    return frozenset(homes)
+
+
+def project_dir_problem(path: str) -> str | None:
+    """Why ``path`` cannot be a project folder (it would show too much), or None.
+
+    Refused: ``/``, system trees (``/etc``, ``/usr``, ``/proc`` ...), shared
+    folders themselves (``/tmp``, ``/home``, ``/opt`` ...), a user's home
+    folder itself or any folder above one. A folder *below* a home or /tmp
+    is fine: that is where projects live.
+    """
+    if not isinstance(path, str) or not path.startswith("/"):
+        return f"{path!r} must be an absolute path"
+    real = os.path.realpath(path)
+    if real in _SHARED_DIRS:
+        return f"{real} is shared by the whole system; name the folder of your notebook instead"
+    for tree in _SYSTEM_TREES:
+        if _under(real, tree):
+            return f"{real} is a system folder ({tree}); name the folder of your notebook instead"
+    for home in _homes():
+        if _under(home, real):
+            return f"{real} holds a home folder ({home}); name a project folder inside it instead"
+    return None
+
+
+def default_project_dir(cwd: str | None = None) -> str | None:
+    """The project folder for a kernel, script or magic started in ``cwd`` (default: the current one).
+
+    None when that folder cannot be a project folder (see :func:`project_dir_problem`):
+    the sandbox then shows no folder of the host at all.
+    """
+    try:
+        path = os.path.realpath(cwd or os.getcwd())
+    except OSError:
+        return None
+    return None if project_dir_problem(path) else path
+
+
+def is_masked(name: str, patterns: tuple[str, ...]) -> bool:
+    """Whether the file or folder name ``name`` matches one of ``patterns``."""
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def find_masked(root: str, patterns: tuple[str, ...], *, budget: int = SCAN_BUDGET) -> list[tuple[str, str]]:
+    """Every real file or folder below ``root`` whose name matches ``patterns``: ``(path, "file"|"dir")``.
+
+    Walks without following symlinks (a symlink is resolved inside the
+    sandbox, where its target is masked or absent); does not descend into a
+    match. Raises :class:`SandboxConfigError` when the folder has more than
+    ``budget`` entries (a folder that large cannot be checked for secrets).
+    """
+    found: list[tuple[str, str]] = []
+    todo = [root]
+    seen = 0
+    skip = set(environment_paths())  # a venv inside the project: the interpreter's, not the user's
+    while todo:
+        d = todo.pop()
+        try:
+            entries = list(os.scandir(d))
+        except OSError:
+            continue
+        for entry in entries:
+            seen += 1
+            if seen > budget:
+                raise SandboxConfigError(
+                    "filesystem",
+                    f"{root} has more than {budget} files and folders; it cannot be checked for secrets. "
+                    "Name a smaller folder (or add its large subfolders to readonly_paths instead)",
+                )
+            try:
+                mode = entry.stat(follow_symlinks=False).st_mode
+            except OSError:
+                continue
+            if stat.S_ISLNK(mode):
+                continue
+            kind = "dir" if stat.S_ISDIR(mode) else "file"
+            if is_masked(entry.name, patterns):
+                found.append((entry.path, kind))
+            elif kind == "dir" and entry.path not in skip:
+                todo.append(entry.path)
+    found.sort()
+    return found
+
+
+@dataclass(frozen=True)
+class ProjectLayout:
+    """What one sandbox shows of the project folder (built by :func:`project_layout`).
+
+    ``readonly``/``writable``: folders shown at their own path. ``workdir``:
+    the project folder when it is shown (its imports work), else None.
+    ``cwd``: the working directory inside: the project folder's path even when
+    it is hidden (STRICT: an empty read-only folder, so a relative write fails
+    loudly instead of landing in a scratch directory), None without a project. ``masked``: real paths hidden
+    inside any shown folder. ``owner``: (uid, gid) of the project folder.
+    """
+
+    project: str | None
+    access: str
+    workdir: str | None
+    readonly: tuple[str, ...] = ()
+    writable: tuple[str, ...] = ()
+    output_dir: str | None = None
+    masked: tuple[tuple[str, str], ...] = ()
+    owner: tuple[int, int] | None = None
+    visible: tuple[str, ...] = field(default=())
+    cwd: str | None = None
+
+
+def project_layout(config: object, *, create_output: bool = False) -> ProjectLayout:
+    """HOST side: the project folder, user paths, output folder and masks for ``config``.
+
+    ``config`` is an :class:`~glsandbox_kernel.config.OSSandboxConfig`.
+    ``create_output``: create the MODERATE output folder (owned by the
+    project folder's owner) when it is missing; planners pass True only
+    when they start a real worker.
+    """
+    from .config import OSSandboxConfig
+
+    assert isinstance(config, OSSandboxConfig)
+    fs = config.filesystem
+    access = config.project_access
+    project = os.path.realpath(fs.project_dir) if fs.project_dir else None
+    readonly = [os.path.realpath(p) for p in fs.readonly_paths]
+    writable = [os.path.realpath(p) for p in fs.writable_paths]
+    owner = None
+    output = None
+    if project is not None:
+        try:
+            st = os.stat(project)
+            owner = (st.st_uid, st.st_gid)
+        except OSError as exc:
+            raise SandboxConfigError("project_dir", f"{project}: {exc.strerror}") from exc
+        if access == "write":
+            writable.insert(0, project)
+        elif access == "read":
+            readonly.insert(0, project)
+            if fs.output_dir:
+                output = os.path.join(project, fs.output_dir)
+                if create_output and not os.path.lexists(output):
+                    _make_output_dir(output, owner)
+                if os.path.isdir(output) and not os.path.islink(output):
+                    writable.append(os.path.realpath(output))
+                else:
+                    output = None
+    visible = tuple(dict.fromkeys(readonly + writable))
+    workdir = None
+    if project is not None and any(_under(project, v) for v in visible):
+        workdir = project
+    masked: list[tuple[str, str]] = []
+    for v in visible:
+        if any(_under(v, tree) for tree in _SYSTEM_TREES) or any(_under(v, e) for e in environment_paths()):
+            continue  # system and interpreter folders hold no user secrets (and are huge)
+        if os.path.isdir(v):
+            masked += [m for m in find_masked(v, fs.masked_names) if m not in masked]
+        elif is_masked(os.path.basename(v), fs.masked_names):
+            raise SandboxConfigError("readonly_paths", f"{v} matches masked_names; it is never shown")
+    return ProjectLayout(
+        project=project,
+        access=access,
+        workdir=workdir,
+        readonly=tuple(dict.fromkeys(readonly)),
+        writable=tuple(dict.fromkeys(writable)),
+        output_dir=output,
+        masked=tuple(masked),
+        owner=owner,
+        visible=visible,
+        cwd=project,
+    )
+
+
+def layout_for(ctx: object) -> ProjectLayout:
+    """HOST side: the layout of a confinement :class:`~.confinement._common.PlanContext`, computed once."""
+    cached = getattr(ctx, "project", None)
+    if isinstance(cached, ProjectLayout):
+        return cached
+    layout = project_layout(ctx.config, create_output=True)  # type: ignore[attr-defined]
+    ctx.project = layout  # type: ignore[attr-defined]
+    return layout
+
+
+def writer_ids(layout: ProjectLayout) -> tuple[int, int] | None:
+    """HOST side, as root: the host ids the sandbox writes as, so its files belong to the owner
+    of the writable project folder (or output folder) -- only when that owner is not root.
+
+    Why not an idmapped mount of a root-owned folder: it would let the sandbox create
+    root-owned (setuid) files on the host. Mapped to a user's ids, the sandbox holds what a
+    rootless sandbox of that user holds: no more. A root-owned writable folder stays
+    written as uid 65534, so writes there fail loudly (EACCES) unless its modes allow them.
+    """
+    if os.geteuid() != 0 or not layout.writable:
+        return None
+    project = layout.project
+    if project is not None and layout.owner is not None and any(_under(w, project) for w in layout.writable):
+        ids = layout.owner
+    else:
+        try:
+            st = os.stat(layout.writable[0])
+        except OSError:
+            return None
+        ids = (st.st_uid, st.st_gid)
+    return ids if ids[0] != 0 else None
+
+
+def _make_output_dir(path: str, owner: tuple[int, int] | None) -> None:
+    """HOST side: create the output folder, owned like the project folder.
+
+    Where it cannot be created (a read-only project on the host), there is
+    none: writes into it then fail loudly inside the sandbox, as every write
+    into the read-only project does.
+    """
+    try:
+        os.mkdir(path, 0o755)
+        if owner is not None and os.geteuid() == 0:
+            os.chown(path, *owner)
+    except OSError:
+        pass
+
+
+@functools.lru_cache(maxsize=1)
+def _environment_paths() -> tuple[str, ...]:
+    return tuple(_compute_environment_paths())
+
+
+def environment_paths() -> list[str]:
+    """HOST side: see :func:`_compute_environment_paths` (computed once per process)."""
+    return list(_environment_paths())
+
+
+def _compute_environment_paths() -> list[str]:
+    """HOST side: the directories that make up this Python environment, resolved, outermost first.
+
+    The installation prefixes (for a venv: the venv and its base
+    installation), the interpreter's directory, this package's own folder
+    (not its parent: a source checkout stays hidden) and folders that
+    ``.pth`` files of the site-packages add (other editable installs).
+    Never ``sys.path`` as it happens to be, the working directory or
+    ``PYTHONPATH``.
+    """
+    import glsandbox_kernel
+
+    pkg = os.path.dirname(os.path.realpath(glsandbox_kernel.__file__))
+    paths = [
+        sys.base_prefix,
+        sys.base_exec_prefix,
+        sys.prefix,
+        sys.exec_prefix,
+        os.path.dirname(os.path.realpath(sys.executable)),
+        pkg,
+    ]
+    for sitedir in _site_dirs():
+        paths += _pth_dirs(sitedir, own_parent=os.path.dirname(pkg))
+    out: list[str] = []
+    for p in sorted({os.path.realpath(p) for p in paths if p and os.path.isdir(p)}, key=len):
+        if not any(_under(p, q) for q in out):
+            out.append(p)
+    return out
+
+
+def _site_dirs() -> list[str]:
+    try:
+        return [d for d in site.getsitepackages() if os.path.isdir(d)]
+    except AttributeError:  # some embedded interpreters
+        return []
+
+
+def _pth_dirs(sitedir: str, *, own_parent: str) -> list[str]:
+    """Folders named by the ``.pth`` files of ``sitedir`` (as :mod:`site` reads them)."""
+    out: list[str] = []
+    try:
+        names = sorted(n for n in os.listdir(sitedir) if n.endswith(".pth"))
+    except OSError:
+        return out
+    for name in names:
+        try:
+            with open(os.path.join(sitedir, name), encoding="utf-8", errors="replace") as fh:
+                lines = fh.read(64 * 1024).splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            line = line.strip()
+            if not line or line.startswith(("#", "import ", "import\t")):
+                continue
+            d = os.path.realpath(os.path.join(sitedir, line))
+            # The checkout this package is imported from: only the package folder is shown.
+            if os.path.isdir(d) and d != own_parent and project_dir_problem(d) is None:
+                out.append(d)
+    return out
+
+
+def writable_roots(config: object) -> tuple[str, ...]:
+    """HOST side: the host folders the sandbox may write into (no scan, no creation)."""
+    from .config import OSSandboxConfig
+
+    assert isinstance(config, OSSandboxConfig)
+    fs = config.filesystem
+    roots = [os.path.realpath(p) for p in fs.writable_paths]
+    if fs.project_dir:
+        project = os.path.realpath(fs.project_dir)
+        if config.project_access == "write":
+            roots.insert(0, project)
+        elif config.project_access == "read" and fs.output_dir:
+            roots.append(os.path.join(project, fs.output_dir))
+    return tuple(dict.fromkeys(roots))
+
+
+def landlock_grants(folder: str, masked: tuple[tuple[str, str], ...]) -> tuple[list[str], list[str]]:
+    """HOST side, for Landlock (BASIC), which grants whole trees: ``(list_only, grant)`` for ``folder``.
+
+    Without a masked path below it the folder is granted whole. Otherwise it
+    is only listable, and each of its entries is granted on its own, split
+    the same way where a masked path lies deeper; masked entries and
+    symlinks (resolved by the kernel, perhaps outside) get no rule.
+    """
+    hits = [p for p, _ in masked if _under(p, folder) and p != folder]
+    if not hits:
+        return [], [folder]
+    list_only: list[str] = [folder]
+    grant: list[str] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return list_only, grant
+    for entry in entries:
+        path = entry.path
+        if path in hits or entry.is_symlink():
+            continue
+        if entry.is_dir(follow_symlinks=False) and any(_under(h, path) for h in hits):
+            sub_list, sub_grant = landlock_grants(path, masked)
+            list_only += sub_list
+            grant += sub_grant
+        else:
+            grant.append(path)
+    return list_only, grant

@@ -1,0 +1,144 @@
+"""Evidence of what a call wrote: files created or changed in the sandbox's writable folders (HOST side).
+
+Who calls: :class:`~glsandbox_kernel.sandbox.OSSandbox` takes a
+:meth:`WriteTracker.snapshot` before each call or cell and asks
+:meth:`WriteTracker.changes` after it; the list goes into the call's audit
+record as ``written_files`` (path, size, SHA-256), so a notebook proves which
+cell produced which results file.
+
+Trusted: the scan runs in the host process over the host's own view of the
+folders, after the call ended; nothing the sandbox says about its files is
+used. Masked names (secrets) are never read or hashed. Bounded: at most
+``max_entries`` directory entries are visited and ``max_hash_bytes`` hashed
+per call; what is left over is recorded as such, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from dataclasses import dataclass
+from typing import Any
+
+from .project import is_masked
+
+#: (size, mtime_ns, ctime_ns, inode) of one regular file.
+Stamp = tuple[int, int, int, int]
+
+
+@dataclass
+class Snapshot:
+    """The stamps of every regular file below the tracked folders at one moment."""
+
+    files: dict[str, Stamp]
+    complete: bool
+
+
+class WriteTracker:
+    """Finds files created or changed below ``roots`` between two moments (HOST side)."""
+
+    def __init__(
+        self,
+        roots: tuple[str, ...],
+        masked_names: tuple[str, ...] = (),
+        *,
+        max_entries: int = 100_000,
+        max_hash_bytes: int = 1 << 30,
+    ) -> None:
+        self.roots = tuple(os.path.realpath(r) for r in roots)
+        self.masked_names = masked_names
+        self.max_entries = max_entries
+        self.max_hash_bytes = max_hash_bytes
+
+    def snapshot(self) -> Snapshot:
+        """Stamps of every regular file below the roots (symlinks are not followed)."""
+        files: dict[str, Stamp] = {}
+        seen = 0
+        todo = [r for r in self.roots if os.path.isdir(r)]
+        while todo:
+            d = todo.pop()
+            try:
+                entries = list(os.scandir(d))
+            except OSError:
+                continue
+            for entry in entries:
+                seen += 1
+                if seen > self.max_entries:
+                    return Snapshot(files, complete=False)
+                if is_masked(entry.name, self.masked_names):
+                    continue
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                if stat.S_ISDIR(st.st_mode):
+                    todo.append(entry.path)
+                elif stat.S_ISREG(st.st_mode):
+                    files[entry.path] = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+        return Snapshot(files, complete=True)
+
+    def changes(self, before: Snapshot) -> list[dict[str, Any]]:
+        """Files created, changed or deleted since ``before``: path, change, size, sha256, owner uid.
+
+        ``sha256`` is None (with ``unhashed`` saying why) for a file beyond
+        the hashing budget or unreadable; an incomplete scan adds one entry
+        ``{"incomplete": ...}``.
+        """
+        after = self.snapshot()
+        out: list[dict[str, Any]] = []
+        budget = self.max_hash_bytes
+        for path in sorted(after.files):
+            stamp = after.files[path]
+            old = before.files.get(path)
+            if old == stamp:
+                continue
+            entry: dict[str, Any] = {
+                "path": path,
+                "change": "created" if old is None else "modified",
+                "size": stamp[0],
+                "sha256": None,
+            }
+            if stamp[0] > budget:
+                entry["unhashed"] = "over the per-call hashing budget"
+            else:
+                digest, uid = _sha256_file(path)
+                if digest is None:
+                    entry["unhashed"] = "unreadable or replaced while hashing"
+                else:
+                    entry["sha256"], entry["uid"] = digest, uid
+                    budget -= stamp[0]
+            out.append(entry)
+        if before.complete and after.complete:
+            out += [{"path": p, "change": "deleted"} for p in sorted(set(before.files) - set(after.files))]
+        if not (before.complete and after.complete):
+            out.append({"incomplete": f"more than {self.max_entries} entries: only the first were compared"})
+        return out
+
+
+def _sha256_file(path: str) -> tuple[str | None, int | None]:
+    """SHA-256 of a regular file, opened without following symlinks, and its owner uid."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return None, None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return None, None
+        h = hashlib.sha256()
+        while chunk := os.read(fd, 1 << 20):
+            h.update(chunk)
+        return h.hexdigest(), st.st_uid
+    except OSError:
+        return None, None
+    finally:
+        os.close(fd)
+
+
+def tracker_for(config: Any) -> WriteTracker | None:
+    """The tracker for an :class:`~glsandbox_kernel.config.OSSandboxConfig`, or None when it writes no host folder."""
+    from .project import writable_roots
+
+    roots = writable_roots(config)
+    return WriteTracker(roots, tuple(config.filesystem.masked_names)) if roots else None
