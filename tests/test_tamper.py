@@ -236,9 +236,9 @@ def test_the_signing_key_is_not_visible_in_the_sandbox(run: dict[str, Any]) -> N
 def test_a_worker_frame_cannot_claim_to_be_kernel_made() -> None:
     """The host-only ``_mark`` flag is dropped from whatever the worker sends."""
     from glsandbox_kernel.notebook.evidence import outputs_evidence
-    from glsandbox_kernel.sandbox import _OutputCollector
+    from glsandbox_kernel.outputs import OutputCollector
 
-    collector = _OutputCollector(None, None, None)
+    collector = OutputCollector(None, None, None)
     collector.handle({"type": "display_data", "data": {"text/plain": "x"}, "metadata": {}, "_mark": True})
     collector.mark({"output_type": "display_data", "data": {"text/plain": "k"}, "metadata": {}}, None)
     assert [e["origin"] for e in outputs_evidence(collector.outputs)["outputs"]] == ["sandbox", "kernel"]

@@ -288,11 +288,13 @@ class NetworkProxy:
             self.bytes_sent += len(data)
 
     def _send_down(self, conn: socket.socket, data: bytes) -> None:
+        # Counted before it is handed on: the sandbox cannot have seen bytes the count misses
+        # (a call that returns right after reading them is measured with them).
         if self._down is not None:
             self._down.consume(len(data))
-        conn.sendall(data)
         with self._lock:
             self.bytes_received += len(data)
+        conn.sendall(data)
 
     def _pump(self, conn: socket.socket, upstream: socket.socket) -> None:
         open_socks = [conn, upstream]
