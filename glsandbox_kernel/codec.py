@@ -12,20 +12,74 @@ Allowed types: None, bool, int, float, complex, str, bytes, bytearray, list,
 tuple, dict, set, frozenset, datetime/date/time/timedelta, Decimal, Fraction,
 and numpy arrays/scalars (non-object dtypes) and pandas Series/DataFrame/Index
 when those libraries are installed.
+
+Decoding runs under a :class:`Budget` (host side): at most ``max_objects``
+objects, ``MAX_DEPTH`` levels, an estimated host memory of ``ratio`` times
+the frame (plus a floor), and a wall-clock deadline (the call's timeout).
+Sets and dict keys are checked for hash floods before they are built: more
+than :data:`MAX_SAME_HASH` members with one hash value (which would make
+building them quadratic) are refused. Whatever exceeds the budget is
+refused with SandboxSecurityError, and the session kills the worker.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import decimal
 import fractions
+import re
 import struct
 import sys
+import time
+from collections import Counter
 from typing import Any
 
-from .exceptions import SandboxSecurityError
+from .exceptions import SandboxSecurityError, UnsupportedType
 
 MAX_DEPTH = 200
+#: most members of one set (or keys of one dict) that may share a hash value
+MAX_SAME_HASH = 32
+#: numpy dtype strings the host accepts (no object, no sub-array or structured specs)
+_DTYPE_RE = re.compile(r"^[<>|=]?[?bBhHiIlLqQefdgFDGSUVmM][0-9]{0,9}(\[[A-Za-z0-9]{1,8}\])?$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    """What decoding one frame may cost the host (host side; the session passes the deadline).
+
+    ``ratio``/``floor``: the estimated host memory of the decoded value may be
+    at most ``ratio * len(frame) + floor`` bytes. ``deadline``: a
+    ``time.monotonic()`` instant decoding must finish by (None: only the
+    frame-size-based allowance ``seconds_floor + len / bytes_per_second``).
+    """
+
+    max_objects: int = 8_000_000
+    ratio: int = 12
+    floor: int = 8 * 1024 * 1024
+    deadline: float | None = None
+    seconds_floor: float = 10.0
+    bytes_per_second: float = 256 * 1024
+
+
+DEFAULT_BUDGET = Budget()
+
+# Estimated host bytes per decoded object (CPython 3.11, 64-bit), the slot holding it included.
+_COST_SLOT = 8
+_COST = {
+    b"N": 0,
+    b"T": 0,
+    b"F": 0,
+    b"i": 32,
+    b"f": 24,
+    b"c": 32,
+    b"D": 64,
+    b"a": 48,
+    b"m": 56,
+    b"e": 48,
+    b"q": 120,
+    b"r": 56,
+}
 
 _pack_q = struct.Struct(">q").pack
 _unpack_q = struct.Struct(">q").unpack_from
@@ -33,14 +87,6 @@ _pack_d = struct.Struct(">d").pack
 _unpack_d = struct.Struct(">d").unpack_from
 _pack_I = struct.Struct(">I").pack
 _unpack_I = struct.Struct(">I").unpack_from
-
-
-class UnsupportedType(TypeError):
-    """Raised by :func:`encode` for a value outside the allowlist (worker side)."""
-
-    def __init__(self, typename: str) -> None:
-        super().__init__(f"type {typename} cannot leave the sandbox (not in the result allowlist)")
-        self.typename = typename
 
 
 _SEQ_TAGS: dict[type, bytes] = {list: b"l", tuple: b"t", set: b"S", frozenset: b"Z"}
@@ -178,12 +224,37 @@ def _column(series: Any) -> Any:
 
 
 class _Reader:
-    __slots__ = ("buf", "end", "pos")
+    __slots__ = ("buf", "cost", "deadline", "end", "max_cost", "max_objects", "objects", "pos")
 
-    def __init__(self, buf: bytes | memoryview) -> None:
+    def __init__(self, buf: bytes | memoryview, budget: Budget) -> None:
         self.buf = memoryview(buf)
         self.pos = 0
         self.end = len(buf)
+        self.objects = 0
+        self.cost = 0
+        self.max_objects = budget.max_objects
+        self.max_cost = budget.ratio * self.end + budget.floor
+        own = time.monotonic() + budget.seconds_floor + self.end / budget.bytes_per_second
+        self.deadline = own if budget.deadline is None else min(own, budget.deadline)
+
+    def charge(self, cost: int) -> None:
+        """Count one object of ``cost`` estimated host bytes; refuse past the budget."""
+        self.objects += 1
+        self.cost += cost
+        if self.cost > self.max_cost or not self.objects & 0xFFF:
+            self.check()
+
+    def check(self) -> None:
+        """Refuse when the memory, object or time budget is spent (every 4096 objects and at the end)."""
+        if self.cost > self.max_cost:
+            raise SandboxSecurityError(
+                f"refused a value from the worker: decoding {self.end} bytes would take more than "
+                f"{self.max_cost} bytes of host memory"
+            )
+        if self.objects > self.max_objects:
+            raise SandboxSecurityError(f"refused a value from the worker: more than {self.max_objects} objects")
+        if time.monotonic() > self.deadline:
+            raise SandboxSecurityError("refused a value from the worker: decoding it ran past its time budget")
 
     def take(self, n: int) -> memoryview:
         p = self.pos
@@ -199,18 +270,20 @@ class _Reader:
         self.pos = p + 4
         return int(_unpack_I(self.buf, p)[0])
 
-    def text(self) -> str:
-        n = self.u32()
+    def text(self, n: int | None = None) -> str:
+        if n is None:
+            n = self.u32()
         try:
             return bytes(self.take(n)).decode("utf-8", "surrogatepass")
         except UnicodeDecodeError as exc:
             raise SandboxSecurityError("malformed value: invalid UTF-8") from exc
 
 
-def decode(data: bytes | memoryview) -> Any:
-    """Decode bytes made by :func:`encode`. Host side: treats ``data`` as hostile."""
-    r = _Reader(data)
+def decode(data: bytes | memoryview, budget: Budget = DEFAULT_BUDGET) -> Any:
+    """Decode bytes made by :func:`encode`. Host side: treats ``data`` as hostile, decodes under ``budget``."""
+    r = _Reader(data, budget)
     value = _dec(r, 0)
+    r.check()
     if r.pos != r.end:
         raise SandboxSecurityError("malformed value: trailing bytes after the value")
     return value
@@ -220,6 +293,10 @@ def _dec(r: _Reader, depth: int) -> Any:
     if depth > MAX_DEPTH:
         raise SandboxSecurityError("malformed value: nesting too deep")
     tag = bytes(r.take(1))
+    r.objects += 1
+    r.cost += _COST.get(tag, 0) + _COST_SLOT
+    if r.cost > r.max_cost or not r.objects & 0xFFF:
+        r.check()
     if tag == b"N":
         return None
     if tag == b"T":
@@ -230,40 +307,44 @@ def _dec(r: _Reader, depth: int) -> Any:
         return _unpack_q(r.take(8))[0]
     if tag == b"I":
         n = r.u32()
+        r.charge(32 + n)
         return int.from_bytes(r.take(n), "big", signed=True)
     if tag == b"f":
         return _unpack_d(r.take(8))[0]
     if tag == b"s":
-        return r.text()
-    if tag == b"b":
-        return bytes(r.take(r.u32()))
-    if tag == b"B":
-        return bytearray(r.take(r.u32()))
+        n = r.u32()
+        r.charge(49 + n)
+        return r.text(n)
+    if tag == b"b" or tag == b"B":
+        n = r.u32()
+        r.charge(57 + n)
+        raw = r.take(n)
+        return bytes(raw) if tag == b"b" else bytearray(raw)
     if tag in (b"l", b"t", b"S", b"Z"):
         n = r.u32()
         if n > r.end - r.pos:
             raise SandboxSecurityError("malformed value: count larger than the data")
+        # A set's table is at least 4 slots of 16 bytes per member, above its 200-byte head.
+        r.charge(56 + 8 * n if tag in (b"l", b"t") else 216 + 32 * n)
         items = [_dec(r, depth + 1) for _ in range(n)]
         if tag == b"l":
             return items
         if tag == b"t":
             return tuple(items)
-        try:
-            return set(items) if tag == b"S" else frozenset(items)
-        except TypeError as exc:
-            raise SandboxSecurityError("malformed value: unhashable set member") from exc
+        _check_hashes(items, "set member")
+        return set(items) if tag == b"S" else frozenset(items)
     if tag == b"d":
         n = r.u32()
         if n > r.end - r.pos:
             raise SandboxSecurityError("malformed value: count larger than the data")
-        out: dict[Any, Any] = {}
+        r.charge(64 + 48 * n)
+        keys: list[Any] = []
+        values: list[Any] = []
         for _ in range(n):
-            key = _dec(r, depth + 1)
-            try:
-                out[key] = _dec(r, depth + 1)
-            except TypeError as exc:
-                raise SandboxSecurityError("malformed value: unhashable dict key") from exc
-        return out
+            keys.append(_dec(r, depth + 1))
+            values.append(_dec(r, depth + 1))
+        _check_hashes(keys, "dict key")
+        return dict(zip(keys, values, strict=True))
     if tag == b"c":
         return complex(_unpack_d(r.take(8))[0], _unpack_d(r.take(8))[0])
     try:
@@ -295,6 +376,34 @@ def _dec(r: _Reader, depth: int) -> Any:
     raise SandboxSecurityError(f"malformed value: unknown tag {tag!r}")
 
 
+def _check_hashes(members: list[Any], what: str) -> None:
+    """Refuse a hash flood before a set or dict is built from ``members`` (host side).
+
+    Members with one hash value make each insertion walk the same probe
+    chain, so building the container is quadratic in their number. Counting
+    hash values is linear: the Counter's own keys are the hashes, distinct
+    ints whose hashes are themselves.
+    """
+    if len(members) <= MAX_SAME_HASH:
+        for m in members:
+            _hash(m, what)
+        return
+    counts = Counter(_hash(m, what) for m in members)
+    top = counts.most_common(1)[0][1]
+    if top > MAX_SAME_HASH:
+        raise SandboxSecurityError(
+            f"refused a value from the worker: {top} {what}s share one hash value (a hash-collision flood; "
+            f"at most {MAX_SAME_HASH} may)"
+        )
+
+
+def _hash(member: Any, what: str) -> int:
+    try:
+        return hash(member)
+    except TypeError as exc:
+        raise SandboxSecurityError(f"malformed value: unhashable {what}") from exc
+
+
 def _dec_numpy(r: _Reader, tag: bytes, depth: int) -> Any:
     try:
         import numpy as np
@@ -303,6 +412,8 @@ def _dec_numpy(r: _Reader, tag: bytes, depth: int) -> Any:
     if bytes(r.take(1)) != b"s":
         raise SandboxSecurityError("malformed numpy value")
     dtype_str = r.text()
+    if not _DTYPE_RE.match(dtype_str):
+        raise SandboxSecurityError(f"numpy dtype {dtype_str[:40]!r} refused (object dtype or not a plain dtype)")
     try:
         dtype = np.dtype(dtype_str)
     except TypeError as exc:
@@ -316,7 +427,9 @@ def _dec_numpy(r: _Reader, tag: bytes, depth: int) -> Any:
             raise SandboxSecurityError("malformed numpy shape")
     if bytes(r.take(1)) != b"b":
         raise SandboxSecurityError("malformed numpy value")
-    raw = bytes(r.take(r.u32()))
+    n = r.u32()
+    r.charge(112 + 2 * n)
+    raw = bytes(r.take(n))
     try:
         if tag == b"g":
             return np.frombuffer(raw, dtype=dtype)[0]

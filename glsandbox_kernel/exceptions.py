@@ -4,14 +4,23 @@ Hierarchy::
 
     SandboxError
     ├── SandboxConfigError (also ValueError)      bad configuration, named field
+    │   └── CellOptionsError                      a kernel cell's ``%%sandbox`` line it cannot use
     ├── BackendUnavailableError                   backend cannot run here (why + fix)
+    ├── ConfinementError                          a confinement step failed (step, call, errno, hint)
     ├── SandboxTimeoutError (also TimeoutError)   wall-clock limit hit, worker killed
     ├── SandboxMemoryError (also MemoryError)     memory limit hit (limit + peak)
     ├── SandboxViolationError                     a forbidden operation was tried
     │   └── SandboxEscapeError                    ... and it was escape-class
     ├── SandboxSecurityError                      hostile data from the worker refused
+    ├── UnsupportedType (also TypeError)          a value outside the codec's allowlist (encoding)
+    ├── WorkerGone (also EOFError)                the other end of the frame channel closed
     ├── SandboxCrashedError                       the worker died (signal / exit code / limit)
-    └── SandboxRemoteError                        user code raised a non-builtin exception
+    ├── SandboxRemoteError                        user code raised a non-builtin exception
+    └── SandboxCellError                          ``%%sandbox``: the sandboxed cell failed (one
+                                                  subclass per remote name, also the builtin)
+
+    SandboxStopped (BaseException)                raised INSIDE the sandbox when the host stops a
+                                                  call after a violation (enforcing mode)
 
 Exceptions raised by user code that are builtins (``ValueError``,
 ``ZeroDivisionError`` ...) reach the caller as that builtin type, with the
@@ -20,6 +29,7 @@ sandbox traceback in ``sandbox_traceback`` and as a note.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 
@@ -35,6 +45,14 @@ class SandboxConfigError(SandboxError, ValueError):
         self.field = field
 
 
+class CellOptionsError(SandboxConfigError):
+    """A ``%%sandbox`` first line the glsandbox kernel cannot use; the message includes the help."""
+
+    def __init__(self, message: str) -> None:
+        SandboxError.__init__(self, message)
+        self.field = "%%sandbox"
+
+
 class BackendUnavailableError(SandboxError):
     """The requested isolation backend cannot run on this machine."""
 
@@ -45,6 +63,26 @@ class BackendUnavailableError(SandboxError):
         super().__init__(text)
         self.backend = backend
         self.reason = reason
+        self.hint = hint
+
+
+class ConfinementError(SandboxError):
+    """A confinement step failed in the child (or its host-side setup failed).
+
+    Carries the ``step`` name, the failing call, ``errno`` and a hint, in the
+    style of bubblewrap's messages: ``mounts: mount(/usr, MS_BIND): EPERM``.
+    """
+
+    def __init__(self, step: str, call: str, errno: int | None = None, hint: str = "") -> None:
+        text = f"{step}: {call}"
+        if errno is not None:
+            text += f": {os.strerror(errno)} (errno {errno})"
+        if hint:
+            text += f" (Hint: {hint})"
+        super().__init__(text)
+        self.step = step
+        self.call = call
+        self.errno = errno
         self.hint = hint
 
 
@@ -81,6 +119,18 @@ class SandboxSecurityError(SandboxError):
     """Data from the worker was refused: oversize/malformed frame or a disallowed type."""
 
 
+class UnsupportedType(SandboxError, TypeError):
+    """Raised by :func:`glsandbox_kernel.codec.encode` for a value outside the allowlist."""
+
+    def __init__(self, typename: str) -> None:
+        super().__init__(f"type {typename} cannot leave the sandbox (not in the result allowlist)")
+        self.typename = typename
+
+
+class WorkerGone(SandboxError, EOFError):
+    """The other end of the frame channel closed (the worker died or exited; both sides)."""
+
+
 class SandboxCrashedError(SandboxError):
     """The worker process died; says how (signal, exit code, limit)."""
 
@@ -98,6 +148,16 @@ class SandboxCrashedError(SandboxError):
         self.reason = reason
 
 
+class SandboxStopped(BaseException):
+    """Raised in the sandboxed code by the worker's handler of :data:`~glsandbox_kernel.protocol.STOP_SIGNAL`.
+
+    The host sends the signal the moment a trusted violation of the running
+    call is detected (enforcing mode). A BaseException, so ``except
+    Exception`` in user code does not swallow it; code that keeps running
+    anyway is killed after the grace period.
+    """
+
+
 class SandboxRemoteError(SandboxError):
     """User code raised an exception whose type is not a builtin.
 
@@ -110,3 +170,20 @@ class SandboxRemoteError(SandboxError):
         self.ename = ename
         self.evalue = evalue
         self.sandbox_traceback = traceback
+
+
+class SandboxCellError(SandboxError):
+    """Raised by ``%%sandbox`` when the sandboxed cell failed.
+
+    The magic creates a class per remote exception name (``ZeroDivisionError``...)
+    that also derives from the matching builtin where it can, so
+    ``except ZeroDivisionError`` around ``run_cell_magic`` works. The
+    traceback shown is the sandbox's (``sandbox_traceback``, untrusted text).
+    """
+
+    ename: str = "SandboxCellError"
+    evalue: str = ""
+    sandbox_traceback: list[str]
+
+    def __str__(self) -> str:
+        return self.evalue

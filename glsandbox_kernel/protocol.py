@@ -11,23 +11,23 @@ kills the worker. The worker uses the same class to read host requests.
 from __future__ import annotations
 
 import array
+import dataclasses
 import errno
 import os
 import select
+import signal
 import socket
 import struct
 import time
 from typing import Any
 
 from . import codec
-from .exceptions import SandboxSecurityError
+from .exceptions import SandboxSecurityError, WorkerGone
 
 _HEADER = struct.Struct(">I")
+#: the host stops the running call with this signal (enforcing mode); the worker raises SandboxStopped
+STOP_SIGNAL = signal.SIGUSR1
 MAX_PASSED_FDS = 4
-
-
-class WorkerGone(EOFError):
-    """The other end closed the socket (the worker died or exited)."""
 
 
 class FrameChannel:
@@ -41,6 +41,9 @@ class FrameChannel:
         self.sock = sock
         self.fd = sock.fileno()
         self.max_frame = max_frame
+        #: ``time.monotonic()`` instant by which an incoming frame must be decoded (the
+        #: running call's timeout, set by the session); decoding is budgeted either way.
+        self.decode_deadline: float | None = None
         self._buf = bytearray()
         # One reusable receive buffer: recv(n) would allocate (and for large
         # n, mmap and unmap) a fresh n-byte object on every read.
@@ -139,7 +142,10 @@ class FrameChannel:
             return None
         payload = bytes(buf[4 : 4 + length])
         del buf[: 4 + length]
-        msg = codec.decode(payload)
+        budget = codec.DEFAULT_BUDGET
+        if self.decode_deadline is not None:
+            budget = dataclasses.replace(budget, deadline=self.decode_deadline)
+        msg = codec.decode(payload, budget)
         if type(msg) is not dict or type(msg.get("type")) is not str:
             raise SandboxSecurityError("malformed frame: not a message with a 'type' field")
         return msg

@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
-import sys
 import threading
 import weakref
 from collections.abc import Callable
@@ -22,16 +21,16 @@ from .audit import AuditLog, EventType, JsonlFileSink, LoggingSink, MemorySink, 
 from .audit.records import canonical_json
 from .config import OSSandboxConfig, SecurityLevel, create_config_by_level
 from .exceptions import (
-    SandboxCrashedError,
     SandboxError,
-    SandboxEscapeError,
     SandboxMemoryError,
     SandboxSecurityError,
-    SandboxTimeoutError,
     SandboxViolationError,
 )
 from .metrics import SandboxMetrics
-from .session import CallOutcome, CellResult, InputCallback, OutputCallback, Session, exception_from_reply
+from .outputs import OutputCollector, relay_streams
+from .results import CellResult, exception_from_reply
+from .sandbox_audit import AuditedSandbox
+from .session import InputCallback, OutputCallback, Session
 
 log = logging.getLogger("glsandbox")
 
@@ -66,7 +65,7 @@ def _sha256(*parts: bytes) -> str:
     return h.hexdigest()
 
 
-class OSSandbox:
+class OSSandbox(AuditedSandbox):
     """A sandbox session: a context manager around one persistent worker.
 
     ``execute(fn, *args, **kwargs)`` returns ``fn``'s result; ``run_cell(code)``
@@ -82,6 +81,12 @@ class OSSandbox:
         self.cumulative_metrics = SandboxMetrics(isolation_type=self._session.isolation_type.value)
         self._config_bytes = canonical_json(self.config.to_dict())
         self._audit: AuditLog | None = None
+        # Orders deferred records and live violations (written from the supervisor's thread).
+        self._audit_lock = threading.RLock()
+        self._live_violations = 0
+        self._live_escapes = 0
+        self._closed_audit = False
+        self._session.violation_recorder = self._record_live_violation
         if self.config.enable_audit:
             sinks: list[Any] = []
             if self.config.audit_log_path:
@@ -101,7 +106,7 @@ class OSSandbox:
             if self._session.fallback_reason:
                 self._emit(EventType.FALLBACK, extra={"fallback": self._session.fallback_reason})
         self._pending: list[tuple[Any, ...]] = []
-        self._collector: _OutputCollector | None = None
+        self._collector: OutputCollector | None = None
         self._closed = False
 
     # -- context manager ------------------------------------------------------------
@@ -143,11 +148,13 @@ class OSSandbox:
         self._flush_audit()
         return list(self._memory_sink.records) if self._audit is not None else []
 
-    def _flush_audit(self) -> None:
-        """Seal records deferred from earlier calls (runs while the worker works)."""
-        while self._pending:
-            args, kwargs = self._pending.pop(0)
-            self._emit(*args, **kwargs)
+    def record_violation(self, record: dict[str, Any]) -> None:
+        """A violation the host detected itself (the magic's tampered ``--out`` reply, a forged comm).
+
+        Goes the way supervisor violations go: audit chain at once, banners,
+        the running call when there is one.
+        """
+        self._session.note_violation(record)
 
     @property
     def audit_log(self) -> AuditLog | None:
@@ -156,8 +163,7 @@ class OSSandbox:
     @property
     def worker_pids(self) -> list[int]:
         """Host pids of the worker tree right now (empty when no worker runs)."""
-        worker = self._session.worker
-        return worker.host_pids() if worker is not None else []
+        return self._session.host_pids()
 
     def interrupt(self) -> None:
         """Interrupt the running call (SIGINT; killed after the grace period)."""
@@ -178,84 +184,15 @@ class OSSandbox:
         self._session.close()
         self.metrics.cleanup_time = time.perf_counter() - t0
         if self._audit is not None:
-            self._flush_audit()
-            self._emit(EventType.SESSION_END, metrics=self.cumulative_metrics.to_dict())
+            with self._audit_lock:
+                self._flush_audit()
+                totals = self.cumulative_metrics.to_dict()
+                # Every violation of the session, also those between calls (written live).
+                totals["violations_detected"] = max(totals["violations_detected"], self._live_violations)
+                totals["escape_attempts"] = max(totals["escape_attempts"], self._live_escapes)
+                self._emit(EventType.SESSION_END, metrics=totals)
+                self._closed_audit = True
             self._audit.close()
-
-    # -- audit ----------------------------------------------------------------------
-    def _emit(
-        self,
-        event: EventType,
-        *,
-        provenance: str | None = None,
-        metrics: dict[str, Any] | None = None,
-        violations: list[dict[str, Any]] | None = None,
-        execution_time: float | None = None,
-        extra: dict[str, Any] | None = None,
-    ) -> dict[str, Any] | None:
-        if self._audit is None:
-            return None
-        return self._audit.emit(
-            event,
-            isolation_type=self._session.isolation_type.value,
-            sandbox_mode=self.config.sandbox_mode.value,
-            security_level=self.config.security_level.value,
-            provenance_hash=provenance,
-            execution_time=execution_time,
-            metrics=metrics,
-            violations=violations,
-            extra=extra,
-        )
-
-    def _record_outcome(
-        self,
-        outcome: CallOutcome,
-        provenance: str,
-        error: BaseException | None,
-        extra: dict[str, Any],
-        *,
-        defer: bool = False,
-    ) -> dict[str, Any] | None:
-        m = outcome.metrics
-        self.metrics = m
-        self.cumulative_metrics.accumulate(m)
-        if self._audit is None:
-            return None
-        if outcome.state_lost:
-            extra = {**extra, "state_lost_before": True}
-        controls = self._session.pending_controls
-        if controls is not None:
-            self._session.pending_controls = None
-            extra = {**extra, "controls": controls}
-            defer = False
-        if isinstance(error, SandboxTimeoutError):
-            event = EventType.TIMEOUT
-        elif isinstance(error, SandboxMemoryError):
-            event = EventType.MEMORY_EXCEEDED
-        elif isinstance(error, SandboxEscapeError) or (outcome.violations and m.escape_attempts):
-            event = EventType.ESCAPE_ATTEMPT
-        elif isinstance(error, SandboxViolationError) or outcome.violations:
-            event = EventType.VIOLATION
-        elif isinstance(error, SandboxCrashedError):
-            event = EventType.WORKER_CRASHED
-        elif error is not None:
-            event = EventType.EXECUTION_ERROR
-        else:
-            event = EventType.EXECUTION_SUCCESS
-        if error is not None:
-            extra = {**extra, "error": f"{type(error).__name__}: {error}"[:2000]}
-        kwargs: dict[str, Any] = {
-            "provenance": provenance,
-            "metrics": m.to_dict(),
-            "violations": outcome.violations,
-            "execution_time": m.execution_time,
-            "extra": extra,
-        }
-        if defer and self._defer_audit and error is None and not outcome.violations:
-            self._pending.append(((event,), kwargs))
-            return None
-        self._flush_audit()
-        return self._emit(event, **kwargs)
 
     # -- functions --------------------------------------------------------------------
     def execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -291,9 +228,9 @@ class OSSandbox:
 
         outcome = self._session.request(
             msg,
-            timeout=limit,
-            on_message=_relay_streams,
-            monitor_context={"kind": "call"},  # type: ignore[arg-type]
+            timeout=limit,  # type: ignore[arg-type]
+            on_message=relay_streams,
+            monitor_context={"kind": "call"},
             overlap=bookkeeping,
         )
         if not provenance:
@@ -313,7 +250,7 @@ class OSSandbox:
                 error = exception_from_reply(reply, self.config, outcome.metrics.memory_peak_bytes)
         if outcome.violations:
             try:
-                self._session.raise_for_violations(outcome.violations)
+                self._session.raise_for_violations(outcome.violations, outcome.enforced)
             except SandboxViolationError as exc:
                 if error is not None:
                     exc.__cause__ = error
@@ -350,7 +287,7 @@ class OSSandbox:
         ``on_input(prompt, password)`` answers ``input()``; ``on_comm`` receives
         comm_open/comm_msg/comm_close messages from sandboxed widgets.
         """
-        collector = _OutputCollector(on_output, on_input, on_comm)
+        collector = OutputCollector(on_output, on_input, on_comm)
         self._collector = collector
         msg: dict[str, Any] = {
             "type": "cell",
@@ -383,6 +320,7 @@ class OSSandbox:
             metrics=outcome.metrics,
             violations=outcome.violations,
             state_lost=outcome.state_lost,
+            enforcement=outcome.enforced,
         )
         if isinstance(reply.get("payload"), list):
             result.payload = [p for p in reply["payload"] if isinstance(p, dict)]
@@ -408,7 +346,7 @@ class OSSandbox:
         failure: BaseException | None = outcome.error
         if failure is None and outcome.violations:
             try:
-                self._session.raise_for_violations(outcome.violations)
+                self._session.raise_for_violations(outcome.violations, outcome.enforced)
             except SandboxViolationError as exc:
                 failure = exc
         if failure is not None:
@@ -429,6 +367,11 @@ class OSSandbox:
         # A clear_output(wait=True) still pending is carried out by the frontend at the next
         # output the kernel shows (the audit output at least), so nothing of these remains.
         shown = [] if collector.clear_pending else collector.outputs
+        try:
+            evidence = outputs_evidence(shown)
+        except Exception as exc:  # noqa: BLE001 - no output may stop the record: it is written, marked
+            reason = f"{type(exc).__name__}: {exc}"[:300].encode("utf-8", "backslashreplace").decode("utf-8")
+            evidence = {"outputs_hash": None, "outputs_count": len(shown), "outputs_evidence_error": reason}
         result.audit_record = self._record_outcome(
             outcome,
             provenance,
@@ -436,7 +379,7 @@ class OSSandbox:
             {
                 "kind": "cell",
                 "source_hash": hashlib.sha256(code.encode("utf-8", "surrogatepass")).hexdigest(),
-                **outputs_evidence(shown),
+                **evidence,
             },
         )
         return result
@@ -473,137 +416,12 @@ class OSSandbox:
         timeout: float | None = 30.0,
     ) -> None:
         """Deliver a frontend comm message to the sandbox's comm manager; relay what it outputs."""
-        collector = _OutputCollector(on_output, None, on_comm)
+        collector = OutputCollector(on_output, None, on_comm)
         outcome = self._session.request(
             dict(msg), timeout=timeout, on_message=collector.handle, reply_types=("comm_done",)
         )
         if outcome.error is not None:
             raise outcome.error
-
-
-def _relay_streams(msg: dict[str, Any]) -> None:
-    """Function calls: print the worker's stdout/stderr on the host's streams."""
-    if msg.get("type") == "stream":
-        stream = sys.stderr if msg.get("name") == "stderr" else sys.stdout
-        text = msg.get("text")
-        if isinstance(text, str):
-            stream.write(text)
-            stream.flush()
-
-
-class _OutputCollector:
-    """Turns worker output frames into nbformat outputs and relays them live."""
-
-    def __init__(
-        self, on_output: OutputCallback | None, on_input: InputCallback | None, on_comm: OutputCallback | None
-    ) -> None:
-        self.on_output = on_output
-        self.on_input = on_input
-        self.on_comm = on_comm
-        self.outputs: list[dict[str, Any]] = []
-        self._clear_pending = False
-        self._lock = threading.Lock()
-        self._closed = False
-
-    @property
-    def clear_pending(self) -> bool:
-        """A ``clear_output(wait=True)`` waits for the next output."""
-        return self._clear_pending
-
-    def mark(self, output: dict[str, Any], publish: Callable[[], None] | None) -> bool:
-        """See :meth:`OSSandbox.mark_output`."""
-        with self._lock:
-            if self._closed:
-                return False
-            self._record({**output, "type": str(output.get("output_type", "display_data")), "_mark": True})
-            if publish is not None:
-                publish()
-            return True
-
-    def handle(self, msg: dict[str, Any]) -> dict[str, Any] | None:
-        kind = msg.get("type")
-        if kind == "input_request":
-            value = ""
-            if self.on_input is not None:
-                try:
-                    value = self.on_input(str(msg.get("prompt", "")), bool(msg.get("password")))
-                except (EOFError, KeyboardInterrupt):
-                    return {"type": "input_reply", "value": None}
-            return {"type": "input_reply", "value": value}
-        if kind in ("comm_open", "comm_msg", "comm_close"):
-            if self.on_comm is not None:
-                self.on_comm(msg)
-            return None
-        if kind not in ("stream", "display_data", "update_display_data", "execute_result", "error", "clear_output"):
-            return None
-        with self._lock:
-            # ``on_output`` may return the frame as it published it (the kernel renames
-            # sandbox-limit errors): that is what the frontend saves, so that is recorded.
-            shown = self.on_output(msg) if self.on_output is not None else None
-            self._record(shown if isinstance(shown, dict) and shown.get("type") == kind else msg)
-        return None
-
-    def _record(self, msg: dict[str, Any]) -> None:
-        kind = msg["type"]
-        if kind == "clear_output":
-            if msg.get("wait"):
-                self._clear_pending = True
-            else:
-                self.outputs.clear()
-            return
-        if self._clear_pending:
-            self.outputs.clear()
-            self._clear_pending = False
-        if kind == "stream":
-            text = msg.get("text") if isinstance(msg.get("text"), str) else ""
-            name = "stderr" if msg.get("name") == "stderr" else "stdout"
-            if self.outputs and self.outputs[-1].get("output_type") == "stream" and self.outputs[-1]["name"] == name:
-                self.outputs[-1]["text"] += text
-            else:
-                self.outputs.append({"output_type": "stream", "name": name, "text": text})
-        elif kind == "display_data":
-            out: dict[str, Any] = {
-                "output_type": "display_data",
-                "data": _dict(msg.get("data")),
-                "metadata": _dict(msg.get("metadata")),
-            }
-            display_id = _dict(msg.get("transient")).get("display_id")
-            if display_id:
-                out["_display_id"] = display_id
-            if msg.get("_mark"):
-                out["_mark"] = True
-            self.outputs.append(out)
-        elif kind == "update_display_data":
-            display_id = _dict(msg.get("transient")).get("display_id")
-            for out in self.outputs:
-                if display_id and out.get("_display_id") == display_id:
-                    out["data"] = _dict(msg.get("data"))
-                    out["metadata"] = _dict(msg.get("metadata"))
-        elif kind == "execute_result":
-            self.outputs.append(
-                {
-                    "output_type": "execute_result",
-                    "data": _dict(msg.get("data")),
-                    "metadata": _dict(msg.get("metadata")),
-                    "execution_count": msg.get("execution_count")
-                    if isinstance(msg.get("execution_count"), int)
-                    else None,
-                }
-            )
-        elif kind == "error":
-            tb = msg.get("traceback")
-            self.outputs.append(
-                {
-                    "output_type": "error",
-                    "ename": str(msg.get("ename")),
-                    "evalue": str(msg.get("evalue")),
-                    "traceback": [str(x) for x in tb] if isinstance(tb, list) else [],
-                }
-            )
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
 
 
 # -- one-shot helpers -------------------------------------------------------------------------

@@ -8,15 +8,20 @@ a grace period, detects crashes, and turns everything into results or
 fresh worker and the caller is told that state was lost.
 
 Everything read from the worker is hostile input: frames are size-capped and
-decoded with the restricted codec (:mod:`glsandbox_kernel.protocol`).
+decoded with the restricted codec under a budget (:mod:`glsandbox_kernel.protocol`).
+Violations are attributed to the running call (or to the session alone)
+and handed to ``violation_recorder`` as they arrive; in enforcing mode a
+trusted one stops the running call at once (``STOP_SIGNAL``), and code that
+does not stop is killed after the grace period.
+
+The layers above ask the session, never its worker: :attr:`Session.alive`,
+:meth:`Session.sample`, :meth:`Session.host_pids`, :meth:`Session.kill`.
 Who calls: :class:`glsandbox_kernel.sandbox.OSSandbox`, the kernel and the
 magic (through OSSandbox).
 """
 
 from __future__ import annotations
 
-import builtins
-import dataclasses
 import logging
 import signal
 import threading
@@ -25,7 +30,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from .backends.base import SandboxBackend, WorkerProcess
+from .backends.base import ResourceSample, SandboxBackend, WorkerProcess
 from .backends.registry import default_backend, get_backend
 from .config import IsolationType, OSSandboxConfig, SandboxMode
 from .exceptions import (
@@ -34,13 +39,15 @@ from .exceptions import (
     SandboxError,
     SandboxEscapeError,
     SandboxMemoryError,
-    SandboxRemoteError,
     SandboxSecurityError,
     SandboxTimeoutError,
     SandboxViolationError,
 )
 from .metrics import Monitor, SandboxMetrics
-from .protocol import FrameChannel, WorkerGone
+from .protocol import STOP_SIGNAL, FrameChannel, WorkerGone
+from .results import CallOutcome, _fmt_bytes
+from .results import CellResult as CellResult  # re-exported: the public name lives here too
+from .results import exception_from_reply as exception_from_reply
 
 log = logging.getLogger("glsandbox.session")
 
@@ -48,35 +55,6 @@ HELLO_TIMEOUT = 30.0
 
 OutputCallback = Callable[[dict[str, Any]], None]
 InputCallback = Callable[[str, bool], str]
-
-
-@dataclasses.dataclass
-class CellResult:
-    """What one cell did: status, Jupyter outputs, error, count, metrics, violations."""
-
-    status: str
-    outputs: list[dict[str, Any]]
-    execution_count: int | None = None
-    error_name: str | None = None
-    error_value: str | None = None
-    traceback: list[str] | None = None
-    payload: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    user_expressions: dict[str, Any] = dataclasses.field(default_factory=dict)
-    metrics: SandboxMetrics | None = None
-    violations: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    state_lost: bool = False
-    audit_record: dict[str, Any] | None = None
-
-
-@dataclasses.dataclass
-class CallOutcome:
-    """Internal: how one request ended (reply or failure) plus its measurements."""
-
-    reply: dict[str, Any] | None
-    error: BaseException | None
-    metrics: SandboxMetrics
-    violations: list[dict[str, Any]]
-    state_lost: bool
 
 
 class Session:
@@ -104,6 +82,11 @@ class Session:
         #: called with each violation record as it arrives (supervisor/proxy thread); the
         #: kernel's live banner listens here. A failing listener is logged, never fatal.
         self.violation_listeners: list[Callable[[dict[str, Any]], None]] = []
+        #: called first with each violation, as it arrives: OSSandbox writes it to the audit
+        #: chain at once (whenever it happens, during a call or between calls).
+        self.violation_recorder: Callable[[dict[str, Any]], None] | None = None
+        self._running_call: int | None = None
+        self._stop_at: float | None = None
         self._state_lost_pending = False
         self._last_sample: Any = None
         self.pending_controls: dict[str, Any] | None = None
@@ -180,6 +163,46 @@ class Session:
                 worker.kill()
             worker.cleanup()
 
+    # -- what the layers above ask (kernel, magic, widgets: never ``session.worker``) -----------
+    @property
+    def alive(self) -> bool:
+        """True while a worker runs (False before the first start and after a kill or exit)."""
+        worker = self.worker
+        return worker is not None and worker.poll() is None
+
+    def sample(self) -> ResourceSample | None:
+        """A whole-tree resource reading of the running worker, measured outside; None without one."""
+        worker = self.worker
+        if worker is None or worker.poll() is not None:
+            return None
+        from .metrics import tree_sample
+
+        try:
+            return tree_sample(worker)
+        except (OSError, ProcessLookupError):
+            return None
+
+    def host_pids(self) -> list[int]:
+        """Host pids of the worker tree right now (empty when no worker runs)."""
+        worker = self.worker
+        if worker is None:
+            return []
+        try:
+            return worker.host_pids()
+        except OSError:
+            return []
+
+    def kill(self) -> None:
+        """Kill the worker tree now, from any thread (a limit tripped outside); state is lost.
+
+        The running request, if any, sees the worker gone and fails with the
+        crash error; the next request starts a fresh worker.
+        """
+        worker = self.worker
+        if worker is not None and worker.poll() is None:
+            worker.kill()
+        self._state_lost_pending = True
+
     def kill_worker(self, *, state_lost: bool = True) -> None:
         """Kill the worker tree now (timeout, interrupt grace, protocol violation)."""
         self._discard_worker()
@@ -220,13 +243,47 @@ class Session:
 
     # -- violations -------------------------------------------------------------
     def _on_violation(self, record: dict[str, Any]) -> None:
+        """Supervisor/proxy thread (or host code): one violation, attributed and recorded now.
+
+        It belongs to the running call when there is one (``call_id``), else
+        to the session alone: the next call does not carry it.
+        """
+        rec = dict(record)
         with self._violations_lock:
-            self._violations.append(record)
+            call = self._running_call
+            rec["session_id"] = self.session_id
+            rec["call_id"] = call
+            if call is not None:
+                self._violations.append(rec)
+        if call is not None and rec.get("trusted") and self.config.sandbox_mode is not SandboxMode.PERMISSIVE:
+            self._stop_running_call()
+        recorder = self.violation_recorder
+        if recorder is not None:
+            try:
+                recorder(rec)
+            except Exception:  # the banner and the call still get it
+                log.exception("could not record a violation in the audit log")
         for listener in list(self.violation_listeners):
             try:
-                listener(dict(record))
+                listener(dict(rec))
             except Exception:  # a broken banner must not lose the violation
                 log.warning("violation listener failed", exc_info=True)
+
+    def _stop_running_call(self) -> None:
+        """Enforcing mode: make the sandboxed code raise SandboxStopped now (killed after the grace)."""
+        if self._stop_at is not None:
+            return
+        self._stop_at = time.monotonic()
+        worker = self.worker
+        if worker is not None:
+            try:
+                worker.send_signal(STOP_SIGNAL)
+            except OSError:
+                log.warning("could not signal the worker to stop", exc_info=True)
+
+    def note_violation(self, record: dict[str, Any]) -> None:
+        """A violation the host itself detected (a tampered reply, a forged comm frame)."""
+        self._on_violation({"time": time.time(), "trusted": True, "source": "host", **record})
 
     def _take_violations(self) -> list[dict[str, Any]]:
         with self._violations_lock:
@@ -261,6 +318,8 @@ class Session:
             self._req_id += 1
             msg["id"] = self._req_id
             self._interrupt_at = None
+            self._stop_at = None
+            enforced: str | None = None
             measure = self.config.enable_metrics
             before = None
             if measure:
@@ -272,6 +331,10 @@ class Session:
             t0 = time.perf_counter()
             reply: dict[str, Any] | None = None
             error: BaseException | None = None
+            call_id = self._req_id
+            with self._violations_lock:
+                self._violations = []
+                self._running_call = call_id
             try:
                 chan.send(msg)
                 # From here until the reply the worker runs: do the bookkeeping now.
@@ -293,6 +356,9 @@ class Session:
                     "started were killed and its state is lost (the next call starts a fresh worker)",
                     timeout=exc.limit,
                 )
+            except _StopKilled:
+                self.kill_worker()
+                enforced = "killed"
             except _InterruptKilled:
                 self.kill_worker()
                 error = KeyboardInterrupt(
@@ -306,12 +372,18 @@ class Session:
                 error = self._crash_error(worker, "during the call")
                 self.kill_worker()
                 error.__cause__ = exc
+            finally:
+                with self._violations_lock:
+                    self._running_call = None
+            if enforced is None and self._stop_at is not None:
+                enforced = "stopped"
+            self._stop_at = None
             elapsed = time.perf_counter() - t0
             metrics = SandboxMetrics(
                 isolation_type=self.isolation_type.value,
                 fallback=self.fallback_reason,
                 setup_time=setup_time,
-                state_lost=state_lost or error is not None,
+                state_lost=state_lost or error is not None or enforced == "killed",
                 execution_time=elapsed,
                 calls=1,
             )
@@ -322,7 +394,7 @@ class Session:
             if violations:
                 metrics.violations_detected = len(violations)
                 metrics.escape_attempts = sum(1 for v in violations if v.get("escape"))
-            return CallOutcome(reply, error, metrics, violations, state_lost)
+            return CallOutcome(reply, error, metrics, violations, state_lost, call_id, enforced)
 
     def _read_until_reply(
         self,
@@ -334,6 +406,8 @@ class Session:
     ) -> dict[str, Any]:
         start = time.monotonic()
         grace = self.config.interrupt_grace_seconds
+        # Decoding a frame is part of the call: it must end within the call's timeout.
+        chan.decode_deadline = None if timeout is None else start + timeout
         while True:
             now = time.monotonic()
             limits = []
@@ -341,6 +415,8 @@ class Session:
                 limits.append(start + timeout)
             if self._interrupt_at is not None:
                 limits.append(self._interrupt_at + grace)
+            if self._stop_at is not None:
+                limits.append(self._stop_at + grace)
             wait = None
             if limits:
                 wait = max(0.0, min(limits) - now)
@@ -351,6 +427,8 @@ class Session:
                 now = time.monotonic()
                 if timeout is not None and now >= start + timeout:
                     raise _Timeout(timeout)
+                if self._stop_at is not None and now >= self._stop_at + grace:
+                    raise _StopKilled()
                 if self._interrupt_at is not None and now >= self._interrupt_at + grace:
                     raise _InterruptKilled()
                 continue
@@ -420,16 +498,25 @@ class Session:
         )
 
     # -- turning replies into values ------------------------------------------------
-    def raise_for_violations(self, violations: list[dict[str, Any]]) -> None:
-        """In enforcing mode, fail the call when something forbidden was tried."""
+    def raise_for_violations(self, violations: list[dict[str, Any]], enforced: str | None = None) -> None:
+        """In enforcing mode, fail the call when something forbidden was tried; say what was done."""
         if not violations or self.config.sandbox_mode is SandboxMode.PERMISSIVE:
             return
+        if enforced == "stopped":
+            done = "; the call was stopped at once (enforcing mode)"
+        elif enforced == "killed":
+            done = (
+                f"; the code kept running {self.config.interrupt_grace_seconds:g} s after it was told to stop, "
+                "so the worker and every process it started were killed and its state is lost (enforcing mode)"
+            )
+        else:
+            done = "; the call failed (enforcing mode)"
         escapes = [v for v in violations if v.get("escape")]
         if escapes and self.config.detect_escape_attempts:
             what = ", ".join(sorted({str(v.get("detail") or v.get("syscall")) for v in escapes}))
-            raise SandboxEscapeError(f"sandbox escape attempt blocked: {what}", violations=violations)
+            raise SandboxEscapeError(f"sandbox escape attempt blocked: {what}{done}", violations=violations)
         what = ", ".join(sorted({str(v.get("detail") or v.get("syscall")) for v in violations}))
-        raise SandboxViolationError(f"sandbox policy violation blocked: {what}", violations=violations)
+        raise SandboxViolationError(f"sandbox policy violation blocked: {what}{done}", violations=violations)
 
 
 class _Timeout(Exception):
@@ -442,42 +529,5 @@ class _InterruptKilled(Exception):
     pass
 
 
-def _fmt_bytes(n: int | None) -> str:
-    if n is None:
-        return "unknown"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n = n / 1024  # type: ignore[assignment]
-    return str(n)
-
-
-def exception_from_reply(reply: dict[str, Any], config: OSSandboxConfig, peak: int | None) -> BaseException:
-    """The exception to raise for an error reply from user code (host side)."""
-    ename = str(reply.get("ename", "Exception"))
-    evalue = str(reply.get("evalue", ""))
-    tb = reply.get("traceback")
-    tb_lines = [str(x) for x in tb] if isinstance(tb, list) else []
-    if reply.get("memory_error") and ename == "MemoryError":
-        limit = config.limits.memory_limit_bytes
-        exc: BaseException = SandboxMemoryError(
-            f"the sandboxed code exceeded the memory limit of {_fmt_bytes(limit)} "
-            f"(peak measured outside {_fmt_bytes(peak)})",
-            limit=limit,
-            peak=peak,
-        )
-    else:
-        cls = getattr(builtins, ename, None)
-        exc = SandboxRemoteError(ename, evalue, tb_lines)
-        if isinstance(cls, type) and issubclass(cls, BaseException) and reply.get("builtin"):
-            try:
-                exc = cls(evalue)
-            except Exception:  # noqa: BLE001 - some builtins need more arguments
-                exc = SandboxRemoteError(ename, evalue, tb_lines)
-    try:
-        exc.sandbox_traceback = tb_lines  # type: ignore[attr-defined]
-        if tb_lines:
-            exc.add_note("Traceback inside the sandbox:\n" + "".join(tb_lines).rstrip())
-    except (AttributeError, TypeError):
-        pass
-    return exc
+class _StopKilled(Exception):
+    """The code kept running past the grace period after it was told to stop (enforcing)."""

@@ -104,3 +104,30 @@ def test_frame_channel_refuses_oversize_and_non_messages() -> None:
     assert chan2.recv(timeout=0.05) is None
     a.close()
     b.close()
+
+
+def test_decoder_budget_refuses_hash_floods_and_memory_floods() -> None:
+    from glsandbox_kernel.codec import MAX_SAME_HASH, Budget
+
+    p = 2**61 - 1
+    colliding = [k * p for k in range(1, 5000)]
+    assert len({hash(x) for x in colliding}) == 1
+    with pytest.raises(SandboxSecurityError, match="share one hash value"):
+        decode(b"S" + struct.pack(">I", 100) + b"".join(encode(x) for x in colliding[:100]))
+    with pytest.raises(SandboxSecurityError, match="share one hash value"):
+        decode(encode(dict.fromkeys(colliding[:100])))
+    # A few colliding members are fine (honest data has them: -1 and -2 hash alike).
+    assert decode(encode(set(colliding[:MAX_SAME_HASH]))) == set(colliding[:MAX_SAME_HASH])
+    honest = set(range(200_000)) | {str(i) for i in range(1000)}
+    assert decode(encode(honest)) == honest
+    # Empty containers: far more host memory than frame bytes.
+    flood = b"l" + struct.pack(">I", 400_000) + b"S\0\0\0\0" * 400_000
+    with pytest.raises(SandboxSecurityError, match="host memory"):
+        decode(flood)
+    assert len(decode(flood, Budget(floor=200 * 2**20, seconds_floor=120))) == 400_000
+    with pytest.raises(SandboxSecurityError, match="objects"):
+        decode(encode([None] * 10_000), Budget(max_objects=5000))
+    with pytest.raises(SandboxSecurityError, match="time budget"):
+        decode(encode(list(range(10_000))), Budget(deadline=0.0))
+    records = [{"name": f"row{i}", "value": i, "ok": True} for i in range(100_000)]
+    assert decode(encode(records)) == records  # JSON-like records fit the ratio

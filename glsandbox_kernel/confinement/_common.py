@@ -16,32 +16,12 @@ import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..exceptions import SandboxError
+from ..exceptions import ConfinementError
 
 if TYPE_CHECKING:
     from ..config import OSSandboxConfig
     from .cgroups.section import CgroupSection
     from .profile import ConfinementProfile
-
-
-class ConfinementError(SandboxError):
-    """A confinement step failed in the child (or its host-side setup failed).
-
-    Carries the ``step`` name, the failing call, ``errno`` and a hint, in the
-    style of bubblewrap's messages: ``mounts: mount(/usr, MS_BIND): EPERM``.
-    """
-
-    def __init__(self, step: str, call: str, errno: int | None = None, hint: str = "") -> None:
-        text = f"{step}: {call}"
-        if errno is not None:
-            text += f": {os.strerror(errno)} (errno {errno})"
-        if hint:
-            text += f" (Hint: {hint})"
-        super().__init__(text)
-        self.step = step
-        self.call = call
-        self.errno = errno
-        self.hint = hint
 
 
 def check(step: str, call: str, result: int, hint: str = "") -> int:

@@ -44,10 +44,8 @@ from traitlets import Bool, CaselessStrEnum, Float, Unicode, validate
 from .._version import __version__
 from ..config import IsolationType, OSSandboxConfig, SecurityLevel, create_config_by_level, parse_size
 from .limits import CellLimitGuard, CellOptions, CellOptionsError, fmt_bytes, split_cell_options
-from .relay import IOPubRelay, as_dict, as_lines, json_safe, log, safe_payload
-
-#: seconds a quick request (completion, inspection...) may take before the session gives up.
-QUICK_TIMEOUT = 30.0
+from .quick import QUICK_TIMEOUT, QuickRequests
+from .relay import CommGate, IOPubRelay, as_dict, as_lines, json_safe, log, safe_payload
 
 _STATE_LOST_NOTICE = (
     "glsandbox: the sandbox worker was stopped ({reason}); variables, imports and definitions from "
@@ -55,7 +53,7 @@ _STATE_LOST_NOTICE = (
 )
 
 
-class SandboxKernel(Kernel):
+class SandboxKernel(QuickRequests, Kernel):
     """The ``glsandbox`` kernel: ipykernel's protocol handling, cells in an OSSandbox.
 
     Options (kernelspec argv ``--SandboxKernel.level=strict`` or a traitlets
@@ -136,6 +134,14 @@ class SandboxKernel(Kernel):
         from ..widgets.integration import KernelEvidence
 
         self.evidence = KernelEvidence(self, widgets=self.monitor_widgets)
+        #: the comm ids sandbox frames may use (not the kernel's own monitor widgets)
+        self.comm_gate = CommGate(self.evidence.owns_comm)
+
+    def record_sandbox_violation(self, record: dict[str, Any]) -> None:
+        """A violation the kernel saw in the sandbox's frames (a forged comm): audit chain, banner, call."""
+        sandbox = self._sandbox
+        if sandbox is not None:
+            sandbox.record_violation({"source": "kernel-relay", **record})
 
     # -- the sandbox ------------------------------------------------------------------------
     def sandbox_config(self) -> OSSandboxConfig:
@@ -228,7 +234,7 @@ class SandboxKernel(Kernel):
         self._interrupted.clear()
         self._running += 1
         try:
-            return await asyncio.to_thread(
+            content = await asyncio.to_thread(
                 self._execute_blocking,
                 body,
                 options,
@@ -240,8 +246,32 @@ class SandboxKernel(Kernel):
                 parent,
                 ident,
             )
+        except Exception as exc:  # noqa: BLE001 - the kernel always answers
+            log.exception("the kernel could not finish a cell")
+            content = self._error_reply(
+                relay.error("SandboxKernelError", f"the kernel could not finish this cell: {type(exc).__name__}: {exc}")
+            )
         finally:
             self._running -= 1
+        return self._sendable(content, relay)
+
+    def _sendable(self, content: dict[str, Any], relay: IOPubRelay) -> dict[str, Any]:
+        """The execute_reply content as JSON that always serializes; replacements are noted.
+
+        Whatever a cell put in its payloads, user_expressions or outputs, the
+        reply goes out (a reply that cannot be sent leaves the frontend waiting).
+        """
+        safe = json_safe(content, 0, relay.replaced)
+        try:
+            if self.session is not None:
+                self.session.pack(safe)
+        except Exception:  # noqa: BLE001 - the last resort: an error reply that certainly packs
+            log.exception("execute_reply still did not serialize")
+            safe = self._error_reply(
+                {"ename": "SandboxKernelError", "evalue": "the cell's reply could not be serialized", "traceback": []}
+            )
+        relay.note_replacements()
+        return safe  # type: ignore[no-any-return]
 
     def _error_reply(self, content: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -278,6 +308,7 @@ class SandboxKernel(Kernel):
                 f"glsandbox: --memory {fmt_bytes(options.memory)} is above this kernel's sandbox limit of "
                 f"{fmt_bytes(session_limit)}; the cell gets at most {fmt_bytes(session_limit)}.\n"
             )
+        generation = sandbox.session.generation
         guard = CellLimitGuard(sandbox, options)
         relay.rewrite_error = lambda content: self._rewrite_error(content, guard, sandbox, options)
 
@@ -320,8 +351,8 @@ class SandboxKernel(Kernel):
         finally:
             if monitor is not None:
                 monitor.finish(result)
-        worker = sandbox.session.worker
-        if worker is None or worker.poll() is not None:
+        # Killed during the cell (a fresh worker may already run: the prestart thread's request).
+        if not sandbox.session.alive or sandbox.session.generation != generation:
             self._lost_reason = relay.last_error["ename"] if relay.last_error else "the worker died"
             relay.notice(
                 f"glsandbox: {self._lost_reason}: the sandbox worker was killed and its state is lost; "
@@ -339,8 +370,8 @@ class SandboxKernel(Kernel):
         return {
             "status": "ok",
             "execution_count": self.execution_count,
-            "payload": safe_payload(result.payload),
-            "user_expressions": {str(k): as_dict(v) for k, v in result.user_expressions.items()},
+            "payload": safe_payload(result.payload, relay.replaced),
+            "user_expressions": {str(k): as_dict(v, relay.replaced) for k, v in result.user_expressions.items()},
         }
 
     def _limits(self, sandbox: Any, options: CellOptions) -> dict[str, Any]:
@@ -360,8 +391,7 @@ class SandboxKernel(Kernel):
         """The sandbox, with a "state lost" notice when its worker went away since the last cell."""
         sandbox = self.get_sandbox(start=False)
         session = sandbox.session
-        worker = session.worker
-        if session.generation > 0 and (worker is None or worker.poll() is not None) and not silent:
+        if session.generation > 0 and not session.alive and not silent:
             reason = self._lost_reason or "it exited"
             relay.notice(_STATE_LOST_NOTICE.format(reason=reason))
         self._lost_reason = None
@@ -461,7 +491,7 @@ class SandboxKernel(Kernel):
         if sandbox is None:
             return
         if self._running:
-            sandbox.session.kill_worker(state_lost=True)
+            sandbox.session.kill()
         try:
             sandbox.close()
         except Exception:  # noqa: BLE001 - shutdown must go on
@@ -475,113 +505,6 @@ class SandboxKernel(Kernel):
         content = await asyncio.to_thread(self.evidence.usage, self._sandbox)
         self.session.send(stream, "usage_reply", content, parent, ident)
 
-    # -- quick requests -------------------------------------------------------------------------
-    async def _quick(self, msg: dict[str, Any], reply_type: str) -> dict[str, Any] | None:
-        """A quick request's reply, or None when a cell is running or the sandbox failed.
-
-        Never waits for a running cell: these requests may arrive on the
-        control channel, which must stay free for interrupts.
-        """
-        if self._running:
-            return None
-
-        def call() -> dict[str, Any]:
-            return self.get_sandbox().request(msg, reply_type, timeout=QUICK_TIMEOUT)  # type: ignore[no-any-return]
-
-        try:
-            reply = await asyncio.to_thread(call)
-        except Exception:  # noqa: BLE001 - an empty answer, not a dead kernel
-            log.warning("%s failed in the sandbox", msg["type"], exc_info=True)
-            return None
-        return reply if isinstance(reply, dict) else None
-
-    async def do_complete(self, code: str, cursor_pos: int | None) -> dict[str, Any]:  # type: ignore[override]
-        cursor = len(code) if cursor_pos is None else int(cursor_pos)
-        reply = await self._quick({"type": "complete", "code": code, "cursor_pos": cursor}, "complete_reply") or {}
-        matches = (
-            [m for m in reply.get("matches", []) if isinstance(m, str)]
-            if isinstance(reply.get("matches"), list)
-            else []
-        )
-        start, end = reply.get("cursor_start"), reply.get("cursor_end")
-        if not (isinstance(start, int) and isinstance(end, int) and 0 <= start <= end <= len(code)):
-            start = end = cursor
-        return {
-            "status": "ok",
-            "matches": matches,
-            "cursor_start": start,
-            "cursor_end": end,
-            "metadata": as_dict(reply.get("metadata")),
-        }
-
-    async def do_inspect(  # type: ignore[override]
-        self, code: str, cursor_pos: int, detail_level: int = 0, omit_sections: Any = ()
-    ) -> dict[str, Any]:
-        msg = {"type": "inspect", "code": code, "cursor_pos": cursor_pos, "detail_level": int(detail_level)}
-        reply = await self._quick(msg, "inspect_reply") or {}
-        found = bool(reply.get("found"))
-        return {
-            "status": "ok",
-            "found": found,
-            "data": as_dict(reply.get("data")) if found else {},
-            "metadata": as_dict(reply.get("metadata")) if found else {},
-        }
-
-    async def do_is_complete(self, code: str) -> dict[str, Any]:  # type: ignore[override]
-        reply = await self._quick({"type": "is_complete", "code": code}, "is_complete_reply") or {}
-        status = reply.get("status")
-        if status not in ("complete", "incomplete", "invalid", "unknown"):
-            status = "unknown"
-        out: dict[str, Any] = {"status": status}
-        if status == "incomplete":
-            indent = reply.get("indent")
-            out["indent"] = indent if isinstance(indent, str) else ""
-        return out
-
-    async def do_history(  # type: ignore[override]
-        self,
-        hist_access_type: str,
-        output: bool,
-        raw: bool,
-        session: int | None = None,
-        start: int | None = None,
-        stop: int | None = None,
-        n: int | None = None,
-        pattern: str | None = None,
-        unique: bool = False,
-    ) -> dict[str, Any]:
-        msg: dict[str, Any] = {
-            "type": "history",
-            "hist_access_type": hist_access_type,
-            "output": bool(output),
-            "raw": bool(raw),
-            "unique": bool(unique),
-        }
-        for key, value in (("session", session), ("start", start), ("stop", stop), ("n", n), ("pattern", pattern)):
-            if value is not None:
-                msg[key] = value
-        reply = await self._quick(msg, "history_reply") or {}
-        history = (
-            [json_safe(h) for h in reply.get("history", []) if isinstance(h, list) and len(h) == 3]
-            if isinstance(reply.get("history"), list)
-            else []
-        )
-        return {"status": "ok", "history": history}
-
-    async def comm_info_request(self, stream: Any, ident: Any, parent: dict[str, Any]) -> None:
-        """The sandbox's comms (the kernel's own monitor widgets are not listed)."""
-        self.evidence.note_frontend(parent)
-        if self.session is None:
-            return
-        target = parent["content"].get("target_name")
-        reply = await self._quick({"type": "comm_info", "target_name": target}, "comm_info_reply") or {}
-        comms = {
-            str(cid): {"target_name": str(info.get("target_name"))}
-            for cid, info in as_dict(reply.get("comms")).items()
-            if isinstance(info, dict)
-        }
-        self.session.send(stream, "comm_info_reply", {"status": "ok", "comms": comms}, parent, ident)
-
     # -- comms from the frontend ----------------------------------------------------------------
     async def comm_request(self, stream: Any, ident: Any, parent: dict[str, Any]) -> None:
         """Shell handler for comm_open/comm_msg/comm_close: deliver to the sandbox's comm manager."""
@@ -589,6 +512,8 @@ class SandboxKernel(Kernel):
         self.evidence.note_frontend(parent)
         if self.evidence.handle_comm(stream, ident, parent):
             return  # a message for the kernel's own monitor widget
+        if msg_type == "comm_open":
+            self.comm_gate.frontend_opened((parent.get("content") or {}).get("comm_id"))
         buffers = [bytes(getattr(b, "buffer", b)) for b in parent.get("buffers") or []]
         frame = {
             "type": msg_type,

@@ -10,9 +10,7 @@ persists). How each is enforced:
   cleanly with ``MemoryError`` and the state is kept); outside,
   :class:`CellLimitGuard` watches the worker tree's memory through the
   session monitor (cgroup figures where the backend has them) and kills the
-  worker when it goes over (state lost). A backend whose worker offers
-  ``set_memory_limit(bytes | None) -> bool`` (a cgroup limit) also gets the
-  cell's limit set there, as a hard limit, and restored afterwards.
+  worker when it goes over (state lost).
 - ``--cpu-time``: inside, a soft ``RLIMIT_CPU`` at "used so far + limit";
   outside, the same guard kills the worker when the tree's CPU time for the
   cell passes the limit.
@@ -30,7 +28,7 @@ import threading
 from typing import Any
 
 from ..config import parse_size
-from ..exceptions import SandboxConfigError
+from ..exceptions import CellOptionsError, SandboxConfigError
 
 log = logging.getLogger("glsandbox.kernel")
 
@@ -48,10 +46,6 @@ only; the session (and its variables) stays the same.
 
 The security level and isolation are chosen per kernel ("Python 3 (sandboxed)"
 or "Python 3 (sandboxed, strict)"), not per cell."""
-
-
-class CellOptionsError(ValueError):
-    """A ``%%sandbox`` first line the kernel cannot use; the message includes the help."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,7 +153,6 @@ class CellLimitGuard:
         self._cpu0: float | None = None
         self._lock = threading.Lock()
         self._active = False
-        self._hard_memory = False
 
     def __enter__(self) -> CellLimitGuard:
         if not self.options.needs_guard:
@@ -175,21 +168,9 @@ class CellLimitGuard:
             self.sandbox.request(msg, "set_limits_reply", timeout=10.0)
         except Exception:
             log.warning("the worker did not accept per-cell rlimits; enforcing from outside only", exc_info=True)
-        worker = session.worker
-        setter = getattr(worker, "set_memory_limit", None)
-        if self.options.memory is not None and callable(setter):
-            # A backend with cgroups can make the cell's limit a hard one (OOM kill) from outside.
-            try:
-                self._hard_memory = bool(setter(self.options.memory))
-            except Exception:
-                log.warning("could not set the cell's cgroup memory limit", exc_info=True)
-        if self.options.cpu_time is not None and worker is not None:
-            from ..metrics import tree_sample
-
-            try:
-                self._cpu0 = tree_sample(worker).cpu_time
-            except Exception:  # noqa: BLE001 - worker may be gone
-                self._cpu0 = None
+        if self.options.cpu_time is not None:
+            sample = session.sample()
+            self._cpu0 = sample.cpu_time if sample is not None else None
         self._active = True
         session.monitor.listeners.append(self._on_sample)
         return self
@@ -219,9 +200,7 @@ class CellLimitGuard:
             if self.tripped:
                 return
             self.tripped = why
-        worker = self.sandbox.session.worker
-        if worker is not None:
-            worker.kill()
+        self.sandbox.session.kill()
 
     def __exit__(self, *exc: object) -> None:
         if not self._active:
@@ -232,14 +211,8 @@ class CellLimitGuard:
             session.monitor.listeners.remove(self._on_sample)
         except ValueError:
             pass
-        worker = session.worker
-        if self.tripped or worker is None or worker.poll() is not None:
+        if self.tripped or not session.alive:
             return
-        if self._hard_memory:
-            try:
-                worker.set_memory_limit(None)
-            except Exception:
-                log.warning("could not restore the session's cgroup memory limit", exc_info=True)
         msg: dict[str, Any] = {"type": "set_limits"}
         if self.options.memory is not None:
             msg["memory"] = None

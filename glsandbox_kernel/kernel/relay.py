@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import logging
 import math
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -28,48 +29,106 @@ MAX_DEPTH = 64
 ALLOWED_PAYLOAD_SOURCES = frozenset({"page", "set_next_input"})
 
 
-def json_safe(value: Any, depth: int = 0) -> Any:
-    """``value`` as plain JSON data: str keys, finite floats, bytes as base64 text."""
+#: ints longer than this are not sent as numbers: Python refuses to print ints over 4300 digits
+#: (``sys.int_info.str_digits_check_threshold``), so ``json.dumps`` of the message would fail.
+MAX_INT_BITS = 14_000
+
+Notes = list[str] | None
+
+
+def _note(notes: Notes, why: str) -> None:
+    if notes is not None and why not in notes:
+        notes.append(why)
+
+
+def safe_text(text: str, notes: Notes = None) -> str:
+    """``text`` as UTF-8-encodable text: lone surrogates become ``\\udXXX`` escapes (noted)."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        _note(notes, "text with lone surrogates (escaped)")
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def json_safe(value: Any, depth: int = 0, notes: Notes = None) -> Any:
+    """``value`` as JSON data that always serializes; what had to change is named in ``notes``.
+
+    str keys, encodable text, finite floats, ints JSON can print, bounded
+    nesting, bytes as base64 text.
+    """
     if depth > MAX_DEPTH:
+        _note(notes, f"nesting deeper than {MAX_DEPTH} levels (cut)")
         return None
-    if value is None or isinstance(value, (str, bool, int)):
+    kind = type(value)
+    if value is None or kind is bool:
         return value
+    if kind is str:
+        return safe_text(value, notes)
+    if isinstance(value, int):
+        if value.bit_length() > MAX_INT_BITS:
+            _note(notes, f"an integer of {value.bit_length()} bits (replaced by a description)")
+            return f"<int of {value.bit_length()} bits>"
+        return int(value)
     if isinstance(value, float):
-        return value if math.isfinite(value) else None
+        if math.isfinite(value):
+            return float(value)
+        _note(notes, "a NaN or infinite number (sent as null)")
+        return None
     if isinstance(value, dict):
-        return {str(k): json_safe(v, depth + 1) for k, v in value.items()}
+        out = {}
+        for k, v in value.items():
+            if type(k) is not str:
+                _note(notes, "a non-string key (sent as its text)")
+                k = (
+                    str(k)
+                    if not isinstance(k, int) or k.bit_length() <= MAX_INT_BITS
+                    else f"<int of {k.bit_length()} bits>"
+                )
+            out[safe_text(k, notes)] = json_safe(v, depth + 1, notes)
+        return out
     if isinstance(value, (list, tuple)):
-        return [json_safe(v, depth + 1) for v in value]
+        return [json_safe(v, depth + 1, notes) for v in value]
     if isinstance(value, (bytes, bytearray)):
         return base64.b64encode(bytes(value)).decode("ascii")
-    return str(value)
+    _note(notes, f"a {kind.__name__} value (sent as its text)")
+    try:
+        return safe_text(str(value)[:10_000], notes)
+    except Exception:  # noqa: BLE001 - e.g. a huge Decimal: describe, never fail
+        return f"<{kind.__name__}>"
 
 
-def as_dict(value: Any) -> dict[str, Any]:
+def as_dict(value: Any, notes: Notes = None) -> dict[str, Any]:
     """A JSON-safe dict, or ``{}`` when ``value`` is not a dict."""
-    return json_safe(value) if isinstance(value, dict) else {}
+    return json_safe(value, 0, notes) if isinstance(value, dict) else {}
 
 
-def as_text(value: Any) -> str:
-    return value if isinstance(value, str) else ""
+def as_text(value: Any, notes: Notes = None) -> str:
+    return safe_text(value, notes) if isinstance(value, str) else ""
 
 
-def as_lines(value: Any) -> list[str]:
-    return [x if isinstance(x, str) else str(x) for x in value] if isinstance(value, list) else []
+def as_lines(value: Any, notes: Notes = None) -> list[str]:
+    if not isinstance(value, list):
+        return []
+    return [safe_text(x if isinstance(x, str) else str(json_safe(x, 0, notes)), notes) for x in value]
 
 
-def safe_payload(payload: Any) -> list[dict[str, Any]]:
+def safe_payload(payload: Any, notes: Notes = None) -> list[dict[str, Any]]:
     """The cell's payloads the frontend may act on (pager, next input), cleaned."""
     out: list[dict[str, Any]] = []
     if not isinstance(payload, list):
         return out
     for item in payload:
         if isinstance(item, dict) and item.get("source") in ALLOWED_PAYLOAD_SOURCES:
-            out.append(as_dict(item))
+            out.append(as_dict(item, notes))
     return out
 
 
-def content_for(frame: dict[str, Any], execution_count: int | None) -> tuple[str, dict[str, Any]] | None:
+def content_for(
+    frame: dict[str, Any], execution_count: int | None, notes: Notes = None
+) -> tuple[str, dict[str, Any]] | None:
     """The IOPub ``(msg_type, content)`` for one output frame, or None for an unknown frame.
 
     ``execute_result`` gets the kernel's execution count (the worker's own
@@ -78,12 +137,12 @@ def content_for(frame: dict[str, Any], execution_count: int | None) -> tuple[str
     kind = frame.get("type")
     if kind == "stream":
         name = "stderr" if frame.get("name") == "stderr" else "stdout"
-        return "stream", {"name": name, "text": as_text(frame.get("text"))}
+        return "stream", {"name": name, "text": as_text(frame.get("text"), notes)}
     if kind in ("display_data", "update_display_data"):
         content = {
-            "data": as_dict(frame.get("data")),
-            "metadata": as_dict(frame.get("metadata")),
-            "transient": as_dict(frame.get("transient")),
+            "data": as_dict(frame.get("data"), notes),
+            "metadata": as_dict(frame.get("metadata"), notes),
+            "transient": as_dict(frame.get("transient"), notes),
         }
         if kind == "update_display_data" and not content["transient"].get("display_id"):
             return None
@@ -91,33 +150,68 @@ def content_for(frame: dict[str, Any], execution_count: int | None) -> tuple[str
     if kind == "execute_result":
         return "execute_result", {
             "execution_count": execution_count,
-            "data": as_dict(frame.get("data")),
-            "metadata": as_dict(frame.get("metadata")),
+            "data": as_dict(frame.get("data"), notes),
+            "metadata": as_dict(frame.get("metadata"), notes),
         }
     if kind == "error":
         return "error", {
-            "ename": as_text(frame.get("ename")) or "Error",
-            "evalue": as_text(frame.get("evalue")),
-            "traceback": as_lines(frame.get("traceback")),
+            "ename": as_text(frame.get("ename"), notes) or "Error",
+            "evalue": as_text(frame.get("evalue"), notes),
+            "traceback": as_lines(frame.get("traceback"), notes),
         }
     if kind == "clear_output":
         return "clear_output", {"wait": bool(frame.get("wait"))}
     return None
 
 
-def comm_content(frame: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any], list[bytes]] | None:
+def comm_content(
+    frame: dict[str, Any], notes: Notes = None
+) -> tuple[str, dict[str, Any], dict[str, Any], list[bytes]] | None:
     """``(msg_type, content, metadata, buffers)`` of a sandbox comm frame, or None if malformed."""
     kind = frame.get("type")
     if kind not in ("comm_open", "comm_msg", "comm_close"):
         return None
-    content = as_dict(frame.get("content"))
+    content = as_dict(frame.get("content"), notes)
     if not isinstance(content.get("comm_id"), str):
         return None
     if kind == "comm_open" and not isinstance(content.get("target_name"), str):
         return None
     content.setdefault("data", {})
     buffers = [bytes(b) for b in frame.get("buffers") or [] if isinstance(b, (bytes, bytearray))]
-    return kind, content, as_dict(frame.get("metadata")), buffers
+    return kind, content, as_dict(frame.get("metadata"), notes), buffers
+
+
+class CommGate:
+    """Which comm ids the sandbox's comm frames may use (host side, one per kernel).
+
+    The sandbox may speak on comms it opened itself and on comms the
+    frontend opened towards it; never on the kernel's own (its monitor
+    widgets) nor on ids it never saw. ``kernel_owns(comm_id)`` names the
+    kernel's comms. Thread-safe (relay threads and the shell handler).
+    """
+
+    def __init__(self, kernel_owns: Callable[[str], bool]) -> None:
+        self._kernel_owns = kernel_owns
+        self._ids: set[str] = set()
+        self._lock = threading.Lock()
+
+    def frontend_opened(self, comm_id: Any) -> None:
+        """A frontend ``comm_open`` the kernel delivers to the sandbox."""
+        if isinstance(comm_id, str):
+            with self._lock:
+                self._ids.add(comm_id)
+
+    def refuse(self, msg_type: str, comm_id: str) -> str | None:
+        """Why a sandbox frame of ``msg_type`` for ``comm_id`` must be dropped, or None to forward it."""
+        if self._kernel_owns(comm_id):
+            return "a comm of the kernel itself"
+        with self._lock:
+            if msg_type == "comm_open":
+                self._ids.add(comm_id)
+                return None
+            if comm_id not in self._ids:
+                return "a comm the sandbox did not open"
+        return None
 
 
 class IOPubRelay:
@@ -134,6 +228,8 @@ class IOPubRelay:
         self.execution_count = execution_count
         self.rewrite_error: Callable[[dict[str, Any]], dict[str, Any]] | None = None
         self.last_error: dict[str, Any] | None = None
+        #: what had to be replaced so that the request's messages serialize (shown in one notice)
+        self.replaced: list[str] = []
 
     def send(
         self,
@@ -162,11 +258,13 @@ class IOPubRelay:
         renamed error), so the session records what the frontend saves.
         """
         try:
-            converted = content_for(frame, self.execution_count)
+            before = len(self.replaced)
+            converted = content_for(frame, self.execution_count, self.replaced)
             if converted is None:
                 return None
             msg_type, content = converted
-            shown = None
+            # Replaced parts: the session records what the frontend got.
+            shown = {"type": msg_type, **content} if len(self.replaced) > before else None
             if msg_type == "error":
                 if self.rewrite_error is not None:
                     rewritten = self.rewrite_error(content)
@@ -183,14 +281,33 @@ class IOPubRelay:
     def comm(self, frame: dict[str, Any]) -> None:
         """``on_comm`` callback: a sandboxed widget's comm message, to the frontend."""
         try:
-            converted = comm_content(frame)
+            converted = comm_content(frame, self.replaced)
             if converted is None:
                 log.warning("dropped a malformed comm frame from the sandbox")
                 return
             msg_type, content, metadata, buffers = converted
+            gate: CommGate | None = getattr(self.kernel, "comm_gate", None)
+            why = gate.refuse(msg_type, content["comm_id"]) if gate is not None else None
+            if why is not None:
+                detail = f"{msg_type} for comm {content['comm_id'][:64]!r} ({why}) dropped"
+                log.warning("sandbox %s", detail)
+                record = getattr(self.kernel, "record_sandbox_violation", None)
+                if record is not None:
+                    record({"kind": "comm", "detail": detail, "action": "dropped", "escape": False})
+                return
             self.send(msg_type, content, metadata=metadata, buffers=buffers)
         except Exception:
             log.warning("dropped a comm frame from the sandbox", exc_info=True)
+
+    def note_replacements(self) -> None:
+        """One notice naming what was replaced in this request's messages (nothing when nothing was)."""
+        if self.replaced:
+            log.warning("replaced unserializable parts of a cell's messages: %s", "; ".join(self.replaced))
+            self.notice(
+                "glsandbox: parts of this cell's output or reply could not be sent over the Jupyter protocol "
+                "as they were and were replaced: " + "; ".join(self.replaced[:10]) + "\n"
+            )
+            self.replaced = []
 
     def stderr(self, text: str) -> None:
         """Text on stderr from the kernel itself (not part of the cell's audited outputs)."""
@@ -216,7 +333,9 @@ class IOPubRelay:
 
     def error(self, ename: str, evalue: str, traceback: list[str] | None = None) -> dict[str, Any]:
         """Publish an error output made by the kernel; returns the error reply content."""
-        content = {"ename": ename, "evalue": evalue, "traceback": traceback or [f"{ename}: {evalue}"]}
+        ename, evalue = safe_text(str(ename), self.replaced), safe_text(str(evalue), self.replaced)
+        lines = as_lines(traceback, self.replaced) if traceback else [f"{ename}: {evalue}"]
+        content = {"ename": ename, "evalue": evalue, "traceback": lines}
         self.last_error = content
         self.send("error", content)
         return content

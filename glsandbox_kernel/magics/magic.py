@@ -35,8 +35,9 @@ from IPython.core.magic_arguments import MagicArgumentParser, argument, magic_ar
 
 from .. import exceptions as _exceptions
 from ..config import IsolationType, SecurityLevel, parse_size
-from ..exceptions import SandboxConfigError, SandboxError, SandboxSecurityError
+from ..exceptions import SandboxCellError, SandboxConfigError, SandboxError, SandboxSecurityError
 from .sessions import DEFAULT_NAME, NamedSession, SessionRegistry, SessionSettings
+from .transfer import accept_out, encode_in
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
 
@@ -51,23 +52,6 @@ Line magic:
 
 
 # -- errors that look local ---------------------------------------------------------------------
-
-
-class SandboxCellError(Exception):
-    """Raised by ``%%sandbox`` when the sandboxed cell failed.
-
-    The class is created per remote exception name (``ZeroDivisionError``...)
-    and also derives from the matching builtin where it can, so
-    ``except ZeroDivisionError`` around ``run_cell_magic`` works. The
-    traceback shown is the sandbox's (``sandbox_traceback``, untrusted text).
-    """
-
-    ename: str = "SandboxCellError"
-    evalue: str = ""
-    sandbox_traceback: list[str]
-
-    def __str__(self) -> str:
-        return self.evalue
 
 
 _ERROR_CLASSES: dict[str, type[SandboxCellError]] = {}
@@ -250,12 +234,9 @@ class SandboxMagics(Magics):
     def _cell(self, line: str, cell: str) -> Any:
         args, settings = self._parse(line)
         inputs, outputs = _names(args.inputs, "--in"), _names(args.outputs, "--out")
-        values: dict[str, Any] = {}
         user_ns = self.shell.user_ns if self.shell is not None else {}
-        for name in inputs:
-            if name not in user_ns:
-                raise UsageError(f"--in: name {name!r} is not defined here")
-            values[name] = user_ns[name]
+        # Checked before the session is touched: a failed option leaves it as it was.
+        values = encode_in(inputs, user_ns)
         try:
             session, notice = self.registry.get(args.name, settings, new=args.new)
         except SandboxError as exc:  # e.g. BackendUnavailableError: say why, no traceback
@@ -309,17 +290,30 @@ class SandboxMagics(Magics):
             raise sandbox_error(type(exc).__name__, str(exc), tb) from None
 
     def _copy_out(self, session: NamedSession, names: list[str]) -> None:
-        """``--out``: values come back through the restricted codec, one call for all names."""
+        """``--out``: values come back through the restricted codec, one call for all names.
+
+        The host writes exactly ``names``: a reply holding any other name (a
+        cell can replace the sandbox-side helper) is refused whole, nothing written.
+        """
         try:
-            values = self._call(session, "sandbox_side_get_names", names)
+            replies = [(names, self._call(session, "sandbox_side_get_names", names))]
         except SandboxSecurityError:
             # Name the variable that cannot leave the sandbox.
-            values = {}
+            replies = []
             for name in names:
                 try:
-                    values.update(self._call(session, "sandbox_side_get_names", [name]))
+                    replies.append(([name], self._call(session, "sandbox_side_get_names", [name])))
                 except SandboxSecurityError as exc:
                     raise sandbox_error("SandboxSecurityError", f"--out {name}: {exc}") from None
+        values: dict[str, Any] = {}
+        try:
+            for asked, reply in replies:
+                values.update(accept_out(asked, reply))
+        except SandboxSecurityError as exc:
+            session.sandbox.record_violation(
+                {"kind": "protocol", "detail": str(exc)[:500], "action": "refused", "trusted": True, "escape": False}
+            )
+            raise sandbox_error("SandboxSecurityError", str(exc)) from None
         if self.shell is not None:
             self.shell.user_ns.update(values)
 

@@ -3,8 +3,9 @@
 The magic sends these functions by reference (cloudpickle pickles an
 importable module-level function as its name), so the worker imports this
 module and runs them against its own IPython shell's namespace. They are
-untrusted code like everything else in the worker: what they return crosses
-the boundary only through the restricted codec.
+untrusted code like everything else in the worker (a cell can replace them):
+what they return crosses the boundary only through the restricted codec, and
+the host decides alone which names it writes (:func:`glsandbox_kernel.magics.magic.accept_out`).
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ def _sandbox_user_ns() -> dict[str, Any]:
     return ns
 
 
-def sandbox_side_set_names(values: dict[str, Any]) -> None:
-    """SANDBOX side: bind ``values`` (copied in from the host by ``--in``) in the cell namespace."""
-    _sandbox_user_ns().update(values)
+def sandbox_side_set_names(encoded: dict[str, bytes]) -> None:
+    """SANDBOX side: bind the ``--in`` values, each encoded by the host with the restricted codec."""
+    from ..codec import decode
+
+    _sandbox_user_ns().update({name: decode(blob) for name, blob in encoded.items()})
 
 
 def sandbox_side_get_names(names: list[str]) -> dict[str, Any]:

@@ -114,8 +114,7 @@ class NamedSession:
 
     @property
     def alive(self) -> bool:
-        worker = self.sandbox.session.worker
-        return worker is not None and worker.poll() is None
+        return bool(self.sandbox.session.alive)
 
     def ensure_shell(self) -> None:
         """Start the worker's IPython shell (``--in`` needs its namespace before the first cell)."""
@@ -140,6 +139,9 @@ class SessionRegistry:
             old = self.sessions.get(name)
             if old is not None and not new and old.settings == settings:
                 return old, None
+            # The new session first: a setting that fails here (an unavailable backend...)
+            # leaves the existing session and its state untouched.
+            session = NamedSession(name, settings)
             notice = None
             if old is not None:
                 del self.sessions[name]
@@ -152,7 +154,6 @@ class SessionRegistry:
                         f"glsandbox: the settings of sandbox session {name!r} changed ({changed}); "
                         "closed it and started a new one, so its earlier state is lost."
                     )
-            session = NamedSession(name, settings)
             self.sessions[name] = session
             return session, notice
 

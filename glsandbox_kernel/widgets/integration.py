@@ -87,6 +87,10 @@ class KernelEvidence:
         ):
             self.widget_frontend = True
 
+    def owns_comm(self, comm_id: Any) -> bool:
+        """True for a comm of the kernel itself (its monitor widgets): never the sandbox's to use."""
+        return self._comms is not None and bool(self._comms.owns(comm_id))
+
     def handle_comm(self, stream: Any, ident: Any, parent: dict[str, Any]) -> bool:
         """Deliver a comm_msg/comm_close for one of the kernel's own comms; False: not ours."""
         content = parent.get("content") or {}

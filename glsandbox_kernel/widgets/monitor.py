@@ -250,7 +250,10 @@ class CellMonitor:
         if not violations:
             return
         mode = str(getattr(getattr(self.sandbox.config, "sandbox_mode", None), "value", "enforcing"))
-        status = None if final is None else ("continued" if mode == "permissive" else "stopped")
+        status = None
+        if final is not None:
+            # What the session actually did: stopped the code, or killed it when it did not stop.
+            status = "continued" if mode == "permissive" else (getattr(final, "enforcement", None) or "stopped")
         text, markup = banner(violations, mode=mode, status=status)
         content = {
             "data": {"text/plain": text, "text/html": markup},
@@ -461,6 +464,8 @@ def banner(violations: Sequence[Mapping[str, Any]], *, mode: str, status: str | 
     head = f"glsandbox: {n} violation{'s' if n != 1 else ''} detected"
     if status == "stopped":
         tail = "the cell was stopped (enforcing mode)"
+    elif status == "killed":
+        tail = "the cell did not stop when told to, so the worker was killed and its state is lost (enforcing mode)"
     elif status == "continued":
         tail = "the cell continued (permissive mode: the operations were still denied)"
     else:

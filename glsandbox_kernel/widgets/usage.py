@@ -33,36 +33,29 @@ class UsageTracker:
         content: dict[str, Any] = {"hostname": socket.gethostname(), "pid": os.getpid(), "cpu_count": os.cpu_count()}
         info: dict[str, Any] = {"measured": "sandbox worker tree, outside the sandbox"}
         content["glsandbox"] = info
-        worker = None
         session = getattr(sandbox, "session", None)
+        sample = None
         if session is not None:
-            worker = session.worker
             info["backend"] = str(getattr(sandbox, "isolation_type", ""))
             limits = getattr(sandbox.config, "limits", None)
             info["memory_limit"] = getattr(limits, "memory_limit_bytes", None)
-        if session is not None and worker is not None and worker.poll() is None:
-            from ..metrics import tree_sample
-
-            try:
-                sample = tree_sample(worker)
-                pids = worker.host_pids()
-            except Exception:  # noqa: BLE001 - the worker may exit mid-read: report what we have
-                sample, pids = None, []
-            if sample is not None:
-                if pids:
-                    content["pid"] = pids[0]
-                info.update(worker_pids=pids, source=sample.source, memory_peak=sample.memory_peak, pids=sample.pids)
-                if sample.memory_current is not None:
-                    content["kernel_memory"] = int(sample.memory_current)
-                cpu = self._cpu_percent(session.generation, sample.cpu_time, worker)
-                if cpu is not None:
-                    content["kernel_cpu"] = cpu
+            sample = session.sample()
+        if session is not None and sample is not None:
+            pids = session.host_pids()
+            if pids:
+                content["pid"] = pids[0]
+            info.update(worker_pids=pids, source=sample.source, memory_peak=sample.memory_peak, pids=sample.pids)
+            if sample.memory_current is not None:
+                content["kernel_memory"] = int(sample.memory_current)
+            cpu = self._cpu_percent(session.generation, sample.cpu_time, session)
+            if cpu is not None:
+                content["kernel_cpu"] = cpu
         else:
             info["worker"] = None
         _host_figures(content)
         return content
 
-    def _cpu_percent(self, generation: int, cpu_time: float | None, worker: Any) -> float | None:
+    def _cpu_percent(self, generation: int, cpu_time: float | None, session: Any) -> float | None:
         """CPU % of the worker tree since the previous request (or over a 0.1 s sample)."""
         if cpu_time is None:
             return None
@@ -71,13 +64,9 @@ class UsageTracker:
             last = self._last
             self._last = (generation, now, cpu_time)
         if last is None or last[0] != generation or now - last[1] < 0.05:
-            from ..metrics import tree_sample
-
             time.sleep(0.1)
-            try:
-                again = tree_sample(worker).cpu_time
-            except Exception:  # noqa: BLE001 - worker gone
-                return None
+            later_sample = session.sample()
+            again = later_sample.cpu_time if later_sample is not None else None
             if again is None:
                 return None
             later = time.monotonic()

@@ -28,9 +28,11 @@ import traceback
 from typing import Any, NoReturn
 
 from ..codec import UnsupportedType
-from ..protocol import FrameChannel, WorkerGone
+from ..exceptions import SandboxStopped
+from ..protocol import STOP_SIGNAL, FrameChannel, WorkerGone
 
-_SIGINT = {signal.SIGINT}
+#: the signals that reach user code only while it runs (blocked during frame I/O)
+_SIGINT = {signal.SIGINT, STOP_SIGNAL}
 
 
 class Connection:
@@ -163,9 +165,14 @@ class FdForwarder(threading.Thread):
 
 
 def _drop_pending_sigint() -> None:
-    """Consume a SIGINT that arrived while idle, so it cannot hit the next request."""
-    while signal.SIGINT in signal.sigpending():
+    """Consume a SIGINT (or stop) that arrived while idle, so it cannot hit the next request."""
+    while _SIGINT & signal.sigpending():
         signal.sigtimedwait(_SIGINT, 0)
+
+
+def _stop_handler(signum: int, frame: Any) -> None:
+    """SANDBOX side: the host stopped the running call (a violation, enforcing mode)."""
+    raise SandboxStopped("stopped by the host: this code tried a forbidden operation (enforcing mode)")
 
 
 class Worker:
@@ -249,8 +256,21 @@ class Worker:
             self.flush_streams()
             try:
                 conn.send(reply)
-            except UnsupportedType as exc:
-                conn.send({"type": "result", "id": msg.get("id"), "ok": False, "refused": exc.typename})
+            except (UnsupportedType, RecursionError) as exc:
+                # The reply's own type, so the host stops waiting; what could not leave is named.
+                what = exc.typename if isinstance(exc, UnsupportedType) else "nesting too deep"
+                conn.send(
+                    {
+                        "type": reply.get("type", "result"),
+                        "id": msg.get("id"),
+                        "ok": False,
+                        "refused": what,
+                        "status": "error",
+                        "ename": "UnsupportedType",
+                        "evalue": f"the reply could not leave the sandbox: {what}",
+                        "traceback": [],
+                    }
+                )
 
 
 def error_reply(req_id: Any, exc: BaseException) -> dict[str, Any]:
@@ -282,6 +302,7 @@ def serve(sock: socket.socket, *, pass_fds: list[int] | None = None, report: dic
     """
     signal.pthread_sigmask(signal.SIG_BLOCK, _SIGINT)
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(STOP_SIGNAL, _stop_handler)
     worker = Worker(sock)
     hello = {
         "type": "hello",

@@ -21,18 +21,22 @@ from IPython.core.displaypub import DisplayPublisher
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.tokenutil import token_at_cursor
 
+from ..protocol import STOP_SIGNAL
+
 if TYPE_CHECKING:
     from .loop import Worker
 
-_SIGINT = {signal.SIGINT}
+_SIGINT = {signal.SIGINT, STOP_SIGNAL}
 
 
-def json_clean(obj: Any) -> Any:
-    """Make a display bundle wire-safe: bytes become base64 text, tuples lists."""
+def json_clean(obj: Any, depth: int = 0) -> Any:
+    """Make a display bundle wire-safe: bytes become base64 text, tuples lists, nesting bounded."""
+    if depth > 64:
+        return "<nested too deep>"
     if isinstance(obj, dict):
-        return {str(k): json_clean(v) for k, v in obj.items()}
+        return {str(k): json_clean(v, depth + 1) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [json_clean(v) for v in obj]
+        return [json_clean(v, depth + 1) for v in obj]
     if isinstance(obj, (bytes, bytearray)):
         return base64.b64encode(bytes(obj)).decode("ascii")
     if obj is None or isinstance(obj, (str, int, float, bool)):

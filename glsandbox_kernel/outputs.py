@@ -1,0 +1,142 @@
+"""Worker output frames as nbformat outputs, relayed live (host side).
+
+:class:`OutputCollector` turns the frames a running cell sends (streams,
+displays, results, errors, input requests, comm frames) into the cell's
+outputs and hands each to the caller's callbacks as it arrives;
+:func:`relay_streams` prints a function call's output on the host's streams.
+Who calls: :class:`glsandbox_kernel.sandbox.OSSandbox`.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from .session import InputCallback, OutputCallback
+
+
+def relay_streams(msg: dict[str, Any]) -> None:
+    """Function calls: print the worker's stdout/stderr on the host's streams."""
+    if msg.get("type") == "stream":
+        stream = sys.stderr if msg.get("name") == "stderr" else sys.stdout
+        text = msg.get("text")
+        if isinstance(text, str):
+            stream.write(text)
+            stream.flush()
+
+
+class OutputCollector:
+    """Turns worker output frames into nbformat outputs and relays them live."""
+
+    def __init__(
+        self, on_output: OutputCallback | None, on_input: InputCallback | None, on_comm: OutputCallback | None
+    ) -> None:
+        self.on_output = on_output
+        self.on_input = on_input
+        self.on_comm = on_comm
+        self.outputs: list[dict[str, Any]] = []
+        self._clear_pending = False
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @property
+    def clear_pending(self) -> bool:
+        """A ``clear_output(wait=True)`` waits for the next output."""
+        return self._clear_pending
+
+    def mark(self, output: dict[str, Any], publish: Callable[[], None] | None) -> bool:
+        """See :meth:`OSSandbox.mark_output`."""
+        with self._lock:
+            if self._closed:
+                return False
+            self._record({**output, "type": str(output.get("output_type", "display_data")), "_mark": True})
+            if publish is not None:
+                publish()
+            return True
+
+    def handle(self, msg: dict[str, Any]) -> dict[str, Any] | None:
+        kind = msg.get("type")
+        if kind == "input_request":
+            value = ""
+            if self.on_input is not None:
+                try:
+                    value = self.on_input(str(msg.get("prompt", "")), bool(msg.get("password")))
+                except (EOFError, KeyboardInterrupt):
+                    return {"type": "input_reply", "value": None}
+            return {"type": "input_reply", "value": value}
+        if kind in ("comm_open", "comm_msg", "comm_close"):
+            if self.on_comm is not None:
+                self.on_comm(msg)
+            return None
+        if kind not in ("stream", "display_data", "update_display_data", "execute_result", "error", "clear_output"):
+            return None
+        with self._lock:
+            # ``on_output`` may return the frame as it published it (the kernel renames
+            # sandbox-limit errors): that is what the frontend saves, so that is recorded.
+            shown = self.on_output(msg) if self.on_output is not None else None
+            self._record(shown if isinstance(shown, dict) and shown.get("type") == kind else msg)
+        return None
+
+    def _record(self, msg: dict[str, Any]) -> None:
+        kind = msg["type"]
+        if kind == "clear_output":
+            if msg.get("wait"):
+                self._clear_pending = True
+            else:
+                self.outputs.clear()
+            return
+        if self._clear_pending:
+            self.outputs.clear()
+            self._clear_pending = False
+        if kind == "stream":
+            text = msg.get("text") if isinstance(msg.get("text"), str) else ""
+            name = "stderr" if msg.get("name") == "stderr" else "stdout"
+            if self.outputs and self.outputs[-1].get("output_type") == "stream" and self.outputs[-1]["name"] == name:
+                self.outputs[-1]["text"] += text
+            else:
+                self.outputs.append({"output_type": "stream", "name": name, "text": text})
+        elif kind == "display_data":
+            out: dict[str, Any] = {
+                "output_type": "display_data",
+                "data": _dict(msg.get("data")),
+                "metadata": _dict(msg.get("metadata")),
+            }
+            display_id = _dict(msg.get("transient")).get("display_id")
+            if display_id:
+                out["_display_id"] = display_id
+            if msg.get("_mark"):
+                out["_mark"] = True
+            self.outputs.append(out)
+        elif kind == "update_display_data":
+            display_id = _dict(msg.get("transient")).get("display_id")
+            for out in self.outputs:
+                if display_id and out.get("_display_id") == display_id:
+                    out["data"] = _dict(msg.get("data"))
+                    out["metadata"] = _dict(msg.get("metadata"))
+        elif kind == "execute_result":
+            self.outputs.append(
+                {
+                    "output_type": "execute_result",
+                    "data": _dict(msg.get("data")),
+                    "metadata": _dict(msg.get("metadata")),
+                    "execution_count": msg.get("execution_count")
+                    if isinstance(msg.get("execution_count"), int)
+                    else None,
+                }
+            )
+        elif kind == "error":
+            tb = msg.get("traceback")
+            self.outputs.append(
+                {
+                    "output_type": "error",
+                    "ename": str(msg.get("ename")),
+                    "evalue": str(msg.get("evalue")),
+                    "traceback": [str(x) for x in tb] if isinstance(tb, list) else [],
+                }
+            )
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
