@@ -319,6 +319,7 @@ def _kill_all(children: set[int]) -> None:
 
 
 def _spawn(plan: dict[str, Any], sock_fd: int, ctl_fd: int, wake_r: int, wake_w: int) -> int:
+    template = os.getpid()
     pid = os.fork()
     if pid:
         return pid
@@ -328,7 +329,7 @@ def _spawn(plan: dict[str, Any], sock_fd: int, ctl_fd: int, wake_r: int, wake_w:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         for fd in (ctl_fd, wake_r, wake_w):
             os.close(fd)
-        _child_main(plan, sock_fd)
+        _child_main(plan, sock_fd, template)
     except BaseException as exc:  # noqa: BLE001 - report and die, never return to the template loop
         try:
             _report_setup_failure(sock_fd, exc)
@@ -362,7 +363,7 @@ def _report_setup_failure(sock_fd: int, exc: BaseException) -> None:
     os.write(2, f"glsandbox: worker setup failed: {frame['error']}\n".encode(errors="replace"))
 
 
-def _child_main(plan: dict[str, Any], sock_fd: int) -> None:
+def _child_main(plan: dict[str, Any], sock_fd: int, template: int) -> None:
     """FORKED CHILD: own session, die with the template, subreaper, then the worker.
 
     As a child subreaper the worker keeps even ``setsid`` double-fork daemons
@@ -371,6 +372,10 @@ def _child_main(plan: dict[str, Any], sock_fd: int) -> None:
     """
     os.setsid()
     prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != template:  # the template died before the signal was set: nobody would kill us
+        from .exceptions import ConfinementError
+
+        raise ConfinementError("zygote", "prctl(PR_SET_PDEATHSIG, SIGKILL): the template exited first")
     prctl(PR_SET_CHILD_SUBREAPER, 1)
     _worker_main(plan, sock_fd)
 
