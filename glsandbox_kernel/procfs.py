@@ -147,6 +147,32 @@ def fd_link(fd: int) -> str | None:
         return None
 
 
+def tasks_of_uid(uid: int, *, exclude: int | None = None) -> int | None:
+    """Tasks (threads) whose real uid is ``uid``, as ``RLIMIT_NPROC`` counts them; None without /proc.
+
+    ``exclude``: a pid not to count (the caller). Processes that vanish
+    during the scan are skipped. Used by the rlimits step (child side).
+    """
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return None
+    want = str(uid).encode()
+    total = 0
+    for name in names:
+        if not name.isdigit() or (exclude is not None and int(name) == exclude):
+            continue
+        data = _read(f"/proc/{name}/status")
+        if data is None:
+            continue
+        uids = status_field(data, "Uid")
+        if not uids or uids.split()[0] != want:
+            continue
+        threads = status_field(data, "Threads")
+        total += int(threads) if threads and threads.isdigit() else 1
+    return total
+
+
 def children_of(ppid: int) -> list[int]:
     """Pids whose parent is ``ppid`` (from ``task/PID/children``, else a scan of /proc)."""
     data = _read(f"/proc/{ppid}/task/{ppid}/children")

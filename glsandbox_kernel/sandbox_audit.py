@@ -58,9 +58,12 @@ class AuditedSandbox:
         ``record["call_id"]`` names the running call (None between calls);
         that call's own record lists it again with the same ``call_id``.
         """
+        from .supervisor import violation_count
+
         with self._audit_lock:
-            self._live_violations += 1
-            self._live_escapes += 1 if record.get("escape") else 0
+            count = violation_count(record)  # a flood's record also counts its suppressed repeats
+            self._live_violations += count
+            self._live_escapes += count if record.get("escape") else 0
             if self._audit is None or self._closed_audit:
                 return
             self._flush_audit()

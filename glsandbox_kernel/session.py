@@ -333,6 +333,11 @@ class Session:
             reply: dict[str, Any] | None = None
             error: BaseException | None = None
             call_id = self._req_id
+            # Workers with a supervisor (ViolationRelay): its rate limit starts afresh for this call;
+            # what it still held of the last one is written first, before this call is running.
+            begin_call = getattr(worker, "begin_call", None)
+            if begin_call is not None:
+                begin_call()
             with self._violations_lock:
                 self._violations = []
                 self._running_call = call_id
@@ -374,6 +379,9 @@ class Session:
                 self.kill_worker()
                 error.__cause__ = exc
             finally:
+                end_call = getattr(worker, "end_call", None)
+                if end_call is not None:
+                    end_call()  # the rate limit's count of this call, while it is still the running one
                 with self._violations_lock:
                     self._running_call = None
             if enforced is None and self._stop_at is not None:
@@ -395,8 +403,10 @@ class Session:
                     error = self._memory_overrun(metrics, worker)
             violations = self._take_violations() if self._violations else []
             if violations:
-                metrics.violations_detected = len(violations)
-                metrics.escape_attempts = sum(1 for v in violations if v.get("escape"))
+                from .supervisor import violation_count
+
+                metrics.violations_detected = sum(violation_count(v) for v in violations)
+                metrics.escape_attempts = sum(violation_count(v) for v in violations if v.get("escape"))
             return CallOutcome(reply, error, metrics, violations, state_lost, call_id, enforced)
 
     def _read_until_reply(

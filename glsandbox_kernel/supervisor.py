@@ -12,6 +12,16 @@ Only escape-class syscalls (and, where asked, execve) reach it; everything
 else is decided by the BPF filter in the kernel, so the supervisor is never
 on the hot path.
 
+Floods are bounded by a rate limit, never by dropping a call's violations:
+the session calls :meth:`Supervisor.begin_call` when a call starts, and the
+first violation of each kind (syscall and detail) in every call is always
+recorded. Within a call, each kind gets ``SupervisorPolicy.burst`` records,
+then at most one per ``interval`` seconds; each record after a pause carries
+``repeats``, the number of the same violations suppressed since the record
+before it, and what is still pending is written as a summary record when
+the next call starts or the supervisor stops. Every suppressed syscall is
+still denied.
+
 Limitation, as in the kernel's documentation: letting an execve CONTINUE
 after reading its path from the target's memory is racy (another thread may
 change the path), so exec inspection is a detector; the enforcement is the
@@ -30,7 +40,7 @@ import select
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .confinement import seccomp as _seccomp
@@ -63,7 +73,10 @@ class SupervisorPolicy:
     deny_exec: bool = False
     allowed_executables: tuple[str, ...] = ()
     escape_tools: frozenset[str] = _seccomp.ESCAPE_TOOLS
-    dedupe_seconds: float = 1.0
+    #: Records of one kind of violation per call before the rate limit applies.
+    burst: int = 8
+    #: Then at most one record of that kind per ``interval`` seconds (with ``repeats``).
+    interval: float = 1.0
 
 
 @dataclasses.dataclass
@@ -79,6 +92,26 @@ class Notification:
     @property
     def syscall(self) -> str:
         return _seccomp.syscall_name(self.nr, self.arch)
+
+
+def violation_count(record: dict[str, Any]) -> int:
+    """How many violations one record stands for: itself (unless a summary) plus its ``repeats``.
+
+    Used by the session and the audit totals, so a flood's suppressed repeats are counted.
+    """
+    repeats = record.get("repeats")
+    extra = repeats if type(repeats) is int and repeats > 0 else 0
+    return (0 if record.get("summary") else 1) + extra
+
+
+@dataclasses.dataclass
+class _KindLimit:
+    """Rate-limit state of one kind of violation (syscall, detail) within one call."""
+
+    seen: int = 0
+    suppressed: int = 0
+    last_time: float = 0.0
+    last_record: dict[str, Any] | None = None
 
 
 class Supervisor:
@@ -108,10 +141,39 @@ class Supervisor:
         self.stats = {"notifications": 0, "denied": 0, "continued": 0, "suppressed": 0, "errors": 0}
         self._wake_r, self._wake_w = os.pipe()
         self._stopping = False
-        self._last: dict[tuple[int, str, str], float] = {}
+        self._limits: dict[tuple[str, str], _KindLimit] = {}
+        self._limits_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=f"seccomp-supervisor-{listener_fd}", daemon=True)
         if start:
             self._thread.start()
+
+    def begin_call(self) -> None:
+        """HOST side, called by the session (through the worker) when a call starts.
+
+        Writes what the rate limit still holds of the previous call as summary
+        records, then starts afresh: the first violation of every kind in the
+        new call is recorded.
+        """
+        with self._limits_lock:
+            pending, self._limits = self._limits, {}
+        self._flush(pending)
+
+    def end_call(self) -> None:
+        """HOST side, called by the session when a call has ended, while it is still the running
+        call: what the rate limit suppressed in it is written now, as summary records of that call."""
+        with self._limits_lock:
+            limits = list(self._limits.values())
+        self._flush(limits)
+
+    def _flush(self, limits: Iterable[_KindLimit] | dict[tuple[str, str], _KindLimit]) -> None:
+        for lim in limits.values() if isinstance(limits, dict) else limits:
+            with self._limits_lock:
+                count, lim.suppressed = lim.suppressed, 0
+                last = lim.last_record
+            if count and last is not None:
+                summary = dict(last)
+                summary.update(time=time.time(), repeats=count, summary=True)
+                self._deliver(summary)
 
     def start(self) -> None:
         """Start the thread (when constructed with ``start=False``)."""
@@ -134,6 +196,9 @@ class Supervisor:
             os.write(self._wake_w, b"x")
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout)
+        with self._limits_lock:
+            pending, self._limits = self._limits, {}
+        self._flush(pending)
         for fd in (self._wake_r, self._wake_w, self.listener_fd):
             with contextlib.suppress(OSError):
                 os.close(fd)
@@ -242,12 +307,14 @@ class Supervisor:
         self, n: Notification, *, kind: str, syscall: str, detail: str, escape: bool, key: str, **extra: Any
     ) -> None:
         now = time.time()
-        dedupe = (n.pid, syscall, key)
-        last = self._last.get(dedupe)
-        self._last[dedupe] = now
-        if last is not None and now - last < self.policy.dedupe_seconds:
-            self.stats["suppressed"] += 1
-            return
+        with self._limits_lock:
+            lim = self._limits.setdefault((syscall, key), _KindLimit())
+            lim.seen += 1
+            if lim.seen > self.policy.burst and now - lim.last_time < self.policy.interval:
+                lim.suppressed += 1
+                self.stats["suppressed"] += 1
+                return
+            repeats, lim.suppressed, lim.last_time = lim.suppressed, 0, now
         record: dict[str, Any] = {
             "kind": kind,
             "detail": detail,
@@ -261,6 +328,13 @@ class Supervisor:
             "source": "seccomp-supervisor",
         }
         record.update(extra)
+        if repeats:
+            record["repeats"] = repeats
+        with self._limits_lock:
+            lim.last_record = record
+        self._deliver(record)
+
+    def _deliver(self, record: dict[str, Any]) -> None:
         self.violations.append(record)
         try:
             self.on_violation(record)

@@ -39,6 +39,8 @@ from .procfs import children_of, descendants
 from .protocol import FrameChannel, WorkerGone
 
 _ZYGOTE_ENV_KEYS = ("PATH", "LANG", "LC_ALL", "TZ", "SYSTEMROOT")
+#: Exit code of a forked child whose set-up failed (EX_SOFTWARE); the reason went to the host first.
+SETUP_FAILED_EXIT = 70
 
 
 def _status_to_returncode(status: int) -> int:
@@ -320,6 +322,7 @@ def _kill_all(children: set[int]) -> None:
 
 
 def _spawn(plan: dict[str, Any], sock_fd: int, ctl_fd: int, wake_r: int, wake_w: int) -> int:
+    template = os.getpid()
     pid = os.fork()
     if pid:
         return pid
@@ -329,16 +332,41 @@ def _spawn(plan: dict[str, Any], sock_fd: int, ctl_fd: int, wake_r: int, wake_w:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         for fd in (ctl_fd, wake_r, wake_w):
             os.close(fd)
-        _child_main(plan, sock_fd)
+        _child_main(plan, sock_fd, template)
     except BaseException as exc:  # noqa: BLE001 - report and die, never return to the template loop
         try:
-            os.write(2, f"glsandbox: worker setup failed: {exc!r}\n".encode())
+            _report_setup_failure(sock_fd, exc)
         finally:
-            os._exit(70)
+            os._exit(SETUP_FAILED_EXIT)
     os._exit(0)
 
 
-def _child_main(plan: dict[str, Any], sock_fd: int) -> None:
+def _report_setup_failure(sock_fd: int, exc: BaseException) -> None:
+    """FORKED CHILD, set-up failed (no user code has run): tell the host, then stderr.
+
+    The host reads a ``setup_failed`` frame where it waits for the hello
+    (:meth:`~glsandbox_kernel.backends.base.SandboxBackend.connect`), so the
+    message reaches it whatever happened to fd 2. The socket is used through
+    a duplicate: the worker's own socket object may already own ``sock_fd``.
+    """
+    from .exceptions import ConfinementError
+
+    if isinstance(exc, ConfinementError):
+        frame = {"type": "setup_failed", "error": str(exc), "step": exc.step, "call": exc.call, "errno": exc.errno}
+    else:
+        frame = {"type": "setup_failed", "error": f"{type(exc).__name__}: {exc}", "step": "", "call": "", "errno": None}
+    try:
+        sock = socket.socket(fileno=os.dup(sock_fd))  # owns the duplicate: closed once, here
+        try:
+            FrameChannel(sock, max_frame=1 << 16).send(frame)
+        finally:
+            sock.close()
+    except BaseException:  # noqa: BLE001 - the host still sees the exit code and stderr
+        pass
+    os.write(2, f"glsandbox: worker setup failed: {frame['error']}\n".encode(errors="replace"))
+
+
+def _child_main(plan: dict[str, Any], sock_fd: int, template: int) -> None:
     """FORKED CHILD: own session, die with the template, subreaper, then the worker.
 
     As a child subreaper the worker keeps even ``setsid`` double-fork daemons
@@ -347,6 +375,10 @@ def _child_main(plan: dict[str, Any], sock_fd: int) -> None:
     """
     os.setsid()
     prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != template:  # the template died before the signal was set: nobody would kill us
+        from .exceptions import ConfinementError
+
+        raise ConfinementError("zygote", "prctl(PR_SET_PDEATHSIG, SIGKILL): the template exited first")
     prctl(PR_SET_CHILD_SUBREAPER, 1)
     _worker_main(plan, sock_fd)
 

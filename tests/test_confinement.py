@@ -279,7 +279,8 @@ def test_child_refuses_a_plan_outside_the_schema() -> None:
         mutate(bad)
         with pytest.raises(ConfinementError, match=re.escape(needle)):
             ChildPlan.from_wire(bad)
-    out = run_in_sandbox({**wire, "rlimits": {"enabled": True, "limits": {"AS": "1"}}}, lambda: "unreachable")
+    bad_limits = {"enabled": True, "limits": {"AS": "1"}, "shared_uid": None}
+    out = run_in_sandbox({**wire, "rlimits": bad_limits}, lambda: "unreachable")
     assert out.error is not None and "plan.rlimits.limits['AS']: expected int" in out.error
     assert out.result is None
 

@@ -20,7 +20,7 @@ import socket
 from typing import Any, ClassVar
 
 from ..config import IsolationType, OSSandboxConfig
-from ..exceptions import SandboxCrashedError
+from ..exceptions import ConfinementError, SandboxCrashedError
 from ..protocol import FrameChannel
 
 
@@ -172,6 +172,10 @@ class SandboxBackend(abc.ABC):
             return
         chan = FrameChannel(worker.sock, max_frame=max_frame)
         hello, fds = chan.recv_with_fds(timeout=timeout)
+        if hello is not None and hello.get("type") == "setup_failed":
+            for fd in fds:
+                os.close(fd)
+            raise setup_failure(hello)
         if hello is None or hello.get("type") != "hello":
             for fd in fds:
                 os.close(fd)
@@ -197,3 +201,22 @@ class SandboxBackend(abc.ABC):
 
     def close(self) -> None:
         """Release backend-wide resources (pools, daemons); called on session close."""
+
+
+def setup_failure(frame: dict[str, Any]) -> ConfinementError:
+    """HOST side: the error a worker's ``setup_failed`` frame stands for (sent instead of the hello).
+
+    The frame comes from trusted set-up code in the child, but it crossed the
+    boundary: only bounded strings and an int errno are taken from it.
+    """
+
+    def text(key: str, limit: int) -> str:
+        value = frame.get(key)
+        return value[:limit] if isinstance(value, str) else ""
+
+    err = frame.get("errno")
+    err = err if type(err) is int and 0 < err < 4096 else None
+    step, call = text("step", 64), text("call", 512)
+    if not step:
+        return ConfinementError("worker setup", text("error", 2000) or "failed (no reason given)", err)
+    return ConfinementError(step, call or text("error", 2000), err)

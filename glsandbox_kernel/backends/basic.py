@@ -9,6 +9,12 @@ Network: BASIC has no network namespace, so it enforces exactly one network
 policy, none: seccomp denies IPv4/IPv6/packet sockets and Landlock (ABI 4+)
 denies TCP bind/connect. A config that allows any network is refused (see
 :meth:`~.zygote_backend.ZygoteBackend.check_config`).
+
+Processes: ``RLIMIT_NPROC``, which the kernel counts per real uid. The
+worker keeps the host's uid, so the limit is set that many tasks above what
+the uid already runs (:mod:`~glsandbox_kernel.confinement.rlimits`); the kernel
+never applies it to uid 0, so a BASIC worker of a root host is not held to
+``max_processes`` (known gap: no cgroup for BASIC yet).
 """
 
 from __future__ import annotations

@@ -38,6 +38,20 @@ class ViolationRelay:
         )
         self.supervisor = Supervisor(listener_fd, on_violation=self._violation, policy=policy)
 
+    def begin_call(self) -> None:
+        """HOST side, called by the session when a call starts: the supervisor's rate limit
+        starts afresh, so the new call's first violation of every kind is recorded."""
+        supervisor = self.supervisor
+        if supervisor is not None:
+            supervisor.begin_call()
+
+    def end_call(self) -> None:
+        """HOST side, called by the session when a call has ended (it is still the running call):
+        the violations the supervisor's rate limit suppressed in it are written as a summary."""
+        supervisor = self.supervisor
+        if supervisor is not None:
+            supervisor.end_call()
+
     def _violation(self, record: dict[str, Any]) -> None:
         """Supervisor/proxy thread: deliver, or keep until a session listens (warm pool)."""
         with self._listeners_lock:

@@ -23,6 +23,7 @@ from ..linux import (
     PR_GET_NO_NEW_PRIVS,
     PR_SET_DUMPABLE,
     PR_SET_NO_NEW_PRIVS,
+    PR_SET_PDEATHSIG,
     libc,
     prctl,
     sysno,
@@ -30,6 +31,7 @@ from ..linux import (
 from ._common import ChildState, ConfinementError, PlanContext, check
 
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
+PR_GET_PDEATHSIG = 2
 
 
 class _CapHeader(ctypes.Structure):
@@ -129,6 +131,8 @@ def drop_capabilities_child(section: CapabilitiesSection | None, state: ChildSta
             os.setgroups([])
         except OSError as exc:
             raise ConfinementError("capabilities", "setgroups([])", exc.errno) from exc
+    # A change of uid or gid clears the parent-death signal: read it now, set it again after.
+    deathsig, parent = _pdeathsig_child(), os.getppid()
     gid = section.gid
     if gid is not None:
         try:
@@ -141,6 +145,10 @@ def drop_capabilities_child(section: CapabilitiesSection | None, state: ChildSta
             os.setresuid(uid, uid, uid)
         except OSError as exc:
             raise ConfinementError("capabilities", f"setresuid({uid})", exc.errno) from exc
+    if deathsig and (gid is not None or uid is not None):
+        check("capabilities", f"prctl(PR_SET_PDEATHSIG, {deathsig})", prctl(PR_SET_PDEATHSIG, deathsig))
+        if os.getppid() != parent:  # the parent died while the signal was off
+            raise ConfinementError("capabilities", "prctl(PR_SET_PDEATHSIG): the parent exited during the uid switch")
     _capset_empty_child()
     dumpable = 1 if section.dumpable else 0
     check("capabilities", f"prctl(PR_SET_DUMPABLE, {dumpable})", prctl(PR_SET_DUMPABLE, dumpable))
@@ -148,6 +156,14 @@ def drop_capabilities_child(section: CapabilitiesSection | None, state: ChildSta
     out["uid"] = os.getuid()
     out["gid"] = os.getgid()
     state.report["capabilities"] = out
+
+
+def _pdeathsig_child() -> int:
+    """CHILD side: the parent-death signal now set (``PR_GET_PDEATHSIG``), 0 for none."""
+    sig = ctypes.c_int(0)
+    if prctl(PR_GET_PDEATHSIG, ctypes.addressof(sig)) < 0:
+        return 0
+    return sig.value
 
 
 def _capset_empty_child() -> None:

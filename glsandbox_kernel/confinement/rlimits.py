@@ -4,13 +4,28 @@ Host side: :func:`plan_rlimits` turns :class:`ResourceLimits` into a
 :class:`RlimitsSection`. Child side: :func:`apply_rlimits_child` sets them in the worker before
 any untrusted code runs. Limits only ever go down (a hard limit the host
 already has is never raised).
+
+``RLIMIT_NPROC`` counts every task (thread) of the worker's *real uid* in
+its user namespace, not the sandbox's. With a user namespace of its own
+(NAMESPACE) that is the sandbox alone. Without one (BASIC, CHROOT) the uid
+is shared: as an unprivileged host user it also counts the host process's
+own threads, the zygote, the warm pool's spare workers, a previous worker
+still being torn down and anything else the user runs. A bare limit of
+``max_processes`` there left the worker no room even for its own fd
+forwarder thread (setup died with EAGAIN). So for a shared uid the child
+counts the uid's other tasks at set-up time and puts the limit that many
+above ``max_processes``: the sandbox may add ``max_processes`` tasks to what
+the uid already had (the bound moves as the uid's other tasks come and go;
+the report says so).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import resource
 
+from .. import procfs
 from ..config import ResourceLimits
 from ._common import ChildState, ConfinementError, PlanContext
 
@@ -27,10 +42,17 @@ _NAMES = {
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class RlimitsSection:
-    """The rlimits section: plan key ("AS", "CPU", "NOFILE", "NPROC", "FSIZE", "CORE") -> value."""
+    """The rlimits section: plan key ("AS", "CPU", "NOFILE", "NPROC", "FSIZE", "CORE") -> value.
+
+    ``shared_uid``: the real uid the worker runs as when it has no user
+    namespace of its own (its NPROC limit goes on top of the uid's other
+    tasks); None when the count is the sandbox's alone (or the uid is root,
+    which the kernel never limits).
+    """
 
     enabled: bool = True
     limits: dict[str, int]
+    shared_uid: int | None = None
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.limits) - set(_NAMES))
@@ -39,7 +61,11 @@ class RlimitsSection:
 
 
 def plan_rlimits(
-    limits: ResourceLimits, *, extra_processes: int = 0, address_space: int | str | None = "memory"
+    limits: ResourceLimits,
+    *,
+    extra_processes: int = 0,
+    address_space: int | str | None = "memory",
+    shared_uid: int | None = None,
 ) -> RlimitsSection:
     """HOST side: the rlimits section of a child plan.
 
@@ -60,16 +86,22 @@ def plan_rlimits(
         out["NPROC"] = int(limits.max_processes) + extra_processes
     if limits.max_file_size_bytes is not None:
         out["FSIZE"] = int(limits.max_file_size_bytes)
-    return RlimitsSection(limits=out)
+    return RlimitsSection(limits=out, shared_uid=shared_uid if "NPROC" in out else None)
 
 
 def plan_step(ctx: PlanContext) -> RlimitsSection:
     """HOST side: the config's limits; the profile's helper processes (but P0, which runs as
-    another uid or in the parent namespace) share the worker's process limit."""
+    another uid or in the parent namespace) share the worker's process limit. Without a user
+    namespace the worker's real uid is shared with the host's other tasks (``shared_uid``)."""
+    shared = None
+    if not ctx.profile.user_namespace:
+        uid = ctx.profile.uid if ctx.profile.uid is not None else os.getuid()
+        shared = uid if uid != 0 else None
     return plan_rlimits(
         ctx.config.limits,
         extra_processes=max(0, ctx.profile.helper_processes - 1),
         address_space=_address_space_limit(ctx),
+        shared_uid=shared,
     )
 
 
@@ -86,12 +118,30 @@ def _address_space_limit(ctx: PlanContext) -> int | str | None:
     return "memory"
 
 
+def _nproc_base_child(section: RlimitsSection) -> int:
+    """CHILD side: tasks of ``shared_uid`` besides this (single-threaded) process, right now."""
+    if section.shared_uid is None:
+        return 0
+    others = procfs.tasks_of_uid(section.shared_uid, exclude=os.getpid())
+    if others is None:
+        raise ConfinementError(
+            "rlimits",
+            f"count the tasks of uid {section.shared_uid} in /proc (for RLIMIT_NPROC)",
+            None,
+            "RLIMIT_NPROC counts every task of the uid; without /proc the limit cannot be set for the sandbox alone",
+        )
+    return others
+
+
 def apply_rlimits_child(section: RlimitsSection | None, state: ChildState) -> None:
     """CHILD side: lower each limit to the planned value (soft and hard)."""
     if not section or not section.enabled:
         return
     applied: dict[str, int] = {}
+    base = _nproc_base_child(section) if "NPROC" in section.limits else 0
     for key, value in section.limits.items():
+        if key == "NPROC":
+            value += base
         rlim = getattr(resource, _NAMES[key])
         _soft, hard = resource.getrlimit(rlim)
         new = value if hard == resource.RLIM_INFINITY else min(value, hard)
@@ -105,3 +155,8 @@ def apply_rlimits_child(section: RlimitsSection | None, state: ChildState) -> No
             raise ConfinementError("rlimits", f"setrlimit({_NAMES[key]}, {new})", getattr(exc, "errno", None)) from exc
         applied[key] = new
     state.report["rlimits"] = applied
+    if section.shared_uid is not None and "NPROC" in applied:
+        state.report["process_limit"] = (
+            f"RLIMIT_NPROC {applied['NPROC']}: uid {section.shared_uid} is shared, so {base} task(s) it "
+            f"had at start + {section.limits['NPROC']} for the sandbox"
+        )

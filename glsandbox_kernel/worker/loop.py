@@ -16,6 +16,7 @@ while user code runs, so an interrupt never tears a frame.
 from __future__ import annotations
 
 import builtins
+import errno
 import io
 import os
 import select
@@ -28,7 +29,7 @@ import traceback
 from typing import Any, NoReturn
 
 from ..codec import UnsupportedType
-from ..exceptions import SandboxStopped
+from ..exceptions import ConfinementError, SandboxStopped
 from ..protocol import STOP_SIGNAL, FrameChannel, WorkerGone
 
 #: the signals that reach user code only while it runs (blocked during frame I/O)
@@ -118,12 +119,39 @@ class FdForwarder(threading.Thread):
         self.conn = conn
         self.writers = writers
         self.pipes: dict[int, str] = {}
+        self._saved: dict[int, int] = {}
         for fd, name in ((1, "stdout"), (2, "stderr")):
             r, w = os.pipe()
+            self._saved[fd] = os.dup(fd)
             os.dup2(w, fd)
             os.close(w)
             os.set_blocking(r, False)
             self.pipes[r] = name
+
+    def launch(self) -> None:
+        """Start the thread; if it cannot start, put fds 1 and 2 back and raise ConfinementError.
+
+        Called by :func:`serve` before the hello, so a worker that cannot run its own
+        machinery (no task left under RLIMIT_NPROC: EAGAIN) fails in set-up, with a message
+        that still reaches stderr and the host.
+        """
+        try:
+            self.start()
+        except (RuntimeError, OSError) as exc:
+            for fd, saved in self._saved.items():
+                os.dup2(saved, fd)
+            for fd in (*self._saved.values(), *self.pipes):
+                os.close(fd)
+            self._saved, self.pipes = {}, {}
+            raise ConfinementError(
+                "worker",
+                "clone(CLONE_THREAD) for the fd forwarder thread",
+                getattr(exc, "errno", None) or errno.EAGAIN,
+                "no task left under the process limit (RLIMIT_NPROC counts every thread of the uid)",
+            ) from exc
+        for saved in self._saved.values():
+            os.close(saved)
+        self._saved = {}
 
     def run(self) -> None:
         signal.pthread_sigmask(signal.SIG_BLOCK, _SIGINT)
@@ -304,6 +332,10 @@ def serve(sock: socket.socket, *, pass_fds: list[int] | None = None, report: dic
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(STOP_SIGNAL, _stop_handler)
     worker = Worker(sock)
+    # The worker's own thread starts before the hello: a hello means the worker is ready.
+    forwarder = FdForwarder(worker.conn, worker.writers)
+    forwarder.launch()
+    worker.forwarder = forwarder
     hello = {
         "type": "hello",
         "pid": os.getpid(),
@@ -315,9 +347,4 @@ def serve(sock: socket.socket, *, pass_fds: list[int] | None = None, report: dic
         os.close(fd)
     sys.stdout = worker.writers["stdout"]
     sys.stderr = worker.writers["stderr"]
-    try:
-        worker.forwarder = FdForwarder(worker.conn, worker.writers)
-        worker.forwarder.start()
-    except OSError:
-        worker.forwarder = None
     worker.run()
