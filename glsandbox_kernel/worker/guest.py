@@ -1,0 +1,297 @@
+"""The VM guest agent: PID 1 inside the microVM (SANDBOX side, root in the guest).
+
+Started by the initramfs ``/init`` (``switch_root`` to the read-only erofs
+root, then ``python3 -I -m glsandbox_kernel.worker.guest``). It
+
+1. mounts tmpfs on ``/tmp`` and ``/run`` (the root image is read-only);
+2. opens the two virtio-serial ports the host named ``glsandbox.data`` and
+   ``glsandbox.ctl`` (found through ``/sys/class/virtio-ports``);
+3. forks the unchanged worker (:func:`glsandbox_kernel.worker.loop.serve`) as
+   uid/gid 65534 on one end of a socketpair, and relays the frame bytes
+   between the other end and the data port without reading them: the host's
+   :class:`~glsandbox_kernel.protocol.FrameChannel` validates everything;
+4. obeys one-line commands on the control port: ``int`` (SIGINT to the
+   worker), ``kill`` (SIGKILL every guest process but itself), ``seed HEX``
+   (mix host bytes into the guest's random pool, sent on start and on resume
+   from a pool, so cloned guests never share random state);
+5. when the worker ends, reports ``exit <status>`` on the control port
+   (untrusted: the host records it as such) and powers the guest off, so
+   QEMU exits.
+
+Nothing here is trusted by the host: the VM boundary is the isolation, the
+worker's uid keeps user code away from this process and the ports.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import os
+import select
+import signal
+import socket
+import struct
+import sys
+import time
+from typing import Any, NoReturn
+
+DATA_PORT = "glsandbox.data"
+CTL_PORT = "glsandbox.ctl"
+WORKER_UID = 65534
+WORKER_HOME = "/tmp/work"
+
+_MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 2, 4, 8
+_RNDADDENTROPY = 0x40085203
+_REBOOT_MAGIC1, _REBOOT_MAGIC2 = 0xFEE1DEAD, 0x28121969
+_REBOOT_POWER_OFF, _REBOOT_RESTART = 0x4321FEDC, 0x01234567
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _log(text: str) -> None:
+    """A line on the serial console (the host keeps the last lines for crash reports)."""
+    try:
+        os.write(2, f"glsandbox-guest: {text}\n".encode())
+    except OSError:
+        pass
+
+
+def mount(source: str, target: str, fstype: str, flags: int = 0, data: str = "") -> None:
+    """mount(2); raises OSError naming the call."""
+    if _libc.mount(source.encode(), target.encode(), fstype.encode(), flags, data.encode() or None) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount({fstype} on {target}): {os.strerror(err)}")
+
+
+def mount_basics() -> None:
+    """tmpfs on /tmp and /run; proc and sys if the initramfs did not move them."""
+    if not os.path.exists("/proc/self"):
+        mount("proc", "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
+    if not os.path.exists("/sys/class"):
+        mount("sys", "/sys", "sysfs", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
+    mount("tmpfs", "/tmp", "tmpfs", _MS_NOSUID | _MS_NODEV, "mode=1777")
+    mount("tmpfs", "/run", "tmpfs", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, "mode=755")
+    os.makedirs(WORKER_HOME, mode=0o700, exist_ok=True)
+    os.chown(WORKER_HOME, WORKER_UID, WORKER_UID)
+
+
+def find_ports(timeout: float = 10.0) -> dict[str, str]:
+    """Map virtio-serial port names to their /dev nodes (no udev in the guest)."""
+    deadline = time.monotonic() + timeout
+    found: dict[str, str] = {}
+    while True:
+        try:
+            entries = os.listdir("/sys/class/virtio-ports")
+        except FileNotFoundError:
+            entries = []
+        for entry in entries:
+            try:
+                with open(f"/sys/class/virtio-ports/{entry}/name") as fh:
+                    name = fh.read().strip()
+            except OSError:
+                continue
+            if os.path.exists(f"/dev/{entry}"):
+                found[name] = f"/dev/{entry}"
+        if (DATA_PORT in found and CTL_PORT in found) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.01)
+
+
+def reseed(seed: bytes) -> None:
+    """Credit ``seed`` (from the host) to the guest's random pool (RNDADDENTROPY)."""
+    buf = struct.pack("ii", len(seed) * 8, len(seed)) + seed
+    fd = os.open("/dev/urandom", os.O_WRONLY)
+    try:
+        fcntl.ioctl(fd, _RNDADDENTROPY, buf)
+    finally:
+        os.close(fd)
+
+
+def power_off() -> NoReturn:
+    """Leave the guest: power off (QEMU exits); reboot as a fallback (-no-reboot exits too)."""
+    os.sync()
+    _libc.reboot(_REBOOT_POWER_OFF)
+    _libc.reboot(_REBOOT_RESTART)
+    os._exit(1)
+
+
+def _worker_child(sock: socket.socket, report: dict[str, Any]) -> NoReturn:
+    """Forked child: drop to the worker uid, then serve frames (becomes untrusted)."""
+    try:
+        os.setsid()
+        null = os.open("/dev/null", os.O_RDWR)
+        os.dup2(null, 0)
+        os.close(null)
+        os.setgroups([])
+        os.setresgid(WORKER_UID, WORKER_UID, WORKER_UID)
+        os.setresuid(WORKER_UID, WORKER_UID, WORKER_UID)
+        os.chdir(WORKER_HOME)
+        os.environ.clear()
+        os.environ.update(
+            {
+                "PATH": "/usr/local/bin:/usr/bin:/bin",
+                "HOME": WORKER_HOME,
+                "TMPDIR": WORKER_HOME,
+                "LANG": "C.UTF-8",
+                "PYTHONDONTWRITEBYTECODE": "1",
+                "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+                "IPYTHONDIR": os.path.join(WORKER_HOME, ".ipython"),
+                "GLSANDBOX": "1",
+            }
+        )
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        from .loop import serve
+
+        serve(sock, report=report)
+    except BaseException as exc:  # noqa: BLE001 - the child must never return into the agent
+        _log(f"worker failed to start: {exc!r}")
+        os._exit(70)
+
+
+def _guest_report() -> dict[str, Any]:
+    """Facts the guest states about itself: recorded by the host as untrusted."""
+    report: dict[str, Any] = {"guest_kernel": os.uname().release, "trusted": False}
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemTotal:"):
+                    report["guest_mem_total"] = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return report
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            n = os.write(fd, view)
+        except InterruptedError:
+            continue
+        view = view[n:]
+
+
+class Agent:
+    """The relay between the ports and the worker; one per guest."""
+
+    def __init__(self, data_fd: int, ctl_fd: int) -> None:
+        self.data_fd = data_fd
+        self.ctl_fd = ctl_fd
+        self.ctl_buf = b""
+        self.worker_pid = 0
+        self.sock: socket.socket | None = None
+
+    def start_worker(self) -> None:
+        host_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        report = _guest_report()
+        pid = os.fork()
+        if pid == 0:
+            host_end.close()
+            os.close(self.data_fd)
+            os.close(self.ctl_fd)
+            _worker_child(child_end, report)
+        child_end.close()
+        self.worker_pid = pid
+        self.sock = host_end
+
+    def control(self, line: bytes) -> None:
+        """One command from the host's control port."""
+        cmd, _, arg = line.strip().partition(b" ")
+        if cmd == b"int" and self.worker_pid:
+            try:
+                os.kill(self.worker_pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
+        elif cmd == b"kill":
+            os.kill(-1, signal.SIGKILL)  # every process but PID 1
+        elif cmd == b"seed":
+            try:
+                reseed(bytes.fromhex(arg.decode("ascii"))[:512])
+            except (ValueError, OSError) as exc:
+                _log(f"reseed failed: {exc}")
+        elif cmd == b"ping":
+            _write_all(self.ctl_fd, b"pong\n")
+
+    def run(self) -> NoReturn:
+        """Relay until the worker ends or the host goes away, then power off."""
+        assert self.sock is not None
+        sock_fd = self.sock.fileno()
+        poller = select.poll()
+        for fd in (self.data_fd, self.ctl_fd, sock_fd):
+            poller.register(fd, select.POLLIN)
+        status = None
+        while status is None:
+            try:
+                events = poller.poll(200)
+            except InterruptedError:
+                events = []
+            for fd, _ev in events:
+                try:
+                    if fd == sock_fd:
+                        chunk = self.sock.recv(1 << 16)
+                        if not chunk:
+                            poller.unregister(sock_fd)
+                            continue
+                        _write_all(self.data_fd, chunk)
+                    elif fd == self.data_fd:
+                        chunk = os.read(self.data_fd, 1 << 16)
+                        if not chunk:
+                            _log("host closed the data port")
+                            os.kill(-1, signal.SIGKILL)
+                            power_off()
+                        self.sock.sendall(chunk)
+                    else:
+                        self.ctl_buf += os.read(self.ctl_fd, 4096)
+                        while b"\n" in self.ctl_buf:
+                            line, self.ctl_buf = self.ctl_buf.split(b"\n", 1)
+                            self.control(line)
+                        self.ctl_buf = self.ctl_buf[-4096:]
+                except OSError as exc:
+                    if exc.errno not in (errno.EAGAIN, errno.EINTR, errno.EPIPE, errno.ECONNRESET):
+                        raise
+            status = self._reap()
+        _write_all(self.ctl_fd, f"exit {status}\n".encode())
+        power_off()
+
+    def _reap(self) -> int | None:
+        """Collect dead processes (PID 1 adopts orphans); the worker's wait status or None."""
+        result = None
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return result
+            if pid == 0:
+                return result
+            if pid == self.worker_pid:
+                result = status
+
+
+def main() -> NoReturn:
+    """PID 1 entry point (``python3 -m glsandbox_kernel.worker.guest``)."""
+    try:
+        mount_basics()
+        ports = find_ports()
+        if DATA_PORT not in ports or CTL_PORT not in ports:
+            _log(f"virtio-serial ports missing (found {sorted(ports)})")
+            power_off()
+        data_fd = os.open(ports[DATA_PORT], os.O_RDWR | os.O_CLOEXEC)
+        ctl_fd = os.open(ports[CTL_PORT], os.O_RDWR | os.O_CLOEXEC)
+        # Pre-import what every worker needs, once, before the fork.
+        import cloudpickle  # noqa: F401
+
+        from . import loop  # noqa: F401
+
+        agent = Agent(data_fd, ctl_fd)
+        agent.start_worker()
+        agent.run()
+    except BaseException as exc:  # noqa: BLE001 - PID 1 must not return (kernel panic)
+        _log(f"agent failed: {exc!r}")
+        power_off()
+
+
+if __name__ == "__main__" and os.getpid() == 1:
+    main()
+elif __name__ == "__main__":
+    sys.exit("glsandbox_kernel.worker.guest runs only as PID 1 inside the VM guest")
