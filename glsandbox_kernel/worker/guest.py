@@ -10,11 +10,14 @@ root, then ``python3 -I -m glsandbox_kernel.worker.guest``). It
    uid/gid 65534 on one end of a socketpair, and relays the frame bytes
    between the other end and the data port without reading them: the host's
    :class:`~glsandbox_kernel.protocol.FrameChannel` validates everything;
-4. obeys one-line commands on the control port: ``int`` (SIGINT to the
+4. waits for the host's ``plan {json}`` line (rlimits, no_new_privs and the
+   seccomp section built by the host's confinement modules) and applies it in
+   the worker child before any user code;
+5. obeys one-line commands on the control port: ``int`` (SIGINT to the
    worker), ``kill`` (SIGKILL every guest process but itself), ``seed HEX``
    (mix host bytes into the guest's random pool, sent on start and on resume
    from a pool, so cloned guests never share random state);
-5. when the worker ends, reports ``exit <status>`` on the control port
+6. when the worker ends, reports ``exit <status> [oom]`` on the control port
    (untrusted: the host records it as such) and powers the guest off, so
    QEMU exits.
 
@@ -27,6 +30,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
+import json
 import os
 import select
 import signal
@@ -116,16 +120,34 @@ def power_off() -> NoReturn:
     os._exit(1)
 
 
-def _worker_child(sock: socket.socket, report: dict[str, Any]) -> NoReturn:
-    """Forked child: drop to the worker uid, then serve frames (becomes untrusted)."""
+def _confine_child(plan: dict[str, Any], report: dict[str, Any]) -> list[int]:
+    """Forked child, still root: the host's steps that make sense in a guest.
+
+    rlimits, then (after the uid drop in the caller) no_new_privs and the
+    seccomp filter (execve denied at STRICT, escape-class syscalls refused);
+    the same modules as on the host. Returns the fds to pass (none: no
+    supervisor can take a listener over virtio-serial).
+    """
+    from ..confinement import capabilities, rlimits, seccomp
+
+    rlimits.apply_rlimits_child(plan.get("rlimits"), report)
+    os.setgroups([])
+    os.setresgid(WORKER_UID, WORKER_UID, WORKER_UID)
+    os.setresuid(WORKER_UID, WORKER_UID, WORKER_UID)
+    capabilities.no_new_privs_child(plan.get("no_new_privs"), report)
+    listener = seccomp.install_child(plan.get("seccomp"), report)
+    if listener is not None:
+        os.close(listener)
+    return []
+
+
+def _worker_child(sock: socket.socket, plan: dict[str, Any], report: dict[str, Any]) -> NoReturn:
+    """Forked child: confine, drop to the worker uid, then serve frames (becomes untrusted)."""
     try:
         os.setsid()
         null = os.open("/dev/null", os.O_RDWR)
         os.dup2(null, 0)
         os.close(null)
-        os.setgroups([])
-        os.setresgid(WORKER_UID, WORKER_UID, WORKER_UID)
-        os.setresuid(WORKER_UID, WORKER_UID, WORKER_UID)
         os.chdir(WORKER_HOME)
         os.environ.clear()
         os.environ.update(
@@ -143,10 +165,23 @@ def _worker_child(sock: socket.socket, report: dict[str, Any]) -> NoReturn:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         from .loop import serve
 
+        _confine_child(plan, report)
         serve(sock, report=report)
     except BaseException as exc:  # noqa: BLE001 - the child must never return into the agent
         _log(f"worker failed to start: {exc!r}")
         os._exit(70)
+
+
+def oom_kills() -> int:
+    """The guest kernel's OOM-kill count (/proc/vmstat), 0 when unreadable."""
+    try:
+        with open("/proc/vmstat") as fh:
+            for line in fh:
+                if line.startswith("oom_kill "):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def _guest_report() -> dict[str, Any]:
@@ -181,16 +216,42 @@ class Agent:
         self.ctl_buf = b""
         self.worker_pid = 0
         self.sock: socket.socket | None = None
+        self.plan: dict[str, Any] | None = None
+        self.oom_base = 0
+
+    def wait_for_plan(self, timeout: float = 120.0) -> dict[str, Any]:
+        """Read control lines until the host's ``plan {json}`` (seeds are applied meanwhile)."""
+        deadline = time.monotonic() + timeout
+        while self.plan is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("no plan from the host")
+            ready, _, _ = select.select([self.ctl_fd], [], [], left)
+            if ready:
+                chunk = os.read(self.ctl_fd, 65536)
+                if not chunk:
+                    time.sleep(0.01)  # host side not connected yet
+                self._feed(chunk)
+        return self.plan
+
+    def _feed(self, chunk: bytes) -> None:
+        self.ctl_buf += chunk
+        while b"\n" in self.ctl_buf:
+            line, self.ctl_buf = self.ctl_buf.split(b"\n", 1)
+            self.control(line)
+        self.ctl_buf = self.ctl_buf[-(1 << 20) :]
 
     def start_worker(self) -> None:
+        plan = self.wait_for_plan()
         host_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         report = _guest_report()
+        self.oom_base = oom_kills()
         pid = os.fork()
         if pid == 0:
             host_end.close()
             os.close(self.data_fd)
             os.close(self.ctl_fd)
-            _worker_child(child_end, report)
+            _worker_child(child_end, plan, report)
         child_end.close()
         self.worker_pid = pid
         self.sock = host_end
@@ -210,6 +271,13 @@ class Agent:
                 reseed(bytes.fromhex(arg.decode("ascii"))[:512])
             except (ValueError, OSError) as exc:
                 _log(f"reseed failed: {exc}")
+        elif cmd == b"plan" and self.plan is None:
+            try:
+                plan = json.loads(arg)
+            except ValueError as exc:
+                _log(f"bad plan: {exc}")
+                plan = None
+            self.plan = plan if isinstance(plan, dict) else {}
         elif cmd == b"ping":
             _write_all(self.ctl_fd, b"pong\n")
 
@@ -242,16 +310,13 @@ class Agent:
                             power_off()
                         self.sock.sendall(chunk)
                     else:
-                        self.ctl_buf += os.read(self.ctl_fd, 4096)
-                        while b"\n" in self.ctl_buf:
-                            line, self.ctl_buf = self.ctl_buf.split(b"\n", 1)
-                            self.control(line)
-                        self.ctl_buf = self.ctl_buf[-4096:]
+                        self._feed(os.read(self.ctl_fd, 65536))
                 except OSError as exc:
                     if exc.errno not in (errno.EAGAIN, errno.EINTR, errno.EPIPE, errno.ECONNRESET):
                         raise
             status = self._reap()
-        _write_all(self.ctl_fd, f"exit {status}\n".encode())
+        oom = " oom" if oom_kills() > self.oom_base else ""
+        _write_all(self.ctl_fd, f"exit {status}{oom}\n".encode())
         power_off()
 
     def _reap(self) -> int | None:
@@ -281,6 +346,7 @@ def main() -> NoReturn:
         # Pre-import what every worker needs, once, before the fork.
         import cloudpickle  # noqa: F401
 
+        from ..confinement import capabilities, rlimits, seccomp  # noqa: F401
         from . import loop  # noqa: F401
 
         agent = Agent(data_fd, ctl_fd)

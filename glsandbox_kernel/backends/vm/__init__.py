@@ -1,0 +1,128 @@
+"""VM backend: each worker in its own QEMU microVM (HOST side).
+
+The guest is the Debian cloud kernel with a busybox initramfs and a
+read-only erofs root built by ``scripts/build-vm-image``; its PID 1 is the
+guest agent (:mod:`glsandbox_kernel.worker.guest`), which runs the unchanged
+worker as an unprivileged guest user and relays its frames over a
+virtio-serial port. The host side:
+
+- :mod:`.accel` decides KVM or TCG (KVM only with vmx/svm and a probe boot
+  that works: a KVM-PVM ``/dev/kvm`` cannot run Debian kernels);
+- :mod:`.image` finds the image and refuses one built from other sources;
+- :mod:`.machine` starts QEMU (``-M microvm``, no NIC, QEMU's own seccomp
+  sandbox, unprivileged QEMU user) and is the host view of the worker.
+
+Policies: memory = guest RAM (plus a host cgroup on QEMU where cgroups
+work); network none only (no NIC; the proxy over virtio-serial is not
+built, so MODERATE/LENIENT network policies are refused); the filesystem is
+the guest's own read-only image plus tmpfs (host paths and project folders
+are refused); rlimits, no_new_privs and seccomp (execve denied at STRICT)
+applied in the guest by the same confinement modules. Escape-class syscalls
+are refused in the guest, but not reported: no seccomp supervisor can take
+a listener over virtio-serial, so ``escape_detection`` says so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from typing import Any, ClassVar
+
+from ...config import IsolationType
+from ...exceptions import BackendUnavailableError
+from ..base import SandboxBackend, WorkerProcess
+from . import accel as _accel
+from .image import find_image
+from .machine import QEMU, MiB, VMWorker, launch
+
+__all__ = ["MIN_GUEST_MIB", "VMBackend", "VMWorker"]
+
+#: The smallest guest that boots the agent and a worker with headroom.
+MIN_GUEST_MIB = 128
+DEFAULT_GUEST_MIB = 512
+
+
+class VMBackend(SandboxBackend):
+    """A hardware-virtualised (KVM) or emulated (TCG) guest per worker."""
+
+    name: ClassVar[str] = "vm"
+    isolation_type: ClassVar[IsolationType] = IsolationType.VM
+    strength: ClassVar[int] = 100
+    #: Not a daemon, but a VM per session is too heavy to be the silent default.
+    needs_daemon: ClassVar[bool] = True
+
+    @classmethod
+    def available(cls) -> tuple[bool, str]:
+        """QEMU and a current image present; says which acceleration and why."""
+        if shutil.which(QEMU) is None:
+            return False, f"{QEMU} not found"
+        image, why = find_image()
+        if image is None:
+            return False, why
+        acc = _accel.detect()
+        return True, f"QEMU microvm, {acc.reason}; guest {why}"
+
+    @classmethod
+    def unavailable_hint(cls) -> str:
+        return "install qemu-system-x86 (scripts/install-system-deps), then run scripts/build-vm-image"
+
+    # -- policy ---------------------------------------------------------------------
+    def refusal(self) -> str | None:
+        """What this config asks that the VM backend cannot enforce, or None."""
+        cfg = self.config
+        if cfg.network.mode != "none":
+            return (
+                f"network mode {cfg.network.mode!r}: the VM has no NIC and no proxy over virtio-serial yet "
+                "(use security level strict or allow_network=False)"
+            )
+        fs = cfg.filesystem
+        if fs.root or fs.project_dir or fs.readonly_paths or fs.writable_paths:
+            return "host paths (root, project folder, readonly/writable paths) cannot be shared into the VM guest yet"
+        mem = cfg.limits.memory_limit_bytes
+        if mem is not None and mem < MIN_GUEST_MIB * MiB:
+            return f"memory limit {mem // MiB} MiB is below the smallest guest ({MIN_GUEST_MIB} MiB of guest RAM)"
+        return None
+
+    def guest_ram_mib(self) -> int:
+        """Guest RAM = the memory limit (rounded up to MiB), or the default."""
+        mem = self.config.limits.memory_limit_bytes
+        return DEFAULT_GUEST_MIB if mem is None else -(-mem // MiB)
+
+    def guest_plan(self) -> dict[str, Any]:
+        """HOST side: the confinement sections the guest agent applies to the worker."""
+        from ...confinement import rlimits, seccomp
+
+        limits = self.config.limits
+        plan: dict[str, Any] = {
+            # The address-space limit is the guest's RAM; NPROC counts the worker uid's processes.
+            "rlimits": rlimits.plan_rlimits(dataclasses.replace(limits, memory_limit_bytes=None)),
+            "no_new_privs": {"enabled": True},
+            "seccomp": seccomp.plan_seccomp(deny_exec=not self.config.new_programs_allowed, notify=False),
+        }
+        return plan
+
+    def start(self, *, session_id: str) -> WorkerProcess:
+        """Boot one microVM for ``session_id``; the session then reads the guest's hello."""
+        ok, why = self.available()
+        if not ok:
+            raise BackendUnavailableError(self.name, why, self.unavailable_hint())
+        refused = self.refusal()
+        if refused is not None:
+            raise BackendUnavailableError(self.name, refused, "use another isolation type for this policy")
+        worker = launch(
+            _accel.detect(), ram_mib=self.guest_ram_mib(), limits=self.config.limits, guest_plan=self.guest_plan()
+        )
+        worker.facts["escape_detection"] = (
+            "not possible: no seccomp supervisor over virtio-serial (denied in the guest)"
+        )
+        return worker
+
+    def connect(self, worker: WorkerProcess, *, max_frame: int, timeout: float) -> None:
+        """Read the guest's hello; without one in time QEMU is killed here, with the console tail."""
+        try:
+            super().connect(worker, max_frame=max_frame, timeout=timeout)
+        except BaseException as exc:
+            worker.kill()
+            if isinstance(worker, VMWorker) and exc.args:
+                exc.args = (f"{exc.args[0]} (guest console: {worker.console_text(400)!r})", *exc.args[1:])
+            raise
