@@ -56,7 +56,7 @@ def _config(isolation: IsolationType) -> Any:
 
 
 def bench_one_shot(n: int, rounds: int, *, pool: bool = True) -> dict[str, Any]:
-    from glsandbox_kernel.backends import warm_pool
+    from glsandbox_kernel.backends.zygote_backend import POOLS
 
     label = "" if pool else ", pool off"
     bwrap = shutil.which("bwrap")
@@ -66,7 +66,7 @@ def bench_one_shot(n: int, rounds: int, *, pool: bool = True) -> dict[str, Any]:
             "skipped": "bwrap not installed",
         }
     cfg = _config(IsolationType.NAMESPACE)
-    warm_pool.set_pool_size(None if pool else 0)
+    POOLS.set_size(None if pool else 0)
 
     def ours() -> None:
         with OSSandbox(cfg) as box:
@@ -83,8 +83,8 @@ def bench_one_shot(n: int, rounds: int, *, pool: bool = True) -> dict[str, Any]:
         theirs()
         a, b = side_by_side(ours, theirs, n, rounds)
     finally:
-        warm_pool.set_pool_size(None)
-        warm_pool.drain_all()
+        POOLS.set_size(None)
+        POOLS.drain_all()
     return {
         "name": f"one-shot NAMESPACE execute(f){label} vs bwrap ... python -c pass",
         "ours_ms": a * 1e3,

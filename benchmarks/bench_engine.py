@@ -27,7 +27,7 @@ from typing import Any
 from _timing import side_by_side
 
 from glsandbox_kernel import IsolationType, OSSandbox, OSSandboxConfig, create_config_by_level, execute_lenient
-from glsandbox_kernel.backends.basic import read_proc_stat
+from glsandbox_kernel.procfs import cpu_rss as read_proc_stat
 from glsandbox_kernel.session import Session
 
 
@@ -66,9 +66,9 @@ def bench_one_shot(
     n: int, rounds: int, isolation: IsolationType | None, *, pool: bool = True, gap: float = 0.0
 ) -> dict[str, Any]:
     """One-shot LENIENT sandbox per call (``execute_lenient`` for the default backend)."""
-    from glsandbox_kernel.backends import warm_pool
+    from glsandbox_kernel.backends.zygote_backend import POOLS
 
-    warm_pool.set_pool_size(None if pool else 0)
+    POOLS.set_size(None if pool else 0)
     if isolation is None:
 
         def ours_fn() -> Any:
@@ -93,8 +93,8 @@ def bench_one_shot(
         cls, _ = Session._choose_backend(create_config_by_level("lenient", isolation_type=isolation))
         backend = cls.isolation_type.value
     finally:
-        warm_pool.set_pool_size(None)
-        warm_pool.drain_all()
+        POOLS.set_size(None)
+        POOLS.drain_all()
     how = ("pool" if pool else "no pool") + (f", {gap:g} s apart" if gap else ", back to back")
     return {
         "name": f"one-shot [{backend}, {how}] vs python -c pass",

@@ -177,7 +177,7 @@ def tree_sample(worker: WorkerProcess) -> ResourceSample:
     sample = worker.sample()
     if sample.source not in ("procfs", "none"):
         return sample
-    from .backends.basic import read_proc_stat
+    from .procfs import cpu_rss as read_proc_stat
 
     pids = worker.host_pids()
     cpu = 0.0

@@ -34,6 +34,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .confinement import seccomp as _seccomp
+from .linux import CLONE_FLAG_NAMES, FAMILY_NAMES, IOCTL_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -45,17 +46,9 @@ SECCOMP_USER_NOTIF_FLAG_CONTINUE = 1
 _NOTIF = struct.Struct("=QIIiIQ6Q")
 _PATH_MAX = 4096
 
-_CLONE_FLAGS = {
-    0x00020000: "CLONE_NEWNS",
-    0x02000000: "CLONE_NEWCGROUP",
-    0x04000000: "CLONE_NEWUTS",
-    0x08000000: "CLONE_NEWIPC",
-    0x10000000: "CLONE_NEWUSER",
-    0x20000000: "CLONE_NEWPID",
-    0x40000000: "CLONE_NEWNET",
-}
-_IOCTLS = {_seccomp.TIOCSTI: "TIOCSTI", _seccomp.TIOCLINUX: "TIOCLINUX"}
-_FAMILIES = {_seccomp.AF_INET: "AF_INET", _seccomp.AF_INET6: "AF_INET6", _seccomp.AF_PACKET: "AF_PACKET"}
+_CLONE_FLAGS = CLONE_FLAG_NAMES
+_IOCTLS = IOCTL_NAMES
+_FAMILIES = FAMILY_NAMES
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -21,7 +21,6 @@ Three parties, three sides of the boundary:
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import os
 import select
@@ -35,19 +34,11 @@ from concurrent.futures import Future
 from typing import Any
 
 from .exceptions import SandboxCrashedError, SandboxError
+from .linux import PR_SET_CHILD_SUBREAPER, PR_SET_DUMPABLE, PR_SET_PDEATHSIG, prctl
+from .procfs import children_of
 from .protocol import FrameChannel, WorkerGone
 
-PR_SET_PDEATHSIG = 1
-PR_SET_DUMPABLE = 4
-PR_SET_CHILD_SUBREAPER = 36
-PR_SET_NO_NEW_PRIVS = 38
-
 _ZYGOTE_ENV_KEYS = ("PATH", "LANG", "LC_ALL", "TZ", "SYSTEMROOT")
-
-
-def _prctl(option: int, arg: int) -> int:
-    libc = ctypes.CDLL(None, use_errno=True)
-    return int(libc.prctl(option, arg, 0, 0, 0))
 
 
 def _status_to_returncode(status: int) -> int:
@@ -197,7 +188,7 @@ _DEATH_HOOKS: list[Callable[[ZygoteClient], None]] = []
 def on_zygote_death(hook: Callable[[ZygoteClient], None]) -> None:
     """HOST side: call ``hook(client)`` (on the client's reader thread) when a template dies.
 
-    Used by :mod:`glsandbox_kernel.backends.warm_pool` to drain the workers it
+    Used by :mod:`glsandbox_kernel.backends.zygote_backend` to drain the workers it
     keeps. Hooks must not block.
     """
     if hook not in _DEATH_HOOKS:
@@ -221,8 +212,8 @@ def get_zygote(python: str = sys.executable) -> ZygoteClient:
 
 def template_main(ctl_fd: int) -> None:
     """Serve spawn requests on ``ctl_fd`` until the host closes it."""
-    _prctl(PR_SET_DUMPABLE, 0)
-    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    prctl(PR_SET_DUMPABLE, 0)
+    prctl(PR_SET_CHILD_SUBREAPER, 1)
     # Pre-import what every worker needs, once.
     import cloudpickle  # noqa: F401
 
@@ -355,37 +346,9 @@ def _child_main(plan: dict[str, Any], sock_fd: int) -> None:
     its orphans fall to the template, which kills them (see :func:`_reap`).
     """
     os.setsid()
-    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    prctl(PR_SET_CHILD_SUBREAPER, 1)
     _worker_main(plan, sock_fd)
-
-
-def _kill_children_of(ppid: int) -> None:
-    """SIGKILL every process whose parent is ``ppid`` (reaper and template side)."""
-    for pid in children_of(ppid):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
-def children_of(ppid: int) -> list[int]:
-    """Pids whose parent is ``ppid``, read from /proc (no psutil in the template)."""
-    try:
-        with open(f"/proc/{ppid}/task/{ppid}/children") as fh:
-            return [int(x) for x in fh.read().split()]
-    except OSError:
-        out = []
-        for name in os.listdir("/proc"):
-            if name.isdigit():
-                try:
-                    with open(f"/proc/{name}/stat") as fh:
-                        stat = fh.read()
-                    if int(stat.rsplit(")", 1)[1].split()[1]) == ppid:
-                        out.append(int(name))
-                except (OSError, ValueError, IndexError):
-                    pass
-        return out
 
 
 def _worker_main(plan: dict[str, Any], sock_fd: int) -> None:

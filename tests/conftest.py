@@ -55,11 +55,11 @@ def zygote_children() -> list[int]:
     z = zygote._ZYGOTES.get(sys.executable)
     if z is None or z.proc.poll() is not None:
         return []
-    from glsandbox_kernel.backends import warm_pool
-    from glsandbox_kernel.backends.basic import descendants
+    from glsandbox_kernel.backends.zygote_backend import POOLS
+    from glsandbox_kernel.procfs import descendants
 
-    warm_pool.settle()  # a worker still being made is not pooled yet: wait until it is
-    pooled = warm_pool.pooled_pids()
+    POOLS.settle()  # a worker still being made is not pooled yet: wait until it is
+    pooled = POOLS.pooled_pids()
     return [p for p in live_pids(descendants(z.proc.pid)) if p not in pooled]
 
 

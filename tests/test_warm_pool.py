@@ -1,4 +1,4 @@
-"""The warm pool of pre-confined zygote workers (backends/warm_pool.py).
+"""The warm pool of pre-confined zygote workers (backends/pool.py, backends/zygote_backend.POOLS).
 
 Every test checks against the real process table and cgroup filesystem: a
 pooled worker goes to exactly one session and dies with it, draining leaves
@@ -18,9 +18,10 @@ from collections.abc import Iterator
 import pytest
 
 from glsandbox_kernel import IsolationType, OSSandbox, create_config_by_level, zygote
-from glsandbox_kernel.backends import warm_pool
 from glsandbox_kernel.backends.basic import BasicBackend, ZygoteWorker, flush_cleanups
 from glsandbox_kernel.backends.namespace import NamespaceBackend, NamespaceWorker
+from glsandbox_kernel.backends.pool import WarmPool
+from glsandbox_kernel.backends.zygote_backend import POOLS
 from glsandbox_kernel.config import OSSandboxConfig
 
 from .conftest import live_pids, wait_gone, wait_removed
@@ -32,9 +33,9 @@ def ns_config(level: str = "moderate") -> OSSandboxConfig:
     return create_config_by_level(level, isolation_type=IsolationType.NAMESPACE)
 
 
-def pool_for(cfg: OSSandboxConfig, backend_cls: type[BasicBackend] = NamespaceBackend) -> warm_pool.WarmPool:
+def pool_for(cfg: OSSandboxConfig, backend_cls: type[BasicBackend] = NamespaceBackend) -> WarmPool:
     backend = backend_cls(cfg)
-    pool = warm_pool.get_pool(backend.pool_key(), backend._launch_pooled)
+    pool = POOLS.get(backend.pool_key(), backend._launch_pooled)
     assert pool.wait_ready(1, timeout=30), pool.last_error
     return pool
 
@@ -42,31 +43,31 @@ def pool_for(cfg: OSSandboxConfig, backend_cls: type[BasicBackend] = NamespaceBa
 @pytest.fixture(autouse=True)
 def fresh_pools() -> Iterator[None]:
     """Each test starts and ends with no pool (and checks draining left nothing)."""
-    warm_pool.set_pool_size(None)
-    warm_pool.drain_all()
+    POOLS.set_size(None)
+    POOLS.drain_all()
     yield
-    warm_pool.set_pool_size(None)
-    pids = warm_pool.pooled_pids()
-    warm_pool.drain_all()
+    POOLS.set_size(None)
+    pids = POOLS.pooled_pids()
+    POOLS.drain_all()
     assert wait_gone(list(pids)) == []
 
 
 def test_pooled_worker_is_confined_connected_and_handed_to_one_session() -> None:
     cfg = ns_config()
     pool = pool_for(cfg)
-    [idle] = list(pool._ready)
+    [idle] = pool.idle()
     assert isinstance(idle, NamespaceWorker)
     assert idle.hello is not None and idle.hello["type"] == "hello"
     assert idle.supervisor is not None  # the listener fd came with the hello and is in use
     assert idle.cgroup is not None and idle.cgroup.contains(idle.pid)
     pooled = set(idle.host_pids())
-    assert pooled <= warm_pool.pooled_pids()
+    assert pooled <= POOLS.pooled_pids()
 
     with OSSandbox(cfg) as box:
         assert box.execute(os.getpid) == 2  # the worker, pid 2 of its pid namespace
         worker = box.session.worker
         assert worker is idle  # the pooled worker, taken
-        assert not pooled & warm_pool.pooled_pids()  # and no longer in the pool
+        assert not pooled & POOLS.pooled_pids()  # and no longer in the pool
         sid = box.session.session_id
         assert idle.cgroup.name.startswith(sid[:12])  # named after this session
         assert all(f"glsandbox-{sid[:12]}" in p for p in idle.cgroup.procs_files())
@@ -80,7 +81,7 @@ def test_pooled_worker_is_confined_connected_and_handed_to_one_session() -> None
 
 def test_no_worker_is_given_to_two_sessions() -> None:
     cfg = ns_config()
-    warm_pool.set_pool_size(2)
+    POOLS.set_size(2)
     pool = pool_for(cfg)
     pool.wait_ready(2)
     seen: list[int] = []
@@ -113,7 +114,7 @@ def test_no_worker_is_given_to_two_sessions() -> None:
 def test_violation_before_handover_reaches_the_session() -> None:
     cfg = ns_config()
     pool = pool_for(cfg)
-    [idle] = list(pool._ready)
+    [idle] = pool.idle()
     assert isinstance(idle, ZygoteWorker)
     record = {"kind": "syscall", "syscall": "unshare", "escape": True, "trusted": True, "detail": "unshare"}
     idle._violation(dict(record))  # as the supervisor thread would, while nobody listens
@@ -132,16 +133,16 @@ def test_key_follows_the_config_and_size_zero_disables() -> None:
     cfg_basic = create_config_by_level("moderate", isolation_type=IsolationType.BASIC)
     assert BasicBackend(cfg_basic).pool_key() != a.pool_key()
 
-    warm_pool.set_pool_size(0)
+    POOLS.set_size(0)
     with OSSandbox(ns_config()) as box:
         box.execute(int, 1)
-    assert warm_pool.pools() == [] and warm_pool.pooled_pids() == set()
+    assert POOLS.pools() == [] and POOLS.pooled_pids() == set()
 
 
 def test_basic_backend_pool() -> None:
     cfg = create_config_by_level("moderate", isolation_type=IsolationType.BASIC)
     pool = pool_for(cfg, BasicBackend)
-    [idle] = list(pool._ready)
+    [idle] = pool.idle()
     assert isinstance(idle, ZygoteWorker) and idle.workdir is not None
     with OSSandbox(cfg) as box:
         assert box.execute(os.getcwd) == idle.workdir
@@ -152,16 +153,16 @@ def test_basic_backend_pool() -> None:
 
 def test_drain_leaves_nothing() -> None:
     cfg = ns_config("lenient")  # with the network proxy: its thread and directory too
-    warm_pool.set_pool_size(2)
+    POOLS.set_size(2)
     pool = pool_for(cfg)
     assert pool.wait_ready(2)
-    workers = [w for w in pool._ready if isinstance(w, NamespaceWorker)]
-    pids = warm_pool.pooled_pids()
+    workers = [w for w in pool.idle() if isinstance(w, NamespaceWorker)]
+    pids = POOLS.pooled_pids()
     assert len(workers) == 2 and len(pids) >= 8  # P0, P1, init, worker (+ relay) each
     paths = [os.path.dirname(p) for w in workers if w.cgroup for p in w.cgroup.procs_files()]
     paths += [w.proxy_dir for w in workers if w.proxy_dir]
-    warm_pool.drain_all()
-    assert warm_pool.pools() == [] and warm_pool.pooled_pids() == set()
+    POOLS.drain_all()
+    assert POOLS.pools() == [] and POOLS.pooled_pids() == set()
     assert live_pids(list(pids)) == []  # drain kills synchronously
     flush_cleanups()
     assert wait_removed(paths) == []
@@ -172,16 +173,16 @@ def test_drain_leaves_nothing() -> None:
 def test_zygote_death_drains_the_pool() -> None:
     cfg = ns_config()
     pool = pool_for(cfg)
-    pids = warm_pool.pooled_pids()
+    pids = POOLS.pooled_pids()
     assert pids
     z = zygote.get_zygote(sys.executable)
     os.kill(z.proc.pid, signal.SIGKILL)
     z.proc.wait()
     assert wait_gone(list(pids)) == []
     for _ in range(200):
-        if pool.closed and warm_pool.pooled_pids() == set():
+        if pool.closed and POOLS.pooled_pids() == set():
             break
         threading.Event().wait(0.01)
-    assert pool.closed and warm_pool.pooled_pids() == set()
+    assert pool.closed and POOLS.pooled_pids() == set()
     with OSSandbox(cfg) as box:  # a new template, a cold start
         assert box.execute(int, 3) == 3

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .container import ContainerWorker
 
-from .warm_pool import env_pool_size
+from .pool import env_pool_size
 
 log = logging.getLogger("glsandbox.container.pool")
 

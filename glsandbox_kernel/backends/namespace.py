@@ -36,38 +36,17 @@ import time
 import uuid
 from typing import Any, ClassVar
 
+from .. import procfs
 from ..config import IsolationType
 from ..exceptions import BackendUnavailableError, SandboxError
-from ..zygote import ZygoteClient, children_of, get_zygote
+from ..procfs import children_of, descendants, ns_pids, start_time
+from ..zygote import ZygoteClient, get_zygote
 from .base import ExitInfo, ResourceSample, WorkerProcess
-from .basic import BasicBackend, ZygoteWorker, _key_of, descendants, read_proc_stat
+from .basic import BasicBackend
+from .zygote_backend import ZygoteWorker, key_of
 
 #: The worker's working directory inside the sandbox (on the private scratch tmpfs).
 SANDBOX_WORKDIR = "/tmp/work"
-
-
-def _start_time(pid: int) -> int | None:
-    """Start time (clock ticks since boot) of a running ``pid``; None if gone or a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            fields = fh.read().rsplit(b")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    if fields[0] in (b"Z", b"X"):
-        return None
-    return int(fields[19])
-
-
-def _ns_pid(pid: int) -> list[int]:
-    """The ``NSpid`` chain of host ``pid`` (outermost first), from /proc."""
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith("NSpid:"):
-                    return [int(x) for x in line.split()[1:]]
-    except (OSError, ValueError):
-        pass
-    return []
 
 
 class NamespaceWorker(ZygoteWorker):
@@ -116,14 +95,14 @@ class NamespaceWorker(ZygoteWorker):
         Also opens a pidfd for each (where the kernel has them), so
         :meth:`wait_chain_gone` wakes the moment they exit instead of polling.
         """
-        self._chain = [(p, t) for p in pids if (t := _start_time(p)) is not None]
+        self._chain = [(p, t) for p in pids if (t := start_time(p)) is not None]
         self._pidfds = []
         for p, t in self._chain:
             try:
                 fd = os.pidfd_open(p)
             except (OSError, AttributeError):
                 continue
-            if _start_time(p) == t:  # still the same process: the fd names it
+            if start_time(p) == t:  # still the same process: the fd names it
                 self._pidfds.append(fd)
             else:
                 os.close(fd)
@@ -143,7 +122,7 @@ class NamespaceWorker(ZygoteWorker):
         for fd in getattr(self, "_pidfds", []):
             poller.register(fd, select.POLLIN)
         while True:
-            alive = [(p, t) for p, t in self._chain if _start_time(p) == t]
+            alive = [(p, t) for p, t in self._chain if start_time(p) == t]
             if not alive:
                 return True
             if time.monotonic() > deadline:
@@ -208,12 +187,13 @@ class NamespaceWorker(ZygoteWorker):
     def sample(self) -> ResourceSample:
         """Trusted figures: the cgroup's when there is one, else /proc over the worker tree."""
         net = self.proxy.stats() if self.proxy is not None else None
-        if self.cgroup is not None:
-            s = ResourceSample(**self.cgroup.sample())
+        reading = self.cgroup.sample() if self.cgroup is not None else None
+        if reading is not None:
+            s = ResourceSample(**reading)
         else:
             cpu, rss, seen = 0.0, 0, 0
             for pid in self.worker_tree():
-                st = read_proc_stat(pid)
+                st = procfs.cpu_rss(pid)
                 if st is not None:
                     cpu, rss, seen = cpu + st[0], rss + st[1], seen + 1
             base = super().sample()
@@ -268,7 +248,7 @@ class NamespaceWorker(ZygoteWorker):
             stop.set()
         if self.poll() is not None and not self.wait_chain_gone():
             for p, t in self._chain:
-                if _start_time(p) == t:
+                if start_time(p) == t:
                     with contextlib.suppress(OSError):
                         os.kill(p, signal.SIGKILL)
             self.wait_chain_gone()
@@ -402,7 +382,7 @@ class NamespaceBackend(BasicBackend):
         ok, why = cgroups.available()
         cg = {"enabled": ok, "name": "<cgroup>", "attach_by": "host", "available": why}
         proxy = "<proxy>" if self.config.network.mode != "none" else None
-        return _key_of(self.name, self.child_plan(self.workdir_inside(), cgroup=cg, proxy_socket=proxy), self.config)
+        return key_of(self.name, self.child_plan(self.workdir_inside(), cgroup=cg, proxy_socket=proxy), self.config)
 
     def start_fresh(self, *, session_id: str) -> WorkerProcess:
         """Create cgroup and proxy, fork the confined worker; undo everything on failure."""
@@ -453,7 +433,7 @@ class NamespaceBackend(BasicBackend):
         inner = hello.get("pid")
         tree = descendants(worker.root_pid)
         for pid in tree:
-            chain = _ns_pid(pid)
+            chain = ns_pids(pid)
             if len(chain) >= 2 and type(inner) is int and chain[-1] == inner:
                 worker.set_worker_pid(pid)
                 break

@@ -42,8 +42,9 @@ from typing import Any
 
 from ..config import OSSandboxConfig
 from ..exceptions import SandboxConfigError
+from ..linux import CLONE_NEWUSER, PR_SET_PDEATHSIG, libc, prctl
 from . import capabilities, cgroups, landlock, mounts, namespaces, network, rlimits, seccomp
-from ._common import PR_SET_PDEATHSIG, ConfinementError, prctl
+from ._common import ConfinementError
 
 __all__ = [
     "BACKENDS",
@@ -267,7 +268,7 @@ def probe_unprivileged_namespaces() -> tuple[bool, str]:
             os.setresuid(
                 namespaces.UNPRIVILEGED_HOST_ID, namespaces.UNPRIVILEGED_HOST_ID, namespaces.UNPRIVILEGED_HOST_ID
             )
-            code = 0 if _libc_unshare(namespaces.CLONE_NEWUSER) == 0 else 1
+            code = 0 if _libc_unshare(CLONE_NEWUSER) == 0 else 1
         except OSError:
             code = 2
         os._exit(code)
@@ -279,8 +280,6 @@ def probe_unprivileged_namespaces() -> tuple[bool, str]:
 
 
 def _libc_unshare(flags: int) -> int:
-    from ._common import libc
-
     return int(libc().unshare(flags))
 
 

@@ -14,7 +14,7 @@ import ctypes
 import os
 from typing import Any
 
-from ._common import (
+from ..linux import (
     PR_CAP_AMBIENT,
     PR_CAP_AMBIENT_CLEAR_ALL,
     PR_CAPBSET_DROP,
@@ -22,12 +22,11 @@ from ._common import (
     PR_GET_NO_NEW_PRIVS,
     PR_SET_DUMPABLE,
     PR_SET_NO_NEW_PRIVS,
-    ConfinementError,
-    check,
     libc,
     prctl,
     sysno,
 )
+from ._common import ConfinementError, check
 
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 

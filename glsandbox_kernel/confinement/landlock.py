@@ -21,7 +21,8 @@ import stat
 import sys
 from typing import Any
 
-from ._common import ConfinementError, check, libc, sysno
+from ..linux import libc, sysno
+from ._common import ConfinementError, check
 
 LANDLOCK_CREATE_RULESET_VERSION = 1
 LANDLOCK_RULE_PATH_BENEATH = 1

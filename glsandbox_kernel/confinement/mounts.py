@@ -36,7 +36,8 @@ from collections.abc import Callable
 from typing import Any
 
 from ..config import OSSandboxConfig
-from ._common import ConfinementError, libc, sysno
+from ..linux import libc, sysno
+from ._common import ConfinementError
 
 MS_RDONLY = 1
 MS_NOSUID = 2

@@ -42,25 +42,10 @@ import signal
 import struct
 from typing import Any, NoReturn
 
-from ._common import PR_SET_DUMPABLE, PR_SET_PDEATHSIG, ConfinementError, close_fds_except, libc, prctl
+from ..linux import CLONE_NEWUSER, CLONE_NS_FLAGS, PR_SET_DUMPABLE, PR_SET_PDEATHSIG, libc, prctl
+from ._common import ConfinementError, close_fds_except
 
-CLONE_NEWNS = 0x00020000
-CLONE_NEWCGROUP = 0x02000000
-CLONE_NEWUTS = 0x04000000
-CLONE_NEWIPC = 0x08000000
-CLONE_NEWUSER = 0x10000000
-CLONE_NEWPID = 0x20000000
-CLONE_NEWNET = 0x40000000
-
-FLAGS = {
-    "user": CLONE_NEWUSER,
-    "mount": CLONE_NEWNS,
-    "pid": CLONE_NEWPID,
-    "net": CLONE_NEWNET,
-    "ipc": CLONE_NEWIPC,
-    "uts": CLONE_NEWUTS,
-    "cgroup": CLONE_NEWCGROUP,
-}
+FLAGS = CLONE_NS_FLAGS
 
 #: uid/gid of the worker inside its user namespace.
 SANDBOX_UID = 1000

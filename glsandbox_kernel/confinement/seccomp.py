@@ -1,5 +1,12 @@
 """Step: the seccomp BPF filter, written in pure Python (no libseccomp).
 
+One policy, two outputs: :class:`SeccompPolicy` (a frozen dataclass, the
+plan's seccomp section) emits both the BPF program the zygote backends load
+(:meth:`SeccompPolicy.bpf`) and the OCI/Docker seccomp profile of the
+container backends (:meth:`SeccompPolicy.oci_profile`), from ONE escape list
+(:data:`ESCAPE`, sent to the supervisor where it runs) and ONE deny list
+(:data:`DENY`, plain EPERM). A unit test checks that both deny the same set.
+
 Host side: :func:`plan_seccomp`, :func:`notify_supported`,
 :func:`build_filter` (pure: a list of ``(code, jt, jf, k)`` instructions)
 and the decoding tables the supervisor uses (:func:`syscall_name`).
@@ -31,13 +38,30 @@ action cache answers them without running the program: no hot-path cost.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import errno
 import functools
 import os
 import struct
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ._common import MACHINE, PR_GET_NO_NEW_PRIVS, ConfinementError, check, libc, prctl, sysno
+from ..linux import (
+    CLONE_FLAG_NAMES,
+    CLONE_NEW_MASK,
+    INET_FAMILIES,
+    MACHINE,
+    PR_GET_NO_NEW_PRIVS,
+    SYSCALLS,
+    TIOCLINUX,
+    TIOCSTI,
+    libc,
+    prctl,
+    sysno,
+)
+from ._common import ConfinementError, check
+
+if TYPE_CHECKING:
+    from ..config import OSSandboxConfig
 
 SECCOMP_SET_MODE_FILTER = 1
 SECCOMP_GET_ACTION_AVAIL = 2
@@ -58,12 +82,6 @@ BPF_JMP_JGE_K = 0x35
 BPF_JMP_JSET_K = 0x45
 BPF_RET_K = 0x06
 
-CLONE_NEW_MASK = 0x7E020000  # NEWNS|NEWCGROUP|NEWUTS|NEWIPC|NEWUSER|NEWPID|NEWNET
-TIOCSTI = 0x5412
-TIOCLINUX = 0x541C
-AF_INET = 2
-AF_INET6 = 10
-AF_PACKET = 17
 #: personality(2) values Docker's default profile allows.
 PERSONALITY_ALLOWED = (0x0, 0x8, 0x20000, 0x20008, 0xFFFFFFFF)
 
@@ -106,7 +124,8 @@ ESCAPE = (
     "mount_setattr",
     "pidfd_getfd",
 )
-#: The rest of Docker's default denials: plain EPERM, not recorded.
+#: The rest of Docker's default denials (and of what the container backend
+#: always denied): plain EPERM, not recorded.
 DENY = (
     "clock_adjtime",
     "clock_settime",
@@ -136,65 +155,29 @@ DENY = (
     "setdomainname",
     "sethostname",
     "process_madvise",
+    "adjtimex",
 )
+#: Names the OCI profile also denies for the 32-bit compat architectures it
+#: admits (SCMP_ARCH_X86/ARM); they do not exist on x86_64/aarch64, whose BPF
+#: program kills any other architecture outright.
+COMPAT_ONLY = ("umount", "stime")
 #: Basenames whose execve is an escape attempt.
 ESCAPE_TOOLS = frozenset({"ptrace", "gdb", "strace", "nsenter", "unshare", "mount", "chroot", "insmod", "modprobe"})
 
-# fmt: off
-SYSCALLS: dict[str, dict[str, int]] = {
-    "x86_64": {
-        "ptrace": 101, "process_vm_readv": 310, "process_vm_writev": 311, "mount": 165,
-        "umount2": 166, "pivot_root": 155, "unshare": 272, "setns": 308, "bpf": 321,
-        "perf_event_open": 298, "keyctl": 250, "add_key": 248, "request_key": 249,
-        "userfaultfd": 323, "io_uring_setup": 425, "io_uring_enter": 426,
-        "io_uring_register": 427, "kexec_load": 246, "kexec_file_load": 320,
-        "init_module": 175, "finit_module": 313, "delete_module": 176,
-        "open_by_handle_at": 304, "reboot": 169, "swapon": 167, "swapoff": 168, "acct": 163,
-        "fsopen": 430, "fsconfig": 431, "fsmount": 432, "fspick": 433, "move_mount": 429,
-        "open_tree": 428, "mount_setattr": 442, "pidfd_getfd": 438, "chroot": 161, "clone": 56,
-        "clone3": 435, "ioctl": 16, "execve": 59, "execveat": 322, "personality": 135,
-        "socket": 41, "clock_adjtime": 305, "clock_settime": 227, "settimeofday": 164,
-        "create_module": 174, "get_kernel_syms": 177, "query_module": 178, "nfsservctl": 180,
-        "ioperm": 173, "iopl": 172, "kcmp": 312, "lookup_dcookie": 212, "quotactl": 179,
-        "quotactl_fd": 443, "sysfs": 139, "_sysctl": 156, "uselib": 134, "ustat": 136,
-        "vhangup": 153, "syslog": 103, "get_mempolicy": 239, "set_mempolicy": 238,
-        "mbind": 237, "move_pages": 279, "name_to_handle_at": 303, "fanotify_init": 300,
-        "setdomainname": 171, "sethostname": 170, "process_madvise": 440,
-    },
-    "aarch64": {
-        "ptrace": 117, "process_vm_readv": 270, "process_vm_writev": 271, "mount": 40,
-        "umount2": 39, "pivot_root": 41, "unshare": 97, "setns": 268, "bpf": 280,
-        "perf_event_open": 241, "keyctl": 219, "add_key": 217, "request_key": 218,
-        "userfaultfd": 282, "io_uring_setup": 425, "io_uring_enter": 426,
-        "io_uring_register": 427, "kexec_load": 104, "kexec_file_load": 294,
-        "init_module": 105, "finit_module": 273, "delete_module": 106,
-        "open_by_handle_at": 265, "reboot": 142, "swapon": 224, "swapoff": 225, "acct": 89,
-        "fsopen": 430, "fsconfig": 431, "fsmount": 432, "fspick": 433, "move_mount": 429,
-        "open_tree": 428, "mount_setattr": 442, "pidfd_getfd": 438, "chroot": 51, "clone": 220,
-        "clone3": 435, "ioctl": 29, "execve": 221, "execveat": 281, "personality": 92,
-        "socket": 198, "clock_adjtime": 266, "clock_settime": 112, "settimeofday": 170,
-        "nfsservctl": 42, "kcmp": 272, "lookup_dcookie": 18, "quotactl": 60,
-        "quotactl_fd": 443, "vhangup": 58, "syslog": 116, "get_mempolicy": 236,
-        "set_mempolicy": 237, "mbind": 235, "move_pages": 239, "name_to_handle_at": 264,
-        "fanotify_init": 262, "setdomainname": 162, "sethostname": 161, "process_madvise": 440,
-    },
-}
-# fmt: on
 _ARCH_BY_AUDIT = {v: k for k, v in AUDIT_ARCH.items()}
 
 
 def syscall_name(nr: int, audit_arch: int | None = None) -> str:
     """Name of syscall ``nr`` (for the supervisor's records); ``syscall_<nr>`` if unknown."""
+    from ..linux import syscall_name as _name
+
     arch = _ARCH_BY_AUDIT.get(audit_arch, MACHINE) if audit_arch is not None else MACHINE
-    for name, num in SYSCALLS.get(arch, {}).items():
-        if num == nr:
-            return name
-    return f"syscall_{nr}"
+    return _name(nr, arch)
 
 
 def syscall_number(name: str, arch: str = MACHINE) -> int | None:
     """Number of ``name`` on ``arch`` (None when this table does not know it)."""
-    return SYSCALLS.get(arch, {}).get(name)
+    return sysno(name, arch)
 
 
 def supported() -> tuple[bool, str]:
@@ -255,6 +238,128 @@ def notify_supported() -> bool:
     return (major, minor) >= (5, 5)  # SECCOMP_USER_NOTIF_FLAG_CONTINUE
 
 
+_NO_DETECTION = "not possible: seccomp user notifications unavailable"
+_OCI_ARCHES = {
+    "x86_64": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+    "amd64": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+    "aarch64": ["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"],
+    "arm64": ["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"],
+}
+#: gVisor's OCI runtime: it answers clone3 with ENOSYS itself and would turn
+#: an ``errnoRet`` ENOSYS rule into EPERM, stopping libc's fallback to clone.
+RUNSC = "runsc"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SeccompPolicy:
+    """One seccomp policy; the seccomp section of a child plan (HOST side builds it).
+
+    ``deny_exec``: STRICT (execve of new programs denied). ``notify``: send
+    escape-class syscalls to the host supervisor. ``exec_notify``: with
+    ``notify`` and without ``deny_exec``, let the supervisor see every execve
+    to catch escape tools. ``deny_inet``: deny IPv4/IPv6/packet sockets
+    (BASIC without network). ``detection``: what the audit record says about
+    escape detection.
+
+    :meth:`bpf` is the program the zygote backends load; :meth:`oci_profile`
+    the Docker/OCI profile of the container backends. Both deny the same set.
+    """
+
+    enabled: bool = True
+    arch: str = MACHINE
+    deny_exec: bool = False
+    notify: bool = False
+    exec_notify: bool = False
+    deny_inet: bool = False
+    detection: str = _NO_DETECTION
+
+    @classmethod
+    def for_config(
+        cls, config: OSSandboxConfig, *, notify: bool | None = None, deny_inet: bool = False
+    ) -> SeccompPolicy:
+        """HOST side: the policy for ``config``.
+
+        ``notify`` defaults to ``config.detect_escape_attempts`` and is kept
+        only where :func:`notify_supported`; the container backends pass
+        ``notify=False`` (no supervisor there: the profile's EPERM stands).
+        """
+        want = config.detect_escape_attempts if notify is None else notify
+        return cls.make(deny_exec=not config.new_programs_allowed, notify=want, deny_inet=deny_inet)
+
+    @classmethod
+    def make(cls, *, deny_exec: bool, notify: bool, exec_notify: bool = True, deny_inet: bool = False) -> SeccompPolicy:
+        """HOST side: a policy, with ``notify`` kept only where the kernel supports it."""
+        notify = notify and notify_supported()
+        return cls(
+            deny_exec=deny_exec,
+            notify=notify,
+            exec_notify=notify and exec_notify,
+            deny_inet=deny_inet,
+            detection="supervisor" if notify else _NO_DETECTION,
+        )
+
+    def bpf(self) -> list[tuple[int, int, int, int]]:
+        """The BPF program as ``(code, jt, jf, k)`` tuples (pure; either side)."""
+        return build_filter(self)
+
+    def denied_names(self) -> frozenset[str]:
+        """Syscalls denied whatever their arguments (escape class and the rest), on :attr:`arch`."""
+        table = SYSCALLS.get(self.arch, {})
+        return frozenset(n for n in (*ESCAPE, *DENY) if n in table)
+
+    def oci_profile(self, runtime: str | None = None) -> dict[str, Any]:
+        """The OCI/Docker seccomp profile: allow by default, EPERM for :data:`ESCAPE` + :data:`DENY`.
+
+        Also denies clone(2) with namespace flags and the TIOCSTI/TIOCLINUX
+        ioctls, and answers clone3 with ENOSYS so that libc falls back to
+        clone, whose flags the filter can inspect (as Docker's default
+        profile does). Under gVisor (``runtime="runsc"``) the clone3 rule is
+        left out (see :data:`RUNSC`). Without a supervisor in a container,
+        escape-class calls get EPERM. Not part of the profile: the execve
+        rules (the runtime loads the profile before it execs the container's
+        entry point; the container backend enforces STRICT with a read-only
+        root and noexec tmpfs) and the personality(2) value check.
+        """
+        eperm, enosys = errno.EPERM, errno.ENOSYS
+        names = [*ESCAPE, *DENY, *COMPAT_ONLY]
+        syscalls: list[dict[str, Any]] = [{"names": names, "action": "SCMP_ACT_ERRNO", "errnoRet": eperm}]
+        if runtime != RUNSC:
+            syscalls.append({"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": enosys})
+        for flag in CLONE_FLAG_NAMES:
+            syscalls.append(
+                {
+                    "names": ["clone"],
+                    "action": "SCMP_ACT_ERRNO",
+                    "errnoRet": eperm,
+                    "args": [{"index": 0, "value": flag, "valueTwo": flag, "op": "SCMP_CMP_MASKED_EQ"}],
+                }
+            )
+        for request in (TIOCSTI, TIOCLINUX):
+            syscalls.append(
+                {
+                    "names": ["ioctl"],
+                    "action": "SCMP_ACT_ERRNO",
+                    "errnoRet": eperm,
+                    "args": [{"index": 1, "value": request, "op": "SCMP_CMP_EQ"}],
+                }
+            )
+        if self.deny_inet:
+            for family in INET_FAMILIES:
+                syscalls.append(
+                    {
+                        "names": ["socket"],
+                        "action": "SCMP_ACT_ERRNO",
+                        "errnoRet": eperm,
+                        "args": [{"index": 0, "value": family, "op": "SCMP_CMP_EQ"}],
+                    }
+                )
+        return {
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": _OCI_ARCHES.get(self.arch.lower(), []),
+            "syscalls": syscalls,
+        }
+
+
 def plan_seccomp(
     *,
     deny_exec: bool,
@@ -262,24 +367,16 @@ def plan_seccomp(
     exec_notify: bool = True,
     deny_inet: bool = False,
 ) -> dict[str, Any]:
-    """HOST side: the seccomp section of a child plan.
+    """HOST side: the seccomp section of a child plan (see :class:`SeccompPolicy`)."""
+    policy = SeccompPolicy.make(deny_exec=deny_exec, notify=notify, exec_notify=exec_notify, deny_inet=deny_inet)
+    return dataclasses.asdict(policy)
 
-    ``deny_exec``: STRICT (execve of new programs denied). ``notify``: send
-    escape-class syscalls to the host supervisor (only when
-    :func:`notify_supported`). ``exec_notify``: with ``notify`` and without
-    ``deny_exec``, let the supervisor see every execve to catch escape tools.
-    ``deny_inet``: deny IPv4/IPv6/packet sockets (BASIC without network).
-    """
-    notify = notify and notify_supported()
-    return {
-        "enabled": True,
-        "arch": MACHINE,
-        "deny_exec": deny_exec,
-        "notify": notify,
-        "exec_notify": notify and exec_notify,
-        "deny_inet": deny_inet,
-        "detection": "supervisor" if notify else "not possible: seccomp user notifications unavailable",
-    }
+
+def _policy(section: SeccompPolicy | dict[str, Any]) -> SeccompPolicy:
+    if isinstance(section, SeccompPolicy):
+        return section
+    known = {f.name for f in dataclasses.fields(SeccompPolicy)}
+    return SeccompPolicy(**{k: v for k, v in section.items() if k in known})
 
 
 def _ret(k: int) -> tuple[int, int, int, int]:
@@ -294,12 +391,13 @@ def _arg_lo(i: int) -> int:
     return 16 + 8 * i  # seccomp_data.args[i], low 32 bits (little endian)
 
 
-def build_filter(section: dict[str, Any]) -> list[tuple[int, int, int, int]]:
+def build_filter(section: SeccompPolicy | dict[str, Any]) -> list[tuple[int, int, int, int]]:
     """The BPF program for ``section`` as ``(code, jt, jf, k)`` tuples (pure; either side)."""
-    arch = section.get("arch", MACHINE)
+    policy = _policy(section)
+    arch = policy.arch
     table = SYSCALLS[arch]
     eperm = SECCOMP_RET_ERRNO | errno.EPERM
-    notify = SECCOMP_RET_USER_NOTIF if section.get("notify") else eperm
+    notify = SECCOMP_RET_USER_NOTIF if policy.notify else eperm
     prog: list[tuple[int, int, int, int]] = [
         _ld(4),
         (BPF_JMP_JEQ_K, 1, 0, AUDIT_ARCH[arch]),
@@ -340,11 +438,11 @@ def build_filter(section: dict[str, Any]) -> list[tuple[int, int, int, int]]:
     simple("clone3", SECCOMP_RET_ERRNO | errno.ENOSYS)
     arg_in("ioctl", 1, (TIOCSTI, TIOCLINUX), notify, SECCOMP_RET_ALLOW)
     arg_in("personality", 0, PERSONALITY_ALLOWED, SECCOMP_RET_ALLOW, eperm)
-    if section.get("deny_inet"):
-        arg_in("socket", 0, (AF_INET, AF_INET6, AF_PACKET), notify, SECCOMP_RET_ALLOW)
-    if section.get("deny_exec"):
+    if policy.deny_inet:
+        arg_in("socket", 0, INET_FAMILIES, notify, SECCOMP_RET_ALLOW)
+    if policy.deny_exec:
         exec_action = notify
-    elif section.get("exec_notify"):
+    elif policy.exec_notify:
         exec_action = SECCOMP_RET_USER_NOTIF
     else:
         exec_action = SECCOMP_RET_ALLOW
@@ -357,20 +455,23 @@ def build_filter(section: dict[str, Any]) -> list[tuple[int, int, int, int]]:
     return prog
 
 
-def install_child(section: dict[str, Any] | None, report: dict[str, Any]) -> int | None:
+def install_child(section: SeccompPolicy | dict[str, Any] | None, report: dict[str, Any]) -> int | None:
     """CHILD side: load the filter; returns the listener fd when notifications are on.
 
     Needs no_new_privs (or CAP_SYS_ADMIN). The caller must hand the listener
     fd to the host and close it: the sandboxed code must never hold it.
     """
-    if not section or not section.get("enabled"):
+    if not section:
         return None
-    if section.get("arch", MACHINE) != MACHINE:
-        raise ConfinementError("seccomp", f"filter for {section.get('arch')} on {MACHINE}")
-    prog = build_filter(section)
+    policy = _policy(section)
+    if not policy.enabled:
+        return None
+    if policy.arch != MACHINE:
+        raise ConfinementError("seccomp", f"filter for {policy.arch} on {MACHINE}")
+    prog = build_filter(policy)
     arr = (_SockFilter * len(prog))(*(_SockFilter(*ins) for ins in prog))
     fprog = _SockFprog(len(prog), ctypes.cast(arr, ctypes.POINTER(_SockFilter)))
-    flags = SECCOMP_FILTER_FLAG_NEW_LISTENER if section.get("notify") else 0
+    flags = SECCOMP_FILTER_FLAG_NEW_LISTENER if policy.notify else 0
     hint = ""
     if prctl(PR_GET_NO_NEW_PRIVS) != 1:
         hint = "set no_new_privs first"
@@ -380,12 +481,8 @@ def install_child(section: dict[str, Any] | None, report: dict[str, Any]) -> int
         int(libc().syscall(sysno("seccomp"), SECCOMP_SET_MODE_FILTER, flags, ctypes.byref(fprog))),
         hint or "this requires a kernel configured with CONFIG_SECCOMP_FILTER",
     )
-    report["seccomp"] = {
-        "instructions": len(prog),
-        "deny_exec": bool(section.get("deny_exec")),
-        "detection": section.get("detection", "supervisor"),
-    }
-    return res if section.get("notify") else None
+    report["seccomp"] = {"instructions": len(prog), "deny_exec": policy.deny_exec, "detection": policy.detection}
+    return res if policy.notify else None
 
 
 def pack_notif_resp(notif_id: int, *, error: int = 0, val: int = 0, flags: int = 0) -> bytes:

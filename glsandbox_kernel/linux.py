@@ -1,0 +1,169 @@
+"""Linux constants and the two libc calls every layer needs, in one place.
+
+Syscall numbers per machine, clone(2) namespace flags, prctl(2) options
+and one :func:`prctl` wrapper, terminal ioctls, socket families. Pure data
+plus :func:`libc`; nothing here allocates much or starts threads, so it is
+safe on both sides of the trust boundary and in a child after ``fork()``.
+
+Who uses it: the confinement steps, the seccomp supervisor, the zygote, and
+the container backend's seccomp profile (through
+:class:`glsandbox_kernel.confinement.seccomp.SeccompPolicy`).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import platform
+
+#: This machine, as ``platform.machine()`` names it ("x86_64", "aarch64").
+MACHINE = platform.machine()
+
+# -- clone(2) / unshare(2) namespace flags (linux/sched.h) ----------------------
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+#: Namespace kind (as the plans name it) -> clone flag.
+CLONE_NS_FLAGS: dict[str, int] = {
+    "user": CLONE_NEWUSER,
+    "mount": CLONE_NEWNS,
+    "pid": CLONE_NEWPID,
+    "net": CLONE_NEWNET,
+    "ipc": CLONE_NEWIPC,
+    "uts": CLONE_NEWUTS,
+    "cgroup": CLONE_NEWCGROUP,
+}
+#: Flag -> its C name (for violation records), in bit order.
+CLONE_FLAG_NAMES: dict[int, str] = {
+    CLONE_NEWNS: "CLONE_NEWNS",
+    CLONE_NEWCGROUP: "CLONE_NEWCGROUP",
+    CLONE_NEWUTS: "CLONE_NEWUTS",
+    CLONE_NEWIPC: "CLONE_NEWIPC",
+    CLONE_NEWUSER: "CLONE_NEWUSER",
+    CLONE_NEWPID: "CLONE_NEWPID",
+    CLONE_NEWNET: "CLONE_NEWNET",
+}
+#: Every namespace flag at once (0x7E020000).
+CLONE_NEW_MASK = 0
+for _flag in CLONE_FLAG_NAMES:
+    CLONE_NEW_MASK |= _flag
+del _flag
+
+# -- prctl(2) options (linux/prctl.h) -------------------------------------------
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_SET_KEEPCAPS = 8
+PR_CAPBSET_READ = 23
+PR_CAPBSET_DROP = 24
+PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NO_NEW_PRIVS = 38
+PR_GET_NO_NEW_PRIVS = 39
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+# -- ioctls -----------------------------------------------------------------------
+TIOCSTI = 0x5412  # push a byte into a terminal's input queue
+TIOCLINUX = 0x541C  # virtual console tricks (selection paste)
+IOCTL_NAMES: dict[int, str] = {TIOCSTI: "TIOCSTI", TIOCLINUX: "TIOCLINUX"}
+
+# -- socket families --------------------------------------------------------------
+AF_UNIX = 1
+AF_INET = 2
+AF_INET6 = 10
+AF_NETLINK = 16
+AF_PACKET = 17
+#: The families that reach a network (denied by BASIC without network).
+INET_FAMILIES: tuple[int, ...] = (AF_INET, AF_INET6, AF_PACKET)
+FAMILY_NAMES: dict[int, str] = {AF_UNIX: "AF_UNIX", AF_INET: "AF_INET", AF_INET6: "AF_INET6", AF_PACKET: "AF_PACKET"}
+
+# -- syscall numbers --------------------------------------------------------------
+# x86_64 (arch/x86/entry/syscalls/syscall_64.tbl) and the asm-generic table
+# aarch64 uses. Only the syscalls this project names: the seccomp filter's
+# rules, the calls the confinement steps make directly, and the decoding
+# tables of the supervisor. A name missing on a machine does not exist there.
+# fmt: off
+SYSCALLS: dict[str, dict[str, int]] = {
+    "x86_64": {
+        "ptrace": 101, "process_vm_readv": 310, "process_vm_writev": 311, "mount": 165,
+        "umount2": 166, "pivot_root": 155, "unshare": 272, "setns": 308, "bpf": 321,
+        "perf_event_open": 298, "keyctl": 250, "add_key": 248, "request_key": 249,
+        "userfaultfd": 323, "io_uring_setup": 425, "io_uring_enter": 426,
+        "io_uring_register": 427, "kexec_load": 246, "kexec_file_load": 320,
+        "init_module": 175, "finit_module": 313, "delete_module": 176,
+        "open_by_handle_at": 304, "reboot": 169, "swapon": 167, "swapoff": 168, "acct": 163,
+        "fsopen": 430, "fsconfig": 431, "fsmount": 432, "fspick": 433, "move_mount": 429,
+        "open_tree": 428, "mount_setattr": 442, "pidfd_getfd": 438, "chroot": 161, "clone": 56,
+        "clone3": 435, "ioctl": 16, "execve": 59, "execveat": 322, "personality": 135,
+        "socket": 41, "clock_adjtime": 305, "clock_settime": 227, "settimeofday": 164,
+        "adjtimex": 159, "create_module": 174, "get_kernel_syms": 177, "query_module": 178,
+        "nfsservctl": 180, "ioperm": 173, "iopl": 172, "kcmp": 312, "lookup_dcookie": 212,
+        "quotactl": 179, "quotactl_fd": 443, "sysfs": 139, "_sysctl": 156, "uselib": 134,
+        "ustat": 136, "vhangup": 153, "syslog": 103, "get_mempolicy": 239,
+        "set_mempolicy": 238, "mbind": 237, "move_pages": 279, "name_to_handle_at": 303,
+        "fanotify_init": 300, "setdomainname": 171, "sethostname": 170, "process_madvise": 440,
+        "seccomp": 317, "landlock_create_ruleset": 444, "landlock_add_rule": 445,
+        "landlock_restrict_self": 446, "capset": 126, "capget": 125,
+    },
+    "aarch64": {
+        "ptrace": 117, "process_vm_readv": 270, "process_vm_writev": 271, "mount": 40,
+        "umount2": 39, "pivot_root": 41, "unshare": 97, "setns": 268, "bpf": 280,
+        "perf_event_open": 241, "keyctl": 219, "add_key": 217, "request_key": 218,
+        "userfaultfd": 282, "io_uring_setup": 425, "io_uring_enter": 426,
+        "io_uring_register": 427, "kexec_load": 104, "kexec_file_load": 294,
+        "init_module": 105, "finit_module": 273, "delete_module": 106,
+        "open_by_handle_at": 265, "reboot": 142, "swapon": 224, "swapoff": 225, "acct": 89,
+        "fsopen": 430, "fsconfig": 431, "fsmount": 432, "fspick": 433, "move_mount": 429,
+        "open_tree": 428, "mount_setattr": 442, "pidfd_getfd": 438, "chroot": 51, "clone": 220,
+        "clone3": 435, "ioctl": 29, "execve": 221, "execveat": 281, "personality": 92,
+        "socket": 198, "clock_adjtime": 266, "clock_settime": 112, "settimeofday": 170,
+        "adjtimex": 171, "nfsservctl": 42, "kcmp": 272, "lookup_dcookie": 18, "quotactl": 60,
+        "quotactl_fd": 443, "vhangup": 58, "syslog": 116, "get_mempolicy": 236,
+        "set_mempolicy": 237, "mbind": 235, "move_pages": 239, "name_to_handle_at": 264,
+        "fanotify_init": 262, "setdomainname": 162, "sethostname": 161, "process_madvise": 440,
+        "seccomp": 277, "landlock_create_ruleset": 444, "landlock_add_rule": 445,
+        "landlock_restrict_self": 446, "capset": 91, "capget": 90,
+    },
+}
+# fmt: on
+
+
+def sysno(name: str, arch: str = MACHINE) -> int | None:
+    """The number of syscall ``name`` on ``arch`` (this machine by default), or None."""
+    return SYSCALLS.get(arch, {}).get(name)
+
+
+def syscall_name(nr: int, arch: str = MACHINE) -> str:
+    """The name of syscall ``nr`` on ``arch``; ``syscall_<nr>`` when this table does not know it."""
+    for name, num in SYSCALLS.get(arch, {}).items():
+        if num == nr:
+            return name
+    return f"syscall_{nr}"
+
+
+# -- libc -------------------------------------------------------------------------
+_libc: ctypes.CDLL | None = None
+
+
+def libc() -> ctypes.CDLL:
+    """The C library, loaded once with ``use_errno=True`` (both sides)."""
+    global _libc
+    if _libc is None:
+        lib = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        lib.syscall.restype = ctypes.c_long
+        lib.prctl.restype = ctypes.c_int
+        lib.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+        lib.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+        lib.unshare.argtypes = [ctypes.c_int]
+        lib.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+        _libc = lib
+    return _libc
+
+
+def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
+    """``prctl(2)``; returns the raw result (the errno stays in ``ctypes.get_errno()``)."""
+    c = ctypes.c_ulong
+    return int(libc().prctl(option, c(arg2), c(arg3), c(arg4), c(arg5)))

@@ -1,0 +1,246 @@
+"""Every read of /proc in one place (HOST side, and the zygote template).
+
+``/proc/PID/stat`` is parsed here only: the fields after the last ``)``
+(the command name may hold spaces and parentheses). Readings of a process
+that is gone return None, never 0. Nothing here imports the rest of the
+package, so any layer may use it without an import cycle.
+
+Who calls: the zygote backends (worker tree, samples, pid checks), the
+metrics fallback, the zygote template (children to kill), the container
+backend (start times, parents), the cgroup readers (mountinfo, membership).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+
+CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+@dataclasses.dataclass(frozen=True)
+class Stat:
+    """The fields of ``/proc/PID/stat`` this project uses."""
+
+    state: str
+    ppid: int
+    #: utime + stime + cutime + cstime, in clock ticks (waited-for children included).
+    cpu_ticks: int
+    #: Start time in clock ticks since boot: with the pid, it names one process.
+    start_ticks: int
+    rss_pages: int
+
+    @property
+    def cpu_seconds(self) -> float:
+        return self.cpu_ticks / CLK_TCK
+
+    @property
+    def rss_bytes(self) -> int:
+        return self.rss_pages * PAGE_SIZE
+
+    @property
+    def alive(self) -> bool:
+        """Running or sleeping: not a zombie (Z) and not dead (X)."""
+        return self.state not in ("Z", "X")
+
+
+def parse_stat(data: bytes) -> Stat | None:
+    """Parse the bytes of a ``/proc/PID/stat`` file; None when malformed."""
+    try:
+        f = data.rsplit(b")", 1)[1].split()
+        return Stat(
+            state=f[0].decode(),
+            ppid=int(f[1]),
+            cpu_ticks=int(f[11]) + int(f[12]) + int(f[13]) + int(f[14]),
+            start_ticks=int(f[19]),
+            rss_pages=int(f[21]),
+        )
+    except (IndexError, ValueError, UnicodeDecodeError):
+        return None
+
+
+def _read(path: str, size: int = -1) -> bytes | None:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(size)
+    except OSError:
+        return None
+
+
+def stat(pid: int) -> Stat | None:
+    """``/proc/PID/stat`` of ``pid``, or None when it is gone."""
+    data = _read(f"/proc/{pid}/stat")
+    return None if data is None else parse_stat(data)
+
+
+def cpu_rss(pid: int) -> tuple[float, int] | None:
+    """(cpu seconds incl. waited children, rss bytes) of ``pid``, or None."""
+    st = stat(pid)
+    return None if st is None else (st.cpu_seconds, st.rss_bytes)
+
+
+def start_time(pid: int) -> int | None:
+    """Start time (clock ticks since boot) of a live ``pid``; None if gone or a zombie."""
+    st = stat(pid)
+    return st.start_ticks if st is not None and st.alive else None
+
+
+def parent_pid(pid: int) -> int | None:
+    """The parent of ``pid``, or None when it is gone."""
+    st = stat(pid)
+    return None if st is None else st.ppid
+
+
+def status_field(data: bytes, name: str) -> bytes | None:
+    """The value of ``name:`` in the bytes of a ``/proc/PID/status`` file, stripped."""
+    key = name.encode() + b":"
+    i = data.find(key)
+    if i < 0 or (i > 0 and data[i - 1 : i] != b"\n"):
+        return None
+    end = data.find(b"\n", i)
+    return data[i + len(key) : end if end >= 0 else len(data)].strip()
+
+
+def parse_kb(value: bytes | None) -> int | None:
+    """``"1234 kB"`` -> bytes."""
+    if not value:
+        return None
+    try:
+        return int(value.split()[0]) * 1024
+    except (IndexError, ValueError):
+        return None
+
+
+def vm_hwm(pid: int) -> int | None:
+    """Peak resident set size (``VmHWM``) of ``pid`` in bytes, or None."""
+    data = _read(f"/proc/{pid}/status")
+    return None if data is None else parse_kb(status_field(data, "VmHWM"))
+
+
+def ns_pids(pid: int) -> list[int]:
+    """The ``NSpid`` chain of host ``pid`` (outermost first); [] when gone."""
+    data = _read(f"/proc/{pid}/status")
+    value = None if data is None else status_field(data, "NSpid")
+    try:
+        return [int(x) for x in value.split()] if value else []
+    except ValueError:
+        return []
+
+
+def children_of(ppid: int) -> list[int]:
+    """Pids whose parent is ``ppid`` (from ``task/PID/children``, else a scan of /proc)."""
+    data = _read(f"/proc/{ppid}/task/{ppid}/children")
+    if data is not None:
+        return [int(x) for x in data.split()]
+    out = []
+    with contextlib.suppress(OSError):
+        for name in os.listdir("/proc"):
+            if name.isdigit() and parent_pid(int(name)) == ppid:
+                out.append(int(name))
+    return out
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid``, parents before their children."""
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        kids = children_of(todo.pop())
+        out.extend(kids)
+        todo.extend(kids)
+    return out
+
+
+def ns_link(pid: int | str, kind: str) -> str | None:
+    """The ``/proc/PID/ns/KIND`` link (e.g. ``"pid:[4026531836]"``), or None."""
+    try:
+        return os.readlink(f"/proc/{pid}/ns/{kind}")
+    except OSError:
+        return None
+
+
+def cgroup_entries(pid: int | str) -> list[tuple[str, str, str]] | None:
+    """``/proc/PID/cgroup`` as (hierarchy id, controllers, path) lines; None when gone."""
+    data = _read(f"/proc/{pid}/cgroup")
+    if data is None:
+        return None
+    out = []
+    for line in data.decode(errors="replace").splitlines():
+        parts = line.split(":", 2)
+        if len(parts) == 3:
+            out.append((parts[0], parts[1], parts[2]))
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Mount:
+    """One line of ``/proc/PID/mountinfo``."""
+
+    root: str
+    mount_point: str
+    fstype: str
+    super_options: str
+
+
+def mountinfo(pid: int | str = "self") -> list[Mount]:
+    """The mounts ``pid`` sees (this process by default)."""
+    data = _read(f"/proc/{pid}/mountinfo")
+    out = []
+    for line in (data or b"").decode(errors="replace").splitlines():
+        left, _, right = line.partition(" - ")
+        lf, rf = left.split(), right.split()
+        if len(lf) >= 5 and len(rf) >= 1:
+            out.append(Mount(lf[3], lf[4], rf[0], rf[2] if len(rf) > 2 else ""))
+    return out
+
+
+class ProcessReader:
+    """Kept-open ``stat``/``status`` fds of one process, re-read with ``pread``.
+
+    The per-call path of the zygote backends' metrics: about 10x cheaper
+    than opening the files each time. :meth:`close` releases the fds.
+    """
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self._stat: int | None = None
+        self._status: int | None = None
+        try:
+            self._stat = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+            self._status = os.open(f"/proc/{pid}/status", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            self.close()
+
+    def read(self) -> tuple[Stat, int | None] | None:
+        """(stat, VmHWM bytes), or None once the process is gone."""
+        if self._stat is None or self._status is None:
+            return None
+        try:
+            st = parse_stat(os.pread(self._stat, 4096, 0))
+            status = os.pread(self._status, 8192, 0)
+        except OSError:
+            return None
+        return None if st is None else (st, parse_kb(status_field(status, "VmHWM")))
+
+    def close(self) -> None:
+        for fd in (self._stat, self._status):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._stat = self._status = None
+
+
+def clear_refs(pid: int) -> None:
+    """Reset ``pid``'s peak RSS (write 5 to ``clear_refs``); silently nothing when not allowed."""
+    try:
+        fd = os.open(f"/proc/{pid}/clear_refs", os.O_WRONLY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        os.write(fd, b"5")
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,320 @@
+"""The shared mechanisms of issue 9: one seccomp policy, procfs, one cgroup interface,
+one warm pool, one reaper.
+
+The seccomp test runs the real BPF program through an interpreter of the
+classic-BPF subset it uses and compares what it denies with what the OCI
+profile denies; the kernel-level behaviour of the program is tested in
+test_confinement.py and test_escape.py. procfs and cgroups are read from
+real processes; the pool and the reaper run real threads.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from glsandbox_kernel import linux, procfs
+from glsandbox_kernel.backends.pool import PoolGroup, PoolPolicy, WarmPool
+from glsandbox_kernel.backends.reaper import Reaper
+from glsandbox_kernel.config import create_config_by_level
+from glsandbox_kernel.confinement import cgroups
+from glsandbox_kernel.confinement import seccomp as sc
+
+LINUX = sys.platform.startswith("linux")
+
+# ---------------------------------------------------------------------------
+# seccomp: one policy, two programs, the same denials
+
+
+def run_bpf(prog: list[tuple[int, int, int, int]], nr: int, arch: int, args: tuple[int, ...] = ()) -> int:
+    """Interpret ``prog`` over one ``struct seccomp_data``; returns the action."""
+    full = (*args, *([0] * (6 - len(args))))
+    data = struct.pack("=iIQ6Q", nr, arch, 0, *full)
+    acc, pc = 0, 0
+    while True:
+        code, jt, jf, k = prog[pc]
+        if code == sc.BPF_LD_W_ABS:
+            acc = struct.unpack_from("=I", data, k)[0]
+            pc += 1
+        elif code == sc.BPF_RET_K:
+            return k
+        else:
+            hit = {
+                sc.BPF_JMP_JEQ_K: acc == k,
+                sc.BPF_JMP_JGE_K: acc >= k,
+                sc.BPF_JMP_JSET_K: bool(acc & k),
+            }[code]
+            pc += 1 + (jt if hit else jf)
+
+
+def oci_unconditional(profile: dict) -> dict[str, int]:
+    """Syscall name -> errno of the OCI profile's rules without argument conditions."""
+    out: dict[str, int] = {}
+    for rule in profile["syscalls"]:
+        if rule["action"] == "SCMP_ACT_ERRNO" and not rule.get("args"):
+            for name in rule["names"]:
+                out[name] = rule["errnoRet"]
+    return out
+
+
+@pytest.mark.parametrize("arch", sorted(linux.SYSCALLS))
+@pytest.mark.parametrize("deny_inet", [False, True])
+def test_bpf_program_and_oci_profile_deny_the_same_syscalls(arch: str, deny_inet: bool) -> None:
+    policy = sc.SeccompPolicy(arch=arch, notify=False, deny_inet=deny_inet)
+    prog = policy.bpf()
+    table = linux.SYSCALLS[arch]
+    audit = sc.AUDIT_ARCH[arch]
+    bpf = {}
+    for name, nr in table.items():
+        action = run_bpf(prog, nr, audit)
+        if action != sc.SECCOMP_RET_ALLOW:
+            assert action & 0xFFFF0000 == sc.SECCOMP_RET_ERRNO, name
+            bpf[name] = action & 0xFFFF
+    oci = oci_unconditional(policy.oci_profile())
+    assert bpf == {n: e for n, e in oci.items() if n in table}
+    other_arches = set().union(*linux.SYSCALLS.values()) - set(table)  # names that do not exist here
+    assert set(oci) - set(table) <= set(sc.COMPAT_ONLY) | other_arches
+    assert bpf["clone3"] == errno.ENOSYS and bpf["ptrace"] == errno.EPERM
+    assert set(policy.denied_names()) == {n for n, e in bpf.items() if e == errno.EPERM}
+
+    # The argument rules: clone with any namespace flag, the terminal ioctls, (BASIC) inet sockets.
+    cond = [r for r in policy.oci_profile()["syscalls"] if r.get("args")]
+    for flag in linux.CLONE_FLAG_NAMES:
+        assert run_bpf(prog, table["clone"], audit, (flag,)) != sc.SECCOMP_RET_ALLOW
+        assert any(r["names"] == ["clone"] and r["args"][0]["value"] == flag for r in cond)
+    assert run_bpf(prog, table["clone"], audit, (0x11,)) == sc.SECCOMP_RET_ALLOW  # SIGCHLD: a plain fork
+    for req in (linux.TIOCSTI, linux.TIOCLINUX):
+        assert run_bpf(prog, table["ioctl"], audit, (0, req)) != sc.SECCOMP_RET_ALLOW
+        assert any(r["names"] == ["ioctl"] and r["args"][0]["value"] == req for r in cond)
+    for fam in linux.INET_FAMILIES:
+        denied = run_bpf(prog, table["socket"], audit, (fam,)) != sc.SECCOMP_RET_ALLOW
+        in_oci = any(r["names"] == ["socket"] and r["args"][0]["value"] == fam for r in cond)
+        assert denied == in_oci == deny_inet
+    assert run_bpf(prog, table["socket"], audit, (linux.AF_UNIX,)) == sc.SECCOMP_RET_ALLOW
+    # Another architecture is killed outright by the BPF program.
+    assert run_bpf(prog, table["getpid"] if "getpid" in table else 39, 0x40000003) == sc.SECCOMP_RET_KILL_PROCESS
+
+
+def test_one_escape_list_and_one_deny_list() -> None:
+    assert not set(sc.ESCAPE) & set(sc.DENY)
+    for arch, table in linux.SYSCALLS.items():
+        # every name we deny is known on x86_64 (the superset); a name missing on aarch64 does not exist there
+        if arch == "x86_64":
+            assert set(sc.ESCAPE) | set(sc.DENY) <= set(table)
+    # What the container backend denied before and the BPF filter did not: now in one of the lists.
+    for name in ("kcmp", "adjtimex", "name_to_handle_at", "lookup_dcookie", "quotactl", "syslog", "uselib"):
+        assert name in sc.ESCAPE or name in sc.DENY
+
+
+def test_runsc_profile_leaves_clone3_to_the_sentry() -> None:
+    policy = sc.SeccompPolicy.for_config(create_config_by_level("strict"), notify=False)
+    assert "clone3" in oci_unconditional(policy.oci_profile())
+    assert "clone3" not in oci_unconditional(policy.oci_profile(runtime=sc.RUNSC))
+    assert policy.deny_exec and not policy.notify
+
+
+@pytest.mark.parametrize("arch", sorted(linux.SYSCALLS))
+def test_exec_rules_are_the_only_bpf_extra_at_strict(arch: str) -> None:
+    plain = sc.SeccompPolicy(arch=arch, notify=False)
+    strict = sc.SeccompPolicy(arch=arch, notify=False, deny_exec=True)
+    audit = sc.AUDIT_ARCH[arch]
+    extra = {
+        n
+        for n, nr in linux.SYSCALLS[arch].items()
+        if run_bpf(strict.bpf(), nr, audit) != run_bpf(plain.bpf(), nr, audit)
+    }
+    assert extra == {"execve", "execveat"}
+    assert strict.oci_profile() == plain.oci_profile()  # the container backends enforce STRICT by noexec mounts
+
+
+# ---------------------------------------------------------------------------
+# procfs, against real processes
+
+
+@pytest.mark.skipif(not LINUX, reason="needs /proc")
+def test_procfs_reads_a_real_process_tree() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import subprocess,sys,time; p=subprocess.Popen([sys.executable,'-c','import time; time.sleep(30)']); print(p.pid, flush=True); time.sleep(30)"], stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert child.stdout is not None
+        grandchild = int(child.stdout.readline())
+        st = procfs.stat(child.pid)
+        assert st is not None and st.ppid == os.getpid() and st.alive
+        assert st.rss_bytes > 1 << 20 and st.cpu_seconds >= 0
+        assert procfs.parent_pid(grandchild) == child.pid
+        assert procfs.children_of(child.pid) == [grandchild]
+        assert grandchild in procfs.descendants(os.getpid())
+        assert procfs.start_time(child.pid) == st.start_ticks
+        hwm = procfs.vm_hwm(child.pid)
+        assert hwm is not None and hwm >= st.rss_bytes // 2
+        assert procfs.ns_pids(child.pid)[0] == child.pid
+        assert procfs.ns_link(child.pid, "pid") == procfs.ns_link("self", "pid")
+        reader = procfs.ProcessReader(child.pid)
+        reading = reader.read()
+        assert reading is not None and reading[0].ppid == os.getpid()
+        child.kill()
+        child.wait()
+        assert reader.read() is None  # gone: None, never zeros
+        reader.close()
+        assert procfs.stat(child.pid) is None and procfs.cpu_rss(child.pid) is None
+    finally:
+        child.kill()
+        child.wait()
+        with pytest.raises(ProcessLookupError):
+            for _ in range(200):
+                os.kill(grandchild, 9)
+                time.sleep(0.01)
+
+
+def test_procfs_parses_a_command_name_with_parentheses() -> None:
+    fields = ["S", "1"] + ["0"] * 9 + ["5", "6", "7", "8"] + ["0"] * 4 + ["4242", "0", "3"]
+    st = procfs.parse_stat(b"17 (a) b) (c) " + " ".join(fields).encode())
+    assert st is not None and st.state == "S" and st.ppid == 1
+    assert st.cpu_ticks == 26 and st.start_ticks == 4242 and st.rss_pages == 3
+    assert procfs.parse_stat(b"garbage") is None
+
+
+# ---------------------------------------------------------------------------
+# cgroups: read-only view of a cgroup we did not make
+
+
+@pytest.mark.skipif(not LINUX, reason="needs cgroups")
+def test_from_pid_is_a_read_only_view() -> None:
+    cg = cgroups.from_pid(os.getpid())
+    if cg is None:
+        pytest.skip("this process's cgroup has no memory controller to read")
+    try:
+        assert not cg.owned
+        reading = cg.sample()
+        assert reading is not None and reading["memory_current"] > 0
+        assert os.getpid() in cg.procs()
+        cg.reset_peak()  # allowed on a view (a container's peak window)
+        for refused in (cg.remove, cg.kill_all, lambda: cg.attach([os.getpid()]), lambda: cg.rename("x")):
+            with pytest.raises(cgroups.base.ConfinementError, match="read-only"):
+                refused()
+        assert os.getpid() in cg.procs()  # nothing was killed
+    finally:
+        cg.close()
+    assert cgroups.from_pid(2**22 + 12345) is None  # no such process
+
+
+# ---------------------------------------------------------------------------
+# the generic warm pool and the reaper
+
+
+class FakeWorker:
+    """A real child process as a pool worker."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        self.cleaned = False
+
+    def poll(self) -> int | None:
+        return self.proc.poll()
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+    def cleanup(self) -> None:
+        self.cleaned = True
+
+    def host_pids(self) -> list[int]:
+        return [self.proc.pid] if self.proc.poll() is None else []
+
+
+def test_pool_fills_in_parallel_hands_out_once_and_drains() -> None:
+    started: list[FakeWorker] = []
+    lock = threading.Lock()
+    gate = threading.Barrier(3, timeout=10)
+
+    def launcher() -> FakeWorker:
+        gate.wait()  # three fills must run at once to pass
+        w = FakeWorker()
+        with lock:
+            started.append(w)
+        return w
+
+    policy = PoolPolicy(env_var="GLSANDBOX_TEST_POOL_UNSET", default_size=3, maximum=4, parallel=3, label="t")
+    group: PoolGroup[FakeWorker] = PoolGroup(policy)
+    pool = group.get("k", launcher)
+    pool.refill()
+    assert pool.wait_ready(3, timeout=20)
+    assert group.pooled_pids() == {w.proc.pid for w in started}
+    w = pool.take()
+    assert w is not None and w.poll() is None and w.proc.pid not in group.pooled_pids()
+    w.kill()
+    group.drain_all()
+    assert group.pools() == []
+    assert all(x.poll() is not None and x.cleaned for x in started if x is not w)
+
+
+def test_pool_backs_off_and_gives_up_after_failures() -> None:
+    calls: list[float] = []
+
+    def launcher() -> FakeWorker:
+        calls.append(time.monotonic())
+        raise OSError("cannot start")
+
+    policy = PoolPolicy(env_var="GLSANDBOX_TEST_POOL_UNSET", default_size=1, max_failures=3, backoff=0.05, label="t")
+    pool: WarmPool[FakeWorker] = WarmPool("k", launcher, policy)
+    pool.refill()
+    assert pool.settle(10)
+    assert len(calls) == 3 and isinstance(pool.last_error, OSError)
+    assert calls[2] - calls[1] >= calls[1] - calls[0]  # backoff grows with the failure count
+    assert pool.take() is None
+
+
+def test_pool_group_keeps_at_most_max_keys_and_honours_size_override() -> None:
+    policy = PoolPolicy(env_var="GLSANDBOX_TEST_POOL_UNSET", default_size=1, max_keys=2, label="t")
+    group: PoolGroup[FakeWorker] = PoolGroup(policy)
+    first = group.get("a", FakeWorker)
+    group.get("b", FakeWorker)
+    group.get("c", FakeWorker)
+    assert [p.key for p in group.pools()] == ["b", "c"]
+    deadline = time.monotonic() + 5
+    while not first.closed and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert first.closed  # evicted and drained
+    group.set_size(0)
+    assert group.size() == 0 and group.pools() == []
+    group.set_size(None)
+    assert group.size() == 1
+
+
+def test_pool_size_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    policy = PoolPolicy(env_var="GLSANDBOX_TEST_POOL", default_size=2, maximum=5)
+    monkeypatch.setenv("GLSANDBOX_TEST_POOL", "9")
+    assert policy.size() == 5
+    monkeypatch.setenv("GLSANDBOX_TEST_POOL", "0")
+    assert policy.size() == 0
+    monkeypatch.setenv("GLSANDBOX_TEST_POOL", "many")
+    assert policy.size() == 2
+
+
+def test_reaper_runs_jobs_in_order_survives_failures_and_flushes() -> None:
+    r = Reaper("glsandbox-test-reaper", idle_exit=0.2)
+    done: list[int] = []
+    release = threading.Event()
+    r.submit(lambda: release.wait(10), key="slow")
+
+    def boom() -> None:
+        raise RuntimeError("one failed removal")
+
+    r.submit(boom)
+    for i in range(5):
+        r.submit(lambda i=i: done.append(i), key=f"job{i}")
+    assert "slow" in r.pending()
+    assert not r.flush(0.05)
+    release.set()
+    assert r.flush(10)
+    assert done == [0, 1, 2, 3, 4] and r.pending() == set()
+    time.sleep(0.5)  # the idle thread ends; a new job starts a new one
+    r.submit(lambda: done.append(5))
+    assert r.flush(10) and done[-1] == 5
