@@ -306,3 +306,33 @@ def test_a_killed_qemu_is_a_crash_not_a_hang() -> None:
         with pytest.raises(SandboxCrashedError, match="SIGKILL"):
             sb.execute(time.sleep, 30)
         assert gone(qemu)
+
+
+# -- the pre-booted pool ------------------------------------------------------------------------------
+
+
+@needs_vm
+def test_pooled_guest_is_paused_then_resumed_with_a_fresh_clock_and_no_leftovers() -> None:
+    from glsandbox_kernel.backends.vm import POOLS
+
+    before = qemu_pids()
+    POOLS.set_size(1)
+    try:
+        with OSSandbox(vm_config()) as first:
+            first.start()  # a cold boot; its hello starts the pool's boot
+            assert POOLS.settle(180)
+        [pool] = POOLS.pools()
+        [idle] = pool.idle()
+        assert idle.qmp.command("query-status")["return"]["status"] == "paused"  # costs no CPU while it waits
+        time.sleep(4.0)  # the guest's clock stands still meanwhile
+        with OSSandbox(vm_config()) as second:
+            guest_now = second.execute(time.time)
+            worker = second.session.worker
+            assert worker is idle and worker.describe()["vm"]["pooled"] is True
+            assert abs(guest_now - time.time()) < 2.0  # reset on resume, not 4 s behind
+            assert idle.qmp.command("query-status")["return"]["status"] == "running"
+            pid = idle.pid
+        assert gone(pid)
+    finally:
+        POOLS.set_size(0)  # drains: the refill booted after the handover is killed
+    assert qemu_pids() <= before

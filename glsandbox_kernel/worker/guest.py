@@ -15,8 +15,9 @@ root, then ``python3 -I -m glsandbox_kernel.worker.guest``). It
    the worker child before any user code;
 5. obeys one-line commands on the control port: ``int`` (SIGINT to the
    worker), ``kill`` (SIGKILL every guest process but itself), ``seed HEX``
-   (mix host bytes into the guest's random pool, sent on start and on resume
-   from a pool, so cloned guests never share random state);
+   (mix host bytes into the guest's random pool), ``time NS`` (the host's
+   clock); both sent at boot and on resume from the pool, so a resumed guest
+   neither reuses random state nor runs on a clock stopped while it waited;
 6. when the worker ends, reports ``exit <status> [oom]`` on the control port
    (untrusted: the host records it as such) and powers the guest off, so
    QEMU exits.
@@ -278,6 +279,11 @@ class Agent:
                 _log(f"bad plan: {exc}")
                 plan = None
             self.plan = plan if isinstance(plan, dict) else {}
+        elif cmd == b"time":
+            try:
+                time.clock_settime_ns(time.CLOCK_REALTIME, int(arg))
+            except (ValueError, OSError) as exc:
+                _log(f"clock_settime failed: {exc}")
         elif cmd == b"ping":
             _write_all(self.ctl_fd, b"pong\n")
 

@@ -10,7 +10,10 @@ virtio-serial port. The host side:
   that works: a KVM-PVM ``/dev/kvm`` cannot run Debian kernels);
 - :mod:`.image` finds the image and refuses one built from other sources;
 - :mod:`.machine` starts QEMU (``-M microvm``, no NIC, QEMU's own seccomp
-  sandbox, unprivileged QEMU user) and is the host view of the worker.
+  sandbox, unprivileged QEMU user) and is the host view of the worker;
+- :data:`POOLS` (the generic :mod:`..pool`) keeps pre-booted guests paused
+  with QMP ``stop``; ``start`` resumes one with ``cont`` and reseeds its
+  random pool and clock.
 
 Policies: memory = guest RAM (plus a host cgroup on QEMU where cgroups
 work); network none only (no NIC; the proxy over virtio-serial is not
@@ -24,18 +27,29 @@ a listener over virtio-serial, so ``escape_detection`` says so.
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
+import hashlib
+import json
 import shutil
 from typing import Any, ClassVar
 
 from ...config import IsolationType
 from ...exceptions import BackendUnavailableError
 from ..base import SandboxBackend, WorkerProcess
+from ..pool import PoolGroup, PoolPolicy, discard
 from . import accel as _accel
 from .image import find_image
 from .machine import QEMU, MiB, VMWorker, launch
 
-__all__ = ["MIN_GUEST_MIB", "VMBackend", "VMWorker"]
+__all__ = ["MIN_GUEST_MIB", "POOLS", "VM_POOL_POLICY", "VMBackend", "VMWorker"]
+
+#: Pre-booted, paused guests. Off by default (``GLSANDBOX_VM_POOL=N`` turns it
+#: on): each one holds its guest RAM and a boot costs seconds of CPU under TCG.
+VM_POOL_POLICY = PoolPolicy(env_var="GLSANDBOX_VM_POOL", default_size=0, maximum=4, max_keys=2, backoff=1.0, label="vm")
+POOLS: PoolGroup[VMWorker] = PoolGroup(VM_POOL_POLICY)
+atexit.register(POOLS.drain_all)
+_NO_DETECTION = "not possible: no seccomp supervisor over virtio-serial (denied in the guest)"
 
 #: The smallest guest that boots the agent and a worker with headroom.
 MIN_GUEST_MIB = 128
@@ -101,24 +115,69 @@ class VMBackend(SandboxBackend):
         }
         return plan
 
+    def pool_key(self) -> str:
+        """What a pooled guest must share with this config: RAM, plan, host limits, image, accel."""
+        image, _why = find_image()
+        blob = {
+            "ram": self.guest_ram_mib(),
+            "plan": self.guest_plan(),
+            "cpu_percent": self.config.limits.cpu_percent_limit,
+            "image": image.info.get("stamp") if image else None,
+            "accel": _accel.detect().name,
+        }
+        return hashlib.sha256(json.dumps(blob, sort_keys=True, default=repr).encode()).hexdigest()
+
     def start(self, *, session_id: str) -> WorkerProcess:
-        """Boot one microVM for ``session_id``; the session then reads the guest's hello."""
+        """A guest for ``session_id``: a paused pre-booted one resumed (``cont``), else booted now.
+
+        A pooled guest has said hello already; the pool refills in the background.
+        """
         ok, why = self.available()
         if not ok:
             raise BackendUnavailableError(self.name, why, self.unavailable_hint())
         refused = self.refusal()
         if refused is not None:
             raise BackendUnavailableError(self.name, refused, "use another isolation type for this policy")
+        if POOLS.size() > 0:
+            pool = POOLS.get(self.pool_key(), self._launch_pooled)
+            taken = pool.take()
+            if taken is not None:
+                pool.refill()  # a cold start refills only after its own hello (see connect)
+                try:
+                    taken.resume()
+                except BaseException:
+                    discard(taken)
+                    raise
+                taken.facts["pooled"] = True
+                del taken.facts["pool_filler"]
+                return taken
+        return self._boot()
+
+    def _boot(self) -> VMWorker:
         worker = launch(
             _accel.detect(), ram_mib=self.guest_ram_mib(), limits=self.config.limits, guest_plan=self.guest_plan()
         )
-        worker.facts["escape_detection"] = (
-            "not possible: no seccomp supervisor over virtio-serial (denied in the guest)"
-        )
+        worker.facts["escape_detection"] = _NO_DETECTION
+        worker.facts["pooled"] = False
+        return worker
+
+    def _launch_pooled(self) -> VMWorker:
+        """Pool filler thread: boot, read the hello, pause the vCPU; undo on failure."""
+        from ...session import HELLO_TIMEOUT
+
+        worker = self._boot()
+        worker.facts["pool_filler"] = True
+        try:
+            self.connect(worker, max_frame=self.config.max_frame_bytes, timeout=HELLO_TIMEOUT)
+            worker.pause()
+        except BaseException:
+            discard(worker)
+            raise
         return worker
 
     def connect(self, worker: WorkerProcess, *, max_frame: int, timeout: float) -> None:
         """Read the guest's hello; without one in time QEMU is killed here, with the console tail."""
+        connected = worker.hello is not None
         try:
             super().connect(worker, max_frame=max_frame, timeout=timeout)
         except BaseException as exc:
@@ -126,3 +185,6 @@ class VMBackend(SandboxBackend):
             if isinstance(worker, VMWorker) and exc.args:
                 exc.args = (f"{exc.args[0]} (guest console: {worker.console_text(400)!r})", *exc.args[1:])
             raise
+        if not connected and POOLS.size() > 0 and isinstance(worker, VMWorker) and not worker.facts.get("pool_filler"):
+            # A cold boot is up: only now boot the pool's guest, so the two never share the CPU.
+            POOLS.get(self.pool_key(), self._launch_pooled).refill()

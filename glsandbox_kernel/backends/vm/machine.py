@@ -1,9 +1,9 @@
 """One QEMU microVM per worker: command line, launch, host view (HOST side).
 
-:func:`launch` listens on three Unix sockets in a private directory
+:func:`launch` listens on four Unix sockets in a private directory
 *before* QEMU starts (data: the worker's frames; ctl: one-line commands to
 the guest agent; console: the guest's serial console, kept as a bounded
-tail for crash reports), starts QEMU with them as chardevs, moves QEMU into
+tail for crash reports; qmp: QEMU's monitor, for the pool's stop/cont), starts QEMU with them as chardevs, moves QEMU into
 a host cgroup when cgroups work here, accepts the connections and returns
 a :class:`VMWorker`. Nothing the guest sends is trusted: frames go through
 the session's :class:`~glsandbox_kernel.protocol.FrameChannel`; control
@@ -41,6 +41,7 @@ _CLK_TCK = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 _CONSOLE_TAIL = 16 * 1024
 _CTL_CAP = 4096
+_SOCKETS = ("console", "data", "ctl", "qmp")
 
 
 def host_tsc_khz() -> int | None:
@@ -105,6 +106,11 @@ def qemu_command(image: GuestImage, accel: Accel, *, ram_mib: int, rundir: str) 
         f"socket,id=ctl,path={rundir}/ctl.sock",
         "-device",
         "virtserialport,chardev=ctl,name=glsandbox.ctl",
+        # QMP (stop/cont for the warm pool) on a socket the host listens on, like the others.
+        "-chardev",
+        f"socket,id=qmp,path={rundir}/qmp.sock",
+        "-mon",
+        "chardev=qmp,mode=control",
     ]
     # QEMU's own seccomp filter: no exec, no obsolete or resource-control calls.
     # As root QEMU drops to nobody once set up (its setuid needs elevateprivileges).
@@ -112,6 +118,53 @@ def qemu_command(image: GuestImage, accel: Accel, *, ram_mib: int, rundir: str) 
     if os.geteuid() == 0:
         return [*cmd, "-sandbox", sandbox, "-runas", "nobody"]
     return [*cmd, "-sandbox", sandbox + ",elevateprivileges=deny"]
+
+
+class QMP:
+    """A minimal QMP client (HOST side): greeting, capabilities, one command at a time.
+
+    QEMU's replies are bounded (64 KiB a line) and events are skipped.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._buf = b""
+        self._ready = False
+        self._lock = threading.Lock()
+
+    def _line(self, deadline: float) -> dict[str, Any]:
+        while b"\n" not in self._buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.sock], [], [], left)[0]:
+                raise SandboxCrashedError("QEMU's monitor did not answer in time")
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise SandboxCrashedError("QEMU's monitor closed")
+            self._buf += chunk
+            if len(self._buf) > 1 << 16 and b"\n" not in self._buf:
+                raise SandboxCrashedError("QEMU's monitor sent an oversize line")
+        line, self._buf = self._buf.split(b"\n", 1)
+        msg = json.loads(line)
+        return msg if isinstance(msg, dict) else {}
+
+    def command(self, name: str, timeout: float = 10.0) -> dict[str, Any]:
+        """Run one QMP command; raises SandboxCrashedError on an error reply or no reply."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            if not self._ready:
+                self._line(deadline)  # greeting
+                self._ready = True
+                self.command_unlocked("qmp_capabilities", deadline)
+            return self.command_unlocked(name, deadline)
+
+    def command_unlocked(self, name: str, deadline: float) -> dict[str, Any]:
+        self.sock.sendall(json.dumps({"execute": name}).encode() + b"\n")
+        while True:
+            msg = self._line(deadline)
+            if "return" in msg:
+                return msg
+            if "error" in msg:
+                raise SandboxCrashedError(f"QMP {name}: {msg['error']}")
 
 
 class VMWorker(WorkerProcess):
@@ -124,6 +177,7 @@ class VMWorker(WorkerProcess):
         sock: socket.socket,
         ctl: socket.socket,
         console: socket.socket,
+        qmp: QMP,
         rundir: str,
         cgroup: Any,
         facts: dict[str, Any],
@@ -133,6 +187,7 @@ class VMWorker(WorkerProcess):
         self.sock = sock
         self.ctl = ctl
         self.console = console
+        self.qmp = qmp
         self.rundir = rundir
         self.cgroup = cgroup
         self.facts = facts
@@ -177,9 +232,23 @@ class VMWorker(WorkerProcess):
         return b"".join(self.console_tail).decode("utf-8", "replace")[-limit:]
 
     def control(self, command: str) -> None:
-        """Send one line to the guest agent (``int``, ``kill``, ``seed HEX``)."""
+        """Send one line to the guest agent (``int``, ``kill``, ``seed HEX``, ``time NS``)."""
         with contextlib.suppress(OSError):
             self.ctl.sendall(command.encode() + b"\n")
+
+    def refresh_guest(self) -> None:
+        """Fresh host randomness and the host's clock for the guest (at boot and on resume)."""
+        self.control(f"seed {secrets.token_hex(64)}")
+        self.control(f"time {time.time_ns()}")
+
+    def pause(self) -> None:
+        """Stop the vCPU (QMP ``stop``): an idle pooled guest costs no CPU. Called by the pool filler."""
+        self.qmp.command("stop")
+
+    def resume(self) -> None:
+        """QMP ``cont``, then reseed and reset the clock: the guest must not reuse state from before."""
+        self.qmp.command("cont")
+        self.refresh_guest()
 
     # -- Popen-like ---------------------------------------------------------------
     def poll(self) -> int | None:
@@ -216,7 +285,7 @@ class VMWorker(WorkerProcess):
         self._cleaned = True
         if self.proc.poll() is None:
             self.kill()
-        for s in (self.sock, self.ctl, self.console):
+        for s in (self.sock, self.ctl, self.console, self.qmp.sock):
             with contextlib.suppress(OSError):
                 s.close()
         shutil.rmtree(self.rundir, ignore_errors=True)
@@ -324,7 +393,7 @@ def launch(accel: Accel, *, ram_mib: int, limits: ResourceLimits, guest_plan: di
     with contextlib.ExitStack() as undo:
         rundir = tempfile.mkdtemp(prefix="glsandbox-vm-")
         undo.callback(shutil.rmtree, rundir, True)
-        listeners = {name: _listen(os.path.join(rundir, f"{name}.sock")) for name in ("console", "data", "ctl")}
+        listeners = {name: _listen(os.path.join(rundir, f"{name}.sock")) for name in _SOCKETS}
         for s in listeners.values():
             undo.callback(s.close)
         cgroup, cg_why = _host_cgroup(ram_mib, limits)
@@ -346,7 +415,7 @@ def launch(accel: Accel, *, ram_mib: int, limits: ResourceLimits, guest_plan: di
         if cgroup is not None:
             cgroup.attach([proc.pid])
         conns = {}
-        for name in ("console", "data", "ctl"):
+        for name in _SOCKETS:
             conns[name] = _accept(listeners[name], proc, rundir)
             undo.callback(conns[name].close)
         facts = {
@@ -363,11 +432,12 @@ def launch(accel: Accel, *, ram_mib: int, limits: ResourceLimits, guest_plan: di
             sock=conns["data"],
             ctl=conns["ctl"],
             console=conns["console"],
+            qmp=QMP(conns["qmp"]),
             rundir=rundir,
             cgroup=cgroup,
             facts=facts,
         )
-        worker.control(f"seed {secrets.token_hex(64)}")
+        worker.refresh_guest()
         worker.control("plan " + json.dumps(guest_plan or {}, separators=(",", ":")))
         undo.pop_all()
     for s in listeners.values():
