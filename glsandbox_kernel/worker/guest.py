@@ -6,13 +6,14 @@ root, then ``python3 -I -m glsandbox_kernel.worker.guest``). It
 1. mounts tmpfs on ``/tmp`` and ``/run`` (the root image is read-only);
 2. opens the two virtio-serial ports the host named ``glsandbox.data`` and
    ``glsandbox.ctl`` (found through ``/sys/class/virtio-ports``);
-3. forks the unchanged worker (:func:`glsandbox_kernel.worker.loop.serve`) as
-   uid/gid 65534 on one end of a socketpair, and relays the frame bytes
-   between the other end and the data port without reading them: the host's
-   :class:`~glsandbox_kernel.protocol.FrameChannel` validates everything;
-4. waits for the host's ``plan {json}`` line (rlimits, no_new_privs and the
-   seccomp section built by the host's confinement modules) and applies it in
-   the worker child before any user code;
+3. waits for the host's ``plan {json}`` line (rlimits, no_new_privs and the
+   seccomp section built by the host's confinement modules);
+4. forks the unchanged worker (:func:`glsandbox_kernel.worker.loop.serve`),
+   which applies the plan, drops to uid/gid 65534 and serves its frames
+   directly on the data port (:class:`PortStream`; a relay through this
+   process cost two more guest context switches per frame, slow under TCG).
+   The host's :class:`~glsandbox_kernel.protocol.FrameChannel` validates
+   everything;
 5. obeys one-line commands on the control port: ``int`` (SIGINT to the
    worker), ``kill`` (SIGKILL every guest process but itself), ``seed HEX``
    (mix host bytes into the guest's random pool), ``time NS`` (the host's
@@ -23,7 +24,7 @@ root, then ``python3 -I -m glsandbox_kernel.worker.guest``). It
    QEMU exits.
 
 Nothing here is trusted by the host: the VM boundary is the isolation, the
-worker's uid keeps user code away from this process and the ports.
+worker's uid keeps user code away from this process and the control port.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ import socket
 import struct
 import sys
 import time
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 DATA_PORT = "glsandbox.data"
 CTL_PORT = "glsandbox.ctl"
@@ -142,7 +143,7 @@ def _confine_child(plan: dict[str, Any], report: dict[str, Any]) -> list[int]:
     return []
 
 
-def _worker_child(sock: socket.socket, plan: dict[str, Any], report: dict[str, Any]) -> NoReturn:
+def _worker_child(port: PortStream, plan: dict[str, Any], report: dict[str, Any]) -> NoReturn:
     """Forked child: confine, drop to the worker uid, then serve frames (becomes untrusted)."""
     try:
         os.setsid()
@@ -167,7 +168,7 @@ def _worker_child(sock: socket.socket, plan: dict[str, Any], report: dict[str, A
         from .loop import serve
 
         _confine_child(plan, report)
-        serve(sock, report=report)
+        serve(cast(socket.socket, port), report=report)  # duck-typed: FrameChannel's three calls
     except BaseException as exc:  # noqa: BLE001 - the child must never return into the agent
         _log(f"worker failed to start: {exc!r}")
         os._exit(70)
@@ -208,6 +209,36 @@ def _write_all(fd: int, data: bytes | memoryview) -> None:
         view = view[n:]
 
 
+class PortStream:
+    """WORKER side: the data port as the calls FrameChannel makes of a socket.
+
+    ``fileno``/``sendall``/``recv_into`` (and ``recv``, ``close``): the
+    unchanged worker loop runs on it directly; EOF when the host side closes.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def sendall(self, data: bytes | memoryview) -> None:
+        _write_all(self.fd, data)
+
+    def recv_into(self, buf: bytearray | memoryview) -> int:
+        while True:
+            try:
+                return os.readv(self.fd, [buf])
+            except InterruptedError:
+                continue
+
+    def recv(self, size: int) -> bytes:
+        return os.read(self.fd, size)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
 class Agent:
     """The relay between the ports and the worker; one per guest."""
 
@@ -216,7 +247,6 @@ class Agent:
         self.ctl_fd = ctl_fd
         self.ctl_buf = b""
         self.worker_pid = 0
-        self.sock: socket.socket | None = None
         self.plan: dict[str, Any] | None = None
         self.oom_base = 0
 
@@ -243,19 +273,16 @@ class Agent:
         self.ctl_buf = self.ctl_buf[-(1 << 20) :]
 
     def start_worker(self) -> None:
+        """Fork the worker on the data port itself (no relay hop: each hop costs under TCG)."""
         plan = self.wait_for_plan()
-        host_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         report = _guest_report()
         self.oom_base = oom_kills()
         pid = os.fork()
         if pid == 0:
-            host_end.close()
-            os.close(self.data_fd)
             os.close(self.ctl_fd)
-            _worker_child(child_end, plan, report)
-        child_end.close()
+            _worker_child(PortStream(self.data_fd), plan, report)
+        os.close(self.data_fd)  # the worker is the only holder of the data port
         self.worker_pid = pid
-        self.sock = host_end
 
     def control(self, line: bytes) -> None:
         """One command from the host's control port."""
@@ -288,38 +315,25 @@ class Agent:
             _write_all(self.ctl_fd, b"pong\n")
 
     def run(self) -> NoReturn:
-        """Relay until the worker ends or the host goes away, then power off."""
-        assert self.sock is not None
-        sock_fd = self.sock.fileno()
-        poller = select.poll()
-        for fd in (self.data_fd, self.ctl_fd, sock_fd):
-            poller.register(fd, select.POLLIN)
-        status = None
+        """Obey the control port until the worker ends, then report and power off.
+
+        SIGCHLD wakes the wait at once (a wakeup pipe), so a worker's exit
+        turns into the guest's power-off without a polling delay.
+        """
+        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        status = self._reap()
         while status is None:
             try:
-                events = poller.poll(200)
-            except InterruptedError:
-                events = []
-            for fd, _ev in events:
-                try:
-                    if fd == sock_fd:
-                        chunk = self.sock.recv(1 << 16)
-                        if not chunk:
-                            poller.unregister(sock_fd)
-                            continue
-                        _write_all(self.data_fd, chunk)
-                    elif fd == self.data_fd:
-                        chunk = os.read(self.data_fd, 1 << 16)
-                        if not chunk:
-                            _log("host closed the data port")
-                            os.kill(-1, signal.SIGKILL)
-                            power_off()
-                        self.sock.sendall(chunk)
-                    else:
-                        self._feed(os.read(self.ctl_fd, 65536))
-                except OSError as exc:
-                    if exc.errno not in (errno.EAGAIN, errno.EINTR, errno.EPIPE, errno.ECONNRESET):
-                        raise
+                ready, _, _ = select.select([self.ctl_fd, wake_r], [], [], 1.0)
+                if wake_r in ready:
+                    os.read(wake_r, 4096)
+                if self.ctl_fd in ready:
+                    self._feed(os.read(self.ctl_fd, 65536))
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EINTR):
+                    raise
             status = self._reap()
         oom = " oom" if oom_kills() > self.oom_base else ""
         _write_all(self.ctl_fd, f"exit {status}{oom}\n".encode())
