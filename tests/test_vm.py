@@ -245,7 +245,19 @@ out
 
 
 @needs_vm
-def test_escape_attempts_are_contained_judged_from_the_host(box: OSSandbox, tmp_path: Path) -> None:
+def test_escape_attempts_are_contained_judged_from_the_host_strict(box: OSSandbox, tmp_path: Path) -> None:
+    escape_battery(box, tmp_path, exec_result="EPERM")  # STRICT: execve denied by the guest-side seccomp filter
+
+
+@needs_vm
+def test_escape_attempts_are_contained_judged_from_the_host_moderate(tmp_path: Path) -> None:
+    cfg = create_config_by_level("moderate", isolation_type=IsolationType.VM, interrupt_grace_seconds=30)
+    with OSSandbox(cfg) as sb:
+        sb.start()
+        escape_battery(sb, tmp_path, exec_result="ALLOWED")  # MODERATE allows new programs, inside the guest
+
+
+def escape_battery(box: OSSandbox, tmp_path: Path, *, exec_result: str) -> None:
     secret = tmp_path / "host-secret"
     secret.write_text("host only")
     before = qemu_pids()
@@ -256,7 +268,7 @@ def test_escape_attempts_are_contained_judged_from_the_host(box: OSSandbox, tmp_
     assert seen.pop("interfaces") == ["lo"]  # no NIC: nothing to route anywhere
     assert seen == {
         "host_secret": "ENOENT",  # the host's files do not exist in the guest
-        "exec": "EPERM",  # STRICT: execve denied by the guest-side seccomp filter
+        "exec": exec_result,
         "mount": "EPERM",
         "unshare_user": "EPERM",
         "kill_agent": "EPERM",  # the worker is uid 65534, the agent root
