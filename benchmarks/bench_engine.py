@@ -27,6 +27,7 @@ from typing import Any
 from _timing import side_by_side
 
 from glsandbox_kernel import IsolationType, OSSandbox, OSSandboxConfig, create_config_by_level, execute_lenient
+from glsandbox_kernel.config import NetworkConfig
 from glsandbox_kernel.procfs import cpu_rss as read_proc_stat
 from glsandbox_kernel.session import Session
 
@@ -65,7 +66,10 @@ def timed_spaced(fn: Callable[[], Any], n: int, gap: float) -> float:
 def bench_one_shot(
     n: int, rounds: int, isolation: IsolationType | None, *, pool: bool = True, gap: float = 0.0
 ) -> dict[str, Any]:
-    """One-shot LENIENT sandbox per call (``execute_lenient`` for the default backend)."""
+    """One-shot LENIENT sandbox per call (``execute_lenient`` for the default backend).
+
+    A named backend runs LENIENT without network: BASIC refuses a network it cannot enforce.
+    """
     from glsandbox_kernel.backends.zygote_backend import POOLS
 
     POOLS.set_size(None if pool else 0)
@@ -74,7 +78,7 @@ def bench_one_shot(
         def ours_fn() -> Any:
             return execute_lenient(f, 1)
     else:
-        cfg = create_config_by_level("lenient", isolation_type=isolation)
+        cfg = create_config_by_level("lenient", isolation_type=isolation, network=NetworkConfig(allow_network=False))
 
         def ours_fn() -> Any:
             with OSSandbox(cfg) as box:

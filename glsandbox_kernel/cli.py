@@ -38,12 +38,14 @@ def _probe(fn: Callable[[], tuple[bool, str]]) -> tuple[bool, str]:
 
 def doctor_report() -> dict[str, Any]:
     """What this machine supports, each with a reason (used by ``glsandbox doctor``)."""
-    from .backends.registry import backends
+    from .backends.registry import backends, broken_backends
 
     report: dict[str, Any] = {"python": sys.version.split()[0], "euid": os.geteuid(), "backends": {}}
     for name, cls in sorted(backends().items()):
         ok, reason = _probe(cls.available)
         report["backends"][name] = {"available": ok, "reason": reason, "hint": "" if ok else cls.unavailable_hint()}
+    for name, error in sorted(broken_backends().items()):
+        report["backends"][name] = {"available": False, "reason": error, "hint": "fix or uninstall the plugin"}
     report["features"] = {}
     features = report["features"]
     try:

@@ -35,7 +35,7 @@ from typing import Any
 
 from .exceptions import SandboxCrashedError, SandboxError
 from .linux import PR_SET_CHILD_SUBREAPER, PR_SET_DUMPABLE, PR_SET_PDEATHSIG, prctl
-from .procfs import children_of
+from .procfs import children_of, descendants
 from .protocol import FrameChannel, WorkerGone
 
 _ZYGOTE_ENV_KEYS = ("PATH", "LANG", "LC_ALL", "TZ", "SYSTEMROOT")
@@ -127,7 +127,9 @@ class ZygoteClient:
                     event.set()
 
     def spawn(self, plan: dict[str, Any], worker_sock: socket.socket, timeout: float = 30.0) -> int:
-        """Fork a child that applies ``plan`` and serves on ``worker_sock``; returns its pid.
+        """Fork a child that applies ``plan`` (``ChildPlan.to_wire()``) and serves on ``worker_sock``.
+
+        Returns the child's pid.
 
         The pid is the template's direct child: the worker (or, for namespace
         plans, the process that set up the namespaces around it).
@@ -294,12 +296,7 @@ def _kill_all(children: set[int]) -> None:
     """
     me = os.getpid()
     for _ in range(100):
-        tree: list[int] = []
-        todo = [me]
-        while todo:
-            kids = children_of(todo.pop())
-            tree.extend(kids)
-            todo.extend(kids)
+        tree = descendants(me)
         if not tree:
             return
         for pid in reversed(tree):
@@ -352,14 +349,15 @@ def _child_main(plan: dict[str, Any], sock_fd: int) -> None:
 
 
 def _worker_main(plan: dict[str, Any], sock_fd: int) -> None:
-    """WORKER (becomes untrusted): apply the plan, then serve frames."""
-    from .confinement import apply_child_plan
+    """WORKER (becomes untrusted): check and apply the plan, then serve frames."""
+    from .confinement import ChildPlan, apply_child_plan
     from .worker.loop import serve
 
-    result = apply_child_plan(plan)
+    checked = ChildPlan.from_wire(plan)  # unknown, missing or mistyped fields are refused
+    result = apply_child_plan(checked)
     # The host's import path as it is now (the template's dates from its start),
     # so functions pickled by reference find their modules.
-    for entry in reversed(plan.get("sys_path") or []):
+    for entry in reversed(checked.process.sys_path if checked.process else ()):
         if entry not in sys.path:
             sys.path.insert(0, entry)
     sock = socket.socket(fileno=sock_fd)

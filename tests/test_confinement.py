@@ -18,6 +18,7 @@ import errno
 import ipaddress
 import json
 import os
+import re
 import select
 import shutil
 import signal
@@ -35,6 +36,9 @@ from typing import Any
 
 import pytest
 
+from glsandbox_kernel.backends.basic import BasicBackend
+from glsandbox_kernel.backends.chroot import ChrootBackend
+from glsandbox_kernel.backends.namespace import NamespaceBackend
 from glsandbox_kernel.config import (
     FilesystemConfig,
     MiB,
@@ -44,12 +48,15 @@ from glsandbox_kernel.config import (
     SecurityLevel,
     create_config_by_level,
 )
-from glsandbox_kernel.confinement import apply_child_plan, build_child_plan
+from glsandbox_kernel.confinement import ChildPlan, apply_child_plan
+from glsandbox_kernel.confinement import build_child_plan as _build_child_plan
 from glsandbox_kernel.confinement import cgroups as cg
 from glsandbox_kernel.confinement import landlock as ll
 from glsandbox_kernel.confinement import namespaces as ns
 from glsandbox_kernel.confinement import network as net
+from glsandbox_kernel.confinement import proxy as px
 from glsandbox_kernel.confinement import seccomp as sc
+from glsandbox_kernel.confinement._common import ConfinementError
 from glsandbox_kernel.supervisor import Supervisor, SupervisorPolicy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -101,8 +108,16 @@ class Outcome:
     error: str | None = None
 
 
+PROFILES = {b.name: b.profile for b in (BasicBackend, NamespaceBackend, ChrootBackend)}
+
+
+def build_child_plan(config: OSSandboxConfig, *, backend: str, **kw: Any) -> ChildPlan:
+    """The plan of ``backend``'s profile (the confinement code itself never sees the name)."""
+    return _build_child_plan(config, profile=PROFILES[backend], **kw)
+
+
 def run_in_sandbox(
-    plan: dict[str, Any],
+    plan: ChildPlan | dict[str, Any],
     probe: Callable[[], Any],
     *,
     policy: SupervisorPolicy | None = None,
@@ -115,7 +130,8 @@ def run_in_sandbox(
     The child sends the seccomp listener fd with its first message (like the
     worker's hello frame) and closes it; the parent runs a real Supervisor on it.
     """
-    json.dumps(plan)  # the plan must be JSON-able
+    wire = plan.to_wire() if isinstance(plan, ChildPlan) else plan
+    json.dumps(wire)  # the plan crosses as plain data
     parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # fork with helper threads (3.12+)
@@ -125,7 +141,7 @@ def run_in_sandbox(
         try:
             parent.close()
             try:
-                res = apply_child_plan(plan)
+                res = apply_child_plan(wire)  # checked against the schema, as in the zygote
             except BaseException:  # noqa: BLE001 - report any setup failure
                 child.send(json.dumps({"error": traceback.format_exc()}).encode())
                 os._exit(70)
@@ -192,10 +208,10 @@ def _wait(pid: int, timeout: float) -> int | None:
         time.sleep(0.005)
 
 
-def only(plan: dict[str, Any], *steps: str) -> dict[str, Any]:
+def only(plan: ChildPlan, *steps: str) -> ChildPlan:
     """A copy of ``plan`` with every step section except ``steps`` removed."""
-    keep = {"version", "backend", "report", "pdeathsig", *steps}
-    return {k: v for k, v in plan.items() if k in keep}
+    keep = {"version", "report", "pdeathsig", *steps}
+    return dataclasses.replace(plan, **{f.name: None for f in dataclasses.fields(plan) if f.name not in keep})
 
 
 def procs_in_pidns(inode: str) -> list[int]:
@@ -229,27 +245,45 @@ def moderate(**overrides: Any) -> OSSandboxConfig:
 # plans (host side, no fork)
 
 
-def test_plan_is_json_and_steps_follow_backend(tmp_path: Any) -> None:
+def test_plan_is_plain_data_and_steps_follow_the_profile(tmp_path: Any) -> None:
     basic = build_child_plan(moderate(), backend="basic", workdir=str(tmp_path))
-    json.dumps(basic)
-    assert "namespaces" not in basic and "mounts" not in basic
-    assert basic["rlimits"]["limits"]["AS"] == moderate().limits.memory_limit_bytes
-    assert basic["report"]["cgroups"].startswith("not used")
+    json.dumps(basic.to_wire())
+    assert basic.namespaces is None and basic.mounts is None and basic.network is None
+    assert basic.rlimits is not None and basic.rlimits.limits["AS"] == moderate().limits.memory_limit_bytes
+    assert basic.report["cgroups"].startswith("not used")
     nsplan = build_child_plan(moderate(), backend="namespace", workdir="/tmp/work")
-    assert nsplan["namespaces"]["kinds"] == ["user", "mount", "pid", "net", "ipc", "uts", "cgroup"]
-    srcs = [b["src"] for b in nsplan["mounts"]["binds"]]
+    assert nsplan.namespaces is not None and nsplan.mounts is not None and nsplan.seccomp is not None
+    assert nsplan.namespaces.kinds == ("user", "mount", "pid", "net", "ipc", "uts", "cgroup")
+    srcs = [b.src for b in nsplan.mounts.binds]
     assert os.path.realpath(sys.base_prefix) in srcs
     assert not any(s == "/root" or s.startswith(("/root/.ssh", "/home")) for s in srcs)
-    assert nsplan["seccomp"]["deny_exec"] is False
+    assert nsplan.seccomp.deny_exec is False
     strict = build_child_plan(create_config_by_level("strict"), backend="namespace", workdir="/tmp/work")
-    assert strict["seccomp"]["deny_exec"] is True
-    with pytest.raises(ValueError):
-        build_child_plan(moderate(), backend="docker", workdir="/tmp")
+    assert strict.seccomp is not None and strict.seccomp.deny_exec is True
+    assert ChildPlan.from_wire(json.loads(json.dumps(nsplan.to_wire()))) == nsplan  # survives the frame
+
+
+def test_child_refuses_a_plan_outside_the_schema() -> None:
+    wire = build_child_plan(moderate(), backend="namespace", workdir="/tmp/work").to_wire()
+    for mutate, needle in (
+        (lambda w: w["mounts"].update(root_size="bogus"), "plan.mounts.root_size: expected int"),
+        (lambda w: w["mounts"]["binds"][0].update(extra=1), "unknown field(s) extra"),
+        (lambda w: w["landlock"].pop("rw"), "missing field(s) rw"),
+        (lambda w: w.update(backend="namespace"), "unknown field(s) backend"),
+        (lambda w: w["seccomp"].update(notify="yes"), "plan.seccomp.notify: expected bool"),
+        (lambda w: w.update(version=1), "version 1"),
+    ):
+        bad = json.loads(json.dumps(wire))
+        mutate(bad)
+        with pytest.raises(ConfinementError, match=re.escape(needle)):
+            ChildPlan.from_wire(bad)
+    out = run_in_sandbox({**wire, "rlimits": {"enabled": True, "limits": {"AS": "1"}}}, lambda: "unreachable")
+    assert out.error is not None and "plan.rlimits.limits['AS']: expected int" in out.error
+    assert out.result is None
 
 
 def test_seccomp_program_shape() -> None:
-    section = sc.plan_seccomp(deny_exec=True, notify=True)
-    prog = sc.build_filter(section)
+    prog = sc.SeccompPolicy.make(deny_exec=True, notify=True).bpf()
     assert prog[0] == (0x20, 0, 0, 4)  # load arch first
     assert prog[2] == (0x06, 0, 0, sc.SECCOMP_RET_KILL_PROCESS)
     assert prog[-1] == (0x06, 0, 0, sc.SECCOMP_RET_ALLOW)
@@ -292,7 +326,7 @@ def _escape_probe() -> dict[str, int]:
 @needs_notify
 @pytest.mark.parametrize("backend", ["basic", pytest.param("namespace", marks=[needs_userns, pytest.mark.namespace])])
 def test_seccomp_denies_escape_syscalls_and_supervisor_records_them(backend: str, tmp_path: Any) -> None:
-    workdir = str(tmp_path) if backend == "basic" else "/tmp/work"
+    workdir = str(tmp_path) if PROFILES[backend].workdir is None else str(PROFILES[backend].workdir)
     plan = build_child_plan(moderate(), backend=backend, workdir=workdir)
     out = run_in_sandbox(plan, _escape_probe)
     assert out.error is None, out.error
@@ -314,7 +348,7 @@ def test_seccomp_denies_escape_syscalls_and_supervisor_records_them(backend: str
 @needs_seccomp
 def test_seccomp_without_supervisor_still_denies(tmp_path: Any) -> None:
     plan = build_child_plan(moderate(detect_escape_attempts=False), backend="basic", workdir=str(tmp_path))
-    assert plan["report"]["escape_detection"].startswith("not possible")
+    assert plan.report["escape_detection"].startswith("not possible")
     out = run_in_sandbox(only(plan, "no_new_privs", "seccomp"), _escape_probe)
     assert out.error is None, out.error
     assert not out.listener_passed and out.violations == []
@@ -412,7 +446,7 @@ def test_landlock_blocks_paths_outside_the_allowlist(tmp_path: Any) -> None:
 def test_cgroup_memory_limit_kills_and_oom_is_detected() -> None:
     limits = ResourceLimits(memory_limit_bytes=48 * MiB, max_processes=16)
     with cg.create_cgroup(limits, name=f"test-{uuid.uuid4().hex[:8]}") as mgr:
-        plan = {"version": 1, "backend": "basic", "cgroup": mgr.child_section()}
+        plan = ChildPlan(cgroup=mgr.child_section())
 
         def probe() -> int:
             chunks = []
@@ -438,7 +472,7 @@ def test_cgroup_pids_limit_stops_a_fork_bomb() -> None:
     limits = ResourceLimits(memory_limit_bytes=256 * MiB, max_processes=12)
     mgr = cg.create_cgroup(limits, name=f"test-{uuid.uuid4().hex[:8]}")
     try:
-        plan = {"version": 1, "backend": "basic", "cgroup": mgr.child_section()}
+        plan = ChildPlan(cgroup=mgr.child_section())
 
         def probe() -> dict[str, Any]:
             forks = 0
@@ -641,7 +675,8 @@ def test_namespace_exit_status_signals_and_no_leftovers() -> None:
 @pytest.mark.namespace
 def test_namespace_setup_failure_is_reported_not_hidden(tmp_path: Any) -> None:
     plan = build_child_plan(moderate(), backend="namespace", workdir="/tmp/work")
-    plan["mounts"]["root_size"] = "bogus"  # the root tmpfs mount fails with EINVAL
+    assert plan.mounts is not None
+    plan = dataclasses.replace(plan, mounts=dataclasses.replace(plan.mounts, root_size=-1))  # tmpfs: EINVAL
     out = run_in_sandbox(plan, lambda: "unreachable")
     assert out.error is not None and "mounts: mount(" in out.error
     assert out.result is None
@@ -696,7 +731,7 @@ def _no_connection_reached(s: socket.socket) -> bool:
 
 def _loopback_only(sockaddr: tuple[Any, ...], family: int, timeout: float) -> socket.socket:
     assert ipaddress.ip_address(sockaddr[0]).is_loopback, f"refusing to connect to {sockaddr}"
-    return net._default_connector(sockaddr, family, timeout)
+    return px._default_connector(sockaddr, family, timeout)
 
 
 @pytest.fixture
@@ -774,7 +809,7 @@ def test_proxy_any_mode_still_blocks_metadata_and_host_loopback(proxy_dir: str, 
 
 
 def test_proxy_bandwidth_token_bucket() -> None:
-    bucket = net._TokenBucket(1 * MiB)
+    bucket = px._TokenBucket(1 * MiB)
     t0 = time.monotonic()
     bucket.consume(MiB)  # the one-second burst
     bucket.consume(MiB // 2)

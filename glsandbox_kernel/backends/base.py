@@ -152,9 +152,11 @@ class SandboxBackend(abc.ABC):
     def start(self, *, session_id: str) -> WorkerProcess:
         """Start one confined worker for ``session_id``; called by the session.
 
-        Must return only once the worker is connected, or raise a
-        :class:`~glsandbox_kernel.exceptions.SandboxError` (undoing any
-        half-finished setup).
+        Returns the started worker, which may not have said hello yet (the
+        session then calls :meth:`connect`; a warm-pool worker is connected
+        already), or raises a :class:`~glsandbox_kernel.exceptions.SandboxError`
+        (undoing any half-finished setup), e.g. BackendUnavailableError for a
+        config this backend cannot enforce.
         """
 
     def connect(self, worker: WorkerProcess, *, max_frame: int, timeout: float) -> None:
@@ -178,7 +180,8 @@ class SandboxBackend(abc.ABC):
         worker.chan, worker.hello = chan, hello
 
     def on_hello(self, worker: WorkerProcess, hello: dict[str, Any], fds: list[int]) -> None:
-        """Called by the session with the worker's first frame and the fds it passed.
+        """Called by :meth:`connect` (from the session or a warm pool) with the worker's
+        first frame and the fds it passed.
 
         Backends that run a seccomp supervisor take the listener fd here. The
         default closes every fd. ``hello`` is untrusted data.

@@ -18,22 +18,35 @@ when asked for, since it needs a root filesystem the default config lacks.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from typing import ClassVar
 
 from ..config import IsolationType
-from ..exceptions import BackendUnavailableError
-from .base import WorkerProcess
+from ..confinement.profile import UNPRIVILEGED_HOST_ID, ConfinementProfile
 from .namespace import NamespaceBackend
+from .zygote_backend import ZygoteBackend
 
 
-class ChrootBackend(NamespaceBackend):
+class ChrootBackend(ZygoteBackend):
     """pivot_root into ``FilesystemConfig.root``, unprivileged uid, no user namespace."""
 
     name: ClassVar[str] = "chroot"
     isolation_type: ClassVar[IsolationType] = IsolationType.CHROOT
     strength: ClassVar[int] = 5
+    #: NAMESPACE's profile without a user namespace: the set-up runs as real root, the
+    #: worker as host uid 65534 with supplementary groups cleared, never dumpable, in
+    #: the given root instead of a tmpfs.
+    profile: ClassVar[ConfinementProfile] = dataclasses.replace(
+        NamespaceBackend.profile,
+        namespaces=("mount", "pid", "net", "ipc", "uts", "cgroup"),
+        root="given",
+        uid=UNPRIVILEGED_HOST_ID,
+        gid=UNPRIVILEGED_HOST_ID,
+        setgroups=True,
+        dumpable="never",
+    )
 
     @classmethod
     def available(cls) -> tuple[bool, str]:
@@ -46,15 +59,3 @@ class ChrootBackend(NamespaceBackend):
     @classmethod
     def unavailable_hint(cls) -> str:
         return "run as root, or use isolation 'namespace', which works without root"
-
-    def start(self, *, session_id: str) -> WorkerProcess:
-        root = self.config.filesystem.root
-        if not root:
-            raise BackendUnavailableError(
-                self.name,
-                "FilesystemConfig.root is not set",
-                "set filesystem=FilesystemConfig(root=...) to a root filesystem directory (e.g. made with debootstrap)",
-            )
-        if not os.path.isdir(root):
-            raise BackendUnavailableError(self.name, f"root filesystem {root!r} is not a directory")
-        return super().start(session_id=session_id)

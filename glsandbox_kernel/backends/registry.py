@@ -1,9 +1,11 @@
 """Find backends by isolation type through the entry-point group (host side).
 
 Every backend, our own included, is registered under the entry-point group
-``glsandbox_kernel.backends`` (name = the IsolationType value). The lookup
-lives here, in one small function that tests can replace
-(:func:`set_backend_loader`). No ``if backend == ...`` chains anywhere.
+``glsandbox_kernel.backends`` (name = the IsolationType value); there is no
+second list. The lookup lives here, in one small function that tests can
+replace (:func:`set_backend_loader`). A backend that fails to import is
+reported (:func:`broken_backends`), never silently dropped. No
+``if backend == ...`` chains anywhere.
 """
 
 from __future__ import annotations
@@ -18,44 +20,33 @@ from .base import SandboxBackend
 
 ENTRY_POINT_GROUP = "glsandbox_kernel.backends"
 
-# Fallback table used when the distribution metadata is not installed
-# (running from a source tree); mirrors pyproject.toml's entry points.
-_BUILTIN = {
-    "basic": "glsandbox_kernel.backends.basic:BasicBackend",
-    "namespace": "glsandbox_kernel.backends.namespace:NamespaceBackend",
-    "chroot": "glsandbox_kernel.backends.chroot:ChrootBackend",
-    "container": "glsandbox_kernel.backends.container:ContainerBackend",
-    "gvisor": "glsandbox_kernel.backends.gvisor:GVisorBackend",
-    "vm": "glsandbox_kernel.backends.vm:VMBackend",
-}
-
-
-def _load_target(target: str) -> type[SandboxBackend] | None:
-    module_name, _, attr = target.partition(":")
-    try:
-        module = __import__(module_name, fromlist=[attr])
-    except ImportError:
-        return None
-    cls = getattr(module, attr, None)
-    return cls if isinstance(cls, type) and issubclass(cls, SandboxBackend) else None
-
 
 @functools.lru_cache(maxsize=1)
-def _default_loader() -> dict[str, type[SandboxBackend]]:
+def _entry_points() -> tuple[dict[str, type[SandboxBackend]], dict[str, str]]:
+    """(backends by name, name -> why it could not be loaded), from the entry-point group.
+
+    Our own backends are registered there too (pyproject.toml; installed
+    even for editable installs). A backend whose import fails is kept with
+    its error, never dropped: ``glsandbox doctor`` shows it, and asking for
+    it raises :class:`BackendUnavailableError` with that error.
+    """
     found: dict[str, type[SandboxBackend]] = {}
+    broken: dict[str, str] = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         try:
             cls = ep.load()
-        except ImportError:
+        except Exception as exc:  # noqa: BLE001 - recorded and reported, not swallowed
+            broken[ep.name] = f"import of {ep.value} failed: {type(exc).__name__}: {exc}"
             continue
         if isinstance(cls, type) and issubclass(cls, SandboxBackend):
             found[ep.name] = cls
-    for name, target in _BUILTIN.items():
-        if name not in found:
-            cls = _load_target(target)
-            if cls is not None:
-                found[name] = cls
-    return found
+        else:
+            broken[ep.name] = f"{ep.value} is not a SandboxBackend subclass"
+    return found, broken
+
+
+def _default_loader() -> dict[str, type[SandboxBackend]]:
+    return _entry_points()[0]
 
 
 _loader: Callable[[], dict[str, type[SandboxBackend]]] = _default_loader
@@ -68,14 +59,23 @@ def set_backend_loader(loader: Callable[[], dict[str, type[SandboxBackend]]] | N
 
 
 def backends() -> dict[str, type[SandboxBackend]]:
-    """All registered backends by name."""
+    """All registered backends by name (those that loaded)."""
     return dict(_loader())
+
+
+def broken_backends() -> dict[str, str]:
+    """Registered backends that could not be loaded: name -> the error (doctor shows them)."""
+    if _loader is not _default_loader:
+        return {}
+    return dict(_entry_points()[1])
 
 
 def get_backend(isolation: IsolationType | str) -> type[SandboxBackend]:
     """The backend class for ``isolation``; BackendUnavailableError if none is registered."""
     name = isolation.value if isinstance(isolation, IsolationType) else str(isolation)
     cls = _loader().get(name)
+    if cls is None and name in broken_backends():
+        raise BackendUnavailableError(name, broken_backends()[name], "see `glsandbox doctor`")
     if cls is None:
         raise BackendUnavailableError(
             name,

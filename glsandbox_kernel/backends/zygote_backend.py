@@ -1,47 +1,57 @@
-"""What every zygote backend shares (HOST side): the worker handle, env, pool, janitor.
+"""The base of every backend whose worker is forked from the zygote (HOST side).
 
-:class:`ZygoteWorker` is the host view of a worker forked from the zygote
-(:mod:`glsandbox_kernel.zygote`); :data:`POOLS` the warm pools of
-pre-confined workers (:mod:`.pool`, ``GLSANDBOX_WARM_POOL``); :data:`JANITOR`
-the background thread that releases what dead workers leave
-(:mod:`.reaper`); :func:`scrubbed_env` the worker's environment;
-:func:`key_of` a warm-pool key.
+:class:`ZygoteBackend` starts, pools and connects workers forked from the
+pre-imported template (:mod:`glsandbox_kernel.zygote`). What it sets up
+around a worker follows only the subclass's typed
+:class:`~glsandbox_kernel.confinement.profile.ConfinementProfile`: a private
+host working directory or one inside the sandbox, a cgroup, the network
+proxy, the namespace chain. BASIC, NAMESPACE and CHROOT subclass it
+directly and differ only in their profile and availability checks.
 
-Who calls: the BASIC, NAMESPACE and CHROOT backends; the container backend
-uses :func:`scrubbed_env`; tests use :func:`flush_cleanups` and :data:`POOLS`.
+Also here: :data:`POOLS` (warm pools of pre-confined workers,
+``GLSANDBOX_WARM_POOL``), :func:`key_of` (a pool key).
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import hashlib
 import json
 import os
 import shutil
-import signal
 import socket
 import sys
+import tempfile
 import threading
-from collections.abc import Callable
-from typing import Any
+import uuid
+from typing import Any, ClassVar
 
 from .. import procfs
 from .. import zygote as _zygote
 from ..config import OSSandboxConfig
-from ..zygote import ZygoteClient
-from .base import ExitInfo, ResourceSample, WorkerProcess
+from ..confinement.cgroups import CgroupSection
+from ..confinement.process import scrubbed_env
+from ..confinement.profile import ConfinementProfile
+from ..exceptions import BackendUnavailableError
+from ..zygote import ZygoteClient, get_zygote
+from .base import SandboxBackend, WorkerProcess
 from .pool import ZYGOTE_POLICY, PoolGroup
-from .reaper import reaper
+from .zygote_worker import JANITOR, NamespaceWorker, ZygoteWorker, flush_cleanups
+
+__all__ = [
+    "JANITOR",
+    "POOLS",
+    "NamespaceWorker",
+    "ZygoteBackend",
+    "ZygoteWorker",
+    "flush_cleanups",
+    "key_of",
+    "scrubbed_env",
+]
 
 #: Warm pools of fully confined zygote workers, one per config key.
 POOLS: PoolGroup[WorkerProcess] = PoolGroup(ZYGOTE_POLICY)
-#: Releases helper threads, directories and cgroups of dead workers, off the caller's path.
-JANITOR = reaper("glsandbox-janitor")
-
-
-def flush_cleanups(timeout: float = 10.0) -> bool:
-    """Wait for background cleanups (directories, cgroups) to finish (tests, exit)."""
-    return JANITOR.flush(timeout)
 
 
 def _on_zygote_death(_client: ZygoteClient) -> None:
@@ -53,180 +63,6 @@ _zygote.on_zygote_death(_on_zygote_death)
 atexit.register(POOLS.drain_all)
 
 
-def scrubbed_env(config: OSSandboxConfig, workdir: str) -> dict[str, str]:
-    """The worker's environment: allowlisted host variables plus safe defaults."""
-    env = {k: os.environ[k] for k in config.whitelist.allowed_env_vars if k in os.environ}
-    env.update(
-        {
-            "PATH": "/usr/local/bin:/usr/bin:/bin",
-            "HOME": workdir,
-            "TMPDIR": workdir,
-            "PYTHONDONTWRITEBYTECODE": "1",
-            "PYTHONNOUSERSITE": "1",
-            "MPLBACKEND": "module://matplotlib_inline.backend_inline",
-            "MPLCONFIGDIR": os.path.join(workdir, ".matplotlib"),
-            "IPYTHONDIR": os.path.join(workdir, ".ipython"),
-            "GLSANDBOX": "1",
-            # One BLAS/OpenMP thread: per-thread buffers would otherwise eat the
-            # memory limit (OpenBLAS reserves ~227 MiB of address space at import).
-            "OPENBLAS_NUM_THREADS": "1",
-            "OMP_NUM_THREADS": "1",
-            "MKL_NUM_THREADS": "1",
-        }
-    )
-    env.update(dict(config.whitelist.env))
-    return env
-
-
-class ZygoteWorker(WorkerProcess):
-    """A worker forked from the zygote; ``root_pid`` is the template's direct child.
-
-    For BASIC the root is the worker itself (a child subreaper, so everything
-    it starts stays below it); namespace plans put their set-up processes there.
-
-    Created by :meth:`BasicBackend.start` (and the namespace/chroot backends).
-    """
-
-    def __init__(self, *, zygote: ZygoteClient, root_pid: int, sock: socket.socket, workdir: str | None) -> None:
-        self.zygote = zygote
-        self.root_pid = root_pid
-        self.sock = sock
-        self.pid = root_pid
-        self.workdir = workdir
-        self._cleaned = False
-        self.supervisor: Any = None
-        self._listeners: list[Callable[[dict[str, Any]], None]] = []
-        self._early: list[dict[str, Any]] = []
-        self._listeners_lock = threading.Lock()
-        #: The session this worker serves (a warm-pool worker gets it at the handover).
-        self.session_id: str | None = None
-
-    def attach_supervisor(self, listener_fd: int, config: OSSandboxConfig) -> None:
-        """Answer the worker's seccomp notifications on a host thread (called from on_hello)."""
-        from ..supervisor import Supervisor, SupervisorPolicy
-
-        policy = SupervisorPolicy(
-            deny_exec=not config.new_programs_allowed,
-            allowed_executables=tuple(config.whitelist.allowed_executables),
-        )
-        self.supervisor = Supervisor(listener_fd, on_violation=self._violation, policy=policy)
-
-    def _violation(self, record: dict[str, Any]) -> None:
-        """Supervisor/proxy thread: deliver, or keep until a session listens (warm pool)."""
-        with self._listeners_lock:
-            listeners = list(self._listeners)
-            if not listeners:
-                self._early.append(record)
-        for listener in listeners:
-            listener(record)
-
-    def add_violation_listener(self, listener: Callable[[dict[str, Any]], None]) -> None:
-        """Route supervisor violations to ``listener`` (the session), those seen before first."""
-        with self._listeners_lock:
-            self._listeners.append(listener)
-            early, self._early = self._early, []
-        for record in early:
-            listener(record)
-
-    def assign_session(self, session_id: str) -> None:
-        """HOST side: the session this worker now serves (a warm-pool worker's handover)."""
-        self.session_id = session_id
-
-    def set_worker_pid(self, pid: int) -> None:
-        """Called by the backend once the hello frame named the worker's host pid."""
-        self.pid = pid
-        self._close_proc_fds()
-        self._proc = procfs.ProcessReader(pid)
-
-    _proc: procfs.ProcessReader | None = None
-
-    def _close_proc_fds(self) -> None:
-        if self._proc is not None:
-            self._proc.close()
-            self._proc = None
-
-    def poll(self) -> int | None:
-        return self.zygote.returncode(self.root_pid)
-
-    def wait(self, timeout: float | None = None) -> int | None:
-        return self.zygote.wait(self.root_pid, timeout)
-
-    def send_signal(self, signum: int) -> None:
-        if self.poll() is None:
-            try:
-                os.kill(self.pid, signum)
-            except ProcessLookupError:
-                pass
-
-    def host_pids(self) -> list[int]:
-        if self.poll() is not None:
-            return []
-        return [self.root_pid, *procfs.descendants(self.root_pid)]
-
-    def kill(self) -> None:
-        """SIGKILL the whole tree, deepest first, then its root; wait for the root."""
-        for _ in range(20):
-            if self.poll() is not None:
-                break
-            tree = procfs.descendants(self.root_pid)
-            for pid in reversed(tree):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            if not tree:
-                try:
-                    os.kill(self.root_pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            if self.wait(0.05) is not None:
-                break
-        else:
-            try:
-                os.kill(self.root_pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.wait(2.0)
-
-    def cleanup(self) -> None:
-        """Release the worker's resources; the slow part (threads, rmtree) in the background.
-
-        Called by the session once the worker has ended (or was killed).
-        """
-        if self._cleaned:
-            return
-        self._cleaned = True
-        self._close_proc_fds()
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-        if self.poll() is not None:
-            self.zygote.forget(self.root_pid)
-        JANITOR.submit(self._release)
-
-    def _release(self) -> None:
-        """Janitor thread: stop the supervisor, remove the working directory."""
-        if self.supervisor is not None:
-            self.supervisor.stop()
-        if self.workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def exit_info(self) -> ExitInfo:
-        return ExitInfo(self.poll())
-
-    def sample(self) -> ResourceSample:
-        """Worker-process figures from /proc (cheap: kept-open fds, used per call)."""
-        reading = self._proc.read() if self._proc is not None else None
-        if reading is None:
-            return ResourceSample(source="procfs")
-        st, peak = reading
-        return ResourceSample(cpu_time=st.cpu_seconds, memory_current=st.rss_bytes, memory_peak=peak, source="procfs")
-
-    def reset_peak(self) -> None:
-        procfs.clear_refs(self.pid)
-
-
 def key_of(backend: str, plan: dict[str, Any], config: OSSandboxConfig) -> str:
     """A warm-pool key: a digest of the placeholder plan, the config and the interpreter."""
     blob = json.dumps(
@@ -235,3 +71,231 @@ def key_of(backend: str, plan: dict[str, Any], config: OSSandboxConfig) -> str:
         default=repr,
     )
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class ZygoteBackend(SandboxBackend):
+    """A worker forked from the zygote and confined by the steps its :attr:`profile` asks for.
+
+    Subclasses set ``name``, ``isolation_type``, ``strength``, ``profile``
+    and ``available()``. :meth:`check_config` refuses a config the profile
+    cannot enforce (BackendUnavailableError saying what and how to fix it).
+    """
+
+    profile: ClassVar[ConfinementProfile]
+
+    # -- what the profile can enforce -------------------------------------------------
+    def check_config(self) -> None:
+        """HOST side, before any start: refuse what this profile cannot enforce.
+
+        A profile without a network namespace (``network="deny_only"``) can
+        deny every network socket (seccomp, Landlock) but cannot route traffic
+        through the proxy, so an allowlist or "any" is refused. A profile with
+        a given root needs ``FilesystemConfig.root``, an existing directory.
+        """
+        net = self.config.network
+        if self.profile.network == "deny_only" and net.mode != "none":
+            what = f"allowlist {', '.join(net.allowed_hosts)}" if net.allowed_hosts else "any host"
+            raise BackendUnavailableError(
+                self.name,
+                f"cannot enforce the network policy allow_network=True ({what}): without a network "
+                "namespace its traffic cannot be routed through the filtering proxy",
+                "use isolation_type='namespace' (or 'container'), or allow_network=False",
+            )
+        if self.profile.root == "given":
+            root = self.config.filesystem.root
+            if not root:
+                raise BackendUnavailableError(
+                    self.name,
+                    "FilesystemConfig.root is not set",
+                    "set filesystem=FilesystemConfig(root=...) to a root filesystem directory "
+                    "(e.g. made with debootstrap)",
+                )
+            if not os.path.isdir(root):
+                raise BackendUnavailableError(self.name, f"root filesystem {root!r} is not a directory")
+
+    # -- the plan -----------------------------------------------------------------------
+    def child_plan(self, workdir: str, *, cgroup: CgroupSection | None = None, proxy_socket: str | None = None) -> Any:
+        """HOST side: the :class:`~glsandbox_kernel.confinement.ChildPlan` for one worker."""
+        from ..confinement import build_child_plan
+
+        return build_child_plan(
+            self.config, profile=self.profile, workdir=workdir, cgroup=cgroup, proxy_socket=proxy_socket
+        )
+
+    def pool_key(self) -> str:
+        """What a warm-pool worker must share with this config to be handed out (HOST side).
+
+        The child plan built with placeholders for the per-worker parts
+        (working directory, cgroup name, proxy socket), plus the whole config
+        (limits, network, supervisor policy) and the interpreter.
+        """
+        cg = None
+        if self.profile.cgroup:
+            from ..confinement import cgroups
+
+            ok, why = cgroups.available()
+            cg = CgroupSection(enabled=ok, name="<cgroup>", attach_by="host", unavailable="" if ok else why)
+        proxy = "<proxy>" if self.profile.network == "proxy" and self.config.network.mode != "none" else None
+        plan = self.child_plan(self.profile.workdir or "<workdir>", cgroup=cg, proxy_socket=proxy)
+        return key_of(self.name, plan.to_wire(), self.config)
+
+    # -- starting -------------------------------------------------------------------------
+    def start(self, *, session_id: str) -> WorkerProcess:
+        """A fully confined worker: from the warm pool when one is ready, else started now.
+
+        A pooled worker has said hello already (``worker.hello``); the pool is
+        topped up in the background either way. Called by the session.
+        """
+        self.check_config()
+        if POOLS.size() <= 0:
+            worker = self.start_fresh(session_id=session_id)
+        else:
+            pool = POOLS.get(self.pool_key(), self._launch_pooled)
+            taken = pool.take()
+            pool.refill()
+            worker = taken if taken is not None else self.start_fresh(session_id=session_id)
+        if isinstance(worker, ZygoteWorker):
+            worker.assign_session(session_id)
+        return worker
+
+    def _launch_pooled(self) -> WorkerProcess:
+        """Warm-pool filler thread: start a worker and read its hello; undo on failure."""
+        from ..session import HELLO_TIMEOUT
+
+        worker = self.start_fresh(session_id="warmpool")
+        try:
+            self.connect(worker, max_frame=self.config.max_frame_bytes, timeout=HELLO_TIMEOUT)
+        except BaseException:
+            worker.kill()
+            worker.cleanup()
+            raise
+        return worker
+
+    def _make_cgroup(self, session_id: str) -> tuple[Any, CgroupSection | None]:
+        """HOST side: the sandbox's cgroup (profile ``cgroup``), or the reason there is none."""
+        if not self.profile.cgroup:
+            return None, None
+        from ..confinement import ConfinementError, cgroups
+
+        ok, why = cgroups.available()
+        if not ok:
+            return None, CgroupSection(enabled=False, unavailable=f"{why}: rlimits only")
+        try:
+            mgr = cgroups.create_cgroup(
+                self.config.limits,
+                name=f"{session_id[:12]}-{uuid.uuid4().hex[:6]}",
+                extra_processes=self.profile.helper_processes,
+            )
+        except ConfinementError as exc:
+            return None, CgroupSection(enabled=False, unavailable=f"{exc}: rlimits only")
+        return mgr, mgr.child_section(attach_by="host")
+
+    def _make_proxy(self) -> tuple[Any, str | None]:
+        """HOST side: the network proxy in a private directory, when the profile routes through
+        it and the config allows any network."""
+        net = self.config.network
+        if self.profile.network != "proxy" or net.mode == "none":
+            return None, None
+        from ..confinement.network import NetworkProxy
+
+        proxy_dir = tempfile.mkdtemp(prefix="glsandbox-net-")
+        try:
+            proxy = NetworkProxy(
+                os.path.join(proxy_dir, "proxy.sock"),
+                net.allowed_hosts,
+                self.config.limits.network_bandwidth_bytes_per_s,
+                mode=net.mode,
+            )
+        except OSError:
+            shutil.rmtree(proxy_dir, ignore_errors=True)
+            raise
+        return proxy, proxy_dir
+
+    def start_fresh(self, *, session_id: str) -> WorkerProcess:
+        """Fork a new confined worker for ``session_id`` (not yet connected); undo all on failure.
+
+        The profile decides what is made around it: a private host working
+        directory (no root of its own) or the one inside the sandbox, a
+        cgroup, the network proxy.
+        """
+        with contextlib.ExitStack() as undo:
+            host_workdir = None
+            if self.profile.workdir is None:
+                host_workdir = tempfile.mkdtemp(prefix=f"glsandbox-{session_id[:8]}-")
+                undo.callback(shutil.rmtree, host_workdir, True)
+            workdir = self.profile.workdir or str(host_workdir)
+            cgroup, cg_section = self._make_cgroup(session_id)
+            if cgroup is not None:
+                undo.callback(cgroup.remove)
+            proxy, proxy_dir = self._make_proxy()
+            if proxy is not None and proxy_dir is not None:
+                undo.callback(shutil.rmtree, proxy_dir, True)
+                undo.callback(proxy.stop)
+            plan = self.child_plan(workdir, cgroup=cg_section, proxy_socket=proxy.socket_path if proxy else None)
+            host_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            undo.callback(host_end.close)
+            try:
+                zygote = get_zygote(sys.executable)
+                root = zygote.spawn(plan.to_wire(), child_end)
+            finally:
+                child_end.close()
+            worker: ZygoteWorker
+            if self.profile.namespaced:
+                worker = NamespaceWorker(
+                    zygote=zygote,
+                    root_pid=root,
+                    sock=host_end,
+                    cgroup=cgroup,
+                    proxy=proxy,
+                    proxy_dir=proxy_dir,
+                    plan_report=dict(plan.report),
+                )
+                if cgroup is not None:
+                    worker.start_early_attach()
+            else:
+                worker = ZygoteWorker(zygote=zygote, root_pid=root, sock=host_end, workdir=host_workdir)
+            undo.pop_all()
+        return worker
+
+    # -- after the hello ------------------------------------------------------------------
+    def on_hello(self, worker: WorkerProcess, hello: dict[str, Any], fds: list[int]) -> None:
+        """Called by the session (or a warm pool) with the worker's first frame and its fds.
+
+        The only fd a zygote worker passes is its seccomp listener: the
+        supervisor takes it. ``hello`` is untrusted: its pid only selects
+        among the host's own view of the tree below ``root_pid`` (inside a pid
+        namespace through each process's ``NSpid`` chain).
+        """
+        if not isinstance(worker, ZygoteWorker):
+            super().on_hello(worker, hello, fds)
+            return
+        if fds:
+            worker.attach_supervisor(fds.pop(0), self.config)
+        for fd in fds:
+            os.close(fd)
+        pid = hello.get("pid")
+        tree = procfs.descendants(worker.root_pid)
+        if not isinstance(worker, NamespaceWorker):
+            if type(pid) is int and (pid == worker.root_pid or pid in tree):
+                worker.set_worker_pid(pid)
+            else:
+                kids = procfs.children_of(worker.root_pid)
+                if kids:
+                    worker.set_worker_pid(kids[0])
+            return
+        for host_pid in tree:
+            chain = procfs.ns_pids(host_pid)
+            if len(chain) >= 2 and type(pid) is int and chain[-1] == pid:
+                worker.set_worker_pid(host_pid)
+                break
+        else:
+            raise BackendUnavailableError(self.name, "the worker's pid was not found below the sandbox's root process")
+        p1 = procfs.children_of(worker.root_pid)
+        init = procfs.children_of(p1[0]) if p1 else []
+        worker.remember_chain(p1[:1] + init[:1])
+        if worker.cgroup is not None:
+            worker.finish_attach()
+
+    def add_violation_listener(self, worker: WorkerProcess, listener: Any) -> None:
+        if isinstance(worker, ZygoteWorker):
+            worker.add_violation_listener(listener)

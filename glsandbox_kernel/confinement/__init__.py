@@ -1,32 +1,36 @@
-"""Linux confinement as an ordered list of steps (one module each).
+"""Linux confinement as one ordered list of steps (one module each).
 
-Two functions, one per side of the trust boundary:
+Each step has the same two functions, one per side of the trust boundary:
 
-- :func:`build_child_plan` (HOST side) turns an :class:`OSSandboxConfig` and
-  a backend name into a JSON-able dict: one section per step, absent or
-  ``enabled: False`` when the step is off, plus ``report`` with the host's
-  own fallbacks (e.g. no cgroups).
-- :func:`apply_child_plan` (CHILD side) runs the steps in order in the
-  freshly forked worker, before any untrusted code. Like nsjail's
-  ``contain.cc``, it is a plain sequence; a step that is off returns at its
-  first line.
+- ``plan_step(ctx)`` (HOST side) returns a frozen dataclass section, or None
+  when the step is off, reading only the config and the backend's typed
+  :class:`~.profile.ConfinementProfile` (never the backend's name);
+- an ``apply`` function (CHILD side) ``apply(section, state)`` that returns
+  at its first line when the section is None or disabled.
+
+:data:`STEPS` lists them in order; :func:`build_child_plan` walks it to plan
+a :class:`ChildPlan`, :func:`apply_child_plan` walks it again in the freshly
+forked worker, before any untrusted code. Like nsjail's ``contain.cc`` it is
+a plain sequence. The plan crosses to the child as plain data
+(:func:`~.sections.to_wire`) and is rebuilt there with the schema check of
+:func:`~.sections.from_wire`.
 
 Step order and why::
 
-    cgroups       attach first (or, attach_by="host", the host moves the
+    cgroup        attach first (or, attach_by="host", the host moves the
                   processes during set-up): every sandbox process is charged
     namespaces    P0 -> P1 (unshare; P0 writes the id maps)
     mounts (1/2)  P1 opens the bind sources while it still has its host uid
     namespaces    P1 -> P2 (pid 1, init) -> P3 (the worker; only it returns)
     mounts (2/2)  tmpfs root, read-only binds, /proc, /dev, pivot_root
-    process       environment (plan["env"]), umask, cwd (plan["cwd"])
+    process       environment, umask, cwd
     rlimits
     network       loopback up; the proxy relay's socket
     capabilities  bounding/ambient sets cleared, sandbox uid, capset(0)
     no_new_privs
     landlock      the same filesystem allowlist, enforced by the kernel
     seccomp       last: from here on nothing above can be undone
-    (relay)       the proxy relay is forked last, confined like the worker
+    network (2/2) the proxy relay is forked last, confined like the worker
 
 Child-side rules: single-threaded, no logging, little allocation; every
 failure is a :class:`ConfinementError` naming the step, the call and errno.
@@ -37,22 +41,35 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
-import sys
 from typing import Any
 
 from ..config import OSSandboxConfig
-from ..exceptions import SandboxConfigError
 from ..linux import CLONE_NEWUSER, PR_SET_PDEATHSIG, libc, prctl
-from . import capabilities, cgroups, landlock, mounts, namespaces, network, rlimits, seccomp
-from ._common import ConfinementError
+from . import capabilities, cgroups, landlock, mounts, mounts_child, namespaces, network, process, rlimits, seccomp
+from ._common import ChildState, ConfinementError, PlanContext, Step
+from .capabilities import CapabilitiesSection, NoNewPrivsSection
+from .cgroups import CgroupSection
+from .landlock import LandlockSection
+from .mounts import MountsSection
+from .namespaces import NamespacesSection
+from .network import NetworkSection
+from .process import ProcessSection
+from .profile import NAMESPACE_HELPER_PROCESSES, ConfinementProfile
+from .rlimits import RlimitsSection
+from .seccomp import SeccompPolicy
+from .sections import from_wire, to_wire
 
 __all__ = [
-    "BACKENDS",
     "HELPER_PROCESSES",
+    "STEPS",
+    "ChildPlan",
     "ChildResult",
     "ConfinementError",
+    "ConfinementProfile",
+    "Step",
     "apply_child_plan",
     "build_child_plan",
+    "from_wire",
     "probe",
     "probe_cgroups",
     "probe_landlock",
@@ -60,13 +77,65 @@ __all__ = [
     "probe_seccomp",
     "probe_seccomp_notify",
     "probe_unprivileged_namespaces",
+    "to_wire",
 ]
 
-#: Backends this module can plan for.
-BACKENDS = ("basic", "namespace", "chroot")
-#: Processes of a namespaced sandbox besides the worker and its children
-#: (P0, P1, the init P2 and the proxy relay): add to pids.max.
-HELPER_PROCESSES = 4
+#: Processes of a namespaced sandbox besides the worker and its children (see the profile).
+HELPER_PROCESSES = NAMESPACE_HELPER_PROCESSES
+#: The plan format; a child refuses any other.
+PLAN_VERSION = 2
+
+#: The steps in order. A step done in two halves appears twice.
+STEPS: tuple[Step, ...] = (
+    Step("cgroup", cgroups.plan_step, cgroups.attach_child),
+    Step("namespaces", namespaces.plan_step, namespaces.unshare_child),  # P0 stays behind
+    Step("mounts", mounts.plan_step, mounts_child.open_sources_child),  # P1, still the host uid
+    Step("namespaces", None, namespaces.fork_init_child),  # P1 and the init stay behind
+    Step("mounts", None, mounts_child.setup_root_child),
+    Step("process", process.plan_step, process.apply_child),
+    Step("rlimits", rlimits.plan_step, rlimits.apply_rlimits_child),
+    Step("network", network.plan_step, network.prepare_child),
+    Step("capabilities", capabilities.plan_step, capabilities.drop_capabilities_child),
+    Step("no_new_privs", capabilities.plan_no_new_privs, capabilities.no_new_privs_child),
+    Step("landlock", landlock.plan_step, landlock.restrict_child),
+    Step("seccomp", seccomp.plan_step, seccomp.install_child),
+    Step("network", None, network.start_relay_child),
+)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ChildPlan:
+    """What the child must carry out: one section per step (None: the step is off).
+
+    ``report`` holds the host's own fallbacks (e.g. no cgroups); the child
+    adds what it applied. ``pdeathsig``: the child dies with the template.
+    """
+
+    version: int = PLAN_VERSION
+    pdeathsig: bool = True
+    report: dict[str, str] = dataclasses.field(default_factory=dict)
+    cgroup: CgroupSection | None = None
+    namespaces: NamespacesSection | None = None
+    mounts: MountsSection | None = None
+    process: ProcessSection | None = None
+    rlimits: RlimitsSection | None = None
+    network: NetworkSection | None = None
+    capabilities: CapabilitiesSection | None = None
+    no_new_privs: NoNewPrivsSection | None = None
+    landlock: LandlockSection | None = None
+    seccomp: SeccompPolicy | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        """Plain data for the zygote frame (and the warm-pool key)."""
+        return dict(to_wire(self))
+
+    @classmethod
+    def from_wire(cls, data: Any) -> ChildPlan:
+        """CHILD side: rebuild and check a plan from a frame; refuses unknown/missing fields."""
+        plan = from_wire(cls, data)
+        if plan.version != PLAN_VERSION:
+            raise ConfinementError("plan", f"version {plan.version} (this side speaks {PLAN_VERSION})")
+        return plan
 
 
 @dataclasses.dataclass
@@ -86,166 +155,50 @@ class ChildResult:
 def build_child_plan(
     config: OSSandboxConfig,
     *,
-    backend: str,
+    profile: ConfinementProfile,
     workdir: str,
-    cgroup: dict[str, Any] | None = None,
+    cgroup: CgroupSection | None = None,
     proxy_socket: str | None = None,
-) -> dict[str, Any]:
-    """HOST side: the plan the child of ``backend`` must carry out.
+) -> ChildPlan:
+    """HOST side: the plan a child confined by ``profile`` must carry out.
 
-    ``workdir``: the worker's working directory (a host directory for
-    BASIC; the path *inside* the sandbox for NAMESPACE/CHROOT, where it is
-    a private tmpfs). ``cgroup``: ``CgroupManager.child_section()``, or
-    ``{"enabled": False, "unavailable": reason}``. ``proxy_socket``: the
-    host path of the :class:`~.network.NetworkProxy` socket, bound into the
-    sandbox when the network config allows any network.
+    ``workdir``: the worker's working directory (a host directory on the
+    host's filesystem; the path *inside* the sandbox with a root of its own,
+    where it is a private tmpfs). ``cgroup``: ``Cgroup.child_section()``, or
+    ``CgroupSection(enabled=False, unavailable=reason)``. ``proxy_socket``:
+    the host path of the :class:`~.network.NetworkProxy` socket, bound into
+    the sandbox when the network config allows any network.
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    root = os.geteuid() == 0
-    mode = config.network.mode
-    report: dict[str, Any] = {"backend": backend}
-    plan: dict[str, Any] = {"version": 1, "backend": backend, "report": report, "pdeathsig": True}
-
-    if cgroup is None:
-        report["cgroups"] = "not used: rlimits only"
-    else:
-        plan["cgroup"] = cgroup
-        if not cgroup.get("enabled"):
-            report["cgroups"] = cgroup.get("unavailable", "unavailable")
-
-    namespaced = backend != "basic"
-    read_only: list[str] = []
-    read_write: list[str] = []
-    if namespaced:
-        if backend == "namespace":
-            plan["namespaces"] = namespaces.plan_namespaces()
-            uid, gid = namespaces.SANDBOX_UID, namespaces.SANDBOX_GID
-        else:
-            if not config.filesystem.root:
-                raise SandboxConfigError("filesystem.root", "the CHROOT backend needs a root filesystem directory")
-            plan["namespaces"] = namespaces.plan_namespaces(kinds=("mount", "pid", "net", "ipc", "uts", "cgroup"))
-            uid = gid = namespaces.UNPRIVILEGED_HOST_ID
-        use_proxy = mode != "none" and proxy_socket is not None
-        if mode != "none" and proxy_socket is None:
-            report["network"] = "network allowed but no proxy given: loopback only"
-        m = mounts.plan_mounts(
-            config, workdir=workdir, uid=uid, gid=gid, proxy_socket=proxy_socket if use_proxy else None
-        )
-        plan["mounts"] = m
-        plan["network"] = network.plan_network(
-            mode=mode if use_proxy else "none", proxy_socket=mounts.PROXY_SOCKET_PATH if use_proxy else None
-        )
-        read_only = [b["dst"] for b in m["binds"] if not b["rw"]] + ["/etc", "/proc"]
-        if m["mode"] == "given_root":
-            read_only.append("/")  # the CHROOT root is the user's choice, mounted read-only
-        read_only += [s["dst"] for s in m["symlinks"] if not s["dst"].startswith("/etc/")]
-        read_write = [b["dst"] for b in m["binds"] if b["rw"]] + ["/tmp", m["workdir"], "/dev/shm"]
-        extra = HELPER_PROCESSES - 1  # P0 runs as another uid (root host) or in the parent namespace
-    else:
-        fs = config.filesystem
-        blocked = tuple(fs.blocked_paths)
-        read_only = [d for d in mounts.SYSTEM_DIRS if os.path.exists(d)] + mounts.python_paths()
-        read_only += [
-            os.path.abspath(p)
-            for p in sys.path
-            if p and os.path.isdir(p) and mounts._blocked_by(os.path.abspath(p), blocked) is None
-        ]
-        read_only += list(landlock.HOST_ETC_READABLE) + list(fs.readonly_paths) + ["/proc"]
-        read_write = [workdir, *fs.writable_paths, "/dev/shm"]
-        if fs.project_dir:
-            (read_write if fs.project_writable else read_only).append(fs.project_dir)
-        extra = 0
-
-    plan["rlimits"] = rlimits.plan_rlimits(config.limits, extra_processes=extra)
-    if backend == "namespace":
-        caps = capabilities.plan_capabilities(
-            uid=namespaces.SANDBOX_UID, gid=namespaces.SANDBOX_GID, dumpable=not root, setgroups=False
-        )
-    elif backend == "chroot":
-        ids = namespaces.UNPRIVILEGED_HOST_ID
-        caps = capabilities.plan_capabilities(uid=ids, gid=ids, dumpable=False, setgroups=True)
-    else:
-        caps = capabilities.plan_capabilities(uid=None, gid=None, dumpable=not root, setgroups=False)
-    plan["capabilities"] = caps
-    plan["no_new_privs"] = {"enabled": True}
-    abi = landlock.landlock_abi()
-    plan["landlock"] = landlock.plan_landlock(
-        read_only=read_only,
-        read_write=read_write,
-        list_only=["/"] if namespaced else [],
-        deny_tcp=backend == "basic" and mode == "none",
-    )
-    if abi == 0:
-        report["landlock"] = "unavailable: kernel has no Landlock"
-    ok, why = seccomp.supported()
-    if ok:
-        plan["seccomp"] = seccomp.plan_seccomp(
-            deny_exec=not config.new_programs_allowed,
-            notify=config.detect_escape_attempts,
-            deny_inet=backend == "basic" and mode == "none",
-        )
-        if plan["seccomp"]["detection"] != "supervisor":
-            report["escape_detection"] = plan["seccomp"]["detection"]
-    else:
-        report["seccomp"] = f"unavailable: {why}"
-        report["escape_detection"] = "not possible: no seccomp"
-    return plan
+    ctx = PlanContext(config=config, profile=profile, workdir=workdir, cgroup=cgroup, proxy_socket=proxy_socket)
+    for step in STEPS:
+        if step.plan is not None and step.name not in ctx.sections:
+            ctx.sections[step.name] = step.plan(ctx)
+    return ChildPlan(report=dict(ctx.report), **ctx.sections)
 
 
-def apply_child_plan(plan: dict[str, Any]) -> ChildResult:
+def apply_child_plan(plan: ChildPlan | dict[str, Any]) -> ChildResult:
     """CHILD side: run every step of ``plan`` in order; returns only in the worker.
 
+    ``plan`` arrives as plain data from the frame and is checked first.
     Call in a freshly forked, single-threaded process, before any untrusted
     code. With namespaces the calling process (P0) and two more (P1, the
     init P2) stay behind: they never return from here, they wait and exit
     the way the worker exits. Raises :class:`ConfinementError` when a step
     fails (in P0 for namespace creation, else in the worker).
     """
-    report: dict[str, Any] = dict(plan.get("report", {}))
-    if plan.get("pdeathsig"):
+    if not isinstance(plan, ChildPlan):
+        plan = ChildPlan.from_wire(plan)
+    state = ChildState(report=dict(plan.report))
+    if plan.pdeathsig:
         prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    ns = plan.get("namespaces")
-    cgroups.attach_child(plan.get("cgroup"), report)
-    namespaces.unshare_child(ns, report)  # P0 stays behind; from here: P1
-    try:
-        sources = mounts.open_sources_child(plan.get("mounts"), report)
-    except BaseException:
-        if ns and ns.get("enabled"):
-            os._exit(255)  # P1 must never return
-        raise
-    namespaces.fork_init_child(ns, report)  # P1 and the init stay behind; from here: the worker
-    mounts.setup_root_child(plan.get("mounts"), sources, report)
-    _process_child(plan, report)
-    rlimits.apply_rlimits_child(plan.get("rlimits"), report)
-    network.loopback_up_child(plan.get("network"), report)
-    relay = network.prepare_relay_child(plan.get("network"), report)
-    capabilities.drop_capabilities_child(plan.get("capabilities"), report)
-    capabilities.no_new_privs_child(plan.get("no_new_privs"), report)
-    landlock.restrict_child(plan.get("landlock"), report)
-    listener = seccomp.install_child(plan.get("seccomp"), report)
-    network.start_relay_child(relay, plan.get("network"))
-    return ChildResult(pass_fds=[] if listener is None else [listener], report=report)
-
-
-def _process_child(plan: dict[str, Any], report: dict[str, Any]) -> None:
-    """CHILD side: environment (replaced by ``plan["env"]``), umask, working directory.
-
-    ``cwd`` applies only without a mounts step (which leaves the worker in
-    its private working directory already).
-    """
-    env = plan.get("env")
-    if env is not None:
-        os.environ.clear()
-        os.environ.update(env)
-    if plan.get("umask") is not None:
-        os.umask(int(plan["umask"]))
-    cwd = plan.get("cwd")
-    if cwd and not (plan.get("mounts") or {}).get("enabled"):
+    for step in STEPS:
         try:
-            os.chdir(cwd)
-        except OSError as exc:
-            raise ConfinementError("process", f"chdir({cwd!r})", exc.errno) from exc
+            step.apply(getattr(plan, step.name), state)
+        except BaseException:
+            if state.intermediate:
+                os._exit(255)  # a set-up process (P1) must never return
+            raise
+    return ChildResult(pass_fds=list(state.pass_fds), report=state.report)
 
 
 def probe_namespaces() -> tuple[bool, str]:

@@ -10,9 +10,18 @@ so the child-side helpers are safe to call after ``fork()``.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import os
+import socket
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from ..exceptions import SandboxError
+
+if TYPE_CHECKING:
+    from ..config import OSSandboxConfig
+    from .cgroups.section import CgroupSection
+    from .profile import ConfinementProfile
 
 
 class ConfinementError(SandboxError):
@@ -50,3 +59,54 @@ def close_fds_except(keep: set[int]) -> None:
             os.closerange(low, fd)
         low = fd + 1
     os.closerange(low, 1 << 20)
+
+
+@dataclasses.dataclass
+class PlanContext:
+    """HOST side: what every step's ``plan_step(ctx)`` may read while the plan is built.
+
+    ``workdir``: the worker's working directory (a host directory without a
+    root of its own; the path inside the sandbox otherwise). ``cgroup``: the
+    section of the cgroup the host made, or None. ``proxy_socket``: the host
+    path of the network proxy's socket, or None. ``sections``: the sections
+    planned so far, by step name. ``report``: the host's own fallbacks.
+    """
+
+    config: OSSandboxConfig
+    profile: ConfinementProfile
+    workdir: str
+    cgroup: CgroupSection | None = None
+    proxy_socket: str | None = None
+    sections: dict[str, Any] = dataclasses.field(default_factory=dict)
+    report: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class ChildState:
+    """CHILD side: what the steps hand on to later steps while the plan is applied.
+
+    ``report``: what was applied and what fell back (untrusted once it
+    reaches the host). ``sources``: the mount step's O_PATH fds. ``relay``:
+    the network relay's listening socket. ``pass_fds``: fds the worker
+    sends to the host with its hello (the seccomp listener).
+    ``intermediate``: set while this process is a set-up process (P1)
+    that must never return from the plan.
+    """
+
+    report: dict[str, Any]
+    sources: dict[str, int] = dataclasses.field(default_factory=dict)
+    relay: socket.socket | None = None
+    pass_fds: list[int] = dataclasses.field(default_factory=list)
+    intermediate: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """One confinement step: ``plan`` (HOST side, -> a frozen section or None) and
+    ``apply`` (CHILD side, ``apply(section, state)``; returns at once when the section is None
+    or disabled). A step done in two halves appears twice in ``STEPS`` with the same
+    ``name``; its section is planned once (the second entry's ``plan`` is None)."""
+
+    name: str
+    plan: Callable[[PlanContext], Any] | None
+    apply: Callable[[Any, ChildState], None]

@@ -11,6 +11,7 @@ and Landlock and by itself a guard against setuid binaries).
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import os
 from typing import Any
 
@@ -26,7 +27,7 @@ from ..linux import (
     prctl,
     sysno,
 )
-from ._common import ConfinementError, check
+from ._common import ChildState, ConfinementError, PlanContext, check
 
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
@@ -52,7 +53,26 @@ def last_cap() -> int:
         return 40
 
 
-def plan_capabilities(*, uid: int | None, gid: int | None, dumpable: bool, setgroups: bool) -> dict[str, Any]:
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CapabilitiesSection:
+    """The capabilities section (see :func:`plan_capabilities`)."""
+
+    enabled: bool = True
+    uid: int | None = None
+    gid: int | None = None
+    setgroups: bool = False
+    dumpable: bool = True
+    last_cap: int = 40
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class NoNewPrivsSection:
+    """The no_new_privs section: always on in our plans (seccomp and Landlock need it)."""
+
+    enabled: bool = True
+
+
+def plan_capabilities(*, uid: int | None, gid: int | None, dumpable: bool, setgroups: bool) -> CapabilitiesSection:
     """HOST side: the capabilities section of a child plan.
 
     ``uid``/``gid``: ids (as seen in the worker's user namespace, or on the
@@ -62,17 +82,22 @@ def plan_capabilities(*, uid: int | None, gid: int | None, dumpable: bool, setgr
     friends from other processes of the same uid; keep True where the host
     supervisor reads the worker's memory without CAP_SYS_PTRACE).
     """
-    return {
-        "enabled": True,
-        "uid": uid,
-        "gid": gid,
-        "setgroups": setgroups,
-        "dumpable": dumpable,
-        "last_cap": last_cap(),
-    }
+    return CapabilitiesSection(uid=uid, gid=gid, setgroups=setgroups, dumpable=dumpable, last_cap=last_cap())
 
 
-def drop_capabilities_child(section: dict[str, Any] | None, report: dict[str, Any]) -> None:
+def plan_step(ctx: PlanContext) -> CapabilitiesSection:
+    """HOST side: switch to the profile's ids; dumpable per the profile (never as root unless asked)."""
+    p = ctx.profile
+    dumpable = os.geteuid() != 0 if p.dumpable == "unless_root" else False
+    return plan_capabilities(uid=p.uid, gid=p.gid, dumpable=dumpable, setgroups=p.setgroups)
+
+
+def plan_no_new_privs(ctx: PlanContext) -> NoNewPrivsSection:
+    """HOST side: no_new_privs, for every profile."""
+    return NoNewPrivsSection()
+
+
+def drop_capabilities_child(section: CapabilitiesSection | None, state: ChildState) -> None:
     """CHILD side: bounding set, ambient set, uid/gid switch, then capset(0).
 
     The bounding set is cleared first, while CAP_SETPCAP is still held; the
@@ -81,11 +106,11 @@ def drop_capabilities_child(section: dict[str, Any] | None, report: dict[str, An
     (an unprivileged worker of the BASIC backend holds no CAP_SETPCAP and
     no capability to drop) is reported, not fatal.
     """
-    if not section or not section.get("enabled"):
+    if not section or not section.enabled:
         return
     out: dict[str, Any] = {}
     bounding_ok = True
-    for cap in range(int(section.get("last_cap", 40)) + 1):
+    for cap in range(section.last_cap + 1):
         if prctl(PR_CAPBSET_READ, cap) != 1:
             continue
         if prctl(PR_CAPBSET_DROP, cap) < 0:
@@ -93,30 +118,30 @@ def drop_capabilities_child(section: dict[str, Any] | None, report: dict[str, An
             break
     out["bounding"] = "cleared" if bounding_ok else "kept: no CAP_SETPCAP (process holds no capabilities)"
     prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
-    if section.get("setgroups"):
+    if section.setgroups:
         try:
             os.setgroups([])
         except OSError as exc:
             raise ConfinementError("capabilities", "setgroups([])", exc.errno) from exc
-    gid = section.get("gid")
+    gid = section.gid
     if gid is not None:
         try:
             os.setresgid(gid, gid, gid)
         except OSError as exc:
             raise ConfinementError("capabilities", f"setresgid({gid})", exc.errno) from exc
-    uid = section.get("uid")
+    uid = section.uid
     if uid is not None:
         try:
             os.setresuid(uid, uid, uid)
         except OSError as exc:
             raise ConfinementError("capabilities", f"setresuid({uid})", exc.errno) from exc
     _capset_empty_child()
-    dumpable = 1 if section.get("dumpable", True) else 0
+    dumpable = 1 if section.dumpable else 0
     check("capabilities", f"prctl(PR_SET_DUMPABLE, {dumpable})", prctl(PR_SET_DUMPABLE, dumpable))
     out["dumpable"] = bool(dumpable)
     out["uid"] = os.getuid()
     out["gid"] = os.getgid()
-    report["capabilities"] = out
+    state.report["capabilities"] = out
 
 
 def _capset_empty_child() -> None:
@@ -131,18 +156,9 @@ def _capset_empty_child() -> None:
     check("capabilities", "capset(empty)", int(res))
 
 
-def no_new_privs_child(section: dict[str, Any] | None, report: dict[str, Any]) -> None:
+def no_new_privs_child(section: NoNewPrivsSection | None, state: ChildState) -> None:
     """CHILD side: ``prctl(PR_SET_NO_NEW_PRIVS, 1)``; never undone, inherited."""
-    if section is not None and not section.get("enabled", True):
+    if section is None or not section.enabled:
         return
     check("no_new_privs", "prctl(PR_SET_NO_NEW_PRIVS, 1)", prctl(PR_SET_NO_NEW_PRIVS, 1))
-    report["no_new_privs"] = prctl(PR_GET_NO_NEW_PRIVS) == 1
-
-
-def effective_capabilities() -> int:
-    """The CapEff mask of this process from /proc/self/status (either side; tests)."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("CapEff:"):
-                return int(line.split()[1], 16)
-    return -1
+    state.report["no_new_privs"] = prctl(PR_GET_NO_NEW_PRIVS) == 1

@@ -15,14 +15,14 @@ this kernel does not know is left out, so the same plan works on every ABI.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import functools
 import os
 import stat
 import sys
-from typing import Any
 
 from ..linux import libc, sysno
-from ._common import ConfinementError, check
+from ._common import ChildState, ConfinementError, PlanContext, check
 
 LANDLOCK_CREATE_RULESET_VERSION = 1
 LANDLOCK_RULE_PATH_BENEATH = 1
@@ -126,6 +126,21 @@ def fs_access_for_abi(abi: int) -> int:
     return mask
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LandlockSection:
+    """The landlock section (see :func:`plan_landlock`): paths as the worker sees them."""
+
+    enabled: bool = True
+    ro: tuple[str, ...] = ()
+    rw: tuple[str, ...] = ()
+    dev: tuple[str, ...] = DEV_FILES
+    list_only: tuple[str, ...] = ()
+    deny_tcp: bool = False
+    tcp_connect_ports: tuple[int, ...] = ()
+    scope: bool = True
+    required: bool = False
+
+
 def plan_landlock(
     *,
     read_only: list[str],
@@ -136,7 +151,7 @@ def plan_landlock(
     deny_tcp: bool = False,
     scope: bool = True,
     required: bool = False,
-) -> dict[str, Any]:
+) -> LandlockSection:
     """HOST side: the landlock section of a child plan.
 
     Paths are as the worker sees them (inside the new root for NAMESPACE,
@@ -147,30 +162,78 @@ def plan_landlock(
     the host. ``required``: fail instead of falling back when the kernel
     has no Landlock.
     """
-    return {
-        "enabled": True,
-        "ro": sorted(set(read_only)),
-        "rw": sorted(set(read_write)),
-        "dev": list(devices),
-        "list": list(list_only),
-        "deny_tcp": deny_tcp,
-        "tcp_connect_ports": list(tcp_connect_ports or []),
-        "scope": scope,
-        "required": required,
-    }
+    return LandlockSection(
+        ro=tuple(sorted(set(read_only))),
+        rw=tuple(sorted(set(read_write))),
+        dev=tuple(devices),
+        list_only=tuple(list_only),
+        deny_tcp=deny_tcp,
+        tcp_connect_ports=tuple(tcp_connect_ports or ()),
+        scope=scope,
+        required=required,
+    )
 
 
-def restrict_child(section: dict[str, Any] | None, report: dict[str, Any]) -> None:
+def plan_step(ctx: PlanContext) -> LandlockSection:
+    """HOST side: the same filesystem allowlist the mounts step builds, enforced by the kernel.
+
+    With a root of its own (a mounts section): what is bound there, as the
+    worker sees it (its /dev/shm is a private tmpfs). On the host's
+    filesystem: the system and Python directories, the interpreter's import
+    path (minus blocked paths), the readable /etc entries, the user's paths
+    and the working directory; not the host's shared /dev/shm.
+    TCP is handled (denied) where the profile cannot route traffic through
+    the proxy and the config allows no network.
+    """
+    from . import mounts
+
+    config, profile = ctx.config, ctx.profile
+    m = ctx.sections.get("mounts")
+    if isinstance(m, mounts.MountsSection):
+        read_only = [b.dst for b in m.binds if not b.rw] + ["/etc", "/proc"]
+        if m.mode == "given_root":
+            read_only.append("/")  # a given root is the user's choice, mounted read-only
+        read_only += [s.dst for s in m.symlinks if not s.dst.startswith("/etc/")]
+        read_write = [b.dst for b in m.binds if b.rw] + ["/tmp", m.workdir, "/dev/shm"]
+        list_only = ["/"]
+    else:
+        fs = config.filesystem
+        blocked = tuple(fs.blocked_paths)
+        read_only = [d for d in mounts.SYSTEM_DIRS if os.path.exists(d)] + mounts.python_paths()
+        read_only += [
+            os.path.abspath(p)
+            for p in sys.path
+            if p and os.path.isdir(p) and mounts.blocked_by(os.path.abspath(p), blocked) is None
+        ]
+        read_only += list(HOST_ETC_READABLE) + list(fs.readonly_paths) + ["/proc"]
+        # Not /dev/shm: on the host's filesystem it is shared with every other process
+        # and outlives the sandbox; POSIX shared memory is denied there instead.
+        read_write = [ctx.workdir, *fs.writable_paths]
+        if fs.project_dir:
+            (read_write if fs.project_writable else read_only).append(fs.project_dir)
+        list_only = []
+    if landlock_abi() == 0:
+        ctx.report["landlock"] = "unavailable: kernel has no Landlock"
+    return plan_landlock(
+        read_only=read_only,
+        read_write=read_write,
+        list_only=list_only,
+        deny_tcp=profile.network == "deny_only" and config.network.mode == "none",
+    )
+
+
+def restrict_child(section: LandlockSection | None, state: ChildState) -> None:
     """CHILD side: build the ruleset for this ABI and restrict this process.
 
     No Landlock in the kernel: reported as a fallback, or a
     :class:`ConfinementError` when the plan says ``required``.
     """
-    if not section or not section.get("enabled"):
+    if not section or not section.enabled:
         return
+    report = state.report
     abi = landlock_abi()
     if abi <= 0:
-        if section.get("required"):
+        if section.required:
             raise ConfinementError(
                 "landlock",
                 "landlock_create_ruleset",
@@ -182,10 +245,10 @@ def restrict_child(section: dict[str, Any] | None, report: dict[str, Any]) -> No
     handled_fs = fs_access_for_abi(abi)
     attr = _RulesetAttr(handled_fs, 0, 0)
     size = 8
-    if abi >= 4 and section.get("deny_tcp"):
+    if abi >= 4 and section.deny_tcp:
         attr.handled_access_net = NET_BIND_TCP | NET_CONNECT_TCP
         size = 16
-    if abi >= 6 and section.get("scope"):
+    if abi >= 6 and section.scope:
         attr.scoped = SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL
         size = 24
     lib = libc()
@@ -198,15 +261,15 @@ def restrict_child(section: dict[str, Any] | None, report: dict[str, Any]) -> No
     rules = 0
     try:
         for paths, access in (
-            (section["ro"], RO),
-            (section["rw"], RW),
-            (section["dev"], DEV),
-            (section.get("list", ()), FS_READ_DIR),
+            (section.ro, RO),
+            (section.rw, RW),
+            (section.dev, DEV),
+            (section.list_only, FS_READ_DIR),
         ):
             for path in paths:
                 rules += _add_path_rule_child(rfd, nr_add, path, access & handled_fs)
         if attr.handled_access_net:
-            for port in section.get("tcp_connect_ports", []):
+            for port in section.tcp_connect_ports:
                 rule = _NetPortAttr(NET_CONNECT_TCP, port)
                 check(
                     "landlock",

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import functools
 import gc
 import os
@@ -40,18 +41,36 @@ import resource
 import select
 import signal
 import struct
-from typing import Any, NoReturn
+from typing import Literal, NoReturn
 
 from ..linux import CLONE_NEWUSER, CLONE_NS_FLAGS, PR_SET_DUMPABLE, PR_SET_PDEATHSIG, libc, prctl
-from ._common import ConfinementError, close_fds_except
+from ._common import ChildState, ConfinementError, PlanContext, close_fds_except
+from .profile import SANDBOX_GID, SANDBOX_UID, UNPRIVILEGED_HOST_ID
 
 FLAGS = CLONE_NS_FLAGS
+__all__ = ["SANDBOX_GID", "SANDBOX_UID", "UNPRIVILEGED_HOST_ID", "NamespacesSection", "plan_namespaces"]
 
-#: uid/gid of the worker inside its user namespace.
-SANDBOX_UID = 1000
-SANDBOX_GID = 1000
-#: Host uid/gid the sandbox uid maps to when the host process is root.
-UNPRIVILEGED_HOST_ID = 65534
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class NamespacesSection:
+    """The namespaces section of a child plan (see :func:`plan_namespaces`).
+
+    With a user namespace: ``uid_map``/``gid_map`` as P0 writes them,
+    ``setgroups`` ("allow" as root, "deny" otherwise), the host ids the
+    sandbox ids map to, and the ids P1 switches to inside it.
+    """
+
+    enabled: bool = True
+    kinds: tuple[str, ...]
+    hostname: str = "sandbox"
+    uid_map: str | None = None
+    gid_map: str | None = None
+    setgroups: Literal["allow", "deny"] | None = None
+    host_uid: int | None = None
+    host_gid: int | None = None
+    uid: int = SANDBOX_UID
+    gid: int = SANDBOX_GID
+
 
 _FORWARDED_SIGNALS = (
     signal.SIGINT,
@@ -67,7 +86,7 @@ def plan_namespaces(
     *,
     kinds: tuple[str, ...] = ("user", "mount", "pid", "net", "ipc", "uts", "cgroup"),
     hostname: str = "sandbox",
-) -> dict[str, Any]:
+) -> NamespacesSection:
     """HOST side: the namespaces section of a child plan.
 
     With a user namespace the sandbox uid/gid (1000) maps to the host's own
@@ -78,17 +97,25 @@ def plan_namespaces(
     for k in kinds:
         if k not in FLAGS:
             raise ValueError(f"unknown namespace kind {k!r}")
-    section: dict[str, Any] = {"enabled": True, "kinds": list(kinds), "hostname": hostname}
-    if "user" in kinds:
-        root = os.geteuid() == 0
-        out_uid = UNPRIVILEGED_HOST_ID if root else os.geteuid()
-        out_gid = UNPRIVILEGED_HOST_ID if root else os.getegid()
-        section["uid_map"] = f"{SANDBOX_UID} {out_uid} 1\n"
-        section["gid_map"] = f"{SANDBOX_GID} {out_gid} 1\n"
-        section["setgroups"] = "allow" if root else "deny"
-        section["host_uid"] = out_uid
-        section["host_gid"] = out_gid
-    return section
+    if "user" not in kinds:
+        return NamespacesSection(kinds=tuple(kinds), hostname=hostname)
+    root = os.geteuid() == 0
+    out_uid = UNPRIVILEGED_HOST_ID if root else os.geteuid()
+    out_gid = UNPRIVILEGED_HOST_ID if root else os.getegid()
+    return NamespacesSection(
+        kinds=tuple(kinds),
+        hostname=hostname,
+        uid_map=f"{SANDBOX_UID} {out_uid} 1\n",
+        gid_map=f"{SANDBOX_GID} {out_gid} 1\n",
+        setgroups="allow" if root else "deny",
+        host_uid=out_uid,
+        host_gid=out_gid,
+    )
+
+
+def plan_step(ctx: PlanContext) -> NamespacesSection | None:
+    """HOST side: the namespaces the profile names (none: no section)."""
+    return plan_namespaces(kinds=ctx.profile.namespaces) if ctx.profile.namespaces else None
 
 
 @functools.cache
@@ -124,7 +151,7 @@ _p0_pid = 0
 _status_w = -1
 
 
-def unshare_child(section: dict[str, Any] | None, report: dict[str, Any]) -> None:
+def unshare_child(section: NamespacesSection | None, state: ChildState) -> None:
     """CHILD side, first half: fork P1 and unshare; returns only in P1.
 
     P0 writes P1's id maps, then waits for P1 and mirrors how it ended; it
@@ -133,11 +160,11 @@ def unshare_child(section: dict[str, Any] | None, report: dict[str, Any]) -> Non
     P1 holds its host uid until :func:`fork_init_child`, so the caller can
     still open host paths (the mount sources) in the new mount namespace.
     """
-    if not section or not section.get("enabled"):
+    if not section or not section.enabled:
         return
     global _saved_mask, _p0_pid, _status_w
     flags = 0
-    for kind in section["kinds"]:
+    for kind in section.kinds:
         flags |= FLAGS[kind]
     p0 = _p0_pid = os.getpid()
     # Forwarded signals stay blocked until each intermediate process has its
@@ -159,6 +186,7 @@ def unshare_child(section: dict[str, Any] | None, report: dict[str, Any]) -> Non
             _p1_unshare_child(flags, p0, up_w, down_r)
         except BaseException:  # noqa: BLE001 - an intermediate process must never return
             os._exit(255)
+        state.intermediate = True  # P1 must never return from the plan
         return  # P1, in the new namespaces
     for fd in (up_w, down_r, status_w):
         os.close(fd)
@@ -168,28 +196,29 @@ def unshare_child(section: dict[str, Any] | None, report: dict[str, Any]) -> Non
         signal.pthread_sigmask(signal.SIG_SETMASK, _saved_mask)
 
 
-def fork_init_child(section: dict[str, Any] | None, report: dict[str, Any]) -> None:
+def fork_init_child(section: NamespacesSection | None, state: ChildState) -> None:
     """CHILD side, second half (in P1): become the sandbox uid, fork init and worker.
 
     Returns only in the worker P3; P1 and the init P2 wait and mirror.
     """
-    if not section or not section.get("enabled"):
+    if not section or not section.enabled:
         return
     try:
         _p1_fork_child(section)
     except BaseException:  # noqa: BLE001 - P1 or P2 must never return
         os._exit(255)
     # P3, the worker
+    state.intermediate = False
     signal.pthread_sigmask(signal.SIG_SETMASK, _saved_mask)
-    report["namespaces"] = {
-        "kinds": list(section["kinds"]),
+    state.report["namespaces"] = {
+        "kinds": list(section.kinds),
         "pid": os.getpid(),
         "uid": os.getuid(),
-        "uid_map": section.get("uid_map", "").strip(),
+        "uid_map": (section.uid_map or "").strip(),
     }
 
 
-def _p0_child(section: dict[str, Any], pid1: int, up_r: int, down_w: int, status_r: int) -> NoReturn:
+def _p0_child(section: NamespacesSection, pid1: int, up_r: int, down_w: int, status_r: int) -> NoReturn:
     """CHILD side, P0: write P1's id maps, then wait for the worker's status and mirror it.
 
     The init sends the worker's wait status straight to P0, so P0 ends as
@@ -203,7 +232,7 @@ def _p0_child(section: dict[str, Any], pid1: int, up_r: int, down_w: int, status
         os.close(status_r)
         os.waitpid(pid1, 0)
         err = struct.unpack("i", msg[1:5])[0] if len(msg) == 5 else None
-        names = "|".join("CLONE_NEW" + k.upper() for k in section["kinds"])
+        names = "|".join("CLONE_NEW" + k.upper() for k in section.kinds)
         raise ConfinementError(
             "namespaces",
             f"unshare({names})",
@@ -211,11 +240,11 @@ def _p0_child(section: dict[str, Any], pid1: int, up_r: int, down_w: int, status
             "unprivileged user namespaces may be disabled (user.max_user_namespaces, "
             "kernel.unprivileged_userns_clone, AppArmor userns restriction)",
         )
-    if "uid_map" in section:
+    if section.uid_map is not None:
         try:
-            _write_proc(pid1, "setgroups", section["setgroups"])
-            _write_proc(pid1, "uid_map", section["uid_map"])
-            _write_proc(pid1, "gid_map", section["gid_map"])
+            _write_proc(pid1, "setgroups", section.setgroups or "deny")
+            _write_proc(pid1, "uid_map", section.uid_map)
+            _write_proc(pid1, "gid_map", section.gid_map or "")
         except OSError as exc:
             os.write(down_w, b"E")
             os.close(down_w)
@@ -264,22 +293,22 @@ def _p1_unshare_child(flags: int, p0: int, up_w: int, down_r: int) -> None:
     os.chdir("/")
 
 
-def _p1_fork_child(section: dict[str, Any]) -> None:
+def _p1_fork_child(section: NamespacesSection) -> None:
     """CHILD side, P1: switch to the sandbox ids (keeping the namespace caps), fork P2."""
-    if "uid_map" in section:
+    if section.uid_map is not None:
         # Inside the new user namespace this keeps every capability (the old
         # uid is not the namespace's root), but files we create from now on
         # belong to a mapped id.
-        if section.get("setgroups") == "allow":
+        if section.setgroups == "allow":
             os.setgroups([])
-        os.setresgid(SANDBOX_GID, SANDBOX_GID, SANDBOX_GID)
-        os.setresuid(SANDBOX_UID, SANDBOX_UID, SANDBOX_UID)
+        os.setresgid(section.gid, section.gid, section.gid)
+        os.setresuid(section.uid, section.uid, section.uid)
         # A uid change clears the parent-death signal: set it again.
         prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != _p0_pid:
             os._exit(255)
-    hostname = section.get("hostname")
-    if hostname and "uts" in section["kinds"]:
+    hostname = section.hostname
+    if hostname and "uts" in section.kinds:
         raw = hostname.encode()
         libc().sethostname(raw, len(raw))
     alive_r, alive_w = os.pipe()  # EOF on alive_r tells P2 that P1 died

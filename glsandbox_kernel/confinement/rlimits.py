@@ -1,18 +1,18 @@
 """Step: resource limits with ``setrlimit(2)``.
 
-Host side: :func:`plan_rlimits` turns :class:`ResourceLimits` into a plain
-dict. Child side: :func:`apply_rlimits_child` sets them in the worker before
+Host side: :func:`plan_rlimits` turns :class:`ResourceLimits` into a
+:class:`RlimitsSection`. Child side: :func:`apply_rlimits_child` sets them in the worker before
 any untrusted code runs. Limits only ever go down (a hard limit the host
 already has is never raised).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import resource
-from typing import Any
 
 from ..config import ResourceLimits
-from ._common import ConfinementError
+from ._common import ChildState, ConfinementError, PlanContext
 
 #: Plan key -> ``resource`` constant name.
 _NAMES = {
@@ -25,7 +25,20 @@ _NAMES = {
 }
 
 
-def plan_rlimits(limits: ResourceLimits, *, extra_processes: int = 0) -> dict[str, Any]:
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RlimitsSection:
+    """The rlimits section: plan key ("AS", "CPU", "NOFILE", "NPROC", "FSIZE", "CORE") -> value."""
+
+    enabled: bool = True
+    limits: dict[str, int]
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.limits) - set(_NAMES))
+        if unknown:
+            raise ConfinementError("rlimits", f"unknown limit(s) {unknown}")
+
+
+def plan_rlimits(limits: ResourceLimits, *, extra_processes: int = 0) -> RlimitsSection:
     """HOST side: the rlimits section of a child plan.
 
     ``extra_processes`` is added to ``max_processes`` for helper processes of
@@ -42,15 +55,21 @@ def plan_rlimits(limits: ResourceLimits, *, extra_processes: int = 0) -> dict[st
         out["NPROC"] = int(limits.max_processes) + extra_processes
     if limits.max_file_size_bytes is not None:
         out["FSIZE"] = int(limits.max_file_size_bytes)
-    return {"enabled": True, "limits": out}
+    return RlimitsSection(limits=out)
 
 
-def apply_rlimits_child(section: dict[str, Any] | None, report: dict[str, Any]) -> None:
+def plan_step(ctx: PlanContext) -> RlimitsSection:
+    """HOST side: the config's limits; the profile's helper processes (but P0, which runs as
+    another uid or in the parent namespace) share the worker's process limit."""
+    return plan_rlimits(ctx.config.limits, extra_processes=max(0, ctx.profile.helper_processes - 1))
+
+
+def apply_rlimits_child(section: RlimitsSection | None, state: ChildState) -> None:
     """CHILD side: lower each limit to the planned value (soft and hard)."""
-    if not section or not section.get("enabled"):
+    if not section or not section.enabled:
         return
     applied: dict[str, int] = {}
-    for key, value in section["limits"].items():
+    for key, value in section.limits.items():
         rlim = getattr(resource, _NAMES[key])
         _soft, hard = resource.getrlimit(rlim)
         new = value if hard == resource.RLIM_INFINITY else min(value, hard)
@@ -63,4 +82,4 @@ def apply_rlimits_child(section: dict[str, Any] | None, report: dict[str, Any]) 
         except (ValueError, OSError) as exc:
             raise ConfinementError("rlimits", f"setrlimit({_NAMES[key]}, {new})", getattr(exc, "errno", None)) from exc
         applied[key] = new
-    report["rlimits"] = applied
+    state.report["rlimits"] = applied

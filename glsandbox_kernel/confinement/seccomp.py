@@ -7,7 +7,7 @@ container backends (:meth:`SeccompPolicy.oci_profile`), from ONE escape list
 (:data:`ESCAPE`, sent to the supervisor where it runs) and ONE deny list
 (:data:`DENY`, plain EPERM). A unit test checks that both deny the same set.
 
-Host side: :func:`plan_seccomp`, :func:`notify_supported`,
+Host side: :func:`plan_step` (via :meth:`SeccompPolicy.for_config`), :func:`notify_supported`,
 :func:`build_filter` (pure: a list of ``(code, jt, jf, k)`` instructions)
 and the decoding tables the supervisor uses (:func:`syscall_name`).
 Child side: :func:`install_child` loads the filter with
@@ -58,7 +58,7 @@ from ..linux import (
     prctl,
     sysno,
 )
-from ._common import ConfinementError, check
+from ._common import ChildState, ConfinementError, PlanContext, check
 
 if TYPE_CHECKING:
     from ..config import OSSandboxConfig
@@ -360,23 +360,19 @@ class SeccompPolicy:
         }
 
 
-def plan_seccomp(
-    *,
-    deny_exec: bool,
-    notify: bool,
-    exec_notify: bool = True,
-    deny_inet: bool = False,
-) -> dict[str, Any]:
-    """HOST side: the seccomp section of a child plan (see :class:`SeccompPolicy`)."""
-    policy = SeccompPolicy.make(deny_exec=deny_exec, notify=notify, exec_notify=exec_notify, deny_inet=deny_inet)
-    return dataclasses.asdict(policy)
-
-
-def _policy(section: SeccompPolicy | dict[str, Any]) -> SeccompPolicy:
-    if isinstance(section, SeccompPolicy):
-        return section
-    known = {f.name for f in dataclasses.fields(SeccompPolicy)}
-    return SeccompPolicy(**{k: v for k, v in section.items() if k in known})
+def plan_step(ctx: PlanContext) -> SeccompPolicy | None:
+    """HOST side: the policy for the config; inet sockets denied where the profile has no
+    network namespace and the config allows no network. None (reported) without seccomp."""
+    ok, why = supported()
+    if not ok:
+        ctx.report["seccomp"] = f"unavailable: {why}"
+        ctx.report["escape_detection"] = "not possible: no seccomp"
+        return None
+    deny_inet = ctx.profile.network == "deny_only" and ctx.config.network.mode == "none"
+    policy = SeccompPolicy.for_config(ctx.config, deny_inet=deny_inet)
+    if policy.detection != "supervisor":
+        ctx.report["escape_detection"] = policy.detection
+    return policy
 
 
 def _ret(k: int) -> tuple[int, int, int, int]:
@@ -391,9 +387,8 @@ def _arg_lo(i: int) -> int:
     return 16 + 8 * i  # seccomp_data.args[i], low 32 bits (little endian)
 
 
-def build_filter(section: SeccompPolicy | dict[str, Any]) -> list[tuple[int, int, int, int]]:
-    """The BPF program for ``section`` as ``(code, jt, jf, k)`` tuples (pure; either side)."""
-    policy = _policy(section)
+def build_filter(policy: SeccompPolicy) -> list[tuple[int, int, int, int]]:
+    """The BPF program for ``policy`` as ``(code, jt, jf, k)`` tuples (pure; either side)."""
     arch = policy.arch
     table = SYSCALLS[arch]
     eperm = SECCOMP_RET_ERRNO | errno.EPERM
@@ -455,17 +450,15 @@ def build_filter(section: SeccompPolicy | dict[str, Any]) -> list[tuple[int, int
     return prog
 
 
-def install_child(section: SeccompPolicy | dict[str, Any] | None, report: dict[str, Any]) -> int | None:
-    """CHILD side: load the filter; returns the listener fd when notifications are on.
+def install_child(section: SeccompPolicy | None, state: ChildState) -> None:
+    """CHILD side: load the filter; the listener fd (notifications on) goes to ``state.pass_fds``.
 
-    Needs no_new_privs (or CAP_SYS_ADMIN). The caller must hand the listener
+    Needs no_new_privs (or CAP_SYS_ADMIN). The worker must hand the listener
     fd to the host and close it: the sandboxed code must never hold it.
     """
-    if not section:
-        return None
-    policy = _policy(section)
-    if not policy.enabled:
-        return None
+    if not section or not section.enabled:
+        return
+    policy = section
     if policy.arch != MACHINE:
         raise ConfinementError("seccomp", f"filter for {policy.arch} on {MACHINE}")
     prog = build_filter(policy)
@@ -481,8 +474,9 @@ def install_child(section: SeccompPolicy | dict[str, Any] | None, report: dict[s
         int(libc().syscall(sysno("seccomp"), SECCOMP_SET_MODE_FILTER, flags, ctypes.byref(fprog))),
         hint or "this requires a kernel configured with CONFIG_SECCOMP_FILTER",
     )
-    report["seccomp"] = {"instructions": len(prog), "deny_exec": policy.deny_exec, "detection": policy.detection}
-    return res if policy.notify else None
+    state.report["seccomp"] = {"instructions": len(prog), "deny_exec": policy.deny_exec, "detection": policy.detection}
+    if policy.notify:
+        state.pass_fds.append(res)
 
 
 def pack_notif_resp(notif_id: int, *, error: int = 0, val: int = 0, flags: int = 0) -> bytes:

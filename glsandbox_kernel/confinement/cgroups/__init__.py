@@ -18,7 +18,7 @@ Attaching, two ways (the plan's ``attach_by``):
 - ``"child"``: :func:`attach_child` writes the calling process's pid into
   the cgroup's ``cgroup.procs`` files, first thing in the child, so every
   process it starts is charged.
-- ``"host"`` (the NAMESPACE backend): :meth:`CgroupManager.attach` moves the
+- ``"host"`` (the NAMESPACE backend): :meth:`Cgroup.attach` moves the
   sandbox's processes from the host while they set up, and once more after
   the worker's hello, before any untrusted code runs. Every migration first
   waits for an RCU grace period (about 15 ms on a small VM, migrations soon
@@ -31,18 +31,17 @@ from __future__ import annotations
 import functools
 import os
 import uuid
-from typing import Any
 
 from ... import procfs
 from ...config import ResourceLimits
-from .._common import ConfinementError
-from .base import CG_ROOT, Cgroup, CgroupManager, join_mount, write
+from .._common import ChildState, ConfinementError, PlanContext
+from .base import CG_ROOT, Cgroup, CgroupSection, join_mount, write
 from .v1 import CgroupV1
 from .v2 import CgroupV2
 
 __all__ = [
     "Cgroup",
-    "CgroupManager",
+    "CgroupSection",
     "CgroupV1",
     "CgroupV2",
     "attach_child",
@@ -124,24 +123,35 @@ def from_pid(pid: int) -> Cgroup | None:
     return None
 
 
-def attach_child(section: dict[str, Any] | None, report: dict[str, Any]) -> None:
+def plan_step(ctx: PlanContext) -> CgroupSection | None:
+    """HOST side: the section of the cgroup the host made (``ctx.cgroup``), or a report of why none."""
+    if ctx.cgroup is None:
+        ctx.report["cgroups"] = "not used: rlimits only"
+        return None
+    if not ctx.cgroup.enabled:
+        ctx.report["cgroups"] = ctx.cgroup.unavailable or "unavailable"
+    return ctx.cgroup
+
+
+def attach_child(section: CgroupSection | None, state: ChildState) -> None:
     """CHILD side: move this process into the sandbox cgroup (every hierarchy).
 
-    A section with ``unavailable`` only copies the host's reason into the report.
+    A disabled section only copies the host's reason into the report.
     """
     if not section:
         return
-    if not section.get("enabled"):
-        if section.get("unavailable"):
-            report["cgroups"] = section["unavailable"]
+    report = state.report
+    if not section.enabled:
+        if section.unavailable:
+            report["cgroups"] = section.unavailable
         return
-    if section.get("attach_by") == "host":
-        report["cgroups"] = {"version": section["version"], "name": section["name"], "attached_by": "host"}
+    if section.attach_by == "host":
+        report["cgroups"] = {"version": section.version, "name": section.name, "attached_by": "host"}
         return
     pid = str(os.getpid())
-    for path in section["procs"]:
+    for path in section.procs:
         try:
             write(path, pid)
         except OSError as exc:
             raise ConfinementError("cgroups", f"write {path}", exc.errno) from exc
-    report["cgroups"] = {"version": section["version"], "name": section["name"]}
+    report["cgroups"] = {"version": section.version, "name": section.name}

@@ -17,11 +17,12 @@ import errno
 import os
 import signal
 import time
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from ... import procfs
 from ...config import ResourceLimits
 from .._common import ConfinementError
+from .section import CgroupSection
 
 CG_ROOT = "/sys/fs/cgroup"
 CPU_PERIOD_US = 100_000
@@ -256,20 +257,14 @@ class Cgroup(abc.ABC):
     def _membership(self) -> dict[str, str]:
         """Controller ("" for v2) -> the tail of our cgroup path as /proc/<pid>/cgroup shows it."""
 
-    def child_section(self, *, attach_by: str = "child") -> dict[str, Any]:
+    def child_section(self, *, attach_by: Literal["child", "host"] = "child") -> CgroupSection:
         """The ``cgroup`` section of a child plan (see ``attach_child``).
 
         ``attach_by="host"``: the host moves the sandbox's processes with
         :meth:`attach` once they are set up (and before any untrusted code
         runs); the child then only reports.
         """
-        return {
-            "enabled": True,
-            "version": self.version,
-            "name": self.name,
-            "procs": self.procs_files(),
-            "attach_by": attach_by,
-        }
+        return CgroupSection(version=self.version, name=self.name, procs=tuple(self.procs_files()), attach_by=attach_by)
 
     def attach(self, pids: list[int]) -> None:
         """HOST side: move ``pids`` (whole thread groups) into this cgroup, every hierarchy.
@@ -362,7 +357,3 @@ class Cgroup(abc.ABC):
             self.remove()
         else:
             self.close()
-
-
-#: The former name of the interface (an owned cgroup).
-CgroupManager = Cgroup

@@ -1,0 +1,79 @@
+"""Step: the worker process's own settings (environment, umask, working directory, import path).
+
+Host side: :func:`scrubbed_env` (the worker's environment: allowlisted host
+variables plus safe defaults) and :func:`plan_step`. Child side:
+:func:`apply_child` replaces the environment, sets the umask and, on the
+host's filesystem, changes to the private working directory (a mounts step
+leaves the worker there already). ``sys_path`` is the host's import path at
+plan time; the zygote's child puts it in front once the plan is applied, so
+functions pickled by reference find their modules.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+
+from ..config import OSSandboxConfig
+from ._common import ChildState, ConfinementError, PlanContext
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ProcessSection:
+    """The process section: the environment replaces the inherited one."""
+
+    env: dict[str, str]
+    umask: int = 0o077
+    cwd: str
+    chdir: bool
+    sys_path: tuple[str, ...] = ()
+
+
+def scrubbed_env(config: OSSandboxConfig, workdir: str) -> dict[str, str]:
+    """HOST side: the worker's environment: allowlisted host variables plus safe defaults."""
+    env = {k: os.environ[k] for k in config.whitelist.allowed_env_vars if k in os.environ}
+    env.update(
+        {
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "HOME": workdir,
+            "TMPDIR": workdir,
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONNOUSERSITE": "1",
+            "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+            "MPLCONFIGDIR": os.path.join(workdir, ".matplotlib"),
+            "IPYTHONDIR": os.path.join(workdir, ".ipython"),
+            "GLSANDBOX": "1",
+            # One BLAS/OpenMP thread: per-thread buffers would otherwise eat the
+            # memory limit (OpenBLAS reserves ~227 MiB of address space at import).
+            "OPENBLAS_NUM_THREADS": "1",
+            "OMP_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1",
+        }
+    )
+    env.update(dict(config.whitelist.env))
+    return env
+
+
+def plan_step(ctx: PlanContext) -> ProcessSection:
+    """HOST side: scrubbed environment, the host's import path as it is now, cwd, umask 077."""
+    return ProcessSection(
+        env=scrubbed_env(ctx.config, ctx.workdir),
+        cwd=ctx.workdir,
+        chdir=ctx.profile.root == "host",
+        sys_path=tuple(os.path.abspath(p) for p in sys.path if p and os.path.isdir(p)),
+    )
+
+
+def apply_child(section: ProcessSection | None, state: ChildState) -> None:
+    """CHILD side: environment (replaced), umask, working directory (without a root of its own)."""
+    if section is None:
+        return
+    os.environ.clear()
+    os.environ.update(section.env)
+    os.umask(section.umask)
+    if section.chdir and section.cwd:
+        try:
+            os.chdir(section.cwd)
+        except OSError as exc:
+            raise ConfinementError("process", f"chdir({section.cwd!r})", exc.errno) from exc
