@@ -122,25 +122,32 @@ def power_off() -> NoReturn:
     os._exit(1)
 
 
-def _confine_child(plan: dict[str, Any], report: dict[str, Any]) -> list[int]:
+def _confine_child(plan: dict[str, Any], report: dict[str, Any]) -> None:
     """Forked child, still root: the host's steps that make sense in a guest.
 
-    rlimits, then (after the uid drop in the caller) no_new_privs and the
-    seccomp filter (execve denied at STRICT, escape-class syscalls refused);
-    the same modules as on the host. Returns the fds to pass (none: no
-    supervisor can take a listener over virtio-serial).
+    The sections come as wire data and are rebuilt (schema-checked) by the
+    same step modules as on the host: rlimits, the uid drop, no_new_privs,
+    then the seccomp filter (execve denied at STRICT, escape-class syscalls
+    refused). A listener fd, if any, is closed: no supervisor can take it
+    over virtio-serial.
     """
     from ..confinement import capabilities, rlimits, seccomp
+    from ..confinement._common import ChildState
+    from ..confinement.sections import from_wire
 
-    rlimits.apply_rlimits_child(plan.get("rlimits"), report)
+    state = ChildState(report=report)
+    if plan.get("rlimits") is not None:
+        rlimits.apply_rlimits_child(from_wire(rlimits.RlimitsSection, plan["rlimits"], "plan.rlimits"), state)
     os.setgroups([])
     os.setresgid(WORKER_UID, WORKER_UID, WORKER_UID)
     os.setresuid(WORKER_UID, WORKER_UID, WORKER_UID)
-    capabilities.no_new_privs_child(plan.get("no_new_privs"), report)
-    listener = seccomp.install_child(plan.get("seccomp"), report)
-    if listener is not None:
-        os.close(listener)
-    return []
+    if plan.get("no_new_privs") is not None:
+        nnp = from_wire(capabilities.NoNewPrivsSection, plan["no_new_privs"], "plan.no_new_privs")
+        capabilities.no_new_privs_child(nnp, state)
+    if plan.get("seccomp") is not None:
+        seccomp.install_child(from_wire(seccomp.SeccompPolicy, plan["seccomp"], "plan.seccomp"), state)
+    for fd in state.pass_fds:
+        os.close(fd)
 
 
 def _worker_child(port: PortStream, plan: dict[str, Any], report: dict[str, Any]) -> NoReturn:
@@ -366,7 +373,7 @@ def main() -> NoReturn:
         # Pre-import what every worker needs, once, before the fork.
         import cloudpickle  # noqa: F401
 
-        from ..confinement import capabilities, rlimits, seccomp  # noqa: F401
+        from ..confinement import capabilities, rlimits, seccomp, sections  # noqa: F401
         from . import loop  # noqa: F401
 
         agent = Agent(data_fd, ctl_fd)

@@ -103,17 +103,19 @@ class VMBackend(SandboxBackend):
         return DEFAULT_GUEST_MIB if mem is None else -(-mem // MiB)
 
     def guest_plan(self) -> dict[str, Any]:
-        """HOST side: the confinement sections the guest agent applies to the worker."""
-        from ...confinement import rlimits, seccomp
+        """HOST side: the confinement sections the guest agent applies to the worker (wire form)."""
+        from ...confinement import capabilities, rlimits, seccomp
+        from ...confinement.sections import to_wire
 
         limits = self.config.limits
-        plan: dict[str, Any] = {
+        return {
             # The address-space limit is the guest's RAM; NPROC counts the worker uid's processes.
-            "rlimits": rlimits.plan_rlimits(dataclasses.replace(limits, memory_limit_bytes=None)),
-            "no_new_privs": {"enabled": True},
-            "seccomp": seccomp.plan_seccomp(deny_exec=not self.config.new_programs_allowed, notify=False),
+            "rlimits": to_wire(rlimits.plan_rlimits(dataclasses.replace(limits, memory_limit_bytes=None))),
+            "no_new_privs": to_wire(capabilities.NoNewPrivsSection()),
+            "seccomp": to_wire(
+                seccomp.SeccompPolicy.make(deny_exec=not self.config.new_programs_allowed, notify=False)
+            ),
         }
-        return plan
 
     def pool_key(self) -> str:
         """What a pooled guest must share with this config: RAM, plan, host limits, image, accel."""
