@@ -353,3 +353,38 @@ def test_pooled_guest_is_paused_then_resumed_with_a_fresh_clock_and_no_leftovers
     finally:
         POOLS.set_size(0)  # drains: the refill booted after the handover is killed
     assert qemu_pids() <= before
+
+
+POOL_THEN_HANG = """
+import sys, time
+from glsandbox_kernel.backends.vm import POOLS, VMBackend
+from glsandbox_kernel.config import IsolationType, create_config_by_level
+
+POOLS.set_size(1)
+backend = VMBackend(create_config_by_level("strict", isolation_type=IsolationType.VM))
+pool = POOLS.get(backend.pool_key(), backend._launch_pooled)
+pool.refill()
+if not pool.wait_ready(1, timeout=240):
+    sys.exit(f"pool did not fill: {pool.last_error}")
+[idle] = pool.idle()
+print(idle.pid, idle.qmp.command("query-status")["return"]["status"], flush=True)
+time.sleep(600)
+"""
+
+
+@needs_vm
+def test_a_paused_pooled_guest_dies_with_its_host_even_on_sigkill() -> None:
+    import subprocess
+    import sys
+
+    host = subprocess.Popen([sys.executable, "-c", POOL_THEN_HANG], stdout=subprocess.PIPE, text=True)
+    try:
+        assert host.stdout is not None
+        line = host.stdout.readline().split()
+        assert len(line) == 2, f"the host process ended: {host.wait()}"
+        qemu, status = int(line[0]), line[1]
+        assert status == "paused" and qemu in qemu_pids()
+    finally:
+        host.kill()  # SIGKILL: no atexit, no pool drain runs in the host
+        host.wait()
+    assert gone(qemu), "a paused QEMU outlived its host"

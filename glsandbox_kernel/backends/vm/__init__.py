@@ -11,6 +11,8 @@ virtio-serial port. The host side:
 - :mod:`.image` finds the image and refuses one built from other sources;
 - :mod:`.machine` starts QEMU (``-M microvm``, no NIC, QEMU's own seccomp
   sandbox, unprivileged QEMU user) and is the host view of the worker;
+- :mod:`.control` is QEMU's QMP monitor and the watchdog process that
+  kills our QEMUs should this process die (a paused guest cannot power off);
 - :data:`POOLS` (the generic :mod:`..pool`) keeps pre-booted guests paused
   with QMP ``stop``; ``start`` resumes one with ``cont`` and reseeds its
   random pool and clock.

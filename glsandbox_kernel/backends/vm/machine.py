@@ -31,6 +31,7 @@ from ...config import ResourceLimits
 from ...exceptions import BackendUnavailableError, SandboxCrashedError
 from ..base import ExitInfo, ResourceSample, WorkerProcess
 from .accel import Accel
+from .control import QMP, WATCHDOG
 from .image import GuestImage, find_image
 
 QEMU = "qemu-system-x86_64"
@@ -118,53 +119,6 @@ def qemu_command(image: GuestImage, accel: Accel, *, ram_mib: int, rundir: str) 
     if os.geteuid() == 0:
         return [*cmd, "-sandbox", sandbox, "-runas", "nobody"]
     return [*cmd, "-sandbox", sandbox + ",elevateprivileges=deny"]
-
-
-class QMP:
-    """A minimal QMP client (HOST side): greeting, capabilities, one command at a time.
-
-    QEMU's replies are bounded (64 KiB a line) and events are skipped.
-    """
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self._buf = b""
-        self._ready = False
-        self._lock = threading.Lock()
-
-    def _line(self, deadline: float) -> dict[str, Any]:
-        while b"\n" not in self._buf:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self.sock], [], [], left)[0]:
-                raise SandboxCrashedError("QEMU's monitor did not answer in time")
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise SandboxCrashedError("QEMU's monitor closed")
-            self._buf += chunk
-            if len(self._buf) > 1 << 16 and b"\n" not in self._buf:
-                raise SandboxCrashedError("QEMU's monitor sent an oversize line")
-        line, self._buf = self._buf.split(b"\n", 1)
-        msg = json.loads(line)
-        return msg if isinstance(msg, dict) else {}
-
-    def command(self, name: str, timeout: float = 10.0) -> dict[str, Any]:
-        """Run one QMP command; raises SandboxCrashedError on an error reply or no reply."""
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            if not self._ready:
-                self._line(deadline)  # greeting
-                self._ready = True
-                self.command_unlocked("qmp_capabilities", deadline)
-            return self.command_unlocked(name, deadline)
-
-    def command_unlocked(self, name: str, deadline: float) -> dict[str, Any]:
-        self.sock.sendall(json.dumps({"execute": name}).encode() + b"\n")
-        while True:
-            msg = self._line(deadline)
-            if "return" in msg:
-                return msg
-            if "error" in msg:
-                raise SandboxCrashedError(f"QMP {name}: {msg['error']}")
 
 
 class VMWorker(WorkerProcess):
@@ -285,6 +239,8 @@ class VMWorker(WorkerProcess):
         self._cleaned = True
         if self.proc.poll() is None:
             self.kill()
+        if self.proc.poll() is not None:
+            WATCHDOG.forget(self.pid)
         for s in (self.sock, self.ctl, self.console, self.qmp.sock):
             with contextlib.suppress(OSError):
                 s.close()
@@ -412,6 +368,7 @@ def launch(accel: Accel, *, ram_mib: int, limits: ResourceLimits, guest_plan: di
         finally:
             log.close()
         undo.callback(_kill_proc, proc)
+        WATCHDOG.watch(proc.pid)
         if cgroup is not None:
             cgroup.attach([proc.pid])
         conns = {}
