@@ -19,6 +19,7 @@ root, then ``python3 -I -m glsandbox_kernel.worker.guest``). It
    (mix host bytes into the guest's random pool), ``time NS`` (the host's
    clock); both sent at boot and on resume from the pool, so a resumed guest
    neither reuses random state nor runs on a clock stopped while it waited;
+   ``sync`` (answered ``synced`` once every earlier line was applied);
 6. when the worker ends, reports ``exit <status> [oom]`` on the control port
    (untrusted: the host records it as such) and powers the guest off, so
    QEMU exits.
@@ -318,6 +319,8 @@ class Agent:
                 time.clock_settime_ns(time.CLOCK_REALTIME, int(arg))
             except (ValueError, OSError) as exc:
                 _log(f"clock_settime failed: {exc}")
+        elif cmd == b"sync":
+            _write_all(self.ctl_fd, b"synced\n")  # every line before it has been applied
         elif cmd == b"ping":
             _write_all(self.ctl_fd, b"pong\n")
 

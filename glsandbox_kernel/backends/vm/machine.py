@@ -148,6 +148,7 @@ class VMWorker(WorkerProcess):
         self.console_tail: collections.deque[bytes] = collections.deque()
         self._console_size = 0
         self.guest_exit: str | None = None
+        self._synced = threading.Event()
         self._ctl_buf = b""
         self._cleaned = False
         self._reader = threading.Thread(target=self._read_side_channels, name=f"glsandbox-vm-{self.pid}", daemon=True)
@@ -180,6 +181,8 @@ class VMWorker(WorkerProcess):
                         line, self._ctl_buf = self._ctl_buf.split(b"\n", 1)
                         if line.startswith(b"exit "):
                             self.guest_exit = line[5:64].decode("ascii", "replace")
+                        elif line == b"synced":
+                            self._synced.set()
 
     def console_text(self, limit: int = 2000) -> str:
         """The end of the guest console (untrusted text, for error messages)."""
@@ -199,10 +202,18 @@ class VMWorker(WorkerProcess):
         """Stop the vCPU (QMP ``stop``): an idle pooled guest costs no CPU. Called by the pool filler."""
         self.qmp.command("stop")
 
-    def resume(self) -> None:
-        """QMP ``cont``, then reseed and reset the clock: the guest must not reuse state from before."""
+    def resume(self, timeout: float = 10.0) -> None:
+        """QMP ``cont``, then reseed and reset the clock: the guest must not reuse state from before.
+
+        Waits for the agent's ``synced`` answer, so no call reaches the
+        worker before the guest's clock and random pool are fresh.
+        """
         self.qmp.command("cont")
+        self._synced.clear()
         self.refresh_guest()
+        self.control("sync")
+        if not self._synced.wait(timeout):
+            raise SandboxCrashedError(f"the resumed guest did not answer within {timeout:g} s")
 
     # -- Popen-like ---------------------------------------------------------------
     def poll(self) -> int | None:
