@@ -367,7 +367,7 @@ pool.refill()
 if not pool.wait_ready(1, timeout=240):
     sys.exit(f"pool did not fill: {pool.last_error}")
 [idle] = pool.idle()
-print(idle.pid, idle.qmp.command("query-status")["return"]["status"], flush=True)
+print(idle.pid, idle.qmp.command("query-status")["return"]["status"], idle.rundir, flush=True)
 time.sleep(600)
 """
 
@@ -381,10 +381,15 @@ def test_a_paused_pooled_guest_dies_with_its_host_even_on_sigkill() -> None:
     try:
         assert host.stdout is not None
         line = host.stdout.readline().split()
-        assert len(line) == 2, f"the host process ended: {host.wait()}"
-        qemu, status = int(line[0]), line[1]
+        assert len(line) == 3, f"the host process ended: {host.wait()}"
+        qemu, status, rundir = int(line[0]), line[1], line[2]
+        assert os.path.isdir(rundir)
         assert status == "paused" and qemu in qemu_pids()
     finally:
         host.kill()  # SIGKILL: no atexit, no pool drain runs in the host
         host.wait()
     assert gone(qemu), "a paused QEMU outlived its host"
+    deadline = time.monotonic() + 10
+    while os.path.exists(rundir) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not os.path.exists(rundir)  # its sockets went with it

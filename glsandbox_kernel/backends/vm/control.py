@@ -73,28 +73,32 @@ class _Watchdog:
 
     A paused guest (the pool, or a KVM that hit an emulation failure) cannot
     power itself off when the host's sockets close, so something outside
-    must kill it even after a SIGKILL of the host. The helper reads ``+pid``
-    / ``-pid`` lines on a pipe, holds a pidfd per QEMU (no pid reuse), and at
-    EOF (this process gone) kills every QEMU still held.
+    must kill it even after a SIGKILL of the host. The helper reads
+    ``+ PID RUNDIR`` / ``- PID`` lines on a pipe, holds a pidfd per QEMU (no
+    pid reuse), and at EOF (this process gone) kills every QEMU still held
+    and removes its run directory.
     """
 
     CODE = (
-        "import os, signal, sys\n"
-        "fds = {}\n"
+        "import os, shutil, signal, sys\n"
+        "held = {}\n"
         "for line in sys.stdin:\n"
-        "    op, pid = line[:1], line[1:].strip()\n"
+        "    op, _, rest = line.rstrip('\\n').partition(' ')\n"
+        "    pid, _, rundir = rest.partition(' ')\n"
         "    try:\n"
         "        if op == '+':\n"
-        "            fds[pid] = os.pidfd_open(int(pid))\n"
-        "        elif op == '-' and pid in fds:\n"
-        "            os.close(fds.pop(pid))\n"
+        "            held[pid] = (os.pidfd_open(int(pid)), rundir)\n"
+        "        elif op == '-' and pid in held:\n"
+        "            os.close(held.pop(pid)[0])\n"
         "    except (ValueError, OSError):\n"
         "        pass\n"
-        "for fd in fds.values():\n"
+        "for fd, rundir in held.values():\n"
         "    try:\n"
         "        signal.pidfd_send_signal(fd, signal.SIGKILL)\n"
         "    except OSError:\n"
         "        pass\n"
+        "    if rundir.startswith('/') and os.path.basename(rundir).startswith('glsandbox-vm-'):\n"
+        "        shutil.rmtree(rundir, ignore_errors=True)\n"
     )
 
     def __init__(self) -> None:
@@ -116,14 +120,14 @@ class _Watchdog:
                 self._proc.stdin.write(line.encode() + b"\n")
                 self._proc.stdin.flush()
 
-    def watch(self, pid: int) -> None:
-        """Called right after QEMU started."""
-        self._send(f"+{pid}")
+    def watch(self, pid: int, rundir: str) -> None:
+        """Called right after QEMU started; ``rundir`` (its sockets) is removed with it."""
+        self._send(f"+ {pid} {rundir}")
 
     def forget(self, pid: int) -> None:
-        """Called once QEMU is reaped."""
+        """Called once QEMU is reaped and its run directory removed."""
         if self._proc is not None:
-            self._send(f"-{pid}")
+            self._send(f"- {pid}")
 
     @property
     def pid(self) -> int | None:

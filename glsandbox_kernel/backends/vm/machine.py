@@ -250,12 +250,12 @@ class VMWorker(WorkerProcess):
         self._cleaned = True
         if self.proc.poll() is None:
             self.kill()
-        if self.proc.poll() is not None:
-            WATCHDOG.forget(self.pid)
         for s in (self.sock, self.ctl, self.console, self.qmp.sock):
             with contextlib.suppress(OSError):
                 s.close()
         shutil.rmtree(self.rundir, ignore_errors=True)
+        if self.proc.poll() is not None:
+            WATCHDOG.forget(self.pid)
         if self.cgroup is not None:
             with contextlib.suppress(Exception):
                 self.cgroup.remove()
@@ -379,7 +379,7 @@ def launch(accel: Accel, *, ram_mib: int, limits: ResourceLimits, guest_plan: di
         finally:
             log.close()
         undo.callback(_kill_proc, proc)
-        WATCHDOG.watch(proc.pid)
+        WATCHDOG.watch(proc.pid, rundir)
         if cgroup is not None:
             cgroup.attach([proc.pid])
         conns = {}
