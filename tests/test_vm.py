@@ -356,7 +356,7 @@ def test_pooled_guest_is_paused_then_resumed_with_a_fresh_clock_and_no_leftovers
 
 
 POOL_THEN_HANG = """
-import sys, time
+import os, sys, time
 from glsandbox_kernel.backends.vm import POOLS, VMBackend
 from glsandbox_kernel.config import IsolationType, create_config_by_level
 
@@ -367,7 +367,8 @@ pool.refill()
 if not pool.wait_ready(1, timeout=240):
     sys.exit(f"pool did not fill: {pool.last_error}")
 [idle] = pool.idle()
-print(idle.pid, idle.qmp.command("query-status")["return"]["status"], idle.rundir, flush=True)
+cgroup = sorted({os.path.dirname(f) for f in idle.cgroup.procs_files()})[0] if idle.cgroup else "-"
+print(idle.pid, idle.qmp.command("query-status")["return"]["status"], idle.rundir, cgroup, flush=True)
 time.sleep(600)
 """
 
@@ -381,15 +382,16 @@ def test_a_paused_pooled_guest_dies_with_its_host_even_on_sigkill() -> None:
     try:
         assert host.stdout is not None
         line = host.stdout.readline().split()
-        assert len(line) == 3, f"the host process ended: {host.wait()}"
-        qemu, status, rundir = int(line[0]), line[1], line[2]
+        assert len(line) == 4, f"the host process ended: {host.wait()}"
+        qemu, status, rundir, cgroup = int(line[0]), line[1], line[2], line[3]
         assert os.path.isdir(rundir)
         assert status == "paused" and qemu in qemu_pids()
     finally:
         host.kill()  # SIGKILL: no atexit, no pool drain runs in the host
         host.wait()
     assert gone(qemu), "a paused QEMU outlived its host"
+    leftovers = [p for p in (rundir, cgroup) if p != "-"]
     deadline = time.monotonic() + 10
-    while os.path.exists(rundir) and time.monotonic() < deadline:
+    while any(os.path.exists(p) for p in leftovers) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not os.path.exists(rundir)  # its sockets went with it
+    assert not [p for p in leftovers if os.path.exists(p)]  # its sockets and host cgroup went with it

@@ -73,39 +73,51 @@ class _Watchdog:
 
     A paused guest (the pool, or a KVM that hit an emulation failure) cannot
     power itself off when the host's sockets close, so something outside
-    must kill it even after a SIGKILL of the host. The helper reads
-    ``+ PID RUNDIR`` / ``- PID`` lines on a pipe, holds a pidfd per QEMU (no
-    pid reuse), and at EOF (this process gone) kills every QEMU still held
-    and removes its run directory.
+    must kill it even after a SIGKILL of the host. The helper reads JSON
+    lines (``watch`` with pid, run directory and cgroup directories;
+    ``forget``) on a pipe, holds a pidfd per QEMU (no pid reuse), and at EOF
+    (this process gone) kills every QEMU still held, then removes its run
+    directory and its (now empty) host cgroups.
     """
 
     CODE = (
-        "import os, shutil, signal, sys\n"
+        "import json, os, select, shutil, signal, sys, time\n"
         "held = {}\n"
         "for line in sys.stdin:\n"
-        "    op, _, rest = line.rstrip('\\n').partition(' ')\n"
-        "    pid, _, rundir = rest.partition(' ')\n"
         "    try:\n"
-        "        if op == '+':\n"
-        "            held[pid] = (os.pidfd_open(int(pid)), rundir)\n"
-        "        elif op == '-' and pid in held:\n"
-        "            os.close(held.pop(pid)[0])\n"
-        "    except (ValueError, OSError):\n"
+        "        msg = json.loads(line)\n"
+        "        if msg['op'] == 'watch':\n"
+        "            held[msg['pid']] = (os.pidfd_open(msg['pid']), msg)\n"
+        "        elif msg['pid'] in held:\n"
+        "            os.close(held.pop(msg['pid'])[0])\n"
+        "    except (ValueError, KeyError, TypeError, OSError):\n"
         "        pass\n"
-        "for fd, rundir in held.values():\n"
+        "for fd, msg in held.values():\n"
         "    try:\n"
         "        signal.pidfd_send_signal(fd, signal.SIGKILL)\n"
+        "        select.select([fd], [], [], 5.0)\n"
         "    except OSError:\n"
         "        pass\n"
-        "    if rundir.startswith('/') and os.path.basename(rundir).startswith('glsandbox-vm-'):\n"
+        "    rundir = msg.get('rundir') or ''\n"
+        "    if os.path.basename(rundir).startswith('glsandbox-vm-'):\n"
         "        shutil.rmtree(rundir, ignore_errors=True)\n"
+        "    for cg in msg.get('cgroups') or []:\n"
+        "        for _ in range(50):\n"
+        "            try:\n"
+        "                os.rmdir(cg)\n"
+        "                break\n"
+        "            except FileNotFoundError:\n"
+        "                break\n"
+        "            except OSError:\n"
+        "                time.sleep(0.02)\n"
     )
 
     def __init__(self) -> None:
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
 
-    def _send(self, line: str) -> None:
+    def _send(self, msg: dict[str, Any]) -> None:
+        line = json.dumps(msg)
         with self._lock:
             if self._proc is None or self._proc.poll() is not None:
                 self._proc = subprocess.Popen(
@@ -120,14 +132,14 @@ class _Watchdog:
                 self._proc.stdin.write(line.encode() + b"\n")
                 self._proc.stdin.flush()
 
-    def watch(self, pid: int, rundir: str) -> None:
-        """Called right after QEMU started; ``rundir`` (its sockets) is removed with it."""
-        self._send(f"+ {pid} {rundir}")
+    def watch(self, pid: int, rundir: str, cgroup_dirs: list[str]) -> None:
+        """Called right after QEMU started; its run directory and cgroups go with it."""
+        self._send({"op": "watch", "pid": pid, "rundir": rundir, "cgroups": cgroup_dirs})
 
     def forget(self, pid: int) -> None:
-        """Called once QEMU is reaped and its run directory removed."""
+        """Called once QEMU is reaped and its run directory and cgroup removed."""
         if self._proc is not None:
-            self._send(f"- {pid}")
+            self._send({"op": "forget", "pid": pid})
 
     @property
     def pid(self) -> int | None:

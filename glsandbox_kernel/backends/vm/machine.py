@@ -254,11 +254,11 @@ class VMWorker(WorkerProcess):
             with contextlib.suppress(OSError):
                 s.close()
         shutil.rmtree(self.rundir, ignore_errors=True)
-        if self.proc.poll() is not None:
-            WATCHDOG.forget(self.pid)
         if self.cgroup is not None:
             with contextlib.suppress(Exception):
                 self.cgroup.remove()
+        if self.proc.poll() is not None:
+            WATCHDOG.forget(self.pid)
 
     def host_pids(self) -> list[int]:
         return [self.pid] if self.poll() is None else []
@@ -379,7 +379,8 @@ def launch(accel: Accel, *, ram_mib: int, limits: ResourceLimits, guest_plan: di
         finally:
             log.close()
         undo.callback(_kill_proc, proc)
-        WATCHDOG.watch(proc.pid, rundir)
+        cg_dirs = sorted({os.path.dirname(f) for f in cgroup.procs_files()}) if cgroup is not None else []
+        WATCHDOG.watch(proc.pid, rundir, cg_dirs)
         if cgroup is not None:
             cgroup.attach([proc.pid])
         conns = {}
