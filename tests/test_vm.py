@@ -309,7 +309,8 @@ def test_guest_memory_is_the_limit() -> None:
         total = sb.execute(lambda: int(open("/proc/meminfo").readline().split()[1]) * 1024)
         assert 64 * MiB < total <= 192 * MiB
         [qemu] = sb.worker_pids
-        with pytest.raises((SandboxMemoryError, SandboxCrashedError)):
+        # the guest's memory cgroup OOM-kills the worker; the agent says so (untrusted), the host maps it
+        with pytest.raises(SandboxMemoryError):
             sb.execute(lambda: [bytearray(16 * MiB) for _ in range(64)])
         assert gone(qemu)
 

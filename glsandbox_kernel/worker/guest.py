@@ -3,7 +3,8 @@
 Started by the initramfs ``/init`` (``switch_root`` to the read-only erofs
 root, then ``python3 -I -m glsandbox_kernel.worker.guest``). It
 
-1. mounts tmpfs on ``/tmp`` and ``/run`` (the root image is read-only);
+1. mounts tmpfs on ``/tmp`` and ``/run`` (the root image is read-only), and
+   cgroup2 with a memory cgroup for the worker (:func:`worker_cgroup`);
 2. opens the two virtio-serial ports the host named ``glsandbox.data`` and
    ``glsandbox.ctl`` (found through ``/sys/class/virtio-ports``);
 3. waits for the host's ``plan {json}`` line (rlimits, no_new_privs and the
@@ -81,6 +82,41 @@ def mount_basics() -> None:
     mount("tmpfs", "/run", "tmpfs", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, "mode=755")
     os.makedirs(WORKER_HOME, mode=0o700, exist_ok=True)
     os.chown(WORKER_HOME, WORKER_UID, WORKER_UID)
+
+
+WORKER_CGROUP = "/sys/fs/cgroup/worker"
+#: Guest memory kept out of the worker's cgroup for the kernel and this agent.
+GUEST_RESERVE = 24 * 1024 * 1024
+
+
+def worker_cgroup(report: dict[str, Any]) -> str | None:
+    """A guest cgroup v2 for the worker whose memory.max leaves the guest a reserve.
+
+    Near the guest's RAM the kernel thrashes on page cache (the root image)
+    for a long time before its global OOM killer acts; a memory cgroup's own
+    OOM kill is prompt and takes the worker's whole tree (``memory.oom.group``).
+    Returns the ``cgroup.procs`` path, or None (and why, in ``report``).
+    """
+    try:
+        if not os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+            mount("cgroup2", "/sys/fs/cgroup", "cgroup2", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, "nsdelegate")
+        with open("/sys/fs/cgroup/cgroup.subtree_control", "w") as fh:
+            fh.write("+memory +pids")
+        os.makedirs(WORKER_CGROUP, exist_ok=True)
+        avail = 0
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+        limit = max(32 * 1024 * 1024, avail - GUEST_RESERVE)
+        for name, value in (("memory.max", str(limit)), ("memory.oom.group", "1")):
+            with open(os.path.join(WORKER_CGROUP, name), "w") as fh:
+                fh.write(value)
+    except OSError as exc:
+        report["guest_cgroup"] = f"none: {exc}"
+        return None
+    report["guest_cgroup"] = {"memory_max": limit}
+    return os.path.join(WORKER_CGROUP, "cgroup.procs")
 
 
 def find_ports(timeout: float = 10.0) -> dict[str, str]:
@@ -284,10 +320,14 @@ class Agent:
         """Fork the worker on the data port itself (no relay hop: each hop costs under TCG)."""
         plan = self.wait_for_plan()
         report = _guest_report()
+        procs = worker_cgroup(report)
         self.oom_base = oom_kills()
         pid = os.fork()
         if pid == 0:
             os.close(self.ctl_fd)
+            if procs is not None:
+                with open(procs, "w") as fh:  # still root: into the worker's cgroup first
+                    fh.write(str(os.getpid()))
             _worker_child(PortStream(self.data_fd), plan, report)
         os.close(self.data_fd)  # the worker is the only holder of the data port
         self.worker_pid = pid

@@ -55,6 +55,8 @@ _NO_DETECTION = "not possible: no seccomp supervisor over virtio-serial (denied 
 
 #: The smallest guest that boots the agent and a worker with headroom.
 MIN_GUEST_MIB = 128
+#: Seconds a TCG guest may take to reach its hello before QEMU is killed.
+TCG_BOOT_TIMEOUT = 120.0
 DEFAULT_GUEST_MIB = 512
 
 
@@ -180,8 +182,14 @@ class VMBackend(SandboxBackend):
         return worker
 
     def connect(self, worker: WorkerProcess, *, max_frame: int, timeout: float) -> None:
-        """Read the guest's hello; without one in time QEMU is killed here, with the console tail."""
+        """Read the guest's hello; without one in time QEMU is killed here, with the console tail.
+
+        Under TCG a boot takes seconds, and tens of seconds on a loaded host:
+        the wait is at least :data:`TCG_BOOT_TIMEOUT` there.
+        """
         connected = worker.hello is not None
+        if isinstance(worker, VMWorker) and worker.facts.get("accel") == "tcg":
+            timeout = max(timeout, TCG_BOOT_TIMEOUT)
         try:
             super().connect(worker, max_frame=max_frame, timeout=timeout)
         except BaseException as exc:
