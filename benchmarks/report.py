@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["bench_engine.py", "bench_confinement.py", "bench_kernel.py", "bench_container.py"]
+SCRIPTS = ["bench_engine.py", "bench_confinement.py", "bench_kernel.py", "bench_container.py", "bench_vm.py"]
 
 
 def rows_of(script: str, extra: list[str]) -> list[dict[str, Any]]:

@@ -58,13 +58,10 @@ def doctor_report() -> dict[str, Any]:
             fn = getattr(confinement, f"probe_{name}", None)
             if fn is not None:
                 probes[name] = fn
-    probes.setdefault(
-        "kvm",
-        lambda: (
-            os.path.exists("/dev/kvm"),
-            "/dev/kvm present" if os.path.exists("/dev/kvm") else "no /dev/kvm (no hardware virtualisation here)",
-        ),
-    )
+    # /dev/kvm alone is not KVM that runs a guest (KVM-PVM hosts): ask the VM backend's probe.
+    from .backends.vm.accel import probe_kvm
+
+    probes.setdefault("kvm", probe_kvm)
     for name, fn in probes.items():
         ok, reason = _probe(fn)
         features[name] = {"available": ok, "reason": reason}

@@ -150,8 +150,11 @@ def test_basic_refuses_a_network_policy_it_cannot_enforce(level: str, loopback_s
 
 
 @pytest.mark.parametrize("level", ["moderate", "lenient"])
-def test_fallback_to_basic_does_not_drop_the_network_policy(level: str, loopback_service: dict[str, Any]) -> None:
-    """VM is never available, so this config falls back to BASIC, which must refuse it."""
+def test_fallback_to_basic_does_not_drop_the_network_policy(
+    level: str, loopback_service: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """VM made unavailable (no guest image), so this config falls back to BASIC, which must refuse it."""
+    monkeypatch.setenv("GLSANDBOX_VM_IMAGE", str(tmp_path))
     cfg = config(level, IsolationType.VM, fallback_to_basic=True)
     with pytest.raises(BackendUnavailableError, match="allow_network=True") as info, OSSandbox(cfg) as box:
         box.execute(reach, loopback_service["hosts"], loopback_service["port"])

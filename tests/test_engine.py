@@ -13,6 +13,7 @@ import sys
 import textwrap
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -506,7 +507,10 @@ def test_config_validation_names_field_and_range() -> None:
         strict.execution_timeout = 5  # type: ignore[misc]
 
 
-def test_explicit_unavailable_backend_raises_or_falls_back_and_records() -> None:
+def test_explicit_unavailable_backend_raises_or_falls_back_and_records(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("GLSANDBOX_VM_IMAGE", str(tmp_path))  # no guest image there: VM unavailable
     with pytest.raises(BackendUnavailableError, match="vm"):
         OSSandbox(OSSandboxConfig(isolation_type=IsolationType.VM))
     with OSSandbox(OSSandboxConfig(isolation_type=IsolationType.VM, fallback_to_basic=True)) as box:

@@ -155,7 +155,7 @@ def test_each_level(ip: InteractiveShell, capsys: pytest.CaptureFixture[str], le
 def _backend_params() -> list[Any]:
     params = []
     for name, cls in sorted(backends().items()):
-        if name == "vm":  # not implemented in this release; covered by test_engine's fallback test
+        if name == "vm":  # a VM boot per session: covered by tests/test_vm.py
             continue
         if name == "chroot":  # needs FilesystemConfig.root, which the magic does not take (test_escape covers it)
             continue

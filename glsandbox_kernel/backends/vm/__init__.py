@@ -1,0 +1,202 @@
+"""VM backend: each worker in its own QEMU microVM (HOST side).
+
+The guest is the Debian cloud kernel with a busybox initramfs and a
+read-only erofs root built by ``scripts/build-vm-image``; its PID 1 is the
+guest agent (:mod:`glsandbox_kernel.worker.guest`), which runs the unchanged
+worker as an unprivileged guest user and relays its frames over a
+virtio-serial port. The host side:
+
+- :mod:`.accel` decides KVM or TCG (KVM only with vmx/svm and a probe boot
+  that works: a KVM-PVM ``/dev/kvm`` cannot run Debian kernels);
+- :mod:`.image` finds the image and refuses one built from other sources;
+- :mod:`.machine` starts QEMU (``-M microvm``, no NIC, QEMU's own seccomp
+  sandbox, unprivileged QEMU user) and is the host view of the worker;
+- :mod:`.control` is QEMU's QMP monitor and the watchdog process that
+  kills our QEMUs should this process die (a paused guest cannot power off);
+- :data:`POOLS` (the generic :mod:`..pool`) keeps pre-booted guests paused
+  with QMP ``stop``; ``start`` resumes one with ``cont`` and reseeds its
+  random pool and clock.
+
+Policies: memory = guest RAM (plus a host cgroup on QEMU where cgroups
+work); network none only (no NIC; the proxy over virtio-serial is not
+built, so MODERATE/LENIENT network policies are refused); the filesystem is
+the guest's own read-only image plus tmpfs (host paths and project folders
+are refused); rlimits, no_new_privs and seccomp (execve denied at STRICT)
+applied in the guest by the same confinement modules. Escape-class syscalls
+are refused in the guest, but not reported: no seccomp supervisor can take
+a listener over virtio-serial, so ``escape_detection`` says so.
+"""
+
+from __future__ import annotations
+
+import atexit
+import dataclasses
+import hashlib
+import json
+import shutil
+from typing import Any, ClassVar
+
+from ...config import IsolationType
+from ...exceptions import BackendUnavailableError
+from ..base import SandboxBackend, WorkerProcess
+from ..pool import PoolGroup, PoolPolicy, discard
+from . import accel as _accel
+from .image import find_image
+from .machine import QEMU, MiB, VMWorker, launch
+
+__all__ = ["MIN_GUEST_MIB", "POOLS", "VM_POOL_POLICY", "VMBackend", "VMWorker"]
+
+#: Pre-booted, paused guests. Off by default (``GLSANDBOX_VM_POOL=N`` turns it
+#: on): each one holds its guest RAM and a boot costs seconds of CPU under TCG.
+VM_POOL_POLICY = PoolPolicy(env_var="GLSANDBOX_VM_POOL", default_size=0, maximum=4, max_keys=2, backoff=1.0, label="vm")
+POOLS: PoolGroup[VMWorker] = PoolGroup(VM_POOL_POLICY)
+atexit.register(POOLS.drain_all)
+_NO_DETECTION = "not possible: no seccomp supervisor over virtio-serial (denied in the guest)"
+
+#: The smallest guest that boots the agent and a worker with headroom.
+MIN_GUEST_MIB = 128
+#: Seconds a TCG guest may take to reach its hello before QEMU is killed.
+TCG_BOOT_TIMEOUT = 120.0
+DEFAULT_GUEST_MIB = 512
+
+
+class VMBackend(SandboxBackend):
+    """A hardware-virtualised (KVM) or emulated (TCG) guest per worker."""
+
+    name: ClassVar[str] = "vm"
+    isolation_type: ClassVar[IsolationType] = IsolationType.VM
+    strength: ClassVar[int] = 100
+    #: Not a daemon, but a VM per session is too heavy to be the silent default.
+    needs_daemon: ClassVar[bool] = True
+
+    @classmethod
+    def available(cls) -> tuple[bool, str]:
+        """QEMU and a current image present; says which acceleration and why."""
+        if shutil.which(QEMU) is None:
+            return False, f"{QEMU} not found"
+        image, why = find_image()
+        if image is None:
+            return False, why
+        acc = _accel.detect()
+        return True, f"QEMU microvm, {acc.reason}; guest {why}"
+
+    @classmethod
+    def unavailable_hint(cls) -> str:
+        return "install qemu-system-x86 (scripts/install-system-deps), then run scripts/build-vm-image"
+
+    # -- policy ---------------------------------------------------------------------
+    def refusal(self) -> str | None:
+        """What this config asks that the VM backend cannot enforce, or None."""
+        cfg = self.config
+        if cfg.network.mode != "none":
+            return (
+                f"network mode {cfg.network.mode!r}: the VM has no NIC and no proxy over virtio-serial yet "
+                "(use security level strict or allow_network=False)"
+            )
+        fs = cfg.filesystem
+        if fs.root or fs.project_dir or fs.readonly_paths or fs.writable_paths:
+            return "host paths (root, project folder, readonly/writable paths) cannot be shared into the VM guest yet"
+        mem = cfg.limits.memory_limit_bytes
+        if mem is not None and mem < MIN_GUEST_MIB * MiB:
+            return f"memory limit {mem // MiB} MiB is below the smallest guest ({MIN_GUEST_MIB} MiB of guest RAM)"
+        return None
+
+    def guest_ram_mib(self) -> int:
+        """Guest RAM = the memory limit (rounded up to MiB), or the default."""
+        mem = self.config.limits.memory_limit_bytes
+        return DEFAULT_GUEST_MIB if mem is None else -(-mem // MiB)
+
+    def guest_plan(self) -> dict[str, Any]:
+        """HOST side: the confinement sections the guest agent applies to the worker (wire form)."""
+        from ...confinement import capabilities, rlimits, seccomp
+        from ...confinement.sections import to_wire
+
+        limits = self.config.limits
+        return {
+            # The address-space limit is the guest's RAM; NPROC counts the worker uid's processes.
+            "rlimits": to_wire(rlimits.plan_rlimits(dataclasses.replace(limits, memory_limit_bytes=None))),
+            "no_new_privs": to_wire(capabilities.NoNewPrivsSection()),
+            "seccomp": to_wire(
+                seccomp.SeccompPolicy.make(deny_exec=not self.config.new_programs_allowed, notify=False)
+            ),
+        }
+
+    def pool_key(self) -> str:
+        """What a pooled guest must share with this config: RAM, plan, host limits, image, accel."""
+        image, _why = find_image()
+        blob = {
+            "ram": self.guest_ram_mib(),
+            "plan": self.guest_plan(),
+            "cpu_percent": self.config.limits.cpu_percent_limit,
+            "image": image.info.get("stamp") if image else None,
+            "accel": _accel.detect().name,
+        }
+        return hashlib.sha256(json.dumps(blob, sort_keys=True, default=repr).encode()).hexdigest()
+
+    def start(self, *, session_id: str) -> WorkerProcess:
+        """A guest for ``session_id``: a paused pre-booted one resumed (``cont``), else booted now.
+
+        A pooled guest has said hello already; the pool refills in the background.
+        """
+        ok, why = self.available()
+        if not ok:
+            raise BackendUnavailableError(self.name, why, self.unavailable_hint())
+        refused = self.refusal()
+        if refused is not None:
+            raise BackendUnavailableError(self.name, refused, "use another isolation type for this policy")
+        if POOLS.size() > 0:
+            pool = POOLS.get(self.pool_key(), self._launch_pooled)
+            taken = pool.take()
+            if taken is not None:
+                pool.refill()  # a cold start refills only after its own hello (see connect)
+                try:
+                    taken.resume()
+                except BaseException:
+                    discard(taken)
+                    raise
+                taken.facts["pooled"] = True
+                del taken.facts["pool_filler"]
+                return taken
+        return self._boot()
+
+    def _boot(self) -> VMWorker:
+        worker = launch(
+            _accel.detect(), ram_mib=self.guest_ram_mib(), limits=self.config.limits, guest_plan=self.guest_plan()
+        )
+        worker.facts["escape_detection"] = _NO_DETECTION
+        worker.facts["pooled"] = False
+        return worker
+
+    def _launch_pooled(self) -> VMWorker:
+        """Pool filler thread: boot, read the hello, pause the vCPU; undo on failure."""
+        from ...session import HELLO_TIMEOUT
+
+        worker = self._boot()
+        worker.facts["pool_filler"] = True
+        try:
+            self.connect(worker, max_frame=self.config.max_frame_bytes, timeout=HELLO_TIMEOUT)
+            worker.pause()
+        except BaseException:
+            discard(worker)
+            raise
+        return worker
+
+    def connect(self, worker: WorkerProcess, *, max_frame: int, timeout: float) -> None:
+        """Read the guest's hello; without one in time QEMU is killed here, with the console tail.
+
+        Under TCG a boot takes seconds, and tens of seconds on a loaded host:
+        the wait is at least :data:`TCG_BOOT_TIMEOUT` there.
+        """
+        connected = worker.hello is not None
+        if isinstance(worker, VMWorker) and worker.facts.get("accel") == "tcg":
+            timeout = max(timeout, TCG_BOOT_TIMEOUT)
+        try:
+            super().connect(worker, max_frame=max_frame, timeout=timeout)
+        except BaseException as exc:
+            worker.kill()
+            if isinstance(worker, VMWorker) and exc.args:
+                exc.args = (f"{exc.args[0]} (guest console: {worker.console_text(400)!r})", *exc.args[1:])
+            raise
+        if not connected and POOLS.size() > 0 and isinstance(worker, VMWorker) and not worker.facts.get("pool_filler"):
+            # A cold boot is up: only now boot the pool's guest, so the two never share the CPU.
+            POOLS.get(self.pool_key(), self._launch_pooled).refill()

@@ -1,0 +1,165 @@
+"""Host-side helpers around a running QEMU: its QMP monitor and the watchdog (HOST side).
+
+:class:`QMP` is the pool's stop/cont channel; :data:`WATCHDOG` is one helper
+process per host process that kills our QEMUs if the host dies, so a paused
+guest is never left behind.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import select
+import socket
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+from ...exceptions import SandboxCrashedError
+
+
+class QMP:
+    """A minimal QMP client (HOST side): greeting, capabilities, one command at a time.
+
+    QEMU's replies are bounded (64 KiB a line) and events are skipped.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._buf = b""
+        self._ready = False
+        self._lock = threading.Lock()
+
+    def _line(self, deadline: float) -> dict[str, Any]:
+        while b"\n" not in self._buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.sock], [], [], left)[0]:
+                raise SandboxCrashedError("QEMU's monitor did not answer in time")
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise SandboxCrashedError("QEMU's monitor closed")
+            self._buf += chunk
+            if len(self._buf) > 1 << 16 and b"\n" not in self._buf:
+                raise SandboxCrashedError("QEMU's monitor sent an oversize line")
+        line, self._buf = self._buf.split(b"\n", 1)
+        msg = json.loads(line)
+        return msg if isinstance(msg, dict) else {}
+
+    def command(self, name: str, timeout: float = 10.0) -> dict[str, Any]:
+        """Run one QMP command; raises SandboxCrashedError on an error reply or no reply."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            if not self._ready:
+                self._line(deadline)  # greeting
+                self._ready = True
+                self.command_unlocked("qmp_capabilities", deadline)
+            return self.command_unlocked(name, deadline)
+
+    def command_unlocked(self, name: str, deadline: float) -> dict[str, Any]:
+        self.sock.sendall(json.dumps({"execute": name}).encode() + b"\n")
+        while True:
+            msg = self._line(deadline)
+            if "return" in msg:
+                return msg
+            if "error" in msg:
+                raise SandboxCrashedError(f"QMP {name}: {msg['error']}")
+
+
+class _Watchdog:
+    """HOST side: one helper process that SIGKILLs our QEMUs if this process dies.
+
+    A paused guest (the pool, or a KVM that hit an emulation failure) cannot
+    power itself off when the host's sockets close, so something outside
+    must kill it even after a SIGKILL of the host. The helper reads JSON
+    lines (``watch`` with pid, run directory and cgroup directories;
+    ``forget``) on a pipe, holds a pidfd per QEMU (no pid reuse), and at EOF
+    (this process gone) kills every QEMU still held, then removes its run
+    directory and its (now empty) host cgroups.
+    """
+
+    CODE = (
+        "import json, os, select, shutil, signal, sys, time\n"
+        "held = {}\n"
+        "for line in sys.stdin:\n"
+        "    try:\n"
+        "        msg = json.loads(line)\n"
+        "        if msg['op'] == 'watch':\n"
+        "            held[msg['pid']] = (os.pidfd_open(msg['pid']), msg)\n"
+        "        elif msg['pid'] in held:\n"
+        "            os.close(held.pop(msg['pid'])[0])\n"
+        "    except (ValueError, KeyError, TypeError, OSError):\n"
+        "        pass\n"
+        "for fd, msg in held.values():\n"
+        "    try:\n"
+        "        signal.pidfd_send_signal(fd, signal.SIGKILL)\n"
+        "        select.select([fd], [], [], 5.0)\n"
+        "    except OSError:\n"
+        "        pass\n"
+        "    rundir = msg.get('rundir') or ''\n"
+        "    if os.path.basename(rundir).startswith('glsandbox-vm-'):\n"
+        "        shutil.rmtree(rundir, ignore_errors=True)\n"
+        "    for cg in msg.get('cgroups') or []:\n"
+        "        for _ in range(50):\n"
+        "            try:\n"
+        "                os.rmdir(cg)\n"
+        "                break\n"
+        "            except FileNotFoundError:\n"
+        "                break\n"
+        "            except OSError:\n"
+        "                time.sleep(0.02)\n"
+    )
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+
+    def _send(self, msg: dict[str, Any]) -> None:
+        line = json.dumps(msg)
+        with self._lock:
+            if self._proc is None or self._proc.poll() is not None:
+                self._proc = subprocess.Popen(
+                    [sys.executable, "-I", "-c", self.CODE],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            assert self._proc.stdin is not None
+            with contextlib.suppress(OSError):
+                self._proc.stdin.write(line.encode() + b"\n")
+                self._proc.stdin.flush()
+
+    def watch(self, pid: int, rundir: str, cgroup_dirs: list[str]) -> None:
+        """Called right after QEMU started; its run directory and cgroups go with it."""
+        self._send({"op": "watch", "pid": pid, "rundir": rundir, "cgroups": cgroup_dirs})
+
+    def forget(self, pid: int) -> None:
+        """Called once QEMU is reaped and its run directory and cgroup removed."""
+        if self._proc is not None:
+            self._send({"op": "forget", "pid": pid})
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def close(self) -> None:
+        """At interpreter exit (after the pools drained): EOF makes the helper kill what is left."""
+        with self._lock:
+            proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
+        try:
+            proc.wait(5.0)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+WATCHDOG = _Watchdog()
+atexit.register(WATCHDOG.close)

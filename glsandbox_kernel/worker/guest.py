@@ -1,0 +1,433 @@
+"""The VM guest agent: PID 1 inside the microVM (SANDBOX side, root in the guest).
+
+Started by the initramfs ``/init`` (``switch_root`` to the read-only erofs
+root, then ``python3 -I -m glsandbox_kernel.worker.guest``). It
+
+1. mounts tmpfs on ``/tmp`` and ``/run`` (the root image is read-only), and
+   cgroup2 with a memory cgroup for the worker (:func:`worker_cgroup`);
+2. opens the two virtio-serial ports the host named ``glsandbox.data`` and
+   ``glsandbox.ctl`` (found through ``/sys/class/virtio-ports``);
+3. waits for the host's ``plan {json}`` line (rlimits, no_new_privs and the
+   seccomp section built by the host's confinement modules);
+4. forks the unchanged worker (:func:`glsandbox_kernel.worker.loop.serve`),
+   which applies the plan, drops to uid/gid 65534 and serves its frames
+   directly on the data port (:class:`PortStream`; a relay through this
+   process cost two more guest context switches per frame, slow under TCG).
+   The host's :class:`~glsandbox_kernel.protocol.FrameChannel` validates
+   everything;
+5. obeys one-line commands on the control port: ``int`` (SIGINT to the
+   worker), ``kill`` (SIGKILL every guest process but itself), ``seed HEX``
+   (mix host bytes into the guest's random pool), ``time NS`` (the host's
+   clock); both sent at boot and on resume from the pool, so a resumed guest
+   neither reuses random state nor runs on a clock stopped while it waited;
+   ``sync`` (answered ``synced`` once every earlier line was applied);
+6. when the worker ends, reports ``exit <status> [oom]`` on the control port
+   (untrusted: the host records it as such) and powers the guest off, so
+   QEMU exits.
+
+Nothing here is trusted by the host: the VM boundary is the isolation, the
+worker's uid keeps user code away from this process and the control port.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import json
+import os
+import select
+import signal
+import socket
+import struct
+import sys
+import time
+from typing import Any, NoReturn, cast
+
+DATA_PORT = "glsandbox.data"
+CTL_PORT = "glsandbox.ctl"
+WORKER_UID = 65534
+WORKER_HOME = "/tmp/work"
+
+_MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 2, 4, 8
+_RNDADDENTROPY = 0x40085203
+_REBOOT_MAGIC1, _REBOOT_MAGIC2 = 0xFEE1DEAD, 0x28121969
+_REBOOT_POWER_OFF, _REBOOT_RESTART = 0x4321FEDC, 0x01234567
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _log(text: str) -> None:
+    """A line on the serial console (the host keeps the last lines for crash reports)."""
+    try:
+        os.write(2, f"glsandbox-guest: {text}\n".encode())
+    except OSError:
+        pass
+
+
+def mount(source: str, target: str, fstype: str, flags: int = 0, data: str = "") -> None:
+    """mount(2); raises OSError naming the call."""
+    if _libc.mount(source.encode(), target.encode(), fstype.encode(), flags, data.encode() or None) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount({fstype} on {target}): {os.strerror(err)}")
+
+
+def mount_basics() -> None:
+    """tmpfs on /tmp and /run; proc and sys if the initramfs did not move them."""
+    if not os.path.exists("/proc/self"):
+        mount("proc", "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
+    if not os.path.exists("/sys/class"):
+        mount("sys", "/sys", "sysfs", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
+    mount("tmpfs", "/tmp", "tmpfs", _MS_NOSUID | _MS_NODEV, "mode=1777")
+    mount("tmpfs", "/run", "tmpfs", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, "mode=755")
+    os.makedirs(WORKER_HOME, mode=0o700, exist_ok=True)
+    os.chown(WORKER_HOME, WORKER_UID, WORKER_UID)
+
+
+WORKER_CGROUP = "/sys/fs/cgroup/worker"
+#: Guest memory kept out of the worker's cgroup for the kernel and this agent.
+GUEST_RESERVE = 24 * 1024 * 1024
+
+
+def worker_cgroup(report: dict[str, Any]) -> str | None:
+    """A guest cgroup v2 for the worker whose memory.max leaves the guest a reserve.
+
+    Near the guest's RAM the kernel thrashes on page cache (the root image)
+    for a long time before its global OOM killer acts; a memory cgroup's own
+    OOM kill is prompt and takes the worker's whole tree (``memory.oom.group``).
+    Returns the ``cgroup.procs`` path, or None (and why, in ``report``).
+    """
+    try:
+        if not os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+            mount("cgroup2", "/sys/fs/cgroup", "cgroup2", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, "nsdelegate")
+        with open("/sys/fs/cgroup/cgroup.subtree_control", "w") as fh:
+            fh.write("+memory +pids")
+        os.makedirs(WORKER_CGROUP, exist_ok=True)
+        avail = 0
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+        limit = max(32 * 1024 * 1024, avail - GUEST_RESERVE)
+        for name, value in (("memory.max", str(limit)), ("memory.oom.group", "1")):
+            with open(os.path.join(WORKER_CGROUP, name), "w") as fh:
+                fh.write(value)
+    except OSError as exc:
+        report["guest_cgroup"] = f"none: {exc}"
+        return None
+    report["guest_cgroup"] = {"memory_max": limit}
+    return os.path.join(WORKER_CGROUP, "cgroup.procs")
+
+
+def find_ports(timeout: float = 10.0) -> dict[str, str]:
+    """Map virtio-serial port names to their /dev nodes (no udev in the guest)."""
+    deadline = time.monotonic() + timeout
+    found: dict[str, str] = {}
+    while True:
+        try:
+            entries = os.listdir("/sys/class/virtio-ports")
+        except FileNotFoundError:
+            entries = []
+        for entry in entries:
+            try:
+                with open(f"/sys/class/virtio-ports/{entry}/name") as fh:
+                    name = fh.read().strip()
+            except OSError:
+                continue
+            if os.path.exists(f"/dev/{entry}"):
+                found[name] = f"/dev/{entry}"
+        if (DATA_PORT in found and CTL_PORT in found) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.01)
+
+
+def reseed(seed: bytes) -> None:
+    """Credit ``seed`` (from the host) to the guest's random pool (RNDADDENTROPY)."""
+    buf = struct.pack("ii", len(seed) * 8, len(seed)) + seed
+    fd = os.open("/dev/urandom", os.O_WRONLY)
+    try:
+        fcntl.ioctl(fd, _RNDADDENTROPY, buf)
+    finally:
+        os.close(fd)
+
+
+def power_off() -> NoReturn:
+    """Leave the guest: power off (QEMU exits); reboot as a fallback (-no-reboot exits too)."""
+    os.sync()
+    _libc.reboot(_REBOOT_POWER_OFF)
+    _libc.reboot(_REBOOT_RESTART)
+    os._exit(1)
+
+
+def _confine_child(plan: dict[str, Any], report: dict[str, Any]) -> None:
+    """Forked child, still root: the host's steps that make sense in a guest.
+
+    The sections come as wire data and are rebuilt (schema-checked) by the
+    same step modules as on the host: rlimits, the uid drop, no_new_privs,
+    then the seccomp filter (execve denied at STRICT, escape-class syscalls
+    refused). A listener fd, if any, is closed: no supervisor can take it
+    over virtio-serial.
+    """
+    from ..confinement import capabilities, rlimits, seccomp
+    from ..confinement._common import ChildState
+    from ..confinement.sections import from_wire
+
+    state = ChildState(report=report)
+    if plan.get("rlimits") is not None:
+        rlimits.apply_rlimits_child(from_wire(rlimits.RlimitsSection, plan["rlimits"], "plan.rlimits"), state)
+    os.setgroups([])
+    os.setresgid(WORKER_UID, WORKER_UID, WORKER_UID)
+    os.setresuid(WORKER_UID, WORKER_UID, WORKER_UID)
+    if plan.get("no_new_privs") is not None:
+        nnp = from_wire(capabilities.NoNewPrivsSection, plan["no_new_privs"], "plan.no_new_privs")
+        capabilities.no_new_privs_child(nnp, state)
+    if plan.get("seccomp") is not None:
+        seccomp.install_child(from_wire(seccomp.SeccompPolicy, plan["seccomp"], "plan.seccomp"), state)
+    for fd in state.pass_fds:
+        os.close(fd)
+
+
+def _worker_child(port: PortStream, plan: dict[str, Any], report: dict[str, Any]) -> NoReturn:
+    """Forked child: confine, drop to the worker uid, then serve frames (becomes untrusted)."""
+    try:
+        os.setsid()
+        null = os.open("/dev/null", os.O_RDWR)
+        os.dup2(null, 0)
+        os.close(null)
+        os.chdir(WORKER_HOME)
+        os.environ.clear()
+        os.environ.update(
+            {
+                "PATH": "/usr/local/bin:/usr/bin:/bin",
+                "HOME": WORKER_HOME,
+                "TMPDIR": WORKER_HOME,
+                "LANG": "C.UTF-8",
+                "PYTHONDONTWRITEBYTECODE": "1",
+                "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+                "IPYTHONDIR": os.path.join(WORKER_HOME, ".ipython"),
+                "GLSANDBOX": "1",
+            }
+        )
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        from .loop import serve
+
+        _confine_child(plan, report)
+        serve(cast(socket.socket, port), report=report)  # duck-typed: FrameChannel's three calls
+    except BaseException as exc:  # noqa: BLE001 - the child must never return into the agent
+        _log(f"worker failed to start: {exc!r}")
+        os._exit(70)
+
+
+def oom_kills() -> int:
+    """The guest kernel's OOM-kill count (/proc/vmstat), 0 when unreadable."""
+    try:
+        with open("/proc/vmstat") as fh:
+            for line in fh:
+                if line.startswith("oom_kill "):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def _guest_report() -> dict[str, Any]:
+    """Facts the guest states about itself: recorded by the host as untrusted."""
+    report: dict[str, Any] = {"guest_kernel": os.uname().release, "trusted": False}
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemTotal:"):
+                    report["guest_mem_total"] = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return report
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            n = os.write(fd, view)
+        except InterruptedError:
+            continue
+        view = view[n:]
+
+
+class PortStream:
+    """WORKER side: the data port as the calls FrameChannel makes of a socket.
+
+    ``fileno``/``sendall``/``recv_into`` (and ``recv``, ``close``): the
+    unchanged worker loop runs on it directly; EOF when the host side closes.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def sendall(self, data: bytes | memoryview) -> None:
+        _write_all(self.fd, data)
+
+    def recv_into(self, buf: bytearray | memoryview) -> int:
+        while True:
+            try:
+                return os.readv(self.fd, [buf])
+            except InterruptedError:
+                continue
+
+    def recv(self, size: int) -> bytes:
+        return os.read(self.fd, size)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+class Agent:
+    """The relay between the ports and the worker; one per guest."""
+
+    def __init__(self, data_fd: int, ctl_fd: int) -> None:
+        self.data_fd = data_fd
+        self.ctl_fd = ctl_fd
+        self.ctl_buf = b""
+        self.worker_pid = 0
+        self.plan: dict[str, Any] | None = None
+        self.oom_base = 0
+
+    def wait_for_plan(self, timeout: float = 120.0) -> dict[str, Any]:
+        """Read control lines until the host's ``plan {json}`` (seeds are applied meanwhile)."""
+        deadline = time.monotonic() + timeout
+        while self.plan is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("no plan from the host")
+            ready, _, _ = select.select([self.ctl_fd], [], [], left)
+            if ready:
+                chunk = os.read(self.ctl_fd, 65536)
+                if not chunk:
+                    time.sleep(0.01)  # host side not connected yet
+                self._feed(chunk)
+        return self.plan
+
+    def _feed(self, chunk: bytes) -> None:
+        self.ctl_buf += chunk
+        while b"\n" in self.ctl_buf:
+            line, self.ctl_buf = self.ctl_buf.split(b"\n", 1)
+            self.control(line)
+        self.ctl_buf = self.ctl_buf[-(1 << 20) :]
+
+    def start_worker(self) -> None:
+        """Fork the worker on the data port itself (no relay hop: each hop costs under TCG)."""
+        plan = self.wait_for_plan()
+        report = _guest_report()
+        procs = worker_cgroup(report)
+        self.oom_base = oom_kills()
+        pid = os.fork()
+        if pid == 0:
+            os.close(self.ctl_fd)
+            if procs is not None:
+                with open(procs, "w") as fh:  # still root: into the worker's cgroup first
+                    fh.write(str(os.getpid()))
+            _worker_child(PortStream(self.data_fd), plan, report)
+        os.close(self.data_fd)  # the worker is the only holder of the data port
+        self.worker_pid = pid
+
+    def control(self, line: bytes) -> None:
+        """One command from the host's control port."""
+        cmd, _, arg = line.strip().partition(b" ")
+        if cmd == b"int" and self.worker_pid:
+            try:
+                os.kill(self.worker_pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
+        elif cmd == b"kill":
+            os.kill(-1, signal.SIGKILL)  # every process but PID 1
+        elif cmd == b"seed":
+            try:
+                reseed(bytes.fromhex(arg.decode("ascii"))[:512])
+            except (ValueError, OSError) as exc:
+                _log(f"reseed failed: {exc}")
+        elif cmd == b"plan" and self.plan is None:
+            try:
+                plan = json.loads(arg)
+            except ValueError as exc:
+                _log(f"bad plan: {exc}")
+                plan = None
+            self.plan = plan if isinstance(plan, dict) else {}
+        elif cmd == b"time":
+            try:
+                time.clock_settime_ns(time.CLOCK_REALTIME, int(arg))
+            except (ValueError, OSError) as exc:
+                _log(f"clock_settime failed: {exc}")
+        elif cmd == b"sync":
+            _write_all(self.ctl_fd, b"synced\n")  # every line before it has been applied
+        elif cmd == b"ping":
+            _write_all(self.ctl_fd, b"pong\n")
+
+    def run(self) -> NoReturn:
+        """Obey the control port until the worker ends, then report and power off.
+
+        SIGCHLD wakes the wait at once (a wakeup pipe), so a worker's exit
+        turns into the guest's power-off without a polling delay.
+        """
+        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        status = self._reap()
+        while status is None:
+            try:
+                ready, _, _ = select.select([self.ctl_fd, wake_r], [], [], 1.0)
+                if wake_r in ready:
+                    os.read(wake_r, 4096)
+                if self.ctl_fd in ready:
+                    self._feed(os.read(self.ctl_fd, 65536))
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EINTR):
+                    raise
+            status = self._reap()
+        oom = " oom" if oom_kills() > self.oom_base else ""
+        _write_all(self.ctl_fd, f"exit {status}{oom}\n".encode())
+        power_off()
+
+    def _reap(self) -> int | None:
+        """Collect dead processes (PID 1 adopts orphans); the worker's wait status or None."""
+        result = None
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return result
+            if pid == 0:
+                return result
+            if pid == self.worker_pid:
+                result = status
+
+
+def main() -> NoReturn:
+    """PID 1 entry point (``python3 -m glsandbox_kernel.worker.guest``)."""
+    try:
+        mount_basics()
+        ports = find_ports()
+        if DATA_PORT not in ports or CTL_PORT not in ports:
+            _log(f"virtio-serial ports missing (found {sorted(ports)})")
+            power_off()
+        data_fd = os.open(ports[DATA_PORT], os.O_RDWR | os.O_CLOEXEC)
+        ctl_fd = os.open(ports[CTL_PORT], os.O_RDWR | os.O_CLOEXEC)
+        # Pre-import what every worker needs, once, before the fork.
+        import cloudpickle  # noqa: F401
+
+        from ..confinement import capabilities, rlimits, seccomp, sections  # noqa: F401
+        from . import loop  # noqa: F401
+
+        agent = Agent(data_fd, ctl_fd)
+        agent.start_worker()
+        agent.run()
+    except BaseException as exc:  # noqa: BLE001 - PID 1 must not return (kernel panic)
+        _log(f"agent failed: {exc!r}")
+        power_off()
+
+
+if __name__ == "__main__" and os.getpid() == 1:
+    main()
+elif __name__ == "__main__":
+    sys.exit("glsandbox_kernel.worker.guest runs only as PID 1 inside the VM guest")
