@@ -136,7 +136,7 @@ def test_missing_image_is_refused_with_the_build_command(monkeypatch: pytest.Mon
     [
         ({"network": NetworkConfig(allow_network=True, allowed_hosts=("example.org:443",))}, "allowlist"),
         ({"network": NetworkConfig(allow_network=True)}, "any"),
-        ({"filesystem": FilesystemConfig(project_dir="/tmp")}, "host paths"),
+        ({"filesystem": FilesystemConfig(project_dir="/opt/glsandbox-project")}, "host paths"),
         ({"limits": ResourceLimits(memory_limit_bytes=64 * MiB)}, "below the smallest guest"),
     ],
 )
