@@ -115,6 +115,11 @@ class Monitor:
         self.memory_exceeded: tuple[int, int] | None = None
         #: the guard's highest reading in this call (anonymous + shared memory of the tree).
         self.peak_resident: int | None = None
+        #: Set by the session where nothing else holds the tree to ``max_processes`` (BASIC as
+        #: root: the kernel never applies RLIMIT_NPROC to uid 0): tasks (threads) of the tree.
+        self.task_limit: int | None = None
+        #: (limit, tasks) once the guard killed the tree for too many tasks in this call.
+        self.tasks_exceeded: tuple[int, int] | None = None
 
     def begin(self, worker: WorkerProcess, context: dict[str, Any] | None = None) -> None:
         """Mark a call as running (hot path: no thread wake-up, just state)."""
@@ -123,6 +128,7 @@ class Monitor:
         self.peak_pids = None
         self.last = None
         self.memory_exceeded = None
+        self.tasks_exceeded = None
         self.peak_resident = None
         self.context = context or {}
         self._started_at = time.monotonic()
@@ -151,6 +157,16 @@ class Monitor:
             if self._active and worker is not None and time.monotonic() - started >= self.delay:
                 self._sample(worker, started)
 
+    def _guard_tasks(self, worker: WorkerProcess, limit: int) -> None:
+        """Monitor thread: kill the tree when it runs more tasks than ``limit`` (HOST side, outside)."""
+        from . import procfs
+
+        tasks = sum(n for n in (procfs.threads(pid) for pid in worker.host_pids()) if n is not None)
+        self.peak_pids = max(self.peak_pids or 0, tasks)
+        if tasks > limit:
+            self.tasks_exceeded = (limit, tasks)
+            worker.kill()
+
     def _sample(self, worker: WorkerProcess, started: float) -> None:
         try:
             sample = tree_sample(worker)
@@ -166,6 +182,8 @@ class Monitor:
                 if resident > self.memory_limit and self._active:
                     self.memory_exceeded = (self.memory_limit, resident)
                     worker.kill()
+        if self.task_limit is not None and self._active:
+            self._guard_tasks(worker, self.task_limit)
         if sample.memory_current is not None:
             self.peak_memory = max(self.peak_memory or 0, sample.memory_current)
         if sample.memory_peak is not None:

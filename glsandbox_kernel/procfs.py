@@ -119,6 +119,16 @@ def vm_hwm(pid: int) -> int | None:
     return None if data is None else parse_kb(status_field(data, "VmHWM"))
 
 
+def threads(pid: int) -> int | None:
+    """Tasks (threads) of ``pid`` (``Threads:``), or None when it is gone."""
+    data = _read(f"/proc/{pid}/status")
+    value = None if data is None else status_field(data, "Threads")
+    try:
+        return int(value) if value else None
+    except ValueError:
+        return None
+
+
 def ns_pids(pid: int) -> list[int]:
     """The ``NSpid`` chain of host ``pid`` (outermost first); [] when gone."""
     data = _read(f"/proc/{pid}/status")

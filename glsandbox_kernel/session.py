@@ -23,6 +23,7 @@ magic (through OSSandbox).
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -74,6 +75,10 @@ class Session:
         self.worker_report: dict[str, Any] = {}
         self.monitor = Monitor()
         self.monitor.memory_limit = config.limits.memory_limit_bytes  # enforced where no cgroup does
+        profile = getattr(self.backend_cls, "profile", None)
+        if profile is not None and not profile.namespaces and os.geteuid() == 0:
+            # No namespace, no cgroup and uid 0, which RLIMIT_NPROC never limits: held from outside.
+            self.monitor.task_limit = config.limits.max_processes
         self.generation = 0
         self._lock = threading.RLock()
         self._req_id = 0
@@ -498,6 +503,14 @@ class Session:
         info = worker.exit_info()
         rc = info.returncode if info.returncode is not None else rc
         limit = self.config.limits.memory_limit_bytes
+        tasks = self.monitor.tasks_exceeded
+        if tasks is not None:  # the outside guard killed the tree for too many tasks
+            return SandboxCrashedError(
+                f"the sandbox ran {tasks[1]} tasks (processes and threads), over its max_processes of "
+                f"{tasks[0]}; the worker and every process it started were killed and its state is lost",
+                returncode=rc,
+                reason="pids",
+            )
         exceeded = self.monitor.memory_exceeded
         if exceeded is not None:  # the outside guard killed the tree (no cgroup here)
             guard_peak = max(exceeded[1], self.monitor.peak_memory or 0)

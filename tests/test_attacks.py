@@ -9,6 +9,7 @@ reason from ``available()``).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -798,3 +799,32 @@ def test_quick_replies_always_serialize(gkernel: Kernel) -> None:
     content = gkernel.shell_reply(msg_id)["content"]
     assert content["status"] == "ok" and content["matches"] == ["ab\\ud800c"], content
     _still_works(gkernel)
+
+
+def _start_threads(n: int) -> int:
+    """SANDBOX side: start ``n`` idle threads and keep them (a process-limit attack)."""
+    import threading
+    import time
+
+    stop = threading.Event()
+    started = [threading.Thread(target=stop.wait, args=(60,), daemon=True) for _ in range(n)]
+    for t in started:
+        t.start()
+    time.sleep(10)
+    return len(started)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="as an unprivileged user RLIMIT_NPROC holds a BASIC worker already")
+def test_basic_as_root_is_held_to_max_processes_from_outside() -> None:
+    """uid 0 is never limited by RLIMIT_NPROC: the outside monitor counts the tree's tasks and kills it."""
+    from glsandbox_kernel import OSSandbox, SandboxCrashedError, create_config_by_level
+
+    config = create_config_by_level("strict", isolation_type="basic")
+    assert config.limits.max_processes == 16
+    with OSSandbox(config) as sandbox:
+        with pytest.raises(SandboxCrashedError) as info:
+            sandbox.execute(_start_threads, 100)
+        assert info.value.reason == "pids", info.value
+        assert "max_processes of 16" in str(info.value)
+        assert sandbox.metrics.pids_peak is not None and sandbox.metrics.pids_peak > 16
+        assert sandbox.execute(len, [1, 2]) == 2  # the next call gets a fresh worker
