@@ -260,7 +260,9 @@ class SandboxKernel(QuickRequests, Kernel):
 
         Whatever a cell put in its payloads, user_expressions or outputs, the
         reply goes out (a reply that cannot be sent leaves the frontend waiting).
+        The cell's pending stream text is published first.
         """
+        relay.flush()
         safe = json_safe(content, 0, relay.replaced)
         try:
             if self.session is not None:
@@ -531,6 +533,8 @@ class SandboxKernel(QuickRequests, Kernel):
             await asyncio.to_thread(deliver)
         except Exception:  # noqa: BLE001 - a widget message the sandbox could not take is logged
             log.warning("could not deliver %s to the sandbox", msg_type, exc_info=True)
+        finally:
+            relay.flush()
 
 
 __all__ = ["SandboxKernel"]
