@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import pickle
 import threading
 import weakref
 from collections.abc import Callable
@@ -214,8 +215,14 @@ class OSSandbox(AuditedSandbox):
         import cloudpickle
 
         fn_bytes = _dumps_function(fn)
-        arg_bytes = cloudpickle.dumps((args, kwargs)) if (args or kwargs) else b""
+        # Protocol 5: large buffers (numpy data) travel out of band, sent from their own memory.
+        buffers: list[pickle.PickleBuffer] = []
+        arg_bytes = (
+            cloudpickle.dumps((args, kwargs), protocol=5, buffer_callback=buffers.append) if (args or kwargs) else b""
+        )
         msg: dict[str, Any] = {"type": "call", "fn": fn_bytes, "args": arg_bytes}
+        if buffers:
+            msg["buffers"] = [b.raw() for b in buffers]
         if script:
             msg["script"] = True
         limit = self.config.execution_timeout if timeout == "config" else timeout
