@@ -96,10 +96,10 @@ class OSSandbox(AuditedSandbox):
             sinks += [self._memory_sink, LoggingSink()]
             key = load_key(self.config.audit_key_path)
             self._audit = AuditLog(session_id=self.session_id, sinks=sinks, key=key)
-            # Without a file sink a call's record may be sealed while the next
-            # call runs (off the hot path); with one, every record is written
-            # and fsynced before the call returns.
-            self._defer_audit = not self.config.audit_log_path
+            # A call's record is sealed, hashed and fsynced by the audit committer
+            # thread right after the call returns (off the caller's path); the
+            # next call waits for it before it returns, and close() before it ends.
+            self._defer_audit = True
             self._emit(
                 EventType.SESSION_START,
                 extra={"config": self.config.to_dict(), "backend": self._session.backend_cls.name},
@@ -193,6 +193,9 @@ class OSSandbox(AuditedSandbox):
                 totals["escape_attempts"] = max(totals["escape_attempts"], self._live_escapes)
                 self._emit(EventType.SESSION_END, metrics=totals)
                 self._closed_audit = True
+            wake = getattr(self, "_commit_wake", None)
+            if wake is not None:
+                wake.set()  # the committer sees the closed log and ends
             self._audit.close()
 
     # -- functions --------------------------------------------------------------------
