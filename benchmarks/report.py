@@ -21,6 +21,7 @@ SCRIPTS = [
     "bench_engine.py",
     "bench_data.py",
     "bench_output.py",
+    "bench_sessions.py",
     "bench_confinement.py",
     "bench_kernel.py",
     "bench_container.py",
