@@ -46,7 +46,7 @@ def fmt(value: float | None, unit: str) -> str:
 
 def main() -> None:
     extra = [a for a in sys.argv[1:] if not a.startswith("--only=")]
-    only = [a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--only=")]
+    only = [w for a in sys.argv[1:] if a.startswith("--only=") for w in a.split("=", 1)[1].split(",")]
     scripts = [s for s in SCRIPTS if not only or any(o in s for o in only)]
     print("| benchmark | ours | comparison | ratio (spread) | target | met |")
     print("|---|---|---|---|---|---|")

@@ -102,16 +102,20 @@ class FrameChannel:
         if len(parts) == 1:
             self.sock.sendall(_HEADER.pack(size) + parts[0])
             return
+        # Every join is made before the first byte is sent: running out of memory
+        # half-way would leave a torn frame on the channel.
+        chunks: list[bytes | memoryview] = []
         small: list[bytes | memoryview] = [_HEADER.pack(size)]
         for part in parts:
             if (part.nbytes if isinstance(part, memoryview) else len(part)) < _JOIN_BELOW:
                 small.append(part)
                 continue
-            self.sock.sendall(b"".join(small))
+            chunks += [b"".join(small), part]
             small = []
-            self.sock.sendall(part)
         if small:
-            self.sock.sendall(b"".join(small))
+            chunks.append(b"".join(small))
+        for chunk in chunks:
+            self.sock.sendall(chunk)
 
     def send_with_fds(self, message: dict[str, Any], fds: list[int]) -> None:
         """Send one frame with ``fds`` attached (SCM_RIGHTS); used once, for hello."""
