@@ -2,7 +2,10 @@
 
 ``python benchmarks/report.py`` runs each ``bench_*.py`` with ``--json``
 (in turn, never in parallel) and turns the rows into one table: ours,
-comparison, ratio (or added ms) and target. Used to refresh the README.
+comparison, ratio (or added ms) with the spread of per-round ratios where
+the script reports it, target and whether it was met. Extra arguments
+(e.g. ``--quick``) go to every script; ``--only=data,output`` runs the
+scripts whose names contain one of the words. Used to refresh the README.
 """
 
 from __future__ import annotations
@@ -14,7 +17,16 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["bench_engine.py", "bench_confinement.py", "bench_kernel.py", "bench_container.py", "bench_vm.py"]
+SCRIPTS = [
+    "bench_engine.py",
+    "bench_data.py",
+    "bench_output.py",
+    "bench_sessions.py",
+    "bench_confinement.py",
+    "bench_kernel.py",
+    "bench_container.py",
+    "bench_vm.py",
+]
 
 
 def rows_of(script: str, extra: list[str]) -> list[dict[str, Any]]:
@@ -34,24 +46,42 @@ def fmt(value: float | None, unit: str) -> str:
 
 
 def main() -> None:
-    extra = sys.argv[1:]
-    print("| benchmark | ours | comparison | ratio | target |")
-    print("|---|---|---|---|---|")
-    for script in SCRIPTS:
+    extra = [a for a in sys.argv[1:] if not a.startswith("--only=")]
+    only = [w for a in sys.argv[1:] if a.startswith("--only=") for w in a.split("=", 1)[1].split(",")]
+    scripts = [s for s in SCRIPTS if not only or any(o in s for o in only)]
+    print("| benchmark | ours | comparison | ratio (spread) | target | met |")
+    print("|---|---|---|---|---|---|")
+    for script in scripts:
         for r in rows_of(script, extra):
             if "ours_ms" not in r:
                 print(f"| {r['name']} | | | | |")
                 continue
             unit = r.get("unit", "ms")
+            met = ""
             if "added_ms" in r:
                 ratio = f"+{r['added_ms']:.2f} ms"
                 target = f"<= +{r['target_added_ms']:g} ms" if r.get("target_added_ms") is not None else ""
+                if r.get("target_added_ms") is not None:
+                    met = "yes" if r["added_ms"] <= r["target_added_ms"] else "no"
             else:
                 ratio = f"{r['ratio']:.2f}" if r.get("ratio") is not None else ""
                 target = f"<= {r['target']:g}" if r.get("target") is not None else "reported"
+                if r.get("target") is not None and r.get("ratio") is not None:
+                    met = "yes" if r["ratio"] <= r["target"] else "no"
+            if r.get("spread"):
+                ratio += f" ({r['spread'][0]:.2f}-{r['spread'][1]:.2f})"
+            notes = []
+            if "ours_messages" in r:
+                notes.append(f"{r['ours_messages']} vs {r['theirs_messages']} messages")
+            if "ours_worker_peak" in r:
+                notes.append(
+                    f"peak/data host {r['ours_host_peak']:.2f} vs {r['pool_host_peak']:.2f}, "
+                    f"worker {r['ours_worker_peak']:.2f} vs {r['pool_worker_peak']:.2f}"
+                )
+            note = f" ({'; '.join(notes)})" if notes else ""
             print(
-                f"| {r['name']} (`{script}`) | {fmt(r['ours_ms'], unit)} | {fmt(r.get('theirs_ms'), unit)} "
-                f"| {ratio} | {target} |"
+                f"| {r['name']}{note} (`{script}`) | {fmt(r['ours_ms'], unit)} | {fmt(r.get('theirs_ms'), unit)} "
+                f"| {ratio} | {target} | {met} |"
             )
 
 

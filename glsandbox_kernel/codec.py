@@ -28,6 +28,7 @@ import dataclasses
 import datetime as _dt
 import decimal
 import fractions
+import pickle
 import re
 import struct
 import sys
@@ -35,6 +36,7 @@ import time
 from collections import Counter
 from typing import Any
 
+from . import codec_columns as columns
 from .exceptions import SandboxSecurityError, UnsupportedType
 
 MAX_DEPTH = 200
@@ -97,14 +99,40 @@ def _qualname(obj: Any) -> str:
     return f"{t.__module__}.{t.__qualname__}"
 
 
+#: buffers at least this large travel as their own part (no copy into the frame) and decode
+#: as views of a frame the channel allocated for them (see :func:`encode_parts`)
+LARGE_BUFFER = 64 * 1024
+
+Part = bytes | memoryview
+
+
 def encode(value: Any) -> bytes:
     """Encode ``value`` (allowlisted types only) to bytes; raise UnsupportedType otherwise."""
-    out: list[bytes] = []
+    return b"".join(encode_parts(value))
+
+
+def encode_parts(value: Any) -> list[Part]:
+    """``value`` encoded as parts whose concatenation is :func:`encode`'s bytes.
+
+    Large buffers (numpy data, big bytes, pickle-5 buffers as memoryviews)
+    are parts of their own, not copied: :meth:`FrameChannel.send` writes them
+    straight to the socket. Raises UnsupportedType outside the allowlist.
+    """
+    out: list[Part] = []
     _enc(value, out, 0)
-    return b"".join(out)
+    return out
 
 
-def _enc(v: Any, out: list[bytes], depth: int) -> None:
+def _enc_raw(tag: bytes, raw: Part, out: list[Part]) -> None:
+    n = raw.nbytes if isinstance(raw, memoryview) else len(raw)
+    if n >= LARGE_BUFFER:
+        out.append(tag + _pack_I(n))
+        out.append(raw)
+    else:
+        out.append(tag + _pack_I(n) + bytes(raw))
+
+
+def _enc(v: Any, out: list[Part], depth: int) -> None:
     if depth > MAX_DEPTH:
         raise UnsupportedType(f"nesting deeper than {MAX_DEPTH}")
     t = type(v)
@@ -123,15 +151,25 @@ def _enc(v: Any, out: list[bytes], depth: int) -> None:
     elif t is str:
         raw = v.encode("utf-8", "surrogatepass")
         out.append(b"s" + _pack_I(len(raw)) + raw)
-    elif t is bytes or t is bytearray:
-        raw = bytes(v)
-        out.append((b"b" if t is bytes else b"B") + _pack_I(len(raw)) + raw)
+    elif t is bytes:
+        _enc_raw(b"b", v, out)
+    elif t is bytearray:
+        _enc_raw(b"B", memoryview(v), out)
+    elif t is memoryview or t is pickle.PickleBuffer:
+        view = memoryview(v)
+        if not view.contiguous:
+            raise UnsupportedType("non-contiguous memoryview")
+        _enc_raw(b"v", view.cast("B") if view.format != "B" or view.ndim != 1 else view, out)
     elif t is list or t is tuple or t is set or t is frozenset:
+        if len(v) >= columns.MIN_ITEMS and columns.encode_seq(v, _SEQ_TAGS[t], out):
+            return
         tag = _SEQ_TAGS[t]
         out.append(tag + _pack_I(len(v)))
         for item in v:
             _enc(item, out, depth + 1)
     elif t is dict:
+        if len(v) >= columns.MIN_ITEMS and columns.encode_dict(v, out):
+            return
         out.append(b"d" + _pack_I(len(v)))
         for key, item in v.items():
             _enc(key, out, depth + 1)
@@ -156,12 +194,12 @@ def _enc(v: Any, out: list[bytes], depth: int) -> None:
         _enc_optional(v, out, depth)
 
 
-def _enc_str(tag: bytes, text: str, out: list[bytes]) -> None:
+def _enc_str(tag: bytes, text: str, out: list[Part]) -> None:
     raw = text.encode("utf-8")
     out.append(tag + _pack_I(len(raw)) + raw)
 
 
-def _enc_optional(v: Any, out: list[bytes], depth: int) -> None:
+def _enc_optional(v: Any, out: list[Part], depth: int) -> None:
     np = sys.modules.get("numpy")
     if np is not None:
         if isinstance(v, np.ndarray) and type(v) is np.ndarray:
@@ -171,8 +209,9 @@ def _enc_optional(v: Any, out: list[bytes], depth: int) -> None:
             out.append(b"n")
             _enc_str(b"s", arr.dtype.str, out)
             _enc(tuple(int(x) for x in arr.shape), out, depth + 1)
-            raw = arr.tobytes()
-            out.append(b"b" + _pack_I(len(raw)) + raw)
+            # The array's own memory as a part (no copy); small arrays are copied in.
+            raw = memoryview(arr.reshape(-1).view(np.uint8)) if arr.nbytes >= LARGE_BUFFER else arr.tobytes()
+            _enc_raw(b"b", raw, out)
             return
         if isinstance(v, np.generic) and not isinstance(v, np.object_):
             out.append(b"g")
@@ -224,9 +263,12 @@ def _column(series: Any) -> Any:
 
 
 class _Reader:
-    __slots__ = ("buf", "cost", "deadline", "end", "max_cost", "max_objects", "objects", "pos")
+    __slots__ = ("buf", "cost", "deadline", "end", "max_cost", "max_objects", "objects", "pos", "views")
 
-    def __init__(self, buf: bytes | memoryview, budget: Budget) -> None:
+    def __init__(self, buf: bytes | bytearray | memoryview, budget: Budget) -> None:
+        #: large buffers may decode as views of ``buf``: only of a frame that is nobody else's
+        #: (a bytearray the channel allocated for this frame alone), never of shared memory
+        self.views = type(buf) is bytearray
         self.buf = memoryview(buf)
         self.pos = 0
         self.end = len(buf)
@@ -279,8 +321,12 @@ class _Reader:
             raise SandboxSecurityError("malformed value: invalid UTF-8") from exc
 
 
-def decode(data: bytes | memoryview, budget: Budget = DEFAULT_BUDGET) -> Any:
-    """Decode bytes made by :func:`encode`. Host side: treats ``data`` as hostile, decodes under ``budget``."""
+def decode(data: bytes | bytearray | memoryview, budget: Budget = DEFAULT_BUDGET) -> Any:
+    """Decode bytes made by :func:`encode`. Host side: treats ``data`` as hostile, decodes under ``budget``.
+
+    ``data`` as a bytearray hands its ownership to the value: large numpy
+    arrays and ``v`` buffers become views of it instead of copies.
+    """
     r = _Reader(data, budget)
     value = _dec(r, 0)
     r.check()
@@ -320,6 +366,13 @@ def _dec(r: _Reader, depth: int) -> Any:
         r.charge(57 + n)
         raw = r.take(n)
         return bytes(raw) if tag == b"b" else bytearray(raw)
+    if tag == b"v":
+        n = r.u32()
+        r.charge(200 + (0 if r.views else n))
+        raw = r.take(n)
+        return raw if r.views else bytearray(raw)  # writable, as an in-band pickled array is
+    if tag == b"L" or tag == b"K":
+        return columns.decode(r, tag, _check_hashes)
     if tag in (b"l", b"t", b"S", b"Z"):
         n = r.u32()
         if n > r.end - r.pos:
@@ -388,7 +441,14 @@ def _check_hashes(members: list[Any], what: str) -> None:
         for m in members:
             _hash(m, what)
         return
-    counts = Counter(_hash(m, what) for m in members)
+    try:
+        distinct = set(map(hash, members))
+        # n members over d distinct hashes: no hash has more than n - d + 1 of them.
+        if len(members) - len(distinct) + 1 <= MAX_SAME_HASH:
+            return
+        counts = Counter(map(hash, members))
+    except TypeError as exc:
+        raise SandboxSecurityError(f"malformed value: unhashable {what}") from exc
     top = counts.most_common(1)[0][1]
     if top > MAX_SAME_HASH:
         raise SandboxSecurityError(
@@ -428,11 +488,14 @@ def _dec_numpy(r: _Reader, tag: bytes, depth: int) -> Any:
     if bytes(r.take(1)) != b"b":
         raise SandboxSecurityError("malformed numpy value")
     n = r.u32()
-    r.charge(112 + 2 * n)
-    raw = bytes(r.take(n))
+    view = r.views and tag == b"n" and n >= LARGE_BUFFER
+    r.charge(112 + (0 if view else 2 * n))
+    raw = r.take(n)
     try:
         if tag == b"g":
-            return np.frombuffer(raw, dtype=dtype)[0]
+            return np.frombuffer(bytes(raw), dtype=dtype)[0]
+        if view:  # the frame's own memory, writable, kept alive by the array (no copy)
+            return np.frombuffer(raw, dtype=dtype).reshape(shape)
         return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
     except (ValueError, IndexError) as exc:
         raise SandboxSecurityError(f"malformed numpy data: {exc}") from exc

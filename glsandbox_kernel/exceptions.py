@@ -9,6 +9,7 @@ Hierarchy::
     ├── ConfinementError                          a confinement step failed (step, call, errno, hint)
     ├── SandboxTimeoutError (also TimeoutError)   wall-clock limit hit, worker killed
     ├── SandboxMemoryError (also MemoryError)     memory limit hit (limit + peak)
+    │   └── FrameTooLarge                          a request/reply did not fit; worker and state kept
     ├── SandboxViolationError                     a forbidden operation was tried
     │   └── SandboxEscapeError                    ... and it was escape-class
     ├── SandboxSecurityError                      hostile data from the worker refused
@@ -101,6 +102,14 @@ class SandboxMemoryError(SandboxError, MemoryError):
         super().__init__(message)
         self.limit = limit
         self.peak = peak
+
+
+class FrameTooLarge(SandboxMemoryError):
+    """A request or reply did not fit in the memory it may use; nothing was lost (both sides).
+
+    Refused before sending, or skipped by the receiver so the channel stays
+    in step: the worker and its state are kept.
+    """
 
 
 class SandboxViolationError(SandboxError):

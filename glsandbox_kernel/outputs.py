@@ -36,10 +36,26 @@ class OutputCollector:
         self.on_output = on_output
         self.on_input = on_input
         self.on_comm = on_comm
-        self.outputs: list[dict[str, Any]] = []
+        self._outputs: list[dict[str, Any]] = []
+        #: the text chunks of the last output while it is a stream, joined once when read
+        #: (``+=`` per chunk copies the whole text each time: quadratic in the output's size)
+        self._tail: list[str] = []
         self._clear_pending = False
         self._lock = threading.Lock()
         self._closed = False
+
+    @property
+    def outputs(self) -> list[dict[str, Any]]:
+        """The cell's outputs so far (nbformat dicts; a stream's chunks joined here, once)."""
+        with self._lock:
+            self._join_tail()
+            return self._outputs
+
+    def _join_tail(self) -> None:
+        if len(self._tail) > 1:
+            joined = "".join(self._tail)
+            self._tail[:] = [joined]
+            self._outputs[-1]["text"] = joined
 
     @property
     def clear_pending(self) -> bool:
@@ -87,19 +103,27 @@ class OutputCollector:
             if msg.get("wait"):
                 self._clear_pending = True
             else:
-                self.outputs.clear()
+                self._outputs.clear()
+                self._tail.clear()
             return
         if self._clear_pending:
-            self.outputs.clear()
+            self._outputs.clear()
+            self._tail.clear()
             self._clear_pending = False
         if kind == "stream":
-            text = msg.get("text") if isinstance(msg.get("text"), str) else ""
+            raw = msg.get("text")
+            text = raw if isinstance(raw, str) else ""
             name = "stderr" if msg.get("name") == "stderr" else "stdout"
-            if self.outputs and self.outputs[-1].get("output_type") == "stream" and self.outputs[-1]["name"] == name:
-                self.outputs[-1]["text"] += text
+            if self._tail and self._outputs[-1]["name"] == name:
+                self._tail.append(text)
             else:
-                self.outputs.append({"output_type": "stream", "name": name, "text": text})
-        elif kind == "display_data":
+                self._join_tail()
+                self._outputs.append({"output_type": "stream", "name": name, "text": text})
+                self._tail[:] = [text]
+            return
+        self._join_tail()
+        self._tail.clear()
+        if kind == "display_data":
             out: dict[str, Any] = {
                 "output_type": "display_data",
                 "data": _dict(msg.get("data")),
@@ -110,17 +134,17 @@ class OutputCollector:
                 out["_display_id"] = display_id
             if msg.get("_mark"):
                 out["_mark"] = True
-            self.outputs.append(out)
+            self._outputs.append(out)
         elif kind == "update_display_data":
             display_id = _dict(msg.get("transient")).get("display_id")
-            for out in self.outputs:
+            for out in self._outputs:
                 if display_id and out.get("_display_id") == display_id:
                     out["data"] = _dict(msg.get("data"))
                     out["metadata"] = _dict(msg.get("metadata"))
                     if not msg.get("_mark"):
                         out.pop("_mark", None)  # the sandbox rewrote it: no longer kernel-made
         elif kind == "execute_result":
-            self.outputs.append(
+            self._outputs.append(
                 {
                     "output_type": "execute_result",
                     "data": _dict(msg.get("data")),
@@ -132,7 +156,7 @@ class OutputCollector:
             )
         elif kind == "error":
             tb = msg.get("traceback")
-            self.outputs.append(
+            self._outputs.append(
                 {
                     "output_type": "error",
                     "ename": str(msg.get("ename")),

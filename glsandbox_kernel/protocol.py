@@ -13,18 +13,41 @@ from __future__ import annotations
 import array
 import dataclasses
 import errno
+import math
 import os
 import select
 import signal
 import socket
 import struct
 import time
+from collections.abc import Callable
 from typing import Any
 
 from . import codec
-from .exceptions import SandboxSecurityError, WorkerGone
+from .exceptions import FrameTooLarge, SandboxSecurityError, WorkerGone
 
 _HEADER = struct.Struct(">I")
+#: frames at least this large are read into a buffer of their own, exactly sized, which the
+#: decoded value then owns (numpy data become views of it: no copy on either side)
+LARGE_FRAME = 1 << 20
+_DEFAULT_FRAME_CAP = 64 * 1024 * 1024  # OSSandboxConfig.max_frame_bytes's default
+#: parts smaller than this are joined before sending; larger ones go to the socket as they are
+_JOIN_BELOW = 256 * 1024
+
+
+def frame_cap(max_frame_bytes: int, memory_limit_bytes: int | None) -> int:
+    """The host's cap on incoming frames (host side; the session and backends set it).
+
+    ``max_frame_bytes`` at its default (64 MiB) follows the memory limit: a
+    result the sandbox could hold must be able to leave it, and a larger
+    frame is refused (SandboxSecurityError) before anything is read. A cap
+    set to any other value is kept as it is.
+    """
+    if max_frame_bytes == _DEFAULT_FRAME_CAP:
+        return max(max_frame_bytes, memory_limit_bytes or 0)
+    return max_frame_bytes
+
+
 #: the host stops the running call with this signal (enforcing mode); the worker raises SandboxStopped
 STOP_SIGNAL = signal.SIGUSR1
 MAX_PASSED_FDS = 4
@@ -41,6 +64,8 @@ class FrameChannel:
         self.sock = sock
         self.fd = sock.fileno()
         self.max_frame = max_frame
+        #: outgoing frames larger than this are refused before a byte is sent (FrameTooLarge)
+        self.max_send: int | None = None
         #: ``time.monotonic()`` instant by which an incoming frame must be decoded (the
         #: running call's timeout, set by the session); decoding is budgeted either way.
         self.decode_deadline: float | None = None
@@ -49,12 +74,48 @@ class FrameChannel:
         # n, mmap and unmap) a fresh n-byte object on every read.
         self._rbuf = bytearray(256 * 1024)
         self._rview = memoryview(self._rbuf)
+        self._poll = select.poll()
+        self._poll.register(self.fd, select.POLLIN)
+        #: the large frame being read (its own buffer) and how many bytes of it arrived
+        self._big: bytearray | None = None
+        self._big_got = 0
+        #: bytes of a frame too large to receive that are still to be skipped
+        self._skip = 0
+        #: called with the size before a large frame's buffer is allocated (the worker imports numpy)
+        self.before_large_frame: Callable[[int], None] | None = None
 
     # -- sending ---------------------------------------------------------
     def send(self, message: dict[str, Any]) -> None:
-        """Encode and send one frame (blocking until written)."""
-        payload = codec.encode(message)
-        self.sock.sendall(_HEADER.pack(len(payload)) + payload)
+        """Encode and send one frame (blocking until written).
+
+        Large buffers in ``message`` are written from their own memory, not
+        copied into the frame; raises FrameTooLarge past :attr:`max_send`.
+        """
+        parts = codec.encode_parts(message)
+        size = sum(p.nbytes if isinstance(p, memoryview) else len(p) for p in parts)
+        if self.max_send is not None and size > self.max_send:
+            raise FrameTooLarge(
+                f"a message of {size} bytes cannot be sent: more than the {self.max_send} bytes the "
+                "other side may receive (its memory limit)",
+                limit=self.max_send,
+            )
+        if len(parts) == 1:
+            self.sock.sendall(_HEADER.pack(size) + parts[0])
+            return
+        # Every join is made before the first byte is sent: running out of memory
+        # half-way would leave a torn frame on the channel.
+        chunks: list[bytes | memoryview] = []
+        small: list[bytes | memoryview] = [_HEADER.pack(size)]
+        for part in parts:
+            if (part.nbytes if isinstance(part, memoryview) else len(part)) < _JOIN_BELOW:
+                small.append(part)
+                continue
+            chunks += [b"".join(small), part]
+            small = []
+        if small:
+            chunks.append(b"".join(small))
+        for chunk in chunks:
+            self.sock.sendall(chunk)
 
     def send_with_fds(self, message: dict[str, Any], fds: list[int]) -> None:
         """Send one frame with ``fds`` attached (SCM_RIGHTS); used once, for hello."""
@@ -107,8 +168,9 @@ class FrameChannel:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return False
+        # poll, not select: select fails for fds past 1023 (a host with many sessions)
         try:
-            ready, _, _ = select.select([self.fd], [], [], remaining)
+            ready = self._poll.poll(math.ceil(remaining * 1000))
         except InterruptedError:
             return True
         return bool(ready)
@@ -116,8 +178,12 @@ class FrameChannel:
     def _fill(self, deadline: float | None) -> bool:
         if not self._wait_readable(deadline):
             return False
+        big = self._big
         try:
-            n = self.sock.recv_into(self._rbuf)
+            if big is not None:
+                n = self.sock.recv_into(memoryview(big)[self._big_got :])
+            else:
+                n = self.sock.recv_into(self._rbuf)
         except InterruptedError:
             return True
         except OSError as exc:
@@ -126,10 +192,25 @@ class FrameChannel:
             raise
         if not n:
             raise WorkerGone("worker closed the connection")
-        self._buf += self._rview[:n]
+        if big is not None:
+            self._big_got += n
+        elif self._skip:
+            skipped = min(n, self._skip)
+            self._skip -= skipped
+            self._buf += self._rview[skipped:n]
+        else:
+            self._buf += self._rview[:n]
         return True
 
     def _parse(self) -> dict[str, Any] | None:
+        big = self._big
+        if big is not None:
+            if self._big_got < len(big):
+                return None
+            self._big = None
+            return self._decode(big)
+        if self._skip:
+            return None
         buf = self._buf
         if len(buf) < 4:
             return None
@@ -139,9 +220,31 @@ class FrameChannel:
                 f"frame of {length} bytes from the worker exceeds the cap of {self.max_frame} bytes"
             )
         if len(buf) < 4 + length:
+            if length >= LARGE_FRAME:
+                self._start_big(length)
+                return self._parse()
             return None
         payload = bytes(buf[4 : 4 + length])
         del buf[: 4 + length]
+        return self._decode(payload)
+
+    def _start_big(self, length: int) -> None:
+        """Read the rest of a large frame into a buffer of its own (or skip it when memory is short)."""
+        buf = self._buf
+        have = len(buf) - 4
+        if self.before_large_frame is not None:
+            self.before_large_frame(length)
+        try:
+            big = bytearray(length)
+        except MemoryError:
+            del buf[:]
+            self._skip = length - have
+            raise FrameTooLarge(f"a frame of {length} bytes does not fit in memory here; it was skipped") from None
+        big[:have] = buf[4:]
+        del buf[:]
+        self._big, self._big_got = big, have
+
+    def _decode(self, payload: bytes | bytearray) -> dict[str, Any]:
         budget = codec.DEFAULT_BUDGET
         if self.decode_deadline is not None:
             budget = dataclasses.replace(budget, deadline=self.decode_deadline)

@@ -12,6 +12,7 @@ import functools
 import hashlib
 import logging
 import os
+import pickle
 import sys
 import threading
 import weakref
@@ -116,10 +117,10 @@ class OSSandbox(AuditedSandbox):
             sinks += [self._memory_sink, LoggingSink()]
             key = load_key(self.config.audit_key_path)
             self._audit = AuditLog(session_id=self.session_id, sinks=sinks, key=key)
-            # Without a file sink a call's record may be sealed while the next
-            # call runs (off the hot path); with one, every record is written
-            # and fsynced before the call returns.
-            self._defer_audit = not self.config.audit_log_path
+            # A call's record is sealed, hashed and fsynced by the audit committer
+            # thread right after the call returns (off the caller's path); the
+            # next call waits for it before it returns, and close() before it ends.
+            self._defer_audit = True
             self._emit(
                 EventType.SESSION_START,
                 extra={"config": self.config.to_dict(), "backend": self._session.backend_cls.name},
@@ -216,6 +217,9 @@ class OSSandbox(AuditedSandbox):
                 totals["escape_attempts"] = max(totals["escape_attempts"], self._live_escapes)
                 self._emit(EventType.SESSION_END, metrics=totals)
                 self._closed_audit = True
+            wake = getattr(self, "_commit_wake", None)
+            if wake is not None:
+                wake.set()  # the committer sees the closed log and ends
             self._audit.close()
 
     # -- functions --------------------------------------------------------------------
@@ -238,8 +242,14 @@ class OSSandbox(AuditedSandbox):
         import cloudpickle
 
         fn_bytes = _dumps_function(fn)
-        arg_bytes = cloudpickle.dumps((args, kwargs)) if (args or kwargs) else b""
+        # Protocol 5: large buffers (numpy data) travel out of band, sent from their own memory.
+        buffers: list[pickle.PickleBuffer] = []
+        arg_bytes = (
+            cloudpickle.dumps((args, kwargs), protocol=5, buffer_callback=buffers.append) if (args or kwargs) else b""
+        )
         msg: dict[str, Any] = {"type": "call", "fn": fn_bytes, "args": arg_bytes}
+        if buffers:
+            msg["buffers"] = [b.raw() for b in buffers]
         if script:
             msg["script"] = True
         limit = self.config.execution_timeout if timeout == "config" else timeout

@@ -1,7 +1,8 @@
 """The audit side of :class:`~glsandbox_kernel.sandbox.OSSandbox` (host side).
 
-One hash-chained record per event: calls and cells (deferred off the hot
-path when no file sink is configured), violations as they happen (from the
+One hash-chained record per event: calls and cells (sealed by a committer
+thread right after the call returns, durable before the next one returns),
+violations as they happen (from the
 supervisor's thread), session start and end. No content a cell produces can
 stop a record from being written: what cannot be sealed as it is gets
 written scrubbed and marked ``audit_fallback``.
@@ -46,11 +47,37 @@ class AuditedSandbox:
     _closed_audit: bool
 
     def _flush_audit(self) -> None:
-        """Seal records deferred from earlier calls (runs while the worker works)."""
+        """Seal records deferred from earlier calls, as one group.
+
+        Runs on the committer thread as soon as a call returns, and on the
+        caller's thread while the next call's worker works (waiting for the
+        committer if it is busy), so a record is durable before the next call
+        returns; close() flushes too.
+        """
         with self._audit_lock:
             while self._pending:
                 args, kwargs = self._pending.pop(0)
                 self._emit(*args, **kwargs)
+
+    def _wake_committer(self) -> None:
+        """After a deferred record: let the committer thread seal it now, off the caller's path."""
+        wake = getattr(self, "_commit_wake", None)
+        if wake is None:
+            wake = self._commit_wake = threading.Event()
+            threading.Thread(target=self._commit_loop, args=(wake,), name="glsandbox-audit", daemon=True).start()
+        wake.set()
+
+    def _commit_loop(self, wake: threading.Event) -> None:
+        """Committer thread (host side): seal pending records until the audit log is closed."""
+        while True:
+            wake.wait()
+            wake.clear()
+            if self._closed_audit:
+                return
+            try:
+                self._flush_audit()
+            except Exception:  # a record it cannot seal as it is, _emit writes marked; this is the rest
+                log.exception("the audit committer could not seal a record")
 
     def _record_live_violation(self, record: dict[str, Any]) -> None:
         """Supervisor/proxy thread: one violation, written to the chain now, counted for the session.
@@ -155,6 +182,7 @@ class AuditedSandbox:
         }
         if defer and self._defer_audit and error is None and not outcome.violations:
             self._pending.append(((event,), kwargs))
+            self._wake_committer()
             return None
         self._flush_audit()
         return self._emit(event, **kwargs)

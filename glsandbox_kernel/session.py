@@ -36,6 +36,7 @@ from .backends.registry import default_backend, get_backend
 from .config import IsolationType, OSSandboxConfig, SandboxMode
 from .exceptions import (
     BackendUnavailableError,
+    FrameTooLarge,
     SandboxCrashedError,
     SandboxError,
     SandboxEscapeError,
@@ -45,7 +46,7 @@ from .exceptions import (
     SandboxViolationError,
 )
 from .metrics import Monitor, SandboxMetrics
-from .protocol import STOP_SIGNAL, FrameChannel, WorkerGone
+from .protocol import STOP_SIGNAL, FrameChannel, WorkerGone, frame_cap
 from .results import CallOutcome, _fmt_bytes
 from .results import CellResult as CellResult  # re-exported: the public name lives here too
 from .results import exception_from_reply as exception_from_reply
@@ -133,11 +134,14 @@ class Session:
             try:
                 # A worker from a warm pool is connected already: then this only
                 # routes the violations its supervisor recorded before the handover.
-                self.backend.connect(worker, max_frame=self.config.max_frame_bytes, timeout=HELLO_TIMEOUT)
+                cap = frame_cap(self.config.max_frame_bytes, self.config.limits.memory_limit_bytes)
+                self.backend.connect(worker, max_frame=cap, timeout=HELLO_TIMEOUT)
                 chan, hello = worker.chan, worker.hello
                 if chan is None or hello is None:
                     raise SandboxCrashedError("the backend connected no worker channel")
-                chan.max_frame = self.config.max_frame_bytes
+                chan.max_frame = cap
+                # A request the worker could not even hold is refused here, before it is sent.
+                chan.max_send = self.config.limits.memory_limit_bytes
                 self.backend.add_violation_listener(worker, self._on_violation)
             except BaseException as exc:
                 worker.kill()
@@ -376,6 +380,8 @@ class Session:
                     "interrupted: the code did not stop on SIGINT within "
                     f"{self.config.interrupt_grace_seconds:g} s, so the worker was killed; its state is lost"
                 )
+            except FrameTooLarge as exc:  # refused before sending, or the worker skipped it: all in step
+                error = exc
             except SandboxSecurityError as exc:
                 self.kill_worker()
                 error = exc
@@ -397,7 +403,9 @@ class Session:
                 isolation_type=self.isolation_type.value,
                 fallback=self.fallback_reason,
                 setup_time=setup_time,
-                state_lost=state_lost or error is not None or enforced == "killed",
+                state_lost=state_lost
+                or (error is not None and not isinstance(error, FrameTooLarge))
+                or enforced == "killed",
                 execution_time=elapsed,
                 calls=1,
             )
@@ -455,6 +463,12 @@ class Session:
                 if msg.get("id") != self._req_id:
                     continue  # a stale reply to an earlier, abandoned request
                 return msg
+            if kind == "request_failed":  # the worker could not hold the request (it said so, alive)
+                raise FrameTooLarge(
+                    f"the request does not fit in the sandbox's memory limit of "
+                    f"{_fmt_bytes(self.config.limits.memory_limit_bytes)}; the worker and its state are kept",
+                    limit=self.config.limits.memory_limit_bytes,
+                )
             if on_message is not None:
                 answer = on_message(msg)
                 if answer is not None:

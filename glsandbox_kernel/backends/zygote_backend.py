@@ -34,6 +34,7 @@ from ..confinement.cgroups import CgroupSection
 from ..confinement.process import scrubbed_env
 from ..confinement.profile import ConfinementProfile
 from ..exceptions import BackendUnavailableError
+from ..protocol import frame_cap
 from ..zygote import ZygoteClient, get_zygote
 from .base import SandboxBackend, WorkerProcess
 from .pool import ZYGOTE_POLICY, PoolGroup
@@ -164,7 +165,11 @@ class ZygoteBackend(SandboxBackend):
 
         worker = self.start_fresh(session_id="warmpool")
         try:
-            self.connect(worker, max_frame=self.config.max_frame_bytes, timeout=HELLO_TIMEOUT)
+            self.connect(
+                worker,
+                max_frame=frame_cap(self.config.max_frame_bytes, self.config.limits.memory_limit_bytes),
+                timeout=HELLO_TIMEOUT,
+            )
         except BaseException:
             worker.kill()
             worker.cleanup()

@@ -335,8 +335,9 @@ def _p1_fork_child(section: NamespacesSection) -> None:
 def _p2_init_child(status_w: int, alive_r: int) -> None:
     """CHILD side, P2 = pid 1: fork the worker, then reap and forward; returns only in P3."""
     prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    ready, _, _ = select.select([alive_r], [], [], 0)
-    if ready:  # P1 already gone
+    poller = select.poll()  # not select.select: the fd may be past 1023 in a host with many sessions
+    poller.register(alive_r, select.POLLIN)
+    if poller.poll(0):  # P1 already gone
         os._exit(255)
     pid3 = os.fork()
     if pid3 == 0:

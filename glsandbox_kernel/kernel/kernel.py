@@ -160,6 +160,7 @@ class SandboxKernel(QuickRequests, Kernel):
         self._interrupted = threading.Event()
         self._lost_reason: str | None = None
         self._prestarted = False
+        self._prewarmed = False
         from ..widgets.integration import KernelEvidence
 
         self.evidence = KernelEvidence(self, widgets=self.monitor_widgets)
@@ -248,17 +249,28 @@ class SandboxKernel(QuickRequests, Kernel):
             log.warning("could not start the sandbox ahead of the first cell", exc_info=True)
 
     def start(self) -> None:
-        """Called by the kernel app: ipykernel's handlers, then the kernel's own comm layer."""
+        """Called by the kernel app: ipykernel's handlers, then the kernel's own comm layer.
+
+        The worker starts now, in the background, while the kernel finishes
+        starting and the frontend connects: the first cell pays nothing extra.
+        """
         super().start()
         self.evidence.start()
+        self._start_worker_soon()
 
     def _start_sandbox_soon(self) -> None:
         """Start the worker and its shell in the background, once (before the first cell needs it)."""
+        self._start_worker_soon()
+        if not self._prewarmed:
+            self._prewarmed = True
+            self.evidence.prewarm()
+
+    def _start_worker_soon(self) -> None:
+        """The worker and its shell, in a background thread, once (from start(), before "ready")."""
         if self._prestarted:
             return
         self._prestarted = True
         threading.Thread(target=self._prestart, name="glsandbox-prestart", daemon=True).start()
-        self.evidence.prewarm()
 
     async def kernel_info_request(self, stream: Any, ident: Any, parent: dict[str, Any]) -> None:
         """Reply first, then warm the sandbox: a frontend asks for kernel_info when it connects,
@@ -325,7 +337,9 @@ class SandboxKernel(QuickRequests, Kernel):
 
         Whatever a cell put in its payloads, user_expressions or outputs, the
         reply goes out (a reply that cannot be sent leaves the frontend waiting).
+        The cell's pending stream text is published first.
         """
+        relay.flush()
         safe = json_safe(content, 0, relay.replaced)
         try:
             if self.session is not None:
@@ -625,6 +639,8 @@ class SandboxKernel(QuickRequests, Kernel):
             await asyncio.to_thread(deliver)
         except Exception:  # noqa: BLE001 - a widget message the sandbox could not take is logged
             log.warning("could not deliver %s to the sandbox", msg_type, exc_info=True)
+        finally:
+            relay.flush()
 
 
 __all__ = ["SandboxKernel"]

@@ -214,12 +214,25 @@ class CommGate:
         return None
 
 
+#: stream text is coalesced into one IOPub message per this many seconds (ipykernel's
+#: OutStream flushes every 0.2 s) ...
+FLUSH_INTERVAL = 0.1
+#: ... or once this many characters are pending, whichever comes first
+FLUSH_SIZE = 4 << 20
+
+
 class IOPubRelay:
     """Publishes sandbox frames for one request on IOPub (host side).
 
     ``rewrite_error`` may replace an error content before it is sent (the
     kernel uses it to name sandbox limits clearly). A frame that cannot be
     published is logged and dropped: a hostile frame never breaks the kernel.
+
+    Stream text is coalesced as ipykernel's OutStream does: chunks of one
+    stream are joined and published at most every :data:`FLUSH_INTERVAL`
+    (a timer publishes the rest of a quiet stream) or past :data:`FLUSH_SIZE`;
+    any other message first publishes what is pending, so the order holds.
+    The kernel calls :meth:`flush` before its reply.
     """
 
     def __init__(self, kernel: Any, parent: dict[str, Any], execution_count: int | None = None) -> None:
@@ -230,8 +243,55 @@ class IOPubRelay:
         self.last_error: dict[str, Any] | None = None
         #: what had to be replaced so that the request's messages serialize (shown in one notice)
         self.replaced: list[str] = []
+        self._lock = threading.RLock()
+        self._pending: list[str] = []
+        self._pending_name = "stdout"
+        self._pending_size = 0
+        self._timer: threading.Timer | None = None
+
+    def _stream(self, name: str, text: str) -> None:
+        """Queue stream text; publish it when due (under the lock that orders every send)."""
+        with self._lock:
+            if self._pending and name != self._pending_name:
+                self._flush_locked()
+            self._pending.append(text)
+            self._pending_name = name
+            self._pending_size += len(text)
+            if self._pending_size >= FLUSH_SIZE:
+                self._flush_locked()
+            elif self._timer is None:
+                self._timer = threading.Timer(FLUSH_INTERVAL, self.flush)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def flush(self) -> None:
+        """Publish the pending stream text now (the timer, the kernel before its reply)."""
+        with self._lock:
+            self._flush_locked()
+
+    def _flush_locked(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._pending:
+            return
+        text = "".join(self._pending)
+        self._pending.clear()
+        self._pending_size = 0
+        self._publish("stream", {"name": self._pending_name, "text": text})
 
     def send(
+        self,
+        msg_type: str,
+        content: dict[str, Any],
+        metadata: dict[str, Any] | None = None,
+        buffers: list[bytes] | None = None,
+    ) -> None:
+        with self._lock:
+            self._flush_locked()
+            self._publish(msg_type, content, metadata, buffers)
+
+    def _publish(
         self,
         msg_type: str,
         content: dict[str, Any],
@@ -272,7 +332,10 @@ class IOPubRelay:
                         shown = {"type": "error", **rewritten}
                     content = rewritten
                 self.last_error = content
-            self.send(msg_type, content)
+            if msg_type == "stream":
+                self._stream(content["name"], content["text"])
+            else:
+                self.send(msg_type, content)
             return shown
         except Exception:
             log.warning("dropped an output frame from the sandbox", exc_info=True)

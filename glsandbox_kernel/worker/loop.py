@@ -41,6 +41,7 @@ class Connection:
 
     def __init__(self, sock: socket.socket) -> None:
         self.chan = FrameChannel(sock, max_frame=1 << 30)
+        self.chan.before_large_frame = _import_numpy
         self.lock = threading.Lock()
 
     def send(self, msg: dict[str, Any]) -> None:
@@ -51,6 +52,19 @@ class Connection:
         msg = self.chan.recv()
         assert msg is not None
         return msg
+
+
+def _import_numpy(size: int) -> None:
+    """SANDBOX side, before a large request takes its memory: import numpy if it is installed.
+
+    A large request is almost always array data, and numpy's import maps some
+    80 MB (OpenBLAS's buffers; OpenBLAS exits with status 1 when it cannot).
+    Imported first, a request that does not fit fails cleanly (FrameTooLarge).
+    """
+    try:
+        import numpy  # noqa: F401
+    except (ImportError, MemoryError):
+        pass
 
 
 class StreamWriter(io.TextIOBase):
@@ -244,7 +258,10 @@ class Worker:
                 if len(self._fn_cache) > 64:
                     self._fn_cache.clear()
                 self._fn_cache[fn_bytes] = fn
-            args, kwargs = cloudpickle.loads(msg["args"]) if msg.get("args") else ((), {})
+            # Out-of-band pickle-5 buffers (numpy data) are views of the received frame: no copy.
+            args, kwargs = (
+                cloudpickle.loads(msg["args"], buffers=msg.get("buffers") or ()) if msg.get("args") else ((), {})
+            )
             _drop_pending_sigint()
             signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGINT)
             try:
@@ -271,6 +288,17 @@ class Worker:
                 msg = conn.recv()
             except (WorkerGone, OSError):
                 os._exit(0)
+            except MemoryError as exc:
+                # A request larger than this sandbox's memory: say so (the channel skipped the
+                # frame or read it whole), keep the worker and its state.
+                conn.send(
+                    {
+                        "type": "request_failed",
+                        "memory_error": True,
+                        "evalue": f"the request did not fit in the sandbox's memory: {exc}",
+                    }
+                )
+                continue
             kind = msg["type"]
             if kind == "call":
                 reply = self.handle_call(msg)
@@ -284,6 +312,20 @@ class Worker:
             self.flush_streams()
             try:
                 conn.send(reply)
+            except MemoryError:
+                reply = {"type": reply.get("type", "result"), "id": msg.get("id")}
+                conn.send(
+                    {
+                        **reply,
+                        "ok": False,
+                        "status": "error",
+                        "ename": "MemoryError",
+                        "evalue": "the result did not fit in the sandbox's memory while it was encoded",
+                        "traceback": [],
+                        "builtin": True,
+                        "memory_error": True,
+                    }
+                )
             except (UnsupportedType, RecursionError) as exc:
                 # The reply's own type, so the host stops waiting; what could not leave is named.
                 what = exc.typename if isinstance(exc, UnsupportedType) else "nesting too deep"

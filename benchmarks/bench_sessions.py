@@ -1,0 +1,113 @@
+"""Many sessions (issue 14): 20 sandbox sessions driven by 20 threads vs 20 x ``multiprocessing.Pool(1)``.
+
+Each thread owns one warm session (or one Pool(1)) and makes ``n`` calls of
+``f(1)`` back to back; all threads start together. Reported: throughput of
+the whole (calls/s; the ratio is ours' time per call over the pools', so
+lower is better, as everywhere) and the p99 latency of one call, with the
+spread of the per-round ratios. ``--json`` for report.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from glsandbox_kernel import IsolationType, OSSandbox, OSSandboxConfig
+
+SESSIONS = 20
+
+
+def f(x: int) -> int:
+    return x
+
+
+def drive(calls: list[Callable[[], Any]], n: int) -> tuple[float, list[float]]:
+    """Run ``n`` calls on every callable, one thread each; (wall seconds, every latency)."""
+    latencies: list[list[float]] = [[] for _ in calls]
+    start = threading.Barrier(len(calls) + 1)
+
+    def run(i: int) -> None:
+        call, out = calls[i], latencies[i]
+        start.wait()
+        for _ in range(n):
+            t0 = time.perf_counter()
+            call()
+            out.append(time.perf_counter() - t0)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for t in threads:
+        t.start()
+    start.wait()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - t0, [x for lat in latencies for x in lat]
+
+
+def p99(values: list[float]) -> float:
+    return sorted(values)[int(len(values) * 0.99)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="fewer rounds (CI smoke run)")
+    parser.add_argument("--isolation", default="basic")
+    args = parser.parse_args()
+    n, rounds = (50, 3) if args.quick else (200, 5)
+    iso = None if args.isolation == "default" else IsolationType(args.isolation)
+    boxes = [OSSandbox(OSSandboxConfig(isolation_type=iso)) for _ in range(SESSIONS)]
+    pools = [multiprocessing.get_context("fork").Pool(1) for _ in range(SESSIONS)]
+    try:
+        ours_calls = [lambda b=b: b.execute(f, 1) for b in boxes]
+        pool_calls = [lambda p=p: p.apply(f, (1,)) for p in pools]
+        drive(ours_calls, 5)
+        drive(pool_calls, 5)
+        a: list[tuple[float, list[float]]] = []
+        b: list[tuple[float, list[float]]] = []
+        for _ in range(rounds):
+            a.append(drive(ours_calls, n))
+            b.append(drive(pool_calls, n))
+    finally:
+        for box in boxes:
+            box.close()
+        for pool in pools:
+            pool.terminate()
+    total = SESSIONS * n
+    ratios = [x[0] / y[0] for x, y in zip(a, b, strict=True)]
+    wa, wb = statistics.median(x[0] for x in a), statistics.median(y[0] for y in b)
+    pa, pb = statistics.median(p99(x[1]) for x in a), statistics.median(p99(y[1]) for y in b)
+    results = [
+        {
+            "name": f"{SESSIONS} sessions on {SESSIONS} threads vs {SESSIONS} x Pool(1): time per call "
+            f"({total / wa:.0f} vs {total / wb:.0f} calls/s)",
+            "ours_ms": wa / total * 1e3,
+            "theirs_ms": wb / total * 1e3,
+            "ratio": wa / wb,
+            "spread": [min(ratios), max(ratios)],
+            "target": 1.0,
+        },
+        {
+            "name": f"  p99 latency of one call, {SESSIONS} sessions vs {SESSIONS} x Pool(1)",
+            "ours_ms": pa * 1e3,
+            "theirs_ms": pb * 1e3,
+            "ratio": pa / pb,
+            "target": None,
+        },
+    ]
+    for r in results:
+        print(f"{r['name']:<90} {r['ours_ms']:8.3f} ms {r['theirs_ms']:8.3f} ms ratio {r['ratio']:.2f}")
+    print("target for the p99: <= 5 ms (ours)")
+    if args.json:
+        print(json.dumps({"python": sys.version.split()[0], "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
