@@ -24,7 +24,7 @@ import pytest
 from glsandbox_kernel import FilesystemConfig, NetworkConfig, OSSandbox, create_config_by_level
 from glsandbox_kernel.exceptions import BackendUnavailableError, SandboxConfigError, SandboxMemoryError
 
-from .jupyter_fixtures import Kernel, glsandbox_kernelspec, stdout_of
+from ..jupyter_fixtures import Kernel, glsandbox_kernelspec, stdout_of
 
 __all__ = ["glsandbox_kernelspec"]  # the fixture, imported for pytest
 

@@ -59,7 +59,7 @@ from glsandbox_kernel.confinement import seccomp as sc
 from glsandbox_kernel.confinement._common import ConfinementError
 from glsandbox_kernel.supervisor import Supervisor, SupervisorPolicy
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LINUX = sys.platform.startswith("linux")
 IS_ROOT = os.geteuid() == 0
 INNER = os.environ.get("GLSANDBOX_TEST_UNPRIVILEGED") == "1"

@@ -34,7 +34,7 @@ from glsandbox_kernel.distributed import (  # noqa: E402
 )
 from glsandbox_kernel.exceptions import SandboxCrashedError  # noqa: E402
 
-from .conftest import ROOT, live_pids, wait_gone  # noqa: E402
+from ..conftest import ROOT, live_pids, wait_gone  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

@@ -33,8 +33,8 @@ from typing import Any
 import nbformat
 import pytest
 
-from .conftest import ROOT
-from .jupyter_fixtures import glsandbox_kernelspec
+from ..conftest import ROOT
+from ..jupyter_fixtures import glsandbox_kernelspec
 
 __all__ = ["glsandbox_kernelspec"]
 

@@ -18,7 +18,7 @@ from typing import Any
 import nbformat
 import pytest
 
-from .conftest import ROOT
+from ..conftest import ROOT
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -23,7 +23,7 @@ from glsandbox_kernel import OSSandbox, SandboxMode, create_config_by_level
 from glsandbox_kernel.notebook.evidence import AUDIT_MIME, WIDGET_MIME, output_role
 from glsandbox_kernel.widgets.monitor import CellMonitor
 
-from .jupyter_fixtures import Kernel, glsandbox_kernelspec
+from ..jupyter_fixtures import Kernel, glsandbox_kernelspec
 
 __all__ = ["glsandbox_kernelspec"]
 

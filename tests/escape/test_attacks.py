@@ -17,8 +17,8 @@ import pytest
 
 from glsandbox_kernel.backends.registry import backends
 
-from .conftest import wait_gone
-from .jupyter_fixtures import Kernel, descendants, glsandbox_kernelspec, kernel_made, notices_of, stderr_of, stdout_of
+from ..conftest import wait_gone
+from ..jupyter_fixtures import Kernel, descendants, glsandbox_kernelspec, kernel_made, notices_of, stderr_of, stdout_of
 
 __all__ = ["glsandbox_kernelspec"]  # the fixture, imported for pytest
 
@@ -275,7 +275,7 @@ def test_decoding_flood_stays_within_a_memory_bound(backend: str, kind: str, tmp
 
     from glsandbox_kernel.codec import DEFAULT_BUDGET
 
-    from .conftest import ROOT
+    from ..conftest import ROOT
 
     proc = subprocess.run(
         [sys.executable, "-c", _MEMORY_PROBE, backend],
@@ -706,7 +706,7 @@ def test_enforcing_kills_code_that_does_not_stop(backend: str) -> None:
 
 
 def test_enforcing_banner_and_reply_in_the_kernel_say_killed(glsandbox_kernelspec: str) -> None:
-    from .jupyter_fixtures import notices_of
+    from ..jupyter_fixtures import notices_of
 
     k = Kernel("glsandbox-strict")
     tree: list[int] = []
@@ -748,7 +748,7 @@ exec setpriv --reuid=65534 --regid=65534 --clear-groups -- "$@"
 
 
 #: the library attacks (the Jupyter ones need a kernelspec and runtime dirs of that user), on BASIC and
-#: NAMESPACE (BASIC as uid 65534 shares its uid with the host: see tests/test_rootless.py).
+#: NAMESPACE (BASIC as uid 65534 shares its uid with the host: see tests/backends/test_rootless.py).
 ROOTLESS = "flood or violation or no_cell or no_function or enforcing_stops or enforcing_kills or two_calls"
 
 
@@ -759,7 +759,7 @@ def test_attacks_as_unprivileged_user() -> None:
     import subprocess
     import sys
 
-    from .conftest import ROOT
+    from ..conftest import ROOT
 
     if os.environ.get("GLSANDBOX_TEST_UNPRIVILEGED") == "1":
         pytest.skip("already running as the unprivileged user")

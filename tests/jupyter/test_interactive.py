@@ -24,8 +24,8 @@ from jupyter_client.manager import start_new_kernel
 from glsandbox_kernel.notebook.evidence import AUDIT_MIME
 from glsandbox_kernel.notebook.verify import verify_notebook
 
-from .conftest import ROOT
-from .jupyter_fixtures import glsandbox_kernelspec
+from ..conftest import ROOT
+from ..jupyter_fixtures import glsandbox_kernelspec
 
 __all__ = ["glsandbox_kernelspec"]
 

@@ -10,7 +10,7 @@ many times and assert that every start works; a set-up failure must reach
 the host as a ConfinementError naming the step, the call and errno.
 
 Run as root, :func:`test_restarts_as_unprivileged_user` runs this file again
-as uid 65534 (the harness of tests/test_confinement.py); the other tests run
+as uid 65534 (the harness of tests/backends/test_confinement.py); the other tests run
 as whoever runs pytest.
 """
 
@@ -35,7 +35,7 @@ from glsandbox_kernel.config import IsolationType, create_config_by_level
 from glsandbox_kernel.exceptions import ConfinementError
 from glsandbox_kernel.zygote import get_zygote
 
-from .conftest import ROOT, wait_gone
+from ..conftest import ROOT, wait_gone
 
 INNER = os.environ.get("GLSANDBOX_TEST_UNPRIVILEGED") == "1"
 CYCLES = 25

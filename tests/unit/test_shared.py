@@ -29,7 +29,7 @@ from glsandbox_kernel.config import create_config_by_level
 from glsandbox_kernel.confinement import cgroups
 from glsandbox_kernel.confinement import seccomp as sc
 
-from .conftest import wait_gone
+from ..conftest import wait_gone
 
 LINUX = sys.platform.startswith("linux")
 

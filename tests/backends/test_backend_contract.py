@@ -28,7 +28,7 @@ from glsandbox_kernel.config import FilesystemConfig, OSSandboxConfig, SandboxMo
 from glsandbox_kernel.exceptions import SandboxTimeoutError
 from glsandbox_kernel.testing import FakeBackend, fake_backend
 
-from .conftest import live_pids, wait_gone
+from ..conftest import live_pids, wait_gone
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 

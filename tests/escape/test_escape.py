@@ -43,8 +43,8 @@ from glsandbox_kernel.backends.basic import flush_cleanups
 from glsandbox_kernel.backends.namespace import NamespaceBackend
 from glsandbox_kernel.config import MiB
 
-from .conftest import wait_removed
-from .test_confinement import _AS_NOBODY, ROOT, procs_in_pidns, wait_pidns_empty
+from ..backends.test_confinement import _AS_NOBODY, ROOT, procs_in_pidns, wait_pidns_empty
+from ..conftest import wait_removed
 
 # Attack functions travel by value: the worker never imports this test module.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])

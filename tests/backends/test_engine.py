@@ -39,7 +39,7 @@ from glsandbox_kernel import (
 )
 from glsandbox_kernel.audit import verify_file
 
-from .conftest import live_pids, wait_gone, wait_removed
+from ..conftest import live_pids, wait_gone, wait_removed
 
 BASIC = IsolationType.BASIC
 
@@ -609,7 +609,7 @@ def test_worker_killed_from_outside_is_a_crash_with_signal() -> None:
 def test_code_importable_from_a_project_under_tmp(tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
     """A project folder under /tmp (CI clones live there) stays importable inside the
     default backend's private /tmp, read-only. The host's sys.path is not what the
-    sandbox sees: the project folder is (see tests/test_project_folder.py)."""
+    sandbox sees: the project folder is (see tests/jupyter/test_project_folder.py)."""
     project = os.path.join(str(tmp_path), "proj")
     os.makedirs(project)
     with open(os.path.join(project, "glsb_factors.py"), "w") as fh:

@@ -17,8 +17,8 @@ from IPython.core.interactiveshell import InteractiveShell
 from glsandbox_kernel.backends.registry import backends
 from glsandbox_kernel.magics import SandboxCellError
 
-from .conftest import wait_gone
-from .jupyter_fixtures import Kernel, descendants, stderr_of, stdout_of
+from ..conftest import wait_gone
+from ..jupyter_fixtures import Kernel, descendants, stderr_of, stdout_of
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -155,7 +155,7 @@ def test_each_level(ip: InteractiveShell, capsys: pytest.CaptureFixture[str], le
 def _backend_params() -> list[Any]:
     params = []
     for name, cls in sorted(backends().items()):
-        if name == "vm":  # a VM boot per session: covered by tests/test_vm.py
+        if name == "vm":  # a VM boot per session: covered by tests/backends/test_vm.py
             continue
         if name == "chroot":  # needs FilesystemConfig.root, which the magic does not take (test_escape covers it)
             continue

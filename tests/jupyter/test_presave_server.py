@@ -26,7 +26,7 @@ import pytest
 
 from glsandbox_kernel.notebook.verify import verify_notebook
 
-from .conftest import ROOT
+from ..conftest import ROOT
 from .test_evidence import SOURCES, build_notebook
 
 pytestmark = pytest.mark.timeout(180)

@@ -21,8 +21,8 @@ from glsandbox_kernel.kernel.install import kernel_spec
 from glsandbox_kernel.kernel.limits import CellOptionsError, split_cell_options
 from glsandbox_kernel.kernel.relay import content_for, json_safe, safe_payload
 
-from .conftest import wait_gone
-from .jupyter_fixtures import (
+from ..conftest import wait_gone
+from ..jupyter_fixtures import (
     Kernel,
     descendants,
     glsandbox_kernelspec,
@@ -508,7 +508,9 @@ def test_kernel_spec_uses_absolute_interpreter() -> None:
 def test_shipped_kernelspecs_match_install() -> None:
     import json
 
-    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "jupyter-config", "kernels")
+    root = os.path.join(
+        os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "jupyter-config", "kernels"
+    )
     for name, level in (("glsandbox", "moderate"), ("glsandbox-strict", "strict")):
         with open(os.path.join(root, name, "kernel.json"), encoding="utf-8") as fh:
             shipped = json.load(fh)

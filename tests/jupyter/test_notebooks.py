@@ -10,8 +10,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from .conftest import ROOT
-from .jupyter_fixtures import glsandbox_kernelspec
+from ..conftest import ROOT
+from ..jupyter_fixtures import glsandbox_kernelspec
 
 __all__ = ["glsandbox_kernelspec"]
 

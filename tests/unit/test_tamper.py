@@ -24,7 +24,7 @@ import pytest
 
 from glsandbox_kernel.notebook.evidence import AUDIT_MIME, WIDGET_MIME, role_metadata
 
-from .conftest import ROOT
+from ..conftest import ROOT
 
 pytestmark = pytest.mark.timeout(600)
 

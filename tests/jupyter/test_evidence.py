@@ -33,7 +33,7 @@ from glsandbox_kernel.notebook.presave import pre_save_hook
 from glsandbox_kernel.notebook.run import inject_parameters, parse_params, write_evidence_metadata
 from glsandbox_kernel.notebook.verify import verify_notebook
 
-from .conftest import ROOT
+from ..conftest import ROOT
 
 KEY = b"test-key-0123456789abcdef"
 

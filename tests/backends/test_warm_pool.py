@@ -24,7 +24,7 @@ from glsandbox_kernel.backends.pool import WarmPool
 from glsandbox_kernel.backends.zygote_backend import POOLS
 from glsandbox_kernel.config import OSSandboxConfig
 
-from .conftest import live_pids, wait_gone, wait_removed
+from ..conftest import live_pids, wait_gone, wait_removed
 
 pytestmark = pytest.mark.skipif(not NamespaceBackend.available()[0], reason="needs Linux namespaces")
 

@@ -1,7 +1,7 @@
 """The CONTAINER backend on Podman's Docker-compatible API (``podman system service``).
 
-Runs the container suites (tests/test_container.py and
-tests/test_container_escape.py, the runc cases: Podman has no runsc
+Runs the container suites (tests/backends/test_container.py and
+tests/escape/test_container_escape.py, the runc cases: Podman has no runsc
 registration with the arguments GVISOR needs) in a child pytest whose
 ``DOCKER_HOST`` points at the Podman service, so the backend, the probes,
 the escape battery, the network allowlist and the leak checks all meet
@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _socket_path() -> str:
@@ -73,7 +73,7 @@ def test_container_suites_on_podman() -> None:
     assert probe.stdout.startswith("Podman"), probe.stdout
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-k", "not gvisor",
-         "tests/test_container.py", "tests/test_container_escape.py"],
+         "tests/backends/test_container.py", "tests/escape/test_container_escape.py"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=1800,
     )  # fmt: skip
     tail = "\n".join((result.stdout + result.stderr).splitlines()[-40:])

@@ -15,7 +15,7 @@ import pytest
 
 from glsandbox_kernel import IsolationType, OSSandbox, OSSandboxConfig
 
-from .jupyter_fixtures import Kernel, glsandbox_kernelspec, stderr_of, stdout_of
+from ..jupyter_fixtures import Kernel, glsandbox_kernelspec, stderr_of, stdout_of
 
 __all__ = ["glsandbox_kernelspec"]  # the fixture, imported for pytest
 

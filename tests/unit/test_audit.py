@@ -41,7 +41,7 @@ from glsandbox_kernel.audit import (
     verify_records,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 KEY = b"test-audit-key-0123456789"
 
 _EVENTS = [
