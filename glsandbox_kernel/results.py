@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
-from typing import Any
+import signal
+from typing import TYPE_CHECKING, Any
 
 from .config import OSSandboxConfig
-from .exceptions import SandboxMemoryError, SandboxRemoteError
-from .metrics import SandboxMetrics
+from .exceptions import SandboxCrashedError, SandboxError, SandboxMemoryError, SandboxRemoteError
+from .metrics import Monitor, SandboxMetrics
+from .units import fmt_bytes
+
+if TYPE_CHECKING:
+    from .backends.base import WorkerProcess
 
 
 @dataclasses.dataclass
@@ -52,14 +57,7 @@ class CallOutcome:
     enforced: str | None = None
 
 
-def _fmt_bytes(n: int | None) -> str:
-    if n is None:
-        return "unknown"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n = n / 1024  # type: ignore[assignment]
-    return str(n)
+_fmt_bytes = fmt_bytes  # the one sizes formatter (units.py), as the session and replies spell it
 
 
 def exception_from_reply(reply: dict[str, Any], config: OSSandboxConfig, peak: int | None) -> BaseException:
@@ -91,3 +89,83 @@ def exception_from_reply(reply: dict[str, Any], config: OSSandboxConfig, peak: i
     except (AttributeError, TypeError):
         pass
     return exc
+
+
+def crash_error(worker: WorkerProcess, when: str, config: OSSandboxConfig, monitor: Monitor) -> SandboxError:
+    """HOST side: the error for a worker that died ``when`` (during a call, while starting): the
+    outside guards' verdicts first (too many tasks, resident memory), then the cgroup's OOM kill,
+    then the signal or exit code. Called by the session."""
+    rc = worker.wait(1.0)
+    info = worker.exit_info()
+    rc = info.returncode if info.returncode is not None else rc
+    limit = config.limits.memory_limit_bytes
+    tasks = monitor.tasks_exceeded
+    if tasks is not None:  # the outside guard killed the tree for too many tasks
+        return SandboxCrashedError(
+            f"the sandbox ran {tasks[1]} tasks (processes and threads), over its max_processes of "
+            f"{tasks[0]}; the worker and every process it started were killed and its state is lost",
+            returncode=rc,
+            reason="pids",
+        )
+    exceeded = monitor.memory_exceeded
+    if exceeded is not None:  # the outside guard killed the tree (no cgroup here)
+        guard_peak = max(exceeded[1], monitor.peak_memory or 0)
+        return SandboxMemoryError(
+            f"the sandbox's resident memory ({_fmt_bytes(exceeded[1])}) exceeded the memory limit of "
+            f"{_fmt_bytes(exceeded[0])}; the worker and every process it started were killed and its "
+            "state is lost",
+            limit=exceeded[0],
+            peak=guard_peak,
+        )
+    if info.reason == "oom":
+        peak = monitor.peak_memory
+        if peak is None:
+            try:
+                peak = worker.sample().memory_peak  # cgroup figures outlive the process
+            except OSError:
+                peak = None
+        return SandboxMemoryError(
+            f"the worker was killed for exceeding the memory limit of {_fmt_bytes(limit)} "
+            f"(peak seen {_fmt_bytes(peak)}); its state is lost",
+            limit=limit,
+            peak=peak,
+        )
+    how = "an unknown cause"
+    sig = None
+    if rc is not None and rc < 0:
+        sig = -rc
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = f"signal {sig}"
+        how = f"signal {name}"
+        if sig == signal.SIGXCPU:
+            how += f" (CPU time limit of {config.limits.cpu_time_limit_seconds:g} s)"
+        elif sig == signal.SIGXFSZ:
+            how += " (file size limit)"
+    elif rc is not None:
+        how = f"exit code {rc}"
+    reason = info.reason or ("cpu_time" if sig == signal.SIGXCPU else None)
+    return SandboxCrashedError(
+        f"the sandbox worker died {when} ({how}); its state is lost", returncode=rc, signal=sig, reason=reason
+    )
+
+
+def memory_overrun(metrics: SandboxMetrics, worker: WorkerProcess, monitor: Monitor) -> SandboxError | None:
+    """HOST side, where no cgroup enforces the limit: the error for a call whose resident peak,
+    measured outside, passed it (None when it did not). See :mod:`.memory_guard`."""
+    from .memory_guard import high_water_without_files
+
+    limit = monitor.memory_limit
+    if limit is None or not (metrics.measured_by or "").startswith("procfs"):
+        return None
+    readings = (monitor.peak_resident, high_water_without_files(getattr(worker, "pid", None)))
+    peak = max((r for r in readings if r is not None), default=None)
+    if peak is None or peak <= limit:
+        return None
+    return SandboxMemoryError(
+        f"the sandbox's resident memory peaked at {fmt_bytes(peak)}, over the memory limit of {fmt_bytes(limit)}; "
+        "the worker was replaced and its state is lost",
+        limit=limit,
+        peak=peak,
+    )

@@ -40,14 +40,13 @@ from .exceptions import (
     SandboxCrashedError,
     SandboxError,
     SandboxEscapeError,
-    SandboxMemoryError,
     SandboxSecurityError,
     SandboxTimeoutError,
     SandboxViolationError,
 )
 from .metrics import Monitor, SandboxMetrics
 from .protocol import STOP_SIGNAL, FrameChannel, WorkerGone, frame_cap
-from .results import CallOutcome, _fmt_bytes
+from .results import CallOutcome, _fmt_bytes, crash_error, memory_overrun
 from .results import CellResult as CellResult  # re-exported: the public name lives here too
 from .results import exception_from_reply as exception_from_reply
 
@@ -492,81 +491,17 @@ class Session:
         metrics.pids_peak = mon.peak_pids
 
     def _memory_overrun(self, metrics: SandboxMetrics, worker: WorkerProcess) -> SandboxError | None:
-        """Where no cgroup enforces the limit: a call whose peak, measured outside, passed it fails
-        (and the worker, which may still hold the memory, is replaced). See :mod:`.memory_guard`."""
-        from .memory_guard import high_water_without_files
-
-        limit = self.monitor.memory_limit
-        if limit is None or not (metrics.measured_by or "").startswith("procfs"):
-            return None
-        readings = (self.monitor.peak_resident, high_water_without_files(getattr(worker, "pid", None)))
-        peak = max((r for r in readings if r is not None), default=None)
-        if peak is None or peak <= limit:
-            return None
-        self.kill_worker()
-        metrics.state_lost = True
-        return SandboxMemoryError(
-            f"the sandbox's resident memory peaked at {_fmt_bytes(peak)}, over the memory limit of {_fmt_bytes(limit)}; "
-            "the worker was replaced and its state is lost",
-            limit=limit,
-            peak=peak,
-        )
+        """A call whose peak, measured outside, passed the limit fails and the worker (which may still
+        hold the memory) is replaced; see :func:`.results.memory_overrun`."""
+        error = memory_overrun(metrics, worker, self.monitor)
+        if error is not None:
+            self.kill_worker()
+            metrics.state_lost = True
+        return error
 
     def _crash_error(self, worker: WorkerProcess, when: str) -> SandboxError:
-        rc = worker.wait(1.0)
-        info = worker.exit_info()
-        rc = info.returncode if info.returncode is not None else rc
-        limit = self.config.limits.memory_limit_bytes
-        tasks = self.monitor.tasks_exceeded
-        if tasks is not None:  # the outside guard killed the tree for too many tasks
-            return SandboxCrashedError(
-                f"the sandbox ran {tasks[1]} tasks (processes and threads), over its max_processes of "
-                f"{tasks[0]}; the worker and every process it started were killed and its state is lost",
-                returncode=rc,
-                reason="pids",
-            )
-        exceeded = self.monitor.memory_exceeded
-        if exceeded is not None:  # the outside guard killed the tree (no cgroup here)
-            guard_peak = max(exceeded[1], self.monitor.peak_memory or 0)
-            return SandboxMemoryError(
-                f"the sandbox's resident memory ({_fmt_bytes(exceeded[1])}) exceeded the memory limit of "
-                f"{_fmt_bytes(exceeded[0])}; the worker and every process it started were killed and its "
-                "state is lost",
-                limit=exceeded[0],
-                peak=guard_peak,
-            )
-        if info.reason == "oom":
-            peak = self.monitor.peak_memory
-            if peak is None:
-                try:
-                    peak = worker.sample().memory_peak  # cgroup figures outlive the process
-                except OSError:
-                    peak = None
-            return SandboxMemoryError(
-                f"the worker was killed for exceeding the memory limit of {_fmt_bytes(limit)} "
-                f"(peak seen {_fmt_bytes(peak)}); its state is lost",
-                limit=limit,
-                peak=peak,
-            )
-        how = "an unknown cause"
-        sig = None
-        if rc is not None and rc < 0:
-            sig = -rc
-            try:
-                name = signal.Signals(sig).name
-            except ValueError:
-                name = f"signal {sig}"
-            how = f"signal {name}"
-            if sig == signal.SIGXCPU:
-                how += f" (CPU time limit of {self.config.limits.cpu_time_limit_seconds:g} s)"
-            elif sig == signal.SIGXFSZ:
-                how += " (file size limit)"
-        elif rc is not None:
-            how = f"exit code {rc}"
-        reason = info.reason or ("cpu_time" if sig == signal.SIGXCPU else None)
-        return SandboxCrashedError(
-            f"the sandbox worker died {when} ({how}); its state is lost", returncode=rc, signal=sig, reason=reason
-        )
+        """How the worker ended, as the error the caller gets (see :func:`.results.crash_error`)."""
+        return crash_error(worker, when, self.config, self.monitor)
 
     # -- turning replies into values ------------------------------------------------
     def raise_for_violations(self, violations: list[dict[str, Any]], enforced: str | None = None) -> None:

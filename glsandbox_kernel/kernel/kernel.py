@@ -31,19 +31,17 @@ with a clear ``ename``/``evalue``; the next cell gets a fresh worker and a
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import os
 import sys
 import threading
 from typing import Any
 
-import zmq
 from ipykernel.kernelbase import Kernel
 from traitlets import Bool, CaselessStrEnum, Float, List, Unicode, validate
 
 from .._version import __version__
-from ..config import IsolationType, OSSandboxConfig, SecurityLevel, create_config_by_level, parse_size
-from .limits import CellLimitGuard, CellOptions, CellOptionsError, fmt_bytes, split_cell_options
+from ..config import IsolationType, OSSandboxConfig, SecurityLevel, parse_size
+from .limits import CellLimitGuard, CellOptions, CellOptionsError, fmt_bytes, rewrite_error, split_cell_options
+from .options import config_from_traits, relay_input
 from .quick import QUICK_TIMEOUT, QuickRequests
 from .relay import CommGate, IOPubRelay, as_dict, as_lines, json_safe, log, safe_payload
 
@@ -175,56 +173,8 @@ class SandboxKernel(QuickRequests, Kernel):
 
     # -- the sandbox ------------------------------------------------------------------------
     def sandbox_config(self) -> OSSandboxConfig:
-        """The session's config from the kernel's traits (host side)."""
-        cfg = create_config_by_level(self.level)
-        overrides: dict[str, Any] = {}
-        if self.isolation:
-            overrides["isolation_type"] = IsolationType(self.isolation)
-        if self.fallback_to_basic:
-            overrides["fallback_to_basic"] = True
-        if self.timeout is not None:
-            overrides["execution_timeout"] = self.timeout if self.timeout > 0 else None
-        if self.memory:
-            overrides["limits"] = dataclasses.replace(cfg.limits, memory_limit_bytes=parse_size(self.memory))
-        if self.audit_log:
-            overrides["audit_log_path"] = os.path.abspath(os.path.expanduser(self.audit_log))
-        overrides["filesystem"] = self._filesystem_config(cfg)
-        if self.allowed_hosts:
-            overrides["network"] = dataclasses.replace(
-                cfg.network, allow_network=True, allowed_hosts=tuple(self.allowed_hosts)
-            )
-        return cfg.replace(**overrides)
-
-    def _filesystem_config(self, cfg: OSSandboxConfig) -> Any:
-        """The project folder (option, else the kernel's cwd when it can be one) and the user's paths."""
-        from ..project import default_project_dir
-
-        def absolute(p: str) -> str:
-            return os.path.abspath(os.path.expanduser(p))
-
-        project = absolute(self.project) if self.project else default_project_dir()
-        if project is None and not self.project:
-            log.warning("glsandbox: %s cannot be a project folder; the sandbox shows no host folder", os.getcwd())
-        fs = dataclasses.replace(
-            cfg.filesystem,
-            project_dir=project,
-            project_access=self.project_access or None,
-            readonly_paths=tuple(absolute(p) for p in self.readonly_paths),
-            writable_paths=tuple(absolute(p) for p in self.writable_paths),
-            output_dir=self.output_dir or None,
-        )
-        if project is not None and not self.project:
-            # The implicit folder (the kernel's cwd) must not make every cell fail: one that
-            # cannot be shown (too large to check for secrets) is not shown, with a warning.
-            from ..exceptions import SandboxConfigError
-            from ..project import project_layout
-
-            try:
-                project_layout(cfg.replace(filesystem=fs))
-            except SandboxConfigError as exc:
-                log.warning("glsandbox: not showing %s to the sandbox: %s", project, exc)
-                fs = dataclasses.replace(fs, project_dir=None)
-        return fs
+        """The session's config from the kernel's traits (host side; see :mod:`.options`)."""
+        return config_from_traits(self)
 
     def get_sandbox(self, *, start: bool = True) -> Any:
         """The kernel's OSSandbox, created (and started) on first use (blocking; call off the event loop)."""
@@ -509,63 +459,13 @@ class SandboxKernel(QuickRequests, Kernel):
     def _rewrite_error(
         self, content: dict[str, Any], guard: CellLimitGuard, sandbox: Any, options: CellOptions
     ) -> dict[str, Any]:
-        """Name sandbox limits clearly in error outputs (relay thread)."""
-        if guard.tripped and content["ename"] in ("SandboxCrashedError", "SandboxMemoryError"):
-            ename = "SandboxMemoryError" if guard.tripped == "memory" else "SandboxCPUTimeError"
-            text = guard.describe()
-            return {"ename": ename, "evalue": text, "traceback": [f"{ename}: {text}"]}
-        if content["ename"] == "MemoryError":
-            limit = options.memory or sandbox.config.limits.memory_limit_bytes
-            which = "the cell's" if options.memory else "the sandbox's"
-            text = (
-                f"the cell exceeded {which} memory limit of {fmt_bytes(limit)} inside the sandbox "
-                "(MemoryError); the sandbox kept running and its state is kept"
-            )
-            return {**content, "ename": "SandboxMemoryError", "evalue": text}
-        if (
-            options.cpu_time is not None
-            and content["ename"] == "SandboxCrashedError"
-            and "SIGXCPU" in content["evalue"]
-        ):
-            text = (
-                f"the cell used more than its CPU time limit of {options.cpu_time:g} s (SIGXCPU); "
-                "the worker was killed and its state is lost"
-            )
-            return {"ename": "SandboxCPUTimeError", "evalue": text, "traceback": [f"SandboxCPUTimeError: {text}"]}
-        return content
+        """Name sandbox limits clearly in error outputs (relay thread; see :func:`.limits.rewrite_error`)."""
+        return rewrite_error(content, guard, sandbox, options)
 
     # -- stdin ------------------------------------------------------------------------------------
     def _relay_input(self, prompt: str, password: bool, parent: dict[str, Any], ident: Any) -> str:
-        """Thread: an ``input_request`` on the stdin channel, answered by the frontend.
-
-        Mirrors ``Kernel._input_request`` (flush stale replies, send, poll),
-        but also stops waiting when an interrupt arrives on the control
-        channel: the request runs in a helper thread, where no SIGINT lands.
-        Raising here makes the sandboxed ``input()`` raise KeyboardInterrupt.
-        """
-        if not self._allow_stdin or self.session is None:
-            raise EOFError("this frontend does not support input requests")
-        while True:
-            try:
-                self.stdin_socket.recv_multipart(zmq.NOBLOCK)
-            except zmq.ZMQError as exc:
-                if exc.errno == zmq.EAGAIN:
-                    break
-                raise
-        content = {"prompt": str(prompt), "password": bool(password)}
-        self.session.send(self.stdin_socket, "input_request", content, parent, ident=ident)
-        while True:
-            if self._interrupted.is_set() or self._closed:
-                raise KeyboardInterrupt("interrupted while waiting for input")
-            rlist, _, xlist = zmq.select([self.stdin_socket], [], [self.stdin_socket], 0.05)
-            if rlist or xlist:
-                _ident, reply = self.session.recv(self.stdin_socket)
-                if reply is not None:
-                    break
-        value = reply.get("content", {}).get("value", "")
-        if value == "\x04":
-            raise EOFError
-        return str(value)
+        """Thread: an ``input_request`` on the stdin channel (see :func:`.options.relay_input`)."""
+        return relay_input(self, prompt, password, parent, ident)
 
     # -- interrupt / shutdown ------------------------------------------------------------------
     def _send_interrupt_children(self) -> None:

@@ -29,6 +29,7 @@ from typing import Any
 
 from ..config import parse_size
 from ..exceptions import CellOptionsError, SandboxConfigError
+from ..units import fmt_bytes
 
 log = logging.getLogger("glsandbox.kernel")
 
@@ -121,17 +122,6 @@ def split_cell_options(code: str) -> tuple[CellOptions | None, str]:
         raise CellOptionsError(HELP)
     options = CellOptions(timeout=args.timeout, memory=args.memory, cpu_time=args.cpu_time)
     return options, f"{lead}# {first}{newline}{rest}"
-
-
-def fmt_bytes(n: int | None) -> str:
-    if n is None:
-        return "unknown"
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
 
 
 class CellLimitGuard:
@@ -238,3 +228,26 @@ class CellLimitGuard:
                 "and its state is lost"
             )
         return ""
+
+
+def rewrite_error(content: dict[str, Any], guard: CellLimitGuard, sandbox: Any, options: CellOptions) -> dict[str, Any]:
+    """HOST side, relay thread: name sandbox limits clearly in a cell's error output (called by the kernel)."""
+    if guard.tripped and content["ename"] in ("SandboxCrashedError", "SandboxMemoryError"):
+        ename = "SandboxMemoryError" if guard.tripped == "memory" else "SandboxCPUTimeError"
+        text = guard.describe()
+        return {"ename": ename, "evalue": text, "traceback": [f"{ename}: {text}"]}
+    if content["ename"] == "MemoryError":
+        limit = options.memory or sandbox.config.limits.memory_limit_bytes
+        which = "the cell's" if options.memory else "the sandbox's"
+        text = (
+            f"the cell exceeded {which} memory limit of {fmt_bytes(limit)} inside the sandbox "
+            "(MemoryError); the sandbox kept running and its state is kept"
+        )
+        return {**content, "ename": "SandboxMemoryError", "evalue": text}
+    if options.cpu_time is not None and content["ename"] == "SandboxCrashedError" and "SIGXCPU" in content["evalue"]:
+        text = (
+            f"the cell used more than its CPU time limit of {options.cpu_time:g} s (SIGXCPU); "
+            "the worker was killed and its state is lost"
+        )
+        return {"ename": "SandboxCPUTimeError", "evalue": text, "traceback": [f"SandboxCPUTimeError: {text}"]}
+    return content

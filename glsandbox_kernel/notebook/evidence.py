@@ -42,6 +42,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..audit.records import canonical_json
+from ..units import fmt_bytes as _fmt_bytes
 
 AUDIT_MIME = "application/vnd.glsandbox.audit+json"
 """MIME type of the per-cell audit output (the record and the records before it)."""
@@ -277,15 +278,8 @@ def source_hash(source: str | Iterable[str]) -> str:
 
 
 def fmt_bytes(n: int | float | None) -> str:
-    """``41 MiB``-style size, ``?`` when unknown."""
-    if n is None:
-        return "?"
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(value) < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit in ("B", "KiB", "MiB") else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"
+    """``41 MiB``-style size, ``?`` when unknown (the compact form of :func:`..units.fmt_bytes`)."""
+    return _fmt_bytes(n, compact=True)
 
 
 def fmt_seconds(s: float | None) -> str:

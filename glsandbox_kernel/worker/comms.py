@@ -21,6 +21,8 @@ from typing import Any
 import comm
 from comm.base_comm import BaseComm, CommManager
 
+from .common import json_clean
+
 
 class FrameComm(BaseComm):
     """A comm whose messages go to the host as frames."""
@@ -35,8 +37,6 @@ class FrameComm(BaseComm):
         buffers: list[Any] | None = None,
         **keys: Any,
     ) -> None:
-        from .shell import json_clean
-
         content = json_clean({"data": data or {}, "comm_id": self.comm_id, **keys})
         self.worker.flush_streams()
         self.worker.conn.send(

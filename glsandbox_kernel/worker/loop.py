@@ -31,9 +31,10 @@ from typing import Any, NoReturn
 from ..codec import UnsupportedType
 from ..exceptions import ConfinementError, SandboxStopped
 from ..protocol import STOP_SIGNAL, FrameChannel, WorkerGone
+from .common import INTERRUPT_SIGNALS, drop_pending_interrupts
 
 #: the signals that reach user code only while it runs (blocked during frame I/O)
-_SIGINT = {signal.SIGINT, STOP_SIGNAL}
+_SIGINT = INTERRUPT_SIGNALS
 
 
 class Connection:
@@ -206,12 +207,6 @@ class FdForwarder(threading.Thread):
                 self.conn.send({"type": "stream", "name": name, "text": data.decode("utf-8", "replace")})
 
 
-def _drop_pending_sigint() -> None:
-    """Consume a SIGINT (or stop) that arrived while idle, so it cannot hit the next request."""
-    while _SIGINT & signal.sigpending():
-        signal.sigtimedwait(_SIGINT, 0)
-
-
 def _stop_handler(signum: int, frame: Any) -> None:
     """SANDBOX side: the host stopped the running call (a violation, enforcing mode)."""
     raise SandboxStopped("stopped by the host: this code tried a forbidden operation (enforcing mode)")
@@ -262,7 +257,7 @@ class Worker:
             args, kwargs = (
                 cloudpickle.loads(msg["args"], buffers=msg.get("buffers") or ()) if msg.get("args") else ((), {})
             )
-            _drop_pending_sigint()
+            drop_pending_interrupts()
             signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGINT)
             try:
                 value = fn(*args, **kwargs)

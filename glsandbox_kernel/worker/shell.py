@@ -8,7 +8,6 @@ frames to the host instead of printing. The host relays them to Jupyter.
 
 from __future__ import annotations
 
-import base64
 import builtins
 import getpass
 import os
@@ -21,27 +20,12 @@ from IPython.core.displaypub import DisplayPublisher
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.tokenutil import token_at_cursor
 
-from ..protocol import STOP_SIGNAL
+from .common import INTERRUPT_SIGNALS, drop_pending_interrupts, json_clean
 
 if TYPE_CHECKING:
     from .loop import Worker
 
-_SIGINT = {signal.SIGINT, STOP_SIGNAL}
-
-
-def json_clean(obj: Any, depth: int = 0) -> Any:
-    """Make a display bundle wire-safe: bytes become base64 text, tuples lists, nesting bounded."""
-    if depth > 64:
-        return "<nested too deep>"
-    if isinstance(obj, dict):
-        return {str(k): json_clean(v, depth + 1) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_clean(v, depth + 1) for v in obj]
-    if isinstance(obj, (bytes, bytearray)):
-        return base64.b64encode(bytes(obj)).decode("ascii")
-    if obj is None or isinstance(obj, (str, int, float, bool)):
-        return obj
-    return repr(obj)
+_SIGINT = INTERRUPT_SIGNALS
 
 
 class FramePublisher(DisplayPublisher):
@@ -204,12 +188,10 @@ class CellShell:
         return reply
 
     def do_cell(self, msg: dict[str, Any]) -> dict[str, Any]:
-        from ..worker.loop import _drop_pending_sigint
-
         shell = self.shell
         shell._last_error = None
         self._stdin_allowed = bool(msg.get("allow_stdin"))
-        _drop_pending_sigint()
+        drop_pending_interrupts()
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGINT)
         try:
             result = shell.run_cell(

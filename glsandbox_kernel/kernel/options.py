@@ -1,0 +1,103 @@
+"""The glsandbox kernel's options and stdin relay, as functions of the kernel (host side).
+
+Who calls: :class:`~glsandbox_kernel.kernel.kernel.SandboxKernel` (``sandbox_config``,
+``_relay_input``); kept apart so the kernel module holds the protocol handlers only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+import zmq
+
+from ..config import IsolationType, OSSandboxConfig, create_config_by_level, parse_size
+from .relay import log
+
+
+def config_from_traits(kernel: Any) -> OSSandboxConfig:
+    """HOST side: the session's config from a :class:`SandboxKernel`'s traits (called by the kernel)."""
+    cfg = create_config_by_level(kernel.level)
+    overrides: dict[str, Any] = {}
+    if kernel.isolation:
+        overrides["isolation_type"] = IsolationType(kernel.isolation)
+    if kernel.fallback_to_basic:
+        overrides["fallback_to_basic"] = True
+    if kernel.timeout is not None:
+        overrides["execution_timeout"] = kernel.timeout if kernel.timeout > 0 else None
+    if kernel.memory:
+        overrides["limits"] = dataclasses.replace(cfg.limits, memory_limit_bytes=parse_size(kernel.memory))
+    if kernel.audit_log:
+        overrides["audit_log_path"] = os.path.abspath(os.path.expanduser(kernel.audit_log))
+    overrides["filesystem"] = _filesystem_config(kernel, cfg)
+    if kernel.allowed_hosts:
+        overrides["network"] = dataclasses.replace(
+            cfg.network, allow_network=True, allowed_hosts=tuple(kernel.allowed_hosts)
+        )
+    return cfg.replace(**overrides)
+
+
+def _filesystem_config(kernel: Any, cfg: OSSandboxConfig) -> Any:
+    """The project folder (option, else the kernel's cwd when it can be one) and the user's paths."""
+    from ..project import default_project_dir
+
+    def absolute(p: str) -> str:
+        return os.path.abspath(os.path.expanduser(p))
+
+    project = absolute(kernel.project) if kernel.project else default_project_dir()
+    if project is None and not kernel.project:
+        log.warning("glsandbox: %s cannot be a project folder; the sandbox shows no host folder", os.getcwd())
+    fs = dataclasses.replace(
+        cfg.filesystem,
+        project_dir=project,
+        project_access=kernel.project_access or None,
+        readonly_paths=tuple(absolute(p) for p in kernel.readonly_paths),
+        writable_paths=tuple(absolute(p) for p in kernel.writable_paths),
+        output_dir=kernel.output_dir or None,
+    )
+    if project is not None and not kernel.project:
+        # The implicit folder (the kernel's cwd) must not make every cell fail: one that
+        # cannot be shown (too large to check for secrets) is not shown, with a warning.
+        from ..exceptions import SandboxConfigError
+        from ..project import project_layout
+
+        try:
+            project_layout(cfg.replace(filesystem=fs))
+        except SandboxConfigError as exc:
+            log.warning("glsandbox: not showing %s to the sandbox: %s", project, exc)
+            fs = dataclasses.replace(fs, project_dir=None)
+    return fs
+
+
+def relay_input(kernel: Any, prompt: str, password: bool, parent: dict[str, Any], ident: Any) -> str:
+    """Thread: an ``input_request`` on the stdin channel, answered by the frontend.
+
+    Mirrors ``Kernel._input_request`` (flush stale replies, send, poll),
+    but also stops waiting when an interrupt arrives on the control
+    channel: the request runs in a helper thread, where no SIGINT lands.
+    Raising here makes the sandboxed ``input()`` raise KeyboardInterrupt.
+    """
+    if not kernel._allow_stdin or kernel.session is None:
+        raise EOFError("this frontend does not support input requests")
+    while True:
+        try:
+            kernel.stdin_socket.recv_multipart(zmq.NOBLOCK)
+        except zmq.ZMQError as exc:
+            if exc.errno == zmq.EAGAIN:
+                break
+            raise
+    content = {"prompt": str(prompt), "password": bool(password)}
+    kernel.session.send(kernel.stdin_socket, "input_request", content, parent, ident=ident)
+    while True:
+        if kernel._interrupted.is_set() or kernel._closed:
+            raise KeyboardInterrupt("interrupted while waiting for input")
+        rlist, _, xlist = zmq.select([kernel.stdin_socket], [], [kernel.stdin_socket], 0.05)
+        if rlist or xlist:
+            _ident, reply = kernel.session.recv(kernel.stdin_socket)
+            if reply is not None:
+                break
+    value = reply.get("content", {}).get("value", "")
+    if value == "\x04":
+        raise EOFError
+    return str(value)
