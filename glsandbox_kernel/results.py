@@ -14,8 +14,9 @@ import signal
 from typing import TYPE_CHECKING, Any
 
 from .config import OSSandboxConfig
-from .exceptions import SandboxCrashedError, SandboxError, SandboxMemoryError, SandboxRemoteError
+from .exceptions import FrameTooLarge, SandboxCrashedError, SandboxError, SandboxMemoryError, SandboxRemoteError
 from .metrics import Monitor, SandboxMetrics
+from .protocol import frame_cap
 from .units import fmt_bytes
 
 if TYPE_CHECKING:
@@ -66,9 +67,15 @@ def exception_from_reply(reply: dict[str, Any], config: OSSandboxConfig, peak: i
     evalue = str(reply.get("evalue", ""))
     tb = reply.get("traceback")
     tb_lines = [str(x) for x in tb] if isinstance(tb, list) else []
-    if reply.get("memory_error") and ename == "MemoryError":
+    if reply.get("over_cap") is True:  # the worker would not send more than this session accepts
+        exc: BaseException = FrameTooLarge(
+            "the result is larger than this session accepts from the sandbox (max_frame_bytes, or the memory "
+            "limit); it was not sent, and the worker and its state are kept",
+            limit=frame_cap(config.max_frame_bytes, config.limits.memory_limit_bytes),
+        )
+    elif reply.get("memory_error") and ename == "MemoryError":
         limit = config.limits.memory_limit_bytes
-        exc: BaseException = SandboxMemoryError(
+        exc = SandboxMemoryError(
             f"the sandboxed code exceeded the memory limit of {_fmt_bytes(limit)} "
             f"(peak measured outside {_fmt_bytes(peak)})",
             limit=limit,

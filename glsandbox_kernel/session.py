@@ -326,6 +326,9 @@ class Session:
             assert worker is not None and chan is not None
             self._req_id += 1
             msg["id"] = self._req_id
+            # The worker refuses to send a reply over the host's cap itself (a clean MemoryError reply,
+            # its state kept) instead of sending a frame the host must refuse; the host still enforces it.
+            msg["max_reply"] = chan.max_frame
             self._interrupt_at = None
             self._stop_at = None
             enforced: str | None = None

@@ -29,7 +29,7 @@ import traceback
 from typing import Any, NoReturn
 
 from ..codec import UnsupportedType
-from ..exceptions import ConfinementError, SandboxStopped
+from ..exceptions import ConfinementError, FrameTooLarge, SandboxStopped
 from ..protocol import STOP_SIGNAL, FrameChannel, WorkerGone
 from .common import INTERRUPT_SIGNALS, drop_pending_interrupts
 
@@ -294,6 +294,9 @@ class Worker:
                     }
                 )
                 continue
+            cap = msg.get("max_reply")
+            if type(cap) is int and cap > 0:  # what the host accepts: a larger reply is a MemoryError here
+                conn.chan.max_send = cap
             kind = msg["type"]
             if kind == "call":
                 reply = self.handle_call(msg)
@@ -307,6 +310,21 @@ class Worker:
             self.flush_streams()
             try:
                 conn.send(reply)
+            except FrameTooLarge:  # larger than the host accepts (max_reply): the host names its cap
+                conn.send(
+                    {
+                        "type": reply.get("type", "result"),
+                        "id": msg.get("id"),
+                        "ok": False,
+                        "status": "error",
+                        "ename": "MemoryError",
+                        "evalue": "reply over the host's cap",
+                        "traceback": [],
+                        "builtin": True,
+                        "memory_error": True,
+                        "over_cap": True,
+                    }
+                )
             except MemoryError:
                 reply = {"type": reply.get("type", "result"), "id": msg.get("id")}
                 conn.send(

@@ -194,11 +194,28 @@ def test_malicious_result_class_is_refused_and_never_runs_on_host(tmp_path: obje
     assert not os.path.exists(marker)
 
 
+def _oversize_past_the_workers_own_check() -> bytes:
+    """SANDBOX side, hostile: lift the worker's own reply cap (advisory), then send too much."""
+    import gc
+
+    from glsandbox_kernel.protocol import FrameChannel
+
+    for obj in gc.get_objects():
+        if isinstance(obj, FrameChannel):
+            obj.max_send = None
+    return b"x" * 200_000
+
+
 def test_oversize_frame_kills_worker_and_raises() -> None:
     with OSSandbox(basic(max_frame_bytes=64 * 1024)) as box:
         pid = box.execute(os.getpid)
-        with pytest.raises(SandboxSecurityError, match="exceeds the cap"):
+        # A cooperative worker refuses a reply over the host's cap itself: a clean error, state kept.
+        with pytest.raises(SandboxMemoryError):
             box.execute(lambda: b"x" * 200_000)
+        assert box.execute(os.getpid) == pid
+        # Hostile code that lifts that check meets the host's own cap: refused, worker killed.
+        with pytest.raises(SandboxSecurityError, match="exceeds the cap"):
+            box.execute(_oversize_past_the_workers_own_check)
         assert wait_gone([pid]) == []
         assert box.execute(lambda: 1 + 1) == 2  # a fresh worker
 
