@@ -66,6 +66,7 @@ def plan_rlimits(
     extra_processes: int = 0,
     address_space: int | str | None = "memory",
     shared_uid: int | None = None,
+    nproc: bool = True,
 ) -> RlimitsSection:
     """HOST side: the rlimits section of a child plan.
 
@@ -73,6 +74,7 @@ def plan_rlimits(
     the sandbox (init, proxy relay) that share the worker's uid.
     ``address_space``: RLIMIT_AS; ``"memory"`` (the default) uses the memory
     limit, None sets none (a cgroup or the outside guard enforces memory).
+    ``nproc=False`` sets no RLIMIT_NPROC (the cgroup's pids.max holds the sandbox exactly).
     """
     out: dict[str, int] = {"CORE": 0}
     as_limit = limits.memory_limit_bytes if address_space == "memory" else address_space
@@ -82,7 +84,7 @@ def plan_rlimits(
         out["CPU"] = max(1, int(limits.cpu_time_limit_seconds + 0.999))
     if limits.max_open_files is not None:
         out["NOFILE"] = int(limits.max_open_files)
-    if limits.max_processes is not None:
+    if limits.max_processes is not None and nproc:
         out["NPROC"] = int(limits.max_processes) + extra_processes
     if limits.max_file_size_bytes is not None:
         out["FSIZE"] = int(limits.max_file_size_bytes)
@@ -97,11 +99,16 @@ def plan_step(ctx: PlanContext) -> RlimitsSection:
     if not ctx.profile.user_namespace:
         uid = ctx.profile.uid if ctx.profile.uid is not None else os.getuid()
         shared = uid if uid != 0 else None
+    # With the sandbox's own cgroup, pids.max counts exactly its tasks; a shared uid's
+    # RLIMIT_NPROC would also count every other sandbox of that uid (containers, QEMU and
+    # CHROOT workers all run as 65534), so it is left to the cgroup.
+    cgroup_pids = ctx.cgroup is not None and ctx.cgroup.enabled and shared is not None
     return plan_rlimits(
         ctx.config.limits,
         extra_processes=max(0, ctx.profile.helper_processes - 1),
         address_space=_address_space_limit(ctx),
         shared_uid=shared,
+        nproc=not cgroup_pids,
     )
 
 
