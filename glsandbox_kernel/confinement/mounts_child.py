@@ -200,8 +200,11 @@ def setup_root_child(section: MountsSection | None, state: ChildState) -> None:
         if source is None:
             continue
         dst = new + bind.dst
+        # Under /tmp the mount point is on the sandbox's own scratch tmpfs, never in a given root:
+        # it may be made there (a checkout or venv under /tmp is visible in a CHROOT too).
+        in_scratch = bind.dst.startswith("/tmp/") and "/tmp" not in missing
         try:
-            point = _make_point_child(dst, bind.kind, create)
+            point = _make_point_child(dst, bind.kind, create or in_scratch)
         except PermissionError:  # below a bound folder the sandbox uid may not enter (mode 0700)
             point = False
         if not point:
