@@ -488,7 +488,7 @@ def test_exec_takes_the_scripts_folder_and_run_passes_project_options(project: P
     assert (project / "sandbox-output" / "from-exec.csv").stat().st_uid == OWNER
     import argparse
 
-    from glsandbox_kernel.cli import add_project_options
+    from glsandbox_kernel.cli_options import add_project_options
     from glsandbox_kernel.notebook.run import kernel_argv
 
     p = argparse.ArgumentParser()
