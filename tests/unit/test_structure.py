@@ -22,8 +22,10 @@ interpreter executes when A's import statement runs:
   (lazy imports still tie the two layers together), inside ``try``.
 - Imports under ``if TYPE_CHECKING:`` (or ``typing.TYPE_CHECKING``) do not:
   they never run.
-- ``importlib.import_module("...")`` with a literal name counts like
-  ``import``; entry points are data, not edges.
+- ``importlib.import_module("...")`` and ``__import__("...")`` with a literal
+  name count like ``import``; a computed name cannot be followed, so the
+  package names the modules it imports (the CLI's subcommands are plain
+  imports for that reason); entry points are data, not edges.
 """
 
 from __future__ import annotations
@@ -92,6 +94,10 @@ def discover() -> dict[str, str]:
     return modules
 
 
+#: calls that import the module named by their first argument (counted when it is a literal)
+_DYNAMIC = ("import_module", "__import__")
+
+
 def _is_type_checking(test: ast.expr) -> bool:
     if isinstance(test, ast.Name):
         return test.id == "TYPE_CHECKING"
@@ -99,7 +105,7 @@ def _is_type_checking(test: ast.expr) -> bool:
 
 
 def _imports(tree: ast.AST) -> Iterator[ast.Import | ast.ImportFrom | ast.Call]:
-    """Import statements and literal ``import_module`` calls, skipping
+    """Import statements and literal ``import_module``/``__import__`` calls, skipping
     ``if TYPE_CHECKING:`` bodies (their ``else:`` branch does run)."""
     stack: list[ast.AST] = [tree]
     while stack:
@@ -112,7 +118,7 @@ def _imports(tree: ast.AST) -> Iterator[ast.Import | ast.ImportFrom | ast.Call]:
         elif (
             isinstance(node, ast.Call)
             and isinstance(node.func, ast.Attribute | ast.Name)
-            and (node.func.attr if isinstance(node.func, ast.Attribute) else node.func.id) == "import_module"
+            and (node.func.attr if isinstance(node.func, ast.Attribute) else node.func.id) in _DYNAMIC
             and node.args
             and isinstance(node.args[0], ast.Constant)
             and isinstance(node.args[0].value, str)
@@ -300,6 +306,7 @@ def test_edge_rule_follows_what_python_executes(tmp_path: os.PathLike[str]) -> N
                 "else:\n    import os\n"
                 "def lazy():\n    from ..b import x\n"
                 "    importlib.import_module('glsandbox_kernel.sub.d')\n"
+                "    __import__(name)\n"
             ),
             f"{p}/sub/d.py": "",
         },
