@@ -16,6 +16,10 @@ interpreter executes when A's import statement runs:
   name ``a/b/__init__`` defines or re-exports, so A needs that ``__init__``
   to have run: an edge to ``a.b``, even when ``a.b`` contains A (that is the
   classic partially-initialised-package cycle).
+- A package ``__init__`` that resolves names on first use (PEP 562
+  ``__getattr__``) over a module-level literal ``_LAZY = {"Name": ".module"}``
+  imports that module when ``from package import Name`` runs: an edge to
+  ``package.module`` as well.
 - Relative imports are resolved against A's package (A itself for an
   ``__init__.py``).
 - Imports anywhere in the file count: module level, inside functions
@@ -133,8 +137,42 @@ def _chain(dotted: str) -> list[str]:
     return [".".join(parts[: i + 1]) for i in range(len(parts))]
 
 
-def edges_of(module: str, path: str, modules: dict[str, str]) -> list[Edge]:
-    """The edges leaving ``module`` by the rule in this file's docstring."""
+def lazy_names(path: str) -> dict[str, str]:
+    """``Name -> module`` of a package ``__init__``'s literal ``_LAZY`` table (``{}`` without one)."""
+    with open(path, encoding="utf-8") as fh:
+        tree = ast.parse(fh.read(), path)
+    for node in tree.body:
+        target = (
+            node.target
+            if isinstance(node, ast.AnnAssign)
+            else (node.targets[0] if isinstance(node, ast.Assign) else None)
+        )
+        value = node.value if isinstance(node, ast.Assign | ast.AnnAssign) else None
+        if isinstance(target, ast.Name) and target.id == "_LAZY" and isinstance(value, ast.Dict):
+            return {
+                k.value: v.value
+                for k, v in zip(value.keys, value.values, strict=True)
+                if isinstance(k, ast.Constant) and isinstance(v, ast.Constant)
+            }
+    return {}
+
+
+def _resolve(spec: str, package: str) -> str:
+    """``.module`` / ``..module`` relative to ``package`` (an absolute name as is)."""
+    level = len(spec) - len(spec.lstrip("."))
+    if not level:
+        return spec
+    base = package.split(".")
+    base = base[: len(base) - (level - 1)]
+    return ".".join([*base, *([spec[level:]] if spec[level:] else [])])
+
+
+def edges_of(
+    module: str, path: str, modules: dict[str, str], lazy: dict[str, dict[str, str]] | None = None
+) -> list[Edge]:
+    """The edges leaving ``module`` by the rule in this file's docstring; ``lazy``: each
+    package's :func:`lazy_names`."""
+    lazy = lazy or {}
     with open(path, encoding="utf-8") as fh:
         tree = ast.parse(fh.read(), path)
     is_pkg = os.path.basename(path) == "__init__.py"
@@ -171,13 +209,17 @@ def edges_of(module: str, path: str, modules: dict[str, str]) -> list[Edge]:
                 elif parent in modules and parent != module:
                     # a name the package's __init__ defines: needed even from inside it
                     out.add(Edge(module, parent, node.lineno))
+                    where = lazy.get(parent, {}).get(alias.name)
+                    if where is not None:
+                        executes(_resolve(where, parent), node.lineno)
     return sorted(out, key=lambda e: (e.target, e.line))
 
 
 def import_graph() -> dict[str, list[Edge]]:
     """Module -> its outgoing edges, for the whole package."""
     modules = discover()
-    return {mod: edges_of(mod, path, modules) for mod, path in modules.items()}
+    lazy = {mod: lazy_names(path) for mod, path in modules.items() if path.endswith("__init__.py")}
+    return {mod: edges_of(mod, path, modules, lazy) for mod, path in modules.items()}
 
 
 def strongly_connected(graph: dict[str, list[Edge]]) -> list[list[str]]:
@@ -309,9 +351,16 @@ def test_edge_rule_follows_what_python_executes(tmp_path: os.PathLike[str]) -> N
                 "    __import__(name)\n"
             ),
             f"{p}/sub/d.py": "",
+            f"{p}/lazy/__init__.py": "_LAZY = {'Late': '.late'}\ndef __getattr__(name): ...\n",
+            f"{p}/lazy/late.py": "",
+            f"{p}/user.py": "from glsandbox_kernel.lazy import Late\n",
         },
     )
-    got = {m: {e.target for e in edges_of(m, path, modules)} for m, path in modules.items()}
+    lazy = {m: lazy_names(path) for m, path in modules.items() if path.endswith("__init__.py")}
+    assert lazy[f"{p}.lazy"] == {"Late": ".late"}
+    got = {m: {e.target for e in edges_of(m, path, modules, lazy)} for m, path in modules.items()}
+    # a name the package resolves on first use through _LAZY: its __init__ and the module
+    assert got[f"{p}.user"] == {f"{p}.lazy", f"{p}.lazy.late"}
     assert got[p] == {f"{p}.a"}
     # `from . import b`: a submodule; `from glsandbox_kernel import Top`: a name of the
     # package's own __init__, which a needs to have run
@@ -322,7 +371,7 @@ def test_edge_rule_follows_what_python_executes(tmp_path: os.PathLike[str]) -> N
     # a name from its own package's __init__, a sibling package's module, a lazy
     # import and a literal import_module; the TYPE_CHECKING import is not an edge
     assert got[f"{p}.sub.c"] == {f"{p}.sub", f"{p}.a", f"{p}.b", f"{p}.sub.d"}
-    graph = {m: edges_of(m, path, modules) for m, path in modules.items()}
+    graph = {m: edges_of(m, path, modules, lazy) for m, path in modules.items()}
     comps = strongly_connected(graph)
     assert comps == [sorted([p, f"{p}.a", f"{p}.b", f"{p}.sub", f"{p}.sub.c"])]
     assert describe(comps[0], graph).endswith(": glsandbox_kernel:1 -> a:2 -> glsandbox_kernel")
