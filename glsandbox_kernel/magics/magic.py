@@ -14,7 +14,9 @@ restricted codec; everything else the sandbox sends is shown as output and
 never evaluated here. Ctrl-C (SIGINT to this kernel, or an interrupt
 request) interrupts the sandboxed cell.
 
-Who calls: IPython, after ``%load_ext glsandbox_kernel``.
+Who calls: IPython, after ``%load_ext glsandbox_kernel``. Named sessions live
+in :mod:`.sessions`, variable transfer in :mod:`.transfer`, the local look of
+errors and outputs in :mod:`.display`.
 """
 
 from __future__ import annotations

@@ -38,7 +38,8 @@ All outputs made here carry ``metadata.glsandbox.role = "monitor"`` (for
 display) and are published through ``OSSandbox.mark_output``, so the cell's
 audit record lists each of them, content included, as kernel-made
 (:mod:`glsandbox_kernel.notebook.evidence`); the kernel calls :meth:`CellMonitor.finish`
-before the record is sealed.
+before the record is sealed. The text and HTML of what is shown come from
+:mod:`.render`; this module decides when and where they appear.
 """
 
 from __future__ import annotations
