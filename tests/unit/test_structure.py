@@ -392,6 +392,20 @@ def test_no_import_cycle() -> None:
     assert not unexpected, "import cycles:\n" + "\n".join(unexpected)
 
 
+def test_audit_layer_imports_nothing_above_it() -> None:
+    """``audit/`` (records, chain, sinks, verification) imports only itself and the errors:
+    ``glsandbox audit verify`` checks every file without the engine, notebooks or Dask."""
+    allowed = {"audit", "exceptions"}
+    bad = [
+        f"{short(e.source)}:{e.line} -> {short(e.target)}"
+        for mod, edges in import_graph().items()
+        if short(mod).split(".")[0] == "audit"
+        for e in edges
+        if short(e.target).split(".")[0] not in allowed
+    ]
+    assert not bad, "audit/ reaches into other layers: " + ", ".join(bad)
+
+
 def test_no_module_over_500_lines() -> None:
     """Every module of the package is at most MAX_LINES lines long."""
     big = {m: n for m, n in oversized().items() if m not in PENDING_ON_OTHER_BRANCHES}
