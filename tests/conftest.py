@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -178,6 +179,22 @@ def host_server() -> Iterator[tuple[int, list[Any]]]:
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+@pytest.fixture
+def rootfs(tmp_path: Path) -> str:
+    """A root directory for CHROOT with mount points only (the system and Python directories
+    are bound into it) and an /etc/passwd naming root and nobody."""
+    root = tmp_path / "rootfs"
+    for d in ("usr", "lib", "lib64", "bin", "sbin", "etc", "tmp", "proc", "dev", "run"):
+        (root / d).mkdir(parents=True)
+    (root / "etc" / "passwd").write_text("root:x:0:0::/root:/bin/false\nnobody:x:65534:65534::/:/bin/false\n")
+    import glsandbox_kernel
+    from glsandbox_kernel.confinement.mounts import python_paths
+
+    for p in [*python_paths(), os.path.dirname(os.path.dirname(glsandbox_kernel.__file__))]:
+        (root / p.lstrip("/")).mkdir(parents=True, exist_ok=True)
+    return str(root)
 
 
 @pytest.fixture(autouse=True)

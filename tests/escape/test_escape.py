@@ -638,22 +638,7 @@ def test_seed_summary_escape_test_as_written() -> None:
 
 
 # ---------------------------------------------------------------------------
-# CHROOT: the same kind of attacks in a given root filesystem (root only)
-
-
-@pytest.fixture
-def rootfs(tmp_path: Any) -> str:
-    """A root directory with mount points only; system dirs come in as readonly_paths."""
-    root = tmp_path / "rootfs"
-    for d in ("usr", "lib", "lib64", "bin", "sbin", "etc", "tmp", "proc", "dev", "run"):
-        (root / d).mkdir(parents=True)
-    (root / "etc" / "passwd").write_text("root:x:0:0::/root:/bin/false\nnobody:x:65534:65534::/:/bin/false\n")
-    import glsandbox_kernel
-    from glsandbox_kernel.confinement.mounts import python_paths
-
-    for p in [*python_paths(), os.path.dirname(os.path.dirname(glsandbox_kernel.__file__))]:
-        (root / p.lstrip("/")).mkdir(parents=True, exist_ok=True)
-    return str(root)
+# CHROOT: the same kind of attacks in a given root filesystem (root only; rootfs: tests/conftest.py)
 
 
 @pytest.mark.skipif(not IS_ROOT or INNER, reason="the CHROOT backend needs root")
