@@ -3,7 +3,7 @@
 :class:`ZygoteWorker`: a worker forked from the zygote, sampled from /proc,
 its working directory and supervisor released in the background.
 :class:`NamespaceWorker`: the same plus what a namespaced sandbox has
-around it on the host (cgroup, network proxy, the set-up processes P0/P1
+around it on the host (cgroup, network proxy, the set-up process P1
 and the init). Made by :class:`~.zygote_backend.ZygoteBackend`.
 """
 
@@ -201,8 +201,8 @@ class ZygoteWorker(WorkerProcess, ViolationRelay):
 class NamespaceWorker(ZygoteWorker):
     """A namespaced worker, host view: the zygote worker plus cgroup, proxy and supervisor.
 
-    ``root_pid`` is the outermost process (P0, in the host pid namespace);
-    ``pid`` becomes the worker's host pid once the hello named it.
+    ``root_pid`` is the outermost process (P1, in the host pid namespace;
+    the template wrote its id maps); ``pid`` becomes the worker's host pid once the hello named it.
     Created by :meth:`ZygoteBackend.start_fresh` for a profile with namespaces.
     """
 
@@ -389,7 +389,7 @@ class NamespaceWorker(ZygoteWorker):
     def cleanup(self) -> None:
         """Make sure no set-up process is left, then release the rest in the background.
 
-        Synchronous: P0 ended (the zygote reported it), and P1 and the init are
+        Synchronous: P1 ended (the zygote reported it), and the init is
         gone (once the init is, the kernel has ended every process of the pid
         namespace), else they are killed. In the background (the janitor):
         supervisor and proxy threads, the proxy's directory, the cgroup.

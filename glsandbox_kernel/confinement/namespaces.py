@@ -12,6 +12,12 @@ monitor and pid-1 processes::
          └─ P2  pid 1 of the new pid namespace: the init
              └─ P3  pid 2: the worker; the only process that returns
 
+Forked from the zygote, there is no P0: the template itself plays its part
+(:func:`maps_by_template`, :func:`write_maps_from_template`), so the
+template's direct child is P1, and P1 reads the worker's status from the
+init. The chain above is what :func:`apply_child_plan` builds when it is
+called anywhere else (the tests fork it straight from pytest).
+
 P0 writes the id maps because a process inside a fresh user namespace may
 map only its own uid; as root we map the sandbox uid to an unprivileged
 host uid instead, which needs CAP_SETUID in the parent namespace. Between
