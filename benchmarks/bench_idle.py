@@ -29,19 +29,9 @@ import sys
 import time
 from typing import Any
 
+from bench_engine import _pss as pss  # Pss of smaps_rollup, in bytes (0 when gone)
+
 SESSIONS = 20
-
-
-def pss(pid: int) -> int:
-    """``Pss`` of ``pid`` in bytes (0 when it is gone), from /proc/PID/smaps_rollup."""
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as fh:
-            for line in fh:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
 
 
 def threads(pid: int) -> int:
