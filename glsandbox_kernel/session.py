@@ -237,7 +237,8 @@ class Session:
                     chan.send({"type": "shutdown"})
                 except OSError:
                     pass
-                worker.wait(0.5)
+                self.worker = self.chan = None
+                worker.retire(0.5)  # the backend ends it (zygote backends: in the background)
             self._discard_worker()
             self.monitor.close()
             self.backend.close()

@@ -225,7 +225,10 @@ def template_main(ctl_fd: int) -> None:
     import cloudpickle  # noqa: F401
 
     from . import confinement  # noqa: F401
-    from .worker import loop  # noqa: F401
+    from .confinement import ChildPlan, namespaces, sections
+    from .worker import loop, netpolicy  # noqa: F401
+
+    sections.precompile(ChildPlan)  # every child checks its plan with these, compiled once here
 
     # Imported objects go to the permanent generation: the children's
     # collector never walks (and so never copies) the template's pages.
@@ -239,11 +242,16 @@ def template_main(ctl_fd: int) -> None:
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
     children: set[int] = set()
+    #: Children whose id maps this template writes once they have unshared: up_r -> (pid, plan, down_w).
+    maps: dict[int, tuple[int, dict[str, Any], int]] = {}
     while True:
         try:
-            ready, _, _ = select.select([ctl_fd, wake_r], [], [])
+            ready, _, _ = select.select([ctl_fd, wake_r, *maps], [], [])
         except InterruptedError:
             continue
+        for up_r in [fd for fd in ready if fd in maps]:
+            pid, plan, down_w = maps.pop(up_r)
+            namespaces.write_maps_from_template(pid, plan, up_r, down_w)
         if wake_r in ready:
             try:
                 os.read(wake_r, 4096)
@@ -259,7 +267,9 @@ def template_main(ctl_fd: int) -> None:
             if msg is None:
                 continue
             if msg.get("type") == "spawn" and len(fds) == 1:
-                pid = _spawn(msg["plan"], fds[0], ctl_fd, wake_r, wake_w)
+                # Another child's map pipes are not this child's business: closed in it.
+                pending = [fd for up_r, (_, _, down_w) in maps.items() for fd in (up_r, down_w)]
+                pid = _spawn(msg["plan"], fds[0], [ctl_fd, wake_r, wake_w, *pending], maps)
                 os.close(fds[0])
                 children.add(pid)
                 chan.send({"type": "spawned", "id": msg["id"], "pid": pid})
@@ -321,17 +331,41 @@ def _kill_all(children: set[int]) -> None:
         time.sleep(0.005)
 
 
-def _spawn(plan: dict[str, Any], sock_fd: int, ctl_fd: int, wake_r: int, wake_w: int) -> int:
+def _spawn(
+    plan: dict[str, Any], sock_fd: int, close_in_child: list[int], maps: dict[int, tuple[int, dict[str, Any], int]]
+) -> int:
+    """TEMPLATE: fork one child for ``plan``; returns its pid.
+
+    A plan with a user namespace gets its id maps from this template (see
+    :func:`~.confinement.namespaces.maps_by_template`): the child unshares
+    itself and the template's loop answers on the pipes kept in ``maps``,
+    so no extra process is forked only to write them.
+    """
+    from .confinement import namespaces
+
     template = os.getpid()
+    pipes = None
+    if namespaces.wants_template_maps(plan):
+        up_r, up_w = os.pipe()
+        down_r, down_w = os.pipe()
+        pipes = (up_r, up_w, down_r, down_w)
     pid = os.fork()
     if pid:
+        if pipes is not None:
+            os.close(pipes[1])
+            os.close(pipes[2])
+            maps[pipes[0]] = (pid, plan, pipes[3])
         return pid
     # ---- FORKED CHILD from here on; never returns ----
     try:
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        for fd in (ctl_fd, wake_r, wake_w):
+        for fd in close_in_child:
             os.close(fd)
+        if pipes is not None:
+            os.close(pipes[0])
+            os.close(pipes[3])
+            namespaces.maps_by_template(pipes[1], pipes[2])
         _child_main(plan, sock_fd, template)
     except BaseException as exc:  # noqa: BLE001 - report and die, never return to the template loop
         try:

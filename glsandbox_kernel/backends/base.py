@@ -101,6 +101,19 @@ class WorkerProcess(abc.ABC):
         Called by the session after the worker ended; must be idempotent.
         """
 
+    def retire(self, grace: float = 0.5) -> None:
+        """End a worker that was asked to shut down, and release everything it had.
+
+        Called by :meth:`Session.close` after the "shutdown" frame. The default
+        waits up to ``grace`` seconds for the worker to exit, kills what is left
+        and cleans up, on the caller's thread. A backend may finish this in the
+        background instead, off the caller's path; its reaper must then end
+        every process and release everything (flushed at interpreter exit).
+        """
+        if self.wait(grace) is None:
+            self.kill()
+        self.cleanup()
+
     def exit_info(self) -> ExitInfo:
         """How the worker ended; backends add a limit reason (e.g. cgroup OOM)."""
         return ExitInfo(self.poll())

@@ -65,8 +65,10 @@ class PoolPolicy:
     ``backoff``: seconds times the failure count slept after a failed start;
     after ``max_failures`` in a row the filler gives up until the next
     refill. ``parallel``: workers started at once by a fill. ``take_wait``:
-    how long :meth:`WarmPool.take` waits for a fill under way. ``label``:
-    thread names and log lines.
+    how long :meth:`WarmPool.take` waits for a fill under way. ``burst``:
+    extra workers a pool keeps while it is used back to back (a take that
+    leaves it empty), within ``maximum``, until ``burst_idle`` seconds pass
+    without such a take. ``label``: thread names and log lines.
     """
 
     env_var: str
@@ -77,6 +79,8 @@ class PoolPolicy:
     max_failures: int = 3
     parallel: int = 1
     take_wait: float = 0.0
+    burst: int = 0
+    burst_idle: float = 2.0
     label: str = "warm"
 
     def size(self) -> int:
@@ -85,7 +89,15 @@ class PoolPolicy:
 
 
 ZYGOTE_POLICY = PoolPolicy(
-    env_var="GLSANDBOX_WARM_POOL", default_size=1, maximum=8, max_keys=3, backoff=0.2, take_wait=10.0, label="warm"
+    env_var="GLSANDBOX_WARM_POOL",
+    default_size=1,
+    maximum=8,
+    max_keys=3,
+    backoff=0.2,
+    parallel=2,
+    take_wait=10.0,
+    burst=2,
+    label="warm",
 )
 CONTAINER_POLICY = PoolPolicy(
     env_var="GLSANDBOX_CONTAINER_POOL", default_size=2, maximum=32, max_keys=4, backoff=0.5, label="container"
@@ -127,6 +139,8 @@ class WarmPool(Generic[W]):
         self._starting = 0
         self._closed = False
         self._failures = 0
+        self._burst_until = 0.0
+        self._trim_timer: threading.Timer | None = None
         self.last_error: BaseException | None = None
         #: How many workers :meth:`take` handed out (tests, doctor).
         self.handed_out = 0
@@ -140,7 +154,11 @@ class WarmPool(Generic[W]):
         return self._closed
 
     def size(self) -> int:
-        return self._size()
+        """Workers to keep ready now: the configured size, plus the burst while used back to back."""
+        base = self._size()
+        if base > 0 and self.policy.burst and time.monotonic() < self._burst_until:
+            return min(self.policy.maximum, base + self.policy.burst)
+        return base
 
     def _filling(self) -> bool:
         self._fillers = [t for t in self._fillers if t.is_alive()]
@@ -155,6 +173,10 @@ class WarmPool(Generic[W]):
         deadline = time.monotonic() + (self.policy.take_wait if wait is None else wait)
         while True:
             with self._cond:
+                if not self._ready and self._filling():  # used faster than it refills: keep more ready
+                    self._burst_until = time.monotonic() + self.policy.burst_idle
+                    self._arm_trim(self.policy.burst_idle)
+                    self.refill()  # the condition's lock is re-entrant
                 while not self._ready and not self._closed and self._filling():
                     left = deadline - time.monotonic()
                     if left <= 0:
@@ -168,12 +190,33 @@ class WarmPool(Generic[W]):
                 return worker
             discard(worker)  # died while idle (template gone, daemon restart, killed from outside)
 
+    def _arm_trim(self, delay: float) -> None:
+        """Under the lock: once the burst is over, give back the workers beyond the size."""
+        if self._trim_timer is None or not self._trim_timer.is_alive():
+            self._trim_timer = threading.Timer(delay, self._trim)
+            self._trim_timer.name = f"glsandbox-{self.policy.label}-trim"
+            self._trim_timer.daemon = True
+            self._trim_timer.start()
+
+    def _trim(self) -> None:
+        extra: list[W] = []
+        with self._cond:
+            self._trim_timer = None
+            left = self._burst_until - time.monotonic()
+            if left > 0 and not self._closed:
+                self._arm_trim(left)  # still used back to back
+                return
+            while len(self._ready) > self.size():
+                extra.append(self._ready.pop())
+        for worker in extra:
+            discard(worker)
+
     def refill(self) -> None:
         """Start background fillers if the pool is below size (non-blocking)."""
         with self._cond:
             if self._closed:
                 return
-            missing = self._size() - len(self._ready) - self._starting
+            missing = self.size() - len(self._ready) - self._starting
             running = len([t for t in self._fillers if t.is_alive()])
             for _ in range(max(0, min(missing, self.policy.parallel - running))):
                 t = threading.Thread(
@@ -186,7 +229,7 @@ class WarmPool(Generic[W]):
     def _fill(self) -> None:
         while True:
             with self._cond:
-                if self._closed or len(self._ready) + self._starting >= self._size():
+                if self._closed or len(self._ready) + self._starting >= self.size():
                     self._cond.notify_all()
                     return
                 self._starting += 1
@@ -257,6 +300,8 @@ class WarmPool(Generic[W]):
         """Stop refilling and destroy every idle worker (and, with ``wait``, the ones being made)."""
         with self._cond:
             self._closed = True
+            if self._trim_timer is not None:
+                self._trim_timer.cancel()
             ready, self._ready = list(self._ready), collections.deque()
             self._cond.notify_all()
         for worker in ready:

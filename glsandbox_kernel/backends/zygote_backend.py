@@ -295,9 +295,8 @@ class ZygoteBackend(SandboxBackend):
                 break
         else:
             raise BackendUnavailableError(self.name, "the worker's pid was not found below the sandbox's root process")
-        p1 = procfs.children_of(worker.root_pid)
-        init = procfs.children_of(p1[0]) if p1 else []
-        worker.remember_chain(p1[:1] + init[:1])
+        # The root is P1 (its id maps written by the template), below it the init.
+        worker.remember_chain(procfs.children_of(worker.root_pid)[:1])
         if worker.cgroup is not None:
             worker.finish_attach()
 

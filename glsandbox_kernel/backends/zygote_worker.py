@@ -3,7 +3,7 @@
 :class:`ZygoteWorker`: a worker forked from the zygote, sampled from /proc,
 its working directory and supervisor released in the background.
 :class:`NamespaceWorker`: the same plus what a namespaced sandbox has
-around it on the host (cgroup, network proxy, the set-up processes P0/P1
+around it on the host (cgroup, network proxy, the set-up process P1
 and the init). Made by :class:`~.zygote_backend.ZygoteBackend`.
 """
 
@@ -117,6 +117,48 @@ class ZygoteWorker(WorkerProcess, ViolationRelay):
                 pass
             self.wait(2.0)
 
+    def retire(self, grace: float = 0.5) -> None:
+        """Session.close, after "shutdown": end the tree now, release the rest off the caller's path.
+
+        The worker's answer to "shutdown" is ``os._exit(0)``, so killing the tree
+        at once ends it the same way, but every process at the same time instead
+        of one after the other down the set-up chain. Returns when every process
+        of the tree is dead (pidfds, no polling of /proc); the template's exit
+        notice, threads, directories and cgroups are left to the janitor
+        (:func:`flush_cleanups` and interpreter exit wait for it).
+        """
+        fds = self._tree_pidfds()
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                signal.pidfd_send_signal(fd, signal.SIGKILL)
+        poller = select.poll()
+        for fd in fds:
+            poller.register(fd, select.POLLIN)
+        deadline = time.monotonic() + max(grace, 2.0)
+        left = len(fds)
+        while left and time.monotonic() < deadline:
+            for fd, _ in poller.poll(50):  # a pidfd turns readable when its process exits
+                poller.unregister(fd)
+                left -= 1
+        for fd in fds:
+            os.close(fd)
+        JANITOR.submit(lambda: self._retire_now(grace))
+
+    def _tree_pidfds(self) -> list[int]:
+        """HOST side: pidfds of every process of the tree, deepest first (a pidfd names its
+        process for good: no signal can reach a recycled pid through it)."""
+        fds = []
+        for pid in reversed(self.host_pids()):
+            with contextlib.suppress(OSError):
+                fds.append(os.pidfd_open(pid))
+        return fds
+
+    def _retire_now(self, grace: float) -> None:
+        """Janitor thread: the template's exit notice (kill again if a process is left), cleanup."""
+        if self.wait(grace) is None:
+            self.kill()
+        self.cleanup()
+
     def cleanup(self) -> None:
         """Release the worker's resources; the slow part (threads, rmtree) in the background.
 
@@ -159,8 +201,8 @@ class ZygoteWorker(WorkerProcess, ViolationRelay):
 class NamespaceWorker(ZygoteWorker):
     """A namespaced worker, host view: the zygote worker plus cgroup, proxy and supervisor.
 
-    ``root_pid`` is the outermost process (P0, in the host pid namespace);
-    ``pid`` becomes the worker's host pid once the hello named it.
+    ``root_pid`` is the outermost process (P1, in the host pid namespace;
+    the template wrote its id maps); ``pid`` becomes the worker's host pid once the hello named it.
     Created by :meth:`ZygoteBackend.start_fresh` for a profile with namespaces.
     """
 
@@ -214,6 +256,11 @@ class NamespaceWorker(ZygoteWorker):
             else:
                 os.close(fd)
 
+    def _tree_pidfds(self) -> list[int]:
+        """The tree's pidfds plus the set-up chain's (the init outlives P1 by a moment, and
+        with it the whole pid namespace: the init ends only once every process in it has)."""
+        return super()._tree_pidfds() + [os.dup(fd) for fd in getattr(self, "_pidfds", [])]
+
     def _close_pidfds(self) -> None:
         fds, self._pidfds = getattr(self, "_pidfds", []), []
         for fd in fds:
@@ -258,12 +305,12 @@ class NamespaceWorker(ZygoteWorker):
         def run() -> None:
             try:
                 self.cgroup.attach([self.root_pid])
-                # Until the worker (the third process below the root) exists and
-                # is inside, a process may fork before it was moved.
+                # Until the worker (the second process below the root P1) exists
+                # and is inside, a process may fork before it was moved.
                 while not self._attach_stop.wait(0.002) and self.poll() is None:
                     tree = descendants(self.root_pid)
                     self.cgroup.attach(tree)
-                    if len(tree) >= 3:
+                    if len(tree) >= 2:
                         return
             except BaseException as exc:  # noqa: BLE001 - re-raised by finish_attach
                 self._attach_error = exc
@@ -342,7 +389,7 @@ class NamespaceWorker(ZygoteWorker):
     def cleanup(self) -> None:
         """Make sure no set-up process is left, then release the rest in the background.
 
-        Synchronous: P0 ended (the zygote reported it), and P1 and the init are
+        Synchronous: P1 ended (the zygote reported it), and the init is
         gone (once the init is, the kernel has ended every process of the pid
         namespace), else they are killed. In the background (the janitor):
         supervisor and proxy threads, the proxy's directory, the cgroup.

@@ -12,6 +12,12 @@ monitor and pid-1 processes::
          └─ P2  pid 1 of the new pid namespace: the init
              └─ P3  pid 2: the worker; the only process that returns
 
+Forked from the zygote, there is no P0: the template itself plays its part
+(:func:`maps_by_template`, :func:`write_maps_from_template`), so the
+template's direct child is P1, and P1 reads the worker's status from the
+init. The chain above is what :func:`apply_child_plan` builds when it is
+called anywhere else (the tests fork it straight from pytest).
+
 P0 writes the id maps because a process inside a fresh user namespace may
 map only its own uid; as root we map the sandbox uid to an unprivileged
 host uid instead, which needs CAP_SETUID in the parent namespace. Between
@@ -159,6 +165,71 @@ def userns_available() -> tuple[bool, str]:
 _saved_mask: set[int | signal.Signals] = set()
 _p0_pid = 0
 _status_w = -1
+_status_r = -1
+#: Set in a zygote child whose id maps the TEMPLATE writes (:func:`maps_by_template`):
+#: ``(up_w, down_r)``. Then no P0 is forked: this process unshares itself and is P1.
+_template_pipes: tuple[int, int] | None = None
+
+
+def wants_template_maps(wire: object) -> bool:
+    """TEMPLATE side: does this plan's namespaces section (plain data) need id maps written?"""
+    ns = wire.get("namespaces") if isinstance(wire, dict) else None
+    return (
+        isinstance(ns, dict)
+        and bool(ns.get("enabled"))
+        and "user" in (ns.get("kinds") or ())
+        and bool(ns.get("uid_map"))
+    )
+
+
+def maps_by_template(up_w: int, down_r: int) -> None:
+    """FORKED CHILD of the zygote, before the plan: the template writes our id maps.
+
+    :func:`unshare_child` then unshares in this very process (it becomes P1,
+    the template's direct child) and waits on ``down_r`` for the template's
+    answer instead of forking a P0 to write them: one process fewer per sandbox.
+    """
+    global _template_pipes
+    _template_pipes = (up_w, down_r)
+
+
+def write_maps_from_template(pid: int, wire: dict[str, object], up_r: int, down_w: int) -> None:
+    """TEMPLATE side (trusted, unconfined): the child ``pid`` said it unshared; write its id maps.
+
+    Reads the child's 5-byte note on ``up_r`` (b"U" unshared, b"E" + errno
+    failed, EOF: it died), writes setgroups, uid_map and gid_map from the
+    plan's namespaces section, and answers b"M", or b"E" + errno + a code
+    naming the file that failed. Closes both fds.
+    """
+    try:
+        msg = os.read(up_r, 5)
+        if msg[:1] != b"U":
+            return
+        ns = wire["namespaces"]
+        assert isinstance(ns, dict)
+        answer = b"M"
+        for code, (name, text) in enumerate(
+            (
+                ("setgroups", ns.get("setgroups") or "deny"),
+                ("uid_map", ns["uid_map"]),
+                ("gid_map", ns.get("gid_map") or ""),
+            )
+        ):
+            try:
+                _write_proc(pid, name, str(text))
+            except OSError as exc:
+                answer = b"E" + struct.pack("ii", exc.errno or 0, code)
+                break
+        with contextlib.suppress(OSError):
+            os.write(down_w, answer)
+    except OSError:
+        pass
+    finally:
+        os.close(up_r)
+        os.close(down_w)
+
+
+_MAP_FILES = ("setgroups", "uid_map", "gid_map")
 
 
 def unshare_child(section: NamespacesSection | None, state: ChildState) -> None:
@@ -172,10 +243,22 @@ def unshare_child(section: NamespacesSection | None, state: ChildState) -> None:
     """
     if not section or not section.enabled:
         return
-    global _saved_mask, _p0_pid, _status_w
+    global _saved_mask, _p0_pid, _status_w, _status_r, _template_pipes
     flags = 0
     for kind in section.kinds:
         flags |= FLAGS[kind]
+    if _template_pipes is not None and section.uid_map is not None:
+        up_w, down_r = _template_pipes
+        _template_pipes = None
+        _saved_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _FORWARDED_SIGNALS)
+        try:
+            _status_r, _status_w = os.pipe()  # the init (P2) -> this P1: the worker's wait status
+            _p0_pid = os.getppid()  # the template: P1's parent from now on
+            _unshare_with_template_maps(section, flags, up_w, down_r)
+        except BaseException:
+            signal.pthread_sigmask(signal.SIG_SETMASK, _saved_mask)
+            raise
+        return  # P1, in the new namespaces; still the host's direct child, so errors reach it
     p0 = _p0_pid = os.getpid()
     # Forwarded signals stay blocked until each intermediate process has its
     # forwarding handler; the worker gets the original mask back.
@@ -241,15 +324,7 @@ def _p0_child(section: NamespacesSection, pid1: int, up_r: int, down_w: int, sta
         os.close(down_w)
         os.close(status_r)
         os.waitpid(pid1, 0)
-        err = struct.unpack("i", msg[1:5])[0] if len(msg) == 5 else None
-        names = "|".join("CLONE_NEW" + k.upper() for k in section.kinds)
-        raise ConfinementError(
-            "namespaces",
-            f"unshare({names})",
-            err,
-            "unprivileged user namespaces may be disabled (user.max_user_namespaces, "
-            "kernel.unprivileged_userns_clone, AppArmor userns restriction)",
-        )
+        raise _unshare_failed(section, struct.unpack("i", msg[1:5])[0] if len(msg) == 5 else None)
     if section.uid_map is not None:
         try:
             _write_proc(pid1, "setgroups", section.setgroups or "deny")
@@ -264,6 +339,17 @@ def _p0_child(section: NamespacesSection, pid1: int, up_r: int, down_w: int, sta
     os.write(down_w, b"M")
     close_fds_except({status_r})
     _wait_and_mirror_child(pid1, reap_all=False, status_first=status_r)
+
+
+def _unshare_failed(section: NamespacesSection, err: int | None) -> ConfinementError:
+    names = "|".join("CLONE_NEW" + k.upper() for k in section.kinds)
+    return ConfinementError(
+        "namespaces",
+        f"unshare({names})",
+        err,
+        "unprivileged user namespaces may be disabled (user.max_user_namespaces, "
+        "kernel.unprivileged_userns_clone, AppArmor userns restriction)",
+    )
 
 
 def _write_proc(pid: int, name: str, text: str) -> None:
@@ -303,6 +389,30 @@ def _p1_unshare_child(flags: int, p0: int, up_w: int, down_r: int) -> None:
     os.chdir("/")
 
 
+def _unshare_with_template_maps(section: NamespacesSection, flags: int, up_w: int, down_r: int) -> None:
+    """CHILD side, P1 forked straight from the template: unshare, let the template write the maps.
+
+    Raises :class:`ConfinementError` (reported to the host: this is its direct child).
+    """
+    # The zygote is not dumpable; our /proc files would then belong to root
+    # and an unprivileged template could not write our id maps.
+    prctl(PR_SET_DUMPABLE, 1)
+    try:
+        if libc().unshare(flags) != 0:
+            err = ctypes.get_errno()
+            os.write(up_w, b"E" + struct.pack("i", err))
+            raise _unshare_failed(section, err)
+        os.write(up_w, b"U\0\0\0\0")
+        answer = _read_exact(down_r, 9)
+    finally:
+        os.close(up_w)
+        os.close(down_r)
+    if answer[:1] != b"M":
+        err, code = struct.unpack("ii", answer[1:9]) if len(answer) == 9 else (None, 1)
+        raise ConfinementError("namespaces", f"write /proc/{os.getpid()}/{_MAP_FILES[code % 3]}", err)
+    os.chdir("/")
+
+
 def _p1_fork_child(section: NamespacesSection) -> None:
     """CHILD side, P1: switch to the sandbox ids (keeping the namespace caps), fork P2."""
     if section.uid_map is not None:
@@ -325,11 +435,17 @@ def _p1_fork_child(section: NamespacesSection) -> None:
     pid2 = os.fork()
     if pid2 == 0:
         os.close(alive_w)
+        if _status_r >= 0:
+            os.close(_status_r)
         _p2_init_child(_status_w, alive_r)
         return  # P3
     os.close(alive_r)
-    close_fds_except({alive_w})
-    _wait_and_mirror_child(pid2, reap_all=False)
+    if _status_r < 0:  # P0 holds the status pipe and ends first
+        close_fds_except({alive_w})
+        _wait_and_mirror_child(pid2, reap_all=False)
+    # P1 is the template's child: it reads the worker's status from the init and ends at once.
+    close_fds_except({alive_w, _status_r})
+    _wait_and_mirror_child(pid2, reap_all=False, status_first=_status_r)
 
 
 def _p2_init_child(status_w: int, alive_r: int) -> None:

@@ -39,6 +39,7 @@ from glsandbox_kernel.backends.chroot import ChrootBackend
 from glsandbox_kernel.backends.namespace import NamespaceBackend
 from glsandbox_kernel.config import (
     FilesystemConfig,
+    IsolationType,
     MiB,
     NetworkConfig,
     OSSandboxConfig,
@@ -673,6 +674,40 @@ def test_namespace_exit_status_signals_and_no_leftovers() -> None:
     assert out.status == -signal.SIGKILL and out.result is None
     assert len(seen["before"]) >= 3  # init, worker, daemon (and maybe its exiting parent)
     assert wait_pidns_empty(seen["inode"]) == []
+
+
+@needs_userns
+@pytest.mark.namespace
+def test_zygote_sandbox_has_no_map_writer_and_close_leaves_no_process() -> None:
+    """Forked from the template, the sandbox is P1 (the template wrote its id maps), the
+    init and the worker: no extra process only to write the maps. close() returns once
+    every one of them is dead (the rest of the teardown runs on the janitor)."""
+    from glsandbox_kernel import OSSandbox, zygote
+    from glsandbox_kernel.backends.zygote_backend import flush_cleanups
+    from glsandbox_kernel.procfs import descendants
+
+    from ..conftest import live_pids
+
+    cfg = create_config_by_level("strict", isolation_type=IsolationType.NAMESPACE)
+    with OSSandbox(cfg) as box:
+        assert box.execute(os.getpid) == 2  # the worker, pid 2 of its pid namespace
+        worker = box.session.worker
+        assert worker is not None
+        root = worker.root_pid
+        tree = [root, *descendants(root)]
+        assert len(tree) == 3  # P1, the init, the worker
+        with open(f"/proc/{root}/stat", "rb") as fh:
+            ppid = int(fh.read().rsplit(b")", 1)[1].split()[1])
+        assert ppid == zygote.get_zygote(sys.executable).proc.pid  # P1 is the template's own child
+        assert os.readlink(f"/proc/{root}/ns/user") != os.readlink("/proc/self/ns/user")
+        with open(f"/proc/{root}/uid_map") as fh:
+            inside, outside, count = fh.read().split()
+        assert (int(inside), int(count)) == (ns.SANDBOX_UID, 1)
+        assert int(outside) == (ns.UNPRIVILEGED_HOST_ID if os.geteuid() == 0 else os.geteuid())
+        pids = box.worker_pids
+        assert set(tree) <= set(pids)
+    assert live_pids(pids) == []  # dead when close() returned: nothing for the janitor but reaping
+    assert flush_cleanups()
 
 
 @needs_userns

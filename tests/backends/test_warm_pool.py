@@ -8,6 +8,7 @@ violations seen before the handover) belong to the session that took it.
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import os
 import signal
@@ -20,7 +21,7 @@ import pytest
 from glsandbox_kernel import IsolationType, OSSandbox, create_config_by_level, zygote
 from glsandbox_kernel.backends.basic import BasicBackend, ZygoteWorker, flush_cleanups
 from glsandbox_kernel.backends.namespace import NamespaceBackend, NamespaceWorker
-from glsandbox_kernel.backends.pool import WarmPool
+from glsandbox_kernel.backends.pool import ZYGOTE_POLICY, WarmPool, discard
 from glsandbox_kernel.backends.zygote_backend import POOLS
 from glsandbox_kernel.config import OSSandboxConfig
 
@@ -160,7 +161,7 @@ def test_drain_leaves_nothing() -> None:
     assert pool.wait_ready(2)
     workers = [w for w in pool.idle() if isinstance(w, NamespaceWorker)]
     pids = POOLS.pooled_pids()
-    assert len(workers) == 2 and len(pids) >= 8  # P0, P1, init, worker (+ relay) each
+    assert len(workers) == 2 and len(pids) >= 8  # P1, init, worker, relay each
     paths = [os.path.dirname(p) for w in workers if w.cgroup for p in w.cgroup.procs_files()]
     paths += [w.proxy_dir for w in workers if w.proxy_dir]
     POOLS.drain_all()
@@ -188,3 +189,35 @@ def test_zygote_death_drains_the_pool() -> None:
     assert pool.closed and POOLS.pooled_pids() == set()
     with OSSandbox(cfg) as box:  # a new template, a cold start
         assert box.execute(int, 3) == 3
+
+
+def test_back_to_back_use_keeps_more_ready_within_the_bound_then_gives_them_back() -> None:
+    """A take that finds the pool empty while it refills is back-to-back use: the pool then
+    keeps ``burst`` more ready (never above ``maximum``) and, once that use stops for
+    ``burst_idle`` seconds, kills the extra ones."""
+    cfg = create_config_by_level("moderate", isolation_type=IsolationType.BASIC)
+    backend = BasicBackend(cfg)
+    policy = dataclasses.replace(ZYGOTE_POLICY, burst=1, burst_idle=6.0, maximum=2)
+    pool: WarmPool[ZygoteWorker] = WarmPool("burst-test", backend._launch_pooled, policy, size=lambda: 1)
+    taken = []
+    try:
+        assert pool.wait_ready(1, timeout=30), pool.last_error
+        taken.append(pool.take())
+        pool.refill()
+        taken.append(pool.take())  # empty, a fill under way: used faster than it refills
+        assert all(w is not None for w in taken)
+        assert pool.size() == 2  # 1 + burst, within maximum
+        assert pool.wait_ready(2, timeout=60), pool.last_error  # refilled ahead, beyond its size of 1
+        extra = pool.idle()
+        for _ in range(1500):  # the burst is over after burst_idle without such a take
+            if len(pool) == 1:
+                break
+            threading.Event().wait(0.02)
+        assert len(pool) == 1 and pool.size() == 1
+        [gone] = [w for w in extra if w not in pool.idle()]
+        assert wait_gone([gone.root_pid]) == []  # the extra worker was killed, not leaked
+    finally:
+        for w in taken:
+            if w is not None:
+                discard(w)
+        pool.drain()
