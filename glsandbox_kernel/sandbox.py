@@ -117,17 +117,12 @@ class OSSandbox(AuditedSandbox):
             sinks += [self._memory_sink, LoggingSink()]
             key = load_key(self.config.audit_key_path)
             self._audit = AuditLog(session_id=self.session_id, sinks=sinks, key=key)
-            # A call's record is sealed, hashed and fsynced by the audit committer
-            # thread right after the call returns (off the caller's path); the
-            # next call waits for it before it returns, and close() before it ends.
-            self._defer_audit = True
             self._emit(
                 EventType.SESSION_START,
                 extra={"config": self.config.to_dict(), "backend": self._session.backend_cls.name},
             )
             if self._session.fallback_reason:
                 self._emit(EventType.FALLBACK, extra={"fallback": self._session.fallback_reason})
-        self._pending: list[tuple[Any, ...]] = []
         self._collector: OutputCollector | None = None
         self._closed = False
         from .written_files import tracker_for
@@ -217,9 +212,6 @@ class OSSandbox(AuditedSandbox):
                 totals["escape_attempts"] = max(totals["escape_attempts"], self._live_escapes)
                 self._emit(EventType.SESSION_END, metrics=totals)
                 self._closed_audit = True
-            wake = getattr(self, "_commit_wake", None)
-            if wake is not None:
-                wake.set()  # the committer sees the closed log and ends
             self._audit.close()
 
     # -- functions --------------------------------------------------------------------

@@ -413,9 +413,9 @@ class Session:
             )
             if measure:
                 self.monitor.end()
-                self._fill_metrics(metrics, worker, before)
+                after = self._fill_metrics(metrics, worker, before)
                 if error is None:
-                    error = self._memory_overrun(metrics, worker)
+                    error = self._memory_overrun(metrics, worker, after)
             violations = self._take_violations() if self._violations else []
             if violations:
                 from .supervisor import violation_count
@@ -476,7 +476,8 @@ class Session:
                 if answer is not None:
                     chan.send(answer)
 
-    def _fill_metrics(self, metrics: SandboxMetrics, worker: WorkerProcess, before: Any) -> None:
+    def _fill_metrics(self, metrics: SandboxMetrics, worker: WorkerProcess, before: Any) -> ResourceSample | None:
+        """The call's figures: closing reading less opening one (which was the last call's closing)."""
         after = worker.sample() if self.worker is worker else None
         self._last_sample, self._last_sample_gen = after, self.generation
         mon = self.monitor
@@ -492,11 +493,14 @@ class Session:
         peaks = [p for p in (after.memory_peak if after else None, mon.peak_memory) if p is not None]
         metrics.memory_peak_bytes = max(peaks) if peaks else None
         metrics.pids_peak = mon.peak_pids
+        return after
 
-    def _memory_overrun(self, metrics: SandboxMetrics, worker: WorkerProcess) -> SandboxError | None:
+    def _memory_overrun(
+        self, metrics: SandboxMetrics, worker: WorkerProcess, after: ResourceSample | None
+    ) -> SandboxError | None:
         """A call whose peak, measured outside, passed the limit fails and the worker (which may still
         hold the memory) is replaced; see :func:`.results.memory_overrun`."""
-        error = memory_overrun(metrics, worker, self.monitor)
+        error = memory_overrun(metrics, worker, self.monitor, after)
         if error is not None:
             self.kill_worker()
             metrics.state_lost = True
