@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+from typing import NamedTuple
 
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -250,8 +251,7 @@ def mountinfo(pid: int | str = "self") -> list[Mount]:
     return out
 
 
-@dataclasses.dataclass(frozen=True)
-class Reading:
+class Reading(NamedTuple):
     """One kept-fd reading of a process (:meth:`ProcessReader.reading`)."""
 
     stat: Stat

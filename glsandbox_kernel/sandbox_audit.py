@@ -91,10 +91,15 @@ class AuditedSandbox:
         be recorded as it is, the audit log records scrubbed and marked ``audit_fallback``."""
         if self._audit is None:
             return None
+        labels = self.__dict__.get("_audit_labels")
+        if labels is None:  # fixed for the session: looked up once
+            labels = self.__dict__["_audit_labels"] = {
+                "isolation_type": self._session.isolation_type.value,
+                "sandbox_mode": self.config.sandbox_mode.value,
+                "security_level": self.config.security_level.value,
+            }
         fields: dict[str, Any] = {
-            "isolation_type": self._session.isolation_type.value,
-            "sandbox_mode": self.config.sandbox_mode.value,
-            "security_level": self.config.security_level.value,
+            **labels,
             "provenance_hash": provenance,
             "execution_time": execution_time,
             "metrics": metrics,

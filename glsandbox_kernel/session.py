@@ -33,22 +33,21 @@ from typing import Any
 
 from .backends.base import ResourceSample, SandboxBackend, WorkerProcess
 from .backends.registry import default_backend, get_backend
-from .config import IsolationType, OSSandboxConfig, SandboxMode
+from .config import IsolationType, OSSandboxConfig
 from .exceptions import (
     BackendUnavailableError,
     FrameTooLarge,
     SandboxCrashedError,
     SandboxError,
-    SandboxEscapeError,
     SandboxSecurityError,
     SandboxTimeoutError,
-    SandboxViolationError,
 )
 from .metrics import Monitor, SandboxMetrics
-from .protocol import STOP_SIGNAL, FrameChannel, WorkerGone, frame_cap
+from .protocol import FrameChannel, WorkerGone, frame_cap
 from .results import CallOutcome, _fmt_bytes, crash_error, memory_overrun
 from .results import CellResult as CellResult  # re-exported: the public name lives here too
 from .results import exception_from_reply as exception_from_reply
+from .session_violations import ViolationAttribution
 
 log = logging.getLogger("glsandbox.session")
 
@@ -58,7 +57,7 @@ OutputCallback = Callable[[dict[str, Any]], None]
 InputCallback = Callable[[str, bool], str]
 
 
-class Session:
+class Session(ViolationAttribution):
     """One persistent worker behind a backend. Thread-safe for one request at a time.
 
     ``interrupt()`` may be called from another thread while a request runs.
@@ -70,6 +69,7 @@ class Session:
         self.backend_cls, self.fallback_reason = self._choose_backend(config)
         self.backend: SandboxBackend = self.backend_cls(config)
         self.isolation_type: IsolationType = self.backend_cls.isolation_type
+        self._isolation_label = self.isolation_type.value
         self.worker: WorkerProcess | None = None
         self.chan: FrameChannel | None = None
         self.worker_report: dict[str, Any] = {}
@@ -250,55 +250,6 @@ class Session:
         self._interrupt_at = time.monotonic()
         worker.send_signal(signal.SIGINT)
 
-    # -- violations -------------------------------------------------------------
-    def _on_violation(self, record: dict[str, Any]) -> None:
-        """Supervisor/proxy thread (or host code): one violation, attributed and recorded now.
-
-        It belongs to the running call when there is one (``call_id``), else
-        to the session alone: the next call does not carry it.
-        """
-        rec = dict(record)
-        with self._violations_lock:
-            call = self._running_call
-            rec["session_id"] = self.session_id
-            rec["call_id"] = call
-            if call is not None:
-                self._violations.append(rec)
-        if call is not None and rec.get("trusted") and self.config.sandbox_mode is not SandboxMode.PERMISSIVE:
-            self._stop_running_call()
-        recorder = self.violation_recorder
-        if recorder is not None:
-            try:
-                recorder(rec)
-            except Exception:  # the banner and the call still get it
-                log.exception("could not record a violation in the audit log")
-        for listener in list(self.violation_listeners):
-            try:
-                listener(dict(rec))
-            except Exception:  # a broken banner must not lose the violation
-                log.warning("violation listener failed", exc_info=True)
-
-    def _stop_running_call(self) -> None:
-        """Enforcing mode: make the sandboxed code raise SandboxStopped now (killed after the grace)."""
-        if self._stop_at is not None:
-            return
-        self._stop_at = time.monotonic()
-        worker = self.worker
-        if worker is not None:
-            try:
-                worker.send_signal(STOP_SIGNAL)
-            except OSError:
-                log.warning("could not signal the worker to stop", exc_info=True)
-
-    def note_violation(self, record: dict[str, Any]) -> None:
-        """A violation the host itself detected (a tampered reply, a forged comm frame)."""
-        self._on_violation({"time": time.time(), "trusted": True, "source": "host", **record})
-
-    def _take_violations(self) -> list[dict[str, Any]]:
-        with self._violations_lock:
-            out, self._violations = self._violations, []
-        return out
-
     # -- one request --------------------------------------------------------------
     def request(
         self,
@@ -402,7 +353,7 @@ class Session:
             self._stop_at = None
             elapsed = time.perf_counter() - t0
             metrics = SandboxMetrics(
-                isolation_type=self.isolation_type.value,
+                isolation_type=self._isolation_label,
                 fallback=self.fallback_reason,
                 setup_time=setup_time,
                 state_lost=state_lost
@@ -509,27 +460,6 @@ class Session:
     def _crash_error(self, worker: WorkerProcess, when: str) -> SandboxError:
         """How the worker ended, as the error the caller gets (see :func:`.results.crash_error`)."""
         return crash_error(worker, when, self.config, self.monitor)
-
-    # -- turning replies into values ------------------------------------------------
-    def raise_for_violations(self, violations: list[dict[str, Any]], enforced: str | None = None) -> None:
-        """In enforcing mode, fail the call when something forbidden was tried; say what was done."""
-        if not violations or self.config.sandbox_mode is SandboxMode.PERMISSIVE:
-            return
-        if enforced == "stopped":
-            done = "; the call was stopped at once (enforcing mode)"
-        elif enforced == "killed":
-            done = (
-                f"; the code kept running {self.config.interrupt_grace_seconds:g} s after it was told to stop, "
-                "so the worker and every process it started were killed and its state is lost (enforcing mode)"
-            )
-        else:
-            done = "; the call failed (enforcing mode)"
-        escapes = [v for v in violations if v.get("escape")]
-        if escapes and self.config.detect_escape_attempts:
-            what = ", ".join(sorted({str(v.get("detail") or v.get("syscall")) for v in escapes}))
-            raise SandboxEscapeError(f"sandbox escape attempt blocked: {what}{done}", violations=violations)
-        what = ", ".join(sorted({str(v.get("detail") or v.get("syscall")) for v in violations}))
-        raise SandboxViolationError(f"sandbox policy violation blocked: {what}{done}", violations=violations)
 
 
 class _Timeout(Exception):

@@ -291,6 +291,9 @@ class AuditLog:
 COMMIT_DELAY = 0.05
 
 
+_EVENT_VALUES: dict[Any, str] = {e: e.value for e in EventType}
+
+
 def _body(
     session_id: str,
     event_type: EventType | str,
@@ -307,7 +310,7 @@ def _body(
     return {
         "format": RECORD_FORMAT,
         "timestamp": time.time(),
-        "event_type": EventType(event_type).value,
+        "event_type": _EVENT_VALUES.get(event_type) or EventType(event_type).value,
         "session_id": session_id,
         "isolation_type": _label(isolation_type),
         "sandbox_mode": _label(sandbox_mode),
@@ -369,6 +372,8 @@ def _scrub(value: Any, depth: int = 0) -> Any:
 
 
 def _label(value: str | enum.Enum) -> str:
+    if type(value) is str:
+        return value
     if isinstance(value, enum.Enum):
         return str(value.value)
     return str(value)

@@ -129,8 +129,43 @@ class _NotFast(Exception):
     pass
 
 
+def _jcs_float(obj: float) -> float | int:
+    a = abs(obj)
+    if not (1e-4 <= a < 1e16 or a == 0.0):  # NaN and infinities fail both
+        raise _NotFast
+    if not obj.is_integer():
+        return obj
+    if a < _SAFE_INT:
+        return int(obj)
+    raise _NotFast
+
+
 def _jcs_plain(obj: Any, depth: int) -> Any:
+    """``obj`` with integral floats as ints, checked for the fast path (scalars inline: no call each)."""
     kind = type(obj)
+    if kind is dict:
+        if depth > 64:
+            raise _NotFast
+        out = {}
+        for k, v in obj.items():
+            if type(k) is not str or not k.isascii():
+                raise _NotFast
+            t = type(v)
+            if t is str or v is None or t is bool:
+                out[k] = v
+            elif t is int:
+                if not -_SAFE_INT <= v <= _SAFE_INT:
+                    raise _NotFast
+                out[k] = v
+            elif t is float:
+                out[k] = _jcs_float(v)
+            else:
+                out[k] = _jcs_plain(v, depth + 1)
+        return out
+    if kind is list:
+        if depth > 64:
+            raise _NotFast
+        return [_jcs_plain(v, depth + 1) for v in obj]
     if kind is str or obj is None or kind is bool:
         return obj
     if kind is int:
@@ -138,25 +173,7 @@ def _jcs_plain(obj: Any, depth: int) -> Any:
             return obj
         raise _NotFast
     if kind is float:
-        a = abs(obj)
-        if not (1e-4 <= a < 1e16 or a == 0.0):  # NaN and infinities fail both
-            raise _NotFast
-        if not obj.is_integer():
-            return obj
-        if a < _SAFE_INT:
-            return int(obj)
-        raise _NotFast
-    if depth > 64:
-        raise _NotFast
-    if kind is dict:
-        out = {}
-        for k, v in obj.items():
-            if type(k) is not str or not k.isascii():
-                raise _NotFast
-            out[k] = _jcs_plain(v, depth + 1)
-        return out
-    if kind is list:
-        return [_jcs_plain(v, depth + 1) for v in obj]
+        return _jcs_float(obj)
     raise _NotFast
 
 
