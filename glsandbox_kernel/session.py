@@ -97,6 +97,7 @@ class Session(ViolationAttribution):
         self._last_sample: Any = None
         self.pending_controls: dict[str, Any] | None = None
         self._last_sample_gen = -1
+        self._cap_sent = -1  # the generation whose worker was told the reply cap
         self.closed = False
 
     # -- backend selection ---------------------------------------------------
@@ -279,7 +280,9 @@ class Session(ViolationAttribution):
             msg["id"] = self._req_id
             # The worker refuses to send a reply over the host's cap itself (a clean MemoryError reply,
             # its state kept) instead of sending a frame the host must refuse; the host still enforces it.
-            msg["max_reply"] = chan.max_frame
+            # Sent until a request of this worker carried it (the worker keeps it): fewer objects per frame.
+            if self._cap_sent != self.generation:
+                msg["max_reply"] = chan.max_frame
             self._interrupt_at = None
             self._stop_at = None
             enforced: str | None = None
@@ -305,6 +308,7 @@ class Session(ViolationAttribution):
                 self._running_call = call_id
             try:
                 chan.send(msg)
+                self._cap_sent = self.generation
                 # From here until the reply the worker runs: do the bookkeeping now.
                 if measure:
                     self.monitor.begin(worker, monitor_context)
@@ -334,6 +338,7 @@ class Session(ViolationAttribution):
                     f"{self.config.interrupt_grace_seconds:g} s, so the worker was killed; its state is lost"
                 )
             except FrameTooLarge as exc:  # refused before sending, or the worker skipped it: all in step
+                self._cap_sent = -1  # a skipped request told the worker nothing: tell it again
                 error = exc
             except SandboxSecurityError as exc:
                 self.kill_worker()

@@ -25,18 +25,17 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any, Required, TypedDict, Unpack
 
 from ..hostloop import LOOP, Timer
 from .keys import Signer, signer_from_bytes
 from .records import GENESIS_HASH, RECORD_FORMAT, EventType, _strict_default, canonical_json, fast_canonical_json
-from .sinks import AuditSink, JsonlFileSink, close_all, write_all
+from .sinks import AuditSink, ClosesOnExit, JsonlFileSink, close_all, write_all
 
 logger = logging.getLogger(__name__)
 
 
-class AuditLog:
+class AuditLog(ClosesOnExit):
     """Seals audit records into a hash chain and writes them to sinks (host side).
 
     ``key``, when given, signs every ``record_hash``: bytes are an HMAC secret
@@ -148,50 +147,28 @@ class AuditLog:
         body = _body(
             self.session_id,
             event_type,
-            isolation_type,
-            sandbox_mode,
-            security_level,
-            provenance_hash,
-            execution_time,
-            metrics,
-            violations,
-            extra,
+            isolation_type=isolation_type,
+            sandbox_mode=sandbox_mode,
+            security_level=security_level,
+            provenance_hash=provenance_hash,
+            execution_time=execution_time,
+            metrics=metrics,
+            violations=violations,
+            extra=extra,
         )
         with self._lock:
             self._seal_queue()
             record = self._write([body], sync=True)[0]
         return record
 
-    def append(
-        self,
-        event_type: EventType | str,
-        *,
-        isolation_type: str | enum.Enum,
-        sandbox_mode: str | enum.Enum,
-        security_level: str | enum.Enum,
-        provenance_hash: str | None = None,
-        execution_time: float | None = None,
-        metrics: Mapping[str, Any] | None = None,
-        violations: Sequence[Mapping[str, Any]] | None = None,
-        extra: Mapping[str, Any] | None = None,
-    ) -> None:
+    def append(self, event_type: EventType | str, **fields: Unpack[RecordFields]) -> None:
         """A call's record, group-committed (see the class docstring). The caller's thread.
 
-        The caller hands ``metrics``, ``violations`` and ``extra`` over: they
-        must not be changed afterwards (they may be sealed later).
+        Takes what :meth:`emit` takes. The caller hands ``metrics``,
+        ``violations`` and ``extra`` over: they must not be changed afterwards
+        (they may be sealed later).
         """
-        body = _body(
-            self.session_id,
-            event_type,
-            isolation_type,
-            sandbox_mode,
-            security_level,
-            provenance_hash,
-            execution_time,
-            metrics,
-            violations,
-            extra,
-        )
+        body = _body(self.session_id, event_type, **fields)
         with self._lock:
             if self._chain_sink is not None:
                 self._seal_queue()
@@ -275,17 +252,6 @@ class AuditLog:
                     self._commit_timer = None
                 close_all(self._sinks)
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
 
 #: how long after a caller's last record the host loop commits it (the next call usually does first)
 COMMIT_DELAY = 0.05
@@ -294,30 +260,34 @@ COMMIT_DELAY = 0.05
 _EVENT_VALUES: dict[Any, str] = {e: e.value for e in EventType}
 
 
-def _body(
-    session_id: str,
-    event_type: EventType | str,
-    isolation_type: str | enum.Enum,
-    sandbox_mode: str | enum.Enum,
-    security_level: str | enum.Enum,
-    provenance_hash: str | None,
-    execution_time: float | None,
-    metrics: Mapping[str, Any] | None,
-    violations: Sequence[Mapping[str, Any]] | None,
-    extra: Mapping[str, Any] | None,
-) -> dict[str, Any]:
+class RecordFields(TypedDict, total=False):
+    """The fields of :meth:`AuditLog.emit` / :meth:`AuditLog.append` after the event type."""
+
+    isolation_type: Required[str | enum.Enum]
+    sandbox_mode: Required[str | enum.Enum]
+    security_level: Required[str | enum.Enum]
+    provenance_hash: str | None
+    execution_time: float | None
+    metrics: Mapping[str, Any] | None
+    violations: Sequence[Mapping[str, Any]] | None
+    extra: Mapping[str, Any] | None
+
+
+def _body(session_id: str, event_type: EventType | str, **fields: Unpack[RecordFields]) -> dict[str, Any]:
     """The unsealed record (cheap: no copy, no encoding; :func:`_make_plain` follows)."""
+    violations = fields.get("violations")
+    extra = fields.get("extra")
     return {
         "format": RECORD_FORMAT,
         "timestamp": time.time(),
         "event_type": _EVENT_VALUES.get(event_type) or EventType(event_type).value,
         "session_id": session_id,
-        "isolation_type": _label(isolation_type),
-        "sandbox_mode": _label(sandbox_mode),
-        "security_level": _label(security_level),
-        "provenance_hash": provenance_hash,
-        "execution_time": _finite(execution_time),
-        "metrics": metrics,
+        "isolation_type": _label(fields["isolation_type"]),
+        "sandbox_mode": _label(fields["sandbox_mode"]),
+        "security_level": _label(fields["security_level"]),
+        "provenance_hash": fields.get("provenance_hash"),
+        "execution_time": _finite(fields.get("execution_time")),
+        "metrics": fields.get("metrics"),
         "violations": list(violations) if violations else [],
         "extra": extra if extra else {},
     }

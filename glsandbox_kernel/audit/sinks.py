@@ -48,7 +48,20 @@ class AuditSink(Protocol):
         """Release resources. Called by ``AuditLog.close``; must be idempotent."""
 
 
-class JsonlFileSink:
+class ClosesOnExit:
+    """``with x:`` closes ``x`` at the end (the file sink, the audit log)."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class JsonlFileSink(ClosesOnExit):
     """Append-only JSON Lines file, fsync'd per record (host side).
 
     The file (and its parent directory, if missing) is created with mode
@@ -143,17 +156,6 @@ class JsonlFileSink:
             if self._fd >= 0:
                 os.close(self._fd)
                 self._fd = -1
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"JsonlFileSink({str(self.path)!r})"
