@@ -189,7 +189,8 @@ class OSSandbox(AuditedSandbox):
         def bookkeeping() -> None:  # runs while the worker works
             nonlocal provenance
             provenance = sha256_parts(fn_bytes, arg_bytes, self._config_bytes)
-            self._flush_audit()
+            if self._audit is not None:
+                self._audit.sync()  # the last call's record durable before this one returns
 
         outcome = self._session.request(
             msg,

@@ -173,8 +173,11 @@ class AuditLog(ClosesOnExit):
             if self._chain_sink is not None:
                 self._seal_queue()
                 self._write([body], sync=False)
-            else:
+            elif len(self._queue) < MAX_QUEUE:
                 self._queue.append(body)
+            else:  # the host loop is behind: the caller seals (bounded memory)
+                self._queue.append(body)
+                self._seal_queue()
             if self._commit_timer is None:
                 self._commit_timer = LOOP.call_later(COMMIT_DELAY, self._commit_from_loop)
 
@@ -188,10 +191,29 @@ class AuditLog(ClosesOnExit):
                 self._chain_sink.sync()
             self._unsynced = 0
 
+    def sync(self) -> None:
+        """Make the records written so far durable (one fsync); queued ones stay for the host loop.
+
+        The caller's thread, while its next call's worker works: with a chain
+        file every returned call's record is written already, and this is
+        what makes it durable before the next call returns. Without one there
+        is nothing durable to wait for, and sealing stays off the caller's path.
+        """
+        if self._unsynced:
+            with self._lock:
+                if self._unsynced and self._chain_sink is not None:
+                    self._chain_sink.sync()
+                self._unsynced = 0
+
     def _commit_from_loop(self) -> None:
-        """Host loop thread: the caller went idle with records not yet durable."""
+        """Host loop thread: seal a few queued records at a time (the GIL is let go between batches)."""
         with self._lock:
             self._commit_timer = None
+            if len(self._queue) > LOOP_BATCH:
+                bodies, self._queue = self._queue[:LOOP_BATCH], self._queue[LOOP_BATCH:]
+                self._write(bodies, sync=False)
+                self._commit_timer = LOOP.call_later(0.0, self._commit_from_loop)
+                return
             self.commit()
 
     def _seal_queue(self) -> None:
@@ -253,8 +275,12 @@ class AuditLog(ClosesOnExit):
                 close_all(self._sinks)
 
 
-#: how long after a caller's last record the host loop commits it (the next call usually does first)
+#: how long after a record was appended the host loop commits it (the next call syncs a file first)
 COMMIT_DELAY = 0.05
+#: records the host loop seals in one go (then it lets other sessions' jobs and callers run)
+LOOP_BATCH = 16
+#: queued records past which the caller seals them itself
+MAX_QUEUE = 1024
 
 
 _EVENT_VALUES: dict[Any, str] = {e: e.value for e in EventType}
