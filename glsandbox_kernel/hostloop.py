@@ -95,14 +95,16 @@ class HostLoop:
 
     # -- the thread ---------------------------------------------------------------
     def _ensure_thread(self) -> None:
-        """Called with the lock held. A forked child (the zygote's) gets a thread of its own."""
+        """Called with the lock held. A forked child gets a thread of its own and none of the
+        parent's timers (they belong to the parent's sessions: its audit logs, its monitors)."""
         if self._thread is not None and self._pid == os.getpid():
             return
+        if self._thread is not None:
+            self._heap = []
         self._sel = selectors.DefaultSelector()
         r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._sel.register(r, selectors.EVENT_READ, None)
         self._wake_w, self._pid = w, os.getpid()
-        self._heap = [(t.when, next(self._seq), t) for _, _, t in self._heap]
         self._sleep_until = None
         self._thread = threading.Thread(target=self._run, args=(self._sel, r), name=self.name, daemon=True)
         self._thread.start()
