@@ -28,8 +28,12 @@ def f(x: int) -> int:
     return x
 
 
-def drive(calls: list[Callable[[], Any]], n: int) -> tuple[float, list[float]]:
-    """Run ``n`` calls on every callable, one thread each; (wall seconds, every latency)."""
+def drive(calls: list[Callable[[], Any]], n: int) -> tuple[float, list[float], float]:
+    """Run ``n`` calls on every callable, one thread each.
+
+    Returns (wall seconds, every latency, fairness): fairness is the slowest
+    thread's time for its ``n`` calls over the fastest's (1.0: all alike).
+    """
     latencies: list[list[float]] = [[] for _ in calls]
     start = threading.Barrier(len(calls) + 1)
 
@@ -48,7 +52,9 @@ def drive(calls: list[Callable[[], Any]], n: int) -> tuple[float, list[float]]:
     t0 = time.perf_counter()
     for t in threads:
         t.join()
-    return time.perf_counter() - t0, [x for lat in latencies for x in lat]
+    wall = time.perf_counter() - t0
+    totals = [sum(lat) for lat in latencies]
+    return wall, [x for lat in latencies for x in lat], max(totals) / min(totals)
 
 
 def p99(values: list[float]) -> float:
@@ -70,8 +76,8 @@ def main() -> None:
         pool_calls = [lambda p=p: p.apply(f, (1,)) for p in pools]
         drive(ours_calls, 5)
         drive(pool_calls, 5)
-        a: list[tuple[float, list[float]]] = []
-        b: list[tuple[float, list[float]]] = []
+        a: list[tuple[float, list[float], float]] = []
+        b: list[tuple[float, list[float], float]] = []
         for _ in range(rounds):
             a.append(drive(ours_calls, n))
             b.append(drive(pool_calls, n))
@@ -99,11 +105,22 @@ def main() -> None:
             "ours_ms": pa * 1e3,
             "theirs_ms": pb * 1e3,
             "ratio": pa / pb,
+            "spread_ms": [min(p99(x[1]) for x in a) * 1e3, max(p99(x[1]) for x in a) * 1e3],
             "target": None,
+        },
+        {
+            "name": "  fairness: slowest session's time for its calls over the fastest's (1.0 = fair)",
+            "ours_ms": statistics.median(x[2] for x in a),
+            "theirs_ms": statistics.median(y[2] for y in b),
+            "ratio": statistics.median(x[2] for x in a) / statistics.median(y[2] for y in b),
+            "target": None,
+            "unit": "x",
         },
     ]
     for r in results:
-        print(f"{r['name']:<90} {r['ours_ms']:8.3f} ms {r['theirs_ms']:8.3f} ms ratio {r['ratio']:.2f}")
+        unit = r.get("unit", "ms")
+        print(f"{r['name']:<90} {r['ours_ms']:8.3f} {unit} {r['theirs_ms']:8.3f} {unit} ratio {r['ratio']:.2f}")
+    print(f"time-per-call ratio over the rounds: {min(ratios):.2f}-{max(ratios):.2f}")
     print("target for the p99: <= 5 ms (ours)")
     if args.json:
         print(json.dumps({"python": sys.version.split()[0], "results": results}, indent=2))

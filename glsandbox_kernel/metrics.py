@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .backends.base import ResourceSample, WorkerProcess
+from .hostloop import LOOP, Timer
 
 
 @dataclasses.dataclass
@@ -88,22 +89,26 @@ Listener = Callable[[dict[str, Any]], None]
 
 
 class Monitor:
-    """Samples a worker while a call runs; one per session, started lazily.
+    """Samples a worker while a call runs; one per session, on the shared host loop.
 
     ``begin()``/``end()`` bracket a call (called by the session). After a
-    short delay (so quick calls cost nothing) a daemon thread samples every
-    ``interval`` seconds, tracking the peak memory and pids of the whole tree.
+    short delay (so quick calls cost nothing) the process's one host loop
+    thread (:mod:`glsandbox_kernel.hostloop`) samples every ``interval``
+    seconds, tracking the peak memory and pids of the whole tree. No thread
+    per session, and nothing at all while the session is idle: the timer is
+    set again only while calls keep running. Listeners run on the loop
+    thread and must be quick.
     """
 
     def __init__(self, interval: float = 0.25, delay: float = 0.05) -> None:
         self.interval = interval
         self.delay = delay
         self.listeners: list[Listener] = []
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self._worker: WorkerProcess | None = None
         self._active = False
         self._started_at = 0.0
-        self._thread: threading.Thread | None = None
+        self._timer: Timer | None = None
         self._closed = False
         self.peak_memory: int | None = None
         self.peak_pids: int | None = None
@@ -122,7 +127,7 @@ class Monitor:
         self.tasks_exceeded: tuple[int, int] | None = None
 
     def begin(self, worker: WorkerProcess, context: dict[str, Any] | None = None) -> None:
-        """Mark a call as running (hot path: no thread wake-up, just state)."""
+        """Mark a call as running (hot path: state, and a timer only when none is set)."""
         self._worker = worker
         self.peak_memory = None
         self.peak_pids = None
@@ -133,29 +138,35 @@ class Monitor:
         self.context = context or {}
         self._started_at = time.monotonic()
         self._active = True
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="glsandbox-monitor", daemon=True)
-            self._thread.start()
+        if self._timer is None and not self._closed:
+            with self._lock:
+                if self._timer is None:
+                    self._timer = LOOP.call_at(self._started_at + self.delay, self._tick)
 
     def end(self) -> None:
         self._active = False
 
     def close(self) -> None:
-        with self._cond:
+        with self._lock:
             self._closed = True
             self._active = False
-            self._cond.notify_all()
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
 
-    def _run(self) -> None:
-        """Monitor thread: wakes every ``interval``; samples only while a call runs."""
-        while True:
-            with self._cond:
-                self._cond.wait(self.interval)
-                if self._closed:
-                    return
-            started, worker = self._started_at, self._worker
-            if self._active and worker is not None and time.monotonic() - started >= self.delay:
+    def _tick(self) -> None:
+        """Host loop thread: sample a call that has run ``delay`` seconds; set the next timer."""
+        started, worker = self._started_at, self._worker
+        now = time.monotonic()
+        due: float | None = None
+        if self._active and worker is not None and not self._closed:
+            if now - started >= self.delay:
                 self._sample(worker, started)
+                due = now + self.interval
+            else:
+                due = started + self.delay  # a newer call began since: wait for its delay
+        with self._lock:
+            self._timer = None if due is None or self._closed else LOOP.call_at(due, self._tick)
 
     def _guard_tasks(self, worker: WorkerProcess, limit: int) -> None:
         """Monitor thread: kill the tree when it runs more tasks than ``limit`` (HOST side, outside)."""
@@ -212,19 +223,9 @@ def tree_sample(worker: WorkerProcess) -> ResourceSample:
     sample = worker.sample()
     if sample.source not in ("procfs", "none"):
         return sample
-    from .procfs import cpu_rss as read_proc_stat
+    from .procfs import tree_cpu_rss
 
-    pids = worker.host_pids()
-    cpu = 0.0
-    rss = 0
-    seen = 0
-    for pid in pids:
-        st = read_proc_stat(pid)
-        if st is None:
-            continue
-        seen += 1
-        cpu += st[0]
-        rss += st[1]
+    cpu, rss, seen = tree_cpu_rss(worker.host_pids())
     if not seen:
         return sample
     return ResourceSample(

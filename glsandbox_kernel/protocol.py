@@ -92,15 +92,20 @@ class FrameChannel:
         copied into the frame; raises FrameTooLarge past :attr:`max_send`.
         """
         parts = codec.encode_parts(message)
-        size = sum(p.nbytes if isinstance(p, memoryview) else len(p) for p in parts)
+        size = 0
+        large = False
+        for part in parts:
+            n = part.nbytes if type(part) is memoryview else len(part)
+            size += n
+            large = large or n >= _JOIN_BELOW
         if self.max_send is not None and size > self.max_send:
             raise FrameTooLarge(
                 f"a message of {size} bytes cannot be sent: more than the {self.max_send} bytes the "
                 "other side may receive (its memory limit)",
                 limit=self.max_send,
             )
-        if len(parts) == 1:
-            self.sock.sendall(_HEADER.pack(size) + parts[0])
+        if not large:  # the usual frame: one join, one write
+            self.sock.sendall(b"".join([_HEADER.pack(size), *parts]))
             return
         # Every join is made before the first byte is sent: running out of memory
         # half-way would leave a torn frame on the channel.
@@ -246,8 +251,12 @@ class FrameChannel:
 
     def _decode(self, payload: bytes | bytearray) -> dict[str, Any]:
         budget = codec.DEFAULT_BUDGET
-        if self.decode_deadline is not None:
-            budget = dataclasses.replace(budget, deadline=self.decode_deadline)
+        deadline = self.decode_deadline
+        # The call's deadline matters only where it falls before the frame's own allowance.
+        if deadline is not None and deadline < (
+            time.monotonic() + budget.seconds_floor + len(payload) / budget.bytes_per_second
+        ):
+            budget = dataclasses.replace(budget, deadline=deadline)
         msg = codec.decode(payload, budget)
         if type(msg) is not dict or type(msg.get("type")) is not str:
             raise SandboxSecurityError("malformed frame: not a message with a 'type' field")

@@ -20,7 +20,7 @@ from .protocol import frame_cap
 from .units import fmt_bytes
 
 if TYPE_CHECKING:
-    from .backends.base import WorkerProcess
+    from .backends.base import ResourceSample, WorkerProcess
 
 
 @dataclasses.dataclass
@@ -158,15 +158,24 @@ def crash_error(worker: WorkerProcess, when: str, config: OSSandboxConfig, monit
     )
 
 
-def memory_overrun(metrics: SandboxMetrics, worker: WorkerProcess, monitor: Monitor) -> SandboxError | None:
+def memory_overrun(
+    metrics: SandboxMetrics, worker: WorkerProcess, monitor: Monitor, after: ResourceSample | None = None
+) -> SandboxError | None:
     """HOST side, where no cgroup enforces the limit: the error for a call whose resident peak,
-    measured outside, passed it (None when it did not). See :mod:`.memory_guard`."""
-    from .memory_guard import high_water_without_files
+    measured outside, passed it (None when it did not). See :mod:`.memory_guard`.
 
+    ``after``: the call's closing reading of the worker process; its peak less its
+    file-backed pages is the worker's own high water (read again from /proc without it)."""
     limit = monitor.memory_limit
     if limit is None or not (metrics.measured_by or "").startswith("procfs"):
         return None
-    readings = (monitor.peak_resident, high_water_without_files(getattr(worker, "pid", None)))
+    if after is not None and after.source == "procfs" and after.memory_peak is not None:
+        high_water: int | None = max(0, after.memory_peak - (after.memory_file or 0))
+    else:
+        from .memory_guard import high_water_without_files
+
+        high_water = high_water_without_files(getattr(worker, "pid", None))
+    readings = (monitor.peak_resident, high_water)
     peak = max((r for r in readings if r is not None), default=None)
     if peak is None or peak <= limit:
         return None

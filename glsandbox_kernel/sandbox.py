@@ -11,11 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
-import os
-import pickle
-import sys
 import threading
-import weakref
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar
@@ -31,6 +27,7 @@ from .exceptions import (
 )
 from .metrics import SandboxMetrics
 from .outputs import OutputCollector, relay_streams
+from .pickling import call_message, sha256_parts
 from .results import CellResult, exception_from_reply
 from .sandbox_audit import AuditedSandbox
 from .session import InputCallback, OutputCallback, Session
@@ -38,53 +35,6 @@ from .session import InputCallback, OutputCallback, Session
 log = logging.getLogger("glsandbox")
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-_pickle_cache: weakref.WeakKeyDictionary[Any, bytes] = weakref.WeakKeyDictionary()
-
-
-def _dumps_function(fn: Callable[..., Any]) -> bytes:
-    """cloudpickle ``fn`` once per function object (host to worker is trusted)."""
-    try:
-        cached = _pickle_cache.get(fn)
-    except TypeError:
-        cached = None
-    if cached is not None:
-        return cached
-    import cloudpickle
-
-    _by_value_outside_environment(fn)
-    data: bytes = cloudpickle.dumps(fn)
-    try:
-        _pickle_cache[fn] = data
-    except TypeError:
-        pass
-    return data
-
-
-def _by_value_outside_environment(fn: Callable[..., Any]) -> None:
-    """A function whose module lies outside the Python environment (a script's or a test's
-    folder, which the sandbox does not see) travels by value, not as an import the worker
-    cannot resolve (see :func:`glsandbox_kernel.project.environment_paths`)."""
-
-    import cloudpickle
-
-    from .project import environment_paths
-
-    mod = sys.modules.get(getattr(fn, "__module__", None) or "")
-    path = getattr(mod, "__file__", None)
-    if mod is None or not isinstance(path, str) or mod.__name__ == "__main__":
-        return
-    real = os.path.realpath(path)
-    if not any(real.startswith(p.rstrip("/") + "/") for p in environment_paths()):
-        cloudpickle.register_pickle_by_value(mod)
-
-
-def _sha256(*parts: bytes) -> str:
-    h = hashlib.sha256()
-    for part in parts:
-        h.update(len(part).to_bytes(8, "big"))
-        h.update(part)
-    return h.hexdigest()
 
 
 class OSSandbox(AuditedSandbox):
@@ -117,17 +67,12 @@ class OSSandbox(AuditedSandbox):
             sinks += [self._memory_sink, LoggingSink()]
             key = load_key(self.config.audit_key_path)
             self._audit = AuditLog(session_id=self.session_id, sinks=sinks, key=key)
-            # A call's record is sealed, hashed and fsynced by the audit committer
-            # thread right after the call returns (off the caller's path); the
-            # next call waits for it before it returns, and close() before it ends.
-            self._defer_audit = True
             self._emit(
                 EventType.SESSION_START,
                 extra={"config": self.config.to_dict(), "backend": self._session.backend_cls.name},
             )
             if self._session.fallback_reason:
                 self._emit(EventType.FALLBACK, extra={"fallback": self._session.fallback_reason})
-        self._pending: list[tuple[Any, ...]] = []
         self._collector: OutputCollector | None = None
         self._closed = False
         from .written_files import tracker_for
@@ -217,9 +162,6 @@ class OSSandbox(AuditedSandbox):
                 totals["escape_attempts"] = max(totals["escape_attempts"], self._live_escapes)
                 self._emit(EventType.SESSION_END, metrics=totals)
                 self._closed_audit = True
-            wake = getattr(self, "_commit_wake", None)
-            if wake is not None:
-                wake.set()  # the committer sees the closed log and ends
             self._audit.close()
 
     # -- functions --------------------------------------------------------------------
@@ -239,27 +181,16 @@ class OSSandbox(AuditedSandbox):
         script: bool = False,
         timeout: float | str | None = "config",
     ) -> Any:
-        import cloudpickle
-
-        fn_bytes = _dumps_function(fn)
-        # Protocol 5: large buffers (numpy data) travel out of band, sent from their own memory.
-        buffers: list[pickle.PickleBuffer] = []
-        arg_bytes = (
-            cloudpickle.dumps((args, kwargs), protocol=5, buffer_callback=buffers.append) if (args or kwargs) else b""
-        )
-        msg: dict[str, Any] = {"type": "call", "fn": fn_bytes, "args": arg_bytes}
-        if buffers:
-            msg["buffers"] = [b.raw() for b in buffers]
-        if script:
-            msg["script"] = True
+        msg, fn_bytes, arg_bytes = call_message(fn, args, kwargs, script=script)
         limit = self.config.execution_timeout if timeout == "config" else timeout
         provenance = ""
         before = self._writes.snapshot() if self._writes is not None else None
 
         def bookkeeping() -> None:  # runs while the worker works
             nonlocal provenance
-            provenance = _sha256(fn_bytes, arg_bytes, self._config_bytes)
-            self._flush_audit()
+            provenance = sha256_parts(fn_bytes, arg_bytes, self._config_bytes)
+            if self._audit is not None:
+                self._audit.sync()  # the last call's record durable before this one returns
 
         outcome = self._session.request(
             msg,
@@ -345,7 +276,7 @@ class OSSandbox(AuditedSandbox):
             "allow_stdin": on_input is not None if allow_stdin is None else allow_stdin,
         }
         limit = self.config.execution_timeout if timeout == "config" else timeout
-        provenance = _sha256(code.encode("utf-8", "surrogatepass"), b"", self._config_bytes)
+        provenance = sha256_parts(code.encode("utf-8", "surrogatepass"), b"", self._config_bytes)
         before = self._writes.snapshot() if self._writes is not None else None
         try:
             outcome = self._session.request(

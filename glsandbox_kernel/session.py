@@ -33,22 +33,21 @@ from typing import Any
 
 from .backends.base import ResourceSample, SandboxBackend, WorkerProcess
 from .backends.registry import default_backend, get_backend
-from .config import IsolationType, OSSandboxConfig, SandboxMode
+from .config import IsolationType, OSSandboxConfig
 from .exceptions import (
     BackendUnavailableError,
     FrameTooLarge,
     SandboxCrashedError,
     SandboxError,
-    SandboxEscapeError,
     SandboxSecurityError,
     SandboxTimeoutError,
-    SandboxViolationError,
 )
 from .metrics import Monitor, SandboxMetrics
-from .protocol import STOP_SIGNAL, FrameChannel, WorkerGone, frame_cap
+from .protocol import FrameChannel, WorkerGone, frame_cap
 from .results import CallOutcome, _fmt_bytes, crash_error, memory_overrun
 from .results import CellResult as CellResult  # re-exported: the public name lives here too
 from .results import exception_from_reply as exception_from_reply
+from .session_violations import ViolationAttribution
 
 log = logging.getLogger("glsandbox.session")
 
@@ -58,7 +57,7 @@ OutputCallback = Callable[[dict[str, Any]], None]
 InputCallback = Callable[[str, bool], str]
 
 
-class Session:
+class Session(ViolationAttribution):
     """One persistent worker behind a backend. Thread-safe for one request at a time.
 
     ``interrupt()`` may be called from another thread while a request runs.
@@ -70,6 +69,7 @@ class Session:
         self.backend_cls, self.fallback_reason = self._choose_backend(config)
         self.backend: SandboxBackend = self.backend_cls(config)
         self.isolation_type: IsolationType = self.backend_cls.isolation_type
+        self._isolation_label = self.isolation_type.value
         self.worker: WorkerProcess | None = None
         self.chan: FrameChannel | None = None
         self.worker_report: dict[str, Any] = {}
@@ -97,6 +97,7 @@ class Session:
         self._last_sample: Any = None
         self.pending_controls: dict[str, Any] | None = None
         self._last_sample_gen = -1
+        self._cap_sent = -1  # the generation whose worker was told the reply cap
         self.closed = False
 
     # -- backend selection ---------------------------------------------------
@@ -251,55 +252,6 @@ class Session:
         self._interrupt_at = time.monotonic()
         worker.send_signal(signal.SIGINT)
 
-    # -- violations -------------------------------------------------------------
-    def _on_violation(self, record: dict[str, Any]) -> None:
-        """Supervisor/proxy thread (or host code): one violation, attributed and recorded now.
-
-        It belongs to the running call when there is one (``call_id``), else
-        to the session alone: the next call does not carry it.
-        """
-        rec = dict(record)
-        with self._violations_lock:
-            call = self._running_call
-            rec["session_id"] = self.session_id
-            rec["call_id"] = call
-            if call is not None:
-                self._violations.append(rec)
-        if call is not None and rec.get("trusted") and self.config.sandbox_mode is not SandboxMode.PERMISSIVE:
-            self._stop_running_call()
-        recorder = self.violation_recorder
-        if recorder is not None:
-            try:
-                recorder(rec)
-            except Exception:  # the banner and the call still get it
-                log.exception("could not record a violation in the audit log")
-        for listener in list(self.violation_listeners):
-            try:
-                listener(dict(rec))
-            except Exception:  # a broken banner must not lose the violation
-                log.warning("violation listener failed", exc_info=True)
-
-    def _stop_running_call(self) -> None:
-        """Enforcing mode: make the sandboxed code raise SandboxStopped now (killed after the grace)."""
-        if self._stop_at is not None:
-            return
-        self._stop_at = time.monotonic()
-        worker = self.worker
-        if worker is not None:
-            try:
-                worker.send_signal(STOP_SIGNAL)
-            except OSError:
-                log.warning("could not signal the worker to stop", exc_info=True)
-
-    def note_violation(self, record: dict[str, Any]) -> None:
-        """A violation the host itself detected (a tampered reply, a forged comm frame)."""
-        self._on_violation({"time": time.time(), "trusted": True, "source": "host", **record})
-
-    def _take_violations(self) -> list[dict[str, Any]]:
-        with self._violations_lock:
-            out, self._violations = self._violations, []
-        return out
-
     # -- one request --------------------------------------------------------------
     def request(
         self,
@@ -329,7 +281,9 @@ class Session:
             msg["id"] = self._req_id
             # The worker refuses to send a reply over the host's cap itself (a clean MemoryError reply,
             # its state kept) instead of sending a frame the host must refuse; the host still enforces it.
-            msg["max_reply"] = chan.max_frame
+            # Sent until a request of this worker carried it (the worker keeps it): fewer objects per frame.
+            if self._cap_sent != self.generation:
+                msg["max_reply"] = chan.max_frame
             self._interrupt_at = None
             self._stop_at = None
             enforced: str | None = None
@@ -355,6 +309,7 @@ class Session:
                 self._running_call = call_id
             try:
                 chan.send(msg)
+                self._cap_sent = self.generation
                 # From here until the reply the worker runs: do the bookkeeping now.
                 if measure:
                     self.monitor.begin(worker, monitor_context)
@@ -384,6 +339,7 @@ class Session:
                     f"{self.config.interrupt_grace_seconds:g} s, so the worker was killed; its state is lost"
                 )
             except FrameTooLarge as exc:  # refused before sending, or the worker skipped it: all in step
+                self._cap_sent = -1  # a skipped request told the worker nothing: tell it again
                 error = exc
             except SandboxSecurityError as exc:
                 self.kill_worker()
@@ -403,7 +359,7 @@ class Session:
             self._stop_at = None
             elapsed = time.perf_counter() - t0
             metrics = SandboxMetrics(
-                isolation_type=self.isolation_type.value,
+                isolation_type=self._isolation_label,
                 fallback=self.fallback_reason,
                 setup_time=setup_time,
                 state_lost=state_lost
@@ -414,9 +370,9 @@ class Session:
             )
             if measure:
                 self.monitor.end()
-                self._fill_metrics(metrics, worker, before)
+                after = self._fill_metrics(metrics, worker, before)
                 if error is None:
-                    error = self._memory_overrun(metrics, worker)
+                    error = self._memory_overrun(metrics, worker, after)
             violations = self._take_violations() if self._violations else []
             if violations:
                 from .supervisor import violation_count
@@ -477,7 +433,8 @@ class Session:
                 if answer is not None:
                     chan.send(answer)
 
-    def _fill_metrics(self, metrics: SandboxMetrics, worker: WorkerProcess, before: Any) -> None:
+    def _fill_metrics(self, metrics: SandboxMetrics, worker: WorkerProcess, before: Any) -> ResourceSample | None:
+        """The call's figures: closing reading less opening one (which was the last call's closing)."""
         after = worker.sample() if self.worker is worker else None
         self._last_sample, self._last_sample_gen = after, self.generation
         mon = self.monitor
@@ -493,11 +450,14 @@ class Session:
         peaks = [p for p in (after.memory_peak if after else None, mon.peak_memory) if p is not None]
         metrics.memory_peak_bytes = max(peaks) if peaks else None
         metrics.pids_peak = mon.peak_pids
+        return after
 
-    def _memory_overrun(self, metrics: SandboxMetrics, worker: WorkerProcess) -> SandboxError | None:
+    def _memory_overrun(
+        self, metrics: SandboxMetrics, worker: WorkerProcess, after: ResourceSample | None
+    ) -> SandboxError | None:
         """A call whose peak, measured outside, passed the limit fails and the worker (which may still
         hold the memory) is replaced; see :func:`.results.memory_overrun`."""
-        error = memory_overrun(metrics, worker, self.monitor)
+        error = memory_overrun(metrics, worker, self.monitor, after)
         if error is not None:
             self.kill_worker()
             metrics.state_lost = True
@@ -506,27 +466,6 @@ class Session:
     def _crash_error(self, worker: WorkerProcess, when: str) -> SandboxError:
         """How the worker ended, as the error the caller gets (see :func:`.results.crash_error`)."""
         return crash_error(worker, when, self.config, self.monitor)
-
-    # -- turning replies into values ------------------------------------------------
-    def raise_for_violations(self, violations: list[dict[str, Any]], enforced: str | None = None) -> None:
-        """In enforcing mode, fail the call when something forbidden was tried; say what was done."""
-        if not violations or self.config.sandbox_mode is SandboxMode.PERMISSIVE:
-            return
-        if enforced == "stopped":
-            done = "; the call was stopped at once (enforcing mode)"
-        elif enforced == "killed":
-            done = (
-                f"; the code kept running {self.config.interrupt_grace_seconds:g} s after it was told to stop, "
-                "so the worker and every process it started were killed and its state is lost (enforcing mode)"
-            )
-        else:
-            done = "; the call failed (enforcing mode)"
-        escapes = [v for v in violations if v.get("escape")]
-        if escapes and self.config.detect_escape_attempts:
-            what = ", ".join(sorted({str(v.get("detail") or v.get("syscall")) for v in escapes}))
-            raise SandboxEscapeError(f"sandbox escape attempt blocked: {what}{done}", violations=violations)
-        what = ", ".join(sorted({str(v.get("detail") or v.get("syscall")) for v in violations}))
-        raise SandboxViolationError(f"sandbox policy violation blocked: {what}{done}", violations=violations)
 
 
 class _Timeout(Exception):

@@ -95,7 +95,86 @@ def canonical_json(obj: Any) -> bytes:
     dataclasses dicts; any other non-JSON type raises ``TypeError``, NaN and
     infinities ``ValueError``.
     """
-    return jcs_dumps(obj, _strict_default)
+    fast = fast_canonical_json(obj)
+    return fast if fast is not None else jcs_dumps(obj, _strict_default)
+
+
+_SAFE_INT = 2**53
+_C_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def fast_canonical_json(obj: Any) -> bytes | None:
+    """The JCS bytes of ``obj`` at C speed, or None where the shortcut does not hold (host side).
+
+    Python's C ``json`` encoder writes the same bytes as RFC 8785 when every
+    key is ASCII (code-point order is then UTF-16 order), every int is within
+    2**53, every float is integral below 2**53 (written as the int) or in
+    1e-4 <= |x| < 1e16 (where ``repr`` and ECMAScript agree), and every value
+    is plain JSON data. One walk checks that and converts the integral floats;
+    anything else (and text that is not valid UTF-8) gives None, and the
+    caller falls back to :func:`.canonical.jcs_dumps`. Lone surrogates give
+    None here too: the slow path decides what to do with them.
+    """
+    try:
+        plain = _jcs_plain(obj, 0)
+    except _NotFast:
+        return None
+    try:
+        return _C_ENCODER.encode(plain).encode("utf-8")
+    except (ValueError, UnicodeError, RecursionError):
+        return None
+
+
+class _NotFast(Exception):
+    pass
+
+
+def _jcs_float(obj: float) -> float | int:
+    a = abs(obj)
+    if not (1e-4 <= a < 1e16 or a == 0.0):  # NaN and infinities fail both
+        raise _NotFast
+    if not obj.is_integer():
+        return obj
+    if a < _SAFE_INT:
+        return int(obj)
+    raise _NotFast
+
+
+def _jcs_plain(obj: Any, depth: int) -> Any:
+    """``obj`` with integral floats as ints, checked for the fast path (scalars inline: no call each)."""
+    kind = type(obj)
+    if kind is dict:
+        if depth > 64:
+            raise _NotFast
+        out = {}
+        for k, v in obj.items():
+            if type(k) is not str or not k.isascii():
+                raise _NotFast
+            t = type(v)
+            if t is str or v is None or t is bool:
+                out[k] = v
+            elif t is int:
+                if not -_SAFE_INT <= v <= _SAFE_INT:
+                    raise _NotFast
+                out[k] = v
+            elif t is float:
+                out[k] = _jcs_float(v)
+            else:
+                out[k] = _jcs_plain(v, depth + 1)
+        return out
+    if kind is list:
+        if depth > 64:
+            raise _NotFast
+        return [_jcs_plain(v, depth + 1) for v in obj]
+    if kind is str or obj is None or kind is bool:
+        return obj
+    if kind is int:
+        if -_SAFE_INT <= obj <= _SAFE_INT:
+            return obj
+        raise _NotFast
+    if kind is float:
+        return _jcs_float(obj)
+    raise _NotFast
 
 
 def legacy_canonical_json(obj: Any) -> bytes:

@@ -20,7 +20,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
@@ -33,6 +33,8 @@ _TAIL_CHUNK = 64 * 1024
 
 #: ``seal(next_seq, prev_hash) -> (record, line)``; see :meth:`JsonlFileSink.append_chained`.
 SealFunction = Callable[[int, str], tuple[dict[str, Any], bytes]]
+#: ``seal(body, next_seq, prev_hash) -> (record, line)``; see :meth:`JsonlFileSink.append_batch`.
+BatchSeal = Callable[[Any, int, str], tuple[dict[str, Any], bytes]]
 
 
 @runtime_checkable
@@ -46,7 +48,20 @@ class AuditSink(Protocol):
         """Release resources. Called by ``AuditLog.close``; must be idempotent."""
 
 
-class JsonlFileSink:
+class ClosesOnExit:
+    """``with x:`` closes ``x`` at the end (the file sink, the audit log)."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class JsonlFileSink(ClosesOnExit):
     """Append-only JSON Lines file, fsync'd per record (host side).
 
     The file (and its parent directory, if missing) is created with mode
@@ -85,19 +100,36 @@ class JsonlFileSink:
             return next_seq, prev_hash
 
     def append_chained(self, seal: SealFunction) -> tuple[dict[str, Any], bytes]:
-        """Read the tail, seal the next record and append it, all under the lock.
+        """Read the tail, seal the next record and append it (fsync'd), all under the lock."""
+        return self.append_batch([None], lambda _body, seq, prev: seal(seq, prev), sync=True)[0]
 
-        Called by ``AuditLog.emit``. ``seal(next_seq, prev_hash)`` returns the
-        sealed record and its encoded line (ending in ``\\n``); the tail is
+    def append_batch(self, bodies: list[Any], seal: BatchSeal, *, sync: bool) -> list[tuple[dict[str, Any], bytes]]:
+        """Seal ``bodies`` in order onto the file's chain and append them in one write, under the lock.
+
+        Called by ``AuditLog`` (group commit). ``seal(body, seq, prev_hash)``
+        returns the sealed record and its line (ending in ``\\n``); the tail is
         re-read only when the file size differs from what this sink last saw,
-        i.e. when another writer appended in between.
+        i.e. when another writer appended in between. ``sync``: fsync now;
+        otherwise the records are written (a SIGKILL of this process loses
+        nothing) and :meth:`sync` makes them durable later.
         """
         with self._locked():
             next_seq, prev_hash, needs_newline = self._current_tail()
-            record, line = seal(next_seq, prev_hash)
-            self._append(b"\n" + line if needs_newline else line)
-            self._tail = (int(record["seq"]) + 1, str(record["record_hash"]))
-            return record, line
+            sealed = []
+            for body in bodies:
+                record, line = seal(body, next_seq, prev_hash)
+                next_seq, prev_hash = int(record["seq"]) + 1, str(record["record_hash"])
+                sealed.append((record, line))
+            data = b"".join(line for _, line in sealed)
+            self._append(b"\n" + data if needs_newline else data, sync=sync)
+            self._tail = (next_seq, prev_hash)
+            return sealed
+
+    def sync(self) -> None:
+        """fsync what was appended without it (group commit: one fsync for the batch)."""
+        with self._mutex:
+            if self._fd >= 0:
+                os.fsync(self._fd)
 
     # -- AuditSink -----------------------------------------------------------
 
@@ -109,6 +141,7 @@ class JsonlFileSink:
             in_sync = before == self._known_size
             if not in_sync and before and os.pread(self._fd, 1, before - 1) != b"\n":
                 line = b"\n" + line  # terminate a line left unfinished by a crash
+            self._known_size = before
             self._append(line)
             seq, record_hash = record.get("seq"), record.get("record_hash")
             if in_sync and isinstance(seq, int) and isinstance(record_hash, str):
@@ -124,17 +157,6 @@ class JsonlFileSink:
                 os.close(self._fd)
                 self._fd = -1
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         return f"JsonlFileSink({str(self.path)!r})"
 
@@ -145,13 +167,16 @@ class JsonlFileSink:
             raise ValueError(f"audit sink for {self.path} is closed")
         return _FileLock(self._fd, self._mutex)
 
-    def _append(self, data: bytes) -> None:
+    def _append(self, data: bytes, *, sync: bool = True) -> None:
         view = memoryview(data)
+        size = self._known_size
         while view:
             written = os.write(self._fd, view)
             view = view[written:]
-        os.fsync(self._fd)
-        self._known_size = os.fstat(self._fd).st_size
+        if sync:
+            os.fsync(self._fd)
+        # O_APPEND under the flock: the file grew by exactly our bytes when we knew its size
+        self._known_size = size + len(data) if size is not None else os.fstat(self._fd).st_size
         self._unterminated = False
 
     def _current_tail(self) -> tuple[int, str, bool]:
@@ -292,15 +317,64 @@ class LoggingSink:
 
 
 class MemorySink:
-    """Keeps copies of the records in ``records`` (host side; tests, notebooks)."""
+    """Keeps copies of the records in ``records`` (host side; tests, notebooks).
+
+    Given the sealed line (:func:`write_all`), it keeps the bytes and decodes
+    them when ``records`` is read: no copy on the caller's path.
+    """
 
     def __init__(self) -> None:
-        self.records: list[dict[str, Any]] = []
+        self._records: list[dict[str, Any]] = []
+        self._lines: list[bytes] = []
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        """Independent copies of every record written, oldest first."""
+        if self._lines:
+            lines, self._lines = self._lines, []
+            self._records.extend(json.loads(line) for line in lines)
+        return self._records
 
     def write(self, record: dict[str, Any]) -> None:
         """Append an independent copy of ``record``."""
-        copy: dict[str, Any] = json.loads(canonical_json(record))
-        self.records.append(copy)
+        self.write_line(record, canonical_json(record))
+
+    def write_line(self, record: dict[str, Any], line: bytes) -> None:
+        """Keep ``line``, the sealed encoding of ``record`` (decoded when read)."""
+        self._lines.append(line)
 
     def close(self) -> None:
         """Nothing to release; the records stay readable."""
+
+
+def write_all(sinks: Sequence[AuditSink], record: dict[str, Any], line: bytes | None = None) -> None:
+    """Write ``record`` to every sink (``write_line`` where a sink has it and the line is known).
+
+    A failing sink is logged; the others are still written, then the first error is raised.
+    """
+    first_error: BaseException | None = None
+    for sink in sinks:
+        try:
+            write_line = getattr(sink, "write_line", None) if line is not None else None
+            if write_line is not None:
+                write_line(record, line)
+            else:
+                sink.write(record)
+        except Exception as exc:
+            logger.exception("audit sink %r failed to write seq %s", sink, record.get("seq"))
+            first_error = first_error or exc
+    if first_error is not None:
+        raise first_error
+
+
+def close_all(sinks: Sequence[AuditSink]) -> None:
+    """Close every sink; a failing one is logged, the first error raised after the rest closed."""
+    first_error: BaseException | None = None
+    for sink in sinks:
+        try:
+            sink.close()
+        except Exception as exc:
+            logger.exception("audit sink %r failed to close", sink)
+            first_error = first_error or exc
+    if first_error is not None:
+        raise first_error

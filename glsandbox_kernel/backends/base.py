@@ -19,6 +19,7 @@ import os
 import socket
 from typing import Any, ClassVar
 
+from .. import procfs
 from ..config import IsolationType, OSSandboxConfig
 from ..exceptions import ConfinementError, SandboxCrashedError
 from ..protocol import FrameChannel
@@ -40,7 +41,24 @@ class ResourceSample:
     network_bytes_sent: int | None = None
     network_bytes_received: int | None = None
     oom_killed: bool | None = None
+    #: file-backed resident bytes now (page cache mapped by the worker; /proc readings only)
+    memory_file: int | None = None
     source: str = "none"
+
+
+def proc_sample(reader: procfs.ProcessReader | None) -> ResourceSample:
+    """HOST side: one process's figures from its kept-open /proc fds (``source="procfs"``)."""
+    reading = reader.reading() if reader is not None else None
+    if reading is None:
+        return ResourceSample(source="procfs")
+    st = reading.stat
+    return ResourceSample(
+        cpu_time=st.cpu_seconds,
+        memory_current=st.rss_bytes,
+        memory_peak=reading.hwm,
+        memory_file=reading.rss_file,
+        source="procfs",
+    )
 
 
 @dataclasses.dataclass

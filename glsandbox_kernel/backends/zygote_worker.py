@@ -24,7 +24,7 @@ from .. import procfs
 from ..exceptions import SandboxError
 from ..procfs import descendants, start_time
 from ..zygote import ZygoteClient
-from .base import ExitInfo, ResourceSample, WorkerProcess
+from .base import ExitInfo, ResourceSample, WorkerProcess, proc_sample
 from .reaper import reaper
 from .violations import ViolationRelay
 
@@ -188,14 +188,14 @@ class ZygoteWorker(WorkerProcess, ViolationRelay):
 
     def sample(self) -> ResourceSample:
         """Worker-process figures from /proc (cheap: kept-open fds, used per call)."""
-        reading = self._proc.read() if self._proc is not None else None
-        if reading is None:
-            return ResourceSample(source="procfs")
-        st, peak = reading
-        return ResourceSample(cpu_time=st.cpu_seconds, memory_current=st.rss_bytes, memory_peak=peak, source="procfs")
+        return proc_sample(self._proc)
 
     def reset_peak(self) -> None:
-        procfs.clear_refs(self.pid)
+        """A new peak window: one write on the kept-open ``clear_refs`` (none when nothing to reset)."""
+        if self._proc is not None:
+            self._proc.reset_peak()
+        else:
+            procfs.clear_refs(self.pid)
 
 
 class NamespaceWorker(ZygoteWorker):
@@ -345,11 +345,7 @@ class NamespaceWorker(ZygoteWorker):
         if reading is not None:
             s = ResourceSample(**reading)
         else:
-            cpu, rss, seen = 0.0, 0, 0
-            for pid in self.worker_tree():
-                st = procfs.cpu_rss(pid)
-                if st is not None:
-                    cpu, rss, seen = cpu + st[0], rss + st[1], seen + 1
+            cpu, rss, seen = procfs.tree_cpu_rss(self.worker_tree())
             base = super().sample()
             s = ResourceSample(
                 cpu_time=cpu if seen else None,

@@ -645,3 +645,33 @@ def test_code_importable_from_a_project_under_tmp(tmp_path: object, monkeypatch:
     with OSSandbox(OSSandboxConfig(filesystem=FilesystemConfig(project_dir=project))) as box:
         value, writable = box.execute(use)
     assert value == 2.68 and not writable
+
+
+def _tree_call() -> int:
+    """A call that runs a child for two seconds: long enough for the monitor to sample it."""
+    proc = subprocess.Popen(["sleep", "2"])
+    return proc.wait()
+
+
+def test_sessions_share_one_host_loop_thread_that_still_monitors_each_call() -> None:
+    boxes = [OSSandbox(basic()) for _ in range(6)]
+    try:
+        for box in boxes:
+            assert box.execute(abs, -1) == 1
+        names = [t.name for t in threading.enumerate()]
+        # No monitor or audit committer thread per session: the process's one host loop runs them.
+        assert not [n for n in names if n.startswith(("glsandbox-monitor", "glsandbox-audit"))], names
+        assert names.count("glsandbox-hostloop") == 1, names
+        results: list[int] = []
+        threads = [threading.Thread(target=lambda b=b: results.append(b.execute(_tree_call))) for b in boxes[:3]]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert results == [0, 0, 0]
+        # Each of the three concurrent calls was sampled from outside (worker + its child): none was starved.
+        for box in boxes[:3]:
+            assert box.metrics.pids_peak is not None and box.metrics.pids_peak >= 2, box.metrics
+    finally:
+        for box in boxes:
+            box.close()
