@@ -225,7 +225,7 @@ def template_main(ctl_fd: int) -> None:
     import cloudpickle  # noqa: F401
 
     from . import confinement  # noqa: F401
-    from .confinement import ChildPlan, namespaces, sections
+    from .confinement import ChildPlan, idmaps, sections
     from .worker import loop, netpolicy  # noqa: F401
 
     sections.precompile(ChildPlan)  # every child checks its plan with these, compiled once here
@@ -251,7 +251,7 @@ def template_main(ctl_fd: int) -> None:
             continue
         for up_r in [fd for fd in ready if fd in maps]:
             pid, plan, down_w = maps.pop(up_r)
-            namespaces.write_maps_from_template(pid, plan, up_r, down_w)
+            idmaps.write_maps_from_template(pid, plan, up_r, down_w)
         if wake_r in ready:
             try:
                 os.read(wake_r, 4096)
@@ -337,15 +337,15 @@ def _spawn(
     """TEMPLATE: fork one child for ``plan``; returns its pid.
 
     A plan with a user namespace gets its id maps from this template (see
-    :func:`~.confinement.namespaces.maps_by_template`): the child unshares
+    :func:`~.confinement.idmaps.maps_by_template`): the child unshares
     itself and the template's loop answers on the pipes kept in ``maps``,
     so no extra process is forked only to write them.
     """
-    from .confinement import namespaces
+    from .confinement import idmaps
 
     template = os.getpid()
     pipes = None
-    if namespaces.wants_template_maps(plan):
+    if idmaps.wants_template_maps(plan):
         up_r, up_w = os.pipe()
         down_r, down_w = os.pipe()
         pipes = (up_r, up_w, down_r, down_w)
@@ -365,7 +365,7 @@ def _spawn(
         if pipes is not None:
             os.close(pipes[0])
             os.close(pipes[3])
-            namespaces.maps_by_template(pipes[1], pipes[2])
+            idmaps.maps_by_template(pipes[1], pipes[2])
         _child_main(plan, sock_fd, template)
     except BaseException as exc:  # noqa: BLE001 - report and die, never return to the template loop
         try:

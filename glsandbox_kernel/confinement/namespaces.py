@@ -13,7 +13,7 @@ monitor and pid-1 processes::
              └─ P3  pid 2: the worker; the only process that returns
 
 Forked from the zygote, there is no P0: the template itself plays its part
-(:func:`maps_by_template`, :func:`write_maps_from_template`), so the
+(:func:`.idmaps.maps_by_template`, :func:`.idmaps.write_maps_from_template`), so the
 template's direct child is P1, and P1 reads the worker's status from the
 init. The chain above is what :func:`apply_child_plan` builds when it is
 called anywhere else (the tests fork it straight from pytest).
@@ -51,6 +51,9 @@ from typing import Literal, NoReturn
 
 from ..linux import CLONE_NEWUSER, CLONE_NS_FLAGS, PR_SET_DUMPABLE, PR_SET_PDEATHSIG, libc, prctl
 from ._common import ChildState, ConfinementError, PlanContext, close_fds_except
+from . import idmaps
+from .idmaps import MAP_FILES as _MAP_FILES
+from .idmaps import write_proc as _write_proc
 from .profile import SANDBOX_GID, SANDBOX_UID, UNPRIVILEGED_HOST_ID
 
 FLAGS = CLONE_NS_FLAGS
@@ -166,72 +169,6 @@ _saved_mask: set[int | signal.Signals] = set()
 _p0_pid = 0
 _status_w = -1
 _status_r = -1
-#: Set in a zygote child whose id maps the TEMPLATE writes (:func:`maps_by_template`):
-#: ``(up_w, down_r)``. Then no P0 is forked: this process unshares itself and is P1.
-_template_pipes: tuple[int, int] | None = None
-
-
-def wants_template_maps(wire: object) -> bool:
-    """TEMPLATE side: does this plan's namespaces section (plain data) need id maps written?"""
-    ns = wire.get("namespaces") if isinstance(wire, dict) else None
-    return (
-        isinstance(ns, dict)
-        and bool(ns.get("enabled"))
-        and "user" in (ns.get("kinds") or ())
-        and bool(ns.get("uid_map"))
-    )
-
-
-def maps_by_template(up_w: int, down_r: int) -> None:
-    """FORKED CHILD of the zygote, before the plan: the template writes our id maps.
-
-    :func:`unshare_child` then unshares in this very process (it becomes P1,
-    the template's direct child) and waits on ``down_r`` for the template's
-    answer instead of forking a P0 to write them: one process fewer per sandbox.
-    """
-    global _template_pipes
-    _template_pipes = (up_w, down_r)
-
-
-def write_maps_from_template(pid: int, wire: dict[str, object], up_r: int, down_w: int) -> None:
-    """TEMPLATE side (trusted, unconfined): the child ``pid`` said it unshared; write its id maps.
-
-    Reads the child's 5-byte note on ``up_r`` (b"U" unshared, b"E" + errno
-    failed, EOF: it died), writes setgroups, uid_map and gid_map from the
-    plan's namespaces section, and answers b"M", or b"E" + errno + a code
-    naming the file that failed. Closes both fds.
-    """
-    try:
-        msg = os.read(up_r, 5)
-        if msg[:1] != b"U":
-            return
-        ns = wire["namespaces"]
-        assert isinstance(ns, dict)
-        answer = b"M"
-        for code, (name, text) in enumerate(
-            (
-                ("setgroups", ns.get("setgroups") or "deny"),
-                ("uid_map", ns["uid_map"]),
-                ("gid_map", ns.get("gid_map") or ""),
-            )
-        ):
-            try:
-                _write_proc(pid, name, str(text))
-            except OSError as exc:
-                answer = b"E" + struct.pack("ii", exc.errno or 0, code)
-                break
-        with contextlib.suppress(OSError):
-            os.write(down_w, answer)
-    except OSError:
-        pass
-    finally:
-        os.close(up_r)
-        os.close(down_w)
-
-
-_MAP_FILES = ("setgroups", "uid_map", "gid_map")
-
-
 def unshare_child(section: NamespacesSection | None, state: ChildState) -> None:
     """CHILD side, first half: fork P1 and unshare; returns only in P1.
 
@@ -243,13 +180,13 @@ def unshare_child(section: NamespacesSection | None, state: ChildState) -> None:
     """
     if not section or not section.enabled:
         return
-    global _saved_mask, _p0_pid, _status_w, _status_r, _template_pipes
+    global _saved_mask, _p0_pid, _status_w, _status_r
     flags = 0
     for kind in section.kinds:
         flags |= FLAGS[kind]
-    if _template_pipes is not None and section.uid_map is not None:
-        up_w, down_r = _template_pipes
-        _template_pipes = None
+    if idmaps.template_pipes is not None and section.uid_map is not None:
+        up_w, down_r = idmaps.template_pipes
+        idmaps.template_pipes = None
         _saved_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _FORWARDED_SIGNALS)
         try:
             _status_r, _status_w = os.pipe()  # the init (P2) -> this P1: the worker's wait status
@@ -350,23 +287,6 @@ def _unshare_failed(section: NamespacesSection, err: int | None) -> ConfinementE
         "unprivileged user namespaces may be disabled (user.max_user_namespaces, "
         "kernel.unprivileged_userns_clone, AppArmor userns restriction)",
     )
-
-
-def _write_proc(pid: int, name: str, text: str) -> None:
-    """CHILD side (P0): one ``write`` of ``text`` to /proc/<pid>/<name>."""
-    path = f"/proc/{pid}/{name}"
-    try:
-        fd = os.open(path, os.O_WRONLY)
-    except OSError as exc:
-        exc.filename = name
-        raise
-    try:
-        os.write(fd, text.encode())
-    except OSError as exc:
-        exc.filename = name
-        raise
-    finally:
-        os.close(fd)
 
 
 def _p1_unshare_child(flags: int, p0: int, up_w: int, down_r: int) -> None:
