@@ -827,6 +827,30 @@ def test_pool_size_follows_the_rate_of_takes_bounded() -> None:
     assert docker_pool.adaptive_size() == 0  # pooling off means off, whatever the rate
 
 
+def test_a_burst_is_not_slowed_by_its_own_refill(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above low water a take's refill waits for a pause in the takes; at low water it starts at once."""
+    monkeypatch.setattr(docker_pool, "QUIET", 3600.0)  # no pause comes during this test
+    docker_pool.set_pool_size(4)
+    made: list[_FakeWorker] = []
+
+    def launcher() -> Any:
+        made.append(_FakeWorker())
+        return made[-1]
+
+    pool = docker_pool.get_pool("key-burst", launcher)
+    assert pool.wait_ready(4, timeout=5) and pool.settle(5) and len(made) == 4  # the first fill has ended
+    for _ in range(4 - docker_pool.LOW_WATER - 1):  # as ContainerBackend.start does
+        docker_pool.note_take()
+        assert pool.take() is not None
+        docker_pool.refill_after_take(pool)
+    assert pool.settle(5) and len(made) == 4 and len(pool) == docker_pool.LOW_WATER + 1  # deferred
+    docker_pool.note_take()
+    assert pool.take() is not None
+    docker_pool.refill_after_take(pool)  # low water: now (its fillers are running when it returns)
+    assert pool.settle(5) and len(made) > 4 and len(pool) >= 4  # to the size the burst taught it
+    docker_pool.drain_all()
+
+
 def test_pool_bookkeeping_take_once_and_evict_least_recent() -> None:
     docker_pool.set_pool_size(1)
     made: list[_FakeWorker] = []

@@ -133,7 +133,7 @@ class ContainerBackend(SandboxBackend):
         else:
             worker.pooled = True
             worker.session_id = session_id
-        pool.refill()
+        docker_pool.refill_after_take(pool)
         return worker
 
     def on_hello(self, worker: WorkerProcess, hello: dict[str, Any], fds: list[int]) -> None:
