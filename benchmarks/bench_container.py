@@ -14,7 +14,10 @@
    pass`` (target <= 0.8), and the warm-session round trip against BASIC;
    skipped, with the reason, when runsc is not registered (scripts/dockerd-up
    registers it). The runsc platform in use is printed (systrap where this
-   runsc has it, else ptrace; see scripts/dockerd-up).
+   runsc has it, else ptrace; see scripts/dockerd-up), and every platform
+   this runsc offers is timed side by side with ptrace (``runsc do python3
+   -c pass``, as root, no Docker); one that starts no sandbox within 10 s
+   (kvm without usable hardware virtualisation) is reported, not timed.
 
 Rounds alternate between the two sides so machine noise hits both alike; the
 figure is the median over rounds. Prints a table and, with ``--json``, JSON.
@@ -26,8 +29,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -104,7 +110,7 @@ def bench_cold(rounds: int, config: OSSandboxConfig = CONTAINER, runtime: str | 
 def bench_pool(rounds: int) -> dict[str, Any]:
     docker_pool.set_pool_size(2)
     backend = ContainerBackend(CONTAINER)
-    pool = docker_pool.get_pool(backend.pool_key(), lambda: backend._launch("pool"))
+    pool = docker_pool.get_pool(backend.pool_key(), backend._launch_pooled)
     ours, theirs = [], []
     for _ in range(rounds):
         pool.wait_ready(2, timeout=120)
@@ -140,7 +146,7 @@ def bench_pool_back_to_back(rounds: int, per_round: int) -> dict[str, Any]:
     """
     docker_pool.set_pool_size(2)
     backend = ContainerBackend(CONTAINER)
-    pool = docker_pool.get_pool(backend.pool_key(), lambda: backend._launch("pool"))
+    pool = docker_pool.get_pool(backend.pool_key(), backend._launch_pooled)
     ours, theirs = [], []
     for _ in range(rounds):
         pool.wait_ready(docker_pool.adaptive_size(), timeout=120)
@@ -180,6 +186,68 @@ def bench_round_trip(n: int, rounds: int, config: OSSandboxConfig = CONTAINER) -
     )
 
 
+def runsc_platforms() -> list[str]:
+    """The platforms this runsc binary offers, from its ``-platform`` flag's help ("ptrace (default), kvm")."""
+    try:
+        out = subprocess.run(["runsc", "flags"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    text = out.stdout + out.stderr
+    match = re.search(r"-platform string\s+specifies which platform to use: ([^.\n]*)", text)
+    return re.findall(r"([a-z][a-z0-9_]*)", re.sub(r"\(default\)", "", match.group(1))) if match else []
+
+
+def runsc_do(platform: str, timeout: float) -> float | None:
+    """Seconds for ``runsc --platform=P --network=none do python3 -c pass`` (no Docker); None if it failed."""
+    argv = ["runsc", f"--platform={platform}", "--network=none", "do", sys.executable, "-S", "-c", "pass"]
+    try:
+        t0 = time.perf_counter()
+        subprocess.run(argv, check=True, timeout=timeout, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return time.perf_counter() - t0
+    except (OSError, subprocess.CalledProcessError, subprocess.TimeoutExpired):
+        return None
+
+
+def bench_runsc_platforms(rounds: int, probe_timeout: float = 10.0) -> list[dict[str, Any]]:
+    """Every platform this runsc has, side by side (``runsc do``, as root), against ptrace.
+
+    gVisor's fastest platform where it works: systrap (newer runsc), kvm
+    (hardware virtualisation), ptrace (everywhere). A platform that does not
+    finish one start within ``probe_timeout`` is reported and skipped.
+    """
+    platforms = runsc_platforms()
+    print(f"runsc platforms: {', '.join(platforms) or 'unknown'}; registered with Docker: {runsc_platform()}")
+    if "systrap" not in platforms:
+        print("  systrap: not in this runsc (added to gVisor in 2023); not measured")
+    if os.geteuid() != 0 or "ptrace" not in platforms:
+        print("  platform rows skipped: `runsc do` needs root and the ptrace platform")
+        return []
+    usable = []
+    for platform in platforms:
+        if runsc_do(platform, probe_timeout) is None:
+            print(f"  {platform}: no sandbox started within {probe_timeout:g} s; not usable here")
+        else:
+            usable.append(platform)
+    times: dict[str, list[float]] = {p: [] for p in usable}
+    for _ in range(rounds):
+        for platform in usable:
+            t = runsc_do(platform, 60.0)
+            if t is not None:
+                times[platform].append(t)
+    base = statistics.median(times["ptrace"]) if times.get("ptrace") else None
+    if base is not None:
+        print(f"  ptrace: runsc do python3 -c pass {base * 1e3:.0f} ms")
+    if len(times) < 2:
+        print("  only ptrace starts a sandbox here: no other platform to compare")
+    rows = []
+    for platform, ts in times.items():
+        if platform != "ptrace" and ts and base:
+            rows.append(
+                row(f"runsc do python3 -c pass: platform {platform} vs ptrace", statistics.median(ts), base, None)
+            )
+    return rows
+
+
 def bench_gvisor(rounds: int, n: int) -> list[dict[str, Any]]:
     """The GVISOR rows (cold start and round trip); none, with the reason, without runsc."""
     ok, reason = GVisorBackend.available()
@@ -187,7 +255,11 @@ def bench_gvisor(rounds: int, n: int) -> list[dict[str, Any]]:
         print(f"gvisor rows skipped: {reason}")
         return []
     print(f"gvisor platform: {runsc_platform()}")
-    return [*bench_cold(rounds, GVISOR, RUNSC), bench_round_trip(n, max(3, rounds // 3), GVISOR)]
+    return [
+        *bench_cold(rounds, GVISOR, RUNSC),
+        bench_round_trip(n, max(3, rounds // 3), GVISOR),
+        *bench_runsc_platforms(max(3, rounds // 3)),
+    ]
 
 
 def print_table(results: list[dict[str, Any]]) -> None:
@@ -214,7 +286,10 @@ def main() -> None:
     if not ok:
         raise SystemExit(f"container backend unavailable: {reason}")
     rounds, n = (5, 100) if args.quick else (15, 300)
-    results = [*bench_cold(rounds), bench_pool(rounds), bench_pool_back_to_back(max(3, rounds // 2), 6)]
+    refilled, back_to_back = bench_pool(rounds), bench_pool_back_to_back(max(3, rounds // 2), 6)
+    results = [*bench_cold(rounds), refilled, back_to_back]
+    # The pool keeps up when sessions follow each other: back to back within 2x of refilled.
+    results.append(row("  back to back vs refilled", back_to_back["ours_ms"] / 1e3, refilled["ours_ms"] / 1e3, 2.0))
     results.append(bench_round_trip(n, max(3, rounds // 3)))
     results += bench_gvisor(rounds, n)
     print_table(results)

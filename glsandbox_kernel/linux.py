@@ -13,7 +13,6 @@ the container backend's seccomp profile (through
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import platform
 
 #: This machine, as ``platform.machine()`` names it ("x86_64", "aarch64").
@@ -152,7 +151,14 @@ def libc() -> ctypes.CDLL:
     """The C library, loaded once with ``use_errno=True`` (both sides)."""
     global _libc
     if _libc is None:
-        lib = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        try:
+            # glibc's soname first: ctypes.util imports subprocess and more (~10 ms of
+            # a fresh container's start, where this runs before the worker connects).
+            lib = ctypes.CDLL("libc.so.6", use_errno=True)
+        except OSError:
+            from ctypes.util import find_library
+
+            lib = ctypes.CDLL(find_library("c") or None, use_errno=True)
         lib.syscall.restype = ctypes.c_long
         lib.prctl.restype = ctypes.c_int
         lib.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]

@@ -18,7 +18,9 @@ average) plus one, held for :data:`HOLD` seconds (a burst provisions the
 next one), never above :data:`MAX_ADAPTIVE`; the policy starts up to
 :data:`PARALLEL` containers at once. When the takes stop, the size falls
 back to the floor (idle extras wait for their session or the drain;
-nothing above the maximum is ever made).
+nothing above the maximum is ever made). A burst's refill waits for a pause
+in the takes while the pool still has containers to hand out
+(:data:`LOW_WATER`, :data:`QUIET`).
 Who calls: :class:`~.container.ContainerBackend` (and GVISOR through it);
 tests and benchmarks use :func:`drain_all`.
 """
@@ -51,6 +53,12 @@ MAX_ADAPTIVE = 8
 RATE_WINDOW = 2.0
 #: ...and the size it asked for is held this long (a burst provisions the next one).
 HOLD = 30.0
+#: A burst is not slowed by its own refill (on two cores the containers being
+#: started compete with the sessions taking): while a pool still holds more
+#: than LOW_WATER ready containers, its refill waits until no take came for
+#: QUIET seconds; at or below it, the refill starts at once.
+LOW_WATER = 1
+QUIET = 0.15
 
 
 class _AdaptiveGroup(PoolGroup["ContainerWorker"]):
@@ -63,6 +71,8 @@ class _AdaptiveGroup(PoolGroup["ContainerWorker"]):
         self._launch_s = 0.5  # moving average of one container's start (s)
         self._peak: tuple[float, int] = (0.0, 0)  # (when, size) of the largest recent want
         self._stats_lock = threading.Lock()
+        self._deferred: dict[str, WarmPool[ContainerWorker]] = {}
+        self._deferrer: threading.Thread | None = None
 
     def floor(self) -> int:
         """The configured size (override, env var, default): 0 turns pooling off."""
@@ -98,6 +108,36 @@ class _AdaptiveGroup(PoolGroup["ContainerWorker"]):
         with self._stats_lock:
             self._launch_s = 0.7 * self._launch_s + 0.3 * seconds
 
+    def refill_after_take(self, pool: WarmPool[ContainerWorker]) -> None:
+        """Refill now at low water, else once the takes pause (see :data:`QUIET`)."""
+        if len(pool) <= LOW_WATER:
+            pool.refill()
+            return
+        with self._stats_lock:
+            self._deferred[pool.key] = pool
+            if self._deferrer is not None:
+                return
+            self._deferrer = threading.Thread(target=self._refill_when_quiet, name="glsandbox-container-refill")
+            self._deferrer.daemon = True
+            self._deferrer.start()
+
+    def _refill_when_quiet(self) -> None:
+        while True:
+            with self._stats_lock:
+                last = self._takes[-1] if self._takes else 0.0
+                wait = last + QUIET - time.monotonic()
+                if wait <= 0:
+                    pools, self._deferred, self._deferrer = list(self._deferred.values()), {}, None
+                    break
+            time.sleep(min(wait, 0.05))  # QUIET is read afresh each time (tests change it)
+        for pool in pools:
+            pool.refill()
+
+    def forget_all(self) -> None:
+        super().forget_all()
+        self._stats_lock = threading.Lock()  # a parent's thread may have held it at the fork
+        self._deferred, self._deferrer = {}, None
+
 
 _GROUP = _AdaptiveGroup()
 
@@ -115,6 +155,11 @@ def adaptive_size() -> int:
 def note_take() -> None:
     """A session asked for a fresh container (the backend's start): feeds the rate."""
     _GROUP.note_take()
+
+
+def refill_after_take(pool: WarmPool[ContainerWorker]) -> None:
+    """After a take (the backend's start): refill at low water now, else when the takes pause."""
+    _GROUP.refill_after_take(pool)
 
 
 def set_pool_size(size: int | None) -> None:
@@ -171,5 +216,6 @@ __all__ = [
     "note_take",
     "pool_size",
     "pools",
+    "refill_after_take",
     "set_pool_size",
 ]

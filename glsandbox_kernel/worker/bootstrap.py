@@ -87,6 +87,10 @@ def _register_package_lazily(name: str, pkg_dir: str) -> None:
     loader = spec.loader
 
     def load_init(attr: str) -> Any:
+        # `from pkg import sub` asks hasattr(pkg, "sub") before importing it:
+        # a submodule's name must import the submodule, not run __init__.
+        if os.path.exists(os.path.join(pkg_dir, attr + ".py")) or os.path.isdir(os.path.join(pkg_dir, attr)):
+            return importlib.import_module(f"{name}.{attr}")
         del pkg.__getattr__  # type: ignore[attr-defined]
         loader.exec_module(pkg)
         return getattr(pkg, attr)

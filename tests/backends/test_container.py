@@ -382,6 +382,28 @@ def test_gvisor_unavailable_says_how_to_install(monkeypatch: pytest.MonkeyPatch)
     assert "--host-uds=open" in str(err.value) and "--oci-seccomp" in str(err.value)
 
 
+def test_rootless_engine_on_cgroup_v1_is_refused_and_doctor_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Rootless Podman/Docker on cgroup v1 cannot enforce memory, pids or cpu
+    # limits: the backend refuses it, and doctor names the way out.
+    info, why = ctr.daemon_info()
+    assert info is not None, why
+    rootless = dict(info, CgroupVersion="1", SecurityOptions=[*(info.get("SecurityOptions") or []), "name=rootless"])
+    monkeypatch.setattr(docker_api, "daemon_info", lambda: (rootless, ""))
+    ok, reason = ContainerBackend.available()
+    assert not ok and "rootless on cgroup v1" in reason and "cannot enforce memory, pids or cpu" in reason
+    from glsandbox_kernel.cli import doctor_report
+
+    row = doctor_report()["backends"]["container"]
+    assert row["available"] is False and "rootless on cgroup v1" in row["reason"]
+    assert "as root" in row["hint"] and "cgroup v2" in row["hint"]
+    with pytest.raises(BackendUnavailableError, match="rootless on cgroup v1"):
+        OSSandbox(OSSandboxConfig(isolation_type=CONTAINER))
+    if str(info.get("CgroupVersion")) == "1":
+        # The same daemon rootful is accepted: the refusal is the rootless mode.
+        monkeypatch.setattr(docker_api, "daemon_info", lambda: (dict(info), ""))
+        assert ContainerBackend.available()[0]
+
+
 def test_gvisor_registered_without_the_arguments_it_needs(monkeypatch: pytest.MonkeyPatch) -> None:
     # runsc's defaults: no host sockets (the worker could not connect), the
     # OCI seccomp profile ignored (our escape-class denials would be lost),
@@ -650,7 +672,7 @@ def test_image_missing_or_mismatched_is_a_clear_error(
 def test_warm_pool_hands_each_container_to_one_session(isolation: IsolationType) -> None:
     docker_pool.set_pool_size(2)
     backend = backend_class(isolation)(cfg(isolation))
-    pool = docker_pool.get_pool(backend.pool_key(), lambda: backend._launch("pool"))
+    pool = docker_pool.get_pool(backend.pool_key(), backend._launch_pooled)
     assert pool.wait_ready(2, timeout=60)
     seen: list[str] = []
     for _ in range(3):
@@ -803,6 +825,30 @@ def test_pool_size_follows_the_rate_of_takes_bounded() -> None:
     assert 2 < burst <= docker_pool.MAX_ADAPTIVE
     docker_pool.set_pool_size(0)
     assert docker_pool.adaptive_size() == 0  # pooling off means off, whatever the rate
+
+
+def test_a_burst_is_not_slowed_by_its_own_refill(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above low water a take's refill waits for a pause in the takes; at low water it starts at once."""
+    monkeypatch.setattr(docker_pool, "QUIET", 3600.0)  # no pause comes during this test
+    docker_pool.set_pool_size(4)
+    made: list[_FakeWorker] = []
+
+    def launcher() -> Any:
+        made.append(_FakeWorker())
+        return made[-1]
+
+    pool = docker_pool.get_pool("key-burst", launcher)
+    assert pool.wait_ready(4, timeout=5) and pool.settle(5) and len(made) == 4  # the first fill has ended
+    for _ in range(4 - docker_pool.LOW_WATER - 1):  # as ContainerBackend.start does
+        docker_pool.note_take()
+        assert pool.take() is not None
+        docker_pool.refill_after_take(pool)
+    assert pool.settle(5) and len(made) == 4 and len(pool) == docker_pool.LOW_WATER + 1  # deferred
+    docker_pool.note_take()
+    assert pool.take() is not None
+    docker_pool.refill_after_take(pool)  # low water: now (its fillers are running when it returns)
+    assert pool.settle(5) and len(made) > 4 and len(pool) >= 4  # to the size the burst taught it
+    docker_pool.drain_all()
 
 
 def test_pool_bookkeeping_take_once_and_evict_least_recent() -> None:

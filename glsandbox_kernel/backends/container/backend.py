@@ -11,12 +11,14 @@ GVISOR (:mod:`glsandbox_kernel.backends.gvisor`) subclasses it with
 
 from __future__ import annotations
 
+import hashlib
 import os
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ... import procfs
 from ...config import IsolationType
 from ...exceptions import SandboxSecurityError
+from ...protocol import frame_cap
 from ..base import SandboxBackend, WorkerProcess
 from . import docker_api, images
 from .launch import launch_worker
@@ -59,6 +61,10 @@ class ContainerBackend(SandboxBackend):
 
     @classmethod
     def unavailable_hint(cls) -> str:
+        """What to do: the rootless-on-cgroup-v1 way out when that is the refusal, else install and build."""
+        info, _why = docker_api.daemon_info()
+        if info is not None and docker_api.rootless_on_cgroup_v1(info):
+            return docker_api.ROOTLESS_V1_HINT
         return (
             "install and start Docker (scripts/install-system-deps; scripts/dockerd-up), "
             f"then build the image with `{images.BUILD_SCRIPT}`"
@@ -76,8 +82,14 @@ class ContainerBackend(SandboxBackend):
         )
 
     def pool_key(self) -> str:
-        """What a pooled container must share with this config to be handed out."""
-        return settings_key(self.settings(session_id="pool", socket_dir="<socket>", proxy_dir="<proxy>"))
+        """What a pooled container must share with this config to be handed out.
+
+        Its settings, and what its supervisor (attached in the pool, at the
+        hello) decides by: whether new programs are allowed, and which.
+        """
+        key = settings_key(self.settings(session_id="pool", socket_dir="<socket>", proxy_dir="<proxy>"))
+        supervision = repr((self.config.new_programs_allowed, tuple(self.config.whitelist.allowed_executables)))
+        return f"{key}-{hashlib.sha256(supervision.encode()).hexdigest()[:8]}"
 
     def _proxy(self, path: str) -> NetworkProxy:
         """HOST side: the network proxy for one container (the only way out of its network none)."""
@@ -93,21 +105,35 @@ class ContainerBackend(SandboxBackend):
             proxy_for=self._proxy if self.config.network.mode != "none" else None,
         )
 
+    def _launch_pooled(self) -> ContainerWorker:
+        """Warm-pool filler thread: start a container and read its hello (supervisor attached); undo on failure."""
+        from ...session import HELLO_TIMEOUT
+
+        worker = self._launch("pool")
+        try:
+            cap = frame_cap(self.config.max_frame_bytes, self.config.limits.memory_limit_bytes)
+            self.connect(worker, max_frame=cap, timeout=HELLO_TIMEOUT)
+        except BaseException:
+            worker.kill()
+            worker.cleanup()
+            raise
+        return worker
+
     def start(self, *, session_id: str) -> WorkerProcess:
-        """A started, connected container worker (hello not read yet); pooled when pools are on."""
+        """A started, connected container worker: a pooled one has said hello already."""
         from .. import docker_pool
 
         if docker_pool.pool_size() <= 0:
             return self._launch(session_id)
         docker_pool.note_take()
-        pool = docker_pool.get_pool(self.pool_key(), lambda: self._launch("pool"))
+        pool = docker_pool.get_pool(self.pool_key(), self._launch_pooled)
         worker = pool.take()
         if worker is None:
             worker = self._launch(session_id)
         else:
             worker.pooled = True
             worker.session_id = session_id
-        pool.refill()
+        docker_pool.refill_after_take(pool)
         return worker
 
     def on_hello(self, worker: WorkerProcess, hello: dict[str, Any], fds: list[int]) -> None:

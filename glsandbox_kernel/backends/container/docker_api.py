@@ -46,6 +46,7 @@ _client: Any = None
 _info_cache: tuple[float, dict[str, Any] | None, str] = (0.0, None, "")
 _INFO_TTL = 5.0
 _engine: str | None = None
+_image_python_cache: dict[str, str] = {}
 
 
 def docker_module() -> ModuleType:
@@ -113,16 +114,29 @@ def forget_client() -> None:
     global _client, _engine
     _client = None
     _engine = None
+    _available_cache.clear()
 
 
-def remove_now(container_id: str) -> None:
-    """Remove a container by force, synchronously; quiet when it is already gone."""
-    try:
-        api().remove_container(container_id, force=True, v=True)
-    except Exception as exc:  # noqa: BLE001 - already gone, or the daemon is down
-        status = getattr(getattr(exc, "response", None), "status_code", None)
-        if status not in (404, 409):
+def remove_now(container_id: str, *, attempts: int = 4) -> None:
+    """Remove a container by force, synchronously; quiet when it is already gone.
+
+    Podman answers 500 "could not be stopped ... container state improper"
+    when the force-kill meets a container that is stopping at that moment:
+    asked again a moment later, it removes it.
+    """
+    for attempt in range(attempts):
+        try:
+            api().remove_container(container_id, force=True, v=True)
+            return
+        except Exception as exc:  # noqa: BLE001 - already gone, or the daemon is down
+            status = getattr(getattr(exc, "response", None), "status_code", None)
+            if status in (404, 409):
+                return
+            if status == 500 and "state improper" in str(exc) and attempt + 1 < attempts:
+                time.sleep(0.1 * (attempt + 1))
+                continue
             log.warning("removing container %s failed: %s", container_id[:12], exc)
+            return
 
 
 def engine() -> str:
@@ -196,6 +210,18 @@ def daemon_info() -> tuple[dict[str, Any] | None, str]:
     return info, why
 
 
+def rootless_on_cgroup_v1(info: dict[str, Any]) -> bool:
+    """Whether ``docker info`` describes a rootless engine on a cgroup v1 host (refused: no limits)."""
+    security = " ".join(str(o) for o in info.get("SecurityOptions") or [])
+    return "name=rootless" in security and str(info.get("CgroupVersion", "")) == "1"
+
+
+ROOTLESS_V1_HINT = (
+    "run the engine as root (as root, scripts/podman-up starts Podman's rootful service; "
+    "point DOCKER_HOST at it), or use a cgroup v2 host that delegates memory, pids and cpu to your user"
+)
+
+
 def runtime_args(entry: Any) -> list[str]:
     """``runtimeArgs`` of one ``docker info`` Runtimes entry."""
     args = entry.get("runtimeArgs") if isinstance(entry, dict) else None
@@ -217,8 +243,57 @@ def missing_runtime_args(runtime: str, entry: Any) -> list[str]:
     return missing
 
 
+def image_python(image: str) -> str | None:
+    """The image's python3 ``X.Y`` (label ``glsandbox.python`` or one probe run, cached); None if absent."""
+    docker = docker_module()
+    client = docker_client()
+    with map_docker_errors("container", f"inspecting image {image}"):
+        try:
+            attrs = client.api.inspect_image(image)
+        except docker.errors.ImageNotFound:
+            return None
+    image_id = attrs["Id"]
+    if image_id in _image_python_cache:
+        return _image_python_cache[image_id]
+    labels = (attrs.get("Config") or {}).get("Labels") or {}
+    version = labels.get(images.IMAGE_PYTHON_LABEL)
+    if not version:
+        with map_docker_errors("container", f"probing the python of image {image}"):
+            out = client.containers.run(
+                image,
+                ["python3", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                network_mode="none",
+                network_disabled=True,
+                remove=True,
+                user="65534:65534",
+            )
+        version = out.decode().strip()
+    _image_python_cache[image_id] = version
+    return str(version)
+
+
+_available_cache: dict[tuple[str, str | None, str | None], tuple[Any, tuple[bool, str]]] = {}
+
+
 def check_available(*, backend: str, runtime: str | None = None, image: str | None = None) -> tuple[bool, str]:
-    """SDK importable, daemon answering, runtime registered, image present and matching."""
+    """SDK importable, daemon answering, runtime registered, image present and matching.
+
+    A positive answer is kept as long as the cached ``docker info`` it was
+    judged on (:data:`_INFO_TTL` seconds): every sandbox's session asks, and
+    the image inspection is a daemon round trip; a launch that then fails
+    says why on its own.
+    """
+    key = (backend, runtime, image)
+    seen, answer = _available_cache.get(key, (None, (False, "")))
+    info = daemon_info()[0]
+    if answer[0] and info is not None and seen is info:
+        return answer
+    answer = _check_available(backend=backend, runtime=runtime, image=image)
+    _available_cache[key] = (daemon_info()[0] if answer[0] else None, answer)
+    return answer
+
+
+def _check_available(*, backend: str, runtime: str | None, image: str | None) -> tuple[bool, str]:
     try:
         docker_module()
     except BackendUnavailableError as exc:
@@ -239,15 +314,14 @@ def check_available(*, backend: str, runtime: str | None = None, image: str | No
                 f"the {runtime!r} runtime is registered without {' '.join(missing)} "
                 f"(runtimeArgs: {' '.join(runtime_args(registered[runtime])) or 'none'})"
             )
-    security = " ".join(str(o) for o in info.get("SecurityOptions") or [])
-    if "name=rootless" in security and str(info.get("CgroupVersion", "")) == "1":
+    if rootless_on_cgroup_v1(info):
         return False, (
             "the container engine runs rootless on cgroup v1, where it cannot enforce memory, pids or cpu "
             "limits (rootless needs cgroup v2 with delegation; or run the engine as root)"
         )
     image = image or images.default_image()
     try:
-        version = images.image_python(image)
+        version = image_python(image)
     except BackendUnavailableError as exc:
         return False, f"cannot inspect image {image}: {exc.reason}"
     if version is None:

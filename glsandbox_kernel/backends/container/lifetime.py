@@ -24,22 +24,12 @@ from typing import TYPE_CHECKING, Any
 from ... import procfs
 from ..reaper import reaper
 from . import docker_api
-from .settings import LABEL, LABEL_HOST_PID, LABEL_HOST_PIDNS, LABEL_HOST_START
+from .settings import LABEL, LABEL_HOST_PID, LABEL_HOST_PIDNS, LABEL_HOST_START, start_ticks
 
 if TYPE_CHECKING:
     from .worker import ContainerWorker
 
 log = logging.getLogger("glsandbox.container")
-
-
-def _start_ticks(pid: int) -> str:
-    start = procfs.start_time(pid)
-    return "" if start is None else str(start)
-
-
-def host_identity() -> tuple[str, str, str]:
-    """(pid, start ticks, pid namespace) of this host process, for the container's labels."""
-    return str(os.getpid()), _start_ticks(os.getpid()), procfs.ns_link("self", "pid") or ""
 
 
 def _remove_later(container_id: str) -> None:
@@ -160,7 +150,7 @@ def sweep_stale() -> list[str]:
             pid = int(labels.get(LABEL_HOST_PID, ""))
         except ValueError:
             continue
-        if pid > 0 and _start_ticks(pid) == labels.get(LABEL_HOST_START):
+        if pid > 0 and start_ticks(pid) == labels.get(LABEL_HOST_START):
             continue
         docker_api.remove_now(c["Id"])
         removed.append(c["Id"])

@@ -24,6 +24,7 @@ refuses a container whose hello brings no listener (see :mod:`.backend`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -32,6 +33,7 @@ import sysconfig
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ... import procfs
 from ...config import OSSandboxConfig
 from ...exceptions import SandboxConfigError
 from . import images
@@ -171,8 +173,9 @@ def oci_profile(policy: SeccompPolicy, runtime: str | None = None) -> dict[str, 
 
 
 # -- what the container mounts and runs ----------------------------------------------
+@functools.cache
 def package_dir() -> str:
-    """The host directory of the ``glsandbox_kernel`` package (bound read-only)."""
+    """The host directory of the ``glsandbox_kernel`` package (bound read-only; resolved once)."""
     return str(Path(__file__).resolve().parents[2])
 
 
@@ -181,7 +184,13 @@ def dependency_dirs() -> list[str]:
 
     The running interpreter's site-packages (purelib/platlib) plus wherever
     cloudpickle lives; bound read-only under ``/opt/glsandbox/deps/N``.
+    Resolved once per process (every container's settings need them).
     """
+    return list(_dependency_dirs())
+
+
+@functools.cache
+def _dependency_dirs() -> tuple[str, ...]:
     dirs: list[str] = []
     paths = sysconfig.get_paths()
     candidates = [paths.get("purelib"), paths.get("platlib")]
@@ -196,7 +205,7 @@ def dependency_dirs() -> list[str]:
             real = os.path.realpath(cand)
             if real not in dirs:
                 dirs.append(real)
-    return dirs
+    return tuple(dirs)
 
 
 def worker_binds() -> dict[str, dict[str, str]]:
@@ -301,10 +310,19 @@ def _environment(config: OSSandboxConfig, binds: dict[str, dict[str, str]]) -> d
     return env
 
 
+def start_ticks(pid: int) -> str:
+    """Host ``pid``'s start time in clock ticks, as a label value ("" when unknown)."""
+    start = procfs.start_time(pid)
+    return "" if start is None else str(start)
+
+
+def host_identity() -> tuple[str, str, str]:
+    """(pid, start ticks, pid namespace) of this host process, for the container's labels."""
+    return str(os.getpid()), start_ticks(os.getpid()), procfs.ns_link("self", "pid") or ""
+
+
 def host_labels(session_id: str, backend: str) -> dict[str, str]:
     """Labels naming the session and the host process (for stale sweeps)."""
-    from .lifetime import host_identity
-
     pid, start, pidns = host_identity()
     return {
         LABEL: "1",
