@@ -192,6 +192,9 @@ class SandboxKernel(QuickRequests, Kernel):
 
     def _prestart(self) -> None:
         """Background thread: start the worker and its IPython shell before the first cell."""
+        from .prestart import wait
+
+        wait()  # the host side may be warming up already (python -m glsandbox_kernel.kernel)
         try:
             sandbox = self.get_sandbox()
             sandbox.request({"type": "is_complete", "code": ""}, "is_complete_reply", timeout=QUICK_TIMEOUT)
@@ -230,10 +233,21 @@ class SandboxKernel(QuickRequests, Kernel):
 
     @property
     def kernel_info(self) -> dict[str, Any]:
-        info = dict(super().kernel_info)
-        # No debugger: the code runs in the sandbox, not in this process.
-        info["supported_features"] = [f for f in info.get("supported_features", []) if f != "debugger"]
-        return info
+        """ipykernel's kernel_info content, without its debugger probe: there is no debugger (the
+        code runs in the sandbox, not here), and the probe imports debugpy, a third of a stock
+        kernel's start, before the first reply."""
+        from ipykernel.kernelbase import kernel_protocol_version
+
+        features = ["kernel subshells"] if getattr(self, "_supports_kernel_subshells", False) else []
+        return {
+            "protocol_version": kernel_protocol_version,
+            "implementation": self.implementation,
+            "implementation_version": self.implementation_version,
+            "language_info": self.language_info,
+            "banner": self.banner,
+            "help_links": self.help_links,
+            "supported_features": features,
+        }
 
     # -- execute ------------------------------------------------------------------------------
     async def do_execute(  # type: ignore[override]
