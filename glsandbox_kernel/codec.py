@@ -120,6 +120,27 @@ def encode_parts(value: Any) -> list[Part]:
     return out
 
 
+#: a container encoded item by item joins its small parts every this many, into chunks of _CHUNK
+_COMPACT_PARTS = 4096
+_CHUNK = 512 * 1024
+
+
+def _compact(out: list[Part], mark: int) -> int:
+    """Worker side: join ``out[mark:]`` into one part; return where the next join starts.
+
+    A million small items would otherwise be a million small bytes objects
+    (several times the encoded size) beside the value. Parts that are
+    views of memory the value owns (numpy data, columns) are never copied,
+    nor is more than a few chunks' worth at once.
+    """
+    tail = out[mark:]
+    if memoryview in map(type, tail) or sum(map(len, tail)) > 4 * _CHUNK:
+        return len(out)
+    joined = b"".join(tail)
+    out[mark:] = [joined]
+    return mark + 1 if len(joined) >= _CHUNK else mark
+
+
 def _enc_raw(tag: bytes, raw: Part, out: list[Part]) -> None:
     n = raw.nbytes if isinstance(raw, memoryview) else len(raw)
     if n >= LARGE_BUFFER:
@@ -162,15 +183,25 @@ def _enc(v: Any, out: list[Part], depth: int) -> None:
             return
         tag = _SEQ_TAGS[t]
         out.append(tag + _pack_I(len(v)))
+        mark = len(out)
         for item in v:
             _enc(item, out, depth + 1)
+            if len(out) - mark > _COMPACT_PARTS:
+                mark = _compact(out, mark)
+        if len(out) - mark > 64:
+            _compact(out, mark)
     elif t is dict:
         if len(v) >= columns.MIN_ITEMS and columns.encode_dict(v, out):
             return
         out.append(b"d" + _pack_I(len(v)))
+        mark = len(out)
         for key, item in v.items():
             _enc(key, out, depth + 1)
             _enc(item, out, depth + 1)
+            if len(out) - mark > _COMPACT_PARTS:
+                mark = _compact(out, mark)
+        if len(out) - mark > 64:
+            _compact(out, mark)
     elif t is complex:
         out.append(b"c" + _pack_d(v.real) + _pack_d(v.imag))
     elif t is _dt.datetime:

@@ -70,6 +70,10 @@ def test_million_item_dict_at_strict_arrives_or_fails_cleanly() -> None:
                 value = box.execute(fn)
             except SandboxMemoryError:
                 pass
+            except SandboxSecurityError as exc:
+                # 4M objects to decode: on a loaded machine STRICT's 30 s can run out while the
+                # host decodes them; refused under the decoding budget, the worker replaced.
+                assert "time budget" in str(exc)
             else:
                 assert len(value) == 1_000_000
             assert box.execute(lambda: 1 + 1) == 2

@@ -221,3 +221,20 @@ def test_hostile_pandas_headers_raise_security_errors() -> None:
     for data in bad:
         with pytest.raises(SandboxSecurityError):
             decode(data)
+
+
+def test_item_by_item_parts_are_joined_but_array_memory_is_not_copied() -> None:
+    """A million small items are not a million small parts beside the value (the worker's memory)."""
+    from glsandbox_kernel.codec import encode_parts
+
+    mixed = [(i, str(i)) for i in range(50_000)]
+    parts = encode_parts(mixed)
+    assert len(parts) < 50 and decode(b"".join(parts)) == mixed
+    np = pytest.importorskip("numpy")
+    arr = np.arange(100_000)
+    value = [arr, *mixed[:10_000], {"a": arr}]
+    parts = encode_parts(value)
+    views = [p for p in parts if isinstance(p, memoryview)]
+    assert len(views) == 2 and all(np.shares_memory(np.frombuffer(p, dtype=np.uint8), arr) for p in views)
+    back = decode(bytearray(b"".join(parts)))
+    assert (back[0] == arr).all() and back[1:-1] == mixed[:10_000] and (back[-1]["a"] == arr).all()
