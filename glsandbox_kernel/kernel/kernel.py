@@ -95,6 +95,9 @@ class SandboxKernel(QuickRequests, KernelOptions, Kernel):
         self.evidence = KernelEvidence(self, widgets=self.monitor_widgets)
         #: the comm ids sandbox frames may use (not the kernel's own monitor widgets)
         self.comm_gate = CommGate(self.evidence.owns_comm)
+        # The worker starts now, while the kernel app finishes its set-up and the frontend
+        # connects: the options are known (traits), nothing else is needed.
+        self._start_worker_soon()
 
     def record_sandbox_violation(self, record: dict[str, Any]) -> None:
         """A violation the kernel saw in the sandbox's frames (a forged comm): audit chain, banner, call."""
@@ -135,8 +138,8 @@ class SandboxKernel(QuickRequests, KernelOptions, Kernel):
     def start(self) -> None:
         """Called by the kernel app: ipykernel's handlers, then the kernel's own comm layer.
 
-        The worker starts now, in the background, while the kernel finishes
-        starting and the frontend connects: the first cell pays nothing extra.
+        The worker has been starting since ``__init__``, in the background, while the
+        kernel finishes starting and the frontend connects: the first cell pays nothing extra.
         """
         super().start()
         self.evidence.start()
