@@ -188,7 +188,7 @@ def _host_array(pd: Any, values: Any, dtype: str, index: Any) -> Any:
             except (TypeError, ValueError, AttributeError):
                 return values
     if dtype == "object":
-        if index is None:
-            return pd.Index(values, dtype=object)
+        if index is None:  # an index: a list of tuples becomes a MultiIndex, as it was
+            return values if type(values) is list else pd.Index(values, dtype=object)
         return pd.Series(values, index=index, dtype=object, copy=False)
     return values
