@@ -29,21 +29,18 @@ import datetime as _dt
 import decimal
 import fractions
 import pickle
-import re
 import struct
-import sys
 import time
 from collections import Counter
 from typing import Any
 
+from . import codec_arrays as arrays
 from . import codec_columns as columns
 from .exceptions import SandboxSecurityError, UnsupportedType
 
 MAX_DEPTH = 200
 #: most members of one set (or keys of one dict) that may share a hash value
 MAX_SAME_HASH = 32
-#: numpy dtype strings the host accepts (no object, no sub-array or structured specs)
-_DTYPE_RE = re.compile(r"^[<>|=]?[?bBhHiIlLqQefdgFDGSUVmM][0-9]{0,9}(\[[A-Za-z0-9]{1,8}\])?$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,6 +120,27 @@ def encode_parts(value: Any) -> list[Part]:
     return out
 
 
+#: a container encoded item by item joins its small parts every this many, into chunks of _CHUNK
+_COMPACT_PARTS = 4096
+_CHUNK = 512 * 1024
+
+
+def _compact(out: list[Part], mark: int) -> int:
+    """Worker side: join ``out[mark:]`` into one part; return where the next join starts.
+
+    A million small items would otherwise be a million small bytes objects
+    (several times the encoded size) beside the value. Parts that are
+    views of memory the value owns (numpy data, columns) are never copied,
+    nor is more than a few chunks' worth at once.
+    """
+    tail = out[mark:]
+    if memoryview in map(type, tail) or sum(map(len, tail)) > 4 * _CHUNK:
+        return len(out)
+    joined = b"".join(tail)
+    out[mark:] = [joined]
+    return mark + 1 if len(joined) >= _CHUNK else mark
+
+
 def _enc_raw(tag: bytes, raw: Part, out: list[Part]) -> None:
     n = raw.nbytes if isinstance(raw, memoryview) else len(raw)
     if n >= LARGE_BUFFER:
@@ -165,15 +183,25 @@ def _enc(v: Any, out: list[Part], depth: int) -> None:
             return
         tag = _SEQ_TAGS[t]
         out.append(tag + _pack_I(len(v)))
+        mark = len(out)
         for item in v:
             _enc(item, out, depth + 1)
+            if len(out) - mark > _COMPACT_PARTS:
+                mark = _compact(out, mark)
+        if len(out) - mark > 64:
+            _compact(out, mark)
     elif t is dict:
         if len(v) >= columns.MIN_ITEMS and columns.encode_dict(v, out):
             return
         out.append(b"d" + _pack_I(len(v)))
+        mark = len(out)
         for key, item in v.items():
             _enc(key, out, depth + 1)
             _enc(item, out, depth + 1)
+            if len(out) - mark > _COMPACT_PARTS:
+                mark = _compact(out, mark)
+        if len(out) - mark > 64:
+            _compact(out, mark)
     elif t is complex:
         out.append(b"c" + _pack_d(v.real) + _pack_d(v.imag))
     elif t is _dt.datetime:
@@ -200,66 +228,8 @@ def _enc_str(tag: bytes, text: str, out: list[Part]) -> None:
 
 
 def _enc_optional(v: Any, out: list[Part], depth: int) -> None:
-    np = sys.modules.get("numpy")
-    if np is not None:
-        if isinstance(v, np.ndarray) and type(v) is np.ndarray:
-            if v.dtype.hasobject:
-                raise UnsupportedType("numpy.ndarray with object dtype")
-            arr = np.ascontiguousarray(v)
-            out.append(b"n")
-            _enc_str(b"s", arr.dtype.str, out)
-            _enc(tuple(int(x) for x in arr.shape), out, depth + 1)
-            # The array's own memory as a part (no copy); small arrays are copied in.
-            raw = memoryview(arr.reshape(-1).view(np.uint8)) if arr.nbytes >= LARGE_BUFFER else arr.tobytes()
-            _enc_raw(b"b", raw, out)
-            return
-        if isinstance(v, np.generic) and not isinstance(v, np.object_):
-            out.append(b"g")
-            _enc_str(b"s", v.dtype.str, out)
-            raw = v.tobytes()
-            out.append(b"b" + _pack_I(len(raw)) + raw)
-            return
-    pd = sys.modules.get("pandas")
-    if pd is not None:
-        if type(v) is pd.DataFrame:
-            out.append(b"P")
-            _enc(
-                {
-                    "columns": [_column(v[c]) for c in v.columns],
-                    "names": list(v.columns),
-                    "index": _column(v.index.to_series()),
-                    "index_name": v.index.name,
-                },
-                out,
-                depth + 1,
-            )
-            return
-        if type(v) is pd.Series:
-            out.append(b"R")
-            _enc(
-                {
-                    "values": _column(v),
-                    "name": v.name,
-                    "index": _column(v.index.to_series()),
-                    "index_name": v.index.name,
-                },
-                out,
-                depth + 1,
-            )
-            return
-        if isinstance(v, pd.Index) and type(v) in (pd.Index, pd.RangeIndex):
-            out.append(b"X")
-            _enc({"values": _column(v.to_series()), "name": v.name}, out, depth + 1)
-            return
-    raise UnsupportedType(_qualname(v))
-
-
-def _column(series: Any) -> Any:
-    """A pandas column as a numpy array (plain dtypes) or a list of allowed scalars."""
-    values = series.to_numpy()
-    if values.dtype.hasobject:
-        return list(values.tolist())
-    return values
+    if not arrays.encode(v, out, depth, _enc, _enc_raw, LARGE_BUFFER):
+        raise UnsupportedType(_qualname(v))
 
 
 class _Reader:
@@ -423,9 +393,9 @@ def _dec(r: _Reader, depth: int) -> Any:
     except (ValueError, OverflowError, ArithmeticError, ZeroDivisionError) as exc:
         raise SandboxSecurityError(f"malformed value for tag {tag!r}: {exc}") from exc
     if tag in (b"n", b"g"):
-        return _dec_numpy(r, tag, depth)
+        return arrays.decode_numpy(r, tag, depth, _dec, LARGE_BUFFER)
     if tag in (b"P", b"R", b"X"):
-        return _dec_pandas(r, tag, depth)
+        return arrays.decode_pandas(r, tag, depth, _dec)
     raise SandboxSecurityError(f"malformed value: unknown tag {tag!r}")
 
 
@@ -462,65 +432,3 @@ def _hash(member: Any, what: str) -> int:
         return hash(member)
     except TypeError as exc:
         raise SandboxSecurityError(f"malformed value: unhashable {what}") from exc
-
-
-def _dec_numpy(r: _Reader, tag: bytes, depth: int) -> Any:
-    try:
-        import numpy as np
-    except ImportError:
-        raise SandboxSecurityError("the sandbox returned a numpy value but numpy is not installed here") from None
-    if bytes(r.take(1)) != b"s":
-        raise SandboxSecurityError("malformed numpy value")
-    dtype_str = r.text()
-    if not _DTYPE_RE.match(dtype_str):
-        raise SandboxSecurityError(f"numpy dtype {dtype_str[:40]!r} refused (object dtype or not a plain dtype)")
-    try:
-        dtype = np.dtype(dtype_str)
-    except TypeError as exc:
-        raise SandboxSecurityError(f"malformed numpy dtype {dtype_str!r}") from exc
-    if dtype.hasobject:
-        raise SandboxSecurityError("numpy object dtype refused")
-    shape: Any = None
-    if tag == b"n":
-        shape = _dec(r, depth + 1)
-        if type(shape) is not tuple or not all(type(x) is int and x >= 0 for x in shape):
-            raise SandboxSecurityError("malformed numpy shape")
-    if bytes(r.take(1)) != b"b":
-        raise SandboxSecurityError("malformed numpy value")
-    n = r.u32()
-    view = r.views and tag == b"n" and n >= LARGE_BUFFER
-    r.charge(112 + (0 if view else 2 * n))
-    raw = r.take(n)
-    try:
-        if tag == b"g":
-            return np.frombuffer(bytes(raw), dtype=dtype)[0]
-        if view:  # the frame's own memory, writable, kept alive by the array (no copy)
-            return np.frombuffer(raw, dtype=dtype).reshape(shape)
-        return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
-    except (ValueError, IndexError) as exc:
-        raise SandboxSecurityError(f"malformed numpy data: {exc}") from exc
-
-
-def _dec_pandas(r: _Reader, tag: bytes, depth: int) -> Any:
-    try:
-        import pandas as pd
-    except ImportError:
-        raise SandboxSecurityError("the sandbox returned a pandas value but pandas is not installed here") from None
-    spec = _dec(r, depth + 1)
-    if type(spec) is not dict:
-        raise SandboxSecurityError("malformed pandas value")
-    try:
-        if tag == b"X":
-            return pd.Index(spec["values"], name=spec["name"])
-        index = pd.Index(spec["index"], name=spec["index_name"])
-        if tag == b"R":
-            return pd.Series(spec["values"], index=index, name=spec["name"])
-        cols = spec["columns"]
-        names = spec["names"]
-        if type(cols) is not list or type(names) is not list or len(cols) != len(names):
-            raise SandboxSecurityError("malformed pandas DataFrame")
-        frame = pd.DataFrame({i: c for i, c in enumerate(cols)}, index=index)
-        frame.columns = pd.Index(names)
-        return frame
-    except (KeyError, TypeError, ValueError) as exc:
-        raise SandboxSecurityError(f"malformed pandas value: {exc}") from exc

@@ -39,6 +39,9 @@ from .procfs import children_of, descendants
 from .protocol import FrameChannel, WorkerGone
 
 _ZYGOTE_ENV_KEYS = ("PATH", "LANG", "LC_ALL", "TZ", "SYSTEMROOT")
+#: HOST side: worker modules the template imports too (set before it starts; the kernel adds
+#: its cell shell, so a worker's IPython costs no import). Only ``glsandbox_kernel.worker.*``.
+PREIMPORT: list[str] = []
 #: Exit code of a forked child whose set-up failed (EX_SOFTWARE); the reason went to the host first.
 SETUP_FAILED_EXIT = 70
 
@@ -66,6 +69,8 @@ class ZygoteClient:
         env = {k: os.environ[k] for k in _ZYGOTE_ENV_KEYS if k in os.environ}
         pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env["PYTHONPATH"] = pkg_parent
+        if PREIMPORT:
+            env["GLSANDBOX_ZYGOTE_PREIMPORT"] = ",".join(PREIMPORT)
         try:
             self.proc = subprocess.Popen(
                 [python, "-s", "-m", "glsandbox_kernel.zygote", str(tmpl_end.fileno())],
@@ -230,6 +235,12 @@ def template_main(ctl_fd: int) -> None:
 
     sections.precompile(ChildPlan)  # every child checks its plan with these, compiled once here
 
+    for name in os.environ.pop("GLSANDBOX_ZYGOTE_PREIMPORT", "").split(","):
+        if name.startswith("glsandbox_kernel.worker."):
+            try:
+                __import__(name)
+            except ImportError:
+                pass
     # Imported objects go to the permanent generation: the children's
     # collector never walks (and so never copies) the template's pages.
     gc.collect()

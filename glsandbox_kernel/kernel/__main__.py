@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import sys
+
 
 def main() -> None:
-    """Launch SandboxKernel through ipykernel's application (``IPKernelApp.launch_instance``)."""
+    """Launch SandboxKernel through ipykernel's application (``IPKernelApp.launch_instance``).
+
+    The zygote template and the sandbox's host side start first (:mod:`.prestart`), while
+    ipykernel is imported.
+    """
+    from .prestart import prepare
+
+    prepare(sys.argv[1:])
     from .app import SandboxKernelApp
     from .kernel import SandboxKernel
 

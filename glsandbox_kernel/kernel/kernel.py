@@ -36,14 +36,14 @@ import threading
 from typing import Any
 
 from ipykernel.kernelbase import Kernel
-from traitlets import Bool, CaselessStrEnum, Float, List, Unicode, validate
 
 from .._version import __version__
-from ..config import IsolationType, OSSandboxConfig, SecurityLevel, parse_size
+from ..config import OSSandboxConfig
 from .limits import CellLimitGuard, CellOptions, CellOptionsError, fmt_bytes, rewrite_error, split_cell_options
 from .options import config_from_traits, relay_input
 from .quick import QUICK_TIMEOUT, QuickRequests
 from .relay import CommGate, IOPubRelay, as_dict, as_lines, json_safe, log, safe_payload
+from .traits import KernelOptions
 
 _STATE_LOST_NOTICE = (
     "glsandbox: the sandbox worker was stopped ({reason}); variables, imports and definitions from "
@@ -51,14 +51,11 @@ _STATE_LOST_NOTICE = (
 )
 
 
-class SandboxKernel(QuickRequests, Kernel):
+class SandboxKernel(QuickRequests, KernelOptions, Kernel):
     """The ``glsandbox`` kernel: ipykernel's protocol handling, cells in an OSSandbox.
 
     Options (kernelspec argv ``--SandboxKernel.level=strict`` or a traitlets
-    config file, e.g. ``glsandbox_kernel_config.json``): ``level``,
-    ``isolation``, ``timeout``, ``memory``, ``project``, ``readonly_paths``,
-    ``writable_paths``, ``output_dir``, ``allowed_hosts``, ``monitor``,
-    ``audit_log``, ``fallback_to_basic``.
+    config file, e.g. ``glsandbox_kernel_config.json``): see :class:`.traits.KernelOptions`.
     """
 
     implementation = "glsandbox"
@@ -81,72 +78,6 @@ class SandboxKernel(QuickRequests, Kernel):
         {"text": "IPython Reference", "url": "https://ipython.readthedocs.io/en/stable/"},
     ]
 
-    level = CaselessStrEnum(
-        [lvl.value for lvl in SecurityLevel],
-        default_value="moderate",
-        help="Security level preset of the sandbox: strict, moderate or lenient.",
-    ).tag(config=True)
-    isolation = CaselessStrEnum(
-        [i.value for i in IsolationType],
-        default_value=None,
-        allow_none=True,
-        help="Isolation backend (basic, namespace, chroot, container, gvisor, vm); default: the strongest "
-        "that runs here without a daemon.",
-    ).tag(config=True)
-    fallback_to_basic = Bool(
-        False, help="Fall back to the basic backend when `isolation` is unavailable (recorded in the audit log)."
-    ).tag(config=True)
-    timeout = Float(
-        None,
-        allow_none=True,
-        help="Wall-clock limit per cell in seconds (0: none); default: the level's preset.",
-    ).tag(config=True)
-    memory = Unicode(
-        None, allow_none=True, help="Memory limit of the sandbox, e.g. 512M or 2G; default: the level's preset."
-    ).tag(config=True)
-    monitor = Bool(True, help="Show live resource use of running cells (metrics widget).").tag(config=True)
-    monitor_widgets = CaselessStrEnum(
-        ["auto", "always", "never"],
-        default_value="auto",
-        help="Live monitor as an ipywidget: auto (when the frontend renders widgets), always, or never "
-        "(a static chart and summary when the cell ends).",
-    ).tag(config=True)
-    audit_log = Unicode(None, allow_none=True, help="Append audit records to this JSONL file.").tag(config=True)
-    project = Unicode(
-        None,
-        allow_none=True,
-        help="The project folder the sandbox sees (at its own path, as the working directory); default: the "
-        "kernel's working directory, i.e. the notebook's folder. Hidden at strict, read-only at moderate, "
-        "writable at lenient.",
-    ).tag(config=True)
-    project_access = CaselessStrEnum(
-        ["none", "read", "write"],
-        default_value=None,
-        allow_none=True,
-        help="Override how the project folder is shown: none, read or write; default: the level's.",
-    ).tag(config=True)
-    readonly_paths = List(
-        Unicode(), help="More host folders or files shown read-only (at strict: the way to show data)."
-    ).tag(config=True)
-    writable_paths = List(Unicode(), help="More host folders the sandbox may write into.").tag(config=True)
-    output_dir = Unicode(
-        "sandbox-output",
-        allow_none=True,
-        help="The writable folder inside a read-only project folder (moderate), relative to it; '' for none.",
-    ).tag(config=True)
-    allowed_hosts = List(
-        Unicode(),
-        help="HOST:PORT patterns the sandbox may connect to (through the proxy), e.g. api.example.org:443; "
-        "turns the network on at strict and moderate.",
-    ).tag(config=True)
-
-    @validate("memory")
-    def _valid_memory(self, proposal: dict[str, Any]) -> str | None:
-        value = proposal["value"]
-        if value:
-            parse_size(value)
-        return value  # type: ignore[no-any-return]
-
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         for msg_type in ("comm_open", "comm_msg", "comm_close"):
@@ -164,6 +95,9 @@ class SandboxKernel(QuickRequests, Kernel):
         self.evidence = KernelEvidence(self, widgets=self.monitor_widgets)
         #: the comm ids sandbox frames may use (not the kernel's own monitor widgets)
         self.comm_gate = CommGate(self.evidence.owns_comm)
+        # The worker starts now, while the kernel app finishes its set-up and the frontend
+        # connects: the options are known (traits), nothing else is needed.
+        self._start_worker_soon()
 
     def record_sandbox_violation(self, record: dict[str, Any]) -> None:
         """A violation the kernel saw in the sandbox's frames (a forged comm): audit chain, banner, call."""
@@ -192,6 +126,9 @@ class SandboxKernel(QuickRequests, Kernel):
 
     def _prestart(self) -> None:
         """Background thread: start the worker and its IPython shell before the first cell."""
+        from .prestart import wait
+
+        wait()  # the host side may be warming up already (python -m glsandbox_kernel.kernel)
         try:
             sandbox = self.get_sandbox()
             sandbox.request({"type": "is_complete", "code": ""}, "is_complete_reply", timeout=QUICK_TIMEOUT)
@@ -201,8 +138,8 @@ class SandboxKernel(QuickRequests, Kernel):
     def start(self) -> None:
         """Called by the kernel app: ipykernel's handlers, then the kernel's own comm layer.
 
-        The worker starts now, in the background, while the kernel finishes
-        starting and the frontend connects: the first cell pays nothing extra.
+        The worker has been starting since ``__init__``, in the background, while the
+        kernel finishes starting and the frontend connects: the first cell pays nothing extra.
         """
         super().start()
         self.evidence.start()
@@ -230,10 +167,21 @@ class SandboxKernel(QuickRequests, Kernel):
 
     @property
     def kernel_info(self) -> dict[str, Any]:
-        info = dict(super().kernel_info)
-        # No debugger: the code runs in the sandbox, not in this process.
-        info["supported_features"] = [f for f in info.get("supported_features", []) if f != "debugger"]
-        return info
+        """ipykernel's kernel_info content, without its debugger probe: there is no debugger (the
+        code runs in the sandbox, not here), and the probe imports debugpy, a third of a stock
+        kernel's start, before the first reply."""
+        from ipykernel.kernelbase import kernel_protocol_version
+
+        features = ["kernel subshells"] if getattr(self, "_supports_kernel_subshells", False) else []
+        return {
+            "protocol_version": kernel_protocol_version,
+            "implementation": self.implementation,
+            "implementation_version": self.implementation_version,
+            "language_info": self.language_info,
+            "banner": self.banner,
+            "help_links": self.help_links,
+            "supported_features": features,
+        }
 
     # -- execute ------------------------------------------------------------------------------
     async def do_execute(  # type: ignore[override]

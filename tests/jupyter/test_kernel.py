@@ -516,3 +516,31 @@ def test_shipped_kernelspecs_match_install() -> None:
             shipped = json.load(fh)
         expected = kernel_spec(level=level, python="python3")
         assert shipped == expected, name
+
+
+_FORKED_WITH_SHELL = """
+import sys
+{prepare}
+from glsandbox_kernel import OSSandbox, create_config_by_level
+
+def probe():
+    import sys
+    return "glsandbox_kernel.worker.shell" in sys.modules, "IPython" in sys.modules
+
+with OSSandbox(create_config_by_level("moderate")) as box:
+    print(box.execute(probe))
+"""
+
+
+def test_the_kernels_workers_are_forked_with_the_cell_shell_imported() -> None:
+    """prepare() (python -m glsandbox_kernel.kernel) starts the template with the shell pre-imported:
+    a fresh worker has IPython before any cell; a library host's workers stay without it."""
+    import subprocess
+
+    def run(prepare: str) -> str:
+        code = _FORKED_WITH_SHELL.format(prepare=prepare)
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+        return out.stdout.strip().splitlines()[-1]
+
+    assert run("from glsandbox_kernel.kernel.prestart import prepare; prepare([])") == "(True, True)"
+    assert run("") == "(False, False)"

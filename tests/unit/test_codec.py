@@ -131,3 +131,113 @@ def test_decoder_budget_refuses_hash_floods_and_memory_floods() -> None:
         decode(encode(list(range(10_000))), Budget(deadline=0.0))
     records = [{"name": f"row{i}", "value": i, "ok": True} for i in range(100_000)]
     assert decode(encode(records)) == records  # JSON-like records fit the ratio
+
+
+# -- columns decoded window by window, pandas frames without copies (issue 14) ----------------
+
+
+def test_str_columns_round_trip_across_pieces_and_windows(monkeypatch: pytest.MonkeyPatch) -> None:
+    from glsandbox_kernel import codec_columns
+
+    monkeypatch.setattr(codec_columns, "PIECE", 7)  # many pieces, each a part of its own
+    monkeypatch.setattr(codec_columns, "WINDOW", 16)  # many windows, some inside one str
+    words = [f"w{i}-é\udcff" * (i % 5) for i in range(200)] + ["x" * 100] + [""] * 3
+    cases: list[object] = [
+        words,
+        tuple(words),
+        set(words),
+        {w: i for i, w in enumerate(words)},
+        {i: w for i, w in enumerate(words)},
+        {w: w for w in words},
+        {i: i / 2 for i in range(300)},
+    ]
+    for value in cases:
+        back = decode(encode(value))
+        assert back == value and type(back) is type(value)
+
+
+def test_hostile_str_windows_and_dict_columns_raise_security_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    from glsandbox_kernel import codec_columns
+
+    monkeypatch.setattr(codec_columns, "WINDOW", 8)
+    n = struct.pack(">I", 3)
+    text = b"a\0b\0c\0d\0e\0f\0g"  # 7 strs for a count of 3, spread over windows
+    ints = struct.pack(">I", 24) + b"\0" * 24
+    bad = [
+        b"L" + b"l" + b"s" + n + struct.pack(">I", len(text)) + text,
+        b"L" + b"O" + b"s" + n + struct.pack(">I", len(text)) + text,  # a pandas str column
+        b"L" + b"O" + b"i" + n + ints,  # an object column of ints is not a str column
+        b"K" + b"s" + b"i" + n + struct.pack(">I", len(text)) + text + ints,  # keys 7, values 3
+        b"K" + b"i" + b"s" + n + ints + struct.pack(">I", 3) + b"a\0b",  # keys 3, values 2
+        b"K" + b"s" + b"s" + n + struct.pack(">I", 5) + b"a\0b\0c" + struct.pack(">I", 9),  # truncated
+        b"K" + b"s" + b"i" + n + struct.pack(">I", 5) + b"a\0\xff\0c" + ints,  # bad UTF-8 in a key
+    ]
+    for data in bad:
+        with pytest.raises(SandboxSecurityError):
+            decode(data)
+
+
+def test_pandas_values_round_trip_with_dtypes_and_index() -> None:
+    pd = pytest.importorskip("pandas")
+    np = pytest.importorskip("numpy")
+    n = 1000
+    frame = pd.DataFrame({"id": np.arange(n), "x": np.arange(n) / 3, "name": [f"row-{i}" for i in range(n)]})
+    cases = [
+        frame,
+        frame.set_index("name"),
+        pd.DataFrame({"o": pd.Series(["a", "b"] * 50, dtype=object), "m": ["a", None] * 50}),
+        pd.DataFrame({"t": pd.to_datetime(["2020-01-01", "2021-06-01"])}, index=pd.RangeIndex(10, 30, 10)),
+        pd.DataFrame([[1, 2]], columns=["a", "a"]),
+        pd.DataFrame({"o": pd.Series(["x", "y", "z"], dtype=object)}, index=pd.Index(["a", "a", "b"])),
+        pd.Series([1.5, 2.5, None], index=pd.MultiIndex.from_tuples([(1, "a"), (1, "b"), (2, "a")])),
+        pd.DataFrame({("a", "b"): [1], ("a", "c"): [2]}),
+        pd.Series(["s"] * 100, name="kg", index=pd.RangeIndex(5, 105)),
+        pd.Index(["a", "b"], name="k"),
+        pd.RangeIndex(3, 10, 2),
+    ]
+    for value in cases:
+        back = decode(bytearray(encode(value)))
+        if isinstance(value, pd.DataFrame):
+            pd.testing.assert_frame_equal(back, value)
+        elif isinstance(value, pd.Series):
+            pd.testing.assert_series_equal(back, value)
+        else:
+            pd.testing.assert_index_equal(back, value)
+    # A frame read into its own buffer: number columns are views of it, the str column one object array.
+    back = decode(bytearray(encode(pd.DataFrame({"id": np.arange(100_000), "s": ["v"] * 100_000}))))
+    assert back["id"].to_numpy().base is not None and str(back["s"].dtype) == str(frame["name"].dtype)
+
+
+def test_hostile_pandas_headers_raise_security_errors() -> None:
+    pytest.importorskip("pandas")
+    np = pytest.importorskip("numpy")
+    col = encode(np.arange(3))
+    meta = {"names": ["a"], "dtypes": ["int64"], "index_name": None, "index_dtype": "int64"}
+    bad = [
+        b"P" + encode({**meta, "range": (0, 3, 0)}) + col,  # step 0
+        b"P" + encode({**meta, "range": (0, 3)}) + col,  # not three ints
+        b"P" + encode({**meta, "range": (0, 3, 1), "names": ["a", "b"]}) + col,  # names and columns differ
+        b"R" + encode({**meta, "dtypes": [], "range": (0, 3, 1)}),  # a Series without its column
+        b"P" + encode([1, 2]),  # not a header
+        b"P" + encode({**meta, "range": (0, 3, 1), "dtypes": [1]}) + col,  # a dtype that is no str
+    ]
+    for data in bad:
+        with pytest.raises(SandboxSecurityError):
+            decode(data)
+
+
+def test_item_by_item_parts_are_joined_but_array_memory_is_not_copied() -> None:
+    """A million small items are not a million small parts beside the value (the worker's memory)."""
+    from glsandbox_kernel.codec import encode_parts
+
+    mixed = [(i, str(i)) for i in range(50_000)]
+    parts = encode_parts(mixed)
+    assert len(parts) < 50 and decode(b"".join(parts)) == mixed
+    np = pytest.importorskip("numpy")
+    arr = np.arange(100_000)
+    value = [arr, *mixed[:10_000], {"a": arr}]
+    parts = encode_parts(value)
+    views = [p for p in parts if isinstance(p, memoryview)]
+    assert len(views) == 2 and all(np.shares_memory(np.frombuffer(p, dtype=np.uint8), arr) for p in views)
+    back = decode(bytearray(b"".join(parts)))
+    assert (back[0] == arr).all() and back[1:-1] == mixed[:10_000] and (back[-1]["a"] == arr).all()

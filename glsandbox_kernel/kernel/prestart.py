@@ -1,0 +1,73 @@
+"""What the kernel starts before ipykernel is imported (host side; called by ``__main__``).
+
+:func:`prepare` starts what the first cell needs and what does not depend
+on the kernel's options: the zygote template (its own process, importing
+the cell shell while this one imports ipykernel) and, in a thread, the host
+side of a sandbox (its modules, the backend registry, the default backend's
+probes). SandboxKernel's prestart joins that thread (:func:`wait`) before it
+starts its sandbox, so the two never do the same work at once.
+"""
+
+from __future__ import annotations
+
+import threading
+
+#: backends whose workers are not forked from the zygote template
+_NO_TEMPLATE = ("container", "gvisor", "vm")
+#: what the template imports for the kernel's workers: their IPython shell and comms
+SHELL_MODULES = ("glsandbox_kernel.worker.shell", "glsandbox_kernel.worker.comms")
+#: the host-side warm-up thread :func:`prepare` started (joined by SandboxKernel's prestart)
+WARMING: list[threading.Thread] = []
+
+
+def _isolation(argv: list[str]) -> str | None:
+    for arg in argv:
+        name, _, value = arg.partition("=")
+        if name.lower().endswith(".isolation"):
+            return value.strip("'\"").lower()
+    return None
+
+
+def start_template() -> None:
+    """Start the zygote template now, with the cell shell pre-imported (host side, before ipykernel).
+
+    The worker the kernel starts later is forked with its shell's modules in
+    memory, so the first cell waits for no import. Any failure is left to
+    the sandbox's own start, which reports it.
+    """
+    try:
+        from .. import zygote
+
+        zygote.PREIMPORT.extend(m for m in SHELL_MODULES if m not in zygote.PREIMPORT)
+        zygote.get_zygote()
+    except Exception:  # noqa: BLE001 - the sandbox's own start reports what is wrong
+        pass
+
+
+def _warm_host(default: bool) -> None:
+    """Thread: import the sandbox's host side and load the backends (what OSSandbox() does first)."""
+    try:
+        from .. import sandbox  # noqa: F401
+        from ..backends import registry
+
+        registry.backends()
+        if default:
+            registry.default_backend()
+    except Exception:  # noqa: BLE001 - the sandbox's own start reports what is wrong
+        pass
+
+
+def prepare(argv: list[str]) -> None:
+    """Start the template (unless the kernelspec names a backend without one) and the warm-up thread."""
+    isolation = _isolation(argv)
+    if isolation not in _NO_TEMPLATE:
+        start_template()
+    thread = threading.Thread(target=_warm_host, args=(isolation is None,), name="glsandbox-warm", daemon=True)
+    thread.start()
+    WARMING.append(thread)
+
+
+def wait() -> None:
+    """Join the warm-up thread, if :func:`prepare` started one (SandboxKernel's prestart thread)."""
+    for thread in WARMING:
+        thread.join()
