@@ -50,8 +50,8 @@ import struct
 from typing import Literal, NoReturn
 
 from ..linux import CLONE_NEWUSER, CLONE_NS_FLAGS, PR_SET_DUMPABLE, PR_SET_PDEATHSIG, libc, prctl
-from ._common import ChildState, ConfinementError, PlanContext, close_fds_except
 from . import idmaps
+from ._common import ChildState, ConfinementError, PlanContext, close_fds_except
 from .idmaps import MAP_FILES as _MAP_FILES
 from .idmaps import write_proc as _write_proc
 from .profile import SANDBOX_GID, SANDBOX_UID, UNPRIVILEGED_HOST_ID
@@ -169,6 +169,8 @@ _saved_mask: set[int | signal.Signals] = set()
 _p0_pid = 0
 _status_w = -1
 _status_r = -1
+
+
 def unshare_child(section: NamespacesSection | None, state: ChildState) -> None:
     """CHILD side, first half: fork P1 and unshare; returns only in P1.
 

@@ -42,7 +42,6 @@ from glsandbox_kernel import (
     SandboxTimeoutError,
 )
 from glsandbox_kernel.backends import container as ctr
-from glsandbox_kernel.backends import docker_pool
 from glsandbox_kernel.backends.base import WorkerProcess
 from glsandbox_kernel.backends.container import (
     LABEL_HOST_PID,
@@ -53,6 +52,7 @@ from glsandbox_kernel.backends.container import (
     images,
 )
 from glsandbox_kernel.backends.container import settings as ctr_settings
+from glsandbox_kernel.backends.container import warm as docker_pool
 from glsandbox_kernel.backends.gvisor import GVisorBackend
 from glsandbox_kernel.config import FilesystemConfig, NetworkConfig, WhitelistConfig
 
@@ -696,7 +696,7 @@ _CHILD = textwrap.dedent(
     """
     import os, sys, time
     from glsandbox_kernel import OSSandbox, OSSandboxConfig, IsolationType
-    from glsandbox_kernel.backends import docker_pool
+    from glsandbox_kernel.backends.container import warm as docker_pool
     docker_pool.set_pool_size(int(sys.argv[2]))
     sb = OSSandbox(OSSandboxConfig(isolation_type=IsolationType(sys.argv[3])))
     sb.execute(abs, 1)

@@ -16,7 +16,7 @@ One concern per module:
 
 The sandbox side is :mod:`glsandbox_kernel.worker.bootstrap`, run inside
 the container by path. The warm pool lives in
-:mod:`glsandbox_kernel.backends.docker_pool`; GVISOR in
+:mod:`glsandbox_kernel.backends.container.warm`; GVISOR in
 :mod:`glsandbox_kernel.backends.gvisor`.
 """
 

@@ -121,7 +121,7 @@ class ContainerBackend(SandboxBackend):
 
     def start(self, *, session_id: str) -> WorkerProcess:
         """A started, connected container worker: a pooled one has said hello already."""
-        from .. import docker_pool
+        from . import warm as docker_pool
 
         if docker_pool.pool_size() <= 0:
             return self._launch(session_id)

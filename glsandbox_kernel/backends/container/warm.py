@@ -35,11 +35,11 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from .container import lifetime
-from .pool import CONTAINER_POLICY, PoolGroup, WarmPool
+from ..pool import CONTAINER_POLICY, PoolGroup, WarmPool
+from . import lifetime
 
 if TYPE_CHECKING:
-    from .container.worker import ContainerWorker
+    from .worker import ContainerWorker
 
 ENV_POOL_SIZE = CONTAINER_POLICY.env_var
 DEFAULT_POOL_SIZE = CONTAINER_POLICY.default_size
