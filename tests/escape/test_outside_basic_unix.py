@@ -1,0 +1,106 @@
+"""Outside review: the BASIC backend lets sandboxed code connect to any host Unix socket.
+
+Attack: BASIC's Landlock rules cover opening files, and its seccomp filter
+denies IPv4/IPv6/packet sockets, but ``socket(AF_UNIX)`` + ``connect(path)``
+is neither: a pathname Unix socket is reachable wherever it is on the host,
+visible folder or not. As root (the sandbox keeps the host's uid 0) that is
+``/var/run/docker.sock`` (root on the host: ``docker run -v /:/host``),
+Podman's API socket, containerd, the D-Bus system bus (``systemd-run``);
+rootless it is the user's ssh-agent, session bus, rootless Podman.
+Measured here at STRICT and MODERATE: ``GET /_ping`` on /var/run/docker.sock
+answered ``HTTP/1.0 200 OK`` from inside the sandbox.
+
+Judged from the host: a Unix socket server this test starts in a folder the
+sandbox was never shown must see no connection, and the sandboxed connect
+must fail. Host sockets of daemons, when present, are only connected to
+(nothing is sent).
+
+Fix (suggested): ``confinement/seccomp.py`` for BASIC (``deny_inet``
+profiles): deny ``connect``/``sendto``/``sendmsg`` on AF_UNIX sockets with a
+path (or ``socket(AF_UNIX)`` outright, keeping ``socketpair`` for the
+worker), or Landlock ``LANDLOCK_ACCESS_FS_RESOLVE_UNIX`` where the kernel has
+it; refuse BASIC as root otherwise (``backends/basic.py``).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import cloudpickle
+import pytest
+
+from glsandbox_kernel import IsolationType, OSSandbox, create_config_by_level
+from glsandbox_kernel.backends.registry import backends
+
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+OK, WHY = backends()["basic"].available()
+pytestmark = pytest.mark.skipif(not OK, reason=f"basic: {WHY}")
+
+
+def attack_connect_unix(paths: list[str]) -> dict[str, Any]:
+    """SANDBOX side: connect to each pathname Unix socket; the errno, or 'connected'."""
+    import socket as s
+
+    out: dict[str, Any] = {}
+    for path in paths:
+        sock = s.socket(s.AF_UNIX, s.SOCK_STREAM)
+        sock.settimeout(5)
+        try:
+            sock.connect(path)
+            out[path] = "connected"
+        except OSError as exc:
+            out[path] = exc.errno
+        finally:
+            sock.close()
+    return out
+
+
+@pytest.fixture
+def host_socket(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, list[int]]]:
+    """A Unix socket server of the host in a folder the sandbox is not shown; counts accepted connections."""
+    folder = tmp_path_factory.mktemp("host-private")
+    path = os.path.join(str(folder), "host.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    os.chmod(path, 0o777)  # as permissive as a daemon's group socket: only the sandbox should stop it
+    server.listen(4)
+    server.settimeout(0.2)
+    accepted: list[int] = []
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            accepted.append(1)
+            conn.close()
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield path, accepted
+    finally:
+        stop.set()
+        thread.join(2)
+        server.close()
+
+
+@pytest.mark.parametrize("level", ["strict", "moderate"])
+def test_basic_cannot_connect_to_a_host_unix_socket(level: str, host_socket: tuple[str, list[int]]) -> None:
+    path, accepted = host_socket
+    daemons = [p for p in ("/var/run/docker.sock", "/run/dbus/system_bus_socket") if os.path.exists(p)]
+    cfg = create_config_by_level(level, isolation_type=IsolationType.BASIC)
+    with OSSandbox(cfg) as sb:
+        result = sb.execute(attack_connect_unix, [path, *daemons])
+    assert accepted == [], f"the host's private Unix socket accepted a sandbox connection: {result}"
+    assert result[path] != "connected", result
+    for daemon in daemons:
+        assert result[daemon] != "connected", f"{level}: BASIC sandbox connected to {daemon}: {result}"
