@@ -1,11 +1,12 @@
-"""Outside review: a read-only project folder still lets the sandbox talk to a host service's socket.
+"""Outside review: a read-only project folder lets the sandbox talk to a host service's socket in it.
 
 Attack: a host service listens on a Unix socket inside the project folder
 (a database's socket dir, a dev server started with ``--sock``, an editor's
 IPC socket; ``readonly_paths`` folders alike). The NAMESPACE backend shows
 the project read-only, but a read-only bind mount does not stop
 ``connect()`` on a socket inode (the kernel's EROFS check covers regular
-files, folders and symlinks only). Measured here at MODERATE: the sandbox
+files, folders and symlinks only). The CONTAINER backend's bind of the project at
+``/work/project`` likewise. Measured here at MODERATE on both: the sandbox
 sent ``DROP TABLE`` to the host service and read its answer.
 
 Judged from the host: the service this test starts sees no connection and
@@ -33,8 +34,14 @@ from glsandbox_kernel.backends.registry import backends
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
-OK, WHY = backends()["namespace"].available()
-pytestmark = pytest.mark.skipif(not OK, reason=f"namespace: {WHY}")
+
+def _backend(name: str) -> object:
+    ok, why = backends()[name].available()
+    return pytest.param(name, marks=() if ok else pytest.mark.skip(reason=f"{name}: {why}"))
+
+
+#: where each backend shows the project folder (containers: at /work/project)
+SHOWN_AT = {"namespace": None, "container": "/work/project"}
 
 
 def attack_talk(path: str) -> object:
@@ -90,13 +97,15 @@ def project_with_a_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator
         server.close()
 
 
+@pytest.mark.parametrize("backend", [_backend("namespace"), _backend("container")])
 def test_read_only_project_gives_no_access_to_a_host_socket(
-    project_with_a_service: tuple[str, str, list[bytes]],
+    backend: str, project_with_a_service: tuple[str, str, list[bytes]]
 ) -> None:
     project, path, received = project_with_a_service
     fs = FilesystemConfig(project_dir=project, project_access="read")
-    cfg = create_config_by_level("moderate", isolation_type=IsolationType.NAMESPACE, filesystem=fs)
+    cfg = create_config_by_level("moderate", isolation_type=IsolationType(backend), filesystem=fs)
+    inside = os.path.join(SHOWN_AT[backend] or project, os.path.basename(path))
     with OSSandbox(cfg) as sb:
-        answer = sb.execute(attack_talk, path)
+        answer = sb.execute(attack_talk, inside)
     assert received == [], f"the host service got {received} from the sandbox (answer {answer!r})"
     assert not isinstance(answer, bytes), answer
