@@ -92,3 +92,25 @@ def test_sandbox_outputs_reach_the_frontend_without_scripts(kernel: Kernel, name
     ]
     active = {m["msg_type"]: _active(m) for m in shown if _active(m)}
     assert not active, f"{name}: script-bearing sandbox output relayed to the frontend: {active}"
+
+
+@pytest.fixture(scope="module")
+def ipykernel() -> Iterator[Kernel]:
+    """A stock python3 IPython kernel with the magic loaded."""
+    k = Kernel("python3")
+    try:
+        reply, _ = k.execute("%load_ext glsandbox_kernel")
+        assert reply["status"] == "ok", reply
+        yield k
+    finally:
+        k.shutdown()
+
+
+def test_magic_outputs_reach_the_frontend_without_scripts(ipykernel: Kernel) -> None:
+    """The same through ``%%sandbox`` (``magics/magic.py:_show`` republishes the sandbox's bundles)."""
+    cell = "%%sandbox strict\n" + CELLS["javascript"]
+    reply, outputs = ipykernel.execute(cell, timeout=60)
+    assert reply["status"] == "ok", reply
+    shown = [m for m in outputs if m["msg_type"] in ("display_data", "execute_result") and not kernel_made(m)]
+    active = [_active(m) for m in shown if _active(m)]
+    assert not active, f"script-bearing sandbox output relayed by the magic: {active}"
