@@ -114,3 +114,19 @@ def test_magic_outputs_reach_the_frontend_without_scripts(ipykernel: Kernel) -> 
     shown = [m for m in outputs if m["msg_type"] in ("display_data", "execute_result") and not kernel_made(m)]
     active = [_active(m) for m in shown if _active(m)]
     assert not active, f"script-bearing sandbox output relayed by the magic: {active}"
+
+
+def test_sandbox_widget_state_reaches_the_frontend_without_active_html(kernel: Kernel) -> None:
+    """The widget route: ``ipywidgets.HTML`` sets its value with ``innerHTML`` in the browser, so an
+    ``onerror=`` handler in the state a sandboxed widget sends over its comm runs in the server's origin;
+    sanitizing display_data alone leaves this open (``kernel/relay.py:IOPubRelay.comm``)."""
+    cell = (
+        "import ipywidgets\n"
+        "w = ipywidgets.HTML(value='<img src=x onerror=\"fetch(`/api/terminals`, {method: `POST`})\">')\n"
+        "w"
+    )
+    reply, outputs = kernel.execute(cell, timeout=60)
+    assert reply["status"] == "ok", reply
+    comms = [m for m in outputs if m["msg_type"] in ("comm_open", "comm_msg")]
+    active = [m["msg_type"] for m in comms if ACTIVE_HTML.search(json.dumps(m["content"].get("data")))]
+    assert not active, f"sandbox widget state with an active HTML handler relayed: {active}"
