@@ -22,16 +22,13 @@ sealed and how many records/cells it had, checked in ``notebook/verify.py``
 from __future__ import annotations
 
 import copy
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from typing import Any
 
 import nbformat
 import pytest
 
-from ..conftest import ROOT
+from ..unit.test_tamper import _glsandbox
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -43,18 +40,6 @@ CELLS = [
     ("code", "print('middle cell')"),
     ("code", "print('VIOLATION: the last cell found something')"),
 ]
-
-
-def _glsandbox(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "GLSANDBOX_AUDIT_KEY"}
-    return subprocess.run(
-        [sys.executable, "-m", "glsandbox_kernel.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=400,
-        env=env,
-        cwd=ROOT,
-    )
 
 
 @pytest.fixture(scope="module")

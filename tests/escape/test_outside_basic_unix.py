@@ -11,7 +11,7 @@ Measured here at STRICT and MODERATE: ``GET /_ping`` on /var/run/docker.sock
 answered ``HTTP/1.0 200 OK`` from inside the sandbox.
 
 Judged from the host: a Unix socket server this test starts in a folder the
-sandbox was never shown must see no connection, and the sandboxed connect
+sandbox was never shown must see no connection and no bytes, and the sandboxed connect
 must fail. Host sockets of daemons, when present, are only connected to
 (nothing is sent).
 
@@ -25,10 +25,7 @@ it; refuse BASIC as root otherwise (``backends/basic.py``).
 from __future__ import annotations
 
 import os
-import socket
 import sys
-import threading
-from collections.abc import Iterator
 from typing import Any
 
 import cloudpickle
@@ -36,6 +33,10 @@ import pytest
 
 from glsandbox_kernel import IsolationType, OSSandbox, create_config_by_level
 from glsandbox_kernel.backends.registry import backends
+
+from .test_outside_readonly_socket import project_with_a_service
+
+__all__ = ["project_with_a_service"]  # the fixture, imported for pytest
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
@@ -61,41 +62,11 @@ def attack_connect_unix(paths: list[str]) -> dict[str, Any]:
     return out
 
 
-@pytest.fixture
-def host_socket(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, list[int]]]:
-    """A Unix socket server of the host in a folder the sandbox is not shown; counts accepted connections."""
-    folder = tmp_path_factory.mktemp("host-private")
-    path = os.path.join(str(folder), "host.sock")
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(path)
-    os.chmod(path, 0o777)  # as permissive as a daemon's group socket: only the sandbox should stop it
-    server.listen(4)
-    server.settimeout(0.2)
-    accepted: list[int] = []
-    stop = threading.Event()
-
-    def loop() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                continue
-            accepted.append(1)
-            conn.close()
-
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
-    try:
-        yield path, accepted
-    finally:
-        stop.set()
-        thread.join(2)
-        server.close()
-
-
 @pytest.mark.parametrize("level", ["strict", "moderate"])
-def test_basic_cannot_connect_to_a_host_unix_socket(level: str, host_socket: tuple[str, list[int]]) -> None:
-    path, accepted = host_socket
+def test_basic_cannot_connect_to_a_host_unix_socket(
+    level: str, project_with_a_service: tuple[str, str, list[bytes]]
+) -> None:
+    _folder, path, accepted = project_with_a_service  # a host folder the BASIC sandbox is not shown
     daemons = [p for p in ("/var/run/docker.sock", "/run/dbus/system_bus_socket") if os.path.exists(p)]
     cfg = create_config_by_level(level, isolation_type=IsolationType.BASIC)
     with OSSandbox(cfg) as sb:
