@@ -4,7 +4,9 @@ Attack: the auditor holds the key and runs ``glsandbox audit verify --key``.
 The tamperer removes ``notebook.metadata["glsandbox"]`` *and* every cell's
 ``metadata["glsandbox"]`` (cell metadata other than ``glsandbox`` is volatile,
 and the copies of the seal live only there), then deletes the last code cell,
-moves cells or edits a markdown cell. The signed per-cell records are left
+moves cells, edits a markdown cell, or renames the kernelspec to ``python3``
+and inserts a cell with a fabricated result (records of the glsandbox
+kernel's cells in a "python3" notebook go unquestioned). The signed per-cell records are left
 untouched, so every record signature still checks; what is gone is the seal
 that covered the cell count, the order and the markdown. Verify then treats
 the notebook like an interactive one that was never sealed (a note, not a
@@ -112,3 +114,18 @@ def test_stripped_seal_hides_an_edited_markdown_cell(sealed: dict[str, Any]) -> 
         nb.cells[0].source = "# Result\nThe approved budget is 1000000."
 
     _verify_tampered(sealed, edit, "stripped-markdown")
+
+
+def test_stripped_seal_and_kernelspec_let_a_fake_cell_in(sealed: dict[str, Any]) -> None:
+    """Strip the seal, rename the kernelspec to ``python3`` (then only ``%%sandbox`` cells are evidence,
+    ``verify.py``'s ``magic_only``), and insert a code cell with a fabricated result: it is reported as
+    a cell that "ran outside any sandbox" in a note, and the notebook verifies with the key."""
+
+    def edit(nb: Any) -> None:
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        fake = nbformat.v4.new_code_cell("approved = check_budget()\nprint(approved)")
+        fake.execution_count = 3
+        fake.outputs = [nbformat.v4.new_output("stream", name="stdout", text="budget approved: True\n")]
+        nb.cells.insert(_code_cells(nb)[-1] + 1, fake)
+
+    _verify_tampered(sealed, edit, "stripped-kernelspec-fake-cell")
