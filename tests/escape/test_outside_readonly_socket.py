@@ -25,6 +25,7 @@ import socket
 import sys
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import cloudpickle
 import pytest
@@ -109,3 +110,45 @@ def test_read_only_project_gives_no_access_to_a_host_socket(
         answer = sb.execute(attack_talk, inside)
     assert received == [], f"the host service got {received} from the sandbox (answer {answer!r})"
     assert not isinstance(answer, bytes), answer
+
+
+def attack_write_fifo(path: str) -> object:
+    """SANDBOX side: open a FIFO for writing without blocking and write a command; 'written' or the errno."""
+    import os
+
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        return exc.errno
+    try:
+        os.write(fd, b"rm -rf results/\n")
+        return "written"
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("backend", [_backend("namespace"), _backend("container")])
+def test_read_only_project_gives_no_write_to_a_host_fifo(backend: str, tmp_path: Any) -> None:
+    """The same for a named pipe a host process reads (a job queue, a log collector): the EROFS check
+    of a read-only mount does not cover FIFOs either."""
+    project = tmp_path / "project"
+    project.mkdir()
+    os.chmod(tmp_path, 0o755)
+    os.chmod(project, 0o755)
+    fifo = project / "jobs.fifo"
+    os.mkfifo(fifo, 0o666)
+    os.chmod(fifo, 0o666)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # the host service, reading
+    try:
+        fs = FilesystemConfig(project_dir=str(project), project_access="read")
+        cfg = create_config_by_level("moderate", isolation_type=IsolationType(backend), filesystem=fs)
+        inside = os.path.join(SHOWN_AT[backend] or str(project), "jobs.fifo")
+        with OSSandbox(cfg) as sb:
+            result = sb.execute(attack_write_fifo, inside)
+        try:
+            got = os.read(reader, 100)
+        except BlockingIOError:
+            got = b""
+    finally:
+        os.close(reader)
+    assert got == b"", f"{backend}: the host's FIFO received {got!r} from the sandbox ({result})"
