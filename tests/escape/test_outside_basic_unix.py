@@ -50,7 +50,11 @@ def attack_connect_unix(paths: list[str]) -> dict[str, Any]:
 
     out: dict[str, Any] = {}
     for path in paths:
-        sock = s.socket(s.AF_UNIX, s.SOCK_STREAM)
+        try:
+            sock = s.socket(s.AF_UNIX, s.SOCK_STREAM)
+        except OSError as exc:  # denied at creation: as good as a refused connect
+            out[path] = exc.errno
+            continue
         sock.settimeout(5)
         try:
             sock.connect(path)
