@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from .config import IsolationType, SecurityLevel, create_config_by_level, parse_size
+from .cli_options import add_project_options, add_sandbox_options, config_from_args
 from .exceptions import SandboxConfigError, SandboxError
 
 
@@ -98,71 +98,6 @@ def _run_doctor(args: argparse.Namespace) -> int:
 
 
 # -- exec -------------------------------------------------------------------------------------
-
-
-def config_from_args(args: argparse.Namespace) -> Any:
-    """An OSSandboxConfig from the common --level/--isolation/--timeout/--memory options."""
-    overrides: dict[str, Any] = {}
-    cfg = create_config_by_level(args.level)
-    if args.isolation:
-        overrides["isolation_type"] = IsolationType(args.isolation)
-    if getattr(args, "fallback", False):
-        overrides["fallback_to_basic"] = True
-    if args.timeout is not None:
-        overrides["execution_timeout"] = args.timeout
-    if getattr(args, "audit", None):
-        overrides["audit_log_path"] = args.audit
-    import dataclasses
-
-    if getattr(args, "memory", None):
-        overrides["limits"] = dataclasses.replace(cfg.limits, memory_limit_bytes=parse_size(args.memory))
-    if getattr(args, "project", None):
-        overrides["filesystem"] = dataclasses.replace(
-            cfg.filesystem,
-            project_dir=os.path.realpath(args.project),
-            readonly_paths=tuple(os.path.realpath(p) for p in args.ro),
-            writable_paths=tuple(os.path.realpath(p) for p in args.rw),
-            output_dir=args.output_dir if args.output_dir is not None else cfg.filesystem.output_dir,
-        )
-    if getattr(args, "allow_host", None):
-        overrides["network"] = dataclasses.replace(
-            cfg.network, allow_network=True, allowed_hosts=tuple(args.allow_host)
-        )
-    return cfg.replace(**overrides) if overrides else cfg
-
-
-def add_project_options(p: argparse.ArgumentParser) -> None:
-    """``--project``, ``--ro``, ``--rw``, ``--output-dir``, ``--allow-host`` (exec; run passes them to the kernel)."""
-    p.add_argument(
-        "--project",
-        metavar="DIR",
-        help="project folder (default: the script's / notebook's folder); hidden at "
-        "strict, read-only at moderate, writable at lenient",
-    )
-    p.add_argument("--ro", action="append", default=[], metavar="PATH", help="also show PATH read-only (repeatable)")
-    p.add_argument("--rw", action="append", default=[], metavar="PATH", help="let the sandbox write PATH (repeatable)")
-    p.add_argument("--output-dir", metavar="REL", default=None, help="writable folder in a read-only project")
-    p.add_argument("--allow-host", action="append", default=[], metavar="HOST:PORT", help="allow HOST:PORT")
-
-
-def project_kernel_argv(args: argparse.Namespace) -> list[str]:
-    """The ``--SandboxKernel.*`` arguments for :func:`add_project_options` (``glsandbox run``)."""
-    out: list[str] = []
-    if getattr(args, "project", None):
-        out.append(f"--SandboxKernel.project={os.path.realpath(args.project)}")
-    out += [f"--SandboxKernel.readonly_paths={os.path.realpath(p)}" for p in getattr(args, "ro", None) or []]
-    out += [f"--SandboxKernel.writable_paths={os.path.realpath(p)}" for p in getattr(args, "rw", None) or []]
-    if getattr(args, "output_dir", None) is not None:
-        out.append(f"--SandboxKernel.output_dir={args.output_dir}")
-    out += [f"--SandboxKernel.allowed_hosts={h}" for h in getattr(args, "allow_host", None) or []]
-    return out
-
-
-def _add_sandbox_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--level", default="moderate", choices=[lvl.value for lvl in SecurityLevel])
-    p.add_argument("--isolation", choices=[i.value for i in IsolationType], default=None)
-    p.add_argument("--fallback", action="store_true", help="fall back to basic when the backend is unavailable")
-    p.add_argument("--timeout", type=float, default=None, help="wall-clock limit in seconds")
 
 
 def _run_exec(args: argparse.Namespace) -> int:
@@ -261,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_run_doctor)
 
     p = sub.add_parser("exec", help="run a script in a sandbox")
-    _add_sandbox_options(p)
+    add_sandbox_options(p)
     p.add_argument("--memory", help="memory limit, e.g. 200M")
     p.add_argument("--audit", help="append audit records to this JSONL file")
     add_project_options(p)
@@ -281,18 +216,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite an existing key")
     p.set_defaults(func=_run_keygen)
 
-    # Each adder registers its subcommand with ``set_defaults(func=...)``.
-    for module, adder in (
-        ("glsandbox_kernel.kernel.install", "add_install_parser"),
-        ("glsandbox_kernel.notebook.run", "add_run_parser"),
-        ("glsandbox_kernel.notebook.report", "add_report_parser"),
-        ("glsandbox_kernel.notebook.attest", "add_attest_parser"),
-    ):
-        try:
-            mod = __import__(module, fromlist=[adder])
-        except ImportError:
-            continue
-        getattr(mod, adder)(sub)
+    # The subcommands that live with their subject; each registers itself with
+    # ``set_defaults(func=...)``. Imported here, when the parser is built, and
+    # never the other way round: they take shared options from cli_options.
+    from .kernel.install import add_install_parser
+    from .notebook.attest import add_attest_parser
+    from .notebook.report import add_report_parser
+    from .notebook.run import add_run_parser
+
+    for adder in (add_install_parser, add_run_parser, add_report_parser, add_attest_parser):
+        adder(sub)
     return parser
 
 

@@ -382,6 +382,15 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+#: The STRICT and LENIENT presets (MODERATE is every field's default), as in the README's table:
+#: mode, memory, CPU seconds (also the wall-clock timeout), open files, processes,
+#: largest file (also the disk quota), network allowed.
+_PRESETS: dict[SecurityLevel, tuple[SandboxMode, int, float, int, int, int, bool]] = {
+    SecurityLevel.STRICT: (SandboxMode.ENFORCING, 256 * MiB, 30.0, 128, 16, 64 * MiB, False),
+    SecurityLevel.LENIENT: (SandboxMode.PERMISSIVE, 1 * GiB, 300.0, 1024, 256, 1 * GiB, True),
+}
+
+
 def create_config_by_level(level: SecurityLevel | str, **overrides: Any) -> OSSandboxConfig:
     """The documented preset for ``level`` (see the README's table), with overrides."""
     if isinstance(level, str):
@@ -389,36 +398,22 @@ def create_config_by_level(level: SecurityLevel | str, **overrides: Any) -> OSSa
             level = SecurityLevel(level.lower())
         except ValueError:
             raise SandboxConfigError("security_level", f"{level!r} is not one of strict, moderate, lenient") from None
-    if level is SecurityLevel.STRICT:
-        base = OSSandboxConfig(
-            security_level=level,
-            sandbox_mode=SandboxMode.ENFORCING,
-            limits=ResourceLimits(
-                memory_limit_bytes=256 * MiB,
-                cpu_time_limit_seconds=30.0,
-                max_open_files=128,
-                max_processes=16,
-                max_file_size_bytes=64 * MiB,
-                disk_quota_bytes=64 * MiB,
-            ),
-            network=NetworkConfig(allow_network=False),
-            execution_timeout=30.0,
-        )
-    elif level is SecurityLevel.MODERATE:
+    if level not in _PRESETS:
         base = OSSandboxConfig(security_level=level)
     else:
+        mode, memory, seconds, files, processes, file_bytes, network = _PRESETS[level]
         base = OSSandboxConfig(
             security_level=level,
-            sandbox_mode=SandboxMode.PERMISSIVE,
+            sandbox_mode=mode,
             limits=ResourceLimits(
-                memory_limit_bytes=1 * GiB,
-                cpu_time_limit_seconds=300.0,
-                max_open_files=1024,
-                max_processes=256,
-                max_file_size_bytes=1 * GiB,
-                disk_quota_bytes=1 * GiB,
+                memory_limit_bytes=memory,
+                cpu_time_limit_seconds=seconds,
+                max_open_files=files,
+                max_processes=processes,
+                max_file_size_bytes=file_bytes,
+                disk_quota_bytes=file_bytes,
             ),
-            network=NetworkConfig(allow_network=True),
-            execution_timeout=300.0,
+            network=NetworkConfig(allow_network=network),
+            execution_timeout=seconds,
         )
     return base.replace(**overrides) if overrides else base

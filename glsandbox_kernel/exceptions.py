@@ -38,6 +38,11 @@ class SandboxError(Exception):
     """Base class of every error raised by glsandbox."""
 
 
+def _with_hint(text: str, hint: str) -> str:
+    """``text (Hint: hint)``, bubblewrap's way of saying what the user can do; ``text`` without one."""
+    return f"{text} (Hint: {hint})" if hint else text
+
+
 class SandboxConfigError(SandboxError, ValueError):
     """A configuration value is out of range; names the field and what is allowed."""
 
@@ -58,10 +63,7 @@ class BackendUnavailableError(SandboxError):
     """The requested isolation backend cannot run on this machine."""
 
     def __init__(self, backend: str, reason: str, hint: str = "") -> None:
-        text = f"isolation backend {backend!r} is unavailable: {reason}"
-        if hint:
-            text += f" (Hint: {hint})"
-        super().__init__(text)
+        super().__init__(_with_hint(f"isolation backend {backend!r} is unavailable: {reason}", hint))
         self.backend = backend
         self.reason = reason
         self.hint = hint
@@ -78,9 +80,7 @@ class ConfinementError(SandboxError):
         text = f"{step}: {call}"
         if errno is not None:
             text += f": {os.strerror(errno)} (errno {errno})"
-        if hint:
-            text += f" (Hint: {hint})"
-        super().__init__(text)
+        super().__init__(_with_hint(text, hint))
         self.step = step
         self.call = call
         self.errno = errno

@@ -19,9 +19,14 @@ import pwd
 import site
 import stat
 import sys
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .exceptions import SandboxConfigError
+
+if TYPE_CHECKING:  # config imports this module to validate project_dir: no runtime import back
+    from .config import OSSandboxConfig
 
 #: Folders that are never a project folder (nor any folder below them).
 _SYSTEM_TREES = (
@@ -102,6 +107,49 @@ def is_masked(name: str, patterns: tuple[str, ...]) -> bool:
     return any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
+class TreeWalk:
+    """HOST side: every entry below ``roots`` with its ``lstat``, depth first, at most ``budget`` of them.
+
+    Iterating yields ``(entry, stat_result)``; symlinks are yielded, never
+    followed; unreadable folders and entries are passed over. It descends into
+    a folder when ``descend(entry, stat_result)`` says so. After the loop,
+    ``complete`` is False when the walk stopped at the budget. Used by
+    :func:`find_masked` and by :class:`~glsandbox_kernel.written_files.WriteTracker`.
+    """
+
+    def __init__(
+        self,
+        roots: Iterable[str],
+        budget: int,
+        descend: Callable[[os.DirEntry[str], os.stat_result], bool],
+    ) -> None:
+        self.roots = list(roots)
+        self.budget = budget
+        self.descend = descend
+        self.complete = True
+
+    def __iter__(self) -> Iterator[tuple[os.DirEntry[str], os.stat_result]]:
+        todo = list(self.roots)
+        seen = 0
+        while todo:
+            try:
+                entries = list(os.scandir(todo.pop()))
+            except OSError:
+                continue
+            for entry in entries:
+                seen += 1
+                if seen > self.budget:
+                    self.complete = False
+                    return
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                yield entry, st
+                if stat.S_ISDIR(st.st_mode) and self.descend(entry, st):
+                    todo.append(entry.path)
+
+
 def find_masked(root: str, patterns: tuple[str, ...], *, budget: int = SCAN_BUDGET) -> list[tuple[str, str]]:
     """Every real file or folder below ``root`` whose name matches ``patterns``: ``(path, "file"|"dir")``.
 
@@ -110,35 +158,18 @@ def find_masked(root: str, patterns: tuple[str, ...], *, budget: int = SCAN_BUDG
     match. Raises :class:`SandboxConfigError` when the folder has more than
     ``budget`` entries (a folder that large cannot be checked for secrets).
     """
-    found: list[tuple[str, str]] = []
-    todo = [root]
-    seen = 0
     skip = set(environment_paths())  # a venv inside the project: the interpreter's, not the user's
-    while todo:
-        d = todo.pop()
-        try:
-            entries = list(os.scandir(d))
-        except OSError:
-            continue
-        for entry in entries:
-            seen += 1
-            if seen > budget:
-                raise SandboxConfigError(
-                    "filesystem",
-                    f"{root} has more than {budget} files and folders; it cannot be checked for secrets. "
-                    "Name a smaller folder (or add its large subfolders to readonly_paths instead)",
-                )
-            try:
-                mode = entry.stat(follow_symlinks=False).st_mode
-            except OSError:
-                continue
-            if stat.S_ISLNK(mode):
-                continue
-            kind = "dir" if stat.S_ISDIR(mode) else "file"
-            if is_masked(entry.name, patterns):
-                found.append((entry.path, kind))
-            elif kind == "dir" and entry.path not in skip:
-                todo.append(entry.path)
+    walk = TreeWalk([root], budget, lambda e, _: e.path not in skip and not is_masked(e.name, patterns))
+    found: list[tuple[str, str]] = []
+    for entry, st in walk:
+        if not stat.S_ISLNK(st.st_mode) and is_masked(entry.name, patterns):
+            found.append((entry.path, "dir" if stat.S_ISDIR(st.st_mode) else "file"))
+    if not walk.complete:
+        raise SandboxConfigError(
+            "filesystem",
+            f"{root} has more than {budget} files and folders; it cannot be checked for secrets. "
+            "Name a smaller folder (or add its large subfolders to readonly_paths instead)",
+        )
     found.sort()
     return found
 
@@ -167,7 +198,7 @@ class ProjectLayout:
     cwd: str | None = None
 
 
-def project_layout(config: object, *, create_output: bool = False) -> ProjectLayout:
+def project_layout(config: OSSandboxConfig, *, create_output: bool = False) -> ProjectLayout:
     """HOST side: the project folder, user paths, output folder and masks for ``config``.
 
     ``config`` is an :class:`~glsandbox_kernel.config.OSSandboxConfig`.
@@ -175,9 +206,6 @@ def project_layout(config: object, *, create_output: bool = False) -> ProjectLay
     project folder's owner) when it is missing; planners pass True only
     when they start a real worker.
     """
-    from .config import OSSandboxConfig
-
-    assert isinstance(config, OSSandboxConfig)
     fs = config.filesystem
     access = config.project_access
     project = os.path.realpath(fs.project_dir) if fs.project_dir else None
@@ -348,11 +376,8 @@ def _pth_dirs(sitedir: str, *, own_parent: str) -> list[str]:
     return out
 
 
-def writable_roots(config: object) -> tuple[str, ...]:
+def writable_roots(config: OSSandboxConfig) -> tuple[str, ...]:
     """HOST side: the host folders the sandbox may write into (no scan, no creation)."""
-    from .config import OSSandboxConfig
-
-    assert isinstance(config, OSSandboxConfig)
     fs = config.filesystem
     roots = [os.path.realpath(p) for p in fs.writable_paths]
     if fs.project_dir:

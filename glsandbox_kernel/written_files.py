@@ -21,7 +21,7 @@ import stat
 from dataclasses import dataclass
 from typing import Any
 
-from .project import is_masked
+from .project import TreeWalk, is_masked
 
 #: (size, mtime_ns, ctime_ns, inode) of one regular file.
 Stamp = tuple[int, int, int, int]
@@ -54,29 +54,15 @@ class WriteTracker:
     def snapshot(self) -> Snapshot:
         """Stamps of every regular file below the roots (symlinks are not followed)."""
         files: dict[str, Stamp] = {}
-        seen = 0
-        todo = [r for r in self.roots if os.path.isdir(r)]
-        while todo:
-            d = todo.pop()
-            try:
-                entries = list(os.scandir(d))
-            except OSError:
-                continue
-            for entry in entries:
-                seen += 1
-                if seen > self.max_entries:
-                    return Snapshot(files, complete=False)
-                if is_masked(entry.name, self.masked_names):
-                    continue
-                try:
-                    st = entry.stat(follow_symlinks=False)
-                except OSError:
-                    continue
-                if stat.S_ISDIR(st.st_mode):
-                    todo.append(entry.path)
-                elif stat.S_ISREG(st.st_mode):
-                    files[entry.path] = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
-        return Snapshot(files, complete=True)
+        walk = TreeWalk(
+            [r for r in self.roots if os.path.isdir(r)],
+            self.max_entries,
+            lambda entry, _: not is_masked(entry.name, self.masked_names),
+        )
+        for entry, st in walk:
+            if stat.S_ISREG(st.st_mode) and not is_masked(entry.name, self.masked_names):
+                files[entry.path] = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+        return Snapshot(files, complete=walk.complete)
 
     def changes(self, before: Snapshot) -> list[dict[str, Any]]:
         """Files created, changed or deleted since ``before``: path, change, size, sha256, owner uid.

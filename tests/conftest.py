@@ -1,15 +1,97 @@
-"""Shared fixtures: leak checks against the real process table."""
+"""Shared fixtures: leak checks against the real process table, and the harness that runs
+a command (or a whole test file again) as an unprivileged user."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+#: Set in the pytest process :func:`rerun_as_unprivileged` started (uid 65534).
+UNPRIVILEGED = os.environ.get("GLSANDBOX_TEST_UNPRIVILEGED") == "1"
+NOBODY = 65534
+
+# Run by `unshare -m` as root, in a private mount namespace (so nothing here is seen
+# outside): make an interpreter under /root (mode 0700 on this host) reachable by
+# putting a tmpfs on /root that holds only the interpreter's home, give a HOME under
+# /root to the user, then drop to uid:gid with no supplementary groups.
+_AS_USER = r"""
+set -e
+uid="$1"; py_home="$2"; shift 2
+if [ -n "$py_home" ]; then
+    stash=$(mktemp -d)
+    mount --bind "$py_home" "$stash"
+    mount -t tmpfs -o mode=0755 tmpfs /root
+    mkdir -p "$py_home"
+    mount --move "$stash" "$py_home"
+fi
+case "$HOME" in /root/?*) mkdir -p "$HOME" && chown "$uid:$uid" "$HOME" ;; esac
+exec setpriv --reuid="$uid" --regid="$uid" --clear-groups -- "$@"
+"""
+
+
+def glsandbox_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 400, audit_key: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """Run the ``glsandbox`` command (``python -m glsandbox_kernel.cli``, this interpreter) in the
+    checkout, output captured; ``env`` on top of ours, whose $GLSANDBOX_AUDIT_KEY is passed on
+    only with ``audit_key`` (most tests name their key)."""
+    base = {k: v for k, v in os.environ.items() if audit_key or k != "GLSANDBOX_AUDIT_KEY"}
+    return subprocess.run(
+        [sys.executable, "-m", "glsandbox_kernel.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**base, **(env or {})},
+        cwd=ROOT,
+    )
+
+
+def as_user(argv: Sequence[str], uid: int = NOBODY) -> list[str]:
+    """The command that runs ``argv`` as ``uid`` (its gid the same, no groups) with this
+    interpreter reachable (see ``_AS_USER``). Skips the calling test where that cannot
+    be done here: not root, or util-linux's unshare/setpriv/mount missing."""
+    if os.geteuid() != 0:
+        pytest.skip(f"needs root to switch to uid {uid}")
+    for tool in ("unshare", "setpriv", "mount"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} (util-linux) not installed")
+    base = os.path.realpath(sys.base_prefix)
+    py_home = "/root/" + base[len("/root/") :].split("/", 1)[0] if base.startswith("/root/") else ""  # /root/.pyenv
+    return ["unshare", "-m", "--propagation", "private", "sh", "-c", _AS_USER, "as-user", str(uid), py_home, *argv]
+
+
+def rerun_as_unprivileged(
+    test_file: str, *pytest_args: str, timeout: float, home: str = "/tmp"
+) -> subprocess.CompletedProcess[str]:
+    """Run ``test_file`` again under pytest as uid 65534 with ``GLSANDBOX_TEST_UNPRIVILEGED=1``
+    (:data:`UNPRIVILEGED` there) and print the tail of its output; the caller asserts on it.
+    Skips inside that run, and where :func:`as_user` cannot switch users."""
+    if UNPRIVILEGED:
+        pytest.skip("already running as the unprivileged user")
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": home,
+        "GLSANDBOX_TEST_UNPRIVILEGED": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    pytest_cmd = [sys.executable, "-m", "pytest", os.path.abspath(test_file), "-q", "-p", "no:cacheprovider"]
+    proc = subprocess.run(
+        as_user([*pytest_cmd, *pytest_args]), cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    print(proc.stdout[-8000:], proc.stderr[-3000:])
+    return proc
 
 
 def live_pids(pids: list[int]) -> list[int]:
@@ -61,6 +143,58 @@ def zygote_children() -> list[int]:
     POOLS.settle()  # a worker still being made is not pooled yet: wait until it is
     pooled = POOLS.pooled_pids()
     return [p for p in live_pids(descendants(z.proc.pid)) if p not in pooled]
+
+
+class HostHello(BaseHTTPRequestHandler):
+    """Answers every GET with :attr:`body` (tests compare what the sandbox received with it)."""
+
+    body = b"hello from the host loopback\n" * 100
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def host_server() -> Iterator[tuple[int, list[Any]]]:
+    """An HTTP server on the host's 127.0.0.1 (the only address tests send traffic to):
+    ``(port, accepted)``, the list holding the client address of every connection accepted."""
+    accepted: list[Any] = []
+
+    class Server(ThreadingHTTPServer):
+        def verify_request(self, request: Any, client_address: Any) -> bool:
+            accepted.append(client_address)
+            return True
+
+    srv = Server(("127.0.0.1", 0), HostHello)
+    t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    t.start()
+    try:
+        yield int(srv.server_address[1]), accepted
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+@pytest.fixture
+def rootfs(tmp_path: Path) -> str:
+    """A root directory for CHROOT with mount points only (the system and Python directories
+    are bound into it) and an /etc/passwd naming root and nobody."""
+    root = tmp_path / "rootfs"
+    for d in ("usr", "lib", "lib64", "bin", "sbin", "etc", "tmp", "proc", "dev", "run"):
+        (root / d).mkdir(parents=True)
+    (root / "etc" / "passwd").write_text("root:x:0:0::/root:/bin/false\nnobody:x:65534:65534::/:/bin/false\n")
+    import glsandbox_kernel
+    from glsandbox_kernel.confinement.mounts import python_paths
+
+    for p in [*python_paths(), os.path.dirname(os.path.dirname(glsandbox_kernel.__file__))]:
+        (root / p.lstrip("/")).mkdir(parents=True, exist_ok=True)
+    return str(root)
 
 
 @pytest.fixture(autouse=True)

@@ -4,21 +4,116 @@
 interpreter's absolute path) into a temporary prefix with
 ``glsandbox install --prefix`` and puts it first on ``JUPYTER_PATH`` for the
 test session. ``Kernel`` wraps a started kernel with an ``execute`` that
-collects the IOPub messages of one request.
+collects the IOPub messages of one request. ``jupyter_server`` starts a real
+Jupyter server (or JupyterLab) on 127.0.0.1 with the project's server config.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import queue
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
 import tempfile
-from collections.abc import Iterator
+import time
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
 from jupyter_client.manager import start_new_kernel
 
 TIMEOUT = 30.0
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def jupyter_server(
+    base: Path,
+    root: Path,
+    *,
+    app: str = "jupyter_server",
+    env: Mapping[str, str | None] = {},
+    args: Sequence[str] = (),
+    timeout: float = 60.0,
+) -> Iterator[dict[str, Any]]:
+    """A Jupyter server (``app``: ``jupyter_server`` or ``jupyterlab``) on 127.0.0.1 serving ``root``.
+
+    A random token; config (with jupyter-config/'s glsandbox server config), runtime
+    dir and log under ``base``; ``env`` adds variables (None removes one). Yields
+    ``url``, ``token``, ``root``, ``log`` once ``/api/status`` answers; on exit shuts
+    its kernels down through the API, then stops it (its own process group).
+    """
+    config_d = base / "config" / "jupyter_server_config.d"
+    config_d.mkdir(parents=True)
+    shutil.copy(os.path.join(ROOT, "jupyter-config", "jupyter_server_config.d", "glsandbox.json"), config_d)
+    port, token = free_port(), secrets.token_hex(16)
+    full_env = {**os.environ, "JUPYTER_CONFIG_DIR": str(base / "config"), "JUPYTER_RUNTIME_DIR": str(base / "runtime")}
+    for name, value in env.items():
+        if value is None:
+            full_env.pop(name, None)
+        else:
+            full_env[name] = value
+    log_path = base / f"{app}.log"
+    log = open(log_path, "wb")
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", app, "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}"),
+            *("--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}"),
+            "--ServerApp.open_browser=False",
+            *(["--allow-root"] if os.geteuid() == 0 else []),
+            *args,
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=full_env,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"{app} did not start:\n" + log_path.read_text()[-3000:])
+            time.sleep(0.3)
+        yield {"url": url, "token": token, "root": root, "log": log_path}
+    finally:
+        try:
+            with urllib.request.urlopen(f"{url}/api/kernels?token={token}", timeout=5) as r:
+                for kernel in json.load(r):
+                    urllib.request.urlopen(
+                        urllib.request.Request(f"{url}/api/kernels/{kernel['id']}?token={token}", method="DELETE"),
+                        timeout=20,
+                    ).close()
+        except OSError:
+            pass
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        log.close()
 
 
 @pytest.fixture(scope="session")

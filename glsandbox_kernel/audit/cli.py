@@ -19,6 +19,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from .cluster import verify_cluster_file
 from .keys import Verifier, read_key_file, verifier_from_bytes
 from .log import load_key
 from .verify import VerifyResult, _parse_lines, _Unparsable, verify_file
@@ -179,11 +180,9 @@ def _check_cluster_runs(path: str, key: Verifier | None, result: VerifyResult) -
     """Add the checks of cluster runs (sessions' own chains, run manifests) to ``result``.
 
     A run file written by :mod:`glsandbox_kernel.distributed` is one chain the
-    verifier above checks; this re-checks the records it carries. No-op for
-    files without cluster runs.
+    verifier above checks; this re-checks the records it carries
+    (:mod:`.cluster`). No-op for files without cluster runs.
     """
-    from ..distributed.audit import verify_cluster_file
-
     problems, notes = verify_cluster_file(path, key)
     if problems:
         result.problems.extend(problems)

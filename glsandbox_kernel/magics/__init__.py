@@ -37,10 +37,18 @@ def unload_ipython_extension(ipython: Any) -> None:
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("SandboxMagics", "SandboxCellError", "SandboxResult"):
-        from . import magic
+    if name == "SandboxMagics":
+        from .magic import SandboxMagics
 
-        return getattr(magic, name)
+        return SandboxMagics
+    if name == "SandboxResult":
+        from .display import SandboxResult
+
+        return SandboxResult
+    if name == "SandboxCellError":
+        from ..exceptions import SandboxCellError
+
+        return SandboxCellError
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -35,6 +35,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..audit.keys import Signer, Verifier
+from ..cli_options import add_notebook_command, beside_notebook
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
@@ -206,18 +207,18 @@ def check_subjects(statement: Mapping[str, Any], base_dir: str) -> tuple[list[st
 
 def add_attest_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``glsandbox attest`` (called by :func:`glsandbox_kernel.cli.build_parser`)."""
-    p = subparsers.add_parser(
+    p = add_notebook_command(
+        subparsers,
         "attest",
+        attest_cli,
         help="write a DSSE-signed in-toto attestation of an executed notebook",
         description="Verify NOTEBOOK and write an in-toto Statement v1 about it (subject: the notebook and the "
         "files the run wrote; predicate: controls, backend, limits, violations, chain heads, environment) "
         "in a DSSE envelope signed with --sign-key (Ed25519) or --key (HMAC).",
+        output_help="default: NOTEBOOK with .intoto.jsonl",
     )
-    p.add_argument("notebook", metavar="NOTEBOOK")
-    p.add_argument("-o", "--output", metavar="OUT", help="default: NOTEBOOK with .intoto.jsonl")
     p.add_argument("--sign-key", metavar="PRIVATE", help="Ed25519 private key (glsandbox keygen)")
     p.add_argument("--key", metavar="FILE", help="HMAC key file (default: $GLSANDBOX_AUDIT_KEY)")
-    p.set_defaults(func=attest_cli)
     return p
 
 
@@ -245,8 +246,7 @@ def attest_cli(args: argparse.Namespace) -> int:
         print(f"glsandbox attest: error: cannot read {path}: {exc}", file=sys.stderr)
         return 2
     statement = build_statement(path, nb, signer.verifier())
-    base = path[:-6] if path.endswith(".ipynb") else path
-    out = args.output or base + ".intoto.jsonl"
+    out = args.output or beside_notebook(path, ".intoto.jsonl")
     with open(out, "w", encoding="utf-8") as fh:
         fh.write(json.dumps(envelope(statement, signer), sort_keys=True) + "\n")
     verification = statement["predicate"]["verification"]

@@ -305,20 +305,33 @@ def record_status(record: Mapping[str, Any]) -> str:
     }.get(event, event or "?")
 
 
-def summary_line(record: Mapping[str, Any], execution_count: int | None = None) -> str:
-    """The one-line text of a cell's audit output."""
-    metrics = record.get("metrics") if isinstance(record.get("metrics"), Mapping) else {}
-    assert isinstance(metrics, Mapping)
-    violations = record.get("violations") if isinstance(record.get("violations"), list) else []
-    assert isinstance(violations, list)
+def record_figures(record: Mapping[str, Any]) -> tuple[Mapping[str, Any], list[Any], float | None, float | None]:
+    """``(metrics, violations, wall seconds, CPU seconds)`` of an audit record, each of the
+    expected type or empty/None (the record may come from a file anyone could edit)."""
+    metrics = record.get("metrics")
+    metrics = metrics if isinstance(metrics, Mapping) else {}
+    violations = record.get("violations")
+    violations = violations if isinstance(violations, list) else []
     wall = record.get("execution_time")
     cpu = metrics.get("cpu_time_used")
+    number = (int, float)
+    return (
+        metrics,
+        violations,
+        float(wall) if isinstance(wall, number) and not isinstance(wall, bool) else None,
+        float(cpu) if isinstance(cpu, number) and not isinstance(cpu, bool) else None,
+    )
+
+
+def summary_line(record: Mapping[str, Any], execution_count: int | None = None) -> str:
+    """The one-line text of a cell's audit output."""
+    metrics, violations, wall, cpu = record_figures(record)
     parts = [
         f"cell {execution_count}" if execution_count is not None else "cell",
         f"{record.get('security_level', '?')}/{record.get('isolation_type', '?')}",
         record_status(record),
-        fmt_seconds(wall if isinstance(wall, (int, float)) else None),
-        f"CPU {fmt_seconds(cpu if isinstance(cpu, (int, float)) else None)}",
+        fmt_seconds(wall),
+        f"CPU {fmt_seconds(cpu)}",
         f"peak {fmt_bytes(metrics.get('memory_peak_bytes'))}",
         f"{len(violations)} violation{'s' if len(violations) != 1 else ''}",
         f"record {str(record.get('record_hash', ''))[:8]}…",

@@ -29,7 +29,8 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from .evidence import fmt_bytes, fmt_seconds, record_status
+from ..cli_options import add_notebook_command, beside_notebook
+from .evidence import fmt_bytes, fmt_seconds, record_figures, record_status
 from .verify import METADATA_KEY, CellCheck, NotebookVerifyResult, verify_notebook
 
 _CSS = """
@@ -58,12 +59,7 @@ def _mark(value: bool | None) -> str:
 
 def _row(check: CellCheck) -> str:
     record = check.record or {}
-    metrics = record.get("metrics") if isinstance(record.get("metrics"), Mapping) else {}
-    assert isinstance(metrics, Mapping)
-    violations = record.get("violations") if isinstance(record.get("violations"), list) else []
-    assert isinstance(violations, list)
-    wall = record.get("execution_time")
-    cpu = metrics.get("cpu_time_used")
+    metrics, violations, wall, cpu = record_figures(record)
     status = record_status(record) if record else ("not executed" if not check.executed else "no record")
     status_cls = "good" if status == "ok" else "bad"
     viol = str(len(violations))
@@ -76,8 +72,8 @@ def _row(check: CellCheck) -> str:
         f"<td>{html.escape(str(record.get('security_level', '-')))}</td>"
         f"<td>{html.escape(str(record.get('isolation_type', '-')))}</td>"
         f'<td class="{status_cls}">{html.escape(status)}</td>'
-        f'<td class="num">{fmt_seconds(wall) if isinstance(wall, (int, float)) else "-"}</td>'
-        f'<td class="num">{fmt_seconds(cpu) if isinstance(cpu, (int, float)) else "-"}</td>'
+        f'<td class="num">{fmt_seconds(wall) if wall is not None else "-"}</td>'
+        f'<td class="num">{fmt_seconds(cpu) if cpu is not None else "-"}</td>'
         f'<td class="num">{fmt_bytes(metrics.get("memory_peak_bytes")) if metrics else "-"}</td>'
         f'<td class="num">{viol}</td>'
         f"{_mark(check.source_ok)}{_mark(check.outputs_ok)}{_mark(check.chain_ok)}"
@@ -220,17 +216,18 @@ def build_report(nb: Any, key: Any = None, *, title: str = "notebook") -> tuple[
 
 def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``glsandbox report`` (called by :func:`glsandbox_kernel.cli.build_parser`)."""
-    p = subparsers.add_parser(
+    p = add_notebook_command(
+        subparsers,
         "report",
+        report_cli,
         help="write an HTML evidence report of an executed notebook",
         description="Render NOTEBOOK as HTML with its verification result and a per-cell table of controls, "
         "metrics, violations and hash checks.",
+        output_help="default: NOTEBOOK with .evidence.html",
+        output_metavar="HTML",
     )
-    p.add_argument("notebook", metavar="NOTEBOOK")
-    p.add_argument("-o", "--output", metavar="HTML", help="default: NOTEBOOK with .evidence.html")
     p.add_argument("--key", metavar="FILE", help="HMAC key file to check signatures (default: $GLSANDBOX_AUDIT_KEY)")
     p.add_argument("--pubkey", metavar="PUBLIC", help="Ed25519 public key file to check signatures")
-    p.set_defaults(func=report_cli)
     return p
 
 
@@ -256,8 +253,7 @@ def report_cli(args: argparse.Namespace) -> int:
     except Exception as exc:  # noqa: BLE001 - nbformat raises several kinds for a bad file
         print(f"glsandbox report: error: {args.notebook} is not a notebook: {exc}", file=sys.stderr)
         return 2
-    base = args.notebook[:-6] if args.notebook.endswith(".ipynb") else args.notebook
-    out = args.output or base + ".evidence.html"
+    out = args.output or beside_notebook(args.notebook, ".evidence.html")
     markup, result = build_report(nb, key, title=os.path.basename(args.notebook))
     with open(out, "w", encoding="utf-8") as fh:
         fh.write(markup)

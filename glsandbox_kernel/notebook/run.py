@@ -39,6 +39,13 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ..cli_options import (
+    add_notebook_command,
+    add_project_options,
+    add_sandbox_options,
+    beside_notebook,
+    project_kernel_argv,
+)
 from .evidence import find_audit_output, fmt_bytes, fmt_seconds, record_status
 from .metadata import write_evidence_metadata
 from .verify import verify_notebook
@@ -112,8 +119,6 @@ def kernel_argv(args: argparse.Namespace) -> list[str]:
         argv.append("--SandboxKernel.monitor=False")
     if getattr(args, "audit", None):
         argv.append(f"--SandboxKernel.audit_log={os.path.abspath(args.audit)}")
-    from ..cli import project_kernel_argv
-
     return argv + project_kernel_argv(args)
 
 
@@ -278,25 +283,16 @@ def _progress_line(n: int, total: int, info: dict[str, Any]) -> str:
 
 def add_run_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``glsandbox run`` (called by :func:`glsandbox_kernel.cli.build_parser`)."""
-    from ..config import IsolationType, SecurityLevel
-
-    p = subparsers.add_parser(
+    p = add_notebook_command(
+        subparsers,
         "run",
+        run_cli,
         help="execute a notebook in the sandbox kernel and record the audit evidence",
         description="Execute NOTEBOOK with nbclient through the glsandbox kernel; write the executed notebook "
         "with per-cell audit records (outputs and cell metadata) and the session's chain head.",
+        output_help="where to write the executed notebook (default: NOTEBOOK with .glsandbox.ipynb)",
     )
-    p.add_argument("notebook", metavar="NOTEBOOK")
-    p.add_argument(
-        "-o",
-        "--output",
-        metavar="OUT",
-        help="where to write the executed notebook (default: NOTEBOOK with .glsandbox.ipynb)",
-    )
-    p.add_argument("--level", default="moderate", choices=[lvl.value for lvl in SecurityLevel])
-    p.add_argument("--isolation", choices=[i.value for i in IsolationType], default=None)
-    p.add_argument("--fallback", action="store_true", help="fall back to basic when the backend is unavailable")
-    p.add_argument("--timeout", type=float, default=None, help="wall-clock limit per cell, seconds")
+    add_sandbox_options(p, timeout_help="wall-clock limit per cell, seconds")
     p.add_argument("--memory", default=None, help="memory limit, e.g. 512M")
     p.add_argument(
         "--param",
@@ -317,10 +313,7 @@ def add_run_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--allow-errors", action="store_true", help="keep running after a failing cell")
     p.add_argument("--audit", metavar="PATH", help="also append the audit records to this JSONL file")
     p.add_argument("--cwd", metavar="DIR", help="working directory of the kernel (default: the notebook's)")
-    from ..cli import add_project_options
-
     add_project_options(p)
-    p.set_defaults(func=run_cli)
     from .cluster import add_cluster_arguments
 
     add_cluster_arguments(p)  # --cluster ADDRESS|local[:N] NB...: notebook/cluster.py
@@ -328,8 +321,8 @@ def add_run_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def default_output(path: str) -> str:
-    base = path[:-6] if path.endswith(".ipynb") else path
-    return base + ".glsandbox.ipynb"
+    """Where ``glsandbox run NB.ipynb`` writes the executed notebook without ``-o``."""
+    return beside_notebook(path, ".glsandbox.ipynb")
 
 
 def run_cli(args: argparse.Namespace) -> int:

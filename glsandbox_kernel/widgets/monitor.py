@@ -38,22 +38,24 @@ All outputs made here carry ``metadata.glsandbox.role = "monitor"`` (for
 display) and are published through ``OSSandbox.mark_output``, so the cell's
 audit record lists each of them, content included, as kernel-made
 (:mod:`glsandbox_kernel.notebook.evidence`); the kernel calls :meth:`CellMonitor.finish`
-before the record is sealed.
+before the record is sealed. The text and HTML of what is shown come from
+:mod:`.render`; this module decides when and where they appear.
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..notebook.evidence import ROLE_MONITOR, WIDGET_MIME, fmt_bytes, fmt_seconds, role_metadata
+from ..notebook.evidence import ROLE_MONITOR, WIDGET_MIME, role_metadata
 from .chart import Point
+from .render import banner, int_or_none, labels_html, num, summary_html, summary_text
+from .render import limits_of as limits_of
 
 log = logging.getLogger("glsandbox.widgets")
 
@@ -202,12 +204,12 @@ class CellMonitor:
                 log.warning("monitor widget update failed", exc_info=True)
 
     def _add_point(self, event: dict[str, Any]) -> None:
-        elapsed = _num(event.get("elapsed"))
-        cpu_time = _num(event.get("cpu_time"))
+        elapsed = num(event.get("elapsed"))
+        cpu_time = num(event.get("cpu_time"))
         cpu_percent = None
         last = self._last_event
         if last is not None and elapsed is not None and cpu_time is not None:
-            prev_elapsed, prev_cpu = _num(last.get("elapsed")), _num(last.get("cpu_time"))
+            prev_elapsed, prev_cpu = num(last.get("elapsed")), num(last.get("cpu_time"))
             if prev_elapsed is not None and prev_cpu is not None and elapsed > prev_elapsed:
                 cpu_percent = max(0.0, (cpu_time - prev_cpu) / (elapsed - prev_elapsed) * 100.0)
         self._last_event = event
@@ -215,14 +217,14 @@ class CellMonitor:
             Point(
                 elapsed=elapsed or 0.0,
                 cpu_percent=cpu_percent,
-                memory=_int(event.get("memory_current")),
-                memory_peak=_int(event.get("memory_peak")),
+                memory=int_or_none(event.get("memory_current")),
+                memory_peak=int_or_none(event.get("memory_peak")),
             )
         )
 
     def _update_live(self) -> None:
         event = self._last_event or {}
-        elapsed = _num(event.get("elapsed")) or 0.0
+        elapsed = num(event.get("elapsed")) or 0.0
         if not self._displayed:
             if elapsed < self.live_after or self._stopping:
                 return
@@ -285,7 +287,7 @@ class CellMonitor:
         if self.violations or (result is not None and getattr(result, "violations", None)):
             self._show_banner(final=result if result is not None else _NoResult())
         metrics = getattr(result, "metrics", None)
-        elapsed = _num(getattr(metrics, "execution_time", None))
+        elapsed = num(getattr(metrics, "execution_time", None))
         if elapsed is None:
             elapsed = time.monotonic() - self._started_at
         if not self.monitor or (not self._displayed and elapsed < self.live_after):
@@ -381,124 +383,6 @@ class _LiveWidget:
                     log.debug("could not close a monitor widget", exc_info=True)
 
 
-# -- text and HTML ------------------------------------------------------------------------------------
-
-
-def limits_of(sandbox: Any) -> dict[str, Any]:
-    """The limits in force for the session (shown next to the live figures)."""
-    config = getattr(sandbox, "config", None)
-    limits = getattr(config, "limits", None)
-    return {
-        "memory": getattr(limits, "memory_limit_bytes", None),
-        "cpu_time": getattr(limits, "cpu_time_limit_seconds", None),
-        "pids": getattr(limits, "max_processes", None),
-        "timeout": getattr(config, "execution_timeout", None),
-        "level": str(getattr(getattr(config, "security_level", None), "value", "") or ""),
-        "backend": str(getattr(sandbox, "isolation_type", "") or ""),
-    }
-
-
-def labels_html(points: list[Point], event: Mapping[str, Any], limits: Mapping[str, Any], *, running: bool) -> str:
-    """The live labels: elapsed, CPU, memory (current, peak, limit), pids, limits."""
-    elapsed = _num(event.get("elapsed")) or 0.0
-    cpu_time = _num(event.get("cpu_time"))
-    mem = _int(event.get("memory_current"))
-    peak = _int(event.get("memory_peak"))
-    pids = _int(event.get("pids"))
-    cpu_pct = points[-1].cpu_percent if points else None
-    state = "running" if running else "finished"
-    lim = []
-    if limits.get("timeout"):
-        lim.append(f"timeout {fmt_seconds(limits['timeout'])}")
-    if limits.get("cpu_time"):
-        lim.append(f"CPU {fmt_seconds(limits['cpu_time'])}")
-    if limits.get("pids"):
-        lim.append(f"{limits['pids']} pids")
-    where = " · ".join(x for x in (limits.get("level"), limits.get("backend")) if x)
-    rows = [
-        f'<b class="glsandbox-elapsed" data-seconds="{elapsed:.2f}">{fmt_seconds(elapsed)}</b> {state}'
-        + (f" <span style='color:#888'>({html.escape(where)})</span>" if where else ""),
-        f'CPU <b class="glsandbox-cpu">{"?" if cpu_pct is None else f"{cpu_pct:.0f}%"}</b>'
-        + (f" · {fmt_seconds(cpu_time)} used" if cpu_time is not None else ""),
-        f'memory <b class="glsandbox-mem" data-bytes="{mem if mem is not None else ""}">{fmt_bytes(mem)}</b>'
-        f' · peak <b class="glsandbox-peak" data-bytes="{peak if peak is not None else ""}">{fmt_bytes(peak)}</b>'
-        + (f" / limit {fmt_bytes(limits['memory'])}" if limits.get("memory") else ""),
-        f"pids <b>{pids if pids is not None else '?'}</b>" + (f" · limits: {', '.join(lim)}" if lim else ""),
-    ]
-    return (
-        '<div class="glsandbox-monitor" style="font-family: var(--jp-code-font-family, monospace); '
-        'font-size: 12px; line-height: 1.6; padding-left: 8px;">' + "<br>".join(rows) + "</div>"
-    )
-
-
-def summary_text(
-    metrics: Any, limits: Mapping[str, Any], *, status: str, violations: int, elapsed: float | None
-) -> str:
-    """The frozen summary line: wall time, CPU time, peak memory, violations, status."""
-    cpu = _num(getattr(metrics, "cpu_time_used", None))
-    peak = _int(getattr(metrics, "memory_peak_bytes", None))
-    parts = [
-        f"wall {fmt_seconds(elapsed)}",
-        f"CPU {fmt_seconds(cpu)}",
-        f"peak memory {fmt_bytes(peak)}" + (f" of {fmt_bytes(limits['memory'])}" if limits.get("memory") else ""),
-        f"{violations} violation{'s' if violations != 1 else ''}",
-        status,
-    ]
-    return "glsandbox monitor: " + " · ".join(parts)
-
-
-def summary_html(text: str, png: bytes | None) -> str:
-    """The frozen summary as HTML: the line, and the chart as an inline PNG."""
-    img = ""
-    if png:
-        b64 = base64.b64encode(png).decode("ascii")
-        img = f'<br><img class="glsandbox-chart" alt="CPU and memory over time" src="data:image/png;base64,{b64}">'
-    return (
-        '<div class="glsandbox-summary" style="font-family: var(--jp-code-font-family, monospace); '
-        f'font-size: 12px; color: #555;">{html.escape(text)}{img}</div>'
-    )
-
-
-def describe_violation(v: Mapping[str, Any]) -> str:
-    """``ptrace(PTRACE_ATTACH, 1) — trusted — denied`` style line for one violation."""
-    what = v.get("detail") or v.get("syscall") or v.get("path") or v.get("host") or v.get("kind") or "?"
-    trusted = "trusted (measured outside)" if v.get("trusted") else "reported by the sandbox (untrusted)"
-    action = v.get("action") or "recorded"
-    kind = v.get("kind") or "violation"
-    escape = " · escape attempt" if v.get("escape") else ""
-    return f"{kind}: {what} — {trusted} — {action}{escape}"
-
-
-def banner(violations: Sequence[Mapping[str, Any]], *, mode: str, status: str | None) -> tuple[str, str]:
-    """``(text, html)`` of the red violation banner."""
-    n = len(violations)
-    head = f"glsandbox: {n} violation{'s' if n != 1 else ''} detected"
-    if status == "stopped":
-        tail = "the cell was stopped (enforcing mode)"
-    elif status == "killed":
-        tail = "the cell did not stop when told to, so the worker was killed and its state is lost (enforcing mode)"
-    elif status == "continued":
-        tail = "the cell continued (permissive mode: the operations were still denied)"
-    else:
-        tail = (
-            "the cell will be stopped (enforcing mode)"
-            if mode != "permissive"
-            else "the cell continues (permissive mode: the operations are still denied)"
-        )
-    lines = [describe_violation(v) for v in violations[:50]]
-    if n > 50:
-        lines.append(f"… and {n - 50} more")
-    text = "\n".join([head, *(f"  • {x}" for x in lines), tail])
-    items = "".join(f"<li>{html.escape(x)}</li>" for x in lines)
-    markup = (
-        '<div class="glsandbox-violations" style="background:#fdecea; border-left: 4px solid #d32f2f; '
-        'color:#611a15; padding: 6px 10px; font-family: var(--jp-ui-font-family, sans-serif); font-size: 13px;">'
-        f"<b>⚠ {html.escape(head)}</b><ul style='margin: 4px 0 4px 18px; padding: 0;'>{items}</ul>"
-        f'<b class="glsandbox-violation-status">{html.escape(tail)}</b></div>'
-    )
-    return text, markup
-
-
 # -- helpers ---------------------------------------------------------------------------------------
 
 
@@ -511,11 +395,14 @@ def _merge_violations(live: list[dict[str, Any]], final: list[dict[str, Any]]) -
 
 
 def _final_point(metrics: Any, elapsed: float) -> Point | None:
-    mem = _int(getattr(metrics, "memory_current_bytes", None))
+    mem = int_or_none(getattr(metrics, "memory_current_bytes", None))
     if mem is None:
         return None
     return Point(
-        elapsed=elapsed, cpu_percent=None, memory=mem, memory_peak=_int(getattr(metrics, "memory_peak_bytes", None))
+        elapsed=elapsed,
+        cpu_percent=None,
+        memory=mem,
+        memory_peak=int_or_none(getattr(metrics, "memory_peak_bytes", None)),
     )
 
 
@@ -524,15 +411,3 @@ def _remove(items: list[Any], item: Any) -> None:
         items.remove(item)
     except ValueError:
         pass
-
-
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
-
-
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return int(value)

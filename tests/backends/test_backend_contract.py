@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import cloudpickle
@@ -46,21 +45,6 @@ def backend(request: pytest.FixtureRequest) -> Iterator[type[SandboxBackend]]:
             yield cls
     else:
         yield cls
-
-
-@pytest.fixture
-def rootfs(tmp_path: Path) -> str:
-    """A root directory with mount points only (CHROOT binds the system directories into it)."""
-    root = tmp_path / "rootfs"
-    for d in ("usr", "lib", "lib64", "bin", "sbin", "etc", "tmp", "proc", "dev", "run"):
-        (root / d).mkdir(parents=True)
-    (root / "etc" / "passwd").write_text("root:x:0:0::/root:/bin/false\nnobody:x:65534:65534::/:/bin/false\n")
-    import glsandbox_kernel
-    from glsandbox_kernel.confinement.mounts import python_paths
-
-    for p in [*python_paths(), os.path.dirname(os.path.dirname(glsandbox_kernel.__file__))]:
-        (root / p.lstrip("/")).mkdir(parents=True, exist_ok=True)
-    return str(root)
 
 
 def config_for(cls: type[SandboxBackend], rootfs: str, **kw: Any) -> OSSandboxConfig:

@@ -20,7 +20,6 @@ import json
 import os
 import re
 import select
-import shutil
 import signal
 import socket
 import subprocess
@@ -31,7 +30,6 @@ import traceback
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -58,6 +56,9 @@ from glsandbox_kernel.confinement import proxy as px
 from glsandbox_kernel.confinement import seccomp as sc
 from glsandbox_kernel.confinement._common import ConfinementError
 from glsandbox_kernel.supervisor import Supervisor, SupervisorPolicy
+
+from ..conftest import HostHello as _Hello
+from ..conftest import rerun_as_unprivileged
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LINUX = sys.platform.startswith("linux")
@@ -689,29 +690,9 @@ def test_namespace_setup_failure_is_reported_not_hidden(tmp_path: Any) -> None:
 # network: loopback only, and the proxy
 
 
-class _Hello(BaseHTTPRequestHandler):
-    body = b"hello from the host loopback\n" * 100
-
-    def do_GET(self) -> None:
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(self.body)))
-        self.end_headers()
-        self.wfile.write(self.body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
-def http_server() -> Iterator[int]:
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Hello)
-    t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    t.start()
-    try:
-        yield int(srv.server_address[1])
-    finally:
-        srv.shutdown()
-        srv.server_close()
+def http_server(host_server: tuple[int, list[Any]]) -> int:
+    return host_server[0]
 
 
 @pytest.fixture
@@ -896,68 +877,8 @@ def test_no_network_sandbox_cannot_reach_host_loopback(http_server: int) -> None
 # the same suite as an unprivileged user
 
 
-def _unprivileged_harness() -> tuple[list[str] | None, str]:
-    if INNER:
-        return None, "already running as the unprivileged user"
-    if not IS_ROOT:
-        return None, "needs root to switch to uid 65534"
-    for tool in ("unshare", "setpriv", "mount"):
-        if shutil.which(tool) is None:
-            return None, f"{tool} (util-linux) not installed"
-    return ["unshare", "-m", "--propagation", "private"], ""
-
-
-# In a private mount namespace (the harness only, as root): make /root
-# traversable for the interpreter under /root/.pyenv (mode 0700 on this
-# host), then drop to uid 65534 and run this file again.
-_AS_NOBODY = r"""
-set -e
-py_home="$1"; shift
-if [ -n "$py_home" ]; then
-    stash=$(mktemp -d)
-    mount --bind "$py_home" "$stash"
-    mount -t tmpfs -o mode=0755 tmpfs /root
-    mkdir -p "$py_home"
-    mount --move "$stash" "$py_home"
-fi
-case "$HOME" in /root/?*) mkdir -p "$HOME" && chown 65534:65534 "$HOME" ;; esac
-exec setpriv --reuid=65534 --regid=65534 --clear-groups -- "$@"
-"""
-
-
 @pytest.mark.unprivileged
 def test_suite_as_unprivileged_user() -> None:
-    harness, why = _unprivileged_harness()
-    if harness is None:
-        pytest.skip(why)
-    base = os.path.realpath(sys.base_prefix)
-    py_home = ""
-    if base.startswith("/root/"):
-        py_home = "/root/" + base[len("/root/") :].split("/", 1)[0]  # e.g. /root/.pyenv
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": "/tmp",
-        "GLSANDBOX_TEST_UNPRIVILEGED": "1",
-        "PYTHONDONTWRITEBYTECODE": "1",
-    }
-    cmd = [
-        *harness,
-        "sh",
-        "-c",
-        _AS_NOBODY,
-        "as-nobody",
-        py_home,
-        sys.executable,
-        "-m",
-        "pytest",
-        os.path.abspath(__file__),
-        "-q",
-        "-p",
-        "no:cacheprovider",
-        "-k",
-        "not test_suite_as_unprivileged_user",
-    ]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    print(proc.stdout[-6000:], proc.stderr[-3000:])
+    proc = rerun_as_unprivileged(__file__, "-k", "not test_suite_as_unprivileged_user", timeout=300)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     assert " passed" in proc.stdout

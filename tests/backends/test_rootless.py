@@ -10,7 +10,7 @@ many times and assert that every start works; a set-up failure must reach
 the host as a ConfinementError naming the step, the call and errno.
 
 Run as root, :func:`test_restarts_as_unprivileged_user` runs this file again
-as uid 65534 (the harness of tests/backends/test_confinement.py); the other tests run
+as uid 65534 (the harness in tests/conftest.py); the other tests run
 as whoever runs pytest.
 """
 
@@ -19,10 +19,8 @@ from __future__ import annotations
 import dataclasses
 import errno
 import os
-import shutil
 import signal
 import socket
-import subprocess
 import sys
 import time
 
@@ -35,7 +33,7 @@ from glsandbox_kernel.config import IsolationType, create_config_by_level
 from glsandbox_kernel.exceptions import ConfinementError
 from glsandbox_kernel.zygote import get_zygote
 
-from ..conftest import ROOT, wait_gone
+from ..conftest import rerun_as_unprivileged, wait_gone
 
 INNER = os.environ.get("GLSANDBOX_TEST_UNPRIVILEGED") == "1"
 CYCLES = 25
@@ -142,46 +140,9 @@ def test_setup_failure_reaches_host_with_step_call_errno() -> None:
         worker.cleanup()
 
 
-# In a private mount namespace (the harness only, as root): make /root traversable for an
-# interpreter under /root (mode 0700 here), then drop to uid 65534 and run this file again.
-_AS_NOBODY = r"""
-set -e
-py_home="$1"; shift
-if [ -n "$py_home" ]; then
-    stash=$(mktemp -d)
-    mount --bind "$py_home" "$stash"
-    mount -t tmpfs -o mode=0755 tmpfs /root
-    mkdir -p "$py_home"
-    mount --move "$stash" "$py_home"
-fi
-exec setpriv --reuid=65534 --regid=65534 --clear-groups -- "$@"
-"""
-
-
 @pytest.mark.unprivileged
 def test_restarts_as_unprivileged_user() -> None:
-    if INNER:
-        pytest.skip("already running as the unprivileged user")
-    if os.geteuid() != 0:
-        pytest.skip("needs root to switch to uid 65534")
-    for tool in ("unshare", "setpriv", "mount"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} (util-linux) not installed")
-    base = os.path.realpath(sys.base_prefix)
-    py_home = "/root/" + base[len("/root/") :].split("/", 1)[0] if base.startswith("/root/") else ""
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": "/tmp",
-        "GLSANDBOX_TEST_UNPRIVILEGED": "1",
-        "PYTHONDONTWRITEBYTECODE": "1",
-    }
-    cmd = [
-        *("unshare", "-m", "--propagation", "private", "sh", "-c", _AS_NOBODY, "as-nobody", py_home),
-        *(sys.executable, "-m", "pytest", os.path.abspath(__file__), "-q", "-p", "no:cacheprovider", "-rs"),
-        *("-k", "not test_restarts_as_unprivileged_user"),
-    ]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
-    print(proc.stdout[-6000:], proc.stderr[-3000:])
+    proc = rerun_as_unprivileged(__file__, "-rs", "-k", "not test_restarts_as_unprivileged_user", timeout=900)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     assert " passed" in proc.stdout
     assert " failed" not in proc.stdout

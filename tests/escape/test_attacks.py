@@ -731,58 +731,17 @@ def test_enforcing_banner_and_reply_in_the_kernel_say_killed(glsandbox_kernelspe
 
 # -- rootless: the same attacks as an unprivileged user ------------------------------------------------------
 
-# In a private mount namespace (the harness only, as root): make /root traversable for an
-# interpreter under /root (mode 0700 here), then drop to uid 65534 and run this file again.
-_AS_NOBODY = r"""
-set -e
-py_home="$1"; shift
-if [ -n "$py_home" ]; then
-    stash=$(mktemp -d)
-    mount --bind "$py_home" "$stash"
-    mount -t tmpfs -o mode=0755 tmpfs /root
-    mkdir -p "$py_home"
-    mount --move "$stash" "$py_home"
-fi
-exec setpriv --reuid=65534 --regid=65534 --clear-groups -- "$@"
-"""
-
-
 #: the library attacks (the Jupyter ones need a kernelspec and runtime dirs of that user), on BASIC and
 #: NAMESPACE (BASIC as uid 65534 shares its uid with the host: see tests/backends/test_rootless.py).
 ROOTLESS = "flood or violation or no_cell or no_function or enforcing_stops or enforcing_kills or two_calls"
 
 
 @pytest.mark.unprivileged
+@pytest.mark.timeout(1600)  # the whole rerun: above the inner run's own bound
 def test_attacks_as_unprivileged_user() -> None:
-    import os
-    import shutil
-    import subprocess
-    import sys
+    from ..conftest import rerun_as_unprivileged
 
-    from ..conftest import ROOT
-
-    if os.environ.get("GLSANDBOX_TEST_UNPRIVILEGED") == "1":
-        pytest.skip("already running as the unprivileged user")
-    if os.geteuid() != 0:
-        pytest.skip("needs root to switch to uid 65534")
-    for tool in ("unshare", "setpriv", "mount"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} (util-linux) not installed")
-    base = os.path.realpath(sys.base_prefix)
-    py_home = "/root/" + base[len("/root/") :].split("/", 1)[0] if base.startswith("/root/") else ""
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": "/tmp",
-        "GLSANDBOX_TEST_UNPRIVILEGED": "1",
-        "PYTHONDONTWRITEBYTECODE": "1",
-    }
-    cmd = [
-        *("unshare", "-m", "--propagation", "private", "sh", "-c", _AS_NOBODY, "as-nobody", py_home),
-        *(sys.executable, "-m", "pytest", os.path.abspath(__file__), "-q", "-p", "no:cacheprovider", "-x"),
-        *("-k", ROOTLESS),
-    ]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500)
-    print(proc.stdout[-6000:], proc.stderr[-3000:])
+    proc = rerun_as_unprivileged(__file__, "-x", "-k", ROOTLESS, timeout=1500)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     assert " passed" in proc.stdout
 

@@ -21,9 +21,7 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import cloudpickle
@@ -42,6 +40,8 @@ from glsandbox_kernel.backends import docker_pool
 from glsandbox_kernel.backends.container import ContainerBackend, flush_removals
 from glsandbox_kernel.backends.container import settings as ctr_settings
 from glsandbox_kernel.backends.gvisor import GVisorBackend
+
+from ..conftest import HostHello as _Hello
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
@@ -306,37 +306,7 @@ def test_detection_off_still_denies(isolation: IsolationType) -> None:
 
 
 # -- the network policy: the host proxy behind a socket bound into a network-none container ------
-class _Hello(BaseHTTPRequestHandler):
-    body = b"hello from the host's loopback\n" * 8
-
-    def do_GET(self) -> None:
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(self.body)))
-        self.end_headers()
-        self.wfile.write(self.body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def host_server() -> Iterator[tuple[int, list[Any]]]:
-    """An HTTP server on the host's 127.0.0.1 (the only address these tests send traffic to)."""
-    accepted: list[Any] = []
-
-    class Server(ThreadingHTTPServer):
-        def verify_request(self, request: Any, client_address: Any) -> bool:
-            accepted.append(client_address)
-            return True
-
-    srv = Server(("127.0.0.1", 0), _Hello)
-    t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    t.start()
-    try:
-        yield int(srv.server_address[1]), accepted
-    finally:
-        srv.shutdown()
-        srv.server_close()
+# (host_server: tests/conftest.py)
 
 
 def attack_http(url: str) -> Any:

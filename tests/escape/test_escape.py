@@ -18,10 +18,8 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import uuid
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import cloudpickle
@@ -43,8 +41,9 @@ from glsandbox_kernel.backends.basic import flush_cleanups
 from glsandbox_kernel.backends.namespace import NamespaceBackend
 from glsandbox_kernel.config import MiB
 
-from ..backends.test_confinement import _AS_NOBODY, ROOT, procs_in_pidns, wait_pidns_empty
-from ..conftest import wait_removed
+from ..backends.test_confinement import procs_in_pidns, wait_pidns_empty
+from ..conftest import HostHello as _Hello
+from ..conftest import rerun_as_unprivileged, wait_removed
 
 # Attack functions travel by value: the worker never imports this test module.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -380,14 +379,12 @@ def attack_tiocsti() -> int:
 
 
 def attack_exec() -> Any:
-    import subprocess
 
     return subprocess.run(["/bin/true"], check=False).returncode
 
 
 def seed_escape_attempt() -> None:
     import os
-    import subprocess
 
     subprocess.run(["ptrace", "attach", str(os.getpid())])
 
@@ -499,39 +496,6 @@ def test_fd_exhaustion(level: str, box: Callable[..., Box]) -> None:
     expect_clean(b, exc)
     assert result["errno"] == errno.EMFILE and result["opened"] < 64
     assert b.run(attack_fd_exhaustion)[0]["errno"] == errno.EMFILE  # the session still works
-
-
-class _Hello(BaseHTTPRequestHandler):
-    body = b"hello from the host\n" * 50
-
-    def do_GET(self) -> None:
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(self.body)))
-        self.end_headers()
-        self.wfile.write(self.body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def host_server() -> Iterator[tuple[int, list[Any]]]:
-    """A loopback HTTP server on the host; the list records every connection it accepted."""
-    accepted: list[Any] = []
-
-    class Server(ThreadingHTTPServer):
-        def verify_request(self, request: Any, client_address: Any) -> bool:
-            accepted.append(client_address)
-            return True
-
-    srv = Server(("127.0.0.1", 0), _Hello)
-    t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    t.start()
-    try:
-        yield int(srv.server_address[1]), accepted
-    finally:
-        srv.shutdown()
-        srv.server_close()
 
 
 @pytest.mark.parametrize("level", ["strict", "moderate"])
@@ -665,7 +629,6 @@ def test_seed_summary_escape_test_as_written() -> None:
     config = OSSandboxConfig(detect_escape_attempts=True, isolation_type=IsolationType.NAMESPACE)
 
     def escape_attempt():  # type: ignore[no-untyped-def]
-        import subprocess
 
         subprocess.run(["ptrace", "attach", str(os.getpid())])
 
@@ -675,22 +638,7 @@ def test_seed_summary_escape_test_as_written() -> None:
 
 
 # ---------------------------------------------------------------------------
-# CHROOT: the same kind of attacks in a given root filesystem (root only)
-
-
-@pytest.fixture
-def rootfs(tmp_path: Any) -> str:
-    """A root directory with mount points only; system dirs come in as readonly_paths."""
-    root = tmp_path / "rootfs"
-    for d in ("usr", "lib", "lib64", "bin", "sbin", "etc", "tmp", "proc", "dev", "run"):
-        (root / d).mkdir(parents=True)
-    (root / "etc" / "passwd").write_text("root:x:0:0::/root:/bin/false\nnobody:x:65534:65534::/:/bin/false\n")
-    import glsandbox_kernel
-    from glsandbox_kernel.confinement.mounts import python_paths
-
-    for p in [*python_paths(), os.path.dirname(os.path.dirname(glsandbox_kernel.__file__))]:
-        (root / p.lstrip("/")).mkdir(parents=True, exist_ok=True)
-    return str(root)
+# CHROOT: the same kind of attacks in a given root filesystem (root only; rootfs: tests/conftest.py)
 
 
 @pytest.mark.skipif(not IS_ROOT or INNER, reason="the CHROOT backend needs root")
@@ -737,29 +685,10 @@ def test_chroot_without_a_root_says_why(box: Callable[..., Box]) -> None:
 
 
 @pytest.mark.unprivileged
+@pytest.mark.timeout(700)  # the whole rerun: above the inner run's own bound
 def test_escape_battery_as_unprivileged_user() -> None:
-    if INNER:
-        pytest.skip("already running as the unprivileged user")
-    if not IS_ROOT:
-        pytest.skip("needs root to switch to uid 65534")
-    for tool in ("unshare", "setpriv", "mount"):
-        if not _which(tool):
-            pytest.skip(f"{tool} (util-linux) not installed")
-    base = os.path.realpath(sys.base_prefix)
-    py_home = "/root/" + base[len("/root/") :].split("/", 1)[0] if base.startswith("/root/") else ""
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": "/root/home-65534",  # a blocked path, so the fake home secret is tested too
-        "GLSANDBOX_TEST_UNPRIVILEGED": "1",
-        "PYTHONDONTWRITEBYTECODE": "1",
-    }
-    cmd = [
-        "unshare", "-m", "--propagation", "private", "sh", "-c", _AS_NOBODY, "as-nobody", py_home,
-        sys.executable, "-m", "pytest", os.path.abspath(__file__), "-q", "-p", "no:cacheprovider",
-        "-k", "not unprivileged_user",
-    ]  # fmt: skip
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    print(proc.stdout[-8000:], proc.stderr[-3000:])
+    # HOME is a blocked path, so the fake home secret is tested too
+    proc = rerun_as_unprivileged(__file__, "-k", "not unprivileged_user", timeout=600, home="/root/home-65534")
     assert proc.returncode == 0, proc.stdout[-8000:] + proc.stderr[-3000:]
     assert " passed" in proc.stdout
 

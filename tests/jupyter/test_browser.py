@@ -19,14 +19,8 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -34,7 +28,8 @@ import nbformat
 import pytest
 
 from ..conftest import ROOT
-from ..jupyter_fixtures import glsandbox_kernelspec
+from ..conftest import glsandbox_cli as _glsandbox
+from ..jupyter_fixtures import glsandbox_kernelspec, jupyter_server
 
 __all__ = ["glsandbox_kernelspec"]
 
@@ -67,12 +62,6 @@ libc = ctypes.CDLL(None, use_errno=True)
 print("ptrace returned", libc.ptrace(16, 1, 0, 0))"""
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def lab(glsandbox_kernelspec: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     if not os.path.exists(CHROMIUM):
@@ -90,72 +79,15 @@ def lab(glsandbox_kernelspec: str, tmp_path_factory: pytest.TempPathFactory) -> 
     nb.metadata["kernelspec"] = {"name": "glsandbox", "display_name": "Python 3 (sandboxed)", "language": "python"}
     nb.cells = [nbformat.v4.new_code_cell(ALLOCATE), nbformat.v4.new_code_cell(PTRACE)]
     nbformat.write(nb, str(root / "monitor.ipynb"))
-    config_d = base / "config" / "jupyter_server_config.d"
-    config_d.mkdir(parents=True)
-    shutil.copy(os.path.join(ROOT, "jupyter-config", "jupyter_server_config.d", "glsandbox.json"), config_d)
-    port, token = _free_port(), secrets.token_hex(16)
     env = {
-        **os.environ,
-        "JUPYTER_CONFIG_DIR": str(base / "config"),
         "JUPYTERLAB_SETTINGS_DIR": str(base / "settings"),
         "JUPYTERLAB_WORKSPACES_DIR": str(base / "workspaces"),
-        "JUPYTER_RUNTIME_DIR": str(base / "runtime"),
+        "GLSANDBOX_AUDIT_KEY": None,  # the server holds no key: the run's signed seal must survive
     }
-    env.pop("GLSANDBOX_AUDIT_KEY", None)  # the server holds no key: the run's signed seal must survive
-    log = open(base / "lab.log", "wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "jupyterlab",
-            "--no-browser",
-            "--ServerApp.ip=127.0.0.1",
-            f"--port={port}",
-            f"--IdentityProvider.token={token}",
-            f"--ServerApp.root_dir={root}",
-            "--ServerApp.open_browser=False",
-            "--LabApp.news_url=",
-            "--ServerApp.port_retries=0",
-            *(["--allow-root"] if os.geteuid() == 0 else []),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("JupyterLab did not start:\n" + (base / "lab.log").read_text()[-3000:])
-            time.sleep(0.5)
-        yield {"url": url, "token": token, "root": root}
-    finally:
-        # Shut the kernels down through the server, then stop the server (our own process group).
-        try:
-            req = urllib.request.Request(f"{url}/api/kernels?token={token}")
-            with urllib.request.urlopen(req, timeout=5) as r:
-                for kernel in json.load(r):
-                    urllib.request.urlopen(
-                        urllib.request.Request(f"{url}/api/kernels/{kernel['id']}?token={token}", method="DELETE"),
-                        timeout=20,
-                    ).close()
-        except OSError:
-            pass
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-        log.close()
+    with jupyter_server(
+        base, root, app="jupyterlab", env=env, args=("--no-browser", "--LabApp.news_url="), timeout=90
+    ) as server:
+        yield server
 
 
 def _readme_screenshot(page: Any) -> None:
@@ -252,18 +184,6 @@ def test_live_widget_and_banner_in_jupyterlab(lab: dict[str, Any], tmp_path: Any
 # -- evidence in the browser -------------------------------------------------------------------------------
 
 HMAC_KEY = b"browser-test-hmac-key-0123456789"
-
-
-def _glsandbox(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if k != "GLSANDBOX_AUDIT_KEY"}
-    return subprocess.run(
-        [sys.executable, "-m", "glsandbox_kernel.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**base, **(env or {})},
-        cwd=ROOT,
-    )
 
 
 def _browser(pw: Any, profile: Any) -> tuple[Any, list[str], list[str]]:

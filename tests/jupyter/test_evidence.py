@@ -13,7 +13,6 @@ import copy
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -33,7 +32,7 @@ from glsandbox_kernel.notebook.presave import pre_save_hook
 from glsandbox_kernel.notebook.run import inject_parameters, parse_params, write_evidence_metadata
 from glsandbox_kernel.notebook.verify import verify_notebook
 
-from ..conftest import ROOT
+from ..conftest import ROOT, glsandbox_cli
 
 KEY = b"test-key-0123456789abcdef"
 
@@ -359,17 +358,6 @@ def test_forged_rehashed_chain_fails_with_a_key(signed: Any) -> None:
 # -- cli: glsandbox audit verify ---------------------------------------------------------------------
 
 
-def _glsandbox(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "glsandbox_kernel.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-        cwd=ROOT,
-    )
-
-
 def test_audit_verify_cli(synthetic: Any, tmp_path: Any) -> None:
     good = tmp_path / "good.ipynb"
     nbformat.write(synthetic, str(good))
@@ -584,3 +572,7 @@ def test_magic_notebook_evidence(tmp_path: Any) -> None:
     cell = next(c for c in edited.cells if c.source.startswith("%%sandbox strict"))
     cell.source += "\n# edited"
     _only(_problems(edited), "source edited")
+
+
+def _glsandbox(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return glsandbox_cli(*args, env=env, timeout=timeout, audit_key=True)

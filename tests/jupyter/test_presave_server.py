@@ -9,14 +9,6 @@ saved through the contents API (PUT) and read back (GET).
 from __future__ import annotations
 
 import json
-import os
-import secrets
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -26,7 +18,7 @@ import pytest
 
 from glsandbox_kernel.notebook.verify import verify_notebook
 
-from ..conftest import ROOT
+from ..jupyter_fixtures import jupyter_server
 from .test_evidence import SOURCES, build_notebook
 
 pytestmark = pytest.mark.timeout(180)
@@ -34,69 +26,13 @@ pytestmark = pytest.mark.timeout(180)
 SERVER_KEY = "server-side-hmac-key-for-the-seal"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     base = tmp_path_factory.mktemp("server")
     root = base / "root"
     root.mkdir()
-    config_d = base / "config" / "jupyter_server_config.d"
-    config_d.mkdir(parents=True)
-    shutil.copy(os.path.join(ROOT, "jupyter-config", "jupyter_server_config.d", "glsandbox.json"), config_d)
-    port, token = _free_port(), secrets.token_hex(16)
-    env = {
-        **os.environ,
-        "JUPYTER_CONFIG_DIR": str(base / "config"),
-        "JUPYTER_RUNTIME_DIR": str(base / "runtime"),
-        "GLSANDBOX_AUDIT_KEY": SERVER_KEY,
-    }
-    log_path = base / "server.log"
-    log = open(log_path, "wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "jupyter_server",
-            "--ServerApp.ip=127.0.0.1",
-            f"--ServerApp.port={port}",
-            "--ServerApp.port_retries=0",
-            f"--IdentityProvider.token={token}",
-            f"--ServerApp.root_dir={root}",
-            "--ServerApp.open_browser=False",
-            *(["--allow-root"] if os.geteuid() == 0 else []),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("jupyter server did not start:\n" + log_path.read_text()[-3000:])
-            time.sleep(0.3)
-        yield {"url": url, "token": token, "root": root, "log": log_path}
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-        log.close()
+    with jupyter_server(base, root, env={"GLSANDBOX_AUDIT_KEY": SERVER_KEY}) as server:
+        yield server
 
 
 def _api(server: dict[str, Any], method: str, path: str, body: Any = None) -> Any:

@@ -24,6 +24,7 @@ import pytest
 from glsandbox_kernel import FilesystemConfig, NetworkConfig, OSSandbox, create_config_by_level
 from glsandbox_kernel.exceptions import BackendUnavailableError, SandboxConfigError, SandboxMemoryError
 
+from ..conftest import as_user
 from ..jupyter_fixtures import Kernel, glsandbox_kernelspec, stdout_of
 
 __all__ = ["glsandbox_kernelspec"]  # the fixture, imported for pytest
@@ -437,34 +438,35 @@ def test_blocked_connection_names_the_policy_and_host(project: Path) -> None:
 
 
 def test_rootless_writes_land_as_the_user(tmp_path: Path) -> None:
-    """Rootless: the sandbox uid maps to the user, so the user's folder is written as the user."""
-    if not ROOT:
-        uid = os.getuid()
-        user: int | None = None
-    else:
-        uid = OWNER
-        user = OWNER
-        try:
-            ok = subprocess.run([sys.executable, "-c", "pass"], user=OWNER, check=False).returncode == 0
-        except OSError:
-            ok = False
-        if not ok:
-            pytest.skip(f"uid {OWNER} cannot run this interpreter ({sys.executable}): no unprivileged run here")
-    tmp_path.chmod(0o755)
-    proj = make_project(tmp_path)
-    script = tmp_path / "rootless.py"
-    script.write_text(
-        "from glsandbox_kernel import FilesystemConfig, NetworkConfig, OSSandbox, create_config_by_level\n"
-        f"fs = FilesystemConfig(project_dir={str(proj)!r})\n"
-        "with OSSandbox(create_config_by_level('lenient', isolation_type='namespace', filesystem=fs)) as box:\n"
-        "    r = box.run_cell(\"open('results.csv', 'w').write('ok')\")\n"
-        "    print(r.status)\n"
-    )
-    proc = subprocess.run(
-        [sys.executable, str(script)], user=user, capture_output=True, text=True, timeout=120, check=False
-    )
-    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
-    assert (proj / "results.csv").stat().st_uid == uid
+    """Rootless: the sandbox uid maps to the user, so the user's folder is written as the user.
+
+    As root the script runs as OWNER through the harness that makes this interpreter
+    reachable for another uid (tests/conftest.py), in a folder that uid can reach
+    (pytest's own temporary folders are root's alone).
+    """
+    work = Path(tempfile.mkdtemp(prefix="glsandbox-rootless-")) if ROOT else tmp_path
+    try:
+        work.chmod(0o755)
+        proj = make_project(work)
+        script = work / "rootless.py"
+        script.write_text(
+            "from glsandbox_kernel import FilesystemConfig, NetworkConfig, OSSandbox, create_config_by_level\n"
+            f"fs = FilesystemConfig(project_dir={str(proj)!r})\n"
+            "with OSSandbox(create_config_by_level('lenient', isolation_type='namespace', filesystem=fs)) as box:\n"
+            "    r = box.run_cell(\"open('results.csv', 'w').write('ok')\")\n"
+            "    print(r.status)\n"
+        )
+        argv = [sys.executable, str(script)]
+        env = None
+        if ROOT:
+            argv = as_user(argv, uid=OWNER)
+            env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(work)}
+        proc = subprocess.run(argv, env=env, cwd=str(work), capture_output=True, text=True, timeout=120, check=False)
+        assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stdout + proc.stderr
+        assert (proj / "results.csv").stat().st_uid == OWNER
+    finally:
+        if ROOT:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def test_exec_takes_the_scripts_folder_and_run_passes_project_options(project: Path, tmp_path: Path) -> None:
@@ -488,7 +490,7 @@ def test_exec_takes_the_scripts_folder_and_run_passes_project_options(project: P
     assert (project / "sandbox-output" / "from-exec.csv").stat().st_uid == OWNER
     import argparse
 
-    from glsandbox_kernel.cli import add_project_options
+    from glsandbox_kernel.cli_options import add_project_options
     from glsandbox_kernel.notebook.run import kernel_argv
 
     p = argparse.ArgumentParser()

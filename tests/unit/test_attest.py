@@ -10,28 +10,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
-import subprocess
-import sys
 from typing import Any
 
 import nbformat
 import pytest
 
-from ..conftest import ROOT
+from ..conftest import glsandbox_cli as _glsandbox
 
 pytestmark = pytest.mark.timeout(300)
-
-
-def _glsandbox(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "glsandbox_kernel.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        env={k: v for k, v in os.environ.items() if k != "GLSANDBOX_AUDIT_KEY"},
-        cwd=ROOT,
-    )
 
 
 @pytest.fixture(scope="module")

@@ -100,7 +100,7 @@ def test_public_api_is_pinned() -> None:
     }  # fmt: skip
     exported = {name for name in vars(audit) if not name.startswith("_")}
     assert expected <= exported
-    assert exported - expected <= {"canonical", "cli", "keys", "log", "records", "sinks", "verify"}
+    assert exported - expected <= {"canonical", "cli", "cluster", "keys", "log", "records", "sinks", "verify"}
 
 
 def test_event_type_values() -> None:

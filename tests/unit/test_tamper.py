@@ -12,10 +12,8 @@ naive tampering is detected, and verify says plainly what it cannot prove.
 from __future__ import annotations
 
 import copy
-import os
 import stat
 import subprocess
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -24,7 +22,7 @@ import pytest
 
 from glsandbox_kernel.notebook.evidence import AUDIT_MIME, WIDGET_MIME, role_metadata
 
-from ..conftest import ROOT
+from ..conftest import glsandbox_cli as _glsandbox
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -53,18 +51,6 @@ CELLS = [
     ),
     ("code", "print('last cell')"),
 ]
-
-
-def _glsandbox(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if k != "GLSANDBOX_AUDIT_KEY"}
-    return subprocess.run(
-        [sys.executable, "-m", "glsandbox_kernel.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=400,
-        env={**base, **(env or {})},
-        cwd=ROOT,
-    )
 
 
 @pytest.fixture(scope="module", params=["hmac", "ed25519", "nokey"])

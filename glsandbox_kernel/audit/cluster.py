@@ -1,0 +1,160 @@
+"""Run chains that carry other chains: the record format of cluster runs and its checks (host side).
+
+A cluster run (:class:`~glsandbox_kernel.distributed.audit.ClusterAudit`,
+the writer) is one hash chain whose records carry the worker-side records of
+each task, each session its own chain. The format's keys and the checks of
+what the outer chain cannot see live here, in ``audit/``, so that
+``glsandbox audit verify`` checks every such file without importing
+:mod:`glsandbox_kernel.distributed` (the writer depends on the audit layer,
+never the other way round). Called by :mod:`.cli` for every JSONL file and by
+the distributed package, which re-exports :func:`verify_cluster_records` and
+:func:`verify_cluster_file`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from .keys import Verifier
+from .verify import VerifyResult, verify_records
+
+#: ``extra`` keys of the run chain's records: run start, one task, a lost worker, the run manifest.
+RUN_KEY = "cluster_run"
+TASK_KEY = "cluster_task"
+LOST_KEY = "cluster_task_lost"
+MANIFEST_KEY = "cluster_manifest"
+
+
+def widen(entry: dict[str, Any], rec: Mapping[str, Any]) -> None:
+    """Keep the lowest and highest ``seq`` seen and their hashes (results arrive in any order)."""
+    seq = rec.get("seq")
+    if not isinstance(seq, int):
+        return
+    if "first_seq" not in entry or seq < entry["first_seq"]:
+        entry["first_seq"], entry["first_hash"] = seq, rec.get("record_hash")
+    if "last_seq" not in entry or seq > entry["last_seq"]:
+        entry["last_seq"], entry["last_hash"] = seq, rec.get("record_hash")
+
+
+def _extra(record: Any) -> Mapping[str, Any]:
+    extra = record.get("extra") if isinstance(record, Mapping) else None
+    return extra if isinstance(extra, Mapping) else {}
+
+
+def check_cluster_runs(records: Iterable[Any], key: bytes | Verifier | None = None) -> tuple[list[str], list[str]]:
+    """``(problems, notes)`` for the cluster runs in a run chain (host side).
+
+    Called by :func:`verify_cluster_records` and by ``glsandbox audit verify``
+    on a file that holds cluster runs; ``([], [])`` when it holds none. Checks
+    each session's own chain (every record carried by any task, in the order
+    the client received them) and each run manifest against what it anchors.
+    The outer chain itself is :func:`~glsandbox_kernel.audit.verify_records`' job.
+    """
+    problems: list[str] = []
+    notes: list[str] = []
+    sessions: dict[str, list[dict[str, Any]]] = {}
+    runs: dict[str, dict[str, Any]] = {}
+    order: list[str] = []
+    for index, record in enumerate(records, start=1):
+        extra = _extra(record)
+        run_id = str(record.get("session_id")) if isinstance(record, Mapping) else ""
+        if RUN_KEY in extra:
+            runs[run_id] = {"sessions": {}, "manifest": None}
+            order.append(run_id)
+        elif TASK_KEY in extra or MANIFEST_KEY in extra:
+            run = runs.get(run_id)
+            if run is None:
+                problems.append(f"cluster record of run {run_id[:8]} without its start (record {index})")
+                continue
+            task = extra.get(TASK_KEY)
+            if isinstance(task, Mapping):
+                inner = task.get("records")
+                for rec in inner if isinstance(inner, list) else []:
+                    if not isinstance(rec, dict):
+                        problems.append(f"run {run_id[:8]}: a carried record is not an object")
+                        continue
+                    sid = str(rec.get("session_id"))
+                    sessions.setdefault(sid, []).append(rec)
+                    stats = run["sessions"].setdefault(sid, {"count": 0})
+                    stats["count"] += 1
+                    widen(stats, rec)
+            manifest = extra.get(MANIFEST_KEY)
+            if isinstance(manifest, Mapping):
+                run["manifest"] = manifest
+    if not runs:
+        return problems, notes
+    for sid, chain in sessions.items():
+        # Results arrive in completion order; a session's own order is its seq.
+        if all(isinstance(r.get("seq"), int) for r in chain):
+            chain.sort(key=lambda r: r["seq"])
+        signed = any("signature" in r for r in chain)
+        first_seq = chain[0].get("seq")
+        result = verify_records(chain, key if signed else None, from_genesis=first_seq == 0)
+        for problem in result.problems:
+            problems.append(f"session {sid[:8]}: {problem}")
+        if signed and key is None:
+            notes.append(f"session {sid[:8]}: worker records are signed but no key was given")
+    for run_id in order:
+        run = runs[run_id]
+        manifest = run["manifest"]
+        if manifest is None:
+            problems.append(f"run {run_id[:8]}: no run manifest (the run did not finish, or its end was cut off)")
+            continue
+        listed = {str(s.get("session_id")): s for s in manifest.get("sessions") or [] if isinstance(s, Mapping)}
+        for sid, stats in run["sessions"].items():
+            entry = listed.pop(sid, None)
+            if entry is None:
+                problems.append(f"run {run_id[:8]}: session {sid[:8]} carried records but is not in the manifest")
+                continue
+            for name in ("count", "first_seq", "first_hash", "last_seq", "last_hash"):
+                if entry.get(name) != stats.get(name):
+                    problems.append(
+                        f"run {run_id[:8]}: session {sid[:8]}: manifest {name} {entry.get(name)!r} "
+                        f"!= records {stats.get(name)!r}"
+                    )
+        for sid in listed:
+            problems.append(f"run {run_id[:8]}: manifest lists session {sid[:8]} but no task carried its records")
+        lost = [e for e in manifest.get("lost") or [] if isinstance(e, Mapping)]
+        notes.append(
+            f"cluster run {run_id[:8]}: {len(run['sessions'])} session(s), "
+            f"{sum(s['count'] for s in run['sessions'].values())} worker record(s) anchored in its manifest"
+            + (
+                f"; {len(lost)} task(s) hit by a lost worker ("
+                + ", ".join(f"{e.get('task')}: {e.get('outcome')}" for e in lost[:5])
+                + ")"
+                if lost
+                else ""
+            )
+        )
+    return problems, notes
+
+
+def verify_cluster_records(records: Sequence[Any], key: bytes | Verifier | None = None) -> VerifyResult:
+    """The outer chain (:func:`verify_records`) plus :func:`check_cluster_runs` (host side)."""
+    result = verify_records(records, key)
+    problems, notes = check_cluster_runs(records, key)
+    result.problems.extend(problems)
+    result.notes.extend(notes)
+    result.ok = not result.problems
+    if problems and result.first_bad is None:
+        result.first_bad = result.count + 1
+    return result
+
+
+def verify_cluster_file(
+    path: str | os.PathLike[str], key: bytes | Verifier | None = None
+) -> tuple[list[str], list[str]]:
+    """:func:`check_cluster_runs` over a JSONL file (damaged lines are left to the chain verifier)."""
+    records: list[Any] = []
+    with open(path, "rb") as handle:
+        for raw in handle:
+            if b'"cluster_' not in raw:
+                continue  # not a cluster record: the chain verifier's alone
+            try:
+                records.append(json.loads(raw))
+            except ValueError:
+                records.append(None)
+    return check_cluster_runs(records, key)

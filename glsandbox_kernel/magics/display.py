@@ -1,0 +1,118 @@
+"""How a sandboxed cell's outcome looks local in the magic's IPython shell (host side).
+
+Who calls: :class:`~glsandbox_kernel.magics.magic.SandboxMagics`. A failed
+cell becomes an exception of the sandbox's own name (a subclass of
+:class:`~glsandbox_kernel.exceptions.SandboxCellError` and, where it is a
+builtin or one of ours, of that class too) shown with the sandbox's
+traceback; each output frame is shown through IPython's display machinery.
+Everything here is data the sandbox sent: names are checked, MIME bundles
+passed on as outputs, nothing is evaluated.
+"""
+
+from __future__ import annotations
+
+import builtins
+import re
+import sys
+import threading
+from typing import Any
+
+from .. import exceptions as _exceptions
+from ..exceptions import SandboxCellError
+
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
+
+
+_ERROR_CLASSES: dict[str, type[SandboxCellError]] = {}
+_ERROR_CLASSES_LOCK = threading.Lock()
+
+
+def sandbox_error(ename: str, evalue: str, traceback: list[str] | None = None) -> SandboxCellError:
+    """The exception to raise on the host for a failed sandboxed cell."""
+    name = ename if _NAME_RE.match(ename or "") else "SandboxError"
+    with _ERROR_CLASSES_LOCK:
+        cls = _ERROR_CLASSES.get(name)
+        if cls is None:
+            base = getattr(builtins, name, None) or getattr(_exceptions, name, None)
+            bases: tuple[type, ...] = (SandboxCellError,)
+            if isinstance(base, type) and issubclass(base, Exception) and base is not Exception:
+                bases = (SandboxCellError, base)
+            try:
+                cls = type(name, bases, {"__module__": "glsandbox_kernel.sandbox"})
+                cls(evalue)
+            except TypeError:
+                cls = type(name, (SandboxCellError,), {"__module__": "glsandbox_kernel.sandbox"})
+            _ERROR_CLASSES[name] = cls
+    try:
+        exc = cls(evalue)
+    except TypeError:
+        exc = SandboxCellError(evalue)
+    exc.ename = name
+    exc.evalue = evalue
+    exc.sandbox_traceback = list(traceback or []) or [f"{name}: {evalue}"]
+    return exc
+
+
+def install_error_display(shell: Any) -> tuple[tuple[type, ...], Any] | None:
+    """Show SandboxCellError with the sandbox's traceback; keeps any handler already there."""
+    previous_types = tuple(shell.custom_exceptions)
+    if SandboxCellError in previous_types:
+        return None
+    previous = shell.CustomTB
+
+    def handler(self: Any, etype: type, value: BaseException, tb: Any, tb_offset: Any = None) -> Any:
+        if isinstance(value, SandboxCellError):
+            self._showtraceback(etype, value, value.sandbox_traceback)
+            return None
+        return previous(etype, value, tb, tb_offset=tb_offset)
+
+    shell.set_custom_exc((*previous_types, SandboxCellError), handler)
+    return previous_types, previous
+
+
+class SandboxResult:
+    """The value of a sandboxed cell's last expression, as the sandbox rendered it.
+
+    Holds only the MIME bundle (untrusted data, shown as output); the value
+    itself stays in the sandbox unless you copy it out with ``--out``.
+    """
+
+    def __init__(self, data: dict[str, Any], metadata: dict[str, Any]) -> None:
+        self.data = data
+        self.metadata = metadata
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
+        return self.data, self.metadata
+
+    def __repr__(self) -> str:
+        text = self.data.get("text/plain")
+        return text if isinstance(text, str) else "<sandbox result>"
+
+
+def show_output(msg: dict[str, Any], executed: list[SandboxResult]) -> None:
+    """Display one sandbox output with IPython's machinery, as a local cell would."""
+    from IPython.display import clear_output, publish_display_data
+
+    kind = msg.get("type")
+    if kind == "stream":
+        text = msg.get("text")
+        if isinstance(text, str):
+            (sys.stderr if msg.get("name") == "stderr" else sys.stdout).write(text)
+    elif kind in ("display_data", "update_display_data"):
+        data, metadata, transient = (_dict(msg.get(k)) for k in ("data", "metadata", "transient"))
+        if not data:
+            return
+        if kind == "update_display_data":
+            if transient.get("display_id"):
+                publish_display_data(data, metadata, transient=transient, update=True)
+        else:
+            publish_display_data(data, metadata, transient=transient or None)
+    elif kind == "execute_result":
+        executed.append(SandboxResult(_dict(msg.get("data")), _dict(msg.get("metadata"))))
+    elif kind == "clear_output":
+        clear_output(wait=bool(msg.get("wait")))
+    # "error" frames are shown when the cell's exception is raised, with the sandbox traceback.
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return {str(k): v for k, v in value.items()} if isinstance(value, dict) else {}
