@@ -51,9 +51,9 @@ import struct
 from typing import TYPE_CHECKING, Any
 
 from ..linux import (
-    CLONE_FLAG_NAMES,
     AF_UNIX,
     CLONE_DENIED_MASK,
+    CLONE_FLAG_NAMES,
     INET_FAMILIES,
     MACHINE,
     PR_GET_NO_NEW_PRIVS,
