@@ -26,6 +26,9 @@ CLONE_NEWIPC = 0x08000000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
+#: Not a namespace: the child becomes the caller's sibling, outside the
+#: sandbox's process tree (and BASIC's outside monitor); denied like them.
+CLONE_PARENT = 0x00008000
 #: Namespace kind (as the plans name it) -> clone flag.
 CLONE_NS_FLAGS: dict[str, int] = {
     "user": CLONE_NEWUSER,
@@ -45,11 +48,12 @@ CLONE_FLAG_NAMES: dict[int, str] = {
     CLONE_NEWUSER: "CLONE_NEWUSER",
     CLONE_NEWPID: "CLONE_NEWPID",
     CLONE_NEWNET: "CLONE_NEWNET",
+    CLONE_PARENT: "CLONE_PARENT",
 }
-#: Every namespace flag at once (0x7E020000).
-CLONE_NEW_MASK = 0
+#: Every flag clone(2) is denied with: the namespace flags and CLONE_PARENT (0x7E028000).
+CLONE_DENIED_MASK = 0
 for _flag in CLONE_FLAG_NAMES:
-    CLONE_NEW_MASK |= _flag
+    CLONE_DENIED_MASK |= _flag
 del _flag
 
 # -- prctl(2) options (linux/prctl.h) -------------------------------------------
@@ -75,9 +79,18 @@ AF_INET = 2
 AF_INET6 = 10
 AF_NETLINK = 16
 AF_PACKET = 17
+AF_VSOCK = 40
 #: The families that reach a network (denied by BASIC without network).
 INET_FAMILIES: tuple[int, ...] = (AF_INET, AF_INET6, AF_PACKET)
-FAMILY_NAMES: dict[int, str] = {AF_UNIX: "AF_UNIX", AF_INET: "AF_INET", AF_INET6: "AF_INET6", AF_PACKET: "AF_PACKET"}
+#: Families no sandbox has a use for (host/VM sockets): denied everywhere.
+UNUSED_FAMILIES: tuple[int, ...] = (AF_VSOCK,)
+FAMILY_NAMES: dict[int, str] = {
+    AF_UNIX: "AF_UNIX",
+    AF_INET: "AF_INET",
+    AF_INET6: "AF_INET6",
+    AF_PACKET: "AF_PACKET",
+    AF_VSOCK: "AF_VSOCK",
+}
 
 # -- syscall numbers --------------------------------------------------------------
 # x86_64 (arch/x86/entry/syscalls/syscall_64.tbl) and the asm-generic table

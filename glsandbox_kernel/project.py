@@ -151,7 +151,8 @@ class TreeWalk:
 
 
 def find_masked(root: str, patterns: tuple[str, ...], *, budget: int = SCAN_BUDGET) -> list[tuple[str, str]]:
-    """Every real file or folder below ``root`` whose name matches ``patterns``: ``(path, "file"|"dir")``.
+    """Every real file or folder below ``root`` whose name matches ``patterns``, and every Unix socket
+    and FIFO (a host process's door): ``(path, "file"|"dir")``.
 
     Walks without following symlinks (a symlink is resolved inside the
     sandbox, where its target is masked or absent); does not descend into a
@@ -162,7 +163,9 @@ def find_masked(root: str, patterns: tuple[str, ...], *, budget: int = SCAN_BUDG
     walk = TreeWalk([root], budget, lambda e, _: e.path not in skip and not is_masked(e.name, patterns))
     found: list[tuple[str, str]] = []
     for entry, st in walk:
-        if not stat.S_ISLNK(st.st_mode) and is_masked(entry.name, patterns):
+        # a Unix socket or FIFO is a door to a host process, read-only mount or not: masked whatever its name
+        door = stat.S_ISSOCK(st.st_mode) or stat.S_ISFIFO(st.st_mode)
+        if door or (not stat.S_ISLNK(st.st_mode) and is_masked(entry.name, patterns)):
             found.append((entry.path, "dir" if stat.S_ISDIR(st.st_mode) else "file"))
     if not walk.complete:
         raise SandboxConfigError(

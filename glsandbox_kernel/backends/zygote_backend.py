@@ -38,6 +38,7 @@ from ..protocol import frame_cap
 from ..zygote import ZygoteClient, get_zygote
 from .base import SandboxBackend, WorkerProcess
 from .pool import ZYGOTE_POLICY, PoolGroup
+from .scratch import make_scratch, remove_scratch
 from .zygote_worker import JANITOR, NamespaceWorker, ZygoteWorker, flush_cleanups
 
 __all__ = [
@@ -224,10 +225,10 @@ class ZygoteBackend(SandboxBackend):
         cgroup, the network proxy.
         """
         with contextlib.ExitStack() as undo:
-            host_workdir = None
-            if self.profile.workdir is None:
-                host_workdir = tempfile.mkdtemp(prefix=f"glsandbox-{session_id[:8]}-")
-                undo.callback(shutil.rmtree, host_workdir, True)
+            host_workdir, sized = None, False
+            if self.profile.workdir is None:  # no root of its own: a private host folder, sized where it can be
+                host_workdir, sized = make_scratch(session_id, self.config.limits.disk_quota_bytes)
+                undo.callback(remove_scratch, host_workdir)
             workdir = self.profile.workdir or str(host_workdir)
             cgroup, cg_section = self._make_cgroup(session_id)
             if cgroup is not None:
@@ -237,6 +238,12 @@ class ZygoteBackend(SandboxBackend):
                 undo.callback(shutil.rmtree, proxy_dir, True)
                 undo.callback(proxy.stop)
             plan = self.child_plan(workdir, cgroup=cg_section, proxy_socket=proxy.socket_path if proxy else None)
+            if host_workdir is not None and self.config.limits.disk_quota_bytes is not None:
+                plan.report["disk_quota"] = (
+                    "the working folder is a tmpfs of the quota"
+                    if sized
+                    else "per file only (RLIMIT_FSIZE): an unprivileged host cannot size the working folder"
+                )
             host_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             undo.callback(host_end.close)
             try:

@@ -26,6 +26,7 @@ from ..procfs import descendants, start_time
 from ..zygote import ZygoteClient
 from .base import ExitInfo, ResourceSample, WorkerProcess, proc_sample
 from .reaper import reaper
+from .scratch import remove_scratch
 from .violations import ViolationRelay
 
 #: Releases helper threads, directories and cgroups of dead workers, off the caller's path.
@@ -181,7 +182,7 @@ class ZygoteWorker(WorkerProcess, ViolationRelay):
         if self.supervisor is not None:
             self.supervisor.stop()
         if self.workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+            remove_scratch(self.workdir)
 
     def exit_info(self) -> ExitInfo:
         return ExitInfo(self.poll())

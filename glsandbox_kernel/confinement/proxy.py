@@ -3,8 +3,11 @@
 :class:`NetworkProxy` serves HTTP ``CONNECT``, absolute-form HTTP requests
 and a plain ``FORWARD host:port`` line protocol on a Unix socket the mounts
 step binds into the sandbox. It decides *before* connecting: link-local
-addresses, cloud metadata names and addresses are always blocked, loopback
-only when an allowlist entry names it literally; names are resolved once on
+addresses, cloud metadata names and addresses are always blocked; the host
+itself (loopback and every address of its own interfaces, which reach the
+same services) only when an allowlist entry names that address literally, or
+``localhost`` for loopback, never through a name that resolves to it (DNS
+rebinding) nor in ``mode="any"``; names are resolved once on
 the host and the checked address is the one connected to. It counts bytes
 both ways (the trusted ``network_bytes_sent/received``) and applies a
 token-bucket bandwidth limit. Every refusal becomes a violation record.
@@ -172,7 +175,10 @@ class NetworkProxy:
             matched = [p for p in self.allowed_hosts if _pattern_matches(p, name, port)]
             if not matched:
                 return False, "not in allowed_hosts", []
-            explicit = any(p.rsplit(":", 1)[0].strip("[]").lower() == name for p in matched)
+            # only a literal address (or localhost) names the host itself; a public name never does
+            explicit = (literal is not None or name == "localhost") and any(
+                p.rsplit(":", 1)[0].strip("[]").lower() == name for p in matched
+            )
         try:
             addrs = self.resolver(name, port)
         except OSError as exc:
@@ -182,8 +188,12 @@ class NetworkProxy:
             ip = _ip_or_none(str(sockaddr[0]))
             if ip is None or _blocked_ip(ip):
                 return False, f"{name} resolves to a blocked address {sockaddr[0]}", []
-            if any(ip in net for net in LOOPBACK_NETWORKS) and not explicit:
-                return False, "host loopback is reachable only when listed explicitly", []
+            if _host_local(ip) and not explicit:
+                return (
+                    False,
+                    "the host itself (loopback or its own address) is reachable only when listed literally",
+                    [],
+                )
             ok.append((fam, sockaddr))
         if not ok:
             return False, "no address", []
@@ -377,6 +387,41 @@ def _ip_or_none(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | No
         return ipaddress.ip_address(text.split("%", 1)[0])
     except ValueError:
         return None
+
+
+_LOCAL_TTL = 5.0
+_local_cache: tuple[float, frozenset[str]] = (0.0, frozenset())
+_local_lock = threading.Lock()
+
+
+def _local_addresses() -> frozenset[str]:
+    """HOST side: every address of this host's interfaces (psutil), re-read at most every few seconds."""
+    global _local_cache
+    now = time.monotonic()
+    with _local_lock:
+        at, addrs = _local_cache
+        if now - at > _LOCAL_TTL:
+            import psutil
+
+            found = set()
+            for entries in psutil.net_if_addrs().values():
+                for a in entries:
+                    if a.family in (socket.AF_INET, socket.AF_INET6):
+                        ip = _ip_or_none(a.address)
+                        if ip is not None:
+                            found.add(str(ip))
+            addrs = frozenset(found)
+            _local_cache = (now, addrs)
+        return addrs
+
+
+def _host_local(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether ``ip`` reaches this host itself: loopback, unspecified, or one of its interface addresses."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.is_loopback or ip.is_unspecified:
+        return True
+    return str(ip) in _local_addresses()
 
 
 def _blocked_ip(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:

@@ -20,12 +20,17 @@ The filter, the same at every level apart from execve::
     arch != this machine's AUDIT_ARCH     -> KILL_PROCESS
     x32 syscall numbers (x86_64)          -> ERRNO(EPERM)
     escape-class syscalls (ESCAPE)        -> USER_NOTIF (supervisor) or ERRNO(EPERM)
-    clone(flags & CLONE_NEW*)             -> USER_NOTIF or ERRNO(EPERM)
+    clone(flags & CLONE_NEW*|CLONE_PARENT) -> USER_NOTIF or ERRNO(EPERM)
     clone3                                -> ERRNO(ENOSYS)   (libc falls back to clone)
     ioctl(TIOCSTI / TIOCLINUX)            -> USER_NOTIF or ERRNO(EPERM)
     Docker's other default denials (DENY) -> ERRNO(EPERM)
     personality(not one of Docker's)      -> ERRNO(EPERM)
     socket(AF_INET/AF_INET6/AF_PACKET)    -> USER_NOTIF or EPERM, only with deny_inet (BASIC, no network)
+    socket(AF_UNIX)                       -> ERRNO(EPERM), only with deny_unix (BASIC: the host's filesystem
+                                             and abstract namespace hold the Docker API, D-Bus, ssh-agent;
+                                             socketpair stays; silent, as glibc probes nscd on every
+                                             passwd lookup)
+    socket(AF_VSOCK)                      -> ERRNO(EPERM)
     execve/execveat                       -> STRICT: USER_NOTIF (supervisor denies) or EPERM;
                                              else USER_NOTIF when the supervisor runs (it
                                              denies escape tools and lets the rest CONTINUE)
@@ -46,19 +51,23 @@ import struct
 from typing import TYPE_CHECKING, Any
 
 from ..linux import (
+    AF_UNIX,
+    CLONE_DENIED_MASK,
     CLONE_FLAG_NAMES,
-    CLONE_NEW_MASK,
     INET_FAMILIES,
     MACHINE,
     PR_GET_NO_NEW_PRIVS,
     SYSCALLS,
     TIOCLINUX,
     TIOCSTI,
+    UNUSED_FAMILIES,
     libc,
     prctl,
     sysno,
 )
 from ._common import ChildState, ConfinementError, PlanContext, check
+from .seccomp_lists import COMPAT_ONLY, DENY, ESCAPE, PERSONALITY_ALLOWED
+from .seccomp_lists import ESCAPE_TOOLS as ESCAPE_TOOLS  # re-exported: the supervisor and bootstrap read it here
 
 if TYPE_CHECKING:
     from ..config import OSSandboxConfig
@@ -81,88 +90,6 @@ BPF_JMP_JEQ_K = 0x15
 BPF_JMP_JGE_K = 0x35
 BPF_JMP_JSET_K = 0x45
 BPF_RET_K = 0x06
-
-#: personality(2) values Docker's default profile allows.
-PERSONALITY_ALLOWED = (0x0, 0x8, 0x20000, 0x20008, 0xFFFFFFFF)
-
-#: Escape-class syscalls: sent to the supervisor (recorded, denied).
-ESCAPE = (
-    "ptrace",
-    "process_vm_readv",
-    "process_vm_writev",
-    "mount",
-    "umount2",
-    "pivot_root",
-    "chroot",
-    "unshare",
-    "setns",
-    "bpf",
-    "perf_event_open",
-    "keyctl",
-    "add_key",
-    "request_key",
-    "userfaultfd",
-    "io_uring_setup",
-    "io_uring_enter",
-    "io_uring_register",
-    "kexec_load",
-    "kexec_file_load",
-    "init_module",
-    "finit_module",
-    "delete_module",
-    "open_by_handle_at",
-    "reboot",
-    "swapon",
-    "swapoff",
-    "acct",
-    "fsopen",
-    "fsconfig",
-    "fsmount",
-    "fspick",
-    "move_mount",
-    "open_tree",
-    "mount_setattr",
-    "pidfd_getfd",
-)
-#: The rest of Docker's default denials (and of what the container backend
-#: always denied): plain EPERM, not recorded.
-DENY = (
-    "clock_adjtime",
-    "clock_settime",
-    "settimeofday",
-    "create_module",
-    "get_kernel_syms",
-    "query_module",
-    "nfsservctl",
-    "ioperm",
-    "iopl",
-    "kcmp",
-    "lookup_dcookie",
-    "quotactl",
-    "quotactl_fd",
-    "sysfs",
-    "_sysctl",
-    "uselib",
-    "ustat",
-    "vhangup",
-    "syslog",
-    "get_mempolicy",
-    "set_mempolicy",
-    "mbind",
-    "move_pages",
-    "name_to_handle_at",
-    "fanotify_init",
-    "setdomainname",
-    "sethostname",
-    "process_madvise",
-    "adjtimex",
-)
-#: Names the OCI profile also denies for the 32-bit compat architectures it
-#: admits (SCMP_ARCH_X86/ARM); they do not exist on x86_64/aarch64, whose BPF
-#: program kills any other architecture outright.
-COMPAT_ONLY = ("umount", "stime")
-#: Basenames whose execve is an escape attempt.
-ESCAPE_TOOLS = frozenset({"ptrace", "gdb", "strace", "nsenter", "unshare", "mount", "chroot", "insmod", "modprobe"})
 
 _ARCH_BY_AUDIT = {v: k for k, v in AUDIT_ARCH.items()}
 
@@ -258,7 +185,8 @@ class SeccompPolicy:
     escape-class syscalls to the host supervisor. ``exec_notify``: with
     ``notify`` and without ``deny_exec``, let the supervisor see every execve
     to catch escape tools. ``deny_inet``: deny IPv4/IPv6/packet sockets
-    (BASIC without network). ``detection``: what the audit record says about
+    (BASIC without network). ``deny_unix``: deny creating Unix sockets
+    (BASIC: no mount or network namespace hides the host's). ``detection``: what the audit record says about
     escape detection.
 
     :meth:`bpf` is the program the zygote backends load; :meth:`oci_profile`
@@ -271,11 +199,12 @@ class SeccompPolicy:
     notify: bool = False
     exec_notify: bool = False
     deny_inet: bool = False
+    deny_unix: bool = False
     detection: str = _NO_DETECTION
 
     @classmethod
     def for_config(
-        cls, config: OSSandboxConfig, *, notify: bool | None = None, deny_inet: bool = False
+        cls, config: OSSandboxConfig, *, notify: bool | None = None, deny_inet: bool = False, deny_unix: bool = False
     ) -> SeccompPolicy:
         """HOST side: the policy for ``config``.
 
@@ -284,10 +213,20 @@ class SeccompPolicy:
         ``notify=False`` (no supervisor there: the profile's EPERM stands).
         """
         want = config.detect_escape_attempts if notify is None else notify
-        return cls.make(deny_exec=not config.new_programs_allowed, notify=want, deny_inet=deny_inet)
+        return cls.make(
+            deny_exec=not config.new_programs_allowed, notify=want, deny_inet=deny_inet, deny_unix=deny_unix
+        )
 
     @classmethod
-    def make(cls, *, deny_exec: bool, notify: bool, exec_notify: bool = True, deny_inet: bool = False) -> SeccompPolicy:
+    def make(
+        cls,
+        *,
+        deny_exec: bool,
+        notify: bool,
+        exec_notify: bool = True,
+        deny_inet: bool = False,
+        deny_unix: bool = False,
+    ) -> SeccompPolicy:
         """HOST side: a policy, with ``notify`` kept only where the kernel supports it."""
         notify = notify and notify_supported()
         return cls(
@@ -295,6 +234,7 @@ class SeccompPolicy:
             notify=notify,
             exec_notify=notify and exec_notify,
             deny_inet=deny_inet,
+            deny_unix=deny_unix,
             detection="supervisor" if notify else _NO_DETECTION,
         )
 
@@ -343,21 +283,27 @@ class SeccompPolicy:
                     "args": [{"index": 1, "value": request, "op": "SCMP_CMP_EQ"}],
                 }
             )
-        if self.deny_inet:
-            for family in INET_FAMILIES:
-                syscalls.append(
-                    {
-                        "names": ["socket"],
-                        "action": "SCMP_ACT_ERRNO",
-                        "errnoRet": eperm,
-                        "args": [{"index": 0, "value": family, "op": "SCMP_CMP_EQ"}],
-                    }
-                )
+        for family in self.denied_families():
+            syscalls.append(
+                {
+                    "names": ["socket"],
+                    "action": "SCMP_ACT_ERRNO",
+                    "errnoRet": eperm,
+                    "args": [{"index": 0, "value": family, "op": "SCMP_CMP_EQ"}],
+                }
+            )
         return {
             "defaultAction": "SCMP_ACT_ALLOW",
             "architectures": _OCI_ARCHES.get(self.arch.lower(), []),
             "syscalls": syscalls,
         }
+
+    def denied_families(self) -> tuple[int, ...]:
+        """The socket families socket(2) is denied for (either side, pure)."""
+        families = [*(INET_FAMILIES if self.deny_inet else ()), *UNUSED_FAMILIES]
+        if self.deny_unix:
+            families.append(AF_UNIX)
+        return tuple(families)
 
 
 def plan_step(ctx: PlanContext) -> SeccompPolicy | None:
@@ -369,7 +315,8 @@ def plan_step(ctx: PlanContext) -> SeccompPolicy | None:
         ctx.report["escape_detection"] = "not possible: no seccomp"
         return None
     deny_inet = ctx.profile.network == "deny_only" and ctx.config.network.mode == "none"
-    policy = SeccompPolicy.for_config(ctx.config, deny_inet=deny_inet)
+    deny_unix = ctx.profile.root == "host" and ctx.profile.network == "deny_only"
+    policy = SeccompPolicy.for_config(ctx.config, deny_inet=deny_inet, deny_unix=deny_unix)
     if policy.detection != "supervisor":
         ctx.report["escape_detection"] = policy.detection
     return policy
@@ -407,16 +354,24 @@ def build_filter(policy: SeccompPolicy) -> list[tuple[int, int, int, int]]:
         if nr is not None:
             prog.extend([(BPF_JMP_JEQ_K, 0, 1, nr), _ret(action)])
 
-    def arg_in(name: str, arg: int, values: tuple[int, ...], hit: int, miss: int) -> None:
+    def arg_map(name: str, arg: int, rules: list[tuple[tuple[int, ...], int]], default: int) -> None:
+        """``name`` with ``args[arg]`` in a rule's values -> that rule's action; else ``default``."""
         nr = table.get(name)
-        if nr is None:
+        rules = [(values, action) for values, action in rules if values]
+        if nr is None or not rules:
             return
+        values = [v for vals, _ in rules for v in vals]
         n = len(values)
         body = [_ld(_arg_lo(arg))]
-        body += [(BPF_JMP_JEQ_K, n - i, 0, v) for i, v in enumerate(values)]
-        body += [_ret(miss), _ret(hit)]
+        # value i jumps over the later values and the default to its rule's return
+        hits: list[int] = [k for k, (vals, _) in enumerate(rules) for _ in vals]
+        body += [(BPF_JMP_JEQ_K, n - i + hits[i], 0, v) for i, v in enumerate(values)]
+        body += [_ret(default), *(_ret(action) for _, action in rules)]
         prog.append((BPF_JMP_JEQ_K, 0, len(body), nr))
         prog.extend(body)
+
+    def arg_in(name: str, arg: int, values: tuple[int, ...], hit: int, miss: int) -> None:
+        arg_map(name, arg, [(values, hit)], miss)
 
     for name in ESCAPE:
         simple(name, notify)
@@ -426,15 +381,16 @@ def build_filter(policy: SeccompPolicy) -> list[tuple[int, int, int, int]]:
     prog += [
         (BPF_JMP_JEQ_K, 0, 4, clone),
         _ld(_arg_lo(0)),
-        (BPF_JMP_JSET_K, 0, 1, CLONE_NEW_MASK),
+        (BPF_JMP_JSET_K, 0, 1, CLONE_DENIED_MASK),
         _ret(notify),
         _ret(SECCOMP_RET_ALLOW),
     ]
     simple("clone3", SECCOMP_RET_ERRNO | errno.ENOSYS)
     arg_in("ioctl", 1, (TIOCSTI, TIOCLINUX), notify, SECCOMP_RET_ALLOW)
     arg_in("personality", 0, PERSONALITY_ALLOWED, SECCOMP_RET_ALLOW, eperm)
-    if policy.deny_inet:
-        arg_in("socket", 0, INET_FAMILIES, notify, SECCOMP_RET_ALLOW)
+    # inet sockets are recorded by the supervisor; Unix (BASIC) and vsock are denied silently
+    silent = tuple(f for f in policy.denied_families() if f not in INET_FAMILIES)
+    arg_map("socket", 0, [(INET_FAMILIES if policy.deny_inet else (), notify), (silent, eperm)], SECCOMP_RET_ALLOW)
     if policy.deny_exec:
         exec_action = notify
     elif policy.exec_notify:

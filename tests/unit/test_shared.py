@@ -71,7 +71,8 @@ def oci_unconditional(profile: dict) -> dict[str, int]:
 @pytest.mark.parametrize("arch", sorted(linux.SYSCALLS))
 @pytest.mark.parametrize("deny_inet", [False, True])
 def test_bpf_program_and_oci_profile_deny_the_same_syscalls(arch: str, deny_inet: bool) -> None:
-    policy = sc.SeccompPolicy(arch=arch, notify=False, deny_inet=deny_inet)
+    # deny_inet goes with deny_unix: both are BASIC's (no network or mount namespace)
+    policy = sc.SeccompPolicy(arch=arch, notify=False, deny_inet=deny_inet, deny_unix=deny_inet)
     prog = policy.bpf()
     table = linux.SYSCALLS[arch]
     audit = sc.AUDIT_ARCH[arch]
@@ -88,7 +89,8 @@ def test_bpf_program_and_oci_profile_deny_the_same_syscalls(arch: str, deny_inet
     assert bpf["clone3"] == errno.ENOSYS and bpf["ptrace"] == errno.EPERM
     assert set(policy.denied_names()) == {n for n, e in bpf.items() if e == errno.EPERM}
 
-    # The argument rules: clone with any namespace flag, the terminal ioctls, (BASIC) inet sockets.
+    # The argument rules: clone with any namespace flag or CLONE_PARENT, the terminal ioctls,
+    # (BASIC) inet and Unix sockets, vsock everywhere.
     cond = [r for r in policy.oci_profile()["syscalls"] if r.get("args")]
     for flag in linux.CLONE_FLAG_NAMES:
         assert run_bpf(prog, table["clone"], audit, (flag,)) != sc.SECCOMP_RET_ALLOW
@@ -101,7 +103,11 @@ def test_bpf_program_and_oci_profile_deny_the_same_syscalls(arch: str, deny_inet
         denied = run_bpf(prog, table["socket"], audit, (fam,)) != sc.SECCOMP_RET_ALLOW
         in_oci = any(r["names"] == ["socket"] and r["args"][0]["value"] == fam for r in cond)
         assert denied == in_oci == deny_inet
-    assert run_bpf(prog, table["socket"], audit, (linux.AF_UNIX,)) == sc.SECCOMP_RET_ALLOW
+    for fam, want in ((linux.AF_UNIX, deny_inet), (linux.AF_VSOCK, True), (linux.AF_NETLINK, False)):
+        denied = run_bpf(prog, table["socket"], audit, (fam,)) != sc.SECCOMP_RET_ALLOW
+        in_oci = any(r["names"] == ["socket"] and r["args"][0]["value"] == fam for r in cond)
+        assert denied == in_oci == want, fam
+    assert linux.CLONE_PARENT in linux.CLONE_FLAG_NAMES
     # Another architecture is killed outright by the BPF program.
     assert run_bpf(prog, table["getpid"] if "getpid" in table else 39, 0x40000003) == sc.SECCOMP_RET_KILL_PROCESS
 

@@ -1,0 +1,90 @@
+"""The seccomp policy's syscall lists (pure data, either side): one escape list, one deny list.
+
+:mod:`.seccomp` builds both the BPF program and the OCI profile from these,
+so the two cannot drift; the supervisor treats :data:`ESCAPE` calls and
+:data:`ESCAPE_TOOLS` programs as escape attempts.
+"""
+
+from __future__ import annotations
+
+#: personality(2) values Docker's default profile allows.
+PERSONALITY_ALLOWED = (0x0, 0x8, 0x20000, 0x20008, 0xFFFFFFFF)
+
+#: Escape-class syscalls: sent to the supervisor (recorded, denied).
+ESCAPE = (
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "mount",
+    "umount2",
+    "pivot_root",
+    "chroot",
+    "unshare",
+    "setns",
+    "bpf",
+    "perf_event_open",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "userfaultfd",
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
+    "kexec_load",
+    "kexec_file_load",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "open_by_handle_at",
+    "reboot",
+    "swapon",
+    "swapoff",
+    "acct",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "move_mount",
+    "open_tree",
+    "mount_setattr",
+    "pidfd_getfd",
+)
+#: The rest of Docker's default denials (and of what the container backend
+#: always denied): plain EPERM, not recorded.
+DENY = (
+    "clock_adjtime",
+    "clock_settime",
+    "settimeofday",
+    "create_module",
+    "get_kernel_syms",
+    "query_module",
+    "nfsservctl",
+    "ioperm",
+    "iopl",
+    "kcmp",
+    "lookup_dcookie",
+    "quotactl",
+    "quotactl_fd",
+    "sysfs",
+    "_sysctl",
+    "uselib",
+    "ustat",
+    "vhangup",
+    "syslog",
+    "get_mempolicy",
+    "set_mempolicy",
+    "mbind",
+    "move_pages",
+    "name_to_handle_at",
+    "fanotify_init",
+    "setdomainname",
+    "sethostname",
+    "process_madvise",
+    "adjtimex",
+)
+#: Names the OCI profile also denies for the 32-bit compat architectures it
+#: admits (SCMP_ARCH_X86/ARM); they do not exist on x86_64/aarch64, whose BPF
+#: program kills any other architecture outright.
+COMPAT_ONLY = ("umount", "stime")
+#: Basenames whose execve is an escape attempt.
+ESCAPE_TOOLS = frozenset({"ptrace", "gdb", "strace", "nsenter", "unshare", "mount", "chroot", "insmod", "modprobe"})
