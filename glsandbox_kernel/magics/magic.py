@@ -34,6 +34,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import MagicArgumentParser, argument, magic_arguments, parse_argstring
 
 from .. import exceptions as _exceptions
+from ..active_content import clean_frame
 from ..config import IsolationType, SecurityLevel, parse_size
 from ..exceptions import SandboxCellError, SandboxConfigError, SandboxError, SandboxSecurityError
 from .sessions import DEFAULT_NAME, NamedSession, SessionRegistry, SessionSettings
@@ -339,9 +340,13 @@ class SandboxMagics(Magics):
         monitor = ipython_cell_monitor(sandbox, monitor=session.settings.monitor)
         monitor.start()
 
-        def on_output(msg: dict[str, Any]) -> None:
-            monitor.on_output(msg)
-            _show(msg, executed)
+        removed: list[str] = []
+
+        def on_output(msg: dict[str, Any]) -> Any:  # the frame as shown, when cleaning changed it
+            shown = clean_frame(msg, removed)  # no script from the sandbox reaches the browser
+            monitor.on_output(shown)
+            _show(shown, executed)
+            return shown if shown is not msg else None  # the record lists what the frontend got
 
         def on_input(prompt: str, password: bool) -> str:
             if password:
@@ -371,6 +376,8 @@ class SandboxMagics(Magics):
             monitor.finish(result)
         from ..widgets.integration import ipython_emit_audit
 
+        if removed:
+            print("glsandbox: removed from this cell's output: " + "; ".join(removed), file=sys.stderr)
         ipython_emit_audit(session.audit_trail, sandbox, result.audit_record)
         return result, (executed[-1] if executed else None)
 
