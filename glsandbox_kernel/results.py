@@ -84,7 +84,9 @@ def exception_from_reply(reply: dict[str, Any], config: OSSandboxConfig, peak: i
     else:
         cls = getattr(builtins, ename, None)
         exc = SandboxRemoteError(ename, evalue, tb_lines)
-        if isinstance(cls, type) and issubclass(cls, BaseException) and reply.get("builtin"):
+        # Only Exception subclasses: a sandboxed SystemExit/KeyboardInterrupt/GeneratorExit raised as
+        # itself would pass the caller's ``except Exception`` and end (or interrupt) the host program.
+        if isinstance(cls, type) and issubclass(cls, Exception) and reply.get("builtin"):
             try:
                 exc = cls(evalue)
             except Exception:  # noqa: BLE001 - some builtins need more arguments
