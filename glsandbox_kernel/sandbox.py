@@ -428,6 +428,7 @@ class OSSandbox(AuditedSandbox):
         except Exception as exc:  # noqa: BLE001 - no output may stop the record: it is written, marked
             reason = f"{type(exc).__name__}: {exc}"[:300].encode("utf-8", "backslashreplace").decode("utf-8")
             evidence = {"outputs_hash": None, "outputs_count": len(shown), "outputs_evidence_error": reason}
+        evidence.update(collector.budget.record_fields())  # what the output budget dropped, if anything
         result.audit_record = self._record_outcome(
             outcome,
             provenance,
