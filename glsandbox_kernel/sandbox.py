@@ -30,6 +30,7 @@ from .exceptions import (
     SandboxViolationError,
 )
 from .metrics import SandboxMetrics
+from .notebook.sealed_run import session_start_extra
 from .outputs import OutputCollector, relay_streams
 from .results import CellResult, exception_from_reply
 from .sandbox_audit import AuditedSandbox
@@ -123,7 +124,11 @@ class OSSandbox(AuditedSandbox):
             self._defer_audit = True
             self._emit(
                 EventType.SESSION_START,
-                extra={"config": self.config.to_dict(), "backend": self._session.backend_cls.name},
+                extra={
+                    "config": self.config.to_dict(),
+                    "backend": self._session.backend_cls.name,
+                    **session_start_extra(),  # a `glsandbox run` kernel: the chain commits to the notebook seal
+                },
             )
             if self._session.fallback_reason:
                 self._emit(EventType.FALLBACK, extra={"fallback": self._session.fallback_reason})

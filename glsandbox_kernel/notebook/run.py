@@ -41,6 +41,7 @@ from typing import Any
 
 from .evidence import find_audit_output, fmt_bytes, fmt_seconds, record_status
 from .metadata import write_evidence_metadata
+from .sealed_run import mark_kernel_env
 from .verify import verify_notebook
 
 INJECTED_TAG = "injected-parameters"
@@ -201,6 +202,7 @@ def run_notebook(
         env = dict(os.environ)
         if key is not None:
             env["GLSANDBOX_AUDIT_KEY"] = key.decode("utf-8", "surrogateescape")
+        mark_kernel_env(env)  # the session's signed first record says this notebook gets sealed
         with client.setup_kernel(env=env, cleanup_kc=True):
             # as NotebookClient.execute does: the notebook names its language (sealed, as a frontend saves it)
             info = client.wait_for_reply(client.kc.kernel_info())  # type: ignore[union-attr]
