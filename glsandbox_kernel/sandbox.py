@@ -25,14 +25,13 @@ from .audit.records import canonical_json
 from .config import OSSandboxConfig, SecurityLevel, create_config_by_level
 from .exceptions import (
     SandboxError,
-    SandboxMemoryError,
     SandboxSecurityError,
     SandboxViolationError,
 )
 from .metrics import SandboxMetrics
 from .notebook.sealed_run import session_start_extra
 from .outputs import OutputCollector, relay_streams
-from .results import CellResult, exception_from_reply
+from .results import CellResult, exception_from_reply, worker_memory_error
 from .sandbox_audit import AuditedSandbox
 from .session import InputCallback, OutputCallback, Session
 
@@ -388,12 +387,9 @@ class OSSandbox(AuditedSandbox):
             result.error_value = str(reply.get("evalue"))
             tb = reply.get("traceback")
             result.traceback = [str(x) for x in tb] if isinstance(tb, list) else []
-            if result.error_name == "MemoryError":
-                audit_error = SandboxMemoryError(
-                    "the cell exceeded the memory limit",
-                    limit=self.config.limits.memory_limit_bytes,
-                    peak=outcome.metrics.memory_peak_bytes,
-                )
+            if result.error_name == "MemoryError" and self.config.limits.memory_limit_bytes is not None:
+                # the worker's report, named as such unless the peak measured outside reached the limit
+                audit_error = worker_memory_error(self.config, outcome.metrics.memory_peak_bytes)
             else:
                 audit_error = SandboxError(f"{result.error_name}: {result.error_value}")
         # What the sandbox did about it (measured outside): timeout, kill, violation.
