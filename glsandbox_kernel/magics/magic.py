@@ -355,6 +355,10 @@ class SandboxMagics(Magics):
                 return getpass.getpass(prompt)
             return input(prompt)
 
+        def before_seal(result: Any) -> None:
+            monitor.finish(result)
+            _notice_removed(sandbox, removed)
+
         main = threading.current_thread() is threading.main_thread()
         previous: Any = None
         if main:
@@ -368,7 +372,7 @@ class SandboxMagics(Magics):
                 on_output=on_output,
                 on_input=_with_sigint(on_input, previous, main),
                 allow_stdin=True,
-                before_seal=monitor.finish,  # the monitor's outputs are listed in the cell's record
+                before_seal=before_seal,  # the monitor's outputs and notices are listed in the cell's record
             )
         finally:
             if main:
@@ -376,8 +380,6 @@ class SandboxMagics(Magics):
             monitor.finish(result)
         from ..widgets.integration import ipython_emit_audit
 
-        if removed:
-            print("glsandbox: removed from this cell's output: " + "; ".join(removed), file=sys.stderr)
         ipython_emit_audit(session.audit_trail, sandbox, result.audit_record)
         return result, (executed[-1] if executed else None)
 
@@ -503,6 +505,21 @@ def _show(msg: dict[str, Any], executed: list[SandboxResult]) -> None:
     elif kind == "clear_output":
         clear_output(wait=bool(msg.get("wait")))
     # "error" frames are shown when the cell's exception is raised, with the sandbox traceback.
+
+
+def _notice_removed(sandbox: Any, removed: list[str]) -> None:
+    """Before the record is sealed: a kernel-made notice (listed in the record) naming what was removed."""
+    if not removed:
+        return
+    from IPython.display import publish_display_data
+
+    from ..notebook.evidence import ROLE_NOTICE, role_metadata
+
+    data = {"text/plain": "glsandbox: removed from this cell's output: " + "; ".join(removed)}
+    meta = role_metadata(ROLE_NOTICE)
+    sandbox.mark_output(
+        {"output_type": "display_data", "data": data, "metadata": meta}, lambda: publish_display_data(data, meta)
+    )
 
 
 def _dict(value: Any) -> dict[str, Any]:
