@@ -15,8 +15,10 @@ sandbox made reaches a frontend:
   event handlers, no ``javascript:`` URLs, no frames/objects/forms, and
   images only from ``data:`` URLs (a browser fetch would leave the sandbox's
   network policy behind);
-- in widget state and comm data, the same for every bundle, and every string
-  holding ``<`` is sanitized as HTML (widgets render some of them as HTML).
+- in widget state and comm data, the same for every bundle, code-carrying keys
+  (anywidget's ``_esm``) dropped, and every string whose markup the sanitizer
+  would change replaced by its sanitized form (widgets render some strings as
+  HTML with ``innerHTML``; plain text such as ``a < b`` stays as it is).
 
 Plain data (text/plain, JSON, PNG, ...) is kept as it is. What was removed is
 named in ``notes`` (the kernel shows one notice per cell). Each function
@@ -47,6 +49,9 @@ SCRIPT_MIMETYPES = frozenset(
         "application/wasm",
     }
 )
+
+#: widget state keys whose value the frontend runs as code (anywidget's JavaScript module and its CSS)
+SCRIPT_STATE_KEYS = frozenset({"_esm", "_css", "_anywidget_esm"})
 
 #: what marks markup as active (for the notice only; the sanitizer is an allowlist)
 _ACTIVE = re.compile(
@@ -262,7 +267,7 @@ def clean_state(value: Any, notes: Notes = None, depth: int = 0) -> Any:
         changed = value is not original
         for k, v in value.items():
             kind = _kind(k) if isinstance(k, str) and "/" in k else None
-            if kind == "drop":
+            if kind == "drop" or k in SCRIPT_STATE_KEYS:
                 _note(notes, f"{k} removed from a sandbox widget's state")
                 changed = True
                 continue

@@ -103,6 +103,7 @@ def test_widget_state_html_and_output_bundles_are_cleaned() -> None:
             "placeholder": "a < b",
             "outputs": [{"output_type": "display_data", "data": {"application/javascript": "x()", "text/plain": "p"}}],
             "n": 3,
+            "_esm": "export function render() { fetch('/api/terminals', {method: 'POST'}) }",
         },
         "method": "update",
     }
@@ -111,6 +112,7 @@ def test_widget_state_html_and_output_bundles_are_cleaned() -> None:
     assert out["state"]["placeholder"] == "a < b"  # plain text with "<" stays as it was
     assert out["state"]["outputs"][0]["data"] == {"text/plain": "p"}
     assert out["state"]["n"] == 3 and out["method"] == "update"
+    assert "_esm" not in out["state"]  # anywidget's module: code the browser would run
     plain = {"state": {"value": 1.5, "description": "x"}}
     assert clean_state(plain) is plain
 
