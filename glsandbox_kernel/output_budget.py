@@ -3,15 +3,17 @@
 A sandbox limited to 256 MiB can print gigabytes: the host would keep every
 byte (the collected outputs, the relay's messages, the text hashed into the
 record), several times over. :class:`OutputBudget` bounds what one cell's
-outputs hold on the host: past :data:`MAX_CELL_OUTPUT_BYTES`, the stream text
-is cut at the budget, one notice says so (a stderr stream, so the frontend
-shows and saves it with the cell), and the rest is dropped and counted; the
+outputs hold on the host: past its budget (an eighth of the sandbox's memory
+limit, within 8..128 MiB; :meth:`OutputBudget.for_memory_limit`), the stream
+text is cut, one notice says so (a stderr stream, so the frontend shows and
+saves it with the cell), and the rest is dropped and counted; the
 cell's audit record carries the counts (:meth:`OutputBudget.record_fields`).
 A ``clear_output`` frees what the cell showed, so the budget starts again.
 
 Who calls: :class:`glsandbox_kernel.outputs.OutputCollector` (every worker
 output frame of a cell, before it is relayed or kept) and
-:meth:`glsandbox_kernel.sandbox.OSSandbox.run_cell` (the record's fields).
+:meth:`glsandbox_kernel.sandbox.OSSandbox.run_cell` (the budget for its memory limit, the
+record's fields).
 """
 
 from __future__ import annotations
@@ -21,7 +23,10 @@ from typing import Any
 from .units import fmt_bytes
 
 #: what one cell's outputs may hold on the host (stream characters plus the text of display bundles)
-MAX_CELL_OUTPUT_BYTES = 32 << 20
+#: when the sandbox has no memory limit; with one, an eighth of it within the bounds below (the host
+#: holds a kept byte up to ~4 times: chunks, joined text, canonical form for the hash, messages)
+MAX_CELL_OUTPUT_BYTES = 64 << 20
+MIN_BUDGET, MAX_BUDGET = 8 << 20, 128 << 20
 
 _FRAME_OVERHEAD = 256
 #: an error past the budget is still shown (the worker's own, or the host's verdict) up to this size
@@ -53,6 +58,13 @@ def _value_size(value: Any, depth: int) -> int:
 
 class OutputBudget:
     """The output budget of one cell (host side; the collector calls it under its lock)."""
+
+    @classmethod
+    def for_memory_limit(cls, memory_limit: int | None) -> OutputBudget:
+        """The budget for a sandbox with this memory limit: what the host keeps stays well under it."""
+        if memory_limit is None:
+            return cls()
+        return cls(min(MAX_BUDGET, max(MIN_BUDGET, memory_limit // 8)))
 
     def __init__(self, limit: int = MAX_CELL_OUTPUT_BYTES) -> None:
         self.limit = limit

@@ -30,6 +30,7 @@ from .exceptions import (
 )
 from .metrics import SandboxMetrics
 from .notebook.sealed_run import session_start_extra
+from .output_budget import OutputBudget
 from .outputs import OutputCollector, relay_streams
 from .results import CellResult, exception_from_reply, worker_memory_error
 from .sandbox_audit import AuditedSandbox
@@ -337,6 +338,7 @@ class OSSandbox(AuditedSandbox):
         the record lists every output of the cell, each with its origin.
         """
         collector = OutputCollector(on_output, on_input, on_comm)
+        collector.budget = OutputBudget.for_memory_limit(self.config.limits.memory_limit_bytes)  # outputs kept
         self._collector = collector
         if on_start is not None:
             on_start()
