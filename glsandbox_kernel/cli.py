@@ -16,6 +16,7 @@ from typing import Any
 
 from .cli_options import add_project_options, add_sandbox_options, config_from_args
 from .exceptions import SandboxConfigError, SandboxError
+from .terminal_text import printable
 
 
 class _Parser(argparse.ArgumentParser):
@@ -131,20 +132,20 @@ def _run_exec(args: argparse.Namespace) -> int:
         with OSSandbox(cfg) as box:
             result = box._call(run, (source, script, list(args.args)), {}, script=True)
     except SandboxError as exc:
-        print(f"glsandbox exec: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(printable(f"glsandbox exec: {type(exc).__name__}: {exc}"), file=sys.stderr)
         return 125
     except BaseException as exc:  # noqa: BLE001 - the script's own error: print the sandbox traceback
         tb = getattr(exc, "sandbox_traceback", None)
         if tb:
-            sys.stderr.write("".join(tb))
+            sys.stderr.write(printable("".join(tb)))
         else:
-            print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+            print(printable(f"{type(exc).__name__}: {exc}"), file=sys.stderr)
         return 1
     if result is None:
         return 0
     if isinstance(result, int):
         return result
-    print(result, file=sys.stderr)
+    print(printable(result), file=sys.stderr)
     return 1
 
 

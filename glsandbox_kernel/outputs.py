@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from .output_budget import OutputBudget
 from .session import InputCallback, OutputCallback
 
 
@@ -43,6 +44,7 @@ class OutputCollector:
         self._clear_pending = False
         self._lock = threading.Lock()
         self._closed = False
+        self.budget = OutputBudget()
 
     @property
     def outputs(self) -> list[dict[str, Any]]:
@@ -91,10 +93,11 @@ class OutputCollector:
         if "_mark" in msg:  # host-only flag: a worker frame never counts as kernel-made
             msg = {k: v for k, v in msg.items() if k != "_mark"}
         with self._lock:
-            # ``on_output`` may return the frame as it published it (the kernel renames
-            # sandbox-limit errors): that is what the frontend saves, so that is recorded.
-            shown = self.on_output(msg) if self.on_output is not None else None
-            self._record(shown if isinstance(shown, dict) and shown.get("type") == kind else msg)
+            for frame in self.budget.admit(msg):  # past the cell's output budget: a notice, the rest dropped
+                # ``on_output`` may return the frame as it published it (the kernel renames
+                # sandbox-limit errors): that is what the frontend saves, so that is recorded.
+                shown = self.on_output(frame) if self.on_output is not None else None
+                self._record(shown if isinstance(shown, dict) and shown.get("type") == frame["type"] else frame)
         return None
 
     def _record(self, msg: dict[str, Any]) -> None:

@@ -73,18 +73,14 @@ def exception_from_reply(reply: dict[str, Any], config: OSSandboxConfig, peak: i
             "limit); it was not sent, and the worker and its state are kept",
             limit=frame_cap(config.max_frame_bytes, config.limits.memory_limit_bytes),
         )
-    elif reply.get("memory_error") and ename == "MemoryError":
-        limit = config.limits.memory_limit_bytes
-        exc = SandboxMemoryError(
-            f"the sandboxed code exceeded the memory limit of {_fmt_bytes(limit)} "
-            f"(peak measured outside {_fmt_bytes(peak)})",
-            limit=limit,
-            peak=peak,
-        )
+    elif reply.get("memory_error") and ename == "MemoryError" and config.limits.memory_limit_bytes is not None:
+        exc = worker_memory_error(config, peak)
     else:
         cls = getattr(builtins, ename, None)
         exc = SandboxRemoteError(ename, evalue, tb_lines)
-        if isinstance(cls, type) and issubclass(cls, BaseException) and reply.get("builtin"):
+        # Only Exception subclasses: a sandboxed SystemExit/KeyboardInterrupt/GeneratorExit raised as
+        # itself would pass the caller's ``except Exception`` and end (or interrupt) the host program.
+        if isinstance(cls, type) and issubclass(cls, Exception) and reply.get("builtin"):
             try:
                 exc = cls(evalue)
             except Exception:  # noqa: BLE001 - some builtins need more arguments
@@ -96,6 +92,29 @@ def exception_from_reply(reply: dict[str, Any], config: OSSandboxConfig, peak: i
     except (AttributeError, TypeError):
         pass
     return exc
+
+
+def worker_memory_error(config: OSSandboxConfig, peak: int | None) -> SandboxMemoryError:
+    """HOST side: the error for a MemoryError the worker reports under a memory limit.
+
+    Only a peak measured outside at the limit makes it the host's verdict; below it,
+    the message says it is the worker's report (an address-space rlimit refusing an
+    allocation looks the same from here as code raising ``MemoryError`` itself).
+    The record's ``extra.error`` carries the message. Called by ``exception_from_reply``
+    and ``OSSandbox.run_cell``.
+    """
+    limit = config.limits.memory_limit_bytes
+    if limit is not None and peak is not None and peak >= limit:
+        text = (
+            f"the sandboxed code exceeded the memory limit of {_fmt_bytes(limit)} "
+            f"(peak measured outside {_fmt_bytes(peak)})"
+        )
+    else:
+        text = (
+            f"the sandboxed code got a MemoryError under the memory limit of {_fmt_bytes(limit)}, as the worker "
+            f"reports (not measured outside: the peak seen outside was {_fmt_bytes(peak)})"
+        )
+    return SandboxMemoryError(text, limit=limit, peak=peak)
 
 
 def crash_error(worker: WorkerProcess, when: str, config: OSSandboxConfig, monitor: Monitor) -> SandboxError:

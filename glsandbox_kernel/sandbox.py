@@ -21,14 +21,15 @@ from .audit.records import canonical_json
 from .config import OSSandboxConfig, SecurityLevel, create_config_by_level
 from .exceptions import (
     SandboxError,
-    SandboxMemoryError,
     SandboxSecurityError,
     SandboxViolationError,
 )
 from .metrics import SandboxMetrics
+from .notebook.sealed_run import session_start_extra
+from .output_budget import OutputBudget
 from .outputs import OutputCollector, relay_streams
 from .pickling import call_message, sha256_parts
-from .results import CellResult, exception_from_reply
+from .results import CellResult, exception_from_reply, worker_memory_error
 from .sandbox_audit import AuditedSandbox
 from .session import InputCallback, OutputCallback, Session
 
@@ -69,7 +70,11 @@ class OSSandbox(AuditedSandbox):
             self._audit = AuditLog(session_id=self.session_id, sinks=sinks, key=key)
             self._emit(
                 EventType.SESSION_START,
-                extra={"config": self.config.to_dict(), "backend": self._session.backend_cls.name},
+                extra={
+                    "config": self.config.to_dict(),
+                    "backend": self._session.backend_cls.name,
+                    **session_start_extra(),  # a `glsandbox run` kernel: the chain commits to the notebook seal
+                },
             )
             if self._session.fallback_reason:
                 self._emit(EventType.FALLBACK, extra={"fallback": self._session.fallback_reason})
@@ -264,6 +269,7 @@ class OSSandbox(AuditedSandbox):
         the record lists every output of the cell, each with its origin.
         """
         collector = OutputCollector(on_output, on_input, on_comm)
+        collector.budget = OutputBudget.for_memory_limit(self.config.limits.memory_limit_bytes)  # outputs kept
         self._collector = collector
         if on_start is not None:
             on_start()
@@ -314,12 +320,9 @@ class OSSandbox(AuditedSandbox):
             result.error_value = str(reply.get("evalue"))
             tb = reply.get("traceback")
             result.traceback = [str(x) for x in tb] if isinstance(tb, list) else []
-            if result.error_name == "MemoryError":
-                audit_error = SandboxMemoryError(
-                    "the cell exceeded the memory limit",
-                    limit=self.config.limits.memory_limit_bytes,
-                    peak=outcome.metrics.memory_peak_bytes,
-                )
+            if result.error_name == "MemoryError" and self.config.limits.memory_limit_bytes is not None:
+                # the worker's report, named as such unless the peak measured outside reached the limit
+                audit_error = worker_memory_error(self.config, outcome.metrics.memory_peak_bytes)
             else:
                 audit_error = SandboxError(f"{result.error_name}: {result.error_value}")
         # What the sandbox did about it (measured outside): timeout, kill, violation.
@@ -359,6 +362,7 @@ class OSSandbox(AuditedSandbox):
         except Exception as exc:  # noqa: BLE001 - no output may stop the record: it is written, marked
             reason = f"{type(exc).__name__}: {exc}"[:300].encode("utf-8", "backslashreplace").decode("utf-8")
             evidence = {"outputs_hash": None, "outputs_count": len(shown), "outputs_evidence_error": reason}
+        evidence.update(collector.budget.record_fields())  # what the output budget dropped, if anything
         result.audit_record = self._record_outcome(
             outcome,
             provenance,

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from ._open_sessions import report_open_sessions
 from .cluster import verify_cluster_file
 from .keys import Verifier, read_key_file, verifier_from_bytes
 from .log import load_key
@@ -92,7 +93,8 @@ def add_audit_parser(
     verify.add_argument(
         "--strict",
         action="store_true",
-        help="notebooks: demand one clean top-to-bottom run (no re-executed or out-of-order cells)",
+        help="notebooks: demand one clean top-to-bottom run (no re-executed or out-of-order cells); "
+        "JSONL logs: fail on a session without session_end",
     )
     verify.add_argument(
         "--expected-head",
@@ -155,6 +157,7 @@ def _verify(args: argparse.Namespace) -> int:
         _error(f"cannot read {path}: {exc.strerror or exc}")
         return 2
     _check_cluster_runs(path, key, result)
+    report_open_sessions(path, result, bool(getattr(args, "strict", False)))  # no session_end: a warning
 
     if result.ok:
         checked = ", signatures verified" if key is not None else ""

@@ -320,6 +320,7 @@ class SandboxKernel(QuickRequests, KernelOptions, Kernel):
         def before_seal(result: Any) -> None:  # the cell ended; its record is sealed after this
             if monitor is not None:
                 monitor.finish(result)
+            relay.note_replacements(mark=sandbox.mark_output)  # e.g. scripts removed: listed in the record
             if worker_gone():
                 self._lost_reason = relay.last_error["ename"] if relay.last_error else "the worker died"
                 relay.notice(

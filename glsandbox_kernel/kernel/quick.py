@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from ..active_content import clean_bundle
 from .relay import as_dict, json_safe, log, safe_text
 
 #: seconds a quick request (completion, inspection...) may take before the session gives up.
@@ -74,7 +75,7 @@ class QuickRequests:
         return {
             "status": "ok",
             "found": found,
-            "data": as_dict(reply.get("data")) if found else {},
+            "data": clean_bundle(as_dict(reply.get("data"))) if found else {},
             "metadata": as_dict(reply.get("metadata")) if found else {},
         }
 

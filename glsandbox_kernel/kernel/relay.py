@@ -4,8 +4,9 @@ Everything handled here came out of the sandbox and is hostile input: the
 restricted decoder already limited the types, and this module makes each
 frame a well-formed message content (string keys, JSON values, no NaN, known
 payload sources only) before :class:`IOPubRelay` publishes it on IOPub with
-the parent of the request that caused it. HTML and JavaScript outputs are
-passed on as data; nothing here renders or runs them.
+the parent of the request that caused it. Nothing here renders or runs
+outputs; the browser would, so script MIME types are dropped and markup is
+sanitized on the way (:mod:`glsandbox_kernel.active_content`).
 
 Who calls: :class:`glsandbox_kernel.kernel.kernel.SandboxKernel`, from the
 thread that runs the sandbox request (the IOPub socket is thread-safe).
@@ -19,6 +20,8 @@ import math
 import threading
 from collections.abc import Callable
 from typing import Any
+
+from ..active_content import clean_frame, clean_payload, clean_state
 
 log = logging.getLogger("glsandbox.kernel")
 
@@ -122,7 +125,7 @@ def safe_payload(payload: Any, notes: Notes = None) -> list[dict[str, Any]]:
         return out
     for item in payload:
         if isinstance(item, dict) and item.get("source") in ALLOWED_PAYLOAD_SOURCES:
-            out.append(as_dict(item, notes))
+            out.append(clean_payload(as_dict(item, notes), notes))
     return out
 
 
@@ -176,7 +179,7 @@ def comm_content(
         return None
     if kind == "comm_open" and not isinstance(content.get("target_name"), str):
         return None
-    content.setdefault("data", {})
+    content["data"] = clean_state(content.get("data", {}), notes)  # widgets render state as HTML
     buffers = [bytes(b) for b in frame.get("buffers") or [] if isinstance(b, (bytes, bytearray))]
     return kind, content, as_dict(frame.get("metadata"), notes), buffers
 
@@ -319,12 +322,13 @@ class IOPubRelay:
         """
         try:
             before = len(self.replaced)
-            converted = content_for(frame, self.execution_count, self.replaced)
+            clean = clean_frame(frame, self.replaced)  # no script reaches the browser
+            converted = content_for(clean, self.execution_count, self.replaced)
             if converted is None:
                 return None
             msg_type, content = converted
             # Replaced parts: the session records what the frontend got.
-            shown = {"type": msg_type, **content} if len(self.replaced) > before else None
+            shown = {"type": msg_type, **content} if len(self.replaced) > before or clean is not frame else None
             if msg_type == "error":
                 if self.rewrite_error is not None:
                     rewritten = self.rewrite_error(content)
@@ -362,13 +366,17 @@ class IOPubRelay:
         except Exception:
             log.warning("dropped a comm frame from the sandbox", exc_info=True)
 
-    def note_replacements(self) -> None:
-        """One notice naming what was replaced in this request's messages (nothing when nothing was)."""
+    def note_replacements(self, mark: Callable[..., bool] | None = None) -> None:
+        """One notice naming what was replaced in this request's messages (nothing when nothing was).
+
+        ``mark`` as for :meth:`notice`: before the cell's record is sealed, the notice is one of its outputs.
+        """
         if self.replaced:
             log.warning("replaced unserializable parts of a cell's messages: %s", "; ".join(self.replaced))
             self.notice(
-                "glsandbox: parts of this cell's output or reply could not be sent over the Jupyter protocol "
-                "as they were and were replaced: " + "; ".join(self.replaced[:10]) + "\n"
+                "glsandbox: parts of this cell's output or reply could not be sent to the frontend "
+                "as they were and were replaced: " + "; ".join(self.replaced[:10]) + "\n",
+                mark,
             )
             self.replaced = []
 

@@ -33,6 +33,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import MagicArgumentParser, argument, magic_arguments, parse_argstring
 
+from ..active_content import clean_frame
 from ..config import IsolationType, SecurityLevel, parse_size
 from ..exceptions import SandboxConfigError, SandboxError, SandboxSecurityError
 from .display import SandboxResult, install_error_display, sandbox_error, show_output
@@ -268,9 +269,13 @@ class SandboxMagics(Magics):
         monitor = ipython_cell_monitor(sandbox, monitor=session.settings.monitor)
         monitor.start()
 
-        def on_output(msg: dict[str, Any]) -> None:
-            monitor.on_output(msg)
-            show_output(msg, executed)
+        removed: list[str] = []
+
+        def on_output(msg: dict[str, Any]) -> Any:  # the frame as shown, when cleaning changed it
+            shown = clean_frame(msg, removed)  # no script from the sandbox reaches the browser
+            monitor.on_output(shown)
+            show_output(shown, executed)
+            return shown if shown is not msg else None  # the record lists what the frontend got
 
         def on_input(prompt: str, password: bool) -> str:
             if password:
@@ -278,6 +283,10 @@ class SandboxMagics(Magics):
 
                 return getpass.getpass(prompt)
             return input(prompt)
+
+        def before_seal(result: Any) -> None:
+            monitor.finish(result)
+            _notice_removed(sandbox, removed)
 
         main = threading.current_thread() is threading.main_thread()
         previous: Any = None
@@ -292,7 +301,7 @@ class SandboxMagics(Magics):
                 on_output=on_output,
                 on_input=_with_sigint(on_input, previous, main),
                 allow_stdin=True,
-                before_seal=monitor.finish,  # the monitor's outputs are listed in the cell's record
+                before_seal=before_seal,  # the monitor's outputs and notices are listed in the cell's record
             )
         finally:
             if main:
@@ -400,3 +409,18 @@ def _with_sigint(fn: Any, handler: Any, main: bool) -> Any:
             signal.signal(signal.SIGINT, mine)
 
     return wrapped
+
+
+def _notice_removed(sandbox: Any, removed: list[str]) -> None:
+    """Before the record is sealed: a kernel-made notice (listed in the record) naming what was removed."""
+    if not removed:
+        return
+    from IPython.display import publish_display_data
+
+    from ..notebook.evidence import ROLE_NOTICE, role_metadata
+
+    data = {"text/plain": "glsandbox: removed from this cell's output: " + "; ".join(removed)}
+    meta = role_metadata(ROLE_NOTICE)
+    sandbox.mark_output(
+        {"output_type": "display_data", "data": data, "metadata": meta}, lambda: publish_display_data(data, meta)
+    )

