@@ -39,8 +39,8 @@ from collections.abc import Callable
 from typing import Any
 
 from glsandbox_kernel import IsolationType, OSSandbox, OSSandboxConfig
-from glsandbox_kernel.backends import docker_pool
 from glsandbox_kernel.backends.container import ContainerBackend, default_image, flush_removals
+from glsandbox_kernel.backends.container import warm as docker_pool
 from glsandbox_kernel.backends.gvisor import RUNSC, GVisorBackend
 
 CONTAINER = OSSandboxConfig(isolation_type=IsolationType.CONTAINER)

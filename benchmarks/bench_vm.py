@@ -96,7 +96,7 @@ def bench_cold(rounds: int, with_docker: bool) -> list[dict[str, Any]]:
     POOLS.set_size(0)
     vm, ctr, drun = [], [], []
     if with_docker:
-        from glsandbox_kernel.backends import docker_pool
+        from glsandbox_kernel.backends.container import warm as docker_pool
 
         docker_pool.set_pool_size(0)
         fresh(CONTAINER)  # daemon connection and image check, once per process

@@ -36,9 +36,9 @@ from glsandbox_kernel import (
     create_config_by_level,
 )
 from glsandbox_kernel.audit.verify import read_jsonl, verify_file
-from glsandbox_kernel.backends import docker_pool
 from glsandbox_kernel.backends.container import ContainerBackend, flush_removals
 from glsandbox_kernel.backends.container import settings as ctr_settings
+from glsandbox_kernel.backends.container import warm as docker_pool
 from glsandbox_kernel.backends.gvisor import GVisorBackend
 
 from ..conftest import HostHello as _Hello
