@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .audit import ClusterAudit as ClusterAudit
+    from .audit import carried_tasks as carried_tasks
     from .audit import verify_cluster_file as verify_cluster_file
     from .audit import verify_cluster_records as verify_cluster_records
     from .executor import SandboxedExecutor as SandboxedExecutor
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 
 _LAZY = {
     "ClusterAudit": ".audit",
+    "carried_tasks": ".audit",
     "verify_cluster_file": ".audit",
     "verify_cluster_records": ".audit",
     "SandboxedExecutor": ".executor",
@@ -75,6 +77,7 @@ __all__ = [
     "SandboxPlugin",
     "SandboxedExecutor",
     "TaskOutcome",
+    "carried_tasks",
     "cluster_doctor",
     "sandboxed_submit",
     "verify_cluster_file",

@@ -8,10 +8,14 @@ chain, so the run file is a single chain that ``glsandbox audit verify``
 checks as is. The run's records:
 
 - ``session_start`` with ``extra.cluster_run``: run id, scheduler, workers;
-- one record per task with ``extra.cluster_task``: kind, task key, worker,
-  session id, status and the worker-side ``records`` of that task (the
-  record's event type, metrics and violations are those of the task's main
-  record, so ``audit show`` reads naturally);
+- one record per batch of results with ``extra.cluster_tasks``: a list of
+  tasks, each with its kind, task key, worker, session id, status and the
+  worker-side records it carried as ``lines`` (each record's JSON text: the
+  outer hash covers them as strings, which is cheap to seal; the verifier
+  parses and re-checks them). The record's event type and violations are
+  those of the tasks' main records (and, for a batch of one, its metrics), so
+  ``audit show`` reads naturally. Older runs with one ``extra.cluster_task``
+  (records as objects) per task still verify;
 - ``worker_crashed`` with ``extra.cluster_task_lost``: a Dask worker died while
   running a task; whether Dask ``retried`` it elsewhere or it ``failed``;
 - ``session_end`` with ``extra.cluster_manifest``: every session of the run
@@ -32,13 +36,52 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from ..audit import AuditLog, EventType, JsonlFileSink, MemorySink, VerifyResult, verify_records
+from ..audit import AuditLog, EventType, JsonlFileSink, VerifyResult, verify_records
 from ..audit.keys import Verifier
 
 RUN_KEY = "cluster_run"
-TASK_KEY = "cluster_task"
+TASK_KEY = "cluster_task"  # one task per record, records as objects (older runs; still verified)
+TASKS_KEY = "cluster_tasks"
 LOST_KEY = "cluster_task_lost"
 MANIFEST_KEY = "cluster_manifest"
+
+_OK_EVENTS = frozenset({EventType.EXECUTION_SUCCESS.value, EventType.SESSION_START.value, EventType.SESSION_END.value})
+
+
+def encode_records(records: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Sealed worker-side records as compact JSON lines, the form they travel and are carried in.
+
+    Called on the Dask worker (host side) for each task's records; every value
+    reads back the same (``json.loads``), so each record's hash re-checks.
+    """
+    dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+    return [dumps(record) for record in records]
+
+
+def decode_lines(lines: Iterable[Any]) -> list[dict[str, Any]]:
+    """The records of :func:`encode_records`' lines (``ValueError`` for a line that is no JSON object)."""
+    out: list[dict[str, Any]] = []
+    for line in lines:
+        record = json.loads(line) if isinstance(line, str) else None
+        if not isinstance(record, dict):
+            raise ValueError("a carried record is not a JSON object")
+        out.append(record)
+    return out
+
+
+def carried_tasks(records: Iterable[Any]) -> list[dict[str, Any]]:
+    """Every task a run chain carries, oldest first, with its worker-side ``records`` decoded.
+
+    For readers of a run chain (tests, reports): one dict per task (kind,
+    task, worker, session_id, status, detail, records) from either format.
+    """
+    out: list[dict[str, Any]] = []
+    for record in records:
+        for entry in _task_entries(_extra(record)):
+            task = {k: v for k, v in entry.items() if k != "lines"}
+            task["records"] = _entry_records(entry)
+            out.append(task)
+    return out
 
 
 class ClusterAudit:
@@ -60,9 +103,8 @@ class ClusterAudit:
     ) -> None:
         self.run_id = run_id or uuid.uuid4().hex
         self.path = os.fspath(path) if path is not None else None
-        self._memory = MemorySink()
+        # No memory sink: the log keeps every sealed line, :attr:`records` reads them back.
         sinks: list[Any] = [JsonlFileSink(self.path)] if self.path else []
-        sinks.append(self._memory)
         self._log = AuditLog(session_id=self.run_id, sinks=sinks, key=key)
         self._lock = threading.Lock()
         self._sessions: dict[str, dict[str, Any]] = {}
@@ -85,7 +127,7 @@ class ClusterAudit:
     @property
     def records(self) -> list[dict[str, Any]]:
         """The run chain so far (copies)."""
-        return list(self._memory.records)
+        return self._log.records
 
     @property
     def tasks(self) -> dict[str, int]:
@@ -122,33 +164,55 @@ class ClusterAudit:
         records: Sequence[Mapping[str, Any]],
         detail: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Seal one task's worker-side ``records`` into the run chain (called as each result arrives)."""
-        inner = [dict(r) for r in records if isinstance(r, Mapping)]
-        own = [r for r in inner if r.get("session_id") == session_id] or inner
-        main = own[-1] if own else {}
-        event = main.get("event_type") if main else None
-        if event not in {e.value for e in EventType}:
-            event = EventType.EXECUTION_SUCCESS if status == "ok" else EventType.EXECUTION_ERROR
-        with self._lock:
-            if kind != "drain":  # records drained from the workers at shutdown are no task
-                self._tasks["ok" if status == "ok" else "error"] += 1
-            for rec in inner:
-                self._track(rec, worker)
-        return self._emit(
-            event,
-            main=main,
-            extra={
-                TASK_KEY: {
+        """Seal one task's worker-side ``records`` into the run chain (a batch of one)."""
+        lines = encode_records(r for r in records if isinstance(r, Mapping))
+        return self.add_tasks(
+            [
+                {
                     "kind": kind,
                     "task": task,
                     "worker": worker,
                     "session_id": session_id,
                     "status": status,
+                    "lines": lines,
                     "detail": dict(detail or {}),
-                    "records": inner,
                 }
-            },
+            ]
         )
+
+    def add_tasks(self, tasks: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """Seal a batch of finished tasks into one record of the run chain (the executor, per batch of results).
+
+        Each task: ``kind, task, worker, session_id, status`` (``ok``/``error``),
+        ``lines`` (its worker-side records, :func:`encode_records`) and ``detail``.
+        """
+        entries: list[dict[str, Any]] = []
+        mains: list[Mapping[str, Any]] = []
+        with self._lock:
+            for task in tasks:
+                inner = decode_lines(task.get("lines") or [])
+                sid = task.get("session_id")
+                own = [r for r in inner if r.get("session_id") == sid] or inner
+                if own:
+                    mains.append(own[-1])
+                if task.get("kind") != "drain":  # records drained from the workers at shutdown are no task
+                    self._tasks["ok" if task.get("status") == "ok" else "error"] += 1
+                for rec in inner:
+                    self._track(rec, str(task.get("worker")))
+                entry = {name: task.get(name) for name in ("kind", "task", "worker", "session_id", "status")}
+                entry["detail"] = dict(task.get("detail") or {})
+                entry["lines"] = list(task.get("lines") or [])
+                entries.append(entry)
+        statuses = {e["status"] for e in entries}
+        event = next((m.get("event_type") for m in mains if m.get("event_type") not in _OK_EVENTS), None)
+        if event not in {e.value for e in EventType}:
+            event = EventType.EXECUTION_SUCCESS if statuses <= {"ok"} else EventType.EXECUTION_ERROR
+        violations = [v for m in mains if isinstance(m.get("violations"), list) for v in m["violations"]]
+        main: dict[str, Any] = dict(mains[-1]) if len(entries) == 1 and mains else {}
+        if len(entries) != 1 and mains:  # a batch: what the tasks share, no one task's metrics
+            main = {name: mains[0].get(name) for name in ("isolation_type", "sandbox_mode", "security_level")}
+        main["violations"] = violations
+        return self._emit(event, main=main, extra={TASKS_KEY: entries})
 
     def add_lost(self, *, task: str, worker: str, outcome: str, detail: str = "") -> dict[str, Any]:
         """A Dask worker died while it ran ``task``; ``outcome`` is ``retried`` or ``failed``."""
@@ -207,6 +271,26 @@ def _extra(record: Any) -> Mapping[str, Any]:
     return extra if isinstance(extra, Mapping) else {}
 
 
+def _task_entries(extra: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The tasks one run-chain record carries: a batch (``cluster_tasks``) or one (``cluster_task``)."""
+    batch = extra.get(TASKS_KEY)
+    if isinstance(batch, list):
+        return [e for e in batch if isinstance(e, Mapping)]
+    single = extra.get(TASK_KEY)
+    return [single] if isinstance(single, Mapping) else []
+
+
+def _entry_records(entry: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One task's worker-side records (``ValueError`` when one is no JSON object)."""
+    if "lines" in entry:
+        lines = entry["lines"]
+        return decode_lines(lines if isinstance(lines, list) else [None])
+    records = entry.get("records")
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise ValueError("a carried record is not an object")
+    return list(records)
+
+
 def check_cluster_runs(records: Iterable[Any], key: bytes | Verifier | None = None) -> tuple[list[str], list[str]]:
     """``(problems, notes)`` for the cluster runs in a run chain (host side).
 
@@ -227,18 +311,18 @@ def check_cluster_runs(records: Iterable[Any], key: bytes | Verifier | None = No
         if RUN_KEY in extra:
             runs[run_id] = {"sessions": {}, "manifest": None}
             order.append(run_id)
-        elif TASK_KEY in extra or MANIFEST_KEY in extra:
+        elif TASKS_KEY in extra or TASK_KEY in extra or MANIFEST_KEY in extra:
             run = runs.get(run_id)
             if run is None:
                 problems.append(f"cluster record of run {run_id[:8]} without its start (record {index})")
                 continue
-            task = extra.get(TASK_KEY)
-            if isinstance(task, Mapping):
-                inner = task.get("records")
-                for rec in inner if isinstance(inner, list) else []:
-                    if not isinstance(rec, dict):
-                        problems.append(f"run {run_id[:8]}: a carried record is not an object")
-                        continue
+            for carried in _task_entries(extra):
+                try:
+                    inner = _entry_records(carried)
+                except ValueError as exc:
+                    problems.append(f"run {run_id[:8]}: record {index}: {exc}")
+                    continue
+                for rec in inner:
                     sid = str(rec.get("session_id"))
                     sessions.setdefault(sid, []).append(rec)
                     stats = run["sessions"].setdefault(sid, {"count": 0})

@@ -37,6 +37,7 @@ from .plugin import (
     _Chunk,
     _Packed,
     _task_packed,
+    config_key,
     run_on_worker_drain,
     run_on_worker_health,
 )
@@ -88,6 +89,7 @@ class SandboxedExecutor(cf.Executor):
             label=label,
         )
         self._started = time.time()
+        self._config_ids: dict[int, tuple[OSSandboxConfig, str]] = {}  # encoded once per config object
         self._lock = threading.Lock()
         self._pending: dict[str, tuple[list[cf.Future[Any]], str]] = {}
         self._failed: dict[str, str] = {}
@@ -160,6 +162,12 @@ class SandboxedExecutor(cf.Executor):
         else:
             packed = [_Chunk([(tuple(a), dict(k)) for a, k in group]) for group in groups]
         fn_bytes = cloudpickle.dumps(fn)  # once: the worker keeps one function object per pickle
+        config = config or self.config
+        config_id = self._config_ids.get(id(config))
+        if config_id is None or config_id[0] is not config:
+            if len(self._config_ids) > 32:
+                self._config_ids.clear()
+            config_id = self._config_ids[id(config)] = (config, config_key(config))
         return self._track(
             keys,
             "call",
@@ -169,7 +177,8 @@ class SandboxedExecutor(cf.Executor):
                 packed,
                 key=keys,
                 fn=fn_bytes,
-                config=config or self.config,
+                config=config,
+                config_id=config_id[1],
                 pure=False,
                 retries=0,
                 **self._placement,
@@ -249,14 +258,37 @@ class SandboxedExecutor(cf.Executor):
                     self._idle.set()
 
     def _resolve_all(self, pairs: list[tuple[Any, Any]]) -> None:
+        """Seal a batch of results into one run-chain record, then resolve their futures."""
+        ready: list[tuple[cf.Future[Any], TaskOutcome, str, str]] = []
         for dask_future, result in pairs:
             try:
-                self._resolve(dask_future, result)
+                ready.extend(self._resolve(dask_future, result))
             except Exception as exc:  # noqa: BLE001 - a bad result must not stop the others
-                entry = self._pending.pop(str(dask_future.key), None)
-                for future in entry[0] if entry is not None else []:
-                    if not future.done() and future.set_running_or_notify_cancel():
-                        future.set_exception(exc)
+                self._fail(str(dask_future.key), exc)
+        if not ready:
+            return
+        try:
+            self.audit.add_tasks([self._task_entry(outcome, kind, task) for _f, outcome, kind, task in ready])
+        except Exception as exc:  # noqa: BLE001 - unsealed calls do not pass as done
+            for future, _outcome, _kind, _task in ready:
+                if future.set_running_or_notify_cancel():
+                    future.set_exception(exc)
+            return
+        for future, outcome, _kind, _task in ready:
+            if not future.set_running_or_notify_cancel():
+                continue
+            call_error = outcome.error
+            if call_error is None:
+                future.set_result(outcome.value)
+            else:
+                future.set_exception(call_error)
+
+    def _fail(self, key: str, exc: BaseException) -> None:
+        with self._lock:
+            entry = self._pending.pop(key, None)
+        for future in entry[0] if entry is not None else []:
+            if not future.done() and future.set_running_or_notify_cancel():
+                future.set_exception(exc)
 
     # -- results (collector thread) ----------------------------------------------------------------
     def _collect(self) -> None:
@@ -296,19 +328,21 @@ class SandboxedExecutor(cf.Executor):
                     pairs.append((future, exc))
         return pairs
 
-    def _resolve(self, dask_future: Any, result: Any) -> None:
+    def _resolve(self, dask_future: Any, result: Any) -> list[tuple[cf.Future[Any], TaskOutcome, str, str]]:
+        """The calls of one finished Dask task to seal and resolve; a lost or failed task fails its calls here."""
         key = str(dask_future.key)
         with self._lock:
             entry = self._pending.pop(key, None)
             self._done_keys.add(key)
         if entry is None:
-            return
+            return []
         group, kind = entry
         outcomes = result if isinstance(result, list) else [result]
         if all(isinstance(o, TaskOutcome) for o in outcomes) and len(outcomes) == len(group):
-            for index, (future, outcome) in enumerate(zip(group, outcomes, strict=True)):
-                self._deliver(future, outcome, kind, key if len(group) == 1 else f"{key}/{index}")
-            return
+            return [
+                (future, outcome, kind, key if len(group) == 1 else f"{key}/{index}")
+                for index, (future, outcome) in enumerate(zip(group, outcomes, strict=True))
+            ]
         exc = _as_exception(result)
         text = f"{type(exc).__name__}: {exc}"
         with self._lock:
@@ -325,25 +359,20 @@ class SandboxedExecutor(cf.Executor):
         for future in group:
             if future.set_running_or_notify_cancel():
                 future.set_exception(error)
+        return []
 
-    def _deliver(self, future: cf.Future[Any], outcome: TaskOutcome, kind: str, task: str) -> None:
-        """Seal one call's records into the run chain, then resolve its future (collector thread)."""
-        call_error = outcome.error
-        self.audit.add_task(
-            kind=kind,
-            task=task,
-            worker=outcome.worker,
-            session_id=outcome.session_id,
-            status="ok" if call_error is None else "error",
-            records=outcome.records,
-            detail={**outcome.detail, "pid": outcome.pid, "started": outcome.started, "finished": outcome.finished},
-        )
-        if not future.set_running_or_notify_cancel():
-            return
-        if call_error is None:
-            future.set_result(outcome.value)
-        else:
-            future.set_exception(call_error)
+    @staticmethod
+    def _task_entry(outcome: TaskOutcome, kind: str, task: str) -> dict[str, Any]:
+        """One call's entry in the run chain (:meth:`ClusterAudit.add_tasks`)."""
+        return {
+            "kind": kind,
+            "task": task,
+            "worker": outcome.worker,
+            "session_id": outcome.session_id,
+            "status": "ok" if outcome.error is None else "error",
+            "lines": outcome.lines,
+            "detail": {**outcome.detail, "pid": outcome.pid, "started": outcome.started, "finished": outcome.finished},
+        }
 
     def _check_lost(self) -> None:
         """Record every Dask worker loss that hit one of our tasks (scheduler's ``remove-worker`` events)."""
@@ -408,11 +437,20 @@ class SandboxedExecutor(cf.Executor):
             drained = self.client.run(run_on_worker_drain, close=self.close_sessions)
         except Exception:  # noqa: BLE001 - workers gone: their last records are lost, the manifest says so
             drained = {}
-        for worker, records in sorted(drained.items()):
-            if records:
-                self.audit.add_task(
-                    kind="drain", task="drain", worker=str(worker), session_id=None, status="ok", records=records
-                )
+        drains = [
+            {
+                "kind": "drain",
+                "task": "drain",
+                "worker": str(worker),
+                "session_id": None,
+                "status": "ok",
+                "lines": lines,
+            }
+            for worker, lines in sorted(drained.items())
+            if lines
+        ]
+        if drains:
+            self.audit.add_tasks(drains)
         self.summary = {"tasks": self.audit.tasks, "failed": dict(self._failed)}
         self.audit.close(summary=self.summary)
 
@@ -467,6 +505,25 @@ def default_executor(client: distributed.Client) -> SandboxedExecutor:
         if executor is None or executor._shutdown:
             executor = _DEFAULT[client] = SandboxedExecutor(client)
         return executor
+
+
+def local_cluster(n_workers: int, **kwargs: Any) -> distributed.LocalCluster:
+    """A ``LocalCluster`` of ``n_workers`` processes, one thread each, listening on 127.0.0.1 only.
+
+    No dashboard, and the scheduler's HTTP endpoint on a free port (not 8787,
+    which another cluster on this machine may hold). Used by ``glsandbox run
+    --cluster local:N``, the tests and the benchmarks (client side).
+    """
+    options: dict[str, Any] = {
+        "n_workers": n_workers,
+        "threads_per_worker": 1,
+        "processes": True,
+        "dashboard_address": None,
+        "host": "127.0.0.1",
+        "scheduler_kwargs": {"dashboard_address": "127.0.0.1:0"},
+        **kwargs,
+    }
+    return distributed.LocalCluster(**options)
 
 
 def cluster_doctor(client: distributed.Client, *, doctor: bool = True) -> dict[str, dict[str, Any]]:

@@ -10,6 +10,7 @@ every worker, present and future, and ``teardown`` when the worker closes.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -24,9 +25,11 @@ from typing import Any
 from distributed import WorkerPlugin, get_worker
 
 from ..audit import canonical_json
+from ..audit.sinks import MemorySink
 from ..config import OSSandboxConfig
 from ..exceptions import SandboxCrashedError, SandboxTimeoutError
 from ..sandbox import OSSandbox
+from .audit import decode_lines, encode_records
 
 PLUGIN_NAME = "glsandbox"
 
@@ -84,8 +87,10 @@ class TaskOutcome:
 
     ``value`` is what ``OSSandbox.execute`` returned, i.e. already decoded by
     the restricted codec; ``error`` the exception it raised (same type);
-    ``records`` the audit records of this call (and any records of sessions
-    the plugin closed since its last task, which no call carried yet).
+    ``lines`` the audit records sealed on this worker since its session's last
+    task (this call's, unless its committer is still sealing it: then the next
+    task or the executor's drain at shutdown carries it; and those of sessions
+    the plugin closed), as compact JSON lines (:func:`.audit.encode_records`).
     """
 
     key: str
@@ -94,7 +99,7 @@ class TaskOutcome:
     session_id: str | None
     value: Any = None
     boxed_error: _ExceptionBox | None = None
-    records: list[dict[str, Any]] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
     started: float = 0.0
     finished: float = 0.0
     detail: dict[str, Any] = field(default_factory=dict)
@@ -103,22 +108,52 @@ class TaskOutcome:
     def error(self) -> BaseException | None:
         return self.boxed_error.exc if self.boxed_error is not None else None
 
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        """The carried records, decoded (client side, for readers; the run chain keeps ``lines``)."""
+        return decode_lines(self.lines)
+
+
+def config_key(config: OSSandboxConfig) -> str:
+    """The key sessions are pooled under: SHA-256 of the config's canonical form.
+
+    The executor computes it once per ``map`` (client side) and sends it with
+    every task, so a worker does not re-encode the config per call.
+    """
+    return hashlib.sha256(canonical_json(config.to_dict())).hexdigest()
+
 
 class _Slot:
-    """One pooled session and how many of its audit records were already shipped."""
+    """One pooled session and how many of its sealed audit records were already shipped."""
 
-    def __init__(self, box: OSSandbox, config_key: bytes) -> None:
+    def __init__(self, box: OSSandbox, key: str) -> None:
         self.box = box
-        self.config_key = config_key
+        self.config_key = key
         self.shipped = 0
         self.calls = 0
         self.last_used = time.monotonic()
+        self._lock = threading.Lock()
+        log = box.audit_log
+        # The session's memory sink holds its records as they are sealed (by its committer thread).
+        self._sealed: list[dict[str, Any]] | None = next(
+            (s.records for s in (log.sinks if log is not None else []) if isinstance(s, MemorySink)), None
+        )
 
-    def new_records(self) -> list[dict[str, Any]]:
-        records = self.box.audit_records
-        fresh = records[self.shipped :]
-        self.shipped = len(records)
-        return fresh
+    def new_lines(self, *, flush: bool = False) -> list[str]:
+        """Records sealed since the last call, as lines; ``flush`` seals the pending ones first.
+
+        A task does not wait for its own record (the session's committer seals
+        it while the result travels); the next task or the drain carries it.
+        """
+        sealed = self._sealed
+        if flush or sealed is None:
+            records = self.box.audit_records  # seals what is pending
+            sealed = records if sealed is None else sealed
+        with self._lock:
+            end = len(sealed)
+            fresh = sealed[self.shipped : end]
+            self.shipped = end
+        return encode_records(fresh)
 
 
 class SandboxPlugin(WorkerPlugin):
@@ -151,7 +186,7 @@ class SandboxPlugin(WorkerPlugin):
     def _reset(self) -> None:
         self._idle: OrderedDict[int, _Slot] = OrderedDict()
         self._busy: dict[int, _Slot] = {}
-        self._unsent: list[dict[str, Any]] = []
+        self._unsent: list[str] = []
         self._functions: OrderedDict[bytes, Callable[..., Any]] = OrderedDict()
         self._lock = threading.Lock()
         self._address = ""
@@ -172,9 +207,12 @@ class SandboxPlugin(WorkerPlugin):
             _close_quietly(slot.box)
 
     # -- sessions -------------------------------------------------------------------------
-    def checkout(self, config: OSSandboxConfig) -> _Slot:
-        """An idle session for ``config`` (most recently used first), or a new one."""
-        key = canonical_json(config.to_dict())
+    def checkout(self, config: OSSandboxConfig, key: str | None = None) -> _Slot:
+        """An idle session for ``config`` (most recently used first), or a new one.
+
+        ``key`` is :func:`config_key` of ``config`` when the caller has it.
+        """
+        key = key or config_key(config)
         with self._lock:
             for ident in reversed(self._idle):
                 slot = self._idle[ident]
@@ -188,27 +226,28 @@ class SandboxPlugin(WorkerPlugin):
             self.sessions_started += 1
         return slot
 
-    def checkin(self, slot: _Slot, *, broken: bool = False) -> list[dict[str, Any]]:
-        """Return ``slot`` to the pool (or close it); the records to ship with this call."""
+    def checkin(self, slot: _Slot, *, broken: bool = False) -> list[str]:
+        """Return ``slot`` to the pool (or close it); the record lines to ship with this call."""
         slot.calls += 1
         slot.last_used = time.monotonic()
         evicted: list[_Slot] = []
+        if broken:
+            _close_quietly(slot.box)
+        lines = slot.new_lines(flush=broken)
         with self._lock:
             self._busy.pop(id(slot), None)
             if not broken:
                 self._idle[id(slot)] = slot
                 while len(self._idle) > self.max_sessions:
                     evicted.append(self._idle.popitem(last=False)[1])
-        if broken:
-            _close_quietly(slot.box)
-        records = slot.new_records()
         for old in evicted:
             _close_quietly(old.box)
+            closed = old.new_lines(flush=True)
             with self._lock:
-                self._unsent.extend(old.new_records())
+                self._unsent.extend(closed)
         with self._lock:
             unsent, self._unsent = self._unsent, []
-        return unsent + records
+        return unsent + lines
 
     def function(self, data: bytes) -> Callable[..., Any]:
         """The function cloudpickled in ``data`` (from the trusted client), one object per pickle.
@@ -233,22 +272,25 @@ class SandboxPlugin(WorkerPlugin):
                 self._functions.popitem(last=False)
         return fn
 
-    def take_unsent(self) -> list[dict[str, Any]]:
-        """Records of closed sessions no task carried back yet (the executor drains them at shutdown)."""
-        with self._lock:
-            unsent, self._unsent = self._unsent, []
-        return unsent
+    def take_unsent(self, *, close: bool = False) -> list[str]:
+        """Every record line no task carried back yet (the executor's drain at shutdown).
 
-    def close_idle(self) -> list[dict[str, Any]]:
-        """Close every idle session now; returns their last records (session_end)."""
+        Those of closed sessions, and the last ones of each idle session (sealed
+        now); with ``close``, the idle sessions are closed first (their
+        ``session_end`` included). Busy sessions ship theirs with their task.
+        """
         with self._lock:
             slots = list(self._idle.values())
-            self._idle.clear()
-        out: list[dict[str, Any]] = []
+            if close:
+                self._idle.clear()
+        out: list[str] = []
         for slot in slots:
-            _close_quietly(slot.box)
-            out.extend(slot.new_records())
-        return self.take_unsent() + out
+            if close:
+                _close_quietly(slot.box)
+            out.extend(slot.new_lines(flush=True))
+        with self._lock:
+            unsent, self._unsent = self._unsent, []
+        return unsent + out
 
     # -- health ----------------------------------------------------------------------------
     def health(self, *, doctor: bool = True) -> dict[str, Any]:
@@ -332,8 +374,12 @@ def run_call(
     fn: Callable[..., Any] | bytes,
     config: OSSandboxConfig,
     key: str | None = None,
+    config_id: str | None = None,
 ) -> TaskOutcome:
-    """Task body: ``fn(*args, **kwargs)`` in a pooled session; never raises for the call's own errors."""
+    """Task body: ``fn(*args, **kwargs)`` in a pooled session; never raises for the call's own errors.
+
+    ``config_id`` is :func:`config_key` of ``config`` (the executor sends it).
+    """
     args, kwargs = packed
     worker = get_worker()
     plugin = worker_plugin(worker)
@@ -342,10 +388,10 @@ def run_call(
     outcome.started = time.time()
     try:
         call = plugin.function(fn) if isinstance(fn, bytes) else fn
-        slot = plugin.checkout(config)  # BackendUnavailableError etc. travel like the call's own errors
+        slot = plugin.checkout(config, config_id)  # BackendUnavailableError etc. travel like the call's own errors
     except Exception as exc:  # noqa: BLE001 - shipped with its type
         outcome.boxed_error = _ExceptionBox(exc)
-        outcome.records = plugin.take_unsent()
+        outcome.lines = plugin.take_unsent()
         outcome.finished = time.time()
         return outcome
     outcome.session_id = slot.box.session_id
@@ -354,7 +400,7 @@ def run_call(
     except Exception as exc:  # noqa: BLE001 - the call's error is a result, shipped with its type
         outcome.boxed_error = _ExceptionBox(exc)
     broken = isinstance(outcome.error, (SandboxCrashedError, SandboxTimeoutError))
-    outcome.records = plugin.checkin(slot, broken=broken)
+    outcome.lines = plugin.checkin(slot, broken=broken)
     outcome.finished = time.time()
     return outcome
 
@@ -384,14 +430,16 @@ class _Chunk:
         return (_Chunk, (self.calls,))
 
 
-def _call_packed(packed: _Packed | _Chunk, *, fn: bytes, config: OSSandboxConfig) -> TaskOutcome | list[TaskOutcome]:
+def _call_packed(
+    packed: _Packed | _Chunk, *, fn: bytes, config: OSSandboxConfig, config_id: str | None = None
+) -> TaskOutcome | list[TaskOutcome]:
     """Task body on the Dask worker: :func:`run_call` for one call, or each call of a chunk in turn.
 
-    ``fn`` is cloudpickled once per ``map``.
+    ``fn`` is cloudpickled once per ``map``, ``config_id`` computed once per ``map``.
     """
     if isinstance(packed, _Chunk):
-        return [run_call(call, fn=fn, config=config) for call in packed.calls]
-    return run_call((packed.args, packed.kwargs), fn=fn, config=config)
+        return [run_call(call, fn=fn, config=config, config_id=config_id) for call in packed.calls]
+    return run_call((packed.args, packed.kwargs), fn=fn, config=config, config_id=config_id)
 
 
 def _task_packed(packed: _Packed, *, task: Callable[..., Any], task_kwargs: dict[str, Any]) -> TaskOutcome:
@@ -411,9 +459,9 @@ def run_on_worker_health(dask_worker: Any, doctor: bool = True) -> dict[str, Any
     return report
 
 
-def run_on_worker_drain(dask_worker: Any, close: bool = False) -> list[dict[str, Any]]:
+def run_on_worker_drain(dask_worker: Any, close: bool = False) -> list[str]:
     """``client.run`` callback: records no task carried back (and, with ``close``, close idle sessions)."""
     plugin = dask_worker.plugins.get(PLUGIN_NAME)
     if not isinstance(plugin, SandboxPlugin):
         return []
-    return plugin.close_idle() if close else plugin.take_unsent()
+    return plugin.take_unsent(close=close)

@@ -71,6 +71,7 @@ def run_notebook_task(job: dict[str, Any], *, options: dict[str, Any], audit_key
     from distributed import get_worker
 
     from ..audit import load_key
+    from ..distributed.audit import encode_records
     from ..distributed.plugin import TaskOutcome, _ExceptionBox
     from .metadata import collect_records, write_evidence_metadata
     from .run import RunSummary, parse_params, run_notebook
@@ -111,8 +112,9 @@ def run_notebook_task(job: dict[str, Any], *, options: dict[str, Any], audit_key
         }
         write_evidence_metadata(nb, key, run=summary.as_metadata(outcome.started, finished), config=config)
         nbformat.validate(nb)
-        outcome.records = collect_records(nb)
-        sessions = [r.get("session_id") for r in outcome.records if isinstance(r.get("session_id"), str)]
+        records = collect_records(nb)
+        outcome.lines = encode_records(records)
+        sessions = [r.get("session_id") for r in records if isinstance(r.get("session_id"), str)]
         outcome.session_id = sessions[-1] if sessions else None
         outcome.value = {
             "notebook": nbformat.writes(nb),
@@ -135,16 +137,16 @@ def run_notebook_task(job: dict[str, Any], *, options: dict[str, Any], audit_key
 
 def _open_cluster(spec: str) -> tuple[Any, Any]:
     """``(client, cluster_or_None)`` for ``--cluster``: ``local[:N]`` or a scheduler address."""
-    from distributed import Client, LocalCluster
+    from distributed import Client
+
+    from ..distributed.executor import local_cluster
 
     if spec == "local" or spec.startswith("local:"):
         n = spec.partition(":")[2]
         workers = int(n) if n else max(1, os.cpu_count() or 1)
         if workers < 1:
             raise ValueError(f"--cluster local:N needs N >= 1, got {n}")
-        cluster = LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, host="127.0.0.1"
-        )
+        cluster = local_cluster(workers)
         return Client(cluster), cluster
     return Client(spec, timeout=30), None
 
