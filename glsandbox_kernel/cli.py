@@ -284,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     # Each adder registers its subcommand with ``set_defaults(func=...)``.
     for module, adder in (
         ("glsandbox_kernel.kernel.install", "add_install_parser"),
-        ("glsandbox_kernel.notebook.run", "add_run_parser"),
+        ("glsandbox_kernel.notebook.cluster", "add_run_parser"),  # run.add_run_parser + --cluster
         ("glsandbox_kernel.notebook.report", "add_report_parser"),
         ("glsandbox_kernel.notebook.attest", "add_attest_parser"),
     ):

@@ -36,8 +36,12 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from ..audit import AuditLog, EventType, JsonlFileSink, VerifyResult, verify_records
+# The defining modules, not the audit package: its CLI (audit verify) imports this module.
 from ..audit.keys import Verifier
+from ..audit.log import AuditLog
+from ..audit.records import EventType
+from ..audit.sinks import JsonlFileSink
+from ..audit.verify import VerifyResult, verify_records
 
 RUN_KEY = "cluster_run"
 TASK_KEY = "cluster_task"  # one task per record, records as objects (older runs; still verified)

@@ -23,7 +23,6 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-import cloudpickle
 import distributed
 
 from ..audit import load_key
@@ -31,13 +30,13 @@ from ..config import OSSandboxConfig
 from ..exceptions import SandboxCrashedError
 from .audit import ClusterAudit
 from .plugin import (
+    CallSpec,
     SandboxPlugin,
     TaskOutcome,
     _call_packed,
     _Chunk,
     _Packed,
     _task_packed,
-    config_key,
     run_on_worker_drain,
     run_on_worker_health,
 )
@@ -89,7 +88,6 @@ class SandboxedExecutor(cf.Executor):
             label=label,
         )
         self._started = time.time()
-        self._config_ids: dict[int, tuple[OSSandboxConfig, str]] = {}  # encoded once per config object
         self._lock = threading.Lock()
         self._pending: dict[str, tuple[list[cf.Future[Any]], str]] = {}
         self._failed: dict[str, str] = {}
@@ -161,13 +159,7 @@ class SandboxedExecutor(cf.Executor):
             packed = [_Packed(tuple(args), dict(kwargs)) for ((args, kwargs),) in groups]
         else:
             packed = [_Chunk([(tuple(a), dict(k)) for a, k in group]) for group in groups]
-        fn_bytes = cloudpickle.dumps(fn)  # once: the worker keeps one function object per pickle
-        config = config or self.config
-        config_id = self._config_ids.get(id(config))
-        if config_id is None or config_id[0] is not config:
-            if len(self._config_ids) > 32:
-                self._config_ids.clear()
-            config_id = self._config_ids[id(config)] = (config, config_key(config))
+        spec = CallSpec(fn, config or self.config)  # encoded once per map, decoded once per worker
         return self._track(
             keys,
             "call",
@@ -176,9 +168,7 @@ class SandboxedExecutor(cf.Executor):
                 _call_packed,
                 packed,
                 key=keys,
-                fn=fn_bytes,
-                config=config,
-                config_id=config_id[1],
+                spec=spec,
                 pure=False,
                 retries=0,
                 **self._placement,
@@ -195,7 +185,8 @@ class SandboxedExecutor(cf.Executor):
             keys,
             kind,
             [1] * len(keys),
-            lambda: self.client.map(
+            in_order=False,  # long tasks (notebooks): each result as it comes, for the progress bar
+            submit=lambda: self.client.map(
                 _task_packed,
                 packed,
                 key=keys,
@@ -208,13 +199,20 @@ class SandboxedExecutor(cf.Executor):
         )
 
     def _track(
-        self, keys: list[str], kind: str, sizes: list[int], submit: Callable[[], list[Any]]
+        self,
+        keys: list[str],
+        kind: str,
+        sizes: list[int],
+        submit: Callable[[], list[Any]],
+        *,
+        in_order: bool = True,
     ) -> list[cf.Future[Any]]:
         """One ``concurrent.futures.Future`` per call; ``sizes[i]`` calls ride on Dask task ``keys[i]``.
 
-        A single task goes to the collector thread (``as_completed``); a batch
-        of tasks gets its own thread that gathers them in windows, in order:
-        one ``gather`` per window instead of one per result.
+        A single task (or any, without ``in_order``) goes to the collector
+        thread (``as_completed``); a batch of tasks gets its own thread that
+        gathers them in windows, in order: one ``gather`` per window instead of
+        one per result.
         """
         groups: list[list[cf.Future[Any]]] = [[cf.Future() for _ in range(size)] for size in sizes]
         with self._lock:
@@ -226,12 +224,14 @@ class SandboxedExecutor(cf.Executor):
             for dask_future, group in zip(dask_futures, groups, strict=True):
                 for future in group:
                     future.add_done_callback(_canceller(dask_future, group))
-            if len(dask_futures) == 1:
-                self._ac.add(dask_futures[0])
-                self._wakeup.set()
-            else:
+            batched = in_order and len(dask_futures) > 1
+            if batched:
                 self._batches += 1
-        if len(dask_futures) > 1:
+            else:
+                for dask_future in dask_futures:
+                    self._ac.add(dask_future)
+                self._wakeup.set()
+        if batched:
             threading.Thread(
                 target=self._gather_in_order, args=(dask_futures,), name="glsandbox-gather", daemon=True
             ).start()
@@ -507,8 +507,9 @@ def default_executor(client: distributed.Client) -> SandboxedExecutor:
         return executor
 
 
-def local_cluster(n_workers: int, **kwargs: Any) -> distributed.LocalCluster:
-    """A ``LocalCluster`` of ``n_workers`` processes, one thread each, listening on 127.0.0.1 only.
+def local_cluster(n_workers: int, *, processes: bool = True, **kwargs: Any) -> distributed.LocalCluster:
+    """A ``LocalCluster`` of ``n_workers`` processes (or, without ``processes``, worker threads
+    in this process), one thread each, listening on 127.0.0.1 only.
 
     No dashboard, and the scheduler's HTTP endpoint on a free port (not 8787,
     which another cluster on this machine may hold). Used by ``glsandbox run
@@ -517,12 +518,13 @@ def local_cluster(n_workers: int, **kwargs: Any) -> distributed.LocalCluster:
     options: dict[str, Any] = {
         "n_workers": n_workers,
         "threads_per_worker": 1,
-        "processes": True,
+        "processes": processes,
         "dashboard_address": None,
-        "host": "127.0.0.1",
         "scheduler_kwargs": {"dashboard_address": "127.0.0.1:0"},
         **kwargs,
     }
+    if processes:
+        options.setdefault("host", "127.0.0.1")  # worker threads talk in-process (inproc://)
     return distributed.LocalCluster(**options)
 
 

@@ -123,6 +123,61 @@ def config_key(config: OSSandboxConfig) -> str:
     return hashlib.sha256(canonical_json(config.to_dict())).hexdigest()
 
 
+class CallSpec:
+    """What every call of one ``map`` shares: the function and the sandbox config (client to worker).
+
+    Built once per ``map`` on the client (trusted side); Dask pickles it with
+    every task as the bytes of one cloudpickle and their digest (the scheduler
+    never decodes them). A worker process decodes those bytes on the map's
+    first task (:meth:`resolve`) and hands the same objects to every later
+    task (so ``OSSandbox`` reuses its pickle of the function and the pool its
+    config key): no per-task decoding of function or config.
+    """
+
+    __slots__ = ("_decoded", "config_id", "digest", "payload")
+
+    def __init__(self, fn: Callable[..., Any], config: OSSandboxConfig) -> None:
+        import cloudpickle
+
+        self._decoded: tuple[Callable[..., Any], OSSandboxConfig] | None = (fn, config)
+        self.config_id = config_key(config)
+        self.payload = cloudpickle.dumps((fn, config))
+        self.digest = hashlib.sha256(self.payload).hexdigest()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_cached_spec, (self.digest, self.config_id, self.payload))
+
+    def resolve(self) -> tuple[Callable[..., Any], OSSandboxConfig]:
+        """``(fn, config)``, decoded once per worker process (Dask worker, from the trusted client)."""
+        decoded = self._decoded
+        if decoded is None:
+            import cloudpickle
+
+            if hashlib.sha256(self.payload).hexdigest() != self.digest:
+                raise ValueError("call spec digest does not match its payload")
+            decoded = self._decoded = cloudpickle.loads(self.payload)
+        return decoded
+
+
+_SPECS: OrderedDict[str, CallSpec] = OrderedDict()
+_SPECS_LOCK = threading.Lock()
+
+
+def _cached_spec(digest: str, config_id: str, payload: bytes) -> CallSpec:
+    """Unpickle a :class:`CallSpec`: the one this process already has for ``digest``, else a new, undecoded one."""
+    with _SPECS_LOCK:
+        spec = _SPECS.get(digest)
+        if spec is not None:
+            _SPECS.move_to_end(digest)
+            return spec
+        spec = CallSpec.__new__(CallSpec)
+        spec._decoded, spec.config_id, spec.payload, spec.digest = None, config_id, payload, digest
+        _SPECS[digest] = spec
+        while len(_SPECS) > 64:
+            _SPECS.popitem(last=False)
+    return spec
+
+
 class _Slot:
     """One pooled session and how many of its sealed audit records were already shipped."""
 
@@ -187,7 +242,6 @@ class SandboxPlugin(WorkerPlugin):
         self._idle: OrderedDict[int, _Slot] = OrderedDict()
         self._busy: dict[int, _Slot] = {}
         self._unsent: list[str] = []
-        self._functions: OrderedDict[bytes, Callable[..., Any]] = OrderedDict()
         self._lock = threading.Lock()
         self._address = ""
         self.sessions_started = 0
@@ -248,29 +302,6 @@ class SandboxPlugin(WorkerPlugin):
         with self._lock:
             unsent, self._unsent = self._unsent, []
         return unsent + lines
-
-    def function(self, data: bytes) -> Callable[..., Any]:
-        """The function cloudpickled in ``data`` (from the trusted client), one object per pickle.
-
-        Keeping one object lets ``OSSandbox`` reuse its pickle of the function
-        for every call of a ``map``.
-        """
-        import hashlib
-
-        import cloudpickle
-
-        digest = hashlib.sha256(data).digest()
-        with self._lock:
-            fn = self._functions.get(digest)
-            if fn is not None:
-                self._functions.move_to_end(digest)
-                return fn
-        fn = cloudpickle.loads(data)
-        with self._lock:
-            self._functions[digest] = fn
-            while len(self._functions) > 64:
-                self._functions.popitem(last=False)
-        return fn
 
     def take_unsent(self, *, close: bool = False) -> list[str]:
         """Every record line no task carried back yet (the executor's drain at shutdown).
@@ -368,18 +399,8 @@ def worker_plugin(worker: Any | None = None) -> SandboxPlugin:
 # -- tasks (run in the Dask worker process) ------------------------------------------------------
 
 
-def run_call(
-    packed: tuple[tuple[Any, ...], dict[str, Any]],
-    *,
-    fn: Callable[..., Any] | bytes,
-    config: OSSandboxConfig,
-    key: str | None = None,
-    config_id: str | None = None,
-) -> TaskOutcome:
-    """Task body: ``fn(*args, **kwargs)`` in a pooled session; never raises for the call's own errors.
-
-    ``config_id`` is :func:`config_key` of ``config`` (the executor sends it).
-    """
+def run_call(packed: tuple[tuple[Any, ...], dict[str, Any]], *, spec: CallSpec, key: str | None = None) -> TaskOutcome:
+    """Task body: ``spec.fn(*args, **kwargs)`` in a pooled session; never raises for the call's own errors."""
     args, kwargs = packed
     worker = get_worker()
     plugin = worker_plugin(worker)
@@ -387,8 +408,8 @@ def run_call(
     outcome = TaskOutcome(key=task_key, worker=str(worker.address), pid=os.getpid(), session_id=None)
     outcome.started = time.time()
     try:
-        call = plugin.function(fn) if isinstance(fn, bytes) else fn
-        slot = plugin.checkout(config, config_id)  # BackendUnavailableError etc. travel like the call's own errors
+        fn, config = spec.resolve()
+        slot = plugin.checkout(config, spec.config_id)  # BackendUnavailableError etc. travel like call errors
     except Exception as exc:  # noqa: BLE001 - shipped with its type
         outcome.boxed_error = _ExceptionBox(exc)
         outcome.lines = plugin.take_unsent()
@@ -396,7 +417,7 @@ def run_call(
         return outcome
     outcome.session_id = slot.box.session_id
     try:
-        outcome.value = slot.box.execute(call, *args, **kwargs)
+        outcome.value = slot.box.execute(fn, *args, **kwargs)
     except Exception as exc:  # noqa: BLE001 - the call's error is a result, shipped with its type
         outcome.boxed_error = _ExceptionBox(exc)
     broken = isinstance(outcome.error, (SandboxCrashedError, SandboxTimeoutError))
@@ -430,16 +451,11 @@ class _Chunk:
         return (_Chunk, (self.calls,))
 
 
-def _call_packed(
-    packed: _Packed | _Chunk, *, fn: bytes, config: OSSandboxConfig, config_id: str | None = None
-) -> TaskOutcome | list[TaskOutcome]:
-    """Task body on the Dask worker: :func:`run_call` for one call, or each call of a chunk in turn.
-
-    ``fn`` is cloudpickled once per ``map``, ``config_id`` computed once per ``map``.
-    """
+def _call_packed(packed: _Packed | _Chunk, *, spec: CallSpec) -> TaskOutcome | list[TaskOutcome]:
+    """Task body on the Dask worker: :func:`run_call` for one call, or each call of a chunk in turn."""
     if isinstance(packed, _Chunk):
-        return [run_call(call, fn=fn, config=config, config_id=config_id) for call in packed.calls]
-    return run_call((packed.args, packed.kwargs), fn=fn, config=config, config_id=config_id)
+        return [run_call(call, spec=spec) for call in packed.calls]
+    return run_call((packed.args, packed.kwargs), spec=spec)
 
 
 def _task_packed(packed: _Packed, *, task: Callable[..., Any], task_kwargs: dict[str, Any]) -> TaskOutcome:

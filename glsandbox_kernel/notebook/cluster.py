@@ -1,7 +1,8 @@
 """``glsandbox run --cluster ADDRESS|local[:N] NB...``: many notebooks in parallel on Dask (host side).
 
-Who calls: ``glsandbox run`` (the parser hook :func:`add_cluster_arguments`
-in :mod:`.run` routes every invocation through :func:`run_or_cluster`).
+Who calls: ``glsandbox run`` (the CLI registers it through :func:`add_run_parser`,
+which adds ``--cluster`` to :mod:`.run`'s parser and routes every invocation
+through :func:`run_or_cluster`; :mod:`.run` knows nothing of this module).
 Each notebook is one Dask task; on the worker, :func:`run_notebook_task`
 calls the same engine as ``glsandbox run NB`` (:func:`.run.run_notebook`:
 nbclient against the glsandbox kernel, so every cell runs in that worker's
@@ -30,8 +31,17 @@ from typing import Any
 _WORKER_ARGS = ("level", "isolation", "fallback", "timeout", "memory", "param", "no_monitor", "allow_errors")
 
 
+def add_run_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``glsandbox run`` (:func:`.run.add_run_parser`) with ``--cluster`` (called by the CLI)."""
+    from .run import add_run_parser as add_single
+
+    p = add_single(subparsers)
+    add_cluster_arguments(p)
+    return p
+
+
 def add_cluster_arguments(p: argparse.ArgumentParser) -> None:
-    """Add ``--cluster`` and more notebooks to ``glsandbox run`` (called last by :func:`.run.add_run_parser`)."""
+    """Add ``--cluster`` and more notebooks to the ``glsandbox run`` parser :func:`add_run_parser` made."""
     p.add_argument("more_notebooks", nargs="*", metavar="NB", help="more notebooks (with --cluster)")
     p.add_argument(
         "--cluster",
@@ -73,8 +83,8 @@ def run_notebook_task(job: dict[str, Any], *, options: dict[str, Any], audit_key
     from ..audit import load_key
     from ..distributed.audit import encode_records
     from ..distributed.plugin import TaskOutcome, _ExceptionBox
-    from .metadata import collect_records, write_evidence_metadata
-    from .run import RunSummary, parse_params, run_notebook
+    from .metadata import collect_records
+    from .run import RunSummary, run_notebook, seal_run
 
     worker = get_worker()
     outcome = TaskOutcome(
@@ -100,18 +110,9 @@ def run_notebook_task(job: dict[str, Any], *, options: dict[str, Any], audit_key
                 import shutil
 
                 shutil.rmtree(scratch, ignore_errors=True)
-        finished = time.time()
-        config = {
-            "level": args.level,
-            "isolation": args.isolation,
-            "timeout": args.timeout,
-            "memory": args.memory,
-            "params": {k: repr(v) for k, v in parse_params(list(args.param or [])).items()},
-            "monitor": not args.no_monitor,
-            "cluster_worker": outcome.worker,
-        }
-        write_evidence_metadata(nb, key, run=summary.as_metadata(outcome.started, finished), config=config)
-        nbformat.validate(nb)
+        seal_run(
+            nb, args, summary, key=key, started=outcome.started, finished=time.time(), cluster_worker=outcome.worker
+        )
         records = collect_records(nb)
         outcome.lines = encode_records(records)
         sessions = [r.get("session_id") for r in records if isinstance(r.get("session_id"), str)]
@@ -146,7 +147,9 @@ def _open_cluster(spec: str) -> tuple[Any, Any]:
         workers = int(n) if n else max(1, os.cpu_count() or 1)
         if workers < 1:
             raise ValueError(f"--cluster local:N needs N >= 1, got {n}")
-        cluster = local_cluster(workers)
+        # Worker threads in this process: each notebook's kernel and sandbox are processes
+        # of their own already, so worker processes would only add their start-up.
+        cluster = local_cluster(workers, processes=False)
         return Client(cluster), cluster
     return Client(spec, timeout=30), None
 

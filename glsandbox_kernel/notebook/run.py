@@ -321,10 +321,36 @@ def add_run_parser(subparsers: Any) -> argparse.ArgumentParser:
 
     add_project_options(p)
     p.set_defaults(func=run_cli)
-    from .cluster import add_cluster_arguments
+    return p  # glsandbox_kernel.notebook.cluster.add_run_parser adds --cluster on top
 
-    add_cluster_arguments(p)  # --cluster ADDRESS|local[:N] NB...: notebook/cluster.py
-    return p
+
+def seal_run(
+    nb: Any,
+    args: argparse.Namespace,
+    summary: RunSummary,
+    *,
+    key: bytes | None,
+    started: float,
+    finished: float,
+    **config: Any,
+) -> None:
+    """Write the run's evidence metadata (its options, how it went, ``config`` extras) and validate ``nb``.
+
+    Called by :func:`run_cli` and, on a cluster worker, by :mod:`.cluster` (host side).
+    """
+    import nbformat
+
+    options = {
+        "level": args.level,
+        "isolation": args.isolation,
+        "timeout": args.timeout,
+        "memory": args.memory,
+        "params": {k: repr(v) for k, v in parse_params(list(args.param or [])).items()},
+        "monitor": not args.no_monitor,
+        **config,
+    }
+    write_evidence_metadata(nb, key, run=summary.as_metadata(started, finished), config=options)
+    nbformat.validate(nb)
 
 
 def default_output(path: str) -> str:
@@ -358,7 +384,7 @@ def run_cli(args: argparse.Namespace) -> int:
         print(f"glsandbox run: error: {path} is not a notebook: {exc}", file=sys.stderr)
         return 2
     try:
-        params = parse_params(list(args.param))
+        parse_params(list(args.param))
     except ValueError as exc:
         print(f"glsandbox run: error: {exc}", file=sys.stderr)
         return 2
@@ -372,16 +398,7 @@ def run_cli(args: argparse.Namespace) -> int:
         print(f"glsandbox run: error: could not run the notebook: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
     finished = time.time()
-    config = {
-        "level": args.level,
-        "isolation": args.isolation,
-        "timeout": args.timeout,
-        "memory": args.memory,
-        "params": {k: repr(v) for k, v in params.items()},
-        "monitor": not args.no_monitor,
-    }
-    write_evidence_metadata(nb, key, run=summary.as_metadata(started, finished), config=config)
-    nbformat.validate(nb)
+    seal_run(nb, args, summary, key=key, started=started, finished=finished)
     with open(out, "w", encoding="utf-8") as fh:
         nbformat.write(nb, fh)
     result = verify_notebook(nb, key)
@@ -402,4 +419,12 @@ def run_cli(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-__all__ = ["add_run_parser", "inject_parameters", "parse_params", "run_cli", "run_notebook", "write_evidence_metadata"]
+__all__ = [
+    "add_run_parser",
+    "inject_parameters",
+    "parse_params",
+    "run_cli",
+    "run_notebook",
+    "seal_run",
+    "write_evidence_metadata",
+]
