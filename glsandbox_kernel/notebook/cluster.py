@@ -197,6 +197,7 @@ def run_cluster_cli(args: argparse.Namespace) -> int:
     """``glsandbox run --cluster SPEC NB...``: see the module docstring for the exit status."""
     import nbformat
 
+    from .run import read_notebook
     from .verify import load_verify_key, verify_notebook
 
     paths = [args.notebook, *(getattr(args, "more_notebooks", None) or [])]
@@ -207,18 +208,11 @@ def run_cluster_cli(args: argparse.Namespace) -> int:
         return 2
     jobs: list[dict[str, Any]] = []
     for path in paths:
-        try:
-            with open(path, encoding="utf-8") as fh:
-                text = fh.read()
-            nbformat.reads(text, as_version=4)
-        except OSError as exc:
-            print(f"glsandbox run: error: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
-            return 2
-        except Exception as exc:  # noqa: BLE001 - nbformat raises several kinds for a bad file
-            print(f"glsandbox run: error: {path} is not a notebook: {exc}", file=sys.stderr)
+        nb = read_notebook(path)
+        if nb is None:
             return 2
         cwd = args.cwd or os.path.dirname(os.path.abspath(path))
-        jobs.append({"path": path, "text": text, "cwd": os.path.abspath(cwd)})
+        jobs.append({"path": path, "text": nbformat.writes(nb), "cwd": os.path.abspath(cwd)})
     try:
         from .run import parse_params
 

@@ -353,6 +353,23 @@ def seal_run(
     nbformat.validate(nb)
 
 
+def read_notebook(path: str) -> Any | None:
+    """``path`` as a v4 notebook, or None after printing why it cannot be (the caller exits 2).
+
+    Called by :func:`run_cli` and :mod:`.cluster` (host side).
+    """
+    import nbformat
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return nbformat.read(fh, as_version=4)
+    except OSError as exc:
+        print(f"glsandbox run: error: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
+    except Exception as exc:  # noqa: BLE001 - nbformat raises several kinds for a bad file
+        print(f"glsandbox run: error: {path} is not a notebook: {exc}", file=sys.stderr)
+    return None
+
+
 def default_output(path: str) -> str:
     base = path[:-6] if path.endswith(".ipynb") else path
     return base + ".glsandbox.ipynb"
@@ -374,14 +391,8 @@ def run_cli(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"glsandbox run: error: cannot use key {key_path}: {exc}", file=sys.stderr)
         return 2
-    try:
-        with open(path, encoding="utf-8") as fh:
-            nb = nbformat.read(fh, as_version=4)
-    except OSError as exc:
-        print(f"glsandbox run: error: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # noqa: BLE001 - nbformat raises several kinds for a bad file
-        print(f"glsandbox run: error: {path} is not a notebook: {exc}", file=sys.stderr)
+    nb = read_notebook(path)
+    if nb is None:
         return 2
     try:
         parse_params(list(args.param))
@@ -423,6 +434,7 @@ __all__ = [
     "add_run_parser",
     "inject_parameters",
     "parse_params",
+    "read_notebook",
     "run_cli",
     "run_notebook",
     "seal_run",
