@@ -64,6 +64,32 @@ def row(
     }
 
 
+def _worker_cpu(dask_worker: Any) -> float:
+    """``client.run`` callback: CPU seconds so far of this Dask worker and of its sessions' sandboxes."""
+    import psutil
+
+    from glsandbox_kernel.distributed.plugin import PLUGIN_NAME
+
+    pids = {os.getpid()}
+    plugin = dask_worker.plugins.get(PLUGIN_NAME)
+    if plugin is not None:
+        for session in plugin.health(doctor=False)["sessions"]:
+            pids.update(session["worker_pids"])
+    total = 0.0
+    for pid in pids:
+        try:
+            times = psutil.Process(pid).cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def _cpu(client: Any) -> float:
+    """CPU seconds of this process (client and scheduler) plus every worker and sandbox."""
+    return time.process_time() + sum(client.run(_worker_cpu).values())
+
+
 def bench_calls(n: int, rounds: int) -> list[dict[str, Any]]:
     from distributed import Client
 
@@ -84,11 +110,14 @@ def bench_calls(n: int, rounds: int) -> list[dict[str, Any]]:
         for run in sides.values():  # sessions start once per worker: not part of the figure
             assert run() == expected
         times: dict[str, list[float]] = {name: [] for name in sides}
+        cpu: dict[str, list[float]] = {name: [] for name in sides}
         for _ in range(rounds):
             for name, run in sides.items():
+                c0 = _cpu(client)
                 t0 = time.perf_counter()
                 assert run() == expected
                 times[name].append((time.perf_counter() - t0) / n)
+                cpu[name].append((_cpu(client) - c0) / n)
         mem.shutdown()
         disk.shutdown()
         sessions = sum(h["sessions_started"] for h in mem.health(doctor=False).values())
@@ -99,6 +128,8 @@ def bench_calls(n: int, rounds: int) -> list[dict[str, Any]]:
         row(f"{label} (run chain in memory)", times["memory"], plain, CALLS_TARGET, **extra),
         row(f"{label} (run chain in a JSONL file)", times["file"], plain, CALLS_TARGET, **extra),
         row(f"{label} (map chunksize=10)", times["chunked"], plain, None, **extra),
+        # What a call costs in CPU, all processes together: the figure a loaded machine cannot skew.
+        row(f"{label}: CPU per call, all processes (run chain in memory)", cpu["memory"], cpu["plain"], None, **extra),
     ]
 
 
