@@ -48,7 +48,7 @@ def add_cluster_arguments(p: argparse.ArgumentParser) -> None:
         metavar="ADDRESS|local[:N]",
         default=None,
         help="run the notebooks in parallel on a Dask cluster: a scheduler address (tcp://host:8786) "
-        "or local[:N] for a LocalCluster of N worker processes; --audit FILE is then the run's chain, "
+        "or local[:N] for a LocalCluster of N worker threads here (each notebook gets its own kernel process); --audit FILE is then the run's chain, "
         "-o a directory",
     )
     p.set_defaults(func=run_or_cluster)
