@@ -26,6 +26,7 @@ SCRIPTS = [
     "bench_kernel.py",
     "bench_container.py",
     "bench_vm.py",
+    "bench_distributed.py",
 ]
 
 

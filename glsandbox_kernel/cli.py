@@ -222,8 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     # never the other way round: they take shared options from cli_options.
     from .kernel.install import add_install_parser
     from .notebook.attest import add_attest_parser
+    from .notebook.cluster import add_run_parser  # run.add_run_parser + --cluster
     from .notebook.report import add_report_parser
-    from .notebook.run import add_run_parser
 
     for adder in (add_install_parser, add_run_parser, add_report_parser, add_attest_parser):
         adder(sub)

@@ -21,11 +21,37 @@ from typing import Any
 from .keys import Verifier
 from .verify import VerifyResult, verify_records
 
-#: ``extra`` keys of the run chain's records: run start, one task, a lost worker, the run manifest.
 RUN_KEY = "cluster_run"
-TASK_KEY = "cluster_task"
+TASK_KEY = "cluster_task"  # one task per record, records as objects (older runs; still verified)
+TASKS_KEY = "cluster_tasks"
 LOST_KEY = "cluster_task_lost"
 MANIFEST_KEY = "cluster_manifest"
+
+
+def decode_lines(lines: Iterable[Any]) -> list[dict[str, Any]]:
+    """The records of :func:`encode_records`' lines (``ValueError`` for a line that is no JSON object)."""
+    out: list[dict[str, Any]] = []
+    for line in lines:
+        record = json.loads(line) if isinstance(line, str) else None
+        if not isinstance(record, dict):
+            raise ValueError("a carried record is not a JSON object")
+        out.append(record)
+    return out
+
+
+def carried_tasks(records: Iterable[Any]) -> list[dict[str, Any]]:
+    """Every task a run chain carries, oldest first, with its worker-side ``records`` decoded.
+
+    For readers of a run chain (tests, reports): one dict per task (kind,
+    task, worker, session_id, status, detail, records) from either format.
+    """
+    out: list[dict[str, Any]] = []
+    for record in records:
+        for entry in _task_entries(_extra(record)):
+            task = {k: v for k, v in entry.items() if k != "lines"}
+            task["records"] = _entry_records(entry)
+            out.append(task)
+    return out
 
 
 def widen(entry: dict[str, Any], rec: Mapping[str, Any]) -> None:
@@ -42,6 +68,26 @@ def widen(entry: dict[str, Any], rec: Mapping[str, Any]) -> None:
 def _extra(record: Any) -> Mapping[str, Any]:
     extra = record.get("extra") if isinstance(record, Mapping) else None
     return extra if isinstance(extra, Mapping) else {}
+
+
+def _task_entries(extra: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The tasks one run-chain record carries: a batch (``cluster_tasks``) or one (``cluster_task``)."""
+    batch = extra.get(TASKS_KEY)
+    if isinstance(batch, list):
+        return [e for e in batch if isinstance(e, Mapping)]
+    single = extra.get(TASK_KEY)
+    return [single] if isinstance(single, Mapping) else []
+
+
+def _entry_records(entry: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One task's worker-side records (``ValueError`` when one is no JSON object)."""
+    if "lines" in entry:
+        lines = entry["lines"]
+        return decode_lines(lines if isinstance(lines, list) else [None])
+    records = entry.get("records")
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise ValueError("a carried record is not an object")
+    return list(records)
 
 
 def check_cluster_runs(records: Iterable[Any], key: bytes | Verifier | None = None) -> tuple[list[str], list[str]]:
@@ -64,18 +110,18 @@ def check_cluster_runs(records: Iterable[Any], key: bytes | Verifier | None = No
         if RUN_KEY in extra:
             runs[run_id] = {"sessions": {}, "manifest": None}
             order.append(run_id)
-        elif TASK_KEY in extra or MANIFEST_KEY in extra:
+        elif TASKS_KEY in extra or TASK_KEY in extra or MANIFEST_KEY in extra:
             run = runs.get(run_id)
             if run is None:
                 problems.append(f"cluster record of run {run_id[:8]} without its start (record {index})")
                 continue
-            task = extra.get(TASK_KEY)
-            if isinstance(task, Mapping):
-                inner = task.get("records")
-                for rec in inner if isinstance(inner, list) else []:
-                    if not isinstance(rec, dict):
-                        problems.append(f"run {run_id[:8]}: a carried record is not an object")
-                        continue
+            for carried in _task_entries(extra):
+                try:
+                    inner = _entry_records(carried)
+                except ValueError as exc:
+                    problems.append(f"run {run_id[:8]}: record {index}: {exc}")
+                    continue
+                for rec in inner:
                     sid = str(rec.get("session_id"))
                     sessions.setdefault(sid, []).append(rec)
                     stats = run["sessions"].setdefault(sid, {"count": 0})

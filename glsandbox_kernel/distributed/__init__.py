@@ -23,10 +23,13 @@ and raise ``ImportError`` naming the ``distributed`` extra when it is missing.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_exports as _lazy_exports
 
 if TYPE_CHECKING:
     from .audit import ClusterAudit as ClusterAudit
+    from .audit import carried_tasks as carried_tasks
     from .audit import verify_cluster_file as verify_cluster_file
     from .audit import verify_cluster_records as verify_cluster_records
     from .executor import SandboxedExecutor as SandboxedExecutor
@@ -37,6 +40,7 @@ if TYPE_CHECKING:
 
 _LAZY = {
     "ClusterAudit": ".audit",
+    "carried_tasks": ".audit",
     "verify_cluster_file": ".audit",
     "verify_cluster_records": ".audit",
     "SandboxedExecutor": ".executor",
@@ -47,34 +51,15 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'glsandbox_kernel.distributed' has no attribute {name!r}")
-    import importlib
-
-    try:
-        value = getattr(importlib.import_module(module, __name__), name)
-    except ModuleNotFoundError as exc:
-        if exc.name in ("dask", "distributed"):
-            raise ImportError(
-                f"glsandbox_kernel.distributed.{name} needs Dask distributed: "
-                "pip install 'glsandbox-kernel[distributed]'"
-            ) from exc
-        raise
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
-
+_HINT = "pip install 'glsandbox-kernel[distributed]'"
+__getattr__, __dir__ = _lazy_exports(__name__, _LAZY, globals(), extras={"dask": _HINT, "distributed": _HINT})
 
 __all__ = [
     "ClusterAudit",
     "SandboxPlugin",
     "SandboxedExecutor",
     "TaskOutcome",
+    "carried_tasks",
     "cluster_doctor",
     "sandboxed_submit",
     "verify_cluster_file",

@@ -8,36 +8,56 @@ chain, so the run file is a single chain that ``glsandbox audit verify``
 checks as is. The run's records:
 
 - ``session_start`` with ``extra.cluster_run``: run id, scheduler, workers;
-- one record per task with ``extra.cluster_task``: kind, task key, worker,
-  session id, status and the worker-side ``records`` of that task (the
-  record's event type, metrics and violations are those of the task's main
-  record, so ``audit show`` reads naturally);
+- one record per batch of results with ``extra.cluster_tasks``: a list of
+  tasks, each with its kind, task key, worker, session id, status and the
+  worker-side records it carried as ``lines`` (each record's JSON text: the
+  outer hash covers them as strings, which is cheap to seal; the verifier
+  parses and re-checks them). The record's event type and violations are
+  those of the tasks' main records (and, for a batch of one, its metrics), so
+  ``audit show`` reads naturally. Older runs with one ``extra.cluster_task``
+  (records as objects) per task still verify;
 - ``worker_crashed`` with ``extra.cluster_task_lost``: a Dask worker died while
   running a task; whether Dask ``retried`` it elsewhere or it ``failed``;
 - ``session_end`` with ``extra.cluster_manifest``: every session of the run
   with its worker, record count and first/last ``seq`` and ``record_hash``.
 
-:func:`verify_cluster_records` (the record format's checks live in
-:mod:`glsandbox_kernel.audit.cluster`, so ``audit verify`` needs no
-distributed import) re-checks what the outer chain cannot see: each
+:func:`verify_cluster_records` re-checks what the outer chain cannot see: each
 session's own chain across all the tasks that carried it, and each manifest
 against the records it anchors.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from ..audit import AuditLog, EventType, JsonlFileSink, MemorySink
-from ..audit.cluster import LOST_KEY, MANIFEST_KEY, RUN_KEY, TASK_KEY, widen
+# The defining modules, not the audit package: its CLI (audit verify) imports this module.
+from ..audit.cluster import LOST_KEY, MANIFEST_KEY, RUN_KEY, TASKS_KEY, widen
+from ..audit.cluster import carried_tasks as carried_tasks
 from ..audit.cluster import check_cluster_runs as check_cluster_runs
+from ..audit.cluster import decode_lines as decode_lines
 from ..audit.cluster import verify_cluster_file as verify_cluster_file
 from ..audit.cluster import verify_cluster_records as verify_cluster_records
+from ..audit.log import AuditLog
+from ..audit.records import EventType
+from ..audit.sinks import JsonlFileSink
+
+_OK_EVENTS = frozenset({EventType.EXECUTION_SUCCESS.value, EventType.SESSION_START.value, EventType.SESSION_END.value})
+
+
+def encode_records(records: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Sealed worker-side records as compact JSON lines, the form they travel and are carried in.
+
+    Called on the Dask worker (host side) for each task's records; every value
+    reads back the same (``json.loads``), so each record's hash re-checks.
+    """
+    dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+    return [dumps(record) for record in records]
 
 
 class ClusterAudit:
@@ -59,9 +79,8 @@ class ClusterAudit:
     ) -> None:
         self.run_id = run_id or uuid.uuid4().hex
         self.path = os.fspath(path) if path is not None else None
-        self._memory = MemorySink()
+        # No memory sink: the log keeps every sealed line, :attr:`records` reads them back.
         sinks: list[Any] = [JsonlFileSink(self.path)] if self.path else []
-        sinks.append(self._memory)
         self._log = AuditLog(session_id=self.run_id, sinks=sinks, key=key)
         self._lock = threading.Lock()
         self._sessions: dict[str, dict[str, Any]] = {}
@@ -84,7 +103,7 @@ class ClusterAudit:
     @property
     def records(self) -> list[dict[str, Any]]:
         """The run chain so far (copies)."""
-        return list(self._memory.records)
+        return self._log.records
 
     @property
     def tasks(self) -> dict[str, int]:
@@ -121,33 +140,55 @@ class ClusterAudit:
         records: Sequence[Mapping[str, Any]],
         detail: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Seal one task's worker-side ``records`` into the run chain (called as each result arrives)."""
-        inner = [dict(r) for r in records if isinstance(r, Mapping)]
-        own = [r for r in inner if r.get("session_id") == session_id] or inner
-        main = own[-1] if own else {}
-        event = main.get("event_type") if main else None
-        if event not in {e.value for e in EventType}:
-            event = EventType.EXECUTION_SUCCESS if status == "ok" else EventType.EXECUTION_ERROR
-        with self._lock:
-            if kind != "drain":  # records drained from the workers at shutdown are no task
-                self._tasks["ok" if status == "ok" else "error"] += 1
-            for rec in inner:
-                self._track(rec, worker)
-        return self._emit(
-            event,
-            main=main,
-            extra={
-                TASK_KEY: {
+        """Seal one task's worker-side ``records`` into the run chain (a batch of one)."""
+        lines = encode_records(r for r in records if isinstance(r, Mapping))
+        return self.add_tasks(
+            [
+                {
                     "kind": kind,
                     "task": task,
                     "worker": worker,
                     "session_id": session_id,
                     "status": status,
+                    "lines": lines,
                     "detail": dict(detail or {}),
-                    "records": inner,
                 }
-            },
+            ]
         )
+
+    def add_tasks(self, tasks: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """Seal a batch of finished tasks into one record of the run chain (the executor, per batch of results).
+
+        Each task: ``kind, task, worker, session_id, status`` (``ok``/``error``),
+        ``lines`` (its worker-side records, :func:`encode_records`) and ``detail``.
+        """
+        entries: list[dict[str, Any]] = []
+        mains: list[Mapping[str, Any]] = []
+        with self._lock:
+            for task in tasks:
+                inner = decode_lines(task.get("lines") or [])
+                sid = task.get("session_id")
+                own = [r for r in inner if r.get("session_id") == sid] or inner
+                if own:
+                    mains.append(own[-1])
+                if task.get("kind") != "drain":  # records drained from the workers at shutdown are no task
+                    self._tasks["ok" if task.get("status") == "ok" else "error"] += 1
+                for rec in inner:
+                    self._track(rec, str(task.get("worker")))
+                entry = {name: task.get(name) for name in ("kind", "task", "worker", "session_id", "status")}
+                entry["detail"] = dict(task.get("detail") or {})
+                entry["lines"] = list(task.get("lines") or [])
+                entries.append(entry)
+        statuses = {e["status"] for e in entries}
+        event = next((m.get("event_type") for m in mains if m.get("event_type") not in _OK_EVENTS), None)
+        if event not in {e.value for e in EventType}:
+            event = EventType.EXECUTION_SUCCESS if statuses <= {"ok"} else EventType.EXECUTION_ERROR
+        violations = [v for m in mains if isinstance(m.get("violations"), list) for v in m["violations"]]
+        main: dict[str, Any] = dict(mains[-1]) if len(entries) == 1 and mains else {}
+        if len(entries) != 1 and mains:  # a batch: what the tasks share, no one task's metrics
+            main = {name: mains[0].get(name) for name in ("isolation_type", "sandbox_mode", "security_level")}
+        main["violations"] = violations
+        return self._emit(event, main=main, extra={TASKS_KEY: entries})
 
     def add_lost(self, *, task: str, worker: str, outcome: str, detail: str = "") -> dict[str, Any]:
         """A Dask worker died while it ran ``task``; ``outcome`` is ``retried`` or ``failed``."""

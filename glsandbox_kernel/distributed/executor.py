@@ -23,7 +23,6 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-import cloudpickle
 import distributed
 
 from ..audit import load_key
@@ -31,6 +30,7 @@ from ..config import OSSandboxConfig
 from ..exceptions import SandboxCrashedError
 from .audit import ClusterAudit
 from .plugin import (
+    CallSpec,
     SandboxPlugin,
     TaskOutcome,
     _call_packed,
@@ -159,7 +159,7 @@ class SandboxedExecutor(cf.Executor):
             packed = [_Packed(tuple(args), dict(kwargs)) for ((args, kwargs),) in groups]
         else:
             packed = [_Chunk([(tuple(a), dict(k)) for a, k in group]) for group in groups]
-        fn_bytes = cloudpickle.dumps(fn)  # once: the worker keeps one function object per pickle
+        spec = CallSpec(fn, config or self.config)  # encoded once per map, decoded once per worker
         return self._track(
             keys,
             "call",
@@ -168,8 +168,7 @@ class SandboxedExecutor(cf.Executor):
                 _call_packed,
                 packed,
                 key=keys,
-                fn=fn_bytes,
-                config=config or self.config,
+                spec=spec,
                 pure=False,
                 retries=0,
                 **self._placement,
@@ -186,7 +185,8 @@ class SandboxedExecutor(cf.Executor):
             keys,
             kind,
             [1] * len(keys),
-            lambda: self.client.map(
+            in_order=False,  # long tasks (notebooks): each result as it comes, for the progress bar
+            submit=lambda: self.client.map(
                 _task_packed,
                 packed,
                 key=keys,
@@ -199,13 +199,20 @@ class SandboxedExecutor(cf.Executor):
         )
 
     def _track(
-        self, keys: list[str], kind: str, sizes: list[int], submit: Callable[[], list[Any]]
+        self,
+        keys: list[str],
+        kind: str,
+        sizes: list[int],
+        submit: Callable[[], list[Any]],
+        *,
+        in_order: bool = True,
     ) -> list[cf.Future[Any]]:
         """One ``concurrent.futures.Future`` per call; ``sizes[i]`` calls ride on Dask task ``keys[i]``.
 
-        A single task goes to the collector thread (``as_completed``); a batch
-        of tasks gets its own thread that gathers them in windows, in order:
-        one ``gather`` per window instead of one per result.
+        A single task (or any, without ``in_order``) goes to the collector
+        thread (``as_completed``); a batch of tasks gets its own thread that
+        gathers them in windows, in order: one ``gather`` per window instead of
+        one per result.
         """
         groups: list[list[cf.Future[Any]]] = [[cf.Future() for _ in range(size)] for size in sizes]
         with self._lock:
@@ -217,12 +224,14 @@ class SandboxedExecutor(cf.Executor):
             for dask_future, group in zip(dask_futures, groups, strict=True):
                 for future in group:
                     future.add_done_callback(_canceller(dask_future, group))
-            if len(dask_futures) == 1:
-                self._ac.add(dask_futures[0])
-                self._wakeup.set()
-            else:
+            batched = in_order and len(dask_futures) > 1
+            if batched:
                 self._batches += 1
-        if len(dask_futures) > 1:
+            else:
+                for dask_future in dask_futures:
+                    self._ac.add(dask_future)
+                self._wakeup.set()
+        if batched:
             threading.Thread(
                 target=self._gather_in_order, args=(dask_futures,), name="glsandbox-gather", daemon=True
             ).start()
@@ -249,14 +258,37 @@ class SandboxedExecutor(cf.Executor):
                     self._idle.set()
 
     def _resolve_all(self, pairs: list[tuple[Any, Any]]) -> None:
+        """Seal a batch of results into one run-chain record, then resolve their futures."""
+        ready: list[tuple[cf.Future[Any], TaskOutcome, str, str]] = []
         for dask_future, result in pairs:
             try:
-                self._resolve(dask_future, result)
+                ready.extend(self._resolve(dask_future, result))
             except Exception as exc:  # noqa: BLE001 - a bad result must not stop the others
-                entry = self._pending.pop(str(dask_future.key), None)
-                for future in entry[0] if entry is not None else []:
-                    if not future.done() and future.set_running_or_notify_cancel():
-                        future.set_exception(exc)
+                self._fail(str(dask_future.key), exc)
+        if not ready:
+            return
+        try:
+            self.audit.add_tasks([self._task_entry(outcome, kind, task) for _f, outcome, kind, task in ready])
+        except Exception as exc:  # noqa: BLE001 - unsealed calls do not pass as done
+            for future, _outcome, _kind, _task in ready:
+                if future.set_running_or_notify_cancel():
+                    future.set_exception(exc)
+            return
+        for future, outcome, _kind, _task in ready:
+            if not future.set_running_or_notify_cancel():
+                continue
+            call_error = outcome.error
+            if call_error is None:
+                future.set_result(outcome.value)
+            else:
+                future.set_exception(call_error)
+
+    def _fail(self, key: str, exc: BaseException) -> None:
+        with self._lock:
+            entry = self._pending.pop(key, None)
+        for future in entry[0] if entry is not None else []:
+            if not future.done() and future.set_running_or_notify_cancel():
+                future.set_exception(exc)
 
     # -- results (collector thread) ----------------------------------------------------------------
     def _collect(self) -> None:
@@ -296,19 +328,21 @@ class SandboxedExecutor(cf.Executor):
                     pairs.append((future, exc))
         return pairs
 
-    def _resolve(self, dask_future: Any, result: Any) -> None:
+    def _resolve(self, dask_future: Any, result: Any) -> list[tuple[cf.Future[Any], TaskOutcome, str, str]]:
+        """The calls of one finished Dask task to seal and resolve; a lost or failed task fails its calls here."""
         key = str(dask_future.key)
         with self._lock:
             entry = self._pending.pop(key, None)
             self._done_keys.add(key)
         if entry is None:
-            return
+            return []
         group, kind = entry
         outcomes = result if isinstance(result, list) else [result]
         if all(isinstance(o, TaskOutcome) for o in outcomes) and len(outcomes) == len(group):
-            for index, (future, outcome) in enumerate(zip(group, outcomes, strict=True)):
-                self._deliver(future, outcome, kind, key if len(group) == 1 else f"{key}/{index}")
-            return
+            return [
+                (future, outcome, kind, key if len(group) == 1 else f"{key}/{index}")
+                for index, (future, outcome) in enumerate(zip(group, outcomes, strict=True))
+            ]
         exc = _as_exception(result)
         text = f"{type(exc).__name__}: {exc}"
         with self._lock:
@@ -325,25 +359,20 @@ class SandboxedExecutor(cf.Executor):
         for future in group:
             if future.set_running_or_notify_cancel():
                 future.set_exception(error)
+        return []
 
-    def _deliver(self, future: cf.Future[Any], outcome: TaskOutcome, kind: str, task: str) -> None:
-        """Seal one call's records into the run chain, then resolve its future (collector thread)."""
-        call_error = outcome.error
-        self.audit.add_task(
-            kind=kind,
-            task=task,
-            worker=outcome.worker,
-            session_id=outcome.session_id,
-            status="ok" if call_error is None else "error",
-            records=outcome.records,
-            detail={**outcome.detail, "pid": outcome.pid, "started": outcome.started, "finished": outcome.finished},
-        )
-        if not future.set_running_or_notify_cancel():
-            return
-        if call_error is None:
-            future.set_result(outcome.value)
-        else:
-            future.set_exception(call_error)
+    @staticmethod
+    def _task_entry(outcome: TaskOutcome, kind: str, task: str) -> dict[str, Any]:
+        """One call's entry in the run chain (:meth:`ClusterAudit.add_tasks`)."""
+        return {
+            "kind": kind,
+            "task": task,
+            "worker": outcome.worker,
+            "session_id": outcome.session_id,
+            "status": "ok" if outcome.error is None else "error",
+            "lines": outcome.lines,
+            "detail": {**outcome.detail, "pid": outcome.pid, "started": outcome.started, "finished": outcome.finished},
+        }
 
     def _check_lost(self) -> None:
         """Record every Dask worker loss that hit one of our tasks (scheduler's ``remove-worker`` events)."""
@@ -408,11 +437,20 @@ class SandboxedExecutor(cf.Executor):
             drained = self.client.run(run_on_worker_drain, close=self.close_sessions)
         except Exception:  # noqa: BLE001 - workers gone: their last records are lost, the manifest says so
             drained = {}
-        for worker, records in sorted(drained.items()):
-            if records:
-                self.audit.add_task(
-                    kind="drain", task="drain", worker=str(worker), session_id=None, status="ok", records=records
-                )
+        drains = [
+            {
+                "kind": "drain",
+                "task": "drain",
+                "worker": str(worker),
+                "session_id": None,
+                "status": "ok",
+                "lines": lines,
+            }
+            for worker, lines in sorted(drained.items())
+            if lines
+        ]
+        if drains:
+            self.audit.add_tasks(drains)
         self.summary = {"tasks": self.audit.tasks, "failed": dict(self._failed)}
         self.audit.close(summary=self.summary)
 
@@ -467,6 +505,27 @@ def default_executor(client: distributed.Client) -> SandboxedExecutor:
         if executor is None or executor._shutdown:
             executor = _DEFAULT[client] = SandboxedExecutor(client)
         return executor
+
+
+def local_cluster(n_workers: int, *, processes: bool = True, **kwargs: Any) -> distributed.LocalCluster:
+    """A ``LocalCluster`` of ``n_workers`` processes (or, without ``processes``, worker threads
+    in this process), one thread each, listening on 127.0.0.1 only.
+
+    No dashboard, and the scheduler's HTTP endpoint on a free port (not 8787,
+    which another cluster on this machine may hold). Used by ``glsandbox run
+    --cluster local:N``, the tests and the benchmarks (client side).
+    """
+    options: dict[str, Any] = {
+        "n_workers": n_workers,
+        "threads_per_worker": 1,
+        "processes": processes,
+        "dashboard_address": None,
+        "scheduler_kwargs": {"dashboard_address": "127.0.0.1:0"},
+        **kwargs,
+    }
+    if processes:
+        options.setdefault("host", "127.0.0.1")  # worker threads talk in-process (inproc://)
+    return distributed.LocalCluster(**options)
 
 
 def cluster_doctor(client: distributed.Client, *, doctor: bool = True) -> dict[str, dict[str, Any]]:

@@ -10,6 +10,7 @@ every worker, present and future, and ``teardown`` when the worker closes.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -24,9 +25,11 @@ from typing import Any
 from distributed import WorkerPlugin, get_worker
 
 from ..audit import canonical_json
+from ..audit.sinks import MemorySink
 from ..config import OSSandboxConfig
 from ..exceptions import SandboxCrashedError, SandboxTimeoutError
 from ..sandbox import OSSandbox
+from .audit import decode_lines, encode_records
 
 PLUGIN_NAME = "glsandbox"
 
@@ -84,8 +87,10 @@ class TaskOutcome:
 
     ``value`` is what ``OSSandbox.execute`` returned, i.e. already decoded by
     the restricted codec; ``error`` the exception it raised (same type);
-    ``records`` the audit records of this call (and any records of sessions
-    the plugin closed since its last task, which no call carried yet).
+    ``lines`` the audit records sealed on this worker since its session's last
+    task (this call's, unless its committer is still sealing it: then the next
+    task or the executor's drain at shutdown carries it; and those of sessions
+    the plugin closed), as compact JSON lines (:func:`.audit.encode_records`).
     """
 
     key: str
@@ -94,7 +99,7 @@ class TaskOutcome:
     session_id: str | None
     value: Any = None
     boxed_error: _ExceptionBox | None = None
-    records: list[dict[str, Any]] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
     started: float = 0.0
     finished: float = 0.0
     detail: dict[str, Any] = field(default_factory=dict)
@@ -103,22 +108,107 @@ class TaskOutcome:
     def error(self) -> BaseException | None:
         return self.boxed_error.exc if self.boxed_error is not None else None
 
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        """The carried records, decoded (client side, for readers; the run chain keeps ``lines``)."""
+        return decode_lines(self.lines)
+
+
+def config_key(config: OSSandboxConfig) -> str:
+    """The key sessions are pooled under: SHA-256 of the config's canonical form.
+
+    The executor computes it once per ``map`` (client side) and sends it with
+    every task, so a worker does not re-encode the config per call.
+    """
+    return hashlib.sha256(canonical_json(config.to_dict())).hexdigest()
+
+
+class CallSpec:
+    """What every call of one ``map`` shares: the function and the sandbox config (client to worker).
+
+    Built once per ``map`` on the client (trusted side); Dask pickles it with
+    every task as the bytes of one cloudpickle and their digest (the scheduler
+    never decodes them). A worker process decodes those bytes on the map's
+    first task (:meth:`resolve`) and hands the same objects to every later
+    task (so ``OSSandbox`` reuses its pickle of the function and the pool its
+    config key): no per-task decoding of function or config.
+    """
+
+    __slots__ = ("_decoded", "config_id", "digest", "payload")
+
+    def __init__(self, fn: Callable[..., Any], config: OSSandboxConfig) -> None:
+        import cloudpickle
+
+        self._decoded: tuple[Callable[..., Any], OSSandboxConfig] | None = (fn, config)
+        self.config_id = config_key(config)
+        self.payload = cloudpickle.dumps((fn, config))
+        self.digest = hashlib.sha256(self.payload).hexdigest()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_cached_spec, (self.digest, self.config_id, self.payload))
+
+    def resolve(self) -> tuple[Callable[..., Any], OSSandboxConfig]:
+        """``(fn, config)``, decoded once per worker process (Dask worker, from the trusted client)."""
+        decoded = self._decoded
+        if decoded is None:
+            import cloudpickle
+
+            if hashlib.sha256(self.payload).hexdigest() != self.digest:
+                raise ValueError("call spec digest does not match its payload")
+            decoded = self._decoded = cloudpickle.loads(self.payload)
+        return decoded
+
+
+_SPECS: OrderedDict[str, CallSpec] = OrderedDict()
+_SPECS_LOCK = threading.Lock()
+
+
+def _cached_spec(digest: str, config_id: str, payload: bytes) -> CallSpec:
+    """Unpickle a :class:`CallSpec`: the one this process already has for ``digest``, else a new, undecoded one."""
+    with _SPECS_LOCK:
+        spec = _SPECS.get(digest)
+        if spec is not None:
+            _SPECS.move_to_end(digest)
+            return spec
+        spec = CallSpec.__new__(CallSpec)
+        spec._decoded, spec.config_id, spec.payload, spec.digest = None, config_id, payload, digest
+        _SPECS[digest] = spec
+        while len(_SPECS) > 64:
+            _SPECS.popitem(last=False)
+    return spec
+
 
 class _Slot:
-    """One pooled session and how many of its audit records were already shipped."""
+    """One pooled session and how many of its sealed audit records were already shipped."""
 
-    def __init__(self, box: OSSandbox, config_key: bytes) -> None:
+    def __init__(self, box: OSSandbox, key: str) -> None:
         self.box = box
-        self.config_key = config_key
+        self.config_key = key
         self.shipped = 0
         self.calls = 0
         self.last_used = time.monotonic()
+        self._lock = threading.Lock()
+        log = box.audit_log
+        # The session's memory sink holds its records as they are sealed (by its committer thread).
+        self._sealed: list[dict[str, Any]] | None = next(
+            (s.records for s in (log.sinks if log is not None else []) if isinstance(s, MemorySink)), None
+        )
 
-    def new_records(self) -> list[dict[str, Any]]:
-        records = self.box.audit_records
-        fresh = records[self.shipped :]
-        self.shipped = len(records)
-        return fresh
+    def new_lines(self, *, flush: bool = False) -> list[str]:
+        """Records sealed since the last call, as lines; ``flush`` seals the pending ones first.
+
+        A task does not wait for its own record (the session's committer seals
+        it while the result travels); the next task or the drain carries it.
+        """
+        sealed = self._sealed
+        if flush or sealed is None:
+            records = self.box.audit_records  # seals what is pending
+            sealed = records if sealed is None else sealed
+        with self._lock:
+            end = len(sealed)
+            fresh = sealed[self.shipped : end]
+            self.shipped = end
+        return encode_records(fresh)
 
 
 class SandboxPlugin(WorkerPlugin):
@@ -151,8 +241,7 @@ class SandboxPlugin(WorkerPlugin):
     def _reset(self) -> None:
         self._idle: OrderedDict[int, _Slot] = OrderedDict()
         self._busy: dict[int, _Slot] = {}
-        self._unsent: list[dict[str, Any]] = []
-        self._functions: OrderedDict[bytes, Callable[..., Any]] = OrderedDict()
+        self._unsent: list[str] = []
         self._lock = threading.Lock()
         self._address = ""
         self.sessions_started = 0
@@ -172,9 +261,12 @@ class SandboxPlugin(WorkerPlugin):
             _close_quietly(slot.box)
 
     # -- sessions -------------------------------------------------------------------------
-    def checkout(self, config: OSSandboxConfig) -> _Slot:
-        """An idle session for ``config`` (most recently used first), or a new one."""
-        key = canonical_json(config.to_dict())
+    def checkout(self, config: OSSandboxConfig, key: str | None = None) -> _Slot:
+        """An idle session for ``config`` (most recently used first), or a new one.
+
+        ``key`` is :func:`config_key` of ``config`` when the caller has it.
+        """
+        key = key or config_key(config)
         with self._lock:
             for ident in reversed(self._idle):
                 slot = self._idle[ident]
@@ -188,67 +280,48 @@ class SandboxPlugin(WorkerPlugin):
             self.sessions_started += 1
         return slot
 
-    def checkin(self, slot: _Slot, *, broken: bool = False) -> list[dict[str, Any]]:
-        """Return ``slot`` to the pool (or close it); the records to ship with this call."""
+    def checkin(self, slot: _Slot, *, broken: bool = False) -> list[str]:
+        """Return ``slot`` to the pool (or close it); the record lines to ship with this call."""
         slot.calls += 1
         slot.last_used = time.monotonic()
         evicted: list[_Slot] = []
+        if broken:
+            _close_quietly(slot.box)
+        lines = slot.new_lines(flush=broken)
         with self._lock:
             self._busy.pop(id(slot), None)
             if not broken:
                 self._idle[id(slot)] = slot
                 while len(self._idle) > self.max_sessions:
                     evicted.append(self._idle.popitem(last=False)[1])
-        if broken:
-            _close_quietly(slot.box)
-        records = slot.new_records()
         for old in evicted:
             _close_quietly(old.box)
+            closed = old.new_lines(flush=True)
             with self._lock:
-                self._unsent.extend(old.new_records())
+                self._unsent.extend(closed)
         with self._lock:
             unsent, self._unsent = self._unsent, []
-        return unsent + records
+        return unsent + lines
 
-    def function(self, data: bytes) -> Callable[..., Any]:
-        """The function cloudpickled in ``data`` (from the trusted client), one object per pickle.
+    def take_unsent(self, *, close: bool = False) -> list[str]:
+        """Every record line no task carried back yet (the executor's drain at shutdown).
 
-        Keeping one object lets ``OSSandbox`` reuse its pickle of the function
-        for every call of a ``map``.
+        Those of closed sessions, and the last ones of each idle session (sealed
+        now); with ``close``, the idle sessions are closed first (their
+        ``session_end`` included). Busy sessions ship theirs with their task.
         """
-        import hashlib
-
-        import cloudpickle
-
-        digest = hashlib.sha256(data).digest()
-        with self._lock:
-            fn = self._functions.get(digest)
-            if fn is not None:
-                self._functions.move_to_end(digest)
-                return fn
-        fn = cloudpickle.loads(data)
-        with self._lock:
-            self._functions[digest] = fn
-            while len(self._functions) > 64:
-                self._functions.popitem(last=False)
-        return fn
-
-    def take_unsent(self) -> list[dict[str, Any]]:
-        """Records of closed sessions no task carried back yet (the executor drains them at shutdown)."""
-        with self._lock:
-            unsent, self._unsent = self._unsent, []
-        return unsent
-
-    def close_idle(self) -> list[dict[str, Any]]:
-        """Close every idle session now; returns their last records (session_end)."""
         with self._lock:
             slots = list(self._idle.values())
-            self._idle.clear()
-        out: list[dict[str, Any]] = []
+            if close:
+                self._idle.clear()
+        out: list[str] = []
         for slot in slots:
-            _close_quietly(slot.box)
-            out.extend(slot.new_records())
-        return self.take_unsent() + out
+            if close:
+                _close_quietly(slot.box)
+            out.extend(slot.new_lines(flush=True))
+        with self._lock:
+            unsent, self._unsent = self._unsent, []
+        return unsent + out
 
     # -- health ----------------------------------------------------------------------------
     def health(self, *, doctor: bool = True) -> dict[str, Any]:
@@ -326,14 +399,8 @@ def worker_plugin(worker: Any | None = None) -> SandboxPlugin:
 # -- tasks (run in the Dask worker process) ------------------------------------------------------
 
 
-def run_call(
-    packed: tuple[tuple[Any, ...], dict[str, Any]],
-    *,
-    fn: Callable[..., Any] | bytes,
-    config: OSSandboxConfig,
-    key: str | None = None,
-) -> TaskOutcome:
-    """Task body: ``fn(*args, **kwargs)`` in a pooled session; never raises for the call's own errors."""
+def run_call(packed: tuple[tuple[Any, ...], dict[str, Any]], *, spec: CallSpec, key: str | None = None) -> TaskOutcome:
+    """Task body: ``spec.fn(*args, **kwargs)`` in a pooled session; never raises for the call's own errors."""
     args, kwargs = packed
     worker = get_worker()
     plugin = worker_plugin(worker)
@@ -341,20 +408,20 @@ def run_call(
     outcome = TaskOutcome(key=task_key, worker=str(worker.address), pid=os.getpid(), session_id=None)
     outcome.started = time.time()
     try:
-        call = plugin.function(fn) if isinstance(fn, bytes) else fn
-        slot = plugin.checkout(config)  # BackendUnavailableError etc. travel like the call's own errors
+        fn, config = spec.resolve()
+        slot = plugin.checkout(config, spec.config_id)  # BackendUnavailableError etc. travel like call errors
     except Exception as exc:  # noqa: BLE001 - shipped with its type
         outcome.boxed_error = _ExceptionBox(exc)
-        outcome.records = plugin.take_unsent()
+        outcome.lines = plugin.take_unsent()
         outcome.finished = time.time()
         return outcome
     outcome.session_id = slot.box.session_id
     try:
-        outcome.value = slot.box.execute(call, *args, **kwargs)
+        outcome.value = slot.box.execute(fn, *args, **kwargs)
     except Exception as exc:  # noqa: BLE001 - the call's error is a result, shipped with its type
         outcome.boxed_error = _ExceptionBox(exc)
     broken = isinstance(outcome.error, (SandboxCrashedError, SandboxTimeoutError))
-    outcome.records = plugin.checkin(slot, broken=broken)
+    outcome.lines = plugin.checkin(slot, broken=broken)
     outcome.finished = time.time()
     return outcome
 
@@ -384,14 +451,11 @@ class _Chunk:
         return (_Chunk, (self.calls,))
 
 
-def _call_packed(packed: _Packed | _Chunk, *, fn: bytes, config: OSSandboxConfig) -> TaskOutcome | list[TaskOutcome]:
-    """Task body on the Dask worker: :func:`run_call` for one call, or each call of a chunk in turn.
-
-    ``fn`` is cloudpickled once per ``map``.
-    """
+def _call_packed(packed: _Packed | _Chunk, *, spec: CallSpec) -> TaskOutcome | list[TaskOutcome]:
+    """Task body on the Dask worker: :func:`run_call` for one call, or each call of a chunk in turn."""
     if isinstance(packed, _Chunk):
-        return [run_call(call, fn=fn, config=config) for call in packed.calls]
-    return run_call((packed.args, packed.kwargs), fn=fn, config=config)
+        return [run_call(call, spec=spec) for call in packed.calls]
+    return run_call((packed.args, packed.kwargs), spec=spec)
 
 
 def _task_packed(packed: _Packed, *, task: Callable[..., Any], task_kwargs: dict[str, Any]) -> TaskOutcome:
@@ -411,9 +475,9 @@ def run_on_worker_health(dask_worker: Any, doctor: bool = True) -> dict[str, Any
     return report
 
 
-def run_on_worker_drain(dask_worker: Any, close: bool = False) -> list[dict[str, Any]]:
+def run_on_worker_drain(dask_worker: Any, close: bool = False) -> list[str]:
     """``client.run`` callback: records no task carried back (and, with ``close``, close idle sessions)."""
     plugin = dask_worker.plugins.get(PLUGIN_NAME)
     if not isinstance(plugin, SandboxPlugin):
         return []
-    return plugin.close_idle() if close else plugin.take_unsent()
+    return plugin.take_unsent(close=close)

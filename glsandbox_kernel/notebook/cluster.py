@@ -1,7 +1,8 @@
 """``glsandbox run --cluster ADDRESS|local[:N] NB...``: many notebooks in parallel on Dask (host side).
 
-Who calls: ``glsandbox run`` (the parser hook :func:`add_cluster_arguments`
-in :mod:`.run` routes every invocation through :func:`run_or_cluster`).
+Who calls: ``glsandbox run`` (the CLI registers it through :func:`add_run_parser`,
+which adds ``--cluster`` to :mod:`.run`'s parser and routes every invocation
+through :func:`run_or_cluster`; :mod:`.run` knows nothing of this module).
 Each notebook is one Dask task; on the worker, :func:`run_notebook_task`
 calls the same engine as ``glsandbox run NB`` (:func:`.run.run_notebook`:
 nbclient against the glsandbox kernel, so every cell runs in that worker's
@@ -32,15 +33,24 @@ from ..terminal_text import printable
 _WORKER_ARGS = ("level", "isolation", "fallback", "timeout", "memory", "param", "no_monitor", "allow_errors")
 
 
+def add_run_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``glsandbox run`` (:func:`.run.add_run_parser`) with ``--cluster`` (called by the CLI)."""
+    from .run import add_run_parser as add_single
+
+    p = add_single(subparsers)
+    add_cluster_arguments(p)
+    return p
+
+
 def add_cluster_arguments(p: argparse.ArgumentParser) -> None:
-    """Add ``--cluster`` and more notebooks to ``glsandbox run`` (called last by :func:`.run.add_run_parser`)."""
+    """Add ``--cluster`` and more notebooks to the ``glsandbox run`` parser :func:`add_run_parser` made."""
     p.add_argument("more_notebooks", nargs="*", metavar="NB", help="more notebooks (with --cluster)")
     p.add_argument(
         "--cluster",
         metavar="ADDRESS|local[:N]",
         default=None,
         help="run the notebooks in parallel on a Dask cluster: a scheduler address (tcp://host:8786) "
-        "or local[:N] for a LocalCluster of N worker processes; --audit FILE is then the run's chain, "
+        "or local[:N] for a LocalCluster of N worker threads here (each notebook gets its own kernel process); --audit FILE is then the run's chain, "
         "-o a directory",
     )
     p.set_defaults(func=run_or_cluster)
@@ -73,9 +83,10 @@ def run_notebook_task(job: dict[str, Any], *, options: dict[str, Any], audit_key
     from distributed import get_worker
 
     from ..audit import load_key
+    from ..distributed.audit import encode_records
     from ..distributed.plugin import TaskOutcome, _ExceptionBox
-    from .metadata import collect_records, write_evidence_metadata
-    from .run import RunSummary, parse_params, run_notebook
+    from .metadata import collect_records
+    from .run import RunSummary, run_notebook, seal_run
 
     worker = get_worker()
     outcome = TaskOutcome(
@@ -101,20 +112,12 @@ def run_notebook_task(job: dict[str, Any], *, options: dict[str, Any], audit_key
                 import shutil
 
                 shutil.rmtree(scratch, ignore_errors=True)
-        finished = time.time()
-        config = {
-            "level": args.level,
-            "isolation": args.isolation,
-            "timeout": args.timeout,
-            "memory": args.memory,
-            "params": {k: repr(v) for k, v in parse_params(list(args.param or [])).items()},
-            "monitor": not args.no_monitor,
-            "cluster_worker": outcome.worker,
-        }
-        write_evidence_metadata(nb, key, run=summary.as_metadata(outcome.started, finished), config=config)
-        nbformat.validate(nb)
-        outcome.records = collect_records(nb)
-        sessions = [r.get("session_id") for r in outcome.records if isinstance(r.get("session_id"), str)]
+        seal_run(
+            nb, args, summary, key=key, started=outcome.started, finished=time.time(), cluster_worker=outcome.worker
+        )
+        records = collect_records(nb)
+        outcome.lines = encode_records(records)
+        sessions = [r.get("session_id") for r in records if isinstance(r.get("session_id"), str)]
         outcome.session_id = sessions[-1] if sessions else None
         outcome.value = {
             "notebook": nbformat.writes(nb),
@@ -137,16 +140,18 @@ def run_notebook_task(job: dict[str, Any], *, options: dict[str, Any], audit_key
 
 def _open_cluster(spec: str) -> tuple[Any, Any]:
     """``(client, cluster_or_None)`` for ``--cluster``: ``local[:N]`` or a scheduler address."""
-    from distributed import Client, LocalCluster
+    from distributed import Client
+
+    from ..distributed.executor import local_cluster
 
     if spec == "local" or spec.startswith("local:"):
         n = spec.partition(":")[2]
         workers = int(n) if n else max(1, os.cpu_count() or 1)
         if workers < 1:
             raise ValueError(f"--cluster local:N needs N >= 1, got {n}")
-        cluster = LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, host="127.0.0.1"
-        )
+        # Worker threads in this process: each notebook's kernel and sandbox are processes
+        # of their own already, so worker processes would only add their start-up.
+        cluster = local_cluster(workers, processes=False)
         return Client(cluster), cluster
     return Client(spec, timeout=30), None
 
@@ -194,6 +199,7 @@ def run_cluster_cli(args: argparse.Namespace) -> int:
     """``glsandbox run --cluster SPEC NB...``: see the module docstring for the exit status."""
     import nbformat
 
+    from .run import read_notebook
     from .verify import load_verify_key, verify_notebook
 
     paths = [args.notebook, *(getattr(args, "more_notebooks", None) or [])]
@@ -204,18 +210,11 @@ def run_cluster_cli(args: argparse.Namespace) -> int:
         return 2
     jobs: list[dict[str, Any]] = []
     for path in paths:
-        try:
-            with open(path, encoding="utf-8") as fh:
-                text = fh.read()
-            nbformat.reads(text, as_version=4)
-        except OSError as exc:
-            print(f"glsandbox run: error: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
-            return 2
-        except Exception as exc:  # noqa: BLE001 - nbformat raises several kinds for a bad file
-            print(f"glsandbox run: error: {path} is not a notebook: {exc}", file=sys.stderr)
+        nb = read_notebook(path)
+        if nb is None:
             return 2
         cwd = args.cwd or os.path.dirname(os.path.abspath(path))
-        jobs.append({"path": path, "text": text, "cwd": os.path.abspath(cwd)})
+        jobs.append({"path": path, "text": nbformat.writes(nb), "cwd": os.path.abspath(cwd)})
     try:
         from .run import parse_params
 

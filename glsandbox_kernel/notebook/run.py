@@ -317,10 +317,53 @@ def add_run_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--audit", metavar="PATH", help="also append the audit records to this JSONL file")
     p.add_argument("--cwd", metavar="DIR", help="working directory of the kernel (default: the notebook's)")
     add_project_options(p)
-    from .cluster import add_cluster_arguments
+    return p  # glsandbox_kernel.notebook.cluster.add_run_parser adds --cluster on top
 
-    add_cluster_arguments(p)  # --cluster ADDRESS|local[:N] NB...: notebook/cluster.py
-    return p
+
+def seal_run(
+    nb: Any,
+    args: argparse.Namespace,
+    summary: RunSummary,
+    *,
+    key: bytes | None,
+    started: float,
+    finished: float,
+    **config: Any,
+) -> None:
+    """Write the run's evidence metadata (its options, how it went, ``config`` extras) and validate ``nb``.
+
+    Called by :func:`run_cli` and, on a cluster worker, by :mod:`.cluster` (host side).
+    """
+    import nbformat
+
+    options = {
+        "level": args.level,
+        "isolation": args.isolation,
+        "timeout": args.timeout,
+        "memory": args.memory,
+        "params": {k: repr(v) for k, v in parse_params(list(args.param or [])).items()},
+        "monitor": not args.no_monitor,
+        **config,
+    }
+    write_evidence_metadata(nb, key, run=summary.as_metadata(started, finished), config=options)
+    nbformat.validate(nb)
+
+
+def read_notebook(path: str) -> Any | None:
+    """``path`` as a v4 notebook, or None after printing why it cannot be (the caller exits 2).
+
+    Called by :func:`run_cli` and :mod:`.cluster` (host side).
+    """
+    import nbformat
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return nbformat.read(fh, as_version=4)
+    except OSError as exc:
+        print(f"glsandbox run: error: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
+    except Exception as exc:  # noqa: BLE001 - nbformat raises several kinds for a bad file
+        print(f"glsandbox run: error: {path} is not a notebook: {exc}", file=sys.stderr)
+    return None
 
 
 def default_output(path: str) -> str:
@@ -344,17 +387,11 @@ def run_cli(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"glsandbox run: error: cannot use key {key_path}: {exc}", file=sys.stderr)
         return 2
-    try:
-        with open(path, encoding="utf-8") as fh:
-            nb = nbformat.read(fh, as_version=4)
-    except OSError as exc:
-        print(f"glsandbox run: error: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # noqa: BLE001 - nbformat raises several kinds for a bad file
-        print(f"glsandbox run: error: {path} is not a notebook: {exc}", file=sys.stderr)
+    nb = read_notebook(path)
+    if nb is None:
         return 2
     try:
-        params = parse_params(list(args.param))
+        parse_params(list(args.param))
     except ValueError as exc:
         print(f"glsandbox run: error: {exc}", file=sys.stderr)
         return 2
@@ -368,16 +405,7 @@ def run_cli(args: argparse.Namespace) -> int:
         print(f"glsandbox run: error: could not run the notebook: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
     finished = time.time()
-    config = {
-        "level": args.level,
-        "isolation": args.isolation,
-        "timeout": args.timeout,
-        "memory": args.memory,
-        "params": {k: repr(v) for k, v in params.items()},
-        "monitor": not args.no_monitor,
-    }
-    write_evidence_metadata(nb, key, run=summary.as_metadata(started, finished), config=config)
-    nbformat.validate(nb)
+    seal_run(nb, args, summary, key=key, started=started, finished=finished)
     with open(out, "w", encoding="utf-8") as fh:
         nbformat.write(nb, fh)
     result = verify_notebook(nb, key)
@@ -398,4 +426,13 @@ def run_cli(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-__all__ = ["add_run_parser", "inject_parameters", "parse_params", "run_cli", "run_notebook", "write_evidence_metadata"]
+__all__ = [
+    "add_run_parser",
+    "inject_parameters",
+    "parse_params",
+    "read_notebook",
+    "run_cli",
+    "run_notebook",
+    "seal_run",
+    "write_evidence_metadata",
+]

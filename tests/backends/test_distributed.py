@@ -28,6 +28,7 @@ from glsandbox_kernel.audit import compute_record_hash, verify_file  # noqa: E40
 from glsandbox_kernel.cli import main as glsandbox_main  # noqa: E402
 from glsandbox_kernel.distributed import (  # noqa: E402
     SandboxedExecutor,
+    carried_tasks,
     cluster_doctor,
     sandboxed_submit,
     verify_cluster_records,
@@ -58,11 +59,12 @@ def worker_trees(client: Any) -> dict[str, list[int]]:
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[Any]:
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     from glsandbox_kernel.distributed import SandboxPlugin
+    from glsandbox_kernel.distributed.executor import local_cluster
 
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, host="127.0.0.1")
+    cluster = local_cluster(2)
     c = Client(cluster)
     c.register_plugin(SandboxPlugin(max_sessions=2))
     trees: dict[str, list[int]] = {}
@@ -145,7 +147,7 @@ def test_calls_run_in_sandboxes_and_keep_types(client: Any) -> None:
     assert ex.summary is not None
     assert ex.summary["tasks"]["error"] == 4 and ex.summary["tasks"]["lost"] == 0
     assert 25 + 1 <= ex.summary["tasks"]["ok"] <= 25 + 40  # the early map's calls that ran before the cancel
-    chunk_tasks = {r["extra"]["cluster_task"]["task"] for r in ex.audit.records if "cluster_task" in r["extra"]}
+    chunk_tasks = {t["task"] for t in carried_tasks(ex.audit.records)}
     # Chunks of 4, 4, 2 and 3 calls: each call sealed on its own as TASK/INDEX.
     assert sum(task.endswith("/3") for task in chunk_tasks) == 2
     assert sum(task.endswith("/2") for task in chunk_tasks) == 3
@@ -167,13 +169,12 @@ def test_sessions_are_persistent_and_bounded(client: Any) -> None:
     idle = [s for s in after["sessions"] if s["state"] == "idle"]
     assert len(idle) == 2  # the bound (max_sessions=2): the least recently used one was closed ...
     assert {s["security_level"] for s in idle} == {"moderate", "lenient"}
-    carried = [
-        rec for outer in ex.audit.records for rec in (outer["extra"].get("cluster_task") or {}).get("records", [])
-    ]
+    tasks = carried_tasks(ex.audit.records)
+    carried = [rec for task in tasks for rec in task["records"]]
     # ... and its session_end record reached the run chain.
     ends = [r for r in carried if r["event_type"] == "session_end"]
     assert len(ends) == 1 and ends[0]["security_level"] == "strict"
-    assert all(outer["extra"]["cluster_task"]["worker"] == address for outer in ex.audit.records[1:-1])
+    assert tasks and all(task["worker"] == address for task in tasks)
     assert verify_cluster_records(ex.audit.records).ok
 
 
@@ -224,15 +225,22 @@ def test_cluster_audit_verified_end_to_end(client: Any, tmp_path: Any, capsys: A
     assert manifest["tasks"] == {"ok": 8, "error": 1, "lost": 0}
     assert manifest["sessions"], "every session is anchored"
     errors = [r for r in records if r["event_type"] == "execution_error"]
-    assert errors and "ZeroDivisionError" in errors[0]["extra"]["cluster_task"]["records"][-1]["extra"]["error"]
+    (failed,) = carried_tasks(errors)
+    assert failed["status"] == "error" and "ZeroDivisionError" in failed["records"][-1]["extra"]["error"]
+    # The records travel and are sealed in batches, as JSON lines.
+    batches = [r["extra"]["cluster_tasks"] for r in records if "cluster_tasks" in r["extra"]]
+    assert max(len(b) for b in batches) > 1 and all(
+        isinstance(line, str) for b in batches for t in b for line in t["lines"]
+    )
 
     # Drop one carried worker record and re-seal the outer chain: the outer chain alone
     # verifies, the sessions' chains and the manifest do not.
     forged = [dict(r) for r in records]
-    victim = next(i for i, r in enumerate(forged) if len(r["extra"].get("cluster_task", {}).get("records", [])) >= 1)
-    task = dict(forged[victim]["extra"]["cluster_task"])
-    task["records"] = task["records"][:-1]
-    forged[victim]["extra"] = {**forged[victim]["extra"], "cluster_task": task}
+    victim = next(i for i, r in enumerate(forged) if any(t["lines"] for t in r["extra"].get("cluster_tasks", [])))
+    batch = [dict(t) for t in forged[victim]["extra"]["cluster_tasks"]]
+    cut_task = next(t for t in batch if t["lines"])
+    cut_task["lines"] = cut_task["lines"][:-1]
+    forged[victim]["extra"] = {**forged[victim]["extra"], "cluster_tasks": batch}
     _reseal(forged, victim)
     bad = tmp_path / "forged.jsonl"
     _write(bad, forged)
@@ -292,8 +300,8 @@ def test_worker_killed_mid_call_is_retried(client: Any) -> None:
     assert len(lost) == 1
     entry = lost[0]["extra"]["cluster_task_lost"]
     assert entry["worker"] == address and entry["outcome"] == "retried"
-    done = [r for r in ex.audit.records if (r["extra"].get("cluster_task") or {}).get("task") == entry["task"]]
-    assert len(done) == 1 and done[0]["extra"]["cluster_task"]["worker"] != address
+    done = [t for t in carried_tasks(ex.audit.records) if t["task"] == entry["task"]]
+    assert len(done) == 1 and done[0]["worker"] != address
     assert verify_cluster_records(ex.audit.records).ok
 
 
@@ -358,9 +366,9 @@ def test_notebooks_through_the_cluster(client: Any, tmp_path: Any, capsys: Any) 
     text = capsys.readouterr().out
     assert "3 session(s)" in text, text
     records = [json.loads(line) for line in audit.read_text().splitlines()]
-    tasks = [r["extra"]["cluster_task"] for r in records if "cluster_task" in r["extra"]]
+    tasks = [t for t in carried_tasks(records) if t["kind"] != "drain"]
     assert sorted(t["detail"]["notebook"] for t in tasks) == sorted([*good, bad])
-    assert all(t["kind"] == "notebook" for t in tasks)
+    assert all(t["kind"] == "notebook" and t["records"] for t in tasks)
 
 
 def test_several_notebooks_need_cluster(tmp_path: Any, capsys: Any) -> None:
@@ -464,6 +472,7 @@ def test_public_surface_and_lazy_import() -> None:
 
     assert set(gd.__all__) == {
         "ClusterAudit",
+        "carried_tasks",
         "SandboxPlugin",
         "SandboxedExecutor",
         "TaskOutcome",
