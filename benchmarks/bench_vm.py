@@ -29,7 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 from glsandbox_kernel import IsolationType, OSSandbox, OSSandboxConfig
-from glsandbox_kernel.backends.vm import POOLS, VMBackend
+from glsandbox_kernel.backends.vm import POOLS, VMBackend, detect_accel
 from glsandbox_kernel.backends.vm import accel as vm_accel
 from glsandbox_kernel.config import create_config_by_level
 
@@ -211,7 +211,7 @@ def main() -> None:
         ]
     finally:
         POOLS.drain_all()
-    accel = vm_accel.detect()
+    accel = detect_accel()
     print_table(results, accel)
     if args.json:
         print(json.dumps({"accel": accel.name, "accel_reason": accel.reason, "results": results}, indent=2))
