@@ -426,3 +426,55 @@ def test_a_paused_pooled_guest_dies_with_its_host_even_on_sigkill() -> None:
     while any(os.path.exists(p) for p in leftovers) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not [p for p in leftovers if os.path.exists(p)]  # its sockets and host cgroup went with it
+
+
+# -- a stale image: refused at the agent's first line, never a hang -------------------------------------
+
+
+@pytest.fixture
+def stale_image(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str]:
+    """This package's image, but the host believes its guest sources are others (as after an edit)."""
+    import json
+
+    from glsandbox_kernel.backends import vm as vm_pkg
+    from glsandbox_kernel.backends.vm import image as vm_image
+
+    real = find_image()[0]
+    assert real is not None
+    for name in ("vmlinuz", "initramfs.cpio.gz", "root.erofs"):
+        (tmp_path / name).symlink_to(os.path.join(real.directory, name))
+    other = "0123456789abcdef"
+    (tmp_path / "image.json").write_text(json.dumps({**real.info, "src_hash": other}))
+    monkeypatch.setenv(ENV_IMAGE, str(tmp_path))
+    monkeypatch.setattr(vm_image, "source_hash", lambda: other)
+    monkeypatch.setattr(vm_pkg, "source_hash", lambda: other)
+    yield other
+
+
+@needs_vm
+def test_a_stale_image_is_refused_at_the_agents_first_line(stale_image: str) -> None:
+    before = qemu_pids()
+    # refused on the agent's first control line, before any hello (not the hello timeout's error)
+    with pytest.raises(BackendUnavailableError, match=r"stale guest image.*build-vm-image") as info:
+        with OSSandbox(vm_config()) as sb:
+            sb.start()
+    assert "hello" not in str(info.value)
+    assert qemu_pids() <= before
+
+
+@needs_vm
+def test_a_stale_image_makes_the_pool_give_up_with_the_reason(stale_image: str) -> None:
+    from glsandbox_kernel.backends.vm import POOLS
+
+    before = qemu_pids()
+    POOLS.set_size(1)
+    try:
+        backend = VMBackend(vm_config())
+        pool = POOLS.get(backend.pool_key(), backend._launch_pooled)
+        pool.refill()
+        assert pool.settle(150)  # three failed boots, then the filler stops (no endless retry)
+        assert isinstance(pool.last_error, BackendUnavailableError) and "stale" in str(pool.last_error)
+        assert pool.idle() == []
+    finally:
+        POOLS.set_size(0)
+    assert qemu_pids() <= before
