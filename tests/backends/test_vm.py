@@ -395,7 +395,8 @@ POOLS.set_size(1)
 backend = VMBackend(create_config_by_level("strict", isolation_type=IsolationType.VM))
 pool = POOLS.get(backend.pool_key(), backend._launch_pooled)
 pool.refill()
-if not pool.wait_ready(1, timeout=240):
+pool.settle(240)  # the filler ends with a guest, or gives up (a stale image: at once, with the reason)
+if not pool.idle():
     sys.exit(f"pool did not fill: {pool.last_error}")
 [idle] = pool.idle()
 cgroup = sorted({os.path.dirname(f) for f in idle.cgroup.procs_files()})[0] if idle.cgroup else "-"
