@@ -29,7 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 from glsandbox_kernel import IsolationType, OSSandbox, OSSandboxConfig
-from glsandbox_kernel.backends.vm import POOLS, VMBackend
+from glsandbox_kernel.backends.vm import POOLS, VMBackend, detect_accel
 from glsandbox_kernel.backends.vm import accel as vm_accel
 from glsandbox_kernel.config import create_config_by_level
 
@@ -137,19 +137,39 @@ def bench_pool(rounds: int, with_docker: bool) -> list[dict[str, Any]]:
     return [row(name, o, theirs, None, abs_target=0.3)]
 
 
-def bench_round_trip(n: int, rounds: int) -> dict[str, Any]:
-    """Warm-session execute(f, 1): VM against BASIC, alternating rounds."""
+def bench_round_trip(n: int, rounds: int) -> list[dict[str, Any]]:
+    """Warm-session execute(f, 1): VM against BASIC, alternating rounds; the spread of the
+    per-round ratios; and the transport alone (a raw ping frame, no session, no call)."""
     POOLS.set_size(0)
     with OSSandbox(VM) as vm, OSSandbox(BASIC) as basic:
         vm.execute(f, 1)
         basic.execute(f, 1)
-        ours, theirs = [], []
+        ours, theirs, ping_ours, ping_theirs = [], [], [], []
         for _ in range(rounds):
             ours.append(clock(lambda: [vm.execute(f, 1) for _ in range(n)]) / n)
             theirs.append(clock(lambda: [basic.execute(f, 1) for _ in range(n)]) / n)
-    return row(
+            ping_ours.append(raw_ping(vm, n))
+            ping_theirs.append(raw_ping(basic, n))
+    trip = row(
         "warm-session execute(f,1) round trip: vm vs basic", statistics.median(ours), statistics.median(theirs), 3.0
     )
+    ratios = [a / b for a, b in zip(ours, theirs, strict=True)]
+    trip["spread"] = [min(ratios), max(ratios)]
+    ping = row("  transport only: a raw ping frame, vm vs basic", statistics.median(ping_ours), None, None)
+    ping.update(theirs_ms=statistics.median(ping_theirs) * 1e3)
+    ping["ratio"] = ping["ours_ms"] / ping["theirs_ms"]
+    return [trip, ping]
+
+
+def raw_ping(box: OSSandbox, n: int) -> float:
+    """Seconds per ping/pong frame pair on the session's channel (between calls: nothing else reads it)."""
+    chan = box.session.chan
+    assert chan is not None
+    t0 = time.perf_counter()
+    for _ in range(n):
+        chan.send({"type": "ping", "id": 0})
+        chan.recv()
+    return (time.perf_counter() - t0) / n
 
 
 def bench_memory() -> list[dict[str, Any]]:
@@ -181,6 +201,8 @@ def print_table(results: list[dict[str, Any]], accel: vm_accel.Accel) -> None:
         unit = r["unit"]
         theirs = "" if r["theirs_ms"] is None else f"{r['theirs_ms']:>9.1f} {unit:<3}"
         ratio = "" if r["ratio"] is None else f"{r['ratio']:.3f}"
+        if "spread" in r:
+            ratio += " ({:.1f}-{:.1f})".format(*r["spread"])
         target, absolute = r["target"], r["abs_target_ms"]
         verdict, shown = "", ""
         if target is not None and r["ratio"] is not None:
@@ -206,12 +228,12 @@ def main() -> None:
         results = [
             *bench_cold(rounds, with_docker),
             *bench_pool(rounds + 1, with_docker),
-            bench_round_trip(n, 3),
+            *bench_round_trip(n, 3),
             *bench_memory(),
         ]
     finally:
         POOLS.drain_all()
-    accel = vm_accel.detect()
+    accel = detect_accel()
     print_table(results, accel)
     if args.json:
         print(json.dumps({"accel": accel.name, "accel_reason": accel.reason, "results": results}, indent=2))

@@ -60,7 +60,7 @@ def doctor_report() -> dict[str, Any]:
             if fn is not None:
                 probes[name] = fn
     # /dev/kvm alone is not KVM that runs a guest (KVM-PVM hosts): ask the VM backend's probe.
-    from .backends.vm.accel import probe_kvm
+    from .backends.vm import probe_kvm
 
     probes.setdefault("kvm", probe_kvm)
     for name, fn in probes.items():

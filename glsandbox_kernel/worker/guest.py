@@ -41,6 +41,7 @@ import signal
 import socket
 import struct
 import sys
+import threading
 import time
 from typing import Any, NoReturn, cast
 
@@ -159,14 +160,14 @@ def power_off() -> NoReturn:
     os._exit(1)
 
 
-def _confine_child(plan: dict[str, Any], report: dict[str, Any]) -> None:
+def _confine_child(plan: dict[str, Any], report: dict[str, Any], to_agent: socket.socket) -> None:
     """Forked child, still root: the host's steps that make sense in a guest.
 
     The sections come as wire data and are rebuilt (schema-checked) by the
     same step modules as on the host: rlimits, the uid drop, no_new_privs,
     then the seccomp filter (execve denied at STRICT, escape-class syscalls
-    refused). A listener fd, if any, is closed: no supervisor can take it
-    over virtio-serial.
+    sent to a listener). The listener fd goes to the agent over
+    ``to_agent``, whose supervisor records what it denies (see :class:`Agent`).
     """
     from ..confinement import capabilities, rlimits, seccomp
     from ..confinement._common import ChildState
@@ -183,11 +184,14 @@ def _confine_child(plan: dict[str, Any], report: dict[str, Any]) -> None:
         capabilities.no_new_privs_child(nnp, state)
     if plan.get("seccomp") is not None:
         seccomp.install_child(from_wire(seccomp.SeccompPolicy, plan["seccomp"], "plan.seccomp"), state)
+    if state.pass_fds:
+        socket.send_fds(to_agent, [b"L"], state.pass_fds)
     for fd in state.pass_fds:
         os.close(fd)
+    to_agent.close()
 
 
-def _worker_child(port: PortStream, plan: dict[str, Any], report: dict[str, Any]) -> NoReturn:
+def _worker_child(port: PortStream, plan: dict[str, Any], report: dict[str, Any], to_agent: socket.socket) -> NoReturn:
     """Forked child: confine, drop to the worker uid, then serve frames (becomes untrusted)."""
     try:
         os.setsid()
@@ -211,7 +215,7 @@ def _worker_child(port: PortStream, plan: dict[str, Any], report: dict[str, Any]
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         from .loop import serve
 
-        _confine_child(plan, report)
+        _confine_child(plan, report, to_agent)
         serve(cast(socket.socket, port), report=report)  # duck-typed: FrameChannel's three calls
     except BaseException as exc:  # noqa: BLE001 - the child must never return into the agent
         _log(f"worker failed to start: {exc!r}")
@@ -284,15 +288,24 @@ class PortStream:
 
 
 class Agent:
-    """The relay between the ports and the worker; one per guest."""
+    """The guest's PID 1 between the host's control port and the worker; one per guest."""
 
     def __init__(self, data_fd: int, ctl_fd: int) -> None:
         self.data_fd = data_fd
         self.ctl_fd = ctl_fd
         self.ctl_buf = b""
+        self.ctl_lock = threading.Lock()
         self.worker_pid = 0
         self.plan: dict[str, Any] | None = None
         self.oom_base = 0
+        #: the worker's end sends the seccomp listener fd here (``None`` once taken)
+        self.from_worker: socket.socket | None = None
+        self.supervisor: Any = None
+
+    def say(self, line: bytes) -> None:
+        """One line to the host's control port (main loop and supervisor thread share it)."""
+        with self.ctl_lock:
+            _write_all(self.ctl_fd, line + b"\n")
 
     def wait_for_plan(self, timeout: float = 120.0) -> dict[str, Any]:
         """Read control lines until the host's ``plan {json}`` (seeds are applied meanwhile)."""
@@ -322,15 +335,58 @@ class Agent:
         report = _guest_report()
         procs = worker_cgroup(report)
         self.oom_base = oom_kills()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         pid = os.fork()
         if pid == 0:
             os.close(self.ctl_fd)
+            ours.close()
             if procs is not None:
                 with open(procs, "w") as fh:  # still root: into the worker's cgroup first
                     fh.write(str(os.getpid()))
-            _worker_child(PortStream(self.data_fd), plan, report)
+            _worker_child(PortStream(self.data_fd), plan, report, theirs)
+        theirs.close()
         os.close(self.data_fd)  # the worker is the only holder of the data port
         self.worker_pid = pid
+        self.from_worker = ours
+
+    def take_listener(self) -> None:
+        """The worker sent its seccomp listener fd (or closed its end): supervise it here.
+
+        The supervisor is the host's own class (:mod:`glsandbox_kernel.supervisor`),
+        run by this root agent, which the worker (uid 65534) cannot touch. Its
+        records go to the host as ``violation {json}`` lines; the host marks them
+        ``trusted: false`` (this agent is inside the guest).
+        """
+        sock, self.from_worker = self.from_worker, None
+        if sock is None:
+            return
+        try:
+            _msg, fds, _flags, _addr = socket.recv_fds(sock, 16, 4)
+        except OSError:
+            fds = []
+        sock.close()
+        if not fds:
+            return
+        for extra in fds[1:]:
+            os.close(extra)
+        from ..supervisor import Supervisor, SupervisorPolicy
+
+        cfg = (self.plan or {}).get("supervisor") or {}
+        allowed = cfg.get("allowed_executables") or []
+        policy = SupervisorPolicy(
+            deny_exec=cfg.get("deny_exec") is True,
+            allowed_executables=tuple(str(a) for a in allowed if isinstance(a, str)),
+        )
+        self.supervisor = Supervisor(fds[0], on_violation=self.relay_violation, policy=policy)
+
+    def relay_violation(self, record: dict[str, Any]) -> None:
+        """Supervisor thread: one violation to the host (bounded line; the host validates it)."""
+        line = json.dumps(record, separators=(",", ":"), default=str).encode()
+        if len(line) > 3000:
+            small = {k: record.get(k) for k in ("kind", "syscall", "pid", "time", "action", "escape", "repeats")}
+            small["detail"] = str(record.get("detail", ""))[:512]
+            line = json.dumps(small, separators=(",", ":"), default=str).encode()
+        self.say(b"violation " + line)
 
     def control(self, line: bytes) -> None:
         """One command from the host's control port."""
@@ -340,6 +396,9 @@ class Agent:
                 os.kill(self.worker_pid, signal.SIGINT)
             except ProcessLookupError:
                 pass
+        elif cmd == b"call":
+            if self.supervisor is not None:
+                self.supervisor.begin_call()  # per-call rate limit starts afresh
         elif cmd == b"kill":
             os.kill(-1, signal.SIGKILL)  # every process but PID 1
         elif cmd == b"seed":
@@ -360,9 +419,9 @@ class Agent:
             except (ValueError, OSError) as exc:
                 _log(f"clock_settime failed: {exc}")
         elif cmd == b"sync":
-            _write_all(self.ctl_fd, b"synced\n")  # every line before it has been applied
+            self.say(b"synced")  # every line before it has been applied
         elif cmd == b"ping":
-            _write_all(self.ctl_fd, b"pong\n")
+            self.say(b"pong")
 
     def run(self) -> NoReturn:
         """Obey the control port until the worker ends, then report and power off.
@@ -375,18 +434,27 @@ class Agent:
         signal.signal(signal.SIGCHLD, lambda *_: None)
         status = self._reap()
         while status is None:
+            waits: list[Any] = [self.ctl_fd, wake_r]
+            if self.from_worker is not None:
+                waits.append(self.from_worker)
             try:
-                ready, _, _ = select.select([self.ctl_fd, wake_r], [], [], 1.0)
+                ready, _, _ = select.select(waits, [], [], 1.0)
                 if wake_r in ready:
                     os.read(wake_r, 4096)
+                if self.from_worker is not None and self.from_worker in ready:
+                    self.take_listener()
                 if self.ctl_fd in ready:
                     self._feed(os.read(self.ctl_fd, 65536))
             except OSError as exc:
                 if exc.errno not in (errno.EAGAIN, errno.EINTR):
                     raise
             status = self._reap()
+        if self.supervisor is not None:
+            # What its rate limit still held, written now; no stop(): joining its thread
+            # cost 0.3-0.8 s of every close under TCG, and the power-off ends it anyway.
+            self.supervisor.end_call()
         oom = " oom" if oom_kills() > self.oom_base else ""
-        _write_all(self.ctl_fd, f"exit {status}{oom}\n".encode())
+        self.say(f"exit {status}{oom}".encode())
         power_off()
 
     def _reap(self) -> int | None:
@@ -403,8 +471,21 @@ class Agent:
                 result = status
 
 
+def image_stamp() -> str:
+    """The guest-side source hash scripts/build-vm-image wrote next to this module."""
+    try:
+        with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "guest-src-hash")) as fh:
+            return fh.read().strip()[:64] or "unknown"
+    except OSError:
+        return "unknown"
+
+
 def main() -> NoReturn:
     """PID 1 entry point (``python3 -m glsandbox_kernel.worker.guest``)."""
+    from . import guest_selftest
+
+    if guest_selftest.wanted():
+        guest_selftest.main()  # scripts/test-cgroup2-vm: pytest under cgroup v2, then power off
     try:
         mount_basics()
         ports = find_ports()
@@ -413,6 +494,9 @@ def main() -> NoReturn:
             power_off()
         data_fd = os.open(ports[DATA_PORT], os.O_RDWR | os.O_CLOEXEC)
         ctl_fd = os.open(ports[CTL_PORT], os.O_RDWR | os.O_CLOEXEC)
+        # First words to the host: which sources this guest was built from (a stale
+        # image is refused at once, not after a hello timeout).
+        _write_all(ctl_fd, f"agent {image_stamp()}\n".encode())
         # Pre-import what every worker needs, once, before the fork.
         import cloudpickle  # noqa: F401
 

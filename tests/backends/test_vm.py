@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from glsandbox_kernel import OSSandbox
-from glsandbox_kernel.backends.vm import VMBackend
+from glsandbox_kernel.backends.vm import VMBackend, detect_accel
 from glsandbox_kernel.backends.vm import accel as vm_accel
 from glsandbox_kernel.backends.vm.image import ENV_IMAGE, find_image, image_dir
 from glsandbox_kernel.backends.vm.machine import qemu_command
@@ -29,6 +29,7 @@ from glsandbox_kernel.config import (
     IsolationType,
     NetworkConfig,
     ResourceLimits,
+    SandboxMode,
     create_config_by_level,
 )
 from glsandbox_kernel.exceptions import (
@@ -119,7 +120,7 @@ def test_doctor_kvm_line_matches_the_host() -> None:
         assert kvm == {"available": False, "reason": blocker}
     assert report["backends"]["vm"]["reason"]
     if report["backends"]["vm"]["available"]:
-        assert vm_accel.detect().name in report["backends"]["vm"]["reason"].lower()
+        assert detect_accel().name in report["backends"]["vm"]["reason"].lower()
 
 
 def test_missing_image_is_refused_with_the_build_command(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -245,19 +246,47 @@ out
 
 
 @needs_vm
-def test_escape_attempts_are_contained_judged_from_the_host_strict(box: OSSandbox, tmp_path: Path) -> None:
-    escape_battery(box, tmp_path, exec_result="EPERM")  # STRICT: execve denied by the guest-side seccomp filter
+def test_escape_attempts_are_detected_and_fail_the_call_strict(box: OSSandbox, tmp_path: Path) -> None:
+    """STRICT (enforcing): the guest supervisor's records fail the call, like on namespace."""
+    secret = tmp_path / "host-secret"
+    secret.write_text("host only")
+    r = box.run_cell(f"SECRET = {str(secret)!r}\n" + ESCAPE)
+    assert r.status == "error" and r.error_name == "SandboxEscapeError", r.traceback
+    assert_guest_detected(r.violations)
+    assert secret.read_text() == "host only"
+    assert box.execute(lambda: 1) == 1  # the guest and its worker survived
+
+
+@needs_vm
+def test_escape_attempts_are_contained_judged_from_the_host_permissive(tmp_path: Path) -> None:
+    cfg = vm_config(sandbox_mode=SandboxMode.PERMISSIVE, interrupt_grace_seconds=30)
+    with OSSandbox(cfg) as sb:
+        sb.start()
+        violations = escape_battery(sb, tmp_path, exec_result="EPERM")  # execve denied by the guest's filter
+    assert_guest_detected(violations)
+    assert any(v["kind"] == "exec" for v in violations)  # STRICT's denied execve is recorded too
 
 
 @needs_vm
 def test_escape_attempts_are_contained_judged_from_the_host_moderate(tmp_path: Path) -> None:
-    cfg = create_config_by_level("moderate", isolation_type=IsolationType.VM, interrupt_grace_seconds=30)
+    cfg = create_config_by_level(
+        "moderate", isolation_type=IsolationType.VM, interrupt_grace_seconds=30, sandbox_mode=SandboxMode.PERMISSIVE
+    )
     with OSSandbox(cfg) as sb:
         sb.start()
-        escape_battery(sb, tmp_path, exec_result="ALLOWED")  # MODERATE allows new programs, inside the guest
+        violations = escape_battery(sb, tmp_path, exec_result="ALLOWED")  # MODERATE allows new programs
+    assert_guest_detected(violations)
 
 
-def escape_battery(box: OSSandbox, tmp_path: Path, *, exec_result: str) -> None:
+def assert_guest_detected(violations: list[dict[str, Any]]) -> None:
+    """The escape-class syscalls were recorded by the guest agent's supervisor: untrusted, named."""
+    syscalls = {v.get("syscall") for v in violations}
+    assert {"mount", "unshare", "ptrace"} <= syscalls, violations
+    assert all(v["trusted"] is False and v["source"] == "guest" for v in violations)
+    assert all(v.get("escape") for v in violations if v.get("syscall") in ("mount", "unshare", "ptrace"))
+
+
+def escape_battery(box: OSSandbox, tmp_path: Path, *, exec_result: str) -> list[dict[str, Any]]:
     secret = tmp_path / "host-secret"
     secret.write_text("host only")
     before = qemu_pids()
@@ -286,6 +315,7 @@ def escape_battery(box: OSSandbox, tmp_path: Path, *, exec_result: str) -> None:
     if os.geteuid() == 0:
         assert set(uids) == {"65534"}  # QEMU itself dropped to nobody
     assert box.execute(lambda: 1) == 1  # the guest survived every attempt
+    return r.violations
 
 
 # -- timeouts, kills, memory: their own guests ------------------------------------------------------
@@ -365,7 +395,8 @@ POOLS.set_size(1)
 backend = VMBackend(create_config_by_level("strict", isolation_type=IsolationType.VM))
 pool = POOLS.get(backend.pool_key(), backend._launch_pooled)
 pool.refill()
-if not pool.wait_ready(1, timeout=240):
+pool.settle(240)  # the filler ends with a guest, or gives up (a stale image: at once, with the reason)
+if not pool.idle():
     sys.exit(f"pool did not fill: {pool.last_error}")
 [idle] = pool.idle()
 cgroup = sorted({os.path.dirname(f) for f in idle.cgroup.procs_files()})[0] if idle.cgroup else "-"
@@ -396,3 +427,55 @@ def test_a_paused_pooled_guest_dies_with_its_host_even_on_sigkill() -> None:
     while any(os.path.exists(p) for p in leftovers) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not [p for p in leftovers if os.path.exists(p)]  # its sockets and host cgroup went with it
+
+
+# -- a stale image: refused at the agent's first line, never a hang -------------------------------------
+
+
+@pytest.fixture
+def stale_image(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str]:
+    """This package's image, but the host believes its guest sources are others (as after an edit)."""
+    import json
+
+    from glsandbox_kernel.backends import vm as vm_pkg
+    from glsandbox_kernel.backends.vm import image as vm_image
+
+    real = find_image()[0]
+    assert real is not None
+    for name in ("vmlinuz", "initramfs.cpio.gz", "root.erofs"):
+        (tmp_path / name).symlink_to(os.path.join(real.directory, name))
+    other = "0123456789abcdef"
+    (tmp_path / "image.json").write_text(json.dumps({**real.info, "src_hash": other}))
+    monkeypatch.setenv(ENV_IMAGE, str(tmp_path))
+    monkeypatch.setattr(vm_image, "source_hash", lambda: other)
+    monkeypatch.setattr(vm_pkg, "source_hash", lambda: other)
+    yield other
+
+
+@needs_vm
+def test_a_stale_image_is_refused_at_the_agents_first_line(stale_image: str) -> None:
+    before = qemu_pids()
+    # refused on the agent's first control line, before any hello (not the hello timeout's error)
+    with pytest.raises(BackendUnavailableError, match=r"stale guest image.*build-vm-image") as info:
+        with OSSandbox(vm_config()) as sb:
+            sb.start()
+    assert "hello" not in str(info.value)
+    assert qemu_pids() <= before
+
+
+@needs_vm
+def test_a_stale_image_makes_the_pool_give_up_with_the_reason(stale_image: str) -> None:
+    from glsandbox_kernel.backends.vm import POOLS
+
+    before = qemu_pids()
+    POOLS.set_size(1)
+    try:
+        backend = VMBackend(vm_config())
+        pool = POOLS.get(backend.pool_key(), backend._launch_pooled)
+        pool.refill()
+        assert pool.settle(150)  # three failed boots, then the filler stops (no endless retry)
+        assert isinstance(pool.last_error, BackendUnavailableError) and "stale" in str(pool.last_error)
+        assert pool.idle() == []
+    finally:
+        POOLS.set_size(0)
+    assert qemu_pids() <= before

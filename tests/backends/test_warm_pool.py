@@ -70,8 +70,11 @@ def test_pooled_worker_is_confined_connected_and_handed_to_one_session() -> None
         assert worker is idle  # the pooled worker, taken
         assert not pooled & POOLS.pooled_pids()  # and no longer in the pool
         sid = box.session.session_id
-        assert idle.cgroup.name.startswith(sid[:12])  # named after this session
-        assert all(f"glsandbox-{sid[:12]}" in p for p in idle.cgroup.procs_files())
+        if idle.cgroup.version == 1:
+            assert idle.cgroup.name.startswith(sid[:12])  # renamed after this session, in place
+            assert all(f"glsandbox-{sid[:12]}" in p for p in idle.cgroup.procs_files())
+        else:  # cgroup v2 refuses a rename (EPERM; run in the VM by test_vm_cgroup2): the pool's name stays
+            assert idle.cgroup.name.startswith("warmpool-")
         assert idle.cgroup.contains(idle.pid)
         controls = box.session.worker.describe()
         assert controls["session_id"] == sid

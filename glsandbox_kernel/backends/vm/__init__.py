@@ -23,35 +23,60 @@ built, so MODERATE/LENIENT network policies are refused); the filesystem is
 the guest's own read-only image plus tmpfs (host paths and project folders
 are refused); rlimits, no_new_privs and seccomp (execve denied at STRICT)
 applied in the guest by the same confinement modules. Escape-class syscalls
-are refused in the guest, but not reported: no seccomp supervisor can take
-a listener over virtio-serial, so ``escape_detection`` says so.
+are refused in the guest and recorded by the guest agent's seccomp
+supervisor (the host's own :class:`~glsandbox_kernel.supervisor.Supervisor`,
+run by the agent as root in the guest), relayed on the control port and
+recorded here as ``trusted: false`` (the agent is inside the guest).
+
+At boot the agent first states the sources its image was built from
+(``agent <stamp>``): an image other than this package's is refused at
+once (:class:`BackendUnavailableError`), never after a hello timeout.
 """
 
 from __future__ import annotations
 
 import atexit
 import dataclasses
+import functools
 import hashlib
 import json
+import os
 import shutil
 from typing import Any, ClassVar
 
 from ...config import IsolationType
-from ...exceptions import BackendUnavailableError
+from ...exceptions import BackendUnavailableError, SandboxCrashedError
 from ..base import SandboxBackend, WorkerProcess
 from ..pool import PoolGroup, PoolPolicy, discard
 from . import accel as _accel
-from .image import find_image
-from .machine import QEMU, MiB, VMWorker, launch
+from .image import find_image, source_hash
+from .machine import QEMU, MiB, VMWorker, launch, probe_boot
 
-__all__ = ["MIN_GUEST_MIB", "POOLS", "VM_POOL_POLICY", "VMBackend", "VMWorker"]
+__all__ = ["MIN_GUEST_MIB", "POOLS", "VM_POOL_POLICY", "VMBackend", "VMWorker", "detect_accel", "probe_kvm"]
+
+
+@functools.cache
+def detect_accel() -> _accel.Accel:
+    """The acceleration for this process's VMs (probe boot at most once)."""
+    force = os.environ.get(_accel.ENV_FORCE, "").strip().lower() or None
+    return _accel.decide(_accel.host_facts(), lambda: probe_boot("kvm"), force)
+
+
+def probe_kvm() -> tuple[bool, str]:
+    """The ``kvm`` line of ``glsandbox doctor``: usable for guests here, and why (not)."""
+    blocker = _accel.kvm_blocker(_accel.host_facts())
+    if blocker is not None:
+        return False, blocker
+    accel = detect_accel()
+    return accel.kvm_works, accel.reason
+
 
 #: Pre-booted, paused guests. Off by default (``GLSANDBOX_VM_POOL=N`` turns it
 #: on): each one holds its guest RAM and a boot costs seconds of CPU under TCG.
 VM_POOL_POLICY = PoolPolicy(env_var="GLSANDBOX_VM_POOL", default_size=0, maximum=4, max_keys=2, backoff=1.0, label="vm")
 POOLS: PoolGroup[VMWorker] = PoolGroup(VM_POOL_POLICY)
 atexit.register(POOLS.drain_all)
-_NO_DETECTION = "not possible: no seccomp supervisor over virtio-serial (denied in the guest)"
+_DETECTION = "guest-reported: the guest agent's seccomp supervisor, relayed as trusted: false"
 
 #: The smallest guest that boots the agent and a worker with headroom.
 MIN_GUEST_MIB = 128
@@ -77,7 +102,7 @@ class VMBackend(SandboxBackend):
         image, why = find_image()
         if image is None:
             return False, why
-        acc = _accel.detect()
+        acc = detect_accel()
         return True, f"QEMU microvm, {acc.reason}; guest {why}"
 
     @classmethod
@@ -116,9 +141,12 @@ class VMBackend(SandboxBackend):
             # The address-space limit is the guest's RAM; NPROC counts the worker uid's processes.
             "rlimits": to_wire(rlimits.plan_rlimits(dataclasses.replace(limits, memory_limit_bytes=None))),
             "no_new_privs": to_wire(capabilities.NoNewPrivsSection()),
-            "seccomp": to_wire(
-                seccomp.SeccompPolicy.make(deny_exec=not self.config.new_programs_allowed, notify=False)
-            ),
+            "seccomp": to_wire(seccomp.SeccompPolicy.make(deny_exec=not self.config.new_programs_allowed, notify=True)),
+            # The guest agent's supervisor: the same policy the host's would apply.
+            "supervisor": {
+                "deny_exec": not self.config.new_programs_allowed,
+                "allowed_executables": list(self.config.whitelist.allowed_executables),
+            },
         }
 
     def pool_key(self) -> str:
@@ -129,7 +157,7 @@ class VMBackend(SandboxBackend):
             "plan": self.guest_plan(),
             "cpu_percent": self.config.limits.cpu_percent_limit,
             "image": image.info.get("stamp") if image else None,
-            "accel": _accel.detect().name,
+            "accel": detect_accel().name,
         }
         return hashlib.sha256(json.dumps(blob, sort_keys=True, default=repr).encode()).hexdigest()
 
@@ -161,9 +189,9 @@ class VMBackend(SandboxBackend):
 
     def _boot(self) -> VMWorker:
         worker = launch(
-            _accel.detect(), ram_mib=self.guest_ram_mib(), limits=self.config.limits, guest_plan=self.guest_plan()
+            detect_accel(), ram_mib=self.guest_ram_mib(), limits=self.config.limits, guest_plan=self.guest_plan()
         )
-        worker.facts["escape_detection"] = _NO_DETECTION
+        worker.facts["escape_detection"] = _DETECTION
         worker.facts["pooled"] = False
         return worker
 
@@ -191,12 +219,38 @@ class VMBackend(SandboxBackend):
         if isinstance(worker, VMWorker) and worker.facts.get("accel") == "tcg":
             timeout = max(timeout, TCG_BOOT_TIMEOUT)
         try:
+            if isinstance(worker, VMWorker) and not connected:
+                check_agent(worker, timeout)
             super().connect(worker, max_frame=max_frame, timeout=timeout)
         except BaseException as exc:
             worker.kill()
-            if isinstance(worker, VMWorker) and exc.args:
+            if isinstance(worker, VMWorker) and exc.args and not isinstance(exc, BackendUnavailableError):
                 exc.args = (f"{exc.args[0]} (guest console: {worker.console_text(400)!r})", *exc.args[1:])
             raise
         if not connected and POOLS.size() > 0 and isinstance(worker, VMWorker) and not worker.facts.get("pool_filler"):
             # A cold boot is up: only now boot the pool's guest, so the two never share the CPU.
             POOLS.get(self.pool_key(), self._launch_pooled).refill()
+
+    def add_violation_listener(self, worker: WorkerProcess, listener: Any) -> None:
+        """The guest supervisor's records (``trusted: false``) go to the session."""
+        if isinstance(worker, VMWorker):
+            worker.add_violation_listener(listener)
+
+
+def check_agent(worker: VMWorker, timeout: float) -> None:
+    """HOST side, before the hello: the guest agent's first line names its image's sources.
+
+    Raises :class:`BackendUnavailableError` for an image built from other
+    sources (or too old to say), :class:`SandboxCrashedError` without a word in ``timeout``.
+    """
+    stamp = worker.wait_agent(timeout)
+    if stamp is None:
+        raise SandboxCrashedError(f"the guest agent did not start within {timeout:g} s")
+    want = source_hash()
+    if stamp != want:
+        raise BackendUnavailableError(
+            "vm",
+            f"stale guest image: its guest agent was built from sources {stamp or '(unstated: older image)'}, "
+            f"this package is {want}",
+            "run scripts/build-vm-image",
+        )

@@ -8,15 +8,16 @@ virtualisation **and** a probe boot reaches the guest agent's hello;
 otherwise TCG (software emulation), with the reason.
 
 :func:`decide` is pure (facts in, decision out) so the logic is tested
-without booting; :func:`detect` gathers the facts and runs the probe once per
-process. ``GLSANDBOX_VM_ACCEL=kvm|tcg`` forces a choice (a forced ``kvm``
-that does not work fails at boot, loudly).
+without booting; :func:`glsandbox_kernel.backends.vm.detect_accel` gathers
+the facts and runs the probe boot (:func:`.machine.probe_boot`) once per
+process, so this module imports nothing of the machine (no import cycle).
+``GLSANDBOX_VM_ACCEL=kvm|tcg`` forces a choice (a forced ``kvm`` that does
+not work fails at boot, loudly).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 from collections.abc import Callable
 
@@ -100,22 +101,3 @@ def decide(facts: HostFacts, probe: Callable[[], tuple[bool, str]], force: str |
     if ok:
         return Accel("kvm", f"KVM: hardware virtualisation ({why})", True)
     return Accel("tcg", f"TCG software emulation: a KVM probe boot failed ({why})", False)
-
-
-@functools.cache
-def detect() -> Accel:
-    """The acceleration for this process's VMs (probe boot at most once)."""
-    from .machine import probe_boot
-
-    force = os.environ.get(ENV_FORCE, "").strip().lower() or None
-    return decide(host_facts(), lambda: probe_boot("kvm"), force)
-
-
-def probe_kvm() -> tuple[bool, str]:
-    """The ``kvm`` line of ``glsandbox doctor``: usable for guests here, and why (not)."""
-    facts = host_facts()
-    blocker = kvm_blocker(facts)
-    if blocker is not None:
-        return False, blocker
-    accel = detect()
-    return accel.kvm_works, accel.reason

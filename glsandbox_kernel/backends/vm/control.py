@@ -1,8 +1,9 @@
-"""Host-side helpers around a running QEMU: its QMP monitor and the watchdog (HOST side).
+"""Host-side helpers around a running QEMU: its QMP monitor, the watchdog, guest records (HOST side).
 
 :class:`QMP` is the pool's stop/cont channel; :data:`WATCHDOG` is one helper
 process per host process that kills our QEMUs if the host dies, so a paused
-guest is never left behind.
+guest is never left behind; :func:`guest_violation` rebuilds a violation
+line of the guest agent's control port from an allowlist.
 """
 
 from __future__ import annotations
@@ -163,3 +164,41 @@ class _Watchdog:
 
 WATCHDOG = _Watchdog()
 atexit.register(WATCHDOG.close)
+
+
+_VIOLATION_STR = {"kind": 32, "syscall": 64, "action": 32, "detail": 512}
+
+
+def guest_violation(raw: bytes) -> dict[str, Any] | None:
+    """HOST side: the guest supervisor's record, rebuilt from an allowlist of typed fields.
+
+    The guest is untrusted: every record is ``trusted: false`` with
+    ``source: "guest"``, and its time is the host's (the guest's kept as ``guest_time``).
+    """
+    try:
+        msg = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(msg, dict):
+        return None
+    out: dict[str, Any] = {}
+    for key, cap in _VIOLATION_STR.items():
+        value = msg.get(key)
+        if isinstance(value, str):
+            out[key] = value[:cap]
+    if "kind" not in out:
+        return None
+    for key in ("pid", "repeats"):
+        value = msg.get(key)
+        if type(value) is int and 0 <= value < 1 << 31:
+            out[key] = value
+    for key in ("escape", "summary"):
+        if type(msg.get(key)) is bool:
+            out[key] = msg[key]
+    if type(msg.get("time")) in (int, float):
+        out["guest_time"] = float(msg["time"])
+    args = msg.get("args")
+    if isinstance(args, list):
+        out["args"] = [a for a in args[:6] if type(a) is int and 0 <= a < 1 << 64]
+    out.update(time=time.time(), trusted=False, source="guest")
+    return out

@@ -51,6 +51,7 @@ GUEST_SOURCES = (
     "config.py",
     "linux.py",
     "procfs.py",
+    "supervisor.py",
 )
 
 

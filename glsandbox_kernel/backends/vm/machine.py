@@ -27,19 +27,19 @@ import threading
 import time
 from typing import Any
 
+from ... import procfs
 from ...config import ResourceLimits
 from ...exceptions import BackendUnavailableError, SandboxCrashedError
 from ..base import ExitInfo, ResourceSample, WorkerProcess
+from ..violations import ViolationRelay
 from .accel import Accel
-from .control import QMP, WATCHDOG
+from .control import QMP, WATCHDOG, guest_violation
 from .image import GuestImage, find_image
 
 QEMU = "qemu-system-x86_64"
 MiB = 1024 * 1024
 #: What QEMU itself needs beyond guest RAM (TCG translation cache, device state).
 QEMU_OVERHEAD = 192 * MiB
-_CLK_TCK = os.sysconf("SC_CLK_TCK")
-_PAGE = os.sysconf("SC_PAGE_SIZE")
 _CONSOLE_TAIL = 16 * 1024
 _CTL_CAP = 4096
 _SOCKETS = ("console", "data", "ctl", "qmp")
@@ -64,10 +64,10 @@ def kernel_cmdline() -> str:
     return f"{args} tsc_early_khz={khz}" if khz else args
 
 
-def qemu_command(image: GuestImage, accel: Accel, *, ram_mib: int, rundir: str) -> list[str]:
-    """The QEMU argv: microvm, no NIC, no firmware ROMs, read-only root, two serial ports."""
+def qemu_base(image: GuestImage, accel: Accel, *, ram_mib: int, append: str, smp: int = 1) -> list[str]:
+    """The QEMU argv every guest shares: microvm, no NIC, no firmware ROMs, read-only root, rng."""
     qemu = shutil.which(QEMU) or QEMU
-    cmd = [
+    return [
         qemu,
         "-M",
         "microvm,x-option-roms=off",
@@ -78,7 +78,7 @@ def qemu_command(image: GuestImage, accel: Accel, *, ram_mib: int, rundir: str) 
         "-no-reboot",
         *accel.qemu_args,
         "-smp",
-        "1",
+        str(smp),
         "-m",
         str(ram_mib),
         "-kernel",
@@ -86,17 +86,35 @@ def qemu_command(image: GuestImage, accel: Accel, *, ram_mib: int, rundir: str) 
         "-initrd",
         image.initrd,
         "-append",
-        kernel_cmdline(),
-        "-chardev",
-        f"socket,id=con,path={rundir}/console.sock",
-        "-serial",
-        "chardev:con",
+        append,
         "-drive",
         f"id=root,file={image.root},format=raw,if=none,readonly=on",
         "-device",
         "virtio-blk-device,drive=root",
         "-device",
         "virtio-rng-device",
+    ]
+
+
+def qemu_sandboxed(cmd: list[str]) -> list[str]:
+    """``cmd`` with QEMU's own seccomp filter: no exec, no obsolete or resource-control calls.
+
+    As root QEMU drops to nobody once set up (its setuid needs elevateprivileges).
+    """
+    sandbox = "on,obsolete=deny,spawn=deny,resourcecontrol=deny"
+    if os.geteuid() == 0:
+        return [*cmd, "-sandbox", sandbox, "-runas", "nobody"]
+    return [*cmd, "-sandbox", sandbox + ",elevateprivileges=deny"]
+
+
+def qemu_command(image: GuestImage, accel: Accel, *, ram_mib: int, rundir: str) -> list[str]:
+    """A worker guest's QEMU argv: the base, the serial console and two virtio-serial ports, QMP."""
+    cmd = [
+        *qemu_base(image, accel, ram_mib=ram_mib, append=kernel_cmdline()),
+        "-chardev",
+        f"socket,id=con,path={rundir}/console.sock",
+        "-serial",
+        "chardev:con",
         "-device",
         "virtio-serial-device",
         "-chardev",
@@ -113,16 +131,15 @@ def qemu_command(image: GuestImage, accel: Accel, *, ram_mib: int, rundir: str) 
         "-mon",
         "chardev=qmp,mode=control",
     ]
-    # QEMU's own seccomp filter: no exec, no obsolete or resource-control calls.
-    # As root QEMU drops to nobody once set up (its setuid needs elevateprivileges).
-    sandbox = "on,obsolete=deny,spawn=deny,resourcecontrol=deny"
-    if os.geteuid() == 0:
-        return [*cmd, "-sandbox", sandbox, "-runas", "nobody"]
-    return [*cmd, "-sandbox", sandbox + ",elevateprivileges=deny"]
+    return qemu_sandboxed(cmd)
 
 
-class VMWorker(WorkerProcess):
-    """A worker inside a QEMU microVM; ``pid`` is QEMU's host pid. Made by :func:`launch`."""
+class VMWorker(ViolationRelay, WorkerProcess):
+    """A worker inside a QEMU microVM; ``pid`` is QEMU's host pid. Made by :func:`launch`.
+
+    Violations are the guest agent's supervisor records, relayed on the
+    control port and delivered (``trusted: false``) through :class:`ViolationRelay`.
+    """
 
     def __init__(
         self,
@@ -149,8 +166,14 @@ class VMWorker(WorkerProcess):
         self._console_size = 0
         self.guest_exit: str | None = None
         self._synced = threading.Event()
+        #: the source stamp the guest agent stated at boot (untrusted), and when it came
+        self.agent_stamp: str | None = None
+        self._agent = threading.Event()
+        self._guest_violations = 0
+        self.init_violations()
         self._ctl_buf = b""
         self._cleaned = False
+        self._proc_reader = procfs.ProcessReader(proc.pid)
         self._reader = threading.Thread(target=self._read_side_channels, name=f"glsandbox-vm-{self.pid}", daemon=True)
         self._reader.start()
 
@@ -179,10 +202,46 @@ class VMWorker(WorkerProcess):
                     self._ctl_buf = (self._ctl_buf + chunk)[-_CTL_CAP:]
                     while b"\n" in self._ctl_buf:
                         line, self._ctl_buf = self._ctl_buf.split(b"\n", 1)
-                        if line.startswith(b"exit "):
-                            self.guest_exit = line[5:64].decode("ascii", "replace")
-                        elif line == b"synced":
-                            self._synced.set()
+                        self._ctl_line(line)
+
+    def _ctl_line(self, line: bytes) -> None:
+        """Reader thread: one line from the guest agent (untrusted, bounded by the buffer cap)."""
+        if line.startswith(b"violation "):
+            record = guest_violation(line[10:])
+            if record is not None:
+                self._guest_violations += 1
+                self._violation(record)
+        elif line.startswith(b"exit "):
+            self.guest_exit = line[5:64].decode("ascii", "replace")
+        elif line == b"synced":
+            self._synced.set()
+        elif line.startswith(b"agent ") and self.agent_stamp is None:
+            self.agent_stamp = line[6:70].decode("ascii", "replace")
+            self._agent.set()
+
+    def wait_agent(self, timeout: float) -> str | None:
+        """The guest agent's source stamp once it said it.
+
+        ``""`` when the worker spoke on the data port first (an agent too old to
+        state its stamp), None when nothing came in time or QEMU ended.
+        """
+        deadline = time.monotonic() + timeout
+        while not self._agent.wait(0.1):
+            if self.hello is not None or select.select([self.sock], [], [], 0)[0]:
+                return self.agent_stamp or ""
+            if self.poll() is not None or time.monotonic() > deadline:
+                return None
+        return self.agent_stamp
+
+    def begin_call(self) -> None:
+        """HOST side, called by the session when a call starts: the guest supervisor's rate
+        limit starts afresh, told only when it reported something (no line on the hot path)."""
+        if self._guest_violations:
+            self._guest_violations = 0
+            self.control("call")
+
+    def end_call(self) -> None:
+        """Nothing to do: the guest supervisor writes its summaries at the next ``call``."""
 
     def console_text(self, limit: int = 2000) -> str:
         """The end of the guest console (untrusted text, for error messages)."""
@@ -250,6 +309,7 @@ class VMWorker(WorkerProcess):
         self._cleaned = True
         if self.proc.poll() is None:
             self.kill()
+        self._proc_reader.close()
         for s in (self.sock, self.ctl, self.console, self.qmp.sock):
             with contextlib.suppress(OSError):
                 s.close()
@@ -284,23 +344,15 @@ class VMWorker(WorkerProcess):
 
     # -- metrics, from outside the guest ----------------------------------------------
     def sample(self) -> ResourceSample:
-        """QEMU's own figures: the host cgroup when there is one, else /proc/<qemu pid>."""
+        """QEMU's own figures: the host cgroup when there is one, else /proc/<qemu pid> (kept-open fds)."""
         if self.cgroup is not None:
             return ResourceSample(**self.cgroup.sample())
-        try:
-            with open(f"/proc/{self.pid}/stat", "rb") as fh:
-                fields = fh.read().rsplit(b")", 1)[1].split()
-            with open(f"/proc/{self.pid}/status", "rb") as fh:
-                status = fh.read()
-        except (OSError, IndexError):
+        reading = self._proc_reader.read()
+        if reading is None:
             return ResourceSample(source="qemu-procfs")
-        cpu = (int(fields[11]) + int(fields[12])) / _CLK_TCK
-        peak = None
-        i = status.find(b"VmHWM:")
-        if i >= 0:
-            peak = int(status[i + 6 : status.index(b"kB", i)]) * 1024
+        st, peak = reading
         return ResourceSample(
-            cpu_time=cpu, memory_current=int(fields[21]) * _PAGE, memory_peak=peak, source="qemu-procfs"
+            cpu_time=st.cpu_seconds, memory_current=st.rss_bytes, memory_peak=peak, source="qemu-procfs"
         )
 
     def reset_peak(self) -> None:
@@ -439,11 +491,10 @@ def _kill_proc(proc: subprocess.Popen[bytes]) -> None:
 def probe_boot(accel_name: str, timeout: float = 20.0) -> tuple[bool, str]:
     """Boot the guest once with ``accel_name`` until its hello; QEMU is killed in every case.
 
-    Called by :func:`~.accel.detect` only on hosts with vmx/svm (a KVM that
+    Called by :func:`~glsandbox_kernel.backends.vm.detect_accel` only on hosts with vmx/svm (a KVM that
     fails pauses QEMU instead of exiting: the timeout catches that).
     """
     from ...protocol import FrameChannel, WorkerGone
-    from .accel import Accel
 
     try:
         worker = launch(
