@@ -94,7 +94,7 @@ def bench_calls(n: int, rounds: int) -> list[dict[str, Any]]:
     from distributed import Client
 
     from glsandbox_kernel.distributed import SandboxedExecutor
-    from glsandbox_kernel.distributed.executor import local_cluster
+    from glsandbox_kernel.distributed.client import local_cluster
 
     config = create_config_by_level("strict")
     expected = [x + 1 for x in range(n)]

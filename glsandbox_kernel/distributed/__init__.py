@@ -32,9 +32,9 @@ if TYPE_CHECKING:
     from .audit import carried_tasks as carried_tasks
     from .audit import verify_cluster_file as verify_cluster_file
     from .audit import verify_cluster_records as verify_cluster_records
+    from .client import cluster_doctor as cluster_doctor
+    from .client import sandboxed_submit as sandboxed_submit
     from .executor import SandboxedExecutor as SandboxedExecutor
-    from .executor import cluster_doctor as cluster_doctor
-    from .executor import sandboxed_submit as sandboxed_submit
     from .plugin import SandboxPlugin as SandboxPlugin
     from .plugin import TaskOutcome as TaskOutcome
 
@@ -44,8 +44,8 @@ _LAZY = {
     "verify_cluster_file": ".audit",
     "verify_cluster_records": ".audit",
     "SandboxedExecutor": ".executor",
-    "cluster_doctor": ".executor",
-    "sandboxed_submit": ".executor",
+    "cluster_doctor": ".client",
+    "sandboxed_submit": ".client",
     "SandboxPlugin": ".plugin",
     "TaskOutcome": ".plugin",
 }

@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from distributed import Client
 
-    from .executor import cluster_doctor
+    from .client import cluster_doctor
 
     try:
         client = Client(args.address, timeout=30)

@@ -415,7 +415,8 @@ class SandboxedExecutor(cf.Executor):
     # -- health and shutdown ------------------------------------------------------------------------
     def health(self, *, doctor: bool = True) -> dict[str, Any]:
         """Every worker's sandbox health (plugin sessions, ``glsandbox doctor``), by worker address."""
-        return cluster_doctor(self.client, doctor=doctor)
+        reports: dict[str, Any] = self.client.run(run_on_worker_health, doctor=doctor)  # as cluster_doctor()
+        return reports
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop accepting calls; with ``wait``, wait for the running ones and seal the run manifest."""
@@ -473,62 +474,3 @@ def _as_exception(result: Any) -> BaseException:
     if isinstance(result, tuple) and len(result) == 3 and isinstance(result[1], BaseException):
         return result[1]
     return RuntimeError(f"unexpected task result {type(result).__name__}")
-
-
-_DEFAULT: weakref.WeakKeyDictionary[Any, SandboxedExecutor] = weakref.WeakKeyDictionary()
-_DEFAULT_LOCK = threading.Lock()
-
-
-def sandboxed_submit(
-    client: distributed.Client,
-    fn: Callable[..., Any],
-    /,
-    *args: Any,
-    config: OSSandboxConfig | None = None,
-    executor: SandboxedExecutor | None = None,
-    **kwargs: Any,
-) -> cf.Future[Any]:
-    """Run ``fn(*args, **kwargs)`` in a sandbox on ``client``'s cluster; a ``concurrent.futures.Future``.
-
-    Uses ``executor`` when given, else one default executor per client
-    (in-memory run chain: ``default_executor(client).audit``).
-    """
-    if executor is None:
-        executor = default_executor(client)
-    return executor.submit_many(fn, [(args, kwargs)], config=config)[0]
-
-
-def default_executor(client: distributed.Client) -> SandboxedExecutor:
-    """The executor :func:`sandboxed_submit` uses for ``client`` (made on first use)."""
-    with _DEFAULT_LOCK:
-        executor = _DEFAULT.get(client)
-        if executor is None or executor._shutdown:
-            executor = _DEFAULT[client] = SandboxedExecutor(client)
-        return executor
-
-
-def local_cluster(n_workers: int, *, processes: bool = True, **kwargs: Any) -> distributed.LocalCluster:
-    """A ``LocalCluster`` of ``n_workers`` processes (or, without ``processes``, worker threads
-    in this process), one thread each, listening on 127.0.0.1 only.
-
-    No dashboard, and the scheduler's HTTP endpoint on a free port (not 8787,
-    which another cluster on this machine may hold). Used by ``glsandbox run
-    --cluster local:N``, the tests and the benchmarks (client side).
-    """
-    options: dict[str, Any] = {
-        "n_workers": n_workers,
-        "threads_per_worker": 1,
-        "processes": processes,
-        "dashboard_address": None,
-        "scheduler_kwargs": {"dashboard_address": "127.0.0.1:0"},
-        **kwargs,
-    }
-    if processes:
-        options.setdefault("host", "127.0.0.1")  # worker threads talk in-process (inproc://)
-    return distributed.LocalCluster(**options)
-
-
-def cluster_doctor(client: distributed.Client, *, doctor: bool = True) -> dict[str, dict[str, Any]]:
-    """``glsandbox doctor`` and the plugin's sessions on every worker, by worker address (client side)."""
-    reports: dict[str, dict[str, Any]] = client.run(run_on_worker_health, doctor=doctor)
-    return reports

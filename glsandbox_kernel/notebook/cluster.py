@@ -142,7 +142,7 @@ def _open_cluster(spec: str) -> tuple[Any, Any]:
     """``(client, cluster_or_None)`` for ``--cluster``: ``local[:N]`` or a scheduler address."""
     from distributed import Client
 
-    from ..distributed.executor import local_cluster
+    from ..distributed.client import local_cluster
 
     if spec == "local" or spec.startswith("local:"):
         n = spec.partition(":")[2]

@@ -26,7 +26,7 @@ import os
 import sys
 from typing import NoReturn
 
-from .guest import _MS_NODEV, _MS_NOEXEC, _MS_NOSUID, mount, mount_basics, power_off
+from .guest_system import _MS_NODEV, _MS_NOEXEC, _MS_NOSUID, mount, mount_basics, power_off
 
 TESTS_DIR = "/opt/glsandbox"
 CONTROLLERS = ("memory", "pids", "cpu", "io")

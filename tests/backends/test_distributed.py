@@ -62,7 +62,7 @@ def client() -> Iterator[Any]:
     from distributed import Client
 
     from glsandbox_kernel.distributed import SandboxPlugin
-    from glsandbox_kernel.distributed.executor import local_cluster
+    from glsandbox_kernel.distributed.client import local_cluster
 
     cluster = local_cluster(2)
     c = Client(cluster)
@@ -179,7 +179,7 @@ def test_sessions_are_persistent_and_bounded(client: Any) -> None:
 
 
 def test_sandboxed_submit_default_executor(client: Any) -> None:
-    from glsandbox_kernel.distributed.executor import default_executor
+    from glsandbox_kernel.distributed.client import default_executor
 
     assert sandboxed_submit(client, divide, 9, 3, config=STRICT).result() == 3.0
     executor = default_executor(client)

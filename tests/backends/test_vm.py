@@ -23,7 +23,7 @@ from glsandbox_kernel import OSSandbox
 from glsandbox_kernel.backends.vm import VMBackend, detect_accel
 from glsandbox_kernel.backends.vm import accel as vm_accel
 from glsandbox_kernel.backends.vm.image import ENV_IMAGE, find_image, image_dir
-from glsandbox_kernel.backends.vm.machine import qemu_command
+from glsandbox_kernel.backends.vm.qemu import qemu_command
 from glsandbox_kernel.config import (
     FilesystemConfig,
     IsolationType,

@@ -34,104 +34,16 @@ from ..base import ExitInfo, ResourceSample, WorkerProcess
 from ..violations import ViolationRelay
 from .accel import Accel
 from .control import QMP, WATCHDOG, guest_violation
-from .image import GuestImage, find_image
+from .image import find_image
+from .qemu import QEMU as QEMU
+from .qemu import qemu_command
 
-QEMU = "qemu-system-x86_64"
 MiB = 1024 * 1024
 #: What QEMU itself needs beyond guest RAM (TCG translation cache, device state).
 QEMU_OVERHEAD = 192 * MiB
 _CONSOLE_TAIL = 16 * 1024
 _CTL_CAP = 4096
 _SOCKETS = ("console", "data", "ctl", "qmp")
-
-
-def host_tsc_khz() -> int | None:
-    """The host CPU clock in kHz for ``tsc_early_khz`` (without it TCG boots may hang)."""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("cpu MHz"):
-                    return int(float(line.split(":", 1)[1]) * 1000)
-    except (OSError, ValueError):
-        pass
-    return None
-
-
-def kernel_cmdline() -> str:
-    """The guest kernel's arguments (the issue's recipe)."""
-    args = "console=ttyS0 quiet panic=-1 tsc=reliable no_timer_check"
-    khz = host_tsc_khz()
-    return f"{args} tsc_early_khz={khz}" if khz else args
-
-
-def qemu_base(image: GuestImage, accel: Accel, *, ram_mib: int, append: str, smp: int = 1) -> list[str]:
-    """The QEMU argv every guest shares: microvm, no NIC, no firmware ROMs, read-only root, rng."""
-    qemu = shutil.which(QEMU) or QEMU
-    return [
-        qemu,
-        "-M",
-        "microvm,x-option-roms=off",
-        "-nodefaults",
-        "-no-user-config",
-        "-display",
-        "none",
-        "-no-reboot",
-        *accel.qemu_args,
-        "-smp",
-        str(smp),
-        "-m",
-        str(ram_mib),
-        "-kernel",
-        image.kernel,
-        "-initrd",
-        image.initrd,
-        "-append",
-        append,
-        "-drive",
-        f"id=root,file={image.root},format=raw,if=none,readonly=on",
-        "-device",
-        "virtio-blk-device,drive=root",
-        "-device",
-        "virtio-rng-device",
-    ]
-
-
-def qemu_sandboxed(cmd: list[str]) -> list[str]:
-    """``cmd`` with QEMU's own seccomp filter: no exec, no obsolete or resource-control calls.
-
-    As root QEMU drops to nobody once set up (its setuid needs elevateprivileges).
-    """
-    sandbox = "on,obsolete=deny,spawn=deny,resourcecontrol=deny"
-    if os.geteuid() == 0:
-        return [*cmd, "-sandbox", sandbox, "-runas", "nobody"]
-    return [*cmd, "-sandbox", sandbox + ",elevateprivileges=deny"]
-
-
-def qemu_command(image: GuestImage, accel: Accel, *, ram_mib: int, rundir: str) -> list[str]:
-    """A worker guest's QEMU argv: the base, the serial console and two virtio-serial ports, QMP."""
-    cmd = [
-        *qemu_base(image, accel, ram_mib=ram_mib, append=kernel_cmdline()),
-        "-chardev",
-        f"socket,id=con,path={rundir}/console.sock",
-        "-serial",
-        "chardev:con",
-        "-device",
-        "virtio-serial-device",
-        "-chardev",
-        f"socket,id=data,path={rundir}/data.sock",
-        "-device",
-        "virtserialport,chardev=data,name=glsandbox.data",
-        "-chardev",
-        f"socket,id=ctl,path={rundir}/ctl.sock",
-        "-device",
-        "virtserialport,chardev=ctl,name=glsandbox.ctl",
-        # QMP (stop/cont for the warm pool) on a socket the host listens on, like the others.
-        "-chardev",
-        f"socket,id=qmp,path={rundir}/qmp.sock",
-        "-mon",
-        "chardev=qmp,mode=control",
-    ]
-    return qemu_sandboxed(cmd)
 
 
 class VMWorker(ViolationRelay, WorkerProcess):

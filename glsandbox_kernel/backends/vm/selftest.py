@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TextIO
 
 from .image import find_image
-from .machine import QEMU, kernel_cmdline, qemu_base, qemu_sandboxed
+from .qemu import QEMU, kernel_cmdline, qemu_base, qemu_sandboxed
 
 ENV_SCALE = "GLSANDBOX_VM_TIMEOUT_SCALE"
 #: pytest's per-test timeout in pyproject.toml, before scaling.
