@@ -35,6 +35,8 @@ import html
 import re
 from typing import Any
 
+from .terminal_text import printable
+
 Notes = list[str] | None
 
 #: MIME types whose content a frontend runs as code (beyond anything naming JavaScript/ECMAScript)
@@ -50,6 +52,24 @@ SCRIPT_MIMETYPES = frozenset(
     }
 )
 
+#: MIME types kept as they are: plain data and raster images a frontend only displays. Every other
+#: type is removed (an allowlist: Vega/Vega-Lite, Plotly, GeoJSON and other ``*+json`` renderers fetch
+#: URLs with the user's cookies or run code), besides the markup types that are sanitized below.
+KEPT_MIMETYPES = frozenset(
+    {
+        "text/plain",
+        "text/latex",
+        "application/json",
+        "application/pdf",
+        "image/png",
+        "image/jpeg",
+        "image/gif",
+        "image/webp",
+        "image/bmp",
+        "application/vnd.jupyter.widget-view+json",
+    }
+)
+
 #: widget state keys whose value the frontend runs as code (anywidget's JavaScript module and its CSS)
 SCRIPT_STATE_KEYS = frozenset({"_esm", "_css", "_anywidget_esm"})
 
@@ -60,8 +80,6 @@ _ACTIVE = re.compile(
     re.IGNORECASE,
 )
 
-#: markdown link targets that would run code when clicked (``[x](javascript:...)``, ``[x]: javascript:...``)
-_MD_SCRIPT_LINK = re.compile(r"(\]\(\s*<?|^\s*\[[^\]]*\]:\s*<?)\s*(?:javascript|vbscript|data)\s*:", re.I | re.M)
 
 _STYLE_PROPERTIES = frozenset(
     {
@@ -173,11 +191,33 @@ def clean_svg(markup: str) -> str:
     return re.sub(r"<svg\b[^>]*>", namespaces, body, count=1)
 
 
+#: an inline link or image ``[text](target "title")`` and a reference definition ``[ref]: target``
+_MD_INLINE = re.compile(r"(!?)(\[[^\]]*\]\(\s*)(<[^>]*>|[^\s)]*)")
+_MD_REFDEF = re.compile(r"^(\s{0,3}\[[^\]]+\]:\s*)(<[^>]*>|\S+)", re.M)
+_SAFE_LINK = re.compile(r"^(https?:|mailto:|#|/|\./|\.\./|[a-z0-9._~-]+(/|$|#|\?))", re.I)
+
+
+def _md_target(target: str, *, image: bool) -> str:
+    """A markdown link target as the browser reads it (entities decoded, blanks dropped), or a blocked one.
+
+    Images are kept only as ``data:image/`` (a remote image is a fetch that carries sandbox data past
+    the network policy); links only to http(s), mailto and relative places (no ``javascript:`` however
+    it is spelled).
+    """
+    bare = target[1:-1] if target.startswith("<") and target.endswith(">") else target
+    seen = re.sub(r"[\x00-\x20]+", "", html.unescape(bare)).lower()
+    if image:
+        return target if seen.startswith("data:image/") else "#blocked-image"
+    return target if _SAFE_LINK.match(seen) else "#blocked-link"
+
+
 def clean_markdown(text: str) -> str:
-    """Markdown with its inline HTML sanitized and script links disarmed (``>`` kept for quotes)."""
+    """Markdown with its inline HTML sanitized and its link and image targets checked (``>`` kept for quotes)."""
     if "<" in text:
         text = clean_html(text).replace("&gt;", ">")
-    return _MD_SCRIPT_LINK.sub(lambda m: m.group(1) + "#blocked-", text)
+    text = _MD_INLINE.sub(lambda m: m.group(1) + m.group(2) + _md_target(m.group(3), image=bool(m.group(1))), text)
+    # a reference may serve an image: remote targets are blocked there too
+    return _MD_REFDEF.sub(lambda m: m.group(1) + _md_target(m.group(2), image=True), text)
 
 
 def _kind(mime: str) -> str | None:
@@ -191,7 +231,9 @@ def _kind(mime: str) -> str | None:
         return "svg"
     if m == "text/markdown":
         return "markdown"
-    return None
+    if m in KEPT_MIMETYPES and mime == mime.strip():
+        return None
+    return "drop"
 
 
 _CLEANERS = {"html": clean_html, "svg": clean_svg, "markdown": clean_markdown}
@@ -208,14 +250,16 @@ def clean_bundle(data: dict[str, Any], notes: Notes = None) -> dict[str, Any]:
             out = dict(data)
         if kind == "drop":
             del out[mime]
-            _note(notes, f"{mime} output removed (a script from the sandbox may not run in the browser)")
+            _note(
+                notes, f"{mime} output removed (not a type the sandbox may show: it could run or fetch in the browser)"
+            )
             continue
         text = "".join(str(x) for x in value) if isinstance(value, list) else value
         if not isinstance(text, str):
             del out[mime]
             _note(notes, f"a non-text {mime} output removed")
             continue
-        if kind == "markdown" and "<" not in text and ":" not in text:
+        if kind == "markdown" and not any(c in text for c in "<:]&"):
             continue
         out[mime] = _CLEANERS[kind](text)
         if _ACTIVE.search(text):
@@ -279,5 +323,8 @@ def clean_state(value: Any, notes: Notes = None, depth: int = 0) -> Any:
 
 
 def _note(notes: Notes, why: str) -> None:
+    """Add ``why`` (it may name a sandbox-chosen MIME type: escaped and cut) to ``notes``."""
+    why = " ".join(printable(why).split())  # one line: a MIME name may not start a line of its own
+    why = why if len(why) <= 160 else why[:157] + "..."
     if notes is not None and why not in notes:
         notes.append(why)

@@ -100,6 +100,10 @@ FAMILY_NAMES: dict[int, str] = {
 # fmt: off
 SYSCALLS: dict[str, dict[str, int]] = {
     "x86_64": {
+        "shmget": 29, "shmat": 30, "shmctl": 31, "shmdt": 67, "semget": 64, "semop": 65,
+        "semctl": 66, "semtimedop": 220, "msgget": 68, "msgsnd": 69, "msgrcv": 70, "msgctl": 71,
+        "mq_open": 240, "mq_unlink": 241, "mq_timedsend": 242, "mq_timedreceive": 243,
+        "mq_notify": 244, "mq_getsetattr": 245, "memfd_create": 319, "socketpair": 53, "prctl": 157,
         "ptrace": 101, "process_vm_readv": 310, "process_vm_writev": 311, "mount": 165,
         "umount2": 166, "pivot_root": 155, "unshare": 272, "setns": 308, "bpf": 321,
         "perf_event_open": 298, "keyctl": 250, "add_key": 248, "request_key": 249,
@@ -121,6 +125,10 @@ SYSCALLS: dict[str, dict[str, int]] = {
         "landlock_restrict_self": 446, "capset": 126, "capget": 125,
     },
     "aarch64": {
+        "shmget": 194, "shmat": 196, "shmctl": 195, "shmdt": 197, "semget": 190, "semop": 193,
+        "semctl": 191, "semtimedop": 192, "msgget": 186, "msgsnd": 189, "msgrcv": 188, "msgctl": 187,
+        "mq_open": 180, "mq_unlink": 181, "mq_timedsend": 182, "mq_timedreceive": 183,
+        "mq_notify": 184, "mq_getsetattr": 185, "memfd_create": 279, "socketpair": 199, "prctl": 167,
         "ptrace": 117, "process_vm_readv": 270, "process_vm_writev": 271, "mount": 40,
         "umount2": 39, "pivot_root": 41, "unshare": 97, "setns": 268, "bpf": 280,
         "perf_event_open": 241, "keyctl": 219, "add_key": 217, "request_key": 218,

@@ -152,7 +152,7 @@ class TreeWalk:
 
 def find_masked(root: str, patterns: tuple[str, ...], *, budget: int = SCAN_BUDGET) -> list[tuple[str, str]]:
     """Every real file or folder below ``root`` whose name matches ``patterns``, and every Unix socket
-    and FIFO (a host process's door): ``(path, "file"|"dir")``.
+    and FIFO (a host process's door) and device node: ``(path, "file"|"dir")``.
 
     Walks without following symlinks (a symlink is resolved inside the
     sandbox, where its target is masked or absent); does not descend into a
@@ -164,7 +164,8 @@ def find_masked(root: str, patterns: tuple[str, ...], *, budget: int = SCAN_BUDG
     found: list[tuple[str, str]] = []
     for entry, st in walk:
         # a Unix socket or FIFO is a door to a host process, read-only mount or not: masked whatever its name
-        door = stat.S_ISSOCK(st.st_mode) or stat.S_ISFIFO(st.st_mode)
+        door = stat.S_ISSOCK(st.st_mode) or stat.S_ISFIFO(st.st_mode) or stat.S_ISCHR(st.st_mode)
+        door = door or stat.S_ISBLK(st.st_mode)  # device nodes too (BASIC's host paths are not nodev)
         if door or (not stat.S_ISLNK(st.st_mode) and is_masked(entry.name, patterns)):
             found.append((entry.path, "dir" if stat.S_ISDIR(st.st_mode) else "file"))
     if not walk.complete:

@@ -18,12 +18,13 @@ import contextlib
 import os
 import re
 import shutil
+import stat
 import tempfile
 
 from ..linux import libc
 
 _MS_NOSUID, _MS_NODEV = 2, 4
-_MNT_DETACH = 2
+_MNT_DETACH, _UMOUNT_NOFOLLOW = 2, 8
 _PREFIX = "glsandbox-q"
 _NAME = re.compile(rf"^{_PREFIX}(\d+)-")
 
@@ -41,9 +42,20 @@ def make_scratch(session_id: str, quota: int | None) -> tuple[str, bool]:
 
 
 def remove_scratch(path: str) -> None:
-    """HOST side (janitor thread): unmount a sized folder, then remove it."""
+    """HOST side (janitor thread): unmount a sized folder, then remove it.
+
+    Only a real folder owned by this uid is unmounted, never through a
+    symlink (``UMOUNT_NOFOLLOW``): a name planted in the shared temporary
+    folder cannot make root unmount something else.
+    """
     if os.path.basename(path).startswith(_PREFIX):
-        libc().umount2(path.encode(), _MNT_DETACH)
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+            return
+        libc().umount2(path.encode(), _MNT_DETACH | _UMOUNT_NOFOLLOW)
     shutil.rmtree(path, ignore_errors=True)
 
 

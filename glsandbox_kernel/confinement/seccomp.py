@@ -31,6 +31,11 @@ The filter, the same at every level apart from execve::
                                              socketpair stays; silent, as glibc probes nscd on every
                                              passwd lookup)
     socket(AF_VSOCK)                      -> ERRNO(EPERM)
+    socketpair(AF_UNIX, SOCK_DGRAM)       -> ERRNO(EPERM), with deny_unix (an unbound datagram socket
+                                             still sendto()s any host path)
+    SysV IPC, POSIX mq, memfd_create      -> ERRNO(EPERM), with deny_unix (HOST_IPC)
+    prctl(PR_SET_CHILD_SUBREAPER)         -> ERRNO(EPERM) (the worker set it before; clearing it
+                                             would let orphans leave the monitored tree)
     execve/execveat                       -> STRICT: USER_NOTIF (supervisor denies) or EPERM;
                                              else USER_NOTIF when the supervisor runs (it
                                              denies escape tools and lets the rest CONTINUE)
@@ -57,6 +62,7 @@ from ..linux import (
     INET_FAMILIES,
     MACHINE,
     PR_GET_NO_NEW_PRIVS,
+    PR_SET_CHILD_SUBREAPER,
     SYSCALLS,
     TIOCLINUX,
     TIOCSTI,
@@ -66,7 +72,7 @@ from ..linux import (
     sysno,
 )
 from ._common import ChildState, ConfinementError, PlanContext, check
-from .seccomp_lists import COMPAT_ONLY, DENY, ESCAPE, PERSONALITY_ALLOWED
+from .seccomp_lists import COMPAT_ONLY, DENY, ESCAPE, HOST_IPC, PERSONALITY_ALLOWED
 from .seccomp_lists import ESCAPE_TOOLS as ESCAPE_TOOLS  # re-exported: the supervisor and bootstrap read it here
 
 if TYPE_CHECKING:
@@ -90,6 +96,8 @@ BPF_JMP_JEQ_K = 0x15
 BPF_JMP_JGE_K = 0x35
 BPF_JMP_JSET_K = 0x45
 BPF_RET_K = 0x06
+BPF_ALU_AND_K = 0x54
+_SOCK_DGRAM = 2
 
 _ARCH_BY_AUDIT = {v: k for k, v in AUDIT_ARCH.items()}
 
@@ -186,7 +194,8 @@ class SeccompPolicy:
     ``notify`` and without ``deny_exec``, let the supervisor see every execve
     to catch escape tools. ``deny_inet``: deny IPv4/IPv6/packet sockets
     (BASIC without network). ``deny_unix``: deny creating Unix sockets
-    (BASIC: no mount or network namespace hides the host's). ``detection``: what the audit record says about
+    (BASIC: no mount or network namespace hides the host's), datagram
+    socketpairs, the host's IPC (:data:`HOST_IPC`). ``detection``: what the audit record says about
     escape detection.
 
     :meth:`bpf` is the program the zygote backends load; :meth:`oci_profile`
@@ -245,7 +254,7 @@ class SeccompPolicy:
     def denied_names(self) -> frozenset[str]:
         """Syscalls denied whatever their arguments (escape class and the rest), on :attr:`arch`."""
         table = SYSCALLS.get(self.arch, {})
-        return frozenset(n for n in (*ESCAPE, *DENY) if n in table)
+        return frozenset(n for n in (*ESCAPE, *DENY, *(HOST_IPC if self.deny_unix else ())) if n in table)
 
     def oci_profile(self, runtime: str | None = None) -> dict[str, Any]:
         """The OCI/Docker seccomp profile: allow by default, EPERM for :data:`ESCAPE` + :data:`DENY`.
@@ -261,7 +270,7 @@ class SeccompPolicy:
         root and noexec tmpfs) and the personality(2) value check.
         """
         eperm, enosys = errno.EPERM, errno.ENOSYS
-        names = [*ESCAPE, *DENY, *COMPAT_ONLY]
+        names = [*ESCAPE, *DENY, *COMPAT_ONLY, *(HOST_IPC if self.deny_unix else ())]
         syscalls: list[dict[str, Any]] = [{"names": names, "action": "SCMP_ACT_ERRNO", "errnoRet": eperm}]
         if runtime != RUNSC:
             syscalls.append({"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": enosys})
@@ -377,6 +386,20 @@ def build_filter(policy: SeccompPolicy) -> list[tuple[int, int, int, int]]:
         simple(name, notify)
     for name in DENY:
         simple(name, eperm)
+    if policy.deny_unix:
+        for name in HOST_IPC:
+            simple(name, eperm)
+        nr = table.get("socketpair")
+        if nr is not None:  # socketpair(AF_UNIX, SOCK_DGRAM | flags): the type's low nibble
+            prog += [
+                (BPF_JMP_JEQ_K, 0, 5, nr),
+                _ld(_arg_lo(1)),
+                (BPF_ALU_AND_K, 0, 0, 0xF),
+                (BPF_JMP_JEQ_K, 0, 1, _SOCK_DGRAM),
+                _ret(eperm),
+                _ret(SECCOMP_RET_ALLOW),
+            ]
+    arg_in("prctl", 0, (PR_SET_CHILD_SUBREAPER,), eperm, SECCOMP_RET_ALLOW)
     clone = table["clone"]
     prog += [
         (BPF_JMP_JEQ_K, 0, 4, clone),

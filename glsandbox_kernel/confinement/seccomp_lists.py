@@ -88,3 +88,12 @@ DENY = (
 COMPAT_ONLY = ("umount", "stime")
 #: Basenames whose execve is an escape attempt.
 ESCAPE_TOOLS = frozenset({"ptrace", "gdb", "strace", "nsenter", "unshare", "mount", "chroot", "insmod", "modprobe"})
+
+#: What a sandbox sharing the host's IPC namespace and filesystem (BASIC) must not use: System V
+#: IPC and POSIX message queues (objects that outlive the sandbox and reach the host's own),
+#: and memfd_create (memory no outside measure of the worker tree sees).
+HOST_IPC = (
+    "shmget", "shmat", "shmctl", "semget", "semop", "semctl", "semtimedop",
+    "msgget", "msgsnd", "msgrcv", "msgctl", "mq_open", "mq_unlink", "mq_timedsend",
+    "mq_timedreceive", "mq_notify", "mq_getsetattr", "memfd_create",
+)  # fmt: skip

