@@ -328,3 +328,31 @@ def _note(notes: Notes, why: str) -> None:
     why = why if len(why) <= 160 else why[:157] + "..."
     if notes is not None and why not in notes:
         notes.append(why)
+
+
+#: the widget libraries whose views a frontend ships itself (ipywidgets): any other module name is
+#: code the frontend would load (from a URL, by requirejs, from a CDN fallback) and run
+WIDGET_MODULES = frozenset({"@jupyter-widgets/base", "@jupyter-widgets/controls", "@jupyter-widgets/output"})
+_MODULE_KEYS = ("_model_module", "_view_module")
+
+
+def widget_refusal(kind: str, content: dict[str, Any]) -> str | None:
+    """Why a sandbox comm frame may not reach the frontend, or None (host side, for the relay).
+
+    Only ipywidgets' own comms (target ``jupyter.widget``) with modules the
+    frontend ships (:data:`WIDGET_MODULES`); no media widget that loads a URL
+    (``format: "url"``: a fetch past the network policy).
+    """
+    if kind == "comm_open" and content.get("target_name") != "jupyter.widget":
+        return f"comm target {str(content.get('target_name'))[:60]!r} is not ipywidgets'"
+    data = content.get("data")
+    state = data.get("state") if isinstance(data, dict) else None
+    if not isinstance(state, dict):
+        return None
+    for key in _MODULE_KEYS:
+        module = state.get(key)
+        if module is not None and module not in WIDGET_MODULES:
+            return f"widget module {str(module)[:60]!r} is not one the frontend ships"
+    if state.get("format") == "url":
+        return "a media widget loading a URL"
+    return None

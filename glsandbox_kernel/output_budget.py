@@ -74,6 +74,9 @@ class OutputBudget:
         self.dropped_bytes = 0
         self._noticed = False
         self._errors_past = 0
+        #: widget (comm) traffic of the cell: its own count, never reset by clear_output
+        self.comm_bytes = 0
+        self.comm_dropped = 0
 
     def admit(self, msg: dict[str, Any]) -> list[dict[str, Any]]:
         """The frames to relay and keep for ``msg``: itself, nothing (dropped), or its head plus the notice."""
@@ -109,11 +112,26 @@ class OutputBudget:
             )
         return out
 
+    def admit_comm(self, msg: dict[str, Any]) -> bool:
+        """Whether a sandbox comm frame may still go to the frontend: comm traffic has a budget of its own."""
+        content = msg.get("content")
+        size = _FRAME_OVERHEAD + _value_size(content.get("data") if isinstance(content, dict) else None, 0)
+        buffers = msg.get("buffers")
+        if isinstance(buffers, (list, tuple)):
+            size += sum(len(b) for b in buffers if isinstance(b, (bytes, bytearray, memoryview)))
+        if self.comm_bytes + size > self.limit:
+            self.comm_dropped += 1
+            return False
+        self.comm_bytes += size
+        return True
+
     def record_fields(self) -> dict[str, Any]:
         """The audit record's fields: nothing when nothing was dropped."""
+        comm = {"comm_messages_dropped": self.comm_dropped} if self.comm_dropped else {}
         if not self.dropped:
-            return {}
+            return comm
         return {
+            **comm,
             "outputs_truncated": True,
             "outputs_dropped": self.dropped,
             "outputs_dropped_bytes": self.dropped_bytes,

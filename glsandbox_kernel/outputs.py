@@ -85,7 +85,9 @@ class OutputCollector:
                     return {"type": "input_reply", "value": None}
             return {"type": "input_reply", "value": value}
         if kind in ("comm_open", "comm_msg", "comm_close"):
-            if self.on_comm is not None:
+            with self._lock:
+                admitted = kind == "comm_close" or self.budget.admit_comm(msg)
+            if admitted and self.on_comm is not None:
                 self.on_comm(msg)
             return None
         if kind not in ("stream", "display_data", "update_display_data", "execute_result", "error", "clear_output"):

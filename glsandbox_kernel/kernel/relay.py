@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from ..active_content import clean_frame, clean_payload, clean_state
+from ..active_content import clean_frame, clean_payload, clean_state, widget_refusal
 
 log = logging.getLogger("glsandbox.kernel")
 
@@ -178,6 +178,11 @@ def comm_content(
     if not isinstance(content.get("comm_id"), str):
         return None
     if kind == "comm_open" and not isinstance(content.get("target_name"), str):
+        return None
+    why = widget_refusal(kind, content)
+    if why is not None:  # code the frontend would load or a URL it would fetch
+        if notes is not None:
+            notes.append(f"a sandbox widget message dropped: {why}")
         return None
     content["data"] = clean_state(content.get("data", {}), notes)  # widgets render state as HTML
     buffers = [bytes(b) for b in frame.get("buffers") or [] if isinstance(b, (bytes, bytearray))]

@@ -225,3 +225,30 @@ def test_a_notice_names_a_sandbox_type_on_one_line() -> None:
     notes: list[str] = []
     clean_bundle({"application/javascript\n\nglsandbox: audit OK" + "x" * 500: "1"}, notes)
     assert len(notes) == 1 and "\n" not in notes[0] and len(notes[0]) <= 160
+
+
+def test_widget_messages_only_for_the_modules_the_frontend_ships() -> None:
+    from glsandbox_kernel.active_content import widget_refusal
+
+    def opened(**state: object) -> dict[str, object]:
+        return {"comm_id": "c", "target_name": "jupyter.widget", "data": {"state": state}}
+
+    assert widget_refusal("comm_open", opened(_model_module="@jupyter-widgets/controls")) is None
+    assert widget_refusal("comm_open", opened(_model_module="@jupyter-widgets/output")) is None
+    assert widget_refusal("comm_open", opened(_model_module="https://attacker.example/evil.js")) is not None
+    assert widget_refusal("comm_open", opened(_view_module="jupyter-vue")) is not None
+    assert widget_refusal("comm_msg", {"comm_id": "c", "data": {"state": {"format": "url"}}}) is not None
+    assert widget_refusal("comm_open", {"comm_id": "c", "target_name": "jupyter.bokeh", "data": {}}) is not None
+
+
+def test_widget_traffic_has_a_budget_of_its_own() -> None:
+    """Comm frames are not outputs, but a flood of them is held to the cell's budget too (and counted)."""
+    from glsandbox_kernel.output_budget import OutputBudget
+
+    budget = OutputBudget(1 << 20)
+    frame = {"type": "comm_msg", "content": {"comm_id": "c", "data": {"state": {"value": "x" * 1000}}}}
+    sent = sum(budget.admit_comm(frame) for _ in range(5000))
+    assert 700 < sent < 1100, sent  # ~1.2 KiB each with its overhead
+    assert budget.record_fields()["comm_messages_dropped"] == 5000 - sent
+    with_buffers = {"type": "comm_msg", "content": {"comm_id": "c", "data": {}}, "buffers": [b"\0" * (2 << 20)]}
+    assert not OutputBudget(1 << 20).admit_comm(with_buffers)
