@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
-import ipaddress
 import logging
 import os
 import select
@@ -28,33 +27,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-log = logging.getLogger("glsandbox_kernel.confinement.network")
+from .addresses import BLOCKED_NETWORKS as BLOCKED_NETWORKS
+from .addresses import LOOPBACK_NETWORKS as LOOPBACK_NETWORKS
+from .addresses import METADATA_NAMES as METADATA_NAMES
+from .addresses import blocked_ip, host_local, ip_or_none
 
-#: Names that are cloud metadata endpoints whatever they resolve to.
-METADATA_NAMES = frozenset(
-    {
-        "metadata.google.internal",
-        "metadata.goog",
-        "metadata",
-        "instance-data",
-        "instance-data.ec2.internal",
-        "metadata.azure.internal",
-    }
-)
-#: Networks never reachable through the proxy.
-BLOCKED_NETWORKS = tuple(
-    ipaddress.ip_network(n)
-    for n in (
-        "169.254.0.0/16",  # IPv4 link-local, incl. 169.254.169.254 (AWS/GCP/Azure metadata)
-        "fe80::/10",  # IPv6 link-local
-        "fd00:ec2::254/128",  # AWS IMDS over IPv6
-        "100.100.100.200/32",  # Alibaba Cloud metadata
-        "0.0.0.0/8",  # "this host"
-        "::/128",
-        "::ffff:169.254.0.0/112",  # IPv4-mapped link-local
-    )
-)
-LOOPBACK_NETWORKS = tuple(ipaddress.ip_network(n) for n in ("127.0.0.0/8", "::1/128", "::ffff:127.0.0.0/104"))
+log = logging.getLogger("glsandbox_kernel.confinement.network")
 
 
 class _TokenBucket:
@@ -167,8 +145,8 @@ class NetworkProxy:
             return False, "malformed destination", []
         if name in METADATA_NAMES:
             return False, "cloud metadata endpoint (always blocked)", []
-        literal = _ip_or_none(name)
-        if literal is not None and _blocked_ip(literal):
+        literal = ip_or_none(name)
+        if literal is not None and blocked_ip(literal):
             return False, "link-local/metadata address (always blocked)", []
         explicit = False
         if self.mode == "allowlist":
@@ -185,10 +163,10 @@ class NetworkProxy:
             return False, f"cannot resolve: {exc}", []
         ok: list[tuple[int, tuple[Any, ...]]] = []
         for fam, sockaddr in addrs:
-            ip = _ip_or_none(str(sockaddr[0]))
-            if ip is None or _blocked_ip(ip):
+            ip = ip_or_none(str(sockaddr[0]))
+            if ip is None or blocked_ip(ip):
                 return False, f"{name} resolves to a blocked address {sockaddr[0]}", []
-            if _host_local(ip) and not explicit:
+            if host_local(ip) and not explicit:
                 return (
                     False,
                     "the host itself (loopback or its own address) is reachable only when listed literally",
@@ -380,55 +358,6 @@ class NetworkProxy:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def _ip_or_none(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        return ipaddress.ip_address(text.split("%", 1)[0])
-    except ValueError:
-        return None
-
-
-_LOCAL_TTL = 5.0
-_local_cache: tuple[float, frozenset[str]] = (0.0, frozenset())
-_local_lock = threading.Lock()
-
-
-def _local_addresses() -> frozenset[str]:
-    """HOST side: every address of this host's interfaces (psutil), re-read at most every few seconds."""
-    global _local_cache
-    now = time.monotonic()
-    with _local_lock:
-        at, addrs = _local_cache
-        if now - at > _LOCAL_TTL:
-            import psutil
-
-            found = set()
-            for entries in psutil.net_if_addrs().values():
-                for a in entries:
-                    if a.family in (socket.AF_INET, socket.AF_INET6):
-                        ip = _ip_or_none(a.address)
-                        if ip is not None:
-                            found.add(str(ip))
-            addrs = frozenset(found)
-            _local_cache = (now, addrs)
-        return addrs
-
-
-def _host_local(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """Whether ``ip`` reaches this host itself: loopback, unspecified, or one of its interface addresses."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    if ip.is_loopback or ip.is_unspecified:
-        return True
-    return str(ip) in _local_addresses()
-
-
-def _blocked_ip(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        if _blocked_ip(ip.ipv4_mapped):
-            return True
-    return any(ip.version == net.version and ip in net for net in BLOCKED_NETWORKS)
 
 
 def _pattern_matches(pattern: str, host: str, port: int) -> bool:

@@ -75,3 +75,12 @@ def test_a_listed_name_resolving_to_loopback_is_refused(tmp_path_factory: pytest
     with NetworkProxy(path, ("api.example.org:443",), None, resolver=rebinding) as proxy:
         ok, why, _ = proxy.decide("api.example.org", 443)
     assert not ok, f"a public allowlisted name that resolves to 127.0.0.1 was allowed ({why})"
+
+
+@pytest.mark.parametrize(
+    "address", ["::127.0.0.1", "64:ff9b::7f00:1", "2002:7f00:1::1", "::ffff:0:7f00:1", "::ffff:127.0.0.1"]
+)
+def test_any_mode_refuses_ipv6_forms_that_carry_the_host(any_proxy: NetworkProxy, address: str) -> None:
+    """IPv4-compatible, NAT64, 6to4 and SIIT forms of loopback are the host too (a decision only)."""
+    ok, why, _ = any_proxy.decide(address, 8888)
+    assert not ok, f"{address} allowed ({why})"
