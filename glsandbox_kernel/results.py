@@ -61,8 +61,14 @@ class CallOutcome:
 _fmt_bytes = fmt_bytes  # the one sizes formatter (units.py), as the session and replies spell it
 
 
-def exception_from_reply(reply: dict[str, Any], config: OSSandboxConfig, peak: int | None) -> BaseException:
-    """The exception to raise for an error reply from user code (host side)."""
+def exception_from_reply(
+    reply: dict[str, Any], config: OSSandboxConfig, peak: int | None, *, interrupted: bool = False
+) -> BaseException:
+    """The exception to raise for an error reply from user code (host side).
+
+    ``interrupted``: the host interrupted this call itself, so a KeyboardInterrupt reply is its own
+    interrupt coming back and is raised as one; any other BaseException from the sandbox is not.
+    """
     ename = str(reply.get("ename", "Exception"))
     evalue = str(reply.get("evalue", ""))
     tb = reply.get("traceback")
@@ -75,6 +81,8 @@ def exception_from_reply(reply: dict[str, Any], config: OSSandboxConfig, peak: i
         )
     elif reply.get("memory_error") and ename == "MemoryError" and config.limits.memory_limit_bytes is not None:
         exc = worker_memory_error(config, peak)
+    elif interrupted and ename == "KeyboardInterrupt" and reply.get("builtin"):
+        exc = KeyboardInterrupt(evalue)
     else:
         cls = getattr(builtins, ename, None)
         exc = SandboxRemoteError(ename, evalue, tb_lines)

@@ -218,7 +218,9 @@ class OSSandbox(AuditedSandbox):
             elif reply.get("ok"):
                 value = reply.get("value")
             else:
-                error = exception_from_reply(reply, self.config, outcome.metrics.memory_peak_bytes)
+                error = exception_from_reply(
+                    reply, self.config, outcome.metrics.memory_peak_bytes, interrupted=self._session.interrupted
+                )
         if outcome.violations:
             try:
                 self._session.raise_for_violations(outcome.violations, outcome.enforced)

@@ -244,6 +244,11 @@ class Session(ViolationAttribution):
             self.monitor.close()
             self.backend.close()
 
+    @property
+    def interrupted(self) -> bool:
+        """Whether :meth:`interrupt` was called during the last (or the running) request."""
+        return self._interrupt_at is not None
+
     def interrupt(self) -> None:
         """SIGINT the running request; it is killed if still running after the grace period."""
         worker = self.worker

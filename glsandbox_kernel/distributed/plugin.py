@@ -280,14 +280,18 @@ class SandboxPlugin(WorkerPlugin):
             self.sessions_started += 1
         return slot
 
-    def checkin(self, slot: _Slot, *, broken: bool = False) -> list[str]:
-        """Return ``slot`` to the pool (or close it); the record lines to ship with this call."""
+    def checkin(self, slot: _Slot, *, broken: bool = False, failed: bool = False) -> list[str]:
+        """Return ``slot`` to the pool (or close it); the record lines to ship with this call.
+
+        A failed call (``failed``) seals its own record first, so the task that failed carries the
+        record that says why; a successful one ships what is sealed (its own goes with the next task).
+        """
         slot.calls += 1
         slot.last_used = time.monotonic()
         evicted: list[_Slot] = []
         if broken:
             _close_quietly(slot.box)
-        lines = slot.new_lines(flush=broken)
+        lines = slot.new_lines(flush=broken or failed)
         with self._lock:
             self._busy.pop(id(slot), None)
             if not broken:
@@ -421,7 +425,7 @@ def run_call(packed: tuple[tuple[Any, ...], dict[str, Any]], *, spec: CallSpec, 
     except Exception as exc:  # noqa: BLE001 - the call's error is a result, shipped with its type
         outcome.boxed_error = _ExceptionBox(exc)
     broken = isinstance(outcome.error, (SandboxCrashedError, SandboxTimeoutError))
-    outcome.lines = plugin.checkin(slot, broken=broken)
+    outcome.lines = plugin.checkin(slot, broken=broken, failed=outcome.boxed_error is not None)
     outcome.finished = time.time()
     return outcome
 
