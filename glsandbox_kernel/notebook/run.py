@@ -214,13 +214,17 @@ def run_notebook(
             info = client.wait_for_reply(client.kc.kernel_info())  # type: ignore[union-attr]
             if info is not None and isinstance(info["content"].get("language_info"), dict):
                 nb.metadata["language_info"] = info["content"]["language_info"]
-            # the kernel that really ran it (sealed with the rest): a notebook written for "python3"
-            # must not claim that kernel for records of the sandbox kernel
-            nb.metadata["kernelspec"] = {
-                "name": "glsandbox",
-                "display_name": f"Python (glsandbox, {args.level})",
-                "language": "python",
-            }
+            # the kernel that really ran it (sealed with the rest): a notebook written for "python3" must
+            # not claim that kernel for records of the sandbox kernel; a glsandbox one is kept as it is
+            spec = nb.metadata.get("kernelspec")
+            if not (isinstance(spec, dict) and str(spec.get("name", "")).startswith("glsandbox")):
+                from ..kernel.install import default_name, display_name_for
+
+                nb.metadata["kernelspec"] = {
+                    "name": default_name(args.level),
+                    "display_name": display_name_for(args.level),  # as installed: JupyterLab keeps it
+                    "language": "python",
+                }
             for n, index in enumerate(code_cells, start=1):
                 cell = nb.cells[index]
                 t0 = time.monotonic()
