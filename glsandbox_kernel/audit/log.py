@@ -424,19 +424,26 @@ def _key(key: Any) -> str:
     return str(key)
 
 
+#: a file holding the key, which ``glsandbox run --key`` hands its kernel (before ``$GLSANDBOX_AUDIT_KEY``)
+KEY_FILE_ENV = "GLSANDBOX_AUDIT_KEY_FILE"
+
+
 def load_key(path: str | os.PathLike[str] | None = None, env_var: str = "GLSANDBOX_AUDIT_KEY") -> bytes | None:
     """The signing/verifying key material (HMAC secret or PEM Ed25519 key), or None (host side).
 
     Called by whoever builds the :class:`AuditLog` and by ``glsandbox audit
     verify``. With ``path``, the file's contents stripped of surrounding
     whitespace (``FileNotFoundError`` if missing, ``ValueError`` if empty);
-    otherwise the value of ``env_var`` stripped, or None when it is unset or
-    empty.
+    otherwise the file named by ``$GLSANDBOX_AUDIT_KEY_FILE`` (any bytes), else the value of
+    ``env_var`` stripped, or None when it is unset or empty.
     """
+    if path is None and env_var == "GLSANDBOX_AUDIT_KEY":
+        path = os.environ.get(KEY_FILE_ENV) or None
     if path is not None:
         key = Path(path).read_bytes().strip()
         if not key:
             raise ValueError(f"audit key file {os.fspath(path)} is empty")
         return key
-    value = os.environ.get(env_var, "").strip()
-    return value.encode("utf-8") if value else None
+    # the bytes themselves: a binary key file passed on by `glsandbox run` is not valid UTF-8
+    value = os.environb.get(env_var.encode(), b"").strip()
+    return value or None

@@ -14,6 +14,7 @@ appending to one file extend one chain instead of forking it.
 
 from __future__ import annotations
 
+import abc
 import errno
 import fcntl
 import json
@@ -48,11 +49,12 @@ class AuditSink(Protocol):
         """Release resources. Called by ``AuditLog.close``; must be idempotent."""
 
 
-class ClosesOnExit:
-    """``with x:`` closes ``x`` at the end (the file sink, the audit log)."""
+class ClosesOnExit(abc.ABC):
+    """``with x:`` closes ``x`` at the end (the file sink, the audit log); subclasses define ``close``."""
 
+    @abc.abstractmethod
     def close(self) -> None:
-        raise NotImplementedError
+        """Release what the object holds (idempotent)."""
 
     def __enter__(self) -> Self:
         return self

@@ -9,6 +9,7 @@ Who calls: ipykernel's request handlers of :class:`~glsandbox_kernel.kernel.kern
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from ..active_content import clean_bundle
@@ -24,9 +25,7 @@ class QuickRequests:
     _running: int
     evidence: Any
     session: Any
-
-    def get_sandbox(self, *, start: bool = True) -> Any:  # provided by SandboxKernel
-        raise NotImplementedError
+    get_sandbox: Callable[..., Any]  # SandboxKernel.get_sandbox(*, start=True)
 
     async def _quick(self, msg: dict[str, Any], reply_type: str) -> dict[str, Any] | None:
         """A quick request's reply, or None when a cell is running or the sandbox failed.

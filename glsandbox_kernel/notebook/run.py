@@ -39,6 +39,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ..audit.log import KEY_FILE_ENV
 from ..cli_options import (
     add_notebook_command,
     add_project_options,
@@ -206,8 +207,12 @@ def run_notebook(
             resources={"metadata": {"path": cwd or os.getcwd()}},
         )
         env = dict(os.environ)
-        if key is not None:
-            env["GLSANDBOX_AUDIT_KEY"] = key.decode("utf-8", "surrogateescape")
+        if key is not None:  # in a file of the private 0700 folder: a binary key cannot travel as a variable
+            key_file = os.path.join(spec_dir, "audit.key")
+            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(key)
+            env[KEY_FILE_ENV] = key_file
         mark_kernel_env(env)  # the session's signed first record says this notebook gets sealed
         with client.setup_kernel(env=env, cleanup_kc=True):
             # as NotebookClient.execute does: the notebook names its language (sealed, as a frontend saves it)

@@ -797,3 +797,19 @@ def test_cli_in_a_subprocess_never_prints_a_traceback(tmp_path: Path) -> None:
     assert missing.returncode == 2
     assert "Traceback" not in missing.stderr + broken.stderr + ok.stderr
     assert missing.stderr.strip().count("\n") == 0
+
+
+def test_a_binary_key_reaches_the_kernel(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """`glsandbox run --key FILE` hands its kernel the key as a file; random bytes (NUL, non-UTF-8) survive."""
+    import os
+
+    from glsandbox_kernel.audit import load_key
+
+    raw = bytes(range(256)).strip()
+    path = tmp_path / "k"
+    path.write_bytes(raw)
+    key = load_key(path)
+    assert key == raw
+    monkeypatch.setitem(os.environ, "GLSANDBOX_AUDIT_KEY_FILE", str(path))  # as `glsandbox run` passes it
+    monkeypatch.setitem(os.environ, "GLSANDBOX_AUDIT_KEY", "another key")
+    assert load_key() == raw
