@@ -22,12 +22,11 @@ import os
 import shutil
 import socket
 import sys
-import tempfile
 import threading
 import uuid
 from typing import Any, ClassVar
 
-from .. import procfs
+from .. import hosttemp, procfs
 from .. import zygote as _zygote
 from ..config import OSSandboxConfig
 from ..confinement.cgroups import CgroupSection
@@ -204,7 +203,7 @@ class ZygoteBackend(SandboxBackend):
             return None, None
         from ..confinement.network import NetworkProxy
 
-        proxy_dir = tempfile.mkdtemp(prefix="glsandbox-net-")
+        proxy_dir = hosttemp.private_dir("net")
         try:
             proxy = NetworkProxy(
                 os.path.join(proxy_dir, "proxy.sock"),

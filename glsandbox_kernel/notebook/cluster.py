@@ -24,10 +24,10 @@ import concurrent.futures as cf
 import contextlib
 import os
 import sys
-import tempfile
 import time
 from typing import Any
 
+from .. import hosttemp
 from ..terminal_text import printable
 
 _WORKER_ARGS = ("level", "isolation", "fallback", "timeout", "memory", "param", "no_monitor", "allow_errors")
@@ -104,7 +104,7 @@ def run_notebook_task(job: dict[str, Any], *, options: dict[str, Any], audit_key
         cwd = job.get("cwd")
         scratch = None
         if not cwd or not os.path.isdir(cwd):
-            cwd = scratch = tempfile.mkdtemp(prefix="glsandbox-nb-")
+            cwd = scratch = hosttemp.private_dir("nb")
         try:
             summary: RunSummary = run_notebook(nb, args, key=key, cwd=cwd)
         finally:

@@ -34,11 +34,11 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .. import hosttemp
 from ..audit.log import KEY_FILE_ENV
 from ..cli_options import (
     add_notebook_command,
@@ -188,7 +188,7 @@ def run_notebook(
     params = parse_params(list(getattr(args, "param", None) or []))
     inject_parameters(nb, params)
     code_cells = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.source.strip()]
-    spec_dir = tempfile.mkdtemp(prefix="glsandbox-run-")
+    spec_dir = hosttemp.private_dir("run")
     name = "glsandbox-run"
     try:
         os.chmod(spec_dir, 0o700)

@@ -350,7 +350,7 @@ def test_scratch_sweep_never_unmounts_through_a_planted_symlink(tmp_path: Path) 
     import ctypes
     import tempfile
 
-    from glsandbox_kernel.backends import scratch
+    from glsandbox_kernel import hosttemp
 
     target = tmp_path / "mounted"
     target.mkdir()
@@ -359,7 +359,7 @@ def test_scratch_sweep_never_unmounts_through_a_planted_symlink(tmp_path: Path) 
     link = os.path.join(tempfile.gettempdir(), "glsandbox-q999999-planted")
     try:
         os.symlink(str(target), link)
-        scratch._sweep()
+        hosttemp.sweep()
         with open("/proc/self/mountinfo") as fh:
             assert any(line.split()[4] == str(target) for line in fh), "the sweep unmounted through a symlink"
     finally:

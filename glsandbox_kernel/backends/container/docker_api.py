@@ -16,6 +16,7 @@ import importlib
 import logging
 import os
 import resource
+import stat
 import tempfile
 import threading
 import time
@@ -23,6 +24,7 @@ from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
+from ... import hosttemp
 from ...exceptions import BackendUnavailableError, SandboxCrashedError
 from . import images
 
@@ -165,16 +167,7 @@ def for_engine(settings: dict[str, Any]) -> dict[str, Any]:
     for opt in settings.get("security_opt", []):
         if opt.startswith("seccomp=") and opt[len("seccomp=") :].lstrip().startswith("{"):
             profile = opt[len("seccomp=") :].encode()
-            folder = os.path.join(tempfile.gettempdir(), f"glsandbox-seccomp-{os.geteuid()}")
-            os.makedirs(folder, mode=0o755, exist_ok=True)
-            path = os.path.join(folder, hashlib.sha256(profile).hexdigest()[:32] + ".json")
-            if not os.path.exists(path):
-                tmp = f"{path}.{os.getpid()}.tmp"
-                with open(tmp, "wb") as fh:
-                    fh.write(profile)
-                os.chmod(tmp, 0o644)
-                os.replace(tmp, path)
-            opt = f"seccomp={path}"
+            opt = f"seccomp={_profile_file(profile)}"
         opts.append(opt)
     # Podman's tmpfs options have no uid=/gid=; "U" chowns the tmpfs to the container's user.
     tmpfs = {}
@@ -193,6 +186,45 @@ def for_engine(settings: dict[str, Any]) -> dict[str, Any]:
             value = cap if soft == resource.RLIM_INFINITY else min(soft, cap)
             ulimits.append({"name": name, "soft": value, "hard": value})
     return dict(settings, security_opt=opts, tmpfs=tmpfs, ulimits=ulimits)
+
+
+def _profile_file(profile: bytes) -> str:
+    """HOST side: a file holding ``profile`` for Podman to read, in a folder only this uid can write.
+
+    The shared temporary folder is everyone's: a folder or file planted
+    there under the expected name (the profile is public, so is its digest)
+    would hand the container a profile of the planter's choosing. The
+    per-uid folder is used only when it is a real directory of this uid
+    that nobody else can write, and an existing file only when its content
+    is the profile; otherwise this process writes its own private copy.
+    """
+    name = hashlib.sha256(profile).hexdigest()[:32] + ".json"
+    folder = os.path.join(tempfile.gettempdir(), f"glsandbox-seccomp-{os.geteuid()}")
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(folder, 0o700)
+    st = os.lstat(folder)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        folder = _private_profile_dir()
+    path = os.path.join(folder, name)
+    with contextlib.suppress(OSError), open(path, "rb") as fh:
+        if fh.read(len(profile) + 1) == profile:
+            return path
+    tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
+    with open(tmp, "wb") as fh:
+        fh.write(profile)
+    os.replace(tmp, path)
+    return path
+
+
+_private_profiles: str | None = None
+
+
+def _private_profile_dir() -> str:
+    """HOST side: this process's own 0700 folder for profiles (swept after it is gone)."""
+    global _private_profiles
+    if _private_profiles is None:
+        _private_profiles = hosttemp.private_dir("ctr", "seccomp-")
+    return _private_profiles
 
 
 def daemon_info() -> tuple[dict[str, Any] | None, str]:

@@ -15,12 +15,11 @@ import select
 import shutil
 import socket
 import struct
-import tempfile
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ... import procfs
+from ... import hosttemp, procfs
 from ...exceptions import BackendUnavailableError, SandboxCrashedError, SandboxSecurityError
 from ...worker.bootstrap import SETUP_FAILED_EXIT, VERSION_MISMATCH_EXIT
 from . import docker_api, images, lifetime
@@ -117,7 +116,7 @@ def _accept_report(listener: socket.socket, container_id: str, backend: str) -> 
 
 def _private_listener(undo: contextlib.ExitStack) -> tuple[socket.socket, str, str]:
     """(listening socket, its directory to bind, the outer directory to remove)."""
-    outer = tempfile.mkdtemp(prefix="glsandbox-ctr-")
+    outer = hosttemp.private_dir("ctr")
     undo.callback(shutil.rmtree, outer, True)
     sock_dir = os.path.join(outer, "s")
     os.mkdir(sock_dir)
@@ -129,7 +128,7 @@ def _private_listener(undo: contextlib.ExitStack) -> tuple[socket.socket, str, s
 
 def _proxy_dir(proxy_for: Callable[[str], NetworkProxy], undo: contextlib.ExitStack) -> tuple[str, NetworkProxy]:
     """A private directory with the network proxy's socket in it (kept while the container lives)."""
-    proxy_dir = tempfile.mkdtemp(prefix="glsandbox-net-")
+    proxy_dir = hosttemp.private_dir("net")
     undo.callback(shutil.rmtree, proxy_dir, True)
     os.chmod(proxy_dir, 0o711)  # the container's user reaches the socket (0666), nobody lists it
     proxy = proxy_for(os.path.join(proxy_dir, "proxy"))
