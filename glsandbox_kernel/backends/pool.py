@@ -30,6 +30,8 @@ import time
 from collections.abc import Callable
 from typing import Generic, Protocol, TypeVar
 
+from ..exceptions import BackendUnavailableError
+
 log = logging.getLogger("glsandbox.pool")
 
 
@@ -243,7 +245,8 @@ class WarmPool(Generic[W]):
                     failures = self._failures
                     self._cond.notify_all()
                 log.warning("%s pool %s: could not start a worker: %s", self.policy.label, self.key[:8], exc)
-                if failures >= self.policy.max_failures:
+                # A backend that cannot run this config will not start on a retry either.
+                if failures >= self.policy.max_failures or isinstance(exc, BackendUnavailableError):
                     return
                 time.sleep(self.policy.backoff * failures)
                 continue

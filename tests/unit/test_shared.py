@@ -295,6 +295,24 @@ def test_pool_backs_off_and_gives_up_after_failures() -> None:
     assert pool.take() is None
 
 
+def test_pool_stops_at_once_when_the_backend_cannot_run_the_config() -> None:
+    """A BackendUnavailableError is permanent for that config: no retries, no backoff sleeps."""
+    from glsandbox_kernel.exceptions import BackendUnavailableError
+
+    calls: list[float] = []
+
+    def launcher() -> FakeWorker:
+        calls.append(time.monotonic())
+        raise BackendUnavailableError("t", "cannot enforce this config")
+
+    policy = PoolPolicy(env_var="GLSANDBOX_TEST_POOL_UNSET", default_size=2, max_failures=3, backoff=0.05, label="t")
+    pool: WarmPool[FakeWorker] = WarmPool("k", launcher, policy)
+    pool.refill()
+    assert pool.settle(10)
+    assert isinstance(pool.last_error, BackendUnavailableError)
+    assert len(calls) <= 2, "each filler gives up after its first permanent failure"
+
+
 def test_pool_group_keeps_at_most_max_keys_and_honours_size_override() -> None:
     policy = PoolPolicy(env_var="GLSANDBOX_TEST_POOL_UNSET", default_size=1, max_keys=2, label="t")
     group: PoolGroup[FakeWorker] = PoolGroup(policy)
