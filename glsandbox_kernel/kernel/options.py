@@ -13,6 +13,7 @@ from typing import Any
 import zmq
 
 from ..config import IsolationType, OSSandboxConfig, create_config_by_level, parse_size
+from ..terminal_text import printable
 from .relay import log
 
 
@@ -87,7 +88,8 @@ def relay_input(kernel: Any, prompt: str, password: bool, parent: dict[str, Any]
             if exc.errno == zmq.EAGAIN:
                 break
             raise
-    content = {"prompt": str(prompt), "password": bool(password)}
+    # The sandbox's text: a terminal frontend (jupyter console) prints it as it comes.
+    content = {"prompt": printable(prompt), "password": bool(password)}
     kernel.session.send(kernel.stdin_socket, "input_request", content, parent, ident=ident)
     while True:
         if kernel._interrupted.is_set() or kernel._closed:

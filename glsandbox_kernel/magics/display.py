@@ -89,6 +89,9 @@ class SandboxResult:
         return text if isinstance(text, str) else "<sandbox result>"
 
 
+SANDBOX_DISPLAY_PREFIX = "glsandbox-sandbox:"
+
+
 def show_output(msg: dict[str, Any], executed: list[SandboxResult]) -> None:
     """Display one sandbox output with IPython's machinery, as a local cell would."""
     from IPython.display import clear_output, publish_display_data
@@ -102,8 +105,11 @@ def show_output(msg: dict[str, Any], executed: list[SandboxResult]) -> None:
         data, metadata, transient = (_dict(msg.get(k)) for k in ("data", "metadata", "transient"))
         if not data:
             return
+        # The sandbox names displays in its own space: it cannot update a host cell's display.
+        own = transient.get("display_id")
+        transient = {"display_id": f"{SANDBOX_DISPLAY_PREFIX}{own}"} if isinstance(own, str) and own else {}
         if kind == "update_display_data":
-            if transient.get("display_id"):
+            if transient:
                 publish_display_data(data, metadata, transient=transient, update=True)
         else:
             publish_display_data(data, metadata, transient=transient or None)

@@ -36,6 +36,7 @@ from IPython.core.magic_arguments import MagicArgumentParser, argument, magic_ar
 from ..active_content import clean_frame
 from ..config import IsolationType, SecurityLevel, parse_size
 from ..exceptions import SandboxConfigError, SandboxError, SandboxSecurityError
+from ..terminal_text import printable
 from .display import SandboxResult, install_error_display, sandbox_error, show_output
 from .sessions import DEFAULT_NAME, NamedSession, SessionRegistry, SessionSettings
 from .transfer import accept_out, encode_in
@@ -278,6 +279,7 @@ class SandboxMagics(Magics):
             return shown if shown is not msg else None  # the record lists what the frontend got
 
         def on_input(prompt: str, password: bool) -> str:
+            prompt = printable(prompt)  # the sandbox's text: no escape sequence reaches the terminal
             if password:
                 import getpass
 

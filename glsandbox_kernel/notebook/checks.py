@@ -32,6 +32,7 @@ class CellCheck:
     outside: bool = False  # an ordinary cell of a non-glsandbox notebook (not a %%sandbox cell)
     superseded: int = 0  # records of earlier runs of this cell (re-executed)
     out_of_order: bool = False  # its record is older than that of a cell above it
+    hidden_text: bool = False  # stream text that \r/\b hide from the hashed (shown) form
     problems: list[str] = dataclasses.field(default_factory=list)
     warnings: list[str] = dataclasses.field(default_factory=list)
 

@@ -221,6 +221,27 @@ def _canonical(outputs: Iterable[Mapping[str, Any]]) -> list[tuple[dict[str, Any
     return [(item, o) for item, o in result if item["output_type"] != "stream" or item["text"]]
 
 
+def streams_as_shown(outputs: Iterable[Mapping[str, Any]]) -> tuple[list[Any], bool]:
+    """``(outputs with every stream's text as a terminal shows it, whether any text changed)``.
+
+    The hash covers stream text after ``\\r``/``\\b`` are applied (JupyterLab
+    saves that form). A viewer that shows raw text (nbviewer, GitHub, an
+    editor) would also show text hidden behind them, which no record covers:
+    the verifier names such cells, the evidence report renders this form.
+    """
+    shown: list[Any] = []
+    changed = False
+    for output in outputs:
+        if output.get("output_type") == "stream":
+            raw = _text(output.get("text"))
+            done = process_stream_text(raw)
+            if done != raw:
+                changed = True
+                output = {**output, "text": done}
+        shown.append(output)
+    return shown, changed
+
+
 def canonical_outputs(outputs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The stable form of a cell's outputs that is hashed (see the module docstring).
 
@@ -443,5 +464,6 @@ __all__ = [
     "process_stream_text",
     "role_metadata",
     "source_hash",
+    "streams_as_shown",
     "summary_line",
 ]

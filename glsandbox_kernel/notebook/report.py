@@ -24,6 +24,7 @@ notebook runs here or in the browser.
 from __future__ import annotations
 
 import argparse
+import copy
 import html
 import sys
 from collections.abc import Mapping
@@ -161,8 +162,15 @@ def sanitize(markup: str) -> str:
 def notebook_html(nb: Any, title: str) -> str:
     """The notebook as a sanitized, script-free HTML document (the frame's ``srcdoc``)."""
     from nbconvert import HTMLExporter
+    from nbformat import from_dict
     from pygments.formatters import HtmlFormatter
 
+    from .evidence import streams_as_shown
+
+    nb = copy.deepcopy(nb)
+    for cell in nb.get("cells") or []:
+        if cell.get("cell_type") == "code" and cell.get("outputs"):
+            cell["outputs"] = from_dict(streams_as_shown(cell["outputs"])[0])  # what the record covers
     body, _resources = HTMLExporter(template_name="basic").from_notebook_node(
         nb, resources={"metadata": {"name": title}}
     )

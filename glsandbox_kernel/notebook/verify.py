@@ -50,7 +50,7 @@ from .checks import (
     magic_level,
     source_hashes,
 )
-from .evidence import canonical_outputs, find_audit_output, saved_outputs_evidence
+from .evidence import canonical_outputs, find_audit_output, saved_outputs_evidence, streams_as_shown
 from .seal import METADATA_KEY, check_seal
 from .sealed_run import seal_problems as sealed_run_problems
 
@@ -235,6 +235,12 @@ def verify_notebook(
         else:
             origins = [str(e.get("origin")) for e in rec_entries if isinstance(e, Mapping)] if rec_entries else None
             current = saved_outputs_evidence(shown, origins)
+            if streams_as_shown(shown)[1]:
+                check.hidden_text = True
+                check.warnings.append(
+                    f"{check.label}: its stream output holds text that carriage returns or backspaces hide; the "
+                    "record covers the text as shown (so does `glsandbox report`), a raw viewer shows more"
+                )
             check.outputs_ok = current["outputs_hash"] == recorded_outputs
             if not check.outputs_ok and found_at is not None and rec_entries and is_magic_cell(source):
                 check.outputs_ok = _magic_order_ok(outputs, found_at, rec_entries)
@@ -346,6 +352,8 @@ def verify_notebook(
     if strict:
         if any(c.superseded for c in checks) or any(c.out_of_order for c in checks):
             problems.append("--strict: not one clean top-to-bottom run (cells were re-executed or ran out of order)")
+        if any(c.hidden_text for c in checks):
+            problems.append("--strict: stream output holds text hidden by carriage returns or backspaces")
         if len(sessions) > 1:
             problems.append(f"--strict: the cells ran in {len(sessions)} sandbox sessions, not one")
         executed = [c for c in checks if c.record is not None]
