@@ -305,10 +305,13 @@ def _setup_dev_child(
     ):
         os.symlink(target, f"{dev}/{name}")
     _setup_devpts_child(dev)
+    # /dev/shm is a folder of the scratch tmpfs, like /tmp and the working
+    # directory: the disk quota holds for all three together, not for each.
     os.mkdir(dev + "/shm", 0o1777)
-    os.chmod(dev + "/shm", 0o1777)
-    shm_size = min(section.scratch_size or 64 * 1024 * 1024, 64 * 1024 * 1024)
-    _mount_child("tmpfs", dev + "/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, f"mode=1777,size={shm_size}")
+    os.mkdir("/scratch/shm", 0o1777)
+    os.chmod("/scratch/shm", 0o1777)
+    _mount_child("/scratch/shm", dev + "/shm", None, MS_BIND)
+    _mount_child(None, dev + "/shm", None, MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV | MS_NOEXEC)
     _mount_child(None, dev, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC)
 
 
