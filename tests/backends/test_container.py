@@ -293,7 +293,9 @@ def test_settings_builder_is_shared_and_locked_down(monkeypatch: pytest.MonkeyPa
     assert s["pids_limit"] == 32
     ulimits = {u["name"]: u["soft"] for u in s["ulimits"]}
     assert ulimits["nofile"] == 64 and ulimits["fsize"] == 8 * MiB and ulimits["core"] == 0
-    assert all(f"size={32 * MiB}" in opts for opts in s["tmpfs"].values())
+    # The 32 MiB disk quota is split between the three scratch tmpfs: their sum is the quota.
+    assert f"size={16 * MiB}" in s["tmpfs"][s["working_dir"]] and f"size={8 * MiB}" in s["tmpfs"]["/tmp"]
+    assert s["shm_size"] == 8 * MiB
     assert set(s["tmpfs"]) == {"/tmp", s["working_dir"]}
     assert s["labels"]["glsandbox"] == "1" and s["labels"]["glsandbox.session"] == "sess-1"
     assert s["labels"][LABEL_HOST_PID] == str(os.getpid())

@@ -377,9 +377,12 @@ def container_settings(
         binds[proxy_dir] = {"bind": NET_DIR, "mode": "ro"}
     # Docker's tmpfs defaults to noexec; "exec" only where new programs are allowed.
     tmpfs_opts = "rw,nosuid,nodev," + ("exec" if config.new_programs_allowed else "noexec")
-    size = lim.disk_quota_bytes or lim.memory_limit_bytes
-    if size:
-        tmpfs_opts += f",size={int(size)}"
+    sizes = scratch_sizes(lim.disk_quota_bytes, lim.memory_limit_bytes)
+    work_opts, tmp_opts = tmpfs_opts, tmpfs_opts
+    if sizes.get("work"):
+        work_opts += f",size={sizes['work']}"
+    if sizes.get("tmp"):
+        tmp_opts += f",size={sizes['tmp']}"
     uid, _, gid = SANDBOX_USER.partition(":")
     ulimits = _ulimits(config)
     section = seccomp_section(config, runtime)
@@ -398,7 +401,7 @@ def container_settings(
         "network_mode": "none",
         "network_disabled": True,
         "read_only": True,
-        "tmpfs": {"/tmp": tmpfs_opts + ",mode=1777", WORK_DIR: tmpfs_opts + f",uid={uid},gid={gid},mode=0700"},
+        "tmpfs": {"/tmp": tmp_opts + ",mode=1777", WORK_DIR: work_opts + f",uid={uid},gid={gid},mode=0700"},
         "volumes": binds,
         "cap_drop": ["ALL"],
         "security_opt": ["no-new-privileges:true", "seccomp=" + json.dumps(profile)],
@@ -407,6 +410,8 @@ def container_settings(
         "ulimits": ulimits,
         "log_config": {"type": "json-file", "config": {"max-size": "1m", "max-file": "1"}},
     }
+    if sizes.get("shm"):
+        settings["shm_size"] = sizes["shm"]
     if lim.memory_limit_bytes is not None:
         settings["mem_limit"] = int(lim.memory_limit_bytes)
         settings["memswap_limit"] = int(lim.memory_limit_bytes)
@@ -442,6 +447,23 @@ def settings_key(settings: dict[str, Any]) -> str:
     per_use = (SOCKET_DIR, NET_DIR)
     stable["volumes"] = {k: v for k, v in settings.get("volumes", {}).items() if v.get("bind") not in per_use}
     return hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def scratch_sizes(quota: int | None, memory: int | None) -> dict[str, int]:
+    """HOST side: bytes for the working directory, ``/tmp`` and ``/dev/shm`` of one container.
+
+    Each is its own tmpfs (Docker mounts one per path), so a disk quota is
+    split between them (a half, a quarter, a quarter) and their sum is the
+    quota; without one, each is bounded by the memory limit (tmpfs pages
+    are charged to the container's memory).
+    """
+    if quota:
+        work = max(int(quota) // 2, 1 << 20)
+        tmp = max(int(quota) // 4, 1 << 20)
+        return {"work": work, "tmp": tmp, "shm": max(int(quota) - work - tmp, 1 << 20)}
+    if memory:
+        return {"work": int(memory), "tmp": int(memory)}
+    return {}
 
 
 def create_kwargs(api: Any, settings: dict[str, Any]) -> dict[str, Any]:
