@@ -41,6 +41,8 @@ from .exceptions import SandboxSecurityError, UnsupportedType
 MAX_DEPTH = 200
 #: most members of one set (or keys of one dict) that may share a hash value
 MAX_SAME_HASH = 32
+# A Fraction's numerator and denominator: normalising bigger ones costs the host seconds of math.gcd.
+FRACTION_BITS = 1 << 13
 
 
 @dataclasses.dataclass(frozen=True)
@@ -389,6 +391,9 @@ def _dec(r: _Reader, depth: int) -> Any:
             num, den = _dec(r, depth + 1), _dec(r, depth + 1)
             if type(num) is not int or type(den) is not int:
                 raise SandboxSecurityError("malformed value: Fraction needs two ints")
+            if max(num.bit_length(), den.bit_length()) > FRACTION_BITS:
+                # Normalising runs math.gcd, quadratic in the size and not interruptible.
+                raise SandboxSecurityError(f"Fraction from the sandbox has more than {FRACTION_BITS} bits")
             return fractions.Fraction(num, den)
     except (ValueError, OverflowError, ArithmeticError, ZeroDivisionError) as exc:
         raise SandboxSecurityError(f"malformed value for tag {tag!r}: {exc}") from exc

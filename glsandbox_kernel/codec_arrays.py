@@ -160,6 +160,11 @@ def decode_pandas(r: Any, tag: bytes, depth: int, dec: Dec) -> Any:
             index = pd.RangeIndex(*rng, name=meta["index_name"])
         else:
             raise SandboxSecurityError("malformed pandas index")
+        rows = len(index)
+        np = sys.modules["numpy"]
+        for c in raw:  # a scalar here would be broadcast to every row: a tiny frame, a huge host allocation
+            if not (type(c) is list or (type(c) is np.ndarray and c.ndim == 1)) or len(c) != rows:
+                raise SandboxSecurityError("malformed pandas value: a column is not one value per row")
         cols = [_host_array(pd, c, d, index) for c, d in zip(raw, dtypes, strict=True)]
         if tag == b"X":
             return index
