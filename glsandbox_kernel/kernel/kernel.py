@@ -39,6 +39,7 @@ from typing import Any
 from ipykernel.kernelbase import Kernel
 
 from .._version import __version__
+from ..active_content import clean_user_expressions
 from ..config import OSSandboxConfig
 from .limits import CellLimitGuard, CellOptions, CellOptionsError, fmt_bytes, rewrite_error, split_cell_options
 from .options import config_from_traits, relay_input
@@ -409,7 +410,9 @@ class SandboxKernel(QuickRequests, KernelOptions, Kernel):
             "status": "ok",
             "execution_count": self.execution_count,
             "payload": safe_payload(result.payload, relay.replaced),
-            "user_expressions": {str(k): as_dict(v, relay.replaced) for k, v in result.user_expressions.items()},
+            "user_expressions": clean_user_expressions(
+                as_dict(result.user_expressions, relay.replaced), relay.replaced
+            ),
         }
 
     def _limits(self, sandbox: Any, options: CellOptions) -> dict[str, Any]:
