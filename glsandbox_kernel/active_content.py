@@ -258,7 +258,7 @@ LATEX_MACROS = frozenset(
     textnormal mbox emph rm bf it sf tt cal quad qquad enspace thinspace negthinspace hspace vspace kern
     mkern mskip hskip phantom hphantom vphantom smash mathstrut strut begin end hline cline hdashline
     langle rangle lfloor rfloor lceil rceil lbrace rbrace lbrack rbrack vert Vert lvert rvert lVert rVert
-    ulcorner urcorner llcorner lrcorner lgroup rgroup tag notag nonumber label mathop mathbin mathrel
+    ulcorner urcorner llcorner lrcorner lgroup rgroup tag notag nonumber mathop mathbin mathrel
     mathopen mathclose mathpunct mathord mathinner not neq cancel bcancel xcancel sideset tiny small
     normalsize large Large LARGE huge Huge displaylines space nobreakspace
     """.split()
