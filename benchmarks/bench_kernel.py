@@ -7,6 +7,11 @@
    has run (target <= 1.05): the sandbox's worker starts while the kernel
    starts. Both sides' modules are compiled first (:func:`compile_package`),
    as an installed package's are; the spread of the per-round ratios is given.
+   Both kernels start the same way (``start_new_kernel``, this cwd, this
+   interpreter). With ``$GLSANDBOX_KERNEL_TRACE=FILE`` the glsandbox kernel
+   appends ``<time.monotonic()> <pid> <mark>`` lines to FILE (import done,
+   template started, sandbox started, shell answered, kernel_info replied,
+   execute begin/end): where a start spends its time.
 3. Restart (``restart_kernel`` until ready) (targets <= 1.5).
 4. A ``%%sandbox`` cell in a warm session vs the same code run locally, in
    the same stock kernel: the added milliseconds (target <= 3 ms), through

@@ -10,6 +10,11 @@ renders the bundles in its state as trusted outputs. So, before anything the
 sandbox made reaches a frontend:
 
 - script MIME types (JavaScript, Bokeh/HoloViews exec/load bundles) are dropped;
+- ``text/latex`` is kept only when every TeX macro in it is a plain math macro
+  (:data:`LATEX_MACROS`): MathJax/KaTeX also know ``\\href{javascript:...}``,
+  ``\\class``, ``\\style``, ``\\cssId``, ``\\unicode``, ``\\require``, ``\\def``
+  ..., so a formula with any other macro is dropped (its ``text/plain`` stays);
+  an allowlist, not a list of known-bad macros, and no rewriting of TeX;
 - ``text/html`` (and ``*+html``), ``image/svg+xml`` and ``text/markdown`` pass
   through an allowlist sanitizer (nh3, the Ammonia library): no scripts, no
   event handlers, no ``javascript:`` URLs, no frames/objects/forms, and
@@ -25,7 +30,8 @@ named in ``notes`` (the kernel shows one notice per cell). Each function
 returns its argument itself when nothing changed, so callers can tell.
 
 Who calls: :mod:`glsandbox_kernel.kernel.relay` (outputs, comm frames, the
-pager payload), :mod:`glsandbox_kernel.kernel.quick` (inspect replies) and
+pager payload), :mod:`glsandbox_kernel.kernel.kernel` (execute_reply
+``user_expressions``), :mod:`glsandbox_kernel.kernel.quick` (inspect replies) and
 :mod:`glsandbox_kernel.magics.magic` (``%%sandbox`` republishing).
 """
 
@@ -58,7 +64,6 @@ SCRIPT_MIMETYPES = frozenset(
 KEPT_MIMETYPES = frozenset(
     {
         "text/plain",
-        "text/latex",
         "application/json",
         "application/pdf",
         "image/png",
@@ -220,8 +225,60 @@ def clean_markdown(text: str) -> str:
     return _MD_REFDEF.sub(lambda m: m.group(1) + _md_target(m.group(2), image=True), text)
 
 
+#: TeX macros a ``text/latex`` output may use: math symbols, layout and fonts, nothing that makes a
+#: link, sets a CSS class/style/id, loads an extension, defines a macro or runs an action
+LATEX_MACROS = frozenset(
+    """
+    alpha beta gamma delta epsilon varepsilon zeta eta theta vartheta iota kappa varkappa lambda mu nu xi
+    omicron pi varpi rho varrho sigma varsigma tau upsilon phi varphi chi psi omega Gamma Delta Theta Lambda
+    Xi Pi Sigma Upsilon Phi Psi Omega digamma aleph beth gimel hbar hslash ell wp Re Im imath jmath
+    sum prod coprod int iint iiint oint bigcup bigcap bigsqcup bigvee bigwedge bigoplus bigotimes bigodot
+    biguplus lim limsup liminf sup inf max min arg det exp log ln lg sin cos tan cot sec csc arcsin arccos
+    arctan sinh cosh tanh coth deg dim gcd hom ker Pr mod bmod pmod pod
+    leq geq neq le ge ne leqslant geqslant approx equiv sim simeq cong propto ll gg prec succ preceq succeq
+    subset supset subseteq supseteq subsetneq supsetneq sqsubseteq sqsupseteq in notin ni owns forall
+    exists nexists mid nmid parallel nparallel perp models vdash dashv asymp doteq bowtie smile frown
+    to gets mapsto rightarrow leftarrow Rightarrow Leftarrow leftrightarrow Leftrightarrow longrightarrow
+    longleftarrow Longrightarrow Longleftarrow longleftrightarrow Longleftrightarrow longmapsto implies
+    impliedby iff uparrow downarrow Uparrow Downarrow updownarrow Updownarrow nearrow searrow swarrow
+    nwarrow hookrightarrow hookleftarrow rightharpoonup rightharpoondown leftharpoonup leftharpoondown
+    rightleftharpoons xrightarrow xleftarrow
+    infty partial nabla cdot cdots ldots dots dotsc dotsb dotsm vdots ddots times div pm mp ast star circ
+    bullet oplus ominus otimes oslash odot cup cap sqcup sqcap uplus setminus smallsetminus wedge vee land
+    lor neg lnot emptyset varnothing angle measuredangle prime backslash surd top bot triangle
+    triangleleft triangleright bigtriangleup bigtriangledown diamond Box square blacksquare checkmark
+    dagger ddagger amalg wr natural flat sharp clubsuit diamondsuit heartsuit spadesuit complement
+    therefore because
+    frac dfrac tfrac cfrac binom dbinom tbinom choose over atop sqrt root of left right middle big Big bigg
+    Bigg bigl bigr Bigl Bigr biggl biggr Biggl Biggr bigm Bigm overline underline hat widehat tilde
+    widetilde bar vec dot ddot dddot acute grave breve check mathring overbrace underbrace overset underset
+    stackrel substack overrightarrow overleftarrow limits nolimits displaystyle textstyle scriptstyle
+    scriptscriptstyle mathrm mathbf mathit mathsf mathtt mathcal mathbb mathfrak mathscr mathnormal
+    boldsymbol bm pmb operatorname operatornamewithlimits text textrm textbf textit textsf texttt textup
+    textnormal mbox emph rm bf it sf tt cal quad qquad enspace thinspace negthinspace hspace vspace kern
+    mkern mskip hskip phantom hphantom vphantom smash mathstrut strut begin end hline cline hdashline
+    langle rangle lfloor rfloor lceil rceil lbrace rbrace lbrack rbrack vert Vert lvert rvert lVert rVert
+    ulcorner urcorner llcorner lrcorner lgroup rgroup tag notag nonumber mathop mathbin mathrel
+    mathopen mathclose mathpunct mathord mathinner not neq cancel bcancel xcancel sideset tiny small
+    normalsize large Large LARGE huge Huge displaylines space nobreakspace
+    """.split()
+)
+_TEX_TOKEN = re.compile(r"\\([A-Za-z]+|.)", re.S)
+
+
+def latex_refusal(text: str) -> str | None:
+    """The first macro of ``text`` that is not in :data:`LATEX_MACROS`, or None (control symbols such
+    as ``\\,`` or ``\\\\`` are typography and always allowed). TeX's own tokens: ``\\\\href`` is a
+    line break and the letters "href"."""
+    for m in _TEX_TOKEN.finditer(text):
+        name = m.group(1)
+        if name[:1].isalpha() and name not in LATEX_MACROS:
+            return name
+    return None
+
+
 def _kind(mime: str) -> str | None:
-    """How a bundle entry is treated: "drop", "html", "svg", "markdown", or None (kept)."""
+    """How a bundle entry is treated: "drop", "html", "svg", "markdown", "latex", or None (kept)."""
     m = mime.lower().split(";")[0].strip()
     if "javascript" in m or "ecmascript" in m or m in SCRIPT_MIMETYPES:
         return "drop"
@@ -231,6 +288,8 @@ def _kind(mime: str) -> str | None:
         return "svg"
     if m == "text/markdown":
         return "markdown"
+    if m == "text/latex" and mime == mime.strip():
+        return "latex"
     if m in KEPT_MIMETYPES and mime == mime.strip():
         return None
     return "drop"
@@ -259,6 +318,14 @@ def clean_bundle(data: dict[str, Any], notes: Notes = None) -> dict[str, Any]:
             del out[mime]
             _note(notes, f"a non-text {mime} output removed")
             continue
+        if kind == "latex":
+            macro = latex_refusal(text)
+            if macro is None:
+                out[mime] = text
+            else:
+                del out[mime]
+                _note(notes, f"text/latex output removed (the macro \\{macro} is not a plain math macro)")
+            continue
         if kind == "markdown" and not any(c in text for c in "<:]&"):
             continue
         out[mime] = _CLEANERS[kind](text)
@@ -283,6 +350,38 @@ def clean_payload(payload: dict[str, Any], notes: Notes = None) -> dict[str, Any
         return payload
     cleaned = clean_bundle(data, notes)
     return payload if cleaned is data else {**payload, "data": cleaned}
+
+
+def clean_user_expressions(value: Any, notes: Notes = None) -> dict[str, Any]:
+    """execute_reply ``user_expressions`` (JSON-safe already) as the protocol shapes them, cleaned.
+
+    Each entry is ``{"status": "ok", "data": bundle, "metadata": dict}`` with
+    its bundle cleaned like any output, or ``{"status": "error", "ename",
+    "evalue", "traceback"}`` with text only; anything else is dropped. The
+    sandboxed shell computes them, so hostile code may have chosen every byte.
+    """
+    out: dict[str, Any] = {}
+    if not isinstance(value, dict):
+        return out
+    for name, item in value.items():
+        if not isinstance(item, dict):
+            continue
+        if item.get("status") == "ok":
+            data, metadata = item.get("data"), item.get("metadata")
+            out[str(name)] = {
+                "status": "ok",
+                "data": clean_bundle(data, notes) if isinstance(data, dict) else {},
+                "metadata": metadata if isinstance(metadata, dict) else {},
+            }
+            continue
+        traceback = item.get("traceback")
+        out[str(name)] = {
+            "status": "error",
+            "ename": str(item.get("ename", "Error")),
+            "evalue": str(item.get("evalue", "")),
+            "traceback": [str(x) for x in traceback] if isinstance(traceback, list) else [],
+        }
+    return out
 
 
 def clean_state(value: Any, notes: Notes = None, depth: int = 0) -> Any:

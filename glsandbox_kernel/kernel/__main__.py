@@ -11,11 +11,15 @@ def main() -> None:
     The zygote template and the sandbox's host side start first (:mod:`.prestart`), while
     ipykernel is imported.
     """
-    from .prestart import prepare
+    from .prestart import prepare, trace
 
+    trace("main")
     prepare(sys.argv[1:])
+    trace("prepared")
     from .app import SandboxKernelApp
     from .kernel import SandboxKernel
+
+    trace("imported")
 
     SandboxKernelApp.launch_instance(kernel_class=SandboxKernel)
 

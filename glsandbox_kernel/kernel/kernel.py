@@ -33,17 +33,23 @@ from __future__ import annotations
 import asyncio
 import sys
 import threading
+import time
 from typing import Any
 
 from ipykernel.kernelbase import Kernel
 
 from .._version import __version__
+from ..active_content import clean_user_expressions
 from ..config import OSSandboxConfig
 from .limits import CellLimitGuard, CellOptions, CellOptionsError, fmt_bytes, rewrite_error, split_cell_options
 from .options import config_from_traits, relay_input
+from .prestart import trace
 from .quick import QUICK_TIMEOUT, QuickRequests
 from .relay import CommGate, IOPubRelay, as_dict, as_lines, json_safe, log, safe_payload
 from .traits import KernelOptions
+
+#: seconds without a cell before the kernel imports its chart and widget libraries (:meth:`_prewarm_when_idle`)
+PREWARM_IDLE = 1.0
 
 _STATE_LOST_NOTICE = (
     "glsandbox: the sandbox worker was stopped ({reason}); variables, imports and definitions from "
@@ -90,6 +96,7 @@ class SandboxKernel(QuickRequests, KernelOptions, Kernel):
         self._lost_reason: str | None = None
         self._prestarted = False
         self._prewarmed = False
+        self._last_activity = time.monotonic()
         from ..widgets.integration import KernelEvidence
 
         self.evidence = KernelEvidence(self, widgets=self.monitor_widgets)
@@ -128,10 +135,13 @@ class SandboxKernel(QuickRequests, KernelOptions, Kernel):
         """Background thread: start the worker and its IPython shell before the first cell."""
         from .prestart import wait
 
+        trace("prestart: begin")
         wait()  # the host side may be warming up already (python -m glsandbox_kernel.kernel)
         try:
             sandbox = self.get_sandbox()
+            trace("prestart: sandbox started")
             sandbox.request({"type": "is_complete", "code": ""}, "is_complete_reply", timeout=QUICK_TIMEOUT)
+            trace("prestart: shell answered")
         except Exception:  # noqa: BLE001 - the first cell reports the problem
             log.warning("could not start the sandbox ahead of the first cell", exc_info=True)
 
@@ -148,9 +158,26 @@ class SandboxKernel(QuickRequests, KernelOptions, Kernel):
     def _start_sandbox_soon(self) -> None:
         """Start the worker and its shell in the background, once (before the first cell needs it)."""
         self._start_worker_soon()
-        if not self._prewarmed:
-            self._prewarmed = True
-            self.evidence.prewarm()
+        self._prewarm_when_idle()
+
+    def _prewarm_when_idle(self) -> None:
+        """Import the monitor's chart and widget libraries once the kernel has been idle a while.
+
+        They take a few hundred ms of this process's CPU (and the GIL) and only cells
+        longer than the monitor's ``LIVE_AFTER`` need them (which import them then),
+        so they never run beside the first cell: a timer checks that no cell ran for
+        :data:`PREWARM_IDLE` seconds, and looks again later otherwise.
+        """
+        if self._prewarmed:
+            return
+        idle = time.monotonic() - self._last_activity
+        if self._running or idle < PREWARM_IDLE:
+            timer = threading.Timer(PREWARM_IDLE - min(idle, PREWARM_IDLE / 2), self._prewarm_when_idle)
+            timer.daemon = True
+            timer.start()
+            return
+        self._prewarmed = True
+        self.evidence.prewarm()
 
     def _start_worker_soon(self) -> None:
         """The worker and its shell, in a background thread, once (from start(), before "ready")."""
@@ -163,6 +190,7 @@ class SandboxKernel(QuickRequests, KernelOptions, Kernel):
         """Reply first, then warm the sandbox: a frontend asks for kernel_info when it connects,
         so the worker starts while the user reads the notebook, without delaying "ready"."""
         await super().kernel_info_request(stream, ident, parent)
+        trace("kernel_info: replied")
         self._start_sandbox_soon()
 
     @property
@@ -196,6 +224,7 @@ class SandboxKernel(QuickRequests, KernelOptions, Kernel):
         cell_id: str | None = None,
     ) -> dict[str, Any]:
         """Run one cell in the sandbox; the blocking part runs in a thread."""
+        trace("execute: begin")
         parent = self.get_parent("shell")
         ident = self._get_shell_context_var(self._shell_parent_ident)
         relay = IOPubRelay(self, parent, self.execution_count)
@@ -208,6 +237,7 @@ class SandboxKernel(QuickRequests, KernelOptions, Kernel):
         self._allow_stdin = bool(allow_stdin)
         self._interrupted.clear()
         self._running += 1
+        self._last_activity = time.monotonic()
         try:
             content = await asyncio.to_thread(
                 self._execute_blocking,
@@ -228,6 +258,8 @@ class SandboxKernel(QuickRequests, KernelOptions, Kernel):
             )
         finally:
             self._running -= 1
+            self._last_activity = time.monotonic()
+        trace("execute: end")
         return self._sendable(content, relay)
 
     def _sendable(self, content: dict[str, Any], relay: IOPubRelay) -> dict[str, Any]:
@@ -378,7 +410,9 @@ class SandboxKernel(QuickRequests, KernelOptions, Kernel):
             "status": "ok",
             "execution_count": self.execution_count,
             "payload": safe_payload(result.payload, relay.replaced),
-            "user_expressions": {str(k): as_dict(v, relay.replaced) for k, v in result.user_expressions.items()},
+            "user_expressions": clean_user_expressions(
+                as_dict(result.user_expressions, relay.replaced), relay.replaced
+            ),
         }
 
     def _limits(self, sandbox: Any, options: CellOptions) -> dict[str, Any]:

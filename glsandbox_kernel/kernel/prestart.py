@@ -10,7 +10,9 @@ starts its sandbox, so the two never do the same work at once.
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 
 #: backends whose workers are not forked from the zygote template
 _NO_TEMPLATE = ("container", "gvisor", "vm")
@@ -18,6 +20,18 @@ _NO_TEMPLATE = ("container", "gvisor", "vm")
 SHELL_MODULES = ("glsandbox_kernel.worker.shell", "glsandbox_kernel.worker.comms")
 #: the host-side warm-up thread :func:`prepare` started (joined by SandboxKernel's prestart)
 WARMING: list[threading.Thread] = []
+
+
+#: ``$GLSANDBOX_KERNEL_TRACE``: a file the kernel appends ``<time.monotonic()> <label>`` lines to
+#: (where its start and first cell spend their time; benchmarks/bench_kernel.py ``--trace``)
+_TRACE = os.environ.get("GLSANDBOX_KERNEL_TRACE")
+
+
+def trace(label: str) -> None:
+    """Note a moment of the kernel's start (host side; a no-op unless ``$GLSANDBOX_KERNEL_TRACE`` names a file)."""
+    if _TRACE:
+        with open(_TRACE, "a", encoding="utf-8") as out:
+            out.write(f"{time.monotonic():.6f} {os.getpid()} {label}\n")
 
 
 def _isolation(argv: list[str]) -> str | None:
@@ -40,6 +54,7 @@ def start_template() -> None:
 
         zygote.PREIMPORT.extend(m for m in SHELL_MODULES if m not in zygote.PREIMPORT)
         zygote.get_zygote()
+        trace("template started")
     except Exception:  # noqa: BLE001 - the sandbox's own start reports what is wrong
         pass
 
@@ -53,6 +68,7 @@ def _warm_host(default: bool) -> None:
         registry.backends()
         if default:
             registry.default_backend()
+        trace("warm: done")
     except Exception:  # noqa: BLE001 - the sandbox's own start reports what is wrong
         pass
 

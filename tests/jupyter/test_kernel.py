@@ -177,6 +177,58 @@ def test_hostile_display_data_is_cleaned(kernel: Kernel) -> None:
     assert shown["content"]["data"]["application/json"] == {"v": None}
 
 
+_HOSTILE_HTML = "<img src=x onerror=alert(document.cookie)><script>alert(1)</script>"
+_HOSTILE_LATEX = r"$\href{javascript:alert(document.cookie)}{click}$"
+
+
+def _no_active(bundle: dict[str, Any]) -> None:
+    text = repr(bundle).lower()
+    for active in ("onerror", "<script", "javascript:", "application/javascript"):
+        assert active not in text, bundle
+
+
+def test_hostile_user_expressions_and_page_payloads_are_cleaned(kernel: Kernel) -> None:
+    """Code in the sandbox replaces its shell's user_expressions and writes its own pager payload:
+    the execute_reply the frontend receives carries neither scripts nor a scripting formula."""
+    reply, _ = kernel.execute(
+        "_ip = get_ipython()\n"
+        f"_bundle = {{'text/plain': 'x', 'text/html': {_HOSTILE_HTML!r}, 'text/latex': {_HOSTILE_LATEX!r},"
+        " 'application/javascript': 'alert(1)'}\n"
+        "_ip.user_expressions = lambda expressions: {k: {'status': 'ok', 'data': _bundle, 'metadata': {}}"
+        " for k in expressions}\n"
+        "_ip.payload_manager.write_payload({'source': 'page', 'data': _bundle, 'start': 0})",
+        user_expressions={"e": "1"},
+    )
+    assert reply["status"] == "ok", reply
+    shown = reply["user_expressions"]["e"]
+    assert shown["status"] == "ok" and shown["data"]["text/plain"] == "x"
+    assert "text/latex" not in shown["data"] and "application/javascript" not in shown["data"]
+    _no_active(shown["data"])
+    pages = [p for p in reply["payload"] if p.get("source") == "page"]
+    assert pages and pages[0]["data"]["text/plain"] == "x"
+    _no_active(pages[0]["data"])
+    kernel.execute("del _ip.user_expressions")  # the shell's own method again
+
+
+def test_hostile_inspect_and_complete_replies_are_cleaned(kernel: Kernel) -> None:
+    """The sandbox's inspector and completer answer with markup: inspect data is sanitized,
+    completion matches are plain text."""
+    reply, _ = kernel.execute(
+        "_ip = get_ipython()\n"
+        f"_ip.object_inspect_mime = lambda *a, **k: {{'text/plain': 'doc', 'text/html': {_HOSTILE_HTML!r},"
+        f" 'text/latex': {_HOSTILE_LATEX!r}}}"
+    )
+    assert reply["status"] == "ok", reply
+    inspected = kernel.shell_reply(kernel.kc.inspect("zip", 3))["content"]
+    assert inspected["found"] is True and inspected["data"]["text/plain"] == "doc"
+    assert "text/latex" not in inspected["data"]
+    _no_active(inspected["data"])
+    assert isinstance(inspected["metadata"], dict)
+    kernel.execute("del _ip.object_inspect_mime")
+    completed = kernel.shell_reply(kernel.kc.complete("zi", 2))["content"]
+    assert "zip" in completed["matches"] and all(isinstance(m, str) for m in completed["matches"])
+
+
 # -- stdin -----------------------------------------------------------------------------------------
 
 

@@ -19,7 +19,15 @@ from pathlib import Path
 import pytest
 
 from glsandbox_kernel import OSSandbox, create_config_by_level
-from glsandbox_kernel.active_content import clean_bundle, clean_frame, clean_markdown, clean_state, clean_svg
+from glsandbox_kernel.active_content import (
+    clean_bundle,
+    clean_frame,
+    clean_markdown,
+    clean_state,
+    clean_svg,
+    clean_user_expressions,
+    latex_refusal,
+)
 from glsandbox_kernel.backends.registry import backends
 from glsandbox_kernel.exceptions import SandboxMemoryError, SandboxRemoteError
 from glsandbox_kernel.output_budget import OutputBudget
@@ -252,3 +260,45 @@ def test_widget_traffic_has_a_budget_of_its_own() -> None:
     assert budget.record_fields()["comm_messages_dropped"] == 5000 - sent
     with_buffers = {"type": "comm_msg", "content": {"comm_id": "c", "data": {}}, "buffers": [b"\0" * (2 << 20)]}
     assert not OutputBudget(1 << 20).admit_comm(with_buffers)
+
+
+def test_latex_keeps_plain_math_and_loses_formulas_with_other_macros() -> None:
+    """MathJax/KaTeX turn some macros into links, CSS classes/styles/ids or loaded extensions."""
+    sympy_like = r"$\displaystyle \left(\frac{\alpha^{2}}{\sqrt{x}}\right)\, \\ \operatorname{sin}{\left(x \right)}$"
+    assert clean_bundle({"text/latex": sympy_like}) == {"text/latex": sympy_like}
+    assert latex_refusal(r"a \\href b") is None  # a line break, then letters
+    for hostile in (
+        r"$\href{javascript:alert(document.cookie)}{click}$",
+        r"$\class{jp-x}{x}$",
+        r"$\style{position:fixed;inset:0}{x}$",
+        r"$\cssId{x}{y}$",
+        r"$\unicode{x1F600}$",
+        r"$\require{action}\toggle{a}{b}\endtoggle$",
+        r"$\def\ok{\href{javascript:1}{x}}\ok$",
+        r"$\\\href{javascript:1}{x}$",
+    ):
+        notes: list[str] = []
+        out = clean_bundle({"text/plain": "x", "text/latex": hostile}, notes)
+        assert out == {"text/plain": "x"}, hostile
+        assert notes and "text/latex" in notes[0]
+    # a list of lines is one text, as Jupyter's multiline strings are
+    assert clean_bundle({"text/latex": [r"\href{javascript:1}", "{x}"]}) == {}
+
+
+def test_user_expressions_are_shaped_and_their_bundles_cleaned() -> None:
+    notes: list[str] = []
+    hostile = {
+        "a": {"status": "ok", "data": {"text/html": "<img src=x onerror=alert(1)>", "text/plain": "1"}, "metadata": {}},
+        "b": {"status": "ok", "data": {"application/javascript": "alert(1)", "text/latex": r"\href{javascript:1}{x}"}},
+        "c": {"status": "error", "ename": "E", "evalue": "v", "traceback": ["t", 1], "extra": "<script>"},
+        "d": "not a dict",
+        "e": {"status": "ok", "data": "<script>alert(1)</script>", "metadata": ["x"]},
+    }
+    out = clean_user_expressions(hostile, notes)
+    assert set(out) == {"a", "b", "c", "e"}
+    assert out["a"]["data"]["text/plain"] == "1" and not _active(out["a"]["data"]["text/html"])
+    assert out["b"] == {"status": "ok", "data": {}, "metadata": {}}
+    assert out["c"] == {"status": "error", "ename": "E", "evalue": "v", "traceback": ["t", "1"]}
+    assert out["e"] == {"status": "ok", "data": {}, "metadata": {}}
+    assert len(notes) >= 3
+    assert clean_user_expressions(["x"]) == {}
