@@ -189,22 +189,25 @@ class _Slot:
         self.last_used = time.monotonic()
         self._lock = threading.Lock()
         log = box.audit_log
-        # The session's memory sink holds its records as they are sealed (by its committer thread).
-        self._sealed: list[dict[str, Any]] | None = next(
-            (s.records for s in (log.sinks if log is not None else []) if isinstance(s, MemorySink)), None
+        # The session's memory sink receives its records as they are sealed (by the shared host loop).
+        self._sink: MemorySink | None = next(
+            (s for s in (log.sinks if log is not None else []) if isinstance(s, MemorySink)), None
         )
 
     def new_lines(self, *, flush: bool = False) -> list[str]:
         """Records sealed since the last call, as lines; ``flush`` seals the pending ones first.
 
-        A task does not wait for its own record (the session's committer seals
-        it while the result travels); the next task or the drain carries it.
+        A task does not wait for its own record (the host loop seals it a
+        moment later, in a batch); the next task or the drain carries it.
+        The sink decodes only the lines sealed since it was last read.
         """
-        sealed = self._sealed
-        if flush or sealed is None:
-            records = self.box.audit_records  # seals what is pending
-            sealed = records if sealed is None else sealed
+        log, sink = self.box.audit_log, self._sink
+        if log is None or sink is None:
+            return []
+        if flush:
+            log.commit()  # seals what is queued
         with self._lock:
+            sealed = sink.records  # the sink's own list, grown in place: no copy of the whole chain
             end = len(sealed)
             fresh = sealed[self.shipped : end]
             self.shipped = end
