@@ -29,7 +29,7 @@ from ..audit.sinks import MemorySink
 from ..config import OSSandboxConfig
 from ..exceptions import SandboxCrashedError, SandboxTimeoutError
 from ..sandbox import OSSandbox
-from .audit import decode_lines, encode_records
+from .audit import decode_lines
 
 PLUGIN_NAME = "glsandbox"
 
@@ -90,7 +90,7 @@ class TaskOutcome:
     ``lines`` the audit records sealed on this worker since its session's last
     task (this call's, unless its committer is still sealing it: then the next
     task or the executor's drain at shutdown carries it; and those of sessions
-    the plugin closed), as compact JSON lines (:func:`.audit.encode_records`).
+    the plugin closed), as the JSON lines their session sealed (one string each).
     """
 
     key: str
@@ -199,7 +199,8 @@ class _Slot:
 
         A task does not wait for its own record (the host loop seals it a
         moment later, in a batch); the next task or the drain carries it.
-        The sink decodes only the lines sealed since it was last read.
+        The lines are the sealed ones as written: nothing is decoded or
+        re-encoded on the worker.
         """
         log, sink = self.box.audit_log, self._sink
         if log is None or sink is None:
@@ -207,11 +208,9 @@ class _Slot:
         if flush:
             log.commit()  # seals what is queued
         with self._lock:
-            sealed = sink.records  # the sink's own list, grown in place: no copy of the whole chain
-            end = len(sealed)
-            fresh = sealed[self.shipped : end]
-            self.shipped = end
-        return encode_records(fresh)
+            fresh = sink.lines(self.shipped)
+            self.shipped += len(fresh)
+        return [line.decode("utf-8").rstrip("\n") for line in fresh]
 
 
 class SandboxPlugin(WorkerPlugin):
