@@ -6,8 +6,13 @@
    record) vs the same 200 calls as plain Dask tasks
    (``client.gather(client.map(f, ...))``); also ``map(chunksize=10)`` (10
    calls per Dask task). Rounds alternate; the figure is the median per-call
-   time, the spread that of the per-round ratios.
+   time, the spread that of the per-round ratios. Every side is one
+   ``client.map`` of the 200 calls, waited for in full.
    Target: sandboxed throughput >= 0.8x plain, i.e. time per call <= 1.25x.
+   Also CPU per call, all processes, and where the added CPU goes (client
+   and scheduler, the Dask workers' task threads, their other threads, the
+   sandboxed processes; per thread from ``/proc``), beside plain tasks that
+   sleep 1 ms (what Dask alone charges for a task that lasts as long).
 2. N small notebooks (default 20) with ``glsandbox run --cluster local:2``
    (one command, cluster start included) vs ``glsandbox run`` on each one
    after the other (one command per notebook, as a user would), alternating
@@ -64,30 +69,84 @@ def row(
     }
 
 
-def _worker_cpu(dask_worker: Any) -> float:
-    """``client.run`` callback: CPU seconds so far of this Dask worker and of its sessions' sandboxes."""
+def _worker_cpu(dask_worker: Any) -> dict[str, float]:
+    """``client.run`` callback: CPU seconds so far of this Dask worker, by place, and of its sessions' sandboxes.
+
+    ``tasks``: the threads Dask runs tasks on (for a sandboxed call: the
+    plugin and ``OSSandbox.execute``, i.e. the session round trip on the host
+    side); ``hostloop``: glsandbox's host loop (seals the sessions' records);
+    ``loop``: every other thread (Dask's event loop, comms);
+    ``sandbox``: the sandboxed worker processes.
+    Per-thread figures come from ``/proc/self/task`` (clock ticks).
+    """
+    import threading
+
     import psutil
 
     from glsandbox_kernel.distributed.plugin import PLUGIN_NAME
 
-    pids = {os.getpid()}
+    tick = os.sysconf("SC_CLK_TCK")
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    out = {"tasks": 0.0, "hostloop": 0.0, "loop": 0.0, "sandbox": 0.0}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended
+            continue
+        name = names.get(int(tid), "")
+        place = "tasks" if "Dask-Default-Threads" in name else "hostloop" if name.startswith("glsandbox-") else "loop"
+        out[place] += (int(fields[11]) + int(fields[12])) / tick
     plugin = dask_worker.plugins.get(PLUGIN_NAME)
+    pids: set[int] = set()
     if plugin is not None:
         for session in plugin.health(doctor=False)["sessions"]:
             pids.update(session["worker_pids"])
-    total = 0.0
     for pid in pids:
         try:
             times = psutil.Process(pid).cpu_times()
         except psutil.Error:
             continue
-        total += times.user + times.system
+        out["sandbox"] += times.user + times.system
+    return out
+
+
+def _cpu(client: Any) -> dict[str, float]:
+    """CPU seconds by place: this process (client and scheduler), and every worker's places summed."""
+    total = {"client": time.process_time(), "tasks": 0.0, "hostloop": 0.0, "loop": 0.0, "sandbox": 0.0}
+    for places in client.run(_worker_cpu).values():
+        for place, seconds in places.items():
+            total[place] += seconds
     return total
 
 
-def _cpu(client: Any) -> float:
-    """CPU seconds of this process (client and scheduler) plus every worker and sandbox."""
-    return time.process_time() + sum(client.run(_worker_cpu).values())
+PLACES = {
+    "client": "the client process (client and scheduler)",
+    "tasks": "the Dask workers' task threads (the plugin and OSSandbox.execute)",
+    "hostloop": "the Dask workers' glsandbox host loop (record sealing)",
+    "loop": "the Dask workers' other threads (Dask's event loop, comms)",
+    "sandbox": "the sandboxed worker processes",
+}
+
+
+def added_row(name: str, ours: list[float], theirs: list[float]) -> dict[str, Any]:
+    """A row of milliseconds per call added (median over rounds), no target (report.py's ``added_ms``)."""
+    a, b = statistics.median(ours), statistics.median(theirs)
+    return {
+        "name": name,
+        "unit": "ms",
+        "ours_ms": a * 1e3,
+        "theirs_ms": b * 1e3,
+        "added_ms": (a - b) * 1e3,
+        "target_added_ms": None,
+        "rounds": len(ours),
+    }
+
+
+def wait_1ms(x: int) -> int:
+    """A plain task that lasts about as long as a sandboxed call, without using CPU."""
+    time.sleep(0.001)
+    return x + 1
 
 
 def bench_calls(n: int, rounds: int) -> list[dict[str, Any]]:
@@ -101,36 +160,52 @@ def bench_calls(n: int, rounds: int) -> list[dict[str, Any]]:
     with local_cluster(2) as cluster, Client(cluster) as client, tempfile.TemporaryDirectory() as tmp:
         mem = SandboxedExecutor(client, config)
         disk = SandboxedExecutor(client, config, audit_path=os.path.join(tmp, "run.jsonl"))
+        # Every side submits one client.map of n tasks and waits for all results.
         sides: dict[str, Callable[[], Any]] = {
             "plain": lambda: client.gather(client.map(f, range(n), pure=False)),
             "memory": lambda: list(mem.map(f, range(n))),
             "file": lambda: list(disk.map(f, range(n))),
             "chunked": lambda: list(mem.map(f, range(n), chunksize=10)),
+            "waiting": lambda: client.gather(client.map(wait_1ms, range(n), pure=False)),
         }
         for run in sides.values():  # sessions start once per worker: not part of the figure
             assert run() == expected
         times: dict[str, list[float]] = {name: [] for name in sides}
-        cpu: dict[str, list[float]] = {name: [] for name in sides}
+        cpu: dict[str, dict[str, list[float]]] = {name: {place: [] for place in PLACES} for name in sides}
         for _ in range(rounds):
             for name, run in sides.items():
                 c0 = _cpu(client)
                 t0 = time.perf_counter()
                 assert run() == expected
                 times[name].append((time.perf_counter() - t0) / n)
-                cpu[name].append((_cpu(client) - c0) / n)
+                c1 = _cpu(client)
+                for place in PLACES:
+                    cpu[name][place].append((c1[place] - c0[place]) / n)
         mem.shutdown()
         disk.shutdown()
         sessions = sum(h["sessions_started"] for h in mem.health(doctor=False).values())
+
+    def total(name: str) -> list[float]:
+        return [sum(per_round) for per_round in zip(*cpu[name].values(), strict=True)]
+
     plain = times["plain"]
     label = f"{n} small sandboxed calls, 2 Dask workers, per call, vs plain Dask tasks"
     extra = {"sessions_started": sessions}
-    return [
+    rows = [
         row(f"{label} (run chain in memory)", times["memory"], plain, CALLS_TARGET, **extra),
         row(f"{label} (run chain in a JSONL file)", times["file"], plain, CALLS_TARGET, **extra),
         row(f"{label} (map chunksize=10)", times["chunked"], plain, None, **extra),
-        # What a call costs in CPU, all processes together: the figure a loaded machine cannot skew.
-        row(f"{label}: CPU per call, all processes (run chain in memory)", cpu["memory"], cpu["plain"], None, **extra),
+        # What a call costs in CPU, all processes together: the figure a loaded machine skews least.
+        row(f"{label}: CPU per call, all processes (run chain in memory)", total("memory"), total("plain"), None),
     ]
+    # Where the added CPU goes, and what Dask alone charges for a task that lasts as long (it sleeps 1 ms).
+    waiting = f"{n} plain Dask tasks that sleep 1 ms vs plain Dask tasks: CPU per call"
+    for place, where in PLACES.items():
+        rows.append(added_row(f"{label}: CPU per call in {where}", cpu["memory"][place], cpu["plain"][place]))
+        if place in ("client", "loop"):  # where Dask alone charges for a longer task
+            rows.append(added_row(f"{waiting} in {where}", cpu["waiting"][place], cpu["plain"][place]))
+    rows.append(added_row(f"{waiting}, all processes", total("waiting"), total("plain")))
+    return rows
 
 
 def _notebooks(directory: str, count: int) -> list[str]:
@@ -196,6 +271,11 @@ def main() -> None:
     print(f"{'benchmark':<112} {'ours':>10} {'theirs':>10} {'ratio':>6} {'spread':>11} {'target':>7}")
     for r in results:
         unit = r.get("unit", "ms")
+        if "added_ms" in r:
+            print(
+                f"{r['name']:<112} {r['ours_ms']:>7.3g} {unit:<2} {r['theirs_ms']:>7.3g} {unit:<2} +{r['added_ms']:.2f} ms"
+            )
+            continue
         ok = "" if r["target"] is None else ("ok" if r["ratio"] <= r["target"] else "MISS")
         target = "-" if r["target"] is None else f"<={r['target']:.2f}"
         spread = f"{r['spread'][0]:.2f}-{r['spread'][1]:.2f}"

@@ -322,7 +322,8 @@ class MemorySink:
     """Keeps copies of the records in ``records`` (host side; tests, notebooks).
 
     Given the sealed line (:func:`write_all`), it keeps the bytes and decodes
-    them when ``records`` is read: no copy on the caller's path.
+    them when ``records`` is read: no copy on the caller's path. The lines
+    stay readable as written (:meth:`lines`; the Dask plugin ships them).
     """
 
     def __init__(self) -> None:
@@ -332,10 +333,14 @@ class MemorySink:
     @property
     def records(self) -> list[dict[str, Any]]:
         """Independent copies of every record written, oldest first."""
-        if self._lines:
-            lines, self._lines = self._lines, []
-            self._records.extend(json.loads(line) for line in lines)
+        done = len(self._records)
+        if len(self._lines) > done:
+            self._records.extend(json.loads(line) for line in self._lines[done:])
         return self._records
+
+    def lines(self, start: int = 0) -> list[bytes]:
+        """The sealed lines from the ``start``-th record on, as written (JSON, newline-terminated)."""
+        return self._lines[start:]
 
     def write(self, record: dict[str, Any]) -> None:
         """Append an independent copy of ``record``."""

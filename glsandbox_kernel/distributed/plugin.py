@@ -29,7 +29,7 @@ from ..audit.sinks import MemorySink
 from ..config import OSSandboxConfig
 from ..exceptions import SandboxCrashedError, SandboxTimeoutError
 from ..sandbox import OSSandbox
-from .audit import decode_lines, encode_records
+from .audit import decode_lines
 
 PLUGIN_NAME = "glsandbox"
 
@@ -90,7 +90,7 @@ class TaskOutcome:
     ``lines`` the audit records sealed on this worker since its session's last
     task (this call's, unless its committer is still sealing it: then the next
     task or the executor's drain at shutdown carries it; and those of sessions
-    the plugin closed), as compact JSON lines (:func:`.audit.encode_records`).
+    the plugin closed), as the JSON lines their session sealed (one string each).
     """
 
     key: str
@@ -189,26 +189,28 @@ class _Slot:
         self.last_used = time.monotonic()
         self._lock = threading.Lock()
         log = box.audit_log
-        # The session's memory sink holds its records as they are sealed (by its committer thread).
-        self._sealed: list[dict[str, Any]] | None = next(
-            (s.records for s in (log.sinks if log is not None else []) if isinstance(s, MemorySink)), None
+        # The session's memory sink receives its records as they are sealed (by the shared host loop).
+        self._sink: MemorySink | None = next(
+            (s for s in (log.sinks if log is not None else []) if isinstance(s, MemorySink)), None
         )
 
     def new_lines(self, *, flush: bool = False) -> list[str]:
         """Records sealed since the last call, as lines; ``flush`` seals the pending ones first.
 
-        A task does not wait for its own record (the session's committer seals
-        it while the result travels); the next task or the drain carries it.
+        A task does not wait for its own record (the host loop seals it a
+        moment later, in a batch); the next task or the drain carries it.
+        The lines are the sealed ones as written: nothing is decoded or
+        re-encoded on the worker.
         """
-        sealed = self._sealed
-        if flush or sealed is None:
-            records = self.box.audit_records  # seals what is pending
-            sealed = records if sealed is None else sealed
+        log, sink = self.box.audit_log, self._sink
+        if log is None or sink is None:
+            return []
+        if flush:
+            log.commit()  # seals what is queued
         with self._lock:
-            end = len(sealed)
-            fresh = sealed[self.shipped : end]
-            self.shipped = end
-        return encode_records(fresh)
+            fresh = sink.lines(self.shipped)
+            self.shipped += len(fresh)
+        return [line.decode("utf-8").rstrip("\n") for line in fresh]
 
 
 class SandboxPlugin(WorkerPlugin):

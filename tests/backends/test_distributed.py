@@ -178,6 +178,21 @@ def test_sessions_are_persistent_and_bounded(client: Any) -> None:
     assert verify_cluster_records(ex.audit.records).ok
 
 
+def test_records_stream_back_with_later_tasks(client: Any) -> None:
+    """A successful call's record (sealed a moment later by the host loop) rides on a later task, not the drain."""
+    address = sorted(client.scheduler_info()["workers"])[0]
+    with SandboxedExecutor(client, STRICT, workers=[address]) as ex:
+        assert ex.submit(square, 7).result() == 49
+        for _ in range(400):  # bounded: each call carries whatever its session sealed since the last one
+            assert ex.submit(square, 2).result() == 4
+            tasks = [t for t in carried_tasks(ex.audit.records) if t["kind"] == "call"]
+            if any(rec["event_type"] == "execution_success" for t in tasks for rec in t["records"]):
+                break
+    carried = [rec for t in tasks for rec in t["records"] if rec["event_type"] == "execution_success"]
+    assert carried, "no call record came back with a task before the drain"
+    assert verify_cluster_records(ex.audit.records).ok
+
+
 def test_sandboxed_submit_default_executor(client: Any) -> None:
     from glsandbox_kernel.distributed.client import default_executor
 
