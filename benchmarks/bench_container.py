@@ -2,8 +2,12 @@
 
 1. Fresh container sandbox, cold (no warm pool): ``OSSandbox(...).execute(f, 1)``
    plus ``close()`` against ``docker run --rm --network none IMAGE python3 -c pass``.
-   Our container's removal runs in a background reaper after close; the
-   figure "incl. removal" also waits for it (reported, no target).
+   Both start a container of the same image and a python in it and wait for
+   an answer: ours the result of ``f(1)`` (after the worker's imports and the
+   call's round trip), docker run the exit status (and, with ``--rm``, the
+   removal). Our container's exit and removal run in a background reaper
+   after close; the figure "incl. removal" also waits for them (reported,
+   no target).
 2. Fresh container sandbox from the warm pool (pool refilled between rounds,
    not timed) against the same ``docker run``; and back to back (sessions
    that follow each other with no pause: the pool refills in parallel and
@@ -103,7 +107,7 @@ def bench_cold(rounds: int, config: OSSandboxConfig = CONTAINER, runtime: str | 
         name, target = f"fresh gvisor, cold: execute(f,1)+close vs docker run --runtime={runtime}", 0.8
     return [
         row(name, statistics.median(ours), d, target),
-        row("  same, incl. waiting for background removal", statistics.median(with_removal), d, None),
+        row("  same, incl. waiting for background exit and removal", statistics.median(with_removal), d, None),
     ]
 
 

@@ -704,9 +704,9 @@ def test_close_removes_the_container(isolation: IsolationType) -> None:
     worker = worker_of(sb)
     pids = worker.host_pids()
     assert worker.pid in pids
-    sb.close()
-    assert worker.poll() is not None
+    sb.close()  # the container's exit and removal finish in the background
     assert ctr.flush_removals(20)
+    assert worker.poll() is not None
     assert not container_exists(worker.container_id)
     assert not any(os.path.exists(f"/proc/{p}") for p in pids)
 
