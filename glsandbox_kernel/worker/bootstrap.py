@@ -1,9 +1,11 @@
 """The container's entry point: SANDBOX side, run before any untrusted code.
 
-Run by path inside the container, as its pid 2 under docker-init (or as the
-sentry's first task under gVisor)::
+Imported from its directory inside the container, as its pid 2 under
+docker-init (or as the sentry's first task under gVisor), so that it loads
+from its compiled pyc (:data:`glsandbox_kernel.backends.container.settings.BOOTSTRAP_CODE`)::
 
-    python3 -s -E /opt/glsandbox/site/glsandbox_kernel/worker/bootstrap.py SPEC_JSON
+    python3 -s -E -c "import sys; sys.path[0] = '/opt/glsandbox/site/glsandbox_kernel/worker'; \\
+        import bootstrap; bootstrap.main(sys.argv)" SPEC_JSON
 
 ``SPEC_JSON`` comes from the host (:func:`glsandbox_kernel.backends.container.settings.worker_command`):
 the Python ``X.Y`` the host needs, the mounted dependency directories, the
@@ -36,7 +38,7 @@ In order:
    it over ``listenerPath``), which is closed here before any request runs.
 
 This file imports nothing of the host side; it must keep working as a
-plain script (no relative imports at module level).
+top-level module (no relative imports at module level).
 """
 
 from __future__ import annotations

@@ -284,7 +284,8 @@ def test_settings_builder_is_shared_and_locked_down(monkeypatch: pytest.MonkeyPa
         assert (name in denied["names"]) is not section["notify"], name
     for name in ("clock_settime", "kcmp", "syslog", "name_to_handle_at"):  # never notified: always in the profile
         assert name in denied["names"]
-    assert s["command"][:4] == ["python3", "-s", "-E", "/opt/glsandbox/site/glsandbox_kernel/worker/bootstrap.py"]
+    assert s["command"][:5] == ["python3", "-s", "-E", "-c", ctr_settings.BOOTSTRAP_CODE]
+    assert "sys.path[0] = '/opt/glsandbox/site/glsandbox_kernel/worker'" in ctr_settings.BOOTSTRAP_CODE
     strict = container_settings(config.replace(security_level="strict"), session_id="sess-1", socket_dir=str(tmp_path))
     assert ctr_settings.seccomp_of(strict)["deny_exec"] is True
     assert s["user"] == "65534:65534"
@@ -340,6 +341,61 @@ def test_settings_builder_is_shared_and_locked_down(monkeypatch: pytest.MonkeyPa
     assert a == ContainerBackend(config).pool_key()
     assert a != ContainerBackend(config.replace(limits=ResourceLimits(memory_limit_bytes=64 * MiB))).pool_key()
     assert a != GVisorBackend(config).pool_key()
+
+
+def test_worker_code_is_bound_as_a_compiled_snapshot(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """The package the container imports is a copy with unchecked-hash pycs, named by its sources' digest."""
+    from glsandbox_kernel.backends.container import code
+
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("X = 1\n")
+    (pkg / "sub" / "__init__.py").write_text("")
+    (pkg / "sub" / "mod.py").write_text("def f():\n    return 2\n")
+    (pkg / "data.json").write_text("{}")
+    monkeypatch.setattr(code.tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    snap = code.worker_code_dir.__wrapped__(str(pkg), "/opt/glsandbox/site/pkg")
+    assert snap != str(pkg) and os.path.basename(snap) == code.source_digest(str(pkg))
+    assert oct(os.stat(os.path.dirname(snap)).st_mode & 0o777) == "0o700"  # the private root
+    assert os.path.dirname(snap) == str(tmp_path / "tmp" / f"glsandbox-code-{os.getuid()}")
+    assert open(os.path.join(snap, "data.json")).read() == "{}"  # non-Python files come along
+    pyc = os.path.join(snap, "sub", "__pycache__", f"mod.{sys.implementation.cache_tag}.pyc")
+    with open(pyc, "rb") as fh:
+        head = fh.read(8)
+    assert int.from_bytes(head[4:8], "little") == 0b01  # hash-based, source never checked
+    assert oct(os.stat(pyc).st_mode & 0o777) == "0o644"  # the container's user reads, nobody writes
+    # Another version of the sources is another snapshot; the same sources reuse it.
+    assert code.worker_code_dir.__wrapped__(str(pkg), "/opt/glsandbox/site/pkg") == snap
+    (pkg / "sub" / "mod.py").write_text("def f():\n    return 3\n")
+    assert code.worker_code_dir.__wrapped__(str(pkg), "/opt/glsandbox/site/pkg") != snap
+    # A root that is not private to this user is not used: the package is bound as it is.
+    other = tmp_path / "other"
+    other.mkdir()
+    monkeypatch.setattr(code.tempfile, "tempdir", str(other))
+    (other / f"glsandbox-code-{os.getuid()}").mkdir(mode=0o777)
+    os.chmod(other / f"glsandbox-code-{os.getuid()}", 0o777)
+    assert code.worker_code_dir.__wrapped__(str(pkg), "/opt/glsandbox/site/pkg") == str(pkg)
+
+
+def compiled_worker_modules() -> dict[str, bool]:
+    """SANDBOX side: whether the worker's modules (and the bootstrap) were loaded from a pyc on disk."""
+    import os
+    import sys
+
+    names = ("bootstrap", "glsandbox_kernel.worker.loop", "glsandbox_kernel.codec", "glsandbox_kernel.protocol")
+    return {
+        n: bool(getattr(sys.modules.get(n), "__cached__", None) and os.path.exists(sys.modules[n].__cached__))
+        for n in names
+    }
+
+
+def test_the_container_imports_the_worker_compiled(isolation: IsolationType) -> None:
+    """No module of the worker is compiled from source in the container (read-only root, no bytecode written)."""
+    with OSSandbox(cfg(isolation)) as sb:
+        assert sb.execute(compiled_worker_modules) == dict.fromkeys(
+            ("bootstrap", "glsandbox_kernel.worker.loop", "glsandbox_kernel.codec", "glsandbox_kernel.protocol"), True
+        )
 
 
 def test_settings_network_goes_through_the_host_proxy(tmp_path: Any) -> None:
@@ -650,9 +706,9 @@ def test_close_removes_the_container(isolation: IsolationType) -> None:
     worker = worker_of(sb)
     pids = worker.host_pids()
     assert worker.pid in pids
-    sb.close()
-    assert worker.poll() is not None
+    sb.close()  # the container's exit and removal finish in the background
     assert ctr.flush_removals(20)
+    assert worker.poll() is not None
     assert not container_exists(worker.container_id)
     assert not any(os.path.exists(f"/proc/{p}") for p in pids)
 

@@ -5,6 +5,7 @@ One concern per module:
 ========================  ==================================================
 :mod:`.settings`          the container's settings and seccomp profile (pure)
 :mod:`.images`            which image, whether its python matches, hints
+:mod:`.code`              the worker's code as bound: a compiled snapshot
 :mod:`.docker_api`        the SDK (lazy), one client, :func:`map_docker_errors`
 :mod:`.lifetime`          reaping, exit hooks, stale sweep
 :mod:`.cgroup`            reading the container's cgroup from outside

@@ -1,9 +1,10 @@
 """No leaks: live containers, background removal, exit hooks, stale sweep (host side).
 
-Containers are removed after their worker ended (in a background reaper,
-so removal is off the caller's path), on interpreter exit (atexit and
-SIGTERM) and, for host processes that died hard, by :func:`sweep_stale` at
-the next start-up (by label ``glsandbox=1`` and the recorded host pid and
+A closed session's container is waited for (killed after a grace period)
+and removed in a background reaper, so neither is on the caller's path;
+live containers are removed on interpreter exit (atexit and SIGTERM) and,
+for host processes that died hard, by :func:`sweep_stale` at the next
+start-up (by label ``glsandbox=1`` and the recorded host pid and
 start time). A forked child forgets its parent's containers and never
 kills them. Warm pools register their drain here (:func:`on_shutdown`).
 """
@@ -62,6 +63,17 @@ def release(container_id: str) -> None:
     """The worker ended and was cleaned up: queue the container's removal."""
     _live.pop(container_id, None)
     _remove_later(container_id)
+
+
+def retire_later(worker: ContainerWorker, grace: float) -> None:
+    """A closed session's container: wait ``grace`` for it to end, kill it if not, clean up (reaper thread)."""
+
+    def job() -> None:
+        if worker.wait(grace) is None:
+            worker.kill()
+        worker.cleanup()
+
+    _reaper.submit(job, key=worker.container_id)
 
 
 def release_proxy(proxy: Any, proxy_dir: str | None) -> None:
