@@ -70,8 +70,13 @@ def encode(message: dict[str, Any]) -> bytes | None:
 
 def _plain(value: dict[str, Any]) -> bool:
     """Sending side: True when ``value`` holds only the allowlisted types, within the bounds."""
+    return _refusal(value) is None
+
+
+def _refusal(value: Any) -> str | None:
+    """Why ``value`` may not be a fast frame, or None (both sides: before packing, after unpacking)."""
     if type(value) is not dict:
-        return False
+        return "not a map"
     scalars = _SCALARS
     stack: list[tuple[Any, int]] = [(value, 0)]
     nodes = 0
@@ -80,11 +85,11 @@ def _plain(value: dict[str, Any]) -> bool:
         container, depth = stack.pop()
         nodes += len(container)
         if nodes > MAX_NODES:
-            return False
+            return f"more than {MAX_NODES} objects"
         if type(container) is dict:
             for key in container:
                 if type(key) is not str:
-                    return False
+                    return "a map key that is not str"
                 size += len(key)
             items = container.values()
         else:
@@ -95,10 +100,12 @@ def _plain(value: dict[str, Any]) -> bool:
                 if t is bytes or t is str:
                     size += len(item)
                 continue
-            if (t is not list and t is not dict) or depth >= MAX_DEPTH:
-                return False
+            if t is not list and t is not dict:
+                return f"a {t.__name__}"
+            if depth >= MAX_DEPTH:
+                return "nesting too deep"
             stack.append((item, depth + 1))
-    return size <= MAX_BYTES
+    return None if size <= MAX_BYTES else f"more than {MAX_BYTES} bytes of str and bytes"
 
 
 def _refuse_ext(code: int, data: bytes) -> Any:
@@ -135,25 +142,6 @@ def decode(data: bytes | bytearray | memoryview) -> dict[str, Any]:
 
 def _check(value: Any) -> None:
     """Host side: the decoded value holds only the allowlisted types, ``str`` keys, bounded nesting."""
-    if type(value) is not dict:
-        raise SandboxSecurityError("malformed value: a MessagePack frame that is not a map")
-    scalars = _SCALARS
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        container, depth = stack.pop()
-        if type(container) is dict:
-            for key in container:
-                if type(key) is not str:
-                    raise SandboxSecurityError("malformed value: a MessagePack map key that is not str")
-            items = container.values()
-        else:
-            items = container
-        for item in items:
-            t = type(item)
-            if t in scalars:
-                continue
-            if t is not list and t is not dict:
-                raise SandboxSecurityError(f"malformed value: MessagePack produced a {t.__name__}")
-            if depth >= MAX_DEPTH:
-                raise SandboxSecurityError("malformed value: nesting too deep")
-            stack.append((item, depth + 1))
+    why = _refusal(value)
+    if why is not None:
+        raise SandboxSecurityError(f"malformed value: a MessagePack frame with {why}")

@@ -33,6 +33,7 @@ from typing import Any
 
 from .backends.base import ResourceSample, SandboxBackend, WorkerProcess
 from .backends.registry import default_backend, get_backend
+from .call_refs import FunctionRefs
 from .codec_fast import AVAILABLE as FAST_CODEC
 from .config import IsolationType, OSSandboxConfig
 from .exceptions import (
@@ -53,8 +54,6 @@ from .session_violations import ViolationAttribution
 log = logging.getLogger("glsandbox.session")
 
 HELLO_TIMEOUT = 30.0
-#: functions a worker holds by reference (sent once per worker, then named by number)
-FN_REFS = 64
 
 OutputCallback = Callable[[dict[str, Any]], None]
 InputCallback = Callable[[str, bool], str]
@@ -101,10 +100,7 @@ class Session(ViolationAttribution):
         self.pending_controls: dict[str, Any] | None = None
         self._last_sample_gen = -1
         self._cap_sent = -1  # the generation whose worker was told the reply cap
-        #: function bytes -> the reference the current worker holds them under (see _by_reference)
-        self._fn_refs: dict[bytes, int] = {}
-        self._fn_refs_gen = -1
-        self._fn_next = 0
+        self._fn_refs = FunctionRefs()  # functions the worker holds: sent once, then by number
         self.closed = False
 
     # -- backend selection ---------------------------------------------------
@@ -300,7 +296,7 @@ class Session(ViolationAttribution):
             if self._cap_sent != self.generation:
                 msg["max_reply"] = chan.max_frame
             if msg.get("type") == "call":
-                msg = self._by_reference(msg)
+                msg = self._fn_refs.apply(msg, self.generation)
             self._interrupt_at = None
             self._stop_at = None
             enforced: str | None = None
@@ -339,8 +335,7 @@ class Session(ViolationAttribution):
                     # stays in step (killed after the grace period if need be).
                     self.interrupt()
                     reply = self._read_until_reply(worker, chan, timeout, on_message, reply_types)
-                if not reply.get("ok", True) and "fn" in msg and "fn_ref" in msg:
-                    self._fn_refs.pop(msg["fn"], None)  # it may not have loaded there: send it again
+                self._fn_refs.settle(msg, reply)
             except _Timeout as exc:
                 self.kill_worker()
                 error = SandboxTimeoutError(
@@ -359,7 +354,7 @@ class Session(ViolationAttribution):
                 )
             except FrameTooLarge as exc:  # refused before sending, or the worker skipped it: all in step
                 self._cap_sent = -1  # a skipped request told the worker nothing: tell it again
-                self._fn_refs_gen = -1  # nor did it define a function reference
+                self._fn_refs.forget()  # nor did it define a function reference
                 error = exc
             except SandboxSecurityError as exc:
                 self.kill_worker()
@@ -400,34 +395,6 @@ class Session(ViolationAttribution):
                 metrics.violations_detected = sum(violation_count(v) for v in violations)
                 metrics.escape_attempts = sum(violation_count(v) for v in violations if v.get("escape"))
             return CallOutcome(reply, error, metrics, violations, state_lost, call_id, enforced)
-
-    def _by_reference(self, msg: dict[str, Any]) -> dict[str, Any]:
-        """A call request whose function the worker already holds names it by number instead.
-
-        The host alone numbers the references and clears them (``fn_reset``) with a new
-        worker, at :data:`FN_REFS` and after a request that may not have arrived; nothing the
-        worker says is relied on (a worker missing one fails that call, never another).
-        """
-        fn = msg.get("fn")
-        if type(fn) is not bytes:
-            return msg
-        refs = self._fn_refs
-        reset = self._fn_refs_gen != self.generation
-        if reset or len(refs) >= FN_REFS:
-            refs.clear()
-            self._fn_refs_gen = self.generation
-            reset = True
-        ref = refs.get(fn)
-        if ref is not None:
-            msg = dict(msg)  # the caller's message keeps its function bytes
-            del msg["fn"]
-            msg["fn_ref"] = ref
-            return msg
-        self._fn_next += 1
-        refs[fn] = msg["fn_ref"] = self._fn_next
-        if reset:
-            msg["fn_reset"] = True
-        return msg
 
     def _read_until_reply(
         self,
