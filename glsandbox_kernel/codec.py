@@ -36,6 +36,7 @@ from typing import Any
 
 from . import codec_arrays as arrays
 from . import codec_columns as columns
+from . import codec_fast as fast
 from .exceptions import SandboxSecurityError, UnsupportedType
 
 MAX_DEPTH = 200
@@ -297,8 +298,11 @@ def decode(data: bytes | bytearray | memoryview, budget: Budget = DEFAULT_BUDGET
     """Decode bytes made by :func:`encode`. Host side: treats ``data`` as hostile, decodes under ``budget``.
 
     ``data`` as a bytearray hands its ownership to the value: large numpy
-    arrays and ``v`` buffers become views of it instead of copies.
+    arrays and ``v`` buffers become views of it instead of copies. A MessagePack
+    frame (its first byte a map header) takes :mod:`glsandbox_kernel.codec_fast`.
     """
+    if data and data[0] in fast.FIRST_BYTES:
+        return fast.decode(data)
     r = _Reader(data, budget)
     value = _dec(r, 0)
     r.check()

@@ -50,28 +50,22 @@ class SandboxMetrics:
     calls: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in _METRIC_FIELDS}
+        values = self.__dict__  # the fields, read without a getattr each (once per call and record)
+        return {name: values[name] for name in _METRIC_FIELDS}
 
     def accumulate(self, other: SandboxMetrics) -> None:
         """Add ``other`` (one call) into this running total."""
-        for name in (
-            "cpu_time_used",
-            "execution_time",
-            "setup_time",
-            "cleanup_time",
-            "disk_read_bytes",
-            "disk_write_bytes",
-            "network_bytes_sent",
-            "network_bytes_received",
-            "syscalls_made",
-        ):
-            a, b = getattr(self, name), getattr(other, name)
+        mine, theirs = self.__dict__, other.__dict__
+        for name in _SUMMED:
+            b = theirs[name]
             if b is not None:
-                setattr(self, name, (a or 0) + b)
+                a = mine[name]
+                mine[name] = b if a is None else a + b
         for name in ("memory_peak_bytes", "pids_peak"):
-            a, b = getattr(self, name), getattr(other, name)
+            b = theirs[name]
             if b is not None:
-                setattr(self, name, b if a is None else max(a, b))
+                a = mine[name]
+                mine[name] = b if a is None else max(a, b)
         if other.memory_current_bytes is not None:
             self.memory_current_bytes = other.memory_current_bytes
         self.violations_detected += other.violations_detected
@@ -84,6 +78,18 @@ class SandboxMetrics:
 
 
 _METRIC_FIELDS = tuple(f.name for f in dataclasses.fields(SandboxMetrics))
+#: the fields a running total adds up
+_SUMMED = (
+    "cpu_time_used",
+    "execution_time",
+    "setup_time",
+    "cleanup_time",
+    "disk_read_bytes",
+    "disk_write_bytes",
+    "network_bytes_sent",
+    "network_bytes_received",
+    "syscalls_made",
+)
 
 Listener = Callable[[dict[str, Any]], None]
 

@@ -21,9 +21,8 @@ CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
-@dataclasses.dataclass(frozen=True)
-class Stat:
-    """The fields of ``/proc/PID/stat`` this project uses."""
+class Stat(NamedTuple):
+    """The fields of ``/proc/PID/stat`` this project uses (a tuple: built on every warm call)."""
 
     state: str
     ppid: int
@@ -51,13 +50,7 @@ def parse_stat(data: bytes) -> Stat | None:
     """Parse the bytes of a ``/proc/PID/stat`` file; None when malformed."""
     try:
         f = data.rsplit(b")", 1)[1].split()
-        return Stat(
-            state=f[0].decode(),
-            ppid=int(f[1]),
-            cpu_ticks=int(f[11]) + int(f[12]) + int(f[13]) + int(f[14]),
-            start_ticks=int(f[19]),
-            rss_pages=int(f[21]),
-        )
+        return Stat(f[0].decode(), int(f[1]), int(f[11]) + int(f[12]) + int(f[13]) + int(f[14]), int(f[19]), int(f[21]))
     except (IndexError, ValueError, UnicodeDecodeError):
         return None
 

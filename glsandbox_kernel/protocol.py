@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import codec
+from . import codec, codec_fast
 from .exceptions import FrameTooLarge, SandboxSecurityError, WorkerGone
 
 _HEADER = struct.Struct(">I")
@@ -83,6 +83,11 @@ class FrameChannel:
         self._skip = 0
         #: called with the size before a large frame's buffer is allocated (the worker imports numpy)
         self.before_large_frame: Callable[[int], None] | None = None
+        #: send small plain messages as MessagePack (:mod:`.codec_fast`): set by the host when the
+        #: worker's hello says it reads them, and on the worker once the host sent one
+        self.fast_send = False
+        #: the worker's channel: start sending fast frames once the peer sent one
+        self.mirror_fast = False
 
     # -- sending ---------------------------------------------------------
     def send(self, message: dict[str, Any]) -> None:
@@ -91,6 +96,12 @@ class FrameChannel:
         Large buffers in ``message`` are written from their own memory, not
         copied into the frame; raises FrameTooLarge past :attr:`max_send`.
         """
+        if self.fast_send:
+            data = codec_fast.encode(message)
+            # past max_send: the full codec below names the size and refuses it
+            if data is not None and (self.max_send is None or len(data) <= self.max_send):
+                self.sock.sendall(_HEADER.pack(len(data)) + data)
+                return
         parts = codec.encode_parts(message)
         size = 0
         large = False
@@ -250,6 +261,13 @@ class FrameChannel:
         self._big, self._big_got = big, have
 
     def _decode(self, payload: bytes | bytearray) -> dict[str, Any]:
+        if payload and payload[0] in codec_fast.FIRST_BYTES:
+            if self.mirror_fast:
+                self.fast_send = True
+            msg = codec_fast.decode(payload)  # a dict with str keys, refused otherwise
+            if type(msg.get("type")) is not str:
+                raise SandboxSecurityError("malformed frame: not a message with a 'type' field")
+            return msg
         budget = codec.DEFAULT_BUDGET
         deadline = self.decode_deadline
         # The call's deadline matters only where it falls before the frame's own allowance.

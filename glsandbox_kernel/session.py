@@ -33,6 +33,8 @@ from typing import Any
 
 from .backends.base import ResourceSample, SandboxBackend, WorkerProcess
 from .backends.registry import default_backend, get_backend
+from .call_refs import FunctionRefs
+from .codec_fast import AVAILABLE as FAST_CODEC
 from .config import IsolationType, OSSandboxConfig
 from .exceptions import (
     BackendUnavailableError,
@@ -98,6 +100,7 @@ class Session(ViolationAttribution):
         self.pending_controls: dict[str, Any] | None = None
         self._last_sample_gen = -1
         self._cap_sent = -1  # the generation whose worker was told the reply cap
+        self._fn_refs = FunctionRefs()  # functions the worker holds: sent once, then by number
         self.closed = False
 
     # -- backend selection ---------------------------------------------------
@@ -140,6 +143,9 @@ class Session(ViolationAttribution):
                 if chan is None or hello is None:
                     raise SandboxCrashedError("the backend connected no worker channel")
                 chan.max_frame = cap
+                # Small requests as MessagePack, to a worker whose hello says it reads them (and replies so).
+                codecs = hello.get("codecs")
+                chan.fast_send = FAST_CODEC and type(codecs) is list and "msgpack" in codecs
                 # A request the worker could not even hold is refused here, before it is sent.
                 chan.max_send = self.config.limits.memory_limit_bytes
                 self.backend.add_violation_listener(worker, self._on_violation)
@@ -289,6 +295,8 @@ class Session(ViolationAttribution):
             # Sent until a request of this worker carried it (the worker keeps it): fewer objects per frame.
             if self._cap_sent != self.generation:
                 msg["max_reply"] = chan.max_frame
+            if msg.get("type") == "call":
+                msg = self._fn_refs.apply(msg, self.generation)
             self._interrupt_at = None
             self._stop_at = None
             enforced: str | None = None
@@ -327,6 +335,7 @@ class Session(ViolationAttribution):
                     # stays in step (killed after the grace period if need be).
                     self.interrupt()
                     reply = self._read_until_reply(worker, chan, timeout, on_message, reply_types)
+                self._fn_refs.settle(msg, reply)
             except _Timeout as exc:
                 self.kill_worker()
                 error = SandboxTimeoutError(
@@ -345,6 +354,7 @@ class Session(ViolationAttribution):
                 )
             except FrameTooLarge as exc:  # refused before sending, or the worker skipped it: all in step
                 self._cap_sent = -1  # a skipped request told the worker nothing: tell it again
+                self._fn_refs.forget()  # nor did it define a function reference
                 error = exc
             except SandboxSecurityError as exc:
                 self.kill_worker()

@@ -9,8 +9,14 @@
   ``comm_*``: handled by :mod:`glsandbox_kernel.worker.shell` (IPython is
   imported only on the first such request, so function-only sessions stay small).
 
-SIGINT is blocked while the loop reads or writes frames and unblocked only
-while user code runs, so an interrupt never tears a frame.
+An interrupt (SIGINT, or the stop signal of enforcing mode) never tears a
+frame: its handlers raise only while user code runs (``_QUIET[0]`` False:
+around a call's function, and around a shell request, which blocks the
+signals itself during its own frame I/O); one that arrives while the loop
+reads or writes frames is dropped, as one that came while idle. The signal
+mask stays as it is across calls: no system call per call for it. Once user
+code installs a handler of its own (which would not drop them), the signals
+are blocked outside user code instead, as they were before each request.
 """
 
 from __future__ import annotations
@@ -28,13 +34,18 @@ import time
 import traceback
 from typing import Any, NoReturn
 
+from .. import codec_fast
 from ..codec import UnsupportedType
 from ..exceptions import ConfinementError, FrameTooLarge, SandboxStopped
 from ..protocol import STOP_SIGNAL, FrameChannel, WorkerGone
 from .common import INTERRUPT_SIGNALS, drop_pending_interrupts
 
-#: the signals that reach user code only while it runs (blocked during frame I/O)
+#: the signals that reach user code only while it runs (dropped during frame I/O)
 _SIGINT = INTERRUPT_SIGNALS
+#: ``[True]`` while the loop does its own work (frame I/O, decoding): interrupts are dropped then
+_QUIET = [True]
+#: most functions the worker keeps by the host's reference (the host clears at 64 and says so)
+_MAX_FN_REFS = 256
 
 
 class Connection:
@@ -43,6 +54,7 @@ class Connection:
     def __init__(self, sock: socket.socket) -> None:
         self.chan = FrameChannel(sock, max_frame=1 << 30)
         self.chan.before_large_frame = _import_numpy
+        self.chan.mirror_fast = True  # replies as MessagePack once the host sent such a request
         self.lock = threading.Lock()
 
     def send(self, msg: dict[str, Any]) -> None:
@@ -142,6 +154,10 @@ class FdForwarder(threading.Thread):
             os.close(w)
             os.set_blocking(r, False)
             self.pipes[r] = name
+        #: one poll(0) after each request says whether anything is waiting (usually nothing)
+        self._ready = select.poll()
+        for r in self.pipes:
+            self._ready.register(r, select.POLLIN)
 
     def launch(self) -> None:
         """Start the thread; if it cannot start, put fds 1 and 2 back and raise ConfinementError.
@@ -194,6 +210,9 @@ class FdForwarder(threading.Thread):
         return True
 
     def drain_all(self) -> None:
+        """Send what subprocesses wrote so far (main thread, before a reply): one poll when nothing is."""
+        if not self.pipes or not self._ready.poll(0):
+            return
         for fd in self.pipes:
             while True:
                 try:
@@ -209,7 +228,14 @@ class FdForwarder(threading.Thread):
 
 def _stop_handler(signum: int, frame: Any) -> None:
     """SANDBOX side: the host stopped the running call (a violation, enforcing mode)."""
-    raise SandboxStopped("stopped by the host: this code tried a forbidden operation (enforcing mode)")
+    if not _QUIET[0]:
+        raise SandboxStopped("stopped by the host: this code tried a forbidden operation (enforcing mode)")
+
+
+def _interrupt_handler(signum: int, frame: Any) -> None:
+    """SANDBOX side: SIGINT from the host interrupts user code; during the loop's own work it is dropped."""
+    if not _QUIET[0]:
+        raise KeyboardInterrupt
 
 
 class Worker:
@@ -222,6 +248,10 @@ class Worker:
         self.writers["stderr"].other = self.writers["stdout"]
         self.forwarder: FdForwarder | None = None
         self._fn_cache: dict[bytes, Any] = {}
+        #: functions by the host's reference (``fn_ref``): sent once, then named by number
+        self._fn_refs: dict[int, Any] = {}
+        #: the interrupts are blocked outside user code (a handler of the user's own is installed)
+        self._masked = False
         self._shell: Any = None
 
     def flush_streams(self) -> None:
@@ -242,27 +272,20 @@ class Worker:
     def handle_call(self, msg: dict[str, Any]) -> dict[str, Any]:
         import cloudpickle
 
-        fn_bytes = msg["fn"]
         try:
-            fn = self._fn_cache.get(fn_bytes)
-            if fn is None:
-                fn = cloudpickle.loads(fn_bytes)
-                # A @sandboxed function pickled by reference resolves to its wrapper.
-                while getattr(fn, "__wrapped_sandboxed__", False):
-                    fn = fn.__wrapped__
-                if len(self._fn_cache) > 64:
-                    self._fn_cache.clear()
-                self._fn_cache[fn_bytes] = fn
+            fn = self._function(msg)
             # Out-of-band pickle-5 buffers (numpy data) are views of the received frame: no copy.
             args, kwargs = (
                 cloudpickle.loads(msg["args"], buffers=msg.get("buffers") or ()) if msg.get("args") else ((), {})
             )
-            drop_pending_interrupts()
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGINT)
+            _QUIET[0] = False
+            if self._masked:
+                drop_pending_interrupts()
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGINT)
             try:
                 value = fn(*args, **kwargs)
             finally:
-                signal.pthread_sigmask(signal.SIG_BLOCK, _SIGINT)
+                self._settle_signals()
         except BaseException as exc:  # noqa: BLE001 - every user error becomes a reply
             if isinstance(exc, SystemExit) and msg.get("script"):
                 code = exc.code
@@ -275,9 +298,40 @@ class Worker:
             return error_reply(msg["id"], exc)
         return {"type": "result", "id": msg["id"], "ok": True, "value": value}
 
+    def _function(self, msg: dict[str, Any]) -> Any:
+        """The call's function: unpickled from ``fn`` (cached by its bytes), or the one the host
+        defined earlier as ``fn_ref`` (the host numbers them; ``fn_reset`` forgets the others)."""
+        import cloudpickle
+
+        ref = msg.get("fn_ref")
+        if msg.get("fn_reset"):
+            self._fn_refs.clear()
+        fn_bytes = msg.get("fn")
+        if fn_bytes is None:
+            fn = self._fn_refs.get(ref) if type(ref) is int else None
+            if fn is None:
+                raise LookupError(f"the host named function reference {ref!r}, which this worker does not hold")
+            return fn
+        fn = self._fn_cache.get(fn_bytes)
+        if fn is None:
+            fn = cloudpickle.loads(fn_bytes)
+            # A @sandboxed function pickled by reference resolves to its wrapper.
+            while getattr(fn, "__wrapped_sandboxed__", False):
+                fn = fn.__wrapped__
+            if len(self._fn_cache) > 64:
+                self._fn_cache.clear()
+            self._fn_cache[fn_bytes] = fn
+        if type(ref) is int:
+            if len(self._fn_refs) >= _MAX_FN_REFS:
+                self._fn_refs.clear()
+            self._fn_refs[ref] = fn
+        return fn
+
     def run(self) -> NoReturn:
         """Main loop; returns only by exiting the process."""
         conn = self.conn
+        # From here on the interrupt signals stay unblocked; their handlers drop them while _QUIET.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGINT)
         while True:
             try:
                 msg = conn.recv()
@@ -306,7 +360,7 @@ class Worker:
             elif kind == "ping":
                 reply = {"type": "pong", "id": msg.get("id")}
             else:
-                reply = self.shell.handle(msg)
+                reply = self._shell_request(msg)
             self.flush_streams()
             try:
                 conn.send(reply)
@@ -355,6 +409,31 @@ class Worker:
                     }
                 )
 
+    def _shell_request(self, msg: dict[str, Any]) -> dict[str, Any]:
+        """A cell or another shell request: the shell unblocks the interrupts itself where user code runs."""
+        signal.pthread_sigmask(signal.SIG_BLOCK, _SIGINT)
+        _QUIET[0] = False
+        try:
+            reply: dict[str, Any] = self.shell.handle(msg)
+        finally:
+            self._settle_signals(blocked=True)
+        return reply
+
+    def _settle_signals(self, *, blocked: bool = False) -> None:
+        """After user code ran: interrupts are dropped again, and blocked (as before each request)
+        for good once user code set a SIGINT or stop handler of its own, which would not drop them."""
+        _QUIET[0] = True
+        if not self._masked and (
+            signal.getsignal(signal.SIGINT) is not _interrupt_handler
+            or signal.getsignal(STOP_SIGNAL) is not _stop_handler
+        ):
+            self._masked = True
+        if self._masked:
+            if not blocked:
+                signal.pthread_sigmask(signal.SIG_BLOCK, _SIGINT)
+        elif blocked:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGINT)  # one still pending is dropped here
+
 
 def error_reply(req_id: Any, exc: BaseException) -> dict[str, Any]:
     """An error result for ``exc`` raised by user code."""
@@ -383,8 +462,8 @@ def serve(sock: socket.socket, *, pass_fds: list[int] | None = None, report: dic
     ``pass_fds`` (e.g. the seccomp listener) are closed here right after they
     are sent, before any user code can run.
     """
-    signal.pthread_sigmask(signal.SIG_BLOCK, _SIGINT)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.pthread_sigmask(signal.SIG_BLOCK, _SIGINT)  # threads started from here on keep them blocked
+    signal.signal(signal.SIGINT, _interrupt_handler)
     signal.signal(STOP_SIGNAL, _stop_handler)
     worker = Worker(sock)
     # The worker's own thread starts before the hello: a hello means the worker is ready.
@@ -396,6 +475,8 @@ def serve(sock: socket.socket, *, pass_fds: list[int] | None = None, report: dic
         "pid": os.getpid(),
         "python": list(sys.version_info[:3]),
         "report": report or {},
+        # requests may come as MessagePack (codec_fast): this worker reads them and replies in kind
+        "codecs": ["msgpack"] if codec_fast.AVAILABLE else [],
     }
     worker.conn.chan.send_with_fds(hello, list(pass_fds or []))
     for fd in pass_fds or []:

@@ -675,3 +675,51 @@ def test_sessions_share_one_host_loop_thread_that_still_monitors_each_call() -> 
     finally:
         for box in boxes:
             box.close()
+
+
+# -- the warm call's fast path (issue 14): functions by reference, interrupts without masks ------
+
+
+def test_functions_travel_once_by_reference_and_again_to_a_new_worker() -> None:
+    def inc(x: int) -> int:
+        return x + 1
+
+    def dec(x: int) -> int:
+        return x - 1
+
+    with OSSandbox(basic()) as box:
+        session = box.session
+        assert [box.execute(inc, 1), box.execute(dec, 1), box.execute(inc, 5), box.execute(dec, 5)] == [2, 0, 6, 4]
+        assert len(session._fn_refs) == 2
+        # More functions than a worker keeps by reference: the host starts afresh and says so.
+        fns = [eval(f"lambda: {i}") for i in range(70)]  # distinct functions, each by value
+        assert [box.execute(fn) for fn in fns] == list(range(70))
+        assert [box.execute(fn) for fn in fns[-3:]] == [67, 68, 69]
+        box.restart()  # a new worker holds none of them: the first call sends the function again
+        assert box.execute(inc, 9) == 10 and box.execute(inc, 10) == 11
+
+
+def test_interrupts_while_idle_are_dropped_even_after_user_code_sets_its_own_handler() -> None:
+    def spin() -> None:
+        while True:
+            sum(range(1000))
+
+    def own_handler() -> int:
+        import signal
+
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        return os.getpid()
+
+    with OSSandbox(basic()) as box:
+        pid = box.execute(os.getpid)
+        for handler_set in (False, True):
+            if handler_set:
+                assert box.execute(own_handler) == pid
+            for _ in range(3):  # between calls: dropped, the worker and its state are kept
+                os.kill(pid, signal.SIGINT)
+                time.sleep(0.05)
+                assert box.execute(os.getpid) == pid
+            threading.Timer(0.3, box.interrupt).start()
+            with pytest.raises(KeyboardInterrupt):
+                box.execute(spin)
+            assert box.execute(os.getpid) == pid

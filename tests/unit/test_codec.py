@@ -241,3 +241,125 @@ def test_item_by_item_parts_are_joined_but_array_memory_is_not_copied() -> None:
     assert len(views) == 2 and all(np.shares_memory(np.frombuffer(p, dtype=np.uint8), arr) for p in views)
     back = decode(bytearray(b"".join(parts)))
     assert (back[0] == arr).all() and back[1:-1] == mixed[:10_000] and (back[-1]["a"] == arr).all()
+
+
+# -- the fast path for small control frames (MessagePack, issue 14) ----------------------------
+
+msgpack = pytest.importorskip("msgpack")
+plain = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1), st.floats(), st.text(), st.binary()),
+    lambda inner: st.one_of(st.lists(inner, max_size=5), st.dictionaries(st.text(), inner, max_size=5)),
+    max_leaves=30,
+)
+
+
+@given(st.dictionaries(st.text(), plain, max_size=6))
+@settings(max_examples=300, deadline=None)
+def test_fast_path_round_trips_plain_messages_exactly(message: dict[str, object]) -> None:
+    from glsandbox_kernel import codec_fast
+
+    data = codec_fast.encode(message)
+    assert data is not None and data[0] in codec_fast.FIRST_BYTES
+    back = decode(data)
+    assert repr(back) == repr(message)  # same types all the way down (repr tells list from tuple, NaN too)
+
+
+def test_fast_path_leaves_every_other_type_to_the_full_codec() -> None:
+    """Whatever MessagePack would not give back as its own type is not sent that way."""
+    from glsandbox_kernel import codec_fast
+
+    class Str(str):
+        pass
+
+    deep: list[object] = []
+    for _ in range(codec_fast.MAX_DEPTH + 1):
+        deep = [deep]
+    for value in (
+        (1, 2),
+        {1, 2},
+        bytearray(b"x"),
+        memoryview(b"x"),
+        {1: "int key"},
+        {b"k": "bytes key"},
+        Str("sub"),
+        2**64,
+        "\ud800",
+        1 + 2j,
+        deep,
+        [0] * (codec_fast.MAX_NODES + 1),
+        b"x" * (codec_fast.MAX_BYTES + 1),
+        [b"x" * (codec_fast.MAX_BYTES // 2 + 1)] * 2,  # the sizes are summed before anything is packed
+    ):
+        message = {"type": "result", "value": value}
+        assert codec_fast.encode(message) is None, value
+        if type(value) is Str:
+            with pytest.raises(UnsupportedType):  # nor does the full codec let a str subclass leave
+                encode(message)
+            continue
+        back = decode(encode(message))
+        assert type(back["value"]) is type(value) or isinstance(value, memoryview)
+    assert codec_fast.encode([1]) is None  # type: ignore[arg-type]
+
+
+def test_fast_path_hostile_frames_raise_security_errors() -> None:
+    from glsandbox_kernel import codec_fast
+
+    head = b"\x81\xa4type"  # {"type": ...
+    cases = {
+        "declared str longer than the frame": head + b"\xdb\xff\xff\xff\xff" + b"x" * 8,
+        "declared bin longer than the frame": head + b"\xc6\x7f\xff\xff\xff" + b"x",
+        "declared array longer than the frame": head + b"\xdd\x7f\xff\xff\xff" + b"\xc0",
+        "declared map longer than the frame": b"\xdf\x7f\xff\xff\xff" + b"\xa1a\xc0",
+        "truncated": head,
+        "trailing bytes": head + b"\xc0\xc0",
+        "invalid UTF-8": head + b"\xa2\xff\xfe",
+        "fixext": head + b"\xd4\x05\x00",
+        "empty ext": head + b"\xc7\x00\x07",
+        "timestamp ext": head + b"\xd6\xff\x00\x00\x00\x01",
+        "int key": b"\x81\x01\xc0",
+        "bytes key": b"\x81\xc4\x01k\xc0",
+        "nested non-str key": head + b"\x81\x01\xc0",
+        "too deep for the walk": head + b"\x91" * (codec_fast.MAX_DEPTH + 2) + b"\xc0",
+        "too deep for msgpack": head + b"\x91" * 5000 + b"\xc0",
+        "larger than a fast frame": head + b"\xc5\xff\xff" + b"x" * 65535,
+        "reserved byte": head + b"\xc1",
+    }
+    for what, data in cases.items():
+        with pytest.raises(SandboxSecurityError):
+            decode(data)
+            pytest.fail(what)
+
+
+@given(st.binary(max_size=200))
+@settings(max_examples=2000, deadline=None)
+def test_hostile_fast_frames_raise_only_security_errors(tail: bytes) -> None:
+    for first in (b"\x81", b"\x8f", b"\xde\x00\x02", b"\xdf\x00\x00\x00\x01"):
+        try:
+            value = decode(first + tail)
+        except SandboxSecurityError:
+            continue
+        assert type(value) is dict and all(type(k) is str for k in value)
+
+
+def test_frame_channel_sends_fast_frames_only_when_told_and_mirrors_on_the_worker() -> None:
+    import socket
+
+    a, b = socket.socketpair()
+    host, worker = FrameChannel(a), FrameChannel(b)
+    worker.mirror_fast = True
+    worker.send({"type": "hello"})
+    assert a.recv(65536)[4:5] == b"d"  # the full codec until the host sends a fast frame
+    host.fast_send = True
+    host.send({"type": "call", "fn_ref": 1, "args": b"\x80"})
+    assert worker.recv(timeout=1) == {"type": "call", "fn_ref": 1, "args": b"\x80"} and worker.fast_send
+    worker.send({"type": "result", "ok": True, "value": [1, "x"]})
+    assert a.recv(65536)[4] in range(0x80, 0x90)
+    worker.send({"type": "result", "ok": True, "value": (1, "x")})  # a tuple: the full codec
+    assert host.recv(timeout=1) == {"type": "result", "ok": True, "value": (1, "x")}
+    worker.max_send = 10  # past the peer's cap: refused before sending, as on the full path
+    from glsandbox_kernel.exceptions import FrameTooLarge
+
+    with pytest.raises(FrameTooLarge):
+        worker.send({"type": "result", "value": "x" * 20})
+    a.close()
+    b.close()
