@@ -320,13 +320,21 @@ def _unshare_with_template_maps(section: NamespacesSection, flags: int, up_w: in
 
     Raises :class:`ConfinementError` (reported to the host: this is its direct child).
     """
+    _maps_from_template(up_w, down_r, section, flags)
+    os.chdir("/")
+
+
+def _maps_from_template(up_w: int, down_r: int, section: NamespacesSection | None = None, flags: int = 0) -> None:
+    """CHILD side, the template's own child: unshare ``flags`` first (if any), then b"U" and
+    wait for the template's b"M" (maps written). Closes both fds; raises :class:`ConfinementError`."""
     # The zygote is not dumpable; our /proc files would then belong to root
     # and an unprivileged template could not write our id maps.
     prctl(PR_SET_DUMPABLE, 1)
     try:
-        if libc().unshare(flags) != 0:
+        if flags and libc().unshare(flags) != 0:
             err = ctypes.get_errno()
             os.write(up_w, b"E" + struct.pack("i", err))
+            assert section is not None
             raise _unshare_failed(section, err)
         os.write(up_w, b"U\0\0\0\0")
         answer = read_exact(down_r, 9)
@@ -336,7 +344,6 @@ def _unshare_with_template_maps(section: NamespacesSection, flags: int, up_w: in
     if answer[:1] != b"M":
         err, code = struct.unpack("ii", answer[1:9]) if len(answer) == 9 else (None, 1)
         raise ConfinementError("namespaces", f"write /proc/{os.getpid()}/{_MAP_FILES[code % 3]}", err)
-    os.chdir("/")
 
 
 def _p1_fork_child(section: NamespacesSection) -> None:
@@ -393,18 +400,7 @@ def init_cloned_child(up_w: int, down_r: int, status_w: int) -> None:
     global _saved_mask
     prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     os.setsid()
-    # The zygote is not dumpable; our /proc files would then belong to root
-    # and an unprivileged template could not write our id maps.
-    prctl(PR_SET_DUMPABLE, 1)
-    try:
-        os.write(up_w, b"U\0\0\0\0")
-        answer = read_exact(down_r, 9)
-    finally:
-        os.close(up_w)
-        os.close(down_r)
-    if answer[:1] != b"M":
-        err, code = struct.unpack("ii", answer[1:9]) if len(answer) == 9 else (None, 1)
-        raise ConfinementError("namespaces", f"write /proc/{os.getpid()}/{_MAP_FILES[code % 3]}", err)
+    _maps_from_template(up_w, down_r)
     # Forwarded signals stay blocked until the init has its forwarding handler; the worker
     # gets the original mask back in fork_init_child.
     _saved_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _FORWARDED_SIGNALS)
