@@ -13,6 +13,7 @@ the container backend's seccomp profile (through
 from __future__ import annotations
 
 import ctypes
+import os
 import platform
 
 #: This machine, as ``platform.machine()`` names it ("x86_64", "aarch64").
@@ -194,3 +195,42 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 
     """``prctl(2)``; returns the raw result (the errno stays in ``ctypes.get_errno()``)."""
     c = ctypes.c_ulong
     return int(libc().prctl(option, c(arg2), c(arg3), c(arg4), c(arg5)))
+
+
+_SIGCHLD = 17  # the exit signal clone(2) is given, as fork() does (x86_64 and aarch64)
+
+
+def clone_fork(flags: int, *, reinit_child: bool = True) -> int:
+    """``fork()`` through ``clone(2)`` with extra ``flags`` (namespaces): the child starts in them.
+
+    TEMPLATE side, single-threaded only (the zygote). With ``CLONE_NEWPID``
+    the child is pid 1 of its new pid namespace at once, so no set-up
+    process is needed in between. Python's own fork hooks run as
+    :func:`os.fork` runs them (``PyOS_BeforeFork`` and the ``AfterFork``
+    pair, under the GIL: a ``PyDLL`` keeps it held across the call).
+    Returns 0 in the child, the child's pid in the parent; raises
+    :class:`OSError` with the errno (``EINVAL`` where this table has no
+    ``clone`` number).
+    """
+    import errno as _errno
+
+    nr = sysno("clone")
+    if nr is None:
+        raise OSError(_errno.EINVAL, f"clone(2) has no number known here ({MACHINE})")
+    lib = ctypes.PyDLL("libc.so.6", use_errno=True)
+    lib.syscall.restype = ctypes.c_long
+    api = ctypes.pythonapi
+    api.PyOS_BeforeFork()
+    # clone(flags, newsp=NULL (this stack, copied), parent_tid, child_tid/tls = NULL): fork()'s semantics.
+    pid = int(lib.syscall(ctypes.c_long(nr), ctypes.c_ulong(flags | _SIGCHLD), None, None, None, None))
+    err = ctypes.get_errno()
+    if pid == 0:
+        if reinit_child:
+            api.PyOS_AfterFork_Child()
+        else:
+            api.PyOS_AfterFork_Parent()
+        return 0
+    api.PyOS_AfterFork_Parent()
+    if pid < 0:
+        raise OSError(err, f"clone({flags:#x}): {os.strerror(err)}")
+    return pid

@@ -26,6 +26,7 @@ import os
 import select
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -255,6 +256,9 @@ def template_main(ctl_fd: int) -> None:
     children: set[int] = set()
     #: Children whose id maps this template writes once they have unshared: up_r -> (pid, plan, down_w).
     maps: dict[int, tuple[int, dict[str, Any], int]] = {}
+    #: Children cloned into their namespaces (each the init of its pid namespace): pid -> the
+    #: read end of the pipe on which it hands over its worker's wait status.
+    statuses: dict[int, int] = {}
     while True:
         try:
             ready, _, _ = select.select([ctl_fd, wake_r, *maps], [], [])
@@ -268,7 +272,7 @@ def template_main(ctl_fd: int) -> None:
                 os.read(wake_r, 4096)
             except BlockingIOError:
                 pass
-            _reap(chan, children)
+            _reap(chan, children, statuses)
         if ctl_fd in ready:
             try:
                 msg, fds = chan.recv_with_fds(timeout=5.0)
@@ -280,18 +284,21 @@ def template_main(ctl_fd: int) -> None:
             if msg.get("type") == "spawn" and len(fds) == 1:
                 # Another child's map pipes are not this child's business: closed in it.
                 pending = [fd for up_r, (_, _, down_w) in maps.items() for fd in (up_r, down_w)]
-                pid = _spawn(msg["plan"], fds[0], [ctl_fd, wake_r, wake_w, *pending], maps)
+                pid = _spawn(
+                    msg["plan"], fds[0], [ctl_fd, wake_r, wake_w, *pending, *statuses.values()], maps, statuses
+                )
                 os.close(fds[0])
                 children.add(pid)
                 chan.send({"type": "spawned", "id": msg["id"], "pid": pid})
-                _reap(chan, children)
+                _reap(chan, children, statuses)
             else:
                 for fd in fds:
                     os.close(fd)
                 chan.send({"type": "spawned", "id": msg.get("id", 0), "error": "bad spawn request"})
 
 
-def _reap(chan: FrameChannel, children: set[int]) -> None:
+def _reap(chan: FrameChannel, children: set[int], statuses: dict[int, int]) -> None:
+    """TEMPLATE: report every child that ended; a cloned init's report is its worker's status."""
     while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
@@ -299,6 +306,10 @@ def _reap(chan: FrameChannel, children: set[int]) -> None:
             return
         if pid == 0:
             return
+        if pid in statuses:  # the worker's status, written before its init exited (else the init's own)
+            raw = os.read(statuses[pid], 4)
+            os.close(statuses.pop(pid))
+            status = struct.unpack("i", raw)[0] if len(raw) == 4 else status
         if pid in children:
             children.discard(pid)
             # A reaper died: its orphans were reparented to us. Kill them.
@@ -343,16 +354,24 @@ def _kill_all(children: set[int]) -> None:
 
 
 def _spawn(
-    plan: dict[str, Any], sock_fd: int, close_in_child: list[int], maps: dict[int, tuple[int, dict[str, Any], int]]
+    plan: dict[str, Any],
+    sock_fd: int,
+    close_in_child: list[int],
+    maps: dict[int, tuple[int, dict[str, Any], int]],
+    statuses: dict[int, int],
 ) -> int:
     """TEMPLATE: fork one child for ``plan``; returns its pid.
 
     A plan with a user namespace gets its id maps from this template (see
     :func:`~.confinement.idmaps.maps_by_template`): the child unshares
     itself and the template's loop answers on the pipes kept in ``maps``,
-    so no extra process is forked only to write them.
+    so no extra process is forked only to write them. With a pid namespace
+    too, the child is cloned straight into its namespaces
+    (:func:`~.linux.clone_fork`): it is the init, the worker its only child,
+    and it hands the worker's wait status over a pipe kept in ``statuses``.
     """
     from .confinement import idmaps
+    from .linux import clone_fork
 
     template = os.getpid()
     pipes = None
@@ -360,12 +379,22 @@ def _spawn(
         up_r, up_w = os.pipe()
         down_r, down_w = os.pipe()
         pipes = (up_r, up_w, down_r, down_w)
-    pid = os.fork()
+    flags = idmaps.clone_flags(plan)
+    status_pipe = os.pipe() if flags else None
+    try:
+        pid = clone_fork(flags, reinit_child=False) if status_pipe else os.fork()
+    except OSError:  # e.g. no user namespaces here: a plain fork, whose unshare says why
+        for fd in status_pipe or ():
+            os.close(fd)
+        status_pipe, pid = None, os.fork()
     if pid:
         if pipes is not None:
             os.close(pipes[1])
             os.close(pipes[2])
             maps[pipes[0]] = (pid, plan, pipes[3])
+        if status_pipe is not None:
+            os.close(status_pipe[1])
+            statuses[pid] = status_pipe[0]
         return pid
     # ---- FORKED CHILD from here on; never returns ----
     try:
@@ -376,7 +405,14 @@ def _spawn(
         if pipes is not None:
             os.close(pipes[0])
             os.close(pipes[3])
-            idmaps.maps_by_template(pipes[1], pipes[2])
+            if status_pipe is not None:  # cloned: this is the init; it returns only in the worker
+                from .confinement.namespaces import init_cloned_child
+
+                os.close(status_pipe[0])
+                idmaps.cloned_by_template = True
+                init_cloned_child(pipes[1], pipes[2], status_pipe[1])
+            else:
+                idmaps.maps_by_template(pipes[1], pipes[2])
         _child_main(plan, sock_fd, template)
     except BaseException as exc:  # noqa: BLE001 - report and die, never return to the template loop
         try:
@@ -418,9 +454,13 @@ def _child_main(plan: dict[str, Any], sock_fd: int, template: int) -> None:
     below it, where the host's kill finds them; if the worker itself dies,
     its orphans fall to the template, which kills them (see :func:`_reap`).
     """
+    from .confinement import idmaps
+
     os.setsid()
     prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != template:  # the template died before the signal was set: nobody would kill us
+    # The template died before the signal was set: nobody would kill us. (A child cloned into
+    # a pid namespace sees no parent: the template's answer on the id-map pipe proves it instead.)
+    if not idmaps.cloned_by_template and os.getppid() != template:
         from .exceptions import ConfinementError
 
         raise ConfinementError("zygote", "prctl(PR_SET_PDEATHSIG, SIGKILL): the template exited first")

@@ -301,8 +301,10 @@ class ZygoteBackend(SandboxBackend):
                 break
         else:
             raise BackendUnavailableError(self.name, "the worker's pid was not found below the sandbox's root process")
-        # The root is P1 (its id maps written by the template), below it the init.
-        worker.remember_chain(procfs.children_of(worker.root_pid)[:1])
+        # The root is the init (pid 1 of the namespace, cloned by the template), or P1 (it
+        # unshared) with the init below it: the set-up process left to see gone at cleanup.
+        root_chain = procfs.ns_pids(worker.root_pid)
+        worker.remember_chain([] if root_chain[-1:] == [1] else procfs.children_of(worker.root_pid)[:1])
         if worker.cgroup is not None:
             worker.finish_attach()
 

@@ -19,7 +19,8 @@ Step order and why::
 
     cgroup        attach first (or, attach_by="host", the host moves the
                   processes during set-up): every sandbox process is charged
-    namespaces    P0 -> P1 (unshare; P0, or the zygote template, writes the id maps)
+    namespaces    P0 -> P1 (unshare; P0, or the zygote template, writes the id maps;
+                  a zygote child cloned into its namespaces is the init already)
     mounts (1/2)  P1 opens the bind sources while it still has its host uid
     namespaces    P1 -> P2 (pid 1, init) -> P3 (the worker; only it returns)
     mounts (2/2)  tmpfs root, read-only binds, /proc, /dev, pivot_root

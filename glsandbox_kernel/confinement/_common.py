@@ -73,7 +73,10 @@ class ChildState:
     the network relay's listening socket. ``pass_fds``: fds the worker
     sends to the host with its hello (the seccomp listener).
     ``intermediate``: set while this process is a set-up process (P1)
-    that must never return from the plan.
+    that must never return from the plan. ``helpers_absent``: helper
+    processes the plan's process limit allowed for that do not count
+    against the worker's uid here (no P1 below a cloned init; the init
+    itself when it kept another uid).
     """
 
     report: dict[str, Any]
@@ -81,6 +84,7 @@ class ChildState:
     relay: socket.socket | None = None
     pass_fds: list[int] = dataclasses.field(default_factory=list)
     intermediate: bool = False
+    helpers_absent: int = 0
 
 
 @dataclasses.dataclass(frozen=True)

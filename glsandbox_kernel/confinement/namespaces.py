@@ -13,10 +13,16 @@ monitor and pid-1 processes::
              └─ P3  pid 2: the worker; the only process that returns
 
 Forked from the zygote, there is no P0: the template itself plays its part
-(:func:`.idmaps.maps_by_template`, :func:`.idmaps.write_maps_from_template`), so the
-template's direct child is P1, and P1 reads the worker's status from the
-init. The chain above is what :func:`apply_child_plan` builds when it is
-called anywhere else (the tests fork it straight from pytest).
+(:func:`.idmaps.maps_by_template`, :func:`.idmaps.write_maps_from_template`).
+With a pid namespace there is no P1 either: the template clones its child
+straight into the namespaces (:func:`glsandbox_kernel.linux.clone_fork`), so
+that child is the init, it forks the worker at once
+(:func:`init_cloned_child`) and hands the worker's wait status to the
+template; the worker carries out the plan (still the host uid until
+:func:`fork_init_child` switches ids). Without a pid namespace the template's
+child is P1 and reads the worker's status from the init. The chain above is
+what :func:`apply_child_plan` builds when it is called anywhere else (the
+tests fork it straight from pytest).
 
 P0 writes the id maps because a process inside a fresh user namespace may
 map only its own uid; as root we map the sandbox uid to an unprivileged
@@ -37,13 +43,11 @@ the sandbox.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import dataclasses
 import functools
 import gc
 import os
-import resource
 import select
 import signal
 import struct
@@ -54,6 +58,8 @@ from . import idmaps
 from ._common import ChildState, ConfinementError, PlanContext, close_fds_except
 from .idmaps import MAP_FILES as _MAP_FILES
 from .idmaps import write_proc as _write_proc
+from .mirror import FORWARDED_SIGNALS as _FORWARDED_SIGNALS
+from .mirror import read_exact, wait_and_mirror_child
 from .profile import SANDBOX_GID, SANDBOX_UID, UNPRIVILEGED_HOST_ID
 
 FLAGS = CLONE_NS_FLAGS
@@ -79,16 +85,6 @@ class NamespacesSection:
     host_gid: int | None = None
     uid: int = SANDBOX_UID
     gid: int = SANDBOX_GID
-
-
-_FORWARDED_SIGNALS = (
-    signal.SIGINT,
-    signal.SIGTERM,
-    signal.SIGHUP,
-    signal.SIGQUIT,
-    signal.SIGUSR1,
-    signal.SIGUSR2,
-)
 
 
 def plan_namespaces(
@@ -183,6 +179,8 @@ def unshare_child(section: NamespacesSection | None, state: ChildState) -> None:
     if not section or not section.enabled:
         return
     global _saved_mask, _p0_pid, _status_w, _status_r
+    if idmaps.cloned_by_template:  # cloned into them by the template: see init_cloned_child
+        return
     flags = 0
     for kind in section.kinds:
         flags |= FLAGS[kind]
@@ -236,9 +234,15 @@ def fork_init_child(section: NamespacesSection | None, state: ChildState) -> Non
     if not section or not section.enabled:
         return
     try:
-        _p1_fork_child(section)
+        if not idmaps.cloned_by_template:
+            _p1_fork_child(section)
     except BaseException:  # noqa: BLE001 - P1 or P2 must never return
         os._exit(255)
+    if idmaps.cloned_by_template:  # the worker already (the cloned init forked it)
+        # No P1; and the init keeps the host uid, which counts as the worker's only when it
+        # maps to the sandbox uid (an unprivileged host).
+        state.helpers_absent = 1 if section.uid_map is None or os.getuid() == section.uid else 2
+        _become_sandbox_ids(section)
     # P3, the worker
     state.intermediate = False
     signal.pthread_sigmask(signal.SIG_SETMASK, _saved_mask)
@@ -257,7 +261,7 @@ def _p0_child(section: NamespacesSection, pid1: int, up_r: int, down_w: int, sta
     soon as the worker has ended (P1 and the init die with it through their
     parent-death signal). Without a status (the init died), P0 mirrors P1.
     """
-    msg = _read_exact(up_r, 5)
+    msg = read_exact(up_r, 5)
     os.close(up_r)
     if msg[:1] != b"U":
         os.close(down_w)
@@ -277,7 +281,7 @@ def _p0_child(section: NamespacesSection, pid1: int, up_r: int, down_w: int, sta
             raise ConfinementError("namespaces", f"write /proc/{pid1}/{exc.filename or 'uid_map'}", exc.errno) from exc
     os.write(down_w, b"M")
     close_fds_except({status_r})
-    _wait_and_mirror_child(pid1, reap_all=False, status_first=status_r)
+    wait_and_mirror_child(pid1, reap_all=False, status_first=status_r)
 
 
 def _unshare_failed(section: NamespacesSection, err: int | None) -> ConfinementError:
@@ -305,7 +309,7 @@ def _p1_unshare_child(flags: int, p0: int, up_w: int, down_r: int) -> None:
         os._exit(255)
     os.write(up_w, b"U\0\0\0\0")
     os.close(up_w)
-    if _read_exact(down_r, 1) != b"M":
+    if read_exact(down_r, 1) != b"M":
         os._exit(255)
     os.close(down_r)
     os.chdir("/")
@@ -316,23 +320,30 @@ def _unshare_with_template_maps(section: NamespacesSection, flags: int, up_w: in
 
     Raises :class:`ConfinementError` (reported to the host: this is its direct child).
     """
+    _maps_from_template(up_w, down_r, section, flags)
+    os.chdir("/")
+
+
+def _maps_from_template(up_w: int, down_r: int, section: NamespacesSection | None = None, flags: int = 0) -> None:
+    """CHILD side, the template's own child: unshare ``flags`` first (if any), then b"U" and
+    wait for the template's b"M" (maps written). Closes both fds; raises :class:`ConfinementError`."""
     # The zygote is not dumpable; our /proc files would then belong to root
     # and an unprivileged template could not write our id maps.
     prctl(PR_SET_DUMPABLE, 1)
     try:
-        if libc().unshare(flags) != 0:
+        if flags and libc().unshare(flags) != 0:
             err = ctypes.get_errno()
             os.write(up_w, b"E" + struct.pack("i", err))
+            assert section is not None
             raise _unshare_failed(section, err)
         os.write(up_w, b"U\0\0\0\0")
-        answer = _read_exact(down_r, 9)
+        answer = read_exact(down_r, 9)
     finally:
         os.close(up_w)
         os.close(down_r)
     if answer[:1] != b"M":
         err, code = struct.unpack("ii", answer[1:9]) if len(answer) == 9 else (None, 1)
         raise ConfinementError("namespaces", f"write /proc/{os.getpid()}/{_MAP_FILES[code % 3]}", err)
-    os.chdir("/")
 
 
 def _p1_fork_child(section: NamespacesSection) -> None:
@@ -364,10 +375,62 @@ def _p1_fork_child(section: NamespacesSection) -> None:
     os.close(alive_r)
     if _status_r < 0:  # P0 holds the status pipe and ends first
         close_fds_except({alive_w})
-        _wait_and_mirror_child(pid2, reap_all=False)
+        wait_and_mirror_child(pid2, reap_all=False)
     # P1 is the template's child: it reads the worker's status from the init and ends at once.
     close_fds_except({alive_w, _status_r})
-    _wait_and_mirror_child(pid2, reap_all=False, status_first=_status_r)
+    wait_and_mirror_child(pid2, reap_all=False, status_first=_status_r)
+
+
+def init_cloned_child(up_w: int, down_r: int, status_w: int) -> None:
+    """CHILD side, cloned by the zygote template straight into the namespaces: pid 1, the init.
+
+    Called first thing after the clone (:func:`glsandbox_kernel.zygote._spawn`),
+    before the plan is even parsed, so that the pages the two processes
+    would share dirty are few: the template writes the id maps (b"U", b"M"
+    on the pipes), then this process forks the worker and stays behind as
+    the init: it reaps, forwards signals and writes the worker's wait status
+    to ``status_w`` (the template reports it as the sandbox's exit). Returns
+    only in the worker, which carries out the whole plan; it keeps the host
+    uid until :func:`fork_init_child` (the mount sources are opened first).
+
+    The template's b"M" also proves it outlived this process's parent-death
+    signal (set before the b"U"). Raises :class:`ConfinementError` (the
+    template's direct child reports it to the host).
+    """
+    global _saved_mask
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    os.setsid()
+    _maps_from_template(up_w, down_r)
+    # Forwarded signals stay blocked until the init has its forwarding handler; the worker
+    # gets the original mask back in fork_init_child.
+    _saved_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _FORWARDED_SIGNALS)
+    worker = os.fork()
+    if worker == 0:
+        os.close(status_w)
+        return  # the worker
+    # The init stays dumpable (the host may read its /proc files): the worker, without
+    # capabilities, cannot ptrace a process that holds all of the namespace's.
+    close_fds_except({status_w})
+    wait_and_mirror_child(worker, reap_all=True, status_out=status_w)
+
+
+def _become_sandbox_ids(section: NamespacesSection) -> None:
+    """CHILD side, the worker below a cloned init: switch to the sandbox ids, set the hostname."""
+    if section.uid_map is not None:
+        try:
+            if section.setgroups == "allow":
+                os.setgroups([])
+            os.setresgid(section.gid, section.gid, section.gid)
+            os.setresuid(section.uid, section.uid, section.uid)
+        except OSError as exc:
+            raise ConfinementError(
+                "namespaces", f"setresuid({section.uid}) in the new user namespace", exc.errno
+            ) from exc
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # cleared by the uid change; the init is the parent
+    hostname = section.hostname
+    if hostname and "uts" in section.kinds:
+        raw = hostname.encode()
+        libc().sethostname(raw, len(raw))
 
 
 def _p2_init_child(status_w: int, alive_r: int) -> None:
@@ -384,85 +447,4 @@ def _p2_init_child(status_w: int, alive_r: int) -> None:
         gc.enable()
         return  # P3: the worker
     close_fds_except({status_w})
-    _wait_and_mirror_child(pid3, reap_all=True, status_out=status_w)
-
-
-def _read_exact(fd: int, n: int) -> bytes:
-    """CHILD side: read up to ``n`` bytes, stopping early only at EOF."""
-    buf = b""
-    while len(buf) < n:
-        chunk = os.read(fd, n - len(buf))
-        if not chunk:
-            break
-        buf += chunk
-    return buf
-
-
-def _wait_and_mirror_child(
-    child: int,
-    *,
-    reap_all: bool,
-    status_first: int | None = None,
-    status_out: int | None = None,
-) -> NoReturn:
-    """CHILD side (P0/P1/P2): forward signals to ``child``, wait, end like it.
-
-    ``reap_all`` (the init) also reaps orphans. ``status_out`` receives the
-    worker's raw wait status (the init cannot kill itself with a signal from
-    inside its pid namespace); ``status_first`` (P0) is read before waiting:
-    with a status there, P0 ends without waiting for ``child``.
-    """
-    gc.disable()
-
-    def forward(signum: int, _frame: object) -> None:
-        try:
-            os.kill(child, signum)
-        except OSError:
-            pass
-
-    try:
-        signal.set_wakeup_fd(-1)
-    except ValueError:
-        pass
-    for sig in _FORWARDED_SIGNALS:
-        signal.signal(sig, forward)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, _FORWARDED_SIGNALS)
-    status: int | None = None
-    if status_first is not None:
-        raw = _read_exact(status_first, 4)
-        if len(raw) == 4:
-            _exit_like_child(struct.unpack("i", raw)[0])
-    while True:
-        try:
-            pid, st = os.waitpid(-1 if reap_all else child, 0)
-        except ChildProcessError:
-            break
-        if pid == child:
-            status = st
-            break
-    if status_out is not None and status is not None:
-        try:
-            os.write(status_out, struct.pack("i", status))
-        except OSError:
-            pass
-    _exit_like_child(status)
-
-
-def _exit_like_child(status: int | None) -> NoReturn:
-    """CHILD side: ``_exit`` with the worker's code, or die of its signal."""
-    if status is None:
-        os._exit(255)
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        with contextlib.suppress(OSError, ValueError):
-            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        if sig not in (signal.SIGKILL, signal.SIGSTOP):
-            with contextlib.suppress(OSError, ValueError):
-                signal.signal(sig, signal.SIG_DFL)
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, [sig])
-        with contextlib.suppress(OSError):
-            os.kill(os.getpid(), sig)
-        os._exit(128 + sig)
-    if os.WIFEXITED(status):
-        os._exit(os.WEXITSTATUS(status))
-    os._exit(255)
+    wait_and_mirror_child(pid3, reap_all=True, status_out=status_w)

@@ -145,7 +145,7 @@ def apply_rlimits_child(section: RlimitsSection | None, state: ChildState) -> No
     if not section or not section.enabled:
         return
     applied: dict[str, int] = {}
-    base = _nproc_base_child(section) if "NPROC" in section.limits else 0
+    base = _nproc_base_child(section) - state.helpers_absent if "NPROC" in section.limits else 0
     for key, value in section.limits.items():
         if key == "NPROC":
             value += base

@@ -679,10 +679,11 @@ def test_namespace_exit_status_signals_and_no_leftovers() -> None:
 @needs_userns
 @pytest.mark.namespace
 def test_zygote_sandbox_has_no_map_writer_and_close_leaves_no_process() -> None:
-    """Forked from the template, the sandbox is P1 (the template wrote its id maps), the
-    init and the worker: no extra process only to write the maps. close() returns once
-    every one of them is dead (the rest of the teardown runs on the janitor)."""
-    from glsandbox_kernel import OSSandbox, zygote
+    """Cloned by the template straight into its namespaces, the sandbox is the init (pid 1;
+    the template wrote its id maps) and the worker: no process only to write the maps or to
+    unshare. close() returns once every one of them is dead (the rest of the teardown runs
+    on the janitor)."""
+    from glsandbox_kernel import OSSandbox, procfs, zygote
     from glsandbox_kernel.backends.zygote_backend import flush_cleanups
     from glsandbox_kernel.procfs import descendants
 
@@ -695,10 +696,11 @@ def test_zygote_sandbox_has_no_map_writer_and_close_leaves_no_process() -> None:
         assert worker is not None
         root = worker.root_pid
         tree = [root, *descendants(root)]
-        assert len(tree) == 3  # P1, the init, the worker
+        assert len(tree) == 2  # the init, the worker
         with open(f"/proc/{root}/stat", "rb") as fh:
             ppid = int(fh.read().rsplit(b")", 1)[1].split()[1])
-        assert ppid == zygote.get_zygote(sys.executable).proc.pid  # P1 is the template's own child
+        assert ppid == zygote.get_zygote(sys.executable).proc.pid  # the init is the template's own child
+        assert procfs.ns_pids(root)[-1] == 1  # pid 1 of the sandbox's pid namespace
         assert os.readlink(f"/proc/{root}/ns/user") != os.readlink("/proc/self/ns/user")
         with open(f"/proc/{root}/uid_map") as fh:
             inside, outside, count = fh.read().split()

@@ -164,7 +164,7 @@ def test_drain_leaves_nothing() -> None:
     assert pool.wait_ready(2)
     workers = [w for w in pool.idle() if isinstance(w, NamespaceWorker)]
     pids = POOLS.pooled_pids()
-    assert len(workers) == 2 and len(pids) >= 8  # P1, init, worker, relay each
+    assert len(workers) == 2 and len(pids) >= 6  # the init, the worker, the relay each
     paths = [os.path.dirname(p) for w in workers if w.cgroup for p in w.cgroup.procs_files()]
     paths += [w.proxy_dir for w in workers if w.proxy_dir]
     POOLS.drain_all()
