@@ -306,12 +306,12 @@ class NamespaceWorker(ZygoteWorker):
         def run() -> None:
             try:
                 self.cgroup.attach([self.root_pid])
-                # Until the worker (the second process below the root P1) exists
+                # Until the worker (the process below the root, the init) exists
                 # and is inside, a process may fork before it was moved.
                 while not self._attach_stop.wait(0.002) and self.poll() is None:
                     tree = descendants(self.root_pid)
                     self.cgroup.attach(tree)
-                    if len(tree) >= 2:
+                    if len(tree) >= 1:
                         return
             except BaseException as exc:  # noqa: BLE001 - re-raised by finish_attach
                 self._attach_error = exc

@@ -44,12 +44,10 @@ from ..config import OSSandboxConfig
 from .limits import CellLimitGuard, CellOptions, CellOptionsError, fmt_bytes, rewrite_error, split_cell_options
 from .options import config_from_traits, relay_input
 from .prestart import trace
-from .quick import QUICK_TIMEOUT, QuickRequests
+from .quick import QuickRequests
 from .relay import CommGate, IOPubRelay, as_dict, as_lines, json_safe, log, safe_payload
+from .startup import StartUp
 from .traits import KernelOptions
-
-#: seconds without a cell before the kernel imports its chart and widget libraries (:meth:`_prewarm_when_idle`)
-PREWARM_IDLE = 1.0
 
 _STATE_LOST_NOTICE = (
     "glsandbox: the sandbox worker was stopped ({reason}); variables, imports and definitions from "
@@ -57,7 +55,7 @@ _STATE_LOST_NOTICE = (
 )
 
 
-class SandboxKernel(QuickRequests, KernelOptions, Kernel):
+class SandboxKernel(StartUp, QuickRequests, KernelOptions, Kernel):
     """The ``glsandbox`` kernel: ipykernel's protocol handling, cells in an OSSandbox.
 
     Options (kernelspec argv ``--SandboxKernel.level=strict`` or a traitlets
@@ -131,20 +129,6 @@ class SandboxKernel(QuickRequests, KernelOptions, Kernel):
             sandbox.start()
         return sandbox
 
-    def _prestart(self) -> None:
-        """Background thread: start the worker and its IPython shell before the first cell."""
-        from .prestart import wait
-
-        trace("prestart: begin")
-        wait()  # the host side may be warming up already (python -m glsandbox_kernel.kernel)
-        try:
-            sandbox = self.get_sandbox()
-            trace("prestart: sandbox started")
-            sandbox.request({"type": "is_complete", "code": ""}, "is_complete_reply", timeout=QUICK_TIMEOUT)
-            trace("prestart: shell answered")
-        except Exception:  # noqa: BLE001 - the first cell reports the problem
-            log.warning("could not start the sandbox ahead of the first cell", exc_info=True)
-
     def start(self) -> None:
         """Called by the kernel app: ipykernel's handlers, then the kernel's own comm layer.
 
@@ -154,37 +138,6 @@ class SandboxKernel(QuickRequests, KernelOptions, Kernel):
         super().start()
         self.evidence.start()
         self._start_worker_soon()
-
-    def _start_sandbox_soon(self) -> None:
-        """Start the worker and its shell in the background, once (before the first cell needs it)."""
-        self._start_worker_soon()
-        self._prewarm_when_idle()
-
-    def _prewarm_when_idle(self) -> None:
-        """Import the monitor's chart and widget libraries once the kernel has been idle a while.
-
-        They take a few hundred ms of this process's CPU (and the GIL) and only cells
-        longer than the monitor's ``LIVE_AFTER`` need them (which import them then),
-        so they never run beside the first cell: a timer checks that no cell ran for
-        :data:`PREWARM_IDLE` seconds, and looks again later otherwise.
-        """
-        if self._prewarmed:
-            return
-        idle = time.monotonic() - self._last_activity
-        if self._running or idle < PREWARM_IDLE:
-            timer = threading.Timer(PREWARM_IDLE - min(idle, PREWARM_IDLE / 2), self._prewarm_when_idle)
-            timer.daemon = True
-            timer.start()
-            return
-        self._prewarmed = True
-        self.evidence.prewarm()
-
-    def _start_worker_soon(self) -> None:
-        """The worker and its shell, in a background thread, once (from start(), before "ready")."""
-        if self._prestarted:
-            return
-        self._prestarted = True
-        threading.Thread(target=self._prestart, name="glsandbox-prestart", daemon=True).start()
 
     async def kernel_info_request(self, stream: Any, ident: Any, parent: dict[str, Any]) -> None:
         """Reply first, then warm the sandbox: a frontend asks for kernel_info when it connects,
