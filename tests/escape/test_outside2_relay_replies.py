@@ -1,0 +1,100 @@
+"""Outside review (3rd): script-bearing bundles reach the frontend in execute_reply ``user_expressions``.
+
+Attack: the frontend asks for ``user_expressions`` (JupyterLab extensions,
+Voila-like dashboards and debugger panels do; any client may) and the
+sandboxed worker answers with a MIME bundle it chose: ``text/html`` with an
+``onerror=`` handler and ``<script>``, ``application/javascript``. The
+kernel cleans output frames, pager payloads, inspect replies and widget
+state (``active_content.clean_bundle``), but ``kernel.py:_execute_blocking``
+passes ``result.user_expressions`` through ``as_dict`` only: the bundles
+arrive unchanged in the execute_reply on the shell channel. Measured over
+ZMQ with a real glsandbox kernel: both bundles arrived as the sandbox made them.
+
+Judged from the host, at the protocol level: no bundle of the reply's
+``user_expressions`` carries a script MIME type or active HTML.
+
+Fix (suggested): ``kernel/kernel.py`` (reply building): run each
+``user_expressions`` value's ``data`` through ``clean_bundle`` (noting it).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+
+import pytest
+
+from ..jupyter_fixtures import Kernel, glsandbox_kernelspec
+
+__all__ = ["glsandbox_kernelspec"]  # the fixture, imported for pytest
+
+pytestmark = pytest.mark.timeout(180)
+
+ACTIVE = re.compile(r"<script|\bon[a-z]+\s*=|javascript:", re.IGNORECASE)
+
+
+@pytest.fixture(scope="module")
+def kernel(glsandbox_kernelspec: str) -> Iterator[Kernel]:
+    k = Kernel("glsandbox")
+    try:
+        yield k
+    finally:
+        k.shutdown()
+
+
+def test_user_expressions_reach_the_frontend_without_scripts(kernel: Kernel) -> None:
+    cell = (
+        "from IPython.display import HTML, Javascript\n"
+        "page = HTML('<img src=x onerror=\"fetch(`/api/terminals`,{method:`POST`})\"><script>alert(1)</script>')\n"
+        'code = Javascript(\'fetch("/api/kernels", {method: "POST"})\')\n'
+    )
+    reply, _ = kernel.execute(cell, timeout=60, user_expressions={"page": "page", "code": "code"})
+    assert reply["status"] == "ok", reply
+    found = {}
+    for name, value in reply["user_expressions"].items():
+        data = value.get("data") or {}
+        hits = [m for m in data if "javascript" in m.lower()]
+        hits += [
+            f"{m}: {ACTIVE.search(v).group(0)}" for m, v in data.items() if isinstance(v, str) and ACTIVE.search(v)
+        ]
+        if hits:
+            found[name] = hits
+    assert not found, f"script-bearing user_expressions relayed: {found}; reply {json.dumps(reply)[:400]}"
+
+
+@pytest.fixture(scope="module")
+def ipykernel() -> Iterator[Kernel]:
+    """A stock python3 IPython kernel with the magic loaded (the host side of ``%%sandbox``)."""
+    k = Kernel("python3")
+    try:
+        reply, _ = k.execute("%load_ext glsandbox_kernel")
+        assert reply["status"] == "ok", reply
+        yield k
+    finally:
+        k.shutdown()
+
+
+def test_a_sandboxed_cell_cannot_rewrite_a_host_cells_display(ipykernel: Kernel) -> None:
+    """``%%sandbox`` republishes the sandbox's ``update_display_data`` with the display id it chose.
+
+    A host cell (trusted code, outside any sandbox) shows its result with
+    ``display(..., display_id="result")``; a later sandboxed cell sends
+    ``update_display(..., display_id="result")`` and the frontend replaces
+    the host cell's output with the sandbox's text (``magics/display.py:
+    show_output``). Judged from the host: no update_display_data of the
+    sandboxed cell names a display the sandbox did not create.
+    Fix (suggested): ``magics/display.py``: keep the display ids the sandbox
+    created in this session (prefix or map them) and drop updates of others.
+    """
+    reply, _ = ipykernel.execute("display('host total: 42', display_id='result')")
+    assert reply["status"] == "ok", reply
+    cell = "%%sandbox strict\nfrom IPython.display import update_display\nupdate_display('host total: 0', display_id='result')"
+    reply, outputs = ipykernel.execute(cell, timeout=60)
+    assert reply["status"] == "ok", reply
+    hijack = [
+        m["content"]
+        for m in outputs
+        if m["msg_type"] == "update_display_data" and m["content"].get("transient", {}).get("display_id") == "result"
+    ]
+    assert not hijack, f"the sandbox rewrote the host cell's display 'result': {hijack}"
