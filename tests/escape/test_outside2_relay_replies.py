@@ -98,3 +98,29 @@ def test_a_sandboxed_cell_cannot_rewrite_a_host_cells_display(ipykernel: Kernel)
         if m["msg_type"] == "update_display_data" and m["content"].get("transient", {}).get("display_id") == "result"
     ]
     assert not hijack, f"the sandbox rewrote the host cell's display 'result': {hijack}"
+
+
+AUDIT_MIME = "application/vnd.glsandbox.audit+json"
+
+
+def test_an_input_prompt_with_a_lone_surrogate_leaves_the_cell_audited(kernel: Kernel) -> None:
+    """``input('\\ud800')`` in a cell: the prompt goes out unescaped and the cell loses its audit record.
+
+    ``kernel/options.py:relay_input`` sends ``str(prompt)`` as the
+    ``input_request``; jupyter_client cannot encode a lone surrogate, the
+    exception leaves ``sandbox.run_cell`` mid-request, and the kernel answers
+    with a bare UnicodeEncodeError: the cell has no audit output (the README:
+    "no content a cell produces can stop its record from being written"), and
+    the next cell waited ~30 s for the abandoned worker request. Judged from
+    the host: the cell's IOPub messages hold its audit output.
+    Fix (suggested): ``kernel/options.py``: ``safe_text(prompt)`` as every other
+    sandbox string; ``sandbox.py:run_cell``: seal and emit the record when a
+    callback (on_input/on_output) raises.
+    """
+    cell = "try:\n    input('\\ud800 prompt: ')\nexcept BaseException as exc:\n    print(type(exc).__name__)\n"
+    msg_id = kernel.kc.execute(cell, allow_stdin=True)
+    outputs = kernel.collect(msg_id, timeout=60)
+    reply = kernel.shell_reply(msg_id, timeout=60)["content"]
+    audited = [m for m in outputs if AUDIT_MIME in (m["content"].get("data") or {})]
+    shown = [(m["msg_type"], str(m["content"])[:160]) for m in outputs if m["msg_type"] != "execute_input"]
+    assert audited, f"the cell has no audit output; reply {reply.get('status')} {reply.get('ename')}; outputs {shown}"
