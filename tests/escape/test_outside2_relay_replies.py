@@ -100,6 +100,33 @@ def test_a_sandboxed_cell_cannot_rewrite_a_host_cells_display(ipykernel: Kernel)
     assert not hijack, f"the sandbox rewrote the host cell's display 'result': {hijack}"
 
 
+def test_a_sandbox_comm_open_carries_no_target_module(kernel: Kernel) -> None:
+    """A sandbox ``comm_open`` keeps its ``target_module``: the classic Notebook loads it with requirejs.
+
+    ``widget_refusal`` checks ``target_name`` and the widget modules in the
+    state, but ``comm_content`` keeps every other key of the content. The
+    classic Notebook / nbclassic frontend (``CommManager.comm_open`` ->
+    ``utils.load_class(target_name, target_module)``) calls
+    ``requirejs([target_module])`` whenever the target is not registered
+    (no widgets extension enabled): a script URL the sandbox chose, run in
+    the server's origin. Judged from the host, at the protocol level: no
+    relayed comm_open names a ``target_module``.
+    Fix (suggested): ``kernel/relay.py:comm_content``: rebuild the content from
+    the known keys (comm_id, target_name, data) and drop ``target_module``.
+    """
+    cell = (
+        "from comm import create_comm\n"
+        "c = create_comm(target_name='jupyter.widget', target_module='https://127.0.0.1:9/x.js', data={'state': "
+        "{'_model_name': 'HTMLModel', '_model_module': '@jupyter-widgets/controls', 'value': 'hi'}, 'buffer_paths': []})"
+    )
+    reply, outputs = kernel.execute(cell, timeout=60)
+    assert reply["status"] == "ok", reply
+    opened = [m["content"] for m in outputs if m["msg_type"] == "comm_open"]
+    assert opened, "the sandbox's comm_open was not relayed at all"
+    modules = [c["target_module"] for c in opened if c.get("target_module")]
+    assert not modules, f"a sandbox comm_open reached the frontend with target_module {modules}"
+
+
 AUDIT_MIME = "application/vnd.glsandbox.audit+json"
 
 
