@@ -74,3 +74,27 @@ def test_sandbox_markdown_has_no_remote_image_or_script_link(kernel: Kernel, nam
         problems += [f"link {t}" for t in re.findall(r"\]\((\s*javascript:[^)]*)", text, re.IGNORECASE)]
     assert shown, f"{name}: the markdown output was not relayed at all"
     assert not problems, f"{name}: relayed markdown {shown} renders with {problems}"
+
+
+def test_sandbox_html_styles_reference_no_remote_url(kernel: Kernel) -> None:
+    """``clean_html`` keeps ``clip-path`` (an allowed style property) with ``url(http://...)``.
+
+    nh3's style filter checks property names only; ``clip-path: url("http://host/c.svg#a")``
+    makes Firefox fetch the external SVG: a request past the sandbox's network
+    policy from a STRICT cell (no click). Judged from the host, at the protocol
+    level: no relayed ``text/html`` has a ``url(`` to anything but ``#`` or ``data:``.
+    Fix (suggested): ``active_content.py``: drop style values holding ``url(``
+    unless the target is ``#...``/``data:image/`` (an attribute filter on ``style``).
+    """
+    html = '<div style="clip-path: url(http://127.0.0.1:8000/c.svg#a)">chart</div>'
+    reply, outputs = kernel.execute(f"from IPython.display import display, HTML\ndisplay(HTML({html!r}))", timeout=60)
+    assert reply["status"] == "ok", reply
+    shown = [
+        m["content"]["data"]["text/html"]
+        for m in outputs
+        if m["msg_type"] == "display_data" and not kernel_made(m) and "text/html" in m["content"]["data"]
+    ]
+    assert shown, "the HTML output was not relayed at all"
+    remote = [u for text in shown for u in re.findall(r"url\(\s*(?:&quot;|[\"'])?([^)\"&]*)", text) if u[:1] != "#"]
+    remote = [u for u in remote if not u.startswith("data:")]
+    assert not remote, f"relayed sandbox HTML {shown} references {remote} from its styles"
