@@ -26,17 +26,11 @@ import pytest
 from glsandbox_kernel import codec
 from glsandbox_kernel.exceptions import SandboxSecurityError
 
+from .test_outside2_output_budget import _rss
+
 pd = pytest.importorskip("pandas")
 
 ROWS = 20_000_000
-
-
-def _rss() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
 
 
 def _frame(tag: bytes, dtype: str) -> bytes:

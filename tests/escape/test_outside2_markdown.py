@@ -25,13 +25,13 @@ link targets with the parser instead of a regex.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import pytest
 
 from ..jupyter_fixtures import Kernel, glsandbox_kernelspec, kernel_made
+from .test_outside_active_outputs import kernel
 
-__all__ = ["glsandbox_kernelspec"]  # the fixture, imported for pytest
+__all__ = ["glsandbox_kernelspec", "kernel"]  # the fixtures, imported for pytest
 
 mistune = pytest.importorskip("mistune")
 
@@ -44,15 +44,6 @@ CASES = {
     "refdef-in-quote": "> [r]: http://127.0.0.1:8000/q.png\n\n![a][r]",
     "refdef-in-list": "- [r]: http://127.0.0.1:8000/l.png\n\n![a][r]",
 }
-
-
-@pytest.fixture(scope="module")
-def kernel(glsandbox_kernelspec: str) -> Iterator[Kernel]:
-    k = Kernel("glsandbox")
-    try:
-        yield k
-    finally:
-        k.shutdown()
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

@@ -21,26 +21,17 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 
 import pytest
 
 from ..jupyter_fixtures import Kernel, glsandbox_kernelspec
+from .test_outside_active_outputs import ipykernel, kernel
 
-__all__ = ["glsandbox_kernelspec"]  # the fixture, imported for pytest
+__all__ = ["glsandbox_kernelspec", "ipykernel", "kernel"]  # the fixtures, imported for pytest
 
 pytestmark = pytest.mark.timeout(180)
 
 ACTIVE = re.compile(r"<script|\bon[a-z]+\s*=|javascript:", re.IGNORECASE)
-
-
-@pytest.fixture(scope="module")
-def kernel(glsandbox_kernelspec: str) -> Iterator[Kernel]:
-    k = Kernel("glsandbox")
-    try:
-        yield k
-    finally:
-        k.shutdown()
 
 
 def test_user_expressions_reach_the_frontend_without_scripts(kernel: Kernel) -> None:
@@ -61,18 +52,6 @@ def test_user_expressions_reach_the_frontend_without_scripts(kernel: Kernel) -> 
         if hits:
             found[name] = hits
     assert not found, f"script-bearing user_expressions relayed: {found}; reply {json.dumps(reply)[:400]}"
-
-
-@pytest.fixture(scope="module")
-def ipykernel() -> Iterator[Kernel]:
-    """A stock python3 IPython kernel with the magic loaded (the host side of ``%%sandbox``)."""
-    k = Kernel("python3")
-    try:
-        reply, _ = k.execute("%load_ext glsandbox_kernel")
-        assert reply["status"] == "ok", reply
-        yield k
-    finally:
-        k.shutdown()
 
 
 def test_a_sandboxed_cell_cannot_rewrite_a_host_cells_display(ipykernel: Kernel) -> None:
