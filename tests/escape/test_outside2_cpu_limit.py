@@ -6,8 +6,8 @@ on its own, so none is stopped; the host's own cgroup measurement says the
 cell used ~2.7 s (measured earlier: limit 2 s, 4 children, 7.25 s used, status
 ``ok``; 1 s limit: namespace 2.83 s, container 2.74 s, gVisor 2.39 s, all
 ``ok``) and nothing acts on it. Within the pids limit (~16) a cell gets about
-16x its CPU budget; with exec allowed (MODERATE) each new program restarts
-its own count.
+16x its CPU budget (and a child that exits before the limit can be
+replaced by a fresh one: the total has no bound).
 
 Judged from the host: a cell ends with ``ok`` only when the CPU the host
 measured for it is within the limit (small slack for sampling).
