@@ -184,7 +184,13 @@ def comm_content(
         if notes is not None:
             notes.append(f"a sandbox widget message dropped: {why}")
         return None
-    content["data"] = clean_state(content.get("data", {}), notes)  # widgets render state as HTML
+    # Rebuilt from the keys the messaging spec defines, nothing else: a ``target_module`` is a script
+    # URL the classic Notebook loads with requirejs when the target is not registered.
+    known: dict[str, Any] = {"comm_id": content["comm_id"]}
+    if kind == "comm_open":
+        known["target_name"] = content["target_name"]
+    known["data"] = clean_state(content.get("data", {}), notes)  # widgets render state as HTML
+    content = known
     buffers = [bytes(b) for b in frame.get("buffers") or [] if isinstance(b, (bytes, bytearray))]
     return kind, content, as_dict(frame.get("metadata"), notes), buffers
 
