@@ -9,24 +9,14 @@ latest cell's display of the id.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from ..jupyter_fixtures import Kernel, glsandbox_kernelspec, kernel_made
+from .test_kernel import kernel
 
-__all__ = ["glsandbox_kernelspec"]  # the fixture, imported for pytest
+__all__ = ["glsandbox_kernelspec", "kernel"]  # the fixtures, imported for pytest
 
 pytestmark = pytest.mark.timeout(180)
-
-
-@pytest.fixture(scope="module")
-def kernel(glsandbox_kernelspec: str) -> Iterator[Kernel]:
-    k = Kernel("glsandbox")
-    try:
-        yield k
-    finally:
-        k.shutdown()
 
 
 def _displays(outputs: list[dict], kind: str) -> list[tuple[str, str]]:
