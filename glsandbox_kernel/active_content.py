@@ -15,11 +15,13 @@ sandbox made reaches a frontend:
   ``\\class``, ``\\style``, ``\\cssId``, ``\\unicode``, ``\\require``, ``\\def``
   ..., so a formula with any other macro is dropped (its ``text/plain`` stays);
   an allowlist, not a list of known-bad macros, and no rewriting of TeX;
-- ``text/html`` (and ``*+html``), ``image/svg+xml`` and ``text/markdown`` pass
-  through an allowlist sanitizer (nh3, the Ammonia library): no scripts, no
-  event handlers, no ``javascript:`` URLs, no frames/objects/forms, and
-  images only from ``data:`` URLs (a browser fetch would leave the sandbox's
-  network policy behind);
+- ``text/html`` (and ``*+html``) and ``image/svg+xml`` pass through an
+  allowlist sanitizer (nh3, the Ammonia library): no scripts, no event
+  handlers, no ``javascript:`` URLs, no frames/objects/forms, images only
+  from ``data:`` URLs and no style that fetches (a browser fetch would leave
+  the sandbox's network policy behind); ``text/markdown`` that could hold a
+  link, an image or HTML is rendered (CommonMark) and sent as that sanitized
+  ``text/html`` instead;
 - in widget state and comm data, the same for every bundle, code-carrying keys
   (anywidget's ``_esm``) dropped, and every string whose markup the sanitizer
   would change replaced by its sanitized form (widgets render some strings as
@@ -135,14 +137,38 @@ _SVG_ATTRIBUTES = {
 }  # fmt: skip
 
 
+#: attributes whose value is CSS (a style) or may reference a resource with ``url(...)`` (SVG paint, clips)
+_CSS_ATTRIBUTES = frozenset(
+    {"style", "fill", "stroke", "clip-path", "mask", "marker-start", "marker-mid", "marker-end", "filter"}
+)
+#: CSS that fetches (or runs) beyond ``url(``: escapes (``\\75 rl(`` is ``url(``), imports, image functions
+_CSS_FETCH = re.compile(r"\\|@import|expression\s*\(|image(-set)?\s*\(|cross-fade\s*\(|element\s*\(|src\s*\(", re.I)
+_CSS_URL = re.compile(r"url\s*\(\s*['\"]?\s*([^)'\"\s]*)", re.I)
+
+
+def _css_fetches(value: str) -> bool:
+    """Whether a CSS value could make the browser fetch something (fail closed): any ``url(`` not to
+    ``#fragment`` (within the document), any image function, ``@import``, ``expression(`` or escape."""
+    bare = re.sub(r"/\*.*?(\*/|$)", "", value, flags=re.S)
+    if _CSS_FETCH.search(bare):
+        return True
+    return any(not target.startswith("#") for target in _CSS_URL.findall(bare))
+
+
 def _url_filter(tag: str, attribute: str, value: str) -> str | None:
-    """nh3 attribute filter: images only from ``data:image/`` URLs, SVG references only within the document."""
+    """nh3 attribute filter: images only from ``data:image/`` URLs, SVG references only within the
+    document, no style declaration or SVG paint that fetches (nh3 checks style property names only)."""
     if attribute in ("src", "href", "xlink:href"):
         lowered = value.strip().lower()
         if tag in ("img", "image") and not lowered.startswith("data:image/"):
             return None
         if tag == "use" and not lowered.startswith("#"):
             return None
+    if attribute == "style":
+        kept = [d for d in value.split(";") if not _css_fetches(d)]
+        return ";".join(kept) if any(d.strip() for d in kept) else None
+    if attribute in _CSS_ATTRIBUTES and _css_fetches(value):
+        return None
     return value
 
 
@@ -196,33 +222,32 @@ def clean_svg(markup: str) -> str:
     return re.sub(r"<svg\b[^>]*>", namespaces, body, count=1)
 
 
-#: an inline link or image ``[text](target "title")`` and a reference definition ``[ref]: target``
-_MD_INLINE = re.compile(r"(!?)(\[[^\]]*\]\(\s*)(<[^>]*>|[^\s)]*)")
-_MD_REFDEF = re.compile(r"^(\s{0,3}\[[^\]]+\]:\s*)(<[^>]*>|\S+)", re.M)
-_SAFE_LINK = re.compile(r"^(https?:|mailto:|#|/|\./|\.\./|[a-z0-9._~-]+(/|$|#|\?))", re.I)
-
-
-def _md_target(target: str, *, image: bool) -> str:
-    """A markdown link target as the browser reads it (entities decoded, blanks dropped), or a blocked one.
-
-    Images are kept only as ``data:image/`` (a remote image is a fetch that carries sandbox data past
-    the network policy); links only to http(s), mailto and relative places (no ``javascript:`` however
-    it is spelled).
-    """
-    bare = target[1:-1] if target.startswith("<") and target.endswith(">") else target
-    seen = re.sub(r"[\x00-\x20]+", "", html.unescape(bare)).lower()
-    if image:
-        return target if seen.startswith("data:image/") else "#blocked-image"
-    return target if _SAFE_LINK.match(seen) else "#blocked-link"
+#: markdown longer than this is shown as its text (escaped, in a ``<pre>``), not rendered: the renderer
+#: is pure Python (about 10 µs a byte of hostile input on this host), the sanitizer is not
+MAX_MARKDOWN_RENDER = 256 << 10
 
 
 def clean_markdown(text: str) -> str:
-    """Markdown with its inline HTML sanitized and its link and image targets checked (``>`` kept for quotes)."""
-    if "<" in text:
-        text = clean_html(text).replace("&gt;", ">")
-    text = _MD_INLINE.sub(lambda m: m.group(1) + m.group(2) + _md_target(m.group(3), image=bool(m.group(1))), text)
-    # a reference may serve an image: remote targets are blocked there too
-    return _MD_REFDEF.sub(lambda m: m.group(1) + _md_target(m.group(2), image=True), text)
+    """Sandbox markdown as sanitized HTML: the frontend gets this as ``text/html``, never the markdown.
+
+    Rendered by a CommonMark parser (mistune, as nbconvert does; raw HTML kept for the sanitizer) and
+    passed through :func:`clean_html`, so what the browser sees is only what the HTML allowlist lets
+    through (images only from ``data:image/``, no ``javascript:``), whatever a frontend's own markdown
+    parser would have made of the text: rewriting targets in the markdown itself missed nested brackets,
+    links around images and references in quotes. Too long or unparsable: the escaped text (fail closed).
+    """
+    rendered = None
+    if len(text) <= MAX_MARKDOWN_RENDER:
+        try:
+            import mistune
+
+            # a new renderer for each call: relay threads may call at once
+            render = mistune.create_markdown(escape=False, plugins=["strikethrough", "table", "math"])
+            out = render(text)
+            rendered = out if isinstance(out, str) else None
+        except Exception:  # noqa: BLE001 - any parser failure (RecursionError too): shown as text
+            rendered = None
+    return clean_html(rendered if rendered is not None else f"<pre>{html.escape(text)}</pre>")
 
 
 #: TeX macros a ``text/latex`` output may use: math symbols, layout and fonts, nothing that makes a
@@ -295,7 +320,7 @@ def _kind(mime: str) -> str | None:
     return "drop"
 
 
-_CLEANERS = {"html": clean_html, "svg": clean_svg, "markdown": clean_markdown}
+_CLEANERS = {"html": clean_html, "svg": clean_svg}
 
 
 def clean_bundle(data: dict[str, Any], notes: Notes = None) -> dict[str, Any]:
@@ -326,9 +351,14 @@ def clean_bundle(data: dict[str, Any], notes: Notes = None) -> dict[str, Any]:
                 del out[mime]
                 _note(notes, f"text/latex output removed (the macro \\{macro} is not a plain math macro)")
             continue
-        if kind == "markdown" and not any(c in text for c in "<:]&"):
-            continue
-        out[mime] = _CLEANERS[kind](text)
+        if kind == "markdown":
+            if not any(c in text for c in "<:]&"):  # no link, image, reference or HTML can form: kept
+                continue
+            del out[mime]  # shown as sanitized HTML instead (the bundle's own HTML, if any, wins)
+            if not any(isinstance(m, str) and _kind(m) == "html" for m in data):
+                out["text/html"] = clean_markdown(text)
+        else:
+            out[mime] = _CLEANERS[kind](text)
         if _ACTIVE.search(text):
             _note(notes, f"active content (scripts, handlers, frames) removed from {mime}")
     return data if out is None or out == data else out

@@ -38,22 +38,37 @@ def frame_size(msg: dict[str, Any]) -> int:
     if msg.get("type") == "stream":
         text = msg.get("text")
         return len(text) if isinstance(text, str) else 0
-    size = _FRAME_OVERHEAD
-    for key in ("data", "metadata", "evalue", "traceback"):
-        size += _value_size(msg.get(key), 0)
+    return _FRAME_OVERHEAD + _value_size([msg.get(k) for k in ("data", "metadata", "evalue", "traceback")])
+
+
+def _value_size(value: Any) -> int:
+    """The bytes a decoded value holds: every string, key and leaf at any depth, walked iteratively.
+
+    No depth cut-off (a value ten lists deep counts its whole size). The walk visits each node once and
+    every element adds at least 8 bytes, so it stops soon after the count passes ``MAX_BUDGET`` (more
+    than any cell may keep, so the frame is over budget anyway): bounded cost even for a shared or
+    cyclic value a caller might build.
+    """
+    size = 0
+    stack = [value]
+    while stack and size <= MAX_BUDGET:
+        item = stack.pop()
+        if isinstance(item, memoryview):
+            size += item.nbytes
+        elif isinstance(item, (str, bytes, bytearray)):
+            size += len(item)
+        elif isinstance(item, dict):
+            size += 8 * len(item)
+            if size <= MAX_BUDGET:
+                stack.extend(item.keys())
+                stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            size += 8 * len(item)
+            if size <= MAX_BUDGET:
+                stack.extend(item)
+        else:
+            size += 8
     return size
-
-
-def _value_size(value: Any, depth: int) -> int:
-    if isinstance(value, (str, bytes, bytearray)):
-        return len(value)
-    if depth > 8:
-        return _FRAME_OVERHEAD
-    if isinstance(value, dict):
-        return sum(len(str(k)) + _value_size(v, depth + 1) for k, v in value.items())
-    if isinstance(value, (list, tuple)):
-        return sum(_value_size(v, depth + 1) for v in value)
-    return 8
 
 
 class OutputBudget:
@@ -115,7 +130,7 @@ class OutputBudget:
     def admit_comm(self, msg: dict[str, Any]) -> bool:
         """Whether a sandbox comm frame may still go to the frontend: comm traffic has a budget of its own."""
         content = msg.get("content")
-        size = _FRAME_OVERHEAD + _value_size(content.get("data") if isinstance(content, dict) else None, 0)
+        size = _FRAME_OVERHEAD + _value_size(content.get("data") if isinstance(content, dict) else None)
         buffers = msg.get("buffers")
         if isinstance(buffers, (list, tuple)):
             size += sum(len(b) for b in buffers if isinstance(b, (bytes, bytearray, memoryview)))

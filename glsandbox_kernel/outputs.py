@@ -99,7 +99,9 @@ class OutputCollector:
                 # ``on_output`` may return the frame as it published it (the kernel renames
                 # sandbox-limit errors): that is what the frontend saves, so that is recorded.
                 shown = self.on_output(frame) if self.on_output is not None else None
-                self._record(shown if isinstance(shown, dict) and shown.get("type") == frame["type"] else frame)
+                # An update of another cell's display is published as a new output of this cell.
+                kinds = (frame["type"], "display_data" if frame["type"] == "update_display_data" else None)
+                self._record(shown if isinstance(shown, dict) and shown.get("type") in kinds else frame)
         return None
 
     def _record(self, msg: dict[str, Any]) -> None:

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..active_content import clean_frame, clean_payload, clean_state, widget_refusal
+from .displays import DisplayScopes
 
 log = logging.getLogger("glsandbox.kernel")
 
@@ -184,7 +185,13 @@ def comm_content(
         if notes is not None:
             notes.append(f"a sandbox widget message dropped: {why}")
         return None
-    content["data"] = clean_state(content.get("data", {}), notes)  # widgets render state as HTML
+    # Rebuilt from the keys the messaging spec defines, nothing else: a ``target_module`` is a script
+    # URL the classic Notebook loads with requirejs when the target is not registered.
+    known: dict[str, Any] = {"comm_id": content["comm_id"]}
+    if kind == "comm_open":
+        known["target_name"] = content["target_name"]
+    known["data"] = clean_state(content.get("data", {}), notes)  # widgets render state as HTML
+    content = known
     buffers = [bytes(b) for b in frame.get("buffers") or [] if isinstance(b, (bytes, bytearray))]
     return kind, content, as_dict(frame.get("metadata"), notes), buffers
 
@@ -256,6 +263,9 @@ class IOPubRelay:
         self._pending_name = "stdout"
         self._pending_size = 0
         self._timer: threading.Timer | None = None
+        #: sandbox display ids created by this request, and its display scope (made on first use)
+        self._displays: set[str] = set()
+        self._scope: str | None = None
 
     def _stream(self, name: str, text: str) -> None:
         """Queue stream text; publish it when due (under the lock that orders every send)."""
@@ -332,8 +342,13 @@ class IOPubRelay:
             if converted is None:
                 return None
             msg_type, content = converted
-            # Replaced parts: the session records what the frontend got.
-            shown = {"type": msg_type, **content} if len(self.replaced) > before or clean is not frame else None
+            scoped = self._scope_display(msg_type, content)
+            if scoped is None:
+                return None
+            # Replaced parts (and scoped display ids): the session records what the frontend got.
+            changed = scoped[1] is not content or len(self.replaced) > before or clean is not frame
+            msg_type, content = scoped
+            shown = {"type": msg_type, **content} if changed else None
             if msg_type == "error":
                 if self.rewrite_error is not None:
                     rewritten = self.rewrite_error(content)
@@ -349,6 +364,28 @@ class IOPubRelay:
         except Exception:
             log.warning("dropped an output frame from the sandbox", exc_info=True)
             return None
+
+    def _scope_display(self, msg_type: str, content: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+        """``(msg_type, content)`` with its display id scoped to its cell (:class:`DisplayScopes`), or None
+        for an update nobody in this kernel's sandbox displayed (a widget callback's)."""
+        display_id = content.get("transient", {}).get("display_id")
+        if msg_type not in ("display_data", "update_display_data") or not isinstance(display_id, str):
+            return msg_type, content
+        scopes = DisplayScopes.of(self.kernel)
+        if self._scope is None:
+            self._scope = scopes.new_scope()
+        if msg_type == "update_display_data" and display_id not in self._displays:
+            in_cell = self.parent.get("header", {}).get("msg_type") == "execute_request"
+            latest = None if in_cell else scopes.latest(display_id)
+            if latest is not None:  # a widget callback updates the latest cell's display
+                return msg_type, {**content, "transient": {**content["transient"], "display_id": latest}}
+            if not in_cell:
+                return None
+            msg_type = "display_data"  # another cell's display: a new output of this cell
+        self._displays.add(display_id)
+        relayed = scopes.created(display_id, self._scope) if msg_type == "display_data" else None
+        relayed = relayed or f"{display_id}~{self._scope}"
+        return msg_type, {**content, "transient": {**content["transient"], "display_id": relayed}}
 
     def comm(self, frame: dict[str, Any]) -> None:
         """``on_comm`` callback: a sandboxed widget's comm message, to the frontend."""

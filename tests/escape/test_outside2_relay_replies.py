@@ -21,26 +21,17 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 
 import pytest
 
 from ..jupyter_fixtures import Kernel, glsandbox_kernelspec
+from .test_outside_active_outputs import ipykernel, kernel
 
-__all__ = ["glsandbox_kernelspec"]  # the fixture, imported for pytest
+__all__ = ["glsandbox_kernelspec", "ipykernel", "kernel"]  # the fixtures, imported for pytest
 
 pytestmark = pytest.mark.timeout(180)
 
 ACTIVE = re.compile(r"<script|\bon[a-z]+\s*=|javascript:", re.IGNORECASE)
-
-
-@pytest.fixture(scope="module")
-def kernel(glsandbox_kernelspec: str) -> Iterator[Kernel]:
-    k = Kernel("glsandbox")
-    try:
-        yield k
-    finally:
-        k.shutdown()
 
 
 def test_user_expressions_reach_the_frontend_without_scripts(kernel: Kernel) -> None:
@@ -61,18 +52,6 @@ def test_user_expressions_reach_the_frontend_without_scripts(kernel: Kernel) -> 
         if hits:
             found[name] = hits
     assert not found, f"script-bearing user_expressions relayed: {found}; reply {json.dumps(reply)[:400]}"
-
-
-@pytest.fixture(scope="module")
-def ipykernel() -> Iterator[Kernel]:
-    """A stock python3 IPython kernel with the magic loaded (the host side of ``%%sandbox``)."""
-    k = Kernel("python3")
-    try:
-        reply, _ = k.execute("%load_ext glsandbox_kernel")
-        assert reply["status"] == "ok", reply
-        yield k
-    finally:
-        k.shutdown()
 
 
 def test_a_sandboxed_cell_cannot_rewrite_a_host_cells_display(ipykernel: Kernel) -> None:
@@ -98,6 +77,33 @@ def test_a_sandboxed_cell_cannot_rewrite_a_host_cells_display(ipykernel: Kernel)
         if m["msg_type"] == "update_display_data" and m["content"].get("transient", {}).get("display_id") == "result"
     ]
     assert not hijack, f"the sandbox rewrote the host cell's display 'result': {hijack}"
+
+
+def test_a_sandbox_comm_open_carries_no_target_module(kernel: Kernel) -> None:
+    """A sandbox ``comm_open`` keeps its ``target_module``: the classic Notebook loads it with requirejs.
+
+    ``widget_refusal`` checks ``target_name`` and the widget modules in the
+    state, but ``comm_content`` keeps every other key of the content. The
+    classic Notebook / nbclassic frontend (``CommManager.comm_open`` ->
+    ``utils.load_class(target_name, target_module)``) calls
+    ``requirejs([target_module])`` whenever the target is not registered
+    (no widgets extension enabled): a script URL the sandbox chose, run in
+    the server's origin. Judged from the host, at the protocol level: no
+    relayed comm_open names a ``target_module``.
+    Fix (suggested): ``kernel/relay.py:comm_content``: rebuild the content from
+    the known keys (comm_id, target_name, data) and drop ``target_module``.
+    """
+    cell = (
+        "from comm import create_comm\n"
+        "c = create_comm(target_name='jupyter.widget', target_module='https://127.0.0.1:9/x.js', data={'state': "
+        "{'_model_name': 'HTMLModel', '_model_module': '@jupyter-widgets/controls', 'value': 'hi'}, 'buffer_paths': []})"
+    )
+    reply, outputs = kernel.execute(cell, timeout=60)
+    assert reply["status"] == "ok", reply
+    opened = [m["content"] for m in outputs if m["msg_type"] == "comm_open"]
+    assert opened, "the sandbox's comm_open was not relayed at all"
+    modules = [c["target_module"] for c in opened if c.get("target_module")]
+    assert not modules, f"a sandbox comm_open reached the frontend with target_module {modules}"
 
 
 AUDIT_MIME = "application/vnd.glsandbox.audit+json"

@@ -134,7 +134,12 @@ def test_rich_outputs_relayed_faithfully(kernel: Kernel) -> None:
     assert first["content"]["data"]["application/json"] == {"a": 1}
     assert first["content"]["metadata"] == {"application/json": {"expanded": True}}
     update = next(m for m in outputs if m["msg_type"] == "update_display_data")
-    assert update["content"]["transient"]["display_id"] == "d1"
+    shown = [
+        m for m in outputs if m["msg_type"] == "display_data" and m["content"]["data"].get("text/plain") == "'first'"
+    ]
+    # the id is scoped to the cell that showed it (relay.DisplayScopes): the update names the same one
+    assert update["content"]["transient"]["display_id"] == shown[0]["content"]["transient"]["display_id"]
+    assert update["content"]["transient"]["display_id"].startswith("d1~")
     assert next(m for m in outputs if m["msg_type"] == "clear_output")["content"]["wait"] is True
     result = next(m for m in outputs if m["msg_type"] == "execute_result")
     assert result["content"]["data"]["text/plain"] == "42"

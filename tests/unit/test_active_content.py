@@ -20,6 +20,7 @@ import pytest
 
 from glsandbox_kernel import OSSandbox, create_config_by_level
 from glsandbox_kernel.active_content import (
+    MAX_MARKDOWN_RENDER,
     clean_bundle,
     clean_frame,
     clean_markdown,
@@ -98,9 +99,9 @@ def test_a_real_matplotlib_svg_stays_a_valid_image_without_scripts() -> None:
 
 def test_markdown_keeps_quotes_and_loses_scripts() -> None:
     text = "# t\n> a quote <b onclick='x()'>bold</b>\n[a](javascript:alert(1)) [b](https://ok.example)"
-    out = clean_markdown(text)
-    assert out.startswith("# t\n> a quote <b>bold</b>")
-    assert "javascript:" not in out and "(https://ok.example)" in out
+    out = clean_markdown(text)  # rendered, sent as sanitized HTML
+    assert out.startswith("<h1>t</h1>\n<blockquote>\n<p>a quote <b>bold</b>")
+    assert "javascript:" not in out and 'href="https://ok.example"' in out
 
 
 def test_widget_state_html_and_output_bundles_are_cleaned() -> None:
@@ -225,8 +226,37 @@ def test_markdown_images_must_be_inline_and_links_cannot_script() -> None:
     assert "attacker" not in clean_markdown("[r]: https://attacker.example/x.png\n\n![a][r]")
     for link in ("javascript&colon;alert(1)", "java&#9;script:alert(1)", "&#106;avascript:alert(1)", "JaVaScRiPt:x"):
         assert "script" not in clean_markdown(f"[click]({link})").lower().replace("#blocked", ""), link
-    kept = "[docs](https://example.org/a) ![i](data:image/png;base64,AAAA) [rel](notes/a.md)"
-    assert clean_markdown(kept) == kept
+    kept = clean_markdown("[docs](https://example.org/a) ![i](data:image/png;base64,AAAA) [rel](notes/a.md)")
+    for target in ('href="https://example.org/a"', 'src="data:image/png;base64,AAAA"', 'href="notes/a.md"'):
+        assert target in kept, kept
+    # what the regex rewrite missed: nested brackets, a link around an image, references in quotes/lists
+    for text in (
+        "![c [1] f](http://h.example/x)",
+        "[s [1] h](javascript:x())",
+        "[![i](data:image/png;base64,AA==)](javascript:x())",
+        "> [r]: http://h.example/q.png\n\n![a][r]",
+        "- [r]: http://h.example/l.png\n\n![a][r]",
+    ):
+        out = clean_bundle({"text/markdown": text})
+        assert list(out) == ["text/html"] and "h.example" not in out["text/html"], out
+        assert "javascript" not in out["text/html"], out
+    plain = {"text/markdown": "# Title\n\n*x* $a_1$"}  # nothing that could link: kept as markdown
+    assert clean_bundle(plain) is plain
+    big = "[x](javascript:y())" * (MAX_MARKDOWN_RENDER // 10)  # too long to render: escaped text
+    assert clean_markdown(big).startswith("<pre>[x](javascript:y())")
+
+
+def test_styles_that_fetch_are_dropped() -> None:
+    out = clean_bundle(
+        {
+            "text/html": '<div style="color: red; clip-path: url(http://h.example/c.svg#a)">a</div>'
+            '<div style="background-color: red; clip-path: u\\72 l(http://h.example/d)">b</div>'
+            '<div style="clip-path: url(#local)">c</div>'
+        }
+    )["text/html"]
+    assert "h.example" not in out and "color:red" in out and "url(&quot;#local&quot;)" in out, out
+    svg = clean_svg('<svg><g fill="url(http://h.example/p#g)" clip-path="url(#c)"><path d="M0 0"/></g></svg>')
+    assert "h.example" not in svg and 'clip-path="url(#c)"' in svg, svg
 
 
 def test_a_notice_names_a_sandbox_type_on_one_line() -> None:
