@@ -216,6 +216,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--quick", action="store_true", help="fewest rounds (CI smoke run)")
+    parser.add_argument(
+        "--rows", default="cold,pool,trip,memory", help="which rows to run (comma-separated; default: all)"
+    )
     args = parser.parse_args()
     ok, reason = VMBackend.available()
     if not ok:
@@ -224,13 +227,18 @@ def main() -> None:
     if not with_docker:
         print(f"container and docker run rows skipped: {why}", file=sys.stderr)
     rounds, n = (2, 50) if args.quick else (5, 200)
+    benches: dict[str, Callable[[], list[dict[str, Any]]]] = {
+        "cold": lambda: bench_cold(rounds, with_docker),
+        "pool": lambda: bench_pool(rounds + 1, with_docker),
+        "trip": lambda: bench_round_trip(n, 3),
+        "memory": bench_memory,
+    }
+    wanted = [name.strip() for name in args.rows.split(",") if name.strip()]
+    unknown = set(wanted) - set(benches)
+    if unknown:
+        raise SystemExit(f"unknown rows {sorted(unknown)}; choose from {sorted(benches)}")
     try:
-        results = [
-            *bench_cold(rounds, with_docker),
-            *bench_pool(rounds + 1, with_docker),
-            *bench_round_trip(n, 3),
-            *bench_memory(),
-        ]
+        results = [r for name in wanted for r in benches[name]()]
     finally:
         POOLS.drain_all()
     accel = detect_accel()

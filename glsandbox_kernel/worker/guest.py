@@ -21,6 +21,9 @@ root, then ``python3 -I -m glsandbox_kernel.worker.guest``). It
    clock); both sent at boot and on resume from the pool, so a resumed guest
    neither reuses random state nor runs on a clock stopped while it waited;
    ``sync`` (answered ``synced`` once every earlier line was applied);
+   ``hold`` and ``go`` (SIGSTOP and SIGCONT the worker: a pooled guest's
+   worker is held before the pause and let go after the ``seed`` and
+   ``time`` of its resume, so the host need not wait for an answer);
 6. when the worker ends, reports ``exit <status> [oom]`` on the control port
    (untrusted: the host records it as such) and powers the guest off, so
    QEMU exits.
@@ -297,6 +300,11 @@ class Agent:
                 self.supervisor.begin_call()  # per-call rate limit starts afresh
         elif cmd == b"kill":
             os.kill(-1, signal.SIGKILL)  # every process but PID 1
+        elif cmd in (b"hold", b"go") and self.worker_pid:
+            try:  # a pooled guest's worker: stopped before the pause, continued after seed and time
+                os.kill(self.worker_pid, signal.SIGSTOP if cmd == b"hold" else signal.SIGCONT)
+            except ProcessLookupError:
+                pass
         elif cmd == b"seed":
             try:
                 reseed(bytes.fromhex(arg.decode("ascii"))[:512])
@@ -396,6 +404,7 @@ def main() -> NoReturn:
         # Pre-import what every worker needs, once, before the fork.
         import cloudpickle  # noqa: F401
 
+        from .. import supervisor  # noqa: F401 - imported here, the agent's take_listener costs nothing
         from ..confinement import capabilities, rlimits, seccomp, sections  # noqa: F401
         from . import loop  # noqa: F401
 

@@ -42,6 +42,7 @@ import hashlib
 import json
 import os
 import shutil
+import types
 from typing import Any, ClassVar
 
 from ...config import IsolationType
@@ -83,6 +84,8 @@ MIN_GUEST_MIB = 128
 #: Seconds a TCG guest may take to reach its hello before QEMU is killed.
 TCG_BOOT_TIMEOUT = 120.0
 DEFAULT_GUEST_MIB = 512
+#: Seconds after a take from the pool before its refill boots, unless the guest ends sooner.
+REFILL_DELAY = 1.0
 
 
 class VMBackend(SandboxBackend):
@@ -164,7 +167,8 @@ class VMBackend(SandboxBackend):
     def start(self, *, session_id: str) -> WorkerProcess:
         """A guest for ``session_id``: a paused pre-booted one resumed (``cont``), else booted now.
 
-        A pooled guest has said hello already; the pool refills in the background.
+        A pooled guest has said hello already; the pool refills in the background once
+        this guest ends, or after :data:`REFILL_DELAY` seconds.
         """
         ok, why = self.available()
         if not ok:
@@ -176,7 +180,8 @@ class VMBackend(SandboxBackend):
             pool = POOLS.get(self.pool_key(), self._launch_pooled)
             taken = pool.take()
             if taken is not None:
-                pool.refill()  # a cold start refills only after its own hello (see connect)
+                # Not now: a boot would share the cores with this take (a cold start refills after its hello).
+                taken.refill_later(pool.refill, REFILL_DELAY)
                 try:
                     taken.resume()
                 except BaseException:
@@ -203,7 +208,8 @@ class VMBackend(SandboxBackend):
         worker.facts["pool_filler"] = True
         try:
             self.connect(worker, max_frame=self.config.max_frame_bytes, timeout=HELLO_TIMEOUT)
-            worker.pause()
+            warm_up(worker, TCG_BOOT_TIMEOUT)
+            worker.hold(TCG_BOOT_TIMEOUT)
         except BaseException:
             discard(worker)
             raise
@@ -235,6 +241,32 @@ class VMBackend(SandboxBackend):
         """The guest supervisor's records (``trusted: false``) go to the session."""
         if isinstance(worker, VMWorker):
             worker.add_violation_listener(listener)
+
+
+def _identity(x: Any) -> Any:
+    return x
+
+
+def warm_up(worker: VMWorker, timeout: float) -> None:
+    """Pool filler thread, before the pause: one call by value and one agent round trip.
+
+    A worker's first call runs code paths for the first time (cloudpickle
+    rebuilding a function by value, the codec's reply; under TCG also their
+    translation), and the agent may still be busy after the hello: paid
+    here, not by the session that takes the guest. The call is our own
+    identity function; the reply is checked like any other. The caller
+    then holds the worker and pauses the guest (:meth:`VMWorker.hold`).
+    """
+    import cloudpickle
+
+    chan = worker.chan
+    if chan is None:
+        raise SandboxCrashedError("the pooled guest has no channel")
+    fn = types.FunctionType(_identity.__code__, {}, "_warm_up")  # no module: travels by value, as user code does
+    chan.send({"type": "call", "id": 0, "fn": cloudpickle.dumps(fn), "args": cloudpickle.dumps(((1,), {}))})
+    reply = chan.recv(timeout=timeout)
+    if reply is None or reply.get("type") != "result" or reply.get("ok") is not True or reply.get("value") != 1:
+        raise SandboxCrashedError(f"the pooled guest's warm-up call failed: {str(reply)[:200]}")
 
 
 def check_agent(worker: VMWorker, timeout: float) -> None:

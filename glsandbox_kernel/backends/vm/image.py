@@ -74,9 +74,31 @@ def source_hash() -> str:
     return outer.hexdigest()[:16]
 
 
+_FOUND: dict[str, tuple[tuple[Any, ...], tuple[GuestImage | None, str]]] = {}
+
+
 def find_image() -> tuple[GuestImage | None, str]:
-    """The built image, or None and what is missing (with the command that builds it)."""
+    """The built image, or None and what is missing (with the command that builds it).
+
+    Checked once per image: the answer is kept while ``image.json`` (which a
+    rebuild rewrites last) and this package's guest sources stay the same, so
+    a take from the pool costs one ``stat``.
+    """
     d = image_dir()
+    try:
+        st = os.stat(os.path.join(d, "image.json"))
+    except OSError:
+        return _find_image(d)
+    key = (st.st_ino, st.st_mtime_ns, st.st_size, source_hash())
+    kept = _FOUND.get(d)
+    if kept is not None and kept[0] == key:
+        return kept[1]
+    found = _find_image(d)
+    _FOUND[d] = (key, found)
+    return found
+
+
+def _find_image(d: str) -> tuple[GuestImage | None, str]:
     files = {name: os.path.join(d, name) for name in ("vmlinuz", "initramfs.cpio.gz", "root.erofs", "image.json")}
     missing = [name for name, path in files.items() if not os.path.isfile(path)]
     if missing:
