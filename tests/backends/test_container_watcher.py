@@ -4,12 +4,14 @@ Two layers, each tested alone: the host-side watcher process
 (``backends/container/watcher.py``) removes every container the host
 registered once the host is gone; the bootstrap's watchdog thread
 (``worker/bootstrap.py``) ends a worker whose host connection closed, even
-while its cell runs ``while True: pass``. Real Docker containers, a real
+while its cell runs ``while True: pass``. A child the host forked does not
+keep the watcher waiting (it closed its copy of the pipe). Real Docker containers, a real
 host process killed by SIGKILL; judged from the engine's own listing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -108,3 +110,48 @@ def test_the_worker_ends_when_its_host_connection_closes(killed_host: tuple[subp
     assert not left, f"a worker outlived its host connection by 30 s: {left}"
     # The busy cell never read its socket: only the watchdog ends it (the idle pool ones may see EOF first).
     assert HOST_GONE_EXIT in codes.values(), codes
+
+
+FORKING_HOST = r"""
+import os, sys, time
+from glsandbox_kernel import OSSandbox, create_config_by_level, IsolationType
+from glsandbox_kernel.backends.container.watcher import WATCHER
+sb = OSSandbox(create_config_by_level("strict", isolation_type=IsolationType.CONTAINER))
+sb.run_cell("1")
+child = os.fork()
+if child == 0:  # holds copies of every fd the host had when it forked
+    time.sleep(60)
+    os._exit(0)
+print("READY", WATCHER.pid, child, flush=True)
+sb.run_cell("while True:\n    pass")
+"""
+
+
+def test_a_forked_child_does_not_keep_the_watcher_waiting() -> None:
+    ok, why = backends()["container"].available()
+    if not ok:
+        pytest.skip(f"container: {why}")
+    host = subprocess.Popen([sys.executable, "-c", FORKING_HOST], stdout=subprocess.PIPE, text=True)
+    child = 0
+    try:
+        assert host.stdout is not None
+        word, watcher, child_s = host.stdout.readline().split()
+        child = int(child_s)
+        assert word == "READY"
+        host.send_signal(signal.SIGKILL)
+        host.wait()
+        # The child still holds the host's end of the transport sockets (so the
+        # sandbox sees no hang-up) but closed its copy of the watcher's pipe.
+        assert _wait_until(lambda: _gone(int(watcher))), "the watcher waited for the host's forked child"
+        assert not _gone(child)
+        assert _ours(host.pid) == []
+    finally:
+        if child:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
+        host.kill()
+        host.wait()
+        assert host.stdout is not None
+        host.stdout.close()
+        for c in _ours(host.pid):
+            docker_api.remove_now(c["Id"])
