@@ -33,7 +33,8 @@ In order:
    waits for the host's ack; the host records them as ``trusted: False``
    (what the sandbox says of itself). The kernel's filter still decides;
    the hook only adds a report and refuses escape tools early;
-6. connect to the host and serve; the hello frame carries the listener fd
+6. connect to the host, start the watchdog that exits when the host's end
+   closes (:func:`_exit_when_host_gone`), and serve; the hello frame carries the listener fd
    (SCM_RIGHTS over the bind-mounted socket, as runc's seccomp agent gets
    it over ``listenerPath``), which is closed here before any request runs.
 
@@ -53,6 +54,8 @@ from typing import Any
 
 VERSION_MISMATCH_EXIT = 86
 SETUP_FAILED_EXIT = 87
+#: The host's end of the connection closed (the host died): see :func:`_exit_when_host_gone`.
+HOST_GONE_EXIT = 88
 
 
 def _check_python(want: str) -> None:
@@ -108,15 +111,65 @@ def _connect(path: str, timeout: float = 30.0) -> Any:
     import socket
 
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    deadline = time.monotonic() + timeout
+    start = time.monotonic()
     while True:
         try:
             sock.connect(path)
             return sock
-        except (FileNotFoundError, ConnectionRefusedError):
-            if time.monotonic() > deadline:
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            # The host listens before it creates the container: a refusal that
+            # lasts means its listener is gone (the host died while we started).
+            waited = time.monotonic() - start
+            if waited > timeout or (isinstance(exc, ConnectionRefusedError) and waited > 1.0):
                 raise
             time.sleep(0.005)
+
+
+def _exit_when_host_gone(fd: int) -> None:
+    """A daemon thread that ends the worker, and so the container, once the host's end closes.
+
+    The worker loop sees EOF only between requests; a running cell (``while
+    True: pass``) never reads the socket, and would run on unwatched after a
+    SIGKILL of the host. The thread blocks in poll() on its own dup of the
+    socket (nothing is read: a readable socket is only peeked at) and calls
+    ``os._exit`` at the hang-up or EOF; docker-init, then the pid namespace,
+    go with the worker. It costs one task of the sandbox's process limit;
+    where none is left it is not started (the host's watcher,
+    :mod:`glsandbox_kernel.backends.container.watcher`, still removes the
+    container).
+    """
+    import select
+    import socket
+    import threading
+
+    mine = socket.socket(fileno=os.dup(fd))
+    gone = select.POLLHUP | select.POLLERR | select.POLLNVAL | select.POLLRDHUP
+
+    def watch() -> None:
+        poller = select.poll()
+        poller.register(mine, select.POLLIN | select.POLLRDHUP)
+        while True:
+            events = 0
+            for _fd, ev in poller.poll():
+                events |= ev
+            if not events & gone:
+                # Readable: a request (the loop reads it) or, where the hang-up
+                # is not signalled (gVisor's host sockets), EOF. Peek to tell.
+                try:
+                    if mine.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT):
+                        time.sleep(0.2)  # data the loop has yet to read: look again later
+                        continue
+                except BlockingIOError:
+                    time.sleep(0.2)
+                    continue
+                except OSError:
+                    pass
+            os._exit(HOST_GONE_EXIT)
+
+    try:
+        threading.Thread(target=watch, name="glsandbox-host-watch", daemon=True).start()
+    except (RuntimeError, OSError):
+        mine.close()
 
 
 class _Reporter:
@@ -214,7 +267,9 @@ def main(argv: list[str]) -> None:
         sys.exit(SETUP_FAILED_EXIT)
     if spec.get("report_socket"):
         sys.addaudithook(_Reporter(_connect(str(spec["report_socket"])), spec.get("seccomp") or {}))
-    serve(_connect(str(spec["socket"])), pass_fds=state.pass_fds, report=state.report)
+    sock = _connect(str(spec["socket"]))
+    _exit_when_host_gone(sock.fileno())
+    serve(sock, pass_fds=state.pass_fds, report=state.report)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ from glsandbox_kernel import (
     SandboxMemoryError,
     SandboxMode,
     SandboxTimeoutError,
+    procfs,
 )
 from glsandbox_kernel.backends import container as ctr
 from glsandbox_kernel.backends.base import WorkerProcess
@@ -811,6 +812,11 @@ def test_stale_containers_of_dead_hosts_are_swept(isolation: IsolationType) -> N
     )
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "ready"
+    # Its host-death watcher (backends/container/watcher.py) would remove the container
+    # at once: a host killed with its whole process tree leaves it to the sweep.
+    for pid in os.listdir("/proc"):
+        if pid.isdigit() and procfs.parent_pid(int(pid)) == proc.pid:
+            os.kill(int(pid), signal.SIGKILL)
     proc.kill()  # SIGKILL: no atexit, no handler
     proc.wait(10)
     assert len(_child_containers(proc.pid)) == 1

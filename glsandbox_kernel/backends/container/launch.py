@@ -24,6 +24,7 @@ from ...exceptions import BackendUnavailableError, SandboxCrashedError, SandboxS
 from ...worker.bootstrap import SETUP_FAILED_EXIT, VERSION_MISMATCH_EXIT
 from . import docker_api, images, lifetime
 from .settings import bootstrap_spec, create_kwargs
+from .watcher import WATCHER
 from .worker import ContainerWorker, returncode_of
 
 if TYPE_CHECKING:
@@ -162,7 +163,8 @@ def launch_worker(
         runtime = settings.get("runtime")
         with docker_api.map_docker_errors(backend, "create the container", image=image):
             container_id = api.create_container(**create_kwargs(api, docker_api.for_engine(settings)))["Id"]
-        undo.callback(docker_api.remove_now, container_id)
+        WATCHER.watch(container_id)  # a pipe write: removed even if this process is SIGKILLed from here on
+        undo.callback(lifetime.remove_and_forget, container_id)
         try:
             with docker_api.map_docker_errors(backend, "start the container", image=image):
                 api.start(container_id)

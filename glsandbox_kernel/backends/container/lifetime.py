@@ -2,10 +2,12 @@
 
 A closed session's container is waited for (killed after a grace period)
 and removed in a background reaper, so neither is on the caller's path;
-live containers are removed on interpreter exit (atexit and SIGTERM) and,
-for host processes that died hard, by :func:`sweep_stale` at the next
-start-up (by label ``glsandbox=1`` and the recorded host pid and
-start time). A forked child forgets its parent's containers and never
+live containers are removed on interpreter exit (atexit and SIGTERM); for a
+host that died hard (SIGKILL), within a second or two by the host-death
+watcher (:mod:`.watcher`: every container is registered with it at its
+create) and the bootstrap's own watchdog on its host connection, and as a
+last resort by :func:`sweep_stale` at the next start-up (by label
+``glsandbox=1`` and the recorded host pid and start time). A forked child forgets its parent's containers and never
 kills them. Warm pools register their drain here (:func:`on_shutdown`).
 """
 
@@ -26,6 +28,7 @@ from ... import procfs
 from ..reaper import reaper
 from . import docker_api
 from .settings import LABEL, LABEL_HOST_PID, LABEL_HOST_PIDNS, LABEL_HOST_START, start_ticks
+from .watcher import WATCHER
 
 if TYPE_CHECKING:
     from .worker import ContainerWorker
@@ -34,7 +37,13 @@ log = logging.getLogger("glsandbox.container")
 
 
 def _remove_later(container_id: str) -> None:
-    _reaper.submit(lambda: docker_api.remove_now(container_id), key=container_id)
+    _reaper.submit(lambda: remove_and_forget(container_id), key=container_id)
+
+
+def remove_and_forget(container_id: str) -> None:
+    """Remove the container now; the host-death watcher need not remove it any more."""
+    docker_api.remove_now(container_id)
+    WATCHER.forget(container_id)
 
 
 #: Container removals run on the shared reaper thread, off the caller's path.
@@ -127,12 +136,14 @@ def shutdown_all(timeout: float = 20.0) -> None:
             worker.kill()
             worker.cleanup()
     _reaper.flush(timeout)
+    WATCHER.close()  # EOF: the helper removes whatever the hooks could not
 
 
 def _after_fork() -> None:
     """In a forked child: forget the parent's client, containers and pools (never kill them)."""
     global _sweep_started
     docker_api.forget_client()
+    WATCHER.after_fork()
     _live.clear()
     _reaper.reset_after_fork()
     _sweep_started = True
