@@ -43,6 +43,7 @@ import html
 import re
 from typing import Any
 
+from .active_tex import LATEX_MACROS, defuse_tex, latex_refusal  # noqa: F401 - LATEX_MACROS re-exported
 from .terminal_text import printable
 
 Notes = list[str] | None
@@ -172,6 +173,20 @@ def _url_filter(tag: str, attribute: str, value: str) -> str | None:
     return value
 
 
+_STATE_FETCH = re.compile(
+    r"@import|expression\s*\(|image(-set)?\s*\(|cross-fade\s*\(|element\s*\(|src\s*\(|url\s*\(", re.I
+)
+_CSS_ESCAPE = re.compile(r"\\([0-9a-fA-F]{1,6})\s?|\\(.)", re.S)
+
+
+def _css_fetches_state(value: str) -> bool:
+    """A widget state string that would fetch if a view set it as CSS (ipywidgets' style models do):
+    judged after CSS escapes are decoded, only when a fetching function appears (plain text stays)."""
+    if "\\" in value:
+        value = _CSS_ESCAPE.sub(lambda m: chr(min(int(m[1], 16), 0x10FFFF) or 0xFFFD) if m[1] else m[2], value)
+    return bool(_STATE_FETCH.search(value)) and (_css_fetches(value.replace("\\", "")) or "url" not in value.lower())
+
+
 def clean_html(markup: str) -> str:
     """``markup`` with everything that could run, fetch or submit removed (allowlist)."""
     import nh3
@@ -250,58 +265,6 @@ def clean_markdown(text: str) -> str:
     return clean_html(rendered if rendered is not None else f"<pre>{html.escape(text)}</pre>")
 
 
-#: TeX macros a ``text/latex`` output may use: math symbols, layout and fonts, nothing that makes a
-#: link, sets a CSS class/style/id, loads an extension, defines a macro or runs an action
-LATEX_MACROS = frozenset(
-    """
-    alpha beta gamma delta epsilon varepsilon zeta eta theta vartheta iota kappa varkappa lambda mu nu xi
-    omicron pi varpi rho varrho sigma varsigma tau upsilon phi varphi chi psi omega Gamma Delta Theta Lambda
-    Xi Pi Sigma Upsilon Phi Psi Omega digamma aleph beth gimel hbar hslash ell wp Re Im imath jmath
-    sum prod coprod int iint iiint oint bigcup bigcap bigsqcup bigvee bigwedge bigoplus bigotimes bigodot
-    biguplus lim limsup liminf sup inf max min arg det exp log ln lg sin cos tan cot sec csc arcsin arccos
-    arctan sinh cosh tanh coth deg dim gcd hom ker Pr mod bmod pmod pod
-    leq geq neq le ge ne leqslant geqslant approx equiv sim simeq cong propto ll gg prec succ preceq succeq
-    subset supset subseteq supseteq subsetneq supsetneq sqsubseteq sqsupseteq in notin ni owns forall
-    exists nexists mid nmid parallel nparallel perp models vdash dashv asymp doteq bowtie smile frown
-    to gets mapsto rightarrow leftarrow Rightarrow Leftarrow leftrightarrow Leftrightarrow longrightarrow
-    longleftarrow Longrightarrow Longleftarrow longleftrightarrow Longleftrightarrow longmapsto implies
-    impliedby iff uparrow downarrow Uparrow Downarrow updownarrow Updownarrow nearrow searrow swarrow
-    nwarrow hookrightarrow hookleftarrow rightharpoonup rightharpoondown leftharpoonup leftharpoondown
-    rightleftharpoons xrightarrow xleftarrow
-    infty partial nabla cdot cdots ldots dots dotsc dotsb dotsm vdots ddots times div pm mp ast star circ
-    bullet oplus ominus otimes oslash odot cup cap sqcup sqcap uplus setminus smallsetminus wedge vee land
-    lor neg lnot emptyset varnothing angle measuredangle prime backslash surd top bot triangle
-    triangleleft triangleright bigtriangleup bigtriangledown diamond Box square blacksquare checkmark
-    dagger ddagger amalg wr natural flat sharp clubsuit diamondsuit heartsuit spadesuit complement
-    therefore because
-    frac dfrac tfrac cfrac binom dbinom tbinom choose over atop sqrt root of left right middle big Big bigg
-    Bigg bigl bigr Bigl Bigr biggl biggr Biggl Biggr bigm Bigm overline underline hat widehat tilde
-    widetilde bar vec dot ddot dddot acute grave breve check mathring overbrace underbrace overset underset
-    stackrel substack overrightarrow overleftarrow limits nolimits displaystyle textstyle scriptstyle
-    scriptscriptstyle mathrm mathbf mathit mathsf mathtt mathcal mathbb mathfrak mathscr mathnormal
-    boldsymbol bm pmb operatorname operatornamewithlimits text textrm textbf textit textsf texttt textup
-    textnormal mbox emph rm bf it sf tt cal quad qquad enspace thinspace negthinspace hspace vspace kern
-    mkern mskip hskip phantom hphantom vphantom smash mathstrut strut begin end hline cline hdashline
-    langle rangle lfloor rfloor lceil rceil lbrace rbrace lbrack rbrack vert Vert lvert rvert lVert rVert
-    ulcorner urcorner llcorner lrcorner lgroup rgroup tag notag nonumber mathop mathbin mathrel
-    mathopen mathclose mathpunct mathord mathinner not neq cancel bcancel xcancel sideset tiny small
-    normalsize large Large LARGE huge Huge displaylines space nobreakspace
-    """.split()
-)
-_TEX_TOKEN = re.compile(r"\\([A-Za-z]+|.)", re.S)
-
-
-def latex_refusal(text: str) -> str | None:
-    """The first macro of ``text`` that is not in :data:`LATEX_MACROS`, or None (control symbols such
-    as ``\\,`` or ``\\\\`` are typography and always allowed). TeX's own tokens: ``\\\\href`` is a
-    line break and the letters "href"."""
-    for m in _TEX_TOKEN.finditer(text):
-        name = m.group(1)
-        if name[:1].isalpha() and name not in LATEX_MACROS:
-            return name
-    return None
-
-
 def _kind(mime: str) -> str | None:
     """How a bundle entry is treated: "drop", "html", "svg", "markdown", "latex", or None (kept)."""
     m = mime.lower().split(";")[0].strip()
@@ -356,9 +319,11 @@ def clean_bundle(data: dict[str, Any], notes: Notes = None) -> dict[str, Any]:
                 continue
             del out[mime]  # shown as sanitized HTML instead (the bundle's own HTML, if any, wins)
             if not any(isinstance(m, str) and _kind(m) == "html" for m in data):
-                out["text/html"] = clean_markdown(text)
+                out["text/html"] = defuse_tex(clean_markdown(text))
         else:
             out[mime] = _CLEANERS[kind](text)
+            if kind == "html":
+                out[mime] = defuse_tex(out[mime])  # JupyterLab typesets $...$ in HTML outputs too
         if _ACTIVE.search(text):
             _note(notes, f"active content (scripts, handlers, frames) removed from {mime}")
     return data if out is None or out == data else out
@@ -420,6 +385,13 @@ def clean_state(value: Any, notes: Notes = None, depth: int = 0) -> Any:
     if depth > 64:
         return value
     if isinstance(value, str):
+        if _css_fetches_state(value):  # a widget style value (ipywidgets sets it as CSS)
+            _note(notes, "a style that fetches removed from a sandbox widget's state")
+            return ""
+        tex = defuse_tex(value)  # HTMLMath and descriptions are typeset
+        if tex is not value:
+            _note(notes, "TeX macros outside the plain math set broken in a sandbox widget's state")
+            value = tex
         if "<" not in value:
             return value
         cleaned = clean_html(value)

@@ -304,7 +304,13 @@ def decode(data: bytes | bytearray | memoryview, budget: Budget = DEFAULT_BUDGET
     if data and data[0] in fast.FIRST_BYTES:
         return fast.decode(data)
     r = _Reader(data, budget)
-    value = _dec(r, 0)
+    try:
+        value = _dec(r, 0)
+    except SandboxSecurityError:
+        raise
+    except (ArithmeticError, LookupError, TypeError, ValueError, AttributeError, RecursionError) as exc:
+        # a hostile value that a constructor refused (e.g. len() of a 2**64-row RangeIndex): refused, recorded
+        raise SandboxSecurityError(f"malformed value: {type(exc).__name__}: {exc}") from exc
     r.check()
     if r.pos != r.end:
         raise SandboxSecurityError("malformed value: trailing bytes after the value")

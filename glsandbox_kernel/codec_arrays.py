@@ -177,7 +177,7 @@ def decode_pandas(r: Any, tag: bytes, depth: int, dec: Dec) -> Any:
         if names:
             frame.columns = pd.Index(names)
         return frame
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise SandboxSecurityError(f"malformed pandas value: {exc}") from exc
 
 

@@ -332,3 +332,26 @@ def test_user_expressions_are_shaped_and_their_bundles_cleaned() -> None:
     assert out["e"] == {"status": "ok", "data": {}, "metadata": {}}
     assert len(notes) >= 3
     assert clean_user_expressions(["x"]) == {}
+
+
+def test_tex_outside_the_plain_math_set_is_broken_in_html_markdown_and_widget_state() -> None:
+    """JupyterLab typesets $...$ in HTML and markdown outputs and in HTMLMath widgets: no \\href/\\style there."""
+    from glsandbox_kernel.active_tex import defuse_tex
+
+    html_out = clean_bundle({"text/html": "<p>$\\href{javascript:alert(1)}{x}$ and $\\alpha$</p>"})["text/html"]
+    assert "\\href" not in html_out and "\\alpha" in html_out
+    md_out = clean_bundle({"text/markdown": "see [a](http://x) $\\style{cursor:url(http://x)}{y}$"})["text/html"]
+    assert "\\style" not in md_out
+    state = clean_state({"value": "$\\class{x}{y}$ $\\frac{1}{2}$"})
+    assert "\\class" not in state["value"] and "\\frac" in state["value"]
+    # no math delimiter: nothing is typeset, text is kept as it is (Windows paths, escaped dollars)
+    assert defuse_tex("C:\\Users\\x") == "C:\\Users\\x"
+    assert clean_state({"value": "C:\\Users"}) == {"value": "C:\\Users"}
+
+
+def test_widget_state_styles_that_fetch_are_dropped() -> None:
+    """ipywidgets' style models set their strings as CSS: a url() there fetches as soon as the view shows."""
+    for css in ("url(http://127.0.0.1:9/leak)", "\\75 rl(http://127.0.0.1:9/x)", "image-set('http://x' 1x)"):
+        assert clean_state({"style": {"background": css}}) == {"style": {"background": ""}}, css
+    kept = {"style": {"background": "url(#frag)", "color": "red"}, "value": "see image.png"}
+    assert clean_state(kept) is kept
