@@ -27,6 +27,18 @@ class SandboxMetrics:
     The seed's fields, plus ``isolation_type``, ``fallback`` (the backend
     that was wanted when BASIC ran instead), ``state_lost`` and the limits
     source (``"cgroup"``, ``"rlimit"``...).
+
+    ``pids_peak``: the most tasks (processes and threads) the sandbox ran at
+    once in the call. Where the kernel keeps a peak (cgroup ``pids.peak``:
+    v2 since Linux 6.1, v1 on recent kernels) it is the kernel's figure when
+    the call set the sandbox's new high; otherwise (no kernel peak: BASIC,
+    /proc readings; or a call below an earlier call's high) it is the
+    highest of the monitor's samples (every 0.25 s), a lower bound that can
+    miss a burst shorter than a sampling period.
+
+    ``disk_read_bytes`` / ``disk_write_bytes``: block I/O the cgroup's io
+    controller attributes to the sandbox. cgroup v1 sees no buffered
+    writeback (the flusher threads write it), so there writes are None.
     """
 
     cpu_time_used: float | None = None
@@ -125,6 +137,15 @@ class Monitor:
         self.task_limit: int | None = None
         #: (limit, tasks) once the guard killed the tree for too many tasks in this call.
         self.tasks_exceeded: tuple[int, int] | None = None
+        #: Set by the session: ``cpu_time_limit_seconds`` for the whole tree (RLIMIT_CPU holds one
+        #: process only): CPU of every process of the sandbox since ``cpu_base`` was read.
+        self.cpu_limit: float | None = None
+        #: the tree's CPU reading (same source) when the session got this worker; None: not yet read.
+        self.cpu_base: float | None = None
+        #: (limit, used) once the monitor killed the tree for CPU time (this call or at its end).
+        self.cpu_exceeded: tuple[float, float] | None = None
+        #: the tree's reading right after the monitor killed it for a limit in this call (its closing one)
+        self.killed_reading: ResourceSample | None = None
 
     def begin(self, worker: WorkerProcess, context: dict[str, Any] | None = None) -> None:
         """Mark a call as running (hot path: state, and a timer only when none is set)."""
@@ -134,6 +155,8 @@ class Monitor:
         self.last = None
         self.memory_exceeded = None
         self.tasks_exceeded = None
+        self.cpu_exceeded = None
+        self.killed_reading = None
         self.peak_resident = None
         self.context = context or {}
         self._started_at = time.monotonic()
@@ -178,12 +201,38 @@ class Monitor:
             self.tasks_exceeded = (limit, tasks)
             worker.kill()
 
+    def cpu_over(self, cpu_time: float | None) -> float | None:
+        """The tree's CPU seconds used since :attr:`cpu_base` when past :attr:`cpu_limit`, else None.
+
+        Who calls: :meth:`_sample` (every sampling period of a call) and the session at a call's
+        end. The first reading that has a figure becomes the base when none was read yet.
+        """
+        if self.cpu_limit is None or cpu_time is None:
+            return None
+        if self.cpu_base is None:
+            self.cpu_base = cpu_time
+            return None
+        used = cpu_time - self.cpu_base
+        return used if used > self.cpu_limit else None
+
     def _sample(self, worker: WorkerProcess, started: float) -> None:
         try:
             sample = tree_sample(worker)
         except Exception:  # noqa: BLE001 - the worker may vanish mid-read
             return
         self.last = sample
+        over = self.cpu_over(sample.cpu_time)
+        if over is not None and self._active and self.cpu_limit is not None:
+            # The whole tree past the CPU time limit, measured outside (HOST side): killed, as for memory.
+            self.cpu_exceeded = (self.cpu_limit, over)
+            self.killed_reading = sample  # the session may read it before the kill returns
+            worker.kill()
+            try:  # the cgroup's figures outlive the tree until cleanup: the call's final CPU reading
+                final = worker.sample()
+            except Exception:  # noqa: BLE001 - gone: the reading that tripped the limit stays
+                final = sample
+            if final.cpu_time is not None:
+                self.killed_reading = final
         if self.memory_limit is not None and sample.source.startswith("procfs"):
             from .memory_guard import tree_resident
 
@@ -235,3 +284,24 @@ def tree_sample(worker: WorkerProcess) -> ResourceSample:
         pids=seen,
         source="procfs-tree",
     )
+
+
+def tree_cpu(worker: WorkerProcess, reading: ResourceSample) -> float | None:
+    """The whole tree's CPU seconds, from the source the monitor samples (HOST side): ``reading``'s
+    own figure where it covers the tree (a cgroup, the runtime), else /proc over the tree."""
+    if reading.source not in ("procfs", "none"):
+        return reading.cpu_time
+    try:
+        return tree_sample(worker).cpu_time
+    except (OSError, ProcessLookupError):
+        return None
+
+
+def call_pids_peak(before: ResourceSample | None, after: ResourceSample | None, sampled: int | None) -> int | None:
+    """A call's ``pids_peak``: the kernel's ``pids.peak`` when it rose during the call (the call set
+    the sandbox's high: exact), else the monitor's highest sample (see :class:`SandboxMetrics`)."""
+    high = after.pids_peak if after is not None else None
+    low = before.pids_peak if before is not None else None
+    if high is not None and low is not None and high > low:
+        return high
+    return sampled
