@@ -11,6 +11,9 @@ listeners (the notebook widget). Costs nothing while the session is idle.
 from __future__ import annotations
 
 import dataclasses
+import logging
+import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +21,8 @@ from typing import Any
 
 from .backends.base import ResourceSample, WorkerProcess
 from .hostloop import LOOP, Timer
+
+log = logging.getLogger("glsandbox.metrics")
 
 
 @dataclasses.dataclass
@@ -144,6 +149,7 @@ class Monitor:
         self.cpu_base: float | None = None
         #: (limit, used) once the monitor killed the tree for CPU time (this call or at its end).
         self.cpu_exceeded: tuple[float, float] | None = None
+        self._cpu_left: float | None = None  # CPU seconds left at the last reading (sets the period)
         #: the tree's reading right after the monitor killed it for a limit in this call (its closing one)
         self.killed_reading: ResourceSample | None = None
 
@@ -184,8 +190,11 @@ class Monitor:
         due: float | None = None
         if self._active and worker is not None and not self._closed:
             if now - started >= self.delay:
-                self._sample(worker, started)
-                due = now + self.interval
+                try:
+                    self._sample(worker, started)
+                except Exception:  # a failed reading must not stop this session's sampling for good
+                    log.warning("monitor sample failed", exc_info=True)
+                due = now + self._period()
             else:
                 due = started + self.delay  # a newer call began since: wait for its delay
         with self._lock:
@@ -201,6 +210,36 @@ class Monitor:
             self.tasks_exceeded = (limit, tasks)
             worker.kill()
 
+    def _period(self) -> float:
+        """The next sampling period: ``interval``, shorter once the CPU budget left would last less
+        than that on every core (down to 20 ms), so the overshoot past the limit stays small."""
+        left = self._cpu_left
+        if left is None:
+            return self.interval
+        return min(self.interval, max(0.02, left / (os.cpu_count() or 1)))
+
+    def _kill(self, worker: WorkerProcess) -> None:
+        """A short-lived thread: kill the tree past the CPU limit, then keep the final reading.
+
+        Every process of the sandbox (its cgroup's, or the tree's) is SIGKILLed first, as the OOM
+        killer would: a gVisor container's orderly kill goes through its runtime and lets the
+        sandbox run on for a second or more. ``worker.kill()`` then ends it the backend's way."""
+        for pid in worker.host_pids():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:  # gone, or not ours to signal (rootless): the backend's kill follows
+                pass
+        try:
+            worker.kill()
+        except Exception:  # the session, seeing the worker gone, may be cleaning it up
+            log.debug("CPU-limit kill raced the session's own cleanup", exc_info=True)
+        try:  # the cgroup's figures outlive the tree until cleanup: the call's final CPU reading
+            final = worker.sample()
+        except Exception:  # noqa: BLE001 - gone: the reading that tripped the limit stays
+            return
+        if final.cpu_time is not None and self.cpu_exceeded is not None:
+            self.killed_reading = final
+
     def cpu_over(self, cpu_time: float | None) -> float | None:
         """The tree's CPU seconds used since :attr:`cpu_base` when past :attr:`cpu_limit`, else None.
 
@@ -213,6 +252,7 @@ class Monitor:
             self.cpu_base = cpu_time
             return None
         used = cpu_time - self.cpu_base
+        self._cpu_left = self.cpu_limit - used
         return used if used > self.cpu_limit else None
 
     def _sample(self, worker: WorkerProcess, started: float) -> None:
@@ -222,17 +262,13 @@ class Monitor:
             return
         self.last = sample
         over = self.cpu_over(sample.cpu_time)
-        if over is not None and self._active and self.cpu_limit is not None:
+        if over is not None and self._active and self.cpu_limit is not None and self.cpu_exceeded is None:
             # The whole tree past the CPU time limit, measured outside (HOST side): killed, as for memory.
             self.cpu_exceeded = (self.cpu_limit, over)
             self.killed_reading = sample  # the session may read it before the kill returns
-            worker.kill()
-            try:  # the cgroup's figures outlive the tree until cleanup: the call's final CPU reading
-                final = worker.sample()
-            except Exception:  # noqa: BLE001 - gone: the reading that tripped the limit stays
-                final = sample
-            if final.cpu_time is not None:
-                self.killed_reading = final
+            # Off the loop: a container's kill waits for its runtime (seconds on gVisor), and this
+            # thread samples every session.
+            threading.Thread(target=self._kill, args=(worker,), name="glsandbox-limit-kill", daemon=True).start()
         if self.memory_limit is not None and sample.source.startswith("procfs"):
             from .memory_guard import tree_resident
 
