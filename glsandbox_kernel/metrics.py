@@ -111,7 +111,9 @@ class Monitor:
     ``begin()``/``end()`` bracket a call (called by the session). After a
     short delay (so quick calls cost nothing) the process's one host loop
     thread (:mod:`glsandbox_kernel.hostloop`) samples every ``interval``
-    seconds, tracking the peak memory and pids of the whole tree. No thread
+    seconds, tracking the peak memory and pids of the whole tree and holding
+    ``cpu_time_limit_seconds`` for all of its processes together
+    (:attr:`cpu_limit`: killed past it, the period shortened near it). No thread
     per session, and nothing at all while the session is idle: the timer is
     set again only while calls keep running. Listeners run on the loop
     thread and must be quick.

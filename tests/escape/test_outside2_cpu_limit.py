@@ -23,7 +23,7 @@ import dataclasses
 
 import pytest
 
-from glsandbox_kernel import IsolationType, OSSandbox, SandboxCrashedError, create_config_by_level
+from glsandbox_kernel import IsolationType, OSSandbox, OSSandboxConfig, SandboxCrashedError, create_config_by_level
 from glsandbox_kernel.backends.registry import backends
 
 LIMIT = 1.0
@@ -44,14 +44,18 @@ for pid in pids:
 """
 
 
-@pytest.mark.parametrize("backend", ["namespace", "container", "gvisor", "basic"])
-def test_the_cpu_time_limit_holds_for_the_whole_sandbox(backend: str) -> None:
+def _config(backend: str) -> OSSandboxConfig:
+    """STRICT on ``backend`` with a CPU time limit of LIMIT (skips where the backend cannot run)."""
     ok, why = backends()[backend].available()
     if not ok:
         pytest.skip(f"{backend}: {why}")
     cfg = create_config_by_level("strict", isolation_type=IsolationType(backend))
-    cfg = dataclasses.replace(cfg, limits=dataclasses.replace(cfg.limits, cpu_time_limit_seconds=LIMIT))
-    with OSSandbox(cfg) as sb:
+    return dataclasses.replace(cfg, limits=dataclasses.replace(cfg.limits, cpu_time_limit_seconds=LIMIT))
+
+
+@pytest.mark.parametrize("backend", ["namespace", "container", "gvisor", "basic"])
+def test_the_cpu_time_limit_holds_for_the_whole_sandbox(backend: str) -> None:
+    with OSSandbox(_config(backend)) as sb:
         result = sb.run_cell(CODE)
     used = result.metrics.cpu_time_used
     assert used is not None
@@ -63,12 +67,7 @@ def test_the_cpu_time_limit_holds_for_the_whole_sandbox(backend: str) -> None:
 @pytest.mark.parametrize("backend", ["namespace", "basic"])
 def test_a_tree_past_the_cpu_time_limit_is_killed_named_and_audited(backend: str) -> None:
     """The fix: the host kills the tree past the limit with the CPU-time error, and the audit says so."""
-    ok, why = backends()[backend].available()
-    if not ok:
-        pytest.skip(f"{backend}: {why}")
-    cfg = create_config_by_level("strict", isolation_type=IsolationType(backend))
-    cfg = dataclasses.replace(cfg, limits=dataclasses.replace(cfg.limits, cpu_time_limit_seconds=LIMIT))
-    with OSSandbox(cfg) as sb:
+    with OSSandbox(_config(backend)) as sb:
         result = sb.run_cell(CODE)
         assert result.status == "error", result
         assert result.error_name == "SandboxCrashedError", result
