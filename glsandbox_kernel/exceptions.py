@@ -150,11 +150,16 @@ class SandboxCrashedError(SandboxError):
         returncode: int | None = None,
         signal: int | None = None,
         reason: str | None = None,
+        limit: float | None = None,
+        measured: float | None = None,
     ) -> None:
         super().__init__(message)
         self.returncode = returncode
         self.signal = signal
         self.reason = reason
+        #: for a limit the host enforced from outside (``reason``): the limit and the figure it measured
+        self.limit = limit
+        self.measured = measured
 
 
 class SandboxStopped(BaseException):

@@ -11,6 +11,9 @@ listeners (the notebook widget). Costs nothing while the session is idle.
 from __future__ import annotations
 
 import dataclasses
+import logging
+import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +21,8 @@ from typing import Any
 
 from .backends.base import ResourceSample, WorkerProcess
 from .hostloop import LOOP, Timer
+
+log = logging.getLogger("glsandbox.metrics")
 
 
 @dataclasses.dataclass
@@ -27,6 +32,18 @@ class SandboxMetrics:
     The seed's fields, plus ``isolation_type``, ``fallback`` (the backend
     that was wanted when BASIC ran instead), ``state_lost`` and the limits
     source (``"cgroup"``, ``"rlimit"``...).
+
+    ``pids_peak``: the most tasks (processes and threads) the sandbox ran at
+    once in the call. Where the kernel keeps a peak (cgroup ``pids.peak``:
+    v2 since Linux 6.1, v1 on recent kernels) it is the kernel's figure when
+    the call set the sandbox's new high; otherwise (no kernel peak: BASIC,
+    /proc readings; or a call below an earlier call's high) it is the
+    highest of the monitor's samples (every 0.25 s), a lower bound that can
+    miss a burst shorter than a sampling period.
+
+    ``disk_read_bytes`` / ``disk_write_bytes``: block I/O the cgroup's io
+    controller attributes to the sandbox. cgroup v1 sees no buffered
+    writeback (the flusher threads write it), so there writes are None.
     """
 
     cpu_time_used: float | None = None
@@ -100,7 +117,9 @@ class Monitor:
     ``begin()``/``end()`` bracket a call (called by the session). After a
     short delay (so quick calls cost nothing) the process's one host loop
     thread (:mod:`glsandbox_kernel.hostloop`) samples every ``interval``
-    seconds, tracking the peak memory and pids of the whole tree. No thread
+    seconds, tracking the peak memory and pids of the whole tree and holding
+    ``cpu_time_limit_seconds`` for all of its processes together
+    (:attr:`cpu_limit`: killed past it, the period shortened near it). No thread
     per session, and nothing at all while the session is idle: the timer is
     set again only while calls keep running. Listeners run on the loop
     thread and must be quick.
@@ -131,6 +150,16 @@ class Monitor:
         self.task_limit: int | None = None
         #: (limit, tasks) once the guard killed the tree for too many tasks in this call.
         self.tasks_exceeded: tuple[int, int] | None = None
+        #: Set by the session: ``cpu_time_limit_seconds`` for the whole tree (RLIMIT_CPU holds one
+        #: process only): CPU of every process of the sandbox since ``cpu_base`` was read.
+        self.cpu_limit: float | None = None
+        #: the tree's CPU reading (same source) when the session got this worker; None: not yet read.
+        self.cpu_base: float | None = None
+        #: (limit, used) once the monitor killed the tree for CPU time (this call or at its end).
+        self.cpu_exceeded: tuple[float, float] | None = None
+        self._cpu_left: float | None = None  # CPU seconds left at the last reading (sets the period)
+        #: the tree's reading right after the monitor killed it for a limit in this call (its closing one)
+        self.killed_reading: ResourceSample | None = None
 
     def begin(self, worker: WorkerProcess, context: dict[str, Any] | None = None) -> None:
         """Mark a call as running (hot path: state, and a timer only when none is set)."""
@@ -140,6 +169,8 @@ class Monitor:
         self.last = None
         self.memory_exceeded = None
         self.tasks_exceeded = None
+        self.cpu_exceeded = None
+        self.killed_reading = None
         self.peak_resident = None
         self.context = context or {}
         self._started_at = time.monotonic()
@@ -167,8 +198,11 @@ class Monitor:
         due: float | None = None
         if self._active and worker is not None and not self._closed:
             if now - started >= self.delay:
-                self._sample(worker, started)
-                due = now + self.interval
+                try:
+                    self._sample(worker, started)
+                except Exception:  # a failed reading must not stop this session's sampling for good
+                    log.warning("monitor sample failed", exc_info=True)
+                due = now + self._period()
             else:
                 due = started + self.delay  # a newer call began since: wait for its delay
         with self._lock:
@@ -184,12 +218,65 @@ class Monitor:
             self.tasks_exceeded = (limit, tasks)
             worker.kill()
 
+    def _period(self) -> float:
+        """The next sampling period: ``interval``, shorter once the CPU budget left would last less
+        than that on every core (down to 20 ms), so the overshoot past the limit stays small."""
+        left = self._cpu_left
+        if left is None:
+            return self.interval
+        return min(self.interval, max(0.02, left / (os.cpu_count() or 1)))
+
+    def _kill(self, worker: WorkerProcess) -> None:
+        """A short-lived thread: kill the tree past the CPU limit, then keep the final reading.
+
+        Every process of the sandbox (its cgroup's, or the tree's) is SIGKILLed first, as the OOM
+        killer would: a gVisor container's orderly kill goes through its runtime and lets the
+        sandbox run on for a second or more. ``worker.kill()`` then ends it the backend's way."""
+        for pid in worker.host_pids():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:  # gone, or not ours to signal (rootless): the backend's kill follows
+                pass
+        try:
+            worker.kill()
+        except Exception:  # the session, seeing the worker gone, may be cleaning it up
+            log.debug("CPU-limit kill raced the session's own cleanup", exc_info=True)
+        try:  # the cgroup's figures outlive the tree until cleanup: the call's final CPU reading
+            final = worker.sample()
+        except Exception:  # noqa: BLE001 - gone: the reading that tripped the limit stays
+            return
+        if final.cpu_time is not None and self.cpu_exceeded is not None:
+            self.killed_reading = final
+
+    def cpu_over(self, cpu_time: float | None) -> float | None:
+        """The tree's CPU seconds used since :attr:`cpu_base` when past :attr:`cpu_limit`, else None.
+
+        Who calls: :meth:`_sample` (every sampling period of a call) and the session at a call's
+        end. The first reading that has a figure becomes the base when none was read yet.
+        """
+        if self.cpu_limit is None or cpu_time is None:
+            return None
+        if self.cpu_base is None:
+            self.cpu_base = cpu_time
+            return None
+        used = cpu_time - self.cpu_base
+        self._cpu_left = self.cpu_limit - used
+        return used if used > self.cpu_limit else None
+
     def _sample(self, worker: WorkerProcess, started: float) -> None:
         try:
             sample = tree_sample(worker)
         except Exception:  # noqa: BLE001 - the worker may vanish mid-read
             return
         self.last = sample
+        over = self.cpu_over(sample.cpu_time)
+        if over is not None and self._active and self.cpu_limit is not None and self.cpu_exceeded is None:
+            # The whole tree past the CPU time limit, measured outside (HOST side): killed, as for memory.
+            self.cpu_exceeded = (self.cpu_limit, over)
+            self.killed_reading = sample  # the session may read it before the kill returns
+            # Off the loop: a container's kill waits for its runtime (seconds on gVisor), and this
+            # thread samples every session.
+            threading.Thread(target=self._kill, args=(worker,), name="glsandbox-limit-kill", daemon=True).start()
         if self.memory_limit is not None and sample.source.startswith("procfs"):
             from .memory_guard import tree_resident
 
@@ -241,3 +328,24 @@ def tree_sample(worker: WorkerProcess) -> ResourceSample:
         pids=seen,
         source="procfs-tree",
     )
+
+
+def tree_cpu(worker: WorkerProcess, reading: ResourceSample) -> float | None:
+    """The whole tree's CPU seconds, from the source the monitor samples (HOST side): ``reading``'s
+    own figure where it covers the tree (a cgroup, the runtime), else /proc over the tree."""
+    if reading.source not in ("procfs", "none"):
+        return reading.cpu_time
+    try:
+        return tree_sample(worker).cpu_time
+    except (OSError, ProcessLookupError):
+        return None
+
+
+def call_pids_peak(before: ResourceSample | None, after: ResourceSample | None, sampled: int | None) -> int | None:
+    """A call's ``pids_peak``: the kernel's ``pids.peak`` when it rose during the call (the call set
+    the sandbox's high: exact), else the monitor's highest sample (see :class:`SandboxMetrics`)."""
+    high = after.pids_peak if after is not None else None
+    low = before.pids_peak if before is not None else None
+    if high is not None and low is not None and high > low:
+        return high
+    return sampled

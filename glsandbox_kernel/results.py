@@ -133,6 +133,9 @@ def crash_error(worker: WorkerProcess, when: str, config: OSSandboxConfig, monit
     info = worker.exit_info()
     rc = info.returncode if info.returncode is not None else rc
     limit = config.limits.memory_limit_bytes
+    cpu = monitor.cpu_exceeded
+    if cpu is not None:  # the outside monitor killed the tree for its CPU time
+        return cpu_time_error(cpu[0], cpu[1], returncode=rc)
     tasks = monitor.tasks_exceeded
     if tasks is not None:  # the outside guard killed the tree for too many tasks
         return SandboxCrashedError(
@@ -183,6 +186,32 @@ def crash_error(worker: WorkerProcess, when: str, config: OSSandboxConfig, monit
     return SandboxCrashedError(
         f"the sandbox worker died {when} ({how}); its state is lost", returncode=rc, signal=sig, reason=reason
     )
+
+
+def cpu_time_error(limit: float, used: float, *, returncode: int | None = None) -> SandboxCrashedError:
+    """HOST side: the error for a sandbox whose processes together used more CPU time than
+    ``cpu_time_limit_seconds`` (measured outside: the cgroup, else /proc over the tree); the
+    same type, reason and wording family as RLIMIT_CPU's SIGXCPU for one process. Called by
+    :func:`crash_error` (the monitor killed the tree mid-call) and the session (at a call's end)."""
+    return SandboxCrashedError(
+        f"the sandbox's processes used {used:.2f} s of CPU time together (measured outside), over the CPU "
+        f"time limit of {limit:g} s; the worker and every process it started were killed and its state is lost",
+        returncode=returncode,
+        signal=signal.SIGKILL,
+        reason="cpu_time",
+        limit=limit,
+        measured=used,
+    )
+
+
+def cpu_overrun(monitor: Monitor, after: ResourceSample | None) -> SandboxCrashedError | None:
+    """HOST side, at a call's end: the error when the tree's CPU time, read outside in the closing
+    reading, is past the limit (a call shorter than a sampling period); the session kills the worker."""
+    used = monitor.cpu_over(after.cpu_time if after is not None else None)
+    if used is None or monitor.cpu_limit is None:
+        return None
+    monitor.cpu_exceeded = (monitor.cpu_limit, used)
+    return cpu_time_error(monitor.cpu_limit, used)
 
 
 def memory_overrun(

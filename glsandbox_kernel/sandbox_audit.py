@@ -153,6 +153,12 @@ class AuditedSandbox:
             event = EventType.EXECUTION_SUCCESS
         if error is not None:
             extra = {**extra, "error": f"{type(error).__name__}: {error}"[:2000]}
+        if isinstance(error, SandboxCrashedError) and error.limit is not None:
+            # A limit the host enforced from outside (the CPU time of the whole tree): what it measured.
+            extra = {
+                **extra,
+                "limit_exceeded": {"limit": error.reason, "value": error.limit, "measured": error.measured},
+            }
         kwargs: dict[str, Any] = {
             "provenance": provenance,
             "metrics": m.to_dict(),

@@ -44,9 +44,9 @@ from .exceptions import (
     SandboxSecurityError,
     SandboxTimeoutError,
 )
-from .metrics import Monitor, SandboxMetrics
+from .metrics import Monitor, SandboxMetrics, call_pids_peak, tree_cpu
 from .protocol import FrameChannel, WorkerGone, frame_cap
-from .results import CallOutcome, _fmt_bytes, crash_error, memory_overrun
+from .results import CallOutcome, _fmt_bytes, cpu_overrun, crash_error, memory_overrun
 from .results import CellResult as CellResult  # re-exported: the public name lives here too
 from .results import exception_from_reply as exception_from_reply
 from .session_violations import ViolationAttribution
@@ -77,6 +77,8 @@ class Session(ViolationAttribution):
         self.worker_report: dict[str, Any] = {}
         self.monitor = Monitor()
         self.monitor.memory_limit = config.limits.memory_limit_bytes  # enforced where no cgroup does
+        # RLIMIT_CPU holds each process alone: the whole tree is held from outside (a backstop stays).
+        self.monitor.cpu_limit = config.limits.cpu_time_limit_seconds
         profile = getattr(self.backend_cls, "profile", None)
         if profile is not None and not profile.namespaces and os.geteuid() == 0:
             # No namespace, no cgroup and uid 0, which RLIMIT_NPROC never limits: held from outside.
@@ -304,9 +306,12 @@ class Session(ViolationAttribution):
             before = None
             if measure:
                 # The previous call's closing reading is this call's opening one.
-                before = self._last_sample if self._last_sample_gen == self.generation else None
+                fresh = self._last_sample_gen != self.generation
+                before = None if fresh else self._last_sample
                 if before is None:
                     before = worker.sample()
+                if fresh:  # a new worker: its CPU time budget starts at this reading
+                    self.monitor.cpu_base = tree_cpu(worker, before)
                 worker.reset_peak()
             t0 = time.perf_counter()
             reply: dict[str, Any] | None = None
@@ -388,6 +393,8 @@ class Session(ViolationAttribution):
                 after = self._fill_metrics(metrics, worker, before)
                 if error is None:
                     error = self._memory_overrun(metrics, worker, after)
+                if error is None:
+                    error = self._cpu_overrun(metrics, after)
             violations = self._take_violations() if self._violations else []
             if violations:
                 from .supervisor import violation_count
@@ -450,9 +457,9 @@ class Session(ViolationAttribution):
 
     def _fill_metrics(self, metrics: SandboxMetrics, worker: WorkerProcess, before: Any) -> ResourceSample | None:
         """The call's figures: closing reading less opening one (which was the last call's closing)."""
-        after = worker.sample() if self.worker is worker else None
-        self._last_sample, self._last_sample_gen = after, self.generation
         mon = self.monitor
+        after = worker.sample() if self.worker is worker else mon.killed_reading
+        self._last_sample, self._last_sample_gen = after, self.generation
         if before is not None and after is not None:
             if before.cpu_time is not None and after.cpu_time is not None:
                 metrics.cpu_time_used = max(0.0, after.cpu_time - before.cpu_time)
@@ -464,7 +471,7 @@ class Session(ViolationAttribution):
             metrics.measured_by = after.source
         peaks = [p for p in (after.memory_peak if after else None, mon.peak_memory) if p is not None]
         metrics.memory_peak_bytes = max(peaks) if peaks else None
-        metrics.pids_peak = mon.peak_pids
+        metrics.pids_peak = call_pids_peak(before, after, mon.peak_pids)
         return after
 
     def _memory_overrun(
@@ -473,6 +480,14 @@ class Session(ViolationAttribution):
         """A call whose peak, measured outside, passed the limit fails and the worker (which may still
         hold the memory) is replaced; see :func:`.results.memory_overrun`."""
         error = memory_overrun(metrics, worker, self.monitor, after)
+        if error is not None:
+            self.kill_worker()
+            metrics.state_lost = True
+        return error
+
+    def _cpu_overrun(self, metrics: SandboxMetrics, after: ResourceSample | None) -> SandboxError | None:
+        """A call past the CPU time limit at its end fails; the worker is replaced (:func:`.results.cpu_overrun`)."""
+        error = cpu_overrun(self.monitor, after)
         if error is not None:
             self.kill_worker()
             metrics.state_lost = True

@@ -36,6 +36,8 @@ class ResourceSample:
     memory_current: int | None = None
     memory_peak: int | None = None
     pids: int | None = None
+    #: most tasks at once since the cgroup was created, the kernel's own peak (``pids.peak``)
+    pids_peak: int | None = None
     disk_read_bytes: int | None = None
     disk_write_bytes: int | None = None
     network_bytes_sent: int | None = None

@@ -23,7 +23,7 @@ import dataclasses
 
 import pytest
 
-from glsandbox_kernel import IsolationType, OSSandbox, create_config_by_level
+from glsandbox_kernel import IsolationType, OSSandbox, OSSandboxConfig, SandboxCrashedError, create_config_by_level
 from glsandbox_kernel.backends.registry import backends
 
 LIMIT = 1.0
@@ -44,17 +44,45 @@ for pid in pids:
 """
 
 
-@pytest.mark.parametrize("backend", ["namespace", "container", "gvisor"])
-def test_the_cpu_time_limit_holds_for_the_whole_sandbox(backend: str) -> None:
+def _config(backend: str) -> OSSandboxConfig:
+    """STRICT on ``backend`` with a CPU time limit of LIMIT (skips where the backend cannot run)."""
     ok, why = backends()[backend].available()
     if not ok:
         pytest.skip(f"{backend}: {why}")
     cfg = create_config_by_level("strict", isolation_type=IsolationType(backend))
-    cfg = dataclasses.replace(cfg, limits=dataclasses.replace(cfg.limits, cpu_time_limit_seconds=LIMIT))
-    with OSSandbox(cfg) as sb:
+    return dataclasses.replace(cfg, limits=dataclasses.replace(cfg.limits, cpu_time_limit_seconds=LIMIT))
+
+
+@pytest.mark.parametrize("backend", ["namespace", "container", "gvisor", "basic"])
+def test_the_cpu_time_limit_holds_for_the_whole_sandbox(backend: str) -> None:
+    with OSSandbox(_config(backend)) as sb:
         result = sb.run_cell(CODE)
     used = result.metrics.cpu_time_used
     assert used is not None
     assert result.status != "ok" or used <= 1.5 * LIMIT, (
         f"the cell used {used:.2f} s of CPU (measured by the host, {backend}) under a {LIMIT} s limit and ended ok"
     )
+
+
+@pytest.mark.parametrize("backend", ["namespace", "basic"])
+def test_a_tree_past_the_cpu_time_limit_is_killed_named_and_audited(backend: str) -> None:
+    """The fix: the host kills the tree past the limit with the CPU-time error, and the audit says so."""
+    with OSSandbox(_config(backend)) as sb:
+        result = sb.run_cell(CODE)
+        assert result.status == "error", result
+        assert result.error_name == "SandboxCrashedError", result
+        assert "CPU time limit of 1 s" in (result.error_value or ""), result
+        record = result.audit_record or {}
+        assert record.get("event_type") == "worker_crashed", record
+        event = record["extra"]["limit_exceeded"]
+        assert event["limit"] == "cpu_time" and event["value"] == LIMIT and event["measured"] > LIMIT, event
+        assert result.metrics is not None and result.metrics.state_lost, result.metrics
+        with pytest.raises(SandboxCrashedError) as info:
+            sb.execute(_burn_in_children)
+        assert info.value.reason == "cpu_time" and info.value.measured is not None, info.value
+        assert sb.execute(len, [1, 2]) == 2  # a fresh worker, with a fresh budget
+
+
+def _burn_in_children() -> None:
+    """SANDBOX side: 3 children that each burn 0.9 s of CPU, waited for."""
+    exec(CODE, {})

@@ -183,13 +183,19 @@ class Cgroup(abc.ABC):
     def pids_current(self) -> int | None:
         """Tasks in the cgroup now."""
 
+    def pids_peak(self) -> int | None:
+        """Most tasks at once since the cgroup was created, as the kernel keeps it (``pids.peak``:
+        cgroup v2 since Linux 6.1, v1 on recent kernels); None where it keeps none (never a sample)."""
+        return None
+
     @abc.abstractmethod
     def cpu_usage_seconds(self) -> float | None:
         """CPU time used by the cgroup, user + system."""
 
     @abc.abstractmethod
     def io_bytes(self) -> tuple[int | None, int | None]:
-        """(read, written) block-io bytes, where the io controller is present."""
+        """(read, written) block-io bytes, where the io controller is present and counts them
+        (None for what it does not: cgroup v1 misses buffered writeback)."""
 
     @abc.abstractmethod
     def procs(self) -> list[int]:
@@ -215,6 +221,7 @@ class Cgroup(abc.ABC):
             "memory_current": current,
             "memory_peak": self.memory_peak(),
             "pids": self.pids_current(),
+            "pids_peak": self.pids_peak(),
             "disk_read_bytes": rd,
             "disk_write_bytes": wr,
             "oom_killed": self.oom_killed(),

@@ -131,22 +131,26 @@ class CgroupV1(Cgroup):
     def pids_current(self) -> int | None:
         return self._int(self._f("pids", "pids.current"))
 
+    def pids_peak(self) -> int | None:
+        return self._int(self._f("pids", "pids.peak"))
+
     def cpu_usage_seconds(self) -> float | None:
         ns = self._int(self._f("cpuacct", "cpuacct.usage"))
         return None if ns is None else ns / 1e9
 
     def io_bytes(self) -> tuple[int | None, int | None]:
+        """(read, None): v1's blkio sees the reads a task issues, but buffered writes reach the disk
+        through the flusher threads of the root cgroup, so a sandbox that wrote and fsynced 32 MiB
+        reads 0 written. Not measured, so None (the charter: never a measured-looking 0)."""
         text = self._text(self._f("blkio", "blkio.throttle.io_service_bytes"))
         if text is None:
             return None, None
-        rd = wr = 0
+        rd = 0
         for line in text.splitlines():
             f = line.split()
             if len(f) == 3 and f[1] == "Read":
                 rd += int(f[2])
-            elif len(f) == 3 and f[1] == "Write":
-                wr += int(f[2])
-        return rd, wr
+        return rd, None
 
     def procs(self) -> list[int]:
         pids: set[int] = set()

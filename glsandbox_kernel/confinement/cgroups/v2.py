@@ -140,6 +140,9 @@ class CgroupV2(Cgroup):
     def pids_current(self) -> int | None:
         return self._int(self.path + "/pids.current")
 
+    def pids_peak(self) -> int | None:
+        return self._int(self.path + "/pids.peak")
+
     def cpu_usage_seconds(self) -> float | None:
         ev = parse_keyed(self._text(self.path + "/cpu.stat"))
         return None if ev is None or "usage_usec" not in ev else ev["usage_usec"] / 1e6
