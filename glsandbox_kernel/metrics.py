@@ -248,6 +248,11 @@ class Monitor:
         if final.cpu_time is not None and self.cpu_exceeded is not None:
             self.killed_reading = final
 
+    @property
+    def cpu_left(self) -> float | None:
+        """CPU seconds the tree had left under :attr:`cpu_limit` at the last reading (None before one)."""
+        return self._cpu_left
+
     def cpu_over(self, cpu_time: float | None) -> float | None:
         """The tree's CPU seconds used since :attr:`cpu_base` when past :attr:`cpu_limit`, else None.
 
@@ -349,3 +354,20 @@ def call_pids_peak(before: ResourceSample | None, after: ResourceSample | None, 
     if high is not None and low is not None and high > low:
         return high
     return sampled
+
+
+def fill_call_figures(metrics: SandboxMetrics, before: Any, after: Any, mon: Monitor) -> None:
+    """HOST side (``Session``, after a call): the call's figures from its opening and closing readings
+    (``ResourceSample``, either may be None: a figure not measured stays None) and the monitor's peaks."""
+    if before is not None and after is not None:
+        if before.cpu_time is not None and after.cpu_time is not None:
+            metrics.cpu_time_used = max(0.0, after.cpu_time - before.cpu_time)
+        metrics.memory_current_bytes = after.memory_current
+        for name in ("disk_read_bytes", "disk_write_bytes", "network_bytes_sent", "network_bytes_received"):
+            a, b = getattr(before, name), getattr(after, name)
+            if a is not None and b is not None:
+                setattr(metrics, name, max(0, b - a))
+        metrics.measured_by = after.source
+    peaks = [p for p in (after.memory_peak if after else None, mon.peak_memory) if p is not None]
+    metrics.memory_peak_bytes = max(peaks) if peaks else None
+    metrics.pids_peak = call_pids_peak(before, after, mon.peak_pids)

@@ -177,15 +177,39 @@ def crash_error(worker: WorkerProcess, when: str, config: OSSandboxConfig, monit
             name = f"signal {sig}"
         how = f"signal {name}"
         if sig == signal.SIGXCPU:
-            how += f" (CPU time limit of {config.limits.cpu_time_limit_seconds:g} s)"
+            how += _sigxcpu_cause(worker, config, monitor)
         elif sig == signal.SIGXFSZ:
             how += " (file size limit)"
     elif rc is not None:
         how = f"exit code {rc}"
-    reason = info.reason or ("cpu_time" if sig == signal.SIGXCPU else None)
+    reason = info.reason or ("cpu_time" if sig == signal.SIGXCPU and "sent from inside" not in how else None)
     return SandboxCrashedError(
         f"the sandbox worker died {when} ({how}); its state is lost", returncode=rc, signal=sig, reason=reason
     )
+
+
+def _sigxcpu_cause(worker: WorkerProcess, config: OSSandboxConfig, monitor: Monitor) -> str:
+    """Why a worker died of SIGXCPU, as far as the host measured: RLIMIT_CPU sends it only once one
+    process used the whole limit, so a tree measured below the limit got it from inside (not a limit)."""
+    limit = config.limits.cpu_time_limit_seconds
+    if not limit:
+        return ""
+    seen = []
+    left = monitor.cpu_left  # at the monitor's last reading
+    if left is not None:
+        seen.append(limit - left)
+    try:
+        final = worker.sample().cpu_time  # cgroup figures outlive the process (a /proc sum does not)
+    except OSError:
+        final = None
+    if final is not None and monitor.cpu_base is not None and final > monitor.cpu_base:
+        seen.append(final - monitor.cpu_base)
+    if not seen:
+        return f" (CPU time limit of {limit:g} s, not confirmed by a measurement)"
+    used = max(seen)
+    if used < 0.9 * limit:
+        return f" sent from inside the sandbox: its processes used {used:.2f} s of CPU, under the {limit:g} s limit"
+    return f" (CPU time limit of {limit:g} s)"
 
 
 def cpu_time_error(limit: float, used: float, *, returncode: int | None = None) -> SandboxCrashedError:

@@ -44,7 +44,7 @@ from .exceptions import (
     SandboxSecurityError,
     SandboxTimeoutError,
 )
-from .metrics import Monitor, SandboxMetrics, call_pids_peak, tree_cpu
+from .metrics import Monitor, SandboxMetrics, fill_call_figures, tree_cpu
 from .protocol import FrameChannel, WorkerGone, frame_cap
 from .results import CallOutcome, _fmt_bytes, cpu_overrun, crash_error, memory_overrun
 from .results import CellResult as CellResult  # re-exported: the public name lives here too
@@ -457,21 +457,9 @@ class Session(ViolationAttribution):
 
     def _fill_metrics(self, metrics: SandboxMetrics, worker: WorkerProcess, before: Any) -> ResourceSample | None:
         """The call's figures: closing reading less opening one (which was the last call's closing)."""
-        mon = self.monitor
-        after = worker.sample() if self.worker is worker else mon.killed_reading
+        after = worker.sample() if self.worker is worker else self.monitor.killed_reading
         self._last_sample, self._last_sample_gen = after, self.generation
-        if before is not None and after is not None:
-            if before.cpu_time is not None and after.cpu_time is not None:
-                metrics.cpu_time_used = max(0.0, after.cpu_time - before.cpu_time)
-            metrics.memory_current_bytes = after.memory_current
-            for name in ("disk_read_bytes", "disk_write_bytes", "network_bytes_sent", "network_bytes_received"):
-                a, b = getattr(before, name), getattr(after, name)
-                if a is not None and b is not None:
-                    setattr(metrics, name, max(0, b - a))
-            metrics.measured_by = after.source
-        peaks = [p for p in (after.memory_peak if after else None, mon.peak_memory) if p is not None]
-        metrics.memory_peak_bytes = max(peaks) if peaks else None
-        metrics.pids_peak = call_pids_peak(before, after, mon.peak_pids)
+        fill_call_figures(metrics, before, after, self.monitor)
         return after
 
     def _memory_overrun(
