@@ -155,12 +155,14 @@ def crash_error(worker: WorkerProcess, when: str, config: OSSandboxConfig, monit
             peak=guard_peak,
         )
     if info.reason == "oom":
-        peak = monitor.peak_memory
-        if peak is None:
-            try:
-                peak = worker.sample().memory_peak  # cgroup figures outlive the process
-            except OSError:
-                peak = None
+        # The cgroup's own peak outlives the process and saw the last burst, which the
+        # monitor's periodic sample may have missed: the larger of the two.
+        try:
+            final = worker.sample().memory_peak
+        except OSError:
+            final = None
+        seen = [p for p in (monitor.peak_memory, final) if p is not None]
+        peak = max(seen) if seen else None
         return SandboxMemoryError(
             f"the worker was killed for exceeding the memory limit of {_fmt_bytes(limit)} "
             f"(peak seen {_fmt_bytes(peak)}); its state is lost",
