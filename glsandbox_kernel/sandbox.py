@@ -234,7 +234,7 @@ class OSSandbox(AuditedSandbox):
             error,
             {
                 "kind": "call",
-                "function": getattr(fn, "__qualname__", repr(fn))[:200],
+                "function": (getattr(fn, "__qualname__", None) or repr(fn))[:200],  # repr only when needed
                 **self._written_since(before),
             },
             defer=True,
