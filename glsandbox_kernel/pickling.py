@@ -69,6 +69,28 @@ def sha256_parts(*parts: bytes) -> str:
     return h.hexdigest()
 
 
+#: the hash state after the last function's bytes: a warm call repeats its function
+_fn_prefix: tuple[bytes, Any] | None = None
+
+
+def call_provenance(fn_bytes: bytes, arg_bytes: bytes, config_bytes: bytes) -> str:
+    """``sha256_parts(fn_bytes, arg_bytes, config_bytes)``, hashing a repeated function's bytes once."""
+    global _fn_prefix
+    cached = _fn_prefix  # one read: another thread may replace it meanwhile
+    if cached is not None and cached[0] is fn_bytes:
+        h = cached[1].copy()
+    else:
+        h = hashlib.sha256()
+        h.update(len(fn_bytes).to_bytes(8, "big"))
+        h.update(fn_bytes)
+        _fn_prefix = (fn_bytes, h.copy())
+    h.update(len(arg_bytes).to_bytes(8, "big"))
+    h.update(arg_bytes)
+    h.update(len(config_bytes).to_bytes(8, "big"))
+    h.update(config_bytes)
+    return h.hexdigest()
+
+
 def call_message(
     fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], *, script: bool = False
 ) -> tuple[dict[str, Any], bytes, bytes]:

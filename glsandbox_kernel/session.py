@@ -409,19 +409,13 @@ class Session(ViolationAttribution):
         # Decoding a frame is part of the call: it must end within the call's timeout.
         chan.decode_deadline = None if timeout is None else start + timeout
         while True:
-            now = time.monotonic()
-            limits = []
-            if timeout is not None:
-                limits.append(start + timeout)
-            if self._interrupt_at is not None:
-                limits.append(self._interrupt_at + grace)
-            if self._stop_at is not None:
-                limits.append(self._stop_at + grace)
-            wait = None
-            if limits:
-                wait = max(0.0, min(limits) - now)
             # Wake at least every 0.2 s to notice interrupts set by other threads.
-            wait = 0.2 if wait is None else min(wait, 0.2)
+            end = start + timeout if timeout is not None else None
+            if self._interrupt_at is not None:
+                end = self._interrupt_at + grace if end is None else min(end, self._interrupt_at + grace)
+            if self._stop_at is not None:
+                end = self._stop_at + grace if end is None else min(end, self._stop_at + grace)
+            wait = 0.2 if end is None else min(max(0.0, end - time.monotonic()), 0.2)
             msg = chan.recv(timeout=wait)
             if msg is None:
                 now = time.monotonic()
@@ -457,10 +451,11 @@ class Session(ViolationAttribution):
             if before.cpu_time is not None and after.cpu_time is not None:
                 metrics.cpu_time_used = max(0.0, after.cpu_time - before.cpu_time)
             metrics.memory_current_bytes = after.memory_current
-            for name in ("disk_read_bytes", "disk_write_bytes", "network_bytes_sent", "network_bytes_received"):
-                a, b = getattr(before, name), getattr(after, name)
-                if a is not None and b is not None:
-                    setattr(metrics, name, max(0, b - a))
+            if after.source != "procfs":  # a process's /proc reading (the BASIC warm call) has no I/O counters
+                for name in ("disk_read_bytes", "disk_write_bytes", "network_bytes_sent", "network_bytes_received"):
+                    a, b = getattr(before, name), getattr(after, name)
+                    if a is not None and b is not None:
+                        setattr(metrics, name, max(0, b - a))
             metrics.measured_by = after.source
         peaks = [p for p in (after.memory_peak if after else None, mon.peak_memory) if p is not None]
         metrics.memory_peak_bytes = max(peaks) if peaks else None
