@@ -363,10 +363,11 @@ def fill_call_figures(metrics: SandboxMetrics, before: Any, after: Any, mon: Mon
         if before.cpu_time is not None and after.cpu_time is not None:
             metrics.cpu_time_used = max(0.0, after.cpu_time - before.cpu_time)
         metrics.memory_current_bytes = after.memory_current
-        for name in ("disk_read_bytes", "disk_write_bytes", "network_bytes_sent", "network_bytes_received"):
-            a, b = getattr(before, name), getattr(after, name)
-            if a is not None and b is not None:
-                setattr(metrics, name, max(0, b - a))
+        if after.source != "procfs":  # a process's /proc reading (the BASIC warm call) has no I/O counters
+            for name in ("disk_read_bytes", "disk_write_bytes", "network_bytes_sent", "network_bytes_received"):
+                a, b = getattr(before, name), getattr(after, name)
+                if a is not None and b is not None:
+                    setattr(metrics, name, max(0, b - a))
         metrics.measured_by = after.source
     peaks = [p for p in (after.memory_peak if after else None, mon.peak_memory) if p is not None]
     metrics.memory_peak_bytes = max(peaks) if peaks else None

@@ -57,6 +57,10 @@ def _by_value_outside_environment(fn: Callable[..., Any]) -> None:
         cloudpickle.register_pickle_by_value(mod)
 
 
+#: argument types the C pickler writes exactly as cloudpickle would (no function, class or module inside)
+_PLAIN_ARGS = frozenset({int, float, str, bytes, bool, type(None)})
+
+
 def sha256_parts(*parts: bytes) -> str:
     h = hashlib.sha256()
     for part in parts:
@@ -65,17 +69,43 @@ def sha256_parts(*parts: bytes) -> str:
     return h.hexdigest()
 
 
+#: the hash state after the last function's bytes: a warm call repeats its function
+_fn_prefix: tuple[bytes, Any] | None = None
+
+
+def call_provenance(fn_bytes: bytes, arg_bytes: bytes, config_bytes: bytes) -> str:
+    """``sha256_parts(fn_bytes, arg_bytes, config_bytes)``, hashing a repeated function's bytes once."""
+    global _fn_prefix
+    cached = _fn_prefix  # one read: another thread may replace it meanwhile
+    if cached is not None and cached[0] is fn_bytes:
+        h = cached[1].copy()
+    else:
+        h = hashlib.sha256()
+        h.update(len(fn_bytes).to_bytes(8, "big"))
+        h.update(fn_bytes)
+        _fn_prefix = (fn_bytes, h.copy())
+    h.update(len(arg_bytes).to_bytes(8, "big"))
+    h.update(arg_bytes)
+    h.update(len(config_bytes).to_bytes(8, "big"))
+    h.update(config_bytes)
+    return h.hexdigest()
+
+
 def call_message(
     fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], *, script: bool = False
 ) -> tuple[dict[str, Any], bytes, bytes]:
     """The ``call`` request for ``fn(*args, **kwargs)``, with the function's and the arguments' bytes."""
-    import cloudpickle
-
     fn_bytes = _dumps_function(fn)
     buffers: list[pickle.PickleBuffer] = []
-    arg_bytes = (
-        cloudpickle.dumps((args, kwargs), protocol=5, buffer_callback=buffers.append) if (args or kwargs) else b""
-    )
+    if not args and not kwargs:
+        arg_bytes = b""
+    elif not kwargs and all(type(a) in _PLAIN_ARGS for a in args):
+        # the usual warm call (a few scalars): the C pickler, without building a cloudpickle Pickler
+        arg_bytes = pickle.dumps((args, kwargs), protocol=5)
+    else:
+        import cloudpickle
+
+        arg_bytes = cloudpickle.dumps((args, kwargs), protocol=5, buffer_callback=buffers.append)
     msg: dict[str, Any] = {"type": "call", "fn": fn_bytes, "args": arg_bytes}
     if buffers:
         msg["buffers"] = [b.raw() for b in buffers]

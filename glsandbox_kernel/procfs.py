@@ -49,9 +49,9 @@ class Stat(NamedTuple):
 def parse_stat(data: bytes) -> Stat | None:
     """Parse the bytes of a ``/proc/PID/stat`` file; None when malformed."""
     try:
-        f = data.rsplit(b")", 1)[1].split()
+        f = data[data.rindex(b")") + 1 :].split(None, 22)  # the fields up to rss (the 22nd after the name)
         return Stat(f[0].decode(), int(f[1]), int(f[11]) + int(f[12]) + int(f[13]) + int(f[14]), int(f[19]), int(f[21]))
-    except (IndexError, ValueError, UnicodeDecodeError):
+    except (IndexError, ValueError, UnicodeDecodeError):  # rindex: ValueError when there is no ")"
         return None
 
 
@@ -289,7 +289,7 @@ class ProcessReader:
             return None
         if st is None:
             return None
-        self.last = Reading(st, parse_kb(status_field(status, "VmHWM")), parse_kb(status_field(status, "RssFile")))
+        self.last = Reading(st, _status_kb(status, b"\nVmHWM:"), _status_kb(status, b"\nRssFile:"))
         return self.last
 
     def read(self) -> tuple[Stat, int | None] | None:
@@ -311,6 +311,20 @@ class ProcessReader:
                 with contextlib.suppress(OSError):
                     os.close(fd)
         self._stat = self._status = self._clear = None
+
+
+def _status_kb(data: bytes, key: bytes) -> int | None:
+    """The ``key`` line's ``N kB`` of a ``/proc/PID/status`` file, in bytes (``key`` starts with a newline:
+    the per-call reading's one ``find``, instead of :func:`status_field` and :func:`parse_kb`)."""
+    i = data.find(key)
+    if i < 0:
+        return None
+    i += len(key)
+    end = data.find(b"\n", i)
+    try:
+        return int(data[i : end if end >= 0 else len(data)].split()[0]) * 1024
+    except (IndexError, ValueError):
+        return None
 
 
 def tree_cpu_rss(pids: list[int]) -> tuple[float, int, int]:

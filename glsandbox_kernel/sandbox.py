@@ -28,7 +28,7 @@ from .metrics import SandboxMetrics
 from .notebook.sealed_run import session_start_extra
 from .output_budget import OutputBudget
 from .outputs import OutputCollector, relay_streams
-from .pickling import call_message, sha256_parts
+from .pickling import call_message, call_provenance, sha256_parts
 from .results import CellResult, exception_from_reply, worker_memory_error
 from .sandbox_audit import AuditedSandbox
 from .session import InputCallback, OutputCallback, Session
@@ -193,7 +193,7 @@ class OSSandbox(AuditedSandbox):
 
         def bookkeeping() -> None:  # runs while the worker works
             nonlocal provenance
-            provenance = sha256_parts(fn_bytes, arg_bytes, self._config_bytes)
+            provenance = call_provenance(fn_bytes, arg_bytes, self._config_bytes)
             if self._audit is not None:
                 self._audit.sync()  # the last call's record durable before this one returns
 
@@ -234,7 +234,7 @@ class OSSandbox(AuditedSandbox):
             error,
             {
                 "kind": "call",
-                "function": getattr(fn, "__qualname__", repr(fn))[:200],
+                "function": (getattr(fn, "__qualname__", None) or repr(fn))[:200],  # repr only when needed
                 **self._written_since(before),
             },
             defer=True,

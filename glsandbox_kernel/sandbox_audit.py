@@ -126,18 +126,21 @@ class AuditedSandbox:
         self.cumulative_metrics.accumulate(m)
         if self._audit is None:
             return None
+        extra = dict(extra)  # one copy: the caller's dict is left as it was
         if outcome.call_id is not None:
-            extra = {**extra, "call_id": outcome.call_id}
+            extra["call_id"] = outcome.call_id
         if outcome.enforced is not None:
-            extra = {**extra, "enforcement": outcome.enforced}
+            extra["enforcement"] = outcome.enforced
         if outcome.state_lost:
-            extra = {**extra, "state_lost_before": True}
+            extra["state_lost_before"] = True
         controls = self._session.pending_controls
         if controls is not None:
             self._session.pending_controls = None
-            extra = {**extra, "controls": controls}
+            extra["controls"] = controls
             defer = False
-        if isinstance(error, SandboxTimeoutError):
+        if error is None and not outcome.violations:  # the usual call: no isinstance chain
+            event = EventType.EXECUTION_SUCCESS
+        elif isinstance(error, SandboxTimeoutError):
             event = EventType.TIMEOUT
         elif isinstance(error, SandboxMemoryError):
             event = EventType.MEMORY_EXCEEDED
@@ -147,18 +150,13 @@ class AuditedSandbox:
             event = EventType.VIOLATION
         elif isinstance(error, SandboxCrashedError):
             event = EventType.WORKER_CRASHED
-        elif error is not None:
-            event = EventType.EXECUTION_ERROR
         else:
-            event = EventType.EXECUTION_SUCCESS
+            event = EventType.EXECUTION_ERROR
         if error is not None:
-            extra = {**extra, "error": f"{type(error).__name__}: {error}"[:2000]}
+            extra["error"] = f"{type(error).__name__}: {error}"[:2000]
         if isinstance(error, SandboxCrashedError) and error.limit is not None:
             # A limit the host enforced from outside (the CPU time of the whole tree): what it measured.
-            extra = {
-                **extra,
-                "limit_exceeded": {"limit": error.reason, "value": error.limit, "measured": error.measured},
-            }
+            extra["limit_exceeded"] = {"limit": error.reason, "value": error.limit, "measured": error.measured}
         kwargs: dict[str, Any] = {
             "provenance": provenance,
             "metrics": m.to_dict(),

@@ -416,19 +416,13 @@ class Session(ViolationAttribution):
         # Decoding a frame is part of the call: it must end within the call's timeout.
         chan.decode_deadline = None if timeout is None else start + timeout
         while True:
-            now = time.monotonic()
-            limits = []
-            if timeout is not None:
-                limits.append(start + timeout)
-            if self._interrupt_at is not None:
-                limits.append(self._interrupt_at + grace)
-            if self._stop_at is not None:
-                limits.append(self._stop_at + grace)
-            wait = None
-            if limits:
-                wait = max(0.0, min(limits) - now)
             # Wake at least every 0.2 s to notice interrupts set by other threads.
-            wait = 0.2 if wait is None else min(wait, 0.2)
+            end = start + timeout if timeout is not None else None
+            if self._interrupt_at is not None:
+                end = self._interrupt_at + grace if end is None else min(end, self._interrupt_at + grace)
+            if self._stop_at is not None:
+                end = self._stop_at + grace if end is None else min(end, self._stop_at + grace)
+            wait = 0.2 if end is None else min(max(0.0, end - time.monotonic()), 0.2)
             msg = chan.recv(timeout=wait)
             if msg is None:
                 now = time.monotonic()
