@@ -25,9 +25,6 @@ refused with SandboxSecurityError, and the session kills the worker.
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
-import decimal
-import fractions
 import pickle
 import struct
 import time
@@ -207,7 +204,23 @@ def _enc(v: Any, out: list[Part], depth: int) -> None:
             _compact(out, mark)
     elif t is complex:
         out.append(b"c" + _pack_d(v.real) + _pack_d(v.imag))
-    elif t is _dt.datetime:
+    elif t.__module__ in _LAZY_MODULES:
+        _enc_lazy(v, t, out, depth)
+    else:
+        _enc_optional(v, out, depth)
+
+
+#: Modules whose types have tags of their own, imported only when a value needs them: a value
+#: of their types exists only once its module is imported (a sandbox's first reply imports none).
+_LAZY_MODULES = frozenset({"datetime", "decimal", "fractions"})
+
+
+def _enc_lazy(v: Any, t: type, out: list[Part], depth: int) -> None:
+    import datetime as _dt
+    import decimal
+    import fractions
+
+    if t is _dt.datetime:
         _enc_str(b"D", v.isoformat(), out)
     elif t is _dt.date:
         _enc_str(b"a", v.isoformat(), out)
@@ -382,6 +395,24 @@ def _dec(r: _Reader, depth: int) -> Any:
         return dict(zip(keys, values, strict=True))
     if tag == b"c":
         return complex(_unpack_d(r.take(8))[0], _unpack_d(r.take(8))[0])
+    if tag in _LAZY_TAGS:
+        return _dec_lazy(tag, r, depth)
+    if tag in (b"n", b"g"):
+        return arrays.decode_numpy(r, tag, depth, _dec, LARGE_BUFFER)
+    if tag in (b"P", b"R", b"X"):
+        return arrays.decode_pandas(r, tag, depth, _dec)
+    raise SandboxSecurityError(f"malformed value: unknown tag {tag!r}")
+
+
+#: Tags of :data:`_LAZY_MODULES`' types (their modules are imported on the first such value).
+_LAZY_TAGS = frozenset({b"D", b"a", b"m", b"e", b"q", b"r"})
+
+
+def _dec_lazy(tag: bytes, r: Any, depth: int) -> Any:
+    import datetime as _dt
+    import decimal
+    import fractions
+
     try:
         if tag == b"D":
             return _dt.datetime.fromisoformat(r.text())
@@ -407,10 +438,6 @@ def _dec(r: _Reader, depth: int) -> Any:
             return fractions.Fraction(num, den)
     except (ValueError, OverflowError, ArithmeticError, ZeroDivisionError) as exc:
         raise SandboxSecurityError(f"malformed value for tag {tag!r}: {exc}") from exc
-    if tag in (b"n", b"g"):
-        return arrays.decode_numpy(r, tag, depth, _dec, LARGE_BUFFER)
-    if tag in (b"P", b"R", b"X"):
-        return arrays.decode_pandas(r, tag, depth, _dec)
     raise SandboxSecurityError(f"malformed value: unknown tag {tag!r}")
 
 

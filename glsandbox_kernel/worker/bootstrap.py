@@ -20,7 +20,9 @@ In order:
    register the ``glsandbox_kernel`` package without running its
    ``__init__`` (the host-side API; it runs on the first attribute access,
    when user code imports the package);
-3. import what the worker needs (a pooled worker's first call is then fast);
+3. import what the worker needs for its first call (cloudpickle is not
+   among it: :mod:`glsandbox_kernel.worker.unpickle_lite`; a pooled worker
+   imports it while it waits for its session);
 4. when the config allows any network, bind the TCP relay on 127.0.0.1
    and set ``HTTP(S)_PROXY`` (NAMESPACE's ``prepare_relay_child``); load the
    project's seccomp filter (the same policy NAMESPACE loads) with a
@@ -240,10 +242,6 @@ def main(argv: list[str]) -> None:
     top = os.path.join(str(spec["site"]), "glsandbox_kernel")
     _register_package_lazily("glsandbox_kernel", top)
     _register_package_lazily("glsandbox_kernel.confinement", os.path.join(top, "confinement"))
-    try:
-        import cloudpickle  # noqa: F401 - before connecting, so a pooled worker's first call is fast
-    except ImportError:
-        pass
     from glsandbox_kernel.confinement import seccomp
     from glsandbox_kernel.confinement._common import ChildState
     from glsandbox_kernel.confinement.sections import from_wire

@@ -31,7 +31,6 @@ import socket
 import sys
 import threading
 import time
-import traceback
 from typing import Any, NoReturn
 
 from .. import codec_fast
@@ -270,14 +269,12 @@ class Worker:
 
     # -- requests ----------------------------------------------------------
     def handle_call(self, msg: dict[str, Any]) -> dict[str, Any]:
-        import cloudpickle
+        import pickle  # cloudpickle.loads is pickle.loads; cloudpickle imports when a pickle names it
 
         try:
             fn = self._function(msg)
             # Out-of-band pickle-5 buffers (numpy data) are views of the received frame: no copy.
-            args, kwargs = (
-                cloudpickle.loads(msg["args"], buffers=msg.get("buffers") or ()) if msg.get("args") else ((), {})
-            )
+            args, kwargs = pickle.loads(msg["args"], buffers=msg.get("buffers") or ()) if msg.get("args") else ((), {})
             _QUIET[0] = False
             if self._masked:
                 drop_pending_interrupts()
@@ -301,7 +298,7 @@ class Worker:
     def _function(self, msg: dict[str, Any]) -> Any:
         """The call's function: unpickled from ``fn`` (cached by its bytes), or the one the host
         defined earlier as ``fn_ref`` (the host numbers them; ``fn_reset`` forgets the others)."""
-        import cloudpickle
+        from .unpickle_lite import loads
 
         ref = msg.get("fn_ref")
         if msg.get("fn_reset"):
@@ -314,7 +311,7 @@ class Worker:
             return fn
         fn = self._fn_cache.get(fn_bytes)
         if fn is None:
-            fn = cloudpickle.loads(fn_bytes)
+            fn = loads(fn_bytes)
             # A @sandboxed function pickled by reference resolves to its wrapper.
             while getattr(fn, "__wrapped_sandboxed__", False):
                 fn = fn.__wrapped__
@@ -332,6 +329,7 @@ class Worker:
         conn = self.conn
         # From here on the interrupt signals stay unblocked; their handlers drop them while _QUIET.
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGINT)
+        _preload_when_idle(conn.chan.sock)
         while True:
             try:
                 msg = conn.recv()
@@ -435,8 +433,32 @@ class Worker:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGINT)  # one still pending is dropped here
 
 
+def _preload_when_idle(sock: socket.socket, idle: float = 0.05) -> None:
+    """Import cloudpickle and traceback if no request comes within ``idle`` s of the hello (SANDBOX side).
+
+    A fresh sandbox's first call comes right away and needs none of it
+    (:mod:`.unpickle_lite`); a pooled worker waits for its session, and
+    imports it then, so a call that does need it (a class by value) does not pay.
+    """
+    if "cloudpickle" in sys.modules and "traceback" in sys.modules:
+        return
+    try:
+        ready, _, _ = select.select([sock], [], [], idle)
+    except (OSError, ValueError):
+        return
+    if not ready:
+        import traceback  # noqa: F401 - error_reply's, ready before memory may be short
+
+        try:
+            import cloudpickle  # noqa: F401
+        except ImportError:
+            pass
+
+
 def error_reply(req_id: Any, exc: BaseException) -> dict[str, Any]:
     """An error result for ``exc`` raised by user code."""
+    import traceback  # not before the first error: a fresh sandbox's first reply needs none of it
+
     ename = type(exc).__name__
     builtin = getattr(builtins, ename, None) is type(exc)
     tb = traceback.format_exception(type(exc), exc, exc.__traceback__)

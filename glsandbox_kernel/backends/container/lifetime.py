@@ -20,6 +20,7 @@ import os
 import shutil
 import signal
 import threading
+import time
 from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -37,13 +38,28 @@ log = logging.getLogger("glsandbox.container")
 
 
 def _remove_later(container_id: str) -> None:
-    _reaper.submit(lambda: remove_and_forget(container_id), key=container_id)
+    queued = time.monotonic()
+
+    def job() -> None:
+        for wait in _before_removal:
+            wait(queued + REMOVAL_DELAY_MAX)
+        remove_and_forget(container_id)
+
+    _reaper.submit(job, key=container_id)
 
 
 def remove_and_forget(container_id: str) -> None:
     """Remove the container now; the host-death watcher need not remove it any more."""
     docker_api.remove_now(container_id)
     WATCHER.forget(container_id)
+
+
+#: Called on the reaper thread before each removal with a deadline (monotonic): the warm
+#: pool's wait for a pause in a burst of takes, so removals do not compete with the
+#: sessions taking. A removal runs at most REMOVAL_DELAY_MAX s after it was queued
+#: (a steady stream of takes delays removals, it never piles them up).
+_before_removal: list[Callable[[float], None]] = []
+REMOVAL_DELAY_MAX = 2.0
 
 
 #: Container removals run on the shared reaper thread, off the caller's path.

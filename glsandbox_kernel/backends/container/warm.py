@@ -20,7 +20,8 @@ next one), never above :data:`MAX_ADAPTIVE`; the policy starts up to
 back to the floor (idle extras wait for their session or the drain;
 nothing above the maximum is ever made). A burst's refill waits for a pause
 in the takes while the pool still has containers to hand out
-(:data:`LOW_WATER`, :data:`QUIET`).
+(:data:`LOW_WATER`, :data:`QUIET`), and so do the removals of the
+containers the burst's sessions closed (each at most 2 s after its close).
 Who calls: :class:`~.container.ContainerBackend` (and GVISOR through it);
 tests and benchmarks use :func:`drain_all`.
 """
@@ -133,6 +134,17 @@ class _AdaptiveGroup(PoolGroup["ContainerWorker"]):
         for pool in pools:
             pool.refill()
 
+    def wait_for_pause(self, deadline: float) -> None:
+        """Reaper thread, before a removal: wait until no take came for QUIET s, or until ``deadline`` (monotonic)."""
+        while True:
+            with self._stats_lock:
+                last = self._takes[-1] if self._takes else 0.0
+            now = time.monotonic()
+            wait = min(last + QUIET - now, deadline - now)
+            if wait <= 0:
+                return
+            time.sleep(min(wait, 0.05))
+
     def forget_all(self) -> None:
         super().forget_all()
         self._stats_lock = threading.Lock()  # a parent's thread may have held it at the fork
@@ -202,6 +214,7 @@ def drain_all(*, wait: bool = True) -> None:
 
 
 lifetime.on_shutdown(drain_all, forget_all)
+lifetime._before_removal.append(_GROUP.wait_for_pause)
 
 __all__ = [
     "DEFAULT_POOL_SIZE",
