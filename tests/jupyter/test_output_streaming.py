@@ -23,7 +23,7 @@ __all__ = ["glsandbox_kernelspec"]  # the fixture, imported for pytest
 LINES = 500_000
 CELL = f"for i in range({LINES}):\n    print(i)\n"
 EXPECTED = "".join(f"{i}\n" for i in range(LINES))
-#: the worker's stream chunk (worker/loop.py StreamWriter): what a message per chunk would cost
+#: the worker's stream chunk (worker/streams.py StreamWriter): what a message per chunk would cost
 CHUNK = 8192
 
 
