@@ -66,6 +66,11 @@ class SandboxMetrics:
     measured_by: str | None = None
     calls: int = 0
 
+    def forget_figures(self) -> None:
+        """HOST side (the session, ``enable_metrics=False``): drop what was measured for enforcement only."""
+        for name in _MEASURED:
+            setattr(self, name, None)
+
     def to_dict(self) -> dict[str, Any]:
         values = self.__dict__  # the fields, read without a getattr each (once per call and record)
         return {name: values[name] for name in _METRIC_FIELDS}
@@ -95,6 +100,18 @@ class SandboxMetrics:
 
 
 _METRIC_FIELDS = tuple(f.name for f in dataclasses.fields(SandboxMetrics))
+#: the figures the outside monitor reads (None unless measured and reported)
+_MEASURED = (
+    "cpu_time_used",
+    "memory_peak_bytes",
+    "memory_current_bytes",
+    "disk_read_bytes",
+    "disk_write_bytes",
+    "network_bytes_sent",
+    "network_bytes_received",
+    "pids_peak",
+    "measured_by",
+)
 #: the fields a running total adds up
 _SUMMED = (
     "cpu_time_used",

@@ -83,6 +83,8 @@ class Session(ViolationAttribution):
         if profile is not None and not profile.namespaces and os.geteuid() == 0:
             # No namespace, no cgroup and uid 0, which RLIMIT_NPROC never limits: held from outside.
             self.monitor.task_limit = config.limits.max_processes
+        lim = config.limits
+        self._outside_limits = any(x is not None for x in (lim.cpu_time_limit_seconds, lim.memory_limit_bytes))
         self.generation = 0
         self._lock = threading.RLock()
         self._req_id = 0
@@ -302,7 +304,9 @@ class Session(ViolationAttribution):
             self._interrupt_at = None
             self._stop_at = None
             enforced: str | None = None
-            measure = self.config.enable_metrics
+            # Limits the monitor enforces from outside (CPU time of the tree; resident memory without
+            # a cgroup) are enforced with enable_metrics=False too; only the figures go unreported.
+            measure = self.config.enable_metrics or self._outside_limits
             before = None
             if measure:
                 # The previous call's closing reading is this call's opening one.
@@ -395,6 +399,8 @@ class Session(ViolationAttribution):
                     error = self._memory_overrun(metrics, worker, after)
                 if error is None:
                     error = self._cpu_overrun(metrics, after)
+                if not self.config.enable_metrics:
+                    metrics.forget_figures()
             violations = self._take_violations() if self._violations else []
             if violations:
                 from .supervisor import violation_count

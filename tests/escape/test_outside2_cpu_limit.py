@@ -86,3 +86,13 @@ def test_a_tree_past_the_cpu_time_limit_is_killed_named_and_audited(backend: str
 def _burn_in_children() -> None:
     """SANDBOX side: 3 children that each burn 0.9 s of CPU, waited for."""
     exec(CODE, {})
+
+
+@pytest.mark.parametrize("backend", ["namespace", "basic"])
+def test_the_cpu_time_limit_holds_without_metrics(backend: str) -> None:
+    """``enable_metrics=False`` (the magic's ``--no-monitor``) hides the figures, not the outside limit."""
+    cfg = dataclasses.replace(_config(backend), enable_metrics=False)
+    with OSSandbox(cfg) as sb:
+        result = sb.run_cell(CODE)
+    assert result.status == "error" and "CPU time limit of 1 s" in (result.error_value or ""), result
+    assert result.metrics is not None and result.metrics.cpu_time_used is None, result.metrics
