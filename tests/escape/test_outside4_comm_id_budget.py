@@ -39,7 +39,7 @@ conn = next(o for o in gc.get_objects() if isinstance(o, Connection))
 pad = "x" * {ID_LEN}
 for i in range({COUNT}):
     cid = "%08d" % i + pad
-    conn.send({{"type": "comm_open", "content": {{"comm_id": cid, "target_name": "t", "data": {{}}}},
+    conn.send({{"type": "comm_open", "content": {{"comm_id": cid, "target_name": "jupyter.widget", "data": {{}}}},
                "metadata": {{}}, "buffers": []}})
 """
 
