@@ -56,3 +56,31 @@ def test_comm_ids_count_against_the_output_budget() -> None:
         result = sb.run_cell(CELL, on_comm=on_comm)
     assert result.status in ("ok", "error"), result
     assert got[0] <= MAX_BUDGET, f"one cell delivered {got[0] >> 20} MiB of comm frames to the host"
+
+
+CLOSE_CELL = f"""
+import gc
+from glsandbox_kernel.worker.loop import Connection
+conn = next(o for o in gc.get_objects() if isinstance(o, Connection))
+conn.send({{"type": "comm_open", "content": {{"comm_id": "c", "target_name": "jupyter.widget", "data": {{}}}},
+           "metadata": {{}}, "buffers": []}})
+blob = "y" * {ID_LEN}
+for i in range({COUNT}):
+    conn.send({{"type": "comm_close", "content": {{"comm_id": "c", "data": {{"blob": blob}}}},
+               "metadata": {{}}, "buffers": []}})
+"""
+
+
+def test_comm_close_data_counts_against_the_output_budget() -> None:
+    """``comm_close`` frames are admitted without any budget (``outputs.py`` ``handle``): 150 MiB of data."""
+    cfg = create_config_by_level("strict", isolation_type=IsolationType.NAMESPACE)
+    got = [0]
+
+    def on_comm(msg: dict[str, Any]) -> None:
+        content = msg.get("content") or {}
+        got[0] += len(repr(content.get("data")))
+
+    with OSSandbox(cfg) as sb:
+        result = sb.run_cell(CLOSE_CELL, on_comm=on_comm)
+    assert result.status in ("ok", "error"), result
+    assert got[0] <= MAX_BUDGET, f"one cell delivered {got[0] >> 20} MiB of comm_close data to the host"
