@@ -44,18 +44,24 @@ for i in range({COUNT}):
 """
 
 
-def test_comm_ids_count_against_the_output_budget() -> None:
+def _delivered(cell: str, *, with_id: bool) -> int:
+    """Bytes of comm frames the host's ``on_comm`` received for one namespace cell."""
     cfg = create_config_by_level("strict", isolation_type=IsolationType.NAMESPACE)
     got = [0]
 
     def on_comm(msg: dict[str, Any]) -> None:
         content = msg.get("content") or {}
-        got[0] += len(str(content.get("comm_id", ""))) + len(repr(content.get("data")))
+        got[0] += len(repr(content.get("data"))) + (len(str(content.get("comm_id", ""))) if with_id else 0)
 
     with OSSandbox(cfg) as sb:
-        result = sb.run_cell(CELL, on_comm=on_comm)
+        result = sb.run_cell(cell, on_comm=on_comm)
     assert result.status in ("ok", "error"), result
-    assert got[0] <= MAX_BUDGET, f"one cell delivered {got[0] >> 20} MiB of comm frames to the host"
+    return got[0]
+
+
+def test_comm_ids_count_against_the_output_budget() -> None:
+    got = _delivered(CELL, with_id=True)
+    assert got <= MAX_BUDGET, f"one cell delivered {got >> 20} MiB of comm frames to the host"
 
 
 CLOSE_CELL = f"""
@@ -73,14 +79,5 @@ for i in range({COUNT}):
 
 def test_comm_close_data_counts_against_the_output_budget() -> None:
     """``comm_close`` frames are admitted without any budget (``outputs.py`` ``handle``): 150 MiB of data."""
-    cfg = create_config_by_level("strict", isolation_type=IsolationType.NAMESPACE)
-    got = [0]
-
-    def on_comm(msg: dict[str, Any]) -> None:
-        content = msg.get("content") or {}
-        got[0] += len(repr(content.get("data")))
-
-    with OSSandbox(cfg) as sb:
-        result = sb.run_cell(CLOSE_CELL, on_comm=on_comm)
-    assert result.status in ("ok", "error"), result
-    assert got[0] <= MAX_BUDGET, f"one cell delivered {got[0] >> 20} MiB of comm_close data to the host"
+    got = _delivered(CLOSE_CELL, with_id=False)
+    assert got <= MAX_BUDGET, f"one cell delivered {got >> 20} MiB of comm_close data to the host"
