@@ -102,6 +102,20 @@ class ZygoteBackend(SandboxBackend):
                 "namespace its traffic cannot be routed through the filtering proxy",
                 "use isolation_type='namespace' (or 'container'), or allow_network=False",
             )
+        if self.config.limits.cpu_percent_limit is not None:
+            why = "" if self.profile.cgroup else "this backend makes no cgroup"
+            if not why:
+                from ..confinement import cgroups
+
+                ok, reason = cgroups.available()
+                why = "" if ok else reason
+            if why:  # no rlimit counterpart: only a cgroup's CPU quota holds a share of the CPU
+                raise BackendUnavailableError(
+                    self.name,
+                    f"cannot enforce cpu_percent_limit={self.config.limits.cpu_percent_limit:g}: {why}",
+                    "use isolation_type='namespace' with a cgroup (root or delegated) or 'container', "
+                    "or leave cpu_percent_limit unset",
+                )
         if self.profile.root == "given":
             root = self.config.filesystem.root
             if not root:
