@@ -128,9 +128,9 @@ class OutputBudget:
         return out
 
     def admit_comm(self, msg: dict[str, Any]) -> bool:
-        """Whether a sandbox comm frame may still go to the frontend: comm traffic has a budget of its own."""
-        content = msg.get("content")
-        size = _FRAME_OVERHEAD + _value_size(content.get("data") if isinstance(content, dict) else None)
+        """Whether a sandbox comm frame (open, msg or close) may still go to the frontend: comm traffic has a
+        budget of its own. The whole frame counts: comm id, target name, data and metadata, not just data."""
+        size = _FRAME_OVERHEAD + _value_size({k: v for k, v in msg.items() if k != "buffers"})
         buffers = msg.get("buffers")
         if isinstance(buffers, (list, tuple)):
             size += sum(len(b) for b in buffers if isinstance(b, (bytes, bytearray, memoryview)))

@@ -86,7 +86,7 @@ class OutputCollector:
             return {"type": "input_reply", "value": value}
         if kind in ("comm_open", "comm_msg", "comm_close"):
             with self._lock:
-                admitted = kind == "comm_close" or self.budget.admit_comm(msg)
+                admitted = self.budget.admit_comm(msg)  # a close is charged too (it may carry data)
             if admitted and self.on_comm is not None:
                 self.on_comm(msg)
             return None

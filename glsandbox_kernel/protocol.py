@@ -279,3 +279,46 @@ class FrameChannel:
         if type(msg) is not dict or type(msg.get("type")) is not str:
             raise SandboxSecurityError("malformed frame: not a message with a 'type' field")
         return msg
+
+
+class AnswerWriter:
+    """The host's answers to the worker's requests (``input_reply``), written without blocking.
+
+    Host side: the session's read loop offers each answer and calls :meth:`flush` on every turn, so a
+    worker that asks (floods ``input_request``) without reading cannot block the host in a send and the
+    call's deadline is still checked. One answer is outstanding at most: while one is unwritten, further
+    requests are dropped (a worker waiting in ``input()`` has one request outstanding, never two).
+    """
+
+    def __init__(self, chan: FrameChannel) -> None:
+        self.chan = chan
+        self._out = b""
+        self._sent = 0
+
+    @property
+    def busy(self) -> bool:
+        """An answer is still (partly) unwritten."""
+        return self._sent < len(self._out)
+
+    def offer(self, message: dict[str, Any]) -> None:
+        """Queue ``message`` (a small frame) unless one is pending; write what the socket takes now."""
+        if self.busy:
+            return
+        payload = codec.encode(message)
+        self._out, self._sent = _HEADER.pack(len(payload)) + payload, 0
+        self.flush()
+
+    def flush(self) -> None:
+        """Write as much of the pending answer as the socket takes, never waiting."""
+        while self.busy:
+            try:
+                n = self.chan.sock.send(memoryview(self._out)[self._sent :], socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                return
+            self._sent += n
+
+    def torn(self) -> bool:
+        """Drop the pending answer; True if part of it was written (the channel is out of step)."""
+        torn = 0 < self._sent < len(self._out)
+        self._out, self._sent = b"", 0
+        return torn

@@ -45,7 +45,7 @@ from .exceptions import (
     SandboxTimeoutError,
 )
 from .metrics import Monitor, SandboxMetrics, fill_call_figures, tree_cpu
-from .protocol import FrameChannel, WorkerGone, frame_cap
+from .protocol import AnswerWriter, FrameChannel, WorkerGone, frame_cap
 from .results import CallOutcome, _fmt_bytes, cpu_overrun, crash_error, memory_overrun
 from .results import CellResult as CellResult  # re-exported: the public name lives here too
 from .results import exception_from_reply as exception_from_reply
@@ -417,18 +417,16 @@ class Session(ViolationAttribution):
         on_message: Callable[[dict[str, Any]], dict[str, Any] | None] | None,
         reply_types: tuple[str, ...],
     ) -> dict[str, Any]:
-        start = time.monotonic()
-        grace = self.config.interrupt_grace_seconds
+        start, grace = time.monotonic(), self.config.interrupt_grace_seconds
         # Decoding a frame is part of the call: it must end within the call's timeout.
         chan.decode_deadline = None if timeout is None else start + timeout
+        answers = AnswerWriter(chan)  # never blocks the loop: a worker may ask without reading
         while True:
-            # Wake at least every 0.2 s to notice interrupts set by other threads.
-            end = start + timeout if timeout is not None else None
-            if self._interrupt_at is not None:
-                end = self._interrupt_at + grace if end is None else min(end, self._interrupt_at + grace)
-            if self._stop_at is not None:
-                end = self._stop_at + grace if end is None else min(end, self._stop_at + grace)
-            wait = 0.2 if end is None else min(max(0.0, end - time.monotonic()), 0.2)
+            answers.flush()
+            ends = [start + timeout] if timeout is not None else []
+            ends += [t + grace for t in (self._interrupt_at, self._stop_at) if t is not None]
+            # Wake at least every 0.2 s to notice interrupts set by other threads (and write answers).
+            wait = min([0.2, *(max(0.0, e - time.monotonic()) for e in ends)])
             msg = chan.recv(timeout=wait)
             if msg is None:
                 now = time.monotonic()
@@ -443,6 +441,8 @@ class Session(ViolationAttribution):
             if kind in reply_types:
                 if msg.get("id") != self._req_id:
                     continue  # a stale reply to an earlier, abandoned request
+                if answers.torn():  # it replied without reading our answer: the channel is out of step
+                    self.kill_worker()
                 return msg
             if kind == "request_failed":  # the worker could not hold the request (it said so, alive)
                 raise FrameTooLarge(
@@ -450,10 +450,10 @@ class Session(ViolationAttribution):
                     f"{_fmt_bytes(self.config.limits.memory_limit_bytes)}; the worker and its state are kept",
                     limit=self.config.limits.memory_limit_bytes,
                 )
-            if on_message is not None:
+            if on_message is not None and not (kind == "input_request" and answers.busy):
                 answer = on_message(msg)
                 if answer is not None:
-                    chan.send(answer)
+                    answers.offer(answer)
 
     def _fill_metrics(self, metrics: SandboxMetrics, worker: WorkerProcess, before: Any) -> ResourceSample | None:
         """The call's figures: closing reading less opening one (which was the last call's closing)."""

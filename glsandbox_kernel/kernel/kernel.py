@@ -266,6 +266,7 @@ class SandboxKernel(StartUp, QuickRequests, KernelOptions, Kernel):
         options = options or CellOptions()
         session_limit = sandbox.config.limits.memory_limit_bytes
         generation = sandbox.session.generation
+        self.comm_gate.worker((id(sandbox.session), generation))
 
         def worker_gone() -> bool:  # killed during the cell (a fresh worker may already run: the prestart thread)
             return not sandbox.session.alive or sandbox.session.generation != generation
@@ -458,6 +459,8 @@ class SandboxKernel(StartUp, QuickRequests, KernelOptions, Kernel):
             return  # a message for the kernel's own monitor widget
         if msg_type == "comm_open":
             self.comm_gate.frontend_opened((parent.get("content") or {}).get("comm_id"))
+        elif msg_type == "comm_close":
+            self.comm_gate.frontend_closed((parent.get("content") or {}).get("comm_id"))
         buffers = [bytes(getattr(b, "buffer", b)) for b in parent.get("buffers") or []]
         frame = {
             "type": msg_type,

@@ -196,6 +196,11 @@ def comm_content(
     return kind, content, as_dict(frame.get("metadata"), notes), buffers
 
 
+#: the longest comm id a sandbox may use, and how many comms may be open at once (host memory)
+MAX_COMM_ID = 256
+MAX_COMMS = 10_000
+
+
 class CommGate:
     """Which comm ids the sandbox's comm frames may use (host side, one per kernel).
 
@@ -208,24 +213,48 @@ class CommGate:
     def __init__(self, kernel_owns: Callable[[str], bool]) -> None:
         self._kernel_owns = kernel_owns
         self._ids: set[str] = set()
+        self._worker: Any = None
         self._lock = threading.Lock()
+
+    def worker(self, key: Any) -> None:
+        """The kernel names the worker a cell runs in: a replaced worker's comms are gone, so are their ids."""
+        with self._lock:
+            if key != self._worker:
+                self._worker = key
+                self._ids.clear()
 
     def frontend_opened(self, comm_id: Any) -> None:
         """A frontend ``comm_open`` the kernel delivers to the sandbox."""
-        if isinstance(comm_id, str):
+        if isinstance(comm_id, str) and len(comm_id) <= MAX_COMM_ID:
             with self._lock:
-                self._ids.add(comm_id)
+                if len(self._ids) < MAX_COMMS:
+                    self._ids.add(comm_id)
+
+    def frontend_closed(self, comm_id: Any) -> None:
+        """A frontend ``comm_close``: the id is forgotten."""
+        with self._lock:
+            self._ids.discard(comm_id)
 
     def refuse(self, msg_type: str, comm_id: str) -> str | None:
-        """Why a sandbox frame of ``msg_type`` for ``comm_id`` must be dropped, or None to forward it."""
+        """Why a sandbox frame of ``msg_type`` for ``comm_id`` must be dropped, or None to forward it.
+
+        Bounded: ids longer than :data:`MAX_COMM_ID` and more than :data:`MAX_COMMS` open ids are refused;
+        a close forgets its id.
+        """
+        if len(comm_id) > MAX_COMM_ID:
+            return f"a comm id longer than {MAX_COMM_ID} characters"
         if self._kernel_owns(comm_id):
             return "a comm of the kernel itself"
         with self._lock:
             if msg_type == "comm_open":
+                if comm_id not in self._ids and len(self._ids) >= MAX_COMMS:
+                    return f"more than {MAX_COMMS} open comms"
                 self._ids.add(comm_id)
                 return None
             if comm_id not in self._ids:
                 return "a comm the sandbox did not open"
+            if msg_type == "comm_close":
+                self._ids.discard(comm_id)
         return None
 
 
