@@ -119,12 +119,14 @@ def forget_client() -> None:
     _available_cache.clear()
 
 
-def remove_now(container_id: str, *, attempts: int = 4) -> None:
+def remove_now(container_id: str, *, attempts: int = 6) -> None:
     """Remove a container by force, synchronously; quiet when it is already gone.
 
     Podman answers 500 "could not be stopped ... container state improper"
-    when the force-kill meets a container that is stopping at that moment:
-    asked again a moment later, it removes it.
+    and Docker 500 "Could not kill running container ... is not running"
+    when the force-kill meets a container that is exiting at that moment
+    (Docker then leaves it "Removal In Progress", answering 409 to others):
+    asked again a moment later, either removes it.
     """
     for attempt in range(attempts):
         try:
@@ -132,11 +134,17 @@ def remove_now(container_id: str, *, attempts: int = 4) -> None:
             return
         except Exception as exc:  # noqa: BLE001 - already gone, or the daemon is down
             status = getattr(getattr(exc, "response", None), "status_code", None)
-            if status in (404, 409):
+            text = str(exc)
+            if status == 404:
                 return
-            if status == 500 and "state improper" in str(exc) and attempt + 1 < attempts:
+            racing = (status == 500 and ("state improper" in text or "is not running" in text)) or (
+                status == 409 and "in progress" in text
+            )
+            if racing and attempt + 1 < attempts:
                 time.sleep(0.1 * (attempt + 1))
                 continue
+            if status == 409:
+                return
             log.warning("removing container %s failed: %s", container_id[:12], exc)
             return
 
