@@ -182,10 +182,14 @@ class AuditLog(ClosesOnExit):
                 self._commit_timer = LOOP.call_later(COMMIT_DELAY, self._commit_from_loop)
 
     def commit(self) -> None:
-        """Seal the queued records in order and make every written one durable (one fsync)."""
-        if not self._queue and not self._unsynced:
-            return
+        """Seal the queued records in order and make every written one durable (one fsync).
+
+        Always under the lock: the host loop may be writing a batch it took off the queue
+        (the queue is already empty then), and a reader must see that batch too.
+        """
         with self._lock:
+            if not self._queue and not self._unsynced:
+                return
             self._seal_queue()
             if self._unsynced and self._chain_sink is not None:
                 self._chain_sink.sync()
