@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from .prestart import trace
@@ -30,9 +31,7 @@ class StartUp:
     _running: int
     _last_activity: float
     evidence: Any
-
-    def get_sandbox(self, *, start: bool = True) -> Any:
-        raise NotImplementedError
+    get_sandbox: Callable[..., Any]  # SandboxKernel.get_sandbox
 
     def _prestart(self) -> None:
         """Background thread: start the worker and its IPython shell before the first cell."""
