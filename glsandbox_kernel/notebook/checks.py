@@ -12,7 +12,7 @@ import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..audit.records import GENESIS_HASH
+from ..audit.records import GENESIS_HASH, EventType
 from .evidence import AUDIT_MIME, audit_bundle, output_hashes, source_hash
 
 
@@ -186,7 +186,12 @@ def _check_chain(
         seq = int(entry.record["seq"])
         cell = entry.cell
         if prev is None:
-            if seq != 0:
+            if seq != 0 and entry.record.get("event_type") == EventType.SESSION_START.value:
+                # The session appended to a shared audit file (``--audit``): its chain goes on from that
+                # file's head, so it starts at the file's seq. Nothing of this session comes before
+                # its own signed session_start, so no cell of it can be missing here.
+                pass
+            elif seq != 0:
                 cell.chain_ok = False
                 cell.problems.append(
                     f"{cell.label}: {seq} record(s) of session {short} missing before it: the cells before it "
