@@ -20,6 +20,7 @@ import fcntl
 import json
 import logging
 import os
+import stat
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -75,13 +76,24 @@ class JsonlFileSink(ClosesOnExit):
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        flags = os.O_RDWR | os.O_APPEND | os.O_CLOEXEC
+        # O_NOFOLLOW, O_NONBLOCK and the check below: the file may sit in a folder a sandbox
+        # writes, which could have put a symlink (to a file of the host's) or a FIFO at its name.
+        flags = os.O_RDWR | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
         try:
             self._fd = os.open(self.path, flags | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
-            self._fd = os.open(self.path, flags)
+            try:
+                self._fd = os.open(self.path, flags)
+            except OSError as exc:
+                raise OSError(
+                    exc.errno, f"cannot append to the audit log: {exc.strerror} (a symlink?)", str(path)
+                ) from exc
+            if not stat.S_ISREG(os.fstat(self._fd).st_mode):
+                os.close(self._fd)
+                raise OSError(errno.EINVAL, "the audit log is not a regular file", str(path)) from None
         else:
             _fsync_dir(self.path.parent)
+        os.set_blocking(self._fd, True)
         self._mutex = threading.RLock()
         # Size of the file right after our last locked read or append, and the
         # chain tail (next seq, prev hash) it held then; None = unknown.

@@ -28,6 +28,7 @@ from ..audit import canonical_json
 from ..audit.sinks import MemorySink
 from ..config import OSSandboxConfig
 from ..exceptions import SandboxCrashedError, SandboxTimeoutError
+from ..safe_python import module_argv
 from ..sandbox import OSSandbox
 from .audit import decode_lines
 
@@ -361,7 +362,7 @@ def doctor_json(timeout: float = 120.0) -> dict[str, Any]:
     """``glsandbox doctor --json`` run by this worker's interpreter (a separate process)."""
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "glsandbox_kernel.cli", "doctor", "--json"],
+            [*module_argv(sys.executable, "glsandbox_kernel.cli"), "doctor", "--json"],
             capture_output=True,
             text=True,
             timeout=timeout,

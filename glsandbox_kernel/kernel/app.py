@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from ipykernel.kernelapp import IPKernelApp
+from traitlets import Bool
 from traitlets.config.application import Application
 
 from .kernel import SandboxKernel
@@ -25,6 +26,9 @@ class SandboxKernelApp(IPKernelApp):
     """IPKernelApp whose kernel is SandboxKernel and which reads ``glsandbox_kernel_config``."""
 
     description = "A Jupyter kernel that runs every cell in a glsandbox sandbox."
+    # IPython's init_path puts "" (the working directory: the notebook's folder, which a LENIENT
+    # sandbox writes) on sys.path, so a lazy import in this host process would load a planted module.
+    ignore_cwd = Bool(True, help="never put the working directory on the host kernel's sys.path").tag(config=False)
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("kernel_class", SandboxKernel)

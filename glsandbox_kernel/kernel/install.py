@@ -23,6 +23,7 @@ import tempfile
 from typing import Any
 
 from ..config import IsolationType, SecurityLevel
+from ..safe_python import module_argv
 
 #: the two specs installed by default: (name, level).
 DEFAULT_SPECS: tuple[tuple[str, str], ...] = (("glsandbox", "moderate"), ("glsandbox-strict", "strict"))
@@ -57,9 +58,7 @@ def kernel_spec(
     if isolation:
         isolation = IsolationType(isolation.lower()).value
     argv = [
-        python or sys.executable,
-        "-m",
-        "glsandbox_kernel.kernel",
+        *module_argv(python or sys.executable, "glsandbox_kernel.kernel"),
         "-f",
         "{connection_file}",
         f"--SandboxKernel.level={level}",

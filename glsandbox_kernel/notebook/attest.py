@@ -36,6 +36,7 @@ from typing import Any
 
 from ..audit.keys import Signer, Verifier
 from ..cli_options import add_notebook_command, beside_notebook
+from ..host_files import replace_file
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
@@ -247,8 +248,7 @@ def attest_cli(args: argparse.Namespace) -> int:
         return 2
     statement = build_statement(path, nb, signer.verifier())
     out = args.output or beside_notebook(path, ".intoto.jsonl")
-    with open(out, "w", encoding="utf-8") as fh:
-        fh.write(json.dumps(envelope(statement, signer), sort_keys=True) + "\n")
+    replace_file(out, json.dumps(envelope(statement, signer), sort_keys=True) + "\n")
     verification = statement["predicate"]["verification"]
     print(f"glsandbox attest: wrote {out} ({len(statement['subject'])} subject(s), key {signer.scheme})")
     print(f"audit: {verification['summary']}")

@@ -28,6 +28,7 @@ import time
 from typing import Any
 
 from .. import hosttemp
+from ..host_files import replace_file
 from ..terminal_text import printable
 
 _WORKER_ARGS = ("level", "isolation", "fallback", "timeout", "memory", "param", "no_monitor", "allow_errors")
@@ -287,8 +288,7 @@ def _finish(
         return info
     nb = nbformat.reads(value["notebook"], as_version=4)
     out = _output_path(job["path"], args.output, many)
-    with open(out, "w", encoding="utf-8") as fh:
-        nbformat.write(nb, fh)
+    replace_file(out, nbformat.writes(nb))
     verified = verify_notebook(nb, key)
     summary = value["summary"]
     info.update(

@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..cli_options import add_notebook_command, beside_notebook
+from ..host_files import replace_file
 from .evidence import fmt_bytes, fmt_seconds, record_figures, record_status
 from .verify import METADATA_KEY, CellCheck, NotebookVerifyResult, verify_notebook
 
@@ -240,8 +241,7 @@ def report_cli(args: argparse.Namespace) -> int:
         return 2
     out = args.output or beside_notebook(args.notebook, ".evidence.html")
     markup, result = build_report(nb, key, title=os.path.basename(args.notebook))
-    with open(out, "w", encoding="utf-8") as fh:
-        fh.write(markup)
+    replace_file(out, markup)
     print(f"glsandbox report: wrote {out}")
     print(f"audit: {result.summary()}")
     for problem in result.problems[:20]:

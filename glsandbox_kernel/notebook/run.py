@@ -47,6 +47,8 @@ from ..cli_options import (
     beside_notebook,
     project_kernel_argv,
 )
+from ..host_files import replace_file
+from ..safe_python import module_argv
 from ..terminal_text import printable
 from .evidence import find_audit_output, fmt_bytes, fmt_seconds, record_status
 from .metadata import write_evidence_metadata
@@ -103,9 +105,7 @@ def inject_parameters(nb: Any, params: Mapping[str, Any]) -> int | None:
 def kernel_argv(args: argparse.Namespace) -> list[str]:
     """The kernelspec argv carrying the sandbox options as traitlets options."""
     argv = [
-        sys.executable,
-        "-m",
-        "glsandbox_kernel.kernel",
+        *module_argv(sys.executable, "glsandbox_kernel.kernel"),
         "-f",
         "{connection_file}",
         f"--SandboxKernel.level={args.level}",
@@ -422,8 +422,7 @@ def run_cli(args: argparse.Namespace) -> int:
         return 2
     finished = time.time()
     seal_run(nb, args, summary, key=key, started=started, finished=finished)
-    with open(out, "w", encoding="utf-8") as fh:
-        nbformat.write(nb, fh)
+    replace_file(out, nbformat.writes(nb))
     result = verify_notebook(nb, key)
     ok_cells = sum(1 for c in summary.cells if c["status"] == "ok")
     print(
