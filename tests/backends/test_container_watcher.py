@@ -28,6 +28,8 @@ from glsandbox_kernel.backends.container import docker_api
 from glsandbox_kernel.backends.registry import backends
 from glsandbox_kernel.worker.bootstrap import HOST_GONE_EXIT
 
+from ..conftest import live_pids, wait_gone
+
 HOST = r"""
 import sys
 from glsandbox_kernel import OSSandbox, create_config_by_level, IsolationType
@@ -43,15 +45,6 @@ sb.run_cell("while True:\n    pass")
 def _ours(host_pid: int) -> list[dict[str, Any]]:
     found = docker_api.api().containers(all=True, filters={"label": f"glsandbox.host_pid={host_pid}"})
     return list(found)
-
-
-def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    with open(f"/proc/{pid}/stat") as fh:
-        return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
 
 
 @contextlib.contextmanager
@@ -96,7 +89,7 @@ def _sigkill_and_wait_for_the_watcher(host: subprocess.Popen[str], watcher: int)
     """SIGKILL the host; True once its watcher exited (it does when its removals are done), False after 30 s."""
     host.send_signal(signal.SIGKILL)
     host.wait()
-    return _wait_until(lambda: _gone(watcher))
+    return not wait_gone([watcher], 30.0)
 
 
 def test_the_watcher_removes_a_sigkilled_hosts_containers(killed_host: tuple[subprocess.Popen[str], int]) -> None:
@@ -153,7 +146,7 @@ def test_a_forked_child_does_not_keep_the_watcher_waiting() -> None:
             # The child still holds the host's end of the transport sockets (so the
             # sandbox sees no hang-up) but closed its copy of the watcher's pipe.
             assert _sigkill_and_wait_for_the_watcher(host, int(watcher)), "the watcher waited for the forked child"
-            assert not _gone(child)
+            assert live_pids([child])
             assert _ours(host.pid) == []
     finally:
         if child:
@@ -185,9 +178,9 @@ def test_the_qemu_watchdog_kills_what_a_sigkilled_host_held_despite_a_forked_chi
             left = [int(released), int(child)]
             assert os.path.isdir(rundir)
             assert _sigkill_and_wait_for_the_watcher(host, int(watchdog)), "the watchdog waited for the forked child"
-            assert _gone(int(held)), "a held process outlived its host's watchdog"
+            assert not live_pids([int(held)]), "a held process outlived its host's watchdog"
             assert not os.path.exists(rundir)
-            assert not _gone(int(released)) and not _gone(int(child)), "forgotten, or not ours to kill"
+            assert live_pids(left) == left, "forgotten, or not ours to kill"
     finally:
         for pid in left:
             with contextlib.suppress(ProcessLookupError):

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from glsandbox_kernel.backends.container import ContainerWorker, docker_api, flush_removals
+from glsandbox_kernel.backends.container import LABEL_HOST_PID, ContainerWorker, docker_api, flush_removals
 from glsandbox_kernel.backends.container import warm as docker_pool
 from glsandbox_kernel.backends.registry import backends
 from glsandbox_kernel.config import IsolationType, OSSandboxConfig
@@ -46,7 +46,7 @@ def _started(name: str) -> Iterator[ContainerWorker]:
         started.cleanup()
         docker_pool.set_pool_size(None)
         assert flush_removals(30), "container removals did not finish"
-        labels = {"label": f"glsandbox.host_pid={os.getpid()}"}
+        labels = {"label": f"{LABEL_HOST_PID}={os.getpid()}"}
         assert docker_api.api().containers(all=True, filters=labels) == []
 
 
