@@ -3,8 +3,10 @@
 :class:`ZygoteWorker`: a worker forked from the zygote, sampled from /proc,
 its working directory and supervisor released in the background.
 :class:`NamespaceWorker`: the same plus what a namespaced sandbox has
-around it on the host (cgroup, network proxy, the set-up process P1
-and the init). Made by :class:`~.zygote_backend.ZygoteBackend`.
+around it on the host (cgroup, network proxy, and the set-up processes:
+the init, pid 1 of the sandbox, and, where the template did not clone the
+init straight into the namespaces, the process above it that unshared
+them). Made by :class:`~.zygote_backend.ZygoteBackend`.
 """
 
 from __future__ import annotations
@@ -202,8 +204,9 @@ class ZygoteWorker(WorkerProcess, ViolationRelay):
 class NamespaceWorker(ZygoteWorker):
     """A namespaced worker, host view: the zygote worker plus cgroup, proxy and supervisor.
 
-    ``root_pid`` is the outermost process (P1, in the host pid namespace;
-    the template wrote its id maps); ``pid`` becomes the worker's host pid once the hello named it.
+    ``root_pid`` is the outermost process, in the host pid namespace (the init the
+    template cloned into the namespaces, or the process that unshared them; the
+    template wrote its id maps); ``pid`` becomes the worker's host pid once the hello named it.
     Created by :meth:`ZygoteBackend.start_fresh` for a profile with namespaces.
     """
 
@@ -240,7 +243,7 @@ class NamespaceWorker(ZygoteWorker):
                 self.cgroup.rename(f"{session_id[:12]}-{uuid.uuid4().hex[:6]}")
 
     def remember_chain(self, pids: list[int]) -> None:
-        """HOST side: the set-up processes (P1, the init) as (pid, start time), for cleanup.
+        """HOST side: the set-up processes below the root (the init, under an unsharing root) as (pid, start time).
 
         Also opens a pidfd for each (where the kernel has them), so
         :meth:`wait_chain_gone` wakes the moment they exit instead of polling.
@@ -258,7 +261,7 @@ class NamespaceWorker(ZygoteWorker):
                 os.close(fd)
 
     def _tree_pidfds(self) -> list[int]:
-        """The tree's pidfds plus the set-up chain's (the init outlives P1 by a moment, and
+        """The tree's pidfds plus the set-up chain's (the init outlives its parent by a moment, and
         with it the whole pid namespace: the init ends only once every process in it has)."""
         return super()._tree_pidfds() + [os.dup(fd) for fd in getattr(self, "_pidfds", [])]
 
@@ -269,7 +272,7 @@ class NamespaceWorker(ZygoteWorker):
                 os.close(fd)
 
     def wait_chain_gone(self, timeout: float = 2.0) -> bool:
-        """HOST side: wait until P1 and the init are gone; once the init is, the kernel
+        """HOST side: wait until the set-up chain (the init) is gone; once the init is, the kernel
         has ended every other process of the pid namespace. SIGKILLs laggards."""
         deadline = time.monotonic() + timeout
         killed = False
@@ -386,7 +389,7 @@ class NamespaceWorker(ZygoteWorker):
     def cleanup(self) -> None:
         """Make sure no set-up process is left, then release the rest in the background.
 
-        Synchronous: P1 ended (the zygote reported it), and the init is
+        Synchronous: the root process ended (the zygote reported it), and the init is
         gone (once the init is, the kernel has ended every process of the pid
         namespace), else they are killed. In the background (the janitor):
         supervisor and proxy threads, the proxy's directory, the cgroup.

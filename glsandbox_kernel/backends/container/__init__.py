@@ -7,18 +7,21 @@ One concern per module:
 :mod:`.images`            which image, whether its python matches, hints
 :mod:`.code`              the worker's code as bound: a compiled snapshot
 :mod:`.docker_api`        the SDK (lazy), one client, :func:`map_docker_errors`
+:mod:`.watcher`           removes our containers if the host is SIGKILLed
 :mod:`.lifetime`          reaping, exit hooks, stale sweep
-:mod:`.cgroup`            reading the container's cgroup from outside
+:mod:`.pidfds`            liveness, waiting and exit status through pidfds
 :mod:`.worker`            :class:`ContainerWorker`, the session's handle
 :mod:`.reports`           the sandbox's own violation reports (gVisor; untrusted)
 :mod:`.launch`            create, start and connect one container
+:mod:`.warm`              the warm pool of started containers
 :mod:`.backend`           :class:`ContainerBackend` (entry point)
 ========================  ==================================================
 
-The sandbox side is :mod:`glsandbox_kernel.worker.bootstrap`, run inside
-the container by path. The warm pool lives in
-:mod:`glsandbox_kernel.backends.container.warm`; GVISOR in
-:mod:`glsandbox_kernel.backends.gvisor`.
+The container's cgroup is read from outside through
+:func:`glsandbox_kernel.confinement.cgroups.from_pid` (read-only: the
+engine owns it). The sandbox side is
+:mod:`glsandbox_kernel.worker.bootstrap`, run inside the container by
+path. GVISOR is :mod:`glsandbox_kernel.backends.gvisor`.
 """
 
 from __future__ import annotations

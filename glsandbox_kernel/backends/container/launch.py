@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import select
 import shutil
 import socket
 import struct
@@ -23,6 +22,7 @@ from ... import hosttemp, procfs
 from ...exceptions import BackendUnavailableError, SandboxCrashedError, SandboxSecurityError
 from ...worker.bootstrap import SETUP_FAILED_EXIT, VERSION_MISMATCH_EXIT
 from . import docker_api, images, lifetime
+from .pidfds import readable
 from .settings import bootstrap_spec, create_kwargs
 from .watcher import WATCHER
 from .worker import ContainerWorker, returncode_of
@@ -65,8 +65,7 @@ def _accept(listener: socket.socket, api: Any, container_id: str, timeout: float
         if now >= deadline:
             raise SandboxCrashedError(f"the container worker did not connect within {timeout:g} s")
         wait = max(0.0, min(next_check, deadline) - now)
-        ready, _, _ = select.select([listener], [], [], wait)
-        if ready:
+        if readable([listener.fileno()], wait):  # poll(2): the listener may be numbered past 1023
             conn, _ = listener.accept()
             return conn
         if time.monotonic() >= next_check:
@@ -104,8 +103,7 @@ def _listen(path: str, undo: contextlib.ExitStack) -> socket.socket:
 
 def _accept_report(listener: socket.socket, container_id: str, backend: str) -> socket.socket:
     """The bootstrap's report connection (made before the transport's), checked like it."""
-    ready, _, _ = select.select([listener], [], [], 5.0)
-    if not ready:
+    if not readable([listener.fileno()], 5.0):
         raise BackendUnavailableError(backend, "the sandbox did not open its report channel", "see `glsandbox doctor`")
     conn, _ = listener.accept()
     peer = _peer_pid(conn)

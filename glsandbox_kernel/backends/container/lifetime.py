@@ -159,7 +159,6 @@ def _after_fork() -> None:
     """In a forked child: forget the parent's client, containers and pools (never kill them)."""
     global _sweep_started
     docker_api.forget_client()
-    WATCHER.after_fork()
     _live.clear()
     _reaper.reset_after_fork()
     _sweep_started = True

@@ -13,13 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import logging
 import os
-import select
 import signal
 import socket
-import struct
 import threading
 import time
 from typing import Any
@@ -28,39 +25,10 @@ from ...confinement import cgroups
 from ..base import ExitInfo, ResourceSample, WorkerProcess
 from ..violations import ViolationRelay
 from . import docker_api, lifetime
+from .pidfds import dup, open_pidfd, pidfd_exit_code, readable
 from .settings import LABEL_SESSION, RUNSC, seccomp_of
 
 log = logging.getLogger("glsandbox.container")
-
-
-def _pidfd(pid: int | None) -> int | None:
-    if pid is None or not hasattr(os, "pidfd_open"):
-        return None
-    try:
-        return os.pidfd_open(pid)
-    except OSError:
-        return None
-
-
-# ioctl(pidfd, PIDFD_GET_INFO) with PIDFD_INFO_EXIT (Linux 6.15+): the exit
-# status of a process that is not our child, once it has been reaped.
-_PIDFD_GET_INFO = (3 << 30) | (64 << 16) | (0xFF << 8) | 11
-_PIDFD_INFO_EXIT = 0x8
-
-
-def _pidfd_exit_code(pidfd: int | None) -> int | None:
-    """Popen-style return code of the process behind ``pidfd``, or None if unknown."""
-    if pidfd is None:
-        return None
-    buf = bytearray(64)
-    struct.pack_into("Q", buf, 0, _PIDFD_INFO_EXIT)
-    try:
-        fcntl.ioctl(pidfd, _PIDFD_GET_INFO, buf)
-    except OSError:
-        return None  # older kernel, or not reaped yet
-    if not struct.unpack_from("Q", buf, 0)[0] & _PIDFD_INFO_EXIT:
-        return None
-    return os.waitstatus_to_exitcode(struct.unpack_from("i", buf, 60)[0])
 
 
 def returncode_of(status: int) -> int:
@@ -105,8 +73,8 @@ class ContainerWorker(WorkerProcess, ViolationRelay):
         self.pooled = False
         self.created_at = time.monotonic()
         self._host_signals = runtime is None and worker_pid is not None
-        self._pidfd = _pidfd(init_pid)
-        self._worker_pidfd = _pidfd(worker_pid) if worker_pid != init_pid else None
+        self._pidfd = open_pidfd(init_pid)
+        self._worker_pidfd = open_pidfd(worker_pid) if worker_pid != init_pid else None
         self._cgroup = cgroups.from_pid(init_pid) if init_pid else None
         self._returncode: int | None = None
         self._last_sample: ResourceSample | None = None
@@ -116,6 +84,8 @@ class ContainerWorker(WorkerProcess, ViolationRelay):
         self._cleaned = False
         self._death_seen = False
         self._lock = threading.Lock()
+        #: Guards the pidfds: :meth:`wait` takes its own copies, :meth:`cleanup` closes ours.
+        self._fd_lock = threading.Lock()
         #: The bootstrap's seccomp section: what the host asked the sandbox to load.
         self.seccomp = seccomp_of(settings)
         self.init_violations()
@@ -150,14 +120,14 @@ class ContainerWorker(WorkerProcess, ViolationRelay):
         return docker_api.api()
 
     def _alive_fast(self) -> bool | None:
-        """True/False from the init pidfd, None when we have no pidfd."""
-        if self._pidfd is None:
+        """True/False from the init pidfd, None when we have no pidfd (none, or cleanup closed it)."""
+        fd = self._pidfd
+        if fd is None:
             return None
         try:
-            ready, _, _ = select.select([self._pidfd], [], [], 0)
-        except (OSError, ValueError):
+            return not readable([fd], 0)
+        except OSError:
             return None
-        return not ready
 
     def _snapshot_at_worker_death(self) -> None:
         """Read the cgroup once the worker process itself has died (runc).
@@ -171,15 +141,18 @@ class ContainerWorker(WorkerProcess, ViolationRelay):
         if self._death_seen or fd is None or self._cgroup is None:
             return
         try:
-            ready, _, _ = select.select([fd], [], [], 0)
-        except (OSError, ValueError):
+            if readable([fd], 0):
+                self._snapshot_now()
+        except OSError:
             return
-        if ready:
-            self._death_seen = True
-            seen = self._cgroup_sample()
-            if seen is not None:
-                self._last_sample = seen
-                self._oom = self._oom or bool(seen.oom_killed)
+
+    def _snapshot_now(self) -> None:
+        """The worker process has died: keep the cgroup's last figures and OOM flag."""
+        self._death_seen = True
+        seen = self._cgroup_sample()
+        if seen is not None:
+            self._last_sample = seen
+            self._oom = self._oom or bool(seen.oom_killed)
 
     def poll(self) -> int | None:
         if self._returncode is not None:
@@ -190,7 +163,9 @@ class ContainerWorker(WorkerProcess, ViolationRelay):
             try:
                 state = self._api().inspect_container(self.container_id)["State"]
             except Exception:  # noqa: BLE001 - container gone: treat as ended
-                self._returncode = -signal.SIGKILL if self._killed else -1
+                with self._lock:
+                    if self._returncode is None:
+                        self._returncode = -signal.SIGKILL if self._killed else -1
                 return self._returncode
             alive = bool(state.get("Running"))
         if alive:
@@ -219,7 +194,7 @@ class ContainerWorker(WorkerProcess, ViolationRelay):
             if seen is not None:
                 self._last_sample = seen
                 self._oom = self._oom or bool(seen.oom_killed)
-            code = _pidfd_exit_code(self._worker_pidfd)
+            code = pidfd_exit_code(self._worker_pidfd)
             if code is not None:
                 # Straight from the kernel (no daemon round trip); OOM from the cgroup.
                 if seen is not None:
@@ -243,26 +218,43 @@ class ContainerWorker(WorkerProcess, ViolationRelay):
                 self._returncode = returncode_of(status)
 
     def wait(self, timeout: float | None = None) -> int | None:
+        """Popen.wait: the exit status, or None if still running after ``timeout``.
+
+        Well-defined at any time: after :meth:`cleanup` (which closed the
+        pidfds, and only once the exit status was known) it returns that
+        status; a wait in another thread while cleanup runs waits on its own
+        copies of the pidfds, never on a closed (or reused) descriptor.
+        """
         if self._returncode is not None:
             return self._returncode
-        if self._pidfd is not None:
+        with self._fd_lock:
+            fd = dup(self._pidfd)
+            # the worker's own pidfd too, to snapshot the cgroup at its death
+            wfd = dup(self._worker_pidfd) if not self._death_seen and self._cgroup is not None else None
+        if fd is None:
+            return self._wait_polling(timeout)
+        try:
             deadline = None if timeout is None else time.monotonic() + timeout
             while True:
-                fds = [self._pidfd]
-                if not self._death_seen and self._worker_pidfd is not None and self._cgroup is not None:
-                    fds.append(self._worker_pidfd)  # to snapshot the cgroup at once
                 left = None if deadline is None else max(0.0, deadline - time.monotonic())
                 try:
-                    ready, _, _ = select.select(fds, [], [], left)
-                except (OSError, ValueError):
+                    ready = readable([fd] if wfd is None else [fd, wfd], left)
+                except OSError:
                     return self.poll()
-                if self._pidfd in ready or not ready:
-                    break
-                self._snapshot_at_worker_death()
-                self._death_seen = True  # never select on it again
-            if not ready:
-                return None
-            return self.poll()
+                if fd in ready:
+                    return self.poll()
+                if not ready or wfd is None:
+                    return None
+                self._snapshot_now()  # the worker died before the init: never wait on it again
+                os.close(wfd)
+                wfd = None
+        finally:
+            for own in (fd, wfd):
+                if own is not None:
+                    os.close(own)
+
+    def _wait_polling(self, timeout: float | None) -> int | None:
+        """Without a pidfd: poll (the Docker API) every 50 ms."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             rc = self.poll()
@@ -334,11 +326,12 @@ class ContainerWorker(WorkerProcess, ViolationRelay):
             self.kill()
         with contextlib.suppress(OSError):
             self.sock.close()
-        for fd in (self._pidfd, self._worker_pidfd):
+        with self._fd_lock:  # the exit status is known by now: a wait() after this returns it
+            fds, self._pidfd, self._worker_pidfd = (self._pidfd, self._worker_pidfd), None, None
+        for fd in fds:
             if fd is not None:
                 with contextlib.suppress(OSError):
                     os.close(fd)
-        self._pidfd = self._worker_pidfd = None
         if self._cgroup is not None:
             self._cgroup.close()
         if self.supervisor is not None:

@@ -9,17 +9,15 @@ line of the guest agent's control port from an allowlist.
 from __future__ import annotations
 
 import atexit
-import contextlib
 import json
 import select
 import socket
-import subprocess
-import sys
 import threading
 import time
 from typing import Any
 
 from ...exceptions import SandboxCrashedError
+from ..host_watch import HostWatch
 
 
 class QMP:
@@ -69,100 +67,52 @@ class QMP:
                 raise SandboxCrashedError(f"QMP {name}: {msg['error']}")
 
 
-class _Watchdog:
+#: The watchdog's part after ``collect`` (a pidfd per QEMU, taken at its watch: no pid reuse).
+WATCHDOG_CODE = r"""
+import os, select, shutil, signal, time
+held = collect("pid", lambda msg: (os.pidfd_open(msg["pid"]), msg), lambda entry: os.close(entry[0]))
+for fd, msg in held.values():
+    try:
+        signal.pidfd_send_signal(fd, signal.SIGKILL)
+        select.select([fd], [], [], 5.0)
+    except OSError:
+        pass
+    rundir = msg.get("rundir") or ""
+    if os.path.basename(rundir).startswith("glsandbox-vm-"):
+        shutil.rmtree(rundir, ignore_errors=True)
+    for cg in msg.get("cgroups") or []:
+        for _ in range(50):
+            try:
+                os.rmdir(cg)
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                time.sleep(0.02)
+"""
+
+
+class _Watchdog(HostWatch):
     """HOST side: one helper process that SIGKILLs our QEMUs if this process dies.
 
     A paused guest (the pool, or a KVM that hit an emulation failure) cannot
     power itself off when the host's sockets close, so something outside
-    must kill it even after a SIGKILL of the host. The helper reads JSON
-    lines (``watch`` with pid, run directory and cgroup directories;
-    ``forget``) on a pipe, holds a pidfd per QEMU (no pid reuse), and at EOF
-    (this process gone) kills every QEMU still held, then removes its run
-    directory and its (now empty) host cgroups.
+    must kill it even after a SIGKILL of the host: a
+    :class:`..host_watch.HostWatch` that holds a pidfd per QEMU and at EOF
+    kills every QEMU still held, then removes its run directory and its
+    (now empty) host cgroups.
     """
-
-    CODE = (
-        "import json, os, select, shutil, signal, sys, time\n"
-        "held = {}\n"
-        "for line in sys.stdin:\n"
-        "    try:\n"
-        "        msg = json.loads(line)\n"
-        "        if msg['op'] == 'watch':\n"
-        "            held[msg['pid']] = (os.pidfd_open(msg['pid']), msg)\n"
-        "        elif msg['pid'] in held:\n"
-        "            os.close(held.pop(msg['pid'])[0])\n"
-        "    except (ValueError, KeyError, TypeError, OSError):\n"
-        "        pass\n"
-        "for fd, msg in held.values():\n"
-        "    try:\n"
-        "        signal.pidfd_send_signal(fd, signal.SIGKILL)\n"
-        "        select.select([fd], [], [], 5.0)\n"
-        "    except OSError:\n"
-        "        pass\n"
-        "    rundir = msg.get('rundir') or ''\n"
-        "    if os.path.basename(rundir).startswith('glsandbox-vm-'):\n"
-        "        shutil.rmtree(rundir, ignore_errors=True)\n"
-        "    for cg in msg.get('cgroups') or []:\n"
-        "        for _ in range(50):\n"
-        "            try:\n"
-        "                os.rmdir(cg)\n"
-        "                break\n"
-        "            except FileNotFoundError:\n"
-        "                break\n"
-        "            except OSError:\n"
-        "                time.sleep(0.02)\n"
-    )
-
-    def __init__(self) -> None:
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._lock = threading.Lock()
-
-    def _send(self, msg: dict[str, Any]) -> None:
-        line = json.dumps(msg)
-        with self._lock:
-            if self._proc is None or self._proc.poll() is not None:
-                self._proc = subprocess.Popen(
-                    [sys.executable, "-I", "-c", self.CODE],
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    start_new_session=True,
-                )
-            assert self._proc.stdin is not None
-            with contextlib.suppress(OSError):
-                self._proc.stdin.write(line.encode() + b"\n")
-                self._proc.stdin.flush()
 
     def watch(self, pid: int, rundir: str, cgroup_dirs: list[str]) -> None:
         """Called right after QEMU started; its run directory and cgroups go with it."""
-        self._send({"op": "watch", "pid": pid, "rundir": rundir, "cgroups": cgroup_dirs})
+        self.register({"pid": pid, "rundir": rundir, "cgroups": cgroup_dirs})
 
     def forget(self, pid: int) -> None:
         """Called once QEMU is reaped and its run directory and cgroup removed."""
-        if self._proc is not None:
-            self._send({"op": "forget", "pid": pid})
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
-    def close(self) -> None:
-        """At interpreter exit (after the pools drained): EOF makes the helper kill what is left."""
-        with self._lock:
-            proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        if proc.stdin is not None:
-            with contextlib.suppress(OSError):
-                proc.stdin.close()
-        try:
-            proc.wait(5.0)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        self.unregister({"pid": pid})
 
 
-WATCHDOG = _Watchdog()
+WATCHDOG = _Watchdog("QEMU watchdog", WATCHDOG_CODE)
 atexit.register(WATCHDOG.close)
 
 
