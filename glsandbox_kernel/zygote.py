@@ -231,10 +231,11 @@ def template_main(ctl_fd: int) -> None:
     import cloudpickle  # noqa: F401
 
     from . import confinement  # noqa: F401
-    from .confinement import ChildPlan, idmaps, sections
+    from .confinement import ChildPlan, idmaps, sections, tiny_init
     from .worker import loop, netpolicy  # noqa: F401
 
     sections.precompile(ChildPlan)  # every child checks its plan with these, compiled once here
+    tiny_init.prepare()  # the program a cloned child's init becomes (one sealed memfd for all)
 
     for name in os.environ.pop("GLSANDBOX_ZYGOTE_PREIMPORT", "").split(","):
         if name.startswith("glsandbox_kernel.worker."):
@@ -370,7 +371,7 @@ def _spawn(
     (:func:`~.linux.clone_fork`): it is the init, the worker its only child,
     and it hands the worker's wait status over a pipe kept in ``statuses``.
     """
-    from .confinement import idmaps
+    from .confinement import idmaps, tiny_init
     from .linux import clone_fork
 
     template = os.getpid()
@@ -402,6 +403,8 @@ def _spawn(
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         for fd in close_in_child:
             os.close(fd)
+        if status_pipe is None:  # the program only a cloned init runs (it closes it in its worker)
+            tiny_init.close_child()
         if pipes is not None:
             os.close(pipes[0])
             os.close(pipes[3])
