@@ -230,9 +230,9 @@ def template_main(ctl_fd: int) -> None:
     # Pre-import what every worker needs, once.
     import cloudpickle  # noqa: F401
 
-    from . import confinement  # noqa: F401
+    from . import confinement, zygote_warm  # noqa: F401
     from .confinement import ChildPlan, idmaps, sections, tiny_init
-    from .worker import loop, netpolicy  # noqa: F401
+    from .worker import loop, netpolicy, unpickle_lite  # noqa: F401
 
     sections.precompile(ChildPlan)  # every child checks its plan with these, compiled once here
     tiny_init.prepare()  # the program a cloned child's init becomes (one sealed memfd for all)
@@ -255,6 +255,7 @@ def template_main(ctl_fd: int) -> None:
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
     children: set[int] = set()
+    warmed = False
     #: Children whose id maps this template writes once they have unshared: up_r -> (pid, plan, down_w).
     maps: dict[int, tuple[int, dict[str, Any], int]] = {}
     #: Children cloned into their namespaces (each the init of its pid namespace): pid -> the
@@ -283,6 +284,8 @@ def template_main(ctl_fd: int) -> None:
             if msg is None:
                 continue
             if msg.get("type") == "spawn" and len(fds) == 1:
+                if not warmed:  # the children's pure set-up code quickened once, shared by all
+                    warmed = zygote_warm.warm_up(msg["plan"])
                 # Another child's map pipes are not this child's business: closed in it.
                 pending = [fd for up_r, (_, _, down_w) in maps.items() for fd in (up_r, down_w)]
                 pid = _spawn(
