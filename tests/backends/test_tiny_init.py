@@ -111,3 +111,25 @@ def test_tiny_init_hands_over_the_worker_exit_and_forwards_signals() -> None:
         assert worker.poll() is None and box.execute(os.getpid) == 2
         os.kill(worker.root_pid, signal.SIGTERM)  # to the init: passed on to the worker
         assert worker.wait(10) == -signal.SIGTERM
+
+
+def test_an_init_that_cannot_exec_the_program_goes_on_with_its_status_pipe(tmp_path: Path) -> None:
+    """Where the program cannot run (here: its fd is a plain file without exec permission),
+    :func:`tiny_init.exec_child` returns with the status pipe back where it was."""
+    plain = tmp_path / "not-a-program"
+    plain.write_bytes(b"")
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the would-be init
+        try:
+            tiny_init.exe_fd = os.open(plain, os.O_RDONLY)
+            tiny_init.exec_child(w)
+            os.write(w, b"back")
+        finally:
+            os._exit(0)
+    os.close(w)
+    try:
+        assert os.read(r, 4) == b"back"
+    finally:
+        os.close(r)
+        os.waitpid(pid, 0)
