@@ -14,6 +14,7 @@ import array
 import dataclasses
 import errno
 import math
+import mmap
 import os
 import select
 import signal
@@ -71,8 +72,10 @@ class FrameChannel:
         self.decode_deadline: float | None = None
         self._buf = bytearray()
         # One reusable receive buffer: recv(n) would allocate (and for large
-        # n, mmap and unmap) a fresh n-byte object on every read.
-        self._rbuf = bytearray(256 * 1024)
+        # n, mmap and unmap) a fresh n-byte object on every read. Private anonymous
+        # memory, not a bytearray: its pages are touched only as data arrives (a
+        # bytearray is zeroed whole, 256 KiB of every idle session's worker and host).
+        self._rbuf = mmap.mmap(-1, 256 * 1024, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         self._rview = memoryview(self._rbuf)
         self._poll = select.poll()
         self._poll.register(self.fd, select.POLLIN)

@@ -61,7 +61,7 @@ class WriteTracker:
         )
         for entry, st in walk:
             if stat.S_ISREG(st.st_mode) and not is_masked(entry.name, self.masked_names):
-                files[entry.path] = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+                files[entry.path] = _stamp(st)
         return Snapshot(files, complete=walk.complete)
 
     def changes(self, before: Snapshot) -> list[dict[str, Any]]:
@@ -88,12 +88,12 @@ class WriteTracker:
             if stamp[0] > budget:
                 entry["unhashed"] = "over the per-call hashing budget"
             else:
-                digest, uid = _sha256_file(path)
+                digest, uid, why = _sha256_file(path, stamp)
+                budget -= stamp[0]  # what was read at most, whatever the file holds now
                 if digest is None:
-                    entry["unhashed"] = "unreadable or replaced while hashing"
+                    entry["unhashed"] = why
                 else:
                     entry["sha256"], entry["uid"] = digest, uid
-                    budget -= stamp[0]
             out.append(entry)
         if before.complete and after.complete:
             out += [{"path": p, "change": "deleted"} for p in sorted(set(before.files) - set(after.files))]
@@ -102,22 +102,36 @@ class WriteTracker:
         return out
 
 
-def _sha256_file(path: str) -> tuple[str | None, int | None]:
-    """SHA-256 of a regular file, opened without following symlinks, and its owner uid."""
+def _stamp(st: os.stat_result) -> Stamp:
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+def _sha256_file(path: str, stamp: Stamp) -> tuple[str | None, int | None, str]:
+    """SHA-256 of the regular file the scan stamped ``stamp``, opened without following symlinks.
+
+    Reads at most the stamped size: a sandbox thread that outlives its call may
+    grow or rewrite the file meanwhile, and then the file is recorded as changed
+    while hashing (no hash) instead of with a hash of other bytes than its size.
+    Returns ``(digest, owner uid, "")`` or ``(None, None, why)``.
+    """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError:
-        return None, None
+        return None, None, "unreadable or replaced while hashing"
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            return None, None
+        if not stat.S_ISREG(st.st_mode) or _stamp(st) != stamp:
+            return None, None, "changed while hashing"
         h = hashlib.sha256()
-        while chunk := os.read(fd, 1 << 20):
+        left = stamp[0]
+        while left > 0 and (chunk := os.read(fd, min(left, 1 << 20))):
             h.update(chunk)
-        return h.hexdigest(), st.st_uid
+            left -= len(chunk)
+        if left or _stamp(os.fstat(fd)) != stamp:
+            return None, None, "changed while hashing"
+        return h.hexdigest(), st.st_uid, ""
     except OSError:
-        return None, None
+        return None, None, "unreadable or replaced while hashing"
     finally:
         os.close(fd)
 

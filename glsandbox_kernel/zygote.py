@@ -230,11 +230,12 @@ def template_main(ctl_fd: int) -> None:
     # Pre-import what every worker needs, once.
     import cloudpickle  # noqa: F401
 
-    from . import confinement  # noqa: F401
-    from .confinement import ChildPlan, idmaps, sections
-    from .worker import loop, netpolicy  # noqa: F401
+    from . import confinement, zygote_warm  # noqa: F401
+    from .confinement import ChildPlan, idmaps, sections, tiny_init
+    from .worker import loop, netpolicy, unpickle_lite  # noqa: F401
 
     sections.precompile(ChildPlan)  # every child checks its plan with these, compiled once here
+    tiny_init.prepare()  # the program a cloned child's init becomes (one sealed memfd for all)
 
     for name in os.environ.pop("GLSANDBOX_ZYGOTE_PREIMPORT", "").split(","):
         if name.startswith("glsandbox_kernel.worker."):
@@ -254,6 +255,7 @@ def template_main(ctl_fd: int) -> None:
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
     children: set[int] = set()
+    warmed = False
     #: Children whose id maps this template writes once they have unshared: up_r -> (pid, plan, down_w).
     maps: dict[int, tuple[int, dict[str, Any], int]] = {}
     #: Children cloned into their namespaces (each the init of its pid namespace): pid -> the
@@ -282,6 +284,8 @@ def template_main(ctl_fd: int) -> None:
             if msg is None:
                 continue
             if msg.get("type") == "spawn" and len(fds) == 1:
+                if not warmed:  # the children's pure set-up code quickened once, shared by all
+                    warmed = zygote_warm.warm_up(msg["plan"])
                 # Another child's map pipes are not this child's business: closed in it.
                 pending = [fd for up_r, (_, _, down_w) in maps.items() for fd in (up_r, down_w)]
                 pid = _spawn(
@@ -370,7 +374,7 @@ def _spawn(
     (:func:`~.linux.clone_fork`): it is the init, the worker its only child,
     and it hands the worker's wait status over a pipe kept in ``statuses``.
     """
-    from .confinement import idmaps
+    from .confinement import idmaps, tiny_init
     from .linux import clone_fork
 
     template = os.getpid()
@@ -402,6 +406,8 @@ def _spawn(
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         for fd in close_in_child:
             os.close(fd)
+        if status_pipe is None:  # the program only a cloned init runs (it closes it in its worker)
+            tiny_init.close_child()
         if pipes is not None:
             os.close(pipes[0])
             os.close(pipes[3])

@@ -17,8 +17,9 @@ Forked from the zygote, there is no P0: the template itself plays its part
 With a pid namespace there is no P1 either: the template clones its child
 straight into the namespaces (:func:`glsandbox_kernel.linux.clone_fork`), so
 that child is the init, it forks the worker at once
-(:func:`init_cloned_child`) and hands the worker's wait status to the
-template; the worker carries out the plan (still the host uid until
+(:func:`init_cloned_child`), becomes a tiny program that holds none of the
+template's pages (:mod:`.tiny_init`) and hands the worker's wait status to
+the template; the worker carries out the plan (still the host uid until
 :func:`fork_init_child` switches ids). Without a pid namespace the template's
 child is P1 and reads the worker's status from the init. The chain above is
 what :func:`apply_child_plan` builds when it is called anywhere else (the
@@ -54,7 +55,7 @@ import struct
 from typing import Literal, NoReturn
 
 from ..linux import CLONE_NEWUSER, CLONE_NS_FLAGS, PR_SET_DUMPABLE, PR_SET_PDEATHSIG, libc, prctl
-from . import idmaps
+from . import idmaps, tiny_init
 from ._common import ChildState, ConfinementError, PlanContext, close_fds_except
 from .idmaps import MAP_FILES as _MAP_FILES
 from .idmaps import write_proc as _write_proc
@@ -407,9 +408,13 @@ def init_cloned_child(up_w: int, down_r: int, status_w: int) -> None:
     worker = os.fork()
     if worker == 0:
         os.close(status_w)
+        tiny_init.close_child()
         return  # the worker
     # The init stays dumpable (the host may read its /proc files): the worker, without
-    # capabilities, cannot ptrace a process that holds all of the namespace's.
+    # capabilities, cannot ptrace a process that holds more of the namespace's than it.
+    # As the tiny program it holds none of the template's pages; where that cannot run
+    # (another machine, no memfd exec), it goes on as Python.
+    tiny_init.exec_child(status_w)
     close_fds_except({status_w})
     wait_and_mirror_child(worker, reap_all=True, status_out=status_w)
 
