@@ -9,25 +9,14 @@ still ends it at once.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
-
 from ..jupyter_fixtures import Kernel, glsandbox_kernelspec, notices_of, stderr_of, stdout_of
+from .test_kernel import kernel
 
-__all__ = ["glsandbox_kernelspec"]  # the fixture, imported for pytest
+__all__ = ["glsandbox_kernelspec", "kernel"]  # the fixtures, imported for pytest (one kernel for this module)
 
 AUDIT_MIME = "application/vnd.glsandbox.audit+json"
-
-
-@pytest.fixture(scope="module")
-def kernel(glsandbox_kernelspec: str) -> Iterator[Kernel]:
-    k = Kernel("glsandbox")
-    try:
-        yield k
-    finally:
-        k.shutdown()
 
 
 def _audit(outputs: list[dict[str, Any]]) -> dict[str, Any]:
