@@ -42,8 +42,8 @@ from .._version import __version__
 from ..active_content import clean_user_expressions
 from ..config import OSSandboxConfig
 from .limits import CellLimitGuard, CellOptions, CellOptionsError, fmt_bytes, rewrite_error, split_cell_options
-from .options import config_from_traits, relay_input
-from .prestart import trace
+from .options import config_from_traits, option_values, relay_input
+from .prestart import take_sandbox, trace
 from .quick import QuickRequests
 from .relay import CommGate, IOPubRelay, as_dict, as_lines, json_safe, log, safe_payload
 from .startup import StartUp
@@ -120,6 +120,8 @@ class SandboxKernel(StartUp, QuickRequests, KernelOptions, Kernel):
         with self._sandbox_lock:
             if self._closed:
                 raise RuntimeError("the kernel is shutting down")
+            if self._sandbox is None:  # the app's early start (same options), else a new one
+                self._sandbox = take_sandbox(option_values(self))
             if self._sandbox is None:
                 from ..sandbox import OSSandbox
 
@@ -441,6 +443,7 @@ class SandboxKernel(StartUp, QuickRequests, KernelOptions, Kernel):
             sandbox, self._sandbox = self._sandbox, None
         self._interrupted.set()
         if sandbox is None:
+            take_sandbox({})  # started early and never taken: closed there
             return
         if self._running:
             sandbox.session.kill()

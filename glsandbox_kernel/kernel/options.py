@@ -18,6 +18,13 @@ from ..terminal_text import printable
 from .relay import log
 
 
+def option_values(kernel: Any) -> dict[str, object]:
+    """The values of the kernel's configurable options (:class:`.traits.KernelOptions`), by name."""
+    from .traits import KernelOptions
+
+    return {name: getattr(kernel, name) for name in sorted(KernelOptions.class_trait_names(config=True))}
+
+
 def config_from_traits(kernel: Any) -> OSSandboxConfig:
     """HOST side: the session's config from a :class:`SandboxKernel`'s traits (called by the kernel)."""
     cfg = create_config_by_level(kernel.level)
