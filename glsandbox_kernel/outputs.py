@@ -28,6 +28,15 @@ def relay_streams(msg: dict[str, Any]) -> None:
             stream.flush()
 
 
+class InputAbandoned(Exception):
+    """Raised by an ``on_input`` callback that gave up waiting for an answer (the cell's time ran out).
+
+    No ``input_reply`` is sent: the worker keeps waiting in ``input()``, and the call's own
+    timeout ends the cell (the worker is killed, the error and audit record are those of any
+    other timeout) instead of an answer that would let the cell go on.
+    """
+
+
 class OutputCollector:
     """Turns worker output frames into nbformat outputs and relays them live."""
 
@@ -83,6 +92,8 @@ class OutputCollector:
                     value = self.on_input(str(msg.get("prompt", "")), bool(msg.get("password")))
                 except (EOFError, KeyboardInterrupt):
                     return {"type": "input_reply", "value": None}
+                except InputAbandoned:
+                    return None
             return {"type": "input_reply", "value": value}
         if kind in ("comm_open", "comm_msg", "comm_close"):
             with self._lock:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -24,7 +25,7 @@ import socket
 import sys
 import threading
 import uuid
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .. import hosttemp, procfs
 from .. import zygote as _zygote
@@ -39,6 +40,9 @@ from .base import SandboxBackend, WorkerProcess
 from .pool import ZYGOTE_POLICY, PoolGroup
 from .scratch import make_scratch, remove_scratch
 from .zygote_worker import JANITOR, NamespaceWorker, ZygoteWorker, flush_cleanups
+
+if TYPE_CHECKING:
+    from ..project import ProjectLayout
 
 __all__ = [
     "JANITOR",
@@ -129,15 +133,23 @@ class ZygoteBackend(SandboxBackend):
                 raise BackendUnavailableError(self.name, f"root filesystem {root!r} is not a directory")
 
     # -- the plan -----------------------------------------------------------------------
-    def child_plan(self, workdir: str, *, cgroup: CgroupSection | None = None, proxy_socket: str | None = None) -> Any:
-        """HOST side: the :class:`~glsandbox_kernel.confinement.ChildPlan` for one worker."""
+    def child_plan(
+        self,
+        workdir: str,
+        *,
+        cgroup: CgroupSection | None = None,
+        proxy_socket: str | None = None,
+        layout: ProjectLayout | None = None,
+    ) -> Any:
+        """HOST side: the :class:`~glsandbox_kernel.confinement.ChildPlan` for one worker
+        (``layout``: the project folder as scanned for this start, else scanned now)."""
         from ..confinement import build_child_plan
 
         return build_child_plan(
-            self.config, profile=self.profile, workdir=workdir, cgroup=cgroup, proxy_socket=proxy_socket
+            self.config, profile=self.profile, workdir=workdir, cgroup=cgroup, proxy_socket=proxy_socket, layout=layout
         )
 
-    def pool_key(self) -> str:
+    def pool_key(self, layout: ProjectLayout | None = None) -> str:
         """What a warm-pool worker must share with this config to be handed out (HOST side).
 
         The child plan built with placeholders for the per-worker parts
@@ -151,7 +163,7 @@ class ZygoteBackend(SandboxBackend):
             ok, why = cgroups.available()
             cg = CgroupSection(enabled=ok, name="<cgroup>", attach_by="host", unavailable="" if ok else why)
         proxy = "<proxy>" if self.profile.network == "proxy" and self.config.network.mode != "none" else None
-        plan = self.child_plan(self.profile.workdir or "<workdir>", cgroup=cg, proxy_socket=proxy)
+        plan = self.child_plan(self.profile.workdir or "<workdir>", cgroup=cg, proxy_socket=proxy, layout=layout)
         return key_of(self.name, plan.to_wire(), self.config)
 
     # -- starting -------------------------------------------------------------------------
@@ -160,24 +172,32 @@ class ZygoteBackend(SandboxBackend):
 
         A pooled worker has said hello already (``worker.hello``); the pool is
         topped up in the background either way. Called by the session.
+
+        The project folder is scanned once here: the pool's key, a worker started
+        now and the pool's refills share that layout. A pool's workers are built
+        from the layout its key was computed from (its launcher holds it), so a
+        worker handed out always has the masks of the folder as scanned now.
         """
         self.check_config()
         if POOLS.size() <= 0:
             worker = self.start_fresh(session_id=session_id)
         else:
-            pool = POOLS.get(self.pool_key(), self._launch_pooled)
+            from ..project import project_layout
+
+            layout = project_layout(self.config, create_output=True)
+            pool = POOLS.get(self.pool_key(layout), functools.partial(self._launch_pooled, layout))
             taken = pool.take()
             pool.refill()
-            worker = taken if taken is not None else self.start_fresh(session_id=session_id)
+            worker = taken if taken is not None else self.start_fresh(session_id=session_id, layout=layout)
         if isinstance(worker, ZygoteWorker):
             worker.assign_session(session_id)
         return worker
 
-    def _launch_pooled(self) -> WorkerProcess:
-        """Warm-pool filler thread: start a worker and read its hello; undo on failure."""
+    def _launch_pooled(self, layout: ProjectLayout | None = None) -> WorkerProcess:
+        """Warm-pool filler thread: start a worker (from the pool key's ``layout``) and read its hello."""
         from ..session import HELLO_TIMEOUT
 
-        worker = self.start_fresh(session_id="warmpool")
+        worker = self.start_fresh(session_id="warmpool", layout=layout)
         try:
             self.connect(
                 worker,
@@ -230,7 +250,7 @@ class ZygoteBackend(SandboxBackend):
             raise
         return proxy, proxy_dir
 
-    def start_fresh(self, *, session_id: str) -> WorkerProcess:
+    def start_fresh(self, *, session_id: str, layout: ProjectLayout | None = None) -> WorkerProcess:
         """Fork a new confined worker for ``session_id`` (not yet connected); undo all on failure.
 
         The profile decides what is made around it: a private host working
@@ -250,7 +270,9 @@ class ZygoteBackend(SandboxBackend):
             if proxy is not None and proxy_dir is not None:
                 undo.callback(shutil.rmtree, proxy_dir, True)
                 undo.callback(proxy.stop)
-            plan = self.child_plan(workdir, cgroup=cg_section, proxy_socket=proxy.socket_path if proxy else None)
+            plan = self.child_plan(
+                workdir, cgroup=cg_section, proxy_socket=proxy.socket_path if proxy else None, layout=layout
+            )
             if host_workdir is not None and self.config.limits.disk_quota_bytes is not None:
                 plan.report["disk_quota"] = (
                     "the working folder is a tmpfs of the quota"

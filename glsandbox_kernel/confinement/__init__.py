@@ -160,6 +160,7 @@ def build_child_plan(
     workdir: str,
     cgroup: CgroupSection | None = None,
     proxy_socket: str | None = None,
+    layout: Any = None,
 ) -> ChildPlan:
     """HOST side: the plan a child confined by ``profile`` must carry out.
 
@@ -168,9 +169,13 @@ def build_child_plan(
     where it is a private tmpfs). ``cgroup``: ``Cgroup.child_section()``, or
     ``CgroupSection(enabled=False, unavailable=reason)``. ``proxy_socket``:
     the host path of the :class:`~.network.NetworkProxy` socket, bound into
-    the sandbox when the network config allows any network.
+    the sandbox when the network config allows any network. ``layout``: the
+    :class:`~glsandbox_kernel.project.ProjectLayout` of ``config`` when the caller
+    scanned the project folder already (one scan per start), else scanned here.
     """
-    ctx = PlanContext(config=config, profile=profile, workdir=workdir, cgroup=cgroup, proxy_socket=proxy_socket)
+    ctx = PlanContext(
+        config=config, profile=profile, workdir=workdir, cgroup=cgroup, proxy_socket=proxy_socket, project=layout
+    )
     for step in STEPS:
         if step.plan is not None and step.name not in ctx.sections:
             ctx.sections[step.name] = step.plan(ctx)

@@ -34,6 +34,40 @@ class SandboxKernelApp(IPKernelApp):
         kwargs.setdefault("kernel_class", SandboxKernel)
         super().__init__(**kwargs)
 
+    def init_connection_file(self) -> None:
+        """The first step of ``IPKernelApp.initialize`` with the configuration final: start the
+        kernel's sandbox now (:class:`.prestart.EarlySandbox`), while the app binds its sockets
+        and makes the kernel, then ipykernel's connection file."""
+        self.start_sandbox_early()
+        super().init_connection_file()
+
+    def start_sandbox_early(self) -> None:
+        """The sandbox from the kernel's options as this configuration sets them (a thread)."""
+        from traitlets.config import Config
+
+        from .options import config_from_traits, option_values
+        from .prestart import EARLY, EarlySandbox
+        from .traits import KernelOptions
+
+        kernel_class = self.kernel_class
+        if EARLY or not issubclass(kernel_class, KernelOptions):
+            return
+        merged = Config()
+        for name in kernel_class.section_names():  # the kernel's own sections, later ones win
+            if name in self.config:
+                merged.merge(self.config[name])
+        try:
+            options = KernelOptions(config=Config({"KernelOptions": merged}))
+        except Exception:  # noqa: BLE001 - e.g. a bad --SandboxKernel.memory: the kernel reports it
+            return
+
+        def make() -> Any:
+            from ..sandbox import OSSandbox
+
+            return OSSandbox(config_from_traits(options))
+
+        EARLY.append(EarlySandbox(option_values(options), make))
+
     def load_config_file(self, *args: Any, **kwargs: Any) -> None:
         """IPython's config files, then ``glsandbox_kernel_config`` from Jupyter's config path."""
         super().load_config_file(*args, **kwargs)

@@ -42,8 +42,8 @@ from .._version import __version__
 from ..active_content import clean_user_expressions
 from ..config import OSSandboxConfig
 from .limits import CellLimitGuard, CellOptions, CellOptionsError, fmt_bytes, rewrite_error, split_cell_options
-from .options import config_from_traits, relay_input
-from .prestart import trace
+from .options import config_from_traits, option_values, relay_input
+from .prestart import take_sandbox, trace
 from .quick import QuickRequests
 from .relay import CommGate, IOPubRelay, as_dict, as_lines, json_safe, log, safe_payload
 from .startup import StartUp
@@ -120,6 +120,8 @@ class SandboxKernel(StartUp, QuickRequests, KernelOptions, Kernel):
         with self._sandbox_lock:
             if self._closed:
                 raise RuntimeError("the kernel is shutting down")
+            if self._sandbox is None:  # the app's early start (same options), else a new one
+                self._sandbox = take_sandbox(option_values(self))
             if self._sandbox is None:
                 from ..sandbox import OSSandbox
 
@@ -271,7 +273,12 @@ class SandboxKernel(StartUp, QuickRequests, KernelOptions, Kernel):
         def worker_gone() -> bool:  # killed during the cell (a fresh worker may already run: the prestart thread)
             return not sandbox.session.alive or sandbox.session.generation != generation
 
+        limit = options.timeout if options.timeout is not None else sandbox.config.execution_timeout
+        deadline: list[float] = []  # when the cell's time runs out (its clock starts just after on_start)
+
         def on_start() -> None:  # the kernel's own outputs go through mark_output: the record lists them
+            if limit is not None:
+                deadline.append(time.monotonic() + limit)
             if options.memory is not None and session_limit is not None and options.memory > session_limit:
                 relay.notice(
                     f"glsandbox: --memory {fmt_bytes(options.memory)} is above this kernel's sandbox limit of "
@@ -283,7 +290,7 @@ class SandboxKernel(StartUp, QuickRequests, KernelOptions, Kernel):
         relay.rewrite_error = lambda content: self._rewrite_error(content, guard, sandbox, options)
 
         def on_input(prompt: str, password: bool) -> str:
-            return self._relay_input(prompt, password, parent, ident)
+            return self._relay_input(prompt, password, parent, ident, deadline[0] if deadline else None)
 
         monitor = None
         if not silent:
@@ -400,9 +407,11 @@ class SandboxKernel(StartUp, QuickRequests, KernelOptions, Kernel):
         return rewrite_error(content, guard, sandbox, options)
 
     # -- stdin ------------------------------------------------------------------------------------
-    def _relay_input(self, prompt: str, password: bool, parent: dict[str, Any], ident: Any) -> str:
-        """Thread: an ``input_request`` on the stdin channel (see :func:`.options.relay_input`)."""
-        return relay_input(self, prompt, password, parent, ident)
+    def _relay_input(
+        self, prompt: str, password: bool, parent: dict[str, Any], ident: Any, deadline: float | None
+    ) -> str:
+        """Thread: an ``input_request`` on the stdin channel, until ``deadline`` (see :func:`.options.relay_input`)."""
+        return relay_input(self, prompt, password, parent, ident, deadline)
 
     # -- interrupt / shutdown ------------------------------------------------------------------
     def _send_interrupt_children(self) -> None:
@@ -434,6 +443,7 @@ class SandboxKernel(StartUp, QuickRequests, KernelOptions, Kernel):
             sandbox, self._sandbox = self._sandbox, None
         self._interrupted.set()
         if sandbox is None:
+            take_sandbox({})  # started early and never taken: closed there
             return
         if self._running:
             sandbox.session.kill()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from typing import Any
 
 import zmq
@@ -15,6 +16,13 @@ import zmq
 from ..config import IsolationType, OSSandboxConfig, create_config_by_level, parse_size
 from ..terminal_text import printable
 from .relay import log
+
+
+def option_values(kernel: Any) -> dict[str, object]:
+    """The values of the kernel's configurable options (:class:`.traits.KernelOptions`), by name."""
+    from .traits import KernelOptions
+
+    return {name: getattr(kernel, name) for name in sorted(KernelOptions.class_trait_names(config=True))}
 
 
 def config_from_traits(kernel: Any) -> OSSandboxConfig:
@@ -71,14 +79,23 @@ def _filesystem_config(kernel: Any, cfg: OSSandboxConfig) -> Any:
     return fs
 
 
-def relay_input(kernel: Any, prompt: str, password: bool, parent: dict[str, Any], ident: Any) -> str:
+def relay_input(
+    kernel: Any, prompt: str, password: bool, parent: dict[str, Any], ident: Any, deadline: float | None = None
+) -> str:
     """Thread: an ``input_request`` on the stdin channel, answered by the frontend.
 
     Mirrors ``Kernel._input_request`` (flush stale replies, send, poll),
     but also stops waiting when an interrupt arrives on the control
     channel: the request runs in a helper thread, where no SIGINT lands.
-    Raising here makes the sandboxed ``input()`` raise KeyboardInterrupt.
+    Raising KeyboardInterrupt here makes the sandboxed ``input()`` raise it.
+
+    The wait ends at ``deadline`` (``time.monotonic()``; the cell's timeout) with
+    :class:`~glsandbox_kernel.outputs.InputAbandoned`: no answer is sent, so the
+    session's own clock ends the cell as a timeout (worker killed, the timeout's
+    error and audit record). A reply that comes later is flushed by the next request.
     """
+    from ..outputs import InputAbandoned
+
     if not kernel._allow_stdin or kernel.session is None:
         raise EOFError("this frontend does not support input requests")
     while True:
@@ -94,7 +111,12 @@ def relay_input(kernel: Any, prompt: str, password: bool, parent: dict[str, Any]
     while True:
         if kernel._interrupted.is_set() or kernel._closed:
             raise KeyboardInterrupt("interrupted while waiting for input")
-        rlist, _, xlist = zmq.select([kernel.stdin_socket], [], [kernel.stdin_socket], 0.05)
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            raise InputAbandoned("the cell's timeout ran out while waiting for input")
+        rlist, _, xlist = zmq.select(
+            [kernel.stdin_socket], [], [kernel.stdin_socket], 0.05 if left is None else min(0.05, left)
+        )
         if rlist or xlist:
             _ident, reply = kernel.session.recv(kernel.stdin_socket)
             if reply is not None:

@@ -5,7 +5,9 @@ on the kernel's options: the zygote template (its own process, importing
 the cell shell while this one imports ipykernel) and, in a thread, the host
 side of a sandbox (its modules, the backend registry, the default backend's
 probes). SandboxKernel's prestart joins that thread (:func:`wait`) before it
-starts its sandbox, so the two never do the same work at once.
+starts its sandbox, so the two never do the same work at once. Once the
+kernel app's configuration is final, :class:`EarlySandbox` starts the
+kernel's sandbox itself, while ipykernel binds its sockets and makes the kernel.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 #: backends whose workers are not forked from the zygote template
 _NO_TEMPLATE = ("container", "gvisor", "vm")
@@ -87,3 +91,58 @@ def wait() -> None:
     """Join the warm-up thread, if :func:`prepare` started one (SandboxKernel's prestart thread)."""
     for thread in WARMING:
         thread.join()
+
+
+class EarlySandbox:
+    """The kernel's sandbox, started in a thread as soon as the kernel's options are known (host side).
+
+    :class:`~glsandbox_kernel.kernel.app.SandboxKernelApp` starts it once its configuration is
+    final, before it binds ipykernel's sockets and makes the kernel; SandboxKernel's
+    ``get_sandbox`` takes it over (:func:`take_sandbox`) when the kernel's own options are the
+    same ones, else it is closed and the kernel starts its own. ``options``: the option values
+    (:func:`.options.option_values`); ``make``: builds the unstarted OSSandbox.
+    """
+
+    def __init__(self, options: dict[str, object], make: Callable[[], Any]) -> None:
+        self.options = options
+        self.sandbox: Any = None
+        self._make = make
+        self.thread = threading.Thread(target=self._run, name="glsandbox-early", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        wait()  # the warm-up thread imports what OSSandbox() needs: never both at once
+        try:
+            sandbox = self._make()
+        except Exception:  # noqa: BLE001 - the kernel builds its own and reports the problem
+            return
+        try:
+            sandbox.start()
+            trace("early: sandbox started")
+        except Exception:  # noqa: BLE001 - the kernel starts its own and reports the problem
+            sandbox.close()
+            return
+        self.sandbox = sandbox
+        try:  # the worker's IPython shell answers once: its first cell then waits for no set-up
+            from .quick import QUICK_TIMEOUT
+
+            sandbox.request({"type": "is_complete", "code": ""}, "is_complete_reply", timeout=QUICK_TIMEOUT)
+            trace("early: shell answered")
+        except Exception:  # noqa: BLE001 - the first cell reports what is wrong
+            pass
+
+
+#: the sandbox :class:`EarlySandbox` is starting, until the kernel takes it
+EARLY: list[EarlySandbox] = []
+
+
+def take_sandbox(options: dict[str, object]) -> Any:
+    """The early sandbox once started, if it was made from ``options``; else None (closed if unused)."""
+    if not EARLY:
+        return None
+    early = EARLY.pop()
+    early.thread.join()
+    if early.sandbox is not None and early.options != options:
+        early.sandbox.close()
+        return None
+    return early.sandbox
