@@ -107,8 +107,7 @@ class ZygoteBackend(SandboxBackend):
             if not why:
                 from ..confinement import cgroups
 
-                ok, reason = cgroups.available()
-                why = "" if ok else reason
+                why = cgroups.cpu_quota_unavailable()  # no cgroups, or no cpu controller in them
             if why:  # no rlimit counterpart: only a cgroup's CPU quota holds a share of the CPU
                 raise BackendUnavailableError(
                     self.name,
@@ -206,6 +205,10 @@ class ZygoteBackend(SandboxBackend):
                 extra_processes=self.profile.helper_processes,
             )
         except ConfinementError as exc:
+            if self.config.limits.cpu_percent_limit is not None:  # no rlimit holds it: refused, never skipped
+                raise BackendUnavailableError(
+                    self.name, f"cannot enforce cpu_percent_limit={self.config.limits.cpu_percent_limit:g}: {exc}"
+                ) from exc
             return None, CgroupSection(enabled=False, unavailable=f"{exc}: rlimits only")
         return mgr, mgr.child_section(attach_by="host")
 
