@@ -278,10 +278,10 @@ class ZygoteBackend(SandboxBackend):
                     proxy_dir=proxy_dir,
                     plan_report=dict(plan.report),
                 )
-                if cgroup is not None:
-                    worker.start_early_attach()
             else:
-                worker = ZygoteWorker(zygote=zygote, root_pid=root, sock=host_end, workdir=host_workdir)
+                worker = ZygoteWorker(zygote=zygote, root_pid=root, sock=host_end, workdir=host_workdir, cgroup=cgroup)
+            if cgroup is not None:
+                worker.start_early_attach()
             undo.pop_all()
         return worker
 
@@ -310,6 +310,8 @@ class ZygoteBackend(SandboxBackend):
                 kids = procfs.children_of(worker.root_pid)
                 if kids:
                     worker.set_worker_pid(kids[0])
+            if worker.cgroup is not None:
+                worker.finish_attach()
             return
         for host_pid in tree:
             chain = procfs.ns_pids(host_pid)
