@@ -2,8 +2,9 @@
 
 Where the host can make cgroups, BASIC puts each sandbox in one of its own
 (``backends/basic.py``). Judged from the host: the worker is in a
-``glsandbox-*`` cgroup whose ``pids.max`` is the config's ``max_processes``;
-once the sandbox is closed (and the janitor flushed) no directory of it is
+``glsandbox-*`` cgroup whose ``pids.max`` is the config's ``max_processes``,
+and cannot leave it, raise the limit or make a cgroup (uid 0 owns every
+cgroup file; Landlock denies /sys); once the sandbox is closed (and the janitor flushed) no directory of it is
 left in any hierarchy. A host killed with SIGKILL cannot remove its cgroups;
 the first sandbox a later host process starts removes them (its directory
 names the dead creator, ``confinement/cgroups/sweep.py``).
@@ -33,6 +34,40 @@ pytestmark = [
 
 LIMIT = 20
 
+#: The sandbox (uid 0 on a root host, which owns every cgroup file) tries to leave its cgroup,
+#: raise its pids.max and make a cgroup of its own: Landlock must deny each.
+ESCAPE = """
+import os
+paths = {}
+for line in open("/proc/self/cgroup").read().splitlines():
+    _, ctrl, path = line.split(":", 2)
+    for c in ctrl.split(",") if ctrl else ["unified"]:
+        paths[c] = path
+done = []
+for d in ("/sys/fs/cgroup/pids", "/sys/fs/cgroup", "/sys/fs/cgroup/unified"):
+    for name, value in (("cgroup.procs", str(os.getpid())), ("tasks", str(os.getpid()))):
+        try:
+            with open(os.path.join(d, name), "w") as fh:
+                fh.write(value)
+            done.append(d + "/" + name)
+        except OSError:
+            pass
+for c in ("pids", "unified"):
+    own = os.path.normpath(("/sys/fs/cgroup/" + c) + paths.get(c, "/nonexistent") + "/pids.max")
+    try:
+        with open(own, "w") as fh:
+            fh.write("max")
+        done.append(own)
+    except OSError:
+        pass
+try:
+    os.mkdir("/sys/fs/cgroup/pids/glsandbox-escape")
+    done.append("mkdir")
+except OSError:
+    pass
+print("DONE", done)
+"""
+
 
 def _sandbox_cgroup_dirs(pid: int) -> list[str]:
     """HOST side: the directories (every hierarchy) of the glsandbox cgroup ``pid`` is in."""
@@ -53,6 +88,12 @@ def test_basic_worker_is_in_its_own_pids_cgroup_and_close_removes_it() -> None:
         assert dirs, f"the BASIC worker {pid} is in no glsandbox cgroup: {open(f'/proc/{pid}/cgroup').read()}"
         pids_max = [d for d in dirs if os.path.exists(os.path.join(d, "pids.max"))]
         assert pids_max, dirs
+        with open(os.path.join(pids_max[0], "pids.max")) as fh:
+            assert fh.read().strip() == str(LIMIT)
+        r = sandbox.run_cell(ESCAPE)
+        said = "".join(str(o.get("text", "")) for o in r.outputs)
+        assert r.status == "ok" and "DONE []" in said, said
+        assert _sandbox_cgroup_dirs(pid) == dirs  # still inside, the limit unchanged
         with open(os.path.join(pids_max[0], "pids.max")) as fh:
             assert fh.read().strip() == str(LIMIT)
     assert flush_cleanups(30)
