@@ -1,8 +1,8 @@
 """The memory limit where no cgroup enforces it: resident memory of the whole tree (HOST side).
 
 Who calls: the session's :class:`~glsandbox_kernel.metrics.Monitor` thread,
-on each sample of a worker whose figures come from /proc (BASIC, or a
-namespace sandbox without cgroups). :func:`tree_resident` sums what the
+on each sample of a worker whose figures come from /proc (BASIC or
+NAMESPACE where the host could make no cgroup for the sandbox). :func:`tree_resident` sums what the
 sandbox's processes really hold: proportional set size (shared pages split
 between the processes that map them, so nothing is counted twice inside the
 tree) plus every memfd and shared-memory file an fd of the tree keeps alive

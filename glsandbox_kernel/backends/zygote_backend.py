@@ -111,8 +111,7 @@ class ZygoteBackend(SandboxBackend):
             if not why:
                 from ..confinement import cgroups
 
-                ok, reason = cgroups.available()
-                why = "" if ok else reason
+                why = cgroups.cpu_quota_unavailable()  # no cgroups, or no cpu controller in them
             if why:  # no rlimit counterpart: only a cgroup's CPU quota holds a share of the CPU
                 raise BackendUnavailableError(
                     self.name,
@@ -226,6 +225,10 @@ class ZygoteBackend(SandboxBackend):
                 extra_processes=self.profile.helper_processes,
             )
         except ConfinementError as exc:
+            if self.config.limits.cpu_percent_limit is not None:  # no rlimit holds it: refused, never skipped
+                raise BackendUnavailableError(
+                    self.name, f"cannot enforce cpu_percent_limit={self.config.limits.cpu_percent_limit:g}: {exc}"
+                ) from exc
             return None, CgroupSection(enabled=False, unavailable=f"{exc}: rlimits only")
         return mgr, mgr.child_section(attach_by="host")
 
@@ -297,10 +300,10 @@ class ZygoteBackend(SandboxBackend):
                     proxy_dir=proxy_dir,
                     plan_report=dict(plan.report),
                 )
-                if cgroup is not None:
-                    worker.start_early_attach()
             else:
-                worker = ZygoteWorker(zygote=zygote, root_pid=root, sock=host_end, workdir=host_workdir)
+                worker = ZygoteWorker(zygote=zygote, root_pid=root, sock=host_end, workdir=host_workdir, cgroup=cgroup)
+            if cgroup is not None:
+                worker.start_early_attach()
             undo.pop_all()
         return worker
 
@@ -329,6 +332,8 @@ class ZygoteBackend(SandboxBackend):
                 kids = procfs.children_of(worker.root_pid)
                 if kids:
                     worker.set_worker_pid(kids[0])
+            if worker.cgroup is not None:
+                worker.finish_attach()
             return
         for host_pid in tree:
             chain = procfs.ns_pids(host_pid)

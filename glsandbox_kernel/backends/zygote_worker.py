@@ -45,24 +45,42 @@ class ZygoteWorker(WorkerProcess, ViolationRelay):
 
     For BASIC the root is the worker itself (a child subreaper, so everything
     it starts stays below it); namespace plans put their set-up processes there.
+    ``cgroup``: the sandbox's own cgroup (profile ``cgroup``), or None: the
+    host moves the tree into it (:meth:`start_early_attach`,
+    :meth:`finish_attach`), reads its figures and removes it after the worker.
 
     Created by :meth:`~.zygote_backend.ZygoteBackend.start_fresh`.
     """
 
-    def __init__(self, *, zygote: ZygoteClient, root_pid: int, sock: socket.socket, workdir: str | None) -> None:
+    #: Whether set-up processes below the root are forked before the hello (namespace plans):
+    #: the early attach then moves them as they appear.
+    _SETUP_CHILDREN = False
+
+    def __init__(
+        self, *, zygote: ZygoteClient, root_pid: int, sock: socket.socket, workdir: str | None, cgroup: Any = None
+    ) -> None:
         self.zygote = zygote
         self.root_pid = root_pid
         self.sock = sock
         self.pid = root_pid
         self.workdir = workdir
+        self.cgroup = cgroup
         self._cleaned = False
         self.init_violations()
         #: The session this worker serves (a warm-pool worker gets it at the handover).
         self.session_id: str | None = None
 
     def assign_session(self, session_id: str) -> None:
-        """HOST side: the session this worker now serves (a warm-pool worker's handover)."""
+        """HOST side: the session this worker now serves (a warm-pool worker's handover).
+
+        The cgroup is renamed after the session in place (cgroup v1 allows it;
+        no migration, no RCU wait). Where the kernel refuses (cgroup v2), the
+        name stays and ``describe()`` still names the session next to it.
+        """
         self.session_id = session_id
+        if self.cgroup is not None and not self.cgroup.name.startswith(session_id[:12]):
+            with contextlib.suppress(OSError):
+                self.cgroup.rename(f"{session_id[:12]}-{uuid.uuid4().hex[:6]}")
 
     def set_worker_pid(self, pid: int) -> None:
         """Called by the backend once the hello frame named the worker's host pid."""
@@ -76,6 +94,49 @@ class ZygoteWorker(WorkerProcess, ViolationRelay):
         if self._proc is not None:
             self._proc.close()
             self._proc = None
+
+    def start_early_attach(self) -> None:
+        """HOST side: move the sandbox's processes into the cgroup while they set up.
+
+        A cgroup migration first waits for an RCU grace period (about 15 ms
+        on a small VM); migrations soon after need not. A thread moves the
+        root process at once, then (namespace plans) each new process of the
+        tree whose parent had not been moved when it forked, so the wait overlaps with the
+        sandbox's own set-up and :meth:`finish_attach` usually has nothing
+        left to do.
+        """
+        self._attach_error: BaseException | None = None
+        self._attach_stop = threading.Event()
+
+        def run() -> None:
+            try:
+                self.cgroup.attach([self.root_pid])
+                # Until the worker (the process below the root, the init) exists
+                # and is inside, a process may fork before it was moved.
+                while self._SETUP_CHILDREN and not self._attach_stop.wait(0.002) and self.poll() is None:
+                    tree = descendants(self.root_pid)
+                    self.cgroup.attach(tree)
+                    if len(tree) >= 1:
+                        return
+            except BaseException as exc:  # noqa: BLE001 - re-raised by finish_attach
+                self._attach_error = exc
+
+        self._attach_thread = threading.Thread(target=run, name="glsandbox-cgroup-attach", daemon=True)
+        self._attach_thread.start()
+
+    def finish_attach(self) -> None:
+        """HOST side, after the hello: make sure every process of the sandbox is in the cgroup.
+
+        Runs before any untrusted code, when nothing in the sandbox forks, so
+        no process can be left outside. Raises the early attach's error.
+        """
+        thread = getattr(self, "_attach_thread", None)
+        if thread is not None:
+            self._attach_stop.set()
+            thread.join()
+            if self._attach_error is not None:
+                raise self._attach_error
+        self.cgroup.attach([self.root_pid, *descendants(self.root_pid)])
 
     def poll(self) -> int | None:
         return self.zygote.returncode(self.root_pid)
@@ -119,6 +180,9 @@ class ZygoteWorker(WorkerProcess, ViolationRelay):
             except ProcessLookupError:
                 pass
             self.wait(2.0)
+        if self.cgroup is not None:
+            with contextlib.suppress(OSError):
+                self.cgroup.kill_all()
 
     def retire(self, grace: float = 0.5) -> None:
         """Session.close, after "shutdown": end the tree now, release the rest off the caller's path.
@@ -170,6 +234,9 @@ class ZygoteWorker(WorkerProcess, ViolationRelay):
         if self._cleaned:
             return
         self._cleaned = True
+        stop = getattr(self, "_attach_stop", None)
+        if stop is not None:
+            stop.set()
         self._close_proc_fds()
         try:
             self.sock.close()
@@ -180,22 +247,44 @@ class ZygoteWorker(WorkerProcess, ViolationRelay):
         JANITOR.submit(self._release)
 
     def _release(self) -> None:
-        """Janitor thread: stop the supervisor, remove the working directory."""
+        """Janitor thread: stop the supervisor, remove the working directory, then the cgroup
+        (killing any straggler first)."""
+        thread = getattr(self, "_attach_thread", None)
+        if thread is not None:
+            thread.join()
         if self.supervisor is not None:
             self.supervisor.stop()
         if self.workdir:
             remove_scratch(self.workdir)
+        if self.cgroup is not None:
+            try:
+                self.cgroup.remove()
+            except SandboxError:
+                pass
 
     def exit_info(self) -> ExitInfo:
-        return ExitInfo(self.poll())
+        """How the worker ended; ``reason="oom"`` when the cgroup's OOM killer struck."""
+        rc = self.poll()
+        reason = None
+        if self.cgroup is not None:
+            with contextlib.suppress(OSError):
+                if self.cgroup.oom_killed():
+                    reason = "oom"
+        return ExitInfo(rc, reason)
 
     def sample(self) -> ResourceSample:
-        """Worker-process figures from /proc (cheap: kept-open fds, used per call)."""
+        """Trusted figures: the cgroup's when there is one, else the worker process's from /proc
+        (cheap: kept-open fds, used per call)."""
+        reading = self.cgroup.sample() if self.cgroup is not None else None
+        if reading is not None:
+            return ResourceSample(**reading)
         return proc_sample(self._proc)
 
     def reset_peak(self) -> None:
-        """A new peak window: one write on the kept-open ``clear_refs`` (none when nothing to reset)."""
-        if self._proc is not None:
+        """A new peak window: the cgroup's, else one write on the kept-open ``clear_refs``."""
+        if self.cgroup is not None:
+            self.cgroup.reset_peak()
+        elif self._proc is not None:
             self._proc.reset_peak()
         else:
             procfs.clear_refs(self.pid)
@@ -210,6 +299,8 @@ class NamespaceWorker(ZygoteWorker):
     Created by :meth:`ZygoteBackend.start_fresh` for a profile with namespaces.
     """
 
+    _SETUP_CHILDREN = True
+
     def __init__(
         self,
         *,
@@ -221,26 +312,13 @@ class NamespaceWorker(ZygoteWorker):
         proxy_dir: str | None,
         plan_report: dict[str, Any],
     ) -> None:
-        super().__init__(zygote=zygote, root_pid=root_pid, sock=sock, workdir=None)
-        self.cgroup = cgroup
+        super().__init__(zygote=zygote, root_pid=root_pid, sock=sock, workdir=None, cgroup=cgroup)
         self.proxy = proxy
         self.proxy_dir = proxy_dir
         self.plan_report = plan_report
         if proxy is not None:
             proxy.on_violation = self._violation
         self._chain: list[tuple[int, int]] = []
-
-    def assign_session(self, session_id: str) -> None:
-        """HOST side, at a warm-pool handover: name the cgroup after the session.
-
-        Renamed in place (cgroup v1 allows it; no migration, no RCU wait).
-        Where the kernel refuses (cgroup v2), the name stays and ``describe()``
-        still names the session next to it.
-        """
-        super().assign_session(session_id)
-        if self.cgroup is not None and not self.cgroup.name.startswith(session_id[:12]):
-            with contextlib.suppress(OSError):
-                self.cgroup.rename(f"{session_id[:12]}-{uuid.uuid4().hex[:6]}")
 
     def remember_chain(self, pids: list[int]) -> None:
         """HOST side: the set-up processes below the root (the init, under an unsharing root) as (pid, start time).
@@ -293,49 +371,6 @@ class NamespaceWorker(ZygoteWorker):
             # A pidfd turns readable when its process exits; else poll /proc every 2 ms.
             poller.poll(2)
 
-    def start_early_attach(self) -> None:
-        """HOST side: move the sandbox's processes into the cgroup while they set up.
-
-        A cgroup migration first waits for an RCU grace period (about 15 ms
-        on a small VM); migrations soon after need not. A thread moves the
-        root process at once, then each new process of the tree whose parent
-        had not been moved when it forked, so the wait overlaps with the
-        sandbox's own set-up and :meth:`finish_attach` usually has nothing
-        left to do.
-        """
-        self._attach_error: BaseException | None = None
-        self._attach_stop = threading.Event()
-
-        def run() -> None:
-            try:
-                self.cgroup.attach([self.root_pid])
-                # Until the worker (the process below the root, the init) exists
-                # and is inside, a process may fork before it was moved.
-                while not self._attach_stop.wait(0.002) and self.poll() is None:
-                    tree = descendants(self.root_pid)
-                    self.cgroup.attach(tree)
-                    if len(tree) >= 1:
-                        return
-            except BaseException as exc:  # noqa: BLE001 - re-raised by finish_attach
-                self._attach_error = exc
-
-        self._attach_thread = threading.Thread(target=run, name="glsandbox-cgroup-attach", daemon=True)
-        self._attach_thread.start()
-
-    def finish_attach(self) -> None:
-        """HOST side, after the hello: make sure every process of the sandbox is in the cgroup.
-
-        Runs before any untrusted code, when nothing in the sandbox forks, so
-        no process can be left outside. Raises the early attach's error.
-        """
-        thread = getattr(self, "_attach_thread", None)
-        if thread is not None:
-            self._attach_stop.set()
-            thread.join()
-            if self._attach_error is not None:
-                raise self._attach_error
-        self.cgroup.attach([self.root_pid, *descendants(self.root_pid)])
-
     def worker_tree(self) -> list[int]:
         """Host pids of the worker and everything it started (not the set-up processes)."""
         if self.pid == self.root_pid:
@@ -363,29 +398,6 @@ class NamespaceWorker(ZygoteWorker):
             s.network_bytes_received = net["bytes_received"]
         return s
 
-    def reset_peak(self) -> None:
-        if self.cgroup is not None:
-            self.cgroup.reset_peak()
-        else:
-            super().reset_peak()
-
-    def exit_info(self) -> ExitInfo:
-        """How the worker ended; ``reason="oom"`` when the cgroup's OOM killer struck."""
-        rc = self.poll()
-        reason = None
-        if self.cgroup is not None:
-            with contextlib.suppress(OSError):
-                if self.cgroup.oom_killed():
-                    reason = "oom"
-        return ExitInfo(rc, reason)
-
-    def kill(self) -> None:
-        """Kill the tree (the init's death ends the pid namespace), then empty the cgroup."""
-        super().kill()
-        if self.cgroup is not None:
-            with contextlib.suppress(OSError):
-                self.cgroup.kill_all()
-
     def cleanup(self) -> None:
         """Make sure no set-up process is left, then release the rest in the background.
 
@@ -399,7 +411,7 @@ class NamespaceWorker(ZygoteWorker):
             return
         stop = getattr(self, "_attach_stop", None)
         if stop is not None:
-            stop.set()
+            stop.set()  # before waiting for the chain: the attach thread stops moving it
         if self.poll() is not None and not self.wait_chain_gone():
             for p, t in self._chain:
                 if start_time(p) == t:
@@ -410,20 +422,12 @@ class NamespaceWorker(ZygoteWorker):
         super().cleanup()
 
     def _release(self) -> None:
-        """Janitor thread: supervisor, proxy, proxy directory, cgroup (killing any straggler first)."""
-        thread = getattr(self, "_attach_thread", None)
-        if thread is not None:
-            thread.join()
-        super()._release()
+        """Janitor thread: supervisor, proxy, proxy directory, then the cgroup (see the base)."""
         if self.proxy is not None:
             self.proxy.stop()
         if self.proxy_dir is not None:
             shutil.rmtree(self.proxy_dir, ignore_errors=True)
-        if self.cgroup is not None:
-            try:
-                self.cgroup.remove()
-            except SandboxError:
-                pass
+        super()._release()
 
     def describe(self) -> dict[str, Any]:
         """Which controls are in force and what fell back (for the audit record)."""

@@ -1,4 +1,4 @@
-"""Outside review (6th): at LENIENT a sandbox plants a module that the host kernel itself imports (host code).
+"""Outside review (6th): the host kernel imports modules from the notebook's folder (host code, any level).
 
 Attack: the kernelspec runs ``python -m glsandbox_kernel.kernel`` with the
 notebook's folder as its working directory, and ``-m`` puts that folder at
@@ -10,6 +10,11 @@ the project folder; the next kernel start (Restart, reopening the notebook
 tomorrow, ``glsandbox run`` again) imports it in the trusted host process,
 outside every confinement, as the kernel's user (root here). The planted
 module can hand over to the real one, so nothing looks wrong.
+
+The same without any sandbox write: an untrusted notebook folder (the very
+thing glsandbox is for) that ships ``psutil.py`` next to the notebook gets it
+imported by the host kernel of ``glsandbox run nb.ipynb --level strict``
+before the first cell runs (second test).
 
 Measured here (root, namespace, LENIENT, project owned by uid 65534): after
 one sandboxed cell and a kernel restart, the host kernel process ran the
@@ -28,26 +33,23 @@ template and every host process started in a folder the sandbox can write.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import KernelManager
 
-from glsandbox_kernel.backends.registry import backends
 from glsandbox_kernel.kernel.install import kernel_spec
 
-from ..conftest import NOBODY
+from .test_outside5_common import folders, need
 
 pytestmark = pytest.mark.timeout(300)
 
-PLANT = '''
-import os
-src = """
+#: the planted module: proves it ran in the host process, then hands over to the real module
+PAYLOAD = """
 import os, sys, importlib
 with open({marker!r}, "w") as fh:
-    fh.write("host kernel pid %d uid %d imported the sandbox's module" % (os.getpid(), os.getuid()))
+    fh.write("host kernel pid %d uid %d imported the planted module" % (os.getpid(), os.getuid()))
 here = os.path.dirname(os.path.abspath(__file__))
 saved = sys.path[:]
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != here]
@@ -57,10 +59,14 @@ try:
 finally:
     sys.path[:] = saved
 """
+
+#: the sandboxed cell: write the payload as psutil.py into the working directory (the project)
+PLANT = """
+import os
 with open("psutil.py", "w") as fh:
-    fh.write(src)
+    fh.write({payload!r})
 print("planted", os.path.exists("psutil.py"))
-'''
+"""
 
 
 def _run(client: object, code: str) -> str:
@@ -77,17 +83,9 @@ def _run(client: object, code: str) -> str:
 
 
 def test_the_host_kernel_never_imports_a_module_the_sandbox_wrote(tmp_path: Path) -> None:
-    ok, why = backends()["namespace"].available()
-    if not ok:
-        pytest.skip(f"namespace: {why}")
-    os.chmod(tmp_path, 0o755)
-    outside = tmp_path / "host-only"
-    outside.mkdir(mode=0o700)
+    need("namespace")
+    project, outside = folders(tmp_path)
     marker = outside / "imported-by-host"
-    project = tmp_path / "project"
-    project.mkdir()
-    if os.geteuid() == 0:  # as root the sandbox writes as the project folder's owner, if not root
-        os.chown(project, NOBODY, NOBODY)
     spec_dir = tmp_path / "kernels" / "glsandbox-lenient-a5"
     spec_dir.mkdir(parents=True)
     (spec_dir / "kernel.json").write_text(json.dumps(kernel_spec(level="lenient", isolation="namespace")))
@@ -100,7 +98,7 @@ def test_the_host_kernel_never_imports_a_module_the_sandbox_wrote(tmp_path: Path
         kc = km.client()
         kc.start_channels()
         kc.wait_for_ready(timeout=120)
-        said = _run(kc, PLANT.format(marker=str(marker)))
+        said = _run(kc, PLANT.format(payload=PAYLOAD.format(marker=str(marker))))
         assert "planted True" in said, said
         kc.stop_channels()
         km.restart_kernel(now=True)
@@ -114,4 +112,30 @@ def test_the_host_kernel_never_imports_a_module_the_sandbox_wrote(tmp_path: Path
     assert not marker.exists(), (
         f"the host kernel imported the module the sandbox wrote into its working directory: "
         f"{marker.read_text()!r} (after restart: {alive.strip()!r})"
+    )
+
+
+def test_glsandbox_run_of_an_untrusted_folder_runs_none_of_its_code_on_the_host(tmp_path: Path) -> None:
+    """The same hole without LENIENT: the untrusted notebook's own folder ships ``psutil.py``.
+
+    ``glsandbox run untrusted/nb.ipynb --level strict`` starts the kernel with the
+    notebook's folder as cwd, so the host kernel imports the folder's ``psutil.py`` before
+    any cell runs: the notebook never needs the sandbox at all.
+    """
+    import nbformat
+
+    from ..conftest import glsandbox_cli
+
+    need("namespace")
+    project, outside = folders(tmp_path, "downloaded", writable=False)
+    marker = outside / "imported-by-host"
+    (project / "psutil.py").write_text(PAYLOAD.format(marker=str(marker)))
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "glsandbox", "display_name": "Python 3 (sandboxed)", "language": "python"}
+    nb.cells.append(nbformat.v4.new_code_cell("print(6 * 7)"))
+    nbformat.write(nb, str(project / "nb.ipynb"))
+    res = glsandbox_cli("run", str(project / "nb.ipynb"), "--level", "strict", "-o", str(tmp_path / "out.ipynb"))
+    assert not marker.exists(), (
+        f"glsandbox run --level strict: the host kernel imported the notebook folder's psutil.py: "
+        f"{marker.read_text()!r} (run rc {res.returncode})"
     )

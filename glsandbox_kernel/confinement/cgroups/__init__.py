@@ -7,11 +7,14 @@ constructors (gVisor's ``NewFromPath``/``NewFromPid``):
 - :func:`create_cgroup` (HOST side) creates one cgroup per sandbox under the
   host process's own cgroup (so outer limits still apply); it is *owned*:
   readings, limits, attach, rename, kill and remove.
+  Its directory names the host process; the first create of a later host
+  process removes those whose creator was killed (:mod:`.sweep`).
 - :func:`from_pid` (HOST side) finds the cgroup of a process we did not
   place (a container's, made by its runtime): read-only, ``sample()``,
   ``reset_peak()``, ``procs()``, ``close()``.
 
-:func:`available` says whether we can make cgroups here and why not.
+:func:`available` says whether we can make cgroups here and why not;
+:func:`cpu_quota_unavailable` whether one made here could hold a CPU quota.
 
 Attaching, two ways (the plan's ``attach_by``):
 
@@ -36,6 +39,7 @@ from ... import procfs
 from ...config import ResourceLimits
 from .._common import ChildState, ConfinementError, PlanContext
 from .base import CG_ROOT, Cgroup, CgroupSection, join_mount, write
+from .sweep import sweep_once
 from .v1 import CgroupV1
 from .v2 import CgroupV2
 
@@ -46,6 +50,7 @@ __all__ = [
     "CgroupV2",
     "attach_child",
     "available",
+    "cpu_quota_unavailable",
     "create_cgroup",
     "from_pid",
 ]
@@ -60,19 +65,32 @@ def _implementations() -> list[type[Cgroup]]:
 
 
 @functools.cache
+def _chosen() -> tuple[type[Cgroup] | None, str]:
+    """The implementation sandboxes' cgroups are made with here (None: none), and why."""
+    reasons = []
+    for impl in _implementations():
+        ok, why = impl.detect()
+        if ok:
+            return impl, why
+        reasons.append(why)
+    return None, "; ".join(reasons)
+
+
 def available() -> tuple[bool, str]:
     """HOST side: whether cgroups can be used for sandboxes here, and why (not).
 
     Probed once per process (it sits on every sandbox start); a later
     failure to create a cgroup still falls back to rlimits with its reason.
     """
-    reasons = []
-    for impl in _implementations():
-        ok, why = impl.detect()
-        if ok:
-            return True, why
-        reasons.append(why)
-    return False, "; ".join(reasons)
+    impl, why = _chosen()
+    return impl is not None, why
+
+
+def cpu_quota_unavailable() -> str:
+    """HOST side: why a sandbox cgroup made here could not hold ``cpu_percent_limit`` ("" if it could):
+    no cgroups at all, or no cpu controller (v1: not mounted; v2: not enabled for our cgroup)."""
+    impl, why = _chosen()
+    return why if impl is None else impl.cpu_quota_missing()
 
 
 def create_cgroup(limits: ResourceLimits, *, name: str | None = None, extra_processes: int = 0) -> Cgroup:
@@ -86,6 +104,7 @@ def create_cgroup(limits: ResourceLimits, *, name: str | None = None, extra_proc
     for impl in _implementations():
         ok, why = impl.detect()
         if ok:
+            sweep_once(impl.parent_dirs())
             mgr = impl(name)
             mgr.create(limits, extra_processes=extra_processes)
             return mgr

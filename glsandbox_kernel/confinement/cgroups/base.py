@@ -62,6 +62,14 @@ def write_named(path: str, value: str) -> None:
         raise
 
 
+def dir_name(name: str) -> str:
+    """The directory name of an owned cgroup: ``glsandbox-<name>-h<pid of this host process>``.
+
+    The creator's pid lets a later host process sweep what a killed one left
+    (:mod:`.sweep`)."""
+    return f"glsandbox-{name}-h{os.getpid()}"
+
+
 def rmdir_quiet(path: str) -> None:
     with contextlib.suppress(OSError):
         os.rmdir(path)
@@ -238,9 +246,23 @@ class Cgroup(abc.ABC):
     def detect(cls) -> tuple[bool, str]:
         """Whether this implementation can create cgroups here, and why not."""
 
+    @classmethod
+    @abc.abstractmethod
+    def parent_dirs(cls) -> list[str]:
+        """The directories this process's cgroups are made in (one per hierarchy)."""
+
+    @classmethod
+    @abc.abstractmethod
+    def cpu_quota_missing(cls) -> str:
+        """Why a cgroup made here would have no CPU quota ("" when it would)."""
+
     @abc.abstractmethod
     def create(self, limits: ResourceLimits, *, extra_processes: int = 0) -> None:
-        """Create the cgroup and set the limits; undoes itself on failure."""
+        """Create the cgroup and set the limits; undoes itself on failure.
+
+        Every limit it is given is set, or it raises :class:`ConfinementError`:
+        a ``cpu_percent_limit`` without the cpu controller is refused, never skipped.
+        """
 
     @abc.abstractmethod
     def procs_files(self) -> list[str]:
@@ -310,7 +332,7 @@ class Cgroup(abc.ABC):
         old = self._paths()
         moves: dict[str, str] = {}
         for path in sorted(set(old.values())):
-            moves[path] = os.path.join(os.path.dirname(path), f"glsandbox-{name}")
+            moves[path] = os.path.join(os.path.dirname(path), dir_name(name))
         done: list[tuple[str, str]] = []
         try:
             for src, dst in moves.items():

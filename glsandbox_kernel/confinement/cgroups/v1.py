@@ -11,6 +11,7 @@ from .._common import ConfinementError
 from .base import (
     CPU_PERIOD_US,
     Cgroup,
+    dir_name,
     join_mount,
     own_cgroups,
     parse_keyed,
@@ -60,13 +61,23 @@ class CgroupV1(Cgroup):
         extra = [c for c in cls.OPTIONAL if c in h]
         return True, "cgroup v1: " + ", ".join((*cls.REQUIRED, *extra))
 
+    @classmethod
+    def parent_dirs(cls) -> list[str]:
+        return sorted(set(cls.hierarchies().values()))
+
+    @classmethod
+    def cpu_quota_missing(cls) -> str:
+        if "cpu" in cls.hierarchies():
+            return ""
+        return "cgroup v1: the cpu controller is not mounted, so no CPU quota can be set"
+
     def create(self, limits: ResourceLimits, *, extra_processes: int = 0) -> None:
         self._require_owned("create")
         h = self.hierarchies()
         with contextlib.ExitStack() as undo:
             made: dict[str, str] = {}
             for ctrl, parent in h.items():
-                path = os.path.join(parent, f"glsandbox-{self.name}")
+                path = os.path.join(parent, dir_name(self.name))
                 if path not in made.values():
                     try:
                         os.mkdir(path, 0o755)
@@ -93,7 +104,9 @@ class CgroupV1(Cgroup):
                 write(mem + "/memory.swappiness", "0")
         if limits.max_processes is not None:
             write_named(self.dirs["pids"] + "/pids.max", str(limits.max_processes + extra_processes))
-        if limits.cpu_percent_limit is not None and "cpu" in self.dirs:
+        if limits.cpu_percent_limit is not None:
+            if "cpu" not in self.dirs:
+                raise ConfinementError("cgroups", "set cpu_percent_limit", None, self.cpu_quota_missing())
             quota = max(1000, int(CPU_PERIOD_US * limits.cpu_percent_limit / 100))
             write_named(self.dirs["cpu"] + "/cpu.cfs_period_us", str(CPU_PERIOD_US))
             write_named(self.dirs["cpu"] + "/cpu.cfs_quota_us", str(quota))

@@ -13,6 +13,7 @@ from .base import (
     CG_ROOT,
     CPU_PERIOD_US,
     Cgroup,
+    dir_name,
     join_mount,
     own_cgroups,
     parse_keyed,
@@ -68,6 +69,21 @@ class CgroupV2(Cgroup):
                 )
         return True, "cgroup v2: " + ", ".join(c for c in (*cls.REQUIRED, *cls.OPTIONAL) if c in controllers)
 
+    @classmethod
+    def parent_dirs(cls) -> list[str]:
+        parent = cls.unified_dir()
+        return [parent] if parent is not None else []
+
+    @classmethod
+    def cpu_quota_missing(cls) -> str:
+        parent = cls.unified_dir()
+        if parent is not None and "cpu" in (read_text(parent + "/cgroup.controllers") or "").split():
+            return ""
+        return (
+            f"cgroup v2: the cpu controller is not available in {parent} (its parent's cgroup.subtree_control "
+            "does not enable +cpu), so no CPU quota can be set"
+        )
+
     def create(self, limits: ResourceLimits, *, extra_processes: int = 0) -> None:
         self._require_owned("create")
         parent = self.unified_dir()
@@ -83,7 +99,7 @@ class CgroupV2(Cgroup):
                 raise ConfinementError(
                     "cgroups", f"enable {wanted} in {parent}/cgroup.subtree_control", exc.errno
                 ) from exc
-        path = os.path.join(parent, f"glsandbox-{self.name}")
+        path = os.path.join(parent, dir_name(self.name))
         with contextlib.ExitStack() as undo:
             try:
                 os.mkdir(path, 0o755)
@@ -98,7 +114,9 @@ class CgroupV2(Cgroup):
                         write(path + "/memory.swap.max", "0")
                 if limits.max_processes is not None:
                     write_named(path + "/pids.max", str(limits.max_processes + extra_processes))
-                if limits.cpu_percent_limit is not None and os.path.exists(path + "/cpu.max"):
+                if limits.cpu_percent_limit is not None:
+                    if not os.path.exists(path + "/cpu.max"):
+                        raise ConfinementError("cgroups", "set cpu_percent_limit", None, self.cpu_quota_missing())
                     quota = max(1000, int(CPU_PERIOD_US * limits.cpu_percent_limit / 100))
                     write_named(path + "/cpu.max", f"{quota} {CPU_PERIOD_US}")
             except OSError as exc:

@@ -1,0 +1,88 @@
+"""Cgroups a killed host process left behind: swept by the next one that makes a cgroup (HOST side).
+
+An owned cgroup's directory names its creator (``glsandbox-<name>-h<pid>``,
+:func:`~.base.dir_name`). The janitor removes it after the worker; a host
+killed with SIGKILL cannot. Its workers die with it (the template's
+``PR_SET_PDEATHSIG``), so what it leaves is an empty directory per
+hierarchy, or, should a process of the sandbox have outlived it, one still
+holding it. The first :func:`~glsandbox_kernel.confinement.cgroups.create_cgroup`
+of every later host process kills what is left in the cgroups of creators
+that are gone and removes them (as :mod:`glsandbox_kernel.hosttemp` does for
+private folders). Only directories this process could make (its own
+cgroup's children, so root or the delegated owner) are looked at.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import threading
+import time
+from collections.abc import Iterable
+
+from .base import read_text
+
+_NAME = re.compile(r"^glsandbox-.+-h(\d+)$")
+_swept = False
+_lock = threading.Lock()
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _remove(path: str, timeout: float = 1.0) -> bool:
+    """Kill what is in the cgroup at ``path`` and remove it; True once it is gone."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for pid in (read_text(path + "/cgroup.procs") or "").split():
+            with contextlib.suppress(OSError, ValueError):
+                os.kill(int(pid), signal.SIGKILL)
+        try:
+            os.rmdir(path)
+            return True
+        except FileNotFoundError:
+            return True
+        except OSError:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+
+
+def sweep(parents: Iterable[str]) -> list[str]:
+    """HOST side: remove the cgroups below ``parents`` whose creator is gone; the paths removed."""
+    removed = []
+    for parent in sorted(set(parents)):
+        try:
+            names = os.listdir(parent)
+        except OSError:
+            continue
+        for name in names:
+            m = _NAME.match(name)
+            path = os.path.join(parent, name)
+            if m is None or not _gone(int(m.group(1))) or not os.path.isdir(path):
+                continue
+            if _remove(path):
+                removed.append(path)
+    return removed
+
+
+def sweep_once(parents: Iterable[str]) -> None:
+    """HOST side: :func:`sweep` on the first call in this process only."""
+    global _swept
+    with _lock:
+        if _swept:
+            return
+        _swept = True
+    sweep(parents)
+
+
+__all__ = ["sweep", "sweep_once"]
