@@ -195,7 +195,10 @@ class OSSandbox(AuditedSandbox):
             nonlocal provenance
             provenance = call_provenance(fn_bytes, arg_bytes, self._config_bytes)
             if self._audit is not None:
-                self._audit.sync()  # the last call's record durable before this one returns
+                # The last call's record sealed and durable before this one returns, here where the
+                # caller waits for the worker anyway (not in the host loop, which would hold the GIL
+                # the caller needs when the reply comes).
+                self._audit.commit()
 
         outcome = self._session.request(
             msg,
