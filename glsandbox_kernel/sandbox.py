@@ -195,10 +195,7 @@ class OSSandbox(AuditedSandbox):
             nonlocal provenance
             provenance = call_provenance(fn_bytes, arg_bytes, self._config_bytes)
             if self._audit is not None:
-                # The last call's record sealed and durable before this one returns, here where the
-                # caller waits for the worker anyway (not in the host loop, which would hold the GIL
-                # the caller needs when the reply comes).
-                self._audit.commit()
+                self._audit.sync()  # the last call's record durable before this one returns
 
         outcome = self._session.request(
             msg,

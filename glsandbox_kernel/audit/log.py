@@ -195,6 +195,20 @@ class AuditLog(ClosesOnExit):
                 self._chain_sink.sync()
             self._unsynced = 0
 
+    def sync(self) -> None:
+        """Make the records written so far durable (one fsync); queued ones stay for the host loop.
+
+        The caller's thread, while its next call's worker works: with a chain
+        file every returned call's record is written already, and this is
+        what makes it durable before the next call returns. Without one there
+        is nothing durable to wait for, and sealing stays off the caller's path.
+        """
+        if self._unsynced:
+            with self._lock:
+                if self._unsynced and self._chain_sink is not None:
+                    self._chain_sink.sync()
+                self._unsynced = 0
+
     def _commit_from_loop(self) -> None:
         """Host loop thread: seal a few queued records at a time (the GIL is let go between batches)."""
         with self._lock:
