@@ -28,6 +28,7 @@ from . import codec, codec_fast
 from .exceptions import FrameTooLarge, SandboxSecurityError, WorkerGone
 
 _HEADER = struct.Struct(">I")
+_TIMEVAL = struct.Struct("@ll")  # struct timeval for SO_RCVTIMEO
 #: frames at least this large are read into a buffer of their own, exactly sized, which the
 #: decoded value then owns (numpy data become views of it: no copy on either side)
 LARGE_FRAME = 1 << 20
@@ -79,6 +80,8 @@ class FrameChannel:
         self._rview = memoryview(self._rbuf)
         self._poll = select.poll()
         self._poll.register(self.fd, select.POLLIN)
+        #: the receive timeout set on the socket, in ms (None: none yet; False: not possible here)
+        self._rcvtimeo: int | bool | None = None
         #: the large frame being read (its own buffer) and how many bytes of it arrived
         self._big: bytearray | None = None
         self._big_got = 0
@@ -194,8 +197,29 @@ class FrameChannel:
             return True
         return bool(ready)
 
+    def _set_rcvtimeo(self, ms: int) -> bool:
+        """Make a blocking receive wait at most ``ms`` milliseconds; False where it cannot (then poll)."""
+        if ms == self._rcvtimeo:
+            return True
+        if self.sock.gettimeout() is not None:  # Python's own timeout: the socket is non-blocking
+            return False
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _TIMEVAL.pack(ms // 1000, ms % 1000 * 1000))
+        except OSError:
+            self._rcvtimeo = False  # this kind of socket has no receive timeout: poll from now on
+            return False
+        self._rcvtimeo = ms
+        return True
+
     def _fill(self, deadline: float | None) -> bool:
-        if not self._wait_readable(deadline):
+        timed = deadline is not None and self._rcvtimeo is not False
+        if timed:
+            # One system call, not two: the receive itself waits until the deadline (SO_RCVTIMEO,
+            # set again only when the wait changes: a session's usual wait is its 0.2 s tick).
+            remaining = deadline - time.monotonic()  # type: ignore[operator]
+            if remaining <= 0 or not self._set_rcvtimeo(math.ceil(remaining * 1000)):
+                timed = False
+        if not timed and not self._wait_readable(deadline):
             return False
         big = self._big
         try:
@@ -203,8 +227,8 @@ class FrameChannel:
                 n = self.sock.recv_into(memoryview(big)[self._big_got :])
             else:
                 n = self.sock.recv_into(self._rbuf)
-        except InterruptedError:
-            return True
+        except (BlockingIOError, InterruptedError):  # the receive's wait ran out (or a signal came)
+            return not timed
         except OSError as exc:
             if exc.errno in (errno.ECONNRESET, errno.EPIPE):
                 raise WorkerGone(f"connection lost: {exc}") from exc

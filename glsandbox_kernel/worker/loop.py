@@ -76,7 +76,8 @@ class Worker:
         if self.forwarder is not None:
             self.forwarder.drain_all()
         for w in self.writers.values():
-            w.flush()
+            if w._parts:  # what this thread printed is there; nothing printed: no lock taken
+                w.flush()
 
     @property
     def shell(self) -> Any:
@@ -117,8 +118,6 @@ class Worker:
     def _function(self, msg: dict[str, Any]) -> Any:
         """The call's function: unpickled from ``fn`` (cached by its bytes), or the one the host
         defined earlier as ``fn_ref`` (the host numbers them; ``fn_reset`` forgets the others)."""
-        from .unpickle_lite import loads
-
         ref = msg.get("fn_ref")
         if msg.get("fn_reset"):
             self._fn_refs.clear()
@@ -130,6 +129,8 @@ class Worker:
             return fn
         fn = self._fn_cache.get(fn_bytes)
         if fn is None:
+            from .unpickle_lite import loads  # not on a warm call's path: the function is held already
+
             fn = loads(fn_bytes)
             # A @sandboxed function pickled by reference resolves to its wrapper.
             while getattr(fn, "__wrapped_sandboxed__", False):

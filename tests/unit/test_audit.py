@@ -154,6 +154,24 @@ def test_jcs_numbers_are_written_as_ecmascript_does(bits: str, text: str) -> Non
     assert js_number(struct.unpack(">d", bytes.fromhex(bits))[0]) == text
 
 
+def test_the_fast_jcs_path_writes_every_float_and_gives_up_on_lookalike_text() -> None:
+    """Floats outside the C encoder's agreement with ECMAScript (a warm call's 80 us execution_time)
+    stay on the fast path through placeholders; a string encoded like a placeholder sends it the slow way."""
+    import struct
+
+    from glsandbox_kernel.audit.canonical import jcs_dumps
+    from glsandbox_kernel.audit.records import fast_canonical_json
+
+    for bits in ("0000000000000001", "3eb0c6f7a0b5ed8c", "3eb0c6f7a0b5ed8d", "becbf647612f3696", "44b52d02c7e14af6"):
+        value = struct.unpack(">d", bytes.fromhex(bits))[0]
+        body = {"z": value, "a": [8.3e-05, {"c": -value}], "s": '\x01 "'}
+        assert fast_canonical_json(body) == jcs_dumps(body)
+    for lookalike in ("\x000", 'x"\x001', "\x00"):
+        body = {"execution_time": 8.3e-05, "s": lookalike}
+        assert fast_canonical_json(body) is None
+        assert canonical_json(body) == jcs_dumps(body)
+
+
 def test_jcs_survives_a_javascript_round_trip() -> None:
     """JupyterLab (JSON.parse + JSON.stringify) writes 60.0 as 60 and reorders nothing we hash."""
     python = {"execution_time": 60.0, "peak": 1.5e-7, "big": 2**60, "s": "é\u2028\x7f\n", "\U0001f600": 1, "\uffff": 2}
