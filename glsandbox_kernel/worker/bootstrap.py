@@ -35,8 +35,9 @@ In order:
    waits for the host's ack; the host records them as ``trusted: False``
    (what the sandbox says of itself). The kernel's filter still decides;
    the hook only adds a report and refuses escape tools early;
-6. connect to the host, start the watchdog that exits when the host's end
-   closes (:func:`_exit_when_host_gone`), and serve; the hello frame carries the listener fd
+6. connect to the host (exit 88 when its socket is refused or removed: the host
+   died), start the watchdog that exits when the host's end closes
+   (:func:`_exit_when_host_gone`), and serve; the hello frame carries the listener fd
    (SCM_RIGHTS over the bind-mounted socket, as runc's seccomp agent gets
    it over ``listenerPath``), which is closed here before any request runs.
 
@@ -56,7 +57,8 @@ from typing import Any
 
 VERSION_MISMATCH_EXIT = 86
 SETUP_FAILED_EXIT = 87
-#: The host's end of the connection closed (the host died): see :func:`_exit_when_host_gone`.
+#: The host died: its end of the connection closed (:func:`_exit_when_host_gone`), or,
+#: before the worker connected, its socket was refused or removed (:func:`_connect`).
 HOST_GONE_EXIT = 88
 
 
@@ -109,7 +111,18 @@ def _register_package_lazily(name: str, pkg_dir: str) -> None:
         setattr(sys.modules[parent], child, pkg)
 
 
-def _connect(path: str, timeout: float = 30.0) -> Any:
+def _connect(path: str, grace: float = 1.0) -> Any:
+    """The host's socket, connected; exits with :data:`HOST_GONE_EXIT` when the host is gone.
+
+    The host binds and listens before it creates the container, so neither a
+    refusal nor a missing socket is a start-up race: a refusal means its
+    listener closed (the host died), a missing socket that its folder was
+    removed (the host died and a later host's start-up sweep,
+    :func:`glsandbox_kernel.hosttemp.sweep`, took its folders). Either is
+    retried for ``grace`` seconds only, never for the host's whole connect
+    timeout: a container started just before its host died ends within a
+    second of reaching this point.
+    """
     import socket
 
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -119,11 +132,9 @@ def _connect(path: str, timeout: float = 30.0) -> Any:
             sock.connect(path)
             return sock
         except (FileNotFoundError, ConnectionRefusedError) as exc:
-            # The host listens before it creates the container: a refusal that
-            # lasts means its listener is gone (the host died while we started).
-            waited = time.monotonic() - start
-            if waited > timeout or (isinstance(exc, ConnectionRefusedError) and waited > 1.0):
-                raise
+            if time.monotonic() - start > grace:
+                sys.stderr.write(f"glsandbox: the host is gone ({path}: {exc.strerror})\n")
+                sys.exit(HOST_GONE_EXIT)
             time.sleep(0.005)
 
 

@@ -4,7 +4,8 @@ Two layers, each tested alone: the host-side watcher process
 (``backends/container/watcher.py``) removes every container the host
 registered once the host is gone; the bootstrap's watchdog thread
 (``worker/bootstrap.py``) ends a worker whose host connection closed, even
-while its cell runs ``while True: pass``. A child the host forked does not
+while its cell runs ``while True: pass``, and a worker that had not yet
+connected ends once it finds its host's socket refused or removed. A child the host forked does not
 keep the watcher waiting (it closed its copy of the pipe). Real Docker containers, a real
 host process killed by SIGKILL; judged from the engine's own listing.
 The VM's QEMU watchdog is the same helper (``backends/host_watch.py``):
@@ -14,16 +15,19 @@ it is tested here on plain processes (no guest to boot), judged from /proc.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from glsandbox_kernel import hosttemp
 from glsandbox_kernel.backends.container import docker_api
 from glsandbox_kernel.backends.registry import backends
 from glsandbox_kernel.worker.bootstrap import HOST_GONE_EXIT
@@ -37,8 +41,13 @@ from glsandbox_kernel.backends.container.watcher import WATCHER
 sb = OSSandbox(create_config_by_level("strict", isolation_type=IsolationType(sys.argv[1])))
 sb.start()
 sb.run_cell("1")
-print("READY", WATCHER.pid, flush=True)
-sb.run_cell("while True:\n    pass")
+busy = sb.session.worker.container_id
+
+def running(msg):  # the busy cell's first output: it runs, and its worker reads its socket no more
+    if "BUSY" in str(msg):
+        print("READY", WATCHER.pid, busy, flush=True)
+
+sb.run_cell("print('BUSY', flush=True)\nwhile True:\n    pass", on_output=running)
 """
 
 
@@ -67,13 +76,13 @@ def _host(code: str, *args: str, containers: bool = True) -> Iterator[tuple[subp
 
 
 @pytest.fixture(params=["container", "gvisor"])
-def killed_host(request: pytest.FixtureRequest) -> Iterator[tuple[subprocess.Popen[str], int]]:
-    """A host with a busy session and its warm pool; yields (host, watcher pid) once it is READY."""
+def killed_host(request: pytest.FixtureRequest) -> Iterator[tuple[subprocess.Popen[str], int, str]]:
+    """A host with a busy session and its warm pool; yields (host, watcher pid, busy container id) once busy."""
     ok, why = backends()[request.param].available()
     if not ok:
         pytest.skip(f"{request.param}: {why}")
-    with _host(HOST, request.param) as (host, [watcher]):
-        yield host, int(watcher)
+    with _host(HOST, request.param) as (host, [watcher, busy]):
+        yield host, int(watcher), busy
 
 
 def _wait_until(check: Any, seconds: float = 30.0) -> bool:
@@ -92,32 +101,44 @@ def _sigkill_and_wait_for_the_watcher(host: subprocess.Popen[str], watcher: int)
     return not wait_gone([watcher], 30.0)
 
 
-def test_the_watcher_removes_a_sigkilled_hosts_containers(killed_host: tuple[subprocess.Popen[str], int]) -> None:
-    host, watcher = killed_host
+def test_the_watcher_removes_a_sigkilled_hosts_containers(killed_host: tuple[subprocess.Popen[str], int, str]) -> None:
+    host, watcher, _busy = killed_host
     assert len(_ours(host.pid)) >= 2, "the session's and the pool's containers"
     # The watcher exits once its removals are done: then nothing of the host's is left.
     assert _sigkill_and_wait_for_the_watcher(host, watcher), "the watcher outlived its host by 30 s"
     assert _ours(host.pid) == []
 
 
-def test_the_worker_ends_when_its_host_connection_closes(killed_host: tuple[subprocess.Popen[str], int]) -> None:
-    host, watcher = killed_host
+def _exited_unreaped(pid: int) -> bool:
+    """A zombie: its files are closed, but its pid and start time still name a live process to others."""
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rpartition(")")[2].split()[0] == "Z"
+
+
+def test_the_worker_ends_when_its_host_connection_closes(killed_host: tuple[subprocess.Popen[str], int, str]) -> None:
+    host, watcher, busy = killed_host
     os.kill(watcher, signal.SIGKILL)  # the outside layer is out of the game: the inside one alone
-    host.send_signal(signal.SIGKILL)
-    host.wait()
-    codes: dict[str, int] = {}  # read as they exit (another host's start-up sweep may remove them)
+    # Not reaped until the end (os.kill, not Popen's send_signal or wait): other hosts'
+    # start-up sweeps judge it alive, so its containers end by the inside layer only...
+    os.kill(host.pid, signal.SIGKILL)
+    assert _wait_until(lambda: _exited_unreaped(host.pid)), "the SIGKILLed host did not exit"
+    # ...and its private folders go as the next host's start-up sweep removes a dead
+    # host's (hosttemp.sweep): a worker that had not connected finds no socket at all.
+    for kind in hosttemp.KINDS:
+        for path in glob.glob(os.path.join(tempfile.gettempdir(), f"glsandbox-{kind}{host.pid}-*")):
+            hosttemp.remove(path)
 
     def all_ended() -> bool:
-        listed = _ours(host.pid)
-        for c in listed:
-            if c["State"] != "running" and c["Status"].startswith("Exited ("):
-                codes[c["Id"]] = int(c["Status"][len("Exited (") :].split(")")[0])
-        return all(c["State"] != "running" for c in listed)
+        return all(c["State"] != "running" for c in _ours(host.pid))
 
     left = [(c["Id"][:12], c["State"], c["Status"]) for c in _ours(host.pid)] if not _wait_until(all_ended) else []
-    assert not left, f"a worker outlived its host connection by 30 s: {left}"
-    # The busy cell never read its socket: only the watchdog ends it (the idle pool ones may see EOF first).
-    assert HOST_GONE_EXIT in codes.values(), codes
+    assert not left, f"a worker outlived its host by 30 s: {left}"
+    codes = {c["Id"]: docker_api.api().inspect_container(c["Id"])["State"]["ExitCode"] for c in _ours(host.pid)}
+    # The busy cell never reads its socket: only the watchdog ends it.
+    assert codes.get(busy) == HOST_GONE_EXIT, codes
+    # The others, whatever their stage: before connecting (the socket is gone), idle
+    # (the loop's EOF, 0, or the watchdog first), or never started (created: 0).
+    assert set(codes.values()) <= {0, HOST_GONE_EXIT}, codes
 
 
 FORKING_HOST = r"""
