@@ -181,6 +181,10 @@ def test_execute_runs_in_the_guest_and_state_persists(box: OSSandbox) -> None:
     r = box.run_cell("counter += 1\ncounter")
     assert r.status == "ok" and r.outputs[-1]["data"]["text/plain"] == "42"
     assert box.isolation_type == "vm"
+    # The image carries msgpack: small frames take the C codec both ways, as on the host backends.
+    chan = box.session.chan
+    assert chan is not None and chan.fast_send
+    assert box.execute(lambda: __import__("glsandbox_kernel.codec_fast").codec_fast.AVAILABLE) is True
 
 
 @needs_vm
