@@ -108,6 +108,9 @@ def test_qemu_command_follows_the_decision() -> None:
         assert "-nodefaults" in cmd and "-no-reboot" in cmd and cmd[cmd.index("-smp") + 1] == "1"
         assert not any(a.startswith(("-net", "-nic")) for a in cmd)  # no NIC at all
         assert "tsc_early_khz=" in cmd[cmd.index("-append") + 1]
+    # Under TCG the guest's speculation mitigations guard nothing and cost emulated work; KVM keeps them.
+    assert "mitigations=off" in tcg[tcg.index("-append") + 1]
+    assert "mitigations" not in kvm[kvm.index("-append") + 1]
 
 
 def test_doctor_kvm_line_matches_the_host() -> None:
