@@ -7,6 +7,8 @@
    ``cont``; the pool refills between rounds, not timed) against the same
    ``docker run``. Target here under TCG: <= 0.3 s.
 3. Warm-session round trip ``execute(f, 1)``: VM against BASIC. Target <= 3x.
+   With it, QEMU's CPU time per call (from outside: less swayed by the
+   machine's load than the wall-clock ratio).
 4. QEMU memory per sandbox: the host's view of QEMU (RSS and, with a host
    cgroup, the cgroup's charge) for an idle guest, reported with the
    guest RAM and the acceleration used (KVM or TCG, and why).
@@ -144,9 +146,13 @@ def bench_round_trip(n: int, rounds: int) -> list[dict[str, Any]]:
     with OSSandbox(VM) as vm, OSSandbox(BASIC) as basic:
         vm.execute(f, 1)
         basic.execute(f, 1)
-        ours, theirs, ping_ours, ping_theirs = [], [], [], []
+        ours, theirs, ping_ours, ping_theirs, qemu_cpu = [], [], [], [], []
+        worker = vm.session.worker
+        assert worker is not None
         for _ in range(rounds):
+            cpu0 = worker.sample().cpu_time or 0.0
             ours.append(clock(lambda: [vm.execute(f, 1) for _ in range(n)]) / n)
+            qemu_cpu.append(((worker.sample().cpu_time or 0.0) - cpu0) / n)
             theirs.append(clock(lambda: [basic.execute(f, 1) for _ in range(n)]) / n)
             ping_ours.append(raw_ping(vm, n))
             ping_theirs.append(raw_ping(basic, n))
@@ -158,7 +164,9 @@ def bench_round_trip(n: int, rounds: int) -> list[dict[str, Any]]:
     ping = row("  transport only: a raw ping frame, vm vs basic", statistics.median(ping_ours), None, None)
     ping.update(theirs_ms=statistics.median(ping_theirs) * 1e3)
     ping["ratio"] = ping["ours_ms"] / ping["theirs_ms"]
-    return [trip, ping]
+    # QEMU's CPU time per warm call, from outside (the host cgroup or /proc): the emulated guest's share
+    cpu = row("  QEMU CPU time per warm call (host view)", statistics.median(qemu_cpu), None, None)
+    return [trip, ping, cpu]
 
 
 def raw_ping(box: OSSandbox, n: int) -> float:

@@ -331,7 +331,9 @@ class Agent:
         """Obey the control port until the worker ends, then report and power off.
 
         SIGCHLD wakes the wait at once (a wakeup pipe), so a worker's exit
-        turns into the guest's power-off without a polling delay.
+        turns into the guest's power-off without a polling delay, and the
+        wait has no timeout: an idle guest's agent never wakes (each wake-up
+        is emulated guest work under TCG).
         """
         wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(wake_w)
@@ -342,7 +344,7 @@ class Agent:
             if self.from_worker is not None:
                 waits.append(self.from_worker)
             try:
-                ready, _, _ = select.select(waits, [], [], 1.0)
+                ready, _, _ = select.select(waits, [], [])
                 if wake_r in ready:
                     os.read(wake_r, 4096)
                 if self.from_worker is not None and self.from_worker in ready:

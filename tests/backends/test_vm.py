@@ -108,6 +108,9 @@ def test_qemu_command_follows_the_decision() -> None:
         assert "-nodefaults" in cmd and "-no-reboot" in cmd and cmd[cmd.index("-smp") + 1] == "1"
         assert not any(a.startswith(("-net", "-nic")) for a in cmd)  # no NIC at all
         assert "tsc_early_khz=" in cmd[cmd.index("-append") + 1]
+    # Under TCG the guest's speculation mitigations guard nothing and cost emulated work; KVM keeps them.
+    assert "mitigations=off" in tcg[tcg.index("-append") + 1]
+    assert "mitigations" not in kvm[kvm.index("-append") + 1]
 
 
 def test_doctor_kvm_line_matches_the_host() -> None:
@@ -181,6 +184,10 @@ def test_execute_runs_in_the_guest_and_state_persists(box: OSSandbox) -> None:
     r = box.run_cell("counter += 1\ncounter")
     assert r.status == "ok" and r.outputs[-1]["data"]["text/plain"] == "42"
     assert box.isolation_type == "vm"
+    # The image carries msgpack: small frames take the C codec both ways, as on the host backends.
+    chan = box.session.chan
+    assert chan is not None and chan.fast_send
+    assert box.execute(lambda: __import__("glsandbox_kernel.codec_fast").codec_fast.AVAILABLE) is True
 
 
 @needs_vm

@@ -38,14 +38,17 @@ def image_dir() -> str:
     return os.environ.get(ENV_IMAGE) or str(_PACKAGE.parent / ".cache" / "vm")
 
 
-#: The modules the guest runs (worker, its confinement steps and what they import);
-#: must match ``src_hash`` in scripts/build-vm-image.
+#: The modules the guest runs (worker, its confinement steps and what they import,
+#: the frame codec's three parts among them); must match ``src_hash`` in scripts/build-vm-image.
 GUEST_SOURCES = (
     "worker",
     "confinement",
     "__init__.py",
     "_version.py",
     "codec.py",
+    "codec_fast.py",
+    "codec_arrays.py",
+    "codec_columns.py",
     "protocol.py",
     "exceptions.py",
     "config.py",

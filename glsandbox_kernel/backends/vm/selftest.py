@@ -99,7 +99,7 @@ def run(
     workdir = tempfile.mkdtemp(prefix="glsandbox-vm-selftest-")
     try:
         drive = tests_drive(root, workdir, args, scale)
-        append = f"{kernel_cmdline()} cgroup_no_v1=all glsandbox.selftest=1"
+        append = f"{kernel_cmdline(accel)} cgroup_no_v1=all glsandbox.selftest=1"
         cmd = qemu_sandboxed(
             [
                 *qemu_base(image, accel, ram_mib=GUEST_MIB, append=append),
