@@ -164,6 +164,21 @@ class Kernel:
                 continue
             out.append(msg)
 
+    def wait_for_stdout(self, msg_id: str, text: str, timeout: float = 120.0) -> list[dict[str, Any]]:
+        """IOPub messages for ``msg_id`` up to the stdout stream holding ``text``: the cell got that far
+        (interrupt it, query the kernel while it runs...). Pass the rest to :meth:`collect`."""
+        out = []
+        deadline = time.monotonic() + timeout
+        while True:
+            msg = self.kc.get_iopub_msg(timeout=max(0.1, deadline - time.monotonic()))
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            out.append(msg)
+            if msg["msg_type"] == "stream" and msg["content"]["name"] == "stdout" and text in msg["content"]["text"]:
+                return out
+            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                raise AssertionError(f"the cell ended before printing {text!r}: {out}")
+
     def shell_reply(self, msg_id: str, timeout: float = TIMEOUT) -> dict[str, Any]:
         while True:
             reply = self.kc.get_shell_msg(timeout=timeout)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -33,7 +32,7 @@ from ..jupyter_fixtures import glsandbox_kernelspec, jupyter_server
 
 __all__ = ["glsandbox_kernelspec"]
 
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]  # bounds only: a loaded CI host is slow
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -53,7 +52,7 @@ import time
 blocks = []
 for i in range(20):
     blocks.append(bytearray(16 * 2**20))
-    time.sleep(0.3)
+    time.sleep(0.5)
 print(len(blocks), "blocks")"""
 
 PTRACE = """\
@@ -85,7 +84,13 @@ def lab(glsandbox_kernelspec: str, tmp_path_factory: pytest.TempPathFactory) -> 
         "GLSANDBOX_AUDIT_KEY": None,  # the server holds no key: the run's signed seal must survive
     }
     with jupyter_server(
-        base, root, app="jupyterlab", env=env, args=("--no-browser", "--LabApp.news_url="), timeout=90
+        base,
+        root,
+        app="jupyterlab",
+        env=env,
+        # window.jupyterapp: the save test runs JupyterLab's Save command and awaits it
+        args=("--no-browser", "--LabApp.news_url=", "--LabApp.expose_app_in_browser=True"),
+        timeout=90,
     ) as server:
         yield server
 
@@ -111,6 +116,30 @@ def _shot(page: Any, name: str) -> str:
     return path
 
 
+# Every memory figure the live widget shows, in order (repeats dropped), into window.glsandboxMem.
+_RECORD_MEMORY = """() => {
+  window.glsandboxMem = [];
+  const record = () => {
+    const e = document.querySelector('.glsandbox-monitor .glsandbox-mem');
+    const raw = e && e.getAttribute('data-bytes');
+    const mem = window.glsandboxMem;
+    if (raw && mem[mem.length - 1] !== Number(raw)) mem.push(Number(raw));
+  };
+  new MutationObserver(record).observe(document.body, {subtree: true, childList: true, attributes: true});
+}"""
+
+
+def _run_cell(page: Any, index: int, record_memory: bool = False) -> None:
+    """Click into cell ``index``'s editor and press Shift+Enter once the editor has the focus (the key goes
+    where the focus is: pressed before the click took effect, it would run nothing)."""
+    cell = page.locator(".jp-Notebook .jp-Cell").nth(index)
+    cell.locator(".cm-content").click()
+    cell.locator(".cm-editor.cm-focused").wait_for(timeout=60_000)
+    if record_memory:
+        page.evaluate(_RECORD_MEMORY)
+    page.keyboard.press("Shift+Enter")
+
+
 def test_live_widget_and_banner_in_jupyterlab(lab: dict[str, Any], tmp_path: Any) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -133,46 +162,30 @@ def test_live_widget_and_banner_in_jupyterlab(lab: dict[str, Any], tmp_path: Any
                 ".some(e => /Idle/.test(e.textContent || e.getAttribute('title') || ''))",
                 timeout=120_000,
             )
-            page.locator(".jp-Notebook .jp-Cell").nth(0).locator(".cm-content").click()
-            page.keyboard.press("Shift+Enter")
-
-            # the live widget appears after ~0.5 s; read its memory figure while the cell runs
-            page.wait_for_selector(".glsandbox-monitor .glsandbox-mem", timeout=60_000)
-            values: list[int] = []
-            shot = None
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                raw = page.evaluate(
-                    "() => { const e = document.querySelector('.glsandbox-monitor .glsandbox-mem');"
-                    " return e ? e.getAttribute('data-bytes') : null; }"
-                )
-                if raw is None:
-                    break  # frozen into the summary: the cell ended
-                if raw:
-                    values.append(int(raw))
-                if (
-                    shot is None
-                    and len(values) >= 8
-                    and page.query_selector(".glsandbox-monitor img, .jupyter-widgets img")
-                ):
-                    shot = _shot(page, "widget-live.png")
-                    _readme_screenshot(page)
-                time.sleep(0.3)
+            _run_cell(page, 0, record_memory=True)
+            # the live widget appears after ~0.5 s and shows a memory figure at every sample (4 Hz): the page
+            # records each one it shows, so a slow host thins out nothing; shot once the chart is there
+            page.wait_for_function(
+                "() => window.glsandboxMem.length >= 4"
+                " && !!document.querySelector('.glsandbox-monitor img, .jupyter-widgets img')",
+                timeout=120_000,
+            )
+            shot: str | None = _shot(page, "widget-live.png")
+            _readme_screenshot(page)
+            page.wait_for_selector(".glsandbox-summary", timeout=120_000)  # frozen into the summary: the cell ended
+            values = page.evaluate("() => window.glsandboxMem")
             assert len(values) >= 5, values
             assert values[-1] > values[0] + 96 * 2**20, values
             assert shot is not None, "no screenshot of the live widget with its chart"
-
-            page.wait_for_selector(".glsandbox-summary", timeout=60_000)
             assert "peak memory" in page.inner_text(".glsandbox-summary")
             _shot(page, "widget-frozen.png")
 
             # the violating cell: the red banner, and the cell stopped
-            page.locator(".jp-Notebook .jp-Cell").nth(1).locator(".cm-content").click()
-            page.keyboard.press("Shift+Enter")
-            page.wait_for_selector(".glsandbox-violations", timeout=60_000)
+            _run_cell(page, 1)
+            page.wait_for_selector(".glsandbox-violations", timeout=120_000)
             page.wait_for_function(
                 "() => /stopped/.test((document.querySelector('.glsandbox-violations') || {}).textContent || '')",
-                timeout=60_000,
+                timeout=120_000,
             )
             banner = page.inner_text(".glsandbox-violations")
             assert "ptrace" in banner and "denied" in banner
@@ -212,8 +225,48 @@ def _browser(pw: Any, profile: Any) -> tuple[Any, list[str], list[str]]:
     return context, seen, blocked
 
 
+def _lab_says(page: Any, lab: dict[str, Any]) -> str:
+    """What JupyterLab showed (dialogs, notifications) and the tail of its server log: a failure explains itself."""
+    from playwright.sync_api import Error
+
+    try:
+        shown = page.evaluate(
+            "() => [...document.querySelectorAll('.jp-Dialog, .jp-Notification-Toast, .Toastify__toast')]"
+            ".map(e => e.innerText)"
+        )
+    except Error as e:  # the page itself is gone
+        shown = [f"(page not readable: {e})"]
+    return f"\nshown in JupyterLab: {shown}\nJupyterLab log (tail):\n{lab['log'].read_text()[-4000:]}"
+
+
+# The notebook is open and is the shell's current widget, its context loaded, Save enabled.
+_SAVABLE = """(path) => {
+  const app = window.jupyterapp, w = app && app.shell.currentWidget;
+  return !!(w && w.context && w.context.path === path && w.context.isReady && w.context.contentsModel
+            && app.commands.isEnabled('docmanager:save'));
+}"""
+
+# JupyterLab's Save command (what Ctrl+S runs), awaited: it resolves once the server answered the PUT,
+# i.e. after the pre-save hook ran and the file was written; it rejects when the save failed (or, only to
+# bound the wait, when it is still running after 180 s).
+_SAVE = """async () => {
+  const app = window.jupyterapp, context = app.shell.currentWidget.context;
+  const before = context.contentsModel.last_modified;
+  const stuck = new Promise((_, no) => setTimeout(() => no(new Error('save still running after 180 s')), 180000));
+  await Promise.race([app.commands.execute('docmanager:save'), stuck]);
+  return {before, after: context.contentsModel.last_modified, dirty: context.model.dirty};
+}"""
+
+
 def test_jupyterlab_save_keeps_the_evidence_verifiable(lab: dict[str, Any], tmp_path: Any) -> None:
-    """Open a ``glsandbox run`` output in JupyterLab, press Ctrl+S: ``audit verify`` with the run's key still OK."""
+    """Open a ``glsandbox run`` output in JupyterLab, save it there: ``audit verify`` with the run's key still OK.
+
+    The save is JupyterLab's ``docmanager:save`` (the command Ctrl+S runs) executed in the page and awaited,
+    not a keypress: a key lands wherever the focus is, and no event tells whether it started a save. Every
+    wait goes through Playwright (never ``time.sleep``): the context's request router answers the page's
+    requests only while this thread is inside a Playwright call, so a save started during a sleep stalls.
+    """
+    from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import sync_playwright
 
     nb = nbformat.v4.new_notebook()
@@ -248,16 +301,18 @@ def test_jupyterlab_save_keeps_the_evidence_verifiable(lab: dict[str, Any], tmp_
                 ".some(e => /Idle/.test(e.textContent || e.getAttribute('title') || ''))",
                 timeout=120_000,
             )
-            page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell").nth(0).click()
-            page.keyboard.press("Control+s")
-            deadline = time.monotonic() + 30
-            while target.read_text() == before and time.monotonic() < deadline:
-                time.sleep(0.3)
+            page.wait_for_function(_SAVABLE, arg="evidence.ipynb", timeout=120_000)
+            try:
+                saved = page.evaluate(_SAVE)
+            except PlaywrightError as e:
+                pytest.fail(f"JupyterLab's save failed: {e}" + _lab_says(page, lab))
+            after = target.read_text()
+            assert saved["after"] != saved["before"] and after != before, (
+                f"JupyterLab did not save the notebook: {saved}" + _lab_says(page, lab)
+            )
             _shot(page, "lab-saved.png")
         finally:
             context.close()
-    after = target.read_text()
-    assert after != before, "JupyterLab did not save the notebook"
     assert '"ratio": 60.0' not in after and '"ratio": 60' in after  # JavaScript wrote 60.0 as 60
     verified = _glsandbox("audit", "verify", str(target), "--key", str(key))
     assert verified.returncode == 0, verified.stdout + verified.stderr
