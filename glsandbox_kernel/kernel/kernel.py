@@ -41,7 +41,14 @@ from ipykernel.kernelbase import Kernel
 from .._version import __version__
 from ..active_content import clean_user_expressions
 from ..config import OSSandboxConfig
-from .limits import CellLimitGuard, CellOptions, CellOptionsError, fmt_bytes, rewrite_error, split_cell_options
+from .limits import (
+    CellLimitGuard,
+    CellOptions,
+    CellOptionsError,
+    cap_to_session,
+    rewrite_error,
+    split_cell_options,
+)
 from .options import config_from_traits, option_values, relay_input
 from .prestart import take_sandbox, trace
 from .quick import QuickRequests
@@ -265,8 +272,7 @@ class SandboxKernel(StartUp, QuickRequests, KernelOptions, Kernel):
             sandbox = self.get_sandbox_for_cell(relay, silent)
         except Exception as exc:  # noqa: BLE001 - e.g. BackendUnavailableError: an error reply, not a dead kernel
             return self._error_reply(relay.error(type(exc).__name__, str(exc)))
-        options = options or CellOptions()
-        session_limit = sandbox.config.limits.memory_limit_bytes
+        options, capped = cap_to_session(options or CellOptions(), sandbox.config)
         generation = sandbox.session.generation
         self.comm_gate.worker((id(sandbox.session), generation))
 
@@ -279,12 +285,8 @@ class SandboxKernel(StartUp, QuickRequests, KernelOptions, Kernel):
         def on_start() -> None:  # the kernel's own outputs go through mark_output: the record lists them
             if limit is not None:
                 deadline.append(time.monotonic() + limit)
-            if options.memory is not None and session_limit is not None and options.memory > session_limit:
-                relay.notice(
-                    f"glsandbox: --memory {fmt_bytes(options.memory)} is above this kernel's sandbox limit of "
-                    f"{fmt_bytes(session_limit)}; the cell gets at most {fmt_bytes(session_limit)}.\n",
-                    mark=sandbox.mark_output,
-                )
+            for text in capped:
+                relay.notice(text, mark=sandbox.mark_output)
 
         guard = CellLimitGuard(sandbox, options)
         relay.rewrite_error = lambda content: self._rewrite_error(content, guard, sandbox, options)

@@ -106,8 +106,7 @@ def split_cell_options(code: str) -> tuple[CellOptions | None, str]:
     stripped = code.lstrip()
     if not stripped.startswith(MAGIC):
         return None, code
-    lead = code[: len(code) - len(stripped)]
-    first, newline, rest = stripped.partition("\n")
+    first = stripped.partition("\n")[0]
     words = first[len(MAGIC) :]
     if words and not words[0].isspace():
         return None, code  # e.g. %%sandboxed: not ours
@@ -121,7 +120,41 @@ def split_cell_options(code: str) -> tuple[CellOptions | None, str]:
     if args.help:
         raise CellOptionsError(HELP)
     options = CellOptions(timeout=args.timeout, memory=args.memory, cpu_time=args.cpu_time)
-    return options, f"{lead}# {first}{newline}{rest}"
+    return options, commented_options_line(code)
+
+
+def commented_options_line(code: str) -> str:
+    """The code the kernel runs for a cell that starts with a ``%%sandbox`` options line: that line
+    as a comment (what :func:`split_cell_options` returns, and what the cell's record hashes).
+    Who calls: the verifier (``notebook/checks.py``), to match the record to the cell's source."""
+    stripped = code.lstrip()
+    first, newline, rest = stripped.partition("\n")
+    return f"{code[: len(code) - len(stripped)]}# {first}{newline}{rest}"
+
+
+def cap_to_session(options: CellOptions, config: Any) -> tuple[CellOptions, list[str]]:
+    """A cell's limits within the session's, and a notice for each one asked above it.
+
+    The ``%%sandbox`` line is the notebook's text, chosen by whoever wrote it: it may
+    lower the limits a kernel (or ``glsandbox run --timeout``) set, never lift them.
+    ``config``: the session's OSSandboxConfig. Host side, the kernel's cell thread.
+    """
+    notices = []
+    timeout, memory, cpu = options.timeout, options.memory, options.cpu_time
+    cap_timeout = config.execution_timeout
+    if timeout is not None and cap_timeout is not None and timeout > cap_timeout:
+        notices.append(f"--timeout {timeout:g} s is above this kernel's limit of {cap_timeout:g} s")
+        timeout = cap_timeout
+    cap_memory = config.limits.memory_limit_bytes
+    if memory is not None and cap_memory is not None and memory > cap_memory:
+        notices.append(f"--memory {fmt_bytes(memory)} is above this kernel's sandbox limit of {fmt_bytes(cap_memory)}")
+        memory = cap_memory
+    cap_cpu = config.limits.cpu_time_limit_seconds
+    if cpu is not None and cap_cpu is not None and cpu > cap_cpu:
+        notices.append(f"--cpu-time {cpu:g} s is above this kernel's limit of {cap_cpu:g} s")
+        cpu = cap_cpu
+    texts = [f"glsandbox: {n}; the cell gets at most the kernel's limit.\n" for n in notices]
+    return CellOptions(timeout=timeout, memory=memory, cpu_time=cpu), texts
 
 
 class CellLimitGuard:

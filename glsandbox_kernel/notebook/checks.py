@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..audit.records import GENESIS_HASH, EventType
+from ..kernel.limits import commented_options_line
 from .evidence import AUDIT_MIME, audit_bundle, output_hashes, source_hash
 
 
@@ -152,6 +153,9 @@ def source_hashes(source: str) -> set[str]:
     if is_magic_cell(source):
         body = source.lstrip().split("\n", 1)[1] if "\n" in source.lstrip() else ""
         hashes |= {source_hash(body), source_hash(body + "\n")}
+        # In the sandbox kernel a %%sandbox line sets the cell's limits: it ran as a comment,
+        # so the record covers it too.
+        hashes.add(source_hash(commented_options_line(source)))
     return hashes
 
 

@@ -22,3 +22,19 @@ def test_a_module_planted_in_the_working_directory_is_not_imported(tmp_path: Pat
     # the same with plain -m does import the planted package: the test would see the attack
     plain = subprocess.run([sys.executable, "-m", "calendar"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert "planted calendar imported" in plain.stderr
+
+
+def test_an_empty_pythonpath_entry_and_a_sitecustomize_in_the_folder_change_nothing(tmp_path: Path) -> None:
+    (tmp_path / "sitecustomize.py").write_text("raise SystemExit('planted sitecustomize imported')\n")
+    (tmp_path / "platform.py").write_text("raise SystemExit('planted platform.py imported')\n")
+    lib = tmp_path / "lib"
+    lib.mkdir()  # an absolute PYTHONPATH entry: still honoured
+    (lib / "probe_main.py").write_text("import platform\nprint('probe', platform.system())\n")
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": f":{lib}:relative"}
+    done = subprocess.run(
+        module_argv(sys.executable, "probe_main"), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "probe Linux"
+    plain = subprocess.run([sys.executable, "-c", "pass"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert "planted sitecustomize imported" in plain.stderr  # what the bootstrap stops
