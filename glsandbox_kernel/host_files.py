@@ -4,23 +4,41 @@
 and ``attest`` write beside it too. At LENIENT that folder is the sandbox's
 to write, so the name may be a symlink or a FIFO the sandbox planted there
 while it ran. :func:`replace_file` writes a new file next to it and renames
-it over the name: a planted link is replaced, never followed.
+it over the name: a planted link is replaced, never followed. The folder
+itself could be swapped for a link to another folder while the sandbox
+ran: :func:`pin_folder` takes its identity before the run, and
+:func:`replace_file` refuses a folder that is no longer that one.
 Who calls: :mod:`.notebook.run`, :mod:`.notebook.report`, :mod:`.notebook.attest`,
 :mod:`.notebook.cluster`.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import stat
 
+#: ``(st_dev, st_ino)`` of a folder, taken by :func:`pin_folder`.
+FolderId = tuple[int, int]
 
-def replace_file(path: str | os.PathLike[str], data: str | bytes) -> None:
+
+def pin_folder(path: str | os.PathLike[str]) -> FolderId | None:
+    """The identity of the folder ``path`` (a file to be written) goes in, or None if it is missing yet."""
+    try:
+        st = os.stat(os.path.dirname(os.path.abspath(os.fspath(path))))
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def replace_file(path: str | os.PathLike[str], data: str | bytes, *, folder: FolderId | None = None) -> None:
     """Write ``data`` (str as UTF-8) to ``path`` as a new file renamed over it.
 
     A regular file already there keeps its permission bits; anything else at
-    ``path`` (a symlink, a FIFO) is replaced, not opened. Raises OSError (e.g.
+    ``path`` (a symlink, a FIFO) is replaced, not opened. ``folder``: what
+    :func:`pin_folder` said before the sandbox ran; a folder that is now
+    another one (a planted symlink) is refused. Raises OSError (e.g.
     IsADirectoryError) with the file's name; no temporary file is left behind.
     """
     path = os.fspath(path)
@@ -28,6 +46,9 @@ def replace_file(path: str | os.PathLike[str], data: str | bytes) -> None:
     body = data.encode("utf-8") if isinstance(data, str) else data
     dirfd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
+        st = os.fstat(dirfd)
+        if folder is not None and (st.st_dev, st.st_ino) != folder:
+            raise OSError(errno.ESTALE, "the folder was replaced while the notebook ran (a symlink?)", parent)
         mode = 0o666  # less the umask, as open(path, "w") makes it
         try:
             st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)

@@ -28,7 +28,7 @@ import time
 from typing import Any
 
 from .. import hosttemp
-from ..host_files import replace_file
+from ..host_files import pin_folder, replace_file
 from ..terminal_text import printable
 
 _WORKER_ARGS = ("level", "isolation", "fallback", "timeout", "memory", "param", "no_monitor", "allow_errors")
@@ -215,7 +215,8 @@ def run_cluster_cli(args: argparse.Namespace) -> int:
         if nb is None:
             return 2
         cwd = args.cwd or os.path.dirname(os.path.abspath(path))
-        jobs.append({"path": path, "text": nbformat.writes(nb), "cwd": os.path.abspath(cwd)})
+        out_folder = pin_folder(_output_path(path, args.output, len(paths) > 1))  # before any sandbox runs
+        jobs.append({"path": path, "text": nbformat.writes(nb), "cwd": os.path.abspath(cwd), "folder": out_folder})
     try:
         from .run import parse_params
 
@@ -288,7 +289,11 @@ def _finish(
         return info
     nb = nbformat.reads(value["notebook"], as_version=4)
     out = _output_path(job["path"], args.output, many)
-    replace_file(out, nbformat.writes(nb))
+    try:
+        replace_file(out, nbformat.writes(nb), folder=job["folder"])
+    except OSError as exc:
+        info["error"] = f"cannot write {out}: {exc.strerror or exc}"
+        return info
     verified = verify_notebook(nb, key)
     summary = value["summary"]
     info.update(

@@ -47,7 +47,7 @@ from ..cli_options import (
     beside_notebook,
     project_kernel_argv,
 )
-from ..host_files import replace_file
+from ..host_files import pin_folder, replace_file
 from ..safe_python import module_argv
 from ..terminal_text import printable
 from .evidence import find_audit_output, fmt_bytes, fmt_seconds, record_status
@@ -412,6 +412,7 @@ def run_cli(args: argparse.Namespace) -> int:
         print(f"glsandbox run: error: {exc}", file=sys.stderr)
         return 2
     out = args.output or default_output(path)
+    out_folder = pin_folder(out)  # before the sandbox runs: at LENIENT it can write beside the notebook
     cwd = args.cwd or os.path.dirname(os.path.abspath(path))
     print(f"glsandbox run: {path} (level {args.level}, isolation {args.isolation or 'default'})", flush=True)
     started = time.time()
@@ -422,7 +423,11 @@ def run_cli(args: argparse.Namespace) -> int:
         return 2
     finished = time.time()
     seal_run(nb, args, summary, key=key, started=started, finished=finished)
-    replace_file(out, nbformat.writes(nb))
+    try:
+        replace_file(out, nbformat.writes(nb), folder=out_folder)
+    except OSError as exc:
+        print(f"glsandbox run: error: cannot write {out}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     result = verify_notebook(nb, key)
     ok_cells = sum(1 for c in summary.cells if c["status"] == "ok")
     print(

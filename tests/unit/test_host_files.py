@@ -43,3 +43,17 @@ def test_the_audit_log_refuses_a_planted_symlink_or_fifo(tmp_path: Path) -> None
     with pytest.raises(OSError, match="not a regular file"):
         JsonlFileSink(tmp_path / "fifo.jsonl")
     assert victim.read_text() == "host file\n"
+
+
+def test_replace_file_refuses_a_folder_swapped_for_a_symlink(tmp_path: Path) -> None:
+    from glsandbox_kernel.host_files import pin_folder
+
+    sub, elsewhere = tmp_path / "sub", tmp_path / "elsewhere"
+    sub.mkdir()
+    elsewhere.mkdir()
+    pinned = pin_folder(sub / "out.ipynb")
+    sub.rename(tmp_path / "sub.orig")
+    sub.symlink_to(elsewhere)
+    with pytest.raises(OSError, match="replaced"):
+        replace_file(sub / "out.ipynb", "x", folder=pinned)
+    assert list(elsewhere.iterdir()) == []
