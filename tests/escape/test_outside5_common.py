@@ -1,0 +1,37 @@
+"""Outside review (6th): what the ``test_outside5_*`` reproducers share (no tests here).
+
+``folders(tmp_path)`` makes the two places every reproducer judges from the host: a project
+folder the sandbox may write (owned by uid 65534 as root, since a root sandbox writes as the
+project folder's non-root owner) and a 0700 host-only folder the sandbox never sees.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from glsandbox_kernel.backends.registry import backends
+
+from ..conftest import NOBODY
+
+
+def need(*names: str) -> None:
+    """Skip the calling test unless every named backend runs here."""
+    for name in names:
+        ok, why = backends()[name].available()
+        if not ok:
+            pytest.skip(f"{name}: {why}")
+
+
+def folders(tmp_path: Path, project: str = "project", *, writable: bool = True) -> tuple[Path, Path]:
+    """``(project, host_only)`` below ``tmp_path``; ``writable``: the sandbox can write the project."""
+    os.chmod(tmp_path, 0o755)
+    host_only = tmp_path / "host-only"
+    host_only.mkdir(mode=0o700)
+    folder = tmp_path / project
+    folder.mkdir()
+    if writable and os.geteuid() == 0:
+        os.chown(folder, NOBODY, NOBODY)
+    return folder, host_only
