@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .exceptions import SandboxConfigError
-from .pyenv import python_environment
+from .pyenv import PREFIX_CREDENTIALS, PythonEnvironment, compute_environment
 
 if TYPE_CHECKING:  # config imports this module to validate project_dir: no runtime import back
     from .config import OSSandboxConfig
@@ -318,8 +318,6 @@ def environment_masks(patterns: tuple[str, ...], notes: list[str]) -> list[tuple
     environment's prefixes (a venv's ``pip.conf`` with an index URL, conda's
     ``.condarc`` with channel tokens, masked names).
     """
-    from .pyenv import PREFIX_CREDENTIALS, python_environment
-
     env = python_environment()
     found: list[tuple[str, str]] = []
     for path in env.editable:
@@ -332,6 +330,8 @@ def environment_masks(patterns: tuple[str, ...], notes: list[str]) -> list[tuple
                 found.append((path, "dir"))
                 notes.append(f"{path} (an editable install) has too many entries to check for secrets: hidden")
     for prefix in env.prefixes:
+        if any(_under(prefix, t) for t in _SYSTEM_TREES):
+            continue
         try:
             entries = list(os.scandir(prefix))
         except OSError:
@@ -367,7 +367,7 @@ def layout_for(ctx: object) -> ProjectLayout:
     layout = project_layout(ctx.config, create_output=True)  # type: ignore[attr-defined]
     ctx.project = layout  # type: ignore[attr-defined]
     if layout.notes:  # the confinement report (the audit's start record)
-        ctx.report["project"] = list(layout.notes)  # type: ignore[attr-defined]
+        ctx.report["project"] = "; ".join(layout.notes)  # type: ignore[attr-defined]
     return layout
 
 
@@ -409,12 +409,20 @@ def _make_output_dir(path: str, owner: tuple[int, int] | None) -> None:
         pass
 
 
-def environment_paths() -> list[str]:
-    """HOST side: what the sandbox is shown of the Python environment, whole
-    (:attr:`.pyenv.PythonEnvironment.shown`; computed once per process)."""
-    from .pyenv import python_environment
+@functools.lru_cache(maxsize=1)
+def python_environment() -> PythonEnvironment:
+    """HOST side: this process's Python environment (:mod:`.pyenv`), computed once."""
+    return compute_environment(lambda d: project_dir_problem(d) is None)
 
+
+def environment_paths() -> list[str]:
+    """HOST side: what the sandbox is shown of the Python environment, whole, outermost first."""
     return list(python_environment().shown)
+
+
+def environment_listed() -> list[str]:
+    """HOST side: the user's folders the environment shows only some entries of (listable)."""
+    return list(python_environment().listed)
 
 
 def writable_roots(config: OSSandboxConfig) -> tuple[str, ...]:

@@ -22,12 +22,12 @@ entry on the sandbox's ``sys.path`` still imports the package.
 
 from __future__ import annotations
 
-import functools
 import importlib.machinery
 import os
 import site
 import sys
 import sysconfig
+from collections.abc import Callable
 from dataclasses import dataclass
 
 #: folder names of package trees: a ``.pth`` line naming one shows it whole
@@ -55,59 +55,48 @@ class PythonEnvironment:
     prefixes: tuple[str, ...]
 
 
-@functools.lru_cache(maxsize=1)
-def python_environment() -> PythonEnvironment:
-    """HOST side: this process's :class:`PythonEnvironment`, computed once."""
-    import glsandbox_kernel
-
-    from . import project
-    from .config import DEFAULT_MASKED_NAMES
-
-    pkg = os.path.dirname(os.path.realpath(glsandbox_kernel.__file__))
+def compute_environment(accept: Callable[[str], bool]) -> PythonEnvironment:
+    """HOST side: this process's :class:`PythonEnvironment`; ``accept``: whether a ``.pth``
+    folder may be shown at all (:func:`.project.project_dir_problem`; cached there)."""
+    pkg = os.path.dirname(os.path.realpath(__file__))
     prefixes = [sys.base_prefix, sys.base_exec_prefix, sys.prefix, sys.exec_prefix]
     paths = [*prefixes, os.path.dirname(os.path.realpath(sys.executable)), pkg]
     trusted = [pkg, *_site_dirs(), *(sysconfig.get_paths().get(k, "") for k in ("stdlib", "platstdlib"))]
     editable: list[str] = []
     listed: list[str] = []
     for sitedir in _site_dirs():
-        for d in _pth_dirs(sitedir, own_parent=os.path.dirname(pkg)):
+        for d in _pth_dirs(sitedir, own_parent=os.path.dirname(pkg), accept=accept):
             if os.path.basename(d) in PACKAGE_TREES:
                 paths.append(d)
                 trusted.append(d)
             else:
                 listed.append(d)
-                editable += _importable(d, DEFAULT_MASKED_NAMES)
+                editable += _importable(d)
     shown: list[str] = []
     for p in sorted({os.path.realpath(p) for p in paths if p and os.path.isdir(p)} | set(editable), key=len):
-        if not any(project._under(p, q) for q in shown):
+        if not any(_under(p, q) for q in shown):
             shown.append(p)
-    real_prefixes = {os.path.realpath(p) for p in prefixes if p}
     return PythonEnvironment(
         shown=tuple(shown),
         editable=tuple(e for e in editable if e in shown),
-        listed=tuple(d for d in dict.fromkeys(listed) if not any(project._under(d, q) for q in shown)),
+        listed=tuple(d for d in dict.fromkeys(listed) if not any(_under(d, q) for q in shown)),
         trusted=tuple(sorted({os.path.realpath(t) for t in trusted if t})),
-        prefixes=tuple(
-            sorted(p for p in real_prefixes if not any(project._under(p, t) for t in project._SYSTEM_TREES))
-        ),
+        prefixes=tuple(sorted({os.path.realpath(p) for p in prefixes if p})),
     )
 
 
-def environment_listed() -> list[str]:
-    """HOST side: the user's folders the environment shows only some entries of (listable)."""
-    return list(python_environment().listed)
+def _under(path: str, parent: str) -> bool:
+    return path == parent or path.startswith(parent.rstrip("/") + "/")
 
 
-def _importable(folder: str, masked_names: tuple[str, ...]) -> list[str]:
+def _importable(folder: str) -> list[str]:
     """The entries of ``folder`` that ``import`` (or :mod:`importlib.metadata`) can use.
 
     Packages (folders named as identifiers: regular and namespace packages),
     modules (an identifier and an import suffix: ``.py``, ``.pyc``, extension
     modules) and distribution metadata. Never a symlink (it may lead
-    anywhere), a hidden name or a masked name.
+    anywhere); one with a masked name is masked (:func:`.project.environment_masks`).
     """
-    from .project import is_masked
-
     suffixes = tuple(importlib.machinery.all_suffixes())
     out: list[str] = []
     try:
@@ -116,7 +105,7 @@ def _importable(folder: str, masked_names: tuple[str, ...]) -> list[str]:
         return out
     for entry in entries:
         name = entry.name
-        if entry.is_symlink() or is_masked(name, masked_names):
+        if entry.is_symlink():
             continue
         if entry.is_dir(follow_symlinks=False):
             ok = name.isidentifier() or name.endswith((".dist-info", ".egg-info"))
@@ -135,10 +124,8 @@ def _site_dirs() -> list[str]:
         return []
 
 
-def _pth_dirs(sitedir: str, *, own_parent: str) -> list[str]:
+def _pth_dirs(sitedir: str, *, own_parent: str, accept: Callable[[str], bool]) -> list[str]:
     """Folders named by the ``.pth`` files of ``sitedir`` (as :mod:`site` reads them)."""
-    from .project import project_dir_problem
-
     out: list[str] = []
     try:
         names = sorted(n for n in os.listdir(sitedir) if n.endswith(".pth"))
@@ -156,6 +143,6 @@ def _pth_dirs(sitedir: str, *, own_parent: str) -> list[str]:
                 continue
             d = os.path.realpath(os.path.join(sitedir, line))
             # The checkout this package is imported from: only the package folder is shown.
-            if os.path.isdir(d) and d != own_parent and project_dir_problem(d) is None:
+            if os.path.isdir(d) and d != own_parent and accept(d):
                 out.append(d)
     return out

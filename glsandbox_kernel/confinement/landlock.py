@@ -187,8 +187,7 @@ def plan_step(ctx: PlanContext) -> LandlockSection:
     TCP is handled (denied) where the profile cannot route traffic through
     the proxy and the config allows no network.
     """
-    from ..project import layout_for
-    from ..pyenv import environment_listed
+    from ..project import environment_listed, layout_for
     from . import mounts
 
     config, profile = ctx.config, ctx.profile
