@@ -21,6 +21,7 @@ import pytest
 from glsandbox_kernel import FilesystemConfig, IsolationType, OSSandbox, create_config_by_level
 from glsandbox_kernel.backends.container.settings import container_settings
 from glsandbox_kernel.backends.namespace import NamespaceBackend
+from glsandbox_kernel.backends.registry import backends
 from glsandbox_kernel.backends.zygote_backend import POOLS
 from glsandbox_kernel.exceptions import SandboxConfigError
 from glsandbox_kernel.project import container_masks, is_masked, project_layout
@@ -130,3 +131,19 @@ def test_a_notebook_folder_inside_the_venv_and_the_prefixs_credentials_are_maske
         shutil.rmtree(notebooks)
         if not had_conf:
             pip_conf.unlink()
+
+
+def test_container_shows_the_project_with_a_poisoned_output_folder_hidden(project: Path) -> None:
+    """A masked name a cell left in ``sandbox-output/`` hides that folder in the container, not the project."""
+    ok, why = backends()["container"].available()
+    if not ok:
+        pytest.skip(f"container: {why}")
+    (project / "sandbox-output").mkdir()
+    (project / "sandbox-output" / ".env").write_text(SECRET)
+    fs = FilesystemConfig(project_dir=str(project), project_access="read")
+    cfg = create_config_by_level("moderate", isolation_type=IsolationType.CONTAINER, filesystem=fs)
+    inside = ["/work/project/data/f0.csv", "/work/project/sandbox-output/.env"]
+    with OSSandbox(cfg) as sb:
+        got = sb.execute(attack_read, inside)
+    assert got[inside[0]] == "a,b\n"
+    assert got[inside[1]] != SECRET
