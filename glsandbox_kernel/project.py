@@ -17,14 +17,13 @@ import functools
 import os
 import pwd
 import re
-import site
 import stat
-import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .exceptions import SandboxConfigError
+from .pyenv import PREFIX_CREDENTIALS, PythonEnvironment, compute_environment
 
 if TYPE_CHECKING:  # config imports this module to validate project_dir: no runtime import back
     from .config import OSSandboxConfig
@@ -163,17 +162,21 @@ class TreeWalk:
                     todo.append(entry.path)
 
 
-def find_masked(root: str, patterns: tuple[str, ...], *, budget: int = SCAN_BUDGET) -> list[tuple[str, str]]:
+def find_masked(
+    root: str, patterns: tuple[str, ...], *, budget: int = SCAN_BUDGET, skip: Iterable[str | None] = ()
+) -> list[tuple[str, str]]:
     """Every real file or folder below ``root`` whose name matches ``patterns``, and every Unix socket
     and FIFO (a host process's door) and device node: ``(path, "file"|"dir")``.
 
     Walks without following symlinks (a symlink is resolved inside the
     sandbox, where its target is masked or absent); does not descend into a
-    match. Raises :class:`SandboxConfigError` when the folder has more than
+    match, nor into ``skip`` (scanned on their own) or a folder of the Python environment
+    (a venv inside the project; :func:`environment_masks` checks what of it is a user's).
+    Raises :class:`SandboxConfigError` when the folder has more than
     ``budget`` entries (a folder that large cannot be checked for secrets).
     """
-    skip = set(environment_paths())  # a venv inside the project: the interpreter's, not the user's
-    walk = TreeWalk([root], budget, lambda e, _: e.path not in skip and not is_masked(e.name, patterns))
+    out = set(environment_paths()) | set(skip)
+    walk = TreeWalk([root], budget, lambda e, _: e.path not in out and not is_masked(e.name, patterns))
     found: list[tuple[str, str]] = []
     for entry, st in walk:
         # a Unix socket or FIFO is a door to a host process, read-only mount or not: masked whatever its name
@@ -200,7 +203,8 @@ class ProjectLayout:
     ``cwd``: the working directory inside: the project folder's path even when
     it is hidden (STRICT: an empty read-only folder, so a relative write fails
     loudly instead of landing in a scratch directory), None without a project. ``masked``: real paths hidden
-    inside any shown folder. ``owner``: (uid, gid) of the project folder.
+    inside any shown folder. ``owner``: (uid, gid) of the project folder. ``notes``: what the
+    sandbox's report should say (secrets masked in the output folder, folders hidden as too large).
     """
 
     project: str | None
@@ -213,6 +217,7 @@ class ProjectLayout:
     owner: tuple[int, int] | None = None
     visible: tuple[str, ...] = field(default=())
     cwd: str | None = None
+    notes: tuple[str, ...] = ()
 
 
 def project_layout(config: OSSandboxConfig, *, create_output: bool = False) -> ProjectLayout:
@@ -248,24 +253,37 @@ def project_layout(config: OSSandboxConfig, *, create_output: bool = False) -> P
                     writable.append(os.path.realpath(output))
                 else:
                     output = None
+    masked: list[tuple[str, str]] = []
+    notes: list[str] = []
+    own = output = os.path.realpath(output) if output else None
+    if output is not None:  # the sandbox's own folder: its own scan and budget, never a refusal
+        try:
+            masked += find_masked(output, fs.masked_names)
+        except SandboxConfigError:
+            masked.append((output, "dir"))
+            writable.remove(output)
+            notes.append(f"{output} has more than {SCAN_BUDGET} entries: hidden and read-only this session")
+            output = None
+        if masked and output is not None:
+            notes.append(f"masked in the output folder: {', '.join(p for p, _ in masked)[:300]}")
     visible = tuple(dict.fromkeys(readonly + writable))
     workdir = None
     if project is not None and any(_under(project, v) for v in visible):
         workdir = project
-    masked: list[tuple[str, str]] = []
+    env = python_environment()
     scanned: list[str] = []
     for v in visible:
-        if any(_under(v, tree) for tree in _SYSTEM_TREES) or any(_under(v, e) for e in environment_paths()):
-            continue  # system and interpreter folders hold no user secrets (and are huge)
+        refuse_masked_folder(v, fs.masked_names)
+        if v == output or any(_under(v, t) for t in _SYSTEM_TREES + env.trusted):
+            continue  # system folders and package trees hold no user secrets (and are huge)
         if os.path.isdir(v):
-            # A folder inside one walked already (MODERATE's output folder in the project) was walked
-            # with it: every entry below it was seen, unless it lies in a masked folder (not entered).
+            # A folder inside one walked already was walked with it: every entry below it was seen,
+            # unless it lies in a masked folder (not entered).
             if any(_under(v, s) for s in scanned) and not any(_under(v, m) for m, _ in masked):
                 continue
             scanned.append(v)
-            masked += [m for m in find_masked(v, fs.masked_names) if m not in masked]
-        elif is_masked(os.path.basename(v), fs.masked_names):
-            raise SandboxConfigError("readonly_paths", f"{v} matches masked_names; it is never shown")
+            masked += [m for m in find_masked(v, fs.masked_names, skip=(own,)) if m not in masked]
+    masked += [m for m in environment_masks(fs.masked_names, notes) if m not in masked]
     return ProjectLayout(
         project=project,
         access=access,
@@ -277,7 +295,68 @@ def project_layout(config: OSSandboxConfig, *, create_output: bool = False) -> P
         owner=owner,
         visible=visible,
         cwd=project,
+        notes=tuple(notes),
     )
+
+
+def refuse_masked_folder(path: str, patterns: tuple[str, ...]) -> None:
+    """Refuse a shown folder or file that is, or lies inside, one with a masked name (``~/.ssh``, ``~/.aws``):
+    names are matched inside shown folders, so its own contents (``credentials``, ``config``) would show."""
+    for part in path.strip("/").split("/"):
+        if is_masked(part, patterns):
+            raise SandboxConfigError(
+                "readonly_paths", f"{path}: {part!r} matches masked_names; it is never shown, nor anything in it"
+            )
+
+
+def environment_masks(patterns: tuple[str, ...], notes: list[str]) -> list[tuple[str, str]]:
+    """HOST side, at every start: what to hide of the Python environment (:mod:`.pyenv`).
+
+    Masked names inside the packages taken from an editable checkout (one
+    too large to check is hidden whole, with a note, never a refusal), such a package
+    whose name is masked, and credential files at the top of the
+    environment's prefixes (a venv's ``pip.conf`` with an index URL, conda's
+    ``.condarc`` with channel tokens, masked names).
+    """
+    env = python_environment()
+    found: list[tuple[str, str]] = []
+    for path in env.editable:
+        if is_masked(os.path.basename(path), patterns):
+            found.append((path, "dir" if os.path.isdir(path) else "file"))
+        elif os.path.isdir(path):
+            try:
+                found += find_masked(path, patterns)
+            except SandboxConfigError:
+                found.append((path, "dir"))
+                notes.append(f"{path} (an editable install) has too many entries to check for secrets: hidden")
+    for prefix in env.prefixes:
+        if any(_under(prefix, t) for t in _SYSTEM_TREES):
+            continue
+        try:
+            entries = list(os.scandir(prefix))
+        except OSError:
+            continue
+        for e in entries:
+            if not e.is_symlink() and is_masked(e.name, patterns + PREFIX_CREDENTIALS):
+                found.append((e.path, "dir" if e.is_dir(follow_symlinks=False) else "file"))
+    return found
+
+
+def container_masks(config: OSSandboxConfig) -> tuple[list[tuple[str, str]], str | None]:
+    """HOST side, for a backend that cannot hide single names (CONTAINER shows the project whole):
+    the project's masked entries outside its output folder, and the output folder (relative) when
+    it must be hidden whole: it holds masked names or too many entries (the sandbox's own folder:
+    what a cell left there never hides the project)."""
+    fs = config.filesystem
+    project = os.path.realpath(str(fs.project_dir))
+    out = os.path.join(project, fs.output_dir) if fs.output_dir and config.project_access == "read" else None
+    if out is None or os.path.islink(out) or not os.path.isdir(out):
+        return find_masked(project, fs.masked_names), None
+    try:
+        hide = bool(find_masked(out, fs.masked_names))
+    except SandboxConfigError:
+        hide = True
+    return find_masked(project, fs.masked_names, skip=(out,)), str(fs.output_dir) if hide else None
 
 
 def layout_for(ctx: object) -> ProjectLayout:
@@ -287,6 +366,8 @@ def layout_for(ctx: object) -> ProjectLayout:
         return cached
     layout = project_layout(ctx.config, create_output=True)  # type: ignore[attr-defined]
     ctx.project = layout  # type: ignore[attr-defined]
+    if layout.notes:  # the confinement report (the audit's start record)
+        ctx.report["project"] = "; ".join(layout.notes)  # type: ignore[attr-defined]
     return layout
 
 
@@ -329,74 +410,19 @@ def _make_output_dir(path: str, owner: tuple[int, int] | None) -> None:
 
 
 @functools.lru_cache(maxsize=1)
-def _environment_paths() -> tuple[str, ...]:
-    return tuple(_compute_environment_paths())
+def python_environment() -> PythonEnvironment:
+    """HOST side: this process's Python environment (:mod:`.pyenv`), computed once."""
+    return compute_environment(lambda d: project_dir_problem(d) is None)
 
 
 def environment_paths() -> list[str]:
-    """HOST side: see :func:`_compute_environment_paths` (computed once per process)."""
-    return list(_environment_paths())
+    """HOST side: what the sandbox is shown of the Python environment, whole, outermost first."""
+    return list(python_environment().shown)
 
 
-def _compute_environment_paths() -> list[str]:
-    """HOST side: the directories that make up this Python environment, resolved, outermost first.
-
-    The installation prefixes (for a venv: the venv and its base
-    installation), the interpreter's directory, this package's own folder
-    (not its parent: a source checkout stays hidden) and folders that
-    ``.pth`` files of the site-packages add (other editable installs).
-    Never ``sys.path`` as it happens to be, the working directory or
-    ``PYTHONPATH``.
-    """
-    import glsandbox_kernel
-
-    pkg = os.path.dirname(os.path.realpath(glsandbox_kernel.__file__))
-    paths = [
-        sys.base_prefix,
-        sys.base_exec_prefix,
-        sys.prefix,
-        sys.exec_prefix,
-        os.path.dirname(os.path.realpath(sys.executable)),
-        pkg,
-    ]
-    for sitedir in _site_dirs():
-        paths += _pth_dirs(sitedir, own_parent=os.path.dirname(pkg))
-    out: list[str] = []
-    for p in sorted({os.path.realpath(p) for p in paths if p and os.path.isdir(p)}, key=len):
-        if not any(_under(p, q) for q in out):
-            out.append(p)
-    return out
-
-
-def _site_dirs() -> list[str]:
-    try:
-        return [d for d in site.getsitepackages() if os.path.isdir(d)]
-    except AttributeError:  # some embedded interpreters
-        return []
-
-
-def _pth_dirs(sitedir: str, *, own_parent: str) -> list[str]:
-    """Folders named by the ``.pth`` files of ``sitedir`` (as :mod:`site` reads them)."""
-    out: list[str] = []
-    try:
-        names = sorted(n for n in os.listdir(sitedir) if n.endswith(".pth"))
-    except OSError:
-        return out
-    for name in names:
-        try:
-            with open(os.path.join(sitedir, name), encoding="utf-8", errors="replace") as fh:
-                lines = fh.read(64 * 1024).splitlines()
-        except OSError:
-            continue
-        for line in lines:
-            line = line.strip()
-            if not line or line.startswith(("#", "import ", "import\t")):
-                continue
-            d = os.path.realpath(os.path.join(sitedir, line))
-            # The checkout this package is imported from: only the package folder is shown.
-            if os.path.isdir(d) and d != own_parent and project_dir_problem(d) is None:
-                out.append(d)
-    return out
+def environment_listed() -> list[str]:
+    """HOST side: the user's folders the environment shows only some entries of (listable)."""
+    return list(python_environment().listed)
 
 
 def writable_roots(config: OSSandboxConfig) -> tuple[str, ...]:
@@ -420,6 +446,8 @@ def landlock_grants(folder: str, masked: tuple[tuple[str, str], ...]) -> tuple[l
     the same way where a masked path lies deeper; masked entries and
     symlinks (resolved by the kernel, perhaps outside) get no rule.
     """
+    if any(p == folder for p, _ in masked):
+        return [], []
     hits = [p for p, _ in masked if _under(p, folder) and p != folder]
     if not hits:
         return [], [folder]

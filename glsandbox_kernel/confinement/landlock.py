@@ -187,7 +187,7 @@ def plan_step(ctx: PlanContext) -> LandlockSection:
     TCP is handled (denied) where the profile cannot route traffic through
     the proxy and the config allows no network.
     """
-    from ..project import layout_for
+    from ..project import environment_listed, layout_for
     from . import mounts
 
     config, profile = ctx.config, ctx.profile
@@ -202,20 +202,22 @@ def plan_step(ctx: PlanContext) -> LandlockSection:
         list_only = ["/"]
         devices.append("/dev/pts")  # the sandbox's private devpts (ptys for !cmd)
     else:
-        read_only = [d for d in mounts.SYSTEM_DIRS if os.path.exists(d)] + mounts.python_paths()
-        read_only += [*HOST_ETC_READABLE, "/proc"]
+        read_only = [d for d in mounts.SYSTEM_DIRS if os.path.exists(d)] + [*HOST_ETC_READABLE, "/proc"]
         # Not /dev/shm: on the host's filesystem it is shared with every other process
         # and outlives the sandbox; POSIX shared memory is denied there instead.
         read_write = [ctx.workdir]
-        list_only = []
         layout = layout_for(ctx)
+        list_only = environment_listed()  # an editable checkout: listable, its packages granted
         # Landlock grants whole trees: a folder holding a masked name is split around it.
-        for folder in layout.readonly:
+        for folder in mounts.python_paths() + list(layout.readonly):
             shown_list, shown = _grants(folder, layout)
             list_only += shown_list
             read_only += shown
         for folder in layout.writable:
             shown_list, shown = _grants(folder, layout)
+            if shown_list and folder == layout.output_dir:  # the sandbox's own: read-only this session
+                ctx.report["output_folder"] = f"{folder}: read-only, it holds masked names Landlock cannot hide"
+                continue
             if shown_list:
                 names = ", ".join(p for p, _ in layout.masked if p.startswith(folder.rstrip("/") + "/"))
                 raise BackendUnavailableError(

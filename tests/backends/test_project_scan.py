@@ -11,14 +11,20 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import shutil
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from glsandbox_kernel import FilesystemConfig, IsolationType, OSSandbox, create_config_by_level
+from glsandbox_kernel.backends.container.settings import container_settings
 from glsandbox_kernel.backends.namespace import NamespaceBackend
+from glsandbox_kernel.backends.registry import backends
 from glsandbox_kernel.backends.zygote_backend import POOLS
-from glsandbox_kernel.project import is_masked
+from glsandbox_kernel.exceptions import SandboxConfigError
+from glsandbox_kernel.project import container_masks, is_masked, project_layout
 
 from ..escape.test_outside_late_secrets import attack_read  # SANDBOX side: each path's text or errno
 
@@ -67,3 +73,77 @@ def test_a_spare_built_before_a_secret_existed_is_not_handed_out_unmasked(projec
     finally:
         POOLS.set_size(None)
         POOLS.drain_all()
+
+
+@pytest.mark.parametrize("name", [".ssh", ".aws"])
+def test_a_folder_whose_own_name_is_masked_is_refused_as_project_or_readonly_path(tmp_path: Path, name: str) -> None:
+    folder = tmp_path / name
+    (folder / "keys").mkdir(parents=True)
+    (folder / "credentials").write_text(SECRET)
+    for fs in (
+        FilesystemConfig(project_dir=str(folder), project_access="read"),
+        FilesystemConfig(readonly_paths=(str(folder),)),
+        FilesystemConfig(readonly_paths=(str(folder / "keys"),)),
+    ):
+        for backend in (IsolationType.NAMESPACE, IsolationType.CONTAINER):
+            cfg = create_config_by_level("moderate", isolation_type=backend, filesystem=fs)
+            with pytest.raises(SandboxConfigError, match="matches masked_names"):
+                if backend is IsolationType.CONTAINER:
+                    container_settings(cfg, session_id="t", socket_dir=str(tmp_path), image="x")
+                else:
+                    project_layout(cfg)
+
+
+def test_the_output_folder_is_scanned_on_its_own_and_never_refuses(project: Path) -> None:
+    out = project / "sandbox-output"
+    out.mkdir()
+    (out / ".env").write_text(SECRET)
+    (project / "data" / "note.txt").write_text("x")
+    fs = FilesystemConfig(project_dir=str(project), project_access="read")
+    cfg = create_config_by_level("moderate", isolation_type=IsolationType.BASIC, filesystem=fs)
+    layout = project_layout(cfg)
+    assert (str(out / ".env"), "file") in layout.masked
+    assert str(out) in layout.writable and any("masked in the output folder" in n for n in layout.notes)
+    # CONTAINER shows the project (it holds no secret of the user's) with the output folder hidden.
+    assert container_masks(cfg) == ([], "sandbox-output")
+    tmpfs = container_settings(cfg, session_id="t", socket_dir=str(project), image="x")["tmpfs"]
+    assert "/work/project/sandbox-output" in tmpfs
+    (project / ".env").write_text(SECRET)
+    assert container_masks(cfg)[0] == [(str(project / ".env"), "file")]
+
+
+def test_a_notebook_folder_inside_the_venv_and_the_prefixs_credentials_are_masked(tmp_path: Path) -> None:
+    prefix = os.path.realpath(sys.prefix)
+    if any(prefix == t or prefix.startswith(t + "/") for t in ("/usr", "/opt")):
+        pytest.skip(f"the interpreter's prefix {prefix} is a system folder here")
+    notebooks = Path(tempfile.mkdtemp(prefix="nb-", dir=prefix))
+    pip_conf = Path(prefix) / "pip.conf"
+    had_conf = pip_conf.exists()
+    try:
+        (notebooks / ".env").write_text(SECRET)
+        if not had_conf:
+            pip_conf.write_text("[global]\nindex-url = https://u:token@example.org/simple\n")
+        fs = FilesystemConfig(project_dir=str(notebooks), project_access="read")
+        layout = project_layout(create_config_by_level("moderate", filesystem=fs))
+        assert (str(notebooks / ".env"), "file") in layout.masked
+        assert (str(pip_conf), "file") in layout.masked
+    finally:
+        shutil.rmtree(notebooks)
+        if not had_conf:
+            pip_conf.unlink()
+
+
+def test_container_shows_the_project_with_a_poisoned_output_folder_hidden(project: Path) -> None:
+    """A masked name a cell left in ``sandbox-output/`` hides that folder in the container, not the project."""
+    ok, why = backends()["container"].available()
+    if not ok:
+        pytest.skip(f"container: {why}")
+    (project / "sandbox-output").mkdir()
+    (project / "sandbox-output" / ".env").write_text(SECRET)
+    fs = FilesystemConfig(project_dir=str(project), project_access="read")
+    cfg = create_config_by_level("moderate", isolation_type=IsolationType.CONTAINER, filesystem=fs)
+    inside = ["/work/project/data/f0.csv", "/work/project/sandbox-output/.env"]
+    with OSSandbox(cfg) as sb:
+        got = sb.execute(attack_read, inside)
+    assert got[inside[0]] == "a,b\n"
+    assert got[inside[1]] != SECRET

@@ -271,20 +271,20 @@ def _under(path: str, root: str) -> bool:
     return path == root or path.startswith(root + "/") or root == "/"
 
 
-def _user_binds(config: OSSandboxConfig) -> dict[str, dict[str, str]]:
-    """Binds the config asks for (project dir, readonly/writable paths).
-
-    A bind that is, contains or lies under a blocked path (the Docker socket,
-    /root, /home ...) is refused: nothing of those may reach the container.
+def _user_binds(config: OSSandboxConfig, hidden: dict[str, str]) -> dict[str, dict[str, str]]:
+    """Binds the config asks for (project dir, readonly/writable paths); ``hidden`` gets an empty
+    tmpfs over the output folder when it holds masked names. A bind that is, contains or lies under
+    a blocked path (the Docker socket, /root, /home ...) is refused: none of those reach the container.
     """
+    from ...project import container_masks, refuse_masked_folder
+
     fs = config.filesystem
     wanted: list[tuple[str, str, str, str]] = []
     if fs.project_dir and config.project_access != "none":  # the level decides (hidden at STRICT)
-        from ...project import find_masked
-
-        secrets = find_masked(os.path.realpath(fs.project_dir), fs.masked_names)
-        if secrets:
-            # These binds cannot hide single names inside a folder: then the folder is not shown.
+        secrets, out = container_masks(config)
+        if out is not None and not secrets:  # the sandbox's own output folder: hidden, not the project
+            hidden[f"{WORK_DIR}/project/{out}"] = "ro,nosuid,nodev,noexec,size=4k,mode=0000"
+        if secrets:  # these binds cannot hide single names inside a folder: then the folder is not shown
             log.warning(
                 "container: not showing %s: it holds %s, which this backend cannot hide (use isolation namespace)",
                 fs.project_dir,
@@ -297,6 +297,7 @@ def _user_binds(config: OSSandboxConfig) -> dict[str, dict[str, str]]:
     wanted += [("writable_paths", p, p, "rw") for p in fs.writable_paths]
     binds: dict[str, dict[str, str]] = {}
     for field, host, target, mode in wanted:
+        refuse_masked_folder(os.path.realpath(host), fs.masked_names)
         for blocked in fs.blocked_paths:
             if _under(host, blocked) or _under(blocked, host):
                 raise SandboxConfigError(f"filesystem.{field}", f"{host!r} overlaps the blocked path {blocked!r}")
@@ -379,8 +380,8 @@ def container_settings(
     builds a dict, starts nothing (tests assert it directly).
     """
     lim = config.limits
-    binds = worker_binds()
-    binds.update(_user_binds(config))
+    binds, hidden = worker_binds(), dict[str, str]()
+    binds.update(_user_binds(config, hidden))
     binds[socket_dir] = {"bind": SOCKET_DIR, "mode": "ro"}
     network = network_section(config)
     if network is not None:
@@ -413,7 +414,7 @@ def container_settings(
         "network_mode": "none",
         "network_disabled": True,
         "read_only": True,
-        "tmpfs": {"/tmp": tmp_opts + ",mode=1777", WORK_DIR: work_opts + f",uid={uid},gid={gid},mode=0700"},
+        "tmpfs": {"/tmp": tmp_opts + ",mode=1777", WORK_DIR: work_opts + f",uid={uid},gid={gid},mode=0700", **hidden},
         "volumes": binds,
         "cap_drop": ["ALL"],
         "security_opt": ["no-new-privileges:true", "seccomp=" + json.dumps(profile)],
