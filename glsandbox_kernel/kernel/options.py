@@ -92,7 +92,8 @@ def relay_input(
     The wait ends at ``deadline`` (``time.monotonic()``; the cell's timeout) with
     :class:`~glsandbox_kernel.outputs.InputAbandoned`: no answer is sent, so the
     session's own clock ends the cell as a timeout (worker killed, the timeout's
-    error and audit record). A reply that comes later is flushed by the next request.
+    error and audit record). A reply that comes later is flushed by the next request,
+    or dropped there when it names the request it answers.
     """
     from ..outputs import InputAbandoned
 
@@ -107,7 +108,8 @@ def relay_input(
             raise
     # The sandbox's text: a terminal frontend (jupyter console) prints it as it comes.
     content = {"prompt": printable(prompt), "password": bool(password)}
-    kernel.session.send(kernel.stdin_socket, "input_request", content, parent, ident=ident)
+    request = kernel.session.send(kernel.stdin_socket, "input_request", content, parent, ident=ident)
+    asked = (request or {}).get("header", {}).get("msg_id")
     while True:
         if kernel._interrupted.is_set() or kernel._closed:
             raise KeyboardInterrupt("interrupted while waiting for input")
@@ -119,7 +121,9 @@ def relay_input(
         )
         if rlist or xlist:
             _ident, reply = kernel.session.recv(kernel.stdin_socket)
-            if reply is not None:
+            # A reply that names another request is a late answer to an earlier prompt (one an
+            # interrupt ended): dropped. jupyter_client's input() names none: taken, as ipykernel does.
+            if reply is not None and reply.get("parent_header", {}).get("msg_id") in (None, "", asked):
                 break
     value = reply.get("content", {}).get("value", "")
     if value == "\x04":

@@ -177,6 +177,10 @@ class Worker:
                 os._exit(0)
             elif kind == "ping":
                 reply = {"type": "pong", "id": msg.get("id")}
+            elif kind == "input_reply":  # the late answer to an input() an interrupt ended: dropped
+                if self._shell is not None:
+                    self._shell.drop_stale_reply()
+                continue
             else:
                 reply = self._shell_request(msg)
             self.flush_streams()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import builtins
 import getpass
 import os
+import select
 import signal
 import sys
 from typing import TYPE_CHECKING, Any
@@ -137,6 +138,9 @@ class CellShell:
         self.shell.display_pub.shell = self.shell
         self._install_pager()
         self._stdin_allowed = False
+        #: answers the host still owes to this worker's input requests (more than one: the
+        #: earlier ones' waits were interrupted, and their answers are dropped when they come)
+        self._owed = 0
         self._orig_input = builtins.input
         builtins.input = self._input  # type: ignore[assignment]
         getpass.getpass = self._getpass  # type: ignore[assignment]
@@ -151,25 +155,56 @@ class CellShell:
 
     # -- stdin ------------------------------------------------------------------
     def _request_input(self, prompt: str, password: bool) -> str:
+        """Ask the host for a line; an interrupt while waiting raises KeyboardInterrupt here, as in ipykernel.
+
+        The frames go out and come in with the interrupts blocked (a KeyboardInterrupt must not
+        tear a frame, nor come from the send after the request went out); the wait between them
+        is a poll with the interrupts let through. The host answers every request it read, also
+        one interrupted here: that answer comes later and is dropped (here, or by the loop between
+        requests: :meth:`drop_stale_reply`), so an answer is taken only by the request it answers.
+        """
         if not self._stdin_allowed:
             raise StdinNotImplementedError("input() is not supported by this frontend")
         self.worker.flush_streams()
         conn = self.worker.conn
-        conn.send({"type": "input_request", "prompt": str(prompt), "password": password})
         signal.pthread_sigmask(signal.SIG_BLOCK, _SIGINT)
         try:
+            self._owed += 1
+            conn.send({"type": "input_request", "prompt": str(prompt), "password": password})
+            chan = conn.chan
             while True:
+                # Bytes the channel read already (a frame that came with the last one) need no wait.
+                if not chan._buf and chan._big is None:
+                    self._wait_readable(chan.sock)
                 msg = conn.recv()
-                if msg.get("type") == "input_reply":
+                kind = msg.get("type")
+                if kind == "input_reply":
+                    self._owed = max(0, self._owed - 1)
+                    if self._owed:  # the answer to an input() interrupted before it came
+                        continue
                     break
-                if msg.get("type") in ("comm_msg", "comm_open", "comm_close"):
+                if kind in ("comm_msg", "comm_open", "comm_close"):
                     self.comms.handle(msg)
         finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGINT)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGINT)  # one that came while reading: raised here
         value = msg.get("value")
         if value is None:
             raise KeyboardInterrupt("input was interrupted")
         return str(value)
+
+    def _wait_readable(self, sock: Any) -> None:
+        """Until a frame comes, with the interrupts let through: one raises KeyboardInterrupt from the poll."""
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLIN)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGINT)
+        try:
+            poller.poll()
+        finally:
+            signal.pthread_sigmask(signal.SIG_BLOCK, _SIGINT)
+
+    def drop_stale_reply(self) -> None:
+        """The loop read an ``input_reply`` between requests: the late answer to an interrupted input()."""
+        self._owed = max(0, self._owed - 1)
 
     def _input(self, prompt: object = "") -> str:
         return self._request_input(str(prompt), False)
@@ -191,6 +226,7 @@ class CellShell:
         shell = self.shell
         shell._last_error = None
         self._stdin_allowed = bool(msg.get("allow_stdin"))
+        self._owed = 0  # the host answered every earlier request before it sent this one: all read
         drop_pending_interrupts()
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGINT)
         try:
