@@ -302,8 +302,11 @@ def project_layout(config: OSSandboxConfig, *, create_output: bool = False) -> P
 def refuse_masked_folder(path: str, patterns: tuple[str, ...]) -> None:
     """Refuse a shown folder or file that is, or lies inside, one with a masked name (``~/.ssh``, ``~/.aws``):
     names are matched inside shown folders, so its own contents (``credentials``, ``config``) would show."""
+    # Only the names of hidden folders (".ssh", ".aws") or names given whole ("jupyter_runtime"):
+    # a wildcard pattern for key files ("id_*", "*.key") says nothing of a folder "id_mapping".
+    folder_patterns = tuple(p for p in patterns if p.startswith(".") or not any(c in p for c in "*?["))
     for part in path.strip("/").split("/"):
-        if is_masked(part, patterns):
+        if is_masked(part, folder_patterns):
             raise SandboxConfigError(
                 "readonly_paths", f"{path}: {part!r} matches masked_names; it is never shown, nor anything in it"
             )

@@ -94,6 +94,18 @@ def test_a_folder_whose_own_name_is_masked_is_refused_as_project_or_readonly_pat
                     project_layout(cfg)
 
 
+def test_a_folder_named_like_a_key_file_pattern_is_a_project_like_any_other(tmp_path: Path) -> None:
+    """``id_*`` and ``*.key`` mask key files: a folder "id_mapping" or "survey.key" is still a project."""
+    for name in ("id_mapping", "survey.key"):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "data.csv").write_text("a\n")
+        cfg = create_config_by_level(
+            "moderate", filesystem=FilesystemConfig(project_dir=str(folder), project_access="read")
+        )
+        assert project_layout(cfg).project == str(folder)
+
+
 def test_the_output_folder_is_scanned_on_its_own_and_never_refuses(project: Path) -> None:
     out = project / "sandbox-output"
     out.mkdir()
