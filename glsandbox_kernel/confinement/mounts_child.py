@@ -9,6 +9,7 @@ Modelled on bubblewrap's ``setup_newroot``; every failure is a
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import stat
 import sys
@@ -298,12 +299,10 @@ def _enter_workdir_child(section: MountsSection) -> None:
             os.chdir(section.cwd)
             return
         except OSError as exc:
-            raise ConfinementError(
-                "mounts",
-                f"chdir({section.cwd!r})",
-                exc.errno,
-                "the sandbox user cannot enter the project folder; fix: chmod o+rx it, or chown it to the analyst",
-            ) from exc
+            hint = "the sandbox user cannot enter the project folder; fix: chmod o+rx it, or chown it to the analyst"
+            if exc.errno == errno.ENOENT:
+                hint = f"no mount point for the project folder (a given root must hold {section.cwd})"
+            raise ConfinementError("mounts", f"chdir({section.cwd!r})", exc.errno, hint) from exc
     try:
         os.chdir(section.workdir)
     except OSError:

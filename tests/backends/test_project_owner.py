@@ -29,7 +29,7 @@ import pytest
 from glsandbox_kernel import FilesystemConfig, IsolationType, OSSandbox, create_config_by_level
 from glsandbox_kernel.backends.basic import BasicBackend
 from glsandbox_kernel.backends.namespace import NamespaceBackend
-from glsandbox_kernel.exceptions import SandboxConfigError
+from glsandbox_kernel.exceptions import ConfinementError, SandboxConfigError
 
 from ..conftest import glsandbox_cli
 
@@ -71,6 +71,18 @@ def read_and_write(name: str) -> dict[str, object]:
     return out
 
 
+def mount_of_cwd() -> dict[str, object]:
+    """SANDBOX side: the owner of the cwd and its CSV as seen inside, and the cwd's mount options."""
+    cwd = os.getcwd()
+    opts = ""
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            if fields[4] == cwd:
+                opts = fields[5]  # the last mount on the cwd wins
+    return {"uid": os.getuid(), "dir": os.stat(".").st_uid, "csv": os.stat("data.csv").st_uid, "opts": opts}
+
+
 def _config(level: str, d: Path, isolation: IsolationType, **fs: object) -> object:
     return create_config_by_level(
         level, isolation_type=isolation, filesystem=FilesystemConfig(project_dir=str(d), **fs)
@@ -81,10 +93,15 @@ def test_a_root_owned_0700_project_is_read_through_an_idmapped_bind(folder: Path
     assert folder.stat().st_mode & 0o777 == 0o700 and folder.stat().st_uid == 0
     with OSSandbox(_config("moderate", folder, IsolationType.NAMESPACE, project_access="read")) as sb:
         seen = sb.execute(read_and_write, "new.txt")
+        mount = sb.execute(mount_of_cwd)
     assert seen["cwd"] == str(folder)
     assert seen["csv"] == "a,b\n1,2\n"
     assert seen["write"] == errno.EROFS  # read-only: the idmapped bind is never writable
     assert not (folder / "new.txt").exists()
+    # On-disk root appears as the sandbox user (never as root); the mount is ro, nosuid, nodev.
+    assert mount["dir"] == mount["csv"] == mount["uid"] != 0, mount
+    assert {"ro", "nosuid", "nodev", "idmapped"} <= set(str(mount["opts"]).split(",")), mount
+    assert folder.stat().st_uid == 0 and (folder / "data.csv").stat().st_uid == 0  # the host's files unchanged
 
 
 def test_basic_reads_a_root_owned_0700_project_as_the_host_uid(folder: Path) -> None:
@@ -138,6 +155,25 @@ def test_chroot_reads_a_root_owned_0700_project(folder: Path, rootfs: str) -> No
     assert seen["csv"] == "a,b\n1,2\n" and seen["cwd"] == str(folder)
     assert seen["write"] != "ok"
     assert not (folder / "new.txt").exists()
+
+
+def test_chroot_without_a_mount_point_for_the_project_fails_saying_so(rootfs: str) -> None:
+    """Never a silent fallback to an empty cwd: the start fails naming the missing mount point
+    (a folder outside /tmp, whose mount point could be made on the sandbox's scratch tmpfs)."""
+    from glsandbox_kernel.backends.chroot import ChrootBackend
+
+    if not ChrootBackend.available()[0]:
+        pytest.skip(ChrootBackend.available()[1])
+    folder = Path(tempfile.mkdtemp(prefix="glsandbox-owner-", dir="/var/tmp"))
+    try:
+        folder.chmod(0o755)
+        cfg = _config("moderate", folder, IsolationType.CHROOT, project_access="read", root=rootfs)
+        with pytest.raises(ConfinementError) as info:
+            with OSSandbox(cfg) as sb:
+                sb.execute(read_and_write, "new.txt")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    assert f"chdir({str(folder)!r}): No such file or directory" in str(info.value), info.value
 
 
 def _notebook(d: Path) -> Path:
