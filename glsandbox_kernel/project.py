@@ -375,26 +375,30 @@ def layout_for(ctx: object) -> ProjectLayout:
 
 
 def writer_ids(layout: ProjectLayout) -> tuple[int, int] | None:
-    """HOST side, as root: the host ids the sandbox writes as, so its files belong to the owner
-    of the writable project folder (or output folder) -- only when that owner is not root.
+    """HOST side, as root: the host ids the sandbox runs as -- the owner of the shown project
+    folder (read-only or writable), else of the writable folder -- only when that owner is not root.
 
-    Why not an idmapped mount of a root-owned folder: it would let the sandbox create
-    root-owned (setuid) files on the host. Mapped to a user's ids, the sandbox holds what a
-    rootless sandbox of that user holds: no more. A root-owned writable folder stays
-    written as uid 65534, so writes there fail loudly (EACCES) unless its modes allow them.
+    Mapped to a user's ids, the sandbox holds what a rootless sandbox of that user holds: no
+    more; so a 0700 folder of that user is entered, and its files are written as that user.
+    A root-owned folder is never mapped to root: a read-only one is shown through an idmapped
+    bind (:func:`glsandbox_kernel.confinement.idmaps.idmapped_tree`), a writable one stays
+    written as uid 65534, so writes there fail loudly (EACCES) unless its modes allow them
+    (a writable idmapped mount of root-owned files would let the sandbox create setuid files).
     """
-    if os.geteuid() != 0 or not layout.writable:
+    if os.geteuid() != 0:
         return None
-    project = layout.project
-    if project is not None and layout.owner is not None and any(_under(w, project) for w in layout.writable):
-        ids = layout.owner
-    else:
-        try:
-            st = os.stat(layout.writable[0])
-        except OSError:
-            return None
-        ids = (st.st_uid, st.st_gid)
-    return ids if ids[0] != 0 else None
+    project, owner = layout.project, layout.owner
+    if project is not None and owner is not None:
+        inside = [w for w in layout.writable if _under(w, project)]
+        if inside or (layout.workdir is not None and owner[0] != 0 and len(inside) == len(layout.writable)):
+            return owner if owner[0] != 0 else None
+    if not layout.writable:
+        return None
+    try:
+        st = os.stat(layout.writable[0])
+    except OSError:
+        return None
+    return (st.st_uid, st.st_gid) if st.st_uid != 0 else None
 
 
 def _make_output_dir(path: str, owner: tuple[int, int] | None) -> None:

@@ -89,6 +89,7 @@ PLAN_VERSION = 2
 #: The steps in order. A step done in two halves appears twice.
 STEPS: tuple[Step, ...] = (
     Step("cgroup", cgroups.plan_step, cgroups.attach_child),
+    Step("mounts", None, mounts_child.make_trees_child),  # idmapped binds: host root, before the userns
     Step("namespaces", namespaces.plan_step, namespaces.unshare_child),  # P0 stays behind
     Step("mounts", mounts.plan_step, mounts_child.open_sources_child),  # P1, still the host uid
     Step("namespaces", None, namespaces.fork_init_child),  # P1 and the init stay behind

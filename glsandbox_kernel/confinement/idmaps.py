@@ -10,6 +10,9 @@ P0 in the chain :mod:`.namespaces` builds elsewhere (:func:`write_proc`).
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
+import functools
 import os
 import struct
 
@@ -19,6 +22,9 @@ template_pipes: tuple[int, int] | None = None
 #: True in a zygote child the TEMPLATE cloned straight into its namespaces (:func:`clone_flags`)
 #: and in the worker its init forked: no unshare, no P1 (see ``namespaces.init_cloned_child``).
 cloned_by_template = False
+#: In the child: the detached idmapped trees made before the user namespace, by bind source
+#: (:func:`.mounts_child.make_trees_child`); each is moved into the worker's root and closed.
+trees: dict[str, int] = {}
 
 
 def wants_template_maps(wire: object) -> bool:
@@ -46,6 +52,9 @@ def clone_flags(wire: object) -> int:
     if not wants_template_maps(wire):
         return 0
     assert isinstance(wire, dict)
+    mounts = wire.get("mounts")
+    if isinstance(mounts, dict) and any(isinstance(b, dict) and b.get("idmap") for b in mounts.get("binds") or ()):
+        return 0  # an idmapped bind is made before the user namespace, by host root (make_trees_child)
     kinds = wire["namespaces"].get("kinds") or ()
     if "pid" not in kinds:
         return 0
@@ -123,3 +132,116 @@ def write_proc(pid: int, name: str, text: str) -> None:
         raise
     finally:
         os.close(fd)
+
+
+# --- Idmapped binds: a root-owned read-only project folder shown owned by the sandbox user ---
+
+OPEN_TREE_CLONE = 1
+OPEN_TREE_CLOEXEC = 0o2000000
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NODEV = 0x4
+MOUNT_ATTR_IDMAP = 0x100000
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [
+        ("attr_set", ctypes.c_uint64),
+        ("attr_clr", ctypes.c_uint64),
+        ("propagation", ctypes.c_uint64),
+        ("userns_fd", ctypes.c_uint64),
+    ]
+
+
+def _sys(name: str, *args: object) -> int:
+    from ..linux import libc, sysno
+
+    nr = sysno(name)
+    if nr is None:
+        raise OSError(errno.ENOSYS, f"{name}: unknown syscall number")
+    res = int(libc().syscall(nr, *args))
+    if res < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{name}: {os.strerror(err)}")
+    return res
+
+
+def idmap_userns(uid: int, gid: int) -> int:
+    """HOST ROOT side: an fd of a fresh user namespace mapping 0 -> ``uid``/``gid`` (for an idmap).
+
+    A short-lived child unshares CLONE_NEWUSER, this process writes its maps
+    and opens ``/proc/<pid>/ns/user``; the child then ends (the fd keeps the
+    namespace). Raises OSError.
+    """
+    from ..linux import CLONE_NEWUSER, libc
+
+    up_r, up_w = os.pipe()
+    down_r, down_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the helper child
+        try:
+            os.close(up_r)
+            os.close(down_w)
+            ok = libc().unshare(CLONE_NEWUSER) == 0
+            os.write(up_w, b"U" if ok else b"E")
+            os.read(down_r, 1)
+        finally:
+            os._exit(0)
+    os.close(up_w)
+    os.close(down_r)
+    try:
+        if os.read(up_r, 1) != b"U":
+            raise OSError(errno.EPERM, "unshare(CLONE_NEWUSER) failed in the idmap helper")
+        write_proc(pid, "uid_map", f"0 {uid} 1\n")
+        write_proc(pid, "setgroups", "deny")
+        write_proc(pid, "gid_map", f"0 {gid} 1\n")
+        return os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+    finally:
+        os.close(up_r)
+        os.close(down_w)
+        os.waitpid(pid, 0)
+
+
+def idmapped_tree(src: str, uid: int, gid: int) -> int:
+    """HOST ROOT side (host user namespace): a detached, read-only, nosuid, nodev clone of ``src``
+    whose on-disk uid/gid 0 appear as ``uid``/``gid``; its fd (move it in with :func:`attach_tree`).
+
+    Never writable: a writable idmapped mount of root-owned files would let the sandbox
+    create root-owned (setuid) files. Raises OSError (no kernel or filesystem support).
+    """
+    userns = idmap_userns(uid, gid)
+    try:
+        fd = _sys("open_tree", -100, src.encode(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE)
+        try:
+            attr = _MountAttr(MOUNT_ATTR_IDMAP | MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, 0, 0, userns)
+            _sys("mount_setattr", fd, b"", AT_EMPTY_PATH | AT_RECURSIVE, ctypes.byref(attr), ctypes.sizeof(attr))
+        except OSError:
+            os.close(fd)
+            raise
+        return fd
+    finally:
+        os.close(userns)
+
+
+def attach_tree(fd: int, dst: str) -> None:
+    """CHILD side (the worker, building its root): mount the detached tree ``fd`` on ``dst``; closes it."""
+    try:
+        _sys("move_mount", fd, b"", -100, dst.encode(), MOVE_MOUNT_F_EMPTY_PATH)
+    finally:
+        os.close(fd)
+
+
+@functools.cache
+def idmap_supported(path: str) -> tuple[bool, str]:
+    """HOST side, as root: can an idmapped bind of ``path`` be made here (kernel, filesystem)?
+
+    Tried for real once per path: a detached tree is made and dropped at once.
+    """
+    try:
+        os.close(idmapped_tree(path, 65534, 65534))
+    except OSError as exc:
+        return False, str(exc)
+    return True, "open_tree + mount_setattr(MOUNT_ATTR_IDMAP) work"

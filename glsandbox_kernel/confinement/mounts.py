@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import stat
 from typing import Any, Literal
 
 from ..config import OSSandboxConfig
@@ -76,6 +77,9 @@ class Bind:
     dst: str
     rw: bool
     kind: Literal["dir", "file"]
+    #: (uid, gid): a read-only idmapped bind whose on-disk uid/gid 0 appear as these host ids
+    #: (a root-owned read-only project folder, see :func:`.idmaps.idmapped_tree`); () a plain bind.
+    idmap: tuple[int, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -173,6 +177,7 @@ def plan_mounts(
     proxy_socket: str | None = None,
     extra_readonly: tuple[str, ...] = (),
     layout: ProjectLayout | None = None,
+    host_ids: tuple[int, int] | None = None,
 ) -> MountsSection:
     """HOST side: the mounts section of a child plan.
 
@@ -187,6 +192,7 @@ def plan_mounts(
     it brings its own /usr, /lib and /etc; the interpreter's directories and
     ``readonly_paths``/``writable_paths`` are bound only where the root has
     a directory (or file) to mount on, so the root is never modified.
+    ``host_ids``: the host uid/gid the worker runs as (see :func:`project_entry`).
     """
     fs = config.filesystem
     blocked = tuple(os.path.normpath(b) for b in fs.blocked_paths)
@@ -236,6 +242,10 @@ def plan_mounts(
         add_bind(p, p, rw=False, allowed=allowed)
     for p in user_rw:
         add_bind(p, p, rw=True, allowed=allowed)
+    idmap = project_entry(layout, host_ids)
+    for entry in binds:
+        if idmap and entry["src"] == layout.project and not entry["rw"]:
+            entry["idmap"] = idmap
     # Bind longer destinations after their parents, so parents never cover them.
     binds.sort(key=lambda b: b["dst"].count("/"))
 
@@ -300,13 +310,84 @@ def plan_step(ctx: PlanContext) -> MountsSection | None:
     use_proxy = p.network == "proxy" and ctx.config.network.mode != "none" and ctx.proxy_socket is not None
     from ..project import layout_for
 
+    layout = layout_for(ctx)
     return plan_mounts(
         ctx.config,
         workdir=ctx.workdir,
         uid=p.uid if p.uid is not None else os.geteuid(),
         gid=p.gid if p.gid is not None else os.getegid(),
         proxy_socket=ctx.proxy_socket if use_proxy else None,
-        layout=layout_for(ctx),
+        layout=layout,
+        host_ids=_host_ids(p, layout),
+    )
+
+
+def _host_ids(p: Any, layout: ProjectLayout) -> tuple[int, int]:
+    """HOST side: the host uid/gid the worker runs as (as :mod:`.namespaces` and
+    :mod:`.capabilities` plan them: the project owner's where it is not root)."""
+    from ..project import writer_ids
+    from .profile import UNPRIVILEGED_HOST_ID
+
+    if os.geteuid() != 0:
+        return os.geteuid(), os.getegid()
+    owner = writer_ids(layout)
+    if owner is not None:
+        return owner
+    if p.user_namespace:
+        return UNPRIVILEGED_HOST_ID, UNPRIVILEGED_HOST_ID
+    return (p.uid, p.gid) if p.uid is not None and p.gid is not None else (0, 0)
+
+
+def _can_enter(st: os.stat_result, uid: int, gid: int) -> bool:
+    if uid == 0:
+        return True
+    if st.st_uid == uid:
+        return bool(st.st_mode & 0o100)
+    if st.st_gid == gid:
+        return bool(st.st_mode & 0o010)
+    return bool(st.st_mode & 0o001)
+
+
+def project_entry(layout: ProjectLayout, host_ids: tuple[int, int] | None) -> tuple[int, ...]:
+    """HOST side: how the worker (host ids ``host_ids``) enters the shown project folder.
+
+    ``()``: a plain bind, where the folder's modes let the worker in. ``(uid, gid)``: a
+    read-only idmapped bind (a root-owned read-only folder it cannot enter, such as the 0700
+    one ``mktemp -d`` makes, as root, where the kernel and filesystem support it: the folder
+    and its root-owned files appear owned by the sandbox user). Raises :class:`SandboxConfigError` naming
+    the folder, its mode and owner and the fix where the worker could not enter it: never
+    a silent empty working directory.
+    """
+    project = layout.project
+    if project is None or layout.workdir is None or host_ids is None:
+        return ()
+    try:
+        st = os.stat(project)
+    except OSError:
+        return ()
+    uid, gid = host_ids
+    if _can_enter(st, uid, gid) if os.geteuid() == 0 else os.access(project, os.X_OK):
+        return ()  # a plain bind, as the folder's modes allow
+    writable = any(_under(project, w) for w in layout.writable)
+    why = ""
+    if os.geteuid() == 0 and st.st_uid == 0 and not writable:
+        from .idmaps import idmap_supported
+
+        ok, why = idmap_supported(project)
+        if ok:
+            return (uid, gid)
+    mode = stat.filemode(st.st_mode)
+    if st.st_uid != 0 or os.geteuid() != 0:
+        how = "it is not the sandbox's to enter"
+    elif writable:
+        how = "a writable project of root is never idmapped"
+    else:
+        how = f"no idmapped bind here: {why}"
+    raise SandboxConfigError(
+        "filesystem.project_dir",
+        f"the sandbox (host uid {uid}) cannot enter the project folder {project} "
+        f"({mode} {st.st_mode & 0o7777:04o}, owner uid {st.st_uid} gid {st.st_gid}; {how}); "
+        f"fix: chmod o+rx {project}, or chown it to the analyst (the sandbox then runs as that user)",
     )
 
 

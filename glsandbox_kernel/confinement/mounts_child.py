@@ -9,12 +9,14 @@ Modelled on bubblewrap's ``setup_newroot``; every failure is a
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import stat
 import sys
 from collections.abc import Callable
 
 from ..linux import libc, sysno
+from . import idmaps
 from ._common import ChildState, ConfinementError
 from .mounts import MountsSection
 
@@ -210,6 +212,13 @@ def setup_root_child(section: MountsSection | None, state: ChildState) -> None:
         if not point:
             missing.append(bind.dst)
             continue
+        tree = idmaps.trees.pop(bind.src, None) if bind.idmap else None
+        if tree is not None:
+            try:
+                idmaps.attach_tree(tree, dst)  # read-only, nosuid, nodev already
+            except OSError as exc:
+                raise ConfinementError("mounts", f"move_mount(idmapped {bind.src!r}, {bind.dst!r})", exc.errno) from exc
+            continue
         _bind_child(source, dst, rw=bind.rw)
     cwd = section.cwd
     if create and cwd and not any(_under(cwd, b.dst) for b in section.binds if b.kind == "dir"):
@@ -258,20 +267,17 @@ def setup_root_child(section: MountsSection | None, state: ChildState) -> None:
             _mount_child(null_src, dst, None, MS_BIND)
             _mount_child(None, dst, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
 
-    for fd in sources.values():
+    for fd in (*sources.values(), *idmaps.trees.values()):
         os.close(fd)
     sources.clear()
+    idmaps.trees.clear()
     _umount_child("/oldroot")
     os.chdir(new)
     _pivot_root_child(".", ".")
     _umount_child(".")
     os.chdir("/")
     _mount_child(None, "/", None, _locked_flags_child("/") | MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
-    workdir = section.cwd or section.workdir  # the project folder when it is shown
-    try:
-        os.chdir(workdir)
-    except OSError:
-        os.chdir("/tmp" if os.path.isdir("/tmp") else "/")
+    _enter_workdir_child(section)
     state.report["mounts"] = {
         "root": "tmpfs" if create else section.root,
         "binds": len(section.binds) + len(section.etc_binds),
@@ -280,6 +286,44 @@ def setup_root_child(section: MountsSection | None, state: ChildState) -> None:
         "skipped": list(section.skipped),
         "missing_mount_points": missing,
     }
+
+
+def _enter_workdir_child(section: MountsSection) -> None:
+    """CHILD side: chdir into the project folder (``cwd``), else ``workdir``.
+
+    The project folder not entered is an error naming it (never a silent empty cwd:
+    the analyst's relative paths would all fail with FileNotFoundError).
+    """
+    if section.cwd:
+        try:
+            os.chdir(section.cwd)
+            return
+        except OSError as exc:
+            hint = "the sandbox user cannot enter the project folder; fix: chmod o+rx it, or chown it to the analyst"
+            if exc.errno == errno.ENOENT:
+                hint = f"no mount point for the project folder (a given root must hold {section.cwd})"
+            raise ConfinementError("mounts", f"chdir({section.cwd!r})", exc.errno, hint) from exc
+    try:
+        os.chdir(section.workdir)
+    except OSError:
+        os.chdir("/tmp" if os.path.isdir("/tmp") else "/")
+
+
+def make_trees_child(section: MountsSection | None, state: ChildState) -> None:
+    """CHILD side, still host root in the host user namespace (before ``unshare``): the
+    detached idmapped trees of the plan's idmapped binds (:func:`.idmaps.idmapped_tree`).
+
+    Only host root may idmap a mount; the worker moves each tree onto its bind's
+    mount point in its own root (:func:`setup_root_child`).
+    """
+    if not section or not section.enabled:
+        return
+    for bind in section.binds:
+        if len(bind.idmap) == 2 and bind.src not in idmaps.trees:
+            try:
+                idmaps.trees[bind.src] = idmaps.idmapped_tree(bind.src, bind.idmap[0], bind.idmap[1])
+            except OSError as exc:
+                raise ConfinementError("mounts", f"idmapped bind of {bind.src!r}", exc.errno) from exc
 
 
 def _setup_dev_child(
