@@ -32,6 +32,7 @@ from .pickling import call_message, call_provenance, sha256_parts
 from .results import CellResult, exception_from_reply, worker_memory_error
 from .sandbox_audit import AuditedSandbox
 from .session import InputCallback, OutputCallback, Session
+from .shell_start import carry_over, start_shell
 
 log = logging.getLogger("glsandbox")
 
@@ -79,6 +80,7 @@ class OSSandbox(AuditedSandbox):
             if self._session.fallback_reason:
                 self._emit(EventType.FALLBACK, extra={"fallback": self._session.fallback_reason})
         self._collector: OutputCollector | None = None
+        self._shell_generation = 0  # the worker generation whose IPython shell is built (0: none yet)
         self._closed = False
         from .written_files import tracker_for
 
@@ -287,13 +289,17 @@ class OSSandbox(AuditedSandbox):
         provenance = sha256_parts(code.encode("utf-8", "surrogatepass"), b"", self._config_bytes)
         before = self._writes.snapshot() if self._writes is not None else None
         try:
-            outcome = self._session.request(
-                msg,
-                timeout=limit,  # type: ignore[arg-type]
-                on_message=collector.handle,
-                reply_types=("cell_reply",),
-                monitor_context={"kind": "cell"},
-            )
+            outcome = start_shell(self._session, self._shell_generation)  # not on the cell's clock
+            if outcome is None or outcome.error is None:
+                cell = self._session.request(
+                    msg,
+                    timeout=limit,  # type: ignore[arg-type]
+                    on_message=collector.handle,
+                    reply_types=("cell_reply",),
+                    monitor_context={"kind": "cell"},
+                )
+                outcome = carry_over(outcome, cell)
+            self._shell_generation = self._session.generation
         except BaseException:
             self._collector = None
             with collector._lock:
@@ -405,6 +411,7 @@ class OSSandbox(AuditedSandbox):
         outcome = self._session.request(msg, timeout=timeout, reply_types=(reply_type,))
         if outcome.error is not None:
             raise outcome.error
+        self._shell_generation = self._session.generation  # every request but a call goes to the shell
         return outcome.reply or {}
 
     def send_comm(

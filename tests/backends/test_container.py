@@ -682,7 +682,7 @@ def test_timeout_kills_the_container(isolation: IsolationType) -> None:
         t0 = time.monotonic()
         with pytest.raises(SandboxTimeoutError):
             sb.execute(sleepy)
-        assert time.monotonic() - t0 < 5
+        assert time.monotonic() - t0 < 25  # stopped, not slept through (30 s)
         assert ctr.flush_removals(20)
         assert not container_exists(cid)
         assert sb.execute(abs, -3) == 3
