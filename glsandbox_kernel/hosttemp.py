@@ -2,11 +2,14 @@
 
 Backends, the network proxy and ``glsandbox run`` keep sockets, a BASIC
 worker's files and the audit key file in folders under ``$TMPDIR``. Each is
-made by :func:`private_dir` as ``glsandbox-<kind><pid>-…`` (mode 0700):
-a host killed with SIGKILL cannot remove its own, so the first
-:func:`private_dir` of every later host process sweeps the folders whose
-creator is gone. The sweep removes only real folders owned by this uid
-(never through a planted symlink); ``shutil.rmtree`` does not follow links
+made by :func:`private_dir` as ``glsandbox-<kind><creator token>-…`` (mode
+0700; the token is pid, start time and pid namespace,
+:mod:`glsandbox_kernel.creator`): a host killed with SIGKILL cannot remove
+its own, so the first :func:`private_dir` of every later host process sweeps
+the folders whose creator is gone (:func:`glsandbox_kernel.creator.gone`:
+folders of another pid namespace sharing ``$TMPDIR`` are left to its hosts).
+The sweep removes only real folders owned by this uid (never through a
+planted symlink); ``shutil.rmtree`` does not follow links
 inside them either. :func:`remove` also unmounts a sized scratch folder
 (kind ``q``, see ``backends/scratch.py``).
 """
@@ -21,10 +24,11 @@ import stat
 import tempfile
 import threading
 
+from . import creator
 from .linux import libc
 
 KINDS = ("q", "w", "net", "ctr", "run", "nb")
-_NAME = re.compile(r"^glsandbox-(" + "|".join(KINDS) + r")(\d+)-")
+_NAME = re.compile(r"^glsandbox-(" + "|".join(KINDS) + ")" + creator.PATTERN + "-")
 _MNT_DETACH, _UMOUNT_NOFOLLOW = 2, 8
 _swept = False
 _sweep_lock = threading.Lock()
@@ -35,7 +39,7 @@ def private_dir(kind: str, tag: str = "") -> str:
     if kind not in KINDS:
         raise ValueError(f"unknown private folder kind {kind!r}")
     sweep_once()
-    return tempfile.mkdtemp(prefix=f"glsandbox-{kind}{os.getpid()}-{tag}")
+    return tempfile.mkdtemp(prefix=f"glsandbox-{kind}{creator.token()}-{tag}")
 
 
 def remove(path: str) -> None:
@@ -64,7 +68,7 @@ def sweep() -> int:
     with contextlib.suppress(OSError):
         for name in os.listdir(base):
             m = _NAME.match(name)
-            if m is None or _alive(int(m.group(2))):
+            if m is None or not creator.gone(*m.groups()[1:]):
                 continue
             path = os.path.join(base, name)
             remove(path)
@@ -80,18 +84,6 @@ def sweep_once() -> None:
             return
         _swept = True
     sweep()
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 __all__ = ["KINDS", "private_dir", "remove", "sweep", "sweep_once"]

@@ -125,7 +125,7 @@ def test_the_worker_ends_when_its_host_connection_closes(killed_host: tuple[subp
     # ...and its private folders go as the next host's start-up sweep removes a dead
     # host's (hosttemp.sweep): a worker that had not connected finds no socket at all.
     for kind in hosttemp.KINDS:
-        for path in glob.glob(os.path.join(tempfile.gettempdir(), f"glsandbox-{kind}{host.pid}-*")):
+        for path in glob.glob(os.path.join(tempfile.gettempdir(), f"glsandbox-{kind}{host.pid}.*")):
             hosttemp.remove(path)
 
     def all_ended() -> bool:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from glsandbox_kernel import hosttemp
+from glsandbox_kernel import creator, hosttemp, procfs
 from glsandbox_kernel.backends.registry import backends
 
 
@@ -33,15 +33,21 @@ def _dead_pid() -> int:
     return proc.pid
 
 
+def _token(pid: int, start: int | None = None, ns: int | None = None) -> str:
+    """A creator token as :func:`creator.token` writes it (by default: ``pid``'s own, in our namespace)."""
+    start = (procfs.start_time(pid) or 1) if start is None else start
+    return f"{pid}.{start}.{os.stat('/proc/self/ns/pid').st_ino if ns is None else ns}"
+
+
 def test_sweep_removes_folders_of_dead_creators_only(short_tmp: Path) -> None:
     dead = _dead_pid()
-    gone = short_tmp / f"glsandbox-w{dead}-abc"
+    gone = short_tmp / f"glsandbox-w{_token(dead)}-abc"
     gone.mkdir()
     (gone / "f").write_text("x")
     (gone / "link").symlink_to("/etc")  # removed as a link, /etc untouched
-    alive = short_tmp / f"glsandbox-net{os.getppid()}-abc"
+    alive = short_tmp / f"glsandbox-net{_token(os.getppid())}-abc"
     alive.mkdir()
-    planted = short_tmp / f"glsandbox-run{dead}-planted"
+    planted = short_tmp / f"glsandbox-run{_token(dead)}-planted"
     target = short_tmp / "target"
     target.mkdir()
     (target / "keep").write_text("keep")
@@ -53,9 +59,23 @@ def test_sweep_removes_folders_of_dead_creators_only(short_tmp: Path) -> None:
     assert planted.is_symlink() and (target / "keep").read_text() == "keep"
 
 
+def test_sweep_judges_the_creator_by_pid_start_time_and_pid_namespace(short_tmp: Path) -> None:
+    """A reused pid (another start time) is a dead creator; another pid namespace's names, and the
+    pid-only names of older versions (namespace unknown), are never swept, whatever their pid."""
+    parent = os.getppid()
+    reused = short_tmp / f"glsandbox-w{_token(parent, start=(procfs.start_time(parent) or 0) + 1)}-r"
+    foreign_ns = short_tmp / f"glsandbox-w{_token(_dead_pid(), ns=1)}-f"
+    old_format = short_tmp / f"glsandbox-w{_dead_pid()}-o"
+    for path in (reused, foreign_ns, old_format):
+        path.mkdir()
+    assert hosttemp.sweep() == 1
+    assert not reused.exists() and foreign_ns.is_dir() and old_format.is_dir()
+    assert not creator.gone(*creator.token().split("."))
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="making a folder of another uid needs root")
 def test_sweep_leaves_another_users_folder(short_tmp: Path) -> None:
-    foreign = short_tmp / f"glsandbox-w{_dead_pid()}-foreign"
+    foreign = short_tmp / f"glsandbox-w{_token(_dead_pid())}-foreign"
     foreign.mkdir()
     os.chown(foreign, 65534, 65534)
     hosttemp.sweep()
@@ -64,7 +84,7 @@ def test_sweep_leaves_another_users_folder(short_tmp: Path) -> None:
 
 def test_private_dir_is_named_by_its_creator_and_private(short_tmp: Path) -> None:
     path = hosttemp.private_dir("net")
-    assert os.path.basename(path).startswith(f"glsandbox-net{os.getpid()}-")
+    assert os.path.basename(path).startswith(f"glsandbox-net{creator.token()}-")
     assert os.stat(path).st_mode & 0o777 == 0o700
     hosttemp.remove(path)
     assert not os.path.exists(path)

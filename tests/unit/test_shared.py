@@ -374,7 +374,8 @@ def test_scratch_sweep_never_unmounts_through_a_planted_symlink(tmp_path: Path) 
     target.mkdir()
     libc = ctypes.CDLL(None, use_errno=True)
     assert libc.mount(b"tmpfs", str(target).encode(), b"tmpfs", 0, b"size=1m") == 0
-    link = os.path.join(tempfile.gettempdir(), "glsandbox-q999999-planted")
+    ns = os.stat("/proc/self/ns/pid").st_ino  # a dead creator of our pid namespace: swept
+    link = os.path.join(tempfile.gettempdir(), f"glsandbox-q999999.1.{ns}-planted")
     try:
         os.symlink(str(target), link)
         hosttemp.sweep()

@@ -19,7 +19,7 @@ import signal
 import time
 from typing import Any, ClassVar, Literal
 
-from ... import procfs
+from ... import creator, procfs
 from ...config import ResourceLimits
 from .._common import ConfinementError
 from .section import CgroupSection
@@ -63,11 +63,12 @@ def write_named(path: str, value: str) -> None:
 
 
 def dir_name(name: str) -> str:
-    """The directory name of an owned cgroup: ``glsandbox-<name>-h<pid of this host process>``.
+    """The directory name of an owned cgroup: ``glsandbox-<name>-h<creator token>``.
 
-    The creator's pid lets a later host process sweep what a killed one left
-    (:mod:`.sweep`)."""
-    return f"glsandbox-{name}-h{os.getpid()}"
+    The token (pid, start time, pid namespace of this host process,
+    :func:`glsandbox_kernel.creator.token`) lets a later host process sweep
+    what a killed one left (:mod:`.sweep`)."""
+    return f"glsandbox-{name}-h{creator.token()}"
 
 
 def rmdir_quiet(path: str) -> None:

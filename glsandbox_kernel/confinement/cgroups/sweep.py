@@ -1,14 +1,16 @@
 """Cgroups a killed host process left behind: swept by the next one that makes a cgroup (HOST side).
 
-An owned cgroup's directory names its creator (``glsandbox-<name>-h<pid>``,
-:func:`~.base.dir_name`). The janitor removes it after the worker; a host
+An owned cgroup's directory names its creator
+(``glsandbox-<name>-h<pid>.<start time>.<pid namespace>``, :func:`~.base.dir_name`,
+:mod:`glsandbox_kernel.creator`). The janitor removes it after the worker; a host
 killed with SIGKILL cannot. Its workers die with it (the template's
 ``PR_SET_PDEATHSIG``), so what it leaves is an empty directory per
 hierarchy, or, should a process of the sandbox have outlived it, one still
 holding it. The first :func:`~glsandbox_kernel.confinement.cgroups.create_cgroup`
 of every later host process kills what is left in the cgroups of creators
-that are gone and removes them (as :mod:`glsandbox_kernel.hosttemp` does for
-private folders). Only directories this process could make (its own
+that are gone and removes them, as :mod:`glsandbox_kernel.hosttemp` does for
+private folders (:func:`glsandbox_kernel.creator.gone`: only names of its own
+pid namespace; another namespace's hosts sweep their own). Only directories this process could make (its own
 cgroup's children, so root or the delegated owner) are looked at.
 """
 
@@ -22,21 +24,12 @@ import threading
 import time
 from collections.abc import Iterable
 
+from ... import creator
 from .base import read_text
 
-_NAME = re.compile(r"^glsandbox-.+-h(\d+)$")
+_NAME = re.compile(r"^glsandbox-.+-h" + creator.PATTERN + "$")
 _swept = False
 _lock = threading.Lock()
-
-
-def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
 
 
 def _remove(path: str, timeout: float = 1.0) -> bool:
@@ -68,7 +61,7 @@ def sweep(parents: Iterable[str]) -> list[str]:
         for name in names:
             m = _NAME.match(name)
             path = os.path.join(parent, name)
-            if m is None or not _gone(int(m.group(1))) or not os.path.isdir(path):
+            if m is None or not creator.gone(*m.groups()) or not os.path.isdir(path):
                 continue
             if _remove(path):
                 removed.append(path)
