@@ -96,9 +96,22 @@ def project_kernel_argv(args: argparse.Namespace) -> list[str]:
     return out
 
 
-def add_sandbox_options(p: argparse.ArgumentParser, *, timeout_help: str = "wall-clock limit in seconds") -> None:
-    """``--level``, ``--isolation``, ``--fallback``, ``--timeout`` (exec and run)."""
-    p.add_argument("--level", default="moderate", choices=[lvl.value for lvl in SecurityLevel])
+def add_sandbox_options(
+    p: argparse.ArgumentParser,
+    *,
+    timeout_help: str = "wall-clock limit in seconds",
+    level_default: str | None = "moderate",
+) -> None:
+    """``--level``, ``--isolation``, ``--fallback``, ``--timeout`` (exec and run).
+
+    ``level_default`` None (run): no level unless asked, the kernel's config file decides, else moderate.
+    """
+    level_help = (
+        "security level (default: %(default)s)"
+        if level_default
+        else "security level (default: the kernel's config file's, else moderate)"
+    )
+    p.add_argument("--level", default=level_default, choices=[lvl.value for lvl in SecurityLevel], help=level_help)
     p.add_argument("--isolation", choices=[i.value for i in IsolationType], default=None)
     p.add_argument("--fallback", action="store_true", help="fall back to basic when the backend is unavailable")
     p.add_argument("--timeout", type=float, default=None, help=timeout_help)

@@ -5,21 +5,34 @@ connection file), with :class:`~glsandbox_kernel.kernel.kernel.SandboxKernel`
 as the kernel class and one extra traitlets config file,
 ``glsandbox_kernel_config.{json,py}``, searched on Jupyter's config path
 (``jupyter --paths``), e.g. ``{"SandboxKernel": {"level": "strict"}}``.
-Options on the kernelspec's command line take priority over the file.
+Options on the kernelspec's command line take priority over the file (a
+warning names both values when they differ); the kernelspecs ``glsandbox
+install`` writes carry only the options asked for (the default ``glsandbox``:
+none, so the file's level applies).
 Who calls: ``python -m glsandbox_kernel.kernel`` (the kernelspecs' argv).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from copy import deepcopy
+from typing import Any, cast
 
 from ipykernel.kernelapp import IPKernelApp
 from traitlets import Bool
-from traitlets.config.application import Application
+from traitlets.config import Config
+from traitlets.config.loader import DeferredConfig
 
 from .kernel import SandboxKernel
 
 CONFIG_FILE = "glsandbox_kernel_config"
+
+
+def _plain(value: Any, trait: Any) -> Any:
+    """A config value as the trait takes it (a command-line string parsed), else as it is."""
+    try:
+        return value.get_value(trait) if isinstance(value, DeferredConfig) else value
+    except Exception:  # noqa: BLE001 - a bad value: the kernel reports it when it applies it
+        return value
 
 
 class SandboxKernelApp(IPKernelApp):
@@ -43,8 +56,6 @@ class SandboxKernelApp(IPKernelApp):
 
     def start_sandbox_early(self) -> None:
         """The sandbox from the kernel's options as this configuration sets them (a thread)."""
-        from traitlets.config import Config
-
         from .options import config_from_traits, option_values
         from .prestart import EARLY, EarlySandbox
         from .traits import KernelOptions
@@ -52,12 +63,8 @@ class SandboxKernelApp(IPKernelApp):
         kernel_class = self.kernel_class
         if EARLY or not issubclass(kernel_class, KernelOptions):
             return
-        merged = Config()
-        for name in kernel_class.section_names():  # the kernel's own sections, later ones win
-            if name in self.config:
-                merged.merge(self.config[name])
-        try:
-            options = KernelOptions(config=Config({"KernelOptions": merged}))
+        try:  # the kernel's own resolution, parent-scoped sections included: the same options
+            options = KernelOptions(config=Config({"KernelOptions": self.kernel_section(self.config)}))
         except Exception:  # noqa: BLE001 - e.g. a bad --SandboxKernel.memory: the kernel reports it
             return
 
@@ -68,9 +75,49 @@ class SandboxKernelApp(IPKernelApp):
 
         EARLY.append(EarlySandbox(option_values(options), make))
 
+    def kernel_section(self, cfg: Config) -> Config:
+        """What of ``cfg`` the kernel (made with ``parent=self``) reads, as traitlets' ``_find_my_config``
+        resolves it: its class sections, then the same under this app's sections (these win)."""
+        merged, kernel_class = Config(), cast(Any, self.kernel_class)
+        for source in (cfg, self._find_my_config(cfg)):
+            for name in kernel_class.section_names():
+                if source._has_section(name):
+                    merged.merge(source[name])
+        return merged
+
     def load_config_file(self, *args: Any, **kwargs: Any) -> None:
-        """IPython's config files, then ``glsandbox_kernel_config`` from Jupyter's config path."""
+        """IPython's config files, then ``glsandbox_kernel_config`` from Jupyter's config path
+        (as ``Application.load_config_file``; warns of the file's options the command line overrides)."""
         super().load_config_file(*args, **kwargs)
         from jupyter_core.paths import jupyter_config_path
 
-        Application.load_config_file(self, CONFIG_FILE, path=jupyter_config_path())
+        from_files = Config()
+        for config, fname in self._load_config_files(
+            CONFIG_FILE,
+            path=jupyter_config_path(),
+            log=self.log,
+            raise_config_file_errors=self.raise_config_file_errors,
+        ):
+            from_files.merge(config)
+            if fname not in self._loaded_config_files:
+                self._loaded_config_files.append(fname)
+        new_config = deepcopy(from_files)
+        new_config.merge(self.cli_config)  # the command line keeps its priority
+        self.update_config(new_config)
+        self._warn_overridden(self.kernel_section(from_files), self.kernel_section(self.cli_config))
+
+    def _warn_overridden(self, in_file: Config, on_argv: Config) -> None:
+        """Warn of each option the command line and the config file both set, to different values."""
+        traits = cast(Any, self.kernel_class).class_traits(config=True)
+        final = self.kernel_section(self.config)
+        for name in sorted(set(in_file) & set(on_argv) & set(traits)):
+            argv, file, used = (_plain(c[name], traits[name]) for c in (on_argv, in_file, final))
+            if argv != file:
+                self.log.warning(
+                    "glsandbox: %s is %r on the kernel's command line (kernelspec argv) and %r in %s.json: %r applies",
+                    name,
+                    argv,
+                    file,
+                    CONFIG_FILE,
+                    used,
+                )

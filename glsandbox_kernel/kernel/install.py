@@ -1,10 +1,13 @@
 """``glsandbox install``: write the glsandbox kernelspecs (host side).
 
-Installs ``glsandbox`` ("Python 3 (sandboxed)", MODERATE) and
-``glsandbox-strict`` (STRICT), or one spec of your choosing with ``--name``,
+Installs ``glsandbox`` ("Python 3 (sandboxed)": the level of
+``glsandbox_kernel_config``, else MODERATE) and ``glsandbox-strict`` (STRICT),
+or one spec of your choosing with ``--name``,
 ``--level``, ``--isolation``, ``--project``, ``--ro``, ``--rw``,
 ``--output-dir``, ``--allow-host``, ``--memory``, ``--timeout`` (each becomes a
-``--SandboxKernel.<option>=...`` argument of the kernel). The kernelspec's argv names this interpreter by
+``--SandboxKernel.<option>=...`` argument of the kernel, which beats the config
+file). Only options asked for go on the argv: a level the spec does not name is
+the config file's. The kernelspec's argv names this interpreter by
 its absolute path, so the kernel runs where glsandbox is installed even when
 ``python3`` on PATH is another one. Specs go through jupyter_client's
 ``KernelSpecManager.install_kernel_spec``.
@@ -25,21 +28,21 @@ from typing import Any
 from ..config import IsolationType, SecurityLevel
 from ..safe_python import module_argv
 
-#: the two specs installed by default: (name, level).
-DEFAULT_SPECS: tuple[tuple[str, str], ...] = (("glsandbox", "moderate"), ("glsandbox-strict", "strict"))
+#: the two specs installed by default: (name, level; None: the config file's, else moderate).
+DEFAULT_SPECS: tuple[tuple[str, str | None], ...] = (("glsandbox", None), ("glsandbox-strict", "strict"))
 
 
-def default_name(level: str, isolation: str | None = None) -> str:
+def default_name(level: str | None, isolation: str | None = None) -> str:
     """``glsandbox``, ``glsandbox-strict``, ``glsandbox-lenient-container`` ..."""
     parts = ["glsandbox"]
-    if level != "moderate":
+    if level and level != "moderate":
         parts.append(level)
     if isolation:
         parts.append(isolation)
     return "-".join(parts)
 
 
-def display_name_for(level: str, isolation: str | None = None) -> str:
+def display_name_for(level: str | None, isolation: str | None = None) -> str:
     """``Python 3 (sandboxed)``, ``Python 3 (sandboxed, strict)`` ..."""
     extras = [x for x in (None if level == "moderate" else level, isolation) if x]
     return "Python 3 (sandboxed" + "".join(f", {x}" for x in extras) + ")"
@@ -47,23 +50,23 @@ def display_name_for(level: str, isolation: str | None = None) -> str:
 
 def kernel_spec(
     *,
-    level: str = "moderate",
+    level: str | None = None,
     isolation: str | None = None,
     display_name: str | None = None,
     python: str | None = None,
     extra_argv: list[str] | None = None,
 ) -> dict[str, Any]:
-    """The ``kernel.json`` content for one glsandbox kernel."""
-    level = SecurityLevel(level.lower()).value
+    """The ``kernel.json`` content for one glsandbox kernel.
+
+    ``level``/``isolation`` None: not on the argv, so ``glsandbox_kernel_config`` (else the
+    trait's default, moderate) decides; a value given here beats the config file.
+    """
+    argv = [*module_argv(python or sys.executable, "glsandbox_kernel.kernel"), "-f", "{connection_file}"]
+    if level:
+        level = SecurityLevel(level.lower()).value
+        argv.append(f"--SandboxKernel.level={level}")
     if isolation:
         isolation = IsolationType(isolation.lower()).value
-    argv = [
-        *module_argv(python or sys.executable, "glsandbox_kernel.kernel"),
-        "-f",
-        "{connection_file}",
-        f"--SandboxKernel.level={level}",
-    ]
-    if isolation:
         argv.append(f"--SandboxKernel.isolation={isolation}")
     argv += list(extra_argv or [])
     return {
@@ -119,7 +122,11 @@ def add_install_parser(subparsers: Any) -> argparse.ArgumentParser:
     where.add_argument("--prefix", help="install into PREFIX/share/jupyter/kernels")
     p.add_argument("--name", help="kernel name (default: glsandbox[-LEVEL][-ISOLATION])")
     p.add_argument("--display-name", help="name shown in the launcher")
-    p.add_argument("--level", choices=[lvl.value for lvl in SecurityLevel], help="security level (default moderate)")
+    p.add_argument(
+        "--level",
+        choices=[lvl.value for lvl in SecurityLevel],
+        help="security level (default: the config file's, else moderate)",
+    )
     p.add_argument(
         "--isolation",
         choices=[i.value for i in IsolationType],
@@ -181,7 +188,7 @@ def run_install(args: argparse.Namespace) -> int:
         return 2
     single = args.name or args.level or args.isolation or args.display_name or extra
     if single:
-        level = args.level or "moderate"
+        level = args.level
         spec = kernel_spec(level=level, isolation=args.isolation, display_name=args.display_name, extra_argv=extra)
         specs = [(args.name or default_name(level, args.isolation), spec)]
     else:

@@ -3,8 +3,8 @@
 Who calls: the ``glsandbox`` CLI (:func:`add_run_parser` registers the
 subcommand) and tests (:func:`run_notebook`). The notebook runs with nbclient
 against a ``glsandbox`` kernel described by a kernelspec written to a private
-temporary directory, carrying the options (``--SandboxKernel.level=...``);
-every cell runs in the sandbox, never in this process.
+temporary directory, carrying the options asked for (``--SandboxKernel.level=...``; without ``--level``
+the kernel's config file decides, else moderate); every cell runs in the sandbox, never in this process.
 
 What it writes (the notebook still passes ``nbformat.validate``):
 
@@ -51,7 +51,7 @@ from ..host_files import pin_folder, replace_file
 from ..safe_python import module_argv
 from ..terminal_text import printable
 from .evidence import find_audit_output, fmt_bytes, fmt_seconds, record_status
-from .metadata import write_evidence_metadata
+from .metadata import collect_records, write_evidence_metadata
 from .sealed_run import mark_kernel_env
 from .verify import verify_notebook
 
@@ -108,8 +108,9 @@ def kernel_argv(args: argparse.Namespace) -> list[str]:
         *module_argv(sys.executable, "glsandbox_kernel.kernel"),
         "-f",
         "{connection_file}",
-        f"--SandboxKernel.level={args.level}",
     ]
+    if getattr(args, "level", None):  # else the kernel's config file (glsandbox_kernel_config), else moderate
+        argv.append(f"--SandboxKernel.level={args.level}")
     if getattr(args, "isolation", None):
         argv.append(f"--SandboxKernel.isolation={args.isolation}")
     if getattr(args, "fallback", False):
@@ -125,12 +126,12 @@ def kernel_argv(args: argparse.Namespace) -> list[str]:
     return argv + project_kernel_argv(args)
 
 
-def _write_kernelspec(directory: str, name: str, argv: list[str], level: str) -> None:
+def _write_kernelspec(directory: str, name: str, argv: list[str], level: str | None) -> None:
     spec_dir = os.path.join(directory, name)
     os.makedirs(spec_dir, exist_ok=True)
     spec = {
         "argv": argv,
-        "display_name": f"Python 3 (sandboxed, {level}, glsandbox run)",
+        "display_name": f"Python 3 (sandboxed, {level or 'configured level'}, glsandbox run)",
         "language": "python",
         "interrupt_mode": "message",
         "metadata": {"debugger": False},
@@ -311,7 +312,7 @@ def add_run_parser(subparsers: Any) -> argparse.ArgumentParser:
         "with per-cell audit records (outputs and cell metadata) and the session's chain head.",
         output_help="where to write the executed notebook (default: NOTEBOOK with .glsandbox.ipynb)",
     )
-    add_sandbox_options(p, timeout_help="wall-clock limit per cell, seconds")
+    add_sandbox_options(p, timeout_help="wall-clock limit per cell, seconds", level_default=None)
     p.add_argument("--memory", default=None, help="memory limit, e.g. 512M")
     p.add_argument(
         "--param",
@@ -353,7 +354,7 @@ def seal_run(
     import nbformat
 
     options = {
-        "level": args.level,
+        "level": args.level or ",".join(levels_used(nb)) or None,  # not asked: what the kernel's config gave
         "isolation": args.isolation,
         "timeout": args.timeout,
         "memory": args.memory,
@@ -363,6 +364,11 @@ def seal_run(
     }
     write_evidence_metadata(nb, key, run=summary.as_metadata(started, finished), config=options)
     nbformat.validate(nb)
+
+
+def levels_used(nb: Any) -> list[str]:
+    """The security levels the notebook's audit records say its cells ran at (what the kernel reports)."""
+    return sorted({str(r["security_level"]) for r in collect_records(nb) if r.get("security_level")})
 
 
 def read_notebook(path: str) -> Any | None:
@@ -414,7 +420,8 @@ def run_cli(args: argparse.Namespace) -> int:
     out = args.output or default_output(path)
     out_folder = pin_folder(out)  # before the sandbox runs: at LENIENT it can write beside the notebook
     cwd = args.cwd or os.path.dirname(os.path.abspath(path))
-    print(f"glsandbox run: {path} (level {args.level}, isolation {args.isolation or 'default'})", flush=True)
+    asked = args.level or "the kernel's config, else moderate"
+    print(f"glsandbox run: {path} (level {asked}, isolation {args.isolation or 'default'})", flush=True)
     started = time.time()
     try:
         summary = run_notebook(nb, args, key=key, progress=lambda line: print(printable(line), flush=True), cwd=cwd)
@@ -430,9 +437,10 @@ def run_cli(args: argparse.Namespace) -> int:
         return 2
     result = verify_notebook(nb, key)
     ok_cells = sum(1 for c in summary.cells if c["status"] == "ok")
+    used = ", ".join(levels_used(nb)) or "-"
     print(
-        f"glsandbox run: {len(summary.cells)} cell(s) run, {ok_cells} ok, {summary.violations} violation(s); "
-        f"wrote {out}"
+        f"glsandbox run: {len(summary.cells)} cell(s) run at level {used}, {ok_cells} ok, "
+        f"{summary.violations} violation(s); wrote {out}"
     )
     if summary.failed is not None:
         f = summary.failed

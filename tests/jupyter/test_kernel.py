@@ -16,7 +16,7 @@ from typing import Any
 import jupyter_kernel_test as jkt
 import pytest
 
-from glsandbox_kernel.kernel.install import kernel_spec
+from glsandbox_kernel.kernel.install import DEFAULT_SPECS, kernel_spec
 from glsandbox_kernel.kernel.limits import CellOptionsError, split_cell_options
 from glsandbox_kernel.kernel.relay import content_for, json_safe, safe_payload
 
@@ -568,7 +568,7 @@ def test_shipped_kernelspecs_match_install() -> None:
     root = os.path.join(
         os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "jupyter-config", "kernels"
     )
-    for name, level in (("glsandbox", "moderate"), ("glsandbox-strict", "strict")):
+    for name, level in DEFAULT_SPECS:  # glsandbox: no level on the argv (the config file's, else moderate)
         with open(os.path.join(root, name, "kernel.json"), encoding="utf-8") as fh:
             shipped = json.load(fh)
         expected = kernel_spec(level=level, python="python3")
