@@ -249,7 +249,7 @@ def run_cluster_cli(args: argparse.Namespace) -> int:
         stack.callback(client.close)
         workers = len(client.scheduler_info().get("workers", {}))
         print(
-            f"glsandbox run: {len(jobs)} notebook(s) on {args.cluster} ({workers} worker(s), level {args.level}, "
+            f"glsandbox run: {len(jobs)} notebook(s) on {args.cluster} ({workers} worker(s), level {args.level or 'default'}, "
             f"isolation {args.isolation or 'default'})",
             flush=True,
         )
