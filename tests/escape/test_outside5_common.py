@@ -35,3 +35,13 @@ def folders(tmp_path: Path, project: str = "project", *, writable: bool = True) 
     if writable and os.geteuid() == 0:
         os.chown(folder, NOBODY, NOBODY)
     return folder, host_only
+
+
+def write_notebook(path: Path, *cells: str) -> None:
+    """A glsandbox-kernel notebook of code cells at ``path``."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "glsandbox", "display_name": "Python 3 (sandboxed)", "language": "python"}
+    nb.cells.extend(nbformat.v4.new_code_cell(cell) for cell in cells)
+    nbformat.write(nb, str(path))

@@ -41,7 +41,7 @@ from jupyter_client.manager import KernelManager
 
 from glsandbox_kernel.kernel.install import kernel_spec
 
-from .test_outside5_common import folders, need
+from .test_outside5_common import folders, need, write_notebook
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -122,20 +122,22 @@ def test_glsandbox_run_of_an_untrusted_folder_runs_none_of_its_code_on_the_host(
     notebook's folder as cwd, so the host kernel imports the folder's ``psutil.py`` before
     any cell runs: the notebook never needs the sandbox at all.
     """
-    import nbformat
-
     from ..conftest import glsandbox_cli
 
-    need("namespace")
-    project, outside = folders(tmp_path, "downloaded", writable=False)
-    marker = outside / "imported-by-host"
-    (project / "psutil.py").write_text(PAYLOAD.format(marker=str(marker)))
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "glsandbox", "display_name": "Python 3 (sandboxed)", "language": "python"}
-    nb.cells.append(nbformat.v4.new_code_cell("print(6 * 7)"))
-    nbformat.write(nb, str(project / "nb.ipynb"))
+    project, marker = downloaded_with_psutil(tmp_path)
     res = glsandbox_cli("run", str(project / "nb.ipynb"), "--level", "strict", "-o", str(tmp_path / "out.ipynb"))
     assert not marker.exists(), (
         f"glsandbox run --level strict: the host kernel imported the notebook folder's psutil.py: "
         f"{marker.read_text()!r} (run rc {res.returncode})"
     )
+
+
+def downloaded_with_psutil(tmp_path: Path) -> tuple[Path, Path]:
+    """``(folder, marker)``: an untrusted notebook folder that ships ``psutil.py`` (which would write
+    ``marker``, in a host-only folder, if a host process imported it) and ``nb.ipynb``."""
+    need("namespace")
+    project, outside = folders(tmp_path, "downloaded", writable=False)
+    marker = outside / "imported-by-host"
+    (project / "psutil.py").write_text(PAYLOAD.format(marker=str(marker)))
+    write_notebook(project / "nb.ipynb", "print(6 * 7)")
+    return project, marker

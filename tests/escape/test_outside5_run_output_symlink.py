@@ -27,16 +27,12 @@ file the host writes into a folder the sandbox can write.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import nbformat
 import pytest
 
-from glsandbox_kernel.backends.registry import backends
-
-from ..conftest import NOBODY
 from ..conftest import glsandbox_cli as _glsandbox
+from .test_outside5_common import folders, need, write_notebook
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -44,28 +40,13 @@ ORIGINAL = "export PATH=$HOME/bin:$PATH  # the user's own file, outside the proj
 
 
 def test_the_run_output_is_not_written_through_a_sandbox_symlink(tmp_path: Path) -> None:
-    ok, why = backends()["namespace"].available()
-    if not ok:
-        pytest.skip(f"namespace: {why}")
-    os.chmod(tmp_path, 0o755)
-    outside = tmp_path / "home"
-    outside.mkdir(mode=0o700)
+    need("namespace")
+    project, outside = folders(tmp_path)
     victim = outside / ".bashrc"
     victim.write_text(ORIGINAL)
-    project = tmp_path / "project"
-    project.mkdir()
-    if os.geteuid() == 0:  # as root the sandbox writes as the project folder's owner, if not root
-        os.chown(project, NOBODY, NOBODY)
     out = project / "nb.glsandbox.ipynb"
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "glsandbox", "display_name": "Python 3 (sandboxed)", "language": "python"}
-    nb.cells.append(
-        nbformat.v4.new_code_cell(
-            f"import os\nos.symlink({str(victim)!r}, 'nb.glsandbox.ipynb')\nprint('$(id > /tmp/pwned)')"
-        )
-    )
     src = project / "nb.ipynb"
-    nbformat.write(nb, str(src))
+    write_notebook(src, f"import os\nos.symlink({str(victim)!r}, 'nb.glsandbox.ipynb')\nprint('$(id > /tmp/pwned)')")
     res = _glsandbox("run", str(src), "--level", "lenient", "--isolation", "namespace")
     planted = out.is_symlink()
     assert victim.read_text() == ORIGINAL, (

@@ -41,9 +41,8 @@ import cloudpickle
 import pytest
 
 from glsandbox_kernel import FilesystemConfig, IsolationType, OSSandbox, create_config_by_level
-from glsandbox_kernel.backends.registry import backends
 
-from ..conftest import NOBODY
+from .test_outside5_common import folders, need
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
@@ -76,14 +75,8 @@ def grow_later(out: str) -> str:
 
 
 def test_written_files_are_hashed_as_recorded_and_within_the_budget(tmp_path: Path) -> None:
-    ok, why = backends()["namespace"].available()
-    if not ok:
-        pytest.skip(f"namespace: {why}")
-    os.chmod(tmp_path, 0o755)
-    project = tmp_path / "project"
-    project.mkdir()
-    if os.geteuid() == 0:  # as root the sandbox writes as the project folder's owner, if not root
-        os.chown(project, NOBODY, NOBODY)
+    need("namespace")
+    project, _outside = folders(tmp_path)
     fs = FilesystemConfig(project_dir=str(project), project_access="read")
     cfg = create_config_by_level("moderate", isolation_type=IsolationType.NAMESPACE, filesystem=fs)
     with OSSandbox(cfg) as sb:

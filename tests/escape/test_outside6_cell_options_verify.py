@@ -26,20 +26,14 @@ from pathlib import Path
 import pytest
 
 from ..conftest import glsandbox_cli
-from .test_outside5_common import need
+from .test_outside5_common import need, write_notebook
 
 pytestmark = pytest.mark.timeout(300)
 
 
 def test_a_cell_with_per_cell_limits_verifies(tmp_path: Path) -> None:
-    import nbformat
-
     need("namespace")
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "glsandbox", "display_name": "Python 3 (sandboxed)", "language": "python"}
-    nb.cells.append(nbformat.v4.new_code_cell("%%sandbox --memory 200M\nprint(1)"))
-    nb.cells.append(nbformat.v4.new_code_cell("print(2)"))
-    nbformat.write(nb, str(tmp_path / "nb.ipynb"))
+    write_notebook(tmp_path / "nb.ipynb", "%%sandbox --memory 200M\nprint(1)", "print(2)")
     out = tmp_path / "out.ipynb"
     res = glsandbox_cli("run", str(tmp_path / "nb.ipynb"), "-o", str(out))
     assert out.exists(), res.stdout + res.stderr

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from ..conftest import glsandbox_cli
-from .test_outside5_common import need
+from .test_outside5_common import need, write_notebook
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -37,10 +37,7 @@ def test_a_cell_cannot_lift_the_runs_timeout(tmp_path: Path) -> None:
     import nbformat
 
     need("namespace")
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "glsandbox", "display_name": "Python 3 (sandboxed)", "language": "python"}
-    nb.cells.append(nbformat.v4.new_code_cell(CELL))
-    nbformat.write(nb, str(tmp_path / "nb.ipynb"))
+    write_notebook(tmp_path / "nb.ipynb", CELL)
     out = tmp_path / "out.ipynb"
     res = glsandbox_cli("run", str(tmp_path / "nb.ipynb"), "--timeout", "3", "-o", str(out))
     assert out.exists(), res.stdout + res.stderr

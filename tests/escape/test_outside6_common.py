@@ -1,6 +1,6 @@
 """Outside review (7th): what the ``test_outside6_*`` reproducers share (no tests here).
 
-``write_notebook(path, *cells)``: a glsandbox-kernel notebook of code cells.
+``write_notebook(path, *cells)`` (from ``test_outside5_common``): a glsandbox-kernel notebook of code cells.
 ``run_with_config(tmp_path, project, config, code)``: start the installed kernelspec
 (``kernel_spec()``, what ``glsandbox install`` writes) in ``project`` with ``config`` as
 ``glsandbox_kernel_config.json`` in its ``$JUPYTER_CONFIG_DIR``, run ``code``, return its text.
@@ -18,8 +18,10 @@ from jupyter_client.manager import KernelManager
 
 from glsandbox_kernel.kernel.install import kernel_spec
 
-from .test_outside5_common import folders, need
+from .test_outside5_common import folders, need, write_notebook
 from .test_outside5_kernel_cwd_import import _run
+
+__all__ = ["LIST_CWD", "data_project", "run_with_config", "write_notebook"]
 
 #: the cell of run_with_config: what the working directory (the project) shows
 LIST_CWD = "import os\nprint('seen', sorted(os.listdir('.')))"
@@ -31,15 +33,6 @@ def data_project(tmp_path: Path) -> tuple[Path, Path]:
     project, _outside = folders(tmp_path, writable=False)
     (project / "data.csv").write_text("a,b\n1,2\n")
     return project, tmp_path / "audit.jsonl"
-
-
-def write_notebook(path: Path, *cells: str) -> None:
-    import nbformat
-
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "glsandbox", "display_name": "Python 3 (sandboxed)", "language": "python"}
-    nb.cells.extend(nbformat.v4.new_code_cell(cell) for cell in cells)
-    nbformat.write(nb, str(path))
 
 
 def run_with_config(tmp_path: Path, project: Path, config: dict[str, object], code: str = LIST_CWD) -> str:

@@ -29,41 +29,16 @@ import os
 from pathlib import Path
 
 import pytest
-from jupyter_client.kernelspec import KernelSpecManager
-from jupyter_client.manager import KernelManager
 
-from glsandbox_kernel.kernel.install import kernel_spec
-
-from .test_outside5_common import folders, need
-from .test_outside5_kernel_cwd_import import _run
+from .test_outside6_common import data_project, run_with_config
 
 pytestmark = pytest.mark.timeout(300)
 
 
 def test_a_strict_kernel_leaves_no_trace_of_a_moderate_early_sandbox(tmp_path: Path) -> None:
-    need("namespace")
-    project, _outside = folders(tmp_path, writable=False)
-    (project / "data.csv").write_text("a,b\n1,2\n")
-    audit = tmp_path / "audit.jsonl"
-    config_dir = tmp_path / "jupyter-config"
-    config_dir.mkdir()
+    project, audit = data_project(tmp_path)
     scoped = {"SandboxKernelApp": {"SandboxKernel": {"level": "strict", "audit_log": str(audit)}}}
-    (config_dir / "glsandbox_kernel_config.json").write_text(json.dumps(scoped))
-    spec_dir = tmp_path / "kernels" / "glsandbox-a6e"
-    spec_dir.mkdir(parents=True)
-    (spec_dir / "kernel.json").write_text(json.dumps(kernel_spec()))
-    km = KernelManager(
-        kernel_name="glsandbox-a6e", kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(tmp_path / "kernels")])
-    )
-    km.start_kernel(cwd=str(project), env={**os.environ, "JUPYTER_CONFIG_DIR": str(config_dir)})
-    try:
-        kc = km.client()
-        kc.start_channels()
-        kc.wait_for_ready(timeout=120)
-        said = _run(kc, "import os\nprint('seen', sorted(os.listdir('.')))")
-        kc.stop_channels()
-    finally:
-        km.shutdown_kernel(now=True)
+    said = run_with_config(tmp_path, project, scoped)
     levels = {json.loads(line).get("security_level") for line in audit.read_text().splitlines() if line.strip()}
     assert levels == {"strict"} and "data.csv" not in said, (levels, said)  # the kernel itself is right
     assert sorted(p.name for p in project.iterdir()) == ["data.csv"], (

@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 
 from .test_outside5_common import folders, need
-from .test_outside5_kernel_cwd_import import PAYLOAD
+from .test_outside5_kernel_cwd_import import downloaded_with_psutil
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -40,18 +40,9 @@ pytestmark = pytest.mark.timeout(300)
 def test_an_empty_pythonpath_entry_does_not_put_the_notebook_folder_on_the_host_kernels_path(
     tmp_path: Path,
 ) -> None:
-    import nbformat
-
     from ..conftest import glsandbox_cli
 
-    need("namespace")
-    project, outside = folders(tmp_path, "downloaded", writable=False)
-    marker = outside / "imported-by-host"
-    (project / "psutil.py").write_text(PAYLOAD.format(marker=str(marker)))
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "glsandbox", "display_name": "Python 3 (sandboxed)", "language": "python"}
-    nb.cells.append(nbformat.v4.new_code_cell("print(6 * 7)"))
-    nbformat.write(nb, str(project / "nb.ipynb"))
+    project, marker = downloaded_with_psutil(tmp_path)
     pythonpath = os.pathsep + os.environ.get("PYTHONPATH", "")  # "export PYTHONPATH=$PYTHONPATH:..." when unset
     res = glsandbox_cli(
         "run",

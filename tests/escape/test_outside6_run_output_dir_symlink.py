@@ -29,8 +29,7 @@ from pathlib import Path
 import pytest
 
 from ..conftest import NOBODY, glsandbox_cli
-from .test_outside5_common import folders, need
-from .test_outside6_common import write_notebook
+from .test_outside5_common import folders, need, write_notebook
 
 pytestmark = pytest.mark.timeout(300)
 
