@@ -285,7 +285,8 @@ def template_main(ctl_fd: int) -> None:
                 continue
             if msg.get("type") == "spawn" and len(fds) == 1:
                 if not warmed:  # the children's pure set-up code quickened once, shared by all
-                    warmed = zygote_warm.warm_up(msg["plan"])
+                    zygote_warm.warm_up(msg["plan"])
+                    warmed = True
                 # Another child's map pipes are not this child's business: closed in it.
                 pending = [fd for up_r, (_, _, down_w) in maps.items() for fd in (up_r, down_w)]
                 pid = _spawn(

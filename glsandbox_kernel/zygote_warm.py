@@ -25,8 +25,8 @@ from typing import Any
 ROUNDS = 20
 
 
-def warm_up(plan: dict[str, Any]) -> bool:
-    """TEMPLATE side: warm the plan check, the seccomp program and the environment; returns True."""
+def warm_up(plan: dict[str, Any]) -> None:
+    """TEMPLATE side: warm the plan check, the seccomp program and the environment."""
     from .confinement import ChildPlan, ConfinementError
     from .confinement.seccomp import build_filter
 
@@ -44,4 +44,3 @@ def warm_up(plan: dict[str, Any]) -> bool:
         os.environ.update(saved)
     gc.collect()
     gc.freeze()
-    return True
