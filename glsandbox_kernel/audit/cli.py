@@ -21,7 +21,7 @@ from typing import Any
 
 from ._open_sessions import report_open_sessions
 from .cluster import verify_cluster_file
-from .keys import Verifier, read_key_file, verifier_from_bytes
+from .keys import Verifier, public_verifier_from_bytes, read_key_file, verifier_from_bytes
 from .log import load_key
 from .verify import VerifyResult, _parse_lines, _Unparsable, verify_file
 
@@ -41,7 +41,7 @@ def load_verifier(args: argparse.Namespace) -> Verifier | None:
     """
     pubkey = getattr(args, "pubkey", None)
     if pubkey:
-        return verifier_from_bytes(read_key_file(pubkey))
+        return public_verifier_from_bytes(read_key_file(pubkey))
     path = getattr(args, "key", None)
     material = load_key(path) if path else load_key()
     return verifier_from_bytes(material) if material is not None else None

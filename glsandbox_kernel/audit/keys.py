@@ -30,6 +30,11 @@ from typing import Protocol
 ED25519_PREFIX = "ed25519:"
 _PEM_PRIVATE = b"-----BEGIN PRIVATE KEY-----"
 _PEM_PUBLIC = b"-----BEGIN PUBLIC KEY-----"
+_BOM = b"\xef\xbb\xbf"
+#: the first word of an OpenSSH public key line (RFC 4253 / 8709 / 5656 names)
+_OPENSSH_TYPES = frozenset(
+    {b"ssh-ed25519", b"ssh-rsa", b"ssh-dss", b"ecdsa-sha2-nistp256", b"ecdsa-sha2-nistp384", b"ecdsa-sha2-nistp521"}
+)
 
 
 class Signer(Protocol):
@@ -173,8 +178,25 @@ class Ed25519Signer:
         return self._verifier
 
 
+def _refuse_key_lookalike(material: bytes) -> None:
+    """``ValueError`` for material that is a key format we do not take as a secret.
+
+    A PEM block or an OpenSSH public key must never become an HMAC secret: a
+    public key's bytes are known to everyone, so a log "signed" with them
+    would verify. Called by ``signer_from_bytes`` before it falls back to HMAC.
+    """
+    if material.startswith((b"-----BEGIN", _BOM)) or material.split(b" ", 1)[0] in _OPENSSH_TYPES:
+        raise ValueError(
+            "this key is in a format glsandbox does not sign or verify with (it takes Ed25519 keys as the PEM "
+            "blocks `glsandbox keygen` writes); a key file is never taken as an HMAC secret"
+        )
+
+
 def signer_from_bytes(material: bytes) -> HmacKey | Ed25519Signer:
-    """A signer from key material: a PEM private key is Ed25519, anything else an HMAC secret."""
+    """A signer from key material: a PEM private key is Ed25519, anything else an HMAC secret.
+
+    Material that looks like any other key (a PEM block, an OpenSSH key, a byte-order mark) is refused.
+    """
     material = material.strip()
     if material.startswith(_PEM_PRIVATE):
         from cryptography.hazmat.primitives import serialization
@@ -182,6 +204,7 @@ def signer_from_bytes(material: bytes) -> HmacKey | Ed25519Signer:
         return Ed25519Signer(serialization.load_pem_private_key(material, password=None))
     if material.startswith(_PEM_PUBLIC):
         raise ValueError("this is a public key: it can verify, not sign (use the private key file)")
+    _refuse_key_lookalike(material)
     return HmacKey(material)
 
 
@@ -193,6 +216,26 @@ def verifier_from_bytes(material: bytes) -> HmacKey | Ed25519Verifier:
 
         return Ed25519Verifier(serialization.load_pem_public_key(material))
     return signer_from_bytes(material).verifier()
+
+
+def public_verifier_from_bytes(material: bytes) -> Ed25519Verifier:
+    """The Ed25519 verifier of a ``--pubkey`` file: PEM (a byte-order mark tolerated) or ``ssh-ed25519``.
+
+    Called by ``audit.cli.load_verifier`` for ``--pubkey``. Anything else is a
+    ``ValueError``: an auditor's public key never becomes an HMAC secret.
+    """
+    from cryptography.hazmat.primitives import serialization
+
+    material = material.strip()
+    material = material[len(_BOM) :].strip() if material.startswith(_BOM) else material
+    if material.startswith(_PEM_PUBLIC):
+        return Ed25519Verifier(serialization.load_pem_public_key(material))
+    if material.startswith(b"ssh-ed25519 "):
+        return Ed25519Verifier(serialization.load_ssh_public_key(material))
+    raise ValueError(
+        "--pubkey needs an Ed25519 public key: a PEM 'BEGIN PUBLIC KEY' block (as `glsandbox keygen` "
+        "writes it) or an 'ssh-ed25519 ...' line"
+    )
 
 
 def read_key_file(path: str | os.PathLike[str]) -> bytes:
@@ -232,6 +275,7 @@ __all__ = [
     "Signer",
     "Verifier",
     "keygen",
+    "public_verifier_from_bytes",
     "read_key_file",
     "signer_from_bytes",
     "verifier_from_bytes",

@@ -38,6 +38,7 @@ from ..config import IsolationType, SecurityLevel, parse_size
 from ..exceptions import SandboxConfigError, SandboxError, SandboxSecurityError
 from ..terminal_text import printable
 from .display import SandboxResult, install_error_display, sandbox_error, show_output
+from .host_path import drop_writable_from_path
 from .sessions import DEFAULT_NAME, NamedSession, SessionRegistry, SessionSettings
 from .transfer import accept_out, encode_in
 
@@ -185,6 +186,9 @@ class SandboxMagics(Magics):
             raise UsageError(f"%%sandbox: {exc}") from None
         if notice:
             print(notice, file=sys.stderr)
+        dropped = drop_writable_from_path(session.config)
+        if dropped:
+            print(dropped, file=sys.stderr)
         self._notice_if_lost(session)
         if values:
             session.ensure_shell()

@@ -251,9 +251,14 @@ def daemon_info() -> tuple[dict[str, Any] | None, str]:
 
 
 def rootless_on_cgroup_v1(info: dict[str, Any]) -> bool:
-    """Whether ``docker info`` describes a rootless engine on a cgroup v1 host (refused: no limits)."""
+    """Whether ``docker info`` describes a rootless engine on a cgroup v1 host (refused: no limits).
+
+    Docker says rootless in ``SecurityOptions`` (``name=rootless``); Podman's
+    compatible ``/info`` says ``"Rootless": true`` and lists no such option.
+    """
     security = " ".join(str(o) for o in info.get("SecurityOptions") or [])
-    return "name=rootless" in security and str(info.get("CgroupVersion", "")) == "1"
+    rootless = "name=rootless" in security or info.get("Rootless") is True
+    return rootless and str(info.get("CgroupVersion", "")) == "1"
 
 
 ROOTLESS_V1_HINT = (
