@@ -16,7 +16,9 @@ from __future__ import annotations
 # -E: an empty or relative PYTHONPATH entry ("PYTHONPATH=:/opt/lib", what
 # `export PYTHONPATH=$PYTHONPATH:/opt/lib` gives when it was unset) would put the working
 # directory back, and before this code runs: `site` imports a sitecustomize.py found there.
-# The absolute entries are put back here, the working directory never. sys is built in:
+# The absolute entries are put back here, the working directory and folders below it never
+# (PYTHONPATH=$PWD/src, a src layout: the notebook's folder is the project a LENIENT sandbox
+# writes, and a module planted there would run in the next host kernel). sys is built in:
 # nothing is imported from the working directory before its entry goes.
 _BOOTSTRAP = (
     "import sys\n"
@@ -24,7 +26,8 @@ _BOOTSTRAP = (
     "import os\n"
     "here = os.path.realpath(os.getcwd())\n"
     "sys.path[0:0] = [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep)\n"
-    "                 if os.path.isabs(p) and os.path.realpath(p) != here]\n"
+    "                 if os.path.isabs(p) and os.path.realpath(p) != here\n"
+    "                 and not os.path.realpath(p).startswith(here.rstrip('/') + '/')]\n"
     "import runpy\n"
     "runpy.run_module({module!r}, run_name='__main__', alter_sys=True)"
 )
@@ -32,5 +35,5 @@ _BOOTSTRAP = (
 
 def module_argv(python: str, module: str) -> list[str]:
     """``[python, "-E", "-c", ...]`` running ``module`` as ``__main__`` without the working directory
-    on sys.path (the other ``PYTHON*`` variables are ignored too; absolute PYTHONPATH entries stay)."""
+    on sys.path (the other ``PYTHON*`` variables are ignored too; absolute PYTHONPATH entries outside it stay)."""
     return [python, "-E", "-c", _BOOTSTRAP.format(module=module)]

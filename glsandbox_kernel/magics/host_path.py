@@ -1,18 +1,25 @@
 """HOST side: keep folders a sandbox may write off the host kernel's import path.
 
 The magic runs inside an ordinary IPython kernel, whose ``sys.path`` starts
-with the working directory (``''``, or its absolute path under ``python -m``).
-That is the magic's default project folder, writable at LENIENT: a cell could
-plant ``pandas.py`` there and the next host ``import pandas`` would run it
-outside every control. Called by ``SandboxMagics._cell`` before each cell.
+with its working directory (``''``, or its absolute path under ``python -m``).
+That folder is the magic's default project, writable at LENIENT: a cell
+could plant ``pandas.py`` (or ``ipykernel_launcher.py``, which the next
+``python -m ipykernel_launcher`` in that folder runs) and the host would run
+it outside every control. So a writable project that holds the kernel's
+working directory or one of its ``sys.path`` entries is shown read-only
+(its ``sandbox-output/`` stays writable), and any other entry a sandbox may
+write is taken off ``sys.path``. Called by :class:`.sessions.NamedSession`
+(when a session is made) and ``SandboxMagics._cell`` (before each cell).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
 import sys
 
+from ..config import OSSandboxConfig
 from ..project import environment_paths, writable_roots
 
 
@@ -20,28 +27,44 @@ def _under(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
 
 
-def unsafe_entries(config: object, path: list[str] | None = None) -> list[str]:
-    """The entries of ``path`` (default ``sys.path``) that lie in a folder ``config`` lets the sandbox write.
-
-    The Python environment is shown read-only even inside a writable folder, so its entries are safe.
-    """
-    roots = writable_roots(config)  # type: ignore[arg-type]
-    if not roots:
-        return []
+def _import_folders() -> list[tuple[str, str]]:
+    """``(entry, real folder)`` of every ``sys.path`` entry outside the environment (shown read-only)."""
     shown = [os.path.realpath(p) for p in environment_paths()]
-    found = []
-    for entry in sys.path if path is None else path:
-        if not isinstance(entry, str):
-            continue
-        real = os.path.realpath(entry or os.curdir)
-        if any(_under(real, r) for r in roots) and not any(_under(real, s) for s in shown):
-            found.append(entry)
-    return found
+    out = []
+    for entry in sys.path:
+        if isinstance(entry, str):
+            real = os.path.realpath(entry or os.curdir)
+            if not any(_under(real, s) for s in shown):
+                out.append((entry, real))
+    return out
 
 
-def drop_writable_from_path(config: object) -> str | None:
-    """Remove from ``sys.path`` what the sandbox of ``config`` may write; the notice to print, or None."""
-    unsafe = unsafe_entries(config)
+def guard_project(config: OSSandboxConfig) -> tuple[OSSandboxConfig, str | None]:
+    """``config`` with a writable project made read-only when this kernel imports from it; and the notice."""
+    project = config.filesystem.project_dir
+    if project is None or config.project_access != "write":
+        return config, None
+    real = os.path.realpath(project)
+    here = os.path.realpath(os.getcwd())
+    feeds = [e for e, r in _import_folders() if _under(r, real)]
+    if not feeds and not _under(here, real):
+        return config, None
+    fs = dataclasses.replace(config.filesystem, project_access="read", project_writable=False)
+    return config.replace(filesystem=fs), (
+        f"glsandbox: the project folder {real} is shown read-only (cells write to its "
+        f"{config.filesystem.output_dir or 'output'} folder): this kernel imports Python code from it "
+        "(its working directory or sys.path), so a module a sandboxed cell wrote there would run "
+        "outside the sandbox. Pass --project with another folder, or use the glsandbox kernel, to let "
+        "cells write the project."
+    )
+
+
+def drop_writable_from_path(config: OSSandboxConfig) -> str | None:
+    """Take off ``sys.path`` what the sandbox of ``config`` may write; the notice to print, or None."""
+    roots = writable_roots(config)
+    if not roots:
+        return None
+    unsafe = [e for e, r in _import_folders() if any(_under(r, root) for root in roots)]
     if not unsafe:
         return None
     sys.path[:] = [e for e in sys.path if e not in unsafe]
@@ -49,6 +72,5 @@ def drop_writable_from_path(config: object) -> str | None:
     shown = ", ".join(repr(e) if e else "'' (the working directory)" for e in unsafe)
     return (
         f"glsandbox: removed {shown} from this kernel's sys.path: sandboxed cells may write there, and a "
-        "module they write must not run in this kernel. Modules already imported are unaffected; import "
-        "your own modules from there at a read-only level, or use the glsandbox kernel (it never imports from its working directory)."
+        "module they write must not run in this kernel (modules already imported are unaffected)."
     )

@@ -186,9 +186,10 @@ class SandboxMagics(Magics):
             raise UsageError(f"%%sandbox: {exc}") from None
         if notice:
             print(notice, file=sys.stderr)
-        dropped = drop_writable_from_path(session.config)
-        if dropped:
-            print(dropped, file=sys.stderr)
+        for said in (session.path_notice, drop_writable_from_path(session.config)):
+            if said:
+                print(said, file=sys.stderr)
+        session.path_notice = None
         self._notice_if_lost(session)
         if values:
             session.ensure_shell()

@@ -107,10 +107,12 @@ class NamedSession:
 
     def __init__(self, name: str, settings: SessionSettings) -> None:
         from ..sandbox import OSSandbox
+        from .host_path import guard_project
 
         self.name = name
         self.settings = settings
-        self.config = settings.config()
+        #: printed once by the magic: why a writable project is shown read-only
+        self.config, self.path_notice = guard_project(settings.config())
         self.sandbox = OSSandbox(self.config)
         self.cells = 0
         self.shell_ready = False
