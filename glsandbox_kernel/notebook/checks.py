@@ -253,3 +253,40 @@ def _check_chain(
             "were deleted or the records replaced"
         )
     return info
+
+
+WIDGET_STATE_MIME = "application/vnd.jupyter.widget-state+json"
+
+
+def widget_state_warning(nb: Mapping[str, Any]) -> str | None:
+    """What ``metadata.widgets`` changes of the shown outputs, or None when it holds no widget state.
+
+    The widget views in outputs are covered; the state a frontend renders them
+    with (``metadata.widgets``, saved by JupyterLab or written by anyone
+    afterwards) is not: the sandbox never wrote it. Called by ``verify_notebook``
+    (a warning; a problem under ``--strict``).
+    """
+    meta = nb.get("metadata")
+    widgets = meta.get("widgets") if isinstance(meta, Mapping) else None
+    bundle = widgets.get(WIDGET_STATE_MIME) if isinstance(widgets, Mapping) else None
+    state = bundle.get("state") if isinstance(bundle, Mapping) else None
+    if not widgets:
+        return None
+    shown: set[str] = set()
+    for cell in nb.get("cells") or []:
+        for output in (cell.get("outputs") or []) if isinstance(cell, Mapping) else []:
+            data = output.get("data") if isinstance(output, Mapping) else None
+            view = data.get("application/vnd.jupyter.widget-view+json") if isinstance(data, Mapping) else None
+            if isinstance(view, Mapping) and isinstance(view.get("model_id"), str):
+                shown.add(view["model_id"])
+    models = set(state) if isinstance(state, Mapping) else set()
+    decides = sorted(models & shown)
+    return (
+        f"notebook.metadata.widgets holds widget state ({len(models)} model(s)) that no record covers"
+        + (
+            f"; it decides what {len(decides)} covered widget view(s) show ({', '.join(decides[:3])[:120]})"
+            if decides
+            else ""
+        )
+        + ": renderers show that state, not what the sandbox sent"
+    )

@@ -65,7 +65,10 @@ MAX_OUTPUT_HASHES = 4096
 
 #: The one list of fields no hash or signature covers (written by frontends and the server).
 VOLATILE_FIELDS: dict[str, str] = {
-    "notebook.metadata.widgets": "ipywidgets state saved by the frontend (the widget views are outputs, covered)",
+    "notebook.metadata.widgets": (
+        "ipywidgets state saved by the frontend: the views are covered outputs, the state they render is "
+        "not (verify warns when it is there; --strict fails)"
+    ),
     "notebook.metadata (other keys)": "frontend and tool settings; kernelspec, language_info and glsandbox ARE covered",
     "notebook.nbformat_minor, cell.id": "notebook format upgrades by the frontend (4.4 to 4.5 adds cell ids)",
     "cell.metadata (except glsandbox)": "execution timing (cell.metadata.execution), collapsed, scrolled, trusted, tags",

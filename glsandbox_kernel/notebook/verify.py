@@ -49,6 +49,7 @@ from .checks import (
     is_magic_cell,
     magic_level,
     source_hashes,
+    widget_state_warning,
 )
 from .evidence import canonical_outputs, find_audit_output, saved_outputs_evidence, streams_as_shown
 from .seal import METADATA_KEY, check_seal
@@ -349,7 +350,12 @@ def verify_notebook(
     run_order = [c for c, _r in sorted(timed, key=lambda cr: (str(cr[1].get("session_id")), int(cr[1]["seq"])))]
     if any(c.out_of_order for c in checks):
         warnings.append("actual order of execution: " + ", ".join(c.label for c in run_order))
+    widget_state = widget_state_warning(nb)
+    if widget_state:
+        warnings.append(widget_state)
     if strict:
+        if widget_state:
+            problems.append("--strict: " + widget_state)
         if any(c.superseded for c in checks) or any(c.out_of_order for c in checks):
             problems.append("--strict: not one clean top-to-bottom run (cells were re-executed or ran out of order)")
         if any(c.hidden_text for c in checks):
