@@ -62,7 +62,7 @@ def prepare(preimport: str) -> None:
 def warm_up(plan: dict[str, Any]) -> None:
     """TEMPLATE side: warm the plan check, the seccomp program and the environment."""
     from .confinement import ChildPlan, ConfinementError
-    from .confinement.seccomp import build_filter
+    from .confinement.seccomp import build_filter, packed_filter
 
     with contextlib.suppress(ConfinementError, TypeError, ValueError):
         for _ in range(ROUNDS):
@@ -70,6 +70,7 @@ def warm_up(plan: dict[str, Any]) -> None:
         if checked.seccomp is not None and checked.seccomp.enabled:
             for _ in range(ROUNDS):
                 build_filter(checked.seccomp)
+            packed_filter(checked.seccomp)  # kept: a child with the same policy loads these bytes
     # The process step replaces the environment (os.environ.clear, update: Python code of
     # os and collections.abc): the same on the template's own, which it gets back each time.
     saved = dict(os.environ)

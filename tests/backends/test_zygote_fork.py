@@ -1,4 +1,4 @@
-"""A worker forked without Python's fork hooks (``linux.clone_fork(hooks=False)``) is a sound Python.
+"""What the zygote template prepares for its children: forks without Python's fork hooks, the seccomp program.
 
 The zygote template without pre-imports forks its children without
 ``PyOS_BeforeFork``/``AfterFork`` (threading's hook alone wrote ~0.5 MiB of
@@ -69,3 +69,18 @@ def test_a_worker_forked_without_hooks_runs_threads_logging_random_and_forks() -
         assert state["squares"] == [0, 1, 4, 9]
         assert state["child_thread"] == "MainThread" and state["child_status"] == 0
     assert a["random"] != b["random"]  # each worker seeds its own generator
+
+
+def test_the_packed_seccomp_program_is_the_built_one_and_kept_only_for_an_equal_policy() -> None:
+    """The template packs its first plan's program once; a child with another policy builds its own."""
+    import struct
+
+    from glsandbox_kernel.confinement import seccomp
+
+    plain = seccomp.SeccompPolicy(notify=False)
+    strict = seccomp.SeccompPolicy(notify=False, deny_exec=True)
+    assert seccomp.packed_filter(plain) == b"".join(struct.pack("=HBBI", *i) for i in seccomp.build_filter(plain))
+    assert seccomp.packed_filter(seccomp.SeccompPolicy(notify=False)) is seccomp.packed_filter(plain)  # kept
+    other = seccomp.packed_filter(strict)
+    assert other != seccomp.packed_filter(plain)
+    assert other == b"".join(struct.pack("=HBBI", *i) for i in seccomp.build_filter(strict))
