@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+from typing import Any
 
 #: This machine, as ``platform.machine()`` names it (``uname``: importing platform costs a fresh
 #: container's worker some milliseconds before its first reply) ("x86_64", "aarch64").
@@ -200,7 +201,25 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 
 _SIGCHLD = 17  # the exit signal clone(2) is given, as fork() does (x86_64 and aarch64)
 
 
-def clone_fork(flags: int, *, reinit_child: bool = True) -> int:
+_fork_calls: tuple[Any, Any, Any, Any] | None = None
+
+
+def fork_calls() -> tuple[Any, Any, Any, Any]:
+    """``syscall`` (through a ``PyDLL``: the GIL stays held) and Python's three fork hooks, made once.
+
+    TEMPLATE side, called before its imports are frozen: each spawn then
+    makes no ``PyDLL`` and no class of its own (pages its children would keep).
+    """
+    global _fork_calls
+    if _fork_calls is None:
+        call = ctypes.PyDLL("libc.so.6", use_errno=True).syscall
+        call.restype = ctypes.c_long
+        api = ctypes.pythonapi
+        _fork_calls = (call, api.PyOS_BeforeFork, api.PyOS_AfterFork_Parent, api.PyOS_AfterFork_Child)
+    return _fork_calls
+
+
+def clone_fork(flags: int, *, reinit_child: bool = True, hooks: bool = True) -> int:
     """``fork()`` through ``clone(2)`` with extra ``flags`` (namespaces): the child starts in them.
 
     TEMPLATE side, single-threaded only (the zygote). With ``CLONE_NEWPID``
@@ -208,6 +227,11 @@ def clone_fork(flags: int, *, reinit_child: bool = True) -> int:
     process is needed in between. Python's own fork hooks run as
     :func:`os.fork` runs them (``PyOS_BeforeFork`` and the ``AfterFork``
     pair, under the GIL: a ``PyDLL`` keeps it held across the call).
+    ``hooks=False`` runs none of them, for a process that never started a
+    thread and imported no module with a fork hook besides threading's and
+    logging's (the zygote template without pre-imports, and its children):
+    those only reset thread state and locks such a process does not have,
+    and threading's alone writes some 0.5 MiB of the shared pages.
     Returns 0 in the child, the child's pid in the parent; raises
     :class:`OSError` with the errno (``EINVAL`` where this table has no
     ``clone`` number).
@@ -217,20 +241,18 @@ def clone_fork(flags: int, *, reinit_child: bool = True) -> int:
     nr = sysno("clone")
     if nr is None:
         raise OSError(_errno.EINVAL, f"clone(2) has no number known here ({MACHINE})")
-    lib = ctypes.PyDLL("libc.so.6", use_errno=True)
-    lib.syscall.restype = ctypes.c_long
-    api = ctypes.pythonapi
-    api.PyOS_BeforeFork()
+    call, before, after_parent, after_child = fork_calls()
+    if hooks:
+        before()
     # clone(flags, newsp=NULL (this stack, copied), parent_tid, child_tid/tls = NULL): fork()'s semantics.
-    pid = int(lib.syscall(ctypes.c_long(nr), ctypes.c_ulong(flags | _SIGCHLD), None, None, None, None))
+    pid = int(call(ctypes.c_long(nr), ctypes.c_ulong(flags | _SIGCHLD), None, None, None, None))
     err = ctypes.get_errno()
     if pid == 0:
-        if reinit_child:
-            api.PyOS_AfterFork_Child()
-        else:
-            api.PyOS_AfterFork_Parent()
+        if hooks:
+            (after_child if reinit_child else after_parent)()
         return 0
-    api.PyOS_AfterFork_Parent()
+    if hooks:
+        after_parent()
     if pid < 0:
         raise OSError(err, f"clone({flags:#x}): {os.strerror(err)}")
     return pid

@@ -21,7 +21,6 @@ Three parties, three sides of the boundary:
 
 from __future__ import annotations
 
-import gc
 import os
 import select
 import signal
@@ -227,26 +226,10 @@ def template_main(ctl_fd: int) -> None:
     """Serve spawn requests on ``ctl_fd`` until the host closes it."""
     prctl(PR_SET_DUMPABLE, 0)
     prctl(PR_SET_CHILD_SUBREAPER, 1)
-    # Pre-import what every worker needs, once.
-    import cloudpickle  # noqa: F401
+    from . import zygote_warm
+    from .confinement import idmaps
 
-    from . import confinement, zygote_warm  # noqa: F401
-    from .confinement import ChildPlan, idmaps, sections, tiny_init
-    from .worker import loop, netpolicy, unpickle_lite  # noqa: F401
-
-    sections.precompile(ChildPlan)  # every child checks its plan with these, compiled once here
-    tiny_init.prepare()  # the program a cloned child's init becomes (one sealed memfd for all)
-
-    for name in os.environ.pop("GLSANDBOX_ZYGOTE_PREIMPORT", "").split(","):
-        if name.startswith("glsandbox_kernel.worker."):
-            try:
-                __import__(name)
-            except ImportError:
-                pass
-    # Imported objects go to the permanent generation: the children's
-    # collector never walks (and so never copies) the template's pages.
-    gc.collect()
-    gc.freeze()
+    zygote_warm.prepare(os.environ.pop("GLSANDBOX_ZYGOTE_PREIMPORT", ""))
     ctl = socket.socket(fileno=ctl_fd)
     chan = FrameChannel(ctl, max_frame=1 << 24)
     wake_r, wake_w = os.pipe()
@@ -376,6 +359,7 @@ def _spawn(
     and it hands the worker's wait status over a pipe kept in ``statuses``.
     """
     from .confinement import idmaps, tiny_init
+    from .confinement.namespaces import fork_hooks
     from .linux import clone_fork
 
     template = os.getpid()
@@ -387,7 +371,10 @@ def _spawn(
     flags = idmaps.clone_flags(plan)
     status_pipe = os.pipe() if flags else None
     try:
-        pid = clone_fork(flags, reinit_child=False) if status_pipe else os.fork()
+        if not fork_hooks or status_pipe:  # a cloned init needs no child hooks: it runs no user code
+            pid = clone_fork(flags, reinit_child=False, hooks=fork_hooks)
+        else:
+            pid = os.fork()
     except OSError:  # e.g. no user namespaces here: a plain fork, whose unshare says why
         for fd in status_pipe or ():
             os.close(fd)

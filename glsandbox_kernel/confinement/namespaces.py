@@ -54,7 +54,7 @@ import signal
 import struct
 from typing import Literal, NoReturn
 
-from ..linux import CLONE_NEWUSER, CLONE_NS_FLAGS, PR_SET_DUMPABLE, PR_SET_PDEATHSIG, libc, prctl
+from ..linux import CLONE_NEWUSER, CLONE_NS_FLAGS, PR_SET_DUMPABLE, PR_SET_PDEATHSIG, clone_fork, libc, prctl
 from . import idmaps, tiny_init
 from ._common import ChildState, ConfinementError, PlanContext, close_fds_except
 from .idmaps import MAP_FILES as _MAP_FILES
@@ -162,6 +162,9 @@ def userns_available() -> tuple[bool, str]:
     return False, f"unshare(CLONE_NEWUSER): {os.strerror(code) if code > 0 else code}{hint}"
 
 
+#: TEMPLATE side, inherited by its children: whether a fork must run Python's fork hooks. The
+#: template clears it when it imported no module beyond its own (see :func:`..linux.clone_fork`).
+fork_hooks = True
 _saved_mask: set[int | signal.Signals] = set()
 _p0_pid = 0
 _status_w = -1
@@ -405,7 +408,7 @@ def init_cloned_child(up_w: int, down_r: int, status_w: int) -> None:
     # Forwarded signals stay blocked until the init has its forwarding handler; the worker
     # gets the original mask back in fork_init_child.
     _saved_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _FORWARDED_SIGNALS)
-    worker = os.fork()
+    worker = os.fork() if fork_hooks else clone_fork(0, hooks=False)
     if worker == 0:
         os.close(status_w)
         tiny_init.close_child()

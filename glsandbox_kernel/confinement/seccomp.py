@@ -429,6 +429,25 @@ def build_filter(policy: SeccompPolicy) -> list[tuple[int, int, int, int]]:
     return prog
 
 
+#: The last policy :func:`packed_filter` packed, and its program (the zygote template's, inherited).
+_packed: tuple[SeccompPolicy, bytes] | None = None
+
+
+def packed_filter(policy: SeccompPolicy) -> bytes:
+    """The program of ``policy`` as the kernel reads it (``struct sock_filter``, 8 bytes each).
+
+    Either side. The zygote template packs its first plan's program once (its warm-up), so a
+    child whose policy equals that one loads those bytes instead of building them again
+    (hundreds of objects, on pages every idle worker would otherwise keep a copy of).
+    """
+    global _packed
+    if _packed is not None and _packed[0] == policy:
+        return _packed[1]
+    raw = b"".join(struct.pack("=HBBI", *ins) for ins in build_filter(policy))
+    _packed = (policy, raw)
+    return raw
+
+
 def install_child(section: SeccompPolicy | None, state: ChildState) -> None:
     """CHILD side: load the filter; the listener fd (notifications on) goes to ``state.pass_fds``.
 
@@ -440,9 +459,9 @@ def install_child(section: SeccompPolicy | None, state: ChildState) -> None:
     policy = section
     if policy.arch != MACHINE:
         raise ConfinementError("seccomp", f"filter for {policy.arch} on {MACHINE}")
-    prog = build_filter(policy)
-    arr = (_SockFilter * len(prog))(*(_SockFilter(*ins) for ins in prog))
-    fprog = _SockFprog(len(prog), ctypes.cast(arr, ctypes.POINTER(_SockFilter)))
+    raw = packed_filter(policy)
+    count, buf = len(raw) // 8, ctypes.create_string_buffer(raw, len(raw))
+    fprog = _SockFprog(count, ctypes.cast(buf, ctypes.POINTER(_SockFilter)))
     flags = SECCOMP_FILTER_FLAG_NEW_LISTENER if policy.notify else 0
     hint = ""
     if prctl(PR_GET_NO_NEW_PRIVS) != 1:
@@ -453,7 +472,7 @@ def install_child(section: SeccompPolicy | None, state: ChildState) -> None:
         int(libc().syscall(sysno("seccomp"), SECCOMP_SET_MODE_FILTER, flags, ctypes.byref(fprog))),
         hint or "this requires a kernel configured with CONFIG_SECCOMP_FILTER",
     )
-    state.report["seccomp"] = {"instructions": len(prog), "deny_exec": policy.deny_exec, "detection": policy.detection}
+    state.report["seccomp"] = {"instructions": count, "deny_exec": policy.deny_exec, "detection": policy.detection}
     if policy.notify:
         state.pass_fds.append(res)
 

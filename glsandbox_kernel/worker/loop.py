@@ -21,6 +21,7 @@ are blocked outside user code instead, as they were before each request.
 
 from __future__ import annotations
 
+import _signal
 import builtins
 import os
 import select
@@ -36,6 +37,9 @@ from ..protocol import STOP_SIGNAL, WorkerGone
 from .common import INTERRUPT_SIGNALS, drop_pending_interrupts
 from .streams import Connection, FdForwarder, StreamWriter
 
+#: ``signal.pthread_sigmask`` without its conversion of the old mask to enum members (Python
+#: code each worker would run for the first time after the fork, writing the template's pages)
+_sigmask = _signal.pthread_sigmask
 #: the signals that reach user code only while it runs (dropped during frame I/O)
 _SIGINT = INTERRUPT_SIGNALS
 #: ``[True]`` while the loop does its own work (frame I/O, decoding): interrupts are dropped then
@@ -98,7 +102,7 @@ class Worker:
             _QUIET[0] = False
             if self._masked:
                 drop_pending_interrupts()
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGINT)
+                _sigmask(signal.SIG_UNBLOCK, _SIGINT)
             try:
                 value = fn(*args, **kwargs)
             finally:
@@ -148,7 +152,7 @@ class Worker:
         """Main loop; returns only by exiting the process."""
         conn = self.conn
         # From here on the interrupt signals stay unblocked; their handlers drop them while _QUIET.
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGINT)
+        _sigmask(signal.SIG_UNBLOCK, _SIGINT)
         _preload_when_idle(conn.chan.sock)
         while True:
             try:
@@ -233,7 +237,7 @@ class Worker:
 
     def _shell_request(self, msg: dict[str, Any]) -> dict[str, Any]:
         """A cell or another shell request: the shell unblocks the interrupts itself where user code runs."""
-        signal.pthread_sigmask(signal.SIG_BLOCK, _SIGINT)
+        _sigmask(signal.SIG_BLOCK, _SIGINT)
         _QUIET[0] = False
         try:
             reply: dict[str, Any] = self.shell.handle(msg)
@@ -252,9 +256,9 @@ class Worker:
             self._masked = True
         if self._masked:
             if not blocked:
-                signal.pthread_sigmask(signal.SIG_BLOCK, _SIGINT)
+                _sigmask(signal.SIG_BLOCK, _SIGINT)
         elif blocked:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGINT)  # one still pending is dropped here
+            _sigmask(signal.SIG_UNBLOCK, _SIGINT)  # one still pending is dropped here
 
 
 def _preload_when_idle(sock: socket.socket, idle: float = 0.05) -> None:
@@ -308,7 +312,7 @@ def serve(sock: socket.socket, *, pass_fds: list[int] | None = None, report: dic
     ``pass_fds`` (e.g. the seccomp listener) are closed here right after they
     are sent, before any user code can run.
     """
-    signal.pthread_sigmask(signal.SIG_BLOCK, _SIGINT)  # threads started from here on keep them blocked
+    _sigmask(signal.SIG_BLOCK, _SIGINT)  # threads started from here on keep them blocked
     signal.signal(signal.SIGINT, _interrupt_handler)
     signal.signal(STOP_SIGNAL, _stop_handler)
     worker = Worker(sock)

@@ -8,6 +8,8 @@ subprocesses write to fds 1 and 2 and flushes the writers while a long cell runs
 
 from __future__ import annotations
 
+import _signal
+import _thread
 import errno
 import io
 import os
@@ -109,15 +111,17 @@ class StreamWriter(io.TextIOBase):
         self.conn.send({"type": "stream", "name": self.name, "text": text})
 
 
-class FdForwarder(threading.Thread):
+class FdForwarder:
     """Forwards what subprocesses write to fds 1 and 2 as stream frames.
 
     Also flushes the Python-level stream buffers every 100 ms, so output
-    appears while a long cell runs.
+    appears while a long cell runs. Its thread is a bare ``_thread`` one
+    (daemon-like, not in :func:`threading.enumerate`): ``threading.Thread``'s
+    machinery, run for the first time in each worker, wrote some of the
+    template's pages that every idle worker otherwise shares.
     """
 
     def __init__(self, conn: Connection, writers: dict[str, StreamWriter]) -> None:
-        super().__init__(daemon=True, name="glsandbox-fd-forwarder")
         self.conn = conn
         self.writers = writers
         self.pipes: dict[int, str] = {}
@@ -142,7 +146,7 @@ class FdForwarder(threading.Thread):
         that still reaches stderr and the host.
         """
         try:
-            self.start()
+            _thread.start_new_thread(self.run, ())
         except (RuntimeError, OSError) as exc:
             for fd, saved in self._saved.items():
                 os.dup2(saved, fd)
@@ -160,7 +164,7 @@ class FdForwarder(threading.Thread):
         self._saved = {}
 
     def run(self) -> None:
-        signal.pthread_sigmask(signal.SIG_BLOCK, INTERRUPT_SIGNALS)
+        _signal.pthread_sigmask(signal.SIG_BLOCK, INTERRUPT_SIGNALS)
         fds = list(self.pipes)
         while fds:
             ready, _, _ = select.select(fds, [], [], 0.1)
