@@ -17,8 +17,9 @@ from __future__ import annotations
 from copy import deepcopy
 from typing import Any, cast
 
+from ipykernel.iostream import OutStream
 from ipykernel.kernelapp import IPKernelApp
-from traitlets import Bool
+from traitlets import Bool, DottedObjectName
 from traitlets.config import Config
 from traitlets.config.loader import DeferredConfig
 
@@ -35,6 +36,19 @@ def _plain(value: Any, trait: Any) -> Any:
         return value
 
 
+class KernelOutStream(OutStream):
+    """The kernel process's own stdout/stderr (its log lines; never a cell's output, which the relay
+    publishes): ``flush()`` with nothing written returns at once.
+
+    ipykernel flushes both streams before every execute_reply, each a round trip to the IOPub
+    thread and back (two thread wake-ups per stream per cell) for text this process never wrote.
+    """
+
+    def flush(self) -> None:
+        if self._flush_pending or self._subprocess_flush_pending:
+            super().flush()
+
+
 class SandboxKernelApp(IPKernelApp):
     """IPKernelApp whose kernel is SandboxKernel and which reads ``glsandbox_kernel_config``."""
 
@@ -42,6 +56,10 @@ class SandboxKernelApp(IPKernelApp):
     # IPython's init_path puts "" (the working directory: the notebook's folder, which a LENIENT
     # sandbox writes) on sys.path, so a lazy import in this host process would load a planted module.
     ignore_cwd = Bool(True, help="never put the working directory on the host kernel's sys.path").tag(config=False)
+
+    outstream_class = DottedObjectName(
+        "glsandbox_kernel.kernel.app.KernelOutStream", help="the kernel process's own stdout/stderr"
+    ).tag(config=True)
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("kernel_class", SandboxKernel)

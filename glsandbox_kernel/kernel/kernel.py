@@ -37,6 +37,7 @@ import time
 from typing import Any
 
 from ipykernel.kernelbase import Kernel
+from traitlets import Float
 
 from .._version import __version__
 from ..active_content import clean_user_expressions
@@ -84,6 +85,9 @@ class SandboxKernel(StartUp, QuickRequests, KernelOptions, Kernel):
         "nbconvert_exporter": "python",
         "file_extension": ".py",
     }
+    # ipykernel sleeps before each execute_reply so its OutStream's last flush goes first; here the
+    # relay has published the cell's outputs before do_execute returns: the reply waits for nothing.
+    _execute_sleep = Float(0.0).tag(config=True)
     help_links = [
         {"text": "Python Reference", "url": f"https://docs.python.org/{sys.version_info[0]}.{sys.version_info[1]}"},
         {"text": "IPython Reference", "url": "https://ipython.readthedocs.io/en/stable/"},
@@ -157,9 +161,8 @@ class SandboxKernel(StartUp, QuickRequests, KernelOptions, Kernel):
 
     @property
     def kernel_info(self) -> dict[str, Any]:
-        """ipykernel's kernel_info content, without its debugger probe: there is no debugger (the
-        code runs in the sandbox, not here), and the probe imports debugpy, a third of a stock
-        kernel's start, before the first reply."""
+        """ipykernel's kernel_info without its debugger probe: no debugger here (code runs in the
+        sandbox), and the probe imports debugpy, a third of a stock kernel's start, before the reply."""
         from ipykernel.kernelbase import kernel_protocol_version
 
         features = ["kernel subshells"] if getattr(self, "_supports_kernel_subshells", False) else []
