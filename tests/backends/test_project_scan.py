@@ -15,6 +15,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -159,3 +160,60 @@ def test_container_shows_the_project_with_a_poisoned_output_folder_hidden(projec
         got = sb.execute(attack_read, inside)
     assert got[inside[0]] == "a,b\n"
     assert got[inside[1]] != SECRET
+
+
+@pytest.fixture
+def named_paths(tmp_path: Path) -> tuple[Path, Path]:
+    """A data folder with a secret two levels down, and a key file: each to be named as readonly/writable path."""
+    data = tmp_path / "data"
+    (data / "sub").mkdir(parents=True)
+    (data / "x.csv").write_text("a,b\n")
+    (data / "sub" / ".env").write_text(SECRET)
+    key = tmp_path / "keys" / "id_rsa"
+    key.parent.mkdir()
+    key.write_text(SECRET)
+    for p in (tmp_path, data, data / "sub", key.parent):
+        os.chmod(p, 0o755)
+    os.chmod(key, 0o644)
+    return data, key
+
+
+def _started(backend: IsolationType, fs: FilesystemConfig, paths: list[str]) -> Any:
+    """Start a real MODERATE sandbox with ``fs`` and read ``paths`` in it (its answer, or the refusal)."""
+    ok, why = backends()[backend.value].available()
+    if not ok:
+        pytest.skip(f"{backend.value}: {why}")
+    cfg = create_config_by_level("moderate", isolation_type=backend, filesystem=fs)
+    try:
+        with OSSandbox(cfg) as sb:
+            return sb.execute(attack_read, paths)
+    except SandboxConfigError as exc:
+        return exc
+
+
+@pytest.mark.parametrize("field", ["readonly_paths", "writable_paths"])
+def test_a_container_refuses_a_named_folder_holding_a_masked_name(named_paths: tuple[Path, Path], field: str) -> None:
+    """CONTAINER binds a named folder whole (no mask inside): one holding ``.env`` is refused, not shown."""
+    data, _key = named_paths
+    fs = FilesystemConfig(**{field: (str(data),)})
+    cfg = create_config_by_level("moderate", isolation_type=IsolationType.CONTAINER, filesystem=fs)
+    with pytest.raises(SandboxConfigError, match=r"sub/\.env.*cannot hide"):
+        container_settings(cfg, session_id="t", socket_dir=str(data.parent), image="x")
+    (data / "sub" / ".env").unlink()  # without the secret the folder is bound as before
+    volumes = container_settings(cfg, session_id="t", socket_dir=str(data.parent), image="x")["volumes"]
+    assert volumes[str(data)]["bind"] == str(data)
+
+
+def test_a_container_sandbox_never_reads_a_secret_in_a_named_folder(named_paths: tuple[Path, Path]) -> None:
+    data, _key = named_paths
+    got = _started(IsolationType.CONTAINER, FilesystemConfig(readonly_paths=(str(data),)), [str(data / "sub/.env")])
+    assert isinstance(got, SandboxConfigError), f"the container read {got}"
+
+
+@pytest.mark.parametrize("backend", [IsolationType.NAMESPACE, IsolationType.CONTAINER])
+def test_a_named_file_with_a_masked_name_is_refused(named_paths: tuple[Path, Path], backend: IsolationType) -> None:
+    """``id_*`` masks key files in shown folders; the key file named whole is refused just the same."""
+    _data, key = named_paths
+    got = _started(backend, FilesystemConfig(readonly_paths=(str(key),)), [str(key)])
+    assert isinstance(got, SandboxConfigError), f"{backend.value} read {got}"
+    assert "masked name" in str(got)
