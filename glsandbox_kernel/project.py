@@ -18,6 +18,7 @@ import os
 import pwd
 import re
 import stat
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -29,23 +30,8 @@ if TYPE_CHECKING:  # config imports this module to validate project_dir: no runt
     from .config import OSSandboxConfig
 
 #: Folders that are never a project folder (nor any folder below them).
-_SYSTEM_TREES = (
-    "/etc",
-    "/usr",
-    "/bin",
-    "/sbin",
-    "/lib",
-    "/lib32",
-    "/lib64",
-    "/libx32",
-    "/proc",
-    "/sys",
-    "/dev",
-    "/run",
-    "/boot",
-    "/var/run",
-    "/var/lib",
-    "/var/log",
+_SYSTEM_TREES = tuple(
+    "/etc /usr /bin /sbin /lib /lib32 /lib64 /libx32 /proc /sys /dev /run /boot /var/run /var/lib /var/log".split()
 )
 #: Folders that are never a project folder themselves (shared by everyone), though a folder below may be.
 _SHARED_DIRS = ("/", "/tmp", "/var", "/var/tmp", "/dev/shm", "/home", "/root", "/opt", "/srv", "/mnt", "/media")
@@ -222,14 +208,30 @@ class ProjectLayout:
     notes: tuple[str, ...] = ()
 
 
-def project_layout(config: OSSandboxConfig, *, create_output: bool = False) -> ProjectLayout:
-    """HOST side: the project folder, user paths, output folder and masks for ``config``.
+#: A start's layout scanned just before it (the kernel's check of its implicit project folder:
+#: ``keep=True``), taken by that start's own call (``create_output=True``) at most KEEP_S later.
+_kept: dict[tuple[object, str], tuple[float, ProjectLayout]] = {}
+KEEP_S = 2.0
 
-    ``config`` is an :class:`~glsandbox_kernel.config.OSSandboxConfig`.
-    ``create_output``: create the MODERATE output folder (owned by the
-    project folder's owner) when it is missing; planners pass True only
-    when they start a real worker.
+
+def project_layout(config: OSSandboxConfig, *, create_output: bool = False, keep: bool = False) -> ProjectLayout:
+    """HOST side: the project folder, user paths, output folder and masks for ``config`` (an OSSandboxConfig).
+
+    ``create_output``: create the MODERATE output folder (owned by the project folder's owner) when
+    it is missing; planners pass True only when they start a real worker, and take a layout kept for it.
+    ``keep`` (with ``create_output``): a start follows at once; it takes this layout, no second walk.
     """
+    key = (config.filesystem, config.project_access)
+    kept = _kept.pop(key, None) if create_output else None
+    if kept is not None and time.monotonic() - kept[0] <= KEEP_S:
+        return kept[1]
+    layout = _scan_layout(config, create_output=create_output)
+    if keep and create_output:
+        _kept[key] = (time.monotonic(), layout)
+    return layout
+
+
+def _scan_layout(config: OSSandboxConfig, *, create_output: bool) -> ProjectLayout:
     fs = config.filesystem
     access = config.project_access
     project = os.path.realpath(fs.project_dir) if fs.project_dir else None

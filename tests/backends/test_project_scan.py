@@ -12,6 +12,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -217,3 +218,41 @@ def test_a_named_file_with_a_masked_name_is_refused(named_paths: tuple[Path, Pat
     got = _started(backend, FilesystemConfig(readonly_paths=(str(key),)), [str(key)])
     assert isinstance(got, SandboxConfigError), f"{backend.value} read {got}"
     assert "masked name" in str(got)
+
+
+#: A kernel's start as SandboxKernelApp does it (options -> config -> OSSandbox -> start), counting
+#: the walks of its implicit project folder (the working directory): ``os.scandir`` of its root.
+KERNEL_START = r"""
+import os, sys
+from traitlets.config import Config
+from glsandbox_kernel import OSSandbox
+from glsandbox_kernel.kernel.options import config_from_traits
+from glsandbox_kernel.kernel.traits import KernelOptions
+root = os.path.realpath(os.getcwd())
+walks = []
+def hook(event, args):
+    if event == "os.scandir" and args and args[0] is not None and os.fspath(args[0]) == root:
+        walks.append(event)
+sys.addaudithook(hook)
+options = KernelOptions(config=Config({"KernelOptions": {"level": "moderate", "isolation": sys.argv[1]}}))
+config = config_from_traits(options)
+assert config.filesystem.project_dir == root, config.filesystem
+with OSSandbox(config) as sb:
+    sb.start()
+    started = len(walks)
+    print(started, sb.execute(os.path.isfile, os.path.join(root, "data", "f0.csv")), flush=True)
+"""
+
+
+@pytest.mark.parametrize("backend", [IsolationType.NAMESPACE, IsolationType.BASIC])
+def test_a_kernel_start_walks_its_implicit_project_folder_once(project: Path, backend: IsolationType) -> None:
+    ok, why = backends()[backend.value].available()
+    if not ok:
+        pytest.skip(f"{backend.value}: {why}")
+    out = subprocess.run(
+        [sys.executable, "-c", KERNEL_START, backend.value], cwd=project, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    walks, shown = out.stdout.split()
+    assert shown == "True", "the sandbox does not see its project folder"
+    assert walks == "1", f"{walks} walks of the project folder for one kernel start"
