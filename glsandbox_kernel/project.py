@@ -208,8 +208,7 @@ class ProjectLayout:
     notes: tuple[str, ...] = ()
 
 
-#: A start's layout scanned just before it (the kernel's check of its implicit project folder:
-#: ``keep=True``), taken by that start's own call (``create_output=True``) at most KEEP_S later.
+#: The kernel's check of its implicit project (``keep=True``), taken once by the start within KEEP_S.
 _kept: dict[tuple[object, str], tuple[float, ProjectLayout]] = {}
 KEEP_S = 2.0
 
@@ -218,15 +217,16 @@ def project_layout(config: OSSandboxConfig, *, create_output: bool = False, keep
     """HOST side: the project folder, user paths, output folder and masks for ``config`` (an OSSandboxConfig).
 
     ``create_output``: create the MODERATE output folder (owned by the project folder's owner) when
-    it is missing; planners pass True only when they start a real worker, and take a layout kept for it.
-    ``keep`` (with ``create_output``): a start follows at once; it takes this layout, no second walk.
+    it is missing; planners pass True only when they start a real worker, and take a layout kept for it
+    (``keep``: a start follows at once) unless it lacks the output folder (none then: walked again).
     """
     key = (config.filesystem, config.project_access)
     kept = _kept.pop(key, None) if create_output else None
     if kept is not None and time.monotonic() - kept[0] <= KEEP_S:
-        return kept[1]
+        if kept[1].output_dir or not (config.filesystem.output_dir and config.project_access == "read"):
+            return kept[1]
     layout = _scan_layout(config, create_output=create_output)
-    if keep and create_output:
+    if keep:
         _kept[key] = (time.monotonic(), layout)
     return layout
 

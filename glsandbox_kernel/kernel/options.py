@@ -73,7 +73,7 @@ def _filesystem_config(kernel: Any, cfg: OSSandboxConfig) -> Any:
         from ..project import project_layout
 
         try:
-            project_layout(cfg.replace(filesystem=fs), create_output=True, keep=True)
+            project_layout(cfg.replace(filesystem=fs), keep=True)
         except SandboxConfigError as exc:
             log.warning("glsandbox: not showing %s to the sandbox: %s", project, exc)
             fs = dataclasses.replace(fs, project_dir=None)
