@@ -208,26 +208,26 @@ class ProjectLayout:
     notes: tuple[str, ...] = ()
 
 
-#: The kernel's check of its implicit project (``keep=True``), taken once by the start within KEEP_S.
-_kept: dict[tuple[object, str], tuple[float, ProjectLayout]] = {}
-KEEP_S = 2.0
+#: The kernel's check of its implicit project (``keep=True``): taken once by the first start of that very
+#: config (the same FilesystemConfig object) within KEEP_S, a bound for a start that failed before taking it.
+_kept: dict[int, tuple[float, object, str, ProjectLayout]] = {}
+KEEP_S = 30.0
 
 
 def project_layout(config: OSSandboxConfig, *, create_output: bool = False, keep: bool = False) -> ProjectLayout:
     """HOST side: the project folder, user paths, output folder and masks for ``config`` (an OSSandboxConfig).
 
-    ``create_output``: create the MODERATE output folder (owned by the project folder's owner) when
-    it is missing; planners pass True only when they start a real worker, and take a layout kept for it
-    (``keep``: a start follows at once) unless it lacks the output folder (none then: walked again).
+    ``create_output``: create the MODERATE output folder (owned by the project folder's owner) if missing;
+    planners pass True only when they start a real worker, and take a layout kept for it unless it lacks one.
     """
-    key = (config.filesystem, config.project_access)
-    kept = _kept.pop(key, None) if create_output else None
-    if kept is not None and time.monotonic() - kept[0] <= KEEP_S:
-        if kept[1].output_dir or not (config.filesystem.output_dir and config.project_access == "read"):
-            return kept[1]
+    fs, access = config.filesystem, config.project_access
+    kept = _kept.pop(id(fs), None) if create_output else None
+    if kept is not None and kept[1] is fs and kept[2] == access and time.monotonic() - kept[0] <= KEEP_S:
+        if kept[3].output_dir or not (fs.output_dir and access == "read"):
+            return kept[3]
     layout = _scan_layout(config, create_output=create_output)
     if keep:
-        _kept[key] = (time.monotonic(), layout)
+        _kept[id(fs)] = (time.monotonic(), fs, access, layout)
     return layout
 
 
