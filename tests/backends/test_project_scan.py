@@ -231,7 +231,7 @@ from glsandbox_kernel.kernel.traits import KernelOptions
 root = os.path.realpath(os.getcwd())
 walks = []
 def hook(event, args):
-    if event == "os.scandir" and args and args[0] is not None and os.fspath(args[0]) == root:
+    if event == "os.scandir" and args and isinstance(args[0], str) and args[0] == root:  # (an fd: rmtree's)
         walks.append(event)
 sys.addaudithook(hook)
 options = KernelOptions(config=Config({"KernelOptions": {"level": "moderate", "isolation": sys.argv[1]}}))
