@@ -14,9 +14,9 @@ hosts left behind (:mod:`glsandbox_kernel.confinement.cgroups.sweep`,
   has it started at another time (a reused pid does not keep a dead host's
   leftovers);
 - names without a token (pid only, from versions before this one) do not
-  match :data:`PATTERN` and are left alone: their namespace is unknowable,
-  and killing another namespace's live sandboxes is worse than an empty
-  folder left behind once.
+  match :data:`PATTERN`: their namespace is unknowable, so nothing in them is
+  ever killed; :func:`old_gone` says when such a pid names no process here
+  (the cgroup sweep then removes an *empty* one: rmdir, never a kill).
 
 When ``/proc`` is not of our pid namespace (``unshare -p`` without a new
 ``/proc``) no pid can be checked, so nothing is gone.
@@ -61,11 +61,25 @@ def gone(pid: str, start: str, ns: str) -> bool:
     """Whether the creator named by a token's groups (:data:`PATTERN`) is known to be gone."""
     if int(ns) == 0 or int(ns) != _own_ns() or not _proc_is_ours():
         return False
+    if _no_process(int(pid)):
+        return True
+    now = procfs.start_time(int(pid))  # None: a zombie, or unreadable (hidepid): keep
+    return now is not None and int(start) != 0 and now != int(start)
+
+
+def old_gone(pid: str) -> bool:
+    """Whether the pid of an old, pid-only name (no start time, no namespace) names no process here.
+
+    Never proof that its creator is gone (it may live in another pid namespace):
+    callers only remove what holds nothing (an empty cgroup), never kill."""
+    return int(pid) > 0 and _proc_is_ours() and _no_process(int(pid))
+
+
+def _no_process(pid: int) -> bool:
     try:
-        os.kill(int(pid), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return True
     except PermissionError:
         pass
-    now = procfs.start_time(int(pid))  # None: a zombie, or unreadable (hidepid): keep
-    return now is not None and int(start) != 0 and now != int(start)
+    return False

@@ -18,6 +18,7 @@ import os
 import pwd
 import re
 import stat
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -29,23 +30,8 @@ if TYPE_CHECKING:  # config imports this module to validate project_dir: no runt
     from .config import OSSandboxConfig
 
 #: Folders that are never a project folder (nor any folder below them).
-_SYSTEM_TREES = (
-    "/etc",
-    "/usr",
-    "/bin",
-    "/sbin",
-    "/lib",
-    "/lib32",
-    "/lib64",
-    "/libx32",
-    "/proc",
-    "/sys",
-    "/dev",
-    "/run",
-    "/boot",
-    "/var/run",
-    "/var/lib",
-    "/var/log",
+_SYSTEM_TREES = tuple(
+    "/etc /usr /bin /sbin /lib /lib32 /lib64 /libx32 /proc /sys /dev /run /boot /var/run /var/lib /var/log".split()
 )
 #: Folders that are never a project folder themselves (shared by everyone), though a folder below may be.
 _SHARED_DIRS = ("/", "/tmp", "/var", "/var/tmp", "/dev/shm", "/home", "/root", "/opt", "/srv", "/mnt", "/media")
@@ -162,6 +148,11 @@ class TreeWalk:
                     todo.append(entry.path)
 
 
+def _is_door(st: os.stat_result) -> bool:
+    """A socket or FIFO (a door to a host process, read-only mount or not), or a device node (BASIC's host paths are not nodev)."""
+    return any(f(st.st_mode) for f in (stat.S_ISSOCK, stat.S_ISFIFO, stat.S_ISCHR, stat.S_ISBLK))
+
+
 def find_masked(
     root: str, patterns: tuple[str, ...], *, budget: int = SCAN_BUDGET, skip: Iterable[str | None] = ()
 ) -> list[tuple[str, str]]:
@@ -179,10 +170,7 @@ def find_masked(
     walk = TreeWalk([root], budget, lambda e, _: e.path not in out and not is_masked(e.name, patterns))
     found: list[tuple[str, str]] = []
     for entry, st in walk:
-        # a Unix socket or FIFO is a door to a host process, read-only mount or not: masked whatever its name
-        door = stat.S_ISSOCK(st.st_mode) or stat.S_ISFIFO(st.st_mode) or stat.S_ISCHR(st.st_mode)
-        door = door or stat.S_ISBLK(st.st_mode)  # device nodes too (BASIC's host paths are not nodev)
-        if door or (not stat.S_ISLNK(st.st_mode) and is_masked(entry.name, patterns)):
+        if _is_door(st) or (not stat.S_ISLNK(st.st_mode) and is_masked(entry.name, patterns)):
             found.append((entry.path, "dir" if stat.S_ISDIR(st.st_mode) else "file"))
     if not walk.complete:
         raise SandboxConfigError(
@@ -220,14 +208,30 @@ class ProjectLayout:
     notes: tuple[str, ...] = ()
 
 
-def project_layout(config: OSSandboxConfig, *, create_output: bool = False) -> ProjectLayout:
-    """HOST side: the project folder, user paths, output folder and masks for ``config``.
+#: The kernel's check of its implicit project (``keep=True``): taken once by the first start of that very
+#: config (the same FilesystemConfig object) within KEEP_S, a bound for a start that failed before taking it.
+_kept: dict[int, tuple[float, object, str, ProjectLayout]] = {}
+KEEP_S = 30.0
 
-    ``config`` is an :class:`~glsandbox_kernel.config.OSSandboxConfig`.
-    ``create_output``: create the MODERATE output folder (owned by the
-    project folder's owner) when it is missing; planners pass True only
-    when they start a real worker.
+
+def project_layout(config: OSSandboxConfig, *, create_output: bool = False, keep: bool = False) -> ProjectLayout:
+    """HOST side: the project folder, user paths, output folder and masks for ``config`` (an OSSandboxConfig).
+
+    ``create_output``: create the MODERATE output folder (owned by the project folder's owner) if missing;
+    planners pass True only when they start a real worker, and take a layout kept for it unless it lacks one.
     """
+    fs, access = config.filesystem, config.project_access
+    kept = _kept.pop(id(fs), None) if create_output else None
+    if kept is not None and kept[1] is fs and kept[2] == access and time.monotonic() - kept[0] <= KEEP_S:
+        if kept[3].output_dir or not (fs.output_dir and access == "read"):
+            return kept[3]
+    layout = _scan_layout(config, create_output=create_output)
+    if keep:
+        _kept[id(fs)] = (time.monotonic(), fs, access, layout)
+    return layout
+
+
+def _scan_layout(config: OSSandboxConfig, *, create_output: bool) -> ProjectLayout:
     fs = config.filesystem
     access = config.project_access
     project = os.path.realpath(fs.project_dir) if fs.project_dir else None
@@ -270,19 +274,16 @@ def project_layout(config: OSSandboxConfig, *, create_output: bool = False) -> P
     workdir = None
     if project is not None and any(_under(project, v) for v in visible):
         workdir = project
-    env = python_environment()
     scanned: list[str] = []
     for v in visible:
-        refuse_masked_folder(v, fs.masked_names)
-        if v == output or any(_under(v, t) for t in _SYSTEM_TREES + env.trusted):
-            continue  # system folders and package trees hold no user secrets (and are huge)
-        if os.path.isdir(v):
-            # A folder inside one walked already was walked with it: every entry below it was seen,
-            # unless it lies in a masked folder (not entered).
-            if any(_under(v, s) for s in scanned) and not any(_under(v, m) for m, _ in masked):
-                continue
-            scanned.append(v)
-            masked += [m for m in find_masked(v, fs.masked_names, skip=(own,)) if m not in masked]
+        if not _needs_scan(v, fs.masked_names) or v == output:
+            continue
+        # A folder inside one walked already was walked with it: every entry below it was seen,
+        # unless it lies in a masked folder (not entered).
+        if any(_under(v, s) for s in scanned) and not any(_under(v, m) for m, _ in masked):
+            continue
+        scanned.append(v)
+        masked += [m for m in find_masked(v, fs.masked_names, skip=(own,)) if m not in masked]
     masked += [m for m in environment_masks(fs.masked_names, notes) if m not in masked]
     return ProjectLayout(
         project=project,
@@ -297,6 +298,28 @@ def project_layout(config: OSSandboxConfig, *, create_output: bool = False) -> P
         cwd=project,
         notes=tuple(notes),
     )
+
+
+def _needs_scan(path: str, patterns: tuple[str, ...]) -> bool:
+    """HOST side, for a shown host path: refuses a masked folder (or one inside it), a masked file or a door
+    named whole; True for a user's folder to walk (system and package trees hold no user secrets, and are huge)."""
+    refuse_masked_folder(path, patterns)
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    if not stat.S_ISDIR(st.st_mode) and (_is_door(st) or is_masked(os.path.basename(path), patterns)):
+        raise SandboxConfigError("readonly_paths", f"{path}: a masked name, socket, FIFO or device: never shown")
+    return stat.S_ISDIR(st.st_mode) and not any(_under(path, t) for t in _SYSTEM_TREES + python_environment().trusted)
+
+
+def refuse_named_secrets(field: str, path: str, patterns: tuple[str, ...], *, scan: bool = True) -> None:
+    """HOST side, for CONTAINER, which binds a named path whole (no mask inside): refuses what :func:`project_layout`
+    refuses and, with ``scan``, a folder holding masked names or doors (``readonly_paths``, ``writable_paths``)."""
+    found = find_masked(path, patterns) if _needs_scan(path, patterns) and scan else []
+    if found:
+        why = f"{', '.join(p for p, _ in found[:5])[:300]}, which this backend cannot hide (masked_names, sockets)"
+        raise SandboxConfigError(field, f"{path} holds {why}: name a folder without them, or use isolation namespace")
 
 
 def refuse_masked_folder(path: str, patterns: tuple[str, ...]) -> None:

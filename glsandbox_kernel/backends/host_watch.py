@@ -122,6 +122,11 @@ class HostWatch:
         """It was released: nothing to do for it any more (no helper, nothing to tell)."""
         self._send({"op": "forget", **msg}, spawn=False)
 
+    def alive(self) -> bool:
+        """Whether the helper runs (it holds what was registered with it)."""
+        proc = self._proc
+        return proc is not None and proc.poll() is None
+
     @property
     def pid(self) -> int | None:
         """The helper's pid (tests)."""

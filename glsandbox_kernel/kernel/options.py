@@ -68,11 +68,12 @@ def _filesystem_config(kernel: Any, cfg: OSSandboxConfig) -> Any:
     if project is not None and not kernel.project:
         # The implicit folder (the kernel's cwd) must not make every cell fail: one that
         # cannot be shown (too large to check for secrets) is not shown, with a warning.
+        # The sandbox's start follows at once: it takes this scan (keep) instead of walking again.
         from ..exceptions import SandboxConfigError
         from ..project import project_layout
 
         try:
-            project_layout(cfg.replace(filesystem=fs))
+            project_layout(cfg.replace(filesystem=fs), keep=True)
         except SandboxConfigError as exc:
             log.warning("glsandbox: not showing %s to the sandbox: %s", project, exc)
             fs = dataclasses.replace(fs, project_dir=None)

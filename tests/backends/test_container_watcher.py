@@ -206,3 +206,72 @@ def test_the_qemu_watchdog_kills_what_a_sigkilled_host_held_despite_a_forked_chi
         for pid in left:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+#: A host SIGKILLed right after the engine made its container, before it saw the answer: the
+#: container is created, never started and never registered by id (launch_worker's watch).
+CREATE_KILLED_HOST = r"""
+import os, signal, sys
+from glsandbox_kernel import OSSandbox, create_config_by_level, IsolationType
+from glsandbox_kernel.backends.container import docker_api
+from glsandbox_kernel.backends.container.watcher import WATCHER
+from glsandbox_kernel.backends.registry import backends
+ok, why = backends()[sys.argv[1]].available()
+if not ok:
+    print("SKIP", why, flush=True)
+    sys.exit(0)
+api = docker_api.api()
+create = type(api).create_container
+
+def create_then_die(self, *args, **kwargs):
+    made = create(self, *args, **kwargs)
+    print("READY", made["Id"], WATCHER.pid, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+type(api).create_container = create_then_die
+OSSandbox(create_config_by_level("strict", isolation_type=IsolationType(sys.argv[1]))).start()
+"""
+
+
+def _podman_host() -> str:
+    host = os.environ.get("GLSANDBOX_PODMAN_HOST") or "unix://" + os.path.join(
+        os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), ".cache", "podman.sock"
+    )
+    if not os.path.exists(host.removeprefix("unix://")):
+        pytest.skip(f"no Podman service at {host} (scripts/podman-up)")
+    return host
+
+
+@pytest.mark.parametrize("engine", ["docker", "podman"])
+def test_a_container_created_but_never_started_goes_with_its_sigkilled_host(engine: str) -> None:
+    import docker
+
+    env = dict(os.environ, GLSANDBOX_CONTAINER_POOL="0")
+    if engine == "podman":
+        env["DOCKER_HOST"] = _podman_host()
+    api = docker.from_env(environment=env, timeout=30).api
+    host = subprocess.Popen(
+        [sys.executable, "-c", CREATE_KILLED_HOST, "container"], stdout=subprocess.PIPE, text=True, env=env
+    )
+    cid = ""
+    try:
+        assert host.stdout is not None
+        line = host.stdout.readline()
+        word, cid, watcher = [*line.split(), "", "", ""][:3]
+        if word == "SKIP":
+            cid = ""
+            pytest.skip(f"container on {engine}: {line.strip()}")
+        assert word == "READY", f"the host did not create: {line!r}"
+        host.wait(30)
+        assert host.returncode == -signal.SIGKILL
+        assert _wait_until(lambda: not api.containers(all=True, filters={"id": cid})), (
+            f"{engine}: the created, never started container outlived its SIGKILLed host by 30 s (watcher {watcher})"
+        )
+    finally:
+        if host.poll() is None:
+            host.kill()
+            host.wait()
+        if cid:
+            with contextlib.suppress(Exception):
+                api.remove_container(cid, force=True, v=True)
+        api.close()

@@ -12,9 +12,11 @@ from __future__ import annotations
 import fnmatch
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -159,3 +161,100 @@ def test_container_shows_the_project_with_a_poisoned_output_folder_hidden(projec
         got = sb.execute(attack_read, inside)
     assert got[inside[0]] == "a,b\n"
     assert got[inside[1]] != SECRET
+
+
+@pytest.fixture
+def named_paths(tmp_path: Path) -> tuple[Path, Path]:
+    """A data folder with a secret two levels down, and a key file: each to be named as readonly/writable path."""
+    data = tmp_path / "data"
+    (data / "sub").mkdir(parents=True)
+    (data / "x.csv").write_text("a,b\n")
+    (data / "sub" / ".env").write_text(SECRET)
+    key = tmp_path / "keys" / "id_rsa"
+    key.parent.mkdir()
+    key.write_text(SECRET)
+    for p in (tmp_path, data, data / "sub", key.parent):
+        os.chmod(p, 0o755)
+    os.chmod(key, 0o644)
+    return data, key
+
+
+def _started(backend: IsolationType, fs: FilesystemConfig, paths: list[str]) -> Any:
+    """Start a real MODERATE sandbox with ``fs`` and read ``paths`` in it (its answer, or the refusal)."""
+    ok, why = backends()[backend.value].available()
+    if not ok:
+        pytest.skip(f"{backend.value}: {why}")
+    cfg = create_config_by_level("moderate", isolation_type=backend, filesystem=fs)
+    try:
+        with OSSandbox(cfg) as sb:
+            return sb.execute(attack_read, paths)
+    except SandboxConfigError as exc:
+        return exc
+
+
+@pytest.mark.parametrize("field", ["readonly_paths", "writable_paths"])
+def test_a_container_refuses_a_named_folder_holding_a_masked_name(named_paths: tuple[Path, Path], field: str) -> None:
+    """CONTAINER binds a named folder whole (no mask inside): one holding ``.env`` is refused, not shown."""
+    data, _key = named_paths
+    fs = FilesystemConfig(**{field: (str(data),)})
+    cfg = create_config_by_level("moderate", isolation_type=IsolationType.CONTAINER, filesystem=fs)
+    with pytest.raises(SandboxConfigError, match=r"sub/\.env.*cannot hide"):
+        container_settings(cfg, session_id="t", socket_dir=str(data.parent), image="x")
+    (data / "sub" / ".env").unlink()  # without the secret the folder is bound as before
+    volumes = container_settings(cfg, session_id="t", socket_dir=str(data.parent), image="x")["volumes"]
+    assert volumes[str(data)]["bind"] == str(data)
+
+
+def test_a_container_sandbox_never_reads_a_secret_in_a_named_folder(named_paths: tuple[Path, Path]) -> None:
+    data, _key = named_paths
+    got = _started(IsolationType.CONTAINER, FilesystemConfig(readonly_paths=(str(data),)), [str(data / "sub/.env")])
+    assert isinstance(got, SandboxConfigError), f"the container read {got}"
+
+
+@pytest.mark.parametrize("backend", [IsolationType.NAMESPACE, IsolationType.CONTAINER])
+def test_a_named_file_with_a_masked_name_is_refused(named_paths: tuple[Path, Path], backend: IsolationType) -> None:
+    """``id_*`` masks key files in shown folders; the key file named whole is refused just the same."""
+    _data, key = named_paths
+    got = _started(backend, FilesystemConfig(readonly_paths=(str(key),)), [str(key)])
+    assert isinstance(got, SandboxConfigError), f"{backend.value} read {got}"
+    assert "masked name" in str(got)
+
+
+#: A kernel's start as SandboxKernelApp does it (options -> config -> OSSandbox -> start), counting
+#: the walks of its implicit project folder (the working directory): ``os.scandir`` of its root.
+KERNEL_START = r"""
+import os, sys
+from traitlets.config import Config
+from glsandbox_kernel import OSSandbox
+from glsandbox_kernel.kernel.options import config_from_traits
+from glsandbox_kernel.kernel.traits import KernelOptions
+root = os.path.realpath(os.getcwd())
+walks = []
+def hook(event, args):
+    if event == "os.scandir" and args and isinstance(args[0], str) and args[0] == root:  # (an fd: rmtree's)
+        walks.append(event)
+sys.addaudithook(hook)
+options = KernelOptions(config=Config({"KernelOptions": {"level": "moderate", "isolation": sys.argv[1]}}))
+config = config_from_traits(options)
+assert config.filesystem.project_dir == root, config.filesystem
+with OSSandbox(config) as sb:
+    sb.start()
+    started = len(walks)
+    print(started, sb.execute(os.path.isfile, os.path.join(root, "data", "f0.csv")), flush=True)
+"""
+
+
+@pytest.mark.parametrize("backend", [IsolationType.NAMESPACE, IsolationType.BASIC])
+def test_a_kernel_start_walks_its_implicit_project_folder_once(project: Path, backend: IsolationType) -> None:
+    ok, why = backends()[backend.value].available()
+    if not ok:
+        pytest.skip(f"{backend.value}: {why}")
+    # As after the folder's first session (the check makes no output folder: the first start walks again).
+    (project / "sandbox-output").mkdir()
+    out = subprocess.run(
+        [sys.executable, "-c", KERNEL_START, backend.value], cwd=project, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    walks, shown = out.stdout.split()
+    assert shown == "True", "the sandbox does not see its project folder"
+    assert walks == "1", f"{walks} walks of the project folder for one kernel start"

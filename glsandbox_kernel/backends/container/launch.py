@@ -159,6 +159,7 @@ def launch_worker(
         )
         image = str(settings["image"])
         runtime = settings.get("runtime")
+        WATCHER.expect()  # this host's labels: removed even if it is SIGKILLed during the create
         with docker_api.map_docker_errors(backend, "create the container", image=image):
             container_id = api.create_container(**create_kwargs(api, docker_api.for_engine(settings)))["Id"]
         WATCHER.watch(container_id)  # a pipe write: removed even if this process is SIGKILLed from here on

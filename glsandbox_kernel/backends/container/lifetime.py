@@ -5,7 +5,7 @@ and removed in a background reaper, so neither is on the caller's path;
 live containers are removed on interpreter exit (atexit and SIGTERM); for a
 host that died hard (SIGKILL), within a second or two by the host-death
 watcher (:mod:`.watcher`: every container is registered with it at its
-create) and the bootstrap's own watchdog on its host connection, and as a
+create, and this host's labels before it) and the bootstrap's own watchdog on its host connection, and as a
 last resort by :func:`sweep_stale` at the next start-up (by label
 ``glsandbox=1`` and the recorded host pid and start time). A forked child forgets its parent's containers and never
 kills them. Warm pools register their drain here (:func:`on_shutdown`).
@@ -151,7 +151,8 @@ def shutdown_all(timeout: float = 20.0) -> None:
         with contextlib.suppress(Exception):
             worker.kill()
             worker.cleanup()
-    _reaper.flush(timeout)
+    if _reaper.flush(timeout) and not _live:
+        WATCHER.unexpect()  # all removed: the helper need not list this host's containers
     WATCHER.close()  # EOF: the helper removes whatever the hooks could not
 
 

@@ -274,9 +274,9 @@ def _under(path: str, root: str) -> bool:
 def _user_binds(config: OSSandboxConfig, hidden: dict[str, str]) -> dict[str, dict[str, str]]:
     """Binds the config asks for (project dir, readonly/writable paths); ``hidden`` gets an empty
     tmpfs over the output folder when it holds masked names. A bind that is, contains or lies under
-    a blocked path (the Docker socket, /root, /home ...) is refused: none of those reach the container.
+    a blocked path (the Docker socket, /root, /home ...) is refused, and so is a named path with masked names.
     """
-    from ...project import container_masks, refuse_masked_folder
+    from ...project import container_masks, refuse_named_secrets
 
     fs = config.filesystem
     wanted: list[tuple[str, str, str, str]] = []
@@ -297,10 +297,10 @@ def _user_binds(config: OSSandboxConfig, hidden: dict[str, str]) -> dict[str, di
     wanted += [("writable_paths", p, p, "rw") for p in fs.writable_paths]
     binds: dict[str, dict[str, str]] = {}
     for field, host, target, mode in wanted:
-        refuse_masked_folder(os.path.realpath(host), fs.masked_names)
         for blocked in fs.blocked_paths:
             if _under(host, blocked) or _under(blocked, host):
                 raise SandboxConfigError(f"filesystem.{field}", f"{host!r} overlaps the blocked path {blocked!r}")
+        refuse_named_secrets(field, os.path.realpath(host), fs.masked_names, scan=field != "project_dir")
         binds[os.path.realpath(host)] = {"bind": target, "mode": mode}
     return binds
 

@@ -8,13 +8,21 @@ the bootstrap's watchdog on its host connection), a
 :class:`..host_watch.HostWatch` (the same helper as the VM's QEMU watchdog,
 :mod:`..vm.control`):
 
+* :meth:`~_Watcher.expect` right before a create: at EOF the helper also
+  removes every container labelled with this host (pid, start time, pid
+  namespace: :func:`.settings.host_labels`), so one whose create this host
+  never saw return (killed during it, or before :meth:`watch`) goes too, started
+  or not; taken back (:meth:`~_Watcher.unexpect`) by a clean shutdown, which
+  removed its containers itself;
 * :meth:`~_Watcher.watch` right after a create
   (:func:`.launch.launch_worker`, warm pool included);
 * :meth:`~_Watcher.forget` once the container was removed.
 
 At EOF (this process gone, however it died) the helper removes, by id and
-by force, every container still held, through the engine that made it
-(``DOCKER_HOST`` as it was at the create: Docker or Podman).
+by force, every container still held, and those its labels name (listed
+again a second later, for a create the engine finished after the host died),
+through the engine that made them (``DOCKER_HOST`` as it was at the create:
+Docker or Podman).
 """
 
 from __future__ import annotations
@@ -22,16 +30,17 @@ from __future__ import annotations
 import os
 
 from ..host_watch import HostWatch
+from .settings import LABEL, LABEL_HOST_PID, LABEL_HOST_PIDNS, LABEL_HOST_START, host_identity
 
-#: The helper's part after ``collect``: remove what is left, in parallel.
+#: The helper's part after ``collect``: remove what is left (held ids, then what the labels name), in parallel.
 CODE = r"""
 import os, threading, time
-held = collect("id", lambda msg: str(msg.get("docker_host") or ""), lambda host: None)
+held = collect("id", lambda msg: (str(msg.get("docker_host") or ""), msg.get("labels")), lambda kept: None)
 if not held:
     sys.exit(0)
 import docker
 clients = {}
-for host in set(held.values()):
+for host in {host for host, _labels in held.values()}:
     env = dict(os.environ)
     env.pop("DOCKER_HOST", None)
     if host:
@@ -50,19 +59,57 @@ def remove(cid, api):
             if status in (404, 409) or attempt == 3:
                 return
             time.sleep(0.2 * (attempt + 1))
-threads = [
-    threading.Thread(target=remove, args=(cid, clients[host]))
-    for cid, host in held.items() if host in clients
-]
-for t in threads:
-    t.start()
-for t in threads:
-    t.join(60)
+def labelled():
+    found = set()
+    for host, labels in held.values():
+        if labels and host in clients:
+            try:
+                found |= {(c["Id"], host) for c in clients[host].containers(all=True, filters={"label": labels})}
+            except Exception:
+                pass
+    return found
+def remove_all(targets):
+    threads = [threading.Thread(target=remove, args=(cid, clients[host])) for cid, host in targets if host in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+done = {(cid, host) for cid, (host, labels) in held.items() if not labels} | labelled()
+remove_all(done)
+if any(labels for _host, labels in held.values()):
+    time.sleep(1.0)
+    remove_all(labelled() - done)
 """
 
 
 class _Watcher(HostWatch):
     """HOST side: the container watcher's handle; :meth:`watch` and :meth:`forget` never block."""
+
+    def __init__(self, name: str, code: str) -> None:
+        super().__init__(name, code)
+        self._expected: dict[str, int | None] = {}  # label entry -> the helper that holds it
+
+    def expect(self) -> None:
+        """Right before a create: remove every container labelled with this host if it dies first."""
+        docker_host = os.environ.get("DOCKER_HOST", "")
+        key = f"labels:{docker_host}"
+        if self._expected.get(key) == self.pid and self.alive():
+            return
+        pid, start, pidns = host_identity()
+        labels = [f"{LABEL}=1", f"{LABEL_HOST_PID}={pid}", f"{LABEL_HOST_START}={start}", f"{LABEL_HOST_PIDNS}={pidns}"]
+        self.register({"id": key, "docker_host": docker_host, "labels": labels})
+        self._expected[key] = self.pid
+
+    def unexpect(self) -> None:
+        """A clean shutdown removed this host's containers: no listing by label at its EOF."""
+        for key in list(self._expected):
+            self.unregister({"id": key})
+        self._expected.clear()
+
+    def after_fork(self) -> None:
+        """In a forked child: another host (another pid), which expects nothing yet."""
+        super().after_fork()
+        self._expected = {}
 
     def watch(self, container_id: str) -> None:
         """Right after a create: remove this container if this process dies first."""

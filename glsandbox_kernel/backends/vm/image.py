@@ -3,9 +3,10 @@
 ``scripts/build-vm-image`` writes ``vmlinuz``, ``initramfs.cpio.gz``,
 ``root.erofs`` and ``image.json`` into ``.cache/vm`` of the source tree
 (or the directory named by ``GLSANDBOX_VM_IMAGE``). The root image carries
-a copy of ``glsandbox_kernel``: an image whose guest-side modules
-(:data:`GUEST_SOURCES`) differ from the running package's is refused, since
-the worker's frames and confinement steps must match.
+a copy of ``glsandbox_kernel``: an image whose copy differs from the running
+package (:func:`source_hash`, over every file of the package the image holds:
+the guest may import any module, a pickled call names them by reference) is
+refused, since the worker's frames and confinement steps must match.
 """
 
 from __future__ import annotations
@@ -38,42 +39,15 @@ def image_dir() -> str:
     return os.environ.get(ENV_IMAGE) or str(_PACKAGE.parent / ".cache" / "vm")
 
 
-#: The modules the guest runs (worker, its confinement steps and what they import,
-#: the frame codec's three parts among them); must match ``src_hash`` in scripts/build-vm-image.
-GUEST_SOURCES = (
-    "worker",
-    "confinement",
-    "__init__.py",
-    "_version.py",
-    "codec.py",
-    "codec_fast.py",
-    "codec_arrays.py",
-    "codec_columns.py",
-    "protocol.py",
-    "exceptions.py",
-    "config.py",
-    "linux.py",
-    "procfs.py",
-    "supervisor.py",
-)
-
-
 @functools.cache
-def source_hash() -> str:
-    """The guest-side hash build-vm-image stamps: sha256sum lines of those files, C-sorted."""
-    base = _PACKAGE.parent
-    files: list[Path] = []
-    for name in GUEST_SOURCES:
-        top = _PACKAGE / name
-        if top.is_dir():
-            files += [p for p in top.rglob("*") if p.is_file()]
-        elif top.is_file():
-            files.append(top)
-    paths = sorted(str(p.relative_to(base)) for p in files if p.suffix == ".py" or p.name == "py.typed")
+def source_hash(package: str | None = None) -> str:
+    """The hash build-vm-image stamps on the image (it runs this on its staged copy): sha256sum lines of
+    every ``*.py`` and ``py.typed`` file of ``package`` (default: this one), C-sorted; what it copies."""
+    top = Path(package) if package else _PACKAGE
+    files = [p for p in top.rglob("*") if p.is_file() and (p.suffix == ".py" or p.name == "py.typed")]
     outer = hashlib.sha256()
-    for rel in paths:
-        digest = hashlib.sha256((base / rel).read_bytes()).hexdigest()
-        outer.update(f"{digest}  {rel}\n".encode())
+    for rel in sorted(str(p.relative_to(top.parent)) for p in files):
+        outer.update(f"{hashlib.sha256((top.parent / rel).read_bytes()).hexdigest()}  {rel}\n".encode())
     return outer.hexdigest()[:16]
 
 

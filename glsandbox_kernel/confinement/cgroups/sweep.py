@@ -12,6 +12,13 @@ that are gone and removes them, as :mod:`glsandbox_kernel.hosttemp` does for
 private folders (:func:`glsandbox_kernel.creator.gone`: only names of its own
 pid namespace; another namespace's hosts sweep their own). Only directories this process could make (its own
 cgroup's children, so root or the delegated owner) are looked at.
+
+Names of earlier versions (``glsandbox-<name>-h<pid>``, no start time nor
+namespace: :data:`_OLD_NAME`, exactly the form they made) are removed only when
+their pid names no process here (:func:`glsandbox_kernel.creator.old_gone`) and
+they are empty (no process, no child cgroup): a plain ``rmdir``, which the kernel
+refuses for a cgroup in use; nothing in them is killed (their host may be alive in
+another pid namespace).
 """
 
 from __future__ import annotations
@@ -28,6 +35,9 @@ from ... import creator
 from .base import read_text
 
 _NAME = re.compile(r"^glsandbox-.+-h" + creator.PATTERN + "$")
+#: what earlier versions named a cgroup: ``glsandbox-<name>-h<pid>`` (``<name>``: a session id's
+#: first 12 characters and 6 hex digits, ``vm-`` and 12 hex digits, or 12 hex digits)
+_OLD_NAME = re.compile(r"^glsandbox-[A-Za-z0-9_.-]+-h(\d+)$")
 _swept = False
 _lock = threading.Lock()
 
@@ -59,13 +69,35 @@ def sweep(parents: Iterable[str]) -> list[str]:
         except OSError:
             continue
         for name in names:
-            m = _NAME.match(name)
             path = os.path.join(parent, name)
+            old = _OLD_NAME.match(name)
+            if old is not None:
+                if creator.old_gone(old.group(1)) and _remove_if_empty(path):
+                    removed.append(path)
+                continue
+            m = _NAME.match(name)
             if m is None or not creator.gone(*m.groups()) or not os.path.isdir(path):
                 continue
             if _remove(path):
                 removed.append(path)
     return removed
+
+
+def _remove_if_empty(path: str) -> bool:
+    """``rmdir`` a cgroup of an old name when it holds no process; never kills (True once removed).
+
+    The kernel refuses (EBUSY) a cgroup with a process or a child cgroup; the look at
+    ``cgroup.procs`` first also spares a directory that is no cgroup at all."""
+    if os.path.islink(path) or not os.path.isdir(path):
+        return False
+    procs = read_text(path + "/cgroup.procs")
+    if procs is None or procs.strip():
+        return False
+    try:
+        os.rmdir(path)
+    except OSError:
+        return False
+    return True
 
 
 def sweep_once(parents: Iterable[str]) -> None:
