@@ -276,7 +276,7 @@ class Session(InterruptBinding, ViolationAttribution):
         audit before raising.
         """
         user_code = msg.get("type") in USER_CODE  # an operation of its own, or part of the caller's
-        with self._lock, self.operation(new=user_code) as op:
+        with self.operation(new=user_code) as op:  # holds the session's lock
             state_lost = self._state_lost_pending
             setup_time = self.ensure_started()
             self._state_lost_pending = False

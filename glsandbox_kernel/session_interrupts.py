@@ -25,11 +25,9 @@ magic's SIGINT handler (in the requesting thread itself: the lock is re-entrant)
 
 from __future__ import annotations
 
-import contextlib
 import signal
 import threading
 import time
-from collections.abc import Iterator
 
 from .backends.base import WorkerProcess
 
@@ -94,27 +92,13 @@ class InterruptBinding:
             self._interrupt_at = time.monotonic()
             worker.send_signal(signal.SIGINT)
 
-    @contextlib.contextmanager
-    def operation(self, *, new: bool = True) -> Iterator[int]:
-        """Hold the session for one operation (re-entered by the requests it makes); yields its number.
+    def operation(self, *, new: bool = True) -> _Operation:
+        """Hold the session for one operation (re-entered by the requests it makes); ``as`` gives its number.
 
         ``new=False`` (a request of the shell's own) joins the operation in progress, if any, or
         holds the session as no operation (0): an interrupt meanwhile is for nothing.
         """
-        with self._lock:
-            if self._op is not None or not new:  # only the lock's holder sets it: this thread's own
-                yield self._op or 0
-                return
-            with self._int_lock:
-                self._ticket += 1
-                op = self._op = self._ticket
-            try:
-                yield op
-            finally:
-                with self._int_lock:
-                    self._op, self._op_done, self._in_flight = None, op, None
-                    if self._int_pending is not None and self._int_pending <= op:
-                        self._int_pending = None
+        return _Operation(self, new)
 
     def _cancelled_before_send(self, op: int) -> bool:
         """True (and the interrupt consumed) when ``op`` was interrupted before its request went out."""
@@ -137,3 +121,34 @@ class InterruptBinding:
         """The request's reply was read (or it failed): no SIGINT for it from here on."""
         with self._int_lock:
             self._in_flight = None
+
+
+class _Operation:
+    """:meth:`InterruptBinding.operation` (a class, not a generator: it is on every call's path)."""
+
+    __slots__ = ("new", "op", "session")
+
+    def __init__(self, session: InterruptBinding, new: bool) -> None:
+        self.session, self.new, self.op = session, new, 0
+
+    def __enter__(self) -> int:
+        s = self.session
+        s._lock.acquire()
+        if s._op is not None or not self.new:  # only the lock's holder sets it: this thread's own
+            self.new = False
+            return s._op or 0
+        with s._int_lock:
+            s._ticket += 1
+            self.op = s._op = s._ticket
+        return self.op
+
+    def __exit__(self, *exc: object) -> None:
+        s = self.session
+        try:
+            if self.new:
+                with s._int_lock:
+                    s._op, s._op_done, s._in_flight = None, self.op, None
+                    if s._int_pending is not None and s._int_pending <= self.op:
+                        s._int_pending = None
+        finally:
+            s._lock.release()
