@@ -18,7 +18,8 @@ Deciding and signalling happen under one lock that the request also takes
 when it sends and when it has read its reply, so a SIGINT is only ever sent
 while its operation's request is with the worker. The worker drops a SIGINT
 that arrives between requests, and holds one that arrives after it read a
-request until that request's user code starts (:mod:`.worker.loop`).
+call until its user code starts (:mod:`.worker.loop`; a cell's shell still drops one that comes
+before the cell's code runs, and the grace period then applies).
 Who calls: the kernel's interrupt handler, ``OSSandbox.interrupt``, the
 magic's SIGINT handler (in the requesting thread itself: the lock is re-entrant).
 """

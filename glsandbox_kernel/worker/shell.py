@@ -21,7 +21,7 @@ from IPython.core.displaypub import DisplayPublisher
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.tokenutil import token_at_cursor
 
-from .common import INTERRUPT_SIGNALS, json_clean, raise_held
+from .common import INTERRUPT_SIGNALS, drop_pending_interrupts, json_clean
 
 if TYPE_CHECKING:
     from .loop import Worker
@@ -227,9 +227,9 @@ class CellShell:
         shell._last_error = None
         self._stdin_allowed = bool(msg.get("allow_stdin"))
         self._owed = 0  # the host answered every earlier request before it sent this one: all read
+        drop_pending_interrupts()
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGINT)
         try:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGINT)  # one for this cell, pending, is raised here
-            raise_held()  # or one that came before the loop blocked them
             result = shell.run_cell(
                 msg["code"], store_history=bool(msg.get("store_history", True)), silent=bool(msg.get("silent"))
             )
