@@ -128,11 +128,8 @@ class OSSandbox(AuditedSandbox):
         return list(self._memory_sink.records) if self._audit is not None else []
 
     def record_violation(self, record: dict[str, Any]) -> None:
-        """A violation the host detected itself (the magic's tampered ``--out`` reply, a forged comm).
-
-        Goes the way supervisor violations go: audit chain at once, banners,
-        the running call when there is one.
-        """
+        """A violation the host detected itself (the magic's tampered ``--out`` reply, a forged comm); it goes
+        the way supervisor violations go: audit chain at once, banners, the running call when there is one."""
         self._session.note_violation(record)
 
     @property
@@ -411,8 +408,11 @@ class OSSandbox(AuditedSandbox):
         """A quick request (complete, inspect, is_complete, history) and its reply. A completion or inspection
         past its timeout (:data:`LOOKUP_TIMEOUT` after a worker's first of its kind) is abandoned, the worker kept."""
         kind = msg.get("type")
-        if (lookup := kind in ("complete", "inspect")) and self._looked_up.get(kind) == self._session.generation:
-            timeout = min(timeout, LOOKUP_TIMEOUT)
+        if lookup := kind in ("complete", "inspect"):
+            if type(cur := msg.get("cursor_pos")) is int:  # one past the code made the completer kill the worker
+                msg["cursor_pos"] = min(max(cur, 0), len(str(msg.get("code", ""))))
+            if self._looked_up.get(kind) == self._session.generation:
+                timeout = min(timeout, LOOKUP_TIMEOUT)
         outcome = self._session.request(msg, timeout=timeout, reply_types=(reply_type,), abandon_late=lookup)
         if outcome.error is not None:
             raise outcome.error

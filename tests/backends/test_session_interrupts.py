@@ -148,3 +148,18 @@ def test_a_completion_past_its_timeout_is_abandoned_and_the_worker_and_state_are
             except SandboxTimeoutError:
                 continue
         assert reply["matches"] == ["kept"]  # its own reply, not the abandoned one's
+
+
+def test_a_completion_cursor_past_the_code_neither_kills_the_worker_nor_loses_the_state() -> None:
+    # A frontend counting UTF-16 units (or any bad client) can send a cursor past the code's end:
+    # IPython's completer then raised in the worker, which died with the session's state.
+    with OSSandbox(basic()) as box:
+        box.run_cell("kept = 'yes'")
+        pid = box.execute(os.getpid)
+        # (the worker's first completion imports the completer: a loaded host may take long)
+        reply = box.request({"type": "complete", "code": "kep", "cursor_pos": 9}, "complete_reply", timeout=120)
+        assert reply["matches"] == ["kept"]
+        reply = box.request({"type": "inspect", "code": "kept", "cursor_pos": 99, "detail_level": 0}, "inspect_reply")
+        assert reply["found"] is True
+        assert box.execute(os.getpid) == pid
+        assert box.run_cell("kept").outputs[-1]["data"]["text/plain"] == "'yes'"
