@@ -55,9 +55,15 @@ class HostLoop:
         self._sel: selectors.BaseSelector | None = None
         self._wake_w = -1
         self._thread: threading.Thread | None = None
-        self._pid = 0
         #: the instant the thread sleeps until (inf: no timer); None while it runs callbacks
         self._sleep_until: float | None = None
+        self._forked = False  # set in a forked child: no os.getpid() on every call_at
+        os.register_at_fork(after_in_child=self._after_fork)
+
+    def _after_fork(self) -> None:
+        """In a forked child: the next timer starts a thread of its own (the parent's may have held the lock)."""
+        self._lock = threading.Lock()
+        self._forked = True
 
     # -- scheduling (any thread) ------------------------------------------------
     def call_at(self, when: float, fn: Callable[[], None]) -> Timer:
@@ -97,14 +103,15 @@ class HostLoop:
     def _ensure_thread(self) -> None:
         """Called with the lock held. A forked child gets a thread of its own and none of the
         parent's timers (they belong to the parent's sessions: its audit logs, its monitors)."""
-        if self._thread is not None and self._pid == os.getpid():
+        if self._thread is not None and not self._forked:
             return
         if self._thread is not None:
             self._heap = []
+        self._forked = False
         self._sel = selectors.DefaultSelector()
         r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._sel.register(r, selectors.EVENT_READ, None)
-        self._wake_w, self._pid = w, os.getpid()
+        self._wake_w = w
         self._sleep_until = None
         self._thread = threading.Thread(target=self._run, args=(self._sel, r), name=self.name, daemon=True)
         self._thread.start()

@@ -8,10 +8,12 @@ for the last call and cumulative, and one hash-chained audit record per event.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar
@@ -37,6 +39,7 @@ from .shell_start import carry_over, start_shell
 log = logging.getLogger("glsandbox")
 
 F = TypeVar("F", bound=Callable[..., Any])
+LOOKUP_TIMEOUT = 5.0  #: seconds a completion or inspection may take before its reply is abandoned
 
 
 class OSSandbox(AuditedSandbox):
@@ -81,6 +84,7 @@ class OSSandbox(AuditedSandbox):
                 self._emit(EventType.FALLBACK, extra={"fallback": self._session.fallback_reason})
         self._collector: OutputCollector | None = None
         self._shell_generation = 0  # the worker generation whose IPython shell is built (0: none yet)
+        self._looked_up: dict[Any, int] = {}  # lookup kind -> the worker generation that answered one
         self._closed = False
         from .written_files import tracker_for
 
@@ -98,10 +102,8 @@ class OSSandbox(AuditedSandbox):
 
     def __del__(self) -> None:
         if not getattr(self, "_closed", True):
-            try:
+            with contextlib.suppress(Exception):  # interpreter shutdown
                 self.close()
-            except Exception:  # noqa: BLE001 - interpreter shutdown
-                pass
 
     # -- lifecycle ------------------------------------------------------------------
     def start(self) -> None:
@@ -126,11 +128,8 @@ class OSSandbox(AuditedSandbox):
         return list(self._memory_sink.records) if self._audit is not None else []
 
     def record_violation(self, record: dict[str, Any]) -> None:
-        """A violation the host detected itself (the magic's tampered ``--out`` reply, a forged comm).
-
-        Goes the way supervisor violations go: audit chain at once, banners,
-        the running call when there is one.
-        """
+        """A violation the host detected itself (the magic's tampered ``--out`` reply, a forged comm); it goes
+        the way supervisor violations go: audit chain at once, banners, the running call when there is one."""
         self._session.note_violation(record)
 
     @property
@@ -142,9 +141,9 @@ class OSSandbox(AuditedSandbox):
         """Host pids of the worker tree right now (empty when no worker runs)."""
         return self._session.host_pids()
 
-    def interrupt(self) -> None:
-        """Interrupt the running call (SIGINT; killed after the grace period)."""
-        self._session.interrupt()
+    def interrupt(self, operation: int | None = None) -> bool:
+        """Interrupt the running call or cell, or ``operation`` (see :meth:`Session.interrupt`)."""
+        return self._session.interrupt(operation)
 
     def restart(self) -> None:
         """Replace the worker with a fresh one."""
@@ -155,8 +154,6 @@ class OSSandbox(AuditedSandbox):
         if self._closed:
             return
         self._closed = True
-        import time
-
         t0 = time.perf_counter()
         self._session.close()
         self.metrics.cleanup_time = time.perf_counter() - t0
@@ -275,8 +272,6 @@ class OSSandbox(AuditedSandbox):
         collector = OutputCollector(on_output, on_input, on_comm)
         collector.budget = OutputBudget.for_memory_limit(self.config.limits.memory_limit_bytes)  # outputs kept
         self._collector = collector
-        if on_start is not None:
-            on_start()
         msg: dict[str, Any] = {
             "type": "cell",
             "code": code,
@@ -289,16 +284,19 @@ class OSSandbox(AuditedSandbox):
         provenance = sha256_parts(code.encode("utf-8", "surrogatepass"), b"", self._config_bytes)
         before = self._writes.snapshot() if self._writes is not None else None
         try:
-            outcome = start_shell(self._session, self._shell_generation)  # not on the cell's clock
-            if outcome is None or outcome.error is None:
-                cell = self._session.request(
-                    msg,
-                    timeout=limit,  # type: ignore[arg-type]
-                    on_message=collector.handle,
-                    reply_types=("cell_reply",),
-                    monitor_context={"kind": "cell"},
-                )
-                outcome = carry_over(outcome, cell)
+            with self._session.operation():  # an interrupt from here on is this cell's (also in on_start)
+                if on_start is not None:
+                    on_start()
+                outcome = start_shell(self._session, self._shell_generation)  # not on the cell's clock
+                if outcome is None or outcome.error is None:
+                    cell = self._session.request(
+                        msg,
+                        timeout=limit,  # type: ignore[arg-type]
+                        on_message=collector.handle,
+                        reply_types=("cell_reply",),
+                        monitor_context={"kind": "cell"},
+                    )
+                    outcome = carry_over(outcome, cell)
             self._shell_generation = self._session.generation
         except BaseException:
             self._collector = None
@@ -407,10 +405,19 @@ class OSSandbox(AuditedSandbox):
         return collector.mark(output, publish)
 
     def request(self, msg: dict[str, Any], reply_type: str, timeout: float = 10.0) -> dict[str, Any]:
-        """A quick request (complete, inspect, is_complete, history) and its reply."""
-        outcome = self._session.request(msg, timeout=timeout, reply_types=(reply_type,))
+        """A quick request (complete, inspect, is_complete, history) and its reply. A completion or inspection
+        past its timeout (:data:`LOOKUP_TIMEOUT` after a worker's first of its kind) is abandoned, the worker kept."""
+        kind = msg.get("type")
+        if lookup := kind in ("complete", "inspect"):
+            if type(cur := msg.get("cursor_pos")) is int:  # one past the code made the completer kill the worker
+                msg["cursor_pos"] = min(max(cur, 0), len(str(msg.get("code", ""))))
+            if self._looked_up.get(kind) == self._session.generation:
+                timeout = min(timeout, LOOKUP_TIMEOUT)
+        outcome = self._session.request(msg, timeout=timeout, reply_types=(reply_type,), abandon_late=lookup)
         if outcome.error is not None:
             raise outcome.error
+        if lookup:
+            self._looked_up[kind] = self._session.generation
         self._shell_generation = self._session.generation  # every request but a call goes to the shell
         return outcome.reply or {}
 
@@ -434,9 +441,7 @@ class OSSandbox(AuditedSandbox):
 # -- one-shot helpers -------------------------------------------------------------------------
 
 
-def _execute_with_level(
-    level: SecurityLevel, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Any:
+def _execute_with_level(level: SecurityLevel, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Any) -> Any:
     with OSSandbox(create_config_by_level(level)) as sandbox:
         return sandbox.execute(fn, *args, **kwargs)
 

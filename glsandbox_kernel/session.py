@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import threading
 import time
 import uuid
@@ -49,6 +48,7 @@ from .protocol import AnswerWriter, FrameChannel, WorkerGone, frame_cap
 from .results import CallOutcome, _fmt_bytes, cpu_overrun, crash_error, memory_overrun
 from .results import CellResult as CellResult  # re-exported: the public name lives here too
 from .results import exception_from_reply as exception_from_reply
+from .session_interrupts import USER_CODE, InterruptBinding, InterruptKilled, NotSent
 from .session_violations import ViolationAttribution
 
 log = logging.getLogger("glsandbox.session")
@@ -59,10 +59,10 @@ OutputCallback = Callable[[dict[str, Any]], None]
 InputCallback = Callable[[str, bool], str]
 
 
-class Session(ViolationAttribution):
+class Session(InterruptBinding, ViolationAttribution):
     """One persistent worker behind a backend. Thread-safe for one request at a time.
 
-    ``interrupt()`` may be called from another thread while a request runs.
+    ``interrupt()`` may be called from another thread (see :mod:`.session_interrupts`).
     """
 
     def __init__(self, config: OSSandboxConfig, *, session_id: str | None = None) -> None:
@@ -88,7 +88,7 @@ class Session(ViolationAttribution):
         self.generation = 0
         self._lock = threading.RLock()
         self._req_id = 0
-        self._interrupt_at: float | None = None
+        self._init_interrupts()
         self._violations: list[dict[str, Any]] = []
         self._violations_lock = threading.Lock()
         #: called with each violation record as it arrives (supervisor/proxy thread); the
@@ -254,19 +254,6 @@ class Session(ViolationAttribution):
             self.monitor.close()
             self.backend.close()
 
-    @property
-    def interrupted(self) -> bool:
-        """Whether :meth:`interrupt` was called during the last (or the running) request."""
-        return self._interrupt_at is not None
-
-    def interrupt(self) -> None:
-        """SIGINT the running request; it is killed if still running after the grace period."""
-        worker = self.worker
-        if worker is None:
-            return
-        self._interrupt_at = time.monotonic()
-        worker.send_signal(signal.SIGINT)
-
     # -- one request --------------------------------------------------------------
     def request(
         self,
@@ -277,16 +264,19 @@ class Session(ViolationAttribution):
         reply_types: tuple[str, ...] = ("result",),
         monitor_context: dict[str, Any] | None = None,
         overlap: Callable[[], None] | None = None,
+        abandon_late: bool = False,
     ) -> CallOutcome:
         """Send ``msg`` and read frames until a reply of ``reply_types``.
 
         Intermediate frames go to ``on_message``, which may return a frame to
         send back (input replies). ``overlap`` is the caller's bookkeeping,
-        run after the request is sent, while the worker works. Never raises
+        run after the request is sent, while the worker works. ``abandon_late``: past
+        ``timeout`` the reply is abandoned (dropped when it comes) and the worker kept. Never raises
         for worker trouble: the outcome carries the error, so the caller can
         audit before raising.
         """
-        with self._lock:
+        user_code = msg.get("type") in USER_CODE  # an operation of its own, or part of the caller's
+        with self.operation(new=user_code) as op:  # holds the session's lock
             state_lost = self._state_lost_pending
             setup_time = self.ensure_started()
             self._state_lost_pending = False
@@ -304,6 +294,7 @@ class Session(ViolationAttribution):
             self._interrupt_at = None
             self._stop_at = None
             enforced: str | None = None
+            kept = False  # an error that left the worker and its state as they were
             # Limits the monitor enforces from outside (CPU time of the tree; resident memory without
             # a cgroup) are enforced with enable_metrics=False too; only the figures go unreported.
             measure = self.config.enable_metrics or self._outside_limits
@@ -330,7 +321,11 @@ class Session(ViolationAttribution):
                 self._violations = []
                 self._running_call = call_id
             try:
+                if user_code and self._cancelled_before_send(op):
+                    raise NotSent
                 chan.send(msg)
+                if user_code:
+                    self._sent(op)
                 self._cap_sent = self.generation
                 # From here until the reply the worker runs: do the bookkeeping now.
                 if measure:
@@ -345,17 +340,23 @@ class Session(ViolationAttribution):
                     self.interrupt()
                     reply = self._read_until_reply(worker, chan, timeout, on_message, reply_types)
                 self._fn_refs.settle(msg, reply)
+            except NotSent:
+                error = KeyboardInterrupt("interrupted before it started: nothing ran, the state is kept")
             except _Timeout as exc:
-                self.kill_worker()
+                kept = abandon_late  # the worker still works on it, its state intact: the reply is dropped
+                if not kept:
+                    self.kill_worker()
                 error = SandboxTimeoutError(
-                    f"execution exceeded the {exc.limit:g} s timeout; the worker and every process it "
+                    f"no reply within {exc.limit:g} s: abandoned, the worker and its state are kept"
+                    if kept
+                    else f"execution exceeded the {exc.limit:g} s timeout; the worker and every process it "
                     "started were killed and its state is lost (the next call starts a fresh worker)",
                     timeout=exc.limit,
                 )
             except _StopKilled:
                 self.kill_worker()
                 enforced = "killed"
-            except _InterruptKilled:
+            except InterruptKilled:
                 self.kill_worker()
                 error = KeyboardInterrupt(
                     "interrupted: the code did not stop on SIGINT within "
@@ -373,6 +374,8 @@ class Session(ViolationAttribution):
                 self.kill_worker()
                 error.__cause__ = exc
             finally:
+                if user_code:
+                    self._replied()
                 end_call = getattr(worker, "end_call", None)
                 if end_call is not None:
                     end_call()  # the rate limit's count of this call, while it is still the running one
@@ -387,7 +390,7 @@ class Session(ViolationAttribution):
                 fallback=self.fallback_reason,
                 setup_time=setup_time,
                 state_lost=state_lost
-                or (error is not None and not isinstance(error, FrameTooLarge))
+                or (error is not None and not kept and not isinstance(error, FrameTooLarge))
                 or enforced == "killed",
                 execution_time=elapsed,
                 calls=1,
@@ -435,12 +438,12 @@ class Session(ViolationAttribution):
                 if self._stop_at is not None and now >= self._stop_at + grace:
                     raise _StopKilled()
                 if self._interrupt_at is not None and now >= self._interrupt_at + grace:
-                    raise _InterruptKilled()
+                    raise InterruptKilled()
                 continue
-            kind = msg["type"]
+            kind, rid = msg["type"], msg.get("id")
+            if rid != self._req_id and (rid is not None or kind in reply_types):
+                continue  # a stale reply to an earlier, abandoned request (only replies carry ids)
             if kind in reply_types:
-                if msg.get("id") != self._req_id:
-                    continue  # a stale reply to an earlier, abandoned request
                 if answers.torn():  # it replied without reading our answer: the channel is out of step
                     self.kill_worker()
                 return msg
@@ -490,10 +493,6 @@ class _Timeout(Exception):
     def __init__(self, limit: float) -> None:
         super().__init__(limit)
         self.limit = limit
-
-
-class _InterruptKilled(Exception):
-    pass
 
 
 class _StopKilled(Exception):

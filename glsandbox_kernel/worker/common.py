@@ -17,6 +17,18 @@ from ..protocol import STOP_SIGNAL
 INTERRUPT_SIGNALS = {signal.SIGINT, STOP_SIGNAL}
 
 
+#: ``[None]`` between requests; ``[False]`` once a request was read, ``[True]`` when a SIGINT came
+#: for it before its user code started (raised there: :func:`raise_held`)
+HELD: list[bool | None] = [None]
+
+
+def raise_held() -> None:
+    """Raise the KeyboardInterrupt that came for this request before its user code started."""
+    if HELD[0]:
+        HELD[0] = False
+        raise KeyboardInterrupt
+
+
 def drop_pending_interrupts() -> None:
     """Consume a SIGINT (or stop) that arrived while idle, so it cannot hit the next request."""
     while INTERRUPT_SIGNALS & signal.sigpending():

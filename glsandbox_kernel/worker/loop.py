@@ -34,7 +34,7 @@ from .. import codec_fast
 from ..codec import UnsupportedType
 from ..exceptions import FrameTooLarge, SandboxStopped
 from ..protocol import STOP_SIGNAL, WorkerGone
-from .common import INTERRUPT_SIGNALS, drop_pending_interrupts
+from .common import HELD, INTERRUPT_SIGNALS, drop_pending_interrupts, raise_held
 from .streams import Connection, FdForwarder, StreamWriter
 
 #: ``signal.pthread_sigmask`` without its conversion of the old mask to enum members (Python
@@ -55,9 +55,17 @@ def _stop_handler(signum: int, frame: Any) -> None:
 
 
 def _interrupt_handler(signum: int, frame: Any) -> None:
-    """SANDBOX side: SIGINT from the host interrupts user code; during the loop's own work it is dropped."""
+    """SANDBOX side: SIGINT from the host interrupts user code; between requests it is dropped, and
+    after a request was read, until its user code starts, held for it (``HELD``)."""
     if not _QUIET[0]:
         raise KeyboardInterrupt
+    if HELD[0] is not None:
+        HELD[0] = True
+
+
+def _settle_handlers() -> None:
+    """Nothing: entering a Python function runs the signal handlers still due (CPython checks at
+    each function's start), so a SIGINT sent before the request that was just read is dropped here."""
 
 
 class Worker:
@@ -100,10 +108,10 @@ class Worker:
             # Out-of-band pickle-5 buffers (numpy data) are views of the received frame: no copy.
             args, kwargs = pickle.loads(msg["args"], buffers=msg.get("buffers") or ()) if msg.get("args") else ((), {})
             _QUIET[0] = False
-            if self._masked:
-                drop_pending_interrupts()
-                _sigmask(signal.SIG_UNBLOCK, _SIGINT)
             try:
+                if self._masked:  # what is pending came after the request was read: it is for this call
+                    _sigmask(signal.SIG_UNBLOCK, _SIGINT)
+                raise_held()
                 value = fn(*args, **kwargs)
             finally:
                 self._settle_signals()
@@ -155,6 +163,7 @@ class Worker:
         _sigmask(signal.SIG_UNBLOCK, _SIGINT)
         _preload_when_idle(conn.chan.sock)
         while True:
+            HELD[0] = None  # between requests: an interrupt is for an earlier one (dropped)
             try:
                 msg = conn.recv()
             except (WorkerGone, OSError):
@@ -170,6 +179,13 @@ class Worker:
                     }
                 )
                 continue
+            # The host sends a request's SIGINT only after the request, and never once it read the
+            # reply: one still due now was sent before this request, and is dropped. From here on
+            # one is held for this request until its user code runs.
+            _settle_handlers()
+            if self._masked:
+                drop_pending_interrupts()
+            HELD[0] = False
             cap = msg.get("max_reply")
             if type(cap) is int and cap > 0:  # what the host accepts: a larger reply is a MemoryError here
                 conn.chan.max_send = cap
