@@ -102,6 +102,8 @@ class SandboxKernel(StartUp, QuickRequests, KernelOptions, Kernel):
         self._closed = False
         self._running = 0
         self._interrupted = threading.Event()
+        #: the session operation number of the cell being run (its interrupts are bound to it)
+        self._cell_operation: int | None = None
         self._lost_reason: str | None = None
         self._prestarted = False
         self._prewarmed = False
@@ -277,6 +279,10 @@ class SandboxKernel(StartUp, QuickRequests, KernelOptions, Kernel):
             return self._error_reply(relay.error(type(exc).__name__, str(exc)))
         options, capped = cap_to_session(options or CellOptions(), sandbox.config)
         generation = sandbox.session.generation
+        # an interrupt from here on is for this cell, even before its request reaches the worker
+        self._cell_operation = sandbox.session.next_operation
+        if self._interrupted.is_set():
+            sandbox.interrupt(self._cell_operation)
         self.comm_gate.worker((id(sandbox.session), generation))
 
         def worker_gone() -> bool:  # killed during the cell (a fresh worker may already run: the prestart thread)
@@ -427,7 +433,7 @@ class SandboxKernel(StartUp, QuickRequests, KernelOptions, Kernel):
         self._interrupted.set()
         sandbox = self._sandbox
         if sandbox is not None:
-            sandbox.interrupt()
+            sandbox.interrupt(self._cell_operation if self._running else None)
 
     async def do_shutdown(self, restart: bool) -> dict[str, Any]:  # type: ignore[override]
         """Close the sandbox (the worker and everything it started) before the kernel exits."""
