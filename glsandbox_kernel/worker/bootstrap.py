@@ -285,10 +285,12 @@ class _Reporter:
     EVENTS = frozenset({"subprocess.Popen", "os.exec", "os.posix_spawn", "os.spawn", "os.system", "ctypes.dlsym"})
 
     def __init__(self, sock: Any, section: dict[str, Any]) -> None:
+        import json
         import threading
 
         from glsandbox_kernel.confinement import seccomp
 
+        self.dumps = json.dumps  # bound before any user code runs (it could replace sys.modules["json"])
         self.sock = sock
         self.lock = threading.Lock()
         self.deny_exec = bool(section.get("deny_exec"))
@@ -296,9 +298,7 @@ class _Reporter:
         self.escape = frozenset(seccomp.ESCAPE)
 
     def send(self, report: dict[str, Any]) -> None:
-        import json
-
-        line = (json.dumps(report, separators=(",", ":"))[:2000] + "\n").encode()
+        line = (self.dumps(report, separators=(",", ":"))[:2000] + "\n").encode()
         with self.lock:
             try:
                 self.sock.sendall(line)
