@@ -13,7 +13,8 @@ site directory holding this package, the transport socket's path, the
 seccomp section (a :class:`glsandbox_kernel.confinement.seccomp.SeccompPolicy`)
 and the network section (:func:`glsandbox_kernel.confinement.network.plan_network`).
 
-In order:
+In order (first, where the host bound one, the image's module bundle goes
+in front of the import system: :class:`_Bundle`):
 
 1. refuse a python of another minor version (exit 86, one line on stderr);
 2. put the mounted worker code and its dependencies on ``sys.path``, and
