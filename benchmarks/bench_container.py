@@ -10,7 +10,10 @@
    no target). The floor row is what any sandbox that starts a container
    and a python per call cannot go below: the Docker API's create, start and
    wait of ``python3 -c pass`` in the same image (no worker, no CLI; its
-   removal off the clock), against the same ``docker run``.
+   removal off the clock), against the same ``docker run``; and, as our
+   close does not wait for the container's exit either (under runsc the
+   sentry's teardown), the same create and start until a ``python3 -c``
+   that only connects to a bound socket is accepted.
 2. Fresh container sandbox from the warm pool (pool refilled between rounds,
    not timed) against the same ``docker run``; and back to back (sessions
    that follow each other with no pause: the pool refills in parallel and
@@ -38,9 +41,12 @@ import argparse
 import json
 import os
 import re
+import shutil
+import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -85,6 +91,43 @@ def api_run(runtime: str | None = None) -> None:
 
 _floor_ids: list[str] = []
 
+#: The connect floor's python: one connect to the host's socket, as the worker's first sign of life.
+_CONNECT = "import socket; socket.socket(socket.AF_UNIX).connect('/run/floor/s')"
+
+
+def api_connect(runtime: str | None = None) -> None:
+    """Floor without the exit: API create+start of ``python3 -c`` that connects to a bound socket, until accepted.
+
+    ``api_run``'s wait includes the container's exit (under runsc the
+    sentry's teardown, 100-400 ms here), which a sandbox's close does not
+    wait for; this one stops where ours hears from its worker.
+    """
+    api = docker_api.api()
+    outer = tempfile.mkdtemp()
+    try:
+        sock_dir = os.path.join(outer, "d")
+        os.mkdir(sock_dir)
+        os.chmod(sock_dir, 0o777)
+        listener = socket.socket(socket.AF_UNIX)
+        listener.bind(os.path.join(sock_dir, "s"))
+        os.chmod(os.path.join(sock_dir, "s"), 0o666)
+        listener.listen(1)
+        host = api.create_host_config(
+            network_mode="none",
+            binds={sock_dir: {"bind": "/run/floor", "mode": "ro"}},
+            **({"runtime": runtime} if runtime else {}),
+        )
+        cid = api.create_container(
+            default_image(), ["python3", "-c", _CONNECT], network_disabled=True, user="65534:65534", host_config=host
+        )["Id"]
+        _floor_ids.append(cid)
+        api.start(cid)
+        listener.settimeout(60)
+        listener.accept()[0].close()
+        listener.close()
+    finally:
+        shutil.rmtree(outer, ignore_errors=True)
+
 
 def remove_floor_containers() -> None:
     api = docker_api.api()
@@ -120,13 +163,17 @@ def bench_cold(rounds: int, config: OSSandboxConfig = CONTAINER, runtime: str | 
     fresh_sandbox(config)  # daemon connection, image check: once per host process
     docker_run(runtime)
     flush_removals()
-    ours, with_removal, theirs, floor = [], [], [], []
+    api_connect(runtime)
+    remove_floor_containers()
+    ours, with_removal, theirs, floor, connect_floor = [], [], [], [], []
     for _ in range(rounds):
         t = clock(lambda: fresh_sandbox(config))
         ours.append(t)
         with_removal.append(t + clock(flush_removals))
         theirs.append(clock(lambda: docker_run(runtime)))
         floor.append(clock(lambda: api_run(runtime)))
+        remove_floor_containers()
+        connect_floor.append(clock(lambda: api_connect(runtime)))
         remove_floor_containers()
     d = statistics.median(theirs)
     if runtime is None:
@@ -137,6 +184,12 @@ def bench_cold(rounds: int, config: OSSandboxConfig = CONTAINER, runtime: str | 
         row(name, statistics.median(ours), d, target),
         row("  same, incl. waiting for background exit and removal", statistics.median(with_removal), d, None),
         row("  floor: API create+start+wait of python3 -c pass, no worker", statistics.median(floor), d, None),
+        row(
+            "  floor: API create+start until python3 -c connect is accepted (no exit)",
+            statistics.median(connect_floor),
+            d,
+            None,
+        ),
     ]
 
 

@@ -13,7 +13,8 @@ site directory holding this package, the transport socket's path, the
 seccomp section (a :class:`glsandbox_kernel.confinement.seccomp.SeccompPolicy`)
 and the network section (:func:`glsandbox_kernel.confinement.network.plan_network`).
 
-In order:
+In order (first, where the host bound one, the image's module bundle goes
+in front of the import system: :class:`_Bundle`):
 
 1. refuse a python of another minor version (exit 86, one line on stderr);
 2. put the mounted worker code and its dependencies on ``sys.path``, and
@@ -47,13 +48,17 @@ top-level module (no relative imports at module level).
 
 from __future__ import annotations
 
-import importlib.util
-import json
+import marshal
 import os
-import site
 import sys
 import time
-from typing import Any
+from _frozen_importlib_external import SourceFileLoader, spec_from_file_location
+
+# Only built-in and frozen modules above: the heavy ones (json, typing ...) come after the
+# bundle's finder is in place (see _Bundle).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 VERSION_MISMATCH_EXIT = 86
 SETUP_FAILED_EXIT = 87
@@ -70,6 +75,8 @@ def _check_python(want: str) -> None:
 
 
 def _add_paths(deps: list[str], site_dir: str) -> None:
+    import site
+
     here = os.path.dirname(os.path.abspath(__file__))
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != here]  # not worker/ itself
     for path in deps:
@@ -88,17 +95,19 @@ def _register_package_lazily(name: str, pkg_dir: str) -> None:
     top-level ``__init__`` is the host-side API, the confinement package's
     imports every step, about 60 ms the worker does not need).
     """
-    spec = importlib.util.spec_from_file_location(
-        name, os.path.join(pkg_dir, "__init__.py"), submodule_search_locations=[pkg_dir]
-    )
+    from importlib.util import module_from_spec  # the bundle holds it (see _Bundle)
+
+    spec = spec_from_file_location(name, os.path.join(pkg_dir, "__init__.py"), submodule_search_locations=[pkg_dir])
     assert spec is not None and spec.loader is not None
-    pkg = importlib.util.module_from_spec(spec)
+    pkg = module_from_spec(spec)
     loader = spec.loader
 
     def load_init(attr: str) -> Any:
         # `from pkg import sub` asks hasattr(pkg, "sub") before importing it:
         # a submodule's name must import the submodule, not run __init__.
         if os.path.exists(os.path.join(pkg_dir, attr + ".py")) or os.path.isdir(os.path.join(pkg_dir, attr)):
+            import importlib
+
             return importlib.import_module(f"{name}.{attr}")
         del pkg.__getattr__  # type: ignore[attr-defined]
         loader.exec_module(pkg)
@@ -109,6 +118,87 @@ def _register_package_lazily(name: str, pkg_dir: str) -> None:
     parent, _, child = name.rpartition(".")
     if parent:
         setattr(sys.modules[parent], child, pkg)
+
+
+#: Where the host binds the image's module bundle (read-only), when it has built one.
+BUNDLE_PATH = "/opt/glsandbox/bundle"
+BUNDLE_MAGIC = b"glsandbox-bundle-1\n"
+#: What the worker imports before its first result (the bundle builder imports the same).
+WORKER_MODULES = (
+    "json",
+    "importlib.util",
+    "glsandbox_kernel.confinement.seccomp",
+    "glsandbox_kernel.confinement._common",
+    "glsandbox_kernel.confinement.sections",
+    "glsandbox_kernel.worker.loop",
+    "glsandbox_kernel.worker.unpickle_lite",
+)
+
+
+class _BundledLoader(SourceFileLoader):
+    """A module of the bundle: its code from memory; file name, source and resources as on disk."""
+
+    def __init__(self, fullname: str, path: str, code: memoryview) -> None:
+        super().__init__(fullname, path)
+        self._code: memoryview | None = code
+
+    def get_code(self, fullname: str) -> Any:
+        code, self._code = self._code, None
+        if code is None or fullname != self.name:
+            return super().get_code(fullname)
+        return marshal.loads(code)
+
+
+class _Bundle:
+    """Meta-path finder over the bundle: the worker's start-up modules from one read, in start-up only.
+
+    Under gVisor every file syscall is a trip to the sentry (and the gofer):
+    a module costs ~8 of them (stats of each path entry, the source, the
+    pyc's open, fstat, read, close), ~110 modules before the first result.
+    The bundle (built once per image and worker code by
+    :mod:`.bootstrap_bundle`, inside a container of that image: the image's
+    own code objects) is read at once; a module it does not hold, or a
+    bundle from another python build (``sys.version``), imports as usual.
+    Each entry serves one import; the finder is removed before any request.
+    """
+
+    def __init__(self, data: memoryview, modules: dict[str, tuple[str, int, int]]) -> None:
+        self.data = data
+        self.modules = modules
+
+    @classmethod
+    def load(cls, path: str = BUNDLE_PATH) -> _Bundle | None:
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read()
+        except OSError:
+            return None
+        start = len(BUNDLE_MAGIC) + 8
+        if not data.startswith(BUNDLE_MAGIC):
+            return None
+        size = int.from_bytes(data[len(BUNDLE_MAGIC) : start], "little")
+        try:
+            index = marshal.loads(data[start : start + size])
+        except (EOFError, ValueError, TypeError):
+            return None
+        if type(index) is not dict or index.get("version") != sys.version or type(index.get("modules")) is not dict:
+            return None
+        return cls(memoryview(data)[start + size :], index["modules"])
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        entry = self.modules.pop(name, None)
+        if entry is None:
+            return None
+        origin, offset, length = entry
+        return spec_from_file_location(
+            name, origin, loader=_BundledLoader(name, origin, self.data[offset : offset + length])
+        )
+
+    def close(self) -> None:
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)
+        self.modules.clear()
+        self.data = memoryview(b"")
 
 
 def _connect(path: str, grace: float = 1.0) -> Any:
@@ -196,10 +286,12 @@ class _Reporter:
     EVENTS = frozenset({"subprocess.Popen", "os.exec", "os.posix_spawn", "os.spawn", "os.system", "ctypes.dlsym"})
 
     def __init__(self, sock: Any, section: dict[str, Any]) -> None:
+        import json
         import threading
 
         from glsandbox_kernel.confinement import seccomp
 
+        self.dumps = json.dumps  # bound before any user code runs (it could replace sys.modules["json"])
         self.sock = sock
         self.lock = threading.Lock()
         self.deny_exec = bool(section.get("deny_exec"))
@@ -207,7 +299,7 @@ class _Reporter:
         self.escape = frozenset(seccomp.ESCAPE)
 
     def send(self, report: dict[str, Any]) -> None:
-        line = (json.dumps(report, separators=(",", ":"))[:2000] + "\n").encode()
+        line = (self.dumps(report, separators=(",", ":"))[:2000] + "\n").encode()
         with self.lock:
             try:
                 self.sock.sendall(line)
@@ -245,19 +337,34 @@ class _Reporter:
             self.send({"kind": "syscall", "syscall": name, "escape": True})
 
 
-def main(argv: list[str]) -> None:
-    """Steps 1-6 above; never returns (the worker loop exits the process)."""
-    spec = json.loads(argv[1])
+def prepare(argv: list[str]) -> dict[str, Any]:
+    """Steps 1-2 (also the bundle builder's): the host's spec, after the python and path checks."""
+    import json
+
+    spec = dict(json.loads(argv[1]))
     _check_python(str(spec["python"]))
     _add_paths([str(d) for d in spec["deps"]], str(spec["site"]))
     top = os.path.join(str(spec["site"]), "glsandbox_kernel")
     _register_package_lazily("glsandbox_kernel", top)
     _register_package_lazily("glsandbox_kernel.confinement", os.path.join(top, "confinement"))
+    return spec
+
+
+def main(argv: list[str]) -> None:
+    """Steps 1-6 above; never returns (the worker loop exits the process)."""
+    bundle = _Bundle.load()
+    if bundle is not None:
+        sys.meta_path.insert(0, bundle)
+    spec = prepare(argv)
     from glsandbox_kernel.confinement import seccomp
     from glsandbox_kernel.confinement._common import ChildState
     from glsandbox_kernel.confinement.sections import from_wire
     from glsandbox_kernel.worker.loop import serve
 
+    if bundle is not None:
+        import glsandbox_kernel.worker.unpickle_lite  # noqa: F401 - the first call's, from the bundle
+
+        bundle.close()
     state = ChildState(report={})
     try:
         # The host's sections, rebuilt against their schema (unknown or mistyped fields refused).

@@ -59,7 +59,7 @@ def source_digest(pkg_dir: str) -> str:
     return h.hexdigest()[:20]
 
 
-def _private_root() -> str:
+def private_root() -> str:
     """``$TMPDIR/glsandbox-code-UID``: made 0700 if absent; refused unless ours and closed to others."""
     root = os.path.join(tempfile.gettempdir(), f"glsandbox-code-{os.getuid()}")
     with contextlib.suppress(FileExistsError):
@@ -106,7 +106,7 @@ def _build(pkg_dir: str, final: str, shown_as: str) -> None:
 
 
 def _prune(root: str, current: str) -> None:
-    """Remove old snapshots beyond :data:`KEEP`, and only those unused for a day (a live container may use one)."""
+    """Remove old snapshots (and module bundles) beyond :data:`KEEP`, only those unused for a day (a live container may use one)."""
     entries = []
     for name in os.listdir(root):
         path = os.path.join(root, name)
@@ -118,14 +118,18 @@ def _prune(root: str, current: str) -> None:
     now = time.time()
     for mtime, path in entries[KEEP:]:
         if now - mtime > _STALE_AFTER:
-            shutil.rmtree(path, ignore_errors=True)
+            if os.path.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:  # a module bundle (:mod:`.bundle`)
+                with contextlib.suppress(OSError):
+                    os.remove(path)
 
 
 @functools.cache
 def worker_code_dir(pkg_dir: str, shown_as: str) -> str:
     """The directory to bind at ``shown_as`` (the container's ``glsandbox_kernel``): the snapshot, else ``pkg_dir``."""
     try:
-        root = _private_root()
+        root = private_root()
         final = os.path.join(root, source_digest(pkg_dir))
         if not os.path.isdir(final):
             t0 = time.monotonic()

@@ -22,8 +22,9 @@ from ... import hosttemp, procfs
 from ...exceptions import BackendUnavailableError, SandboxCrashedError, SandboxSecurityError
 from ...worker.bootstrap import SETUP_FAILED_EXIT, VERSION_MISMATCH_EXIT
 from . import docker_api, images, lifetime
+from .bundle import BUILD_TIMEOUT, BUNDLE_PATH, OUT_DIR, builder_command, ensure_bundle
 from .pidfds import readable
-from .settings import bootstrap_spec, create_kwargs
+from .settings import DEPS_DIR, SANDBOX_USER, SITE_DIR, bootstrap_spec, create_kwargs, host_labels, worker_binds
 from .watcher import WATCHER
 from .worker import ContainerWorker, returncode_of
 
@@ -135,6 +136,57 @@ def _proxy_dir(proxy_for: Callable[[str], NetworkProxy], undo: contextlib.ExitSt
     return proxy_dir, proxy
 
 
+def _has_bundle(settings: dict[str, Any]) -> bool:
+    return any(b.get("bind") == BUNDLE_PATH for b in settings.get("volumes", {}).values())
+
+
+def _ensure_bundle(image: str) -> bool:
+    """The image's module bundle (:mod:`.bundle`), built now if missing by a locked-down builder container."""
+    binds = worker_binds()
+
+    def run_builder(out: str) -> None:
+        api = docker_api.api()
+        spec = {
+            "python": images.host_python(),
+            "deps": [b["bind"] for b in binds.values() if b["bind"].startswith(DEPS_DIR)],
+            "site": SITE_DIR,
+            "out": f"{OUT_DIR}/bundle",
+        }
+        host = api.create_host_config(
+            binds={**binds, out: {"bind": OUT_DIR, "mode": "rw"}},
+            network_mode="none",
+            read_only=True,
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges:true"],
+            tmpfs={"/tmp": "rw,nosuid,nodev,noexec,size=16m"},
+            mem_limit=512 << 20,
+            pids_limit=64,
+            init=True,
+        )
+        command = builder_command(f"{SITE_DIR}/glsandbox_kernel/worker", spec)
+        labels = host_labels("bundle", "container")
+        cid = api.create_container(
+            image,
+            command,
+            user=SANDBOX_USER,
+            network_disabled=True,
+            working_dir="/tmp",
+            labels=labels,
+            host_config=host,
+        )["Id"]
+        WATCHER.watch(cid)
+        try:
+            api.start(cid)
+            status = int(api.wait(cid, timeout=BUILD_TIMEOUT).get("StatusCode", -1))
+            if status != 0:
+                tail = api.logs(cid, tail=5).decode("utf-8", "replace").strip()
+                raise OSError(f"the builder exited with status {status}: {tail[-500:]}")
+        finally:
+            lifetime.remove_and_forget(cid)
+
+    return ensure_bundle(image, next(iter(binds)), run_builder)
+
+
 def launch_worker(
     settings_for: Callable[[str, str | None], dict[str, Any]],
     *,
@@ -154,6 +206,8 @@ def launch_worker(
         listener, sock_dir, outer = _private_listener(undo)
         proxy_dir, proxy = _proxy_dir(proxy_for, undo) if proxy_for is not None else (None, None)
         settings = settings_for(sock_dir, proxy_dir)
+        if not _has_bundle(settings) and _ensure_bundle(str(settings["image"])):  # there is one now: bind it
+            settings = settings_for(sock_dir, proxy_dir)
         reports = (
             _listen(os.path.join(sock_dir, "report"), undo) if bootstrap_spec(settings).get("report_socket") else None
         )

@@ -37,6 +37,7 @@ from ... import procfs
 from ...config import OSSandboxConfig
 from ...exceptions import SandboxConfigError
 from . import images
+from .bundle import BUNDLE_PATH, bundle_bind, bundle_for
 
 log = logging.getLogger("glsandbox.container")
 
@@ -380,7 +381,9 @@ def container_settings(
     builds a dict, starts nothing (tests assert it directly).
     """
     lim = config.limits
+    image = image or config.container_image or images.default_image()
     binds, hidden = worker_binds(), dict[str, str]()
+    binds.update(bundle_bind(bundle_for(image, next(iter(binds)))))  # the snapshot's, once built (by launch)
     binds.update(_user_binds(config, hidden))
     binds[socket_dir] = {"bind": SOCKET_DIR, "mode": "ro"}
     network = network_section(config)
@@ -391,17 +394,14 @@ def container_settings(
     # Docker's tmpfs defaults to noexec; "exec" only where new programs are allowed.
     tmpfs_opts = "rw,nosuid,nodev," + ("exec" if config.new_programs_allowed else "noexec")
     sizes = scratch_sizes(lim.disk_quota_bytes, lim.memory_limit_bytes)
-    work_opts, tmp_opts = tmpfs_opts, tmpfs_opts
-    if sizes.get("work"):
-        work_opts += f",size={sizes['work']}"
-    if sizes.get("tmp"):
-        tmp_opts += f",size={sizes['tmp']}"
+    work_opts = tmpfs_opts + (f",size={sizes['work']}" if sizes.get("work") else "")
+    tmp_opts = tmpfs_opts + (f",size={sizes['tmp']}" if sizes.get("tmp") else "")
     uid, _, gid = SANDBOX_USER.partition(":")
     ulimits = _ulimits(config)
     section = seccomp_section(config, runtime)
     profile = oci_profile(seccomp_policy(config, runtime), runtime)
     settings: dict[str, Any] = {
-        "image": image or config.container_image or images.default_image(),
+        "image": image,
         "command": worker_command(binds, section, network, reports=wants_reports(config, section)),
         "user": SANDBOX_USER,
         "environment": _environment(config, binds),
@@ -454,10 +454,10 @@ def seccomp_of(settings: dict[str, Any]) -> dict[str, Any]:
 
 
 def settings_key(settings: dict[str, Any]) -> str:
-    """A digest of everything that matters for reuse (pool key): all but per-use fields."""
+    """A digest of everything that matters for reuse (pool key): all but per-use fields and the bundle (same code)."""
     stable = dict(settings)
     stable["labels"] = {k: v for k, v in settings.get("labels", {}).items() if k != LABEL_SESSION}
-    per_use = (SOCKET_DIR, NET_DIR)
+    per_use = (SOCKET_DIR, NET_DIR, BUNDLE_PATH)
     stable["volumes"] = {k: v for k, v in settings.get("volumes", {}).items() if v.get("bind") not in per_use}
     return hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

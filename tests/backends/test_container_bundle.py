@@ -1,0 +1,118 @@
+"""The image's module bundle: the worker's start-up modules come from one read, as the image's own code.
+
+Real containers (CONTAINER and GVISOR) for what the worker imports; the
+bootstrap's finder and the host's copy of the builder's output on their own
+(sandbox-side code run here, on crafted files).
+"""
+
+from __future__ import annotations
+
+import marshal
+import os
+import sys
+from typing import Any
+
+import cloudpickle
+import pytest
+
+from glsandbox_kernel import IsolationType, OSSandbox, OSSandboxConfig
+from glsandbox_kernel.backends.container import LABEL_HOST_PID, bundle, docker_api, flush_removals
+from glsandbox_kernel.backends.container import warm as docker_pool
+from glsandbox_kernel.backends.registry import backends
+from glsandbox_kernel.worker import bootstrap
+
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+def where_modules_came_from() -> dict[str, Any]:
+    """SANDBOX side: the loaders of a few start-up modules, their files, and whether the finder is gone."""
+    import inspect
+    import json
+    import os
+    import sys
+
+    names = ("json", "typing", "dataclasses", "glsandbox_kernel.worker.loop", "glsandbox_kernel.codec", "msgpack")
+    return {
+        "loaders": {n: type(sys.modules[n].__spec__.loader).__name__ for n in names},
+        "files_exist": all(os.path.exists(sys.modules[n].__file__) for n in names),
+        "finder_left": [type(f).__name__ for f in sys.meta_path if type(f).__name__ == "_Bundle"],
+        "source": inspect.getsource(json.loads).startswith("def loads("),
+    }
+
+
+@pytest.mark.container
+@pytest.mark.parametrize("name", ["container", "gvisor"])
+def test_the_worker_imports_its_start_up_modules_from_the_bundle(name: str) -> None:
+    """The image's stdlib and the worker snapshot's modules from the bundle; the host's deps as usual."""
+    backend_cls = backends()[name]
+    ok, why = backend_cls.available()
+    if not ok:
+        pytest.skip(f"{name}: {why}")
+    docker_pool.set_pool_size(0)
+    try:
+        with OSSandbox(OSSandboxConfig(isolation_type=IsolationType(name), execution_timeout=60.0)) as sb:
+            seen = sb.execute(where_modules_came_from)
+    finally:
+        docker_pool.set_pool_size(None)
+        assert flush_removals(30), "container removals did not finish"
+    bundled = dict.fromkeys(("json", "typing", "dataclasses", "glsandbox_kernel.worker.loop", "glsandbox_kernel.codec"))
+    assert seen["loaders"] == {**{n: "_BundledLoader" for n in bundled}, "msgpack": "SourceFileLoader"}
+    assert seen["files_exist"] and seen["source"]  # file names, and sources for tracebacks, as on disk
+    assert seen["finder_left"] == []  # removed before any request ran
+    labels = {"label": f"{LABEL_HOST_PID}={os.getpid()}"}
+    assert docker_api.api().containers(all=True, filters=labels) == []  # the builder is gone too
+
+
+def _write_bundle(path: Any, version: str, modules: dict[str, tuple[str, str]]) -> None:
+    index: dict[str, Any] = {"version": version, "modules": {}}
+    blobs = b""
+    for name, (origin, source) in modules.items():
+        code = marshal.dumps(compile(source, origin, "exec"))
+        index["modules"][name] = (origin, len(blobs), len(code))
+        blobs += code
+    head = marshal.dumps(index)
+    path.write_bytes(bootstrap.BUNDLE_MAGIC + len(head).to_bytes(8, "little") + head + blobs)
+
+
+def test_the_finder_serves_each_module_once_and_ignores_other_builds(tmp_path: Any) -> None:
+    origin = tmp_path / "bundled_mod.py"
+    origin.write_text("X = 'from disk'\n")
+    good = tmp_path / "good"
+    _write_bundle(good, sys.version, {"bundled_mod_x": (str(origin), "X = 'from the bundle'\n")})
+    finder = bootstrap._Bundle.load(str(good))
+    assert finder is not None
+    spec = finder.find_spec("bundled_mod_x")
+    assert spec is not None and spec.origin == str(origin) and spec.loader is not None
+    module = type(sys)("bundled_mod_x")
+    module.__spec__ = spec
+    spec.loader.exec_module(module)
+    assert module.X == "from the bundle"
+    assert finder.find_spec("bundled_mod_x") is None  # one use: a re-import goes to the files
+    assert finder.find_spec("not_in_it") is None
+    # Another python build's bundle, a foreign file, a cut one: not used.
+    other = tmp_path / "other"
+    _write_bundle(other, sys.version + " (another build)", {"bundled_mod_x": (str(origin), "X = 1\n")})
+    (tmp_path / "foreign").write_bytes(b"\x00" * 64)
+    (tmp_path / "cut").write_bytes(good.read_bytes()[: len(bootstrap.BUNDLE_MAGIC) + 12])
+    for bad in ("other", "foreign", "cut", "missing"):
+        assert bootstrap._Bundle.load(str(tmp_path / bad)) is None, bad
+
+
+def test_the_builders_output_is_copied_only_as_a_bounded_regular_file(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out"
+    out.write_bytes(b"x" * 100)
+    final = tmp_path / "final"
+    bundle._copy_out(str(out), str(final))
+    assert final.read_bytes() == b"x" * 100 and oct(final.stat().st_mode & 0o777) == "0o644"
+    secret = tmp_path / "secret"
+    secret.write_text("host file")
+    link = tmp_path / "link"
+    link.symlink_to(secret)
+    with pytest.raises(OSError):
+        bundle._copy_out(str(link), str(tmp_path / "from-link"))  # a link planted by the container
+    monkeypatch.setattr(bundle, "MAX_BYTES", 10)
+    with pytest.raises(OSError):
+        bundle._copy_out(str(out), str(tmp_path / "too-big"))
+    assert not (tmp_path / "from-link").exists() and not (tmp_path / "too-big").exists()
