@@ -23,9 +23,9 @@ overrides only the ``do_*`` handlers and a few request handlers that have no
   own widget comms are handled here, not relayed; ``usage_request`` is answered
   with the sandbox's figures.
 
-Sandbox failures (timeout, memory, violation, crash) become error replies
-with a clear ``ename``/``evalue``; the next cell gets a fresh worker and a
-"state lost" notice (a kernel notice output). Launched by ``python -m glsandbox_kernel.kernel``.
+Sandbox failures (timeout, memory, violation, crash) become error replies with a clear
+``ename``/``evalue``; the next cell gets a fresh worker and a "state lost" notice. Launched by
+``python -m glsandbox_kernel.kernel``.
 """
 
 from __future__ import annotations
@@ -102,8 +102,7 @@ class SandboxKernel(StartUp, QuickRequests, KernelOptions, Kernel):
         self._closed = False
         self._running = 0
         self._interrupted = threading.Event()
-        #: the session operation number of the cell being run (its interrupts are bound to it)
-        self._cell_operation: int | None = None
+        self._cell_operation: int | None = None  # the running cell's session operation: interrupts bind to it
         self._lost_reason: str | None = None
         self._prestarted = False
         self._prewarmed = False
@@ -250,12 +249,11 @@ class SandboxKernel(StartUp, QuickRequests, KernelOptions, Kernel):
         return safe  # type: ignore[no-any-return]
 
     def _error_reply(self, content: dict[str, Any]) -> dict[str, Any]:
+        error = {k: content[k] for k in ("ename", "evalue", "traceback")}
         return {
             "status": "error",
             "execution_count": self.execution_count,
-            "ename": content["ename"],
-            "evalue": content["evalue"],
-            "traceback": content["traceback"],
+            **error,
             "user_expressions": {},
             "payload": [],
         }
@@ -279,10 +277,9 @@ class SandboxKernel(StartUp, QuickRequests, KernelOptions, Kernel):
             return self._error_reply(relay.error(type(exc).__name__, str(exc)))
         options, capped = cap_to_session(options or CellOptions(), sandbox.config)
         generation = sandbox.session.generation
-        # an interrupt from here on is for this cell, even before its request reaches the worker
-        self._cell_operation = sandbox.session.next_operation
+        self._cell_operation = op = sandbox.session.next_operation  # interrupts from here on: this cell's
         if self._interrupted.is_set():
-            sandbox.interrupt(self._cell_operation)
+            sandbox.interrupt(op)
         self.comm_gate.worker((id(sandbox.session), generation))
 
         def worker_gone() -> bool:  # killed during the cell (a fresh worker may already run: the prestart thread)
@@ -426,10 +423,7 @@ class SandboxKernel(StartUp, QuickRequests, KernelOptions, Kernel):
 
     # -- interrupt / shutdown ------------------------------------------------------------------
     def _send_interrupt_children(self) -> None:
-        """Called by ``Kernel.interrupt_request`` (control thread): interrupt the sandboxed cell.
-
-        The kernel process itself is not signalled: it runs no user code.
-        """
+        """``Kernel.interrupt_request`` (control thread): interrupt the cell (never this process: no user code)."""
         self._interrupted.set()
         sandbox = self._sandbox
         if sandbox is not None:
@@ -438,10 +432,8 @@ class SandboxKernel(StartUp, QuickRequests, KernelOptions, Kernel):
     async def do_shutdown(self, restart: bool) -> dict[str, Any]:  # type: ignore[override]
         """Close the sandbox (the worker and everything it started) before the kernel exits."""
         await asyncio.to_thread(self.close_sandbox)
-        # ipykernel flushes sys.stdout/err on the control thread after this handler, racing the
-        # main thread that stops the IOPub thread; a lost race waits out the 10 s flush timeout
-        # (and jupyter_client SIGTERMs us after 2.5 s). This process prints nothing of the user's,
-        # so a short timeout loses nothing.
+        # ipykernel flushes sys.stdout/err on the control thread after this, racing the IOPub thread's
+        # stop (a lost race waits 10 s; we are SIGTERMed at 2.5 s); nothing of the user's is printed here.
         for stream in (sys.stdout, sys.stderr):
             if hasattr(stream, "flush_timeout"):
                 stream.flush_timeout = 0.05
