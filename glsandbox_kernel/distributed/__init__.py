@@ -35,8 +35,8 @@ if TYPE_CHECKING:
     from .client import cluster_doctor as cluster_doctor
     from .client import sandboxed_submit as sandboxed_submit
     from .executor import SandboxedExecutor as SandboxedExecutor
+    from .outcome import TaskOutcome as TaskOutcome
     from .plugin import SandboxPlugin as SandboxPlugin
-    from .plugin import TaskOutcome as TaskOutcome
 
 _LAZY = {
     "ClusterAudit": ".audit",
@@ -47,7 +47,7 @@ _LAZY = {
     "cluster_doctor": ".client",
     "sandboxed_submit": ".client",
     "SandboxPlugin": ".plugin",
-    "TaskOutcome": ".plugin",
+    "TaskOutcome": ".outcome",
 }
 
 

@@ -153,7 +153,7 @@ class SandboxedExecutor(cf.Executor):
             return []
         name = getattr(fn, "__name__", "call")
         groups = [calls[i : i + chunksize] for i in range(0, len(calls), chunksize)]
-        keys = [f"glsandbox-{name}-{uuid.uuid4().hex}" for _ in groups]
+        keys = _keys(name, len(groups))
         packed: list[_Packed | _Chunk]
         if chunksize == 1:
             packed = [_Packed(tuple(args), dict(kwargs)) for ((args, kwargs),) in groups]
@@ -179,7 +179,7 @@ class SandboxedExecutor(cf.Executor):
         self, task: Callable[..., Any], items: list[Any], kind: str, **kwargs: Any
     ) -> list[cf.Future[Any]]:
         """Submit ``task(item, **kwargs)`` per item, each returning a :class:`TaskOutcome` (notebooks)."""
-        keys = [f"glsandbox-{kind}-{uuid.uuid4().hex}" for _ in items]
+        keys = _keys(kind, len(items))
         packed = [_Packed((item,), {}) for item in items]
         return self._track(
             keys,
@@ -454,6 +454,12 @@ class SandboxedExecutor(cf.Executor):
             self.audit.add_tasks(drains)
         self.summary = {"tasks": self.audit.tasks, "failed": dict(self._failed)}
         self.audit.close(summary=self.summary)
+
+
+def _keys(name: str, count: int) -> list[str]:
+    """Unique Dask task keys for one submission: one random prefix, then the index (no urandom per task)."""
+    prefix = f"glsandbox-{name}-{uuid.uuid4().hex}"
+    return [f"{prefix}-{index}" for index in range(count)]
 
 
 def _canceller(dask_future: Any, group: list[cf.Future[Any]]) -> Callable[[cf.Future[Any]], None]:

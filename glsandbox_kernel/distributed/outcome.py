@@ -1,0 +1,122 @@
+"""What a sandboxed Dask task sends back: :class:`TaskOutcome` and exceptions boxed with their details.
+
+Built on the Dask worker (trusted host side, by :mod:`.plugin` and
+``notebook/cluster.py``), pickled by Dask, unpickled on the client.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .audit import decode_lines
+
+
+def _rebuild_exception(cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]) -> BaseException:
+    """Unpickle an exception whose ``__init__`` may not accept its own ``args`` (ours take details)."""
+    try:
+        exc = cls(*args)
+    except TypeError:
+        try:
+            exc = cls.__new__(cls, *args)
+        except TypeError:  # a C base refuses too: keep the name and message at least
+            from ..exceptions import SandboxRemoteError
+
+            return SandboxRemoteError(f"{cls.__module__}.{cls.__qualname__}", str(args[0] if args else ""), [])
+    exc.args = args
+    exc.__dict__.update(state)
+    return exc
+
+
+class _ExceptionBox:
+    """Ships an exception with its type, args and attributes (``limit``, ``violations``, notes ...).
+
+    Plain pickling re-runs ``cls(*args)``, which fails for exceptions whose
+    ``__init__`` takes more than the message (``SandboxRemoteError``,
+    ``BackendUnavailableError``); this rebuilds them as they were.
+    """
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        exc = self.exc
+        state = {k: v for k, v in vars(exc).items() if _picklable(v)}
+        return (_unbox_exception, (type(exc), exc.args, state))
+
+
+def _unbox_exception(cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]) -> _ExceptionBox:
+    return _ExceptionBox(_rebuild_exception(cls, args, state))
+
+
+def _picklable(value: Any) -> bool:
+    import pickle
+
+    try:
+        pickle.dumps(value)
+    except Exception:  # noqa: BLE001 - anything that cannot travel stays behind
+        return False
+    return True
+
+
+@dataclass
+class TaskOutcome:
+    """What one sandboxed task sends back to the client (built on the Dask worker).
+
+    ``value`` is what ``OSSandbox.execute`` returned, i.e. already decoded by
+    the restricted codec; ``error`` the exception it raised (same type);
+    ``lines`` the audit records sealed on this worker since its session's last
+    task (this call's, unless its committer is still sealing it: then the next
+    task or the executor's drain at shutdown carries it; and those of sessions
+    the plugin closed), as the JSON lines their session sealed (one string each).
+    """
+
+    key: str
+    worker: str
+    pid: int
+    session_id: str | None
+    value: Any = None
+    boxed_error: _ExceptionBox | None = None
+    lines: list[str] = field(default_factory=list)
+    started: float = 0.0
+    finished: float = 0.0
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as one flat tuple (Dask pickles every result on the worker, unpickles it on the client).
+
+        The dataclass default goes through ``copyreg`` in Python with a
+        field-name dict per result; a tuple is encoded by the C pickler alone.
+        """
+        return (
+            _rebuild_outcome,
+            (
+                self.key,
+                self.worker,
+                self.pid,
+                self.session_id,
+                self.value,
+                self.boxed_error,
+                self.lines,
+                self.started,
+                self.finished,
+                self.detail or None,
+            ),
+        )
+
+    @property
+    def error(self) -> BaseException | None:
+        return self.boxed_error.exc if self.boxed_error is not None else None
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        """The carried records, decoded (client side, for readers; the run chain keeps ``lines``)."""
+        return decode_lines(self.lines)
+
+
+def _rebuild_outcome(*fields: Any) -> TaskOutcome:
+    """Unpickle a :class:`TaskOutcome` (client side; from a trusted Dask worker)."""
+    outcome = TaskOutcome(*fields)
+    if outcome.detail is None:
+        outcome.detail = {}
+    return outcome
