@@ -80,7 +80,8 @@ def copy_audit_records(nb: MutableMapping[str, Any], key: bytes | None = None) -
     if signer is None and isinstance(old_seal, Mapping) and old_seal.get("signature"):
         from .seal import manifest
 
-        nb_meta["manifest"] = manifest(nb)
+        stored = before.get("manifest") if before is not None else None
+        nb_meta["manifest"] = manifest(nb, stored.get("format") if isinstance(stored, Mapping) else None)
         nb_meta["signed"] = before.get("signed", True) if before is not None else True
         if seal_digest(nb_meta) == old_seal.get("digest"):
             nb_meta["seal"] = dict(old_seal)  # unchanged since it was signed: keep the signature
