@@ -16,16 +16,38 @@ writes), records each session's chain head in
 an HMAC secret or a PEM Ed25519 private key). Without a key, a signed seal
 whose notebook did not change is kept as it was (a JupyterLab Ctrl+S of a
 ``glsandbox run`` output stays verifiable with the run's key); a changed
-notebook gets an unsigned seal. A failure here never prevents the save (the
-server logs it).
+notebook gets an unsigned seal. A failure of the sealing never prevents the
+save (the server logs it).
+
+It also keeps the server from writing through a link a sandboxed cell
+planted: at LENIENT a cell can write the project folder, so it can replace
+the notebook, its folder or ``.ipynb_checkpoints`` with a symbolic link to a
+host file, and jupyter_server's writer follows such links. The hook refuses
+(HTTP 403, shown by JupyterLab as a save error) a save whose path below the
+server's root has a symbolic link, or a target that is not a regular file;
+and the extension replaces the contents manager's writer, its large-file
+appender and its checkpoints' copy with ones that walk from the root with
+``O_NOFOLLOW`` on each component, write a fresh file in the directory they
+hold open and rename it over the name, so a link swapped in after the check
+is replaced, never written through.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import copy
+import errno
+import inspect
 import logging
-from collections.abc import Mapping, MutableMapping
-from typing import Any
+import os
+import secrets
+import shutil
+import stat
+from collections.abc import Iterator, Mapping, MutableMapping
+from typing import IO, Any, NoReturn
+
+from tornado.web import HTTPError
 
 log = logging.getLogger("glsandbox.presave")
 
@@ -58,7 +80,8 @@ def copy_audit_records(nb: MutableMapping[str, Any], key: bytes | None = None) -
     if signer is None and isinstance(old_seal, Mapping) and old_seal.get("signature"):
         from .seal import manifest
 
-        nb_meta["manifest"] = manifest(nb)
+        stored = before.get("manifest") if before is not None else None
+        nb_meta["manifest"] = manifest(nb, stored.get("format") if isinstance(stored, Mapping) else None)
         nb_meta["signed"] = before.get("signed", True) if before is not None else True
         if seal_digest(nb_meta) == old_seal.get("digest"):
             nb_meta["seal"] = dict(old_seal)  # unchanged since it was signed: keep the signature
@@ -77,7 +100,12 @@ class _Cells:
 
 
 def pre_save_hook(model: MutableMapping[str, Any], path: str = "", contents_manager: Any = None, **kwargs: Any) -> None:
-    """The contents manager's pre-save hook: see the module docstring."""
+    """The contents manager's pre-save hook: see the module docstring.
+
+    Raises ``tornado.web.HTTPError`` (403) when the path has a planted link: the save is refused.
+    """
+    if contents_manager is not None:
+        check_save_path(contents_manager, path, str(model.get("type")))
     if model.get("type") != "notebook":
         return
     content = model.get("content")
@@ -94,20 +122,281 @@ def pre_save_hook(model: MutableMapping[str, Any], path: str = "", contents_mana
         log.debug("glsandbox: copied audit records of %d cell(s) into the metadata of %s", updated, path)
 
 
+# -- saves never follow a link below the server root (server side) -----------------------------
+
+_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _refuse(rel: str, why: str) -> NoReturn:
+    raise HTTPError(403, f"glsandbox: {why}; not saved, nothing overwritten ({rel})")
+
+
+def _parts_below(root: str, os_path: str) -> list[str] | None:
+    """The components of ``os_path`` below ``root``; None when it is not below it."""
+    rel = os.path.relpath(os.path.abspath(os_path), os.path.abspath(root))
+    parts = rel.split(os.sep)
+    return None if rel == os.curdir or os.pardir in parts else parts
+
+
+def _open_parent(root: str, os_path: str) -> tuple[int, str, str] | None:
+    """``(fd of os_path's directory, name, path below root)``, walked from ``root`` without following links.
+
+    None when ``os_path`` is not below ``root`` (the caller falls back to jupyter_server's own way).
+    """
+    parts = _parts_below(root, os_path)
+    if parts is None:
+        return None
+    rel = os.sep.join(parts)
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # the root itself is the server's choice
+    try:
+        for index, part in enumerate(parts[:-1]):
+            try:
+                sub = os.open(part, _DIR, dir_fd=fd)
+            except OSError as e:
+                if e.errno not in (errno.ELOOP, errno.ENOTDIR):
+                    raise
+                where = os.sep.join(parts[: index + 1])
+                if stat.S_ISLNK(os.stat(part, dir_fd=fd, follow_symlinks=False).st_mode):
+                    _refuse(rel, f"{where} is a symbolic link a sandboxed cell may have planted")
+                _refuse(rel, f"{where} is not a directory")
+            os.close(fd)
+            fd = sub
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, parts[-1], rel
+
+
+def _check_entry(dir_fd: int, name: str, rel: str, directory: bool = False) -> os.stat_result | None:
+    """The lstat of ``name`` in ``dir_fd`` (None if absent); refuses a link or anything but a regular file."""
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISLNK(st.st_mode):
+        _refuse(rel, f"{rel} is a symbolic link a sandboxed cell may have planted")
+    if not (stat.S_ISREG(st.st_mode) or (directory and stat.S_ISDIR(st.st_mode))):
+        _refuse(rel, f"{rel} is not a regular file")
+    return st
+
+
+def _check_path(root: str, os_path: str, directory: bool = False) -> None:
+    found = _open_parent(root, os_path)
+    if found is not None:
+        try:
+            _check_entry(*found, directory=directory)
+        finally:
+            os.close(found[0])
+
+
+def check_save_path(manager: Any, path: str, kind: str) -> None:
+    """Refuse (HTTP 403) a save of ``path`` through a link: the target and, for files, its checkpoint.
+
+    Called by :func:`pre_save_hook` in the server, before anything is written.
+    """
+    get_os_path = getattr(manager, "_get_os_path", None)
+    root = getattr(manager, "root_dir", None)
+    if get_os_path is None or not isinstance(root, str):
+        return  # not a file-system contents manager
+    os_path = get_os_path(path.strip("/"))
+    try:
+        _check_path(root, os_path, directory=kind == "directory")
+        cp_dir = getattr(getattr(manager, "checkpoints", None), "checkpoint_dir", None)
+        if kind != "directory" and isinstance(cp_dir, str):
+            base, ext = os.path.splitext(os.path.basename(os_path))
+            _check_path(root, os.path.join(os.path.dirname(os_path), cp_dir, f"{base}-checkpoint{ext}"))
+    except OSError:
+        pass  # a missing folder or a permission problem: the save itself reports it
+
+
+@contextlib.contextmanager
+def _write_below(
+    root: str, os_path: str, text: bool, encoding: str, newline: str | None, atomic: bool = True
+) -> Iterator[IO[Any]]:
+    """Write ``os_path`` (below ``root``) as a fresh file renamed over its name, never through a link.
+
+    ``atomic`` False (``use_atomic_writing`` off), or a folder the server cannot
+    write: the file is rewritten in place, as jupyter_server does, opened with ``O_NOFOLLOW``.
+    """
+    found = _open_parent(root, os_path)
+    assert found is not None
+    dir_fd, name, rel = found
+    try:
+        old = _check_entry(dir_fd, name, rel)
+        tmp: str | None = f".{name}.glsandbox-{secrets.token_hex(6)}~" if atomic or old is None else None
+        fd = -1
+        if tmp is not None:
+            try:
+                fd = os.open(
+                    tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666, dir_fd=dir_fd
+                )
+            except PermissionError:
+                if old is None:
+                    raise
+                tmp = None
+            else:
+                if old is not None:
+                    os.fchmod(fd, stat.S_IMODE(old.st_mode))
+        if tmp is None:
+            fd = os.open(name, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+            now = os.fstat(fd)
+            if not stat.S_ISREG(now.st_mode) or now.st_nlink != 1:
+                os.close(fd)
+                _refuse(rel, f"{rel} is not a regular file with one name (a hard link?)")
+            os.ftruncate(fd, 0)
+        f = os.fdopen(fd, "w", encoding=encoding, newline=newline) if text else os.fdopen(fd, "wb")
+        try:
+            with f:
+                yield f
+                f.flush()
+                os.fsync(f.fileno())
+            if tmp is not None:
+                os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)  # a link swapped in is replaced
+                tmp = None
+        finally:
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp, dir_fd=dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class _Guard:
+    """The writers installed on a file contents manager and its checkpoints (server side)."""
+
+    def __init__(self, owner: Any) -> None:
+        self.owner = owner
+        self.atomic_writing = owner.atomic_writing  # jupyter_server's, for paths outside the root
+
+    def root(self) -> str:
+        return os.path.abspath(str(self.owner.root_dir))
+
+    @contextlib.contextmanager
+    def writing(self, os_path: str, text: bool = True, encoding: str = "utf-8", **kwargs: Any) -> Iterator[IO[Any]]:
+        """Replaces ``owner.atomic_writing`` (its ``perm_to_403`` kept)."""
+        if _parts_below(self.root(), os_path) is None:
+            with self.atomic_writing(os_path, text=text, encoding=encoding, **kwargs) as f:
+                yield f
+            return
+        atomic = bool(getattr(self.owner, "use_atomic_writing", True))
+        with (
+            self.owner.perm_to_403(os_path),
+            _write_below(self.root(), os_path, text, encoding, kwargs.get("newline", "\n"), atomic) as f,
+        ):
+            yield f
+
+    def copy(self, src: str, dest: str) -> None:
+        """Replaces the checkpoints' ``_copy``: neither end may be a link below the root."""
+        with self.owner.perm_to_403(src):
+            found = _open_parent(self.root(), src)
+            if found is None:
+                fd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
+            else:
+                try:
+                    fd = os.open(found[1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=found[0])
+                except OSError as e:
+                    if e.errno == errno.ELOOP:
+                        _refuse(found[2], f"{found[2]} is a symbolic link a sandboxed cell may have planted")
+                    raise
+                finally:
+                    os.close(found[0])
+            with os.fdopen(fd, "rb") as source:
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode):
+                    _refuse(src, "the source is not a regular file")
+                with self.writing(dest, text=False) as f:
+                    shutil.copyfileobj(source, f)
+                    f.flush()
+                    os.utime(f.fileno(), ns=(st.st_atime_ns, st.st_mtime_ns))
+
+    async def copy_async(self, src: str, dest: str) -> None:
+        from anyio.to_thread import run_sync
+
+        await run_sync(self.copy, src, dest)
+
+    def append(self, os_path: str, content: str, format: str) -> None:
+        """Replaces the large-file manager's ``_save_large_file`` (chunks after the first)."""
+        if format not in {"text", "base64"}:
+            raise HTTPError(400, "Must specify format of file contents as 'text' or 'base64'")
+        try:
+            data = content.encode("utf8") if format == "text" else base64.b64decode(content.encode("ascii"))
+        except Exception as e:
+            raise HTTPError(400, f"Encoding error saving {os_path}: {e}") from e
+        with self.owner.perm_to_403(os_path):
+            found = _open_parent(self.root(), os_path)
+            if found is None:
+                _refuse(os_path, "outside the server root")
+            dir_fd, name, rel = found
+            try:
+                _check_entry(dir_fd, name, rel)
+                fd = os.open(
+                    name, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd
+                )
+            except OSError as e:
+                if e.errno == errno.ELOOP:
+                    _refuse(rel, f"{rel} is a symbolic link a sandboxed cell may have planted")
+                raise
+            finally:
+                os.close(dir_fd)
+            with os.fdopen(fd, "ab") as f:
+                if os.fstat(fd).st_nlink != 1:
+                    _refuse(rel, f"{rel} has more than one name (a hard link?)")
+                f.write(data)
+
+    async def append_async(self, os_path: str, content: str, format: str) -> None:
+        from anyio.to_thread import run_sync
+
+        await run_sync(self.append, os_path, content, format)
+
+
+def guard_writers(manager: Any) -> list[str]:
+    """Install the link-refusing writers on ``manager`` and its file checkpoints; returns what was guarded.
+
+    Called by :func:`_load_jupyter_server_extension`; a contents manager that
+    is not jupyter_server's file manager keeps its writers (the hook still checks).
+    """
+    from jupyter_server.services.contents.filecheckpoints import FileCheckpoints
+    from jupyter_server.services.contents.fileio import FileManagerMixin
+
+    done: list[str] = []
+    if isinstance(manager, FileManagerMixin):
+        guard = _Guard(manager)
+        manager.atomic_writing = guard.writing  # type: ignore[method-assign]
+        done.append("writes")
+        large = getattr(manager, "_save_large_file", None)
+        if large is not None:
+            append = guard.append_async if inspect.iscoroutinefunction(large) else guard.append
+            manager._save_large_file = append  # type: ignore[attr-defined]
+            done.append("large-file chunks")
+    checkpoints = getattr(manager, "checkpoints", None)
+    if isinstance(checkpoints, FileCheckpoints):
+        cp_guard = _Guard(checkpoints)
+        checkpoints.atomic_writing = cp_guard.writing  # type: ignore[method-assign]
+        copy_ = checkpoints._copy
+        checkpoints._copy = cp_guard.copy_async if inspect.iscoroutinefunction(copy_) else cp_guard.copy  # type: ignore[method-assign]
+        done.append("checkpoints")
+    return done
+
+
 def _jupyter_server_extension_points() -> list[dict[str, str]]:
     """Entry point the Jupyter server looks for in an enabled extension module."""
     return [{"module": "glsandbox_kernel.notebook.presave"}]
 
 
 def _load_jupyter_server_extension(serverapp: Any) -> None:
-    """Called by the Jupyter server at start-up: register :func:`pre_save_hook` on its contents manager."""
+    """Called by the Jupyter server at start-up: register :func:`pre_save_hook`, guard the writers."""
     manager = serverapp.contents_manager
     register = getattr(manager, "register_pre_save_hook", None)
     if register is not None:
         register(pre_save_hook)
     else:  # older jupyter_server: one hook only
         manager.pre_save_hook = pre_save_hook
-    serverapp.log.info("glsandbox: pre-save hook registered (audit records copied into cell metadata on save)")
+    guarded = guard_writers(manager)
+    serverapp.log.info(
+        "glsandbox: pre-save hook registered (audit records copied into cell metadata on save; saves through "
+        "a symbolic link refused; link-safe writers for %s)",
+        ", ".join(guarded) or "nothing: not a file contents manager",
+    )
 
 
-__all__ = ["copy_audit_records", "pre_save_hook"]
+__all__ = ["check_save_path", "copy_audit_records", "guard_writers", "pre_save_hook"]

@@ -3,7 +3,9 @@
 Who calls: ``glsandbox run`` and the pre-save hook (:func:`seal_notebook`),
 the verifier (:func:`check_seal`). Cell records cover what each executed
 cell ran and showed; the seal covers what no cell record can: every cell's
-type and source (markdown and raw cells included), the cell count and order,
+type and source (markdown and raw cells included, and a raw cell's
+``raw_mimetype``: nbconvert's HTML export inserts a raw cell whose format is
+``text/html`` as HTML), the cell count and order,
 each code cell's record and outputs, the kernelspec and language info, and
 the rest of ``notebook.metadata["glsandbox"]`` (sessions and their heads,
 configuration, environment, how the run went).
@@ -27,7 +29,7 @@ from ..audit.records import canonical_json
 from .evidence import canonical_outputs, find_audit_output, source_hash
 
 METADATA_KEY = "glsandbox"
-SEAL_FORMAT = 2
+SEAL_FORMAT = 3  # 3: raw cells' raw_mimetype; a format-2 seal is checked as it was made
 
 
 def _digest(obj: Any) -> str:
@@ -39,8 +41,13 @@ def _source(cell: Mapping[str, Any]) -> str:
     return src if isinstance(src, str) else "".join(src)
 
 
-def manifest(nb: Mapping[str, Any]) -> dict[str, Any]:
-    """Per-cell hashes, kernelspec and language info of ``nb`` (what the seal covers besides the metadata)."""
+def manifest(nb: Mapping[str, Any], fmt: Any = SEAL_FORMAT) -> dict[str, Any]:
+    """Per-cell hashes, kernelspec and language info of ``nb`` (what the seal covers besides the metadata).
+
+    ``fmt``: the seal format to compute (that of a stored manifest, to check it; a format the
+    signed digest covers, so it cannot be lowered afterwards).
+    """
+    fmt = 2 if fmt == 2 else SEAL_FORMAT
     cells: list[dict[str, Any]] = []
     for cell in nb.get("cells") or []:
         if not isinstance(cell, Mapping):
@@ -55,10 +62,13 @@ def manifest(nb: Mapping[str, Any]) -> dict[str, Any]:
             entry["outputs"] = _digest(canonical_outputs(outputs))
         if cell.get("attachments"):
             entry["attachments"] = _digest(cell.get("attachments"))
+        if fmt >= 3 and cell.get("cell_type") == "raw":
+            cell_meta = cell.get("metadata")
+            entry["format"] = cell_meta.get("raw_mimetype") if isinstance(cell_meta, Mapping) else None
         cells.append(entry)
     meta = nb.get("metadata") or {}
     return {
-        "format": SEAL_FORMAT,
+        "format": fmt,
         "cells": cells,
         "kernelspec": meta.get("kernelspec"),
         "language_info": meta.get("language_info"),
@@ -123,6 +133,8 @@ def _describe(old: Mapping[str, Any], new: Mapping[str, Any], cells: list[Any]) 
             continue
         label = _cell_label(index, cells[index] if index < len(cells) else {})
         what = [k for k in ("type", "source", "record", "outputs", "attachments") if was.get(k) != now.get(k)]
+        if was.get("format") != now.get("format"):
+            what.append(f"raw format (was {was.get('format')!r}, now {now.get('format')!r})")
         out.append(f"{label}: {', '.join(what)} changed after the notebook was sealed")
         if len(sealed) != len(current):
             break  # past an insertion or deletion every cell differs
@@ -171,7 +183,7 @@ def check_seal(nb: Mapping[str, Any], verifier: Verifier | None) -> tuple[list[s
         notes.append("the notebook seal is not signed: it shows accidental changes, not deliberate ones")
     stored = nb_meta.get("manifest")
     if isinstance(stored, Mapping):
-        problems.extend(_describe(stored, manifest(nb), cells))
+        problems.extend(_describe(stored, manifest(nb, stored.get("format")), cells))
     else:
         problems.append("the notebook seal has no manifest")
     for index, copy in copies:
