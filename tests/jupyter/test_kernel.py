@@ -284,13 +284,17 @@ def test_interrupt_reaches_the_worker_and_state_survives(kernel: Kernel) -> None
     assert "state" not in (stderr_of(outputs) + notices_of(outputs))
 
 
-def test_interrupt_sent_with_the_cell_is_not_lost(kernel: Kernel) -> None:
-    """An interrupt that arrives while the kernel still prepares the cell (a fresh worker
-    starting after the last one died) is bound to that cell: before, it was dropped and the
-    cell ran its 300 s."""
+def test_interrupt_while_the_cell_is_prepared_is_not_lost(kernel: Kernel) -> None:
+    """An interrupt that arrives once the kernel took the cell but before the cell's request
+    reached a worker (a fresh one starting after the last one died) is bound to that cell:
+    before, it found no operation running, was dropped, and the cell ran its 300 s."""
     kernel.execute("import os\nos._exit(3)")  # the next cell starts a fresh worker
     msg_id = kernel.kc.execute("import time\nfor _ in range(3000): time.sleep(0.1)")
-    kernel.km.interrupt_kernel()  # at once: the cell's request may not have reached a worker yet
+    while True:  # execute_input: the kernel is in do_execute, the worker not yet asked
+        msg = kernel.kc.get_iopub_msg(timeout=60)
+        if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "execute_input":
+            break
+    kernel.km.interrupt_kernel()
     kernel.collect(msg_id, timeout=120)
     assert _error(kernel.shell_reply(msg_id)["content"])[0] == "KeyboardInterrupt"
     reply, outputs = kernel.execute("print('next cell runs')")
