@@ -13,6 +13,7 @@ the distributed package, which re-exports :func:`verify_cluster_records` and
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -65,6 +66,28 @@ def widen(entry: dict[str, Any], rec: Mapping[str, Any]) -> None:
         entry["last_seq"], entry["last_hash"] = seq, rec.get("record_hash")
 
 
+def segments(seqs: Iterable[int]) -> list[list[int]]:
+    """``[first, last]`` of each run of consecutive seqs (the parts of a session's chain one run carried)."""
+    out: list[list[int]] = []
+    for seq in sorted(set(seqs)):
+        if out and seq == out[-1][1] + 1:
+            out[-1][1] = seq
+        else:
+            out.append([seq, seq])
+    return out
+
+
+def _pieces(chain: list[dict[str, Any]], split: bool) -> list[list[dict[str, Any]]]:
+    """``chain`` (sorted by seq) cut where its seq jumps, when ``split``; else the whole chain."""
+    pieces: list[list[dict[str, Any]]] = []
+    for rec in chain:
+        if pieces and (not split or rec.get("seq") == pieces[-1][-1].get("seq", 0) + 1):
+            pieces[-1].append(rec)
+        else:
+            pieces.append([rec])
+    return pieces
+
+
 def _extra(record: Any) -> Mapping[str, Any]:
     extra = record.get("extra") if isinstance(record, Mapping) else None
     return extra if isinstance(extra, Mapping) else {}
@@ -102,6 +125,7 @@ def check_cluster_runs(records: Iterable[Any], key: bytes | Verifier | None = No
     problems: list[str] = []
     notes: list[str] = []
     sessions: dict[str, list[dict[str, Any]]] = {}
+    carriers: dict[str, set[str]] = {}  # session -> the runs that carried its records
     runs: dict[str, dict[str, Any]] = {}
     order: list[str] = []
     for index, record in enumerate(records, start=1):
@@ -124,8 +148,10 @@ def check_cluster_runs(records: Iterable[Any], key: bytes | Verifier | None = No
                 for rec in inner:
                     sid = str(rec.get("session_id"))
                     sessions.setdefault(sid, []).append(rec)
-                    stats = run["sessions"].setdefault(sid, {"count": 0})
+                    carriers.setdefault(sid, set()).add(run_id)
+                    stats = run["sessions"].setdefault(sid, {"count": 0, "seqs": []})
                     stats["count"] += 1
+                    stats["seqs"].append(rec.get("seq"))
                     widen(stats, rec)
             manifest = extra.get(MANIFEST_KEY)
             if isinstance(manifest, Mapping):
@@ -134,13 +160,22 @@ def check_cluster_runs(records: Iterable[Any], key: bytes | Verifier | None = No
         return problems, notes
     for sid, chain in sessions.items():
         # Results arrive in completion order; a session's own order is its seq.
-        if all(isinstance(r.get("seq"), int) for r in chain):
+        ordered = all(isinstance(r.get("seq"), int) for r in chain)
+        if ordered:
             chain.sort(key=lambda r: r["seq"])
+        # A session pooled on a worker serves every run with its config: a run started on the same
+        # cluster meanwhile carries the records of the calls it made there. Each part is checked as
+        # a chain; the parts in between are another run's, which every carrier's manifest declares.
+        split = ordered and all(_declares_segments(runs[run_id]["manifest"], sid) for run_id in carriers[sid])
         signed = any("signature" in r for r in chain)
-        first_seq = chain[0].get("seq")
-        result = verify_records(chain, key if signed else None, from_genesis=first_seq == 0)
-        for problem in result.problems:
-            problems.append(f"session {sid[:8]}: {problem}")
+        pieces = _pieces(chain, split)
+        for piece in pieces:
+            result = verify_records(piece, key if signed else None, from_genesis=piece[0].get("seq") == 0)
+            for problem in result.problems:
+                problems.append(f"session {sid[:8]}: {problem}")
+        if len(pieces) > 1:
+            away = sum(b[0]["seq"] - a[-1]["seq"] - 1 for a, b in itertools.pairwise(pieces))
+            notes.append(f"session {sid[:8]}: {away} record(s) between this file's parts are another run's")
         if signed and key is None:
             notes.append(f"session {sid[:8]}: worker records are signed but no key was given")
     for run_id in order:
@@ -155,7 +190,9 @@ def check_cluster_runs(records: Iterable[Any], key: bytes | Verifier | None = No
             if entry is None:
                 problems.append(f"run {run_id[:8]}: session {sid[:8]} carried records but is not in the manifest")
                 continue
-            for name in ("count", "first_seq", "first_hash", "last_seq", "last_hash"):
+            stats["segments"] = segments(s for s in stats["seqs"] if isinstance(s, int))
+            names = ["count", "first_seq", "first_hash", "last_seq", "last_hash"]
+            for name in names + (["segments"] if "segments" in entry else []):
                 if entry.get(name) != stats.get(name):
                     problems.append(
                         f"run {run_id[:8]}: session {sid[:8]}: manifest {name} {entry.get(name)!r} "
@@ -176,6 +213,15 @@ def check_cluster_runs(records: Iterable[Any], key: bytes | Verifier | None = No
             )
         )
     return problems, notes
+
+
+def _declares_segments(manifest: Any, sid: str) -> bool:
+    """Whether a run manifest lists the parts (``segments``) of session ``sid`` its run carried."""
+    listed = manifest.get("sessions") if isinstance(manifest, Mapping) else None
+    return any(
+        isinstance(s, Mapping) and str(s.get("session_id")) == sid and isinstance(s.get("segments"), list)
+        for s in listed or []
+    )
 
 
 def verify_cluster_records(records: Sequence[Any], key: bytes | Verifier | None = None) -> VerifyResult:

@@ -19,7 +19,10 @@ checks as is. The run's records:
 - ``worker_crashed`` with ``extra.cluster_task_lost``: a Dask worker died while
   running a task; whether Dask ``retried`` it elsewhere or it ``failed``;
 - ``session_end`` with ``extra.cluster_manifest``: every session of the run
-  with its worker, record count and first/last ``seq`` and ``record_hash``.
+  with its worker, record count, first/last ``seq`` and ``record_hash``, and
+  ``segments``: the ``[first, last]`` seq ranges this run carried (a session
+  pooled on a worker also serves other runs with its config; their calls'
+  records are in their own chains, the gaps between this run's segments).
 
 :func:`verify_cluster_records` re-checks what the outer chain cannot see: each
 session's own chain across all the tasks that carried it, and each manifest
@@ -37,7 +40,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 # The defining modules, not the audit package: its CLI (audit verify) imports this module.
-from ..audit.cluster import LOST_KEY, MANIFEST_KEY, RUN_KEY, TASKS_KEY, widen
+from ..audit.cluster import LOST_KEY, MANIFEST_KEY, RUN_KEY, TASKS_KEY, segments, widen
 from ..audit.cluster import carried_tasks as carried_tasks
 from ..audit.cluster import check_cluster_runs as check_cluster_runs
 from ..audit.cluster import decode_lines as decode_lines
@@ -84,6 +87,7 @@ class ClusterAudit:
         self._log = AuditLog(session_id=self.run_id, sinks=sinks, key=key)
         self._lock = threading.Lock()
         self._sessions: dict[str, dict[str, Any]] = {}
+        self._seqs: dict[str, list[int]] = {}  # per session, the seqs this run carried (its segments)
         self._tasks = {"ok": 0, "error": 0, "lost": 0}
         self._lost: list[dict[str, Any]] = []
         self._closed = False
@@ -206,6 +210,8 @@ class ClusterAudit:
             entry = self._sessions[sid] = {"session_id": sid, "worker": worker, "count": 0}
         entry["count"] += 1
         widen(entry, rec)
+        if isinstance(rec.get("seq"), int):
+            self._seqs.setdefault(sid, []).append(rec["seq"])
         if rec.get("event_type") == EventType.SESSION_END.value:
             entry["ended"] = True
 
@@ -215,6 +221,8 @@ class ClusterAudit:
             if self._closed:
                 return None
             self._closed = True
+            for sid, entry in self._sessions.items():
+                entry["segments"] = segments(self._seqs.get(sid, ()))
             manifest = {
                 "run_id": self.run_id,
                 "finished": time.time(),

@@ -65,10 +65,10 @@ class TaskOutcome:
 
     ``value`` is what ``OSSandbox.execute`` returned, i.e. already decoded by
     the restricted codec; ``error`` the exception it raised (same type);
-    ``lines`` the audit records sealed on this worker since its session's last
-    task (this call's, unless its committer is still sealing it: then the next
-    task or the executor's drain at shutdown carries it; and those of sessions
-    the plugin closed), as the JSON lines their session sealed (one string each).
+    ``lines`` the audit records this call's session sealed since its last task
+    (this call's own, sealed at checkin so they travel with it, to its run's
+    chain; and those of sessions this checkin closed), as the JSON lines their
+    session sealed (one string each).
     """
 
     key: str

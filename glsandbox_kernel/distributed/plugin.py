@@ -115,19 +115,19 @@ class _Slot:
             (s for s in (log.sinks if log is not None else []) if isinstance(s, MemorySink)), None
         )
 
-    def new_lines(self, *, flush: bool = False) -> list[str]:
-        """Records sealed since the last call, as lines; ``flush`` seals the pending ones first.
+    def new_lines(self) -> list[str]:
+        """Records sealed since the last call, as lines; the queued ones are sealed first.
 
-        A task does not wait for its own record (the host loop seals it a
-        moment later, in a batch); the next task or the drain carries it.
-        The lines are the sealed ones as written: nothing is decoded or
-        re-encoded on the worker.
+        Called at every checkin, so a call's records travel with its own task
+        and reach the run chain of the run that made the call: two runs may
+        share this session (sessions are pooled by config), and a record left
+        for a later task or the drain would travel with the other run's. The
+        lines are the sealed ones as written: nothing is decoded or re-encoded.
         """
         log, sink = self.box.audit_log, self._sink
         if log is None or sink is None:
             return []
-        if flush:
-            log.commit()  # seals what is queued
+        log.commit()  # seals what is queued (the host loop would a moment later)
         with self._lock:
             fresh = sink.lines(self.shipped)
             self.shipped += len(fresh)
@@ -164,7 +164,6 @@ class SandboxPlugin(WorkerPlugin):
     def _reset(self) -> None:
         self._idle: OrderedDict[int, _Slot] = OrderedDict()
         self._busy: dict[int, _Slot] = {}
-        self._unsent: list[str] = []
         self._lock = threading.Lock()
         self._address = ""
         self.sessions_started = 0
@@ -203,18 +202,19 @@ class SandboxPlugin(WorkerPlugin):
             self.sessions_started += 1
         return slot
 
-    def checkin(self, slot: _Slot, *, broken: bool = False, failed: bool = False) -> list[str]:
+    def checkin(self, slot: _Slot, *, broken: bool = False) -> list[str]:
         """Return ``slot`` to the pool (or close it); the record lines to ship with this call.
 
-        A failed call (``failed``) seals its own record first, so the task that failed carries the
-        record that says why; a successful one ships what is sealed (its own goes with the next task).
+        This call's records, and those of the sessions this checkin closed
+        (broken, or evicted beyond ``max_sessions``): all of them sealed now,
+        so that each reaches the run chain of the run whose task closes them.
         """
         slot.calls += 1
         slot.last_used = time.monotonic()
         evicted: list[_Slot] = []
         if broken:
             _close_quietly(slot.box)
-        lines = slot.new_lines(flush=broken or failed)
+        lines = slot.new_lines()
         with self._lock:
             self._busy.pop(id(slot), None)
             if not broken:
@@ -223,19 +223,15 @@ class SandboxPlugin(WorkerPlugin):
                     evicted.append(self._idle.popitem(last=False)[1])
         for old in evicted:
             _close_quietly(old.box)
-            closed = old.new_lines(flush=True)
-            with self._lock:
-                self._unsent.extend(closed)
-        with self._lock:
-            unsent, self._unsent = self._unsent, []
-        return unsent + lines
+            lines.extend(old.new_lines())
+        return lines
 
     def take_unsent(self, *, close: bool = False) -> list[str]:
-        """Every record line no task carried back yet (the executor's drain at shutdown).
+        """Record lines of the idle sessions no task carried back (the executor's drain at shutdown).
 
-        Those of closed sessions, and the last ones of each idle session (sealed
-        now); with ``close``, the idle sessions are closed first (their
-        ``session_end`` included). Busy sessions ship theirs with their task.
+        Every call ships its own records, so this is what was sealed between
+        calls and, with ``close``, the ``session_end`` of the idle sessions it
+        closes first. Busy sessions ship theirs with their task.
         """
         with self._lock:
             slots = list(self._idle.values())
@@ -245,10 +241,8 @@ class SandboxPlugin(WorkerPlugin):
         for slot in slots:
             if close:
                 _close_quietly(slot.box)
-            out.extend(slot.new_lines(flush=True))
-        with self._lock:
-            unsent, self._unsent = self._unsent, []
-        return unsent + out
+            out.extend(slot.new_lines())
+        return out
 
     # -- health ----------------------------------------------------------------------------
     def health(self, *, doctor: bool = True) -> dict[str, Any]:
@@ -342,7 +336,6 @@ def run_call(packed: tuple[tuple[Any, ...], dict[str, Any]], *, spec: CallSpec, 
         slot = plugin.checkout(config, spec.config_id)  # BackendUnavailableError etc. travel like call errors
     except Exception as exc:  # noqa: BLE001 - shipped with its type
         outcome.boxed_error = _ExceptionBox(exc)
-        outcome.lines = plugin.take_unsent()
         outcome.finished = time.time()
         return outcome
     outcome.session_id = slot.box.session_id
@@ -351,7 +344,7 @@ def run_call(packed: tuple[tuple[Any, ...], dict[str, Any]], *, spec: CallSpec, 
     except Exception as exc:  # noqa: BLE001 - the call's error is a result, shipped with its type
         outcome.boxed_error = _ExceptionBox(exc)
     broken = isinstance(outcome.error, (SandboxCrashedError, SandboxTimeoutError))
-    outcome.lines = plugin.checkin(slot, broken=broken, failed=outcome.boxed_error is not None)
+    outcome.lines = plugin.checkin(slot, broken=broken)
     outcome.finished = time.time()
     return outcome
 
