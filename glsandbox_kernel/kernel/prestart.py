@@ -63,15 +63,20 @@ def start_template() -> None:
         pass
 
 
-def _warm_host(default: bool) -> None:
-    """Thread: import the sandbox's host side and load the backends (what OSSandbox() does first)."""
+def _warm_host(isolation: str | None) -> None:
+    """Thread: import the sandbox's host side and load its backend (what OSSandbox() does first).
+
+    A kernelspec that names a backend loads that one only; else the default
+    choice loads them all and probes them.
+    """
     try:
         from .. import sandbox  # noqa: F401
         from ..backends import registry
 
-        registry.backends()
-        if default:
+        if isolation is None:
             registry.default_backend()
+        else:
+            registry.get_backend(isolation)
         trace("warm: done")
     except Exception:  # noqa: BLE001 - the sandbox's own start reports what is wrong
         pass
@@ -82,7 +87,7 @@ def prepare(argv: list[str]) -> None:
     isolation = _isolation(argv)
     if isolation not in _NO_TEMPLATE:
         start_template()
-    thread = threading.Thread(target=_warm_host, args=(isolation is None,), name="glsandbox-warm", daemon=True)
+    thread = threading.Thread(target=_warm_host, args=(isolation,), name="glsandbox-warm", daemon=True)
     thread.start()
     WARMING.append(thread)
 

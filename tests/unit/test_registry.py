@@ -9,6 +9,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from glsandbox_kernel.backends import registry
 
 GLSANDBOX = [sys.executable, "-m", "glsandbox_kernel.cli"]
@@ -68,3 +70,33 @@ def test_set_backend_loader_replaces_the_lookup() -> None:
     finally:
         registry.set_backend_loader(None)
     assert "namespace" in registry.backends()
+
+
+def test_get_backend_imports_only_the_backend_asked_for() -> None:
+    """A kernel's start asks for one backend: the others' modules stay unimported, until all are asked for."""
+    probe = textwrap.dedent(
+        """
+        import sys
+        from glsandbox_kernel.backends import registry
+        others = ("glsandbox_kernel.backends.container", "glsandbox_kernel.backends.vm",
+                  "glsandbox_kernel.backends.gvisor", "glsandbox_kernel.backends.chroot")
+        cls = registry.get_backend("basic")
+        print(cls.__module__, [m for m in others if m in sys.modules], "glsandbox_kernel.audit.cli" in sys.modules)
+        registry.backends()
+        print([m for m in others if m not in sys.modules])
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["glsandbox_kernel.backends.basic [] False", "[]"]
+
+
+def test_our_distribution_is_the_one_pyproject_names() -> None:
+    """The cheap first look reads this distribution's entry points: it is the one that registers ours."""
+    from importlib.metadata import distribution
+
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    assert pyproject["project"]["name"] == registry.DISTRIBUTION
+    own = {ep.name for ep in distribution(registry.DISTRIBUTION).entry_points.select(group=registry.ENTRY_POINT_GROUP)}
+    assert set(pyproject["project"]["entry-points"][registry.ENTRY_POINT_GROUP]) == own
