@@ -176,6 +176,11 @@ def plan_landlock(
     )
 
 
+def _inside(path: str, folder: str) -> bool:
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
 def plan_step(ctx: PlanContext) -> LandlockSection:
     """HOST side: the same filesystem allowlist the mounts step builds, enforced by the kernel.
 
@@ -226,6 +231,16 @@ def plan_step(ctx: PlanContext) -> LandlockSection:
                     "Landlock grants whole folders",
                     "use isolation 'namespace', move the secrets out, or let the folder be read-only "
                     "(project_access='read' with the output folder)",
+                )
+            python_inside = [e for e in mounts.python_paths() if _inside(e, folder)]
+            if python_inside:
+                raise BackendUnavailableError(
+                    "basic",
+                    f"cannot let the sandbox write {folder}: the host's Python environment lies inside it "
+                    f"({', '.join(python_inside)[:300]}), and Landlock grants whole folders, so a cell could change "
+                    "code the host runs (a .pth file runs at its next start)",
+                    "use isolation 'namespace' (it shows the environment read-only), keep the environment outside "
+                    "the folder, or let the folder be read-only (project_access='read' with the output folder)",
                 )
             read_write += shown
     if landlock_abi() == 0:

@@ -290,3 +290,38 @@ def widget_state_warning(nb: Mapping[str, Any]) -> str | None:
         )
         + ": renderers show that state, not what the sandbox sent"
     )
+
+
+#: cell tags that nbconvert's TagRemovePreprocessor and Jupyter Book act on (they drop content from exports)
+REMOVING_TAGS = frozenset(
+    {"remove-cell", "remove-input", "remove-output", "remove_cell", "remove_input", "remove_output"}
+)
+
+
+def hiding_metadata(nb: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """``(hide, remove)``: cells whose (uncovered) metadata hides covered content in a view, or drops it from exports.
+
+    ``hide``: collapsed or ``jupyter.outputs_hidden``/``source_hidden`` (a
+    frontend folds them). ``remove``: ``remove-*`` tags or
+    ``transient.remove_source`` (exports leave the content out). Called by
+    ``verify_notebook``: warnings; ``--strict`` fails on ``remove``.
+    """
+    hide: list[str] = []
+    remove: list[str] = []
+    for index, cell in enumerate(nb.get("cells") or []):
+        meta = cell.get("metadata") if isinstance(cell, Mapping) else None
+        if not isinstance(meta, Mapping):
+            continue
+        jupyter, transient = meta.get("jupyter"), meta.get("transient")
+        raw_tags = meta.get("tags")
+        tags: list[Any] = raw_tags if isinstance(raw_tags, list) else []
+        label = f"cell {index + 1}"
+        if any(isinstance(t, str) and t in REMOVING_TAGS for t in tags) or (
+            isinstance(transient, Mapping) and transient.get("remove_source")
+        ):
+            remove.append(label)
+        elif meta.get("collapsed") is True or (
+            isinstance(jupyter, Mapping) and (jupyter.get("outputs_hidden") or jupyter.get("source_hidden"))
+        ):
+            hide.append(label)
+    return hide, remove

@@ -46,6 +46,7 @@ from .checks import (
     _Entry,
     _magic_order_ok,
     canonical_records,
+    hiding_metadata,
     is_magic_cell,
     magic_level,
     source_hashes,
@@ -353,9 +354,19 @@ def verify_notebook(
     widget_state = widget_state_warning(nb)
     if widget_state:
         warnings.append(widget_state)
+    hidden, removed = hiding_metadata(nb)
+    if hidden:
+        warnings.append(f"{', '.join(hidden[:10])}: metadata (not covered) folds the source or outputs in a view")
+    if removed:
+        warnings.append(
+            f"{', '.join(removed[:10])}: metadata (not covered) drops covered content from exports (remove-* tags, "
+            "transient.remove_source)"
+        )
     if strict:
         if widget_state:
             problems.append("--strict: " + widget_state)
+        if removed:
+            problems.append(f"--strict: {', '.join(removed[:10])}: metadata drops covered content from exports")
         if any(c.superseded for c in checks) or any(c.out_of_order for c in checks):
             problems.append("--strict: not one clean top-to-bottom run (cells were re-executed or ran out of order)")
         if any(c.hidden_text for c in checks):
