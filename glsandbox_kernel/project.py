@@ -1,10 +1,8 @@
 """The analyst's project folder and the Python environment, as the sandbox sees them (HOST side).
 
-Who calls: :class:`~glsandbox_kernel.config.FilesystemConfig` (validation of
-``project_dir``), the kernel, the magic and the CLI (the default project
-folder), and the confinement planners (:mod:`.confinement.mounts`, the
-Landlock rules of BASIC): they ask :func:`project_layout` what to show and
-:func:`environment_paths` which directories make up the interpreter.
+Who calls: :class:`~glsandbox_kernel.config.FilesystemConfig` (validation of ``project_dir``), the kernel,
+the magic and the CLI (the default project folder), and the confinement planners (:mod:`.confinement.mounts`,
+BASIC's Landlock rules): they ask :func:`project_layout` what to show, :func:`environment_paths` the interpreter.
 
 Nothing here depends on the host process's state beyond the interpreter
 itself: not ``sys.path``, not the working directory, not ``PYTHONPATH``.
@@ -33,6 +31,8 @@ if TYPE_CHECKING:  # config imports this module to validate project_dir: no runt
 _SYSTEM_TREES = tuple(
     "/etc /usr /bin /sbin /lib /lib32 /lib64 /libx32 /proc /sys /dev /run /boot /var/run /var/lib /var/log".split()
 )
+#: System trees a named folder is not walked in (program files); /run, /var/lib, /etc, /dev hold sockets: walked
+_DOORLESS_TREES = tuple("/usr /bin /sbin /lib /lib32 /lib64 /libx32 /boot /proc /sys".split())
 #: Folders that are never a project folder themselves (shared by everyone), though a folder below may be.
 _SHARED_DIRS = ("/", "/tmp", "/var", "/var/tmp", "/dev/shm", "/home", "/root", "/opt", "/srv", "/mnt", "/media")
 #: How many directory entries a scan for masked names may visit before it refuses.
@@ -310,7 +310,7 @@ def _needs_scan(path: str, patterns: tuple[str, ...]) -> bool:
         return False
     if not stat.S_ISDIR(st.st_mode) and (_is_door(st) or is_masked(os.path.basename(path), patterns)):
         raise SandboxConfigError("readonly_paths", f"{path}: a masked name, socket, FIFO or device: never shown")
-    return stat.S_ISDIR(st.st_mode) and not any(_under(path, t) for t in _SYSTEM_TREES + python_environment().trusted)
+    return stat.S_ISDIR(st.st_mode) and not any(_under(path, t) for t in _DOORLESS_TREES + python_environment().trusted)
 
 
 def refuse_named_secrets(field: str, path: str, patterns: tuple[str, ...], *, scan: bool = True) -> None:
