@@ -8,6 +8,7 @@ project folder's non-root owner) and a 0700 host-only folder the sandbox never s
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -45,3 +46,18 @@ def write_notebook(path: Path, *cells: str) -> None:
     nb.metadata["kernelspec"] = {"name": "glsandbox", "display_name": "Python 3 (sandboxed)", "language": "python"}
     nb.cells.extend(nbformat.v4.new_code_cell(cell) for cell in cells)
     nbformat.write(nb, str(path))
+
+
+def signed_run(tmp_path: Path, write: Callable[[Path], None]) -> tuple[Path, Path]:
+    """``(out.ipynb, key)``: a new Ed25519 key and ``glsandbox run --sign-key`` of the notebook ``write(path)`` made."""
+    from ..conftest import glsandbox_cli
+
+    pytest.importorskip("cryptography")
+    key = tmp_path / "signing.key"
+    made = glsandbox_cli("keygen", str(key))
+    assert made.returncode == 0, made.stderr
+    write(tmp_path / "nb.ipynb")
+    out = tmp_path / "out.ipynb"
+    ran = glsandbox_cli("run", str(tmp_path / "nb.ipynb"), "-o", str(out), "--sign-key", str(key))
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    return out, key

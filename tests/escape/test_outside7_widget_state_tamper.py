@@ -33,7 +33,7 @@ from pathlib import Path
 import pytest
 
 from ..conftest import glsandbox_cli
-from .test_outside5_common import need
+from .test_outside5_common import need, signed_run
 
 pytestmark = pytest.mark.timeout(400)
 
@@ -52,14 +52,7 @@ def _notebook(path: Path) -> None:
 def test_widget_state_added_after_the_run_is_named_by_verify(tmp_path: Path) -> None:
     need("namespace")
     pytest.importorskip("ipywidgets")
-    pytest.importorskip("cryptography")
-    key = tmp_path / "signing.key"
-    made = glsandbox_cli("keygen", str(key))
-    assert made.returncode == 0, made.stderr
-    _notebook(tmp_path / "nb.ipynb")
-    out = tmp_path / "out.ipynb"
-    ran = glsandbox_cli("run", str(tmp_path / "nb.ipynb"), "-o", str(out), "--sign-key", str(key))
-    assert ran.returncode == 0, ran.stdout + ran.stderr
+    out, key = signed_run(tmp_path, _notebook)
 
     nb = json.loads(out.read_text())
     views = [
