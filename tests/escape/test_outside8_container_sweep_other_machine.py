@@ -21,17 +21,24 @@ machine's host writes (same pidns link, pid 4194000 not running here) was
 removed by one ``sweep_stale()`` call.
 
 Judged from the host: a container whose labels do not name this machine
-(e.g. its ``/proc/sys/kernel/random/boot_id``) survives the sweep.
+(e.g. its ``/proc/sys/kernel/random/boot_id``) survives the sweep: one an
+older version wrote (no boot or machine label, as measured above), and one
+this version wrote on another machine (another boot id and machine digest).
+
+Fixed: the creator's labels name its boot, machine and user
+(``backends/container/owner.py``), and the sweep touches only this user's
+containers of this machine (``owner.stale``).
 """
 
 from __future__ import annotations
 
+import os
 import uuid
 
 import pytest
 
 from glsandbox_kernel import procfs
-from glsandbox_kernel.backends.container import docker_api, lifetime
+from glsandbox_kernel.backends.container import docker_api, lifetime, owner
 from glsandbox_kernel.backends.container.settings import (
     LABEL,
     LABEL_BACKEND,
@@ -45,7 +52,8 @@ from glsandbox_kernel.backends.registry import backends
 pytestmark = pytest.mark.timeout(120)
 
 
-def _absent_pid() -> int:
+def absent_pid() -> int:
+    """A pid no process here has (the highest free one below 4194000)."""
     for pid in range(4194000, 4100000, -1):
         try:
             open(f"/proc/{pid}/stat").close()
@@ -54,12 +62,20 @@ def _absent_pid() -> int:
     raise AssertionError("no free pid")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open (review 9, not fixed this stop): creator labels carry no machine identity, so a container "
-    "another machine (or a hidepid-hidden user) runs on a shared engine looks like a dead creator's",
-)
-def test_the_sweep_keeps_a_container_another_machine_is_running() -> None:
+#: What another machine's host writes besides the labels above, by version: none (older
+#: ones), or its own boot id and machine digest (this one; the same user id as ours).
+OTHER_MACHINE = {
+    "older version": {},
+    "this version": {
+        owner.LABEL_HOST_BOOT: str(uuid.uuid4()),
+        owner.LABEL_HOST_MACHINE: uuid.uuid4().hex,
+        owner.LABEL_HOST_UID: str(os.getuid()),
+    },
+}
+
+
+@pytest.mark.parametrize("version", OTHER_MACHINE)
+def test_the_sweep_keeps_a_container_another_machine_is_running(version: str) -> None:
     ok, why = backends()["container"].available()
     if not ok:
         pytest.skip(f"container: {why}")
@@ -70,10 +86,11 @@ def test_the_sweep_keeps_a_container_another_machine_is_running() -> None:
     labels = {  # what settings.host_labels writes on another machine sharing this engine
         LABEL: "1",
         LABEL_SESSION: uuid.uuid4().hex,
-        LABEL_HOST_PID: str(_absent_pid()),
+        LABEL_HOST_PID: str(absent_pid()),
         LABEL_HOST_START: "123456",
         LABEL_HOST_PIDNS: procfs.ns_link("self", "pid") or "",
         LABEL_BACKEND: "container",
+        **OTHER_MACHINE[version],
     }
     made = client.create_container(image, command=["true"], labels=labels, name=f"a9-other-{uuid.uuid4().hex[:8]}")
     cid = made["Id"]

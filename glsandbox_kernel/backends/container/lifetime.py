@@ -7,7 +7,7 @@ host that died hard (SIGKILL), within a second or two by the host-death
 watcher (:mod:`.watcher`: every container is registered with it at its
 create, and this host's labels before it) and the bootstrap's own watchdog on its host connection, and as a
 last resort by :func:`sweep_stale` at the next start-up (by label
-``glsandbox=1`` and the recorded host pid and start time). A forked child forgets its parent's containers and never
+``glsandbox=1`` and the recorded host: :mod:`.owner`). A forked child forgets its parent's containers and never
 kills them. Warm pools register their drain here (:func:`on_shutdown`).
 """
 
@@ -25,10 +25,8 @@ from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from ... import procfs
 from ..reaper import reaper
-from . import docker_api
-from .settings import LABEL, LABEL_HOST_PID, LABEL_HOST_PIDNS, LABEL_HOST_START, start_ticks
+from . import docker_api, owner
 from .watcher import WATCHER
 
 if TYPE_CHECKING:
@@ -172,24 +170,20 @@ if hasattr(os, "register_at_fork"):
 
 
 def sweep_stale() -> list[str]:
-    """Remove containers of ours whose host process is gone; returns their ids.
+    """Remove containers of ours whose host process is gone; returns their ids (HOST side).
 
-    Only containers made from this pid namespace are judged (the recorded
-    pid and start time must match a live process to count as alive).
+    Listed by label ``glsandbox=1``, judged one by one by :func:`.owner.stale`:
+    only this user's containers made on this machine, by a host of an
+    earlier boot or of this boot and pid namespace whose pid and start time
+    no longer name a live process. Another machine's or user's on a shared
+    engine, and those of older versions (no boot or machine label), are
+    never touched.
     """
     removed: list[str] = []
-    ours = procfs.ns_link("self", "pid") or ""
     with docker_api.map_docker_errors("container", "list containers"):
-        listed = docker_api.api().containers(all=True, filters={"label": f"{LABEL}=1"})
+        listed = docker_api.api().containers(all=True, filters={"label": f"{owner.LABEL}=1"})
     for c in listed:
-        labels = c.get("Labels") or {}
-        if labels.get(LABEL_HOST_PIDNS, "") != ours:
-            continue
-        try:
-            pid = int(labels.get(LABEL_HOST_PID, ""))
-        except ValueError:
-            continue
-        if pid > 0 and start_ticks(pid) == labels.get(LABEL_HOST_START):
+        if not owner.stale(c.get("Labels") or {}):
             continue
         docker_api.remove_now(c["Id"])
         removed.append(c["Id"])

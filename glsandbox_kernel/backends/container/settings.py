@@ -33,11 +33,16 @@ import sysconfig
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ... import procfs
 from ...config import OSSandboxConfig
 from ...exceptions import SandboxConfigError
-from . import images
+from . import images, owner
 from .bundle import BUNDLE_PATH, bundle_bind, bundle_for
+
+# the creator's labels live in .owner; these names are kept here for older imports
+from .owner import LABEL as LABEL
+from .owner import LABEL_HOST_PID as LABEL_HOST_PID
+from .owner import LABEL_HOST_PIDNS as LABEL_HOST_PIDNS
+from .owner import LABEL_HOST_START as LABEL_HOST_START
 
 log = logging.getLogger("glsandbox.container")
 
@@ -45,11 +50,7 @@ if TYPE_CHECKING:
     from ...confinement.seccomp import SeccompPolicy
 
 # -- names shared by the host and the container --------------------------------
-LABEL = "glsandbox"
 LABEL_SESSION = "glsandbox.session"
-LABEL_HOST_PID = "glsandbox.host_pid"
-LABEL_HOST_START = "glsandbox.host_start"
-LABEL_HOST_PIDNS = "glsandbox.host_pidns"
 LABEL_BACKEND = "glsandbox.backend"
 
 SOCKET_DIR = "/run/glsandbox"
@@ -324,28 +325,9 @@ def _environment(config: OSSandboxConfig, binds: dict[str, dict[str, str]]) -> d
     return env
 
 
-def start_ticks(pid: int) -> str:
-    """Host ``pid``'s start time in clock ticks, as a label value ("" when unknown)."""
-    start = procfs.start_time(pid)
-    return "" if start is None else str(start)
-
-
-def host_identity() -> tuple[str, str, str]:
-    """(pid, start ticks, pid namespace) of this host process, for the container's labels."""
-    return str(os.getpid()), start_ticks(os.getpid()), procfs.ns_link("self", "pid") or ""
-
-
 def host_labels(session_id: str, backend: str) -> dict[str, str]:
-    """Labels naming the session and the host process (for stale sweeps)."""
-    pid, start, pidns = host_identity()
-    return {
-        LABEL: "1",
-        LABEL_SESSION: session_id,
-        LABEL_HOST_PID: pid,
-        LABEL_HOST_START: start,
-        LABEL_HOST_PIDNS: pidns,
-        LABEL_BACKEND: backend,
-    }
+    """Labels naming the session and the host process (:func:`.owner.labels`: for the sweep and the watcher)."""
+    return {**owner.labels(), LABEL_SESSION: session_id, LABEL_BACKEND: backend}
 
 
 def _ulimits(config: OSSandboxConfig) -> list[dict[str, Any]]:

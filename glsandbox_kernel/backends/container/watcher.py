@@ -9,8 +9,9 @@ the bootstrap's watchdog on its host connection), a
 :mod:`..vm.control`):
 
 * :meth:`~_Watcher.expect` right before a create: at EOF the helper also
-  removes every container labelled with this host (pid, start time, pid
-  namespace: :func:`.settings.host_labels`), so one whose create this host
+  removes every container labelled with exactly this host process (pid,
+  start time, pid namespace, boot, machine and user: :func:`.owner.host_filter`,
+  never another machine's on a shared engine), so one whose create this host
   never saw return (killed during it, or before :meth:`watch`) goes too, started
   or not; taken back (:meth:`~_Watcher.unexpect`) by a clean shutdown, which
   removed its containers itself;
@@ -30,7 +31,7 @@ from __future__ import annotations
 import os
 
 from ..host_watch import HostWatch
-from .settings import LABEL, LABEL_HOST_PID, LABEL_HOST_PIDNS, LABEL_HOST_START, host_identity
+from . import owner
 
 #: The helper's part after ``collect``: remove what is left (held ids, then what the labels name), in parallel.
 CODE = r"""
@@ -95,9 +96,7 @@ class _Watcher(HostWatch):
         key = f"labels:{docker_host}"
         if self._expected.get(key) == self.pid and self.alive():
             return
-        pid, start, pidns = host_identity()
-        labels = [f"{LABEL}=1", f"{LABEL_HOST_PID}={pid}", f"{LABEL_HOST_START}={start}", f"{LABEL_HOST_PIDNS}={pidns}"]
-        self.register({"id": key, "docker_host": docker_host, "labels": labels})
+        self.register({"id": key, "docker_host": docker_host, "labels": owner.host_filter()})
         self._expected[key] = self.pid
 
     def unexpect(self) -> None:
