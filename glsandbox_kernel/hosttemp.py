@@ -15,12 +15,11 @@ inside them either. :func:`remove` also unmounts a sized scratch folder
 
 Folders of versions before the creator token are named
 ``glsandbox-<kind><pid>-…``: a pid with no start time and no namespace. The
-same rule judges them, the namespace made moot instead of compared
-(:func:`_OldCreators`): such a folder is swept when it was made before this
-boot, or when this host sees every process of the machine (it is in the
-initial pid namespace, ``/proc`` is its own and hides nothing) and none
-whose own pid, in whatever namespace, is the folder's pid started before the
-folder was made. Anywhere else they are left, as before.
+same rule judges them as far as the name allows, the namespace made moot
+instead of compared (:class:`_OldCreators`): such a folder is swept when this
+host sees every process of the machine (it is in the initial pid namespace,
+``/proc`` is its own and hides nothing) and none has the folder's pid as its
+own pid, in whatever namespace. Anywhere else they are left, as before.
 """
 
 from __future__ import annotations
@@ -32,7 +31,6 @@ import shutil
 import stat
 import tempfile
 import threading
-import time
 
 from . import creator, procfs
 from .linux import libc
@@ -42,8 +40,6 @@ _NAME = re.compile(r"^glsandbox-(" + "|".join(KINDS) + ")" + creator.PATTERN + "
 _OLD_NAME = re.compile(r"^glsandbox-(" + "|".join(KINDS) + r")(\d+)-")
 #: PROC_PID_INIT_INO: the inode of the initial pid namespace, whose /proc lists every process
 _INIT_PID_NS = 0xEFFFFFFC
-#: seconds the boot time is taken early by, above the clocks' reading gap and a start's tick
-_BOOT_SLACK = 0.05
 _MNT_DETACH, _UMOUNT_NOFOLLOW = 2, 8
 _swept = False
 _sweep_lock = threading.Lock()
@@ -85,7 +81,7 @@ def sweep() -> int:
         for name in os.listdir(base):
             path = os.path.join(base, name)
             m, o = _NAME.match(name), _OLD_NAME.match(name)
-            if not (creator.gone(*m.groups()[1:]) if m else o is not None and old.gone(path, int(o.group(2)))):
+            if not (creator.gone(*m.groups()[1:]) if m else o is not None and old.gone(int(o.group(2)))):
                 continue
             remove(path)
             removed += not os.path.lexists(path)
@@ -106,69 +102,45 @@ class _OldCreators:
     """Whether the creator of an old, pid-only folder name is gone (HOST side; see the module doc).
 
     The pid in such a name is its creator's own (innermost) pid, of a namespace
-    unknown. From the initial pid namespace every process is in ``/proc``
-    with its ``NSpid`` chain, so "no process whose innermost pid is that pid
-    started before the folder was made" (its ``ctime`` is at or after its
-    making, and cannot be set back) is the token rule's "no process has the
-    pid, or it started at another time" for every namespace at once.
+    unknown. From the initial pid namespace every process is in ``/proc`` with
+    its ``NSpid`` chain, so "no process has that pid as its own, in any
+    namespace" is the token rule's "no process has the pid" for every
+    namespace at once. The rule's other half (the pid's process started at
+    another time) needs a start time the name lacks; a folder's ctime is on
+    the wall clock, which steps, so it is not compared: a reused pid keeps the
+    folder until that process ends too.
     """
 
     def __init__(self) -> None:
-        self._starts: dict[int, list[float]] | None = None
-        self._boot = _boot_time()
+        self._pids: set[int] | None = None
 
-    def gone(self, path: str, pid: int) -> bool:
-        try:
-            made = os.lstat(path).st_ctime
-        except OSError:
-            return False
-        if self._boot is None:
-            return False
-        if made < self._boot:
-            return True  # no process of any namespace outlives a reboot
-        starts = self._process_starts()
-        if starts is None:
-            return False
-        return all(start > made for start in starts.get(pid, ()))
-
-    def _process_starts(self) -> dict[int, list[float]] | None:
-        """Innermost pid -> start times (seconds since the epoch) of every process; None if unseen."""
-        if self._starts is None:
-            self._starts = _all_process_starts(self._boot or 0.0)
-        return self._starts or None
+    def gone(self, pid: int) -> bool:
+        if self._pids is None:
+            self._pids = _all_own_pids()
+        return bool(self._pids) and pid > 0 and pid not in self._pids
 
 
-def _boot_time() -> float | None:
-    """When this machine booted (seconds since the epoch), a little early: starts come out early."""
-    try:
-        return time.time() - time.clock_gettime(time.CLOCK_BOOTTIME) - _BOOT_SLACK
-    except (OSError, AttributeError):
-        return None
-
-
-def _all_process_starts(boot: float) -> dict[int, list[float]]:
-    """Every process's start by its innermost pid, or {} when this host cannot see them all."""
+def _all_own_pids() -> set[int]:
+    """Every process's own (innermost) pid, or an empty set when this host cannot see them all."""
     try:
         if os.stat("/proc/self/ns/pid").st_ino != _INIT_PID_NS or os.readlink("/proc/self") != str(os.getpid()):
-            return {}
+            return set()
         proc = next((m for m in procfs.mountinfo() if m.mount_point == "/proc"), None)
         if proc is None or any(
             o.startswith("hidepid=") and o not in ("hidepid=0", "hidepid=off") for o in proc.super_options.split(",")
         ):
-            return {}
-        hz = os.sysconf("SC_CLK_TCK")
+            return set()
         entries = [e for e in os.listdir("/proc") if e.isdigit()]
     except (OSError, ValueError):
-        return {}
-    out: dict[int, list[float]] = {}
+        return set()
+    out: set[int] = set()
     for entry in entries:
-        chain, st = procfs.ns_pids(int(entry)), procfs.stat(int(entry))
-        if not chain or st is None:
+        chain = procfs.ns_pids(int(entry))  # a zombie has its chain too: kept, as the token rule keeps one
+        if not chain:
             if os.path.exists(f"/proc/{entry}"):
-                return {}  # there but unreadable: unknowable
+                return set()  # there but unreadable: unknowable
             continue
-        # A zombie may be the creator not yet reaped: it counts as started at boot (kept).
-        out.setdefault(chain[-1], []).append(boot + st.start_ticks / hz if st.alive else boot)
+        out.add(chain[-1])
     return out
 
 
