@@ -8,7 +8,8 @@ source even when the host runs with a fixed ``PYTHONHASHSEED``; every
 sandbox forked from one template shares the template's secret (a fork
 cannot re-key: the template's cached str hashes would no longer match), and
 a new template (another interpreter, or a restart) draws a new one.
-Real sandboxes from the real template, no mocks.
+A container or gVisor worker is an interpreter of its own, with a secret of its
+own. Real sandboxes from the real template and engine, no mocks.
 """
 
 from __future__ import annotations
@@ -79,3 +80,19 @@ def test_sandboxes_of_different_templates_have_different_secrets() -> None:
     second = _sandbox_state()
     assert first["hash"] != second["hash"]
     assert hash(PROBE) not in (first["hash"], second["hash"])
+
+
+@pytest.mark.parametrize("backend", ["container", "gvisor"])
+def test_container_sandboxes_each_have_their_own_secret(backend: str) -> None:
+    """A container's worker is its own exec'd interpreter: a secret per sandbox, none the host's."""
+    from glsandbox_kernel.backends.registry import backends
+
+    ok, why = backends()[backend].available()
+    if not ok:
+        pytest.skip(f"{backend}: {why}")
+    cfg = create_config_by_level("moderate", isolation_type=IsolationType(backend))
+    with OSSandbox(cfg) as one, OSSandbox(cfg) as two:
+        a, b = one.execute(_hash_state, PROBE), two.execute(_hash_state, PROBE)
+    assert a["randomized"] == b["randomized"] == 1
+    assert a["hash"] != b["hash"]
+    assert hash(PROBE) not in (a["hash"], b["hash"])
