@@ -12,6 +12,14 @@ The sweep removes only real folders owned by this uid (never through a
 planted symlink); ``shutil.rmtree`` does not follow links
 inside them either. :func:`remove` also unmounts a sized scratch folder
 (kind ``q``, see ``backends/scratch.py``).
+
+Folders of versions before the creator token are named
+``glsandbox-<kind><pid>-…``: a pid with no start time and no namespace. The
+same rule judges them as far as the name allows, the namespace made moot
+instead of compared (:class:`_OldCreators`): such a folder is swept when this
+host sees every process of the machine (it is in the initial pid namespace,
+``/proc`` is its own and hides nothing) and none has the folder's pid as its
+own pid, in whatever namespace. Anywhere else they are left, as before.
 """
 
 from __future__ import annotations
@@ -24,11 +32,14 @@ import stat
 import tempfile
 import threading
 
-from . import creator
+from . import creator, procfs
 from .linux import libc
 
 KINDS = ("q", "w", "net", "ctr", "run", "nb")
 _NAME = re.compile(r"^glsandbox-(" + "|".join(KINDS) + ")" + creator.PATTERN + "-")
+_OLD_NAME = re.compile(r"^glsandbox-(" + "|".join(KINDS) + r")(\d+)-")
+#: PROC_PID_INIT_INO: the inode of the initial pid namespace, whose /proc lists every process
+_INIT_PID_NS = 0xEFFFFFFC
 _MNT_DETACH, _UMOUNT_NOFOLLOW = 2, 8
 _swept = False
 _sweep_lock = threading.Lock()
@@ -55,7 +66,7 @@ def remove(path: str) -> None:
         return
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
         return
-    m = _NAME.match(os.path.basename(path))
+    m = _NAME.match(os.path.basename(path)) or _OLD_NAME.match(os.path.basename(path))
     if m is not None and m.group(1) == "q":
         libc().umount2(path.encode(), _MNT_DETACH | _UMOUNT_NOFOLLOW)
     shutil.rmtree(path, ignore_errors=True)
@@ -66,11 +77,12 @@ def sweep() -> int:
     base = tempfile.gettempdir()
     removed = 0
     with contextlib.suppress(OSError):
+        old = _OldCreators()
         for name in os.listdir(base):
-            m = _NAME.match(name)
-            if m is None or not creator.gone(*m.groups()[1:]):
-                continue
             path = os.path.join(base, name)
+            m, o = _NAME.match(name), _OLD_NAME.match(name)
+            if not (creator.gone(*m.groups()[1:]) if m else o is not None and old.gone(int(o.group(2)))):
+                continue
             remove(path)
             removed += not os.path.lexists(path)
     return removed
@@ -84,6 +96,52 @@ def sweep_once() -> None:
             return
         _swept = True
     sweep()
+
+
+class _OldCreators:
+    """Whether the creator of an old, pid-only folder name is gone (HOST side; see the module doc).
+
+    The pid in such a name is its creator's own (innermost) pid, of a namespace
+    unknown. From the initial pid namespace every process is in ``/proc`` with
+    its ``NSpid`` chain, so "no process has that pid as its own, in any
+    namespace" is the token rule's "no process has the pid" for every
+    namespace at once. The rule's other half (the pid's process started at
+    another time) needs a start time the name lacks; a folder's ctime is on
+    the wall clock, which steps, so it is not compared: a reused pid keeps the
+    folder until that process ends too.
+    """
+
+    def __init__(self) -> None:
+        self._pids: set[int] | None = None
+
+    def gone(self, pid: int) -> bool:
+        if self._pids is None:
+            self._pids = _all_own_pids()
+        return bool(self._pids) and pid > 0 and pid not in self._pids
+
+
+def _all_own_pids() -> set[int]:
+    """Every process's own (innermost) pid, or an empty set when this host cannot see them all."""
+    try:
+        if os.stat("/proc/self/ns/pid").st_ino != _INIT_PID_NS or os.readlink("/proc/self") != str(os.getpid()):
+            return set()
+        proc = next((m for m in procfs.mountinfo() if m.mount_point == "/proc"), None)
+        if proc is None or any(
+            o.startswith("hidepid=") and o not in ("hidepid=0", "hidepid=off") for o in proc.super_options.split(",")
+        ):
+            return set()
+        entries = [e for e in os.listdir("/proc") if e.isdigit()]
+    except (OSError, ValueError):
+        return set()
+    out: set[int] = set()
+    for entry in entries:
+        chain = procfs.ns_pids(int(entry))  # a zombie has its chain too: kept, as the token rule keeps one
+        if not chain:
+            if os.path.exists(f"/proc/{entry}"):
+                return set()  # there but unreadable: unknowable
+            continue
+        out.add(chain[-1])
+    return out
 
 
 __all__ = ["KINDS", "private_dir", "remove", "sweep", "sweep_once"]

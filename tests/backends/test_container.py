@@ -691,13 +691,13 @@ def test_timeout_kills_the_container(isolation: IsolationType) -> None:
 def test_interrupt_reaches_the_worker(isolation: IsolationType) -> None:
     with OSSandbox(cfg(isolation)) as sb:
         sb.run_cell("x = 'kept'")
-        timer = threading.Timer(1.0, sb.interrupt)
-        timer.start()
-        try:
-            res = sb.run_cell("while True:\n    pass")
-        finally:
-            timer.cancel()
-        assert res.status == "error" and res.error_name == "KeyboardInterrupt"
+
+        def on_output(msg: dict[str, Any]) -> None:
+            if "looping" in str(msg.get("text", "")):
+                sb.interrupt()  # once the loop runs: one sent before the cell starts is dropped
+
+        res = sb.run_cell("print('looping', flush=True)\nwhile True:\n    pass", on_output=on_output)
+        assert res.status == "error" and res.error_name == "KeyboardInterrupt" and not res.state_lost
         assert sb.run_cell("x").outputs[-1]["data"]["text/plain"] == "'kept'"
 
 

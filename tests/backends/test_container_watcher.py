@@ -133,12 +133,18 @@ def test_the_worker_ends_when_its_host_connection_closes(killed_host: tuple[subp
 
     left = [(c["Id"][:12], c["State"], c["Status"]) for c in _ours(host.pid)] if not _wait_until(all_ended) else []
     assert not left, f"a worker outlived its host by 30 s: {left}"
-    codes = {c["Id"]: docker_api.api().inspect_container(c["Id"])["State"]["ExitCode"] for c in _ours(host.pid)}
+    states = {c["Id"]: docker_api.api().inspect_container(c["Id"])["State"] for c in _ours(host.pid)}
+    codes = {cid: state["ExitCode"] for cid, state in states.items()}
     # The busy cell never reads its socket: only the watchdog ends it.
     assert codes.get(busy) == HOST_GONE_EXIT, codes
     # The others, whatever their stage: before connecting (the socket is gone), idle
-    # (the loop's EOF, 0, or the watchdog first), or never started (created: 0).
-    assert set(codes.values()) <= {0, HOST_GONE_EXIT}, codes
+    # (the loop's EOF, 0, or the watchdog first), or never started (created: 0). A pool
+    # container whose start request died with the host (a loaded host is slow to start
+    # gVisor's) never ran: the engine records the start's error, no start time, and an
+    # exit code of its own (128 on Docker 20.10), none of the worker's.
+    never_ran = {cid for cid, state in states.items() if state.get("Error") and state["StartedAt"].startswith("0001-")}
+    assert busy not in never_ran
+    assert {codes[cid] for cid in codes.keys() - never_ran} <= {0, HOST_GONE_EXIT}, states
 
 
 FORKING_HOST = r"""

@@ -311,21 +311,42 @@ def test_cpu_time_limit_kills_with_clear_reason() -> None:
             box.execute(spin)
 
 
+def _interrupt_once_ignoring(box: OSSandbox, pid: int, sig: int) -> None:
+    """Interrupt ``box`` once its worker ``pid`` ignores ``sig`` (the call's sign that it runs)."""
+    while True:
+        status = Path(f"/proc/{pid}/status").read_text()
+        ignored = next(line for line in status.splitlines() if line.startswith("SigIgn:"))
+        if int(ignored.split()[1], 16) & (1 << (sig - 1)):
+            box.interrupt()
+            return
+        time.sleep(0.02)
+
+
 def test_interrupt_stops_loop_and_session_survives() -> None:
     def loop() -> None:
+        import signal
+
+        signal.signal(signal.SIGUSR2, signal.SIG_IGN)  # the mark: the loop is about to run
         while True:
             sum(range(1000))
 
+    def on_output(msg: dict[str, object]) -> None:
+        if "looping" in str(msg.get("text", "")):
+            box.interrupt()  # the cell's loop runs
+
     with OSSandbox(basic()) as box:
         box.run_cell("kept = 'yes'")
-        threading.Timer(0.5, box.interrupt).start()
-        with pytest.raises(KeyboardInterrupt):
+        pid = box.execute(os.getpid)
+        # not after a fixed delay: an interrupt sent before the call started is dropped
+        threading.Thread(target=_interrupt_once_ignoring, args=(box, pid, signal.SIGUSR2), daemon=True).start()
+        with pytest.raises(KeyboardInterrupt) as info:
             box.execute(loop)
+        assert "state is lost" not in str(info.value)  # the loop stopped, the worker was not killed
         r = box.run_cell("kept")
         assert r.outputs[-1]["data"]["text/plain"] == "'yes'"
-        threading.Timer(0.5, box.interrupt).start()
-        r = box.run_cell("while True: pass")
-        assert r.status == "error" and r.error_name == "KeyboardInterrupt"
+        r = box.run_cell("print('looping', flush=True)\nwhile True: pass", on_output=on_output)
+        assert r.status == "error" and r.error_name == "KeyboardInterrupt" and not r.state_lost
+        assert box.execute(os.getpid) == pid
 
 
 def test_interrupt_of_sigint_ignoring_code_kills_after_grace() -> None:
@@ -336,17 +357,10 @@ def test_interrupt_of_sigint_ignoring_code_kills_after_grace() -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         time.sleep(30)
 
-    def interrupt_once_ignored() -> None:  # not before: a loaded host can take longer than a fixed delay
-        while True:
-            status = Path(f"/proc/{pid}/status").read_text()
-            ignored = next(line for line in status.splitlines() if line.startswith("SigIgn:"))
-            if int(ignored.split()[1], 16) & (1 << (signal.SIGINT - 1)):
-                return box.interrupt()
-            time.sleep(0.02)
-
     with OSSandbox(basic(interrupt_grace_seconds=0.5)) as box:
         pid = box.execute(os.getpid)
-        threading.Thread(target=interrupt_once_ignored, daemon=True).start()
+        # not before: a loaded host can take longer than a fixed delay
+        threading.Thread(target=_interrupt_once_ignoring, args=(box, pid, signal.SIGINT), daemon=True).start()
         t0 = time.monotonic()
         with pytest.raises(KeyboardInterrupt, match="state is lost"):
             box.execute(stubborn)

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 
 from glsandbox_kernel import creator, hosttemp, procfs
 from glsandbox_kernel.backends.registry import backends
+from glsandbox_kernel.confinement.namespaces import userns_available
 
 
 @pytest.fixture
@@ -60,17 +62,95 @@ def test_sweep_removes_folders_of_dead_creators_only(short_tmp: Path) -> None:
 
 
 def test_sweep_judges_the_creator_by_pid_start_time_and_pid_namespace(short_tmp: Path) -> None:
-    """A reused pid (another start time) is a dead creator; another pid namespace's names, and the
-    pid-only names of older versions (namespace unknown), are never swept, whatever their pid."""
+    """A reused pid (another start time) is a dead creator; another pid namespace's names are never
+    swept, whatever their pid."""
     parent = os.getppid()
     reused = short_tmp / f"glsandbox-w{_token(parent, start=(procfs.start_time(parent) or 0) + 1)}-r"
     foreign_ns = short_tmp / f"glsandbox-w{_token(_dead_pid(), ns=1)}-f"
-    old_format = short_tmp / f"glsandbox-w{_dead_pid()}-o"
-    for path in (reused, foreign_ns, old_format):
+    for path in (reused, foreign_ns):
         path.mkdir()
     assert hosttemp.sweep() == 1
-    assert not reused.exists() and foreign_ns.is_dir() and old_format.is_dir()
+    assert not reused.exists() and foreign_ns.is_dir()
     assert not creator.gone(*creator.token().split("."))
+
+
+_SEES_ALL = bool(hosttemp._all_own_pids())
+needs_all = pytest.mark.skipif(not _SEES_ALL, reason="not in the initial pid namespace with a /proc that hides nothing")
+
+
+@needs_all
+def test_old_pid_only_names_are_swept_when_no_process_has_that_pid(short_tmp: Path) -> None:
+    """Old names (``glsandbox-<kind><pid>-``): a dead pid is swept, a live creator's folder kept."""
+    dead = short_tmp / f"glsandbox-w{_dead_pid()}-d"
+    scratch = short_tmp / f"glsandbox-q{_dead_pid()}-d"  # a scratch folder, unmounted (nothing mounted here)
+    mine = short_tmp / f"glsandbox-net{os.getpid()}-m"
+    parents = short_tmp / f"glsandbox-run{os.getppid()}-p"
+    for path in (dead, scratch, mine, parents):
+        path.mkdir()
+    (dead / "sock").write_text("x")
+    assert hosttemp.sweep() == 2
+    assert not dead.exists() and not scratch.exists() and mine.is_dir() and parents.is_dir()
+
+
+_OTHER_NS = """
+import os, sys, time
+with open("/proc/sys/kernel/ns_last_pid", "w") as fh:
+    fh.write(str(int(sys.argv[1]) - 1))
+pid = os.fork()
+if pid == 0:
+    time.sleep(600)
+    os._exit(0)
+print(pid, flush=True)
+os.waitpid(pid, 0)
+"""
+
+
+def _in_another_pid_namespace(own_pid: int) -> subprocess.Popen[str]:
+    """A process of a new pid namespace whose own pid there is ``own_pid`` (its pid here is another)."""
+    proc = subprocess.Popen(
+        [
+            "unshare",
+            "--user",
+            "--map-root-user",
+            "--pid",
+            "--kill-child",
+            "--mount-proc",
+            sys.executable,
+            "-c",
+            _OTHER_NS,
+            str(own_pid),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == str(own_pid)
+    return proc
+
+
+@needs_all
+@pytest.mark.skipif(
+    shutil.which("unshare") is None or not userns_available()[0], reason="needs unshare and user namespaces"
+)
+def test_old_names_are_judged_by_the_own_pid_of_processes_in_every_namespace(short_tmp: Path) -> None:
+    """A live host of another pid namespace whose own pid is the name's keeps its folder though no
+    process here has that pid; once that namespace's processes are gone, the folder goes too."""
+    own_pid = _dead_pid()
+    proc = _in_another_pid_namespace(own_pid)
+    try:
+        kept = short_tmp / f"glsandbox-net{own_pid}-k"
+        kept.mkdir()
+        assert creator.old_gone(str(own_pid))  # no process has the pid here: a pid-only check would sweep
+        assert hosttemp.sweep() == 0
+        assert kept.is_dir()
+    finally:
+        proc.kill()  # and with it the namespace's init, so all of that namespace
+        proc.wait()
+    for _ in range(600):  # until the namespace's processes are reaped (a zombie counts as alive)
+        if own_pid not in hosttemp._all_own_pids():
+            break
+        time.sleep(0.1)
+    assert hosttemp.sweep() == 1
+    assert not kept.exists()
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="making a folder of another uid needs root")
