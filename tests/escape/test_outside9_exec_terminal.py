@@ -19,7 +19,12 @@ that honour OSC 52: xterm with allowWindowOps, kitty, WezTerm, iTerm2, tmux
 set-clipboard; a pasted command then runs on the host unsandboxed; screen
 clearing and retitling hide what ran).
 
-Judged from the host: a terminal that ``glsandbox exec`` writes a sandboxed
+The magic's fix of review 3 does not hold for the cell's own output: in
+terminal IPython, ``%%sandbox strict`` with ``print('A\\x1b]52;c;cHduZWQ=\\x07B')``
+puts the same bytes on the host's stdout (``test_outside2_magic_prompt``
+escapes only the ``input()`` prompt).
+
+Judged from the host: a terminal that ``glsandbox exec`` (or the magic) writes a sandboxed
 script's output to receives no OSC (``ESC ]``), DCS (``ESC P``), APC or PM
 string; newlines, tabs, ``\\r`` and colours (SGR) may stay.
 
@@ -88,3 +93,17 @@ def test_exec_output_carries_no_terminal_strings(tmp_path: Path) -> None:
         assert marker not in seen, (
             f"the sandboxed script wrote {marker!r}... to the operator's terminal: {seen[:300]!r}"
         )
+
+
+MAGIC = r"""
+from IPython.core.interactiveshell import InteractiveShell
+shell = InteractiveShell.instance()
+shell.run_line_magic("load_ext", "glsandbox_kernel")
+shell.run_cell("%%sandbox strict\nprint('A\\x1b]52;c;cHduZWQ=\\x07B')\nprint('done')\n")
+"""
+
+
+def test_magic_cell_output_carries_no_terminal_strings() -> None:
+    res = subprocess.run([sys.executable, "-c", MAGIC], capture_output=True, timeout=150, check=False)
+    assert b"done" in res.stdout, (res.stdout[-400:], res.stderr[-800:])
+    assert b"\x1b]52" not in res.stdout, f"the sandboxed cell's OSC 52 reached the terminal: {res.stdout[:80]!r}"
