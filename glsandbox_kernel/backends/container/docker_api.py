@@ -119,7 +119,24 @@ def docker_client() -> Any:
             docker = docker_module()
             with map_docker_errors("container", "be reached"):
                 _client = docker.from_env(timeout=60)
+            _one_pool(_client.api)
         return _client
+
+
+def _one_pool(api: Any) -> None:
+    """Keep the connections to a Unix-socket daemon in one pool, not one per request URL.
+
+    docker-py's Unix adapter keys its connection pools by the whole URL, so
+    every container's ``/start``, ``/json`` and ``DELETE`` opened a new
+    connection to the daemon (and kept it idle in a pool of its own, 25
+    pools deep); one pool reuses the open ones (``keep-alive``).
+    """
+    adapter = api.adapters.get("http+docker://")
+    pools = getattr(adapter, "pools", None)
+    if adapter is None or pools is None or not hasattr(adapter, "socket_path"):
+        return  # tcp/ssh: requests' own adapter, pooled by host already
+    get_connection = adapter.get_connection
+    adapter.get_connection = lambda url, proxies=None: get_connection("http+docker://localhost", proxies)
 
 
 def api() -> Any:
