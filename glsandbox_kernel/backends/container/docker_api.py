@@ -46,7 +46,12 @@ DAEMON_HINT = "run scripts/dockerd-up"
 _client_lock = threading.Lock()
 _client: Any = None
 _info_cache: tuple[float, dict[str, Any] | None, str] = (0.0, None, "")
-_INFO_TTL = 5.0
+#: How long ``docker info`` (and the availability judged on it) is kept. Every
+#: session asks, and a refresh is ``docker info`` plus the image's inspection
+#: (~45 ms of a cold start at load 3-9); a daemon that goes away or changes
+#: sooner is noticed by the next call that fails (:func:`map_docker_errors`
+#: drops the cache) and a wrong image by the bootstrap's own check.
+_INFO_TTL = 30.0
 _engine: str | None = None
 _image_python_cache: dict[str, str] = {}
 
@@ -77,7 +82,11 @@ def map_docker_errors(backend: str, doing: str, *, image: str | None = None) -> 
     import requests
 
     try:
-        yield
+        try:
+            yield
+        except (docker.errors.DockerException, requests.exceptions.RequestException):
+            forget_daemon_facts()  # judged on a daemon that now answers otherwise: ask it again next time
+            raise
     except docker.errors.ImageNotFound as exc:
         shown = image or "the image"
         raise BackendUnavailableError(backend, f"image {shown} is not present", images.image_hint(shown)) from exc
@@ -95,6 +104,13 @@ def map_docker_errors(backend: str, doing: str, *, image: str | None = None) -> 
         raise BackendUnavailableError(backend, f"the Docker daemon is not reachable ({exc})", DAEMON_HINT) from exc
 
 
+def forget_daemon_facts() -> None:
+    """Drop the cached ``docker info`` and availability answers (a daemon call failed)."""
+    global _info_cache
+    _info_cache = (0.0, None, "")
+    _available_cache.clear()
+
+
 def docker_client() -> Any:
     """One shared ``docker.DockerClient`` (from the environment: DOCKER_HOST ...)."""
     global _client
@@ -103,7 +119,24 @@ def docker_client() -> Any:
             docker = docker_module()
             with map_docker_errors("container", "be reached"):
                 _client = docker.from_env(timeout=60)
+            _one_pool(_client.api)
         return _client
+
+
+def _one_pool(api: Any) -> None:
+    """Keep the connections to a Unix-socket daemon in one pool, not one per request URL.
+
+    docker-py's Unix adapter keys its connection pools by the whole URL, so
+    every container's ``/start``, ``/json`` and ``DELETE`` opened a new
+    connection to the daemon (and kept it idle in a pool of its own, 25
+    pools deep); one pool reuses the open ones (``keep-alive``).
+    """
+    adapter = api.adapters.get("http+docker://")
+    pools = getattr(adapter, "pools", None)
+    if adapter is None or pools is None or not hasattr(adapter, "socket_path"):
+        return  # tcp/ssh: requests' own adapter, pooled by host already
+    get_connection = adapter.get_connection
+    adapter.get_connection = lambda url, proxies=None: get_connection("http+docker://localhost", proxies)
 
 
 def api() -> Any:

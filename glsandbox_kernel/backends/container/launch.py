@@ -56,11 +56,20 @@ class _EarlyExit(Exception):
         self.logs = logs
 
 
+#: When ``_accept`` first asks the daemon whether the container still runs, then how often.
+#: Not sooner: an inspect costs the daemon 15-45 ms of CPU while the container
+#: starts (two cores shared by all), and a connect arriving during one waits
+#: for its answer; the worker connects 0.25-1 s after the start under runc. A
+#: container that exits first (wrong python, no seccomp) is told at most this late.
+FIRST_CHECK = 1.0
+CHECK_EVERY = 0.5
+
+
 def _accept(listener: socket.socket, api: Any, container_id: str, timeout: float) -> socket.socket:
     """Accept the worker's connection; notice a container that exits first."""
     deadline = time.monotonic() + timeout
-    check_every = 0.25
-    next_check = time.monotonic() + check_every
+    check_every = CHECK_EVERY
+    next_check = time.monotonic() + FIRST_CHECK
     while True:
         now = time.monotonic()
         if now >= deadline:
@@ -76,6 +85,15 @@ def _accept(listener: socket.socket, api: Any, container_id: str, timeout: float
                 status = int(api.wait(container_id, timeout=10).get("StatusCode", -1))
                 logs = api.logs(container_id, tail=20).decode("utf-8", "replace")
                 raise _EarlyExit(status, logs)
+
+
+def _sentry_pid(api: Any, container_id: str) -> int | None:
+    """The container's host pid from the daemon (under runsc the sentry's); _EarlyExit if it has ended."""
+    state = api.inspect_container(container_id)["State"]
+    if not state.get("Running"):
+        status = int(api.wait(container_id, timeout=10).get("StatusCode", -1))
+        raise _EarlyExit(status, api.logs(container_id, tail=20).decode("utf-8", "replace"))
+    return int(state.get("Pid") or 0) or None
 
 
 def _early_exit_error(exc: _EarlyExit, backend: str, image: str) -> Exception:
@@ -221,6 +239,9 @@ def launch_worker(
         try:
             with docker_api.map_docker_errors(backend, "start the container", image=image):
                 api.start(container_id)
+                # runsc: the container's pid is the sentry's, there once the start returns; asked
+                # now, while the sandbox boots its python, not after the worker has connected.
+                sentry_pid = _sentry_pid(api, container_id) if runtime is not None else None
                 conn = _accept(listener, api, container_id, connect_timeout)
         except _EarlyExit as exc:
             raise _early_exit_error(exc, backend, image) from None
@@ -238,8 +259,7 @@ def launch_worker(
         else:
             # The worker has no host pid; the container's is the sentry's.
             worker_pid = None
-            with docker_api.map_docker_errors(backend, "inspect the container"):
-                init_pid = int(api.inspect_container(container_id)["State"].get("Pid") or 0) or None
+            init_pid = sentry_pid
         report_conn = _accept_report(reports, container_id, backend) if reports is not None else None
         if report_conn is not None:
             undo.callback(report_conn.close)
