@@ -14,6 +14,7 @@ Who calls: ``python -m glsandbox_kernel.kernel`` (the kernelspecs' argv).
 
 from __future__ import annotations
 
+import logging
 from copy import deepcopy
 from typing import Any, cast
 
@@ -64,6 +65,20 @@ class SandboxKernelApp(IPKernelApp):
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("kernel_class", SandboxKernel)
         super().__init__(**kwargs)
+
+    def _configure_logging(self) -> None:
+        """traitlets' logging, with the app's logger at its handlers' lowest level, not DEBUG.
+
+        traitlets sets the logger to DEBUG and filters at the handler (``log_level``), so each of
+        ipykernel's debug lines (four per request, one with the whole reply) built a record that
+        the handler then dropped, on the shell's thread. ``--debug`` (or a DEBUG handler in
+        ``logging_config``) still logs them.
+        """
+        super()._configure_logging()
+        log = self.log
+        handlers = getattr(log, "handlers", None)
+        if isinstance(log, logging.Logger) and handlers and all(h.level > logging.NOTSET for h in handlers):
+            log.setLevel(min(h.level for h in handlers))
 
     def init_connection_file(self) -> None:
         """The first step of ``IPKernelApp.initialize`` with the configuration final: start the

@@ -116,6 +116,7 @@ class EarlySandbox:
         self.thread.start()
 
     def _run(self) -> None:
+        trace("early: begin")
         wait()  # the warm-up thread imports what OSSandbox() needs: never both at once
         try:
             sandbox = self._make()
