@@ -200,10 +200,16 @@ def test_metrics_come_from_qemu_outside_the_guest(box: OSSandbox) -> None:
     [qemu] = box.worker_pids
     with open(f"/proc/{qemu}/comm") as fh:
         assert fh.read().startswith("qemu-system")
+    # QEMU names its threads: the vCPU (the guest's own work) is told from its I/O from outside.
+    names = set()
+    for tid in os.listdir(f"/proc/{qemu}/task"):
+        with open(f"/proc/{qemu}/task/{tid}/comm") as fh:
+            names.add(fh.read().strip())
     worker = box.session.worker
     assert worker is not None
     vm = worker.describe()["vm"]
     assert vm["network"] == "none (no NIC)" and vm["accel"] in ("kvm", "tcg")
+    assert f"CPU 0/{vm['accel'].upper()}" in names
     assert vm["guest_report"]["trusted"] is False
 
 
