@@ -369,6 +369,21 @@ def test_a_killed_qemu_is_a_crash_not_a_hang() -> None:
         assert gone(qemu)
 
 
+@needs_vm
+def test_qemu_ending_before_the_agent_spoke_is_a_crash_with_its_log(monkeypatch: pytest.MonkeyPatch) -> None:
+    """QEMU that connected its chardevs, then failed (a port past max_ports), is not called a stale image."""
+    from glsandbox_kernel.backends.vm import machine
+
+    def failing(*args: Any, **kwargs: Any) -> list[str]:
+        cmd = qemu_command(*args, **kwargs)
+        return [("virtio-serial-device,max_ports=2" if a == "virtio-serial-device" else a) for a in cmd]
+
+    monkeypatch.setattr(machine, "qemu_command", failing)
+    with pytest.raises(SandboxCrashedError, match=r"QEMU exited .* before the guest agent spoke"):
+        with OSSandbox(vm_config()) as sb:
+            sb.start()
+
+
 # -- the pre-booted pool ------------------------------------------------------------------------------
 
 
