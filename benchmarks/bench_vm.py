@@ -147,15 +147,24 @@ def bench_round_trip(n: int, rounds: int) -> list[dict[str, Any]]:
         vm.execute(f, 1)
         basic.execute(f, 1)
         ours, theirs, ping_ours, ping_theirs, qemu_cpu = [], [], [], [], []
+        vcpu_call, vcpu_ping, io_call, io_ping = [], [], [], []
         worker = vm.session.worker
         assert worker is not None
         for _ in range(rounds):
             cpu0 = worker.sample().cpu_time or 0.0
+            t0 = qemu_threads(worker.pid)
             ours.append(clock(lambda: [vm.execute(f, 1) for _ in range(n)]) / n)
+            t1 = qemu_threads(worker.pid)
             qemu_cpu.append(((worker.sample().cpu_time or 0.0) - cpu0) / n)
             theirs.append(clock(lambda: [basic.execute(f, 1) for _ in range(n)]) / n)
+            t2 = qemu_threads(worker.pid)
             ping_ours.append(raw_ping(vm, n))
+            t3 = qemu_threads(worker.pid)
             ping_theirs.append(raw_ping(basic, n))
+            vcpu_call.append((t1[0] - t0[0]) / n)
+            io_call.append((t1[1] - t0[1]) / n)
+            vcpu_ping.append((t3[0] - t2[0]) / n)
+            io_ping.append((t3[1] - t2[1]) / n)
     trip = row(
         "warm-session execute(f,1) round trip: vm vs basic", statistics.median(ours), statistics.median(theirs), 3.0
     )
@@ -166,7 +175,44 @@ def bench_round_trip(n: int, rounds: int) -> list[dict[str, Any]]:
     ping["ratio"] = ping["ours_ms"] / ping["theirs_ms"]
     # QEMU's CPU time per warm call, from outside (the host cgroup or /proc): the emulated guest's share
     cpu = row("  QEMU CPU time per warm call (host view)", statistics.median(qemu_cpu), None, None)
-    return [trip, ping, cpu]
+    # The same split by QEMU's threads: its vCPU (the emulated guest) and the rest (main loop, I/O)
+    split = [
+        row("    of it QEMU's vCPU thread, per warm call", statistics.median(vcpu_call), None, None),
+        row(
+            "    of it QEMU's other threads (main loop: chardev I/O), per warm call",
+            statistics.median(io_call),
+            None,
+            None,
+        ),
+        row(
+            "  QEMU's vCPU thread per raw ping (transport and the guest's frame I/O)",
+            statistics.median(vcpu_ping),
+            None,
+            None,
+        ),
+        row("  QEMU's other threads per raw ping", statistics.median(io_ping), None, None),
+    ]
+    return [trip, ping, cpu, *split]
+
+
+def qemu_threads(pid: int) -> tuple[float, float]:
+    """CPU seconds of QEMU's vCPU threads (named ``CPU n/TCG`` or ``/KVM``) and of its other threads."""
+    tick = os.sysconf("SC_CLK_TCK")
+    vcpu = other = 0.0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as fh:
+                stat = fh.read()
+        except OSError:  # the thread ended
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        cpu = (int(fields[11]) + int(fields[12])) / tick
+        if name.startswith("CPU "):
+            vcpu += cpu
+        else:
+            other += cpu
+    return vcpu, other
 
 
 def raw_ping(box: OSSandbox, n: int) -> float:

@@ -200,10 +200,16 @@ def test_metrics_come_from_qemu_outside_the_guest(box: OSSandbox) -> None:
     [qemu] = box.worker_pids
     with open(f"/proc/{qemu}/comm") as fh:
         assert fh.read().startswith("qemu-system")
+    # QEMU names its threads: the vCPU (the guest's own work) is told from its I/O from outside.
+    names = set()
+    for tid in os.listdir(f"/proc/{qemu}/task"):
+        with open(f"/proc/{qemu}/task/{tid}/comm") as fh:
+            names.add(fh.read().strip())
     worker = box.session.worker
     assert worker is not None
     vm = worker.describe()["vm"]
     assert vm["network"] == "none (no NIC)" and vm["accel"] in ("kvm", "tcg")
+    assert f"CPU 0/{vm['accel'].upper()}" in names
     assert vm["guest_report"]["trusted"] is False
 
 
@@ -361,6 +367,21 @@ def test_a_killed_qemu_is_a_crash_not_a_hang() -> None:
         with pytest.raises(SandboxCrashedError, match="SIGKILL"):
             sb.execute(time.sleep, 30)
         assert gone(qemu)
+
+
+@needs_vm
+def test_qemu_ending_before_the_agent_spoke_is_a_crash_with_its_log(monkeypatch: pytest.MonkeyPatch) -> None:
+    """QEMU that connected its chardevs, then failed (a port past max_ports), is not called a stale image."""
+    from glsandbox_kernel.backends.vm import machine
+
+    def failing(*args: Any, **kwargs: Any) -> list[str]:
+        cmd = qemu_command(*args, **kwargs)
+        return [("virtio-serial-device,max_ports=2" if a == "virtio-serial-device" else a) for a in cmd]
+
+    monkeypatch.setattr(machine, "qemu_command", failing)
+    with pytest.raises(SandboxCrashedError, match=r"QEMU exited .* before the guest agent spoke"):
+        with OSSandbox(vm_config()) as sb:
+            sb.start()
 
 
 # -- the pre-booted pool ------------------------------------------------------------------------------

@@ -276,6 +276,13 @@ def check_agent(worker: VMWorker, timeout: float) -> None:
     sources (or too old to say), :class:`SandboxCrashedError` without a word in ``timeout``.
     """
     stamp = worker.wait_agent(timeout)
+    if stamp is None and worker.poll() is not None:
+        try:
+            with open(os.path.join(worker.rundir, "qemu.log"), "rb") as fh:
+                err = fh.read(600).decode("utf-8", "replace").strip()
+        except OSError:
+            err = ""
+        raise SandboxCrashedError(f"QEMU exited (status {worker.poll()}) before the guest agent spoke: {err}")
     if stamp is None:
         raise SandboxCrashedError(f"the guest agent did not start within {timeout:g} s")
     want = source_hash()

@@ -145,9 +145,11 @@ class VMWorker(ViolationRelay, WorkerProcess):
         """
         deadline = time.monotonic() + timeout
         while not self._agent.wait(0.1):
+            if self.poll() is not None:  # first: an ended QEMU's data socket reads as EOF, not a hello
+                return None
             if self.hello is not None or select.select([self.sock], [], [], 0)[0]:
                 return self.agent_stamp or ""
-            if self.poll() is not None or time.monotonic() > deadline:
+            if time.monotonic() > deadline:
                 return None
         return self.agent_stamp
 

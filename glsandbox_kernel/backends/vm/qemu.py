@@ -57,6 +57,10 @@ def qemu_base(image: GuestImage, accel: Accel, *, ram_mib: int, append: str, smp
         "-display",
         "none",
         "-no-reboot",
+        # Thread names (``CPU 0/TCG``, ``CPU 0/KVM``): the host tells the guest's own work from
+        # QEMU's I/O in /proc and perf (bench_vm.py splits QEMU's CPU per call by them).
+        "-name",
+        "glsandbox,debug-threads=on",
         *accel.qemu_args,
         "-smp",
         str(smp),
