@@ -29,7 +29,8 @@ and the extension replaces the contents manager's writer, its large-file
 appender and its checkpoints' copy with ones that walk from the root with
 ``O_NOFOLLOW`` on each component, write a fresh file in the directory they
 hold open and rename it over the name, so a link swapped in after the check
-is replaced, never written through.
+is replaced, never written through. Reads, renames, copies and deletes get
+the same walk from :mod:`.server_links` (installed here too).
 """
 
 from __future__ import annotations
@@ -45,9 +46,11 @@ import secrets
 import shutil
 import stat
 from collections.abc import Iterator, Mapping, MutableMapping
-from typing import IO, Any, NoReturn
+from typing import IO, Any
 
 from tornado.web import HTTPError
+
+from .server_links import _open_parent, _parts_below, _refuse, guard_contents
 
 log = logging.getLogger("glsandbox.presave")
 
@@ -123,48 +126,6 @@ def pre_save_hook(model: MutableMapping[str, Any], path: str = "", contents_mana
 
 
 # -- saves never follow a link below the server root (server side) -----------------------------
-
-_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-def _refuse(rel: str, why: str) -> NoReturn:
-    raise HTTPError(403, f"glsandbox: {why}; not saved, nothing overwritten ({rel})")
-
-
-def _parts_below(root: str, os_path: str) -> list[str] | None:
-    """The components of ``os_path`` below ``root``; None when it is not below it."""
-    rel = os.path.relpath(os.path.abspath(os_path), os.path.abspath(root))
-    parts = rel.split(os.sep)
-    return None if rel == os.curdir or os.pardir in parts else parts
-
-
-def _open_parent(root: str, os_path: str) -> tuple[int, str, str] | None:
-    """``(fd of os_path's directory, name, path below root)``, walked from ``root`` without following links.
-
-    None when ``os_path`` is not below ``root`` (the caller falls back to jupyter_server's own way).
-    """
-    parts = _parts_below(root, os_path)
-    if parts is None:
-        return None
-    rel = os.sep.join(parts)
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # the root itself is the server's choice
-    try:
-        for index, part in enumerate(parts[:-1]):
-            try:
-                sub = os.open(part, _DIR, dir_fd=fd)
-            except OSError as e:
-                if e.errno not in (errno.ELOOP, errno.ENOTDIR):
-                    raise
-                where = os.sep.join(parts[: index + 1])
-                if stat.S_ISLNK(os.stat(part, dir_fd=fd, follow_symlinks=False).st_mode):
-                    _refuse(rel, f"{where} is a symbolic link a sandboxed cell may have planted")
-                _refuse(rel, f"{where} is not a directory")
-            os.close(fd)
-            fd = sub
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd, parts[-1], rel
 
 
 def _check_entry(dir_fd: int, name: str, rel: str, directory: bool = False) -> os.stat_result | None:
@@ -392,10 +353,12 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
     else:  # older jupyter_server: one hook only
         manager.pre_save_hook = pre_save_hook
     guarded = guard_writers(manager)
+    reads = guard_contents(manager)
     serverapp.log.info(
         "glsandbox: pre-save hook registered (audit records copied into cell metadata on save; saves through "
-        "a symbolic link refused; link-safe writers for %s)",
+        "a symbolic link refused; link-safe writers for %s; link checks for %s)",
         ", ".join(guarded) or "nothing: not a file contents manager",
+        ", ".join(reads) or "nothing: not a file contents manager",
     )
 
 
