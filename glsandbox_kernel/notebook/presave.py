@@ -13,7 +13,11 @@ On each save of a notebook with audit outputs it writes
 writes), records each session's chain head in
 ``notebook.metadata["glsandbox"]["sessions"]`` and re-seals the notebook
 (:mod:`.seal`), signed when the server has a key (``$GLSANDBOX_AUDIT_KEY``:
-an HMAC secret or a PEM Ed25519 private key). Without a key, a signed seal
+an HMAC secret or a PEM Ed25519 private key) and only when every cell record
+verifies with that key (:func:`records_vouched`: the server signs what the
+browser sent, so it vouches only for records a kernel holding its key made);
+the seal says it was made here (``sealed_by``: the server at save time, not a
+``glsandbox run``). Without a key, a signed seal
 whose notebook did not change is kept as it was (a JupyterLab Ctrl+S of a
 ``glsandbox run`` output stays verifiable with the run's key); a changed
 notebook gets an unsigned seal. A failure of the sealing never prevents the
@@ -38,6 +42,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import copy
+import datetime
 import errno
 import inspect
 import logging
@@ -90,9 +95,38 @@ def copy_audit_records(nb: MutableMapping[str, Any], key: bytes | None = None) -
             nb_meta["seal"] = dict(old_seal)  # unchanged since it was signed: keep the signature
             copy_seal_to_cells(nb, old_seal)
             return updated
+    if signer is not None and not records_vouched(records, signer):
+        signer = None  # the server's key vouches only for records a kernel with that key signed
+    nb_meta["sealed_by"] = {
+        "by": SEALED_BY,
+        "at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "note": "sealed when the server saved what the frontend sent; not a 'glsandbox run'",
+    }
     nb_meta["signed"] = signer is not None
     seal_notebook(nb, signer)
     return updated
+
+
+SEALED_BY = "jupyter-server pre-save hook"
+
+
+def records_vouched(records: list[dict[str, Any]], signer: Any) -> bool:
+    """True when every record's hash is its own and its signature verifies with ``signer``'s key.
+
+    The server signs only what a kernel holding the same key signed: a notebook whose
+    records are unsigned, or signed with another key (pasted, or made up in the
+    browser), gets an unsigned seal, so the server's key never presents it as evidence.
+    """
+    from ..audit.records import compute_record_hash
+
+    verifier = signer.verifier()
+    for record in records:
+        stored, signature = record.get("record_hash"), record.get("signature")
+        if not isinstance(stored, str) or not isinstance(signature, str) or compute_record_hash(record) != stored:
+            return False
+        if not verifier.verify(stored.encode("ascii", "replace"), signature):
+            return False
+    return bool(records)
 
 
 class _Cells:
@@ -362,4 +396,4 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
     )
 
 
-__all__ = ["check_save_path", "copy_audit_records", "guard_writers", "pre_save_hook"]
+__all__ = ["SEALED_BY", "check_save_path", "copy_audit_records", "guard_writers", "pre_save_hook", "records_vouched"]
