@@ -13,7 +13,11 @@ On each save of a notebook with audit outputs it writes
 writes), records each session's chain head in
 ``notebook.metadata["glsandbox"]["sessions"]`` and re-seals the notebook
 (:mod:`.seal`), signed when the server has a key (``$GLSANDBOX_AUDIT_KEY``:
-an HMAC secret or a PEM Ed25519 private key). Without a key, a signed seal
+an HMAC secret or a PEM Ed25519 private key) and only when every cell record
+verifies with that key (:func:`records_vouched`: the server signs what the
+browser sent, so it vouches only for records a kernel holding its key made);
+the seal says it was made here (``sealed_by``: the server at save time, not a
+``glsandbox run``). Without a key, a signed seal
 whose notebook did not change is kept as it was (a JupyterLab Ctrl+S of a
 ``glsandbox run`` output stays verifiable with the run's key); a changed
 notebook gets an unsigned seal. A failure of the sealing never prevents the
@@ -29,7 +33,8 @@ and the extension replaces the contents manager's writer, its large-file
 appender and its checkpoints' copy with ones that walk from the root with
 ``O_NOFOLLOW`` on each component, write a fresh file in the directory they
 hold open and rename it over the name, so a link swapped in after the check
-is replaced, never written through.
+is replaced, never written through. Reads, renames, copies and deletes get
+the same walk from :mod:`.server_links` (installed here too).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import copy
+import datetime
 import errno
 import inspect
 import logging
@@ -45,9 +51,11 @@ import secrets
 import shutil
 import stat
 from collections.abc import Iterator, Mapping, MutableMapping
-from typing import IO, Any, NoReturn
+from typing import IO, Any
 
 from tornado.web import HTTPError
+
+from .server_links import _open_parent, _parts_below, _refuse, guard_contents
 
 log = logging.getLogger("glsandbox.presave")
 
@@ -87,9 +95,38 @@ def copy_audit_records(nb: MutableMapping[str, Any], key: bytes | None = None) -
             nb_meta["seal"] = dict(old_seal)  # unchanged since it was signed: keep the signature
             copy_seal_to_cells(nb, old_seal)
             return updated
+    if signer is not None and not records_vouched(records, signer):
+        signer = None  # the server's key vouches only for records a kernel with that key signed
+    nb_meta["sealed_by"] = {
+        "by": SEALED_BY,
+        "at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "note": "sealed when the server saved what the frontend sent; not a 'glsandbox run'",
+    }
     nb_meta["signed"] = signer is not None
     seal_notebook(nb, signer)
     return updated
+
+
+SEALED_BY = "jupyter-server pre-save hook"
+
+
+def records_vouched(records: list[dict[str, Any]], signer: Any) -> bool:
+    """True when every record's hash is its own and its signature verifies with ``signer``'s key.
+
+    The server signs only what a kernel holding the same key signed: a notebook whose
+    records are unsigned, or signed with another key (pasted, or made up in the
+    browser), gets an unsigned seal, so the server's key never presents it as evidence.
+    """
+    from ..audit.records import compute_record_hash
+
+    verifier = signer.verifier()
+    for record in records:
+        stored, signature = record.get("record_hash"), record.get("signature")
+        if not isinstance(stored, str) or not isinstance(signature, str) or compute_record_hash(record) != stored:
+            return False
+        if not verifier.verify(stored.encode("ascii", "replace"), signature):
+            return False
+    return bool(records)
 
 
 class _Cells:
@@ -123,48 +160,6 @@ def pre_save_hook(model: MutableMapping[str, Any], path: str = "", contents_mana
 
 
 # -- saves never follow a link below the server root (server side) -----------------------------
-
-_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-def _refuse(rel: str, why: str) -> NoReturn:
-    raise HTTPError(403, f"glsandbox: {why}; not saved, nothing overwritten ({rel})")
-
-
-def _parts_below(root: str, os_path: str) -> list[str] | None:
-    """The components of ``os_path`` below ``root``; None when it is not below it."""
-    rel = os.path.relpath(os.path.abspath(os_path), os.path.abspath(root))
-    parts = rel.split(os.sep)
-    return None if rel == os.curdir or os.pardir in parts else parts
-
-
-def _open_parent(root: str, os_path: str) -> tuple[int, str, str] | None:
-    """``(fd of os_path's directory, name, path below root)``, walked from ``root`` without following links.
-
-    None when ``os_path`` is not below ``root`` (the caller falls back to jupyter_server's own way).
-    """
-    parts = _parts_below(root, os_path)
-    if parts is None:
-        return None
-    rel = os.sep.join(parts)
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # the root itself is the server's choice
-    try:
-        for index, part in enumerate(parts[:-1]):
-            try:
-                sub = os.open(part, _DIR, dir_fd=fd)
-            except OSError as e:
-                if e.errno not in (errno.ELOOP, errno.ENOTDIR):
-                    raise
-                where = os.sep.join(parts[: index + 1])
-                if stat.S_ISLNK(os.stat(part, dir_fd=fd, follow_symlinks=False).st_mode):
-                    _refuse(rel, f"{where} is a symbolic link a sandboxed cell may have planted")
-                _refuse(rel, f"{where} is not a directory")
-            os.close(fd)
-            fd = sub
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd, parts[-1], rel
 
 
 def _check_entry(dir_fd: int, name: str, rel: str, directory: bool = False) -> os.stat_result | None:
@@ -392,11 +387,13 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
     else:  # older jupyter_server: one hook only
         manager.pre_save_hook = pre_save_hook
     guarded = guard_writers(manager)
+    reads = guard_contents(manager)
     serverapp.log.info(
         "glsandbox: pre-save hook registered (audit records copied into cell metadata on save; saves through "
-        "a symbolic link refused; link-safe writers for %s)",
+        "a symbolic link refused; link-safe writers for %s; link checks for %s)",
         ", ".join(guarded) or "nothing: not a file contents manager",
+        ", ".join(reads) or "nothing: not a file contents manager",
     )
 
 
-__all__ = ["check_save_path", "copy_audit_records", "guard_writers", "pre_save_hook"]
+__all__ = ["SEALED_BY", "check_save_path", "copy_audit_records", "guard_writers", "pre_save_hook", "records_vouched"]

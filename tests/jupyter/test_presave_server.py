@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import nbformat
@@ -47,8 +48,9 @@ def _api(server: dict[str, Any], method: str, path: str, body: Any = None) -> An
         return json.load(r)
 
 
-def test_saving_through_the_contents_api_writes_the_evidence_metadata(server: dict[str, Any]) -> None:
-    nb = build_notebook(SOURCES[:2])
+def test_saving_through_the_contents_api_writes_the_evidence_metadata(server: dict[str, Any], tmp_path: Path) -> None:
+    (tmp_path / "kernel.key").write_text(SERVER_KEY)  # the kernel signed its records with the server's key
+    nb = build_notebook(SOURCES[:2], key_path=str(tmp_path / "kernel.key"))
     assert all("glsandbox" not in c.metadata for c in nb.cells)  # the kernel writes outputs only
     _api(
         server, "PUT", "saved.ipynb", {"type": "notebook", "format": "json", "content": json.loads(nbformat.writes(nb))}
@@ -65,7 +67,8 @@ def test_saving_through_the_contents_api_writes_the_evidence_metadata(server: di
         assert copy_["seal"]["digest"] == saved.metadata["glsandbox"]["seal"]["digest"]
     assert saved.metadata["glsandbox"]["seal"]["signature"]  # the server's key signed the seal
     result = verify_notebook(saved, SERVER_KEY.encode())
-    assert not [p for p in result.problems if "seal" in p], result.problems
+    assert result.ok, result.problems
+    assert saved.metadata["glsandbox"]["sealed_by"]["by"] == "jupyter-server pre-save hook"
     assert "pre-save hook registered" in server["log"].read_text()
     # on disk too (the hook ran before the write)
     on_disk = nbformat.read(str(server["root"] / "saved.ipynb"), as_version=4)
@@ -85,3 +88,20 @@ def test_an_edit_saved_through_the_server_is_still_caught(server: dict[str, Any]
     saved = nbformat.from_dict(_api(server, "GET", "edited.ipynb?content=1")["content"])
     problems = verify_notebook(saved, SERVER_KEY.encode()).problems
     assert any("cell 1 (In [1]): output 1 edited" in p for p in problems), problems
+
+
+def test_the_server_key_does_not_vouch_for_records_no_kernel_with_it_signed(server: dict[str, Any]) -> None:
+    """The server signs what the browser sent: records it cannot verify get an unsigned seal, marked as its own."""
+    nb = build_notebook(SOURCES[:2])  # records without a signature (or, as well, made up in the browser)
+    body = {"type": "notebook", "format": "json", "content": json.loads(nbformat.writes(nb))}
+    _api(server, "PUT", "unvouched.ipynb", body)
+    saved = nbformat.from_dict(_api(server, "GET", "unvouched.ipynb?content=1")["content"])
+    meta = saved.metadata["glsandbox"]
+    assert "signature" not in meta["seal"] and meta["signed"] is False, meta["seal"]
+    assert (
+        meta["sealed_by"]["by"] == "jupyter-server pre-save hook"
+        and "not a 'glsandbox run'" in meta["sealed_by"]["note"]
+    )
+    result = verify_notebook(saved, SERVER_KEY.encode())
+    assert not result.ok
+    assert any("seal is not signed" in p for p in result.problems), result.problems

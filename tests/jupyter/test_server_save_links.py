@@ -40,7 +40,8 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     root = base / "root"
     root.mkdir()
     (base / "host").mkdir()
-    with jupyter_server(base, root, env={"GLSANDBOX_AUDIT_KEY": None}, args=MANAGERS[request.param]) as s:
+    args = [*MANAGERS[request.param], "--FileContentsManager.delete_to_trash=False"]  # deletes: no trash in HOME
+    with jupyter_server(base, root, env={"GLSANDBOX_AUDIT_KEY": None}, args=args) as s:
         yield {**s, "host": base / "host"}
 
 
