@@ -47,6 +47,8 @@ class OutputCollector:
         self.on_input = on_input
         self.on_comm = on_comm
         self._outputs: list[dict[str, Any]] = []
+        #: the kept displays by display id (an update finds its outputs without walking the cell's outputs)
+        self._displays: dict[str, list[dict[str, Any]]] = {}
         #: the text chunks of the last output while it is a stream, joined once when read
         #: (``+=`` per chunk copies the whole text each time: quadratic in the output's size)
         self._tail: list[str] = []
@@ -154,17 +156,17 @@ class OutputCollector:
             display_id = display_id_of(msg.get("transient"), MAX_SCOPED_DISPLAY_ID)
             if display_id is not None:
                 out["_display_id"] = display_id
+                self._displays.setdefault(display_id, []).append(out)
             if msg.get("_mark"):
                 out["_mark"] = True
             self._outputs.append(out)
         elif kind == "update_display_data":
             display_id = display_id_of(msg.get("transient"), MAX_SCOPED_DISPLAY_ID)
-            for out in self._outputs:
-                if display_id is not None and out.get("_display_id") == display_id:
-                    out["data"] = _dict(msg.get("data"))
-                    out["metadata"] = _dict(msg.get("metadata"))
-                    if not msg.get("_mark"):
-                        out.pop("_mark", None)  # the sandbox rewrote it: no longer kernel-made
+            for out in self._displays.get(display_id, []) if display_id is not None else []:
+                out["data"] = _dict(msg.get("data"))
+                out["metadata"] = _dict(msg.get("metadata"))
+                if not msg.get("_mark"):
+                    out.pop("_mark", None)  # the sandbox rewrote it: no longer kernel-made
         elif kind == "execute_result":
             count = msg.get("execution_count")
             self._outputs.append(
@@ -189,6 +191,7 @@ class OutputCollector:
     def _clear(self) -> None:
         self._outputs.clear()
         self._tail.clear()
+        self._displays.clear()
 
 
 def _dict(value: Any) -> dict[str, Any]:
