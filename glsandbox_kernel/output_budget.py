@@ -18,6 +18,7 @@ record's fields).
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from .units import fmt_bytes
@@ -33,12 +34,73 @@ _FRAME_OVERHEAD = 256
 _ERROR_ROOM = 64 << 10
 
 
+#: the longest display id a sandbox frame may carry (like ``kernel.relay.MAX_COMM_ID``) and the longest
+#: error name: the host keeps both (the collector's outputs, the relay's display scopes across cells)
+MAX_DISPLAY_ID = 256
+MAX_ENAME = 256
+#: the largest prompt number a frame may carry (a sandbox int of any size is not kept)
+MAX_EXECUTION_COUNT = 2**31 - 1
+_STREAM_KEYS = ("type", "name", "text")
+
+
 def frame_size(msg: dict[str, Any]) -> int:
-    """About how many bytes an output frame holds on the host (its text and bundle values)."""
+    """About how many bytes an output frame holds on the host: every key and value of it.
+
+    A stream counts its text (plus any other key it carries); any other frame a fixed overhead plus every
+    value, ``transient``, ``ename`` and ``execution_count`` included (review 10: fields left out of the
+    count were kept for free).
+    """
     if msg.get("type") == "stream":
         text = msg.get("text")
-        return len(text) if isinstance(text, str) else 0
-    return _FRAME_OVERHEAD + _value_size([msg.get(k) for k in ("data", "metadata", "evalue", "traceback")])
+        rest = [(k, v) for k, v in msg.items() if k not in _STREAM_KEYS]
+        return (len(text) if isinstance(text, str) else 0) + (_value_size(rest) if rest else 0)
+    return _FRAME_OVERHEAD + _value_size({k: v for k, v in msg.items() if k != "type"})
+
+
+#: a relayed display id: the sandbox's own plus the kernel's cell scope (``~c<n>``, ``kernel.displays``)
+MAX_SCOPED_DISPLAY_ID = MAX_DISPLAY_ID + 32
+
+
+def display_id_of(transient: Any, longest: int = MAX_DISPLAY_ID) -> str | None:
+    """The display id of a frame's ``transient`` part when it is a str of at most ``longest`` characters,
+    else None (the only part of ``transient`` the host relays or keeps)."""
+    display_id = transient.get("display_id") if isinstance(transient, dict) else None
+    return str(display_id) if isinstance(display_id, str) and 0 < len(display_id) <= longest else None
+
+
+def bounded_frame(msg: dict[str, Any]) -> tuple[dict[str, Any] | None, int]:
+    """``(frame, cut)``: ``msg`` with its kept fields bounded and typed, or None to drop it; ``cut`` is about
+    how many bytes were left out (the caller counts them as output over budget).
+
+    ``transient`` becomes ``{"display_id": str}`` (at most :data:`MAX_DISPLAY_ID` characters) or ``{}``;
+    an update without such an id is dropped; an ``error``'s ``ename`` is cut to :data:`MAX_ENAME`
+    characters; an ``execute_result``'s ``execution_count`` is a small int or None.
+    """
+    kind = msg.get("type")
+    cut = 0
+    if kind in ("display_data", "update_display_data"):
+        transient = msg.get("transient")
+        display_id = display_id_of(transient)
+        kept = {"display_id": display_id} if display_id is not None else {}
+        raw = transient.get("display_id") if isinstance(transient, dict) else None
+        same = type(transient) is dict and len(transient) == len(kept) and (not kept or type(raw) is str)
+        if not same:  # no == on sandbox values
+            cut = _value_size(transient) - _value_size(kept) if transient is not None else 0
+            if kind == "update_display_data" and display_id is None:
+                return None, frame_size(msg)
+            msg = {**msg, "transient": kept}
+    elif kind == "error":
+        ename = msg.get("ename")
+        if not isinstance(ename, str) or len(ename) > MAX_ENAME:
+            bounded = str(ename[:MAX_ENAME]) if isinstance(ename, str) else "Error"
+            cut = len(ename) - MAX_ENAME if isinstance(ename, str) else 0 if ename is None else _value_size(ename)
+            msg = {**msg, "ename": bounded}
+    elif kind == "execute_result":
+        count = msg.get("execution_count")
+        if count is not None and not (type(count) is int and 0 <= count <= MAX_EXECUTION_COUNT):
+            cut = _value_size(count)
+            msg = {**msg, "execution_count": None}
+    return msg, max(0, cut)
 
 
 def _value_size(value: Any) -> int:
@@ -66,9 +128,19 @@ def _value_size(value: Any) -> int:
             size += 8 * len(item)
             if size <= MAX_BUDGET:
                 stack.extend(item)
-        else:
-            size += 8
+        elif isinstance(item, int):  # a sandbox int may be of any size
+            size += 8 + item.bit_length() // 8
+        else:  # an array or other codec value: its data, not just its reference
+            nbytes = getattr(item, "nbytes", None)
+            size += nbytes if type(nbytes) is int and nbytes > 8 else _sizeof(item)
     return size
+
+
+def _sizeof(item: Any) -> int:
+    try:
+        return max(8, sys.getsizeof(item))
+    except Exception:  # noqa: BLE001 - a decoded value whose size cannot be told: the least
+        return 8
 
 
 class OutputBudget:
@@ -126,6 +198,12 @@ class OutputBudget:
                 }
             )
         return out
+
+    def cut(self, size: int) -> None:
+        """A frame or part of one the host dropped before :meth:`admit` (:func:`bounded_frame`): counted as
+        output over budget (no notice: the cell's output may still be within its budget)."""
+        self.dropped += 1
+        self.dropped_bytes += size
 
     def admit_comm(self, msg: dict[str, Any]) -> bool:
         """Whether a sandbox comm frame (open, msg or close) may still go to the frontend: comm traffic has a

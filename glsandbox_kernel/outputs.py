@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from .output_budget import OutputBudget
+from .output_budget import MAX_SCOPED_DISPLAY_ID, OutputBudget, bounded_frame, display_id_of
 from .session import InputCallback, OutputCallback
 
 
@@ -47,6 +47,8 @@ class OutputCollector:
         self.on_input = on_input
         self.on_comm = on_comm
         self._outputs: list[dict[str, Any]] = []
+        #: the kept displays by display id (an update finds its outputs without walking the cell's outputs)
+        self._displays: dict[str, list[dict[str, Any]]] = {}
         #: the text chunks of the last output while it is a stream, joined once when read
         #: (``+=`` per chunk copies the whole text each time: quadratic in the output's size)
         self._tail: list[str] = []
@@ -105,7 +107,13 @@ class OutputCollector:
             return None
         if "_mark" in msg:  # host-only flag: a worker frame never counts as kernel-made
             msg = {k: v for k, v in msg.items() if k != "_mark"}
+        bounded, cut = bounded_frame(msg)  # the kept fields bounded and typed, before they are relayed
         with self._lock:
+            if cut:
+                self.budget.cut(cut)
+            if bounded is None:
+                return None
+            msg = bounded
             for frame in self.budget.admit(msg):  # past the cell's output budget: a notice, the rest dropped
                 # ``on_output`` may return the frame as it published it (the kernel renames
                 # sandbox-limit errors): that is what the frontend saves, so that is recorded.
@@ -121,12 +129,10 @@ class OutputCollector:
             if msg.get("wait"):
                 self._clear_pending = True
             else:
-                self._outputs.clear()
-                self._tail.clear()
+                self._clear()
             return
         if self._clear_pending:
-            self._outputs.clear()
-            self._tail.clear()
+            self._clear()
             self._clear_pending = False
         if kind == "stream":
             raw = msg.get("text")
@@ -147,29 +153,28 @@ class OutputCollector:
                 "data": _dict(msg.get("data")),
                 "metadata": _dict(msg.get("metadata")),
             }
-            display_id = _dict(msg.get("transient")).get("display_id")
-            if display_id:
+            display_id = display_id_of(msg.get("transient"), MAX_SCOPED_DISPLAY_ID)
+            if display_id is not None:
                 out["_display_id"] = display_id
+                self._displays.setdefault(display_id, []).append(out)
             if msg.get("_mark"):
                 out["_mark"] = True
             self._outputs.append(out)
         elif kind == "update_display_data":
-            display_id = _dict(msg.get("transient")).get("display_id")
-            for out in self._outputs:
-                if display_id and out.get("_display_id") == display_id:
-                    out["data"] = _dict(msg.get("data"))
-                    out["metadata"] = _dict(msg.get("metadata"))
-                    if not msg.get("_mark"):
-                        out.pop("_mark", None)  # the sandbox rewrote it: no longer kernel-made
+            display_id = display_id_of(msg.get("transient"), MAX_SCOPED_DISPLAY_ID)
+            for out in self._displays.get(display_id, []) if display_id is not None else []:
+                out["data"] = _dict(msg.get("data"))
+                out["metadata"] = _dict(msg.get("metadata"))
+                if not msg.get("_mark"):
+                    out.pop("_mark", None)  # the sandbox rewrote it: no longer kernel-made
         elif kind == "execute_result":
+            count = msg.get("execution_count")
             self._outputs.append(
                 {
                     "output_type": "execute_result",
                     "data": _dict(msg.get("data")),
                     "metadata": _dict(msg.get("metadata")),
-                    "execution_count": msg.get("execution_count")
-                    if isinstance(msg.get("execution_count"), int)
-                    else None,
+                    "execution_count": count if type(count) is int else None,  # bounded by bounded_frame
                 }
             )
         elif kind == "error":
@@ -177,12 +182,27 @@ class OutputCollector:
             self._outputs.append(
                 {
                     "output_type": "error",
-                    "ename": str(msg.get("ename")),
-                    "evalue": str(msg.get("evalue")),
-                    "traceback": [str(x) for x in tb] if isinstance(tb, list) else [],
+                    "ename": _text(msg.get("ename")),
+                    "evalue": _text(msg.get("evalue")),
+                    "traceback": [_text(x) for x in tb] if isinstance(tb, list) else [],
                 }
             )
+
+    def _clear(self) -> None:
+        self._outputs.clear()
+        self._tail.clear()
+        self._displays.clear()
 
 
 def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
+
+
+def _text(value: Any) -> str:
+    """An error field as text: ``str()`` of a sandbox value may raise (an int past Python's digit limit)."""
+    if isinstance(value, str):
+        return str(value)
+    try:
+        return str(value)[:10_000]
+    except Exception:  # noqa: BLE001 - describe, never fail
+        return f"<{type(value).__name__}>"

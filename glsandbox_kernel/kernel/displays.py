@@ -9,7 +9,9 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-#: sandbox display ids the kernel remembers across cells (for widget callbacks), oldest forgotten first
+#: sandbox display ids the kernel remembers across cells (for widget callbacks), oldest forgotten first;
+#: each at most ``output_budget.MAX_DISPLAY_ID`` characters (the relay leaves longer ones out), so what is
+#: kept here stays within a few MiB whatever the sandbox sends
 MAX_DISPLAY_IDS = 4096
 _SCOPES_LOCK = threading.Lock()
 

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..active_content import clean_frame, clean_payload, clean_state, widget_refusal
+from ..output_budget import MAX_DISPLAY_ID, display_id_of
 from .displays import DisplayScopes
 
 log = logging.getLogger("glsandbox.kernel")
@@ -146,7 +147,7 @@ def content_for(
         content = {
             "data": as_dict(frame.get("data"), notes),
             "metadata": as_dict(frame.get("metadata"), notes),
-            "transient": as_dict(frame.get("transient"), notes),
+            "transient": _transient(frame.get("transient"), notes),
         }
         if kind == "update_display_data" and not content["transient"].get("display_id"):
             return None
@@ -166,6 +167,15 @@ def content_for(
     if kind == "clear_output":
         return "clear_output", {"wait": bool(frame.get("wait"))}
     return None
+
+
+def _transient(value: Any, notes: Notes) -> dict[str, Any]:
+    """A display's ``transient`` part rebuilt as ``{"display_id": str}`` (bounded) or ``{}``: nothing else of
+    it is relayed, and an id past :data:`MAX_DISPLAY_ID` characters is left out (noted)."""
+    display_id = display_id_of(value)
+    if display_id is None and isinstance(value, dict) and value.get("display_id") is not None:
+        _note(notes, f"a display id that is not text of at most {MAX_DISPLAY_ID} characters (left out)")
+    return {} if display_id is None else {"display_id": safe_text(display_id, notes)}
 
 
 def comm_content(
