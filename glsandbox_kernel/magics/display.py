@@ -19,6 +19,7 @@ from typing import Any
 
 from .. import exceptions as _exceptions
 from ..exceptions import SandboxCellError
+from ..terminal_text import stream_text
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
 
@@ -99,8 +100,8 @@ def show_output(msg: dict[str, Any], executed: list[SandboxResult]) -> None:
     kind = msg.get("type")
     if kind == "stream":
         text = msg.get("text")
-        if isinstance(text, str):
-            (sys.stderr if msg.get("name") == "stderr" else sys.stdout).write(text)
+        if isinstance(text, str):  # no OSC 52 (clipboard), titles or screen clears reach a terminal
+            (sys.stderr if msg.get("name") == "stderr" else sys.stdout).write(stream_text(text))
     elif kind in ("display_data", "update_display_data"):
         data, metadata, transient = (_dict(msg.get(k)) for k in ("data", "metadata", "transient"))
         if not data:
