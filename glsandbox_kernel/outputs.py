@@ -16,15 +16,16 @@ from typing import Any
 
 from .output_budget import MAX_SCOPED_DISPLAY_ID, OutputBudget, bounded_frame, display_id_of
 from .session import InputCallback, OutputCallback
+from .terminal_text import stream_text
 
 
 def relay_streams(msg: dict[str, Any]) -> None:
-    """Function calls: print the worker's stdout/stderr on the host's streams."""
+    """Function calls: print the worker's stdout/stderr on the host's streams (no terminal controls but SGR)."""
     if msg.get("type") == "stream":
         stream = sys.stderr if msg.get("name") == "stderr" else sys.stdout
         text = msg.get("text")
         if isinstance(text, str):
-            stream.write(text)
+            stream.write(stream_text(text))  # no OSC 52 (clipboard), titles or screen clears from the sandbox
             stream.flush()
 
 

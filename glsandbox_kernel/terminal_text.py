@@ -8,22 +8,51 @@ control character and DEL (as ``repr`` does: ``\\x1b``) except newline and
 tab, the bidirectional-override characters that reorder what is shown
 (``\\u202e``), and lone surrogates (which would fail to encode).
 
+:func:`stream_text` is the same filter for a sandboxed program's own
+stdout/stderr, which is meant to be seen as it was written: it also keeps
+``\\r`` (progress bars) and complete SGR sequences (``ESC[1;31m``, colours and
+bold, nothing else), and escapes everything else ``printable`` does: OSC,
+DCS, APC, PM, SOS and every other CSI (cursor moves, ``ESC[2J``) lose their
+``ESC`` (or 8-bit introducer) and show as text. It applies whether or not the
+host stream is a terminal: a pipe or a log file ends on a terminal too
+(``cat``, ``less -R``), and the stream text stays readable either way.
+Each chunk is filtered alone, in linear time: a raw ``ESC`` is written only
+as the start of an SGR sequence complete in that chunk, so the terminal is
+back in its ground state after every chunk and a sequence split over two
+chunks cannot combine (an SGR split that way shows escaped, a cosmetic loss).
+
 Who calls: the CLIs, on every sandbox-derived string they print:
 ``glsandbox run`` (:mod:`glsandbox_kernel.notebook.run`, progress and summary),
 ``glsandbox run --cluster`` (:mod:`glsandbox_kernel.notebook.cluster`),
-``glsandbox exec`` (:mod:`glsandbox_kernel.cli`, the error, traceback and result).
+``glsandbox exec`` (:mod:`glsandbox_kernel.cli`, the error, traceback and result);
+:func:`stream_text`: :func:`glsandbox_kernel.outputs.relay_streams` (function
+calls: ``glsandbox exec``, ``OSSandbox.execute``, ``@sandboxed``) and the
+``%%sandbox`` magic's cell output (:mod:`glsandbox_kernel.magics.display`).
 """
 
 from __future__ import annotations
 
 import re
 
-_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+#: C0 but newline/tab, DEL, C1, bidi controls, lone surrogates: escaped by both filters
+_CONTROLS = "\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff"
+_UNSAFE = re.compile(f"[{_CONTROLS}]")
+#: stream text: a complete SGR sequence is kept (group 1 unset), ``\r`` too, the rest escaped
+_STREAM_UNSAFE = re.compile(f"\x1b\\[[0-9;:]{{0,64}}m|\r|([{_CONTROLS}])")
+
+
+def _escaped(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
 
 def _escape(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+    return _escaped(match.group())
+
+
+def _escape_stream(match: re.Match[str]) -> str:
+    char = match.group(1)
+    return match.group() if char is None else _escaped(char)  # SGR and ``\r`` kept as written
 
 
 def printable(text: object) -> str:
@@ -31,5 +60,11 @@ def printable(text: object) -> str:
     s = text if isinstance(text, str) else str(text)
     if s.isprintable():
         return s
-    s = _UNSAFE.sub(_escape, s)
-    return s.encode("utf-8", "backslashreplace").decode("utf-8")
+    return _UNSAFE.sub(_escape, s)
+
+
+def stream_text(text: str) -> str:
+    """A chunk of sandboxed stdout/stderr as the host's stream may show it (see the module doc)."""
+    if text.isprintable():
+        return text
+    return _STREAM_UNSAFE.sub(_escape_stream, text)

@@ -19,6 +19,8 @@ from typing import Any
 
 from .. import exceptions as _exceptions
 from ..exceptions import SandboxCellError
+from ..kernel.relay import Notes, as_dict
+from ..terminal_text import stream_text
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
 
@@ -92,17 +94,21 @@ class SandboxResult:
 SANDBOX_DISPLAY_PREFIX = "glsandbox-sandbox:"
 
 
-def show_output(msg: dict[str, Any], executed: list[SandboxResult]) -> None:
-    """Display one sandbox output with IPython's machinery, as a local cell would."""
+def show_output(msg: dict[str, Any], executed: list[SandboxResult], notes: Notes = None) -> None:
+    """Display one sandbox output with IPython's machinery, as a local cell would.
+
+    Keys and values are made JSON-safe as the kernel's relay does (an int key of
+    20 000 digits has no ``str``); what had to change is named in ``notes``.
+    """
     from IPython.display import clear_output, publish_display_data
 
     kind = msg.get("type")
     if kind == "stream":
         text = msg.get("text")
-        if isinstance(text, str):
-            (sys.stderr if msg.get("name") == "stderr" else sys.stdout).write(text)
+        if isinstance(text, str):  # no OSC 52 (clipboard), titles or screen clears reach a terminal
+            (sys.stderr if msg.get("name") == "stderr" else sys.stdout).write(stream_text(text))
     elif kind in ("display_data", "update_display_data"):
-        data, metadata, transient = (_dict(msg.get(k)) for k in ("data", "metadata", "transient"))
+        data, metadata, transient = (as_dict(msg.get(k), notes) for k in ("data", "metadata", "transient"))
         if not data:
             return
         # The sandbox names displays in its own space: it cannot update a host cell's display.
@@ -114,11 +120,7 @@ def show_output(msg: dict[str, Any], executed: list[SandboxResult]) -> None:
         else:
             publish_display_data(data, metadata, transient=transient or None)
     elif kind == "execute_result":
-        executed.append(SandboxResult(_dict(msg.get("data")), _dict(msg.get("metadata"))))
+        executed.append(SandboxResult(as_dict(msg.get("data"), notes), as_dict(msg.get("metadata"), notes)))
     elif kind == "clear_output":
         clear_output(wait=bool(msg.get("wait")))
     # "error" frames are shown when the cell's exception is raised, with the sandbox traceback.
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return {str(k): v for k, v in value.items()} if isinstance(value, dict) else {}

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import atexit
 import datetime
+import logging
 import os
 import signal
 import sys
@@ -36,11 +37,17 @@ from IPython.core.magic_arguments import MagicArgumentParser, argument, magic_ar
 from ..active_content import clean_frame
 from ..config import IsolationType, SecurityLevel, parse_size
 from ..exceptions import SandboxConfigError, SandboxError, SandboxSecurityError
+from ..kernel.relay import as_dict
 from ..terminal_text import printable
 from .display import SandboxResult, install_error_display, sandbox_error, show_output
 from .host_path import drop_writable_from_path
 from .sessions import DEFAULT_NAME, NamedSession, SessionRegistry, SessionSettings
 from .transfer import accept_out, encode_in
+
+log = logging.getLogger("glsandbox.magic")
+
+#: named in the cell's notice when showing a frame failed on the host (the frame is dropped)
+DROPPED_FRAME = "an output frame the host could not show (dropped)"
 
 LINE_HELP = """\
 Line magic:
@@ -277,11 +284,20 @@ class SandboxMagics(Magics):
 
         removed: list[str] = []
 
-        def on_output(msg: dict[str, Any]) -> Any:  # the frame as shown, when cleaning changed it
-            shown = clean_frame(msg, removed)  # no script from the sandbox reaches the browser
-            monitor.on_output(shown)
-            show_output(shown, executed)
-            return shown if shown is not msg else None  # the record lists what the frontend got
+        def on_output(msg: dict[str, Any]) -> Any:  # the frame as shown (JSON-safe, cleaned): what is recorded
+            try:
+                # No script from the sandbox reaches the browser; keys and values JSON-safe as the relay's.
+                shown = as_dict(clean_frame(msg, removed), removed)
+                monitor.on_output(shown)
+                show_output(shown, executed, removed)
+            except Exception as exc:  # a hostile frame must not end run_cell before its record
+                # The type only on the terminal (the message may quote the sandbox); the rest for debugging.
+                log.warning("dropped an output frame from the sandbox (%s)", type(exc).__name__)
+                log.debug("the dropped frame's error", exc_info=True)
+                if DROPPED_FRAME not in removed:
+                    removed.append(DROPPED_FRAME)
+                return None
+            return shown  # the record lists what the frontend got
 
         def on_input(prompt: str, password: bool) -> str:
             prompt = printable(prompt)  # the sandbox's text: no escape sequence reaches the terminal
@@ -426,7 +442,7 @@ def _notice_removed(sandbox: Any, removed: list[str]) -> None:
 
     from ..notebook.evidence import ROLE_NOTICE, role_metadata
 
-    data = {"text/plain": "glsandbox: removed from this cell's output: " + "; ".join(removed)}
+    data = {"text/plain": "glsandbox: removed or replaced in this cell's output: " + "; ".join(removed)}
     meta = role_metadata(ROLE_NOTICE)
     sandbox.mark_output(
         {"output_type": "display_data", "data": data, "metadata": meta}, lambda: publish_display_data(data, meta)

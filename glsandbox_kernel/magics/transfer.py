@@ -13,6 +13,7 @@ from typing import Any
 from IPython.core.error import UsageError
 
 from ..exceptions import SandboxSecurityError
+from ..terminal_text import printable
 
 
 def encode_in(names: list[str], user_ns: dict[str, Any]) -> dict[str, bytes]:
@@ -41,14 +42,26 @@ def accept_out(names: list[str], values: Any) -> dict[str, Any]:
     """``--out``: the values of exactly ``names`` from the sandbox's reply, or SandboxSecurityError.
 
     Host side: the reply is hostile. Its keys decide nothing; a reply with a
-    name that was not asked for (or without one that was) is refused whole.
+    name that was not asked for (or without one that was) is refused whole,
+    and so is one that makes the check itself fail (tampering too, never a host bug).
     """
+    try:
+        return _accept_out(names, values)
+    except SandboxSecurityError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever the reply made fail, it is refused as tampering
+        raise SandboxSecurityError(
+            f"--out: the sandbox's reply could not be checked ({type(exc).__name__}); nothing was copied to this kernel"
+        ) from None
+
+
+def _accept_out(names: list[str], values: Any) -> dict[str, Any]:
     if type(values) is not dict:
         raise SandboxSecurityError(
             f"--out: the sandbox answered with a {type(values).__name__}, not the values asked for; nothing was copied"
         )
     asked = set(names)
-    extra = sorted(repr(k)[:80] for k in values if type(k) is not str or k not in asked)
+    extra = sorted(key_name(k) for k in values if type(k) is not str or k not in asked)
     missing = [n for n in names if n not in values]
     if extra or missing:
         what = []
@@ -60,3 +73,17 @@ def accept_out(names: list[str], values: Any) -> dict[str, Any]:
             f"--out: the sandbox's reply was tampered with ({'; '.join(what)}); nothing was copied to this kernel"
         )
     return {name: values[name] for name in names}
+
+
+def key_name(key: Any) -> str:
+    """A reply key named for an error message: bounded, printable, and built without calling the key.
+
+    ``repr`` of an int over 4300 digits raises (Python's int string limit), and
+    a str key may hold terminal controls: a str is cut then escaped, anything
+    else is named by its type (and its size, for an int).
+    """
+    if type(key) is str:
+        return printable(repr(key[:80]))
+    if type(key) is int:
+        return f"<int of {key.bit_length()} bits>" if key.bit_length() > 64 else str(key)
+    return f"<{type(key).__name__}>"
