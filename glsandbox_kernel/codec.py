@@ -16,9 +16,11 @@ when those libraries are installed.
 Decoding runs under a :class:`Budget` (host side): at most ``max_objects``
 objects, ``MAX_DEPTH`` levels, an estimated host memory of ``ratio`` times
 the frame (plus a floor), and a wall-clock deadline (the call's timeout).
-Sets and dict keys are checked for hash floods before they are built: more
-than :data:`MAX_SAME_HASH` members with one hash value (which would make
-building them quadratic) are refused. Whatever exceeds the budget is
+Sets, dict keys and pandas labels (object index values, each level of a
+tuple index, column names) are checked for hash floods before they are
+built: more than :data:`MAX_SAME_HASH` distinct members with one hash value
+(which would make building them, or pandas' hash table, quadratic) are
+refused. Whatever exceeds the budget is
 refused with SandboxSecurityError, and the session kills the worker.
 """
 
@@ -400,7 +402,7 @@ def _dec(r: _Reader, depth: int) -> Any:
     if tag in (b"n", b"g"):
         return arrays.decode_numpy(r, tag, depth, _dec, LARGE_BUFFER)
     if tag in (b"P", b"R", b"X"):
-        return arrays.decode_pandas(r, tag, depth, _dec)
+        return arrays.decode_pandas(r, tag, depth, _dec, _check_hashes)
     raise SandboxSecurityError(f"malformed value: unknown tag {tag!r}")
 
 
@@ -441,32 +443,68 @@ def _dec_lazy(tag: bytes, r: Any, depth: int) -> Any:
     raise SandboxSecurityError(f"malformed value: unknown tag {tag!r}")
 
 
-def _check_hashes(members: list[Any], what: str) -> None:
-    """Refuse a hash flood before a set or dict is built from ``members`` (host side).
+#: types whose hash is a SipHash under this interpreter's random seed: no worker can flood them
+_SEEDED = frozenset({str, bytes})
 
-    Members with one hash value make each insertion walk the same probe
-    chain, so building the container is quadratic in their number. Counting
-    hash values is linear: the Counter's own keys are the hashes, distinct
-    ints whose hashes are themselves.
+
+def _check_hashes(members: list[Any], what: str, *, unhashable_ok: bool = False) -> None:
+    """Refuse a hash flood before a set, dict or pandas index is built from ``members`` (host side).
+
+    Distinct members with one hash value make each insertion walk the same
+    probe chain, so building the container is quadratic in their number;
+    equal members (a label repeated down an index) cost nothing extra and
+    are not counted. Linear: the hashes are counted first (the Counter's own
+    keys are the hashes, distinct ints whose hashes are themselves); only a
+    hash with more than :data:`MAX_SAME_HASH` members is looked at further,
+    each member compared with at most that many distinct ones kept so far.
+    Members that are all ``str``/``bytes`` (seeded SipHash: dozens of one
+    full 64-bit hash are out of reach) are not counted.
+    ``unhashable_ok``: members that cannot be hashed are skipped (an object
+    index may hold lists; nothing hashes them), not refused.
     """
     if len(members) <= MAX_SAME_HASH:
         for m in members:
-            _hash(m, what)
+            if not unhashable_ok or _hashable(m):
+                _hash(m, what)
+        return
+    if set(map(type, members)) <= _SEEDED:
         return
     try:
         distinct = set(map(hash, members))
-        # n members over d distinct hashes: no hash has more than n - d + 1 of them.
-        if len(members) - len(distinct) + 1 <= MAX_SAME_HASH:
-            return
-        counts = Counter(map(hash, members))
     except TypeError as exc:
-        raise SandboxSecurityError(f"malformed value: unhashable {what}") from exc
-    top = counts.most_common(1)[0][1]
-    if top > MAX_SAME_HASH:
-        raise SandboxSecurityError(
-            f"refused a value from the worker: {top} {what}s share one hash value (a hash-collision flood; "
-            f"at most {MAX_SAME_HASH} may)"
-        )
+        if not unhashable_ok:
+            raise SandboxSecurityError(f"malformed value: unhashable {what}") from exc
+        members = [m for m in members if _hashable(m)]
+        distinct = set(map(hash, members))
+    # n members over d distinct hashes: no hash has more than n - d + 1 of them.
+    if len(members) - len(distinct) + 1 <= MAX_SAME_HASH:
+        return
+    hot = {h for h, c in Counter(map(hash, members)).items() if c > MAX_SAME_HASH}
+    if not hot:
+        return
+    kept: dict[int, list[Any]] = {h: [] for h in hot}
+    try:
+        for m in members:
+            same = kept.get(hash(m))
+            if same is not None and m not in same:  # ``in``: identity, then ==, in C
+                same.append(m)
+                if len(same) > MAX_SAME_HASH:
+                    raise SandboxSecurityError(
+                        f"refused a value from the worker: more than {MAX_SAME_HASH} distinct {what}s share one "
+                        f"hash value (a hash-collision flood; at most {MAX_SAME_HASH} may)"
+                    )
+    except SandboxSecurityError:
+        raise
+    except Exception as exc:  # a comparison that fails: no decoded type's does
+        raise SandboxSecurityError(f"malformed value: {what}s that cannot be compared") from exc
+
+
+def _hashable(member: Any) -> bool:
+    try:
+        hash(member)
+    except TypeError:
+        return False
+    return True
 
 
 def _hash(member: Any, what: str) -> int:
