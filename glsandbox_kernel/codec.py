@@ -30,12 +30,12 @@ import dataclasses
 import pickle
 import struct
 import time
-from collections import Counter
 from typing import Any
 
 from . import codec_arrays as arrays
 from . import codec_columns as columns
 from . import codec_fast as fast
+from . import codec_hashes as hashes
 from .exceptions import SandboxSecurityError, UnsupportedType
 
 MAX_DEPTH = 200
@@ -443,72 +443,6 @@ def _dec_lazy(tag: bytes, r: Any, depth: int) -> Any:
     raise SandboxSecurityError(f"malformed value: unknown tag {tag!r}")
 
 
-#: types whose hash is a SipHash under this interpreter's random seed: no worker can flood them
-_SEEDED = frozenset({str, bytes})
-
-
 def _check_hashes(members: list[Any], what: str, *, unhashable_ok: bool = False) -> None:
-    """Refuse a hash flood before a set, dict or pandas index is built from ``members`` (host side).
-
-    Distinct members with one hash value make each insertion walk the same
-    probe chain, so building the container is quadratic in their number;
-    equal members (a label repeated down an index) cost nothing extra and
-    are not counted. Linear: the hashes are counted first (the Counter's own
-    keys are the hashes, distinct ints whose hashes are themselves); only a
-    hash with more than :data:`MAX_SAME_HASH` members is looked at further,
-    each member compared with at most that many distinct ones kept so far.
-    Members that are all ``str``/``bytes`` (seeded SipHash: dozens of one
-    full 64-bit hash are out of reach) are not counted.
-    ``unhashable_ok``: members that cannot be hashed are skipped (an object
-    index may hold lists; nothing hashes them), not refused.
-    """
-    if len(members) <= MAX_SAME_HASH:
-        for m in members:
-            if not unhashable_ok or _hashable(m):
-                _hash(m, what)
-        return
-    if set(map(type, members)) <= _SEEDED:
-        return
-    try:
-        distinct = set(map(hash, members))
-    except TypeError as exc:
-        if not unhashable_ok:
-            raise SandboxSecurityError(f"malformed value: unhashable {what}") from exc
-        members = [m for m in members if _hashable(m)]
-        distinct = set(map(hash, members))
-    # n members over d distinct hashes: no hash has more than n - d + 1 of them.
-    if len(members) - len(distinct) + 1 <= MAX_SAME_HASH:
-        return
-    hot = {h for h, c in Counter(map(hash, members)).items() if c > MAX_SAME_HASH}
-    if not hot:
-        return
-    kept: dict[int, list[Any]] = {h: [] for h in hot}
-    try:
-        for m in members:
-            same = kept.get(hash(m))
-            if same is not None and m not in same:  # ``in``: identity, then ==, in C
-                same.append(m)
-                if len(same) > MAX_SAME_HASH:
-                    raise SandboxSecurityError(
-                        f"refused a value from the worker: more than {MAX_SAME_HASH} distinct {what}s share one "
-                        f"hash value (a hash-collision flood; at most {MAX_SAME_HASH} may)"
-                    )
-    except SandboxSecurityError:
-        raise
-    except Exception as exc:  # a comparison that fails: no decoded type's does
-        raise SandboxSecurityError(f"malformed value: {what}s that cannot be compared") from exc
-
-
-def _hashable(member: Any) -> bool:
-    try:
-        hash(member)
-    except TypeError:
-        return False
-    return True
-
-
-def _hash(member: Any, what: str) -> int:
-    try:
-        return hash(member)
-    except TypeError as exc:
-        raise SandboxSecurityError(f"malformed value: unhashable {what}") from exc
+    """Refuse a hash flood before a set, dict or pandas index is built (see :func:`.codec_hashes.check`)."""
+    hashes.check(members, what, MAX_SAME_HASH, unhashable_ok=unhashable_ok)
