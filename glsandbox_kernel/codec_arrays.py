@@ -159,6 +159,7 @@ def decode_pandas(r: Any, tag: bytes, depth: int, dec: Dec, check_hashes: CheckH
     try:
         raw = [dec(r, depth + 1) for _ in dtypes]
         rng = meta.get("range")
+        np = sys.modules["numpy"]
         names = meta.get("names")
         if type(names) is list:
             _check_labels(names, "column name", check_hashes)
@@ -166,6 +167,8 @@ def decode_pandas(r: Any, tag: bytes, depth: int, dec: Dec, check_hashes: CheckH
             labels = dec(r, depth + 1)
             if type(labels) is list:
                 _check_labels(labels, "index label", check_hashes)
+            elif type(labels) is np.ndarray:
+                check_hashes(labels, "index label")
             values = _host_array(pd, labels, str(meta.get("index_dtype")), None)
             index = pd.Index(values, name=meta["index_name"])
         elif type(rng) is tuple and len(rng) == 3 and all(type(x) is int for x in rng):
@@ -173,7 +176,6 @@ def decode_pandas(r: Any, tag: bytes, depth: int, dec: Dec, check_hashes: CheckH
         else:
             raise SandboxSecurityError("malformed pandas index")
         rows = len(index)
-        np = sys.modules["numpy"]
         for c in raw:  # a scalar here would be broadcast to every row: a tiny frame, a huge host allocation
             if not (type(c) is list or (type(c) is np.ndarray and c.ndim == 1)) or len(c) != rows:
                 raise SandboxSecurityError("malformed pandas value: a column is not one value per row")

@@ -99,3 +99,51 @@ def test_sets_and_dict_keys_still_checked_with_duplicates_counted_once() -> None
         roundtrip(set(colliding(N)))
     with pytest.raises(SandboxSecurityError, match="share one hash value"):
         roundtrip(dict.fromkeys(colliding(N), 0))
+
+
+def pandas_int64_colliding(n: int) -> Any:
+    """Distinct int64s with one pandas int64 hash ((k >> 33) ^ k ^ (k << 11), 32 bits): its kernel over GF(2)."""
+
+    def image(x: int) -> int:
+        return ((x >> 33) ^ x ^ (x << 11)) & 0xFFFFFFFF
+
+    pivots: dict[int, tuple[int, int]] = {}
+    kernel: list[int] = []
+    for i in range(63):  # sign bit clear
+        img, combo = image(1 << i), 1 << i
+        for b in range(31, -1, -1):
+            if (img >> b) & 1:
+                if b not in pivots:
+                    pivots[b] = (img, combo)
+                    break
+                img, combo = img ^ pivots[b][0], combo ^ pivots[b][1]
+        if img == 0:
+            kernel.append(combo)
+    values = []
+    for bits in range(1, n + 1):
+        v = 0
+        for j, k in enumerate(kernel):
+            if (bits >> j) & 1:
+                v ^= k
+        values.append(v)
+    assert len({image(v) for v in values}) == 1 and len(set(values)) == n
+    return np.array(values, dtype=np.int64)
+
+
+def test_int64_index_flood_is_refused() -> None:
+    keys = pandas_int64_colliding(N)
+    with pytest.raises(SandboxSecurityError, match="pandas int64 hash value"):
+        roundtrip(pd.Series(np.zeros(N), index=pd.Index(keys)))
+    with pytest.raises(SandboxSecurityError, match="pandas int64 hash value"):
+        roundtrip(pd.Series(np.zeros(N), index=pd.Index(keys.view("M8[ns]"))))
+
+
+def test_ordinary_int64_and_datetime_indexes_decode() -> None:
+    rng = np.random.default_rng(0)
+    for index in (
+        pd.Index(rng.integers(-(2**62), 2**62, 100_000)),
+        pd.Index(np.repeat(np.arange(1000), 50)),  # repeated labels are not a flood
+        pd.date_range("2020-01-01", periods=10_000, freq="min"),
+    ):
+        out = roundtrip(pd.Series(np.zeros(len(index)), index=index))
+        assert out.index.equals(index)
