@@ -26,7 +26,7 @@ from . import codec_columns as columns
 from .exceptions import SandboxSecurityError, UnsupportedType
 
 #: numpy dtype strings the host accepts (no object, no sub-array or structured specs)
-_DTYPE_RE = re.compile(r"^[<>|=]?[?bBhHiIlLqQefdgFDGSUVmM][0-9]{0,9}(\[[A-Za-z0-9]{1,8}\])?$")
+_DTYPE_RE = re.compile(r"^[<>|=]?[?bBhHiIlLqQuefdgcFDGSUVmM][0-9]{0,9}(\[[A-Za-z0-9]{1,8}\])?$")
 
 Enc = Callable[[Any, list[Any], int], None]
 Dec = Callable[[Any, int], Any]

@@ -147,3 +147,15 @@ def test_ordinary_int64_and_datetime_indexes_decode() -> None:
     ):
         out = roundtrip(pd.Series(np.zeros(len(index)), index=index))
         assert out.index.equals(index)
+
+
+def test_unsigned_and_complex_arrays_decode() -> None:
+    # their dtype strings ('<u8', '|u1', '<c16') were refused by the plain-dtype pattern
+    for arr in (np.arange(5, dtype=np.uint8), np.arange(5, dtype=np.uint64), np.ones(3, dtype=np.complex128)):
+        np.testing.assert_array_equal(roundtrip(arr), arr)
+        assert roundtrip(arr).dtype == arr.dtype
+    assert roundtrip(np.uint32(7)) == np.uint32(7) and type(roundtrip(np.uint32(7))) is np.uint32
+    index = pd.Index(np.random.default_rng(0).integers(0, 2**63, 10_000, dtype=np.uint64))
+    assert roundtrip(pd.Series(np.zeros(len(index)), index=index)).index.equals(index)
+    with pytest.raises(SandboxSecurityError, match="pandas int64 hash value"):
+        roundtrip(pd.Series(np.zeros(N), index=pd.Index(pandas_int64_colliding(N).view(np.uint64))))
