@@ -16,9 +16,11 @@ when those libraries are installed.
 Decoding runs under a :class:`Budget` (host side): at most ``max_objects``
 objects, ``MAX_DEPTH`` levels, an estimated host memory of ``ratio`` times
 the frame (plus a floor), and a wall-clock deadline (the call's timeout).
-Sets and dict keys are checked for hash floods before they are built: more
-than :data:`MAX_SAME_HASH` members with one hash value (which would make
-building them quadratic) are refused. Whatever exceeds the budget is
+Sets, dict keys and pandas labels (object index values, each level of a
+tuple index, column names) are checked for hash floods before they are
+built: more than :data:`MAX_SAME_HASH` distinct members with one hash value
+(which would make building them, or pandas' hash table, quadratic) are
+refused. Whatever exceeds the budget is
 refused with SandboxSecurityError, and the session kills the worker.
 """
 
@@ -28,12 +30,12 @@ import dataclasses
 import pickle
 import struct
 import time
-from collections import Counter
 from typing import Any
 
 from . import codec_arrays as arrays
 from . import codec_columns as columns
 from . import codec_fast as fast
+from . import codec_hashes as hashes
 from .exceptions import SandboxSecurityError, UnsupportedType
 
 MAX_DEPTH = 200
@@ -400,7 +402,7 @@ def _dec(r: _Reader, depth: int) -> Any:
     if tag in (b"n", b"g"):
         return arrays.decode_numpy(r, tag, depth, _dec, LARGE_BUFFER)
     if tag in (b"P", b"R", b"X"):
-        return arrays.decode_pandas(r, tag, depth, _dec)
+        return arrays.decode_pandas(r, tag, depth, _dec, _check_hashes)
     raise SandboxSecurityError(f"malformed value: unknown tag {tag!r}")
 
 
@@ -441,36 +443,6 @@ def _dec_lazy(tag: bytes, r: Any, depth: int) -> Any:
     raise SandboxSecurityError(f"malformed value: unknown tag {tag!r}")
 
 
-def _check_hashes(members: list[Any], what: str) -> None:
-    """Refuse a hash flood before a set or dict is built from ``members`` (host side).
-
-    Members with one hash value make each insertion walk the same probe
-    chain, so building the container is quadratic in their number. Counting
-    hash values is linear: the Counter's own keys are the hashes, distinct
-    ints whose hashes are themselves.
-    """
-    if len(members) <= MAX_SAME_HASH:
-        for m in members:
-            _hash(m, what)
-        return
-    try:
-        distinct = set(map(hash, members))
-        # n members over d distinct hashes: no hash has more than n - d + 1 of them.
-        if len(members) - len(distinct) + 1 <= MAX_SAME_HASH:
-            return
-        counts = Counter(map(hash, members))
-    except TypeError as exc:
-        raise SandboxSecurityError(f"malformed value: unhashable {what}") from exc
-    top = counts.most_common(1)[0][1]
-    if top > MAX_SAME_HASH:
-        raise SandboxSecurityError(
-            f"refused a value from the worker: {top} {what}s share one hash value (a hash-collision flood; "
-            f"at most {MAX_SAME_HASH} may)"
-        )
-
-
-def _hash(member: Any, what: str) -> int:
-    try:
-        return hash(member)
-    except TypeError as exc:
-        raise SandboxSecurityError(f"malformed value: unhashable {what}") from exc
+def _check_hashes(members: list[Any], what: str, *, unhashable_ok: bool = False) -> None:
+    """Refuse a hash flood before a set, dict or pandas index is built (see :func:`.codec_hashes.check`)."""
+    hashes.check(members, what, MAX_SAME_HASH, unhashable_ok=unhashable_ok)

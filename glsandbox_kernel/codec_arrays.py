@@ -16,6 +16,7 @@ DataFrames are assembled without copying their columns.
 
 from __future__ import annotations
 
+import operator
 import re
 import sys
 from collections.abc import Callable
@@ -25,10 +26,11 @@ from . import codec_columns as columns
 from .exceptions import SandboxSecurityError, UnsupportedType
 
 #: numpy dtype strings the host accepts (no object, no sub-array or structured specs)
-_DTYPE_RE = re.compile(r"^[<>|=]?[?bBhHiIlLqQefdgFDGSUVmM][0-9]{0,9}(\[[A-Za-z0-9]{1,8}\])?$")
+_DTYPE_RE = re.compile(r"^[<>|=]?[?bBhHiIlLqQuefdgcFDGSUVmM][0-9]{0,9}(\[[A-Za-z0-9]{1,8}\])?$")
 
 Enc = Callable[[Any, list[Any], int], None]
 Dec = Callable[[Any, int], Any]
+CheckHashes = Callable[..., None]
 
 
 # -- worker side ---------------------------------------------------------------------------------
@@ -137,8 +139,12 @@ def decode_numpy(r: Any, tag: bytes, depth: int, dec: Dec, large: int) -> Any:
         raise SandboxSecurityError(f"malformed numpy data: {exc}") from exc
 
 
-def decode_pandas(r: Any, tag: bytes, depth: int, dec: Dec) -> Any:
-    """Host side: a DataFrame (``P``), Series (``R``) or Index (``X``); hostile data, under ``r``'s budget."""
+def decode_pandas(r: Any, tag: bytes, depth: int, dec: Dec, check_hashes: CheckHashes) -> Any:
+    """Host side: a DataFrame (``P``), Series (``R``) or Index (``X``); hostile data, under ``r``'s budget.
+
+    Labels pandas hashes (an index's values as a list, column names) go
+    through ``check_hashes`` before pandas sees them: see :func:`_check_labels`.
+    """
     try:
         import pandas as pd
     except ImportError:
@@ -153,15 +159,23 @@ def decode_pandas(r: Any, tag: bytes, depth: int, dec: Dec) -> Any:
     try:
         raw = [dec(r, depth + 1) for _ in dtypes]
         rng = meta.get("range")
+        np = sys.modules["numpy"]
+        names = meta.get("names")
+        if type(names) is list:
+            _check_labels(names, "column name", check_hashes)
         if rng is None:
-            values = _host_array(pd, dec(r, depth + 1), str(meta.get("index_dtype")), None)
+            labels = dec(r, depth + 1)
+            if type(labels) is list:
+                _check_labels(labels, "index label", check_hashes)
+            elif type(labels) is np.ndarray:
+                check_hashes(labels, "index label")
+            values = _host_array(pd, labels, str(meta.get("index_dtype")), None)
             index = pd.Index(values, name=meta["index_name"])
         elif type(rng) is tuple and len(rng) == 3 and all(type(x) is int for x in rng):
             index = pd.RangeIndex(*rng, name=meta["index_name"])
         else:
             raise SandboxSecurityError("malformed pandas index")
         rows = len(index)
-        np = sys.modules["numpy"]
         for c in raw:  # a scalar here would be broadcast to every row: a tiny frame, a huge host allocation
             if not (type(c) is list or (type(c) is np.ndarray and c.ndim == 1)) or len(c) != rows:
                 raise SandboxSecurityError("malformed pandas value: a column is not one value per row")
@@ -179,6 +193,34 @@ def decode_pandas(r: Any, tag: bytes, depth: int, dec: Dec) -> Any:
         return frame
     except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise SandboxSecurityError(f"malformed pandas value: {exc}") from exc
+
+
+def _check_labels(labels: list[Any], what: str, check_hashes: CheckHashes) -> None:
+    """Host side: refuse a hash flood in labels pandas will hash, before it builds anything.
+
+    ``pd.Index`` of a list factorizes it in pandas' object hash table (which
+    uses Python's hash): tuples make a MultiIndex whose every level is
+    factorized, other objects an Index hashed by ``is_unique``/``.loc``.
+    Python's int hash is the value modulo ``2**61 - 1``, no secret, so a
+    worker builds any number of distinct ints (and tuples, whose hash
+    derives from their members') with one hash value. The labels and each
+    level's values are checked as a set's members are (unhashable labels,
+    which pandas never hashes, are skipped). Linear in the labels' members.
+    """
+    check_hashes(labels, what, unhashable_ok=True)
+    levels: list[Any] = []
+    widths = set(map(len, labels)) if set(map(type, labels)) == {tuple} else None
+    if widths is not None and len(widths) == 1:  # a MultiIndex's tuples: its levels at C speed
+        levels = [list(map(operator.itemgetter(i), labels)) for i in range(widths.pop())]
+    else:
+        for label in labels:
+            if type(label) is tuple:
+                while len(levels) < len(label):
+                    levels.append([])
+                for level, member in zip(levels, label, strict=False):
+                    level.append(member)
+    for i, level in enumerate(levels):
+        check_hashes(level, f"{what} (level {i})", unhashable_ok=True)
 
 
 def _host_array(pd: Any, values: Any, dtype: str, index: Any) -> Any:

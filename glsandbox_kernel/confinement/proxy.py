@@ -203,7 +203,7 @@ class NetworkProxy:
             if req is None:
                 conn.sendall(_http_error(400, "malformed proxy request"))
                 return
-            kind, host, port, forward_head = req
+            kind, host, port, forward_head, body = req
             allowed, reason, addrs = self.decide(host, port)
             pid = _peer_pid(conn)
             decision = {
@@ -238,11 +238,13 @@ class NetworkProxy:
                 conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
             elif kind == "forward":
                 conn.sendall(b"OK\n")
+            if body is not None:  # plain HTTP: the request's own body, nothing after it
+                rest, body = rest[:body], body - len(rest[:body])
             first = (forward_head or b"") + rest
             if first:
                 self._send_up(upstream, first)
             conn.settimeout(None)
-            self._pump(conn, upstream)
+            self._pump(conn, upstream, body)
         except OSError:
             pass
         finally:
@@ -284,7 +286,8 @@ class NetworkProxy:
             self.bytes_received += len(data)
         conn.sendall(data)
 
-    def _pump(self, conn: socket.socket, upstream: socket.socket) -> None:
+    def _pump(self, conn: socket.socket, upstream: socket.socket, up_limit: int | None = None) -> None:
+        """Relay both ways; ``up_limit``: at most that many more bytes go upstream (the rest is dropped)."""
         open_socks = [conn, upstream]
         while open_socks and not self._stopping:
             r, _, _ = select.select([*(s.fileno() for s in open_socks), self._wake_r], [], [], 60.0)
@@ -302,7 +305,10 @@ class NetworkProxy:
                     open_socks.remove(s)
                     continue
                 if s is conn:
-                    self._send_up(upstream, data)
+                    if up_limit is not None:
+                        data, up_limit = data[:up_limit], up_limit - len(data[:up_limit])
+                    if data:
+                        self._send_up(upstream, data)
                 else:
                     self._send_down(conn, data)
 
@@ -384,23 +390,40 @@ def _split_hostport(text: str, default_port: int) -> tuple[str, int] | None:
     return (host, port) if host else None
 
 
-def _parse_head(head: bytes) -> tuple[str, str, int, bytes | None] | None:
-    """(kind, host, port, request head to send upstream or None)."""
+#: request headers the proxy never forwards: its own, hop-by-hop, and ``Host`` (written from the checked URL)
+_DROPPED = frozenset({"proxy-connection", "proxy-authorization", "connection", "host"})
+
+
+def _parse_head(head: bytes) -> tuple[str, str, int, bytes | None, int | None] | None:
+    """(kind, host, port, request head to send upstream or None, body bytes to forward or None: no limit).
+
+    A plain-HTTP request goes upstream with ``Host`` written from the URL
+    authority the allowlist decided on (RFC 9112 3.2.2: a proxy replaces the
+    client's ``Host``), never the client's own; a head with several ``Host``
+    headers, a folded or malformed header line (a bare CR/LF or NUL that a
+    lenient server could split differently), ``Transfer-Encoding`` or an
+    unclear ``Content-Length`` is refused (None). One request per
+    connection: only ``Content-Length`` bytes of body follow the head;
+    anything the client sends after them (a pipelined request that could
+    name another ``Host``) is dropped.
+    """
     try:
         text = head.decode("latin-1")
     except UnicodeDecodeError:
         return None
     if text.startswith("FORWARD "):
         hp = _split_hostport(text[8:], 0)
-        return None if hp is None else ("forward", hp[0], hp[1], None)
+        return None if hp is None else ("forward", hp[0], hp[1], None, None)
     lines = text.split("\r\n")
     parts = lines[0].split(" ")
     if len(parts) != 3 or not parts[2].startswith("HTTP/"):
         return None
     method, target, version = parts
+    if any(c in lines[0] for c in "\n\0\t"):  # the request line is the one line a server could split
+        return None
     if method.upper() == "CONNECT":
         hp = _split_hostport(target, 443)
-        return None if hp is None else ("connect", hp[0], hp[1], None)
+        return None if hp is None else ("connect", hp[0], hp[1], None, None)
     if not target.lower().startswith("http://"):
         return None
     rest = target[7:]
@@ -408,14 +431,30 @@ def _parse_head(head: bytes) -> tuple[str, str, int, bytes | None] | None:
     hp = _split_hostport(authority, 80)
     if hp is None:
         return None
-    headers = [
-        h
-        for h in lines[1:]
-        if h and h.split(":", 1)[0].strip().lower() not in ("proxy-connection", "proxy-authorization", "connection")
-    ]
-    new_head = f"{method} /{path if slash else ''} {version}\r\n" + "".join(h + "\r\n" for h in headers)
+    headers: list[str] = []
+    hosts = 0
+    lengths: set[str] = set()
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        if not colon or not name or name != name.strip() or any(c in line for c in "\r\n\0") or line[0] in " \t":
+            return None
+        key = name.lower()
+        if key == "transfer-encoding":
+            return None
+        hosts += key == "host"
+        if key == "content-length":
+            lengths.add(value.strip())
+        if key not in _DROPPED:
+            headers.append(line)
+    if hosts > 1 or len(lengths) > 1 or not all(v.isdigit() for v in lengths):
+        return None
+    body = int(lengths.pop()) if lengths else 0
+    host, port = hp
+    shown = f"[{host}]" if ":" in host else host
+    new_head = f"{method} /{path if slash else ''} {version}\r\nHost: {shown if port == 80 else f'{shown}:{port}'}\r\n"
+    new_head += "".join(h + "\r\n" for h in headers)
     new_head += "Connection: close\r\n\r\n"
-    return "http", hp[0], hp[1], new_head.encode("latin-1")
+    return "http", host, port, new_head.encode("latin-1"), body
 
 
 def _http_error(code: int, message: str) -> bytes:
