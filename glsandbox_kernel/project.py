@@ -157,11 +157,12 @@ _kept_walks: dict[tuple[str, tuple[str, ...], tuple[str | None, ...]], tuple[flo
 
 
 def _walk(
-    root: str, patterns: tuple[str, ...], skip: tuple[str | None, ...] = (), *, keep: bool = False
+    root: str, patterns: tuple[str, ...], skip: tuple[str | None, ...] = (), *, keep: bool = False, was: tuple = ()
 ) -> list[tuple[str, str]]:
-    """:func:`find_masked`, kept (``keep``) for, or taken from, a kept check's walk of the same folder."""
+    """:func:`find_masked`, kept (``keep``) for, or taken from, a kept check's walk of the same folder (or of
+    the same folder with the skips ``was``: an output folder created since, empty, walked on its own)."""
     key = (root, tuple(patterns), skip)
-    kept = _kept_walks.pop(key, None)
+    kept = _kept_walks.pop(key, None) or (_kept_walks.pop((root, tuple(patterns), was), None) if was else None)
     if kept is not None and not keep and time.monotonic() - kept[0] <= KEEP_S:
         return list(kept[1])
     found = find_masked(root, patterns, skip=skip)
@@ -197,6 +198,7 @@ def _scan_layout(config: OSSandboxConfig, *, create_output: bool, keep: bool = F
     writable = [os.path.realpath(p) for p in fs.writable_paths]
     owner = None
     output = None
+    made = False
     if project is not None:
         try:
             st = os.stat(project)
@@ -210,13 +212,14 @@ def _scan_layout(config: OSSandboxConfig, *, create_output: bool, keep: bool = F
             if fs.output_dir:
                 output = os.path.join(project, fs.output_dir)
                 if create_output and not os.path.lexists(output):
-                    _make_output_dir(output, owner)
+                    made = _make_output_dir(output, owner)
                 if os.path.isdir(output) and not os.path.islink(output):
                     writable.append(os.path.realpath(output))
                 else:
                     output = None
     masked: list[tuple[str, str]] = []
     notes: list[str] = []
+    was = (None,) if made and output is not None else ()  # the kernel's check walked the project before it
     own = output = os.path.realpath(output) if output else None
     if output is not None:  # the sandbox's own folder: its own scan and budget, never a refusal
         try:
@@ -241,7 +244,7 @@ def _scan_layout(config: OSSandboxConfig, *, create_output: bool, keep: bool = F
         if any(_under(v, s) for s in scanned) and not any(_under(v, m) for m, _ in masked):
             continue
         scanned.append(v)
-        masked += [m for m in _walk(v, fs.masked_names, (own,), keep=keep) if m not in masked]
+        masked += [m for m in _walk(v, fs.masked_names, (own,), keep=keep, was=was) if m not in masked]
     masked += [m for m in environment_masks(fs.masked_names, notes) if m not in masked]
     return ProjectLayout(
         project=project,
@@ -382,7 +385,7 @@ def writer_ids(layout: ProjectLayout) -> tuple[int, int] | None:
     return (st.st_uid, st.st_gid) if st.st_uid != 0 else None
 
 
-def _make_output_dir(path: str, owner: tuple[int, int] | None) -> None:
+def _make_output_dir(path: str, owner: tuple[int, int] | None) -> bool:
     """HOST side: create the output folder, owned like the project folder.
 
     Where it cannot be created (a read-only project on the host), there is
@@ -394,7 +397,8 @@ def _make_output_dir(path: str, owner: tuple[int, int] | None) -> None:
         if owner is not None and os.geteuid() == 0:
             os.chown(path, *owner)
     except OSError:
-        pass
+        return False
+    return True
 
 
 @functools.lru_cache(maxsize=1)

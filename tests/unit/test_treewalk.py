@@ -147,3 +147,18 @@ def test_a_container_start_takes_the_kernels_check_of_the_same_folder_once(tmp_p
     (tmp_path / "id_rsa").write_text("x")  # after the kernel's check: the start just after takes its walk, once
     assert container_masks(cfg) == ([(str(tmp_path / ".env"), "file")], None)
     assert container_masks(cfg)[0] == [(str(tmp_path / ".env"), "file"), (str(tmp_path / "id_rsa"), "file")]
+
+
+def test_the_first_start_in_a_folder_takes_the_kernels_walk_and_walks_the_output_folder_it_made(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / ".env").write_text("x")
+    fs = FilesystemConfig(project_dir=str(tmp_path), project_access="read")
+    cfg = create_config_by_level("moderate", isolation_type=IsolationType.NAMESPACE, filesystem=fs)
+    assert project_layout(cfg, keep=True).output_dir is None  # no output folder yet: the start makes it
+    (tmp_path / "id_rsa").write_text("x")  # after the kernel's check: the start just after takes its walk, once
+    layout = project_layout(cfg, create_output=True)
+    assert layout.output_dir == str(tmp_path / "sandbox-output") and layout.output_dir in layout.writable
+    assert [p for p, _ in layout.masked] == [str(tmp_path / ".env")]
+    again = project_layout(cfg, create_output=True)
+    assert [p for p, _ in again.masked] == [str(tmp_path / ".env"), str(tmp_path / "id_rsa")]
