@@ -152,22 +152,29 @@ class ProjectLayout:
 _kept: dict[int, tuple[float, object, str, ProjectLayout]] = {}
 KEEP_S = 30.0
 #: The walks of the last kept check by (root, patterns, skip), each taken once within KEEP_S by the same walk of
-#: the start that follows: CONTAINER's :func:`container_masks` walks what the kernel's check walked.
-_kept_walks: dict[tuple[str, tuple[str, ...], tuple[str | None, ...]], tuple[float, list[tuple[str, str]]]] = {}
+#: a start of that very config: CONTAINER's :func:`container_masks` walks what the kernel's check walked.
+_kept_walks: dict[tuple[str, tuple[str, ...], tuple[str | None, ...]], tuple[float, object, list[tuple[str, str]]]] = {}
 
 
 def _walk(
-    root: str, patterns: tuple[str, ...], skip: tuple[str | None, ...] = (), *, keep: bool = False, was: tuple = ()
+    fs: object,
+    root: str,
+    patterns: tuple[str, ...],
+    skip: tuple[str | None, ...] = (),
+    *,
+    keep: bool = False,
+    was: tuple = (),
 ) -> list[tuple[str, str]]:
-    """:func:`find_masked`, kept (``keep``) for, or taken from, a kept check's walk of the same folder (or of
-    the same folder with the skips ``was``: an output folder created since, empty, walked on its own)."""
+    """:func:`find_masked`, kept (``keep``) for, or taken from, a kept check of ``fs`` (a FilesystemConfig): its
+    walk of the same folder (or of the same folder with the skips ``was``: an output folder created since, empty,
+    walked on its own)."""
     key = (root, tuple(patterns), skip)
     kept = _kept_walks.pop(key, None) or (_kept_walks.pop((root, tuple(patterns), was), None) if was else None)
-    if kept is not None and not keep and time.monotonic() - kept[0] <= KEEP_S:
-        return list(kept[1])
+    if kept is not None and not keep and kept[1] is fs and time.monotonic() - kept[0] <= KEEP_S:
+        return list(kept[2])
     found = find_masked(root, patterns, skip=skip)
     if keep:
-        _kept_walks[key] = (time.monotonic(), list(found))
+        _kept_walks[key] = (time.monotonic(), fs, list(found))
     return found
 
 
@@ -223,7 +230,7 @@ def _scan_layout(config: OSSandboxConfig, *, create_output: bool, keep: bool = F
     own = output = os.path.realpath(output) if output else None
     if output is not None:  # the sandbox's own folder: its own scan and budget, never a refusal
         try:
-            masked += _walk(output, fs.masked_names, keep=keep)
+            masked += _walk(fs, output, fs.masked_names, keep=keep)
         except SandboxConfigError:
             masked.append((output, "dir"))
             writable.remove(output)
@@ -244,7 +251,7 @@ def _scan_layout(config: OSSandboxConfig, *, create_output: bool, keep: bool = F
         if any(_under(v, s) for s in scanned) and not any(_under(v, m) for m, _ in masked):
             continue
         scanned.append(v)
-        masked += [m for m in _walk(v, fs.masked_names, (own,), keep=keep, was=was) if m not in masked]
+        masked += [m for m in _walk(fs, v, fs.masked_names, (own,), keep=keep, was=was) if m not in masked]
     masked += [m for m in environment_masks(fs.masked_names, notes) if m not in masked]
     return ProjectLayout(
         project=project,
@@ -338,12 +345,12 @@ def container_masks(config: OSSandboxConfig) -> tuple[list[tuple[str, str]], str
     project = os.path.realpath(str(fs.project_dir))
     out = os.path.join(project, fs.output_dir) if fs.output_dir and config.project_access == "read" else None
     if out is None or os.path.islink(out) or not os.path.isdir(out):
-        return _walk(project, fs.masked_names, (None,)), None
+        return _walk(fs, project, fs.masked_names, (None,)), None
     try:
-        hide = bool(_walk(out, fs.masked_names))
+        hide = bool(_walk(fs, out, fs.masked_names))
     except SandboxConfigError:
         hide = True
-    return _walk(project, fs.masked_names, (out,)), str(fs.output_dir) if hide else None
+    return _walk(fs, project, fs.masked_names, (out,)), str(fs.output_dir) if hide else None
 
 
 def layout_for(ctx: object) -> ProjectLayout:
