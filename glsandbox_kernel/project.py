@@ -10,19 +10,18 @@ itself: not ``sys.path``, not the working directory, not ``PYTHONPATH``.
 
 from __future__ import annotations
 
-import fnmatch
 import functools
 import os
 import pwd
-import re
 import stat
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .exceptions import SandboxConfigError
 from .pyenv import PREFIX_CREDENTIALS, PythonEnvironment, compute_environment
+from .treewalk import DOOR_TYPES, TreeWalk, is_door, is_masked, mask_matcher
 
 if TYPE_CHECKING:  # config imports this module to validate project_dir: no runtime import back
     from .config import OSSandboxConfig
@@ -88,71 +87,6 @@ def default_project_dir(cwd: str | None = None) -> str | None:
     return None if project_dir_problem(path) else path
 
 
-@functools.lru_cache(maxsize=64)
-def _mask_matcher(patterns: tuple[str, ...]) -> Callable[[str], object]:
-    """One compiled regex for all of ``patterns`` (``fnmatchcase`` of each, alternated).
-
-    A scan asks for every entry of the project folder: one match instead of one
-    ``fnmatchcase`` per pattern (17 by default) is most of a scan's time.
-    """
-    if not patterns:
-        return lambda _name: None
-    return re.compile("|".join(fnmatch.translate(p) for p in patterns)).match
-
-
-def is_masked(name: str, patterns: tuple[str, ...]) -> bool:
-    """Whether the file or folder name ``name`` matches one of ``patterns`` (:func:`fnmatch.fnmatchcase`)."""
-    return _mask_matcher(tuple(patterns))(name) is not None
-
-
-class TreeWalk:
-    """HOST side: every entry below ``roots`` with its ``lstat``, depth first, at most ``budget`` of them.
-
-    Iterating yields ``(entry, stat_result)``; symlinks are yielded, never
-    followed; unreadable folders and entries are passed over. It descends into
-    a folder when ``descend(entry, stat_result)`` says so. After the loop,
-    ``complete`` is False when the walk stopped at the budget. Used by
-    :func:`find_masked` and by :class:`~glsandbox_kernel.written_files.WriteTracker`.
-    """
-
-    def __init__(
-        self,
-        roots: Iterable[str],
-        budget: int,
-        descend: Callable[[os.DirEntry[str], os.stat_result], bool],
-    ) -> None:
-        self.roots = list(roots)
-        self.budget = budget
-        self.descend = descend
-        self.complete = True
-
-    def __iter__(self) -> Iterator[tuple[os.DirEntry[str], os.stat_result]]:
-        todo = list(self.roots)
-        seen = 0
-        while todo:
-            try:
-                entries = list(os.scandir(todo.pop()))
-            except OSError:
-                continue
-            for entry in entries:
-                seen += 1
-                if seen > self.budget:
-                    self.complete = False
-                    return
-                try:
-                    st = entry.stat(follow_symlinks=False)
-                except OSError:
-                    continue
-                yield entry, st
-                if stat.S_ISDIR(st.st_mode) and self.descend(entry, st):
-                    todo.append(entry.path)
-
-
-def _is_door(st: os.stat_result) -> bool:
-    """A socket or FIFO (a door to a host process, read-only mount or not), or a device node (BASIC's host paths are not nodev)."""
-    return any(f(st.st_mode) for f in (stat.S_ISSOCK, stat.S_ISFIFO, stat.S_ISCHR, stat.S_ISBLK))
-
-
 def find_masked(
     root: str, patterns: tuple[str, ...], *, budget: int = SCAN_BUDGET, skip: Iterable[str | None] = ()
 ) -> list[tuple[str, str]]:
@@ -167,11 +101,16 @@ def find_masked(
     ``budget`` entries (a folder that large cannot be checked for secrets).
     """
     out = set(environment_paths()) | set(skip)
-    walk = TreeWalk([root], budget, lambda e, _: e.path not in out and not is_masked(e.name, patterns))
+    masked = mask_matcher(tuple(patterns))
+    walk = TreeWalk([root], budget, lambda e: e.path not in out and not masked(e.name))
     found: list[tuple[str, str]] = []
-    for entry, st in walk:
-        if _is_door(st) or (not stat.S_ISLNK(st.st_mode) and is_masked(entry.name, patterns)):
-            found.append((entry.path, "dir" if stat.S_ISDIR(st.st_mode) else "file"))
+    for entry, kind in walk:
+        if kind in DOOR_TYPES or (kind != stat.S_IFLNK and masked(entry.name)):
+            try:  # its own lstat, as before the type came from the listing: one that cannot be passed over
+                kind = stat.S_IFMT(entry.stat(follow_symlinks=False).st_mode)
+            except OSError:
+                continue
+            found.append((entry.path, "dir" if kind == stat.S_IFDIR else "file"))
     if not walk.complete:
         raise SandboxConfigError(
             "filesystem",
@@ -212,6 +151,31 @@ class ProjectLayout:
 #: config (the same FilesystemConfig object) within KEEP_S, a bound for a start that failed before taking it.
 _kept: dict[int, tuple[float, object, str, ProjectLayout]] = {}
 KEEP_S = 30.0
+#: The walks of the last kept check by (root, patterns, skip), each taken once within KEEP_S by the same walk of
+#: a start of that very config: CONTAINER's :func:`container_masks` walks what the kernel's check walked.
+_kept_walks: dict[tuple[str, tuple[str, ...], tuple[str | None, ...]], tuple[float, object, list[tuple[str, str]]]] = {}
+
+
+def _walk(
+    fs: object,
+    root: str,
+    patterns: tuple[str, ...],
+    skip: tuple[str | None, ...] = (),
+    *,
+    keep: bool = False,
+    was: tuple = (),
+) -> list[tuple[str, str]]:
+    """:func:`find_masked`, kept (``keep``) for, or taken from, a kept check of ``fs`` (a FilesystemConfig): its
+    walk of the same folder (or of the same folder with the skips ``was``: an output folder created since, empty,
+    walked on its own)."""
+    key = (root, tuple(patterns), skip)
+    kept = _kept_walks.pop(key, None) or (_kept_walks.pop((root, tuple(patterns), was), None) if was else None)
+    if kept is not None and not keep and kept[1] is fs and time.monotonic() - kept[0] <= KEEP_S:
+        return list(kept[2])
+    found = find_masked(root, patterns, skip=skip)
+    if keep:
+        _kept_walks[key] = (time.monotonic(), fs, list(found))
+    return found
 
 
 def project_layout(config: OSSandboxConfig, *, create_output: bool = False, keep: bool = False) -> ProjectLayout:
@@ -225,13 +189,15 @@ def project_layout(config: OSSandboxConfig, *, create_output: bool = False, keep
     if kept is not None and kept[1] is fs and kept[2] == access and time.monotonic() - kept[0] <= KEEP_S:
         if kept[3].output_dir or not (fs.output_dir and access == "read"):
             return kept[3]
-    layout = _scan_layout(config, create_output=create_output)
+    if keep:
+        _kept_walks.clear()
+    layout = _scan_layout(config, create_output=create_output, keep=keep)
     if keep:
         _kept[id(fs)] = (time.monotonic(), fs, access, layout)
     return layout
 
 
-def _scan_layout(config: OSSandboxConfig, *, create_output: bool) -> ProjectLayout:
+def _scan_layout(config: OSSandboxConfig, *, create_output: bool, keep: bool = False) -> ProjectLayout:
     fs = config.filesystem
     access = config.project_access
     project = os.path.realpath(fs.project_dir) if fs.project_dir else None
@@ -239,6 +205,7 @@ def _scan_layout(config: OSSandboxConfig, *, create_output: bool) -> ProjectLayo
     writable = [os.path.realpath(p) for p in fs.writable_paths]
     owner = None
     output = None
+    made = False
     if project is not None:
         try:
             st = os.stat(project)
@@ -252,17 +219,18 @@ def _scan_layout(config: OSSandboxConfig, *, create_output: bool) -> ProjectLayo
             if fs.output_dir:
                 output = os.path.join(project, fs.output_dir)
                 if create_output and not os.path.lexists(output):
-                    _make_output_dir(output, owner)
+                    made = _make_output_dir(output, owner)
                 if os.path.isdir(output) and not os.path.islink(output):
                     writable.append(os.path.realpath(output))
                 else:
                     output = None
     masked: list[tuple[str, str]] = []
     notes: list[str] = []
+    was = (None,) if made and output is not None else ()  # the kernel's check walked the project before it
     own = output = os.path.realpath(output) if output else None
     if output is not None:  # the sandbox's own folder: its own scan and budget, never a refusal
         try:
-            masked += find_masked(output, fs.masked_names)
+            masked += _walk(fs, output, fs.masked_names, keep=keep)
         except SandboxConfigError:
             masked.append((output, "dir"))
             writable.remove(output)
@@ -283,7 +251,7 @@ def _scan_layout(config: OSSandboxConfig, *, create_output: bool) -> ProjectLayo
         if any(_under(v, s) for s in scanned) and not any(_under(v, m) for m, _ in masked):
             continue
         scanned.append(v)
-        masked += [m for m in find_masked(v, fs.masked_names, skip=(own,)) if m not in masked]
+        masked += [m for m in _walk(fs, v, fs.masked_names, (own,), keep=keep, was=was) if m not in masked]
     masked += [m for m in environment_masks(fs.masked_names, notes) if m not in masked]
     return ProjectLayout(
         project=project,
@@ -308,7 +276,7 @@ def _needs_scan(path: str, patterns: tuple[str, ...]) -> bool:
         st = os.stat(path)
     except OSError:
         return False
-    if not stat.S_ISDIR(st.st_mode) and (_is_door(st) or is_masked(os.path.basename(path), patterns)):
+    if not stat.S_ISDIR(st.st_mode) and (is_door(st.st_mode) or is_masked(os.path.basename(path), patterns)):
         raise SandboxConfigError("readonly_paths", f"{path}: a masked name, socket, FIFO or device: never shown")
     return stat.S_ISDIR(st.st_mode) and not any(_under(path, t) for t in _DOORLESS_TREES + python_environment().trusted)
 
@@ -377,12 +345,12 @@ def container_masks(config: OSSandboxConfig) -> tuple[list[tuple[str, str]], str
     project = os.path.realpath(str(fs.project_dir))
     out = os.path.join(project, fs.output_dir) if fs.output_dir and config.project_access == "read" else None
     if out is None or os.path.islink(out) or not os.path.isdir(out):
-        return find_masked(project, fs.masked_names), None
+        return _walk(fs, project, fs.masked_names, (None,)), None
     try:
-        hide = bool(find_masked(out, fs.masked_names))
+        hide = bool(_walk(fs, out, fs.masked_names))
     except SandboxConfigError:
         hide = True
-    return find_masked(project, fs.masked_names, skip=(out,)), str(fs.output_dir) if hide else None
+    return _walk(fs, project, fs.masked_names, (out,)), str(fs.output_dir) if hide else None
 
 
 def layout_for(ctx: object) -> ProjectLayout:
@@ -424,7 +392,7 @@ def writer_ids(layout: ProjectLayout) -> tuple[int, int] | None:
     return (st.st_uid, st.st_gid) if st.st_uid != 0 else None
 
 
-def _make_output_dir(path: str, owner: tuple[int, int] | None) -> None:
+def _make_output_dir(path: str, owner: tuple[int, int] | None) -> bool:
     """HOST side: create the output folder, owned like the project folder.
 
     Where it cannot be created (a read-only project on the host), there is
@@ -436,7 +404,8 @@ def _make_output_dir(path: str, owner: tuple[int, int] | None) -> None:
         if owner is not None and os.geteuid() == 0:
             os.chown(path, *owner)
     except OSError:
-        pass
+        return False
+    return True
 
 
 @functools.lru_cache(maxsize=1)

@@ -21,7 +21,7 @@ import stat
 from dataclasses import dataclass
 from typing import Any
 
-from .project import TreeWalk, is_masked
+from .treewalk import TreeWalk, mask_matcher
 
 #: (size, mtime_ns, ctime_ns, inode) of one regular file.
 Stamp = tuple[int, int, int, int]
@@ -54,14 +54,16 @@ class WriteTracker:
     def snapshot(self) -> Snapshot:
         """Stamps of every regular file below the roots (symlinks are not followed)."""
         files: dict[str, Stamp] = {}
-        walk = TreeWalk(
-            [r for r in self.roots if os.path.isdir(r)],
-            self.max_entries,
-            lambda entry, _: not is_masked(entry.name, self.masked_names),
-        )
-        for entry, st in walk:
-            if stat.S_ISREG(st.st_mode) and not is_masked(entry.name, self.masked_names):
-                files[entry.path] = _stamp(st)
+        masked = mask_matcher(tuple(self.masked_names))
+        walk = TreeWalk([r for r in self.roots if os.path.isdir(r)], self.max_entries, lambda e: not masked(e.name))
+        for entry, kind in walk:
+            if kind == stat.S_IFREG and not masked(entry.name):
+                try:  # the listing said a regular file: its stamp is its lstat
+                    st = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                if stat.S_ISREG(st.st_mode):
+                    files[entry.path] = _stamp(st)
         return Snapshot(files, complete=walk.complete)
 
     def changes(self, before: Snapshot) -> list[dict[str, Any]]:
