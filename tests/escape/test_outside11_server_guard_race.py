@@ -16,6 +16,10 @@ swapping loop in its own process as the cell would run it): the host file is
 removed within a few dozen DELETE requests (each one alone is a 403 or a
 delete of the project's own file).
 
+``/files/`` (tornado's ``StaticFileHandler``: ``realpath`` check, then
+``open`` of the path string) has the same window: the host file's text is
+sent within a few hundred requests.
+
 Severity: medium (a race, but the cell controls its timing and may retry at
 every user delete; the same window lets a PATCH rename move a host file into
 the project). Judged from the host: whether the host file still exists.
@@ -23,10 +27,13 @@ the project). Judged from the host: whether the host file still exists.
 
 from __future__ import annotations
 
+import http.client
 import os
 import subprocess
 import sys
 import textwrap
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +42,7 @@ import pytest
 from ..jupyter.test_server_save_links import HOST_TEXT, _call
 from ..jupyter.test_server_save_links import server as server  # the real server fixture (both managers)
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = pytest.mark.timeout(300)
 
 SWAPPER = textwrap.dedent(
     """
@@ -81,3 +88,42 @@ def test_delete_does_not_remove_a_host_file_through_a_folder_swapped_after_the_c
         swapper.kill()
         swapper.wait()
     assert victim.exists() and victim.read_text() == HOST_TEXT, f"host file removed; replies {replies}"
+
+
+def _files(server: dict[str, Any], path: str) -> bytes:
+    req = urllib.request.Request(f"{server['url']}/files/{path}", headers={"Authorization": f"token {server['token']}"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return bytes(r.read())
+    except urllib.error.HTTPError as e:
+        return bytes(e.read())
+    except http.client.IncompleteRead as e:  # the length of one file, the bytes of the other
+        return bytes(e.partial)
+    except (OSError, http.client.HTTPException):  # tornado drops the connection when the file changes under it
+        return b""
+
+
+def test_files_does_not_send_a_host_file_through_a_folder_swapped_after_the_check(server: dict[str, Any]) -> None:
+    """``/files/`` is tornado's: it resolves the path (realpath) then opens the path string again."""
+    host = Path(server["host"]) / "o11-race-files"
+    host.mkdir()
+    (host / "victim.txt").write_text(HOST_TEXT)
+    proj = Path(server["root"]) / "o11-race-files"
+    (proj / "data").mkdir(parents=True)
+    (proj / "data" / "victim.txt").write_text("the project's own file\n")
+    os.symlink(host, proj / "swap")
+    swapper = subprocess.Popen(
+        [sys.executable, "-c", SWAPPER, str(proj / "data"), str(proj / "swap")], stdout=subprocess.PIPE, text=True
+    )
+    sent = False
+    try:
+        assert swapper.stdout is not None and swapper.stdout.readline().strip() == "ready"
+        for _ in range(400):
+            if HOST_TEXT.encode() in _files(server, "o11-race-files/data/victim.txt"):
+                sent = True
+                break
+            assert swapper.poll() is None, "the swapping loop stopped (renameat2 unsupported?)"
+    finally:
+        swapper.kill()
+        swapper.wait()
+    assert not sent, "/files/ sent the host file"

@@ -124,3 +124,13 @@ def test_copy_does_not_bring_a_host_folder_in_below_an_execute_only_folder(serve
         assert status == 403, (status, reply)
     finally:
         os.chmod(proj / "x", 0o755)
+
+
+def test_a_host_folder_is_not_listed_below_an_execute_only_folder(server: dict[str, Any]) -> None:
+    """The listing: names, sizes and times of the host folder's files go to the browser."""
+    proj, _host = _plant(server, "o11-ls")
+    try:
+        status, reply = _call(server, "GET", "o11-ls/x/keys?content=1")
+        assert status == 403 and "secret.txt" not in str(reply), (status, reply)
+    finally:
+        os.chmod(proj / "x", 0o755)
