@@ -24,26 +24,16 @@ from the host: the bytes the server sent.
 from __future__ import annotations
 
 import os
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from ..jupyter.test_server_read_links import _files
 from ..jupyter.test_server_save_links import HOST_TEXT, _call
 from ..jupyter.test_server_save_links import server as server  # the real server fixture (both managers)
 
 pytestmark = pytest.mark.timeout(180)
-
-
-def _files(server: dict[str, Any], path: str) -> tuple[int, bytes]:
-    req = urllib.request.Request(f"{server['url']}/files/{path}", headers={"Authorization": f"token {server['token']}"})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
 
 
 def test_files_does_not_serve_a_link_to_a_file_elsewhere_below_the_root(server: dict[str, Any]) -> None:

@@ -27,6 +27,7 @@ the project). Judged from the host: whether the host file still exists.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import subprocess
@@ -34,6 +35,7 @@ import sys
 import textwrap
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,30 +65,41 @@ SWAPPER = textwrap.dedent(
 )
 
 
-def test_delete_does_not_remove_a_host_file_through_a_folder_swapped_after_the_check(server: dict[str, Any]) -> None:
-    host = Path(server["host"]) / "o11-race"
+@contextlib.contextmanager
+def _swapping(server: dict[str, Any], name: str) -> Iterator[Callable[[], None]]:
+    """``root/<name>/data`` swapped with ``root/<name>/swap -> host/<name>`` in a loop; yields a liveness check."""
+    host = Path(server["host"]) / name
     host.mkdir()
-    victim = host / "victim.txt"
-    victim.write_text(HOST_TEXT)
-    proj = Path(server["root"]) / "o11-race"
+    (host / "victim.txt").write_text(HOST_TEXT)
+    proj = Path(server["root"]) / name
     (proj / "data").mkdir(parents=True)
     (proj / "data" / "victim.txt").write_text("the project's own file\n")
     os.symlink(host, proj / "swap")
     swapper = subprocess.Popen(
         [sys.executable, "-c", SWAPPER, str(proj / "data"), str(proj / "swap")], stdout=subprocess.PIPE, text=True
     )
+
+    def alive() -> None:
+        assert swapper.poll() is None, "the swapping loop stopped (renameat2 unsupported?)"
+
     try:
         assert swapper.stdout is not None and swapper.stdout.readline().strip() == "ready"
-        replies: dict[int, int] = {}
+        yield alive
+    finally:
+        swapper.kill()
+        swapper.wait()
+
+
+def test_delete_does_not_remove_a_host_file_through_a_folder_swapped_after_the_check(server: dict[str, Any]) -> None:
+    victim = Path(server["host"]) / "o11-race" / "victim.txt"
+    replies: dict[int, int] = {}
+    with _swapping(server, "o11-race") as alive:
         for _ in range(400):
             status, _reply = _call(server, "DELETE", "o11-race/data/victim.txt")
             replies[status] = replies.get(status, 0) + 1
             if not victim.exists():
                 break
-            assert swapper.poll() is None, "the swapping loop stopped (renameat2 unsupported?)"
-    finally:
-        swapper.kill()
-        swapper.wait()
+            alive()
     assert victim.exists() and victim.read_text() == HOST_TEXT, f"host file removed; replies {replies}"
 
 
@@ -105,25 +118,11 @@ def _files(server: dict[str, Any], path: str) -> bytes:
 
 def test_files_does_not_send_a_host_file_through_a_folder_swapped_after_the_check(server: dict[str, Any]) -> None:
     """``/files/`` is tornado's: it resolves the path (realpath) then opens the path string again."""
-    host = Path(server["host"]) / "o11-race-files"
-    host.mkdir()
-    (host / "victim.txt").write_text(HOST_TEXT)
-    proj = Path(server["root"]) / "o11-race-files"
-    (proj / "data").mkdir(parents=True)
-    (proj / "data" / "victim.txt").write_text("the project's own file\n")
-    os.symlink(host, proj / "swap")
-    swapper = subprocess.Popen(
-        [sys.executable, "-c", SWAPPER, str(proj / "data"), str(proj / "swap")], stdout=subprocess.PIPE, text=True
-    )
     sent = False
-    try:
-        assert swapper.stdout is not None and swapper.stdout.readline().strip() == "ready"
+    with _swapping(server, "o11-race-files") as alive:
         for _ in range(400):
             if HOST_TEXT.encode() in _files(server, "o11-race-files/data/victim.txt"):
                 sent = True
                 break
-            assert swapper.poll() is None, "the swapping loop stopped (renameat2 unsupported?)"
-    finally:
-        swapper.kill()
-        swapper.wait()
+            alive()
     assert not sent, "/files/ sent the host file"

@@ -25,6 +25,7 @@ host files are afterwards. Fix: walk with ``O_PATH | O_NOFOLLOW`` (or
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import stat
@@ -81,8 +82,9 @@ def _own(path: Path) -> None:
             os.chown(p, NOBODY, NOBODY, follow_symlinks=False)
 
 
-def _plant(server: dict[str, Any], name: str) -> tuple[Path, Path]:
-    """``root/<name>/x`` (0o111) holding ``keys -> host/<name>`` with ``secret.txt``; returns (project, host folder)."""
+@contextlib.contextmanager
+def _planted(server: dict[str, Any], name: str) -> Iterator[tuple[Path, Path]]:
+    """``root/<name>/x`` (0o111) holding ``keys -> host/<name>`` with ``secret.txt``; yields (project, host folder)."""
     host = Path(server["host"]) / name
     host.mkdir()
     (host / "secret.txt").write_text(HOST_TEXT)
@@ -92,45 +94,44 @@ def _plant(server: dict[str, Any], name: str) -> tuple[Path, Path]:
     _own(host)
     _own(proj)
     os.chmod(proj / "x", stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    return proj, host
+    try:
+        yield proj, host
+    finally:
+        os.chmod(proj / "x", 0o755)
 
 
 def test_rename_does_not_move_a_host_file_in_below_an_execute_only_folder(server: dict[str, Any]) -> None:
-    proj, host = _plant(server, "o11-ren")
-    try:
+    with _planted(server, "o11-ren") as (proj, host):
         status, reply = _call(server, "PATCH", "o11-ren/x/keys/secret.txt", {"path": "o11-ren/stolen.txt"})
-        assert (host / "secret.txt").exists() and not (proj / "stolen.txt").exists(), (status, reply)
-        assert status == 403, (status, reply)
-    finally:
-        os.chmod(proj / "x", 0o755)
+    assert (host / "secret.txt").exists() and not (proj / "stolen.txt").exists(), (status, reply)
+    assert status == 403, (status, reply)
 
 
 def test_delete_does_not_remove_a_host_file_below_an_execute_only_folder(server: dict[str, Any]) -> None:
-    proj, host = _plant(server, "o11-del")
-    try:
+    with _planted(server, "o11-del") as (_proj, host):
         status, reply = _call(server, "DELETE", "o11-del/x/keys/secret.txt")
-        assert (host / "secret.txt").exists(), (status, reply)
-        assert status == 403, (status, reply)
-    finally:
-        os.chmod(proj / "x", 0o755)
+    assert (host / "secret.txt").exists(), (status, reply)
+    assert status == 403, (status, reply)
 
 
 def test_copy_does_not_bring_a_host_folder_in_below_an_execute_only_folder(server: dict[str, Any]) -> None:
-    proj, _host = _plant(server, "o11-cp")
-    try:
+    with _planted(server, "o11-cp") as (proj, _host):
         status, reply = _call(server, "POST", "o11-cp", {"copy_from": "o11-cp/x/keys"})
-        copied = [p for p in proj.rglob("*") if p.is_file() and not p.is_symlink() and HOST_TEXT in p.read_text()]
-        assert not copied, (status, reply, copied)
-        assert status == 403, (status, reply)
-    finally:
-        os.chmod(proj / "x", 0o755)
+    copied = [p for p in proj.rglob("*") if p.is_file() and not p.is_symlink() and HOST_TEXT in p.read_text()]
+    assert not copied, (status, reply, copied)
+    assert status == 403, (status, reply)
 
 
 def test_a_host_folder_is_not_listed_below_an_execute_only_folder(server: dict[str, Any]) -> None:
     """The listing: names, sizes and times of the host folder's files go to the browser."""
-    proj, _host = _plant(server, "o11-ls")
-    try:
+    with _planted(server, "o11-ls"):
         status, reply = _call(server, "GET", "o11-ls/x/keys?content=1")
-        assert status == 403 and "secret.txt" not in str(reply), (status, reply)
-    finally:
-        os.chmod(proj / "x", 0o755)
+    assert status == 403 and "secret.txt" not in str(reply), (status, reply)
+
+
+def test_no_folder_is_made_in_a_host_folder_below_an_execute_only_folder(server: dict[str, Any]) -> None:
+    """A directory save is jupyter_server's ``os.mkdir``, not one of the replaced writers."""
+    with _planted(server, "o11-mk") as (_proj, host):
+        status, reply = _call(server, "PUT", "o11-mk/x/keys/autostart", {"type": "directory"})
+    assert sorted(os.listdir(host)) == ["secret.txt"], (status, reply)
+    assert status == 403, (status, reply)
