@@ -77,7 +77,7 @@ class OSSandbox(AuditedSandbox):
                 extra={
                     "config": self.config.to_dict(),
                     "backend": self._session.backend_cls.name,
-                    **session_start_extra(),  # a `glsandbox run` kernel: the chain commits to the notebook seal
+                    **session_start_extra(key is not None),  # run or signing kernel: the chain commits to a seal
                 },
             )
             if self._session.fallback_reason:

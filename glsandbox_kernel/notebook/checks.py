@@ -89,15 +89,15 @@ def _positions(items: list[int]) -> str:
     return ", ".join(str(i) for i in items) if items else "?"
 
 
-def _magic_order_ok(outputs: Sequence[Any], found_at: int, rec_entries: list[Any]) -> bool:
+def _magic_order_ok(outputs: Sequence[Any], found_at: int, rec_entries: list[Any], fmt: int = 1) -> bool:
     """A ``%%sandbox`` cell: IPython shows the cell's result or exception after the audit output.
 
     The outputs before the audit output must be the recorded ones in order,
     once those shown after it (each one recorded) are taken out.
     """
     recorded = [str(e.get("hash")) for e in rec_entries if isinstance(e, Mapping)]
-    before = output_hashes(outputs[:found_at])
-    for h in output_hashes(outputs[found_at + 1 :]):
+    before = output_hashes(outputs[:found_at], fmt)
+    for h in output_hashes(outputs[found_at + 1 :], fmt):
         if h not in recorded:
             return False
         recorded.remove(h)
@@ -293,18 +293,53 @@ def widget_state_warning(nb: Mapping[str, Any]) -> str | None:
 
 
 #: cell tags that nbconvert's TagRemovePreprocessor and Jupyter Book act on (they drop content from exports)
+#: cell tags that make an export leave covered content out (nbconvert's TagRemovePreprocessor as
+#: configured by Jupyter Book / MyST-NB: whole cell, input, outputs, or one stream)
 REMOVING_TAGS = frozenset(
-    {"remove-cell", "remove-input", "remove-output", "remove_cell", "remove_input", "remove_output"}
+    f"remove{sep}{what}" for sep in "-_" for what in ("cell", "input", "output", "stderr", "stdout")
 )
+#: ``slideshow.slide_type`` values that ``nbconvert --to slides`` leaves out of the deck
+REMOVING_SLIDE_TYPES = frozenset({"skip", "notes"})
+
+
+def _removes(meta: Mapping[str, Any], tags: list[Any]) -> str | None:
+    """Why an export drops covered content of a cell with metadata ``meta``, or None."""
+    tag = next((t for t in tags if isinstance(t, str) and t in REMOVING_TAGS), None)
+    if tag:
+        return f"tag {tag}"
+    transient, slideshow = meta.get("transient"), meta.get("slideshow")
+    if isinstance(transient, Mapping) and transient.get("remove_source"):
+        return "transient.remove_source"
+    if isinstance(slideshow, Mapping) and slideshow.get("slide_type") in REMOVING_SLIDE_TYPES:
+        return f"slideshow.slide_type {slideshow.get('slide_type')}"
+    if meta.get("nbsphinx") == "hidden":
+        return "nbsphinx hidden"
+    return None
+
+
+def _hides(meta: Mapping[str, Any], tags: list[Any]) -> str | None:
+    """Why a view folds covered content of a cell with metadata ``meta`` (it stays in the file), or None."""
+    jupyter = meta.get("jupyter")
+    if meta.get("collapsed") is True:
+        return "collapsed"
+    if isinstance(jupyter, Mapping) and (jupyter.get("outputs_hidden") or jupyter.get("source_hidden")):
+        return "jupyter.outputs_hidden/source_hidden"
+    if meta.get("hide_input") or meta.get("hide_output"):
+        return "hide_input/hide_output"
+    tag = next((t for t in tags if isinstance(t, str) and t.startswith(("hide-", "hide_"))), None)
+    return f"tag {tag}" if tag else None
 
 
 def hiding_metadata(nb: Mapping[str, Any]) -> tuple[list[str], list[str]]:
     """``(hide, remove)``: cells whose (uncovered) metadata hides covered content in a view, or drops it from exports.
 
-    ``hide``: collapsed or ``jupyter.outputs_hidden``/``source_hidden`` (a
-    frontend folds them). ``remove``: ``remove-*`` tags or
-    ``transient.remove_source`` (exports leave the content out). Called by
-    ``verify_notebook``: warnings; ``--strict`` fails on ``remove``.
+    ``hide`` (a frontend or a book folds them): collapsed,
+    ``jupyter.outputs_hidden``/``source_hidden``, ``hide_input``/``hide_output``
+    (the hide-input extensions), ``hide-*``/``hide_*`` tags. ``remove`` (exports
+    leave the content out): ``remove-*`` tags (cell, input, output, stderr,
+    stdout), ``transient.remove_source``, ``slideshow.slide_type`` skip/notes
+    (``nbconvert --to slides``), ``nbsphinx: hidden``. Each is ``"cell N (why)"``.
+    Called by ``verify_notebook``: warnings; ``--strict`` fails on ``remove``.
     """
     hide: list[str] = []
     remove: list[str] = []
@@ -312,16 +347,39 @@ def hiding_metadata(nb: Mapping[str, Any]) -> tuple[list[str], list[str]]:
         meta = cell.get("metadata") if isinstance(cell, Mapping) else None
         if not isinstance(meta, Mapping):
             continue
-        jupyter, transient = meta.get("jupyter"), meta.get("transient")
         raw_tags = meta.get("tags")
         tags: list[Any] = raw_tags if isinstance(raw_tags, list) else []
-        label = f"cell {index + 1}"
-        if any(isinstance(t, str) and t in REMOVING_TAGS for t in tags) or (
-            isinstance(transient, Mapping) and transient.get("remove_source")
-        ):
-            remove.append(label)
-        elif meta.get("collapsed") is True or (
-            isinstance(jupyter, Mapping) and (jupyter.get("outputs_hidden") or jupyter.get("source_hidden"))
-        ):
-            hide.append(label)
+        removes, hides = _removes(meta, tags), _hides(meta, tags)
+        if removes:
+            remove.append(f"cell {index + 1} ({removes})")
+        elif hides:
+            hide.append(f"cell {index + 1} ({hides})")
     return hide, remove
+
+
+def cell_outputs(cell: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """A code cell's outputs that are objects (a damaged ``outputs`` is named by :func:`malformed_cells`)."""
+    outputs = cell.get("outputs")
+    return [o for o in outputs if isinstance(o, Mapping)] if isinstance(outputs, list) else []
+
+
+def malformed_cells(nb: Mapping[str, Any]) -> list[str]:
+    """Cells that are not nbformat: a cell that is no object, a source that is not text (or a list of
+    text), a code cell's ``outputs`` that is no list or holds a non-object. Called by ``verify_notebook``."""
+    problems: list[str] = []
+    for index, cell in enumerate(nb.get("cells") or []):
+        label = f"cell {index + 1}"
+        if not isinstance(cell, Mapping):
+            problems.append(f"{label}: is not a notebook cell (a {type(cell).__name__}, not an object)")
+            continue
+        src = cell.get("source", "")
+        if not isinstance(src, str) and not (isinstance(src, list) and all(isinstance(x, str) for x in src)):
+            problems.append(f"{label}: its source is not text (a list of strings or a string)")
+        outputs = cell.get("outputs", [])
+        if cell.get("cell_type") != "code":
+            continue
+        if not isinstance(outputs, list):
+            problems.append(f"{label}: its outputs are a {type(outputs).__name__}, not a list")
+        elif any(not isinstance(o, Mapping) for o in outputs):
+            problems.append(f"{label}: its outputs hold something that is not an output object")
+    return problems

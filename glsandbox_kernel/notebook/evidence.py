@@ -77,7 +77,12 @@ VOLATILE_FIELDS: dict[str, str] = {
 }
 
 _OUTPUT_TYPES = ("stream", "display_data", "execute_result", "error")
-_WS = re.compile(r"\s+")
+_WS = re.compile(r"\s+")  # outputs format 1 (Unicode whitespace too: review 11 finding 3)
+_ASCII_WS = re.compile(r"[ \t\n\r\f]+")  # outputs format 2: only what base64 decoders skip
+#: how a cell's outputs are hashed (``extra.outputs_format`` of its record; absent: 1). 2: base64
+#: payloads lose only ASCII whitespace, integers beyond 2**53 in JSON data are hashed exactly.
+OUTPUTS_FORMAT = 2
+_BIG = 2**53
 
 
 def role_metadata(role: str, **extra: Any) -> dict[str, Any]:
@@ -151,37 +156,46 @@ def _is_text_mime(mime: str) -> bool:
     return mime.startswith("text/") or mime.endswith("+xml") or mime in ("application/javascript",)
 
 
-def _json_safe(value: Any, depth: int = 0) -> Any:
-    """Hostile output data as the JSON a frontend saves: NaN/inf as null, keys as strings, no odd types."""
-    if value is None or isinstance(value, (str, bool, int)):
+def _json_safe(value: Any, depth: int = 0, fmt: int = 1) -> Any:
+    """Hostile output data as the JSON a frontend saves: NaN/inf as null, keys as strings, no odd types.
+
+    ``fmt`` 2: an int beyond 2**53 (which RFC 8785 would hash as the nearest double) becomes the
+    string ``"\\0int:<digits>"``, and a string value starting with NUL gets one more NUL (so no
+    string can pose as such an int).
+    """
+    if value is None or isinstance(value, bool):
         return value
+    if isinstance(value, int):
+        return f"\0int:{value}" if fmt >= 2 and abs(value) > _BIG else value
+    if isinstance(value, str):
+        return "\0" + value if fmt >= 2 and value.startswith("\0") else value
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if depth > 100:
         return None
     if isinstance(value, Mapping):
-        return {str(k): _json_safe(v, depth + 1) for k, v in value.items()}
+        return {str(k): _json_safe(v, depth + 1, fmt) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v, depth + 1) for v in value]
+        return [_json_safe(v, depth + 1, fmt) for v in value]
     return str(value)
 
 
-def _canonical_data(data: Any) -> dict[str, Any]:
+def _canonical_data(data: Any, fmt: int = 1) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if not isinstance(data, Mapping):
         return out
     for mime, value in data.items():
         mime = str(mime)
         if _is_json_mime(mime):
-            out[mime] = _json_safe(value)
+            out[mime] = _json_safe(value, 0, fmt)
         elif _is_text_mime(mime):
             out[mime] = _text(value)
         else:  # base64 payloads (images, PDF): frontends may re-wrap the lines
-            out[mime] = _WS.sub("", _text(value))
+            out[mime] = (_ASCII_WS if fmt >= 2 else _WS).sub("", _text(value))
     return out
 
 
-def _canonical(outputs: Iterable[Mapping[str, Any]]) -> list[tuple[dict[str, Any], str]]:
+def _canonical(outputs: Iterable[Mapping[str, Any]], fmt: int = OUTPUTS_FORMAT) -> list[tuple[dict[str, Any], str]]:
     """``(canonical output, origin)`` pairs; origin from the host-only ``_mark`` of collected outputs."""
     result: list[tuple[dict[str, Any], str]] = []
     last_stream: dict[str, Any] | None = None
@@ -212,8 +226,8 @@ def _canonical(outputs: Iterable[Mapping[str, Any]]) -> list[tuple[dict[str, Any
             meta = output.get("metadata")
             item = {
                 "output_type": kind,
-                "data": _canonical_data(output.get("data")),
-                "metadata": _json_safe(meta) if isinstance(meta, Mapping) else {},
+                "data": _canonical_data(output.get("data"), fmt),
+                "metadata": _json_safe(meta, 0, fmt) if isinstance(meta, Mapping) else {},
             }
         else:
             item = {"output_type": str(kind)}
@@ -235,7 +249,7 @@ def streams_as_shown(outputs: Iterable[Mapping[str, Any]]) -> tuple[list[Any], b
     shown: list[Any] = []
     changed = False
     for output in outputs:
-        if output.get("output_type") == "stream":
+        if isinstance(output, Mapping) and output.get("output_type") == "stream":
             raw = _text(output.get("text"))
             done = process_stream_text(raw)
             if done != raw:
@@ -245,13 +259,14 @@ def streams_as_shown(outputs: Iterable[Mapping[str, Any]]) -> tuple[list[Any], b
     return shown, changed
 
 
-def canonical_outputs(outputs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def canonical_outputs(outputs: Iterable[Mapping[str, Any]], fmt: int = OUTPUTS_FORMAT) -> list[dict[str, Any]]:
     """The stable form of a cell's outputs that is hashed (see the module docstring).
 
     Accepts the session's collected outputs and nbformat outputs (plain dicts
     or ``NotebookNode``). Called host side by ``run_cell`` and the verifier.
+    ``fmt``: the outputs format (:data:`OUTPUTS_FORMAT`; 1 for older records and seals).
     """
-    return [item for item, _origin in _canonical(outputs)]
+    return [item for item, _origin in _canonical(outputs, fmt)]
 
 
 def _digest(obj: Any) -> str:
@@ -268,23 +283,32 @@ def entries_hash(entries: Iterable[Mapping[str, Any]]) -> str:
     return _digest([[str(e.get("origin")), str(e.get("hash"))] for e in entries])
 
 
-def output_hashes(outputs: Iterable[Mapping[str, Any]]) -> list[str]:
+def output_hashes(outputs: Iterable[Mapping[str, Any]], fmt: int = OUTPUTS_FORMAT) -> list[str]:
     """SHA-256 hex of each canonical output, in order (origin not included)."""
-    return [e["hash"] for e in output_entries(outputs)]
+    return [_digest(item) for item, _origin in _canonical(outputs, fmt)]
+
+
+def outputs_format(extra: Mapping[str, Any]) -> int:
+    """The outputs format a cell record's ``extra`` was hashed with (1 before ``outputs_format``)."""
+    fmt = extra.get("outputs_format")
+    return fmt if isinstance(fmt, int) and not isinstance(fmt, bool) and 1 <= fmt <= OUTPUTS_FORMAT else 1
 
 
 def outputs_evidence(outputs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """The ``extra`` fields ``run_cell`` seals into a cell record: every output's origin and hash."""
     entries = output_entries(outputs)
     evidence: dict[str, Any] = {"outputs_hash": entries_hash(entries), "outputs_count": len(entries)}
+    evidence["outputs_format"] = OUTPUTS_FORMAT
     if len(entries) <= MAX_OUTPUT_HASHES:
         evidence["outputs"] = entries
     return evidence
 
 
-def saved_outputs_evidence(outputs: Iterable[Mapping[str, Any]], origins: list[str] | None) -> dict[str, Any]:
+def saved_outputs_evidence(
+    outputs: Iterable[Mapping[str, Any]], origins: list[str] | None, fmt: int = OUTPUTS_FORMAT
+) -> dict[str, Any]:
     """The same from a saved cell, whose outputs carry no origin: ``origins`` come from the record."""
-    canonical = canonical_outputs(outputs)
+    canonical = canonical_outputs(outputs, fmt)
     hashes = [_digest(item) for item in canonical]
     if origins is None or len(origins) != len(hashes):
         origins = [ORIGIN_SANDBOX] * len(hashes)
@@ -464,6 +488,7 @@ __all__ = [
     "output_hashes",
     "output_role",
     "outputs_evidence",
+    "outputs_format",
     "process_stream_text",
     "role_metadata",
     "source_hash",

@@ -166,15 +166,22 @@ def notebook_html(nb: Any, title: str) -> str:
     from nbformat import from_dict
     from pygments.formatters import HtmlFormatter
 
+    from .checks import cell_outputs
     from .evidence import streams_as_shown
+    from .seal import cell_source
 
     nb = copy.deepcopy(nb)
-    for cell in nb.get("cells") or []:
-        if cell.get("cell_type") == "code" and cell.get("outputs"):
-            cell["outputs"] = from_dict(streams_as_shown(cell["outputs"])[0])  # what the record covers
-    body, _resources = HTMLExporter(template_name="basic").from_notebook_node(
-        nb, resources={"metadata": {"name": title}}
-    )
+    nb["cells"] = [cell for cell in nb.get("cells") or [] if isinstance(cell, Mapping)]  # damage: verify names it
+    for cell in nb["cells"]:
+        cell["source"] = cell_source(cell)
+        if cell.get("cell_type") == "code":
+            cell["outputs"] = from_dict(streams_as_shown(cell_outputs(cell))[0])  # what the record covers
+    try:
+        body, _resources = HTMLExporter(template_name="basic").from_notebook_node(
+            nb, resources={"metadata": {"name": title}}
+        )
+    except Exception as exc:  # noqa: BLE001 - nbconvert refuses a damaged notebook in many ways
+        body = f"<p>The notebook cannot be rendered ({html.escape(type(exc).__name__)}): it is damaged.</p>"
     css = _NOTEBOOK_CSS + HtmlFormatter().get_style_defs(".highlight")
     return (
         f'<!DOCTYPE html><html><head><meta charset="utf-8">'

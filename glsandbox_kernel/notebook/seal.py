@@ -29,16 +29,22 @@ from ..audit.records import canonical_json
 from .evidence import canonical_outputs, find_audit_output, source_hash
 
 METADATA_KEY = "glsandbox"
-SEAL_FORMAT = 3  # 3: raw cells' raw_mimetype; a format-2 seal is checked as it was made
+#: 3: raw cells' raw_mimetype; 4: outputs hashed in outputs format 2 (:data:`.evidence.OUTPUTS_FORMAT`:
+#: base64 loses only ASCII whitespace, big JSON ints exact). A format-2 or 3 seal is checked as it was made.
+SEAL_FORMAT = 4
 
 
 def _digest(obj: Any) -> str:
     return hashlib.sha256(canonical_json(obj)).hexdigest()
 
 
-def _source(cell: Mapping[str, Any]) -> str:
+def cell_source(cell: Mapping[str, Any]) -> str:
+    """A cell's source as text; a damaged one (not text, or a list holding non-text) never raises
+    (verify names it: :func:`.checks.malformed_cells`)."""
     src = cell.get("source", "")
-    return src if isinstance(src, str) else "".join(src)
+    if isinstance(src, str):
+        return src
+    return "".join(str(s) for s in src) if isinstance(src, list) else str(src)
 
 
 def manifest(nb: Mapping[str, Any], fmt: Any = SEAL_FORMAT) -> dict[str, Any]:
@@ -47,19 +53,20 @@ def manifest(nb: Mapping[str, Any], fmt: Any = SEAL_FORMAT) -> dict[str, Any]:
     ``fmt``: the seal format to compute (that of a stored manifest, to check it; a format the
     signed digest covers, so it cannot be lowered afterwards).
     """
-    fmt = 2 if fmt == 2 else SEAL_FORMAT
+    fmt = fmt if fmt in (2, 3) and not isinstance(fmt, bool) else SEAL_FORMAT
+    outputs_fmt = 2 if fmt >= 4 else 1
     cells: list[dict[str, Any]] = []
     for cell in nb.get("cells") or []:
         if not isinstance(cell, Mapping):
             cells.append({"type": "?"})
             continue
-        entry: dict[str, Any] = {"type": str(cell.get("cell_type")), "source": source_hash(_source(cell))}
+        entry: dict[str, Any] = {"type": str(cell.get("cell_type")), "source": source_hash(cell_source(cell))}
         if cell.get("cell_type") == "code":
             outputs = cell.get("outputs") or []
             found = find_audit_output(outputs)
             record = found[1].get("record") if found else None
             entry["record"] = record.get("record_hash") if isinstance(record, Mapping) else None
-            entry["outputs"] = _digest(canonical_outputs(outputs))
+            entry["outputs"] = _digest(canonical_outputs(outputs if isinstance(outputs, list) else [], outputs_fmt))
         if cell.get("attachments"):
             entry["attachments"] = _digest(cell.get("attachments"))
         if fmt >= 3 and cell.get("cell_type") == "raw":

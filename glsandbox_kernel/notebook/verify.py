@@ -46,14 +46,16 @@ from .checks import (
     _Entry,
     _magic_order_ok,
     canonical_records,
+    cell_outputs,
     hiding_metadata,
     is_magic_cell,
     magic_level,
+    malformed_cells,
     source_hashes,
     widget_state_warning,
 )
-from .evidence import canonical_outputs, find_audit_output, saved_outputs_evidence, streams_as_shown
-from .seal import METADATA_KEY, check_seal
+from .evidence import canonical_outputs, find_audit_output, outputs_format, saved_outputs_evidence, streams_as_shown
+from .seal import METADATA_KEY, cell_source, check_seal
 from .sealed_run import seal_problems as sealed_run_problems
 
 
@@ -85,14 +87,9 @@ def _as_dict(value: Any) -> dict[str, Any] | None:
     return dict(value) if isinstance(value, Mapping) else None
 
 
-def _source(cell: Mapping[str, Any]) -> str:
-    src = cell.get("source", "")
-    return src if isinstance(src, str) else "".join(src)
-
-
 def _cell_evidence(cell: Mapping[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """(payload from the audit output, payload from cell metadata); each {"record", "preceding"}."""
-    outputs = cell.get("outputs") or []
+    outputs = cell_outputs(cell)
     found = find_audit_output(outputs)
     from_output = found[1] if found is not None else None
     meta = cell.get("metadata") or {}
@@ -144,8 +141,8 @@ def verify_notebook(
         count = cell.get("execution_count")
         check = CellCheck(index=index, execution_count=count if isinstance(count, int) else None)
         checks.append(check)
-        source = _source(cell)
-        outputs = cell.get("outputs") or []
+        source = cell_source(cell)
+        outputs = cell_outputs(cell)
         from_output, from_meta = _cell_evidence(cell)
         found = find_audit_output(outputs)
         found_at = found[0] if found is not None and from_output is not None else None
@@ -236,7 +233,8 @@ def verify_notebook(
             check.problems.append(f"{check.label}: its audit record holds no outputs hash")
         else:
             origins = [str(e.get("origin")) for e in rec_entries if isinstance(e, Mapping)] if rec_entries else None
-            current = saved_outputs_evidence(shown, origins)
+            fmt = outputs_format(extra)
+            current = saved_outputs_evidence(shown, origins, fmt)
             if streams_as_shown(shown)[1]:
                 check.hidden_text = True
                 check.warnings.append(
@@ -245,12 +243,12 @@ def verify_notebook(
                 )
             check.outputs_ok = current["outputs_hash"] == recorded_outputs
             if not check.outputs_ok and found_at is not None and rec_entries and is_magic_cell(source):
-                check.outputs_ok = _magic_order_ok(outputs, found_at, rec_entries)
+                check.outputs_ok = _magic_order_ok(outputs, found_at, rec_entries, fmt)
             if not check.outputs_ok:
                 if rec_entries is not None:
                     recorded = [str(e.get("hash")) for e in rec_entries if isinstance(e, Mapping)]
                     what = _describe_outputs([e["hash"] for e in current["outputs"]], recorded)
-                elif not canonical_outputs(shown):
+                elif not canonical_outputs(shown, fmt):
                     what = "outputs removed"
                 else:
                     what = "outputs edited"
@@ -310,7 +308,7 @@ def verify_notebook(
     stopped = run_meta is not None and not run_meta.get("completed", True)
     last_recorded = max((c.index for c in checks if c.record is not None), default=-1)
     for check in checks:
-        if check.executed or not _source(cells[check.index]).strip() or last_recorded < 0:
+        if check.executed or not cell_source(cells[check.index]).strip() or last_recorded < 0:
             continue
         if stopped and check.index > last_recorded:
             continue
@@ -331,7 +329,9 @@ def verify_notebook(
 
     seal_problems, seal_notes, sealed = check_seal(nb, verifier)
     problems.extend(seal_problems)
-    problems.extend(sealed_run_problems([e.record for e in entries], sealed, kernel_name))
+    problems.extend(malformed_cells(nb))
+    run_problems, unsealed_save = sealed_run_problems([e.record for e in entries], sealed, kernel_name)
+    problems.extend(run_problems)
     notes.extend(seal_notes)
 
     # -- the whole-notebook expectations --------------------------------------------------
@@ -351,6 +351,8 @@ def verify_notebook(
     run_order = [c for c, _r in sorted(timed, key=lambda cr: (str(cr[1].get("session_id")), int(cr[1]["seq"])))]
     if any(c.out_of_order for c in checks):
         warnings.append("actual order of execution: " + ", ".join(c.label for c in run_order))
+    if unsealed_save:
+        warnings.append(unsealed_save)
     widget_state = widget_state_warning(nb)
     if widget_state:
         warnings.append(widget_state)
@@ -358,11 +360,10 @@ def verify_notebook(
     if hidden:
         warnings.append(f"{', '.join(hidden[:10])}: metadata (not covered) folds the source or outputs in a view")
     if removed:
-        warnings.append(
-            f"{', '.join(removed[:10])}: metadata (not covered) drops covered content from exports (remove-* tags, "
-            "transient.remove_source)"
-        )
+        warnings.append(f"{', '.join(removed[:10])}: metadata (not covered) drops covered content from exports")
     if strict:
+        if unsealed_save:
+            problems.append("--strict: " + unsealed_save)
         if widget_state:
             problems.append("--strict: " + widget_state)
         if removed:

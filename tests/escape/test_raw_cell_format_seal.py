@@ -53,8 +53,10 @@ def test_changing_a_raw_cells_format_after_the_run_fails_verify(tmp_path: Path) 
     assert glsandbox_cli("audit", "verify", str(out), "--pubkey", f"{key}.pub").returncode != 0
 
 
-def test_a_format_2_seal_is_checked_as_it_was_made(tmp_path: Path) -> None:
-    """A notebook sealed (and signed) before the raw format was covered still verifies."""
+@pytest.mark.parametrize("fmt", [2, 3])
+def test_an_older_format_seal_is_checked_as_it_was_made(tmp_path: Path, fmt: int) -> None:
+    """A notebook sealed (and signed) before the raw format was covered (2), or before outputs format 2
+    (3: review 11), still verifies."""
     from glsandbox_kernel.audit.keys import signer_from_bytes
     from glsandbox_kernel.notebook.seal import copy_seal_to_cells, manifest, seal_digest
 
@@ -68,10 +70,11 @@ def test_a_format_2_seal_is_checked_as_it_was_made(tmp_path: Path) -> None:
     assert ran.returncode == 0, ran.stdout + ran.stderr
     nb = json.loads(out.read_text())
     nb_meta = nb["metadata"]["glsandbox"]
-    assert nb_meta["manifest"]["format"] == 3 and nb_meta["manifest"]["cells"][0]["format"] == "text/latex"
-    # re-seal the way a format-2 glsandbox did (no raw format in the manifest), with the same key
-    nb_meta["manifest"] = manifest(nb, 2)
-    assert "format" not in nb_meta["manifest"]["cells"][0]
+    assert nb_meta["manifest"]["format"] >= 3 and nb_meta["manifest"]["cells"][0]["format"] == "text/latex"
+    # re-seal the way a format-2 (no raw format in the manifest) or 3 glsandbox did, with the same key
+    nb_meta["manifest"] = manifest(nb, fmt)
+    assert nb_meta["manifest"]["format"] == fmt
+    assert ("format" in nb_meta["manifest"]["cells"][0]) == (fmt == 3)
     nb_meta.pop("seal")
     digest = seal_digest(nb_meta)
     signer = signer_from_bytes(key.read_bytes())

@@ -50,7 +50,7 @@ from ...exceptions import BackendUnavailableError, SandboxCrashedError
 from ..base import SandboxBackend, WorkerProcess
 from ..pool import PoolGroup, PoolPolicy, discard
 from . import accel as _accel
-from .image import find_image, source_hash
+from .image import build_hint, find_image, in_checkout, source_hash
 from .machine import QEMU, MiB, VMWorker, launch, probe_boot
 
 __all__ = ["MIN_GUEST_MIB", "POOLS", "VM_POOL_POLICY", "VMBackend", "VMWorker", "detect_accel", "probe_kvm"]
@@ -110,7 +110,8 @@ class VMBackend(SandboxBackend):
 
     @classmethod
     def unavailable_hint(cls) -> str:
-        return "install qemu-system-x86 (scripts/install-system-deps), then run scripts/build-vm-image"
+        qemu = "scripts/install-system-deps" if in_checkout() else "your distribution's package"
+        return f"install qemu-system-x86 ({qemu}), then {build_hint()}"  # a wheel has no scripts/ (review 11)
 
     # -- policy ---------------------------------------------------------------------
     def refusal(self) -> str | None:

@@ -2,7 +2,10 @@
 
 ``scripts/build-vm-image`` writes ``vmlinuz``, ``initramfs.cpio.gz``,
 ``root.erofs`` and ``image.json`` into ``.cache/vm`` of the source tree
-(or the directory named by ``GLSANDBOX_VM_IMAGE``). The root image carries
+(or the directory named by ``GLSANDBOX_VM_IMAGE``). A package installed from
+a wheel (no source tree around it) looks in ``$XDG_CACHE_HOME/glsandbox/vm``
+(``~/.cache/glsandbox/vm``); the wheel ships no builder, so the hint names a
+source checkout of the same version. The root image carries
 a copy of ``glsandbox_kernel``: an image whose copy differs from the running
 package (:func:`source_hash`, over every file of the package the image holds:
 the guest may import any module, a pickled call names them by reference) is
@@ -34,9 +37,31 @@ class GuestImage:
     info: dict[str, Any]
 
 
+def in_checkout() -> bool:
+    """Whether this package runs from a source tree (which holds the image builder)."""
+    return (_PACKAGE.parent / "scripts" / "build-vm-image").is_file()
+
+
 def image_dir() -> str:
-    """``$GLSANDBOX_VM_IMAGE`` or ``<source tree>/.cache/vm``."""
-    return os.environ.get(ENV_IMAGE) or str(_PACKAGE.parent / ".cache" / "vm")
+    """``$GLSANDBOX_VM_IMAGE``, else ``<source tree>/.cache/vm``, else (a wheel) ``$XDG_CACHE_HOME/glsandbox/vm``."""
+    if os.environ.get(ENV_IMAGE):
+        return os.environ[ENV_IMAGE]
+    if in_checkout():
+        return str(_PACKAGE.parent / ".cache" / "vm")
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(cache, "glsandbox", "vm")
+
+
+def build_hint(d: str | None = None) -> str:
+    """How to get an image into ``d`` (default :func:`image_dir`): the checkout's builder, or (a wheel
+    ships none) a source checkout's, whose output is copied here."""
+    if in_checkout():
+        return f"run scripts/build-vm-image (or set ${ENV_IMAGE} to a built image's folder)"
+    return (
+        "this install ships no image builder: in a glsandbox source checkout of this same version run "
+        f"build-vm-image from its scripts folder, then copy its .cache/vm to {d or image_dir()} "
+        f"or set ${ENV_IMAGE} to that folder"
+    )
 
 
 @functools.cache
@@ -79,13 +104,13 @@ def _find_image(d: str) -> tuple[GuestImage | None, str]:
     files = {name: os.path.join(d, name) for name in ("vmlinuz", "initramfs.cpio.gz", "root.erofs", "image.json")}
     missing = [name for name, path in files.items() if not os.path.isfile(path)]
     if missing:
-        return None, f"no guest image in {d} (missing {', '.join(missing)}): run scripts/build-vm-image"
+        return None, f"no guest image in {d} (missing {', '.join(missing)}): {build_hint(d)}"
     try:
         with open(files["image.json"]) as fh:
             info = json.load(fh)
     except (OSError, ValueError) as exc:
-        return None, f"unreadable {files['image.json']}: {exc}; run scripts/build-vm-image"
+        return None, f"unreadable {files['image.json']}: {exc}; {build_hint(d)}"
     if info.get("src_hash") != source_hash():
-        return None, f"the guest image in {d} was built from other glsandbox_kernel sources: run scripts/build-vm-image"
+        return None, f"the guest image in {d} was built from other glsandbox_kernel sources: {build_hint(d)}"
     image = GuestImage(d, files["vmlinuz"], files["initramfs.cpio.gz"], files["root.erofs"], info)
     return image, f"kernel {info.get('kernel')}, python {info.get('python')}"
