@@ -383,3 +383,23 @@ def malformed_cells(nb: Mapping[str, Any]) -> list[str]:
         elif any(not isinstance(o, Mapping) for o in outputs):
             problems.append(f"{label}: its outputs hold something that is not an output object")
     return problems
+
+
+def kernelspec_level_warning(nb: Mapping[str, Any], levels: set[str]) -> str | None:
+    """A kernelspec naming a level (``glsandbox-strict``) other than the one the records say the cells ran at.
+
+    ``glsandbox`` names no level (the kernel's config file gives it); ``levels`` are the records'
+    ``security_level`` values. What JupyterLab's kernel indicator shows must not claim a stronger level.
+    """
+    meta = nb.get("metadata") or {}
+    spec = meta.get("kernelspec") if isinstance(meta, Mapping) else None
+    name = str(spec.get("name", "")) if isinstance(spec, Mapping) else ""
+    if not name.startswith("glsandbox-") or not levels:
+        return None
+    claimed = next((p for p in name.split("-")[1:] if p in ("strict", "moderate", "lenient")), None)
+    if claimed is None or levels == {claimed}:
+        return None
+    return (
+        f"kernelspec {name!r} names level {claimed}, but the records say the cells ran at "
+        f"{', '.join(sorted(levels))} (run at another level than the kernel name claims)"
+    )

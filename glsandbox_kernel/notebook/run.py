@@ -221,9 +221,10 @@ def run_notebook(
             if info is not None and isinstance(info["content"].get("language_info"), dict):
                 nb.metadata["language_info"] = info["content"]["language_info"]
             # the kernel that really ran it (sealed with the rest): a notebook written for "python3" must
-            # not claim that kernel for records of the sandbox kernel; a glsandbox one is kept as it is
+            # not claim that kernel for records of the sandbox kernel; with --level, neither may a glsandbox
+            # one naming another level ("glsandbox-strict" sealed over lenient records); else it is kept
             spec = nb.metadata.get("kernelspec")
-            if not (isinstance(spec, dict) and str(spec.get("name", "")).startswith("glsandbox")):
+            if args.level or not (isinstance(spec, dict) and str(spec.get("name", "")).startswith("glsandbox")):
                 from ..kernel.install import default_name, display_name_for
 
                 nb.metadata["kernelspec"] = {

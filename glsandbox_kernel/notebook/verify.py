@@ -49,6 +49,7 @@ from .checks import (
     cell_outputs,
     hiding_metadata,
     is_magic_cell,
+    kernelspec_level_warning,
     magic_level,
     malformed_cells,
     source_hashes,
@@ -356,6 +357,11 @@ def verify_notebook(
     widget_state = widget_state_warning(nb)
     if widget_state:
         warnings.append(widget_state)
+    spec_level = kernelspec_level_warning(
+        nb, {str(e.record["security_level"]) for e in entries if e.record.get("security_level")}
+    )
+    if spec_level:
+        warnings.append(spec_level)
     hidden, removed = hiding_metadata(nb)
     if hidden:
         warnings.append(f"{', '.join(hidden[:10])}: metadata (not covered) folds the source or outputs in a view")
@@ -366,6 +372,8 @@ def verify_notebook(
             problems.append("--strict: " + unsealed_save)
         if widget_state:
             problems.append("--strict: " + widget_state)
+        if spec_level:
+            problems.append("--strict: " + spec_level)
         if removed:
             problems.append(f"--strict: {', '.join(removed[:10])}: metadata drops covered content from exports")
         if any(c.superseded for c in checks) or any(c.out_of_order for c in checks):
