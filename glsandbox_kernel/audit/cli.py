@@ -94,7 +94,7 @@ def add_audit_parser(
         "--strict",
         action="store_true",
         help="notebooks: demand one clean top-to-bottom run (no re-executed or out-of-order cells); "
-        "JSONL logs: fail on a session without session_end",
+        "JSONL logs: fail on a session without session_end; attestations: fail on a failed strict verdict",
     )
     verify.add_argument(
         "--expected-head",

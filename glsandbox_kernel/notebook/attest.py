@@ -89,6 +89,7 @@ def build_statement(nb_path: str, nb: Mapping[str, Any], verifier: Verifier | No
     from .verify import verify_notebook
 
     result = verify_notebook(nb, verifier)
+    strict = verify_notebook(nb, verifier, strict=True)  # both verdicts: a gate may need either
     records = _records(nb)
     sessions: dict[str, dict[str, Any]] = {}
     violations: list[dict[str, Any]] = []
@@ -125,13 +126,17 @@ def build_statement(nb_path: str, nb: Mapping[str, Any], verifier: Verifier | No
                 "problems": result.problems,
                 "warnings": result.warnings,
                 "signatures_checked": result.key_checked,
+                "strict": strict.ok,
+                "strict_problems": [p for p in strict.problems if p not in result.problems],
             },
             "sessions": sessions,
             "backend": sorted({str(s.get("backend")) for s in sessions.values()}),
             "violations": violations,
             "chain": session_heads(records),
             "seal": nb_meta.get("seal"),
-            "environment": nb_meta.get("environment") or environment(),
+            # the run's, as the notebook holds it (None: not recorded); never the attesting machine's
+            "environment": nb_meta.get("environment") or None,
+            "attester_environment": environment(),
             "attested_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "glsandbox": __version__,
         },
@@ -203,6 +208,23 @@ def check_subjects(statement: Mapping[str, Any], base_dir: str) -> tuple[list[st
     return problems, notes
 
 
+def verdict_problems(statement: Mapping[str, Any], strict: bool) -> list[str]:
+    """The attested verdict as problems: a statement saying the notebook FAILED never verifies OK."""
+    predicate = statement.get("predicate")
+    verification = predicate.get("verification") if isinstance(predicate, Mapping) else None
+    if not isinstance(verification, Mapping):
+        return ["the statement records no verification verdict"]
+    found: list[str] = []
+    if verification.get("ok") is not True:
+        found.append(f"the attested notebook FAILED verification when attested ({verification.get('summary')})")
+        found += [f"  attested problem: {p}" for p in list(verification.get("problems") or [])[:20]]
+    if strict and verification.get("strict") is not True:
+        what = "records no strict verdict" if "strict" not in verification else "FAILED verify --strict when attested"
+        found.append(f"--strict: the attested notebook {what}")
+        found += [f"  attested problem: {p}" for p in list(verification.get("strict_problems") or [])[:20]]
+    return found
+
+
 # -- CLI ---------------------------------------------------------------------------------------------
 
 
@@ -220,6 +242,9 @@ def add_attest_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--sign-key", metavar="PRIVATE", help="Ed25519 private key (glsandbox keygen)")
     p.add_argument("--key", metavar="FILE", help="HMAC key file (default: $GLSANDBOX_AUDIT_KEY)")
+    p.add_argument(
+        "--strict", action="store_true", help="exit 1 when the strict verdict fails too (both are always recorded)"
+    )
     return p
 
 
@@ -250,9 +275,16 @@ def attest_cli(args: argparse.Namespace) -> int:
     out = args.output or beside_notebook(path, ".intoto.jsonl")
     replace_file(out, json.dumps(envelope(statement, signer), sort_keys=True) + "\n")
     verification = statement["predicate"]["verification"]
-    print(f"glsandbox attest: wrote {out} ({len(statement['subject'])} subject(s), key {signer.scheme})")
+    failed = not verification["ok"] or (args.strict and not verification["strict"])
+    marked = " marked FAILED (audit verify of it fails)" if failed else ""
+    print(f"glsandbox attest: wrote {out}{marked} ({len(statement['subject'])} subject(s), key {signer.scheme})")
     print(f"audit: {verification['summary']}")
-    return 0 if verification["ok"] else 1
+    for problem in verification["problems"][:20]:
+        print(f"  {problem}")
+    print("audit --strict: " + ("OK" if verification["strict"] else "FAILED"))
+    for problem in verification["strict_problems"][:20]:
+        print(f"  {problem}")
+    return 1 if failed else 0
 
 
 def verify_attestation_cli(args: argparse.Namespace) -> int:
@@ -281,8 +313,7 @@ def verify_attestation_cli(args: argparse.Namespace) -> int:
             more, info = check_subjects(statement, os.path.dirname(os.path.abspath(path)))
             problems += [f"line {number}: {p}" for p in more]
             notes += info
-            if not (statement.get("predicate") or {}).get("verification", {}).get("ok"):
-                notes.append(f"line {number}: the attested notebook did not verify when it was attested")
+            problems += [f"line {number}: {p}" for p in verdict_problems(statement, bool(getattr(args, "strict", 0)))]
     if not lines:
         problems.append("no envelope in the file")
     if verifier is None:
@@ -296,4 +327,12 @@ def verify_attestation_cli(args: argparse.Namespace) -> int:
     return 0 if not problems else 1
 
 
-__all__ = ["add_attest_parser", "attest_cli", "build_statement", "envelope", "pae", "verify_envelope"]
+__all__ = [
+    "add_attest_parser",
+    "attest_cli",
+    "build_statement",
+    "envelope",
+    "pae",
+    "verdict_problems",
+    "verify_envelope",
+]

@@ -84,8 +84,10 @@ def _row(check: CellCheck) -> str:
     )
 
 
-def summary_html(nb: Mapping[str, Any], result: NotebookVerifyResult, *, title: str) -> str:
-    """The block at the top of the report: verdict, problems, table, run metadata."""
+def summary_html(
+    nb: Mapping[str, Any], result: NotebookVerifyResult, *, title: str, strict: NotebookVerifyResult | None = None
+) -> str:
+    """The block at the top of the report: verdict (and the strict one), problems, table, run metadata."""
     verdict_cls = "ok" if result.ok else "failed"
     parts = [
         f'<div class="glsandbox-report"><style>{_CSS}</style>',
@@ -99,6 +101,14 @@ def summary_html(nb: Mapping[str, Any], result: NotebookVerifyResult, *, title: 
         parts.append("<ul>" + "".join(f"<li>warning: {html.escape(w)}</li>" for w in result.warnings) + "</ul>")
     if result.notes:
         parts.append("<ul>" + "".join(f"<li><i>note: {html.escape(n)}</i></li>" for n in result.notes) + "</ul>")
+    if strict is not None:
+        extra = [p for p in strict.problems if p not in result.problems]
+        parts.append(
+            f'<div id="glsandbox-strict-verification"><b>Strict verification (verify --strict): '
+            f"{'OK' if strict.ok else 'FAILED'}</b>"
+            + ("<ul>" + "".join(f"<li>{html.escape(p)}</li>" for p in extra) + "</ul>" if extra else "")
+            + "</div>"
+        )
     parts.append("</div>")
     parts.append(
         '<table id="glsandbox-cells"><thead><tr><th>cell</th><th>In</th><th>level</th><th>backend</th>'
@@ -132,7 +142,11 @@ def summary_html(nb: Mapping[str, Any], result: NotebookVerifyResult, *, title: 
                 ),
             ),
             ("run completed", run.get("completed")),
-            ("environment", ", ".join(f"{k} {v}" for k, v in env.items())),
+            (
+                "environment",
+                ", ".join(f"{k} {v}" for k, v in env.items())
+                or "not recorded by the run (an attestation shows the attester's own as attester_environment)",
+            ),
         ):
             rows.append(f"<dt>{html.escape(label)}</dt><dd>{html.escape(str(value))}</dd>")
         parts.append("<h2 style='font-size:15px'>Run</h2><dl>" + "".join(rows) + "</dl>")
@@ -190,10 +204,16 @@ def notebook_html(nb: Any, title: str) -> str:
     )
 
 
-def build_report(nb: Any, key: Any = None, *, title: str = "notebook") -> tuple[str, NotebookVerifyResult]:
-    """``(html, verification)``: the verdict and table, then the sanitized notebook in a sandboxed frame."""
+def build_report(
+    nb: Any, key: Any = None, *, title: str = "notebook", strict: bool = False
+) -> tuple[str, NotebookVerifyResult]:
+    """``(html, verification)``: both verdicts and the table, then the sanitized notebook in a sandboxed frame.
+
+    The page always shows the plain and the strict verdict; ``strict`` picks which one is returned.
+    """
     result = verify_notebook(nb, key)
-    block = summary_html(nb, result, title=title)
+    strict_result = verify_notebook(nb, key, strict=True)
+    block = summary_html(nb, result, title=title, strict=strict_result)
     frame = notebook_html(nb, title)
     page = (
         '<!DOCTYPE html><html><head><meta charset="utf-8">'
@@ -204,7 +224,7 @@ def build_report(nb: Any, key: Any = None, *, title: str = "notebook") -> tuple[
         'referrerpolicy="no-referrer" style="width: 100%; height: 85vh; border: 1px solid #ccc; resize: vertical;" '
         f'srcdoc="{html.escape(frame, quote=True)}"></iframe></body></html>'
     )
-    return page, result
+    return page, strict_result if strict else result
 
 
 def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -221,6 +241,7 @@ def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--key", metavar="FILE", help="HMAC key file to check signatures (default: $GLSANDBOX_AUDIT_KEY)")
     p.add_argument("--pubkey", metavar="PUBLIC", help="Ed25519 public key file to check signatures")
+    p.add_argument("--strict", action="store_true", help="exit 1 when the strict verdict fails (the page shows both)")
     return p
 
 
@@ -247,10 +268,10 @@ def report_cli(args: argparse.Namespace) -> int:
         print(f"glsandbox report: error: {args.notebook} is not a notebook: {exc}", file=sys.stderr)
         return 2
     out = args.output or beside_notebook(args.notebook, ".evidence.html")
-    markup, result = build_report(nb, key, title=os.path.basename(args.notebook))
+    markup, result = build_report(nb, key, title=os.path.basename(args.notebook), strict=args.strict)
     replace_file(out, markup)
     print(f"glsandbox report: wrote {out}")
-    print(f"audit: {result.summary()}")
+    print(f"audit{' --strict' if args.strict else ''}: {result.summary()}")
     for problem in result.problems[:20]:
         print(f"  {problem}")
     return 0 if result.ok else 1

@@ -51,7 +51,9 @@ def test_statement_names_the_notebook_and_the_controls(attested: dict[str, Any])
     (session,) = predicate["sessions"].values()
     assert session["level"] == "moderate" and session["backend"] and session["controls"]["limits"]
     assert predicate["chain"][0]["head"] and predicate["violations"] == []
-    assert predicate["environment"]["python"]
+    assert predicate["environment"]["python"]  # the run's (glsandbox run records it)
+    assert predicate["attester_environment"]["python"]  # the attesting machine's, under its own key
+    assert predicate["verification"]["strict"] is True and predicate["verification"]["strict_problems"] == []
 
 
 def test_glsandbox_audit_verify_checks_the_attestation(attested: dict[str, Any]) -> None:
