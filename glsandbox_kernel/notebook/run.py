@@ -50,6 +50,7 @@ from ..cli_options import (
 from ..host_files import pin_folder, replace_file
 from ..safe_python import module_argv
 from ..terminal_text import printable
+from .checks import kernelspec_level_warning
 from .evidence import find_audit_output, fmt_bytes, fmt_seconds, record_status
 from .metadata import collect_records, write_evidence_metadata
 from .sealed_run import mark_kernel_env
@@ -249,6 +250,13 @@ def run_notebook(
                 if info["failed"] and not getattr(args, "allow_errors", False):
                     summary.completed = n == len(code_cells)
                     break
+        # without --level the kernel's config gave the level: a kept "glsandbox-strict" must not claim another
+        used = levels_used(nb)
+        if len(used) == 1 and kernelspec_level_warning(nb, set(used)):
+            from ..kernel.install import default_name, display_name_for
+
+            kept = {"name": default_name(used[0]), "display_name": display_name_for(used[0]), "language": "python"}
+            nb.metadata["kernelspec"] = kept
     finally:
         shutil.rmtree(spec_dir, ignore_errors=True)
     return summary
