@@ -378,7 +378,7 @@ class SandboxKernel(StartUp, QuickRequests, KernelOptions, Kernel):
         return {
             "status": "ok",
             "execution_count": self.execution_count,
-            "payload": safe_payload(result.payload, relay.replaced),
+            "payload": safe_payload(result.payload, relay.replaced, ask_exit=result.ask_exit),
             "user_expressions": clean_user_expressions(
                 as_dict(result.user_expressions, relay.replaced), relay.replaced
             ),
