@@ -50,7 +50,7 @@ from .limits import (
     rewrite_error,
     split_cell_options,
 )
-from .options import config_from_traits, option_values, relay_input
+from .options import config_from_traits, option_values, relay_input, take_start_notices
 from .prestart import take_sandbox, trace
 from .quick import QuickRequests
 from .relay import CommGate, IOPubRelay, as_dict, as_lines, json_safe, log, safe_payload
@@ -406,6 +406,8 @@ class SandboxKernel(StartUp, QuickRequests, KernelOptions, Kernel):
             relay.notice(_STATE_LOST_NOTICE.format(reason=reason))
         self._lost_reason = None
         sandbox.start()
+        for text in [] if silent else take_start_notices(sandbox.config):  # e.g. why no project folder is shown
+            relay.notice(text)
         return sandbox
 
     def _rewrite_error(
