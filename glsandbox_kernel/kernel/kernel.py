@@ -276,6 +276,7 @@ class SandboxKernel(StartUp, QuickRequests, KernelOptions, Kernel):
         except Exception as exc:  # noqa: BLE001 - e.g. BackendUnavailableError: an error reply, not a dead kernel
             return self._error_reply(relay.error(type(exc).__name__, str(exc)))
         options, capped = cap_to_session(options or CellOptions(), sandbox.config)
+        capped += [] if silent else take_start_notices(sandbox.config)  # e.g. why no project folder is shown
         generation = sandbox.session.generation
         self._cell_operation = op = sandbox.session.next_operation  # interrupts from here on: this cell's
         if self._interrupted.is_set():
@@ -406,8 +407,6 @@ class SandboxKernel(StartUp, QuickRequests, KernelOptions, Kernel):
             relay.notice(_STATE_LOST_NOTICE.format(reason=reason))
         self._lost_reason = None
         sandbox.start()
-        for text in [] if silent else take_start_notices(sandbox.config):  # e.g. why no project folder is shown
-            relay.notice(text)
         return sandbox
 
     def _rewrite_error(

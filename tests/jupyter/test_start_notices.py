@@ -48,3 +48,27 @@ def test_an_output_folder_the_sandbox_cannot_write_is_named_with_its_fix(tmp_pat
     assert "sandbox-output is not writable by the sandbox" in first, first
     assert "owned by root" in first and "chown 65534:65534" in first, first
     assert "not writable" not in second, second
+
+
+def test_a_start_notice_is_listed_in_the_cells_sealed_record(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root: a folder of another owner the sandbox writes as")
+    import subprocess
+    import sys
+
+    import nbformat
+
+    os.chmod(tmp_path, 0o755)
+    project = tmp_path / "emissions"
+    (project / "sandbox-output").mkdir(parents=True, mode=0o755)
+    nb = nbformat.v4.new_notebook()
+    nb.cells.append(nbformat.v4.new_code_cell("print(1)"))
+    nbformat.write(nb, project / "in.ipynb")
+    cli = [sys.executable, "-m", "glsandbox_kernel.cli"]
+    run = subprocess.run([*cli, "run", "in.ipynb", "-o", "out.ipynb"], cwd=project, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "not writable by the sandbox" in (project / "out.ipynb").read_text()
+    verify = subprocess.run(
+        [*cli, "audit", "verify", "--strict", "out.ipynb"], cwd=project, capture_output=True, text=True
+    )
+    assert verify.returncode == 0, verify.stdout + verify.stderr  # the notice is one of the cell's recorded outputs
