@@ -34,6 +34,8 @@ _SYSTEM_TREES = tuple(
 _DOORLESS_TREES = tuple("/usr /bin /sbin /lib /lib32 /lib64 /libx32 /boot /proc /sys".split())
 #: Folders that are never a project folder themselves (shared by everyone), though a folder below may be.
 _SHARED_DIRS = ("/", "/tmp", "/var", "/var/tmp", "/dev/shm", "/home", "/root", "/opt", "/srv", "/mnt", "/media")
+#: The sandbox's host ids as root where the project has no user owner (``confinement.profile.UNPRIVILEGED_HOST_ID``).
+NOBODY_ID = 65534
 #: How many directory entries a scan for masked names may visit before it refuses.
 SCAN_BUDGET = 100_000
 
@@ -393,19 +395,46 @@ def writer_ids(layout: ProjectLayout) -> tuple[int, int] | None:
 
 
 def _make_output_dir(path: str, owner: tuple[int, int] | None) -> bool:
-    """HOST side: create the output folder, owned like the project folder.
-
-    Where it cannot be created (a read-only project on the host), there is
-    none: writes into it then fail loudly inside the sandbox, as every write
-    into the read-only project does.
+    """HOST side: create the output folder (0755), owned like the project folder, so the sandbox,
+    which writes as the project's owner (:func:`writer_ids`), writes it; as root with a root-owned
+    project, owned by the sandbox's own host ids (65534): written by it, never world-writable, and a
+    fresh folder of uid 65534 holds no root file (no setuid-root file can be made there). Where it
+    cannot be created (a read-only project on the host), there is none: writes into it fail loudly.
     """
     try:
         os.mkdir(path, 0o755)
         if owner is not None and os.geteuid() == 0:
-            os.chown(path, *owner)
+            os.chown(path, *(owner if owner[0] != 0 else (NOBODY_ID, NOBODY_ID)))
     except OSError:
         return False
     return True
+
+
+def output_dir_problem(config: OSSandboxConfig) -> str | None:
+    """HOST side: why the sandbox cannot write the existing output folder (a kernel notice), or None."""
+    fs = config.filesystem
+    if not (fs.project_dir and fs.output_dir) or config.project_access != "read":
+        return None
+    path = os.path.join(os.path.realpath(fs.project_dir), fs.output_dir)
+    try:
+        pst, st = os.stat(fs.project_dir), os.stat(path)
+    except OSError:
+        return None
+    uid, gid = (pst.st_uid, pst.st_gid) if pst.st_uid != 0 else (NOBODY_ID, NOBODY_ID)
+    if os.geteuid() != 0:  # the sandbox writes as this user
+        uid, gid, ok = os.geteuid(), os.getegid(), os.access(path, os.W_OK | os.X_OK)
+    else:
+        ok = any(
+            st.st_mode & b == b for b, who in ((0o300, st.st_uid == uid), (0o030, st.st_gid == gid), (3, 1)) if who
+        )
+    if ok or not stat.S_ISDIR(st.st_mode):
+        return None
+    why = "the project folder is owned by root, so " if pst.st_uid == 0 and uid == NOBODY_ID else ""
+    return (
+        f"{path} is not writable by the sandbox: owned by uid {st.st_uid}, mode {stat.S_IMODE(st.st_mode):o}, and {why}"
+        f"the sandbox writes as uid {uid}; fix: chown {uid}:{gid} {path} (or remove it: the kernel then creates it "
+        "writable), or chown the project folder to a user"
+    )
 
 
 @functools.lru_cache(maxsize=1)

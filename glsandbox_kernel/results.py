@@ -41,6 +41,8 @@ class CellResult:
     audit_record: dict[str, Any] | None = None
     #: enforcing mode after a violation: "stopped" (the cell ended when told to) or "killed"
     enforcement: str | None = None
+    #: the cell called ``exit``/``quit`` (the worker's boolean flag, never a payload of its own)
+    ask_exit: bool = False
 
 
 @dataclasses.dataclass

@@ -316,6 +316,7 @@ class OSSandbox(AuditedSandbox):
         )
         if isinstance(reply.get("payload"), list):
             result.payload = [p for p in reply["payload"] if isinstance(p, dict)]
+        result.ask_exit = reply.get("ask_exit") is True  # a bool flag: the kernel writes the payload itself
         if isinstance(reply.get("user_expressions"), dict):
             result.user_expressions = reply["user_expressions"]
         # What the user's code raised (reported by the worker, shown as its traceback).
@@ -344,13 +345,8 @@ class OSSandbox(AuditedSandbox):
             result.error_name = type(failure).__name__
             result.error_value = str(failure)
             result.traceback = [f"{result.error_name}: {result.error_value}"]
-            message = {
-                "type": "error",
-                "ename": result.error_name,
-                "evalue": result.error_value,
-                "traceback": result.traceback,
-            }
-            collector.handle(message)
+            message = {"type": "error", "ename": result.error_name, "evalue": result.error_value}
+            collector.handle({**message, "traceback": result.traceback})
         try:
             if before_seal is not None:
                 before_seal(result)

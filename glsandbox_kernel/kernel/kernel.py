@@ -50,7 +50,7 @@ from .limits import (
     rewrite_error,
     split_cell_options,
 )
-from .options import config_from_traits, option_values, relay_input
+from .options import config_from_traits, option_values, relay_input, take_start_notices
 from .prestart import take_sandbox, trace
 from .quick import QuickRequests
 from .relay import CommGate, IOPubRelay, as_dict, as_lines, json_safe, log, safe_payload
@@ -276,6 +276,7 @@ class SandboxKernel(StartUp, QuickRequests, KernelOptions, Kernel):
         except Exception as exc:  # noqa: BLE001 - e.g. BackendUnavailableError: an error reply, not a dead kernel
             return self._error_reply(relay.error(type(exc).__name__, str(exc)))
         options, capped = cap_to_session(options or CellOptions(), sandbox.config)
+        capped += [] if silent else take_start_notices(sandbox.config)  # e.g. why no project folder is shown
         generation = sandbox.session.generation
         self._cell_operation = op = sandbox.session.next_operation  # interrupts from here on: this cell's
         if self._interrupted.is_set():
@@ -378,7 +379,7 @@ class SandboxKernel(StartUp, QuickRequests, KernelOptions, Kernel):
         return {
             "status": "ok",
             "execution_count": self.execution_count,
-            "payload": safe_payload(result.payload, relay.replaced),
+            "payload": safe_payload(result.payload, relay.replaced, ask_exit=result.ask_exit),
             "user_expressions": clean_user_expressions(
                 as_dict(result.user_expressions, relay.replaced), relay.replaced
             ),

@@ -47,6 +47,28 @@ def config_from_traits(kernel: Any) -> OSSandboxConfig:
     return cfg.replace(**overrides)
 
 
+#: the kernel's notices for its first cell (this process hosts one kernel); True once they were taken
+_start_notices: list[str | bool] = []
+
+
+def _start_notice(text: str) -> None:
+    if text not in _start_notices and True not in _start_notices:
+        _start_notices.append(text)
+
+
+def take_start_notices(config: OSSandboxConfig) -> list[str]:
+    """The notices for the kernel's first cell, once: why no project folder is shown (the kernel's
+    start folder, a folder it could not check), an existing output folder the sandbox cannot write."""
+    from ..project import output_dir_problem
+
+    if True in _start_notices:
+        return []
+    problem = output_dir_problem(config)
+    texts = [t for t in _start_notices if isinstance(t, str)] + ([f"glsandbox: {problem}\n"] if problem else [])
+    _start_notices[:] = [True]
+    return texts
+
+
 def _filesystem_config(kernel: Any, cfg: OSSandboxConfig) -> Any:
     """The project folder (option, else the kernel's cwd when it can be one) and the user's paths."""
     from ..project import default_project_dir
@@ -57,6 +79,10 @@ def _filesystem_config(kernel: Any, cfg: OSSandboxConfig) -> Any:
     project = absolute(kernel.project) if kernel.project else default_project_dir()
     if project is None and not kernel.project:
         log.warning("glsandbox: %s cannot be a project folder; the sandbox shows no host folder", os.getcwd())
+        _start_notice(
+            f"glsandbox: the kernel started in {os.getcwd()}, which cannot be a project folder, so the sandbox shows "
+            "no host folder; start it in the project folder (papermill: --cwd FOLDER) or set --project.\n"
+        )
     fs = dataclasses.replace(
         cfg.filesystem,
         project_dir=project,
@@ -76,6 +102,7 @@ def _filesystem_config(kernel: Any, cfg: OSSandboxConfig) -> Any:
             project_layout(cfg.replace(filesystem=fs), keep=True)
         except SandboxConfigError as exc:
             log.warning("glsandbox: not showing %s to the sandbox: %s", project, exc)
+            _start_notice(f"glsandbox: not showing {project} to the sandbox: {exc}\n")
             fs = dataclasses.replace(fs, project_dir=None)
     return fs
 

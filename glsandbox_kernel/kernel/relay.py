@@ -29,8 +29,8 @@ log = logging.getLogger("glsandbox.kernel")
 
 MAX_DEPTH = 64
 
-#: payload sources a sandboxed cell may hand to the frontend (``ask_exit`` and
-#: ``edit_magic`` are not: the sandbox must not close the notebook or open files).
+#: payload sources a sandboxed cell may hand to the frontend (``ask_exit`` and ``edit_magic`` are not: the
+#: sandbox must not open files or write what closes the frontend; ``exit`` is a worker flag, see safe_payload).
 ALLOWED_PAYLOAD_SOURCES = frozenset({"page", "set_next_input"})
 
 
@@ -120,9 +120,10 @@ def as_lines(value: Any, notes: Notes = None) -> list[str]:
     return [safe_text(x if isinstance(x, str) else str(json_safe(x, 0, notes)), notes) for x in value]
 
 
-def safe_payload(payload: Any, notes: Notes = None) -> list[dict[str, Any]]:
-    """The cell's payloads the frontend may act on (pager, next input), cleaned."""
-    out: list[dict[str, Any]] = []
+def safe_payload(payload: Any, notes: Notes = None, *, ask_exit: bool = False) -> list[dict[str, Any]]:
+    """The cell's payloads the frontend may act on (pager, next input), cleaned; ``ask_exit`` (the
+    worker's flag that the cell called ``exit``/``quit``): the kernel's own ``ask_exit`` payload."""
+    out: list[dict[str, Any]] = [{"source": "ask_exit", "keepkernel": False}] if ask_exit is True else []
     if not isinstance(payload, list):
         return out
     for item in payload:

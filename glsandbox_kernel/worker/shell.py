@@ -88,6 +88,7 @@ class SandboxShell(InteractiveShell):
 
     worker: Any = None
     _last_error: dict[str, Any] | None = None
+    _asked_exit = False
 
     def _showtraceback(self, etype: Any, evalue: Any, stb: list[str]) -> None:
         self.worker.flush_streams()
@@ -111,9 +112,9 @@ class SandboxShell(InteractiveShell):
     system = system_piped
 
     def ask_exit(self) -> None:
-        """``exit``/``quit`` as in ipykernel: an ``ask_exit`` payload for the frontend; the worker goes on."""
-        payloads: Any = self.payload_manager
-        payloads.write_payload({"source": "ask_exit", "keepkernel": False})
+        """``exit``/``quit``: the cell reply's ``ask_exit`` flag; the host writes the frontend's payload
+        (it relays no payload of the sandbox's own that closes the frontend). The worker goes on."""
+        self._asked_exit = True
 
 
 class CellShell:
@@ -224,7 +225,7 @@ class CellShell:
 
     def do_cell(self, msg: dict[str, Any]) -> dict[str, Any]:
         shell = self.shell
-        shell._last_error = None
+        shell._last_error, shell._asked_exit = None, False
         self._stdin_allowed = bool(msg.get("allow_stdin"))
         self._owed = 0  # the host answered every earlier request before it sent this one: all read
         drop_pending_interrupts()
@@ -256,6 +257,7 @@ class CellShell:
         reply["user_expressions"] = json_clean(shell.user_expressions(msg.get("user_expressions") or {}))
         payloads: Any = shell.payload_manager
         reply["payload"] = json_clean(payloads.read_payload())
+        reply["ask_exit"] = shell._asked_exit is True
         payloads.clear_payload()
         return reply
 

@@ -568,6 +568,8 @@ def test_relay_cleans_hostile_frames() -> None:
     assert content_for({"type": "execute_request"}, 1) is None
     payload = [{"source": "ask_exit", "keepkernel": False}, {"source": "page", "data": {"text/plain": "x"}}, "junk"]
     assert safe_payload(payload) == [{"source": "page", "data": {"text/plain": "x"}}]
+    assert safe_payload([], ask_exit=True) == [{"source": "ask_exit", "keepkernel": False}]  # the worker's flag
+    assert safe_payload([], ask_exit="yes") == []  # type: ignore[arg-type]  # only True
 
 
 def test_kernel_spec_uses_absolute_interpreter() -> None:
