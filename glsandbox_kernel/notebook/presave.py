@@ -34,7 +34,9 @@ appender and its checkpoints' copy with ones that walk from the root with
 ``O_NOFOLLOW`` on each component, write a fresh file in the directory they
 hold open and rename it over the name, so a link swapped in after the check
 is replaced, never written through. Reads, renames, copies and deletes get
-the same walk from :mod:`.server_links` (installed here too).
+the same walk from :mod:`.server_links`, done on the folders it holds by
+:mod:`.server_ops` (installed here too, with ``/files/`` served through the
+guarded reader).
 """
 
 from __future__ import annotations

@@ -21,7 +21,10 @@ A listing still shows a link's name (a ``content=0`` model is allowed for the
 last component), and a link itself may be deleted. The file reader the
 contents manager uses (``open``) is replaced with one that opens the last
 component with ``O_NOFOLLOW`` in the folder it holds open, so a link swapped
-in after the check is refused, never read through.
+in after the check is refused, never read through; :func:`guard_files` serves
+``/files/`` through it. The walk opens folders with ``O_PATH`` (search
+permission only) and fails closed (:func:`held`); the deletes, renames and
+copies themselves are done on the folders it holds by :mod:`.server_ops`.
 """
 
 from __future__ import annotations
