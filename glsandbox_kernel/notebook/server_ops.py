@@ -47,6 +47,7 @@ class Ops:
 
     def __init__(self, manager: Any) -> None:
         self.manager = manager
+        self.orig_delete: Any = None  # jupyter_server's delete_file, for a trash on another file system
 
     def root(self) -> str:
         return os.path.abspath(str(self.manager.root_dir))
@@ -62,8 +63,8 @@ class Ops:
 
     # -- delete ---------------------------------------------------------------------------------------
 
-    def delete_file(self, path: str) -> None:
-        """Replaces ``delete_file`` (delete_to_trash off): unlinkat / rmtree in the held folder."""
+    def delete(self, path: str) -> Any:
+        """Replaces ``delete_file``: in the held folder, to the trash (:meth:`_trash`) or not (:meth:`_delete`)."""
         path = path.strip("/")
         os_path = self.manager._get_os_path(path)
         self._hidden(os_path, "delete")
@@ -74,21 +75,61 @@ class Ops:
             st = lstat_in(dir_fd, name, rel, DELETED)
             if st is None:
                 raise HTTPError(404, f"file or directory does not exist: {path!r}")
+            if getattr(self.manager, "delete_to_trash", False):
+                return self._trash(dir_fd, name, st, path, os_path)
             with self.manager.perm_to_403(os_path):
-                if stat.S_ISDIR(st.st_mode):
-                    sub = _open_dir(dir_fd, name, rel, DELETED)
-                    try:
-                        names = set(os.listdir(sub))
-                    finally:
-                        os.close(sub)
-                    cp_dir = getattr(getattr(self.manager, "checkpoints", None), "checkpoint_dir", None)
-                    if not getattr(self.manager, "always_delete_dir", False) and names - {cp_dir}:
-                        raise HTTPError(400, f"Directory {os_path} not empty")
-                    shutil.rmtree(name, dir_fd=dir_fd)  # by descriptors; refuses a link swapped in
-                else:
-                    os.unlink(name, dir_fd=dir_fd)  # a link itself is removed, never its target
+                self._delete(dir_fd, name, rel, st, os_path)
         finally:
             os.close(dir_fd)
+        return None
+
+    def _delete(self, dir_fd: int, name: str, rel: str, st: os.stat_result, os_path: str) -> None:
+        """delete_to_trash off: unlinkat, or an rmtree by descriptors."""
+        if not stat.S_ISDIR(st.st_mode):
+            os.unlink(name, dir_fd=dir_fd)  # a link itself is removed, never its target
+            return
+        sub = _open_dir(dir_fd, name, rel, DELETED)
+        try:
+            names = set(os.listdir(sub))
+        finally:
+            os.close(sub)
+        cp_dir = getattr(getattr(self.manager, "checkpoints", None), "checkpoint_dir", None)
+        if not getattr(self.manager, "always_delete_dir", False) and names - {cp_dir}:
+            raise HTTPError(400, f"Directory {os_path} not empty")
+        shutil.rmtree(name, dir_fd=dir_fd)  # by descriptors; refuses a link swapped in
+
+    def _trash(self, dir_fd: int, name: str, st: os.stat_result, path: str, os_path: str) -> Any:
+        """delete_to_trash on, for a path on the home trash's device: a renameat into it.
+
+        send2trash's freedesktop layout (``files/`` and ``info/`` of ``$XDG_DATA_HOME/Trash``).
+        Elsewhere (another file system): jupyter_server's ``send2trash`` of the path string
+        (a known limit).
+        """
+        from send2trash import plat_other as trash
+
+        if st.st_dev != trash.get_dev(os.path.realpath(os.path.expanduser(b"~"))):
+            return self.orig_delete(path)  # (a coroutine for the async manager: awaited by _install)
+        if not os.access(name, os.W_OK, dir_fd=dir_fd, follow_symlinks=False):
+            raise HTTPError(403, f"Permission denied: {path}")
+        files, info = (os.path.join(trash.HOMETRASH_B, d) for d in (trash.FILES_DIR, trash.INFO_DIR))
+        base, ext = os.path.splitext(os.fsencode(name))
+        dest, counter = os.fsencode(name), 0
+        while os.path.lexists(os.path.join(files, dest)) or os.path.lexists(
+            os.path.join(info, dest + trash.INFO_SUFFIX)
+        ):
+            counter += 1
+            dest = b"%s %d%s" % (base, counter, ext)
+        trash.check_create(files)
+        trash.check_create(info)
+        info_file = os.path.join(info, dest + trash.INFO_SUFFIX)
+        with open(info_file, "x") as f:
+            f.write(trash.info_for(os.fsencode(os_path), trash.XDG_DATA_HOME))
+        try:
+            os.rename(name, os.path.join(files, dest), src_dir_fd=dir_fd)
+        except OSError as e:
+            os.unlink(info_file)
+            raise HTTPError(400, f"send2trash failed: {e}") from e
+        return None
 
     def delete_checkpoint(self, checkpoint_id: str, path: str) -> None:
         """Replaces the file checkpoints' ``delete_checkpoint``."""
@@ -321,11 +362,9 @@ def install(manager: Any) -> list[str]:
     ops = Ops(manager)
     done = []
 
-    def not_trash(*_args: Any, **_kwargs: Any) -> bool:
-        return not getattr(manager, "delete_to_trash", False)
-
-    if _install(manager, "delete_file", ops.delete_file, not_trash):
-        done.append("deletes (not to the trash)")
+    ops.orig_delete = getattr(manager, "delete_file", None)
+    if _install(manager, "delete_file", ops.delete):
+        done.append("deletes")
     if _install(manager, "rename_file", ops.rename_file):
         done.append("renames")
     if _install(manager, "_save_directory", ops.save_directory, lambda os_path, *a, **k: ops.below(os_path)):
