@@ -123,7 +123,7 @@ class Ops:
         trash.check_create(info)
         info_file = os.path.join(info, dest + trash.INFO_SUFFIX)
         with open(info_file, "x") as f:
-            f.write(trash.info_for(os.fsencode(os_path), trash.XDG_DATA_HOME))
+            f.write(trash.info_for(os.fsencode(os_path), None))  # absolute; no realpath of the raced path
         try:
             os.rename(name, os.path.join(files, dest), src_dir_fd=dir_fd)
         except OSError as e:
