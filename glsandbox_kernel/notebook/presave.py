@@ -34,7 +34,9 @@ appender and its checkpoints' copy with ones that walk from the root with
 ``O_NOFOLLOW`` on each component, write a fresh file in the directory they
 hold open and rename it over the name, so a link swapped in after the check
 is replaced, never written through. Reads, renames, copies and deletes get
-the same walk from :mod:`.server_links` (installed here too).
+the same walk from :mod:`.server_links`, done on the folders it holds by
+:mod:`.server_ops` (installed here too, with ``/files/`` served through the
+guarded reader).
 """
 
 from __future__ import annotations
@@ -55,7 +57,8 @@ from typing import IO, Any
 
 from tornado.web import HTTPError
 
-from .server_links import _open_parent, _parts_below, _refuse, guard_contents
+from .server_links import SAVED, _open_parent, _parts_below, _refuse, guard_contents, guard_files, held
+from .server_ops import install as install_ops
 
 log = logging.getLogger("glsandbox.presave")
 
@@ -175,11 +178,19 @@ def _check_entry(dir_fd: int, name: str, rel: str, directory: bool = False) -> o
     return st
 
 
-def _check_path(root: str, os_path: str, directory: bool = False) -> None:
-    found = _open_parent(root, os_path)
+def _check_path(root: str, os_path: str, directory: bool = False, new_folder_ok: bool = False) -> None:
+    """Refuse a link or an unchecked folder on the way to ``os_path``; ``new_folder_ok``: its folder may not exist yet."""
+    try:
+        found = held(root, os_path, SAVED)
+    except HTTPError as e:
+        if new_folder_ok and e.status_code == 404:
+            return  # a checkpoint folder made by this save: the writers walk again and refuse a link
+        raise
     if found is not None:
         try:
             _check_entry(*found, directory=directory)
+        except OSError as e:
+            _refuse(found[2], f"{found[2]} could not be checked for links ({e.strerror})")
         finally:
             os.close(found[0])
 
@@ -187,21 +198,21 @@ def _check_path(root: str, os_path: str, directory: bool = False) -> None:
 def check_save_path(manager: Any, path: str, kind: str) -> None:
     """Refuse (HTTP 403) a save of ``path`` through a link: the target and, for files, its checkpoint.
 
-    Called by :func:`pre_save_hook` in the server, before anything is written.
+    Called by :func:`pre_save_hook` in the server, before anything is written. Fails
+    closed: a folder of the path that cannot be walked (execute-only, unreadable, not a
+    folder) is a 403, a missing one a 404; only the last component may be missing.
     """
     get_os_path = getattr(manager, "_get_os_path", None)
     root = getattr(manager, "root_dir", None)
     if get_os_path is None or not isinstance(root, str):
         return  # not a file-system contents manager
     os_path = get_os_path(path.strip("/"))
-    try:
-        _check_path(root, os_path, directory=kind == "directory")
-        cp_dir = getattr(getattr(manager, "checkpoints", None), "checkpoint_dir", None)
-        if kind != "directory" and isinstance(cp_dir, str):
-            base, ext = os.path.splitext(os.path.basename(os_path))
-            _check_path(root, os.path.join(os.path.dirname(os_path), cp_dir, f"{base}-checkpoint{ext}"))
-    except OSError:
-        pass  # a missing folder or a permission problem: the save itself reports it
+    _check_path(root, os_path, directory=kind == "directory")
+    cp_dir = getattr(getattr(manager, "checkpoints", None), "checkpoint_dir", None)
+    if kind != "directory" and isinstance(cp_dir, str):
+        base, ext = os.path.splitext(os.path.basename(os_path))
+        cp = os.path.join(os.path.dirname(os_path), cp_dir, f"{base}-checkpoint{ext}")
+        _check_path(root, cp, new_folder_ok=True)
 
 
 @contextlib.contextmanager
@@ -387,11 +398,15 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
     else:  # older jupyter_server: one hook only
         manager.pre_save_hook = pre_save_hook
     guarded = guard_writers(manager)
+    held_ops = install_ops(manager)  # deletes, renames, copies on held folders; the checks go before them
     reads = guard_contents(manager)
+    if guard_files(serverapp):
+        reads.append("/files/")
     serverapp.log.info(
         "glsandbox: pre-save hook registered (audit records copied into cell metadata on save; saves through "
-        "a symbolic link refused; link-safe writers for %s; link checks for %s)",
+        "a symbolic link refused; link-safe writers for %s; held-folder operations for %s; link checks for %s)",
         ", ".join(guarded) or "nothing: not a file contents manager",
+        ", ".join(held_ops) or "nothing: not a file contents manager",
         ", ".join(reads) or "nothing: not a file contents manager",
     )
 

@@ -21,7 +21,10 @@ A listing still shows a link's name (a ``content=0`` model is allowed for the
 last component), and a link itself may be deleted. The file reader the
 contents manager uses (``open``) is replaced with one that opens the last
 component with ``O_NOFOLLOW`` in the folder it holds open, so a link swapped
-in after the check is refused, never read through.
+in after the check is refused, never read through; :func:`guard_files` serves
+``/files/`` through it. The walk opens folders with ``O_PATH`` (search
+permission only) and fails closed (:func:`held`); the deletes, renames and
+copies themselves are done on the folders it holds by :mod:`.server_ops`.
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ from tornado.web import HTTPError
 
 # -- the walk from the server root, shared with the writers of .presave --------------------------
 
-_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# O_PATH: a folder needs only search permission to be walked (a cell may make one execute-only, 0o111)
+_DIR = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 SAVED = "not saved, nothing overwritten"
@@ -65,7 +69,7 @@ def _open_parent(root: str, os_path: str, action: str = SAVED) -> tuple[int, str
     if parts is None:
         return None
     rel = os.sep.join(parts)
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # the root itself is the server's choice
+    fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)  # the root itself is the server's choice
     try:
         for index, part in enumerate(parts[:-1]):
             try:
@@ -92,26 +96,62 @@ DELETED = "not deleted"
 PLANTED = "is a symbolic link a sandboxed cell may have planted"
 
 
-def check_path(root: str, os_path: str, action: str, last: bool = True) -> None:
+def held(root: str, os_path: str, action: str) -> tuple[int, str, str] | None:
+    """:func:`_open_parent`, failing closed: a missing folder is a 404, any other error of the walk a 403.
+
+    Nothing below a folder the server could not check is acted on (an execute-only
+    or unreadable folder, a folder swapped while walked, ...).
+    """
+    try:
+        return _open_parent(root, os_path, action)
+    except FileNotFoundError:
+        raise HTTPError(404, f"glsandbox: a folder of the path does not exist; {action}") from None
+    except OSError as e:
+        rel = os.path.relpath(os_path, root)
+        _refuse(rel, f"a folder of {rel} could not be checked for links ({e.strerror})", action)
+
+
+def lstat_in(dir_fd: int, name: str, rel: str, action: str) -> os.stat_result | None:
+    """The lstat of ``name`` in ``dir_fd``; None when absent, a 403 on any other error."""
+    try:
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        _refuse(rel, f"{rel} could not be checked for links ({e.strerror})", action)
+
+
+def open_in(dir_fd: int, name: str, rel: str, action: str) -> int:
+    """``name`` in ``dir_fd`` opened for reading with ``O_NOFOLLOW``; a link (swapped in after a check) is a 403."""
+    try:
+        return os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            _refuse(rel, f"{rel} {PLANTED}", action)
+        raise
+
+
+def check_path(root: str, os_path: str, action: str, last: bool = True, folder_ok: bool = False) -> None:
     """Refuse (HTTP 403) ``os_path`` when a component below ``root`` is a symbolic link.
 
     ``last`` False: the last component may be a link (deleting or listing the link itself).
-    A missing component, or a path outside the root, is left to jupyter_server (its 404).
+    A missing last component, or a path outside the root, is left to jupyter_server (its 404);
+    a missing folder above it is a 404 (``folder_ok``: nothing to check, a checkpoint's
+    folder not made yet), any other error while checking a 403 (:func:`held`).
     """
     try:
-        found = _open_parent(root, os_path, action)
-    except OSError:
-        return
+        found = held(root, os_path, action)
+    except HTTPError as e:
+        if folder_ok and e.status_code == 404:
+            return
+        raise
     if found is None:
         return
     dir_fd, name, rel = found
     try:
         if last:
-            try:
-                st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-            except OSError:
-                return
-            if stat.S_ISLNK(st.st_mode):
+            st = lstat_in(dir_fd, name, rel, action)
+            if st is not None and stat.S_ISLNK(st.st_mode):
                 _refuse(rel, f"{rel} {PLANTED}", action)
     finally:
         os.close(dir_fd)
@@ -179,7 +219,7 @@ class _Paths:
             check_path(self.root(), self.os_path(path), RENAMED)
             cp = self.checkpoint(path)
             if cp is not None:
-                check_path(self.root(), cp, RENAMED)
+                check_path(self.root(), cp, RENAMED, folder_ok=True)
 
     def copy(self, from_path: str, to_path: str | None = None) -> None:
         check_tree(self.root(), self.os_path(from_path), COPIED)
@@ -190,7 +230,7 @@ class _Paths:
         check_path(self.root(), self.os_path(path), DELETED, last=False)
         cp = self.checkpoint(path)
         if cp is not None:
-            check_path(self.root(), cp, DELETED, last=False)
+            check_path(self.root(), cp, DELETED, last=False, folder_ok=True)
 
     @contextlib.contextmanager
     def open(self, os_path: str, *args: Any, **kwargs: Any) -> Iterator[IO[Any]]:
@@ -205,11 +245,7 @@ class _Paths:
             assert found is not None
             dir_fd, name, rel = found
             try:
-                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
-            except OSError as e:
-                if e.errno == errno.ELOOP:
-                    _refuse(rel, f"{rel} {PLANTED}", READ)
-                raise
+                fd = open_in(dir_fd, name, rel, READ)
             finally:
                 os.close(dir_fd)
             with os.fdopen(fd, *args, **kwargs) as f:
@@ -238,4 +274,26 @@ def guard_contents(manager: Any) -> list[str]:
     return done
 
 
-__all__ = ["check_path", "check_tree", "guard_contents"]
+def guard_files(serverapp: Any) -> bool:
+    """Serve ``/files/`` through the guarded contents manager (``cm.get``, hence the reader above).
+
+    jupyter_server's default for a file contents manager is a tornado ``StaticFileHandler``:
+    it refuses only a link whose resolved target leaves the root, and opens the path
+    string after checking it. Its handlers are built before extensions load, so the
+    handler is added here (``add_handlers`` rules are matched before the server's own).
+    """
+    from jupyter_server.files.handlers import FilesHandler
+    from jupyter_server.services.contents.fileio import FileManagerMixin
+    from jupyter_server.utils import url_path_join
+
+    manager: Any = serverapp.contents_manager
+    if not isinstance(serverapp.contents_manager, FileManagerMixin):
+        return False
+    manager.files_handler_class = FilesHandler
+    manager.files_handler_params = {"path": str(manager.root_dir)}
+    pattern = url_path_join(serverapp.base_url, r"/files/(.*)")
+    serverapp.web_app.add_handlers(".*$", [(pattern, FilesHandler, {"path": str(manager.root_dir)})])
+    return True
+
+
+__all__ = ["check_path", "check_tree", "guard_contents", "guard_files", "held", "lstat_in", "open_in"]
