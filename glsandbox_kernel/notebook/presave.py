@@ -57,7 +57,7 @@ from typing import IO, Any
 
 from tornado.web import HTTPError
 
-from .server_links import SAVED, _open_parent, _parts_below, _refuse, guard_contents, guard_files, held
+from .server_links import SAVED, _open_parent, _parts_below, _refuse, guard_contents, guard_files, held, lstat_in
 from .server_ops import install as install_ops
 
 log = logging.getLogger("glsandbox.presave")
@@ -167,9 +167,8 @@ def pre_save_hook(model: MutableMapping[str, Any], path: str = "", contents_mana
 
 def _check_entry(dir_fd: int, name: str, rel: str, directory: bool = False) -> os.stat_result | None:
     """The lstat of ``name`` in ``dir_fd`` (None if absent); refuses a link or anything but a regular file."""
-    try:
-        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-    except FileNotFoundError:
+    st = lstat_in(dir_fd, name, rel, SAVED)
+    if st is None:
         return None
     if stat.S_ISLNK(st.st_mode):
         _refuse(rel, f"{rel} is a symbolic link a sandboxed cell may have planted")
@@ -189,8 +188,6 @@ def _check_path(root: str, os_path: str, directory: bool = False, new_folder_ok:
     if found is not None:
         try:
             _check_entry(*found, directory=directory)
-        except OSError as e:
-            _refuse(found[2], f"{found[2]} could not be checked for links ({e.strerror})")
         finally:
             os.close(found[0])
 
