@@ -26,11 +26,10 @@ refused with SandboxSecurityError, and the session kills the worker.
 
 from __future__ import annotations
 
-import dataclasses
 import pickle
 import struct
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import codec_arrays as arrays
 from . import codec_columns as columns
@@ -45,14 +44,15 @@ MAX_SAME_HASH = 32
 FRACTION_BITS = 1 << 13
 
 
-@dataclasses.dataclass(frozen=True)
-class Budget:
+class Budget(NamedTuple):
     """What decoding one frame may cost the host (host side; the session passes the deadline).
 
     ``ratio``/``floor``: the estimated host memory of the decoded value may be
     at most ``ratio * len(frame) + floor`` bytes. ``deadline``: a
     ``time.monotonic()`` instant decoding must finish by (None: only the
     frame-size-based allowance ``seconds_floor + len / bytes_per_second``).
+    A named tuple, not a dataclass: the worker imports this module, and a
+    dataclass would cost every fresh container dataclasses and inspect.
     """
 
     max_objects: int = 8_000_000

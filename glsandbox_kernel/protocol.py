@@ -11,7 +11,6 @@ kills the worker. The worker uses the same class to read host requests.
 from __future__ import annotations
 
 import array
-import dataclasses
 import errno
 import math
 import mmap
@@ -301,7 +300,7 @@ class FrameChannel:
         if deadline is not None and deadline < (
             time.monotonic() + budget.seconds_floor + len(payload) / budget.bytes_per_second
         ):
-            budget = dataclasses.replace(budget, deadline=deadline)
+            budget = budget._replace(deadline=deadline)
         msg = codec.decode(payload, budget)
         if type(msg) is not dict or type(msg.get("type")) is not str:
             raise SandboxSecurityError("malformed frame: not a message with a 'type' field")

@@ -61,27 +61,24 @@ from ..linux import (
     CLONE_FLAG_NAMES,
     INET_FAMILIES,
     MACHINE,
-    PR_GET_NO_NEW_PRIVS,
     PR_SET_CHILD_SUBREAPER,
     SYSCALLS,
     TIOCLINUX,
     TIOCSTI,
     UNUSED_FAMILIES,
     libc,
-    prctl,
     sysno,
 )
-from ._common import ChildState, ConfinementError, PlanContext, check
+from ._common import ChildState, PlanContext
 from .seccomp_lists import COMPAT_ONLY, DENY, ESCAPE, HOST_IPC, PERSONALITY_ALLOWED
 from .seccomp_lists import ESCAPE_TOOLS as ESCAPE_TOOLS  # re-exported: the supervisor and bootstrap read it here
+from .seccomp_load import check_arch, load_program, report
 
 if TYPE_CHECKING:
     from ..config import OSSandboxConfig
 
-SECCOMP_SET_MODE_FILTER = 1
 SECCOMP_GET_ACTION_AVAIL = 2
 SECCOMP_GET_NOTIF_SIZES = 3
-SECCOMP_FILTER_FLAG_NEW_LISTENER = 1 << 3
 
 SECCOMP_RET_KILL_PROCESS = 0x80000000
 SECCOMP_RET_ERRNO = 0x00050000
@@ -128,14 +125,6 @@ def supported() -> tuple[bool, str]:
     except OSError:
         return False, "/proc/self/status unreadable"
     return True, "seccomp filter mode"
-
-
-class _SockFilter(ctypes.Structure):
-    _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8), ("k", ctypes.c_uint32)]
-
-
-class _SockFprog(ctypes.Structure):
-    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(_SockFilter))]
 
 
 class _NotifSizes(ctypes.Structure):
@@ -457,24 +446,12 @@ def install_child(section: SeccompPolicy | None, state: ChildState) -> None:
     if not section or not section.enabled:
         return
     policy = section
-    if policy.arch != MACHINE:
-        raise ConfinementError("seccomp", f"filter for {policy.arch} on {MACHINE}")
+    check_arch(policy.arch)  # before the program is built for it
     raw = packed_filter(policy)
-    count, buf = len(raw) // 8, ctypes.create_string_buffer(raw, len(raw))
-    fprog = _SockFprog(count, ctypes.cast(buf, ctypes.POINTER(_SockFilter)))
-    flags = SECCOMP_FILTER_FLAG_NEW_LISTENER if policy.notify else 0
-    hint = ""
-    if prctl(PR_GET_NO_NEW_PRIVS) != 1:
-        hint = "set no_new_privs first"
-    res = check(
-        "seccomp",
-        "seccomp(SECCOMP_SET_MODE_FILTER)",
-        int(libc().syscall(sysno("seccomp"), SECCOMP_SET_MODE_FILTER, flags, ctypes.byref(fprog))),
-        hint or "this requires a kernel configured with CONFIG_SECCOMP_FILTER",
-    )
-    state.report["seccomp"] = {"instructions": count, "deny_exec": policy.deny_exec, "detection": policy.detection}
-    if policy.notify:
-        state.pass_fds.append(res)
+    fd = load_program(raw, arch=policy.arch, listener=policy.notify)
+    state.report["seccomp"] = report(len(raw) // 8, deny_exec=policy.deny_exec, detection=policy.detection)
+    if fd is not None:
+        state.pass_fds.append(fd)
 
 
 def pack_notif_resp(notif_id: int, *, error: int = 0, val: int = 0, flags: int = 0) -> bytes:

@@ -11,6 +11,9 @@ from its compiled pyc (:data:`glsandbox_kernel.backends.container.settings.BOOTS
 the Python ``X.Y`` the host needs, the mounted dependency directories, the
 site directory holding this package, the transport socket's path, the
 seccomp section (a :class:`glsandbox_kernel.confinement.seccomp.SeccompPolicy`)
+with that policy's BPF program as the host packed it (the bytes NAMESPACE's
+children load for the same policy; loaded here by :mod:`glsandbox_kernel.confinement.seccomp_load`,
+never rebuilt: the policy's module would import dataclasses and inspect at every start)
 and the network section (:func:`glsandbox_kernel.confinement.network.plan_network`).
 
 In order (first, where the host bound one, the image's module bundle goes
@@ -26,7 +29,7 @@ in front of the import system: :class:`_Bundle`):
    imports it while it waits for its session);
 4. when the config allows any network, bind the TCP relay on 127.0.0.1
    and set ``HTTP(S)_PROXY`` (NAMESPACE's ``prepare_relay_child``); load the
-   project's seccomp filter (the same policy NAMESPACE loads) with a
+   project's seccomp filter (the program of the policy NAMESPACE loads) with a
    user-notification listener when the section asks for one; then fork the
    relay (``start_relay_child``: confined by the same filter), which copies
    bytes to the host proxy's socket bound at ``/run/glsandbox-net``;
@@ -52,6 +55,7 @@ import marshal
 import os
 import sys
 import time
+from _frozen_importlib import module_from_spec  # importlib.util's, without importlib, contextlib, warnings
 from _frozen_importlib_external import SourceFileLoader, spec_from_file_location
 
 # Only built-in and frozen modules above: the heavy ones (json, typing ...) come after the
@@ -95,8 +99,6 @@ def _register_package_lazily(name: str, pkg_dir: str) -> None:
     top-level ``__init__`` is the host-side API, the confinement package's
     imports every step, about 60 ms the worker does not need).
     """
-    from importlib.util import module_from_spec  # the bundle holds it (see _Bundle)
-
     spec = spec_from_file_location(name, os.path.join(pkg_dir, "__init__.py"), submodule_search_locations=[pkg_dir])
     assert spec is not None and spec.loader is not None
     pkg = module_from_spec(spec)
@@ -126,10 +128,7 @@ BUNDLE_MAGIC = b"glsandbox-bundle-1\n"
 #: What the worker imports before its first result (the bundle builder imports the same).
 WORKER_MODULES = (
     "json",
-    "importlib.util",
-    "glsandbox_kernel.confinement.seccomp",
-    "glsandbox_kernel.confinement._common",
-    "glsandbox_kernel.confinement.sections",
+    "glsandbox_kernel.confinement.seccomp_load",
     "glsandbox_kernel.worker.loop",
     "glsandbox_kernel.worker.unpickle_lite",
 )
@@ -289,14 +288,14 @@ class _Reporter:
         import json
         import threading
 
-        from glsandbox_kernel.confinement import seccomp
+        from glsandbox_kernel.confinement import seccomp_lists
 
         self.dumps = json.dumps  # bound before any user code runs (it could replace sys.modules["json"])
         self.sock = sock
         self.lock = threading.Lock()
         self.deny_exec = bool(section.get("deny_exec"))
-        self.tools = seccomp.ESCAPE_TOOLS
-        self.escape = frozenset(seccomp.ESCAPE)
+        self.tools = seccomp_lists.ESCAPE_TOOLS
+        self.escape = frozenset(seccomp_lists.ESCAPE)
 
     def send(self, report: dict[str, Any]) -> None:
         line = (self.dumps(report, separators=(",", ":"))[:2000] + "\n").encode()
@@ -337,6 +336,28 @@ class _Reporter:
             self.send({"kind": "syscall", "syscall": name, "escape": True})
 
 
+def _load_filter(spec: dict[str, Any], report: dict[str, Any], pass_fds: list[int]) -> None:
+    """Load the seccomp program the host packed from its policy; the listener fd (notifications on) to ``pass_fds``.
+
+    The program is the policy's own (:func:`glsandbox_kernel.backends.container.settings.seccomp_section`),
+    the section what it is; neither is rebuilt here (see :mod:`glsandbox_kernel.confinement.seccomp_load`).
+    """
+    from glsandbox_kernel.confinement import seccomp_load
+
+    section = spec.get("seccomp")
+    if not section or not section["enabled"]:
+        return
+    raw = bytes.fromhex(spec["seccomp_program"])
+    notify = section["notify"]
+    if type(notify) is not bool or type(section["deny_exec"]) is not bool:
+        raise ValueError("malformed seccomp section")
+    fd = seccomp_load.load_program(raw, arch=str(section["arch"]), listener=notify)
+    n = len(raw) // seccomp_load.INSTRUCTION_SIZE
+    report["seccomp"] = seccomp_load.report(n, deny_exec=section["deny_exec"], detection=str(section["detection"]))
+    if fd is not None:
+        pass_fds.append(fd)
+
+
 def prepare(argv: list[str]) -> dict[str, Any]:
     """Steps 1-2 (also the bundle builder's): the host's spec, after the python and path checks."""
     import json
@@ -356,28 +377,28 @@ def main(argv: list[str]) -> None:
     if bundle is not None:
         sys.meta_path.insert(0, bundle)
     spec = prepare(argv)
-    from glsandbox_kernel.confinement import seccomp
-    from glsandbox_kernel.confinement._common import ChildState
-    from glsandbox_kernel.confinement.sections import from_wire
     from glsandbox_kernel.worker.loop import serve
 
     if bundle is not None:
         import glsandbox_kernel.worker.unpickle_lite  # noqa: F401 - the first call's, from the bundle
 
         bundle.close()
-    state = ChildState(report={})
+    report: dict[str, Any] = {}
+    pass_fds: list[int] = []
     try:
-        # The host's sections, rebuilt against their schema (unknown or mistyped fields refused).
-        policy = from_wire(seccomp.SeccompPolicy, spec["seccomp"], "bootstrap.seccomp") if spec.get("seccomp") else None
         if spec.get("network"):
             from glsandbox_kernel.confinement import network as net_step
+            from glsandbox_kernel.confinement._common import ChildState
+            from glsandbox_kernel.confinement.sections import from_wire
 
+            # The host's section, rebuilt against its schema (unknown or mistyped fields refused).
             network = from_wire(net_step.NetworkSection, spec["network"], "bootstrap.network")
+            state = ChildState(report=report, pass_fds=pass_fds)
             state.relay = net_step.prepare_relay_child(network, state)  # 127.0.0.1 listener; HTTP(S)_PROXY set
-            seccomp.install_child(policy, state)  # the listener fd (notifications on) goes to state.pass_fds
+            _load_filter(spec, report, pass_fds)
             net_step.start_relay_child(network, state)  # forked after the filter: confined the same way
         else:
-            seccomp.install_child(policy, state)
+            _load_filter(spec, report, pass_fds)
     except Exception as exc:  # noqa: BLE001 - told to the host on stderr; it refuses the container
         sys.stderr.write(f"glsandbox: {exc}\n")
         sys.exit(SETUP_FAILED_EXIT)
@@ -385,7 +406,7 @@ def main(argv: list[str]) -> None:
         sys.addaudithook(_Reporter(_connect(str(spec["report_socket"])), spec.get("seccomp") or {}))
     sock = _connect(str(spec["socket"]))
     _exit_when_host_gone(sock.fileno())
-    serve(sock, pass_fds=state.pass_fds, report=state.report)
+    serve(sock, pass_fds=pass_fds, report=report)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ Two seccomp layers, both from :mod:`glsandbox_kernel.confinement.seccomp`:
 - the same policy's BPF program, loaded by the sandbox-side bootstrap
   (:mod:`glsandbox_kernel.worker.bootstrap`) before the worker starts, with
   a user-notification listener the host supervisor answers when the kernel
-  the worker meets can pass one (runc: the host's; see :func:`seccomp_section`).
+  the worker meets can pass one (runc: the host's; see :func:`supervised`).
 
 Stacked filters answer with the strictest action, and ERRNO beats
 USER_NOTIF, so when the supervisor is in use the OCI profile leaves the
@@ -142,11 +142,21 @@ def seccomp_policy(config: OSSandboxConfig, runtime: str | None) -> SeccompPolic
     return policy
 
 
-def seccomp_section(config: OSSandboxConfig, runtime: str | None) -> dict[str, Any]:
-    """The bootstrap's seccomp section: the policy on the wire (rebuilt schema-checked inside)."""
+def seccomp_section(policy: SeccompPolicy) -> tuple[dict[str, Any], str | None]:
+    """The bootstrap's seccomp section (the policy on the wire) and the policy's BPF program, packed, in hex.
+
+    The program is the one NAMESPACE's children load for the same policy
+    (:func:`~glsandbox_kernel.confinement.seccomp.packed_filter`), built here
+    once: the bootstrap only loads it (:mod:`glsandbox_kernel.confinement.seccomp_load`),
+    so a fresh container never imports the policy's module, its schema check or
+    the builder (dataclasses, inspect, ast: ~10 ms of its start). The section
+    says what the program is (the host's own description of the container,
+    the hello's report).
+    """
+    from ...confinement.seccomp import packed_filter
     from ...confinement.sections import to_wire
 
-    return dict(to_wire(seccomp_policy(config, runtime)))
+    return dict(to_wire(policy)), packed_filter(policy).hex() if policy.enabled else None
 
 
 def wants_reports(config: OSSandboxConfig, section: dict[str, Any]) -> bool:
@@ -253,8 +263,13 @@ def worker_command(
     network: dict[str, Any] | None = None,
     *,
     reports: bool = False,
+    program: str | None = None,
 ) -> list[str]:
-    """The container's command: the sandbox-side bootstrap, which then serves the worker."""
+    """The container's command: the sandbox-side bootstrap, which then serves the worker.
+
+    ``seccomp`` and ``program``: :func:`seccomp_section` (the bootstrap loads
+    ``program`` where ``seccomp`` is enabled).
+    """
     spec = {
         "network": network,
         "python": images.host_python(),
@@ -262,6 +277,7 @@ def worker_command(
         "site": SITE_DIR,
         "socket": SOCKET_PATH,
         "seccomp": seccomp,
+        "seccomp_program": program,
         # no supervisor can see the worker's syscalls: it reports on itself (untrusted)
         "report_socket": REPORT_PATH if reports else None,
     }
@@ -380,11 +396,11 @@ def container_settings(
     tmp_opts = tmpfs_opts + (f",size={sizes['tmp']}" if sizes.get("tmp") else "")
     uid, _, gid = SANDBOX_USER.partition(":")
     ulimits = _ulimits(config)
-    section = seccomp_section(config, runtime)
-    profile = oci_profile(seccomp_policy(config, runtime), runtime)
+    policy = seccomp_policy(config, runtime)
+    section, program = seccomp_section(policy)
     settings: dict[str, Any] = {
         "image": image,
-        "command": worker_command(binds, section, network, reports=wants_reports(config, section)),
+        "command": worker_command(binds, section, network, reports=wants_reports(config, section), program=program),
         "user": SANDBOX_USER,
         "environment": _environment(config, binds),
         "working_dir": WORK_DIR,
@@ -399,7 +415,7 @@ def container_settings(
         "tmpfs": {"/tmp": tmp_opts + ",mode=1777", WORK_DIR: work_opts + f",uid={uid},gid={gid},mode=0700", **hidden},
         "volumes": binds,
         "cap_drop": ["ALL"],
-        "security_opt": ["no-new-privileges:true", "seccomp=" + json.dumps(profile)],
+        "security_opt": ["no-new-privileges:true", "seccomp=" + json.dumps(oci_profile(policy, runtime))],
         "ipc_mode": "private",
         "init": True,
         "ulimits": ulimits,
