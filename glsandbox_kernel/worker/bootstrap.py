@@ -377,6 +377,7 @@ def main(argv: list[str]) -> None:
     if bundle is not None:
         sys.meta_path.insert(0, bundle)
     spec = prepare(argv)
+    from glsandbox_kernel.confinement import seccomp_load  # noqa: F401 - from the bundle, for _load_filter
     from glsandbox_kernel.worker.loop import serve
 
     if bundle is not None:

@@ -56,6 +56,7 @@ from glsandbox_kernel.backends.container import settings as ctr_settings
 from glsandbox_kernel.backends.container import warm as docker_pool
 from glsandbox_kernel.backends.gvisor import GVisorBackend
 from glsandbox_kernel.config import FilesystemConfig, NetworkConfig, WhitelistConfig
+from glsandbox_kernel.confinement.seccomp import packed_filter
 
 pytestmark = [pytest.mark.container]
 
@@ -326,6 +327,8 @@ def test_settings_builder_is_shared_and_locked_down(monkeypatch: pytest.MonkeyPa
     # One policy (confinement.seccomp.SeccompPolicy) emits both the profile and the bootstrap's BPF.
     c_policy = ctr_settings.seccomp_policy(config, None)
     assert c_profile == ctr_settings.oci_profile(c_policy) and c_policy.notify is c_section["notify"]
+    # ... and the bootstrap loads that policy's program as NAMESPACE's children do, packed by the host.
+    assert ctr_settings.bootstrap_spec(c)["seccomp_program"] == packed_filter(c_policy).hex()
     plain = ctr_settings.oci_profile(dataclasses.replace(c_policy, notify=False))
     assert [r for r in plain["syscalls"] if r["names"] != ["clone3"]] == g_profile["syscalls"]
     assert g.pop("command")[:4] == c.pop("command")[:4]

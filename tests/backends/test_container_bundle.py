@@ -16,8 +16,9 @@ import cloudpickle
 import pytest
 
 from glsandbox_kernel import IsolationType, OSSandbox, OSSandboxConfig
-from glsandbox_kernel.backends.container import LABEL_HOST_PID, bundle, docker_api, flush_removals
+from glsandbox_kernel.backends.container import LABEL_HOST_PID, bundle, default_image, docker_api, flush_removals
 from glsandbox_kernel.backends.container import warm as docker_pool
+from glsandbox_kernel.backends.container.settings import worker_binds
 from glsandbox_kernel.backends.registry import backends
 from glsandbox_kernel.worker import bootstrap
 
@@ -31,7 +32,8 @@ def where_modules_came_from() -> dict[str, Any]:
     import os
     import sys
 
-    names = ("json", "typing", "dataclasses", "glsandbox_kernel.worker.loop", "glsandbox_kernel.codec", "msgpack")
+    names = ("json", "typing", "ctypes", "glsandbox_kernel.worker.loop", "glsandbox_kernel.codec", "msgpack")
+    names += ("glsandbox_kernel.confinement.seccomp_load",)
     return {
         "loaders": {n: type(sys.modules[n].__spec__.loader).__name__ for n in names},
         "files_exist": all(os.path.exists(sys.modules[n].__file__) for n in names),
@@ -55,7 +57,17 @@ def test_the_worker_imports_its_start_up_modules_from_the_bundle(name: str) -> N
     finally:
         docker_pool.set_pool_size(None)
         assert flush_removals(30), "container removals did not finish"
-    bundled = dict.fromkeys(("json", "typing", "dataclasses", "glsandbox_kernel.worker.loop", "glsandbox_kernel.codec"))
+    bundled = dict.fromkeys(("json", "typing", "ctypes", "glsandbox_kernel.worker.loop", "glsandbox_kernel.codec"))
+    bundled["glsandbox_kernel.confinement.seccomp_load"] = None
+    # The bundle holds what the start-up imports: never dataclasses, inspect or ast (the policy comes packed).
+    path = bundle.bundle_for(default_image(), next(iter(worker_binds())))
+    assert path is not None
+    with open(path, "rb") as fh:  # the index only (the image's python build: not loadable here)
+        data = fh.read()
+    start = len(bootstrap.BUNDLE_MAGIC) + 8
+    held = marshal.loads(data[start : start + int.from_bytes(data[start - 8 : start], "little")])["modules"]
+    assert "ctypes" in held and "glsandbox_kernel.confinement.seccomp_load" in held
+    assert not {"dataclasses", "inspect", "ast", "glsandbox_kernel.confinement.seccomp"} & set(held)
     assert seen["loaders"] == {**{n: "_BundledLoader" for n in bundled}, "msgpack": "SourceFileLoader"}
     assert seen["files_exist"] and seen["source"]  # file names, and sources for tracebacks, as on disk
     assert seen["finder_left"] == []  # removed before any request ran
