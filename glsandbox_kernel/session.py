@@ -304,7 +304,7 @@ class Session(InterruptBinding, ViolationAttribution):
                 fresh = self._last_sample_gen != self.generation
                 before = None if fresh else self._last_sample
                 if before is None:
-                    before = worker.sample()
+                    before = worker.call_sample()
                 if fresh:  # a new worker: its CPU time budget starts at this reading
                     self.monitor.cpu_base = tree_cpu(worker, before)
                 worker.reset_peak()
@@ -460,7 +460,7 @@ class Session(InterruptBinding, ViolationAttribution):
 
     def _fill_metrics(self, metrics: SandboxMetrics, worker: WorkerProcess, before: Any) -> ResourceSample | None:
         """The call's figures: closing reading less opening one (which was the last call's closing)."""
-        after = worker.sample() if self.worker is worker else self.monitor.killed_reading
+        after = worker.call_sample() if self.worker is worker else self.monitor.killed_reading
         self._last_sample, self._last_sample_gen = after, self.generation
         fill_call_figures(metrics, before, after, self.monitor)
         return after

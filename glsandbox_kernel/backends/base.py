@@ -142,6 +142,11 @@ class WorkerProcess(abc.ABC):
         """A reading of the worker tree's resource use (monitor thread and per call)."""
         return ResourceSample()
 
+    def call_sample(self) -> ResourceSample:
+        """The session's reading at a call's end (the next call's opening one): what the call's
+        figures come from. :meth:`sample` unless a backend can read less for it."""
+        return self.sample()
+
     def reset_peak(self) -> None:
         """Start a new peak-memory window (called before each call). Optional."""
 

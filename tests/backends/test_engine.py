@@ -576,6 +576,32 @@ def test_explicit_unavailable_backend_raises_or_falls_back_and_records(
 # -- metrics and audit -------------------------------------------------------------------------------
 
 
+def test_memory_peak_is_each_calls_own() -> None:
+    """A call's peak is its own: after a call that allocated and freed, a trivial call reads a small
+    peak (the window was reset), and a later allocation is seen again whether or not a reset was
+    needed before it (none is written while the last reading's peak was the usage itself)."""
+
+    def alloc(n: int) -> int:
+        data = bytearray(n)
+        data[::4096] = b"x" * len(data[::4096])
+        return len(data)
+
+    mib = 1024 * 1024
+    with OSSandbox(basic()) as box:
+        box.execute(alloc, 64 * mib)
+        big = box.metrics.memory_peak_bytes
+        box.execute(alloc, 1)
+        small = box.metrics.memory_peak_bytes
+        box.execute(alloc, 1)
+        again = box.metrics.memory_peak_bytes
+        box.execute(alloc, 64 * mib)
+        big_again = box.metrics.memory_peak_bytes
+    assert big is not None and big >= 64 * mib, big
+    assert small is not None and small < 32 * mib, small
+    assert again is not None and again < 32 * mib, again
+    assert big_again is not None and big_again >= 64 * mib, big_again
+
+
 def test_metrics_are_measured_outside_and_none_when_not_measured() -> None:
     def burn() -> int:
         t = time.process_time()

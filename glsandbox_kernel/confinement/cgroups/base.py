@@ -120,6 +120,8 @@ class Cgroup(abc.ABC):
         self.owned = owned
         self._oom_baseline = 0
         self._fds: dict[str, int | None] = {}
+        #: the last reading's peak was the usage itself: a peak reset now would change nothing
+        self._peak_is_current = False
 
     # -- kept-open files ---------------------------------------------------------
     def _fd(self, path: str) -> int | None:
@@ -180,9 +182,20 @@ class Cgroup(abc.ABC):
     def memory_peak(self) -> int | None:
         """Highest bytes charged since creation or the last :meth:`reset_peak`."""
 
-    @abc.abstractmethod
     def reset_peak(self) -> None:
-        """Start a new peak window (called by the session before each call)."""
+        """Start a new peak window (called by the session before each call).
+
+        Skipped when the last :meth:`sample` read a peak no higher than the usage: resetting
+        sets the peak to the usage, which it was then (the worker is idle between calls), so
+        the write would change nothing; as for /proc (:meth:`.procfs.ProcessReader.reset_peak`).
+        """
+        if self._peak_is_current:
+            return
+        self._write_peak_reset()
+
+    @abc.abstractmethod
+    def _write_peak_reset(self) -> None:
+        """Reset the kernel's peak (the write itself)."""
 
     @abc.abstractmethod
     def oom_kills(self) -> int | None:
@@ -219,21 +232,28 @@ class Cgroup(abc.ABC):
         """Remember the current OOM-kill count (call before each call)."""
         self._oom_baseline = self.oom_kills() or 0
 
-    def sample(self) -> dict[str, Any] | None:
-        """All readings at once, keys as in ``backends.base.ResourceSample``; None once gone."""
+    def sample(self, *, per_call: bool = False) -> dict[str, Any] | None:
+        """All readings at once, keys as in ``backends.base.ResourceSample``; None once gone.
+
+        ``per_call``: the session's reading at a call's end, which the call's figures come from:
+        without ``pids`` and ``oom_killed`` (None: not read), which no call figure uses (the
+        monitor's samples and an exit's cause read them), two fewer reads on every call.
+        """
         current = self.memory_current()
         if current is None and not self.exists():
             return None
+        peak = self.memory_peak()
+        self._peak_is_current = peak is not None and current is not None and peak <= current
         rd, wr = self.io_bytes()
         return {
             "cpu_time": self.cpu_usage_seconds(),
             "memory_current": current,
-            "memory_peak": self.memory_peak(),
-            "pids": self.pids_current(),
+            "memory_peak": peak,
+            "pids": None if per_call else self.pids_current(),
             "pids_peak": self.pids_peak(),
             "disk_read_bytes": rd,
             "disk_write_bytes": wr,
-            "oom_killed": self.oom_killed(),
+            "oom_killed": None if per_call else self.oom_killed(),
             "source": f"cgroup-v{self.version}",
         }
 

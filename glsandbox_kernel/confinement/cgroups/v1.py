@@ -135,7 +135,7 @@ class CgroupV1(Cgroup):
     def memory_peak(self) -> int | None:
         return self._int(self._f("memory", "memory.max_usage_in_bytes"))
 
-    def reset_peak(self) -> None:
+    def _write_peak_reset(self) -> None:
         self._poke(self._f("memory", "memory.max_usage_in_bytes"), b"0")
 
     def oom_kills(self) -> int | None:

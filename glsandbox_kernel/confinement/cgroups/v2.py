@@ -146,7 +146,7 @@ class CgroupV2(Cgroup):
     def memory_peak(self) -> int | None:
         return self._int(self.path + "/memory.peak")
 
-    def reset_peak(self) -> None:
+    def _write_peak_reset(self) -> None:
         # Since Linux 6.12 writing to memory.peak resets the peak seen through
         # that open file, so the file is kept open read-write and read through it.
         self._poke(self.path + "/memory.peak", b"reset\n")
