@@ -32,6 +32,7 @@ class Connection:
         self.chan = FrameChannel(sock, max_frame=1 << 30)
         self.chan.before_large_frame = _import_numpy
         self.chan.mirror_fast = True  # replies as MessagePack once the host sent such a request
+        self.chan.from_host = True  # the host's requests: decoded without the host's walk of hostile frames
         self.lock = threading.Lock()
 
     def send(self, msg: dict[str, Any]) -> None:

@@ -363,3 +363,33 @@ def test_frame_channel_sends_fast_frames_only_when_told_and_mirrors_on_the_worke
         worker.send({"type": "result", "value": "x" * 20})
     a.close()
     b.close()
+
+
+def test_flat_messages_are_checked_like_nested_ones_and_the_workers_decode_still_refuses_garbage() -> None:
+    """The one-loop check of a flat map refuses what the walk refuses; the worker's decode of the
+    host's frames (no allowlist walk) still gives only maps and raises SandboxSecurityError on garbage."""
+    import socket
+
+    from glsandbox_kernel import codec_fast
+
+    assert codec_fast.encode({"type": "result", 1: "int key at the top"}) is None  # type: ignore[dict-item]
+    assert codec_fast.encode({"type": "result", "k" * (codec_fast.MAX_BYTES + 1): 1}) is None  # the key's size
+    assert codec_fast.encode({"type": "result", "value": (1,)}) is None
+    many = {f"k{i}": i for i in range(40)}  # past the one-loop check's size: the walk, same answer
+    assert codec_fast.decode(codec_fast.encode({"type": "r", **many}) or b"") == {"type": "r", **many}
+    message = {"type": "call", "fn_ref": 1, "args": b"\x80", "value": [{"a": None}]}
+    assert codec_fast.decode_trusted(codec_fast.encode(message) or b"") == message
+    for garbage in (b"\x91\xc0", b"\x81\xa4type", b"\x81\xa4type\xc1", b"\x81\xa2\xff\xfe\xc0"):
+        with pytest.raises(SandboxSecurityError):
+            codec_fast.decode_trusted(garbage)
+    a, b = socket.socketpair()
+    host, worker = FrameChannel(a), FrameChannel(b)
+    worker.from_host = True
+    a.sendall(len(b"\x81\xa4type\x01").to_bytes(4, "big") + b"\x81\xa4type\x01")  # "type" not a str
+    with pytest.raises(SandboxSecurityError):
+        worker.recv(timeout=1)
+    host.fast_send = True
+    host.send(message)
+    assert worker.recv(timeout=1) == message
+    a.close()
+    b.close()
