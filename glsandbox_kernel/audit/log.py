@@ -114,6 +114,24 @@ class AuditLog(ClosesOnExit):
         return [json.loads(line) for line in lines]
 
     @property
+    def appended(self) -> int:
+        """Records this log took so far, sealed or still queued: the index the next one gets in :meth:`lines`."""
+        with self._lock:
+            return len(self._lines) + len(self._queue)
+
+    def lines(self, start: int, end: int) -> list[bytes]:
+        """The sealed lines of the ``start``-th to ``end``-th record this log took, as written.
+
+        Seals and commits first when that range is not all durable yet (the
+        Dask plugin ships a call's records this way when its result leaves
+        the worker, instead of sealing them on the task's thread).
+        """
+        with self._lock:
+            if end > len(self._lines) or self._unsynced:
+                self.commit()
+            return self._lines[start:end]
+
+    @property
     def sinks(self) -> list[AuditSink]:
         """The sinks, first (chain-holding) one first."""
         return list(self._sinks)

@@ -370,7 +370,7 @@ class SandboxedExecutor(cf.Executor):
             "worker": outcome.worker,
             "session_id": outcome.session_id,
             "status": "ok" if outcome.error is None else "error",
-            "lines": outcome.lines,
+            "lines": outcome.carried_lines(),  # worker threads in this process: the same object
             "detail": {**outcome.detail, "pid": outcome.pid, "started": outcome.started, "finished": outcome.finished},
         }
 

@@ -6,10 +6,36 @@ Built on the Dask worker (trusted host side, by :mod:`.plugin` and
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .audit import decode_lines
+
+if TYPE_CHECKING:
+    from ..audit.log import AuditLog
+
+_TAKE_LOCK = threading.Lock()
+
+
+class CallLines:
+    """A range of one session's audit records claimed by one task (Dask worker, host side).
+
+    The task's thread only claims the range at checkin; the records are
+    sealed by the session's group commit on the host loop, or, at the latest,
+    by :meth:`resolve` when Dask pickles the task's result (on the worker's
+    event loop, while the task thread runs the next call). A result always
+    leaves the worker with its records sealed and committed.
+    """
+
+    __slots__ = ("end", "log", "start")
+
+    def __init__(self, log: AuditLog, start: int, end: int) -> None:
+        self.log, self.start, self.end = log, start, end
+
+    def resolve(self) -> list[str]:
+        """The claimed records as their sealed JSON lines (one string each, no newline)."""
+        return [line.decode("utf-8").rstrip("\n") for line in self.log.lines(self.start, self.end)]
 
 
 def _rebuild_exception(cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]) -> BaseException:
@@ -65,10 +91,12 @@ class TaskOutcome:
 
     ``value`` is what ``OSSandbox.execute`` returned, i.e. already decoded by
     the restricted codec; ``error`` the exception it raised (same type);
-    ``lines`` the audit records this call's session sealed since its last task
-    (this call's own, sealed at checkin so they travel with it, to its run's
+    ``lines`` the audit records this call's session took since its last task
+    (this call's own, claimed at checkin so they travel with it, to its run's
     chain; and those of sessions this checkin closed), as the JSON lines their
-    session sealed (one string each).
+    session sealed (one string each). On the worker, this call's own records
+    wait in ``pending`` (:class:`CallLines`) until the result is pickled
+    (:meth:`carried_lines`); they never travel unsealed.
     """
 
     key: str
@@ -81,6 +109,16 @@ class TaskOutcome:
     started: float = 0.0
     finished: float = 0.0
     detail: dict[str, Any] = field(default_factory=dict)
+    pending: CallLines | None = None
+
+    def carried_lines(self) -> list[str]:
+        """``lines`` with the pending records sealed and put first (once; any thread)."""
+        if self.pending is not None:
+            with _TAKE_LOCK:
+                pending, self.pending = self.pending, None
+                if pending is not None:
+                    self.lines = pending.resolve() + self.lines
+        return self.lines
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickled as one flat tuple (Dask pickles every result on the worker, unpickles it on the client).
@@ -97,7 +135,7 @@ class TaskOutcome:
                 self.session_id,
                 self.value,
                 self.boxed_error,
-                self.lines,
+                self.carried_lines(),
                 self.started,
                 self.finished,
                 self.detail or None,
@@ -111,7 +149,7 @@ class TaskOutcome:
     @property
     def records(self) -> list[dict[str, Any]]:
         """The carried records, decoded (client side, for readers; the run chain keeps ``lines``)."""
-        return decode_lines(self.lines)
+        return decode_lines(self.carried_lines())
 
 
 def _rebuild_outcome(*fields: Any) -> TaskOutcome:

@@ -24,11 +24,11 @@ from typing import Any
 from distributed import WorkerPlugin, get_worker
 
 from ..audit import canonical_json
-from ..audit.sinks import MemorySink
 from ..config import OSSandboxConfig
 from ..exceptions import SandboxCrashedError, SandboxTimeoutError
 from ..safe_python import module_argv
 from ..sandbox import OSSandbox
+from .outcome import CallLines
 from .outcome import TaskOutcome as TaskOutcome
 from .outcome import _ExceptionBox as _ExceptionBox
 
@@ -100,7 +100,7 @@ def _cached_spec(digest: str, config_id: str, payload: bytes) -> CallSpec:
 
 
 class _Slot:
-    """One pooled session and how many of its sealed audit records were already shipped."""
+    """One pooled session and how many of its audit records were already claimed by a task."""
 
     def __init__(self, box: OSSandbox, key: str) -> None:
         self.box = box
@@ -109,29 +109,30 @@ class _Slot:
         self.calls = 0
         self.last_used = time.monotonic()
         self._lock = threading.Lock()
-        log = box.audit_log
-        # The session's memory sink receives its records as they are sealed (by the shared host loop).
-        self._sink: MemorySink | None = next(
-            (s for s in (log.sinks if log is not None else []) if isinstance(s, MemorySink)), None
-        )
 
-    def new_lines(self) -> list[str]:
-        """Records sealed since the last call, as lines; the queued ones are sealed first.
+    def take(self) -> CallLines | None:
+        """The records this session took since the last call (sealed or still queued), claimed for one task.
 
         Called at every checkin, so a call's records travel with its own task
         and reach the run chain of the run that made the call: two runs may
         share this session (sessions are pooled by config), and a record left
-        for a later task or the drain would travel with the other run's. The
-        lines are the sealed ones as written: nothing is decoded or re-encoded.
+        for a later task or the drain would travel with the other run's. Only
+        the range is claimed here: the records are sealed by the host loop's
+        group commit, or at the latest when the task's result is pickled
+        (:class:`CallLines`), not on the task's thread.
         """
-        log, sink = self.box.audit_log, self._sink
-        if log is None or sink is None:
-            return []
-        log.commit()  # seals what is queued (the host loop would a moment later)
+        log = self.box.audit_log
+        if log is None:
+            return None
         with self._lock:
-            fresh = sink.lines(self.shipped)
-            self.shipped += len(fresh)
-        return [line.decode("utf-8").rstrip("\n") for line in fresh]
+            start, end = self.shipped, log.appended
+            self.shipped = end
+        return CallLines(log, start, end) if end > start else None
+
+    def new_lines(self) -> list[str]:
+        """:meth:`take`, sealed now, as lines (sessions being closed, the drain)."""
+        taken = self.take()
+        return taken.resolve() if taken is not None else []
 
 
 class SandboxPlugin(WorkerPlugin):
@@ -202,19 +203,21 @@ class SandboxPlugin(WorkerPlugin):
             self.sessions_started += 1
         return slot
 
-    def checkin(self, slot: _Slot, *, broken: bool = False) -> list[str]:
-        """Return ``slot`` to the pool (or close it); the record lines to ship with this call.
+    def checkin(self, slot: _Slot, *, broken: bool = False) -> tuple[CallLines | None, list[str]]:
+        """Return ``slot`` to the pool (or close it); the records to ship with this call.
 
-        This call's records, and those of the sessions this checkin closed
-        (broken, or evicted beyond ``max_sessions``): all of them sealed now,
-        so that each reaches the run chain of the run whose task closes them.
+        This call's records (claimed, sealed when the result leaves the
+        worker), and the lines of the sessions this checkin closed (broken,
+        or evicted beyond ``max_sessions``; sealed by their close), so that
+        each reaches the run chain of the run whose task closes them.
         """
         slot.calls += 1
         slot.last_used = time.monotonic()
         evicted: list[_Slot] = []
         if broken:
             _close_quietly(slot.box)
-        lines = slot.new_lines()
+        taken = slot.take()
+        lines: list[str] = []
         with self._lock:
             self._busy.pop(id(slot), None)
             if not broken:
@@ -224,7 +227,7 @@ class SandboxPlugin(WorkerPlugin):
         for old in evicted:
             _close_quietly(old.box)
             lines.extend(old.new_lines())
-        return lines
+        return taken, lines
 
     def take_unsent(self, *, close: bool = False) -> list[str]:
         """Record lines of the idle sessions no task carried back (the executor's drain at shutdown).
@@ -344,7 +347,7 @@ def run_call(packed: tuple[tuple[Any, ...], dict[str, Any]], *, spec: CallSpec, 
     except Exception as exc:  # noqa: BLE001 - the call's error is a result, shipped with its type
         outcome.boxed_error = _ExceptionBox(exc)
     broken = isinstance(outcome.error, (SandboxCrashedError, SandboxTimeoutError))
-    outcome.lines = plugin.checkin(slot, broken=broken)
+    outcome.pending, outcome.lines = plugin.checkin(slot, broken=broken)
     outcome.finished = time.time()
     return outcome
 

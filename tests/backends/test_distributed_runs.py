@@ -88,3 +88,35 @@ def test_interleaved_runs_keep_their_own_records(client: Any, tmp_path: Path, ca
     _write(forged, records)
     assert glsandbox_main(["audit", "verify", str(forged)]) == 1
     assert "manifest segments" in capsys.readouterr().out
+
+
+def test_claimed_records_are_sealed_when_the_result_leaves_the_worker() -> None:
+    """A checkin only claims its call's records; pickling the outcome (as Dask does) seals and carries them.
+
+    The task's thread does not seal (the session's group commit or the result's
+    pickling does): every record still leaves with exactly one task, sealed,
+    in its session's chain order, and a result pickled twice carries the same lines.
+    """
+    import pickle
+
+    from glsandbox_kernel import OSSandbox
+    from glsandbox_kernel.audit import verify_records
+    from glsandbox_kernel.distributed.plugin import TaskOutcome, _Slot
+
+    carried: list[dict[str, Any]] = []
+    with OSSandbox(STRICT) as box:
+        slot = _Slot(box, "key")
+        for n in range(3):
+            assert box.execute(square, n) == n * n
+            outcome = TaskOutcome(key=f"task-{n}", worker="w", pid=0, session_id=box.session_id)
+            outcome.pending = slot.take()
+            assert outcome.pending is not None
+            first = pickle.loads(pickle.dumps(outcome))
+            assert first.pending is None and pickle.loads(pickle.dumps(outcome)).lines == first.lines
+            carried.extend(first.records)
+        assert slot.take() is None  # nothing left unclaimed
+        sealed = box.audit_records
+    assert [r["record_hash"] for r in carried] == [r["record_hash"] for r in sealed[: len(carried)]]
+    assert [r["seq"] for r in carried] == list(range(len(carried)))
+    assert [r["event_type"] for r in carried].count("execution_success") == 3
+    assert verify_records(carried).ok
