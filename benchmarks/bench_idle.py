@@ -41,6 +41,18 @@ def threads(pid: int) -> int:
         return 0
 
 
+def private_dirty(pid: int) -> int:
+    """``Private_Dirty`` of ``pid`` in bytes: the pages no other process maps (0 when gone).
+
+    Reported beside the PSS (not counted): what each process wrote since its fork."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as fh:
+            fields = dict(line.split(":", 1) for line in fh if line.endswith("kB\n"))
+    except OSError:
+        return 0
+    return int(fields.get("Private_Dirty", "0 kB").split()[0]) * 1024
+
+
 def f(x: int) -> int:
     return x
 
@@ -70,9 +82,11 @@ def side_ours(n: int, isolation: str | None) -> dict[str, Any]:
         tree = [template, *descendants(template)]
         pooled = POOLS.pooled_pids()
         roles: dict[str, int] = {}
+        private: dict[str, int] = {}
         for pid in tree:
             role = "template" if pid == template else ("pool" if pid in pooled else "session")
             roles[role] = roles.get(role, 0) + pss(pid)
+            private[role] = private.get(role, 0) + private_dirty(pid)
         host = pss(os.getpid()) - host_before
         out = {
             "total": sum(roles.values()) + host,
@@ -81,6 +95,7 @@ def side_ours(n: int, isolation: str | None) -> dict[str, Any]:
             "host_threads_added": threads(os.getpid()) - threads_before,
             "backend": boxes[0].isolation_type,
             **{f"pss_{k}": v for k, v in roles.items()},
+            **{f"private_{k}": v for k, v in private.items()},
         }
     finally:
         for box in boxes:
@@ -103,6 +118,7 @@ def side_peer(n: int) -> dict[str, Any]:
         host = pss(os.getpid()) - host_before
         workers = sum(pss(p) for p in kids)
         out = {
+            "private_workers": sum(private_dirty(p) for p in kids),
             "total": workers + host,
             "host_delta": host,
             "processes": len(kids),
@@ -162,10 +178,15 @@ def main() -> None:
     )
     last = ours[-1]
     parts = ", ".join(f"{k[4:]} {v / mib:.1f}" for k, v in last.items() if k.startswith("pss_"))
+    priv = ", ".join(f"{k[8:]} {v / mib:.1f}" for k, v in last.items() if k.startswith("private_"))
     print(
         f"  ours: {last['processes']} processes ({parts}; host +{last['host_delta'] / mib:.1f} MiB, "
         f"+{last['host_threads_added']} threads); peer: {peer[-1]['processes']} workers, host "
         f"{peer[-1]['host_delta'] / mib:+.1f} MiB, +{peer[-1]['host_threads_added']} threads"
+    )
+    print(
+        f"  private (Private_Dirty, not counted, MiB): ours {priv}; "
+        f"peer workers {peer[-1]['private_workers'] / mib:.1f}"
     )
     if args.json:
         print(json.dumps(result, indent=2))
