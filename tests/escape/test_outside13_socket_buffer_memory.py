@@ -1,0 +1,128 @@
+"""Outside review (14th): without a cgroup, a cell holds gigabytes of host memory in socket buffers.
+
+Severity: high (host memory exhaustion past the memory limit, unprivileged BASIC, and every
+backend that falls back to the outside monitor: rootless NAMESPACE without a delegated cgroup).
+
+Without a cgroup the memory limit is the outside monitor's sum of the tree's PSS, memfd and
+shm (``memory_guard.py``, ``metrics.py``). Data queued in a Unix stream ``socketpair`` lives in
+kernel ``sk_buff``s: in no process's PSS, no memfd, no shm. ``socketpair`` stays allowed on
+BASIC (only datagram pairs are denied), so a cell fills both ends of many pairs (non-blocking
+``send`` until ``EAGAIN``) and sleeps. Measured here: one process with 120 pairs (240 fds)
+pins about 700 MB; a STRICT cell (256 MiB, 16 processes of 128 files) reaches several GiB.
+
+Attack (as uid 65534, a real BASIC sandbox at STRICT with 256 MiB): three forked children
+fill 30 pairs each, say so in the work folder, and sleep; the host reads ``MemAvailable``.
+
+What the host saw: ``MemAvailable`` fell by 1.2-1.6 GiB (three runs; six children of 60 pairs:
+5.7 GiB) while the call ran, and the call ended normally (``"done"``: no ``SandboxMemoryError``,
+no kill); the test fails above three times the limit.
+
+Expected: memory the sandbox pins in the kernel counts against its limit (a cgroup does: on
+the cgroup path the same cell is OOM-killed), or the monitor path bounds it (e.g. a low
+``RLIMIT_NOFILE`` plus ``SO_SNDBUF`` capped, sockets' ``skmem`` from ``sock_diag`` added to the
+sum), or BASIC without a cgroup refuses a memory limit it cannot hold.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+from ..conftest import ROOT, as_user
+
+pytestmark = pytest.mark.timeout(300)
+
+SCRIPT = r"""
+import glob, os, sys, threading, time
+from glsandbox_kernel import OSSandbox, create_config_by_level
+from glsandbox_kernel.config import IsolationType
+
+def attack():
+    import os, socket, time
+    kids = []
+    for k in range(3):
+        pid = os.fork()
+        if pid == 0:
+            held = []
+            for _ in range(30):
+                a, b = socket.socketpair()
+                for s in (a, b):
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 30)
+                    s.setblocking(False)
+                    for size in (65536, 1024):
+                        try:
+                            while True:
+                                s.send(b"x" * size)
+                        except BlockingIOError:
+                            pass
+                held.append((a, b))
+            open(f"ready-{k}", "w").close()
+            time.sleep(8)
+            os._exit(0)
+        kids.append(pid)
+    for pid in kids:
+        os.waitpid(pid, 0)
+    return "done"
+
+def avail():
+    with open("/proc/meminfo") as fh:
+        for line in fh:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+
+config = create_config_by_level("strict", isolation_type=IsolationType.BASIC, fallback_to_basic=False)
+limit = config.limits.memory_limit_bytes
+box = OSSandbox(config)
+out = {}
+def run():
+    try:
+        out["value"] = box.execute(attack)
+    except BaseException as exc:
+        out["error"] = f"{type(exc).__name__}: {exc}"
+try:
+    before = avail()
+    t = threading.Thread(target=run)
+    t.start()
+    ready = []
+    while t.is_alive() and len(ready) < 3:
+        ready = glob.glob(os.path.join(os.environ["TMPDIR"], "glsandbox-w*", "ready-*"))
+        time.sleep(0.05)
+    during = avail()
+    t.join()
+finally:
+    box.close()
+print("RESULT", len(ready), limit, before - during, out)
+"""
+
+
+def test_socket_buffers_count_against_the_memory_limit_without_a_cgroup() -> None:
+    tmp = tempfile.mkdtemp(prefix="rev14-sock-")
+    os.chmod(tmp, 0o777)
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": "/tmp",
+        "TMPDIR": tmp,
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONPATH": str(ROOT),
+    }
+    try:
+        proc = subprocess.run(
+            as_user([sys.executable, "-c", SCRIPT]), cwd=ROOT, env=env, capture_output=True, text=True, timeout=280
+        )
+        lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+        print(proc.stdout[-3000:], proc.stderr[-3000:])
+        assert lines, proc.stdout[-3000:] + proc.stderr[-3000:]
+        _, ready, limit, used, out = lines[0].split(" ", 4)
+        stopped = "value" not in out
+        if not stopped:
+            assert int(ready) == 3, lines[0]
+        assert stopped or int(used) < 3 * int(limit), (
+            f"the call ended normally ({out}) while the host's MemAvailable fell by {int(used) >> 20} MiB, "
+            f"over three times the sandbox's {int(limit) >> 20} MiB limit"
+        )
+    finally:
+        subprocess.run(["rm", "-rf", tmp], check=False)
