@@ -26,13 +26,10 @@ a ``chmod`` walk before the removal), since every entry is the host user's own.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import tempfile
 
 import pytest
 
-from ..conftest import ROOT, as_user
+from .test_outside13_common import nobody_tmp, run_as_nobody
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -61,28 +58,12 @@ SWEEP = "from glsandbox_kernel.hosttemp import sweep; print('SWEPT', sweep())"
 
 
 def test_unprivileged_basic_work_folder_is_removed_whatever_its_modes() -> None:
-    tmp = tempfile.mkdtemp(prefix="rev14-basic-")
-    os.chmod(tmp, 0o777)
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": "/tmp",
-        "TMPDIR": tmp,
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "PYTHONPATH": str(ROOT),
-    }
-    try:
-        proc = subprocess.run(
-            as_user([sys.executable, "-c", SCRIPT]), cwd=ROOT, env=env, capture_output=True, text=True, timeout=240
-        )
+    with nobody_tmp("rev14-basic-") as tmp:
+        proc = run_as_nobody(SCRIPT, tmp=tmp)
         assert "CWD" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
         # a later host process (its creator gone) sweeps the temporary folder, as documented
-        swept = subprocess.run(
-            as_user([sys.executable, "-c", SWEEP]), cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
-        )
+        swept = run_as_nobody(SWEEP, tmp=tmp, timeout=120)
         assert "SWEPT" in swept.stdout, swept.stdout[-3000:] + swept.stderr[-3000:]
         left = [name for name in os.listdir(tmp) if name.startswith("glsandbox-w")]
         held = [os.path.join(dp, f) for name in left for dp, _, fs in os.walk(os.path.join(tmp, name)) for f in fs]
         assert not left, f"the cell's work folder outlived close and the sweep: {left}, files {held}"
-    finally:
-        subprocess.run(["chmod", "-R", "u+rwx", tmp], check=False)
-        subprocess.run(["rm", "-rf", tmp], check=False)

@@ -26,14 +26,9 @@ sum), or BASIC without a cgroup refuses a memory limit it cannot hold.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import tempfile
-
 import pytest
 
-from ..conftest import ROOT, as_user
+from .test_outside13_common import nobody_tmp, run_as_nobody
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -100,26 +95,10 @@ print("RESULT", limit, before - during, out)
 
 @pytest.mark.parametrize("isolation", ["basic", "namespace"])
 def test_socket_buffers_count_against_the_memory_limit_without_a_cgroup(isolation: str) -> None:
-    tmp = tempfile.mkdtemp(prefix="rev14-sock-")
-    os.chmod(tmp, 0o777)
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": "/tmp",
-        "TMPDIR": tmp,
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "PYTHONPATH": str(ROOT),
-    }
-    try:
-        proc = subprocess.run(
-            as_user([sys.executable, "-c", SCRIPT, isolation]),
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=280,
-        )
-        lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    with nobody_tmp("rev14-sock-") as tmp:
+        proc = run_as_nobody(SCRIPT, isolation, tmp=tmp, timeout=280)
         print(proc.stdout[-3000:], proc.stderr[-3000:])
+        lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
         assert lines, proc.stdout[-3000:] + proc.stderr[-3000:]
         _, limit, used, out = lines[0].split(" ", 3)
         stopped = "value" not in out
@@ -127,5 +106,3 @@ def test_socket_buffers_count_against_the_memory_limit_without_a_cgroup(isolatio
             f"the call ended normally ({out}) while the host's MemAvailable fell by {int(used) >> 20} MiB, "
             f"over twice the sandbox's {int(limit) >> 20} MiB limit"
         )
-    finally:
-        subprocess.run(["rm", "-rf", tmp], check=False)
