@@ -53,9 +53,9 @@ class SandboxedExecutor(cf.Executor):
     of the run chain (in memory without it: :attr:`audit`); ``audit_key``
     signs it (default ``$GLSANDBOX_AUDIT_KEY``). The plugin is registered
     with ``max_sessions`` unless ``register_plugin=False`` (e.g. when the
-    workers were started with it). ``close_sessions`` closes the workers'
-    idle sessions at shutdown so that their ``session_end`` records join the
-    run chain (sessions are otherwise kept for the next run). ``workers``
+    workers were started with it). The workers' sessions of this run are
+    its own (no other run's task runs in them) and are closed at shutdown,
+    so that their ``session_end`` records join the run chain. ``workers``
     restricts the calls to those Dask workers (addresses or names).
     """
 
@@ -68,13 +68,11 @@ class SandboxedExecutor(cf.Executor):
         audit_key: bytes | None = None,
         max_sessions: int = 4,
         register_plugin: bool = True,
-        close_sessions: bool = False,
         workers: list[str] | None = None,
         label: str | None = None,
     ) -> None:
         self.client = client
         self.config = config or OSSandboxConfig()
-        self.close_sessions = close_sessions
         # Dask placement: only these workers (e.g. the ones with gVisor), never others.
         self._placement: dict[str, Any] = {"workers": list(workers), "allow_other_workers": False} if workers else {}
         if register_plugin:
@@ -159,7 +157,8 @@ class SandboxedExecutor(cf.Executor):
             packed = [_Packed(tuple(args), dict(kwargs)) for ((args, kwargs),) in groups]
         else:
             packed = [_Chunk([(tuple(a), dict(k)) for a, k in group]) for group in groups]
-        spec = CallSpec(fn, config or self.config)  # encoded once per map, decoded once per worker
+        # Encoded once per map, decoded once per worker; pooled in this run's sessions only.
+        spec = CallSpec(fn, config or self.config, run_id=self.audit.run_id)
         return self._track(
             keys,
             "call",
@@ -435,7 +434,7 @@ class SandboxedExecutor(cf.Executor):
         self._collector.join()
         self._check_lost()
         try:
-            drained = self.client.run(run_on_worker_drain, close=self.close_sessions)
+            drained = self.client.run(run_on_worker_drain, run_id=self.audit.run_id)
         except Exception:  # noqa: BLE001 - workers gone: their last records are lost, the manifest says so
             drained = {}
         drains = [

@@ -44,6 +44,18 @@ def config_key(config: OSSandboxConfig) -> str:
     return hashlib.sha256(canonical_json(config.to_dict())).hexdigest()
 
 
+def session_key(config: OSSandboxConfig, run_id: str) -> str:
+    """The pool key of one run's sessions for ``config``: ``<run id>/<config key>``.
+
+    Sessions keep their interpreter between tasks (patched builtins, modules,
+    files, threads), so they are shared only by the tasks of one run (one
+    :class:`SandboxedExecutor`, one run chain) and closed when that run ends.
+    """
+    if not run_id or "/" in run_id:
+        raise ValueError(f"bad run id {run_id!r}")
+    return f"{run_id}/{config_key(config)}"
+
+
 class CallSpec:
     """What every call of one ``map`` shares: the function and the sandbox config (client to worker).
 
@@ -57,11 +69,13 @@ class CallSpec:
 
     __slots__ = ("_decoded", "config_id", "digest", "payload")
 
-    def __init__(self, fn: Callable[..., Any], config: OSSandboxConfig) -> None:
+    def __init__(self, fn: Callable[..., Any], config: OSSandboxConfig, *, run_id: str) -> None:
         import cloudpickle
 
         self._decoded: tuple[Callable[..., Any], OSSandboxConfig] | None = (fn, config)
-        self.config_id = config_key(config)
+        # Sessions are pooled per run as well as per config: a task of one run never
+        # runs in an interpreter another run's task has used (review 14).
+        self.config_id = session_key(config, run_id)
         self.payload = cloudpickle.dumps((fn, config))
         self.digest = hashlib.sha256(self.payload).hexdigest()
 
@@ -80,20 +94,24 @@ class CallSpec:
         return decoded
 
 
-_SPECS: OrderedDict[str, CallSpec] = OrderedDict()
+_SPECS: OrderedDict[tuple[str, str], CallSpec] = OrderedDict()
 _SPECS_LOCK = threading.Lock()
 
 
 def _cached_spec(digest: str, config_id: str, payload: bytes) -> CallSpec:
-    """Unpickle a :class:`CallSpec`: the one this process already has for ``digest``, else a new, undecoded one."""
+    """Unpickle a :class:`CallSpec`: the one this process already has for ``digest`` in this run, else a new one.
+
+    Keyed by the session key too: two runs mapping the same function share its
+    decoded form per map only, never each other's sessions.
+    """
     with _SPECS_LOCK:
-        spec = _SPECS.get(digest)
+        spec = _SPECS.get((digest, config_id))
         if spec is not None:
-            _SPECS.move_to_end(digest)
+            _SPECS.move_to_end((digest, config_id))
             return spec
         spec = CallSpec.__new__(CallSpec)
         spec._decoded, spec.config_id, spec.payload, spec.digest = None, config_id, payload, digest
-        _SPECS[digest] = spec
+        _SPECS[(digest, config_id)] = spec
         while len(_SPECS) > 64:
             _SPECS.popitem(last=False)
     return spec
@@ -184,12 +202,11 @@ class SandboxPlugin(WorkerPlugin):
             _close_quietly(slot.box)
 
     # -- sessions -------------------------------------------------------------------------
-    def checkout(self, config: OSSandboxConfig, key: str | None = None) -> _Slot:
-        """An idle session for ``config`` (most recently used first), or a new one.
+    def checkout(self, config: OSSandboxConfig, key: str) -> _Slot:
+        """An idle session of ``key`` (most recently used first), or a new one for ``config``.
 
-        ``key`` is :func:`config_key` of ``config`` when the caller has it.
+        ``key`` is :func:`session_key` of ``config`` and the caller's run.
         """
-        key = key or config_key(config)
         with self._lock:
             for ident in reversed(self._idle):
                 slot = self._idle[ident]
@@ -229,21 +246,21 @@ class SandboxPlugin(WorkerPlugin):
             lines.extend(old.new_lines())
         return taken, lines
 
-    def take_unsent(self, *, close: bool = False) -> list[str]:
-        """Record lines of the idle sessions no task carried back (the executor's drain at shutdown).
+    def take_unsent(self, run_id: str) -> list[str]:
+        """Close the idle sessions of run ``run_id``; the record lines no task carried back.
 
-        Every call ships its own records, so this is what was sealed between
-        calls and, with ``close``, the ``session_end`` of the idle sessions it
-        closes first. Busy sessions ship theirs with their task.
+        Called by the run's executor at shutdown (``client.run``). Every call
+        ships its own records, so this is what was sealed between calls and
+        the ``session_end`` of the sessions it closes. Busy sessions ship
+        theirs with their task; other runs' sessions are not touched.
         """
+        prefix = f"{run_id}/"
         with self._lock:
-            slots = list(self._idle.values())
-            if close:
-                self._idle.clear()
+            idents = [i for i, s in self._idle.items() if s.config_key.startswith(prefix)]
+            slots = [self._idle.pop(i) for i in idents]
         out: list[str] = []
         for slot in slots:
-            if close:
-                _close_quietly(slot.box)
+            _close_quietly(slot.box)
             out.extend(slot.new_lines())
         return out
 
@@ -401,9 +418,9 @@ def run_on_worker_health(dask_worker: Any, doctor: bool = True) -> dict[str, Any
     return report
 
 
-def run_on_worker_drain(dask_worker: Any, close: bool = False) -> list[str]:
-    """``client.run`` callback: records no task carried back (and, with ``close``, close idle sessions)."""
+def run_on_worker_drain(dask_worker: Any, run_id: str) -> list[str]:
+    """``client.run`` callback: close run ``run_id``'s idle sessions; the records no task carried back."""
     plugin = dask_worker.plugins.get(PLUGIN_NAME)
     if not isinstance(plugin, SandboxPlugin):
         return []
-    return plugin.take_unsent(close=close)
+    return plugin.take_unsent(run_id)

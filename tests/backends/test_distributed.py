@@ -163,17 +163,20 @@ def test_sessions_are_persistent_and_bounded(client: Any) -> None:
         for cfg in configs:
             futures = [sandboxed_submit(client, square, 3, config=cfg, executor=ex) for _ in range(2)]
             assert [f.result() for f in futures] == [9, 9]
+        during = cluster_doctor(client, doctor=False)[address]
     after = cluster_doctor(client, doctor=False)[address]
-    # 26 calls on one worker: one session per config, the strict one reused from the test before.
-    assert after["sessions_started"] - before["sessions_started"] == 2
-    idle = [s for s in after["sessions"] if s["state"] == "idle"]
+    # 26 calls on one worker: one session per config, all of this run's own (none from the test before).
+    assert during["sessions_started"] - before["sessions_started"] == 3
+    idle = [s for s in during["sessions"] if s["state"] == "idle"]
     assert len(idle) == 2  # the bound (max_sessions=2): the least recently used one was closed ...
     assert {s["security_level"] for s in idle} == {"moderate", "lenient"}
+    assert after["sessions"] == []  # ... and the run's shutdown closed the other two
     tasks = carried_tasks(ex.audit.records)
     carried = [rec for task in tasks for rec in task["records"]]
-    # ... and its session_end record reached the run chain.
+    # Every session_end reached the run chain: the evicted one with a task, the others with the drain.
     ends = [r for r in carried if r["event_type"] == "session_end"]
-    assert len(ends) == 1 and ends[0]["security_level"] == "strict"
+    assert [r["security_level"] for r in ends][:1] == ["strict"]
+    assert sorted(r["security_level"] for r in ends) == ["lenient", "moderate", "strict"]
     assert tasks and all(task["worker"] == address for task in tasks)
     assert verify_cluster_records(ex.audit.records).ok
 
@@ -181,8 +184,7 @@ def test_sessions_are_persistent_and_bounded(client: Any) -> None:
 def test_each_call_carries_its_own_record(client: Any) -> None:
     """A successful call's record is sealed when it returns and rides on its own task, not a later one.
 
-    Sessions are shared by every run with their config: a record left for a later
-    task or the drain could travel with another run's (test_distributed_runs).
+    A record left for a later task or the drain would travel with the wrong call's.
     """
     address = sorted(client.scheduler_info()["workers"])[0]
     with SandboxedExecutor(client, STRICT, workers=[address]) as ex:
@@ -229,7 +231,7 @@ def _write(path: Any, records: list[dict[str, Any]]) -> None:
 
 def test_cluster_audit_verified_end_to_end(client: Any, tmp_path: Any, capsys: Any) -> None:
     path = tmp_path / "run.jsonl"
-    with SandboxedExecutor(client, STRICT, audit_path=str(path), close_sessions=True) as ex:
+    with SandboxedExecutor(client, STRICT, audit_path=str(path)) as ex:
         list(ex.map(square, range(8)))
         with pytest.raises(ZeroDivisionError):
             ex.submit(divide, 1, 0).result()
@@ -456,16 +458,16 @@ def test_cluster_started_with_the_dask_cli_and_the_preload(tmp_path: Any) -> Non
             assert report["doctor"]["default_backend"]
             with SandboxedExecutor(c, STRICT, register_plugin=False) as ex:
                 assert ex.submit(square, 7).result() == 49
-            tree = [pid for pids in worker_trees(c).values() for pid in pids]
-            assert len(tree) > 1  # the worker and its sandbox
-            address = c.scheduler.address
-            shown = subprocess.run(
-                [sys.executable, "-m", "glsandbox_kernel.distributed", "doctor", address],
-                capture_output=True,
-                text=True,
-                timeout=120,
-                check=False,
-            )
+                tree = [pid for pids in worker_trees(c).values() for pid in pids]
+                assert len(tree) > 1  # the worker and its sandbox
+                address = c.scheduler.address
+                shown = subprocess.run(  # while the run (and so its session) is alive
+                    [sys.executable, "-m", "glsandbox_kernel.distributed", "doctor", address],
+                    capture_output=True,
+                    text=True,
+                    timeout=120,
+                    check=False,
+                )
             assert shown.returncode == 0, shown.stderr
             assert "plugin yes" in shown.stdout and "default backend:" in shown.stdout
             assert "strict calls 1" in shown.stdout

@@ -1,9 +1,11 @@
-"""Two cluster runs alive at once over the same sessions: each run's chain holds its own calls' records.
+"""Two cluster runs alive at once with one config: each run's chain holds its own calls' records.
 
-The workers pool sessions by config, so two :class:`SandboxedExecutor` runs
-with one config share them: a record sealed after its task returned, or left
-for the drain at shutdown, must still reach the chain of the run whose call
-produced it. Uses the two-worker LocalCluster of ``test_distributed``.
+The workers pool sessions per run and config (review 14: a task of one run
+must never run in an interpreter another run's task used), so two
+:class:`SandboxedExecutor` runs on the same workers never share a session,
+and a record sealed after its task returned, or left for the drain at
+shutdown, reaches the chain of the run whose call produced it. Uses the
+two-worker LocalCluster of ``test_distributed``.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ def test_interleaved_runs_keep_their_own_records(client: Any, tmp_path: Path, ca
     ex_a = SandboxedExecutor(client, STRICT, audit_path=str(path_a), label="a")
     ex_b = SandboxedExecutor(client, STRICT, audit_path=str(path_b), label="b")
     try:
-        for x, y in zip(args_a, args_b, strict=True):  # alternate: both runs' calls on the same sessions
+        for x, y in zip(args_a, args_b, strict=True):  # alternate: both runs' calls on the same workers
             assert ex_a.submit(square, x).result() == x * x
             assert ex_b.submit(square, y).result() == y * y
         # Both in flight at once too, then one run ends while the other is alive.
@@ -64,15 +66,18 @@ def test_interleaved_runs_keep_their_own_records(client: Any, tmp_path: Path, ca
         ex_a.shutdown()
         ex_b.shutdown()
     shared = 0
+    sessions: list[set[str]] = []
     for path, args in ((path_a, args_a), (path_b, args_b)):
         assert glsandbox_main(["audit", "verify", str(path)]) == 0, capsys.readouterr().out
         out = capsys.readouterr().out
         assert "chain intact" in out and "anchored in its manifest" in out
-        shared += "another run's" in out  # a session served both runs: its chain is split between the files
+        shared += "another run's" in out  # a session served both runs: its chain split between the files
+        sessions.append({r["session_id"] for r in executions(path)})
         got = sorted(r["provenance_hash"] for r in executions(path))
         # Exactly one record per call of this run, and none of the other run's.
         assert got == sorted(provenance(square, x) for x in args), f"{path.name}: {len(got)} of {len(args)}"
-    assert shared == 2
+    assert shared == 0
+    assert sessions[0] and sessions[1] and not sessions[0] & sessions[1]
 
     # The gaps are declared, not free: drop one carried record of run a (the outer chain re-sealed),
     # and the manifest's segments of that session no longer match what the file carries.
