@@ -8,6 +8,7 @@ hash table built from them is quadratic.
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections import Counter
 from typing import Any
@@ -124,13 +125,17 @@ def _hash_int64(np: Any, x: Any) -> tuple[Any, Any]:
     return k, ((k >> np.uint64(33)) ^ k ^ (k << np.uint64(11))).astype(np.uint32)
 
 
-def _hash_float64(np: Any, x: Any) -> tuple[Any, Any]:
-    """pandas' ``kh_float64_hash_func``: ``murmur2_64to32`` of the bits (fixed seed), 0.0 and NaN to 0."""
+def _hash_float64(np: Any, x: Any, final: bool = True) -> tuple[Any, Any]:
+    """pandas' ``kh_float64_hash_func``: ``murmur2_64to32`` of the bits (fixed seed), 0.0 and NaN to 0.
+
+    ``final=False``: without murmur's last mix, a bijection that maps 0 to 0 (the same collisions).
+    """
     keys, folded = _float_keys(np, x, np.uint64, _NAN64)
     h = np.uint32(_H0) ^ _murmur_mix(np, keys.astype(np.uint32))
     h *= np.uint32(_M)
     h ^= _murmur_mix(np, (keys >> np.uint64(32)).astype(np.uint32))
-    h = _murmur_final(np, h)
+    if final:
+        h = _murmur_final(np, h)
     h[folded] = 0
     return keys, h
 
@@ -153,12 +158,17 @@ def _hash_complex(np: Any, x: Any) -> tuple[Any, Any]:
     return np.stack([real, imag], axis=1), hr ^ hi
 
 
+def _differs(np: Any, a: Any, b: Any) -> Any:
+    """Element-wise: key ``a`` is not key ``b`` (a complex128 key is a row of two words)."""
+    return (a != b).any(axis=1) if a.ndim == 2 else a != b
+
+
 def _hasher(dtype: Any) -> Any:
     kind, size = dtype.kind, dtype.itemsize
     if kind in "iumM" and size == 8:
         return _hash_int64, "int64"
     if kind == "f" and size == 8:
-        return _hash_float64, "float64"
+        return functools.partial(_hash_float64, final=False), "float64"
     if kind == "c" and size in (8, 16):
         return _hash_complex, f"complex{size * 8}"
     return None, ""  # narrower ints and float32 hash one-to-one (at most the 0/NaN fold shares)
@@ -175,10 +185,12 @@ def _check_numbers(np: Any, values: Any, what: str, limit: int) -> None:
     solved; complex is the XOR of its parts' hashes. 20 000 of them make
     ``is_unique``/``value_counts`` take 0.5 s against 0.001 s (quadratic),
     whether index labels or a column's data. Linear, in chunks (bounded
-    temporaries): the hashes are counted in buckets of their top bits
-    (about 8 values a bucket); only values in a bucket of more than
-    ``limit`` are then sorted and counted exactly (distinct values, so a
-    value repeated down a column costs that sort and is never refused).
+    temporaries): the hashes are counted in buckets of their low bits (as pandas slots them)
+    (about 8 values a bucket; a run of one value counts once, a bound on the
+    distinct values). Only in a bucket of more than ``limit``: one element
+    stands in for its equals (a value repeated down a column, a category
+    code), four rounds; what is left of such buckets is sorted and its
+    distinct values counted by hash exactly. Repeated values are never refused.
     The array's memory is read, never kept: a flat view of it is hashed.
     """
     hasher, name = _hasher(values.dtype)
@@ -187,24 +199,49 @@ def _check_numbers(np: Any, values: Any, what: str, limit: int) -> None:
     if hasher is None or n <= limit:
         return
     bits = max(10, min(22, (n // 8).bit_length()))
-    shift, chunk = np.uint32(32 - bits), max(_CHUNK, 1 << bits)
-    counts = np.zeros(1 << bits, dtype=np.intp)
+    size, mask, chunk = 1 << bits, np.uint32((1 << bits) - 1), max(_CHUNK, 1 << bits)
+    counts = np.zeros(size, dtype=np.intp)
     for start in range(0, n, chunk):
-        counts += np.bincount(hasher(np, flat[start : start + chunk])[1] >> shift, minlength=1 << bits)
+        keys, h = hasher(np, flat[start : start + chunk])
+        first = np.ones(len(h), dtype=bool)  # a run of one value counts once: a bound on distinct values
+        first[1:] = _differs(np, keys[1:], keys[:-1])
+        counts += np.bincount(h[first] & mask, minlength=size)
     hot = counts > limit
     if not hot.any():
         return
-    keys_hot, h_hot = [], []
+    # One element of each hot bucket stands for its equals (a value repeated down a column is one value).
+    pos = np.zeros(size, dtype=np.intp)
+    for start in range(0, n, chunk):
+        b = hasher(np, flat[start : start + chunk])[1] & mask
+        at = np.flatnonzero(hot[b])
+        pos[b[at]] = at + start
+    keys_r, h_r = hasher(np, flat[pos])
+    kept: list[tuple[Any, Any]] = [(keys_r[hot], h_r[hot])]
+    parts = []
     for start in range(0, n, chunk):
         keys, h = hasher(np, flat[start : start + chunk])
-        mask = hot[h >> shift]
-        keys_hot.append(keys[mask])
-        h_hot.append(h[mask])
-    keys, h = np.concatenate(keys_hot), np.concatenate(h_hot)
+        b = h & mask
+        m = hot[b] & _differs(np, keys, keys_r[b])
+        parts.append((keys[m], h[m]))
+    keys, h = (np.concatenate(x) for x in zip(*parts, strict=True))
+    for rounds in range(1, 4):  # each round sets one more value of a bucket aside, as its stand-in
+        b = h & mask
+        hot = np.bincount(b, minlength=size) + rounds > limit
+        m = hot[b]
+        keys, h, b = keys[m], h[m], b[m]
+        if not len(h):
+            return
+        pos[b] = np.arange(len(b))
+        ids = pos[np.flatnonzero(hot)]  # every hot bucket holds one at least (limit > rounds)
+        kept.append((keys[ids], h[ids]))
+        m = _differs(np, keys, keys[pos[b]])
+        keys, h = keys[m], h[m]
+    keys = np.concatenate([k for k, _ in kept] + [keys])
+    h = np.concatenate([x for _, x in kept] + [h])
     order = np.lexsort(keys.T) if keys.ndim == 2 else np.argsort(keys)
     keys, h = keys[order], h[order]
     new = np.ones(len(keys), dtype=bool)
-    new[1:] = (keys[1:] != keys[:-1]).reshape(len(keys) - 1, -1).any(axis=1)
+    new[1:] = _differs(np, keys[1:], keys[:-1])
     h = np.sort(h[new])  # one hash per distinct value (a value decides its hash)
     edges = np.flatnonzero(h[1:] != h[:-1]) + 1
     runs = np.diff(np.concatenate(([0], edges, [len(h)])))

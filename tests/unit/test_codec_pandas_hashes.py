@@ -227,6 +227,7 @@ def test_ordinary_64bit_data_decodes() -> None:
         np.arange(n) / 3,
         np.arange(n, dtype=np.uint64),
         np.ones(n),
+        rng.integers(0, 10, n),  # category codes: few values, repeated out of order
         np.repeat(rng.normal(size=500), 600),  # repeated identical values: one key each
         np.tile(np.arange(1000), 300).astype("M8[s]"),
         np.concatenate([np.zeros(100), -np.zeros(100), nans]),  # pandas folds 0/-0 and every NaN: 2 keys
