@@ -91,7 +91,7 @@ def _hash(member: Any, what: str) -> int:
 
 
 #: elements hashed at a time by :func:`_check_numbers` (bounded temporaries, numpy speed)
-_CHUNK = 1 << 18
+_CHUNK = 1 << 16
 _M = 0x5BD1E995
 #: murmur2's state after its seed (0xC70F6907 ^ 4) is multiplied once, as pandas starts every hash
 _H0 = ((0xC70F6907 ^ 4) * _M) & 0xFFFFFFFF
@@ -198,28 +198,41 @@ def _check_numbers(np: Any, values: Any, what: str, limit: int) -> None:
     n = len(flat)
     if hasher is None or n <= limit:
         return
-    bits = max(10, min(22, (n // 8).bit_length()))
-    size, mask, chunk = 1 << bits, np.uint32((1 << bits) - 1), max(_CHUNK, 1 << bits)
+    bits = max(10, min(20, (n // 8).bit_length()))
+    size, mask, chunk = 1 << bits, np.uint32((1 << bits) - 1), 1 << bits
     counts = np.zeros(size, dtype=np.intp)
+    buf = np.empty(min(n, chunk), dtype=np.uint32)  # one bincount per ``chunk`` values (it costs ``size``)
+    last = None
     for start in range(0, n, chunk):
-        keys, h = hasher(np, flat[start : start + chunk])
-        first = np.ones(len(h), dtype=bool)  # a run of one value counts once: a bound on distinct values
-        first[1:] = _differs(np, keys[1:], keys[:-1])
-        counts += np.bincount(h[first] & mask, minlength=size)
+        filled = 0
+        for sub in range(start, min(start + chunk, n), _CHUNK):
+            keys, h = hasher(np, flat[sub : min(sub + _CHUNK, start + chunk)])
+            first = np.ones(len(h), dtype=bool)  # a run of one value counts once: a bound on distinct values
+            first[1:] = _differs(np, keys[1:], keys[:-1])
+            if last is not None:
+                first[0] = _differs(np, keys[:1], last)[0]
+            last = keys[-1:].copy()
+            picked = h[first] & mask
+            buf[filled : filled + len(picked)] = picked
+            filled += len(picked)
+        counts += np.bincount(buf[:filled], minlength=size)
     hot = counts > limit
     if not hot.any():
         return
     # One element of each hot bucket stands for its equals (a value repeated down a column is one value).
     pos = np.zeros(size, dtype=np.intp)
-    for start in range(0, n, chunk):
-        b = hasher(np, flat[start : start + chunk])[1] & mask
+    for start in range(0, n, _CHUNK):
+        b = hasher(np, flat[start : start + _CHUNK])[1] & mask
         at = np.flatnonzero(hot[b])
         pos[b[at]] = at + start
-    keys_r, h_r = hasher(np, flat[pos])
-    kept: list[tuple[Any, Any]] = [(keys_r[hot], h_r[hot])]
+    ids = np.flatnonzero(hot)
+    k, h_r = hasher(np, flat[pos[ids]])
+    kept: list[tuple[Any, Any]] = [(k, h_r)]
+    keys_r = np.zeros((size, *k.shape[1:]), dtype=k.dtype)  # each hot bucket's stand-in, by bucket
+    keys_r[ids] = k
     parts = []
-    for start in range(0, n, chunk):
-        keys, h = hasher(np, flat[start : start + chunk])
+    for start in range(0, n, _CHUNK):
+        keys, h = hasher(np, flat[start : start + _CHUNK])
         b = h & mask
         m = hot[b] & _differs(np, keys, keys_r[b])
         parts.append((keys[m], h[m]))

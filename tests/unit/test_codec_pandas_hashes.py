@@ -205,6 +205,8 @@ def test_float64_labels_and_64bit_data_columns_floods_are_refused() -> None:
         (x + 1j * x, "complex128"),  # the XOR of two equal float hashes: 0 for every value
         ((x + 1j * x).astype(np.complex64), "complex64"),
         ([floats, "a list around it"], "float64"),
+        (np.random.default_rng(2).permutation(np.repeat(ints, 20)), "int64"),  # repeats hide no flood
+        (np.random.default_rng(3).permutation(np.concatenate([x, np.arange(300_000) / 7, floats])), "float64"),
     ):
         with pytest.raises(SandboxSecurityError, match=f"share one pandas {name} hash value"):
             roundtrip(value)
