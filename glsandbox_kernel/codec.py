@@ -400,7 +400,7 @@ def _dec(r: _Reader, depth: int) -> Any:
     if tag in _LAZY_TAGS:
         return _dec_lazy(tag, r, depth)
     if tag in (b"n", b"g"):
-        return arrays.decode_numpy(r, tag, depth, _dec, LARGE_BUFFER)
+        return arrays.decode_numpy(r, tag, depth, _dec, LARGE_BUFFER, _check_hashes)
     if tag in (b"P", b"R", b"X"):
         return arrays.decode_pandas(r, tag, depth, _dec, _check_hashes)
     raise SandboxSecurityError(f"malformed value: unknown tag {tag!r}")

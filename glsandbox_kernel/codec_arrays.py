@@ -101,8 +101,12 @@ def _enc_column(values: Any, out: list[Any], depth: int, enc: Enc) -> None:
 
 
 # -- host side -----------------------------------------------------------------------------------
-def decode_numpy(r: Any, tag: bytes, depth: int, dec: Dec, large: int) -> Any:
-    """Host side: an ``n`` (array) or ``g`` (scalar) value; hostile data, under ``r``'s budget."""
+def decode_numpy(r: Any, tag: bytes, depth: int, dec: Dec, large: int, check_hashes: CheckHashes) -> Any:
+    """Host side: an ``n`` (array) or ``g`` (scalar) value; hostile data, under ``r``'s budget.
+
+    Every array goes through ``check_hashes`` (64-bit numbers of one pandas
+    hash value: an array is a pandas column or index away from its table).
+    """
     try:
         import numpy as np
     except ImportError:
@@ -132,11 +136,11 @@ def decode_numpy(r: Any, tag: bytes, depth: int, dec: Dec, large: int) -> Any:
     try:
         if tag == b"g":
             return np.frombuffer(bytes(raw), dtype=dtype)[0]
-        if view:  # the frame's own memory, writable, kept alive by the array (no copy)
-            return np.frombuffer(raw, dtype=dtype).reshape(shape)
-        return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
+        arr = np.frombuffer(raw, dtype=dtype).reshape(shape)
     except (ValueError, IndexError) as exc:
         raise SandboxSecurityError(f"malformed numpy data: {exc}") from exc
+    check_hashes(arr, "number")
+    return arr if view else arr.copy()  # a view: the frame's own memory, writable, kept alive by the array
 
 
 def decode_pandas(r: Any, tag: bytes, depth: int, dec: Dec, check_hashes: CheckHashes) -> Any:
@@ -164,13 +168,13 @@ def decode_pandas(r: Any, tag: bytes, depth: int, dec: Dec, check_hashes: CheckH
         if type(names) is list:
             _check_labels(names, "column name", check_hashes)
         if rng is None:
-            labels = dec(r, depth + 1)
+            labels = dec(r, depth + 1)  # an array: checked as it decoded
             if type(labels) is list:
                 _check_labels(labels, "index label", check_hashes)
-            elif type(labels) is np.ndarray:
-                check_hashes(labels, "index label")
             values = _host_array(pd, labels, str(meta.get("index_dtype")), None)
             index = pd.Index(values, name=meta["index_name"])
+            if type(labels) is list and not isinstance(index, pd.MultiIndex) and index.dtype != object:
+                check_hashes(index.to_numpy(), "index label")  # pandas made numbers of the list: their hash
         elif type(rng) is tuple and len(rng) == 3 and all(type(x) is int for x in rng):
             index = pd.RangeIndex(*rng, name=meta["index_name"])
         else:

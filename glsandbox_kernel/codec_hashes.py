@@ -8,6 +8,7 @@ hash table built from them is quadratic.
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections import Counter
 from typing import Any
@@ -35,7 +36,7 @@ def check(members: list[Any], what: str, limit: int, *, unhashable_ok: bool = Fa
     """
     np = sys.modules.get("numpy")
     if np is not None and type(members) is np.ndarray:
-        _check_int64(np, members, what, limit)
+        _check_numbers(np, members, what, limit)
         return
     if len(members) <= limit:
         for m in members:
@@ -89,24 +90,177 @@ def _hash(member: Any, what: str) -> int:
         raise SandboxSecurityError(f"malformed value: unhashable {what}") from exc
 
 
-def _check_int64(np: Any, values: Any, what: str, limit: int) -> None:
-    """Refuse 64-bit int labels (int64, uint64, datetime64, timedelta64) that flood pandas' int64 hash table.
+#: elements hashed at a time by :func:`_check_numbers` (bounded temporaries, numpy speed)
+_CHUNK = 1 << 16
+_M = 0x5BD1E995
+#: murmur2's state after its seed (0xC70F6907 ^ 4) is multiplied once, as pandas starts every hash
+_H0 = ((0xC70F6907 ^ 4) * _M) & 0xFFFFFFFF
+_NAN64, _NAN32 = 0x7FF8000000000000, 0x7FC00000
 
-    pandas (3.1 measured) hashes them with klib's ``(k >> 33) ^ k ^ (k << 11)``
-    cut to 32 bits: linear over GF(2), so a worker solves for 2**31 distinct
-    values of one hash; 20 000 of them make ``is_unique``/``.loc`` take 0.46 s
-    against 0.001 s (quadratic). Counted over the distinct values (numpy,
-    C speed); other dtypes are not checked (narrower ints hash to
-    themselves, floats by their own function).
+
+def _murmur_mix(np: Any, k: Any) -> Any:
+    k = k * np.uint32(_M)
+    k ^= k >> np.uint32(24)
+    return k * np.uint32(_M)
+
+
+def _murmur_final(np: Any, h: Any) -> Any:
+    h ^= h >> np.uint32(13)
+    h *= np.uint32(_M)
+    h ^= h >> np.uint32(15)
+    return h
+
+
+def _float_keys(np: Any, x: Any, ubits: Any, nan: int) -> tuple[Any, Any]:
+    """Floats as pandas' float table keys them: 0.0/-0.0 one key, every NaN one key (both hash to 0)."""
+    zero, nans = x == 0, x != x
+    keys = x.view(ubits).copy()
+    keys[zero] = 0
+    keys[nans] = nan
+    return keys, zero | nans
+
+
+def _hash_int64(np: Any, x: Any) -> tuple[Any, Any]:
+    k = x.view(np.uint64)
+    return k, ((k >> np.uint64(33)) ^ k ^ (k << np.uint64(11))).astype(np.uint32)
+
+
+def _hash_float64(np: Any, x: Any, final: bool = True) -> tuple[Any, Any]:
+    """pandas' ``kh_float64_hash_func``: ``murmur2_64to32`` of the bits (fixed seed), 0.0 and NaN to 0.
+
+    ``final=False``: without murmur's last mix, a bijection that maps 0 to 0 (the same collisions).
     """
-    if values.ndim != 1 or values.dtype.kind not in "iumM" or values.dtype.itemsize != 8 or len(values) <= limit:
+    keys, folded = _float_keys(np, x, np.uint64, _NAN64)
+    h = np.uint32(_H0) ^ _murmur_mix(np, keys.astype(np.uint32))
+    h *= np.uint32(_M)
+    h ^= _murmur_mix(np, (keys >> np.uint64(32)).astype(np.uint32))
+    if final:
+        h = _murmur_final(np, h)
+    h[folded] = 0
+    return keys, h
+
+
+def _hash_float32(np: Any, x: Any) -> tuple[Any, Any]:
+    """pandas' ``kh_float32_hash_func``: ``murmur2_32to32`` of the bits, 0.0 and NaN to 0."""
+    keys, folded = _float_keys(np, x, np.uint32, _NAN32)
+    h = _murmur_final(np, np.uint32(_H0) ^ _murmur_mix(np, keys))
+    h[folded] = 0
+    return keys, h
+
+
+def _hash_complex(np: Any, x: Any) -> tuple[Any, Any]:
+    """pandas' complex hash: the XOR of its parts' float hashes (easy to collide: any real part has its imag)."""
+    part = _hash_float64 if x.dtype.itemsize == 16 else _hash_float32
+    real, hr = part(np, np.ascontiguousarray(x.real))
+    imag, hi = part(np, np.ascontiguousarray(x.imag))
+    if x.dtype.itemsize == 8:  # one 64-bit key per value
+        return (real.astype(np.uint64) << np.uint64(32)) | imag, hr ^ hi
+    return np.stack([real, imag], axis=1), hr ^ hi
+
+
+def _differs(np: Any, a: Any, b: Any) -> Any:
+    """Element-wise: key ``a`` is not key ``b`` (a complex128 key is a row of two words)."""
+    return (a != b).any(axis=1) if a.ndim == 2 else a != b
+
+
+def _hasher(dtype: Any) -> Any:
+    kind, size = dtype.kind, dtype.itemsize
+    if kind in "iumM" and size == 8:
+        return _hash_int64, "int64"
+    if kind == "f" and size == 8:
+        return functools.partial(_hash_float64, final=False), "float64"
+    if kind == "c" and size in (8, 16):
+        return _hash_complex, f"complex{size * 8}"
+    return None, ""  # narrower ints and float32 hash one-to-one (at most the 0/NaN fold shares)
+
+
+def _check_numbers(np: Any, values: Any, what: str, limit: int) -> None:
+    """Refuse an array of numbers with more than ``limit`` distinct values of one pandas hash value.
+
+    pandas (3.1 measured) hashes 64-bit ints (int64, uint64, datetime64,
+    timedelta64) with klib's ``(k >> 33) ^ k ^ (k << 11)`` cut to 32 bits:
+    linear over GF(2), so a worker solves for 2**31 distinct values of one
+    hash. float64 is ``murmur2_64to32`` of the bits with a fixed seed: each
+    step is invertible, so for any low word the high word of one hash is
+    solved; complex is the XOR of its parts' hashes. 20 000 of them make
+    ``is_unique``/``value_counts`` take 0.5 s against 0.001 s (quadratic),
+    whether index labels or a column's data. Linear, in chunks (bounded
+    temporaries): the hashes are counted in buckets of their low bits (as pandas slots them)
+    (about 8 values a bucket; a run of one value counts once, a bound on the
+    distinct values). Only in a bucket of more than ``limit``: one element
+    stands in for its equals (a value repeated down a column, a category
+    code), four rounds; what is left of such buckets is sorted and its
+    distinct values counted by hash exactly. Repeated values are never refused.
+    The array's memory is read, never kept: a flat view of it is hashed.
+    """
+    hasher, name = _hasher(values.dtype)
+    flat = values.reshape(-1)
+    n = len(flat)
+    if hasher is None or n <= limit:
         return
-    keys = np.unique(values.view(np.uint64))
-    hashed = (keys >> np.uint64(33)) ^ keys ^ (keys << np.uint64(11))
-    _, counts = np.unique(hashed & np.uint64(0xFFFFFFFF), return_counts=True)
-    top = int(counts.max())
+    bits = max(10, min(20, (n // 8).bit_length()))
+    size, mask, chunk = 1 << bits, np.uint32((1 << bits) - 1), 1 << bits
+    counts = np.zeros(size, dtype=np.intp)
+    buf = np.empty(min(n, chunk), dtype=np.uint32)  # one bincount per ``chunk`` values (it costs ``size``)
+    last = None
+    for start in range(0, n, chunk):
+        filled = 0
+        for sub in range(start, min(start + chunk, n), _CHUNK):
+            keys, h = hasher(np, flat[sub : min(sub + _CHUNK, start + chunk)])
+            first = np.ones(len(h), dtype=bool)  # a run of one value counts once: a bound on distinct values
+            first[1:] = _differs(np, keys[1:], keys[:-1])
+            if last is not None:
+                first[0] = _differs(np, keys[:1], last)[0]
+            last = keys[-1:].copy()
+            picked = h[first] & mask
+            buf[filled : filled + len(picked)] = picked
+            filled += len(picked)
+        counts += np.bincount(buf[:filled], minlength=size)
+    hot = counts > limit
+    if not hot.any():
+        return
+    # One element of each hot bucket stands for its equals (a value repeated down a column is one value).
+    pos = np.zeros(size, dtype=np.intp)
+    for start in range(0, n, _CHUNK):
+        b = hasher(np, flat[start : start + _CHUNK])[1] & mask
+        at = np.flatnonzero(hot[b])
+        pos[b[at]] = at + start
+    ids = np.flatnonzero(hot)
+    k, h_r = hasher(np, flat[pos[ids]])
+    kept: list[tuple[Any, Any]] = [(k, h_r)]
+    keys_r = np.zeros((size, *k.shape[1:]), dtype=k.dtype)  # each hot bucket's stand-in, by bucket
+    keys_r[ids] = k
+    parts = []
+    for start in range(0, n, _CHUNK):
+        keys, h = hasher(np, flat[start : start + _CHUNK])
+        b = h & mask
+        m = hot[b] & _differs(np, keys, keys_r[b])
+        parts.append((keys[m], h[m]))
+    keys, h = (np.concatenate(x) for x in zip(*parts, strict=True))
+    for rounds in range(1, 4):  # each round sets one more value of a bucket aside, as its stand-in
+        b = h & mask
+        hot = np.bincount(b, minlength=size) + rounds > limit
+        m = hot[b]
+        keys, h, b = keys[m], h[m], b[m]
+        if not len(h):
+            return
+        pos[b] = np.arange(len(b))
+        ids = pos[np.flatnonzero(hot)]  # every hot bucket holds one at least (limit > rounds)
+        kept.append((keys[ids], h[ids]))
+        m = _differs(np, keys, keys[pos[b]])
+        keys, h = keys[m], h[m]
+    keys = np.concatenate([k for k, _ in kept] + [keys])
+    h = np.concatenate([x for _, x in kept] + [h])
+    order = np.lexsort(keys.T) if keys.ndim == 2 else np.argsort(keys)
+    keys, h = keys[order], h[order]
+    new = np.ones(len(keys), dtype=bool)
+    new[1:] = _differs(np, keys[1:], keys[:-1])
+    h = np.sort(h[new])  # one hash per distinct value (a value decides its hash)
+    edges = np.flatnonzero(h[1:] != h[:-1]) + 1
+    runs = np.diff(np.concatenate(([0], edges, [len(h)])))
+    top = int(runs.max())
     if top > limit:
         raise SandboxSecurityError(
-            f"refused a value from the worker: {top} distinct {what}s share one pandas int64 hash value "
+            f"refused a value from the worker: {top} distinct {what}s share one pandas {name} hash value "
             f"(a hash-collision flood; at most {limit} may)"
         )

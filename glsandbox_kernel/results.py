@@ -32,6 +32,9 @@ class CellResult:
     execution_count: int | None = None
     error_name: str | None = None
     error_value: str | None = None
+    #: the error is the host's own verdict (timeout, kill, violation measured outside), not a
+    #: name the worker reported: only then may ``error_name`` stand for one of the library's classes
+    error_by_host: bool = False
     traceback: list[str] | None = None
     payload: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     user_expressions: dict[str, Any] = dataclasses.field(default_factory=dict)

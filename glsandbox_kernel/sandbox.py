@@ -342,6 +342,7 @@ class OSSandbox(AuditedSandbox):
         if failure is not None:
             audit_error = failure
             result.status = "error"
+            result.error_by_host = True
             result.error_name = type(failure).__name__
             result.error_value = str(failure)
             result.traceback = [f"{result.error_name}: {result.error_value}"]

@@ -3,7 +3,7 @@
 Who calls: :class:`~glsandbox_kernel.magics.magic.SandboxMagics`. A failed
 cell becomes an exception of the sandbox's own name (a subclass of
 :class:`~glsandbox_kernel.exceptions.SandboxCellError` and, where it is a
-builtin or one of ours, of that class too) shown with the sandbox's
+builtin, or one of ours for the host's own verdicts, of that class too) shown with the sandbox's
 traceback; each output frame is shown through IPython's display machinery.
 Everything here is data the sandbox sent: names are checked, MIME bundles
 passed on as outputs, nothing is evaluated.
@@ -25,17 +25,26 @@ from ..terminal_text import stream_text
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
 
 
-_ERROR_CLASSES: dict[str, type[SandboxCellError]] = {}
+#: (name, the host's own verdict) -> class: a worker's name never reaches a host verdict's class
+_ERROR_CLASSES: dict[tuple[str, bool], type[SandboxCellError]] = {}
 _ERROR_CLASSES_LOCK = threading.Lock()
 
 
-def sandbox_error(ename: str, evalue: str, traceback: list[str] | None = None) -> SandboxCellError:
-    """The exception to raise on the host for a failed sandboxed cell."""
+def sandbox_error(
+    ename: str, evalue: str, traceback: list[str] | None = None, *, host: bool = False
+) -> SandboxCellError:
+    """The exception to raise on the host for a failed sandboxed cell.
+
+    ``host``: the verdict is the host's own (a refusal, a timeout or a limit it
+    measured, a SandboxError it raised), so ``ename`` may name one of
+    :mod:`glsandbox_kernel.exceptions`; a name the worker reported (any cell can
+    define ``class SandboxSecurityError``) maps to a builtin base only.
+    """
     name = ename if _NAME_RE.match(ename or "") else "SandboxError"
     with _ERROR_CLASSES_LOCK:
-        cls = _ERROR_CLASSES.get(name)
+        cls = _ERROR_CLASSES.get((name, host))
         if cls is None:
-            base = getattr(builtins, name, None) or getattr(_exceptions, name, None)
+            base = getattr(builtins, name, None) or (getattr(_exceptions, name, None) if host else None)
             bases: tuple[type, ...] = (SandboxCellError,)
             if isinstance(base, type) and issubclass(base, Exception) and base is not Exception:
                 bases = (SandboxCellError, base)
@@ -44,7 +53,7 @@ def sandbox_error(ename: str, evalue: str, traceback: list[str] | None = None) -
                 cls(evalue)
             except TypeError:
                 cls = type(name, (SandboxCellError,), {"__module__": "glsandbox_kernel.sandbox"})
-            _ERROR_CLASSES[name] = cls
+            _ERROR_CLASSES[name, host] = cls
     try:
         exc = cls(evalue)
     except TypeError:

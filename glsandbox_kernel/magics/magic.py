@@ -204,7 +204,7 @@ class SandboxMagics(Magics):
         try:
             result, value = self._run(session, cell)
         except SandboxError as exc:  # the sandbox could not run the cell at all (e.g. backend set-up)
-            raise sandbox_error(type(exc).__name__, str(exc)) from None
+            raise sandbox_error(type(exc).__name__, str(exc), host=True) from None
         session.cells += 1
         if not session.alive and result.status == "error":
             self._lost[session.name] = result.error_name or "the worker died"
@@ -214,7 +214,8 @@ class SandboxMagics(Magics):
                 file=sys.stderr,
             )
         if result.status == "error":
-            raise sandbox_error(result.error_name or "Error", result.error_value or "", list(result.traceback or []))
+            tb = list(result.traceback or [])
+            raise sandbox_error(result.error_name or "Error", result.error_value or "", tb, host=result.error_by_host)
         if outputs:
             self._copy_out(session, outputs)
         return value
@@ -238,7 +239,7 @@ class SandboxMagics(Magics):
         except SandboxSecurityError:
             raise
         except SandboxError as exc:
-            raise sandbox_error(type(exc).__name__, str(exc)) from None
+            raise sandbox_error(type(exc).__name__, str(exc), host=True) from None
         except Exception as exc:  # noqa: BLE001 - user-side errors (NameError, pickling) shown like local ones
             tb = getattr(exc, "sandbox_traceback", None)
             raise sandbox_error(type(exc).__name__, str(exc), tb) from None
@@ -258,7 +259,7 @@ class SandboxMagics(Magics):
                 try:
                     replies.append(([name], self._call(session, "sandbox_side_get_names", [name])))
                 except SandboxSecurityError as exc:
-                    raise sandbox_error("SandboxSecurityError", f"--out {name}: {exc}") from None
+                    raise sandbox_error("SandboxSecurityError", f"--out {name}: {exc}", host=True) from None
         values: dict[str, Any] = {}
         try:
             for asked, reply in replies:
@@ -267,7 +268,7 @@ class SandboxMagics(Magics):
             session.sandbox.record_violation(
                 {"kind": "protocol", "detail": str(exc)[:500], "action": "refused", "trusted": True, "escape": False}
             )
-            raise sandbox_error("SandboxSecurityError", str(exc)) from None
+            raise sandbox_error("SandboxSecurityError", str(exc), host=True) from None
         if self.shell is not None:
             self.shell.user_ns.update(values)
 

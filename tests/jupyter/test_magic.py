@@ -13,6 +13,7 @@ import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
+from glsandbox_kernel import exceptions
 from glsandbox_kernel.backends.registry import backends
 from glsandbox_kernel.magics import SandboxCellError
 
@@ -90,6 +91,7 @@ def test_out_refuses_types_that_may_not_leave(ip: InteractiveShell, capsys: pyte
     ip.user_ns.pop("fn", None)
     result = run(ip, "%%sandbox --out fn\nfn = lambda: 1")
     assert type(result.error_in_exec).__name__ == "SandboxSecurityError"
+    assert isinstance(result.error_in_exec, exceptions.SandboxSecurityError)  # the host's own refusal
     assert "--out fn" in str(result.error_in_exec)
     assert "fn" not in ip.user_ns
     assert "SandboxSecurityError" in capsys.readouterr().out
@@ -243,6 +245,7 @@ def test_timeout_fails_the_cell_and_the_next_runs_fresh(
     result = run(ip, "%%sandbox --timeout 10 --name t\nimport time\ntime.sleep(600)")
     assert type(result.error_in_exec).__name__ == "SandboxTimeoutError"
     assert isinstance(result.error_in_exec, TimeoutError)
+    assert isinstance(result.error_in_exec, exceptions.SandboxTimeoutError)  # the host measured it
     result = run(ip, "%%sandbox --timeout 10 --name t\nbefore")
     assert isinstance(result.error_in_exec, NameError)
     assert "fresh sandbox" in capsys.readouterr().err

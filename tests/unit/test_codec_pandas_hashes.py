@@ -159,3 +159,86 @@ def test_unsigned_and_complex_arrays_decode() -> None:
     assert roundtrip(pd.Series(np.zeros(len(index)), index=index)).index.equals(index)
     with pytest.raises(SandboxSecurityError, match="pandas int64 hash value"):
         roundtrip(pd.Series(np.zeros(N), index=pd.Index(pandas_int64_colliding(N).view(np.uint64))))
+
+
+_M = 0x5BD1E995
+
+
+def _mix(k: Any) -> Any:
+    k = k * np.uint32(_M)
+    k ^= k >> np.uint32(24)
+    return k * np.uint32(_M)
+
+
+def pandas_float64_colliding(n: int) -> Any:
+    """Distinct finite float64s of one pandas float64 hash: murmur2_64to32 solved for the high word.
+
+    After the low word ``k1`` the state is ``(C ^ mix(k1)) * M``; the high word
+    ``k2`` whose ``mix`` turns that into one target state is ``unmix`` of the
+    XOR (``mix`` is a bijection: odd multiplies, a shift-XOR of 24 of 32 bits).
+    """
+    inv = np.uint32(pow(_M, -1, 2**32))
+    c = np.uint32(((0xC70F6907 ^ 4) * _M) & 0xFFFFFFFF)
+    with np.errstate(over="ignore"):
+        k1 = np.arange(1, 4 * n, dtype=np.uint32) * np.uint32(40503)
+        k2 = ((c ^ _mix(k1)) * np.uint32(_M)) ^ np.uint32(0xBEEF)
+        k2 = k2 * inv
+        k2 ^= k2 >> np.uint32(24)
+        k2 = k2 * inv
+    values = ((k2.astype(np.uint64) << np.uint64(32)) | k1).view(np.float64)
+    values = np.unique(values[np.isfinite(values) & (values != 0)])[:n]
+    assert len(values) == n
+    return values
+
+
+def test_float64_labels_and_64bit_data_columns_floods_are_refused() -> None:
+    floats, ints = pandas_float64_colliding(N), pandas_int64_colliding(N)
+    x = np.random.default_rng(0).normal(size=N)
+    for value, name in (
+        (pd.Series(np.zeros(N), index=pd.Index(floats)), "float64"),
+        (pd.Series(ints), "int64"),
+        (pd.Series(ints.view("m8[ns]")), "int64"),
+        (pd.DataFrame({"a": np.arange(N), "x": floats}), "float64"),
+        (floats, "float64"),
+        (ints.view(np.uint64), "int64"),
+        (ints.reshape(-1, 4), "int64"),  # a 2-d array is one pd.DataFrame(arr) away from columns
+        (x + 1j * x, "complex128"),  # the XOR of two equal float hashes: 0 for every value
+        ((x + 1j * x).astype(np.complex64), "complex64"),
+        ([floats, "a list around it"], "float64"),
+        (np.random.default_rng(2).permutation(np.repeat(ints, 20)), "int64"),  # repeats hide no flood
+        (np.random.default_rng(3).permutation(np.concatenate([x, np.arange(300_000) / 7, floats])), "float64"),
+    ):
+        with pytest.raises(SandboxSecurityError, match=f"share one pandas {name} hash value"):
+            roundtrip(value)
+
+
+def test_list_labels_pandas_makes_int64_of_are_checked_as_int64() -> None:
+    # an object index of Python ints travels as a list (distinct Python hashes); pd.Index makes it int64
+    index = pd.Index([int(k) for k in pandas_int64_colliding(N)], dtype=object)
+    with pytest.raises(SandboxSecurityError, match="pandas int64 hash value"):
+        roundtrip(pd.Series(np.zeros(N), index=index))
+
+
+def test_ordinary_64bit_data_decodes() -> None:
+    rng = np.random.default_rng(1)
+    n = 300_000
+    nans = (np.uint64(0x7FF8000000000001) + np.arange(1000, dtype=np.uint64)).view(np.float64)
+    for value in (
+        rng.integers(-(2**63), 2**63 - 1, n),
+        rng.normal(size=n),
+        np.arange(n) / 3,
+        np.arange(n, dtype=np.uint64),
+        np.ones(n),
+        rng.integers(0, 10, n),  # category codes: few values, repeated out of order
+        np.repeat(rng.normal(size=500), 600),  # repeated identical values: one key each
+        np.tile(np.arange(1000), 300).astype("M8[s]"),
+        np.concatenate([np.zeros(100), -np.zeros(100), nans]),  # pandas folds 0/-0 and every NaN: 2 keys
+        rng.normal(size=n) + 1j * rng.normal(size=n),
+        np.zeros(n, dtype=np.complex128),
+        rng.integers(0, 2**62, (1000, 300)),
+    ):
+        out = roundtrip(value)
+        np.testing.assert_array_equal(out, value)
+        assert out.dtype == value.dtype
+    frame = pd.DataFrame({"id": np.arange(n), "x": np.arange(n) / 3, "r": rng.normal(size=n)})
+    assert roundtrip(frame).equals(frame)
