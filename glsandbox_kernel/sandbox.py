@@ -257,6 +257,7 @@ class OSSandbox(AuditedSandbox):
         allow_stdin: bool | None = None,
         on_start: Callable[[], None] | None = None,
         before_seal: Callable[[CellResult], None] | None = None,
+        record_extra: dict[str, Any] | None = None,
     ) -> CellResult:
         """Run one notebook cell in the worker's IPython shell.
 
@@ -268,6 +269,7 @@ class OSSandbox(AuditedSandbox):
         (after it ended, before its audit record is sealed) are where the
         kernel publishes its own outputs through :meth:`mark_output`, so that
         the record lists every output of the cell, each with its origin.
+        ``record_extra``: more fields for the record's ``extra`` (the magic's ``magic_line``).
         """
         collector = OutputCollector(on_output, on_input, on_comm)
         collector.budget = OutputBudget.for_memory_limit(self.config.limits.memory_limit_bytes)  # outputs kept
@@ -371,6 +373,7 @@ class OSSandbox(AuditedSandbox):
             provenance,
             audit_error,
             {
+                **(record_extra or {}),
                 "kind": "cell",
                 "source_hash": hashlib.sha256(code.encode("utf-8", "surrogatepass")).hexdigest(),
                 **evidence,

@@ -31,7 +31,7 @@ import threading
 from typing import Any
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import MagicArgumentParser, argument, magic_arguments, parse_argstring
 
 from ..active_content import clean_frame
@@ -154,6 +154,7 @@ class SandboxMagics(Magics):
     @argument("--audit", metavar="PATH", help="append the session's audit records to this JSONL file")
     @argument("--project", metavar="DIR", help="project folder (default: the current directory)")
     @argument("--ro", action="append", metavar="PATH", help="also show PATH read-only (repeatable)")
+    @no_var_expand  # the line shown is the line that ran (its record holds it: extra.magic_line)
     @line_cell_magic
     def sandbox(self, line: str, cell: str | None = None) -> Any:
         """Run the cell in a persistent sandbox session.
@@ -191,28 +192,23 @@ class SandboxMagics(Magics):
             session, notice = self.registry.get(args.name, settings, new=args.new)
         except SandboxError as exc:  # e.g. BackendUnavailableError: say why, no traceback
             raise UsageError(f"%%sandbox: {exc}") from None
-        if notice:
-            print(notice, file=sys.stderr)
-        for said in (session.path_notice, drop_writable_from_path(session.config)):
-            if said:
-                print(said, file=sys.stderr)
+        # Shown as the cell starts, as outputs its record lists (so verify knows them).
+        notices = [n for n in (notice, session.path_notice, drop_writable_from_path(session.config)) if n]
         session.path_notice = None
-        self._notice_if_lost(session)
+        notices += self._notice_if_lost(session)
         if values:
-            session.ensure_shell()
-            self._call(session, "sandbox_side_set_names", values)
+            try:
+                session.ensure_shell()
+                self._call(session, "sandbox_side_set_names", values)
+            except BaseException:
+                if notices:  # the cell does not run: no record lists them
+                    print("\n".join(notices), file=sys.stderr)
+                raise
         try:
-            result, value = self._run(session, cell)
+            result, value = self._run(session, cell, line, notices)
         except SandboxError as exc:  # the sandbox could not run the cell at all (e.g. backend set-up)
             raise sandbox_error(type(exc).__name__, str(exc), host=True) from None
         session.cells += 1
-        if not session.alive and result.status == "error":
-            self._lost[session.name] = result.error_name or "the worker died"
-            print(
-                f"glsandbox: {result.error_name}: the worker of sandbox session {session.name!r} was killed "
-                "and its state is lost; the next cell starts a fresh sandbox.",
-                file=sys.stderr,
-            )
         if result.status == "error":
             tb = list(result.traceback or [])
             raise sandbox_error(result.error_name or "Error", result.error_value or "", tb, host=result.error_by_host)
@@ -220,16 +216,16 @@ class SandboxMagics(Magics):
             self._copy_out(session, outputs)
         return value
 
-    def _notice_if_lost(self, session: NamedSession) -> None:
+    def _notice_if_lost(self, session: NamedSession) -> list[str]:
         sandbox_session = session.sandbox.session
         if sandbox_session.generation > 0 and not session.alive:
             reason = self._lost.pop(session.name, "it exited")
-            print(
-                f"glsandbox: the worker of sandbox session {session.name!r} was stopped ({reason}); "
-                "variables from earlier cells are lost. This cell runs in a fresh sandbox.",
-                file=sys.stderr,
-            )
             session.shell_ready = False
+            return [
+                f"glsandbox: the worker of sandbox session {session.name!r} was stopped ({reason}); "
+                "variables from earlier cells are lost. This cell runs in a fresh sandbox."
+            ]
+        return []
 
     def _call(self, session: NamedSession, fn_name: str, arg: Any) -> Any:
         from . import sandbox_side
@@ -272,8 +268,9 @@ class SandboxMagics(Magics):
         if self.shell is not None:
             self.shell.user_ns.update(values)
 
-    def _run(self, session: NamedSession, code: str) -> tuple[Any, Any]:
-        """Run ``code`` in the session; outputs are shown as they arrive. Returns (result, value)."""
+    def _run(self, session: NamedSession, code: str, line: str, notices: list[str]) -> tuple[Any, Any]:
+        """Run ``code`` (a cell with magic line ``line``) in the session, ``notices`` shown first; outputs
+        are shown as they arrive. Returns (result, value)."""
         executed: list[SandboxResult] = []
         sandbox = session.sandbox
 
@@ -308,9 +305,21 @@ class SandboxMagics(Magics):
                 return getpass.getpass(prompt)
             return input(prompt)
 
+        def on_start() -> None:  # the magic's own outputs go through mark_output: the record lists them
+            for text in notices:
+                _notice(sandbox, text)
+
         def before_seal(result: Any) -> None:
             monitor.finish(result)
-            _notice_removed(sandbox, removed)
+            if removed:
+                _notice(sandbox, "glsandbox: removed or replaced in this cell's output: " + "; ".join(removed))
+            if not session.alive and result.status == "error":
+                self._lost[session.name] = result.error_name or "the worker died"
+                _notice(
+                    sandbox,
+                    f"glsandbox: {result.error_name}: the worker of sandbox session {session.name!r} was killed "
+                    "and its state is lost; the next cell starts a fresh sandbox.",
+                )
 
         main = threading.current_thread() is threading.main_thread()
         previous: Any = None
@@ -325,7 +334,9 @@ class SandboxMagics(Magics):
                 on_output=on_output,
                 on_input=_with_sigint(on_input, previous, main),
                 allow_stdin=True,
+                on_start=on_start,
                 before_seal=before_seal,  # the monitor's outputs and notices are listed in the cell's record
+                record_extra={"magic_line": line},  # the options it ran with, as IPython passed them
             )
         finally:
             if main:
@@ -435,15 +446,13 @@ def _with_sigint(fn: Any, handler: Any, main: bool) -> Any:
     return wrapped
 
 
-def _notice_removed(sandbox: Any, removed: list[str]) -> None:
-    """Before the record is sealed: a kernel-made notice (listed in the record) naming what was removed."""
-    if not removed:
-        return
+def _notice(sandbox: Any, text: str) -> None:
+    """While the cell runs: a notice from the magic itself, a kernel-made output its record lists."""
     from IPython.display import publish_display_data
 
     from ..notebook.evidence import ROLE_NOTICE, role_metadata
 
-    data = {"text/plain": "glsandbox: removed or replaced in this cell's output: " + "; ".join(removed)}
+    data = {"text/plain": text}
     meta = role_metadata(ROLE_NOTICE)
     sandbox.mark_output(
         {"output_type": "display_data", "data": data, "metadata": meta}, lambda: publish_display_data(data, meta)

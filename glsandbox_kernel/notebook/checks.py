@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..audit.records import GENESIS_HASH, EventType
-from ..kernel.limits import commented_options_line
-from .evidence import AUDIT_MIME, audit_bundle, output_hashes, source_hash
+from .evidence import AUDIT_MIME, audit_bundle, output_hashes
 
 
 @dataclasses.dataclass
@@ -34,6 +34,7 @@ class CellCheck:
     superseded: int = 0  # records of earlier runs of this cell (re-executed)
     out_of_order: bool = False  # its record is older than that of a cell above it
     hidden_text: bool = False  # stream text that \r/\b hide from the hashed (shown) form
+    renumbered: bool = False  # its prompt number is not the one its audit line was made with
     problems: list[str] = dataclasses.field(default_factory=list)
     warnings: list[str] = dataclasses.field(default_factory=list)
 
@@ -104,59 +105,42 @@ def _magic_order_ok(outputs: Sequence[Any], found_at: int, rec_entries: list[Any
     return recorded == before
 
 
+_SHOWN_COUNT = re.compile(r"glsandbox audit: cell (\d+) ·")
+
+
 def _check_audit_output(check: CellCheck, output: Mapping[str, Any], payload: Mapping[str, Any], record: Any) -> None:
-    """The visible audit output must be exactly what the kernel derives from the record."""
+    """The visible audit output must be exactly what the kernel derives from the record.
+
+    The line shows the prompt number the cell had when it ran (``cell 3``), which no hash
+    covers: a line that matches for the number it shows, under another prompt number now,
+    is a renumbered prompt (a warning), not a rewritten line.
+    """
     preceding = [dict(r) for r in payload.get("preceding") or [] if isinstance(r, Mapping)]
     extra_keys = {k: v for k, v in payload.items() if k not in ("record", "preceding")}
     data = output.get("data") if isinstance(output.get("data"), Mapping) else {}
     assert isinstance(data, Mapping)
-    for count in (check.execution_count, None):
-        want_data, want_meta = audit_bundle(record, preceding, execution_count=count, **extra_keys)
-        got = {k: ("".join(v) if isinstance(v, list) else v) for k, v in data.items() if k != AUDIT_MIME}
-        if got == {k: v for k, v in want_data.items() if k != AUDIT_MIME} and output.get("metadata") == want_meta:
-            return
     line = data.get("text/plain")
     line = "".join(line) if isinstance(line, list) else str(line)
-    want = audit_bundle(record, preceding, execution_count=check.execution_count, **extra_keys)[0]["text/plain"]
+    shown = _SHOWN_COUNT.match(line)
+    shown_count = int(shown.group(1)) if shown and len(shown.group(1)) < 20 else None
+    got = {k: ("".join(v) if isinstance(v, list) else v) for k, v in data.items() if k != AUDIT_MIME}
+    for count in dict.fromkeys((check.execution_count, None, shown_count)):
+        want_data, want_meta = audit_bundle(record, preceding, execution_count=count, **extra_keys)
+        if got == {k: v for k, v in want_data.items() if k != AUDIT_MIME} and output.get("metadata") == want_meta:
+            if count is not None and count != check.execution_count:
+                check.renumbered = True
+                now = f"In [{check.execution_count}]" if check.execution_count is not None else "no prompt number"
+                check.warnings.append(
+                    f"{check.label}: its prompt number ({now}) is not the one it ran with (its audit line shows "
+                    f"cell {count}): the execution count was changed after it ran (prompt numbers are not "
+                    "covered; the records' seq gives the order of execution)"
+                )
+            return
+    count = shown_count if shown_count is not None else check.execution_count
+    want = audit_bundle(record, preceding, execution_count=count, **extra_keys)[0]["text/plain"]
     check.problems.append(
-        f"{check.label}: its visible audit line was rewritten: it shows {line[:160]!r}, the record says {want[:160]!r}"
+        f"{check.label}: its visible audit line was rewritten: it shows {line[:160]!r}, its record gives {want[:160]!r}"
     )
-
-
-def is_magic_cell(source: str) -> bool:
-    """A cell that the ``%%sandbox`` magic runs (in an ordinary IPython kernel)."""
-    return source.lstrip().startswith("%%sandbox")
-
-
-def magic_level(source: str) -> str | None:
-    """The security level a ``%%sandbox`` line asks for (``moderate`` when it names none)."""
-    if not is_magic_cell(source):
-        return None
-    words = iter(source.lstrip().split("\n", 1)[0].split()[1:])
-    for word in words:
-        if word.startswith("-"):
-            if "=" not in word and word not in ("--new", "--no-monitor"):
-                next(words, None)  # the option's value
-            continue
-        if word in ("strict", "moderate", "lenient"):
-            return word
-    return "moderate"
-
-
-def source_hashes(source: str) -> set[str]:
-    """The hashes a record's ``extra.source_hash`` may hold for this cell source.
-
-    For a ``%%sandbox`` cell the sandbox ran the body without the magic line
-    (IPython adds a final newline when the cell has none).
-    """
-    hashes = {source_hash(source)}
-    if is_magic_cell(source):
-        body = source.lstrip().split("\n", 1)[1] if "\n" in source.lstrip() else ""
-        hashes |= {source_hash(body), source_hash(body + "\n")}
-        # In the sandbox kernel a %%sandbox line sets the cell's limits: it ran as a comment,
-        # so the record covers it too.
-        hashes.add(source_hash(commented_options_line(source)))
-    return hashes
 
 
 def canonical_records(value: Any) -> list[str]:

@@ -71,8 +71,10 @@ VOLATILE_FIELDS: dict[str, str] = {
     ),
     "notebook.metadata (other keys)": "frontend and tool settings; kernelspec, language_info and glsandbox ARE covered",
     "notebook.nbformat_minor, cell.id": "notebook format upgrades by the frontend (4.4 to 4.5 adds cell ids)",
+    # cell.metadata.glsandbox is checked: its records against the audit output, its summary re-derived
     "cell.metadata (except glsandbox)": "execution timing (cell.metadata.execution), collapsed, scrolled, trusted, tags",
-    "cell.execution_count, execute_result.execution_count": "prompt numbers; the order of execution is the records' seq",
+    "cell.execution_count, execute_result.execution_count": "prompt numbers; the order of execution is the records' "
+    "seq (verify warns when one is not the count a cell's audit line shows; --strict fails)",
     "output transient": "display ids; never saved",
 }
 

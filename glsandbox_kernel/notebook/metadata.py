@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..audit.keys import Signer, signer_from_bytes
-from .evidence import find_audit_output, record_status, saved_outputs_evidence, source_hash
+from .evidence import OUTPUTS_FORMAT, find_audit_output, record_status, saved_outputs_evidence, source_hash
 from .seal import METADATA_KEY, seal_notebook
 
 
@@ -69,8 +69,13 @@ def session_heads(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sessions
 
 
-def cell_metadata(cell: Any) -> dict[str, Any] | None:
-    """``cell.metadata["glsandbox"]`` for a cell with an audit output (None without)."""
+def cell_metadata(cell: Any, fmt: int = OUTPUTS_FORMAT) -> dict[str, Any] | None:
+    """``cell.metadata["glsandbox"]`` for a cell with an audit output (None without).
+
+    Besides the copies of the records, a summary derived from them and the cell
+    (:data:`SUMMARY_FIELDS`, outputs hashed in outputs format ``fmt``), which
+    verify re-derives (:func:`summary_differences`).
+    """
     found = find_audit_output(cell.get("outputs") or [])
     if found is None:
         return None
@@ -84,7 +89,7 @@ def cell_metadata(cell: Any) -> dict[str, Any] | None:
     outputs = [o for i, o in enumerate(cell.get("outputs") or []) if i != found[0]]
     entries: list[Any] = extra.get("outputs") if isinstance(extra.get("outputs"), list) else []  # type: ignore[assignment]
     origins = [str(e.get("origin")) for e in entries if isinstance(e, Mapping)] or None
-    current = saved_outputs_evidence(outputs, origins)
+    current = saved_outputs_evidence(outputs, origins, fmt)
     return {
         "record": dict(record),
         "preceding": [dict(r) for r in payload.get("preceding") or [] if isinstance(r, Mapping)],
@@ -95,6 +100,28 @@ def cell_metadata(cell: Any) -> dict[str, Any] | None:
         "hashes_match": extra.get("source_hash") == source_hash(source)
         and extra.get("outputs_hash") == current["outputs_hash"],
     }
+
+
+#: the fields of a cell's metadata copy derived from its record and the cell (not copies of records)
+SUMMARY_FIELDS = ("status", "source_hash", "outputs_hash", "hashes_match")
+
+
+def summary_differences(cell: Mapping[str, Any], copy: Mapping[str, Any]) -> list[str]:
+    """What the summary in ``copy`` (a cell's ``metadata["glsandbox"]``) says that the cell and its
+    record do not: ``["status 'ok' (its record and the cell give 'error')", ...]``; empty when it agrees.
+
+    Re-derived as :func:`cell_metadata` writes it; the outputs hash in any outputs format
+    (a copy written by an older glsandbox hashed in format 1). Who calls: ``verify_notebook``.
+    """
+    fresh = [f for f in (cell_metadata(cell, fmt) for fmt in range(OUTPUTS_FORMAT, 0, -1)) if f is not None]
+    if not fresh:
+        return []
+    want = next((f for f in fresh if f["outputs_hash"] == copy.get("outputs_hash")), fresh[0])
+    return [
+        f"{k} {str(copy[k])[:70]!r} (its record and the cell give {str(want[k])[:70]!r})"
+        for k in SUMMARY_FIELDS
+        if k in copy and copy[k] != want[k]
+    ]
 
 
 def write_evidence_metadata(

@@ -33,6 +33,7 @@ from typing import Any
 from ..cli_options import add_notebook_command, beside_notebook
 from ..host_files import replace_file
 from .evidence import fmt_bytes, fmt_seconds, record_figures, record_status
+from .seal import sealed_by_note
 from .verify import METADATA_KEY, CellCheck, NotebookVerifyResult, verify_notebook
 
 _CSS = """
@@ -142,6 +143,7 @@ def summary_html(
                 ),
             ),
             ("run completed", run.get("completed")),
+            ("sealed by", sealed_by_note(info) if isinstance(info.get("seal"), Mapping) else "not sealed"),
             (
                 "environment",
                 ", ".join(f"{k} {v}" for k, v in env.items())

@@ -20,12 +20,14 @@ with the notebook-level metadata is still seen.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 from ..audit.keys import Signer, Verifier
 from ..audit.records import canonical_json
+from ..terminal_text import printable
 from .evidence import canonical_outputs, find_audit_output, source_hash
 
 METADATA_KEY = "glsandbox"
@@ -188,6 +190,7 @@ def check_seal(nb: Mapping[str, Any], verifier: Verifier | None) -> tuple[list[s
         notes.append("the notebook seal is signed but no key was given: its signature was not checked")
     else:
         notes.append("the notebook seal is not signed: it shows accidental changes, not deliberate ones")
+    notes.append(sealed_by_note(nb_meta))
     stored = nb_meta.get("manifest")
     if isinstance(stored, Mapping):
         problems.extend(_describe(stored, manifest(nb, stored.get("format")), cells))
@@ -202,4 +205,33 @@ def check_seal(nb: Mapping[str, Any], verifier: Verifier | None) -> tuple[list[s
     return problems, notes, True
 
 
-__all__ = ["METADATA_KEY", "check_seal", "copy_seal_to_cells", "manifest", "seal_digest", "seal_notebook"]
+def sealed_by_note(nb_meta: Mapping[str, Any]) -> str:
+    """Who made the seal and when (``sealed_by``, written by the server's pre-save hook; else the
+    ``run`` of ``glsandbox run``): what the seal's markdown, raw cells and cell order are fixed to."""
+    by = nb_meta.get("sealed_by")
+    run = nb_meta.get("run")
+    if isinstance(by, Mapping):
+        return (
+            f"sealed by the {printable(str(by.get('by'))[:80])} at {printable(str(by.get('at'))[:40])}: markdown, "
+            "raw cells and the cell order are what the frontend sent at that save, not fixed by a run"
+        )
+    if isinstance(run, Mapping):
+        finished = run.get("finished")
+        when = (
+            datetime.datetime.fromtimestamp(finished, datetime.timezone.utc).isoformat(timespec="seconds")
+            if isinstance(finished, (int, float)) and not isinstance(finished, bool) and 0 <= finished < 2**33
+            else "?"
+        )
+        return f"sealed by 'glsandbox run' at {when}: markdown, raw cells and the cell order are those it ran"
+    return "the seal names no maker (neither 'glsandbox run' nor the server's pre-save hook wrote it)"
+
+
+__all__ = [
+    "METADATA_KEY",
+    "check_seal",
+    "copy_seal_to_cells",
+    "manifest",
+    "seal_digest",
+    "seal_notebook",
+    "sealed_by_note",
+]

@@ -13,14 +13,16 @@ What is recomputed from the notebook alone:
 - each record's ``record_hash`` (an edited record), the chain of each session
   (``seq`` and ``prev_hash``: deleted, inserted, copied or reordered cells),
   and, with a key, every HMAC signature;
-- each cell's source against ``extra.source_hash`` and its outputs against
-  ``extra.outputs_hash`` / ``extra.output_hashes`` (which output was edited,
-  removed or added);
+- each cell's source against ``extra.source_hash`` (a ``%%sandbox`` line too:
+  :mod:`.cell_source`) and its outputs against ``extra.outputs_hash`` /
+  ``extra.output_hashes`` (which output was edited, removed or added);
 - ``notebook.metadata["glsandbox"]`` (written by ``glsandbox run``): the chain
   head and record count of each session (cells cut off the end) and the
   signature over the head;
 - the second copy in ``cell.metadata["glsandbox"]``, which must agree with the
-  audit output.
+  audit output, and its summary (status, hashes), re-derived from the record and
+  the cell;
+- who made the seal (a ``glsandbox run``, or the server's pre-save hook), as a note.
 
 Without a key, a notebook whose records were all rewritten and re-hashed
 consistently cannot be told from the original: sign with ``--key``.
@@ -38,6 +40,7 @@ from typing import Any
 
 from ..audit.keys import Verifier, verifier_from_bytes
 from ..audit.records import compute_record_hash
+from .cell_source import check_source, is_magic_cell
 from .checks import (
     CellCheck,
     _check_audit_output,
@@ -48,14 +51,12 @@ from .checks import (
     canonical_records,
     cell_outputs,
     hiding_metadata,
-    is_magic_cell,
     kernelspec_level_warning,
-    magic_level,
     malformed_cells,
-    source_hashes,
     widget_state_warning,
 )
 from .evidence import canonical_outputs, find_audit_output, outputs_format, saved_outputs_evidence, streams_as_shown
+from .metadata import summary_differences
 from .seal import METADATA_KEY, cell_source, check_seal
 from .sealed_run import seal_problems as sealed_run_problems
 
@@ -135,6 +136,7 @@ def verify_notebook(
     kernel_name = str(spec.get("name", "")) if isinstance(spec, Mapping) else ""
     # In another kernel only %%sandbox cells run in a sandbox; the others are not evidence.
     magic_only = bool(kernel_name) and not kernel_name.startswith("glsandbox")
+    kernel = ("magic" if magic_only else "glsandbox") if kernel_name else None
     outside = 0
     for index, cell in enumerate(cells):
         if not isinstance(cell, Mapping) or cell.get("cell_type") != "code":
@@ -188,6 +190,8 @@ def verify_notebook(
                     f"{check.label}: the audit record in cell metadata disagrees with the audit output "
                     "(one of the two copies was edited)"
                 )
+            elif differs := summary_differences({"source": source, "outputs": outputs}, from_meta):
+                check.problems.append(f"{check.label}: its metadata copy says {'; '.join(differs)}")
         earlier = [dict(r) for r in payload.get("superseded") or [] if isinstance(r, Mapping)]
         for old in earlier:
             entries.append(_Entry(old, check, own=False, superseded=True))
@@ -210,17 +214,7 @@ def verify_notebook(
         assert isinstance(extra, Mapping)
         if extra.get("kind") != "cell":
             check.problems.append(f"{check.label}: its audit record is not a cell record (kind {extra.get('kind')!r})")
-        recorded_source = extra.get("source_hash")
-        check.source_ok = recorded_source in source_hashes(source)
-        if not check.source_ok:
-            check.problems.append(f"{check.label}: source edited after it ran (its hash no longer matches the record)")
-        level = magic_level(source)
-        if level is not None and level != record.get("security_level"):
-            check.source_ok = False
-            check.problems.append(
-                f"{check.label}: its %%sandbox line says level {level} but it ran at level "
-                f"{record.get('security_level')} (the magic line was edited)"
-            )
+        check_source(check, source, record, kernel)
         recorded_outputs = extra.get("outputs_hash")
         rec_entries = extra.get("outputs") if isinstance(extra.get("outputs"), list) else None
         if "format" not in record:
@@ -378,6 +372,8 @@ def verify_notebook(
             problems.append(f"--strict: {', '.join(removed[:10])}: metadata drops covered content from exports")
         if any(c.superseded for c in checks) or any(c.out_of_order for c in checks):
             problems.append("--strict: not one clean top-to-bottom run (cells were re-executed or ran out of order)")
+        if any(c.renumbered for c in checks):
+            problems.append("--strict: prompt numbers (execution counts) were changed after the cells ran")
         if any(c.hidden_text for c in checks):
             problems.append("--strict: stream output holds text hidden by carriage returns or backspaces")
         if len(sessions) > 1:

@@ -36,7 +36,28 @@ import pytest
 from jupyter_client.manager import start_new_kernel
 
 from .test_outside5_common import folders, need
-from .test_outside5_kernel_cwd_import import PAYLOAD, _run
+from .test_outside5_kernel_cwd_import import PAYLOAD
+
+
+def _run(client: object, code: str) -> str:
+    """Streams, errors and the magic's notices (displays marked role "notice", which its record lists)."""
+    out: list[str] = []
+
+    def hook(msg: dict) -> None:
+        content = msg["content"]
+        if msg["msg_type"] == "stream":
+            out.append(content["text"])
+        elif msg["msg_type"] == "error":
+            out.append("ERROR " + content["evalue"])
+        elif (
+            msg["msg_type"] == "display_data"
+            and (content.get("metadata") or {}).get("glsandbox", {}).get("role") == "notice"
+        ):
+            out.append(content["data"].get("text/plain", "") + "\n")
+
+    client.execute_interactive(code, output_hook=hook, timeout=120)  # type: ignore[attr-defined]
+    return "".join(out)
+
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -562,11 +562,12 @@ def test_magic_notebook_evidence(tmp_path: Any) -> None:
     assert any("outside any sandbox" in n for n in result.notes)
     magic = [c for c in result.cells if c.record is not None]
     assert magic and all(c.source_ok and c.outputs_ok for c in magic)
-    # the magic line is covered through the record's level
-    edited = copy.deepcopy(nb)
-    cell = next(c for c in edited.cells if c.source.startswith("%%sandbox strict"))
-    cell.source = cell.source.replace("%%sandbox strict", "%%sandbox lenient", 1)
-    _only(_problems(edited), "says level lenient but it ran at level strict")
+    # the magic line is covered by the record (extra.magic_line, review 16): its level and every option
+    for old, new in (("%%sandbox strict", "%%sandbox lenient"), ("--out totals", "--out totals --network any")):
+        edited = copy.deepcopy(nb)
+        cell = next(c for c in edited.cells if c.source.startswith("%%sandbox strict"))
+        cell.source = cell.source.replace(old, new, 1)
+        _only(_problems(edited), "its %%sandbox line was edited after it ran", new)
     # and the body through its hash
     edited = copy.deepcopy(nb)
     cell = next(c for c in edited.cells if c.source.startswith("%%sandbox strict"))
