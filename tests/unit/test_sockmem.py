@@ -108,7 +108,7 @@ def test_an_unprivileged_host_counts_every_socket_of_a_sandboxs_own_netns() -> N
     counts it."""
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/tmp", "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(
-        as_user([sys.executable, "-c", PROBE, inspect.getsource(_fill) + HOLDER]),
+        as_user([sys.executable, "-c", PROBE, "import socket\n" + inspect.getsource(_fill) + HOLDER]),
         cwd=ROOT,
         env=env,
         capture_output=True,
