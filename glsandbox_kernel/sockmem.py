@@ -31,6 +31,7 @@ the backlog.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import socket
 import struct
@@ -44,6 +45,7 @@ _NLM_F_REQUEST, _NLM_F_DUMP = 0x1, 0x300
 _NLMSG_ERROR, _NLMSG_DONE = 2, 3
 _UDIAG_SHOW_MEMINFO, _UNIX_DIAG_MEMINFO = 0x20, 5
 _INET_DIAG_SKMEMINFO = 7
+_SIOCGSKNS = 0x894C  # an fd of the network namespace a socket belongs to
 # SK_MEMINFO_*: rmem_alloc, rcvbuf, wmem_alloc, sndbuf, fwd_alloc, wmem_queued, optmem, backlog, drops
 _RMEM, _WMEM, _FWD, _QUEUED, _OPTMEM, _BACKLOG = 0, 2, 4, 5, 6, 7
 _HDR = struct.Struct("=IHHII")
@@ -144,6 +146,19 @@ def _same_netns(pid: int) -> bool:
     return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
+def _netns_of_socket(sock: socket.socket) -> tuple[int, int] | None:
+    """The (device, inode) of the network namespace ``sock`` was made in (``SIOCGSKNS``)."""
+    try:
+        fd = fcntl.ioctl(sock.fileno(), _SIOCGSKNS)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+    finally:
+        os.close(fd)
+    return (st.st_dev, st.st_ino)
+
+
 # Runs alone (single-threaded, as setns into a user namespace requires): joins the user namespace
 # of the target when it is not ours (its creator owns it), then its network namespace.
 _HELPER = r"""
@@ -204,6 +219,13 @@ class DiagSockets:
                         if netns_of(pid) != netns:  # that process is gone: asked again at the next reading
                             continue
                         raise OSError(f"sock_diag in the sandbox's network namespace: {exc}") from exc
+                    made_in = _netns_of_socket(sock) if self.foreign(netns) else netns
+                    if made_in != netns:  # the pid was reused meanwhile: another namespace, asked again
+                        del self._socks[netns]
+                        sock.close()
+                        if made_in is None:
+                            raise OSError("cannot tell which network namespace the sock_diag socket is in")
+                        continue
                 found = unix_memory(sock)
                 if self.foreign(netns) or not inodes <= found.keys():  # BASIC: mostly socketpairs only
                     found.update(inet_memory(sock))
