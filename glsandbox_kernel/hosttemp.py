@@ -10,7 +10,9 @@ the folders whose creator is gone (:func:`glsandbox_kernel.creator.gone`:
 folders of another pid namespace sharing ``$TMPDIR`` are left to its hosts).
 The sweep removes only real folders owned by this uid (never through a
 planted symlink); ``shutil.rmtree`` does not follow links
-inside them either. :func:`remove` also unmounts a sized scratch folder
+inside them either, and a folder in them the sandbox made unreadable
+(``chmod 0``) gets its owner's access back first (by descriptors, only
+folders of this uid, links never followed) so the removal is complete. :func:`remove` also unmounts a sized scratch folder
 (kind ``q``, see ``backends/scratch.py``).
 
 Folders of versions before the creator token are named
@@ -70,6 +72,41 @@ def remove(path: str) -> None:
     if m is not None and m.group(1) == "q":
         libc().umount2(path.encode(), _MNT_DETACH | _UMOUNT_NOFOLLOW)
     shutil.rmtree(path, ignore_errors=True)
+    if os.path.lexists(path):  # a folder in it the sandbox made unreadable or unwritable: ours to fix
+        with contextlib.suppress(OSError):
+            _restore_owner_access(path)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _restore_owner_access(path: str) -> None:
+    """Give back ``u+rwx`` to ``path`` and every folder under it that this uid owns, by descriptors.
+
+    A sandbox writing in a private folder may ``chmod 0`` a folder of it (its own file), which
+    ``rmtree`` can neither list nor empty. Each folder is opened ``O_PATH | O_NOFOLLOW`` by
+    name in its parent's descriptor and judged by ``fstat`` of that descriptor (a folder, ours)
+    before its mode is set through it, so a name swapped for a symlink changes nothing
+    elsewhere; :func:`os.fwalk` descends by descriptors without following links, top-down, so a
+    folder is fixed before it is entered."""
+    parent = os.open(os.path.dirname(path) or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        _owner_access(os.path.basename(path), parent)
+    finally:
+        os.close(parent)
+    for _, dirs, _, dir_fd in os.fwalk(path, follow_symlinks=False):
+        for name in dirs:
+            with contextlib.suppress(OSError):
+                _owner_access(name, dir_fd)
+
+
+def _owner_access(name: str, dir_fd: int) -> None:
+    """``u+rwx`` on the folder ``name`` of ``dir_fd`` when it is a real folder this uid owns."""
+    fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and st.st_mode & 0o700 != 0o700:
+            os.chmod(f"/proc/self/fd/{fd}", stat.S_IMODE(st.st_mode) | 0o700)  # this very inode
+    finally:
+        os.close(fd)
 
 
 def sweep() -> int:

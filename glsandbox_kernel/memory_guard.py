@@ -6,7 +6,9 @@ NAMESPACE where the host could make no cgroup for the sandbox). :func:`tree_resi
 sandbox's processes really hold: proportional set size (shared pages split
 between the processes that map them, so nothing is counted twice inside the
 tree) plus every memfd and shared-memory file an fd of the tree keeps alive
-(by inode, once). Over the limit, the monitor kills the tree and the session
+(by inode, once), plus the kernel memory queued in the tree's sockets
+(:mod:`glsandbox_kernel.sockmem`, asked only when an fd of the tree is a
+socket). Over the limit, the monitor kills the tree and the session
 reports :class:`~glsandbox_kernel.exceptions.SandboxMemoryError` with the
 limit and the peak.
 
@@ -18,6 +20,8 @@ limit, RLIMIT_AS is only a generous backstop (:func:`address_space_backstop`).
 from __future__ import annotations
 
 import os
+
+from .sockmem import DiagSockets, netns_of
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -58,8 +62,9 @@ def _pss(pid: int) -> int | None:
         return None
 
 
-def _held_shared_memory(pid: int, seen: set[tuple[int, int]]) -> int:
-    """Bytes of memfds and /dev/shm files an fd of ``pid`` holds (each inode once across the tree)."""
+def _held_shared_memory(pid: int, seen: set[tuple[int, int]], sockets: set[int]) -> int:
+    """Bytes of memfds and /dev/shm files an fd of ``pid`` holds (each inode once across the tree);
+    the inodes of its sockets are added to ``sockets``."""
     total = 0
     base = f"/proc/{pid}/fd"
     try:
@@ -70,6 +75,9 @@ def _held_shared_memory(pid: int, seen: set[tuple[int, int]]) -> int:
         try:
             target = os.readlink(f"{base}/{name}")
         except OSError:
+            continue
+        if target.startswith("socket:["):
+            sockets.add(int(target[8:-1]))
             continue
         if not (target.startswith("/memfd:") or target.startswith("/dev/shm/")):
             continue
@@ -100,16 +108,30 @@ def high_water_without_files(pid: int | None) -> int | None:
     return max(0, hwm - (files or 0))
 
 
-def tree_resident(pids: list[int]) -> int | None:
-    """Resident memory of the processes ``pids`` together (anonymous and shared PSS + held memfd/shm),
-    or None if none was readable."""
+def tree_resident(pids: list[int], diag: DiagSockets | None = None) -> int | None:
+    """Resident memory of the processes ``pids`` together (anonymous and shared PSS + held memfd/shm,
+    and with ``diag`` their sockets' buffers), or None if none was readable.
+
+    The sockets are asked about only where some are: an fd of the tree names one, or a process
+    is in a network namespace of its own (the sandbox's; any socket there is the tree's)."""
     total = 0
     readable = False
     seen: set[tuple[int, int]] = set()
+    spaces: dict[tuple[int, int], tuple[int, set[int]]] = {}
     for pid in pids:
         pss = _pss(pid)
         if pss is None:
             continue
         readable = True
-        total += pss + _held_shared_memory(pid, seen)
-    return total if readable else None
+        sockets: set[int] = set()
+        total += pss + _held_shared_memory(pid, seen, sockets)
+        if diag is None:
+            continue
+        netns = netns_of(pid)
+        if netns is not None and (sockets or diag.foreign(netns)):
+            spaces.setdefault(netns, (pid, set()))[1].update(sockets)
+    if not readable:
+        return None
+    if spaces and diag is not None:
+        total += diag.charged(spaces)
+    return total

@@ -21,6 +21,7 @@ from typing import Any
 
 from .backends.base import ResourceSample, WorkerProcess
 from .hostloop import LOOP, Timer
+from .sockmem import DiagSockets
 
 log = logging.getLogger("glsandbox.metrics")
 
@@ -158,8 +159,12 @@ class Monitor:
         self.context: dict[str, Any] = {}
         #: Set by the session where no cgroup enforces the memory limit (see :mod:`.memory_guard`).
         self.memory_limit: int | None = None
+        #: the worker's sock_diag sockets (the guard counts its socket buffers), kept while it serves
+        self._diag: tuple[WorkerProcess, DiagSockets] | None = None
         #: (limit, resident) once the guard killed the tree in this call.
         self.memory_exceeded: tuple[int, int] | None = None
+        #: why the guard could not read the tree's socket memory, once it killed the tree for it
+        self.memory_unmeasured: str | None = None
         #: the guard's highest reading in this call (anonymous + shared memory of the tree).
         self.peak_resident: int | None = None
         #: Set by the session where nothing else holds the tree to ``max_processes`` (BASIC as
@@ -185,6 +190,7 @@ class Monitor:
         self.peak_pids = None
         self.last = None
         self.memory_exceeded = None
+        self.memory_unmeasured = None
         self.tasks_exceeded = None
         self.cpu_exceeded = None
         self.killed_reading = None
@@ -207,6 +213,17 @@ class Monitor:
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
+        if self._diag is not None:
+            self._diag[1].close()
+            self._diag = None
+
+    def _diag_for(self, worker: WorkerProcess) -> DiagSockets:
+        """Monitor thread: the sock_diag view of ``worker`` (a new one when the worker changed)."""
+        if self._diag is None or self._diag[0] is not worker:
+            if self._diag is not None:
+                self._diag[1].close()
+            self._diag = (worker, DiagSockets())
+        return self._diag[1]
 
     def _tick(self) -> None:
         """Host loop thread: sample a call that has run ``delay`` seconds; set the next timer."""
@@ -302,9 +319,16 @@ class Monitor:
         if self.memory_limit is not None and sample.source.startswith("procfs"):
             from .memory_guard import tree_resident
 
-            resident = tree_resident(worker.host_pids())
+            try:
+                resident = tree_resident(worker.host_pids(), self._diag_for(worker))
+            except OSError as exc:  # the sockets' memory cannot be read: the limit cannot be held, fail closed
+                log.error("cannot measure the sandbox's socket memory; killing it", exc_info=True)
+                self.memory_unmeasured = str(exc) or type(exc).__name__
+                worker.kill()
+                resident = None
             if resident is not None:
                 self.peak_resident = max(self.peak_resident or 0, resident)
+                self.peak_memory = max(self.peak_memory or 0, resident)  # socket buffers are in no RSS
                 if resident > self.memory_limit and self._active:
                     self.memory_exceeded = (self.memory_limit, resident)
                     worker.kill()

@@ -149,6 +149,13 @@ def crash_error(worker: WorkerProcess, when: str, config: OSSandboxConfig, monit
             returncode=rc,
             reason="pids",
         )
+    if monitor.memory_unmeasured is not None and limit is not None:  # the guard could not count it: refused
+        return SandboxMemoryError(
+            f"the memory limit of {_fmt_bytes(limit)} cannot be held here: the outside monitor (no cgroup) "
+            f"could not read the sandbox's socket memory ({monitor.memory_unmeasured}); the worker and every "
+            "process it started were killed and its state is lost",
+            limit=limit,
+        )
     exceeded = monitor.memory_exceeded
     if exceeded is not None:  # the outside guard killed the tree (no cgroup here)
         guard_peak = max(exceeded[1], monitor.peak_memory or 0)

@@ -34,6 +34,8 @@ The filter, the same at every level apart from execve::
     socketpair(AF_UNIX, SOCK_DGRAM)       -> ERRNO(EPERM), with deny_unix (an unbound datagram socket
                                              still sendto()s any host path)
     SysV IPC, POSIX mq, memfd_create      -> ERRNO(EPERM), with deny_unix (HOST_IPC)
+    setsockopt(SOL_SOCKET, SO_SNDBUF/      -> ERRNO(0), with cap_buffers (no cgroup: the outside
+      SO_RCVBUF and their *FORCE)            monitor holds memory): ignored, the default size stays
     prctl(PR_SET_CHILD_SUBREAPER)         -> ERRNO(EPERM) (the worker set it before; clearing it
                                              would let orphans leave the monitored tree)
     execve/execveat                       -> STRICT: USER_NOTIF (supervisor denies) or EPERM;
@@ -95,6 +97,8 @@ BPF_JMP_JSET_K = 0x45
 BPF_RET_K = 0x06
 BPF_ALU_AND_K = 0x54
 _SOCK_DGRAM = 2
+#: SOL_SOCKET and SO_SNDBUF, SO_RCVBUF, SO_SNDBUFFORCE, SO_RCVBUFFORCE (setsockopt, cap_buffers)
+_SOL_SOCKET, _SOCK_BUFFERS = 1, (7, 8, 32, 33)
 
 _ARCH_BY_AUDIT = {v: k for k, v in AUDIT_ARCH.items()}
 
@@ -184,7 +188,8 @@ class SeccompPolicy:
     to catch escape tools. ``deny_inet``: deny IPv4/IPv6/packet sockets
     (BASIC without network). ``deny_unix``: deny creating Unix sockets
     (BASIC: no mount or network namespace hides the host's), datagram
-    socketpairs, the host's IPC (:data:`HOST_IPC`). ``detection``: what the audit record says about
+    socketpairs, the host's IPC (:data:`HOST_IPC`). ``cap_buffers``: socket buffers stay
+    the kernel's default size (see :mod:`glsandbox_kernel.sockmem`). ``detection``: what the audit record says about
     escape detection.
 
     :meth:`bpf` is the program the zygote backends load; :meth:`oci_profile`
@@ -198,11 +203,12 @@ class SeccompPolicy:
     exec_notify: bool = False
     deny_inet: bool = False
     deny_unix: bool = False
+    cap_buffers: bool = False
     detection: str = _NO_DETECTION
 
     @classmethod
     def for_config(
-        cls, config: OSSandboxConfig, *, notify: bool | None = None, deny_inet: bool = False, deny_unix: bool = False
+        cls, config: OSSandboxConfig, *, notify: bool | None = None, deny_inet: bool = False, **more: bool
     ) -> SeccompPolicy:
         """HOST side: the policy for ``config``.
 
@@ -211,9 +217,7 @@ class SeccompPolicy:
         ``notify=False`` (no supervisor there: the profile's EPERM stands).
         """
         want = config.detect_escape_attempts if notify is None else notify
-        return cls.make(
-            deny_exec=not config.new_programs_allowed, notify=want, deny_inet=deny_inet, deny_unix=deny_unix
-        )
+        return cls.make(deny_exec=not config.new_programs_allowed, notify=want, deny_inet=deny_inet, **more)
 
     @classmethod
     def make(
@@ -224,6 +228,7 @@ class SeccompPolicy:
         exec_notify: bool = True,
         deny_inet: bool = False,
         deny_unix: bool = False,
+        cap_buffers: bool = False,
     ) -> SeccompPolicy:
         """HOST side: a policy, with ``notify`` kept only where the kernel supports it."""
         notify = notify and notify_supported()
@@ -233,6 +238,7 @@ class SeccompPolicy:
             exec_notify=notify and exec_notify,
             deny_inet=deny_inet,
             deny_unix=deny_unix,
+            cap_buffers=cap_buffers,
             detection="supervisor" if notify else _NO_DETECTION,
         )
 
@@ -314,7 +320,9 @@ def plan_step(ctx: PlanContext) -> SeccompPolicy | None:
         return None
     deny_inet = ctx.profile.network == "deny_only" and ctx.config.network.mode == "none"
     deny_unix = ctx.profile.root == "host" and ctx.profile.network == "deny_only"
-    policy = SeccompPolicy.for_config(ctx.config, deny_inet=deny_inet, deny_unix=deny_unix)
+    # no cgroup charges socket buffers: the outside monitor counts those of fds, a socket in flight is in none
+    cap = not (ctx.cgroup and ctx.cgroup.enabled) and ctx.config.limits.memory_limit_bytes is not None
+    policy = SeccompPolicy.for_config(ctx.config, deny_inet=deny_inet, deny_unix=deny_unix, cap_buffers=cap)
     if policy.detection != "supervisor":
         ctx.report["escape_detection"] = policy.detection
     return policy
@@ -388,6 +396,11 @@ def build_filter(policy: SeccompPolicy) -> list[tuple[int, int, int, int]]:
                 _ret(eperm),
                 _ret(SECCOMP_RET_ALLOW),
             ]
+    if policy.cap_buffers and (nr := table.get("setsockopt")) is not None:
+        n = len(_SOCK_BUFFERS)  # setsockopt(fd, SOL_SOCKET, a buffer size): returns 0, changes nothing
+        prog += [(BPF_JMP_JEQ_K, 0, n + 5, nr), _ld(_arg_lo(1)), (BPF_JMP_JEQ_K, 0, n + 1, _SOL_SOCKET)]
+        prog += [_ld(_arg_lo(2)), *((BPF_JMP_JEQ_K, n - i, 0, v) for i, v in enumerate(_SOCK_BUFFERS))]
+        prog += [_ret(SECCOMP_RET_ALLOW), _ret(SECCOMP_RET_ERRNO)]  # errno 0: a success that did nothing
     arg_in("prctl", 0, (PR_SET_CHILD_SUBREAPER,), eperm, SECCOMP_RET_ALLOW)
     clone = table["clone"]
     prog += [

@@ -110,9 +110,7 @@ def run_notebook_task(job: dict[str, Any], *, options: dict[str, Any], audit_key
             summary: RunSummary = run_notebook(nb, args, key=key, cwd=cwd)
         finally:
             if scratch is not None:
-                import shutil
-
-                shutil.rmtree(scratch, ignore_errors=True)
+                hosttemp.remove(scratch)  # whatever modes the notebook's sandbox left in it
         seal_run(
             nb, args, summary, key=key, started=outcome.started, finished=time.time(), cluster_worker=outcome.worker
         )

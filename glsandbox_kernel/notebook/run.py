@@ -32,7 +32,6 @@ import argparse
 import ast
 import json
 import os
-import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -258,7 +257,7 @@ def run_notebook(
             kept = {"name": default_name(used[0]), "display_name": display_name_for(used[0]), "language": "python"}
             nb.metadata["kernelspec"] = kept
     finally:
-        shutil.rmtree(spec_dir, ignore_errors=True)
+        hosttemp.remove(spec_dir)  # whatever modes a sandbox left in it
     return summary
 
 

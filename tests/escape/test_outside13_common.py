@@ -41,3 +41,11 @@ def run_as_nobody(script: str, *args: str, tmp: str, timeout: float = 240) -> su
         text=True,
         timeout=timeout,
     )
+
+
+def memory_result(proc: subprocess.CompletedProcess[str]) -> tuple[int, int, str]:
+    """The ``RESULT limit used outcome`` line a memory reproducer's host script printed."""
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    assert lines, proc.stdout[-3000:] + proc.stderr[-3000:]
+    _, limit, used, out = lines[0].split(" ", 3)
+    return int(limit), int(used), out

@@ -76,7 +76,7 @@ def oci_unconditional(profile: dict) -> dict[str, int]:
 @pytest.mark.parametrize("deny_inet", [False, True])
 def test_bpf_program_and_oci_profile_deny_the_same_syscalls(arch: str, deny_inet: bool) -> None:
     # deny_inet goes with deny_unix: both are BASIC's (no network or mount namespace)
-    policy = sc.SeccompPolicy(arch=arch, notify=False, deny_inet=deny_inet, deny_unix=deny_inet)
+    policy = sc.SeccompPolicy(arch=arch, notify=False, deny_inet=deny_inet, deny_unix=deny_inet, cap_buffers=deny_inet)
     prog = policy.bpf()
     table = linux.SYSCALLS[arch]
     audit = sc.AUDIT_ARCH[arch]
@@ -119,6 +119,10 @@ def test_bpf_program_and_oci_profile_deny_the_same_syscalls(arch: str, deny_inet
     for sock_type, want in ((2, deny_inet), (2 | 0x80000, deny_inet), (1, False), (5, False)):  # DGRAM, STREAM
         got = run_bpf(prog, table["socketpair"], audit, (linux.AF_UNIX, sock_type)) != sc.SECCOMP_RET_ALLOW
         assert got == want, sock_type
+    # without a cgroup (cap_buffers) a socket's buffer sizes stay the kernel's default (setsockopt: 0, nothing done)
+    for level, opt, capped in ((1, 7, True), (1, 8, True), (1, 32, True), (1, 33, True), (1, 2, False), (6, 7, False)):
+        got = run_bpf(prog, table["setsockopt"], audit, (3, level, opt))
+        assert got == (sc.SECCOMP_RET_ERRNO if capped and deny_inet else sc.SECCOMP_RET_ALLOW), (level, opt)
     # clearing the worker's subreaper flag (orphans would leave the tree) is denied everywhere
     assert run_bpf(prog, table["prctl"], audit, (linux.PR_SET_CHILD_SUBREAPER, 0)) != sc.SECCOMP_RET_ALLOW
     assert run_bpf(prog, table["prctl"], audit, (linux.PR_SET_PDEATHSIG, 9)) == sc.SECCOMP_RET_ALLOW
