@@ -74,7 +74,7 @@ from ..linux import (
 from ._common import ChildState, PlanContext
 from .seccomp_lists import COMPAT_ONLY, DENY, ESCAPE, HOST_IPC, PERSONALITY_ALLOWED
 from .seccomp_lists import ESCAPE_TOOLS as ESCAPE_TOOLS  # re-exported: the supervisor and bootstrap read it here
-from .seccomp_load import check_arch, load_program, report
+from .seccomp_load import BPF_MAXINSNS, check_arch, load_program, report
 
 if TYPE_CHECKING:
     from ..config import OSSandboxConfig
@@ -426,7 +426,7 @@ def build_filter(policy: SeccompPolicy) -> list[tuple[int, int, int, int]]:
         simple("execve", exec_action)
         simple("execveat", exec_action)
     prog.append(_ret(SECCOMP_RET_ALLOW))
-    if len(prog) > 4096:
+    if len(prog) > BPF_MAXINSNS:
         raise ValueError("seccomp program too long")
     return prog
 

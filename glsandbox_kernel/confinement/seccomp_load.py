@@ -23,6 +23,7 @@ SECCOMP_SET_MODE_FILTER = 1
 SECCOMP_FILTER_FLAG_NEW_LISTENER = 1 << 3
 #: One instruction, as the kernel reads it (``struct sock_filter``).
 INSTRUCTION_SIZE = 8
+BPF_MAXINSNS = 4096  # the kernel's limit of one classic BPF program (linux/bpf_common.h)
 
 
 class _SockFilter(ctypes.Structure):
@@ -49,6 +50,8 @@ def load_program(raw: bytes, *, arch: str, listener: bool) -> int | None:
     if not raw or len(raw) % INSTRUCTION_SIZE:
         raise ConfinementError("seccomp", f"a program of {len(raw)} bytes is no whole number of instructions")
     count = len(raw) // INSTRUCTION_SIZE
+    if count > BPF_MAXINSNS:  # the length field is 16 bits: a longer program would load truncated
+        raise ConfinementError("seccomp", f"a program of {count} instructions is over the kernel's {BPF_MAXINSNS}")
     buf = ctypes.create_string_buffer(raw, len(raw))
     fprog = _SockFprog(count, ctypes.cast(buf, ctypes.POINTER(_SockFilter)))
     flags = SECCOMP_FILTER_FLAG_NEW_LISTENER if listener else 0

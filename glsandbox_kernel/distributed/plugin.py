@@ -123,6 +123,7 @@ class _Slot:
     def __init__(self, box: OSSandbox, key: str) -> None:
         self.box = box
         self.config_key = key
+        self.run_id = key.partition("/")[0]  # the run whose chain this session's records join
         self.shipped = 0
         self.calls = 0
         self.last_used = time.monotonic()
@@ -132,9 +133,8 @@ class _Slot:
         """The records this session took since the last call (sealed or still queued), claimed for one task.
 
         Called at every checkin, so a call's records travel with its own task
-        and reach the run chain of the run that made the call: two runs may
-        share this session (sessions are pooled by config), and a record left
-        for a later task or the drain would travel with the other run's. Only
+        and reach the run chain of the run that made the call (records left
+        for a later task would travel with the wrong call's). Only
         the range is claimed here: the records are sealed by the host loop's
         group commit, or at the latest when the task's result is pickled
         (:class:`CallLines`), not on the task's thread.
@@ -159,8 +159,11 @@ class SandboxPlugin(WorkerPlugin):
     Runs on each Dask worker (host side). A task checks a session out for
     its config (a fresh one when none is idle), runs its call, and checks it
     back in; the least recently used idle sessions beyond ``max_sessions``
-    are closed. A session whose worker crashed or timed out is closed rather
-    than reused. ``teardown`` closes every session.
+    are closed, whichever run they belong to, and their last records are
+    kept for their own run (its next task here, or its drain at shutdown),
+    never shipped with another run's task. A session whose worker crashed
+    or timed out is closed rather than reused. ``teardown`` closes every
+    session.
     """
 
     name = PLUGIN_NAME
@@ -186,6 +189,10 @@ class SandboxPlugin(WorkerPlugin):
         self._lock = threading.Lock()
         self._address = ""
         self.sessions_started = 0
+        # Lines of sessions closed by another run's checkin, kept for their own run (bounded:
+        # the runs that never came back to this worker are forgotten oldest first).
+        self._held: OrderedDict[str, list[str]] = OrderedDict()
+        self._ended: OrderedDict[str, None] = OrderedDict()  # runs drained here: late sessions close
 
     # -- Dask hooks -------------------------------------------------------------------
     def setup(self, worker: Any) -> None:
@@ -224,41 +231,59 @@ class SandboxPlugin(WorkerPlugin):
         """Return ``slot`` to the pool (or close it); the records to ship with this call.
 
         This call's records (claimed, sealed when the result leaves the
-        worker), and the lines of the sessions this checkin closed (broken,
-        or evicted beyond ``max_sessions``; sealed by their close), so that
-        each reaches the run chain of the run whose task closes them.
+        worker), and the lines of this run's sessions closed since its last
+        checkin here (evicted beyond ``max_sessions``, by this checkin or
+        another run's; sealed by their close): each record reaches the chain
+        of the run whose session made it.
         """
         slot.calls += 1
         slot.last_used = time.monotonic()
         evicted: list[_Slot] = []
-        if broken:
+        with self._lock:
+            ended = slot.run_id in self._ended
+        if broken or ended:  # a run that has shut down takes no more calls: nobody would reuse it
             _close_quietly(slot.box)
         taken = slot.take()
-        lines: list[str] = []
         with self._lock:
             self._busy.pop(id(slot), None)
-            if not broken:
+            if not (broken or ended):
                 self._idle[id(slot)] = slot
                 while len(self._idle) > self.max_sessions:
                     evicted.append(self._idle.popitem(last=False)[1])
         for old in evicted:
             _close_quietly(old.box)
-            lines.extend(old.new_lines())
+            self._hold(old.run_id, old.new_lines())
+        with self._lock:
+            lines = self._held.pop(slot.run_id, [])
         return taken, lines
+
+    def _hold(self, run_id: str, lines: list[str]) -> None:
+        """Keep a closed session's last ``lines`` for its own run's next checkin or drain."""
+        if not lines:
+            return
+        with self._lock:
+            self._held.setdefault(run_id, []).extend(lines)
+            self._held.move_to_end(run_id)
+            while len(self._held) > 64:
+                self._held.popitem(last=False)
 
     def take_unsent(self, run_id: str) -> list[str]:
         """Close the idle sessions of run ``run_id``; the record lines no task carried back.
 
         Called by the run's executor at shutdown (``client.run``). Every call
         ships its own records, so this is what was sealed between calls and
-        the ``session_end`` of the sessions it closes. Busy sessions ship
-        theirs with their task; other runs' sessions are not touched.
+        the ``session_end`` of the sessions it closes, with those of its sessions
+        another run's checkin closed. Busy sessions ship theirs with their task
+        (and close at that checkin); other runs' sessions are not touched.
         """
         prefix = f"{run_id}/"
         with self._lock:
             idents = [i for i, s in self._idle.items() if s.config_key.startswith(prefix)]
             slots = [self._idle.pop(i) for i in idents]
-        out: list[str] = []
+            out = self._held.pop(run_id, [])
+            self._ended[run_id] = None
+            while len(self._ended) > 256:
+                self._ended.popitem(last=False)
         for slot in slots:
             _close_quietly(slot.box)
             out.extend(slot.new_lines())
