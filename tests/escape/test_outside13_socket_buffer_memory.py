@@ -102,7 +102,9 @@ def test_socket_buffers_count_against_the_memory_limit_without_a_cgroup(isolatio
         assert lines, proc.stdout[-3000:] + proc.stderr[-3000:]
         _, limit, used, out = lines[0].split(" ", 3)
         stopped = "value" not in out
-        assert stopped or int(used) < 2 * int(limit), (
+        # Four times the limit: MemAvailable is the whole host's, and a busy host moves it by several
+        # hundred MiB in 9 s with no sandbox at all; the attack held 1.5-5.7 GiB before the fix.
+        assert stopped or int(used) < 4 * int(limit), (
             f"the call ended normally ({out}) while the host's MemAvailable fell by {int(used) >> 20} MiB, "
-            f"over twice the sandbox's {int(limit) >> 20} MiB limit"
+            f"over four times the sandbox's {int(limit) >> 20} MiB limit"
         )
