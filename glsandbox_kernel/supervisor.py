@@ -40,11 +40,12 @@ import select
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from .confinement import seccomp as _seccomp
 from .linux import CLONE_FLAG_NAMES, FAMILY_NAMES, IOCTL_NAMES
+from .ratelimit import RecordLimiter
 
 log = logging.getLogger(__name__)
 
@@ -104,16 +105,6 @@ def violation_count(record: dict[str, Any]) -> int:
     return (0 if record.get("summary") else 1) + extra
 
 
-@dataclasses.dataclass
-class _KindLimit:
-    """Rate-limit state of one kind of violation (syscall, detail) within one call."""
-
-    seen: int = 0
-    suppressed: int = 0
-    last_time: float = 0.0
-    last_record: dict[str, Any] | None = None
-
-
 class Supervisor:
     """Answers the sandbox's seccomp user notifications on a daemon thread (HOST side).
 
@@ -141,8 +132,7 @@ class Supervisor:
         self.stats = {"notifications": 0, "denied": 0, "continued": 0, "suppressed": 0, "errors": 0}
         self._wake_r, self._wake_w = os.pipe()
         self._stopping = False
-        self._limits: dict[tuple[str, str], _KindLimit] = {}
-        self._limits_lock = threading.Lock()
+        self._limiter = RecordLimiter(self.policy.burst, self.policy.interval)
         self._thread = threading.Thread(target=self._run, name=f"seccomp-supervisor-{listener_fd}", daemon=True)
         if start:
             self._thread.start()
@@ -154,26 +144,16 @@ class Supervisor:
         records, then starts afresh: the first violation of every kind in the
         new call is recorded.
         """
-        with self._limits_lock:
-            pending, self._limits = self._limits, {}
-        self._flush(pending)
+        self._flush(reset=True)
 
     def end_call(self) -> None:
         """HOST side, called by the session when a call has ended, while it is still the running
         call: what the rate limit suppressed in it is written now, as summary records of that call."""
-        with self._limits_lock:
-            limits = list(self._limits.values())
-        self._flush(limits)
+        self._flush(reset=False)
 
-    def _flush(self, limits: Iterable[_KindLimit] | dict[tuple[str, str], _KindLimit]) -> None:
-        for lim in limits.values() if isinstance(limits, dict) else limits:
-            with self._limits_lock:
-                count, lim.suppressed = lim.suppressed, 0
-                last = lim.last_record
-            if count and last is not None:
-                summary = dict(last)
-                summary.update(time=time.time(), repeats=count, summary=True)
-                self._deliver(summary)
+    def _flush(self, *, reset: bool) -> None:
+        for summary in self._limiter.summaries(reset=reset):
+            self._deliver(summary)
 
     def start(self) -> None:
         """Start the thread (when constructed with ``start=False``)."""
@@ -196,9 +176,7 @@ class Supervisor:
             os.write(self._wake_w, b"x")
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout)
-        with self._limits_lock:
-            pending, self._limits = self._limits, {}
-        self._flush(pending)
+        self._flush(reset=True)
         for fd in (self._wake_r, self._wake_w, self.listener_fd):
             with contextlib.suppress(OSError):
                 os.close(fd)
@@ -306,15 +284,12 @@ class Supervisor:
     def _record(
         self, n: Notification, *, kind: str, syscall: str, detail: str, escape: bool, key: str, **extra: Any
     ) -> None:
+        admitted = self._limiter.admit((syscall, key))
+        if admitted is None:
+            self.stats["suppressed"] += 1
+            return
+        kind_key, repeats = admitted
         now = time.time()
-        with self._limits_lock:
-            lim = self._limits.setdefault((syscall, key), _KindLimit())
-            lim.seen += 1
-            if lim.seen > self.policy.burst and now - lim.last_time < self.policy.interval:
-                lim.suppressed += 1
-                self.stats["suppressed"] += 1
-                return
-            repeats, lim.suppressed, lim.last_time = lim.suppressed, 0, now
         record: dict[str, Any] = {
             "kind": kind,
             "detail": detail,
@@ -330,8 +305,7 @@ class Supervisor:
         record.update(extra)
         if repeats:
             record["repeats"] = repeats
-        with self._limits_lock:
-            lim.last_record = record
+        self._limiter.written(kind_key, record)
         self._deliver(record)
 
     def _deliver(self, record: dict[str, Any]) -> None:

@@ -21,6 +21,8 @@ class ViolationRelay:
     """Supervisor attachment and violation routing (call :meth:`init_violations` in ``__init__``)."""
 
     supervisor: Any = None
+    #: The worker's host network proxy, when it has one (its refusals are rate-limited per call too).
+    proxy: Any = None
 
     def init_violations(self) -> None:
         self.supervisor = None
@@ -39,18 +41,18 @@ class ViolationRelay:
         self.supervisor = Supervisor(listener_fd, on_violation=self._violation, policy=policy)
 
     def begin_call(self) -> None:
-        """HOST side, called by the session when a call starts: the supervisor's rate limit
-        starts afresh, so the new call's first violation of every kind is recorded."""
-        supervisor = self.supervisor
-        if supervisor is not None:
-            supervisor.begin_call()
+        """HOST side, called by the session when a call starts: the supervisor's (and the proxy's)
+        rate limit starts afresh, so the new call's first violation of every kind is recorded."""
+        for limited in (self.supervisor, self.proxy):
+            if limited is not None:
+                limited.begin_call()
 
     def end_call(self) -> None:
         """HOST side, called by the session when a call has ended (it is still the running call):
         the violations the supervisor's rate limit suppressed in it are written as a summary."""
-        supervisor = self.supervisor
-        if supervisor is not None:
-            supervisor.end_call()
+        for limited in (self.supervisor, self.proxy):
+            if limited is not None:
+                limited.end_call()
 
     def _violation(self, record: dict[str, Any]) -> None:
         """Supervisor/proxy thread: deliver, or keep until a session listens (warm pool)."""

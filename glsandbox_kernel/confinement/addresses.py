@@ -9,6 +9,7 @@ carry one of those in an IPv4 part), before any connection.
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 import threading
 import time
@@ -31,6 +32,8 @@ BLOCKED_NETWORKS = tuple(
         "169.254.0.0/16",  # IPv4 link-local, incl. 169.254.169.254 (AWS/GCP/Azure metadata)
         "fe80::/10",  # IPv6 link-local
         "fd00:ec2::254/128",  # AWS IMDS over IPv6
+        "fd20:ce::254/128",  # GCP metadata over IPv6
+        "168.63.129.16/32",  # Azure WireServer (VM agent, goal state)
         "100.100.100.200/32",  # Alibaba Cloud metadata
         "0.0.0.0/8",  # "this host"
         "::/128",
@@ -101,7 +104,35 @@ def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
 
 
 def blocked_ip(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        if blocked_ip(ip.ipv4_mapped):
+    """Link-local or a cloud metadata address, also in every IPv6 form that carries one (as :func:`host_local`)."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = _embedded_ipv4(ip)
+        if embedded is not None and blocked_ip(embedded):
             return True
     return any(ip.version == net.version and ip in net for net in BLOCKED_NETWORKS)
+
+
+_LABEL = re.compile(r"[a-z0-9-]{1,63}")
+_SCOPE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def destination_name(host: str) -> str | None:
+    """The name the proxy matches and resolves for ``host``, or None when it is neither an IP literal nor LDH.
+
+    An IP literal (IPv6 optionally in brackets, a scope id of interface-name
+    characters) or a host name of letters, digits and hyphens in dot-separated
+    labels of 1-63 characters, at most 253 in all, with at most one trailing
+    dot (dropped). No other byte (NUL, controls, spaces, ``@``, non-ASCII)
+    passes, so the name matched against the allowlist is the name resolved.
+    """
+    name = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    literal, percent, scope = name.partition("%")
+    if ip_or_none(literal) is not None and (not percent or _SCOPE.fullmatch(scope)):
+        return name.lower()
+    if name != host or "%" in name:
+        return None  # brackets hold an IPv6 literal only
+    name = name.lower()
+    name = name[:-1] if name.endswith(".") else name
+    if not 0 < len(name) <= 253 or not all(_LABEL.fullmatch(label) for label in name.split(".")):
+        return None
+    return name

@@ -10,13 +10,24 @@ same services) only when an allowlist entry names that address literally, or
 rebinding) nor in ``mode="any"``; names are resolved once on
 the host and the checked address is the one connected to. It counts bytes
 both ways (the trusted ``network_bytes_sent/received``) and applies a
-token-bucket bandwidth limit. Every refusal becomes a violation record.
+token-bucket bandwidth limit. Every destination is checked to be an IP
+literal or an LDH host name first (:func:`.addresses.destination_name`), for
+every request kind, so the name matched is the name resolved.
+
+Bounds, per proxy (one per sandbox): at most ``max_connections`` open at once
+(more are answered 503 and closed, recorded), a request head of at most 16
+KiB within ``head_timeout`` seconds. Every refusal is counted in ``counts``
+and becomes a violation record through the per-call rate limit of the seccomp
+supervisor (:class:`~glsandbox_kernel.ratelimit.RecordLimiter`: 8 of one kind,
+then one a second with ``repeats``, the rest as summaries at the call's end),
+so the records' :func:`~glsandbox_kernel.supervisor.violation_count` adds up
+to every refusal; ``decisions`` and ``violations`` keep the latest
+:data:`KEPT` each.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import logging
 import os
 import select
@@ -27,10 +38,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..ratelimit import RecordLimiter
 from .addresses import BLOCKED_NETWORKS as BLOCKED_NETWORKS
 from .addresses import LOOPBACK_NETWORKS as LOOPBACK_NETWORKS
 from .addresses import METADATA_NAMES as METADATA_NAMES
-from .addresses import blocked_ip, host_local, ip_or_none
+from .addresses import blocked_ip, destination_name, host_local, ip_or_none
+from .proxy_head import _http_error, _pattern_matches
+from .proxy_head import _parse_head as _parse_head
+
+#: How many of the latest decisions and violation records a proxy keeps (``counts`` counts them all).
+KEPT = 256
 
 log = logging.getLogger("glsandbox_kernel.confinement.network")
 
@@ -93,7 +110,9 @@ class NetworkProxy:
     ``allowed_hosts`` are ``host:port`` patterns (``*`` wildcards, as in
     ``NetworkConfig.allowed_hosts``); ``mode="any"`` allows every host that
     is not blocked. ``on_violation`` receives a violation dict per refusal.
-    ``connector``/``resolver`` are replaceable for tests.
+    ``connector``/``resolver`` are replaceable for tests. ``max_connections``
+    connections at once (one host thread and fd each), a head within
+    ``head_timeout`` seconds.
     """
 
     HEAD_LIMIT = 16 * 1024
@@ -109,6 +128,8 @@ class NetworkProxy:
         connector: Connector | None = None,
         resolver: Resolver | None = None,
         connect_timeout: float = 10.0,
+        max_connections: int = 64,
+        head_timeout: float = 10.0,
     ) -> None:
         self.socket_path = socket_path
         self.allowed_hosts = tuple(allowed_hosts)
@@ -117,6 +138,8 @@ class NetworkProxy:
         self.connector = connector or _default_connector
         self.resolver = resolver or _default_resolver
         self.connect_timeout = connect_timeout
+        self.max_connections = max_connections
+        self.head_timeout = head_timeout
         self._up = _TokenBucket(bandwidth) if bandwidth else None
         self._down = _TokenBucket(bandwidth) if bandwidth else None
         self._lock = threading.Lock()
@@ -124,6 +147,9 @@ class NetworkProxy:
         self.bytes_received = 0
         self.decisions: list[dict[str, Any]] = []
         self.violations: list[dict[str, Any]] = []
+        #: Exact totals: decisions allowed / refused, connections over the cap, heads too slow or too large.
+        self.counts = {"allowed": 0, "refused": 0, "over_capacity": 0, "slow_heads": 0, "large_heads": 0}
+        self._limiter = RecordLimiter(8, 1.0, max_kinds=64)
         self._conns: set[socket.socket] = set()
         self._stopping = False
         self._wake_r, self._wake_w = os.pipe()
@@ -140,8 +166,10 @@ class NetworkProxy:
 
     def decide(self, host: str, port: int) -> tuple[bool, str, list[tuple[int, tuple[Any, ...]]]]:
         """Allowed?, why, and the checked addresses to connect to (resolved once here)."""
-        name = host.strip().strip("[]").rstrip(".").lower()
-        if not name or not 0 < port < 65536:
+        name = destination_name(host)
+        if name is None:
+            return False, "malformed destination (neither an IP address nor a host name of letters, digits, -)", []
+        if not 0 < port < 65536:
             return False, "malformed destination", []
         if name in METADATA_NAMES:
             return False, "cloud metadata endpoint (always blocked)", []
@@ -189,7 +217,14 @@ class NetworkProxy:
             except OSError:
                 continue
             with self._lock:
-                self._conns.add(conn)
+                full = len(self._conns) >= self.max_connections
+                if full:
+                    self.counts["over_capacity"] += 1
+                else:
+                    self._conns.add(conn)
+            if full:
+                self._refuse_over_capacity(conn)
+                continue
             threading.Thread(target=self._serve, args=(conn,), name="glsandbox-proxy-conn", daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
@@ -215,7 +250,8 @@ class NetworkProxy:
                 "kind": kind,
             }
             with self._lock:
-                self.decisions.append(decision)
+                self.counts["allowed" if allowed else "refused"] += 1
+                _keep(self.decisions, decision)
             if not allowed:
                 self._violation(host, port, reason, pid)
                 if kind == "forward":
@@ -254,10 +290,33 @@ class NetworkProxy:
             if upstream is not None:
                 upstream.close()
 
+    def _refuse_over_capacity(self, conn: socket.socket) -> None:
+        """Accept thread: answer 503 without blocking, close, record (rate-limited)."""
+        reason = f"more than {self.max_connections} proxy connections open at once"
+        try:
+            conn.setblocking(False)
+            conn.send(_http_error(503, f"glsandbox: {reason}"))
+        except OSError:
+            pass
+        pid = _peer_pid(conn)
+        conn.close()
+        self._violation("*", 0, reason, pid)
+
     def _read_head(self, conn: socket.socket) -> tuple[bytes | None, bytes]:
         buf = b""
+        deadline = time.monotonic() + self.head_timeout
         while len(buf) < self.HEAD_LIMIT:
-            chunk = conn.recv(4096)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                with self._lock:
+                    self.counts["slow_heads"] += 1
+                conn.sendall(_http_error(408, f"request head not complete within {self.head_timeout:g} s"))
+                return None, b""
+            conn.settimeout(min(left, 30.0))
+            try:
+                chunk = conn.recv(4096)
+            except TimeoutError:
+                continue
             if not chunk:
                 return None, b""
             buf += chunk
@@ -267,6 +326,8 @@ class NetworkProxy:
             if b"\r\n\r\n" in buf:
                 head, _, rest = buf.partition(b"\r\n\r\n")
                 return head, rest
+        with self._lock:
+            self.counts["large_heads"] += 1
         conn.sendall(_http_error(431, "request head too large"))
         return None, b""
 
@@ -313,9 +374,17 @@ class NetworkProxy:
                     self._send_down(conn, data)
 
     def _violation(self, host: str, port: int, reason: str, pid: int | None) -> None:
-        record = {
+        host = _shown(host)
+        admitted = self._limiter.admit((host, port, reason))
+        if admitted is None:
+            return  # counted (``counts``, the limiter) and summarised at the call's end
+        kind, repeats = admitted
+        detail = f"connect {host}:{port} denied: {reason}" if port else f"proxy connection refused: {reason}"
+        if kind != (host, port, reason):
+            detail += " (one of many different refusals in this call, merged)"
+        record: dict[str, Any] = {
             "kind": "network",
-            "detail": f"connect {host}:{port} denied: {reason}",
+            "detail": detail,
             "syscall": None,
             "pid": pid,
             "time": time.time(),
@@ -326,13 +395,29 @@ class NetworkProxy:
             "port": port,
             "source": "network-proxy",
         }
+        if repeats:
+            record["repeats"] = repeats
+        self._limiter.written(kind, record)
+        self._deliver(record)
+
+    def _deliver(self, record: dict[str, Any]) -> None:
         with self._lock:
-            self.violations.append(record)
+            _keep(self.violations, record)
         if self.on_violation is not None:
             try:
                 self.on_violation(record)
             except Exception:
                 log.exception("network proxy: on_violation callback failed")
+
+    def begin_call(self) -> None:
+        """HOST side, when a call starts (through the worker): pending repeats as summaries, limit afresh."""
+        for summary in self._limiter.summaries(reset=True):
+            self._deliver(summary)
+
+    def end_call(self) -> None:
+        """HOST side, when a call has ended (still the running one): its suppressed refusals as summaries."""
+        for summary in self._limiter.summaries(reset=False):
+            self._deliver(summary)
 
     def stats(self) -> dict[str, int]:
         """Trusted byte counts: sandbox -> remote (sent), remote -> sandbox (received)."""
@@ -340,10 +425,11 @@ class NetworkProxy:
             return {"bytes_sent": self.bytes_sent, "bytes_received": self.bytes_received}
 
     def stop(self) -> None:
-        """Stop accepting, close every connection and the socket file. Idempotent."""
+        """Stop accepting, close every connection and the socket file; write pending summaries. Idempotent."""
         if self._stopping:
             return
         self._stopping = True
+        self.begin_call()
         with contextlib.suppress(OSError):
             os.write(self._wake_w, b"x")
         self._thread.join(2.0)
@@ -366,103 +452,15 @@ class NetworkProxy:
         self.stop()
 
 
-def _pattern_matches(pattern: str, host: str, port: int) -> bool:
-    phost, _, pport = pattern.rpartition(":")
-    phost = phost.strip("[]").lower()
-    if pport != "*" and pport != str(port):
-        return False
-    return fnmatch.fnmatchcase(host, phost)
+def _keep(records: list[dict[str, Any]], record: dict[str, Any]) -> None:
+    """Append, keeping the latest :data:`KEPT` (caller holds the lock)."""
+    records.append(record)
+    if len(records) > KEPT:
+        del records[: len(records) - KEPT]
 
 
-def _split_hostport(text: str, default_port: int) -> tuple[str, int] | None:
-    text = text.strip()
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port_text = rest[1:] if rest.startswith(":") else ""
-    elif text.count(":") == 1:
-        host, _, port_text = text.partition(":")
-    else:
-        host, port_text = text, ""
-    try:
-        port = int(port_text) if port_text else default_port
-    except ValueError:
-        return None
-    return (host, port) if host else None
-
-
-#: request headers the proxy never forwards: its own, hop-by-hop, and ``Host`` (written from the checked URL)
-_DROPPED = frozenset({"proxy-connection", "proxy-authorization", "connection", "host"})
-
-
-def _parse_head(head: bytes) -> tuple[str, str, int, bytes | None, int | None] | None:
-    """(kind, host, port, request head to send upstream or None, body bytes to forward or None: no limit).
-
-    A plain-HTTP request goes upstream with ``Host`` written from the URL
-    authority the allowlist decided on (RFC 9112 3.2.2: a proxy replaces the
-    client's ``Host``), never the client's own; a head with several ``Host``
-    headers, a folded or malformed header line (a bare CR/LF or NUL that a
-    lenient server could split differently), ``Transfer-Encoding`` or an
-    unclear ``Content-Length`` is refused (None). One request per
-    connection: only ``Content-Length`` bytes of body follow the head;
-    anything the client sends after them (a pipelined request that could
-    name another ``Host``) is dropped.
-    """
-    try:
-        text = head.decode("latin-1")
-    except UnicodeDecodeError:
-        return None
-    if text.startswith("FORWARD "):
-        hp = _split_hostport(text[8:], 0)
-        return None if hp is None else ("forward", hp[0], hp[1], None, None)
-    lines = text.split("\r\n")
-    parts = lines[0].split(" ")
-    if len(parts) != 3 or not parts[2].startswith("HTTP/"):
-        return None
-    method, target, version = parts
-    if any(c in lines[0] for c in "\n\0\t"):  # the request line is the one line a server could split
-        return None
-    if method.upper() == "CONNECT":
-        hp = _split_hostport(target, 443)
-        return None if hp is None else ("connect", hp[0], hp[1], None, None)
-    if not target.lower().startswith("http://"):
-        return None
-    rest = target[7:]
-    authority, slash, path = rest.partition("/")
-    hp = _split_hostport(authority, 80)
-    if hp is None:
-        return None
-    headers: list[str] = []
-    hosts = 0
-    lengths: set[str] = set()
-    for line in lines[1:]:
-        name, colon, value = line.partition(":")
-        if not colon or not name or name != name.strip() or any(c in line for c in "\r\n\0") or line[0] in " \t":
-            return None
-        key = name.lower()
-        if key == "transfer-encoding":
-            return None
-        hosts += key == "host"
-        if key == "content-length":
-            lengths.add(value.strip())
-        if key not in _DROPPED:
-            headers.append(line)
-    if hosts > 1 or len(lengths) > 1 or not all(v.isdigit() for v in lengths):
-        return None
-    body = int(lengths.pop()) if lengths else 0
-    host, port = hp
-    shown = f"[{host}]" if ":" in host else host
-    new_head = f"{method} /{path if slash else ''} {version}\r\nHost: {shown if port == 80 else f'{shown}:{port}'}\r\n"
-    new_head += "".join(h + "\r\n" for h in headers)
-    new_head += "Connection: close\r\n\r\n"
-    return "http", host, port, new_head.encode("latin-1"), body
-
-
-def _http_error(code: int, message: str) -> bytes:
-    reason = {400: "Bad Request", 403: "Forbidden", 431: "Request Header Fields Too Large", 502: "Bad Gateway"}.get(
-        code, "Error"
-    )
-    body = (message + "\n").encode()
-    return (
-        f"HTTP/1.1 {code} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}\r\n"
-        "Connection: close\r\n\r\n"
-    ).encode() + body
+def _shown(host: str) -> str:
+    """``host`` as a record shows it: printable ASCII, at most 256 characters (a refused name may be anything)."""
+    if not (host.isascii() and host.isprintable()):
+        host = ascii(host)[1:-1]
+    return host if len(host) <= 256 else host[:253] + "..."
