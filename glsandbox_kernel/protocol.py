@@ -145,7 +145,17 @@ class FrameChannel:
         payload = codec.encode(message)
         data = _HEADER.pack(len(payload)) + payload
         if fds:
-            socket.send_fds(self.sock, [data], fds)
+            try:
+                socket.send_fds(self.sock, [data], fds)
+            except OSError as exc:
+                if exc.errno != errno.ETOOMANYREFS:
+                    raise
+                raise OSError(
+                    exc.errno,
+                    f"{exc.strerror}: the kernel refused to pass {len(fds)} fd(s) with the hello: this uid "
+                    f"({os.getuid()}) has more fds in flight (sent on Unix sockets, not yet received: other "
+                    "sandboxes of the same uid) than this process's RLIMIT_NOFILE",
+                ) from exc
         else:
             self.sock.sendall(data)
 

@@ -479,7 +479,7 @@ def _worker_main(plan: dict[str, Any], sock_fd: int) -> None:
 
     install_child()  # a blocked connection names the sandbox policy
     sock = socket.socket(fileno=sock_fd)
-    serve(sock, pass_fds=list(result.pass_fds), report=dict(result.report))
+    serve(sock, pass_fds=list(result.pass_fds), report=dict(result.report), file_limit=result.file_limit)
 
 
 if __name__ == "__main__":

@@ -147,11 +147,13 @@ class ChildResult:
     ``pass_fds``: fds the worker must send to the host in its first frame
     (SCM_RIGHTS) and then close: the seccomp listener. ``report``: which
     steps were applied and which fell back, and why (untrusted once it
-    reaches the host: the host knows what it asked for).
+    reaches the host: the host knows what it asked for). ``file_limit``:
+    the RLIMIT_NOFILE the worker sets right after its hello (see :mod:`.rlimits`).
     """
 
     pass_fds: list[int]
     report: dict[str, Any]
+    file_limit: tuple[int, int] | None = None
 
 
 def build_child_plan(
@@ -205,7 +207,7 @@ def apply_child_plan(plan: ChildPlan | dict[str, Any]) -> ChildResult:
             if state.intermediate:
                 os._exit(255)  # a set-up process (P1) must never return
             raise
-    return ChildResult(pass_fds=list(state.pass_fds), report=state.report)
+    return ChildResult(pass_fds=list(state.pass_fds), report=state.report, file_limit=state.file_limit)
 
 
 def probe_namespaces() -> tuple[bool, str]:

@@ -76,7 +76,8 @@ class ChildState:
     that must never return from the plan. ``helpers_absent``: helper
     processes the plan's process limit allowed for that do not count
     against the worker's uid here (no P1 below a cloned init; the init
-    itself when it kept another uid).
+    itself when it kept another uid). ``file_limit``: the (soft, hard)
+    RLIMIT_NOFILE the worker sets once its hello is sent (see :mod:`.rlimits`).
     """
 
     report: dict[str, Any]
@@ -85,6 +86,7 @@ class ChildState:
     pass_fds: list[int] = dataclasses.field(default_factory=list)
     intermediate: bool = False
     helpers_absent: int = 0
+    file_limit: tuple[int, int] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,3 +99,19 @@ class Step:
     name: str
     plan: Callable[[PlanContext], Any] | None
     apply: Callable[[Any, ChildState], None]
+
+
+def lower_file_limit(limit: tuple[int, int] | None) -> None:
+    """CHILD side: set RLIMIT_NOFILE to ``limit`` (None: nothing deferred), once the hello's fds are sent.
+
+    The worker calls it right after its hello, and every process forked
+    before that (the network relay), so none runs untrusted code with the higher limit.
+    """
+    if limit is None:
+        return
+    import resource
+
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, limit)
+    except (ValueError, OSError) as exc:
+        raise ConfinementError("rlimits", f"setrlimit(RLIMIT_NOFILE, {limit[0]})", getattr(exc, "errno", None)) from exc

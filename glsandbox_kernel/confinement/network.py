@@ -33,7 +33,7 @@ import signal
 import socket
 import struct
 
-from ._common import ChildState, ConfinementError, PlanContext, close_fds_except
+from ._common import ChildState, ConfinementError, PlanContext, close_fds_except, lower_file_limit
 from .proxy import BLOCKED_NETWORKS, LOOPBACK_NETWORKS, METADATA_NAMES, NetworkProxy
 
 log = logging.getLogger(__name__)
@@ -144,6 +144,7 @@ def start_relay_child(section: NetworkSection | None, state: ChildState) -> None
     if pid == 0:
         try:
             if os.fork() == 0:
+                lower_file_limit(state.file_limit)  # the worker's own (it lowers it after its hello)
                 _relay_main_child(lsock, unix_path)
         finally:
             os._exit(0)

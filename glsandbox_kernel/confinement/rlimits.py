@@ -17,6 +17,20 @@ counts the uid's other tasks at set-up time and puts the limit that many
 above ``max_processes``: the sandbox may add ``max_processes`` tasks to what
 the uid already had (the bound moves as the uid's other tasks come and go;
 the report says so).
+
+``RLIMIT_NOFILE`` is lowered last: this step leaves the planned value in
+``state.file_limit`` and the worker sets it (:func:`._common.lower_file_limit`)
+right after its hello went out with the seccomp listener attached, before
+any untrusted code runs. The kernel refuses ``SCM_RIGHTS`` with
+``ETOOMANYREFS`` once the fds in flight of the sender's *real uid* (every
+process of it, every sandbox mapped to it: host uid 65534 for NAMESPACE as
+root, CHROOT and the containers; uid 0 for BASIC as root) exceed the
+sender's soft ``RLIMIT_NOFILE`` (CAP_SYS_RESOURCE is gone by then). With
+the sandbox's own limit (128 at STRICT) one cell that kept 253 fds in
+flight on a socketpair it never reads made every other sandbox's start
+fail. Until the hello the soft limit is raised to the inherited hard one:
+a cell stops adding fds in flight at its own limit (plus one message of
+253), far below it, unless its own limit is as high.
 """
 
 from __future__ import annotations
@@ -149,7 +163,7 @@ def _nproc_base_child(section: RlimitsSection) -> int:
 
 
 def apply_rlimits_child(section: RlimitsSection | None, state: ChildState) -> None:
-    """CHILD side: lower each limit to the planned value (soft and hard)."""
+    """CHILD side: lower each limit to the planned value (soft and hard); NOFILE after the hello."""
     if not section or not section.enabled:
         return
     applied: dict[str, int] = {}
@@ -158,16 +172,21 @@ def apply_rlimits_child(section: RlimitsSection | None, state: ChildState) -> No
         if key == "NPROC":
             value += base
         rlim = getattr(resource, _NAMES[key])
-        _soft, hard = resource.getrlimit(rlim)
+        soft, hard = resource.getrlimit(rlim)
         new = value if hard == resource.RLIM_INFINITY else min(value, hard)
         # CPU: the soft limit sends SIGXCPU (a clear reason), the hard one SIGKILL a second later.
         new_hard = new + 1 if key == "CPU" else new
         if hard != resource.RLIM_INFINITY:
             new_hard = min(new_hard, hard)
+        limit = (new, new_hard)
+        if key == "NOFILE":  # lowered after the hello (see the module docstring)
+            state.file_limit, limit = limit, (soft if hard == resource.RLIM_INFINITY else hard, hard)
         try:
-            resource.setrlimit(rlim, (new, new_hard))
+            resource.setrlimit(rlim, limit)
         except (ValueError, OSError) as exc:
-            raise ConfinementError("rlimits", f"setrlimit({_NAMES[key]}, {new})", getattr(exc, "errno", None)) from exc
+            raise ConfinementError(
+                "rlimits", f"setrlimit({_NAMES[key]}, {limit[0]})", getattr(exc, "errno", None)
+            ) from exc
         applied[key] = new
     state.report["rlimits"] = applied
     if section.shared_uid is not None and "NPROC" in applied:

@@ -43,7 +43,8 @@ in front of the import system: :class:`_Bundle`):
    died), start the watchdog that exits when the host's end closes
    (:func:`_exit_when_host_gone`), and serve; the hello frame carries the listener fd
    (SCM_RIGHTS over the bind-mounted socket, as runc's seccomp agent gets
-   it over ``listenerPath``), which is closed here before any request runs.
+   it over ``listenerPath``), which is closed here before any request runs;
+   the spec's ``file_limit`` (RLIMIT_NOFILE) is set only then (:func:`_raise_file_limit`).
 
 This file imports nothing of the host side; it must keep working as a
 top-level module (no relative imports at module level).
@@ -358,6 +359,25 @@ def _load_filter(spec: dict[str, Any], report: dict[str, Any], pass_fds: list[in
         pass_fds.append(fd)
 
 
+def _raise_file_limit(files: int | None) -> tuple[int, int] | None:
+    """The (soft, hard) RLIMIT_NOFILE the worker sets after its hello; until then soft = hard.
+
+    The container has no nofile ulimit: the kernel checks the fds in flight of
+    this uid (65534: every container, CHROOT and NAMESPACE sandbox of the host)
+    against the *sender's* soft limit when the hello passes the listener (see
+    :mod:`glsandbox_kernel.confinement.rlimits`).
+    """
+    if files is None:
+        return None
+    import resource
+
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        files = min(int(files), hard)
+    return int(files), int(files)
+
+
 def prepare(argv: list[str]) -> dict[str, Any]:
     """Steps 1-2 (also the bundle builder's): the host's spec, after the python and path checks."""
     import json
@@ -387,6 +407,7 @@ def main(argv: list[str]) -> None:
     report: dict[str, Any] = {}
     pass_fds: list[int] = []
     try:
+        file_limit = _raise_file_limit(spec.get("file_limit"))
         if spec.get("network"):
             from glsandbox_kernel.confinement import network as net_step
             from glsandbox_kernel.confinement._common import ChildState
@@ -394,7 +415,7 @@ def main(argv: list[str]) -> None:
 
             # The host's section, rebuilt against its schema (unknown or mistyped fields refused).
             network = from_wire(net_step.NetworkSection, spec["network"], "bootstrap.network")
-            state = ChildState(report=report, pass_fds=pass_fds)
+            state = ChildState(report=report, pass_fds=pass_fds, file_limit=file_limit)
             state.relay = net_step.prepare_relay_child(network, state)  # 127.0.0.1 listener; HTTP(S)_PROXY set
             _load_filter(spec, report, pass_fds)
             net_step.start_relay_child(network, state)  # forked after the filter: confined the same way
@@ -407,7 +428,7 @@ def main(argv: list[str]) -> None:
         sys.addaudithook(_Reporter(_connect(str(spec["report_socket"])), spec.get("seccomp") or {}))
     sock = _connect(str(spec["socket"]))
     _exit_when_host_gone(sock.fileno())
-    serve(sock, pass_fds=pass_fds, report=report)
+    serve(sock, pass_fds=pass_fds, report=report, file_limit=file_limit)
 
 
 if __name__ == "__main__":

@@ -69,7 +69,7 @@ def _confine_child(plan: dict[str, Any], report: dict[str, Any], to_agent: socke
     ``to_agent``, whose supervisor records what it denies (see :class:`Agent`).
     """
     from ..confinement import capabilities, rlimits, seccomp
-    from ..confinement._common import ChildState
+    from ..confinement._common import ChildState, lower_file_limit
     from ..confinement.sections import from_wire
 
     state = ChildState(report=report)
@@ -88,6 +88,7 @@ def _confine_child(plan: dict[str, Any], report: dict[str, Any], to_agent: socke
     for fd in state.pass_fds:
         os.close(fd)
     to_agent.close()
+    lower_file_limit(state.file_limit)  # the rlimits step leaves it to after the listener is sent
 
 
 def _worker_child(port: PortStream, plan: dict[str, Any], report: dict[str, Any], to_agent: socket.socket) -> NoReturn:

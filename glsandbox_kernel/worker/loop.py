@@ -324,11 +324,18 @@ def error_reply(req_id: Any, exc: BaseException) -> dict[str, Any]:
     }
 
 
-def serve(sock: socket.socket, *, pass_fds: list[int] | None = None, report: dict[str, Any] | None = None) -> NoReturn:
+def serve(
+    sock: socket.socket,
+    *,
+    pass_fds: list[int] | None = None,
+    report: dict[str, Any] | None = None,
+    file_limit: tuple[int, int] | None = None,
+) -> NoReturn:
     """Run the worker on ``sock``: hello (with ``pass_fds`` attached), then the loop.
 
     ``pass_fds`` (e.g. the seccomp listener) are closed here right after they
-    are sent, before any user code can run.
+    are sent, before any user code can run; then RLIMIT_NOFILE is lowered to
+    ``file_limit`` (the plan's, deferred past the hello: see :mod:`glsandbox_kernel.confinement.rlimits`).
     """
     _sigmask(signal.SIG_BLOCK, _SIGINT)  # threads started from here on keep them blocked
     signal.signal(signal.SIGINT, _interrupt_handler)
@@ -349,6 +356,10 @@ def serve(sock: socket.socket, *, pass_fds: list[int] | None = None, report: dic
     worker.conn.chan.send_with_fds(hello, list(pass_fds or []))
     for fd in pass_fds or []:
         os.close(fd)
+    if file_limit is not None:
+        from ..confinement._common import lower_file_limit
+
+        lower_file_limit(file_limit)
     sys.stdout = worker.writers["stdout"]
     sys.stderr = worker.writers["stderr"]
     worker.run()

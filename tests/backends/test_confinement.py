@@ -55,7 +55,7 @@ from glsandbox_kernel.confinement import namespaces as ns
 from glsandbox_kernel.confinement import network as net
 from glsandbox_kernel.confinement import proxy as px
 from glsandbox_kernel.confinement import seccomp as sc
-from glsandbox_kernel.confinement._common import ConfinementError
+from glsandbox_kernel.confinement._common import ConfinementError, lower_file_limit
 from glsandbox_kernel.supervisor import Supervisor, SupervisorPolicy
 
 from ..conftest import HostHello as _Hello
@@ -150,6 +150,7 @@ def run_in_sandbox(
             socket.send_fds(child, [json.dumps({"report": res.report}).encode()], res.pass_fds)
             for fd in res.pass_fds:
                 os.close(fd)
+            lower_file_limit(res.file_limit)  # as the worker does after its hello
             try:
                 out = {"result": probe()}
             except BaseException:  # noqa: BLE001 - report what the probe raised

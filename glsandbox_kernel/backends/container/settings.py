@@ -264,11 +264,13 @@ def worker_command(
     *,
     reports: bool = False,
     program: str | None = None,
+    file_limit: int | None = None,
 ) -> list[str]:
     """The container's command: the sandbox-side bootstrap, which then serves the worker.
 
     ``seccomp`` and ``program``: :func:`seccomp_section` (the bootstrap loads
-    ``program`` where ``seccomp`` is enabled).
+    ``program`` where ``seccomp`` is enabled). ``file_limit``: RLIMIT_NOFILE, set by
+    the worker after its hello (no nofile ulimit: see :mod:`glsandbox_kernel.confinement.rlimits`).
     """
     spec = {
         "network": network,
@@ -280,6 +282,7 @@ def worker_command(
         "seccomp_program": program,
         # no supervisor can see the worker's syscalls: it reports on itself (untrusted)
         "report_socket": REPORT_PATH if reports else None,
+        "file_limit": file_limit,
     }
     return ["python3", "-s", "-E", "-c", BOOTSTRAP_CODE, json.dumps(spec, sort_keys=True, separators=(",", ":"))]
 
@@ -349,8 +352,6 @@ def host_labels(session_id: str, backend: str) -> dict[str, str]:
 def _ulimits(config: OSSandboxConfig) -> list[dict[str, Any]]:
     lim = config.limits
     ulimits: list[dict[str, Any]] = [{"name": "core", "soft": 0, "hard": 0}]
-    if lim.max_open_files is not None:
-        ulimits.append({"name": "nofile", "soft": int(lim.max_open_files), "hard": int(lim.max_open_files)})
     if lim.max_file_size_bytes is not None:
         ulimits.append({"name": "fsize", "soft": int(lim.max_file_size_bytes), "hard": int(lim.max_file_size_bytes)})
     if lim.cpu_time_limit_seconds is not None:
@@ -398,9 +399,10 @@ def container_settings(
     ulimits = _ulimits(config)
     policy = seccomp_policy(config, runtime)
     section, program = seccomp_section(policy)
+    reports, files = wants_reports(config, section), lim.max_open_files
     settings: dict[str, Any] = {
         "image": image,
-        "command": worker_command(binds, section, network, reports=wants_reports(config, section), program=program),
+        "command": worker_command(binds, section, network, reports=reports, program=program, file_limit=files),
         "user": SANDBOX_USER,
         "environment": _environment(config, binds),
         "working_dir": WORK_DIR,
