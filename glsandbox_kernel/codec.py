@@ -26,6 +26,7 @@ refused with SandboxSecurityError, and the session kills the worker.
 
 from __future__ import annotations
 
+import mmap
 import pickle
 import struct
 import time
@@ -253,10 +254,11 @@ def _enc_optional(v: Any, out: list[Part], depth: int) -> None:
 class _Reader:
     __slots__ = ("buf", "cost", "deadline", "end", "max_cost", "max_objects", "objects", "pos", "views")
 
-    def __init__(self, buf: bytes | bytearray | memoryview, budget: Budget) -> None:
+    def __init__(self, buf: bytes | bytearray | memoryview | mmap.mmap, budget: Budget) -> None:
         #: large buffers may decode as views of ``buf``: only of a frame that is nobody else's
-        #: (a bytearray the channel allocated for this frame alone), never of shared memory
-        self.views = type(buf) is bytearray
+        #: (a bytearray or private anonymous mmap the channel allocated for this frame alone),
+        #: never of shared memory
+        self.views = type(buf) is bytearray or type(buf) is mmap.mmap
         self.buf = memoryview(buf)
         self.pos = 0
         self.end = len(buf)
@@ -309,10 +311,10 @@ class _Reader:
             raise SandboxSecurityError("malformed value: invalid UTF-8") from exc
 
 
-def decode(data: bytes | bytearray | memoryview, budget: Budget = DEFAULT_BUDGET) -> Any:
+def decode(data: bytes | bytearray | memoryview | mmap.mmap, budget: Budget = DEFAULT_BUDGET) -> Any:
     """Decode bytes made by :func:`encode`. Host side: treats ``data`` as hostile, decodes under ``budget``.
 
-    ``data`` as a bytearray hands its ownership to the value: large numpy
+    ``data`` as a bytearray (or private anonymous mmap) hands its ownership to the value: large numpy
     arrays and ``v`` buffers become views of it instead of copies. A MessagePack
     frame (its first byte a map header) takes :mod:`glsandbox_kernel.codec_fast`.
     """

@@ -34,6 +34,7 @@ to a peer that can read them (see ``FrameChannel.fast_send``).
 
 from __future__ import annotations
 
+import mmap
 from typing import Any
 
 from .exceptions import SandboxSecurityError
@@ -128,7 +129,7 @@ def _refuse_ext(code: int, data: bytes) -> Any:
     raise SandboxSecurityError(f"malformed value: MessagePack extension type {code} is not allowed")
 
 
-def decode(data: bytes | bytearray | memoryview) -> dict[str, Any]:
+def decode(data: bytes | bytearray | memoryview | mmap.mmap) -> dict[str, Any]:
     """Decode a fast frame. Host side: ``data`` is hostile; refuses with SandboxSecurityError."""
     n = len(data)
     if n > MAX_BYTES:
@@ -156,7 +157,7 @@ def decode(data: bytes | bytearray | memoryview) -> dict[str, Any]:
     return value  # type: ignore[no-any-return]
 
 
-def decode_trusted(data: bytes | bytearray | memoryview) -> dict[str, Any]:
+def decode_trusted(data: bytes | bytearray | memoryview | mmap.mmap) -> dict[str, Any]:
     """Decode a fast frame the HOST sent (SANDBOX side: the worker reading its requests).
 
     The worker's view of the host is not a trust boundary (the host's checks

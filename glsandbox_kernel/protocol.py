@@ -29,7 +29,9 @@ from .exceptions import FrameTooLarge, SandboxSecurityError, WorkerGone
 _HEADER = struct.Struct(">I")
 _TIMEVAL = struct.Struct("@ll")  # struct timeval for SO_RCVTIMEO
 #: frames at least this large are read into a buffer of their own, exactly sized, which the
-#: decoded value then owns (numpy data become views of it: no copy on either side)
+#: decoded value then owns (numpy data become views of it: no copy on either side). The buffer
+#: is private anonymous memory: a page is committed only when frame bytes land in it (a header
+#: announcing the cap commits nothing), and it goes back to the system when the value is freed.
 LARGE_FRAME = 1 << 20
 _DEFAULT_FRAME_CAP = 64 * 1024 * 1024  # OSSandboxConfig.max_frame_bytes's default
 #: parts smaller than this are joined before sending; larger ones go to the socket as they are
@@ -82,7 +84,7 @@ class FrameChannel:
         #: the receive timeout set on the socket, in ms (None: none yet; False: not possible here)
         self._rcvtimeo: int | bool | None = None
         #: the large frame being read (its own buffer) and how many bytes of it arrived
-        self._big: bytearray | None = None
+        self._big: mmap.mmap | None = None
         self._big_got = 0
         #: bytes of a frame too large to receive that are still to be skipped
         self._skip = 0
@@ -289,8 +291,10 @@ class FrameChannel:
         if self.before_large_frame is not None:
             self.before_large_frame(length)
         try:
-            big = bytearray(length)
-        except MemoryError:
+            # Not bytearray(length): that zeroes, so commits, the announced size before any of it
+            # came (a peer's 14-byte half-frame held the cap on this side for the channel's life).
+            big = mmap.mmap(-1, length, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        except (MemoryError, OSError):
             del buf[:]
             self._skip = length - have
             raise FrameTooLarge(f"a frame of {length} bytes does not fit in memory here; it was skipped") from None
@@ -298,7 +302,18 @@ class FrameChannel:
         del buf[:]
         self._big, self._big_got = big, have
 
-    def _decode(self, payload: bytes | bytearray) -> dict[str, Any]:
+    def discard_partial(self) -> None:
+        """Drop a frame still being read, and the bytes buffered after the last whole frame.
+
+        Called when the peer is killed or the channel given up (a timeout, a kill, close):
+        a large frame's buffer goes back to the system now, not whenever the channel is freed.
+        """
+        # Dropped, not closed: a reader on another thread may still be receiving into it
+        # (it is unmapped once that receive returns).
+        self._big, self._big_got, self._skip = None, 0, 0
+        del self._buf[:]
+
+    def _decode(self, payload: bytes | bytearray | mmap.mmap) -> dict[str, Any]:
         if payload and payload[0] in codec_fast.FIRST_BYTES:
             if self.mirror_fast:
                 self.fast_send = True

@@ -175,9 +175,9 @@ class Session(InterruptBinding, ViolationAttribution):
             return setup_time
 
     def _discard_worker(self) -> None:
-        worker = self.worker
-        self.worker = None
-        self.chan = None
+        worker, chan, self.worker, self.chan = self.worker, self.chan, None, None
+        if chan is not None:
+            chan.discard_partial()  # a half-read frame's memory goes back now
         if worker is not None:
             if worker.poll() is None:
                 worker.kill()
