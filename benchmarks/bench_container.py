@@ -286,12 +286,17 @@ def runsc_platforms() -> list[str]:
 def runsc_do(platform: str, timeout: float) -> float | None:
     """Seconds for ``runsc --platform=P --network=none do python3 -c pass`` (no Docker); None if it failed."""
     argv = ["runsc", f"--platform={platform}", "--network=none", "do", sys.executable, "-S", "-c", "pass"]
-    try:
-        t0 = time.perf_counter()
-        subprocess.run(argv, check=True, timeout=timeout, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        return time.perf_counter() - t0
-    except (OSError, subprocess.CalledProcessError, subprocess.TimeoutExpired):
-        return None
+    # runsc do leaves its bundle folder (runsc-do*) in $TMPDIR: give it one of ours, removed after.
+    with tempfile.TemporaryDirectory(prefix="glsandbox-bench-runsc-") as tmp:
+        env = {**os.environ, "TMPDIR": tmp}
+        try:
+            t0 = time.perf_counter()
+            subprocess.run(
+                argv, check=True, timeout=timeout, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            return time.perf_counter() - t0
+        except (OSError, subprocess.CalledProcessError, subprocess.TimeoutExpired):
+            return None
 
 
 def bench_runsc_platforms(rounds: int, probe_timeout: float = 10.0) -> list[dict[str, Any]]:
