@@ -25,31 +25,18 @@ Fix (suggested): ``notebook/seal.py:check_seal`` adds a note from ``nb_meta["sea
 from __future__ import annotations
 
 import json
-import urllib.request
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from ..conftest import glsandbox_cli
 from ..jupyter.test_evidence import SOURCES, build_notebook
+from ..jupyter.test_presave_server import _api
 from ..jupyter_fixtures import jupyter_server
 
 pytestmark = pytest.mark.timeout(300)
 
 SERVER_KEY = "server-side-hmac-key-for-review-16"
-
-
-def _api(server: dict[str, Any], method: str, path: str, body: Any = None) -> Any:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(
-        f"{server['url']}/api/contents/{path}",
-        data=data,
-        method=method,
-        headers={"Authorization": f"token {server['token']}", "Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(req, timeout=30) as r:
-        return json.load(r)
 
 
 def test_verify_says_the_server_sealed_the_notebook(tmp_path: Path) -> None:
