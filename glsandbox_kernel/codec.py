@@ -30,6 +30,7 @@ import mmap
 import pickle
 import struct
 import time
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from . import codec_arrays as arrays
@@ -52,7 +53,9 @@ class Budget(NamedTuple):
     at most ``ratio * len(frame) + floor`` bytes. ``deadline``: a
     ``time.monotonic()`` instant decoding must finish by (None: only the
     frame-size-based allowance ``seconds_floor + len / bytes_per_second``).
-    A named tuple, not a dataclass: the worker imports this module, and a
+    ``hash_checks``: refuse hash floods (:func:`_check_hashes`); off only where
+    the frame comes from the trusted host (the worker reading its requests,
+    whose CPU the sandbox's limit pays for). A named tuple, not a dataclass: the worker imports this module, and a
     dataclass would cost every fresh container dataclasses and inspect.
     """
 
@@ -62,6 +65,7 @@ class Budget(NamedTuple):
     deadline: float | None = None
     seconds_floor: float = 10.0
     bytes_per_second: float = 256 * 1024
+    hash_checks: bool = True
 
 
 DEFAULT_BUDGET = Budget()
@@ -252,7 +256,7 @@ def _enc_optional(v: Any, out: list[Part], depth: int) -> None:
 
 
 class _Reader:
-    __slots__ = ("buf", "cost", "deadline", "end", "max_cost", "max_objects", "objects", "pos", "views")
+    __slots__ = ("buf", "cost", "deadline", "end", "hash_check", "max_cost", "max_objects", "objects", "pos", "views")
 
     def __init__(self, buf: bytes | bytearray | memoryview | mmap.mmap, budget: Budget) -> None:
         #: large buffers may decode as views of ``buf``: only of a frame that is nobody else's
@@ -268,6 +272,7 @@ class _Reader:
         self.max_cost = budget.ratio * self.end + budget.floor
         own = time.monotonic() + budget.seconds_floor + self.end / budget.bytes_per_second
         self.deadline = own if budget.deadline is None else min(own, budget.deadline)
+        self.hash_check: Callable[..., None] = _check_hashes if budget.hash_checks else _no_check
 
     def charge(self, cost: int) -> None:
         """Count one object of ``cost`` estimated host bytes; refuse past the budget."""
@@ -371,7 +376,7 @@ def _dec(r: _Reader, depth: int) -> Any:
         raw = r.take(n)
         return raw if r.views else bytearray(raw)  # writable, as an in-band pickled array is
     if tag == b"L" or tag == b"K":
-        return columns.decode(r, tag, _check_hashes)
+        return columns.decode(r, tag, r.hash_check)
     if tag in (b"l", b"t", b"S", b"Z"):
         n = r.u32()
         if n > r.end - r.pos:
@@ -383,7 +388,7 @@ def _dec(r: _Reader, depth: int) -> Any:
             return items
         if tag == b"t":
             return tuple(items)
-        _check_hashes(items, "set member")
+        r.hash_check(items, "set member")
         return set(items) if tag == b"S" else frozenset(items)
     if tag == b"d":
         n = r.u32()
@@ -395,16 +400,16 @@ def _dec(r: _Reader, depth: int) -> Any:
         for _ in range(n):
             keys.append(_dec(r, depth + 1))
             values.append(_dec(r, depth + 1))
-        _check_hashes(keys, "dict key")
+        r.hash_check(keys, "dict key")
         return dict(zip(keys, values, strict=True))
     if tag == b"c":
         return complex(_unpack_d(r.take(8))[0], _unpack_d(r.take(8))[0])
     if tag in _LAZY_TAGS:
         return _dec_lazy(tag, r, depth)
     if tag in (b"n", b"g"):
-        return arrays.decode_numpy(r, tag, depth, _dec, LARGE_BUFFER, _check_hashes)
+        return arrays.decode_numpy(r, tag, depth, _dec, LARGE_BUFFER, r.hash_check)
     if tag in (b"P", b"R", b"X"):
-        return arrays.decode_pandas(r, tag, depth, _dec, _check_hashes)
+        return arrays.decode_pandas(r, tag, depth, _dec, r.hash_check)
     raise SandboxSecurityError(f"malformed value: unknown tag {tag!r}")
 
 
@@ -448,3 +453,7 @@ def _dec_lazy(tag: bytes, r: Any, depth: int) -> Any:
 def _check_hashes(members: list[Any], what: str, *, unhashable_ok: bool = False) -> None:
     """Refuse a hash flood before a set, dict or pandas index is built (see :func:`.codec_hashes.check`)."""
     hashes.check(members, what, MAX_SAME_HASH, unhashable_ok=unhashable_ok)
+
+
+def _no_check(members: list[Any], what: str, *, unhashable_ok: bool = False) -> None:
+    """:func:`_check_hashes` for a frame of the trusted host (``Budget.hash_checks`` off)."""

@@ -33,6 +33,7 @@ _TIMEVAL = struct.Struct("@ll")  # struct timeval for SO_RCVTIMEO
 #: is private anonymous memory: a page is committed only when frame bytes land in it (a header
 #: announcing the cap commits nothing), and it goes back to the system when the value is freed.
 LARGE_FRAME = 1 << 20
+_FROM_HOST_BUDGET = codec.DEFAULT_BUDGET._replace(hash_checks=False)
 _DEFAULT_FRAME_CAP = 64 * 1024 * 1024  # OSSandboxConfig.max_frame_bytes's default
 #: parts smaller than this are joined before sending; larger ones go to the socket as they are
 _JOIN_BELOW = 256 * 1024
@@ -322,7 +323,8 @@ class FrameChannel:
             if type(msg.get("type")) is not str:
                 raise SandboxSecurityError("malformed frame: not a message with a 'type' field")
             return msg
-        budget = codec.DEFAULT_BUDGET
+        # The host's frames on the worker: no hash-flood checks (the host is trusted; the sandbox pays).
+        budget = _FROM_HOST_BUDGET if self.from_host else codec.DEFAULT_BUDGET
         deadline = self.decode_deadline
         # The call's deadline matters only where it falls before the frame's own allowance.
         if deadline is not None and deadline < (

@@ -107,6 +107,8 @@ def test_frame_channel_refuses_oversize_and_non_messages() -> None:
 
 
 def test_decoder_budget_refuses_hash_floods_and_memory_floods() -> None:
+    import socket
+
     from glsandbox_kernel.codec import MAX_SAME_HASH, Budget
 
     p = 2**61 - 1
@@ -120,6 +122,18 @@ def test_decoder_budget_refuses_hash_floods_and_memory_floods() -> None:
     assert decode(encode(set(colliding[:MAX_SAME_HASH]))) == set(colliding[:MAX_SAME_HASH])
     honest = set(range(200_000)) | {str(i) for i in range(1000)}
     assert decode(encode(honest)) == honest
+    # The worker reading the trusted host's frames skips the check (its CPU is the sandbox's);
+    # the host reading the worker's still refuses.
+    a, b = socket.socketpair()
+    host, worker = FrameChannel(a), FrameChannel(b)
+    worker.from_host = True
+    host.send({"type": "call", "value": set(colliding[:100])})
+    assert worker.recv(timeout=5)["value"] == set(colliding[:100])
+    worker.send({"type": "result", "value": set(colliding[:100])})
+    with pytest.raises(SandboxSecurityError, match="share one hash value"):
+        host.recv(timeout=5)
+    a.close()
+    b.close()
     # Empty containers: far more host memory than frame bytes.
     flood = b"l" + struct.pack(">I", 400_000) + b"S\0\0\0\0" * 400_000
     with pytest.raises(SandboxSecurityError, match="host memory"):
