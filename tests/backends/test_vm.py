@@ -49,16 +49,31 @@ def vm_config(**overrides: Any) -> Any:
 
 
 def qemu_pids() -> set[int]:
-    """Host pids of every QEMU process (from /proc, the host's view)."""
-    out = set()
+    """Host pids of the QEMU processes this test process started (from /proc, the host's view).
+
+    The backend starts QEMU as a child of its host process (``Popen``), here this
+    process or a host it started, and a leaked one stays in that tree while its
+    host lives; QEMUs that other test runs on the machine started are not counted.
+    """
+    parents: dict[int, int] = {}
+    qemus = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                with open(f"/proc/{entry}/comm") as fh:
-                    if fh.read().strip().startswith("qemu-system"):
-                        out.add(int(entry))
-            except OSError:
-                pass
+                with open(f"/proc/{entry}/stat") as fh:
+                    comm, rest = fh.read().split(" (", 1)[1].rsplit(") ", 1)
+            except (OSError, ValueError, IndexError):
+                continue
+            parents[int(entry)] = int(rest.split()[1])
+            if comm.startswith("qemu-system"):
+                qemus.append(int(entry))
+    me, out = os.getpid(), set()
+    for pid in qemus:
+        seen, up = 0, parents.get(pid, 0)
+        while up > 1 and up != me and seen < 64:
+            up, seen = parents.get(up, 0), seen + 1
+        if up == me:
+            out.add(pid)
     return out
 
 
