@@ -238,13 +238,7 @@ class SandboxedExecutor(cf.Executor):
         return [future for group in groups for future in group]
 
     def _gather_in_order(self, dask_futures: list[Any]) -> None:
-        """Resolve a batch of tasks window by window (its own thread), each window twice the one before.
-
-        One ``gather`` per window, which waits for it too (a ``wait`` first
-        made the client's loop track every future twice); growing windows
-        keep the first results early and the gathers few (each asks the
-        scheduler and every worker holding a result).
-        """
+        """Resolve a batch window by window (its own thread): early first results, few gathers (windows double)."""
         try:
             start, size = 0, _WINDOW
             while start < len(dask_futures):
@@ -313,11 +307,9 @@ class SandboxedExecutor(cf.Executor):
                         return
 
     def _gather(self, window: list[Any]) -> list[tuple[Any, Any]]:
-        """``(future, result or exception)`` for each of ``window`` once all are done: one ``gather`` of the results.
-
-        ``errors="skip"`` waits for every task, failed ones included, and
-        leaves those out (``None`` by key): each reports its own exception.
-        """
+        """``(future, result or exception)`` for each of ``window``: one ``gather``, which also waits (no ``wait``
+        first: the client's loop would track every future twice); ``errors="skip"`` leaves failed ones to
+        :meth:`_results`."""
         try:
             got = self.client.gather({f.key: f for f in window}, errors="skip")
         except Exception:  # noqa: BLE001 - e.g. the scheduler went away: each future reports its own
