@@ -12,8 +12,9 @@
    side later, so no side always follows the same one.
    Target: sandboxed throughput >= 0.8x plain, i.e. time per call <= 1.25x.
    Also CPU per call, all processes, and where the added CPU goes (client
-   and scheduler, the Dask workers' task threads, their other threads, the
-   sandboxed processes; per thread from ``/proc``), beside plain tasks that
+   and scheduler, the executor's threads, the Dask workers' task threads,
+   their host loop and other threads, the sandboxed processes; per thread
+   from ``/proc/PID/task/TID/schedstat`` in ns), beside plain tasks that
    sleep 1 ms (what Dask alone charges for a task that lasts as long).
 2. N small notebooks (default 20) with ``glsandbox run --cluster local:2``
    (one command, cluster start included) vs ``glsandbox run`` on each one
@@ -75,6 +76,37 @@ def row(
     }
 
 
+def _thread_cpu(pid: int | str = "self") -> dict[str, float]:
+    """CPU seconds so far of each thread of process ``pid``, by thread id (``/proc/PID/task/TID/schedstat``, ns).
+
+    Nanoseconds on CPU, user and kernel time together: ``stat``'s clock ticks
+    (10 ms) are too coarse for figures of a fraction of a millisecond per call.
+    """
+    out: dict[str, float] = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:  # the process ended
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as fh:
+                out[tid] = int(fh.read().split()[0]) / 1e9
+        except (OSError, ValueError, IndexError):  # the thread ended
+            continue
+    return out
+
+
+def _by_place(names: dict[int, str], rules: list[tuple[str, str]], default: str) -> dict[str, float]:
+    """This process's thread CPU summed by place: the first rule whose text is in the thread's name, else ``default``."""
+    out = {place: 0.0 for _, place in rules}
+    out[default] = 0.0
+    for tid, seconds in _thread_cpu().items():
+        name = names.get(int(tid), "")
+        place = next((p for text, p in rules if text in name), default)
+        out[place] += seconds
+    return out
+
+
 def _worker_cpu(dask_worker: Any) -> dict[str, float]:
     """``client.run`` callback: CPU seconds so far of this Dask worker, by place, and of its sessions' sandboxes.
 
@@ -83,43 +115,35 @@ def _worker_cpu(dask_worker: Any) -> dict[str, float]:
     side); ``hostloop``: glsandbox's host loop (seals the sessions' records);
     ``loop``: every other thread (Dask's event loop, comms);
     ``sandbox``: the sandboxed worker processes.
-    Per-thread figures come from ``/proc/self/task`` (clock ticks).
     """
     import threading
 
-    import psutil
-
     from glsandbox_kernel.distributed.plugin import PLUGIN_NAME
 
-    tick = os.sysconf("SC_CLK_TCK")
-    names = {t.native_id: t.name for t in threading.enumerate()}
-    out = {"tasks": 0.0, "hostloop": 0.0, "loop": 0.0, "sandbox": 0.0}
-    for tid in os.listdir("/proc/self/task"):
-        try:
-            with open(f"/proc/self/task/{tid}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-        except OSError:  # the thread ended
-            continue
-        name = names.get(int(tid), "")
-        place = "tasks" if "Dask-Default-Threads" in name else "hostloop" if name.startswith("glsandbox-") else "loop"
-        out[place] += (int(fields[11]) + int(fields[12])) / tick
+    names = {t.native_id or 0: t.name for t in threading.enumerate()}
+    out = _by_place(names, [("Dask-Default-Threads", "tasks"), ("glsandbox-", "hostloop")], "loop")
+    out["sandbox"] = 0.0
     plugin = dask_worker.plugins.get(PLUGIN_NAME)
     pids: set[int] = set()
     if plugin is not None:
         for session in plugin.health(doctor=False)["sessions"]:
             pids.update(session["worker_pids"])
     for pid in pids:
-        try:
-            times = psutil.Process(pid).cpu_times()
-        except psutil.Error:
-            continue
-        out["sandbox"] += times.user + times.system
+        out["sandbox"] += sum(_thread_cpu(pid).values())
     return out
 
 
 def _cpu(client: Any) -> dict[str, float]:
-    """CPU seconds by place: this process (client and scheduler), and every worker's places summed."""
-    total = {"client": time.process_time(), "tasks": 0.0, "hostloop": 0.0, "loop": 0.0, "sandbox": 0.0}
+    """CPU seconds by place: this process (the executor's threads; the rest: client and scheduler), and every
+    worker's places summed."""
+    import threading
+
+    names = {t.native_id or 0: t.name for t in threading.enumerate()}
+    total = _by_place(names, [("glsandbox-", "executor")], "client")
+    # A map's gather thread ends with the map, and its CPU leaves /proc/self/task with it: the
+    # executor's share is what the process used (ended threads included) beyond the other threads.
+    total["executor"] = time.process_time() - total["client"]
+    total.update({"tasks": 0.0, "hostloop": 0.0, "loop": 0.0, "sandbox": 0.0})
     for places in client.run(_worker_cpu).values():
         for place, seconds in places.items():
             total[place] += seconds
@@ -127,7 +151,8 @@ def _cpu(client: Any) -> dict[str, float]:
 
 
 PLACES = {
-    "client": "the client process (client and scheduler)",
+    "client": "the client process (client and scheduler, the caller's thread)",
+    "executor": "the client process's executor threads (gathering results, sealing the run chain)",
     "tasks": "the Dask workers' task threads (the plugin and OSSandbox.execute)",
     "hostloop": "the Dask workers' glsandbox host loop (record sealing)",
     "loop": "the Dask workers' other threads (Dask's event loop, comms)",

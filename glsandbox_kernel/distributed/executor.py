@@ -41,7 +41,8 @@ from .plugin import (
     run_on_worker_health,
 )
 
-_WINDOW = 64  # tasks per gather when a batch is resolved in order
+_WINDOW = 64  # tasks in a batch's first gather when it is resolved in order; each next gather takes twice as many
+_MAX_WINDOW = 512
 
 
 class SandboxedExecutor(cf.Executor):
@@ -237,15 +238,13 @@ class SandboxedExecutor(cf.Executor):
         return [future for group in groups for future in group]
 
     def _gather_in_order(self, dask_futures: list[Any]) -> None:
-        """Resolve a batch of tasks window by window (its own thread)."""
+        """Resolve a batch window by window (its own thread): early first results, few gathers (windows double)."""
         try:
-            for start in range(0, len(dask_futures), _WINDOW):
-                window = dask_futures[start : start + _WINDOW]
-                try:
-                    distributed.wait(window)
-                except BaseException:  # noqa: BLE001 - cancelled calls: _results reports each one
-                    pass
-                self._resolve_all(self._results(window))
+            start, size = 0, _WINDOW
+            while start < len(dask_futures):
+                window = dask_futures[start : start + size]
+                start, size = start + size, min(2 * size, _MAX_WINDOW)
+                self._resolve_all(self._gather(window))
             try:
                 self._check_lost()
             except Exception:  # noqa: BLE001 - the scheduler went away: nothing more to learn
@@ -306,6 +305,26 @@ class SandboxedExecutor(cf.Executor):
                         self._idle.set()
                     if self._shutdown:
                         return
+
+    def _gather(self, window: list[Any]) -> list[tuple[Any, Any]]:
+        """``(future, result or exception)`` for each of ``window``: one ``gather``, which also waits (no ``wait``
+        first: the client's loop would track every future twice); ``errors="skip"`` leaves failed ones to
+        :meth:`_results`."""
+        try:
+            got = self.client.gather({f.key: f for f in window}, errors="skip")
+        except Exception:  # noqa: BLE001 - e.g. the scheduler went away: each future reports its own
+            got = {}
+        pairs: list[tuple[Any, Any]] = []
+        rest: list[Any] = []
+        for future in window:
+            result = got.get(future.key)
+            if result is None:
+                rest.append(future)
+            else:
+                pairs.append((future, result))
+        if rest:
+            pairs.extend(self._results(rest))
+        return pairs
 
     def _results(self, batch: list[Any]) -> list[tuple[Any, Any]]:
         """``(future, result or exception)`` for a batch of done futures: one gather for the finished ones."""
