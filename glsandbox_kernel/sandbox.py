@@ -194,7 +194,7 @@ class OSSandbox(AuditedSandbox):
             nonlocal provenance
             provenance = call_provenance(fn_bytes, arg_bytes, self._config_bytes)
             if self._audit is not None:
-                self._audit.sync()  # the last call's record durable before this one returns
+                self._audit.commit()  # the last call's record sealed and durable (see AuditLog) before this returns
 
         outcome = self._session.request(
             msg,

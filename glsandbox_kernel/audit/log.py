@@ -51,8 +51,9 @@ class AuditLog(ClosesOnExit):
     fsync to :meth:`commit`; without one (nothing durable to wait for) it only
     queues the record, unsealed. :meth:`commit` seals what is queued, in order,
     and makes everything written durable with one fsync; the caller runs it
-    while its next call's worker works, the shared host loop a moment after a
-    caller went idle, and :meth:`close` at the end.
+    while its next call's worker works (the one record the last call queued:
+    sealed while the caller would wait anyway), the shared host loop a moment
+    after a caller went idle, and :meth:`close` at the end.
     """
 
     def __init__(
@@ -214,12 +215,10 @@ class AuditLog(ClosesOnExit):
             self._unsynced = 0
 
     def sync(self) -> None:
-        """Make the records written so far durable (one fsync); queued ones stay for the host loop.
+        """Make the records written so far durable (one fsync); queued ones stay queued.
 
-        The caller's thread, while its next call's worker works: with a chain
-        file every returned call's record is written already, and this is
-        what makes it durable before the next call returns. Without one there
-        is nothing durable to wait for, and sealing stays off the caller's path.
+        For a caller that must not seal now (e.g. with a lock another sealer
+        may wait on); :meth:`commit` does this and seals the queue too.
         """
         if self._unsynced:
             with self._lock:

@@ -30,12 +30,12 @@ import enum
 import hashlib
 import hmac
 import json
-import math
 from collections.abc import Mapping
 from pathlib import PurePath
 from typing import Any
 
-from .canonical import jcs_dumps, js_number
+from . import _jcs_fast
+from .canonical import jcs_dumps
 
 GENESIS_HASH = "0" * 64
 """``prev_hash`` of the first record of a chain."""
@@ -100,118 +100,14 @@ def canonical_json(obj: Any) -> bytes:
     return fast if fast is not None else jcs_dumps(obj, _strict_default)
 
 
-_SAFE_INT = 2**53
-_C_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
 def fast_canonical_json(obj: Any) -> bytes | None:
-    """The JCS bytes of ``obj`` at C speed, or None where the shortcut does not hold (host side).
+    """The JCS bytes of ``obj`` by the shortcut of :mod:`._jcs_fast`, or None where it does not hold (host side).
 
-    Python's C ``json`` encoder writes the same bytes as RFC 8785 when every
-    key is ASCII (code-point order is then UTF-16 order), every int is within
-    2**53, every float is integral below 2**53 (written as the int) or in
-    1e-4 <= |x| < 1e16 (where ``repr`` and ECMAScript agree), and every value
-    is plain JSON data. One walk checks that and converts the integral floats;
-    any other finite float (a warm call's ``execution_time`` below 100 us) is
-    written by :func:`.canonical.js_number` into a placeholder the encoder
-    leaves unique (checked: a string that encodes the same way makes the
-    shortcut give up). Anything else (and text that is not valid UTF-8) gives
-    None, and the caller falls back to :func:`.canonical.jcs_dumps`. Lone
-    surrogates give None here too: the slow path decides what to do with them.
+    Anything the shortcut does not cover (non-ASCII keys, ints beyond 2**53, NaN, infinities,
+    non-JSON types, text that is not valid UTF-8 such as lone surrogates) gives None, and the
+    caller falls back to :func:`.canonical.jcs_dumps`, which decides.
     """
-    odd: list[float] = []
-    try:
-        plain = _jcs_plain(obj, 0, odd)
-    except _NotFast:
-        return None
-    try:
-        text = _C_ENCODER.encode(plain)
-    except (ValueError, UnicodeError, RecursionError):
-        return None
-    if odd:
-        # Each placeholder is encoded as the string "\u0000<i>" (sorted keys: in any order). Exactly one
-        # such text per placeholder means no other text encoded that way (a string's quote is escaped).
-        parts = text.split('"\\u0000')
-        if len(parts) != len(odd) + 1:
-            return None
-        for j in range(1, len(parts)):
-            part = parts[j]
-            end = part.index('"')
-            parts[j] = _js_float(odd[int(part[:end])]) + part[end + 1 :]
-        text = "".join(parts)
-    try:
-        return text.encode("utf-8")
-    except UnicodeError:
-        return None
-
-
-def _js_float(value: float) -> str:
-    """:func:`.canonical.js_number` of a finite float, below 1e-4 from ``repr`` alone (no Decimal)."""
-    text = repr(value)
-    mantissa, _, exp = text.partition("e")
-    e = int(exp) if exp else 0
-    if e >= 0:
-        return js_number(value)
-    sign = ""
-    if mantissa[0] == "-":
-        sign, mantissa = "-", mantissa[1:]
-    if e >= -6:  # ECMAScript writes 1e-6 <= |x| < 1e-4 without an exponent: 0.0000<digits>
-        return sign + "0." + "0" * (-e - 1) + mantissa.replace(".", "")
-    return f"{sign}{mantissa}e{e}"  # ECMAScript's exponent has no leading zero: 1.5e-7
-
-
-class _NotFast(Exception):
-    pass
-
-
-def _jcs_float(obj: float, odd: list[float]) -> float | int | str:
-    a = abs(obj)
-    if 1e-4 <= a < 1e16 or a == 0.0:
-        if not obj.is_integer():
-            return obj
-        if a < _SAFE_INT:
-            return int(obj)
-    elif a != a or a == math.inf:  # NaN and infinities: the slow path refuses them
-        raise _NotFast
-    odd.append(obj)
-    return f"\x00{len(odd) - 1}"
-
-
-def _jcs_plain(obj: Any, depth: int, odd: list[float]) -> Any:
-    """``obj`` with integral floats as ints, checked for the fast path (scalars inline: no call each)."""
-    kind = type(obj)
-    if kind is dict:
-        if depth > 64:
-            raise _NotFast
-        out = {}
-        for k, v in obj.items():
-            if type(k) is not str or not k.isascii():
-                raise _NotFast
-            t = type(v)
-            if t is str or v is None or t is bool:
-                out[k] = v
-            elif t is int:
-                if not -_SAFE_INT <= v <= _SAFE_INT:
-                    raise _NotFast
-                out[k] = v
-            elif t is float:
-                out[k] = _jcs_float(v, odd)
-            else:
-                out[k] = _jcs_plain(v, depth + 1, odd)
-        return out
-    if kind is list:
-        if depth > 64:
-            raise _NotFast
-        return [_jcs_plain(v, depth + 1, odd) for v in obj]
-    if kind is str or obj is None or kind is bool:
-        return obj
-    if kind is int:
-        if -_SAFE_INT <= obj <= _SAFE_INT:
-            return obj
-        raise _NotFast
-    if kind is float:
-        return _jcs_float(obj, odd)
-    raise _NotFast
+    return _jcs_fast.encode(obj)
 
 
 def legacy_canonical_json(obj: Any) -> bytes:

@@ -154,9 +154,10 @@ def test_jcs_numbers_are_written_as_ecmascript_does(bits: str, text: str) -> Non
     assert js_number(struct.unpack(">d", bytes.fromhex(bits))[0]) == text
 
 
-def test_the_fast_jcs_path_writes_every_float_and_gives_up_on_lookalike_text() -> None:
-    """Floats outside the C encoder's agreement with ECMAScript (a warm call's 80 us execution_time)
-    stay on the fast path through placeholders; a string encoded like a placeholder sends it the slow way."""
+def test_the_fast_jcs_path_writes_every_float_as_the_reference_does() -> None:
+    """Floats where repr and ECMAScript disagree (a warm call's 80 us execution_time, 1e16 and up)
+    stay on the fast path, written as :func:`js_number` writes them; text that once looked like the
+    old path's placeholders is plain text."""
     import struct
 
     from glsandbox_kernel.audit.canonical import jcs_dumps
@@ -164,12 +165,65 @@ def test_the_fast_jcs_path_writes_every_float_and_gives_up_on_lookalike_text() -
 
     for bits in ("0000000000000001", "3eb0c6f7a0b5ed8c", "3eb0c6f7a0b5ed8d", "becbf647612f3696", "44b52d02c7e14af6"):
         value = struct.unpack(">d", bytes.fromhex(bits))[0]
-        body = {"z": value, "a": [8.3e-05, {"c": -value}], "s": '\x01 "'}
+        body = {"z": value, "a": [8.3e-05, {"c": -value}], "s": '\x01 "', "again": value}
         assert fast_canonical_json(body) == jcs_dumps(body)
     for lookalike in ("\x000", 'x"\x001', "\x00"):
         body = {"execution_time": 8.3e-05, "s": lookalike}
-        assert fast_canonical_json(body) is None
-        assert canonical_json(body) == jcs_dumps(body)
+        assert fast_canonical_json(body) == jcs_dumps(body) == canonical_json(body)
+
+
+def test_the_fast_jcs_path_agrees_with_the_reference_or_gives_up() -> None:
+    """:mod:`.audit._jcs_fast` (sealing's shortcut) writes :func:`jcs_dumps`'s bytes wherever it answers,
+    over generated JSON (non-ASCII keys, big ints, integral and tiny floats, nesting), and answers
+    None exactly where a shortcut does not hold: non-ASCII keys, ints past 2**53, lone surrogates,
+    non-JSON types and subclasses (the reference decides those)."""
+    import enum
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from glsandbox_kernel.audit._jcs_fast import encode
+    from glsandbox_kernel.audit.canonical import jcs_dumps
+
+    floats = st.floats(allow_nan=False, allow_infinity=False) | st.sampled_from([60.0, -0.0, 2.0**53, 1e16, 1e21, 3e-5])
+    leaves = st.none() | st.booleans() | st.integers(min_value=-(2**60), max_value=2**60) | floats | st.text()
+    keys = st.text(max_size=4) | st.sampled_from(["calls", "seq", "é", "\U0001f600", "\uffff", "A", "a"])
+    values = st.recursive(leaves, lambda inner: st.lists(inner) | st.dictionaries(keys, inner), max_leaves=25)
+
+    @settings(max_examples=400, deadline=None)
+    @given(values)
+    def check(value: Any) -> None:
+        fast = encode(value)
+        try:
+            ref = jcs_dumps(value)
+            ref.decode("utf-8")
+        except UnicodeError:
+            assert fast is None
+            return
+        assert fast is None or fast == ref
+        if fast is None:  # only for what the shortcut leaves to the reference
+            assert _beyond_shortcut(value), value
+
+    check()
+
+    class Kind(enum.StrEnum):
+        A = "a"
+
+    for odd in ({"k": Kind.A}, {"k": True.__class__}, {1: 2}, [2**53 + 1], {"k": float("nan")}):
+        assert encode(odd) is None
+    deep: Any = 0
+    for _ in range(70):
+        deep = [deep]
+    assert encode(deep) is None and encode({"a": "\ud800"}) is None
+
+
+def _beyond_shortcut(value: Any) -> bool:
+    """A key that is not ASCII or an int past 2**53 somewhere in ``value``."""
+    if isinstance(value, dict):
+        return any(not k.isascii() or _beyond_shortcut(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_beyond_shortcut(v) for v in value)
+    return type(value) is int and abs(value) > 2**53
 
 
 def test_jcs_survives_a_javascript_round_trip() -> None:
