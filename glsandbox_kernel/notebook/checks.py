@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -143,11 +144,23 @@ def _check_audit_output(check: CellCheck, output: Mapping[str, Any], payload: Ma
     )
 
 
-def canonical_records(value: Any) -> list[str]:
-    """The record hashes of a ``preceding`` list (for comparing two copies)."""
-    if not isinstance(value, Sequence) or isinstance(value, str):
-        return []
-    return [str(r.get("record_hash")) for r in value if isinstance(r, Mapping)]
+def copies_differ(meta: Mapping[str, Any], output: Mapping[str, Any]) -> list[str]:
+    """Which record copies in a cell's metadata (``record``, ``preceding``, ``superseded``) are not,
+    value for value and type for type, the audit output's: ``["record"]``; empty when they agree.
+
+    Compared as canonical JSON (sorted keys), so ``true`` is not ``1`` and ``1.0`` is not ``1``;
+    an absent ``preceding`` or ``superseded`` equals an empty one (how the copy is written).
+    Who calls: ``verify_notebook`` (host side; both copies are the notebook's, untrusted).
+    """
+
+    def canonical(value: Any) -> str:
+        return json.dumps(value, sort_keys=True, ensure_ascii=False, allow_nan=True, separators=(",", ":"))
+
+    return [
+        name
+        for name, empty in (("record", {}), ("preceding", []), ("superseded", []))
+        if canonical(meta.get(name) or empty) != canonical(output.get(name) or empty)
+    ]
 
 
 def _check_chain(
@@ -298,6 +311,13 @@ def _removes(meta: Mapping[str, Any], tags: list[Any]) -> str | None:
         return f"slideshow.slide_type {slideshow.get('slide_type')}"
     if meta.get("nbsphinx") == "hidden":
         return "nbsphinx hidden"
+    mystnb = meta.get("mystnb")  # MyST-NB's cell-level configuration (Jupyter Book)
+    if isinstance(mystnb, Mapping):
+        key = next((k for k in ("remove_code_source", "remove_code_outputs") if mystnb.get(k)), None)
+        if key:
+            return f"mystnb.{key}"
+        if str(mystnb.get("output_stderr", "")).startswith("remove"):
+            return f"mystnb.output_stderr {mystnb.get('output_stderr')}"
     return None
 
 

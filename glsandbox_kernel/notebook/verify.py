@@ -48,8 +48,8 @@ from .checks import (
     _describe_outputs,
     _Entry,
     _magic_order_ok,
-    canonical_records,
     cell_outputs,
+    copies_differ,
     hiding_metadata,
     kernelspec_level_warning,
     malformed_cells,
@@ -182,13 +182,10 @@ def verify_notebook(
                 check.problems.append(f"{check.label}: output(s) were added after its audit output")
             _check_audit_output(check, audit_output, payload, record)
         if from_output is not None and from_meta is not None:
-            meta_record = from_meta.get("record") or {}
-            if meta_record.get("record_hash") != record.get("record_hash") or canonical_records(
-                from_meta.get("preceding")
-            ) != canonical_records(from_output.get("preceding")):
+            if edited := copies_differ(from_meta, from_output):
                 check.problems.append(
-                    f"{check.label}: the audit record in cell metadata disagrees with the audit output "
-                    "(one of the two copies was edited)"
+                    f"{check.label}: its cell metadata's copy of {' and '.join(edited)} disagrees with the audit "
+                    "output (one of the two copies was edited)"
                 )
             elif differs := summary_differences({"source": source, "outputs": outputs}, from_meta):
                 check.problems.append(f"{check.label}: its metadata copy says {'; '.join(differs)}")

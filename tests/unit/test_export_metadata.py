@@ -25,6 +25,9 @@ def test_export_dropping_and_view_folding_metadata_are_told_apart() -> None:
             {"tags": ["hide-output"]},
             {"slideshow": {"slide_type": "fragment"}},
             {"tags": ["mine"]},
+            {"mystnb": {"remove_code_outputs": True}},
+            {"mystnb": {"output_stderr": "remove-warn"}},
+            {"mystnb": {"output_stderr": "show", "remove_code_source": False}},
         )
     )
     assert remove == [
@@ -33,6 +36,8 @@ def test_export_dropping_and_view_folding_metadata_are_told_apart() -> None:
         "cell 3 (tag remove-stderr)",
         "cell 4 (nbsphinx hidden)",
         "cell 5 (tag remove_stdout)",
+        "cell 10 (mystnb.remove_code_outputs)",
+        "cell 11 (mystnb.output_stderr remove-warn)",
     ]
     assert hide == ["cell 6 (hide_input/hide_output)", "cell 7 (tag hide-output)"]
 
