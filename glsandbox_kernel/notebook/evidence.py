@@ -255,7 +255,7 @@ def streams_as_shown(outputs: Iterable[Mapping[str, Any]]) -> tuple[list[Any], b
             raw = _text(output.get("text"))
             done = process_stream_text(raw)
             if done != raw:
-                changed = True
+                changed = changed or done != raw.replace("\r\n", "\n")  # a CRLF line end hides nothing
                 output = {**output, "text": done}
         shown.append(output)
     return shown, changed

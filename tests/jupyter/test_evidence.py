@@ -27,6 +27,7 @@ from glsandbox_kernel.notebook.evidence import (
     outputs_evidence,
     process_stream_text,
     role_metadata,
+    streams_as_shown,
 )
 from glsandbox_kernel.notebook.presave import pre_save_hook
 from glsandbox_kernel.notebook.run import inject_parameters, parse_params, write_evidence_metadata
@@ -74,6 +75,23 @@ def test_carriage_returns_as_jupyterlab_stores_them(raw: str, shown: str) -> Non
     assert outputs_hash([{"output_type": "stream", "name": "stdout", "text": raw}]) == outputs_hash(
         [{"output_type": "stream", "name": "stdout", "text": shown}]
     )
+
+
+@pytest.mark.parametrize(("raw", "hidden"), [("a\r\nb\r\n", False), ("a\nb\n", False), ("ab\rc\r\n", True)])
+def test_only_text_a_terminal_hides_is_hidden(raw: str, hidden: bool) -> None:
+    """A CRLF line end hides nothing (review 21: verify warned of hidden text for ``\\r\\n``)."""
+    assert streams_as_shown([{"output_type": "stream", "name": "stdout", "text": raw}])[1] is hidden
+
+
+def test_metadata_copy_edited_under_its_record_hash(synthetic: Any) -> None:
+    """Review 21: every field of the copy is compared, types too (``1.0`` is not ``1``)."""
+    nb = copy.deepcopy(synthetic)
+    write_evidence_metadata(nb, None)
+    for name in ("security_level", "timestamp", "seq"):
+        tampered = copy.deepcopy(nb)
+        record = tampered.cells[0].metadata["glsandbox"]["record"]
+        record[name] = float(record[name]) if name == "seq" else "x" if name == "security_level" else 1.0
+        _only(_problems(tampered), "cell 1 (In [1])", "copy of record disagrees")
 
 
 def test_no_output_excludes_itself_from_the_hash() -> None:
