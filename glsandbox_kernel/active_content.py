@@ -339,7 +339,16 @@ def clean_frame(frame: dict[str, Any], notes: Notes = None) -> dict[str, Any]:
 
 
 def clean_payload(payload: dict[str, Any], notes: Notes = None) -> dict[str, Any]:
-    """A ``page`` payload (the pager shows its bundle) with its bundle cleaned; ``payload`` if unchanged."""
+    """A ``page`` payload (the pager shows its bundle) with its bundle cleaned; ``payload`` if unchanged.
+
+    ``set_next_input`` keeps only its text and never replaces: with ``replace`` the sandboxed
+    cell would rewrite the analyst's own code in the frontend, unseen, and the notebook save it.
+    """
+    if payload.get("source") == "set_next_input":
+        if payload.get("replace"):
+            _note(notes, "set_next_input asked to replace the cell's code (offered as a new cell)")
+        text = payload.get("text")
+        return {"source": "set_next_input", "text": text if isinstance(text, str) else "", "replace": False}
     data = payload.get("data")
     if not isinstance(data, dict):
         return payload

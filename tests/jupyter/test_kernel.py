@@ -214,6 +214,18 @@ def test_hostile_user_expressions_and_page_payloads_are_cleaned(kernel: Kernel) 
     kernel.execute("del _ip.user_expressions")  # the shell's own method again
 
 
+def test_sandboxed_cell_cannot_replace_the_analysts_code(kernel: Kernel) -> None:
+    """A ``set_next_input`` payload with ``replace`` would rewrite the running cell's code in the
+    frontend: it arrives as a new cell offered below (``replace`` false), its text unchanged."""
+    reply, _ = kernel.execute(
+        "get_ipython().payload_manager.write_payload("
+        "{'source': 'set_next_input', 'text': 'print(\"swapped\")', 'replace': True, 'x': 1})"
+    )
+    assert reply["status"] == "ok", reply
+    asked = [p for p in reply["payload"] if p.get("source") == "set_next_input"]
+    assert asked == [{"source": "set_next_input", "text": 'print("swapped")', "replace": False}], reply["payload"]
+
+
 def test_hostile_inspect_and_complete_replies_are_cleaned(kernel: Kernel) -> None:
     """The sandbox's inspector and completer answer with markup: inspect data is sanitized,
     completion matches are plain text."""
@@ -570,6 +582,13 @@ def test_relay_cleans_hostile_frames() -> None:
     assert safe_payload(payload) == [{"source": "page", "data": {"text/plain": "x"}}]
     assert safe_payload([], ask_exit=True) == [{"source": "ask_exit", "keepkernel": False}]  # the worker's flag
     assert safe_payload([], ask_exit="yes") == []  # type: ignore[arg-type]  # only True
+    notes: list[str] = []
+    asked = [{"source": "set_next_input", "text": "import os", "replace": True, "extra": 1}]
+    assert safe_payload(asked, notes) == [{"source": "set_next_input", "text": "import os", "replace": False}]
+    assert notes and "replace" in notes[0]
+    assert safe_payload([{"source": "set_next_input", "text": 5}]) == [
+        {"source": "set_next_input", "text": "", "replace": False}
+    ]
 
 
 def test_kernel_spec_uses_absolute_interpreter() -> None:
