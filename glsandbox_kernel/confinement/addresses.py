@@ -78,10 +78,8 @@ def _local_addresses() -> frozenset[str]:
 
 def host_local(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     """Whether ``ip`` reaches this host itself: loopback, unspecified, or one of its interface addresses."""
-    if isinstance(ip, ipaddress.IPv6Address):
-        embedded = _embedded_ipv4(ip)
-        if embedded is not None and host_local(embedded):
-            return True
+    if isinstance(ip, ipaddress.IPv6Address) and any(host_local(v4) for v4 in _embedded_ipv4s(ip)):
+        return True
     if ip.is_loopback or ip.is_unspecified:
         return True
     return str(ip) in _local_addresses()
@@ -91,24 +89,25 @@ _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _COMPAT = ipaddress.ip_network("::/96")
 
 
-def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 form carries: mapped, compatible (``::a.b.c.d``), NAT64, 6to4, SIIT."""
+def _embedded_ipv4s(ip: ipaddress.IPv6Address) -> tuple[ipaddress.IPv4Address, ...]:
+    """The IPv4 addresses an IPv6 form carries: mapped, compatible (``::a.b.c.d``), NAT64, 6to4, SIIT,
+    and Teredo's server and (de-obfuscated) client."""
     if ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
+        return (ip.ipv4_mapped,)
     if ip.sixtofour is not None:
-        return ip.sixtofour
+        return (ip.sixtofour,)
+    if ip.teredo is not None:
+        return ip.teredo
     packed = int(ip)
     if ip in _NAT64 or ip in _COMPAT or (packed >> 32) == 0xFFFF0000:  # ::ffff:0:a.b.c.d (SIIT)
-        return ipaddress.IPv4Address(packed & 0xFFFFFFFF)
-    return None
+        return (ipaddress.IPv4Address(packed & 0xFFFFFFFF),)
+    return ()
 
 
 def blocked_ip(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     """Link-local or a cloud metadata address, also in every IPv6 form that carries one (as :func:`host_local`)."""
-    if isinstance(ip, ipaddress.IPv6Address):
-        embedded = _embedded_ipv4(ip)
-        if embedded is not None and blocked_ip(embedded):
-            return True
+    if isinstance(ip, ipaddress.IPv6Address) and any(blocked_ip(v4) for v4 in _embedded_ipv4s(ip)):
+        return True
     return any(ip.version == net.version and ip in net for net in BLOCKED_NETWORKS)
 
 
