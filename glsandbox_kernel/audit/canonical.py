@@ -82,7 +82,13 @@ def _encode(obj: Any, out: list[str], default: Callable[[Any], Any] | None, dept
     elif obj is False:
         out.append("false")
     elif isinstance(obj, int):
-        out.append(str(obj) if -_SAFE_INT <= obj <= _SAFE_INT else js_number(float(obj)))
+        if -_SAFE_INT <= obj <= _SAFE_INT:
+            out.append(str(obj))
+        else:
+            try:
+                out.append(js_number(float(obj)))
+            except OverflowError:
+                raise ValueError("int beyond a double's range is not a JSON number (RFC 8785)") from None
     elif isinstance(obj, float):
         out.append(js_number(obj))
     elif isinstance(obj, Mapping):

@@ -361,7 +361,7 @@ def _encode_body(body: dict[str, Any]) -> bytes:
         encoded = canonical_json(body)
         encoded.decode("utf-8")  # lone surrogates: the line would not be UTF-8 text
         return encoded
-    except (TypeError, ValueError, UnicodeError, RecursionError) as exc:
+    except (TypeError, ValueError, UnicodeError, RecursionError, OverflowError) as exc:
         logger.error("audit record could not be sealed as it is; writing a marked one", exc_info=True)
         reason = f"{type(exc).__name__}: {exc}"[:300].encode("utf-8", "backslashreplace").decode("utf-8")
         body["metrics"], body["violations"] = _scrub(body["metrics"]), _scrub(body["violations"])
@@ -375,8 +375,10 @@ def _scrub(value: Any, depth: int = 0) -> Any:
         return "<too deep>"
     if isinstance(value, str):
         return value.encode("utf-8", "backslashreplace").decode("utf-8")
-    if value is None or isinstance(value, int):
+    if value is None or isinstance(value, bool):
         return value
+    if isinstance(value, int):  # beyond a double's range JSON has no number for it (nor str() past 4300 digits)
+        return value if value.bit_length() <= 1023 else f"<int of {value.bit_length()} bits>"
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, (bytes, bytearray)):

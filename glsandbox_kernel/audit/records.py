@@ -147,6 +147,17 @@ def compute_record_hash(record: Mapping[str, Any]) -> str:
     return hashlib.sha256(encode(body)).hexdigest()
 
 
+def checked_record_hash(record: Mapping[str, Any]) -> str | None:
+    """:func:`compute_record_hash` of a record read back (a file, a notebook), or None when no
+    sealed record could hold its contents (NaN, an int beyond a double, nesting past the limit):
+    an edit. Who calls: the verifiers (host side), which name such a record instead of crashing.
+    """
+    try:
+        return compute_record_hash(record)
+    except (ValueError, TypeError, OverflowError, RecursionError):
+        return None
+
+
 def sign(record_hash: str, key: bytes) -> str:
     """HMAC-SHA256 hex of ``record_hash`` under ``key`` (host side)."""
     return hmac.new(key, record_hash.encode("ascii"), hashlib.sha256).hexdigest()

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .keys import Verifier, verifier_from_bytes
-from .records import GENESIS_HASH, compute_record_hash
+from .records import GENESIS_HASH, checked_record_hash
 
 _REQUIRED = ("seq", "prev_hash", "record_hash")
 
@@ -112,7 +112,10 @@ def verify_records(
             continue
 
         stored_hash = record["record_hash"]
-        if compute_record_hash(record) != stored_hash:
+        computed = checked_record_hash(record)
+        if computed is None:
+            bad(index, "holds a value no sealed record can (NaN, an int beyond a double, deep nesting): edited")
+        elif computed != stored_hash:
             bad(index, "record_hash does not match its contents (edited)")
 
         seq = record["seq"]
@@ -208,6 +211,8 @@ def _parse_lines(path: str | os.PathLike[str]) -> Iterator[Any]:
                 yield _Unparsable(f"not valid JSON ({exc.msg}{unfinished})")
             except ValueError:
                 yield _Unparsable("not valid UTF-8 JSON")
+            except RecursionError:
+                yield _Unparsable("JSON nested too deeply to read")
 
 
 def verify_file(

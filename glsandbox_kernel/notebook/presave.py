@@ -120,12 +120,12 @@ def records_vouched(records: list[dict[str, Any]], signer: Any) -> bool:
     records are unsigned, or signed with another key (pasted, or made up in the
     browser), gets an unsigned seal, so the server's key never presents it as evidence.
     """
-    from ..audit.records import compute_record_hash
+    from ..audit.records import checked_record_hash
 
     verifier = signer.verifier()
     for record in records:
         stored, signature = record.get("record_hash"), record.get("signature")
-        if not isinstance(stored, str) or not isinstance(signature, str) or compute_record_hash(record) != stored:
+        if not isinstance(stored, str) or not isinstance(signature, str) or checked_record_hash(record) != stored:
             return False
         if not verifier.verify(stored.encode("ascii", "replace"), signature):
             return False

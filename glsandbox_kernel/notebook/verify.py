@@ -39,7 +39,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..audit.keys import Verifier, verifier_from_bytes
-from ..audit.records import compute_record_hash
+from ..audit.records import checked_record_hash
 from .cell_source import check_source, is_magic_cell
 from .checks import (
     CellCheck,
@@ -252,7 +252,7 @@ def verify_notebook(
         rec, check = entry.record, entry.cell
         what = "its audit record" if entry.own else "an audit record stored with it"
         stored = rec.get("record_hash")
-        if not isinstance(stored, str) or compute_record_hash(rec) != stored:
+        if not isinstance(stored, str) or checked_record_hash(rec) != stored:
             check.chain_ok = False
             check.problems.append(f"{check.label}: {what} was tampered with (its contents no longer match its hash)")
         signature = rec.get("signature")
@@ -401,6 +401,8 @@ def read_notebook(path: str) -> dict[str, Any]:
             data = json.load(fh)
         except json.JSONDecodeError as exc:
             raise ValueError(f"not JSON ({exc.msg}, line {exc.lineno})") from exc
+        except RecursionError:
+            raise ValueError("JSON nested too deeply to read") from None
     if not isinstance(data, dict) or not isinstance(data.get("cells", []), list):
         raise ValueError("not an nbformat notebook")
     if data.get("nbformat") != 4:

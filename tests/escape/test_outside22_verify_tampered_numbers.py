@@ -78,3 +78,13 @@ def test_a_record_with_a_huge_int_is_still_written(tmp_path: Path) -> None:
         log.close()
     records = [json.loads(line) for line in path.read_text().splitlines()]
     assert len(records) == 1, "the record was lost: emit raised instead of writing it (marked audit_fallback)"
+
+
+def test_a_deeply_nested_notebook_gets_a_verdict(tmp_path: Path) -> None:
+    """The same 100000-deep array in a notebook: a named usage error (exit 2), not a traceback."""
+    path = tmp_path / "deep.ipynb"
+    nb = json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
+    path.write_text(nb[:-1] + ', "x": ' + "[" * 100000 + "]" * 100000 + "}")
+    result = glsandbox_cli("audit", "verify", str(path), timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-300:]
+    assert "nested too deeply" in result.stderr
