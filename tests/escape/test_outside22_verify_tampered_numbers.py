@@ -24,13 +24,18 @@ int that this review found.)
 Severity: low. Fix: in ``verify_records``, treat any exception of ``compute_record_hash`` as that
 record's problem ("cannot be canonicalised: ...: edited"); in ``_parse_lines`` catch ``RecursionError``
 as a damaged line; in ``canonical._encode`` raise ``ValueError`` for an int whose double overflows
-(or add ``OverflowError``/``ArithmeticError`` to ``_encode_body``'s fallback).
+(or add ``OverflowError``/``ArithmeticError`` to ``_encode_body``'s fallback, and let ``_scrub`` bound
+ints). Worse with group commit: ``_seal_queue`` seals the whole queue as one batch, so the error drops
+the good records queued with it, and without a chain file ``_write`` has already moved the chain head
+past them (measured: records 1 and 3 lost, record 4 at seq 1 chained to a lost hash, verify fails).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -88,3 +93,25 @@ def test_a_deeply_nested_notebook_gets_a_verdict(tmp_path: Path) -> None:
     result = glsandbox_cli("audit", "verify", str(path), timeout=120)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-300:]
     assert "nested too deeply" in result.stderr
+
+
+def test_one_unsealable_record_does_not_take_its_batch_with_it() -> None:
+    """Group commit: the queue is sealed as one batch; the huge int's ``OverflowError`` drops the good
+    record queued before it, and the chain head has moved past it (the log's chain no longer verifies)."""
+    from glsandbox_kernel.audit import verify_records
+    from glsandbox_kernel.audit.sinks import MemorySink
+
+    log = AuditLog(session_id="s", sinks=[MemorySink()])
+    fields: dict[str, Any] = {"isolation_type": "x", "sandbox_mode": "y", "security_level": "z"}
+    try:
+        for n in (1, 10**400, 3):
+            log.append("execution_success", **fields, extra={"n": n})
+        with contextlib.suppress(OverflowError):
+            log.commit()
+        log.append("execution_success", **fields, extra={"n": 4})
+        records = log.records
+    finally:
+        log.close()
+    kept = [r["extra"]["n"] for r in records]
+    result = verify_records(records)
+    assert 1 in kept and 4 in kept and result.ok, f"kept {kept}; verify: {result.problems}"
