@@ -95,3 +95,14 @@ def test_floats_match_js_number() -> None:
             value = rnd.uniform(-1, 1) * 10.0 ** rnd.randint(-330, 307)
         if math.isfinite(value):
             assert _jcs_fast.encode(value) == js_number(value).encode(), value
+
+
+def test_long_strings_and_nesting_at_the_depth_limit() -> None:
+    long = {"s": '\u2028\x00"\\é' * 2_000_000}  # 10 M characters
+    assert _jcs_fast.encode(long) == jcs_dumps(long)
+    for depth in (63, 64, 65, 66, 150):
+        nested: Any = {"leaf": 1.5}
+        for i in range(depth):
+            nested = {"k": nested} if i % 2 else [nested]
+        fast = _jcs_fast.encode(nested)
+        assert fast is None or fast == jcs_dumps(nested), depth
