@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -407,3 +408,48 @@ def kernelspec_level_warning(nb: Mapping[str, Any], levels: set[str]) -> str | N
         f"kernelspec {name!r} names level {claimed}, but the records say the cells ran at "
         f"{', '.join(sorted(levels))} (run at another level than the kernel name claims)"
     )
+
+
+#: deeper than this a notebook holds no glsandbox content (RFC 8785's encoder stops at 200 levels)
+_MAX_NOTEBOOK_DEPTH = 190
+
+
+def unencodable_values(value: Any) -> tuple[Any, list[str]]:
+    """``(value with what no canonical JSON can hold replaced by marker text, where each was)``.
+
+    NaN and infinities (Python's ``json`` reads them), ints beyond a double's range and nesting
+    past :data:`_MAX_NOTEBOOK_DEPTH` cannot be in content a record or a seal covers; replaced,
+    covered hashes no longer match and the checks name the place instead of crashing (elsewhere:
+    a warning; ``--strict`` fails on it).
+    Who calls: ``verify_notebook`` first, on the untrusted notebook (host side).
+    """
+    found: list[str] = []
+    plain = (str, bool, type(None))
+
+    def where(path: tuple[Any, ...]) -> str:
+        parts: list[str] = []
+        while path:
+            path, key = path
+            parts.append(f"[{key}]" if isinstance(key, int) else f".{key}")
+        return "".join(reversed(parts)).lstrip(".") or "notebook"
+
+    def walk(item: Any, path: tuple[Any, ...], depth: int) -> Any:
+        if isinstance(item, float) and not math.isfinite(item):
+            found.append(f"{where(path)} ({item})")
+            return f"<not JSON: {item}>"
+        if isinstance(item, int) and not isinstance(item, bool) and item.bit_length() > 1023:
+            found.append(f"{where(path)} (an int of {item.bit_length()} bits)")
+            return "<not JSON: an int beyond a double>"
+        if isinstance(item, (Mapping, list)) and depth >= _MAX_NOTEBOOK_DEPTH:
+            found.append(f"{where(path)} (nested past {_MAX_NOTEBOOK_DEPTH} levels)")
+            return "<not JSON: nested too deeply>"
+        if isinstance(item, Mapping):
+            return {k: v if type(v) in plain else walk(v, (path, k), depth + 1) for k, v in item.items()}
+        if isinstance(item, list):
+            if all(type(v) is str for v in item):  # stream lines, sources: nothing to replace
+                return item
+            return [v if type(v) in plain else walk(v, (path, i), depth + 1) for i, v in enumerate(item)]
+        return item
+
+    cleaned = walk(value, (), 0)
+    return cleaned, [f"{where[:160]}: a value that is not JSON (RFC 8259) nor in any record" for where in found[:20]]

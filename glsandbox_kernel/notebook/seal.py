@@ -120,16 +120,29 @@ def _cell_label(index: int, cell: Any) -> str:
     return f"cell {index + 1} ({f'In [{count}]' if isinstance(count, int) else 'not executed'})"
 
 
+def _changed_keys(was: Any, now: Any) -> str:
+    """``"display_name 'A' -> 'B'; version removed"``: the keys of a sealed mapping that changed."""
+    if not isinstance(was, Mapping) or not isinstance(now, Mapping):
+        return f"was {str(was)[:80]!r}, now {str(now)[:80]!r}"
+    parts = []
+    for key in sorted({*was, *now}, key=str):
+        if key not in now:
+            parts.append(f"{key} removed")
+        elif key not in was:
+            parts.append(f"{key} added: {str(now[key])[:80]!r}")
+        elif canonical_json(was[key]) != canonical_json(now[key]):
+            parts.append(f"{key} {str(was[key])[:80]!r} -> {str(now[key])[:80]!r}")
+    return "; ".join(parts[:8]) or "its form"
+
+
 def _describe(old: Mapping[str, Any], new: Mapping[str, Any], cells: list[Any]) -> list[str]:
     """What differs between the sealed manifest and the notebook now, in words."""
     out: list[str] = []
     for field in ("kernelspec", "language_info"):
         if canonical_json(old.get(field)) != canonical_json(new.get(field)):
-            was = old.get(field) or {}
-            now = new.get(field) or {}
-            name_was = was.get("name") if isinstance(was, Mapping) else was
-            name_now = now.get("name") if isinstance(now, Mapping) else now
-            out.append(f"the {field} changed after the notebook was sealed (was {name_was!r}, now {name_now!r})")
+            out.append(
+                f"the {field} changed after the notebook was sealed ({_changed_keys(old.get(field), new.get(field))})"
+            )
     sealed = [c for c in old.get("cells") or [] if isinstance(c, Mapping)]
     current = list(new.get("cells") or [])
     if len(sealed) != len(current):

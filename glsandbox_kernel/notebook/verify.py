@@ -53,6 +53,7 @@ from .checks import (
     hiding_metadata,
     kernelspec_level_warning,
     malformed_cells,
+    unencodable_values,
     widget_state_warning,
 )
 from .evidence import canonical_outputs, find_audit_output, outputs_format, saved_outputs_evidence, streams_as_shown
@@ -124,6 +125,7 @@ def verify_notebook(
     signature. Never raises for a damaged notebook: everything wrong becomes
     a problem.
     """
+    nb, not_json = unencodable_values(nb)
     problems: list[str] = []
     notes: list[str] = []
     checks: list[CellCheck] = []
@@ -335,7 +337,7 @@ def verify_notebook(
     if expected_count is not None and len(all_hashes) < expected_count:
         problems.append(f"the notebook holds {len(all_hashes)} record(s), expected at least {expected_count}")
 
-    warnings: list[str] = []
+    warnings: list[str] = list(not_json)  # where covered, its hash names it too
     for check in checks:
         problems.extend(check.problems)
         warnings.extend(check.warnings)
@@ -359,6 +361,7 @@ def verify_notebook(
     if removed:
         warnings.append(f"{', '.join(removed[:10])}: metadata (not covered) drops covered content from exports")
     if strict:
+        problems.extend("--strict: " + w for w in not_json[:3])
         if unsealed_save:
             problems.append("--strict: " + unsealed_save)
         if widget_state:

@@ -94,6 +94,21 @@ def test_metadata_copy_edited_under_its_record_hash(synthetic: Any) -> None:
         _only(_problems(tampered), "cell 1 (In [1])", "copy of record disagrees")
 
 
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 10**400, json.loads("[" * 300 + "]" * 300)])
+def test_values_no_canonical_json_holds_are_named_not_a_crash(synthetic: Any, value: Any) -> None:
+    """NaN, an int beyond a double, 300 levels (``json`` reads them all): in a record, a problem;
+    where nothing covers them, a warning that ``--strict`` fails on (the encoder refused them)."""
+    nb = json.loads(json.dumps(synthetic))
+    audit = next(o for o in nb["cells"][0]["outputs"] if AUDIT_MIME in o.get("data", {}))
+    audit["data"][AUDIT_MIME]["record"]["seq"] = value
+    _only(_problems(nb), "cell 1 (In [1])")
+    nb = json.loads(json.dumps(synthetic))
+    nb["cells"][0]["metadata"]["x"] = value
+    loose = verify_notebook(nb)
+    assert loose.ok and any("cells[0].metadata.x" in w for w in loose.warnings), loose.warnings
+    assert not verify_notebook(nb, strict=True).ok
+
+
 def test_no_output_excludes_itself_from_the_hash() -> None:
     """A role claim, a widget view or an audit-looking output is hashed like any other output."""
     plain = [{"output_type": "stream", "name": "stdout", "text": "1\n"}]
