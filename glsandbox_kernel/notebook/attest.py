@@ -135,7 +135,7 @@ def build_statement(nb_path: str, nb: Mapping[str, Any], verifier: Verifier | No
             "chain": session_heads(records),
             "seal": nb_meta.get("seal"),
             # the run's, as the notebook holds it (None: not recorded); never the attesting machine's
-            "environment": nb_meta.get("environment") or None,
+            "environment": (nb_meta.get("environment") or None) if result.sealed else None,
             "attester_environment": environment(),
             "attested_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "glsandbox": __version__,

@@ -120,7 +120,9 @@ def summary_html(
     )
     meta = nb.get("metadata") or {}
     info = meta.get(METADATA_KEY) if isinstance(meta, Mapping) else None
-    if isinstance(info, Mapping):
+    if isinstance(info, Mapping) and not result.sealed:  # made up or edited: nothing covers it (review 23)
+        parts.append("<h2 style='font-size:15px'>Run</h2><p>not sealed: the notebook's run metadata is not shown</p>")
+    elif isinstance(info, Mapping):
         rows = []
         config = info.get("config") if isinstance(info.get("config"), Mapping) else {}
         env = info.get("environment") if isinstance(info.get("environment"), Mapping) else {}

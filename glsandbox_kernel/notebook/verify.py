@@ -74,6 +74,9 @@ class NotebookVerifyResult:
     records: int
     key_checked: bool
     warnings: list[str] = dataclasses.field(default_factory=list)
+    #: the notebook-level ``metadata.glsandbox`` is covered by a seal that checked out (report and
+    #: attest show its run facts only then)
+    sealed: bool = False
 
     def summary(self) -> str:
         """One line: OK/FAILED, counts."""
@@ -323,6 +326,7 @@ def verify_notebook(
 
     seal_problems, seal_notes, sealed = check_seal(nb, verifier)
     problems.extend(seal_problems)
+    loose_meta = _uncovered_run_metadata(meta_all, sealed)
     problems.extend(malformed_cells(nb))
     run_problems, unsealed_save = sealed_run_problems([e.record for e in entries], sealed, kernel_name)
     problems.extend(run_problems)
@@ -347,6 +351,8 @@ def verify_notebook(
         warnings.append("actual order of execution: " + ", ".join(c.label for c in run_order))
     if unsealed_save:
         warnings.append(unsealed_save)
+    if loose_meta:
+        warnings.append(loose_meta)
     widget_state = widget_state_warning(nb)
     if widget_state:
         warnings.append(widget_state)
@@ -364,6 +370,8 @@ def verify_notebook(
         problems.extend("--strict: " + w for w in not_json[:3])
         if unsealed_save:
             problems.append("--strict: " + unsealed_save)
+        if loose_meta:
+            problems.append("--strict: " + loose_meta)
         if widget_state:
             problems.append("--strict: " + widget_state)
         if spec_level:
@@ -390,6 +398,18 @@ def verify_notebook(
         records=len(entries),
         key_checked=verifier is not None,
         warnings=warnings,
+        sealed=sealed and not seal_problems,
+    )
+
+
+def _uncovered_run_metadata(meta: Any, sealed: bool) -> str | None:
+    """The warning for a notebook-level ``metadata.glsandbox`` that no seal covers, or None."""
+    info = meta.get(METADATA_KEY) if isinstance(meta, Mapping) else None
+    if sealed or not isinstance(info, Mapping) or not any(k in info for k in ("config", "environment", "run")):
+        return None
+    return (
+        "the notebook-level glsandbox metadata (config, environment, run) is not sealed: nothing covers it, "
+        "so it is not shown as the run's; the records are the evidence"
     )
 
 
