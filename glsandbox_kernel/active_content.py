@@ -165,6 +165,9 @@ def _url_filter(tag: str, attribute: str, value: str) -> str | None:
             return None
         if tag == "use" and not lowered.startswith("#"):
             return None
+    if attribute == "class" and "glsandbox" in value:  # the kernel's own audit-line look is not the sandbox's
+        kept_classes = [c for c in value.split() if not c.startswith("glsandbox")]
+        return " ".join(kept_classes) or None
     if attribute == "style":
         kept = [d for d in value.split(";") if not _css_fetches(d)]
         return ";".join(kept) if any(d.strip() for d in kept) else None
@@ -330,11 +333,19 @@ def clean_bundle(data: dict[str, Any], notes: Notes = None) -> dict[str, Any]:
 
 
 def clean_frame(frame: dict[str, Any], notes: Notes = None) -> dict[str, Any]:
-    """A worker output frame with its bundle cleaned (display/update/execute_result); ``frame`` if unchanged."""
+    """A worker output frame with its bundle cleaned (display/update/execute_result); ``frame`` if unchanged.
+
+    The metadata's ``glsandbox`` key (the kernel's roles, e.g. the audit line's) is dropped: sandboxed
+    output must not pose as kernel-made for a reader or a tool reading roles.
+    """
     data = frame.get("data")
     if frame.get("type") not in ("display_data", "update_display_data", "execute_result") or not isinstance(data, dict):
         return frame
     cleaned = clean_bundle(data, notes)
+    metadata = frame.get("metadata")
+    if isinstance(metadata, dict) and "glsandbox" in metadata:
+        _note(notes, "the kernel's own glsandbox output metadata removed")
+        frame = {**frame, "metadata": {k: v for k, v in metadata.items() if k != "glsandbox"}}
     return frame if cleaned is data else {**frame, "data": cleaned}
 
 
