@@ -50,17 +50,16 @@ This file imports nothing of the host side; it must keep working as a
 top-level module (no relative imports at module level).
 """
 
-from __future__ import annotations
-
 import marshal
 import os
 import sys
 import time
 from _frozen_importlib import module_from_spec  # importlib.util's, without importlib, contextlib, warnings
-from _frozen_importlib_external import SourceFileLoader, spec_from_file_location
+from _frozen_importlib_external import ExtensionFileLoader, SourceFileLoader, spec_from_file_location
 
-# Only built-in and frozen modules above: the heavy ones (json, typing ...) come after the
-# bundle's finder is in place (see _Bundle).
+# Only built-in and frozen modules above (not even __future__, a file read before the bundle
+# is: quoted annotations): the heavy ones (json, typing ...) come after the bundle's finder
+# is in place (see _Bundle).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -105,7 +104,7 @@ def _register_package_lazily(name: str, pkg_dir: str) -> None:
     pkg = module_from_spec(spec)
     loader = spec.loader
 
-    def load_init(attr: str) -> Any:
+    def load_init(attr: str) -> "Any":
         # `from pkg import sub` asks hasattr(pkg, "sub") before importing it:
         # a submodule's name must import the submodule, not run __init__.
         if os.path.exists(os.path.join(pkg_dir, attr + ".py")) or os.path.isdir(os.path.join(pkg_dir, attr)):
@@ -129,7 +128,9 @@ BUNDLE_MAGIC = b"glsandbox-bundle-1\n"
 #: What the worker imports before its first result (the bundle builder imports the same).
 WORKER_MODULES = (
     "json",
+    "resource",
     "glsandbox_kernel.confinement.seccomp_load",
+    "glsandbox_kernel.confinement.seccomp_lists",
     "glsandbox_kernel.worker.loop",
     "glsandbox_kernel.worker.unpickle_lite",
 )
@@ -142,7 +143,7 @@ class _BundledLoader(SourceFileLoader):
         super().__init__(fullname, path)
         self._code: memoryview | None = code
 
-    def get_code(self, fullname: str) -> Any:
+    def get_code(self, fullname: str) -> "Any":
         code, self._code = self._code, None
         if code is None or fullname != self.name:
             return super().get_code(fullname)
@@ -159,15 +160,20 @@ class _Bundle:
     :mod:`.bootstrap_bundle`, inside a container of that image: the image's
     own code objects) is read at once; a module it does not hold, or a
     bundle from another python build (``sys.version``), imports as usual.
-    Each entry serves one import; the finder is removed before any request.
+    An entry is ``(origin, offset, length[, check])``: code at ``offset``, or,
+    with offset -1, an extension module loaded from ``origin`` without the
+    search of every path entry, with -2 one the start-up tries that is not there; ``check`` (size, mtime_ns), for files of the
+    host's dependency folders (which may change), is one stat of ``origin``,
+    else the module imports as usual. Each entry serves one import; the
+    finder is removed before any request.
     """
 
-    def __init__(self, data: memoryview, modules: dict[str, tuple[str, int, int]]) -> None:
+    def __init__(self, data: memoryview, modules: "dict[str, tuple[Any, ...]]") -> None:
         self.data = data
         self.modules = modules
 
     @classmethod
-    def load(cls, path: str = BUNDLE_PATH) -> _Bundle | None:
+    def load(cls, path: str = BUNDLE_PATH) -> "_Bundle | None":
         try:
             with open(path, "rb") as fh:
                 data = fh.read()
@@ -185,11 +191,22 @@ class _Bundle:
             return None
         return cls(memoryview(data)[start + size :], index["modules"])
 
-    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+    def find_spec(self, name: str, path: "Any" = None, target: "Any" = None) -> "Any":
         entry = self.modules.pop(name, None)
-        if entry is None:
+        if type(entry) is not tuple or len(entry) not in (3, 4):
             return None
-        origin, offset, length = entry
+        origin, offset, length = entry[:3]
+        if len(entry) == 4 and entry[3] is not None:
+            try:
+                st = os.stat(origin)
+            except (OSError, TypeError, ValueError):
+                return None
+            if (st.st_size, st.st_mtime_ns) != tuple(entry[3]):
+                return None  # changed since the build: from the file, as usual
+        if offset == -1:
+            return spec_from_file_location(name, origin, loader=ExtensionFileLoader(name, origin))
+        if offset == -2:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
         return spec_from_file_location(
             name, origin, loader=_BundledLoader(name, origin, self.data[offset : offset + length])
         )
@@ -201,7 +218,7 @@ class _Bundle:
         self.data = memoryview(b"")
 
 
-def _connect(path: str, grace: float = 1.0) -> Any:
+def _connect(path: str, grace: float = 1.0) -> "Any":
     """The host's socket, connected; exits with :data:`HOST_GONE_EXIT` when the host is gone.
 
     The host binds and listens before it creates the container, so neither a
@@ -285,7 +302,7 @@ class _Reporter:
 
     EVENTS = frozenset({"subprocess.Popen", "os.exec", "os.posix_spawn", "os.spawn", "os.system", "ctypes.dlsym"})
 
-    def __init__(self, sock: Any, section: dict[str, Any]) -> None:
+    def __init__(self, sock: "Any", section: "dict[str, Any]") -> None:
         import json
         import threading
 
@@ -298,7 +315,7 @@ class _Reporter:
         self.tools = seccomp_lists.ESCAPE_TOOLS
         self.escape = frozenset(seccomp_lists.ESCAPE)
 
-    def send(self, report: dict[str, Any]) -> None:
+    def send(self, report: "dict[str, Any]") -> None:
         line = (self.dumps(report, separators=(",", ":"))[:2000] + "\n").encode()
         with self.lock:
             try:
@@ -307,7 +324,7 @@ class _Reporter:
             except OSError:
                 pass
 
-    def __call__(self, event: str, args: tuple[Any, ...]) -> None:
+    def __call__(self, event: str, args: "tuple[Any, ...]") -> None:
         if event not in self.EVENTS:
             return
         if event == "ctypes.dlsym":
@@ -329,7 +346,7 @@ class _Reporter:
             self.send({"kind": "exec", "syscall": "execve", "path": path, "escape": escape})
             raise PermissionError(1, "Operation not permitted", path)
 
-    def _ctypes(self, args: tuple[Any, ...]) -> None:
+    def _ctypes(self, args: "tuple[Any, ...]") -> None:
         # Python has no audit event per foreign call; looking up an escape-class
         # libc function by name is the closest (the kernel's filter denies the call).
         name = args[1] if len(args) > 1 else None
@@ -337,7 +354,7 @@ class _Reporter:
             self.send({"kind": "syscall", "syscall": name, "escape": True})
 
 
-def _load_filter(spec: dict[str, Any], report: dict[str, Any], pass_fds: list[int]) -> None:
+def _load_filter(spec: "dict[str, Any]", report: "dict[str, Any]", pass_fds: list[int]) -> None:
     """Load the seccomp program the host packed from its policy; the listener fd (notifications on) to ``pass_fds``.
 
     The program is the policy's own (:func:`glsandbox_kernel.backends.container.settings.seccomp_section`),
@@ -378,7 +395,7 @@ def _raise_file_limit(files: int | None) -> tuple[int, int] | None:
     return int(files), int(files)
 
 
-def prepare(argv: list[str]) -> dict[str, Any]:
+def prepare(argv: list[str]) -> "dict[str, Any]":
     """Steps 1-2 (also the bundle builder's): the host's spec, after the python and path checks."""
     import json
 
@@ -403,6 +420,10 @@ def main(argv: list[str]) -> None:
     if bundle is not None:
         import glsandbox_kernel.worker.unpickle_lite  # noqa: F401 - the first call's, from the bundle
 
+        if spec.get("file_limit") is not None:
+            import resource  # noqa: F401 - _raise_file_limit's and the worker's, where the bundle says
+        if spec.get("report_socket"):
+            from glsandbox_kernel.confinement import seccomp_lists  # noqa: F401 - the _Reporter's
         bundle.close()
     report: dict[str, Any] = {}
     pass_fds: list[int] = []
