@@ -44,7 +44,8 @@ in front of the import system: :class:`_Bundle`):
    (:func:`_exit_when_host_gone`), and serve; the hello frame carries the listener fd
    (SCM_RIGHTS over the bind-mounted socket, as runc's seccomp agent gets
    it over ``listenerPath``), which is closed here before any request runs;
-   the spec's ``file_limit`` (RLIMIT_NOFILE) is set only then (:func:`_raise_file_limit`).
+   the spec's ``file_limit`` (RLIMIT_NOFILE) is set only then (:func:`_raise_file_limit`),
+   or, where no fd crosses the hello, before it (:func:`_set_file_limit_now`).
 
 This file imports nothing of the host side; it must keep working as a
 top-level module (no relative imports at module level).
@@ -376,6 +377,12 @@ def _load_filter(spec: "dict[str, Any]", report: "dict[str, Any]", pass_fds: lis
         pass_fds.append(fd)
 
 
+def _fds_cross_hello(spec: "dict[str, Any]") -> bool:
+    """Whether the hello may pass fds (the filter's listener) or the network relay needs the deferred limit."""
+    section = spec.get("seccomp") or {}
+    return bool(spec.get("network") or (section.get("enabled") and section.get("notify")))
+
+
 def _raise_file_limit(files: int | None) -> tuple[int, int] | None:
     """The (soft, hard) RLIMIT_NOFILE the worker sets after its hello; until then soft = hard.
 
@@ -393,6 +400,33 @@ def _raise_file_limit(files: int | None) -> tuple[int, int] | None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         files = min(int(files), hard)
     return int(files), int(files)
+
+
+def _set_file_limit_now(files: int) -> None:
+    """RLIMIT_NOFILE to ``files`` (at most the hard limit) before the hello: no fd will cross it.
+
+    Through prlimit64 with ctypes (loaded for the filter already): under gVisor the resource
+    extension module alone cost ~4 ms of a fresh sandbox's start. resource where the number
+    of RLIMIT_NOFILE differs (alpha, mips, sparc) or libc has no prlimit64 (musl).
+    """
+    import ctypes
+
+    from glsandbox_kernel.linux import MACHINE, libc
+
+    prlimit = getattr(libc(), "prlimit64", None) if MACHINE in ("x86_64", "aarch64") else None
+    if prlimit is None:
+        import resource
+
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        files = files if hard == resource.RLIM_INFINITY else min(files, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (files, files))
+        return
+    old, new = (ctypes.c_uint64 * 2)(), (ctypes.c_uint64 * 2)()
+    if prlimit(0, 7, None, old) != 0:  # 7: RLIMIT_NOFILE here
+        raise OSError(ctypes.get_errno(), "prlimit64(RLIMIT_NOFILE)")
+    new[0] = new[1] = min(files, old[1])  # RLIM_INFINITY is the largest value
+    if prlimit(0, 7, new, None) != 0:
+        raise OSError(ctypes.get_errno(), "prlimit64(RLIMIT_NOFILE)")
 
 
 def prepare(argv: list[str]) -> "dict[str, Any]":
@@ -420,7 +454,7 @@ def main(argv: list[str]) -> None:
     if bundle is not None:
         import glsandbox_kernel.worker.unpickle_lite  # noqa: F401 - the first call's, from the bundle
 
-        if spec.get("file_limit") is not None:
+        if spec.get("file_limit") is not None and _fds_cross_hello(spec):
             import resource  # noqa: F401 - _raise_file_limit's and the worker's, where the bundle says
         if spec.get("report_socket"):
             from glsandbox_kernel.confinement import seccomp_lists  # noqa: F401 - the _Reporter's
@@ -428,7 +462,7 @@ def main(argv: list[str]) -> None:
     report: dict[str, Any] = {}
     pass_fds: list[int] = []
     try:
-        file_limit = _raise_file_limit(spec.get("file_limit"))
+        file_limit = _raise_file_limit(spec.get("file_limit")) if _fds_cross_hello(spec) else None
         if spec.get("network"):
             from glsandbox_kernel.confinement import network as net_step
             from glsandbox_kernel.confinement._common import ChildState
@@ -442,6 +476,8 @@ def main(argv: list[str]) -> None:
             net_step.start_relay_child(network, state)  # forked after the filter: confined the same way
         else:
             _load_filter(spec, report, pass_fds)
+            if file_limit is None and spec.get("file_limit") is not None:  # no listener: the hello passes no fd
+                _set_file_limit_now(int(spec["file_limit"]))
     except Exception as exc:  # noqa: BLE001 - told to the host on stderr; it refuses the container
         sys.stderr.write(f"glsandbox: {exc}\n")
         sys.exit(SETUP_FAILED_EXIT)
