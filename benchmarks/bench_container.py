@@ -339,13 +339,15 @@ def bench_runsc_platforms(rounds: int, probe_timeout: float = 10.0) -> list[dict
     return rows
 
 
-def bench_gvisor(rounds: int, n: int) -> list[dict[str, Any]]:
-    """The GVISOR rows (cold start and round trip); none, with the reason, without runsc."""
+def bench_gvisor(rounds: int, n: int, cold_only: bool = False) -> list[dict[str, Any]]:
+    """The GVISOR rows (cold start and round trip; ``cold_only``: the cold rows); none, with the reason, without runsc."""
     ok, reason = GVisorBackend.available()
     if not ok:
         print(f"gvisor rows skipped: {reason}")
         return []
     print(f"gvisor platform: {runsc_platform()}")
+    if cold_only:
+        return bench_cold(rounds, GVISOR, RUNSC)
     return [
         *bench_cold(rounds, GVISOR, RUNSC),
         bench_round_trip(n, max(3, rounds // 3), GVISOR),
@@ -372,17 +374,31 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--quick", action="store_true", help="fewer rounds (CI smoke run)")
+    parser.add_argument(
+        "--rows",
+        default="container,gvisor",
+        help="which rows: container (runc cold, pool, round trip), gvisor (its cold rows, round trip, platforms), "
+        "gvisor-cold (its cold rows alone); comma-separated, default container,gvisor",
+    )
+    parser.add_argument("--rounds", type=int, default=None, help="rounds of the cold rows (default 15, --quick 5)")
     args = parser.parse_args()
+    wanted = set(args.rows.split(","))
     ok, reason = ContainerBackend.available()
     if not ok:
         raise SystemExit(f"container backend unavailable: {reason}")
     rounds, n = (5, 100) if args.quick else (15, 300)
-    refilled, back_to_back = bench_pool(rounds), bench_pool_back_to_back(max(3, rounds // 2), 6)
-    results = [*bench_cold(rounds), refilled, back_to_back]
-    # The pool keeps up when sessions follow each other: back to back within 2x of refilled.
-    results.append(row("  back to back vs refilled", back_to_back["ours_ms"] / 1e3, refilled["ours_ms"] / 1e3, 2.0))
-    results.append(bench_round_trip(n, max(3, rounds // 3)))
-    results += bench_gvisor(rounds, n)
+    rounds = args.rounds or rounds
+    results: list[dict[str, Any]] = []
+    if "container" in wanted:
+        refilled, back_to_back = bench_pool(rounds), bench_pool_back_to_back(max(3, rounds // 2), 6)
+        results += [*bench_cold(rounds), refilled, back_to_back]
+        # The pool keeps up when sessions follow each other: back to back within 2x of refilled.
+        results.append(row("  back to back vs refilled", back_to_back["ours_ms"] / 1e3, refilled["ours_ms"] / 1e3, 2.0))
+        results.append(bench_round_trip(n, max(3, rounds // 3)))
+    if "gvisor" in wanted:
+        results += bench_gvisor(rounds, n)
+    elif "gvisor-cold" in wanted:
+        results += bench_gvisor(rounds, n, cold_only=True)
     print_table(results)
     if args.json:
         print(json.dumps(results, indent=2))

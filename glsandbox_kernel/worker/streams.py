@@ -16,7 +16,6 @@ import os
 import select
 import signal
 import socket
-import threading
 import time
 from typing import Any
 
@@ -33,7 +32,7 @@ class Connection:
         self.chan.before_large_frame = _import_numpy
         self.chan.mirror_fast = True  # replies as MessagePack once the host sent such a request
         self.chan.from_host = True  # the host's requests: decoded without the host's walk of hostile frames
-        self.lock = threading.Lock()
+        self.lock = _thread.allocate_lock()  # threading's Lock; threading itself is not imported
 
     def send(self, msg: dict[str, Any]) -> None:
         with self.lock:
@@ -73,7 +72,7 @@ class StreamWriter(io.TextIOBase):
         self._size = 0
         self._last = 0.0
         self.other: StreamWriter | None = None
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
 
     @property
     def encoding(self) -> str:  # type: ignore[override]

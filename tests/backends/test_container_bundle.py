@@ -32,7 +32,7 @@ def where_modules_came_from() -> dict[str, Any]:
     import os
     import sys
 
-    names = ("json", "typing", "ctypes", "glsandbox_kernel.worker.loop", "glsandbox_kernel.codec", "msgpack")
+    names = ("json", "typing", "ctypes", "_ctypes", "glsandbox_kernel.worker.loop", "glsandbox_kernel.codec", "msgpack")
     names += ("glsandbox_kernel.confinement.seccomp_load",)
     return {
         "loaders": {n: type(sys.modules[n].__spec__.loader).__name__ for n in names},
@@ -57,7 +57,9 @@ def test_the_worker_imports_its_start_up_modules_from_the_bundle(name: str) -> N
     finally:
         docker_pool.set_pool_size(None)
         assert flush_removals(30), "container removals did not finish"
-    bundled = dict.fromkeys(("json", "typing", "ctypes", "glsandbox_kernel.worker.loop", "glsandbox_kernel.codec"))
+    bundled = dict.fromkeys(
+        ("json", "typing", "ctypes", "glsandbox_kernel.worker.loop", "glsandbox_kernel.codec", "msgpack")
+    )
     bundled["glsandbox_kernel.confinement.seccomp_load"] = None
     # The bundle holds what the start-up imports: never dataclasses, inspect or ast (the policy comes packed).
     path = bundle.bundle_for(default_image(), next(iter(worker_binds())))
@@ -67,8 +69,10 @@ def test_the_worker_imports_its_start_up_modules_from_the_bundle(name: str) -> N
     start = len(bootstrap.BUNDLE_MAGIC) + 8
     held = marshal.loads(data[start : start + int.from_bytes(data[start - 8 : start], "little")])["modules"]
     assert "ctypes" in held and "glsandbox_kernel.confinement.seccomp_load" in held
+    assert held["_ctypes"][1] == -1 and held["msgpack"][3] is not None  # an extension's file; a dep's check
     assert not {"dataclasses", "inspect", "ast", "glsandbox_kernel.confinement.seccomp"} & set(held)
-    assert seen["loaders"] == {**{n: "_BundledLoader" for n in bundled}, "msgpack": "SourceFileLoader"}
+    # The host's deps too, each checked by size and mtime first; extension modules from where they are.
+    assert seen["loaders"] == {**{n: "_BundledLoader" for n in bundled}, "_ctypes": "ExtensionFileLoader"}
     assert seen["files_exist"] and seen["source"]  # file names, and sources for tracebacks, as on disk
     assert seen["finder_left"] == []  # removed before any request ran
     labels = {"label": f"{LABEL_HOST_PID}={os.getpid()}"}
@@ -108,6 +112,40 @@ def test_the_finder_serves_each_module_once_and_ignores_other_builds(tmp_path: A
     (tmp_path / "cut").write_bytes(good.read_bytes()[: len(bootstrap.BUNDLE_MAGIC) + 12])
     for bad in ("other", "foreign", "cut", "missing"):
         assert bootstrap._Bundle.load(str(tmp_path / bad)) is None, bad
+
+
+def test_the_finder_checks_the_hosts_files_and_answers_extensions_and_absent_names(tmp_path: Any) -> None:
+    """A dependency's entry is used only while its file has the size and mtime of the build; an
+    extension's entry is its file; an absent name fails at once (no search of the path)."""
+    import _json
+
+    dep = tmp_path / "dep_mod.py"
+    dep.write_text("X = 'from disk'\n")
+    st = dep.stat()
+    code = marshal.dumps(compile("X = 'from the bundle'\n", str(dep), "exec"))
+    ext = _json.__file__ if hasattr(_json, "__file__") else None
+    modules: dict[str, Any] = {
+        "dep_fresh": (str(dep), 0, len(code), (st.st_size, st.st_mtime_ns)),
+        "dep_stale": (str(dep), 0, len(code), (st.st_size + 1, st.st_mtime_ns)),
+        "gone_x": ("", -2, 0, None),
+        "odd_entry": ("x",),
+    }
+    if ext is not None:
+        modules["_json"] = (ext, -1, 0, None)
+    head = marshal.dumps({"version": sys.version, "modules": modules})
+    path = tmp_path / "bundle"
+    path.write_bytes(bootstrap.BUNDLE_MAGIC + len(head).to_bytes(8, "little") + head + code)
+    finder = bootstrap._Bundle.load(str(path))
+    assert finder is not None
+    fresh = finder.find_spec("dep_fresh")
+    assert fresh is not None and type(fresh.loader).__name__ == "_BundledLoader"
+    assert finder.find_spec("dep_stale") is None  # changed since the build: imported from the file
+    with pytest.raises(ModuleNotFoundError):
+        finder.find_spec("gone_x")
+    assert finder.find_spec("odd_entry") is None
+    if ext is not None:
+        spec = finder.find_spec("_json")
+        assert spec is not None and spec.origin == ext and type(spec.loader).__name__ == "ExtensionFileLoader"
 
 
 def test_the_builders_output_is_copied_only_as_a_bounded_regular_file(
