@@ -175,7 +175,7 @@ def decode_trusted(data: bytes | bytearray | memoryview | mmap.mmap) -> dict[str
     Malformed data is still SandboxSecurityError.
     """
     try:
-        value = _msgpack.unpackb(data, raw=False)
+        value = _msgpack.unpackb(data)  # raw=False is msgpack's default (>= 1.0): no keyword to parse
     except (ValueError, TypeError, OverflowError, AttributeError, _msgpack.UnpackException) as exc:
         raise SandboxSecurityError(f"malformed value: {type(exc).__name__}: {exc}"[:300]) from None
     if type(value) is not dict:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import _signal
 import builtins
 import os
+import pickle
 import select
 import signal
 import socket
@@ -44,6 +45,9 @@ _sigmask = _signal.pthread_sigmask
 _SIGINT = INTERRUPT_SIGNALS
 #: ``[True]`` while the loop does its own work (frame I/O, decoding): interrupts are dropped then
 _QUIET = [True]
+#: cloudpickle.loads is pickle.loads (cloudpickle imports when a pickle names it); bound once, as an
+#: ``import`` statement in handle_call cost each warm call an import lookup (emulated, under TCG)
+_loads = pickle.loads
 #: most functions the worker keeps by the host's reference (the host clears at 64 and says so)
 _MAX_FN_REFS = 256
 
@@ -101,12 +105,10 @@ class Worker:
 
     # -- requests ----------------------------------------------------------
     def handle_call(self, msg: dict[str, Any]) -> dict[str, Any]:
-        import pickle  # cloudpickle.loads is pickle.loads; cloudpickle imports when a pickle names it
-
         try:
             fn = self._function(msg)
             # Out-of-band pickle-5 buffers (numpy data) are views of the received frame: no copy.
-            args, kwargs = pickle.loads(msg["args"], buffers=msg.get("buffers") or ()) if msg.get("args") else ((), {})
+            args, kwargs = _loads(msg["args"], buffers=msg.get("buffers") or ()) if msg.get("args") else ((), {})
             _QUIET[0] = False
             try:
                 if self._masked:  # what is pending came after the request was read: it is for this call
