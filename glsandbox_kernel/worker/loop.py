@@ -24,10 +24,12 @@ from __future__ import annotations
 import _signal
 import builtins
 import os
+import pickle
 import select
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 from .. import codec_fast
@@ -44,6 +46,9 @@ _sigmask = _signal.pthread_sigmask
 _SIGINT = INTERRUPT_SIGNALS
 #: ``[True]`` while the loop does its own work (frame I/O, decoding): interrupts are dropped then
 _QUIET = [True]
+#: cloudpickle.loads is pickle.loads (cloudpickle imports when a pickle names it); bound once, as an
+#: ``import`` statement in handle_call cost each warm call an import lookup (emulated, under TCG)
+_loads = pickle.loads
 #: most functions the worker keeps by the host's reference (the host clears at 64 and says so)
 _MAX_FN_REFS = 256
 
@@ -76,6 +81,7 @@ class Worker:
         self.writers = {"stdout": StreamWriter(self.conn, "stdout"), "stderr": StreamWriter(self.conn, "stderr")}
         self.writers["stdout"].other = self.writers["stderr"]
         self.writers["stderr"].other = self.writers["stdout"]
+        self._out_err = (self.writers["stdout"], self.writers["stderr"])
         self.forwarder: FdForwarder | None = None
         self._fn_cache: dict[bytes, Any] = {}
         #: functions by the host's reference (``fn_ref``): sent once, then named by number
@@ -85,11 +91,16 @@ class Worker:
         self._shell: Any = None
 
     def flush_streams(self) -> None:
-        if self.forwarder is not None:
-            self.forwarder.drain_all()
-        for w in self.writers.values():
-            if w._parts:  # what this thread printed is there; nothing printed: no lock taken
-                w.flush()
+        """Send what was printed before a reply: when nothing was, one poll(0) and two attribute
+        tests, no call or iterator (each costs an emulated guest's every warm call)."""
+        forwarder = self.forwarder
+        if forwarder is not None and forwarder._ready.poll(0):  # a subprocess wrote to fd 1 or 2
+            forwarder.drain_all()
+        out, err = self._out_err
+        if out._parts:  # what this thread printed is there; nothing printed: no lock taken
+            out.flush()
+        if err._parts:
+            err.flush()
 
     @property
     def shell(self) -> Any:
@@ -101,12 +112,10 @@ class Worker:
 
     # -- requests ----------------------------------------------------------
     def handle_call(self, msg: dict[str, Any]) -> dict[str, Any]:
-        import pickle  # cloudpickle.loads is pickle.loads; cloudpickle imports when a pickle names it
-
         try:
             fn = self._function(msg)
             # Out-of-band pickle-5 buffers (numpy data) are views of the received frame: no copy.
-            args, kwargs = pickle.loads(msg["args"], buffers=msg.get("buffers") or ()) if msg.get("args") else ((), {})
+            args, kwargs = _loads(msg["args"], buffers=msg.get("buffers") or ()) if msg.get("args") else ((), {})
             _QUIET[0] = False
             try:
                 if self._masked:  # what is pending came after the request was read: it is for this call
@@ -162,10 +171,13 @@ class Worker:
         # From here on the interrupt signals stay unblocked; their handlers drop them while _QUIET.
         _sigmask(signal.SIG_UNBLOCK, _SIGINT)
         _preload_when_idle(conn.chan.sock)
+        # The channel's own recv, not Connection.recv's wrapper: a Python frame less per request
+        # (an emulated guest's every warm call). Without a timeout it returns a frame or raises.
+        recv: Callable[[], dict[str, Any]] = conn.chan.recv  # type: ignore[assignment]
         while True:
             HELD[0] = None  # between requests: an interrupt is for an earlier one (dropped)
             try:
-                msg = conn.recv()
+                msg = recv()
             except (WorkerGone, OSError):
                 os._exit(0)
             except MemoryError as exc:

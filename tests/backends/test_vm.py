@@ -391,7 +391,7 @@ def test_qemu_ending_before_the_agent_spoke_is_a_crash_with_its_log(monkeypatch:
 
     def failing(*args: Any, **kwargs: Any) -> list[str]:
         cmd = qemu_command(*args, **kwargs)
-        return [("virtio-serial-device,max_ports=2" if a == "virtio-serial-device" else a) for a in cmd]
+        return [("virtio-serial-device,max_ports=2" if a.startswith("virtio-serial-device") else a) for a in cmd]
 
     monkeypatch.setattr(machine, "qemu_command", failing)
     with pytest.raises(SandboxCrashedError, match=r"QEMU exited .* before the guest agent spoke"):
