@@ -51,7 +51,7 @@ from .limits import (
     split_cell_options,
 )
 from .options import config_from_traits, option_values, relay_input, take_start_notices
-from .prestart import take_sandbox, trace
+from .prestart import go, take_sandbox, trace
 from .quick import QuickRequests
 from .relay import CommGate, IOPubRelay, as_dict, as_lines, json_safe, log, safe_payload
 from .startup import StartUp
@@ -146,18 +146,21 @@ class SandboxKernel(StartUp, QuickRequests, KernelOptions, Kernel):
     def start(self) -> None:
         """Called by the kernel app: ipykernel's handlers, then the kernel's own comm layer.
 
-        The worker has been starting since ``__init__``, in the background, while the
-        kernel finishes starting and the frontend connects: the first cell pays nothing extra.
+        The worker's start has been waiting since ``__init__``, in the background, for the
+        first kernel_info reply; it then runs while the frontend connects: the first cell
+        pays nothing extra.
         """
         super().start()
         self.evidence.start()
         self._start_worker_soon()
 
     async def kernel_info_request(self, stream: Any, ident: Any, parent: dict[str, Any]) -> None:
-        """Reply first, then warm the sandbox: a frontend asks for kernel_info when it connects,
-        so the worker starts while the user reads the notebook, without delaying "ready"."""
+        """Reply first, then start the sandbox (:func:`.prestart.go`): a frontend asks for kernel_info
+        when it connects, so the worker starts while it waits for IOPub to go quiet and the user
+        reads the notebook, without delaying "ready"."""
         await super().kernel_info_request(stream, ident, parent)
         trace("kernel_info: replied")
+        go()
         self._start_sandbox_soon()
 
     @property
