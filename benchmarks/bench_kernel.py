@@ -15,8 +15,8 @@
    where a start spends its time. ``start_new_kernel`` returns ("ready") once
    IOPub has been quiet for 0.2 s after the kernel_info reply
    (``wait_for_ready``, as nbclient and papermill): the glsandbox kernel
-   starts its sandbox's host side at that reply, so the first cell's row is
-   the one that shows whether that fits.
+   starts its sandbox's host side once ipykernel's set-up is done, so the
+   first cell's row is the one that shows whether that start fits.
 3. Restart (``restart_kernel`` until ready) (targets <= 1.5).
 4. A ``%%sandbox`` cell in a warm session vs the same code run locally, in
    the same stock kernel: the added milliseconds (target <= 3 ms), through

@@ -9,7 +9,7 @@ def main() -> None:
     """Launch SandboxKernel through ipykernel's application (``IPKernelApp.launch_instance``).
 
     The zygote template starts first (:mod:`.prestart`), while ipykernel is imported; the
-    sandbox's host side starts once the kernel has answered its first kernel_info.
+    sandbox's host side starts once ipykernel's set-up is done.
     """
     from .prestart import prepare, trace
 

@@ -144,19 +144,19 @@ class SandboxKernel(StartUp, QuickRequests, KernelOptions, Kernel):
         return sandbox
 
     def start(self) -> None:
-        """Called by the kernel app: ipykernel's handlers, then the kernel's own comm layer (the
-        worker's start waits in the background, since ``__init__``, for the first kernel_info reply)."""
+        """Called by the kernel app: ipykernel's handlers, then the kernel's own comm layer; then the
+        sandbox's start, waiting since ``__init__``, may begin (:func:`.prestart.go`): set-up is done."""
         super().start()
         self.evidence.start()
         self._start_worker_soon()
         trace("kernel: started")
+        go()
 
     async def kernel_info_request(self, stream: Any, ident: Any, parent: dict[str, Any]) -> None:
-        """Reply first, then start the sandbox (:func:`.prestart.go`): a frontend asks when it connects, so
-        the worker starts while it waits for IOPub to go quiet (0.2 s), without delaying "ready"."""
+        """Reply first, then warm the sandbox: a frontend asks for kernel_info when it connects,
+        so the worker starts while the user reads the notebook, without delaying "ready"."""
         await super().kernel_info_request(stream, ident, parent)
         trace("kernel_info: replied")
-        go()
         self._start_sandbox_soon()
 
     @property

@@ -4,15 +4,17 @@
 process, importing the cell shell while this one imports ipykernel. Once
 the kernel app's configuration is final, :class:`EarlySandbox` makes the
 kernel's sandbox in a thread, but starts importing and building it only
-once the kernel has answered its first ``kernel_info`` (:func:`go`), or a
-request needs the sandbox, or :data:`GO_TIMEOUT` has passed. Before that it
-would share this process's GIL with ipykernel's import and set-up and delay
-"ready" by its CPU (the sandbox's modules, the backend registry, the
-default choice's probes); after the reply a client waits for IOPub to go
-quiet (``wait_for_ready``: 0.2 s) before its first request, which is time
-the sandbox has. Every check of the sandbox's start (backend availability,
-policy, audit key) still runs before the first cell: a cell takes the
-sandbox through :func:`take_sandbox`, which joins that thread.
+once ipykernel's set-up is done (SandboxKernel.start calls :func:`go`:
+sockets bound, the loop about to serve), or a request needs the sandbox, or
+:data:`GO_TIMEOUT` has passed. Before that it would share this process's
+GIL with ipykernel's import and set-up and delay "ready" by its CPU (the
+sandbox's modules, the backend registry, the default choice's probes);
+after it the kernel mostly waits for the client's sockets to connect, and
+after the kernel_info reply a client waits for IOPub to go quiet
+(``wait_for_ready``: 0.2 s) before its first request. Every check of the
+sandbox's start (backend availability, policy, audit key) still runs
+before the first cell: a cell takes the sandbox through
+:func:`take_sandbox`, which joins that thread.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any
 _NO_TEMPLATE = ("container", "gvisor", "vm")
 #: what the template imports for the kernel's workers: their IPython shell and comms
 SHELL_MODULES = ("glsandbox_kernel.worker.shell", "glsandbox_kernel.worker.comms")
-#: set once the kernel answered its first kernel_info or needs its sandbox now (:func:`go`)
+#: set once ipykernel's set-up is done or the kernel needs its sandbox now (:func:`go`)
 GO = threading.Event()
 #: seconds the sandbox's start waits for :data:`GO` at most (a client that asks nothing)
 GO_TIMEOUT = 1.0
@@ -77,7 +79,7 @@ def prepare(argv: list[str]) -> None:
 
 
 def go() -> None:
-    """The kernel has answered its first kernel_info, or needs its sandbox: its start may begin."""
+    """ipykernel's set-up is done, or the kernel needs its sandbox: the sandbox's start may begin."""
     GO.set()
 
 
@@ -91,7 +93,7 @@ class EarlySandbox:
 
     :class:`~glsandbox_kernel.kernel.app.SandboxKernelApp` creates it once its configuration is
     final, before it binds ipykernel's sockets and makes the kernel; its thread waits for
-    :func:`go` (the first kernel_info answered) before it imports and starts the sandbox. SandboxKernel's
+    :func:`go` (the kernel started) before it imports and starts the sandbox. SandboxKernel's
     ``get_sandbox`` takes it over (:func:`take_sandbox`) when the kernel's own options are the
     same ones, else it is closed and the kernel starts its own. ``options``: the option values
     (:func:`.options.option_values`); ``make``: builds the unstarted OSSandbox.
@@ -108,7 +110,7 @@ class EarlySandbox:
 
     def _run(self) -> None:
         trace("early: begin")
-        wait()  # not beside ipykernel's import and set-up: after "ready", or once a request needs it
+        wait()  # not beside ipykernel's import and set-up: once the kernel started, or a request needs it
         trace("early: go")
         if self.unwanted:
             return

@@ -3,7 +3,7 @@
 :class:`StartUp` is a mixin of :class:`~glsandbox_kernel.kernel.kernel.SandboxKernel`
 (it uses the kernel's ``get_sandbox``, ``evidence`` and its activity fields):
 the worker and its shell start in a background thread from ``start()`` and
-again on ``kernel_info`` (once; the thread waits for the first kernel_info reply,
+again on ``kernel_info`` (once; the thread waits until the kernel has started,
 :func:`.prestart.wait`), so the first cell pays nothing extra; the
 chart and widget libraries of the cell monitor are imported only after the
 kernel has been idle for :data:`PREWARM_IDLE` seconds, never beside a cell.
@@ -39,7 +39,7 @@ class StartUp:
         from .prestart import wait
 
         trace("prestart: begin")
-        wait()  # after the first kernel_info reply (or a request that needs the sandbox): not beside ipykernel's set-up
+        wait()  # once the kernel started (or a request needs the sandbox): not beside ipykernel's set-up
         try:
             sandbox = self.get_sandbox()
             trace("prestart: sandbox started")

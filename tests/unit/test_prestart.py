@@ -1,4 +1,4 @@
-"""The kernel's early sandbox starts only after the first kernel_info reply or a request (host side).
+"""The kernel's early sandbox starts only once the kernel started, or a request needs it (host side).
 
 :class:`~glsandbox_kernel.kernel.prestart.EarlySandbox` must not import or build the sandbox beside
 ipykernel's start (it would share the GIL and delay "ready"), must start as soon as the kernel
@@ -55,7 +55,7 @@ def test_nothing_is_built_before_go_and_it_starts_after(fresh: list[_Box]) -> No
     early = _early(fresh, {"level": "moderate"})
     time.sleep(0.1)
     assert fresh == [] and early.thread.is_alive()
-    prestart.go()  # the kernel answered its first kernel_info
+    prestart.go()  # SandboxKernel.start: ipykernel's set-up is done
     early.thread.join(5)
     assert len(fresh) == 1 and fresh[0].started
     assert prestart.take_sandbox({"level": "moderate"}) is fresh[0]
