@@ -10,8 +10,13 @@
    Both kernels start the same way (``start_new_kernel``, this cwd, this
    interpreter). With ``$GLSANDBOX_KERNEL_TRACE=FILE`` the glsandbox kernel
    appends ``<time.monotonic()> <pid> <mark>`` lines to FILE (import done,
-   template started, sandbox started, shell answered, kernel_info replied,
-   execute begin/end): where a start spends its time.
+   template started, config loaded, kernel started, kernel_info replied, the
+   early sandbox's go, sandbox started, shell answered, execute begin/end):
+   where a start spends its time. ``start_new_kernel`` returns ("ready") once
+   IOPub has been quiet for 0.2 s after the kernel_info reply
+   (``wait_for_ready``, as nbclient and papermill): the glsandbox kernel
+   starts its sandbox's host side once ipykernel's set-up is done, so the
+   first cell's row is the one that shows whether that start fits.
 3. Restart (``restart_kernel`` until ready) (targets <= 1.5).
 4. A ``%%sandbox`` cell in a warm session vs the same code run locally, in
    the same stock kernel: the added milliseconds (target <= 3 ms), through

@@ -8,8 +8,8 @@ import sys
 def main() -> None:
     """Launch SandboxKernel through ipykernel's application (``IPKernelApp.launch_instance``).
 
-    The zygote template and the sandbox's host side start first (:mod:`.prestart`), while
-    ipykernel is imported.
+    The zygote template starts first (:mod:`.prestart`), while ipykernel is imported; the
+    sandbox's host side starts once ipykernel's set-up is done.
     """
     from .prestart import prepare, trace
 

@@ -84,6 +84,9 @@ class SandboxKernelApp(IPKernelApp):
         """The first step of ``IPKernelApp.initialize`` with the configuration final: start the
         kernel's sandbox now (:class:`.prestart.EarlySandbox`), while the app binds its sockets
         and makes the kernel, then ipykernel's connection file."""
+        from .prestart import trace
+
+        trace("app: config loaded")
         self.start_sandbox_early()
         super().init_connection_file()
 

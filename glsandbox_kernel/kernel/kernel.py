@@ -51,7 +51,7 @@ from .limits import (
     split_cell_options,
 )
 from .options import config_from_traits, option_values, relay_input, take_start_notices
-from .prestart import take_sandbox, trace
+from .prestart import go, take_sandbox, trace
 from .quick import QuickRequests
 from .relay import CommGate, IOPubRelay, as_dict, as_lines, json_safe, log, safe_payload
 from .startup import StartUp
@@ -144,14 +144,13 @@ class SandboxKernel(StartUp, QuickRequests, KernelOptions, Kernel):
         return sandbox
 
     def start(self) -> None:
-        """Called by the kernel app: ipykernel's handlers, then the kernel's own comm layer.
-
-        The worker has been starting since ``__init__``, in the background, while the
-        kernel finishes starting and the frontend connects: the first cell pays nothing extra.
-        """
+        """Called by the kernel app: ipykernel's handlers, then the kernel's own comm layer; then the
+        sandbox's start, waiting since ``__init__``, may begin (:func:`.prestart.go`): set-up is done."""
         super().start()
         self.evidence.start()
         self._start_worker_soon()
+        trace("kernel: started")
+        go()
 
     async def kernel_info_request(self, stream: Any, ident: Any, parent: dict[str, Any]) -> None:
         """Reply first, then warm the sandbox: a frontend asks for kernel_info when it connects,

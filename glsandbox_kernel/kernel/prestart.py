@@ -1,13 +1,20 @@
-"""What the kernel starts before ipykernel is imported (host side; called by ``__main__``).
+"""What the kernel starts before ipykernel is imported, and when its sandbox starts (host side).
 
-:func:`prepare` starts what the first cell needs and what does not depend
-on the kernel's options: the zygote template (its own process, importing
-the cell shell while this one imports ipykernel) and, in a thread, the host
-side of a sandbox (its modules, the backend registry, the default backend's
-probes). SandboxKernel's prestart joins that thread (:func:`wait`) before it
-starts its sandbox, so the two never do the same work at once. Once the
-kernel app's configuration is final, :class:`EarlySandbox` starts the
-kernel's sandbox itself, while ipykernel binds its sockets and makes the kernel.
+:func:`prepare` (called by ``__main__``) starts the zygote template: its own
+process, importing the cell shell while this one imports ipykernel. Once
+the kernel app's configuration is final, :class:`EarlySandbox` makes the
+kernel's sandbox in a thread, but starts importing and building it only
+once ipykernel's set-up is done (SandboxKernel.start calls :func:`go`:
+sockets bound, the loop about to serve), or a request needs the sandbox, or
+:data:`GO_TIMEOUT` has passed. Before that it would share this process's
+GIL with ipykernel's import and set-up and delay "ready" by its CPU (the
+sandbox's modules, the backend registry, the default choice's probes);
+after it the kernel mostly waits for the client's sockets to connect, and
+after the kernel_info reply a client waits for IOPub to go quiet
+(``wait_for_ready``: 0.2 s) before its first request. Every check of the
+sandbox's start (backend availability, policy, audit key) still runs
+before the first cell: a cell takes the sandbox through
+:func:`take_sandbox`, which joins that thread.
 """
 
 from __future__ import annotations
@@ -22,8 +29,10 @@ from typing import Any
 _NO_TEMPLATE = ("container", "gvisor", "vm")
 #: what the template imports for the kernel's workers: their IPython shell and comms
 SHELL_MODULES = ("glsandbox_kernel.worker.shell", "glsandbox_kernel.worker.comms")
-#: the host-side warm-up thread :func:`prepare` started (joined by SandboxKernel's prestart)
-WARMING: list[threading.Thread] = []
+#: set once ipykernel's set-up is done or the kernel needs its sandbox now (:func:`go`)
+GO = threading.Event()
+#: seconds the sandbox's start waits for :data:`GO` at most (a client that asks nothing)
+GO_TIMEOUT = 1.0
 
 
 #: ``$GLSANDBOX_KERNEL_TRACE``: a file the kernel appends ``<time.monotonic()> <label>`` lines to
@@ -63,46 +72,28 @@ def start_template() -> None:
         pass
 
 
-def _warm_host(isolation: str | None) -> None:
-    """Thread: import the sandbox's host side and load its backend (what OSSandbox() does first).
-
-    A kernelspec that names a backend loads that one only; else the default
-    choice loads them all and probes them.
-    """
-    try:
-        from .. import sandbox  # noqa: F401
-        from ..backends import registry
-
-        if isolation is None:
-            registry.default_backend()
-        else:
-            registry.get_backend(isolation)
-        trace("warm: done")
-    except Exception:  # noqa: BLE001 - the sandbox's own start reports what is wrong
-        pass
-
-
 def prepare(argv: list[str]) -> None:
-    """Start the template (unless the kernelspec names a backend without one) and the warm-up thread."""
-    isolation = _isolation(argv)
-    if isolation not in _NO_TEMPLATE:
+    """Start the template, unless the kernelspec names a backend whose workers do not fork from it."""
+    if _isolation(argv) not in _NO_TEMPLATE:
         start_template()
-    thread = threading.Thread(target=_warm_host, args=(isolation,), name="glsandbox-warm", daemon=True)
-    thread.start()
-    WARMING.append(thread)
+
+
+def go() -> None:
+    """ipykernel's set-up is done, or the kernel needs its sandbox: the sandbox's start may begin."""
+    GO.set()
 
 
 def wait() -> None:
-    """Join the warm-up thread, if :func:`prepare` started one (SandboxKernel's prestart thread)."""
-    for thread in WARMING:
-        thread.join()
+    """Block until :func:`go` or :data:`GO_TIMEOUT` (the threads that start the sandbox, before they do)."""
+    GO.wait(GO_TIMEOUT)
 
 
 class EarlySandbox:
-    """The kernel's sandbox, started in a thread as soon as the kernel's options are known (host side).
+    """The kernel's sandbox, made in a thread from the kernel's options as the app knows them (host side).
 
-    :class:`~glsandbox_kernel.kernel.app.SandboxKernelApp` starts it once its configuration is
-    final, before it binds ipykernel's sockets and makes the kernel; SandboxKernel's
+    :class:`~glsandbox_kernel.kernel.app.SandboxKernelApp` creates it once its configuration is
+    final, before it binds ipykernel's sockets and makes the kernel; its thread waits for
+    :func:`go` (the kernel started) before it imports and starts the sandbox. SandboxKernel's
     ``get_sandbox`` takes it over (:func:`take_sandbox`) when the kernel's own options are the
     same ones, else it is closed and the kernel starts its own. ``options``: the option values
     (:func:`.options.option_values`); ``make``: builds the unstarted OSSandbox.
@@ -111,13 +102,18 @@ class EarlySandbox:
     def __init__(self, options: dict[str, object], make: Callable[[], Any]) -> None:
         self.options = options
         self.sandbox: Any = None
+        #: set by :func:`take_sandbox` when the kernel will not take it (other options, shutdown)
+        self.unwanted = False
         self._make = make
         self.thread = threading.Thread(target=self._run, name="glsandbox-early", daemon=True)
         self.thread.start()
 
     def _run(self) -> None:
         trace("early: begin")
-        wait()  # the warm-up thread imports what OSSandbox() needs: never both at once
+        wait()  # not beside ipykernel's import and set-up: once the kernel started, or a request needs it
+        trace("early: go")
+        if self.unwanted:
+            return
         try:
             sandbox = self._make()
         except Exception:  # noqa: BLE001 - the kernel builds its own and reports the problem
@@ -143,10 +139,13 @@ EARLY: list[EarlySandbox] = []
 
 
 def take_sandbox(options: dict[str, object]) -> Any:
-    """The early sandbox once started, if it was made from ``options``; else None (closed if unused)."""
+    """The early sandbox once started, if it was made from ``options``; else None (closed if unused,
+    not started if not yet begun)."""
+    go()
     if not EARLY:
         return None
     early = EARLY.pop()
+    early.unwanted = early.options != options
     early.thread.join()
     if early.sandbox is not None and early.options != options:
         early.sandbox.close()

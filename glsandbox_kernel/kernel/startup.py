@@ -3,7 +3,8 @@
 :class:`StartUp` is a mixin of :class:`~glsandbox_kernel.kernel.kernel.SandboxKernel`
 (it uses the kernel's ``get_sandbox``, ``evidence`` and its activity fields):
 the worker and its shell start in a background thread from ``start()`` and
-again on ``kernel_info`` (once), so the first cell pays nothing extra; the
+again on ``kernel_info`` (once; the thread waits until the kernel has started,
+:func:`.prestart.wait`), so the first cell pays nothing extra; the
 chart and widget libraries of the cell monitor are imported only after the
 kernel has been idle for :data:`PREWARM_IDLE` seconds, never beside a cell.
 """
@@ -38,7 +39,7 @@ class StartUp:
         from .prestart import wait
 
         trace("prestart: begin")
-        wait()  # the host side may be warming up already (python -m glsandbox_kernel.kernel)
+        wait()  # once the kernel started (or a request needs the sandbox): not beside ipykernel's set-up
         try:
             sandbox = self.get_sandbox()
             trace("prestart: sandbox started")
