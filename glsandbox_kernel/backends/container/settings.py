@@ -405,7 +405,6 @@ def container_settings(
         "command": worker_command(binds, section, network, reports=reports, program=program, file_limit=files),
         "user": SANDBOX_USER,
         "environment": _environment(config, binds),
-        # the project folder is the working directory where it is shown, as on namespace (review 23)
         "working_dir": next((b["bind"] for b in binds.values() if b["bind"] == f"{WORK_DIR}/project"), WORK_DIR),
         "hostname": "sandbox",
         "labels": host_labels(session_id, backend),
