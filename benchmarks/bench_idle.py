@@ -53,6 +53,30 @@ def private_dirty(pid: int) -> int:
     return int(fields.get("Private_Dirty", "0 kB").split()[0]) * 1024
 
 
+def mappings(pid: int) -> dict[str, int]:
+    """PSS of ``pid`` by kind of mapping, in bytes: [heap], anonymous (pymalloc arenas, thread
+    stacks), [stack], libpython's pages and every other file; {} when gone.
+
+    Reported beside the totals (not counted again): where one idle worker's pages are."""
+    kinds: dict[str, int] = {}
+    kind = "anon"
+    try:
+        with open(f"/proc/{pid}/smaps") as fh:
+            for line in fh:
+                head, _, rest = line.partition(" ")
+                if "-" in head and not head.endswith(":"):  # a mapping's first line
+                    name = rest.split()[4] if len(rest.split()) > 4 else ""
+                    if name.startswith("[") or not name:
+                        kind = name or "anon"
+                    else:
+                        kind = "libpython" if "libpython" in name else "files"
+                elif head == "Pss:":
+                    kinds[kind] = kinds.get(kind, 0) + int(rest.split()[0]) * 1024
+    except OSError:
+        return {}
+    return kinds
+
+
 def f(x: int) -> int:
     return x
 
@@ -88,7 +112,9 @@ def side_ours(n: int, isolation: str | None) -> dict[str, Any]:
             roles[role] = roles.get(role, 0) + pss(pid)
             private[role] = private.get(role, 0) + private_dirty(pid)
         host = pss(os.getpid()) - host_before
+        workers = [p for p in tree if p != template and p not in pooled and pss(p) > 2**20]
         out = {
+            "worker_mappings": mappings(workers[-1]) if workers else {},
             "total": sum(roles.values()) + host,
             "host_delta": host,
             "processes": len(tree),
@@ -188,6 +214,8 @@ def main() -> None:
         f"  private (Private_Dirty, not counted, MiB): ours {priv}; "
         f"peer workers {peer[-1]['private_workers'] / mib:.1f}"
     )
+    kinds = ", ".join(f"{k} {v / mib:.2f}" for k, v in sorted(last["worker_mappings"].items()) if v)
+    print(f"  one idle worker's PSS by mapping (MiB): {kinds}")
     if args.json:
         print(json.dumps(result, indent=2))
 
