@@ -111,10 +111,12 @@ def _code(nb: Any) -> list[Any]:
 
 def test_the_untampered_run_lists_every_output_with_its_origin(run: dict[str, Any]) -> None:
     cells = _code(run["nb"])
-    # the sandbox's role-claiming output is recorded as a sandbox output, not skipped
+    # the sandbox's role-claiming output is recorded as a sandbox output, not skipped, and loses the
+    # kernel's role (a kernel notice says so)
     extra = cells[1].outputs[-1].data[AUDIT_MIME]["record"]["extra"]
     origins = [e["origin"] for e in extra["outputs"]]
-    assert origins == ["sandbox", "sandbox"], extra["outputs"]
+    assert origins == ["sandbox", "sandbox", "kernel"], extra["outputs"]
+    assert "glsandbox" not in cells[1].outputs[0].metadata, cells[1].outputs[0]
     # the slow cell's monitor summary is kernel-made, and the record says so
     slow = cells[2].outputs[-1].data[AUDIT_MIME]["record"]["extra"]["outputs"]
     assert "kernel" in [e["origin"] for e in slow], slow
