@@ -19,7 +19,6 @@ import concurrent.futures as cf
 import threading
 import time
 import uuid
-import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -124,14 +123,10 @@ class SandboxedExecutor(cf.Executor):
         end = None if timeout is None else time.monotonic() + timeout
 
         def results() -> Iterator[Any]:
-            try:
-                futures.reverse()
-                while futures:
-                    left = None if end is None else max(0.0, end - time.monotonic())
-                    yield futures.pop().result(left)
-            finally:
-                for future in futures:
-                    future.cancel()
+            futures.reverse()  # every call is running (see _track): the rest run on, sealed into the run chain
+            while futures:
+                left = None if end is None else max(0.0, end - time.monotonic())
+                yield futures.pop().result(left)
 
         return results()
 
@@ -214,16 +209,13 @@ class SandboxedExecutor(cf.Executor):
         gathers them in windows, in order: one ``gather`` per window instead of
         one per result.
         """
-        groups: list[list[cf.Future[Any]]] = [[cf.Future() for _ in range(size)] for size in sizes]
+        groups: list[list[cf.Future[Any]]] = [[_running() for _ in range(size)] for size in sizes]
         with self._lock:
             for key, group in zip(keys, groups, strict=True):
                 self._pending[key] = (group, kind)
             self._idle.clear()
         dask_futures = submit()
         with self._lock:
-            for dask_future, group in zip(dask_futures, groups, strict=True):
-                for future in group:
-                    future.add_done_callback(_canceller(dask_future, group))
             batched = in_order and len(dask_futures) > 1
             if batched:
                 self._batches += 1
@@ -240,10 +232,12 @@ class SandboxedExecutor(cf.Executor):
     def _gather_in_order(self, dask_futures: list[Any]) -> None:
         """Resolve a batch window by window (its own thread): early first results, few gathers (windows double)."""
         try:
-            start, size = 0, _WINDOW
-            while start < len(dask_futures):
-                window = dask_futures[start : start + size]
-                start, size = start + size, min(2 * size, _MAX_WINDOW)
+            size = _WINDOW
+            while dask_futures:
+                # Off the list before gathering: a resolved window's results are released on the workers.
+                window = dask_futures[:size]
+                del dask_futures[:size]
+                size = min(2 * size, _MAX_WINDOW)
                 self._resolve_all(self._gather(window))
             try:
                 self._check_lost()
@@ -269,11 +263,10 @@ class SandboxedExecutor(cf.Executor):
             self.audit.add_tasks([self._task_entry(outcome, kind, task) for _f, outcome, kind, task in ready])
         except Exception as exc:  # noqa: BLE001 - unsealed calls do not pass as done
             for future, _outcome, _kind, _task in ready:
-                if future.set_running_or_notify_cancel():
-                    future.set_exception(exc)
+                _settle(future, exc)
             return
         for future, outcome, _kind, _task in ready:
-            if not future.set_running_or_notify_cancel():
+            if future.done():
                 continue
             call_error = outcome.error
             if call_error is None:
@@ -285,8 +278,7 @@ class SandboxedExecutor(cf.Executor):
         with self._lock:
             entry = self._pending.pop(key, None)
         for future in entry[0] if entry is not None else []:
-            if not future.done() and future.set_running_or_notify_cancel():
-                future.set_exception(exc)
+            _settle(future, exc)
 
     # -- results (collector thread) ----------------------------------------------------------------
     def _collect(self) -> None:
@@ -375,8 +367,7 @@ class SandboxedExecutor(cf.Executor):
         else:
             error = exc
         for future in group:
-            if future.set_running_or_notify_cancel():
-                future.set_exception(error)
+            _settle(future, error)
         return []
 
     @staticmethod
@@ -410,20 +401,24 @@ class SandboxedExecutor(cf.Executor):
                 continue
             if msg.get("expected"):
                 continue
-            for task in sorted(str(k) for k in msg.get("processing-tasks") or ()):
+            # Running there (retried or failed), or finished there and not gathered yet: Dask recomputes
+            # those elsewhere; the first run's records died with the worker, the run chain says so.
+            running = {str(k) for k in msg.get("processing-tasks") or ()}
+            computed = {str(k) for k in msg.get("lost-computed-tasks") or ()}
+            for task in sorted(running | computed):
                 if task not in done:
                     continue
                 mark = (stamp, msg.get("worker"), task)
                 if mark in self._seen_losses:
                     continue
                 self._seen_losses.add(mark)
-                outcome = "failed" if task in failed else "retried"
+                outcome = "failed" if task in failed else "retried" if task in running else "recomputed"
                 self.audit.add_lost(
                     task=task, worker=str(msg.get("worker")), outcome=outcome, detail=failed.get(task, "")
                 )
                 recorded.add(task)
         with self._lock:
-            self._done_keys.clear()
+            self._done_keys -= done  # keys resolved meanwhile wait for the next check
             unexplained = [task for task in self._killed if task not in recorded and task not in self._lost_logged]
             self._lost_logged.update(recorded)
             self._lost_logged.update(unexplained)
@@ -437,14 +432,12 @@ class SandboxedExecutor(cf.Executor):
         return reports
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """Stop accepting calls; with ``wait``, wait for the running ones and seal the run manifest."""
+        """Stop accepting calls; with ``wait``, wait for the running ones and seal the run manifest.
+
+        ``cancel_futures`` finds nothing to cancel: every submitted call is running (:func:`_running`)."""
         with self._lock:
             if self._shutdown:
                 return
-            if cancel_futures:
-                for group, _kind in list(self._pending.values()):
-                    for future in group:
-                        future.cancel()
             self._shutdown = True
             self._wakeup.set()
         if not wait:
@@ -480,16 +473,23 @@ def _keys(name: str, count: int) -> list[str]:
     return [f"{prefix}-{index}" for index in range(count)]
 
 
-def _canceller(dask_future: Any, group: list[cf.Future[Any]]) -> Callable[[cf.Future[Any]], None]:
-    """Cancel the Dask task once every call riding on it was cancelled."""
-    ref = weakref.ref(dask_future)
+def _running() -> cf.Future[Any]:
+    """A call's future, running from its submission (client side).
 
-    def cancel(future: cf.Future[Any]) -> None:
-        target = ref()
-        if future.cancelled() and target is not None and all(f.cancelled() for f in group):
-            target.cancel()
+    Dask may start a task on a worker at any moment and cannot take it back
+    once there (its result, and with it the call's audit records, would be
+    dropped), and the client cannot tell when that happens: so every
+    submitted call counts as running and ``cancel()`` refuses, as ``concurrent.futures`` does.
+    """
+    future: cf.Future[Any] = cf.Future()
+    future.set_running_or_notify_cancel()
+    return future
 
-    return cancel
+
+def _settle(future: cf.Future[Any], exc: BaseException) -> None:
+    """Fail a call's future unless it is resolved already (collector or gather thread)."""
+    if not future.done():
+        future.set_exception(exc)
 
 
 def _as_exception(result: Any) -> BaseException:

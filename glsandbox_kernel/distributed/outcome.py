@@ -142,6 +142,18 @@ class TaskOutcome:
             ),
         )
 
+    def __sizeof__(self) -> int:
+        """What Dask counts for this result on the worker (``dask.sizeof``): its value and records too."""
+        try:
+            from dask.sizeof import sizeof as measure
+        except ImportError:  # no Dask here: the value's own size
+            import sys
+
+            measure = sys.getsizeof  # type: ignore[assignment]
+        pending = self.pending
+        lines = sum(map(len, self.lines)) + (512 * (pending.end - pending.start) if pending is not None else 0)
+        return object.__sizeof__(self) + int(measure(self.value)) + int(measure(self.detail)) + lines
+
     @property
     def error(self) -> BaseException | None:
         return self.boxed_error.exc if self.boxed_error is not None else None
