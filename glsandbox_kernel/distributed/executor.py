@@ -16,6 +16,7 @@ one raises :class:`~glsandbox_kernel.SandboxCrashedError`.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import threading
 import time
 import uuid
@@ -444,7 +445,8 @@ class SandboxedExecutor(cf.Executor):
             return
         self._idle.wait()
         self._collector.join()
-        self._check_lost()
+        with contextlib.suppress(Exception):  # the scheduler is gone: the manifest is still sealed (review 22)
+            self._check_lost()
         try:
             drained = self.client.run(run_on_worker_drain, run_id=self.audit.run_id)
         except Exception:  # noqa: BLE001 - workers gone: their last records are lost, the manifest says so
@@ -474,13 +476,8 @@ def _keys(name: str, count: int) -> list[str]:
 
 
 def _running() -> cf.Future[Any]:
-    """A call's future, running from its submission (client side).
-
-    Dask may start a task on a worker at any moment and cannot take it back
-    once there (its result, and with it the call's audit records, would be
-    dropped), and the client cannot tell when that happens: so every
-    submitted call counts as running and ``cancel()`` refuses, as ``concurrent.futures`` does.
-    """
+    """A call's future, running from its submission (client side): Dask may start a task at any moment
+    and cannot take it back (its result and audit records would be dropped), so ``cancel()`` refuses."""
     future: cf.Future[Any] = cf.Future()
     future.set_running_or_notify_cancel()
     return future
@@ -497,4 +494,6 @@ def _as_exception(result: Any) -> BaseException:
         return result
     if isinstance(result, tuple) and len(result) == 3 and isinstance(result[1], BaseException):
         return result[1]
+    if result is None:  # the Dask future ended with neither: its scheduler went away (review 22)
+        return SandboxCrashedError("the Dask task ended without a result: lost scheduler", reason="dask_scheduler_lost")
     return RuntimeError(f"unexpected task result {type(result).__name__}")
