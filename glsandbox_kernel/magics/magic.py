@@ -22,6 +22,7 @@ errors and outputs in :mod:`.display`.
 from __future__ import annotations
 
 import atexit
+import builtins
 import datetime
 import logging
 import os
@@ -69,6 +70,9 @@ def _names(text: str | None, option: str) -> list[str]:
     for n in names:
         if not n.isidentifier():
             raise UsageError(f"{option}: {n!r} is not a variable name")
+        if option == "--out" and (n.startswith("__") or n in vars(builtins)):
+            # the host's own names: replacing __builtins__ (or a builtin) breaks every later host cell
+            raise UsageError(f"--out: {n!r} is a name Python itself defines; copy the value out under another name")
     return names
 
 

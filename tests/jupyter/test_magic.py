@@ -310,3 +310,10 @@ def test_magic_in_a_real_ipykernel() -> None:
     finally:
         k.shutdown()
     assert not wait_gone(tree, timeout=15)
+
+
+@pytest.mark.parametrize("name", ["__builtins__", "print"])
+def test_out_refuses_python_own_names(ip: InteractiveShell, name: str) -> None:
+    result = run(ip, f"%%sandbox --out {name}\n{name} = 1")
+    assert isinstance(result.error_in_exec, UsageError) and "Python itself defines" in str(result.error_in_exec)
+    assert not isinstance(ip.user_ns["__builtins__"], int)
