@@ -62,7 +62,7 @@ def test_the_worker_imports_its_start_up_modules_from_the_bundle(name: str) -> N
     )
     bundled["glsandbox_kernel.confinement.seccomp_load"] = None
     # The bundle holds what the start-up imports: never dataclasses, inspect or ast (the policy comes packed).
-    path = bundle.bundle_for(default_image(), next(iter(worker_binds())))
+    path = bundle.bundle_for(default_image(), worker_binds())
     assert path is not None
     with open(path, "rb") as fh:  # the index only (the image's python build: not loadable here)
         data = fh.read()

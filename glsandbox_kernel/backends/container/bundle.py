@@ -20,13 +20,14 @@ the builder there, once per image and process) and
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
 import shutil
 import stat
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ... import hosttemp
@@ -49,21 +50,25 @@ _BUILD_CODE = (
 _lock = threading.Lock()
 #: image name -> image id, as asked of the daemon by :func:`ensure_bundle` (settings only read it).
 _image_ids: dict[str, str] = {}
-#: (image id, code dir) pairs whose build failed in this process: not tried again.
+#: (image id, bundle file) pairs whose build failed in this process: not tried again.
 _failed: set[tuple[str, str]] = set()
 
 
-def _file_for(image_id: str, code_dir: str) -> str:
-    return os.path.join(private_root(), f"bundle-{image_id.split(':')[-1][:16]}-{os.path.basename(code_dir)}")
+def _file_for(image_id: str, binds: Mapping[str, Any]) -> str:
+    """Named by the image, the worker snapshot (the first bind) and every bound host folder: another
+    checkout or venv with the same worker code has its own dependency files (sizes, mtimes)."""
+    code_dir = next(iter(binds))
+    folders = hashlib.sha256("\0".join(sorted(binds)).encode()).hexdigest()[:12]
+    return os.path.join(private_root(), f"bundle-{image_id.split(':')[-1][:16]}-{os.path.basename(code_dir)}-{folders}")
 
 
-def bundle_for(image: str, code_dir: str) -> str | None:
-    """The built bundle's host path for ``image`` and the worker snapshot ``code_dir``, else None (no daemon call)."""
+def bundle_for(image: str, binds: Mapping[str, Any]) -> str | None:
+    """The built bundle's host path for ``image`` and the worker's ``binds`` (snapshot first), else None (no daemon call)."""
     image_id = _image_ids.get(image)
     if image_id is None:
         return None
     with contextlib.suppress(OSError):
-        path = _file_for(image_id, code_dir)
+        path = _file_for(image_id, binds)
         if os.path.isfile(path):
             return path
     return None
@@ -79,7 +84,7 @@ def builder_command(worker_dir: str, spec: dict[str, Any]) -> list[str]:
     return ["python3", "-s", "-E", "-c", _BUILD_CODE.format(worker=worker_dir), json.dumps(spec)]
 
 
-def ensure_bundle(image: str, code_dir: str, run_builder: Callable[[str], None]) -> bool:
+def ensure_bundle(image: str, binds: Mapping[str, Any], run_builder: Callable[[str], None]) -> bool:
     """Build the bundle if there is none yet; True when there is one (built now or before).
 
     ``run_builder(out_dir)`` runs the builder container with ``out_dir`` bound
@@ -93,12 +98,12 @@ def ensure_bundle(image: str, code_dir: str, run_builder: Callable[[str], None])
             return False
         _image_ids[image] = image_id
         try:
-            final = _file_for(image_id, code_dir)
+            final = _file_for(image_id, binds)
         except OSError:
             return False
         if os.path.isfile(final):
             return True
-        if (image_id, code_dir) in _failed:
+        if (image_id, final) in _failed:
             return False
         outer = hosttemp.private_dir("ctr", "bundle")
         try:
@@ -109,7 +114,7 @@ def ensure_bundle(image: str, code_dir: str, run_builder: Callable[[str], None])
             _copy_out(os.path.join(out, "bundle"), final)
             return True
         except Exception as exc:  # noqa: BLE001 - any trouble: containers import as before
-            _failed.add((image_id, code_dir))
+            _failed.add((image_id, final))
             log.warning("container: no module bundle for %s (imports stay per file): %s", image, exc)
             return False
         finally:

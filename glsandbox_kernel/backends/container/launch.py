@@ -202,7 +202,7 @@ def _ensure_bundle(image: str) -> bool:
         finally:
             lifetime.remove_and_forget(cid)
 
-    return ensure_bundle(image, next(iter(binds)), run_builder)
+    return ensure_bundle(image, binds, run_builder)
 
 
 def launch_worker(

@@ -382,7 +382,7 @@ def container_settings(
     lim = config.limits
     image = image or config.container_image or images.default_image()
     binds, hidden = worker_binds(), dict[str, str]()
-    binds.update(bundle_bind(bundle_for(image, next(iter(binds)))))  # the snapshot's, once built (by launch)
+    binds.update(bundle_bind(bundle_for(image, binds)))  # the snapshot's, once built (by launch)
     binds.update(_user_binds(config, hidden))
     binds[socket_dir] = {"bind": SOCKET_DIR, "mode": "ro"}
     network = network_section(config)
