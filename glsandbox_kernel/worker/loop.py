@@ -91,11 +91,10 @@ class Worker:
         self._shell: Any = None
 
     def flush_streams(self) -> None:
-        """Send what was printed before a reply: when nothing was, one poll(0) and two attribute
-        tests, no call or iterator (each costs an emulated guest's every warm call)."""
-        forwarder = self.forwarder
-        if forwarder is not None and forwarder._ready.poll(0):  # a subprocess wrote to fd 1 or 2
-            forwarder.drain_all()
+        """Send what was printed before a reply: when nothing was, the forwarder's one poll(0) and two
+        attribute tests, no iterator (each costs an emulated guest's every warm call)."""
+        if self.forwarder is not None:
+            self.forwarder.drain_all()  # its own poll(0) decides whether a subprocess wrote
         out, err = self._out_err
         if out._parts:  # what this thread printed is there; nothing printed: no lock taken
             out.flush()

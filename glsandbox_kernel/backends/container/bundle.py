@@ -50,8 +50,8 @@ _BUILD_CODE = (
 _lock = threading.Lock()
 #: image name -> image id, as asked of the daemon by :func:`ensure_bundle` (settings only read it).
 _image_ids: dict[str, str] = {}
-#: (image id, bundle file) pairs whose build failed in this process: not tried again.
-_failed: set[tuple[str, str]] = set()
+#: bundle files (named by image, snapshot and folders) whose build failed in this process: not tried again.
+_failed: set[str] = set()
 
 
 def _file_for(image_id: str, binds: Mapping[str, Any]) -> str:
@@ -103,7 +103,7 @@ def ensure_bundle(image: str, binds: Mapping[str, Any], run_builder: Callable[[s
             return False
         if os.path.isfile(final):
             return True
-        if (image_id, final) in _failed:
+        if final in _failed:
             return False
         outer = hosttemp.private_dir("ctr", "bundle")
         try:
@@ -114,7 +114,7 @@ def ensure_bundle(image: str, binds: Mapping[str, Any], run_builder: Callable[[s
             _copy_out(os.path.join(out, "bundle"), final)
             return True
         except Exception as exc:  # noqa: BLE001 - any trouble: containers import as before
-            _failed.add((image_id, final))
+            _failed.add(final)
             log.warning("container: no module bundle for %s (imports stay per file): %s", image, exc)
             return False
         finally:
