@@ -57,8 +57,9 @@ def frame_size(msg: dict[str, Any]) -> int:
     return _FRAME_OVERHEAD + _value_size({k: v for k, v in msg.items() if k != "type"})
 
 
-#: a relayed display id: the sandbox's own plus the kernel's cell scope (``~c<n>``, ``kernel.displays``)
-MAX_SCOPED_DISPLAY_ID = MAX_DISPLAY_ID + 32
+#: a relayed display id: the sandbox's own plus the kernel's cell scope (``~c<n>``, ``kernel.displays``), or
+#: plus the magic's prefix and scope (``glsandbox-sandbox:<id>~c<n>``, ``magics.display.CellDisplays``)
+MAX_SCOPED_DISPLAY_ID = MAX_DISPLAY_ID + 64
 
 
 def display_id_of(transient: Any, longest: int = MAX_DISPLAY_ID) -> str | None:

@@ -20,6 +20,7 @@ from typing import Any
 from .. import exceptions as _exceptions
 from ..exceptions import SandboxCellError
 from ..kernel.relay import Notes, as_dict
+from ..output_budget import MAX_SCOPED_DISPLAY_ID, display_id_of
 from ..terminal_text import stream_text
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
@@ -100,14 +101,50 @@ class SandboxResult:
         return text if isinstance(text, str) else "<sandbox result>"
 
 
+#: the magic's display id space: a sandbox's ``acc`` is shown as ``glsandbox-sandbox:acc~c7``
 SANDBOX_DISPLAY_PREFIX = "glsandbox-sandbox:"
+
+
+class CellDisplays:
+    """The display ids of one ``%%sandbox`` cell, scoped to it (host side; one per cell).
+
+    Who calls: ``SandboxMagics._run``, on each frame before it is shown and returned to the
+    collector, so the id recorded is the id shown. A sandbox display id ``acc`` is shown as
+    ``glsandbox-sandbox:acc~c7`` (cell 7 of this shell), as the glsandbox kernel scopes its ids
+    (:class:`~glsandbox_kernel.kernel.displays.DisplayScopes`): nbclient and JupyterLab update every
+    output with an id, so a later cell's update of an earlier cell's display is shown as a new
+    output of the later cell, and the earlier cell's sealed output stays as its record hashed it.
+    The prefix keeps the sandbox out of the host cells' displays. The longest id made
+    (``MAX_DISPLAY_ID`` characters, the prefix and the scope) fits ``MAX_SCOPED_DISPLAY_ID``,
+    the bound the collector records ids with.
+    """
+
+    def __init__(self, cell: int) -> None:
+        self.scope = f"~c{cell}"
+        #: the sandbox's ids shown in this cell (bounded by the cell's output budget)
+        self._own: set[str] = set()
+
+    def scoped(self, frame: dict[str, Any]) -> dict[str, Any]:
+        """``frame`` (a JSON-safe output frame) with its display id in this cell's scope; an update of
+        a display this cell did not show becomes a ``display_data`` of this cell."""
+        kind = frame.get("type")
+        if kind not in ("display_data", "update_display_data"):
+            return frame
+        own = display_id_of(frame.get("transient"))
+        if own is None:  # shown without an id (an update without one has no output to update)
+            return {**frame, "transient": {}} if frame.get("transient") else frame
+        if kind == "update_display_data" and own not in self._own:
+            kind = "display_data"  # another cell's display: a new output of this cell
+        self._own.add(own)
+        return {**frame, "type": kind, "transient": {"display_id": f"{SANDBOX_DISPLAY_PREFIX}{own}{self.scope}"}}
 
 
 def show_output(msg: dict[str, Any], executed: list[SandboxResult], notes: Notes = None) -> None:
     """Display one sandbox output with IPython's machinery, as a local cell would.
 
-    Keys and values are made JSON-safe as the kernel's relay does (an int key of
-    20 000 digits has no ``str``); what had to change is named in ``notes``.
+    Display ids come scoped (:meth:`CellDisplays.scoped`). Keys and values are made JSON-safe as the
+    kernel's relay does (an int key of 20 000 digits has no ``str``); what had to change is named in
+    ``notes``.
     """
     from IPython.display import clear_output, publish_display_data
 
@@ -120,9 +157,8 @@ def show_output(msg: dict[str, Any], executed: list[SandboxResult], notes: Notes
         data, metadata, transient = (as_dict(msg.get(k), notes) for k in ("data", "metadata", "transient"))
         if not data:
             return
-        # The sandbox names displays in its own space: it cannot update a host cell's display.
-        own = transient.get("display_id")
-        transient = {"display_id": f"{SANDBOX_DISPLAY_PREFIX}{own}"} if isinstance(own, str) and own else {}
+        display_id = display_id_of(transient, MAX_SCOPED_DISPLAY_ID)
+        transient = {"display_id": display_id} if display_id is not None else {}
         if kind == "update_display_data":
             if transient:
                 publish_display_data(data, metadata, transient=transient, update=True)

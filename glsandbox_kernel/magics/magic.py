@@ -24,6 +24,7 @@ from __future__ import annotations
 import atexit
 import builtins
 import datetime
+import itertools
 import logging
 import os
 import signal
@@ -40,7 +41,7 @@ from ..config import IsolationType, SecurityLevel, parse_size
 from ..exceptions import SandboxConfigError, SandboxError, SandboxSecurityError
 from ..kernel.relay import as_dict
 from ..terminal_text import printable
-from .display import SandboxResult, install_error_display, sandbox_error, show_output
+from .display import CellDisplays, SandboxResult, install_error_display, sandbox_error, show_output
 from .host_path import drop_writable_from_path
 from .sessions import DEFAULT_NAME, NamedSession, SessionRegistry, SessionSettings
 from .transfer import accept_out, encode_in
@@ -121,6 +122,7 @@ class SandboxMagics(Magics):
         self.registry = SessionRegistry()
         self._arg_cache: dict[str, Any] = {}
         self._lost: dict[str, str] = {}
+        self._cells = itertools.count(1)  # the display scope of each sandboxed cell
         self._saved_exc = install_error_display(shell) if shell is not None else None
         atexit.register(self.registry.close_all)
 
@@ -285,11 +287,12 @@ class SandboxMagics(Magics):
         monitor.start()
 
         removed: list[str] = []
+        displays = CellDisplays(next(self._cells))
 
         def on_output(msg: dict[str, Any]) -> Any:  # the frame as shown (JSON-safe, cleaned): what is recorded
             try:
                 # No script from the sandbox reaches the browser; keys and values JSON-safe as the relay's.
-                shown = as_dict(clean_frame(msg, removed), removed)
+                shown = displays.scoped(as_dict(clean_frame(msg, removed), removed))
                 monitor.on_output(shown)
                 show_output(shown, executed, removed)
             except Exception as exc:  # a hostile frame must not end run_cell before its record
