@@ -43,6 +43,7 @@ from ..kernel.relay import as_dict
 from ..terminal_text import printable
 from .display import CellDisplays, SandboxResult, install_error_display, sandbox_error, show_output
 from .host_path import drop_writable_from_path
+from .notices import ProjectNotices, working_dir
 from .sessions import DEFAULT_NAME, NamedSession, SessionRegistry, SessionSettings
 from .transfer import accept_out, encode_in
 
@@ -77,7 +78,7 @@ def _names(text: str | None, option: str) -> list[str]:
     return names
 
 
-def _settings_from(args: Any) -> SessionSettings:
+def _settings_from(args: Any, cwd: str | None) -> SessionSettings:
     try:
         memory = parse_size(args.memory) if args.memory else None
         settings = SessionSettings(
@@ -89,7 +90,7 @@ def _settings_from(args: Any) -> SessionSettings:
             network=args.network,
             monitor=not args.no_monitor,
             audit=os.path.abspath(os.path.expanduser(args.audit)) if args.audit else None,
-            project=_project_from(args.project),
+            project=_project_from(args.project, cwd),
             readonly=tuple(os.path.realpath(os.path.expanduser(p)) for p in args.ro or ()),
         )
         settings.config()  # validate now, with the field named
@@ -101,11 +102,13 @@ def _settings_from(args: Any) -> SessionSettings:
     return settings
 
 
-def _project_from(option: str | None) -> str | None:
-    """``--project DIR``, else the current directory when it can be a project folder."""
+def _project_from(option: str | None, cwd: str | None) -> str | None:
+    """``--project DIR``, else the working directory ``cwd`` when it can be a project folder."""
     from ..project import default_project_dir
 
-    return os.path.realpath(os.path.expanduser(option)) if option else default_project_dir()
+    if option:
+        return os.path.realpath(os.path.expanduser(option))
+    return default_project_dir(cwd) if cwd is not None else None
 
 
 _LINE_PARSER = MagicArgumentParser(prog="%sandbox", add_help=False)
@@ -120,9 +123,10 @@ class SandboxMagics(Magics):
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
         self.registry = SessionRegistry()
-        self._arg_cache: dict[str, Any] = {}
+        self._arg_cache: dict[tuple[str, str | None], Any] = {}
         self._lost: dict[str, str] = {}
         self._cells = itertools.count(1)  # the display scope of each sandboxed cell
+        self._project_notices = ProjectNotices()
         self._saved_exc = install_error_display(shell) if shell is not None else None
         atexit.register(self.registry.close_all)
 
@@ -174,22 +178,24 @@ class SandboxMagics(Magics):
         return self._cell(line, cell)
 
     # -- cell magic -------------------------------------------------------------------------------
-    def _parse(self, line: str) -> tuple[Any, SessionSettings]:
-        """Arguments and settings of a ``%%sandbox`` line (cached: a warm cell costs no argparse)."""
-        cached = self._arg_cache.get(line)
+    def _parse(self, line: str, cwd: str | None) -> tuple[Any, SessionSettings]:
+        """Arguments and settings of a ``%%sandbox`` line run in ``cwd`` (the default project; cached: a
+        warm cell costs no argparse)."""
+        cached = self._arg_cache.get((line, cwd))
         if cached is None:
             try:
                 args = parse_argstring(self.sandbox, line)
             except UsageError as exc:
                 raise UsageError(f"{exc}\n\n{self.sandbox.__doc__}") from None
-            cached = (args, _settings_from(args))
+            cached = (args, _settings_from(args, cwd))
             if len(self._arg_cache) > 256:
                 self._arg_cache.clear()
-            self._arg_cache[line] = cached
+            self._arg_cache[line, cwd] = cached
         return cached
 
     def _cell(self, line: str, cell: str) -> Any:
-        args, settings = self._parse(line)
+        cwd = working_dir()
+        args, settings = self._parse(line, cwd)
         inputs, outputs = _names(args.inputs, "--in"), _names(args.outputs, "--out")
         user_ns = self.shell.user_ns if self.shell is not None else {}
         # Checked before the session is touched: a failed option leaves it as it was.
@@ -199,7 +205,9 @@ class SandboxMagics(Magics):
         except SandboxError as exc:  # e.g. BackendUnavailableError: say why, no traceback
             raise UsageError(f"%%sandbox: {exc}") from None
         # Shown as the cell starts, as outputs its record lists (so verify knows them).
-        notices = [n for n in (notice, session.path_notice, drop_writable_from_path(session.config)) if n]
+        # (no project folder: no --project, and the working directory cannot be one)
+        no_project = self._project_notices.take(cwd) if settings.project is None else None
+        notices = [n for n in (notice, no_project, session.path_notice, drop_writable_from_path(session.config)) if n]
         session.path_notice = None
         notices += self._notice_if_lost(session)
         if values:
