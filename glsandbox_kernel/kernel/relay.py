@@ -23,7 +23,7 @@ from typing import Any
 
 from ..active_content import clean_frame, clean_payload, clean_state, widget_refusal
 from ..output_budget import MAX_DISPLAY_ID, display_id_of
-from .displays import DisplayScopes
+from .displays import DisplayScopes, RequestDisplays
 
 log = logging.getLogger("glsandbox.kernel")
 
@@ -303,9 +303,8 @@ class IOPubRelay:
         self._pending_name = "stdout"
         self._pending_size = 0
         self._timer: threading.Timer | None = None
-        #: sandbox display ids created by this request, and its display scope (made on first use)
-        self._displays: set[str] = set()
-        self._scope: str | None = None
+        #: this request's display ids (kernel/displays.py), made on first use
+        self._displays: RequestDisplays | None = None
 
     def _stream(self, name: str, text: str) -> None:
         """Queue stream text; publish it when due (under the lock that orders every send)."""
@@ -406,26 +405,11 @@ class IOPubRelay:
             return None
 
     def _scope_display(self, msg_type: str, content: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
-        """``(msg_type, content)`` with its display id scoped to its cell (:class:`DisplayScopes`), or None
-        for an update nobody in this kernel's sandbox displayed (a widget callback's)."""
-        display_id = content.get("transient", {}).get("display_id")
-        if msg_type not in ("display_data", "update_display_data") or not isinstance(display_id, str):
-            return msg_type, content
-        scopes = DisplayScopes.of(self.kernel)
-        if self._scope is None:
-            self._scope = scopes.new_scope()
-        if msg_type == "update_display_data" and display_id not in self._displays:
+        """``(msg_type, content)`` with its display id scoped to this request (:class:`RequestDisplays`)."""
+        if self._displays is None:
             in_cell = self.parent.get("header", {}).get("msg_type") == "execute_request"
-            latest = None if in_cell else scopes.latest(display_id)
-            if latest is not None:  # a widget callback updates the latest cell's display
-                return msg_type, {**content, "transient": {**content["transient"], "display_id": latest}}
-            if not in_cell:
-                return None
-            msg_type = "display_data"  # another cell's display: a new output of this cell
-        self._displays.add(display_id)
-        relayed = scopes.created(display_id, self._scope) if msg_type == "display_data" else None
-        relayed = relayed or f"{display_id}~{self._scope}"
-        return msg_type, {**content, "transient": {**content["transient"], "display_id": relayed}}
+            self._displays = RequestDisplays(DisplayScopes.of(self.kernel), in_cell)
+        return self._displays.scoped(msg_type, content)
 
     def comm(self, frame: dict[str, Any]) -> None:
         """``on_comm`` callback: a sandboxed widget's comm message, to the frontend."""
