@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 from typing import Any
 
 import nbformat
@@ -24,6 +25,7 @@ from glsandbox_kernel.notebook.presave import pre_save_hook
 from glsandbox_kernel.notebook.verify import verify_notebook
 
 from ..jupyter_fixtures import Kernel, glsandbox_kernelspec, kernel_made
+from .test_interactive import _verify_cli
 
 __all__ = ["glsandbox_kernelspec"]  # the fixture, imported for pytest
 
@@ -78,15 +80,15 @@ class Notebook:
         return nbformat.from_dict(model["content"])
 
 
-def test_updates_reach_only_the_cell_that_showed_the_display(glsandbox_kernelspec: str) -> None:
+def test_updates_reach_only_the_cell_that_showed_the_display(glsandbox_kernelspec: str, tmp_path: Path) -> None:
     kernel = Kernel("glsandbox")
     try:
-        _updates_stay_in_their_cell(kernel)
+        _updates_stay_in_their_cell(kernel, tmp_path)
     finally:
         kernel.shutdown()
 
 
-def _updates_stay_in_their_cell(kernel: Kernel) -> None:
+def _updates_stay_in_their_cell(kernel: Kernel, tmp_path: Path) -> None:
     ui = Notebook(kernel)
     reply, outputs = ui.run(
         "from IPython.display import display, update_display\n"
@@ -134,3 +136,8 @@ def _updates_stay_in_their_cell(kernel: Kernel) -> None:
     assert "".join(shown.data["text/plain"]) == "'b2'"
     result = verify_notebook(after)
     assert result.ok, result.problems
+    # and as the user checks it: the saved file, one clean top-to-bottom run
+    path = tmp_path / "scopes.ipynb"
+    nbformat.write(after, str(path))
+    cli = _verify_cli(str(path), "--strict")
+    assert cli.returncode == 0, cli.stdout + cli.stderr
