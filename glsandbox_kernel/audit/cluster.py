@@ -27,6 +27,7 @@ TASK_KEY = "cluster_task"  # one task per record, records as objects (older runs
 TASKS_KEY = "cluster_tasks"
 LOST_KEY = "cluster_task_lost"
 MANIFEST_KEY = "cluster_manifest"
+CANCELLED_KEY = "cluster_cancelled"  # tasks of an interrupted run that never started (no records)
 
 
 def decode_lines(lines: Iterable[Any]) -> list[dict[str, Any]]:
@@ -132,14 +133,18 @@ def check_cluster_runs(records: Iterable[Any], key: bytes | Verifier | None = No
         extra = _extra(record)
         run_id = str(record.get("session_id")) if isinstance(record, Mapping) else ""
         if RUN_KEY in extra:
-            runs[run_id] = {"sessions": {}, "manifest": None}
+            runs[run_id] = {"sessions": {}, "manifest": None, "ran": set(), "cancelled": []}
             order.append(run_id)
-        elif TASKS_KEY in extra or TASK_KEY in extra or MANIFEST_KEY in extra:
+        elif TASKS_KEY in extra or TASK_KEY in extra or MANIFEST_KEY in extra or CANCELLED_KEY in extra:
             run = runs.get(run_id)
             if run is None:
                 problems.append(f"cluster record of run {run_id[:8]} without its start (record {index})")
                 continue
+            cancelled = extra.get(CANCELLED_KEY)
+            if isinstance(cancelled, list):
+                run["cancelled"].extend(e for e in cancelled if isinstance(e, Mapping))
             for carried in _task_entries(extra):
+                run["ran"].add(str(carried.get("task")))
                 try:
                     inner = _entry_records(carried)
                 except ValueError as exc:
@@ -200,7 +205,9 @@ def check_cluster_runs(records: Iterable[Any], key: bytes | Verifier | None = No
                     )
         for sid in listed:
             problems.append(f"run {run_id[:8]}: manifest lists session {sid[:8]} but no task carried its records")
+        problems.extend(_check_cancelled(run_id, run, manifest))
         lost = [e for e in manifest.get("lost") or [] if isinstance(e, Mapping)]
+        cancelled = run["cancelled"]
         notes.append(
             f"cluster run {run_id[:8]}: {len(run['sessions'])} session(s), "
             f"{sum(s['count'] for s in run['sessions'].values())} worker record(s) anchored in its manifest"
@@ -211,8 +218,33 @@ def check_cluster_runs(records: Iterable[Any], key: bytes | Verifier | None = No
                 if lost
                 else ""
             )
+            + (
+                f"; {len(cancelled)} task(s) cancelled before they started ("
+                + ", ".join(str(e.get("label") or e.get("task")) for e in cancelled[:10])
+                + (", ..." if len(cancelled) > 10 else "")
+                + ")"
+                if cancelled
+                else ""
+            )
         )
     return problems, notes
+
+
+def _check_cancelled(run_id: str, run: Mapping[str, Any], manifest: Mapping[str, Any]) -> list[str]:
+    """A run's cancellation records against its manifest: the same tasks, none of which also ran."""
+    problems: list[str] = []
+    recorded = sorted(str(e.get("task")) for e in run["cancelled"])
+    if "cancelled" in manifest:
+        listed = sorted(str(e.get("task")) for e in manifest.get("cancelled") or [] if isinstance(e, Mapping))
+        if listed != recorded:
+            problems.append(
+                f"run {run_id[:8]}: manifest lists {len(listed)} cancelled task(s), records {len(recorded)}"
+            )
+    elif recorded:
+        problems.append(f"run {run_id[:8]}: {len(recorded)} cancelled task(s) but the manifest lists none")
+    for task in sorted(set(recorded) & run["ran"]):
+        problems.append(f"run {run_id[:8]}: task {task} is recorded as cancelled before it started, and as run")
+    return problems
 
 
 def _declares_segments(manifest: Any, sid: str) -> bool:

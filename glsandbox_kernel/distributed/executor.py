@@ -35,10 +35,11 @@ from .plugin import (
     _Chunk,
     _Packed,
     _task_packed,
+    run_on_worker_cancel,
     run_on_worker_drain,
     run_on_worker_health,
 )
-from .results import _Results
+from .results import _Results, _settle
 
 
 class SandboxedExecutor(_Results, cf.Executor):
@@ -85,6 +86,8 @@ class SandboxedExecutor(_Results, cf.Executor):
         self._started = time.time()
         self._lock = threading.Lock()
         self._pending: dict[str, tuple[list[cf.Future[Any]], str]] = {}
+        self._futures: dict[str, Any] = {}  # Dask future by key, until resolved (cancel_pending)
+        self._labels: dict[str, str] = {}  # what a task is to the user (a notebook's path), for the run chain
         self._failed: dict[str, str] = {}
         self._killed: set[str] = set()
         self._lost_logged: set[str] = set()
@@ -168,11 +171,22 @@ class SandboxedExecutor(_Results, cf.Executor):
         )
 
     def submit_tasks(
-        self, task: Callable[..., Any], items: list[Any], kind: str, **kwargs: Any
+        self,
+        task: Callable[..., Any],
+        items: list[Any],
+        kind: str,
+        *,
+        labels: list[str] | None = None,
+        **kwargs: Any,
     ) -> list[cf.Future[Any]]:
-        """Submit ``task(item, **kwargs)`` per item, each returning a :class:`TaskOutcome` (notebooks)."""
+        """Submit ``task(item, **kwargs)`` per item, each returning a :class:`TaskOutcome` (notebooks).
+
+        ``labels`` name the items in the run chain when they are cancelled (:meth:`cancel_pending`)."""
         keys = _keys(kind, len(items))
         packed = [_Packed((item,), {}) for item in items]
+        if labels is not None:
+            with self._lock:
+                self._labels.update(zip(keys, labels, strict=True))
         return self._track(
             keys,
             kind,
@@ -184,6 +198,7 @@ class SandboxedExecutor(_Results, cf.Executor):
                 key=keys,
                 task=task,
                 task_kwargs=kwargs,
+                run_id=self.audit.run_id,
                 pure=False,
                 retries=0,
                 **self._placement,
@@ -213,6 +228,8 @@ class SandboxedExecutor(_Results, cf.Executor):
             self._idle.clear()
         dask_futures = submit()
         with self._lock:
+            for dask_future in dask_futures:
+                self._futures[str(dask_future.key)] = dask_future
             batched = in_order and len(dask_futures) > 1
             if batched:
                 self._batches += 1
@@ -226,6 +243,52 @@ class SandboxedExecutor(_Results, cf.Executor):
             ).start()
         return [future for group in groups for future in group]
 
+    # -- cancelling ------------------------------------------------------------------------------------
+    def cancel_pending(self) -> list[dict[str, Any]]:
+        """Cancel this run's tasks that have not started on a worker; the running ones run on (client side).
+
+        Called by ``glsandbox run --cluster`` on Ctrl-C and by ``shutdown(cancel_futures=True)``.
+        First every worker is told to start none of this run's tasks (``client.run``), then the
+        tasks the scheduler has given to no worker are cancelled there. A task already running
+        finishes and its records reach the run chain (cancelling it would drop them); one a
+        worker holds but has not begun returns unrun (:class:`NotStarted`). Each cancelled
+        task is recorded in the run chain and its future fails with ``CancelledError``.
+        Returns the ones cancelled on the scheduler now (``task``, ``kind``, ``label``).
+        """
+        run_id = self.audit.run_id
+        try:
+            self.client.run(run_on_worker_cancel, run_id=run_id)  # before the scheduler is asked: no race
+            with self._lock:
+                keys = list(self._pending)
+            waiting = set(self.client.run_on_scheduler(tasks_not_started, keys=keys)) if keys else set()
+        except Exception:  # noqa: BLE001 - the cluster is gone: nothing can start any more, nothing to cancel
+            return []
+        cancelled: list[tuple[str, list[cf.Future[Any]], str, Any]] = []
+        with self._lock:
+            for key in keys:
+                if key in waiting and key in self._pending:
+                    group, kind = self._pending.pop(key)
+                    cancelled.append((key, group, kind, self._futures.pop(key, None)))
+            if not self._pending and not self._batches:
+                self._idle.set()
+        if not cancelled:
+            return []
+        with contextlib.suppress(Exception):  # not started either way: the workers refuse them
+            self.client.cancel([f for *_rest, f in cancelled if f is not None])
+        return self._cancelled([(key, group, kind) for key, group, kind, _f in cancelled], "scheduler")
+
+    def _cancelled(self, tasks: list[tuple[str, list[cf.Future[Any]], str]], where: str) -> list[dict[str, Any]]:
+        """Record tasks that never started (``where``: the scheduler, or the worker that refused them)."""
+        with self._lock:
+            entries = [
+                {"task": key, "kind": kind, "label": self._labels.get(key), "where": where} for key, _g, kind in tasks
+            ]
+        self.audit.add_cancelled(entries)
+        for (key, group, _kind), entry in zip(tasks, entries, strict=True):
+            for future in group:
+                _settle(future, cf.CancelledError(f"{entry['label'] or key}: cancelled before it started"))
+        return entries
+
     # -- health and shutdown ------------------------------------------------------------------------
     def health(self, *, doctor: bool = True) -> dict[str, Any]:
         """Every worker's sandbox health (plugin sessions, ``glsandbox doctor``), by worker address."""
@@ -235,12 +298,15 @@ class SandboxedExecutor(_Results, cf.Executor):
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop accepting calls; with ``wait``, wait for the running ones and seal the run manifest.
 
-        ``cancel_futures`` finds nothing to cancel: every submitted call is running (:func:`_running`)."""
+        ``cancel_futures`` cancels the calls no worker has started (:meth:`cancel_pending`); the
+        running ones run on (their futures' ``cancel()`` refuses: :func:`_running`)."""
         with self._lock:
             if self._shutdown:
                 return
             self._shutdown = True
             self._wakeup.set()
+        if cancel_futures:
+            self.cancel_pending()
         if not wait:
             return
         self._idle.wait()
@@ -273,6 +339,16 @@ def _keys(name: str, count: int) -> list[str]:
     """Unique Dask task keys for one submission: one random prefix, then the index (no urandom per task)."""
     prefix = f"glsandbox-{name}-{uuid.uuid4().hex}"
     return [f"{prefix}-{index}" for index in range(count)]
+
+
+def tasks_not_started(dask_scheduler: Any, keys: list[str]) -> list[str]:
+    """``client.run_on_scheduler`` callback: those of ``keys`` the scheduler has given to no worker yet."""
+    out = []
+    for key in keys:
+        state = dask_scheduler.tasks.get(key)
+        if state is None or state.state in {"released", "waiting", "no-worker", "queued"}:
+            out.append(key)
+    return out
 
 
 def _running() -> cf.Future[Any]:

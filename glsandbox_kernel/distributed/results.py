@@ -18,7 +18,7 @@ import distributed
 
 from ..exceptions import SandboxCrashedError
 from .audit import ClusterAudit
-from .plugin import TaskOutcome
+from .plugin import NotStarted, TaskOutcome
 
 _WINDOW = 64  # tasks in a batch's first gather when it is resolved in order; each next gather takes twice as many
 _MAX_WINDOW = 512
@@ -43,6 +43,10 @@ class _Results:
     _lost_lock: threading.Lock
     _shutdown: bool
     _started: float
+    _futures: dict[str, Any]
+
+    def _cancelled(self, tasks: list[tuple[str, list[cf.Future[Any]], str]], where: str) -> list[dict[str, Any]]:
+        raise NotImplementedError  # the executor's
 
     def _gather_in_order(self, dask_futures: list[Any]) -> None:
         """Resolve a batch window by window (its own thread): early first results, few gathers (windows double)."""
@@ -92,6 +96,7 @@ class _Results:
     def _fail(self, key: str, exc: BaseException) -> None:
         with self._lock:
             entry = self._pending.pop(key, None)
+            self._futures.pop(key, None)
         for future in entry[0] if entry is not None else []:
             _settle(future, exc)
 
@@ -158,10 +163,14 @@ class _Results:
         key = str(dask_future.key)
         with self._lock:
             entry = self._pending.pop(key, None)
+            self._futures.pop(key, None)
             self._done_keys.add(key)
         if entry is None:
             return []
         group, kind = entry
+        if isinstance(result, NotStarted):  # its run was interrupted before the worker began it
+            self._cancelled([(key, group, kind)], result.worker)
+            return []
         outcomes = result if isinstance(result, list) else [result]
         if all(isinstance(o, TaskOutcome) for o in outcomes) and len(outcomes) == len(group):
             return [
