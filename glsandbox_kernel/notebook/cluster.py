@@ -120,8 +120,10 @@ def run_notebook_task(job: dict[str, Any], *, options: dict[str, Any], audit_key
         )
         records = collect_records(nb)
         outcome.lines = encode_records(records)
-        sessions = [r.get("session_id") for r in records if isinstance(r.get("session_id"), str)]
-        outcome.session_id = sessions[-1] if sessions else None
+        # This run's kernel session: the newest records' (cells not run now keep an earlier run's outputs).
+        stamped = [r for r in records if isinstance(r.get("session_id"), str) and _number(r.get("timestamp"))]
+        newest = max(stamped, key=lambda r: float(r["timestamp"]), default=None)
+        outcome.session_id = newest["session_id"] if newest is not None else None
         outcome.value = {
             "notebook": nbformat.writes(nb),
             "summary": {
@@ -136,6 +138,10 @@ def run_notebook_task(job: dict[str, Any], *, options: dict[str, Any], audit_key
         outcome.boxed_error = _ExceptionBox(exc)
     outcome.finished = time.time()
     return outcome
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 # -- client side -------------------------------------------------------------------------------------
