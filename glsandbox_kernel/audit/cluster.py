@@ -27,6 +27,7 @@ TASK_KEY = "cluster_task"  # one task per record, records as objects (older runs
 TASKS_KEY = "cluster_tasks"
 LOST_KEY = "cluster_task_lost"
 MANIFEST_KEY = "cluster_manifest"
+CANCELLED_KEY = "cluster_cancelled"  # tasks of an interrupted run that never started (no records)
 
 
 def decode_lines(lines: Iterable[Any]) -> list[dict[str, Any]]:
@@ -126,20 +127,26 @@ def check_cluster_runs(records: Iterable[Any], key: bytes | Verifier | None = No
     notes: list[str] = []
     sessions: dict[str, list[dict[str, Any]]] = {}
     carriers: dict[str, set[str]] = {}  # session -> the runs that carried its records
+    workers: dict[str, set[str]] = {}  # session -> the Dask workers its records came from
     runs: dict[str, dict[str, Any]] = {}
     order: list[str] = []
     for index, record in enumerate(records, start=1):
         extra = _extra(record)
         run_id = str(record.get("session_id")) if isinstance(record, Mapping) else ""
         if RUN_KEY in extra:
-            runs[run_id] = {"sessions": {}, "manifest": None}
+            runs[run_id] = {"sessions": {}, "manifest": None, "ran": set(), "own": set(), "cancelled": []}
             order.append(run_id)
-        elif TASKS_KEY in extra or TASK_KEY in extra or MANIFEST_KEY in extra:
+        elif TASKS_KEY in extra or TASK_KEY in extra or MANIFEST_KEY in extra or CANCELLED_KEY in extra:
             run = runs.get(run_id)
             if run is None:
                 problems.append(f"cluster record of run {run_id[:8]} without its start (record {index})")
                 continue
+            cancelled = extra.get(CANCELLED_KEY)
+            if isinstance(cancelled, list):
+                run["cancelled"].extend(e for e in cancelled if isinstance(e, Mapping))
             for carried in _task_entries(extra):
+                run["ran"].add(str(carried.get("task")))
+                run["own"].add(str(carried.get("session_id")))  # the session the task itself ran in
                 try:
                     inner = _entry_records(carried)
                 except ValueError as exc:
@@ -149,6 +156,7 @@ def check_cluster_runs(records: Iterable[Any], key: bytes | Verifier | None = No
                     sid = str(rec.get("session_id"))
                     sessions.setdefault(sid, []).append(rec)
                     carriers.setdefault(sid, set()).add(run_id)
+                    workers.setdefault(sid, set()).add(str(carried.get("worker")))
                     stats = run["sessions"].setdefault(sid, {"count": 0, "seqs": []})
                     stats["count"] += 1
                     stats["seqs"].append(rec.get("seq"))
@@ -175,7 +183,15 @@ def check_cluster_runs(records: Iterable[Any], key: bytes | Verifier | None = No
                 problems.append(f"session {sid[:8]}: {problem}")
         if len(pieces) > 1:
             away = sum(b[0]["seq"] - a[-1]["seq"] - 1 for a, b in itertools.pairwise(pieces))
-            notes.append(f"session {sid[:8]}: {away} record(s) between this file's parts are another run's")
+            why = _gap_explained([runs[r] for r in sorted(carriers[sid])], sid, workers[sid])
+            if why is None:
+                problems.append(
+                    f"session {sid[:8]}: {away} record(s) missing between the parts of its chain: only run "
+                    f"{next(iter(carriers[sid]))[:8]} carried this session of its tasks and its manifest "
+                    "explains no gap (no task lost with its worker): records that ran never reached the chain"
+                )
+            else:
+                notes.append(f"session {sid[:8]}: {away} record(s) between this file's parts: {why}")
         if signed and key is None:
             notes.append(f"session {sid[:8]}: worker records are signed but no key was given")
     for run_id in order:
@@ -200,7 +216,9 @@ def check_cluster_runs(records: Iterable[Any], key: bytes | Verifier | None = No
                     )
         for sid in listed:
             problems.append(f"run {run_id[:8]}: manifest lists session {sid[:8]} but no task carried its records")
+        problems.extend(_check_cancelled(run_id, run, manifest))
         lost = [e for e in manifest.get("lost") or [] if isinstance(e, Mapping)]
+        cancelled = run["cancelled"]
         notes.append(
             f"cluster run {run_id[:8]}: {len(run['sessions'])} session(s), "
             f"{sum(s['count'] for s in run['sessions'].values())} worker record(s) anchored in its manifest"
@@ -211,8 +229,53 @@ def check_cluster_runs(records: Iterable[Any], key: bytes | Verifier | None = No
                 if lost
                 else ""
             )
+            + (
+                f"; {len(cancelled)} task(s) cancelled before they started ("
+                + ", ".join(str(e.get("label") or e.get("task")) for e in cancelled[:10])
+                + (", ..." if len(cancelled) > 10 else "")
+                + ")"
+                if cancelled
+                else ""
+            )
         )
     return problems, notes
+
+
+def _check_cancelled(run_id: str, run: Mapping[str, Any], manifest: Mapping[str, Any]) -> list[str]:
+    """A run's cancellation records against its manifest: the same tasks, none of which also ran."""
+    problems: list[str] = []
+    recorded = sorted(str(e.get("task")) for e in run["cancelled"])
+    if "cancelled" in manifest:
+        listed = sorted(str(e.get("task")) for e in manifest.get("cancelled") or [] if isinstance(e, Mapping))
+        if listed != recorded:
+            problems.append(
+                f"run {run_id[:8]}: manifest lists {len(listed)} cancelled task(s), records {len(recorded)}"
+            )
+    elif recorded:
+        problems.append(f"run {run_id[:8]}: {len(recorded)} cancelled task(s) but the manifest lists none")
+    for task in sorted(set(recorded) & run["ran"]):
+        problems.append(f"run {run_id[:8]}: task {task} is recorded as cancelled before it started, and as run")
+    return problems
+
+
+def _gap_explained(carriers: list[Mapping[str, Any]], sid: str, workers: set[str]) -> str | None:
+    """Why session ``sid``'s chain has gaps in this file, by its carriers' manifests; ``None``: unexplained.
+
+    A session serves one run (review 14); the parts another run carried are that run's. One run
+    alone: its manifest explains a gap by a task lost with the session's worker (its records died
+    there), or the session is none of its tasks' own (lines carried for another run's session: a
+    notebook's outputs from an earlier run, an evicted session's held lines).
+    """
+    if len(carriers) > 1:
+        return "another run's"
+    run = carriers[0]
+    manifest = run["manifest"] if isinstance(run["manifest"], Mapping) else {}
+    lost = {str(e.get("worker")) for e in manifest.get("lost") or [] if isinstance(e, Mapping)}
+    if lost & workers:
+        return f"tasks lost with worker {', '.join(sorted(lost & workers))} (the run manifest lists them)"
+    if sid not in run["own"]:
+        return "not a session of this run's tasks (lines it carried for another run's session)"
+    return None
 
 
 def _declares_segments(manifest: Any, sid: str) -> bool:

@@ -16,10 +16,13 @@ checks as is. The run's records:
   those of the tasks' main records (and, for a batch of one, its metrics), so
   ``audit show`` reads naturally. Older runs with one ``extra.cluster_task``
   (records as objects) per task still verify;
+- ``execution_error`` with ``extra.cluster_cancelled``: tasks of an interrupted
+  run that never started (cancelled on the scheduler, or refused by the worker
+  they reached): nothing ran, so they carry no records;
 - ``worker_crashed`` with ``extra.cluster_task_lost``: a Dask worker died while
   running a task; whether Dask ``retried`` it elsewhere or it ``failed``;
 - ``session_end`` with ``extra.cluster_manifest``: every session of the run
-  with its worker, record count, first/last ``seq`` and ``record_hash``, and
+  (and ``cancelled``: the tasks of the cancellation records) with its worker, record count, first/last ``seq`` and ``record_hash``, and
   ``segments``: the ``[first, last]`` seq ranges this run carried (a session
   pooled on a worker also serves other runs with its config; their calls'
   records are in their own chains, the gaps between this run's segments).
@@ -40,7 +43,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 # The defining modules, not the audit package: its CLI (audit verify) imports this module.
-from ..audit.cluster import LOST_KEY, MANIFEST_KEY, RUN_KEY, TASKS_KEY, segments, widen
+from ..audit.cluster import CANCELLED_KEY, LOST_KEY, MANIFEST_KEY, RUN_KEY, TASKS_KEY, segments, widen
 from ..audit.cluster import carried_tasks as carried_tasks
 from ..audit.cluster import check_cluster_runs as check_cluster_runs
 from ..audit.cluster import decode_lines as decode_lines
@@ -88,8 +91,9 @@ class ClusterAudit:
         self._lock = threading.Lock()
         self._sessions: dict[str, dict[str, Any]] = {}
         self._seqs: dict[str, list[int]] = {}  # per session, the seqs this run carried (its segments)
-        self._tasks = {"ok": 0, "error": 0, "lost": 0}
+        self._tasks = {"ok": 0, "error": 0, "lost": 0, "cancelled": 0}
         self._lost: list[dict[str, Any]] = []
+        self._cancelled: list[dict[str, Any]] = []
         self._closed = False
         self._emit(
             EventType.SESSION_START,
@@ -203,6 +207,34 @@ class ClusterAudit:
                 self._tasks["lost"] += 1
         return self._emit(EventType.WORKER_CRASHED, extra={LOST_KEY: entry})
 
+    def add_cancelled(self, tasks: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+        """Tasks of an interrupted run that never started (the executor's :meth:`cancel_pending`): one record.
+
+        Each: ``task`` (the Dask key), ``kind``, ``label`` (e.g. the notebook) and
+        ``where`` (``scheduler``: cancelled there; or the worker that refused to start it).
+        """
+        entries = [
+            {
+                "task": str(t.get("task")),
+                "kind": str(t.get("kind")),
+                "label": None if t.get("label") is None else str(t.get("label")),
+                "where": str(t.get("where")),
+            }
+            for t in tasks
+        ]
+        if not entries:
+            return None
+        with self._lock:
+            self._cancelled.extend(entries)
+            self._tasks["cancelled"] += len(entries)
+        return self._emit(EventType.EXECUTION_ERROR, extra={CANCELLED_KEY: entries})
+
+    @property
+    def cancelled(self) -> list[dict[str, Any]]:
+        """The tasks recorded as cancelled before they started (copies)."""
+        with self._lock:
+            return [dict(e) for e in self._cancelled]
+
     def _track(self, rec: Mapping[str, Any], worker: str) -> None:
         sid = str(rec.get("session_id"))
         entry = self._sessions.get(sid)
@@ -228,6 +260,7 @@ class ClusterAudit:
                 "finished": time.time(),
                 "tasks": dict(self._tasks),
                 "lost": list(self._lost),
+                "cancelled": list(self._cancelled),
                 "sessions": sorted(self._sessions.values(), key=lambda s: s["session_id"]),
                 "summary": dict(summary or {}),
             }

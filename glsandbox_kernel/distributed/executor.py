@@ -3,7 +3,7 @@
 The client submits :func:`~glsandbox_kernel.distributed.plugin.run_call`
 tasks with ``client.map``; each runs the user's function in a session the
 worker's :class:`~glsandbox_kernel.distributed.plugin.SandboxPlugin` keeps.
-One collector thread receives the results (``distributed.as_completed``),
+One collector thread (:mod:`.results`) receives the results (``distributed.as_completed``),
 seals each task's audit records into the run chain, and resolves the
 ``concurrent.futures.Future`` the caller holds: the decoded value, or the
 exception with its own type (builtins stay builtins, ours stay ours). A task
@@ -27,25 +27,22 @@ import distributed
 
 from ..audit import load_key
 from ..config import OSSandboxConfig
-from ..exceptions import SandboxCrashedError
 from .audit import ClusterAudit
 from .plugin import (
     CallSpec,
     SandboxPlugin,
-    TaskOutcome,
     _call_packed,
     _Chunk,
     _Packed,
     _task_packed,
+    run_on_worker_cancel,
     run_on_worker_drain,
     run_on_worker_health,
 )
-
-_WINDOW = 64  # tasks in a batch's first gather when it is resolved in order; each next gather takes twice as many
-_MAX_WINDOW = 512
+from .results import _Results, _settle
 
 
-class SandboxedExecutor(cf.Executor):
+class SandboxedExecutor(_Results, cf.Executor):
     """A ``concurrent.futures.Executor`` whose every call runs in a glsandbox sandbox on the cluster.
 
     ``submit(fn, *args, **kwargs)`` / ``map(fn, *iterables)`` / ``shutdown()``,
@@ -89,6 +86,8 @@ class SandboxedExecutor(cf.Executor):
         self._started = time.time()
         self._lock = threading.Lock()
         self._pending: dict[str, tuple[list[cf.Future[Any]], str]] = {}
+        self._futures: dict[str, Any] = {}  # Dask future by key, until resolved (cancel_pending)
+        self._labels: dict[str, str] = {}  # what a task is to the user (a notebook's path), for the run chain
         self._failed: dict[str, str] = {}
         self._killed: set[str] = set()
         self._lost_logged: set[str] = set()
@@ -172,11 +171,22 @@ class SandboxedExecutor(cf.Executor):
         )
 
     def submit_tasks(
-        self, task: Callable[..., Any], items: list[Any], kind: str, **kwargs: Any
+        self,
+        task: Callable[..., Any],
+        items: list[Any],
+        kind: str,
+        *,
+        labels: list[str] | None = None,
+        **kwargs: Any,
     ) -> list[cf.Future[Any]]:
-        """Submit ``task(item, **kwargs)`` per item, each returning a :class:`TaskOutcome` (notebooks)."""
+        """Submit ``task(item, **kwargs)`` per item, each returning a :class:`TaskOutcome` (notebooks).
+
+        ``labels`` name the items in the run chain when they are cancelled (:meth:`cancel_pending`)."""
         keys = _keys(kind, len(items))
         packed = [_Packed((item,), {}) for item in items]
+        if labels is not None:
+            with self._lock:
+                self._labels.update(zip(keys, labels, strict=True))
         return self._track(
             keys,
             kind,
@@ -188,6 +198,7 @@ class SandboxedExecutor(cf.Executor):
                 key=keys,
                 task=task,
                 task_kwargs=kwargs,
+                run_id=self.audit.run_id,
                 pure=False,
                 retries=0,
                 **self._placement,
@@ -217,6 +228,8 @@ class SandboxedExecutor(cf.Executor):
             self._idle.clear()
         dask_futures = submit()
         with self._lock:
+            for dask_future in dask_futures:
+                self._futures[str(dask_future.key)] = dask_future
             batched = in_order and len(dask_futures) > 1
             if batched:
                 self._batches += 1
@@ -230,201 +243,51 @@ class SandboxedExecutor(cf.Executor):
             ).start()
         return [future for group in groups for future in group]
 
-    def _gather_in_order(self, dask_futures: list[Any]) -> None:
-        """Resolve a batch window by window (its own thread): early first results, few gathers (windows double)."""
+    # -- cancelling ------------------------------------------------------------------------------------
+    def cancel_pending(self) -> list[dict[str, Any]]:
+        """Cancel this run's tasks that have not started on a worker; the running ones run on (client side).
+
+        Called by ``glsandbox run --cluster`` on Ctrl-C and by ``shutdown(cancel_futures=True)``.
+        First every worker is told to start none of this run's tasks (``client.run``), then the
+        tasks the scheduler has given to no worker are cancelled there. A task already running
+        finishes and its records reach the run chain (cancelling it would drop them); one a
+        worker holds but has not begun returns unrun (:class:`NotStarted`). Each cancelled
+        task is recorded in the run chain and its future fails with ``CancelledError``.
+        Returns the ones cancelled on the scheduler now (``task``, ``kind``, ``label``).
+        """
+        run_id = self.audit.run_id
         try:
-            size = _WINDOW
-            while dask_futures:
-                # Off the list before gathering: a resolved window's results are released on the workers.
-                window = dask_futures[:size]
-                del dask_futures[:size]
-                size = min(2 * size, _MAX_WINDOW)
-                self._resolve_all(self._gather(window))
-            try:
-                self._check_lost()
-            except Exception:  # noqa: BLE001 - the scheduler went away: nothing more to learn
-                pass
-        finally:
+            self.client.run(run_on_worker_cancel, run_id=run_id)  # before the scheduler is asked: no race
             with self._lock:
-                self._batches -= 1
-                if not self._pending and not self._batches:
-                    self._idle.set()
-
-    def _resolve_all(self, pairs: list[tuple[Any, Any]]) -> None:
-        """Seal a batch of results into one run-chain record, then resolve their futures."""
-        ready: list[tuple[cf.Future[Any], TaskOutcome, str, str]] = []
-        for dask_future, result in pairs:
-            try:
-                ready.extend(self._resolve(dask_future, result))
-            except Exception as exc:  # noqa: BLE001 - a bad result must not stop the others
-                self._fail(str(dask_future.key), exc)
-        if not ready:
-            return
-        try:
-            self.audit.add_tasks([self._task_entry(outcome, kind, task) for _f, outcome, kind, task in ready])
-        except Exception as exc:  # noqa: BLE001 - unsealed calls do not pass as done
-            for future, _outcome, _kind, _task in ready:
-                _settle(future, exc)
-            return
-        for future, outcome, _kind, _task in ready:
-            if future.done():
-                continue
-            call_error = outcome.error
-            if call_error is None:
-                future.set_result(outcome.value)
-            else:
-                future.set_exception(call_error)
-
-    def _fail(self, key: str, exc: BaseException) -> None:
-        with self._lock:
-            entry = self._pending.pop(key, None)
-        for future in entry[0] if entry is not None else []:
-            _settle(future, exc)
-
-    # -- results (collector thread) ----------------------------------------------------------------
-    def _collect(self) -> None:
-        while True:
-            self._wakeup.wait()
-            for batch in self._ac.batches():
-                self._resolve_all(self._results(batch))
-            try:
-                self._check_lost()
-            except Exception:  # noqa: BLE001 - the scheduler went away: nothing more to learn
-                pass
-            with self._lock:
-                if self._ac.is_empty():
-                    self._wakeup.clear()
-                    if not self._pending and not self._batches:
-                        self._idle.set()
-                    if self._shutdown:
-                        return
-
-    def _gather(self, window: list[Any]) -> list[tuple[Any, Any]]:
-        """``(future, result or exception)`` for each of ``window``: one ``gather``, which also waits (no ``wait``
-        first: the client's loop would track every future twice); ``errors="skip"`` leaves failed ones to
-        :meth:`_results`."""
-        try:
-            got = self.client.gather({f.key: f for f in window}, errors="skip")
-        except Exception:  # noqa: BLE001 - e.g. the scheduler went away: each future reports its own
-            got = {}
-        pairs: list[tuple[Any, Any]] = []
-        rest: list[Any] = []
-        for future in window:
-            result = got.get(future.key)
-            if result is None:
-                rest.append(future)
-            else:
-                pairs.append((future, result))
-        if rest:
-            pairs.extend(self._results(rest))
-        return pairs
-
-    def _results(self, batch: list[Any]) -> list[tuple[Any, Any]]:
-        """``(future, result or exception)`` for a batch of done futures: one gather for the finished ones."""
-        finished = [f for f in batch if f.status == "finished"]
-        pairs: list[tuple[Any, Any]] = []
-        try:
-            pairs.extend(zip(finished, self.client.gather(finished), strict=True))
-        except Exception:  # noqa: BLE001 - one result could not be fetched: fetch them one by one
-            for future in finished:
-                try:
-                    pairs.append((future, future.result()))
-                except Exception as exc:  # noqa: BLE001 - reported as that call's error
-                    pairs.append((future, exc))
-        for future in batch:
-            if future.status != "finished":
-                try:
-                    pairs.append((future, future.exception()))
-                except BaseException as exc:  # noqa: BLE001 - CancelledError
-                    pairs.append((future, exc))
-        return pairs
-
-    def _resolve(self, dask_future: Any, result: Any) -> list[tuple[cf.Future[Any], TaskOutcome, str, str]]:
-        """The calls of one finished Dask task to seal and resolve; a lost or failed task fails its calls here."""
-        key = str(dask_future.key)
-        with self._lock:
-            entry = self._pending.pop(key, None)
-            self._done_keys.add(key)
-        if entry is None:
+                keys = list(self._pending)
+            waiting = set(self.client.run_on_scheduler(tasks_not_started, keys=keys)) if keys else set()
+        except Exception:  # noqa: BLE001 - the cluster is gone: nothing can start any more, nothing to cancel
             return []
-        group, kind = entry
-        outcomes = result if isinstance(result, list) else [result]
-        if all(isinstance(o, TaskOutcome) for o in outcomes) and len(outcomes) == len(group):
-            return [
-                (future, outcome, kind, key if len(group) == 1 else f"{key}/{index}")
-                for index, (future, outcome) in enumerate(zip(group, outcomes, strict=True))
+        cancelled: list[tuple[str, list[cf.Future[Any]], str, Any]] = []
+        with self._lock:
+            for key in keys:
+                if key in waiting and key in self._pending:
+                    group, kind = self._pending.pop(key)
+                    cancelled.append((key, group, kind, self._futures.pop(key, None)))
+            if not self._pending and not self._batches:
+                self._idle.set()
+        if not cancelled:
+            return []
+        with contextlib.suppress(Exception):  # not started either way: the workers refuse them
+            self.client.cancel([f for *_rest, f in cancelled if f is not None])
+        return self._cancelled([(key, group, kind) for key, group, kind, _f in cancelled], "scheduler")
+
+    def _cancelled(self, tasks: list[tuple[str, list[cf.Future[Any]], str]], where: str) -> list[dict[str, Any]]:
+        """Record tasks that never started (``where``: the scheduler, or the worker that refused them)."""
+        with self._lock:
+            entries = [
+                {"task": key, "kind": kind, "label": self._labels.get(key), "where": where} for key, _g, kind in tasks
             ]
-        exc = _as_exception(result)
-        text = f"{type(exc).__name__}: {exc}"
-        with self._lock:
-            self._failed[key] = text
-        if isinstance(exc, distributed.scheduler.KilledWorker) or type(exc).__name__ == "KilledWorker":
-            with self._lock:
-                self._killed.add(key)
-            error: BaseException = SandboxCrashedError(
-                f"task {key}: the Dask worker running it died and Dask gave up ({text})", reason="dask_worker_lost"
-            )
-            error.__cause__ = exc
-        else:
-            error = exc
-        for future in group:
-            _settle(future, error)
-        return []
-
-    @staticmethod
-    def _task_entry(outcome: TaskOutcome, kind: str, task: str) -> dict[str, Any]:
-        """One call's entry in the run chain (:meth:`ClusterAudit.add_tasks`)."""
-        return {
-            "kind": kind,
-            "task": task,
-            "worker": outcome.worker,
-            "session_id": outcome.session_id,
-            "status": "ok" if outcome.error is None else "error",
-            "lines": outcome.carried_lines(),  # worker threads in this process: the same object
-            "detail": {**outcome.detail, "pid": outcome.pid, "started": outcome.started, "finished": outcome.finished},
-        }
-
-    def _check_lost(self) -> None:
-        """Record every Dask worker loss that hit one of our tasks (scheduler's ``remove-worker`` events)."""
-        with self._lost_lock:  # the collector and the gather threads all call this
-            self._check_lost_locked()
-
-    def _check_lost_locked(self) -> None:
-        with self._lock:
-            done = set(self._done_keys)
-            failed = dict(self._failed)
-        if not done:
-            return
-        events = self.client.get_events("all")
-        recorded: set[str] = set()
-        for stamp, msg in events:
-            if stamp < self._started - 1 or not isinstance(msg, dict) or msg.get("action") != "remove-worker":
-                continue
-            if msg.get("expected"):
-                continue
-            # Running there (retried or failed), or finished there and not gathered yet: Dask recomputes
-            # those elsewhere; the first run's records died with the worker, the run chain says so.
-            running = {str(k) for k in msg.get("processing-tasks") or ()}
-            computed = {str(k) for k in msg.get("lost-computed-tasks") or ()}
-            for task in sorted(running | computed):
-                if task not in done:
-                    continue
-                mark = (stamp, msg.get("worker"), task)
-                if mark in self._seen_losses:
-                    continue
-                self._seen_losses.add(mark)
-                outcome = "failed" if task in failed else "retried" if task in running else "recomputed"
-                self.audit.add_lost(
-                    task=task, worker=str(msg.get("worker")), outcome=outcome, detail=failed.get(task, "")
-                )
-                recorded.add(task)
-        with self._lock:
-            self._done_keys -= done  # keys resolved meanwhile wait for the next check
-            unexplained = [task for task in self._killed if task not in recorded and task not in self._lost_logged]
-            self._lost_logged.update(recorded)
-            self._lost_logged.update(unexplained)
-        for task in unexplained:  # Dask said KilledWorker but its event log no longer has the loss
-            self.audit.add_lost(task=task, worker="unknown", outcome="failed", detail=failed.get(task, ""))
+        self.audit.add_cancelled(entries)
+        for (key, group, _kind), entry in zip(tasks, entries, strict=True):
+            for future in group:
+                _settle(future, cf.CancelledError(f"{entry['label'] or key}: cancelled before it started"))
+        return entries
 
     # -- health and shutdown ------------------------------------------------------------------------
     def health(self, *, doctor: bool = True) -> dict[str, Any]:
@@ -435,12 +298,15 @@ class SandboxedExecutor(cf.Executor):
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop accepting calls; with ``wait``, wait for the running ones and seal the run manifest.
 
-        ``cancel_futures`` finds nothing to cancel: every submitted call is running (:func:`_running`)."""
+        ``cancel_futures`` cancels the calls no worker has started (:meth:`cancel_pending`); the
+        running ones run on (their futures' ``cancel()`` refuses: :func:`_running`)."""
         with self._lock:
             if self._shutdown:
                 return
             self._shutdown = True
             self._wakeup.set()
+        if cancel_futures:
+            self.cancel_pending()
         if not wait:
             return
         self._idle.wait()
@@ -475,25 +341,19 @@ def _keys(name: str, count: int) -> list[str]:
     return [f"{prefix}-{index}" for index in range(count)]
 
 
+def tasks_not_started(dask_scheduler: Any, keys: list[str]) -> list[str]:
+    """``client.run_on_scheduler`` callback: those of ``keys`` the scheduler has given to no worker yet."""
+    out = []
+    for key in keys:
+        state = dask_scheduler.tasks.get(key)
+        if state is None or state.state in {"released", "waiting", "no-worker", "queued"}:
+            out.append(key)
+    return out
+
+
 def _running() -> cf.Future[Any]:
     """A call's future, running from its submission (client side): Dask may start a task at any moment
     and cannot take it back (its result and audit records would be dropped), so ``cancel()`` refuses."""
     future: cf.Future[Any] = cf.Future()
     future.set_running_or_notify_cancel()
     return future
-
-
-def _settle(future: cf.Future[Any], exc: BaseException) -> None:
-    """Fail a call's future unless it is resolved already (collector or gather thread)."""
-    if not future.done():
-        future.set_exception(exc)
-
-
-def _as_exception(result: Any) -> BaseException:
-    if isinstance(result, BaseException):
-        return result
-    if isinstance(result, tuple) and len(result) == 3 and isinstance(result[1], BaseException):
-        return result[1]
-    if result is None:  # the Dask future ended with neither: its scheduler went away (review 22)
-        return SandboxCrashedError("the Dask task ended without a result: lost scheduler", reason="dask_scheduler_lost")
-    return RuntimeError(f"unexpected task result {type(result).__name__}")

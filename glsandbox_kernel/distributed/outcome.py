@@ -38,6 +38,22 @@ class CallLines:
         return [line.decode("utf-8").rstrip("\n") for line in self.log.lines(self.start, self.end)]
 
 
+class NotStarted:
+    """The result of a task of an interrupted run that never began on its worker: nothing ran, no records.
+
+    Returned by the task body on the Dask worker (:func:`.plugin._not_started`); the
+    client's executor records the task as cancelled before it started.
+    """
+
+    __slots__ = ("key", "worker")
+
+    def __init__(self, key: str, worker: str) -> None:
+        self.key, self.worker = key, worker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (NotStarted, (self.key, self.worker))
+
+
 def _rebuild_exception(cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]) -> BaseException:
     """Unpickle an exception whose ``__init__`` may not accept its own ``args`` (ours take details)."""
     try:

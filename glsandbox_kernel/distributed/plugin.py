@@ -29,6 +29,7 @@ from ..exceptions import SandboxCrashedError, SandboxTimeoutError
 from ..safe_python import module_argv
 from ..sandbox import OSSandbox
 from .outcome import CallLines
+from .outcome import NotStarted as NotStarted
 from .outcome import TaskOutcome as TaskOutcome
 from .outcome import _ExceptionBox as _ExceptionBox
 
@@ -193,6 +194,7 @@ class SandboxPlugin(WorkerPlugin):
         # the runs that never came back to this worker are forgotten oldest first).
         self._held: OrderedDict[str, list[str]] = OrderedDict()
         self._ended: OrderedDict[str, None] = OrderedDict()  # runs drained here: late sessions close
+        self._cancelled: OrderedDict[str, None] = OrderedDict()  # runs interrupted: their tasks start no more
 
     # -- Dask hooks -------------------------------------------------------------------
     def setup(self, worker: Any) -> None:
@@ -288,6 +290,21 @@ class SandboxPlugin(WorkerPlugin):
             _close_quietly(slot.box)
             out.extend(slot.new_lines())
         return out
+
+    def cancel_run(self, run_id: str) -> None:
+        """From now on, run ``run_id``'s tasks that reach this worker return :class:`NotStarted` unrun.
+
+        Called by the run's executor (``client.run``, on the worker's event loop) when the
+        run is interrupted; the tasks already running here run on and ship their records.
+        """
+        with self._lock:
+            self._cancelled[run_id] = None
+            while len(self._cancelled) > 256:
+                self._cancelled.popitem(last=False)
+
+    def cancelled(self, run_id: str) -> bool:
+        """Whether run ``run_id`` was interrupted (the task body asks before it starts anything)."""
+        return run_id in self._cancelled
 
     # -- health ----------------------------------------------------------------------------
     def health(self, *, doctor: bool = True) -> dict[str, Any]:
@@ -419,15 +436,33 @@ class _Chunk:
         return (_Chunk, (self.calls,))
 
 
-def _call_packed(packed: _Packed | _Chunk, *, spec: CallSpec) -> TaskOutcome | list[TaskOutcome]:
+def _not_started(run_id: str | None) -> NotStarted | None:
+    """A :class:`NotStarted` when run ``run_id`` was interrupted before this task began (Dask worker)."""
+    if not run_id:
+        return None
+    worker = get_worker()
+    if not worker_plugin(worker).cancelled(run_id):
+        return None
+    return NotStarted(str(worker.get_current_task()), str(worker.address))
+
+
+def _call_packed(packed: _Packed | _Chunk, *, spec: CallSpec) -> TaskOutcome | list[TaskOutcome] | NotStarted:
     """Task body on the Dask worker: :func:`run_call` for one call, or each call of a chunk in turn."""
+    skipped = _not_started(spec.config_id.partition("/")[0])
+    if skipped is not None:
+        return skipped
     if isinstance(packed, _Chunk):
         return [run_call(call, spec=spec) for call in packed.calls]
     return run_call((packed.args, packed.kwargs), spec=spec)
 
 
-def _task_packed(packed: _Packed, *, task: Callable[..., Any], task_kwargs: dict[str, Any]) -> TaskOutcome:
+def _task_packed(
+    packed: _Packed, *, task: Callable[..., Any], task_kwargs: dict[str, Any], run_id: str | None = None
+) -> TaskOutcome | NotStarted:
     """Task body on the Dask worker for :meth:`SandboxedExecutor.submit_tasks`."""
+    skipped = _not_started(run_id)
+    if skipped is not None:
+        return skipped
     outcome: TaskOutcome = task(*packed.args, **task_kwargs)
     return outcome
 
@@ -441,6 +476,12 @@ def run_on_worker_health(dask_worker: Any, doctor: bool = True) -> dict[str, Any
     if doctor:
         report["doctor"] = doctor_json()
     return report
+
+
+def run_on_worker_cancel(dask_worker: Any, run_id: str) -> bool:
+    """``client.run`` callback: run ``run_id``'s tasks start no more on this worker (:meth:`SandboxPlugin.cancel_run`)."""
+    worker_plugin(dask_worker).cancel_run(run_id)
+    return True
 
 
 def run_on_worker_drain(dask_worker: Any, run_id: str) -> list[str]:

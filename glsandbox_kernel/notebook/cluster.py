@@ -12,9 +12,13 @@ verifies its evidence (:func:`.verify.verify_notebook`), seals the records
 into one run chain (``--audit FILE``, checked by ``glsandbox audit verify``),
 shows a progress bar on stderr and prints one summary.
 
+Ctrl-C (SIGINT) cancels the notebooks no worker has started (the run chain and
+its manifest name them), lets the running ones finish so that their records
+are kept, then prints the summary and exits 130.
+
 Exit status: 0 every notebook ran without error or violation and verifies;
 1 any notebook failed, recorded a violation or did not verify; 2 usage
-errors (unreadable notebook, cluster not reachable).
+errors (unreadable notebook, cluster not reachable); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -116,8 +120,10 @@ def run_notebook_task(job: dict[str, Any], *, options: dict[str, Any], audit_key
         )
         records = collect_records(nb)
         outcome.lines = encode_records(records)
-        sessions = [r.get("session_id") for r in records if isinstance(r.get("session_id"), str)]
-        outcome.session_id = sessions[-1] if sessions else None
+        # This run's kernel session: the newest records' (cells not run now keep an earlier run's outputs).
+        stamped = [r for r in records if isinstance(r.get("session_id"), str) and _number(r.get("timestamp"))]
+        newest = max(stamped, key=lambda r: float(r["timestamp"]), default=None)
+        outcome.session_id = newest["session_id"] if newest is not None else None
         outcome.value = {
             "notebook": nbformat.writes(nb),
             "summary": {
@@ -132,6 +138,10 @@ def run_notebook_task(job: dict[str, Any], *, options: dict[str, Any], audit_key
         outcome.boxed_error = _ExceptionBox(exc)
     outcome.finished = time.time()
     return outcome
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 # -- client side -------------------------------------------------------------------------------------
@@ -241,6 +251,7 @@ def run_cluster_cli(args: argparse.Namespace) -> int:
     options["param"] = list(options["param"] or [])
     started = time.monotonic()
     results: list[dict[str, Any]] = []
+    cancelled: list[str] = []
     with contextlib.ExitStack() as stack:
         if cluster is not None:
             stack.callback(cluster.close)
@@ -256,17 +267,72 @@ def run_cluster_cli(args: argparse.Namespace) -> int:
         )
         stack.callback(executor.shutdown, wait=True, cancel_futures=True)  # on an error or Ctrl-C
         futures = executor.submit_tasks(
-            run_notebook_task, jobs, "notebook", options=options, audit_key=key if local else None
+            run_notebook_task,
+            jobs,
+            "notebook",
+            labels=[job["path"] for job in jobs],
+            options=options,
+            audit_key=key if local else None,
         )
         progress = _Progress(len(jobs))
         index = {future: job for future, job in zip(futures, jobs, strict=True)}
-        for future in cf.as_completed(futures):
-            job = index[future]
-            info = _finish(job, future, args, key, len(jobs) > 1, nbformat, verify_notebook)
-            results.append(info)
-            progress.update(info["ok"], job["path"])
-        executor.shutdown(wait=True)
-    return _summary(results, args, time.monotonic() - started, executor)
+        with _interrupts() as interrupted:
+            remaining, stopping = set(futures), False
+            while remaining:
+                done, remaining = cf.wait(remaining, timeout=0.25, return_when=cf.FIRST_COMPLETED)
+                if interrupted.is_set() and not stopping:
+                    stopping = True
+                    _stop(executor, len(remaining))
+                for future in done:
+                    job = index[future]
+                    if isinstance(future.exception(), cf.CancelledError):
+                        cancelled.append(job["path"])
+                        continue
+                    info = _finish(job, future, args, key, len(jobs) > 1, nbformat, verify_notebook)
+                    results.append(info)
+                    progress.update(info["ok"], job["path"])
+            executor.shutdown(wait=True)
+    code = _summary(results, args, time.monotonic() - started, executor, cancelled)
+    return 130 if interrupted.is_set() else code
+
+
+@contextlib.contextmanager
+def _interrupts() -> Any:
+    """SIGINT (Ctrl-C) sets the yielded event instead of raising, while the notebooks run (main thread only).
+
+    The run loop then cancels what has not started (:func:`_stop`) and keeps collecting the
+    running notebooks, so their records reach the run chain; the old handler is put back after.
+    """
+    import signal
+    import threading
+
+    event = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield event
+        return
+
+    def handler(_signum: int, _frame: Any) -> None:
+        if event.is_set():
+            print("glsandbox run --cluster: still waiting for the running notebook(s)", file=sys.stderr, flush=True)
+        event.set()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield event
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _stop(executor: Any, left: int) -> None:
+    """After Ctrl-C: cancel the notebooks no worker started (recorded in the run chain), say what runs on."""
+    print("glsandbox run --cluster: interrupted: cancelling the notebooks not started yet", file=sys.stderr, flush=True)
+    gone = executor.cancel_pending()
+    print(
+        f"glsandbox run --cluster: {len(gone)} notebook(s) cancelled on the scheduler; {max(0, left - len(gone))} "
+        "given to a worker: the running ones finish (their records are kept), the others are cancelled there",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def _finish(
@@ -309,7 +375,9 @@ def _finish(
     return info
 
 
-def _summary(results: list[dict[str, Any]], args: argparse.Namespace, seconds: float, executor: Any) -> int:
+def _summary(
+    results: list[dict[str, Any]], args: argparse.Namespace, seconds: float, executor: Any, cancelled: list[str]
+) -> int:
     bad = [r for r in results if not r["ok"]]
     for r in sorted(results, key=lambda r: r["path"]):
         mark = "ok    " if r["ok"] else "FAILED"
@@ -321,12 +389,14 @@ def _summary(results: list[dict[str, Any]], args: argparse.Namespace, seconds: f
         print(printable(line))  # the error text is the sandbox's
         if r.get("audit") and not r.get("verified"):
             print(f"         audit: {r['audit']}")
+    for path in sorted(cancelled):
+        print(printable(f"  CANCELLED {path}: not started when the run was interrupted (no records, no output)"))
     violations = sum(int(r["violations"]) for r in results)
     chain = executor.audit
     where = f"{args.audit}" if args.audit else "memory (pass --audit FILE to keep it)"
     print(
         f"glsandbox run --cluster: {len(results)} notebook(s) in {seconds:.1f}s, {len(results) - len(bad)} ok, "
-        f"{len(bad)} failed, {violations} violation(s); run chain: {len(chain.records)} record(s) in {where}, "
+        f"{len(bad)} failed, {len(cancelled)} cancelled, {violations} violation(s); run chain: {len(chain.records)} record(s) in {where}, "
         f"head {chain.head[:16]}..."
     )
-    return 1 if bad else 0
+    return 1 if bad or cancelled else 0

@@ -241,7 +241,7 @@ def test_cluster_audit_verified_end_to_end(client: Any, tmp_path: Any, capsys: A
     records = [json.loads(line) for line in path.read_text().splitlines()]
     assert records[0]["extra"]["cluster_run"]["run_id"] == ex.audit.run_id
     manifest = records[-1]["extra"]["cluster_manifest"]
-    assert manifest["tasks"] == {"ok": 8, "error": 1, "lost": 0}
+    assert manifest["tasks"] == {"ok": 8, "error": 1, "lost": 0, "cancelled": 0}
     assert manifest["sessions"], "every session is anchored"
     errors = [r for r in records if r["event_type"] == "execution_error"]
     (failed,) = carried_tasks(errors)
