@@ -16,8 +16,8 @@ when those libraries are installed.
 Decoding runs under a :class:`Budget` (host side): at most ``max_objects``
 objects, ``MAX_DEPTH`` levels, an estimated host memory of ``ratio`` times
 the frame (plus a floor), and a wall-clock deadline (the call's timeout).
-Sets, dict keys and pandas labels (object index values, each level of a
-tuple index, column names) are checked for hash floods before they are
+Sets, dict keys, pandas labels (object index values, each level of a
+tuple index, column names) and object columns are checked for hash floods before they are
 built: more than :data:`MAX_SAME_HASH` distinct members with one hash value
 (which would make building them, or pandas' hash table, quadratic) are
 refused. Whatever exceeds the budget is
@@ -450,10 +450,10 @@ def _dec_lazy(tag: bytes, r: Any, depth: int) -> Any:
     raise SandboxSecurityError(f"malformed value: unknown tag {tag!r}")
 
 
-def _check_hashes(members: list[Any], what: str, *, unhashable_ok: bool = False) -> None:
+def _check_hashes(members: list[Any], what: str, *, unhashable_ok: bool = False, pandas: bool = False) -> None:
     """Refuse a hash flood before a set, dict or pandas index is built (see :func:`.codec_hashes.check`)."""
-    hashes.check(members, what, MAX_SAME_HASH, unhashable_ok=unhashable_ok)
+    hashes.check(members, what, MAX_SAME_HASH, unhashable_ok=unhashable_ok, pandas=pandas)
 
 
-def _no_check(members: list[Any], what: str, *, unhashable_ok: bool = False) -> None:
+def _no_check(members: list[Any], what: str, *, unhashable_ok: bool = False, pandas: bool = False) -> None:
     """:func:`_check_hashes` for a frame of the trusted host (``Budget.hash_checks`` off)."""

@@ -147,7 +147,9 @@ def decode_pandas(r: Any, tag: bytes, depth: int, dec: Dec, check_hashes: CheckH
     """Host side: a DataFrame (``P``), Series (``R``) or Index (``X``); hostile data, under ``r``'s budget.
 
     Labels pandas hashes (an index's values as a list, column names) go
-    through ``check_hashes`` before pandas sees them: see :func:`_check_labels`.
+    through ``check_hashes`` before pandas sees them: see :func:`_check_labels`;
+    so do object columns (a list: ints past 64 bits, mixed objects, tuples),
+    by pandas' object hash, which ``value_counts``/``set_index``... use.
     """
     try:
         import pandas as pd
@@ -183,6 +185,9 @@ def decode_pandas(r: Any, tag: bytes, depth: int, dec: Dec, check_hashes: CheckH
         for c in raw:  # a scalar here would be broadcast to every row: a tiny frame, a huge host allocation
             if not (type(c) is list or (type(c) is np.ndarray and c.ndim == 1)) or len(c) != rows:
                 raise SandboxSecurityError("malformed pandas value: a column is not one value per row")
+        for c in raw:  # an object column: pandas hashes it by its object hash on value_counts, set_index...
+            if type(c) is list:
+                check_hashes(c, "object column value", unhashable_ok=True, pandas=True)
         cols = [_host_array(pd, c, d, index) for c, d in zip(raw, dtypes, strict=True)]
         if tag == b"X":
             return index
@@ -208,10 +213,12 @@ def _check_labels(labels: list[Any], what: str, check_hashes: CheckHashes) -> No
     Python's int hash is the value modulo ``2**61 - 1``, no secret, so a
     worker builds any number of distinct ints (and tuples, whose hash
     derives from their members') with one hash value. The labels and each
-    level's values are checked as a set's members are (unhashable labels,
-    which pandas never hashes, are skipped). Linear in the labels' members.
+    level's values are checked as a set's members are, and by pandas' object
+    hash (:func:`.codec_hashes.pandas_object_hash`; unhashable labels are
+    skipped). Linear in the labels' members.
     """
     check_hashes(labels, what, unhashable_ok=True)
+    check_hashes(labels, what, unhashable_ok=True, pandas=True)  # an object index: pandas' own hash
     levels: list[Any] = []
     widths = set(map(len, labels)) if set(map(type, labels)) == {tuple} else None
     if widths is not None and len(widths) == 1:  # a MultiIndex's tuples: its levels at C speed
@@ -224,7 +231,7 @@ def _check_labels(labels: list[Any], what: str, check_hashes: CheckHashes) -> No
                 for level, member in zip(levels, label, strict=False):
                     level.append(member)
     for i, level in enumerate(levels):
-        check_hashes(level, f"{what} (level {i})", unhashable_ok=True)
+        check_hashes(level, f"{what} (level {i})", unhashable_ok=True, pandas=True)
 
 
 def _host_array(pd: Any, values: Any, dtype: str, index: Any) -> Any:

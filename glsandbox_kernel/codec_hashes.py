@@ -19,7 +19,7 @@ from .exceptions import SandboxSecurityError
 _SEEDED = frozenset({str, bytes})
 
 
-def check(members: list[Any], what: str, limit: int, *, unhashable_ok: bool = False) -> None:
+def check(members: list[Any], what: str, limit: int, *, unhashable_ok: bool = False, pandas: bool = False) -> None:
     """Refuse a hash flood before a set, dict or pandas index is built from ``members`` (host side).
 
     Distinct members with one hash value make each insertion walk the same
@@ -33,10 +33,15 @@ def check(members: list[Any], what: str, limit: int, *, unhashable_ok: bool = Fa
     full 64-bit hash are out of reach) are not counted.
     ``unhashable_ok``: members that cannot be hashed are skipped (an object
     index may hold lists; nothing hashes them), not refused.
+    ``pandas``: the members are objects pandas will hash (an object column or
+    index): counted by pandas' own object hash, see :func:`_check_objects`.
     """
     np = sys.modules.get("numpy")
     if np is not None and type(members) is np.ndarray:
         _check_numbers(np, members, what, limit)
+        return
+    if pandas:
+        _check_objects(members, what, limit, unhashable_ok)
         return
     if len(members) <= limit:
         for m in members:
@@ -55,24 +60,123 @@ def check(members: list[Any], what: str, limit: int, *, unhashable_ok: bool = Fa
     # n members over d distinct hashes: no hash has more than n - d + 1 of them.
     if len(members) - len(distinct) + 1 <= limit:
         return
-    hot = {h for h, c in Counter(map(hash, members)).items() if c > limit}
+    _refuse_crowds(list(map(hash, members)), members, what, limit, "", lambda m: m)
+
+
+def _refuse_crowds(keys: list[int], members: list[Any], what: str, limit: int, table: str, same_key: Any) -> None:
+    """Refuse more than ``limit`` distinct members (as ``same_key`` makes them) of one of ``keys``.
+
+    Only members of a key with more than ``limit`` are compared, each with at most ``limit`` kept.
+    """
+    hot = {h for h, c in Counter(keys).items() if c > limit}
     if not hot:
         return
     kept: dict[int, list[Any]] = {h: [] for h in hot}
     try:
-        for m in members:
-            same = kept.get(hash(m))
-            if same is not None and m not in same:  # ``in``: identity, then ==, in C
-                same.append(m)
+        for h, m in zip(keys, members, strict=True):
+            same = kept.get(h)
+            if same is not None and (k := same_key(m)) not in same:  # ``in``: identity, then ==, in C
+                same.append(k)
                 if len(same) > limit:
                     raise SandboxSecurityError(
                         f"refused a value from the worker: more than {limit} distinct {what}s share one "
-                        f"hash value (a hash-collision flood; at most {limit} may)"
+                        f"hash value{table} (a hash-collision flood; at most {limit} may)"
                     )
     except SandboxSecurityError:
         raise
     except Exception as exc:  # a comparison that fails: no decoded type's does
         raise SandboxSecurityError(f"malformed value: {what}s that cannot be compared") from exc
+
+
+_M64 = (1 << 64) - 1
+#: xxHash primes of CPython's (and pandas' copy of its) tuple hash
+_XP1, _XP2, _XP5 = 11400714785074694791, 14029467366897019727, 2870177450012600261
+_TUPLE_TAIL = _XP5 ^ 3527539
+#: stands for every float NaN: pandas' object table holds them as one key
+_NAN = object()
+#: types pandas' object table hashes with Python's own hash (then folds), members or not of a tuple
+_PLAIN = frozenset({int, bool, str, bytes, type(None)})
+
+
+def pandas_object_hash(member: Any) -> int:
+    """pandas' ``kh_python_hash_func`` (3.1 measured): the 32-bit hash its object tables slot ``member`` by.
+
+    Python's hash folded to 32 bits (``(h >> 32) ^ h``), NaN parts of floats and
+    complexes hash 0, and a tuple hashes its items' *folded* hashes with
+    CPython's xxHash combiner. So distinct Python hashes collide here too:
+    ``(a << 32) | (a ^ c)`` for any ``a`` folds to ``c``, and 1-tuples of such ints
+    collide though Python's tuple hashes differ. Unhashable members are 0 (as pandas).
+    """
+    t = type(member)
+    if t is float:
+        h = 0 if member != member else hash(member)
+    elif t is complex:
+        re, im = member.real, member.imag
+        h = (0 if re != re else hash(re)) + 1000003 * (0 if im != im else hash(im))
+        h = -2 if h & _M64 == _M64 else h
+    elif t is tuple:
+        acc = _XP5
+        for item in member:
+            acc = (acc + pandas_object_hash(item) * _XP2) & _M64
+            acc = (((acc << 31) | (acc >> 33)) * _XP1) & _M64
+        acc = (acc + (len(member) ^ _TUPLE_TAIL)) & _M64
+        h = 1546275796 if acc == _M64 else acc
+    else:
+        try:
+            h = hash(member)
+        except TypeError:
+            return 0
+    h &= _M64
+    return ((h >> 32) ^ h) & 0xFFFFFFFF
+
+
+def _same_key(member: Any) -> Any:
+    """``member`` as pandas' object table compares it: every NaN one key, inside tuples too."""
+    t = type(member)
+    if t is float and member != member:
+        return _NAN
+    if t is complex and member != member:
+        return (complex, _same_key(member.real), _same_key(member.imag))
+    if t is tuple:
+        return tuple(map(_same_key, member))
+    return member
+
+
+def _check_objects(members: list[Any], what: str, limit: int, unhashable_ok: bool) -> None:
+    """Refuse more than ``limit`` distinct objects of one pandas object hash (:func:`pandas_object_hash`).
+
+    An object column or index (Python ints past 64 bits, ints beside a str,
+    tuples, mixed objects) is hashed by pandas' object table on its first
+    ``value_counts``/``drop_duplicates``/``is_unique``/``.loc``/``set_index``:
+    20 000 colliding ones cost 3-12 s of host CPU (quadratic), whether their
+    Python hashes are one value (``i * (2**61 - 1)``) or distinct (the 32-bit
+    fold). Linear: one hash per member, counted; only members of a hash
+    with more than ``limit`` are compared, each with at most ``limit`` kept.
+    Unhashable members (lists) are skipped: pandas raises on some uses and
+    hashes them all to 0 on others, a cost any list column has (not refused);
+    a tuple holding one is counted (pandas hashes its other items).
+    """
+    types = set(map(type, members))
+    if len(members) <= limit or types <= _SEEDED:
+        if not unhashable_ok:
+            for m in members:
+                _hash(m, what)
+        return
+    if not unhashable_ok:
+        for m in members:
+            _hash(m, what)
+    elif not types <= _PLAIN | {float, complex, tuple}:  # a tuple holding a list is hashed all the same
+        members = [m for m in members if type(m) is tuple or _hashable(m)]
+    np = sys.modules.get("numpy")
+    if np is not None and types <= _PLAIN:  # pandas' hash is Python's, folded: at numpy speed
+        h = np.fromiter(map(hash, members), dtype=np.int64, count=len(members)).view(np.uint64)
+        folded = ((h >> np.uint64(32)) ^ h) & np.uint64(0xFFFFFFFF)
+        if int(np.unique(folded, return_counts=True)[1].max()) <= limit:
+            return
+        keys = folded.tolist()
+    else:
+        keys = list(map(pandas_object_hash, members))
+    _refuse_crowds(keys, members, what, limit, " in pandas' object table", _same_key)
 
 
 def _hashable(member: Any) -> bool:

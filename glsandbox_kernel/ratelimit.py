@@ -42,10 +42,12 @@ class RecordLimiter:
         self._limits: dict[Hashable, _KindLimit] = {}
         self._lock = threading.Lock()
 
-    def admit(self, key: Hashable) -> tuple[Hashable, int] | None:
+    def admit(self, key: Hashable, weight: int = 1) -> tuple[Hashable, int] | None:
         """``(kind, repeats)`` when a record of ``key`` is to be written now, else None (counted as suppressed).
 
         The kind is ``key``, or :data:`OVERFLOW` once ``max_kinds`` kinds are kept this call.
+        ``weight``: the violations the record stands for, counted when it is suppressed (a relayed
+        record that already carries ``repeats``).
         """
         now = time.time()
         with self._lock:
@@ -54,8 +56,8 @@ class RecordLimiter:
             lim = self._limits.setdefault(key, _KindLimit())
             lim.seen += 1
             if lim.seen > self.burst and now - lim.last_time < self.interval:
-                lim.suppressed += 1
-                self.suppressed += 1
+                lim.suppressed += weight
+                self.suppressed += weight
                 return None
             repeats, lim.suppressed, lim.last_time = lim.suppressed, 0, now
         return key, repeats

@@ -15,10 +15,12 @@ on the hot path.
 Floods are bounded by a rate limit, never by dropping a call's violations:
 the session calls :meth:`Supervisor.begin_call` when a call starts, and the
 first violation of each kind (syscall and detail) in every call is always
-recorded. Within a call, each kind gets ``SupervisorPolicy.burst`` records,
-then at most one per ``interval`` seconds; each record after a pause carries
-``repeats``, the number of the same violations suppressed since the record
-before it, and what is still pending is written as a summary record when
+recorded, up to ``SupervisorPolicy.max_kinds`` kinds (further kinds, such as
+one syscall with its arguments varied, are merged into one). Within a call,
+each kind gets ``SupervisorPolicy.burst`` records, then at most one per
+``interval`` seconds; each record after a pause carries ``repeats``, the
+number of the same violations suppressed since the record before it, and
+what is still pending is written as a summary record when
 the next call starts or the supervisor stops. Every suppressed syscall is
 still denied.
 
@@ -57,6 +59,9 @@ SECCOMP_USER_NOTIF_FLAG_CONTINUE = 1
 _NOTIF = struct.Struct("=QIIiIQ6Q")
 _PATH_MAX = 4096
 
+#: Records the supervisor itself keeps (the latest), over the whole session.
+KEPT = 256
+
 _CLONE_FLAGS = CLONE_FLAG_NAMES
 _IOCTLS = IOCTL_NAMES
 _FAMILIES = FAMILY_NAMES
@@ -78,6 +83,9 @@ class SupervisorPolicy:
     burst: int = 8
     #: Then at most one record of that kind per ``interval`` seconds (with ``repeats``).
     interval: float = 1.0
+    #: Distinct kinds recorded per call; further ones (a syscall's arguments varied in a loop)
+    #: share one merged kind, rate-limited the same way, so a call's records stay bounded.
+    max_kinds: int = 64
 
 
 @dataclasses.dataclass
@@ -132,7 +140,7 @@ class Supervisor:
         self.stats = {"notifications": 0, "denied": 0, "continued": 0, "suppressed": 0, "errors": 0}
         self._wake_r, self._wake_w = os.pipe()
         self._stopping = False
-        self._limiter = RecordLimiter(self.policy.burst, self.policy.interval)
+        self._limiter = RecordLimiter(self.policy.burst, self.policy.interval, max_kinds=self.policy.max_kinds)
         self._thread = threading.Thread(target=self._run, name=f"seccomp-supervisor-{listener_fd}", daemon=True)
         if start:
             self._thread.start()
@@ -289,6 +297,8 @@ class Supervisor:
             self.stats["suppressed"] += 1
             return
         kind_key, repeats = admitted
+        if kind_key != (syscall, key):
+            detail += " (one of many different violations in this call, merged)"
         now = time.time()
         record: dict[str, Any] = {
             "kind": kind,
@@ -310,6 +320,8 @@ class Supervisor:
 
     def _deliver(self, record: dict[str, Any]) -> None:
         self.violations.append(record)
+        if len(self.violations) > KEPT:  # the session and the audit log have them all
+            del self.violations[: len(self.violations) - KEPT]
         try:
             self.on_violation(record)
         except Exception:

@@ -28,9 +28,9 @@ in front of the import system: :class:`_Bundle`):
    among it: :mod:`glsandbox_kernel.worker.unpickle_lite`; a pooled worker
    imports it while it waits for its session);
 4. when the config allows any network, bind the TCP relay on 127.0.0.1
-   and set ``HTTP(S)_PROXY`` (NAMESPACE's ``prepare_relay_child``); load the
-   project's seccomp filter (the program of the policy NAMESPACE loads) with a
-   user-notification listener when the section asks for one; then fork the
+   and set ``HTTP(S)_PROXY`` (NAMESPACE's ``prepare_relay_child``); enter a Landlock
+   domain (:mod:`~glsandbox_kernel.confinement.ptrace_fence`: no reach into docker-init), load the
+   project's seccomp filter (the policy NAMESPACE loads) with a listener if asked; then fork the
    relay (``start_relay_child``: confined by the same filter), which copies
    bytes to the host proxy's socket bound at ``/run/glsandbox-net``;
 5. where no listener can reach the host (gVisor's sentry has no user
@@ -368,8 +368,9 @@ def _load_filter(spec: "dict[str, Any]", report: "dict[str, Any]", pass_fds: lis
     The program is the policy's own (:func:`glsandbox_kernel.backends.container.settings.seccomp_section`),
     the section what it is; neither is rebuilt here (see :mod:`glsandbox_kernel.confinement.seccomp_load`).
     """
-    from glsandbox_kernel.confinement import seccomp_load
+    from glsandbox_kernel.confinement import ptrace_fence, seccomp_load
 
+    ptrace_fence.fence_child(report)  # first: the worker must never reach docker-init's memory
     section = spec.get("seccomp")
     if not section or not section["enabled"]:
         return

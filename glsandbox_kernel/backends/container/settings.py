@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...config import OSSandboxConfig
 from ...exceptions import SandboxConfigError
-from . import images, owner
+from . import images, limits, owner
 from .bundle import BUNDLE_PATH, bundle_bind, bundle_for
 
 # the creator's labels live in .owner; these names are kept here for older imports
@@ -349,17 +349,6 @@ def host_labels(session_id: str, backend: str) -> dict[str, str]:
     return {**owner.labels(), LABEL_SESSION: session_id, LABEL_BACKEND: backend}
 
 
-def _ulimits(config: OSSandboxConfig) -> list[dict[str, Any]]:
-    lim = config.limits
-    ulimits: list[dict[str, Any]] = [{"name": "core", "soft": 0, "hard": 0}]
-    if lim.max_file_size_bytes is not None:
-        ulimits.append({"name": "fsize", "soft": int(lim.max_file_size_bytes), "hard": int(lim.max_file_size_bytes)})
-    if lim.cpu_time_limit_seconds is not None:
-        secs = max(1, int(lim.cpu_time_limit_seconds + 0.999))
-        ulimits.append({"name": "cpu", "soft": secs, "hard": secs})
-    return ulimits
-
-
 def container_settings(
     config: OSSandboxConfig,
     *,
@@ -392,11 +381,11 @@ def container_settings(
         binds[proxy_dir] = {"bind": NET_DIR, "mode": "ro"}
     # Docker's tmpfs defaults to noexec; "exec" only where new programs are allowed.
     tmpfs_opts = "rw,nosuid,nodev," + ("exec" if config.new_programs_allowed else "noexec")
-    sizes = scratch_sizes(lim.disk_quota_bytes, lim.memory_limit_bytes)
+    sizes = limits.scratch_sizes(lim.disk_quota_bytes, lim.memory_limit_bytes)
     work_opts = tmpfs_opts + (f",size={sizes['work']}" if sizes.get("work") else "")
     tmp_opts = tmpfs_opts + (f",size={sizes['tmp']}" if sizes.get("tmp") else "")
     uid, _, gid = SANDBOX_USER.partition(":")
-    ulimits = _ulimits(config)
+    ulimits = limits.ulimits(config)
     policy = seccomp_policy(config, runtime)
     section, program = seccomp_section(policy)
     reports, files = wants_reports(config, section), lim.max_open_files
@@ -460,23 +449,6 @@ def settings_key(settings: dict[str, Any]) -> str:
     per_use = (SOCKET_DIR, NET_DIR, BUNDLE_PATH)
     stable["volumes"] = {k: v for k, v in settings.get("volumes", {}).items() if v.get("bind") not in per_use}
     return hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def scratch_sizes(quota: int | None, memory: int | None) -> dict[str, int]:
-    """HOST side: bytes for the working directory, ``/tmp`` and ``/dev/shm`` of one container.
-
-    Each is its own tmpfs (Docker mounts one per path), so a disk quota is
-    split between them (a half, a quarter, a quarter) and their sum is the
-    quota; without one, each is bounded by the memory limit (tmpfs pages
-    are charged to the container's memory).
-    """
-    if quota:
-        work = max(int(quota) // 2, 1 << 20)
-        tmp = max(int(quota) // 4, 1 << 20)
-        return {"work": work, "tmp": tmp, "shm": max(int(quota) - work - tmp, 1 << 20)}
-    if memory:
-        return {"work": int(memory), "tmp": int(memory)}
-    return {}
 
 
 def create_kwargs(api: Any, settings: dict[str, Any]) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 :class:`QMP` is the pool's stop/cont channel; :data:`WATCHDOG` is one helper
 process per host process that kills our QEMUs if the host dies, so a paused
 guest is never left behind; :func:`guest_violation` rebuilds a violation
-line of the guest agent's control port from an allowlist.
+line of the guest agent's control port from an allowlist, and
+:class:`GuestRecords` rate-limits those lines on the host.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 from typing import Any
 
 from ...exceptions import SandboxCrashedError
+from ...ratelimit import OVERFLOW, RecordLimiter
 from ..host_watch import HostWatch
 
 
@@ -152,3 +154,41 @@ def guest_violation(raw: bytes) -> dict[str, Any] | None:
         out["args"] = [a for a in args[:6] if type(a) is int and 0 <= a < 1 << 64]
     out.update(time=time.time(), trusted=False, source="guest")
     return out
+
+
+class GuestRecords:
+    """HOST side: the per-call rate limit of the guest's violation lines, as the host's own supervisor's.
+
+    The guest's supervisor limits its records, but the guest is untrusted: a
+    guest kernel or agent taken over could write violation lines as fast as
+    the control port carries them (~4 KiB lines), each one a record in the
+    session, an audit-log line and a banner. The host admits them through
+    :class:`~glsandbox_kernel.ratelimit.RecordLimiter` (8 of one kind a call,
+    then one a second; at most 64 kinds, the rest merged); what it holds back
+    is counted (a guest record's own ``repeats`` too) and written as summaries
+    when the call ends. Called on the VM's reader thread (:meth:`admit`) and by
+    the session, through the worker (:meth:`summaries`).
+    """
+
+    def __init__(self) -> None:
+        self._limiter = RecordLimiter(8, 1.0, max_kinds=64)
+
+    def admit(self, record: dict[str, Any]) -> dict[str, Any] | None:
+        """``record`` to deliver now (``repeats`` adds what the host held back), or None (counted)."""
+        key = (record.get("kind"), record.get("syscall"), record.get("detail"))
+        extra = record.get("repeats", 0)
+        weight = (0 if record.get("summary") else 1) + extra
+        admitted = self._limiter.admit(key, weight=max(weight, 1))
+        if admitted is None:
+            return None
+        kind, repeats = admitted
+        if kind == OVERFLOW:
+            record["detail"] = str(record.get("detail") or "")[:512] + " (one of many different guest records, merged)"
+        if repeats:
+            record["repeats"] = extra + repeats
+        self._limiter.written(kind, record)
+        return record
+
+    def summaries(self, *, reset: bool) -> list[dict[str, Any]]:
+        """What was held back since the last summary (host time); ``reset``: a new call starts."""
+        return self._limiter.summaries(reset=reset)

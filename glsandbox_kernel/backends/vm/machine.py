@@ -34,7 +34,7 @@ from ...exceptions import BackendUnavailableError, SandboxCrashedError
 from ..base import ExitInfo, ResourceSample, WorkerProcess
 from ..violations import ViolationRelay
 from .accel import Accel
-from .control import QMP, WATCHDOG, guest_violation
+from .control import QMP, WATCHDOG, GuestRecords, guest_violation
 from .image import find_image
 from .qemu import QEMU as QEMU
 from .qemu import qemu_command
@@ -83,6 +83,7 @@ class VMWorker(ViolationRelay, WorkerProcess):
         self.agent_stamp: str | None = None
         self._agent = threading.Event()
         self._guest_violations = 0
+        self._guest_records = GuestRecords()  # the host's own rate limit of the guest's lines
         #: whether the guest supervisor reported anything (its held summaries come at the worker's exit)
         self.reported_violations = False
         self.init_violations()
@@ -128,6 +129,8 @@ class VMWorker(ViolationRelay, WorkerProcess):
             if record is not None:
                 self._guest_violations += 1
                 self.reported_violations = True
+                record = self._guest_records.admit(record)
+            if record is not None:
                 self._violation(record)
         elif line.startswith(b"exit "):
             self.guest_exit = line[5:64].decode("ascii", "replace")
@@ -156,12 +159,16 @@ class VMWorker(ViolationRelay, WorkerProcess):
     def begin_call(self) -> None:
         """HOST side, called by the session when a call starts: the guest supervisor's rate
         limit starts afresh, told only when it reported something (no line on the hot path)."""
+        for summary in self._guest_records.summaries(reset=True):
+            self._violation(summary)
         if self._guest_violations:
             self._guest_violations = 0
             self.control("call")
 
     def end_call(self) -> None:
-        """Nothing to do: the guest supervisor writes its summaries at the next ``call``."""
+        """The guest supervisor writes its summaries at the next ``call``; the host's are written now."""
+        for summary in self._guest_records.summaries(reset=False):
+            self._violation(summary)
 
     def console_text(self, limit: int = 2000) -> str:
         """The end of the guest console (untrusted text, for error messages)."""
