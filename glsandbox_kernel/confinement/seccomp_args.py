@@ -1,4 +1,4 @@
-"""The seccomp policy's argument rules for other processes (pure, either side).
+"""The seccomp policy's argument rules for other processes and SIGCHLD (pure, either side).
 
 :mod:`.seccomp` emits these into both outputs of one policy: the BPF program
 (:func:`bpf_rules`, zygote backends and the container's bootstrap) and the
@@ -12,12 +12,29 @@ kernel or magic host, the Jupyter server, the user's shell), so any other pid,
 and the process-group and user forms of setpriority/ioprio_set, are denied
 (recorded by the supervisor where it runs). A child is tuned by its own calls,
 or inherits the caller's settings at fork.
+
+``keep_sigchld`` (CPU measured only from /proc, no cgroup): a child's CPU time
+reaches its parent's ``cutime`` only when the parent waits for it; one reaped
+by the kernel because the parent set ``SIGCHLD`` to ``SIG_IGN`` or
+``SA_NOCLDWAIT`` is counted nowhere. The filter cannot read the
+``struct sigaction``, so every ``rt_sigaction(SIGCHLD, act != NULL)`` gets
+EPERM (queries with ``act == NULL`` stay allowed). Silent, not recorded: shells
+(bash, dash, make) install a SIGCHLD handler at every start and carry on when
+it fails; a record would fail each such call as an escape attempt. The other
+ways past a wait are closed already: the worker starts with SIGCHLD at SIG_DFL
+(the zygote resets it after fork; SIG_IGN would survive exec) and is the
+subreaper of every orphan (clearing that, and ``clone(CLONE_PARENT)``, are
+denied); a child cloned with exit signal 0 is never reaped by the kernel (a
+zombie until waited, counted while it is one; an orphan's exit signal becomes
+SIGCHLD); threads add to their process's own figure.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+#: SIGCHLD on x86_64 and aarch64 (the architectures this filter supports).
+SIGCHLD = 17
 PRIO_PROCESS = 0
 IOPRIO_WHO_PROCESS = 1
 
@@ -43,16 +60,18 @@ _RET_K = 0x06
 _ALLOW = 0x7FFF0000
 
 
-def _arg(i: int) -> Instruction:
-    """Load ``seccomp_data.args[i]``, its low 32 bits (little endian)."""
-    return (_LD_W_ABS, 0, 0, 16 + 8 * i)
+def _arg(i: int, high: bool = False) -> Instruction:
+    """Load ``seccomp_data.args[i]``, its low (or high) 32 bits (little endian)."""
+    return (_LD_W_ABS, 0, 0, 16 + 8 * i + (4 if high else 0))
 
 
-def bpf_rules(table: dict[str, int], *, own_pid_only: bool, other_pid: int) -> list[Instruction]:
-    """The BPF instructions of the rules (``table``: name -> number on the filter's arch).
+def bpf_rules(
+    table: dict[str, int], *, own_pid_only: bool, keep_sigchld: bool, other_pid: int, sigchld: int
+) -> list[Instruction]:
+    """The BPF instructions of the two rules (``table``: name -> number on the filter's arch).
 
-    ``other_pid``: the action for a call on another process. Each block ends in a return for its
-    syscall.
+    ``other_pid``: the action for a call on another process; ``sigchld``: for
+    ``rt_sigaction(SIGCHLD, act)``. Each block ends in a return for its syscall.
     """
     prog: list[Instruction] = []
     if own_pid_only:
@@ -66,10 +85,23 @@ def bpf_rules(table: dict[str, int], *, own_pid_only: bool, other_pid: int) -> l
                 body += [_arg(arg), (_JEQ_K, 0, 2 * k - 2 * i - 1, value)]
             body += [(_RET_K, 0, 0, _ALLOW), (_RET_K, 0, 0, other_pid)]
             prog += [(_JEQ_K, 0, len(body), nr), *body]
+    nr = table.get("rt_sigaction")
+    if keep_sigchld and nr is not None:
+        prog += [
+            (_JEQ_K, 0, 8, nr),
+            _arg(0),
+            (_JEQ_K, 0, 5, SIGCHLD),  # another signal: allowed
+            _arg(1),
+            (_JEQ_K, 0, 2, 0),  # act's low half set: denied
+            _arg(1, high=True),
+            (_JEQ_K, 1, 0, 0),  # act == NULL (a query): allowed
+            (_RET_K, 0, 0, sigchld),
+            (_RET_K, 0, 0, _ALLOW),
+        ]
     return prog
 
 
-def oci_rules(*, own_pid_only: bool, errno_ret: int) -> list[dict[str, Any]]:
+def oci_rules(*, own_pid_only: bool, keep_sigchld: bool, errno_ret: int) -> list[dict[str, Any]]:
     """The same rules for an OCI/Docker profile (a rule's conditions must all hold: one rule per
     argument that may differ)."""
     rules: list[dict[str, Any]] = []
@@ -84,4 +116,16 @@ def oci_rules(*, own_pid_only: bool, errno_ret: int) -> list[dict[str, Any]]:
                         "args": [{"index": arg, "value": value, "op": "SCMP_CMP_NE"}],
                     }
                 )
+    if keep_sigchld:
+        rules.append(
+            {
+                "names": ["rt_sigaction"],
+                "action": "SCMP_ACT_ERRNO",
+                "errnoRet": errno_ret,
+                "args": [
+                    {"index": 0, "value": SIGCHLD, "op": "SCMP_CMP_EQ"},
+                    {"index": 1, "value": 0, "op": "SCMP_CMP_NE"},
+                ],
+            }
+        )
     return rules

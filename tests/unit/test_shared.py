@@ -163,6 +163,23 @@ def test_calls_on_another_process_only_on_pid_0_without_a_pid_namespace(arch: st
     assert not set(OWN_PID_ONLY) & set(policy.denied_names())
 
 
+@pytest.mark.parametrize("arch", sorted(linux.SYSCALLS))
+@pytest.mark.parametrize("keep_sigchld", [False, True])
+def test_sigchld_disposition_is_kept_where_only_proc_measures_cpu(arch: str, keep_sigchld: bool) -> None:
+    """Without a cgroup a child the kernel reaps (SIGCHLD ignored, SA_NOCLDWAIT) takes its CPU
+    with it: rt_sigaction(SIGCHLD, act) is denied (EPERM, silent), a query and other signals are not."""
+    policy = sc.SeccompPolicy(arch=arch, notify=True, keep_sigchld=keep_sigchld)
+    prog, nr, audit = policy.bpf(), linux.SYSCALLS[arch]["rt_sigaction"], sc.AUDIT_ARCH[arch]
+    denied = sc.SECCOMP_RET_ERRNO | errno.EPERM if keep_sigchld else sc.SECCOMP_RET_ALLOW
+    for act in (0x7FFC1234, 1 << 32, 0xFFFF7FFC12340000):  # either half of the pointer set
+        assert run_bpf(prog, nr, audit, (signal.SIGCHLD, act, 0, 8)) == denied, hex(act)
+    assert run_bpf(prog, nr, audit, (signal.SIGCHLD, 0, 0x7FFC1234, 8)) == sc.SECCOMP_RET_ALLOW  # a query
+    assert run_bpf(prog, nr, audit, (signal.SIGINT, 0x7FFC1234, 0, 8)) == sc.SECCOMP_RET_ALLOW
+    cond = [r for r in policy.oci_profile()["syscalls"] if r["names"] == ["rt_sigaction"]]
+    want = [[{"index": 0, "value": 17, "op": "SCMP_CMP_EQ"}, {"index": 1, "value": 0, "op": "SCMP_CMP_NE"}]]
+    assert [r["args"] for r in cond] == (want if keep_sigchld else [])
+
+
 def test_one_escape_list_and_one_deny_list() -> None:
     assert not set(sc.ESCAPE) & set(sc.DENY)
     for arch, table in linux.SYSCALLS.items():
