@@ -125,6 +125,9 @@ SYSCALLS: dict[str, dict[str, int]] = {
         "fanotify_init": 300, "setdomainname": 171, "sethostname": 170, "process_madvise": 440,
         "seccomp": 317, "landlock_create_ruleset": 444, "landlock_add_rule": 445,
         "landlock_restrict_self": 446, "capset": 126, "capget": 125,
+        "prlimit64": 302, "setpriority": 141, "sched_setaffinity": 203, "sched_setscheduler": 144,
+        "sched_setparam": 142, "sched_setattr": 314, "ioprio_set": 251, "migrate_pages": 256,
+        "get_robust_list": 274, "rt_sigaction": 13,
     },
     "aarch64": {
         "shmget": 194, "shmat": 196, "shmctl": 195, "shmdt": 197, "semget": 190, "semop": 193,
@@ -148,6 +151,9 @@ SYSCALLS: dict[str, dict[str, int]] = {
         "fanotify_init": 262, "setdomainname": 162, "sethostname": 161, "process_madvise": 440,
         "seccomp": 277, "landlock_create_ruleset": 444, "landlock_add_rule": 445,
         "landlock_restrict_self": 446, "capset": 91, "capget": 90,
+        "prlimit64": 261, "setpriority": 140, "sched_setaffinity": 122, "sched_setscheduler": 119,
+        "sched_setparam": 118, "sched_setattr": 274, "ioprio_set": 30, "migrate_pages": 238,
+        "get_robust_list": 100, "rt_sigaction": 134,
     },
 }
 # fmt: on

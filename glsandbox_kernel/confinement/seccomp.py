@@ -38,13 +38,20 @@ The filter, the same at every level apart from execve::
       SO_RCVBUF and their *FORCE)            monitor holds memory): ignored, the default size stays
     prctl(PR_SET_CHILD_SUBREAPER)         -> ERRNO(EPERM) (the worker set it before; clearing it
                                              would let orphans leave the monitored tree)
+    prlimit64, setpriority, sched_set*,   -> USER_NOTIF or ERRNO(EPERM) unless on pid 0 (self), only
+      ioprio_set, migrate_pages,             with own_pid_only (no pid namespace: another pid may be
+      get_robust_list on another pid         the host's); PRIO_PGRP/PRIO_USER likewise (seccomp_args)
+    rt_sigaction(SIGCHLD, act != NULL)    -> ERRNO(EPERM), only with keep_sigchld (CPU measured from
+                                             /proc: children the kernel reaps are counted nowhere)
     execve/execveat                       -> STRICT: USER_NOTIF (supervisor denies) or EPERM;
                                              else USER_NOTIF when the supervisor runs (it
                                              denies escape tools and lets the rest CONTINUE)
     everything else                       -> ALLOW
 
-Allowed syscalls do not depend on their arguments, so the kernel's seccomp
-action cache answers them without running the program: no hot-path cost.
+Allowed hot-path syscalls do not depend on their arguments, so the kernel's
+seccomp action cache answers them without running the program; the
+argument rules are on calls a program makes a few times (prctl, ioctl,
+socket, rt_sigaction, the scheduler calls).
 """
 
 from __future__ import annotations
@@ -72,6 +79,7 @@ from ..linux import (
     sysno,
 )
 from ._common import ChildState, PlanContext
+from .seccomp_args import bpf_rules, oci_rules
 from .seccomp_lists import COMPAT_ONLY, DENY, ESCAPE, HOST_IPC, PERSONALITY_ALLOWED
 from .seccomp_lists import ESCAPE_TOOLS as ESCAPE_TOOLS  # re-exported: the supervisor and bootstrap read it here
 from .seccomp_load import BPF_MAXINSNS, check_arch, load_program, report
@@ -189,8 +197,10 @@ class SeccompPolicy:
     (BASIC without network). ``deny_unix``: deny creating Unix sockets
     (BASIC: no mount or network namespace hides the host's), datagram
     socketpairs, the host's IPC (:data:`HOST_IPC`). ``cap_buffers``: socket buffers stay
-    the kernel's default size (see :mod:`glsandbox_kernel.sockmem`). ``detection``: what the audit record says about
-    escape detection.
+    the kernel's default size (see :mod:`glsandbox_kernel.sockmem`). ``own_pid_only`` (no pid
+    namespace): the calls that change another process, on pid 0 only; ``keep_sigchld`` (CPU
+    measured from /proc): SIGCHLD's disposition stays (both: :mod:`.seccomp_args`).
+    ``detection``: what the audit record says about escape detection.
 
     :meth:`bpf` is the program the zygote backends load; :meth:`oci_profile`
     the Docker/OCI profile of the container backends. Both deny the same set.
@@ -204,6 +214,8 @@ class SeccompPolicy:
     deny_inet: bool = False
     deny_unix: bool = False
     cap_buffers: bool = False
+    own_pid_only: bool = False
+    keep_sigchld: bool = False
     detection: str = _NO_DETECTION
 
     @classmethod
@@ -229,6 +241,8 @@ class SeccompPolicy:
         deny_inet: bool = False,
         deny_unix: bool = False,
         cap_buffers: bool = False,
+        own_pid_only: bool = False,
+        keep_sigchld: bool = False,
     ) -> SeccompPolicy:
         """HOST side: a policy, with ``notify`` kept only where the kernel supports it."""
         notify = notify and notify_supported()
@@ -239,6 +253,8 @@ class SeccompPolicy:
             deny_inet=deny_inet,
             deny_unix=deny_unix,
             cap_buffers=cap_buffers,
+            own_pid_only=own_pid_only,
+            keep_sigchld=keep_sigchld,
             detection="supervisor" if notify else _NO_DETECTION,
         )
 
@@ -296,6 +312,7 @@ class SeccompPolicy:
                     "args": [{"index": 0, "value": family, "op": "SCMP_CMP_EQ"}],
                 }
             )
+        syscalls += oci_rules(own_pid_only=self.own_pid_only, keep_sigchld=self.keep_sigchld, errno_ret=eperm)
         return {
             "defaultAction": "SCMP_ACT_ALLOW",
             "architectures": _OCI_ARCHES.get(self.arch.lower(), []),
@@ -321,8 +338,16 @@ def plan_step(ctx: PlanContext) -> SeccompPolicy | None:
     deny_inet = ctx.profile.network == "deny_only" and ctx.config.network.mode == "none"
     deny_unix = ctx.profile.root == "host" and ctx.profile.network == "deny_only"
     # no cgroup charges socket buffers: the outside monitor counts those of fds, a socket in flight is in none
-    cap = not (ctx.cgroup and ctx.cgroup.enabled) and ctx.config.limits.memory_limit_bytes is not None
-    policy = SeccompPolicy.for_config(ctx.config, deny_inet=deny_inet, deny_unix=deny_unix, cap_buffers=cap)
+    no_cgroup = not (ctx.cgroup and ctx.cgroup.enabled)
+    cap = no_cgroup and ctx.config.limits.memory_limit_bytes is not None
+    policy = SeccompPolicy.for_config(
+        ctx.config,
+        deny_inet=deny_inet,
+        deny_unix=deny_unix,
+        cap_buffers=cap,
+        own_pid_only="pid" not in ctx.profile.namespaces,  # the host's processes share the pid space
+        keep_sigchld=no_cgroup,  # CPU measured from /proc (utime + cutime of live pids)
+    )
     if policy.detection != "supervisor":
         ctx.report["escape_detection"] = policy.detection
     return policy
@@ -402,6 +427,8 @@ def build_filter(policy: SeccompPolicy) -> list[tuple[int, int, int, int]]:
         prog += [_ld(_arg_lo(2)), *((BPF_JMP_JEQ_K, n - i, 0, v) for i, v in enumerate(_SOCK_BUFFERS))]
         prog += [_ret(SECCOMP_RET_ALLOW), _ret(SECCOMP_RET_ERRNO)]  # errno 0: a success that did nothing
     arg_in("prctl", 0, (PR_SET_CHILD_SUBREAPER,), eperm, SECCOMP_RET_ALLOW)
+    own, sigchld = policy.own_pid_only, policy.keep_sigchld
+    prog += bpf_rules(table, own_pid_only=own, keep_sigchld=sigchld, other_pid=notify, sigchld=eperm)
     clone = table["clone"]
     prog += [
         (BPF_JMP_JEQ_K, 0, 4, clone),

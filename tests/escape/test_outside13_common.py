@@ -24,19 +24,23 @@ def nobody_tmp(prefix: str) -> Iterator[str]:
         subprocess.run(["rm", "-rf", tmp], check=False)
 
 
-def run_as_nobody(script: str, *args: str, tmp: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    """``python -c script args`` as uid 65534 (this checkout importable, ``TMPDIR`` = ``tmp``)."""
-    env = {
+def nobody_env(tmp: str) -> dict[str, str]:
+    """The environment of a host script run as uid 65534: this checkout importable, ``TMPDIR`` = ``tmp``."""
+    return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": "/tmp",
         "TMPDIR": tmp,
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONPATH": str(ROOT),
     }
+
+
+def run_as_nobody(script: str, *args: str, tmp: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    """``python -c script args`` as uid 65534 (this checkout importable, ``TMPDIR`` = ``tmp``)."""
     return subprocess.run(
         as_user([sys.executable, "-c", script, *args]),
         cwd=ROOT,
-        env=env,
+        env=nobody_env(tmp),
         capture_output=True,
         text=True,
         timeout=timeout,

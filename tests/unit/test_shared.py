@@ -130,6 +130,56 @@ def test_bpf_program_and_oci_profile_deny_the_same_syscalls(arch: str, deny_inet
     assert run_bpf(prog, table["getpid"] if "getpid" in table else 39, 0x40000003) == sc.SECCOMP_RET_KILL_PROCESS
 
 
+@pytest.mark.parametrize("arch", sorted(linux.SYSCALLS))
+@pytest.mark.parametrize("own_pid_only", [False, True])
+def test_calls_on_another_process_only_on_pid_0_without_a_pid_namespace(arch: str, own_pid_only: bool) -> None:
+    """BASIC shares the host's pids: prlimit64, setpriority, the scheduler calls, ... on any pid but
+    0 (self), and setpriority/ioprio_set on a process group or user, go to the supervisor (recorded,
+    denied); with a pid namespace every pid the sandbox names is its own and they stay allowed."""
+    from glsandbox_kernel.confinement.seccomp_args import OWN_PID_ONLY
+
+    policy = sc.SeccompPolicy(arch=arch, notify=True, own_pid_only=own_pid_only)
+    prog, table, audit = policy.bpf(), linux.SYSCALLS[arch], sc.AUDIT_ARCH[arch]
+    cond = [r for r in policy.oci_profile()["syscalls"] if r.get("args")]
+    for name, checks in OWN_PID_ONLY.items():
+        nr = table[name]
+        allowed = [0] * 6
+        for arg, value in checks:
+            allowed[arg] = value
+        assert run_bpf(prog, nr, audit, (*allowed[:2], 0x7FFF0000, 19)) == sc.SECCOMP_RET_ALLOW, name
+        for arg, value in checks:
+            for other in (value + 1, 4321, 0xFFFFFFFF):  # PRIO_PGRP/PRIO_USER, a pid, -1
+                args = list(allowed)
+                args[arg] = other
+                want = sc.SECCOMP_RET_USER_NOTIF if own_pid_only else sc.SECCOMP_RET_ALLOW
+                assert run_bpf(prog, nr, audit, tuple(args)) == want, (name, arg, other)
+            rule = [r for r in cond if r["names"] == [name] and r["args"][0]["index"] == arg]
+            want_rule = [{"index": arg, "value": value, "op": "SCMP_CMP_NE"}] if own_pid_only else []
+            assert [r["args"][0] for r in rule] == want_rule, (name, arg)
+    # without the supervisor, plain EPERM; the calls whatever their pid are not in the deny lists
+    quiet = sc.SeccompPolicy(arch=arch, notify=False, own_pid_only=own_pid_only).bpf()
+    want = sc.SECCOMP_RET_ERRNO | errno.EPERM if own_pid_only else sc.SECCOMP_RET_ALLOW
+    assert run_bpf(quiet, table["prlimit64"], audit, (4321, 7)) == want
+    assert not set(OWN_PID_ONLY) & set(policy.denied_names())
+
+
+@pytest.mark.parametrize("arch", sorted(linux.SYSCALLS))
+@pytest.mark.parametrize("keep_sigchld", [False, True])
+def test_sigchld_disposition_is_kept_where_only_proc_measures_cpu(arch: str, keep_sigchld: bool) -> None:
+    """Without a cgroup a child the kernel reaps (SIGCHLD ignored, SA_NOCLDWAIT) takes its CPU
+    with it: rt_sigaction(SIGCHLD, act) is denied (EPERM, silent), a query and other signals are not."""
+    policy = sc.SeccompPolicy(arch=arch, notify=True, keep_sigchld=keep_sigchld)
+    prog, nr, audit = policy.bpf(), linux.SYSCALLS[arch]["rt_sigaction"], sc.AUDIT_ARCH[arch]
+    denied = sc.SECCOMP_RET_ERRNO | errno.EPERM if keep_sigchld else sc.SECCOMP_RET_ALLOW
+    for act in (0x7FFC1234, 1 << 32, 0xFFFF7FFC12340000):  # either half of the pointer set
+        assert run_bpf(prog, nr, audit, (signal.SIGCHLD, act, 0, 8)) == denied, hex(act)
+    assert run_bpf(prog, nr, audit, (signal.SIGCHLD, 0, 0x7FFC1234, 8)) == sc.SECCOMP_RET_ALLOW  # a query
+    assert run_bpf(prog, nr, audit, (signal.SIGINT, 0x7FFC1234, 0, 8)) == sc.SECCOMP_RET_ALLOW
+    cond = [r for r in policy.oci_profile()["syscalls"] if r["names"] == ["rt_sigaction"]]
+    want = [[{"index": 0, "value": 17, "op": "SCMP_CMP_EQ"}, {"index": 1, "value": 0, "op": "SCMP_CMP_NE"}]]
+    assert [r["args"] for r in cond] == (want if keep_sigchld else [])
+
+
 def test_one_escape_list_and_one_deny_list() -> None:
     assert not set(sc.ESCAPE) & set(sc.DENY)
     for arch, table in linux.SYSCALLS.items():

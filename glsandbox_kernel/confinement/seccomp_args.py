@@ -1,0 +1,131 @@
+"""The seccomp policy's argument rules for other processes and SIGCHLD (pure, either side).
+
+:mod:`.seccomp` emits these into both outputs of one policy: the BPF program
+(:func:`bpf_rules`, zygote backends and the container's bootstrap) and the
+OCI profile (:func:`oci_rules`, the container runtimes), so the two cannot drift.
+
+``own_pid_only`` (a sandbox without its own pid namespace: BASIC): the
+calls that change *another* process by pid (:data:`OWN_PID_ONLY`) are allowed
+only for pid 0, the caller itself. The filter cannot know the caller's own
+pid, nor tell its children from the host's processes of the same uid (the
+kernel or magic host, the Jupyter server, the user's shell), so any other pid,
+and the process-group and user forms of setpriority/ioprio_set, are denied
+(recorded by the supervisor where it runs). A child is tuned by its own calls,
+or inherits the caller's settings at fork.
+
+``keep_sigchld`` (CPU measured only from /proc, no cgroup): a child's CPU time
+reaches its parent's ``cutime`` only when the parent waits for it; one reaped
+by the kernel because the parent set ``SIGCHLD`` to ``SIG_IGN`` or
+``SA_NOCLDWAIT`` is counted nowhere. The filter cannot read the
+``struct sigaction``, so every ``rt_sigaction(SIGCHLD, act != NULL)`` gets
+EPERM (queries with ``act == NULL`` stay allowed). Silent, not recorded: shells
+(bash, dash, make) install a SIGCHLD handler at every start and carry on when
+it fails; a record would fail each such call as an escape attempt. The other
+ways past a wait are closed already: the worker starts with SIGCHLD at SIG_DFL
+(the zygote resets it after fork; SIG_IGN would survive exec) and is the
+subreaper of every orphan (clearing that, and ``clone(CLONE_PARENT)``, are
+denied); a child cloned with exit signal 0 is never reaped by the kernel (a
+zombie until waited, counted while it is one; an orphan's exit signal becomes
+SIGCHLD); threads add to their process's own figure.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: SIGCHLD on x86_64 and aarch64 (the architectures this filter supports).
+SIGCHLD = 17
+PRIO_PROCESS = 0
+IOPRIO_WHO_PROCESS = 1
+
+#: Syscall -> the ``(argument, value)`` pairs it is allowed with under ``own_pid_only``
+#: (any other value of one of them: denied). The pid is ``pid_t``: its low 32 bits.
+OWN_PID_ONLY: dict[str, tuple[tuple[int, int], ...]] = {
+    "prlimit64": ((0, 0),),
+    "setpriority": ((0, PRIO_PROCESS), (1, 0)),
+    "sched_setaffinity": ((0, 0),),
+    "sched_setscheduler": ((0, 0),),
+    "sched_setparam": ((0, 0),),
+    "sched_setattr": ((0, 0),),
+    "ioprio_set": ((0, IOPRIO_WHO_PROCESS), (1, 0)),
+    "migrate_pages": ((0, 0),),
+    "get_robust_list": ((0, 0),),
+}
+
+Instruction = tuple[int, int, int, int]
+
+_LD_W_ABS = 0x20
+_JEQ_K = 0x15
+_RET_K = 0x06
+_ALLOW = 0x7FFF0000
+
+
+def _arg(i: int, high: bool = False) -> Instruction:
+    """Load ``seccomp_data.args[i]``, its low (or high) 32 bits (little endian)."""
+    return (_LD_W_ABS, 0, 0, 16 + 8 * i + (4 if high else 0))
+
+
+def bpf_rules(
+    table: dict[str, int], *, own_pid_only: bool, keep_sigchld: bool, other_pid: int, sigchld: int
+) -> list[Instruction]:
+    """The BPF instructions of the two rules (``table``: name -> number on the filter's arch).
+
+    ``other_pid``: the action for a call on another process; ``sigchld``: for
+    ``rt_sigaction(SIGCHLD, act)``. Each block ends in a return for its syscall.
+    """
+    prog: list[Instruction] = []
+    if own_pid_only:
+        for name, checks in OWN_PID_ONLY.items():
+            nr = table.get(name)
+            if nr is None:
+                continue
+            k = len(checks)
+            body: list[Instruction] = []
+            for i, (arg, value) in enumerate(checks):  # a value that differs jumps to the denial
+                body += [_arg(arg), (_JEQ_K, 0, 2 * k - 2 * i - 1, value)]
+            body += [(_RET_K, 0, 0, _ALLOW), (_RET_K, 0, 0, other_pid)]
+            prog += [(_JEQ_K, 0, len(body), nr), *body]
+    nr = table.get("rt_sigaction")
+    if keep_sigchld and nr is not None:
+        prog += [
+            (_JEQ_K, 0, 8, nr),
+            _arg(0),
+            (_JEQ_K, 0, 5, SIGCHLD),  # another signal: allowed
+            _arg(1),
+            (_JEQ_K, 0, 2, 0),  # act's low half set: denied
+            _arg(1, high=True),
+            (_JEQ_K, 1, 0, 0),  # act == NULL (a query): allowed
+            (_RET_K, 0, 0, sigchld),
+            (_RET_K, 0, 0, _ALLOW),
+        ]
+    return prog
+
+
+def oci_rules(*, own_pid_only: bool, keep_sigchld: bool, errno_ret: int) -> list[dict[str, Any]]:
+    """The same rules for an OCI/Docker profile (a rule's conditions must all hold: one rule per
+    argument that may differ)."""
+    rules: list[dict[str, Any]] = []
+    if own_pid_only:
+        for name, checks in OWN_PID_ONLY.items():
+            for arg, value in checks:
+                rules.append(
+                    {
+                        "names": [name],
+                        "action": "SCMP_ACT_ERRNO",
+                        "errnoRet": errno_ret,
+                        "args": [{"index": arg, "value": value, "op": "SCMP_CMP_NE"}],
+                    }
+                )
+    if keep_sigchld:
+        rules.append(
+            {
+                "names": ["rt_sigaction"],
+                "action": "SCMP_ACT_ERRNO",
+                "errnoRet": errno_ret,
+                "args": [
+                    {"index": 0, "value": SIGCHLD, "op": "SCMP_CMP_EQ"},
+                    {"index": 1, "value": 0, "op": "SCMP_CMP_NE"},
+                ],
+            }
+        )
+    return rules
