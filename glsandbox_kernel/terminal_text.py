@@ -55,9 +55,23 @@ def _escape_stream(match: re.Match[str]) -> str:
     return match.group() if char is None else _escaped(char)  # SGR and ``\r`` kept as written
 
 
+def as_text(value: object, limit: int | None = 10_000) -> str:
+    """``value`` as text, never raising: a str as it is, anything else its ``str`` cut to ``limit``
+    characters (None: not cut), or ``<typename>`` when that fails (an int past Python's digit limit, a hostile
+    ``__str__``). The one conversion for sandbox-derived fields on the host: reply fields
+    (:mod:`glsandbox_kernel.results`), output frames and input prompts (:mod:`glsandbox_kernel.outputs`),
+    and what :func:`printable` prints."""
+    if isinstance(value, str):
+        return value
+    try:
+        return str(value)[:limit]
+    except Exception:  # noqa: BLE001 - describe, never fail
+        return f"<{type(value).__name__}>"
+
+
 def printable(text: object) -> str:
-    """``text`` (or its ``str``) with control characters escaped; newlines and tabs kept."""
-    s = text if isinstance(text, str) else str(text)
+    """``text`` (or its :func:`as_text`) with control characters escaped; newlines and tabs kept."""
+    s = text if isinstance(text, str) else as_text(text, None)
     if s.isprintable():
         return s
     return _UNSAFE.sub(_escape, s)
