@@ -16,7 +16,7 @@ from typing import Any
 
 from .output_budget import MAX_SCOPED_DISPLAY_ID, OutputBudget, bounded_frame, display_id_of
 from .session import InputCallback, OutputCallback
-from .terminal_text import stream_text
+from .terminal_text import as_text, stream_text
 
 
 def relay_streams(msg: dict[str, Any]) -> None:
@@ -57,6 +57,8 @@ class OutputCollector:
         self._lock = threading.Lock()
         self._closed = False
         self.budget = OutputBudget()
+        #: a frame of the cell with fields of types the worker never sends (``results.refuse_tampered``)
+        self.tampered: str | None = None
 
     @property
     def outputs(self) -> list[dict[str, Any]]:
@@ -89,10 +91,12 @@ class OutputCollector:
     def handle(self, msg: dict[str, Any]) -> dict[str, Any] | None:
         kind = msg.get("type")
         if kind == "input_request":
-            value = ""
+            value, prompt = "", msg.get("prompt", "")
+            if not isinstance(prompt, str):  # the worker sends text: sandboxed code forged this frame
+                self.tampered = f"input_request prompt is {type(prompt).__name__}"
             if self.on_input is not None:
                 try:
-                    value = self.on_input(str(msg.get("prompt", "")), bool(msg.get("password")))
+                    value = self.on_input(as_text(prompt), msg.get("password") is True)
                 except (EOFError, KeyboardInterrupt):
                     return {"type": "input_reply", "value": None}
                 except InputAbandoned:
@@ -183,9 +187,9 @@ class OutputCollector:
             self._outputs.append(
                 {
                     "output_type": "error",
-                    "ename": _text(msg.get("ename")),
-                    "evalue": _text(msg.get("evalue")),
-                    "traceback": [_text(x) for x in tb] if isinstance(tb, list) else [],
+                    "ename": as_text(msg.get("ename")),
+                    "evalue": as_text(msg.get("evalue")),
+                    "traceback": [as_text(x) for x in tb] if isinstance(tb, list) else [],
                 }
             )
 
@@ -197,13 +201,3 @@ class OutputCollector:
 
 def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
-
-
-def _text(value: Any) -> str:
-    """An error field as text: ``str()`` of a sandbox value may raise (an int past Python's digit limit)."""
-    if isinstance(value, str):
-        return str(value)
-    try:
-        return str(value)[:10_000]
-    except Exception:  # noqa: BLE001 - describe, never fail
-        return f"<{type(value).__name__}>"

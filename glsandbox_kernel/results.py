@@ -2,7 +2,9 @@
 
 :class:`CellResult` is what ``OSSandbox.run_cell`` returns; :class:`CallOutcome`
 is how one session request ended; :func:`exception_from_reply` turns a worker's
-error reply (untrusted text) into the exception the caller sees. Who calls:
+error reply (untrusted text) into the exception the caller sees; :func:`refuse_tampered`
+turns a reply with fields of types the worker never sends (forged by sandboxed code)
+into a protocol violation of its call. Who calls:
 :mod:`glsandbox_kernel.session` and :mod:`glsandbox_kernel.sandbox`.
 """
 
@@ -11,12 +13,21 @@ from __future__ import annotations
 import builtins
 import dataclasses
 import signal
+import time
 from typing import TYPE_CHECKING, Any
 
 from .config import OSSandboxConfig
-from .exceptions import FrameTooLarge, SandboxCrashedError, SandboxError, SandboxMemoryError, SandboxRemoteError
+from .exceptions import (
+    FrameTooLarge,
+    SandboxCrashedError,
+    SandboxError,
+    SandboxMemoryError,
+    SandboxRemoteError,
+    SandboxSecurityError,
+)
 from .metrics import Monitor, SandboxMetrics
 from .protocol import frame_cap
+from .terminal_text import as_text
 from .units import fmt_bytes
 
 if TYPE_CHECKING:
@@ -65,6 +76,79 @@ class CallOutcome:
 
 _fmt_bytes = fmt_bytes  # the one sizes formatter (units.py), as the session and replies spell it
 
+#: the reply fields the host reads and the types the worker sends them as (``cell_reply``, ``result``)
+_REPLY_FIELDS: dict[str, tuple[type, ...]] = {
+    "status": (str,),
+    "ok": (bool,),
+    "refused": (str,),
+    "ename": (str,),
+    "evalue": (str,),
+    "traceback": (list,),
+    "builtin": (bool,),
+    "memory_error": (bool,),
+    "over_cap": (bool,),
+    "execution_count": (int, type(None)),
+    "payload": (list,),
+    "user_expressions": (dict,),
+    "ask_exit": (bool,),
+}
+
+
+def reply_tampering(reply: dict[str, Any]) -> str | None:
+    """HOST side: which fields of a worker's reply have a type the worker never sends, or None.
+
+    The worker sends text, flags and lists as such; anything else (an int past Python's digit limit
+    as ``ename``, an array as ``ok``) was forged by sandboxed code on the worker's channel."""
+    wrong = [
+        f"{key} is {type(reply[key]).__name__}"
+        for key, types in _REPLY_FIELDS.items()
+        if key in reply and not isinstance(reply[key], types)
+    ]
+    tb = reply.get("traceback")
+    if isinstance(tb, list) and not all(isinstance(line, str) for line in tb):
+        wrong.append("traceback has lines that are not text")
+    return ", ".join(wrong) or None
+
+
+def refuse_tampered(outcome: CallOutcome, session: Any, also: str | None = None) -> CallOutcome:
+    """HOST side: ``outcome`` as is, or, when its reply was tampered with (:func:`reply_tampering`,
+    or ``also``: the cell's own frames, e.g. an input prompt that is not text), a protocol violation:
+    the worker is killed (its real reply and later output would follow the forged one), the reply
+    dropped, the violation listed in the call's record and the error a ``SandboxSecurityError``.
+    Called by ``OSSandbox.run_cell`` and ``OSSandbox._call`` before they record the outcome."""
+    wrong = reply_tampering(outcome.reply) if outcome.error is None and outcome.reply is not None else None
+    wrong = ", ".join(w for w in (wrong, also) if w)
+    if not wrong:
+        return outcome
+    session.kill_worker()
+    detail = (
+        f"protocol violation: the sandbox forged a frame with fields of types the worker never sends ({wrong[:300]})"
+    )
+    violation = {
+        "kind": "protocol",
+        "detail": detail,
+        "action": "refused",
+        "trusted": True,
+        "escape": False,
+        "source": "host",
+        "time": time.time(),
+        "session_id": session.session_id,
+        "call_id": outcome.call_id,
+    }
+    outcome.metrics.state_lost = True
+    outcome.metrics.violations_detected += 1
+    error = outcome.error or SandboxSecurityError(f"{detail}; the worker was killed and its state is lost")
+    return dataclasses.replace(outcome, reply=None, error=error, violations=[*outcome.violations, violation])
+
+
+def error_fields(reply: dict[str, Any]) -> tuple[str, str, list[str]]:
+    """HOST side: an error reply's ``ename``, ``evalue`` and traceback lines as bounded text, never raising
+    (:func:`~glsandbox_kernel.terminal_text.as_text`). Called by ``OSSandbox.run_cell`` and
+    :func:`exception_from_reply`, after :func:`refuse_tampered` refused fields of other types."""
+    tb = reply.get("traceback")
+    lines = [as_text(line) for line in tb] if isinstance(tb, list) else []
+    return as_text(reply.get("ename", "Exception")), as_text(reply.get("evalue", "")), lines
+
 
 def exception_from_reply(
     reply: dict[str, Any], config: OSSandboxConfig, peak: int | None, *, interrupted: bool = False
@@ -74,10 +158,7 @@ def exception_from_reply(
     ``interrupted``: the host interrupted this call itself, so a KeyboardInterrupt reply is its own
     interrupt coming back and is raised as one; any other BaseException from the sandbox is not.
     """
-    ename = str(reply.get("ename", "Exception"))
-    evalue = str(reply.get("evalue", ""))
-    tb = reply.get("traceback")
-    tb_lines = [str(x) for x in tb] if isinstance(tb, list) else []
+    ename, evalue, tb_lines = error_fields(reply)
     if reply.get("over_cap") is True:  # the worker would not send more than this session accepts
         exc: BaseException = FrameTooLarge(
             "the result is larger than this session accepts from the sandbox (max_frame_bytes, or the memory "

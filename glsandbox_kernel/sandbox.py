@@ -31,7 +31,7 @@ from .notebook.sealed_run import session_start_extra
 from .output_budget import OutputBudget
 from .outputs import OutputCollector, relay_streams
 from .pickling import call_message, call_provenance, sha256_parts
-from .results import CellResult, exception_from_reply, worker_memory_error
+from .results import CellResult, error_fields, exception_from_reply, refuse_tampered, worker_memory_error
 from .sandbox_audit import AuditedSandbox
 from .session import InputCallback, OutputCallback, Session
 from .shell_start import carry_over, start_shell
@@ -203,6 +203,7 @@ class OSSandbox(AuditedSandbox):
             monitor_context={"kind": "call"},
             overlap=bookkeeping,
         )
+        outcome = refuse_tampered(outcome, self._session)  # a forged reply: a protocol violation, recorded
         if not provenance:
             bookkeeping()
         error: BaseException | None = outcome.error
@@ -305,6 +306,7 @@ class OSSandbox(AuditedSandbox):
             with collector._lock:
                 collector._closed = True
             raise
+        outcome = refuse_tampered(outcome, self._session, collector.tampered)  # a forged reply or prompt
         reply = outcome.reply or {}
         count = reply.get("execution_count")
         result = CellResult(
@@ -325,10 +327,7 @@ class OSSandbox(AuditedSandbox):
         audit_error: BaseException | None = None
         if reply.get("status") == "error":
             result.status = "error"
-            result.error_name = str(reply.get("ename"))
-            result.error_value = str(reply.get("evalue"))
-            tb = reply.get("traceback")
-            result.traceback = [str(x) for x in tb] if isinstance(tb, list) else []
+            result.error_name, result.error_value, result.traceback = error_fields(reply)  # bounded text
             if result.error_name == "MemoryError" and self.config.limits.memory_limit_bytes is not None:
                 # the worker's report, named as such unless the peak measured outside reached the limit
                 audit_error = worker_memory_error(self.config, outcome.metrics.memory_peak_bytes)

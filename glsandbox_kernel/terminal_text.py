@@ -25,6 +25,8 @@ Who calls: the CLIs, on every sandbox-derived string they print:
 ``glsandbox run`` (:mod:`glsandbox_kernel.notebook.run`, progress and summary),
 ``glsandbox run --cluster`` (:mod:`glsandbox_kernel.notebook.cluster`),
 ``glsandbox exec`` (:mod:`glsandbox_kernel.cli`, the error, traceback and result);
+with ``one_line``: ``glsandbox audit verify|show`` (:mod:`glsandbox_kernel.audit.cli`, and the
+notebook and attestation verifiers it hands files to), ``glsandbox report`` and ``attest``;
 :func:`stream_text`: :func:`glsandbox_kernel.outputs.relay_streams` (function
 calls: ``glsandbox exec``, ``OSSandbox.execute``, ``@sandboxed``) and the
 ``%%sandbox`` magic's cell output (:mod:`glsandbox_kernel.magics.display`).
@@ -43,7 +45,7 @@ _STREAM_UNSAFE = re.compile(f"\x1b\\[[0-9;:]{{0,64}}m|\r|([{_CONTROLS}])")
 
 def _escaped(char: str) -> str:
     code = ord(char)
-    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
 def _escape(match: re.Match[str]) -> str:
@@ -55,11 +57,30 @@ def _escape_stream(match: re.Match[str]) -> str:
     return match.group() if char is None else _escaped(char)  # SGR and ``\r`` kept as written
 
 
-def printable(text: object) -> str:
-    """``text`` (or its ``str``) with control characters escaped; newlines and tabs kept."""
-    s = text if isinstance(text, str) else str(text)
+def as_text(value: object, limit: int | None = 10_000) -> str:
+    """``value`` as text, never raising: a str as it is, anything else its ``str`` cut to ``limit``
+    characters (None: not cut), or ``<typename>`` when that fails (an int past Python's digit limit, a hostile
+    ``__str__``). The one conversion for sandbox-derived fields on the host: reply fields
+    (:mod:`glsandbox_kernel.results`), output frames and input prompts (:mod:`glsandbox_kernel.outputs`),
+    and what :func:`printable` prints."""
+    if isinstance(value, str):
+        return value
+    try:
+        return str(value)[:limit]
+    except Exception:  # noqa: BLE001 - describe, never fail
+        return f"<{type(value).__name__}>"
+
+
+def printable(text: object, *, one_line: bool = False) -> str:
+    """``text`` (or its :func:`as_text`) with control characters escaped; newlines and tabs kept.
+
+    ``one_line``: every character ``str.isprintable`` refuses is escaped, newline and tab too (a
+    line of a verifier's report, a table cell: what the text holds cannot start a line of its own)."""
+    s = text if isinstance(text, str) else as_text(text, None)
     if s.isprintable():
         return s
+    if one_line:
+        return "".join(ch if ch.isprintable() else _escaped(ch) for ch in s)
     return _UNSAFE.sub(_escape, s)
 
 

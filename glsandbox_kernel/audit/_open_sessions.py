@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 
+from ..terminal_text import printable
 from .verify import VerifyResult, _parse_lines
 
 
@@ -47,7 +48,7 @@ def report_open_sessions(path: str, result: VerifyResult, strict: bool) -> None:
         if strict:
             _fail(result, f"--strict: {text}")
         else:
-            print(f"warning: {text}")
+            print(f"warning: {printable(text, one_line=True)}")  # the session id is the file's text
 
 
 def _fail(result: VerifyResult, problem: str) -> None:

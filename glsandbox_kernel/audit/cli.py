@@ -19,6 +19,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from ..terminal_text import printable
 from ._open_sessions import report_open_sessions
 from .cluster import verify_cluster_file
 from .keys import Verifier, public_verifier_from_bytes, read_key_file, verifier_from_bytes
@@ -170,12 +171,12 @@ def _verify(args: argparse.Namespace) -> int:
             where += f" (line {result.first_bad})"
         print(f"FAILED: {path}: audit chain broken at {where}; {result.count} record(s) read")
         for problem in result.problems[:_MAX_PROBLEMS_SHOWN]:
-            print(f"  {problem}")
+            print(f"  {printable(problem, one_line=True)}")  # problems quote the file's text
         hidden = len(result.problems) - _MAX_PROBLEMS_SHOWN
         if hidden > 0:
             print(f"  ... and {hidden} more problem(s)")
     for note in result.notes:
-        print(f"note: {note}")
+        print(f"note: {printable(note, one_line=True)}")
     return 0 if result.ok else 1
 
 
@@ -220,7 +221,7 @@ def _show_json(path: str) -> None:
             try:
                 json.loads(text)
             except ValueError:
-                text = _printable(text)  # damaged: escape every control character
+                text = printable(text, one_line=True)  # damaged: escape every control character
             else:
                 text = text.translate(_JSON_UNSAFE)  # same JSON value, terminal-safe
             print(text)
@@ -259,7 +260,7 @@ def _row(record: dict[str, Any]) -> tuple[str, ...]:
         _cell(record.get("seq"), 5),
         _iso(record.get("timestamp")),
         _cell(record.get("event_type"), 17),
-        _printable(str(record.get("session_id") or "-"))[:8],  # a prefix, unmarked
+        printable(record.get("session_id") or "-", one_line=True)[:8],  # a prefix, unmarked
         _cell(record.get("isolation_type"), 9),
         _cell(record.get("security_level"), 8),
         f"{execution_time:.3f}s"
@@ -279,15 +280,8 @@ def _iso(timestamp: Any) -> str:
 
 
 def _cell(value: Any, width: int) -> str:
-    text = "-" if value is None else _printable(str(value))
+    text = "-" if value is None else printable(value, one_line=True)
     return text if len(text) <= width else text[: width - 1] + "~"
-
-
-def _printable(text: str) -> str:
-    """``text`` with every non-printable character shown as an escape."""
-    if text.isprintable():
-        return text
-    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
 
 
 def _error(message: str) -> None:

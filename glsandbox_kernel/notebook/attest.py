@@ -37,6 +37,7 @@ from typing import Any
 from ..audit.keys import Signer, Verifier
 from ..cli_options import add_notebook_command, beside_notebook
 from ..host_files import replace_file
+from ..terminal_text import printable
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
@@ -269,7 +270,7 @@ def attest_cli(args: argparse.Namespace) -> int:
     try:
         nb = read_notebook(path)
     except (OSError, ValueError) as exc:
-        print(f"glsandbox attest: error: cannot read {path}: {exc}", file=sys.stderr)
+        print(printable(f"glsandbox attest: error: cannot read {path}: {exc}", one_line=True), file=sys.stderr)
         return 2
     statement = build_statement(path, nb, signer.verifier())
     out = args.output or beside_notebook(path, ".intoto.jsonl")
@@ -278,12 +279,12 @@ def attest_cli(args: argparse.Namespace) -> int:
     failed = not verification["ok"] or (args.strict and not verification["strict"])
     marked = " marked FAILED (audit verify of it fails)" if failed else ""
     print(f"glsandbox attest: wrote {out}{marked} ({len(statement['subject'])} subject(s), key {signer.scheme})")
-    print(f"audit: {verification['summary']}")
-    for problem in verification["problems"][:20]:
-        print(f"  {problem}")
+    print(f"audit: {printable(verification['summary'], one_line=True)}")
+    for problem in verification["problems"][:20]:  # they quote the notebook's own text: escaped
+        print(f"  {printable(problem, one_line=True)}")
     print("audit --strict: " + ("OK" if verification["strict"] else "FAILED"))
     for problem in verification["strict_problems"][:20]:
-        print(f"  {problem}")
+        print(f"  {printable(problem, one_line=True)}")
     return 1 if failed else 0
 
 
@@ -297,7 +298,7 @@ def verify_attestation_cli(args: argparse.Namespace) -> int:
         with open(path, encoding="utf-8") as fh:
             lines = [line for line in fh.read().splitlines() if line.strip()]
     except (OSError, ValueError) as exc:
-        print(f"glsandbox audit: error: {exc}", file=sys.stderr)
+        print(printable(f"glsandbox audit: error: {exc}", one_line=True), file=sys.stderr)
         return 2
     problems: list[str] = []
     notes: list[str] = []
@@ -319,11 +320,12 @@ def verify_attestation_cli(args: argparse.Namespace) -> int:
     if verifier is None:
         problems.append("no key given (--pubkey PUBLIC or --key FILE): the attestation's signature was not checked")
     state = "OK" if not problems else "FAILED"
-    print(f"{state}: {path}: {len(lines)} attestation(s)" + (", signature verified" if not problems else ""))
-    for problem in problems:
-        print(f"  {problem}")
+    shown = printable(path, one_line=True)
+    print(f"{state}: {shown}: {len(lines)} attestation(s)" + (", signature verified" if not problems else ""))
+    for problem in problems:  # they quote the attestation's own text (subjects, verdicts): escaped
+        print(f"  {printable(problem, one_line=True)}")
     for note in notes:
-        print(f"note: {note}")
+        print(f"note: {printable(note, one_line=True)}")
     return 0 if not problems else 1
 
 

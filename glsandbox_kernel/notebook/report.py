@@ -32,6 +32,7 @@ from typing import Any
 
 from ..cli_options import add_notebook_command, beside_notebook
 from ..host_files import replace_file
+from ..terminal_text import printable
 from .evidence import fmt_bytes, fmt_seconds, record_figures, record_status
 from .seal import sealed_by_note
 from .verify import METADATA_KEY, CellCheck, NotebookVerifyResult, verify_notebook
@@ -269,15 +270,18 @@ def report_cli(args: argparse.Namespace) -> int:
         print(f"glsandbox report: error: cannot read {args.notebook}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # noqa: BLE001 - nbformat raises several kinds for a bad file
-        print(f"glsandbox report: error: {args.notebook} is not a notebook: {exc}", file=sys.stderr)
+        print(
+            printable(f"glsandbox report: error: {args.notebook} is not a notebook: {exc}", one_line=True),
+            file=sys.stderr,
+        )
         return 2
     out = args.output or beside_notebook(args.notebook, ".evidence.html")
     markup, result = build_report(nb, key, title=os.path.basename(args.notebook), strict=args.strict)
     replace_file(out, markup)
     print(f"glsandbox report: wrote {out}")
     print(f"audit{' --strict' if args.strict else ''}: {result.summary()}")
-    for problem in result.problems[:20]:
-        print(f"  {problem}")
+    for problem in result.problems[:20]:  # they quote the notebook's own text: escaped
+        print(f"  {printable(problem, one_line=True)}")
     return 0 if result.ok else 1
 
 

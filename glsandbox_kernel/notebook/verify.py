@@ -40,6 +40,7 @@ from typing import Any
 
 from ..audit.keys import Verifier, verifier_from_bytes
 from ..audit.records import checked_record_hash
+from ..terminal_text import printable
 from .cell_source import check_source, is_magic_cell
 from .checks import (
     CellCheck,
@@ -465,10 +466,10 @@ def verify_notebook_cli(args: argparse.Namespace) -> int:
     try:
         nb = read_notebook(path)
     except OSError as exc:
-        print(f"glsandbox audit: error: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
+        print(printable(f"glsandbox audit: error: cannot read {path}: {exc.strerror or exc}"), file=sys.stderr)
         return 2
-    except ValueError as exc:
-        print(f"glsandbox audit: error: {path} is not a notebook: {exc}", file=sys.stderr)
+    except ValueError as exc:  # the parser's message may quote the file
+        print(printable(f"glsandbox audit: error: {path} is not a notebook: {exc}", one_line=True), file=sys.stderr)
         return 2
     result = verify_notebook(
         nb,
@@ -478,13 +479,13 @@ def verify_notebook_cli(args: argparse.Namespace) -> int:
         strict=bool(getattr(args, "strict", False)),
     )
     head, _sep, rest = result.summary().partition(":")
-    print(f"{head}: {os.fspath(path)}:{rest}")
-    for problem in result.problems:
-        print(f"  {problem}")
+    print(f"{head}: {printable(os.fspath(path), one_line=True)}:{rest}")
+    for problem in result.problems:  # these quote the notebook's own text (session ids, seqs): escaped
+        print(f"  {printable(problem, one_line=True)}")
     for warning in result.warnings:
-        print(f"warning: {warning}")
+        print(f"warning: {printable(warning, one_line=True)}")
     for note in result.notes:
-        print(f"note: {note}")
+        print(f"note: {printable(note, one_line=True)}")
     if verifier is None and result.records:
         print(
             "note: no key given: this proves the notebook is consistent, not who made it. Anyone can rewrite "

@@ -32,8 +32,8 @@ from glsandbox_kernel.active_content import (
 from glsandbox_kernel.backends.registry import backends
 from glsandbox_kernel.exceptions import SandboxMemoryError, SandboxRemoteError
 from glsandbox_kernel.output_budget import OutputBudget
-from glsandbox_kernel.results import exception_from_reply
-from glsandbox_kernel.terminal_text import printable
+from glsandbox_kernel.results import exception_from_reply, reply_tampering
+from glsandbox_kernel.terminal_text import as_text, printable
 
 ACTIVE = ("<script", "onerror", "onload", "javascript:", "<iframe", "foreignObject")
 
@@ -171,6 +171,27 @@ def test_a_worker_memory_error_under_the_limit_is_named_as_its_report() -> None:
     assert isinstance(claimed, SandboxMemoryError) and "as the worker reports" in str(claimed)
     measured = exception_from_reply(reply, cfg, limit + 1)
     assert isinstance(measured, SandboxMemoryError) and "peak measured outside" in str(measured)
+
+
+def test_reply_fields_become_bounded_text_and_other_types_are_named_as_tampering() -> None:
+    big = 2**20000  # str() of it raises ValueError (Python's int string limit)
+
+    class Hostile:
+        def __str__(self) -> str:
+            raise RuntimeError("no")
+
+    assert as_text(big) == "<int>" and as_text(Hostile()) == "<Hostile>" and printable(big) == "<int>"
+    assert as_text(7) == "7" and len(as_text(list(range(10_000)))) == 10_000 and as_text("s" * 20_000) == "s" * 20_000
+    honest = {"type": "cell_reply", "status": "error", "ename": "E", "evalue": "", "traceback": ["l"]}
+    honest |= {"execution_count": 3, "payload": [], "user_expressions": {}, "ask_exit": False}
+    assert reply_tampering(honest) is None
+    assert reply_tampering({"type": "result", "ok": True, "value": big}) is None  # a value may be anything
+    wrong = reply_tampering({"ok": [1, 2], "ename": big, "traceback": ["l", big]})
+    assert wrong == "ok is list, ename is int, traceback has lines that are not text"
+    exc = exception_from_reply(
+        {"ename": big, "evalue": Hostile(), "traceback": [big]}, create_config_by_level("strict"), None
+    )
+    assert isinstance(exc, SandboxRemoteError) and "<int>" in str(exc)
 
 
 OK, WHY = backends()["basic"].available()
