@@ -164,7 +164,9 @@ class OSSandbox(AuditedSandbox):
                 # Every violation of the session, also those between calls (written live).
                 totals["violations_detected"] = max(totals["violations_detected"], self._live_violations)
                 totals["escape_attempts"] = max(totals["escape_attempts"], self._live_escapes)
-                self._emit(EventType.SESSION_END, metrics=totals)
+                written = self._writes.final() if self._writes is not None else None  # the worker is gone
+                extra = {"written_files": written} if written is not None else None
+                self._emit(EventType.SESSION_END, metrics=totals, extra=extra)
                 self._closed_audit = True
             self._audit.close()
 
@@ -188,7 +190,7 @@ class OSSandbox(AuditedSandbox):
         msg, fn_bytes, arg_bytes = call_message(fn, args, kwargs, script=script)
         limit = self.config.execution_timeout if timeout == "config" else timeout
         provenance = ""
-        before = self._writes.snapshot() if self._writes is not None else None
+        before, between = self._writes.begin() if self._writes is not None else (None, [])
 
         def bookkeeping() -> None:  # runs while the worker works
             nonlocal provenance
@@ -235,7 +237,7 @@ class OSSandbox(AuditedSandbox):
             {
                 "kind": "call",
                 "function": (getattr(fn, "__qualname__", None) or repr(fn))[:200],  # repr only when needed
-                **self._written_since(before),
+                **self._written_since(before, between),
             },
             defer=True,
         )
@@ -285,7 +287,7 @@ class OSSandbox(AuditedSandbox):
         }
         limit = self.config.execution_timeout if timeout == "config" else timeout
         provenance = sha256_parts(code.encode("utf-8", "surrogatepass"), b"", self._config_bytes)
-        before = self._writes.snapshot() if self._writes is not None else None
+        before, between = self._writes.begin() if self._writes is not None else (None, [])
         try:
             with self._session.operation():  # an interrupt from here on is this cell's (also in on_start)
                 if on_start is not None:
@@ -376,16 +378,14 @@ class OSSandbox(AuditedSandbox):
                 "kind": "cell",
                 "source_hash": hashlib.sha256(code.encode("utf-8", "surrogatepass")).hexdigest(),
                 **evidence,
-                **self._written_since(before),
+                **self._written_since(before, between),
             },
         )
         return result
 
-    def _written_since(self, before: Any) -> dict[str, Any]:
-        """``{"written_files": [...]}`` for the audit record when the sandbox can write host folders."""
-        if self._writes is None or before is None:
-            return {}
-        return {"written_files": self._writes.changes(before)}
+    def _written_since(self, before: Any, between: list[dict[str, Any]]) -> dict[str, Any]:
+        """``{"written_files": [...]}``: what changed since the last call ended ("between calls"), then in the call."""
+        return {} if self._writes is None else {"written_files": between + self._writes.end(before)}
 
     def mark_output(self, output: dict[str, Any], publish: Callable[[], None] | None = None) -> bool:
         """Record a host-made output (monitor widget, banner) in the running cell's outputs.

@@ -1,10 +1,16 @@
 """Evidence of what a call wrote: files created or changed in the sandbox's writable folders (HOST side).
 
-Who calls: :class:`~glsandbox_kernel.sandbox.OSSandbox` takes a
-:meth:`WriteTracker.snapshot` before each call or cell and asks
-:meth:`WriteTracker.changes` after it; the list goes into the call's audit
+Who calls: :class:`~glsandbox_kernel.sandbox.OSSandbox` asks
+:meth:`WriteTracker.begin` before each call or cell and
+:meth:`WriteTracker.end` after it; the list goes into the call's audit
 record as ``written_files`` (path, size, SHA-256), so a notebook proves which
-cell produced which results file.
+cell produced which results file. The sandbox also writes between calls (a
+thread a cell left running, a widget callback, an inspection): each call's
+closing scan is kept, and the next call's opening scan (taken anyway) is
+compared with it, so what changed in between is listed in the next call's
+record marked ``"when": "between calls"``; :meth:`WriteTracker.final`
+(at close, the worker stopped) lists what changed after the last call for
+the ``session_end`` record. No scan more per call than before.
 
 Trusted: the scan runs in the host process over the host's own view of the
 folders, after the call ended; nothing the sandbox says about its files is
@@ -18,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +57,37 @@ class WriteTracker:
         self.masked_names = masked_names
         self.max_entries = max_entries
         self.max_hash_bytes = max_hash_bytes
+        self._last: Snapshot | None = None  # the latest scan whose changes are in some record
+        self._lock = threading.Lock()  # orders the scans that move ``_last`` (calls are serial anyway)
+
+    def begin(self) -> tuple[Snapshot, list[dict[str, Any]]]:
+        """Caller's thread, before a call: its opening snapshot, and what changed since the last call ended.
+
+        The changes between calls come marked ``"when": "between calls"`` (the sandbox wrote them while
+        no call ran: a thread, a widget callback); empty for the session's first call.
+        """
+        with self._lock:
+            now, last = self.snapshot(), self._last
+            self._last = now
+        return now, ([] if last is None else self.diff(last, now, when="between calls"))
+
+    def end(self, before: Snapshot) -> list[dict[str, Any]]:
+        """Caller's thread, after a call: what changed since ``before``; the closing scan is kept for the next call."""
+        with self._lock:
+            now = self._last = self.snapshot()
+        return self.diff(before, now)
+
+    def final(self) -> list[dict[str, Any]] | None:
+        """At close, the worker stopped: what changed after the last call (``"when": "after the last call"``).
+
+        None when no call ran (no sandbox code did: nothing to compare).
+        """
+        with self._lock:
+            last = self._last
+            if last is None:
+                return None
+            now = self._last = self.snapshot()
+        return self.diff(last, now, when="after the last call")
 
     def snapshot(self) -> Snapshot:
         """Stamps of every regular file below the roots (symlinks are not followed)."""
@@ -67,13 +105,19 @@ class WriteTracker:
         return Snapshot(files, complete=walk.complete)
 
     def changes(self, before: Snapshot) -> list[dict[str, Any]]:
-        """Files created, changed or deleted since ``before``: path, change, size, sha256, owner uid.
+        """Files created, changed or deleted since ``before`` (a scan now; see :meth:`diff`)."""
+        return self.diff(before, self.snapshot())
+
+    def diff(self, before: Snapshot, after: Snapshot, *, when: str | None = None) -> list[dict[str, Any]]:
+        """Files created, changed or deleted from ``before`` to ``after``: path, change, size, sha256, owner uid.
 
         ``sha256`` is None (with ``unhashed`` saying why) for a file beyond
         the hashing budget or unreadable; an incomplete scan adds one entry
-        ``{"incomplete": ...}``.
+        ``{"incomplete": ...}``. ``when`` (e.g. "between calls") is added to every entry.
         """
-        after = self.snapshot()
+        complete = before.complete and after.complete
+        if complete and before.files == after.files:  # the usual case between calls: one dict comparison
+            return []
         out: list[dict[str, Any]] = []
         budget = self.max_hash_bytes
         for path in sorted(after.files):
@@ -97,10 +141,13 @@ class WriteTracker:
                 else:
                     entry["sha256"], entry["uid"] = digest, uid
             out.append(entry)
-        if before.complete and after.complete:
+        if complete:
             out += [{"path": p, "change": "deleted"} for p in sorted(set(before.files) - set(after.files))]
-        if not (before.complete and after.complete):
+        else:
             out.append({"incomplete": f"more than {self.max_entries} entries: only the first were compared"})
+        if when is not None:
+            for entry in out:
+                entry["when"] = when
         return out
 
 
@@ -139,8 +186,9 @@ def _sha256_file(path: str, stamp: Stamp) -> tuple[str | None, int | None, str]:
 
 
 def tracker_for(config: Any) -> WriteTracker | None:
-    """The tracker for an :class:`~glsandbox_kernel.config.OSSandboxConfig`, or None when it writes no host folder."""
+    """The tracker for an :class:`~glsandbox_kernel.config.OSSandboxConfig`, or None when it writes no host folder
+    (or keeps no audit record: the lists go nowhere else)."""
     from .project import writable_roots
 
-    roots = writable_roots(config)
+    roots = writable_roots(config) if config.enable_audit else ()
     return WriteTracker(roots, tuple(config.filesystem.masked_names)) if roots else None
