@@ -118,6 +118,9 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+_CONTROL_RE = re.compile("([\r\b\n])")
+
+
 def process_stream_text(text: str) -> str:
     """``text`` as a terminal shows it: ``\\r`` returns to the line start, ``\\b`` deletes.
 
@@ -127,26 +130,33 @@ def process_stream_text(text: str) -> str:
     """
     if "\r" not in text and "\b" not in text:
         return text
+    # Linear: the current line is a gap buffer, ``left`` before the cursor and ``right`` from it on,
+    # reversed (``right[-1]`` is under the cursor); a newline always ends the text, whatever the cursor.
     out: list[str] = []
-    pos = 0  # cursor in out
-    for ch in text:
-        if ch == "\n":
+    left: list[str] = []
+    right: list[str] = []
+    for part in _CONTROL_RE.split(text):
+        if part == "\n":
+            out.extend(left)
+            out.extend(reversed(right))
             out.append("\n")
-            pos = len(out)
-        elif ch == "\r":
-            while pos > 0 and out[pos - 1] != "\n":
-                pos -= 1
-        elif ch == "\b":
-            if pos > 0 and out[pos - 1] != "\n":
+            left.clear()
+            right.clear()
+        elif part == "\r":
+            right.extend(reversed(left))
+            left.clear()
+        elif part == "\b":
+            if left:
                 # JupyterLab drops the character before the cursor and the one under it.
-                del out[pos - 1 : pos + 1]
-                pos -= 1
-        else:
-            if pos < len(out) and out[pos] != "\n":
-                out[pos] = ch
-            else:
-                out.insert(pos, ch)
-            pos += 1
+                left.pop()
+                if right:
+                    right.pop()
+        elif part:
+            if right:
+                del right[-len(part) :]
+            left.extend(part)
+    out.extend(left)
+    out.extend(reversed(right))
     return "".join(out)
 
 
