@@ -128,6 +128,10 @@ SYSCALLS: dict[str, dict[str, int]] = {
         "prlimit64": 302, "setpriority": 141, "sched_setaffinity": 203, "sched_setscheduler": 144,
         "sched_setparam": 142, "sched_setattr": 314, "ioprio_set": 251, "migrate_pages": 256,
         "get_robust_list": 274, "rt_sigaction": 13,
+        "chmod": 90, "fchmodat": 268, "fchmodat2": 452, "chown": 92, "lchown": 94, "fchownat": 260,
+        "utime": 132, "utimes": 235, "futimesat": 261, "utimensat": 280, "setxattr": 188,
+        "lsetxattr": 189, "removexattr": 197, "lremovexattr": 198, "setxattrat": 463,
+        "removexattrat": 466, "file_setattr": 469,
     },
     "aarch64": {
         "shmget": 194, "shmat": 196, "shmctl": 195, "shmdt": 197, "semget": 190, "semop": 193,
@@ -154,6 +158,9 @@ SYSCALLS: dict[str, dict[str, int]] = {
         "prlimit64": 261, "setpriority": 140, "sched_setaffinity": 122, "sched_setscheduler": 119,
         "sched_setparam": 118, "sched_setattr": 274, "ioprio_set": 30, "migrate_pages": 238,
         "get_robust_list": 100, "rt_sigaction": 134,
+        "fchmodat": 53, "fchmodat2": 452, "fchownat": 54, "utimensat": 88, "setxattr": 5,
+        "lsetxattr": 6, "removexattr": 14, "lremovexattr": 15, "setxattrat": 463,
+        "removexattrat": 466, "file_setattr": 469,
     },
 }
 # fmt: on

@@ -427,8 +427,8 @@ def build_filter(policy: SeccompPolicy) -> list[tuple[int, int, int, int]]:
         prog += [_ld(_arg_lo(2)), *((BPF_JMP_JEQ_K, n - i, 0, v) for i, v in enumerate(_SOCK_BUFFERS))]
         prog += [_ret(SECCOMP_RET_ALLOW), _ret(SECCOMP_RET_ERRNO)]  # errno 0: a success that did nothing
     arg_in("prctl", 0, (PR_SET_CHILD_SUBREAPER,), eperm, SECCOMP_RET_ALLOW)
-    own, sigchld = policy.own_pid_only, policy.keep_sigchld
-    prog += bpf_rules(table, own_pid_only=own, keep_sigchld=sigchld, other_pid=notify, sigchld=eperm)
+    own, sigchld, noop = policy.own_pid_only, policy.keep_sigchld, SECCOMP_RET_ERRNO
+    prog += bpf_rules(table, own_pid_only=own, keep_sigchld=sigchld, other_pid=notify, sigchld=eperm, path_attr=noop)
     clone = table["clone"]
     prog += [
         (BPF_JMP_JEQ_K, 0, 4, clone),

@@ -13,6 +13,20 @@ and the process-group and user forms of setpriority/ioprio_set, are denied
 (recorded by the supervisor where it runs). A child is tuned by its own calls,
 or inherits the caller's settings at fork.
 
+Also under ``own_pid_only``: the calls that change an existing file's
+attributes *by path* (:data:`PATH_ATTRIBUTE_CALLS`: mode, owner, times,
+xattrs) do nothing and return 0, silently: honest code meets them in every
+``shutil.copy``'s ``copymode`` (IPython's own profile set-up copies files with
+it), which an error or a record (an escape attempt) would fail. Landlock, which
+hides and protects the host's files in BASIC, has no right for them, and the
+kernel checks only ownership: BASIC's worker keeps the host's uid (as root,
+uid 0), so without this rule it could ``chmod 4777`` a root-owned file it may
+not even open (review 25b). The fd forms (``fchmod``, ``fchown``,
+``fsetxattr``, ``utimensat(fd, NULL)``) stay allowed: they need a file opened
+for real, which Landlock bounds (an ``O_PATH`` descriptor is refused by
+them); ``fchownat`` and the ``*at`` xattr calls are denied whole, since
+``AT_EMPTY_PATH`` would take an ``O_PATH`` descriptor.
+
 ``keep_sigchld`` (CPU measured only from /proc, no cgroup): a child's CPU time
 reaches its parent's ``cutime`` only when the parent waits for it; one reaped
 by the kernel because the parent set ``SIGCHLD`` to ``SIG_IGN`` or
@@ -52,6 +66,12 @@ OWN_PID_ONLY: dict[str, tuple[tuple[int, int], ...]] = {
     "get_robust_list": ((0, 0),),
 }
 
+#: Denied under ``own_pid_only`` (see above); ``utimensat`` only with a pathname (its fd form is allowed).
+PATH_ATTRIBUTE_CALLS = (
+    "chmod", "fchmodat", "fchmodat2", "chown", "lchown", "fchownat", "utime", "utimes", "futimesat",
+    "setxattr", "lsetxattr", "removexattr", "lremovexattr", "setxattrat", "removexattrat", "file_setattr",
+)  # fmt: skip
+
 Instruction = tuple[int, int, int, int]
 
 _LD_W_ABS = 0x20
@@ -66,15 +86,31 @@ def _arg(i: int, high: bool = False) -> Instruction:
 
 
 def bpf_rules(
-    table: dict[str, int], *, own_pid_only: bool, keep_sigchld: bool, other_pid: int, sigchld: int
+    table: dict[str, int], *, own_pid_only: bool, keep_sigchld: bool, other_pid: int, sigchld: int, path_attr: int
 ) -> list[Instruction]:
-    """The BPF instructions of the two rules (``table``: name -> number on the filter's arch).
+    """The BPF instructions of the rules (``table``: name -> number on the filter's arch).
 
     ``other_pid``: the action for a call on another process; ``sigchld``: for
-    ``rt_sigaction(SIGCHLD, act)``. Each block ends in a return for its syscall.
+    ``rt_sigaction(SIGCHLD, act)``; ``path_attr``: for a path attribute call (ERRNO 0, a no-op).
+    Each block ends in a return for its syscall.
     """
     prog: list[Instruction] = []
     if own_pid_only:
+        for name in PATH_ATTRIBUTE_CALLS:
+            nr = table.get(name)
+            if nr is not None:
+                prog += [(_JEQ_K, 0, 1, nr), (_RET_K, 0, 0, path_attr)]
+        nr = table.get("utimensat")
+        if nr is not None:  # utimensat(dirfd, pathname, ...): denied unless pathname is NULL
+            prog += [
+                (_JEQ_K, 0, 6, nr),
+                _arg(1),
+                (_JEQ_K, 0, 3, 0),
+                _arg(1, high=True),
+                (_JEQ_K, 0, 1, 0),
+                (_RET_K, 0, 0, _ALLOW),
+                (_RET_K, 0, 0, path_attr),
+            ]
         for name, checks in OWN_PID_ONLY.items():
             nr = table.get(name)
             if nr is None:
@@ -106,6 +142,15 @@ def oci_rules(*, own_pid_only: bool, keep_sigchld: bool, errno_ret: int) -> list
     argument that may differ)."""
     rules: list[dict[str, Any]] = []
     if own_pid_only:
+        rules.append({"names": list(PATH_ATTRIBUTE_CALLS), "action": "SCMP_ACT_ERRNO", "errnoRet": 0})
+        rules.append(
+            {
+                "names": ["utimensat"],
+                "action": "SCMP_ACT_ERRNO",
+                "errnoRet": 0,
+                "args": [{"index": 1, "value": 0, "op": "SCMP_CMP_NE"}],
+            }
+        )
         for name, checks in OWN_PID_ONLY.items():
             for arg, value in checks:
                 rules.append(
