@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import distributed
@@ -44,9 +45,8 @@ class _Results:
     _shutdown: bool
     _started: float
     _futures: dict[str, Any]
-
-    def _cancelled(self, tasks: list[tuple[str, list[cf.Future[Any]], str]], where: str) -> list[dict[str, Any]]:
-        raise NotImplementedError  # the executor's
+    #: the executor's: records tasks that never started
+    _cancelled: Callable[[list[tuple[str, list[cf.Future[Any]], str]], str], list[dict[str, Any]]]
 
     def _gather_in_order(self, dask_futures: list[Any]) -> None:
         """Resolve a batch window by window (its own thread): early first results, few gathers (windows double)."""

@@ -32,10 +32,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from glsandbox_kernel import IsolationType, OSSandbox, create_config_by_level
-from glsandbox_kernel.config import FilesystemConfig
+from glsandbox_kernel import OSSandbox
 
-from .test_outside5_common import folders, need
+from .test_outside5_common import namespace_project
 
 CELL = """
 import threading, time
@@ -51,10 +50,7 @@ with open('sandbox-output/honest.csv', 'w') as fh:
 
 
 def test_files_written_between_cells_are_recorded(tmp_path: Path) -> None:
-    need("namespace")
-    project, _outside = folders(tmp_path)
-    fs = FilesystemConfig(project_dir=str(project), project_access="read")
-    cfg = create_config_by_level("moderate", isolation_type=IsolationType.NAMESPACE, filesystem=fs)
+    project, cfg = namespace_project(tmp_path)
     with OSSandbox(cfg) as sandbox:
         sandbox.run_cell(CELL)
         for _ in range(300):  # the host waits for the thread's file (not a timing assertion)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,6 +37,16 @@ def folders(tmp_path: Path, project: str = "project", *, writable: bool = True) 
     if writable and os.geteuid() == 0:
         os.chown(folder, NOBODY, NOBODY)
     return folder, host_only
+
+
+def namespace_project(tmp_path: Path) -> tuple[Path, Any]:
+    """``(project, config)``: a MODERATE namespace config showing ``folders(tmp_path)``'s project (read)."""
+    from glsandbox_kernel import FilesystemConfig, IsolationType, create_config_by_level
+
+    need("namespace")
+    project, _host_only = folders(tmp_path)
+    fs = FilesystemConfig(project_dir=str(project), project_access="read")
+    return project, create_config_by_level("moderate", isolation_type=IsolationType.NAMESPACE, filesystem=fs)
 
 
 def write_notebook(path: Path, *cells: str) -> None:

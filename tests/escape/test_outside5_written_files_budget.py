@@ -40,9 +40,9 @@ from typing import Any
 import cloudpickle
 import pytest
 
-from glsandbox_kernel import FilesystemConfig, IsolationType, OSSandbox, create_config_by_level
+from glsandbox_kernel import OSSandbox
 
-from .test_outside5_common import folders, need
+from .test_outside5_common import namespace_project
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
@@ -75,10 +75,7 @@ def grow_later(out: str) -> str:
 
 
 def test_written_files_are_hashed_as_recorded_and_within_the_budget(tmp_path: Path) -> None:
-    need("namespace")
-    project, _outside = folders(tmp_path)
-    fs = FilesystemConfig(project_dir=str(project), project_access="read")
-    cfg = create_config_by_level("moderate", isolation_type=IsolationType.NAMESPACE, filesystem=fs)
+    project, cfg = namespace_project(tmp_path)
     with OSSandbox(cfg) as sb:
         assert sb.execute(grow_later, str(project / "sandbox-output")) == "ok"
         records: list[dict[str, Any]] = [r for r in sb.audit_records if (r.get("extra") or {}).get("written_files")]
