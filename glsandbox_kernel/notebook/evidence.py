@@ -43,6 +43,7 @@ from typing import Any
 
 from ..audit.records import canonical_json
 from ..units import fmt_bytes as _fmt_bytes
+from .stream_text import process_stream_text
 
 AUDIT_MIME = "application/vnd.glsandbox.audit+json"
 """MIME type of the per-cell audit output (the record and the records before it)."""
@@ -116,48 +117,6 @@ def _text(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "".join(str(x) for x in value)
     return "" if value is None else str(value)
-
-
-_CONTROL_RE = re.compile("([\r\b\n])")
-
-
-def process_stream_text(text: str) -> str:
-    """``text`` as a terminal shows it: ``\\r`` returns to the line start, ``\\b`` deletes.
-
-    The same rules as JupyterLab's output model (``processText``), which
-    stores the processed text in the notebook it saves; applying them to raw
-    text and to already processed text gives the same result.
-    """
-    if "\r" not in text and "\b" not in text:
-        return text
-    # Linear: the current line is a gap buffer, ``left`` before the cursor and ``right`` from it on,
-    # reversed (``right[-1]`` is under the cursor); a newline always ends the text, whatever the cursor.
-    out: list[str] = []
-    left: list[str] = []
-    right: list[str] = []
-    for part in _CONTROL_RE.split(text):
-        if part == "\n":
-            out.extend(left)
-            out.extend(reversed(right))
-            out.append("\n")
-            left.clear()
-            right.clear()
-        elif part == "\r":
-            right.extend(reversed(left))
-            left.clear()
-        elif part == "\b":
-            if left:
-                # JupyterLab drops the character before the cursor and the one under it.
-                left.pop()
-                if right:
-                    right.pop()
-        elif part:
-            if right:
-                del right[-len(part) :]
-            left.extend(part)
-    out.extend(left)
-    out.extend(reversed(right))
-    return "".join(out)
 
 
 def _is_json_mime(mime: str) -> bool:
