@@ -234,6 +234,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        os.getcwd()
+    except FileNotFoundError:  # a shell left in a removed folder: every relative path (and abspath) fails
+        print(
+            "glsandbox: error: the current folder no longer exists (was it deleted?): cd to an existing folder",
+            file=sys.stderr,
+        )
+        return 2
+    try:
         return int(args.func(args) or 0)
     except SandboxConfigError as exc:
         print(f"glsandbox: {exc}", file=sys.stderr)
