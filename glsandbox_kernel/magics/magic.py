@@ -41,7 +41,15 @@ from ..config import IsolationType, SecurityLevel, parse_size
 from ..exceptions import SandboxConfigError, SandboxError, SandboxSecurityError
 from ..kernel.relay import as_dict
 from ..terminal_text import printable
-from .display import CellDisplays, SandboxResult, install_error_display, sandbox_error, show_output
+from .display import (
+    CellDisplays,
+    SandboxResult,
+    install_error_display,
+    prints_to_terminal,
+    sandbox_error,
+    show_output,
+    terminal_frame,
+)
 from .host_path import drop_writable_from_path
 from .notices import ProjectNotices, working_dir
 from .sessions import DEFAULT_NAME, NamedSession, SessionRegistry, SessionSettings
@@ -296,11 +304,14 @@ class SandboxMagics(Magics):
 
         removed: list[str] = []
         displays = CellDisplays(next(self._cells))
+        terminal = prints_to_terminal(self.shell)
 
         def on_output(msg: dict[str, Any]) -> Any:  # the frame as shown (JSON-safe, cleaned): what is recorded
             try:
                 # No script from the sandbox reaches the browser; keys and values JSON-safe as the relay's.
                 shown = displays.scoped(as_dict(clean_frame(msg, removed), removed))
+                if terminal:  # IPython prints text/plain itself: as the stream text is filtered
+                    shown = terminal_frame(shown)
                 monitor.on_output(shown)
                 show_output(shown, executed, removed)
             except Exception as exc:  # a hostile frame must not end run_cell before its record
