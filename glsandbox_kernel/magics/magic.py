@@ -52,7 +52,7 @@ from .display import (
 )
 from .host_path import drop_writable_from_path
 from .notices import ProjectNotices, working_dir
-from .sessions import DEFAULT_NAME, NamedSession, SessionRegistry, SessionSettings
+from .sessions import DEFAULT_NAME, NamedSession, SessionRegistry, SessionSettings, lost_in_cell, worker_end
 from .transfer import accept_out, encode_in
 
 log = logging.getLogger("glsandbox.magic")
@@ -241,10 +241,10 @@ class SandboxMagics(Magics):
     def _notice_if_lost(self, session: NamedSession) -> list[str]:
         sandbox_session = session.sandbox.session
         if sandbox_session.generation > 0 and not session.alive:
-            reason = self._lost.pop(session.name, "it exited")
+            how = self._lost.pop(session.name, None) or worker_end(sandbox_session.exit_status)
             session.shell_ready = False
             return [
-                f"glsandbox: the worker of sandbox session {session.name!r} was stopped ({reason}); "
+                f"glsandbox: the worker of sandbox session {session.name!r} was {how}; "
                 "variables from earlier cells are lost. This cell runs in a fresh sandbox."
             ]
         return []
@@ -340,7 +340,7 @@ class SandboxMagics(Magics):
             if removed:
                 _notice(sandbox, "glsandbox: removed or replaced in this cell's output: " + "; ".join(removed))
             if not session.alive and result.status == "error":
-                self._lost[session.name] = result.error_name or "the worker died"
+                self._lost[session.name] = lost_in_cell(result.error_name, result.error_value)
                 _notice(
                     sandbox,
                     f"glsandbox: {result.error_name}: the worker of sandbox session {session.name!r} was killed "
