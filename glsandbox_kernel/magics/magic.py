@@ -134,7 +134,7 @@ class SandboxMagics(Magics):
         self._arg_cache: dict[tuple[str, str | None], Any] = {}
         self._lost: dict[str, str] = {}
         self._cells = itertools.count(1)  # the display scope of each sandboxed cell
-        self._project_notices = ProjectNotices()
+        self._project_notices = ProjectNotices(shell)
         self._saved_exc = install_error_display(shell) if shell is not None else None
         atexit.register(self.registry.close_all)
 
