@@ -113,3 +113,19 @@ def test_removed_working_folder_or_cwd_is_one_line_exit_2(tmp_path: Path) -> Non
     proc = run("run", "--cwd", str(tmp_path / "missing"), str(nb))
     assert proc.returncode == 2 and "--cwd" in proc.stderr and "no such folder" in proc.stderr, proc.stderr
     assert "glsandbox run:" not in proc.stdout, proc.stdout  # refused before a kernel started
+
+
+def test_doctor_says_each_hint_once(tmp_path: Path) -> None:
+    """An empty VM image folder: the VM row's reason ends with how to build the image; its hint,
+    which also says how, gave that step a second time on the same line (outside review)."""
+    env = {**os.environ, "GLSANDBOX_VM_IMAGE": str(tmp_path)}
+    text = subprocess.run([*GLSANDBOX, "doctor"], capture_output=True, text=True, timeout=120, env=env)
+    assert text.returncode == 0, text.stderr
+    row = next(line for line in text.stdout.splitlines() if line.split()[1:2] == ["vm"])
+    assert "missing vmlinuz" in row and row.count("build-vm-image") == 1, row
+    assert row.count("GLSANDBOX_VM_IMAGE") == 1, row
+    for line in text.stdout.splitlines():
+        if "[hint: " in line:
+            reason, _, hint = line.partition("  [hint: ")
+            steps = hint.rstrip("]").split(", then ")
+            assert len(set(steps)) == len(steps) and not any(step in reason for step in steps), line
