@@ -7,7 +7,8 @@ one; but what the kernel writes in one clean run is consistent, and a reader tak
 numbers as the order of execution. So each disagreement is a warning naming the cell,
 and ``--strict`` fails on it (the cell is marked ``renumbered``):
 
-- an ``execute_result`` showing ``Out[7]`` in a cell shown as ``In [1]``;
+- an ``execute_result`` showing ``Out[7]`` in a cell shown as ``In [1]`` (one showing no number is left
+  alone: nbformat allows it, and it claims no place in the order);
 - prompt numbers that do not increase down the notebook where the records' ``seq`` does
   (the cells ran in order, their numbers were changed after).
 
@@ -39,7 +40,7 @@ def check_prompt_numbers(checks: Sequence[CellCheck], cells: Sequence[Any]) -> N
             for o in outputs
             if isinstance(o, Mapping) and o.get("output_type") == "execute_result"
         ]
-        wrong = sorted({str(c) for c in shown if _count(c) != check.execution_count}, key=str)
+        wrong = sorted({str(c) for c in shown if c is not None and _count(c) != check.execution_count}, key=str)
         if wrong:
             check.renumbered = True
             check.warnings.append(
