@@ -37,6 +37,13 @@ def _probe(fn: Callable[[], tuple[bool, str]]) -> tuple[bool, str]:
         return False, f"probe failed: {type(exc).__name__}: {exc}"
 
 
+def _new_steps(reason: str, cls: Any) -> str:
+    """The backend's hint without the steps its reason already gives, each step said once (the VM's
+    reason ends "run scripts/build-vm-image ...", its hint "install qemu..., then run scripts/build-vm-image ...")."""
+    hint = str(cls.unavailable_hint() or "")
+    return ", then ".join(s for s in dict.fromkeys(hint.split(", then ")) if s.strip() and s not in reason)
+
+
 def doctor_report() -> dict[str, Any]:
     """What this machine supports, each with a reason (used by ``glsandbox doctor``)."""
     from .backends.registry import backends, broken_backends
@@ -44,7 +51,7 @@ def doctor_report() -> dict[str, Any]:
     report: dict[str, Any] = {"python": sys.version.split()[0], "euid": os.geteuid(), "backends": {}}
     for name, cls in sorted(backends().items()):
         ok, reason = _probe(cls.available)
-        report["backends"][name] = {"available": ok, "reason": reason, "hint": "" if ok else cls.unavailable_hint()}
+        report["backends"][name] = {"available": ok, "reason": reason, "hint": "" if ok else _new_steps(reason, cls)}
     for name, error in sorted(broken_backends().items()):
         report["backends"][name] = {"available": False, "reason": error, "hint": "fix or uninstall the plugin"}
     report["features"] = {}
@@ -233,6 +240,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    try:
+        os.getcwd()
+    except FileNotFoundError:  # a shell left in a removed folder: every relative path (and abspath) fails
+        print(
+            "glsandbox: error: the current folder no longer exists (was it deleted?): cd to an existing folder",
+            file=sys.stderr,
+        )
+        return 2
     try:
         return int(args.func(args) or 0)
     except SandboxConfigError as exc:

@@ -15,7 +15,7 @@ trusted one stops the running call at once (``STOP_SIGNAL``), and code that
 does not stop is killed after the grace period.
 
 The layers above ask the session, never its worker: :attr:`Session.alive`,
-:meth:`Session.sample`, :meth:`Session.host_pids`, :meth:`Session.kill`.
+:attr:`Session.exit_status`, :meth:`Session.sample`, :meth:`Session.host_pids`, :meth:`Session.kill`.
 Who calls: :class:`glsandbox_kernel.sandbox.OSSandbox`, the kernel and the
 magic (through OSSandbox).
 """
@@ -187,8 +187,12 @@ class Session(InterruptBinding, ViolationAttribution):
     @property
     def alive(self) -> bool:
         """True while a worker runs (False before the first start and after a kill or exit)."""
-        worker = self.worker
-        return worker is not None and worker.poll() is None
+        return (worker := self.worker) is not None and worker.poll() is None
+
+    @property
+    def exit_status(self) -> int | None:
+        """How the worker ended, not yet replaced (Popen's returncode: ``-N`` killed by signal N); else None."""
+        return worker.poll() if (worker := self.worker) is not None else None
 
     def sample(self) -> ResourceSample | None:
         """A whole-tree resource reading of the running worker, measured outside; None without one."""
@@ -213,11 +217,8 @@ class Session(InterruptBinding, ViolationAttribution):
             return []
 
     def kill(self) -> None:
-        """Kill the worker tree now, from any thread (a limit tripped outside); state is lost.
-
-        The running request, if any, sees the worker gone and fails with the
-        crash error; the next request starts a fresh worker.
-        """
+        """Kill the worker tree now, from any thread (a limit tripped outside); state is lost. A running
+        request sees the worker gone and fails with the crash error; the next one starts a fresh worker."""
         worker = self.worker
         if worker is not None and worker.poll() is None:
             worker.kill()

@@ -74,12 +74,37 @@ def install_error_display(shell: Any) -> tuple[tuple[type, ...], Any] | None:
 
     def handler(self: Any, etype: type, value: BaseException, tb: Any, tb_offset: Any = None) -> Any:
         if isinstance(value, SandboxCellError):
-            self._showtraceback(etype, value, value.sandbox_traceback)
+            lines = value.sandbox_traceback
+            if prints_to_terminal(self):  # the sandbox's message: no OSC 52 or screen clear reaches the terminal
+                lines = [stream_text(line) if isinstance(line, str) else line for line in lines]
+            self._showtraceback(etype, value, lines)
             return None
         return previous(etype, value, tb, tb_offset=tb_offset)
 
     shell.set_custom_exc((*previous_types, SandboxCellError), handler)
     return previous_types, previous
+
+
+def prints_to_terminal(shell: Any) -> bool:
+    """Whether ``shell`` writes outputs to its own terminal (terminal IPython, an embedded
+    ``InteractiveShell``), not to a kernel's frontend (ipykernel's shell has a ``kernel``)."""
+    return getattr(shell, "kernel", None) is None
+
+
+def terminal_frame(frame: dict[str, Any]) -> dict[str, Any]:
+    """``frame`` with its ``text/plain`` filtered as stream text is (:func:`stream_text`: SGR colours
+    and ``\r`` kept, OSC 52, titles, screen clears escaped), for a shell that prints it to a terminal.
+
+    Who calls: ``SandboxMagics._run`` (host side), before the frame is shown and recorded, so the
+    record lists what the terminal got."""
+    data = frame.get("data")
+    if frame.get("type") not in ("display_data", "update_display_data", "execute_result") or not isinstance(data, dict):
+        return frame
+    text = data.get("text/plain")
+    if not isinstance(text, str):
+        return frame
+    safe = stream_text(text)
+    return frame if safe == text else {**frame, "data": {**data, "text/plain": safe}}
 
 
 class SandboxResult:

@@ -41,10 +41,18 @@ from ..config import IsolationType, SecurityLevel, parse_size
 from ..exceptions import SandboxConfigError, SandboxError, SandboxSecurityError
 from ..kernel.relay import as_dict
 from ..terminal_text import printable
-from .display import CellDisplays, SandboxResult, install_error_display, sandbox_error, show_output
+from .display import (
+    CellDisplays,
+    SandboxResult,
+    install_error_display,
+    prints_to_terminal,
+    sandbox_error,
+    show_output,
+    terminal_frame,
+)
 from .host_path import drop_writable_from_path
 from .notices import ProjectNotices, working_dir
-from .sessions import DEFAULT_NAME, NamedSession, SessionRegistry, SessionSettings
+from .sessions import DEFAULT_NAME, NamedSession, SessionRegistry, SessionSettings, lost_in_cell, worker_end
 from .transfer import accept_out, encode_in
 
 log = logging.getLogger("glsandbox.magic")
@@ -126,7 +134,7 @@ class SandboxMagics(Magics):
         self._arg_cache: dict[tuple[str, str | None], Any] = {}
         self._lost: dict[str, str] = {}
         self._cells = itertools.count(1)  # the display scope of each sandboxed cell
-        self._project_notices = ProjectNotices()
+        self._project_notices = ProjectNotices(shell)
         self._saved_exc = install_error_display(shell) if shell is not None else None
         atexit.register(self.registry.close_all)
 
@@ -233,10 +241,10 @@ class SandboxMagics(Magics):
     def _notice_if_lost(self, session: NamedSession) -> list[str]:
         sandbox_session = session.sandbox.session
         if sandbox_session.generation > 0 and not session.alive:
-            reason = self._lost.pop(session.name, "it exited")
+            how = self._lost.pop(session.name, None) or worker_end(sandbox_session.exit_status)
             session.shell_ready = False
             return [
-                f"glsandbox: the worker of sandbox session {session.name!r} was stopped ({reason}); "
+                f"glsandbox: the worker of sandbox session {session.name!r} was {how}; "
                 "variables from earlier cells are lost. This cell runs in a fresh sandbox."
             ]
         return []
@@ -296,11 +304,14 @@ class SandboxMagics(Magics):
 
         removed: list[str] = []
         displays = CellDisplays(next(self._cells))
+        terminal = prints_to_terminal(self.shell)
 
         def on_output(msg: dict[str, Any]) -> Any:  # the frame as shown (JSON-safe, cleaned): what is recorded
             try:
                 # No script from the sandbox reaches the browser; keys and values JSON-safe as the relay's.
                 shown = displays.scoped(as_dict(clean_frame(msg, removed), removed))
+                if terminal:  # IPython prints text/plain itself: as the stream text is filtered
+                    shown = terminal_frame(shown)
                 monitor.on_output(shown)
                 show_output(shown, executed, removed)
             except Exception as exc:  # a hostile frame must not end run_cell before its record
@@ -329,7 +340,7 @@ class SandboxMagics(Magics):
             if removed:
                 _notice(sandbox, "glsandbox: removed or replaced in this cell's output: " + "; ".join(removed))
             if not session.alive and result.status == "error":
-                self._lost[session.name] = result.error_name or "the worker died"
+                self._lost[session.name] = lost_in_cell(result.error_name, result.error_value)
                 _notice(
                     sandbox,
                     f"glsandbox: {result.error_name}: the worker of sandbox session {session.name!r} was killed "

@@ -10,10 +10,12 @@ notice that the state is lost. Who calls: :mod:`glsandbox_kernel.magics.magic`.
 from __future__ import annotations
 
 import dataclasses
+import signal
 import threading
 from typing import Any
 
 from ..config import NetworkConfig, OSSandboxConfig, create_config_by_level
+from ..terminal_text import printable
 
 DEFAULT_NAME = "default"
 
@@ -133,6 +135,26 @@ class NamedSession:
 
     def close(self) -> None:
         self.sandbox.close()
+
+
+def worker_end(status: int | None) -> str:
+    """``"killed by signal SIGKILL"``: how a session's worker ended between cells, from its exit status
+    (:attr:`~glsandbox_kernel.session.Session.exit_status`), for the magic's notice (host side)."""
+    if status is None:
+        return "ended"
+    if status < 0:
+        try:
+            return f"killed by signal {signal.Signals(-status).name}"
+        except ValueError:
+            return f"killed by signal {-status}"
+    return f"ended (exit status {status})"
+
+
+def lost_in_cell(error_name: str | None, error_value: str | None) -> str:
+    """``"killed in the previous cell (SandboxMemoryError: ... memory limit of 100.0 MiB ...)"``: the host's
+    verdict on a cell whose worker died, first clause only, for the next cell's notice (host side)."""
+    what = printable(f"{error_name or 'the worker died'}: {(error_value or '').split(';')[0]}", one_line=True)
+    return f"killed in the previous cell ({what.rstrip(': ')[:300]})"
 
 
 class SessionRegistry:

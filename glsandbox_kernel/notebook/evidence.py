@@ -75,7 +75,7 @@ VOLATILE_FIELDS: dict[str, str] = {
     # cell.metadata.glsandbox is checked: its records against the audit output, its summary re-derived
     "cell.metadata (except glsandbox)": "execution timing (cell.metadata.execution), collapsed, scrolled, trusted, tags",
     "cell.execution_count, execute_result.execution_count": "prompt numbers; the order of execution is the records' "
-    "seq (verify warns when one is not the count a cell's audit line shows; --strict fails)",
+    "seq (verify warns when one disagrees with the audit line, its cell or the order; --strict fails)",
     "output transient": "display ids; never saved",
 }
 

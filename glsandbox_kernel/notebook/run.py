@@ -425,6 +425,9 @@ def run_cli(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"glsandbox run: error: {exc}", file=sys.stderr)
         return 2
+    if args.cwd and not os.path.isdir(args.cwd):
+        print(f"glsandbox run: error: --cwd {args.cwd}: no such folder", file=sys.stderr)
+        return 2
     out = args.output or default_output(path)
     out_folder = pin_folder(out)  # before the sandbox runs: at LENIENT it can write beside the notebook
     cwd = args.cwd or os.path.dirname(os.path.abspath(path))

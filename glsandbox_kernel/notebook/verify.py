@@ -59,6 +59,7 @@ from .checks import (
 )
 from .evidence import canonical_outputs, find_audit_output, outputs_format, saved_outputs_evidence, streams_as_shown
 from .metadata import summary_differences
+from .prompts import check_prompt_numbers
 from .seal import METADATA_KEY, cell_source, check_seal
 from .sealed_run import seal_problems as sealed_run_problems
 
@@ -342,6 +343,7 @@ def verify_notebook(
     if expected_count is not None and len(all_hashes) < expected_count:
         problems.append(f"the notebook holds {len(all_hashes)} record(s), expected at least {expected_count}")
 
+    check_prompt_numbers(checks, cells)  # Out[7] beside In [1]: no hash covers them, a reader trusts them
     warnings: list[str] = list(not_json)  # where covered, its hash names it too
     for check in checks:
         problems.extend(check.problems)
@@ -381,8 +383,8 @@ def verify_notebook(
             problems.append(f"--strict: {', '.join(removed[:10])}: metadata drops covered content from exports")
         if any(c.superseded for c in checks) or any(c.out_of_order for c in checks):
             problems.append("--strict: not one clean top-to-bottom run (cells were re-executed or ran out of order)")
-        if any(c.renumbered for c in checks):
-            problems.append("--strict: prompt numbers (execution counts) were changed after the cells ran")
+        if renumbered := [c.label for c in checks if c.renumbered]:
+            problems.append(f"--strict: prompt numbers were changed after the cells ran: {', '.join(renumbered[:10])}")
         if any(c.hidden_text for c in checks):
             problems.append("--strict: stream output holds text hidden by carriage returns or backspaces")
         if len(sessions) > 1:

@@ -93,3 +93,39 @@ def test_bad_arguments_exit_2_without_traceback(tmp_path: Path) -> None:
     missing = run("exec", os.path.join(str(tmp_path), "missing.py"))
     assert missing.returncode == 2 and "no such script" in missing.stderr
     assert run("audit", "verify", str(tmp_path / "none.jsonl")).returncode == 2
+
+
+def test_removed_working_folder_or_cwd_is_one_line_exit_2(tmp_path: Path) -> None:
+    """A shell left in a deleted folder (a cleaned-up /tmp dir): one line and status 2, not
+    a FileNotFoundError traceback from os.path.abspath (exec) or from the kernel start (run)."""
+    nb = tmp_path / "a.ipynb"
+    nb.write_text('{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}')
+    gone = tmp_path / "gone"
+    for args in (("exec", "x.py"), ("run", str(nb)), ("report", str(nb))):
+        gone.mkdir()
+        script = 'cd "$1" && rmdir "$1" && shift && exec "$@"'
+        proc = subprocess.run(
+            ["sh", "-c", script, "sh", str(gone), *GLSANDBOX, *args], capture_output=True, text=True, timeout=120
+        )
+        assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
+        assert "Traceback" not in proc.stderr and "current folder no longer exists" in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    proc = run("run", "--cwd", str(tmp_path / "missing"), str(nb))
+    assert proc.returncode == 2 and "--cwd" in proc.stderr and "no such folder" in proc.stderr, proc.stderr
+    assert "glsandbox run:" not in proc.stdout, proc.stdout  # refused before a kernel started
+
+
+def test_doctor_says_each_hint_once(tmp_path: Path) -> None:
+    """An empty VM image folder: the VM row's reason ends with how to build the image; its hint,
+    which also says how, gave that step a second time on the same line (outside review)."""
+    env = {**os.environ, "GLSANDBOX_VM_IMAGE": str(tmp_path)}
+    text = subprocess.run([*GLSANDBOX, "doctor"], capture_output=True, text=True, timeout=120, env=env)
+    assert text.returncode == 0, text.stderr
+    row = next(line for line in text.stdout.splitlines() if line.split()[1:2] == ["vm"])
+    assert "missing vmlinuz" in row and row.count("build-vm-image") == 1, row
+    assert row.count("GLSANDBOX_VM_IMAGE") == 1, row
+    for line in text.stdout.splitlines():
+        if "[hint: " in line:
+            reason, _, hint = line.partition("  [hint: ")
+            steps = hint.rstrip("]").split(", then ")
+            assert len(set(steps)) == len(steps) and not any(step in reason for step in steps), line
