@@ -117,7 +117,8 @@ class WriteTracker:
         ``sha256`` is None (with ``unhashed`` saying why) for a file beyond
         the hashing budget or unreadable; an incomplete scan adds an entry
         ``{"incomplete": ...}`` (one for the entry budget, one with ``skipped``, the count of folders and
-        files it could not read), and then no deletion is listed. ``when`` (e.g. "between calls") is added to every entry.
+        files it could not read), and then no deletion is listed. ``when`` (e.g. "between calls") is
+        added to every entry.
         """
         skipped = after.skipped or before.skipped
         complete = before.complete and after.complete and not skipped

@@ -61,6 +61,7 @@ def _aio_nr() -> int:
         "namespace",
         pytest.param("container", marks=pytest.mark.container),
         pytest.param("gvisor", marks=pytest.mark.container),
+        "vm",
     ],
 )
 def test_io_setup_is_denied_and_the_host_quota_untouched(backend: str) -> None:
