@@ -128,6 +128,14 @@ class SandboxSecurityError(SandboxError):
     """Data from the worker was refused: oversize/malformed frame or a disallowed type."""
 
 
+class ForgedFrame(SandboxSecurityError):
+    """A frame from the worker has a field of a type the worker never sends (forged by sandboxed code).
+
+    Raised by the host's :class:`~glsandbox_kernel.protocol.FrameChannel` on arrival; the session
+    records it as a protocol violation of the running call and kills the worker.
+    """
+
+
 class UnsupportedType(SandboxError, TypeError):
     """Raised by :func:`glsandbox_kernel.codec.encode` for a value outside the allowlist."""
 

@@ -132,6 +132,7 @@ SYSCALLS: dict[str, dict[str, int]] = {
         "utime": 132, "utimes": 235, "futimesat": 261, "utimensat": 280, "setxattr": 188,
         "lsetxattr": 189, "removexattr": 197, "lremovexattr": 198, "setxattrat": 463,
         "removexattrat": 466, "file_setattr": 469,
+        "io_setup": 206, "inotify_init": 253, "inotify_add_watch": 254, "inotify_init1": 294,
     },
     "aarch64": {
         "shmget": 194, "shmat": 196, "shmctl": 195, "shmdt": 197, "semget": 190, "semop": 193,
@@ -161,6 +162,7 @@ SYSCALLS: dict[str, dict[str, int]] = {
         "fchmodat": 53, "fchmodat2": 452, "fchownat": 54, "utimensat": 88, "setxattr": 5,
         "lsetxattr": 6, "removexattr": 14, "lremovexattr": 15, "setxattrat": 463,
         "removexattrat": 466, "file_setattr": 469,
+        "io_setup": 0, "inotify_add_watch": 27, "inotify_init1": 26,
     },
 }
 # fmt: on

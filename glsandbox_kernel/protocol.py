@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import codec, codec_fast
-from .exceptions import FrameTooLarge, SandboxSecurityError, WorkerGone
+from .exceptions import ForgedFrame, FrameTooLarge, SandboxSecurityError, WorkerGone
 
 _HEADER = struct.Struct(">I")
 _TIMEVAL = struct.Struct("@ll")  # struct timeval for SO_RCVTIMEO
@@ -345,7 +345,7 @@ class FrameChannel:
             msg = codec_fast.decode_trusted(payload) if self.from_host else codec_fast.decode(payload)
             if type(msg.get("type")) is not str:
                 raise SandboxSecurityError("malformed frame: not a message with a 'type' field")
-            return msg
+            return msg if self.from_host else _fields_checked(msg)
         # The host's frames on the worker: no hash-flood checks (the host is trusted; the sandbox pays).
         budget = _FROM_HOST_BUDGET if self.from_host else codec.DEFAULT_BUDGET
         deadline = self.decode_deadline
@@ -357,7 +357,27 @@ class FrameChannel:
         msg = codec.decode(payload, budget)
         if type(msg) is not dict or type(msg.get("type")) is not str:
             raise SandboxSecurityError("malformed frame: not a message with a 'type' field")
-        return msg
+        return msg if self.from_host else _fields_checked(msg)
+
+
+#: the worker's frames: the fields every reader compares or prints, and the exact types the worker sends
+_ID_TYPES = (int, type(None))  # exact types: a bool (an int subclass) is no request id
+_STREAM_FIELDS = ("name", "text")
+
+
+def _fields_checked(msg: dict[str, Any]) -> dict[str, Any]:
+    """HOST side (the worker's frames, on arrival): ``msg``, or :class:`ForgedFrame` when its ``id`` is not
+    an int or None, or a stream's ``name``/``text`` not text. Readers compare these (``rid != req_id``,
+    ``name == "stderr"``): an array there raised on the host before the call's record was written."""
+    wrong = [] if type(msg.get("id")) in _ID_TYPES else [f"id is {type(msg['id']).__name__}"]
+    if msg["type"] == "stream":
+        wrong += [f"{k} is {type(msg.get(k)).__name__}" for k in _STREAM_FIELDS if type(msg.get(k)) is not str]
+    if wrong:
+        raise ForgedFrame(
+            f"protocol violation: the sandbox forged a {msg['type'][:40]!r} frame with fields of types "
+            f"the worker never sends ({', '.join(wrong)})"
+        )
+    return msg
 
 
 class AnswerWriter:

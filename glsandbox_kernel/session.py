@@ -368,8 +368,7 @@ class Session(InterruptBinding, ViolationAttribution):
                 self._fn_refs.forget()  # nor did it define a function reference
                 error = exc
             except SandboxSecurityError as exc:
-                self.kill_worker()
-                error = exc
+                error = self._refused_frame(exc)  # the worker killed; a forged frame: the call's violation
             except (WorkerGone, OSError) as exc:
                 error = self._crash_error(worker, "during the call")
                 self.kill_worker()

@@ -20,7 +20,7 @@ from typing import Any
 
 from .backends.base import WorkerProcess
 from .config import OSSandboxConfig, SandboxMode
-from .exceptions import SandboxEscapeError, SandboxViolationError
+from .exceptions import ForgedFrame, SandboxEscapeError, SandboxSecurityError, SandboxViolationError
 from .protocol import STOP_SIGNAL
 
 log = logging.getLogger("glsandbox.session")
@@ -38,6 +38,7 @@ class ViolationAttribution:
     _violations_lock: threading.Lock
     _running_call: int | None
     _stop_at: float | None
+    kill_worker: Callable[[], None]
 
     def _on_violation(self, record: dict[str, Any]) -> None:
         """Supervisor/proxy thread (or host code): one violation, attributed and recorded now.
@@ -81,6 +82,16 @@ class ViolationAttribution:
     def note_violation(self, record: dict[str, Any]) -> None:
         """A violation the host itself detected (a tampered reply, a forged comm frame)."""
         self._on_violation({"time": time.time(), "trusted": True, "source": "host", **record})
+
+    def _refused_frame(self, exc: SandboxSecurityError) -> SandboxSecurityError:
+        """The session's request, on a frame its channel refused (oversize, malformed, forged): the worker is
+        killed (the channel is out of step); a forged one (:class:`ForgedFrame`) is also a protocol violation
+        of the running call, recorded with it. Returns the call's error."""
+        self.kill_worker()
+        if isinstance(exc, ForgedFrame):
+            self.note_violation({"kind": "protocol", "detail": str(exc), "action": "refused", "escape": False})
+            self._stop_at = None  # nothing to stop: the worker is gone already (not "stopped at once")
+        return exc
 
     def _take_violations(self) -> list[dict[str, Any]]:
         with self._violations_lock:

@@ -54,7 +54,8 @@ class TreeWalk:
     ``S_IFREG``, ``S_IFLNK``, or a door's type), taken from the directory listing where the filesystem
     gives it; anything else is ``lstat``-ed (``entry.stat(follow_symlinks=False)``, cached on the entry:
     a caller needing a regular file's stamp calls it, one syscall). Symlinks are yielded, never
-    followed; unreadable folders and entries are passed over. It descends into a folder when
+    followed; unreadable folders and entries are passed over and counted in ``skipped`` (a path past
+    PATH_MAX, no permission; not one that vanished meanwhile). It descends into a folder when
     ``descend(entry)`` says so. After the loop, ``complete`` is False when the walk stopped at the
     budget. Used by :func:`~.project.find_masked` and by :class:`~.written_files.WriteTracker`.
     """
@@ -64,6 +65,7 @@ class TreeWalk:
         self.budget = budget
         self.descend = descend
         self.complete = True
+        self.skipped = 0
 
     def __iter__(self) -> Iterator[tuple[os.DirEntry[str], int]]:
         todo = list(self.roots)
@@ -73,7 +75,8 @@ class TreeWalk:
             try:
                 with os.scandir(todo.pop()) as it:
                     entries = list(it)
-            except OSError:
+            except OSError as exc:
+                self.passed_over(exc)
                 continue
             for entry in entries:
                 seen += 1
@@ -90,8 +93,15 @@ class TreeWalk:
                         kind = lnk
                     else:  # a socket, FIFO, device (or a vanished entry): its own lstat
                         kind = stat.S_IFMT(entry.stat(follow_symlinks=False).st_mode)
-                except OSError:
+                except OSError as exc:
+                    self.passed_over(exc)
                     continue
                 yield entry, kind
                 if kind == dir_ and self.descend(entry):
                     todo.append(entry.path)
+
+    def passed_over(self, exc: OSError) -> None:
+        """A folder or entry that could not be read: counted in ``skipped``, unless it is gone (nothing
+        below it to see). Also called by a caller whose own ``lstat`` of an entry failed."""
+        if not isinstance(exc, FileNotFoundError):
+            self.skipped += 1

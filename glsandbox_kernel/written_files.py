@@ -40,6 +40,8 @@ class Snapshot:
 
     files: dict[str, Stamp]
     complete: bool
+    #: folders and files the scan could not read (a path past PATH_MAX, no permission): not compared
+    skipped: int = 0
 
 
 class WriteTracker:
@@ -98,11 +100,12 @@ class WriteTracker:
             if kind == stat.S_IFREG and not masked(entry.name):
                 try:  # the listing said a regular file: its stamp is its lstat
                     st = entry.stat(follow_symlinks=False)
-                except OSError:
+                except OSError as exc:
+                    walk.passed_over(exc)
                     continue
                 if stat.S_ISREG(st.st_mode):
                     files[entry.path] = _stamp(st)
-        return Snapshot(files, complete=walk.complete)
+        return Snapshot(files, complete=walk.complete, skipped=walk.skipped)
 
     def changes(self, before: Snapshot) -> list[dict[str, Any]]:
         """Files created, changed or deleted since ``before`` (a scan now; see :meth:`diff`)."""
@@ -112,10 +115,13 @@ class WriteTracker:
         """Files created, changed or deleted from ``before`` to ``after``: path, change, size, sha256, owner uid.
 
         ``sha256`` is None (with ``unhashed`` saying why) for a file beyond
-        the hashing budget or unreadable; an incomplete scan adds one entry
-        ``{"incomplete": ...}``. ``when`` (e.g. "between calls") is added to every entry.
+        the hashing budget or unreadable; an incomplete scan adds an entry
+        ``{"incomplete": ...}`` (one for the entry budget, one with ``skipped``, the count of folders and
+        files it could not read), and then no deletion is listed. ``when`` (e.g. "between calls") is
+        added to every entry.
         """
-        complete = before.complete and after.complete
+        skipped = after.skipped or before.skipped
+        complete = before.complete and after.complete and not skipped
         if complete and before.files == after.files:  # the usual case between calls: one dict comparison
             return []
         out: list[dict[str, Any]] = []
@@ -143,8 +149,16 @@ class WriteTracker:
             out.append(entry)
         if complete:
             out += [{"path": p, "change": "deleted"} for p in sorted(set(before.files) - set(after.files))]
-        else:
+        if not (before.complete and after.complete):
             out.append({"incomplete": f"more than {self.max_entries} entries: only the first were compared"})
+        if skipped:
+            out.append(
+                {
+                    "incomplete": f"{skipped} folders or files could not be read (a path longer than PATH_MAX, "
+                    "or no permission): what they hold was not compared",
+                    "skipped": skipped,
+                }
+            )
         if when is not None:
             for entry in out:
                 entry["when"] = when

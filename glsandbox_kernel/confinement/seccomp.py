@@ -33,7 +33,7 @@ The filter, the same at every level apart from execve::
     socket(AF_VSOCK)                      -> ERRNO(EPERM)
     socketpair(AF_UNIX, SOCK_DGRAM)       -> ERRNO(EPERM), with deny_unix (an unbound datagram socket
                                              still sendto()s any host path)
-    SysV IPC, POSIX mq, memfd_create      -> ERRNO(EPERM), with deny_unix (HOST_IPC)
+    SysV IPC, POSIX mq, memfd, inotify   -> ERRNO(EPERM), with deny_unix (HOST_SHARED)
     setsockopt(SOL_SOCKET, SO_SNDBUF/      -> ERRNO(0), with cap_buffers (no cgroup: the outside
       SO_RCVBUF and their *FORCE)            monitor holds memory): ignored, the default size stays
     prctl(PR_SET_CHILD_SUBREAPER)         -> ERRNO(EPERM) (the worker set it before; clearing it
@@ -80,7 +80,7 @@ from ..linux import (
 )
 from ._common import ChildState, PlanContext
 from .seccomp_args import bpf_rules, oci_rules
-from .seccomp_lists import COMPAT_ONLY, DENY, ESCAPE, HOST_IPC, PERSONALITY_ALLOWED
+from .seccomp_lists import COMPAT_ONLY, DENY, ESCAPE, HOST_SHARED, PERSONALITY_ALLOWED
 from .seccomp_lists import ESCAPE_TOOLS as ESCAPE_TOOLS  # re-exported: the supervisor and bootstrap read it here
 from .seccomp_load import BPF_MAXINSNS, check_arch, load_program, report
 
@@ -196,7 +196,7 @@ class SeccompPolicy:
     to catch escape tools. ``deny_inet``: deny IPv4/IPv6/packet sockets
     (BASIC without network). ``deny_unix``: deny creating Unix sockets
     (BASIC: no mount or network namespace hides the host's), datagram
-    socketpairs, the host's IPC (:data:`HOST_IPC`). ``cap_buffers``: socket buffers stay
+    socketpairs, the host's IPC and inotify (:data:`HOST_SHARED`). ``cap_buffers``: socket buffers stay
     the kernel's default size (see :mod:`glsandbox_kernel.sockmem`). ``own_pid_only`` (no pid
     namespace): the calls that change another process, on pid 0 only; ``keep_sigchld`` (CPU
     measured from /proc): SIGCHLD's disposition stays (both: :mod:`.seccomp_args`).
@@ -265,7 +265,7 @@ class SeccompPolicy:
     def denied_names(self) -> frozenset[str]:
         """Syscalls denied whatever their arguments (escape class and the rest), on :attr:`arch`."""
         table = SYSCALLS.get(self.arch, {})
-        return frozenset(n for n in (*ESCAPE, *DENY, *(HOST_IPC if self.deny_unix else ())) if n in table)
+        return frozenset(n for n in (*ESCAPE, *DENY, *(HOST_SHARED if self.deny_unix else ())) if n in table)
 
     def oci_profile(self, runtime: str | None = None) -> dict[str, Any]:
         """The OCI/Docker seccomp profile: allow by default, EPERM for :data:`ESCAPE` + :data:`DENY`.
@@ -281,7 +281,7 @@ class SeccompPolicy:
         root and noexec tmpfs) and the personality(2) value check.
         """
         eperm, enosys = errno.EPERM, errno.ENOSYS
-        names = [*ESCAPE, *DENY, *COMPAT_ONLY, *(HOST_IPC if self.deny_unix else ())]
+        names = [*ESCAPE, *DENY, *COMPAT_ONLY, *(HOST_SHARED if self.deny_unix else ())]
         syscalls: list[dict[str, Any]] = [{"names": names, "action": "SCMP_ACT_ERRNO", "errnoRet": eperm}]
         if runtime != RUNSC:
             syscalls.append({"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": enosys})
@@ -409,7 +409,7 @@ def build_filter(policy: SeccompPolicy) -> list[tuple[int, int, int, int]]:
     for name in DENY:
         simple(name, eperm)
     if policy.deny_unix:
-        for name in HOST_IPC:
+        for name in HOST_SHARED:
             simple(name, eperm)
         nr = table.get("socketpair")
         if nr is not None:  # socketpair(AF_UNIX, SOCK_DGRAM | flags): the type's low nibble

@@ -112,8 +112,8 @@ def test_bpf_program_and_oci_profile_deny_the_same_syscalls(arch: str, deny_inet
         in_oci = any(r["names"] == ["socket"] and r["args"][0]["value"] == fam for r in cond)
         assert denied == in_oci == want, fam
     assert linux.CLONE_PARENT in linux.CLONE_FLAG_NAMES
-    # BASIC shares the host's IPC and filesystem: its SysV IPC, mq, memfd and datagram socketpairs
-    for name in sc.HOST_IPC:
+    # BASIC shares the host's IPC and filesystem: its SysV IPC, mq, memfd, inotify and datagram socketpairs
+    for name in sc.HOST_SHARED:
         if name in table:
             assert (run_bpf(prog, table[name], audit) != sc.SECCOMP_RET_ALLOW) == deny_inet, name
     for sock_type, want in ((2, deny_inet), (2 | 0x80000, deny_inet), (1, False), (5, False)):  # DGRAM, STREAM
