@@ -84,6 +84,11 @@ DENY = (
     # AIO contexts: their events count against fs.aio-max-nr, one quota for the whole machine (no
     # namespace, cgroup or rlimit bounds it); a sandbox holding them all stops the host's io_setup
     "io_setup",
+    # inotify instances count per user, and a user namespace gives no quota of its own (the
+    # owner's count in every parent namespace is charged too): a sandbox holding them all would
+    # fail its owner's inotify_init on the host (EMFILE); no sandboxed cell needs to watch files
+    "inotify_init",
+    "inotify_init1",
 )
 #: Names the OCI profile also denies for the 32-bit compat architectures it
 #: admits (SCMP_ARCH_X86/ARM); they do not exist on x86_64/aarch64, whose BPF
@@ -100,10 +105,10 @@ HOST_IPC = (
     "msgget", "msgsnd", "msgrcv", "msgctl", "mq_open", "mq_unlink", "mq_timedsend",
     "mq_timedreceive", "mq_notify", "mq_getsetattr", "memfd_create",
 )  # fmt: skip
-#: inotify, for the same sandbox: a watch needs only the uid's read permission of the folder, which
-#: Landlock does not check (it governs opening), so BASIC's worker (the host's uid) would read the
-#: entry names and activity of folders it is not shown (a masked ``.ssh``, the home outside the
-#: project); and its instances and watches count against that user's quota. fanotify_init is in DENY.
-HOST_WATCH = ("inotify_init", "inotify_init1", "inotify_add_watch")
+#: inotify watches, for the same sandbox (every backend denies creating an instance: DENY): a watch
+#: needs only the uid's read permission of the folder, which Landlock does not check (it governs
+#: opening), so BASIC's worker (the host's uid) would read the entry names and activity of folders
+#: it is not shown (a masked ``.ssh``, the home outside the project). fanotify_init is in DENY.
+HOST_WATCH = ("inotify_add_watch",)
 #: Everything BASIC's filter denies besides :data:`DENY` (``SeccompPolicy.deny_unix``).
 HOST_SHARED = HOST_IPC + HOST_WATCH
