@@ -294,7 +294,7 @@ def rewrite_error(
 
     A limit verdict rests on the host's own evidence only. ``by_host``: the frame is the host's own
     error (``OSSandbox.run_cell`` sends it, a worker frame never is one). The guard's kill and a
-    SIGXCPU death with the cell's CPU time measured outside at its limit become the limit's error;
+    SIGXCPU death with the cell's CPU time measured outside near its limit become the limit's error;
     a ``MemoryError`` from the sandbox becomes ``SandboxMemoryError`` only with the memory measured
     outside at the limit (:func:`~glsandbox_kernel.results.memory_reached`), else it stays the code's
     own (name, value, traceback) with a note of what the host measured. An error the sandbox named
@@ -310,8 +310,9 @@ def rewrite_error(
     cpu = options.cpu_time
     if by_host and cpu is not None and ename == "SandboxCrashedError" and "SIGXCPU" in content["evalue"]:
         used = guard.cpu_used()
-        if used is None or used < 0.9 * cpu:  # RLIMIT_CPU sends it at the limit: this one came from inside
-            return content
+        # RLIMIT_CPU sends it at the limit; the monitor's last sample may lag it by a period (0.25 s of wall time)
+        if used is None or used < cpu - max(0.1 * cpu, 0.5):
+            return content  # sent from inside: the host's own crash error as it is
         text = (
             f"the cell used more than its CPU time limit of {cpu:g} s (SIGXCPU; measured outside the "
             f"sandbox: {used:.1f} s); the worker was killed and its state is lost"
