@@ -319,7 +319,10 @@ def crash_error(worker: WorkerProcess, when: str, config: OSSandboxConfig, monit
             how += " (file size limit)"
     elif rc is not None:
         how = f"exit code {rc}"
-    reason = info.reason or ("cpu_time" if sig == signal.SIGXCPU and "sent from inside" not in how else None)
+    # SIGXCPU is the CPU limit only where the host set one and did not measure it unreached (any
+    # process of the sandbox may send it): a per-cell --cpu-time is judged by the kernel's own reading
+    at_limit = config.limits.cpu_time_limit_seconds is not None and "sent from inside" not in how
+    reason = info.reason or ("cpu_time" if sig == signal.SIGXCPU and at_limit else None)
     return SandboxCrashedError(
         f"the sandbox worker died {when} ({how}); its state is lost", returncode=rc, signal=sig, reason=reason
     )

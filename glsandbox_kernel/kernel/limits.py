@@ -7,7 +7,9 @@ persists). How each is enforced:
 - ``--timeout``: the session's own clock (``run_cell(timeout=...)``), outside.
 - ``--memory``: inside, the worker lowers its soft ``RLIMIT_AS`` so that the
   cell can add at most the headroom up to the limit (a large allocation fails
-  cleanly with ``MemoryError`` and the state is kept); outside,
+  cleanly with ``MemoryError`` and the state is kept; the host cannot see that
+  refusal, so it is shown as the code's own ``MemoryError`` with a note of what
+  the host measured, never as the host's limit verdict); outside,
   :class:`CellLimitGuard` watches the worker tree's memory through the
   session monitor (cgroup figures where the backend has them) and kills the
   worker when it goes over (state lost).
@@ -337,4 +339,4 @@ def _memory_error(content: dict[str, Any], guard: CellLimitGuard, sandbox: Any, 
         return {**content, "ename": "SandboxMemoryError", "evalue": text}
     # The cell's --memory is held inside by a soft RLIMIT_AS (and outside by the guard's kill): no cgroup.
     note = memory_error_note(limit, seen, None if options.memory else measured_by, f"{which} memory limit")
-    return {**content, "traceback": [*content["traceback"], note]}
+    return {**content, "traceback": [*(content.get("traceback") or []), note]}

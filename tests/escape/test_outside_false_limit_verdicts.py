@@ -33,6 +33,7 @@ from glsandbox_kernel import (
     IsolationType,
     OSSandbox,
     OSSandboxConfig,
+    SandboxCrashedError,
     SandboxMemoryError,
     create_config_by_level,
     execute_moderate,
@@ -196,3 +197,20 @@ def test_kernel_a_real_cpu_overrun_is_still_the_cpu_limit(kernel: Kernel) -> Non
     assert reply["status"] == "error" and reply["ename"] == "SandboxCPUTimeError", reply
     assert "CPU time limit of 1 s" in reply["evalue"] and "measured outside" in reply["evalue"]
     assert kernel.execute("1")[0]["status"] == "ok"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_sigxcpu_sent_from_inside_without_a_cpu_limit_is_no_cpu_verdict(backend: str, tmp_path: Path) -> None:
+    def kills_itself() -> None:
+        import os
+        import signal
+
+        os.kill(os.getpid(), signal.SIGXCPU)
+
+    cfg = _config(backend, tmp_path / "audit.jsonl")
+    cfg = dataclasses.replace(cfg, limits=dataclasses.replace(cfg.limits, cpu_time_limit_seconds=None))
+    with OSSandbox(cfg) as box:
+        with pytest.raises(SandboxCrashedError) as info:
+            box.execute(kills_itself)
+        assert info.value.reason != "cpu_time" and "SIGXCPU" in str(info.value), info.value
+        assert box.execute(lambda: 3) == 3
