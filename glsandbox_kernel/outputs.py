@@ -88,7 +88,9 @@ class OutputCollector:
                 publish()
             return True
 
-    def handle(self, msg: dict[str, Any]) -> dict[str, Any] | None:
+    def handle(self, msg: dict[str, Any], *, by_host: bool = False) -> dict[str, Any] | None:
+        """One frame of the cell (the worker's; ``by_host``: the host's own error, sent by ``OSSandbox.run_cell``,
+        which reaches ``on_output`` with ``_by_host`` set: a flag no worker frame keeps)."""
         kind = msg.get("type")
         if kind == "input_request":
             value, prompt = "", msg.get("prompt", "")
@@ -110,9 +112,11 @@ class OutputCollector:
             return None
         if kind not in ("stream", "display_data", "update_display_data", "execute_result", "error", "clear_output"):
             return None
-        if "_mark" in msg:  # host-only flag: a worker frame never counts as kernel-made
-            msg = {k: v for k, v in msg.items() if k != "_mark"}
+        if "_mark" in msg or "_by_host" in msg:  # host-only flags: a worker frame is never kernel- or host-made
+            msg = {k: v for k, v in msg.items() if k not in ("_mark", "_by_host")}
         bounded, cut = bounded_frame(msg)  # the kept fields bounded and typed, before they are relayed
+        if by_host and bounded is not None:
+            bounded = {**bounded, "_by_host": True}
         with self._lock:
             if cut:
                 self.budget.cut(cut)

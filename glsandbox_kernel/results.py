@@ -151,21 +151,30 @@ def error_fields(reply: dict[str, Any]) -> tuple[str, str, list[str]]:
 
 
 def exception_from_reply(
-    reply: dict[str, Any], config: OSSandboxConfig, peak: int | None, *, interrupted: bool = False
+    reply: dict[str, Any],
+    config: OSSandboxConfig,
+    peak: int | None,
+    *,
+    interrupted: bool = False,
+    measured_by: str | None = None,
 ) -> BaseException:
     """The exception to raise for an error reply from user code (host side).
 
     ``interrupted``: the host interrupted this call itself, so a KeyboardInterrupt reply is its own
     interrupt coming back and is raised as one; any other BaseException from the sandbox is not.
+    A ``MemoryError`` is :class:`SandboxMemoryError` only when ``peak`` (measured outside) reached
+    the limit (:func:`memory_reached`); else it stays the code's own, with a note of what the host
+    measured (:func:`memory_error_note`; ``measured_by``: the call's ``metrics.measured_by``).
     """
     ename, evalue, tb_lines = error_fields(reply)
+    limits = config.limits
     if reply.get("over_cap") is True:  # the worker would not send more than this session accepts
         exc: BaseException = FrameTooLarge(
             "the result is larger than this session accepts from the sandbox (max_frame_bytes, or the memory "
             "limit); it was not sent, and the worker and its state are kept",
             limit=frame_cap(config.max_frame_bytes, config.limits.memory_limit_bytes),
         )
-    elif reply.get("memory_error") and ename == "MemoryError" and config.limits.memory_limit_bytes is not None:
+    elif ename == "MemoryError" and reply.get("memory_error") and memory_reached(limits.memory_limit_bytes, peak):
         exc = worker_memory_error(config, peak)
     elif interrupted and ename == "KeyboardInterrupt" and reply.get("builtin"):
         exc = KeyboardInterrupt(evalue)
@@ -183,31 +192,64 @@ def exception_from_reply(
         exc.sandbox_traceback = tb_lines  # type: ignore[attr-defined]
         if tb_lines:
             exc.add_note("Traceback inside the sandbox:\n" + "".join(tb_lines).rstrip())
+        if ename == "MemoryError" and not isinstance(exc, SandboxMemoryError):
+            exc.add_note(memory_error_note(limits.memory_limit_bytes, peak, measured_by))
     except (AttributeError, TypeError):
         pass
     return exc
 
 
-def worker_memory_error(config: OSSandboxConfig, peak: int | None) -> SandboxMemoryError:
-    """HOST side: the error for a MemoryError the worker reports under a memory limit.
+def memory_reached(limit: int | None, peak: int | None) -> bool:
+    """HOST side: whether ``peak``, measured outside, reached the memory ``limit`` (less a margin of
+    2 %, at least 1 MiB: a cgroup's usage stops just short of its max while the kernel reclaims).
 
-    Only a peak measured outside at the limit makes it the host's verdict; below it,
-    the message says it is the worker's report (an address-space rlimit refusing an
-    allocation looks the same from here as code raising ``MemoryError`` itself).
-    The record's ``extra.error`` carries the message. Called by ``exception_from_reply``
-    and ``OSSandbox.run_cell``.
-    """
+    The one evidence that makes a ``MemoryError`` reported by the sandbox the host's limit verdict:
+    the worker's reply, its ``memory_error`` flag and its text are the sandbox's word (code may
+    ``raise MemoryError`` itself). Called by :func:`exception_from_reply`, :func:`cell_error`
+    and the kernel's per-cell limits."""
+    return limit is not None and peak is not None and peak >= limit - max(1 << 20, limit // 50)
+
+
+def memory_error_note(limit: int | None, peak: int | None, measured_by: str | None, which: str = "") -> str:
+    """HOST side: the note on a ``MemoryError`` the sandbox reported without the host's evidence of a
+    limit (:func:`memory_reached` false): what the host measured, and, where no cgroup holds the memory
+    (figures from /proc, or none), that an address-space rlimit inside may have refused an allocation
+    the host cannot see. ``which``: whose limit, e.g. "the cell's memory limit" (default: the sandbox's)."""
+    which = which or "the sandbox's memory limit"
+    text = f"glsandbox: the sandbox reported MemoryError; the host measured a peak of {_fmt_bytes(peak)}"
+    text += f" of {which} of {_fmt_bytes(limit)}" if limit is not None else " (no memory limit is set)"
+    if limit is not None and not (measured_by or "").startswith("cgroup"):
+        text += (
+            "; no cgroup holds that limit, so an address-space rlimit (RLIMIT_AS) inside the sandbox may have "
+            "refused an allocation, which the host cannot see"
+        )
+    return text + ": not a limit the host saw reached"
+
+
+def cell_error(config: OSSandboxConfig, name: str, value: str, metrics: SandboxMetrics) -> SandboxError:
+    """HOST side: the audit record's error for a cell whose code raised ``name: value`` (the worker's
+    report): :class:`SandboxMemoryError` (``memory_exceeded``) only for a ``MemoryError`` with the
+    peak measured outside at the limit (:func:`memory_reached`); any other, a ``MemoryError`` too,
+    stays the code's own error (``execution_error``), a ``MemoryError`` with the host's note.
+    Called by ``OSSandbox.run_cell``."""
     limit = config.limits.memory_limit_bytes
-    if limit is not None and peak is not None and peak >= limit:
-        text = (
-            f"the sandboxed code exceeded the memory limit of {_fmt_bytes(limit)} "
-            f"(peak measured outside {_fmt_bytes(peak)})"
-        )
-    else:
-        text = (
-            f"the sandboxed code got a MemoryError under the memory limit of {_fmt_bytes(limit)}, as the worker "
-            f"reports (not measured outside: the peak seen outside was {_fmt_bytes(peak)})"
-        )
+    if name != "MemoryError":
+        return SandboxError(f"{name}: {value}")
+    if memory_reached(limit, metrics.memory_peak_bytes):
+        return worker_memory_error(config, metrics.memory_peak_bytes)
+    note = memory_error_note(limit, metrics.memory_peak_bytes, metrics.measured_by)
+    return SandboxError(f"{name}: {value} ({note})")
+
+
+def worker_memory_error(config: OSSandboxConfig, peak: int | None) -> SandboxMemoryError:
+    """HOST side: the error for a MemoryError the worker reported while the peak measured outside
+    reached the memory limit (:func:`memory_reached`, checked by the callers
+    :func:`exception_from_reply` and :func:`cell_error`): the host's verdict, worker and state kept."""
+    limit = config.limits.memory_limit_bytes
+    text = (
+        f"the sandboxed code exceeded the memory limit of {_fmt_bytes(limit)} "
+        f"(peak measured outside {_fmt_bytes(peak)}); the worker and its state are kept"
+    )
     return SandboxMemoryError(text, limit=limit, peak=peak)
 
 
@@ -277,7 +319,10 @@ def crash_error(worker: WorkerProcess, when: str, config: OSSandboxConfig, monit
             how += " (file size limit)"
     elif rc is not None:
         how = f"exit code {rc}"
-    reason = info.reason or ("cpu_time" if sig == signal.SIGXCPU and "sent from inside" not in how else None)
+    # SIGXCPU is the CPU limit only where the host set one and did not measure it unreached (any
+    # process of the sandbox may send it): a per-cell --cpu-time is judged by the kernel's own reading
+    at_limit = config.limits.cpu_time_limit_seconds is not None and "sent from inside" not in how
+    reason = info.reason or ("cpu_time" if sig == signal.SIGXCPU and at_limit else None)
     return SandboxCrashedError(
         f"the sandbox worker died {when} ({how}); its state is lost", returncode=rc, signal=sig, reason=reason
     )

@@ -22,7 +22,6 @@ from .audit import AuditLog, EventType, JsonlFileSink, LoggingSink, MemorySink, 
 from .audit.records import canonical_json
 from .config import OSSandboxConfig, SecurityLevel, create_config_by_level
 from .exceptions import (
-    SandboxError,
     SandboxSecurityError,
     SandboxViolationError,
 )
@@ -31,7 +30,7 @@ from .notebook.sealed_run import session_start_extra
 from .output_budget import OutputBudget
 from .outputs import OutputCollector, relay_streams
 from .pickling import call_message, call_provenance, sha256_parts
-from .results import CellResult, error_fields, exception_from_reply, refuse_tampered, worker_memory_error
+from .results import CellResult, cell_error, error_fields, exception_from_reply, refuse_tampered
 from .sandbox_audit import AuditedSandbox
 from .session import InputCallback, OutputCallback, Session
 from .shell_start import carry_over, start_shell
@@ -220,8 +219,9 @@ class OSSandbox(AuditedSandbox):
             elif reply.get("ok"):
                 value = reply.get("value")
             else:
+                m, interrupted = outcome.metrics, self._session.interrupted
                 error = exception_from_reply(
-                    reply, self.config, outcome.metrics.memory_peak_bytes, interrupted=self._session.interrupted
+                    reply, self.config, m.memory_peak_bytes, interrupted=interrupted, measured_by=m.measured_by
                 )
         if outcome.violations:
             try:
@@ -330,11 +330,8 @@ class OSSandbox(AuditedSandbox):
         if reply.get("status") == "error":
             result.status = "error"
             result.error_name, result.error_value, result.traceback = error_fields(reply)  # bounded text
-            if result.error_name == "MemoryError" and self.config.limits.memory_limit_bytes is not None:
-                # the worker's report, named as such unless the peak measured outside reached the limit
-                audit_error = worker_memory_error(self.config, outcome.metrics.memory_peak_bytes)
-            else:
-                audit_error = SandboxError(f"{result.error_name}: {result.error_value}")
+            # a MemoryError is a limit verdict only on the host's own measurement (results.cell_error)
+            audit_error = cell_error(self.config, result.error_name, result.error_value, outcome.metrics)
         # What the sandbox did about it (measured outside): timeout, kill, violation.
         failure: BaseException | None = outcome.error
         if failure is None and outcome.violations:
@@ -350,7 +347,7 @@ class OSSandbox(AuditedSandbox):
             result.error_value = str(failure)
             result.traceback = [f"{result.error_name}: {result.error_value}"]
             message = {"type": "error", "ename": result.error_name, "evalue": result.error_value}
-            collector.handle({**message, "traceback": result.traceback})
+            collector.handle({**message, "traceback": result.traceback}, by_host=True)
         try:
             if before_seal is not None:
                 before_seal(result)

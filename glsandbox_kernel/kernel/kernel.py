@@ -295,7 +295,7 @@ class SandboxKernel(StartUp, QuickRequests, KernelOptions, Kernel):
                 relay.notice(text, mark=sandbox.mark_output)
 
         guard = CellLimitGuard(sandbox, options)
-        relay.rewrite_error = lambda content: self._rewrite_error(content, guard, sandbox, options)
+        relay.rewrite_error = lambda content, host: self._rewrite_error(content, guard, sandbox, options, host)
 
         def on_input(prompt: str, password: bool) -> str:
             return self._relay_input(prompt, password, parent, ident, deadline[0] if deadline else None)
@@ -409,10 +409,10 @@ class SandboxKernel(StartUp, QuickRequests, KernelOptions, Kernel):
         return sandbox
 
     def _rewrite_error(
-        self, content: dict[str, Any], guard: CellLimitGuard, sandbox: Any, options: CellOptions
+        self, content: dict[str, Any], guard: CellLimitGuard, sandbox: Any, options: CellOptions, by_host: bool
     ) -> dict[str, Any]:
         """Name sandbox limits clearly in error outputs (relay thread; see :func:`.limits.rewrite_error`)."""
-        return rewrite_error(content, guard, sandbox, options)
+        return rewrite_error(content, guard, sandbox, options, by_host)
 
     # -- stdin ------------------------------------------------------------------------------------
     def _relay_input(

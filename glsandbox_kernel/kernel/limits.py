@@ -7,7 +7,9 @@ persists). How each is enforced:
 - ``--timeout``: the session's own clock (``run_cell(timeout=...)``), outside.
 - ``--memory``: inside, the worker lowers its soft ``RLIMIT_AS`` so that the
   cell can add at most the headroom up to the limit (a large allocation fails
-  cleanly with ``MemoryError`` and the state is kept); outside,
+  cleanly with ``MemoryError`` and the state is kept; the host cannot see that
+  refusal, so it is shown as the code's own ``MemoryError`` with a note of what
+  the host measured, never as the host's limit verdict); outside,
   :class:`CellLimitGuard` watches the worker tree's memory through the
   session monitor (cgroup figures where the backend has them) and kills the
   worker when it goes over (state lost).
@@ -246,6 +248,30 @@ class CellLimitGuard:
         except Exception:
             log.debug("could not restore the worker's rlimits", exc_info=True)
 
+    def memory_now(self) -> tuple[int | None, str | None]:
+        """The most memory measured outside during the cell (the monitor's samples and a reading now)
+        and the reading's source ("cgroup-v2", "procfs"...). Relay thread, at a MemoryError frame."""
+        sample = self.sandbox.session.sample()
+        now = sample.memory_current if sample is not None else None
+        # a /proc memory_peak is the process's lifetime high water, not the cell's: only a cgroup's
+        peak = sample.memory_peak if sample is not None and sample.source.startswith("cgroup") else None
+        seen = [v for v in (self.seen_memory, now, peak) if v is not None]
+        return max(seen, default=None), sample.source if sample is not None else None
+
+    def cpu_used(self) -> float | None:
+        """The cell's CPU time measured outside: the monitor's last sample, or a reading now (a
+        cgroup's figures outlive the worker); None without either. Relay thread."""
+        seen = [self.seen_cpu] if self.seen_cpu is not None else []
+        worker = self.sandbox.session.worker
+        if worker is not None and self._cpu0 is not None:
+            try:
+                final = worker.sample().cpu_time
+            except OSError:
+                final = None
+            if final is not None:
+                seen.append(final - self._cpu0)
+        return max(seen, default=None)
+
     def describe(self) -> str:
         """What tripped, for the error message."""
         if self.tripped == "memory":
@@ -263,24 +289,54 @@ class CellLimitGuard:
         return ""
 
 
-def rewrite_error(content: dict[str, Any], guard: CellLimitGuard, sandbox: Any, options: CellOptions) -> dict[str, Any]:
-    """HOST side, relay thread: name sandbox limits clearly in a cell's error output (called by the kernel)."""
-    if guard.tripped and content["ename"] in ("SandboxCrashedError", "SandboxMemoryError"):
+def rewrite_error(
+    content: dict[str, Any], guard: CellLimitGuard, sandbox: Any, options: CellOptions, by_host: bool = False
+) -> dict[str, Any]:
+    """HOST side, relay thread: name sandbox limits clearly in a cell's error output (called by the kernel).
+
+    A limit verdict rests on the host's own evidence only. ``by_host``: the frame is the host's own
+    error (``OSSandbox.run_cell`` sends it, a worker frame never is one). The guard's kill and a
+    SIGXCPU death with the cell's CPU time measured outside near its limit become the limit's error;
+    a ``MemoryError`` from the sandbox becomes ``SandboxMemoryError`` only with the memory measured
+    outside at the limit (:func:`~glsandbox_kernel.results.memory_reached`), else it stays the code's
+    own (name, value, traceback) with a note of what the host measured. An error the sandbox named
+    like the host's (``SandboxCrashedError: ... SIGXCPU``) is shown as the code's.
+    """
+    ename = content["ename"]
+    if guard.tripped and by_host and ename in ("SandboxCrashedError", "SandboxMemoryError"):
         ename = "SandboxMemoryError" if guard.tripped == "memory" else "SandboxCPUTimeError"
         text = guard.describe()
         return {"ename": ename, "evalue": text, "traceback": [f"{ename}: {text}"]}
-    if content["ename"] == "MemoryError":
-        limit = options.memory or sandbox.config.limits.memory_limit_bytes
-        which = "the cell's" if options.memory else "the sandbox's"
+    if ename == "MemoryError" and not by_host:
+        return _memory_error(content, guard, sandbox, options)
+    cpu = options.cpu_time
+    if by_host and cpu is not None and ename == "SandboxCrashedError" and "SIGXCPU" in content["evalue"]:
+        used = guard.cpu_used()
+        # RLIMIT_CPU sends it at the limit; the monitor's last sample may lag it by a period (0.25 s of wall time)
+        if used is None or used < cpu - max(0.1 * cpu, 0.5):
+            return content  # sent from inside: the host's own crash error as it is
         text = (
-            f"the cell exceeded {which} memory limit of {fmt_bytes(limit)} inside the sandbox "
-            "(MemoryError); the sandbox kept running and its state is kept"
-        )
-        return {**content, "ename": "SandboxMemoryError", "evalue": text}
-    if options.cpu_time is not None and content["ename"] == "SandboxCrashedError" and "SIGXCPU" in content["evalue"]:
-        text = (
-            f"the cell used more than its CPU time limit of {options.cpu_time:g} s (SIGXCPU); "
-            "the worker was killed and its state is lost"
+            f"the cell used more than its CPU time limit of {cpu:g} s (SIGXCPU; measured outside the "
+            f"sandbox: {used:.1f} s); the worker was killed and its state is lost"
         )
         return {"ename": "SandboxCPUTimeError", "evalue": text, "traceback": [f"SandboxCPUTimeError: {text}"]}
     return content
+
+
+def _memory_error(content: dict[str, Any], guard: CellLimitGuard, sandbox: Any, options: CellOptions) -> dict[str, Any]:
+    """A ``MemoryError`` the sandbox reported: the limit's error when the memory measured outside reached
+    it, else the code's own error with the host's note as the traceback's last line (relay thread)."""
+    from ..results import memory_error_note, memory_reached
+
+    limit = options.memory or sandbox.config.limits.memory_limit_bytes
+    seen, measured_by = guard.memory_now()
+    which = "the cell's" if options.memory else "the sandbox's"
+    if memory_reached(limit, seen):
+        text = (
+            f"the cell reached {which} memory limit of {fmt_bytes(limit)} (measured outside the sandbox: "
+            f"{fmt_bytes(seen)}) and got MemoryError; the sandbox kept running and its state is kept"
+        )
+        return {**content, "ename": "SandboxMemoryError", "evalue": text}
+    # The cell's --memory is held inside by a soft RLIMIT_AS (and outside by the guard's kill): no cgroup.
+    note = memory_error_note(limit, seen, None if options.memory else measured_by, f"{which} memory limit")
+    return {**content, "traceback": [*(content.get("traceback") or []), note]}

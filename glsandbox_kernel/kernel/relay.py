@@ -294,7 +294,8 @@ class IOPubRelay:
         self.kernel = kernel
         self.parent = parent
         self.execution_count = execution_count
-        self.rewrite_error: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+        #: ``(content, by_host)``: by_host when the frame is the host's own error (``_by_host``, see outputs.py)
+        self.rewrite_error: Callable[[dict[str, Any], bool], dict[str, Any]] | None = None
         self.last_error: dict[str, Any] | None = None
         #: what had to be replaced so that the request's messages serialize (shown in one notice)
         self.replaced: list[str] = []
@@ -390,7 +391,7 @@ class IOPubRelay:
             shown = {"type": msg_type, **content} if changed else None
             if msg_type == "error":
                 if self.rewrite_error is not None:
-                    rewritten = self.rewrite_error(content)
+                    rewritten = self.rewrite_error(content, frame.get("_by_host") is True)
                     if rewritten is not content:
                         shown = {"type": "error", **rewritten}
                     content = rewritten

@@ -162,13 +162,22 @@ def test_base_exceptions_from_the_worker_are_remote_errors(name: str) -> None:
     assert type(ok) is ValueError
 
 
-def test_a_worker_memory_error_under_the_limit_is_named_as_its_report() -> None:
+def test_a_worker_memory_error_under_the_limit_stays_its_own_with_the_hosts_note() -> None:
+    """The worker's reply (its ``memory_error`` flag too) is the sandbox's word: only the peak measured
+    outside at the limit makes a MemoryError the limit's error; under it, the code's own MemoryError."""
     cfg = create_config_by_level("strict")
     limit = cfg.limits.memory_limit_bytes
     assert limit is not None
-    reply = {"ename": "MemoryError", "evalue": "", "builtin": True, "memory_error": True}
-    claimed = exception_from_reply(reply, cfg, 17 << 20)
-    assert isinstance(claimed, SandboxMemoryError) and "as the worker reports" in str(claimed)
+    reply = {"ename": "MemoryError", "evalue": "x", "builtin": True, "memory_error": True}
+    claimed = exception_from_reply(reply, cfg, 17 << 20, measured_by="cgroup-v2")
+    assert type(claimed) is MemoryError and str(claimed) == "x"
+    (note,) = claimed.__notes__
+    assert note.startswith("glsandbox: the sandbox reported MemoryError; the host measured a peak of 17.0 MiB")
+    assert "RLIMIT_AS" not in note and note.endswith("not a limit the host saw reached")
+    rlimit = exception_from_reply(reply, cfg, 17 << 20, measured_by="procfs")  # no cgroup: say what holds it
+    assert type(rlimit) is MemoryError and "no cgroup holds that limit" in rlimit.__notes__[0]
+    near = exception_from_reply(reply, cfg, limit - (1 << 20), measured_by="cgroup-v2")  # a cgroup stops short
+    assert isinstance(near, SandboxMemoryError) and "peak measured outside" in str(near)
     measured = exception_from_reply(reply, cfg, limit + 1)
     assert isinstance(measured, SandboxMemoryError) and "peak measured outside" in str(measured)
 

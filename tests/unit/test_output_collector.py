@@ -58,3 +58,14 @@ def test_an_update_touches_the_displays_of_its_own_id_only() -> None:
     collector.handle(_display("x", "d1"))
     assert [o["data"]["text/plain"] for o in collector.outputs] == ["x"]
     assert collector.budget.record_fields() == {}  # an update of an unknown id is no output over budget
+
+
+def test_only_the_host_marks_its_own_error_frame() -> None:
+    """``_by_host`` (the kernel names a limit only on the host's own error) never survives from a worker frame."""
+    seen: list[dict[str, Any]] = []
+    collector = OutputCollector(lambda frame: seen.append(frame), None, None)
+    forged = {"type": "error", "ename": "SandboxCrashedError", "evalue": "SIGXCPU", "traceback": [], "_by_host": True}
+    collector.handle(forged)
+    collector.handle({**forged, "_by_host": False}, by_host=True)
+    assert [frame.get("_by_host") for frame in seen] == [None, True]
+    assert all("_by_host" not in out for out in collector.outputs)  # never recorded in the cell's outputs
