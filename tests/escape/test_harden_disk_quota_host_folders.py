@@ -2,7 +2,7 @@
 
 The quota sized only the sandbox's scratch (its private ``/tmp`` and working
 folder: a tmpfs). ``sandbox-output/`` of a read-only project (BASIC,
-NAMESPACE), a writable project (CONTAINER) and ``writable_paths`` are the
+NAMESPACE), a writable project (CONTAINER, GVISOR) and ``writable_paths`` are the
 host's own filesystem, bound in or granted by Landlock: with a quota of 8 MiB
 a MODERATE sandbox wrote 64 MiB there in 256 KiB files, and the host's disk
 took all of it (RLIMIT_FSIZE bounds one file, not how many); measured again
@@ -72,12 +72,12 @@ def _project(tmp_path: Path, backend: str) -> tuple[Path, str]:
     if os.geteuid() == 0 and backend != "basic":  # BASIC keeps the host's uid (without CAP_DAC_OVERRIDE)
         os.chown(project, NOBODY, NOBODY)
         os.chown(out, NOBODY, NOBODY)
-    # CONTAINER hides a read-only project's output folder: there the project itself is the writable folder.
-    return out, "write" if backend == "container" else "read"
+    # CONTAINER and GVISOR hide a read-only project's output folder: there the project itself is the writable folder.
+    return out, "write" if backend in ("container", "gvisor") else "read"
 
 
 @pytest.mark.parametrize("sync", [False, True], ids=["buffered", "fsync"])
-@pytest.mark.parametrize("backend", ["basic", "namespace", "container"])
+@pytest.mark.parametrize("backend", ["basic", "namespace", "container", "gvisor"])
 def test_writing_past_the_disk_quota_into_host_folders_fails_and_the_host_keeps_the_quota(
     tmp_path: Path, backend: str, sync: bool
 ) -> None:
@@ -86,7 +86,7 @@ def test_writing_past_the_disk_quota_into_host_folders_fails_and_the_host_keeps_
     fs = FilesystemConfig(project_dir=str(out.parent), project_access=access)
     cfg = create_config_by_level("moderate", isolation_type=IsolationType(backend), filesystem=fs)
     cfg = cfg.replace(limits=dataclasses.replace(cfg.limits, disk_quota_bytes=QUOTA))
-    inside = str(out) if backend != "container" else "/work/project/sandbox-output"
+    inside = str(out) if backend in ("basic", "namespace") else "/work/project/sandbox-output"
     with OSSandbox(cfg) as sb:
         try:
             got: object = sb.execute(fill, inside, 4 * QUOTA, 256 * 1024, sync)
