@@ -23,10 +23,14 @@ Counted as it happens: an inotify watch on every folder below the roots
 (``IN_MODIFY`` comes with each ``write(2)``), a thread that re-reads the files
 named in each batch of events, a full walk every :data:`RESCAN_S` and after
 a queue overflow (writes through ``mmap`` send no event), and a drain of the
-pending events at each call's end. **Known limit**: the count follows the
+pending events at each call's end. The budget is the session's, not one
+worker's: a worker started after a kill (or a restart) finds what the last
+one wrote still counted, and is killed at its first call while the folders
+stay over the quota (removing files there from the host frees the budget). **Known limit**: the count follows the
 writes, it does not hold them: what the sandbox writes between crossing the
 quota and the kill (the guard thread's wake-up, a few milliseconds; measured
-in ``test_harden_disk_quota_host_folders``) reaches the host. More than
+in ``test_harden_disk_quota_host_folders``: 0.25-3 MiB; gVisor's sentry, slower to
+die, 19-31 MiB) reaches the host. More than
 :data:`MAX_ENTRIES` entries below the roots cannot be counted in time: the
 sandbox is killed then too (fail closed).
 """
@@ -81,7 +85,7 @@ class DiskGuard:
         self._lock = threading.Lock()
         self._sizes: dict[str, int] = {}
         self._total = 0
-        self._base = 0
+        self._base: int | None = None  # what the folders held when the session's first worker started
         self._wds: dict[int, str] = {}
         self._fd = -1
         self._stop: tuple[int, int] | None = None  # a pipe that wakes the thread to end
@@ -90,13 +94,14 @@ class DiskGuard:
 
     @property
     def used(self) -> int:
-        """Bytes the sandbox added since the worker started (negative: it removed more)."""
-        return self._total - self._base
+        """Bytes the sandbox added since the session's first worker started (negative: it removed more)."""
+        return self._total - (self._base or 0)
 
     def watch(self, worker: Any, kill: Callable[[Any], None]) -> None:
         """Start counting for ``worker`` (nothing when it is the one counted already); ``kill(worker)`` past the quota."""
-        if worker is self._worker:
-            return
+        thread = self._thread
+        if worker is self._worker and self.exceeded is None and thread is not None and thread.is_alive():
+            return  # counting this worker already (a killed one's thread has ended: counted afresh)
         self.close()
         self._worker, self._kill, self.exceeded, self._uncountable = worker, kill, None, False
         scratch = getattr(worker, "workdir", None)  # BASIC's host scratch folder (a tmpfs of the quota as root)
@@ -105,11 +110,13 @@ class DiskGuard:
         self._fd = self._libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
         with self._lock:
             self._rescan()
-            self._base = self._total
+            if self._base is None:  # one budget for the session: a replaced worker gets no fresh quota
+                self._base = self._total
         self._stop = os.pipe()
         self._thread = threading.Thread(target=self._run, args=(worker, self._stop[0]), name="glsandbox-disk-guard")
         self._thread.daemon = True
         self._thread.start()
+        self._check(worker)  # still over the quota from an earlier worker: killed before it writes more
 
     def settle(self) -> None:
         """At a call's end: take the events pending now, so what the call wrote is counted before it returns."""
