@@ -134,14 +134,15 @@ class DiskGuard:
             os.write(stop[1], b"x")
         if thread is not None and thread is not threading.current_thread():
             thread.join(2.0)
-        if stop is not None:
-            os.close(stop[0])
-            os.close(stop[1])
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-        self._wds.clear()
-        self._sizes.clear()
+        with self._lock:  # a thread still walking (past the join's wait) holds it
+            if stop is not None:
+                os.close(stop[0])
+                os.close(stop[1])
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+            self._wds.clear()
+            self._sizes.clear()
 
     # -- the guard thread ---------------------------------------------------------------------------------
 

@@ -222,6 +222,14 @@ class Monitor:
                 if self._timer is None:
                     self._timer = LOOP.call_at(self._started_at + self.delay, self._tick)
 
+    def fresh_worker(self, worker: WorkerProcess, cpu_base: float | None) -> None:
+        """Before a new worker's first request is sent (the session): its CPU budget starts at ``cpu_base``,
+        and the disk guard counts the host folders before it can write (a fast writer outran a count begun
+        with the call: 128 MiB were on disk before it started)."""
+        self.cpu_base = cpu_base
+        if self.disk is not None:
+            self.disk.watch(worker, self._kill)
+
     def end(self) -> None:
         self._active = False
 

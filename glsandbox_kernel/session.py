@@ -304,8 +304,8 @@ class Session(InterruptBinding, ViolationAttribution):
                 before = None if fresh else self._last_sample
                 if before is None:
                     before = worker.call_sample()
-                if fresh:  # a new worker: its CPU time budget starts at this reading
-                    self.monitor.cpu_base = tree_cpu(worker, before)
+                if fresh:  # a new worker: its CPU time budget starts here, its disk count before it runs
+                    self.monitor.fresh_worker(worker, tree_cpu(worker, before))
                 worker.reset_peak()
             t0 = time.perf_counter()
             reply: dict[str, Any] | None = None
