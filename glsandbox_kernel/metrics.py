@@ -17,11 +17,14 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .backends.base import ResourceSample, WorkerProcess
 from .hostloop import LOOP, Timer
 from .sockmem import DiagSockets
+
+if TYPE_CHECKING:
+    from .disk_guard import DiskGuard
 
 log = logging.getLogger("glsandbox.metrics")
 
@@ -182,6 +185,20 @@ class Monitor:
         self._cpu_left: float | None = None  # CPU seconds left at the last reading (sets the period)
         #: the tree's reading right after the monitor killed it for a limit in this call (its closing one)
         self.killed_reading: ResourceSample | None = None
+        #: Set by :meth:`for_config` with a disk quota: the host folders' count (:mod:`.disk_guard`).
+        self.disk: DiskGuard | None = None
+
+    @classmethod
+    def for_config(cls, config: Any) -> Monitor:
+        """The session's monitor for an OSSandboxConfig: the limits it holds from outside (resident memory
+        where no cgroup does, the tree's CPU time: RLIMIT_CPU holds one process only, the disk quota)."""
+        from .disk_guard import guard_for
+
+        mon = cls()
+        mon.memory_limit = config.limits.memory_limit_bytes
+        mon.cpu_limit = config.limits.cpu_time_limit_seconds
+        mon.disk = guard_for(config)
+        return mon
 
     def begin(self, worker: WorkerProcess, context: dict[str, Any] | None = None) -> None:
         """Mark a call as running (hot path: state, and a timer only when none is set)."""
@@ -196,12 +213,22 @@ class Monitor:
         self.killed_reading = None
         self.peak_resident = None
         self.context = context or {}
+        if self.disk is not None:
+            self.disk.watch(worker, self._kill)  # from the worker's first call; nothing more on the next ones
         self._started_at = time.monotonic()
         self._active = True
         if self._timer is None and not self._closed:
             with self._lock:
                 if self._timer is None:
                     self._timer = LOOP.call_at(self._started_at + self.delay, self._tick)
+
+    def fresh_worker(self, worker: WorkerProcess, cpu_base: float | None) -> None:
+        """Before a new worker's first request is sent (the session): its CPU budget starts at ``cpu_base``,
+        and the disk guard counts the host folders before it can write (a fast writer outran a count begun
+        with the call: 128 MiB were on disk before it started)."""
+        self.cpu_base = cpu_base
+        if self.disk is not None:
+            self.disk.watch(worker, self._kill)
 
     def end(self) -> None:
         self._active = False
@@ -216,6 +243,8 @@ class Monitor:
         if self._diag is not None:
             self._diag[1].close()
             self._diag = None
+        if self.disk is not None:
+            self.disk.close()
 
     def _diag_for(self, worker: WorkerProcess) -> DiagSockets:
         """Monitor thread: the sock_diag view of ``worker`` (a new one when the worker changed)."""

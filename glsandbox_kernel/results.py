@@ -17,6 +17,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .config import OSSandboxConfig
+from .disk_guard import disk_error
 from .exceptions import (
     FrameTooLarge,
     SandboxCrashedError,
@@ -261,6 +262,9 @@ def crash_error(worker: WorkerProcess, when: str, config: OSSandboxConfig, monit
     info = worker.exit_info()
     rc = info.returncode if info.returncode is not None else rc
     limit = config.limits.memory_limit_bytes
+    disk = disk_error(monitor.disk, rc)
+    if disk is not None:  # the outside guard killed the tree for what it wrote to its host folders
+        return disk
     cpu = monitor.cpu_exceeded
     if cpu is not None:  # the outside monitor killed the tree for its CPU time
         return cpu_time_error(cpu[0], cpu[1], returncode=rc)

@@ -35,6 +35,7 @@ from .backends.registry import default_backend, get_backend
 from .call_refs import FunctionRefs
 from .codec_fast import AVAILABLE as FAST_CODEC
 from .config import IsolationType, OSSandboxConfig
+from .disk_guard import disk_overrun
 from .exceptions import (
     BackendUnavailableError,
     FrameTooLarge,
@@ -75,16 +76,14 @@ class Session(InterruptBinding, ViolationAttribution):
         self.worker: WorkerProcess | None = None
         self.chan: FrameChannel | None = None
         self.worker_report: dict[str, Any] = {}
-        self.monitor = Monitor()
-        self.monitor.memory_limit = config.limits.memory_limit_bytes  # enforced where no cgroup does
-        # RLIMIT_CPU holds each process alone: the whole tree is held from outside (a backstop stays).
-        self.monitor.cpu_limit = config.limits.cpu_time_limit_seconds
+        self.monitor = Monitor.for_config(config)  # memory, the tree's CPU time, the disk quota: from outside
         profile = getattr(self.backend_cls, "profile", None)
         if profile is not None and not profile.namespaces and os.geteuid() == 0:
             # No namespace, no cgroup and uid 0, which RLIMIT_NPROC never limits: held from outside.
             self.monitor.task_limit = config.limits.max_processes
         lim = config.limits
-        self._outside_limits = any(x is not None for x in (lim.cpu_time_limit_seconds, lim.memory_limit_bytes))
+        outside = (lim.cpu_time_limit_seconds, lim.memory_limit_bytes, lim.disk_quota_bytes)
+        self._outside_limits = any(x is not None for x in outside)
         self.generation = 0
         self._lock = threading.RLock()
         self._req_id = 0
@@ -306,8 +305,8 @@ class Session(InterruptBinding, ViolationAttribution):
                 before = None if fresh else self._last_sample
                 if before is None:
                     before = worker.call_sample()
-                if fresh:  # a new worker: its CPU time budget starts at this reading
-                    self.monitor.cpu_base = tree_cpu(worker, before)
+                if fresh:  # a new worker: its CPU time budget starts here, its disk count before it runs
+                    self.monitor.fresh_worker(worker, tree_cpu(worker, before))
                 worker.reset_peak()
             t0 = time.perf_counter()
             reply: dict[str, Any] | None = None
@@ -477,8 +476,9 @@ class Session(InterruptBinding, ViolationAttribution):
         return error
 
     def _cpu_overrun(self, metrics: SandboxMetrics, after: ResourceSample | None) -> SandboxError | None:
-        """A call past the CPU time limit at its end fails; the worker is replaced (:func:`.results.cpu_overrun`)."""
-        error = cpu_overrun(self.monitor, after)
+        """A call past the CPU time limit or the disk quota at its end fails; the worker is replaced
+        (:func:`.results.cpu_overrun`, :func:`.disk_guard.disk_overrun`)."""
+        error = cpu_overrun(self.monitor, after) or disk_overrun(self.monitor)
         if error is not None:
             self.kill_worker()
             metrics.state_lost = True

@@ -6,8 +6,8 @@ folder. As root, :func:`make_scratch` mounts a tmpfs of exactly
 ``disk_quota_bytes`` on it, so the kernel refuses writes past the quota
 (ENOSPC) however many files they are spread over; :func:`remove_scratch`
 unmounts and removes it. Without CAP_SYS_ADMIN nothing can size the folder:
-:func:`make_scratch` says so, and the plan report records "disk quota: per
-file only". A host process killed with SIGKILL cannot unmount: the first
+:func:`make_scratch` says so, and the host's disk guard (:mod:`..disk_guard`)
+counts it with the output folder, killing the sandbox past the quota. A host process killed with SIGKILL cannot unmount: the first
 private folder a later host process makes sweeps those whose creator is
 gone (``hosttemp.py``; the creator's pid is in the folder name).
 """

@@ -280,7 +280,7 @@ class ZygoteBackend(SandboxBackend):
                 plan.report["disk_quota"] = (
                     "the working folder is a tmpfs of the quota"
                     if sized
-                    else "per file only (RLIMIT_FSIZE): an unprivileged host cannot size the working folder"
+                    else "the working folder (unsized here) is counted with the host folders by the disk guard"
                 )
             host_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             undo.callback(host_end.close)

@@ -205,7 +205,8 @@ def plan_step(ctx: PlanContext) -> LandlockSection:
         read_only += [s.dst for s in m.symlinks if not s.dst.startswith("/etc/")]
         read_write = [b.dst for b in m.binds if b.rw] + ["/tmp", m.workdir, "/dev/shm"]
         list_only = ["/"]
-        devices.append("/dev/pts")  # the sandbox's private devpts (ptys for !cmd)
+        if m.ptys:
+            devices.append("/dev/pts")  # the sandbox's private devpts (ptys for !cmd)
     else:
         read_only = [d for d in mounts.SYSTEM_DIRS if os.path.exists(d)] + [*HOST_ETC_READABLE, "/proc"]
         # Not /dev/shm: on the host's filesystem it is shared with every other process

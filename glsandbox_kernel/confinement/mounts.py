@@ -61,6 +61,13 @@ ETC_ENTRIES = (
     "gai.conf",
     "host.conf",
 )
+#: Ptys a sandbox that may run programs (``!cmd``, ``%pip``: MODERATE, LENIENT) may hold at once, its
+#: devpts instance's ``max=``. Every instance counts in the machine-wide ``kernel.pty.nr`` (at most
+#: ``kernel.pty.max`` less ``kernel.pty.reserve`` for all of them): unbounded, a MODERATE sandbox held
+#: 150 (its open-file limit), a process tree far more, leaving none to other sandboxes. STRICT, which
+#: runs no program, gets no devpts at all.
+PTYS_MAX = 8
+
 #: Device nodes bound from the host's /dev (no tty, no block devices).
 DEV_NODES = ("null", "zero", "full", "random", "urandom")
 #: In-sandbox path of the network proxy's Unix socket.
@@ -127,6 +134,8 @@ class MountsSection:
     #: the working directory inside: the project folder's path (an empty read-only folder
     #: when it is hidden), or None for ``workdir``.
     cwd: str | None = None
+    #: ptys of the sandbox's private devpts (its ``max=``); 0: no devpts, no /dev/ptmx.
+    ptys: int = 0
 
 
 def python_paths() -> list[str]:
@@ -293,6 +302,7 @@ def plan_mounts(
         skipped=tuple(report_skipped),
         proxy_socket=SocketBind(src=os.path.realpath(proxy_socket), dst=PROXY_SOCKET_PATH) if proxy_socket else None,
         cwd=layout.cwd,
+        ptys=PTYS_MAX if config.new_programs_allowed else 0,
     )
 
 

@@ -348,7 +348,7 @@ def _setup_dev_child(
         ("stderr", "/proc/self/fd/2"),
     ):
         os.symlink(target, f"{dev}/{name}")
-    _setup_devpts_child(dev)
+    _setup_devpts_child(dev, section.ptys)
     # /dev/shm is a folder of the scratch tmpfs, like /tmp and the working
     # directory: the disk quota holds for all three together, not for each.
     os.mkdir(dev + "/shm", 0o1777)
@@ -359,15 +359,19 @@ def _setup_dev_child(
     _mount_child(None, dev, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC)
 
 
-def _setup_devpts_child(dev: str) -> None:
-    """CHILD side: a private devpts instance (``!cmd`` and ``%pip`` need a pty), ``/dev/ptmx`` into it.
+def _setup_devpts_child(dev: str, ptys: int) -> None:
+    """CHILD side: a private devpts instance of at most ``ptys`` ptys (``!cmd`` and ``%pip`` need a pty),
+    ``/dev/ptmx`` into it; none at all for ``ptys`` 0 (see :data:`.mounts.PTYS_MAX`).
 
     Its ptys are the sandbox's own: no host terminal is reachable. Where the
     kernel refuses the mount, there are no ptys (as before), nothing else changes.
     """
+    if ptys <= 0:
+        return
     os.mkdir(dev + "/pts", 0o755)
     try:
-        _mount_child("devpts", dev + "/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620")
+        opts = f"newinstance,ptmxmode=0666,mode=0620,max={int(ptys)}"
+        _mount_child("devpts", dev + "/pts", "devpts", MS_NOSUID | MS_NOEXEC, opts)
     except ConfinementError:
         return
     os.symlink("pts/ptmx", dev + "/ptmx")

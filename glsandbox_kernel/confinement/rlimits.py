@@ -51,12 +51,22 @@ _NAMES = {
     "NPROC": "RLIMIT_NPROC",
     "FSIZE": "RLIMIT_FSIZE",
     "CORE": "RLIMIT_CORE",
+    "SIGPENDING": "RLIMIT_SIGPENDING",
 }
+
+#: RLIMIT_SIGPENDING of every sandbox (one place: the container's ulimits take it from here). The
+#: kernel counts queued signals per *user* (ucounts), and a user namespace's count is charged to its
+#: creator's as well, while each sigqueue(2) is checked against the receiver's own limit. With the
+#: host's limit (96 362 measured) a STRICT sandbox queued 96 361 real-time signals to a child of its
+#: own, and the host user's next sigqueue failed with EAGAIN (BASIC: the same uid; NAMESPACE: the
+#: user namespace's creator; CONTAINER: uid 65534, every container sandbox's). A sandbox now adds
+#: at most this many to its user's count; no Python program queues more than a few.
+SIGNALS_PENDING_MAX = 64
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class RlimitsSection:
-    """The rlimits section: plan key ("AS", "CPU", "NOFILE", "NPROC", "FSIZE", "CORE") -> value.
+    """The rlimits section: plan key ("AS", "CPU", "NOFILE", "NPROC", "FSIZE", "CORE", "SIGPENDING") -> value.
 
     ``shared_uid``: the real uid the worker runs as when it has no user
     namespace of its own (its NPROC limit goes on top of the uid's other
@@ -96,7 +106,7 @@ def plan_rlimits(
     process's own figure; measured here 0.81-0.91 s in the cgroup when RLIMIT_CPU's 1 s fired,
     so the rlimit struck first and the host could not confirm the limit).
     """
-    out: dict[str, int] = {"CORE": 0}
+    out: dict[str, int] = {"CORE": 0, "SIGPENDING": SIGNALS_PENDING_MAX}
     as_limit = limits.memory_limit_bytes if address_space == "memory" else address_space
     if isinstance(as_limit, int):
         out["AS"] = int(as_limit)

@@ -56,6 +56,7 @@ from glsandbox_kernel.backends.container import settings as ctr_settings
 from glsandbox_kernel.backends.container import warm as docker_pool
 from glsandbox_kernel.backends.gvisor import GVisorBackend
 from glsandbox_kernel.config import FilesystemConfig, NetworkConfig, WhitelistConfig
+from glsandbox_kernel.confinement.rlimits import SIGNALS_PENDING_MAX
 from glsandbox_kernel.confinement.seccomp import packed_filter
 
 pytestmark = [pytest.mark.container]
@@ -296,12 +297,14 @@ def test_settings_builder_is_shared_and_locked_down(monkeypatch: pytest.MonkeyPa
     assert s["pids_limit"] == 32
     ulimits = {u["name"]: u["soft"] for u in s["ulimits"]}
     assert ulimits["fsize"] == 8 * MiB and ulimits["core"] == 0
+    assert ulimits["sigpending"] == SIGNALS_PENDING_MAX  # queued signals count per uid machine-wide
     # No nofile ulimit: the bootstrap sets the file limit after the hello (ETOOMANYREFS, see rlimits)
     assert "nofile" not in ulimits and json.loads(s["command"][-1])["file_limit"] == 64
     # The 32 MiB disk quota is split between the three scratch tmpfs: their sum is the quota.
     assert f"size={16 * MiB}" in s["tmpfs"][s["working_dir"]] and f"size={8 * MiB}" in s["tmpfs"]["/tmp"]
     assert s["shm_size"] == 8 * MiB
-    assert set(s["tmpfs"]) == {"/tmp", s["working_dir"]}
+    # No ptys: an empty read-only /dev/pts (each pty would count in the host's kernel.pty.nr).
+    assert set(s["tmpfs"]) == {"/tmp", s["working_dir"], "/dev/pts"} and s["tmpfs"]["/dev/pts"].startswith("ro,")
     assert s["labels"]["glsandbox"] == "1" and s["labels"]["glsandbox.session"] == "sess-1"
     assert s["labels"][LABEL_HOST_PID] == str(os.getpid())
     assert "AWS_SECRET_ACCESS_KEY" not in s["environment"]
@@ -340,6 +343,7 @@ def test_settings_builder_is_shared_and_locked_down(monkeypatch: pytest.MonkeyPa
     assert not any(u["name"] == "nproc" for u in c.pop("ulimits"))
     assert g.pop("pids_limit") == ctr.RUNSC_HOST_TASKS_BASE + ctr.RUNSC_HOST_TASKS_PER_TASK * 32
     assert c.pop("pids_limit") == 32
+    assert c["tmpfs"].pop("/dev/pts") and "/dev/pts" not in g["tmpfs"]  # gVisor's ptys are the sentry's own
     assert g == c
 
     # The pool key follows every setting that matters, but not the session.

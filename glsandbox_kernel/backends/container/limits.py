@@ -14,9 +14,13 @@ def ulimits(config: OSSandboxConfig) -> list[dict[str, Any]]:
     """HOST side: the container's rlimits. ``msgqueue`` 0: POSIX message queues reserve bytes of the
     uid's RLIMIT_MSGQUEUE, counted per user machine-wide (every sandbox is 65534), so one sandbox
     used to leave none to the host's processes of that uid or to other sandboxes; the namespace
-    backend's ``mq_open`` fails too."""
+    backend's ``mq_open`` fails too. ``sigpending``: queued signals are counted per user machine-wide
+    as well (see :data:`~glsandbox_kernel.confinement.rlimits.SIGNALS_PENDING_MAX`)."""
+    from ...confinement.rlimits import SIGNALS_PENDING_MAX
+
     lim = config.limits
     ulimits: list[dict[str, Any]] = [{"name": "core", "soft": 0, "hard": 0}, {"name": "msgqueue", "soft": 0, "hard": 0}]
+    ulimits.append({"name": "sigpending", "soft": SIGNALS_PENDING_MAX, "hard": SIGNALS_PENDING_MAX})
     if lim.max_file_size_bytes is not None:
         ulimits.append({"name": "fsize", "soft": int(lim.max_file_size_bytes), "hard": int(lim.max_file_size_bytes)})
     if lim.cpu_time_limit_seconds is not None:

@@ -373,6 +373,8 @@ def container_settings(
     binds, hidden = worker_binds(), dict[str, str]()
     binds.update(bundle_bind(bundle_for(image, binds)))  # the snapshot's, once built (by launch)
     binds.update(_user_binds(config, hidden))
+    if runtime != RUNSC:  # no ptys (``!cmd`` runs on pipes here): each would count in the host's kernel.pty.nr
+        hidden["/dev/pts"] = "ro,nosuid,nodev,noexec,size=4k,mode=0755"  # /dev/ptmx links into it
     binds[socket_dir] = {"bind": SOCKET_DIR, "mode": "ro"}
     network = network_section(config)
     if network is not None:

@@ -1,0 +1,307 @@
+"""``disk_quota_bytes`` over the host folders a sandbox writes: counted outside, the sandbox killed past it (HOST side).
+
+Who calls: the session's :class:`~glsandbox_kernel.metrics.Monitor` starts one
+:class:`DiskGuard` per worker (:meth:`DiskGuard.watch`, at the worker's first
+call) and asks it at each call's end (:meth:`DiskGuard.settle`, through
+:func:`disk_overrun`); :func:`~glsandbox_kernel.results.crash_error` names it
+when it killed the tree. Everything here runs in the host process, over the
+host's own view of the folders; nothing the sandbox says is used.
+
+The sandbox's scratch (private ``/tmp`` and working folder) is a tmpfs of the
+quota where the backend can size one (NAMESPACE, CHROOT, CONTAINER; BASIC as
+root); the host folders it may write (``sandbox-output/`` of a read-only
+project, a writable project, ``writable_paths``) are bind mounts or Landlock
+grants of the host's own filesystem, which no mount option sizes. So the
+guard counts them: the disk blocks (``st_blocks``: what fills the host's disk;
+a sparse file's holes are free) of every file and folder below them, plus
+BASIC's host scratch folder, less what they held when the worker started; past
+``disk_quota_bytes`` it kills every process of the sandbox and the call fails
+with ``SandboxCrashedError(reason="disk_quota")``. RLIMIT_FSIZE
+(``max_file_size_bytes``) still stops any one file inside, at the write.
+
+Counted as it happens: an inotify watch on every folder below the roots
+(``IN_MODIFY`` comes with each ``write(2)``), a thread that re-reads the files
+named in each batch of events, a full walk every :data:`RESCAN_S` and after
+a queue overflow (writes through ``mmap`` send no event), and a drain of the
+pending events at each call's end. The budget is the session's, not one
+worker's: a worker started after a kill (or a restart) finds what the last
+one wrote still counted, and is killed at its first call while the folders
+stay over the quota (removing files there from the host frees the budget). **Known limit**: the count follows the
+writes, it does not hold them: what the sandbox writes between crossing the
+quota and the kill (the guard thread's wake-up, a few milliseconds; measured
+in ``test_harden_disk_quota_host_folders``: 0.25-3 MiB; gVisor's sentry, slower to
+die, 19-31 MiB) reaches the host. More than
+:data:`MAX_ENTRIES` entries below the roots cannot be counted in time: the
+sandbox is killed then too (fail closed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import select
+import stat
+import struct
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .exceptions import SandboxCrashedError
+from .units import fmt_bytes
+
+log = logging.getLogger("glsandbox.disk_guard")
+
+#: A full walk of the roots this often, or 20 times as long as the last walk took (events missed: mmap writes,
+#: a watch limit reached).
+RESCAN_S = 1.0
+#: Entries below the roots the guard counts at most; past it the sandbox is killed (fail closed).
+MAX_ENTRIES = 200_000
+
+_IN_MODIFY, _IN_CLOSE_WRITE, _IN_MOVED_FROM, _IN_MOVED_TO = 0x2, 0x8, 0x40, 0x80
+_IN_CREATE, _IN_DELETE, _IN_Q_OVERFLOW, _IN_IGNORED, _IN_ISDIR = 0x100, 0x200, 0x4000, 0x8000, 0x40000000
+_IN_ONLYDIR, _IN_DONT_FOLLOW, _IN_EXCL_UNLINK = 0x01000000, 0x02000000, 0x04000000
+_MASK = _IN_MODIFY | _IN_CLOSE_WRITE | _IN_MOVED_FROM | _IN_MOVED_TO | _IN_CREATE | _IN_DELETE
+_MASK |= _IN_ONLYDIR | _IN_DONT_FOLLOW | _IN_EXCL_UNLINK
+_EVENT = struct.Struct("iIII")
+
+
+class _Uncountable(Exception):
+    """More than :data:`MAX_ENTRIES` entries below the roots."""
+
+
+class DiskGuard:
+    """HOST side: the bytes the sandbox added to its host folders, with its tree killed past ``quota``."""
+
+    def __init__(self, roots: tuple[str, ...], quota: int) -> None:
+        self.roots = roots
+        self.quota = quota
+        #: (quota, bytes added) once the guard killed the tree; ``"uncountable"`` as the figure: too many entries
+        self.exceeded: tuple[int, int | str] | None = None
+        self._worker: Any = None
+        self._kill: Callable[[Any], None] | None = None
+        self._lock = threading.Lock()
+        self._sizes: dict[str, int] = {}
+        self._total = 0
+        self._base: int | None = None  # what the folders held when the session's first worker started
+        self._wds: dict[int, str] = {}
+        self._fd = -1
+        self._stop: tuple[int, int] | None = None  # a pipe that wakes the thread to end
+        self._thread: threading.Thread | None = None
+        self._libc: Any = None
+
+    @property
+    def used(self) -> int:
+        """Bytes the sandbox added since the session's first worker started (negative: it removed more)."""
+        return self._total - (self._base or 0)
+
+    def watch(self, worker: Any, kill: Callable[[Any], None]) -> None:
+        """Start counting for ``worker`` (nothing when it is the one counted already); ``kill(worker)`` past the quota."""
+        thread = self._thread
+        if worker is self._worker and self.exceeded is None and thread is not None and thread.is_alive():
+            return  # counting this worker already (a killed one's thread has ended: counted afresh)
+        self.close()
+        self._worker, self._kill, self.exceeded, self._uncountable = worker, kill, None, False
+        scratch = getattr(worker, "workdir", None)  # BASIC's host scratch folder (a tmpfs of the quota as root)
+        self._roots_now = tuple(dict.fromkeys((*self.roots, *([scratch] if scratch else []))))
+        self._libc = ctypes.CDLL(None, use_errno=True)
+        self._fd = self._libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        with self._lock:
+            self._rescan()
+            if self._base is None:  # one budget for the session: a replaced worker gets no fresh quota
+                self._base = self._total
+        self._stop = os.pipe()
+        self._thread = threading.Thread(target=self._run, args=(worker, self._stop[0]), name="glsandbox-disk-guard")
+        self._thread.daemon = True
+        self._thread.start()
+        self._check(worker)  # still over the quota from an earlier worker: killed before it writes more
+
+    def settle(self) -> None:
+        """At a call's end: take the events pending now, so what the call wrote is counted before it returns."""
+        if self._thread is None:
+            return
+        with self._lock:
+            self._take_events()
+        self._check(self._worker)
+
+    def close(self) -> None:
+        """Stop counting (the worker gone or replaced, the session closed)."""
+        thread, stop = self._thread, self._stop
+        self._thread, self._stop, self._worker = None, None, None
+        if stop is not None:
+            os.write(stop[1], b"x")
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(2.0)
+        with self._lock:  # a thread still walking (past the join's wait) holds it
+            if stop is not None:
+                os.close(stop[0])
+                os.close(stop[1])
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+            self._wds.clear()
+            self._sizes.clear()
+
+    # -- the guard thread ---------------------------------------------------------------------------------
+
+    def _run(self, worker: Any, stop_fd: int) -> None:
+        fd, last, every = self._fd, time.monotonic(), RESCAN_S
+        while self.exceeded is None:
+            try:
+                ready = select.select([f for f in (fd, stop_fd) if f >= 0], [], [], every)[0]
+            except (OSError, ValueError):
+                return
+            if stop_fd in ready:
+                return
+            with self._lock:
+                if fd in ready:
+                    self._take_events()
+                if time.monotonic() - last >= every:
+                    took = time.monotonic()
+                    self._rescan()
+                    last = time.monotonic()
+                    every = max(RESCAN_S, 20 * (last - took))  # a large folder's walk: at most 5% of a core
+            self._check(worker)
+
+    def _check(self, worker: Any) -> None:
+        if self.exceeded is None and (self.used > self.quota or self._uncountable) and worker is self._worker:
+            self.exceeded = (self.quota, "uncountable" if self._uncountable else self.used)
+            log.warning("sandbox over its disk quota (%s): killing it", self.exceeded)
+            if self._kill is not None:
+                self._kill(worker)
+
+    _uncountable = False
+    _roots_now: tuple[str, ...] = ()
+
+    def _take_events(self) -> None:
+        """Under the lock: read every pending event and re-count what each names."""
+        while True:
+            try:
+                data = os.read(self._fd, 65536)
+            except BlockingIOError:
+                return
+            except OSError:
+                return
+            off = 0
+            while off + _EVENT.size <= len(data):
+                wd, mask, _cookie, length = _EVENT.unpack_from(data, off)
+                name = data[off + _EVENT.size : off + _EVENT.size + length].split(b"\0", 1)[0]
+                off += _EVENT.size + length
+                if mask & _IN_Q_OVERFLOW:
+                    self._rescan()
+                    continue
+                if mask & _IN_IGNORED:
+                    self._wds.pop(wd, None)
+                    continue
+                base = self._wds.get(wd)
+                if base is None:
+                    continue
+                path = os.path.join(base, os.fsdecode(name)) if name else base
+                self._event(path, mask)
+
+    def _event(self, path: str, mask: int) -> None:
+        with contextlib.suppress(_Uncountable):  # then killed at the next check
+            self._one_event(path, mask)
+
+    def _one_event(self, path: str, mask: int) -> None:
+        if mask & (_IN_DELETE | _IN_MOVED_FROM):
+            prefix = path + "/"
+            for p in [p for p in self._sizes if p == path or p.startswith(prefix)]:
+                self._total -= self._sizes.pop(p)
+            return
+        if mask & _IN_ISDIR and mask & (_IN_CREATE | _IN_MOVED_TO):
+            self._walk(path)
+            return
+        self._count(path)
+
+    def _count(self, path: str) -> os.stat_result | None:
+        try:
+            st = os.lstat(path)
+        except OSError:
+            st = None
+        new = st.st_blocks * 512 if st is not None else 0
+        self._total += new - self._sizes.get(path, 0)
+        if st is None:
+            self._sizes.pop(path, None)
+        else:
+            self._sizes[path] = new
+        if len(self._sizes) > MAX_ENTRIES:
+            self._uncountable = True
+            raise _Uncountable()
+        return st
+
+    def _rescan(self) -> None:
+        """Under the lock: count every entry below the roots again (watches added where missing)."""
+        self._sizes.clear()
+        self._total = 0
+        try:
+            for root in self._roots_now:
+                self._walk(root)
+        except _Uncountable:
+            pass
+
+    def _walk(self, top: str) -> None:
+        stack = [top]
+        while stack:
+            folder = stack.pop()
+            st = self._count(folder)
+            if st is None or not stat.S_ISDIR(st.st_mode):
+                continue
+            wd = self._libc.inotify_add_watch(self._fd, os.fsencode(folder), _MASK) if self._fd >= 0 else -1
+            if wd >= 0:  # else the watch limit: the next full walk counts it
+                self._wds[wd] = folder
+            try:
+                with os.scandir(folder) as it:
+                    entries = list(it)
+            except OSError:
+                continue
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+                else:
+                    self._count(entry.path)
+
+
+def guard_for(config: Any) -> DiskGuard | None:
+    """The guard for an :class:`~glsandbox_kernel.config.OSSandboxConfig`: None without a disk quota."""
+    from .project import writable_roots
+
+    quota = config.limits.disk_quota_bytes
+    if quota is None:
+        return None
+    return DiskGuard(writable_roots(config), int(quota))
+
+
+def disk_overrun(monitor: Any) -> SandboxCrashedError | None:
+    """HOST side, at a call's end: the error when the guard found the quota passed (it killed the tree)."""
+    guard: DiskGuard | None = getattr(monitor, "disk", None)
+    if guard is None:
+        return None
+    guard.settle()
+    return disk_error(guard)
+
+
+def disk_error(guard: DiskGuard | None, returncode: int | None = None) -> SandboxCrashedError | None:
+    """HOST side: the error for a tree the guard killed (None when it did not)."""
+    if guard is None or guard.exceeded is None:
+        return None
+    quota, used = guard.exceeded
+    where = ", ".join(guard.roots)[:300] or "its host folders"
+    what = (
+        f"more than {MAX_ENTRIES} entries, too many to count"
+        if isinstance(used, str)
+        else f"{fmt_bytes(used)} (measured outside)"
+    )
+    return SandboxCrashedError(
+        f"the sandbox wrote {what} to {where}, over its disk quota of {fmt_bytes(quota)}; the worker and every "
+        "process it started were killed and its state is lost",
+        returncode=returncode,
+        reason="disk_quota",
+        limit=quota,
+        measured=None if isinstance(used, str) else used,
+    )
+
+
+__all__ = ["MAX_ENTRIES", "DiskGuard", "disk_error", "disk_overrun", "guard_for"]
