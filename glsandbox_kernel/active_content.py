@@ -467,9 +467,22 @@ def widget_refusal(kind: str, content: dict[str, Any]) -> str | None:
     if kind == "comm_open" and content.get("target_name") != "jupyter.widget":
         return f"comm target {str(content.get('target_name'))[:60]!r} is not ipywidgets'"
     data = content.get("data")
-    state = data.get("state") if isinstance(data, dict) else None
-    if not isinstance(state, dict):
+    states = data.get("states") if isinstance(data, dict) and data.get("method") == "update_states" else None
+    if isinstance(states, dict):  # the answer on the widget control comm: every widget's state at once
+        for entry in states.values():
+            entry = entry if isinstance(entry, dict) else {}
+            state = entry.get("state")
+            why = _state_refusal({"_model_module": entry.get("model_module")}) or _state_refusal(
+                state if isinstance(state, dict) else {}
+            )
+            if why is not None:
+                return why
         return None
+    state = data.get("state") if isinstance(data, dict) else None
+    return _state_refusal(state) if isinstance(state, dict) else None
+
+
+def _state_refusal(state: dict[str, Any]) -> str | None:
     for key in _MODULE_KEYS:
         module = state.get(key)
         if module is not None and module not in WIDGET_MODULES:

@@ -51,6 +51,7 @@ from .limits import (
     split_cell_options,
 )
 from .options import config_from_traits, option_values, relay_input, take_start_notices
+from .parents import InOrder, TaskParents
 from .prestart import go, take_sandbox, trace
 from .quick import QuickRequests
 from .relay import CommGate, IOPubRelay, as_dict, as_lines, json_safe, log, safe_payload
@@ -63,7 +64,7 @@ _STATE_LOST_NOTICE = (
 )
 
 
-class SandboxKernel(StartUp, QuickRequests, KernelOptions, Kernel):
+class SandboxKernel(TaskParents, StartUp, QuickRequests, KernelOptions, Kernel):
     """The ``glsandbox`` kernel: ipykernel's protocol handling, cells in an OSSandbox.
 
     Options (kernelspec argv ``--SandboxKernel.level=strict`` or a traitlets
@@ -112,6 +113,7 @@ class SandboxKernel(StartUp, QuickRequests, KernelOptions, Kernel):
         self.evidence = KernelEvidence(self, widgets=self.monitor_widgets)
         #: the comm ids sandbox frames may use (not the kernel's own monitor widgets)
         self.comm_gate = CommGate(self.evidence.owns_comm)
+        self._comm_deliveries = InOrder()  # frontend comm messages reach the sandbox in arrival order
         # The worker starts now, while the kernel app finishes its set-up and the frontend
         # connects: the options are known (traits), nothing else is needed.
         self._start_worker_soon()
@@ -470,10 +472,7 @@ class SandboxKernel(StartUp, QuickRequests, KernelOptions, Kernel):
         self.evidence.note_frontend(parent)
         if self.evidence.handle_comm(stream, ident, parent):
             return  # a message for the kernel's own monitor widget
-        if msg_type == "comm_open":
-            self.comm_gate.frontend_opened((parent.get("content") or {}).get("comm_id"))
-        elif msg_type == "comm_close":
-            self.comm_gate.frontend_closed((parent.get("content") or {}).get("comm_id"))
+        comm_id = (parent.get("content") or {}).get("comm_id")
         buffers = [bytes(getattr(b, "buffer", b)) for b in parent.get("buffers") or []]
         frame = {
             "type": msg_type,
@@ -485,10 +484,11 @@ class SandboxKernel(StartUp, QuickRequests, KernelOptions, Kernel):
 
         def deliver() -> None:
             sandbox = self.get_sandbox()
+            self.comm_gate.frontend_message((id(sandbox.session), sandbox.session.generation), msg_type, comm_id)
             sandbox.send_comm(frame, on_output=relay.output, on_comm=relay.comm)
 
         try:
-            await asyncio.to_thread(deliver)
+            await self._comm_deliveries.run(deliver)
         except Exception:  # noqa: BLE001 - a widget message the sandbox could not take is logged
             log.warning("could not deliver %s to the sandbox", msg_type, exc_info=True)
         finally:

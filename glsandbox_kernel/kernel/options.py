@@ -126,6 +126,7 @@ def relay_input(
     from ..outputs import InputAbandoned
 
     if not kernel._allow_stdin or kernel.session is None:
+        log.warning("glsandbox: input() refused: the request does not allow stdin (or the kernel has no session)")
         raise EOFError("this frontend does not support input requests")
     while True:
         try:

@@ -234,6 +234,15 @@ class CommGate:
                 self._worker = key
                 self._ids.clear()
 
+    def frontend_message(self, key: Any, msg_type: str, comm_id: Any) -> None:
+        """A frontend comm message the kernel delivers now to the worker ``key`` (as :meth:`worker`
+        names it): a comm the frontend opens before the first cell belongs to that worker too."""
+        self.worker(key)
+        if msg_type == "comm_open":
+            self.frontend_opened(comm_id)
+        elif msg_type == "comm_close":
+            self.frontend_closed(comm_id)
+
     def frontend_opened(self, comm_id: Any) -> None:
         """A frontend ``comm_open`` the kernel delivers to the sandbox."""
         if isinstance(comm_id, str) and len(comm_id) <= MAX_COMM_ID:

@@ -3,6 +3,8 @@
 ipywidgets (and anything built on the ``comm`` package) created inside the
 sandbox publish comm_open/comm_msg/comm_close frames; the host kernel relays
 them to the frontend and relays the frontend's comm messages back here.
+The widget manager's ``jupyter.widget.control`` comm is answered even before
+ipywidgets is imported (:func:`control_comm_opened`).
 
 ``ipywidgets.Output`` capture (``with out: print(...)``, ``interact``,
 ``@out.capture()``) is done here, in the worker: ipykernel lets the frontend
@@ -135,6 +137,38 @@ def _patch_output(worker: Any) -> None:
     output_cls.__exit__ = lambda self, etype, evalue, tb: capture.exit(self, etype, evalue, tb)
 
 
+CONTROL_TARGET = "jupyter.widget.control"
+
+
+def _ipywidgets_widget() -> Any:
+    """ipywidgets' ``Widget`` class if the cell code imported ipywidgets, else None (never imports it)."""
+    module = sys.modules.get("ipywidgets.widgets.widget")
+    return getattr(module, "Widget", None)
+
+
+def control_comm_opened(comm: Any, msg: dict[str, Any]) -> None:
+    """SANDBOX side: the frontend's widget manager opened ``jupyter.widget.control`` (JupyterLab does
+    when it connects, then sends ``request_states``). With ipywidgets loaded, ipywidgets answers;
+    without it no widget exists: the answer is an empty ``update_states``, so the manager need not
+    wait for a reply or fall back to asking widget by widget."""
+    widget = _ipywidgets_widget()
+    if widget is not None:
+        widget.handle_control_comm_opened(comm, msg)
+        return
+    comm.on_msg(lambda m: _control_msg(comm, m))
+
+
+def _control_msg(comm: Any, msg: dict[str, Any]) -> None:
+    widget = _ipywidgets_widget()
+    if widget is not None:  # imported since the comm opened: its widgets' states
+        widget._control_comm = comm
+        widget._handle_control_comm_msg(msg)
+        return
+    data = (msg.get("content") or {}).get("data") or {}
+    if data.get("method") == "request_states":
+        comm.send({"method": "update_states", "states": {}, "buffer_paths": []})
+
+
 class CommRelay:
     """Holds the sandbox's CommManager; :meth:`handle` feeds it frontend messages."""
 
@@ -143,6 +177,8 @@ class CommRelay:
         self.manager = CommManager()
         comm.create_comm = self._create_comm
         comm.get_comm_manager = lambda: self.manager
+        # ipywidgets registers its own targets when imported; until then the control comm still answers
+        self.manager.register_target(CONTROL_TARGET, control_comm_opened)
 
     def _create_comm(self, *args: Any, **kwargs: Any) -> FrameComm:
         _patch_output(FrameComm.worker)  # widgets are imported by now

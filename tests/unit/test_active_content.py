@@ -309,6 +309,21 @@ def test_widget_messages_only_for_the_modules_the_frontend_ships() -> None:
     assert widget_refusal("comm_open", {"comm_id": "c", "target_name": "jupyter.bokeh", "data": {}}) is not None
 
 
+def test_the_widget_control_answer_names_only_the_modules_the_frontend_ships() -> None:
+    """``update_states`` on ``jupyter.widget.control`` (the worker answers it) holds every widget's state at once."""
+    from glsandbox_kernel.active_content import widget_refusal
+
+    def answer(model_module: str, **state: object) -> dict[str, object]:
+        entry = {"model_name": "M", "model_module": model_module, "model_module_version": "*", "state": state}
+        return {"comm_id": "c", "data": {"method": "update_states", "states": {"w": entry}, "buffer_paths": []}}
+
+    assert widget_refusal("comm_msg", {"comm_id": "c", "data": {"method": "update_states", "states": {}}}) is None
+    assert widget_refusal("comm_msg", answer("@jupyter-widgets/controls", _view_module="@jupyter-widgets/base")) is None
+    assert widget_refusal("comm_msg", answer("https://attacker.example/evil.js")) is not None
+    assert widget_refusal("comm_msg", answer("@jupyter-widgets/controls", _view_module="jupyter-vue")) is not None
+    assert widget_refusal("comm_msg", answer("@jupyter-widgets/controls", format="url")) is not None
+
+
 def test_widget_traffic_has_a_budget_of_its_own() -> None:
     """Comm frames are not outputs, but a flood of them is held to the cell's budget too (and counted)."""
     from glsandbox_kernel.output_budget import OutputBudget
