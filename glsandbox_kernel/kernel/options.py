@@ -125,8 +125,10 @@ def relay_input(
     """
     from ..outputs import InputAbandoned
 
-    if not kernel._allow_stdin or kernel.session is None:
-        log.warning("glsandbox: input() refused: the request does not allow stdin (or the kernel has no session)")
+    # Whether this cell's request allows stdin is decided by the caller (``on_input`` is passed only
+    # then), not by the kernel-wide ``_allow_stdin``, which a concurrent request may have changed.
+    if kernel.session is None:
+        log.warning("glsandbox: input() refused: the kernel has no session")
         raise EOFError("this frontend does not support input requests")
     while True:
         try:
