@@ -29,9 +29,10 @@ FS_IOC_FSSETXATTR, fs-verity, :data:`~glsandbox_kernel.linux.INODE_IOCTLS`;
 :mod:`.seccomp` merges them into its ioctl rule) and ``fcntl(F_SETLEASE)``
 (a lease on a readable host file holds up every host ``open`` for writing
 for ``lease-break-time``) get EPERM: nothing a notebook runs uses them.
-``flock`` stays allowed (see the README's known limits): dask's ``locket``
-(distributed's worker folders, partd) waits on ``LOCK_EX`` and takes an error
-as a failed start, a no-op would let two workers purge each other's folders.
+``flock`` stays allowed (the README's known limits): refused, ``filelock``
+(Hugging Face, torch caches) takes EPERM for a held lock and waits forever, dask's
+``locket`` raises (measured: partd's lock, distributed's worker folders left
+unlocked), and a no-op would let two processes purge each other's folders.
 
 ``keep_sigchld`` (CPU measured only from /proc, no cgroup): a child's CPU time
 reaches its parent's ``cutime`` only when the parent waits for it; one reaped
