@@ -78,7 +78,7 @@ from ..linux import (
     sysno,
 )
 from ._common import ChildState, PlanContext
-from .seccomp_args import bpf_rules, oci_rules
+from .seccomp_args import bpf_rules, fcntl_rule, oci_rules
 from .seccomp_lists import COMPAT_ONLY, DENY, ESCAPE, HOST_SHARED, PERSONALITY_ALLOWED
 from .seccomp_lists import ESCAPE_TOOLS as ESCAPE_TOOLS  # re-exported: the supervisor and bootstrap read it here
 from .seccomp_load import BPF_MAXINSNS, check_arch, load_program, report
@@ -378,6 +378,7 @@ def build_filter(policy: SeccompPolicy) -> list[tuple[int, int, int, int]]:
     ]
     if arch == "x86_64":
         prog += [(BPF_JMP_JGE_K, 0, 1, X32_SYSCALL_BIT), _ret(eperm)]
+    prog += fcntl_rule(table, eperm) if policy.own_pid_only else []  # first: frequent, and not in the cache
 
     def simple(name: str, action: int) -> None:
         nr = table.get(name)
@@ -427,8 +428,7 @@ def build_filter(policy: SeccompPolicy) -> list[tuple[int, int, int, int]]:
         prog += [_ret(SECCOMP_RET_ALLOW), _ret(SECCOMP_RET_ERRNO)]  # errno 0: a success that did nothing
     arg_in("prctl", 0, (PR_SET_CHILD_SUBREAPER,), eperm, SECCOMP_RET_ALLOW)
     own, sigchld, noop = policy.own_pid_only, policy.keep_sigchld, SECCOMP_RET_ERRNO
-    rules = {"other_pid": notify, "sigchld": eperm, "path_attr": noop, "fcntl_denied": eperm}
-    prog += bpf_rules(table, own_pid_only=own, keep_sigchld=sigchld, **rules)
+    prog += bpf_rules(table, own_pid_only=own, keep_sigchld=sigchld, other_pid=notify, sigchld=eperm, path_attr=noop)
     clone = table["clone"]
     prog += [
         (BPF_JMP_JEQ_K, 0, 4, clone),

@@ -105,13 +105,11 @@ def bpf_rules(
     other_pid: int,
     sigchld: int,
     path_attr: int,
-    fcntl_denied: int,
 ) -> list[Instruction]:
     """The BPF instructions of the rules (``table``: name -> number on the filter's arch).
 
     ``other_pid``: the action for a call on another process; ``sigchld``: for
-    ``rt_sigaction(SIGCHLD, act)``; ``path_attr``: for an attribute call (ERRNO 0, a no-op);
-    ``fcntl_denied``: for a :data:`FCNTL_DENIED` command.
+    ``rt_sigaction(SIGCHLD, act)``; ``path_attr``: for an attribute call (ERRNO 0, a no-op).
     Each block ends in a return for its syscall.
     """
     prog: list[Instruction] = []
@@ -120,12 +118,6 @@ def bpf_rules(
             nr = table.get(name)
             if nr is not None:
                 prog += [(_JEQ_K, 0, 1, nr), (_RET_K, 0, 0, path_attr)]
-        nr = table.get("fcntl")
-        if nr is not None:  # fcntl(fd, cmd, ...): cmd is an unsigned int, its low half
-            n = len(FCNTL_DENIED)
-            prog += [(_JEQ_K, 0, n + 3, nr), _arg(1)]
-            prog += [(_JEQ_K, n - i, 0, cmd) for i, cmd in enumerate(FCNTL_DENIED)]
-            prog += [(_RET_K, 0, 0, _ALLOW), (_RET_K, 0, 0, fcntl_denied)]
         for name, checks in OWN_PID_ONLY.items():
             nr = table.get(name)
             if nr is None:
@@ -150,6 +142,22 @@ def bpf_rules(
             (_RET_K, 0, 0, _ALLOW),
         ]
     return prog
+
+
+def fcntl_rule(table: dict[str, int], denied: int) -> list[Instruction]:
+    """``fcntl(fd, cmd)`` with a :data:`FCNTL_DENIED` command -> ``denied``, any other -> ALLOW.
+
+    :mod:`.seccomp` puts it first (``own_pid_only``): Python, sqlite and libc call fcntl often, and an
+    argument rule keeps it out of the kernel's action cache, so it should not walk the whole program.
+    ``cmd`` is an unsigned int: its low half.
+    """
+    nr = table.get("fcntl")
+    if nr is None:
+        return []
+    n = len(FCNTL_DENIED)
+    prog = [(_JEQ_K, 0, n + 3, nr), _arg(1)]
+    prog += [(_JEQ_K, n - i, 0, cmd) for i, cmd in enumerate(FCNTL_DENIED)]
+    return [*prog, (_RET_K, 0, 0, _ALLOW), (_RET_K, 0, 0, denied)]
 
 
 def oci_rules(*, own_pid_only: bool, keep_sigchld: bool, errno_ret: int) -> list[dict[str, Any]]:
