@@ -98,13 +98,7 @@ def _arg(i: int, high: bool = False) -> Instruction:
 
 
 def bpf_rules(
-    table: dict[str, int],
-    *,
-    own_pid_only: bool,
-    keep_sigchld: bool,
-    other_pid: int,
-    sigchld: int,
-    path_attr: int,
+    table: dict[str, int], *, own_pid_only: bool, keep_sigchld: bool, other_pid: int, sigchld: int, path_attr: int
 ) -> list[Instruction]:
     """The BPF instructions of the rules (``table``: name -> number on the filter's arch).
 
