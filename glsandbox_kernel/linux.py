@@ -74,6 +74,26 @@ PR_CAP_AMBIENT_CLEAR_ALL = 4
 TIOCSTI = 0x5412  # push a byte into a terminal's input queue
 TIOCLINUX = 0x541C  # virtual console tricks (selection paste)
 IOCTL_NAMES: dict[int, str] = {TIOCSTI: "TIOCSTI", TIOCLINUX: "TIOCLINUX"}
+#: The inode ioctls the kernel allows on a descriptor opened read-only, checking only ownership
+#: (linux/fs.h, linux/fsverity.h, linux/fscrypt.h; _IOW/_IOR as on x86_64 and aarch64): the inode
+#: flags (``chattr``: FS_IOC_SETFLAGS and its 32-bit FS_IOC32_SETFLAGS), the extended attributes
+#: (FS_IOC_FSSETXATTR, xfs_io's ``chattr``), the generation number (FS_IOC_SETVERSION and its 32-bit
+#: form), fs-verity (FS_IOC_ENABLE_VERITY: the file can never be written again) and an empty
+#: folder's encryption policy (FS_IOC_SET_ENCRYPTION_POLICY).
+FS_IOC_SETFLAGS = 0x40086602
+FS_IOC32_SETFLAGS = 0x40046602
+FS_IOC_FSSETXATTR = 0x401C5820
+FS_IOC_SETVERSION = 0x40087602
+FS_IOC32_SETVERSION = 0x40047602
+FS_IOC_ENABLE_VERITY = 0x40806685
+FS_IOC_SET_ENCRYPTION_POLICY = 0x800C6613
+INODE_IOCTLS: tuple[int, ...] = (
+    FS_IOC_SETFLAGS, FS_IOC32_SETFLAGS, FS_IOC_FSSETXATTR, FS_IOC_SETVERSION, FS_IOC32_SETVERSION,
+    FS_IOC_ENABLE_VERITY, FS_IOC_SET_ENCRYPTION_POLICY,
+)  # fmt: skip
+
+# -- fcntl(2) commands (linux/fcntl.h) ----------------------------------------------
+F_SETLEASE = 1024  # F_LINUX_SPECIFIC_BASE + 0
 
 # -- socket families --------------------------------------------------------------
 AF_UNIX = 1
@@ -131,7 +151,8 @@ SYSCALLS: dict[str, dict[str, int]] = {
         "chmod": 90, "fchmodat": 268, "fchmodat2": 452, "chown": 92, "lchown": 94, "fchownat": 260,
         "utime": 132, "utimes": 235, "futimesat": 261, "utimensat": 280, "setxattr": 188,
         "lsetxattr": 189, "removexattr": 197, "lremovexattr": 198, "setxattrat": 463,
-        "removexattrat": 466, "file_setattr": 469,
+        "removexattrat": 466, "file_setattr": 469, "fchmod": 91, "fchown": 93, "fsetxattr": 190,
+        "fremovexattr": 199, "fcntl": 72,
         "io_setup": 206, "inotify_init": 253, "inotify_add_watch": 254, "inotify_init1": 294,
     },
     "aarch64": {
@@ -161,7 +182,8 @@ SYSCALLS: dict[str, dict[str, int]] = {
         "get_robust_list": 100, "rt_sigaction": 134,
         "fchmodat": 53, "fchmodat2": 452, "fchownat": 54, "utimensat": 88, "setxattr": 5,
         "lsetxattr": 6, "removexattr": 14, "lremovexattr": 15, "setxattrat": 463,
-        "removexattrat": 466, "file_setattr": 469,
+        "removexattrat": 466, "file_setattr": 469, "fchmod": 52, "fchown": 55, "fsetxattr": 7,
+        "fremovexattr": 16, "fcntl": 25,
         "io_setup": 0, "inotify_add_watch": 27, "inotify_init1": 26,
     },
 }

@@ -26,32 +26,30 @@ The filter, the same at every level apart from execve::
     Docker's other default denials (DENY) -> ERRNO(EPERM)
     personality(not one of Docker's)      -> ERRNO(EPERM)
     socket(AF_INET/AF_INET6/AF_PACKET)    -> USER_NOTIF or EPERM, only with deny_inet (BASIC, no network)
-    socket(AF_UNIX)                       -> ERRNO(EPERM), only with deny_unix (BASIC: the host's filesystem
-                                             and abstract namespace hold the Docker API, D-Bus, ssh-agent;
-                                             socketpair stays; silent, as glibc probes nscd on every
-                                             passwd lookup)
+    socket(AF_UNIX)                       -> ERRNO(EPERM), only with deny_unix (BASIC: the host's filesystem and
+                                             abstract namespace hold the Docker API, D-Bus, ssh-agent; socketpair
+                                             stays; silent, as glibc probes nscd on every passwd lookup)
     socket(AF_VSOCK)                      -> ERRNO(EPERM)
     socketpair(AF_UNIX, SOCK_DGRAM)       -> ERRNO(EPERM), with deny_unix (an unbound datagram socket
                                              still sendto()s any host path)
     SysV IPC, POSIX mq, memfd, inotify   -> ERRNO(EPERM), with deny_unix (HOST_SHARED)
     setsockopt(SOL_SOCKET, SO_SNDBUF/      -> ERRNO(0), with cap_buffers (no cgroup: the outside
       SO_RCVBUF and their *FORCE)            monitor holds memory): ignored, the default size stays
-    prctl(PR_SET_CHILD_SUBREAPER)         -> ERRNO(EPERM) (the worker set it before; clearing it
-                                             would let orphans leave the monitored tree)
+    prctl(PR_SET_CHILD_SUBREAPER)         -> ERRNO(EPERM) (the worker set it before; clearing it would let
+                                             orphans leave the monitored tree)
     prlimit64, setpriority, sched_set*,   -> USER_NOTIF or ERRNO(EPERM) unless on pid 0 (self), only
       ioprio_set, migrate_pages,             with own_pid_only (no pid namespace: another pid may be
       get_robust_list on another pid         the host's); PRIO_PGRP/PRIO_USER likewise (seccomp_args)
+    chmod/utime/setxattr.. (path and fd)  -> ERRNO(0), with own_pid_only; FS ioctls, F_SETLEASE: EPERM
     rt_sigaction(SIGCHLD, act != NULL)    -> ERRNO(EPERM), only with keep_sigchld (CPU measured from
                                              /proc: children the kernel reaps are counted nowhere)
-    execve/execveat                       -> STRICT: USER_NOTIF (supervisor denies) or EPERM;
-                                             else USER_NOTIF when the supervisor runs (it
-                                             denies escape tools and lets the rest CONTINUE)
+    execve/execveat                       -> STRICT: USER_NOTIF (supervisor denies) or EPERM; else USER_NOTIF
+                                             when the supervisor runs (it denies escape tools, CONTINUEs the rest)
     everything else                       -> ALLOW
 
-Allowed hot-path syscalls do not depend on their arguments, so the kernel's
-seccomp action cache answers them without running the program; the
-argument rules are on calls a program makes a few times (prctl, ioctl,
-socket, rt_sigaction, the scheduler calls).
+Allowed hot-path syscalls do not depend on their arguments, so the kernel's seccomp action cache answers
+them without running the program; the argument rules are on calls a program makes a few times (prctl,
+ioctl, socket, rt_sigaction, the scheduler calls; BASIC's fcntl).
 """
 
 from __future__ import annotations
@@ -69,6 +67,7 @@ from ..linux import (
     CLONE_DENIED_MASK,
     CLONE_FLAG_NAMES,
     INET_FAMILIES,
+    INODE_IOCTLS,
     MACHINE,
     PR_SET_CHILD_SUBREAPER,
     SYSCALLS,
@@ -79,7 +78,7 @@ from ..linux import (
     sysno,
 )
 from ._common import ChildState, PlanContext
-from .seccomp_args import bpf_rules, oci_rules
+from .seccomp_args import bpf_rules, fcntl_rule, oci_rules
 from .seccomp_lists import COMPAT_ONLY, DENY, ESCAPE, HOST_SHARED, PERSONALITY_ALLOWED
 from .seccomp_lists import ESCAPE_TOOLS as ESCAPE_TOOLS  # re-exported: the supervisor and bootstrap read it here
 from .seccomp_load import BPF_MAXINSNS, check_arch, load_program, report
@@ -294,7 +293,7 @@ class SeccompPolicy:
                     "args": [{"index": 0, "value": flag, "valueTwo": flag, "op": "SCMP_CMP_MASKED_EQ"}],
                 }
             )
-        for request in (TIOCSTI, TIOCLINUX):
+        for request in (TIOCSTI, TIOCLINUX, *(INODE_IOCTLS if self.own_pid_only else ())):
             syscalls.append(
                 {
                     "names": ["ioctl"],
@@ -379,6 +378,7 @@ def build_filter(policy: SeccompPolicy) -> list[tuple[int, int, int, int]]:
     ]
     if arch == "x86_64":
         prog += [(BPF_JMP_JGE_K, 0, 1, X32_SYSCALL_BIT), _ret(eperm)]
+    prog += fcntl_rule(table, eperm) if policy.own_pid_only else []  # first: frequent, and not in the cache
 
     def simple(name: str, action: int) -> None:
         nr = table.get(name)
@@ -438,7 +438,8 @@ def build_filter(policy: SeccompPolicy) -> list[tuple[int, int, int, int]]:
         _ret(SECCOMP_RET_ALLOW),
     ]
     simple("clone3", SECCOMP_RET_ERRNO | errno.ENOSYS)
-    arg_in("ioctl", 1, (TIOCSTI, TIOCLINUX), notify, SECCOMP_RET_ALLOW)
+    inode_ioctls = INODE_IOCTLS if own else ()  # BASIC: owner-only inode changes through a read-only fd
+    arg_map("ioctl", 1, [((TIOCSTI, TIOCLINUX), notify), (inode_ioctls, eperm)], SECCOMP_RET_ALLOW)
     arg_in("personality", 0, PERSONALITY_ALLOWED, SECCOMP_RET_ALLOW, eperm)
     # inet sockets are recorded by the supervisor; Unix (BASIC) and vsock are denied silently
     silent = tuple(f for f in policy.denied_families() if f not in INET_FAMILIES)

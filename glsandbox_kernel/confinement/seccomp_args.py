@@ -14,18 +14,25 @@ and the process-group and user forms of setpriority/ioprio_set, are denied
 or inherits the caller's settings at fork.
 
 Also under ``own_pid_only``: the calls that change an existing file's
-attributes *by path* (:data:`PATH_ATTRIBUTE_CALLS`: mode, owner, times,
-xattrs) do nothing and return 0, silently: honest code meets them in every
-``shutil.copy``'s ``copymode`` (IPython's own profile set-up copies files with
-it), which an error or a record (an escape attempt) would fail. Landlock, which
-hides and protects the host's files in BASIC, has no right for them, and the
-kernel checks only ownership: BASIC's worker keeps the host's uid (as root,
-uid 0), so without this rule it could ``chmod 4777`` a root-owned file it may
-not even open (review 25b). The fd forms (``fchmod``, ``fchown``,
-``fsetxattr``, ``utimensat(fd, NULL)``) stay allowed: they need a file opened
-for real, which Landlock bounds (an ``O_PATH`` descriptor is refused by
-them); ``fchownat`` and the ``*at`` xattr calls are denied whole, since
-``AT_EMPTY_PATH`` would take an ``O_PATH`` descriptor.
+attributes (:data:`ATTRIBUTE_CALLS`: mode, owner, times, xattrs), by path
+*and* by descriptor, do nothing and return 0, silently: honest code meets
+them in every ``shutil.copy``'s ``copymode`` (IPython's own profile set-up
+copies files with it), which an error or a record (an escape attempt) would
+fail. Landlock, which hides and protects the host's files in BASIC, has no
+right for them, and the kernel checks only ownership: BASIC's worker keeps the
+host's uid (as root, uid 0), so without this rule it could ``chmod 4777`` a
+root-owned file it may not even open (review 25b), or one it may only read
+through an ``O_RDONLY`` descriptor (``fchmod``, ``futimens``, ``fsetxattr``:
+review 26; Landlock bounds the opening, not what the owner does with the
+descriptor). The inode ioctls of the same kind (``chattr``'s FS_IOC_SETFLAGS,
+FS_IOC_FSSETXATTR, fs-verity, :data:`~glsandbox_kernel.linux.INODE_IOCTLS`;
+:mod:`.seccomp` merges them into its ioctl rule) and ``fcntl(F_SETLEASE)``
+(a lease on a readable host file holds up every host ``open`` for writing
+for ``lease-break-time``) get EPERM: nothing a notebook runs uses them.
+``flock`` stays allowed (the README's known limits): refused, ``filelock``
+(Hugging Face, torch caches) takes EPERM for a held lock and waits forever, dask's
+``locket`` raises (measured: partd's lock, distributed's worker folders left
+unlocked), and a no-op would let two processes purge each other's folders.
 
 ``keep_sigchld`` (CPU measured only from /proc, no cgroup): a child's CPU time
 reaches its parent's ``cutime`` only when the parent waits for it; one reaped
@@ -47,6 +54,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..linux import F_SETLEASE
+
 #: SIGCHLD on x86_64 and aarch64 (the architectures this filter supports).
 SIGCHLD = 17
 PRIO_PROCESS = 0
@@ -66,11 +75,14 @@ OWN_PID_ONLY: dict[str, tuple[tuple[int, int], ...]] = {
     "get_robust_list": ((0, 0),),
 }
 
-#: Denied under ``own_pid_only`` (see above); ``utimensat`` only with a pathname (its fd form is allowed).
-PATH_ATTRIBUTE_CALLS = (
+#: A no-op under ``own_pid_only`` (see above): the path, ``*at`` and descriptor forms.
+ATTRIBUTE_CALLS = (
     "chmod", "fchmodat", "fchmodat2", "chown", "lchown", "fchownat", "utime", "utimes", "futimesat",
-    "setxattr", "lsetxattr", "removexattr", "lremovexattr", "setxattrat", "removexattrat", "file_setattr",
+    "utimensat", "setxattr", "lsetxattr", "removexattr", "lremovexattr", "setxattrat", "removexattrat",
+    "file_setattr", "fchmod", "fchown", "fsetxattr", "fremovexattr",
 )  # fmt: skip
+#: ``fcntl`` commands that get EPERM under ``own_pid_only``.
+FCNTL_DENIED = (F_SETLEASE,)
 
 Instruction = tuple[int, int, int, int]
 
@@ -91,26 +103,15 @@ def bpf_rules(
     """The BPF instructions of the rules (``table``: name -> number on the filter's arch).
 
     ``other_pid``: the action for a call on another process; ``sigchld``: for
-    ``rt_sigaction(SIGCHLD, act)``; ``path_attr``: for a path attribute call (ERRNO 0, a no-op).
+    ``rt_sigaction(SIGCHLD, act)``; ``path_attr``: for an attribute call (ERRNO 0, a no-op).
     Each block ends in a return for its syscall.
     """
     prog: list[Instruction] = []
     if own_pid_only:
-        for name in PATH_ATTRIBUTE_CALLS:
+        for name in ATTRIBUTE_CALLS:
             nr = table.get(name)
             if nr is not None:
                 prog += [(_JEQ_K, 0, 1, nr), (_RET_K, 0, 0, path_attr)]
-        nr = table.get("utimensat")
-        if nr is not None:  # utimensat(dirfd, pathname, ...): denied unless pathname is NULL
-            prog += [
-                (_JEQ_K, 0, 6, nr),
-                _arg(1),
-                (_JEQ_K, 0, 3, 0),
-                _arg(1, high=True),
-                (_JEQ_K, 0, 1, 0),
-                (_RET_K, 0, 0, _ALLOW),
-                (_RET_K, 0, 0, path_attr),
-            ]
         for name, checks in OWN_PID_ONLY.items():
             nr = table.get(name)
             if nr is None:
@@ -137,20 +138,37 @@ def bpf_rules(
     return prog
 
 
+def fcntl_rule(table: dict[str, int], denied: int) -> list[Instruction]:
+    """``fcntl(fd, cmd)`` with a :data:`FCNTL_DENIED` command -> ``denied``, any other -> ALLOW.
+
+    :mod:`.seccomp` puts it first (``own_pid_only``): Python, sqlite and libc call fcntl often, and an
+    argument rule keeps it out of the kernel's action cache, so it should not walk the whole program.
+    ``cmd`` is an unsigned int: its low half.
+    """
+    nr = table.get("fcntl")
+    if nr is None:
+        return []
+    n = len(FCNTL_DENIED)
+    prog = [(_JEQ_K, 0, n + 3, nr), _arg(1)]
+    prog += [(_JEQ_K, n - i, 0, cmd) for i, cmd in enumerate(FCNTL_DENIED)]
+    return [*prog, (_RET_K, 0, 0, _ALLOW), (_RET_K, 0, 0, denied)]
+
+
 def oci_rules(*, own_pid_only: bool, keep_sigchld: bool, errno_ret: int) -> list[dict[str, Any]]:
     """The same rules for an OCI/Docker profile (a rule's conditions must all hold: one rule per
     argument that may differ)."""
     rules: list[dict[str, Any]] = []
     if own_pid_only:
-        rules.append({"names": list(PATH_ATTRIBUTE_CALLS), "action": "SCMP_ACT_ERRNO", "errnoRet": 0})
-        rules.append(
-            {
-                "names": ["utimensat"],
-                "action": "SCMP_ACT_ERRNO",
-                "errnoRet": 0,
-                "args": [{"index": 1, "value": 0, "op": "SCMP_CMP_NE"}],
-            }
-        )
+        rules.append({"names": list(ATTRIBUTE_CALLS), "action": "SCMP_ACT_ERRNO", "errnoRet": 0})
+        for value in FCNTL_DENIED:
+            rules.append(
+                {
+                    "names": ["fcntl"],
+                    "action": "SCMP_ACT_ERRNO",
+                    "errnoRet": errno_ret,
+                    "args": [{"index": 1, "value": value, "op": "SCMP_CMP_EQ"}],
+                }
+            )
         for name, checks in OWN_PID_ONLY.items():
             for arg, value in checks:
                 rules.append(

@@ -439,3 +439,33 @@ def test_scratch_sweep_never_unmounts_through_a_planted_symlink(tmp_path: Path) 
         if os.path.islink(link):
             os.unlink(link)
         libc.umount2(str(target).encode(), 2)
+
+
+@pytest.mark.parametrize("arch", sorted(linux.SYSCALLS))
+@pytest.mark.parametrize("own_pid_only", [False, True])
+def test_basic_changes_no_inode_through_a_descriptor(arch: str, own_pid_only: bool) -> None:
+    """BASIC keeps the host's uid: mode, owner, times and xattrs by path *and* by fd are a no-op (errno 0),
+    the owner-only inode ioctls (chattr, verity) and F_SETLEASE get EPERM; other ioctls and fcntls stay."""
+    from glsandbox_kernel.confinement.seccomp_args import ATTRIBUTE_CALLS
+
+    policy = sc.SeccompPolicy(arch=arch, notify=True, own_pid_only=own_pid_only)
+    prog, table, audit = policy.bpf(), linux.SYSCALLS[arch], sc.AUDIT_ARCH[arch]
+    allow, eperm = sc.SECCOMP_RET_ALLOW, sc.SECCOMP_RET_ERRNO | errno.EPERM
+    oci = oci_unconditional(policy.oci_profile())
+    for name in ("fchmod", "fchown", "fsetxattr", "fremovexattr", "utimensat", "chmod"):
+        if name in table:
+            assert name in ATTRIBUTE_CALLS
+            got = run_bpf(prog, table[name], audit, (3, 0, 0, 0))  # utimensat(fd, NULL, ...): the fd form
+            assert got == (sc.SECCOMP_RET_ERRNO if own_pid_only else allow), name
+            assert (oci.get(name) == 0) == own_pid_only, name
+    cond = [r for r in policy.oci_profile()["syscalls"] if r.get("args")]
+    for req in linux.INODE_IOCTLS:
+        for cmd in (req, req | 0xFFFFFFFF00000000):  # the kernel reads an unsigned int
+            assert run_bpf(prog, table["ioctl"], audit, (3, cmd)) == (eperm if own_pid_only else allow), hex(cmd)
+        assert any(r["names"] == ["ioctl"] and r["args"][0]["value"] == req for r in cond) == own_pid_only
+    assert run_bpf(prog, table["ioctl"], audit, (0, linux.TIOCSTI)) == sc.SECCOMP_RET_USER_NOTIF
+    assert run_bpf(prog, table["ioctl"], audit, (3, 0x541B)) == allow  # FIONREAD
+    assert run_bpf(prog, table["fcntl"], audit, (3, linux.F_SETLEASE, 0)) == (eperm if own_pid_only else allow)
+    assert any(r["names"] == ["fcntl"] and r["args"][0]["value"] == linux.F_SETLEASE for r in cond) == own_pid_only
+    for cmd in (1, 2, 3, 4, 6, 7, 1030, 37, 38):  # F_GETFD..F_SETLKW, F_DUPFD_CLOEXEC, OFD locks
+        assert run_bpf(prog, table["fcntl"], audit, (3, cmd, 0)) == allow, cmd
