@@ -58,3 +58,21 @@ def test_an_update_touches_the_displays_of_its_own_id_only() -> None:
     collector.handle(_display("x", "d1"))
     assert [o["data"]["text/plain"] for o in collector.outputs] == ["x"]
     assert collector.budget.record_fields() == {}  # an update of an unknown id is no output over budget
+
+
+def test_a_frame_the_host_did_not_show_is_not_recorded() -> None:
+    """Review 26: the relay dropped a frame it could not send, yet the collector recorded it (the saved
+    notebook then failed verify: "output removed"). ``NOT_SHOWN`` from ``on_output``: nothing reached the
+    frontend, so nothing is recorded, and a pending ``clear_output(wait=True)`` still waits (as the frontend's)."""
+    from glsandbox_kernel.outputs import NOT_SHOWN
+
+    def on_output(frame: dict[str, Any]) -> dict[str, Any] | None:
+        return NOT_SHOWN if frame.get("data", {}).get("text/plain") == "lost" else None
+
+    collector = OutputCollector(on_output, None, None)
+    collector.handle(_display("kept", None))
+    collector.handle({"type": "clear_output", "wait": True})
+    collector.handle(_display("lost", None))
+    assert [o["data"]["text/plain"] for o in collector.outputs] == ["kept"] and collector.clear_pending
+    collector.handle(_display("next", None))
+    assert [o["data"]["text/plain"] for o in collector.outputs] == ["next"]
