@@ -44,7 +44,7 @@ import re
 from typing import Any
 
 from .active_tex import LATEX_MACROS, defuse_tex, latex_refusal  # noqa: F401 - LATEX_MACROS re-exported
-from .terminal_text import printable
+from .terminal_text import printable, safe_text
 
 Notes = list[str] | None
 
@@ -309,6 +309,7 @@ def clean_bundle(data: dict[str, Any], notes: Notes = None) -> dict[str, Any]:
             del out[mime]
             _note(notes, f"a non-text {mime} output removed")
             continue
+        text = safe_text(text, notes)  # the sanitizers raise on a lone surrogate
         if kind == "latex":
             macro = latex_refusal(text)
             if macro is None:
@@ -405,6 +406,7 @@ def clean_state(value: Any, notes: Notes = None, depth: int = 0) -> Any:
     if depth > 64:
         return value
     if isinstance(value, str):
+        value = safe_text(value, notes)  # the sanitizer raises on a lone surrogate
         if _css_fetches_state(value):  # a widget style value (ipywidgets sets it as CSS)
             _note(notes, "a style that fetches removed from a sandbox widget's state")
             return ""

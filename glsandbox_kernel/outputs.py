@@ -29,6 +29,12 @@ def relay_streams(msg: dict[str, Any]) -> None:
             stream.flush()
 
 
+#: what an ``on_output`` callback returns when it published nothing for a frame (the host could not show
+#: it): the frame is then not recorded, since the record hashes what the frontend saves (a notice the
+#: caller publishes through :meth:`OSSandbox.mark_output` says what was dropped)
+NOT_SHOWN: dict[str, Any] = {"type": "not_shown"}
+
+
 class InputAbandoned(Exception):
     """Raised by an ``on_input`` callback that gave up waiting for an answer (the cell's time ran out).
 
@@ -127,6 +133,8 @@ class OutputCollector:
                 # ``on_output`` may return the frame as it published it (the kernel renames
                 # sandbox-limit errors): that is what the frontend saves, so that is recorded.
                 shown = self.on_output(frame) if self.on_output is not None else None
+                if shown is NOT_SHOWN:  # nothing reached the frontend: nothing to record
+                    continue
                 # An update of another cell's display is published as a new output of this cell.
                 kinds = (frame["type"], "display_data" if frame["type"] == "update_display_data" else None)
                 self._record(shown if isinstance(shown, dict) and shown.get("type") in kinds else frame)

@@ -268,6 +268,7 @@ class OSSandbox(AuditedSandbox):
         display_data, update_display_data, execute_result, error, clear_output);
         ``on_input(prompt, password)`` answers ``input()``; ``on_comm`` receives
         comm_open/comm_msg/comm_close messages from sandboxed widgets.
+        ``on_output`` returns the frame as published (recorded) or ``outputs.NOT_SHOWN`` (nothing recorded).
         ``on_start()`` (before the cell is sent) and ``before_seal(result)``
         (after it ended, before its audit record is sealed) are where the
         kernel publishes its own outputs through :meth:`mark_output`, so that

@@ -71,6 +71,25 @@ def as_text(value: object, limit: int | None = 10_000) -> str:
         return f"<{type(value).__name__}>"
 
 
+def safe_text(text: str, notes: list[str] | None = None) -> str:
+    """``text`` as UTF-8-encodable text: lone surrogates become ``\\udXXX`` escapes (named in ``notes``).
+
+    Before any sanitizer or serializer sees sandbox text (nh3 and the JSON packer raise on a lone
+    surrogate). Who calls: the kernel's relay (:mod:`glsandbox_kernel.kernel.relay`) and
+    :func:`glsandbox_kernel.active_content.clean_bundle`, host side.
+    """
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        why = "text with lone surrogates (escaped)"
+        if notes is not None and why not in notes:
+            notes.append(why)
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 def printable(text: object, *, one_line: bool = False) -> str:
     """``text`` (or its :func:`as_text`) with control characters escaped; newlines and tabs kept.
 

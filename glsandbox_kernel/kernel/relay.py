@@ -23,6 +23,8 @@ from typing import Any
 
 from ..active_content import clean_frame, clean_payload, clean_state, widget_refusal
 from ..output_budget import MAX_DISPLAY_ID, display_id_of
+from ..outputs import NOT_SHOWN
+from ..terminal_text import safe_text
 from .displays import DisplayScopes, RequestDisplays
 
 log = logging.getLogger("glsandbox.kernel")
@@ -44,18 +46,6 @@ Notes = list[str] | None
 def _note(notes: Notes, why: str) -> None:
     if notes is not None and why not in notes:
         notes.append(why)
-
-
-def safe_text(text: str, notes: Notes = None) -> str:
-    """``text`` as UTF-8-encodable text: lone surrogates become ``\\udXXX`` escapes (noted)."""
-    if text.isascii():
-        return text
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        _note(notes, "text with lone surrogates (escaped)")
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return text
 
 
 def json_safe(value: Any, depth: int = 0, notes: Notes = None) -> Any:
@@ -382,18 +372,20 @@ class IOPubRelay:
         """``on_output`` callback of :meth:`OSSandbox.run_cell`.
 
         Returns the frame as published when it differs from ``frame`` (a
-        renamed error), so the session records what the frontend saves.
+        renamed error), so the session records what the frontend saves;
+        :data:`~glsandbox_kernel.outputs.NOT_SHOWN` when nothing was published
+        (a frame that could not be sent is named in the request's notice).
         """
         try:
             before = len(self.replaced)
             clean = clean_frame(frame, self.replaced)  # no script reaches the browser
             converted = content_for(clean, self.execution_count, self.replaced)
             if converted is None:
-                return None
+                return NOT_SHOWN
             msg_type, content = converted
             scoped = self._scope_display(msg_type, content)
             if scoped is None:
-                return None
+                return NOT_SHOWN
             # Replaced parts (and scoped display ids): the session records what the frontend got.
             changed = scoped[1] is not content or len(self.replaced) > before or clean is not frame
             msg_type, content = scoped
@@ -410,9 +402,12 @@ class IOPubRelay:
             else:
                 self.send(msg_type, content)
             return shown
-        except Exception:
+        except Exception as exc:  # a hostile frame never breaks the kernel
             log.warning("dropped an output frame from the sandbox", exc_info=True)
-            return None
+            why = f"an output the kernel could not send ({type(exc).__name__}, dropped)"
+            if why not in self.replaced:
+                self.replaced.append(why)  # the cell's notice says so; the record lists what was sent
+            return NOT_SHOWN
 
     def _scope_display(self, msg_type: str, content: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
         """``(msg_type, content)`` with its display id scoped to this request (:class:`RequestDisplays`)."""

@@ -40,6 +40,7 @@ from ..active_content import clean_frame
 from ..config import IsolationType, SecurityLevel, parse_size
 from ..exceptions import SandboxConfigError, SandboxError, SandboxSecurityError
 from ..kernel.relay import as_dict
+from ..outputs import NOT_SHOWN
 from ..terminal_text import printable
 from .display import (
     CellDisplays,
@@ -315,12 +316,12 @@ class SandboxMagics(Magics):
                 monitor.on_output(shown)
                 show_output(shown, executed, removed)
             except Exception as exc:  # a hostile frame must not end run_cell before its record
-                # The type only on the terminal (the message may quote the sandbox); the rest for debugging.
-                log.warning("dropped an output frame from the sandbox (%s)", type(exc).__name__)
-                log.debug("the dropped frame's error", exc_info=True)
+                # Said by the cell's notice (a recorded output), not by a warning: a log line on stderr
+                # here would be an output of the cell its record does not list.
+                log.debug("dropped an output frame from the sandbox (%s)", type(exc).__name__, exc_info=True)
                 if DROPPED_FRAME not in removed:
                     removed.append(DROPPED_FRAME)
-                return None
+                return NOT_SHOWN  # nothing was shown: nothing is recorded
             return shown  # the record lists what the frontend got
 
         def on_input(prompt: str, password: bool) -> str:

@@ -400,3 +400,22 @@ def test_widget_state_styles_that_fetch_are_dropped() -> None:
         assert clean_state({"style": {"background": css}}) == {"style": {"background": ""}}, css
     kept = {"style": {"background": "url(#frag)", "color": "red"}, "value": "see image.png"}
     assert clean_state(kept) is kept
+
+
+def test_lone_surrogates_are_escaped_before_the_sanitizer() -> None:
+    """Review 26: nh3 raised ``UnicodeEncodeError`` on a lone surrogate, so the relay dropped the whole output
+    (and the record still listed it). Every markup type and widget state string is escaped first, and noted."""
+    bundle = {
+        "text/plain": "p\udfff",  # plain text is the relay's json_safe's to escape
+        "text/html": "<i>\udfff</i><script>x</script>",
+        "image/svg+xml": '<svg xmlns="http://www.w3.org/2000/svg"><text>\ud800</text></svg>',
+        "text/markdown": "[a](http://x) \udfff",
+    }
+    notes: list[str] = []
+    out = clean_bundle(bundle, notes)
+    assert out["text/html"] == "<i>\\udfff</i>" and "\\ud800" in out["image/svg+xml"], out
+    assert out["text/plain"] == "p\udfff" and "text/markdown" not in out
+    assert "text with lone surrogates (escaped)" in notes, notes
+    assert all(isinstance(v, str) and v.encode("utf-8") for k, v in out.items() if k != "text/plain")
+    state = clean_state({"value": "<b onclick=x>\udfff</b>"}, notes)
+    assert state == {"value": "<b>\\udfff</b>"}, state

@@ -69,3 +69,21 @@ def test_only_the_host_marks_its_own_error_frame() -> None:
     collector.handle({**forged, "_by_host": False}, by_host=True)
     assert [frame.get("_by_host") for frame in seen] == [None, True]
     assert all("_by_host" not in out for out in collector.outputs)  # never recorded in the cell's outputs
+
+
+def test_a_frame_the_host_did_not_show_is_not_recorded() -> None:
+    """Review 26: the relay dropped a frame it could not send, yet the collector recorded it (the saved
+    notebook then failed verify: "output removed"). ``NOT_SHOWN`` from ``on_output``: nothing reached the
+    frontend, so nothing is recorded, and a pending ``clear_output(wait=True)`` still waits (as the frontend's)."""
+    from glsandbox_kernel.outputs import NOT_SHOWN
+
+    def on_output(frame: dict[str, Any]) -> dict[str, Any] | None:
+        return NOT_SHOWN if frame.get("data", {}).get("text/plain") == "lost" else None
+
+    collector = OutputCollector(on_output, None, None)
+    collector.handle(_display("kept", None))
+    collector.handle({"type": "clear_output", "wait": True})
+    collector.handle(_display("lost", None))
+    assert [o["data"]["text/plain"] for o in collector.outputs] == ["kept"] and collector.clear_pending
+    collector.handle(_display("next", None))
+    assert [o["data"]["text/plain"] for o in collector.outputs] == ["next"]

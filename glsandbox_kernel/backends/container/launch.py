@@ -24,7 +24,16 @@ from ...worker.bootstrap import SETUP_FAILED_EXIT, VERSION_MISMATCH_EXIT
 from . import docker_api, images, lifetime
 from .bundle import BUILD_TIMEOUT, BUNDLE_PATH, OUT_DIR, builder_command, ensure_bundle
 from .pidfds import readable
-from .settings import DEPS_DIR, SANDBOX_USER, SITE_DIR, bootstrap_spec, create_kwargs, host_labels, worker_binds
+from .settings import (
+    DEPS_DIR,
+    SANDBOX_USER,
+    SITE_DIR,
+    bind_mounts,
+    bootstrap_spec,
+    create_kwargs,
+    host_labels,
+    worker_binds,
+)
 from .watcher import WATCHER
 from .worker import ContainerWorker, returncode_of
 
@@ -171,7 +180,7 @@ def _ensure_bundle(image: str) -> bool:
             "out": f"{OUT_DIR}/bundle",
         }
         host = api.create_host_config(
-            binds={**binds, out: {"bind": OUT_DIR, "mode": "rw"}},
+            mounts=bind_mounts({**binds, out: {"bind": OUT_DIR, "mode": "rw"}}),
             network_mode="none",
             read_only=True,
             cap_drop=["ALL"],

@@ -321,8 +321,12 @@ def _user_binds(config: OSSandboxConfig, hidden: dict[str, str]) -> dict[str, di
         for blocked in fs.blocked_paths:
             if _under(host, blocked) or _under(blocked, host):
                 raise SandboxConfigError(f"filesystem.{field}", f"{host!r} overlaps the blocked path {blocked!r}")
-        refuse_named_secrets(field, os.path.realpath(host), fs.masked_names, scan=field != "project_dir")
-        binds[os.path.realpath(host)] = {"bind": target, "mode": mode}
+        real = os.path.realpath(host)
+        refuse_named_secrets(field, real, fs.masked_names, scan=field != "project_dir")
+        if not os.path.exists(real):  # as NAMESPACE: not shown (a bind mount of nothing fails the create)
+            log.info("container: not showing %s: it does not exist", host)
+            continue
+        binds[real] = {"bind": target, "mode": mode}
     return binds
 
 
@@ -453,6 +457,22 @@ def settings_key(settings: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def bind_mounts(binds: dict[str, dict[str, str]]) -> list[Any]:
+    """``{host: {"bind": path, "mode": "ro"|"rw"}}`` as the API's ``HostConfig.Mounts`` (host side, at create).
+
+    Not docker-py's ``binds`` strings (``host:path:mode``), which the daemon splits at every ``:``:
+    a project folder named ``Q1:2026`` would be refused ("invalid volume specification"), by Docker
+    and Podman alike. Each is what those strings made: a recursive bind, ``rprivate``, read-only
+    unless ``rw``. Who calls: :func:`create_kwargs` and the bundle builder (:mod:`.launch`).
+    """
+    from docker.types import Mount
+
+    return [
+        Mount(b["bind"], host, type="bind", read_only=b.get("mode") != "rw", propagation="rprivate")
+        for host, b in binds.items()
+    ]
+
+
 def create_kwargs(api: Any, settings: dict[str, Any]) -> dict[str, Any]:
     """Turn :func:`container_settings` into ``APIClient.create_container`` kwargs.
 
@@ -467,7 +487,7 @@ def create_kwargs(api: Any, settings: dict[str, Any]) -> dict[str, Any]:
         if key in _CONTAINER_KEYS:
             container[key] = value
         elif key == "volumes":
-            host["binds"] = value
+            host["mounts"] = bind_mounts(value)
         else:
             host[key] = value
     container["host_config"] = api.create_host_config(**host)
