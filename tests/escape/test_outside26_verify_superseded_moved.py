@@ -89,3 +89,23 @@ def test_moved_superseded_and_silent_runs(glsandbox_kernelspec: str, tmp_path: A
     ]
     result = _verify(hidden, tmp_path, "hidden.ipynb")
     assert result.returncode == 1 and "record of another cell" in result.stdout, result.stdout
+
+
+def test_a_moved_record_of_an_older_glsandbox_is_a_warning_and_fails_strict() -> None:
+    """Records that do not say whether they ran silently (an older glsandbox; ``OSSandbox.run_cell`` used as
+    a library): a cell record in ``preceding`` may be a silent run, so it is a warning; ``--strict`` fails."""
+    from glsandbox_kernel.notebook.verify import verify_notebook
+
+    from ..jupyter.test_evidence import SOURCES as LIB_SOURCES
+    from ..jupyter.test_evidence import build_notebook
+
+    nb = json.loads(json.dumps(build_notebook(LIB_SOURCES[:3])))
+    assert verify_notebook(nb, strict=True).ok
+    deleted = nb["cells"].pop(1)
+    assert "silent" not in _payload(deleted)["record"]["extra"]
+    payload = _payload(nb["cells"][1])
+    payload["preceding"] = [*payload.get("preceding", []), _payload(deleted)["record"]]
+    plain = verify_notebook(nb)
+    assert plain.ok and any("among the records made before it" in w for w in plain.warnings), plain.warnings
+    strict = verify_notebook(nb, strict=True)
+    assert any(p.startswith("--strict: ") and "deleted cell" in p for p in strict.problems), strict.problems
