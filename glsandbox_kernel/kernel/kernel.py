@@ -42,6 +42,7 @@ from traitlets import Float
 from .._version import __version__
 from ..active_content import clean_user_expressions
 from ..config import OSSandboxConfig
+from ..notebook.evidence import cell_binding
 from .limits import (
     CellLimitGuard,
     CellOptions,
@@ -348,6 +349,7 @@ class SandboxKernel(TaskParents, StartUp, QuickRequests, KernelOptions, Kernel):
                     allow_stdin=allow_stdin,
                     on_start=on_start,
                     before_seal=before_seal,
+                    record_extra=cell_binding(parent, silent),  # silent? which cell? (verify's preceding/superseded)
                 )
         except Exception as exc:  # noqa: BLE001 - any sandbox trouble is an error reply
             log.warning("sandbox request failed", exc_info=True)

@@ -39,6 +39,10 @@ ALLOWED_PAYLOAD_SOURCES = frozenset({"page", "set_next_input"})
 #: ints longer than this are not sent as numbers: Python refuses to print ints over 4300 digits
 #: (``sys.int_info.str_digits_check_threshold``), so ``json.dumps`` of the message would fail.
 MAX_INT_BITS = 14_000
+#: ints of more bits are beyond a double's range and are not sent as numbers either (replaced by a
+#: description, noted): a browser reads them as Infinity and saves ``null``, and ``audit verify``
+#: (``notebook.checks.unencodable_values``) cannot hash them, so the record must not hold them.
+DOUBLE_INT_BITS = 1023
 
 Notes = list[str] | None
 
@@ -51,7 +55,7 @@ def _note(notes: Notes, why: str) -> None:
 def json_safe(value: Any, depth: int = 0, notes: Notes = None) -> Any:
     """``value`` as JSON data that always serializes; what had to change is named in ``notes``.
 
-    str keys, encodable text, finite floats, ints JSON can print, bounded
+    str keys, encodable text, finite floats, ints within a double's range, bounded
     nesting, bytes as base64 text.
     """
     if depth > MAX_DEPTH:
@@ -63,8 +67,8 @@ def json_safe(value: Any, depth: int = 0, notes: Notes = None) -> Any:
     if kind is str:
         return safe_text(value, notes)
     if isinstance(value, int):
-        if value.bit_length() > MAX_INT_BITS:
-            _note(notes, f"an integer of {value.bit_length()} bits (replaced by a description)")
+        if value.bit_length() > DOUBLE_INT_BITS:
+            _note(notes, f"an integer of {value.bit_length()} bits, beyond a double (replaced by a description)")
             return f"<int of {value.bit_length()} bits>"
         return int(value)
     if isinstance(value, float):

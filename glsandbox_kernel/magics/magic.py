@@ -297,7 +297,8 @@ class SandboxMagics(Magics):
         executed: list[SandboxResult] = []
         sandbox = session.sandbox
 
-        from ..widgets.integration import ipython_cell_monitor
+        from ..notebook.evidence import cell_binding
+        from ..widgets.integration import ipython_cell_monitor, ipython_send
 
         # Live metrics and violation banners, measured outside the sandbox (host side).
         monitor = ipython_cell_monitor(sandbox, monitor=session.settings.monitor)
@@ -363,7 +364,8 @@ class SandboxMagics(Magics):
                 allow_stdin=True,
                 on_start=on_start,
                 before_seal=before_seal,  # the monitor's outputs and notices are listed in the cell's record
-                record_extra={"magic_line": line},  # the options it ran with, as IPython passed them
+                # the options it ran with, as IPython passed them; which cell (its audit output is always shown)
+                record_extra={"magic_line": line, **cell_binding(ipython_send()[1], False)},
             )
         finally:
             if main:

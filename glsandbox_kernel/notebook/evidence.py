@@ -287,6 +287,21 @@ def saved_outputs_evidence(
     return {"outputs_hash": entries_hash(entries), "outputs_count": len(entries), "outputs": entries}
 
 
+def cell_binding(parent: Any, silent: bool) -> dict[str, Any]:
+    """The ``extra`` fields that tie a cell record to where it is shown (host side: kernel and magic).
+
+    ``silent``: no audit output shows it (a silent execute_request): the next cell's audit output
+    holds it in ``preceding``, the only place a cell record may stand there. ``cell_id``: the
+    frontend's ``cellId`` (JupyterLab, nbclient), which ``superseded`` records must share with
+    the record of the cell that holds them (None: the frontend named no cell).
+    """
+    meta = parent.get("metadata") if isinstance(parent, Mapping) else None
+    cell_id = meta.get("cellId") if isinstance(meta, Mapping) else None
+    if isinstance(cell_id, str) and len(cell_id) > 128:
+        cell_id = "sha256:" + hashlib.sha256(cell_id.encode("utf-8", "surrogatepass")).hexdigest()
+    return {"silent": bool(silent), "cell_id": cell_id if isinstance(cell_id, str) else None}
+
+
 def source_hash(source: str | Iterable[str]) -> str:
     """SHA-256 hex of a cell's source (``extra.source_hash`` of its record)."""
     text = source if isinstance(source, str) else "".join(source)
@@ -453,6 +468,7 @@ __all__ = [
     "WIDGET_MIME",
     "audit_bundle",
     "canonical_outputs",
+    "cell_binding",
     "entries_hash",
     "find_audit_output",
     "output_entries",

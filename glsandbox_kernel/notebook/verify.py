@@ -54,6 +54,7 @@ from .checks import (
     hiding_metadata,
     kernelspec_level_warning,
     malformed_cells,
+    misplaced_cell_records,
     unencodable_values,
     widget_state_warning,
 )
@@ -197,8 +198,8 @@ def verify_notebook(
             elif differs := summary_differences({"source": source, "outputs": outputs}, from_meta):
                 check.problems.append(f"{check.label}: its metadata copy says {'; '.join(differs)}")
         earlier = [dict(r) for r in payload.get("superseded") or [] if isinstance(r, Mapping)]
-        for old in earlier:
-            entries.append(_Entry(old, check, own=False, superseded=True))
+        entries.extend(_Entry(old, check, own=False, superseded=True) for old in earlier)
+        misplaced_cell_records(check, record, preceding, earlier, strict)
         if earlier:
             seqs = ", ".join(
                 str(r.get("seq"))
@@ -210,8 +211,7 @@ def verify_notebook(
                 f"{check.label}: re-executed; the record(s) of its earlier run(s) (seq {seqs or '-'}) are "
                 f"superseded by seq {record.get('seq')} and kept in its audit output"
             )
-        for prev in preceding:
-            entries.append(_Entry(prev, check, own=False))
+        entries.extend(_Entry(prev, check, own=False) for prev in preceding)
         entries.append(_Entry(record, check, own=True))
 
         extra = record.get("extra") if isinstance(record.get("extra"), Mapping) else {}
