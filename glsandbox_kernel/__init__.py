@@ -5,6 +5,7 @@ Public API (host side); everything else is private. See the README.
 
 from __future__ import annotations
 
+import logging as _logging
 from typing import TYPE_CHECKING
 
 from ._lazy import lazy_exports as _lazy_exports
@@ -71,6 +72,13 @@ _LAZY = {
 
 
 __getattr__, __dir__ = _lazy_exports(__name__, _LAZY, globals())
+
+# The library convention: no record of ours reaches ``logging.lastResort`` (stderr) unless the application
+# configured logging. Under the %%sandbox magic that stderr is the running cell's, published as an output no
+# audit record lists (a disk-guard kill made an untouched notebook fail ``audit verify``).
+for _name in ("glsandbox", "glsandbox_kernel"):
+    _logging.getLogger(_name).addHandler(_logging.NullHandler())
+del _name
 
 
 def load_ipython_extension(ipython: object) -> None:
