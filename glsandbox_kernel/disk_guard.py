@@ -60,6 +60,20 @@ RESCAN_S = 1.0
 #: Entries below the roots the guard counts at most; past it the sandbox is killed (fail closed).
 MAX_ENTRIES = 200_000
 
+
+def _max_watches() -> int:
+    try:
+        with open("/proc/sys/fs/inotify/max_user_watches") as fh:
+            limit = int(fh.read())
+    except (OSError, ValueError):
+        limit = 8192
+    return max(64, min(4096, limit // 16))
+
+
+#: inotify watches one guard holds at most (they are the host user's, ``max_user_watches``): folders past it are
+#: counted by the periodic walk only, so a sandbox's many folders cannot spend the host's budget.
+MAX_WATCHES = _max_watches()
+
 _IN_MODIFY, _IN_CLOSE_WRITE, _IN_MOVED_FROM, _IN_MOVED_TO = 0x2, 0x8, 0x40, 0x80
 _IN_CREATE, _IN_DELETE, _IN_Q_OVERFLOW, _IN_IGNORED, _IN_ISDIR = 0x100, 0x200, 0x4000, 0x8000, 0x40000000
 _IN_ONLYDIR, _IN_DONT_FOLLOW, _IN_EXCL_UNLINK = 0x01000000, 0x02000000, 0x04000000
@@ -75,18 +89,27 @@ class _Uncountable(Exception):
 class DiskGuard:
     """HOST side: the bytes the sandbox added to its host folders, with its tree killed past ``quota``."""
 
-    def __init__(self, roots: tuple[str, ...], quota: int) -> None:
+    def __init__(self, roots: tuple[str, ...], quota: int, masked: Callable[[str], bool] | None = None) -> None:
         self.roots = roots
         self.quota = quota
+        #: names hidden from the sandbox (``masked_names``): what of them the first walk finds is the host's, not
+        #: counted (the user's own ``git fetch`` into a masked ``.git`` of a writable project is no sandbox write)
+        self._is_masked = masked or (lambda _name: False)
+        self._masked: dict[str, tuple[int, int]] = {}  # path -> (st_dev, st_ino) of what the first walk found
         #: (quota, bytes added) once the guard killed the tree; ``"uncountable"`` as the figure: too many entries
         self.exceeded: tuple[int, int | str] | None = None
         self._worker: Any = None
         self._kill: Callable[[Any], None] | None = None
         self._lock = threading.Lock()
-        self._sizes: dict[str, int] = {}
+        self._paths: dict[str, tuple[int, int]] = {}  # counted path -> its inode (st_dev, st_ino)
+        self._sizes: dict[tuple[int, int], int] = {}  # inode -> its blocks in bytes: hard links counted once
+        self._links: dict[tuple[int, int], int] = {}  # inode -> how many counted paths name it
+        self._kids: dict[str, set[str]] = {}  # folder -> its counted entries: a deletion drops one subtree
+        self._first_walk = False
         self._total = 0
         self._base: int | None = None  # what the folders held when the session's first worker started
         self._wds: dict[int, str] = {}
+        self._watched: dict[str, int] = {}  # folder -> its watch
         self._fd = -1
         self._stop: tuple[int, int] | None = None  # a pipe that wakes the thread to end
         self._thread: threading.Thread | None = None
@@ -109,7 +132,9 @@ class DiskGuard:
         self._libc = ctypes.CDLL(None, use_errno=True)
         self._fd = self._libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
         with self._lock:
+            self._first_walk = self._base is None  # the masked paths are those found when the session started
             self._rescan()
+            self._first_walk = False
             if self._base is None:  # one budget for the session: a replaced worker gets no fresh quota
                 self._base = self._total
         self._stop = os.pipe()
@@ -142,7 +167,8 @@ class DiskGuard:
                 os.close(self._fd)
                 self._fd = -1
             self._wds.clear()
-            self._sizes.clear()
+            self._watched.clear()
+            self._forget()
 
     # -- the guard thread ---------------------------------------------------------------------------------
 
@@ -193,7 +219,9 @@ class DiskGuard:
                     self._rescan()
                     continue
                 if mask & _IN_IGNORED:
-                    self._wds.pop(wd, None)
+                    gone = self._wds.pop(wd, None)
+                    if gone is not None and self._watched.get(gone) == wd:
+                        del self._watched[gone]
                     continue
                 base = self._wds.get(wd)
                 if base is None:
@@ -207,35 +235,67 @@ class DiskGuard:
 
     def _one_event(self, path: str, mask: int) -> None:
         if mask & (_IN_DELETE | _IN_MOVED_FROM):
-            prefix = path + "/"
-            for p in [p for p in self._sizes if p == path or p.startswith(prefix)]:
-                self._total -= self._sizes.pop(p)
+            self._drop(path)
             return
         if mask & _IN_ISDIR and mask & (_IN_CREATE | _IN_MOVED_TO):
             self._walk(path)
             return
         self._count(path)
 
+    def _forget(self) -> None:
+        self._paths.clear()
+        self._sizes.clear()
+        self._links.clear()
+        self._kids.clear()
+        self._total = 0
+
+    def _drop(self, path: str) -> None:
+        """Under the lock: stop counting ``path`` and what was counted below it (its own subtree only)."""
+        parent = self._kids.get(os.path.dirname(path))
+        if parent is not None:
+            parent.discard(path)
+        stack = [path]
+        while stack:
+            p = stack.pop()
+            stack.extend(self._kids.pop(p, ()))
+            key = self._paths.pop(p, None)
+            if key is None:
+                continue
+            left = self._links[key] - 1
+            if left:
+                self._links[key] = left
+            else:
+                del self._links[key]
+                self._total -= self._sizes.pop(key)
+
     def _count(self, path: str) -> os.stat_result | None:
         try:
             st = os.lstat(path)
         except OSError:
-            st = None
-        new = st.st_blocks * 512 if st is not None else 0
-        self._total += new - self._sizes.get(path, 0)
-        if st is None:
-            self._sizes.pop(path, None)
-        else:
-            self._sizes[path] = new
-        if len(self._sizes) > MAX_ENTRIES:
+            self._drop(path)
+            return None
+        key = (st.st_dev, st.st_ino)
+        if self._first_walk and path not in self._roots_now and self._is_masked(os.path.basename(path)):
+            self._masked[path] = key
+        if self._masked.get(path) == key:  # the host's, hidden from the sandbox: not counted, nor below it
+            self._drop(path)
+            return None
+        if self._paths.get(path) != key:
+            self._drop(path)  # a new inode at this path (or a first sight): the old one's subtree is gone
+            self._paths[path] = key
+            self._links[key] = self._links.get(key, 0) + 1
+            self._kids.setdefault(os.path.dirname(path), set()).add(path)
+        new = st.st_blocks * 512
+        self._total += new - self._sizes.get(key, 0)
+        self._sizes[key] = new
+        if len(self._paths) > MAX_ENTRIES:
             self._uncountable = True
             raise _Uncountable()
         return st
 
     def _rescan(self) -> None:
         """Under the lock: count every entry below the roots again (watches added where missing)."""
-        self._sizes.clear()
-        self._total = 0
+        self._forget()
         try:
             for root in self._roots_now:
                 self._walk(root)
@@ -249,9 +309,11 @@ class DiskGuard:
             st = self._count(folder)
             if st is None or not stat.S_ISDIR(st.st_mode):
                 continue
-            wd = self._libc.inotify_add_watch(self._fd, os.fsencode(folder), _MASK) if self._fd >= 0 else -1
-            if wd >= 0:  # else the watch limit: the next full walk counts it
+            room = self._fd >= 0 and (folder in self._watched or len(self._wds) < MAX_WATCHES)
+            wd = self._libc.inotify_add_watch(self._fd, os.fsencode(folder), _MASK) if room else -1
+            if wd >= 0:  # else past MAX_WATCHES or the host's watch limit: the periodic walk counts it
                 self._wds[wd] = folder
+                self._watched[folder] = wd
             try:
                 with os.scandir(folder) as it:
                     entries = list(it)
@@ -267,11 +329,12 @@ class DiskGuard:
 def guard_for(config: Any) -> DiskGuard | None:
     """The guard for an :class:`~glsandbox_kernel.config.OSSandboxConfig`: None without a disk quota."""
     from .project import writable_roots
+    from .treewalk import mask_matcher
 
     quota = config.limits.disk_quota_bytes
     if quota is None:
         return None
-    return DiskGuard(writable_roots(config), int(quota))
+    return DiskGuard(writable_roots(config), int(quota), mask_matcher(tuple(config.filesystem.masked_names)))
 
 
 def disk_overrun(monitor: Any) -> SandboxCrashedError | None:
