@@ -105,6 +105,9 @@ class DiskGuard:
         self._sizes: dict[tuple[int, int], int] = {}  # inode -> its blocks in bytes: hard links counted once
         self._links: dict[tuple[int, int], int] = {}  # inode -> how many counted paths name it
         self._kids: dict[str, set[str]] = {}  # folder -> its counted entries: a deletion drops one subtree
+        #: regular files with holes (st_size past their blocks): writes through ``mmap`` fill holes and send no
+        #: event, so :meth:`settle` re-reads these (a file without holes gains no block without a write event)
+        self._sparse: set[str] = set()
         self._first_walk = False
         self._total = 0
         self._base: int | None = None  # what the folders held when the session's first worker started
@@ -149,6 +152,9 @@ class DiskGuard:
             return
         with self._lock:
             self._take_events()
+            with contextlib.suppress(_Uncountable):  # then killed at the check
+                for path in list(self._sparse):
+                    self._count(path)
         self._check(self._worker)
 
     def close(self) -> None:
@@ -247,6 +253,7 @@ class DiskGuard:
         self._sizes.clear()
         self._links.clear()
         self._kids.clear()
+        self._sparse.clear()
         self._total = 0
 
     def _drop(self, path: str) -> None:
@@ -259,6 +266,7 @@ class DiskGuard:
             p = stack.pop()
             stack.extend(self._kids.pop(p, ()))
             key = self._paths.pop(p, None)
+            self._sparse.discard(p)
             if key is None:
                 continue
             left = self._links[key] - 1
@@ -286,6 +294,10 @@ class DiskGuard:
             self._links[key] = self._links.get(key, 0) + 1
             self._kids.setdefault(os.path.dirname(path), set()).add(path)
         new = st.st_blocks * 512
+        if stat.S_ISREG(st.st_mode) and st.st_size > new:
+            self._sparse.add(path)
+        else:
+            self._sparse.discard(path)
         self._total += new - self._sizes.get(key, 0)
         self._sizes[key] = new
         if len(self._paths) > MAX_ENTRIES:
