@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import operator
 import re
-import sys
 from collections.abc import Callable
 from typing import Any
 
 from . import codec_columns as columns
 from .exceptions import SandboxSecurityError, UnsupportedType
+from .loaded import loaded_module
 
 #: numpy dtype strings the host accepts (no object, no sub-array or structured specs)
 _DTYPE_RE = re.compile(r"^[<>|=]?[?bBhHiIlLqQuefdgcFDGSUVmM][0-9]{0,9}(\[[A-Za-z0-9]{1,8}\])?$")
@@ -33,10 +33,15 @@ Dec = Callable[[Any, int], Any]
 CheckHashes = Callable[..., None]
 
 
+def _numpy() -> Any:
+    """numpy, which decoding an array frame has imported (the import finished: see :mod:`.loaded`)."""
+    return loaded_module("numpy")
+
+
 # -- worker side ---------------------------------------------------------------------------------
 def encode(v: Any, out: list[Any], depth: int, enc: Enc, enc_raw: Callable[..., None], large: int) -> bool:
     """Worker side: append ``v`` if it is a numpy or pandas value and return True; else False."""
-    np = sys.modules.get("numpy")
+    np = loaded_module("numpy")
     if np is not None:
         if isinstance(v, np.ndarray) and type(v) is np.ndarray:
             if v.dtype.hasobject:
@@ -54,7 +59,7 @@ def encode(v: Any, out: list[Any], depth: int, enc: Enc, enc_raw: Callable[..., 
             enc(v.dtype.str, out, depth + 1)
             enc_raw(b"b", v.tobytes(), out)
             return True
-    pd = sys.modules.get("pandas")
+    pd = loaded_module("pandas")
     if pd is None:
         return False
     if type(v) is pd.DataFrame:
@@ -165,7 +170,7 @@ def decode_pandas(r: Any, tag: bytes, depth: int, dec: Dec, check_hashes: CheckH
     try:
         raw = [dec(r, depth + 1) for _ in dtypes]
         rng = meta.get("range")
-        np = sys.modules["numpy"]
+        np = _numpy()
         names = meta.get("names")
         if type(names) is list:
             _check_labels(names, "column name", check_hashes)
@@ -238,7 +243,7 @@ def _host_array(pd: Any, values: Any, dtype: str, index: Any) -> Any:
     """A decoded column as pandas will keep it: a str column as a StringArray over its own
     object array (no copy), an object column as a Series of objects on ``index`` (pandas
     would infer strs), numbers as they came."""
-    np = sys.modules["numpy"]
+    np = _numpy()
     if type(values) is np.ndarray and values.dtype.hasobject:
         if dtype == "str":
             try:

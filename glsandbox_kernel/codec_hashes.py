@@ -9,11 +9,11 @@ hash table built from them is quadratic.
 from __future__ import annotations
 
 import functools
-import sys
 from collections import Counter
 from typing import Any
 
 from .exceptions import SandboxSecurityError
+from .loaded import loaded_module
 
 #: types whose hash is a SipHash under this interpreter's random seed: no worker can flood them
 _SEEDED = frozenset({str, bytes})
@@ -36,7 +36,7 @@ def check(members: list[Any], what: str, limit: int, *, unhashable_ok: bool = Fa
     ``pandas``: the members are objects pandas will hash (an object column or
     index): counted by pandas' own object hash, see :func:`_check_objects`.
     """
-    np = sys.modules.get("numpy")
+    np = loaded_module("numpy")
     if np is not None and type(members) is np.ndarray:
         _check_numbers(np, members, what, limit)
         return
@@ -167,7 +167,7 @@ def _check_objects(members: list[Any], what: str, limit: int, unhashable_ok: boo
             _hash(m, what)
     elif not types <= _PLAIN | {float, complex, tuple}:  # a tuple holding a list is hashed all the same
         members = [m for m in members if type(m) is tuple or _hashable(m)]
-    np = sys.modules.get("numpy")
+    np = loaded_module("numpy")
     if np is not None and types <= _PLAIN:  # pandas' hash is Python's, folded: at numpy speed
         h = np.fromiter(map(hash, members), dtype=np.int64, count=len(members)).view(np.uint64)
         folded = ((h >> np.uint64(32)) ^ h) & np.uint64(0xFFFFFFFF)
