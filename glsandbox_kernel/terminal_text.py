@@ -72,7 +72,7 @@ def as_text(value: object, limit: int | None = 10_000) -> str:
 
 
 def safe_text(text: str, notes: list[str] | None = None) -> str:
-    """``text`` as UTF-8-encodable text: lone surrogates become ``\\udXXX`` escapes (named in ``notes``).
+    """``text`` as UTF-8-encodable text: each lone surrogate becomes its escape, e.g. ``\\ud800`` (named in ``notes``).
 
     Before any sanitizer or serializer sees sandbox text (nh3 and the JSON packer raise on a lone
     surrogate). Who calls: the kernel's relay (:mod:`glsandbox_kernel.kernel.relay`) and

@@ -28,7 +28,7 @@ import pytest
 from glsandbox_kernel import IsolationType, OSSandbox, create_config_by_level
 from glsandbox_kernel.confinement.seccomp import SeccompPolicy
 
-from .test_outside5_common import need
+from .test_outside5_common import FILTERED_BACKENDS, need
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 pytestmark = pytest.mark.timeout(300)
@@ -54,16 +54,7 @@ def _aio_nr() -> int:
     return int(Path("/proc/sys/fs/aio-nr").read_text())
 
 
-@pytest.mark.parametrize(
-    "backend",
-    [
-        "basic",
-        "namespace",
-        pytest.param("container", marks=pytest.mark.container),
-        pytest.param("gvisor", marks=pytest.mark.container),
-        "vm",
-    ],
-)
+@pytest.mark.parametrize("backend", [*FILTERED_BACKENDS, "vm"])
 def test_io_setup_is_denied_and_the_host_quota_untouched(backend: str) -> None:
     need(backend)
     config = create_config_by_level("moderate", isolation_type=IsolationType(backend))

@@ -23,7 +23,7 @@ import pytest
 from glsandbox_kernel import IsolationType, OSSandbox, create_config_by_level
 from glsandbox_kernel.confinement.seccomp import SeccompPolicy
 
-from .test_outside5_common import need
+from .test_outside5_common import FILTERED_BACKENDS, need
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 pytestmark = pytest.mark.timeout(300)
@@ -45,15 +45,7 @@ def take_inotify_instances(count: int) -> tuple[int, int]:
     return len(held), err
 
 
-@pytest.mark.parametrize(
-    "backend",
-    [
-        "basic",
-        "namespace",
-        pytest.param("container", marks=pytest.mark.container),
-        pytest.param("gvisor", marks=pytest.mark.container),
-    ],
-)
+@pytest.mark.parametrize("backend", FILTERED_BACKENDS)
 def test_no_sandbox_holds_an_inotify_instance(backend: str) -> None:
     need(backend)
     config = create_config_by_level("moderate", isolation_type=IsolationType(backend))

@@ -72,3 +72,13 @@ def signed_run(tmp_path: Path, write: Callable[[Path], None]) -> tuple[Path, Pat
     ran = glsandbox_cli("run", str(tmp_path / "nb.ipynb"), "-o", str(out), "--sign-key", str(key))
     assert ran.returncode == 0, ran.stdout + ran.stderr
     return out, key
+
+
+#: The backends that load the project's seccomp filter or OCI profile on this host's kernel,
+#: container backends marked (tests of a syscall the policy denies everywhere).
+FILTERED_BACKENDS = [
+    "basic",
+    "namespace",
+    pytest.param("container", marks=pytest.mark.container),
+    pytest.param("gvisor", marks=pytest.mark.container),
+]
