@@ -36,6 +36,7 @@ from .. import codec_fast
 from ..codec import UnsupportedType
 from ..exceptions import FrameTooLarge, SandboxStopped
 from ..protocol import STOP_SIGNAL, WorkerGone
+from . import fontprobe
 from .common import HELD, INTERRUPT_SIGNALS, drop_pending_interrupts, raise_held
 from .streams import Connection, FdForwarder, StreamWriter
 
@@ -349,6 +350,7 @@ def serve(
     ``file_limit`` (the plan's, deferred past the hello: see :mod:`glsandbox_kernel.confinement.rlimits`).
     """
     _sigmask(signal.SIG_BLOCK, _SIGINT)  # threads started from here on keep them blocked
+    fontprobe.install()  # before any user code: matplotlib's fc-list where no program may start
     signal.signal(signal.SIGINT, _interrupt_handler)
     signal.signal(STOP_SIGNAL, _stop_handler)
     worker = Worker(sock)

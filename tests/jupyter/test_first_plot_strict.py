@@ -1,0 +1,74 @@
+"""An analyst's first matplotlib plot at STRICT, on every backend, through the library and a real kernel.
+
+matplotlib builds its font cache on its first import and asks ``fc-list`` for fontconfig's fonts;
+STRICT starts no program, so each try was an exec violation that stopped the cell (enforcing mode;
+on BASIC the worker was even killed and its state lost). The worker now refuses that one call
+before forking (``worker/fontprobe.py``), matplotlib scans the font folders instead: the plot is
+made and shown, no violation is recorded, and an exec the cell itself tries still is.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from glsandbox_kernel import IsolationType, OSSandbox, create_config_by_level
+from glsandbox_kernel.backends.registry import backends
+
+from ..jupyter_fixtures import Kernel, glsandbox_kernelspec, kernel_made
+
+__all__ = ["glsandbox_kernelspec"]  # the fixture, imported for pytest
+
+PLOT = """\
+import os
+import matplotlib.pyplot as plt
+plt.plot([1, 2])
+path = os.path.join(os.environ['TMPDIR'], 'first.png')
+plt.savefig(path)
+print(os.path.getsize(path) > 1000)
+"""
+
+BACKENDS = ["basic", "namespace", "container", "gvisor"]
+
+
+def _need(name: str) -> None:
+    ok, why = backends()[name].available()
+    if not ok:
+        pytest.skip(f"{name}: {why}")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_first_plot_at_strict_records_no_violation(backend: str) -> None:
+    _need(backend)
+    config = create_config_by_level("strict", isolation_type=IsolationType(backend))
+    with OSSandbox(config) as box:
+        result = box.run_cell(PLOT + "plt.show()")
+        assert result.status == "ok", (result.error_name, result.error_value)
+        assert result.violations == []
+        assert result.audit_record is not None and result.audit_record["violations"] == []
+        stdout = "".join(o.get("text", "") for o in result.outputs if o.get("output_type") == "stream")
+        assert stdout == "True\n"
+        assert any(
+            "image/png" in (o.get("data") or {}) for o in result.outputs if o.get("output_type") == "display_data"
+        )
+        # what the cell tries itself is still denied and recorded (STRICT: no new programs)
+        denied = box.run_cell("import subprocess\nsubprocess.run(['fc-list'])")
+        assert denied.status == "error"
+        assert [v["kind"] for v in denied.violations][:1] == ["exec"]
+
+
+@pytest.mark.parametrize("backend", ["basic", "namespace"])
+def test_first_plot_shown_inline_by_the_strict_kernel(glsandbox_kernelspec: str, backend: str) -> None:
+    _need(backend)
+    k = Kernel("glsandbox-strict", extra_arguments=[f"--SandboxKernel.isolation={backend}"])
+    try:
+        reply, outputs = k.execute(PLOT, timeout=120)
+        assert reply["status"] == "ok", reply
+        shown = [m for m in outputs if not kernel_made(m)]
+        assert [m["content"]["text"] for m in shown if m["msg_type"] == "stream"] == ["True\n"]
+        assert any(m["msg_type"] == "display_data" and "image/png" in m["content"]["data"] for m in shown), shown
+        banners = [m for m in outputs if "glsandbox-violations" in str(m["content"])]
+        assert banners == []
+        reply, _ = k.execute("print(plt.gcf() is not None)")  # the worker (and its state) survived
+        assert reply["status"] == "ok"
+    finally:
+        k.shutdown()
