@@ -37,7 +37,7 @@ from ..codec import UnsupportedType
 from ..exceptions import FrameTooLarge, SandboxStopped
 from ..protocol import STOP_SIGNAL, WorkerGone
 from . import fontprobe
-from .common import HELD, INTERRUPT_SIGNALS, drop_pending_interrupts, raise_held
+from .common import HELD, INTERRUPT_SIGNALS, drop_pending_interrupts, raise_held, user_traceback
 from .streams import Connection, FdForwarder, StreamWriter
 
 #: ``signal.pthread_sigmask`` without its conversion of the old mask to enum members (Python
@@ -319,7 +319,7 @@ def error_reply(req_id: Any, exc: BaseException) -> dict[str, Any]:
 
     ename = type(exc).__name__
     builtin = getattr(builtins, ename, None) is type(exc)
-    tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
+    tb = traceback.format_exception(type(exc), exc, user_traceback(exc.__traceback__))
     try:
         evalue = str(exc)
     except Exception:  # noqa: BLE001 - a hostile __str__ must not kill the loop

@@ -21,7 +21,7 @@ from IPython.core.displaypub import DisplayPublisher
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.tokenutil import token_at_cursor
 
-from .common import INTERRUPT_SIGNALS, drop_pending_interrupts, json_clean
+from .common import INTERRUPT_SIGNALS, drop_pending_interrupts, json_clean, user_traceback
 
 if TYPE_CHECKING:
     from .loop import Worker
@@ -89,6 +89,11 @@ class SandboxShell(InteractiveShell):
     worker: Any = None
     _last_error: dict[str, Any] | None = None
     _asked_exit = False
+
+    def _get_exc_info(self, exc_tuple: Any = None) -> tuple[Any, Any, Any]:
+        """IPython's, with the worker's own frames cut from the traceback's ends (an interrupt's handler)."""
+        etype, value, tb = super()._get_exc_info(exc_tuple)
+        return etype, value, user_traceback(tb)
 
     def _showtraceback(self, etype: Any, evalue: Any, stb: list[str]) -> None:
         self.worker.flush_streams()
