@@ -57,6 +57,23 @@ def test_first_plot_at_strict_records_no_violation(backend: str) -> None:
 
 
 @pytest.mark.parametrize("backend", ["basic", "namespace"])
+def test_a_refused_program_is_not_called_an_escape(backend: str) -> None:
+    """A program the cell starts at STRICT stops the cell; the error says what was refused and how to allow
+    it, not "violation blocked" (the words of an attack): most such starts are a library's probe."""
+    _need(backend)
+    config = create_config_by_level("strict", isolation_type=IsolationType(backend))
+    with OSSandbox(config) as box:
+        result = box.run_cell("import subprocess\nsubprocess.run(['fc-list'])")
+        assert result.status == "error" and result.error_name == "SandboxViolationError"
+        assert result.error_value.startswith("this sandbox starts no new programs: execve("), result.error_value
+        assert "fc-list" in result.error_value and "not an escape attempt" in result.error_value
+        assert "whitelist.allowed_executables" in result.error_value
+        assert all(v["kind"] == "exec" and v["escape"] is False for v in result.violations)
+        escape = box.run_cell("import os\nos.execv('/usr/bin/nsenter', ['nsenter'])")  # an escape tool: as before
+        assert escape.error_name == "SandboxEscapeError", (escape.error_name, escape.error_value)
+
+
+@pytest.mark.parametrize("backend", ["basic", "namespace"])
 def test_first_plot_shown_inline_by_the_strict_kernel(glsandbox_kernelspec: str, backend: str) -> None:
     _need(backend)
     k = Kernel("glsandbox-strict", extra_arguments=[f"--SandboxKernel.isolation={backend}"])
