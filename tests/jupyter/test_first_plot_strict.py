@@ -9,9 +9,11 @@ made and shown, no violation is recorded, and an exec the cell itself tries stil
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from glsandbox_kernel import IsolationType, OSSandbox, create_config_by_level
+from glsandbox_kernel import IsolationType, OSSandbox, WhitelistConfig, create_config_by_level
 from glsandbox_kernel.backends.registry import backends
 
 from ..jupyter_fixtures import Kernel, glsandbox_kernelspec, kernel_made
@@ -89,3 +91,25 @@ def test_first_plot_shown_inline_by_the_strict_kernel(glsandbox_kernelspec: str,
         assert reply["status"] == "ok"
     finally:
         k.shutdown()
+
+
+@pytest.mark.parametrize("backend", ["basic", "namespace"])
+def test_a_stop_deep_in_a_library_keeps_the_worker(backend: str) -> None:
+    """A stop raised deep inside a big library's import shows the cell's frames only, so the worker answers
+    within the grace and keeps its state. Before, IPython formatted every matplotlib frame (stack_data
+    parses each module): on BASIC the 2 s grace ran out, the worker was killed and its state lost.
+    The font probe is switched off here (``whitelist.env``), so matplotlib's fc-list is tried again."""
+    _need(backend)
+    config = create_config_by_level("strict", isolation_type=IsolationType(backend))
+    config = config.replace(whitelist=WhitelistConfig(env={"GLSANDBOX_NEW_PROGRAMS": "allowed"}))
+    with OSSandbox(config) as box:
+        assert box.run_cell("kept = 'yes'").status == "ok"
+        result = box.run_cell("import matplotlib.pyplot")
+        assert result.status == "error" and result.enforcement == "stopped", result.error_value
+        errors = [o for o in result.outputs if o.get("output_type") == "error" and o["ename"] == "SandboxStopped"]
+        assert len(errors) == 1, result.outputs
+        text = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(errors[0]["traceback"]))
+        frames = [line for line in text.splitlines() if line.startswith(("Cell In[", "File "))]
+        assert frames == ["Cell In[2], line 1"], text
+        kept = box.run_cell("print(kept)")
+        assert [o.get("text") for o in kept.outputs] == ["yes\n"]
