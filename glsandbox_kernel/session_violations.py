@@ -116,4 +116,10 @@ class ViolationAttribution:
             what = ", ".join(sorted({str(v.get("detail") or v.get("syscall")) for v in escapes}))
             raise SandboxEscapeError(f"sandbox escape attempt blocked: {what}{done}", violations=violations)
         what = ", ".join(sorted({str(v.get("detail") or v.get("syscall")) for v in violations}))
+        if all(v.get("kind") == "exec" and not v.get("escape") for v in violations):  # often a library's probe
+            raise SandboxViolationError(
+                f"this sandbox starts no new programs: {what} refused (not an escape attempt){done}; "
+                "to allow a program, name it in whitelist.allowed_executables or use a level that allows them",
+                violations=violations,
+            )
         raise SandboxViolationError(f"sandbox policy violation blocked: {what}{done}", violations=violations)

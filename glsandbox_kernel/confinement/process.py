@@ -50,6 +50,13 @@ def scrubbed_env(config: OSSandboxConfig, workdir: str) -> dict[str, str]:
             "MKL_NUM_THREADS": "1",
         }
     )
+    # The worker's font probe (worker/fontprobe.py): matplotlib's fc-list is refused before its fork
+    # where no program may start, instead of reaching the supervisor as an exec violation.
+    if config.new_programs_allowed:
+        env["GLSANDBOX_NEW_PROGRAMS"] = "allowed"
+    else:
+        listed = any(os.path.basename(p) == "fc-list" for p in config.whitelist.allowed_executables)
+        env["GLSANDBOX_NEW_PROGRAMS"] = "listed" if listed else "denied"
     env.update(dict(config.whitelist.env))
     return env
 

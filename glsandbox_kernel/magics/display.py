@@ -164,29 +164,33 @@ class CellDisplays:
         return {**frame, "type": kind, "transient": {"display_id": f"{SANDBOX_DISPLAY_PREFIX}{own}{self.scope}"}}
 
 
-def show_output(msg: dict[str, Any], executed: list[SandboxResult], notes: Notes = None) -> None:
-    """Display one sandbox output with IPython's machinery, as a local cell would.
+def show_output(msg: dict[str, Any], executed: list[SandboxResult], notes: Notes = None) -> bool:
+    """Display one sandbox output with IPython's machinery, as a local cell would; False if not shown.
 
     Display ids come scoped (:meth:`CellDisplays.scoped`). Keys and values are made JSON-safe as the
     kernel's relay does (an int key of 20 000 digits has no ``str``); what had to change is named in
-    ``notes``.
+    ``notes``. What is shown is what the kernel's relay shows (:func:`~glsandbox_kernel.kernel.relay.
+    content_for`): a display with empty data too (the frontend saves it as an output), never an
+    update without a display id (no output to update) nor a stream without text. The caller records
+    the frame only when this returns True, so the cell's record lists what the frontend got.
     """
     from IPython.display import clear_output, publish_display_data
 
     kind = msg.get("type")
     if kind == "stream":
         text = msg.get("text")
-        if isinstance(text, str):  # no OSC 52 (clipboard), titles or screen clears reach a terminal
-            (sys.stderr if msg.get("name") == "stderr" else sys.stdout).write(stream_text(text))
+        if not isinstance(text, str):
+            return False
+        # no OSC 52 (clipboard), titles or screen clears reach a terminal
+        (sys.stderr if msg.get("name") == "stderr" else sys.stdout).write(stream_text(text))
     elif kind in ("display_data", "update_display_data"):
         data, metadata, transient = (as_dict(msg.get(k), notes) for k in ("data", "metadata", "transient"))
-        if not data:
-            return
         display_id = display_id_of(transient, MAX_SCOPED_DISPLAY_ID)
         transient = {"display_id": display_id} if display_id is not None else {}
         if kind == "update_display_data":
-            if transient:
-                publish_display_data(data, metadata, transient=transient, update=True)
+            if not transient:
+                return False
+            publish_display_data(data, metadata, transient=transient, update=True)
         else:
             publish_display_data(data, metadata, transient=transient or None)
     elif kind == "execute_result":
@@ -194,3 +198,4 @@ def show_output(msg: dict[str, Any], executed: list[SandboxResult], notes: Notes
     elif kind == "clear_output":
         clear_output(wait=bool(msg.get("wait")))
     # "error" frames are shown when the cell's exception is raised, with the sandbox traceback.
+    return True

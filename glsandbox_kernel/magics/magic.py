@@ -315,7 +315,8 @@ class SandboxMagics(Magics):
                 if terminal:  # IPython prints text/plain itself: as the stream text is filtered
                     shown = terminal_frame(shown)
                 monitor.on_output(shown)
-                show_output(shown, executed, removed)
+                if not show_output(shown, executed, removed):
+                    return NOT_SHOWN  # nothing reached the frontend (an update without an id): nothing recorded
             except Exception as exc:  # a hostile frame must not end run_cell before its record
                 # Said by the cell's notice (a recorded output), not by a warning: a log line on stderr
                 # here would be an output of the cell its record does not list.

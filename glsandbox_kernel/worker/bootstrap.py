@@ -315,6 +315,7 @@ class _Reporter:
         import json
 
         from glsandbox_kernel.confinement import seccomp_lists
+        from glsandbox_kernel.worker.fontprobe import is_font_probe, popen_program
 
         self.dumps = json.dumps  # bound before any user code runs (it could replace sys.modules["json"])
         self.sock = sock
@@ -322,6 +323,7 @@ class _Reporter:
         self.deny_exec = bool(section.get("deny_exec"))
         self.tools = seccomp_lists.ESCAPE_TOOLS
         self.escape = frozenset(seccomp_lists.ESCAPE)
+        self.is_font_probe, self.popen_program = is_font_probe, popen_program
 
     def send(self, report: "dict[str, Any]") -> None:
         line = (self.dumps(report, separators=(",", ":"))[:2000] + "\n").encode()
@@ -341,17 +343,14 @@ class _Reporter:
         if event == "os.system":
             path = str(args[0]).split()[0] if args and str(args[0]).split() else ""
         elif event == "subprocess.Popen":
-            exe, argv = args[0], args[1]
-            if exe is None:
-                argv = [argv] if isinstance(argv, (str, bytes)) else list(argv or [""])
-                exe = argv[0] if argv else ""
-            path = os.fsdecode(exe)
+            path = self.popen_program(args)
         else:
             path = os.fsdecode(args[1] if event == "os.spawn" else args[0])
         base = os.path.basename(path)
         escape = base in self.tools
         if escape or self.deny_exec:
-            self.send({"kind": "exec", "syscall": "execve", "path": path, "escape": escape})
+            if escape or not self.is_font_probe(base):  # matplotlib's fc-list: refused, unreported (fontprobe)
+                self.send({"kind": "exec", "syscall": "execve", "path": path, "escape": escape})
             raise PermissionError(1, "Operation not permitted", path)
 
     def _ctypes(self, args: "tuple[Any, ...]") -> None:

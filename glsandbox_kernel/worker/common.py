@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import signal
+from types import TracebackType
 from typing import Any
 
 from ..protocol import STOP_SIGNAL
@@ -27,6 +28,39 @@ def raise_held() -> None:
     if HELD[0]:
         HELD[0] = False
         raise KeyboardInterrupt
+
+
+#: frames of this package are the worker's own in a sandbox (its signal handlers, ``input()``, streams)
+_WORKER_MODULES = __name__.partition(".")[0] + "."
+
+
+def _worker_frame(tb: TracebackType) -> bool:
+    name = tb.tb_frame.f_globals.get("__name__")
+    return isinstance(name, str) and name.startswith(_WORKER_MODULES)
+
+
+def user_traceback(tb: TracebackType | None) -> TracebackType | None:
+    """``tb`` without the worker's own frames at either end, as stock ipykernel shows an interrupt.
+
+    An interrupt or a stop is raised by the worker's signal handler (``loop._interrupt_handler``),
+    so the traceback's innermost frames are the worker's (also its stream writer's, when it came
+    during a ``print``), not the cell's last line; a function call's outermost frame is the loop's
+    ``handle_call``. Cuts the chain in place (``tb_next``), so the
+    exception's own ``__traceback__`` (``%debug``, ``sys.last_traceback``) agrees. Unchanged when
+    every frame is the worker's (a failure of the worker itself, where its frames are the story).
+    """
+    first = tb
+    while first is not None and _worker_frame(first):
+        first = first.tb_next
+    if first is None:
+        return tb
+    last, cur = first, first.tb_next
+    while cur is not None:
+        if not _worker_frame(cur):
+            last = cur
+        cur = cur.tb_next
+    last.tb_next = None
+    return first
 
 
 def drop_pending_interrupts() -> None:

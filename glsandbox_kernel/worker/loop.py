@@ -36,7 +36,8 @@ from .. import codec_fast
 from ..codec import UnsupportedType
 from ..exceptions import FrameTooLarge, SandboxStopped
 from ..protocol import STOP_SIGNAL, WorkerGone
-from .common import HELD, INTERRUPT_SIGNALS, drop_pending_interrupts, raise_held
+from . import fontprobe
+from .common import HELD, INTERRUPT_SIGNALS, drop_pending_interrupts, raise_held, user_traceback
 from .streams import Connection, FdForwarder, StreamWriter
 
 #: ``signal.pthread_sigmask`` without its conversion of the old mask to enum members (Python
@@ -318,7 +319,7 @@ def error_reply(req_id: Any, exc: BaseException) -> dict[str, Any]:
 
     ename = type(exc).__name__
     builtin = getattr(builtins, ename, None) is type(exc)
-    tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
+    tb = traceback.format_exception(type(exc), exc, user_traceback(exc.__traceback__))
     try:
         evalue = str(exc)
     except Exception:  # noqa: BLE001 - a hostile __str__ must not kill the loop
@@ -349,6 +350,7 @@ def serve(
     ``file_limit`` (the plan's, deferred past the hello: see :mod:`glsandbox_kernel.confinement.rlimits`).
     """
     _sigmask(signal.SIG_BLOCK, _SIGINT)  # threads started from here on keep them blocked
+    fontprobe.install()  # before any user code: matplotlib's fc-list where no program may start
     signal.signal(signal.SIGINT, _interrupt_handler)
     signal.signal(STOP_SIGNAL, _stop_handler)
     worker = Worker(sock)

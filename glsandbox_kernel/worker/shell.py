@@ -21,7 +21,8 @@ from IPython.core.displaypub import DisplayPublisher
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.tokenutil import token_at_cursor
 
-from .common import INTERRUPT_SIGNALS, drop_pending_interrupts, json_clean
+from ..exceptions import SandboxStopped
+from .common import INTERRUPT_SIGNALS, drop_pending_interrupts, json_clean, user_traceback
 
 if TYPE_CHECKING:
     from .loop import Worker
@@ -89,6 +90,30 @@ class SandboxShell(InteractiveShell):
     worker: Any = None
     _last_error: dict[str, Any] | None = None
     _asked_exit = False
+
+    def _get_exc_info(self, exc_tuple: Any = None) -> tuple[Any, Any, Any]:
+        """IPython's, with the worker's own frames cut from the traceback's ends (an interrupt's handler)."""
+        etype, value, tb = super()._get_exc_info(exc_tuple)
+        tb = user_traceback(tb)
+        if isinstance(value, SandboxStopped):  # the host says what was refused: the cell's frames suffice
+            tb = self._up_to_the_cell(tb)
+        return etype, value, tb
+
+    def _up_to_the_cell(self, tb: Any) -> Any:
+        """``tb`` cut after its innermost frame of a cell (unchanged when it has none).
+
+        A stop (enforcing mode) often comes deep inside a library's import; IPython's formatting of
+        every library frame (``stack_data`` parses each module) took longer than the host's grace
+        (2 s for ``import matplotlib.pyplot``), so a stopped cell's worker was killed, its state lost.
+        """
+        last, cur = None, tb
+        while cur is not None:
+            if self.compile.format_code_name(cur.tb_frame.f_code.co_filename) is not None:
+                last = cur
+            cur = cur.tb_next
+        if last is not None:
+            last.tb_next = None
+        return tb
 
     def _showtraceback(self, etype: Any, evalue: Any, stb: list[str]) -> None:
         self.worker.flush_streams()
