@@ -38,7 +38,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from ..audit.keys import Verifier, verifier_from_bytes
+from ..audit.keys import Verifier, signature_mismatch, unchecked_signature_note, verifier_from_bytes
 from ..audit.records import checked_record_hash
 from ..terminal_text import printable
 from .cell_source import check_source, is_magic_cell
@@ -269,14 +269,12 @@ def verify_notebook(
                 check.problems.append(f"{check.label}: {what} is not signed (a key was given)")
             elif not verifier.verify(str(stored).encode("ascii", "replace"), signature):
                 check.signature_ok = False
-                check.problems.append(f"{check.label}: {what} has a bad signature (wrong key, or forged)")
+                check.problems.append(f"{check.label}: {what} is {signature_mismatch(verifier, signature)}")
             elif check.signature_ok is None:
                 check.signature_ok = True
         elif signature is not None and not signed_noted:
             signed_noted = True
-            notes.append(
-                "records are signed but no key was given (--key FILE or $GLSANDBOX_AUDIT_KEY): signatures not checked"
-            )
+            notes.append(unchecked_signature_note("records are", signature))
 
     # -- chains, per session ----------------------------------------------------------------
     sessions: dict[str, list[_Entry]] = {}
