@@ -59,6 +59,7 @@ from .checks import (
     widget_state_warning,
 )
 from .evidence import canonical_outputs, find_audit_output, outputs_format, saved_outputs_evidence, streams_as_shown
+from .host_cells import host_cells_finding, host_cells_note, unsealed_magic_problem
 from .metadata import summary_differences
 from .prompts import check_prompt_numbers
 from .seal import METADATA_KEY, cell_source, check_seal
@@ -84,7 +85,8 @@ class NotebookVerifyResult:
     def summary(self) -> str:
         """One line: OK/FAILED, counts."""
         nsess = len(self.sessions)
-        what = f"{len(self.cells)} code cell(s), {self.records} record(s) in {nsess} session{'s' if nsess != 1 else ''}"
+        host = sum(c.outside for c in self.cells)
+        what = f"{len(self.cells)} code cell(s){f' ({host} ran on the host, unsandboxed)' if host else ''}, {self.records} record(s) in {nsess} session{'s' if nsess != 1 else ''}"
         if self.ok:
             sig = ", signatures verified" if self.key_checked else ""
             warned = f" ({len(self.warnings)} warning(s))" if self.warnings else ""
@@ -145,7 +147,6 @@ def verify_notebook(
     # In another kernel only %%sandbox cells run in a sandbox; the others are not evidence.
     magic_only = bool(kernel_name) and not kernel_name.startswith("glsandbox")
     kernel = ("magic" if magic_only else "glsandbox") if kernel_name else None
-    outside = 0
     for index, cell in enumerate(cells):
         if not isinstance(cell, Mapping) or cell.get("cell_type") != "code":
             continue
@@ -166,7 +167,6 @@ def verify_notebook(
         if payload is None:
             if magic_only and not is_magic_cell(source):
                 check.outside = True
-                outside += 1
                 continue
             if not outputs and check.execution_count is None:
                 check.executed = False
@@ -313,11 +313,8 @@ def verify_notebook(
             f"{check.label}: has no audit record and no outputs: it was not run in the sandbox "
             "(inserted after the run, or never executed)"
         )
-    if outside:
-        notes.append(
-            f"{outside} cell(s) of this {kernel_name} notebook ran outside any sandbox (not %%sandbox cells): "
-            "they are not covered by the audit evidence"
-        )
+    if host_note := host_cells_note(checks, kernel_name):
+        notes.append(host_note)
     if stopped:
         notes.append(f"the run stopped early: cells after cell {last_recorded + 1} were not executed")
 
@@ -370,7 +367,9 @@ def verify_notebook(
     if strict:
         problems.extend("--strict: " + w for w in not_json[:3])
         if unsealed_save:
-            problems.append("--strict: " + unsealed_save)
+            problems.append(unsealed_magic_problem(checks, kernel_name) if magic_only else "--strict: " + unsealed_save)
+        if finding := host_cells_finding(checks, sealed and not seal_problems):
+            warnings.append(finding)
         if loose_meta:
             problems.append("--strict: " + loose_meta)
         if widget_state:
