@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
 from collections.abc import Mapping
@@ -62,6 +61,7 @@ from .evidence import canonical_outputs, find_audit_output, outputs_format, save
 from .host_cells import host_cells_finding, host_cells_note, unsealed_magic_problem
 from .metadata import summary_differences
 from .prompts import check_prompt_numbers
+from .reading import ReadNotebook, read_notebook
 from .seal import METADATA_KEY, cell_source, check_seal
 from .sealed_run import seal_problems as sealed_run_problems
 
@@ -133,8 +133,10 @@ def verify_notebook(
     signature. Never raises for a damaged notebook: everything wrong becomes
     a problem.
     """
+    read_problems, read_warnings = (nb.problems, nb.warnings) if isinstance(nb, ReadNotebook) else ([], [])
     nb, not_json = unencodable_values(nb)
-    problems: list[str] = []
+    not_json = [*read_warnings, *not_json]
+    problems: list[str] = list(read_problems)
     notes: list[str] = []
     checks: list[CellCheck] = []
     entries: list[_Entry] = []
@@ -413,31 +415,6 @@ def _uncovered_run_metadata(meta: Any, sealed: bool) -> str | None:
     )
 
 
-def read_notebook(path: str) -> dict[str, Any]:
-    """The notebook at ``path`` as plain nbformat-4 JSON (older formats through nbformat).
-
-    Plain JSON is enough to verify and avoids nbformat's slow schema imports;
-    ``ValueError`` when the file is not a notebook.
-    """
-    with open(path, encoding="utf-8") as fh:
-        try:
-            data = json.load(fh)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"not JSON ({exc.msg}, line {exc.lineno})") from exc
-        except RecursionError:
-            raise ValueError("JSON nested too deeply to read") from None
-    if not isinstance(data, dict) or not isinstance(data.get("cells", []), list):
-        raise ValueError("not an nbformat notebook")
-    if data.get("nbformat") != 4:
-        import nbformat
-
-        try:
-            return dict(nbformat.convert(nbformat.from_dict(data), 4))
-        except Exception as exc:
-            raise ValueError(f"cannot read nbformat {data.get('nbformat')}: {exc}") from exc
-    return data
-
-
 # -- CLI --------------------------------------------------------------------------------------------
 
 
@@ -494,4 +471,4 @@ def verify_notebook_cli(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
-__all__ = ["CellCheck", "NotebookVerifyResult", "verify_notebook", "verify_notebook_cli"]
+__all__ = ["CellCheck", "NotebookVerifyResult", "read_notebook", "verify_notebook", "verify_notebook_cli"]
