@@ -268,6 +268,53 @@ def keygen(path: str | os.PathLike[str], *, force: bool = False) -> tuple[Path, 
     return private, public, signer.key_id
 
 
+def signature_scheme(signature: object) -> str:
+    """What made a stored signature, from its form: ``"ed25519:<key id>"``, ``"hmac-sha256"`` or ``"unknown"``."""
+    if isinstance(signature, str) and signature.startswith(ED25519_PREFIX):
+        return ED25519_PREFIX + signature.split(":", 2)[1][:16] if signature.count(":") >= 2 else "unknown"
+    if isinstance(signature, str) and len(signature) == 64 and all(c in "0123456789abcdef" for c in signature):
+        return HmacKey.scheme
+    return "unknown"
+
+
+def _signed_by(scheme: str) -> str:
+    if scheme == HmacKey.scheme:
+        return "HMAC-signed (hmac-sha256, a shared secret)"
+    if scheme.startswith(ED25519_PREFIX):
+        return f"Ed25519-signed (key id {scheme[len(ED25519_PREFIX) :]})"
+    return "signed in no format glsandbox writes"
+
+
+def _given(verifier: Verifier) -> str:
+    if verifier.scheme == Ed25519Verifier.scheme:
+        return f"the key given is an Ed25519 public key (key id {getattr(verifier, 'key_id', '?')})"
+    return "the key given is an HMAC secret (--key FILE or $GLSANDBOX_AUDIT_KEY)"
+
+
+def signature_mismatch(verifier: Verifier, signature: object) -> str:
+    """Why ``signature`` does not verify with ``verifier``: a scheme or key mismatch named, else a bad signature.
+
+    Called by the verifiers (records, seals) after ``verify`` failed; the text follows "it is" / "is".
+    """
+    scheme = signature_scheme(signature)
+    if scheme == HmacKey.scheme and verifier.scheme != HmacKey.scheme:
+        return f"{_signed_by(scheme)}, but {_given(verifier)}: verify with --key FILE holding the HMAC secret"
+    if scheme.startswith(ED25519_PREFIX) and verifier.scheme != Ed25519Verifier.scheme:
+        return f"{_signed_by(scheme)}, but {_given(verifier)}: verify with --pubkey NAME.pub"
+    if scheme.startswith(ED25519_PREFIX) and scheme[len(ED25519_PREFIX) :] != getattr(verifier, "key_id", None):
+        return f"{_signed_by(scheme)}, but {_given(verifier)}: another key pair"
+    if scheme == "unknown":
+        return f"{_signed_by(scheme)} (forged or damaged); {_given(verifier)}"
+    return f"{_signed_by(scheme)} with a bad signature (wrong key, or forged)"
+
+
+def unchecked_signature_note(what: str, signature: object) -> str:
+    """The note for ``what`` signed while no key was given, naming the option that checks it."""
+    scheme = signature_scheme(signature)
+    option = "--pubkey NAME.pub" if scheme.startswith(ED25519_PREFIX) else "--key FILE or $GLSANDBOX_AUDIT_KEY"
+    return f"{what} {_signed_by(scheme)} but no key was given ({option}): signatures not checked"
+
+
 __all__ = [
     "Ed25519Signer",
     "Ed25519Verifier",
@@ -277,6 +324,9 @@ __all__ = [
     "keygen",
     "public_verifier_from_bytes",
     "read_key_file",
+    "signature_mismatch",
+    "signature_scheme",
     "signer_from_bytes",
+    "unchecked_signature_note",
     "verifier_from_bytes",
 ]

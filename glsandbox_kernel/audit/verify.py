@@ -30,7 +30,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .keys import Verifier, verifier_from_bytes
+from .keys import Verifier, signature_mismatch, unchecked_signature_note, verifier_from_bytes
 from .records import GENESIS_HASH, checked_record_hash
 
 _REQUIRED = ("seq", "prev_hash", "record_hash")
@@ -160,10 +160,10 @@ def verify_records(
             if signature is None:
                 bad(index, "signature missing (a key was given)")
             elif not verifier.verify(str(stored_hash).encode("ascii", "replace"), signature):
-                bad(index, "signature does not match (wrong key, or forged record)")
+                bad(index, f"signature does not match: the record is {signature_mismatch(verifier, signature)}")
         elif signature is not None and not signed_noted:
             signed_noted = True
-            notes.append("records are signed but no key was given: signatures not checked")
+            notes.append(unchecked_signature_note("records are", signature))
 
         prev_hash = stored_hash if isinstance(stored_hash, str) else None
         if expected_head is not None and stored_hash == expected_head:

@@ -156,6 +156,19 @@ def envelope(statement: Mapping[str, Any], signer: Signer) -> dict[str, Any]:
     }
 
 
+def _signers(signatures: list[Any], verifier: Verifier) -> str:
+    """What signed the envelope, when not the key given: HMAC (key id ``hmac``) or another Ed25519 key."""
+    ids = sorted({str(s.get("keyid")) for s in signatures if isinstance(s, Mapping)})
+    if not ids:
+        return "the envelope is unsigned"
+    given = "an HMAC key" if verifier.scheme == "hmac-sha256" else "an Ed25519 public key"
+    if "hmac" in ids and verifier.scheme != "hmac-sha256":
+        return f"it is HMAC-signed, but {given} was given: verify with --key FILE holding the HMAC secret"
+    if "hmac" not in ids and verifier.scheme == "hmac-sha256":
+        return f"it is Ed25519-signed (key id {', '.join(ids)}), but {given} was given: verify with --pubkey NAME.pub"
+    return f"signed by key id {', '.join(ids)}: wrong key, or the statement was altered"
+
+
 def verify_envelope(env: Mapping[str, Any], verifier: Verifier | None) -> tuple[dict[str, Any] | None, list[str]]:
     """``(statement, problems)`` for one envelope; ``verifier`` None checks the structure only."""
     problems: list[str] = []
@@ -179,7 +192,7 @@ def verify_envelope(env: Mapping[str, Any], verifier: Verifier | None) -> tuple[
                     continue
                 good = good or verifier.verify_raw(message, raw)
         if not good:
-            problems.append(f"no valid signature by key {keyid} (wrong key, or the statement was altered)")
+            problems.append(f"no valid signature by key {keyid} ({_signers(signatures, verifier)})")
     try:
         statement = json.loads(payload)
     except ValueError:

@@ -25,7 +25,7 @@ import hashlib
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
-from ..audit.keys import Signer, Verifier
+from ..audit.keys import Signer, Verifier, signature_mismatch, unchecked_signature_note
 from ..audit.records import canonical_json
 from ..terminal_text import printable
 from .evidence import canonical_outputs, find_audit_output, source_hash
@@ -198,9 +198,9 @@ def check_seal(nb: Mapping[str, Any], verifier: Verifier | None) -> tuple[list[s
         if signature is None:
             problems.append("the notebook seal is not signed (a key was given)")
         elif not verifier.verify(str(seal.get("digest")).encode("ascii", "replace"), signature):
-            problems.append("the notebook seal has a bad signature (wrong key, or forged)")
+            problems.append(f"the notebook seal is {signature_mismatch(verifier, signature)}")
     elif signature is not None:
-        notes.append("the notebook seal is signed but no key was given: its signature was not checked")
+        notes.append(unchecked_signature_note("the notebook seal is", signature))
     else:
         notes.append("the notebook seal is not signed: it shows accidental changes, not deliberate ones")
     notes.append(sealed_by_note(nb_meta))

@@ -32,13 +32,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
 from collections.abc import Mapping
 from typing import Any
 
-from ..audit.keys import Verifier, verifier_from_bytes
+from ..audit.keys import Verifier, signature_mismatch, unchecked_signature_note, verifier_from_bytes
 from ..audit.records import checked_record_hash
 from ..terminal_text import printable
 from .cell_source import check_source, is_magic_cell
@@ -59,8 +58,10 @@ from .checks import (
     widget_state_warning,
 )
 from .evidence import canonical_outputs, find_audit_output, outputs_format, saved_outputs_evidence, streams_as_shown
+from .host_cells import host_cells_finding, host_cells_note, unsealed_magic_problem
 from .metadata import summary_differences
 from .prompts import check_prompt_numbers
+from .reading import ReadNotebook, read_notebook
 from .seal import METADATA_KEY, cell_source, check_seal
 from .sealed_run import seal_problems as sealed_run_problems
 
@@ -84,7 +85,8 @@ class NotebookVerifyResult:
     def summary(self) -> str:
         """One line: OK/FAILED, counts."""
         nsess = len(self.sessions)
-        what = f"{len(self.cells)} code cell(s), {self.records} record(s) in {nsess} session{'s' if nsess != 1 else ''}"
+        host = sum(c.outside for c in self.cells)
+        what = f"{len(self.cells)} code cell(s){f' ({host} ran on the host, unsandboxed)' if host else ''}, {self.records} record(s) in {nsess} session{'s' if nsess != 1 else ''}"
         if self.ok:
             sig = ", signatures verified" if self.key_checked else ""
             warned = f" ({len(self.warnings)} warning(s))" if self.warnings else ""
@@ -131,8 +133,10 @@ def verify_notebook(
     signature. Never raises for a damaged notebook: everything wrong becomes
     a problem.
     """
+    read_problems, read_warnings = (nb.problems, nb.warnings) if isinstance(nb, ReadNotebook) else ([], [])
     nb, not_json = unencodable_values(nb)
-    problems: list[str] = []
+    not_json = [*read_warnings, *not_json]
+    problems: list[str] = list(read_problems)
     notes: list[str] = []
     checks: list[CellCheck] = []
     entries: list[_Entry] = []
@@ -145,7 +149,6 @@ def verify_notebook(
     # In another kernel only %%sandbox cells run in a sandbox; the others are not evidence.
     magic_only = bool(kernel_name) and not kernel_name.startswith("glsandbox")
     kernel = ("magic" if magic_only else "glsandbox") if kernel_name else None
-    outside = 0
     for index, cell in enumerate(cells):
         if not isinstance(cell, Mapping) or cell.get("cell_type") != "code":
             continue
@@ -166,7 +169,6 @@ def verify_notebook(
         if payload is None:
             if magic_only and not is_magic_cell(source):
                 check.outside = True
-                outside += 1
                 continue
             if not outputs and check.execution_count is None:
                 check.executed = False
@@ -269,14 +271,12 @@ def verify_notebook(
                 check.problems.append(f"{check.label}: {what} is not signed (a key was given)")
             elif not verifier.verify(str(stored).encode("ascii", "replace"), signature):
                 check.signature_ok = False
-                check.problems.append(f"{check.label}: {what} has a bad signature (wrong key, or forged)")
+                check.problems.append(f"{check.label}: {what} is {signature_mismatch(verifier, signature)}")
             elif check.signature_ok is None:
                 check.signature_ok = True
         elif signature is not None and not signed_noted:
             signed_noted = True
-            notes.append(
-                "records are signed but no key was given (--key FILE or $GLSANDBOX_AUDIT_KEY): signatures not checked"
-            )
+            notes.append(unchecked_signature_note("records are", signature))
 
     # -- chains, per session ----------------------------------------------------------------
     sessions: dict[str, list[_Entry]] = {}
@@ -315,11 +315,8 @@ def verify_notebook(
             f"{check.label}: has no audit record and no outputs: it was not run in the sandbox "
             "(inserted after the run, or never executed)"
         )
-    if outside:
-        notes.append(
-            f"{outside} cell(s) of this {kernel_name} notebook ran outside any sandbox (not %%sandbox cells): "
-            "they are not covered by the audit evidence"
-        )
+    if host_note := host_cells_note(checks, kernel_name):
+        notes.append(host_note)
     if stopped:
         notes.append(f"the run stopped early: cells after cell {last_recorded + 1} were not executed")
 
@@ -372,7 +369,9 @@ def verify_notebook(
     if strict:
         problems.extend("--strict: " + w for w in not_json[:3])
         if unsealed_save:
-            problems.append("--strict: " + unsealed_save)
+            problems.append(unsealed_magic_problem(checks, kernel_name) if magic_only else "--strict: " + unsealed_save)
+        if finding := host_cells_finding(checks, sealed and not seal_problems):
+            warnings.append(finding)
         if loose_meta:
             problems.append("--strict: " + loose_meta)
         if widget_state:
@@ -414,31 +413,6 @@ def _uncovered_run_metadata(meta: Any, sealed: bool) -> str | None:
         "the notebook-level glsandbox metadata (config, environment, run) is not sealed: nothing covers it, "
         "so it is not shown as the run's; the records are the evidence"
     )
-
-
-def read_notebook(path: str) -> dict[str, Any]:
-    """The notebook at ``path`` as plain nbformat-4 JSON (older formats through nbformat).
-
-    Plain JSON is enough to verify and avoids nbformat's slow schema imports;
-    ``ValueError`` when the file is not a notebook.
-    """
-    with open(path, encoding="utf-8") as fh:
-        try:
-            data = json.load(fh)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"not JSON ({exc.msg}, line {exc.lineno})") from exc
-        except RecursionError:
-            raise ValueError("JSON nested too deeply to read") from None
-    if not isinstance(data, dict) or not isinstance(data.get("cells", []), list):
-        raise ValueError("not an nbformat notebook")
-    if data.get("nbformat") != 4:
-        import nbformat
-
-        try:
-            return dict(nbformat.convert(nbformat.from_dict(data), 4))
-        except Exception as exc:
-            raise ValueError(f"cannot read nbformat {data.get('nbformat')}: {exc}") from exc
-    return data
 
 
 # -- CLI --------------------------------------------------------------------------------------------
@@ -497,4 +471,4 @@ def verify_notebook_cli(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
-__all__ = ["CellCheck", "NotebookVerifyResult", "verify_notebook", "verify_notebook_cli"]
+__all__ = ["CellCheck", "NotebookVerifyResult", "read_notebook", "verify_notebook", "verify_notebook_cli"]

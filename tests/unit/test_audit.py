@@ -634,7 +634,9 @@ def test_wrong_key_fails(tmp_path: Path) -> None:
     result = verify_file(path, b"another key")
     assert not result.ok
     assert result.first_bad == 1
-    assert result.problems[0] == ("record 1 (line 1): signature does not match (wrong key, or forged record)")
+    assert result.problems[0] == (
+        "record 1 (line 1): signature does not match: the record is HMAC-signed (hmac-sha256, a shared secret) with a bad signature (wrong key, or forged)"
+    )
 
 
 def test_signatures_without_key_are_a_note(tmp_path: Path) -> None:
@@ -643,7 +645,10 @@ def test_signatures_without_key_are_a_note(tmp_path: Path) -> None:
     result = verify_file(path)
     assert result.ok
     assert result.problems == []
-    assert result.notes == ["records are signed but no key was given: signatures not checked"]
+    assert result.notes == [
+        "records are HMAC-signed (hmac-sha256, a shared secret) but no key was given (--key FILE or "
+        "$GLSANDBOX_AUDIT_KEY): signatures not checked"
+    ]
 
 
 def test_missing_signature_fails_when_a_key_is_given(tmp_path: Path) -> None:
