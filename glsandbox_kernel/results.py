@@ -227,19 +227,40 @@ def memory_error_note(limit: int | None, peak: int | None, measured_by: str | No
     return text + ": not a limit the host saw reached"
 
 
-def cell_error(config: OSSandboxConfig, name: str, value: str, metrics: SandboxMetrics) -> SandboxError:
+def memory_verdict(
+    limit: int | None, peak: int | None, measured_by: str | None, whose: str = "the sandbox's"
+) -> tuple[SandboxMemoryError | None, str]:
+    """HOST side: THE verdict on a ``MemoryError`` the sandbox reported, for one limit and one peak
+    measured outside: ``(the limit's error, "")`` when the peak reached it (:func:`memory_reached`),
+    else ``(None, the host's note)``. ``whose``: "the cell's" (a kernel cell's ``--memory``, held inside
+    by RLIMIT_AS only) or "the sandbox's". Called by :func:`cell_error` (the audit record and the
+    library's result) and the kernel's per-cell guard (its display), so both give one verdict."""
+    if memory_reached(limit, peak):
+        text = (
+            f"the sandboxed code reached {whose} memory limit of {_fmt_bytes(limit)} (measured outside the "
+            f"sandbox: {_fmt_bytes(peak)}) and got MemoryError; the worker and its state are kept"
+        )
+        return SandboxMemoryError(text, limit=limit, peak=peak), ""
+    held_by = None if whose == "the cell's" else measured_by  # a cell's --memory: an rlimit, never a cgroup
+    return None, memory_error_note(limit, peak, held_by, f"{whose} memory limit")
+
+
+def cell_error(
+    config: OSSandboxConfig, name: str, value: str, metrics: SandboxMetrics, judge: Any = None
+) -> SandboxError:
     """HOST side: the audit record's error for a cell whose code raised ``name: value`` (the worker's
     report): :class:`SandboxMemoryError` (``memory_exceeded``) only for a ``MemoryError`` with the
-    peak measured outside at the limit (:func:`memory_reached`); any other, a ``MemoryError`` too,
+    peak measured outside at the limit (:func:`memory_verdict`); any other, a ``MemoryError`` too,
     stays the code's own error (``execution_error``), a ``MemoryError`` with the host's note.
+    ``judge``: the kernel's per-cell guard, whose ``memory_verdict(metrics)`` is the one it showed.
     Called by ``OSSandbox.run_cell``."""
-    limit = config.limits.memory_limit_bytes
     if name != "MemoryError":
         return SandboxError(f"{name}: {value}")
-    if memory_reached(limit, metrics.memory_peak_bytes):
-        return worker_memory_error(config, metrics.memory_peak_bytes)
-    note = memory_error_note(limit, metrics.memory_peak_bytes, metrics.measured_by)
-    return SandboxError(f"{name}: {value} ({note})")
+    if judge is not None:
+        error, note = judge.memory_verdict(metrics)
+    else:
+        error, note = memory_verdict(config.limits.memory_limit_bytes, metrics.memory_peak_bytes, metrics.measured_by)
+    return error if error is not None else SandboxError(f"{name}: {value} ({note})")
 
 
 def worker_memory_error(config: OSSandboxConfig, peak: int | None) -> SandboxMemoryError:
