@@ -245,22 +245,26 @@ def memory_verdict(
     return None, memory_error_note(limit, peak, held_by, f"{whose} memory limit")
 
 
-def cell_error(
-    config: OSSandboxConfig, name: str, value: str, metrics: SandboxMetrics, judge: Any = None
-) -> SandboxError:
-    """HOST side: the audit record's error for a cell whose code raised ``name: value`` (the worker's
+def cell_error(config: OSSandboxConfig, result: CellResult, metrics: SandboxMetrics, judge: Any = None) -> SandboxError:
+    """HOST side: the audit record's error for a cell whose code raised ``result``'s error (the worker's
     report): :class:`SandboxMemoryError` (``memory_exceeded``) only for a ``MemoryError`` with the
     peak measured outside at the limit (:func:`memory_verdict`); any other, a ``MemoryError`` too,
     stays the code's own error (``execution_error``), a ``MemoryError`` with the host's note.
-    ``judge``: the kernel's per-cell guard, whose ``memory_verdict(metrics)`` is the one it showed.
-    Called by ``OSSandbox.run_cell``."""
+    ``result`` then shows that one verdict too (the magic raises it): the host's limit error, or the
+    note as its traceback's last line. ``judge``: the kernel's per-cell guard, whose
+    ``memory_verdict(metrics)`` is the one it showed. Called by ``OSSandbox.run_cell``."""
+    name, value = result.error_name, result.error_value
     if name != "MemoryError":
         return SandboxError(f"{name}: {value}")
     if judge is not None:
         error, note = judge.memory_verdict(metrics)
     else:
         error, note = memory_verdict(config.limits.memory_limit_bytes, metrics.memory_peak_bytes, metrics.measured_by)
-    return error if error is not None else SandboxError(f"{name}: {value} ({note})")
+    if error is not None:
+        result.error_name, result.error_value, result.error_by_host = "SandboxMemoryError", str(error), True
+        return error
+    result.traceback = [*(result.traceback or []), note]
+    return SandboxError(f"{name}: {value} ({note})")
 
 
 def worker_memory_error(config: OSSandboxConfig, peak: int | None) -> SandboxMemoryError:

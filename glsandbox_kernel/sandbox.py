@@ -334,7 +334,7 @@ class OSSandbox(AuditedSandbox):
             result.status = "error"
             result.error_name, result.error_value, result.traceback = error_fields(reply)  # bounded text
             # a MemoryError is a limit verdict only on the host's own measurement (results.cell_error)
-            audit_error = cell_error(self.config, result.error_name, result.error_value, outcome.metrics, judge)
+            audit_error = cell_error(self.config, result, outcome.metrics, judge)  # and shows it in result
         # What the sandbox did about it (measured outside): timeout, kill, violation.
         failure: BaseException | None = outcome.error
         failure = judge.host_error(failure) if failure is not None and judge is not None else failure

@@ -10,8 +10,14 @@ CPU limit only when the cell's CPU time read outside reached it. Real kernels ov
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
+from glsandbox_kernel import OSSandbox
+
 from ..jupyter_fixtures import Kernel, glsandbox_kernelspec, stdout_of
-from .test_outside_false_limit_verdicts import _audit, kernel  # a kernel at --memory 256M, with its audit log
+from .test_outside_false_limit_verdicts import _audit, _config, kernel  # a kernel at --memory 256M, with its audit log
 
 __all__ = ["glsandbox_kernelspec", "kernel"]  # the fixtures, imported for pytest
 
@@ -72,3 +78,17 @@ def test_a_real_cpu_overrun_is_the_cells_cpu_limit_in_display_and_record(kernel:
     exceeded = record["extra"]["limit_exceeded"]
     assert exceeded["limit"] == "cpu_time" and exceeded["value"] == 1 and exceeded["measured"] >= 0.95, exceeded
     assert kernel.execute("1")[0]["status"] == "ok"
+
+
+@pytest.mark.parametrize("backend", ["namespace", "basic"])
+def test_the_librarys_cell_result_shows_the_verdict_its_record_gives(backend: str, tmp_path: Path) -> None:
+    """``run_cell`` (and so the magic, which raises its result): the host's note on a MemoryError its
+    code raised is in the result's traceback as in its record; the worker and its state are kept."""
+    with OSSandbox(_config(backend, tmp_path / "audit.jsonl")) as box:
+        box.run_cell("kept = 'state'")
+        result = box.run_cell("raise MemoryError('x')")
+        assert result.error_name == "MemoryError" and not result.error_by_host, result
+        note = (result.traceback or [""])[-1]
+        assert note.startswith("glsandbox: the sandbox reported MemoryError; the host measured a peak of"), note
+        assert note in (result.audit_record or {})["extra"]["error"]
+        assert box.run_cell("print(kept)").outputs[0]["text"] == "state\n"
