@@ -165,18 +165,19 @@ def exception_from_reply(
     interrupt coming back and is raised as one; any other BaseException from the sandbox is not.
     A ``MemoryError`` is :class:`SandboxMemoryError` only when ``peak`` (measured outside) reached
     the limit (:func:`memory_reached`); else it stays the code's own, with a note of what the host
-    measured (:func:`memory_error_note`; ``measured_by``: the call's ``metrics.measured_by``).
+    measured (:func:`memory_verdict`, as a cell's; ``measured_by``: the call's ``metrics.measured_by``).
     """
     ename, evalue, tb_lines = error_fields(reply)
     limits = config.limits
+    verdict = memory_verdict(limits.memory_limit_bytes, peak, measured_by)  # the one verdict, as a cell's
     if reply.get("over_cap") is True:  # the worker would not send more than this session accepts
         exc: BaseException = FrameTooLarge(
             "the result is larger than this session accepts from the sandbox (max_frame_bytes, or the memory "
             "limit); it was not sent, and the worker and its state are kept",
             limit=frame_cap(config.max_frame_bytes, config.limits.memory_limit_bytes),
         )
-    elif ename == "MemoryError" and reply.get("memory_error") and memory_reached(limits.memory_limit_bytes, peak):
-        exc = worker_memory_error(config, peak)
+    elif ename == "MemoryError" and reply.get("memory_error") and verdict[0] is not None:
+        exc = verdict[0]
     elif interrupted and ename == "KeyboardInterrupt" and reply.get("builtin"):
         exc = KeyboardInterrupt(evalue)
     else:
@@ -194,7 +195,7 @@ def exception_from_reply(
         if tb_lines:
             exc.add_note("Traceback inside the sandbox:\n" + "".join(tb_lines).rstrip())
         if ename == "MemoryError" and not isinstance(exc, SandboxMemoryError):
-            exc.add_note(memory_error_note(limits.memory_limit_bytes, peak, measured_by))
+            exc.add_note(verdict[1] or memory_error_note(limits.memory_limit_bytes, peak, measured_by))
     except (AttributeError, TypeError):
         pass
     return exc
@@ -227,31 +228,44 @@ def memory_error_note(limit: int | None, peak: int | None, measured_by: str | No
     return text + ": not a limit the host saw reached"
 
 
-def cell_error(config: OSSandboxConfig, name: str, value: str, metrics: SandboxMetrics) -> SandboxError:
-    """HOST side: the audit record's error for a cell whose code raised ``name: value`` (the worker's
+def memory_verdict(
+    limit: int | None, peak: int | None, measured_by: str | None, whose: str = "the sandbox's"
+) -> tuple[SandboxMemoryError | None, str]:
+    """HOST side: THE verdict on a ``MemoryError`` the sandbox reported, for one limit and one peak
+    measured outside: ``(the limit's error, "")`` when the peak reached it (:func:`memory_reached`),
+    else ``(None, the host's note)``. ``whose``: "the cell's" (a kernel cell's ``--memory``, held inside
+    by RLIMIT_AS only) or "the sandbox's". Called by :func:`cell_error` (the audit record and the
+    library's result) and the kernel's per-cell guard (its display), so both give one verdict."""
+    if memory_reached(limit, peak):
+        text = (
+            f"the sandboxed code reached {whose} memory limit of {_fmt_bytes(limit)} (peak measured outside the "
+            f"sandbox: {_fmt_bytes(peak)}) and got MemoryError; the worker and its state are kept"
+        )
+        return SandboxMemoryError(text, limit=limit, peak=peak), ""
+    held_by = None if whose == "the cell's" else measured_by  # a cell's --memory: an rlimit, never a cgroup
+    return None, memory_error_note(limit, peak, held_by, f"{whose} memory limit")
+
+
+def cell_error(config: OSSandboxConfig, result: CellResult, metrics: SandboxMetrics, judge: Any = None) -> SandboxError:
+    """HOST side: the audit record's error for a cell whose code raised ``result``'s error (the worker's
     report): :class:`SandboxMemoryError` (``memory_exceeded``) only for a ``MemoryError`` with the
-    peak measured outside at the limit (:func:`memory_reached`); any other, a ``MemoryError`` too,
+    peak measured outside at the limit (:func:`memory_verdict`); any other, a ``MemoryError`` too,
     stays the code's own error (``execution_error``), a ``MemoryError`` with the host's note.
-    Called by ``OSSandbox.run_cell``."""
-    limit = config.limits.memory_limit_bytes
+    ``result`` then shows that one verdict too (the magic raises it): the host's limit error, or the
+    note as its traceback's last line. ``judge``: the kernel's per-cell guard, whose
+    ``memory_verdict(metrics)`` is the one it showed. Called by ``OSSandbox.run_cell``."""
+    name, value = result.error_name, result.error_value
     if name != "MemoryError":
         return SandboxError(f"{name}: {value}")
-    if memory_reached(limit, metrics.memory_peak_bytes):
-        return worker_memory_error(config, metrics.memory_peak_bytes)
-    note = memory_error_note(limit, metrics.memory_peak_bytes, metrics.measured_by)
+    if judge is not None:
+        error, note = judge.memory_verdict(metrics)
+    else:
+        error, note = memory_verdict(config.limits.memory_limit_bytes, metrics.memory_peak_bytes, metrics.measured_by)
+    if error is not None:
+        result.error_name, result.error_value, result.error_by_host = "SandboxMemoryError", str(error), True
+        return error
+    result.traceback = [*(result.traceback or []), note]
     return SandboxError(f"{name}: {value} ({note})")
-
-
-def worker_memory_error(config: OSSandboxConfig, peak: int | None) -> SandboxMemoryError:
-    """HOST side: the error for a MemoryError the worker reported while the peak measured outside
-    reached the memory limit (:func:`memory_reached`, checked by the callers
-    :func:`exception_from_reply` and :func:`cell_error`): the host's verdict, worker and state kept."""
-    limit = config.limits.memory_limit_bytes
-    text = (
-        f"the sandboxed code exceeded the memory limit of {_fmt_bytes(limit)} "
-        f"(peak measured outside {_fmt_bytes(peak)}); the worker and its state are kept"
-    )
-    return SandboxMemoryError(text, limit=limit, peak=peak)
 
 
 def crash_error(worker: WorkerProcess, when: str, config: OSSandboxConfig, monitor: Monitor) -> SandboxError:

@@ -261,6 +261,7 @@ class OSSandbox(AuditedSandbox):
         on_start: Callable[[], None] | None = None,
         before_seal: Callable[[CellResult], None] | None = None,
         record_extra: dict[str, Any] | None = None,
+        judge: Any = None,
     ) -> CellResult:
         """Run one notebook cell in the worker's IPython shell.
 
@@ -274,6 +275,7 @@ class OSSandbox(AuditedSandbox):
         kernel publishes its own outputs through :meth:`mark_output`, so that
         the record lists every output of the cell, each with its origin.
         ``record_extra``: more fields for the record's ``extra`` (the magic's ``magic_line``).
+        ``judge``: the kernel's per-cell guard (kernel/limits.py): the record gives the verdict it shows.
         """
         collector = OutputCollector(on_output, on_input, on_comm)
         collector.budget = OutputBudget.for_memory_limit(self.config.limits.memory_limit_bytes)  # outputs kept
@@ -332,9 +334,10 @@ class OSSandbox(AuditedSandbox):
             result.status = "error"
             result.error_name, result.error_value, result.traceback = error_fields(reply)  # bounded text
             # a MemoryError is a limit verdict only on the host's own measurement (results.cell_error)
-            audit_error = cell_error(self.config, result.error_name, result.error_value, outcome.metrics)
+            audit_error = cell_error(self.config, result, outcome.metrics, judge)  # and shows it in result
         # What the sandbox did about it (measured outside): timeout, kill, violation.
         failure: BaseException | None = outcome.error
+        failure = judge.host_error(failure) if failure is not None and judge is not None else failure
         if failure is None and outcome.violations:
             try:
                 self._session.raise_for_violations(outcome.violations, outcome.enforced)

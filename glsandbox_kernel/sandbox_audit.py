@@ -157,6 +157,8 @@ class AuditedSandbox:
         if isinstance(error, SandboxCrashedError) and error.limit is not None:
             # A limit the host enforced from outside (the CPU time of the whole tree): what it measured.
             extra["limit_exceeded"] = {"limit": error.reason, "value": error.limit, "measured": error.measured}
+        elif isinstance(error, SandboxMemoryError) and error.limit is not None and error.peak is not None:
+            extra["limit_exceeded"] = {"limit": "memory", "value": error.limit, "measured": error.peak}
         kwargs: dict[str, Any] = {
             "provenance": provenance,
             "metrics": m.to_dict(),

@@ -298,7 +298,9 @@ class SandboxKernel(TaskParents, StartUp, QuickRequests, KernelOptions, Kernel):
                 relay.notice(text, mark=sandbox.mark_output)
 
         guard = CellLimitGuard(sandbox, options)
-        relay.rewrite_error = lambda content, host: self._rewrite_error(content, guard, sandbox, options, host)
+        relay.rewrite_error = lambda content, host: rewrite_error(
+            content, guard, sandbox, options, host
+        )  # relay thread
 
         def on_input(prompt: str, password: bool) -> str:
             return self._relay_input(prompt, password, parent, ident, deadline[0] if deadline else None)
@@ -350,6 +352,7 @@ class SandboxKernel(TaskParents, StartUp, QuickRequests, KernelOptions, Kernel):
                     on_start=on_start,
                     before_seal=before_seal,
                     record_extra=cell_binding(parent, silent),  # silent? which cell? (verify's preceding/superseded)
+                    judge=guard,  # the cell's limits: its record gives the verdict the relay shows
                 )
         except Exception as exc:  # noqa: BLE001 - any sandbox trouble is an error reply
             log.warning("sandbox request failed", exc_info=True)
@@ -411,12 +414,6 @@ class SandboxKernel(TaskParents, StartUp, QuickRequests, KernelOptions, Kernel):
         self._lost_reason = None
         sandbox.start()
         return sandbox
-
-    def _rewrite_error(
-        self, content: dict[str, Any], guard: CellLimitGuard, sandbox: Any, options: CellOptions, by_host: bool
-    ) -> dict[str, Any]:
-        """Name sandbox limits clearly in error outputs (relay thread; see :func:`.limits.rewrite_error`)."""
-        return rewrite_error(content, guard, sandbox, options, by_host)
 
     # -- stdin ------------------------------------------------------------------------------------
     def _relay_input(

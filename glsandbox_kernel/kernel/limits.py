@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import signal
 import threading
 from typing import Any
 
@@ -176,6 +177,8 @@ class CellLimitGuard:
         self.seen_memory: int | None = None
         self.seen_cpu: float | None = None
         self._cpu0: float | None = None
+        #: the one verdict on the cell's MemoryError, shown and recorded (see :meth:`memory_verdict`)
+        self._memory_verdict: tuple[Any, str] | None = None
         self._lock = threading.Lock()
         self._active = False
 
@@ -272,6 +275,54 @@ class CellLimitGuard:
                 seen.append(final - self._cpu0)
         return max(seen, default=None)
 
+    def memory_verdict(self, metrics: Any = None) -> tuple[Any, str]:
+        """The cell's one verdict on a ``MemoryError`` its code reported (:func:`~..results.memory_verdict`
+        on the cell's limit and the memory measured outside), taken at the first ask and kept: the
+        relay shows it, ``run_cell`` records it (``metrics``: the call's, one more reading)."""
+        from ..results import memory_verdict
+
+        with self._lock:
+            if self._memory_verdict is None:
+                limit = self.options.memory or self.sandbox.config.limits.memory_limit_bytes
+                seen, measured_by = self.memory_now()
+                peak = getattr(metrics, "memory_peak_bytes", None) if seen is None else seen
+                whose = "the cell's" if self.options.memory else "the sandbox's"
+                self._memory_verdict = memory_verdict(limit, peak, measured_by, whose)
+            return self._memory_verdict
+
+    def host_error(self, failure: BaseException) -> BaseException:
+        """The host's error for the cell (``run_cell``'s hook, cell thread): the guard's own kill becomes
+        the cell's limit with what it measured; a SIGXCPU death under ``--cpu-time`` is the CPU limit only
+        when the cell's CPU time, read outside, reached it (:func:`cpu_reached`), else the cell's own."""
+        from ..exceptions import SandboxCrashedError, SandboxMemoryError
+
+        if self.tripped == "memory":
+            return SandboxMemoryError(self.describe(), limit=self.options.memory, peak=self.seen_memory)
+        cpu = self.options.cpu_time
+        if cpu is None or not isinstance(failure, SandboxCrashedError):
+            return failure
+        if self.tripped == "cpu_time":
+            return _cpu_error(self.describe(), failure, cpu, self.seen_cpu)
+        if failure.signal != signal.SIGXCPU:
+            return failure
+        used = self.cpu_used()
+        if cpu_reached(cpu, used):
+            text = (
+                f"the cell used more than its CPU time limit of {cpu:g} s (SIGXCPU; measured outside the "
+                f"sandbox: {used or 0:.2f} s); the worker was killed and its state is lost"
+            )
+            return _cpu_error(text, failure, cpu, used)
+        seen = (
+            "the host has no reading of the cell's CPU time, so no limit it saw reached"
+            if used is None
+            else f"the host measured {used:.2f} s of CPU time for the cell, under its --cpu-time {cpu:g} s"
+        )
+        return SandboxCrashedError(
+            f"the sandbox worker died of SIGXCPU, sent from inside the sandbox ({seen}); its state is lost",
+            returncode=failure.returncode,
+            signal=failure.signal,
+        )
+
     def describe(self) -> str:
         """What tripped, for the error message."""
         if self.tripped == "memory":
@@ -294,49 +345,40 @@ def rewrite_error(
 ) -> dict[str, Any]:
     """HOST side, relay thread: name sandbox limits clearly in a cell's error output (called by the kernel).
 
-    A limit verdict rests on the host's own evidence only. ``by_host``: the frame is the host's own
-    error (``OSSandbox.run_cell`` sends it, a worker frame never is one). The guard's kill and a
-    SIGXCPU death with the cell's CPU time measured outside near its limit become the limit's error;
-    a ``MemoryError`` from the sandbox becomes ``SandboxMemoryError`` only with the memory measured
-    outside at the limit (:func:`~glsandbox_kernel.results.memory_reached`), else it stays the code's
-    own (name, value, traceback) with a note of what the host measured. An error the sandbox named
-    like the host's (``SandboxCrashedError: ... SIGXCPU``) is shown as the code's.
+    A limit verdict rests on the host's own evidence only, decided once by the guard and given by the
+    cell's record too: a host frame (``by_host``, sent by ``OSSandbox.run_cell``) already carries
+    :meth:`CellLimitGuard.host_error`'s verdict (a CPU limit is shown as ``SandboxCPUTimeError``); a
+    ``MemoryError`` from the sandbox becomes ``SandboxMemoryError`` only as :meth:`CellLimitGuard.memory_verdict`
+    says, else it stays the code's own with the host's note. A worker frame named like the host's is the code's.
     """
     ename = content["ename"]
-    if guard.tripped and by_host and ename in ("SandboxCrashedError", "SandboxMemoryError"):
-        ename = "SandboxMemoryError" if guard.tripped == "memory" else "SandboxCPUTimeError"
-        text = guard.describe()
-        return {"ename": ename, "evalue": text, "traceback": [f"{ename}: {text}"]}
+    if by_host and ename == "SandboxCrashedError" and content["evalue"].startswith("the cell used more than its CPU"):
+        return {**content, "ename": "SandboxCPUTimeError", "traceback": [f"SandboxCPUTimeError: {content['evalue']}"]}
     if ename == "MemoryError" and not by_host:
-        return _memory_error(content, guard, sandbox, options)
-    cpu = options.cpu_time
-    if by_host and cpu is not None and ename == "SandboxCrashedError" and "SIGXCPU" in content["evalue"]:
-        used = guard.cpu_used()
-        # RLIMIT_CPU sends it at the limit; the monitor's last sample may lag it by a period (0.25 s of wall time)
-        if used is None or used < cpu - max(0.1 * cpu, 0.5):
-            return content  # sent from inside: the host's own crash error as it is
-        text = (
-            f"the cell used more than its CPU time limit of {cpu:g} s (SIGXCPU; measured outside the "
-            f"sandbox: {used:.1f} s); the worker was killed and its state is lost"
-        )
-        return {"ename": "SandboxCPUTimeError", "evalue": text, "traceback": [f"SandboxCPUTimeError: {text}"]}
+        return _memory_error(content, guard)
     return content
 
 
-def _memory_error(content: dict[str, Any], guard: CellLimitGuard, sandbox: Any, options: CellOptions) -> dict[str, Any]:
-    """A ``MemoryError`` the sandbox reported: the limit's error when the memory measured outside reached
-    it, else the code's own error with the host's note as the traceback's last line (relay thread)."""
-    from ..results import memory_error_note, memory_reached
+def cpu_reached(limit: float, used: float | None) -> bool:
+    """HOST side: whether the cell's CPU time measured outside (cgroup usage, or /proc over the tree)
+    reached its ``--cpu-time`` ``limit``, less the accounting's granularity (clock ticks of every
+    thread: 50 ms and 1 %). The one evidence that makes a SIGXCPU the cell's CPU limit."""
+    return used is not None and used >= limit - max(0.05, 0.01 * limit)
 
-    limit = options.memory or sandbox.config.limits.memory_limit_bytes
-    seen, measured_by = guard.memory_now()
-    which = "the cell's" if options.memory else "the sandbox's"
-    if memory_reached(limit, seen):
-        text = (
-            f"the cell reached {which} memory limit of {fmt_bytes(limit)} (measured outside the sandbox: "
-            f"{fmt_bytes(seen)}) and got MemoryError; the sandbox kept running and its state is kept"
-        )
-        return {**content, "ename": "SandboxMemoryError", "evalue": text}
-    # The cell's --memory is held inside by a soft RLIMIT_AS (and outside by the guard's kill): no cgroup.
-    note = memory_error_note(limit, seen, None if options.memory else measured_by, f"{which} memory limit")
+
+def _cpu_error(text: str, failure: Any, limit: float, used: float | None) -> BaseException:
+    from ..exceptions import SandboxCrashedError
+
+    return SandboxCrashedError(
+        text, returncode=failure.returncode, signal=failure.signal, reason="cpu_time", limit=limit, measured=used
+    )
+
+
+def _memory_error(content: dict[str, Any], guard: CellLimitGuard) -> dict[str, Any]:
+    """A ``MemoryError`` the sandbox reported, as the guard's one verdict (:meth:`CellLimitGuard.memory_verdict`,
+    which the cell's record gives too): the limit's error, or the code's own error with the host's note as
+    the traceback's last line (relay thread)."""
+    error, note = guard.memory_verdict()
+    if error is not None:
+        return {**content, "ename": "SandboxMemoryError", "evalue": str(error)}
     return {**content, "traceback": [*(content.get("traceback") or []), note]}
