@@ -427,12 +427,14 @@ class OSSandbox(AuditedSandbox):
         *,
         on_output: OutputCallback | None = None,
         on_comm: OutputCallback | None = None,
-        timeout: float | None = 30.0,
+        timeout: float | str | None = "config",
     ) -> None:
-        """Deliver a frontend comm message to the sandbox's comm manager; relay what it outputs."""
+        """Deliver a frontend comm message to the sandbox's comm manager; relay what it outputs. Its
+        handler is bounded as a cell is (``"config"``: ``execution_timeout``): past it the worker is killed."""
         collector = OutputCollector(on_output, None, on_comm)
+        limit = self.config.execution_timeout if isinstance(timeout, str) else timeout  # "config"
         outcome = self._session.request(
-            dict(msg), timeout=timeout, on_message=collector.handle, reply_types=("comm_done",)
+            dict(msg), timeout=limit, on_message=collector.handle, reply_types=("comm_done",)
         )
         if outcome.error is not None:
             raise outcome.error

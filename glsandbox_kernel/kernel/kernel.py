@@ -10,9 +10,10 @@ overrides only the ``do_*`` handlers and a few request handlers that have no
   channel (interrupt, shutdown) stays responsive while a cell runs; outputs
   are published live by :class:`~glsandbox_kernel.kernel.relay.IOPubRelay`.
 - complete / inspect / is_complete / history / comm_info: quick requests.
-- comms: frontend ``comm_open``/``comm_msg``/``comm_close`` go to the
-  sandbox's comm manager; sandbox comm frames come back as IOPub messages,
-  so ipywidgets created in the sandbox work both ways.
+- comms (:class:`~glsandbox_kernel.kernel.comms.FrontendComms`): frontend
+  ``comm_open``/``comm_msg``/``comm_close`` go to the sandbox's comm manager,
+  each callback bounded by the kernel's ``timeout``; sandbox comm frames come
+  back as IOPub messages, so ipywidgets created in the sandbox work both ways.
 - stdin: ``input()``/``getpass()`` in a cell become ``input_request`` on the
   stdin channel, answered by the frontend (and abandoned on interrupt).
 - interrupt (``interrupt_mode: message``): SIGINT to the worker, killed after
@@ -43,6 +44,7 @@ from .._version import __version__
 from ..active_content import clean_user_expressions
 from ..config import OSSandboxConfig
 from ..notebook.evidence import cell_binding
+from .comms import FrontendComms
 from .limits import (
     CellLimitGuard,
     CellOptions,
@@ -65,7 +67,7 @@ _STATE_LOST_NOTICE = (
 )
 
 
-class SandboxKernel(TaskParents, StartUp, QuickRequests, KernelOptions, Kernel):
+class SandboxKernel(TaskParents, StartUp, QuickRequests, FrontendComms, KernelOptions, Kernel):
     """The ``glsandbox`` kernel: ipykernel's protocol handling, cells in an OSSandbox.
 
     Options (kernelspec argv ``--SandboxKernel.level=strict`` or a traitlets
@@ -463,35 +465,6 @@ class SandboxKernel(TaskParents, StartUp, QuickRequests, KernelOptions, Kernel):
             return
         content = await asyncio.to_thread(self.evidence.usage, self._sandbox)
         self.session.send(stream, "usage_reply", content, parent, ident)
-
-    # -- comms from the frontend ----------------------------------------------------------------
-    async def comm_request(self, stream: Any, ident: Any, parent: dict[str, Any]) -> None:
-        """Shell handler for comm_open/comm_msg/comm_close: deliver to the sandbox's comm manager."""
-        msg_type = parent["header"]["msg_type"]
-        self.evidence.note_frontend(parent)
-        if self.evidence.handle_comm(stream, ident, parent):
-            return  # a message for the kernel's own monitor widget
-        comm_id = (parent.get("content") or {}).get("comm_id")
-        buffers = [bytes(getattr(b, "buffer", b)) for b in parent.get("buffers") or []]
-        frame = {
-            "type": msg_type,
-            "content": dict(parent.get("content") or {}),
-            "metadata": dict(parent.get("metadata") or {}),
-            "buffers": buffers,
-        }
-        relay = IOPubRelay(self, parent)
-
-        def deliver() -> None:
-            sandbox = self.get_sandbox()
-            self.comm_gate.frontend_message((id(sandbox.session), sandbox.session.generation), msg_type, comm_id)
-            sandbox.send_comm(frame, on_output=relay.output, on_comm=relay.comm)
-
-        try:
-            await self._comm_deliveries.run(deliver)
-        except Exception:  # noqa: BLE001 - a widget message the sandbox could not take is logged
-            log.warning("could not deliver %s to the sandbox", msg_type, exc_info=True)
-        finally:
-            relay.flush()
 
 
 __all__ = ["SandboxKernel"]

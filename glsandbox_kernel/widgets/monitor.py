@@ -25,8 +25,9 @@ What the user sees:
   labels: elapsed, CPU, memory current/peak/limit, pids, limits), labels
   refreshed at every monitor sample (4 Hz), the chart at most every
   ``chart_interval`` seconds; when the cell ends it is replaced in place by a
-  static summary (a line and the chart: a PNG inline in the HTML, and as
-  ``image/png`` for exporters without HTML) and its comms closed;
+  static summary (a line as ``text/plain`` and the chart as a PNG inline in
+  the ``text/html``; no ``image/png`` part, which console frontends would
+  write to temp files) and its comms closed;
 - longer cells without a widget frontend (nbclient, nbconvert, a plain
   client): the static summary only, when the cell ends;
 - violations, in every frontend: a red banner (display_data, updated in place
@@ -44,7 +45,6 @@ before the record is sealed. The text and HTML of what is shown come from
 
 from __future__ import annotations
 
-import base64
 import logging
 import threading
 import time
@@ -303,12 +303,10 @@ class CellMonitor:
             if end is not None and end.elapsed > points[-1].elapsed:
                 points.append(end)
             png = self._chart().render(points)
-        data = {"text/plain": text, "text/html": summary_html(text, png)}
-        if png:
-            # also as image/png, for exporters that take no HTML (PDF, Markdown)
-            data["image/png"] = base64.b64encode(png).decode("ascii")
+        # No image/png part: a console frontend (jupyter console's PIL handler) would write each chart to a
+        # temp file and leave it there. The chart is inside the HTML; frontends without HTML show the line.
         content = {
-            "data": data,
+            "data": {"text/plain": text, "text/html": summary_html(text, png)},
             "metadata": role_metadata(ROLE_MONITOR, part="summary"),
             "transient": {"display_id": self._display_id},
         }
