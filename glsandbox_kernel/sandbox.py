@@ -336,8 +336,7 @@ class OSSandbox(AuditedSandbox):
             # a MemoryError is a limit verdict only on the host's own measurement (results.cell_error)
             audit_error = cell_error(self.config, result, outcome.metrics, judge)  # and shows it in result
         # What the sandbox did about it (measured outside): timeout, kill, violation.
-        failure: BaseException | None = outcome.error
-        failure = judge.host_error(failure) if failure is not None and judge is not None else failure
+        failure = judge.host_error(outcome.error) if outcome.error is not None and judge is not None else outcome.error
         if failure is None and outcome.violations:
             try:
                 self._session.raise_for_violations(outcome.violations, outcome.enforced)
@@ -429,8 +428,7 @@ class OSSandbox(AuditedSandbox):
         on_comm: OutputCallback | None = None,
         timeout: float | str | None = "config",
     ) -> None:
-        """Deliver a frontend comm message to the sandbox's comm manager; relay what it outputs. Its
-        handler is bounded as a cell is (``"config"``: ``execution_timeout``): past it the worker is killed."""
+        """Deliver a frontend comm message; relay its outputs. Bounded as a cell (``"config"``): then killed."""
         collector = OutputCollector(on_output, None, on_comm)
         limit = self.config.execution_timeout if isinstance(timeout, str) else timeout  # "config"
         outcome = self._session.request(
