@@ -401,12 +401,13 @@ class _Page:
             shot(self.page, "first-cell-failed.png")
             pytest.fail(self.report(f"{what}: not within {timeout / 1000:.0f} s"))
 
-    def type_cell(self, index: int, code: str) -> None:
-        """Type ``code`` into cell ``index``'s editor (clicked, and focused before the first key)."""
+    def type_cell(self, index: int, code: str, at_once: bool = False) -> None:
+        """Type ``code`` into cell ``index``'s editor (clicked, and focused before the first key); ``at_once``:
+        one input event, as a paste or an input method gives it."""
         cell = self.page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell").nth(index)
         cell.locator(".cm-content").click()
         cell.locator(".cm-editor.cm-focused").wait_for(timeout=60_000)
-        self.page.keyboard.type(code)
+        (self.page.keyboard.insert_text if at_once else self.page.keyboard.type)(code)
         typed = self.page.evaluate(_SOURCE, index)
         assert typed == code, self.report(f"cell {index} holds {typed!r}, not the typed {code!r}")
 
@@ -442,11 +443,15 @@ def test_first_cell_of_a_new_kernel_runs_in_jupyterlab(
             # a workspace of its own: only this notebook is open, on the kernel its session starts now
             ui.page.goto(f"{lab['url']}/lab/workspaces/{name[:-6]}/tree/{name}?reset&token={lab['token']}")
             ui.wait("the notebook's cell editor", "() => !!document.querySelector('.jp-Notebook .jp-Cell .cm-content')")
-            ui.type_cell(0, code)
-            # before-idle: as soon as JupyterLab holds the new kernel's connection, before its kernel_info
-            # reply (pressed earlier, with no kernel yet, JupyterLab clears the cell and runs nothing)
-            ready = "status === 'idle'" if when == "at-idle" else "id !== null"
-            ui.wait(f"the kernel's {ready}", f"() => ({_KERNEL})().{ready}")
+            if when == "at-idle":
+                ui.type_cell(0, code)
+                ui.wait("the kernel's idle status", f"() => ({_KERNEL})().status === 'idle'")
+            else:
+                # as soon as JupyterLab holds the new kernel's connection, seconds before its kernel_info reply:
+                # the code goes in as one input event (typed key by key, a slow host could reach idle first);
+                # pressed earlier, with no kernel yet, JupyterLab clears the cell and runs nothing
+                ui.wait("the kernel's connection", f"() => ({_KERNEL})().id !== null")
+                ui.type_cell(0, code, at_once=True)
             pressed = ui.page.evaluate(_KERNEL)
             print(f"Shift+Enter with the kernel {pressed}")  # shown with -rP: which window this run hit
             ui.page.keyboard.press("Shift+Enter")
