@@ -349,7 +349,7 @@ class SandboxKernel(TaskParents, StartUp, QuickRequests, KernelOptions, Kernel):
                     allow_stdin=allow_stdin,
                     on_start=on_start,
                     before_seal=before_seal,
-                    record_extra=cell_binding(parent, silent),  # silent? which cell? (verify's preceding/superseded)
+                    record_extra=cell_binding(parent, silent, code),  # silent (and its code)? which cell?
                 )
         except Exception as exc:  # noqa: BLE001 - any sandbox trouble is an error reply
             log.warning("sandbox request failed", exc_info=True)
