@@ -353,7 +353,7 @@ class SandboxKernel(TaskParents, StartUp, QuickRequests, FrontendComms, KernelOp
                     allow_stdin=allow_stdin,
                     on_start=on_start,
                     before_seal=before_seal,
-                    record_extra=cell_binding(parent, silent),  # silent? which cell? (verify's preceding/superseded)
+                    record_extra=cell_binding(parent, silent, code),  # silent (and its code)? which cell?
                     judge=guard,  # the cell's limits: its record gives the verdict the relay shows
                 )
         except Exception as exc:  # noqa: BLE001 - any sandbox trouble is an error reply

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..audit.records import GENESIS_HASH, EventType
 from .evidence import AUDIT_MIME, audit_bundle, output_hashes
+from .held_records import held_records as held_records  # verify's per-cell checks of held records
 
 
 @dataclasses.dataclass
@@ -143,49 +144,6 @@ def _check_audit_output(check: CellCheck, output: Mapping[str, Any], payload: Ma
     check.problems.append(
         f"{check.label}: its visible audit line was rewritten: it shows {line[:160]!r}, its record gives {want[:160]!r}"
     )
-
-
-def _cell_extra(record: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    """A cell record's ``extra`` (None for a record of another kind: session start, violation, call)."""
-    extra = record.get("extra")
-    return extra if isinstance(extra, Mapping) and extra.get("kind") == "cell" else None
-
-
-def misplaced_cell_records(
-    check: CellCheck, record: Mapping[str, Any], preceding: list[Any], superseded: list[Any], strict: bool
-) -> None:
-    """A cell's record in ``preceding`` (not silent), or another cell's record in ``superseded``.
-
-    The list layout of an audit output is covered by no hash: a deleted cell's record, moved
-    unchanged into the next cell's ``preceding``, would keep the chain whole. Only a silent run's
-    record (``extra.silent``, :func:`.evidence.cell_binding`) stands there; a record of an older
-    glsandbox, which did not mark silent runs, is a warning (``--strict``: a problem).
-    ``superseded`` holds the earlier runs of this cell: its cell records share the ``cell_id``
-    of the cell's record (when the record names one). Who calls: ``verify_notebook`` (host side).
-    """
-    for old in preceding:
-        extra = _cell_extra(old)
-        if extra is None or extra.get("silent") is True:
-            continue
-        what = f"{check.label}: holds a cell's record (seq {old.get('seq')}) among the records made before it"
-        if "silent" in extra:
-            check.problems.append(f"{what}, without its cell: the cell was deleted (or a re-run's record moved)")
-        elif strict:
-            check.problems.append(f"--strict: {what} (a silent run of an older glsandbox, or a deleted cell)")
-        else:
-            check.warnings.append(f"{what}: a silent run (older glsandbox: not marked), or a deleted cell")
-    own = _cell_extra(record)
-    if own is None or "cell_id" not in own:  # an older glsandbox: no cell id to compare
-        return
-    for old in superseded:
-        extra = _cell_extra(old)
-        if extra is None or extra.get("silent") is True:
-            continue
-        if not isinstance(own.get("cell_id"), str) or extra.get("cell_id") != own.get("cell_id"):
-            check.problems.append(
-                f"{check.label}: holds as an earlier run of itself the record of another cell (seq "
-                f"{old.get('seq')}): a deleted cell's record was moved there"
-            )
 
 
 def copies_differ(meta: Mapping[str, Any], output: Mapping[str, Any]) -> list[str]:

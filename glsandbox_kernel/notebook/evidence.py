@@ -43,6 +43,7 @@ from typing import Any
 
 from ..audit.records import canonical_json
 from ..units import fmt_bytes as _fmt_bytes
+from .held_records import number_or_none
 from .stream_text import process_stream_text
 
 AUDIT_MIME = "application/vnd.glsandbox.audit+json"
@@ -287,19 +288,29 @@ def saved_outputs_evidence(
     return {"outputs_hash": entries_hash(entries), "outputs_count": len(entries), "outputs": entries}
 
 
-def cell_binding(parent: Any, silent: bool) -> dict[str, Any]:
+#: how much of a silent run's code its record keeps (the rest: only its hash)
+SILENT_CODE_CHARS = 4096
+
+
+def cell_binding(parent: Any, silent: bool, code: str = "") -> dict[str, Any]:
     """The ``extra`` fields that tie a cell record to where it is shown (host side: kernel and magic).
 
     ``silent``: no audit output shows it (a silent execute_request): the next cell's audit output
     holds it in ``preceding``, the only place a cell record may stand there. ``cell_id``: the
     frontend's ``cellId`` (JupyterLab, nbclient), which ``superseded`` records must share with
-    the record of the cell that holds them (None: the frontend named no cell).
+    the record of the cell that holds them (None: the frontend named no cell). A silent run's
+    ``code`` is kept (``silent_code``, at most :data:`SILENT_CODE_CHARS` characters;
+    ``silent_code_complete``: all of it, as hashed), so that verify can name what ran unseen.
     """
     meta = parent.get("metadata") if isinstance(parent, Mapping) else None
     cell_id = meta.get("cellId") if isinstance(meta, Mapping) else None
     if isinstance(cell_id, str) and len(cell_id) > 128:
         cell_id = "sha256:" + hashlib.sha256(cell_id.encode("utf-8", "surrogatepass")).hexdigest()
-    return {"silent": bool(silent), "cell_id": cell_id if isinstance(cell_id, str) else None}
+    binding = {"silent": bool(silent), "cell_id": cell_id if isinstance(cell_id, str) else None}
+    if silent:
+        kept = code[:SILENT_CODE_CHARS].encode("utf-8", "backslashreplace").decode("utf-8")
+        binding.update(silent_code=kept, silent_code_complete=kept == code)
+    return binding
 
 
 def source_hash(source: str | Iterable[str]) -> str:
@@ -348,13 +359,7 @@ def record_figures(record: Mapping[str, Any]) -> tuple[Mapping[str, Any], list[A
     violations = violations if isinstance(violations, list) else []
     wall = record.get("execution_time")
     cpu = metrics.get("cpu_time_used")
-    number = (int, float)
-    return (
-        metrics,
-        violations,
-        float(wall) if isinstance(wall, number) and not isinstance(wall, bool) else None,
-        float(cpu) if isinstance(cpu, number) and not isinstance(cpu, bool) else None,
-    )
+    return metrics, violations, number_or_none(wall), number_or_none(cpu)
 
 
 def summary_line(record: Mapping[str, Any], execution_count: int | None = None) -> str:
@@ -366,7 +371,7 @@ def summary_line(record: Mapping[str, Any], execution_count: int | None = None) 
         record_status(record),
         fmt_seconds(wall),
         f"CPU {fmt_seconds(cpu)}",
-        f"peak {fmt_bytes(metrics.get('memory_peak_bytes'))}",
+        f"peak {fmt_bytes(number_or_none(metrics.get('memory_peak_bytes')))}",
         f"{len(violations)} violation{'s' if len(violations) != 1 else ''}",
         f"record {str(record.get('record_hash', ''))[:8]}…",
     ]

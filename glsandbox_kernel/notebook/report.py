@@ -34,6 +34,7 @@ from ..cli_options import add_notebook_command, beside_notebook
 from ..host_files import replace_file
 from ..terminal_text import printable
 from .evidence import fmt_bytes, fmt_seconds, record_figures, record_status
+from .held_records import number_or_none
 from .seal import sealed_by_note
 from .verify import METADATA_KEY, CellCheck, NotebookVerifyResult, verify_notebook
 
@@ -78,7 +79,7 @@ def _row(check: CellCheck) -> str:
         f'<td class="{status_cls}">{html.escape(status)}</td>'
         f'<td class="num">{fmt_seconds(wall) if wall is not None else "-"}</td>'
         f'<td class="num">{fmt_seconds(cpu) if cpu is not None else "-"}</td>'
-        f'<td class="num">{fmt_bytes(metrics.get("memory_peak_bytes")) if metrics else "-"}</td>'
+        f'<td class="num">{fmt_bytes(number_or_none(metrics.get("memory_peak_bytes"))) if metrics else "-"}</td>'
         f'<td class="num">{viol}</td>'
         f"{_mark(check.source_ok)}{_mark(check.outputs_ok)}{_mark(check.chain_ok)}"
         f"{_mark(check.signature_ok) if check.signature_ok is not None else '<td>-</td>'}"

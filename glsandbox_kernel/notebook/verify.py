@@ -50,10 +50,10 @@ from .checks import (
     _magic_order_ok,
     cell_outputs,
     copies_differ,
+    held_records,
     hiding_metadata,
     kernelspec_level_warning,
     malformed_cells,
-    misplaced_cell_records,
     unencodable_values,
     widget_state_warning,
 )
@@ -201,7 +201,7 @@ def verify_notebook(
                 check.problems.append(f"{check.label}: its metadata copy says {'; '.join(differs)}")
         earlier = [dict(r) for r in payload.get("superseded") or [] if isinstance(r, Mapping)]
         entries.extend(_Entry(old, check, own=False, superseded=True) for old in earlier)
-        misplaced_cell_records(check, record, preceding, earlier, strict)
+        held_records(check, record, preceding, earlier, strict, checks)
         if earlier:
             seqs = ", ".join(
                 str(r.get("seq"))
