@@ -14,6 +14,8 @@ are killed): here the honest side and the host's own cost, judged from the host.
 4. A folder the sandbox renames keeps its watch: the watch, added under the old name, is re-pointed to
    the new one even when the guard's watches are all taken (before: the write events under the new name
    were looked up at the old path, found nothing and were not counted until the periodic walk).
+5. All of it, and review 27's reproducers, as uid 65534: the host reads the sandbox's ``/proc/<pid>/fd``
+   without root (an unreadable one would kill the sandbox: fail closed).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import pytest
 from glsandbox_kernel import SandboxCrashedError, disk_guard
 from glsandbox_kernel.disk_walk import MAX_DEPTH
 
+from ..conftest import rerun_as_unprivileged
 from .test_outside27_common import output_sandbox
 from .test_outside27_disk_guard import DEPTH, _deep_blocks, _run, deep_fill
 
@@ -205,3 +208,20 @@ def test_writes_below_a_renamed_folder_are_counted_by_its_watch(
         f"{backend}: {on_disk / MiB:.1f} MiB written below a renamed folder under a {quota / MiB:.0f} MiB quota "
         f"and the call returned {got!r}: its watch still named the old path"
     )
+
+
+@pytest.mark.unprivileged
+def test_deep_and_held_files_as_an_unprivileged_user() -> None:
+    """As uid 65534 (BASIC shares the host's uid; the host reads the sandbox's fds without root): the tests
+    above and review 27's disk guard reproducers, again."""
+    here = Path(__file__)
+    proc = rerun_as_unprivileged(
+        str(here.parent / "test_outside27_disk_guard.py"),
+        str(here),
+        "-rs",
+        "-k",
+        "not unprivileged_user",
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+    assert " passed" in proc.stdout and " failed" not in proc.stdout
