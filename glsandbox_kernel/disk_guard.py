@@ -424,10 +424,12 @@ def disk_error(guard: DiskGuard | None, returncode: int | None = None) -> Sandbo
         return None
     quota, used = guard.exceeded
     where = ", ".join(guard.roots)[:300] or "its host folders"
-    what = f"{used}, too many to count" if isinstance(used, str) else f"{fmt_bytes(used)} (measured outside)"
+    if isinstance(used, str):  # fail closed: what it holds is not known to be under the quota
+        what = f"the host could not count what the sandbox holds in {where} ({used}) under its disk quota of"
+    else:
+        what = f"the sandbox wrote {fmt_bytes(used)} (measured outside) to {where}, over its disk quota of"
     return SandboxCrashedError(
-        f"the sandbox wrote {what} to {where}, over its disk quota of {fmt_bytes(quota)}; the worker and every "
-        "process it started were killed and its state is lost",
+        f"{what} {fmt_bytes(quota)}; the worker and every process it started were killed and its state is lost",
         returncode=returncode,
         reason="disk_quota",
         limit=quota,
