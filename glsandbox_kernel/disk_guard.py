@@ -57,6 +57,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import disk_walk
+from .disk_unwatched import MAX_ENTRIES, UNWATCHED_S, UnwatchedFolders
 from .disk_walk import MAX_DEPTH, Uncountable
 from .exceptions import SandboxCrashedError
 from .units import fmt_bytes
@@ -66,8 +67,6 @@ log = logging.getLogger("glsandbox.disk_guard")
 #: A full walk of the roots this often, or 20 times as long as the last walk took (events missed: mmap writes,
 #: a watch limit reached).
 RESCAN_S = 1.0
-#: Entries below the roots the guard counts at most; past it the sandbox is killed (fail closed).
-MAX_ENTRIES = 200_000
 
 
 def _max_watches() -> int:
@@ -79,8 +78,9 @@ def _max_watches() -> int:
     return max(64, min(4096, limit // 16))
 
 
-#: inotify watches one guard holds at most (they are the host user's, ``max_user_watches``): folders past it are
-#: counted by the periodic walk only, so a sandbox's many folders cannot spend the host's budget.
+#: inotify watches one guard holds at most (they are the host user's, ``max_user_watches``, and each pins a
+#: kernel inode): past it a folder the sandbox makes or writes in takes the watch of the least recently active
+#: one, and the folders without a watch are re-read every :data:`UNWATCHED_S` and at each call's end.
 MAX_WATCHES = _max_watches()
 
 _IN_MODIFY, _IN_CLOSE_WRITE, _IN_MOVED_FROM, _IN_MOVED_TO = 0x2, 0x8, 0x40, 0x80
@@ -95,7 +95,7 @@ _EVENT = struct.Struct("iIII")
 HELD_EVERY_S = 0.02
 
 
-class DiskGuard:
+class DiskGuard(UnwatchedFolders):
     """HOST side: the bytes the sandbox added to its host folders, with its tree killed past ``quota``."""
 
     def __init__(self, roots: tuple[str, ...], quota: int, masked: Callable[[str], bool] | None = None) -> None:
@@ -127,6 +127,9 @@ class DiskGuard:
         self._wds: dict[int, str] = {}  # watch -> the folder it names now (a rename's walk re-points it)
         self._wd_inode: dict[int, tuple[int, int]] = {}  # watch -> its folder's inode
         self._inode_wd: dict[tuple[int, int], int] = {}  # watched folder's inode -> its watch
+        self._unwatched: set[str] = set()  # counted folders past MAX_WATCHES: re-read by _walk_unwatched
+        self._unwatched_next = 0.0
+        self._evicting: str | None = None  # a folder the sandbox just made: it takes a quiet folder's watch
         self._fd = -1
         self._stop: tuple[int, int] | None = None  # a pipe that wakes the thread to end
         self._thread: threading.Thread | None = None
@@ -174,6 +177,8 @@ class DiskGuard:
                     self._count(path)
             except Uncountable as exc:  # then killed at the check
                 self._uncountable = self._uncountable or str(exc)
+            if self._unwatched:  # what no watch reports: re-read before the call returns
+                self._walk_unwatched()
             self._read_held()
         self._check(self._worker)
 
@@ -203,16 +208,23 @@ class DiskGuard:
     def _run(self, worker: Any, stop_fd: int) -> None:
         fd, last, every = self._fd, time.monotonic(), RESCAN_S
         while self.exceeded is None:
+            wait = every - (time.monotonic() - last)
+            if self._unwatched:
+                wait = min(wait, self._unwatched_next - time.monotonic())
             try:
-                ready = select.select([f for f in (fd, stop_fd) if f >= 0], [], [], every)[0]
+                ready = select.select([f for f in (fd, stop_fd) if f >= 0], [], [], max(0.0, wait))[0]
             except (OSError, ValueError):
                 return
             if stop_fd in ready:
                 return
             with self._lock:
-                if fd in ready and self._take_events() and time.monotonic() >= self._held_next:
+                wrote = fd in ready and self._take_events()
+                over = self.used > self.quota  # then killed first: no reading that delays it
+                if wrote and not over and time.monotonic() >= self._held_next:
                     self._read_held()
-                if time.monotonic() - last >= every:
+                if self._unwatched and not over and time.monotonic() >= self._unwatched_next:
+                    self._walk_unwatched()
+                if not over and time.monotonic() - last >= every:
                     took = time.monotonic()
                     self._rescan()
                     last = time.monotonic()
@@ -246,6 +258,8 @@ class DiskGuard:
         """Under the lock: read every pending event and re-count what each names; whether one was a write."""
         wrote = False
         while True:
+            if self.used > self.quota:  # killed at the check now; the rest of the queue can wait
+                return wrote
             try:
                 data = os.read(self._fd, 65536)
             except OSError:  # BlockingIOError: none left
@@ -264,9 +278,10 @@ class DiskGuard:
                     if inode is not None and self._inode_wd.get(inode) == wd:
                         del self._inode_wd[inode]
                     continue
-                base = self._wds.get(wd)
+                base = self._wds.pop(wd, None)
                 if base is None:
                     continue
+                self._wds[wd] = base  # the most recently active now: the last to give its watch away
                 wrote = wrote or bool(mask & _IN_MODIFY)
                 path = f"{base}/{os.fsdecode(name)}" if name else base
                 counts = not mask & (_IN_DELETE | _IN_MOVED_FROM | _IN_CREATE | _IN_MOVED_TO | _IN_ISDIR)
@@ -289,7 +304,11 @@ class DiskGuard:
             self._drop(path)
             return
         if mask & _IN_ISDIR and mask & (_IN_CREATE | _IN_MOVED_TO):
-            self._walk(path)
+            self._evicting = path
+            try:
+                self._walk(path)
+            finally:
+                self._evicting = None
             return
         self._count(path)
 
@@ -299,6 +318,7 @@ class DiskGuard:
         self._links.clear()
         self._kids.clear()
         self._sparse.clear()
+        self._unwatched.clear()
         self._total = 0
 
     def _drop(self, path: str) -> None:
@@ -312,6 +332,7 @@ class DiskGuard:
             stack.extend(self._kids.pop(p, ()))
             key = self._paths.pop(p, None)
             self._sparse.discard(p)
+            self._unwatched.discard(p)
             if key is None:
                 continue
             left = self._links[key] - 1
@@ -385,14 +406,21 @@ class DiskGuard:
         """Under the lock: watch the folder open as ``fd`` (at any depth: through ``/proc/self/fd``). A folder
         watched already (renamed: its watch still names the old path) is re-pointed, past the cap too."""
         inode = (st.st_dev, st.st_ino)
-        if self._fd < 0 or (inode not in self._inode_wd and len(self._wds) >= MAX_WATCHES):
-            return  # past MAX_WATCHES: the periodic walk counts it
-        wd = self._libc.inotify_add_watch(self._fd, f"/proc/self/fd/{fd}".encode(), _MASK)
-        if wd < 0:  # the host's watch limit: the periodic walk counts it
+        if self._fd < 0:
             return
+        full = inode not in self._inode_wd and len(self._wds) >= MAX_WATCHES
+        if full and not (folder == self._evicting and self._evict()):
+            self._unwatched.add(folder)  # past MAX_WATCHES: re-read by _walk_unwatched
+            return
+        wd = self._libc.inotify_add_watch(self._fd, f"/proc/self/fd/{fd}".encode(), _MASK)
+        if wd < 0:  # the host's watch limit
+            self._unwatched.add(folder)
+            return
+        self._unwatched.discard(folder)
         old = self._wd_inode.get(wd)
         if old is not None and old != inode and self._inode_wd.get(old) == wd:
             del self._inode_wd[old]
+        self._wds.pop(wd, None)
         self._wds[wd] = folder
         self._wd_inode[wd] = inode
         self._inode_wd[inode] = wd
@@ -437,4 +465,13 @@ def disk_error(guard: DiskGuard | None, returncode: int | None = None) -> Sandbo
     )
 
 
-__all__ = ["MAX_DEPTH", "MAX_ENTRIES", "DiskGuard", "disk_error", "disk_overrun", "guard_for"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_ENTRIES",
+    "MAX_WATCHES",
+    "UNWATCHED_S",
+    "DiskGuard",
+    "disk_error",
+    "disk_overrun",
+    "guard_for",
+]

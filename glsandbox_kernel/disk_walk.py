@@ -161,6 +161,26 @@ def walk(
             os.close(held)
 
 
+def listing(path: str, roots: Iterable[str], budget: int) -> tuple[os.stat_result, list[tuple[str, os.stat_result]]]:
+    """The folder ``path``'s own ``fstat`` and its entries' (name, ``lstat``), not below them: what the guard
+    re-reads of a folder it holds no watch on. OSError when it is gone or no folder; :class:`Uncountable`
+    past ``budget`` entries."""
+    fd = open_dir(path, roots)
+    try:
+        st, found = os.fstat(fd), list[tuple[str, os.stat_result]]()
+        with os.scandir(fd) as it:
+            for entry in it:
+                if len(found) >= budget:
+                    raise Uncountable(f"more than {budget} entries")
+                try:
+                    found.append((entry.name, entry.stat(follow_symlinks=False)))
+                except OSError:
+                    continue  # gone since the listing
+        return st, found
+    finally:
+        os.close(fd)
+
+
 def held_files(pids: Iterable[int], devs: set[int], cap: int = MAX_HELD_FDS) -> dict[tuple[int, int], int]:
     """Blocks in bytes of the regular files on ``devs`` with no name (unlinked, ``O_TMPFILE``) that the
     processes ``pids`` (the sandbox's, never the host's) hold open, by inode (st_dev, st_ino).
@@ -197,4 +217,14 @@ def held_files(pids: Iterable[int], devs: set[int], cap: int = MAX_HELD_FDS) -> 
     return found
 
 
-__all__ = ["MAX_DEPTH", "MAX_HELD_FDS", "Uncountable", "depth_below", "held_files", "lstat", "open_dir", "walk"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_HELD_FDS",
+    "Uncountable",
+    "depth_below",
+    "held_files",
+    "listing",
+    "lstat",
+    "open_dir",
+    "walk",
+]
