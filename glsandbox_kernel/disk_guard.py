@@ -23,7 +23,8 @@ Counted as it happens: an inotify watch on every folder below the roots
 (``IN_MODIFY`` comes with each ``write(2)``), a thread that re-reads the files
 named in each batch of events, a full walk every :data:`RESCAN_S` and after
 a queue overflow (writes through ``mmap`` send no event), and a drain of the
-pending events at each call's end. Walks and watches go by directory fd
+pending events at each call's end; past :data:`MAX_WATCHES` folders, watches move to where the
+sandbox writes and the folders without one are re-read often and at each call's end (:mod:`.disk_unwatched`). Walks and watches go by directory fd
 (:mod:`.disk_walk`), so a file below a path longer than ``PATH_MAX`` is counted
 as any other, and a renamed folder's watch is re-pointed to its new name. Files
 held open with no name (unlinked, ``O_TMPFILE``) are counted from the fd tables
