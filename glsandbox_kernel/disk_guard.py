@@ -23,7 +23,13 @@ Counted as it happens: an inotify watch on every folder below the roots
 (``IN_MODIFY`` comes with each ``write(2)``), a thread that re-reads the files
 named in each batch of events, a full walk every :data:`RESCAN_S` and after
 a queue overflow (writes through ``mmap`` send no event), and a drain of the
-pending events at each call's end. The budget is the session's, not one
+pending events at each call's end; past :data:`MAX_WATCHES` folders, watches move to where the
+sandbox writes and the folders without one are re-read often and at each call's end (:mod:`.disk_unwatched`). Walks and watches go by directory fd
+(:mod:`.disk_walk`), so a file below a path longer than ``PATH_MAX`` is counted
+as any other, and a renamed folder's watch is re-pointed to its new name. Files
+held open with no name (unlinked, ``O_TMPFILE``) are counted from the fd tables
+of the sandbox's own processes (``/proc/<pid>/fd``, on the roots' filesystems,
+each inode once), read at each walk, at each call's end and after write events. The budget is the session's, not one
 worker's: a worker started after a kill (or a restart) finds what the last
 one wrote still counted, and is killed at its first call while the folders
 stay over the quota (removing files there from the host frees the budget). **Known limit**: the count follows the
@@ -31,8 +37,10 @@ writes, it does not hold them: what the sandbox writes between crossing the
 quota and the kill (the guard thread's wake-up, a few milliseconds; measured
 in ``test_harden_disk_quota_host_folders``: 0.25-3 MiB; gVisor's sentry, slower to
 die, 19-31 MiB) reaches the host. More than
-:data:`MAX_ENTRIES` entries below the roots cannot be counted in time: the
-sandbox is killed then too (fail closed).
+:data:`MAX_ENTRIES` entries below the roots, folders nested more than
+:data:`~.disk_walk.MAX_DEPTH` deep, more than :data:`~.disk_walk.MAX_HELD_FDS`
+open fds, or a sandbox process whose fds the host may not read cannot be
+counted: the sandbox is killed then too (fail closed).
 """
 
 from __future__ import annotations
@@ -49,6 +57,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from . import disk_walk
+from .disk_unwatched import MAX_ENTRIES, UNWATCHED_S, UnwatchedFolders
+from .disk_walk import MAX_DEPTH, Uncountable
 from .exceptions import SandboxCrashedError
 from .units import fmt_bytes
 
@@ -57,8 +68,6 @@ log = logging.getLogger("glsandbox.disk_guard")
 #: A full walk of the roots this often, or 20 times as long as the last walk took (events missed: mmap writes,
 #: a watch limit reached).
 RESCAN_S = 1.0
-#: Entries below the roots the guard counts at most; past it the sandbox is killed (fail closed).
-MAX_ENTRIES = 200_000
 
 
 def _max_watches() -> int:
@@ -70,23 +79,24 @@ def _max_watches() -> int:
     return max(64, min(4096, limit // 16))
 
 
-#: inotify watches one guard holds at most (they are the host user's, ``max_user_watches``): folders past it are
-#: counted by the periodic walk only, so a sandbox's many folders cannot spend the host's budget.
+#: inotify watches one guard holds at most (they are the host user's, ``max_user_watches``, and each pins a
+#: kernel inode): past it a folder the sandbox makes or writes in takes the watch of the least recently active
+#: one, and the folders without a watch are re-read every :data:`UNWATCHED_S` and at each call's end.
 MAX_WATCHES = _max_watches()
 
 _IN_MODIFY, _IN_CLOSE_WRITE, _IN_MOVED_FROM, _IN_MOVED_TO = 0x2, 0x8, 0x40, 0x80
 _IN_CREATE, _IN_DELETE, _IN_Q_OVERFLOW, _IN_IGNORED, _IN_ISDIR = 0x100, 0x200, 0x4000, 0x8000, 0x40000000
-_IN_ONLYDIR, _IN_DONT_FOLLOW, _IN_EXCL_UNLINK = 0x01000000, 0x02000000, 0x04000000
-_MASK = _IN_MODIFY | _IN_CLOSE_WRITE | _IN_MOVED_FROM | _IN_MOVED_TO | _IN_CREATE | _IN_DELETE
-_MASK |= _IN_ONLYDIR | _IN_DONT_FOLLOW | _IN_EXCL_UNLINK
+_IN_ONLYDIR = 0x01000000
+#: Added through ``/proc/self/fd/N`` of a folder the walk opened ``O_NOFOLLOW`` (any depth; no IN_DONT_FOLLOW:
+#: the fd's link is what must be followed). No IN_EXCL_UNLINK: a write to an unlinked or ``O_TMPFILE`` file
+#: still sends IN_MODIFY (named by its old name or ``#NNN``), which asks for a look at the held files.
+_MASK = _IN_MODIFY | _IN_CLOSE_WRITE | _IN_MOVED_FROM | _IN_MOVED_TO | _IN_CREATE | _IN_DELETE | _IN_ONLYDIR
 _EVENT = struct.Struct("iIII")
+#: The sandbox's open nameless files are read after a write event at most this often (or 20x the last reading).
+HELD_EVERY_S = 0.02
 
 
-class _Uncountable(Exception):
-    """More than :data:`MAX_ENTRIES` entries below the roots."""
-
-
-class DiskGuard:
+class DiskGuard(UnwatchedFolders):
     """HOST side: the bytes the sandbox added to its host folders, with its tree killed past ``quota``."""
 
     def __init__(self, roots: tuple[str, ...], quota: int, masked: Callable[[str], bool] | None = None) -> None:
@@ -96,7 +106,7 @@ class DiskGuard:
         #: counted (the user's own ``git fetch`` into a masked ``.git`` of a writable project is no sandbox write)
         self._is_masked = masked or (lambda _name: False)
         self._masked: dict[str, tuple[int, int]] = {}  # path -> (st_dev, st_ino) of what the first walk found
-        #: (quota, bytes added) once the guard killed the tree; ``"uncountable"`` as the figure: too many entries
+        #: (quota, bytes added) once the guard killed the tree; a reason as the figure when it could not count
         self.exceeded: tuple[int, int | str] | None = None
         self._worker: Any = None
         self._kill: Callable[[Any], None] | None = None
@@ -111,8 +121,16 @@ class DiskGuard:
         self._first_walk = False
         self._total = 0
         self._base: int | None = None  # what the folders held when the session's first worker started
-        self._wds: dict[int, str] = {}
-        self._watched: dict[str, int] = {}  # folder -> its watch
+        #: files with no name the sandbox's processes hold open on the roots' filesystems: inode -> blocks
+        self._held: dict[tuple[int, int], int] = {}
+        self._held_next = 0.0
+        self._devs: set[int] = set()  # st_dev of the roots
+        self._wds: dict[int, str] = {}  # watch -> the folder it names now (a rename's walk re-points it)
+        self._wd_inode: dict[int, tuple[int, int]] = {}  # watch -> its folder's inode
+        self._inode_wd: dict[tuple[int, int], int] = {}  # watched folder's inode -> its watch
+        self._unwatched: set[str] = set()  # counted folders past MAX_WATCHES: re-read by _walk_unwatched
+        self._unwatched_next = 0.0
+        self._evicting: str | None = None  # a folder the sandbox just made: it takes a quiet folder's watch
         self._fd = -1
         self._stop: tuple[int, int] | None = None  # a pipe that wakes the thread to end
         self._thread: threading.Thread | None = None
@@ -120,8 +138,10 @@ class DiskGuard:
 
     @property
     def used(self) -> int:
-        """Bytes the sandbox added since the session's first worker started (negative: it removed more)."""
-        return self._total - (self._base or 0)
+        """Bytes the sandbox added since the session's first worker started (negative: it removed more); its
+        open nameless files included (a held inode that has a counted name again is counted once)."""
+        held = sum(n for key, n in self._held.items() if key not in self._sizes)
+        return self._total + held - (self._base or 0)
 
     def watch(self, worker: Any, kill: Callable[[Any], None]) -> None:
         """Start counting for ``worker`` (nothing when it is the one counted already); ``kill(worker)`` past the quota."""
@@ -129,9 +149,10 @@ class DiskGuard:
         if worker is self._worker and self.exceeded is None and thread is not None and thread.is_alive():
             return  # counting this worker already (a killed one's thread has ended: counted afresh)
         self.close()
-        self._worker, self._kill, self.exceeded, self._uncountable = worker, kill, None, False
+        self._worker, self._kill, self.exceeded, self._uncountable = worker, kill, None, None
         scratch = getattr(worker, "workdir", None)  # BASIC's host scratch folder (a tmpfs of the quota as root)
-        self._roots_now = tuple(dict.fromkeys((*self.roots, *([scratch] if scratch else []))))
+        roots = (*self.roots, *([scratch] if scratch else []))
+        self._roots_now = tuple(dict.fromkeys(os.path.normpath(r) for r in roots))
         self._libc = ctypes.CDLL(None, use_errno=True)
         self._fd = self._libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
         with self._lock:
@@ -152,9 +173,14 @@ class DiskGuard:
             return
         with self._lock:
             self._take_events()
-            with contextlib.suppress(_Uncountable):  # then killed at the check
+            try:
                 for path in list(self._sparse):
                     self._count(path)
+            except Uncountable as exc:  # then killed at the check
+                self._uncountable = self._uncountable or str(exc)
+            if self._unwatched:  # what no watch reports: re-read before the call returns
+                self._walk_unwatched()
+            self._read_held()
         self._check(self._worker)
 
     def close(self) -> None:
@@ -173,7 +199,9 @@ class DiskGuard:
                 os.close(self._fd)
                 self._fd = -1
             self._wds.clear()
-            self._watched.clear()
+            self._wd_inode.clear()
+            self._inode_wd.clear()
+            self._held.clear()
             self._forget()
 
     # -- the guard thread ---------------------------------------------------------------------------------
@@ -181,16 +209,23 @@ class DiskGuard:
     def _run(self, worker: Any, stop_fd: int) -> None:
         fd, last, every = self._fd, time.monotonic(), RESCAN_S
         while self.exceeded is None:
+            wait = every - (time.monotonic() - last)
+            if self._unwatched:
+                wait = min(wait, self._unwatched_next - time.monotonic())
             try:
-                ready = select.select([f for f in (fd, stop_fd) if f >= 0], [], [], every)[0]
+                ready = select.select([f for f in (fd, stop_fd) if f >= 0], [], [], max(0.0, wait))[0]
             except (OSError, ValueError):
                 return
             if stop_fd in ready:
                 return
             with self._lock:
-                if fd in ready:
-                    self._take_events()
-                if time.monotonic() - last >= every:
+                wrote = fd in ready and self._take_events()
+                over = self.used > self.quota  # then killed first: no reading that delays it
+                if wrote and not over and time.monotonic() >= self._held_next:
+                    self._read_held()
+                if self._unwatched and not over and time.monotonic() >= self._unwatched_next:
+                    self._walk_unwatched()
+                if not over and time.monotonic() - last >= every:
                     took = time.monotonic()
                     self._rescan()
                     last = time.monotonic()
@@ -199,24 +234,38 @@ class DiskGuard:
 
     def _check(self, worker: Any) -> None:
         if self.exceeded is None and (self.used > self.quota or self._uncountable) and worker is self._worker:
-            self.exceeded = (self.quota, "uncountable" if self._uncountable else self.used)
+            self.exceeded = (self.quota, self._uncountable or self.used)
             log.warning("sandbox over its disk quota (%s): killing it", self.exceeded)
             if self._kill is not None:
                 self._kill(worker)
 
-    _uncountable = False
+    _uncountable: str | None = None  # why the folders could not be counted (the sandbox is killed for it)
     _roots_now: tuple[str, ...] = ()
 
-    def _take_events(self) -> None:
-        """Under the lock: read every pending event and re-count what each names."""
+    def _read_held(self) -> None:
+        """Under the lock: the nameless files the sandbox's processes hold open now (:func:`.disk_walk.held_files`)."""
+        took = time.monotonic()
+        worker = self._worker
+        try:
+            pids = worker.host_pids() if worker is not None else []
+            self._held = disk_walk.held_files(pids, self._devs)
+        except Uncountable as exc:
+            self._uncountable = self._uncountable or str(exc)
+        except OSError:
+            pass  # the worker gone: its files with it
+        self._held_next = time.monotonic() + max(HELD_EVERY_S, 20 * (time.monotonic() - took))
+
+    def _take_events(self) -> bool:
+        """Under the lock: read every pending event and re-count what each names; whether one was a write."""
+        wrote = False
         while True:
+            if self.used > self.quota:  # killed at the check now; the rest of the queue can wait
+                return wrote
             try:
                 data = os.read(self._fd, 65536)
-            except BlockingIOError:
-                return
-            except OSError:
-                return
-            off = 0
+            except OSError:  # BlockingIOError: none left
+                return wrote
+            off, done = 0, set[str]()  # paths counted in this batch: a later write sends a new event
             while off + _EVENT.size <= len(data):
                 wd, mask, _cookie, length = _EVENT.unpack_from(data, off)
                 name = data[off + _EVENT.size : off + _EVENT.size + length].split(b"\0", 1)[0]
@@ -225,26 +274,42 @@ class DiskGuard:
                     self._rescan()
                     continue
                 if mask & _IN_IGNORED:
-                    gone = self._wds.pop(wd, None)
-                    if gone is not None and self._watched.get(gone) == wd:
-                        del self._watched[gone]
+                    self._wds.pop(wd, None)
+                    inode = self._wd_inode.pop(wd, None)
+                    if inode is not None and self._inode_wd.get(inode) == wd:
+                        del self._inode_wd[inode]
                     continue
-                base = self._wds.get(wd)
+                base = self._wds.pop(wd, None)
                 if base is None:
                     continue
-                path = os.path.join(base, os.fsdecode(name)) if name else base
+                self._wds[wd] = base  # the most recently active now: the last to give its watch away
+                wrote = wrote or bool(mask & _IN_MODIFY)
+                path = f"{base}/{os.fsdecode(name)}" if name else base
+                counts = not mask & (_IN_DELETE | _IN_MOVED_FROM | _IN_CREATE | _IN_MOVED_TO | _IN_ISDIR)
+                if counts and path in done:
+                    continue
+                if counts:
+                    done.add(path)
+                else:
+                    done.clear()
                 self._event(path, mask)
 
     def _event(self, path: str, mask: int) -> None:
-        with contextlib.suppress(_Uncountable):  # then killed at the next check
+        try:
             self._one_event(path, mask)
+        except Uncountable as exc:  # then killed at the next check
+            self._uncountable = self._uncountable or str(exc)
 
     def _one_event(self, path: str, mask: int) -> None:
         if mask & (_IN_DELETE | _IN_MOVED_FROM):
             self._drop(path)
             return
         if mask & _IN_ISDIR and mask & (_IN_CREATE | _IN_MOVED_TO):
-            self._walk(path)
+            self._evicting = path
+            try:
+                self._walk(path)
+            finally:
+                self._evicting = None
             return
         self._count(path)
 
@@ -254,6 +319,7 @@ class DiskGuard:
         self._links.clear()
         self._kids.clear()
         self._sparse.clear()
+        self._unwatched.clear()
         self._total = 0
 
     def _drop(self, path: str) -> None:
@@ -267,6 +333,7 @@ class DiskGuard:
             stack.extend(self._kids.pop(p, ()))
             key = self._paths.pop(p, None)
             self._sparse.discard(p)
+            self._unwatched.discard(p)
             if key is None:
                 continue
             left = self._links[key] - 1
@@ -277,17 +344,22 @@ class DiskGuard:
                 self._total -= self._sizes.pop(key)
 
     def _count(self, path: str) -> os.stat_result | None:
+        """Under the lock: count the entry at ``path`` as it is now (dropped when gone)."""
         try:
-            st = os.lstat(path)
+            st = disk_walk.lstat(path, self._roots_now)
         except OSError:
             self._drop(path)
             return None
+        return st if self._record(path, st) else None
+
+    def _record(self, path: str, st: os.stat_result) -> bool:
+        """Under the lock: count ``st`` as the entry at ``path``; False when it is not counted (masked)."""
         key = (st.st_dev, st.st_ino)
         if self._first_walk and path not in self._roots_now and self._is_masked(os.path.basename(path)):
             self._masked[path] = key
         if self._masked.get(path) == key:  # the host's, hidden from the sandbox: not counted, nor below it
             self._drop(path)
-            return None
+            return False
         if self._paths.get(path) != key:
             self._drop(path)  # a new inode at this path (or a first sight): the old one's subtree is gone
             self._paths[path] = key
@@ -301,41 +373,58 @@ class DiskGuard:
         self._total += new - self._sizes.get(key, 0)
         self._sizes[key] = new
         if len(self._paths) > MAX_ENTRIES:
-            self._uncountable = True
-            raise _Uncountable()
-        return st
+            self._uncountable = self._uncountable or f"more than {MAX_ENTRIES} entries"
+            raise Uncountable(self._uncountable)
+        return True
 
     def _rescan(self) -> None:
-        """Under the lock: count every entry below the roots again (watches added where missing)."""
+        """Under the lock: count every entry below the roots again (watches added where missing), and the
+        nameless files the sandbox holds open."""
         self._forget()
         try:
             for root in self._roots_now:
+                with contextlib.suppress(OSError):
+                    self._devs.add(os.lstat(root).st_dev)
                 self._walk(root)
-        except _Uncountable:
-            pass
+        except Uncountable as exc:
+            self._uncountable = self._uncountable or str(exc)
+        self._read_held()
 
     def _walk(self, top: str) -> None:
-        stack = [top]
-        while stack:
-            folder = stack.pop()
-            st = self._count(folder)
-            if st is None or not stat.S_ISDIR(st.st_mode):
-                continue
-            room = self._fd >= 0 and (folder in self._watched or len(self._wds) < MAX_WATCHES)
-            wd = self._libc.inotify_add_watch(self._fd, os.fsencode(folder), _MASK) if room else -1
-            if wd >= 0:  # else past MAX_WATCHES or the host's watch limit: the periodic walk counts it
-                self._wds[wd] = folder
-                self._watched[folder] = wd
-            try:
-                with os.scandir(folder) as it:
-                    entries = list(it)
-            except OSError:
-                continue
-            for entry in entries:
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(entry.path)
-                else:
-                    self._count(entry.path)
+        """Under the lock: count ``top`` and every entry below it, by directory fd (:func:`.disk_walk.walk`)."""
+        try:
+            fd = disk_walk.open_dir(top, self._roots_now)
+        except OSError:  # not a folder (a file or symlink now), gone, or unreadable: counted as what it is
+            self._count(top)
+            return
+        depth = disk_walk.depth_below(top, self._roots_now)
+        disk_walk.walk(top, fd, depth, MAX_ENTRIES, self._walked, self._add_watch)
+
+    def _walked(self, path: str, st: os.stat_result) -> bool:
+        return self._record(path, st) and stat.S_ISDIR(st.st_mode)
+
+    def _add_watch(self, folder: str, fd: int, st: os.stat_result) -> None:
+        """Under the lock: watch the folder open as ``fd`` (at any depth: through ``/proc/self/fd``). A folder
+        watched already (renamed: its watch still names the old path) is re-pointed, past the cap too."""
+        inode = (st.st_dev, st.st_ino)
+        if self._fd < 0:
+            return
+        full = inode not in self._inode_wd and len(self._wds) >= MAX_WATCHES
+        if full and not (folder == self._evicting and self._evict()):
+            self._unwatched.add(folder)  # past MAX_WATCHES: re-read by _walk_unwatched
+            return
+        wd = self._libc.inotify_add_watch(self._fd, f"/proc/self/fd/{fd}".encode(), _MASK)
+        if wd < 0:  # the host's watch limit
+            self._unwatched.add(folder)
+            return
+        self._unwatched.discard(folder)
+        old = self._wd_inode.get(wd)
+        if old is not None and old != inode and self._inode_wd.get(old) == wd:
+            del self._inode_wd[old]
+        self._wds.pop(wd, None)
+        self._wds[wd] = folder
+        self._wd_inode[wd] = inode
+        self._inode_wd[inode] = wd
 
 
 def guard_for(config: Any) -> DiskGuard | None:
@@ -364,14 +453,12 @@ def disk_error(guard: DiskGuard | None, returncode: int | None = None) -> Sandbo
         return None
     quota, used = guard.exceeded
     where = ", ".join(guard.roots)[:300] or "its host folders"
-    what = (
-        f"more than {MAX_ENTRIES} entries, too many to count"
-        if isinstance(used, str)
-        else f"{fmt_bytes(used)} (measured outside)"
-    )
+    if isinstance(used, str):  # fail closed: what it holds is not known to be under the quota
+        what = f"the host could not count what the sandbox holds in {where} ({used}) under its disk quota of"
+    else:
+        what = f"the sandbox wrote {fmt_bytes(used)} (measured outside) to {where}, over its disk quota of"
     return SandboxCrashedError(
-        f"the sandbox wrote {what} to {where}, over its disk quota of {fmt_bytes(quota)}; the worker and every "
-        "process it started were killed and its state is lost",
+        f"{what} {fmt_bytes(quota)}; the worker and every process it started were killed and its state is lost",
         returncode=returncode,
         reason="disk_quota",
         limit=quota,
@@ -379,4 +466,13 @@ def disk_error(guard: DiskGuard | None, returncode: int | None = None) -> Sandbo
     )
 
 
-__all__ = ["MAX_ENTRIES", "DiskGuard", "disk_error", "disk_overrun", "guard_for"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_ENTRIES",
+    "MAX_WATCHES",
+    "UNWATCHED_S",
+    "DiskGuard",
+    "disk_error",
+    "disk_overrun",
+    "guard_for",
+]
