@@ -27,6 +27,21 @@ FORWARDED_SIGNALS = (
 )
 
 
+def unignore_forwarded_signals() -> None:
+    """CHILD side, the worker while the forwarded signals are still blocked: undo inherited SIG_IGN.
+
+    A host started as a background job of a non-interactive shell (``cmd &``, as CI
+    scripts do) runs with SIGINT and SIGQUIT ignored, and an ignored disposition
+    survives fork and exec down to the worker: the interrupt the set-up processes
+    forward would then vanish there. The worker gets Python's defaults back
+    (SIGINT raises KeyboardInterrupt; the others SIG_DFL); handlers it inherited
+    are left alone.
+    """
+    for sig in FORWARDED_SIGNALS:
+        if signal.getsignal(sig) is signal.SIG_IGN:
+            signal.signal(sig, signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL)
+
+
 def read_exact(fd: int, n: int) -> bytes:
     """CHILD side: read up to ``n`` bytes, stopping early only at EOF."""
     buf = b""

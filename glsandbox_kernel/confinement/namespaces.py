@@ -60,7 +60,7 @@ from ._common import ChildState, ConfinementError, PlanContext, close_fds_except
 from .idmaps import MAP_FILES as _MAP_FILES
 from .idmaps import write_proc as _write_proc
 from .mirror import FORWARDED_SIGNALS as _FORWARDED_SIGNALS
-from .mirror import read_exact, wait_and_mirror_child
+from .mirror import read_exact, unignore_forwarded_signals, wait_and_mirror_child
 from .profile import SANDBOX_GID, SANDBOX_UID, UNPRIVILEGED_HOST_ID
 
 FLAGS = CLONE_NS_FLAGS
@@ -249,6 +249,7 @@ def fork_init_child(section: NamespacesSection | None, state: ChildState) -> Non
         _become_sandbox_ids(section)
     # P3, the worker
     state.intermediate = False
+    unignore_forwarded_signals()
     signal.pthread_sigmask(signal.SIG_SETMASK, _saved_mask)
     state.report["namespaces"] = {
         "kinds": list(section.kinds),

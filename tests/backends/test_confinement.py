@@ -608,17 +608,8 @@ def test_namespace_view(fake_home_secret: str | None) -> None:
     assert out.report["mounts"]["proc"].startswith("hidepid")
 
 
-@needs_userns
-@pytest.mark.namespace
-def test_namespace_exit_status_signals_and_no_leftovers() -> None:
-    plan = build_child_plan(moderate(), backend="namespace", workdir="/tmp/work")
-
-    out = run_in_sandbox(plan, lambda: os._exit(7))
-    assert out.status == 7
-    out = run_in_sandbox(plan, lambda: os.kill(os.getpid(), signal.SIGKILL))
-    assert out.status == -signal.SIGKILL
-
-    # SIGINT to the outermost process reaches the worker as KeyboardInterrupt.
+def interrupt_sandbox(plan: ChildPlan) -> Outcome:
+    """HOST side: run a worker that sleeps, send SIGINT to the outermost process once it is ready."""
     ready_r, ready_w = os.pipe()
 
     def waits_for_sigint() -> str:
@@ -636,9 +627,40 @@ def test_namespace_exit_status_signals_and_no_leftovers() -> None:
 
         threading.Thread(target=go, daemon=True).start()
 
-    out = run_in_sandbox(plan, waits_for_sigint, on_start=interrupt_when_ready)
-    os.close(ready_r)
-    os.close(ready_w)
+    try:
+        return run_in_sandbox(plan, waits_for_sigint, on_start=interrupt_when_ready)
+    finally:
+        os.close(ready_r)
+        os.close(ready_w)
+
+
+@needs_userns
+@pytest.mark.namespace
+def test_namespace_worker_is_interruptible_when_the_host_ignores_sigint() -> None:
+    """A host started as a background job of a non-interactive shell (``pytest &`` in a CI
+    script) ignores SIGINT, and SIG_IGN survives fork and exec: the worker must still get
+    the forwarded SIGINT as KeyboardInterrupt (CI saw "slept" here)."""
+    plan = build_child_plan(moderate(), backend="namespace", workdir="/tmp/work")
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        out = interrupt_sandbox(plan)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert out.result == "KeyboardInterrupt", out
+
+
+@needs_userns
+@pytest.mark.namespace
+def test_namespace_exit_status_signals_and_no_leftovers() -> None:
+    plan = build_child_plan(moderate(), backend="namespace", workdir="/tmp/work")
+
+    out = run_in_sandbox(plan, lambda: os._exit(7))
+    assert out.status == 7
+    out = run_in_sandbox(plan, lambda: os.kill(os.getpid(), signal.SIGKILL))
+    assert out.status == -signal.SIGKILL
+
+    # SIGINT to the outermost process reaches the worker as KeyboardInterrupt.
+    out = interrupt_sandbox(plan)
     assert out.result == "KeyboardInterrupt", out
 
     # A setsid double-fork daemon dies with the sandbox when the host kills it
