@@ -39,8 +39,8 @@ in ``test_harden_disk_quota_host_folders``: 0.25-3 MiB; gVisor's sentry, slower 
 die, 19-31 MiB) reaches the host. More than
 :data:`MAX_ENTRIES` entries below the roots, folders nested more than
 :data:`~.disk_walk.MAX_DEPTH` deep, more than :data:`~.disk_walk.MAX_HELD_FDS`
-open fds, or a sandbox process whose fds the host may not read cannot be
-counted: the sandbox is killed then too (fail closed).
+open fds cannot be counted: the sandbox is killed then too (fail closed). A sandbox
+process whose fds the host may not read is passed over (its nameless files uncounted).
 """
 
 from __future__ import annotations
@@ -247,7 +247,7 @@ class DiskGuard(UnwatchedFolders):
         took = time.monotonic()
         worker = self._worker
         try:
-            pids = worker.host_pids() if worker is not None else []
+            pids = worker.host_pids() if worker is not None and self._devs else []  # no guarded filesystem: none
             self._held = disk_walk.held_files(pids, self._devs)
         except Uncountable as exc:
             self._uncountable = self._uncountable or str(exc)

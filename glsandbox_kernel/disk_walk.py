@@ -187,7 +187,9 @@ def held_files(pids: Iterable[int], devs: set[int], cap: int = MAX_HELD_FDS) -> 
 
     Read from ``/proc/<pid>/fd``: a link whose target ends in `` (deleted)`` (``/path (deleted)``, an
     ``O_TMPFILE``'s ``/folder/#NNN (deleted)``), ``os.stat`` of the link for the inode. A process gone
-    meanwhile is passed over; one whose fds the host may not read, or more than ``cap`` fds, raise
+    meanwhile is passed over, and so is one whose fds the host may not read (a container's processes of
+    another uid on a host that is not root; a process made non-dumpable: honest programs do both, so a kill
+    there would stop honest sandboxes; a known limit, in the README); more than ``cap`` fds raise
     :class:`Uncountable`.
     """
     found: dict[tuple[int, int], int] = {}
@@ -195,25 +197,23 @@ def held_files(pids: Iterable[int], devs: set[int], cap: int = MAX_HELD_FDS) -> 
     for pid in pids:
         base = f"/proc/{pid}/fd"
         try:
-            it = os.scandir(base)
-        except PermissionError as exc:
-            raise Uncountable(f"open files of sandbox process {pid} the host cannot read") from exc
+            with os.scandir(base) as it:
+                entries = list(it)
         except OSError:
-            continue  # gone
-        with it:
-            for entry in it:
-                seen += 1
-                if seen > cap:
-                    raise Uncountable(f"more than {cap} open files")
-                link = f"{base}/{entry.name}"
-                try:
-                    if not os.readlink(link).endswith(" (deleted)"):
-                        continue
-                    st = os.stat(link)
-                except OSError:
-                    continue  # closed meanwhile
-                if stat.S_ISREG(st.st_mode) and st.st_dev in devs:
-                    found[(st.st_dev, st.st_ino)] = st.st_blocks * 512
+            continue  # gone, or not the host's to read
+        for entry in entries:
+            seen += 1
+            if seen > cap:
+                raise Uncountable(f"more than {cap} open files")
+            link = f"{base}/{entry.name}"
+            try:
+                if not os.readlink(link).endswith(" (deleted)"):
+                    continue
+                st = os.stat(link)
+            except OSError:
+                continue  # closed meanwhile
+            if stat.S_ISREG(st.st_mode) and st.st_dev in devs:
+                found[(st.st_dev, st.st_ino)] = st.st_blocks * 512
     return found
 
 
