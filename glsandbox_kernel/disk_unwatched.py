@@ -15,7 +15,7 @@ import contextlib
 import os
 import stat
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import disk_walk
 from .disk_walk import Uncountable
@@ -43,20 +43,17 @@ class UnwatchedFolders:
     _fd: int
     _libc: Any
 
-    def _drop(self, path: str) -> None:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # DiskGuard's own, which these methods call
 
-    def _count(self, path: str) -> os.stat_result | None:
-        raise NotImplementedError
+        def _drop(self, path: str) -> None: ...
 
-    def _record(self, path: str, st: os.stat_result) -> bool:
-        raise NotImplementedError
+        def _count(self, path: str) -> os.stat_result | None: ...
 
-    def _walk(self, top: str) -> None:
-        raise NotImplementedError
+        def _record(self, path: str, st: os.stat_result) -> bool: ...
 
-    def _add_watch(self, folder: str, fd: int, st: os.stat_result) -> None:
-        raise NotImplementedError
+        def _walk(self, top: str) -> None: ...
+
+        def _add_watch(self, folder: str, fd: int, st: os.stat_result) -> None: ...
 
     def _evict(self) -> bool:
         """Under the lock: take the watch off the least recently active folder (not a root), which is re-read
