@@ -233,6 +233,19 @@ class Monitor:
     def end(self) -> None:
         self._active = False
 
+    def keep_final(self, worker: WorkerProcess) -> None:
+        """HOST side, the session between killing a worker mid-call and cleaning it up: the tree's
+        closing reading (a cgroup's figures outlive the tree until cleanup), so a crashed or killed
+        call still has its CPU time. Nothing outside a call, nor over a limit kill's own reading."""
+        if not self._active or self.killed_reading is not None or worker is not self._worker:
+            return
+        try:
+            final = worker.sample()
+        except Exception:  # noqa: BLE001 - gone with its cgroup: the call's figures stay unmeasured
+            return
+        if final.cpu_time is not None:
+            self.killed_reading = final
+
     def close(self) -> None:
         with self._lock:
             self._closed = True

@@ -336,7 +336,7 @@ class OSSandbox(AuditedSandbox):
             # a MemoryError is a limit verdict only on the host's own measurement (results.cell_error)
             audit_error = cell_error(self.config, result, outcome.metrics, judge)  # and shows it in result
         # What the sandbox did about it (measured outside): timeout, kill, violation.
-        failure = judge.host_error(outcome.error) if outcome.error is not None and judge is not None else outcome.error
+        failure = judge.host_error(outcome.error, outcome.metrics) if outcome.error and judge else outcome.error
         if failure is None and outcome.violations:
             try:
                 self._session.raise_for_violations(outcome.violations, outcome.enforced)

@@ -180,6 +180,7 @@ class Session(InterruptBinding, ViolationAttribution):
         if worker is not None:
             if worker.poll() is None:
                 worker.kill()
+            self.monitor.keep_final(worker)  # a call's closing reading, before the cgroup goes
             worker.cleanup()
 
     # -- what the layers above ask (kernel, magic, widgets: never ``session.worker``) -----------

@@ -261,10 +261,14 @@ class CellLimitGuard:
         seen = [v for v in (self.seen_memory, now, peak) if v is not None]
         return max(seen, default=None), sample.source if sample is not None else None
 
-    def cpu_used(self) -> float | None:
-        """The cell's CPU time measured outside: the monitor's last sample, or a reading now (a
-        cgroup's figures outlive the worker); None without either. Relay thread."""
+    def cpu_used(self, metrics: Any = None) -> float | None:
+        """The cell's CPU time measured outside: the monitor's last sample, the call's own figure
+        (``metrics``: the session's closing reading, kept when the worker died), or a reading now (a
+        cgroup's figures outlive the worker); None without any. Relay or cell thread."""
         seen = [self.seen_cpu] if self.seen_cpu is not None else []
+        call_cpu = getattr(metrics, "cpu_time_used", None)
+        if isinstance(call_cpu, float):
+            seen.append(call_cpu)
         worker = self.sandbox.session.worker
         if worker is not None and self._cpu0 is not None:
             try:
@@ -290,7 +294,7 @@ class CellLimitGuard:
                 self._memory_verdict = memory_verdict(limit, peak, measured_by, whose)
             return self._memory_verdict
 
-    def host_error(self, failure: BaseException) -> BaseException:
+    def host_error(self, failure: BaseException, metrics: Any = None) -> BaseException:
         """The host's error for the cell (``run_cell``'s hook, cell thread): the guard's own kill becomes
         the cell's limit with what it measured; a SIGXCPU death under ``--cpu-time`` is the CPU limit only
         when the cell's CPU time, read outside, reached it (:func:`cpu_reached`), else the cell's own."""
@@ -305,7 +309,7 @@ class CellLimitGuard:
             return _cpu_error(self.describe(), failure, cpu, self.seen_cpu)
         if failure.signal != signal.SIGXCPU:
             return failure
-        used = self.cpu_used()
+        used = self.cpu_used(metrics)
         if cpu_reached(cpu, used):
             text = (
                 f"the cell used more than its CPU time limit of {cpu:g} s (SIGXCPU; measured outside the "
