@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import marshal
 import os
+import shutil
 import sys
 from typing import Any
 
@@ -42,6 +43,17 @@ def where_modules_came_from() -> dict[str, Any]:
     }
 
 
+def _seen_in_a_new_container(name: str) -> dict[str, Any]:
+    """:func:`where_modules_came_from` in a container started now (no warm pool: its own start-up)."""
+    docker_pool.set_pool_size(0)
+    try:
+        with OSSandbox(OSSandboxConfig(isolation_type=IsolationType(name), execution_timeout=60.0)) as sb:
+            return dict(sb.execute(where_modules_came_from))
+    finally:
+        docker_pool.set_pool_size(None)
+        assert flush_removals(30), "container removals did not finish"
+
+
 @pytest.mark.container
 @pytest.mark.parametrize("name", ["container", "gvisor"])
 def test_the_worker_imports_its_start_up_modules_from_the_bundle(name: str) -> None:
@@ -50,13 +62,7 @@ def test_the_worker_imports_its_start_up_modules_from_the_bundle(name: str) -> N
     ok, why = backend_cls.available()
     if not ok:
         pytest.skip(f"{name}: {why}")
-    docker_pool.set_pool_size(0)
-    try:
-        with OSSandbox(OSSandboxConfig(isolation_type=IsolationType(name), execution_timeout=60.0)) as sb:
-            seen = sb.execute(where_modules_came_from)
-    finally:
-        docker_pool.set_pool_size(None)
-        assert flush_removals(30), "container removals did not finish"
+    seen = _seen_in_a_new_container(name)
     bundled = dict.fromkeys(
         ("json", "typing", "ctypes", "glsandbox_kernel.worker.loop", "glsandbox_kernel.codec", "msgpack")
     )
@@ -77,6 +83,61 @@ def test_the_worker_imports_its_start_up_modules_from_the_bundle(name: str) -> N
     assert seen["finder_left"] == []  # removed before any request ran
     labels = {"label": f"{LABEL_HOST_PID}={os.getpid()}"}
     assert docker_api.api().containers(all=True, filters=labels) == []  # the builder is gone too
+
+
+def _reinstall_like_pip(pkg_dir: str) -> None:
+    """What ``pip install --force-reinstall`` does to a package: the same files, new ones (new mtimes),
+    the old directory moved aside, the new one put in its place, the old one removed."""
+    parent, name = os.path.split(pkg_dir)
+    fresh, old = os.path.join(parent, f".{name}-new-{os.getpid()}"), os.path.join(parent, f".{name}-old-{os.getpid()}")
+    shutil.copytree(pkg_dir, fresh, copy_function=shutil.copy, ignore=shutil.ignore_patterns("__pycache__"))
+    os.rename(pkg_dir, old)
+    os.rename(fresh, pkg_dir)
+    shutil.rmtree(old)
+
+
+@pytest.mark.container
+def test_a_reinstalled_dependency_gets_a_new_bundle_that_serves_it() -> None:
+    """After a reinstall of msgpack in the bound venv (as pip does it: new files, new mtimes) the next
+    container gets a bundle built from the new files, not the old bundle whose checks now fail (the
+    CI that ran a fresh clone's new venv where the last clone's venv had been)."""
+    import msgpack
+
+    ok, why = backends()["container"].available()
+    if not ok:
+        pytest.skip(f"container: {why}")
+    pkg_dir = os.path.dirname(msgpack.__file__)
+    if not os.access(os.path.dirname(pkg_dir), os.W_OK):
+        pytest.skip(f"{os.path.dirname(pkg_dir)} is not writable here")
+    assert _seen_in_a_new_container("container")["loaders"]["msgpack"] == "_BundledLoader"
+    before = bundle.bundle_for(default_image(), worker_binds())
+    _reinstall_like_pip(pkg_dir)
+    assert bundle.bundle_for(default_image(), worker_binds()) is None  # the old bundle is not bound again
+    assert _seen_in_a_new_container("container")["loaders"]["msgpack"] == "_BundledLoader"
+    after = bundle.bundle_for(default_image(), worker_binds())
+    assert after is not None and before is not None and after != before
+    os.remove(before)  # named by a state of the venv that is gone: no container binds it again
+
+
+def test_the_bundles_name_follows_the_dependency_folders_not_the_snapshots_use(tmp_path: Any) -> None:
+    """A package replaced in a bound dependency folder (a pip install) names another bundle; the
+    snapshot's touch on every use does not; a folder that is gone names none."""
+    snapshot, deps = tmp_path / "snapshot", tmp_path / "site-packages"
+    (deps / "pkg").mkdir(parents=True)
+    (deps / "pkg" / "__init__.py").write_text("X = 1\n")
+    snapshot.mkdir()
+    os.utime(deps, ns=(10**18, 10**18))  # installed a while ago (not in the clock tick of the reinstall below)
+    binds = {str(snapshot): {"bind": "/s"}, str(deps): {"bind": "/d"}}
+    first = bundle._file_for("sha256:abc", binds)
+    assert bundle._file_for("sha256:abc", binds) == first
+    os.utime(snapshot)
+    assert bundle._file_for("sha256:abc", binds) == first
+    _reinstall_like_pip(str(deps / "pkg"))
+    second = bundle._file_for("sha256:abc", binds)
+    assert second != first and os.path.dirname(second) == os.path.dirname(first)
+    shutil.rmtree(deps)
+    with pytest.raises(OSError):
+        bundle._file_for("sha256:abc", binds)
 
 
 def _write_bundle(path: Any, version: str, modules: dict[str, tuple[str, str]]) -> None:

@@ -9,8 +9,8 @@ image's own python from the image's own files (and the worker snapshot's,
 no capabilities, uid 65534, no user code), then read by the bootstrap in
 one go (:class:`glsandbox_kernel.worker.bootstrap._Bundle`). The host never
 loads it: it copies at most :data:`MAX_BYTES` of a regular file. Named by
-the image's id and the snapshot's digest; one for another python build is
-ignored inside. Any failure leaves containers importing as before.
+the image's id, the snapshot's digest and the state of the bound dependency
+folders (:func:`_file_for`); one for another python build is ignored inside. Any failure leaves containers importing as before.
 
 Who calls: :func:`.launch.launch_worker` (:func:`ensure_bundle`, which runs
 the builder there, once per image and process) and
@@ -55,10 +55,22 @@ _failed: set[str] = set()
 
 
 def _file_for(image_id: str, binds: Mapping[str, Any]) -> str:
-    """Named by the image, the worker snapshot (the first bind) and every bound host folder: another
-    checkout or venv with the same worker code has its own dependency files (sizes, mtimes)."""
+    """Named by the image, the worker snapshot (the first bind) and every bound host folder, each
+    dependency folder with its inode and mtime: another checkout or venv with the same worker code,
+    or the same venv after a ``pip install`` (which adds and removes entries of site-packages), has
+    other dependency files (sizes, mtimes), which a bundle built before would fail the bootstrap's
+    checks of (a fresh clone's new venv where the last clone's was got that one's bundle in CI).
+    A file edited in place leaves its folder as it was: the bootstrap's check imports it from disk.
+    Raises OSError for a folder that is gone."""
     code_dir = next(iter(binds))
-    folders = hashlib.sha256("\0".join(sorted(binds)).encode()).hexdigest()[:12]
+    parts = []
+    for folder in sorted(binds):
+        if folder == code_dir:  # named by its digest (and touched on every use: its mtime says nothing)
+            parts.append(folder)
+            continue
+        st = os.stat(folder)
+        parts.append(f"{folder}:{st.st_ino}:{st.st_mtime_ns}")
+    folders = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:12]
     return os.path.join(private_root(), f"bundle-{image_id.split(':')[-1][:16]}-{os.path.basename(code_dir)}-{folders}")
 
 
