@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...config import OSSandboxConfig
 from ...exceptions import SandboxConfigError
+from ...hidden_project import note_hidden
 from . import images, limits, owner
 from .bundle import BUNDLE_PATH, bundle_bind, bundle_for
 
@@ -306,13 +307,8 @@ def _user_binds(config: OSSandboxConfig, hidden: dict[str, str]) -> dict[str, di
         secrets, out = container_masks(config)
         if out is not None and not secrets:  # the sandbox's own output folder: hidden, not the project
             hidden[f"{WORK_DIR}/project/{out}"] = "ro,nosuid,nodev,noexec,size=4k,mode=0000"
-        if secrets:  # these binds cannot hide single names inside a folder: then the folder is not shown
-            log.warning(
-                "container: not showing %s: it holds %s, which this backend cannot hide (use isolation namespace)",
-                fs.project_dir,
-                ", ".join(p for p, _ in secrets[:5]),
-            )
-        else:
+        note_hidden(fs.project_dir, secrets)  # a notice for the kernel's first cell and exec
+        if not secrets:  # these binds cannot hide single names inside a folder: else the folder is not shown
             mode = "rw" if config.project_access == "write" else "ro"
             wanted.append(("project_dir", fs.project_dir, f"{WORK_DIR}/project", mode))
     wanted += [("readonly_paths", p, p, "ro") for p in fs.readonly_paths]
