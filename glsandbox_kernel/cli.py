@@ -141,6 +141,10 @@ def _run_exec(args: argparse.Namespace) -> int:
 
     try:
         with OSSandbox(cfg) as box:
+            from .write_access import unwritable_folders
+
+            for text in unwritable_folders(cfg, box.isolation_type):  # else its writes fail without a word why
+                print(printable(f"glsandbox exec: {text}"), file=sys.stderr)
             result = box._call(run, (source, script, list(args.args)), {}, script=True)
     except SandboxError as exc:
         print(printable(f"glsandbox exec: {type(exc).__name__}: {exc}"), file=sys.stderr)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import glsandbox_cli
+from ..conftest import assert_exec_notice_until_fixed, assert_first_cell_notice
 from ..escape.test_outside5_common import need
 
 pytestmark = pytest.mark.timeout(400)
@@ -34,30 +34,15 @@ def _project(tmp_path: Path) -> Path:
 
 def test_exec_says_why_the_container_shows_no_project(tmp_path: Path) -> None:
     need("container")
-    project = _project(tmp_path)
-    ran = glsandbox_cli("exec", "--isolation", "container", str(project / "calc.py"))
-    assert ran.returncode == 1, ran.stdout + ran.stderr  # the script's own FileNotFoundError, as before
-    assert f"the project folder {project} is not shown to the sandbox: it holds signing.key" in ran.stderr
-    assert "use isolation namespace" in ran.stderr
-    (project / "signing.key").unlink()
-    ran = glsandbox_cli("exec", "--isolation", "container", str(project / "calc.py"))
-    assert ran.returncode == 0 and "2 rows" in ran.stdout, ran.stdout + ran.stderr
-    assert "not shown" not in ran.stderr
+    project = _project(tmp_path)  # the script's own FileNotFoundError, as before, now with the reason
+    notice = f"the project folder {project} is not shown to the sandbox: it holds signing.key (masked names)"
+    argv = ["--isolation", "container", str(project / "calc.py")]
+    assert_exec_notice_until_fixed(argv, notice, (project / "signing.key").unlink, "2 rows")
 
 
 def test_kernel_first_cell_says_why_the_container_shows_no_project(tmp_path: Path) -> None:
-    nbformat = pytest.importorskip("nbformat")
+    pytest.importorskip("nbformat")
     need("container")
     project = _project(tmp_path)
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "glsandbox", "display_name": "Python 3 (sandboxed)", "language": "python"}
-    nb.cells = [nbformat.v4.new_code_cell(CALC)]
-    nbformat.write(nb, str(project / "nb.ipynb"))
-    out = tmp_path / "out.ipynb"
-    ran = glsandbox_cli("run", str(project / "nb.ipynb"), "--isolation", "container", "-o", str(out))
-    assert "FileNotFoundError" in ran.stdout, ran.stdout + ran.stderr
-    outputs = nbformat.read(str(out), 4).cells[0].outputs
-    shown = [str(o.get("text") or o.get("data", {}).get("text/plain", "")) for o in outputs]  # a notice: display_data
-    assert any(f"the project folder {project} is not shown to the sandbox: it holds signing.key" in t for t in shown)
-    verified = glsandbox_cli("audit", "verify", str(out))
-    assert verified.returncode == 0, verified.stdout + verified.stderr  # the notice is a covered kernel output
+    notice = f"the project folder {project} is not shown to the sandbox: it holds signing.key"
+    assert_first_cell_notice(project, [CALC], ["--isolation", "container"], "FileNotFoundError", notice)
