@@ -59,14 +59,14 @@ def glsandbox_cli(
 
 
 def glsandbox_run_cells(
-    folder: Path, sources: Sequence[str], *args: str
+    folder: Path, sources: Sequence[str], *args: str, kernel: str = "glsandbox"
 ) -> tuple[subprocess.CompletedProcess[str], Path, list[list[str]]]:
-    """Write a glsandbox notebook of ``sources`` into ``folder`` and ``glsandbox run`` it (``args`` added):
+    """Write a notebook of ``sources`` for ``kernel`` into ``folder`` and ``glsandbox run`` it (``args`` added):
     ``(the run, the executed notebook, each cell's output texts)``; a notice is a display_data's text."""
     import nbformat
 
     nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "glsandbox", "display_name": "Python 3 (sandboxed)", "language": "python"}
+    nb.metadata["kernelspec"] = {"name": kernel, "display_name": kernel, "language": "python"}
     nb.cells = [nbformat.v4.new_code_cell(src) for src in sources]
     nbformat.write(nb, str(folder / "nb.ipynb"))
     out = folder.parent / f"{folder.name}.out.ipynb"

@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ..conftest import glsandbox_run_cells
+
 GLSANDBOX = [sys.executable, "-m", "glsandbox_kernel.cli"]
 
 
@@ -46,3 +48,16 @@ def test_cluster_doctor_without_dask_is_one_line() -> None:
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     assert "pip install 'glsandbox-kernel[distributed]'" in proc.stderr
+
+
+def test_run_of_a_magic_notebook_says_which_door_it_needs(tmp_path: Path) -> None:
+    """``glsandbox run magic.ipynb`` (a python3 notebook of ``%%sandbox strict --in ...`` cells) stopped at
+    the first magic cell with "UsageError: %%sandbox: unrecognized arguments: strict --in activity" and
+    an audit FAILED; now it says first that the notebook needs its own kernel, and how to run it."""
+    magic = ["%load_ext glsandbox_kernel\nactivity = {'diesel': 120}", "%%sandbox strict --in activity\nx = 1"]
+    ran, _out, _shown = glsandbox_run_cells(tmp_path, magic, kernel="python3")
+    assert "is a notebook of the 'python3' kernel with %%sandbox magic cells (cell 2" in ran.stderr, ran.stderr
+    assert f"papermill {tmp_path / 'nb.ipynb'} OUT.ipynb" in ran.stderr
+    ran, _out, shown = glsandbox_run_cells(tmp_path, ["%%sandbox --timeout 5\n1 + 1"])  # the kernel's limits line
+    assert ran.returncode == 0 and "note:" not in ran.stderr, ran.stdout + ran.stderr
+    assert shown[0][0] == "2"
