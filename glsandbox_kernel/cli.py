@@ -122,6 +122,10 @@ def _run_exec(args: argparse.Namespace) -> int:
 
         args.project = default_project_dir(os.path.dirname(script))
     cfg = config_from_args(args)
+    from .hidden_project import hidden_project_notice
+
+    if hidden := hidden_project_notice(cfg):  # else the script's open() fails without a word why
+        print(printable(f"glsandbox exec: {hidden}"), file=sys.stderr)
 
     def run(src: str, path: str, argv: list[str]) -> Any:  # WORKER side
         import sys as _sys
@@ -137,6 +141,10 @@ def _run_exec(args: argparse.Namespace) -> int:
 
     try:
         with OSSandbox(cfg) as box:
+            from .write_access import unwritable_folders
+
+            for text in unwritable_folders(cfg, box.isolation_type):  # else its writes fail without a word why
+                print(printable(f"glsandbox exec: {text}"), file=sys.stderr)
             result = box._call(run, (source, script, list(args.args)), {}, script=True)
     except SandboxError as exc:
         print(printable(f"glsandbox exec: {type(exc).__name__}: {exc}"), file=sys.stderr)

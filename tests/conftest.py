@@ -58,6 +58,48 @@ def glsandbox_cli(
     )
 
 
+def glsandbox_run_cells(
+    folder: Path, sources: Sequence[str], *args: str, kernel: str = "glsandbox"
+) -> tuple[subprocess.CompletedProcess[str], Path, list[list[str]]]:
+    """Write a notebook of ``sources`` for ``kernel`` into ``folder`` and ``glsandbox run`` it (``args`` added):
+    ``(the run, the executed notebook, each cell's output texts)``; a notice is a display_data's text."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": kernel, "display_name": kernel, "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in sources]
+    nbformat.write(nb, str(folder / "nb.ipynb"))
+    out = folder.parent / f"{folder.name}.out.ipynb"
+    ran = glsandbox_cli("run", str(folder / "nb.ipynb"), *args, "-o", str(out))
+    cells = nbformat.read(str(out), 4).cells if out.exists() else []
+    texts = [[str(o.get("text") or o.get("data", {}).get("text/plain", "")) for o in c.outputs] for c in cells]
+    return ran, out, texts
+
+
+def assert_first_cell_notice(
+    folder: Path, sources: Sequence[str], args: Sequence[str], error: str, notice: str
+) -> None:
+    """``glsandbox run`` of ``sources`` in ``folder`` fails with ``error``; the first cell shows ``notice``
+    (a kernel notice, once), and the executed notebook verifies (the notice is a covered kernel output)."""
+    ran, out, shown = glsandbox_run_cells(folder, sources, *args)
+    assert error in ran.stdout, ran.stdout + ran.stderr
+    assert any(notice in t for t in shown[0]), shown[0]
+    assert not any(notice in t for cell in shown[1:] for t in cell)
+    verified = glsandbox_cli("audit", "verify", str(out))
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def assert_exec_notice_until_fixed(argv: Sequence[str], notice: str, fix: Any, wrote: str) -> None:
+    """``glsandbox exec ARGV`` prints ``notice`` and its script fails (exit 1); after ``fix()`` it prints
+    ``wrote`` and no notice."""
+    ran = glsandbox_cli("exec", *argv)
+    assert ran.returncode == 1 and notice in ran.stderr, ran.stdout + ran.stderr
+    fix()
+    ran = glsandbox_cli("exec", *argv)
+    assert ran.returncode == 0 and wrote in ran.stdout, ran.stdout + ran.stderr
+    assert notice not in ran.stderr
+
+
 def as_user(argv: Sequence[str], uid: int = NOBODY) -> list[str]:
     """The command that runs ``argv`` as ``uid`` (its gid the same, no groups) with this
     interpreter reachable (see ``_AS_USER``). Skips the calling test where that cannot

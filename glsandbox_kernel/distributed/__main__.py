@@ -20,7 +20,11 @@ def main(argv: list[str] | None = None) -> int:
     doctor.add_argument("address", metavar="SCHEDULER_ADDRESS", help="e.g. tcp://10.0.0.5:8786")
     doctor.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    from distributed import Client
+    try:
+        from distributed import Client
+    except ImportError:  # the README's command on a machine with glsandbox-kernel[all] only: one line, exit 2
+        print(f"{parser.prog}: error: needs Dask: pip install 'glsandbox-kernel[distributed]'", file=sys.stderr)
+        return 2
 
     from .client import cluster_doctor
 

@@ -200,4 +200,24 @@ def run_install(args: argparse.Namespace) -> int:
         return 1
     for (name, spec), path in zip(specs, paths, strict=True):
         print(f"Installed kernelspec {name} ({spec['display_name']}) in {path}")
+    for warning in missing_folder_warnings(args):
+        print(f"glsandbox install: warning: {warning}", file=sys.stderr)
     return 0
+
+
+def missing_folder_warnings(args: argparse.Namespace) -> list[str]:
+    """The folders given to ``glsandbox install`` that do not exist (yet): a kernelspec is installed
+    for them all the same (a folder may be made later), but the analyst hears it now, not at the
+    first cell (the README's ``--project ~/emissions``, copied as written)."""
+    named = [("--project", args.project)] if getattr(args, "project", None) else []
+    named += [(f"--{flag}", p) for flag in ("ro", "rw") for p in getattr(args, flag, None) or []]
+    fails = {
+        "--project": "every cell fails with SandboxConfigError until it does",
+        "--ro": "the sandbox does not show it until it does",
+        "--rw": "the sandbox does not show it until it does",
+    }
+    return [
+        f"{flag} {full} does not exist (yet): {fails[flag]}"
+        for flag, given in named
+        if not os.path.isdir(full := os.path.abspath(os.path.expanduser(given)))
+    ]

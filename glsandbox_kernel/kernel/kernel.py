@@ -280,7 +280,9 @@ class SandboxKernel(TaskParents, StartUp, QuickRequests, FrontendComms, KernelOp
         except Exception as exc:  # noqa: BLE001 - e.g. BackendUnavailableError: an error reply, not a dead kernel
             return self._error_reply(relay.error(type(exc).__name__, str(exc)))
         options, capped = cap_to_session(options or CellOptions(), sandbox.config)
-        capped += [] if silent else take_start_notices(sandbox.config)  # e.g. why no project folder is shown
+        capped += (
+            [] if silent else take_start_notices(sandbox.config, sandbox.isolation_type)
+        )  # e.g. why no project folder is shown
         generation = sandbox.session.generation
         self._cell_operation = op = sandbox.session.next_operation  # interrupts from here on: this cell's
         if self._interrupted.is_set():

@@ -56,15 +56,20 @@ def _start_notice(text: str) -> None:
         _start_notices.append(text)
 
 
-def take_start_notices(config: OSSandboxConfig) -> list[str]:
+def take_start_notices(config: OSSandboxConfig, isolation: str = "") -> list[str]:
     """The notices for the kernel's first cell, once: why no project folder is shown (the kernel's
-    start folder, a folder it could not check), an existing output folder the sandbox cannot write."""
+    start folder, a folder it could not check), an existing output folder the sandbox cannot write, a
+    project folder a container backend does not show (it holds masked names), a folder the level lets
+    it write that it cannot (as root: a root-owned LENIENT project; ``isolation``: the sandbox's backend)."""
+    from ..hidden_project import hidden_project_notice
     from ..project import output_dir_problem
+    from ..write_access import unwritable_folders
 
     if True in _start_notices:
         return []
-    problem = output_dir_problem(config)
-    texts = [t for t in _start_notices if isinstance(t, str)] + ([f"glsandbox: {problem}\n"] if problem else [])
+    problems = [p for p in (output_dir_problem(config), hidden_project_notice(config)) if p]
+    problems += unwritable_folders(config, isolation)
+    texts = [t for t in _start_notices if isinstance(t, str)] + [f"glsandbox: {p}\n" for p in problems]
     _start_notices[:] = [True]
     return texts
 

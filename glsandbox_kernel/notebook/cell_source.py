@@ -115,3 +115,30 @@ def _shown(text: str) -> str:
 
 
 __all__ = ["check_source", "is_magic_cell", "line_level", "magic_line", "source_hashes"]
+
+
+def magic_notebook_note(nb: Any, path: str) -> str | None:
+    """Why ``glsandbox run`` is the wrong door for ``nb``, or None: a notebook of another kernel
+    (``python3``) whose ``%%sandbox`` lines are the magic's (``strict --in activity``), which the
+    sandbox kernel's limits line refuses (``UsageError``), so the run would stop at the first."""
+    from ..exceptions import CellOptionsError
+    from ..kernel.limits import split_cell_options
+
+    spec = nb.metadata.get("kernelspec") if isinstance(nb.metadata, Mapping) else None
+    name = str(spec.get("name", "")) if isinstance(spec, Mapping) else ""
+    if not name or name.startswith("glsandbox"):
+        return None
+    for index, cell in enumerate(nb.cells):
+        source = "".join(cell.get("source", "")) if cell.get("cell_type") == "code" else ""
+        if not is_magic_cell(source):
+            continue
+        try:
+            split_cell_options(source.lstrip())
+        except CellOptionsError:
+            return (
+                f"{path} is a notebook of the {name!r} kernel with %%sandbox magic cells (cell {index + 1}: "
+                f"{magic_line(source)[:80]!r}); glsandbox run executes every cell in the sandbox kernel, whose "
+                f"%%sandbox line takes limits only. Run it in its own kernel: papermill {path} OUT.ipynb, or "
+                f"jupyter nbconvert --to notebook --execute {path}; then glsandbox audit verify OUT.ipynb"
+            )
+    return None

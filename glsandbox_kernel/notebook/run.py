@@ -49,6 +49,7 @@ from ..cli_options import (
 from ..host_files import pin_folder, replace_file
 from ..safe_python import module_argv
 from ..terminal_text import printable
+from .cell_source import magic_notebook_note
 from .checks import kernelspec_level_warning
 from .evidence import find_audit_output, fmt_bytes, fmt_seconds, record_status
 from .metadata import collect_records, write_evidence_metadata
@@ -420,6 +421,8 @@ def run_cli(args: argparse.Namespace) -> int:
     nb = read_notebook(path)
     if nb is None:
         return 2
+    if note := magic_notebook_note(nb, path):  # else it stops at the first magic cell with a UsageError
+        print(printable(f"glsandbox run: note: {note}"), file=sys.stderr)
     try:
         parse_params(list(args.param))
     except ValueError as exc:

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...config import OSSandboxConfig
 from ...exceptions import SandboxConfigError
+from ...hidden_project import note_hidden
 from . import images, limits, owner
 from .bundle import BUNDLE_PATH, bundle_bind, bundle_for
 
@@ -294,8 +295,9 @@ def _under(path: str, root: str) -> bool:
 
 def _user_binds(config: OSSandboxConfig, hidden: dict[str, str]) -> dict[str, dict[str, str]]:
     """Binds the config asks for (project dir, readonly/writable paths); ``hidden`` gets an empty
-    tmpfs over the output folder when it holds masked names. A bind that is, contains or lies under
-    a blocked path (the Docker socket, /root, /home ...) is refused, and so is a named path with masked names.
+    tmpfs over the output folder when it holds masked names. A bind that is or contains a blocked path
+    (the Docker socket, /root, /home ...) is refused, and so is a named path with masked names; one the
+    user names below a blocked folder (a project in the home, ``~/emissions``) is shown, as NAMESPACE shows it.
     """
     from ...project import container_masks, refuse_named_secrets
 
@@ -305,23 +307,18 @@ def _user_binds(config: OSSandboxConfig, hidden: dict[str, str]) -> dict[str, di
         secrets, out = container_masks(config)
         if out is not None and not secrets:  # the sandbox's own output folder: hidden, not the project
             hidden[f"{WORK_DIR}/project/{out}"] = "ro,nosuid,nodev,noexec,size=4k,mode=0000"
-        if secrets:  # these binds cannot hide single names inside a folder: then the folder is not shown
-            log.warning(
-                "container: not showing %s: it holds %s, which this backend cannot hide (use isolation namespace)",
-                fs.project_dir,
-                ", ".join(p for p, _ in secrets[:5]),
-            )
-        else:
+        note_hidden(fs.project_dir, secrets)  # a notice for the kernel's first cell and exec
+        if not secrets:  # these binds cannot hide single names inside a folder: else the folder is not shown
             mode = "rw" if config.project_access == "write" else "ro"
             wanted.append(("project_dir", fs.project_dir, f"{WORK_DIR}/project", mode))
     wanted += [("readonly_paths", p, p, "ro") for p in fs.readonly_paths]
     wanted += [("writable_paths", p, p, "rw") for p in fs.writable_paths]
     binds: dict[str, dict[str, str]] = {}
     for field, host, target, mode in wanted:
-        for blocked in fs.blocked_paths:
-            if _under(host, blocked) or _under(blocked, host):
-                raise SandboxConfigError(f"filesystem.{field}", f"{host!r} overlaps the blocked path {blocked!r}")
         real = os.path.realpath(host)
+        for blocked in fs.blocked_paths:  # one that is or holds a blocked path; a folder the user names
+            if _under(blocked, host) or _under(blocked, real):  # below one (~/emissions) is shown, as NAMESPACE
+                raise SandboxConfigError(f"filesystem.{field}", f"{host!r} overlaps the blocked path {blocked!r}")
         refuse_named_secrets(field, real, fs.masked_names, scan=field != "project_dir")
         if not os.path.exists(real):  # as NAMESPACE: not shown (a bind mount of nothing fails the create)
             log.info("container: not showing %s: it does not exist", host)
