@@ -29,7 +29,7 @@ sandbox writes and the folders without one are re-read often and at each call's 
 as any other, and a renamed folder's watch is re-pointed to its new name. Files
 held open with no name (unlinked, ``O_TMPFILE``) are counted from the fd tables
 of the sandbox's own processes (``/proc/<pid>/fd``, on the roots' filesystems,
-each inode once), read at each walk, at each call's end and after write events. The budget is the session's, not one
+each inode once), read at each walk, after write events and at a call's end unless none is held and no event came since. The budget is the session's, not one
 worker's: a worker started after a kill (or a restart) finds what the last
 one wrote still counted, and is killed at its first call while the folders
 stay over the quota (removing files there from the host frees the budget). **Known limit**: the count follows the
@@ -124,6 +124,10 @@ class DiskGuard(UnwatchedFolders):
         #: files with no name the sandbox's processes hold open on the roots' filesystems: inode -> blocks
         self._held: dict[tuple[int, int], int] = {}
         self._held_next = 0.0
+        #: batches of inotify events taken so far, and their number at the last fd-table reading: a call's end
+        #: reads the fd tables again only when an event came since (or some file is held, or a folder unwatched)
+        self._events = 0
+        self._held_at = -1
         self._devs: set[int] = set()  # st_dev of the roots
         self._wds: dict[int, str] = {}  # watch -> the folder it names now (a rename's walk re-points it)
         self._wd_inode: dict[int, tuple[int, int]] = {}  # watch -> its folder's inode
@@ -180,8 +184,18 @@ class DiskGuard(UnwatchedFolders):
                 self._uncountable = self._uncountable or str(exc)
             if self._unwatched:  # what no watch reports: re-read before the call returns
                 self._walk_unwatched()
-            self._read_held()
+            if self._held_may_change():
+                self._read_held()
         self._check(self._worker)
+
+    def _held_may_change(self) -> bool:
+        """Under the lock: whether the sandbox may hold a nameless file the last fd-table reading did not see.
+
+        Not when that reading found none held and no inotify event came since: a file loses its name by an
+        unlink (``IN_DELETE``) and an ``O_TMPFILE`` gains blocks by writes (``IN_MODIFY``), both seen by the
+        watch on its folder (each counted folder has one or is in ``_unwatched``). A held file (its folder may be
+        gone, with its watch; ``mmap`` writes send nothing), a folder without a watch or no inotify: read."""
+        return bool(self._held) or bool(self._unwatched) or self._fd < 0 or self._held_at != self._events
 
     def close(self) -> None:
         """Stop counting (the worker gone or replaced, the session closed)."""
@@ -245,7 +259,7 @@ class DiskGuard(UnwatchedFolders):
     def _read_held(self) -> None:
         """Under the lock: the nameless files the sandbox's processes hold open now (:func:`.disk_walk.held_files`)."""
         took = time.monotonic()
-        worker = self._worker
+        worker, self._held_at = self._worker, self._events
         try:
             pids = worker.host_pids() if worker is not None and self._devs else []  # no guarded filesystem: none
             self._held = disk_walk.held_files(pids, self._devs)
@@ -265,6 +279,7 @@ class DiskGuard(UnwatchedFolders):
                 data = os.read(self._fd, 65536)
             except OSError:  # BlockingIOError: none left
                 return wrote
+            self._events += 1
             off, done = 0, set[str]()  # paths counted in this batch: a later write sends a new event
             while off + _EVENT.size <= len(data):
                 wd, mask, _cookie, length = _EVENT.unpack_from(data, off)
