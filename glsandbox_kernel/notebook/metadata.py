@@ -42,7 +42,7 @@ def collect_records(nb: Any) -> list[dict[str, Any]]:
     """Every audit record held by the cells' audit outputs, in notebook order."""
     records: list[dict[str, Any]] = []
     for cell in nb.cells:
-        if cell.get("cell_type") != "code":
+        if not isinstance(cell, Mapping) or cell.get("cell_type") != "code":
             continue
         found = find_audit_output(as_list(cell.get("outputs")))
         if found is None:

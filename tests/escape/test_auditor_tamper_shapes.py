@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from ..conftest import glsandbox_cli
 from ..jupyter.test_verify_encoding import _verify as verify_bytes
 from .test_outside26_common import signed_run
 
@@ -101,3 +102,30 @@ def test_a_field_of_the_wrong_type_is_named_not_a_crash(run: dict[str, Any], edi
         rc, said = _verify(run, edit, nb, *args)
         assert rc == 1 and "FAILED" in said, f"{edit} {args}: not failed:\n{said[-1500:]}"
         assert named in said, f"{edit}: {named!r} not named:\n{said[-1500:]}"
+
+
+# report read the file with nbformat: another verdict than audit verify's (duplicate keys), or none
+# (rc 2 "not a notebook"; a lone surrogate nbformat keeps crashed nh3); attest crashed on a cell or metadata
+# that is no object
+REPORTED = {
+    "duplicate-key": lambda nb: json.dumps(nb).replace('"text/plain": ', '"text/plain": "forged", "text/plain": ', 1),
+    "outputs-a-number": lambda nb: json.dumps({**nb, "cells": [{**c, "outputs": 1} for c in nb["cells"]]}),
+    "cell-a-number": lambda nb: json.dumps({**nb, "cells": [*nb["cells"][:1], 1, *nb["cells"][2:]]}),
+    "notebook-metadata-a-number": lambda nb: json.dumps({**nb, "metadata": 1}),
+    "lone-surrogate-spliced": lambda nb: json.dumps(nb).replace("total 42", "total \\ud800 42", 1),
+}
+
+
+@pytest.mark.parametrize("edit", sorted(REPORTED))
+def test_report_and_attest_give_the_verdict_of_audit_verify(run: dict[str, Any], edit: str) -> None:
+    path = run["dir"] / f"reported-{edit}.ipynb"
+    path.write_text(REPORTED[edit](run["nb"]), encoding="utf-8")
+    key = str(run["dir"] / "signing.key")
+    for command in (
+        ("report", str(path), "-o", str(run["dir"] / f"{edit}.html"), "--pubkey", run["pub"]),
+        ("attest", str(path), "--sign-key", key, "-o", str(run["dir"] / f"{edit}.intoto.jsonl")),
+    ):
+        res = glsandbox_cli(*command)
+        said = res.stdout + res.stderr
+        assert "Traceback" not in said, f"{command[0]} crashed:\n{said[-1500:]}"
+        assert res.returncode == 1 and "audit: FAILED" in said, f"{command[0]} {edit}:\n{said[-1500:]}"
