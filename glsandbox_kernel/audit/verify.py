@@ -196,16 +196,43 @@ def verify_records(
     )
 
 
+def _pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object as ``json`` reads it, but a key held twice raises (:class:`_DuplicateKey`)."""
+    obj: dict[str, Any] = {}
+    for key, value in items:
+        if key in obj:
+            raise _DuplicateKey(key)
+        obj[key] = value
+    return obj
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
 def _parse_lines(path: str | os.PathLike[str]) -> Iterator[Any]:
-    """Each line of ``path`` as JSON, or an :class:`_Unparsable` stand-in."""
+    """Each line of ``path`` as JSON, or an :class:`_Unparsable` stand-in.
+
+    glsandbox writes each record as one line of compact UTF-8 JSON, so a byte-order mark (a
+    re-encoding) and a key held twice (a hand edit: JSON readers disagree on which one counts, so
+    another reader sees another record than the one verified) make the line damaged.
+    """
     with open(path, "rb") as handle:
         for raw in handle:
             line = raw.rstrip(b"\n")
             if not line.strip():
                 yield _Unparsable("empty line")
                 continue
+            if line.startswith(b"\xef\xbb\xbf"):
+                yield _Unparsable("begins with a UTF-8 byte-order mark, which glsandbox never writes (re-encoded)")
+                continue
             try:
-                yield json.loads(line)
+                yield json.loads(line, object_pairs_hook=_pairs)
+            except _DuplicateKey as exc:
+                yield _Unparsable(
+                    f"holds the key {str(exc.args[0])[:60]!r} twice (a hand edit: JSON readers disagree on "
+                    "which one counts)"
+                )
             except json.JSONDecodeError as exc:
                 unfinished = "" if raw.endswith(b"\n") else ", unfinished last line"
                 yield _Unparsable(f"not valid JSON ({exc.msg}{unfinished})")
@@ -227,12 +254,17 @@ def verify_file(
     Damaged lines are reported, not raised; ``OSError`` (missing file ...)
     propagates. Record indexes in the messages are line numbers.
     """
-    return verify_records(
+    result = verify_records(
         _parse_lines(path),
         key,
         expected_head=expected_head,
         expected_count=expected_count,
     )
+    if result.count == 0:  # every glsandbox log starts with its session_start record
+        result.problems.append("the file holds no audit record (emptied, or not a glsandbox audit log)")
+        result.ok = False
+        result.first_bad = 1
+    return result
 
 
 def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:

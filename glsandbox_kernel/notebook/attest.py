@@ -38,6 +38,7 @@ from ..audit.keys import Signer, Verifier
 from ..cli_options import add_notebook_command, beside_notebook
 from ..host_files import replace_file
 from ..terminal_text import printable
+from .shape import as_list, as_map
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
@@ -62,7 +63,7 @@ def _records(nb: Mapping[str, Any]) -> list[dict[str, Any]]:
     from .metadata import collect_records
 
     class _Nb:
-        cells = nb.get("cells") or []
+        cells = as_list(nb.get("cells"))
 
     return collect_records(_Nb())
 
@@ -111,7 +112,7 @@ def build_statement(nb_path: str, nb: Mapping[str, Any], verifier: Verifier | No
         for violation in record.get("violations") or []:
             if isinstance(violation, Mapping):
                 violations.append({"seq": record.get("seq"), "session_id": record.get("session_id"), **violation})
-    meta = nb.get("metadata") or {}
+    meta = as_map(nb.get("metadata"))
     nb_meta = meta.get("glsandbox") if isinstance(meta.get("glsandbox"), Mapping) else {}
     assert isinstance(nb_meta, Mapping)
     subject = [{"name": os.path.basename(nb_path), "digest": {"sha256": _sha256_file(nb_path)}}]

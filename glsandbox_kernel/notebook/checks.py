@@ -18,6 +18,7 @@ from typing import Any
 from ..audit.records import GENESIS_HASH, EventType
 from .evidence import AUDIT_MIME, audit_bundle, output_hashes
 from .held_records import held_records as held_records  # verify's per-cell checks of held records
+from .shape import as_list, shape_problems
 
 
 @dataclasses.dataclass
@@ -118,7 +119,7 @@ def _check_audit_output(check: CellCheck, output: Mapping[str, Any], payload: Ma
     covers: a line that matches for the number it shows, under another prompt number now,
     is a renumbered prompt (a warning), not a rewritten line.
     """
-    preceding = [dict(r) for r in payload.get("preceding") or [] if isinstance(r, Mapping)]
+    preceding = [dict(r) for r in as_list(payload.get("preceding")) if isinstance(r, Mapping)]
     extra_keys = {k: v for k, v in payload.items() if k not in ("record", "preceding")}
     data = output.get("data") if isinstance(output.get("data"), Mapping) else {}
     assert isinstance(data, Mapping)
@@ -388,7 +389,7 @@ def malformed_cells(nb: Mapping[str, Any]) -> list[str]:
             problems.append(f"{label}: its outputs are a {type(outputs).__name__}, not a list")
         elif any(not isinstance(o, Mapping) for o in outputs):
             problems.append(f"{label}: its outputs hold something that is not an output object")
-    return problems
+    return problems + shape_problems(nb)
 
 
 def kernelspec_level_warning(nb: Mapping[str, Any], levels: set[str]) -> str | None:

@@ -14,6 +14,7 @@ from typing import Any
 from ..audit.keys import Signer, signer_from_bytes
 from .evidence import OUTPUTS_FORMAT, find_audit_output, record_status, saved_outputs_evidence, source_hash
 from .seal import METADATA_KEY, seal_notebook
+from .shape import as_list
 
 
 def environment() -> dict[str, Any]:
@@ -41,13 +42,13 @@ def collect_records(nb: Any) -> list[dict[str, Any]]:
     """Every audit record held by the cells' audit outputs, in notebook order."""
     records: list[dict[str, Any]] = []
     for cell in nb.cells:
-        if cell.get("cell_type") != "code":
+        if not isinstance(cell, Mapping) or cell.get("cell_type") != "code":
             continue
-        found = find_audit_output(cell.get("outputs") or [])
+        found = find_audit_output(as_list(cell.get("outputs")))
         if found is None:
             continue
         payload = found[1]
-        records.extend(dict(r) for r in payload.get("preceding") or [] if isinstance(r, Mapping))
+        records.extend(dict(r) for r in as_list(payload.get("preceding")) if isinstance(r, Mapping))
         if isinstance(payload.get("record"), Mapping):
             records.append(dict(payload["record"]))
     return records
@@ -76,7 +77,7 @@ def cell_metadata(cell: Any, fmt: int = OUTPUTS_FORMAT) -> dict[str, Any] | None
     (:data:`SUMMARY_FIELDS`, outputs hashed in outputs format ``fmt``), which
     verify re-derives (:func:`summary_differences`).
     """
-    found = find_audit_output(cell.get("outputs") or [])
+    found = find_audit_output(as_list(cell.get("outputs")))
     if found is None:
         return None
     payload = found[1]
@@ -86,13 +87,13 @@ def cell_metadata(cell: Any, fmt: int = OUTPUTS_FORMAT) -> dict[str, Any] | None
     extra = record.get("extra") if isinstance(record.get("extra"), Mapping) else {}
     assert isinstance(extra, Mapping)
     source = cell.get("source", "")
-    outputs = [o for i, o in enumerate(cell.get("outputs") or []) if i != found[0]]
+    outputs = [o for i, o in enumerate(as_list(cell.get("outputs"))) if i != found[0]]
     entries: list[Any] = extra.get("outputs") if isinstance(extra.get("outputs"), list) else []  # type: ignore[assignment]
     origins = [str(e.get("origin")) for e in entries if isinstance(e, Mapping)] or None
     current = saved_outputs_evidence(outputs, origins, fmt)
     return {
         "record": dict(record),
-        "preceding": [dict(r) for r in payload.get("preceding") or [] if isinstance(r, Mapping)],
+        "preceding": [dict(r) for r in as_list(payload.get("preceding")) if isinstance(r, Mapping)],
         **({"superseded": payload["superseded"]} if payload.get("superseded") else {}),
         "status": record_status(record),
         "source_hash": source_hash(source),

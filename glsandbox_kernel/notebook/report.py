@@ -190,7 +190,7 @@ def notebook_html(nb: Any, title: str) -> str:
     from .evidence import streams_as_shown
     from .seal import cell_source
 
-    nb = copy.deepcopy(nb)
+    nb = from_dict(copy.deepcopy(dict(nb)))
     nb["cells"] = [cell for cell in nb.get("cells") or [] if isinstance(cell, Mapping)]  # damage: verify names it
     for cell in nb["cells"]:
         cell["source"] = cell_source(cell)
@@ -255,22 +255,20 @@ def report_cli(args: argparse.Namespace) -> int:
     """``glsandbox report``: 0 written and verified, 1 written but verification failed, 2 errors."""
     import os
 
-    import nbformat
-
     from ..audit.cli import load_verifier
+    from .reading import read_notebook
 
     try:
         key = load_verifier(args)
     except (OSError, ValueError) as exc:
         print(f"glsandbox report: error: cannot use key {args.pubkey or args.key}: {exc}", file=sys.stderr)
         return 2
-    try:
-        with open(args.notebook, encoding="utf-8") as fh:
-            nb = nbformat.read(fh, as_version=4)
+    try:  # verify's own reader: the page's verdict is that of audit verify (BOM, duplicate keys)
+        nb = read_notebook(args.notebook)
     except OSError as exc:
         print(f"glsandbox report: error: cannot read {args.notebook}: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    except Exception as exc:  # noqa: BLE001 - nbformat raises several kinds for a bad file
+    except ValueError as exc:
         print(
             printable(f"glsandbox report: error: {args.notebook} is not a notebook: {exc}", one_line=True),
             file=sys.stderr,

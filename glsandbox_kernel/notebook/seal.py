@@ -29,6 +29,7 @@ from ..audit.keys import Signer, Verifier, signature_mismatch, unchecked_signatu
 from ..audit.records import canonical_json
 from ..terminal_text import printable
 from .evidence import canonical_outputs, find_audit_output, source_hash
+from .shape import as_list, as_map
 
 METADATA_KEY = "glsandbox"
 #: 3: raw cells' raw_mimetype; 4: outputs hashed in outputs format 2 (:data:`.evidence.OUTPUTS_FORMAT`:
@@ -64,7 +65,7 @@ def manifest(nb: Mapping[str, Any], fmt: Any = SEAL_FORMAT) -> dict[str, Any]:
             continue
         entry: dict[str, Any] = {"type": str(cell.get("cell_type")), "source": source_hash(cell_source(cell))}
         if cell.get("cell_type") == "code":
-            outputs = cell.get("outputs") or []
+            outputs = as_list(cell.get("outputs"))
             found = find_audit_output(outputs)
             record = found[1].get("record") if found else None
             entry["record"] = record.get("record_hash") if isinstance(record, Mapping) else None
@@ -110,7 +111,7 @@ def copy_seal_to_cells(nb: Mapping[str, Any], seal: Mapping[str, Any]) -> None:
     for cell in nb.get("cells") or []:
         if not isinstance(cell, MutableMapping) or cell.get("cell_type") != "code":
             continue
-        cell_meta = (cell.get("metadata") or {}).get(METADATA_KEY)
+        cell_meta = as_map(cell.get("metadata")).get(METADATA_KEY)
         if isinstance(cell_meta, MutableMapping):
             cell_meta["seal"] = dict(seal)
 
@@ -172,7 +173,7 @@ def check_seal(nb: Mapping[str, Any], verifier: Verifier | None) -> tuple[list[s
     cells = list(nb.get("cells") or [])
     copies = []
     for index, cell in enumerate(cells):
-        cell_meta = (cell.get("metadata") or {}).get(METADATA_KEY) if isinstance(cell, Mapping) else None
+        cell_meta = as_map(cell.get("metadata")).get(METADATA_KEY) if isinstance(cell, Mapping) else None
         if isinstance(cell_meta, Mapping) and isinstance(cell_meta.get("seal"), Mapping):
             copies.append((index, cell_meta["seal"]))
     seal = nb_meta.get("seal") if isinstance(nb_meta, Mapping) else None

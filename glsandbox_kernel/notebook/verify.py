@@ -64,6 +64,7 @@ from .prompts import check_prompt_numbers
 from .reading import ReadNotebook, read_notebook
 from .seal import METADATA_KEY, cell_source, check_seal
 from .sealed_run import seal_problems as sealed_run_problems
+from .shape import as_list, as_map
 
 
 @dataclasses.dataclass
@@ -114,7 +115,7 @@ def _cell_evidence(cell: Mapping[str, Any]) -> tuple[dict[str, Any] | None, dict
 
 def _records_of(payload: Mapping[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     record = dict(payload["record"])
-    preceding = [dict(r) for r in payload.get("preceding") or [] if isinstance(r, Mapping)]
+    preceding = [dict(r) for r in as_list(payload.get("preceding")) if isinstance(r, Mapping)]
     return record, preceding
 
 
@@ -199,7 +200,7 @@ def verify_notebook(
                 )
             elif differs := summary_differences({"source": source, "outputs": outputs}, from_meta):
                 check.problems.append(f"{check.label}: its metadata copy says {'; '.join(differs)}")
-        earlier = [dict(r) for r in payload.get("superseded") or [] if isinstance(r, Mapping)]
+        earlier = [dict(r) for r in as_list(payload.get("superseded")) if isinstance(r, Mapping)]
         entries.extend(_Entry(old, check, own=False, superseded=True) for old in earlier)
         held_records(check, record, preceding, earlier, strict, checks)
         if earlier:
@@ -284,7 +285,7 @@ def verify_notebook(
         sessions.setdefault(str(entry.record.get("session_id")), []).append(entry)
     meta = nb.get("metadata") or {}
     nb_meta = _as_dict(meta.get(METADATA_KEY)) if isinstance(meta, Mapping) else None
-    listed = {str(s.get("session_id")): s for s in (nb_meta or {}).get("sessions") or [] if isinstance(s, Mapping)}
+    listed = {str(s.get("session_id")): s for s in as_list(as_map(nb_meta).get("sessions")) if isinstance(s, Mapping)}
     session_info: list[dict[str, Any]] = []
     for session_id, items in sessions.items():
         session_info.append(_check_chain(session_id, items, listed.get(session_id), problems))

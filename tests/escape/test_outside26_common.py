@@ -1,7 +1,8 @@
 """Outside review 26: what the ``test_outside26_*`` reproducers share (no tests here).
 
 ``glsandbox_run(tmp_path, cells, *args)``: an honest ``glsandbox run`` (host side, this checkout) of a notebook of
-code ``cells``; returns the written notebook's path. ``magic_untouched(tmp_path, body)``: the untouched,
+code ``cells``; returns the written notebook's path. ``signed_run(base, cells, *args)``: the same signed with a
+fresh Ed25519 key (``{"dir", "pub", "out"}``). ``magic_untouched(tmp_path, body)``: the untouched,
 nbclient-executed notebook of one ``%%sandbox strict`` cell in a stock ``python3`` kernel, verified.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,6 +31,14 @@ def glsandbox_run(tmp_path: Path, cells: tuple[str, ...], *args: str) -> Path:
     ran = glsandbox_cli("run", str(src), "-o", str(out), *args)
     assert out.exists(), ran.stdout + ran.stderr
     return out
+
+
+def signed_run(base: Path, cells: tuple[str, ...], *args: str) -> dict[str, Any]:
+    """``glsandbox run --sign-key`` of ``cells`` in ``base`` with a key made there: dir, public key, notebook."""
+    key = base / "signing.key"
+    assert glsandbox_cli("keygen", str(key)).returncode == 0
+    out = glsandbox_run(base, cells, "--sign-key", str(key), *args)
+    return {"dir": base, "pub": f"{key}.pub", "out": out}
 
 
 def magic_untouched(tmp_path: Path, body: str) -> subprocess.CompletedProcess[str]:

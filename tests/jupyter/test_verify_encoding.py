@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from ..conftest import glsandbox_cli
-from ..escape.test_outside26_common import glsandbox_run
+from ..escape.test_outside26_common import signed_run
 
 pytestmark = pytest.mark.timeout(400)
 CELLS = (
@@ -31,11 +31,8 @@ CELLS = (
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    base = tmp_path_factory.mktemp("encoding")
-    key = base / "signing.key"
-    assert glsandbox_cli("keygen", str(key)).returncode == 0
-    out = glsandbox_run(base, CELLS, "--sign-key", str(key))
-    return {"dir": base, "pub": f"{key}.pub", "bytes": out.read_bytes()}
+    run = signed_run(tmp_path_factory.mktemp("encoding"), CELLS)
+    return {**run, "bytes": run["out"].read_bytes()}
 
 
 def _verify(run: dict[str, Any], name: str, data: bytes, *args: str) -> tuple[int, str]:
