@@ -30,7 +30,14 @@ from pathlib import Path
 import cloudpickle
 import pytest
 
-from glsandbox_kernel import FilesystemConfig, IsolationType, OSSandbox, SandboxCrashedError, create_config_by_level
+from glsandbox_kernel import (
+    FilesystemConfig,
+    IsolationType,
+    OSSandbox,
+    OSSandboxConfig,
+    SandboxCrashedError,
+    create_config_by_level,
+)
 
 from .test_outside5_common import NOBODY, need
 
@@ -78,17 +85,22 @@ def _project(tmp_path: Path, backend: str) -> tuple[Path, str]:
     return out, "write" if backend in ("container", "gvisor") else "read"
 
 
-@pytest.mark.parametrize("sync", [False, True], ids=["buffered", "fsync"])
-@pytest.mark.parametrize("backend", ["basic", "namespace", "container"])
-def test_writing_past_the_disk_quota_into_host_folders_fails_and_the_host_keeps_the_quota(
-    tmp_path: Path, backend: str, sync: bool
-) -> None:
+def quota_config(tmp_path: Path, backend: str) -> tuple[OSSandboxConfig, Path, str]:
+    """HOST side: a MODERATE config of a :data:`QUOTA` disk quota, its output folder on the host and inside."""
     need(backend)
     out, access = _project(tmp_path, backend)
     fs = FilesystemConfig(project_dir=str(out.parent), project_access=access)
     cfg = create_config_by_level("moderate", isolation_type=IsolationType(backend), filesystem=fs)
     cfg = cfg.replace(limits=dataclasses.replace(cfg.limits, disk_quota_bytes=QUOTA))
-    inside = str(out) if backend in ("basic", "namespace") else "/work/project/sandbox-output"
+    return cfg, out, str(out) if backend in ("basic", "namespace") else "/work/project/sandbox-output"
+
+
+@pytest.mark.parametrize("sync", [False, True], ids=["buffered", "fsync"])
+@pytest.mark.parametrize("backend", ["basic", "namespace", "container"])
+def test_writing_past_the_disk_quota_into_host_folders_fails_and_the_host_keeps_the_quota(
+    tmp_path: Path, backend: str, sync: bool
+) -> None:
+    cfg, out, inside = quota_config(tmp_path, backend)
     with OSSandbox(cfg) as sb:
         got = _fill(sb, inside, 4 * QUOTA, sync)
         first = _on_disk(out)

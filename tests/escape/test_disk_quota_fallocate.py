@@ -1,0 +1,88 @@
+"""Attack: ``fallocate`` put far more than ``disk_quota_bytes`` on the host's disk before the guard's kill.
+
+The disk guard (:mod:`glsandbox_kernel.disk_guard`) counts the host folders from outside and kills the
+sandbox past the quota; what lands meanwhile is a known limit measured at 0.25-3 MiB for writes, which
+the kill stops page by page. One ``fallocate`` allocates its whole length at once, not interruptible:
+
+* ``fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, 512 MiB)`` from ``sandbox-output/``: 512 MiB on the host's
+  disk in one call under a 32 MiB quota; KEEP_SIZE leaves ``st_size`` at 0, so RLIMIT_FSIZE
+  (``max_file_size_bytes``) never applied, and a larger length fills the host's disk;
+* ``posix_fallocate`` of 64 MiB files in a loop (each within RLIMIT_FSIZE): 576 MiB (BASIC) and
+  1.5 GiB, the whole loop (NAMESPACE), on the host's disk before the kill.
+
+Fixed: the seccomp filter answers an allocating ``fallocate`` with EOPNOTSUPP
+(:mod:`glsandbox_kernel.confinement.seccomp_args`); glibc's ``posix_fallocate`` writes the blocks then.
+Judged from the host: the output folder's disk blocks after the call, at most quota + :data:`SLACK`.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import cloudpickle
+import pytest
+
+from glsandbox_kernel import OSSandbox, SandboxCrashedError
+
+from .test_harden_disk_quota_host_folders import QUOTA, SLACK, _on_disk, quota_config
+
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+pytestmark = [pytest.mark.timeout(300)]
+
+MiB = 1 << 20
+#: CONTAINER's processes take longer to die: glibc's fallback writes one byte per block (a block per
+#: syscall, faster than the 256 KiB writes of the harden test), measured once in 9 runs 46 MiB on disk.
+CONTAINER_SLACK = 24 * MiB
+
+
+def keep_size(folder: str, length: int) -> tuple[int, int]:
+    """SANDBOX side: ``fallocate(FALLOC_FL_KEEP_SIZE)`` of ``length`` bytes on a new file: (result, errno)."""
+    import ctypes
+    import os
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(f"{folder}/kept.bin", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        return libc.fallocate(fd, 1, ctypes.c_long(0), ctypes.c_long(length)), ctypes.get_errno()
+    finally:
+        os.close(fd)
+
+
+def preallocate(folder: str, size: int, count: int) -> int:
+    """SANDBOX side: ``posix_fallocate`` ``count`` files of ``size`` bytes; how many it made."""
+    import os
+
+    for i in range(count):
+        fd = os.open(f"{folder}/pre-{i:03d}.bin", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            os.posix_fallocate(fd, 0, size)
+        finally:
+            os.close(fd)
+    return count
+
+
+def _run(tmp_path: Path, backend: str, fn: object, *args: object) -> tuple[object, int]:
+    """HOST side: ``fn(folder, *args)`` in a MODERATE sandbox of a 32 MiB quota; (its value or error, bytes on disk)."""
+    cfg, out, inside = quota_config(tmp_path, backend)
+    with OSSandbox(cfg) as sb:
+        try:
+            got: object = sb.execute(fn, inside, *args)
+        except SandboxCrashedError as exc:
+            got = exc
+        return got, _on_disk(out)
+
+
+@pytest.mark.parametrize("backend", ["basic", "namespace", "container"])
+def test_fallocate_keep_size_puts_no_more_than_the_quota_on_the_host(tmp_path: Path, backend: str) -> None:
+    got, on_disk = _run(tmp_path, backend, keep_size, 512 * MiB)
+    assert on_disk <= QUOTA + SLACK, f"the host holds {on_disk / MiB:.1f} MiB, quota {QUOTA / MiB} MiB ({got!r})"
+
+
+@pytest.mark.parametrize("backend", ["basic", "namespace", "container"])
+def test_posix_fallocate_past_the_quota_is_killed_near_it(tmp_path: Path, backend: str) -> None:
+    got, on_disk = _run(tmp_path, backend, preallocate, 64 * MiB, 8)
+    assert on_disk <= QUOTA + (CONTAINER_SLACK if backend == "container" else SLACK), (
+        f"the host holds {on_disk / MiB:.1f} MiB, quota {QUOTA / MiB} MiB ({got!r})"
+    )
+    assert isinstance(got, SandboxCrashedError) and got.reason == "disk_quota", got
