@@ -154,6 +154,7 @@ SYSCALLS: dict[str, dict[str, int]] = {
         "removexattrat": 466, "file_setattr": 469, "fchmod": 91, "fchown": 93, "fsetxattr": 190,
         "fremovexattr": 199, "fcntl": 72,
         "io_setup": 206, "inotify_init": 253, "inotify_add_watch": 254, "inotify_init1": 294, "fallocate": 285,
+        "copy_file_range": 326, "sendfile": 40,
     },
     "aarch64": {
         "shmget": 194, "shmat": 196, "shmctl": 195, "shmdt": 197, "semget": 190, "semop": 193,
@@ -184,7 +185,7 @@ SYSCALLS: dict[str, dict[str, int]] = {
         "lsetxattr": 6, "removexattr": 14, "lremovexattr": 15, "setxattrat": 463,
         "removexattrat": 466, "file_setattr": 469, "fchmod": 52, "fchown": 55, "fsetxattr": 7,
         "fremovexattr": 16, "fcntl": 25,
-        "io_setup": 0, "inotify_add_watch": 27, "inotify_init1": 26, "fallocate": 47,
+        "io_setup": 0, "inotify_add_watch": 27, "inotify_init1": 26, "fallocate": 47, "copy_file_range": 285, "sendfile": 71,
     },
 }
 # fmt: on

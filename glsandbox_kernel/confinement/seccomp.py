@@ -78,7 +78,7 @@ from ..linux import (
     sysno,
 )
 from ._common import ChildState, PlanContext
-from .seccomp_args import bpf_rules, fcntl_rule, oci_rules
+from .seccomp_args import ALLOC_IOCTLS, FALLOC_DENIED, bpf_rules, fcntl_rule, oci_rules
 from .seccomp_lists import COMPAT_ONLY, DENY, ESCAPE, HOST_SHARED, PERSONALITY_ALLOWED
 from .seccomp_lists import ESCAPE_TOOLS as ESCAPE_TOOLS  # re-exported: the supervisor and bootstrap read it here
 from .seccomp_load import BPF_MAXINSNS, check_arch, load_program, report
@@ -438,8 +438,8 @@ def build_filter(policy: SeccompPolicy) -> list[tuple[int, int, int, int]]:
         _ret(SECCOMP_RET_ALLOW),
     ]
     simple("clone3", SECCOMP_RET_ERRNO | errno.ENOSYS)
-    inode_ioctls = INODE_IOCTLS if own else ()  # BASIC: owner-only inode changes through a read-only fd
-    arg_map("ioctl", 1, [((TIOCSTI, TIOCLINUX), notify), (inode_ioctls, eperm)], SECCOMP_RET_ALLOW)
+    ioctls = [((TIOCSTI, TIOCLINUX), notify), (INODE_IOCTLS if own else (), eperm), (ALLOC_IOCTLS, FALLOC_DENIED)]
+    arg_map("ioctl", 1, ioctls, SECCOMP_RET_ALLOW)  # INODE_IOCTLS: BASIC's owner-only changes through a read-only fd
     arg_in("personality", 0, PERSONALITY_ALLOWED, SECCOMP_RET_ALLOW, eperm)
     # inet sockets are recorded by the supervisor; Unix (BASIC) and vsock are denied silently
     silent = tuple(f for f in policy.denied_families() if f not in INET_FAMILIES)

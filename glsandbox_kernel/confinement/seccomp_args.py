@@ -55,7 +55,11 @@ Always: ``fallocate`` that would allocate blocks (any mode without ``FALLOC_FL_P
 disk in a millisecond, past any signal (the disk guard's kill lands after it), and with
 ``FALLOC_FL_KEEP_SIZE`` past RLIMIT_FSIZE too: measured 512 MiB in one call under a 32 MiB
 ``disk_quota_bytes``, and 0.6-1.5 GiB of 64 MiB ``posix_fallocate`` files before the kill
-(``tests/escape/test_disk_quota_fallocate.py``); writes go page by page, which the kill stops.
+(``tests/escape/test_disk_quota_fallocate.py``); writes go page by page, which the kill stops. The same
+allocation through the generic ``ioctl`` forms (``FS_IOC_RESVSP``/``RESVSP64``, ``FS_IOC_ZERO_RANGE``, XFS's
+``ALLOCSP``) gets EOPNOTSUPP too, and ``copy_file_range`` (ENOSYS) and ``sendfile`` (EINVAL), which write
+their whole length in one call (256 MiB of zeros from a sparse source; 1.1 GiB from 8 threads under a 32 MiB
+quota): coreutils, Python's ``shutil`` and ``socket.sendfile`` fall back to read and write on those errors.
 """
 
 from __future__ import annotations
@@ -96,6 +100,12 @@ FCNTL_DENIED = (F_SETLEASE,)
 #: ``fallocate`` modes that only free blocks (PUNCH_HOLE, COLLAPSE_RANGE): the others get EOPNOTSUPP.
 FALLOC_FREEING = 0x02 | 0x08
 FALLOC_DENIED = 0x00050000 | errno.EOPNOTSUPP  # SECCOMP_RET_ERRNO | EOPNOTSUPP
+#: ``ioctl`` requests that allocate as ``fallocate`` does: FS_IOC_RESVSP, FS_IOC_RESVSP64, FS_IOC_ZERO_RANGE,
+#: XFS_IOC_ALLOCSP, XFS_IOC_ALLOCSP64 (``_IOW('X', n, struct space_resv)``); they get EOPNOTSUPP too.
+ALLOC_IOCTLS = (0x40305828, 0x4030582A, 0x40305839, 0x4030580A, 0x40305824)
+#: Calls that write their whole length in one go, past the disk guard's kill: name -> the errno that makes
+#: callers fall back to read and write.
+BULK_COPIES = {"copy_file_range": errno.ENOSYS, "sendfile": errno.EINVAL}
 
 Instruction = tuple[int, int, int, int]
 
@@ -140,6 +150,9 @@ def bpf_rules(
     if nr is not None:  # fallocate(fd, mode, ...): mode is an int, its low half
         prog += [(_JEQ_K, 0, 4, nr), _arg(1), (_JSET_K, 1, 0, FALLOC_FREEING)]
         prog += [(_RET_K, 0, 0, FALLOC_DENIED), (_RET_K, 0, 0, _ALLOW)]
+    for name, err in BULK_COPIES.items():
+        if (nr := table.get(name)) is not None:
+            prog += [(_JEQ_K, 0, 1, nr), (_RET_K, 0, 0, 0x00050000 | err)]
     nr = table.get("rt_sigaction")
     if keep_sigchld and nr is not None:
         prog += [
@@ -181,7 +194,17 @@ def oci_rules(*, own_pid_only: bool, keep_sigchld: bool, errno_ret: int) -> list
             "action": "SCMP_ACT_ERRNO",
             "errnoRet": errno.EOPNOTSUPP,
             "args": [{"index": 1, "value": FALLOC_FREEING, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}],
-        }
+        },
+        *({"names": [name], "action": "SCMP_ACT_ERRNO", "errnoRet": err} for name, err in BULK_COPIES.items()),
+        *(
+            {
+                "names": ["ioctl"],
+                "action": "SCMP_ACT_ERRNO",
+                "errnoRet": errno.EOPNOTSUPP,
+                "args": [{"index": 1, "value": request, "op": "SCMP_CMP_EQ"}],
+            }
+            for request in ALLOC_IOCTLS
+        ),
     ]
     if own_pid_only:
         rules.append({"names": list(ATTRIBUTE_CALLS), "action": "SCMP_ACT_ERRNO", "errnoRet": 0})

@@ -86,3 +86,71 @@ def test_posix_fallocate_past_the_quota_is_killed_near_it(tmp_path: Path, backen
         f"the host holds {on_disk / MiB:.1f} MiB, quota {QUOTA / MiB} MiB ({got!r})"
     )
     assert isinstance(got, SandboxCrashedError) and got.reason == "disk_quota", got
+
+
+def reserve_by_ioctl(folder: str, length: int) -> str:
+    """SANDBOX side: ``FS_IOC_RESVSP64`` (the generic ioctl form of ``fallocate(KEEP_SIZE)``) of ``length``."""
+    import fcntl
+    import os
+    import struct
+
+    fd = os.open(f"{folder}/reserved.bin", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.ioctl(fd, 0x4030582A, struct.pack("hhxxxxqqiI4i", 0, 0, 0, length, 0, 0, 0, 0, 0, 0))
+        return "reserved"
+    except OSError as exc:
+        return f"errno {exc.errno}"
+    finally:
+        os.close(fd)
+
+
+def bulk_copy(folder: str, length: int, how: str) -> str:
+    """SANDBOX side: ``length`` bytes of zeros from a sparse source into a new file by one ``copy_file_range``
+    or ``sendfile`` (``how``), or through ``shutil.copyfile`` (which must still work, falling back)."""
+    import os
+    import shutil
+
+    src, dst = f"{folder}/sparse.bin", f"{folder}/copy.bin"
+    with open(src, "wb") as fh:
+        fh.truncate(length)  # no blocks
+    if how == "shutil":
+        with open(f"{folder}/small.bin", "wb") as fh:
+            fh.write(b"x" * 100_000)
+        shutil.copyfile(f"{folder}/small.bin", f"{folder}/small-copy.bin")
+        with open(f"{folder}/small-copy.bin", "rb") as fh:
+            return "copied" if fh.read() == b"x" * 100_000 else "wrong"
+    fin, fout = os.open(src, os.O_RDONLY), os.open(dst, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        if how == "copy_file_range":
+            os.copy_file_range(fin, fout, length)
+        else:
+            os.sendfile(fout, fin, 0, length)
+        return "copied"
+    except OSError as exc:
+        return f"errno {exc.errno}"
+    finally:
+        os.close(fin)
+        os.close(fout)
+
+
+@pytest.mark.parametrize("backend", ["basic", "namespace", "container"])
+def test_an_allocating_ioctl_puts_no_more_than_the_quota_on_the_host(tmp_path: Path, backend: str) -> None:
+    """FS_IOC_RESVSP64: the kernel's generic ioctl turns it into fallocate(KEEP_SIZE): 512 MiB before."""
+    got, on_disk = _run(tmp_path, backend, reserve_by_ioctl, 512 * MiB)
+    assert on_disk <= QUOTA + SLACK, f"the host holds {on_disk / MiB:.1f} MiB, quota {QUOTA / MiB} MiB ({got!r})"
+    assert got == "errno 95", got  # EOPNOTSUPP, as fallocate
+
+
+@pytest.mark.parametrize("how", ["copy_file_range", "sendfile"])
+@pytest.mark.parametrize("backend", ["basic", "namespace", "container"])
+def test_a_bulk_copy_puts_no_more_than_the_quota_on_the_host(tmp_path: Path, backend: str, how: str) -> None:
+    """One copy_file_range or sendfile wrote 256 MiB of a sparse source's zeros before the guard's kill."""
+    got, on_disk = _run(tmp_path, backend, bulk_copy, 256 * MiB, how)
+    assert on_disk <= QUOTA + SLACK, f"the host holds {on_disk / MiB:.1f} MiB, quota {QUOTA / MiB} MiB ({got!r})"
+    assert got in ("errno 38", "errno 22"), got  # ENOSYS, EINVAL: callers fall back to read and write
+
+
+@pytest.mark.parametrize("backend", ["basic", "namespace"])
+def test_shutil_copies_still_work_by_their_fallback(tmp_path: Path, backend: str) -> None:
+    got, _ = _run(tmp_path, backend, bulk_copy, 1 * MiB, "shutil")
+    assert got == "copied", got
