@@ -180,8 +180,8 @@ _OCI_ARCHES = {
     "aarch64": ["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"],
     "arm64": ["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"],
 }
-#: gVisor's OCI runtime: it answers clone3 with ENOSYS itself and would turn
-#: an ``errnoRet`` ENOSYS rule into EPERM, stopping libc's fallback to clone.
+#: gVisor's OCI runtime: its profile answers every rule EPERM, which stops libc's fallbacks (clone3 -> clone,
+#: posix_fallocate -> writes), so it keeps the EPERM rules; the others are the bootstrap's BPF filter's.
 RUNSC = "runsc"
 
 
@@ -282,8 +282,7 @@ class SeccompPolicy:
         eperm, enosys = errno.EPERM, errno.ENOSYS
         names = [*ESCAPE, *DENY, *COMPAT_ONLY, *(HOST_SHARED if self.deny_unix else ())]
         syscalls: list[dict[str, Any]] = [{"names": names, "action": "SCMP_ACT_ERRNO", "errnoRet": eperm}]
-        if runtime != RUNSC:
-            syscalls.append({"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": enosys})
+        syscalls.append({"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": enosys})
         for flag in CLONE_FLAG_NAMES:
             syscalls.append(
                 {
@@ -312,6 +311,7 @@ class SeccompPolicy:
                 }
             )
         syscalls += oci_rules(own_pid_only=self.own_pid_only, keep_sigchld=self.keep_sigchld, errno_ret=eperm)
+        syscalls = [r for r in syscalls if runtime != RUNSC or r["errnoRet"] == eperm]  # see RUNSC: the BPF's then
         return {
             "defaultAction": "SCMP_ACT_ALLOW",
             "architectures": _OCI_ARCHES.get(self.arch.lower(), []),
