@@ -35,6 +35,7 @@ if [ -n "$py_home" ]; then
     mount -t tmpfs -o mode=0755 tmpfs /root
     mkdir -p "$py_home"
     mount --move "$stash" "$py_home"
+    rmdir "$stash" 2>/dev/null || true  # the host's /tmp: left there, one empty folder per run
 fi
 case "$HOME" in /root/?*) mkdir -p "$HOME" && chown "$uid:$uid" "$HOME" ;; esac
 exec setpriv --reuid="$uid" --regid="$uid" --clear-groups -- "$@"
