@@ -15,8 +15,8 @@ import os
 import stat
 
 from .config import OSSandboxConfig
+from .project import NOBODY_ID
 
-NOBODY_ID = 65534
 _OWNER_OR_NOBODY = ("namespace", "chroot")  # the folder's non-root owner, else uid 65534
 _NOBODY = ("container", "gvisor")  # always uid 65534
 

@@ -59,7 +59,8 @@ disk in a millisecond, past any signal (the disk guard's kill lands after it), a
 allocation through the generic ``ioctl`` forms (``FS_IOC_RESVSP``/``RESVSP64``, ``FS_IOC_ZERO_RANGE``, XFS's
 ``ALLOCSP``) gets EOPNOTSUPP too, and ``copy_file_range`` (ENOSYS) and ``sendfile`` (EINVAL), which write
 their whole length in one call (256 MiB of zeros from a sparse source; 1.1 GiB from 8 threads under a 32 MiB
-quota): coreutils, Python's ``shutil`` and ``socket.sendfile`` fall back to read and write on those errors.
+quota): Python's ``shutil`` falls back to read and write on those errors (tested), coreutils and
+``socket.sendfile`` do by their sources.
 """
 
 from __future__ import annotations

@@ -114,9 +114,6 @@ def _shown(text: str) -> str:
     return repr(text if len(text) <= 160 else text[:160] + "…")
 
 
-__all__ = ["check_source", "is_magic_cell", "line_level", "magic_line", "source_hashes"]
-
-
 def magic_notebook_note(nb: Any, path: str) -> str | None:
     """Why ``glsandbox run`` is the wrong door for ``nb``, or None: a notebook of another kernel
     (``python3``) whose ``%%sandbox`` lines are the magic's (``strict --in activity``), which the
@@ -142,3 +139,6 @@ def magic_notebook_note(nb: Any, path: str) -> str | None:
                 f"jupyter nbconvert --to notebook --execute {path}; then glsandbox audit verify OUT.ipynb"
             )
     return None
+
+
+__all__ = ["check_source", "is_magic_cell", "line_level", "magic_line", "magic_notebook_note", "source_hashes"]
