@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..audit.keys import signature_scheme
+from .evidence import AUDIT_MIME
 
-AUDIT_MIME = "application/vnd.glsandbox.audit+json"
 _STREAMS = ("stdout", "stderr")
 
 
